@@ -1,0 +1,129 @@
+"""ARM resource ids, parsed once and compared case-insensitively.
+
+ARM spells the same id in several ways (``resourcegroups`` and ``resourceGroups``, upper-case names in
+event subjects) and real payloads carry typos (``/provders/``) or bare GUIDs. Every id that enters the
+snapshot goes through :func:`parse_id`, so the rest of plmon compares ``ArmId.key`` and never strings.
+An id that does not parse is kept as an opaque value: it still has a key and can still be a subject.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["ArmId", "normalise", "parse_id"]
+
+
+@dataclass(frozen=True, slots=True)
+class ArmId:
+    """One ARM id: the original spelling for output, a lower-case key for lookups."""
+
+    raw: str
+    key: str
+    subscription: str | None = None
+    resource_group: str | None = None
+    provider: str | None = None
+    # ("virtualNetworks", "subnets"): resource type segments below the provider, outermost first.
+    types: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    # Scope above the provider when it is not a subscription (e.g. a management group path).
+    management_group: str | None = None
+    opaque: bool = field(default=False)
+
+    @property
+    def name(self) -> str:
+        if self.names:
+            return self.names[-1]
+        return self.raw.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def type(self) -> str | None:
+        """``Microsoft.Network/virtualNetworks/subnets`` style type, or None for opaque ids."""
+        if self.provider is None or not self.types:
+            return None
+        return "/".join((self.provider, *self.types))
+
+    @property
+    def type_key(self) -> str | None:
+        t = self.type
+        return t.lower() if t else None
+
+    @property
+    def parent(self) -> ArmId | None:
+        """The id one level up in the type chain (subnet -> virtual network), or None."""
+        if self.opaque or len(self.types) < 2:
+            return None
+        cut = self.raw.rstrip("/").split("/")
+        return parse_id("/".join(cut[:-2]))
+
+    def child(self, child_type: str, name: str) -> ArmId:
+        return parse_id(f"{self.raw.rstrip('/')}/{child_type}/{name}")
+
+    def __str__(self) -> str:
+        return self.raw
+
+
+def normalise(raw: str) -> str:
+    """The lookup key of an id: lower case, one leading slash, no trailing slash, no empty segments."""
+    parts = [p for p in raw.strip().split("/") if p]
+    if not parts:
+        return ""
+    return "/" + "/".join(parts).lower()
+
+
+def _opaque(raw: str) -> ArmId:
+    return ArmId(raw=raw, key=normalise(raw) or raw.lower(), opaque=True)
+
+
+def parse_id(raw: object) -> ArmId:
+    """Parse an ARM id; never raises. Non-strings and unparseable strings become opaque ids."""
+    if not isinstance(raw, str):
+        raw = "" if raw is None else str(raw)
+    text = raw.strip()
+    parts = [p for p in text.split("/") if p]
+    if not text.startswith("/") or not parts:
+        return _opaque(raw)
+    lower = [p.lower() for p in parts]
+    subscription = resource_group = management_group = None
+    i = 0
+    if lower[0] == "subscriptions":
+        if len(parts) < 2:
+            return _opaque(raw)
+        subscription = parts[1]
+        i = 2
+        if i < len(parts) and lower[i] == "resourcegroups":
+            if i + 1 >= len(parts):
+                return _opaque(raw)
+            resource_group = parts[i + 1]
+            i += 2
+    elif lower[0] == "providers" and len(parts) >= 4 and lower[1] == "microsoft.management" \
+            and lower[2] == "managementgroups":
+        management_group = parts[3]
+        i = 4
+    if i == len(parts):
+        # A bare scope: /subscriptions/x, /subscriptions/x/resourceGroups/y, a management group.
+        if management_group is not None:
+            return ArmId(raw, normalise(raw), None, None, "Microsoft.Management", ("managementGroups",),
+                         (management_group,), management_group)
+        return ArmId(raw, normalise(raw), subscription, resource_group)
+    if lower[i] != "providers" or i + 1 >= len(parts):
+        return _opaque(raw)
+    provider = parts[i + 1]
+    rest = parts[i + 2 :]
+    # A nested extension resource (".../providers/Microsoft.Authorization/x/y") restarts the chain;
+    # we keep the innermost provider since that is what the id names.
+    rest_lower = [p.lower() for p in rest]
+    while "providers" in rest_lower:
+        j = rest_lower.index("providers")
+        if j + 1 >= len(rest):
+            return _opaque(raw)
+        provider = rest[j + 1]
+        rest = rest[j + 2 :]
+        rest_lower = rest_lower[j + 2 :]
+    if not rest:
+        return _opaque(raw)
+    types = tuple(rest[0::2])
+    names = tuple(rest[1::2])
+    if len(names) < len(types) - 1:
+        return _opaque(raw)
+    return ArmId(raw, normalise(raw), subscription, resource_group, provider, types, names,
+                 management_group)
