@@ -71,7 +71,7 @@ def normalise(raw: str) -> str:
 
 
 def _opaque(raw: str) -> ArmId:
-    return ArmId(raw=raw, key=normalise(raw) or raw.lower(), opaque=True)
+    return ArmId(raw=raw, key=raw.strip().lower(), opaque=True)
 
 
 def parse_id(raw: object) -> ArmId:
