@@ -1,0 +1,167 @@
+"""Connection checks: pending, rejected, disconnected, actions required, target missing."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from checks.finding import Issue, Severity
+from checks.links import ConnectionView, connection_views
+from checks.registry import Param, check
+from monitor.snapshot import Snapshot, TargetState, lower
+
+PE_DOC = "https://learn.microsoft.com/azure/private-link/manage-private-endpoint"
+PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview"
+TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-private-endpoint-connectivity"
+
+LISTED_PROVIDER_TYPES = ("microsoft.network/privatelinkservices",
+                         "microsoft.authorization/resourcemanagementprivatelinks")
+
+
+def _hours(seconds: float) -> float:
+    return round(seconds / 3600, 1)
+
+
+@check(
+    id="connection.pending", title="Private endpoint connection awaiting approval",
+    severity=Severity.MEDIUM,
+    rationale="A Pending connection carries no traffic: the consumer's application cannot reach the "
+              "service until the provider approves or rejects it, and stale requests accumulate.",
+    remediation="Approve the connection if the requester is expected, otherwise reject it.",
+    references=(PE_DOC, PE_OVERVIEW + "#private-link-resource"),
+    params={"pending_max_age": Param.duration("72h", "age after which severity rises to high")},
+    controls=("MCSB NS-2",),
+)
+def pending(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    max_age = params["pending_max_age"]
+    for view in connection_views(snap):
+        if view.status_key != "pending":
+            continue
+        subject = view.provider.id if view.provider is not None else view.endpoint_id
+        first_seen = snap.observations.get((subject.key, "pending"))
+        ev = view.evidence()
+        severity = None
+        if first_seen is None:
+            ev["age"] = "unknown (no earlier observation of this connection)"
+            age_text = "age unknown"
+        else:
+            age = (snap.taken_at - first_seen).total_seconds()
+            ev.update(first_seen_pending=first_seen.isoformat(), age_hours=_hours(age),
+                      pending_max_age_hours=_hours(max_age.total_seconds()))
+            age_text = f"pending for {_hours(age)} h"
+            if age > max_age.total_seconds():
+                severity = Severity.HIGH
+                age_text += f", longer than {_hours(max_age.total_seconds())} h"
+        if view.provider is not None:
+            fix = (f'az network private-endpoint-connection approve --id "{subject.raw}" '
+                   f'--description "Approved by <owner>"   # or: ... reject --id "{subject.raw}"')
+        else:
+            fix = (f"The provider of {view.target_id.raw if view.target_id else 'the target'} must approve "
+                   f"it: az network private-endpoint-connection approve --id "
+                   f'"<target id>/privateEndpointConnections/<name>"; or delete the request: '
+                   f'az network private-endpoint delete --ids "{view.endpoint_id.raw}"')
+        yield Issue(subject, f"Connection from {view.endpoint_id.name} to "
+                    f"{view.target_id.name if view.target_id else 'its target'} is Pending ({age_text}).",
+                    ev, fix, severity)
+
+
+def _by_endpoint(snap: Snapshot, status: str) -> dict[str, list[ConnectionView]]:
+    found: dict[str, list[ConnectionView]] = defaultdict(list)
+    for view in connection_views(snap):
+        if view.status_key == status:
+            found[view.endpoint_id.key].append(view)
+    return found
+
+
+def _endpoint_issues(snap: Snapshot, status: str, what: str, fix: str) -> Iterator[Issue]:
+    for views in _by_endpoint(snap, status).values():
+        pe_id = views[0].endpoint_id
+        ev = {"status": views[0].status, "connections": [v.evidence() for v in views]}
+        targets = ", ".join(sorted({v.target_id.name for v in views if v.target_id}))
+        yield Issue(pe_id, f"Private endpoint {pe_id.name} has a {what} connection to {targets or 'its target'}.",
+                    ev, fix.format(pe=pe_id.raw))
+
+
+@check(
+    id="connection.rejected", title="Private endpoint connection rejected", severity=Severity.MEDIUM,
+    rationale="A Rejected connection carries no traffic; clients resolving the endpoint fail while the "
+              "endpoint still costs money and holds an IP address.",
+    remediation="Delete the endpoint, or ask the provider to approve a new request.",
+    references=(PE_DOC,), controls=("MCSB NS-2",),
+)
+def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    yield from _endpoint_issues(snap, "rejected", "Rejected",
+                                'az network private-endpoint delete --ids "{pe}"')
+
+
+@check(
+    id="connection.disconnected", title="Private endpoint connection disconnected",
+    severity=Severity.MEDIUM,
+    rationale="The provider removed the connection; the endpoint no longer reaches the service and "
+              "should be deleted.",
+    remediation="Delete the disconnected private endpoint.",
+    references=(PE_DOC,), controls=("MCSB NS-2",),
+)
+def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    yield from _endpoint_issues(snap, "disconnected", "Disconnected",
+                                'az network private-endpoint delete --ids "{pe}"')
+
+
+@check(
+    id="connection.actions-required", title="Private endpoint connection requires action",
+    severity=Severity.LOW,
+    rationale="The provider or platform flagged the connection (actionsRequired), e.g. after a service "
+              "change; it may stop carrying traffic until someone acts.",
+    remediation="Read the actions required on the connection and recreate or re-approve it.",
+    references=(PE_DOC, TROUBLESHOOT),
+)
+def actions_required(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    flagged: dict[str, list[tuple[ConnectionView, dict[str, str]]]] = defaultdict(list)
+    for view in connection_views(snap):
+        sides = {}
+        for side, conn in (("consumer", view.consumer), ("provider", view.provider)):
+            value = conn.actions_required if conn is not None else None
+            if value and lower(value) != "none":
+                sides[side] = value
+        if sides:
+            flagged[view.endpoint_id.key].append((view, sides))
+    for items in flagged.values():
+        pe_id = items[0][0].endpoint_id
+        ev = {"connections": [{**v.evidence(), "actions_required": s} for v, s in items]}
+        first = next(iter(items[0][1].values()))
+        yield Issue(pe_id, f"Connection of {pe_id.name} requires action: {first}", ev,
+                    f'az network private-endpoint show --ids "{pe_id.raw}" '
+                    f"--query 'privateLinkServiceConnections[].privateLinkServiceConnectionState'")
+
+
+@check(
+    id="connection.target-missing", title="Private endpoint targets a resource that does not exist",
+    severity=Severity.MEDIUM,
+    rationale="The endpoint's target was deleted: the endpoint is orphaned, carries no traffic, and "
+              "its DNS records may shadow a recreated resource of the same name.",
+    remediation="Delete the orphaned private endpoint.",
+    references=(PE_DOC, TROUBLESHOOT),
+)
+def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    for pe in snap.private_endpoints.values():
+        missing = []
+        for conn in pe.connections:
+            tid = conn.target_id
+            if tid is None or tid.opaque:
+                continue
+            target = snap.targets.get(tid.key)
+            if target is not None:
+                if target.state == TargetState.NOT_FOUND:
+                    missing.append((conn, f"{target.error_status} {target.error_code}"))
+                continue
+            if tid.type_key in LISTED_PROVIDER_TYPES and tid.subscription and \
+                    tid.key not in snap.private_link_services and tid.key not in snap.rmpls and \
+                    snap.coverage.covers(f"/subscriptions/{tid.subscription.lower()}", tid.type_key or ""):
+                missing.append((conn, f"absent from the {tid.type} list of its subscription"))
+        if missing:
+            ev = {"targets": [{"connection": c.name, "target": c.target_id.raw if c.target_id else None,
+                               "read_result": why} for c, why in missing]}
+            yield Issue(pe.id, f"Private endpoint {pe.name} targets "
+                        f"{', '.join(c.target_id.name for c, _ in missing if c.target_id)}, "
+                        "which does not exist.", ev, f'az network private-endpoint delete --ids "{pe.id.raw}"')

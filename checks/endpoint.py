@@ -1,0 +1,35 @@
+"""Endpoint checks: the state of the private endpoint and Private Link Service resources themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from checks.finding import Issue, Severity
+from checks.registry import check
+from monitor.snapshot import Snapshot, lower
+
+TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-private-endpoint-connectivity"
+
+
+@check(
+    id="endpoint.provisioning-failed", title="Private endpoint or Private Link Service failed to provision",
+    severity=Severity.HIGH,
+    rationale="A resource in provisioning state Failed is not in the configuration its owner asked "
+              "for; traffic may not flow and later updates may fail.",
+    remediation="Re-apply the resource's configuration, or delete and recreate it.",
+    references=(TROUBLESHOOT,),
+)
+def provisioning_failed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    for pe in snap.private_endpoints.values():
+        if lower(pe.provisioning_state) == "failed":
+            yield Issue(pe.id, f"Private endpoint {pe.name} is in provisioning state Failed.",
+                        {"provisioningState": pe.provisioning_state},
+                        f'az network private-endpoint update --ids "{pe.id.raw}"   '
+                        "# re-applies the last configuration; delete and recreate if it fails again")
+    for pls in snap.private_link_services.values():
+        if lower(pls.provisioning_state) == "failed":
+            yield Issue(pls.id, f"Private Link Service {pls.name} is in provisioning state Failed.",
+                        {"provisioningState": pls.provisioning_state},
+                        f'az network private-link-service update --ids "{pls.id.raw}"   '
+                        "# re-applies the last configuration")

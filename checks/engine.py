@@ -1,0 +1,111 @@
+"""The check engine: run every enabled check over a snapshot, then apply severities and waivers.
+
+Checks are pure functions of the snapshot; this is the one place that turns their :class:`Issue`
+values into :class:`Finding` values (id, title, severity, subscription, tenant) and decides waivers.
+A check that raises is a bug, but one bug must not blind the whole scan: it is logged and reported
+as a coverage gap of type ``check:<id>``, never silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from checks.finding import Finding, Issue, Severity, subscription_of
+from checks.registry import Check, all_checks
+from checks.waivers import Waiver, match_waiver
+from monitor.snapshot import CoverageGap, Snapshot
+
+__all__ = ["CheckSettings", "Evaluation", "WaivedFinding", "evaluate"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSettings:
+    enabled: bool = True
+    severity: Severity | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WaivedFinding:
+    finding: Finding
+    waiver: Waiver
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.finding.to_dict()
+        d["waiver"] = {"reason": self.waiver.reason,
+                       "expires": self.waiver.expires.isoformat() if self.waiver.expires else None}
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    findings: tuple[Finding, ...]
+    waived: tuple[WaivedFinding, ...]
+    check_errors: tuple[CoverageGap, ...]
+    checks_run: tuple[str, ...]
+
+
+def _finding(chk: Check, issue: Issue, base: Severity, tenant: str | None) -> Finding:
+    severity = base
+    if issue.severity is not None and issue.severity.rank > base.rank:
+        severity = issue.severity
+    return Finding(
+        check_id=chk.id, resource_id=issue.resource.raw, severity=severity, title=chk.title,
+        message=issue.message, subscription_id=subscription_of(issue.resource),
+        evidence=dict(issue.evidence), remediation=issue.remediation or chk.remediation,
+        tenant_id=tenant,
+    )
+
+
+def evaluate(snapshot: Snapshot, settings: Mapping[str, CheckSettings] | None = None,
+             waivers: tuple[Waiver, ...] = (), only: set[str] | None = None) -> Evaluation:
+    """Run the enabled checks (or ``only`` those ids) and sort findings deterministically."""
+    settings = settings or {}
+    findings: dict[tuple[str, str], Finding] = {}
+    errors: list[CoverageGap] = []
+    run: list[str] = []
+    for chk in all_checks().values():
+        conf = settings.get(chk.id, CheckSettings())
+        if not conf.enabled or (only is not None and chk.id not in only):
+            continue
+        run.append(chk.id)
+        params = {**chk.defaults(), **conf.params}
+        base = conf.severity or chk.severity
+        try:
+            for issue in chk.fn(snapshot, params):
+                f = _finding(chk, issue, base, snapshot.tenant_id)
+                findings.setdefault(f.key, f)  # one defect, one finding
+        except Exception as err:
+            log.exception("check_failed", check_id=chk.id)
+            errors.append(CoverageGap("/", f"check:{chk.id}", "CheckError", None, repr(err)[:300]))
+    kept: list[Finding] = []
+    waived: list[WaivedFinding] = []
+    for f in findings.values():
+        waiver, expired = match_waiver(f, waivers, snapshot.taken_at)
+        if waiver is None:
+            kept.append(f)
+        elif expired:
+            kept.append(_with_expired_waiver(f, waiver))
+        else:
+            waived.append(WaivedFinding(f, waiver))
+    order = _sort_key
+    return Evaluation(tuple(sorted(kept, key=order)), tuple(sorted(waived, key=lambda w: order(w.finding))),
+                      tuple(errors), tuple(run))
+
+
+def _with_expired_waiver(f: Finding, w: Waiver) -> Finding:
+    evidence = dict(f.evidence)
+    evidence["waiver_expired"] = {"reason": w.reason, "expired": w.expires.isoformat() if w.expires else None}
+    return Finding(f.check_id, f.resource_id, f.severity, f.title,
+                   f"{f.message} (waiver expired on {w.expires}: {w.reason})", f.subscription_id,
+                   evidence, f.remediation, f.tenant_id)
+
+
+def _sort_key(f: Finding) -> tuple[int, str, str]:
+    return (-f.severity.rank, f.check_id, f.resource_id.lower())

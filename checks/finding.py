@@ -1,0 +1,117 @@
+"""What checks produce (:class:`Issue`) and what the engine makes of it (:class:`Finding`).
+
+A check only says *what* is wrong and *where*; the engine adds the check's id, title, severity,
+subscription and tenant once, so no check repeats that bookkeeping.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from monitor.arm_id import ArmId, normalise
+
+__all__ = ["Finding", "Issue", "Severity", "finding_key", "subscription_of"]
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @classmethod
+    def parse(cls, value: object) -> Severity:
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ValueError(f"unknown severity {value!r} (expected one of: "
+                             f"{', '.join(s.value for s in cls)})") from None
+
+
+_RANK = {Severity.CRITICAL: 4, Severity.HIGH: 3, Severity.MEDIUM: 2, Severity.LOW: 1, Severity.INFO: 0}
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A check's verdict on one subject. ``severity`` only when the check escalates by rule."""
+
+    resource: ArmId
+    message: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    remediation: str | None = None
+    severity: Severity | None = None
+
+
+_SUB = re.compile(r"/subscriptions/([^/]+)", re.IGNORECASE)
+
+
+def subscription_of(resource: ArmId | str) -> str | None:
+    """The subscription an id lives in, also for opaque ids that still contain one."""
+    if isinstance(resource, ArmId) and resource.subscription:
+        return resource.subscription
+    m = _SUB.search(str(resource))
+    return m.group(1) if m else None
+
+
+def finding_key(check_id: str, resource_id: str) -> tuple[str, str]:
+    """The identity of a finding across scans: check id + normalised resource id."""
+    return check_id, normalise(resource_id) if resource_id.startswith("/") else resource_id.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check_id: str
+    resource_id: str
+    severity: Severity
+    title: str
+    message: str
+    subscription_id: str | None
+    evidence: Mapping[str, Any]
+    remediation: str
+    tenant_id: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return finding_key(self.check_id, self.resource_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The finding as in the scan JSON document (contracts.md)."""
+        return {
+            "check_id": self.check_id, "resource_id": self.resource_id,
+            "severity": self.severity.value, "title": self.title, "message": self.message,
+            "subscription_id": self.subscription_id, "evidence": _plain(self.evidence),
+            "remediation": self.remediation,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], tenant_id: str | None = None) -> Finding:
+        return cls(check_id=d["check_id"], resource_id=d["resource_id"],
+                   severity=Severity.parse(d["severity"]), title=d.get("title", ""),
+                   message=d.get("message", ""), subscription_id=d.get("subscription_id"),
+                   evidence=MappingProxyType(dict(d.get("evidence") or {})),
+                   remediation=d.get("remediation", ""), tenant_id=tenant_id)
+
+
+def _plain(value: Any) -> Any:
+    """Evidence as JSON-ready data: mappings, tuples and ids become dicts, lists and strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if isinstance(value, ArmId):
+        return value.raw
+    if isinstance(value, StrEnum):
+        return value.value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)

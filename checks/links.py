@@ -1,0 +1,88 @@
+"""Both ends of a private endpoint connection, paired once for the connection and rmpl checks.
+
+A connection is visible from the consumer (the endpoint's connection entry) and, when plmon can read
+the target, from the provider (its ``privateEndpointConnections`` entry). The provider side is the
+authority for the status (the consumer side mirrors it, sometimes late), and is the subject of
+findings the provider must act on. Pairing here once keeps "one defect, one finding".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from monitor.arm_id import ArmId
+from monitor.snapshot import ConsumerConnection, PrivateEndpoint, ProviderConnection, Snapshot, lower
+
+__all__ = ["ConnectionView", "connection_views"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionView:
+    endpoint_id: ArmId
+    endpoint: PrivateEndpoint | None
+    consumer: ConsumerConnection | None
+    provider: ProviderConnection | None
+
+    @property
+    def status(self) -> str | None:
+        if self.provider is not None and self.provider.status:
+            return self.provider.status
+        return self.consumer.status if self.consumer else None
+
+    @property
+    def status_key(self) -> str:
+        return lower(self.status)
+
+    @property
+    def target_id(self) -> ArmId | None:
+        if self.consumer is not None and self.consumer.target_id is not None:
+            return self.consumer.target_id
+        return self.provider.owner_id if self.provider else None
+
+    @property
+    def seen_from(self) -> str:
+        if self.consumer and self.provider:
+            return "both"
+        return "consumer" if self.consumer else "provider"
+
+    def evidence(self) -> dict[str, object]:
+        ev: dict[str, object] = {"status": self.status, "seen_from": self.seen_from,
+                                 "private_endpoint": self.endpoint_id.raw,
+                                 "target": self.target_id.raw if self.target_id else None}
+        if self.consumer is not None:
+            ev["consumer_status"] = self.consumer.status
+            ev["connection_type"] = "manual" if self.consumer.manual else "automatic"
+            ev["group_ids"] = list(self.consumer.group_ids)
+            if self.consumer.request_message:
+                ev["request_message"] = self.consumer.request_message
+        if self.provider is not None:
+            ev["provider_connection"] = self.provider.id.raw
+            ev["provider_status"] = self.provider.status
+            if self.provider.description:
+                ev["provider_description"] = self.provider.description
+        return ev
+
+
+def connection_views(snap: Snapshot) -> Iterator[ConnectionView]:
+    """Every connection once: consumer entries paired with their provider entry, then the provider
+    entries whose endpoint plmon cannot see (another subscription or tenant)."""
+    paired: set[str] = set()
+    for pe in snap.private_endpoints.values():
+        provider_side = snap.provider_connections_by_endpoint.get(pe.key, ())
+        for conn in pe.connections:
+            match = None
+            for pc in provider_side:
+                if conn.target_id is not None and pc.owner_id.key == conn.target_id.key:
+                    match = pc
+                    break
+            if match is not None:
+                paired.add(match.id.key)
+            yield ConnectionView(pe.id, pe, conn, match)
+    for owners in (snap.private_link_services, snap.rmpls, snap.targets):
+        for owner in owners.values():
+            for pc in owner.connections:
+                if pc.id.key in paired or pc.endpoint_id is None:
+                    continue
+                endpoint = snap.private_endpoints.get(pc.endpoint_id.key)
+                yield ConnectionView(pc.endpoint_id, endpoint, None, pc)

@@ -1,0 +1,177 @@
+"""Private Link Service checks: who can see and auto-connect, NAT subnet policy and headroom, PROXY v2."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from checks.finding import Issue, Severity
+from checks.registry import Param, check
+from monitor.arm_id import ArmId
+from monitor.snapshot import PrivateLinkService, Snapshot, lower
+
+PLS_DOC = "https://learn.microsoft.com/azure/private-link/private-link-service-overview"
+PLS_POLICY = "https://learn.microsoft.com/azure/private-link/disable-private-link-service-network-policy"
+
+
+def _subs(values: tuple[str, ...]) -> list[str]:
+    return [v.strip().lower() for v in values]
+
+
+def _subs_arg(values: list[str]) -> str:
+    return " ".join(values) if values else "<subscription-id> ..."
+
+
+@check(
+    id="pls.visibility-public", title="Private Link Service visible to every Azure subscription",
+    severity=Severity.MEDIUM,
+    rationale="With visibility '*', anyone who learns the alias can request a connection; requests "
+              "then depend on manual review alone.",
+    remediation="Restrict visibility to the subscriptions that should consume the service.",
+    references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
+)
+def visibility_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    for pls in snap.private_link_services.values():
+        if "*" in _subs(pls.visibility):
+            yield Issue(pls.id, f"Private Link Service {pls.name} is visible to all subscriptions ('*').",
+                        {"visibility.subscriptions": list(pls.visibility), "alias": pls.alias},
+                        f'az network private-link-service update --ids "{pls.id.raw}" '
+                        f"--visibility <consumer-subscription-id> ...")
+
+
+@check(
+    id="pls.auto-approval-not-subset", title="Auto-approval lists subscriptions outside visibility",
+    severity=Severity.MEDIUM,
+    rationale="Auto-approval should be a subset of visibility; an entry outside it signals a "
+              "misunderstanding of who can connect and is silently ineffective or overly broad.",
+    remediation="Remove auto-approval entries that are not in the visibility list, or add them to it.",
+    references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
+)
+def auto_approval_not_subset(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    for pls in snap.private_link_services.values():
+        visible = _subs(pls.visibility)
+        if "*" in visible:
+            continue
+        extra = [a for a, n in zip(pls.auto_approval, _subs(pls.auto_approval), strict=True)
+                 if n not in visible]
+        if extra:
+            keep = [a for a in pls.auto_approval if a not in extra]
+            yield Issue(pls.id, f"Private Link Service {pls.name} auto-approves {len(extra)} subscription(s) "
+                        "outside its visibility list.",
+                        {"autoApproval.subscriptions": list(pls.auto_approval),
+                         "visibility.subscriptions": list(pls.visibility), "not_in_visibility": extra},
+                        f'az network private-link-service update --ids "{pls.id.raw}" '
+                        f"--auto-approval {_subs_arg(keep)}")
+
+
+@check(
+    id="pls.auto-approval-wildcard", title="Private Link Service auto-approves any subscription",
+    severity=Severity.HIGH,
+    rationale="A '*' auto-approval connects any requester without review: the service's backend is "
+              "reachable from networks its owner has never seen.",
+    remediation="Replace '*' with the consumer subscriptions that may connect without review.",
+    references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
+)
+def auto_approval_wildcard(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    for pls in snap.private_link_services.values():
+        if "*" in _subs(pls.auto_approval):
+            yield Issue(pls.id, f"Private Link Service {pls.name} auto-approves every subscription ('*').",
+                        {"autoApproval.subscriptions": list(pls.auto_approval),
+                         "visibility.subscriptions": list(pls.visibility)},
+                        f'az network private-link-service update --ids "{pls.id.raw}" '
+                        "--auto-approval <consumer-subscription-id> ...")
+
+
+def _nat_subnets(pls: PrivateLinkService) -> dict[str, ArmId]:
+    return {c.subnet_id.key: c.subnet_id for c in pls.nat_ip_configs if c.subnet_id is not None}
+
+
+@check(
+    id="pls.nat-subnet-policy", title="Private Link Service NAT subnet keeps network policies enabled",
+    severity=Severity.MEDIUM,
+    rationale="A Private Link Service can only take NAT IPs from a subnet whose "
+              "privateLinkServiceNetworkPolicies is Disabled; otherwise changes to the service fail.",
+    remediation="Disable privateLinkServiceNetworkPolicies on the NAT subnet.",
+    references=(PLS_POLICY,),
+)
+def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    users: dict[str, list[str]] = defaultdict(list)
+    for pls in snap.private_link_services.values():
+        for key in _nat_subnets(pls):
+            users[key].append(pls.id.raw)
+    for key, services in users.items():
+        subnet = snap.subnets.get(key)
+        if subnet is None:
+            continue  # not readable: its network's list gap is in coverage
+        value = subnet.private_link_service_network_policies
+        if lower(value) != "disabled":
+            yield Issue(subnet.id, f"Subnet {subnet.name} hosts Private Link Service NAT IPs but "
+                        f"privateLinkServiceNetworkPolicies is {value or 'absent'}.",
+                        {"privateLinkServiceNetworkPolicies": value, "private_link_services": services},
+                        f'az network vnet subnet update --ids "{subnet.id.raw}" '
+                        "--private-link-service-network-policies Disabled")
+
+
+@check(
+    id="pls.nat-ip-headroom", title="Private Link Service NAT subnet is nearly full",
+    severity=Severity.LOW,
+    rationale="Each NAT IP serves a bounded number of connections; without free addresses in the NAT "
+              "subnet the service cannot add NAT IPs as consumers grow (at least eight are advised).",
+    remediation="Enlarge the NAT subnet or move NAT IP configurations to a larger one.",
+    references=(PLS_DOC + "#nat-network-address-translation",),
+    params={"min_free": Param.integer(8, "minimum free addresses in a NAT subnet")},
+)
+def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    nat_configs: dict[str, set[str]] = defaultdict(set)
+    services: dict[str, list[str]] = defaultdict(list)
+    for pls in snap.private_link_services.values():
+        for i, c in enumerate(pls.nat_ip_configs):
+            if c.subnet_id is not None:
+                nat_configs[c.subnet_id.key].add(c.id.key if c.id else f"{pls.id.key}#{i}")
+                if pls.id.raw not in services[c.subnet_id.key]:
+                    services[c.subnet_id.key].append(pls.id.raw)
+    for key, configs in nat_configs.items():
+        subnet = snap.subnets.get(key)
+        if subnet is None:
+            continue
+        size = 0
+        prefixes = []
+        for prefix in subnet.address_prefixes:
+            try:
+                net = ipaddress.ip_network(prefix, strict=False)
+            except ValueError:
+                continue
+            if net.version == 4:
+                size += 2 ** (32 - net.prefixlen)
+                prefixes.append(prefix)
+        if not prefixes:
+            continue
+        used = configs | {i.key for i in subnet.ip_configuration_ids}
+        free = size - 5 * len(prefixes) - len(used)
+        if free < params["min_free"]:
+            yield Issue(subnet.id, f"NAT subnet {subnet.name} has {free} free address(es); "
+                        f"at least {params['min_free']} are advised.",
+                        {"address_prefixes": prefixes, "addresses": size, "reserved": 5 * len(prefixes),
+                         "ip_configurations": len(used), "free": free,
+                         "private_link_services": services[key]},
+                        f'az network vnet subnet update --ids "{subnet.id.raw}" '
+                        "--address-prefixes <larger-prefix>   # or add NAT IPs in a larger subnet")
+
+
+@check(
+    id="pls.proxy-protocol", title="Private Link Service uses PROXY protocol v2",
+    severity=Severity.INFO,
+    rationale="With PROXY v2 on, every backend must parse the PROXY header or connections break; "
+              "record the backend owner's attestation as a waiver.",
+    remediation="Confirm the backend parses PROXY v2 and record it as a waiver, or turn it off.",
+    references=(PLS_DOC + "#getting-connection-information-using-tcp-proxy-v2",),
+)
+def proxy_protocol(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    for pls in snap.private_link_services.values():
+        if pls.enable_proxy_protocol is True:
+            yield Issue(pls.id, f"Private Link Service {pls.name} has enableProxyProtocol true.",
+                        {"enableProxyProtocol": True},
+                        f'az network private-link-service update --ids "{pls.id.raw}" '
+                        "--enable-proxy-protocol false   # or waive with the backend owner's attestation")

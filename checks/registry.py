@@ -1,0 +1,161 @@
+"""The check registry: a check is a decorated function in ``checks/<family>.py``, nothing more.
+
+The decorator records the check's metadata beside the function (id, title, default severity,
+rationale, remediation, references, control mapping, parameters), so there is no second list to
+edit. :func:`all_checks` imports every module of this package once, which fills the registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from checks.finding import Issue, Severity
+from monitor.snapshot import Snapshot
+
+__all__ = ["Check", "Param", "all_checks", "check", "get_check", "parse_duration"]
+
+CheckFn = Callable[[Snapshot, Mapping[str, Any]], Iterable[Issue]]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: object) -> timedelta:
+    """``90s``, ``30m``, ``24h``, ``3d``, ``2w`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return timedelta(seconds=value)
+    m = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if not m:
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30m, 24h, 3d)")
+    return timedelta(**{_UNITS[m.group(2).lower()]: float(m.group(1))})
+
+
+def _parse_str_list(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValueError(f"expected a list of strings, got {value!r}")
+
+
+def _parse_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return value
+
+
+def _parse_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A check parameter: its default and how to validate a configured value."""
+
+    default: Any
+    parse: Callable[[object], Any]
+    help: str = ""
+
+    @classmethod
+    def duration(cls, default: str, help: str = "") -> Param:
+        return cls(parse_duration(default), parse_duration, help)
+
+    @classmethod
+    def integer(cls, default: int, help: str = "") -> Param:
+        return cls(default, _parse_int, help)
+
+    @classmethod
+    def strings(cls, default: Iterable[str] = (), help: str = "") -> Param:
+        return cls(tuple(default), _parse_str_list, help)
+
+    @classmethod
+    def flag(cls, default: bool, help: str = "") -> Param:
+        return cls(default, _parse_bool, help)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    id: str
+    title: str
+    severity: Severity
+    rationale: str
+    remediation: str
+    references: tuple[str, ...]
+    fn: CheckFn
+    params: Mapping[str, Param] = field(default_factory=dict)
+    # Control mapping, e.g. ("MCSB NS-2",) and ("CIS 4.x",): data for reports.
+    controls: tuple[str, ...] = ()
+    unknown_outcome: str | None = None
+
+    @property
+    def family(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    def defaults(self) -> dict[str, Any]:
+        return {name: p.default for name, p in self.params.items()}
+
+    def metadata(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "severity": self.severity.value,
+                "family": self.family, "rationale": self.rationale, "remediation": self.remediation,
+                "references": list(self.references), "controls": list(self.controls),
+                "parameters": {n: _show(p.default) for n, p in self.params.items()}}
+
+
+def _show(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        secs = int(value.total_seconds())
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if secs % size == 0 and secs:
+                return f"{secs // size}{unit}"
+        return f"{secs}s"
+    return list(value) if isinstance(value, tuple) else value
+
+
+_REGISTRY: dict[str, Check] = {}
+_ID = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9.-]*$")
+
+
+def check(*, id: str, title: str, severity: Severity, rationale: str, remediation: str,
+          references: Iterable[str], params: Mapping[str, Param] | None = None,
+          controls: Iterable[str] = ()) -> Callable[[CheckFn], CheckFn]:
+    """Register ``fn`` as check ``id``. Ids are a contract (checks.md): unique, never reused."""
+    if not _ID.match(id):
+        raise ValueError(f"bad check id {id!r}")
+
+    def register(fn: CheckFn) -> CheckFn:
+        if id in _REGISTRY and _REGISTRY[id].fn is not fn:
+            raise ValueError(f"duplicate check id {id!r}")
+        _REGISTRY[id] = Check(id=id, title=title, severity=severity, rationale=rationale,
+                              remediation=remediation, references=tuple(references), fn=fn,
+                              params=dict(params or {}), controls=tuple(controls))
+        return fn
+    return register
+
+
+_LOADED = False
+
+
+def all_checks() -> dict[str, Check]:
+    """Every registered check, by id; importing the family modules on first use."""
+    global _LOADED
+    if not _LOADED:
+        import checks
+        for mod in pkgutil.iter_modules(checks.__path__):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"checks.{mod.name}")
+        _LOADED = True
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_check(check_id: str) -> Check:
+    return all_checks()[check_id]

@@ -1,0 +1,116 @@
+"""The ``plmon`` command line: thin wiring from flags to the core, and the exit-code contract.
+
+0 = no finding at or above ``--fail-on``; 1 = there is one; 2 = usage or input error, reported as one
+line on stderr. No traceback reaches a user: :func:`main` turns every expected error into that line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from checks.finding import Severity
+from checks.registry import all_checks
+from monitor import __version__
+from monitor.config import Config, load_config
+from monitor.errors import InputError
+from monitor.logs import configure_logging
+from monitor.output import checks_table, findings_table
+from monitor.recorded import RecordedTenant
+from monitor.scan import ScanResult, run_scan, scan_document
+
+__all__ = ["cli", "main"]
+
+SEVERITIES = [s.value for s in Severity]
+
+
+def _severity(_: click.Context, __: click.Parameter, value: str | None) -> Severity | None:
+    return Severity.parse(value) if value else None
+
+
+def source_options(fn: Any) -> Any:
+    """The source flags shared by scan, record, serve and report (contracts.md)."""
+    fn = click.option("--from", "from_dir", type=click.Path(file_okay=False, path_type=Path),
+                      help="Scan a recorded tenant folder instead of Azure.")(fn)
+    return fn
+
+
+def open_reader(from_dir: Path | None, **_: Any) -> tuple[Any, dict[str, Any]]:
+    """The ARM reader for the chosen source and its manifest."""
+    if from_dir is None:
+        raise InputError("no source given: use --from DIR (live collection is not available in this build)")
+    tenant = RecordedTenant(from_dir)
+    return tenant, tenant.manifest
+
+
+def do_scan(config: Config, from_dir: Path | None, **live: Any) -> ScanResult:
+    reader, manifest = open_reader(from_dir, **live)
+    return run_scan(reader, config, manifest=manifest)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="plmon", message="%(prog)s %(version)s")
+def cli() -> None:
+    """plmon: compliance monitor for Azure Private Link."""
+    configure_logging()
+
+
+@cli.command()
+@source_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--fail-on", type=click.Choice(SEVERITIES), callback=_severity,
+              help="Exit 1 when a finding at or above this severity exists.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None) -> None:
+    """One collection plus all checks."""
+    config = load_config(config_path)
+    result = do_scan(config, from_dir)
+    if fmt == "json":
+        click.echo(json.dumps(scan_document(result), indent=2))
+    else:
+        findings_table(result)
+    if fail_on is not None and any(f.severity.rank >= fail_on.rank for f in result.evaluation.findings):
+        sys.exit(1)
+
+
+@cli.command("checks")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table",
+              show_default=True)
+def list_checks(fmt: str) -> None:
+    """List checks with id, severity and title."""
+    registry = all_checks()
+    if fmt == "json":
+        click.echo(json.dumps([c.metadata() for c in registry.values()], indent=2))
+    elif fmt == "md":
+        click.echo("| id | severity | title |\n|---|---|---|")
+        for c in registry.values():
+            click.echo(f"| `{c.id}` | {c.severity.value} | {c.title} |")
+    else:
+        checks_table(registry.values())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the CLI and maps every expected failure to one line and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="plmon", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("plmon: aborted", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        click.echo(f"plmon: {e.format_message()}", err=True)
+        sys.exit(2)
+    except InputError as e:
+        click.echo(f"plmon: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)
+
+
+# Subcommands that live in their own modules are wired here, explicitly, one line each.

@@ -1,0 +1,199 @@
+"""Configuration: the YAML of contracts.md, validated at start with an error that names the bad key.
+
+Read once at the edge (CLI, daemon, Function) and passed down; nothing reads the environment later.
+``${VAR}`` references are expanded from the environment here; values that hold secrets are kept as
+``SecretStr`` so that they never print in logs, errors or reports.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from checks.engine import CheckSettings
+from checks.finding import Severity
+from checks.registry import all_checks, parse_duration
+from checks.waivers import Waiver
+from monitor.errors import InputError
+
+__all__ = ["AlertChannelConfig", "Config", "load_config"]
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Sev = Annotated[Severity, BeforeValidator(Severity.parse)]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StateConfig(_Strict):
+    url: str = "sqlite:///plmon-state.db"
+    retention: Duration = timedelta(days=90)
+
+
+class AlertChannelConfig(_Strict):
+    type: Literal["webhook", "slack"]
+    url: SecretStr
+    name: str | None = None
+    secret: SecretStr | None = None
+    min_severity: Sev = Severity.MEDIUM
+    checks: tuple[str, ...] = ("*",)           # check-id glob patterns
+    subscriptions: tuple[str, ...] = ()        # empty: every subscription
+    digest_threshold: int = Field(default=20, ge=1)  # alerts per minute before a digest
+    timeout: Duration = timedelta(seconds=10)
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> AlertChannelConfig:
+        if self.type == "webhook" and self.secret is None:
+            raise ValueError("a webhook channel needs 'secret' (alerts are signed with it)")
+        return self
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    secret: SecretStr | None = None
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class ScheduleConfig(_Strict):
+    full_collection: Duration = timedelta(minutes=30)
+    reminder_interval: Duration = timedelta(hours=24)
+    delivery_interval: Duration = timedelta(seconds=5)
+    retention_interval: Duration = timedelta(hours=24)
+
+
+class WaiverConfig(_Strict):
+    check_id: str
+    reason: str = Field(min_length=1)
+    expires: date | None = None
+    resource_id: str | None = None
+    resource_pattern: str | None = None
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> WaiverConfig:
+        if (self.resource_id is None) == (self.resource_pattern is None):
+            raise ValueError("a waiver needs exactly one of 'resource_id' or 'resource_pattern'")
+        return self
+
+
+class DnsConfig(_Strict):
+    # Zone name overrides for sovereign clouds, e.g.
+    # {"privatelink.blob.core.windows.net": "privatelink.blob.core.usgovcloudapi.net"}
+    zone_overrides: dict[str, str] = Field(default_factory=dict)
+
+
+class Config(_Strict):
+    state: StateConfig = StateConfig()
+    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    waivers: tuple[WaiverConfig, ...] = ()
+    alerts: tuple[AlertChannelConfig, ...] = ()
+    server: ServerConfig = ServerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    dns: DnsConfig = DnsConfig()
+
+    def check_settings(self) -> dict[str, CheckSettings]:
+        """Per-check settings, validated against the registry (unknown ids and params rejected)."""
+        registry = all_checks()
+        out: dict[str, CheckSettings] = {}
+        for check_id, raw in self.checks.items():
+            where = f"checks.{check_id}"
+            if check_id not in registry:
+                raise InputError(f"config: {where}: unknown check id (see 'plmon checks')")
+            chk = registry[check_id]
+            raw = dict(raw or {})
+            enabled = raw.pop("enabled", True)
+            if not isinstance(enabled, bool):
+                raise InputError(f"config: {where}.enabled: expected true or false")
+            severity = None
+            if "severity" in raw:
+                try:
+                    severity = Severity.parse(raw.pop("severity"))
+                except ValueError as err:
+                    raise InputError(f"config: {where}.severity: {err}") from None
+            params = {}
+            for name, value in raw.items():
+                if name not in chk.params:
+                    known = ", ".join(["enabled", "severity", *chk.params]) or "enabled, severity"
+                    raise InputError(f"config: {where}.{name}: unknown setting (known: {known})")
+                try:
+                    params[name] = chk.params[name].parse(value)
+                except ValueError as err:
+                    raise InputError(f"config: {where}.{name}: {err}") from None
+            out[check_id] = CheckSettings(enabled=enabled, severity=severity, params=params)
+        return out
+
+    def waiver_list(self) -> tuple[Waiver, ...]:
+        return tuple(Waiver(check_id=w.check_id, reason=w.reason, expires=w.expires,
+                            resource_id=w.resource_id, resource_pattern=w.resource_pattern)
+                     for w in self.waivers)
+
+
+def _expand(value: Any, where: str, env: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{where}.{k}" if where else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{where}[{i}]", env) for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in env:
+                raise InputError(f"config: {where}: environment variable {m.group(1)} is not set")
+            return env[m.group(1)]
+        return _VAR.sub(sub, value)
+    return value
+
+
+def _loc(err: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in err.get("loc", ()) if not str(p).startswith("function-"))
+
+
+def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | None = None) -> Config:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: the top level must be a mapping of settings")
+    data = _expand(data, "", dict(os.environ) if env is None else env)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        msg = first.get("msg", "invalid value").removeprefix("Value error, ")
+        if first.get("type") == "extra_forbidden":
+            msg = "unknown key"
+        raise InputError(f"{source}: {_loc(first) or 'top level'}: {msg}") from None
+    config.check_settings()  # validate check ids and parameters now, not at first use
+    return config
+
+
+def load_config(path: str | Path | None) -> Config:
+    """The configuration at ``path``, or the defaults when no file is given."""
+    if path is None:
+        return parse_config({})
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"config {p}: cannot read ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"config {p}: not valid YAML{where}") from None
+    return parse_config(data, source=f"config {p}")

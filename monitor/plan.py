@@ -1,0 +1,311 @@
+"""The collection plan: which ARM reads a collection makes, described as data, and its executor.
+
+Every source (a recorded folder, the live SDK collectors, a replay server) implements the small
+:class:`ArmReader` protocol: "give me the JSON body ARM returns for GET <path>", with lists merged
+across pages. The executor walks the plan of ``recorded-tenant.md`` against any reader and produces a
+:class:`RawInventory`; :mod:`monitor.builder` turns that into the snapshot. So a recorded tenant and a
+live tenant go through exactly the same code from the first byte of JSON onwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from monitor.arm_id import parse_id
+from monitor.snapshot import CoverageGap
+
+__all__ = [
+    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect",
+]
+
+log = structlog.get_logger(__name__)
+
+
+class ReadError(Exception):
+    """A read ARM refused or that failed: the status and ARM error code become a coverage gap."""
+
+    def __init__(self, status: int | None, code: str, message: str = "") -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class ArmReader(Protocol):
+    def get(self, path: str, *, kind: str) -> Any:
+        """Return the JSON body of GET ``/<path>`` (lists merged), or raise :class:`ReadError`.
+
+        ``kind`` names the plan entry ("privateEndpoints", "target", ...) so that a live reader can
+        route the read to the matching SDK operation and pick an api-version.
+        """
+        ...
+
+
+# Per-subscription lists: (snapshot kind, provider type). Order is irrelevant; all are independent.
+SUBSCRIPTION_LISTS: tuple[tuple[str, str], ...] = (
+    ("privateEndpoints", "Microsoft.Network/privateEndpoints"),
+    ("privateLinkServices", "Microsoft.Network/privateLinkServices"),
+    ("virtualNetworks", "Microsoft.Network/virtualNetworks"),
+    ("routeTables", "Microsoft.Network/routeTables"),
+    ("networkSecurityGroups", "Microsoft.Network/networkSecurityGroups"),
+    ("azureFirewalls", "Microsoft.Network/azureFirewalls"),
+    ("firewallPolicies", "Microsoft.Network/firewallPolicies"),
+    ("loadBalancers", "Microsoft.Network/loadBalancers"),
+    ("networkInterfaces", "Microsoft.Network/networkInterfaces"),
+    ("bastionHosts", "Microsoft.Network/bastionHosts"),
+    ("privateDnsZones", "Microsoft.Network/privateDnsZones"),
+    ("resourceManagementPrivateLinks", "Microsoft.Authorization/resourceManagementPrivateLinks"),
+)
+
+# Types whose objects come from the lists above, so a target of these types is never read by id
+# when its subscription's list was read (it is then simply absent: target-missing).
+LISTED_TARGET_TYPES = {
+    "microsoft.network/privatelinkservices": "privateLinkServices",
+    "microsoft.authorization/resourcemanagementprivatelinks": "resourceManagementPrivateLinks",
+}
+
+
+@dataclass
+class CollectionStats:
+    requests: int = 0
+    failures: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RawInventory:
+    """What the plan read, as ARM returned it. Raw JSON lives only here and in the builder."""
+
+    manifest: dict[str, Any] = field(default_factory=dict)
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    management_groups: list[dict[str, Any]] = field(default_factory=list)
+    # (management group name, association body)
+    associations: list[tuple[str, Any]] = field(default_factory=list)
+    # kind -> items from every subscription's list
+    lists: dict[str, list[Any]] = field(default_factory=dict)
+    zone_groups: dict[str, list[Any]] = field(default_factory=dict)   # endpoint key -> groups
+    vnet_links: dict[str, list[Any]] = field(default_factory=dict)    # zone key -> links
+    cnames: dict[str, list[Any]] = field(default_factory=dict)        # zone key -> CNAME sets
+    targets: dict[str, Any] = field(default_factory=dict)             # target key -> body
+    target_errors: dict[str, tuple[str, ReadError]] = field(default_factory=dict)  # key -> (raw id, err)
+    gaps: list[CoverageGap] = field(default_factory=list)
+    read: set[tuple[str, str]] = field(default_factory=set)           # (scope key, type key) read
+    stats: CollectionStats = field(default_factory=CollectionStats)
+
+
+def _items(body: Any) -> list[Any]:
+    """The ``value`` array of a list body; anything else is a malformed list, read as no items."""
+    if isinstance(body, dict) and isinstance(body.get("value"), list):
+        return body["value"]
+    raise ReadError(None, "MalformedResponse", "list body has no 'value' array")
+
+
+def _str(d: Any, key: str) -> str | None:
+    v = d.get(key) if isinstance(d, dict) else None
+    return v if isinstance(v, str) and v else None
+
+
+def _props(d: Any) -> dict[str, Any]:
+    p = d.get("properties") if isinstance(d, dict) else None
+    return p if isinstance(p, dict) else {}
+
+
+class _Run:
+    """One execution of the plan against one reader; collects results and gaps thread-safely."""
+
+    def __init__(self, reader: ArmReader, inv: RawInventory, workers: int,
+                 on_progress: Callable[[str], None] | None) -> None:
+        self.reader = reader
+        self.inv = inv
+        self.workers = max(1, workers)
+        self.on_progress = on_progress
+
+    def read(self, path: str, kind: str, scope: str, type_: str) -> Any | None:
+        self.inv.stats.requests += 1
+        try:
+            body = self.reader.get(path, kind=kind)
+        except ReadError as err:
+            self.inv.stats.failures += 1
+            self.inv.gaps.append(CoverageGap(scope, type_, err.code, err.status, err.message))
+            log.info("read_failed", path=path, status=err.status, code=err.code)
+            return None
+        return body
+
+    def read_list(self, path: str, kind: str, scope: str, type_: str) -> list[Any] | None:
+        body = self.read(path, kind, scope, type_)
+        if body is None:
+            return None
+        try:
+            items = _items(body)
+        except ReadError as err:
+            self.inv.gaps.append(CoverageGap(scope, type_, err.code, None, err.message))
+            return None
+        self.inv.read.add((parse_id(scope).key if scope != "/" else "/", type_.lower()))
+        return items
+
+    def parallel(self, jobs: Iterable[Callable[[], None]]) -> None:
+        jobs = list(jobs)
+        if self.workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                job()
+            return
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="plmon-collect") as pool:
+            for fut in [pool.submit(job) for job in jobs]:
+                fut.result()
+
+    def phase(self, name: str, fn: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        fn()
+        self.inv.stats.phases[name] = self.inv.stats.phases.get(name, 0.0) + time.perf_counter() - started
+        if self.on_progress:
+            self.on_progress(name)
+
+
+def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
+            manifest: dict[str, Any] | None = None, workers: int = 8,
+            on_progress: Callable[[str], None] | None = None) -> RawInventory:
+    """Walk the collection plan. Failed reads become coverage gaps; nothing here raises for ARM errors.
+
+    ``subscriptions`` restricts the per-subscription lists to the given ids (case-insensitive);
+    by default every listed subscription is read.
+    """
+    inv = RawInventory(manifest=dict(manifest or {}))
+    run = _Run(reader, inv, workers, on_progress)
+    wanted = {s.lower() for s in subscriptions} if subscriptions else None
+
+    def tenant() -> None:
+        subs = run.read_list("subscriptions", "subscriptions", "/", "Microsoft.Resources/subscriptions")
+        for s in subs or []:
+            sid = _str(s, "subscriptionId")
+            if sid and (wanted is None or sid.lower() in wanted):
+                inv.subscriptions.append(s)
+        if wanted:
+            # Named subscriptions that the list did not return are still read: the list may be
+            # filtered by the identity's rights while the subscription itself is readable.
+            seen = {_str(s, "subscriptionId").lower() for s in inv.subscriptions}  # type: ignore[union-attr]
+            for sid in sorted(wanted - seen):
+                inv.subscriptions.append({"subscriptionId": sid})
+        groups = run.read_list("providers/Microsoft.Management/managementGroups", "managementGroups",
+                               "/providers/Microsoft.Management/managementGroups",
+                               "Microsoft.Management/managementGroups")
+        inv.management_groups = [g for g in groups or [] if isinstance(g, dict)]
+
+    run.phase("tenant", tenant)
+
+    tenant_id = inv.manifest.get("tenant_id") or next(
+        (t for t in (_str(s, "tenantId") for s in inv.subscriptions) if t), None)
+    if tenant_id:
+        inv.manifest.setdefault("tenant_id", tenant_id)
+    group_names: list[str] = []
+    for name in [tenant_id, *(_str(g, "name") for g in inv.management_groups)]:
+        if name and name.lower() not in {n.lower() for n in group_names}:
+            group_names.append(name)
+
+    def associations() -> None:
+        def one(group: str) -> Callable[[], None]:
+            def job() -> None:
+                scope = f"/providers/Microsoft.Management/managementGroups/{group}"
+                items = run.read_list(
+                    f"{scope.lstrip('/')}/providers/Microsoft.Authorization/privateLinkAssociations",
+                    "privateLinkAssociations", scope, "Microsoft.Authorization/privateLinkAssociations")
+                inv.associations.extend((group, a) for a in items or [])
+            return job
+        run.parallel(one(g) for g in group_names)
+
+    run.phase("management_groups", associations)
+
+    sub_ids = [sid for sid in (_str(s, "subscriptionId") for s in inv.subscriptions) if sid]
+
+    def per_subscription() -> None:
+        results: dict[tuple[str, str], list[Any]] = {}
+
+        def one(sid: str, kind: str, type_: str) -> Callable[[], None]:
+            def job() -> None:
+                items = run.read_list(f"subscriptions/{sid}/providers/{type_}", kind,
+                                      f"/subscriptions/{sid}", type_)
+                if items is not None:
+                    results[(sid, kind)] = items
+            return job
+        run.parallel(one(sid, kind, type_) for sid in sub_ids for kind, type_ in SUBSCRIPTION_LISTS)
+        for kind, _ in SUBSCRIPTION_LISTS:
+            inv.lists[kind] = [i for sid in sub_ids for i in results.get((sid, kind), [])]
+
+    run.phase("subscriptions", per_subscription)
+
+    def per_resource() -> None:
+        jobs: list[Callable[[], None]] = []
+        for pe in inv.lists.get("privateEndpoints", []):
+            pe_id = _str(pe, "id")
+            if pe_id and not parse_id(pe_id).opaque:
+                jobs.append(_child_list(run, inv.zone_groups, pe_id, "privateDnsZoneGroups",
+                                        "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"))
+        for zone in inv.lists.get("privateDnsZones", []):
+            zid = _str(zone, "id")
+            if zid and not parse_id(zid).opaque:
+                jobs.append(_child_list(run, inv.vnet_links, zid, "virtualNetworkLinks",
+                                        "Microsoft.Network/privateDnsZones/virtualNetworkLinks"))
+                jobs.append(_child_list(run, inv.cnames, zid, "CNAME",
+                                        "Microsoft.Network/privateDnsZones/CNAME"))
+        for raw_id in _targets_to_read(inv, {s.lower() for s in sub_ids}):
+            jobs.append(_target_job(run, raw_id))
+        run.parallel(jobs)
+
+    run.phase("resources", per_resource)
+    log.info("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
+             subscriptions=len(sub_ids))
+    return inv
+
+
+def _child_list(run: _Run, into: dict[str, list[Any]], parent_id: str, child: str,
+                type_: str) -> Callable[[], None]:
+    def job() -> None:
+        items = run.read_list(f"{parent_id.strip('/')}/{child}", child, parent_id, type_)
+        if items is not None:
+            into[parse_id(parent_id).key] = items
+    return job
+
+
+def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
+    def job() -> None:
+        run.inv.stats.requests += 1
+        try:
+            body = run.reader.get(raw_id.strip("/"), kind="target")
+        except ReadError as err:
+            run.inv.stats.failures += 1
+            run.inv.target_errors[parse_id(raw_id).key] = (raw_id, err)
+            if err.status != 404:
+                type_ = parse_id(raw_id).type or "unknown"
+                run.inv.gaps.append(CoverageGap(raw_id, type_, err.code, err.status, err.message))
+            return
+        run.inv.targets[parse_id(raw_id).key] = body
+    return job
+
+
+def _targets_to_read(inv: RawInventory, sub_keys: set[str]) -> list[str]:
+    """Every endpoint target that no list returned: PaaS targets, and PLS/RMPLs outside the lists."""
+    listed = {parse_id(_str(i, "id")).key for kind in LISTED_TARGET_TYPES.values()
+              for i in inv.lists.get(kind, []) if _str(i, "id")}
+    out: dict[str, str] = {}
+    for pe in inv.lists.get("privateEndpoints", []):
+        p = _props(pe)
+        for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
+            conns = p.get(arr)
+            for c in conns if isinstance(conns, list) else []:
+                raw = _str(_props(c), "privateLinkServiceId")
+                if not raw:
+                    continue
+                tid = parse_id(raw)
+                if tid.opaque or tid.key in listed or tid.key in out:
+                    continue
+                kind = LISTED_TARGET_TYPES.get(tid.type_key or "")
+                if kind and tid.subscription and tid.subscription.lower() in sub_keys and \
+                        (f"/subscriptions/{tid.subscription.lower()}", parse_id(raw).type_key) in inv.read:
+                    continue  # its list covered the scope and did not return it: target missing
+                out[tid.key] = raw
+    return list(out.values())

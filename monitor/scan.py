@@ -1,0 +1,75 @@
+"""One scan: collect -> build -> evaluate, and the scan JSON document of contracts.md.
+
+The same function serves ``plmon scan``, ``plmon report``, the daemon's scheduled collection and the
+Azure Function's timer, so there is one definition of what a scan is.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from checks.engine import Evaluation, evaluate
+from monitor import __version__
+from monitor.builder import build_snapshot
+from monitor.config import Config
+from monitor.plan import ArmReader, CollectionStats, collect
+from monitor.snapshot import CoverageGap, Snapshot
+
+__all__ = ["ScanResult", "run_scan", "scan_document"]
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    snapshot: Snapshot
+    evaluation: Evaluation
+    stats: CollectionStats
+
+    @property
+    def gaps(self) -> tuple[CoverageGap, ...]:
+        return self.snapshot.coverage.gaps + self.evaluation.check_errors
+
+
+def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | None = None,
+             subscriptions: Iterable[str] | None = None, workers: int = 8,
+             observations: Callable[[Snapshot], Snapshot] | None = None,
+             on_progress: Callable[[str], None] | None = None,
+             taken_at: datetime | None = None) -> ScanResult:
+    """Collect through ``reader`` and evaluate every enabled check.
+
+    ``observations`` lets the caller (the state store) attach what it has seen before, such as when
+    each connection was first Pending, before the pure checks run.
+    """
+    inv = collect(reader, subscriptions=subscriptions, manifest=manifest, workers=workers,
+                  on_progress=on_progress)
+    snapshot = build_snapshot(inv, taken_at=taken_at)
+    if observations is not None:
+        snapshot = observations(snapshot)
+    ev = evaluate(snapshot, config.check_settings(), config.waiver_list())
+    return ScanResult(snapshot, ev, inv.stats)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def scan_document(result: ScanResult) -> dict[str, Any]:
+    """The ``scan --format json`` document, exactly as contracts.md specifies."""
+    snap, ev = result.snapshot, result.evaluation
+    by_sev = Counter(f.severity.value for f in ev.findings)
+    return {
+        "tool": {"name": "plmon", "version": __version__},
+        "scanned_at": _iso(snap.taken_at),
+        "tenant_id": snap.tenant_id,
+        "findings": [f.to_dict() for f in ev.findings],
+        "waived": [w.to_dict() for w in ev.waived],
+        "coverage": {"subscriptions_scanned": snap.coverage.subscriptions_scanned,
+                     "gaps": [g.as_dict() for g in result.gaps]},
+        "summary": {"by_severity": dict(sorted(by_sev.items(), key=lambda kv: kv[0])),
+                    "by_check": dict(sorted(Counter(f.check_id for f in ev.findings).items())),
+                    "resources_evaluated": snap.resources_evaluated(),
+                    "checks_run": len(ev.checks_run)},
+    }
