@@ -41,6 +41,10 @@ def fixture_bytes(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
+def first_resource_event(name: str, content_type: str) -> ResourceEvent:
+    return parse_body(fixture_bytes(name), content_type).resource_events[0]
+
+
 def body(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
@@ -157,17 +161,19 @@ def test_camel_case_specversion_is_what_the_sdk_alone_refuses() -> None:
 
 def test_same_event_in_both_schemas_gives_equal_resource_events() -> None:
     """Proves one ResourceEvent shape whichever schema delivered the event."""
-    eg = parse_body(fixture_bytes("event-grid-schema_resource_delete_success.json"), JSON).resource_events[0]
-    ce = parse_body(fixture_bytes("cloud-events-schema_resource_delete_success.json"), CE).resource_events[0]
-    assert (eg.id, eg.event_type, eg.operation_name, eg.key, eg.subject.key, eg.time, eg.status, eg.source) == (
-        ce.id, ce.event_type, ce.operation_name, ce.key, ce.subject.key, ce.time, ce.status, ce.source
-    )
+    eg = first_resource_event("event-grid-schema_resource_delete_success.json", JSON)
+    ce = first_resource_event("cloud-events-schema_resource_delete_success.json", CE)
+
+    def fields(e: ResourceEvent) -> tuple[Any, ...]:
+        return (e.id, e.event_type, e.operation_name, e.key, e.subject.key, e.time, e.status, e.source)
+
+    assert fields(eg) == fields(ce)
 
 
 def test_mixed_resourcegroups_casing_gives_one_key() -> None:
     """Proves `resourcegroups` and `resourceGroups` subjects and uris normalise to the same key."""
-    lower = parse_body(fixture_bytes("event-grid-schema_resource_write_success.json"), JSON).resource_events[0]
-    camel = parse_body(fixture_bytes("event-grid-schema_resource_delete_success.json"), JSON).resource_events[0]
+    lower = first_resource_event("event-grid-schema_resource_write_success.json", JSON)
+    camel = first_resource_event("event-grid-schema_resource_delete_success.json", JSON)
     assert "resourcegroups" in lower.subject.raw and "resourceGroups" in camel.subject.raw
     assert lower.subject.key == camel.subject.key == lower.key == camel.key
 
@@ -513,7 +519,8 @@ def test_coalesce_uses_the_target_function_for_keys() -> None:
     """Proves events on children collapse onto the parent the caller says to re-read."""
     vnet = parse_id(SUBNET).parent
     assert vnet is not None
-    out = coalesce([rev("a", SUBNET), rev("b", vnet.raw, seconds=1)], target=lambda e: e.resource.parent or e.resource)
+    out = coalesce([rev("a", SUBNET), rev("b", vnet.raw, seconds=1)],
+                   target=lambda e: e.resource.parent or e.resource)
     assert [r.key for r in out.rereads] == [vnet.key]
 
 
