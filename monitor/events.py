@@ -16,9 +16,10 @@ good ones and log the rejected. The full collection remains the source of truth 
 Items are parsed one at a time with the SDKs (``EventGridEvent.from_dict`` from azure-eventgrid,
 ``CloudEvent.from_dict`` from azure-core), but neither validates on its own: ``EventGridEvent.from_dict({})``
 returns an event of ``None`` fields, ``CloudEvent.from_dict`` invents a random id when ``id`` is missing
-(which would defeat de-duplication) and raises ``IndexError``/``TypeError`` on odd times. So required
-attributes and their types are checked before the SDK sees the item, and any SDK exception is turned
-into a rejected item.
+(which would defeat de-duplication), raises ``IndexError``/``TypeError`` on odd times and misreads UTC
+offsets (``+10:00`` comes back as one hour). So required attributes and their types are checked before
+the SDK sees the item, CloudEvents times are parsed here (RFC 3339), and any SDK exception is turned
+into a rejected item. All times come out timezone-aware in UTC.
 
 CloudEvents attribute names are matched case-insensitively for the spec's own attributes: Microsoft's
 published sample spells ``specVersion``, which the SDK would treat as an (invalid) extension and refuse.

@@ -148,8 +148,9 @@ def resource_to_reread(event: ResourceEvent) -> ArmId:
     """The resource whose fresh state answers the event: the one the collection plan lists.
 
     Decided from the event's ``resourceUri`` rather than its operation name, since an approval action
-    may name the connection while the id names the account. Ids that do not parse, or whose type is not
-    in the table, are re-read as they are.
+    may name the connection while the id names the account. Anything below a watched type maps to that
+    type's resource, even a child the table does not watch, so the answer never depends on relevance.
+    Ids that do not parse, or whose type is not in the table, are re-read as they are.
     """
     rid = event.resource
     if rid.opaque or rid.provider is None or not rid.types:
@@ -158,10 +159,12 @@ def resource_to_reread(event: ResourceEvent) -> ArmId:
     for i, t in enumerate(types):
         if t in _SEGMENTS and i > 0:
             return _ancestor(rid, i)
-    depth = _watch_for([rid.provider.lower(), *types])
-    if depth is None:
-        return rid
-    return _ancestor(rid, depth)
+    type_parts = [rid.provider.lower(), *types]
+    for cut in range(len(type_parts), 1, -1):
+        hit = _BY_TYPE.get("/".join(type_parts[:cut]))
+        if hit is not None:
+            return _ancestor(rid, hit[0])
+    return rid
 
 
 def _ancestor(rid: ArmId, depth: int) -> ArmId:
