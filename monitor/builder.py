@@ -381,7 +381,7 @@ def _dns_zone(item: dict[str, Any], links: list[Any] | None, cnames: list[Any] |
                           cname_records=None if records is None else _frozen(records))
 
 
-def _association(group: str, item: dict[str, Any]) -> Association:
+def _association(item: dict[str, Any], group: str) -> Association:
     p = _p(item)
     link = _s(p, "privateLink")
     return Association(

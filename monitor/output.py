@@ -21,7 +21,10 @@ _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cya
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal:  # piped or captured: do not squeeze ids into 80 columns
+        console = Console(highlight=False, soft_wrap=False, width=160)
+    return console
 
 
 def findings_table(result: ScanResult) -> None:
