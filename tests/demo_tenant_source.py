@@ -15,7 +15,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tenantkit import endpoint, provider_connection, storage_account, write_tenant  # noqa: E402
+from tenantkit import endpoint, provider_connection, storage_account, write_tenant
 
 TENANT = "8f3e0a62-5c1d-4b7e-9a2f-1d3c5e7f9a0b"
 HUB = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -81,10 +81,12 @@ def build() -> dict[str, Any]:
         "id": net(HUB, "rg-hub", "azureFirewalls", "fw-hub"), "name": "fw-hub",
         "type": "Microsoft.Network/azureFirewalls", "location": "westeurope",
         "properties": {"provisioningState": "Succeeded", "sku": {"name": "AZFW_VNet", "tier": "Standard"},
-                       "ipConfigurations": [{"name": "ipconfig", "id": net(HUB, "rg-hub", "azureFirewalls", "fw-hub",
-                                                                            "azureFirewallIpConfigurations", "ipconfig"),
-                                             "properties": {"privateIPAddress": "10.0.0.4",
-                                                            "subnet": {"id": f"{hub_vnet}/subnets/AzureFirewallSubnet"}}}],
+                       "ipConfigurations": [{
+                           "name": "ipconfig",
+                           "id": net(HUB, "rg-hub", "azureFirewalls", "fw-hub", "azureFirewallIpConfigurations",
+                                     "ipconfig"),
+                           "properties": {"privateIPAddress": "10.0.0.4",
+                                          "subnet": {"id": f"{hub_vnet}/subnets/AzureFirewallSubnet"}}}],
                        "additionalProperties": {}}}]}
     files[lst(HUB, "bastionHosts")] = {"value": [{
         "id": net(HUB, "rg-hub", "bastionHosts", "bas-hub"), "name": "bas-hub",
@@ -122,8 +124,9 @@ def build() -> dict[str, Any]:
         "name": "a1b2c3d4-0000-4000-8000-00000000a001", "type": "Microsoft.Authorization/privateLinkAssociations",
         "properties": {"privateLink": rmpl_id, "publicNetworkAccess": "Enabled", "tenantId": TENANT, "scope": root}}]}
     platform = "/providers/Microsoft.Management/managementGroups/platform"
-    files[f"{platform.strip('/')}/providers/Microsoft.Authorization/privateLinkAssociations"] = {"value": [{
-        "id": f"{platform}/providers/Microsoft.Authorization/privateLinkAssociations/a1b2c3d4-0000-4000-8000-00000000a002",
+    platform_assoc = f"{platform}/providers/Microsoft.Authorization/privateLinkAssociations"
+    files[platform_assoc.strip('/')] = {"value": [{
+        "id": f"{platform_assoc}/a1b2c3d4-0000-4000-8000-00000000a002",
         "name": "a1b2c3d4-0000-4000-8000-00000000a002", "type": "Microsoft.Authorization/privateLinkAssociations",
         "properties": {"privateLink": rmpl_id, "publicNetworkAccess": "Disabled", "tenantId": TENANT,
                        "scope": platform}}]}
@@ -218,7 +221,8 @@ def build() -> dict[str, Any]:
         pid = net(PROV, "rg-saas", "privateLinkServices", name)
         return {"id": pid, "name": name, "type": "Microsoft.Network/privateLinkServices", "location": "westeurope",
                 "properties": {
-                    "provisioningState": "Succeeded", "alias": f"{name}.a1b2c3d4-0000.westeurope.azure.privatelinkservice",
+                    "provisioningState": "Succeeded",
+                    "alias": f"{name}.a1b2c3d4-0000.westeurope.azure.privatelinkservice",
                     "visibility": {"subscriptions": visibility}, "autoApproval": {"subscriptions": auto},
                     "enableProxyProtocol": proxy, "fqdns": [],
                     "loadBalancerFrontendIpConfigurations": [{"id": f"{lb}/frontendIPConfigurations/fe-api"}],
