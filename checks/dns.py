@@ -1,0 +1,232 @@
+"""DNS checks: a private endpoint only works if its name resolves to its private IP.
+
+Zone names are the commercial-cloud table of checks.md. Sovereign clouds use other suffixes: the
+``zone_overrides`` parameter ({commercial zone: sovereign zone}) rewrites the expectation; the
+configuration's ``dns.zone_overrides`` is passed to it by :meth:`monitor.config.Config.check_settings`,
+so checks stay pure functions of the snapshot and their parameters.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from checks.finding import Issue, Severity
+from checks.links import connection_views
+from checks.registry import Param, check
+from monitor.arm_id import ArmId
+from monitor.snapshot import PrivateEndpoint, Snapshot
+
+DNS_DOC = "https://learn.microsoft.com/azure/private-link/private-endpoint-dns"
+DNS_INTEGRATION = "https://learn.microsoft.com/azure/private-link/private-endpoint-dns-integration"
+PLS_TYPE = "microsoft.network/privatelinkservices"
+
+# (target type or None for any type, group id) -> zone, all lower-case. checks.md "DNS".
+COMMERCIAL_ZONES: dict[tuple[str | None, str], str] = {
+    (None, "blob"): "privatelink.blob.core.windows.net",
+    (None, "blob_secondary"): "privatelink.blob.core.windows.net",
+    (None, "file"): "privatelink.file.core.windows.net",
+    (None, "queue"): "privatelink.queue.core.windows.net",
+    (None, "table"): "privatelink.table.core.windows.net",
+    (None, "web"): "privatelink.web.core.windows.net",
+    (None, "dfs"): "privatelink.dfs.core.windows.net",
+    (None, "vault"): "privatelink.vaultcore.azure.net",
+    (None, "sqlserver"): "privatelink.database.windows.net",
+    ("microsoft.documentdb/databaseaccounts", "sql"): "privatelink.documents.azure.com",
+    (None, "postgresqlserver"): "privatelink.postgres.database.azure.com",
+    (None, "mysqlserver"): "privatelink.mysql.database.azure.com",
+    (None, "rediscache"): "privatelink.redis.cache.windows.net",
+    (None, "registry"): "privatelink.azurecr.io",
+    (None, "configurationstores"): "privatelink.azconfig.io",
+    ("microsoft.eventhub/namespaces", "namespace"): "privatelink.servicebus.windows.net",
+    ("microsoft.servicebus/namespaces", "namespace"): "privatelink.servicebus.windows.net",
+    (None, "topic"): "privatelink.eventgrid.azure.net",
+    (None, "domain"): "privatelink.eventgrid.azure.net",
+    (None, "sites"): "privatelink.azurewebsites.net",
+    ("microsoft.cognitiveservices/accounts", "account"): "privatelink.cognitiveservices.azure.com",
+    (None, "searchservice"): "privatelink.search.windows.net",
+    (None, "webhook"): "privatelink.azure-automation.net",
+    (None, "dscandhybridworker"): "privatelink.azure-automation.net",
+    (None, "resourcemanagement"): "privatelink.azure.com",
+}
+
+
+def _zone_map(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                 for k, v in value.items()):
+        raise ValueError(f"expected a mapping of zone name to zone name, got {value!r}")
+    return {k.strip().lower().rstrip("."): v.strip().lower().rstrip(".") for k, v in value.items()}
+
+
+ZONE_OVERRIDES = Param({}, _zone_map, "commercial zone name -> zone name in this cloud (sovereign clouds)")
+
+
+def expected_zone(target_type: str | None, group_id: str, overrides: Mapping[str, str]) -> str | None:
+    """The zone an endpoint of this target type and group id should use, or None when none is standard."""
+    t, g = (target_type or "").lower(), group_id.lower()
+    zone = COMMERCIAL_ZONES.get((t, g)) or COMMERCIAL_ZONES.get((None, g))
+    return overrides.get(zone, zone) if zone else None
+
+
+def _target_type(target: ArmId | None) -> str | None:
+    return target.type_key if target is not None else None
+
+
+def _managed_elsewhere(snap: Snapshot, pe: PrivateEndpoint, patterns: tuple[str, ...]) -> str | None:
+    subnet = snap.subnet_of(pe)
+    candidates = [pe.id.key]
+    if pe.subnet_id is not None:
+        candidates.append(pe.subnet_id.key)
+    if subnet is not None and subnet.vnet_id is not None:
+        candidates.append(subnet.vnet_id.key)
+    for pattern in patterns:
+        p = pattern.lower()
+        for c in candidates:
+            if fnmatch.fnmatchcase(c, p) or c == p.rstrip("/"):
+                return pattern
+    return None
+
+
+@check(
+    id="dns.no-zone-group", title="Approved private endpoint without a private DNS zone group",
+    severity=Severity.MEDIUM,
+    rationale="Without a zone group the service's name keeps resolving to its public address, so clients "
+              "silently bypass the endpoint (or fail once public access is disabled).",
+    remediation="Add a private DNS zone group for the endpoint's zone, or declare that DNS is managed elsewhere.",
+    references=(DNS_DOC, DNS_INTEGRATION), controls=("MCSB NS-10",),
+    params={"managed_elsewhere": Param.strings((), "glob patterns of endpoint, subnet or virtual network ids "
+                                                   "whose DNS is managed elsewhere (custom DNS)"),
+            "zone_overrides": ZONE_OVERRIDES},
+)
+def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    approved: dict[str, list[ArmId | None]] = defaultdict(list)
+    for view in connection_views(snap):
+        if view.endpoint is not None and view.status_key == "approved":
+            approved[view.endpoint.key].append(view.target_id)
+    for key in sorted(approved):
+        pe = snap.private_endpoints[key]
+        targets = [t for t in approved[key] if t is None or t.type_key != PLS_TYPE]
+        if not targets or pe.dns_zone_groups is None or pe.dns_zone_groups:
+            continue  # only PLS targets, zone groups unread (a coverage gap), or present
+        if _managed_elsewhere(snap, pe, params["managed_elsewhere"]):
+            continue
+        groups = sorted({g for c in pe.connections for g in c.group_ids})
+        zones = sorted({z for t in targets for g in groups
+                        if (z := expected_zone(_target_type(t), g, params["zone_overrides"]))})
+        zone = zones[0] if zones else "<zone>"
+        rg = pe.id.resource_group or "<resource-group>"
+        yield Issue(pe.id, f"Private endpoint {pe.name} is Approved but has no private DNS zone group.",
+                    {"targets": [t.raw if t else None for t in targets], "group_ids": groups,
+                     "expected_zones": zones, "customDnsConfigs_fqdns": list(pe.custom_dns_fqdns),
+                     "note": "customDnsConfigs alone do not make the name resolve privately"},
+                    f"az network private-endpoint dns-zone-group create --resource-group {rg} "
+                    f"--endpoint-name {pe.name} --name default --zone-name {zone.replace('.', '-')} "
+                    f'--private-dns-zone "/subscriptions/{pe.id.subscription}/resourceGroups/{rg}/providers/'
+                    f'Microsoft.Network/privateDnsZones/{zone}"')
+
+
+@check(
+    id="dns.zone-name-mismatch", title="Private endpoint zone group points at the wrong zone",
+    severity=Severity.HIGH,
+    rationale="Records in a zone the client never queries do nothing: the name still resolves publicly.",
+    remediation="Point the zone group at the zone expected for the target type and group id.",
+    references=(DNS_DOC,), controls=("MCSB NS-10",),
+    params={"zone_overrides": ZONE_OVERRIDES},
+)
+def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    overrides = params["zone_overrides"]
+    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+        expected = {z for c in pe.connections for g in c.group_ids
+                    if c.target_id is not None and c.target_id.type_key != PLS_TYPE
+                    and (z := expected_zone(c.target_id.type_key, g, overrides))}
+        if not expected or not pe.dns_zone_groups:
+            continue
+        wrong = [(g, z) for g in pe.dns_zone_groups for z in g.zone_ids
+                 if (z.name or "").lower().rstrip(".") not in expected]
+        if not wrong:
+            continue
+        rg = pe.id.resource_group or "<resource-group>"
+        want = sorted(expected)
+        yield Issue(pe.id, f"Private endpoint {pe.name} uses zone(s) "
+                    f"{', '.join(sorted({z.name for _, z in wrong}))}; expected {', '.join(want)}.",
+                    {"expected_zones": want, "wrong_zones": [{"zone_group": g.id.raw, "zone": z.raw}
+                                                             for g, z in wrong],
+                     "group_ids": sorted({g for c in pe.connections for g in c.group_ids}),
+                     "zone_overrides": dict(overrides)},
+                    "\n".join(f"az network private-endpoint dns-zone-group update --resource-group {rg} "
+                              f"--endpoint-name {pe.name} --name {g.name} --zone-name {want[0].replace('.', '-')} "
+                              f'--private-dns-zone "/subscriptions/{pe.id.subscription}/resourceGroups/{rg}/'
+                              f'providers/Microsoft.Network/privateDnsZones/{want[0]}"'
+                              for g in dict.fromkeys(g for g, _ in wrong)))
+
+
+def _root(parent: dict[str, str], k: str) -> str:
+    while parent[k] != k:
+        k = parent[k]
+    return k
+
+
+def _dns_scope(snap: Snapshot, pe: PrivateEndpoint, zone: str | None,
+               zones_by_vnet: Mapping[str, set[str]]) -> tuple[str | None, bool]:
+    """The endpoint's network, and whether that network is linked to the group id's zone."""
+    subnet = snap.subnet_of(pe)
+    vnet = subnet.vnet_id.key if subnet and subnet.vnet_id else \
+        (pe.subnet_id.parent.key if pe.subnet_id and pe.subnet_id.parent else None)
+    return vnet, bool(vnet and zone and zone in zones_by_vnet.get(vnet, set()))
+
+
+@check(
+    id="dns.duplicate-endpoints", title="Several private endpoints for the same resource share DNS",
+    severity=Severity.LOW,
+    rationale="Endpoints for the same resource and group id in one network, or in networks linked to the "
+              "same private DNS zone, overwrite each other's A record: one of them silently wins.",
+    remediation="Keep one endpoint per resource and group id per DNS scope and delete the others.",
+    references=(DNS_DOC,), controls=("MCSB NS-10",),
+    params={"zone_overrides": ZONE_OVERRIDES},
+)
+def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    overrides = params["zone_overrides"]
+    groups: dict[tuple[str, str], dict[str, PrivateEndpoint]] = defaultdict(dict)
+    types: dict[str, str | None] = {}
+    for view in connection_views(snap):
+        if view.endpoint is None or view.status_key != "approved" or view.target_id is None:
+            continue
+        gids = view.consumer.group_ids if view.consumer else view.provider.group_ids if view.provider else ()
+        for g in gids:
+            groups[(view.target_id.key, g.lower())][view.endpoint.key] = view.endpoint
+            types[view.target_id.key] = view.target_id.type_key
+    zones_by_vnet: dict[str, set[str]] = defaultdict(set)
+    for zone in snap.dns_zones.values():
+        for link in zone.vnet_links or ():
+            if link.vnet_id is not None:
+                zones_by_vnet[link.vnet_id.key].add(zone.name.lower().rstrip("."))
+    for (target, gid), eps in sorted(groups.items()):
+        if len(eps) < 2:
+            continue
+        zone = expected_zone(types[target], gid, overrides)
+        keys = sorted(eps)
+        scopes = {k: _dns_scope(snap, eps[k], zone, zones_by_vnet) for k in keys}
+        parent = {k: k for k in keys}
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                (va, la), (vb, lb) = scopes[a], scopes[b]
+                if (va and va == vb) or (la and lb):
+                    parent[_root(parent, b)] = _root(parent, a)
+        clusters: dict[str, list[str]] = defaultdict(list)
+        for k in keys:
+            clusters[_root(parent, k)].append(k)
+        for members in clusters.values():
+            if len(members) < 2:
+                continue
+            members.sort(key=lambda k: eps[k].id.raw.lower())
+            keep = eps[members[0]]
+            for k in members[1:]:
+                pe = eps[k]
+                yield Issue(pe.id, f"Private endpoint {pe.name} duplicates {keep.name} for the same resource and "
+                            f"group id {gid} in the same DNS scope.",
+                            {"target": target, "group_id": gid, "kept_endpoint": keep.id.raw,
+                             "duplicates": [eps[m].id.raw for m in members], "zone": zone,
+                             "virtual_networks": {eps[m].id.raw: scopes[m][0] for m in members}},
+                            f'az network private-endpoint delete --ids "{pe.id.raw}"')

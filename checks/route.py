@@ -1,0 +1,255 @@
+"""Route checks: UDR paths to private endpoints that skip the appliance, lack SNAT, or lead nowhere.
+
+All of them read the decided paths of :mod:`checks.paths` (one per client subnet and endpoint IP), so
+the route rule lives in one place and every finding carries the path that shows why it was raised.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from checks.finding import Issue, Severity
+from checks.paths import PathResult, RouteCandidate, endpoint_paths
+from checks.registry import check
+from checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
+from monitor.arm_id import ArmId
+from monitor.snapshot import Snapshot, lower
+
+PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
+PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
+INSPECT = "https://learn.microsoft.com/azure/private-link/inspect-traffic-with-azure-firewall"
+FW_SNAT = "https://learn.microsoft.com/azure/firewall/snat-private-range"
+UDR_DOC = "https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview"
+
+
+def _path_evidence(p: PathResult) -> dict[str, Any]:
+    d = p.to_dict()
+    d.pop("reasons")
+    d["reasons"] = list(p.reasons)
+    return d
+
+
+def _group(items: Iterator[tuple[ArmId, PathResult, Any]]) -> dict[str, list[tuple[ArmId, PathResult, Any]]]:
+    out: dict[str, list[tuple[ArmId, PathResult, Any]]] = defaultdict(list)
+    for subject, path, extra in items:
+        out[subject.key].append((subject, path, extra))
+    return dict(sorted(out.items()))
+
+
+def _rg_and_name(rid: ArmId) -> tuple[str, str]:
+    return rid.resource_group or "<resource-group>", rid.name or "<name>"
+
+
+# --- route.udr-bypassed ----------------------------------------------------------------------------
+
+def _bypassing(p: PathResult) -> list[RouteCandidate]:
+    return [u for u in p.not_replacing if lower(u.next_hop_type) == "virtualappliance"]
+
+
+@check(
+    id="route.udr-bypassed", title="Appliance route does not apply to private endpoint traffic",
+    severity=Severity.HIGH,
+    rationale="An endpoint's /32 system route beats a broader user-defined route unless the endpoint's "
+              "subnet has privateEndpointNetworkPolicies enabled for route tables and the route is at least "
+              "as specific as the endpoint VNet's address space; a 0.0.0.0/0 to a firewall never applies. "
+              "Traffic to the endpoint then silently skips the inspection the route table was meant to force.",
+    remediation="Add a /32 route per endpoint IP to the appliance, or enable privateEndpointNetworkPolicies "
+                "(RouteTableEnabled or Enabled) on the endpoint's subnet and use a route at least as specific "
+                "as the VNet address space.",
+    references=(PE_OVERVIEW, PE_POLICIES, INSPECT), controls=("MCSB NS-3", "MCSB NS-1"),
+)
+def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    by_table: dict[str, list[PathResult]] = defaultdict(list)
+    tables: dict[str, ArmId] = {}
+    for p in endpoint_paths(snap):
+        if p.route_table_id is None or p.replaced_by or not _bypassing(p):
+            continue
+        by_table[p.route_table_id.key].append(p)
+        tables[p.route_table_id.key] = p.route_table_id
+    for key, paths in sorted(by_table.items()):
+        table = tables[key]
+        rg, name = _rg_and_name(table)
+        endpoints: dict[str, dict[str, Any]] = {}
+        fixes: list[str] = []
+        for p in paths:
+            assert p.endpoint is not None
+            udr = _bypassing(p)[0]
+            ek = f"{p.endpoint.key}|{p.destination}"
+            if ek not in endpoints:
+                ep_subnet = snap.subnet_of(p.endpoint)
+                endpoints[ek] = {
+                    "private_endpoint": p.endpoint.id.raw, "ip": p.destination,
+                    "endpoint_subnet": p.endpoint.subnet_id.raw if p.endpoint.subnet_id else None,
+                    "privateEndpointNetworkPolicies": p.endpoint_policy,
+                    "privateEndpointNetworkPolicies_raw": ep_subnet.private_endpoint_network_policies
+                    if ep_subnet else None,
+                    "endpoint_vnet_prefix": p.vnet_prefix,
+                    "bypassed_routes": [{"name": u.route_name, "prefix": u.prefix,
+                                         "prefix_length": u.prefix_length, "next_hop_ip": u.next_hop_ip}
+                                        for u in _bypassing(p)],
+                    "client_subnets": [], "paths": [],
+                }
+                fixes.append(f"az network route-table route create --resource-group {rg} --route-table-name "
+                             f"{name} --name pe-{p.destination.replace('.', '-').replace(':', '-')} "
+                             f"--address-prefix {p.destination}/32 --next-hop-type VirtualAppliance "
+                             f"--next-hop-ip-address {udr.next_hop_ip or '<appliance-ip>'}")
+                if ep_subnet is not None and lower(p.endpoint_policy) not in ("enabled", "routetableenabled"):
+                    fixes.append(f'# or: az network vnet subnet update --ids "{ep_subnet.id.raw}" '
+                                 "--private-endpoint-network-policies Enabled   (then a route at least as "
+                                 f"specific as {p.vnet_prefix or 'the VNet address space'} applies)")
+            endpoints[ek]["client_subnets"].append(p.subnet_id.raw)
+            endpoints[ek]["paths"].append(p.path_text())
+        names = sorted({e["private_endpoint"].rsplit("/", 1)[-1] for e in endpoints.values()})
+        yield Issue(table, f"Route table {table.name} sends traffic through a virtual appliance, but traffic "
+                    f"to {len(endpoints)} private endpoint IP(s) ({', '.join(names)}) skips it: the endpoint "
+                    "/32 route wins.",
+                    {"route_table": table.raw, "endpoints": list(endpoints.values()),
+                     "rule": "a UDR replaces an endpoint's /32 only if it is a /32, or if the endpoint subnet's "
+                             "privateEndpointNetworkPolicies is Enabled/RouteTableEnabled and the UDR prefix "
+                             "length >= the endpoint VNet address-space prefix length; 0.0.0.0/0 never does"},
+                    "\n".join(dict.fromkeys(fixes)))
+
+
+# --- appliances on the path ------------------------------------------------------------------------
+
+def _appliance_verdicts(snap: Snapshot) -> Iterator[tuple[ArmId, PathResult, SnatVerdict]]:
+    """(subject, path, SNAT verdict) for every path whose effective next hop is a resolved appliance."""
+    for p in endpoint_paths(snap):
+        if not p.via_appliance or p.hop is None or p.hop.kind == "unresolved":
+            continue
+        hop = p.hop
+        if hop.firewall is not None:
+            yield hop.firewall.id, p, firewall_snat(snap, hop.firewall, p.destination)
+        elif hop.nic is not None:
+            yield hop.nic.id, p, tagged_snat(hop.nic)
+        elif hop.load_balancer is not None:
+            lb = hop.load_balancer
+            if not hop.backend_nics:
+                yield lb.id, p, tagged_snat(None, lb)
+                continue
+            verdicts = [(nic, tagged_snat(nic, lb)) for nic in hop.backend_nics]
+            if all(v.snats is None and v.raw is None for _, v in verdicts):
+                # nobody declared anything: the load balancer in front is where to say it once
+                yield lb.id, p, verdicts[0][1]
+                continue
+            for nic, v in verdicts:
+                yield nic.id, p, v
+
+
+def _fix_snat(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> str:
+    fw = snap.firewalls.get(subject.key)
+    if fw is not None and verdict.model == "firewall-policy" and fw.firewall_policy_id is not None:
+        return (f'az network firewall policy update --ids "{fw.firewall_policy_id.raw}" --private-ranges '
+                "255.255.255.255/32   # always SNAT (or list private ranges that exclude the endpoint IPs)")
+    if fw is not None:
+        return (f'az network firewall update --ids "{fw.id.raw}" --private-ranges 255.255.255.255/32   '
+                "# always SNAT (or list private ranges that exclude the endpoint IPs)")
+    kind = "lb" if subject.key in snap.load_balancers else "nic"
+    return (f"Configure source NAT on the appliance for traffic to the endpoint IPs, then record it: "
+            f'az network {kind} update --ids "{subject.raw}" --set tags.{SNAT_TAG}=always')
+
+
+def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
+    for _, rows in _group(x for x in _appliance_verdicts(snap) if x[2].snats is want).items():
+        subject, _p, verdict = rows[0]
+        paths = [{"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
+                  "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
+                  "route": p.route.to_dict() if p.route else None, "snat": v.to_dict()} for _, p, v in rows]
+        ips = sorted({p.destination for _, p, _v in rows})
+        if want is False:
+            msg = (f"{subject.name} is the next hop to private endpoint IP(s) {', '.join(ips)} but does not "
+                   "SNAT that traffic: replies return directly and the flow is asymmetric.")
+        else:
+            msg = (f"{subject.name} is the next hop to private endpoint IP(s) {', '.join(ips)}; whether it "
+                   f"SNATs is unknown ({verdict.reason}).")
+        evidence = {"appliance": subject.raw, "snat_model": verdict.model, "paths": paths}
+        if verdict.model.startswith("firewall"):
+            evidence["note"] = "Azure Firewall application rules always SNAT; this judges network-rule traffic."
+        yield Issue(subject, msg, evidence, _fix_snat(snap, subject, verdict))
+
+
+@check(
+    id="route.nva-missing-snat", title="Appliance on the path to a private endpoint does not SNAT",
+    severity=Severity.HIGH,
+    rationale="Replies from a private endpoint follow its /32 system route straight back to the client, "
+              "skipping the appliance; without source NAT at the appliance the path is asymmetric and "
+              "stateful appliances drop the flow.",
+    remediation="Make the appliance SNAT traffic to private endpoints (Azure Firewall: private ranges that "
+                "exclude the endpoint IPs, or 255.255.255.255/32 to always SNAT).",
+    references=(INSPECT, FW_SNAT, PE_OVERVIEW), controls=("MCSB NS-3",),
+)
+def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    yield from _snat_issues(snap, False)
+
+
+@check(
+    id="route.nva-snat-unknown", title="Whether the appliance on the path to a private endpoint SNATs is unknown",
+    severity=Severity.MEDIUM,
+    rationale="plmon cannot read a third-party appliance's NAT configuration; without the owner's "
+              f"declaration (tag {SNAT_TAG}) an asymmetric path cannot be ruled out, so it is never a pass.",
+    remediation=f"Tag the appliance NIC (or the load balancer in front) with {SNAT_TAG}=always or "
+                f"{SNAT_TAG}=never after checking its NAT configuration.",
+    references=(INSPECT, PE_OVERVIEW), controls=("MCSB NS-3",),
+)
+def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    yield from _snat_issues(snap, None)
+
+
+@check(
+    id="route.nva-unresolved", title="Appliance next hop on the path to a private endpoint matches nothing",
+    severity=Severity.MEDIUM,
+    rationale="A VirtualAppliance route whose next-hop IP belongs to no NIC, internal load balancer "
+              "frontend or firewall in scope blackholes the traffic, or points at something plmon cannot judge.",
+    remediation="Point the route at the appliance's private IP, or bring the appliance into the monitored scope.",
+    references=(UDR_DOC,), controls=("MCSB NS-3",),
+)
+def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    rows: dict[str, list[PathResult]] = defaultdict(list)
+    for p in endpoint_paths(snap):
+        if p.via_appliance and p.hop is not None and p.hop.kind == "unresolved" and p.route_table_id:
+            rows[p.route_table_id.key].append(p)
+    for _, paths in sorted(rows.items()):
+        table = paths[0].route_table_id
+        assert table is not None
+        routes = {(p.route.route_name, p.route.prefix, p.route.next_hop_ip) for p in paths if p.route}
+        rg, name = _rg_and_name(table)
+        fixes = [f"az network route-table route update --resource-group {rg} --route-table-name {name} "
+                 f"--name {r} --next-hop-ip-address <appliance-private-ip>" for r, _, _ in sorted(routes)]
+        yield Issue(table, f"Route table {table.name} sends traffic to private endpoints to "
+                    f"{', '.join(sorted({str(ip) for _, _, ip in routes}))}, which matches no NIC, internal load "
+                    "balancer frontend or firewall in scope.",
+                    {"route_table": table.raw,
+                     "routes": [{"name": r, "prefix": px, "next_hop_ip": ip} for r, px, ip in sorted(routes)],
+                     "paths": [p.path_text() for p in paths],
+                     "endpoint_ips": sorted({p.destination for p in paths})},
+                    "\n".join(fixes))
+
+
+@check(
+    id="route.nva-ip-forwarding-off", title="Appliance NIC on the path to a private endpoint has IP forwarding off",
+    severity=Severity.HIGH,
+    rationale="A NIC without enableIPForwarding drops packets not addressed to it, so traffic routed "
+              "through it to the private endpoint never arrives.",
+    remediation="Enable IP forwarding on the appliance NIC.",
+    references=(UDR_DOC + "#virtual-appliance",), controls=("MCSB NS-3",),
+)
+def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    rows: dict[str, list[PathResult]] = defaultdict(list)
+    nics = {}
+    for p in endpoint_paths(snap):
+        if not p.via_appliance or p.hop is None:
+            continue
+        candidates = [p.hop.nic] if p.hop.nic is not None else list(p.hop.backend_nics)
+        for nic in candidates:
+            if nic is not None and not nic.enable_ip_forwarding:
+                rows[nic.key].append(p)
+                nics[nic.key] = nic
+    for key, paths in sorted(rows.items()):
+        nic = nics[key]
+        yield Issue(nic.id, f"Network interface {nic.name} is the next hop to private endpoint IP(s) "
+                    f"{', '.join(sorted({p.destination for p in paths}))} but has IP forwarding disabled.",
+                    {"nic": nic.id.raw, "enableIPForwarding": nic.enable_ip_forwarding,
+                     "paths": [p.path_text() for p in paths]},
+                    f'az network nic update --ids "{nic.id.raw}" --ip-forwarding true')
