@@ -137,7 +137,26 @@ class Config(_Strict):
                 except ValueError as err:
                     raise InputError(f"config: {where}.{name}: {err}") from None
             out[check_id] = CheckSettings(enabled=enabled, severity=severity, params=params)
+        self._pass_dns_zone_overrides(out, registry)
         return out
+
+    def _pass_dns_zone_overrides(self, out: dict[str, CheckSettings], registry: dict[str, Any]) -> None:
+        """``dns.zone_overrides`` (sovereign clouds) becomes the ``zone_overrides`` parameter of every check
+        that has one, unless that check's own settings already give it: checks only ever see parameters."""
+        if not self.dns.zone_overrides:
+            return
+        for check_id, chk in registry.items():
+            if "zone_overrides" not in chk.params:
+                continue
+            conf = out.get(check_id, CheckSettings())
+            if "zone_overrides" in conf.params:
+                continue
+            try:
+                value = chk.params["zone_overrides"].parse(self.dns.zone_overrides)
+            except ValueError as err:
+                raise InputError(f"config: dns.zone_overrides: {err}") from None
+            out[check_id] = CheckSettings(enabled=conf.enabled, severity=conf.severity,
+                                          params={**conf.params, "zone_overrides": value})
 
     def waiver_list(self) -> tuple[Waiver, ...]:
         return tuple(Waiver(check_id=w.check_id, reason=w.reason, expires=w.expires,
