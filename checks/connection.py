@@ -88,7 +88,7 @@ def _endpoint_issues(snap: Snapshot, status: str, what: str, fix: str) -> Iterat
     rationale="A Rejected connection carries no traffic; clients resolving the endpoint fail while the "
               "endpoint still costs money and holds an IP address.",
     remediation="Delete the endpoint, or ask the provider to approve a new request.",
-    references=(PE_DOC,), controls=("MCSB NS-2",),
+    references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
 )
 def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _endpoint_issues(snap, "rejected", "Rejected",
@@ -101,7 +101,7 @@ def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     rationale="The provider removed the connection; the endpoint no longer reaches the service and "
               "should be deleted.",
     remediation="Delete the disconnected private endpoint.",
-    references=(PE_DOC,), controls=("MCSB NS-2",),
+    references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
 )
 def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _endpoint_issues(snap, "disconnected", "Disconnected",
@@ -115,6 +115,7 @@ def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
               "change; it may stop carrying traffic until someone acts.",
     remediation="Read the actions required on the connection and recreate or re-approve it.",
     references=(PE_DOC, TROUBLESHOOT),
+    controls=("MCSB NS-2", "MCSB PV-2"),
 )
 def actions_required(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     flagged: dict[str, list[tuple[ConnectionView, dict[str, str]]]] = defaultdict(list)
@@ -142,6 +143,7 @@ def actions_required(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
               "its DNS records may shadow a recreated resource of the same name.",
     remediation="Delete the orphaned private endpoint.",
     references=(PE_DOC, TROUBLESHOOT),
+    controls=("MCSB AM-1", "MCSB NS-10"),
 )
 def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in snap.private_endpoints.values():

@@ -19,6 +19,7 @@ TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-priv
               "for; traffic may not flow and later updates may fail.",
     remediation="Re-apply the resource's configuration, or delete and recreate it.",
     references=(TROUBLESHOOT,),
+    controls=("MCSB PV-2",),
 )
 def provisioning_failed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in snap.private_endpoints.values():

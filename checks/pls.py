@@ -95,6 +95,7 @@ def _nat_subnets(pls: PrivateLinkService) -> dict[str, ArmId]:
               "privateLinkServiceNetworkPolicies is Disabled; otherwise changes to the service fail.",
     remediation="Disable privateLinkServiceNetworkPolicies on the NAT subnet.",
     references=(PLS_POLICY,),
+    controls=("MCSB NS-1", "MCSB PV-2"),
 )
 def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     users: dict[str, list[str]] = defaultdict(list)
@@ -122,6 +123,7 @@ def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
     remediation="Enlarge the NAT subnet or move NAT IP configurations to a larger one.",
     references=(PLS_DOC + "#nat-network-address-translation",),
     params={"min_free": Param.integer(8, "minimum free addresses in a NAT subnet")},
+    controls=("MCSB PV-2",),
 )
 def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     nat_configs: dict[str, set[str]] = defaultdict(set)
@@ -167,6 +169,7 @@ def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue
               "record the backend owner's attestation as a waiver.",
     remediation="Confirm the backend parses PROXY v2 and record it as a waiver, or turn it off.",
     references=(PLS_DOC + "#getting-connection-information-using-tcp-proxy-v2",),
+    controls=("MCSB PV-2",),
 )
 def proxy_protocol(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pls in snap.private_link_services.values():

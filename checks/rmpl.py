@@ -69,6 +69,7 @@ def association_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Is
               "only; one at another scope does not do what its owner expects.",
     remediation="Delete the association and create it at the root management group (the tenant id).",
     references=(RMPL_REST,),
+    controls=("MCSB NS-2", "MCSB PV-2"),
 )
 def association_not_root(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for a in snap.associations.values():
@@ -92,6 +93,7 @@ def association_not_root(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[
               "and may block a correct association for the scope.",
     remediation="Delete the dangling association, or recreate the private link it names.",
     references=(RMPL_REST,),
+    controls=("MCSB AM-1", "MCSB PV-2"),
 )
 def association_dangling(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for a in snap.associations.values():
@@ -109,6 +111,7 @@ def association_dangling(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[
     rationale="An RMPL takes effect only through an association; without one it restricts nothing.",
     remediation="Associate the private link with the root management group, or delete it.",
     references=(RMPL_REST,),
+    controls=("MCSB NS-2", "MCSB AM-1"),
 )
 def unassociated(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     if _association_gaps(snap):
@@ -130,6 +133,7 @@ def unassociated(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
               "this link.",
     remediation="Create a private endpoint with group id ResourceManagement and approve it.",
     references=(RMPL_DOC,),
+    controls=("MCSB NS-2",),
 )
 def no_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for rmpl in snap.rmpls.values():
@@ -148,6 +152,7 @@ def no_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     rationale="One RMPL referenced by associations of more than one tenant is unsupported.",
     remediation="Give each tenant its own resource management private link.",
     references=(RMPL_REST,),
+    controls=("MCSB PV-2",),
 )
 def multi_tenant(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     tenants: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -172,6 +177,7 @@ def multi_tenant(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
               "id; any other does not carry management traffic.",
     remediation="Recreate the private endpoint with group id ResourceManagement.",
     references=(RMPL_DOC,),
+    controls=("MCSB NS-2", "MCSB PV-2"),
 )
 def endpoint_group_id(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in snap.private_endpoints.values():
@@ -198,6 +204,7 @@ def endpoint_group_id(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
               "network without a 'management' CNAME breaks Bastion.",
     remediation="Add a CNAME 'management' to the zone, or unlink the zone from the Bastion network.",
     references=(BASTION_FAQ, RMPL_DOC),
+    controls=("MCSB NS-10",),
 )
 def bastion_dns_conflict(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     bastion_vnets: dict[str, list[str]] = defaultdict(list)
