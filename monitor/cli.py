@@ -61,7 +61,8 @@ def cli() -> None:
 
 @cli.command()
 @source_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif", "csv"]), default="table",
+              show_default=True)
 @click.option("--fail-on", type=click.Choice(SEVERITIES), callback=_severity,
               help="Exit 1 when a finding at or above this severity exists.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -71,6 +72,9 @@ def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path:
     result = do_scan(config, from_dir)
     if fmt == "json":
         click.echo(json.dumps(scan_document(result), indent=2))
+    elif fmt in ("sarif", "csv"):
+        from monitor.reports import build_report, render
+        click.echo(render(build_report(result, waivers=config.waiver_list()), fmt), nl=False)
     else:
         findings_table(result)
     if fail_on is not None and any(f.severity.rank >= fail_on.rank for f in result.evaluation.findings):
@@ -114,3 +118,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Subcommands that live in their own modules are wired here, explicitly, one line each.
+from monitor.cli_report import report  # noqa: E402
+
+cli.add_command(report)
+from monitor.cli_paths import explain_path  # noqa: E402
+
+cli.add_command(explain_path)

@@ -1,0 +1,31 @@
+"""Compliance reports: one :class:`Report` built from a scan (and the store), rendered in five formats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from monitor.reports.model import COMPLIANCE_DEFINITION, HistoryPoint, Report, build_report
+
+__all__ = ["COMPLIANCE_DEFINITION", "FORMATS", "HistoryPoint", "Report", "build_report", "render"]
+
+FORMATS = ("html", "md", "json", "csv", "sarif")
+
+
+def _renderers() -> dict[str, Callable[..., str]]:
+    # imported on use: the HTML path loads matplotlib and Jinja2, which a CSV export does not need
+    from monitor.reports.html import render_html
+    from monitor.reports.json_doc import render_json
+    from monitor.reports.markdown import render_markdown
+    from monitor.reports.sarif import render_sarif
+    from monitor.reports.tabular import render_csv
+    return {"html": lambda r, g: render_html(r, group_by=g), "md": lambda r, g: render_markdown(r, group_by=g),
+            "json": lambda r, g: render_json(r), "csv": lambda r, g: render_csv(r),
+            "sarif": lambda r, g: render_sarif(r)}
+
+
+def render(report: Report, fmt: str, *, group_by: str | None = None) -> str:
+    """The report as text in ``fmt`` (one of :data:`FORMATS`)."""
+    renderers = _renderers()
+    if fmt not in renderers:
+        raise ValueError(f"unknown report format {fmt!r} (expected one of: {', '.join(FORMATS)})")
+    return renderers[fmt](report, group_by)

@@ -1,0 +1,34 @@
+"""The CSV report: one row per open finding, with stable columns, for spreadsheets and ticket imports.
+
+Columns are a contract (scripts index them by name): add new ones at the end, never rename. Every
+cell goes through :func:`csv_cell`, so a name like ``=HYPERLINK(...)`` is text in Excel, not a formula.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from monitor.reports.escape import csv_cell
+from monitor.reports.model import Report, iso
+
+__all__ = ["COLUMNS", "render_csv"]
+
+COLUMNS = ("check_id", "severity", "resource_id", "resource_name", "subscription_id", "tenant_id", "title",
+           "message", "remediation", "first_seen", "age_days", "controls", "evidence")
+
+
+def render_csv(report: Report) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for row in report.findings:
+        f = row.finding
+        values = (f.check_id, f.severity.value, f.resource_id, row.resource_name, f.subscription_id,
+                  f.tenant_id or report.tenant_id, f.title, f.message, f.remediation,
+                  iso(row.first_seen) if row.first_seen else "",
+                  f"{row.age_days:.2f}" if row.age_days is not None else "", ";".join(row.controls),
+                  json.dumps(f.to_dict()["evidence"], sort_keys=True, ensure_ascii=False))
+        writer.writerow([csv_cell(v) for v in values])
+    return out.getvalue()
