@@ -47,9 +47,9 @@ def open_reader(from_dir: Path | None, **_: Any) -> tuple[Any, dict[str, Any]]:
     return tenant, tenant.manifest
 
 
-def do_scan(config: Config, from_dir: Path | None, **live: Any) -> ScanResult:
+def do_scan(config: Config, from_dir: Path | None, observations: Any = None, **live: Any) -> ScanResult:
     reader, manifest = open_reader(from_dir, **live)
-    return run_scan(reader, config, manifest=manifest)
+    return run_scan(reader, config, manifest=manifest, observations=observations)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,10 +66,20 @@ def cli() -> None:
 @click.option("--fail-on", type=click.Choice(SEVERITIES), callback=_severity,
               help="Exit 1 when a finding at or above this severity exists.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
-def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None) -> None:
+@click.option("--notify", is_flag=True, help="Record the findings' lifecycle in the state store and send "
+              "the alerts of the transitions this scan caused.")
+def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
+         notify: bool = False) -> None:
     """One collection plus all checks."""
+    from monitor.cli_alerts import notify as send_notifications
+    from monitor.cli_alerts import notify_summary, scan_observations
+
     config = load_config(config_path)
-    result = do_scan(config, from_dir)
+    store, observations = scan_observations(config, notify)
+    result = do_scan(config, from_dir, observations=observations)
+    if notify and store is not None:
+        transitions, delivery = send_notifications(store, config, result)
+        click.echo(notify_summary(transitions, delivery, store), err=True)
     if fmt == "json":
         click.echo(json.dumps(scan_document(result), indent=2))
     elif fmt in ("sarif", "csv"):
@@ -124,3 +134,7 @@ cli.add_command(report)
 from monitor.cli_paths import explain_path  # noqa: E402
 
 cli.add_command(explain_path)
+from monitor.cli_alerts import alerts_cmd, findings_cmd  # noqa: E402
+
+cli.add_command(alerts_cmd)
+cli.add_command(findings_cmd)

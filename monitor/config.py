@@ -79,6 +79,16 @@ class ScheduleConfig(_Strict):
     retention_interval: Duration = timedelta(hours=24)
 
 
+class DeliveryConfig(_Strict):
+    """How alerts are retried: exponential backoff from ``backoff_base`` up to ``backoff_max``, then the
+    dead letter after ``max_attempts``; ``scan --notify`` waits at most ``notify_timeout`` for delivery."""
+
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_base: Duration = timedelta(seconds=5)
+    backoff_max: Duration = timedelta(minutes=30)
+    notify_timeout: Duration = timedelta(seconds=60)
+
+
 class WaiverConfig(_Strict):
     check_id: str
     reason: str = Field(min_length=1)
@@ -104,6 +114,7 @@ class Config(_Strict):
     checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     waivers: tuple[WaiverConfig, ...] = ()
     alerts: tuple[AlertChannelConfig, ...] = ()
+    delivery: DeliveryConfig = DeliveryConfig()
     server: ServerConfig = ServerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     dns: DnsConfig = DnsConfig()

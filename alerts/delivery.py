@@ -1,0 +1,161 @@
+"""The delivery worker: sends due outbox rows, retries with backoff, dead-letters, never loses a row.
+
+Delivery is at-least-once. A row is *leased* when claimed (``claim_due``), so a crashed worker's rows
+come back after the lease and are sent again: a receiver may see an alert twice, with the same id, and
+dedupes on it. It is never lost: a row leaves ``pending`` only when a channel acknowledged it
+(``delivered``) or after ``max_attempts`` failures (``failed``, the dead letter ``plmon alerts --failed``
+lists and ``--retry`` re-queues). The store hands out one row per finding and channel at a time, so a
+later alert of a finding is never sent while an earlier one is backing off.
+
+A burst (more than a channel's ``digest_threshold`` alerts within a minute) goes out as one digest
+message that stands for all its rows.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from alerts.channel import Channel, DeliveryError
+from monitor.store import OutboxRow, StateStore
+
+__all__ = ["DeliveryReport", "DeliveryWorker", "RetryPolicy"]
+
+log = structlog.get_logger(__name__)
+
+DIGEST_WINDOW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    base: timedelta = timedelta(seconds=5)
+    cap: timedelta = timedelta(minutes=30)
+    jitter: float = 0.25  # each delay is scaled by a random factor in [1 - jitter, 1 + jitter]
+    lease: timedelta = timedelta(seconds=60)  # > any channel timeout: a claimed row is not re-sent meanwhile
+
+    def delay(self, attempts: int, rng: random.Random) -> timedelta:
+        """Backoff after ``attempts`` failures: base * 2^(attempts-1), capped, with jitter so that
+        many alerts failing together do not retry in lockstep."""
+        raw = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=raw * rng.uniform(1 - self.jitter, 1 + self.jitter))
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+    digests: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: DeliveryReport) -> None:
+        self.delivered += other.delivered
+        self.retrying += other.retrying
+        self.dead += other.dead
+        self.digests += other.digests
+        self.errors.extend(other.errors)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeliveryWorker:
+    def __init__(self, store: StateStore, channels: Mapping[str, Channel], policy: RetryPolicy | None = None, *,
+                 clock: Callable[[], datetime] = _utcnow, rng: random.Random | None = None) -> None:
+        self.store, self.channels = store, channels
+        self.policy = policy or RetryPolicy()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self._recent: dict[str, deque[datetime]] = defaultdict(deque)  # channel -> sends in the window
+
+    def run_once(self, limit: int = 200) -> DeliveryReport:
+        """Claim what is due now and send it; each row ends delivered, backing off, or dead."""
+        report = DeliveryReport()
+        now = self.clock()
+        rows = self.store.claim_due(now, self.policy.lease, limit)
+        by_channel: dict[str, list[OutboxRow]] = defaultdict(list)
+        for row in rows:
+            by_channel[row.channel].append(row)
+        for name, batch in by_channel.items():
+            channel = self.channels.get(name)
+            if channel is None:
+                for row in batch:
+                    self._failed(row, "channel not configured any more", retryable=False, report=report)
+                continue
+            recent = self._recent[name]
+            while recent and now - recent[0] > DIGEST_WINDOW:
+                recent.popleft()
+            if len(batch) > 1 and len(recent) + len(batch) > channel.digest_threshold:
+                self._send_digest(channel, batch, report)
+            else:
+                for row in batch:
+                    self._send_one(channel, row, report)
+        return report
+
+    def _send_one(self, channel: Channel, row: OutboxRow, report: DeliveryReport) -> None:
+        try:
+            channel.send(row)
+        except DeliveryError as err:
+            self._failed(row, str(err), retryable=err.retryable, report=report)
+            return
+        self._delivered(row, report)
+
+    def _send_digest(self, channel: Channel, rows: Sequence[OutboxRow], report: DeliveryReport) -> None:
+        try:
+            channel.send_digest(rows)
+        except DeliveryError as err:
+            for row in rows:
+                self._failed(row, f"digest: {err}", retryable=err.retryable, report=report)
+            return
+        report.digests += 1
+        log.info("alert_digest_sent", channel=channel.name, alerts=len(rows))
+        for row in rows:
+            self._delivered(row, report)
+
+    def _delivered(self, row: OutboxRow, report: DeliveryReport) -> None:
+        now = self.clock()
+        self.store.mark_delivered(row.alert_id, row.channel, now)
+        self._recent[row.channel].append(now)
+        report.delivered += 1
+        log.info("alert_delivered", alert_id=row.alert_id, channel=row.channel, kind=row.kind,
+                 check_id=row.check_id, attempts=row.attempts + 1)
+
+    def _failed(self, row: OutboxRow, error: str, *, retryable: bool, report: DeliveryReport) -> None:
+        attempts = row.attempts + 1
+        if retryable and attempts < self.policy.max_attempts:
+            retry_at = self.clock() + self.policy.delay(attempts, self.rng)
+            report.retrying += 1
+        else:
+            retry_at = None
+            report.dead += 1
+        self.store.mark_attempt_failed(row.alert_id, row.channel, error=error, retry_at=retry_at)
+        report.errors.append(f"{row.channel}: {error}")
+        log.warning("alert_delivery_failed", alert_id=row.alert_id, channel=row.channel, attempts=attempts,
+                    error=error, dead_letter=retry_at is None)
+
+    def drain(self, timeout: float, *, sleep: Callable[[float], None] = time.sleep,
+              max_wait: float = 5.0) -> DeliveryReport:
+        """Send until nothing is pending (every row delivered or dead) or ``timeout`` seconds pass.
+
+        Between passes it sleeps until the next row is due (at most ``max_wait``). Rows still pending
+        at the deadline stay in the outbox for the next run (``plmon alerts --deliver``, the daemon)."""
+        report = DeliveryReport()
+        deadline = time.monotonic() + timeout
+        while True:
+            report.add(self.run_once())
+            due = self.store.next_due()
+            if due is None:
+                return report
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return report
+            wait = (due - self.clock()).total_seconds()
+            sleep(min(max(wait, 0.01), max_wait, left))
