@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint install install-test services bench clean
+.PHONY: demo test lint install install-test services bench clean azurite
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,14 @@ demo: $(STAMP)
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check monitor checks alerts tests
 
+# Azurite (Azure Storage emulator) for the Table Storage store tests; 3.36+ need a newer Node than ours.
+AZURITE := .tools/azurite/node_modules/.bin/azurite-table
+$(AZURITE):
+	npm install --prefix .tools/azurite --no-audit --no-fund --loglevel=error azurite@3.35.0
+azurite: $(AZURITE)
+
 # Services the tests need are installed and started by the test session itself (see tests/services.py).
-test: $(TSTAMP) lint
+test: $(TSTAMP) lint $(AZURITE)
 	$(VENV)/bin/pytest
 
 clean:

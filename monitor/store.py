@@ -170,8 +170,10 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> StateStore:
-    """The store a URL names: ``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite:///:memory:``."""
+def open_store(url: str, environ: Mapping[str, str] | None = None) -> StateStore:
+    """The store a URL names: ``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite:///:memory:``,
+    ``azuretables://<account>/<prefix>`` or ``azuretables:///<prefix>`` with a connection string in the
+    environment (``environ``, default ``os.environ``; see :mod:`monitor.store_tables`)."""
     from monitor.errors import InputError
 
     scheme, sep, rest = url.partition("://")
@@ -184,4 +186,8 @@ def open_store(url: str) -> StateStore:
         if not path:
             raise InputError("state.url: sqlite URL without a path (expected sqlite:///plmon-state.db)")
         return SqliteStore(path)
-    raise InputError(f"state.url: unsupported scheme {scheme!r} (supported: sqlite)")
+    if scheme == "azuretables":
+        from monitor.store_tables import tables_store_from_url
+
+        return tables_store_from_url(url, environ)
+    raise InputError(f"state.url: unsupported scheme {scheme!r} (supported: sqlite, azuretables)")

@@ -41,7 +41,15 @@ def _sqlite_memory(_: Path) -> StateStore:
     return open_store("sqlite:///:memory:")
 
 
-BACKENDS: dict[str, Callable[[Path], StateStore]] = {"sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_memory}
+def _azure_tables(_: Path) -> StateStore:
+    import azurite  # tests/azurite.py: Azurite on loopback, started once per session
+
+    return open_store(f"azuretables:///{azurite.unique_prefix()}?connection_string_env=PLMON_TEST_AZURITE",
+                      environ={"PLMON_TEST_AZURITE": azurite.connection_string()})
+
+
+BACKENDS: dict[str, Callable[[Path], StateStore]] = {"sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_memory,
+                                                     "azure-tables": _azure_tables}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
