@@ -6,6 +6,7 @@ line on stderr. No traceback reaches a user: :func:`main` turns every expected e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -16,12 +17,13 @@ import click
 from checks.finding import Severity
 from checks.registry import all_checks
 from monitor import __version__
+from monitor.collection_display import CollectionProgress, stats_lines
 from monitor.config import Config, load_config
 from monitor.errors import InputError
 from monitor.logs import configure_logging
 from monitor.output import checks_table, findings_table
-from monitor.recorded import RecordedTenant
 from monitor.scan import ScanResult, run_scan, scan_document
+from monitor.sources import open_source
 
 __all__ = ["cli", "main"]
 
@@ -36,20 +38,41 @@ def source_options(fn: Any) -> Any:
     """The source flags shared by scan, record, serve and report (contracts.md)."""
     fn = click.option("--from", "from_dir", type=click.Path(file_okay=False, path_type=Path),
                       help="Scan a recorded tenant folder instead of Azure.")(fn)
+    fn = click.option("--subscription", "subscriptions", multiple=True, metavar="ID",
+                      help="Read only this subscription (repeatable). Default: every one the identity lists.")(fn)
+    fn = click.option("--management-group", metavar="ID",
+                      help="Read the subscriptions below this management group.")(fn)
+    fn = click.option("--arm-endpoint", metavar="URL",
+                      help="ARM base URL (sovereign cloud, Azure Stack Hub, replay server). "
+                           "Default https://management.azure.com.")(fn)
+    fn = click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
+                      help="CA bundle to verify the ARM endpoint with.")(fn)
+    fn = click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
+                      help="Concurrent ARM reads.")(fn)
     return fn
 
 
-def open_reader(from_dir: Path | None, **_: Any) -> tuple[Any, dict[str, Any]]:
-    """The ARM reader for the chosen source and its manifest."""
-    if from_dir is None:
-        raise InputError("no source given: use --from DIR (live collection is not available in this build)")
-    tenant = RecordedTenant(from_dir)
-    return tenant, tenant.manifest
+def open_reader(from_dir: Path | None, **live: Any) -> tuple[Any, dict[str, Any]]:
+    """The ARM reader for the chosen source and its manifest (see monitor.sources)."""
+    source = open_source(from_dir, **live)
+    return source.reader, source.manifest
 
 
-def do_scan(config: Config, from_dir: Path | None, observations: Any = None, **live: Any) -> ScanResult:
-    reader, manifest = open_reader(from_dir, **live)
-    return run_scan(reader, config, manifest=manifest, observations=observations)
+def do_scan(config: Config, from_dir: Path | None, observations: Any = None, *, stats: bool = False,
+            **live: Any) -> ScanResult:
+    with open_source(from_dir, **live) as source:
+        reader, on_progress, display = source.reader, None, None
+        if CollectionProgress.wanted():
+            display = CollectionProgress()
+            reader, on_progress = display.wrap(reader), display.phase_done
+        with display or contextlib.nullcontext():
+            result = run_scan(reader, config, manifest=source.manifest, observations=observations,
+                              subscriptions=source.subscriptions, workers=source.workers, on_progress=on_progress)
+        if stats:
+            live_stats = source.live.stats.as_dict() if source.live is not None else None
+            for line in stats_lines(result.stats, live_stats):
+                click.echo(f"plmon stats: {line}", err=True)
+    return result
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,15 +91,17 @@ def cli() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--notify", is_flag=True, help="Record the findings' lifecycle in the state store and send "
               "the alerts of the transitions this scan caused.")
+@click.option("--stats", "show_stats", is_flag=True,
+              help="Print ARM requests, retries, throttles and time per phase to stderr.")
 def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
-         notify: bool = False) -> None:
+         notify: bool = False, show_stats: bool = False, **live: Any) -> None:
     """One collection plus all checks."""
     from monitor.cli_alerts import notify as send_notifications
     from monitor.cli_alerts import notify_summary, scan_observations
 
     config = load_config(config_path)
     store, observations = scan_observations(config, notify)
-    result = do_scan(config, from_dir, observations=observations)
+    result = do_scan(config, from_dir, observations=observations, stats=show_stats, **live)
     if notify and store is not None:
         transitions, delivery = send_notifications(store, config, result)
         click.echo(notify_summary(transitions, delivery, store), err=True)
@@ -138,3 +163,6 @@ from monitor.cli_alerts import alerts_cmd, findings_cmd  # noqa: E402
 
 cli.add_command(alerts_cmd)
 cli.add_command(findings_cmd)
+from monitor.cli_replay import replay_server  # noqa: E402
+
+cli.add_command(replay_server)

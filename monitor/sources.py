@@ -1,0 +1,132 @@
+"""From the source flags of scan, record, report and serve to an ARM reader and what to read with it.
+
+``--from DIR`` is a recorded tenant; anything else is live ARM through :class:`~monitor.live.LiveReader`
+(``--arm-endpoint``/``--ca-bundle`` for sovereign clouds, Azure Stack Hub or a replay server). The
+subscriptions to read come from ``--subscription``, ``--management-group`` (its descendants) or, by
+default, every subscription the identity can list. Retry and budget tuning is read from the environment
+so the same flags serve a user and a fast test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor.errors import InputError
+from monitor.plan import ArmReader, ReadError
+
+__all__ = ["Source", "live_settings_from_env", "open_source"]
+
+_ENV_FLOAT = {
+    "PLMON_ARM_READ_TIMEOUT": "read_timeout",
+    "PLMON_ARM_CONNECT_TIMEOUT": "connection_timeout",
+    "PLMON_ARM_RETRY_BACKOFF": "retry_backoff_factor",
+    "PLMON_ARM_RETRY_BACKOFF_MAX": "retry_backoff_max",
+}
+
+
+@dataclass
+class Source:
+    reader: ArmReader
+    manifest: dict[str, Any]
+    subscriptions: list[str] | None = None
+    workers: int = 8
+    live: Any = None   # the LiveReader when the source is live, for its request counters
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def live_settings_from_env(arm_endpoint: str | None, ca_bundle: str | None,
+                           environ: dict[str, str] | None = None) -> Any:
+    """LiveSettings with PLMON_ARM_* overrides (timeouts, retries, ``PLMON_ARM_BUDGET=250/25|off``)."""
+    from monitor.live import LiveSettings
+
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {"arm_endpoint": arm_endpoint, "ca_bundle": ca_bundle}
+    for name, attr in _ENV_FLOAT.items():
+        if env.get(name):
+            values[attr] = _positive(name, env[name])
+    if env.get("PLMON_ARM_RETRY_TOTAL"):
+        raw = env["PLMON_ARM_RETRY_TOTAL"]
+        if not raw.isdigit():
+            raise InputError(f"PLMON_ARM_RETRY_TOTAL must be a whole number, got {raw!r}")
+        values["retry_total"] = int(raw)
+    budget = env.get("PLMON_ARM_BUDGET", "").strip().lower()
+    if budget == "off":
+        values["budget_capacity"] = None
+    elif budget:
+        cap, sep, rate = budget.partition("/")
+        if not sep:
+            raise InputError(f"PLMON_ARM_BUDGET must be CAPACITY/PER_SECOND or off, got {budget!r}")
+        values["budget_capacity"] = _positive("PLMON_ARM_BUDGET", cap)
+        values["budget_refill"] = _positive("PLMON_ARM_BUDGET", rate)
+    return LiveSettings(**values)
+
+
+def _positive(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise InputError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = (),
+                management_group: str | None = None, arm_endpoint: str | None = None,
+                ca_bundle: Path | None = None, workers: int = 8, **_: Any) -> Source:
+    """The reader for the chosen flags; bad combinations and unreadable files are InputErrors."""
+    subs = [s.strip() for s in subscriptions if s and s.strip()]
+    if from_dir is not None:
+        if arm_endpoint or ca_bundle:
+            raise InputError("--from reads a recorded tenant: it cannot be combined with --arm-endpoint/--ca-bundle")
+        from monitor.recorded import RecordedTenant
+
+        tenant = RecordedTenant(from_dir)
+        source = Source(tenant, dict(tenant.manifest), subs or None, workers)
+    else:
+        from monitor.credentials import arm_credential, cloud_name
+        from monitor.live import LiveReader
+
+        if ca_bundle is not None and not Path(ca_bundle).is_file():
+            raise InputError(f"--ca-bundle {ca_bundle}: no such file")
+        settings = live_settings_from_env(arm_endpoint, str(ca_bundle) if ca_bundle else None)
+        reader = LiveReader(arm_credential(), settings)
+        source = Source(reader, {"cloud": cloud_name(reader.endpoint)}, subs or None, workers, live=reader)
+    if management_group:
+        try:
+            found = group_subscriptions(source.reader, management_group)
+        except InputError:
+            source.close()
+            raise
+        source.subscriptions = sorted({*(source.subscriptions or []), *found}, key=str.lower)
+    return source
+
+
+def group_subscriptions(reader: ArmReader, group: str) -> list[str]:
+    """Every subscription below a management group (its descendants), for ``--management-group``."""
+    path = f"providers/Microsoft.Management/managementGroups/{group}/descendants"
+    try:
+        body = reader.get(path, kind="managementGroupDescendants")
+    except ReadError as err:
+        raise InputError(f"--management-group {group}: cannot list its subscriptions "
+                         f"({err.status or 'no answer'} {err.code})") from None
+    items = body.get("value") if isinstance(body, dict) else None
+    subs = [i["name"] for i in items if isinstance(i, dict) and isinstance(i.get("name"), str)
+            and str(i.get("type", "")).lower().endswith("/subscriptions")] if isinstance(items, list) else []
+    if not subs:
+        raise InputError(f"--management-group {group}: it holds no subscription this identity can see")
+    return subs
