@@ -1,0 +1,110 @@
+"""route.* checks on one hub-and-spoke tenant with two firewalls (classic and policy SNAT) and third-party NVAs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from checks.engine import evaluate
+from checks.registry import all_checks
+from monitor.snapshot import Snapshot
+from netkit import hub_and_spokes
+
+ROUTE_IDS = {c for c in all_checks() if c.startswith("route.")}
+
+
+def tenant(tmp_path: Path) -> Snapshot:
+    n = hub_and_spokes()  # spoke1 pe subnet policy absent (Disabled), spoke2 Enabled
+    for name, prefix, rt in (("tools", "10.0.5.0/24", "rt-tools"), ("ops", "10.0.6.0/24", "rt-ops")):
+        n.subnet("hub", name, prefix, route_table=rt)
+    n.subnet("hub", "jump2", "10.0.7.0/24", route_table="rt-hub")
+    # two firewalls: classic without private ranges (IANA: no SNAT to 10/8), policy with always-SNAT
+    n.firewall("fw-classic", "10.0.1.4").firewall("fw-policy", "10.0.1.5", policy="pol", snat="0.0.0.0/0")
+    n.firewall_policy("pol", ["255.255.255.255/32"])
+    # third-party appliances
+    n.nic("nva-untagged", "10.0.2.4").nic("nva-never", "10.0.2.6", snat="never")
+    pool = n.load_balancer("ilb-fwd", "10.0.2.10")
+    n.nic("nva-fwd-off", "10.0.2.11", snat="always", forwarding=False, pool=pool)
+    pool2 = n.load_balancer("ilb-never", "10.0.2.20", snat="never")
+    n.nic("nva-behind", "10.0.2.21", pool=pool2)
+    pool3 = n.load_balancer("ilb-unknown", "10.0.2.30")
+    n.nic("nva-behind-3", "10.0.2.31", pool=pool3)
+    VA = "VirtualAppliance"
+    n.route_table("rt-spoke1", ("default-to-fw", "0.0.0.0/0", VA, "10.0.1.4"))      # bypassed
+    n.route_table("rt-spoke2", ("spoke-to-fw", "10.2.0.0/16", VA, "10.0.1.5"))      # replaces (Enabled, /16)
+    n.route_table("rt-hub", ("pe1", "10.1.1.4/32", VA, "10.0.1.4"), ("pe2", "10.2.1.4/32", VA, "10.0.1.5"))
+    n.route_table("rt-ops", ("pe1", "10.1.1.4/32", VA, "10.0.9.9"), ("pe2", "10.2.1.4/32", VA, "10.0.2.6"))
+    n.route_table("rt-tools", ("pe1", "10.1.1.4/32", VA, "10.0.2.20"), ("pe2", "10.2.1.4/32", VA, "10.0.2.30"))
+    n.route_table("rt-nva", ("pe1", "10.1.1.4/32", VA, "10.0.2.4"), ("pe2", "10.2.1.4/32", VA, "10.0.2.10"))
+    n.subnet("hub", "apps", "10.0.8.0/24", route_table="rt-nva")
+    n.endpoint("pe1", n.storage("st1", "pe1"), vnet="spoke1", ip="10.1.1.4", zones=[])
+    n.endpoint("pe2", n.storage("st2", "pe2"), vnet="spoke2", ip="10.2.1.4", zones=[])
+    return n.snapshot(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory) -> tuple[Snapshot, dict[tuple[str, str], object]]:
+    snap = tenant(tmp_path_factory.mktemp("hub"))
+    ev = evaluate(snap, only=ROUTE_IDS)
+    assert ev.check_errors == ()
+    return snap, {(f.check_id, f.resource_id.rsplit("/", 1)[-1]): f for f in ev.findings}
+
+
+def test_exact_route_findings(result: tuple[Snapshot, dict]) -> None:
+    """Exactly the catalogue's findings, each on its subject; passing neighbours (rt-spoke2, fw-policy) absent."""
+    _, found = result
+    assert sorted(found) == sorted([
+        ("route.udr-bypassed", "rt-spoke1"),
+        ("route.nva-missing-snat", "fw-classic"), ("route.nva-missing-snat", "nva-never"),
+        ("route.nva-missing-snat", "nva-behind"),
+        ("route.nva-snat-unknown", "nva-untagged"), ("route.nva-snat-unknown", "ilb-unknown"),
+        ("route.nva-unresolved", "rt-ops"),
+        ("route.nva-ip-forwarding-off", "nva-fwd-off"),
+    ])
+
+
+def test_bypass_evidence_names_the_path_and_rule(result: tuple[Snapshot, dict]) -> None:
+    """The bypass finding lists the endpoint, policy value, prefix lengths and gives a /32 route command."""
+    _, found = result
+    f = found[("route.udr-bypassed", "rt-spoke1")]
+    ep = f.evidence["endpoints"][0]
+    assert ep["ip"] == "10.1.1.4" and ep["privateEndpointNetworkPolicies"] == "Disabled"
+    assert ep["bypassed_routes"][0]["prefix_length"] == 0 and ep["endpoint_vnet_prefix"] == "10.1.0.0/16"
+    assert "subnet app -> 10.1.1.4/32 -> InterfaceEndpoint" in ep["paths"][0]
+    assert "az network route-table route create --resource-group rg1 --route-table-name rt-spoke1" in f.remediation
+    assert "--address-prefix 10.1.1.4/32 --next-hop-type VirtualAppliance --next-hop-ip-address 10.0.1.4" \
+        in f.remediation
+    assert "--private-endpoint-network-policies Enabled" in f.remediation
+
+
+def test_missing_snat_evidence_and_fix(result: tuple[Snapshot, dict]) -> None:
+    """Firewall SNAT finding shows the path through the firewall, the model, the note and the az fix."""
+    _, found = result
+    f = found[("route.nva-missing-snat", "fw-classic")]
+    path = f.evidence["paths"][0]
+    assert "10.1.1.4/32 -> VirtualAppliance 10.0.1.4" in path["path"] and "Azure Firewall fw-classic" in path["path"]
+    assert path["snat"]["model"] == "firewall-classic" and path["snat"]["snat"] == "no"
+    assert "application rules always SNAT" in f.evidence["note"]
+    assert f.remediation.startswith('az network firewall update --ids "') and "--private-ranges" in f.remediation
+    nva = found[("route.nva-missing-snat", "nva-never")]
+    assert "tags.plmon-snat=always" in nva.remediation and nva.severity.value == "high"
+
+
+def test_unknown_and_forwarding_severities(result: tuple[Snapshot, dict]) -> None:
+    """Default severities are the catalogue's: snat-unknown medium, ip-forwarding-off high, unresolved medium."""
+    _, found = result
+    assert found[("route.nva-snat-unknown", "ilb-unknown")].severity.value == "medium"
+    assert found[("route.nva-ip-forwarding-off", "nva-fwd-off")].remediation.endswith("--ip-forwarding true")
+    unresolved = found[("route.nva-unresolved", "rt-ops")]
+    assert unresolved.severity.value == "medium" and unresolved.evidence["routes"][0]["next_hop_ip"] == "10.0.9.9"
+
+
+def test_policy_snat_setting_in_hub_path_passes(result: tuple[Snapshot, dict]) -> None:
+    """The policy firewall (always SNAT) carries pe2 traffic from spoke2/app and hub/jump2 without a finding."""
+    snap, found = result
+    assert not any(name == "fw-policy" for _, name in found)
+    from checks.paths import endpoint_paths
+    via = {p.subnet_id.name for p in endpoint_paths(snap) if p.hop and p.hop.firewall
+           and p.hop.firewall.name == "fw-policy"}
+    assert via == {"app", "jump2"}
