@@ -37,7 +37,8 @@ def pls(name: str) -> dict:
     return {"id": f"{net()}/privateLinkServices/{name}", "name": name,
             "type": "Microsoft.Network/privateLinkServices", "location": "westeurope",
             "properties": {"provisioningState": "Succeeded", "visibility": {"subscriptions": ["*"]},
-                           "autoApproval": {"subscriptions": ["*"]}, "alias": f"{name}.guid.westeurope.azure.privatelinkservice",
+                           "autoApproval": {"subscriptions": ["*"]},
+                           "alias": f"{name}.guid.westeurope.azure.privatelinkservice",
                            "ipConfigurations": [], "privateEndpointConnections": []}}
 
 

@@ -34,7 +34,7 @@ def _findings(rows: Sequence[FindingRow]) -> list[str]:
 def render_markdown(report: Report, *, group_by: str | None = None) -> str:
     r = report
     out = ["# Azure Private Link compliance report", "",
-           f"Tenant {md_text(r.tenant_id or 'unknown')}, scan of {md_text(iso(r.generated_at))}, "
+           f"Tenant {md_text(r.tenant_id or 'unknown')}, scan of {iso(r.generated_at)}, "
            f"plmon {md_text(r.tool_version)}, history: {md_text(r.history_source)}.", "",
            "## Compliance and coverage", "",
            f"**Compliance: {_pct(r.compliance_percent)}** ({r.resources_evaluated - r.resources_non_compliant} of "
