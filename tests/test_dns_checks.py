@@ -1,0 +1,79 @@
+"""dns.* checks: zone groups, expected zone names (with sovereign overrides from config), duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from checks.engine import evaluate
+from monitor.config import parse_config
+from monitor.snapshot import Snapshot
+from netkit import NET, Net
+
+DNS_IDS = {"dns.no-zone-group", "dns.zone-name-mismatch", "dns.duplicate-endpoints"}
+BLOB = "privatelink.blob.core.windows.net"
+
+
+def tenant(tmp_path: Path) -> Snapshot:
+    n = Net()
+    n.vnet("a", "10.1.0.0/16").subnet("a", "pe", "10.1.1.0/24")
+    n.vnet("b", "10.2.0.0/16").subnet("b", "pe", "10.2.1.0/24")
+    n.vnet("c", "10.3.0.0/16").subnet("c", "pe", "10.3.1.0/24")
+    n.vnet("custom", "10.4.0.0/16").subnet("custom", "pe", "10.4.1.0/24")
+    st1 = n.storage("st1", "no-group", "good", "dup-same-vnet", "dup-linked", "other-c", "custom-dns")
+    vault = n.storage("kv1", "wrong-zone", type_="Microsoft.KeyVault/vaults")
+    n.endpoint("no-group", st1, vnet="a", ip="10.1.1.4", zones=[])                  # fails no-zone-group
+    n.endpoint("good", st1, vnet="a", ip="10.1.1.5", zones=[BLOB])                  # duplicate
+    n.endpoint("dup-same-vnet", st1, vnet="a", ip="10.1.1.6", zones=[BLOB])         # duplicate (same vnet)
+    n.endpoint("dup-linked", st1, vnet="b", ip="10.2.1.4", zones=[BLOB])            # kept: its id sorts first
+    n.endpoint("other-c", st1, vnet="c", ip="10.3.1.4", zones=[BLOB])               # own scope: no duplicate
+    n.endpoint("custom-dns", st1, vnet="custom", ip="10.4.1.4", zones=[])           # managed elsewhere
+    n.endpoint("wrong-zone", vault, vnet="c", ip="10.3.1.5", groups=("vault",), zones=[BLOB])
+    n.endpoint("pending", n.storage("st2", "pending", status="Pending"), vnet="c", ip="10.3.1.6", zones=[],
+               status="Pending")                                                   # not Approved: passes
+    pls = f"{NET}/privateLinkServices/pls1"
+    n.endpoint("to-pls", pls, vnet="c", ip="10.3.1.7", zones=[], groups=())        # PLS: no zone expected
+    n.zone(BLOB, "a", "b")
+    return n.snapshot(tmp_path)
+
+
+def _run(snap: Snapshot, config: dict | None = None) -> set[tuple[str, str]]:
+    cfg = parse_config(config or {})
+    ev = evaluate(snap, cfg.check_settings(), only=DNS_IDS)
+    assert ev.check_errors == ()
+    return {(f.check_id, f.resource_id.rsplit("/", 1)[-1]) for f in ev.findings}
+
+
+MANAGED = {"checks": {"dns.no-zone-group": {"managed_elsewhere": [f"{NET}/virtualNetworks/custom".lower()]}}}
+
+
+def test_exact_dns_findings(tmp_path: Path) -> None:
+    """Each DNS check fails on its case and passes its neighbours; duplicates name all but the first id."""
+    assert _run(tenant(tmp_path), MANAGED) == {
+        ("dns.no-zone-group", "no-group"),
+        ("dns.zone-name-mismatch", "wrong-zone"),
+        # a and b share the linked zone: dup-linked's id sorts first and is kept
+        ("dns.duplicate-endpoints", "dup-same-vnet"), ("dns.duplicate-endpoints", "good"),
+        ("dns.duplicate-endpoints", "no-group"),
+    }
+
+
+def test_managed_elsewhere_is_needed_to_skip_custom_dns(tmp_path: Path) -> None:
+    """Without the managed_elsewhere declaration the custom-DNS endpoint is reported too."""
+    assert ("dns.no-zone-group", "custom-dns") in _run(tenant(tmp_path))
+
+
+def test_sovereign_zone_overrides_from_config(tmp_path: Path) -> None:
+    """dns.zone_overrides in the config changes the expected zone: the commercial zone then mismatches."""
+    gov = {"dns": {"zone_overrides": {BLOB: "privatelink.blob.core.usgovcloudapi.net"}}, **MANAGED}
+    found = _run(tenant(tmp_path), gov)
+    assert {r for c, r in found if c == "dns.zone-name-mismatch"} == {"wrong-zone", "good", "dup-same-vnet",
+                                                                      "dup-linked", "other-c"}
+
+
+def test_mismatch_evidence_and_fix(tmp_path: Path) -> None:
+    """The mismatch names the expected zone and gives the zone-group update command."""
+    ev = evaluate(tenant(tmp_path), only={"dns.zone-name-mismatch"})
+    f = ev.findings[0]
+    assert f.evidence["expected_zones"] == ["privatelink.vaultcore.azure.net"]
+    assert "az network private-endpoint dns-zone-group update" in f.remediation
+    assert f.severity.value == "high"
