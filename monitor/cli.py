@@ -166,3 +166,6 @@ cli.add_command(findings_cmd)
 from monitor.cli_replay import replay_server  # noqa: E402
 
 cli.add_command(replay_server)
+from monitor.cli_serve import serve  # noqa: E402
+
+cli.add_command(serve)
