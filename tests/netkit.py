@@ -11,11 +11,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from tenantkit import SUB, endpoint, net, provider_connection, sub_list, write_tenant
+
 from monitor.builder import build_snapshot
 from monitor.plan import collect
 from monitor.recorded import RecordedTenant
 from monitor.snapshot import Snapshot
-from tenantkit import SUB, endpoint, net, provider_connection, sub_list, write_tenant
 
 NET = net()
 STORAGE = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts"

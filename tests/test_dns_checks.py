@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from netkit import NET, Net
+
 from checks.engine import evaluate
 from monitor.config import parse_config
 from monitor.snapshot import Snapshot
-from netkit import NET, Net
 
 DNS_IDS = {"dns.no-zone-group", "dns.zone-name-mismatch", "dns.duplicate-endpoints"}
 BLOB = "privatelink.blob.core.windows.net"

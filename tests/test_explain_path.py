@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from netkit import hub_and_spokes, subnet_id
 
 PLMON = str(Path(sys.executable).parent / "plmon")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from netkit import Net
+
 from checks.engine import evaluate
 from checks.nsg import effective_action
 from monitor.snapshot import NsgRule
-from netkit import Net
 
 
 def rule(name: str, access: str = "Allow", **extra: object) -> dict[str, object]:

@@ -10,11 +10,11 @@ from types import MappingProxyType
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from netkit import Net, hub_and_spokes, subnet_id
 
 from checks.paths import client_subnets, decide, endpoint_paths, replaces_endpoint_route, resolve_next_hop
 from monitor.arm_id import parse_id
 from monitor.snapshot import Route, Snapshot, Subnet
-from netkit import Net, hub_and_spokes, subnet_id
 
 PE_IP = "10.1.1.4"
 
@@ -116,7 +116,8 @@ def test_next_hop_resolution_kinds(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("length", "policy", "vnet_len", "expected"), [
-    (32, "Disabled", 16, True), (0, "Enabled", 0, False), (16, "Enabled", 16, True), (24, "RouteTableEnabled", 16, True),
+    (32, "Disabled", 16, True), (0, "Enabled", 0, False), (16, "Enabled", 16, True),
+    (24, "RouteTableEnabled", 16, True),
     (8, "Enabled", 16, False), (24, None, 16, False), (24, "Enabled", None, False),
 ])
 def test_replaces_endpoint_route_rule(length: int, policy: str | None, vnet_len: int | None, expected: bool) -> None:
@@ -198,8 +199,9 @@ def test_property_less_specific_route_never_changes_decision(base: Snapshot, pol
 
 def test_microsoft_example_payloads_evaluate(tmp_path: Path) -> None:
     """Microsoft's firewall, policy, route table, NSG, subnet and VNet examples parse and evaluate cleanly."""
-    from checks.engine import evaluate
     from tenantkit import example, sub_list, write_tenant
+
+    from checks.engine import evaluate
 
     vnet = example("network/VirtualNetworkGet.json")
     files = {sub_list("virtualNetworks"): {"value": [vnet]},

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checks.engine import evaluate
 from netkit import Net
+
+from checks.engine import evaluate
 
 
 def run(tmp_path: Path) -> dict[tuple[str, str], object]:

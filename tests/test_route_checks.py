@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from netkit import hub_and_spokes
 
 from checks.engine import evaluate
 from checks.registry import all_checks
 from monitor.snapshot import Snapshot
-from netkit import hub_and_spokes
 
 ROUTE_IDS = {c for c in all_checks() if c.startswith("route.")}
 

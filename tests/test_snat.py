@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from netkit import Net
 
 from checks.snat import IANA_PRIVATE_RANGES, expand_ranges, firewall_snat, tagged_snat
 from monitor.snapshot import Snapshot
-from netkit import Net
 
 
 def _fw_snap(tmp_path: Path, **kw: object) -> Snapshot:
