@@ -1,0 +1,71 @@
+"""``plmon serve``: the daemon under uvicorn, from a recorded folder or live ARM.
+
+Exits 0 after a graceful shutdown (SIGTERM or SIGINT: uvicorn stops accepting, the lifespan drains
+the intake queue and flushes the outbox). A bad config, source or state URL is one line and exit 2
+before anything listens.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from monitor.cli import source_options
+from monitor.config import load_config
+from monitor.daemon import Daemon
+from monitor.errors import InputError
+from monitor.intake import intake_for_store_url
+from monitor.sources import open_source
+from monitor.store import open_store
+
+__all__ = ["serve"]
+
+log = structlog.get_logger(__name__)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("serve")
+@source_options
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", help="Listen address (default: server.host).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Listen port (default: server.port; 0 = any free).")
+def serve(from_dir: Path | None, config_path: Path | None, host: str | None, port: int | None, **live: Any) -> None:
+    """The daemon: Event Grid webhook, scheduled collections, alert delivery, health and metrics."""
+    import uvicorn
+
+    from monitor.server import create_app
+
+    config = load_config(config_path)
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    if config.server.secret is None and not _loopback(host):
+        raise InputError(f"server.secret is not set: refusing to accept unauthenticated events on {host}")
+    source = open_source(from_dir, **live)
+    # Fail on a bad state URL now, as one line, rather than inside the server's startup.
+    open_store(config.state.url).close()
+    intake_for_store_url(config.state.url).close()
+
+    def make_daemon() -> Daemon:
+        return Daemon(config, source.reader, open_store(config.state.url), intake_for_store_url(config.state.url),
+                      manifest=source.manifest, workers=source.workers, subscriptions=source.subscriptions)
+
+    app = create_app(config, make_daemon)
+    if config.server.secret is None:
+        log.warning("server_without_secret", host=host)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False,
+                    timeout_graceful_shutdown=30)
+    finally:
+        source.close()

@@ -1,0 +1,402 @@
+"""The daemon's core, with no HTTP in it: intake, the worker step, full collection, delivery, housekeeping.
+
+``plmon serve`` (:mod:`monitor.server`) and the Azure Function call the same methods: the server from
+its route and its lifespan, the Function from its HTTP, queue and timer triggers. So there is one
+definition of what accepting an event, processing the queue and collecting mean.
+
+State in memory: the last :class:`~monitor.plan.RawInventory`, the snapshot built from it and its
+evaluation. A worker step re-reads what events touched into a copy of the inventory, rebuilds the
+snapshot (the builder is fast: milliseconds for hundreds of resources), re-runs the checks that read
+what changed and applies the targeted lifecycle; a full collection replaces everything and is the
+source of truth (some changes raise no event). One lock orders the two, so a step never sees half a
+collection; the collection's slow reads happen outside the lock, and the resources re-read while it
+ran are read again on top of it, since its older reads would otherwise roll those changes back.
+
+Staleness: an event older than the last read of its resource (the start of the last full collection,
+or the last targeted re-read of that resource) is already reflected, so it is dropped, never re-read.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from alerts.channel import Channel, build_channels
+from alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
+from alerts.outbox import routes_from_config
+from checks.engine import Evaluation, evaluate
+from monitor.arm_id import ArmId
+from monitor.builder import build_snapshot
+from monitor.config import Config
+from monitor.events import BadEventBody, ParsedBody, ResourceEvent, coalesce, parse_body, parse_item
+from monitor.intake import Enqueued, IntakeQueue
+from monitor.lifecycle import Transition, apply_scan, apply_targeted
+from monitor.metrics import Metrics
+from monitor.observations import observer
+from monitor.plan import ArmReader, RawInventory, ReadError, collect
+from monitor.reevaluate import affected_keys, checks_for, reread_into
+from monitor.relevance import is_relevant, resource_to_reread
+from monitor.scan import ScanResult
+from monitor.snapshot import Snapshot
+from monitor.store import FindingState, StateStore
+
+__all__ = ["Accepted", "Daemon", "StepReport"]
+
+log = structlog.get_logger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What :meth:`Daemon.accept` did with one body: the answer the webhook gives follows from it."""
+
+    validation_code: str | None
+    received: int
+    queued: Enqueued
+    rejected: int
+
+
+@dataclass
+class StepReport:
+    events: int = 0
+    ignored: int = 0
+    stale: int = 0
+    duplicates: int = 0
+    rereads: int = 0
+    checks: int = 0
+    transitions: list[Transition] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class _ReadTimes(Mapping[str, datetime]):
+    """Last read time per resource key: a targeted re-read's time, else the last full collection's start."""
+
+    def __init__(self, default: datetime | None, per_key: dict[str, datetime]) -> None:
+        self.default, self.per_key = default, per_key
+
+    def __getitem__(self, key: str) -> datetime:
+        if key in self.per_key:
+            return self.per_key[key]
+        if self.default is None:
+            raise KeyError(key)
+        return self.default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.per_key)
+
+    def __len__(self) -> int:
+        return len(self.per_key)
+
+
+class _CountingReader:
+    """The configured source, counted: every ARM read and every throttle answer reaches /metrics."""
+
+    def __init__(self, inner: ArmReader, metrics: Metrics, phase: str) -> None:
+        self.inner, self.metrics, self.phase = inner, metrics, phase
+
+    def get(self, path: str, *, kind: str) -> Any:
+        self.metrics.arm_requests.labels(self.phase).inc()
+        try:
+            return self.inner.get(path, kind=kind)
+        except ReadError as err:
+            if err.status == 429:
+                self.metrics.arm_throttles.inc()
+            raise
+
+
+class _ObservedChannel:
+    """A channel that reports each delivery to the daemon (metrics, event-to-alert latency)."""
+
+    def __init__(self, inner: Channel, on_sent: Callable[[str, Sequence[Any]], None],
+                 on_failed: Callable[[str], None]) -> None:
+        self.inner, self.on_sent, self.on_failed = inner, on_sent, on_failed
+        self.name, self.digest_threshold = inner.name, inner.digest_threshold
+
+    def send(self, alert: Any) -> None:
+        try:
+            self.inner.send(alert)
+        except Exception:
+            self.on_failed(self.name)
+            raise
+        self.on_sent(self.name, [alert])
+
+    def send_digest(self, alerts: Sequence[Any]) -> None:
+        try:
+            self.inner.send_digest(alerts)
+        except Exception:
+            self.on_failed(self.name)
+            raise
+        self.on_sent(self.name, alerts)
+
+
+class Daemon:
+    """One monitored tenant: its source, store, intake queue, in-memory inventory and metrics."""
+
+    def __init__(self, config: Config, reader: ArmReader, store: StateStore, intake: IntakeQueue, *,
+                 manifest: Mapping[str, Any] | None = None, metrics: Metrics | None = None,
+                 channels: Mapping[str, Channel] | None = None, retry_policy: RetryPolicy | None = None,
+                 clock: Callable[[], datetime] = _utcnow, workers: int = 8,
+                 subscriptions: Sequence[str] | None = None) -> None:
+        self.config, self.store, self.intake = config, store, intake
+        self.subscriptions = list(subscriptions) if subscriptions else None
+        self.metrics = metrics or Metrics()
+        self.manifest = dict(manifest or {})
+        self.clock, self.workers = clock, workers
+        self._collect_reader = _CountingReader(reader, self.metrics, "collection")
+        self._event_reader = _CountingReader(reader, self.metrics, "event")
+        self.settings = config.check_settings()
+        self.waivers = config.waiver_list()
+        self.routes = routes_from_config(config.alerts)
+        raw_channels = channels if channels is not None else build_channels(config.alerts)
+        observed = {n: _ObservedChannel(c, self._delivered, self._delivery_failed) for n, c in raw_channels.items()}
+        self.delivery = DeliveryWorker(store, observed, retry_policy, clock=clock)
+        self._lock = threading.RLock()        # inventory, snapshot, evaluation, lifecycle
+        self._delivery_lock = threading.Lock()
+        self.inventory: RawInventory | None = None
+        self.snapshot: Snapshot | None = None
+        self.evaluation: Evaluation | None = None
+        self.last_collection: datetime | None = None
+        self._full_started: datetime | None = None
+        self._read_at: dict[str, datetime] = {}
+        self._collecting_since: datetime | None = None
+        self._reread_during_collection: dict[str, ArmId] = {}
+        # (check id, resource key) -> when the earliest event behind its pending alert arrived
+        self._awaiting_alert: dict[tuple[str, str], float] = {}
+        self.wake = threading.Event()
+
+    # --- intake ----------------------------------------------------------------------------------
+    def accept(self, body: bytes, content_type: str | None, *, received_at: datetime | None = None) -> Accepted:
+        """Parse a webhook body and durably queue its events; raises :class:`BadEventBody` for a 400.
+
+        A body whose every item is malformed is a 400 too (reason: the first item's); otherwise the
+        good items are queued and the bad ones only counted, since Event Grid would dead-letter the
+        whole delivery on a 400.
+        """
+        parsed: ParsedBody = parse_body(body, content_type)
+        received = len(parsed.events) + len(parsed.rejected)
+        self.metrics.events_rejected.inc(len(parsed.rejected))
+        if parsed.all_rejected:
+            first = parsed.rejected[0]
+            raise BadEventBody(f"no usable event: item {first.index}: {first.reason}")
+        self.metrics.events_received.inc(received)
+        to_queue = [e for e in parsed.events if e.validation_code is None]
+        queued = self.intake.enqueue(to_queue, received_at or self.clock()) if to_queue else Enqueued(0, 0)
+        self.metrics.events_accepted.inc(queued.accepted)
+        self.metrics.events_deduplicated.inc(queued.duplicates)
+        if parsed.rejected:
+            log.info("event_items_rejected", rejected=len(parsed.rejected), reason=parsed.rejected[0].reason)
+        if queued.accepted:
+            self.wake.set()
+        return Accepted(parsed.validation_code, received, queued, len(parsed.rejected))
+
+    # --- worker step -----------------------------------------------------------------------------
+    def process_pending(self, limit: int = 5000) -> StepReport:
+        """Process queued events: relevant ones re-read, re-checked and applied; all settled after.
+
+        Does nothing (events stay queued) until a first full collection has built an inventory.
+        """
+        report = StepReport()
+        if self.inventory is None:
+            return report
+        started = time.perf_counter()
+        queued = self.intake.claim(limit)
+        if not queued:
+            self.metrics.intake_pending.set(0)
+            return report
+        report.events = len(queued)
+        arrived: dict[str, float] = {q.event_id: q.received_at.timestamp() for q in queued}
+        relevant: list[ResourceEvent] = []
+        for q in queued:
+            try:
+                event = parse_item(q.raw, schema=q.schema).resource
+            except ValueError:
+                event = None
+            if event is None:
+                self.metrics.events_ignored.labels("not_a_resource_event").inc()
+                report.ignored += 1
+            elif not is_relevant(event):
+                self.metrics.events_ignored.labels("irrelevant_operation").inc()
+                report.ignored += 1
+            else:
+                relevant.append(event)
+        with self._lock:
+            assert self.inventory is not None
+            folded = coalesce(relevant, _ReadTimes(self._full_started, self._read_at), target=resource_to_reread)
+            report.stale, report.duplicates = len(folded.stale), len(folded.duplicates)
+            self.metrics.events_ignored.labels("stale").inc(len(folded.stale))
+            self.metrics.events_ignored.labels("coalesced").inc(
+                sum(len(r.event_ids) - 1 for r in folded.rereads))
+            for e in folded.stale:
+                log.info("event_stale", event_id=e.id, resource_id=e.resource.raw, event_time=e.time.isoformat())
+            if folded.rereads:
+                report.rereads = len(folded.rereads)
+                report.transitions, report.checks = self._reevaluate(folded.rereads, arrived)
+        self.intake.done([q.event_id for q in queued], self.clock())
+        self.metrics.intake_pending.set(self.intake.pending())
+        report.seconds = time.perf_counter() - started
+        self.metrics.reevaluation_duration.observe(report.seconds)
+        if report.transitions:
+            self.deliver()
+        return report
+
+    def _reevaluate(self, rereads: Sequence[Any], arrived: Mapping[str, float]) -> tuple[list[Transition], int]:
+        assert self.inventory is not None
+        read_started = self.clock()
+        for r in rereads:
+            log.info("reread", resource_id=r.resource.raw, event_id=r.latest.id,
+                     correlation_id=r.latest.correlation_id, events=len(r.event_ids))
+        inv, result = reread_into(self._event_reader, self.inventory, [r.resource for r in rereads])
+        self.metrics.rereads.labels("ok").inc(len(result.keys) - len(result.failed))
+        self.metrics.rereads.labels("failed").inc(len(result.failed))
+        self.metrics.rereads.labels("untracked").inc(len(result.untracked))
+        for key in result.keys:
+            self._read_at[key] = read_started
+        if self._collecting_since is not None:
+            for r in rereads:
+                self._reread_during_collection[r.resource.key] = r.resource
+        if not result.kinds:
+            return [], 0
+        checks = checks_for(result.kinds)
+        snapshot = observer(self.store)(build_snapshot(inv, taken_at=read_started))
+        partial = evaluate(snapshot, self.settings, self.waivers, only=checks)
+        keys = affected_keys(self.evaluation, partial, checks, result.keys)
+        transitions = apply_targeted(self.store, snapshot, partial, check_ids=checks, resource_keys=keys,
+                                     now=read_started, routes=self.routes,
+                                     reminder_interval=self.config.schedule.reminder_interval)
+        self.inventory, self.snapshot = inv, snapshot
+        self.evaluation = _merge(self.evaluation, partial, checks)
+        earliest = min((arrived[i] for r in rereads for i in r.event_ids if i in arrived), default=time.time())
+        for t in transitions:
+            if t.alerts:
+                key = (t.check_id, t.resource_key)
+                self._awaiting_alert[key] = min(earliest, self._awaiting_alert.get(key, earliest))
+            log.info("finding_changed_by_event", kind=t.kind, check_id=t.check_id, resource_id=t.resource_id)
+        self._count_open()
+        return transitions, len(checks)
+
+    # --- full collection -------------------------------------------------------------------------
+    def full_collection(self) -> ScanResult:
+        """Collect everything, replace the in-memory state, and apply the full lifecycle."""
+        started_at = self.clock()
+        t0 = time.perf_counter()
+        with self._lock:
+            self._collecting_since = started_at
+            self._reread_during_collection = {}
+        try:
+            inv = collect(self._collect_reader, manifest=self.manifest, workers=self.workers,
+                          subscriptions=self.subscriptions)
+        except Exception:
+            self.metrics.collections.labels("failed").inc()
+            with self._lock:
+                self._collecting_since = None
+            log.exception("full_collection_failed")
+            raise
+        with self._lock:
+            self._collecting_since = None
+            again = list(self._reread_during_collection.values())
+            if again:  # events handled while the collection ran are newer than some of its reads
+                inv, _ = reread_into(self._event_reader, inv, again)
+            snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.clock()))
+            ev = evaluate(snapshot, self.settings, self.waivers)
+            result = ScanResult(snapshot, ev, inv.stats)
+            transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes,
+                                     reminder_interval=self.config.schedule.reminder_interval)
+            self.inventory, self.snapshot, self.evaluation = inv, snapshot, ev
+            self._full_started = started_at
+            self._read_at = {k: v for k, v in self._read_at.items() if v > started_at}
+            self.last_collection = self.clock()
+            self._count_open()
+        seconds = time.perf_counter() - t0
+        self.metrics.collections.labels("ok").inc()
+        self.metrics.collection_duration.observe(seconds)
+        self.metrics.last_collection.set(self.last_collection.timestamp())
+        log.info("full_collection_done", seconds=round(seconds, 3), findings=len(ev.findings),
+                 gaps=len(result.gaps), transitions=len(transitions))
+        self.wake.set()  # events that waited for a first inventory can go now
+        if transitions:
+            self.deliver()
+        return result
+
+    # --- alerts and housekeeping -----------------------------------------------------------------
+    def deliver(self) -> DeliveryReport:
+        with self._delivery_lock:
+            return self.delivery.run_once()
+
+    def flush(self, timeout: float) -> DeliveryReport:
+        with self._delivery_lock:
+            return self.delivery.drain(timeout)
+
+    def reminders(self) -> list[Transition]:
+        """Owed reminders for open findings, between full collections (nothing opens or resolves here)."""
+        with self._lock:
+            if self.snapshot is None or self.evaluation is None:
+                return []
+            transitions = apply_targeted(self.store, replace(self.snapshot, taken_at=self.clock()), self.evaluation,
+                                         check_ids=(), resource_keys=(), now=self.clock(), routes=self.routes,
+                                         reminder_interval=self.config.schedule.reminder_interval)
+        if transitions:
+            self.deliver()
+        return transitions
+
+    def retention(self) -> int:
+        cut = self.clock() - self.config.state.retention
+        return self.store.prune(cut) + self.intake.prune(cut)
+
+    def _delivered(self, channel: str, rows: Sequence[Any]) -> None:
+        self.metrics.alert_deliveries.labels(channel).inc(len(rows))
+        now = time.time()
+        for row in rows:
+            arrived = self._awaiting_alert.pop((row.check_id, row.resource_key), None)
+            if arrived is not None:
+                self.metrics.event_to_alert.observe(max(0.0, now - arrived))
+
+    def _delivery_failed(self, channel: str) -> None:
+        self.metrics.alert_failures.labels(channel).inc()
+
+    def _count_open(self) -> None:
+        by_sev = Counter(r.severity for r in self.store.findings(FindingState.OPEN))
+        for sev in ("critical", "high", "medium", "low", "info"):
+            self.metrics.open_findings.labels(sev).set(by_sev.get(sev, 0))
+
+    # --- health ----------------------------------------------------------------------------------
+    def readiness(self, max_age_seconds: float) -> tuple[bool, dict[str, Any]]:
+        """Ready when the store and queue answer and a full collection finished recently enough."""
+        detail: dict[str, Any] = {"store": "ok", "intake": "ok"}
+        ok = True
+        try:
+            self.store.scan_history(since=self.clock())
+        except Exception as err:
+            ok, detail["store"] = False, type(err).__name__
+        if not self.intake.ping():
+            ok, detail["intake"] = False, "unreachable"
+        if self.last_collection is None:
+            ok, detail["last_collection"] = False, None
+        else:
+            age = (self.clock() - self.last_collection).total_seconds()
+            detail["last_collection"] = self.last_collection.isoformat()
+            detail["last_collection_age_seconds"] = round(age, 1)
+            if age > max_age_seconds:
+                ok = False
+        detail["intake_pending"] = self.intake.pending()
+        return ok, detail
+
+
+def _merge(before: Evaluation | None, partial: Evaluation, checks: set[str]) -> Evaluation:
+    """The full evaluation with the re-run checks' results replaced."""
+    if before is None:
+        return partial
+    findings = [f for f in before.findings if f.check_id not in checks] + list(partial.findings)
+    waived = [w for w in before.waived if w.finding.check_id not in checks] + list(partial.waived)
+    errors = [g for g in before.check_errors if g.type.removeprefix("check:") not in checks]
+    run = sorted(set(before.checks_run) | set(partial.checks_run))
+    return Evaluation(tuple(findings), tuple(waived), tuple(errors) + partial.check_errors, tuple(run))

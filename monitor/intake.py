@@ -1,0 +1,157 @@
+"""Durable event intake: accepted webhook items are written here before the sender gets its 200.
+
+Event Grid delivers at least once and retries anything not acknowledged within 30 s, so the daemon
+acknowledges only what it has written down, and the id is the primary key: a redelivery (same id)
+is counted as a duplicate and never processed twice, whether the first copy is still queued or long
+done. Processing is a separate step (:mod:`monitor.daemon`) that claims queued items, so a crash
+between the 200 and the re-evaluation loses nothing: the next start finds the items still pending.
+
+The queue is its own table beside the state store's (same SQLite file when the store is a file),
+created with ``IF NOT EXISTS`` so it never touches the store's schema version. The Azure Function
+uses the same :class:`IntakeQueue` interface with its own backend.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from monitor.errors import InputError
+from monitor.events import ParsedEvent, Schema
+from monitor.store import iso, parse_iso
+
+__all__ = ["Enqueued", "IntakeQueue", "QueuedEvent", "SqliteIntake", "intake_for_store_url"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedEvent:
+    event_id: str
+    schema: Schema
+    raw: dict[str, Any]
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    accepted: int
+    duplicates: int
+
+
+class IntakeQueue(Protocol):
+    def enqueue(self, events: Sequence[ParsedEvent], received_at: datetime) -> Enqueued:
+        """Write the events not seen before, atomically; returns how many were new and how many repeats."""
+        ...
+
+    def claim(self, limit: int = 1000) -> list[QueuedEvent]:
+        """The oldest pending events (not removed: :meth:`done` settles them)."""
+        ...
+
+    def done(self, event_ids: Iterable[str], at: datetime) -> None: ...
+
+    def pending(self) -> int: ...
+
+    def prune(self, older_than: datetime) -> int:
+        """Forget settled events older than ``older_than`` (a redelivery after that is processed again)."""
+        ...
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS intake_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, schema TEXT NOT NULL,
+    raw TEXT NOT NULL, received_at TEXT NOT NULL, done_at TEXT);
+CREATE INDEX IF NOT EXISTS intake_pending ON intake_events(done_at, seq);
+"""
+
+
+class SqliteIntake:
+    """:class:`IntakeQueue` in a SQLite table; WAL, one connection guarded by a lock, like the store."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        if self.path != ":memory:" and not Path(self.path).parent.is_dir():
+            raise InputError(f"state.url: folder {Path(self.path).parent} does not exist")
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                       timeout=busy_timeout_ms / 1000)
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise InputError(f"intake queue {self.path}: cannot open ({err})") from None
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def enqueue(self, events: Sequence[ParsedEvent], received_at: datetime) -> Enqueued:
+        stamp = iso(received_at)
+        rows = [(e.id, e.schema, json.dumps(dict(e.raw), separators=(",", ":")), stamp) for e in events]
+        with self._tx() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO intake_events (event_id, schema, raw, received_at) "
+                           "VALUES (?, ?, ?, ?)", rows)
+            accepted = db.total_changes - before
+        return Enqueued(accepted=accepted, duplicates=len(rows) - accepted)
+
+    def claim(self, limit: int = 1000) -> list[QueuedEvent]:
+        with self._lock:
+            rows = self._db.execute("SELECT event_id, schema, raw, received_at FROM intake_events "
+                                    "WHERE done_at IS NULL ORDER BY seq LIMIT ?", (int(limit),)).fetchall()
+        return [QueuedEvent(r[0], r[1], json.loads(r[2]), parse_iso(r[3])) for r in rows]  # type: ignore[arg-type]
+
+    def done(self, event_ids: Iterable[str], at: datetime) -> None:
+        stamp = iso(at)
+        with self._tx() as db:
+            db.executemany("UPDATE intake_events SET done_at = ?, raw = '{}' WHERE event_id = ?",
+                           [(stamp, i) for i in event_ids])
+
+    def pending(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM intake_events WHERE done_at IS NULL").fetchone()[0])
+
+    def prune(self, older_than: datetime) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM intake_events WHERE done_at IS NOT NULL AND done_at < ?",
+                              (iso(older_than),)).rowcount
+
+    def ping(self) -> bool:
+        try:
+            with self._lock:
+                self._db.execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def intake_for_store_url(url: str) -> SqliteIntake:
+    """The intake queue beside the state store that ``state.url`` names (same file for SQLite)."""
+    scheme, _, rest = url.partition("://")
+    if scheme != "sqlite":
+        raise InputError(f"state.url: the daemon's intake queue needs a sqlite URL, not {scheme!r}")
+    path = rest[1:] if rest.startswith("/") else rest
+    return SqliteIntake(path or ":memory:")
