@@ -142,6 +142,8 @@ class TablesStore:
         self._state = self._tables["state"]
         self._scan_counter = threading.Lock()
         self._last_ns = 0
+        # Outbox row key -> partition, learnt when rows are read: marking a claimed row needs no search.
+        self._partition_of: dict[str, str] = {}
 
     def close(self) -> None:
         for t in self._tables.values():
@@ -380,6 +382,9 @@ class TablesStore:
             except (ResourceModifiedError, ResourceNotFoundError):
                 continue  # another instance leased, delivered or pruned it since we read it
             claimed.append(self._row(e))
+            if len(self._partition_of) > 10_000:
+                self._partition_of.clear()
+            self._partition_of[e["RowKey"]] = e["PartitionKey"]
         return claimed
 
     def mark_delivered(self, alert_id: str, channel: str, at: datetime) -> None:
@@ -407,6 +412,9 @@ class TablesStore:
     def _locate(self, alert_id: str, channel: str) -> tuple[str, str]:
         """The partition of an alert row: the alert id does not say which finding it belongs to."""
         rk = _outbox_rk(alert_id, channel)
+        known = self._partition_of.get(rk)
+        if known is not None:
+            return known, rk
         for e in self._state.query_entities("RowKey eq @rk", parameters={"rk": rk}, select=["PartitionKey"]):
             return e["PartitionKey"], rk
         return "", rk  # absent: _update_row then finds nothing and leaves it
@@ -487,6 +495,9 @@ def tables_store_from_url(url: str, environ: Mapping[str, str] | None = None) ->
         raise InputError(f"state.url: unknown azuretables option(s) {', '.join(sorted(unknown))} "
                          "(supported: connection_string_env)")
     prefix = parts.path.strip("/") or "plmon"
+    if not _PREFIX.match(prefix):
+        raise InputError(f"state.url: table prefix {prefix!r} must be letters and digits, starting with a "
+                         "letter, at most 41 characters")
     account = parts.netloc
     if account:
         if not re.fullmatch(r"[a-z0-9]{3,24}", account):
