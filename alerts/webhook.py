@@ -76,6 +76,7 @@ class WebhookChannel:
     def __init__(self, name: str, url: str, secret: str, *, timeout: float = 10.0, digest_threshold: int = 20) -> None:
         self.name, self.digest_threshold = name, digest_threshold
         self._url, self._secret, self._timeout = url, secret, timeout
+        self._client: httpx.Client | None = None  # created on first send: no work in constructors
 
     @classmethod
     def from_config(cls, cfg: AlertChannelConfig) -> WebhookChannel:
@@ -99,7 +100,9 @@ class WebhookChannel:
         headers = {"Content-Type": content_type, SIGNATURE_HEADER: sign(body, self._secret),
                    "User-Agent": "plmon"}
         try:
-            resp = httpx.post(self._url, content=body, headers=headers, timeout=self._timeout)
+            if self._client is None:
+                self._client = httpx.Client(timeout=self._timeout)
+            resp = self._client.post(self._url, content=body, headers=headers)
         except httpx.TimeoutException as err:
             raise DeliveryError(f"timeout: {scrub(str(err) or type(err).__name__, self._url, self._secret)}") from None
         except httpx.HTTPError as err:
