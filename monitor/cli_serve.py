@@ -7,12 +7,19 @@ before anything listens.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
+import signal
+import socket
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import structlog
+import uvicorn
 
 from monitor.cli import source_options
 from monitor.config import load_config
@@ -25,6 +32,23 @@ from monitor.store import open_store
 __all__ = ["serve"]
 
 log = structlog.get_logger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its graceful shutdown (the process then dies by the signal); the
+    contract is exit 0 after a graceful shutdown, so the handlers are installed without the re-raise."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
 def _loopback(host: str) -> bool:
@@ -43,8 +67,6 @@ def _loopback(host: str) -> bool:
 @click.option("--port", type=click.IntRange(0, 65535), help="Listen port (default: server.port; 0 = any free).")
 def serve(from_dir: Path | None, config_path: Path | None, host: str | None, port: int | None, **live: Any) -> None:
     """The daemon: Event Grid webhook, scheduled collections, alert delivery, health and metrics."""
-    import uvicorn
-
     from monitor.server import create_app
 
     config = load_config(config_path)
@@ -64,8 +86,25 @@ def serve(from_dir: Path | None, config_path: Path | None, host: str | None, por
     app = create_app(config, make_daemon)
     if config.server.secret is None:
         log.warning("server_without_secret", host=host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on", access_log=False,
-                    timeout_graceful_shutdown=30)
+        sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
+    except OSError as err:
+        sock.close()
+        raise InputError(f"cannot listen on {host}:{port} ({err.strerror})") from None
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    # One JSON line on stdout, like replay-server: scripts and tests learn the port when --port 0.
+    click.echo(json.dumps({"url": f"http://{shown}:{bound}", "webhook": f"http://{shown}:{bound}/api/eventgrid"}))
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                                           timeout_graceful_shutdown=30))
+    try:
+        server.run(sockets=[sock])
     finally:
+        sock.close()
         source.close()
+    if not server.started:
+        raise InputError("the daemon did not start (see the log above)")

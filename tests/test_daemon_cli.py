@@ -1,0 +1,83 @@
+"""``plmon serve`` as a process: it listens, answers, and on SIGTERM drains, flushes and exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import httpx
+import yaml
+from daemonkit import SECRET, event, receiver, tenant, write_account
+
+PLMON = [sys.executable, "-c", "from monitor.cli import main; main()"]
+
+
+def _config(tmp_path, hook_url: str, **extra):  # type: ignore[no-untyped-def]
+    cfg = {"state": {"url": f"sqlite:///{tmp_path / 'state.db'}"},
+           "server": {"secret": "${PLMON_EVENTGRID_SECRET}"},
+           "alerts": [{"type": "webhook", "name": "hook", "url": hook_url, "secret": "k", "min_severity": "high"}],
+           "schedule": {"full_collection": "1h"}, **extra}
+    path = tmp_path / "plmon.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_serve_answers_then_sigterm_drains_and_exits_zero(tmp_path):
+    """The process prints its URL, turns an event into an alert, and exits 0 on SIGTERM with the queue empty."""
+    folder = tenant(tmp_path / "t")
+    with receiver() as rec:
+        cfg = _config(tmp_path, rec.url)
+        env = {**os.environ, "PLMON_EVENTGRID_SECRET": SECRET, "PLMON_LOG_FORMAT": "json", "PLMON_LOG_LEVEL": "info"}
+        proc = subprocess.Popen([*PLMON, "serve", "--from", str(folder), "--config", str(cfg), "--port", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        try:
+            url = json.loads(proc.stdout.readline())["url"]
+            deadline = time.monotonic() + 20
+            while httpx.get(f"{url}/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "never ready"
+                time.sleep(0.05)
+            write_account(folder, "Enabled")
+            r = httpx.post(f"{url}/api/eventgrid", params={"code": SECRET}, json=[event()])
+            assert r.status_code == 200
+            assert rec.wait_for(lambda a: a.event["type"] == "io.plmon.finding.opened"
+                                and a.event["data"]["check_id"] == "public-access.enabled-with-private-endpoint")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err[-2000:]
+        logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+        assert any(entry["event"] == "daemon_stopped" for entry in logs)
+        assert any(entry["event"] == "reread" and entry.get("correlation_id") and entry.get("event_id")
+                   and entry.get("resource_id") for entry in logs)
+        db = sqlite3.connect(tmp_path / "state.db")
+        assert db.execute("SELECT COUNT(*) FROM intake_events WHERE done_at IS NULL").fetchone()[0] == 0
+        db.close()
+
+
+def test_serve_refuses_unauthenticated_public_listen_with_exit_2(tmp_path):
+    """Without server.secret on a non-loopback address, serve exits 2 with one line and no traceback."""
+    folder = tenant(tmp_path / "t")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"state": {"url": f"sqlite:///{tmp_path / 's.db'}"}}))
+    r = subprocess.run([*PLMON, "serve", "--from", str(folder), "--config", str(cfg), "--host", "0.0.0.0"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "server.secret" in r.stderr
+
+
+def test_serve_with_bad_state_url_exits_2(tmp_path):
+    """A state URL in a folder that does not exist is one line and exit 2, before anything listens."""
+    folder = tenant(tmp_path / "t")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"state": {"url": "sqlite:////nonexistent/dir/s.db"}}))
+    r = subprocess.run([*PLMON, "serve", "--from", str(folder), "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "does not exist" in r.stderr
