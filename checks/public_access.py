@@ -92,7 +92,9 @@ def _evidence(t: Target, endpoints: list[str], why: str) -> dict[str, Any]:
               "access is disabled, the resource stays reachable from the internet and exfiltration controls "
               "built on the private path can be bypassed.",
     remediation="Disable public network access on the resource once clients use the private endpoint.",
-    references=(PE_OVERVIEW,), controls=("MCSB NS-2", "CIS Azure 2.1.0 3.7 (storage accounts)"),
+    # CIS 3.7: CIS Microsoft Azure Foundations v2.1.0 "Ensure that 'Public Network Access' is 'Disabled' for
+    # storage accounts" (the storage case of this check).
+    references=(PE_OVERVIEW,), controls=("MCSB NS-2", "CIS 3.7"),
 )
 def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     approved = _approved_targets(snap)
