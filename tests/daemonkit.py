@@ -22,6 +22,7 @@ from tenantkit import SUB, endpoint, provider_connection, storage_account, sub_l
 from monitor.config import Config, parse_config
 from monitor.daemon import Daemon
 from monitor.intake import SqliteIntake
+from monitor.logs import configure_logging
 from monitor.recorded import RecordedTenant
 from monitor.server import create_app
 from monitor.store_sqlite import SqliteStore
@@ -52,11 +53,12 @@ class Receiver:
     got: list[Received] = field(default_factory=list)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
-    def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[Received]:
+    def wait_for(self, predicate: Any, timeout: float = 10.0, *, after: int = 0) -> list[Received]:
+        """The received alerts (from index ``after`` on) that match, waiting until there is one."""
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:
-                hits = [r for r in self.got if predicate(r)]
+                hits = [r for r in self.got[after:] if predicate(r)]
                 if hits:
                     return hits
                 left = deadline - time.monotonic()
@@ -159,6 +161,8 @@ def serving(folder: Path, cfg: Config, db: Path, *, collect: bool = True) -> Ite
     from datetime import timedelta
 
     from alerts.delivery import RetryPolicy
+
+    configure_logging("warning", "json")  # as plmon serve runs by default: log lines cost time too
 
     def make() -> Daemon:
         return Daemon(cfg, RecordedTenant(folder), SqliteStore(db), SqliteIntake(db),
