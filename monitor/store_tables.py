@@ -145,6 +145,11 @@ class TablesStore:
         # Outbox row key -> partition, learnt when rows are read: marking a claimed row needs no search.
         self._partition_of: dict[str, str] = {}
 
+    @property
+    def service(self) -> TableServiceClient:
+        """The account's client, for the intake queue that lives beside the store (Function app)."""
+        return self._service
+
     def close(self) -> None:
         for t in self._tables.values():
             t.close()

@@ -1,0 +1,156 @@
+"""What the Azure Function's triggers run: the daemon core (:class:`monitor.daemon.Daemon`), built once per
+Function instance from app settings, with the intake queue beside the shared store.
+
+``deploy/azure-function/function_app.py`` only turns trigger inputs into bytes and calls these. There is
+no second implementation of intake, re-evaluation, lifecycle or delivery: ``plmon serve`` calls the same
+``Daemon`` methods from its routes and scheduler.
+
+What differs from the daemon is the lifetime. An instance lives for minutes to hours and many run at
+once, so (1) all state is in the shared store (``state.url: azuretables://...``), intake included, and
+(2) the in-memory inventory is per instance: an instance's first event runs a full collection before
+it can re-evaluate anything (cost: one collection per cold start; keep an always-ready instance on the
+Flex Consumption plan to avoid it). Event handling is synchronous: when it fails the trigger raises,
+and the platform redelivers the event (or queue message); a redelivery that was already written down
+stays queued and is processed by the next invocation of any instance.
+
+App settings: ``PLMON_CONFIG`` (path to the YAML config; secrets in it as ``${VAR}``, set from Key Vault
+references), ``PLMON_MANAGEMENT_GROUP`` or ``PLMON_SUBSCRIPTIONS`` (comma-separated) for the scope,
+``PLMON_FROM`` (a recorded tenant folder: tests and demos), ``PLMON_ARM_ENDPOINT``/``PLMON_CA_BUNDLE``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from monitor.config import Config, load_config
+from monitor.daemon import Daemon
+from monitor.intake import IntakeQueue, intake_for_store_url
+from monitor.sources import open_source
+from monitor.store import StateStore, open_store
+
+__all__ = ["FunctionHost", "HostReport", "host", "reset_host"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HostReport:
+    """What one invocation did, for the trigger's log line and the tests."""
+
+    collected: bool = False
+    received: int = 0
+    queued: int = 0
+    duplicates: int = 0
+    transitions: int = 0
+    delivered: int = 0
+    validation_code: str | None = None
+
+
+def _intake_beside(store: StateStore, url: str) -> IntakeQueue:
+    from monitor.store_tables import TablesStore
+
+    if isinstance(store, TablesStore):
+        from monitor.intake_tables import TablesIntake
+
+        return TablesIntake(store.service, store.prefix)
+    return intake_for_store_url(url)
+
+
+class FunctionHost:
+    """One Function instance: a :class:`Daemon` and the per-invocation steps the triggers call."""
+
+    def __init__(self, config: Config, daemon: Daemon) -> None:
+        self.config, self.daemon = config, daemon
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, env: Mapping[str, str] | None = None, **daemon_options: Any) -> FunctionHost:
+        env = os.environ if env is None else env
+        config = load_config(env.get("PLMON_CONFIG") or None)
+        from_dir = env.get("PLMON_FROM")
+        subs = [s for s in env.get("PLMON_SUBSCRIPTIONS", "").split(",") if s.strip()]
+        ca = env.get("PLMON_CA_BUNDLE")
+        source = open_source(Path(from_dir) if from_dir else None, subscriptions=subs,
+                             management_group=env.get("PLMON_MANAGEMENT_GROUP") or None,
+                             arm_endpoint=env.get("PLMON_ARM_ENDPOINT") or None, ca_bundle=Path(ca) if ca else None)
+        store = open_store(config.state.url, env)
+        intake = _intake_beside(store, config.state.url)
+        daemon = Daemon(config, source.reader, store, intake, manifest=source.manifest, workers=source.workers,
+                        subscriptions=source.subscriptions, **daemon_options)
+        return cls(config, daemon)
+
+    def _ensure_inventory(self) -> bool:
+        """A cold instance collects once before it can re-evaluate an event (see the module docstring)."""
+        if self.daemon.inventory is not None:
+            return False
+        log.info("function_cold_start_collection")
+        self.daemon.full_collection()
+        return True
+
+    def events(self, body: bytes, content_type: str | None = "application/json") -> HostReport:
+        """Event Grid trigger, Storage queue trigger: accept (durably queue), process, deliver.
+
+        Raises :class:`monitor.events.BadEventBody` for a body with no usable event (the trigger logs
+        it and does not retry: a redelivery would be just as bad)."""
+        accepted = self.daemon.accept(body, content_type)
+        if accepted.validation_code is not None:
+            return HostReport(received=accepted.received, validation_code=accepted.validation_code)
+        if self.daemon.inventory is None and not self.daemon.intake.pending():
+            # A redelivery some instance already settled: nothing to do, and no cold-start collection.
+            return HostReport(received=accepted.received, duplicates=accepted.queued.duplicates)
+        with self._lock:
+            collected = self._ensure_inventory()
+            step = self.daemon.process_pending()
+        delivered = self.daemon.deliver().delivered
+        return HostReport(collected=collected, received=accepted.received, queued=accepted.queued.accepted,
+                          duplicates=accepted.queued.duplicates, transitions=len(step.transitions),
+                          delivered=delivered)
+
+    def timer(self) -> HostReport:
+        """Timer trigger: the full collection (source of truth), then queued events, reminders, retention."""
+        with self._lock:
+            result = self.daemon.full_collection()
+            step = self.daemon.process_pending()
+            reminders = self.daemon.reminders()
+            pruned = self.daemon.retention()
+        delivered = self.daemon.deliver().delivered
+        log.info("function_timer_done", findings=len(result.evaluation.findings), pruned=pruned,
+                 reminders=len(reminders))
+        return HostReport(collected=True, transitions=len(step.transitions) + len(reminders), delivered=delivered)
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """HTTP trigger: the store and queue answer. A Function instance has no collection schedule of
+        its own to be late on (the timer belongs to the app), so readiness does not require one."""
+        collected_recently, detail = self.daemon.readiness(
+            max_age_seconds=2 * self.config.schedule.full_collection.total_seconds() + 60)
+        detail["collected_recently"] = collected_recently
+        store_ok = detail.get("store") == "ok" and detail.get("intake") == "ok"
+        return store_ok, detail
+
+
+_host: FunctionHost | None = None
+_host_lock = threading.Lock()
+
+
+def host() -> FunctionHost:
+    """The instance's host, built on first use (app settings are read then, not at import)."""
+    global _host
+    with _host_lock:
+        if _host is None:
+            _host = FunctionHost.from_settings()
+        return _host
+
+
+def reset_host(new: FunctionHost | None = None) -> None:
+    """Replace (tests: a second instance in the same process) or forget the instance's host; closing
+    the one replaced is the caller's business."""
+    global _host
+    with _host_lock:
+        _host = new
