@@ -198,10 +198,11 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
 
     run.phase("tenant", tenant)
 
-    tenant_id = inv.manifest.get("tenant_id") or next(
+    # A manifest is untrusted input: a non-string tenant id is ignored, not a crash.
+    tenant_id = _str(inv.manifest, "tenant_id") or next(
         (t for t in (_str(s, "tenantId") for s in inv.subscriptions) if t), None)
     if tenant_id:
-        inv.manifest.setdefault("tenant_id", tenant_id)
+        inv.manifest["tenant_id"] = tenant_id
     group_names: list[str] = []
     for name in [tenant_id, *(_str(g, "name") for g in inv.management_groups)]:
         if name and name.lower() not in {n.lower() for n in group_names}:

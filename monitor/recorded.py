@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from monitor.builder import parse_time
 from monitor.errors import InputError
 from monitor.plan import ReadError
 
@@ -61,6 +62,13 @@ class RecordedTenant:
         data = self._load(path)
         if not isinstance(data, dict):
             raise InputError(f"{path}: manifest must be a JSON object")
+        for key in ("tenant_id", "recorded_at", "cloud"):
+            if key in data and not isinstance(data[key], str):
+                raise InputError(f"{path}: '{key}' must be a string")
+        # recorded_at is "now" for every age computation of a replay: a typo must not silently become
+        # the wall clock.
+        if "recorded_at" in data and parse_time(data["recorded_at"]) is None:
+            raise InputError(f"{path}: 'recorded_at' is not an ISO-8601 time (e.g. 2026-11-01T12:00:00Z)")
         return data
 
     @staticmethod

@@ -137,6 +137,16 @@ def test_bad_manifest_is_input_error(tmp_path: Path, manifest: str) -> None:
         RecordedTenant(tmp_path)
 
 
+@pytest.mark.parametrize(("body", "key"), [
+    ({"tenant_id": 1}, "tenant_id"), ({"recorded_at": "yesterday"}, "recorded_at"),
+    ({"cloud": ["AzureCloud"]}, "cloud"), ({"recorded_at": None}, "recorded_at")])
+def test_bad_manifest_field_is_input_error_naming_it(tmp_path: Path, body: dict[str, Any], key: str) -> None:
+    """A manifest field of the wrong type, or an unparseable recorded_at, is an InputError naming the field."""
+    (tmp_path / "manifest.json").write_text(json.dumps(body))
+    with pytest.raises(InputError, match=key):
+        RecordedTenant(tmp_path)
+
+
 def test_arm_folder_without_manifest_is_accepted(tmp_path: Path) -> None:
     """A folder with arm/ but no manifest.json is still a tenant (empty manifest)."""
     (tmp_path / "arm").mkdir()
