@@ -55,12 +55,19 @@ def _parse_fail_first(ctx: click.Context, param: click.Parameter, values: tuple[
     help="Answer 500 the first N requests of each path matching GLOB (repeatable).",
 )
 @click.option(
+    "--graph-quota", default=0, type=click.IntRange(min=0), metavar="N",
+    help="Resource Graph queries allowed per --graph-quota-window, reported in the quota headers (0: no quota).",
+)
+@click.option("--graph-quota-window", default=5.0, show_default=True, type=click.FloatRange(min=0.001),
+              help="Seconds of a Resource Graph quota window (Azure: 15 queries per 5 s).")
+@click.option(
     "--ca-dir", type=click.Path(file_okay=False, path_type=Path),
     help="Where to write ca.pem (default: a temporary folder removed on exit).",
 )
 def replay_server(
     folder: Path, host: str, port: int, page_size: int, latency_ms: float, throttle_every: int,
     retry_after: float, hang_paths: tuple[str, ...], fail_first: dict[str, int], ca_dir: Path | None,
+    graph_quota: int = 0, graph_quota_window: float = 5.0,
 ) -> None:
     """Serve a recorded tenant over HTTPS as Azure Resource Manager would, until SIGTERM or SIGINT.
 
@@ -75,5 +82,6 @@ def replay_server(
     code = run_replay_server(
         folder, host, port, page_size=page_size, latency_ms=latency_ms, throttle_every=throttle_every,
         retry_after=retry_after, hang_paths=hang_paths, fail_first=fail_first, ca_dir=ca_dir,
+        graph_quota=graph_quota, graph_quota_window=graph_quota_window,
     )
     sys.exit(code)

@@ -21,8 +21,10 @@ What else a client sees, in the order the server applies it to each request:
 3. ``hang_paths`` (globs): a matching request gets no answer until the server stops (client timeouts).
 4. ``fail_first`` (``{glob: n}``): each distinct matching path is answered 500 ``InternalServerError``
    ``n`` times before it is served normally (retries of 5xx).
-5. Methods: GET and HEAD are served; POST to the Resource Graph query path answers 501 for now; any other
-   method answers 405 ``MethodNotAllowed``. The server writes nothing, ever.
+5. Methods: GET and HEAD are served; POST to the Resource Graph query path answers plmon's fixed queries
+   from the folder's lists (:mod:`monitor.replay_graph`: ``$skipToken`` pages of ``page_size`` rows, the
+   ``graph_quota`` per ``graph_quota_window`` seconds in the quota headers) and any other query 400; any
+   other method answers 405 ``MethodNotAllowed``. The server writes nothing, ever.
 
 Globs match the request path with its leading ``/`` and without the query string, case-insensitively,
 with :func:`fnmatch.fnmatchcase` (``*`` also matches ``/``), e.g. ``*/providers/Microsoft.Network/*``.
@@ -58,6 +60,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 import structlog
 import trustme
+
+from monitor.replay_graph import GraphEmulator
 
 __all__ = ["DEFAULT_PAGE_SIZE", "ReplayServer", "RequestRecord", "is_collection_path", "run_replay_server"]
 
@@ -225,6 +229,8 @@ class ReplayServer:
         hang_paths: Sequence[str] = (),
         fail_first: Mapping[str, int] | None = None,
         ca_dir: str | os.PathLike[str] | None = None,
+        graph_quota: int = 0,
+        graph_quota_window: float = 5.0,
     ) -> None:
         if page_size < 1:
             raise ValueError("page_size must be at least 1")
@@ -239,6 +245,11 @@ class ReplayServer:
         self.retry_after = retry_after
         self.hang_paths = tuple(g.lower() for g in hang_paths)
         self.fail_first = {g.lower(): n for g, n in (fail_first or {}).items()}
+        if graph_quota < 0 or graph_quota_window <= 0:
+            raise ValueError("graph_quota must not be negative and graph_quota_window must be positive")
+        self.graph_quota = graph_quota
+        self.graph_quota_window = graph_quota_window
+        self._graph: GraphEmulator | None = None
         self._ca_dir_arg = Path(ca_dir) if ca_dir is not None else None
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
@@ -263,6 +274,8 @@ class ReplayServer:
         if not arm_dir.is_dir():
             raise FileNotFoundError(f"{self.folder} is not a recorded tenant: it has no arm/ folder")
         self._bodies, self._errors = _index_folder(arm_dir)
+        self._graph = GraphEmulator(self._list_of, tenant_id=self._tenant_id(), page_size=self.page_size,
+                                    quota=self.graph_quota, window=self.graph_quota_window)
         context = self._tls_context()
         try:
             self._server = _TLSServer((self.host, self.port), context, self)
@@ -362,8 +375,8 @@ class ReplayServer:
     def _answer(self, handler: _Handler, *, head: bool) -> None:
         handler.received = time.monotonic()
         length = int(handler.headers.get("Content-Length") or 0)
-        if length:
-            handler.rfile.read(length)  # keep the connection usable; the body is never looked at
+        # Read in full to keep the connection usable; only a Resource Graph query's body is looked at.
+        request_body = handler.rfile.read(length) if length else b""
         split = urlsplit(handler.path)
         path = unquote(split.path)
         key = path.strip("/").lower()
@@ -391,9 +404,13 @@ class ReplayServer:
             return self._send(handler, 500, body, headers, head)
 
         if handler.command not in ("GET", "HEAD"):
-            if handler.command == "POST" and key == RESOURCE_GRAPH_PATH:
-                body = _arm_error("NotImplemented", "The replay server answers no Resource Graph queries.")
-                return self._send(handler, 501, body, headers, head)
+            if handler.command == "POST" and key == RESOURCE_GRAPH_PATH and self._graph is not None:
+                try:
+                    status, body, extra = self._graph.answer(request_body)
+                except (OSError, ValueError, TypeError, AttributeError) as exc:
+                    log.warning("replay.bad_file", path=path, error=repr(exc))
+                    status, body, extra = 500, _arm_error("ReplayFileInvalid", "A recorded list is invalid."), {}
+                return self._send(handler, status, body, {**headers, **extra}, head)
             headers["Allow"] = "GET, HEAD"
             body = _arm_error(
                 "MethodNotAllowed", f"The replay server is read-only: {handler.command} is not allowed."
@@ -421,6 +438,25 @@ class ReplayServer:
         if file not in self._cache:
             self._cache[file] = json.loads(file.read_text(encoding="utf-8"))
         return self._cache[file]
+
+    def _list_of(self, path: str) -> tuple[int, Any]:
+        """A list path's whole recorded answer (unpaged), for the Resource Graph emulation."""
+        key = path.strip("/").lower()
+        if key in self._errors:
+            recorded = self._load(self._errors[key])
+            error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
+            return int(recorded.get("status", 500)), {"error": error}
+        if key in self._bodies:
+            return 200, self._load(self._bodies[key])
+        return 200, {"value": []}
+
+    def _tenant_id(self) -> str:
+        try:
+            manifest = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        tenant = manifest.get("tenant_id") if isinstance(manifest, dict) else None
+        return tenant if isinstance(tenant, str) else ""
 
     def _lookup(self, key: str, path: str, query: str, host: str | None) -> tuple[int, Any]:
         if key in self._bodies:
@@ -478,6 +514,8 @@ def run_replay_server(
     hang_paths: Sequence[str] = (),
     fail_first: Mapping[str, int] | None = None,
     ca_dir: str | os.PathLike[str] | None = None,
+    graph_quota: int = 0,
+    graph_quota_window: float = 5.0,
 ) -> int:
     """Serve ``folder`` until SIGTERM or SIGINT; return the exit code (0).
 
@@ -494,7 +532,7 @@ def run_replay_server(
     server = ReplayServer(
         folder, host=host, port=port, page_size=page_size, latency_ms=latency_ms,
         throttle_every=throttle_every, retry_after=retry_after, hang_paths=hang_paths,
-        fail_first=fail_first, ca_dir=ca_dir,
+        fail_first=fail_first, ca_dir=ca_dir, graph_quota=graph_quota, graph_quota_window=graph_quota_window,
     )
     try:
         with server:
