@@ -347,12 +347,19 @@ def _system_routes(snap: Snapshot, vnet: VirtualNetwork | None, ip: IPAddr,
     return out
 
 
-def _visible_endpoints(snap: Snapshot, vnet_key: str | None, ip: IPAddr,
-                       reasons: list[str]) -> list[tuple[PrivateEndpoint, Peering | None]]:
-    out = []
+def _endpoints_by_ip(snap: Snapshot) -> dict[IPAddr, list[PrivateEndpoint]]:
+    out: dict[IPAddr, list[PrivateEndpoint]] = {}
     for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
-        if ip not in {parse_ip(x) for x in pe.ip_addresses}:
-            continue
+        for ip in {parse_ip(x) for x in pe.ip_addresses} - {None}:
+            out.setdefault(ip, []).append(pe)  # type: ignore[arg-type]
+    return out
+
+
+def _visible_endpoints(snap: Snapshot, vnet_key: str | None, ip: IPAddr, reasons: list[str],
+                       by_ip: dict[IPAddr, list[PrivateEndpoint]] | None = None,
+                       ) -> list[tuple[PrivateEndpoint, Peering | None]]:
+    out = []
+    for pe in (by_ip if by_ip is not None else _endpoints_by_ip(snap)).get(ip, []):
         pe_vnet = _vnet_key_of(snap, pe.subnet_id)
         if pe_vnet is None or vnet_key is None:
             continue
@@ -365,7 +372,8 @@ def _visible_endpoints(snap: Snapshot, vnet_key: str | None, ip: IPAddr,
     return out
 
 
-def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex | None = None) -> PathResult:
+def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex | None = None,
+           by_ip: dict[IPAddr, list[PrivateEndpoint]] | None = None) -> PathResult:
     """The effective route from ``subnet`` to ``destination`` and the reasons, per checks.md."""
     ip = parse_ip(destination)
     if ip is None:
@@ -380,7 +388,7 @@ def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex 
     endpoint = None
     policy = vnet_prefix = None
     ep_route = None
-    visible = _visible_endpoints(snap, vnet_key, ip, reasons)
+    visible = _visible_endpoints(snap, vnet_key, ip, reasons, by_ip)
     if visible:
         endpoint, via = visible[0]
         ep_subnet = snap.subnet_of(endpoint)
@@ -457,12 +465,13 @@ def endpoint_paths(snap: Snapshot) -> tuple[PathResult, ...]:
 
 def _all_paths(snap: Snapshot) -> Iterator[PathResult]:
     hops = _hop_index(snap)
+    by_ip = _endpoints_by_ip(snap)
     for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
         ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
         if not ips:
             continue
         for subnet in client_subnets(snap, pe):
             for ip in dict.fromkeys(ips):
-                result = decide(snap, subnet, str(ip), hops=hops)
+                result = decide(snap, subnet, str(ip), hops=hops, by_ip=by_ip)
                 if result.endpoint is not None and result.endpoint.key == pe.key:
                     yield result
