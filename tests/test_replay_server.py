@@ -266,7 +266,7 @@ def test_hung_path_times_out_the_client_and_stop_is_prompt(tenant: Path, client_
 
 
 def test_only_get_reads_and_resource_graph_posts_are_answered(tenant: Path) -> None:
-    """Proves: writes answer 405 with an ARM error, a Resource Graph POST 501, and the log counts methods."""
+    """Proves: writes answer 405 with an ARM error, a foreign Resource Graph query 400, and the log counts methods."""
     with ReplayServer(tenant) as server:
         answers = {
             method: get(server, f"/{STORAGE}?api-version=1", method, body=b"{}")
@@ -276,7 +276,7 @@ def test_only_get_reads_and_resource_graph_posts_are_answered(tenant: Path) -> N
         head = get(server, f"/{STORAGE}", "HEAD")
     assert {m: a[0] for m, a in answers.items()} == dict.fromkeys(answers, 405)
     assert answers["PUT"][2]["error"]["code"] == "MethodNotAllowed"
-    assert graph[0] == 501
+    assert graph[0] == 400 and graph[2]["error"]["code"] == "BadRequest"
     assert head[0] == 200 and head[2] is None
     assert server.methods == {"PUT": 1, "PATCH": 1, "DELETE": 1, "POST": 2, "HEAD": 1}
 
