@@ -215,7 +215,8 @@ class ResourceGraphReader:
         self.page_rows = page_rows
         self.workers = max(1, workers)
         self.queries_sent = 0       # Resource Graph requests that got an answer, pages included
-        self._named = [s for s in (subscriptions or ()) if s]
+        # The subscriptions to query when the scan names them; otherwise those ARM lists are queried.
+        self.subscriptions: list[str] = [s for s in (subscriptions or ()) if s]
         self._listed: list[str] = []
         self._lists: dict[tuple[str, str], list[Any]] = {}   # (sub key, kind) -> items
         self._failed: dict[tuple[str, str], ReadError] = {}
@@ -242,7 +243,7 @@ class ResourceGraphReader:
         sub = subscription.lower()
         with self._lock:  # the first list read fetches every subscription; the others wait for it
             if sub not in self._fetched:
-                wanted = [s for s in dict.fromkeys(x.lower() for x in [*self._named, *self._listed, sub])
+                wanted = [s for s in dict.fromkeys(x.lower() for x in [*(self.subscriptions or self._listed), sub])
                           if s not in self._fetched]
                 self._prefetch(wanted)
         err = self._failed.get((sub, kind))

@@ -87,12 +87,21 @@ def _positive(name: str, raw: str) -> float:
 
 def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = (),
                 management_group: str | None = None, arm_endpoint: str | None = None,
-                ca_bundle: Path | None = None, workers: int = 8, **_: Any) -> Source:
-    """The reader for the chosen flags; bad combinations and unreadable files are InputErrors."""
+                ca_bundle: Path | None = None, workers: int = 8, via: str = "arm", **_: Any) -> Source:
+    """The reader for the chosen flags; bad combinations and unreadable files are InputErrors.
+
+    ``via="resource-graph"`` reads the per-subscription lists through Resource Graph queries
+    (:mod:`monitor.resource_graph`) and everything else through ARM, with one set of request counters.
+    """
     subs = [s.strip() for s in subscriptions if s and s.strip()]
+    if via not in ("arm", "resource-graph"):
+        raise InputError(f"--via must be arm or resource-graph, got {via!r}")
     if from_dir is not None:
         if arm_endpoint or ca_bundle:
             raise InputError("--from reads a recorded tenant: it cannot be combined with --arm-endpoint/--ca-bundle")
+        if via != "arm":
+            raise InputError("--from reads a recorded tenant: --via resource-graph needs live Azure "
+                             "(or plmon replay-server)")
         from monitor.recorded import RecordedTenant
 
         tenant = RecordedTenant(from_dir)
@@ -106,6 +115,12 @@ def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = 
         settings = live_settings_from_env(arm_endpoint, str(ca_bundle) if ca_bundle else None)
         reader = LiveReader(arm_credential(), settings)
         source = Source(reader, {"cloud": cloud_name(reader.endpoint)}, subs or None, workers, live=reader)
+        if via == "resource-graph":
+            from monitor.resource_graph import ResourceGraphReader
+
+            # Same stats object as the LiveReader's; closing it closes the LiveReader too.
+            graph = ResourceGraphReader(reader, subscriptions=subs or None)
+            source.reader = source.live = graph
     if management_group:
         try:
             found = group_subscriptions(source.reader, management_group)
@@ -113,6 +128,8 @@ def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = 
             source.close()
             raise
         source.subscriptions = sorted({*(source.subscriptions or []), *found}, key=str.lower)
+        if via == "resource-graph" and from_dir is None:  # the Resource Graph reader queries exactly these
+            source.reader.subscriptions = list(source.subscriptions)  # type: ignore[attr-defined]
     return source
 
 
