@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 from daemonkit import ACCOUNT_ID, ACCOUNT_PATH, config, event, tenant, write_account
@@ -117,3 +118,42 @@ def test_untracked_target_write_reads_nothing(tmp_path):
     text = d.metrics.render().decode()
     assert 'plmon_rereads_total{outcome="untracked"} 1.0' in text
     assert 'phase="event"' not in text  # no ARM read was made for the event
+
+
+class _GatedTenant(RecordedTenant):
+    """A recorded tenant whose target read can be held mid-collection, to interleave an event with it."""
+
+    def __init__(self, folder):  # type: ignore[no-untyped-def]
+        super().__init__(folder)
+        self.armed = False
+        self.read_done = threading.Event()
+        self.release = threading.Event()
+
+    def get(self, path: str, *, kind: str = "") -> object:
+        body = super().get(path, kind=kind)
+        if self.armed and kind == "target":
+            self.armed = False
+            self.read_done.set()
+            self.release.wait(10)
+        return body
+
+
+def test_event_during_full_collection_is_not_rolled_back_by_it(tmp_path):
+    """A change handled by an event while a full collection runs survives that collection's older read."""
+    folder = tenant(tmp_path / "t")
+    reader = _GatedTenant(folder)
+    db = tmp_path / "state.db"
+    d = Daemon(config("http://127.0.0.1:9/unused"), reader, SqliteStore(db), SqliteIntake(db), channels={})
+    d.full_collection()
+    reader.armed = True
+    collecting = threading.Thread(target=d.full_collection)
+    collecting.start()
+    assert reader.read_done.wait(10)           # the collection has read st1 as Disabled
+    write_account(folder, "Enabled")
+    _post(d, event(when=datetime.now(UTC) + timedelta(seconds=1)))
+    d.process_pending()
+    check = "public-access.enabled-with-private-endpoint"
+    assert d.store.get_finding(check, ACCOUNT_ID.lower()).state == FindingState.OPEN
+    reader.release.set()
+    collecting.join(10)
+    assert d.store.get_finding(check, ACCOUNT_ID.lower()).state == FindingState.OPEN
