@@ -387,7 +387,8 @@ def _association(item: dict[str, Any], group: str) -> Association:
     return Association(
         **_base(item, "Microsoft.Authorization/privateLinkAssociations"),
         scope=_s(p, "scope"), private_link=parse_id(link) if link else None,
-        public_network_access=_s(p, "publicNetworkAccess"), tenant_id=_s(p, "tenantId"),
+        # The PUT response of the REST spec spells it tenantID: rmpl.multi-tenant must see both.
+        public_network_access=_s(p, "publicNetworkAccess"), tenant_id=_s(p, "tenantId") or _s(p, "tenantID"),
         listed_under=group,
     )
 

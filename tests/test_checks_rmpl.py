@@ -125,6 +125,15 @@ def test_multi_tenant(tmp_path: Path) -> None:
     assert ev.findings[0].severity == Severity.HIGH
 
 
+def test_multi_tenant_reads_the_tenantID_spelling(tmp_path: Path) -> None:
+    """The REST spec's PUT example spells 'tenantID'; an association so spelled still counts as its tenant."""
+    theirs = assoc("theirs", rmpl_id("shared"))
+    theirs["properties"].pop("tenantId")
+    theirs["properties"]["tenantID"] = OTHER_TENANT
+    snap = snapshot_of(tmp_path, tenant_files([assoc("mine", rmpl_id("shared")), theirs], [rmpl("shared")]))
+    assert subjects(run(snap, "rmpl.multi-tenant")) == [rmpl_id("shared").lower()]
+
+
 def test_endpoint_group_id(tmp_path: Path) -> None:
     """An endpoint to an RMPL without group id ResourceManagement fails on the endpoint; the right one passes."""
     files = tenant_files([assoc("a", rmpl_id("r1"))], [rmpl("r1")])
