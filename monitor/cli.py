@@ -175,3 +175,6 @@ cli.add_command(serve)
 from monitor.cli_record import record_cmd  # noqa: E402
 
 cli.add_command(record_cmd)
+from monitor.cli_deploy import deploy  # noqa: E402
+
+cli.add_command(deploy)
