@@ -241,3 +241,29 @@ def test_two_processes_deliver_each_alert_once(prefix: str) -> None:
     finally:
         store.drop_tables()
         store.close()
+
+
+def test_tables_intake_is_shared_and_deduplicates(pair: tuple[TablesStore, TablesStore]) -> None:
+    """Two instances' intake queues are one: a redelivered id is a duplicate anywhere, order is arrival order,
+    settled events leave the queue and are pruned after the retention cut."""
+    from monitor.events import parse_body
+    from monitor.intake_tables import TablesIntake
+
+    a, b = pair
+    qa, qb = TablesIntake(a.service, a.prefix), TablesIntake(b.service, b.prefix)
+    events = [{"id": f"ev-{i}", "eventType": "Microsoft.Resources.ResourceWriteSuccess", "subject": "/subscriptions/s",
+               "eventTime": "2026-11-01T12:00:00Z", "dataVersion": "2", "topic": "/subscriptions/s",
+               "data": {"operationName": "Microsoft.Network/routeTables/write", "big": "x" * 40_000 * (i == 1)}}
+              for i in range(3)]
+    parsed = parse_body(json.dumps(events).encode(), "application/json").events
+    assert qa.enqueue(parsed[:2], T0).accepted == 2
+    got = qb.enqueue(parsed, T0 + timedelta(seconds=1))
+    assert (got.accepted, got.duplicates) == (1, 2)
+    claimed = qa.claim()
+    assert [q.event_id for q in claimed] == ["ev-0", "ev-1", "ev-2"] and claimed[1].raw == events[1]
+    qb.done(["ev-0", "ev-1"], T0 + timedelta(seconds=2))
+    assert qa.pending() == 1 and [q.event_id for q in qa.claim()] == ["ev-2"]
+    assert qa.enqueue(parsed[:1], T0).duplicates == 1  # settled, still remembered
+    assert qa.prune(T0 + timedelta(hours=1)) == 2 and qa.ping()
+    qa.close()
+    qb.close()
