@@ -52,8 +52,11 @@ class ArmId:
         """The id one level up in the type chain (subnet -> virtual network), or None."""
         if self.opaque or len(self.types) < 2:
             return None
-        cut = self.raw.rstrip("/").split("/")
-        return parse_id("/".join(cut[:-2]))
+        # Segments, not raw text: ARM ids may hold doubled slashes; a collection id (one name short of its
+        # types, e.g. ".../rmpls/r/privateLinkResources") has the resource it belongs to as parent.
+        cut = [p for p in self.raw.strip().split("/") if p]
+        drop = 2 if len(self.names) == len(self.types) else 1
+        return parse_id("/" + "/".join(cut[:-drop]))
 
     def child(self, child_type: str, name: str) -> ArmId:
         return parse_id(f"{self.raw.rstrip('/')}/{child_type}/{name}")

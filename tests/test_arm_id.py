@@ -42,6 +42,15 @@ def test_parent_chain() -> None:
     assert conn.parent is not None and conn.parent.name == "pls"
 
 
+def test_parent_with_doubled_slash_and_of_collection_id() -> None:
+    """A doubled slash before the name does not shift the parent; a collection id's parent is its resource."""
+    assert parse_id(SUBNET.replace("/Pe", "//Pe")).parent.key == parse_id(SUBNET).parent.key  # type: ignore[union-attr]
+    coll = parse_id("/subscriptions/s/resourceGroups/rg/providers//Microsoft.Authorization/"
+                    "resourceManagementPrivateLinks/r1/privateLinkResources")
+    assert coll.parent is not None and coll.parent.name == "r1"
+    assert coll.parent.type == "Microsoft.Authorization/resourceManagementPrivateLinks"
+
+
 def test_child_builds_normalised_id() -> None:
     """child() appends a type/name pair and parses the result."""
     vnet = parse_id(SUBNET).parent
