@@ -30,6 +30,7 @@ import structlog
 from alerts.outbox import Route, outbox_rows, wanting
 from checks.engine import Evaluation
 from checks.finding import Finding, subscription_of
+from monitor.compliance import scan_figures
 from monitor.scan import ScanResult
 from monitor.snapshot import Snapshot
 from monitor.store import ChangeSet, ConflictError, FindingRecord, FindingState, OutboxRow, ScanRecord, StateStore
@@ -203,13 +204,18 @@ def apply_scan(store: StateStore, result: ScanResult, now: datetime | None = Non
         return _plan(store, ev.findings, [w.finding for w in ev.waived], now, routes=routes,
                      tenant_id=snap.tenant_id, reminder_interval=reminder_interval, may_resolve=may_resolve)
 
+    figures = scan_figures(result)  # a report from the store alone states this scan's figure and coverage
+
     def scan(plan: _Plan) -> ScanRecord:
         states = {r.key: r.state for r in store.findings()}
         states.update({r.key: r.state for r, _ in plan.records})
         return ScanRecord(at=now, subscriptions_scanned=snap.coverage.subscriptions_scanned,
                           gaps=len(result.gaps), by_check=dict(Counter(f.check_id for f in ev.findings)),
                           by_severity=dict(Counter(f.severity.value for f in ev.findings)),
-                          open_findings=sum(1 for s in states.values() if s == FindingState.OPEN))
+                          open_findings=sum(1 for s in states.values() if s == FindingState.OPEN),
+                          compliance_percent=figures.compliance_percent,
+                          resources_evaluated=figures.resources_evaluated,
+                          resources_non_compliant=figures.resources_non_compliant, figures=figures.to_dict())
 
     return _commit(store, build, scan)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -106,6 +106,13 @@ class ScanRecord:
     by_severity: Mapping[str, int]
     open_findings: int = 0
     kind: str = "full"   # full | targeted
+    # What a report needs to state the scan honestly (schema 2; None/empty on rows written before):
+    # the compliance figure and its resource counts, and ``figures`` = monitor.compliance.ScanFigures
+    # as a dict (the gaps list with scope/type/code, subscriptions read, checks run, per-subscription counts).
+    compliance_percent: float | None = None
+    resources_evaluated: int | None = None
+    resources_non_compliant: int | None = None
+    figures: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,13 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE processed_events (event_id TEXT PRIMARY KEY, processed_at TEXT NOT NULL);
     CREATE INDEX processed_events_at ON processed_events(processed_at);
     """,
+    # 2: what a report built from the store alone states about each full scan (monitor.compliance)
+    """
+    ALTER TABLE scans ADD COLUMN compliance_percent REAL;
+    ALTER TABLE scans ADD COLUMN resources_evaluated INTEGER;
+    ALTER TABLE scans ADD COLUMN resources_non_compliant INTEGER;
+    ALTER TABLE scans ADD COLUMN figures TEXT NOT NULL DEFAULT '{}';
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -180,9 +187,12 @@ class SqliteStore:
                 s = change.scan
                 db.execute(
                     "INSERT INTO scans (at, kind, subscriptions_scanned, gaps, open_findings, by_check, "
-                    "by_severity) VALUES (?,?,?,?,?,?,?)",
+                    "by_severity, compliance_percent, resources_evaluated, resources_non_compliant, figures) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (iso(s.at), s.kind, s.subscriptions_scanned, s.gaps, s.open_findings,
-                     json.dumps(dict(s.by_check), sort_keys=True), json.dumps(dict(s.by_severity), sort_keys=True)))
+                     json.dumps(dict(s.by_check), sort_keys=True), json.dumps(dict(s.by_severity), sort_keys=True),
+                     s.compliance_percent, s.resources_evaluated, s.resources_non_compliant,
+                     json.dumps(dict(s.figures), sort_keys=True)))
 
     # --- observations ---------------------------------------------------------------------------
     def observe(self, seen: Iterable[tuple[str, str]], at: datetime) -> None:
@@ -210,7 +220,10 @@ class SqliteStore:
         return [ScanRecord(at=parse_iso(r["at"]), subscriptions_scanned=r["subscriptions_scanned"],  # type: ignore[arg-type]
                            gaps=r["gaps"], by_check=json.loads(r["by_check"]),
                            by_severity=json.loads(r["by_severity"]), open_findings=r["open_findings"],
-                           kind=r["kind"]) for r in rows]
+                           kind=r["kind"], compliance_percent=r["compliance_percent"],
+                           resources_evaluated=r["resources_evaluated"],
+                           resources_non_compliant=r["resources_non_compliant"], figures=json.loads(r["figures"]))
+                for r in rows]
 
     # --- outbox ---------------------------------------------------------------------------------
     @staticmethod

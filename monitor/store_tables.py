@@ -112,6 +112,12 @@ def _get_json(entity: Mapping[str, Any], name: str) -> Any:
     return json.loads("".join(entity[f"{name}_{i}"] for i in range(int(entity[f"{name}_n"]))))
 
 
+def _opt(entity: Mapping[str, Any], name: str, kind: Callable[[Any], Any]) -> Any:
+    """A property that rows written before it existed lack (Table Storage has no null either)."""
+    value = entity.get(name)
+    return None if value is None else kind(value)
+
+
 def _opt_iso(t: datetime | None) -> str | None:
     return iso(t) if t is not None else None
 
@@ -323,11 +329,15 @@ class TablesStore:
         with self._scan_counter:
             ns = max(time.time_ns(), self._last_ns + 1)
             self._last_ns = ns
-        self._scans.create_entity({
+        entity: dict[str, Any] = {
             "PartitionKey": "scans", "RowKey": f"{iso(s.at)}-{ns:020d}-{uuid.uuid4().hex[:8]}", "at": iso(s.at),
             "kind": s.kind, "subscriptions_scanned": int(s.subscriptions_scanned), "gaps": int(s.gaps),
             "open_findings": int(s.open_findings), "by_check": json.dumps(dict(s.by_check), sort_keys=True),
-            "by_severity": json.dumps(dict(s.by_severity), sort_keys=True)})
+            "by_severity": json.dumps(dict(s.by_severity), sort_keys=True),
+            "compliance_percent": s.compliance_percent, "resources_evaluated": s.resources_evaluated,
+            "resources_non_compliant": s.resources_non_compliant}
+        _put_json(entity, "figures", dict(s.figures))  # the gaps list can outgrow one string property
+        self._scans.create_entity(_clean(entity))
 
     def scan_history(self, since: datetime | None = None) -> list[ScanRecord]:
         rows = self._scans.query_entities("PartitionKey eq 'scans' and at ge @since",
@@ -335,7 +345,11 @@ class TablesStore:
         return [ScanRecord(at=parse_iso(e["at"]), subscriptions_scanned=int(e["subscriptions_scanned"]),  # type: ignore[arg-type]
                            gaps=int(e["gaps"]), by_check=json.loads(e["by_check"]),
                            by_severity=json.loads(e["by_severity"]), open_findings=int(e["open_findings"]),
-                           kind=e["kind"]) for e in sorted(rows, key=lambda e: e["RowKey"])]
+                           kind=e["kind"], compliance_percent=_opt(e, "compliance_percent", float),
+                           resources_evaluated=_opt(e, "resources_evaluated", int),
+                           resources_non_compliant=_opt(e, "resources_non_compliant", int),
+                           figures=_get_json(e, "figures") if "figures_n" in e else {})
+                for e in sorted(rows, key=lambda e: e["RowKey"])]
 
     # --- outbox ---------------------------------------------------------------------------------
     @staticmethod
