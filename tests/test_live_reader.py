@@ -20,7 +20,7 @@ from monitor.recorded import RecordedTenant
 from monitor.replay_server import ReplayServer
 from monitor.scan import ScanResult, run_scan
 
-FAST = {"retry_backoff_factor": 0.01, "retry_backoff_max": 0.05, "read_timeout": 5.0}
+FAST = {"retry_backoff_factor": 0.01, "retry_backoff_max": 0.05, "read_timeout": 60.0}
 
 
 @pytest.fixture(scope="module")
@@ -198,3 +198,12 @@ def test_unknown_target_type_asks_its_provider_for_an_api_version(tmp_path: Path
     widget_reads = [r.query for r in log if "/widgets/" in r.path]
     assert widget_reads == ["api-version=2024-02-01"] * 2
     assert sum(1 for r in log if r.path.endswith("Contoso.Widgets")) == 1
+
+
+def test_unreachable_endpoint_completes_with_gaps(tmp_path: Path) -> None:
+    """Proves: an ARM endpoint nobody answers gives a completed collection whose gaps say so."""
+    reader = LiveReader(StaticTokenCredential("t"), LiveSettings(arm_endpoint="https://127.0.0.1:9", retry_total=0))
+    with reader:
+        inv = collect(reader)
+    assert {g.code for g in inv.gaps} == {"ConnectionFailed"}
+    assert inv.stats.requests == 2
