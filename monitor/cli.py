@@ -178,3 +178,6 @@ cli.add_command(record_cmd)
 from monitor.cli_deploy import deploy  # noqa: E402
 
 cli.add_command(deploy)
+from monitor.cli_synth import synth  # noqa: E402
+
+cli.add_command(synth)
