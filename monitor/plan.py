@@ -9,6 +9,7 @@ live tenant go through exactly the same code from the first byte of JSON onwards
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -125,16 +126,24 @@ class _Run:
         self.inv = inv
         self.workers = max(1, workers)
         self.on_progress = on_progress
+        self._lock = threading.Lock()
+
+    def count(self, *, failed: bool = False) -> None:
+        """Count one read; jobs run on a thread pool, so the counters are updated under a lock."""
+        with self._lock:
+            self.inv.stats.requests += 1
+            if failed:
+                self.inv.stats.failures += 1
 
     def read(self, path: str, kind: str, scope: str, type_: str) -> Any | None:
-        self.inv.stats.requests += 1
         try:
             body = self.reader.get(path, kind=kind)
         except ReadError as err:
-            self.inv.stats.failures += 1
+            self.count(failed=True)
             self.inv.gaps.append(CoverageGap(scope, type_, err.code, err.status, err.message))
             log.info("read_failed", path=path, status=err.status, code=err.code)
             return None
+        self.count()
         return body
 
     def read_list(self, path: str, kind: str, scope: str, type_: str) -> list[Any] | None:
@@ -274,16 +283,16 @@ def _child_list(run: _Run, into: dict[str, list[Any]], parent_id: str, child: st
 
 def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
     def job() -> None:
-        run.inv.stats.requests += 1
         try:
             body = run.reader.get(raw_id.strip("/"), kind="target")
         except ReadError as err:
-            run.inv.stats.failures += 1
+            run.count(failed=True)
             run.inv.target_errors[parse_id(raw_id).key] = (raw_id, err)
             if err.status != 404:
                 type_ = parse_id(raw_id).type or "unknown"
                 run.inv.gaps.append(CoverageGap(raw_id, type_, err.code, err.status, err.message))
             return
+        run.count()
         run.inv.targets[parse_id(raw_id).key] = body
     return job
 
