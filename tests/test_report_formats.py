@@ -149,12 +149,12 @@ def test_json_report_is_the_scan_document_plus_summary_and_trend(scanned) -> Non
 
 def test_compliance_counts_child_findings_against_their_parent_and_lists_gaps(scanned) -> None:
     """A connection finding makes its storage account non-compliant; the figure states its denominator."""
-    from monitor.reports.model import _evaluated, _owner
+    from monitor.compliance import evaluated_resources, owner_of
     report = _report(scanned)
     result, _ = scanned
     pending = next(r.finding for r in report.findings if r.finding.check_id == "connection.pending")
     assert "/privateendpointconnections/" in finding_key("x", pending.resource_id)[1]
-    assert _owner(pending.resource_id, _evaluated(result.snapshot)).endswith("/storageaccounts/st1")
+    assert owner_of(pending.resource_id, evaluated_resources(result.snapshot)).endswith("/storageaccounts/st1")
     assert report.resources_evaluated == 6 and report.resources_non_compliant == 5
     assert report.compliance_percent == round(100 / 6, 1)
     assert [g.type for g in report.gaps] == ["Microsoft.Network/routeTables"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from monitor.reports.model import COMPLIANCE_DEFINITION, HistoryPoint, Report, build_report
+from monitor.reports.model import COMPLIANCE_DEFINITION, HistoryPoint, Report, build_report, build_stored_report
 
-__all__ = ["COMPLIANCE_DEFINITION", "FORMATS", "HistoryPoint", "Report", "build_report", "render"]
+__all__ = ["COMPLIANCE_DEFINITION", "FORMATS", "HistoryPoint", "Report", "build_report", "build_stored_report",
+           "render"]
 
 FORMATS = ("html", "md", "json", "csv", "sarif")
 

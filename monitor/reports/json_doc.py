@@ -7,6 +7,7 @@ read a JSON report unchanged.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from monitor.reports.model import Report, iso
@@ -15,17 +16,36 @@ from monitor.scan import scan_document
 __all__ = ["render_json", "report_document"]
 
 
+def _stored_document(report: Report) -> dict[str, Any]:
+    """The scan document's shape for a report of the store alone: the last full scan's coverage and
+    counts, and the findings open now (which events may have changed since that scan)."""
+    fs = [row.finding for row in report.findings]
+    by_sev = Counter(f.severity.value for f in fs)
+    return {
+        "tool": {"name": "plmon", "version": report.tool_version},
+        "scanned_at": iso(report.scanned_at or report.generated_at),
+        "tenant_id": report.tenant_id,
+        "findings": [f.to_dict() for f in fs],
+        "waived": [w.to_dict() for w in report.waived],
+        "coverage": {"subscriptions_scanned": report.subscriptions_scanned,
+                     "gaps": [g.as_dict() for g in report.gaps]},
+        "summary": {"by_severity": dict(sorted(by_sev.items())),
+                    "by_check": dict(sorted(Counter(f.check_id for f in fs).items())),
+                    "resources_evaluated": report.resources_read, "checks_run": len(report.checks_run)},
+    }
+
+
 def report_document(report: Report) -> dict[str, Any]:
-    doc = scan_document(report.scan)
-    rows = {row.finding.key: row for row in report.findings}
-    for f, d in zip(report.scan.evaluation.findings, doc["findings"], strict=True):
-        row = rows[f.key]
+    doc = scan_document(report.scan) if report.scan is not None else _stored_document(report)
+    for row, d in zip(report.findings, doc["findings"], strict=True):
         d["first_seen"] = iso(row.first_seen) if row.first_seen else None
         d["age_days"] = round(row.age_days, 3) if row.age_days is not None else None
         d["controls"] = list(row.controls)
     doc["summary"].update(report.summary())
     doc["trend"] = [p.to_dict() for p in report.trend]
-    doc["report"] = {"history": report.history_source, "since": iso(report.since) if report.since else None}
+    doc["report"] = {"history": report.history_source, "since": iso(report.since) if report.since else None,
+                     "source": "state store" if report.scan is None else "fresh scan",
+                     "generated_at": iso(report.generated_at)}
     return doc
 
 

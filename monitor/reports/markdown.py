@@ -34,12 +34,15 @@ def _findings(rows: Sequence[FindingRow]) -> list[str]:
 def render_markdown(report: Report, *, group_by: str | None = None) -> str:
     r = report
     out = ["# Azure Private Link compliance report", "",
-           f"Tenant {md_text(r.tenant_id or 'unknown')}, scan of {iso(r.generated_at)}, "
+           f"Tenant {md_text(r.tenant_id or 'unknown')}, scan of {iso(r.scanned_at or r.generated_at)}, "
            f"plmon {md_text(r.tool_version)}, history: {md_text(r.history_source)}.", "",
+           *([f"Report of the state store at {iso(r.generated_at)}: open and waived findings as they stand now; "
+              f"the compliance figure and coverage are those the last full scan recorded.", ""]
+             if r.from_store else []),
            "## Compliance and coverage", "",
            f"**Compliance: {_pct(r.compliance_percent)}** ({r.resources_evaluated - r.resources_non_compliant} of "
            f"{r.resources_evaluated} resources without an open finding; {len(r.findings)} open finding(s), "
-           f"{len(r.scan.evaluation.waived)} waived).", "",
+           f"{len(r.waived)} waived).", "",
            f"_Definition:_ {md_text(r.definition)}", ""]
     if r.gaps:
         out += [f"**Coverage: {len(r.gaps)} gap(s)** in {r.subscriptions_scanned} subscription(s) scanned; "

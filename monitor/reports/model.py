@@ -16,25 +16,18 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from checks.engine import WaivedFinding
-from checks.finding import Finding, Severity, subscription_of
+from checks.finding import Finding, Severity
 from checks.registry import Check, all_checks
-from checks.waivers import Waiver
+from checks.waivers import Waiver, match_waiver
 from monitor import __version__
-from monitor.arm_id import ArmId, parse_id
+from monitor.compliance import COMPLIANCE_DEFINITION, TENANT, ScanFigures, percent, scan_figures
 from monitor.reports.controls import control_title, sort_controls
 from monitor.scan import ScanResult
-from monitor.snapshot import CoverageGap, Snapshot
+from monitor.snapshot import CoverageGap
+from monitor.store import FindingRecord, ScanRecord
 
 __all__ = ["COMPLIANCE_DEFINITION", "CheckSection", "ControlGroup", "FindingRow", "HistoryPoint", "Report",
-           "WaiverRow", "build_report"]
-
-COMPLIANCE_DEFINITION = (
-    "Share of the resources plmon read in this scan that have no open finding. A resource counts as "
-    "non-compliant when any enabled check reports it or one of its child objects (for example a "
-    "private endpoint connection); a finding under an active waiver does not count against it. "
-    "Resources in a coverage gap were not read: they are neither counted nor assumed compliant, and "
-    "every gap is listed beside the figure."
-)
+           "WaiverRow", "build_report", "build_stored_report"]
 
 _SOON = timedelta(days=30)
 
@@ -121,9 +114,17 @@ class Report:
     by_severity: tuple[dict[str, Any], ...]
     by_control: tuple[ControlGroup, ...]
     trend: tuple[HistoryPoint, ...]
-    scan: ScanResult
+    scan: ScanResult | None  # the fresh scan; None for a report of the state store alone
     history_source: str     # "state store" or "this scan only"
     since: datetime | None = None
+    scanned_at: datetime | None = None  # the scan the figures are of (the last full one, from the store)
+    waived: tuple[WaivedFinding, ...] = ()
+    checks_run: tuple[str, ...] = ()
+    resources_read: int = 0  # the scan document's resources_evaluated (contracts.md)
+
+    @property
+    def from_store(self) -> bool:
+        return self.scan is None
 
     @property
     def definition(self) -> str:
@@ -151,32 +152,6 @@ def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _evaluated(snap: Snapshot) -> dict[str, ArmId]:
-    """Every resource the scan read, by normalised key."""
-    out: dict[str, ArmId] = {}
-    for mapping in (snap.private_endpoints, snap.private_link_services, snap.rmpls, snap.associations,
-                    snap.targets, snap.virtual_networks, snap.subnets, snap.route_tables, snap.nsgs,
-                    snap.firewalls, snap.firewall_policies, snap.load_balancers, snap.nics,
-                    snap.bastion_hosts, snap.dns_zones):
-        for key, res in mapping.items():
-            out[key] = res.id
-    return out
-
-
-def _owner(resource_id: str, evaluated: Mapping[str, ArmId]) -> str:
-    """The evaluated resource a finding is about: itself, or its nearest evaluated ancestor."""
-    rid: ArmId | None = parse_id(resource_id)
-    while rid is not None:
-        if rid.key in evaluated:
-            return rid.key
-        rid = None if rid.opaque else rid.parent
-    return parse_id(resource_id).key
-
-
-def _pct(good: int, total: int) -> float | None:
-    return round(100.0 * good / total, 1) if total else None
-
-
 def _age(first: datetime | None, now: datetime) -> float | None:
     if first is None:
         return None
@@ -186,41 +161,81 @@ def _age(first: datetime | None, now: datetime) -> float | None:
 def build_report(result: ScanResult, *, first_seen: Mapping[tuple[str, str], datetime] | None = None,
                  history: Sequence[HistoryPoint] = (), waivers: Sequence[Waiver] = (),
                  since: datetime | None = None, history_source: str | None = None) -> Report:
-    """Everything every format shows. ``first_seen`` is keyed by :func:`checks.finding.finding_key`."""
+    """The report of a fresh scan. ``first_seen`` is keyed by :func:`checks.finding.finding_key`."""
     snap, ev = result.snapshot, result.evaluation
     now = snap.taken_at
-    registry = all_checks()
-    first_seen = first_seen or {}
-    evaluated = _evaluated(snap)
+    figures = scan_figures(result)
+    by_sev = Counter(f.severity.value for f in ev.findings)
+    point = HistoryPoint(now, len(ev.findings), {s.value: by_sev[s.value] for s in Severity if by_sev[s.value]},
+                         figures.compliance_percent)
+    earlier = sorted((p for p in history if p.scanned_at != now and (since is None or p.scanned_at >= since)),
+                     key=lambda p: p.scanned_at)
+    return _assemble(figures, ev.findings, ev.waived, scanned_at=now, now=now, first_seen=first_seen or {},
+                     trend=(*earlier, point), waivers=waivers, since=since, scan=result,
+                     subscriptions_scanned=snap.coverage.subscriptions_scanned,
+                     history_source=history_source or ("state store" if history else "this scan only"))
 
+
+def build_stored_report(open_findings: Sequence[FindingRecord], waived: Sequence[FindingRecord],
+                        scans: Sequence[ScanRecord], *, now: datetime, waivers: Sequence[Waiver] = (),
+                        since: datetime | None = None) -> Report:
+    """The report of the state store alone: its open and waived findings as they stand at ``now``, and
+    the figure and coverage of the last full scan in ``scans`` (which must hold at least one)."""
+    full = sorted((s for s in scans if s.kind == "full"), key=lambda s: s.at)
+    if not full:
+        raise ValueError("the state store holds no full scan")
+    last = full[-1]
+    if last.figures:
+        figures = ScanFigures.from_dict(last.figures)
+    else:  # a scan recorded before the store kept figures: state only what it did keep
+        figures = ScanFigures(tenant_id=None, subscriptions={}, gaps=(), checks_run=(),
+                              resources_evaluated=last.resources_evaluated or 0,
+                              resources_non_compliant=last.resources_non_compliant or 0,
+                              compliance_percent=last.compliance_percent)
+    tenant = figures.tenant_id
+    findings = [Finding.from_dict(r.finding, tenant) for r in open_findings]
+    findings.sort(key=lambda f: (-f.severity.rank, f.check_id, f.resource_id.lower()))  # the engine's order
+    covered = []
+    for rec in waived:
+        f = Finding.from_dict(rec.finding, tenant)
+        w, _expired = match_waiver(f, tuple(waivers), now)
+        covered.append(WaivedFinding(f, w or Waiver(f.check_id, "waiver no longer in the configuration", None,
+                                                    resource_id=f.resource_id)))
+    trend = tuple(HistoryPoint(s.at, s.open_findings, dict(s.by_severity), s.compliance_percent)
+                  for s in full if since is None or s.at >= since or s is last)
+    known = {r.key: r.first_seen for r in (*open_findings, *waived)}
+    return _assemble(figures, findings, covered, scanned_at=last.at, now=now, first_seen=known, trend=trend,
+                     waivers=waivers, since=since, scan=None, history_source="state store",
+                     subscriptions_scanned=last.subscriptions_scanned)
+
+
+def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequence[WaivedFinding], *,
+              scanned_at: datetime, now: datetime, first_seen: Mapping[tuple[str, str], datetime],
+              trend: tuple[HistoryPoint, ...], waivers: Sequence[Waiver], since: datetime | None,
+              scan: ScanResult | None, history_source: str, subscriptions_scanned: int) -> Report:
+    """Everything every format shows, from one scan's figures and the findings open now."""
+    registry = all_checks()
     rows = tuple(FindingRow(f, f.check_id.split(".", 1)[0],
                             tuple(sort_controls(registry[f.check_id].controls)) if f.check_id in registry else (),
                             first_seen.get(f.key), _age(first_seen.get(f.key), now))
-                 for f in ev.findings)
-    owners = {r.finding.key: _owner(r.finding.resource_id, evaluated) for r in rows}
-    bad = set(owners.values())
-    universe = set(evaluated) | bad
-    compliance = _pct(len(universe) - len(bad), len(universe))
+                 for f in findings)
+    owners = {r.finding.key: figures.owner(r.finding) for r in rows}
 
-    # by subscription: resources read and resources with an open finding, per subscription id
-    def sub_of(key: str) -> str:
-        return (subscription_of(evaluated.get(key, key)) or "(tenant)").lower()
-    res_by_sub: dict[str, set[str]] = {k.lower(): set() for k in snap.subscriptions}
-    for key in universe:
-        res_by_sub.setdefault(sub_of(key), set()).add(key)
+    # by subscription: resources in the figure and resources with an open finding, per subscription id
     bad_by_sub: dict[str, set[str]] = defaultdict(set)
     find_by_sub: Counter[str] = Counter()
     for r in rows:
-        sub = (r.finding.subscription_id or "(tenant)").lower()
+        sub = (r.finding.subscription_id or TENANT).lower()
         find_by_sub[sub] += 1
         bad_by_sub[sub].add(owners[r.finding.key])
-    names = {k.lower(): s.display_name for k, s in snap.subscriptions.items()}
-    by_sub = tuple(
-        {"subscription_id": sub, "name": names.get(sub), "resources": len(res_by_sub.get(sub, set()) | bad_by_sub[sub]),
-         "non_compliant": len(bad_by_sub[sub]), "open_findings": find_by_sub[sub],
-         "compliance_percent": _pct(len(res_by_sub.get(sub, set()) | bad_by_sub[sub]) - len(bad_by_sub[sub]),
-                                    len(res_by_sub.get(sub, set()) | bad_by_sub[sub]))}
-        for sub in sorted(set(res_by_sub) | set(bad_by_sub)))
+    counted = figures.resources_by_subscription
+
+    def sub_row(sub: str) -> dict[str, Any]:
+        total = max(counted.get(sub, 0), len(bad_by_sub[sub]))
+        return {"subscription_id": sub, "name": figures.subscriptions.get(sub), "resources": total,
+                "non_compliant": len(bad_by_sub[sub]), "open_findings": find_by_sub[sub],
+                "compliance_percent": percent(total - len(bad_by_sub[sub]), total)}
+    by_sub = tuple(sub_row(sub) for sub in sorted(set(figures.subscriptions) | set(counted) | set(bad_by_sub)))
 
     by_sev = tuple(
         {"severity": s.value, "open_findings": sum(1 for r in rows if r.finding.severity == s),
@@ -229,9 +244,9 @@ def build_report(result: ScanResult, *, first_seen: Mapping[tuple[str, str], dat
         for s in Severity)
 
     open_by_check = Counter(r.finding.check_id for r in rows)
-    waived_by_check = Counter(w.finding.check_id for w in ev.waived)
-    ran = set(ev.checks_run)
-    errored = {g.type.removeprefix("check:") for g in ev.check_errors}
+    waived_by_check = Counter(w.finding.check_id for w in waived)
+    ran = set(figures.checks_run)
+    errored = {g.type.removeprefix("check:") for g in figures.gaps if g.type.startswith("check:")}
     sections = []
     for chk in registry.values():
         status = ("not-run" if chk.id not in ran else "error" if chk.id in errored
@@ -246,8 +261,8 @@ def build_report(result: ScanResult, *, first_seen: Mapping[tuple[str, str], dat
          "checks_passing": sum(1 for s in items if s.status == "passing"),
          "open_findings": sum(s.open_findings for s in items),
          "resources_non_compliant": len({owners[r.finding.key] for r in rows if r.family == fam}),
-         "compliance_percent": _pct(sum(1 for s in items if s.status == "passing"),
-                                    sum(1 for s in items if s.status != "not-run"))}
+         "compliance_percent": percent(sum(1 for s in items if s.status == "passing"),
+                                       sum(1 for s in items if s.status != "not-run"))}
         for fam, items in sorted(families.items()))
 
     groups: dict[str, list[str]] = defaultdict(list)
@@ -260,20 +275,15 @@ def build_report(result: ScanResult, *, first_seen: Mapping[tuple[str, str], dat
         for c in [*sort_controls(k for k in groups if not k.startswith("(")),
                   *(k for k in groups if k.startswith("("))])
 
-    point = HistoryPoint(now, len(rows), {s["severity"]: s["open_findings"] for s in by_sev if s["open_findings"]},
-                         compliance)
-    earlier = sorted((p for p in history if p.scanned_at != now and (since is None or p.scanned_at >= since)),
-                     key=lambda p: p.scanned_at)
-    trend = (*earlier, point)
-
     return Report(
-        generated_at=now, tenant_id=snap.tenant_id, tool_version=__version__,
-        subscriptions_scanned=snap.coverage.subscriptions_scanned, resources_evaluated=len(universe),
-        resources_non_compliant=len(bad), compliance_percent=compliance, gaps=result.gaps,
-        findings=rows, waivers=_waiver_rows(ev.waived, ev.findings, waivers, now), checks=tuple(sections),
+        generated_at=now, tenant_id=figures.tenant_id, tool_version=__version__,
+        subscriptions_scanned=subscriptions_scanned,
+        resources_evaluated=figures.resources_evaluated, resources_non_compliant=figures.resources_non_compliant,
+        compliance_percent=figures.compliance_percent, gaps=figures.gaps,
+        findings=rows, waivers=_waiver_rows(waived, findings, waivers, now), checks=tuple(sections),
         by_family=by_family, by_subscription=by_sub, by_severity=by_sev, by_control=by_control, trend=trend,
-        scan=result, history_source=history_source or ("state store" if history else "this scan only"),
-        since=since)
+        scan=scan, history_source=history_source, since=since, scanned_at=scanned_at, waived=tuple(waived),
+        checks_run=figures.checks_run, resources_read=figures.resources_read)
 
 
 def _waiver_rows(waived: Sequence[WaivedFinding], findings: Sequence[Finding], configured: Sequence[Waiver],

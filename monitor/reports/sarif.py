@@ -72,7 +72,7 @@ def sarif_document(report: Report) -> dict[str, Any]:
     results = [_result(row.finding, index[row.finding.check_id],
                        first_seen=iso(row.first_seen) if row.first_seen else None, suppression=None)
                for row in report.findings if row.finding.check_id in index]
-    for w in report.scan.evaluation.waived:
+    for w in report.waived:
         if w.finding.check_id in index:
             expiry = f" (expires {w.waiver.expires.isoformat()})" if w.waiver.expires else ""
             results.append(_result(w.finding, index[w.finding.check_id], first_seen=None, suppression={
