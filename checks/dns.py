@@ -169,12 +169,18 @@ def _root(parent: dict[str, str], k: str) -> str:
 
 
 def _dns_scope(snap: Snapshot, pe: PrivateEndpoint, zone: str | None,
-               zones_by_vnet: Mapping[str, set[str]]) -> tuple[str | None, bool]:
-    """The endpoint's network, and whether that network is linked to the group id's zone."""
+               zones_by_vnet: Mapping[str, set[tuple[str, str]]]) -> tuple[str | None, frozenset[str]]:
+    """The endpoint's network, and the zones (ids) named for the group id that network is linked to.
+
+    Zones are compared by identity: two zones of the same name (another resource group or
+    subscription) hold separate records, so networks linked to them do not share DNS (checks.md: "linked
+    to the same private DNS zone")."""
     subnet = snap.subnet_of(pe)
     vnet = subnet.vnet_id.key if subnet and subnet.vnet_id else \
         (pe.subnet_id.parent.key if pe.subnet_id and pe.subnet_id.parent else None)
-    return vnet, bool(vnet and zone and zone in zones_by_vnet.get(vnet, set()))
+    linked = frozenset(zid for name, zid in zones_by_vnet.get(vnet, set()) if name == zone) \
+        if vnet and zone else frozenset()
+    return vnet, linked
 
 
 @check(
@@ -197,11 +203,11 @@ def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[I
         for g in gids:
             groups[(view.target_id.key, g.lower())][view.endpoint.key] = view.endpoint
             types[view.target_id.key] = view.target_id.type_key
-    zones_by_vnet: dict[str, set[str]] = defaultdict(set)
+    zones_by_vnet: dict[str, set[tuple[str, str]]] = defaultdict(set)
     for zone in snap.dns_zones.values():
         for link in zone.vnet_links or ():
             if link.vnet_id is not None:
-                zones_by_vnet[link.vnet_id.key].add(zone.name.lower().rstrip("."))
+                zones_by_vnet[link.vnet_id.key].add((zone.name.lower().rstrip("."), zone.key))
     for (target, gid), eps in sorted(groups.items()):
         if len(eps) < 2:
             continue
@@ -212,7 +218,7 @@ def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[I
         for i, a in enumerate(keys):
             for b in keys[i + 1:]:
                 (va, la), (vb, lb) = scopes[a], scopes[b]
-                if (va and va == vb) or (la and lb):
+                if (va and va == vb) or (la & lb):
                     parent[_root(parent, b)] = _root(parent, a)
         clusters: dict[str, list[str]] = defaultdict(list)
         for k in keys:
