@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -507,6 +508,20 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None) -> Sn
         bastion_hosts=keyed("bastionHosts", _bastion),
         dns_zones=zones,
     )
+
+    # An endpoint with a dynamic IP lists no ipConfigurations, and with a zone group no customDnsConfigs:
+    # its IP is then only on its NIC, which names the endpoint (the endpoint's own NIC reference may carry
+    # a '/provders/' typo). Routes are judged "for each private endpoint IP" (checks.md), so merge them here.
+    nic_ips: dict[str, list[str]] = defaultdict(list)
+    for nic in snapshot_fields["nics"].values():
+        owners = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
+        owners |= {k for k, pe in endpoints.items() if any(n.key == nic.key for n in pe.nic_ids)}
+        for owner in owners:
+            nic_ips[owner].extend(ip for ip in (c.private_ip for c in nic.ip_configs) if ip)
+    for key, ips in nic_ips.items():
+        pe = endpoints.get(key)
+        if pe is not None:
+            endpoints[key] = replace(pe, ip_addresses=tuple(dict.fromkeys((*pe.ip_addresses, *ips))))
 
     # Cross-references, resolved once.
     by_endpoint: dict[str, list[ProviderConnection]] = defaultdict(list)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from netkit import NET, Net, vnet_id
+from netkit import NET, Net, subnet_id, vnet_id
 from tenantkit import SUB
 
 from checks.engine import evaluate
@@ -58,3 +58,27 @@ def test_duplicates_in_networks_linked_to_one_zone_flag_all_but_the_first(tmp_pa
     n = _two_networks_one_storage()
     _zone_in(n, "dns", BLOB, "a", "b")
     assert findings(n.snapshot(tmp_path)) == {("dns.duplicate-endpoints", pe("pe-b"), "low")}
+
+
+def test_endpoint_ip_known_only_from_its_nic_is_routed(tmp_path: Path) -> None:
+    """Routes: a dynamic-IP endpoint with a zone group lists its IP on its NIC only; its path is still judged."""
+    n = Net()
+    n.vnet("spoke", "10.1.0.0/16").subnet("spoke", "app", "10.1.0.0/24", route_table="rt") \
+        .subnet("spoke", "pe", "10.1.1.0/24")
+    n.route_table("rt", ("to-fw", "0.0.0.0/0", "VirtualAppliance", "10.0.1.4"))
+    n.firewall("fw", "10.0.1.4")
+    st = n.storage("st1", "pe1", public="Disabled")
+    n.endpoint("pe1", st, vnet="spoke", ip="10.1.1.4", zones=[BLOB])
+    body = n.lists["privateEndpoints"][-1]
+    nic_id = f"{NET}/networkInterfaces/pe1.nic.0001"
+    body["properties"]["ipConfigurations"] = []          # dynamic allocation: ARM lists no ipConfigurations
+    body["properties"]["customDnsConfigs"] = []          # a zone group is attached: no custom DNS configs
+    # The endpoint's own reference carries the real payloads' '/provders/' typo; the NIC names the endpoint.
+    body["properties"]["networkInterfaces"] = [{"id": nic_id.replace("/providers/", "/provders/")}]
+    n.lists["networkInterfaces"].append({
+        "id": nic_id, "name": "pe1.nic.0001", "type": "Microsoft.Network/networkInterfaces",
+        "properties": {"privateEndpoint": {"id": body["id"].upper()}, "ipConfigurations": [
+            {"id": f"{nic_id}/ipConfigurations/privateEndpointIpConfig", "name": "privateEndpointIpConfig",
+             "properties": {"privateIPAddress": "10.1.1.4", "subnet": {"id": subnet_id("spoke", "pe")}}}]}})
+    _zone_in(n, "rg1", BLOB, "spoke")
+    assert findings(n.snapshot(tmp_path)) == {("route.udr-bypassed", f"{NET}/routeTables/rt".lower(), "high")}
