@@ -57,6 +57,11 @@ def page_state(report_file: Path) -> dict:
                     .map(t => t.textContent),
                 text: document.body.innerText,
                 headline: document.querySelector('#headline .figure').textContent,
+                scrollWidth: document.documentElement.scrollWidth,
+                innerWidth: window.innerWidth,
+                wide: [...document.querySelectorAll('main *')]
+                    .filter(e => e.getBoundingClientRect().right > window.innerWidth)
+                    .map(e => e.tagName + '.' + e.className).slice(0, 5),
             })""")
             shot = ARTIFACTS / "report.png"
             page.screenshot(path=str(shot), full_page=True)
@@ -99,3 +104,9 @@ def test_expired_waiver_flagged_and_screenshot_written(page_state: dict) -> None
     shot: Path = page_state["shot"]
     assert shot.stat().st_size > 20_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_page_fits_the_window_without_horizontal_scrolling(page_state: dict) -> None:
+    """Long ids, evidence and remediation wrap: the page is no wider than a 1280 px window."""
+    assert page_state["innerWidth"] == 1280
+    assert page_state["scrollWidth"] <= page_state["innerWidth"], page_state["wide"]
