@@ -419,11 +419,18 @@ class _Collector:
             return None
 
 
+def _list_order(item: Any) -> tuple[int, str]:
+    rid = item.get("id") if isinstance(item, dict) else None
+    return (0, parse_id(rid).key) if isinstance(rid, str) else (1, "")
+
+
 def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None) -> Snapshot:
     """Build the typed, cross-referenced snapshot; ``taken_at`` defaults to the manifest time."""
     gaps = list(inv.gaps)
     c = _Collector(gaps)
-    lists = inv.lists
+    # In id order, not in the order a source listed them: ARM and Resource Graph list the same resources
+    # in different orders, and the snapshot (and every finding's evidence) must not depend on it.
+    lists = {kind: sorted(items, key=_list_order) for kind, items in inv.lists.items()}
     when = taken_at or parse_time(inv.manifest.get("recorded_at")) or datetime.now(UTC)
 
     subs: dict[str, Subscription] = {}

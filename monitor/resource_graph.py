@@ -16,9 +16,9 @@ What Resource Graph does differently, and how it is made to look like ARM:
 - Results are paged with ``$skipToken`` (the queries never use ``take``/``limit``, which cut silently).
 - The per-user quota (``x-ms-user-quota-remaining`` / ``x-ms-user-quota-resets-after``) is obeyed: when it
   reaches 0, the next query waits for the reset instead of being answered 429.
-- A query a batch of subscriptions cannot answer is split in halves down to one subscription, so one
-  forbidden subscription costs only its own coverage; what still fails becomes coverage gaps (the
-  plan's read of that subscription's list raises the error), never an empty list.
+- A query a batch of subscriptions cannot answer (4xx) is split in halves down to one subscription, then
+  type by type, so a forbidden subscription or type costs only its own coverage; what still fails
+  becomes coverage gaps (the plan's read of that list raises the error), never an empty list.
 
 Known limit of the real service: Resource Graph returns nothing, rather than an error, for a subscription
 the identity cannot read, so the subscriptions read come from ARM's subscription list (which only
@@ -115,8 +115,8 @@ def parse_timespan(raw: str | None) -> float | None:
 class GraphQuota:
     """The caller's Resource Graph quota as the service last reported it; :meth:`before_send` waits on it.
 
-    The remaining count is the service's figure minus the queries sent since that answer left it, so
-    concurrent queries do not all spend a last unit that only one of them has.
+    The remaining count is the service's figure minus the queries still unanswered, and within one window
+    it only goes down, so concurrent queries never spend a last unit that only one of them has.
     """
 
     def __init__(self, sleep: Callable[[float], None] = time.sleep,
@@ -158,9 +158,14 @@ class GraphQuota:
             resets = parse_timespan(headers.get("x-ms-user-quota-resets-after"))
             if raw is None or not raw.strip().lstrip("-").isdigit():
                 return
-            self._remaining = max(0, int(raw) - self._in_flight)
+            now = self._clock()
+            figure = max(0, int(raw) - self._in_flight)
+            if self._remaining is not None and now < self._resets_at:
+                # Same window: an answer overtaken by a later one must not give back spent quota.
+                figure = min(figure, self._remaining)
+            self._remaining = figure
             if resets is not None:
-                self._resets_at = self._clock() + resets
+                self._resets_at = now + resets
 
 
 class GraphGuardPolicy(ArmGuardPolicy):
@@ -275,6 +280,12 @@ class ResourceGraphReader:
                 half = len(batch) // 2
                 self._answer(query, batch[:half])
                 self._answer(query, batch[half:])
+                return
+            if len(query.kinds) > 1 and splittable:
+                # One subscription refuses a query of several types: ask type by type, so that only the
+                # types it refuses become gaps, as ARM's per-type lists would have it.
+                for kind in query.kinds:
+                    self._answer(GraphQuery(f"{query.name}.{kind}", (kind,)), batch)
                 return
             log.info("graph_query_failed", query=query.name, subscriptions=len(batch), status=err.status,
                      code=err.code)
