@@ -262,8 +262,14 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
                                         "Microsoft.Network/privateDnsZones/virtualNetworkLinks"))
                 jobs.append(_child_list(run, inv.cnames, zid, "CNAME",
                                         "Microsoft.Network/privateDnsZones/CNAME"))
-        for raw_id in _targets_to_read(inv, {s.lower() for s in sub_ids}):
+        to_read, unreadable = _targets_to_read(inv, {s.lower() for s in sub_ids})
+        for raw_id in to_read:
             jobs.append(_target_job(run, raw_id))
+        for raw_id in unreadable:
+            # An id ARM would refuse (a typo such as /provders/, a bare GUID): the target cannot be
+            # judged, and checks.md asks for a coverage gap rather than a silent pass.
+            inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
+                                        "private endpoint target id is not a valid ARM resource id"))
         run.parallel(jobs)
 
     run.phase("resources", per_resource)
@@ -297,11 +303,13 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
     return job
 
 
-def _targets_to_read(inv: RawInventory, sub_keys: set[str]) -> list[str]:
-    """Every endpoint target that no list returned: PaaS targets, and PLS/RMPLs outside the lists."""
+def _targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
+    """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists),
+    and the target ids that cannot be read at all because they do not parse."""
     listed = {parse_id(_str(i, "id")).key for kind in LISTED_TARGET_TYPES.values()
               for i in inv.lists.get(kind, []) if _str(i, "id")}
     out: dict[str, str] = {}
+    bad: dict[str, str] = {}
     for pe in inv.lists.get("privateEndpoints", []):
         p = _props(pe)
         for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
@@ -311,11 +319,14 @@ def _targets_to_read(inv: RawInventory, sub_keys: set[str]) -> list[str]:
                 if not raw:
                     continue
                 tid = parse_id(raw)
-                if tid.opaque or tid.key in listed or tid.key in out:
+                if tid.opaque:
+                    bad.setdefault(tid.key, raw)
+                    continue
+                if tid.key in listed or tid.key in out:
                     continue
                 kind = LISTED_TARGET_TYPES.get(tid.type_key or "")
                 if kind and tid.subscription and tid.subscription.lower() in sub_keys and \
                         (f"/subscriptions/{tid.subscription.lower()}", parse_id(raw).type_key) in inv.read:
                     continue  # its list covered the scope and did not return it: target missing
                 out[tid.key] = raw
-    return list(out.values())
+    return list(out.values()), list(bad.values())
