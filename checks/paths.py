@@ -19,6 +19,7 @@ the longest prefix wins, and on equal prefixes a UDR beats a system route.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -64,7 +65,10 @@ def parse_ip(value: str | None) -> IPAddr | None:
         return None
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _net(value: str | None) -> IPNet | None:
+    # Cached: the same few prefixes are parsed once per (client subnet, endpoint) pair otherwise, which
+    # made ip_network ~70% of a 10k-resource evaluation (docs/benchmarks.md). Networks are immutable.
     try:
         return ipaddress.ip_network(value.strip(), strict=False) if value else None
     except ValueError:
@@ -85,7 +89,7 @@ class RouteCandidate:
 
     @property
     def network(self) -> IPNet:
-        return ipaddress.ip_network(self.prefix, strict=False)
+        return _net(self.prefix) or ipaddress.ip_network(self.prefix, strict=False)
 
     @property
     def prefix_length(self) -> int:
