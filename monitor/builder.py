@@ -520,9 +520,14 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None) -> Sn
     # its IP is then only on its NIC, which names the endpoint (the endpoint's own NIC reference may carry
     # a '/provders/' typo). Routes are judged "for each private endpoint IP" (checks.md), so merge them here.
     nic_ips: dict[str, list[str]] = defaultdict(list)
+    # Indexed once: matching every NIC against every endpoint was quadratic (37 s at 10k resources).
+    endpoints_of_nic: dict[str, set[str]] = defaultdict(set)
+    for k, pe in endpoints.items():
+        for n in pe.nic_ids:
+            endpoints_of_nic[n.key].add(k)
     for nic in snapshot_fields["nics"].values():
         owners = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
-        owners |= {k for k, pe in endpoints.items() if any(n.key == nic.key for n in pe.nic_ids)}
+        owners |= endpoints_of_nic.get(nic.key, set())
         for owner in owners:
             nic_ips[owner].extend(ip for ip in (c.private_ip for c in nic.ip_configs) if ip)
     for key, ips in nic_ips.items():
