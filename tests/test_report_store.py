@@ -195,6 +195,7 @@ def test_schema_1_file_is_migrated_in_place_with_data_intact(tmp_path: Path) -> 
         rep = build_stored_report([rec], [], [old], now=datetime(2026, 10, 2, tzinfo=UTC))
         assert rep.compliance_percent is None and rep.subscriptions_scanned == 3 and len(rep.findings) == 1
         assert rep.findings[0].age_days == 31.0
+        assert [g.code for g in rep.gaps] == ["GapNotRecorded"]  # counted then, not listed: never "complete"
         store.apply(ChangeSet(scan=ScanRecord(datetime(2026, 10, 3, tzinfo=UTC), 1, 0, {}, {},
                                               compliance_percent=50.0, resources_evaluated=2,
                                               resources_non_compliant=1, figures={"gaps": [GAP]})))

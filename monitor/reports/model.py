@@ -188,7 +188,11 @@ def build_stored_report(open_findings: Sequence[FindingRecord], waived: Sequence
     if last.figures:
         figures = ScanFigures.from_dict(last.figures)
     else:  # a scan recorded before the store kept figures: state only what it did keep
-        figures = ScanFigures(tenant_id=None, subscriptions={}, gaps=(), checks_run=(),
+        # its gaps were counted but not listed: say so rather than call the coverage complete
+        unlisted = tuple(CoverageGap(scope="(not recorded)", type="(not recorded)", code="GapNotRecorded",
+                                     message="scan recorded before plmon kept its gaps list")
+                         for _ in range(last.gaps))
+        figures = ScanFigures(tenant_id=None, subscriptions={}, gaps=unlisted, checks_run=(),
                               resources_evaluated=last.resources_evaluated or 0,
                               resources_non_compliant=last.resources_non_compliant or 0,
                               compliance_percent=last.compliance_percent)
