@@ -22,7 +22,7 @@ from monitor.arm_id import parse_id
 from monitor.snapshot import CoverageGap
 
 __all__ = [
-    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect",
+    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "targets_to_read",
 ]
 
 log = structlog.get_logger(__name__)
@@ -262,7 +262,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
                                         "Microsoft.Network/privateDnsZones/virtualNetworkLinks"))
                 jobs.append(_child_list(run, inv.cnames, zid, "CNAME",
                                         "Microsoft.Network/privateDnsZones/CNAME"))
-        to_read, unreadable = _targets_to_read(inv, {s.lower() for s in sub_ids})
+        to_read, unreadable = targets_to_read(inv, {s.lower() for s in sub_ids})
         for raw_id in to_read:
             jobs.append(_target_job(run, raw_id))
         for raw_id in unreadable:
@@ -303,7 +303,7 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
     return job
 
 
-def _targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
+def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
     """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists),
     and the target ids that cannot be read at all because they do not parse."""
     listed = {parse_id(_str(i, "id")).key for kind in LISTED_TARGET_TYPES.values()

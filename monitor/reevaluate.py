@@ -28,7 +28,7 @@ from checks.engine import Evaluation
 from checks.finding import Finding
 from checks.registry import all_checks
 from monitor.arm_id import ArmId, parse_id
-from monitor.plan import SUBSCRIPTION_LISTS, ArmReader, RawInventory, ReadError, _targets_to_read
+from monitor.plan import SUBSCRIPTION_LISTS, ArmReader, RawInventory, ReadError, targets_to_read
 
 __all__ = ["FAMILY_INPUTS", "KIND_INPUTS", "ReadUnit", "RereadResult", "affected_keys", "checks_for", "read_unit",
            "reread_into"]
@@ -192,7 +192,7 @@ def reread_into(reader: ArmReader, inv: RawInventory, resources: Iterable[ArmId]
     # A new or changed endpoint may point at a target the inventory never read.
     if any(u.kind == "privateEndpoints" for u in units):
         subs = {(s.get("subscriptionId") or "").lower() for s in new.subscriptions if isinstance(s, dict)}
-        for raw in _targets_to_read(new, subs):
+        for raw in targets_to_read(new, subs)[0]:
             key = parse_id(raw).key
             if key in new.targets or key in new.target_errors:
                 continue
