@@ -39,5 +39,9 @@ azurite: $(AZURITE)
 test: $(TSTAMP) lint $(AZURITE)
 	$(VENV)/bin/pytest
 
+# Figures on synthetic tenants (docs/benchmarks.md, docs/benchmarks.json); under 10 minutes on 2 cores.
+bench: $(STAMP)
+	$(PY) bench/run.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis test-artifacts
