@@ -9,6 +9,7 @@ from typing import Any
 from checks.finding import Issue, Severity
 from checks.links import ConnectionView, connection_views
 from checks.registry import Param, check
+from monitor.arm_id import ArmId
 from monitor.snapshot import Snapshot, TargetState, lower
 
 PE_DOC = "https://learn.microsoft.com/azure/private-link/manage-private-endpoint"
@@ -136,6 +137,14 @@ def actions_required(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
                     f"--query 'privateLinkServiceConnections[].privateLinkServiceConnectionState'")
 
 
+def _listed_under_short_id(snap: Snapshot, target: ArmId) -> bool:
+    """Some list payloads carry short or bare-GUID ids (Microsoft's own RMPL list example does): an
+    object listed that way, with the target's name, is not proof of absence."""
+    name = target.name.lower()
+    return any(o.id.opaque and (o.name.lower() == name or o.id.key == name)
+               for o in (*snap.private_link_services.values(), *snap.rmpls.values()))
+
+
 @check(
     id="connection.target-missing", title="Private endpoint targets a resource that does not exist",
     severity=Severity.MEDIUM,
@@ -159,6 +168,7 @@ def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
                 continue
             if tid.type_key in LISTED_PROVIDER_TYPES and tid.subscription and \
                     tid.key not in snap.private_link_services and tid.key not in snap.rmpls and \
+                    not _listed_under_short_id(snap, tid) and \
                     snap.coverage.covers(f"/subscriptions/{tid.subscription.lower()}", tid.type_key or ""):
                 missing.append((conn, f"absent from the {tid.type} list of its subscription"))
         if missing:

@@ -265,3 +265,25 @@ def test_sql_ready_approved_connection_passes_every_connection_check(tmp_path: P
     for cid in ("connection.pending", "connection.rejected", "connection.disconnected",
                 "connection.actions-required", "connection.target-missing", "endpoint.provisioning-failed"):
         assert run(snap, cid).findings == (), cid
+
+
+def test_target_missing_tolerates_a_list_with_bare_guid_ids(tmp_path: Path) -> None:
+    """An RMPL listed under a bare GUID id (as Microsoft's list example does) is not 'missing' for an
+    endpoint that names its full id: absence is not proven, so no target-missing finding."""
+    from tenantkit import SUB, endpoint, sub_list, write_tenant
+
+    from monitor.config import load_config
+    from monitor.recorded import RecordedTenant
+    from monitor.scan import run_scan
+
+    rmpl_full = (f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Authorization/"
+                 "resourceManagementPrivateLinks/my-rmpl")
+    folder = write_tenant(tmp_path / "t", {
+        sub_list("privateEndpoints"): {"value": [endpoint("pe-arm", rmpl_full, group_ids=("ResourceManagement",))]},
+        sub_list("resourceManagementPrivateLinks", provider="Microsoft.Authorization"): {"value": [
+            {"id": "00000000-0000-0000-0000-000000000000", "name": "my-rmpl",
+             "type": "Microsoft.Authorization/resourceManagementPrivateLinks", "properties": {}}]},
+    })
+    tenant = RecordedTenant(folder)
+    result = run_scan(tenant, load_config(None), manifest=tenant.manifest)
+    assert "connection.target-missing" not in {f.check_id for f in result.evaluation.findings}
