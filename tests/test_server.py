@@ -130,7 +130,9 @@ def test_batch_of_5000_events_is_acknowledged_fast(tmp_path):
         assert r.status_code == 200
         assert r.json()["queued"] == 5000
         print(f"\n5,000-event batch acknowledged in {took * 1000:.0f} ms")
-        assert took < 10
+        # About 0.3 s on 2 cores (1.3-4.8 s when every item went through EventGridEvent.from_dict); the
+        # bound leaves room for a loaded machine while still failing if that cost comes back.
+        assert took < 2.5
         again = s.post(batch[:100])
         assert again.json() == {"received": 100, "queued": 0, "duplicates": 100, "rejected": 0}
         s.wait_idle(30)
@@ -169,8 +171,9 @@ _ctypes = st.sampled_from(["application/json", "application/cloudevents+json", "
 @given(body=_bodies, ctype=_ctypes, secret=st.sampled_from([SECRET, None, "bad"]),
        extra=st.dictionaries(st.sampled_from(["X-Plmon-Secret", "aeg-sas-key", "WebHook-Request-Origin",
                                               "Content-Length-Junk"]), st.text(
-                                                  st.characters(min_codepoint=32, max_codepoint=126), max_size=20),
-                             max_size=2))
+                                                  st.characters(min_codepoint=32, max_codepoint=126), max_size=20)
+                             # HTTP forbids leading/trailing blanks in a header value: httpx refuses to send one
+                             .map(str.strip), max_size=2))
 def test_fuzzed_requests_never_get_a_5xx(srv, body, ctype, secret, extra):
     """Any body, content type and headers: the answer is 200 or a 4xx, and the server keeps serving."""
     headers = {"Content-Type": ctype.encode("latin-1", "replace"), **{k: v.encode() for k, v in extra.items()}}
