@@ -181,3 +181,6 @@ cli.add_command(deploy)
 from monitor.cli_synth import synth  # noqa: E402
 
 cli.add_command(synth)
+from monitor.cli_events import events_cmd  # noqa: E402
+
+cli.add_command(events_cmd)

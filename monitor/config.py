@@ -70,6 +70,11 @@ class ServerConfig(_Strict):
     port: int = Field(default=8080, ge=0, le=65535)
     secret: SecretStr | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # A queued event whose processing keeps failing is retried with backoff (``event_retry_base`` doubling
+    # up to ``event_retry_max``), then set aside as failed after ``event_max_attempts``: ``plmon events``.
+    event_max_attempts: int = Field(default=5, ge=1, le=100)
+    event_retry_base: Duration = timedelta(seconds=5)
+    event_retry_max: Duration = timedelta(minutes=10)
 
 
 class ScheduleConfig(_Strict):

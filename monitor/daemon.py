@@ -12,6 +12,12 @@ source of truth (some changes raise no event). One lock orders the two, so a ste
 collection; the collection's slow reads happen outside the lock, and the resources re-read while it
 ran are read again on top of it, since its older reads would otherwise roll those changes back.
 
+Poison events: a worker step that raises is split in halves and each half tried again, down to single
+events, so one event whose processing keeps failing costs its neighbours a retry, not their place in
+the queue. A single failing event is retried with backoff and, after ``server.event_max_attempts``, set
+aside as failed (a log line, ``plmon_events_dead_lettered``, ``/readyz``'s ``intake_failed``) until
+``plmon events --retry``.
+
 Staleness: an event older than the last read of its resource (the start of the last full collection,
 or the last targeted re-read of that resource) is already reflected, so it is dropped, never re-read.
 """
@@ -23,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -36,7 +42,7 @@ from monitor.arm_id import ArmId
 from monitor.builder import build_snapshot
 from monitor.config import Config
 from monitor.events import BadEventBody, ParsedBody, ResourceEvent, coalesce, parse_body, parse_item
-from monitor.intake import Enqueued, IntakeQueue
+from monitor.intake import Enqueued, IntakeQueue, QueuedEvent
 from monitor.lifecycle import Transition, apply_scan, apply_targeted
 from monitor.metrics import Metrics
 from monitor.observations import observer
@@ -203,17 +209,66 @@ class Daemon:
     def process_pending(self, limit: int = 5000) -> StepReport:
         """Process queued events: relevant ones re-read, re-checked and applied; all settled after.
 
-        Does nothing (events stay queued) until a first full collection has built an inventory.
+        Does nothing (events stay queued) until a first full collection has built an inventory. A
+        failing step is bisected (see the module docstring), so the good events of a batch still settle.
         """
         report = StepReport()
         if self.inventory is None:
             return report
         started = time.perf_counter()
-        queued = self.intake.claim(limit)
+        queued = self.intake.claim(limit, now=self.clock())
         if not queued:
-            self.metrics.intake_pending.set(0)
+            self.metrics.intake_pending.set(self.intake.pending())
             return report
         report.events = len(queued)
+        self._settle(queued, report)
+        self.metrics.intake_pending.set(self.intake.pending())
+        report.seconds = time.perf_counter() - started
+        self.metrics.reevaluation_duration.observe(report.seconds)
+        if report.transitions:
+            self.deliver()
+        return report
+
+    def _settle(self, queued: Sequence[QueuedEvent], report: StepReport) -> None:
+        try:
+            step = self._step(queued)
+        except Exception as err:
+            if len(queued) > 1:
+                half = len(queued) // 2
+                self._settle(queued[:half], report)
+                self._settle(queued[half:], report)
+            else:
+                self._failed(queued[0], err)
+            return
+        self.intake.done([q.event_id for q in queued], self.clock())
+        report.ignored += step.ignored
+        report.stale += step.stale
+        report.duplicates += step.duplicates
+        report.rereads += step.rereads
+        report.checks += step.checks
+        report.transitions.extend(step.transitions)
+
+    def _failed(self, q: QueuedEvent, err: Exception) -> None:
+        server = self.config.server
+        attempts = q.attempts + 1
+        now = self.clock()
+        error = " ".join(f"{type(err).__name__}: {err}".split())
+        self.metrics.event_failures.inc()
+        if attempts >= server.event_max_attempts:
+            self.intake.failed(q.event_id, error, now, retry_at=None)
+            self.metrics.events_dead_lettered.inc()
+            self.metrics.intake_failed.set(self.intake.failed_count())
+            log.error("event_dead_lettered", event_id=q.event_id, attempts=attempts, error=error,
+                      hint="plmon events --failed lists it; plmon events --retry queues it again")
+            return
+        delay = min(server.event_retry_base * 2 ** (attempts - 1), server.event_retry_max)
+        retry_at = now + max(delay, timedelta(0))
+        self.intake.failed(q.event_id, error, now, retry_at=retry_at)
+        log.warning("event_failed", event_id=q.event_id, attempts=attempts, retry_at=retry_at.isoformat(),
+                    error=error, exc_info=err)
+
+    def _step(self, queued: Sequence[QueuedEvent]) -> StepReport:
+        report = StepReport()
         arrived: dict[str, float] = {q.event_id: q.received_at.timestamp() for q in queued}
         relevant: list[ResourceEvent] = []
         for q in queued:
@@ -241,12 +296,6 @@ class Daemon:
             if folded.rereads:
                 report.rereads = len(folded.rereads)
                 report.transitions, report.checks = self._reevaluate(folded.rereads, arrived)
-        self.intake.done([q.event_id for q in queued], self.clock())
-        self.metrics.intake_pending.set(self.intake.pending())
-        report.seconds = time.perf_counter() - started
-        self.metrics.reevaluation_duration.observe(report.seconds)
-        if report.transitions:
-            self.deliver()
         return report
 
     def _reevaluate(self, rereads: Sequence[Any], arrived: Mapping[str, float]) -> tuple[list[Transition], int]:
@@ -259,12 +308,11 @@ class Daemon:
         self.metrics.rereads.labels("ok").inc(len(result.keys) - len(result.failed))
         self.metrics.rereads.labels("failed").inc(len(result.failed))
         self.metrics.rereads.labels("untracked").inc(len(result.untracked))
-        for key in result.keys:
-            self._read_at[key] = read_started
         if self._collecting_since is not None:
             for r in rereads:
                 self._reread_during_collection[r.resource.key] = r.resource
         if not result.kinds:
+            self._read_at.update(dict.fromkeys(result.keys, read_started))
             return [], 0
         checks = checks_for(result.kinds)
         snapshot = observer(self.store)(build_snapshot(inv, taken_at=read_started))
@@ -275,6 +323,8 @@ class Daemon:
                                      reminder_interval=self.config.schedule.reminder_interval)
         self.inventory, self.snapshot = inv, snapshot
         self.evaluation = _merge(self.evaluation, partial, checks)
+        # Only now: a step that failed above must not make its events look stale when they are retried.
+        self._read_at.update(dict.fromkeys(result.keys, read_started))
         earliest = min((arrived[i] for r in rereads for i in r.event_ids if i in arrived), default=time.time())
         for t in transitions:
             if t.alerts:
@@ -388,6 +438,9 @@ class Daemon:
             if age > max_age_seconds:
                 ok = False
         detail["intake_pending"] = self.intake.pending()
+        # Failed events do not make the daemon unready (a restart would not help them); they are shown.
+        detail["intake_failed"] = failed = self.intake.failed_count()
+        self.metrics.intake_failed.set(failed)
         return ok, detail
 
 

@@ -6,6 +6,11 @@ is counted as a duplicate and never processed twice, whether the first copy is s
 done. Processing is a separate step (:mod:`monitor.daemon`) that claims queued items, so a crash
 between the 200 and the re-evaluation loses nothing: the next start finds the items still pending.
 
+An event whose processing raises is not retried forever in front of the others: the worker records
+the failure (``attempts``, ``last_error``) with a time before which it is not claimed again, and after
+``server.event_max_attempts`` sets it aside as *failed* (a dead letter): it is no longer pending, stays
+listable (``plmon events --failed``) and goes back to the queue with :meth:`~IntakeQueue.retry_failed`.
+
 The queue is its own table beside the state store's (same SQLite file when the store is a file),
 created with ``IF NOT EXISTS`` so it never touches the store's schema version. The Azure Function
 uses the same :class:`IntakeQueue` interface with its own backend.
@@ -27,7 +32,7 @@ from monitor.errors import InputError
 from monitor.events import ParsedEvent, Schema
 from monitor.store import iso, parse_iso
 
-__all__ = ["Enqueued", "IntakeQueue", "QueuedEvent", "SqliteIntake", "intake_for_store_url"]
+__all__ = ["DeadLetter", "Enqueued", "IntakeQueue", "QueuedEvent", "SqliteIntake", "intake_for_store_url"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,21 @@ class QueuedEvent:
     schema: Schema
     raw: dict[str, Any]
     received_at: datetime
+    # Failed processing attempts so far; 0 for an event never tried or never failed.
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event set aside after ``server.event_max_attempts`` failed attempts."""
+
+    event_id: str
+    schema: Schema
+    raw: dict[str, Any]
+    received_at: datetime
+    attempts: int
+    last_error: str
+    failed_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +69,30 @@ class IntakeQueue(Protocol):
         """Write the events not seen before, atomically; returns how many were new and how many repeats."""
         ...
 
-    def claim(self, limit: int = 1000) -> list[QueuedEvent]:
-        """The oldest pending events (not removed: :meth:`done` settles them)."""
+    def claim(self, limit: int = 1000, *, now: datetime | None = None) -> list[QueuedEvent]:
+        """The oldest pending events due at ``now`` (not removed: :meth:`done` settles them).
+
+        An event waiting out a retry delay is skipped until its time; ``now=None`` ignores the delays.
+        """
         ...
 
     def done(self, event_ids: Iterable[str], at: datetime) -> None: ...
 
-    def pending(self) -> int: ...
+    def failed(self, event_id: str, error: str, at: datetime, *, retry_at: datetime | None) -> None:
+        """Count a failed attempt: pending again from ``retry_at``, or set aside as failed when ``None``."""
+        ...
+
+    def dead_letters(self) -> list[DeadLetter]: ...
+
+    def retry_failed(self, event_ids: Iterable[str] | None = None) -> int:
+        """Put failed events (all, or those named) back in the queue with their attempts reset."""
+        ...
+
+    def pending(self) -> int:
+        """Events not yet settled, excluding failed ones."""
+        ...
+
+    def failed_count(self) -> int: ...
 
     def prune(self, older_than: datetime) -> int:
         """Forget settled events older than ``older_than`` (a redelivery after that is processed again)."""
@@ -72,6 +109,11 @@ CREATE TABLE IF NOT EXISTS intake_events (
     raw TEXT NOT NULL, received_at TEXT NOT NULL, done_at TEXT);
 CREATE INDEX IF NOT EXISTS intake_pending ON intake_events(done_at, seq);
 """
+# Added after the first release: a queue created before gets them with ALTER TABLE on open.
+_RETRY_COLUMNS = {"attempts": "INTEGER NOT NULL DEFAULT 0", "next_at": "TEXT", "last_error": "TEXT",
+                  "failed_at": "TEXT"}
+_MAX_ERROR = 500
+_WAITING = "done_at IS NULL AND failed_at IS NULL"
 
 
 class SqliteIntake:
@@ -89,6 +131,10 @@ class SqliteIntake:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.executescript(_SCHEMA)
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(intake_events)")}
+            for name, decl in _RETRY_COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE intake_events ADD COLUMN {name} {decl}")
         except sqlite3.DatabaseError as err:
             raise InputError(f"intake queue {self.path}: cannot open ({err})") from None
         self._lock = threading.Lock()
@@ -114,11 +160,14 @@ class SqliteIntake:
             accepted = db.total_changes - before
         return Enqueued(accepted=accepted, duplicates=len(rows) - accepted)
 
-    def claim(self, limit: int = 1000) -> list[QueuedEvent]:
+    def claim(self, limit: int = 1000, *, now: datetime | None = None) -> list[QueuedEvent]:
+        due = "" if now is None else " AND (next_at IS NULL OR next_at <= ?)"
+        args: tuple[Any, ...] = (int(limit),) if now is None else (iso(now), int(limit))
         with self._lock:
-            rows = self._db.execute("SELECT event_id, schema, raw, received_at FROM intake_events "
-                                    "WHERE done_at IS NULL ORDER BY seq LIMIT ?", (int(limit),)).fetchall()
-        return [QueuedEvent(r[0], r[1], json.loads(r[2]), parse_iso(r[3])) for r in rows]  # type: ignore[arg-type]
+            rows = self._db.execute(f"SELECT event_id, schema, raw, received_at, attempts FROM intake_events "
+                                    f"WHERE {_WAITING}{due} ORDER BY seq LIMIT ?", args).fetchall()
+        return [QueuedEvent(r[0], r[1], json.loads(r[2]), parse_iso(r[3]), r[4])  # type: ignore[arg-type]
+                for r in rows]
 
     def done(self, event_ids: Iterable[str], at: datetime) -> None:
         stamp = iso(at)
@@ -126,9 +175,39 @@ class SqliteIntake:
             db.executemany("UPDATE intake_events SET done_at = ?, raw = '{}' WHERE event_id = ?",
                            [(stamp, i) for i in event_ids])
 
+    def failed(self, event_id: str, error: str, at: datetime, *, retry_at: datetime | None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE intake_events SET attempts = attempts + 1, last_error = ?, next_at = ?, failed_at = ? "
+                       f"WHERE event_id = ? AND {_WAITING}",
+                       (error[:_MAX_ERROR], None if retry_at is None else iso(retry_at),
+                        iso(at) if retry_at is None else None, event_id))
+
+    def dead_letters(self) -> list[DeadLetter]:
+        with self._lock:
+            rows = self._db.execute("SELECT event_id, schema, raw, received_at, attempts, last_error, failed_at "
+                                    "FROM intake_events WHERE failed_at IS NOT NULL AND done_at IS NULL "
+                                    "ORDER BY seq").fetchall()
+        return [DeadLetter(r[0], r[1], json.loads(r[2]), parse_iso(r[3]), r[4], r[5] or "",  # type: ignore[arg-type]
+                           parse_iso(r[6])) for r in rows]  # type: ignore[arg-type]
+
+    def retry_failed(self, event_ids: Iterable[str] | None = None) -> int:
+        reset = ("UPDATE intake_events SET attempts = 0, next_at = NULL, last_error = NULL, failed_at = NULL "
+                 "WHERE failed_at IS NOT NULL AND done_at IS NULL")
+        with self._tx() as db:
+            if event_ids is None:
+                return db.execute(reset).rowcount
+            before = db.total_changes
+            db.executemany(reset + " AND event_id = ?", [(i,) for i in event_ids])
+            return db.total_changes - before
+
     def pending(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM intake_events WHERE done_at IS NULL").fetchone()[0])
+            return int(self._db.execute(f"SELECT COUNT(*) FROM intake_events WHERE {_WAITING}").fetchone()[0])
+
+    def failed_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM intake_events "
+                                        "WHERE failed_at IS NOT NULL AND done_at IS NULL").fetchone()[0])
 
     def prune(self, older_than: datetime) -> int:
         with self._tx() as db:

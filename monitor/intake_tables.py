@@ -6,9 +6,10 @@ until a worker settles it. Shared by every instance: an event accepted by one in
 processing it is picked up by the next invocation of any instance.
 
 Table ``<prefix>intake``: PartitionKey the first 2 hex of the event id's sha256, RowKey the whole hash
-(event ids are sender-chosen text: never a raw key). ``state`` is ``pending`` or ``done`` (a filter
-cannot ask for an absent property); ``order`` (receive time + a counter) sorts pending events oldest
-first. Two instances may claim the same pending event at once; processing is idempotent (the lifecycle
+(event ids are sender-chosen text: never a raw key). ``state`` is ``pending``, ``done`` or ``failed`` (a
+filter cannot ask for an absent property; ``failed`` = set aside after ``server.event_max_attempts``);
+``order`` (receive time + a counter) sorts pending events oldest first. Two instances may claim the same
+pending event at once; processing is idempotent (the lifecycle
 writes with ETags and alert ids are deterministic), so that costs a re-read, never a second alert.
 """
 
@@ -26,7 +27,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModif
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from monitor.events import ParsedEvent
-from monitor.intake import Enqueued, QueuedEvent
+from monitor.intake import DeadLetter, Enqueued, QueuedEvent
 from monitor.store import iso, parse_iso
 
 __all__ = ["TablesIntake"]
@@ -64,10 +65,59 @@ class TablesIntake:
                 continue
         return Enqueued(accepted=accepted, duplicates=len(events) - accepted)
 
-    def claim(self, limit: int = 1000) -> list[QueuedEvent]:
-        rows = sorted(self._table.query_entities("state eq 'pending'"), key=lambda e: e["order"])[:limit]
-        return [QueuedEvent(e["event_id"], e["schema"], json.loads("".join(e[f"raw_{i}"] for i in range(e["raw_n"]))),
-                            parse_iso(e["received_at"])) for e in rows]  # type: ignore[arg-type]
+    def claim(self, limit: int = 1000, *, now: datetime | None = None) -> list[QueuedEvent]:
+        rows = self._table.query_entities("state eq 'pending'")
+        if now is not None:  # an event waiting out a retry delay keeps it in next_at
+            rows = (e for e in rows if not e.get("next_at") or e["next_at"] <= iso(now))
+        due = sorted(rows, key=lambda e: e["order"])[:limit]
+        return [QueuedEvent(e["event_id"], e["schema"], _raw(e), parse_iso(e["received_at"]),  # type: ignore[arg-type]
+                            int(e.get("attempts") or 0)) for e in due]
+
+    def _key(self, event_id: str) -> tuple[str, str]:
+        h = hashlib.sha256(event_id.encode()).hexdigest()
+        return h[:2], h
+
+    def failed(self, event_id: str, error: str, at: datetime, *, retry_at: datetime | None) -> None:
+        pk, rk = self._key(event_id)
+        try:
+            e = self._table.get_entity(pk, rk)
+        except ResourceNotFoundError:
+            return
+        if e.get("state") != "pending":
+            return
+        update = {"PartitionKey": pk, "RowKey": rk, "attempts": int(e.get("attempts") or 0) + 1,
+                  "last_error": error[:500], "next_at": "" if retry_at is None else iso(retry_at),
+                  "state": "failed" if retry_at is None else "pending", "failed_at": "" if retry_at else iso(at)}
+        try:
+            self._table.update_entity(update, mode=UpdateMode.MERGE, etag=e.metadata["etag"],
+                                      match_condition=MatchConditions.IfNotModified)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return  # another instance settled or failed it meanwhile
+
+    def dead_letters(self) -> list[DeadLetter]:
+        rows = sorted(self._table.query_entities("state eq 'failed'"), key=lambda e: e["order"])
+        return [DeadLetter(e["event_id"], e["schema"], _raw(e), parse_iso(e["received_at"]),  # type: ignore[arg-type]
+                           int(e.get("attempts") or 0), e.get("last_error") or "",
+                           parse_iso(e["failed_at"])) for e in rows]  # type: ignore[arg-type]
+
+    def retry_failed(self, event_ids: Iterable[str] | None = None) -> int:
+        wanted = None if event_ids is None else {self._key(i)[1] for i in event_ids}
+        n = 0
+        for e in list(self._table.query_entities("state eq 'failed'")):
+            if wanted is not None and e["RowKey"] not in wanted:
+                continue
+            try:
+                self._table.update_entity({"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"],
+                                           "state": "pending", "attempts": 0, "next_at": "", "last_error": "",
+                                           "failed_at": ""}, mode=UpdateMode.MERGE, etag=e.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
+                n += 1
+            except (ResourceNotFoundError, ResourceModifiedError):
+                continue
+        return n
+
+    def failed_count(self) -> int:
+        return sum(1 for _ in self._table.query_entities("state eq 'failed'", select=["RowKey"]))
 
     def done(self, event_ids: Iterable[str], at: datetime) -> None:
         for event_id in event_ids:
@@ -104,3 +154,7 @@ class TablesIntake:
 
     def close(self) -> None:
         self._table.close()
+
+
+def _raw(entity: dict[str, object]) -> dict[str, object]:
+    return json.loads("".join(str(entity[f"raw_{i}"]) for i in range(int(entity["raw_n"]))))  # type: ignore[call-overload]

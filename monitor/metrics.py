@@ -40,6 +40,12 @@ class Metrics:
         self.alert_deliveries = Counter("plmon_alert_deliveries", "Alerts delivered", ["channel"], registry=r)
         self.alert_failures = Counter("plmon_alert_failures", "Failed alert attempts", ["channel"], registry=r)
         self.intake_pending = Gauge("plmon_intake_pending", "Queued events not yet processed", registry=r)
+        self.event_failures = Counter("plmon_event_failures", "Failed attempts to process one queued event",
+                                      registry=r)
+        self.events_dead_lettered = Counter("plmon_events_dead_lettered",
+                                            "Events set aside after server.event_max_attempts failures", registry=r)
+        self.intake_failed = Gauge("plmon_intake_failed", "Failed events waiting for plmon events --retry",
+                                   registry=r)
         self.last_collection = Gauge("plmon_last_collection_timestamp_seconds",
                                      "Unix time of the last successful full collection", registry=r)
         self.event_to_alert = Histogram("plmon_event_to_alert_seconds",
