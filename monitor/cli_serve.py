@@ -72,8 +72,9 @@ def serve(from_dir: Path | None, config_path: Path | None, host: str | None, por
     config = load_config(config_path)
     host = host or config.server.host
     port = config.server.port if port is None else port
-    if config.server.secret is None and not _loopback(host):
-        raise InputError(f"server.secret is not set: refusing to accept unauthenticated events on {host}")
+    if config.server.secret is None and config.server.entra is None and not _loopback(host):
+        raise InputError(f"server.secret (or server.entra) is not set: refusing to accept unauthenticated "
+                         f"events on {host}")
     source = open_source(from_dir, **live)
     # Fail on a bad state URL now, as one line, rather than inside the server's startup.
     open_store(config.state.url).close()
@@ -84,7 +85,7 @@ def serve(from_dir: Path | None, config_path: Path | None, host: str | None, por
                       manifest=source.manifest, workers=source.workers, subscriptions=source.subscriptions)
 
     app = create_app(config, make_daemon)
-    if config.server.secret is None:
+    if config.server.secret is None and config.server.entra is None:
         log.warning("server_without_secret", host=host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)

@@ -65,10 +65,33 @@ class AlertChannelConfig(_Strict):
         return self
 
 
+_OneOrMany = Annotated[tuple[str, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v),
+                      Field(min_length=1)]
+
+
+class EntraConfig(_Strict):
+    """Microsoft Entra bearer tokens on the webhook (RS256), checked against these keys only: nothing is
+    fetched at request time. Keys: a JWKS file (the tenant's ``discovery/v2.0/keys`` document) and/or PEMs."""
+
+    audience: _OneOrMany
+    issuer: _OneOrMany
+    jwks_file: Path | None = None
+    public_keys: tuple[str, ...] = ()
+    leeway: Duration = timedelta(seconds=60)
+
+    @model_validator(mode="after")
+    def _needs_keys(self) -> EntraConfig:
+        if self.jwks_file is None and not self.public_keys:
+            raise ValueError("entra needs 'jwks_file' or 'public_keys' (tokens are checked against them)")
+        return self
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     secret: SecretStr | None = None
+    # With both secret and entra set, a delivery needs both (adding one never weakens the other).
+    entra: EntraConfig | None = None
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # A queued event whose processing keeps failing is retried with backoff (``event_retry_base`` doubling
     # up to ``event_retry_max``), then set aside as failed after ``event_max_attempts``: ``plmon events``.

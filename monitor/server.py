@@ -8,8 +8,12 @@ can provoke is a 2xx or 4xx with a one-line reason; a 5xx only means the daemon 
 Authentication: the configured ``server.secret`` in the ``code`` query parameter (how Event Grid
 webhook URLs usually carry it) or in an ``X-Plmon-Secret`` / ``aeg-sas-key`` header (delivery
 attributes), compared in constant time before the body is read; without it, 401 and nothing is read
-or queued. The CloudEvents ``OPTIONS`` handshake is answered without it: it processes nothing, and
-Event Grid does not send delivery headers on it.
+or queued. With ``server.entra`` configured, an ``Authorization: Bearer`` Microsoft Entra token is
+required too, validated offline against the configured keys (:mod:`monitor.entra`); when both are
+configured a delivery needs both, so adding Entra never weakens a deployment that had a secret (Event
+Grid sends both: the ``code`` in the endpoint URL and the token). The CloudEvents ``OPTIONS``
+handshake is answered without either: it processes nothing, and Event Grid does not send delivery
+headers on it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from starlette.routing import Route
 
 from monitor.config import Config
 from monitor.daemon import Daemon
+from monitor.entra import BadToken, EntraVerifier
 from monitor.events import BadEventBody, validation_response
 from monitor.metrics import CONTENT_TYPE
 from monitor.runtime import Runtime
@@ -82,6 +87,7 @@ def create_app(config: Config, make_daemon: Callable[[], Daemon], *, collect_at_
                flush_timeout: float = 10.0) -> Starlette:
     """The ASGI app. ``make_daemon`` opens the store and queue at startup (inside the lifespan)."""
     secret = config.server.secret.get_secret_value().encode() if config.server.secret else None
+    entra = EntraVerifier.from_config(config.server.entra) if config.server.entra else None
     limit = config.server.max_body_bytes
     max_age = 2 * config.schedule.full_collection.total_seconds() + 60
 
@@ -105,6 +111,16 @@ def create_app(config: Config, make_daemon: Callable[[], Daemon], *, collect_at_
                 metrics.requests.labels("401").inc()
                 log.warning("webhook_unauthorised", client=request.client.host if request.client else None)
                 return _error(401, "missing or wrong shared secret (query parameter 'code' or X-Plmon-Secret)")
+            if entra is not None:
+                try:
+                    entra.verify(request.headers.get("authorization"))
+                except BadToken as err:
+                    metrics.requests.labels("401").inc()
+                    log.warning("webhook_unauthorised", reason=err.reason,
+                                client=request.client.host if request.client else None)
+                    response = _error(401, err.reason)
+                    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+                    return response
             try:
                 body = await _read_limited(request, limit)
             except _TooLarge:
