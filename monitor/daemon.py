@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
+from structlog.contextvars import bound_contextvars
 
 from alerts.channel import Channel, build_channels
 from alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
@@ -60,6 +61,14 @@ log = structlog.get_logger(__name__)
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _log_context(event: ResourceEvent | None, event_id: str = "") -> dict[str, str]:
+    """The ids every log line about one event carries (bound with contextvars, not passed per call)."""
+    if event is None:
+        return {"event_id": event_id} if event_id else {}
+    ctx = {"event_id": event.id, "resource_id": event.resource.raw, "correlation_id": event.correlation_id}
+    return {k: v for k, v in ctx.items() if v}
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,18 +263,22 @@ class Daemon:
         now = self.clock()
         error = " ".join(f"{type(err).__name__}: {err}".split())
         self.metrics.event_failures.inc()
-        if attempts >= server.event_max_attempts:
-            self.intake.failed(q.event_id, error, now, retry_at=None)
-            self.metrics.events_dead_lettered.inc()
-            self.metrics.intake_failed.set(self.intake.failed_count())
-            log.error("event_dead_lettered", event_id=q.event_id, attempts=attempts, error=error,
-                      hint="plmon events --failed lists it; plmon events --retry queues it again")
-            return
-        delay = min(server.event_retry_base * 2 ** (attempts - 1), server.event_retry_max)
-        retry_at = now + max(delay, timedelta(0))
-        self.intake.failed(q.event_id, error, now, retry_at=retry_at)
-        log.warning("event_failed", event_id=q.event_id, attempts=attempts, retry_at=retry_at.isoformat(),
-                    error=error, exc_info=err)
+        try:
+            event = parse_item(q.raw, schema=q.schema).resource
+        except ValueError:
+            event = None
+        with bound_contextvars(**_log_context(event, q.event_id)):
+            if attempts >= server.event_max_attempts:
+                self.intake.failed(q.event_id, error, now, retry_at=None)
+                self.metrics.events_dead_lettered.inc()
+                self.metrics.intake_failed.set(self.intake.failed_count())
+                log.error("event_dead_lettered", attempts=attempts, error=error,
+                          hint="plmon events --failed lists it; plmon events --retry queues it again")
+                return
+            delay = min(server.event_retry_base * 2 ** (attempts - 1), server.event_retry_max)
+            retry_at = now + max(delay, timedelta(0))
+            self.intake.failed(q.event_id, error, now, retry_at=retry_at)
+            log.warning("event_failed", attempts=attempts, retry_at=retry_at.isoformat(), error=error, exc_info=err)
 
     def _step(self, queued: Sequence[QueuedEvent]) -> StepReport:
         report = StepReport()
@@ -284,7 +297,9 @@ class Daemon:
                 report.ignored += 1
             else:
                 relevant.append(event)
-        with self._lock:
+        # A step about one event (the usual case, and every retry: failing steps are bisected to single
+        # events) binds its ids for every log line below, the re-read's and the lifecycle's included.
+        with bound_contextvars(**(_log_context(relevant[0]) if len(relevant) == 1 else {})), self._lock:
             assert self.inventory is not None
             folded = coalesce(relevant, _ReadTimes(self._full_started, self._read_at), target=resource_to_reread)
             report.stale, report.duplicates = len(folded.stale), len(folded.duplicates)
@@ -292,7 +307,8 @@ class Daemon:
             self.metrics.events_ignored.labels("coalesced").inc(
                 sum(len(r.event_ids) - 1 for r in folded.rereads))
             for e in folded.stale:
-                log.info("event_stale", event_id=e.id, resource_id=e.resource.raw, event_time=e.time.isoformat())
+                with bound_contextvars(**_log_context(e)):
+                    log.info("event_stale", event_time=e.time.isoformat())
             if folded.rereads:
                 report.rereads = len(folded.rereads)
                 report.transitions, report.checks = self._reevaluate(folded.rereads, arrived)
@@ -302,8 +318,9 @@ class Daemon:
         assert self.inventory is not None
         read_started = self.clock()
         for r in rereads:
-            log.info("reread", resource_id=r.resource.raw, event_id=r.latest.id,
-                     correlation_id=r.latest.correlation_id, events=len(r.event_ids))
+            # resource_id is the resource re-read, which may be the event's parent (a subnet's network).
+            with bound_contextvars(**{**_log_context(r.latest), "resource_id": r.resource.raw}):
+                log.info("reread", events=len(r.event_ids))
         inv, result = reread_into(self._event_reader, self.inventory, [r.resource for r in rereads])
         self.metrics.rereads.labels("ok").inc(len(result.keys) - len(result.failed))
         self.metrics.rereads.labels("failed").inc(len(result.failed))

@@ -72,6 +72,28 @@ def test_poison_event_is_retried_set_aside_listed_and_requeued(tmp_path, capfd):
     logs = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
     dead = [entry for entry in logs if entry["event"] == "event_dead_lettered"]
     assert len(dead) == 1 and dead[0]["event_id"] == poison["id"] and dead[0]["attempts"] == 2
+    failed = [entry for entry in logs if entry["event"] == "event_failed"]
+    assert failed and all(entry["event_id"] == poison["id"] and entry["resource_id"] == POISON_ID
+                          and entry["correlation_id"] == poison["data"]["correlationId"] for entry in failed)
+
+
+def test_log_lines_deep_in_a_step_carry_the_event_ids(tmp_path, capfd):
+    """A warning logged inside the re-read (which is given no event) carries event_id, correlation_id and
+    resource_id, bound with contextvars for the step."""
+    folder = tenant(tmp_path / "t")
+    sub3 = "33333333-3333-3333-3333-333333333333"
+    err = folder / "arm" / "subscriptions" / sub3 / "providers" / "Microsoft.Network" / "routeTables.error.json"
+    err.parent.mkdir(parents=True)
+    err.write_text(json.dumps({"status": 500, "error": {"code": "InternalServerError", "message": "try later"}}))
+    rt = f"/subscriptions/{sub3}/resourceGroups/rg/providers/Microsoft.Network/routeTables/rt1"
+    with receiver() as rec, serving(folder, config(rec.url), tmp_path / "state.db") as srv:
+        sent = event(rt, op="Microsoft.Network/routeTables/write")
+        assert srv.post([sent]).status_code == 200
+        srv.wait_idle()
+    logs = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    (line,) = [entry for entry in logs if entry["event"] == "reread_failed"]
+    assert line["event_id"] == sent["id"] and line["correlation_id"] == sent["data"]["correlationId"]
+    assert line["resource_id"] == rt and line["status"] == 500
 
 
 def test_failed_attempt_waits_out_its_backoff(tmp_path):
