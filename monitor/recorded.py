@@ -3,11 +3,20 @@
 Format: ``shared/spec/recorded-tenant.md``. Lookup is case-insensitive on the whole path, so the
 folder is indexed once; ``.error.json`` files fail the read with their status; a missing collection
 path is an empty list and any other missing path a 404, exactly as ARM answers.
+
+The folder may change while a daemon reads it (a test or an operator adds the file for a new resource,
+then posts its event). File contents are read on every request; a path the index does not know is
+looked up on disk, directory by directory and case-insensitively, before it counts as missing, through
+cached directory listings of which only the one lacking the name is checked for a change (its mtime):
+a miss costs one ``stat``, not a re-index, and a hit one ``stat`` (a file deleted since reads as missing).
+(An ``.error.json`` added beside an already indexed ``.json`` is not seen until a restart.)
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +55,10 @@ class RecordedTenant:
         if not self.folder.is_dir():
             raise InputError(f"recorded tenant folder not found: {self.folder}")
         self.manifest = self._read_manifest()
-        arm = self.folder / "arm"
+        arm = self._arm = self.folder / "arm"
         self._index: dict[str, Path] = {}
+        # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
+        self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
         if arm.is_dir():
             for f in arm.rglob("*.json"):
                 rel = f.relative_to(arm).as_posix()
@@ -86,10 +97,56 @@ class RecordedTenant:
     def file_for(self, path: str) -> tuple[Path | None, bool]:
         """The file that answers GET ``path`` and whether it is an error file."""
         rel = path.strip("/").split("?", 1)[0].lower()
-        err = self._index.get(rel + ".error.json")
-        if err is not None:
-            return err, True
-        return self._index.get(rel + ".json"), False
+        for suffix, is_error in ((".error.json", True), (".json", False)):
+            found = self._index.get(rel + suffix)
+            if found is not None:
+                if found.is_file():
+                    return found, is_error
+                del self._index[rel + suffix]  # deleted since it was indexed
+        for suffix, is_error in ((".error.json", True), (".json", False)):
+            found = self._on_disk(rel + suffix)
+            if found is not None:
+                self._index[rel + suffix] = found
+                return found, is_error
+        return None, False
+
+    def _on_disk(self, rel: str) -> Path | None:
+        """The file at ``arm/<rel>`` matched case-insensitively, walking cached directory listings."""
+        # Plain strings, not Path objects: pathlib's joins were most of a miss's cost.
+        for fresh in (False, True):
+            here = str(self._arm)
+            for part in rel.split("/"):
+                name = self._listing(here, fresh).get(part)
+                if name is None:
+                    # Only the directory that lacks the name is checked for a change: one stat per miss.
+                    name = self._listing(here, True).get(part) if not fresh else None
+                if name is None:
+                    return None
+                here = f"{here}/{name}"
+            if os.path.isfile(here):
+                return Path(here)
+            # A cached listing named something since removed (a directory replaced): walk once more, fresh.
+        return None
+
+    def _listing(self, folder: str, check: bool) -> dict[str, str]:
+        """``folder``'s entries by lower-case name; ``check`` re-lists it if it changed since cached."""
+        cached = self._listings.get(folder)
+        if cached is not None and not check:
+            return cached[2]
+        try:
+            mtime = os.stat(folder).st_mtime_ns
+        except OSError:
+            return {}
+        # A listing taken within 2 s of the directory's last change may have missed a same-tick addition
+        # (file systems stamp times coarsely), so it is taken again; older ones are trusted until it changes.
+        if cached is not None and cached[0] == mtime and cached[1] - mtime > 2_000_000_000:
+            return cached[2]
+        try:
+            names = {entry.name.lower(): entry.name for entry in os.scandir(folder)}
+        except OSError:
+            return {}
+        self._listings[folder] = (mtime, time.time_ns(), names)
+        return names
 
     def get(self, path: str, *, kind: str = "") -> Any:
         found, is_error = self.file_for(path)
