@@ -7,16 +7,29 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from daemonkit import PUBLIC_CHECK, config, event, receiver, serving, tenant, write_account
 
 from monitor.cli import cli
 from monitor.intake import SqliteIntake
+from monitor.logs import configure_logging
 
 SUB2 = "22222222-2222-2222-2222-222222222222"
+
+
+@pytest.fixture(autouse=True)
+def _logging_after_capfd() -> Iterator[None]:
+    """serving() points structlog at the stderr of the moment, here capfd's, which is closed after the test;
+    set up first, this is torn down after capfd, so later tests log to pytest's own stderr again."""
+    yield
+    configure_logging("warning", "json")
+
+
 POISON_LIST = f"subscriptions/{SUB2}/providers/Microsoft.Network/routeTables"
 POISON_ID = f"/subscriptions/{SUB2}/resourceGroups/rg/providers/Microsoft.Network/routeTables/rt1"
 
