@@ -15,7 +15,8 @@ import click
 
 from monitor.config import load_config
 from monitor.errors import InputError
-from monitor.intake import intake_for_store_url
+from monitor.intake import intake_beside
+from monitor.store import open_store
 
 __all__ = ["events_cmd"]
 
@@ -32,7 +33,8 @@ def events_cmd(config_path: Path | None, show_failed: bool, retry_ids: tuple[str
     config = load_config(config_path)
     if retry_ids and retry_all:
         raise InputError("--retry EVENT_ID and --retry-all exclude each other")
-    intake = intake_for_store_url(config.state.url)
+    store = open_store(config.state.url)
+    intake = intake_beside(store, config.state.url)
     try:
         if retry_ids or retry_all:
             n = intake.retry_failed(None if retry_all else retry_ids)
@@ -53,6 +55,7 @@ def events_cmd(config_path: Path | None, show_failed: bool, retry_ids: tuple[str
                 for d in intake.dead_letters()]
     finally:
         intake.close()
+        store.close()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
         return

@@ -25,7 +25,7 @@ from monitor.cli import source_options
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from monitor.errors import InputError
-from monitor.intake import intake_for_store_url
+from monitor.intake import intake_beside
 from monitor.sources import open_source
 from monitor.store import open_store
 
@@ -77,11 +77,15 @@ def serve(from_dir: Path | None, config_path: Path | None, host: str | None, por
                          f"events on {host}")
     source = open_source(from_dir, **live)
     # Fail on a bad state URL now, as one line, rather than inside the server's startup.
-    open_store(config.state.url).close()
-    intake_for_store_url(config.state.url).close()
+    probe = open_store(config.state.url)
+    try:
+        intake_beside(probe, config.state.url).close()
+    finally:
+        probe.close()
 
     def make_daemon() -> Daemon:
-        return Daemon(config, source.reader, open_store(config.state.url), intake_for_store_url(config.state.url),
+        store = open_store(config.state.url)
+        return Daemon(config, source.reader, store, intake_beside(store, config.state.url),
                       manifest=source.manifest, workers=source.workers, subscriptions=source.subscriptions)
 
     app = create_app(config, make_daemon)

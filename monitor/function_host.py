@@ -31,9 +31,9 @@ import structlog
 
 from monitor.config import Config, load_config
 from monitor.daemon import Daemon
-from monitor.intake import IntakeQueue, intake_for_store_url
+from monitor.intake import intake_beside
 from monitor.sources import open_source
-from monitor.store import StateStore, open_store
+from monitor.store import open_store
 
 __all__ = ["FunctionHost", "HostReport", "host", "reset_host"]
 
@@ -51,16 +51,6 @@ class HostReport:
     transitions: int = 0
     delivered: int = 0
     validation_code: str | None = None
-
-
-def _intake_beside(store: StateStore, url: str) -> IntakeQueue:
-    from monitor.store_tables import TablesStore
-
-    if isinstance(store, TablesStore):
-        from monitor.intake_tables import TablesIntake
-
-        return TablesIntake(store.service, store.prefix)
-    return intake_for_store_url(url)
 
 
 class FunctionHost:
@@ -81,7 +71,7 @@ class FunctionHost:
                              management_group=env.get("PLMON_MANAGEMENT_GROUP") or None,
                              arm_endpoint=env.get("PLMON_ARM_ENDPOINT") or None, ca_bundle=Path(ca) if ca else None)
         store = open_store(config.state.url, env)
-        intake = _intake_beside(store, config.state.url)
+        intake = intake_beside(store, config.state.url)
         daemon = Daemon(config, source.reader, store, intake, manifest=source.manifest, workers=source.workers,
                         subscriptions=source.subscriptions, **daemon_options)
         return cls(config, daemon)

@@ -30,9 +30,11 @@ from typing import Any, Protocol
 
 from monitor.errors import InputError
 from monitor.events import ParsedEvent, Schema
-from monitor.store import iso, parse_iso
+from monitor.store import StateStore, iso, parse_iso
 
-__all__ = ["DeadLetter", "Enqueued", "IntakeQueue", "QueuedEvent", "SqliteIntake", "intake_for_store_url"]
+__all__ = [
+    "DeadLetter", "Enqueued", "IntakeQueue", "QueuedEvent", "SqliteIntake", "intake_beside", "intake_for_store_url",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +227,19 @@ class SqliteIntake:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def intake_beside(store: StateStore, url: str) -> IntakeQueue:
+    """The intake queue that lives beside ``store``: its Azure tables, or the same SQLite file.
+
+    One place decides it, so ``plmon serve``, ``plmon events`` and the Azure Function agree."""
+    from monitor.store_tables import TablesStore
+
+    if isinstance(store, TablesStore):
+        from monitor.intake_tables import TablesIntake
+
+        return TablesIntake(store.service, store.prefix)
+    return intake_for_store_url(url)
 
 
 def intake_for_store_url(url: str) -> SqliteIntake:

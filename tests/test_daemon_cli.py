@@ -81,3 +81,40 @@ def test_serve_with_bad_state_url_exits_2(tmp_path):
     r = subprocess.run([*PLMON, "serve", "--from", str(folder), "--config", str(cfg)],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "does not exist" in r.stderr
+
+
+def test_serve_on_an_azure_tables_store_turns_an_event_into_an_alert(tmp_path):
+    """`plmon serve` runs on an azuretables:// state URL (Azurite): its intake queue lives in the same
+    tables, an event becomes one signed alert, and SIGTERM exits 0."""
+    import azurite
+    from azure.data.tables import TableServiceClient
+
+    prefix = azurite.unique_prefix()
+    folder = tenant(tmp_path / "t")
+    with receiver() as rec:
+        cfg = _config(tmp_path, rec.url,
+                      state={"url": f"azuretables:///{prefix}?connection_string_env=PLMON_TEST_TABLES"})
+        env = {**os.environ, "PLMON_EVENTGRID_SECRET": SECRET, "PLMON_TEST_TABLES": azurite.connection_string()}
+        proc = subprocess.Popen([*PLMON, "serve", "--from", str(folder), "--config", str(cfg), "--port", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        try:
+            url = json.loads(proc.stdout.readline())["url"]
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{url}/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "never ready"
+                time.sleep(0.05)
+            write_account(folder, "Enabled")
+            assert httpx.post(f"{url}/api/eventgrid", params={"code": SECRET}, json=[event()]).status_code == 200
+            assert rec.wait_for(lambda a: a.event["type"] == "io.plmon.finding.opened"
+                                and a.event["data"]["check_id"] == "public-access.enabled-with-private-endpoint")
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err[-2000:]
+        assert not (tmp_path / "state.db").exists()  # nothing fell back to a local SQLite file
+        tables = {t.name for t in TableServiceClient.from_connection_string(azurite.connection_string())
+                  .list_tables() if t.name.startswith(prefix)}
+        assert any("intake" in name.lower() for name in tables), tables
