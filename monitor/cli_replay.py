@@ -60,6 +60,8 @@ def _parse_fail_first(ctx: click.Context, param: click.Parameter, values: tuple[
 )
 @click.option("--graph-quota-window", default=5.0, show_default=True, type=click.FloatRange(min=0.001),
               help="Seconds of a Resource Graph quota window (Azure: 15 queries per 5 s).")
+@click.option("--graph-page-size", type=click.IntRange(min=1), metavar="N",
+              help="Rows per Resource Graph page (default: --page-size; the service serves up to 1000).")
 @click.option(
     "--ca-dir", type=click.Path(file_okay=False, path_type=Path),
     help="Where to write ca.pem (default: a temporary folder removed on exit).",
@@ -67,7 +69,7 @@ def _parse_fail_first(ctx: click.Context, param: click.Parameter, values: tuple[
 def replay_server(
     folder: Path, host: str, port: int, page_size: int, latency_ms: float, throttle_every: int,
     retry_after: float, hang_paths: tuple[str, ...], fail_first: dict[str, int], ca_dir: Path | None,
-    graph_quota: int = 0, graph_quota_window: float = 5.0,
+    graph_quota: int = 0, graph_quota_window: float = 5.0, graph_page_size: int | None = None,
 ) -> None:
     """Serve a recorded tenant over HTTPS as Azure Resource Manager would, until SIGTERM or SIGINT.
 
@@ -82,6 +84,6 @@ def replay_server(
     code = run_replay_server(
         folder, host, port, page_size=page_size, latency_ms=latency_ms, throttle_every=throttle_every,
         retry_after=retry_after, hang_paths=hang_paths, fail_first=fail_first, ca_dir=ca_dir,
-        graph_quota=graph_quota, graph_quota_window=graph_quota_window,
+        graph_quota=graph_quota, graph_quota_window=graph_quota_window, graph_page_size=graph_page_size,
     )
     sys.exit(code)

@@ -234,15 +234,18 @@ class ReplayServer:
         ca_dir: str | os.PathLike[str] | None = None,
         graph_quota: int = 0,
         graph_quota_window: float = 5.0,
+        graph_page_size: int | None = None,
     ) -> None:
-        if page_size < 1:
-            raise ValueError("page_size must be at least 1")
+        if page_size < 1 or (graph_page_size is not None and graph_page_size < 1):
+            raise ValueError("page_size and graph_page_size must be at least 1")
         if latency_ms < 0 or throttle_every < 0 or retry_after < 0:
             raise ValueError("latency_ms, throttle_every and retry_after must not be negative")
         self.folder = Path(folder)
         self.host = host
         self.port = port
         self.page_size = page_size
+        # Resource Graph serves up to 1,000 rows a page where ARM lists page by ~100: None keeps page_size.
+        self.graph_page_size = graph_page_size or page_size
         self.latency_ms = latency_ms
         self.throttle_every = throttle_every
         self.retry_after = retry_after
@@ -277,7 +280,7 @@ class ReplayServer:
         if not arm_dir.is_dir():
             raise FileNotFoundError(f"{self.folder} is not a recorded tenant: it has no arm/ folder")
         self._bodies, self._errors = _index_folder(arm_dir)
-        self._graph = GraphEmulator(self._list_of, tenant_id=self._tenant_id(), page_size=self.page_size,
+        self._graph = GraphEmulator(self._list_of, tenant_id=self._tenant_id(), page_size=self.graph_page_size,
                                     quota=self.graph_quota, window=self.graph_quota_window)
         context = self._tls_context()
         try:
@@ -519,6 +522,7 @@ def run_replay_server(
     ca_dir: str | os.PathLike[str] | None = None,
     graph_quota: int = 0,
     graph_quota_window: float = 5.0,
+    graph_page_size: int | None = None,
 ) -> int:
     """Serve ``folder`` until SIGTERM or SIGINT; return the exit code (0).
 
@@ -536,6 +540,7 @@ def run_replay_server(
         folder, host=host, port=port, page_size=page_size, latency_ms=latency_ms,
         throttle_every=throttle_every, retry_after=retry_after, hang_paths=hang_paths,
         fail_first=fail_first, ca_dir=ca_dir, graph_quota=graph_quota, graph_quota_window=graph_quota_window,
+        graph_page_size=graph_page_size,
     )
     try:
         with server:
