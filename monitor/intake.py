@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from monitor.errors import InputError
 from monitor.events import ParsedEvent, Schema
 from monitor.store import StateStore, iso, parse_iso
+from monitor.store_sqlite import connect
 
 __all__ = [
     "DeadLetter", "Enqueued", "IntakeQueue", "QueuedEvent", "SqliteIntake", "intake_beside", "intake_for_store_url",
@@ -123,15 +124,8 @@ class SqliteIntake:
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = str(path)
-        if self.path != ":memory:" and not Path(self.path).parent.is_dir():
-            raise InputError(f"state.url: folder {Path(self.path).parent} does not exist")
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                       timeout=busy_timeout_ms / 1000)
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db = connect(self.path, busy_timeout_ms=busy_timeout_ms)
             self._db.executescript(_SCHEMA)
             have = {row[1] for row in self._db.execute("PRAGMA table_info(intake_events)")}
             for name, decl in _RETRY_COLUMNS.items():

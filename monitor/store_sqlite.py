@@ -31,7 +31,7 @@ from monitor.store import (
     parse_iso,
 )
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "connect"]
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: findings, observations, scans, outbox, processed events
@@ -73,22 +73,27 @@ _MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+def connect(path: str, *, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
+    """A connection shared by a daemon's threads (callers guard it with a lock): autocommit so that
+    transactions are explicit, WAL so readers never block the writer, and a busy timeout so a second
+    process waits instead of failing. Both the state store and the intake queue open theirs here."""
+    if path != ":memory:" and not Path(path).parent.is_dir():
+        raise InputError(f"state.url: folder {Path(path).parent} does not exist")
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    if path != ":memory:":
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+    return db
+
+
 class SqliteStore:
     """A :class:`monitor.store.StateStore` in one SQLite file (or ``:memory:``)."""
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            parent = Path(self.path).parent
-            if not parent.is_dir():
-                raise InputError(f"state.url: folder {parent} does not exist")
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                       timeout=busy_timeout_ms / 1000)
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-            if self.path != ":memory:":
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db = connect(self.path, busy_timeout_ms=busy_timeout_ms)
         except sqlite3.DatabaseError as err:
             raise InputError(f"state store {self.path}: cannot open ({err})") from None
         self._lock = threading.RLock()
