@@ -128,21 +128,26 @@ class LiveReader:
     def _client(self, sdk: str) -> Any:
         with self._lock:
             if sdk not in self._clients:
-                s = self.settings
-                kwargs: dict[str, Any] = {
-                    "base_url": self.endpoint,
-                    "credential_scopes": [scope_for(self.endpoint)],
-                    "per_retry_policies": [self._guard],
-                    "retry_total": s.retry_total,
-                    "retry_backoff_factor": s.retry_backoff_factor,
-                    "retry_backoff_max": s.retry_backoff_max,
-                    "read_timeout": s.read_timeout,
-                    "connection_timeout": s.connection_timeout,
-                }
-                if s.ca_bundle:
-                    kwargs["connection_verify"] = s.ca_bundle
-                self._clients[sdk] = self._factories[sdk](self.credential, **kwargs)
+                self._clients[sdk] = self._factories[sdk](self.credential, **self.client_kwargs(self._guard))
             return self._clients[sdk]
+
+    def client_kwargs(self, guard: Any) -> dict[str, Any]:
+        """What every SDK client plmon builds takes: endpoint, scope, the per-attempt guard policy,
+        retry and timeout settings, and the CA bundle. Shared with the Resource Graph client."""
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "base_url": self.endpoint,
+            "credential_scopes": [scope_for(self.endpoint)],
+            "per_retry_policies": [guard],
+            "retry_total": s.retry_total,
+            "retry_backoff_factor": s.retry_backoff_factor,
+            "retry_backoff_max": s.retry_backoff_max,
+            "read_timeout": s.read_timeout,
+            "connection_timeout": s.connection_timeout,
+        }
+        if s.ca_bundle:
+            kwargs["connection_verify"] = s.ca_bundle
+        return kwargs
 
     def close(self) -> None:
         with self._lock:

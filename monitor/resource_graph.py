@@ -50,7 +50,6 @@ from azure.core.exceptions import (
 
 from monitor.arm_id import parse_id
 from monitor.arm_policies import ArmGuardPolicy, RequestStats
-from monitor.credentials import scope_for
 from monitor.live import CredentialError, LiveReader
 from monitor.plan import SUBSCRIPTION_LISTS, ReadError
 
@@ -366,19 +365,7 @@ class ResourceGraphReader:
             if self._client is None:
                 from azure.mgmt.resourcegraph import ResourceGraphClient
 
-                s = self.live.settings
-                kwargs: dict[str, Any] = {
-                    "base_url": self.live.endpoint,
-                    "credential_scopes": [scope_for(self.live.endpoint)],
-                    "per_retry_policies": [GraphGuardPolicy(self.stats, self.quota)],
-                    "retry_total": s.retry_total,
-                    "retry_backoff_factor": s.retry_backoff_factor,
-                    "retry_backoff_max": s.retry_backoff_max,
-                    "read_timeout": s.read_timeout,
-                    "connection_timeout": s.connection_timeout,
-                }
-                if s.ca_bundle:
-                    kwargs["connection_verify"] = s.ca_bundle
+                kwargs = self.live.client_kwargs(GraphGuardPolicy(self.stats, self.quota))
                 self._client = ResourceGraphClient(self.live.credential, **kwargs)
             return self._client
 
