@@ -6,10 +6,12 @@ Every measured run is its own subprocess (``run.py --worker ...``) so peak memor
 and no cache survives from one run to the next.
 
 Figures:
-- synth: generating and writing 100 subscriptions / 10k endpoints.
+- synth: generating and writing each tenant the suite uses (100 subscriptions / 10k endpoints among them).
 - build / eval: snapshot build and check evaluation time and peak memory at ~10k and ~100k resources.
-- collect: full collection through the replay server (50 ms latency) with the real SDK clients:
-  HTTP requests vs the plan's minimum, wall time vs the floor (minimum x latency / workers), 429s met.
+- collect: full collection through the replay server (50 ms latency) with the real SDK clients, through ARM
+  and through Resource Graph: HTTP requests vs the plan's minimum, wall time vs the floor
+  (minimum x latency / workers), 429s met.
+- serve: event-to-alert latency through ``plmon serve`` and a 5,000-event burst (bench/serve.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,13 @@ EVAL_SIZES = (("10k", 10, 3500), ("100k", 100, 35000))
 COLLECT_SIZES = (("10 subs / 1k endpoints", 10, 1000), ("100 subs / 10k endpoints", 100, 10000))
 LATENCY_MS = 50
 PAGE_SIZE = 100
+GRAPH_PAGE_SIZE = 1000          # Resource Graph serves up to 1,000 rows a page
+GRAPH_QUOTA = (15, 5.0)         # Azure's default: 15 queries per 5 s per user
 WORKERS = 8
+# Repeats per case, sized so the whole suite stays under 8 minutes on 2 cores (issue 9: under 10).
+EVAL_RUNS = {"10k": 3, "100k": 2}
+COLLECT_RUNS = {"10 subs / 1k endpoints": 2, "100 subs / 10k endpoints": 1}
+SERVE = {"tenant": (10, 1000), "events": 200, "burst": 5000, "distinct": 1000, "runs": 2}
 
 
 # --- workers: one measurement each, in a fresh process ----------------------------------------------
@@ -50,8 +57,24 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def worker_eval(folder: str, traced: bool) -> dict[str, Any]:
-    """Read the tenant from disk, then time the builder and the check engine (optionally under tracemalloc)."""
+def _reset_peak_rss() -> None:
+    """Reset the kernel's high-water mark of this process's RSS (VmHWM), so the next peak is one step's."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_eval(folder: str) -> dict[str, Any]:
+    """Read the tenant from disk, then time the builder and the check engine and the RSS each adds at its peak.
+
+    Peak memory is the RSS high-water mark (reset before each step) minus the RSS before it: tracemalloc
+    made the 100k-resource run take minutes longer, and the suite has a 10-minute budget.
+    """
     from checks.engine import evaluate
     from checks.registry import all_checks
     from monitor.builder import build_snapshot
@@ -62,38 +85,50 @@ def worker_eval(folder: str, traced: bool) -> dict[str, Any]:
     tenant = RecordedTenant(folder)
     inv = collect(tenant, manifest=tenant.manifest, workers=1)
     out: dict[str, Any] = {"rss_before_build_mb": _rss_mb()}
-    if traced:
-        tracemalloc.start()
+    _reset_peak_rss()
     t0 = time.perf_counter()
     snap = build_snapshot(inv)
     t1 = time.perf_counter()
-    if traced:
-        out["build_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.reset_peak()
-    ev = evaluate(snap)
+    out["build_peak_mb"] = _peak_rss_mb() - out["rss_before_build_mb"]
+    rss_before_eval = _rss_mb()
+    _reset_peak_rss()
     t2 = time.perf_counter()
-    if traced:
-        out["eval_peak_mb"] = tracemalloc.get_traced_memory()[1] / 2**20
-        tracemalloc.stop()
-    out.update(build_s=t1 - t0, eval_s=t2 - t1, resources=snap.resources_evaluated(), findings=len(ev.findings),
+    ev = evaluate(snap)
+    t3 = time.perf_counter()
+    out["eval_peak_mb"] = _peak_rss_mb() - rss_before_eval
+    out.update(build_s=t1 - t0, eval_s=t3 - t2, resources=snap.resources_evaluated(), findings=len(ev.findings),
                checks=len(ev.checks_run), check_errors=len(ev.check_errors),
                max_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 
 
-def worker_collect(base_url: str, ca_bundle: str, workers: int) -> dict[str, Any]:
-    """One live collection through the SDK clients against the replay server, as ``plmon scan`` does."""
+def worker_collect(base_url: str, ca_bundle: str, workers: int, via: str = "arm") -> dict[str, Any]:
+    """One live collection through the SDK clients against the replay server, as ``plmon scan --via`` does."""
     os.environ.setdefault("PLMON_ARM_TOKEN", "bench-token")
     from monitor.plan import collect
     from monitor.sources import open_source
 
-    with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers) as source:
+    with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers, via=via) as source:
         t0 = time.perf_counter()
         inv = collect(source.reader, manifest=source.manifest, workers=workers)
         wall = time.perf_counter() - t0
         stats = source.live.stats.as_dict()
+        extra = {}
+        if via == "resource-graph":
+            graph: Any = source.reader
+            extra = {"graph_queries": graph.queries_sent, "graph_quota_waits": graph.quota.waits,
+                     "graph_quota_wait_s": graph.quota.waited}
     return {"wall_s": wall, "plan_reads": inv.stats.requests, "gaps": len(inv.gaps), "http": stats,
-            "phases": inv.stats.phases}
+            "phases": inv.stats.phases, "endpoints": len(inv.lists.get("privateEndpoints", [])), **extra}
+
+
+def worker_serve(folder: str, work: str) -> dict[str, Any]:
+    """One ``plmon serve`` run (bench/serve.py): 200 one-by-one events, then a 5,000-event burst."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from serve import measure
+
+    return measure(Path(folder), Path(work), events=SERVE["events"], burst=SERVE["burst"],
+                   distinct=SERVE["distinct"])
 
 
 def minimum_requests(folder: Path, page_size: int) -> dict[str, int]:
@@ -141,7 +176,9 @@ class ReplayProcess:
         plmon = Path(sys.executable).parent / "plmon"
         self.proc = subprocess.Popen(
             [str(plmon), "replay-server", "--from", str(folder), "--latency-ms", str(latency_ms),
-             "--page-size", str(page_size)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             "--page-size", str(page_size), "--graph-page-size", str(GRAPH_PAGE_SIZE),
+             "--graph-quota", str(GRAPH_QUOTA[0]), "--graph-quota-window", str(GRAPH_QUOTA[1])],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if not line:
             raise RuntimeError("replay server did not start")
@@ -173,9 +210,9 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--quick", action="store_true", help="small sizes only (a smoke run of the suite)")
+    ap.add_argument("--quick", action="store_true", help="small sizes, one run each (a smoke run of the suite)")
     ap.add_argument("--skip-collect", action="store_true")
+    ap.add_argument("--skip-serve", action="store_true")
     opts = ap.parse_args()
     from monitor.logs import configure_logging
 
@@ -183,30 +220,30 @@ def main() -> None:
     started = time.perf_counter()
     eval_sizes = (("1k", 2, 300),) if opts.quick else EVAL_SIZES
     collect_sizes = (("2 subs / 100 endpoints", 2, 100),) if opts.quick else COLLECT_SIZES
+    serve_tenant = (2, 100) if opts.quick else SERVE["tenant"]
+    runs_of = (lambda table, label: 1) if opts.quick else (lambda table, label: table[label])
     work = Path(tempfile.mkdtemp(prefix="plmon-bench-"))
     figures: dict[str, Any] = {"machine": machine(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "repeats": opts.repeats, "synth": {}, "evaluation": {}, "collection": {}}
-    try:
-        # Synth speed: 100 subscriptions / 10k endpoints, the brief's "well under a minute".
-        times = [synth(work / "synth-speed", 100, 10000) for _ in range(1 if opts.quick else 2)]
-        figures["synth"]["100 subs / 10k endpoints"] = spread(times)
-        shutil.rmtree(work / "synth-speed", ignore_errors=True)
-        print(f"synth 100/10k: {statistics.median(times):.1f} s", file=sys.stderr)
+                               "synth": {}, "evaluation": {}, "collection": {}, "serve": {}}
 
+    def tenant(subs: int, eps: int) -> Path:
+        folder = work / f"tenant-{subs}-{eps}"
+        if not folder.exists():
+            figures["synth"][f"{subs} subs / {eps} endpoints"] = spread([synth(folder, subs, eps)])
+        return folder
+
+    try:
         for label, subs, eps in eval_sizes:
-            folder = work / f"eval-{label}"
-            synth(folder, subs, eps)
-            # The 100k runs take about a minute each on 2 cores: one fewer keeps the suite under 10 minutes.
-            n_runs = opts.repeats if eps < 10000 else max(2, opts.repeats - 1)
-            runs = [run_worker(["eval", str(folder)], 900) for _ in range(n_runs)]
-            traced = run_worker(["eval", str(folder), "--traced"], 1800)
+            folder = tenant(subs, eps)
+            runs = [run_worker(["eval", str(folder)], 600) for _ in range(runs_of(EVAL_RUNS, label))]
             figures["evaluation"][label] = {
                 "subscriptions": subs, "endpoints": eps, "resources": runs[0]["resources"],
                 "findings": runs[0]["findings"], "checks": runs[0]["checks"],
                 "check_errors": runs[0]["check_errors"],
                 "build_s": spread([r["build_s"] for r in runs]), "eval_s": spread([r["eval_s"] for r in runs]),
                 "max_rss_mb": spread([r["max_rss_mb"] for r in runs]),
-                "build_peak_traced_mb": traced["build_peak_mb"], "eval_peak_traced_mb": traced["eval_peak_mb"],
+                "build_peak_mb": spread([r["build_peak_mb"] for r in runs]),
+                "eval_peak_mb": spread([r["eval_peak_mb"] for r in runs]),
             }
             shutil.rmtree(folder, ignore_errors=True)
             print(f"eval {label}: {figures['evaluation'][label]['eval_s']['median']:.2f} s", file=sys.stderr)
@@ -217,35 +254,61 @@ def main() -> None:
                 "resources_ratio": big["resources"] / small["resources"],
                 "eval_time_ratio": big["eval_s"]["median"] / small["eval_s"]["median"],
                 "build_time_ratio": big["build_s"]["median"] / small["build_s"]["median"],
-                "eval_memory_ratio": big["eval_peak_traced_mb"] / small["eval_peak_traced_mb"],
+                "eval_memory_ratio": big["eval_peak_mb"]["median"] / small["eval_peak_mb"]["median"],
             }
 
         for label, subs, eps in ([] if opts.skip_collect else collect_sizes):
-            folder = work / f"collect-{subs}-{eps}"
-            synth(folder, subs, eps)
+            folder = tenant(subs, eps)
             minimum = minimum_requests(folder, PAGE_SIZE)
             floor = minimum["requests"] * LATENCY_MS / 1000 / WORKERS
-            repeats = opts.repeats if minimum["requests"] < 5000 else 1
-            runs = []
-            for _ in range(repeats):
-                server = ReplayProcess(folder, LATENCY_MS, PAGE_SIZE)
-                try:
-                    runs.append(run_worker(["collect", server.base_url, server.ca_bundle, str(WORKERS)], 1200))
-                finally:
-                    server.stop()
-            walls = [r["wall_s"] for r in runs]
-            figures["collection"][label] = {
-                "subscriptions": subs, "endpoints": eps, "latency_ms": LATENCY_MS, "page_size": PAGE_SIZE,
-                "workers": WORKERS, "plan_reads": minimum["reads"], "minimum_requests": minimum["requests"],
-                "requests": spread([float(r["http"]["attempts"]) for r in runs]),
-                "request_ratio": statistics.median(r["http"]["attempts"] for r in runs) / minimum["requests"],
-                "wall_s": spread(walls), "floor_s": floor,
-                "wall_over_floor": statistics.median(walls) / floor,
-                "throttled": [r["http"]["throttled"] for r in runs], "retries": [r["http"]["retries"] for r in runs],
-                "budget_wait_s": [r["http"]["budget_wait_s"] for r in runs], "gaps": runs[0]["gaps"],
-            }
+            for via in ("arm", "resource-graph"):
+                runs = []
+                for _ in range(runs_of(COLLECT_RUNS, label)):
+                    server = ReplayProcess(folder, LATENCY_MS, PAGE_SIZE)
+                    try:
+                        runs.append(run_worker(["collect", server.base_url, server.ca_bundle, str(WORKERS), via],
+                                               600))
+                    finally:
+                        server.stop()
+                walls = [r["wall_s"] for r in runs]
+                made = statistics.median(r["http"]["attempts"] for r in runs)
+                figures["collection"][f"{label} via {via}"] = {
+                    "tenant": label, "via": via, "subscriptions": subs, "endpoints": eps,
+                    "latency_ms": LATENCY_MS, "page_size": PAGE_SIZE, "workers": WORKERS,
+                    "plan_reads": minimum["reads"], "minimum_requests": minimum["requests"],
+                    "requests": spread([float(r["http"]["attempts"]) for r in runs]),
+                    "request_ratio": made / minimum["requests"],
+                    "wall_s": spread(walls), "floor_s": floor, "wall_over_floor": statistics.median(walls) / floor,
+                    "throttled": [r["http"]["throttled"] for r in runs],
+                    "retries": [r["http"]["retries"] for r in runs],
+                    "budget_wait_s": [r["http"]["budget_wait_s"] for r in runs], "gaps": runs[0]["gaps"],
+                    "endpoints_collected": runs[0]["endpoints"], "phases": runs[0]["phases"],
+                    **({"graph_queries": [r["graph_queries"] for r in runs],
+                        "graph_quota_wait_s": [r["graph_quota_wait_s"] for r in runs]} if via != "arm" else {}),
+                }
+                print(f"collect {label} via {via}: {statistics.median(walls):.1f} s (floor {floor:.1f} s, "
+                      f"{made:.0f} requests)", file=sys.stderr)
             shutil.rmtree(folder, ignore_errors=True)
-            print(f"collect {label}: {statistics.median(walls):.1f} s (floor {floor:.1f} s)", file=sys.stderr)
+
+        if not opts.skip_serve:
+            folder = tenant(*serve_tenant)
+            runs = [run_worker(["serve", str(folder), str(work / f"serve-{i}")], 900)
+                    for i in range(runs_of(SERVE, "runs"))]
+            lat = [r["latency"] for r in runs]
+            burst = [r["burst"] for r in runs]
+            figures["serve"] = {
+                "subscriptions": serve_tenant[0], "endpoints": serve_tenant[1], "runs": runs,
+                "events": SERVE["events"], "alerts": [x["alerts"] for x in lat], "missed": [x["missed"] for x in lat],
+                "p50_ms": spread([x["p50_ms"] for x in lat]), "p99_ms": spread([x["p99_ms"] for x in lat]),
+                "max_ms": spread([x["max_ms"] for x in lat]),
+                "burst_events": SERVE["burst"], "burst_distinct": [b["distinct_resources"] for b in burst],
+                "burst_ack_s": spread([b["ack_s"] for b in burst]),
+                "burst_drain_s": spread([b["drain_s"] for b in burst if b["drain_s"] is not None] or [math.nan]),
+                "burst_drained": [b["drained"] for b in burst], "burst_rereads": [b["rereads"] for b in burst],
+                "burst_queued": [b["answer"].get("queued") if isinstance(b["answer"], dict) else None for b in burst],
+            }
+            print(f"serve: p50 {figures['serve']['p50_ms']['median']:.0f} ms, p99 "
+                  f"{figures['serve']['p99_ms']['median']:.0f} ms", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figures["total_s"] = time.perf_counter() - started
@@ -256,6 +319,8 @@ def main() -> None:
 
 
 def _s(sp: dict[str, Any], unit: str = "s", digits: int = 2) -> str:
+    if len(sp["runs"]) == 1:
+        return f"{sp['median']:.{digits}f} {unit} (1 run)"
     return f"{sp['median']:.{digits}f} {unit} ({sp['min']:.{digits}f}–{sp['max']:.{digits}f})"
 
 
@@ -263,9 +328,10 @@ def render(f: dict[str, Any]) -> str:
     m = f["machine"]
     lines = [
         "# plmon benchmarks", "",
-        "Written by `make bench` (bench/run.py); raw figures in `benchmarks.json`. Each figure is the median "
-        f"over {f['repeats']} runs (fewer where noted), with min–max in brackets; each run is its own process. "
-        "Tenants come from `plmon synth` (seed 1, 10% deliberate defects).", "",
+        "Written by `make bench` (bench/run.py, bench/serve.py); raw figures in `benchmarks.json`. Each figure is "
+        "the median over the runs named beside it, with min–max in brackets; each run is its own process. "
+        "Tenants come from `plmon synth` (seed 1, 10% deliberate defects). Repeats are sized so the whole suite "
+        "fits in 8 minutes on this machine (issue 9: under 10).", "",
         "| machine | |", "|---|---|",
         f"| date | {f['date']} |", f"| CPU | {m['cpu']} ({m['nproc']} cores) |", f"| RAM | {m['ram_gb']} GB |",
         f"| Python | {m['python']} |",
@@ -275,41 +341,68 @@ def render(f: dict[str, Any]) -> str:
     ]
     lines += [f"| {k} | {_s(v, 's', 1)} |" for k, v in f["synth"].items()]
     lines += ["", "## Snapshot build and check evaluation", "",
-              "Peak memory: `tracemalloc` peak of Python allocations during the build / the evaluation (one extra "
-              "run), and the whole process's max RSS (it also holds the raw JSON read from disk).", "",
-              "| size | resources | findings | build | evaluate | eval peak (traced) | build peak (traced) | "
+              "Peak memory: what the step adds to the process's RSS at its peak (the kernel's high-water mark, "
+              "reset before the step, minus the RSS before it), and the whole process's max RSS (it also holds the "
+              "raw JSON read from disk). Earlier figures used `tracemalloc`, whose 100k-resource run alone took "
+              "several minutes.", "",
+              "| size | resources | findings | build | evaluate | eval peak (RSS added) | build peak (RSS added) | "
               "process max RSS |", "|---|---|---|---|---|---|---|---|"]
     for k, v in f["evaluation"].items():
         if k == "growth":
             continue
         n = len(v["eval_s"]["runs"])
-        lines.append(f"| {k} ({v['subscriptions']} subs, {v['endpoints']} endpoints"
-                     f"{'' if n == f['repeats'] else f', {n} runs'}) | {v['resources']} | "
-                     f"{v['findings']} | {_s(v['build_s'])} | {_s(v['eval_s'])} | {v['eval_peak_traced_mb']:.0f} MB | "
-                     f"{v['build_peak_traced_mb']:.0f} MB | {_s(v['max_rss_mb'], 'MB', 0)} |")
+        lines.append(f"| {k} ({v['subscriptions']} subs, {v['endpoints']} endpoints, {n} run{'s' * (n > 1)}) | "
+                     f"{v['resources']} | {v['findings']} | {_s(v['build_s'])} | {_s(v['eval_s'])} | "
+                     f"{_s(v['eval_peak_mb'], 'MB', 0)} | {_s(v['build_peak_mb'], 'MB', 0)} | "
+                     f"{_s(v['max_rss_mb'], 'MB', 0)} |")
     g = f["evaluation"].get("growth")
     if g:
         lines += ["", f"Growth from the small to the large tenant: resources ×{g['resources_ratio']:.1f}, "
                       f"evaluation time ×{g['eval_time_ratio']:.1f}, build time ×{g['build_time_ratio']:.1f}, "
                       f"evaluation peak memory ×{g['eval_memory_ratio']:.1f}."]
     if f["collection"]:
-        lines += ["", "## Full collection through the replay server", "",
-                  f"Real SDK clients (`LiveReader`) against `plmon replay-server` in its own process, "
-                  f"{LATENCY_MS} ms latency per answer, {PAGE_SIZE} items per page, {WORKERS} workers, the "
-                  "product's default per-subscription read budget. Minimum = every read of the collection plan "
+        lines += ["", "## Full collection through the replay server: ARM and Resource Graph", "",
+                  f"Real SDK clients (`LiveReader`, and `ResourceGraphReader` for `--via resource-graph`) against "
+                  f"`plmon replay-server` in its own process, {LATENCY_MS} ms latency per answer, {PAGE_SIZE} items "
+                  f"per ARM page, {GRAPH_PAGE_SIZE} rows per Resource Graph page, a Resource Graph quota of "
+                  f"{GRAPH_QUOTA[0]} queries per {GRAPH_QUOTA[1]:g} s (Azure's default), {WORKERS} workers, the "
+                  "product's default per-subscription read budget. Minimum = every read of the ARM collection plan "
                   "(1 subscriptions list + 1 management-group list + associations per group + 12 lists per "
-                  "subscription + zone groups per endpoint + links and CNAMEs per zone + targets by id), "
-                  "each times its pages. Floor = minimum × latency / workers.", "",
-                  "| tenant | plan reads | minimum requests | requests made | ratio | wall | floor | wall / floor "
-                  "| 429s met | retries | budget wait |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for k, v in f["collection"].items():
+                  "subscription + zone groups per endpoint + links and CNAMEs per zone + targets by id), each times "
+                  "its pages. Floor = minimum × latency / workers. Both paths are measured against the ARM plan's "
+                  "minimum and floor, so a ratio below 1 is what Resource Graph saves.", "",
+                  "| tenant | path | minimum requests | requests made | ratio | wall | floor | wall / floor "
+                  "| RG queries | 429s met | retries | budget wait |", "|" + "---|" * 12]
+        for v in f["collection"].values():
             n = len(v["wall_s"]["runs"])
-            lines.append(f"| {k}{'' if n == f['repeats'] else f' ({n} run)'} | {v['plan_reads']} | "
-                         f"{v['minimum_requests']} | {v['requests']['median']:.0f} | {v['request_ratio']:.2f} | "
-                         f"{_s(v['wall_s'], 's', 1)} | {v['floor_s']:.1f} s | {v['wall_over_floor']:.2f} | "
+            rg = f"{max(v['graph_queries'])}" if "graph_queries" in v else "–"
+            lines.append(f"| {v['tenant']} ({n} run{'s' * (n > 1)}) | {v['via']} | {v['minimum_requests']} | "
+                         f"{v['requests']['median']:.0f} | {v['request_ratio']:.2f} | "
+                         f"{_s(v['wall_s'], 's', 1)} | {v['floor_s']:.1f} s | {v['wall_over_floor']:.2f} | {rg} | "
                          f"{max(v['throttled'])} | {max(v['retries'])} | {max(v['budget_wait_s']):.1f} s |")
-    lines += ["", "Not measured yet: event-to-alert latency through `plmon serve` under a 5,000-event burst "
-                  "(the daemon has landed; this suite does not drive it yet).", ""]
+    sv = f.get("serve")
+    if sv:
+        n, events, rereads = len(sv["runs"]), sv["events"], sv["burst_rereads"]
+        lines += ["", "## Event-to-alert latency and a 5,000-event burst through `plmon serve`", "",
+                  f"`plmon serve --from <synth tenant of {sv['subscriptions']} subscriptions / {sv['endpoints']} "
+                  "endpoints>` in its own process (sqlite state, JSON logs at warning) and a webhook receiver "
+                  "(http.server on 127.0.0.1) in the bench process. Latency: a storage account's public access is "
+                  "flipped on disk, its write event posted, and the time taken until the opened/resolved alert "
+                  f"reaches the receiver; {sv['events']} events one after another per run. Burst: "
+                  f"{sv['burst_events']} write events over {max(sv['burst_distinct'])} distinct resources "
+                  "(endpoints, route tables, NSGs, storage accounts, key vaults) in one delivery; acknowledged = "
+                  "the webhook's 200, drained = every event settled in the intake.", "",
+                  "| figure | value |", "|---|---|",
+                  f"| runs | {n} |",
+                  f"| alerts received / events sent | {', '.join(f'{a}/{events}' for a in sv['alerts'])} |",
+                  f"| event-to-alert p50 | {_s(sv['p50_ms'], 'ms', 0)} |",
+                  f"| event-to-alert p99 | {_s(sv['p99_ms'], 'ms', 0)} |",
+                  f"| event-to-alert max | {_s(sv['max_ms'], 'ms', 0)} |",
+                  f"| burst: time to acknowledge {sv['burst_events']} events | {_s(sv['burst_ack_s'], 's', 2)} |",
+                  f"| burst: time until all settled | {_s(sv['burst_drain_s'], 's', 1)} |",
+                  f"| burst: re-reads / distinct resources touched | "
+                  f"{', '.join(f'{r:.0f}/{d}' for r, d in zip(rereads, sv['burst_distinct'], strict=True))} |"]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -317,9 +410,11 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         kind, rest = sys.argv[2], sys.argv[3:]
         if kind == "eval":
-            result = worker_eval(rest[0], "--traced" in rest)
+            result = worker_eval(rest[0])
         elif kind == "collect":
-            result = worker_collect(rest[0], rest[1], int(rest[2]))
+            result = worker_collect(rest[0], rest[1], int(rest[2]), rest[3])
+        elif kind == "serve":
+            result = worker_serve(rest[0], rest[1])
         else:
             raise SystemExit(f"unknown worker {kind}")
         print(json.dumps(result))
