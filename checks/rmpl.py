@@ -186,12 +186,13 @@ def endpoint_group_id(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
             if tid is None or not (tid.type_key == RMPL_TYPE or tid.key in snap.rmpls):
                 continue
             if "resourcemanagement" not in {g.lower() for g in conn.group_ids}:
+                subnet = pe.subnet_id.raw if pe.subnet_id else "<subnet-id>"
                 yield Issue(pe.id, f"Private endpoint {pe.name} connects to RMPL {tid.name} with group ids "
                             f"{list(conn.group_ids) or '(none)'}.",
                             {"groupIds": list(conn.group_ids), "target": tid.raw},
                             f"az network private-endpoint delete --ids \"{pe.id.raw}\" && "
                             f"az network private-endpoint create --name {pe.name} --resource-group "
-                            f"{pe.id.resource_group or '<rg>'} --subnet \"{pe.subnet_id.raw if pe.subnet_id else '<subnet-id>'}\" "
+                            f"{pe.id.resource_group or '<rg>'} --subnet \"{subnet}\" "
                             f"--private-connection-resource-id \"{tid.raw}\" --group-id ResourceManagement "
                             "--connection-name <name>")
                 break
