@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from azure.core.messaging import CloudEvent
+from azure.eventgrid import SystemEventNames
 
 from monitor.arm_id import ArmId, parse_id
 
@@ -70,12 +71,10 @@ __all__ = [
 
 Schema = Literal["eventgrid", "cloudevents"]
 
-VALIDATION_EVENT_TYPE = "Microsoft.EventGrid.SubscriptionValidationEvent"
-RESOURCE_EVENT_TYPES: tuple[str, ...] = tuple(
-    f"Microsoft.Resources.Resource{verb}{outcome}"
-    for verb in ("Write", "Delete", "Action")
-    for outcome in ("Success", "Failure", "Cancel")
-)
+# The event type names come from azure-eventgrid's catalogue of system events, not our own spelling.
+VALIDATION_EVENT_TYPE: str = SystemEventNames.EventGridSubscriptionValidationEventName.value
+RESOURCE_EVENT_TYPES: tuple[str, ...] = tuple(sorted(
+    m.value for m in SystemEventNames if m.value.startswith("Microsoft.Resources.Resource")))
 _RESOURCE_EVENT_TYPES_LOWER = frozenset(t.lower() for t in RESOURCE_EVENT_TYPES)
 
 _CT_JSON = "application/json"
