@@ -52,7 +52,7 @@ from monitor.snapshot import (
     _frozen,
 )
 
-__all__ = ["build_snapshot", "parse_time"]
+__all__ = ["BuildMemo", "build_snapshot", "parse_time"]
 
 log = structlog.get_logger(__name__)
 
@@ -396,9 +396,55 @@ def _association(item: dict[str, Any], group: str) -> Association:
 
 # --- the builder -----------------------------------------------------------------------------------
 
+class BuildMemo:
+    """Per-item parse results kept from one build of an inventory to the next.
+
+    The daemon rebuilds the snapshot after every event from an inventory in which only the re-read
+    items are new objects: every other raw dict is the very object the last build parsed. Parsing is
+    a pure function of those objects, so its result can be reused when the same objects come back,
+    and a rebuild parses only what changed (on a 10-subscription / 1k-endpoint tenant the full parse
+    was ~270 ms of a ~380 ms event). Entries are keyed by the identity of their arguments and hold
+    references to them, so an id cannot be reused by a new object while its entry lives; entries a
+    build did not use are dropped when it ends. The contract: raw items and lists are never mutated once
+    built (a re-read replaces them in a copy of the inventory, it never edits them). One memo serves one
+    sequence of builds, not concurrent ones.
+    """
+
+    def __init__(self) -> None:
+        self._done: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any, tuple[CoverageGap, ...]]] = {}
+        self._used: set[tuple[Any, ...]] = set()
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+    def get(self, fn: Any, args: tuple[Any, ...], make: Any) -> tuple[Any, tuple[CoverageGap, ...]]:
+        """``make()``'s (result, gaps) for ``fn`` over these very ``args``, computed once while they live."""
+        key = (fn, *map(id, args))
+        hit = self._done.get(key)
+        self._used.add(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], args, strict=True)):
+            self.hits += 1
+            return hit[1], hit[2]
+        self.misses += 1
+        result, gaps = make()
+        self._done[key] = (args, result, gaps)
+        return result, gaps
+
+    def call(self, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` for a pure ``fn`` that records no gaps, computed once while ``args`` live."""
+        return self.get(fn, args, lambda: (fn(*args), ()))[0]
+
+    def sweep(self) -> None:
+        """Forget what the build that just ended did not use (replaced or deleted items)."""
+        self._done = {k: v for k, v in self._done.items() if k in self._used}
+        self._used = set()
+
+
 class _Collector:
-    def __init__(self, gaps: list[CoverageGap]) -> None:
+    def __init__(self, gaps: list[CoverageGap], memo: BuildMemo | None = None) -> None:
         self.gaps = gaps
+        self.memo = memo
 
     def each(self, items: Iterable[Any], kind: str) -> Iterable[dict[str, Any]]:
         """Items that can be resources; the rest are recorded as malformed, never raised."""
@@ -410,6 +456,28 @@ class _Collector:
                                              "list item without a usable 'id'"))
 
     def build(self, fn: Any, item: dict[str, Any], kind: str, *args: Any) -> Any:
+        if self.memo is None:
+            return self._build(fn, item, kind, *args)
+        made = False
+
+        def make() -> tuple[Any, tuple[CoverageGap, ...]]:
+            nonlocal made
+            made, start = True, len(self.gaps)
+            result = self._build(fn, item, kind, *args)
+            return result, tuple(self.gaps[start:])
+        result, gaps = self.memo.get(fn, (item, kind, *args), make)
+        if not made:  # a reused result brings back the gaps its parse recorded
+            self.gaps.extend(gaps)
+        return result
+
+    def sorted_list(self, items: list[Any]) -> list[Any]:
+        """``items`` in id order (see :func:`build_snapshot`); an unchanged list is sorted once."""
+        if self.memo is None:
+            return sorted(items, key=_list_order)
+        memo = self.memo
+        return memo.get(sorted, (items,), lambda: (sorted(items, key=lambda i: memo.call(_list_order, i)), ()))[0]
+
+    def _build(self, fn: Any, item: dict[str, Any], kind: str, *args: Any) -> Any:
         try:
             return fn(item, *args)
         except (TypeError, ValueError, AttributeError, KeyError) as err:  # defensive: never crash a scan
@@ -424,13 +492,17 @@ def _list_order(item: Any) -> tuple[int, str]:
     return (0, parse_id(rid).key) if isinstance(rid, str) else (1, "")
 
 
-def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None) -> Snapshot:
-    """Build the typed, cross-referenced snapshot; ``taken_at`` defaults to the manifest time."""
+def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None, memo: BuildMemo | None = None) -> Snapshot:
+    """Build the typed, cross-referenced snapshot; ``taken_at`` defaults to the manifest time.
+
+    With a ``memo`` (the daemon's), items parsed by an earlier build of the same objects are reused;
+    the snapshot is the same as without one.
+    """
     gaps = list(inv.gaps)
-    c = _Collector(gaps)
+    c = _Collector(gaps, memo)
     # In id order, not in the order a source listed them: ARM and Resource Graph list the same resources
     # in different orders, and the snapshot (and every finding's evidence) must not depend on it.
-    lists = {kind: sorted(items, key=_list_order) for kind, items in inv.lists.items()}
+    lists = {kind: c.sorted_list(items) for kind, items in inv.lists.items()}
     when = taken_at or parse_time(inv.manifest.get("recorded_at")) or datetime.now(UTC)
 
     subs: dict[str, Subscription] = {}
@@ -488,7 +560,7 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None) -> Sn
 
     targets: dict[str, Target] = {}
     for key, body in inv.targets.items():
-        t = _target(key, body)
+        t = _target(key, body) if memo is None else memo.call(_target, key, body)
         if t is None:
             gaps.append(CoverageGap(key, "target", "MalformedResource", None, "target body without id"))
             continue
@@ -547,6 +619,8 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None) -> Sn
         if pe.subnet_id is not None:
             by_subnet[pe.subnet_id.key].append(pe.key)
 
+    if memo is not None:
+        memo.sweep()
     tenant_id = inv.manifest.get("tenant_id") if isinstance(inv.manifest.get("tenant_id"), str) else None
     cloud = inv.manifest.get("cloud") if isinstance(inv.manifest.get("cloud"), str) else "AzureCloud"
     return Snapshot(

@@ -40,7 +40,7 @@ from alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
 from alerts.outbox import routes_from_config
 from checks.engine import Evaluation, evaluate
 from monitor.arm_id import ArmId
-from monitor.builder import build_snapshot
+from monitor.builder import BuildMemo, build_snapshot
 from monitor.config import Config
 from monitor.events import BadEventBody, ParsedBody, ResourceEvent, coalesce, parse_body, parse_item
 from monitor.intake import Enqueued, IntakeQueue, QueuedEvent
@@ -180,6 +180,7 @@ class Daemon:
         self.inventory: RawInventory | None = None
         self.snapshot: Snapshot | None = None
         self.evaluation: Evaluation | None = None
+        self._memo = BuildMemo()               # rebuilds after an event parse only what it re-read
         self.last_collection: datetime | None = None
         self._full_started: datetime | None = None
         self._read_at: dict[str, datetime] = {}
@@ -332,7 +333,7 @@ class Daemon:
             self._read_at.update(dict.fromkeys(result.keys, read_started))
             return [], 0
         checks = checks_for(result.kinds)
-        snapshot = observer(self.store)(build_snapshot(inv, taken_at=read_started))
+        snapshot = observer(self.store)(build_snapshot(inv, taken_at=read_started, memo=self._memo))
         partial = evaluate(snapshot, self.settings, self.waivers, only=checks)
         keys = affected_keys(self.evaluation, partial, checks, result.keys)
         transitions = apply_targeted(self.store, snapshot, partial, check_ids=checks, resource_keys=keys,
@@ -373,7 +374,7 @@ class Daemon:
             again = list(self._reread_during_collection.values())
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
-            snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.clock()))
+            snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.clock(), memo=self._memo))
             ev = evaluate(snapshot, self.settings, self.waivers)
             result = ScanResult(snapshot, ev, inv.stats)
             transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes,

@@ -183,8 +183,13 @@ def reread_into(reader: ArmReader, inv: RawInventory, resources: Iterable[ArmId]
                 new.associations.extend((unit.scope, a) for a in items)
             else:
                 items = _items(get(f"subscriptions/{unit.scope}/providers/{unit.type_}", unit.kind))
-                kept = [i for i in new.lists.get(unit.kind, []) if not _in_sub(i, unit.scope)]
-                new.lists[unit.kind] = kept + items
+                kept, before = [], {}
+                for i in new.lists.get(unit.kind, []):
+                    if _in_sub(i, unit.scope):
+                        before[_id(i)] = i
+                    else:
+                        kept.append(i)
+                new.lists[unit.kind] = kept + [_same(before.get(_id(i)), i) for i in items]
                 _reread_children(get, new, unit.kind, rids, items)
         except ReadError as err:
             out.failed.append((unit, err))
@@ -203,6 +208,13 @@ def reread_into(reader: ArmReader, inv: RawInventory, resources: Iterable[ArmId]
     return new, out
 
 
+def _same(old: Any, new: Any) -> Any:
+    """The previous object when the re-read one is equal to it: the builder's memo
+    (:class:`monitor.builder.BuildMemo`) then reuses its parse, so a subscription's list read again for
+    one changed item costs one item's parse, not the list's."""
+    return old if old is not None and old == new else new
+
+
 def _reread_target(get: Any, inv: RawInventory, raw: str) -> None:
     key = parse_id(raw).key
     try:
@@ -213,7 +225,7 @@ def _reread_target(get: Any, inv: RawInventory, raw: str) -> None:
             inv.target_errors[key] = (raw, err)
             return
         raise
-    inv.targets[key] = body
+    inv.targets[key] = _same(inv.targets.get(key), body)
     inv.target_errors.pop(key, None)
 
 
@@ -225,15 +237,16 @@ def _reread_children(get: Any, inv: RawInventory, kind: str, rids: list[ArmId], 
             if raw is None:
                 inv.zone_groups.pop(rid.key, None)
             else:
-                inv.zone_groups[rid.key] = _items(get(f"{raw.strip('/')}/privateDnsZoneGroups",
-                                                      "privateDnsZoneGroups"))
+                inv.zone_groups[rid.key] = _same(inv.zone_groups.get(rid.key), _items(get(
+                    f"{raw.strip('/')}/privateDnsZoneGroups", "privateDnsZoneGroups")))
         elif kind == "privateDnsZones":
             if raw is None:
                 inv.vnet_links.pop(rid.key, None)
                 inv.cnames.pop(rid.key, None)
             else:
-                inv.vnet_links[rid.key] = _items(get(f"{raw.strip('/')}/virtualNetworkLinks", "virtualNetworkLinks"))
-                inv.cnames[rid.key] = _items(get(f"{raw.strip('/')}/CNAME", "CNAME"))
+                inv.vnet_links[rid.key] = _same(inv.vnet_links.get(rid.key), _items(get(
+                    f"{raw.strip('/')}/virtualNetworkLinks", "virtualNetworkLinks")))
+                inv.cnames[rid.key] = _same(inv.cnames.get(rid.key), _items(get(f"{raw.strip('/')}/CNAME", "CNAME")))
 
 
 def _by_key(findings: Iterable[Finding], checks: set[str]) -> dict[tuple[str, str], dict[str, Any]]:
