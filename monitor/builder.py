@@ -411,8 +411,11 @@ class BuildMemo:
     """
 
     def __init__(self) -> None:
-        self._done: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any, tuple[CoverageGap, ...]]] = {}
+        # key -> (args held, result, gaps recorded, keys of the entries used while making it)
+        self._done: dict[tuple[Any, ...], tuple[tuple[Any, ...], Any, tuple[CoverageGap, ...],
+                                                tuple[tuple[Any, ...], ...]]] = {}
         self._used: set[tuple[Any, ...]] = set()
+        self._making: list[list[tuple[Any, ...]]] = []
         self.hits = self.misses = 0
 
     def __len__(self) -> int:
@@ -420,16 +423,30 @@ class BuildMemo:
 
     def get(self, fn: Any, args: tuple[Any, ...], make: Any) -> tuple[Any, tuple[CoverageGap, ...]]:
         """``make()``'s (result, gaps) for ``fn`` over these very ``args``, computed once while they live."""
+        # The entry holds ``args``, so equal ids mean the very same objects.
         key = (fn, *map(id, args))
         hit = self._done.get(key)
-        self._used.add(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], args, strict=True)):
+        if hit is not None:
             self.hits += 1
+            self._use(key, hit[3])
             return hit[1], hit[2]
         self.misses += 1
-        result, gaps = make()
-        self._done[key] = (args, result, gaps)
+        self._making.append([])
+        try:
+            result, gaps = make()
+        finally:
+            inner = tuple(self._making.pop())
+        self._done[key] = (args, result, gaps, inner)
+        self._use(key, inner)
         return result, gaps
+
+    def _use(self, key: tuple[Any, ...], inner: tuple[tuple[Any, ...], ...]) -> None:
+        # A reused list's result stands for its items' entries too: they stay for the list's next change.
+        self._used.add(key)
+        self._used.update(inner)
+        if self._making:
+            self._making[-1].append(key)
+            self._making[-1].extend(inner)
 
     def call(self, fn: Any, *args: Any) -> Any:
         """``fn(*args)`` for a pure ``fn`` that records no gaps, computed once while ``args`` live."""
@@ -456,19 +473,29 @@ class _Collector:
                                              "list item without a usable 'id'"))
 
     def build(self, fn: Any, item: dict[str, Any], kind: str, *args: Any) -> Any:
+        return self.cached(fn, (item, kind, *args), lambda: self._build(fn, item, kind, *args))
+
+    def cached(self, fn: Any, args: tuple[Any, ...], body: Any) -> Any:
+        """``body()``, reused while ``args`` are the same objects (``fn`` names what it computes)."""
         if self.memo is None:
-            return self._build(fn, item, kind, *args)
+            return body()
         made = False
 
         def make() -> tuple[Any, tuple[CoverageGap, ...]]:
             nonlocal made
             made, start = True, len(self.gaps)
-            result = self._build(fn, item, kind, *args)
+            result = body()
             return result, tuple(self.gaps[start:])
-        result, gaps = self.memo.get(fn, (item, kind, *args), make)
+        result, gaps = self.memo.get(fn, args, make)
         if not made:  # a reused result brings back the gaps its parse recorded
             self.gaps.extend(gaps)
         return result
+
+    def key_of(self, item: dict[str, Any]) -> str:
+        """The normalised id of an item :meth:`each` let through."""
+        if self.memo is None:
+            return parse_id(item["id"]).key
+        return self.memo.call(_key_of, item)
 
     def sorted_list(self, items: list[Any]) -> list[Any]:
         """``items`` in id order (see :func:`build_snapshot`); an unchanged list is sorted once."""
@@ -485,6 +512,33 @@ class _Collector:
             self.gaps.append(CoverageGap(str(item.get("id"))[:500], kind, "MalformedResource", None,
                                          str(err)[:200]))
             return None
+
+
+def _keyed(c: _Collector, items: list[Any], kind: str, fn: Any) -> dict[str, Any]:
+    """One list's resources by key (the first of a duplicated id wins)."""
+    out: dict[str, Any] = {}
+    for item in c.each(items, kind):
+        obj = c.build(fn, item, kind)
+        if obj is not None:
+            out.setdefault(obj.key, obj)
+    return out
+
+
+def _vnets(c: _Collector, items: list[Any]) -> tuple[dict[str, VirtualNetwork], dict[str, Subnet]]:
+    vnets: dict[str, VirtualNetwork] = {}
+    subnets: dict[str, Subnet] = {}
+    for item in c.each(items, "virtualNetworks"):
+        built = c.build(_vnet, item, "virtualNetworks")
+        if built:
+            vnet, its_subnets = built
+            vnets.setdefault(vnet.key, vnet)
+            for sn in its_subnets:
+                subnets.setdefault(sn.key, sn)
+    return vnets, subnets
+
+
+def _key_of(item: dict[str, Any]) -> str:
+    return parse_id(item["id"]).key
 
 
 def _list_order(item: Any) -> tuple[int, str]:
@@ -511,34 +565,23 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None, memo:
         if sid:
             subs[sid.lower()] = Subscription(sid, _s(s, "displayName"), _s(s, "state"), _s(s, "tenantId"))
 
-    def keyed(kind: str, fn: Any, *extra: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for item in c.each(lists.get(kind, []), kind):
-            obj = c.build(fn, item, kind, *extra)
-            if obj is not None:
-                out.setdefault(obj.key, obj)
-        return out
+    def keyed(kind: str, fn: Any) -> dict[str, Any]:
+        items = lists.get(kind, [])
+        return c.cached(_keyed, (items, fn), lambda: _keyed(c, items, kind, fn))  # type: ignore[no-any-return]
 
     endpoints: dict[str, PrivateEndpoint] = {}
     for item in c.each(lists.get("privateEndpoints", []), "privateEndpoints"):
-        groups = inv.zone_groups.get(parse_id(item["id"]).key)
+        groups = inv.zone_groups.get(c.key_of(item))
         pe = c.build(_endpoint, item, "privateEndpoints", groups)
         if pe is not None:
             endpoints.setdefault(pe.key, pe)
 
-    vnets: dict[str, VirtualNetwork] = {}
-    subnets: dict[str, Subnet] = {}
-    for item in c.each(lists.get("virtualNetworks", []), "virtualNetworks"):
-        built = c.build(_vnet, item, "virtualNetworks")
-        if built:
-            vnet, its_subnets = built
-            vnets.setdefault(vnet.key, vnet)
-            for sn in its_subnets:
-                subnets.setdefault(sn.key, sn)
+    vnet_items = lists.get("virtualNetworks", [])
+    vnets, subnets = c.cached(_vnets, (vnet_items,), lambda: _vnets(c, vnet_items))
 
     zones: dict[str, PrivateDnsZone] = {}
     for item in c.each(lists.get("privateDnsZones", []), "privateDnsZones"):
-        key = parse_id(item["id"]).key
+        key = c.key_of(item)
         zone = c.build(_dns_zone, item, "privateDnsZones", inv.vnet_links.get(key), inv.cnames.get(key))
         if zone is not None:
             zones.setdefault(zone.key, zone)
@@ -591,7 +634,7 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None, memo:
     # An endpoint with a dynamic IP lists no ipConfigurations, and with a zone group no customDnsConfigs:
     # its IP is then only on its NIC, which names the endpoint (the endpoint's own NIC reference may carry
     # a '/provders/' typo). Routes are judged "for each private endpoint IP" (checks.md), so merge them here.
-    nic_ips: dict[str, list[str]] = defaultdict(list)
+    nics_of: dict[str, list[Nic]] = defaultdict(list)
     # Indexed once: matching every NIC against every endpoint was quadratic (37 s at 10k resources).
     endpoints_of_nic: dict[str, set[str]] = defaultdict(set)
     for k, pe in endpoints.items():
@@ -601,11 +644,11 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None, memo:
         owners = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
         owners |= endpoints_of_nic.get(nic.key, set())
         for owner in owners:
-            nic_ips[owner].extend(ip for ip in (c.private_ip for c in nic.ip_configs) if ip)
-    for key, ips in nic_ips.items():
+            nics_of[owner].append(nic)
+    for key, its_nics in nics_of.items():
         pe = endpoints.get(key)
         if pe is not None:
-            endpoints[key] = replace(pe, ip_addresses=tuple(dict.fromkeys((*pe.ip_addresses, *ips))))
+            endpoints[key] = _with_nic_ips(pe, *its_nics) if memo is None else memo.call(_with_nic_ips, pe, *its_nics)
 
     # Cross-references, resolved once.
     by_endpoint: dict[str, list[ProviderConnection]] = defaultdict(list)
@@ -632,6 +675,11 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None, memo:
         provider_connections_by_endpoint=_frozen({k: tuple(v) for k, v in by_endpoint.items()}),
         endpoints_by_subnet=_frozen({k: tuple(v) for k, v in by_subnet.items()}),
     )
+
+
+def _with_nic_ips(pe: PrivateEndpoint, *nics: Nic) -> PrivateEndpoint:
+    ips = [ip for nic in nics for ip in (c.private_ip for c in nic.ip_configs) if ip]
+    return replace(pe, ip_addresses=tuple(dict.fromkeys((*pe.ip_addresses, *ips))))
 
 
 def _dedupe(gaps: list[CoverageGap]) -> list[CoverageGap]:

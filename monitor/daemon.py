@@ -349,7 +349,8 @@ class Daemon:
                 key = (t.check_id, t.resource_key)
                 self._awaiting_alert[key] = min(earliest, self._awaiting_alert.get(key, earliest))
             log.info("finding_changed_by_event", kind=t.kind, check_id=t.check_id, resource_id=t.resource_id)
-        self._count_open()
+        if transitions:  # reads every open finding: only worth it when one may have opened or resolved
+            self._count_open()
         return transitions, len(checks)
 
     # --- full collection -------------------------------------------------------------------------

@@ -47,6 +47,8 @@ def iso(t: datetime) -> str:
 def parse_iso(s: str | None) -> datetime | None:
     if s is None:
         return None
+    if len(s) == 27 and s[-1] == "Z" and s[19] == ".":  # iso()'s own spelling: ~10x faster than strptime,
+        return datetime.fromisoformat(s[:-1]).replace(tzinfo=UTC)  # which the daemon paid per stored row
     return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
 
 
