@@ -181,6 +181,7 @@ class Daemon:
         self.snapshot: Snapshot | None = None
         self.evaluation: Evaluation | None = None
         self._memo = BuildMemo()               # rebuilds after an event parse only what it re-read
+        self._recount = False
         self.last_collection: datetime | None = None
         self._full_started: datetime | None = None
         self._read_at: dict[str, datetime] = {}
@@ -237,6 +238,10 @@ class Daemon:
         self.metrics.reevaluation_duration.observe(report.seconds)
         if report.transitions:
             self.deliver()
+        if self._recount:
+            with self._lock:
+                self._recount = False
+                self._count_open()
         return report
 
     def _settle(self, queued: Sequence[QueuedEvent], report: StepReport) -> None:
@@ -333,10 +338,10 @@ class Daemon:
             self._read_at.update(dict.fromkeys(result.keys, read_started))
             return [], 0
         checks = checks_for(result.kinds)
-        snapshot = observer(self.store)(build_snapshot(inv, taken_at=read_started, memo=self._memo))
+        snapshot = observer(self.store, self.snapshot)(build_snapshot(inv, taken_at=read_started, memo=self._memo))
         partial = evaluate(snapshot, self.settings, self.waivers, only=checks)
         keys = affected_keys(self.evaluation, partial, checks, result.keys)
-        transitions = apply_targeted(self.store, snapshot, partial, check_ids=checks, resource_keys=keys,
+        transitions = apply_targeted(self.store, snapshot, _within(partial, keys), check_ids=checks, resource_keys=keys,
                                      now=read_started, routes=self.routes,
                                      reminder_interval=self.config.schedule.reminder_interval)
         self.inventory, self.snapshot = inv, snapshot
@@ -349,8 +354,8 @@ class Daemon:
                 key = (t.check_id, t.resource_key)
                 self._awaiting_alert[key] = min(earliest, self._awaiting_alert.get(key, earliest))
             log.info("finding_changed_by_event", kind=t.kind, check_id=t.check_id, resource_id=t.resource_id)
-        if transitions:  # reads every open finding: only worth it when one may have opened or resolved
-            self._count_open()
+        if transitions:  # reads every open finding: after delivery (process_pending), and only when one moved
+            self._recount = True
         return transitions, len(checks)
 
     # --- full collection -------------------------------------------------------------------------
@@ -461,6 +466,16 @@ class Daemon:
         detail["intake_failed"] = failed = self.intake.failed_count()
         self.metrics.intake_failed.set(failed)
         return ok, detail
+
+
+def _within(ev: Evaluation, keys: set[str]) -> Evaluation:
+    """The findings of ``ev`` about ``keys`` only: every other one is unchanged since the last evaluation
+    (:func:`~monitor.reevaluate.affected_keys` holds every key whose outcome moved), so the lifecycle need
+    not rewrite its row on each event (reminders and last-seen come from their schedule and the full
+    collection). On a 1k-endpoint tenant this was ~20 ms of an event."""
+    lower = {k.lower() for k in keys}
+    return replace(ev, findings=tuple(f for f in ev.findings if f.key[1] in lower),
+                   waived=tuple(w for w in ev.waived if w.finding.key[1] in lower))
 
 
 def _merge(before: Evaluation | None, partial: Evaluation, checks: set[str]) -> Evaluation:

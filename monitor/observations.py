@@ -30,11 +30,19 @@ def connection_statuses(snapshot: Snapshot) -> set[tuple[str, str]]:
     return out
 
 
-def observer(store: StateStore) -> Callable[[Snapshot], Snapshot]:
+def observer(store: StateStore, previous: Snapshot | None = None) -> Callable[[Snapshot], Snapshot]:
     """The ``observations`` step of :func:`monitor.scan.run_scan`: record this snapshot's statuses,
-    then attach the first time each was ever seen (this snapshot's time for a new one)."""
+    then attach the first time each was ever seen (this snapshot's time for a new one).
+
+    With the ``previous`` snapshot (the daemon's, after an event), a snapshot that shows no status the
+    previous one did not already carry takes its first-seen times from it: they are the store's, which
+    only ever keeps the first time, so the store is not read and rewritten in full for each event. Only
+    ``last_seen`` (used to prune observations) is then not advanced; the next full collection does it.
+    """
     def attach(snapshot: Snapshot) -> Snapshot:
         seen = connection_statuses(snapshot)
+        if previous is not None and seen <= previous.observations.keys():
+            return replace(snapshot, observations=MappingProxyType({k: previous.observations[k] for k in seen}))
         store.observe(seen, snapshot.taken_at)
         known = store.observations(seen)
         return replace(snapshot, observations=MappingProxyType(known))

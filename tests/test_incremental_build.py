@@ -16,6 +16,7 @@ from monitor.arm_id import parse_id
 from monitor.builder import BuildMemo, build_snapshot
 from monitor.daemon import Daemon
 from monitor.intake import SqliteIntake
+from monitor.observations import observer
 from monitor.plan import RawInventory, collect
 from monitor.recorded import RecordedTenant
 from monitor.reevaluate import reread_into
@@ -119,7 +120,7 @@ def test_incremental_rebuilds_equal_builds_from_scratch_through_rereads_and_dele
 
 
 def test_daemon_state_after_events_equals_a_fresh_build_and_evaluation(folder: Path, tmp_path: Path) -> None:
-    """A daemon that processed events holds the snapshot and findings a fresh build of its inventory gives."""
+    """A daemon that processed events holds the snapshot, first-seen times and findings a fresh build gives."""
     db = tmp_path / "state.db"
     d = Daemon(config("http://127.0.0.1:9/unused"), RecordedTenant(folder), SqliteStore(db), SqliteIntake(db),
                channels={})
@@ -141,6 +142,7 @@ def test_daemon_state_after_events_equals_a_fresh_build_and_evaluation(folder: P
         scratch = build_snapshot(_fresh(d.inventory), taken_at=d.snapshot.taken_at)
         assert d.snapshot == type(scratch)(**{**{f: getattr(scratch, f) for f in scratch.__dataclass_fields__},
                                                "observations": d.snapshot.observations})
+        assert observer(d.store)(scratch).observations == d.snapshot.observations
         fresh = evaluate(d.snapshot, d.settings, d.waivers)
         key = lambda f: (f.check_id, f.key)  # noqa: E731
         assert sorted(map(key, d.evaluation.findings)) == sorted(map(key, fresh.findings))
