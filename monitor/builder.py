@@ -454,7 +454,8 @@ class BuildMemo:
 
     def sweep(self) -> None:
         """Forget what the build that just ended did not use (replaced or deleted items)."""
-        self._done = {k: v for k, v in self._done.items() if k in self._used}
+        for key in self._done.keys() - self._used:
+            del self._done[key]
         self._used = set()
 
 
