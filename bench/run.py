@@ -46,13 +46,16 @@ GRAPH_QUOTA = (15, 5.0)         # Azure's default: 15 queries per 5 s per user
 WORKERS = 8
 # Repeats per case, sized so the whole suite stays under 8 minutes on 2 cores (issue 9: under 10). The phase
 # table of docs/benchmarks.md shows where the time goes; a case cut to one run says why in NOTES.
-EVAL_RUNS = {"10k": 3, "100k": 1}
-COLLECT_RUNS = {"10 subs / 1k endpoints": 2, "100 subs / 10k endpoints": 1}
-SERVE = {"tenant": (10, 1000), "events": 200, "burst": 5000, "distinct": 1000, "runs": 2}
+EVAL_RUNS = {"10k": 2, "100k": 1}
+COLLECT_RUNS = {"10 subs / 1k endpoints": 1, "100 subs / 10k endpoints": 1}
+SERVE = {"tenant": (10, 1000), "events": 200, "burst": 5000, "distinct": 1000, "runs": 1}
 NOTES = {
-    "100k": "1 run: a run costs ~45 s (reading 100k resources from disk, build, evaluation); two runs spread "
-            "±6% (build) and ±12% (evaluate) on 2026-11-22",
-    "100 subs / 10k endpoints": "1 run per path: each is ~2.3 min at 50 ms latency, near half the suite's budget",
+    "100k": "a run costs ~80 s of the budget with the tenant's generation (reading 100k resources from disk, "
+            "build, evaluation); 2 runs spread 10.3–11.5 s (build) and 18.6–23.7 s (evaluate) on 2026-11-22",
+    "10 subs / 1k endpoints": "2 runs per path spread 14.3–14.5 s (ARM) and 14.0–14.7 s (Resource Graph) "
+                              "on 2026-11-22",
+    "100 subs / 10k endpoints": "each path costs ~2.5 min at 50 ms latency, over half the suite's budget",
+    "serve": "200 events, the issue's minimum; 2 runs spread 78–79 ms (p50) and 112–143 ms (p99) on 2026-11-22",
 }
 
 
@@ -417,7 +420,7 @@ def render(f: dict[str, Any]) -> str:
                   "(endpoints, route tables, NSGs, storage accounts, key vaults) in one delivery; acknowledged = "
                   "the webhook's 200, drained = every event settled in the intake.", "",
                   "| figure | value |", "|---|---|",
-                  f"| runs | {n} |",
+                  f"| runs | {n}{'; ' + NOTES['serve'] if 'serve' in NOTES and n == 1 else ''} |",
                   f"| alerts received / events sent | {', '.join(f'{a}/{events}' for a in sv['alerts'])} |",
                   f"| event-to-alert p50 | {_s(sv['p50_ms'], 'ms', 0)} |",
                   f"| event-to-alert p99 | {_s(sv['p99_ms'], 'ms', 0)} |",
