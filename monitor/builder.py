@@ -474,6 +474,8 @@ class _Collector:
                                              "list item without a usable 'id'"))
 
     def build(self, fn: Any, item: dict[str, Any], kind: str, *args: Any) -> Any:
+        if self.memo is None:
+            return self._build(fn, item, kind, *args)
         return self.cached(fn, (item, kind, *args), lambda: self._build(fn, item, kind, *args))
 
     def cached(self, fn: Any, args: tuple[Any, ...], body: Any) -> Any:
