@@ -8,6 +8,7 @@ that cannot be a resource at all (not an object, no id) becomes a coverage gap r
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
@@ -555,6 +556,20 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None, memo:
     With a ``memo`` (the daemon's), items parsed by an earlier build of the same objects are reused;
     the snapshot is the same as without one.
     """
+    # A build allocates several objects per resource and frees almost none, so the cyclic garbage
+    # collector's automatic passes (the full ones walk the whole heap, raw inventory included) find
+    # nothing and cost half the build: 1.5 -> 0.6 s at 10k resources. Reference counting still frees
+    # everything; the collector simply waits until the build is done.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build_snapshot(inv, taken_at, memo)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMemo | None) -> Snapshot:
     gaps = list(inv.gaps)
     c = _Collector(gaps, memo)
     # In id order, not in the order a source listed them: ARM and Resource Graph list the same resources
