@@ -6,8 +6,9 @@ definition of what accepting an event, processing the queue and collecting mean.
 
 State in memory: the last :class:`~monitor.plan.RawInventory`, the snapshot built from it and its
 evaluation. A worker step re-reads what events touched into a copy of the inventory, rebuilds the
-snapshot (the builder is fast: milliseconds for hundreds of resources), re-runs the checks that read
-what changed and applies the targeted lifecycle; a full collection replaces everything and is the
+snapshot (incrementally: :class:`~monitor.builder.BuildMemo` reuses the parse of every raw item the
+re-read did not replace), re-runs the checks that read what changed and applies the targeted lifecycle
+to the findings whose outcome may have moved; a full collection replaces everything and is the
 source of truth (some changes raise no event). One lock orders the two, so a step never sees half a
 collection; the collection's slow reads happen outside the lock, and the resources re-read while it
 ran are read again on top of it, since its older reads would otherwise roll those changes back.
