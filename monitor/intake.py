@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from monitor.errors import InputError
 from monitor.events import ParsedEvent, Schema
 from monitor.store import StateStore, iso, parse_iso
-from monitor.store_sqlite import connect
+from monitor.store_sqlite import connect, write_transaction
 
 __all__ = [
     "DeadLetter", "Enqueued", "IntakeQueue", "QueuedEvent", "SqliteIntake", "intake_beside", "intake_for_store_url",
@@ -135,16 +135,8 @@ class SqliteIntake:
             raise InputError(f"intake queue {self.path}: cannot open ({err})") from None
         self._lock = threading.Lock()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     def enqueue(self, events: Sequence[ParsedEvent], received_at: datetime) -> Enqueued:
         stamp = iso(received_at)

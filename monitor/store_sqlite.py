@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from monitor.store import (
     parse_iso,
 )
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore", "connect"]
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "connect", "write_transaction"]
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: findings, observations, scans, outbox, processed events
@@ -87,6 +87,20 @@ def connect(path: str, *, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
     return db
 
 
+@contextmanager
+def write_transaction(db: sqlite3.Connection, lock: AbstractContextManager[Any]) -> Iterator[sqlite3.Connection]:
+    """One write transaction; IMMEDIATE takes the write lock up front so two processes never
+    interleave a read-then-write. The store and the intake queue both write through it."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
 class SqliteStore:
     """A :class:`monitor.store.StateStore` in one SQLite file (or ``:memory:``)."""
 
@@ -116,18 +130,8 @@ class SqliteStore:
                             self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version = {number + 1}")
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; IMMEDIATE takes the write lock up front so two processes never
-        interleave a read-then-write."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
 
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
