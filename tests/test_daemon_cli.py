@@ -27,32 +27,38 @@ def _config(tmp_path, hook_url: str, **extra):  # type: ignore[no-untyped-def]
     return path
 
 
+def _serve_one_event(folder, cfg, rec, env) -> str:  # type: ignore[no-untyped-def]
+    """Start `plmon serve`, flip the storage account on disk, post its write event, wait for the opened
+    alert, then SIGTERM; returns stderr after asserting the process exited 0."""
+    proc = subprocess.Popen([*PLMON, "serve", "--from", str(folder), "--config", str(cfg), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        url = json.loads(proc.stdout.readline())["url"]
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{url}/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.05)
+        write_account(folder, "Enabled")
+        assert httpx.post(f"{url}/api/eventgrid", params={"code": SECRET}, json=[event()]).status_code == 200
+        assert rec.wait_for(lambda a: a.event["type"] == "io.plmon.finding.opened"
+                            and a.event["data"]["check_id"] == "public-access.enabled-with-private-endpoint")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    return err
+
+
 def test_serve_answers_then_sigterm_drains_and_exits_zero(tmp_path):
     """The process prints its URL, turns an event into an alert, and exits 0 on SIGTERM with the queue empty."""
     folder = tenant(tmp_path / "t")
     with receiver() as rec:
         cfg = _config(tmp_path, rec.url)
         env = {**os.environ, "PLMON_EVENTGRID_SECRET": SECRET, "PLMON_LOG_FORMAT": "json", "PLMON_LOG_LEVEL": "info"}
-        proc = subprocess.Popen([*PLMON, "serve", "--from", str(folder), "--config", str(cfg), "--port", "0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        try:
-            url = json.loads(proc.stdout.readline())["url"]
-            deadline = time.monotonic() + 20
-            while httpx.get(f"{url}/readyz").status_code != 200:
-                assert time.monotonic() < deadline, "never ready"
-                time.sleep(0.05)
-            write_account(folder, "Enabled")
-            r = httpx.post(f"{url}/api/eventgrid", params={"code": SECRET}, json=[event()])
-            assert r.status_code == 200
-            assert rec.wait_for(lambda a: a.event["type"] == "io.plmon.finding.opened"
-                                and a.event["data"]["check_id"] == "public-access.enabled-with-private-endpoint")
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-        assert proc.returncode == 0, err[-2000:]
+        err = _serve_one_event(folder, cfg, rec, env)
         logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
         assert any(entry["event"] == "daemon_stopped" for entry in logs)
         assert any(entry["event"] == "reread" and entry.get("correlation_id") and entry.get("event_id")
@@ -95,25 +101,7 @@ def test_serve_on_an_azure_tables_store_turns_an_event_into_an_alert(tmp_path):
         cfg = _config(tmp_path, rec.url,
                       state={"url": f"azuretables:///{prefix}?connection_string_env=PLMON_TEST_TABLES"})
         env = {**os.environ, "PLMON_EVENTGRID_SECRET": SECRET, "PLMON_TEST_TABLES": azurite.connection_string()}
-        proc = subprocess.Popen([*PLMON, "serve", "--from", str(folder), "--config", str(cfg), "--port", "0"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
-        try:
-            url = json.loads(proc.stdout.readline())["url"]
-            deadline = time.monotonic() + 30
-            while httpx.get(f"{url}/readyz").status_code != 200:
-                assert time.monotonic() < deadline, "never ready"
-                time.sleep(0.05)
-            write_account(folder, "Enabled")
-            assert httpx.post(f"{url}/api/eventgrid", params={"code": SECRET}, json=[event()]).status_code == 200
-            assert rec.wait_for(lambda a: a.event["type"] == "io.plmon.finding.opened"
-                                and a.event["data"]["check_id"] == "public-access.enabled-with-private-endpoint")
-            proc.send_signal(signal.SIGTERM)
-            _, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
-        assert proc.returncode == 0, err[-2000:]
+        _serve_one_event(folder, cfg, rec, env)
         assert not (tmp_path / "state.db").exists()  # nothing fell back to a local SQLite file
         tables = {t.name for t in TableServiceClient.from_connection_string(azurite.connection_string())
                   .list_tables() if t.name.startswith(prefix)}
