@@ -24,6 +24,7 @@ from monitor.observations import observer
 from monitor.scan import ScanResult
 from monitor.snapshot import Snapshot
 from monitor.store import AlertStatus, FindingState, StateStore, open_store
+from monitor.terminal import cells
 
 __all__ = ["alerts_cmd", "findings_cmd", "notify", "scan_observations", "worker_for"]
 
@@ -94,7 +95,7 @@ def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
     for col in ("severity", "check", "resource", "age", "state"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["severity"], r["check_id"], r["resource_id"], r["age"], r["state"])
+        table.add_row(*cells(r["severity"], r["check_id"], r["resource_id"], r["age"], r["state"]))
     Console(soft_wrap=True).print(table)
 
 
@@ -133,6 +134,6 @@ def alerts_cmd(config_path: Path | None, mode: str | None, fmt: str) -> None:
     for col in ("alert id", "channel", "kind", "check", "resource", "attempts", "last error"):
         table.add_column(col, overflow="fold")
     for i in items:
-        table.add_row(i["alert_id"], i["channel"], i["kind"], i["check_id"], str(i["resource_id"]),
-                      str(i["attempts"]), i["last_error"] or "")
+        table.add_row(*cells(i["alert_id"], i["channel"], i["kind"], i["check_id"], i["resource_id"],
+                             i["attempts"], i["last_error"]))
     Console(soft_wrap=True).print(table)

@@ -17,6 +17,7 @@ from monitor.config import load_config
 from monitor.errors import InputError
 from monitor.intake import intake_beside
 from monitor.store import open_store
+from monitor.terminal import cells
 
 __all__ = ["events_cmd"]
 
@@ -66,6 +67,6 @@ def events_cmd(config_path: Path | None, show_failed: bool, retry_ids: tuple[str
     for col in ("event id", "type", "subject", "attempts", "failed at", "last error"):
         table.add_column(col, overflow="fold")
     for r in rows:
-        table.add_row(r["event_id"], str(r["type"]), str(r["subject"]), str(r["attempts"]), r["failed_at"],
-                      r["last_error"])
+        table.add_row(*cells(r["event_id"], r["type"], r["subject"], r["attempts"], r["failed_at"],
+                             r["last_error"]))
     Console(soft_wrap=True).print(table)

@@ -17,6 +17,7 @@ from monitor.builder import build_snapshot
 from monitor.errors import InputError
 from monitor.plan import collect
 from monitor.recorded import RecordedTenant
+from monitor.terminal import printable
 
 __all__ = ["explain_path"]
 
@@ -41,15 +42,15 @@ def explain_path(from_dir: Path, subnet: str, to: str, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
-    click.echo(f"path: {result.path_text()}")
+    click.echo(printable(f"path: {result.path_text()}"))
     if result.route is not None:
-        click.echo(f"effective route: {result.route.describe()}")
+        click.echo(printable(f"effective route: {result.route.describe()}"))
     if result.endpoint is not None:
-        click.echo(f"private endpoint: {result.endpoint.id.raw}")
-        click.echo(f"endpoint subnet privateEndpointNetworkPolicies: {result.endpoint_policy}")
-        click.echo(f"endpoint VNet address-space entry: {result.vnet_prefix}")
+        click.echo(printable(f"private endpoint: {result.endpoint.id.raw}"))
+        click.echo(printable(f"endpoint subnet privateEndpointNetworkPolicies: {result.endpoint_policy}"))
+        click.echo(printable(f"endpoint VNet address-space entry: {result.vnet_prefix}"))
     if result.hop is not None:
-        click.echo(f"next hop: {result.hop.describe()}")
+        click.echo(printable(f"next hop: {result.hop.describe()}"))
     click.echo("reasons:")
     for reason in result.reasons:
-        click.echo(f"  - {reason}")
+        click.echo(printable(f"  - {reason}"))

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from checks.registry import Check
 from monitor.scan import ScanResult
+from monitor.terminal import cells, printable
 
 __all__ = ["checks_table", "findings_table"]
 
@@ -37,8 +38,7 @@ def findings_table(result: ScanResult) -> None:
     table.add_column("message", overflow="fold")
     for f in ev.findings:
         name = f.resource_id.rstrip("/").rsplit("/", 1)[-1]
-        table.add_row(Text(f.severity.value, style=_STYLE[f.severity.value]), Text(f.check_id),
-                      Text(name), Text(f.message))
+        table.add_row(Text(f.severity.value, style=_STYLE[f.severity.value]), *cells(f.check_id, name, f.message))
     console.print(table)
     counts = ", ".join(f"{sev}: {n}" for sev, n in _by_severity(result).items()) or "none"
     console.print(Text(f"Findings by severity: {counts}. Waived: {len(ev.waived)}. "
@@ -48,7 +48,7 @@ def findings_table(result: ScanResult) -> None:
     if gaps:
         console.print(Text(f"Coverage gaps ({len(gaps)}): not seen, so not judged compliant:", style="yellow"))
         for g in gaps:
-            console.print(Text(f"  {g.code}  {g.type}  {g.scope}"))
+            console.print(Text(printable(f"  {g.code}  {g.type}  {g.scope}")))
     else:
         console.print(Text("Coverage: every scope in the collection plan was read."))
 
