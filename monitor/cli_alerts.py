@@ -18,6 +18,7 @@ import click
 from alerts.channel import build_channels
 from alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
 from alerts.outbox import routes_from_config
+from monitor.clock import store_now
 from monitor.config import Config, load_config
 from monitor.lifecycle import Transition, apply_scan
 from monitor.observations import observer
@@ -80,7 +81,7 @@ def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
     """Open findings from the state store, with their age."""
     config = load_config(config_path)
     store = open_store(config.state.url)
-    now = datetime.now(UTC)
+    now = store_now(store.scan_history())  # the clock the findings were stamped on (monitor.clock)
     recs = store.findings(None if show_all else FindingState.OPEN)
     rows = [{"check_id": r.check_id, "resource_id": r.resource_id, "severity": r.severity, "state": r.state.value,
              "first_seen": r.first_seen.isoformat(), "last_seen": r.last_seen.isoformat(),
