@@ -20,17 +20,17 @@ would not (its clock would run backwards on each restart).
 
 A store remembers which clock its last full scan was on (``ScanFigures.clock``), so the commands that
 read the store alone (``plmon findings``, ``plmon report``) age its findings on that clock:
-:func:`store_now`.
+:func:`store_clock`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-__all__ = ["RECORDED", "WALL", "Clock", "RecordedClock", "WallClock", "source_clock", "store_now", "utcnow"]
+__all__ = ["RECORDED", "WALL", "Clock", "RecordedClock", "WallClock", "source_clock", "store_clock", "utcnow"]
 
 WALL: Literal["wall"] = "wall"
 RECORDED: Literal["recorded"] = "recorded"
@@ -89,14 +89,14 @@ def source_clock(manifest: Mapping[str, Any] | None, wall: Callable[[], datetime
     return RecordedClock(at) if at is not None else WallClock(wall)
 
 
-def store_now(scans: Any, wall: Callable[[], datetime] = utcnow) -> datetime:
-    """"Now" for ages read from a store alone: the time of its last full scan when that scan was of a
-    recorded tenant (its ``recorded_at``), else the wall clock.
+def store_clock(scans: Iterable[Any], wall: Callable[[], datetime] = utcnow) -> Clock:
+    """The clock for ages read from a store alone: that of its last full scan, i.e. the ``recorded_at``
+    of a recording (the time of that scan), else the wall clock.
 
     ``scans`` is the store's scan history (:class:`~monitor.store.ScanRecord` rows, oldest first).
     A store with no full scan yet, or one written before scans said their clock, is on the wall clock.
     """
     full = [s for s in scans if s.kind == "full"]
     if full and full[-1].figures.get("clock") == RECORDED:
-        return full[-1].at
-    return wall()
+        return RecordedClock(full[-1].at)
+    return WallClock(wall)

@@ -19,7 +19,7 @@ from receiver import Receiver
 from test_notify_cli import SECRET, config, run, tenant
 
 from monitor.cli import cli
-from monitor.clock import RecordedClock, WallClock, source_clock, store_now
+from monitor.clock import RecordedClock, WallClock, source_clock, store_clock
 from monitor.daemon import Daemon
 from monitor.intake import SqliteIntake
 from monitor.recorded import RecordedTenant
@@ -64,6 +64,7 @@ def test_recorded_scan_ages_are_on_recorded_at_in_findings_and_report(tmp_path: 
     assert {datetime.fromisoformat(r["first_seen"]) for r in rows} == {LONG_AGO_T}
     table = run("findings", "--config", str(cfg)).stdout
     assert table.count("0h 0m") == len(rows) and re.search(r"\d+d \d+h", table) is None
+    assert "(ages at 2025-06-01 12:00 UTC, the recorded tenant's time)" in table
     doc = _stored_report(cfg)
     assert doc["findings"] and {f["age_days"] for f in doc["findings"]} == {0.0}
     assert datetime.fromisoformat(doc["report"]["generated_at"]) == LONG_AGO_T
@@ -177,7 +178,7 @@ def test_daemon_serving_a_recording_stays_on_recorded_at(tmp_path: Path) -> None
         assert d.reminders() == []
         d.full_collection()
         assert [s.figures["clock"] for s in d.store.scan_history()] == ["recorded", "recorded"]
-        assert store_now(d.store.scan_history(), wall=wall) == rec.first_seen
+        assert store_clock(d.store.scan_history(), wall=wall).now() == rec.first_seen
 
 
 def test_daemon_on_a_live_source_stamps_findings_with_its_wall_clock(tmp_path: Path) -> None:
@@ -195,7 +196,7 @@ def test_daemon_on_a_live_source_stamps_findings_with_its_wall_clock(tmp_path: P
         assert [s.figures["clock"] for s in d.store.scan_history()] == ["wall"]
 
 
-def test_source_clock_and_store_now_follow_the_manifest_and_the_last_full_scan() -> None:
+def test_source_clock_and_store_clock_follow_the_manifest_and_the_last_full_scan() -> None:
     """recorded_at makes a recorded clock, no recorded_at the wall clock; a store is read on the clock of its
     last full scan, and on the wall clock when it has none or the scan predates the clock field."""
     wall = datetime(2030, 1, 1, tzinfo=UTC)
@@ -208,8 +209,11 @@ def test_source_clock_and_store_now_follow_the_manifest_and_the_last_full_scan()
         return ScanRecord(at=at, subscriptions_scanned=1, gaps=0, by_check={}, by_severity={}, kind=kind,
                           figures={"clock": clock} if clock else {})
 
-    assert store_now([], wall=lambda: wall) == wall
-    assert store_now([scan(LONG_AGO_T, "recorded")], wall=lambda: wall) == LONG_AGO_T
-    assert store_now([scan(LONG_AGO_T, "recorded"), scan(wall, None, "targeted")], wall=lambda: wall) == LONG_AGO_T
-    assert store_now([scan(LONG_AGO_T, "recorded"), scan(LONG_AGO_T, "wall")], wall=lambda: wall) == wall
-    assert store_now([scan(LONG_AGO_T, None)], wall=lambda: wall) == wall
+    def now(*scans: ScanRecord) -> datetime:
+        return store_clock(scans, wall=lambda: wall).now()
+
+    assert now() == wall
+    assert now(scan(LONG_AGO_T, "recorded")) == LONG_AGO_T
+    assert now(scan(LONG_AGO_T, "recorded"), scan(wall, None, "targeted")) == LONG_AGO_T
+    assert now(scan(LONG_AGO_T, "recorded"), scan(LONG_AGO_T, "wall")) == wall
+    assert now(scan(LONG_AGO_T, None)) == wall
