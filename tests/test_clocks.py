@@ -160,7 +160,8 @@ def _serve(tmp_path: Path, folder: Path, hook: str, wall: _FakeWall, manifest: d
 
 def test_daemon_serving_a_recording_stays_on_recorded_at(tmp_path: Path) -> None:
     """plmon serve of a recorded folder: a finding an event opens two days later in wall time is first seen at
-    recorded_at and sent at once, and three more wall days bring no reminder: the recording does not age."""
+    recorded_at and sent at once, three more wall days bring no reminder (the recording does not age),
+    event staleness and retention still count wall time, and retention keeps the recording's history."""
     folder = daemon_tenant(tmp_path / "t")
     wall = _FakeWall()
     with receiver() as hook:
@@ -174,11 +175,17 @@ def test_daemon_serving_a_recording_stays_on_recorded_at(tmp_path: Path) -> None
         assert rec is not None and rec.first_seen == rec.last_seen == datetime(2026, 11, 1, 12, tzinfo=UTC)
         [sent] = hook.wait_for(lambda r: r.event["type"].endswith("opened"))
         assert datetime.fromisoformat(sent.event["data"]["first_seen"]) == rec.first_seen
+        # an event older than that re-read's wall-clock time is stale, however far after recorded_at it is
+        d.accept(json.dumps([event(when=wall.t - timedelta(minutes=1))]).encode(), "application/json")
+        assert d.process_pending().stale == 1
         wall.t += timedelta(days=3)
         assert d.reminders() == []
         d.full_collection()
         assert [s.figures["clock"] for s in d.store.scan_history()] == ["recorded", "recorded"]
         assert store_clock(d.store.scan_history(), wall=wall).now() == rec.first_seen
+        wall.t += timedelta(days=120)  # the recording's findings and scans are on recorded_at, 150 days back
+        d.retention()
+        assert len(d.store.scan_history()) == 2 and d.store.get_finding(PUBLIC_CHECK, ACCOUNT_ID.lower())
 
 
 def test_daemon_on_a_live_source_stamps_findings_with_its_wall_clock(tmp_path: Path) -> None:
