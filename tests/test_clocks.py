@@ -224,3 +224,15 @@ def test_source_clock_and_store_clock_follow_the_manifest_and_the_last_full_scan
     assert now(scan(LONG_AGO_T, "recorded"), scan(wall, None, "targeted")) == LONG_AGO_T
     assert now(scan(LONG_AGO_T, "recorded"), scan(LONG_AGO_T, "wall")) == wall
     assert now(scan(LONG_AGO_T, None)) == wall
+
+
+def test_event_older_than_the_full_collections_wall_start_is_stale_right_after_it(tmp_path: Path) -> None:
+    """Staleness is judged on the wall clock from the first event on: an event written before the full
+    collection started (long after recorded_at) is dropped, not re-read, even before any targeted re-read."""
+    folder = daemon_tenant(tmp_path / "t")
+    wall = _FakeWall()
+    d = _serve(tmp_path, folder, "http://127.0.0.1:9/unused", wall, RecordedTenant(folder).manifest)
+    d.full_collection()
+    d.accept(json.dumps([event(when=wall.t - timedelta(minutes=1))]).encode(), "application/json")
+    report = d.process_pending()
+    assert (report.stale, report.rereads) == (1, 0)
