@@ -72,12 +72,18 @@ def alert_payload(rec: FindingRecord, kind: str, at: datetime, tenant_id: str | 
 
 
 def outbox_rows(rec: FindingRecord, kind: str, at: datetime, channels: Iterable[str], *,
-                tenant_id: str | None, previous_severity: str | None = None) -> list[OutboxRow]:
-    """One row per channel; all rows share the alert id (one event, told to N channels)."""
+                tenant_id: str | None, previous_severity: str | None = None,
+                queued_at: datetime | None = None) -> list[OutboxRow]:
+    """One row per channel; all rows share the alert id (one event, told to N channels).
+
+    ``at`` is the transition's time on the source's clock (the payload's, beside first_seen);
+    ``queued_at`` the wall time the rows are due from: delivery is a timer, and a recording's time
+    (past or future) must not delay nor reorder it (:mod:`monitor.clock`)."""
     aid = alert_id(rec.check_id, rec.resource_key, kind, rec.seq, rec.first_seen)
     payload = alert_payload(rec, kind, at, tenant_id, previous_severity)
+    due = queued_at or at
     return [OutboxRow(alert_id=aid, channel=ch, check_id=rec.check_id, resource_key=rec.resource_key,
-                      seq=rec.seq, kind=kind, created_at=at, payload=payload, next_attempt_at=at)
+                      seq=rec.seq, kind=kind, created_at=due, payload=payload, next_attempt_at=due)
             for ch in sorted(set(channels))]
 
 

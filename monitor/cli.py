@@ -70,7 +70,8 @@ def do_scan(config: Config, from_dir: Path | None, observations: Any = None, *, 
             reader, on_progress = display.wrap(reader), display.phase_done
         with display or contextlib.nullcontext():
             result = run_scan(reader, config, manifest=source.manifest, observations=observations,
-                              subscriptions=source.subscriptions, workers=source.workers, on_progress=on_progress)
+                              subscriptions=source.subscriptions, workers=source.workers, on_progress=on_progress,
+                              clock=source.clock)
         if stats:
             live_stats = source.live.stats.as_dict() if source.live is not None else None
             for line in stats_lines(result.stats, live_stats):

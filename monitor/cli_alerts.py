@@ -18,6 +18,7 @@ import click
 from alerts.channel import build_channels
 from alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
 from alerts.outbox import routes_from_config
+from monitor.clock import RECORDED, store_clock
 from monitor.config import Config, load_config
 from monitor.lifecycle import Transition, apply_scan
 from monitor.observations import observer
@@ -80,7 +81,8 @@ def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
     """Open findings from the state store, with their age."""
     config = load_config(config_path)
     store = open_store(config.state.url)
-    now = datetime.now(UTC)
+    clock = store_clock(store.scan_history())  # the clock the findings were stamped on (monitor.clock)
+    now = clock.now()
     recs = store.findings(None if show_all else FindingState.OPEN)
     rows = [{"check_id": r.check_id, "resource_id": r.resource_id, "severity": r.severity, "state": r.state.value,
              "first_seen": r.first_seen.isoformat(), "last_seen": r.last_seen.isoformat(),
@@ -91,7 +93,10 @@ def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} {'findings' if show_all else 'open findings'}")
+    title = f"{len(rows)} {'findings' if show_all else 'open findings'}"
+    if clock.kind == RECORDED:  # say why ages do not grow: a recording's time stands still
+        title += f" (ages at {now.strftime('%Y-%m-%d %H:%M')} UTC, the recorded tenant's time)"
+    table = Table(title=title)
     for col in ("severity", "check", "resource", "age", "state"):
         table.add_column(col, overflow="fold")
     for r in rows:

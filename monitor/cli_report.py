@@ -17,6 +17,7 @@ import click
 import structlog
 
 from monitor.cli import do_scan, source_options
+from monitor.clock import store_clock
 from monitor.config import load_config
 from monitor.errors import InputError
 from monitor.reports import FORMATS, HistoryPoint, Report, build_report, build_stored_report, render
@@ -81,7 +82,8 @@ def stored_report(url: str, *, waivers: Any, since: datetime | None, now: dateti
         store.close()
     trend_scans = [s for s in scans if since is None or s.at >= since] or scans[-1:]
     log.info("report_from_store", scans=len(scans), open_findings=len(open_now), waived=len(waived))
-    return build_stored_report(open_now, waived, trend_scans, now=now or datetime.now(UTC), waivers=waivers,
+    # Ages on the clock the findings were stamped on: a recorded tenant's recorded_at (monitor.clock).
+    return build_stored_report(open_now, waived, trend_scans, now=now or store_clock(scans).now(), waivers=waivers,
                                since=since)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from checks.finding import Finding, subscription_of
 from monitor.arm_id import ArmId, parse_id
+from monitor.clock import WALL
 from monitor.scan import ScanResult
 from monitor.snapshot import CoverageGap, Snapshot
 
@@ -71,7 +72,9 @@ class ScanFigures:
     ``resources_by_subscription`` counts, per lower-case subscription id, the resources in the figure's
     universe; ``owners`` maps a finding (``check id + newline + resource key``) to the evaluated resource
     it counts against, only where that is not the finding's own resource (child objects), so it stays
-    small. ``resources_read`` is the scan document's ``resources_evaluated`` (contracts.md).
+    small. ``resources_read`` is the scan document's ``resources_evaluated`` (contracts.md). ``clock`` is
+    the source's (:mod:`monitor.clock`): a report or ``plmon findings`` from the store alone ages its
+    findings on it.
     """
 
     tenant_id: str | None
@@ -85,6 +88,7 @@ class ScanFigures:
     owners: Mapping[str, str] = field(default_factory=dict)
     resources_read: int = 0
     waived: int = 0
+    clock: str = WALL
 
     def owner(self, f: Finding) -> str:
         return self.owners.get(_finding_ref(f), f.key[1])
@@ -96,7 +100,7 @@ class ScanFigures:
                 "resources_non_compliant": self.resources_non_compliant,
                 "compliance_percent": self.compliance_percent,
                 "resources_by_subscription": dict(self.resources_by_subscription), "owners": dict(self.owners),
-                "resources_read": self.resources_read, "waived": self.waived}
+                "resources_read": self.resources_read, "waived": self.waived, "clock": self.clock}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ScanFigures:
@@ -109,7 +113,7 @@ class ScanFigures:
                    compliance_percent=d.get("compliance_percent"),
                    resources_by_subscription=dict(d.get("resources_by_subscription") or {}),
                    owners=dict(d.get("owners") or {}), resources_read=int(d.get("resources_read") or 0),
-                   waived=int(d.get("waived") or 0))
+                   waived=int(d.get("waived") or 0), clock=str(d.get("clock") or WALL))
 
 
 def scan_figures(result: ScanResult, findings: Iterable[Finding] | None = None) -> ScanFigures:
@@ -138,4 +142,4 @@ def scan_figures(result: ScanResult, findings: Iterable[Finding] | None = None) 
         compliance_percent=percent(len(universe) - len(bad), len(universe)),
         resources_by_subscription={s: len(keys) for s, keys in sorted(res_by_sub.items())},
         owners={"\n".join(k): o for k, o in owners.items() if o != k[1]},
-        resources_read=snap.resources_evaluated(), waived=len(result.evaluation.waived))
+        resources_read=snap.resources_evaluated(), waived=len(result.evaluation.waived), clock=result.clock.kind)

@@ -42,6 +42,8 @@ from alerts.outbox import routes_from_config
 from checks.engine import Evaluation, evaluate
 from monitor.arm_id import ArmId
 from monitor.builder import BuildMemo, build_snapshot
+from monitor.clock import Clock
+from monitor.clock import source_clock as clock_of
 from monitor.config import Config
 from monitor.events import BadEventBody, ParsedBody, ResourceEvent, coalesce, parse_body, parse_item
 from monitor.intake import Enqueued, IntakeQueue, QueuedEvent
@@ -162,12 +164,16 @@ class Daemon:
                  manifest: Mapping[str, Any] | None = None, metrics: Metrics | None = None,
                  channels: Mapping[str, Channel] | None = None, retry_policy: RetryPolicy | None = None,
                  clock: Callable[[], datetime] = _utcnow, workers: int = 8,
-                 subscriptions: Sequence[str] | None = None) -> None:
+                 subscriptions: Sequence[str] | None = None, source_clock: Clock | None = None) -> None:
+        """``clock`` is the wall clock of every timer (delivery, intake retries, staleness, readiness);
+        ``source_clock`` (default: the one ``manifest`` implies) the "now" of findings and ages, which for
+        a recorded folder stays its ``recorded_at`` however late events arrive (:mod:`monitor.clock`)."""
         self.config, self.store, self.intake = config, store, intake
         self.subscriptions = list(subscriptions) if subscriptions else None
         self.metrics = metrics or Metrics()
         self.manifest = dict(manifest or {})
         self.clock, self.workers = clock, workers
+        self.source_clock = source_clock or clock_of(self.manifest, wall=clock)
         self._collect_reader = _CountingReader(reader, self.metrics, "collection")
         self._event_reader = _CountingReader(reader, self.metrics, "event")
         self.settings = config.check_settings()
@@ -339,11 +345,13 @@ class Daemon:
             self._read_at.update(dict.fromkeys(result.keys, read_started))
             return [], 0
         checks = checks_for(result.kinds)
-        snapshot = observer(self.store, self.snapshot)(build_snapshot(inv, taken_at=read_started, memo=self._memo))
+        # Read times stay on the wall clock (event staleness); the findings go on the source's.
+        snapshot = observer(self.store, self.snapshot)(build_snapshot(inv, taken_at=self.source_clock.now(),
+                                                                      memo=self._memo))
         partial = evaluate(snapshot, self.settings, self.waivers, only=checks)
         keys = affected_keys(self.evaluation, partial, checks, result.keys)
         transitions = apply_targeted(self.store, snapshot, _within(partial, keys), check_ids=checks, resource_keys=keys,
-                                     now=read_started, routes=self.routes,
+                                     now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
         self.inventory, self.snapshot = inv, snapshot
         self.evaluation = _merge(self.evaluation, partial, checks)
@@ -381,10 +389,10 @@ class Daemon:
             again = list(self._reread_during_collection.values())
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
-            snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.clock(), memo=self._memo))
+            snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.source_clock.now(), memo=self._memo))
             ev = evaluate(snapshot, self.settings, self.waivers)
-            result = ScanResult(snapshot, ev, inv.stats)
-            transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes,
+            result = ScanResult(snapshot, ev, inv.stats, self.source_clock)
+            transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
             self.inventory, self.snapshot, self.evaluation = inv, snapshot, ev
             self._full_started = started_at
@@ -416,16 +424,21 @@ class Daemon:
         with self._lock:
             if self.snapshot is None or self.evaluation is None:
                 return []
-            transitions = apply_targeted(self.store, replace(self.snapshot, taken_at=self.clock()), self.evaluation,
-                                         check_ids=(), resource_keys=(), now=self.clock(), routes=self.routes,
-                                         reminder_interval=self.config.schedule.reminder_interval)
+            now = self.source_clock.now()  # a recording does not age: its reminders wait for a newer one
+            transitions = apply_targeted(self.store, replace(self.snapshot, taken_at=now), self.evaluation,
+                                         check_ids=(), resource_keys=(), now=now, routes=self.routes,
+                                         wall=self.clock, reminder_interval=self.config.schedule.reminder_interval)
         if transitions:
             self.deliver()
         return transitions
 
     def retention(self) -> int:
-        cut = self.clock() - self.config.state.retention
-        return self.store.prune(cut) + self.intake.prune(cut)
+        """Prune what is older than ``state.retention`` on both clocks: the store holds findings and scans
+        on the source's clock and alerts on the wall clock, so an old recording's history is not pruned
+        the moment it is written. The intake is wall time only."""
+        wall = self.clock()
+        cut = min(wall, self.source_clock.now()) - self.config.state.retention
+        return self.store.prune(cut) + self.intake.prune(wall - self.config.state.retention)
 
     def _delivered(self, channel: str, rows: Sequence[Any]) -> None:
         self.metrics.alert_deliveries.labels(channel).inc(len(rows))

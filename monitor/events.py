@@ -491,7 +491,7 @@ def coalesce(
     consumer working through them in order follows the order of the changes.
     """
     pick = target or (lambda e: e.resource)
-    reads = last_full_read or {}
+    reads = {} if last_full_read is None else last_full_read  # an empty Mapping may still have a default
     seen: set[str] = set()
     duplicates: list[str] = []
     stale: list[ResourceEvent] = []

@@ -30,6 +30,7 @@ import structlog
 from alerts.outbox import Route, outbox_rows, wanting
 from checks.engine import Evaluation
 from checks.finding import Finding, subscription_of
+from monitor.clock import utcnow
 from monitor.compliance import scan_figures
 from monitor.scan import ScanResult
 from monitor.snapshot import Snapshot
@@ -89,8 +90,8 @@ def _new_record(f: Finding, now: datetime, state: FindingState) -> FindingRecord
 class _Plan:
     """Accumulates the records, outbox rows and transitions of one lifecycle step."""
 
-    def __init__(self, routes: Sequence[Route], tenant_id: str | None, now: datetime) -> None:
-        self.routes, self.tenant_id, self.now = routes, tenant_id, now
+    def __init__(self, routes: Sequence[Route], tenant_id: str | None, now: datetime, queued_at: datetime) -> None:
+        self.routes, self.tenant_id, self.now, self.queued_at = routes, tenant_id, now, queued_at
         self.records: list[tuple[FindingRecord, int | None]] = []
         self.rows: list[OutboxRow] = []
         self.transitions: list[Transition] = []
@@ -104,10 +105,10 @@ class _Plan:
         if kind in ("opened", "reopened", "resolved", "reminder"):
             wire = "opened" if kind == "reopened" else kind
             rows = outbox_rows(new, wire, self.now, channels, tenant_id=self.tenant_id,
-                               previous_severity=previous_severity)
+                               previous_severity=previous_severity, queued_at=self.queued_at)
         elif channels:  # an escalation tells the channels it newly reaches that the finding is open
             rows = outbox_rows(new, "opened", self.now, channels, tenant_id=self.tenant_id,
-                               previous_severity=previous_severity)
+                               previous_severity=previous_severity, queued_at=self.queued_at)
         self.rows.extend(rows)
         self.transitions.append(Transition(kind, new.check_id, new.resource_key, new.resource_id, new.severity,
                                            previous_severity, len(rows)))
@@ -115,8 +116,8 @@ class _Plan:
 
 def _plan(store: StateStore, findings: Sequence[Finding], waived: Sequence[Finding], now: datetime, *,
           routes: Sequence[Route], tenant_id: str | None, reminder_interval: timedelta,
-          may_resolve: Callable[[FindingRecord], bool]) -> _Plan:
-    plan = _Plan(routes, tenant_id, now)
+          may_resolve: Callable[[FindingRecord], bool], queued_at: datetime) -> _Plan:
+    plan = _Plan(routes, tenant_id, now, queued_at)
     known = {r.key: r for r in store.findings()}
     seen: set[tuple[str, str]] = set()
 
@@ -188,8 +189,13 @@ def _commit(store: StateStore, build: Callable[[], _Plan],
 
 
 def apply_scan(store: StateStore, result: ScanResult, now: datetime | None = None, *,
-               routes: Sequence[Route] = (), reminder_interval: timedelta = DEFAULT_REMINDER) -> list[Transition]:
-    """Apply a full collection's findings: open, remind, escalate, waive and (where covered) resolve."""
+               routes: Sequence[Route] = (), reminder_interval: timedelta = DEFAULT_REMINDER,
+               wall: Callable[[], datetime] = utcnow) -> list[Transition]:
+    """Apply a full collection's findings: open, remind, escalate, waive and (where covered) resolve.
+
+    ``now`` (default: the snapshot's time, on the source's clock) stamps the findings and times their
+    reminders; ``wall`` times the alerts' delivery (:mod:`monitor.clock`).
+    """
     snap, ev = result.snapshot, result.evaluation
     now = now or snap.taken_at
     blocker = resolution_blocker(snap, ev)
@@ -202,7 +208,8 @@ def apply_scan(store: StateStore, result: ScanResult, now: datetime | None = Non
 
     def build() -> _Plan:
         return _plan(store, ev.findings, [w.finding for w in ev.waived], now, routes=routes,
-                     tenant_id=snap.tenant_id, reminder_interval=reminder_interval, may_resolve=may_resolve)
+                     tenant_id=snap.tenant_id, reminder_interval=reminder_interval, may_resolve=may_resolve,
+                     queued_at=wall())
 
     figures = scan_figures(result)  # a report from the store alone states this scan's figure and coverage
 
@@ -222,7 +229,8 @@ def apply_scan(store: StateStore, result: ScanResult, now: datetime | None = Non
 
 def apply_targeted(store: StateStore, snapshot: Snapshot, evaluation: Evaluation, *,
                    check_ids: Iterable[str], resource_keys: Iterable[str], now: datetime | None = None,
-                   routes: Sequence[Route] = (), reminder_interval: timedelta = DEFAULT_REMINDER) -> list[Transition]:
+                   routes: Sequence[Route] = (), reminder_interval: timedelta = DEFAULT_REMINDER,
+                   wall: Callable[[], datetime] = utcnow) -> list[Transition]:
     """Apply the result of re-running ``check_ids`` for ``resource_keys`` (the daemon, after an event).
 
     Only findings inside that scope (check id in ``check_ids`` and resource key in ``resource_keys``)
@@ -238,7 +246,8 @@ def apply_targeted(store: StateStore, snapshot: Snapshot, evaluation: Evaluation
 
     def build() -> _Plan:
         return _plan(store, evaluation.findings, [w.finding for w in evaluation.waived], now, routes=routes,
-                     tenant_id=snapshot.tenant_id, reminder_interval=reminder_interval, may_resolve=may_resolve)
+                     tenant_id=snapshot.tenant_id, reminder_interval=reminder_interval, may_resolve=may_resolve,
+                     queued_at=wall())
 
     return _commit(store, build, lambda _plan: None)
 

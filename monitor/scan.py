@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from checks.engine import Evaluation, evaluate
 from monitor import __version__
 from monitor.builder import build_snapshot
+from monitor.clock import Clock, WallClock, source_clock
 from monitor.config import Config
 from monitor.plan import ArmReader, CollectionStats, collect
 from monitor.snapshot import CoverageGap, Snapshot
@@ -27,6 +28,7 @@ class ScanResult:
     snapshot: Snapshot
     evaluation: Evaluation
     stats: CollectionStats
+    clock: Clock = field(default_factory=WallClock)  # the source's: snapshot.taken_at is its "now"
 
     @property
     def gaps(self) -> tuple[CoverageGap, ...]:
@@ -37,19 +39,22 @@ def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | No
              subscriptions: Iterable[str] | None = None, workers: int = 8,
              observations: Callable[[Snapshot], Snapshot] | None = None,
              on_progress: Callable[[str], None] | None = None,
-             taken_at: datetime | None = None) -> ScanResult:
+             taken_at: datetime | None = None, clock: Clock | None = None) -> ScanResult:
     """Collect through ``reader`` and evaluate every enabled check.
 
     ``observations`` lets the caller (the state store) attach what it has seen before, such as when
-    each connection was first Pending, before the pure checks run.
+    each connection was first Pending, before the pure checks run. ``clock`` is the source's
+    (:mod:`monitor.clock`; by default the one ``manifest`` implies): the snapshot is taken at its "now",
+    so observations, the lifecycle and every age of this scan are on it.
     """
+    clock = clock or source_clock(manifest)
     inv = collect(reader, subscriptions=subscriptions, manifest=manifest, workers=workers,
                   on_progress=on_progress)
-    snapshot = build_snapshot(inv, taken_at=taken_at)
+    snapshot = build_snapshot(inv, taken_at=taken_at or clock.now())
     if observations is not None:
         snapshot = observations(snapshot)
     ev = evaluate(snapshot, config.check_settings(), config.waiver_list())
-    return ScanResult(snapshot, ev, inv.stats)
+    return ScanResult(snapshot, ev, inv.stats, clock)
 
 
 def _iso(t: datetime) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from monitor.clock import Clock, WallClock, source_clock
 from monitor.errors import InputError
 from monitor.plan import ArmReader, ReadError
 
@@ -36,6 +37,7 @@ class Source:
     workers: int = 8
     live: Any = None   # the LiveReader when the source is live, for its request counters
     extra: dict[str, Any] = field(default_factory=dict)
+    clock: Clock = field(default_factory=WallClock)  # "now" for first_seen and ages (monitor.clock)
 
     def close(self) -> None:
         if self.live is not None:
@@ -105,7 +107,7 @@ def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = 
         from monitor.recorded import RecordedTenant
 
         tenant = RecordedTenant(from_dir)
-        source = Source(tenant, dict(tenant.manifest), subs or None, workers)
+        source = Source(tenant, dict(tenant.manifest), subs or None, workers, clock=source_clock(tenant.manifest))
     else:
         from monitor.credentials import arm_credential, cloud_name
         from monitor.live import LiveReader
