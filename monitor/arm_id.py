@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["ArmId", "normalise", "parse_id"]
+__all__ = ["ArmId", "is_pls_alias", "normalise", "parse_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,11 @@ class ArmId:
         drop = 2 if len(self.names) == len(self.types) else 1
         return parse_id("/" + "/".join(cut[:-drop]))
 
+    @property
+    def is_pls_alias(self) -> bool:
+        """True when this "id" is a Private Link Service alias (see :func:`is_pls_alias`)."""
+        return self.opaque and is_pls_alias(self.raw)
+
     def child(self, child_type: str, name: str) -> ArmId:
         return parse_id(f"{self.raw.rstrip('/')}/{child_type}/{name}")
 
@@ -71,6 +76,25 @@ def normalise(raw: str) -> str:
     if not parts:
         return ""
     return "/" + "/".join(parts).lower()
+
+
+def is_pls_alias(value: object) -> bool:
+    """True for a Private Link Service alias (``prefix.<guid>.<region>.azure.privatelinkservice``).
+
+    An endpoint connected by alias carries the alias where ARM otherwise puts the target's resource id
+    (``privateLinkServiceId``); the service is often in another tenant, so plmon can neither read it nor
+    judge it missing, and it has no standard DNS zone. The one place that recognises the form, shared by
+    the collection plan and every check that looks at targets (checks.md ``dns.no-zone-group``,
+    ``connection.target-missing``). The suffix, not the cloud's region list, decides: sovereign clouds and
+    new regions keep the ``.privatelinkservice`` ending.
+    """
+    if isinstance(value, ArmId):
+        value = value.raw
+    if not isinstance(value, str):
+        return False
+    text = value.strip().rstrip(".").lower()
+    return "/" not in text and not any(c.isspace() for c in text) and text.count(".") >= 2 \
+        and text.endswith(".privatelinkservice")
 
 
 def _opaque(raw: str) -> ArmId:

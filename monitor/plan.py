@@ -319,6 +319,8 @@ def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], l
                 if not raw:
                     continue
                 tid = parse_id(raw)
+                if tid.is_pls_alias:
+                    continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
                 if tid.opaque:
                     bad.setdefault(tid.key, raw)
                     continue
