@@ -8,9 +8,12 @@ An id that does not parse is kept as an opaque value: it still has a key and can
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-__all__ = ["ArmId", "is_pls_alias", "normalise", "parse_id"]
+__all__ = ["ArmId", "is_pls_alias", "normalise", "parse_id", "repair_provider_typo"]
+
+_PROVDERS = re.compile(r"/provders/", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +98,15 @@ def is_pls_alias(value: object) -> bool:
     text = value.strip().rstrip(".").lower()
     return "/" not in text and not any(c.isspace() for c in text) and text.count(".") >= 2 \
         and text.endswith(".privatelinkservice")
+
+
+def repair_provider_typo(raw: str) -> str:
+    """``raw`` with ``/provders/`` spelled ``/providers/``: for ids plmon must read or match, never for display.
+
+    Microsoft's PrivateEndpointGet example (and so payloads modelled on it) spells an endpoint's NIC
+    reference ``.../provders/Microsoft.Network/networkInterfaces/...``; the NIC itself has the real id.
+    """
+    return _PROVDERS.sub("/providers/", raw)
 
 
 def _opaque(raw: str) -> ArmId:

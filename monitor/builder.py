@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from monitor.arm_id import ArmId, parse_id
+from monitor.arm_id import ArmId, parse_id, repair_provider_typo
 from monitor.plan import RawInventory
 from monitor.snapshot import (
     Association,
@@ -684,7 +684,7 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
     endpoints_of_nic: dict[str, set[str]] = defaultdict(set)
     for k, pe in endpoints.items():
         for n in pe.nic_ids:
-            endpoints_of_nic[n.key].add(k)
+            endpoints_of_nic[parse_id(repair_provider_typo(n.raw)).key if n.opaque else n.key].add(k)
     for nic in snapshot_fields["nics"].values():
         owners = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
         owners |= endpoints_of_nic.get(nic.key, set())

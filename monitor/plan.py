@@ -18,11 +18,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from monitor.arm_id import parse_id
+from monitor.arm_id import ArmId, parse_id, repair_provider_typo
 from monitor.snapshot import CoverageGap
 
 __all__ = [
-    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "targets_to_read",
+    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "nics_to_read",
+    "read_nic", "targets_to_read",
 ]
 
 log = structlog.get_logger(__name__)
@@ -262,6 +263,12 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
                                         "Microsoft.Network/privateDnsZones/virtualNetworkLinks"))
                 jobs.append(_child_list(run, inv.cnames, zid, "CNAME",
                                         "Microsoft.Network/privateDnsZones/CNAME"))
+        nics, bad_nics = nics_to_read(inv)
+        for raw_id in nics:
+            jobs.append(_nic_job(run, raw_id))
+        for raw_id in bad_nics:
+            inv.gaps.append(CoverageGap(raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
+                                        "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
         to_read, unreadable = targets_to_read(inv, {s.lower() for s in sub_ids})
         for raw_id in to_read:
             jobs.append(_target_job(run, raw_id))
@@ -301,6 +308,70 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
         run.count()
         run.inv.targets[parse_id(raw_id).key] = body
     return job
+
+
+def _nic_job(run: _Run, raw_id: str) -> Callable[[], None]:
+    def job() -> None:
+        body = run.read(raw_id.strip("/"), "networkInterfaces", raw_id, "Microsoft.Network/networkInterfaces")
+        if body is not None:
+            with run._lock:
+                read_nic(run.inv, body)
+    return job
+
+
+def read_nic(inv: RawInventory, body: Any) -> None:
+    """Add a NIC read by id to the NIC list (a new list object: the builder's memo keys on lists)."""
+    inv.lists["networkInterfaces"] = [*inv.lists.get("networkInterfaces", []), body]
+
+
+def _endpoint_has_ip(props: dict[str, Any]) -> bool:
+    for c in props.get("ipConfigurations") or []:
+        if _str(_props(c), "privateIPAddress"):
+            return True
+    for d in props.get("customDnsConfigs") or []:
+        ips = d.get("ipAddresses") if isinstance(d, dict) else None
+        if isinstance(ips, list) and any(isinstance(i, str) and i for i in ips):
+            return True
+    return False
+
+
+def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None) -> tuple[list[str], list[str]]:
+    """The NICs to read by id: those of endpoints whose IP only their NIC holds, when no NIC list returned them.
+
+    Real ARM returns a dynamic-IP endpoint with ``ipConfigurations: []`` and ``customDnsConfigs: []``; its IP
+    is only on the NIC of ``networkInterfaces[].id``. That NIC is missing from the lists when it was created
+    after its subscription's list was read, when an event re-read the endpoint alone, or when the NIC list
+    failed; without it the route checks cannot place the endpoint at all. Second: ids that cannot be read.
+    ``only`` limits the endpoints considered (a targeted re-read looks at the endpoints it re-read).
+    """
+    listed: set[str] = set()
+    named: set[str] = set()  # endpoints a listed NIC names
+    for nic in inv.lists.get("networkInterfaces", []):
+        nid = _str(nic, "id")
+        if nid:
+            listed.add(parse_id(repair_provider_typo(nid)).key)
+        pe_ref = _str(_props(nic).get("privateEndpoint"), "id")
+        if pe_ref:
+            named.add(parse_id(pe_ref).key)
+    out: dict[str, str] = {}
+    bad: dict[str, str] = {}
+    for pe in inv.lists.get("privateEndpoints", []):
+        pe_id, p = _str(pe, "id"), _props(pe)
+        if not pe_id or parse_id(pe_id).key in named or _endpoint_has_ip(p) or \
+                (only is not None and not only(parse_id(pe_id))):
+            continue
+        refs = p.get("networkInterfaces")
+        for ref in refs if isinstance(refs, list) else []:
+            raw = _str(ref, "id")
+            if not raw:
+                continue
+            fixed = repair_provider_typo(raw)
+            nid = parse_id(fixed)
+            if nid.opaque or nid.type_key != "microsoft.network/networkinterfaces":
+                bad.setdefault(parse_id(raw).key, raw)
+            elif nid.key not in listed:
+                out.setdefault(nid.key, fixed)
+    return list(out.values()), list(bad.values())
 
 
 def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
