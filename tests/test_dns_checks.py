@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+from checkkit import snapshot_of
 from netkit import NET, Net
+from tenantkit import example, sub_list
 
 from checks.engine import evaluate
+from monitor.arm_id import parse_id
 from monitor.config import parse_config
 from monitor.snapshot import Snapshot
 
@@ -109,3 +113,17 @@ def test_connection_without_target_id_is_judged_on_its_group_ids(tmp_path: Path)
     n.endpoint("no-target-blob", "", vnet="a", ip="10.1.1.4", zones=[])
     n.endpoint("no-target-nogroup", "", vnet="a", ip="10.1.1.5", zones=[], groups=())
     assert _run(n.snapshot(tmp_path)) == {("dns.no-zone-group", "no-target-blob")}
+
+
+def test_alias_on_microsofts_endpoint_payload(tmp_path: Path) -> None:
+    """Microsoft's PrivateEndpointGet body connected by the alias of its PrivateLinkServiceGet body: Approved,
+    zone-group list empty, and still no dns.* finding."""
+    pe = copy.deepcopy(example("network/PrivateEndpointGet.json"))
+    alias = example("network/PrivateLinkServiceGet.json")["properties"]["alias"]
+    pe["properties"]["privateLinkServiceConnections"][0]["properties"]["privateLinkServiceId"] = alias
+    sub = parse_id(pe["id"]).subscription
+    snap = snapshot_of(tmp_path, {sub_list("privateEndpoints", sub=sub): {"value": [pe]},
+                                  f"{pe['id'].strip('/')}/privateDnsZoneGroups": {"value": []}},
+                       subscriptions=[sub])
+    assert snap.private_endpoints[pe["id"].lower()].dns_zone_groups == ()
+    assert _run(snap) == set()
