@@ -3,13 +3,15 @@ the IP still cannot be known near an appliance route it says so (route.endpoint-
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from checkkit import snapshot_of
 from netkit import NET, Net, hub_and_spokes, subnet_id
-from tenantkit import sub_list
+from tenantkit import example, sub_list
 
 from checks.engine import evaluate
 from checks.registry import all_checks
@@ -144,3 +146,19 @@ def test_event_reread_of_a_new_endpoint_reads_its_nic(tmp_path: Path) -> None:
     snap = build_snapshot(new)
     assert snap.private_endpoints[PE.lower()].ip_addresses == ("10.1.1.9",)
     assert _bypassed_ips(_found(snap)) == ["10.1.1.9"]
+
+
+def test_microsofts_payloads_dynamic_endpoint_gets_its_ip_from_the_nic(tmp_path: Path) -> None:
+    """Microsoft's PrivateEndpointGet body as a dynamic endpoint (no ipConfigurations, no customDnsConfigs,
+    NIC reference spelled '/provders/') and a NetworkInterfaceGet-shaped NIC stored only by id: the IP is read."""
+    pe = copy.deepcopy(example("network/PrivateEndpointGet.json"))
+    pe["properties"].update(ipConfigurations=[], customDnsConfigs=[])
+    nic_ref = pe["properties"]["networkInterfaces"][0]["id"]
+    assert "/provders/" in nic_ref
+    nic = copy.deepcopy(example("network/NetworkInterfaceGet.json"))
+    nic["id"] = nic_ref.replace("/provders/", "/providers/")
+    nic["name"] = nic["id"].rsplit("/", 1)[-1]
+    sub = parse_id(pe["id"]).subscription
+    snap = snapshot_of(tmp_path, {sub_list("privateEndpoints", sub=sub): {"value": [pe]},
+                                  nic["id"].strip("/"): nic}, subscriptions=[sub])
+    assert "172.20.2.4" in snap.private_endpoints[pe["id"].lower()].ip_addresses
