@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from checkkit import snapshot_of
+from daemonkit import config, event
 from netkit import NET, Net, hub_and_spokes, subnet_id
 from tenantkit import example, sub_list
 
@@ -18,12 +19,16 @@ from checks.registry import all_checks
 from monitor.arm_id import parse_id
 from monitor.builder import build_snapshot
 from monitor.config import parse_config
+from monitor.daemon import Daemon
+from monitor.intake import SqliteIntake
 from monitor.plan import collect
 from monitor.recorded import RecordedTenant
 from monitor.reevaluate import reread_into
 from monitor.reports.model import build_report
 from monitor.scan import run_scan
 from monitor.snapshot import Snapshot
+from monitor.store import FindingState
+from monitor.store_sqlite import SqliteStore
 
 ROUTE_IDS = {c for c in all_checks() if c.startswith("route.")}
 PE = f"{NET}/privateEndpoints/pe-dyn"
@@ -162,3 +167,23 @@ def test_microsofts_payloads_dynamic_endpoint_gets_its_ip_from_the_nic(tmp_path:
     snap = snapshot_of(tmp_path, {sub_list("privateEndpoints", sub=sub): {"value": [pe]},
                                   nic["id"].strip("/"): nic}, subscriptions=[sub])
     assert "172.20.2.4" in snap.private_endpoints[pe["id"].lower()].ip_addresses
+
+
+def test_daemon_event_for_a_new_dynamic_endpoint_judges_its_route(tmp_path: Path) -> None:
+    """plmon's daemon, told by an event of a new dynamic endpoint, reads its NIC and opens the bypass finding."""
+    folder = _tenant(nic_by_id=True).write(tmp_path / "t")
+    endpoints = folder / "arm" / f"{sub_list('privateEndpoints')}.json"
+    listed = endpoints.read_text()
+    endpoints.write_text(json.dumps({"value": []}))
+    db = tmp_path / "state.db"
+    d = Daemon(config("http://127.0.0.1:9/unused"), RecordedTenant(folder), SqliteStore(db), SqliteIntake(db),
+               channels={})
+    d.full_collection()
+    table = f"{NET}/routeTables/rt-spoke1".lower()
+    assert d.store.get_finding("route.udr-bypassed", table) is None
+    endpoints.write_text(listed)
+    d.accept(json.dumps([event(PE, op="Microsoft.Network/privateEndpoints/write")]).encode(), "application/json")
+    assert d.process_pending().rereads == 1
+    rec = d.store.get_finding("route.udr-bypassed", table)
+    assert rec is not None and rec.state == FindingState.OPEN
+    assert d.store.get_finding("route.endpoint-ip-unknown", PE.lower()) is None
