@@ -324,15 +324,16 @@ def read_nic(inv: RawInventory, body: Any) -> None:
     inv.lists["networkInterfaces"] = [*inv.lists.get("networkInterfaces", []), body]
 
 
+def _list(d: dict[str, Any], key: str) -> list[Any]:
+    v = d.get(key)
+    return v if isinstance(v, list) else []
+
+
 def _endpoint_has_ip(props: dict[str, Any]) -> bool:
-    for c in props.get("ipConfigurations") or []:
-        if _str(_props(c), "privateIPAddress"):
-            return True
-    for d in props.get("customDnsConfigs") or []:
-        ips = d.get("ipAddresses") if isinstance(d, dict) else None
-        if isinstance(ips, list) and any(isinstance(i, str) and i for i in ips):
-            return True
-    return False
+    if any(_str(_props(c), "privateIPAddress") for c in _list(props, "ipConfigurations")):
+        return True
+    return any(isinstance(i, str) and i for d in _list(props, "customDnsConfigs") if isinstance(d, dict)
+               for i in _list(d, "ipAddresses"))
 
 
 def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None) -> tuple[list[str], list[str]]:
@@ -344,6 +345,15 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
     failed; without it the route checks cannot place the endpoint at all. Second: ids that cannot be read.
     ``only`` limits the endpoints considered (a targeted re-read looks at the endpoints it re-read).
     """
+    # Endpoints first: most carry their IP, and then the NIC list need not be looked at (the daemon calls
+    # this on every endpoint event).
+    wanted: list[tuple[str, list[Any]]] = []
+    for pe in inv.lists.get("privateEndpoints", []):
+        pe_id, p = _str(pe, "id"), _props(pe)
+        if pe_id and not _endpoint_has_ip(p) and (only is None or only(parse_id(pe_id))):
+            wanted.append((parse_id(pe_id).key, _list(p, "networkInterfaces")))
+    if not wanted:
+        return [], []
     listed: set[str] = set()
     named: set[str] = set()  # endpoints a listed NIC names
     for nic in inv.lists.get("networkInterfaces", []):
@@ -355,13 +365,10 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
             named.add(parse_id(pe_ref).key)
     out: dict[str, str] = {}
     bad: dict[str, str] = {}
-    for pe in inv.lists.get("privateEndpoints", []):
-        pe_id, p = _str(pe, "id"), _props(pe)
-        if not pe_id or parse_id(pe_id).key in named or _endpoint_has_ip(p) or \
-                (only is not None and not only(parse_id(pe_id))):
+    for pe_key, refs in wanted:
+        if pe_key in named:
             continue
-        refs = p.get("networkInterfaces")
-        for ref in refs if isinstance(refs, list) else []:
+        for ref in refs:
             raw = _str(ref, "id")
             if not raw:
                 continue

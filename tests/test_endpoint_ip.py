@@ -187,3 +187,12 @@ def test_daemon_event_for_a_new_dynamic_endpoint_judges_its_route(tmp_path: Path
     rec = d.store.get_finding("route.udr-bypassed", table)
     assert rec is not None and rec.state == FindingState.OPEN
     assert d.store.get_finding("route.endpoint-ip-unknown", PE.lower()) is None
+
+
+def test_unreadable_nic_reference_is_a_gap_not_a_crash(tmp_path: Path) -> None:
+    """A NIC reference that is no ARM id (and ipConfigurations of the wrong type) is an InvalidResourceId gap."""
+    n = _tenant(nic_ref="b1a2c3d4-0000-4000-8000-000000000000", nic_by_id=None)
+    n.lists["privateEndpoints"][-1]["properties"]["ipConfigurations"] = 5
+    snap = n.snapshot(tmp_path)
+    assert [g.code for g in snap.coverage.gaps if g.scope.startswith("b1a2c3d4")] == ["InvalidResourceId"]
+    assert ("route.endpoint-ip-unknown", "pe-dyn") in _found(snap)
