@@ -23,7 +23,7 @@ from monitor.snapshot import CoverageGap
 
 __all__ = [
     "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "nics_to_read",
-    "read_nic", "targets_to_read",
+    "read_nics", "targets_to_read",
 ]
 
 log = structlog.get_logger(__name__)
@@ -264,8 +264,9 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
                 jobs.append(_child_list(run, inv.cnames, zid, "CNAME",
                                         "Microsoft.Network/privateDnsZones/CNAME"))
         nics, bad_nics = nics_to_read(inv)
+        nic_bodies: list[Any] = []
         for raw_id in nics:
-            jobs.append(_nic_job(run, raw_id))
+            jobs.append(_nic_job(run, raw_id, nic_bodies))
         for raw_id in bad_nics:
             inv.gaps.append(CoverageGap(raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
                                         "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
@@ -278,6 +279,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
             inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
                                         "private endpoint target id is not a valid ARM resource id"))
         run.parallel(jobs)
+        read_nics(inv, nic_bodies)
 
     run.phase("resources", per_resource)
     log.info("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
@@ -310,18 +312,18 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
     return job
 
 
-def _nic_job(run: _Run, raw_id: str) -> Callable[[], None]:
+def _nic_job(run: _Run, raw_id: str, into: list[Any]) -> Callable[[], None]:
     def job() -> None:
         body = run.read(raw_id.strip("/"), "networkInterfaces", raw_id, "Microsoft.Network/networkInterfaces")
         if body is not None:
-            with run._lock:
-                read_nic(run.inv, body)
+            into.append(body)  # list.append is atomic: jobs run on a thread pool
     return job
 
 
-def read_nic(inv: RawInventory, body: Any) -> None:
-    """Add a NIC read by id to the NIC list (a new list object: the builder's memo keys on lists)."""
-    inv.lists["networkInterfaces"] = [*inv.lists.get("networkInterfaces", []), body]
+def read_nics(inv: RawInventory, bodies: list[Any]) -> None:
+    """Add NICs read by id to the NIC list, as a new list object (the builder's memo keys on lists)."""
+    if bodies:
+        inv.lists["networkInterfaces"] = [*inv.lists.get("networkInterfaces", []), *bodies]
 
 
 def _list(d: dict[str, Any], key: str) -> list[Any]:
