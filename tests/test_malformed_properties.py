@@ -103,3 +103,22 @@ def test_null_properties_target_is_unreadable(tmp_path: Path) -> None:
     target = snap.targets[tid.lower()]
     assert target.state == TargetState.UNREADABLE
     assert "MalformedResource" in _gaps(snap, tid)
+
+
+def test_null_properties_in_child_lists_is_a_gap(tmp_path: Path) -> None:
+    """A zone group, virtual network link or CNAME set with properties null makes its parent a gap, not a crash
+    and not a parent judged without it."""
+    pe = endpoint("pe1", "/subscriptions/x/resourceGroups/r/providers/Microsoft.Storage/storageAccounts/s")
+    zone = _item("privateDnsZones", "Microsoft.Network/privateDnsZones", "privatelink.blob.core.windows.net", {})
+    zid = zone["id"]
+    snap = snapshot_of(tmp_path, {
+        sub_list("privateEndpoints"): {"value": [pe]},
+        sub_list("privateDnsZones"): {"value": [zone]},
+        f"{pe['id'].strip('/')}/privateDnsZoneGroups": {"value": [
+            {"id": f"{pe['id']}/privateDnsZoneGroups/default", "name": "default", "properties": None}]},
+        f"{zid.strip('/')}/virtualNetworkLinks": {"value": [
+            {"id": f"{zid}/virtualNetworkLinks/l1", "name": "l1", "properties": None}]},
+    })
+    assert snap.private_endpoints == {} and snap.dns_zones == {}
+    assert "MalformedResource" in _gaps(snap, pe["id"])
+    assert "MalformedResource" in _gaps(snap, zid)
