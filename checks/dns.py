@@ -74,6 +74,17 @@ def _target_type(target: ArmId | None) -> str | None:
     return target.type_key if target is not None else None
 
 
+def _platform_target(target: ArmId | None, group_ids: tuple[str, ...], params: Mapping[str, Any]) -> bool:
+    """Whether a connection reaches a platform service, the only kind with a standard zone (checks.md).
+
+    A Private Link Service, named by its resource id or by its alias (often in another tenant), has none.
+    A connection without a target id is judged on evidence only: a group id with a standard zone.
+    """
+    if target is None:
+        return any(expected_zone(None, g, params["zone_overrides"]) for g in group_ids)
+    return target.type_key != PLS_TYPE and not target.is_pls_alias
+
+
 def _managed_elsewhere(snap: Snapshot, pe: PrivateEndpoint, patterns: tuple[str, ...]) -> str | None:
     subnet = snap.subnet_of(pe)
     candidates = [pe.id.key]
@@ -103,13 +114,14 @@ def _managed_elsewhere(snap: Snapshot, pe: PrivateEndpoint, patterns: tuple[str,
 def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     approved: dict[str, list[ArmId | None]] = defaultdict(list)
     for view in connection_views(snap):
-        if view.endpoint is not None and view.status_key == "approved":
+        if view.endpoint is not None and view.status_key == "approved" and \
+                _platform_target(view.target_id, view.consumer.group_ids if view.consumer else (), params):
             approved[view.endpoint.key].append(view.target_id)
     for key in sorted(approved):
         pe = snap.private_endpoints[key]
-        targets = [t for t in approved[key] if t is None or t.type_key != PLS_TYPE]
-        if not targets or pe.dns_zone_groups is None or pe.dns_zone_groups:
-            continue  # only PLS targets, zone groups unread (a coverage gap), or present
+        targets = approved[key]
+        if pe.dns_zone_groups is None or pe.dns_zone_groups:
+            continue  # zone groups unread (a coverage gap), or present
         if _managed_elsewhere(snap, pe, params["managed_elsewhere"]):
             continue
         groups = sorted({g for c in pe.connections for g in c.group_ids})
@@ -139,7 +151,7 @@ def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Is
     overrides = params["zone_overrides"]
     for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
         expected = {z for c in pe.connections for g in c.group_ids
-                    if c.target_id is not None and c.target_id.type_key != PLS_TYPE
+                    if c.target_id is not None and c.target_id.type_key != PLS_TYPE and not c.target_id.is_pls_alias
                     and (z := expected_zone(c.target_id.type_key, g, overrides))}
         if not expected or not pe.dns_zone_groups:
             continue

@@ -81,12 +81,18 @@ def connection_views(snap: Snapshot) -> Iterator[ConnectionView]:
 
 def _pair(snap: Snapshot) -> Iterator[ConnectionView]:
     paired: set[str] = set()
+    # An endpoint connected by alias names its Private Link Service by that alias: when the service is in
+    # the snapshot, its side of the connection is the same connection, not a second one.
+    by_alias = {pls.alias.strip().lower(): pls.key for pls in snap.private_link_services.values() if pls.alias}
     for pe in snap.private_endpoints.values():
         provider_side = snap.provider_connections_by_endpoint.get(pe.key, ())
         for conn in pe.connections:
             match = None
+            owner = conn.target_id.key if conn.target_id is not None else None
+            if conn.target_id is not None and conn.target_id.is_pls_alias:
+                owner = by_alias.get(conn.target_id.raw.strip().lower(), owner)
             for pc in provider_side:
-                if conn.target_id is not None and pc.owner_id.key == conn.target_id.key:
+                if owner is not None and pc.owner_id.key == owner:
                     match = pc
                     break
             if match is not None:

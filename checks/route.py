@@ -6,16 +6,17 @@ the route rule lives in one place and every finding carries the path that shows 
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from checks.finding import Issue, Severity
-from checks.paths import PathResult, RouteCandidate, endpoint_paths
+from checks.paths import PathResult, RouteCandidate, client_subnets, endpoint_paths, parse_ip
 from checks.registry import check
 from checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
-from monitor.arm_id import ArmId
-from monitor.snapshot import Snapshot, lower
+from monitor.arm_id import ArmId, parse_id, repair_provider_typo
+from monitor.snapshot import PrivateEndpoint, Snapshot, lower
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
@@ -253,3 +254,90 @@ def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator
                     {"nic": nic.id.raw, "enableIPForwarding": nic.enable_ip_forwarding,
                      "paths": [p.path_text() for p in paths]},
                     f'az network nic update --ids "{nic.id.raw}" --ip-forwarding true')
+
+
+# --- route.endpoint-ip-unknown ---------------------------------------------------------------------
+
+def _endpoint_networks(snap: Snapshot, pe: PrivateEndpoint) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Where the endpoint's IP must lie: its subnet's prefixes, else its network's address space."""
+    subnet = snap.subnet_of(pe)
+    prefixes: tuple[str, ...] = subnet.address_prefixes if subnet is not None else ()
+    if not prefixes and subnet is not None:
+        vnet = snap.vnet_of_subnet(subnet)
+        prefixes = vnet.address_prefixes if vnet is not None else ()
+    out = []
+    for px in prefixes:
+        try:
+            out.append(ipaddress.ip_network(px.strip(), strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def _could_cover(prefix: str | None, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        route = ipaddress.ip_network((prefix or "").strip(), strict=False)
+    except ValueError:
+        return False  # a service tag never covers a private endpoint IP
+    # Unknown network: any appliance route could cover it.
+    return not nets or any(route.version == n.version and route.overlaps(n) for n in nets)
+
+
+def _nic_state(snap: Snapshot, raw: ArmId) -> dict[str, Any]:
+    key = parse_id(repair_provider_typo(raw.raw)).key if raw.opaque else raw.key
+    if key in snap.nics:
+        return {"id": raw.raw, "read": True, "note": "read, but it holds no private IP address"}
+    gap = snap.coverage.gap_for(key, "Microsoft.Network/networkInterfaces")
+    if gap is None:
+        return {"id": raw.raw, "read": False, "note": "not read"}
+    return {"id": raw.raw, "read": False,
+            "note": f"not readable: {gap.code}" + (f" (HTTP {gap.status})" if gap.status else "")}
+
+
+@check(
+    id="route.endpoint-ip-unknown", title="Private endpoint IP unknown where an appliance route could steer it",
+    severity=Severity.INFO,
+    rationale="The route and SNAT checks judge the path to each private endpoint IP. A dynamic-IP endpoint "
+              "lists its IP only on its network interface; when plmon could not read that NIC, no path to the "
+              "endpoint can be decided, while a route table of one of its client subnets has an appliance route "
+              "that could cover it. It is listed so that the route family never counts those paths as passing; "
+              "no route finding is guessed.",
+    remediation="Grant plmon read access to the endpoint's network interface (Microsoft.Network/networkInterfaces/"
+                "read), or check the endpoint's IP against the listed route tables by hand.",
+    references=(PE_OVERVIEW, UDR_DOC), controls=("MCSB NS-3",),
+)
+def endpoint_ip_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+        if any(parse_ip(x) is not None for x in pe.ip_addresses):
+            continue
+        nets = _endpoint_networks(snap, pe)
+        tables: dict[str, dict[str, Any]] = {}
+        for subnet in client_subnets(snap, pe):
+            table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
+            if table is None:
+                continue  # no table, or one plmon did not read: nothing known could steer the traffic
+            routes = [r for r in table.routes
+                      if lower(r.next_hop_type) == "virtualappliance" and _could_cover(r.address_prefix, nets)]
+            if not routes:
+                continue
+            row = tables.setdefault(table.key, {
+                "route_table": table.id.raw, "client_subnets": [],
+                "routes": [{"name": r.name, "prefix": r.address_prefix, "next_hop_type": r.next_hop_type,
+                            "next_hop_ip": r.next_hop_ip} for r in routes]})
+            row["client_subnets"].append(subnet.id.raw)
+        if not tables:
+            continue  # no appliance route around it: no route check could fail, so nothing to say
+        nics = [_nic_state(snap, n) for n in pe.nic_ids]
+        names = ", ".join(sorted(parse_id(t["route_table"]).name for t in tables.values()))
+        fix = "\n".join(f'az network nic show --ids "{n["id"]}" --query "ipConfigurations[].privateIPAddress"'
+                        for n in nics) or \
+            f'az network private-endpoint show --ids "{pe.id.raw}" --query "customDnsConfigs[].ipAddresses"'
+        yield Issue(pe.id, f"Private endpoint {pe.name} has no IP plmon could read (its NIC holds it), while route "
+                    f"table(s) {names} of its client subnets have appliance routes that could cover it: its "
+                    "route and SNAT paths are not judged.",
+                    {"private_endpoint": pe.id.raw,
+                     "endpoint_subnet": pe.subnet_id.raw if pe.subnet_id else None,
+                     "endpoint_network_prefixes": [str(n) for n in nets],
+                     "ip_sources": "no IP in ipConfigurations or customDnsConfigs; a dynamic IP is only on the NIC",
+                     "network_interfaces": nics, "route_tables": [tables[k] for k in sorted(tables)]},
+                    fix)

@@ -8,9 +8,12 @@ An id that does not parse is kept as an opaque value: it still has a key and can
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
-__all__ = ["ArmId", "normalise", "parse_id"]
+__all__ = ["ArmId", "is_pls_alias", "normalise", "parse_id", "repair_provider_typo"]
+
+_PROVDERS = re.compile(r"/provders/", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,11 @@ class ArmId:
         drop = 2 if len(self.names) == len(self.types) else 1
         return parse_id("/" + "/".join(cut[:-drop]))
 
+    @property
+    def is_pls_alias(self) -> bool:
+        """True when this "id" is a Private Link Service alias (see :func:`is_pls_alias`)."""
+        return self.opaque and is_pls_alias(self.raw)
+
     def child(self, child_type: str, name: str) -> ArmId:
         return parse_id(f"{self.raw.rstrip('/')}/{child_type}/{name}")
 
@@ -71,6 +79,34 @@ def normalise(raw: str) -> str:
     if not parts:
         return ""
     return "/" + "/".join(parts).lower()
+
+
+def is_pls_alias(value: object) -> bool:
+    """True for a Private Link Service alias (``prefix.<guid>.<region>.azure.privatelinkservice``).
+
+    An endpoint connected by alias carries the alias where ARM otherwise puts the target's resource id
+    (``privateLinkServiceId``); the service is often in another tenant, so plmon can neither read it nor
+    judge it missing, and it has no standard DNS zone. The one place that recognises the form, shared by
+    the collection plan and every check that looks at targets (checks.md ``dns.no-zone-group``,
+    ``connection.target-missing``). The suffix, not the cloud's region list, decides: sovereign clouds and
+    new regions keep the ``.privatelinkservice`` ending.
+    """
+    if isinstance(value, ArmId):
+        value = value.raw
+    if not isinstance(value, str):
+        return False
+    text = value.strip().rstrip(".").lower()
+    return "/" not in text and not any(c.isspace() for c in text) and text.count(".") >= 2 \
+        and text.endswith(".privatelinkservice")
+
+
+def repair_provider_typo(raw: str) -> str:
+    """``raw`` with ``/provders/`` spelled ``/providers/``: for ids plmon must read or match, never for display.
+
+    Microsoft's PrivateEndpointGet example (and so payloads modelled on it) spells an endpoint's NIC
+    reference ``.../provders/Microsoft.Network/networkInterfaces/...``; the NIC itself has the real id.
+    """
+    return _PROVDERS.sub("/providers/", raw)
 
 
 def _opaque(raw: str) -> ArmId:

@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from monitor.arm_id import ArmId, parse_id
+from monitor.arm_id import ArmId, parse_id, repair_provider_typo
 from monitor.plan import RawInventory
 from monitor.snapshot import (
     Association,
@@ -99,7 +99,19 @@ def _refs(items: Iterable[Any]) -> tuple[ArmId, ...]:
 
 
 def _p(obj: Any) -> dict[str, Any]:
-    return _d(obj, "properties")
+    """An item's ``properties``; present but not an object (``null``, a list...) makes the item malformed.
+
+    Read as ``{}``, a ``"properties": null`` endpoint would be built with no connection, subnet or IP and
+    pass every check unseen. Raising here lets :meth:`_Collector.build` record the whole resource as a
+    ``MalformedResource`` coverage gap instead, for every kind (and every nested item) the builder reads.
+    An absent key stays ``{}``: small test bodies and some list entries carry no properties at all.
+    """
+    v = obj.get("properties") if isinstance(obj, dict) else None
+    if isinstance(v, dict):
+        return v
+    if v is None and not (isinstance(obj, dict) and "properties" in obj):
+        return {}
+    raise ValueError(f"'properties' is {'null' if v is None else type(v).__name__}, not an object")
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -248,10 +260,17 @@ def _subnet(item: dict[str, Any], vnet_id: ArmId | None) -> Subnet:
     )
 
 
-def _vnet(item: dict[str, Any]) -> tuple[VirtualNetwork, list[Subnet]]:
+def _vnet(item: dict[str, Any]) -> tuple[VirtualNetwork, list[Subnet], list[CoverageGap]]:
     p = _p(item)
     base = _base(item, "Microsoft.Network/virtualNetworks")
-    subnets = [_subnet(s, base["id"]) for s in _l(p, "subnets") if isinstance(s, dict) and _s(s, "id")]
+    subnets: list[Subnet] = []
+    gaps: list[CoverageGap] = []
+    for s in _l(p, "subnets"):
+        if isinstance(s, dict) and _s(s, "id"):
+            try:
+                subnets.append(_subnet(s, base["id"]))
+            except ValueError as err:  # one malformed subnet is its own gap; its siblings stay judged
+                gaps.append(CoverageGap(str(s["id"])[:500], "subnets", "MalformedResource", None, str(err)[:200]))
     peerings = tuple(Peering(
         id=parse_id(x["id"]), name=_s(x, "name") or parse_id(x["id"]).name,
         remote_vnet_id=_ref(_p(x), "remoteVirtualNetwork"),
@@ -265,7 +284,7 @@ def _vnet(item: dict[str, Any]) -> tuple[VirtualNetwork, list[Subnet]]:
         subnet_ids=tuple(s.id for s in subnets), peerings=peerings,
         dns_servers=_strs(_l(_d(p, "dhcpOptions"), "dnsServers")),
     )
-    return vnet, subnets
+    return vnet, subnets, gaps
 
 
 def _route_table(item: dict[str, Any]) -> RouteTable:
@@ -534,7 +553,8 @@ def _vnets(c: _Collector, items: list[Any]) -> tuple[dict[str, VirtualNetwork], 
     for item in c.each(items, "virtualNetworks"):
         built = c.build(_vnet, item, "virtualNetworks")
         if built:
-            vnet, its_subnets = built
+            vnet, its_subnets, bad = built
+            c.gaps.extend(bad)
             vnets.setdefault(vnet.key, vnet)
             for sn in its_subnets:
                 subnets.setdefault(sn.key, sn)
@@ -621,7 +641,14 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
 
     targets: dict[str, Target] = {}
     for key, body in inv.targets.items():
-        t = _target(key, body) if memo is None else memo.call(_target, key, body)
+        try:
+            t = _target(key, body) if memo is None else memo.call(_target, key, body)
+        except ValueError as err:  # read, but unusable: unreadable, never judged on defaults
+            gaps.append(CoverageGap(key, "target", "MalformedResource", None, str(err)[:200]))
+            tid = parse_id(body["id"] if isinstance(body, dict) and _s(body, "id") else key)
+            targets[key] = Target(id=tid, name=tid.name, type=tid.type or "unknown",
+                                  state=TargetState.UNREADABLE, error_code="MalformedResource")
+            continue
         if t is None:
             gaps.append(CoverageGap(key, "target", "MalformedResource", None, "target body without id"))
             continue
@@ -657,7 +684,7 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
     endpoints_of_nic: dict[str, set[str]] = defaultdict(set)
     for k, pe in endpoints.items():
         for n in pe.nic_ids:
-            endpoints_of_nic[n.key].add(k)
+            endpoints_of_nic[parse_id(repair_provider_typo(n.raw)).key if n.opaque else n.key].add(k)
     for nic in snapshot_fields["nics"].values():
         owners = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
         owners |= endpoints_of_nic.get(nic.key, set())

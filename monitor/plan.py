@@ -18,11 +18,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from monitor.arm_id import parse_id
+from monitor.arm_id import ArmId, parse_id, repair_provider_typo
 from monitor.snapshot import CoverageGap
 
 __all__ = [
-    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "targets_to_read",
+    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "nics_to_read",
+    "read_nics", "targets_to_read",
 ]
 
 log = structlog.get_logger(__name__)
@@ -262,6 +263,13 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
                                         "Microsoft.Network/privateDnsZones/virtualNetworkLinks"))
                 jobs.append(_child_list(run, inv.cnames, zid, "CNAME",
                                         "Microsoft.Network/privateDnsZones/CNAME"))
+        nics, bad_nics = nics_to_read(inv)
+        nic_bodies: list[Any] = []
+        for raw_id in nics:
+            jobs.append(_nic_job(run, raw_id, nic_bodies))
+        for raw_id in bad_nics:
+            inv.gaps.append(CoverageGap(raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
+                                        "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
         to_read, unreadable = targets_to_read(inv, {s.lower() for s in sub_ids})
         for raw_id in to_read:
             jobs.append(_target_job(run, raw_id))
@@ -271,6 +279,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
             inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
                                         "private endpoint target id is not a valid ARM resource id"))
         run.parallel(jobs)
+        read_nics(inv, nic_bodies)
 
     run.phase("resources", per_resource)
     log.info("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
@@ -303,6 +312,77 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
     return job
 
 
+def _nic_job(run: _Run, raw_id: str, into: list[Any]) -> Callable[[], None]:
+    def job() -> None:
+        body = run.read(raw_id.strip("/"), "networkInterfaces", raw_id, "Microsoft.Network/networkInterfaces")
+        if body is not None:
+            into.append(body)  # list.append is atomic: jobs run on a thread pool
+    return job
+
+
+def read_nics(inv: RawInventory, bodies: list[Any]) -> None:
+    """Add NICs read by id to the NIC list, as a new list object (the builder's memo keys on lists)."""
+    if bodies:
+        inv.lists["networkInterfaces"] = [*inv.lists.get("networkInterfaces", []), *bodies]
+
+
+def _list(d: dict[str, Any], key: str) -> list[Any]:
+    v = d.get(key)
+    return v if isinstance(v, list) else []
+
+
+def _endpoint_has_ip(props: dict[str, Any]) -> bool:
+    if any(_str(_props(c), "privateIPAddress") for c in _list(props, "ipConfigurations")):
+        return True
+    return any(isinstance(i, str) and i for d in _list(props, "customDnsConfigs") if isinstance(d, dict)
+               for i in _list(d, "ipAddresses"))
+
+
+def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None) -> tuple[list[str], list[str]]:
+    """The NICs to read by id: those of endpoints whose IP only their NIC holds, when no NIC list returned them.
+
+    Real ARM returns a dynamic-IP endpoint with ``ipConfigurations: []`` and ``customDnsConfigs: []``; its IP
+    is only on the NIC of ``networkInterfaces[].id``. That NIC is missing from the lists when it was created
+    after its subscription's list was read, when an event re-read the endpoint alone, or when the NIC list
+    failed; without it the route checks cannot place the endpoint at all. Second: ids that cannot be read.
+    ``only`` limits the endpoints considered (a targeted re-read looks at the endpoints it re-read).
+    """
+    # Endpoints first: most carry their IP, and then the NIC list need not be looked at (the daemon calls
+    # this on every endpoint event).
+    wanted: list[tuple[str, list[Any]]] = []
+    for pe in inv.lists.get("privateEndpoints", []):
+        pe_id, p = _str(pe, "id"), _props(pe)
+        if pe_id and not _endpoint_has_ip(p) and (only is None or only(parse_id(pe_id))):
+            wanted.append((parse_id(pe_id).key, _list(p, "networkInterfaces")))
+    if not wanted:
+        return [], []
+    listed: set[str] = set()
+    named: set[str] = set()  # endpoints a listed NIC names
+    for nic in inv.lists.get("networkInterfaces", []):
+        nid = _str(nic, "id")
+        if nid:
+            listed.add(parse_id(repair_provider_typo(nid)).key)
+        pe_ref = _str(_props(nic).get("privateEndpoint"), "id")
+        if pe_ref:
+            named.add(parse_id(pe_ref).key)
+    out: dict[str, str] = {}
+    bad: dict[str, str] = {}
+    for pe_key, refs in wanted:
+        if pe_key in named:
+            continue
+        for ref in refs:
+            raw = _str(ref, "id")
+            if not raw:
+                continue
+            fixed = repair_provider_typo(raw)
+            nid = parse_id(fixed)
+            if nid.opaque or nid.type_key != "microsoft.network/networkinterfaces":
+                bad.setdefault(parse_id(raw).key, raw)
+            elif nid.key not in listed:
+                out.setdefault(nid.key, fixed)
+    return list(out.values()), list(bad.values())
+
+
 def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
     """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists),
     and the target ids that cannot be read at all because they do not parse."""
@@ -319,6 +399,8 @@ def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], l
                 if not raw:
                     continue
                 tid = parse_id(raw)
+                if tid.is_pls_alias:
+                    continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
                 if tid.opaque:
                     bad.setdefault(tid.key, raw)
                     continue

@@ -28,7 +28,15 @@ from checks.engine import Evaluation
 from checks.finding import Finding
 from checks.registry import all_checks
 from monitor.arm_id import ArmId, parse_id
-from monitor.plan import SUBSCRIPTION_LISTS, ArmReader, RawInventory, ReadError, targets_to_read
+from monitor.plan import (
+    SUBSCRIPTION_LISTS,
+    ArmReader,
+    RawInventory,
+    ReadError,
+    nics_to_read,
+    read_nics,
+    targets_to_read,
+)
 
 __all__ = ["FAMILY_INPUTS", "KIND_INPUTS", "ReadUnit", "RereadResult", "affected_keys", "checks_for", "read_unit",
            "reread_into"]
@@ -205,6 +213,20 @@ def reread_into(reader: ArmReader, inv: RawInventory, resources: Iterable[ArmId]
                 _reread_target(get, new, raw)
             except ReadError as err:
                 out.failed.append((ReadUnit("target", raw), err))
+    # A new endpoint's NIC (its only record of a dynamic IP) is in no NIC list the inventory holds: the
+    # event named the endpoint alone. Read it by id, as the plan does, or the route checks cannot place it.
+    nic_subs = {u.scope for u in units if u.kind == "networkInterfaces"}
+    if any(u.kind == "privateEndpoints" for u in units) or nic_subs:
+        def concerned(pe: ArmId) -> bool:  # only the endpoints this step re-read, or whose NIC list it re-read
+            return pe.key in out.keys or (pe.subscription or "").lower() in nic_subs
+        bodies: list[Any] = []
+        for raw in nics_to_read(new, concerned)[0]:
+            try:
+                bodies.append(get(raw.strip("/"), "networkInterfaces"))
+            except ReadError as err:
+                out.failed.append((ReadUnit("networkInterfaces", raw, "Microsoft.Network/networkInterfaces"), err))
+                log.warning("reread_failed", kind="networkInterfaces", scope=raw, status=err.status, code=err.code)
+        read_nics(new, bodies)
     return new, out
 
 

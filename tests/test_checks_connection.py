@@ -287,3 +287,20 @@ def test_target_missing_tolerates_a_list_with_bare_guid_ids(tmp_path: Path) -> N
     tenant = RecordedTenant(folder)
     result = run_scan(tenant, load_config(None), manifest=tenant.manifest)
     assert "connection.target-missing" not in {f.check_id for f in result.evaluation.findings}
+
+
+def test_alias_connection_pairs_with_its_private_link_service(tmp_path: Path) -> None:
+    """An endpoint connected by the alias of a PLS in the snapshot is one connection with the PLS's entry:
+    Pending gives ONE finding, on the provider connection, and connection.target-missing never fires."""
+    alias = "svc.6f3e1d2c-0000-4000-8000-00000000abcd.westeurope.azure.privatelinkservice"
+    service = pls("svc", [], alias=alias)
+    service["properties"]["privateEndpointConnections"] = [
+        provider_connection(service["id"], pe_id("pe1"), status="Pending")]
+    snap = snapshot_of(tmp_path, {PE_LIST: {"value": [endpoint("pe1", alias, status="Pending", manual=True,
+                                                               group_ids=())]},
+                                  PLS_LIST: {"value": [service]}})
+    ev = run(snap, "connection.pending")
+    conn_id = service["properties"]["privateEndpointConnections"][0]["id"]
+    assert subjects(ev) == [conn_id.lower()]
+    assert ev.findings[0].evidence["seen_from"] == "both"
+    assert run(snap, "connection.target-missing").findings == ()

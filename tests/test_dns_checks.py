@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
+from checkkit import snapshot_of
 from netkit import NET, Net
+from tenantkit import example, sub_list
 
 from checks.engine import evaluate
+from monitor.arm_id import parse_id
 from monitor.config import parse_config
 from monitor.snapshot import Snapshot
 
@@ -78,3 +82,48 @@ def test_mismatch_evidence_and_fix(tmp_path: Path) -> None:
     assert f.evidence["expected_zones"] == ["privatelink.vaultcore.azure.net"]
     assert "az network private-endpoint dns-zone-group update" in f.remediation
     assert f.severity.value == "high"
+
+
+# The alias of the REST spec's PrivateLinkServiceGet example and the real form with a region.
+ALIASES = ("ContosoService.{guid}.azure.privatelinkservice",
+           "svc.6f3e1d2c-0000-4000-8000-00000000abcd.westeurope.azure.privatelinkservice")
+
+
+def test_alias_endpoint_needs_no_zone_group(tmp_path: Path) -> None:
+    """An Approved endpoint connected by a Private Link Service alias gets no dns.* finding and no gap,
+    while a platform endpoint beside it without a zone group still fails."""
+    n = Net()
+    n.vnet("a", "10.1.0.0/16").subnet("a", "pe", "10.1.1.0/24")
+    for i, alias in enumerate(ALIASES):
+        n.endpoint(f"by-alias-{i}", alias, vnet="a", ip=f"10.1.1.{10 + i}", zones=[], groups=())
+    n.endpoint("by-alias-grouped", ALIASES[1], vnet="a", ip="10.1.1.20", zones=[BLOB], groups=("blob",))
+    n.endpoint("no-group", n.storage("st1", "no-group"), vnet="a", ip="10.1.1.4", zones=[])
+    snap = n.snapshot(tmp_path)
+    assert _run(snap) == {("dns.no-zone-group", "no-group")}
+    ev = evaluate(snap, only={"connection.target-missing"})
+    assert ev.findings == ()
+    assert [g for g in snap.coverage.gaps if "privatelinkservice" in g.scope.lower()] == []
+
+
+def test_connection_without_target_id_is_judged_on_its_group_ids(tmp_path: Path) -> None:
+    """A connection with no privateLinkServiceId is a platform endpoint only when a group id has a standard
+    zone: a 'blob' one without a zone group fails, one with no group ids (an alias-style request) stays quiet."""
+    n = Net()
+    n.vnet("a", "10.1.0.0/16").subnet("a", "pe", "10.1.1.0/24")
+    n.endpoint("no-target-blob", "", vnet="a", ip="10.1.1.4", zones=[])
+    n.endpoint("no-target-nogroup", "", vnet="a", ip="10.1.1.5", zones=[], groups=())
+    assert _run(n.snapshot(tmp_path)) == {("dns.no-zone-group", "no-target-blob")}
+
+
+def test_alias_on_microsofts_endpoint_payload(tmp_path: Path) -> None:
+    """Microsoft's PrivateEndpointGet body connected by the alias of its PrivateLinkServiceGet body: Approved,
+    zone-group list empty, and still no dns.* finding."""
+    pe = copy.deepcopy(example("network/PrivateEndpointGet.json"))
+    alias = example("network/PrivateLinkServiceGet.json")["properties"]["alias"]
+    pe["properties"]["privateLinkServiceConnections"][0]["properties"]["privateLinkServiceId"] = alias
+    sub = parse_id(pe["id"]).subscription
+    snap = snapshot_of(tmp_path, {sub_list("privateEndpoints", sub=sub): {"value": [pe]},
+                                  f"{pe['id'].strip('/')}/privateDnsZoneGroups": {"value": []}},
+                       subscriptions=[sub])
+    assert snap.private_endpoints[pe["id"].lower()].dns_zone_groups == ()
+    assert _run(snap) == set()
