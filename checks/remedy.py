@@ -60,8 +60,9 @@ def chain(*commands: str) -> str:
 
 
 def alternative(command: str) -> str:
-    """Another way to fix it, as a comment so that pasting the whole remediation runs only the first way."""
-    return "# or: " + command
+    """Another way to fix it, as a comment so that pasting the whole remediation runs only the first way; kept
+    on one line (a line break inside a quoted name would otherwise end the comment and run the rest)."""
+    return "# or: " + _one_line(command)
 
 
 def lines(*parts: str) -> str:

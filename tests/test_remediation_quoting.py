@@ -22,7 +22,7 @@ from tenantkit import SUB, TENANT, endpoint, sub_list
 from checks import registry
 from checks.engine import evaluate
 from checks.finding import Finding
-from checks.remedy import az, chain, fill, lines, note
+from checks.remedy import alternative, az, chain, fill, lines, note
 from monitor.recorded import RecordedTenant
 from monitor.synth import SynthSpec, generate
 from monitor.synth import write_tenant as write_synth
@@ -187,5 +187,5 @@ def test_prose_stays_readable_and_inert() -> None:
     assert az("storage", "account", "show", "--ids", rid) == f"az storage account show --ids {rid}"
     assert note("name\nrm -rf ~") == "# name\\x0arm -rf ~"
     assert fill('az x --ids "{id}" --flag v', id="a b$(x)") == "az x --ids 'a b$(x)' --flag v"
-    text = lines(note("first:"), chain(az("a"), az("b")))
-    assert text == "# first:\naz a && az b"
+    text = lines(note("first:"), chain(az("a"), az("b")), alternative(az("c", "x\n$(y)")))
+    assert text == "# first:\naz a && az b\n# or: az c 'x\\x0a$(y)'"
