@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +170,31 @@ def test_every_remediation_command_quotes_every_argument(hostile_findings: list[
             # a hostile name is never split across arguments nor cut: the whole marker or none of it
             assert HOSTILE in arg or "$(touch" not in arg, argv
     assert any(HOSTILE in arg for argv in commands for arg in argv)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_bash_runs_exactly_the_quoted_argv_and_nothing_else(hostile_findings: list[Finding], tmp_path: Path) -> None:
+    """Pasted into bash (az a function that prints its arguments), the remediations run only their own argv:
+    no file made by $(touch pwned), no second command, every hostile name one argument."""
+    script = ["az() { printf '%s\\037' \"$@\"; printf '\\036'; }"]
+    expected: list[list[str]] = []
+    for f in hostile_findings:
+        script.append(f.remediation)
+        for line in f.remediation.split("\n"):
+            if line.startswith("#"):
+                continue
+            command: list[str] = []
+            for arg in [*shlex.split(line, comments=True), "&&"]:
+                if arg == "&&":
+                    expected.append(command[1:])
+                    command = []
+                else:
+                    command.append(arg)
+    out = subprocess.run(["bash", "--noprofile", "--norc", "-s"], input="\n".join(script) + "\n", cwd=tmp_path,
+                         text=True, capture_output=True, check=True, timeout=60)
+    got = [c.split("\x1f")[:-1] for c in out.stdout.split("\x1e")[:-1]]
+    assert got == expected and out.stderr == ""
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_every_check_with_a_command_was_exercised(hostile_findings: list[Finding]) -> None:
