@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 from checkkit import run, snapshot_of
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from receiver import Receiver
 from tenantkit import SUB, endpoint, provider_connection, storage_account, sub_list
 
@@ -125,3 +127,18 @@ def test_short_clean_finding_is_untouched(tmp_path: Path) -> None:
                "evidence": {"a": [1, 2], "b": {"c": None}}, "remediation": "az x"}
     assert bounded_finding(finding) == (finding, [])
     assert "truncated" not in _row(finding).payload
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=3000),
+                     lambda inner: st.lists(inner, max_size=120) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                   max_size=4), max_leaves=200)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.dictionaries(st.sampled_from(["message", "resource_id", "evidence", "remediation", "title"]), _json))
+def test_bounding_is_idempotent_and_leaves_no_control_bytes(finding: dict[str, Any]) -> None:
+    """Bounding twice cuts nothing more (a stored row re-sent is sent the same), and no string keeps a control."""
+    once, _ = bounded_finding(finding)
+    assert bounded_finding(once) == (once, [])
+    assert _controls(_strings(once)) == []
+    assert all(len(s) <= max(TEXT_MAX, REMEDIATION_MAX) for s in _strings(once))

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from checkkit import snapshot_of
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from netkit import Net
 from tenantkit import SUB, TENANT, endpoint, sub_list
 
@@ -216,3 +218,10 @@ def test_prose_stays_readable_and_inert() -> None:
     assert fill('az x --ids "{id}" --flag v', id="a b$(x)") == "az x --ids 'a b$(x)' --flag v"
     text = lines(note("first:"), chain(az("a"), az("b")), alternative(az("c", "x\n$(y)")))
     assert text == "# first:\naz a && az b\n# or: az c 'x\\x0a$(y)'"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")), max_size=6))
+def test_any_argument_survives_the_shell_round_trip(args: list[str]) -> None:
+    """Whatever text a name holds, the shell splits az's line back into exactly the arguments given."""
+    assert shlex.split(az(*args)) == ["az", *args]
