@@ -121,7 +121,7 @@ def test_evidence_lists_and_remediation_are_cut_whole() -> None:
     assert {c["field"]: c["unit"] for c in cuts} == {"evidence.paths": "items", "remediation": "lines"}
 
 
-def test_short_clean_finding_is_untouched(tmp_path: Path) -> None:
+def test_short_clean_finding_is_untouched() -> None:
     """Ordinary findings pass through unchanged and carry no truncated marker."""
     finding = {"check_id": "c", "severity": "low", "resource_id": f"/subscriptions/{SUB}/x", "message": "m\tn\nx",
                "evidence": {"a": [1, 2], "b": {"c": None}}, "remediation": "az x"}
