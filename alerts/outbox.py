@@ -15,6 +15,7 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
+from alerts.bounds import bounded_finding
 from checks.finding import Severity
 from monitor.config import AlertChannelConfig
 from monitor.store import FindingRecord, OutboxRow, alert_id, iso
@@ -58,9 +59,11 @@ def routes_from_config(channels: Sequence[AlertChannelConfig]) -> tuple[Route, .
 
 def alert_payload(rec: FindingRecord, kind: str, at: datetime, tenant_id: str | None,
                   previous_severity: str | None = None) -> dict[str, Any]:
-    """What every transport formats: the finding as in the scan document plus its lifecycle."""
+    """What every transport formats: the finding as in the scan document plus its lifecycle, its Azure text
+    bounded here once for every channel (``truncated`` lists what was cut)."""
+    finding, cuts = bounded_finding(rec.finding)
     payload: dict[str, Any] = {
-        "kind": kind, "time": iso(at), "finding": dict(rec.finding),
+        "kind": kind, "time": iso(at), "finding": finding,
         "first_seen": iso(rec.first_seen), "last_seen": iso(rec.last_seen), "state": rec.state.value,
         "tenant_id": tenant_id,
     }
@@ -68,6 +71,8 @@ def alert_payload(rec: FindingRecord, kind: str, at: datetime, tenant_id: str | 
         payload["resolved_at"] = iso(rec.resolved_at)
     if previous_severity is not None:
         payload["previous_severity"] = previous_severity
+    if cuts:
+        payload["truncated"] = cuts
     return payload
 
 

@@ -2,9 +2,10 @@
 
 Everything that comes from Azure is attacker-controlled: a connection's ``requestMessage`` is written
 by whoever asked for the connection, possibly in another tenant. So every piece of Azure text goes
-through :func:`escape` (``&``, ``<``, ``>``: Slack's control characters) before it reaches mrkdwn,
-and the portal link's URL is percent-encoded, so neither ``<!channel>`` nor ``<https://evil|click>``
-can become a mention or a link. The models enforce Slack's size limits; texts are cut to fit first.
+through :func:`escape` (``&``, ``<``, ``>``: Slack's control characters; terminal control bytes shown
+as ``\\xNN``, as on the terminal) before it reaches mrkdwn, and the portal link's URL is percent-encoded,
+so neither ``<!channel>`` nor ``<https://evil|click>`` can become a mention or a link. The models enforce
+Slack's size limits; texts are cut to fit first (after :mod:`alerts.bounds` capped them for every channel).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import quote
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.webhook import WebhookClient
 
+from alerts.bounds import inert
 from alerts.channel import DeliveryError, channel_type, scrub
 from monitor.config import AlertChannelConfig
 from monitor.store import OutboxRow
@@ -31,8 +33,9 @@ _FIELD_MAX = 1900  # a field to 2000
 
 
 def escape(text: object) -> str:
-    """Slack's escaping for mrkdwn: the three characters that start mentions and links."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack's escaping for mrkdwn (the three characters that start mentions and links), with control
+    characters made visible: a client or a forwarder that prints the message must not obey them."""
+    return inert(str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cut(text: str, limit: int) -> str:
@@ -90,7 +93,11 @@ def alert_blocks(alert: OutboxRow) -> tuple[str, list[Block]]:
     if alert.kind != "resolved" and f.get("remediation"):
         blocks.append(SectionBlock(text=MarkdownTextObject(
             text=_cut(f"*Remediation*\n{escape(f['remediation'])}", _TEXT_MAX))))
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"plmon alert `{alert.alert_id}`")]))
+    context = f"plmon alert `{alert.alert_id}`"
+    if p.get("truncated"):
+        cut = ", ".join(sorted({escape(c["field"]) for c in p["truncated"]}))
+        context = _cut(f"{context} · Azure text cut to fit: {cut} (`plmon findings` has it whole)", _FIELD_MAX)
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=context)]))
     return text, blocks
 
 

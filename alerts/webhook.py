@@ -38,11 +38,12 @@ def _source(payload: Any) -> str:
 
 
 def cloud_event(alert: OutboxRow) -> dict[str, Any]:
-    """The CloudEvents document of contracts.md: ``data`` = the finding + first_seen, last_seen, state."""
+    """The CloudEvents document of contracts.md: ``data`` = the finding + first_seen, last_seen, state (and
+    ``truncated`` when Azure text was cut to fit, see :mod:`alerts.bounds`)."""
     p = alert.payload
     finding = dict(p["finding"])
     data = {**finding, "first_seen": p["first_seen"], "last_seen": p["last_seen"], "state": p["state"]}
-    for extra in ("resolved_at", "previous_severity"):
+    for extra in ("resolved_at", "previous_severity", "truncated"):
         if extra in p:
             data[extra] = p[extra]
     return {"specversion": "1.0", "id": alert.alert_id, "source": _source(p), "type": EVENT_TYPES[alert.kind],
@@ -67,8 +68,11 @@ def digest_event(alerts: Sequence[OutboxRow], first_n: int = 10) -> dict[str, An
 
 def _brief(a: OutboxRow) -> dict[str, Any]:
     f = a.payload["finding"]
-    return {"id": a.alert_id, "type": EVENT_TYPES[a.kind], "title": f.get("title"), "check_id": a.check_id,
-            "resource_id": f.get("resource_id"), "severity": f.get("severity")}
+    brief = {"id": a.alert_id, "type": EVENT_TYPES[a.kind], "title": f.get("title"), "check_id": a.check_id,
+             "resource_id": f.get("resource_id"), "severity": f.get("severity")}
+    if a.payload.get("truncated"):
+        brief["truncated"] = [c["field"] for c in a.payload["truncated"]]
+    return brief
 
 
 @channel_type("webhook")

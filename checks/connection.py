@@ -9,6 +9,7 @@ from typing import Any
 from checks.finding import Issue, Severity
 from checks.links import ConnectionView, connection_views
 from checks.registry import Param, check
+from checks.remedy import alternative, az, lines, note
 from monitor.arm_id import ArmId
 from monitor.snapshot import Snapshot, TargetState, lower
 
@@ -55,13 +56,16 @@ def pending(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
                 severity = Severity.HIGH
                 age_text += f", longer than {_hours(max_age.total_seconds())} h"
         if view.provider is not None:
-            fix = (f'az network private-endpoint-connection approve --id "{subject.raw}" '
-                   f'--description "Approved by <owner>"   # or: ... reject --id "{subject.raw}"')
+            fix = lines(az("network", "private-endpoint-connection", "approve", "--id", subject.raw,
+                           "--description", "Approved by <owner>"),
+                        alternative(az("network", "private-endpoint-connection", "reject", "--id", subject.raw)))
         else:
-            fix = (f"The provider of {view.target_id.raw if view.target_id else 'the target'} must approve "
-                   f"it: az network private-endpoint-connection approve --id "
-                   f'"<target id>/privateEndpointConnections/<name>"; or delete the request: '
-                   f'az network private-endpoint delete --ids "{view.endpoint_id.raw}"')
+            fix = lines(note(f"The provider of {view.target_id.raw if view.target_id else 'the target'} must "
+                             "approve it:"),
+                        az("network", "private-endpoint-connection", "approve", "--id",
+                           "<target id>/privateEndpointConnections/<name>"),
+                        alternative("delete the request: " + az("network", "private-endpoint", "delete", "--ids",
+                                                                view.endpoint_id.raw)))
         yield Issue(subject, f"Connection from {view.endpoint_id.name} to "
                     f"{view.target_id.name if view.target_id else 'its target'} is Pending ({age_text}).",
                     ev, fix, severity)
@@ -75,13 +79,13 @@ def _by_endpoint(snap: Snapshot, status: str) -> dict[str, list[ConnectionView]]
     return found
 
 
-def _endpoint_issues(snap: Snapshot, status: str, what: str, fix: str) -> Iterator[Issue]:
+def _endpoint_issues(snap: Snapshot, status: str, what: str) -> Iterator[Issue]:
     for views in _by_endpoint(snap, status).values():
         pe_id = views[0].endpoint_id
         ev = {"status": views[0].status, "connections": [v.evidence() for v in views]}
         targets = ", ".join(sorted({v.target_id.name for v in views if v.target_id}))
         yield Issue(pe_id, f"Private endpoint {pe_id.name} has a {what} connection to {targets or 'its target'}.",
-                    ev, fix.format(pe=pe_id.raw))
+                    ev, az("network", "private-endpoint", "delete", "--ids", pe_id.raw))
 
 
 @check(
@@ -92,8 +96,7 @@ def _endpoint_issues(snap: Snapshot, status: str, what: str, fix: str) -> Iterat
     references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
 )
 def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    yield from _endpoint_issues(snap, "rejected", "Rejected",
-                                'az network private-endpoint delete --ids "{pe}"')
+    yield from _endpoint_issues(snap, "rejected", "Rejected")
 
 
 @check(
@@ -105,8 +108,7 @@ def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
 )
 def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    yield from _endpoint_issues(snap, "disconnected", "Disconnected",
-                                'az network private-endpoint delete --ids "{pe}"')
+    yield from _endpoint_issues(snap, "disconnected", "Disconnected")
 
 
 @check(
@@ -133,8 +135,8 @@ def actions_required(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
         ev = {"connections": [{**v.evidence(), "actions_required": s} for v, s in items]}
         first = next(iter(items[0][1].values()))
         yield Issue(pe_id, f"Connection of {pe_id.name} requires action: {first}", ev,
-                    f'az network private-endpoint show --ids "{pe_id.raw}" '
-                    f"--query 'privateLinkServiceConnections[].privateLinkServiceConnectionState'")
+                    az("network", "private-endpoint", "show", "--ids", pe_id.raw,
+                       "--query", "privateLinkServiceConnections[].privateLinkServiceConnectionState"))
 
 
 def _listed_under_short_id(snap: Snapshot, target: ArmId) -> bool:
@@ -176,4 +178,4 @@ def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
                                "read_result": why} for c, why in missing]}
             yield Issue(pe.id, f"Private endpoint {pe.name} targets "
                         f"{', '.join(c.target_id.name for c, _ in missing if c.target_id)}, "
-                        "which does not exist.", ev, f'az network private-endpoint delete --ids "{pe.id.raw}"')
+                        "which does not exist.", ev, az("network", "private-endpoint", "delete", "--ids", pe.id.raw))

@@ -16,6 +16,7 @@ from typing import Any
 from checks.finding import Issue, Severity
 from checks.links import connection_views
 from checks.registry import Param, check
+from checks.remedy import az, lines
 from monitor.arm_id import ArmId
 from monitor.snapshot import PrivateEndpoint, Snapshot
 
@@ -133,10 +134,10 @@ def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
                     {"targets": [t.raw if t else None for t in targets], "group_ids": groups,
                      "expected_zones": zones, "customDnsConfigs_fqdns": list(pe.custom_dns_fqdns),
                      "note": "customDnsConfigs alone do not make the name resolve privately"},
-                    f"az network private-endpoint dns-zone-group create --resource-group {rg} "
-                    f"--endpoint-name {pe.name} --name default --zone-name {zone.replace('.', '-')} "
-                    f'--private-dns-zone "/subscriptions/{pe.id.subscription}/resourceGroups/{rg}/providers/'
-                    f'Microsoft.Network/privateDnsZones/{zone}"')
+                    az("network", "private-endpoint", "dns-zone-group", "create", "--resource-group", rg,
+                       "--endpoint-name", pe.name, "--name", "default", "--zone-name", zone.replace(".", "-"),
+                       "--private-dns-zone", f"/subscriptions/{pe.id.subscription}/resourceGroups/{rg}/providers/"
+                       f"Microsoft.Network/privateDnsZones/{zone}"))
 
 
 @check(
@@ -167,11 +168,11 @@ def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Is
                                                              for g, z in wrong],
                      "group_ids": sorted({g for c in pe.connections for g in c.group_ids}),
                      "zone_overrides": dict(overrides)},
-                    "\n".join(f"az network private-endpoint dns-zone-group update --resource-group {rg} "
-                              f"--endpoint-name {pe.name} --name {g.name} --zone-name {want[0].replace('.', '-')} "
-                              f'--private-dns-zone "/subscriptions/{pe.id.subscription}/resourceGroups/{rg}/'
-                              f'providers/Microsoft.Network/privateDnsZones/{want[0]}"'
-                              for g in dict.fromkeys(g for g, _ in wrong)))
+                    lines(*(az("network", "private-endpoint", "dns-zone-group", "update", "--resource-group", rg,
+                               "--endpoint-name", pe.name, "--name", g.name, "--zone-name", want[0].replace(".", "-"),
+                               "--private-dns-zone", f"/subscriptions/{pe.id.subscription}/resourceGroups/{rg}/"
+                               f"providers/Microsoft.Network/privateDnsZones/{want[0]}")
+                            for g in dict.fromkeys(g for g, _ in wrong))))
 
 
 def _root(parent: dict[str, str], k: str) -> str:
@@ -247,4 +248,4 @@ def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[I
                             {"target": target, "group_id": gid, "kept_endpoint": keep.id.raw,
                              "duplicates": [eps[m].id.raw for m in members], "zone": zone,
                              "virtual_networks": {eps[m].id.raw: scopes[m][0] for m in members}},
-                            f'az network private-endpoint delete --ids "{pe.id.raw}"')
+                            az("network", "private-endpoint", "delete", "--ids", pe.id.raw))

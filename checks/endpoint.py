@@ -7,6 +7,7 @@ from typing import Any
 
 from checks.finding import Issue, Severity
 from checks.registry import check
+from checks.remedy import az
 from monitor.snapshot import Snapshot, lower
 
 TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-private-endpoint-connectivity"
@@ -26,11 +27,11 @@ def provisioning_failed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[I
         if lower(pe.provisioning_state) == "failed":
             yield Issue(pe.id, f"Private endpoint {pe.name} is in provisioning state Failed.",
                         {"provisioningState": pe.provisioning_state},
-                        f'az network private-endpoint update --ids "{pe.id.raw}"   '
-                        "# re-applies the last configuration; delete and recreate if it fails again")
+                        az("network", "private-endpoint", "update", "--ids", pe.id.raw,
+                           comment="re-applies the last configuration; delete and recreate if it fails again"))
     for pls in snap.private_link_services.values():
         if lower(pls.provisioning_state) == "failed":
             yield Issue(pls.id, f"Private Link Service {pls.name} is in provisioning state Failed.",
                         {"provisioningState": pls.provisioning_state},
-                        f'az network private-link-service update --ids "{pls.id.raw}"   '
-                        "# re-applies the last configuration")
+                        az("network", "private-link-service", "update", "--ids", pls.id.raw,
+                           comment="re-applies the last configuration"))

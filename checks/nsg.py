@@ -12,6 +12,7 @@ from typing import Any
 
 from checks.finding import Issue, Severity
 from checks.registry import Param, check
+from checks.remedy import az, lines
 from monitor.snapshot import Nsg, NsgRule, Snapshot, Subnet, lower
 
 PE_LIMITS = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#network-security-of-private-endpoints"
@@ -63,8 +64,8 @@ def not_enforced(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
                      "effective_policy": subnet.pe_policies,
                      "private_endpoints": list(snap.endpoints_by_subnet.get(subnet.key, ()))
                      or [i.raw for i in subnet.private_endpoint_ids]},
-                    f'az network vnet subnet update --ids "{subnet.id.raw}" --private-endpoint-network-policies '
-                    f"{target}")
+                    az("network", "vnet", "subnet", "update", "--ids", subnet.id.raw,
+                       "--private-endpoint-network-policies", target))
 
 
 def effective_action(rule: NsgRule) -> str:
@@ -100,10 +101,12 @@ def multi_port_range(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
         if not bad:
             continue
         rg = nsg.id.resource_group or "<resource-group>"
-        fixes = [f"az network nsg rule update --resource-group {rg} --nsg-name {nsg.name} --name {r.name} "
-                 f"--source-port-ranges {_ranges(r.source_port_ranges, r.source_port_range)[0] if _ranges(r.source_port_ranges, r.source_port_range) else '*'} "  # noqa: E501
-                 f"--destination-port-ranges {(_ranges(r.destination_port_ranges, r.destination_port_range) or ['*'])[0]}"  # noqa: E501
-                 "   # then add one rule per remaining range" for r in bad]
+        fixes = [az("network", "nsg", "rule", "update", "--resource-group", rg, "--nsg-name", nsg.name,
+                    "--name", r.name,
+                    "--source-port-ranges", (_ranges(r.source_port_ranges, r.source_port_range) or ["*"])[0],
+                    "--destination-port-ranges",
+                    (_ranges(r.destination_port_ranges, r.destination_port_range) or ["*"])[0],
+                    comment="then add one rule per remaining range") for r in bad]
         yield Issue(nsg.id, f"NSG {nsg.name} on private endpoint subnet(s) {', '.join(s.name for s in subnets)} "
                     f"has {len(bad)} rule(s) with several port ranges.",
                     {"subnets": [s.id.raw for s in subnets],
@@ -113,7 +116,7 @@ def multi_port_range(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
                                 "destinationPortRanges": _ranges(r.destination_port_ranges,
                                                                  r.destination_port_range),
                                 "effective_action": effective_action(r)} for r in bad]},
-                    "\n".join(fixes))
+                    lines(*fixes))
 
 
 def _count(many: tuple[str, ...], one: str | None) -> int:
@@ -149,9 +152,10 @@ def rule_prefix_limit(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
                         "endpoint limits.",
                         {"subnets": [s.id.raw for s in subnets], "rules": bad,
                          "limits": {"prefixes_per_side": params["max_prefixes"], "product": params["max_product"]}},
-                        "\n".join(f"az network nsg rule update --resource-group {nsg.id.resource_group} "
-                                  f"--nsg-name {nsg.name} --name {b['name']} --source-address-prefixes <fewer> "
-                                  "   # or split the rule" for b in bad))
+                        lines(*(az("network", "nsg", "rule", "update", "--resource-group",
+                                   nsg.id.resource_group or "<resource-group>", "--nsg-name", nsg.name,
+                                   "--name", b["name"], "--source-address-prefixes", "<fewer>",
+                                   comment="or split the rule") for b in bad)))
 
 
 def _uses_vnet_tag(rule: NsgRule) -> bool:
@@ -188,7 +192,7 @@ def vnet_tag_peering(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
                     f"peer(s) reached with allowVirtualNetworkAccess false.",
                     {"rules": [r.name for r in rules], "peerings": peers,
                      "subnets": [s.id.raw for s in subnets]},
-                    "\n".join(f"az network nsg rule update --resource-group {rg} --nsg-name {nsg.name} "
-                              f"--name {r.name} --source-address-prefixes "
-                              f"{' '.join(sorted({x for p in peers for x in p['remote_address_prefixes']})) or '<peer-prefixes>'}"  # noqa: E501
-                              for r in rules))
+                    lines(*(az("network", "nsg", "rule", "update", "--resource-group", rg, "--nsg-name", nsg.name,
+                               "--name", r.name, "--source-address-prefixes",
+                               sorted({x for p in peers for x in p["remote_address_prefixes"]})
+                               or ["<peer-prefixes>"]) for r in rules)))

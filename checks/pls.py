@@ -9,6 +9,7 @@ from typing import Any
 
 from checks.finding import Issue, Severity
 from checks.registry import Param, check
+from checks.remedy import az
 from monitor.arm_id import ArmId
 from monitor.snapshot import PrivateLinkService, Snapshot, lower
 
@@ -20,8 +21,8 @@ def _subs(values: tuple[str, ...]) -> list[str]:
     return [v.strip().lower() for v in values]
 
 
-def _subs_arg(values: list[str]) -> str:
-    return " ".join(values) if values else "<subscription-id> ..."
+def _subs_arg(values: list[str]) -> list[str]:
+    return values or ["<subscription-id>", "..."]
 
 
 @check(
@@ -37,8 +38,8 @@ def visibility_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
         if "*" in _subs(pls.visibility):
             yield Issue(pls.id, f"Private Link Service {pls.name} is visible to all subscriptions ('*').",
                         {"visibility.subscriptions": list(pls.visibility), "alias": pls.alias},
-                        f'az network private-link-service update --ids "{pls.id.raw}" '
-                        f"--visibility <consumer-subscription-id> ...")
+                        az("network", "private-link-service", "update", "--ids", pls.id.raw,
+                           "--visibility", "<consumer-subscription-id>", "..."))
 
 
 @check(
@@ -62,8 +63,8 @@ def auto_approval_not_subset(snap: Snapshot, params: Mapping[str, Any]) -> Itera
                         "outside its visibility list.",
                         {"autoApproval.subscriptions": list(pls.auto_approval),
                          "visibility.subscriptions": list(pls.visibility), "not_in_visibility": extra},
-                        f'az network private-link-service update --ids "{pls.id.raw}" '
-                        f"--auto-approval {_subs_arg(keep)}")
+                        az("network", "private-link-service", "update", "--ids", pls.id.raw,
+                           "--auto-approval", _subs_arg(keep)))
 
 
 @check(
@@ -80,8 +81,8 @@ def auto_approval_wildcard(snap: Snapshot, params: Mapping[str, Any]) -> Iterato
             yield Issue(pls.id, f"Private Link Service {pls.name} auto-approves every subscription ('*').",
                         {"autoApproval.subscriptions": list(pls.auto_approval),
                          "visibility.subscriptions": list(pls.visibility)},
-                        f'az network private-link-service update --ids "{pls.id.raw}" '
-                        "--auto-approval <consumer-subscription-id> ...")
+                        az("network", "private-link-service", "update", "--ids", pls.id.raw,
+                           "--auto-approval", "<consumer-subscription-id>", "..."))
 
 
 def _nat_subnets(pls: PrivateLinkService) -> dict[str, ArmId]:
@@ -111,8 +112,8 @@ def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
             yield Issue(subnet.id, f"Subnet {subnet.name} hosts Private Link Service NAT IPs but "
                         f"privateLinkServiceNetworkPolicies is {value or 'absent'}.",
                         {"privateLinkServiceNetworkPolicies": value, "private_link_services": services},
-                        f'az network vnet subnet update --ids "{subnet.id.raw}" '
-                        "--private-link-service-network-policies Disabled")
+                        az("network", "vnet", "subnet", "update", "--ids", subnet.id.raw,
+                           "--private-link-service-network-policies", "Disabled"))
 
 
 @check(
@@ -158,8 +159,8 @@ def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue
                         {"address_prefixes": prefixes, "addresses": size, "reserved": 5 * len(prefixes),
                          "ip_configurations": len(used), "free": free,
                          "private_link_services": services[key]},
-                        f'az network vnet subnet update --ids "{subnet.id.raw}" '
-                        "--address-prefixes <larger-prefix>   # or add NAT IPs in a larger subnet")
+                        az("network", "vnet", "subnet", "update", "--ids", subnet.id.raw,
+                           "--address-prefixes", "<larger-prefix>", comment="or add NAT IPs in a larger subnet"))
 
 
 @check(
@@ -176,5 +177,6 @@ def proxy_protocol(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
         if pls.enable_proxy_protocol is True:
             yield Issue(pls.id, f"Private Link Service {pls.name} has enableProxyProtocol true.",
                         {"enableProxyProtocol": True},
-                        f'az network private-link-service update --ids "{pls.id.raw}" '
-                        "--enable-proxy-protocol false   # or waive with the backend owner's attestation")
+                        az("network", "private-link-service", "update", "--ids", pls.id.raw,
+                           "--enable-proxy-protocol", "false",
+                           comment="or waive with the backend owner's attestation"))

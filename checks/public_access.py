@@ -14,6 +14,7 @@ from typing import Any
 from checks.finding import Issue, Severity
 from checks.links import connection_views
 from checks.registry import check
+from checks.remedy import az, fill
 from monitor.snapshot import Snapshot, Target, TargetState, lower
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview"
@@ -107,7 +108,7 @@ def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> 
             continue
         fix = AUTOMATION_FIX if lower(t.type) == AUTOMATION else STRING_TYPES[lower(t.type)]
         yield Issue(t.id, f"{t.name} has an Approved private endpoint but still allows public network access "
-                    f"({why}).", _evidence(t, approved[key], why), fix.format(id=t.id.raw))
+                    f"({why}).", _evidence(t, approved[key], why), fill(fix, id=t.id.raw))
 
 
 @check(
@@ -129,10 +130,10 @@ def unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
                         f"({t.error_status} {t.error_code}): its public network access is unknown.",
                         {"type": t.type, "error_status": t.error_status, "error_code": t.error_code,
                          "approved_private_endpoints": sorted(set(approved[key]))},
-                        f'az resource show --ids "{t.id.raw}" --query properties.publicNetworkAccess')
+                        az("resource", "show", "--ids", t.id.raw, "--query", "properties.publicNetworkAccess"))
             continue
         allowed, why = public_access_allowed(t)
         if allowed is None:
             yield Issue(t.id, f"{t.name} ({t.type}) has an Approved private endpoint; plmon has no rule for "
                         "this type's public network access.", _evidence(t, approved[key], why),
-                        f'az resource show --ids "{t.id.raw}" --query properties.publicNetworkAccess')
+                        az("resource", "show", "--ids", t.id.raw, "--query", "properties.publicNetworkAccess"))

@@ -8,6 +8,7 @@ from typing import Any
 
 from checks.finding import Issue, Severity
 from checks.registry import check
+from checks.remedy import az, chain
 from monitor.arm_id import ArmId, normalise
 from monitor.snapshot import Association, Rmpl, Snapshot, lower
 
@@ -56,10 +57,11 @@ def association_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Is
             yield Issue(a.id, f"Association {a.name} allows public network access to management.",
                         {"publicNetworkAccess": a.public_network_access, "scope": a.scope,
                          "privateLink": a.private_link.raw if a.private_link else None},
-                        f"az private-link association create --management-group-id {_mg_of(a)} "
-                        f"--name {a.name} --privatelink \"{a.private_link.raw if a.private_link else '<rmpl-id>'}\" "
-                        "--public-network-access disabled   # current Azure docs do not let every "
-                        "tenant disable public access; if yours cannot, waive this finding")
+                        az("private-link", "association", "create", "--management-group-id", _mg_of(a),
+                           "--name", a.name, "--privatelink", a.private_link.raw if a.private_link else "<rmpl-id>",
+                           "--public-network-access", "disabled",
+                           comment="current Azure docs do not let every tenant disable public access; if yours "
+                                   "cannot, waive this finding"))
 
 
 @check(
@@ -80,10 +82,12 @@ def association_not_root(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[
         if normalise(a.scope or "") != normalise(root):
             yield Issue(a.id, f"Association {a.name} is scoped to {a.scope or 'nothing'}, not the root "
                         "management group.", {"scope": a.scope, "expected_scope": root},
-                        f"az private-link association delete --management-group-id {_mg_of(a)} "
-                        f"--name {a.name} && az private-link association create --management-group-id "
-                        f"{tenant} --name {a.name} --privatelink "
-                        f"\"{a.private_link.raw if a.private_link else '<rmpl-id>'}\" --public-network-access disabled")
+                        chain(az("private-link", "association", "delete", "--management-group-id", _mg_of(a),
+                                 "--name", a.name),
+                              az("private-link", "association", "create", "--management-group-id", tenant,
+                                 "--name", a.name, "--privatelink",
+                                 a.private_link.raw if a.private_link else "<rmpl-id>",
+                                 "--public-network-access", "disabled")))
 
 
 @check(
@@ -102,7 +106,8 @@ def association_dangling(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[
                         f"{a.private_link.raw if a.private_link else '(none)'}, which plmon cannot find.",
                         {"privateLink": a.private_link.raw if a.private_link else None,
                          "rmpls_known": len(snap.rmpls)},
-                        f"az private-link association delete --management-group-id {_mg_of(a)} --name {a.name}")
+                        az("private-link", "association", "delete", "--management-group-id", _mg_of(a),
+                           "--name", a.name))
 
 
 @check(
@@ -121,9 +126,9 @@ def unassociated(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
         if rmpl.key not in referenced:
             yield Issue(rmpl.id, f"Resource management private link {rmpl.name} has no association.",
                         {"associations_read": len(snap.associations)},
-                        f"az private-link association create --management-group-id "
-                        f"{snap.tenant_id or '<tenant-id>'} --name <new-guid> --privatelink \"{rmpl.id.raw}\" "
-                        "--public-network-access disabled")
+                        az("private-link", "association", "create", "--management-group-id",
+                           snap.tenant_id or "<tenant-id>", "--name", "<new-guid>", "--privatelink", rmpl.id.raw,
+                           "--public-network-access", "disabled"))
 
 
 @check(
@@ -141,9 +146,9 @@ def no_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
             yield Issue(rmpl.id, f"Resource management private link {rmpl.name} has no Approved endpoint "
                         "connection.", {"connections": [{"name": c.name, "status": c.status}
                                                         for c in rmpl.connections]},
-                        f"az network private-endpoint create --name <pe-name> --resource-group <rg> "
-                        f"--vnet-name <vnet> --subnet <subnet> --private-connection-resource-id \"{rmpl.id.raw}\" "
-                        "--group-id ResourceManagement --connection-name <name>")
+                        az("network", "private-endpoint", "create", "--name", "<pe-name>", "--resource-group", "<rg>",
+                           "--vnet-name", "<vnet>", "--subnet", "<subnet>", "--private-connection-resource-id",
+                           rmpl.id.raw, "--group-id", "ResourceManagement", "--connection-name", "<name>"))
 
 
 @check(
@@ -166,8 +171,8 @@ def multi_tenant(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
             rmpl = snap.rmpls[key]
             yield Issue(rmpl.id, f"Resource management private link {rmpl.name} is associated from "
                         f"{len(by_tenant)} tenants.", {"associations_by_tenant": dict(by_tenant)},
-                        "az private-link association delete --management-group-id <other-tenant-root> "
-                        "--name <association>   # then create a separate RMPL for that tenant")
+                        az("private-link", "association", "delete", "--management-group-id", "<other-tenant-root>",
+                           "--name", "<association>", comment="then create a separate RMPL for that tenant"))
 
 
 @check(
@@ -190,11 +195,11 @@ def endpoint_group_id(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
                 yield Issue(pe.id, f"Private endpoint {pe.name} connects to RMPL {tid.name} with group ids "
                             f"{list(conn.group_ids) or '(none)'}.",
                             {"groupIds": list(conn.group_ids), "target": tid.raw},
-                            f"az network private-endpoint delete --ids \"{pe.id.raw}\" && "
-                            f"az network private-endpoint create --name {pe.name} --resource-group "
-                            f"{pe.id.resource_group or '<rg>'} --subnet \"{subnet}\" "
-                            f"--private-connection-resource-id \"{tid.raw}\" --group-id ResourceManagement "
-                            "--connection-name <name>")
+                            chain(az("network", "private-endpoint", "delete", "--ids", pe.id.raw),
+                                  az("network", "private-endpoint", "create", "--name", pe.name, "--resource-group",
+                                     pe.id.resource_group or "<rg>", "--subnet", subnet,
+                                     "--private-connection-resource-id", tid.raw,
+                                     "--group-id", "ResourceManagement", "--connection-name", "<name>")))
                 break
 
 
@@ -226,6 +231,6 @@ def bastion_dns_conflict(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[
                             {"zone": zone.id.raw, "virtual_network": link.vnet_id.raw,
                              "bastion_hosts": bastion_vnets[link.vnet_id.key],
                              "cname_records": sorted(zone.cname_records)},
-                            f"az network private-dns record-set cname set-record --resource-group "
-                            f"{zone.id.resource_group or '<rg>'} --zone-name privatelink.azure.com "
-                            "--record-set-name management --cname arm-frontdoor-prod.trafficmanager.net")
+                            az("network", "private-dns", "record-set", "cname", "set-record", "--resource-group",
+                               zone.id.resource_group or "<rg>", "--zone-name", "privatelink.azure.com",
+                               "--record-set-name", "management", "--cname", "arm-frontdoor-prod.trafficmanager.net"))

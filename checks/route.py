@@ -14,6 +14,7 @@ from typing import Any
 from checks.finding import Issue, Severity
 from checks.paths import PathResult, RouteCandidate, client_subnets, endpoint_paths, parse_ip
 from checks.registry import check
+from checks.remedy import alternative, az, lines, note
 from checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
 from monitor.arm_id import ArmId, parse_id, repair_provider_typo
 from monitor.snapshot import PrivateEndpoint, Snapshot, lower
@@ -92,14 +93,16 @@ def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
                                         for u in _bypassing(p)],
                     "client_subnets": [], "paths": [],
                 }
-                fixes.append(f"az network route-table route create --resource-group {rg} --route-table-name "
-                             f"{name} --name pe-{p.destination.replace('.', '-').replace(':', '-')} "
-                             f"--address-prefix {p.destination}/32 --next-hop-type VirtualAppliance "
-                             f"--next-hop-ip-address {udr.next_hop_ip or '<appliance-ip>'}")
+                fixes.append(az("network", "route-table", "route", "create", "--resource-group", rg,
+                                "--route-table-name", name,
+                                "--name", f"pe-{p.destination.replace('.', '-').replace(':', '-')}",
+                                "--address-prefix", f"{p.destination}/32", "--next-hop-type", "VirtualAppliance",
+                                "--next-hop-ip-address", udr.next_hop_ip or "<appliance-ip>"))
                 if ep_subnet is not None and lower(p.endpoint_policy) not in ("enabled", "routetableenabled"):
-                    fixes.append(f'# or: az network vnet subnet update --ids "{ep_subnet.id.raw}" '
-                                 "--private-endpoint-network-policies Enabled   (then a route at least as "
-                                 f"specific as {p.vnet_prefix or 'the VNet address space'} applies)")
+                    fixes.append(alternative(az("network", "vnet", "subnet", "update", "--ids", ep_subnet.id.raw,
+                                                "--private-endpoint-network-policies", "Enabled",
+                                                comment="then a route at least as specific as "
+                                                        f"{p.vnet_prefix or 'the VNet address space'} applies")))
             endpoints[ek]["client_subnets"].append(p.subnet_id.raw)
             endpoints[ek]["paths"].append(p.path_text())
         names = sorted({e["private_endpoint"].rsplit("/", 1)[-1] for e in endpoints.values()})
@@ -110,7 +113,7 @@ def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
                      "rule": "a UDR replaces an endpoint's /32 only if it is a /32, or if the endpoint subnet's "
                              "privateEndpointNetworkPolicies is Enabled/RouteTableEnabled and the UDR prefix "
                              "length >= the endpoint VNet address-space prefix length; 0.0.0.0/0 never does"},
-                    "\n".join(dict.fromkeys(fixes)))
+                    lines(*dict.fromkeys(fixes)))
 
 
 # --- appliances on the path ------------------------------------------------------------------------
@@ -142,14 +145,15 @@ def _appliance_verdicts(snap: Snapshot) -> Iterator[tuple[ArmId, PathResult, Sna
 def _fix_snat(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> str:
     fw = snap.firewalls.get(subject.key)
     if fw is not None and verdict.model == "firewall-policy" and fw.firewall_policy_id is not None:
-        return (f'az network firewall policy update --ids "{fw.firewall_policy_id.raw}" --private-ranges '
-                "255.255.255.255/32   # always SNAT (or list private ranges that exclude the endpoint IPs)")
+        return az("network", "firewall", "policy", "update", "--ids", fw.firewall_policy_id.raw,
+                  "--private-ranges", "255.255.255.255/32",
+                  comment="always SNAT (or list private ranges that exclude the endpoint IPs)")
     if fw is not None:
-        return (f'az network firewall update --ids "{fw.id.raw}" --private-ranges 255.255.255.255/32   '
-                "# always SNAT (or list private ranges that exclude the endpoint IPs)")
+        return az("network", "firewall", "update", "--ids", fw.id.raw, "--private-ranges", "255.255.255.255/32",
+                  comment="always SNAT (or list private ranges that exclude the endpoint IPs)")
     kind = "lb" if subject.key in snap.load_balancers else "nic"
-    return (f"Configure source NAT on the appliance for traffic to the endpoint IPs, then record it: "
-            f'az network {kind} update --ids "{subject.raw}" --set tags.{SNAT_TAG}=always')
+    return lines(note("Configure source NAT on the appliance for traffic to the endpoint IPs, then record it:"),
+                 az("network", kind, "update", "--ids", subject.raw, "--set", f"tags.{SNAT_TAG}=always"))
 
 
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
@@ -216,8 +220,8 @@ def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
         assert table is not None
         routes = {(p.route.route_name, p.route.prefix, p.route.next_hop_ip) for p in paths if p.route}
         rg, name = _rg_and_name(table)
-        fixes = [f"az network route-table route update --resource-group {rg} --route-table-name {name} "
-                 f"--name {r} --next-hop-ip-address <appliance-private-ip>" for r, _, _ in sorted(routes)]
+        fixes = [az("network", "route-table", "route", "update", "--resource-group", rg, "--route-table-name", name,
+                    "--name", r, "--next-hop-ip-address", "<appliance-private-ip>") for r, _, _ in sorted(routes)]
         yield Issue(table, f"Route table {table.name} sends traffic to private endpoints to "
                     f"{', '.join(sorted({str(ip) for _, _, ip in routes}))}, which matches no NIC, internal load "
                     "balancer frontend or firewall in scope.",
@@ -225,7 +229,7 @@ def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
                      "routes": [{"name": r, "prefix": px, "next_hop_ip": ip} for r, px, ip in sorted(routes)],
                      "paths": [p.path_text() for p in paths],
                      "endpoint_ips": sorted({p.destination for p in paths})},
-                    "\n".join(fixes))
+                    lines(*fixes))
 
 
 @check(
@@ -253,7 +257,7 @@ def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator
                     f"{', '.join(sorted({p.destination for p in paths}))} but has IP forwarding disabled.",
                     {"nic": nic.id.raw, "enableIPForwarding": nic.enable_ip_forwarding,
                      "paths": [p.path_text() for p in paths]},
-                    f'az network nic update --ids "{nic.id.raw}" --ip-forwarding true')
+                    az("network", "nic", "update", "--ids", nic.id.raw, "--ip-forwarding", "true"))
 
 
 # --- route.endpoint-ip-unknown ---------------------------------------------------------------------
@@ -329,9 +333,9 @@ def endpoint_ip_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[I
             continue  # no appliance route around it: no route check could fail, so nothing to say
         nics = [_nic_state(snap, n) for n in pe.nic_ids]
         names = ", ".join(sorted(parse_id(t["route_table"]).name for t in tables.values()))
-        fix = "\n".join(f'az network nic show --ids "{n["id"]}" --query "ipConfigurations[].privateIPAddress"'
-                        for n in nics) or \
-            f'az network private-endpoint show --ids "{pe.id.raw}" --query "customDnsConfigs[].ipAddresses"'
+        fix = lines(*(az("network", "nic", "show", "--ids", n["id"], "--query", "ipConfigurations[].privateIPAddress")
+                      for n in nics)) or \
+            az("network", "private-endpoint", "show", "--ids", pe.id.raw, "--query", "customDnsConfigs[].ipAddresses")
         yield Issue(pe.id, f"Private endpoint {pe.name} has no IP plmon could read (its NIC holds it), while route "
                     f"table(s) {names} of its client subnets have appliance routes that could cover it: its "
                     "route and SNAT paths are not judged.",

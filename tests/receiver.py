@@ -50,13 +50,13 @@ class Receiver:
                     self.close_connection = True
                     return
                 status = 200 if action == "ok" else int(action)
+                if 200 <= status < 300:  # recorded before answering: a sender that got its 2xx finds it here
+                    with receiver._lock:
+                        receiver.accepted.append(entry)
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
-                if 200 <= status < 300:
-                    with receiver._lock:
-                        receiver.accepted.append(entry)
 
         server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         server.daemon_threads = True

@@ -29,7 +29,7 @@ def test_failed_endpoint_and_pls_are_their_own_subjects(tmp_path: Path) -> None:
     assert {f.severity for f in ev.findings} == {Severity.HIGH}
     pe = next(f for f in ev.findings if "privateendpoints" in f.resource_id.lower())
     assert pe.evidence == {"provisioningState": "Failed"}
-    assert f'private-endpoint update --ids "{net()}/privateEndpoints/pe-bad"' in pe.remediation
+    assert f"private-endpoint update --ids {net()}/privateEndpoints/pe-bad " in pe.remediation
 
 
 def test_updating_or_missing_state_passes(tmp_path: Path) -> None:

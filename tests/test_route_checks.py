@@ -86,7 +86,8 @@ def test_missing_snat_evidence_and_fix(result: tuple[Snapshot, dict]) -> None:
     assert "10.1.1.4/32 -> VirtualAppliance 10.0.1.4" in path["path"] and "Azure Firewall fw-classic" in path["path"]
     assert path["snat"]["model"] == "firewall-classic" and path["snat"]["snat"] == "no"
     assert "application rules always SNAT" in f.evidence["note"]
-    assert f.remediation.startswith('az network firewall update --ids "') and "--private-ranges" in f.remediation
+    assert f.remediation.startswith("az network firewall update --ids /subscriptions/")
+    assert "--private-ranges" in f.remediation
     nva = found[("route.nva-missing-snat", "nva-never")]
     assert "tags.plmon-snat=always" in nva.remediation and nva.severity.value == "high"
 

@@ -1,0 +1,70 @@
+"""Remediation commands that are safe to paste into a shell: the one place ``az ...`` lines are built.
+
+A remediation names resources whose names their owners chose, and a connection's requester may sit in
+another tenant. Pasted into bash, an unquoted ``*`` globs, ``$(...)`` and backticks run, ``;`` starts
+another command and ``<``, ``>`` redirect; double quotes stop none of the expansions. So every argument of
+every command goes through :func:`shlex.quote` here (plain ids and names stay as they are, anything else
+is single-quoted), and text that is not a command is a shell comment (:func:`note`), inert if pasted with
+the commands and still readable.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable
+
+__all__ = ["alternative", "az", "chain", "fill", "lines", "note"]
+
+# Line breaks and other control characters would end a comment early or hide text: shown as \xNN instead.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+Arg = str | int | Iterable[str]
+
+
+def _one_line(text: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _argv(args: Iterable[Arg]) -> list[str]:
+    out: list[str] = []
+    for a in args:
+        if isinstance(a, str | int):
+            out.append(str(a))
+        else:
+            out.extend(str(x) for x in a)  # one flag taking several values: each its own argument
+    return out
+
+
+def note(text: str) -> str:
+    """A line of prose for the reader: a shell comment, on one line whatever the names in it hold."""
+    return "# " + _one_line(text)
+
+
+def az(*args: Arg, comment: str | None = None) -> str:
+    """``az`` with ``args`` (a list or tuple stands for several arguments), each quoted for a POSIX shell;
+    ``comment`` follows as a shell comment."""
+    line = shlex.join(["az", *_argv(args)])
+    return f"{line}   {note(comment)}" if comment else line
+
+
+def fill(template: str, **values: str) -> str:
+    """A command from a table's template (``'az storage account update --ids "{id}" ...'``): split as the
+    shell would, ``values`` put into each argument, every argument quoted again."""
+    return shlex.join([part.format(**values) for part in shlex.split(template)])
+
+
+def chain(*commands: str) -> str:
+    """Commands where each runs only if the one before succeeded (``&&``)."""
+    return " && ".join(commands)
+
+
+def alternative(command: str) -> str:
+    """Another way to fix it, as a comment so that pasting the whole remediation runs only the first way; kept
+    on one line (a line break inside a quoted name would otherwise end the comment and run the rest)."""
+    return "# or: " + _one_line(command)
+
+
+def lines(*parts: str) -> str:
+    """The remediation text: one command or comment per line."""
+    return "\n".join(p for p in parts if p)
