@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from checks.public_access import ACCESS_PATHS
 from monitor.arm_id import ArmId, parse_id
 from monitor.plan import RawInventory
 from monitor.snapshot import (
@@ -56,6 +57,7 @@ from monitor.snapshot import (
 __all__ = ["BuildMemo", "build_snapshot", "parse_time"]
 
 log = structlog.get_logger(__name__)
+_MISSING = object()
 
 
 # --- defensive accessors ---------------------------------------------------------------------------
@@ -230,7 +232,22 @@ def _target(key: str, body: Any) -> Target | None:
         or _s(_d(p, "networkRuleSet"), "defaultAction"),
         kind=_s(body, "kind"),
         connections=_provider_connections(base["id"], p),
+        access_settings=_access_settings(p),
     )
+
+
+def _access_settings(props: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The raw values the public-access table reads beyond ``publicNetworkAccess`` (present ones only)."""
+    out: list[tuple[str, Any]] = []
+    for path in ACCESS_PATHS:
+        if path == "publicNetworkAccess":
+            continue
+        node: Any = props
+        for part in path.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            out.append((path, node))
+    return tuple(out)
 
 
 def _subnet(item: dict[str, Any], vnet_id: ArmId | None) -> Subnet:
