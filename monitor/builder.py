@@ -17,8 +17,8 @@ from typing import Any
 
 import structlog
 
-from checks.public_access import ACCESS_PATHS
 from monitor.arm_id import ArmId, parse_id
+from monitor.kinds import ACCESS_PATHS
 from monitor.plan import RawInventory
 from monitor.snapshot import (
     Association,
@@ -228,8 +228,11 @@ def _target(key: str, body: Any) -> Target | None:
         **base, state=TargetState.READ,
         has_public_network_access="publicNetworkAccess" in p,
         public_network_access=p.get("publicNetworkAccess"),
+        # Spelled per type: networkAcls (Storage, Key Vault), networkRuleSet (ACR), networkACLs (SignalR and
+        # Web PubSub), networkRuleSets (IoT Hub).
         network_acls_default_action=_s(_d(p, "networkAcls"), "defaultAction")
-        or _s(_d(p, "networkRuleSet"), "defaultAction"),
+        or _s(_d(p, "networkRuleSet"), "defaultAction") or _s(_d(p, "networkACLs"), "defaultAction")
+        or _s(_d(p, "networkRuleSets"), "defaultAction"),
         kind=_s(body, "kind"),
         connections=_provider_connections(base["id"], p),
         access_settings=_access_settings(p),

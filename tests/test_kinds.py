@@ -76,11 +76,13 @@ def test_every_judged_type_is_read_with_its_spec_api_version(key: str) -> None:
     assert kind is not None and kind.judged and kind.listed_as is None
     assert TARGET_VERSIONS[key] == rule.api_version
     assert f"/{rule.api_version}/" in rule.spec and rule.type.split("/")[0].lower() in rule.spec.lower()
+    assert rule.spec.startswith("specification/") and rule.spec.endswith(".json") and rule.values
+    assert not rule.example or rule.example.startswith("examples/")
 
 
 def test_the_plan_lists_and_judged_types_come_from_one_table() -> None:
-    """The plan's per-subscription lists are the table's listed kinds and no listed kind is judged twice over."""
-    assert SUBSCRIPTION_LISTS == tuple((k.listed_as, k.type) for k in KINDS if k.listed_as)
+    """The plan's per-subscription lists are the table's listed kinds, its judged types the rules', each type once."""
+    assert tuple((k.listed_as, k.type) for k in KINDS if k.listed_as) == SUBSCRIPTION_LISTS
     assert set(judged_types()) == {r.type for r in RULES.values()}
     assert len({k.key for k in KINDS}) == len(KINDS)
 

@@ -73,7 +73,9 @@ SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # Search: the enum is lower case ("enabled", "disabled").
     "Microsoft.Search/searchServices": pna("enabled", "disabled", replicaCount=3, partitionCount=1,
                                            networkRuleSet={"ipRules": []}),
-    "Microsoft.SignalRService/signalR": pna(hostName="mysignalrservice.service.signalr.net", disableLocalAuth=False),
+    # SignalR_Get.json: networkACLs (upper-case ACL) beside publicNetworkAccess.
+    "Microsoft.SignalRService/signalR": pna(hostName="mysignalrservice.service.signalr.net", disableLocalAuth=False,
+                                            networkACLs={"defaultAction": "Deny", "publicNetwork": {"allow": []}}),
     "Microsoft.SignalRService/webPubSub": pna(hostName="mywebpubsubservice.service.webpubsub.azure.com"),
     "Microsoft.EventGrid/topics": pna(endpoint="https://exampletopic2.westus2-1.eventgrid.azure.net/api/events",
                                       inputSchema="EventGridSchema", inboundIpRules=[]),
@@ -87,7 +89,9 @@ SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
                                         managedResourceGroupName="resourceGroup2"),
     "Microsoft.Batch/batchAccounts": pna(accountEndpoint="sampleacct.japaneast.batch.azure.com",
                                          poolAllocationMode="BatchService"),
-    "Microsoft.Devices/IotHubs": pna(hostName="iot-dps-cit-hub-1.azure-devices.net", minTlsVersion="1.2"),
+    # iothub_get.json: networkRuleSets.defaultAction.
+    "Microsoft.Devices/IotHubs": pna(hostName="iot-dps-cit-hub-1.azure-devices.net", minTlsVersion="1.2",
+                                     networkRuleSets={"defaultAction": "Deny", "ipRules": []}),
     "Microsoft.RecoveryServices/vaults": pna(provisioningState="Succeeded",
                                              privateEndpointStateForBackup="Enabled"),
     "Microsoft.Kusto/clusters": pna(uri="https://kustoclusterrptest4.westus.kusto.windows.net", state="Running",
@@ -154,6 +158,16 @@ def test_row_judges_its_spec_shape(tmp_path: Path, type_: str) -> None:
     assert f.evidence[key] == node and f.evidence["type"] == type_
     assert rule.spec in f.evidence["rule_source"] and rule.api_version in f.evidence["rule_source"]
     assert f.remediation.count(_target_id(type_, "open")) == 1
+
+
+@pytest.mark.parametrize(("type_", "acl"), [("Microsoft.Storage/storageAccounts", "networkAcls"),
+                                            ("Microsoft.SignalRService/signalR", "networkACLs"),
+                                            ("Microsoft.Devices/IotHubs", "networkRuleSets")])
+def test_network_acl_default_action_in_evidence_however_spelled(tmp_path: Path, type_: str, acl: str) -> None:
+    """The evidence carries the type's network ACL default action, whichever of the spec spellings it uses."""
+    open_props = SHAPES[type_][0]
+    found = _judge(tmp_path, type_, {"open": open_props})
+    assert found[(ENABLED, "open")].evidence["networkAcls.defaultAction"] == open_props[acl]["defaultAction"]
 
 
 def test_flexible_server_is_judged_on_its_network_property(tmp_path: Path) -> None:
