@@ -50,14 +50,14 @@ def public_access_allowed(t: Target) -> tuple[bool | None, str]:
     rule = RULES.get(lower(t.type))
     if rule is None:
         return None, f"type {t.type} is not in plmon's public-access table"
+    if rule.how == ACCESS_MODE:
+        return _access_mode(t, rule)
     raw = _setting(t, rule.path)
     if rule.how == BOOLEAN:
         if raw is False or lower(raw) in ("false", "disabled"):
             return False, f"{rule.path} is false"
         return True, f"{rule.path} is " + ("absent (defaults to allowed)" if raw is _ABSENT or raw is None
                                              else repr(raw))
-    if rule.how == ACCESS_MODE:
-        return _access_mode(rule, raw)
     if rule.how == PRIVATE_CLUSTER:
         if raw is True:
             return False, f"{rule.path} is true: the API server has no public endpoint"
@@ -76,13 +76,13 @@ def public_access_allowed(t: Target) -> tuple[bool | None, str]:
     return True, f"{rule.path} is {raw!r}"
 
 
-def _access_mode(rule: AccessRule, raw: Any) -> tuple[bool, str]:
-    """Azure Monitor private link scopes: clients may reach the scope's resources publicly while any mode is Open."""
-    modes = raw if isinstance(raw, dict) else {}
-    open_ = [k for k in ("queryAccessMode", "ingestionAccessMode") if lower(modes.get(k)) != "privateonly"]
+def _access_mode(t: Target, rule: AccessRule) -> tuple[bool, str]:
+    """Azure Monitor private link scopes: open while either mode is Open (the spec's default when absent)."""
+    modes = {leaf.rsplit(".", 1)[-1]: _setting(t, leaf) for leaf in rule.leaves}
+    open_ = [k for k, v in modes.items() if lower(v) != "privateonly"]
     if not open_:
-        return False, f"{rule.path}: queryAccessMode and ingestionAccessMode are PrivateOnly"
-    shown = ", ".join(f"{k} is {_shown(modes.get(k, _ABSENT))}" for k in open_)
+        return False, f"{rule.path}: " + " and ".join(modes) + " are PrivateOnly"
+    shown = ", ".join(f"{k} is {_shown(modes[k])}" for k in open_)
     return True, f"{rule.path}: {shown} (anything but PrivateOnly counts as Open, allowed)"
 
 
@@ -91,9 +91,9 @@ def _evidence(t: Target, endpoints: list[str], why: str) -> dict[str, Any]:
                           "publicNetworkAccess_present": t.has_public_network_access, "judgement": why,
                           "approved_private_endpoints": sorted(set(endpoints))}
     rule = RULES.get(lower(t.type))
-    if rule is not None and rule.path != "publicNetworkAccess":
-        raw = _setting(t, rule.path)
-        ev[f"properties.{rule.path}"] = None if raw is _ABSENT else raw
+    for leaf in rule.leaves if rule is not None and rule.path != "publicNetworkAccess" else ():
+        raw = _setting(t, leaf)
+        ev[f"properties.{leaf}"] = None if raw is _ABSENT else raw
     if rule is not None:
         ev["rule_source"] = f"{rule.spec} (api-version {rule.api_version})"
     if t.network_acls_default_action is not None:

@@ -240,7 +240,7 @@ def _target(key: str, body: Any) -> Target | None:
 
 
 def _access_settings(props: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The raw values the public-access table reads beyond ``publicNetworkAccess`` (present ones only)."""
+    """The raw values the public-access table (monitor.kinds) reads beyond ``publicNetworkAccess``, present ones only."""
     out: list[tuple[str, Any]] = []
     for path in ACCESS_PATHS:
         if path == "publicNetworkAccess":
@@ -249,7 +249,8 @@ def _access_settings(props: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
         for part in path.split("."):
             node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
         if node is not _MISSING:
-            out.append((path, node))
+            # Scalars as read; anything else (a type that changed shape) as its text, so Target stays hashable.
+            out.append((path, node if node is None or isinstance(node, str | bool | int | float) else str(node)))
     return tuple(out)
 
 

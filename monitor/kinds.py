@@ -52,6 +52,13 @@ class AccessRule:
     null_passes: bool = False
     # The spec's GET (or list) example beside ``spec`` that the tests model their payload on, where stored.
     example: str = ""
+    # The scalar leaves below ``path`` the judgement reads, when ``path`` is an object (access modes).
+    reads: tuple[str, ...] = ()
+
+    @property
+    def leaves(self) -> tuple[str, ...]:
+        """Dotted paths below ``properties`` whose raw scalar values the snapshot keeps for this rule."""
+        return tuple(f"{self.path}.{r}" for r in self.reads) or (self.path,)
 
     @property
     def remediation(self) -> str:
@@ -192,7 +199,7 @@ _RULES: tuple[AccessRule, ...] = (
     AccessRule("Microsoft.Insights/privateLinkScopes",
                _rm("monitor/resource-manager/Microsoft.Insights/preview/2021-07-01-preview/"
                    "privateLinkScopes_API.json"), "2021-07-01-preview", ("Open", "PrivateOnly"),
-               path="accessModeSettings", how=ACCESS_MODE,
+               path="accessModeSettings", how=ACCESS_MODE, reads=("queryAccessMode", "ingestionAccessMode"),
                fix='az resource update --ids "{id}" --set properties.accessModeSettings.queryAccessMode=PrivateOnly '
                    'properties.accessModeSettings.ingestionAccessMode=PrivateOnly',
                example="examples/PrivateLinkScopesGet.json"),
@@ -205,8 +212,8 @@ _RULES: tuple[AccessRule, ...] = (
                example="examples/ManagedClustersGet.json"),
 )
 ACCESS_RULES: dict[str, AccessRule] = {r.type.lower(): r for r in _RULES}
-# Every property path a rule reads: the snapshot builder keeps these raw values on each Target.
-ACCESS_PATHS: tuple[str, ...] = tuple(sorted({r.path for r in _RULES}))
+# Every property path a rule reads: the snapshot builder keeps these raw (scalar) values on each Target.
+ACCESS_PATHS: tuple[str, ...] = tuple(sorted({leaf for r in _RULES for leaf in r.leaves}))
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,11 +151,13 @@ def test_row_judges_its_spec_shape(tmp_path: Path, type_: str) -> None:
     assert set(found) == {(ENABLED, "open")}
     f = found[(ENABLED, "open")]
     rule = RULES[type_.lower()]
-    node: Any = open_props
-    for part in rule.path.split("."):
-        node = node[part]
-    key = "publicNetworkAccess" if rule.path == "publicNetworkAccess" else f"properties.{rule.path}"
-    assert f.evidence[key] == node and f.evidence["type"] == type_
+    for leaf in rule.leaves:
+        node: Any = open_props
+        for part in leaf.split("."):
+            node = node[part]
+        key = "publicNetworkAccess" if leaf == "publicNetworkAccess" else f"properties.{leaf}"
+        assert f.evidence[key] == node
+    assert f.evidence["type"] == type_
     assert rule.spec in f.evidence["rule_source"] and rule.api_version in f.evidence["rule_source"]
     assert f.remediation.count(_target_id(type_, "open")) == 1
 
