@@ -240,7 +240,7 @@ def _target(key: str, body: Any) -> Target | None:
 
 
 def _access_settings(props: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The raw values the public-access table (monitor.kinds) reads beyond ``publicNetworkAccess``, present ones only."""
+    """The raw values the public-access table (monitor.kinds) reads besides ``publicNetworkAccess``, if present."""
     out: list[tuple[str, Any]] = []
     for path in ACCESS_PATHS:
         if path == "publicNetworkAccess":
