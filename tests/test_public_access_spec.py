@@ -8,15 +8,19 @@ through the recorded collection and the real builder, so a rule that reads the w
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
 from netkit import NET, Net
-from tenantkit import SUB, provider_connection
+from tenantkit import SUB, endpoint, example, provider_connection, sub_list, write_tenant
 
 from checks.engine import evaluate
 from checks.public_access import RULES
+from monitor.builder import build_snapshot
+from monitor.plan import collect
+from monitor.recorded import RecordedTenant
 
 ENABLED = "public-access.enabled-with-private-endpoint"
 UNKNOWN = "public-access.unknown"
@@ -196,3 +200,30 @@ def test_aks_cluster_without_an_access_profile_is_public(tmp_path: Path) -> None
     found = _judge(tmp_path, "Microsoft.ContainerService/managedClusters", {"plain": {"fqdn": "x.hcp.azmk8s.io"}})
     assert set(found) == {(ENABLED, "plain")}
     assert found[(ENABLED, "plain")].evidence["properties.apiServerAccessProfile.enablePrivateCluster"] is None
+
+
+# Microsoft's own GET examples (tests/fixtures/azure-examples/access, verbatim) and what their property says,
+# read by hand: Enabled is a finding once an endpoint is Approved, Disabled is not.
+EXAMPLES: list[tuple[str, bool]] = [
+    ("access/containerregistry_RegistryGet.json", True),           # publicNetworkAccess "Enabled"
+    ("access/batch_BatchAccountGet.json", True),                   # publicNetworkAccess "Enabled"
+    ("access/appconfiguration_ConfigurationStoresGet.json", False),  # publicNetworkAccess "Disabled"
+    ("access/postgresql-flexible_ServerGet.json", True),           # network.publicNetworkAccess "Enabled"
+    ("access/mysql-flexible_ServerGet.json", True),                # network.publicNetworkAccess "Enabled"
+    ("access/redis_RedisCacheGet.json", True),                     # publicNetworkAccess "Enabled", type "Redis"
+]
+
+
+@pytest.mark.parametrize(("name", "public"), EXAMPLES, ids=[n for n, _ in EXAMPLES])
+def test_microsoft_example_is_judged_by_its_property(tmp_path: Path, name: str, public: bool) -> None:
+    """A spec's own GET example behind an Approved endpoint: a finding exactly when its property allows access."""
+    body = copy.deepcopy(example(name))
+    tid = body["id"]
+    pe = endpoint("pe-x", tid)
+    body["properties"]["privateEndpointConnections"] = [provider_connection(tid, pe["id"])]
+    folder = write_tenant(tmp_path / "t", {sub_list("privateEndpoints"): {"value": [pe]}, tid.strip("/"): body},
+                          subscriptions=[SUB, tid.split("/")[2]])
+    source = RecordedTenant(folder)
+    ev = evaluate(build_snapshot(collect(source, manifest=source.manifest, workers=1)), only=CHECKS)
+    assert ev.check_errors == ()
+    assert [(f.check_id, f.resource_id) for f in ev.findings] == ([(ENABLED, tid)] if public else [])
