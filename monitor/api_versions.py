@@ -15,7 +15,7 @@ from monitor.kinds import KINDS
 __all__ = ["FALLBACK_TARGET_VERSION", "TARGET_VERSIONS", "newest_version"]
 
 # type key (lower case, full nested type) -> api-version: the kinds table's by-id reads, each the version of
-# the REST spec its public-access rule was sourced from (monitor.kinds, checks.public_access.RULES).
+# the REST spec its public-access rule was sourced from (monitor.kinds.ACCESS_RULES).
 TARGET_VERSIONS: dict[str, str] = {k.key: k.api_version for k in KINDS if k.api_version}
 
 # Used when a namespace lookup fails: ARM then answers with a clear error that becomes a coverage gap.
