@@ -2,8 +2,8 @@
 
 Each row says how plmon reads a type (a per-subscription list of the collection plan, or by id as a
 private-link target with an api-version), which of its child types change what the checks see, and how
-its public network access is judged. The plan's lists (:data:`monitor.plan.SUBSCRIPTION_LISTS`), the
-by-id api-versions (:data:`monitor.api_versions.TARGET_VERSIONS`), the builder's access settings,
+its public network access is judged. The plan's lists (:data:`monitor.plan.SUBSCRIPTION_LISTS`) and their
+Resource Graph queries (:data:`monitor.resource_graph.QUERIES`), the by-id api-versions (:data:`monitor.api_versions.TARGET_VERSIONS`), the builder's access settings,
 relevance and re-reads (:mod:`monitor.relevance`) and so ``plmon deploy event-filters`` all derive from
 it, so a type plmon judges can never be one whose events Event Grid drops or the worker counts as
 irrelevant.
@@ -231,6 +231,8 @@ class Kind:
     # Child type paths below ``type`` ("subnets", "routes") whose writes matter; "*" = every child.
     children: tuple[str, ...] = ()
     why: str = ""
+    # The Resource Graph query (monitor.resource_graph) that answers a listed kind in bulk.
+    graph: str | None = None
 
     @property
     def key(self) -> str:
@@ -244,29 +246,36 @@ class Kind:
 
 _NETWORK_ACLS = ("firewallRules", "virtualNetworkRules")
 
-# Private Link plumbing, network paths and name resolution: read from per-subscription lists.
+# Private Link plumbing, network paths and name resolution: read from per-subscription lists, or in bulk from
+# Resource Graph, grouped so that a type the identity cannot read costs the coverage of few others; NICs, the
+# largest table of an estate with many endpoints, page on their own.
 _LISTED: tuple[Kind, ...] = (
-    Kind("Microsoft.Network/privateEndpoints", "privateEndpoints", children=("*",),
+    Kind("Microsoft.Network/privateEndpoints", "privateEndpoints", children=("*",), graph="endpoints",
          why="endpoint, its DNS zone groups and connection"),
-    Kind("Microsoft.Network/privateLinkServices", "privateLinkServices", children=("*",),
+    Kind("Microsoft.Network/privateLinkServices", "privateLinkServices", children=("*",), graph="endpoints",
          why="provider side: visibility, auto-approval, NAT"),
     Kind("Microsoft.Network/virtualNetworks", "virtualNetworks", children=("subnets", "virtualNetworkPeerings"),
+         graph="networks",
          why="address space, DNS servers, subnet policies, peerings"),
-    Kind("Microsoft.Network/routeTables", "routeTables", children=("routes",),
+    Kind("Microsoft.Network/routeTables", "routeTables", children=("routes",), graph="networks",
          why="forced tunnelling around endpoints"),
     Kind("Microsoft.Network/networkSecurityGroups", "networkSecurityGroups", children=("securityRules",),
+         graph="networks",
          why="traffic to endpoints"),
-    Kind("Microsoft.Network/azureFirewalls", "azureFirewalls", why="inspection on the path"),
+    Kind("Microsoft.Network/azureFirewalls", "azureFirewalls", graph="appliances", why="inspection on the path"),
     Kind("Microsoft.Network/firewallPolicies", "firewallPolicies", children=("ruleCollectionGroups",),
+         graph="appliances",
          why="firewall rules"),
-    Kind("Microsoft.Network/loadBalancers", "loadBalancers", children=("*",), why="Private Link Service frontends"),
-    Kind("Microsoft.Network/networkInterfaces", "networkInterfaces", children=("*",),
+    Kind("Microsoft.Network/loadBalancers", "loadBalancers", children=("*",), graph="appliances",
+         why="Private Link Service frontends"),
+    Kind("Microsoft.Network/networkInterfaces", "networkInterfaces", children=("*",), graph="interfaces",
          why="endpoint and service NICs"),
-    Kind("Microsoft.Network/bastionHosts", "bastionHosts", why="management access paths"),
+    Kind("Microsoft.Network/bastionHosts", "bastionHosts", graph="appliances", why="management access paths"),
     Kind("Microsoft.Network/privateDnsZones", "privateDnsZones", children=("virtualNetworkLinks", "A", "CNAME"),
+         graph="dns",
          why="privatelink zones, their links and records"),
     Kind("Microsoft.Authorization/resourceManagementPrivateLinks", "resourceManagementPrivateLinks",
-         children=("*",), why="private ARM management"),
+         children=("*",), graph="dns", why="private ARM management"),
 )
 
 # Read per management group (not per subscription).
