@@ -2,11 +2,11 @@
 
 Each row says how plmon reads a type (a per-subscription list of the collection plan, or by id as a
 private-link target with an api-version), which of its child types change what the checks see, and how
-its public network access is judged. The plan's lists (:data:`monitor.plan.SUBSCRIPTION_LISTS`) and their
-Resource Graph queries (:data:`monitor.resource_graph.QUERIES`), the by-id api-versions (:data:`monitor.api_versions.TARGET_VERSIONS`), the builder's access settings,
-relevance and re-reads (:mod:`monitor.relevance`) and so ``plmon deploy event-filters`` all derive from
-it, so a type plmon judges can never be one whose events Event Grid drops or the worker counts as
-irrelevant.
+its public network access is judged. The plan's lists (:data:`monitor.plan.SUBSCRIPTION_LISTS`) and
+their Resource Graph queries (:data:`monitor.resource_graph.QUERIES`), the by-id api-versions
+(:data:`monitor.api_versions.TARGET_VERSIONS`), the builder's access settings, relevance and re-reads
+(:mod:`monitor.relevance`) and so ``plmon deploy event-filters`` all derive from it, so a type plmon
+judges can never be one whose events Event Grid drops or the worker counts as irrelevant.
 
 The public-access rows (:class:`AccessRule`) are each sourced from the type's REST API spec: the spec file
 and api-version are in the row, and live reads use that version, so ARM returns the shape the rule reads.
