@@ -15,32 +15,16 @@ from checks.finding import Issue, Severity
 from checks.links import connection_views
 from checks.registry import check
 from checks.remedy import az, fill
+from monitor.kinds import ACCESS_MODE, ACCESS_RULES, BOOLEAN, PRIVATE_CLUSTER, AccessRule
 from monitor.snapshot import Snapshot, Target, TargetState, lower
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview"
-
-# lower-case type -> the az command that disables public network access ({id} is filled in).
-STRING_TYPES: dict[str, str] = {
-    "microsoft.storage/storageaccounts": 'az storage account update --ids "{id}" --public-network-access Disabled',
-    "microsoft.keyvault/vaults": 'az keyvault update --ids "{id}" --public-network-access Disabled',
-    "microsoft.sql/servers": 'az sql server update --ids "{id}" --enable-public-network false',
-    "microsoft.documentdb/databaseaccounts":
-        'az cosmosdb update --ids "{id}" --public-network-access Disabled',
-    "microsoft.containerregistry/registries": 'az acr update --ids "{id}" --public-network-enabled false',
-    "microsoft.cognitiveservices/accounts":
-        'az resource update --ids "{id}" --set properties.publicNetworkAccess=Disabled',
-    "microsoft.eventhub/namespaces": 'az eventhubs namespace update --ids "{id}" --public-network-access Disabled',
-    "microsoft.servicebus/namespaces":
-        'az servicebus namespace update --ids "{id}" --public-network-access Disabled',
-    "microsoft.appconfiguration/configurationstores":
-        'az appconfig update --ids "{id}" --enable-public-network false',
-    "microsoft.web/sites": 'az resource update --ids "{id}" --set properties.publicNetworkAccess=Disabled',
-}
-AUTOMATION = "microsoft.automation/automationaccounts"
-AUTOMATION_FIX = 'az resource update --ids "{id}" --set properties.publicNetworkAccess=false'
-APP_CONFIG = "microsoft.appconfiguration/configurationstores"
+# The per-type table (checks.md), each row sourced from the type's REST API spec: pure data in the model
+# layer (monitor.kinds), so that collection reads the properties it needs without importing checks.
+RULES: dict[str, AccessRule] = ACCESS_RULES
 # Types whose targets have no public-access notion of their own: not "unknown".
 NOT_APPLICABLE = ("microsoft.network/privatelinkservices", "microsoft.authorization/resourcemanagementprivatelinks")
+_ABSENT = object()
 
 
 def _approved_targets(snap: Snapshot) -> dict[str, list[str]]:
@@ -51,35 +35,68 @@ def _approved_targets(snap: Snapshot) -> dict[str, list[str]]:
     return out
 
 
+def _setting(t: Target, path: str) -> Any:
+    """The raw value at ``properties.<path>`` as read, or ``_ABSENT`` when the body did not carry it."""
+    if path == "publicNetworkAccess":
+        return t.public_network_access if t.has_public_network_access else _ABSENT
+    return dict(t.access_settings).get(path, _ABSENT)
+
+
+def _shown(raw: Any) -> str:
+    return "absent" if raw is _ABSENT else "null" if raw is None else repr(raw)
+
+
 def public_access_allowed(t: Target) -> tuple[bool | None, str]:
     """(allowed, why) by the per-type table; None when the type is not in it."""
-    type_key = lower(t.type)
-    raw = t.public_network_access
-    if type_key == AUTOMATION:
-        if raw is False or lower(raw) in ("false", "disabled"):
-            return False, "publicNetworkAccess is false"
-        return True, "publicNetworkAccess is " + ("absent (defaults to allowed)" if not t.has_public_network_access
-                                                  or raw is None else f"{raw!r}")
-    if type_key not in STRING_TYPES:
+    rule = RULES.get(lower(t.type))
+    if rule is None:
         return None, f"type {t.type} is not in plmon's public-access table"
+    if rule.how == ACCESS_MODE:
+        return _access_mode(t, rule)
+    raw = _setting(t, rule.path)
+    if rule.how == BOOLEAN:
+        if raw is False or lower(raw) in ("false", "disabled"):
+            return False, f"{rule.path} is false"
+        return True, f"{rule.path} is " + ("absent (defaults to allowed)" if raw is _ABSENT or raw is None
+                                             else repr(raw))
+    if rule.how == PRIVATE_CLUSTER:
+        if raw is True:
+            return False, f"{rule.path} is true: the API server has no public endpoint"
+        return True, f"{rule.path} is {_shown(raw)}: not a private cluster, the API server is public"
     value = lower(raw)
     if value == "disabled":
-        return False, f"publicNetworkAccess is {raw}"
+        return False, f"{rule.path} is {raw}"
     if value == "securedbyperimeter":
-        return False, ("publicNetworkAccess is SecuredByPerimeter: counted as not allowed, public access is "
+        return False, (f"{rule.path} is SecuredByPerimeter: counted as not allowed, public access is "
                        "governed by the network security perimeter")
-    if raw is None and type_key == APP_CONFIG:
-        return False, ("publicNetworkAccess is null: App Configuration is public only until a private endpoint "
+    if raw is None and rule.null_passes:
+        return False, (f"{rule.path} is null: App Configuration is public only until a private endpoint "
                        "exists, and this store has an Approved one")
-    if raw is None:
-        return True, "publicNetworkAccess is absent or null (counts as allowed)"
-    return True, f"publicNetworkAccess is {raw!r}"
+    if raw is None or raw is _ABSENT:
+        return True, f"{rule.path} is absent or null (counts as allowed)"
+    return True, f"{rule.path} is {raw!r}"
+
+
+def _access_mode(t: Target, rule: AccessRule) -> tuple[bool, str]:
+    """Azure Monitor private link scopes: open while either mode is Open (the spec's default when absent)."""
+    modes = {leaf.rsplit(".", 1)[-1]: _setting(t, leaf) for leaf in rule.leaves}
+    open_ = [k for k, v in modes.items() if lower(v) != "privateonly"]
+    if not open_:
+        return False, f"{rule.path}: " + " and ".join(modes) + " are PrivateOnly"
+    shown = ", ".join(f"{k} is {_shown(modes[k])}" for k in open_)
+    return True, f"{rule.path}: {shown} (anything but PrivateOnly counts as Open, allowed)"
 
 
 def _evidence(t: Target, endpoints: list[str], why: str) -> dict[str, Any]:
     ev: dict[str, Any] = {"type": t.type, "publicNetworkAccess": t.public_network_access,
                           "publicNetworkAccess_present": t.has_public_network_access, "judgement": why,
                           "approved_private_endpoints": sorted(set(endpoints))}
+    rule = RULES.get(lower(t.type))
+    for leaf in rule.leaves if rule is not None and rule.path != "publicNetworkAccess" else ():
+        raw = _setting(t, leaf)
+        ev[f"properties.{leaf}"] = None if raw is _ABSENT else raw
+    if rule is not None:
+        ev["rule_source"] = f"{rule.spec} (api-version {rule.api_version})"
     if t.network_acls_default_action is not None:
         ev["networkAcls.defaultAction"] = t.network_acls_default_action
     return ev
@@ -106,7 +123,7 @@ def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> 
         allowed, why = public_access_allowed(t)
         if allowed is not True:
             continue
-        fix = AUTOMATION_FIX if lower(t.type) == AUTOMATION else STRING_TYPES[lower(t.type)]
+        fix = RULES[lower(t.type)].remediation
         yield Issue(t.id, f"{t.name} has an Approved private endpoint but still allows public network access "
                     f"({why}).", _evidence(t, approved[key], why), fill(fix, id=t.id.raw))
 

@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from monitor.arm_id import ArmId, parse_id, repair_provider_typo
+from monitor.kinds import ACCESS_PATHS
 from monitor.plan import RawInventory
 from monitor.snapshot import (
     Association,
@@ -56,6 +57,7 @@ from monitor.snapshot import (
 __all__ = ["BuildMemo", "build_snapshot", "parse_time"]
 
 log = structlog.get_logger(__name__)
+_MISSING = object()
 
 
 # --- defensive accessors ---------------------------------------------------------------------------
@@ -238,11 +240,30 @@ def _target(key: str, body: Any) -> Target | None:
         **base, state=TargetState.READ,
         has_public_network_access="publicNetworkAccess" in p,
         public_network_access=p.get("publicNetworkAccess"),
+        # Spelled per type: networkAcls (Storage, Key Vault), networkRuleSet (ACR), networkACLs (SignalR and
+        # Web PubSub), networkRuleSets (IoT Hub).
         network_acls_default_action=_s(_d(p, "networkAcls"), "defaultAction")
-        or _s(_d(p, "networkRuleSet"), "defaultAction"),
+        or _s(_d(p, "networkRuleSet"), "defaultAction") or _s(_d(p, "networkACLs"), "defaultAction")
+        or _s(_d(p, "networkRuleSets"), "defaultAction"),
         kind=_s(body, "kind"),
         connections=_provider_connections(base["id"], p),
+        access_settings=_access_settings(p),
     )
+
+
+def _access_settings(props: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The raw values the public-access table (monitor.kinds) reads besides ``publicNetworkAccess``, if present."""
+    out: list[tuple[str, Any]] = []
+    for path in ACCESS_PATHS:
+        if path == "publicNetworkAccess":
+            continue
+        node: Any = props
+        for part in path.split("."):
+            node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
+        if node is not _MISSING:
+            # Scalars as read; anything else (a type that changed shape) as its text, so Target stays hashable.
+            out.append((path, node if node is None or isinstance(node, str | bool | int | float) else str(node)))
+    return tuple(out)
 
 
 def _subnet(item: dict[str, Any], vnet_id: ArmId | None) -> Subnet:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from monitor.arm_id import ArmId, parse_id, repair_provider_typo
+from monitor.kinds import KINDS
 from monitor.snapshot import CoverageGap
 
 __all__ = [
@@ -49,21 +50,9 @@ class ArmReader(Protocol):
         ...
 
 
-# Per-subscription lists: (snapshot kind, provider type). Order is irrelevant; all are independent.
-SUBSCRIPTION_LISTS: tuple[tuple[str, str], ...] = (
-    ("privateEndpoints", "Microsoft.Network/privateEndpoints"),
-    ("privateLinkServices", "Microsoft.Network/privateLinkServices"),
-    ("virtualNetworks", "Microsoft.Network/virtualNetworks"),
-    ("routeTables", "Microsoft.Network/routeTables"),
-    ("networkSecurityGroups", "Microsoft.Network/networkSecurityGroups"),
-    ("azureFirewalls", "Microsoft.Network/azureFirewalls"),
-    ("firewallPolicies", "Microsoft.Network/firewallPolicies"),
-    ("loadBalancers", "Microsoft.Network/loadBalancers"),
-    ("networkInterfaces", "Microsoft.Network/networkInterfaces"),
-    ("bastionHosts", "Microsoft.Network/bastionHosts"),
-    ("privateDnsZones", "Microsoft.Network/privateDnsZones"),
-    ("resourceManagementPrivateLinks", "Microsoft.Authorization/resourceManagementPrivateLinks"),
-)
+# Per-subscription lists: (snapshot kind, provider type), from the kinds table. Order is irrelevant; all are
+# independent.
+SUBSCRIPTION_LISTS: tuple[tuple[str, str], ...] = tuple((k.listed_as, k.type) for k in KINDS if k.listed_as)
 
 # Types whose objects come from the lists above, so a target of these types is never read by id
 # when its subscription's list was read (it is then simply absent: target-missing).

@@ -1,9 +1,10 @@
 """Which ARM operations can change a check's outcome, and which resource to read again when one happens.
 
-The table is data, not code, because it has two readers: the daemon's worker (:func:`is_relevant`,
-:func:`resource_to_reread`), and ``plmon deploy event-filters``, which turns the same rows into Event Grid
-advanced filters on ``data.operationName`` (:func:`operation_name_filters`). One table means an
-operation the worker cares about is never filtered away upstream.
+The watched types are the kinds table (:mod:`monitor.kinds`): every type plmon reads, and so every type
+whose public access it judges. The table is data, not code, because it has two readers: the daemon's
+worker (:func:`is_relevant`, :func:`resource_to_reread`), and ``plmon deploy event-filters``, which turns
+the same rows into Event Grid advanced filters on ``data.operationName`` (:func:`operation_name_filters`).
+One table means an operation the worker cares about is never filtered away upstream.
 
 Matching is case-insensitive (ARM and Event Grid both compare operation names without case). Only
 ``write`` and ``delete`` count, plus the actions that approve or reject a private endpoint connection:
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 
 from monitor.arm_id import ArmId
 from monitor.events import ResourceEvent
+from monitor.kinds import KINDS
 
 __all__ = [
     "ANY_PROVIDER_ACTIONS",
@@ -58,46 +60,8 @@ ANY_PROVIDER_SEGMENTS: tuple[str, ...] = ("privateEndpointConnections", "private
 # Action names (the segment before ``/action``) that approve or reject a connection on any provider.
 ANY_PROVIDER_ACTIONS: tuple[str, ...] = ("privateEndpointConnectionsApproval",)
 
-_NETWORK_ACLS = ("firewallRules", "virtualNetworkRules")
-
-WATCHED: tuple[Watch, ...] = (
-    # Private Link plumbing.
-    Watch("Microsoft.Network/privateEndpoints", ("*",), "endpoint, its DNS zone groups and connection"),
-    Watch("Microsoft.Network/privateLinkServices", ("*",), "provider side: visibility, auto-approval, NAT"),
-    Watch("Microsoft.Authorization/resourceManagementPrivateLinks", ("*",), "private ARM management"),
-    Watch("Microsoft.Authorization/privateLinkAssociations", (), "management group to RMPL association"),
-    # Network paths.
-    Watch("Microsoft.Network/virtualNetworks", ("subnets", "virtualNetworkPeerings"),
-          "address space, DNS servers, subnet policies, peerings"),
-    Watch("Microsoft.Network/routeTables", ("routes",), "forced tunnelling around endpoints"),
-    Watch("Microsoft.Network/networkSecurityGroups", ("securityRules",), "traffic to endpoints"),
-    Watch("Microsoft.Network/azureFirewalls", (), "inspection on the path"),
-    Watch("Microsoft.Network/firewallPolicies", ("ruleCollectionGroups",), "firewall rules"),
-    Watch("Microsoft.Network/loadBalancers", ("*",), "Private Link Service frontends"),
-    Watch("Microsoft.Network/networkInterfaces", ("*",), "endpoint and service NICs"),
-    Watch("Microsoft.Network/bastionHosts", (), "management access paths"),
-    # Name resolution.
-    Watch("Microsoft.Network/privateDnsZones", ("virtualNetworkLinks", "A", "CNAME"),
-          "privatelink zones, their links and records"),
-    # Private-link targets: their own writes carry publicNetworkAccess and network ACLs.
-    Watch("Microsoft.Storage/storageAccounts"),
-    Watch("Microsoft.KeyVault/vaults"),
-    Watch("Microsoft.Sql/servers", _NETWORK_ACLS),
-    Watch("Microsoft.DocumentDB/databaseAccounts"),
-    Watch("Microsoft.ContainerRegistry/registries"),
-    Watch("Microsoft.CognitiveServices/accounts"),
-    Watch("Microsoft.EventHub/namespaces", ("networkRuleSets",)),
-    Watch("Microsoft.ServiceBus/namespaces", ("networkRuleSets",)),
-    Watch("Microsoft.AppConfiguration/configurationStores"),
-    Watch("Microsoft.Web/sites"),
-    Watch("Microsoft.Automation/automationAccounts"),
-    Watch("Microsoft.DBforPostgreSQL/servers", _NETWORK_ACLS),
-    Watch("Microsoft.DBforPostgreSQL/flexibleServers", ("firewallRules",)),
-    Watch("Microsoft.DBforMySQL/servers", _NETWORK_ACLS),
-    Watch("Microsoft.DBforMySQL/flexibleServers", ("firewallRules",)),
-    Watch("Microsoft.Cache/redis", ("firewallRules",)),
-    Watch("Microsoft.Search/searchServices"),
-)
+# Every kind of the table is watched: a type plmon reads (and judges) is never filtered away upstream.
+WATCHED: tuple[Watch, ...] = tuple(Watch(k.type, k.children, k.why) for k in KINDS)
 
 _SEGMENTS = frozenset(s.lower() for s in ANY_PROVIDER_SEGMENTS)
 _ACTIONS = frozenset(a.lower() for a in ANY_PROVIDER_ACTIONS)

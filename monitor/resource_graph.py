@@ -50,6 +50,7 @@ from azure.core.exceptions import (
 
 from monitor.arm_id import parse_id
 from monitor.arm_policies import ArmGuardPolicy, RequestStats
+from monitor.kinds import KINDS
 from monitor.live import CredentialError, LiveReader
 from monitor.plan import SUBSCRIPTION_LISTS, ReadError
 
@@ -88,14 +89,10 @@ class GraphQuery:
                 f"| project {', '.join(PROJECTED)}")
 
 
-# Grouped so that a type the identity cannot read costs the coverage of few others; NICs, the largest
-# table of an estate with many endpoints, page on their own.
-QUERIES: tuple[GraphQuery, ...] = (
-    GraphQuery("endpoints", ("privateEndpoints", "privateLinkServices")),
-    GraphQuery("networks", ("virtualNetworks", "routeTables", "networkSecurityGroups")),
-    GraphQuery("appliances", ("azureFirewalls", "firewallPolicies", "loadBalancers", "bastionHosts")),
-    GraphQuery("interfaces", ("networkInterfaces",)),
-    GraphQuery("dns", ("privateDnsZones", "resourceManagementPrivateLinks")),
+# One query per ``graph`` group of the kinds table (monitor.kinds), in the table's order.
+QUERIES: tuple[GraphQuery, ...] = tuple(
+    GraphQuery(name, tuple(k.listed_as for k in KINDS if k.graph == name and k.listed_as))
+    for name in dict.fromkeys(k.graph for k in KINDS if k.graph)
 )
 GRAPH_KINDS = frozenset(k for q in QUERIES for k in q.kinds)
 

@@ -209,6 +209,9 @@ class Target(Resource):
     network_acls_default_action: str | None = None
     kind: str | None = None
     connections: tuple[ProviderConnection, ...] = ()
+    # (path below properties, raw scalar value) for the other settings the public-access table reads
+    # (monitor.kinds.ACCESS_PATHS), only those the body carried.
+    access_settings: tuple[tuple[str, Any], ...] = ()
 
 
 # --- Networks --------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 CHECKS = Path(__file__).resolve().parent.parent / "checks"
 # What a check module may import besides the standard library's pure modules.
-ALLOWED_OURS = ("checks", "monitor.snapshot", "monitor.arm_id")
+ALLOWED_OURS = ("checks", "monitor.snapshot", "monitor.arm_id", "monitor.kinds")
 FORBIDDEN_STDLIB = {"os", "io", "socket", "subprocess", "urllib", "http", "pathlib", "shutil", "requests",
                     "sqlite3", "threading", "asyncio", "random", "time"}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "open", "sleep", "getenv"}
