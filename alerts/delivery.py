@@ -19,11 +19,15 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
 from alerts.channel import Channel, DeliveryError
 from monitor.store import OutboxRow, StateStore
+
+if TYPE_CHECKING:
+    from monitor.config import Config
 
 __all__ = ["DeliveryReport", "DeliveryWorker", "RetryPolicy"]
 
@@ -39,6 +43,14 @@ class RetryPolicy:
     cap: timedelta = timedelta(minutes=30)
     jitter: float = 0.25  # each delay is scaled by a random factor in [1 - jitter, 1 + jitter]
     lease: timedelta = timedelta(seconds=60)  # > any channel timeout: a claimed row is not re-sent meanwhile
+
+    @classmethod
+    def from_config(cls, config: Config) -> RetryPolicy:
+        """``delivery:`` (attempts, backoff) as a policy; the lease outlasts the slowest channel's timeout
+        twice over, so a row in flight is not claimed and sent again by another pass meanwhile."""
+        d = config.delivery
+        lease = max((c.timeout for c in config.alerts), default=d.backoff_base) * 2 + d.backoff_base
+        return cls(max_attempts=d.max_attempts, base=d.backoff_base, cap=d.backoff_max, lease=lease)
 
     def delay(self, attempts: int, rng: random.Random) -> timedelta:
         """Backoff after ``attempts`` failures: base * 2^(attempts-1), capped, with jitter so that
