@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except InputError as e:
         click.echo(f"plmon: {e}", err=True)
+        if hint := getattr(e, "hint", None):
+            click.echo(f"plmon: hint: {hint}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
