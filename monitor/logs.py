@@ -37,6 +37,8 @@ def _reason_not_traceback(_: Any, __: str, event: dict[str, Any]) -> dict[str, A
     """A library record's exception as one line (type and first line of the message), never its traceback."""
     exc_info = event.pop("exc_info", None)
     event.pop("stack_info", None)
+    if isinstance(event.get("event"), str):
+        event["event"] = event["event"].strip()
     if isinstance(exc_info, tuple) and exc_info[1] is not None:
         err = exc_info[1]
         text = str(err).splitlines()[0] if str(err) else ""
