@@ -148,6 +148,38 @@ def test_only_wiring_and_config_read_the_environment() -> None:
     assert offenders == []
 
 
+# What only the composition root builds, and the modules that define (or own) each part.
+BUILT_BY_WIRING = {
+    "Daemon": {"monitor/daemon.py"},
+    "DeliveryWorker": {"alerts/delivery.py", "monitor/daemon.py"},   # the daemon owns its worker
+    "RetryPolicy": {"alerts/delivery.py"},
+    "build_channels": {"alerts/channel.py", "monitor/daemon.py"},     # the daemon's default when given none
+    "open_store": {"monitor/store.py"},
+    "intake_beside": {"monitor/intake.py"},
+    "configure_logging": {"monitor/logs.py"},
+    "arm_credential": {"monitor/credentials.py", "monitor/sources.py"},
+    "live_settings_from_env": {"monitor/sources.py"},
+}
+
+
+def test_only_wiring_builds_the_parts() -> None:
+    """No entry point (CLI, serve, the Function app) builds a daemon, store, intake, channels, retry policy or
+    logging itself: each calls monitor.wiring, so no entry point can drop a setting another honours."""
+    offenders = []
+    files = [*sorted((ROOT / "monitor").rglob("*.py")), *sorted((ROOT / "alerts").glob("*.py")),
+             ROOT / "deploy" / "azure-function" / "function_app.py"]
+    for path in files:
+        rel = path.relative_to(ROOT).as_posix()
+        if rel == "monitor/wiring.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
+                if name in BUILT_BY_WIRING and rel not in BUILT_BY_WIRING[name]:
+                    offenders.append(f"{rel}:{node.lineno} {name}()")
+    assert offenders == []
+
+
 def test_cli_notify_and_alerts_build_from_every_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """scan --notify and plmon alerts get the configured store, routes, channels and retry policy."""
     from monitor.cli_alerts import scan_observations, worker_for
