@@ -13,9 +13,11 @@ Flex Consumption plan to avoid it). Event handling is synchronous: when it fails
 and the platform redelivers the event (or queue message); a redelivery that was already written down
 stays queued and is processed by the next invocation of any instance.
 
-App settings: ``PLMON_CONFIG`` (path to the YAML config; secrets in it as ``${VAR}``, set from Key Vault
+App settings (read by :mod:`monitor.wiring`, which builds the instance exactly as it builds ``plmon serve``'s
+daemon): ``PLMON_CONFIG`` (path to the YAML config; secrets in it as ``${VAR}``, set from Key Vault
 references), ``PLMON_MANAGEMENT_GROUP`` or ``PLMON_SUBSCRIPTIONS`` (comma-separated) for the scope,
-``PLMON_FROM`` (a recorded tenant folder: tests and demos), ``PLMON_ARM_ENDPOINT``/``PLMON_CA_BUNDLE``.
+``PLMON_FROM`` (a recorded tenant folder: tests and demos), ``PLMON_ARM_ENDPOINT``/``PLMON_CA_BUNDLE``,
+``PLMON_LOG_LEVEL``/``PLMON_LOG_FORMAT`` (JSON lines to the Functions host's logging, secrets redacted).
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def function_daemon(env: Mapping[str, str] | None = None, **options: Any) -> tup
     """Config and daemon of one Function instance, from its app settings; logging set up first, so that
     even a failure to build reaches the Functions host's log with secrets redacted."""
     e = environment(env)
-    setup_logging(e, fmt="json", sink="logging")
+    setup_logging(e, fmt=e.get("PLMON_LOG_FORMAT") or "json", sink="logging")
     settings = FunctionSettings.from_env(e)
     config = load_config(settings.config_path, env=dict(e))
     source = open_source(settings.from_dir, env=e, subscriptions=settings.subscriptions,
