@@ -315,3 +315,37 @@ def test_serve_honours_delivery_retries_and_dead_letter(tmp_path: Path) -> None:
     db.close()
     assert statuses == [("failed", 3)]
     assert ACCOUNT_ID.lower() in json.loads(attempts[0]["body"])["subject"].lower()
+
+
+def test_scan_notify_honours_routing_channels_and_delivery(tmp_path: Path) -> None:
+    """scan --notify with the full config: each channel gets only what its routing selects, the failing one is
+    retried max_attempts times within backoff_max and then dead-lettered, all in the configured store."""
+    from click.testing import CliRunner
+
+    from monitor.cli import cli
+
+    folder = tenant(tmp_path / "t", public="Enabled")
+    soc = Receiver(secret=HOOK_SECRET, script=[503] * 50)
+    chat = Receiver()
+    path = full_config(tmp_path, soc.url)
+    data = yaml.safe_load(path.read_text())
+    data["alerts"][1]["url"] = chat.url
+    path.write_text(yaml.safe_dump(data))
+    try:
+        started = time.monotonic()
+        r = CliRunner().invoke(cli, ["scan", "--from", str(folder), "--config", str(path), "--notify"],
+                               env={**ENV, **LOG_ENV}, catch_exceptions=False)
+        took = time.monotonic() - started
+    finally:
+        soc.close()
+        chat.close()
+    assert r.exit_code == 0, r.output
+    sent_to_soc = {json.loads(x["body"])["data"]["check_id"] for x in soc.requests}
+    assert sent_to_soc == {PUBLIC_CHECK} and len(soc.requests) == 3           # routing; max_attempts
+    gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(soc.requests)]
+    assert all(g <= 15 * 1.25 + 1 for g in gaps) and took < 30, (gaps, took)  # backoff_max, notify_timeout
+    assert len(chat.accepted) >= 1 and all(b"blocks" in x["body"] for x in chat.accepted)  # slack, min_severity low
+    db = sqlite3.connect(tmp_path / "wired.db")                               # state.url
+    rows = db.execute("SELECT channel, status, attempts FROM outbox WHERE channel = 'soc'").fetchall()
+    db.close()
+    assert rows == [("soc", "failed", 3)]
