@@ -349,3 +349,18 @@ def test_scan_notify_honours_routing_channels_and_delivery(tmp_path: Path) -> No
     rows = db.execute("SELECT channel, status, attempts FROM outbox WHERE channel = 'soc'").fetchall()
     db.close()
     assert rows == [("soc", "failed", 3)]
+
+
+def test_intake_lives_in_the_given_stores_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A daemon built over an already-open SQLite store queues its events in that store's file, not in a
+    second database the config's default state.url would name in the working directory."""
+    monkeypatch.chdir(tmp_path)
+    folder = tenant(tmp_path / "t")
+    config = load_config(None, env={})
+    daemon = wiring.build_daemon(config, wiring.open_source(folder), store=SqliteStore(tmp_path / "own.db"))
+    try:
+        assert Path(daemon.intake.path) == tmp_path / "own.db"
+    finally:
+        daemon.intake.close()
+        daemon.store.close()
+    assert not (tmp_path / "plmon-state.db").exists()
