@@ -56,10 +56,11 @@ class RetryPolicy:
         return cls(max_attempts=d.max_attempts, base=d.backoff_base, cap=d.backoff_max, lease=lease)
 
     def delay(self, attempts: int, rng: random.Random) -> timedelta:
-        """Backoff after ``attempts`` failures: base * 2^(attempts-1), capped, with jitter so that
-        many alerts failing together do not retry in lockstep."""
-        raw = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** max(0, attempts - 1))
-        return timedelta(seconds=raw * rng.uniform(1 - self.jitter, 1 + self.jitter))
+        """Backoff after ``attempts`` failures: base * 2^(attempts-1) with jitter so that many alerts failing
+        together do not retry in lockstep, and never beyond the cap (``backoff_max`` is a maximum)."""
+        cap = self.cap.total_seconds()
+        raw = min(cap, self.base.total_seconds() * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=min(cap, raw * rng.uniform(1 - self.jitter, 1 + self.jitter)))
 
 
 @dataclass

@@ -143,4 +143,8 @@ def function_daemon(env: Mapping[str, str] | None = None, **options: Any) -> tup
     source = open_source(settings.from_dir, env=e, subscriptions=settings.subscriptions,
                          management_group=settings.management_group, arm_endpoint=settings.arm_endpoint,
                          ca_bundle=settings.ca_bundle)
-    return config, build_daemon(config, source, env=e, **options)
+    try:
+        return config, build_daemon(config, source, env=e, **options)
+    except BaseException:
+        source.close()
+        raise

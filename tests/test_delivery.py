@@ -137,6 +137,14 @@ def test_backoff_grows_with_jitter() -> None:
         assert nominal * 0.75 <= d <= nominal * 1.25
 
 
+def test_backoff_never_exceeds_the_cap() -> None:
+    """backoff_max is a maximum: jitter spreads retries below it, never above (15 s means at most 15 s)."""
+    p = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(seconds=15), jitter=0.25)
+    rng = random.Random(3)
+    delays = [p.delay(n, rng).total_seconds() for n in range(1, 12) for _ in range(50)]
+    assert max(delays) <= 15 and min(delays[-50:]) >= 15 * 0.75
+
+
 def test_dead_lettered_opened_holds_back_its_resolved(store: StateStore) -> None:
     """A long outage dead-letters a finding's opened alert: its resolved, queued later, is never sent before it;
     --retry re-queues both and the receiver gets opened, then resolved."""
