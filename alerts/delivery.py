@@ -5,7 +5,10 @@ come back after the lease and are sent again: a receiver may see an alert twice,
 dedupes on it. It is never lost: a row leaves ``pending`` only when a channel acknowledged it
 (``delivered``) or after ``max_attempts`` failures (``failed``, the dead letter ``plmon alerts --failed``
 lists and ``--retry`` re-queues). The store hands out one row per finding and channel at a time, so a
-later alert of a finding is never sent while an earlier one is backing off.
+later alert of a finding is never sent while an earlier one is backing off. Nor after the earlier one
+was dead-lettered (a long outage): the later alert follows it into the dead letter, unsent, so that a
+receiver never gets a finding's ``resolved`` before its ``opened``; ``--retry`` re-queues them together
+and the store sends them oldest first.
 
 A burst (more than a channel's ``digest_threshold`` alerts within a minute) goes out as one digest
 message that stands for all its rows.
@@ -19,11 +22,15 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import structlog
 
 from alerts.channel import Channel, DeliveryError
-from monitor.store import OutboxRow, StateStore
+from monitor.store import AlertStatus, OutboxRow, StateStore
+
+if TYPE_CHECKING:
+    from monitor.config import Config
 
 __all__ = ["DeliveryReport", "DeliveryWorker", "RetryPolicy"]
 
@@ -40,11 +47,20 @@ class RetryPolicy:
     jitter: float = 0.25  # each delay is scaled by a random factor in [1 - jitter, 1 + jitter]
     lease: timedelta = timedelta(seconds=60)  # > any channel timeout: a claimed row is not re-sent meanwhile
 
+    @classmethod
+    def from_config(cls, config: Config) -> RetryPolicy:
+        """``delivery:`` (attempts, backoff) as a policy; the lease outlasts the slowest channel's timeout
+        twice over, so a row in flight is not claimed and sent again by another pass meanwhile."""
+        d = config.delivery
+        lease = max((c.timeout for c in config.alerts), default=d.backoff_base) * 2 + d.backoff_base
+        return cls(max_attempts=d.max_attempts, base=d.backoff_base, cap=d.backoff_max, lease=lease)
+
     def delay(self, attempts: int, rng: random.Random) -> timedelta:
-        """Backoff after ``attempts`` failures: base * 2^(attempts-1), capped, with jitter so that
-        many alerts failing together do not retry in lockstep."""
-        raw = min(self.cap.total_seconds(), self.base.total_seconds() * 2 ** max(0, attempts - 1))
-        return timedelta(seconds=raw * rng.uniform(1 - self.jitter, 1 + self.jitter))
+        """Backoff after ``attempts`` failures: base * 2^(attempts-1) with jitter so that many alerts failing
+        together do not retry in lockstep, and never beyond the cap (``backoff_max`` is a maximum)."""
+        cap = self.cap.total_seconds()
+        raw = min(cap, self.base.total_seconds() * 2 ** max(0, attempts - 1))
+        return timedelta(seconds=min(cap, raw * rng.uniform(1 - self.jitter, 1 + self.jitter)))
 
 
 @dataclass
@@ -81,8 +97,14 @@ class DeliveryWorker:
         report = DeliveryReport()
         now = self.clock()
         rows = self.store.claim_due(now, self.policy.lease, limit)
+        behind = self._dead_before(rows)
         by_channel: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in rows:
+            if row.alert_id in behind:
+                self._failed(row, f"held: an earlier alert of this finding ({behind[row.alert_id]}) is in the "
+                             "dead letter; plmon alerts --retry sends both, in order", retryable=False,
+                             report=report)
+                continue
             by_channel[row.channel].append(row)
         for name, batch in by_channel.items():
             channel = self.channels.get(name)
@@ -99,6 +121,23 @@ class DeliveryWorker:
                 for row in batch:
                     self._send_one(channel, row, report)
         return report
+
+    def _dead_before(self, rows: Sequence[OutboxRow]) -> dict[str, str]:
+        """Claimed rows whose finding has an earlier alert on the same channel in the dead letter, each with
+        that alert's id: sending them would deliver the finding's alerts out of order."""
+        if not rows:
+            return {}
+        dead: dict[tuple[str, str, str], OutboxRow] = {}
+        for d in self.store.outbox(AlertStatus.FAILED):
+            key = (d.check_id, d.resource_key, d.channel)
+            if key not in dead or d.seq < dead[key].seq:
+                dead[key] = d
+        out: dict[str, str] = {}
+        for row in rows:
+            first = dead.get((row.check_id, row.resource_key, row.channel))
+            if first is not None and first.seq < row.seq:
+                out[row.alert_id] = first.alert_id
+        return out
 
     def _send_one(self, channel: Channel, row: OutboxRow, report: DeliveryReport) -> None:
         try:

@@ -116,7 +116,7 @@ def worker_collect(base_url: str, ca_bundle: str, workers: int, via: str = "arm"
     """One live collection through the SDK clients against the replay server, as ``plmon scan --via`` does."""
     os.environ.setdefault("PLMON_ARM_TOKEN", "bench-token")
     from monitor.plan import collect
-    from monitor.sources import open_source
+    from monitor.wiring import open_source
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers, via=via) as source:
         t0 = time.perf_counter()

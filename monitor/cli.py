@@ -20,10 +20,9 @@ from monitor import __version__
 from monitor.collection_display import CollectionProgress, stats_lines
 from monitor.config import Config, load_config
 from monitor.errors import InputError
-from monitor.logs import configure_logging
 from monitor.output import checks_table, findings_table
 from monitor.scan import ScanResult, run_scan, scan_document
-from monitor.sources import open_source
+from monitor.wiring import open_source, setup_logging
 
 __all__ = ["cli", "main"]
 
@@ -83,7 +82,7 @@ def do_scan(config: Config, from_dir: Path | None, observations: Any = None, *, 
 @click.version_option(__version__, "--version", prog_name="plmon", message="%(prog)s %(version)s")
 def cli() -> None:
     """plmon: compliance monitor for Azure Private Link."""
-    configure_logging()
+    setup_logging()
 
 
 @cli.command()
@@ -150,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except InputError as e:
         click.echo(f"plmon: {e}", err=True)
+        if hint := getattr(e, "hint", None):
+            click.echo(f"plmon: hint: {hint}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

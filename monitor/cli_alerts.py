@@ -15,17 +15,16 @@ from pathlib import Path
 
 import click
 
-from alerts.channel import build_channels
-from alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
-from alerts.outbox import routes_from_config
+from alerts.delivery import DeliveryReport, DeliveryWorker
 from monitor.clock import RECORDED, store_clock
 from monitor.config import Config, load_config
 from monitor.lifecycle import Transition, apply_scan
 from monitor.observations import observer
 from monitor.scan import ScanResult
 from monitor.snapshot import Snapshot
-from monitor.store import AlertStatus, FindingState, StateStore, open_store
+from monitor.store import AlertStatus, FindingState, StateStore
 from monitor.terminal import cells
+from monitor.wiring import delivery_worker, open_state, routes
 
 __all__ = ["alerts_cmd", "findings_cmd", "notify", "scan_observations", "worker_for"]
 
@@ -34,20 +33,18 @@ def scan_observations(config: Config, notify: bool) -> tuple[StateStore | None, 
     """The store a scan writes to (or None) and its observations step."""
     if not notify and "state" not in config.model_fields_set:
         return None, None
-    store = open_store(config.state.url)
+    store = open_state(config)
     return store, observer(store)
 
 
 def worker_for(store: StateStore, config: Config) -> DeliveryWorker:
-    d = config.delivery
-    lease = max((c.timeout for c in config.alerts), default=d.backoff_base) * 2 + d.backoff_base
-    policy = RetryPolicy(max_attempts=d.max_attempts, base=d.backoff_base, cap=d.backoff_max, lease=lease)
-    return DeliveryWorker(store, build_channels(config.alerts), policy)
+    """The delivery worker the composition root builds (:func:`monitor.wiring.delivery_worker`)."""
+    return delivery_worker(store, config)
 
 
 def notify(store: StateStore, config: Config, result: ScanResult) -> tuple[list[Transition], DeliveryReport]:
     """Apply the lifecycle for ``result`` and deliver what is owed (this scan's alerts and any left over)."""
-    transitions = apply_scan(store, result, routes=routes_from_config(config.alerts),
+    transitions = apply_scan(store, result, routes=routes(config),
                              reminder_interval=config.schedule.reminder_interval)
     report = worker_for(store, config).drain(config.delivery.notify_timeout.total_seconds())
     return transitions, report
@@ -80,7 +77,7 @@ def _age(since: datetime, now: datetime) -> str:
 def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
     """Open findings from the state store, with their age."""
     config = load_config(config_path)
-    store = open_store(config.state.url)
+    store = open_state(config)
     clock = store_clock(store.scan_history())  # the clock the findings were stamped on (monitor.clock)
     now = clock.now()
     recs = store.findings(None if show_all else FindingState.OPEN)
@@ -114,7 +111,7 @@ def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
 def alerts_cmd(config_path: Path | None, mode: str | None, fmt: str) -> None:
     """The alert outbox: pending and failed alerts; retry or deliver them."""
     config = load_config(config_path)
-    store = open_store(config.state.url)
+    store = open_state(config)
     mode = mode or "pending"
     if mode in ("retry", "deliver"):
         if mode == "retry":

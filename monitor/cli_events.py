@@ -15,9 +15,8 @@ import click
 
 from monitor.config import load_config
 from monitor.errors import InputError
-from monitor.intake import intake_beside
-from monitor.store import open_store
 from monitor.terminal import cells
+from monitor.wiring import open_intake, open_state
 
 __all__ = ["events_cmd"]
 
@@ -34,8 +33,8 @@ def events_cmd(config_path: Path | None, show_failed: bool, retry_ids: tuple[str
     config = load_config(config_path)
     if retry_ids and retry_all:
         raise InputError("--retry EVENT_ID and --retry-all exclude each other")
-    store = open_store(config.state.url)
-    intake = intake_beside(store, config.state.url)
+    store = open_state(config)
+    intake = open_intake(store, config)
     try:
         if retry_ids or retry_all:
             n = intake.retry_failed(None if retry_all else retry_ids)

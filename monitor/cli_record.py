@@ -9,7 +9,7 @@ import click
 
 from monitor.cli import source_options
 from monitor.record import record
-from monitor.sources import open_source
+from monitor.wiring import open_source
 
 __all__ = ["record_cmd"]
 

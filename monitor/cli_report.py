@@ -21,7 +21,8 @@ from monitor.clock import store_clock
 from monitor.config import load_config
 from monitor.errors import InputError
 from monitor.reports import FORMATS, HistoryPoint, Report, build_report, build_stored_report, render
-from monitor.store import FindingState, StateStore, open_store
+from monitor.store import FindingState, StateStore
+from monitor.wiring import open_state_url
 
 __all__ = ["report", "stored_report", "write_report"]
 
@@ -46,7 +47,7 @@ def existing_store(url: str) -> StateStore | None:
         path = rest[1:] if rest.startswith("/") else rest
         if path == ":memory:" or not Path(path).is_file():
             return None
-    return open_store(url)
+    return open_state_url(url)
 
 
 def write_report(text: str, out: Path | None) -> None:

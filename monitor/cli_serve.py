@@ -25,9 +25,7 @@ from monitor.cli import source_options
 from monitor.config import load_config
 from monitor.daemon import Daemon
 from monitor.errors import InputError
-from monitor.intake import intake_beside
-from monitor.sources import open_source
-from monitor.store import open_store
+from monitor.wiring import build_daemon, open_intake, open_source, open_state
 
 __all__ = ["serve"]
 
@@ -77,16 +75,14 @@ def serve(from_dir: Path | None, config_path: Path | None, host: str | None, por
                          f"events on {host}")
     source = open_source(from_dir, **live)
     # Fail on a bad state URL now, as one line, rather than inside the server's startup.
-    probe = open_store(config.state.url)
+    probe = open_state(config)
     try:
-        intake_beside(probe, config.state.url).close()
+        open_intake(probe, config).close()
     finally:
         probe.close()
 
     def make_daemon() -> Daemon:
-        store = open_store(config.state.url)
-        return Daemon(config, source.reader, store, intake_beside(store, config.state.url),
-                      manifest=source.manifest, workers=source.workers, subscriptions=source.subscriptions)
+        return build_daemon(config, source)
 
     app = create_app(config, make_daemon)
     if config.server.secret is None and config.server.entra is None:
@@ -104,8 +100,9 @@ def serve(from_dir: Path | None, config_path: Path | None, host: str | None, por
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     # One JSON line on stdout, like replay-server: scripts and tests learn the port when --port 0.
     click.echo(json.dumps({"url": f"http://{shown}:{bound}", "webhook": f"http://{shown}:{bound}/api/eventgrid"}))
-    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
-                                           timeout_graceful_shutdown=30))
+    # log_config=None: uvicorn's own lines go through plmon's logging (one JSON line, no traceback).
+    server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False, log_config=None,
+                                    timeout_graceful_shutdown=30))
     try:
         server.run(sockets=[sock])
     finally:

@@ -239,10 +239,11 @@ def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | Non
     return config
 
 
-def load_config(path: str | Path | None) -> Config:
-    """The configuration at ``path``, or the defaults when no file is given."""
+def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> Config:
+    """The configuration at ``path``, or the defaults when no file is given; ``${VAR}`` from ``env``
+    (default: the process environment)."""
     if path is None:
-        return parse_config({})
+        return parse_config({}, env=env)
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -254,4 +255,4 @@ def load_config(path: str | Path | None) -> Config:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise InputError(f"config {p}: not valid YAML{where}") from None
-    return parse_config(data, source=f"config {p}")
+    return parse_config(data, source=f"config {p}", env=env)

@@ -7,8 +7,8 @@ never logged or echoed: :class:`StaticTokenCredential` does not even show it in 
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,9 +66,9 @@ def cloud_name(endpoint: str) -> str:
     return _CLOUDS.get(host, "Custom")
 
 
-def arm_credential(environ: dict[str, str] | None = None) -> TokenCredential:
-    """``PLMON_ARM_TOKEN`` when set, otherwise DefaultAzureCredential (created lazily: it is slow)."""
-    env = os.environ if environ is None else environ
+def arm_credential(env: Mapping[str, str]) -> TokenCredential:
+    """``PLMON_ARM_TOKEN`` when ``env`` (the environment :mod:`monitor.wiring` read) sets it, otherwise
+    DefaultAzureCredential (created lazily: it is slow)."""
     token = (env.get(TOKEN_ENV) or "").strip()
     if token:
         if token.lower().startswith("bearer "):

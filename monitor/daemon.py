@@ -181,7 +181,8 @@ class Daemon:
         self.routes = routes_from_config(config.alerts)
         raw_channels = channels if channels is not None else build_channels(config.alerts)
         observed = {n: _ObservedChannel(c, self._delivered, self._delivery_failed) for n, c in raw_channels.items()}
-        self.delivery = DeliveryWorker(store, observed, retry_policy, clock=clock)
+        policy = retry_policy if retry_policy is not None else RetryPolicy.from_config(config)
+        self.delivery = DeliveryWorker(store, observed, policy, clock=clock)
         self._lock = threading.RLock()        # inventory, snapshot, evaluation, lifecycle
         self._delivery_lock = threading.Lock()
         self.inventory: RawInventory | None = None

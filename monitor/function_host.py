@@ -13,27 +13,25 @@ Flex Consumption plan to avoid it). Event handling is synchronous: when it fails
 and the platform redelivers the event (or queue message); a redelivery that was already written down
 stays queued and is processed by the next invocation of any instance.
 
-App settings: ``PLMON_CONFIG`` (path to the YAML config; secrets in it as ``${VAR}``, set from Key Vault
+App settings (read by :mod:`monitor.wiring`, which builds the instance exactly as it builds ``plmon serve``'s
+daemon): ``PLMON_CONFIG`` (path to the YAML config; secrets in it as ``${VAR}``, set from Key Vault
 references), ``PLMON_MANAGEMENT_GROUP`` or ``PLMON_SUBSCRIPTIONS`` (comma-separated) for the scope,
-``PLMON_FROM`` (a recorded tenant folder: tests and demos), ``PLMON_ARM_ENDPOINT``/``PLMON_CA_BUNDLE``.
+``PLMON_FROM`` (a recorded tenant folder: tests and demos), ``PLMON_ARM_ENDPOINT``/``PLMON_CA_BUNDLE``,
+``PLMON_LOG_LEVEL``/``PLMON_LOG_FORMAT`` (JSON lines to the Functions host's logging, secrets redacted).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import structlog
 
-from monitor.config import Config, load_config
+from monitor.config import Config
 from monitor.daemon import Daemon
-from monitor.intake import intake_beside
-from monitor.sources import open_source
-from monitor.store import open_store
+from monitor.wiring import function_daemon
 
 __all__ = ["FunctionHost", "HostReport", "host", "reset_host"]
 
@@ -62,18 +60,8 @@ class FunctionHost:
 
     @classmethod
     def from_settings(cls, env: Mapping[str, str] | None = None, **daemon_options: Any) -> FunctionHost:
-        env = os.environ if env is None else env
-        config = load_config(env.get("PLMON_CONFIG") or None)
-        from_dir = env.get("PLMON_FROM")
-        subs = [s for s in env.get("PLMON_SUBSCRIPTIONS", "").split(",") if s.strip()]
-        ca = env.get("PLMON_CA_BUNDLE")
-        source = open_source(Path(from_dir) if from_dir else None, subscriptions=subs,
-                             management_group=env.get("PLMON_MANAGEMENT_GROUP") or None,
-                             arm_endpoint=env.get("PLMON_ARM_ENDPOINT") or None, ca_bundle=Path(ca) if ca else None)
-        store = open_store(config.state.url, env)
-        intake = intake_beside(store, config.state.url)
-        daemon = Daemon(config, source.reader, store, intake, manifest=source.manifest, workers=source.workers,
-                        subscriptions=source.subscriptions, **daemon_options)
+        """The instance built by the composition root from its app settings (``env``: the process's)."""
+        config, daemon = function_daemon(env, **daemon_options)
         return cls(config, daemon)
 
     def _ensure_inventory(self) -> bool:

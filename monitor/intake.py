@@ -219,12 +219,15 @@ def intake_beside(store: StateStore, url: str) -> IntakeQueue:
     """The intake queue that lives beside ``store``: its Azure tables, or the same SQLite file.
 
     One place decides it, so ``plmon serve``, ``plmon events`` and the Azure Function agree."""
+    from monitor.store_sqlite import SqliteStore
     from monitor.store_tables import TablesStore
 
     if isinstance(store, TablesStore):
         from monitor.intake_tables import TablesIntake
 
         return TablesIntake(store.service, store.prefix)
+    if isinstance(store, SqliteStore) and store.path != ":memory:":
+        return SqliteIntake(store.path)  # the store's own file, wherever its URL was resolved
     return intake_for_store_url(url)
 
 

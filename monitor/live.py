@@ -67,7 +67,13 @@ _MAX_PAGES = 10_000
 
 
 class CredentialError(InputError):
-    """No token could be obtained: every read would fail the same way, so the command stops."""
+    """No token could be obtained: every read would fail the same way, so the command stops.
+
+    Said in one line plus a hint (azure-identity's per-credential diagnostics stay at debug level)."""
+
+    hint = ("sign in with `az login` (or give the process a managed identity or AZURE_* service principal "
+            "settings), or set PLMON_ARM_TOKEN to a bearer token; PLMON_LOG_LEVEL=debug shows every credential "
+            "tried")
 
 
 @dataclass(frozen=True)

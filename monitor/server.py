@@ -24,12 +24,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import h11
 import structlog
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.config import Config
 from monitor.daemon import Daemon
@@ -47,6 +51,42 @@ SECRET_HEADERS = ("x-plmon-secret", "aeg-sas-key")
 
 class _TooLarge(Exception):
     pass
+
+
+class _AnswerAfterServerGaveUp(Exception):
+    pass
+
+
+class _ClientBrokeFraming:
+    """A request whose framing breaks mid-body (bad chunked encoding) is answered by the HTTP server itself
+    (400) and the connection closed; the route's own answer then cannot be sent. That is what the client
+    sent, not a fault of plmon: one log line with the reason, instead of an "Exception in ASGI application"
+    traceback anyone who can reach the port could repeat to flood the log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def guarded(message: Message) -> None:
+            try:
+                await send(message)
+            except h11.LocalProtocolError as err:
+                raise _AnswerAfterServerGaveUp(str(err)) from None
+
+        try:
+            await self.app(scope, receive, guarded)
+        except _AnswerAfterServerGaveUp as err:
+            # Wait (briefly) for the server to notice the closed connection, so that it does not also log
+            # an unfinished response as its own error.
+            with anyio.move_on_after(2):
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+            log.info("response_not_sent", path=scope.get("path"), reason="the server already answered a "
+                     f"malformed request and closed the connection ({err})")
 
 
 def _error(status: int, reason: str) -> JSONResponse:
@@ -181,4 +221,4 @@ def create_app(config: Config, make_daemon: Callable[[], Daemon], *, collect_at_
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_ClientBrokeFraming)])

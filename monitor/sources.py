@@ -3,14 +3,13 @@
 ``--from DIR`` is a recorded tenant; anything else is live ARM through :class:`~monitor.live.LiveReader`
 (``--arm-endpoint``/``--ca-bundle`` for sovereign clouds, Azure Stack Hub or a replay server). The
 subscriptions to read come from ``--subscription``, ``--management-group`` (its descendants) or, by
-default, every subscription the identity can list. Retry and budget tuning is read from the environment
-so the same flags serve a user and a fast test.
+default, every subscription the identity can list. Retry and budget tuning comes from the environment
+(given by :mod:`monitor.wiring`, which reads it) so the same flags serve a user and a fast test.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +49,10 @@ class Source:
         self.close()
 
 
-def live_settings_from_env(arm_endpoint: str | None, ca_bundle: str | None,
-                           environ: dict[str, str] | None = None) -> Any:
+def live_settings_from_env(arm_endpoint: str | None, ca_bundle: str | None, env: Mapping[str, str]) -> Any:
     """LiveSettings with PLMON_ARM_* overrides (timeouts, retries, ``PLMON_ARM_BUDGET=250/25|off``)."""
     from monitor.live import LiveSettings
 
-    env = os.environ if environ is None else environ
     values: dict[str, Any] = {"arm_endpoint": arm_endpoint, "ca_bundle": ca_bundle}
     for name, attr in _ENV_FLOAT.items():
         if env.get(name):
@@ -89,8 +86,12 @@ def _positive(name: str, raw: str) -> float:
 
 def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = (),
                 management_group: str | None = None, arm_endpoint: str | None = None,
-                ca_bundle: Path | None = None, workers: int = 8, via: str = "arm", **_: Any) -> Source:
+                ca_bundle: Path | None = None, workers: int = 8, via: str = "arm",
+                environ: Mapping[str, str] | None = None, **_: Any) -> Source:
     """The reader for the chosen flags; bad combinations and unreadable files are InputErrors.
+
+    ``environ`` is the environment :mod:`monitor.wiring` read (the token, ARM tuning); a live source
+    opened without it uses DefaultAzureCredential and the default tuning.
 
     ``via="resource-graph"`` reads the per-subscription lists through Resource Graph queries
     (:mod:`monitor.resource_graph`) and everything else through ARM, with one set of request counters.
@@ -114,8 +115,9 @@ def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = 
 
         if ca_bundle is not None and not Path(ca_bundle).is_file():
             raise InputError(f"--ca-bundle {ca_bundle}: no such file")
-        settings = live_settings_from_env(arm_endpoint, str(ca_bundle) if ca_bundle else None)
-        reader = LiveReader(arm_credential(), settings)
+        env = environ or {}
+        settings = live_settings_from_env(arm_endpoint, str(ca_bundle) if ca_bundle else None, env)
+        reader = LiveReader(arm_credential(env), settings)
         source = Source(reader, {"cloud": cloud_name(reader.endpoint)}, subs or None, workers, live=reader)
         if via == "resource-graph":
             from monitor.resource_graph import ResourceGraphReader

@@ -182,7 +182,7 @@ class StateStore(Protocol):
 def open_store(url: str, environ: Mapping[str, str] | None = None) -> StateStore:
     """The store a URL names: ``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite:///:memory:``,
     ``azuretables://<account>/<prefix>`` or ``azuretables:///<prefix>`` with a connection string in the
-    environment (``environ``, default ``os.environ``; see :mod:`monitor.store_tables`)."""
+    environment (``environ``, as :mod:`monitor.wiring` read it; see :mod:`monitor.store_tables`)."""
     from monitor.errors import InputError
 
     scheme, sep, rest = url.partition("://")

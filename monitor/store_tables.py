@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
 import threading
 import time
@@ -506,7 +505,7 @@ def tables_store_from_url(url: str, environ: Mapping[str, str] | None = None) ->
     """``azuretables://<account>/<prefix>`` (managed identity via DefaultAzureCredential), or a connection
     string: ``azuretables:///<prefix>`` with ``PLMON_TABLES_CONNECTION_STRING`` set, or
     ``azuretables:///<prefix>?connection_string_env=VAR``. The prefix defaults to ``plmon``."""
-    env = os.environ if environ is None else environ
+    env = environ or {}
     parts = urlsplit(url)
     query = parse_qs(parts.query)
     unknown = set(query) - {"connection_string_env"}

@@ -19,12 +19,13 @@ import httpx
 import uvicorn
 from tenantkit import SUB, endpoint, provider_connection, storage_account, sub_list, write_tenant
 
+from monitor import wiring
 from monitor.config import Config, parse_config
 from monitor.daemon import Daemon
-from monitor.intake import SqliteIntake
 from monitor.logs import configure_logging
 from monitor.recorded import RecordedTenant
 from monitor.server import create_app
+from monitor.sources import Source
 from monitor.store_sqlite import SqliteStore
 
 SECRET = "s3cret-for-tests"
@@ -165,8 +166,10 @@ def serving(folder: Path, cfg: Config, db: Path, *, collect: bool = True) -> Ite
     configure_logging("warning", "json")  # as plmon serve runs by default: log lines cost time too
 
     def make() -> Daemon:
-        return Daemon(cfg, RecordedTenant(folder), SqliteStore(db), SqliteIntake(db),
-                      retry_policy=RetryPolicy(base=timedelta(milliseconds=50), cap=timedelta(milliseconds=200)))
+        # Built by the composition root, as plmon serve builds it; only the store's file and faster retries differ.
+        return wiring.build_daemon(cfg, Source(RecordedTenant(folder), {}), store=SqliteStore(db),
+                                   retry_policy=RetryPolicy(base=timedelta(milliseconds=50),
+                                                            cap=timedelta(milliseconds=200)))
 
     app = create_app(cfg, make, collect_at_start=collect, flush_timeout=2.0)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",

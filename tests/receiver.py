@@ -43,7 +43,7 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver._lock:
                     action = receiver.script.pop(0) if receiver.script else "ok"
-                    entry = {"headers": dict(self.headers), "body": body, "action": action}
+                    entry = {"headers": dict(self.headers), "body": body, "action": action, "at": time.monotonic()}
                     receiver.requests.append(entry)
                 if action == "hang":
                     time.sleep(receiver.hang_seconds)

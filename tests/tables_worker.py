@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 from alerts.delivery import DeliveryWorker, RetryPolicy
 from alerts.outbox import outbox_rows
 from alerts.webhook import WebhookChannel
-from monitor.store import ChangeSet, ConflictError, FindingRecord, FindingState, open_store
+from monitor.store import ChangeSet, ConflictError, FindingRecord, FindingState
+from monitor.wiring import open_state_url
 
 
 def step(rec: FindingRecord | None, check_id: str, key: str, now: datetime) -> FindingRecord:
@@ -42,7 +43,7 @@ def main() -> None:
     ap.add_argument("--start-at", type=float, default=0.0)
     args = ap.parse_args()
 
-    store = open_store(args.url)
+    store = open_state_url(args.url)
     channel = WebhookChannel("hook", args.webhook, args.secret, timeout=5.0, digest_threshold=10_000)
     worker = DeliveryWorker(store, {"hook": channel},
                             RetryPolicy(max_attempts=20, base=timedelta(milliseconds=20),

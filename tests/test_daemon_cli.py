@@ -106,3 +106,47 @@ def test_serve_on_an_azure_tables_store_turns_an_event_into_an_alert(tmp_path):
         tables = {t.name for t in TableServiceClient.from_connection_string(azurite.connection_string())
                   .list_tables() if t.name.startswith(prefix)}
         assert any("intake" in name.lower() for name in tables), tables
+
+
+def test_malformed_chunked_posts_log_one_json_line_each_and_no_traceback(tmp_path):
+    """Raw POSTs with broken chunked framing (with and without the secret) get a 400; the daemon's log stays
+    one JSON line per event with the reason, and holds no traceback text at all."""
+    import socket
+
+    folder = tenant(tmp_path / "t")
+    with receiver() as rec:
+        cfg = _config(tmp_path, rec.url)
+        env = {**os.environ, "PLMON_EVENTGRID_SECRET": SECRET, "PLMON_LOG_FORMAT": "json", "PLMON_LOG_LEVEL": "info"}
+        proc = subprocess.Popen([*PLMON, "serve", "--from", str(folder), "--config", str(cfg), "--port", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+        try:
+            url = json.loads(proc.stdout.readline())["url"]
+            deadline = time.monotonic() + 30
+            while httpx.get(f"{url}/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "never ready"
+                time.sleep(0.05)
+            port = int(url.rsplit(":", 1)[1])
+            answers = []
+            for query in ("", f"?code={SECRET}"):
+                for body in (b"zz\r\nhello\r\n0\r\n\r\n", b"5\r\nhelloXX\r\n0\r\n\r\n", b"5\r\nhello\r\n-1\r\n\r\n"):
+                    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                        s.sendall(f"POST /api/eventgrid{query} HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                  "application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + body)
+                        answers.append(s.recv(4096).split(b"\r\n", 1)[0])
+            assert httpx.get(f"{url}/healthz").status_code == 200   # still serving
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 0, err[-2000:]
+    assert answers and all(a.startswith(b"HTTP/1.1 4") for a in answers), answers
+    assert "Traceback" not in err and 'File "' not in err and "Exception in ASGI" not in err
+    lines = err.splitlines()
+    assert all(line.startswith("{") for line in lines), [x for x in lines if not x.startswith("{")][:5]
+    logs = [json.loads(line) for line in lines]
+    bad = [entry for entry in logs if "Invalid HTTP request" in entry["event"]]
+    assert len(bad) >= len(answers) // 2 and all(entry["level"] == "warning" for entry in bad)
+    assert not [entry for entry in logs if "exception" in entry or entry["level"] == "error"]

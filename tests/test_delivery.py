@@ -135,3 +135,34 @@ def test_backoff_grows_with_jitter() -> None:
     for attempts, nominal in ((1, 1), (2, 2), (3, 4), (4, 8), (6, 10)):
         d = p.delay(attempts, rng).total_seconds()
         assert nominal * 0.75 <= d <= nominal * 1.25
+
+
+def test_backoff_never_exceeds_the_cap() -> None:
+    """backoff_max is a maximum: jitter spreads retries below it, never above (15 s means at most 15 s)."""
+    p = RetryPolicy(base=timedelta(seconds=5), cap=timedelta(seconds=15), jitter=0.25)
+    rng = random.Random(3)
+    delays = [p.delay(n, rng).total_seconds() for n in range(1, 12) for _ in range(50)]
+    assert max(delays) <= 15 and min(delays[-50:]) >= 15 * 0.75
+
+
+def test_dead_lettered_opened_holds_back_its_resolved(store: StateStore) -> None:
+    """A long outage dead-letters a finding's opened alert: its resolved, queued later, is never sent before it;
+    --retry re-queues both and the receiver gets opened, then resolved."""
+    rx = Receiver(SECRET, script=[503] * 3)
+    w = worker(store, rx)
+    w.policy = RetryPolicy(max_attempts=3, base=timedelta(seconds=0.01), lease=timedelta(seconds=5))
+    ids = enqueue(store, 1, kinds=("opened",))
+    w.drain(10)
+    assert [r.kind for r in store.outbox(AlertStatus.FAILED)] == ["opened"]
+    rows = outbox_rows(record(0, 2), "resolved", T0 + timedelta(seconds=2), ["hook"], tenant_id="t")
+    store.apply(ChangeSet(outbox=rows))            # the outage is over: the receiver now accepts everything
+    ids |= {r.alert_id for r in rows}
+    report = w.drain(10)
+    assert rx.accepted == [] and report.delivered == 0
+    held = {r.kind: r for r in store.outbox(AlertStatus.FAILED)}
+    assert set(held) == {"opened", "resolved"} and "earlier alert" in (held["resolved"].last_error or "")
+    assert store.retry_failed(datetime.now(UTC)) == 2
+    w.drain(10)
+    assert [e["type"].rsplit(".", 1)[-1] for e in rx.events()] == ["opened", "resolved"]
+    assert rx.counts(ids)["delivered"] == 2
+    rx.close()

@@ -92,3 +92,17 @@ def test_bad_live_options_are_one_line_and_exit_2(args: list[str], message: str)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_no_credentials_is_one_line_and_a_hint(tmp_path: Path) -> None:
+    """Proves: a live scan with no credential at all says so in one line plus a hint, exit 2, without
+    azure-identity's per-credential diagnostics (they stay at debug level)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PLMON_LOG_LEVEL": "warning",
+           "AZURE_CONFIG_DIR": str(tmp_path / "az")}
+    r = subprocess.run([PLMON, "scan", "--subscription", SUB], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2, r.stderr
+    assert lines[0].startswith("plmon: cannot get an Azure token") and lines[1].startswith("plmon: hint: ")
+    assert "az login" in lines[1] and "PLMON_ARM_TOKEN" in lines[1]
+    assert "Traceback" not in r.stderr and "EnvironmentCredential" not in r.stderr

@@ -1,0 +1,150 @@
+"""The one composition root: configuration and the process environment become the parts plmon runs.
+
+Every entry point (the CLI commands, ``plmon serve``, the Azure Function) builds its source, state store,
+intake queue, alert channels, retry policy, daemon and logging here and nowhere else, so a setting one
+entry point honours cannot be silently dropped by another (``delivery:`` once was, by ``serve`` and the
+Function). It is also the only module that reads the process environment (besides ``${VAR}`` expansion in
+:mod:`monitor.config`): every other module takes the values it needs as arguments.
+
+Environment variables read here:
+- ``PLMON_LOG_LEVEL``, ``PLMON_LOG_FORMAT``: logging (default ``warning``; ``json`` unless on a terminal);
+- ``PLMON_ARM_TOKEN`` and ``PLMON_ARM_*`` tuning (:func:`monitor.sources.live_settings_from_env`);
+- the Table Storage connection string a ``state.url`` names (``PLMON_TABLES_CONNECTION_STRING`` or the
+  variable its ``connection_string_env`` names);
+- the Function's app settings: ``PLMON_CONFIG``, ``PLMON_FROM``, ``PLMON_SUBSCRIPTIONS``,
+  ``PLMON_MANAGEMENT_GROUP``, ``PLMON_ARM_ENDPOINT``, ``PLMON_CA_BUNDLE``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from alerts.channel import Channel, build_channels
+from alerts.delivery import DeliveryWorker, RetryPolicy
+from alerts.outbox import Route, routes_from_config
+from monitor.config import Config, load_config
+from monitor.daemon import Daemon
+from monitor.intake import IntakeQueue, intake_beside
+from monitor.logs import configure_logging
+from monitor.sources import Source
+from monitor.sources import open_source as _open_source
+from monitor.store import StateStore, open_store
+
+__all__ = ["FunctionSettings", "build_daemon", "channels", "delivery_worker", "environment", "function_daemon",
+           "open_intake", "open_source", "open_state", "open_state_url", "retry_policy", "routes",
+           "setup_logging"]
+
+
+def environment(env: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """The environment the parts are built from: ``env`` when a caller (a test) gives one, else the process's."""
+    return os.environ if env is None else env
+
+
+def setup_logging(env: Mapping[str, str] | None = None, *, level: str | None = None, fmt: str | None = None,
+                  sink: Literal["stderr", "logging"] = "stderr") -> None:
+    """structlog with its secret-redacting processor, for every entry point (the Function included).
+
+    ``sink="logging"`` hands each rendered line to the standard library's logging, which is what the Azure
+    Functions host collects; the CLI and ``plmon serve`` write to stderr."""
+    e = environment(env)
+    configure_logging(level or e.get("PLMON_LOG_LEVEL") or None, fmt or e.get("PLMON_LOG_FORMAT") or None,
+                      sink=sink)
+
+
+def open_source(from_dir: Path | None = None, *, env: Mapping[str, str] | None = None, **flags: Any) -> Source:
+    """The reader for the source flags (``--from`` or live options), with the identity and ARM tuning
+    the environment gives (see :mod:`monitor.sources`)."""
+    return _open_source(from_dir, environ=environment(env), **flags)
+
+
+def open_state_url(url: str, env: Mapping[str, str] | None = None) -> StateStore:
+    """The state store a URL names (a Table Storage URL may take its connection string from the environment)."""
+    return open_store(url, environment(env))
+
+
+def open_state(config: Config, env: Mapping[str, str] | None = None) -> StateStore:
+    """The configured state store (``state.url``)."""
+    return open_state_url(config.state.url, env)
+
+
+def open_intake(store: StateStore, config: Config) -> IntakeQueue:
+    """The daemon's intake queue beside ``store`` (its tables, or the same SQLite file)."""
+    return intake_beside(store, config.state.url)
+
+
+def retry_policy(config: Config) -> RetryPolicy:
+    """``delivery:`` as the retry policy every delivery worker uses (see :meth:`RetryPolicy.from_config`)."""
+    return RetryPolicy.from_config(config)
+
+
+def channels(config: Config) -> dict[str, Channel]:
+    """The configured alert channels by name."""
+    return build_channels(config.alerts)
+
+
+def routes(config: Config) -> tuple[Route, ...]:
+    """Which channel gets which finding (each channel's ``min_severity``, ``checks`` and ``subscriptions``)."""
+    return routes_from_config(config.alerts)
+
+
+def delivery_worker(store: StateStore, config: Config) -> DeliveryWorker:
+    """The outbox's delivery worker for commands that deliver without a daemon (``scan --notify``, ``alerts``)."""
+    return DeliveryWorker(store, channels(config), retry_policy(config))
+
+
+def build_daemon(config: Config, source: Source, *, store: StateStore | None = None,
+                 env: Mapping[str, str] | None = None, **options: Any) -> Daemon:
+    """The daemon core for ``plmon serve`` and the Function, built the same way for both.
+
+    ``store`` is the already-open state store when the caller has one; otherwise ``state.url`` is opened.
+    ``options`` are the daemon's test seams (``clock``, ``retry_policy``, ``channels``, ``metrics``)."""
+    store = store if store is not None else open_state(config, env)
+    try:
+        intake = open_intake(store, config)
+    except BaseException:
+        store.close()
+        raise
+    parts: dict[str, Any] = {"channels": channels(config), "retry_policy": retry_policy(config), **options}
+    return Daemon(config, source.reader, store, intake, manifest=source.manifest, workers=source.workers,
+                  subscriptions=source.subscriptions, **parts)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSettings:
+    """The Function's app settings: where its config is and what it reads (see :mod:`monitor.function_host`)."""
+
+    config_path: str | None = None
+    from_dir: Path | None = None
+    subscriptions: tuple[str, ...] = ()
+    management_group: str | None = None
+    arm_endpoint: str | None = None
+    ca_bundle: Path | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> FunctionSettings:
+        from_dir, ca = env.get("PLMON_FROM"), env.get("PLMON_CA_BUNDLE")
+        return cls(config_path=env.get("PLMON_CONFIG") or None, from_dir=Path(from_dir) if from_dir else None,
+                   subscriptions=tuple(s.strip() for s in env.get("PLMON_SUBSCRIPTIONS", "").split(",") if s.strip()),
+                   management_group=env.get("PLMON_MANAGEMENT_GROUP") or None,
+                   arm_endpoint=env.get("PLMON_ARM_ENDPOINT") or None, ca_bundle=Path(ca) if ca else None)
+
+
+def function_daemon(env: Mapping[str, str] | None = None, **options: Any) -> tuple[Config, Daemon]:
+    """Config and daemon of one Function instance, from its app settings; logging set up first, so that
+    even a failure to build reaches the Functions host's log with secrets redacted."""
+    e = environment(env)
+    setup_logging(e, fmt=e.get("PLMON_LOG_FORMAT") or "json", sink="logging")
+    settings = FunctionSettings.from_env(e)
+    config = load_config(settings.config_path, env=dict(e))
+    source = open_source(settings.from_dir, env=e, subscriptions=settings.subscriptions,
+                         management_group=settings.management_group, arm_endpoint=settings.arm_endpoint,
+                         ca_bundle=settings.ca_bundle)
+    try:
+        return config, build_daemon(config, source, env=e, **options)
+    except BaseException:
+        source.close()
+        raise
