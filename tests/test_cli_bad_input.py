@@ -1,0 +1,85 @@
+"""Bad input through the CLI: exactly one stderr line starting 'plmon:' with the reason, exit 2, no traceback.
+
+Each case here was a traceback or a silent exit 0 on inputs from outside trials (issue 12, "Bad input").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tenantkit import SUB, endpoint, storage_account, sub_list, write_tenant
+
+from monitor.cli import main
+from monitor.replay_server import ReplayServer
+
+DEMO = Path(__file__).resolve().parents[1] / "monitor" / "demo_tenant"
+UNKNOWN_SUB = "aaaaaaaa-0000-4000-8000-000000000099"
+
+
+def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out = capsys.readouterr()
+    return int(e.value.code or 0), out.out, out.err
+
+
+def assert_one_line(rc: int, err: str, *needles: str) -> str:
+    """Exit 2, one stderr line starting 'plmon:' holding every needle, and no traceback text."""
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("plmon: "), lines[0]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture()
+def tenant(tmp_path: Path) -> Path:
+    st = storage_account("st1")
+    return write_tenant(tmp_path / "tenant", {
+        sub_list("privateEndpoints"): {"value": [endpoint("pe1", st["id"], status="Rejected")]}, st["id"]: st})
+
+
+# --- item 5: --subscription ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("sub", "needle"), [("not-a-guid", "not a subscription id"),
+                                             (UNKNOWN_SUB, "not a subscription this identity can read")])
+def test_subscription_that_is_not_readable_is_exit_2_from_a_folder(
+        sub: str, needle: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """--subscription with a non-GUID, or a GUID absent from the tenant and unreadable by id, is exit 2 with
+    one line naming it (it used to scan nothing and say every scope was read)."""
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_main(["scan", "--from", str(DEMO), "--subscription", sub], capsys)
+    assert_one_line(rc, err, f"--subscription {sub}", needle)
+    assert out == ""
+
+
+def test_listed_but_unreadable_subscription_still_scans_with_gaps(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A subscription the tenant lists but whose lists answer 403 is scanned: its gaps are reported, exit 0."""
+    monkeypatch.chdir(tmp_path)
+    rc, out, _ = run_main(["scan", "--from", str(DEMO), "--subscription", "aaaaaaaa-0000-4000-8000-000000000004"],
+                          capsys)
+    assert rc == 0 and "AuthorizationFailed" in out
+
+
+@pytest.mark.parametrize("sub", ["not-a-guid", UNKNOWN_SUB])
+def test_subscription_that_is_not_readable_is_exit_2_live(
+        sub: str, tenant: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """The same on live ARM (the replay server through the real SDK): exit 2 and one line, no scan."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PLMON_ARM_TOKEN", "t")
+    monkeypatch.setenv("PLMON_ARM_RETRY_BACKOFF", "0.01")
+    with ReplayServer(tenant) as server:
+        rc, out, err = run_main(["scan", "--arm-endpoint", server.base_url, "--ca-bundle", server.ca_bundle,
+                                 "--subscription", sub], capsys)
+        ok, ok_out, _ = run_main(["scan", "--arm-endpoint", server.base_url, "--ca-bundle", server.ca_bundle,
+                                  "--subscription", SUB.upper()], capsys)
+    assert_one_line(rc, err, f"--subscription {sub}")
+    assert out == ""
+    assert ok == 0 and "connection.rejected" in ok_out
