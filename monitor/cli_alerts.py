@@ -79,7 +79,7 @@ def _age(since: datetime, now: datetime) -> str:
 def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
     """Open findings from the state store, with their age."""
     config = load_config(config_path)
-    store = open_store(config.state.url)
+    store = open_store(config.state.url, create=False)
     now = datetime.now(UTC)
     recs = store.findings(None if show_all else FindingState.OPEN)
     rows = [{"check_id": r.check_id, "resource_id": r.resource_id, "severity": r.severity, "state": r.state.value,
@@ -109,7 +109,7 @@ def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
 def alerts_cmd(config_path: Path | None, mode: str | None, fmt: str) -> None:
     """The alert outbox: pending and failed alerts; retry or deliver them."""
     config = load_config(config_path)
-    store = open_store(config.state.url)
+    store = open_store(config.state.url, create=False)
     mode = mode or "pending"
     if mode in ("retry", "deliver"):
         if mode == "retry":

@@ -83,3 +83,61 @@ def test_subscription_that_is_not_readable_is_exit_2_live(
     assert_one_line(rc, err, f"--subscription {sub}")
     assert out == ""
     assert ok == 0 and "connection.rejected" in ok_out
+
+
+# --- contradictory or unknown flags ----------------------------------------------------------------
+
+def _store_config(tmp_path: Path) -> Path:
+    """A config naming a state store in ``tmp_path`` that exists (created as plmon serve would)."""
+    from monitor.intake import intake_for_store_url
+    from monitor.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    open_store(url).close()
+    intake_for_store_url(url).close()
+    cfg = tmp_path / "plmon.yaml"
+    cfg.write_text(f"state: {{url: \"{url}\"}}\n")
+    return cfg
+
+
+def test_report_from_and_fresh_is_exit_2(tenant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """report --from DIR --fresh asks for two sources at once: exit 2 naming both flags, no report."""
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_main(["report", "--from", str(tenant), "--fresh", "--format", "json"], capsys)
+    assert_one_line(rc, err, "--fresh", "--from")
+    assert out == ""
+
+
+def test_events_retry_unknown_id_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """events --retry with an id that is not a failed event is exit 2 naming the id (it said 're-queued 0')."""
+    monkeypatch.chdir(tmp_path)
+    cfg = _store_config(tmp_path)
+    rc, _, err = run_main(["events", "--config", str(cfg), "--retry", "no-such-event"], capsys)
+    assert_one_line(rc, err, "--retry no-such-event", "no failed event")
+
+
+# --- read-only commands never create a store ------------------------------------------------------
+
+@pytest.mark.parametrize("args", [["findings"], ["findings", "--all"], ["alerts"], ["alerts", "--failed"],
+                                  ["alerts", "--retry"], ["events"], ["events", "--failed"]])
+def test_read_only_commands_without_a_store_create_nothing(args: list[str], tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """findings/alerts/events with no state store say so (exit 2, one line) and leave no file behind."""
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_main(args, capsys)
+    assert_one_line(rc, err, "no state store", "plmon-state.db")
+    assert out == "" and list(tmp_path.iterdir()) == []
+
+
+def test_read_only_commands_read_an_existing_store(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a store that exists, findings and events answer from it (exit 0)."""
+    monkeypatch.chdir(tmp_path)
+    cfg = _store_config(tmp_path)
+    rc, out, _ = run_main(["findings", "--config", str(cfg), "--format", "json"], capsys)
+    assert rc == 0 and out.strip() == "[]"
+    rc, out, _ = run_main(["events", "--config", str(cfg), "--format", "json"], capsys)
+    assert rc == 0 and '"pending": 0' in out
