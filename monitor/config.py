@@ -203,18 +203,35 @@ class Config(_Strict):
                      for w in self.waivers)
 
 
-def _expand(value: Any, where: str, env: dict[str, str]) -> Any:
+def _expand(value: Any, where: str, env: dict[str, str],
+            used: dict[str, list[tuple[str, str]]] | None = None) -> Any:
+    """``value`` with ``${VAR}`` replaced from ``env``; ``used`` collects {location: [(VAR, value)]} so that an
+    error about an expanded value can name the variable instead of printing its (possibly secret) value."""
     if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}" if where else str(k), env) for k, v in value.items()}
+        return {k: _expand(v, f"{where}.{k}" if where else str(k), env, used) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]", env) for i, v in enumerate(value)]
+        return [_expand(v, f"{where}.{i}", env, used) for i, v in enumerate(value)]
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
             if m.group(1) not in env:
                 raise InputError(f"config: {where}: environment variable {m.group(1)} is not set")
+            if used is not None:
+                used.setdefault(where, []).append((m.group(1), env[m.group(1)]))
             return env[m.group(1)]
         return _VAR.sub(sub, value)
     return value
+
+
+def _hide_expanded(message: str, used: dict[str, list[tuple[str, str]]]) -> str:
+    """``message`` with every value that came from ``${VAR}`` at a location it names shown as ``${VAR}``."""
+    for where, pairs in used.items():
+        if where not in message:
+            continue
+        for var, value in sorted(pairs, key=lambda p: -len(p[1])):
+            if value:
+                for form in (repr(value), value):
+                    message = message.replace(form, f"${{{var}}}")
+    return message
 
 
 def _loc(err: dict[str, Any]) -> str:
@@ -226,7 +243,8 @@ def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | Non
         data = {}
     if not isinstance(data, dict):
         raise InputError(f"{source}: the top level must be a mapping of settings")
-    data = _expand(data, "", dict(os.environ) if env is None else env)
+    used: dict[str, list[tuple[str, str]]] = {}
+    data = _expand(data, "", dict(os.environ) if env is None else env, used)
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
@@ -234,9 +252,22 @@ def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | Non
         msg = first.get("msg", "invalid value").removeprefix("Value error, ")
         if first.get("type") == "extra_forbidden":
             msg = "unknown key"
-        raise InputError(f"{source}: {_loc(first) or 'top level'}: {msg}") from None
-    config.check_settings()  # validate check ids and parameters now, not at first use
+        raise InputError(_hide_expanded(f"{source}: {_loc(first) or 'top level'}: {msg}", used)) from None
+    try:
+        config.check_settings()  # validate check ids and parameters now, not at first use
+    except InputError as err:
+        raise InputError(_hide_expanded(str(err), used)) from None
     return config
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML without implicit timestamps: ``expires: 2026-13-01`` stays text for the model to reject by key,
+    where PyYAML's own date constructor would raise before validation could name the waiver."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -249,9 +280,13 @@ def load_config(path: str | Path | None) -> Config:
     except OSError as err:
         raise InputError(f"config {p}: cannot read ({err.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise InputError(f"config {p}: not valid YAML{where}") from None
+    except RecursionError:
+        raise InputError(f"config {p}: not valid YAML (nested too deeply)") from None
+    except ValueError as err:  # an explicitly tagged value its constructor refuses (!!timestamp 2026-13-01)
+        raise InputError(f"config {p}: not valid YAML ({err})") from None
     return parse_config(data, source=f"config {p}")

@@ -141,3 +141,59 @@ def test_read_only_commands_read_an_existing_store(tmp_path: Path, capsys: pytes
     assert rc == 0 and out.strip() == "[]"
     rc, out, _ = run_main(["events", "--config", str(cfg), "--format", "json"], capsys)
     assert rc == 0 and '"pending": 0' in out
+
+
+# --- configuration --------------------------------------------------------------------------------
+
+SECRET = "hunter2-not-for-your-terminal"
+
+
+@pytest.mark.parametrize(("text", "needles"), [
+    ("waivers:\n  - {check_id: pls.x, resource_id: /a, reason: r, expires: 2026-13-01}\n",
+     ("waivers.0.expires", "month")),
+    ("waivers:\n  - {check_id: pls.x, resource_id: /a, reason: r, expires: !!timestamp 2026-13-01}\n",
+     ("YAML", "month")),
+    ("[" * 100_000 + "\n", ("YAML", "nested too deeply")),
+])
+def test_config_values_yaml_cannot_construct_are_one_line(text: str, needles: tuple[str, ...], tenant: Path,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A waiver date PyYAML cannot build (2026-13-01) and YAML nested 100,000 deep are one line naming the
+    problem, not a ValueError or RecursionError traceback."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "plmon.yaml"
+    cfg.write_text(text)
+    rc, out, err = run_main(["scan", "--from", str(tenant), "--config", str(cfg)], capsys)
+    assert_one_line(rc, err, "plmon.yaml", *needles)
+    assert out == ""
+
+
+def test_waiver_dates_still_parse(tenant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A valid unquoted waiver date still reaches the scan document as that date (dates are parsed by the model)."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "plmon.yaml"
+    cfg.write_text("waivers:\n  - {check_id: connection.*, resource_pattern: '*', reason: ok, expires: 2099-01-31}\n")
+    rc, out, _ = run_main(["scan", "--from", str(tenant), "--config", str(cfg), "--format", "json"], capsys)
+    assert rc == 0 and '"expires": "2099-01-31"' in out
+
+
+@pytest.mark.parametrize(("text", "where"), [
+    ('alerts:\n  - {type: webhook, url: "https://h", secret: s, min_severity: "${PLMON_TEST_SECRET}"}\n',
+     "alerts.0.min_severity"),
+    ('checks:\n  connection.pending: {pending_max_age: "${PLMON_TEST_SECRET}"}\n',
+     "checks.connection.pending.pending_max_age"),
+    ('checks:\n  connection.pending: {severity: "${PLMON_TEST_SECRET}"}\n', "checks.connection.pending.severity"),
+    ('schedule: {full_collection: "1${PLMON_TEST_SECRET}"}\n', "schedule.full_collection"),
+])
+def test_config_error_names_the_variable_not_its_value(text: str, where: str, tenant: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error about a value that came from ${VAR} names the variable and never prints the value."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PLMON_TEST_SECRET", SECRET)
+    cfg = tmp_path / "plmon.yaml"
+    cfg.write_text(text)
+    rc, out, err = run_main(["scan", "--from", str(tenant), "--config", str(cfg)], capsys)
+    assert_one_line(rc, err, where, "${PLMON_TEST_SECRET}")
+    assert SECRET not in err + out
