@@ -197,3 +197,66 @@ def test_config_error_names_the_variable_not_its_value(text: str, where: str, te
     rc, out, err = run_main(["scan", "--from", str(tenant), "--config", str(cfg)], capsys)
     assert_one_line(rc, err, where, "${PLMON_TEST_SECRET}")
     assert SECRET not in err + out
+
+
+# --- state files that are not plmon's, or are damaged ---------------------------------------------
+
+def _state_config(tmp_path: Path, db: Path) -> Path:
+    cfg = tmp_path / "state.yaml"
+    cfg.write_text(f"state: {{url: \"sqlite:///{db}\"}}\n")
+    return cfg
+
+
+def _corrupt_store(db: Path, start: int, end: int | None = None) -> None:
+    """A plmon store with bytes ``start:end`` overwritten, its 100-byte SQLite header left valid."""
+    import sqlite3
+
+    from monitor.store import open_store
+
+    open_store(f"sqlite:///{db}").close()
+    raw = sqlite3.connect(db)
+    raw.execute("PRAGMA journal_mode = DELETE")  # fold the WAL back so the damage is in the one file
+    raw.close()
+    data = bytearray(db.read_bytes())
+    end = len(data) if end is None else end
+    data[start:end] = b"\xab" * (end - start)
+    db.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("args", [["findings"], ["alerts"], ["events", "--failed"], ["report", "--format", "json"],
+                                  ["scan", "--notify"]])
+@pytest.mark.parametrize(("damage", "needle"), [((4096, None), "corrupt"), ((100, 4096), "corrupt")])
+def test_corrupt_state_store_is_one_line(args: list[str], damage: tuple[int, int | None], needle: str,
+                                         tenant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A state file with a valid header and damaged pages (its schema page or the tables' pages) is exit 2
+    with one line saying it is corrupt, from every command that opens the store."""
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "state.db"
+    _corrupt_store(db, *damage)
+    extra = ["--from", str(tenant)] if args[0] == "scan" else []
+    rc, _, err = run_main([*args, *extra, "--config", str(_state_config(tmp_path, db))], capsys)
+    assert_one_line(rc, err, str(db), needle)
+
+
+@pytest.mark.parametrize("args", [["findings"], ["alerts"], ["events"], ["scan", "--notify"]])
+def test_foreign_sqlite_file_is_refused_and_left_untouched(args: list[str], tenant: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another application's SQLite file with a 'findings' table is 'not a plmon state store' (exit 2, one
+    line), and not one byte of it changes (no migration, no WAL switch)."""
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    db = tmp_path / "app.db"
+    other = sqlite3.connect(db)
+    other.execute("CREATE TABLE findings (id INTEGER PRIMARY KEY, note TEXT)")
+    other.execute("INSERT INTO findings (note) VALUES ('theirs')")
+    other.commit()
+    other.close()
+    before = db.read_bytes()
+    extra = ["--from", str(tenant)] if args[0] == "scan" else []
+    rc, _, err = run_main([*args, *extra, "--config", str(_state_config(tmp_path, db))], capsys)
+    assert_one_line(rc, err, str(db), "not a plmon state store")
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db", "state.yaml", "tenant"]
