@@ -260,3 +260,58 @@ def test_foreign_sqlite_file_is_refused_and_left_untouched(args: list[str], tena
     assert_one_line(rc, err, str(db), "not a plmon state store")
     assert db.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db", "state.yaml", "tenant"]
+
+
+# --- Azure text that no UTF-8 output can encode ---------------------------------------------------
+
+LONE = "pls-public\ud83d"   # half of a UTF-16 pair, as JSON can spell it (\ud83d)
+
+
+@pytest.fixture()
+def surrogate_tenant(tmp_path: Path) -> Path:
+    """A Private Link Service named with a lone surrogate escape, visible to '*' so it has findings."""
+    pls = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/privateLinkServices/{LONE}"
+    return write_tenant(tmp_path / "surrogate", {sub_list("privateLinkServices"): {"value": [
+        {"id": pls, "name": LONE, "properties": {"visibility": {"subscriptions": ["*"]},
+                                                  "autoApproval": {"subscriptions": ["*"]}}}]}})
+
+
+@pytest.mark.parametrize("args", [["scan", "--format", "table"], ["scan", "--format", "json"],
+                                  ["scan", "--format", "csv"], ["scan", "--format", "sarif"],
+                                  *(["report", "--format", f] for f in ("html", "md", "json", "csv", "sarif"))])
+def test_lone_surrogate_in_a_name_prints_in_every_format(args: list[str], surrogate_tenant: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resource name holding a lone surrogate prints in every scan and report format (UTF-8, exit 0), with the
+    name still recognisable as 'pls-public\\ud83d' (it was a UnicodeEncodeError traceback)."""
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run_main([*args, "--from", str(surrogate_tenant)], capsys)
+    assert rc == 0, err
+    out.encode("utf-8")  # strict: no lone surrogate reached the output
+    shown = out.replace("\\\\", "\\")  # JSON and SARIF escape the backslash of the visible escape
+    assert "pls-public\\ud83d" in shown
+    assert "Traceback" not in err
+
+
+def test_lone_surrogate_reaches_the_state_store_and_back(surrogate_tenant: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """scan --notify stores the finding on that resource and findings lists it: SQLite never sees the surrogate."""
+    monkeypatch.chdir(tmp_path)
+    cfg = _state_config(tmp_path, tmp_path / "state.db")
+    rc, _, err = run_main(["scan", "--from", str(surrogate_tenant), "--notify", "--config", str(cfg)], capsys)
+    assert rc == 0, err
+    rc, out, _ = run_main(["findings", "--config", str(cfg), "--format", "json"], capsys)
+    assert rc == 0 and "pls-public\\\\ud83d" in out
+
+
+def test_recorded_list_nested_100000_deep_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recorded list file of '[' x 100,000 is one line naming the file (it was a RecursionError)."""
+    monkeypatch.chdir(tmp_path)
+    folder = write_tenant(tmp_path / "deep", {})
+    (folder / "arm" / (sub_list("privateEndpoints") + ".json")).parent.mkdir(parents=True, exist_ok=True)
+    (folder / "arm" / (sub_list("privateEndpoints") + ".json")).write_text("[" * 100_000)
+    rc, out, err = run_main(["scan", "--from", str(folder)], capsys)
+    assert_one_line(rc, err, "privateEndpoints.json", "nested too deeply")
+    assert out == ""
