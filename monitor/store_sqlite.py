@@ -112,7 +112,7 @@ def check_state_file(db: sqlite3.Connection, path: str) -> None:
         # Before the store's first migration only the intake queue may have created its table.
         foreign = tables - (_OWN_TABLES - _STORE_TABLES) if version == 0 else (
             (_STORE_TABLES - tables) or (tables - _OWN_TABLES))
-        if foreign and (version == 0 or version <= SCHEMA_VERSION):
+        if foreign and version <= SCHEMA_VERSION:  # a newer schema is refused by the migration instead
             listed = ", ".join(sorted(tables)[:5])
             raise InputError(f"state store {path}: not a plmon state store (it holds tables {listed}); "
                              f"it was left untouched: point state.url at another file")
