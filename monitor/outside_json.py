@@ -1,10 +1,10 @@
-"""JSON from outside plmon (recorded files, ARM answers, Event Grid bodies, key files), decoded in one place.
+"""JSON from outside plmon (recorded files, ARM and Resource Graph answers, key files), decoded in one place.
 
 Two things in such text break plmon far from where they came in, so they are dealt with here, once:
 
 - Nesting: ``[`` repeated 100,000 times makes :func:`json.loads` raise ``RecursionError``, which no caller
-  expects. It becomes :class:`TooDeep`, a ``ValueError`` the callers already turn into an input error, a
-  coverage gap or a 400.
+  expects. It becomes :class:`TooDeep`, a ``ValueError`` the callers already turn into an input error or a
+  coverage gap. (Event Grid bodies keep their own parser: it rejects such items with a reason, a 400.)
 - Lone surrogates: JSON may spell half of a UTF-16 pair (``"pls-public\\ud83d"``). Python keeps it as a
   code point that no UTF-8 output can encode, so every output format (table, CSV, SARIF, HTML, the state
   store) failed on it. It is replaced by the visible text ``\\ud83d``: the name stays recognisable, two
