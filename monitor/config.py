@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -45,6 +46,18 @@ class _Strict(BaseModel):
 class StateConfig(_Strict):
     url: str = "sqlite:///plmon-state.db"
     retention: Duration = timedelta(days=90)
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, url: str) -> str:
+        """Checked here, not first when the store opens, so that an error about a URL from ``${VAR}`` (it may
+        hold a SAS or a path that is nobody's business) names the variable instead of printing it."""
+        scheme, sep, _ = url.partition("://")
+        if not sep:
+            raise ValueError(f"{url!r} is not a URL (expected e.g. sqlite:///plmon-state.db)")
+        if scheme not in ("sqlite", "azuretables"):
+            raise ValueError(f"unsupported scheme in {url!r} (supported: sqlite, azuretables)")
+        return url
 
 
 class AlertChannelConfig(_Strict):

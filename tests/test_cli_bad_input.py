@@ -185,6 +185,8 @@ def test_waiver_dates_still_parse(tenant: Path, tmp_path: Path, capsys: pytest.C
      "checks.connection.pending.pending_max_age"),
     ('checks:\n  connection.pending: {severity: "${PLMON_TEST_SECRET}"}\n', "checks.connection.pending.severity"),
     ('schedule: {full_collection: "1${PLMON_TEST_SECRET}"}\n', "schedule.full_collection"),
+    ('state: {url: "${PLMON_TEST_SECRET}"}\n', "state.url"),
+    ('state: {url: "x${PLMON_TEST_SECRET}://y"}\n', "state.url"),
 ])
 def test_config_error_names_the_variable_not_its_value(text: str, where: str, tenant: Path, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str],
