@@ -317,3 +317,18 @@ def test_recorded_list_nested_100000_deep_is_one_line(tmp_path: Path, capsys: py
     rc, out, err = run_main(["scan", "--from", str(folder)], capsys)
     assert_one_line(rc, err, "privateEndpoints.json", "nested too deeply")
     assert out == ""
+
+
+def test_lone_surrogate_from_live_arm_prints(surrogate_tenant: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same name read from live ARM (the replay server sends the escape as ARM would, through the real SDK)
+    prints in the table as the visible escape: live answers go through the same decoder."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PLMON_ARM_TOKEN", "t")
+    with ReplayServer(surrogate_tenant) as server:
+        rc, out, err = run_main(["scan", "--arm-endpoint", server.base_url, "--ca-bundle", server.ca_bundle,
+                                 "--format", "csv"], capsys)
+    assert rc == 0, err
+    out.encode("utf-8")
+    assert "pls-public\\ud83d" in out
