@@ -99,7 +99,8 @@ def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = 
     for sid in subs:
         if not _GUID.fullmatch(sid):
             # Checked before any read: a typo would otherwise scan nothing and report full coverage.
-            raise InputError(f"--subscription {sid}: not a subscription id (expected a GUID such as "
+            shown = sid if sid.isprintable() else repr(sid)  # one line, whatever was typed
+            raise InputError(f"--subscription {shown}: not a subscription id (expected a GUID such as "
                              f"00000000-0000-0000-0000-000000000000)")
     if via not in ("arm", "resource-graph"):
         raise InputError(f"--via must be arm or resource-graph, got {via!r}")

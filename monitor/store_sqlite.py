@@ -113,7 +113,7 @@ def check_state_file(db: sqlite3.Connection, path: str) -> None:
         foreign = tables - (_OWN_TABLES - _STORE_TABLES) if version == 0 else (
             (_STORE_TABLES - tables) or (tables - _OWN_TABLES))
         if foreign and version <= SCHEMA_VERSION:  # a newer schema is refused by the migration instead
-            listed = ", ".join(sorted(tables)[:5])
+            listed = ", ".join(t if t.isprintable() else repr(t) for t in sorted(tables)[:5])  # a foreign name
             raise InputError(f"state store {path}: not a plmon state store (it holds tables {listed}); "
                              f"it was left untouched: point state.url at another file")
         problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]

@@ -332,3 +332,23 @@ def test_lone_surrogate_from_live_arm_prints(surrogate_tenant: Path, tmp_path: P
     assert rc == 0, err
     out.encode("utf-8")
     assert "pls-public\\ud83d" in out
+
+
+def test_foreign_names_in_messages_stay_on_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A typed --subscription or a foreign table name holding a newline or an escape sequence is shown escaped:
+    the error stays one line and nothing reaches the terminal raw."""
+    import sqlite3
+
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_main(["scan", "--from", str(DEMO), "--subscription", "a\nb\x1b[31m"], capsys)
+    assert_one_line(rc, err, "not a subscription id")
+    assert "\x1b" not in err
+    db = tmp_path / "other.db"
+    other = sqlite3.connect(db)
+    other.execute('CREATE TABLE "evil\nname\x1b[2J" (x)')
+    other.commit()
+    other.close()
+    rc, _, err = run_main(["findings", "--config", str(_state_config(tmp_path, db))], capsys)
+    assert_one_line(rc, err, "not a plmon state store")
+    assert "\x1b" not in err
