@@ -37,6 +37,8 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Sev = Annotated[Severity, BeforeValidator(Severity.parse)]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# YAML aliases let a few lines stand for billions of values ("billion laughs"); no real config comes near this.
+_MAX_VALUES = 100_000
 
 
 class _Strict(BaseModel):
@@ -130,10 +132,17 @@ class DeliveryConfig(_Strict):
     notify_timeout: Duration = timedelta(seconds=60)
 
 
+def _date_not_number(value: Any) -> Any:
+    """A waiver date is written as a date: pydantic would read ``20270131`` as seconds since 1970."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"expected a date such as 2027-01-31, got the number {value}")
+    return value
+
+
 class WaiverConfig(_Strict):
     check_id: str
     reason: str = Field(min_length=1)
-    expires: date | None = None
+    expires: Annotated[date | None, BeforeValidator(_date_not_number)] = None
     resource_id: str | None = None
     resource_pattern: str | None = None
 
@@ -235,6 +244,19 @@ def _expand(value: Any, where: str, env: dict[str, str],
     return value
 
 
+def _count_values(data: Any) -> int:
+    """How many values ``data`` holds, counting a value reached twice (a YAML alias) twice; stops early."""
+    count, stack = 0, [data]
+    while stack and count <= _MAX_VALUES:
+        value = stack.pop()
+        count += 1
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
+
+
 def _hide_expanded(message: str, used: dict[str, list[tuple[str, str]]]) -> str:
     """``message`` with every value that came from ``${VAR}`` at a location it names shown as ``${VAR}``."""
     for where, pairs in used.items():
@@ -256,6 +278,8 @@ def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | Non
         data = {}
     if not isinstance(data, dict):
         raise InputError(f"{source}: the top level must be a mapping of settings")
+    if _count_values(data) > _MAX_VALUES:
+        raise InputError(f"{source}: more than {_MAX_VALUES:,} values (YAML aliases expanding?)")
     used: dict[str, list[tuple[str, str]]] = {}
     data = _expand(data, "", dict(os.environ) if env is None else env, used)
     try:
@@ -292,6 +316,8 @@ def load_config(path: str | Path | None) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as err:
         raise InputError(f"config {p}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"config {p}: not UTF-8 text (byte {err.start})") from None
     try:
         data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as err:

@@ -146,6 +146,9 @@ def test_read_only_commands_read_an_existing_store(tmp_path: Path, capsys: pytes
 # --- configuration --------------------------------------------------------------------------------
 
 SECRET = "hunter2-not-for-your-terminal"
+# "Billion laughs": nine aliases of nine, nine levels deep (387 million values once expanded).
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]\n" for prev, name in zip("abcdefgh", "bcdefghi", strict=True))
 
 
 @pytest.mark.parametrize(("text", "needles"), [
@@ -154,18 +157,32 @@ SECRET = "hunter2-not-for-your-terminal"
     ("waivers:\n  - {check_id: pls.x, resource_id: /a, reason: r, expires: !!timestamp 2026-13-01}\n",
      ("YAML", "month")),
     ("[" * 100_000 + "\n", ("YAML", "nested too deeply")),
+    ("waivers:\n  - {check_id: pls.x, resource_id: /a, reason: r, expires: 20270131}\n",
+     ("waivers.0.expires", "a date")),
+    (BOMB, ("more than 100,000 values",)),
 ])
 def test_config_values_yaml_cannot_construct_are_one_line(text: str, needles: tuple[str, ...], tenant: Path,
                                                           tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """A waiver date PyYAML cannot build (2026-13-01) and YAML nested 100,000 deep are one line naming the
-    problem, not a ValueError or RecursionError traceback."""
+    """A waiver date PyYAML cannot build (2026-13-01), YAML nested 100,000 deep, a date written as a number
+    (read as seconds since 1970) and YAML aliases expanding to billions of values are one line naming the problem,
+    not a traceback, a wrong date or minutes of CPU."""
     monkeypatch.chdir(tmp_path)
     cfg = tmp_path / "plmon.yaml"
     cfg.write_text(text)
     rc, out, err = run_main(["scan", "--from", str(tenant), "--config", str(cfg)], capsys)
     assert_one_line(rc, err, "plmon.yaml", *needles)
     assert out == ""
+
+
+def test_config_that_is_not_utf8_is_one_line(tenant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config file that is not UTF-8 is one line saying so (it was a UnicodeDecodeError traceback)."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "plmon.yaml"
+    cfg.write_bytes(b"checks: {}\n\xff\xfe\n")
+    rc, _, err = run_main(["scan", "--from", str(tenant), "--config", str(cfg)], capsys)
+    assert_one_line(rc, err, "plmon.yaml", "not UTF-8")
 
 
 def test_waiver_dates_still_parse(tenant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
