@@ -77,7 +77,7 @@ def _age(since: datetime, now: datetime) -> str:
 def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
     """Open findings from the state store, with their age."""
     config = load_config(config_path)
-    store = open_state(config)
+    store = open_state(config, create=False)
     clock = store_clock(store.scan_history())  # the clock the findings were stamped on (monitor.clock)
     now = clock.now()
     recs = store.findings(None if show_all else FindingState.OPEN)
@@ -111,7 +111,7 @@ def findings_cmd(config_path: Path | None, fmt: str, show_all: bool) -> None:
 def alerts_cmd(config_path: Path | None, mode: str | None, fmt: str) -> None:
     """The alert outbox: pending and failed alerts; retry or deliver them."""
     config = load_config(config_path)
-    store = open_state(config)
+    store = open_state(config, create=False)
     mode = mode or "pending"
     if mode in ("retry", "deliver"):
         if mode == "retry":

@@ -33,16 +33,18 @@ def events_cmd(config_path: Path | None, show_failed: bool, retry_ids: tuple[str
     config = load_config(config_path)
     if retry_ids and retry_all:
         raise InputError("--retry EVENT_ID and --retry-all exclude each other")
-    store = open_state(config)
+    store = open_state(config, create=False)
     intake = open_intake(store, config)
     try:
+        if retry_ids:
+            # Checked before anything is re-queued: a mistyped id must not pass as "re-queued 0".
+            failed = {d.event_id for d in intake.dead_letters()}
+            unknown = [i for i in dict.fromkeys(retry_ids) if i not in failed]
+            if unknown:
+                raise InputError(f"--retry {unknown[0]}: no failed event with this id (see plmon events --failed)")
         if retry_ids or retry_all:
             n = intake.retry_failed(None if retry_all else retry_ids)
-            if retry_ids and n < len(set(retry_ids)):
-                click.echo(f"re-queued {n} of {len(set(retry_ids))} event(s); the others are not failed events",
-                           err=True)
-            else:
-                click.echo(f"re-queued {n} failed event(s)", err=True)
+            click.echo(f"re-queued {n} failed event(s)", err=True)
             return
         if not show_failed:
             counts = {"pending": intake.pending(), "failed": intake.failed_count()}

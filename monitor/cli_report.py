@@ -101,6 +101,8 @@ def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since
            config_path: Path | None, group_by: str, **live: Any) -> None:
     """Compliance report (html, md, json, csv, sarif) from the state store; with --from, --fresh or a live
     source option, of a fresh scan instead (the store, when it exists, adds age and trend)."""
+    if fresh and from_dir is not None:
+        raise InputError("--fresh scans Azure now and --from reads a recorded tenant: give one of them")
     config = load_config(config_path)
     if not fresh and not _live_source(from_dir, live):
         rep = stored_report(config.state.url, waivers=config.waiver_list(), since=since)

@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -36,6 +37,8 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Sev = Annotated[Severity, BeforeValidator(Severity.parse)]
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# YAML aliases let a few lines stand for billions of values ("billion laughs"); no real config comes near this.
+_MAX_VALUES = 100_000
 
 
 class _Strict(BaseModel):
@@ -45,6 +48,18 @@ class _Strict(BaseModel):
 class StateConfig(_Strict):
     url: str = "sqlite:///plmon-state.db"
     retention: Duration = timedelta(days=90)
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, url: str) -> str:
+        """Checked here, not first when the store opens, so that an error about a URL from ``${VAR}`` (it may
+        hold a SAS or a path that is nobody's business) names the variable instead of printing it."""
+        scheme, sep, _ = url.partition("://")
+        if not sep:
+            raise ValueError(f"{url!r} is not a URL (expected e.g. sqlite:///plmon-state.db)")
+        if scheme not in ("sqlite", "azuretables"):
+            raise ValueError(f"unsupported scheme in {url!r} (supported: sqlite, azuretables)")
+        return url
 
 
 class AlertChannelConfig(_Strict):
@@ -117,10 +132,17 @@ class DeliveryConfig(_Strict):
     notify_timeout: Duration = timedelta(seconds=60)
 
 
+def _date_not_number(value: Any) -> Any:
+    """A waiver date is written as a date: pydantic would read ``20270131`` as seconds since 1970."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError(f"expected a date such as 2027-01-31, got the number {value}")
+    return value
+
+
 class WaiverConfig(_Strict):
     check_id: str
     reason: str = Field(min_length=1)
-    expires: date | None = None
+    expires: Annotated[date | None, BeforeValidator(_date_not_number)] = None
     resource_id: str | None = None
     resource_pattern: str | None = None
 
@@ -203,18 +225,48 @@ class Config(_Strict):
                      for w in self.waivers)
 
 
-def _expand(value: Any, where: str, env: dict[str, str]) -> Any:
+def _expand(value: Any, where: str, env: dict[str, str],
+            used: dict[str, list[tuple[str, str]]] | None = None) -> Any:
+    """``value`` with ``${VAR}`` replaced from ``env``; ``used`` collects {location: [(VAR, value)]} so that an
+    error about an expanded value can name the variable instead of printing its (possibly secret) value."""
     if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}" if where else str(k), env) for k, v in value.items()}
+        return {k: _expand(v, f"{where}.{k}" if where else str(k), env, used) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]", env) for i, v in enumerate(value)]
+        return [_expand(v, f"{where}.{i}", env, used) for i, v in enumerate(value)]
     if isinstance(value, str):
         def sub(m: re.Match[str]) -> str:
             if m.group(1) not in env:
                 raise InputError(f"config: {where}: environment variable {m.group(1)} is not set")
+            if used is not None:
+                used.setdefault(where, []).append((m.group(1), env[m.group(1)]))
             return env[m.group(1)]
         return _VAR.sub(sub, value)
     return value
+
+
+def _count_values(data: Any) -> int:
+    """How many values ``data`` holds, counting a value reached twice (a YAML alias) twice; stops early."""
+    count, stack = 0, [data]
+    while stack and count <= _MAX_VALUES:
+        value = stack.pop()
+        count += 1
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return count
+
+
+def _hide_expanded(message: str, used: dict[str, list[tuple[str, str]]]) -> str:
+    """``message`` with every value that came from ``${VAR}`` at a location it names shown as ``${VAR}``."""
+    for where, pairs in used.items():
+        if where not in message:
+            continue
+        for var, value in sorted(pairs, key=lambda p: -len(p[1])):
+            if value:
+                for form in (repr(value), value):
+                    message = message.replace(form, f"${{{var}}}")
+    return message
 
 
 def _loc(err: dict[str, Any]) -> str:
@@ -226,7 +278,10 @@ def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | Non
         data = {}
     if not isinstance(data, dict):
         raise InputError(f"{source}: the top level must be a mapping of settings")
-    data = _expand(data, "", dict(os.environ) if env is None else env)
+    if _count_values(data) > _MAX_VALUES:
+        raise InputError(f"{source}: more than {_MAX_VALUES:,} values (YAML aliases expanding?)")
+    used: dict[str, list[tuple[str, str]]] = {}
+    data = _expand(data, "", dict(os.environ) if env is None else env, used)
     try:
         config = Config.model_validate(data)
     except ValidationError as err:
@@ -234,9 +289,22 @@ def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | Non
         msg = first.get("msg", "invalid value").removeprefix("Value error, ")
         if first.get("type") == "extra_forbidden":
             msg = "unknown key"
-        raise InputError(f"{source}: {_loc(first) or 'top level'}: {msg}") from None
-    config.check_settings()  # validate check ids and parameters now, not at first use
+        raise InputError(_hide_expanded(f"{source}: {_loc(first) or 'top level'}: {msg}", used)) from None
+    try:
+        config.check_settings()  # validate check ids and parameters now, not at first use
+    except InputError as err:
+        raise InputError(_hide_expanded(str(err), used)) from None
     return config
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML without implicit timestamps: ``expires: 2026-13-01`` stays text for the model to reject by key,
+    where PyYAML's own date constructor would raise before validation could name the waiver."""
+
+
+_ConfigLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
 
 def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> Config:
@@ -249,10 +317,16 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> C
         text = p.read_text(encoding="utf-8")
     except OSError as err:
         raise InputError(f"config {p}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise InputError(f"config {p}: not UTF-8 text (byte {err.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise InputError(f"config {p}: not valid YAML{where}") from None
+    except RecursionError:
+        raise InputError(f"config {p}: not valid YAML (nested too deeply)") from None
+    except ValueError as err:  # an explicitly tagged value its constructor refuses (!!timestamp 2026-13-01)
+        raise InputError(f"config {p}: not valid YAML ({err})") from None
     return parse_config(data, source=f"config {p}", env=env)

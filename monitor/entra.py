@@ -11,7 +11,6 @@ secret, are refused by PyJWT before any key is tried.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from monitor import outside_json
 from monitor.config import EntraConfig
 from monitor.errors import InputError
 
@@ -109,10 +109,10 @@ def _reason(err: jwt.InvalidTokenError) -> str:
 
 def _jwks(path: Path) -> list[tuple[str | None, RSAPublicKey]]:
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        doc = outside_json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:
         raise InputError(f"server.entra.jwks_file {path}: cannot read ({err.strerror})") from None
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError):
         raise InputError(f"server.entra.jwks_file {path}: not a JSON document") from None
     items = doc.get("keys") if isinstance(doc, dict) else None
     if not isinstance(items, list) or not items:

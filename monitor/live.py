@@ -28,6 +28,7 @@ from azure.core.exceptions import (
 )
 from azure.core.rest import HttpRequest, HttpResponse
 
+from monitor import outside_json
 from monitor.api_versions import FALLBACK_TARGET_VERSION, TARGET_VERSIONS, newest_version
 from monitor.arm_budget import BudgetSet
 from monitor.arm_id import parse_id
@@ -264,7 +265,9 @@ class LiveReader:
             code, message = _arm_error(response)
             raise ReadError(status, code, message)
         try:
-            return response.json()
+            return outside_json.loads(response.text())
+        except outside_json.TooDeep:
+            raise ReadError(status, "MalformedResponse", "the answer is JSON nested too deeply") from None
         except (ValueError, DecodeError):
             raise ReadError(status, "MalformedResponse", "the answer is not JSON") from None
 
@@ -277,7 +280,7 @@ def _first_line(err: Exception) -> str:
 def _arm_error(response: HttpResponse) -> tuple[str, str]:
     """The ARM error code and message of a failed answer (``{"error": {"code", "message"}}``)."""
     try:
-        body = response.json()
+        body = outside_json.loads(response.text())
     except (ValueError, DecodeError):
         body = None
     error = body.get("error") if isinstance(body, dict) else None

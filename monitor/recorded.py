@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from monitor import outside_json
 from monitor.builder import parse_time
 from monitor.errors import InputError
 from monitor.plan import ReadError
@@ -85,7 +86,9 @@ class RecordedTenant:
     @staticmethod
     def _load(path: Path) -> Any:
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            return outside_json.loads(path.read_text(encoding="utf-8"))
+        except outside_json.TooDeep:
+            raise InputError(f"{path}: malformed JSON: nested too deeply") from None
         except UnicodeDecodeError as err:
             raise InputError(f"{path}: not UTF-8 text ({err.reason})") from None
         except json.JSONDecodeError as err:

@@ -425,8 +425,8 @@ class ReplayServer:
 
         try:
             status, body = self._lookup(key, path, split.query, handler.headers.get("Host"))
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
-            log.warning("replay.bad_file", path=path, error=repr(exc))
+        except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
+            log.warning("replay.bad_file", path=path, error=type(exc).__name__)
             status, body = 500, _arm_error("ReplayFileInvalid", f"The recorded file for '{path}' is invalid.")
         return self._send(handler, status, body, headers, head)
 

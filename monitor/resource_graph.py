@@ -48,6 +48,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
+from monitor import outside_json
 from monitor.arm_id import parse_id
 from monitor.arm_policies import ArmGuardPolicy, RequestStats
 from monitor.kinds import KINDS
@@ -333,7 +334,7 @@ class ResourceGraphReader:
     def _send(self, request: Any) -> dict[str, Any]:
         try:
             body = self._graph_client().resources(
-                request, cls=lambda response, _model, _headers: response.http_response.json(),
+                request, cls=lambda response, _model, _headers: outside_json.loads(response.http_response.text()),
                 # A query only reads: retry it on 429 as a GET would be (azure-core spares POSTs otherwise).
                 retry_on_methods=frozenset({"GET", "POST"}))
         except ClientAuthenticationError as err:

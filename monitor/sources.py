@@ -9,6 +9,7 @@ default, every subscription the identity can list. Retry and budget tuning comes
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from monitor.clock import Clock, WallClock, source_clock
 from monitor.errors import InputError
 from monitor.plan import ArmReader, ReadError
 
-__all__ = ["Source", "live_settings_from_env", "open_source"]
+__all__ = ["Source", "check_subscriptions", "live_settings_from_env", "open_source"]
 
 _ENV_FLOAT = {
     "PLMON_ARM_READ_TIMEOUT": "read_timeout",
@@ -26,6 +27,7 @@ _ENV_FLOAT = {
     "PLMON_ARM_RETRY_BACKOFF": "retry_backoff_factor",
     "PLMON_ARM_RETRY_BACKOFF_MAX": "retry_backoff_max",
 }
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass
@@ -97,6 +99,12 @@ def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = 
     (:mod:`monitor.resource_graph`) and everything else through ARM, with one set of request counters.
     """
     subs = [s.strip() for s in subscriptions if s and s.strip()]
+    for sid in subs:
+        if not _GUID.fullmatch(sid):
+            # Checked before any read: a typo would otherwise scan nothing and report full coverage.
+            shown = sid if sid.isprintable() else repr(sid)  # one line, whatever was typed
+            raise InputError(f"--subscription {shown}: not a subscription id (expected a GUID such as "
+                             f"00000000-0000-0000-0000-000000000000)")
     if via not in ("arm", "resource-graph"):
         raise InputError(f"--via must be arm or resource-graph, got {via!r}")
     if from_dir is not None:
@@ -125,6 +133,12 @@ def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = 
             # Same stats object as the LiveReader's; closing it closes the LiveReader too.
             graph = ResourceGraphReader(reader, subscriptions=subs or None)
             source.reader = source.live = graph
+    if subs:
+        try:
+            check_subscriptions(source.reader, subs)
+        except InputError:
+            source.close()
+            raise
     if management_group:
         try:
             found = group_subscriptions(source.reader, management_group)
@@ -135,6 +149,35 @@ def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = 
         if via == "resource-graph" and from_dir is None:  # the Resource Graph reader queries exactly these
             source.reader.subscriptions = list(source.subscriptions)  # type: ignore[attr-defined]
     return source
+
+
+def check_subscriptions(reader: ArmReader, subs: list[str]) -> None:
+    """Every ``--subscription`` names a subscription this identity can read, or an InputError.
+
+    A subscription missing from the identity's list is read by id (the list may be filtered by rights
+    while the subscription itself is readable); one that answers neither would be a scan of nothing that
+    claims every scope was read. Only a definite answer (absent from the list and 403/404 by id) is an
+    input error: a timeout or a 5xx leaves the scan to report its gaps.
+    """
+    try:
+        body = reader.get("subscriptions", kind="subscriptions")
+        items = body.get("value") if isinstance(body, dict) else None
+        listed = {str(i["subscriptionId"]).lower() for i in items if isinstance(i, dict)
+                  and isinstance(i.get("subscriptionId"), str)} if isinstance(items, list) else set()
+    except ReadError:
+        listed = set()
+    for sid in subs:
+        if sid.lower() in listed:
+            continue
+        try:
+            found = reader.get(f"subscriptions/{sid}", kind="subscriptions")
+        except ReadError as err:
+            if err.status in (401, 403, 404):
+                raise InputError(f"--subscription {sid}: not a subscription this identity can read "
+                                 f"({err.status} {err.code})") from None
+            continue
+        if not (isinstance(found, dict) and str(found.get("subscriptionId", "")).lower() == sid.lower()):
+            raise InputError(f"--subscription {sid}: not in the tenant's subscription list and not readable by id")
 
 
 def group_subscriptions(reader: ArmReader, group: str) -> list[str]:

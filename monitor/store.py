@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
@@ -179,10 +180,13 @@ class StateStore(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str, environ: Mapping[str, str] | None = None) -> StateStore:
+def open_store(url: str, environ: Mapping[str, str] | None = None, *, create: bool = True) -> StateStore:
     """The store a URL names: ``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite:///:memory:``,
     ``azuretables://<account>/<prefix>`` or ``azuretables:///<prefix>`` with a connection string in the
-    environment (``environ``, as :mod:`monitor.wiring` read it; see :mod:`monitor.store_tables`)."""
+    environment (``environ``, as :mod:`monitor.wiring` read it; see :mod:`monitor.store_tables`).
+
+    ``create=False`` is for commands that only read state (``plmon findings``, ``alerts``, ``events``):
+    a SQLite file that does not exist is an InputError instead of a new empty store left in the folder."""
     from monitor.errors import InputError
 
     scheme, sep, rest = url.partition("://")
@@ -194,6 +198,9 @@ def open_store(url: str, environ: Mapping[str, str] | None = None) -> StateStore
         path = rest[1:] if rest.startswith("/") else rest
         if not path:
             raise InputError("state.url: sqlite URL without a path (expected sqlite:///plmon-state.db)")
+        if not create and path != ":memory:" and not Path(path).exists():
+            raise InputError(f"no state store at {path} (state.url {url}); run `plmon scan --notify` or "
+                             f"`plmon serve` first, or name the store with --config")
         return SqliteStore(path)
     if scheme == "azuretables":
         from monitor.store_tables import tables_store_from_url

@@ -73,18 +73,67 @@ _MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
+# Tables plmon itself creates in a state file: the store's (schema 1 on) and the intake queue's.
+_STORE_TABLES = frozenset({"findings", "observations", "scans", "outbox", "processed_events"})
+_OWN_TABLES = _STORE_TABLES | {"intake_events", "sqlite_sequence"}
+
+
 def connect(path: str, *, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
     """A connection shared by a daemon's threads (callers guard it with a lock): autocommit so that
     transactions are explicit, WAL so readers never block the writer, and a busy timeout so a second
-    process waits instead of failing. Both the state store and the intake queue open theirs here."""
+    process waits instead of failing. Both the state store and the intake queue open theirs here.
+
+    The file is checked first (:func:`check_state_file`): switching a foreign file to WAL would
+    already modify it."""
     if path != ":memory:" and not Path(path).parent.is_dir():
         raise InputError(f"state.url: folder {Path(path).parent} does not exist")
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_ms / 1000)
     db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     if path != ":memory:":
+        try:
+            check_state_file(db, path)
+        except BaseException:
+            db.close()
+            raise
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
     return db
+
+
+def check_state_file(db: sqlite3.Connection, path: str) -> None:
+    """An InputError unless ``path`` is empty or a plmon state file, intact: reads only, never writes.
+
+    Another application's SQLite file (even one with a ``findings`` table) must not be migrated into, and
+    a corrupt one must fail here with its name rather than as a traceback from whichever query first
+    touches a bad page. ``quick_check`` reads every page (about 4 ms per MB)."""
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # Before the store's first migration only the intake queue may have created its table.
+        foreign = tables - (_OWN_TABLES - _STORE_TABLES) if version == 0 else (
+            (_STORE_TABLES - tables) or (tables - _OWN_TABLES))
+        if foreign and version <= SCHEMA_VERSION:  # a newer schema is refused by the migration instead
+            listed = ", ".join(t if t.isprintable() else repr(t) for t in sorted(tables)[:5])  # a foreign name
+            raise InputError(f"state store {path}: not a plmon state store (it holds tables {listed}); "
+                             f"it was left untouched: point state.url at another file")
+        problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as err:
+        raise InputError(f"state store {path}: {_damage(err)}") from None
+    if problems != ["ok"]:
+        lines = [line.strip() for p in problems for line in str(p).splitlines()
+                 if line.strip() and not line.startswith("***")]
+        raise InputError(f"state store {path}: corrupt ({lines[0] if lines else 'integrity check failed'}); "
+                         f"restore it from a backup or move it aside to start a new one")
+
+
+def _damage(err: sqlite3.DatabaseError) -> str:
+    """What a SQLite error on opening says about the file, for one line on stderr."""
+    text = str(err)
+    if "not a database" in text:
+        return f"not a plmon state store ({text})"
+    if "malformed" in text or "corrupt" in text:
+        return f"corrupt ({text}); restore it from a backup or move it aside to start a new one"
+    return f"cannot open ({text})"
 
 
 @contextmanager
@@ -109,7 +158,7 @@ class SqliteStore:
         try:
             self._db = connect(self.path, busy_timeout_ms=busy_timeout_ms)
         except sqlite3.DatabaseError as err:
-            raise InputError(f"state store {self.path}: cannot open ({err})") from None
+            raise InputError(f"state store {self.path}: {_damage(err)}") from None
         self._lock = threading.RLock()
         self._migrate()
 

@@ -61,14 +61,15 @@ def open_source(from_dir: Path | None = None, *, env: Mapping[str, str] | None =
     return _open_source(from_dir, environ=environment(env), **flags)
 
 
-def open_state_url(url: str, env: Mapping[str, str] | None = None) -> StateStore:
-    """The state store a URL names (a Table Storage URL may take its connection string from the environment)."""
-    return open_store(url, environment(env))
+def open_state_url(url: str, env: Mapping[str, str] | None = None, *, create: bool = True) -> StateStore:
+    """The state store a URL names (a Table Storage URL may take its connection string from the environment);
+    ``create=False`` for commands that only read state: a missing SQLite file is an InputError, not a new file."""
+    return open_store(url, environment(env), create=create)
 
 
-def open_state(config: Config, env: Mapping[str, str] | None = None) -> StateStore:
+def open_state(config: Config, env: Mapping[str, str] | None = None, *, create: bool = True) -> StateStore:
     """The configured state store (``state.url``)."""
-    return open_state_url(config.state.url, env)
+    return open_state_url(config.state.url, env, create=create)
 
 
 def open_intake(store: StateStore, config: Config) -> IntakeQueue:

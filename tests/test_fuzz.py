@@ -82,7 +82,8 @@ def mutation(draw: st.DrawFn, doc: Any) -> Any:
     doc = copy.deepcopy(doc)
     paths = _paths(doc)
     path = draw(st.sampled_from(paths))
-    op = draw(st.sampled_from(["delete", "junk", "null", "case", "huge", "badid", "nondict", "empty"]))
+    op = draw(st.sampled_from(["delete", "junk", "null", "case", "huge", "badid", "nondict", "empty",
+                               "surrogate"]))
     if not path:
         return draw(_junk) if op in ("junk", "null") else doc
     parent, key = _get(doc, path[:-1]), path[-1]
@@ -104,6 +105,9 @@ def mutation(draw: st.DrawFn, doc: Any) -> Any:
         parent[key] = [*value, draw(_leaf)]
     elif op == "empty":
         parent[key] = {} if isinstance(value, dict) else []
+    elif op == "surrogate" and isinstance(value, str):
+        # Half of a UTF-16 pair, as JSON can spell it ("\ud83d"): no UTF-8 output can encode it raw.
+        parent[key] = value + draw(st.sampled_from(["\ud83d", "\udc00", "\udfff\ud800"]))
     return doc
 
 
@@ -120,7 +124,7 @@ def _scan(folder: Path) -> dict[str, Any]:
     reader = RecordedTenant(folder)
     result = run_scan(reader, CONFIG, manifest=reader.manifest, workers=1)
     doc = scan_document(result)
-    json.dumps(doc)  # the document must serialise
+    json.dumps(doc, ensure_ascii=False).encode("utf-8")  # the document must serialise, as UTF-8 too
     return doc
 
 
@@ -167,7 +171,10 @@ def test_mutated_manifest_scans_or_input_error(manifest: Any, extra: dict[str, A
 
 @settings(max_examples=60, deadline=None)
 @given(text=st.one_of(st.text(max_size=40), st.binary(max_size=40).map(lambda b: b.decode("latin-1")),
-                      st.sampled_from(['{"value": [', "[]", "null", '{"status": 200}', "NaN", "1e999"])),
+                      st.sampled_from(['{"value": [', "[]", "null", '{"status": 200}', "NaN", "1e999",
+                                       "[" * 100_000, '{"value": ' * 50_000, '{"value": [' + "[" * 100_000,
+                                       '{"value": [{"id": "/subscriptions/x\\ud83d", "name": "\\udc00"}]}',
+                                       '{"\\ud800": "\\udfff", "value": []}'])),
        name=st.sampled_from([sub_list("privateEndpoints"), "subscriptions", f"{MG}",
                              sub_list("privateEndpoints") + ".error"]))
 def test_garbage_files_scan_or_input_error(text: str, name: str) -> None:
@@ -211,5 +218,56 @@ def test_huge_and_deep_payload_is_handled() -> None:
         write_tenant(d, {sub_list("privateEndpoints"): {"value": pes}, ST["id"]: ST})
         doc = _scan(d)
         assert doc["summary"]["resources_evaluated"] >= 301
+    finally:
+        shutil.rmtree(d)
+
+
+@settings(max_examples=12, deadline=None)
+@given(depth=st.sampled_from([10, 900, 1_000, 5_000, 100_000]), opener=st.sampled_from(["[", '{"a": ', '[{"v": ']),
+       name=st.sampled_from([sub_list("privateEndpoints"), sub_list("virtualNetworks"), "subscriptions",
+                             ST["id"]]))
+def test_nesting_of_any_depth_scans_or_is_input_error(depth: int, opener: str, name: str) -> None:
+    """A recorded file nested to any depth (up to 100,000) gives a scan or an InputError saying so, never a
+    RecursionError."""
+    d = Path(tempfile.mkdtemp())
+    try:
+        write_tenant(d, {ST["id"]: ST})
+        f = d / "arm" / (name.strip("/") + ".json")
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(opener * depth + "1" + {"[": "]", '{"a": ': "}", '[{"v": ': "}]"}[opener] * depth)
+        try:
+            _scan(d)
+        except InputError as err:
+            assert "nested too deeply" in str(err)
+    finally:
+        shutil.rmtree(d)
+
+
+# st.characters never yields surrogates (category Cs), so they are drawn as code points; at least one per text.
+_surrogate = st.integers(0xD800, 0xDFFF).map(chr)
+_hostile = st.tuples(st.text(st.one_of(_surrogate, st.characters(codec="utf-8"),
+                                       st.sampled_from("<>&'\"=+-@|*_[]`\x1b")), max_size=10),
+                     _surrogate).map(lambda parts: parts[0] + parts[1])
+
+
+@settings(max_examples=15, deadline=None)
+@given(name=_hostile, message=_hostile)
+def test_lone_surrogates_render_in_every_report_format(name: str, message: str) -> None:
+    """Names and request messages holding lone surrogates (anywhere, any number) render in every report format
+    as UTF-8: the recorded source makes them visible escapes before anything prints them."""
+    from monitor.reports import FORMATS, build_report, render
+
+    d = Path(tempfile.mkdtemp())
+    try:
+        pe = endpoint("pe-" + name, ST["id"], status="Pending")
+        pe["properties"]["privateLinkServiceConnections"][0]["properties"]["privateLinkServiceConnectionState"][
+            "description"] = message
+        write_tenant(d, {sub_list("privateEndpoints"): {"value": [pe]}, ST["id"]: ST})
+        reader = RecordedTenant(d)
+        result = run_scan(reader, CONFIG, manifest=reader.manifest, workers=1)
+        assert result.evaluation.findings
+        report = build_report(result)
+        for fmt in FORMATS:
+            render(report, fmt).encode("utf-8")
     finally:
         shutil.rmtree(d)
