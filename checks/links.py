@@ -99,8 +99,8 @@ def _pair(snap: Snapshot) -> Iterator[ConnectionView]:
                 paired.add(match.id.key)
             yield ConnectionView(pe.id, pe, conn, match)
     for owners in (snap.private_link_services, snap.rmpls, snap.targets):
-        for owner in owners.values():
-            for pc in owner.connections:
+        for holder in owners.values():
+            for pc in holder.connections:
                 if pc.id.key in paired or pc.endpoint_id is None:
                     continue
                 endpoint = snap.private_endpoints.get(pc.endpoint_id.key)

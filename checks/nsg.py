@@ -154,7 +154,7 @@ def rule_prefix_limit(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
                          "limits": {"prefixes_per_side": params["max_prefixes"], "product": params["max_product"]}},
                         lines(*(az("network", "nsg", "rule", "update", "--resource-group",
                                    nsg.id.resource_group or "<resource-group>", "--nsg-name", nsg.name,
-                                   "--name", b["name"], "--source-address-prefixes", "<fewer>",
+                                   "--name", str(b["name"]), "--source-address-prefixes", "<fewer>",
                                    comment="or split the rule") for b in bad)))
 
 

@@ -221,7 +221,8 @@ def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
         routes = {(p.route.route_name, p.route.prefix, p.route.next_hop_ip) for p in paths if p.route}
         rg, name = _rg_and_name(table)
         fixes = [az("network", "route-table", "route", "update", "--resource-group", rg, "--route-table-name", name,
-                    "--name", r, "--next-hop-ip-address", "<appliance-private-ip>") for r, _, _ in sorted(routes)]
+                    "--name", r or "<route-name>", "--next-hop-ip-address", "<appliance-private-ip>")
+                 for r, _, _ in sorted(routes, key=lambda t: tuple(x or "" for x in t))]
         yield Issue(table, f"Route table {table.name} sends traffic to private endpoints to "
                     f"{', '.join(sorted({str(ip) for _, _, ip in routes}))}, which matches no NIC, internal load "
                     "balancer frontend or firewall in scope.",

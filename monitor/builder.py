@@ -675,12 +675,12 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
             continue
         # ARM may answer a GET with a differently cased id; index by the id we asked for.
         targets[key] = t
-    for key, (raw, err) in inv.target_errors.items():
+    for key, (raw, read_err) in inv.target_errors.items():
         tid = parse_id(raw)
         targets[key] = Target(
             id=tid, name=tid.name, type=tid.type or "unknown",
-            state=TargetState.NOT_FOUND if err.status == 404 else TargetState.UNREADABLE,
-            error_code=err.code, error_status=err.status)
+            state=TargetState.NOT_FOUND if read_err.status == 404 else TargetState.UNREADABLE,
+            error_code=read_err.code, error_status=read_err.status)
 
     snapshot_fields: dict[str, Any] = dict(
         private_endpoints=endpoints,

@@ -348,9 +348,9 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
     listed: set[str] = set()
     named: set[str] = set()  # endpoints a listed NIC names
     for nic in inv.lists.get("networkInterfaces", []):
-        nid = _str(nic, "id")
-        if nid:
-            listed.add(parse_id(repair_provider_typo(nid)).key)
+        listed_id = _str(nic, "id")
+        if listed_id:
+            listed.add(parse_id(repair_provider_typo(listed_id)).key)
         pe_ref = _str(_props(nic).get("privateEndpoint"), "id")
         if pe_ref:
             named.add(parse_id(pe_ref).key)
