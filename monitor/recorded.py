@@ -2,7 +2,8 @@
 
 Format: ``shared/spec/recorded-tenant.md``. Lookup is case-insensitive on the whole path, so the
 folder is indexed once; ``.error.json`` files fail the read with their status; a missing collection
-path is an empty list and any other missing path a 404, exactly as ARM answers.
+path is an empty list, a resource held only in a list file is that list's item (:mod:`monitor.list_items`),
+and any other missing path a 404, exactly as ARM answers.
 
 The folder may change while a daemon reads it (a test or an operator adds the file for a new resource,
 then posts its event). File contents are read on every request; a path the index does not know is
@@ -22,6 +23,7 @@ from typing import Any
 
 from monitor.builder import parse_time
 from monitor.errors import InputError
+from monitor.list_items import ListItems
 from monitor.plan import ReadError
 
 __all__ = ["RecordedTenant", "error_of", "is_collection_path"]
@@ -63,6 +65,7 @@ class RecordedTenant:
             for f in arm.rglob("*.json"):
                 rel = f.relative_to(arm).as_posix()
                 self._index[rel.lower()] = f
+        self._list_items = ListItems(self._body_file, self._load)
 
     def _read_manifest(self) -> dict[str, Any]:
         path = self.folder / "manifest.json"
@@ -148,11 +151,19 @@ class RecordedTenant:
         self._listings[folder] = (mtime, time.time_ns(), names)
         return names
 
+    def _body_file(self, rel: str) -> Path | None:
+        """The body file (not an error file) recorded for ``rel``: the lists that may hold a resource."""
+        found, is_error = self.file_for(rel)
+        return None if found is None or is_error else found
+
     def get(self, path: str, *, kind: str = "") -> Any:
         found, is_error = self.file_for(path)
         if found is None:
             if is_collection_path(path):
                 return {"value": []}
+            item = self._list_items.find(path)
+            if item is not None:
+                return item  # held only in its list: ARM answers the GET all the same
             raise ReadError(404, "ResourceNotFound", f"The resource '/{path.strip('/')}' was not found.")
         body = self._load(found)
         if is_error:

@@ -8,8 +8,9 @@ Azure account. The folder format is ``shared/spec/recorded-tenant.md``; in short
   (``{"value": [...]}``) is served in pages of ``page_size`` items with a ``nextLink`` back to this server
   (the original query string plus ``$skiptoken=<offset>``).
 - ``arm/<path>.error.json`` (``{"status": 403, "error": {...}}``): that status with the ARM error body.
-- neither: ``{"value": []}`` for a collection path (its last segment names a resource type), otherwise
-  404 ``ResourceNotFound``.
+- neither: ``{"value": []}`` for a collection path (its last segment names a resource type); for a
+  resource id, its item from the list file that holds it (:mod:`monitor.list_items`, shared with the
+  recorded source); otherwise 404 ``ResourceNotFound``.
 
 What else a client sees, in the order the server applies it to each request:
 
@@ -61,6 +62,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 import structlog
 import trustme
 
+from monitor.list_items import ListItems
 from monitor.replay_graph import GraphEmulator
 
 __all__ = ["DEFAULT_PAGE_SIZE", "ReplayServer", "RequestRecord", "is_collection_path", "run_replay_server"]
@@ -267,6 +269,8 @@ class ReplayServer:
         self._bodies: dict[str, Path] = {}
         self._errors: dict[str, Path] = {}
         self._cache: dict[Path, Any] = {}
+        # Lists are parsed afresh here (not through _cache) so that an edited list answers by-id reads as it is.
+        self._list_items = ListItems(self._bodies_get, lambda f: json.loads(f.read_text(encoding="utf-8")))
         self._owned_ca_dir: Path | None = None
         self.base_url = ""
         self.ca_bundle = ""
@@ -476,7 +480,14 @@ class ReplayServer:
             return int(recorded.get("status", 500)), {"error": error}
         if is_collection_path(key):
             return 200, {"value": []}
+        item = self._list_items.find(key)
+        if item is not None:
+            return 200, item
         return 404, _arm_error("ResourceNotFound", f"The recorded tenant holds nothing at '{path}'.")
+
+    def _bodies_get(self, key: str) -> Path | None:
+        """The body file indexed for ``key`` (read at call time: ``start`` replaces the index)."""
+        return self._bodies.get(key)
 
     def _page(self, body: dict[str, Any], path: str, query: str, host: str | None) -> tuple[int, Any]:
         params = parse_qsl(query, keep_blank_values=True)

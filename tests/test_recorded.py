@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +309,28 @@ def test_provider_connection_links_to_endpoint(tmp_path: Path) -> None:
     assert len(conns) == 1 and conns[0].status == "Pending"
     assert conns[0].actions_required == "Recreate"  # Storage's actionRequired spelling
     assert snap.endpoints_by_subnet[f"{net()}/virtualNetworks/vnet1/subnets/pe".lower()] == (_pe_id("pe1").lower(),)
+
+
+def test_get_by_id_answers_the_item_of_the_list_that_holds_it(tmp_path: Path) -> None:
+    """A resource with no file of its own is read by id from its subscription's or resource group's list
+    (recorded-tenant.md), an edited list is seen on the next read, and an id no list holds stays a 404."""
+    pls = f"{net(SUB2, 'rg-p')}/privateLinkServices/pls1"
+    rg_list = f"subscriptions/{SUB2}/resourceGroups/rg-p/providers/Microsoft.Network/privateLinkServices"
+    link = f"{net(SUB2, 'rg-p')}/privateDnsZones/z.net/virtualNetworkLinks/l1"
+    write_tenant(tmp_path, {
+        sub_list("privateLinkServices", SUB2): {"value": [{"id": pls.upper(), "name": "pls1"}]},
+        rg_list: {"value": [{"id": f"{net(SUB2, 'rg-p')}/privateLinkServices/pls2", "name": "pls2"}]},
+        link.rsplit("/", 1)[0].lstrip("/"): {"value": [{"id": link, "name": "l1"}]},
+    })
+    t = RecordedTenant(tmp_path)
+    assert t.get(pls, kind="target") == {"id": pls.upper(), "name": "pls1"}
+    assert t.get(f"{net(SUB2, 'rg-p')}/privateLinkServices/PLS2", kind="target")["name"] == "pls2"
+    assert t.get(link.lower(), kind="x")["name"] == "l1"
+    with pytest.raises(ReadError) as e:
+        t.get(f"{net(SUB2, 'rg-p')}/privateLinkServices/pls9", kind="target")
+    assert e.value.status == 404
+    listed = tmp_path / "arm" / f"{sub_list('privateLinkServices', SUB2)}.json"
+    listed.write_text(json.dumps({"value": []}))
+    os.utime(listed, ns=(1, 1))
+    with pytest.raises(ReadError):
+        t.get(pls, kind="target")

@@ -352,3 +352,18 @@ def test_click_command_serves_until_sigint(tmp_path: Path) -> None:
     assert ca == tmp_path / "ca.pem"
     assert exit_code == 0
     assert ca.exists()  # a CA folder the user chose is left in place
+
+
+def test_resource_held_only_in_its_list_is_served_by_id(tenant: Path, client_for: Any) -> None:
+    """Proves: a GET by id of a resource that only a list file holds answers 200 with that item (as ARM),
+    through the real SDK too, and follows edits of the list while the server runs."""
+    pe3 = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/privateEndpoints/pe3"
+    with ReplayServer(tenant) as server:
+        status, _, body = get(server, pe3.upper() + "?api-version=2024-05-01")
+        sdk = client_for(server).private_endpoints.get("rg1", "pe3")
+        write(tenant, PE_LIST, {"value": [endpoint(i) for i in range(10) if i != 3]})
+        os.utime(tenant / "arm" / f"{PE_LIST}.json", ns=(1, 1))  # a changed stat, even within one clock tick
+        gone = get(server, pe3)
+    assert (status, body) == (200, endpoint(3))
+    assert sdk.name == "pe3" and sdk.provisioning_state == "Succeeded"
+    assert gone[0] == 404 and gone[2]["error"]["code"] == "ResourceNotFound"

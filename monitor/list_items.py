@@ -1,0 +1,99 @@
+"""Resources that a recorded tenant holds only inside a list file, found by their id.
+
+ARM answers ``GET <resource id>`` for any resource it lists; a recorder (or a hand-made tenant) often stores
+the list alone. ``recorded-tenant.md``: "A GET of a resource id with no file of its own is answered with that
+resource's item from the list file that holds it (its subscription's or resource group's list of that type)".
+Without that, a by-id read of a resource outside the scan's subscriptions (a Private Link Service or RMPL in
+another subscription) came back 404 and became a false "target missing" / "association dangling".
+
+One lookup serves both the recorded source (:mod:`monitor.recorded`) and the replay server
+(:mod:`monitor.replay_server`). Each list file is indexed (id -> item) once and re-indexed only when its
+``stat`` changes, because the folder may change while plmon serves from it: a lookup costs one ``stat`` per
+candidate list, never a re-read of an unchanged list.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from monitor.arm_id import normalise
+
+__all__ = ["ListItems", "lists_holding"]
+
+# A list indexed within this long of its last change may have missed a same-tick rewrite (file systems
+# stamp times coarsely): it is indexed again on its next use rather than trusted.
+_SETTLE_NS = 2_000_000_000
+
+
+def lists_holding(path: str) -> list[str]:
+    """The list paths (as recorded, without ``.json``) whose items may include the resource at ``path``.
+
+    The resource's own collection (``.../<type>`` for ``.../<type>/<name>``: the resource group's list, or
+    the parent's child list) and, for a top-level resource in a resource group, its subscription's list.
+    """
+    parts = [p for p in path.split("?", 1)[0].strip("/").split("/") if p]
+    low = [p.lower() for p in parts]
+    if len(parts) < 2 or "providers" not in low:
+        return []
+    last = len(low) - 1 - low[::-1].index("providers")
+    if len(parts[last + 2:]) % 2 == 1 or len(parts) < last + 4:
+        return []  # a collection path, or a provider namespace without a resource
+    out = ["/".join(parts[:-1])]
+    if len(parts) == 8 and low[0] == "subscriptions" and low[2] == "resourcegroups" and last == 4:
+        out.append("/".join([*parts[:2], *parts[4:7]]))
+    return out
+
+
+class ListItems:
+    """Finds a resource's item in the list files that hold it; thread-safe (the replay server is threaded).
+
+    ``resolve`` maps a recorded path (lower case, no suffix) to its body file or None; ``load`` parses a
+    file the way its caller parses every other file (so malformed JSON fails the same way).
+    """
+
+    def __init__(self, resolve: Callable[[str], Path | None], load: Callable[[Path], Any]) -> None:
+        self._resolve = resolve
+        self._load = load
+        self._lock = threading.Lock()
+        # file -> (its stat signature, when indexed, {normalised id: item})
+        self._indexes: dict[str, tuple[tuple[int, int, int], int, dict[str, Any]]] = {}
+
+    def find(self, path: str) -> Any | None:
+        """A copy of the item whose id is ``path`` from a list that holds it, or None."""
+        key = normalise(path.split("?", 1)[0])
+        for list_path in lists_holding(path):
+            file = self._resolve(list_path.lower())
+            if file is None:
+                continue
+            items = self._index(file)
+            if key in items:
+                return copy.deepcopy(items[key])
+        return None
+
+    def _index(self, file: Path) -> dict[str, Any]:
+        name = str(file)
+        try:
+            st = os.stat(name)
+        except OSError:
+            return {}
+        sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        with self._lock:
+            cached = self._indexes.get(name)
+        if cached is not None and cached[0] == sig and cached[1] - st.st_mtime_ns > _SETTLE_NS:
+            return cached[2]
+        body = self._load(file)
+        items: dict[str, Any] = {}
+        values = body.get("value") if isinstance(body, dict) else None
+        for item in values if isinstance(values, list) else []:
+            rid = item.get("id") if isinstance(item, dict) else None
+            if isinstance(rid, str) and rid.strip():
+                items.setdefault(normalise(rid), item)
+        with self._lock:
+            self._indexes[name] = (sig, time.time_ns(), items)
+        return items
