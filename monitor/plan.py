@@ -22,7 +22,8 @@ from monitor.arm_id import parse_id
 from monitor.snapshot import CoverageGap
 
 __all__ = [
-    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "targets_to_read",
+    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "proves_absence",
+    "targets_to_read",
 ]
 
 log = structlog.get_logger(__name__)
@@ -36,6 +37,16 @@ class ReadError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+def proves_absence(err: ReadError) -> bool:
+    """Whether a failed read of a resource id shows that the resource does not exist.
+
+    Only a 404 does, and not ``SubscriptionNotFound``: ARM answers that for a subscription the identity's
+    tenant does not know, such as a provider's subscription in another tenant, where the resource may well
+    exist. Anything else (403, a timeout) leaves the resource unknown: a coverage gap, never a finding.
+    """
+    return err.status == 404 and err.code.lower() != "subscriptionnotfound"
 
 
 class ArmReader(Protocol):
@@ -97,6 +108,7 @@ class RawInventory:
     target_errors: dict[str, tuple[str, ReadError]] = field(default_factory=dict)  # key -> (raw id, err)
     gaps: list[CoverageGap] = field(default_factory=list)
     read: set[tuple[str, str]] = field(default_factory=set)           # (scope key, type key) read
+    scoped: bool = False  # only the subscriptions asked for were read (see Coverage.scoped)
     stats: CollectionStats = field(default_factory=CollectionStats)
 
 
@@ -187,6 +199,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
     inv = RawInventory(manifest=dict(manifest or {}))
     run = _Run(reader, inv, workers, on_progress)
     wanted = {s.lower() for s in subscriptions} if subscriptions else None
+    inv.scoped = wanted is not None
 
     def tenant() -> None:
         subs = run.read_list("subscriptions", "subscriptions", "/", "Microsoft.Resources/subscriptions")
@@ -294,7 +307,7 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
         except ReadError as err:
             run.count(failed=True)
             run.inv.target_errors[parse_id(raw_id).key] = (raw_id, err)
-            if err.status != 404:
+            if not proves_absence(err):
                 type_ = parse_id(raw_id).type or "unknown"
                 run.inv.gaps.append(CoverageGap(raw_id, type_, err.code, err.status, err.message))
             return
@@ -304,12 +317,29 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
 
 
 def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
-    """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists),
-    and the target ids that cannot be read at all because they do not parse."""
+    """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists), every
+    RMPL an association names that no list returned, and the endpoint target ids that cannot be read at all
+    because they do not parse.
+
+    A PLS or RMPL whose subscription's list was read and did not return it is not read again: that list
+    is the evidence of its absence. One outside the scan's subscriptions (or whose list failed) is read by
+    id, so a scoped scan judges it on evidence, never on not having looked (checks.md).
+    """
     listed = {parse_id(_str(i, "id")).key for kind in LISTED_TARGET_TYPES.values()
               for i in inv.lists.get(kind, []) if _str(i, "id")}
     out: dict[str, str] = {}
     bad: dict[str, str] = {}
+
+    def consider(raw: str) -> None:
+        tid = parse_id(raw)
+        if tid.key in listed or tid.key in out:
+            return
+        kind = LISTED_TARGET_TYPES.get(tid.type_key or "")
+        if kind and tid.subscription and tid.subscription.lower() in sub_keys and \
+                (f"/subscriptions/{tid.subscription.lower()}", tid.type_key) in inv.read:
+            return  # its list covered the scope and did not return it: absent, on evidence
+        out[tid.key] = raw
+
     for pe in inv.lists.get("privateEndpoints", []):
         p = _props(pe)
         for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
@@ -322,11 +352,10 @@ def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], l
                 if tid.opaque:
                     bad.setdefault(tid.key, raw)
                     continue
-                if tid.key in listed or tid.key in out:
-                    continue
-                kind = LISTED_TARGET_TYPES.get(tid.type_key or "")
-                if kind and tid.subscription and tid.subscription.lower() in sub_keys and \
-                        (f"/subscriptions/{tid.subscription.lower()}", parse_id(raw).type_key) in inv.read:
-                    continue  # its list covered the scope and did not return it: target missing
-                out[tid.key] = raw
+                consider(raw)
+    for _, association in inv.associations:
+        raw = _str(_props(association), "privateLink")
+        # A bare GUID or short name cannot be read by id; the rmpl checks match it by name instead.
+        if raw and not parse_id(raw).opaque and parse_id(raw).type_key in LISTED_TARGET_TYPES:
+            consider(raw)
     return list(out.values()), list(bad.values())

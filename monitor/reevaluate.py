@@ -28,7 +28,7 @@ from checks.engine import Evaluation
 from checks.finding import Finding
 from checks.registry import all_checks
 from monitor.arm_id import ArmId, parse_id
-from monitor.plan import SUBSCRIPTION_LISTS, ArmReader, RawInventory, ReadError, targets_to_read
+from monitor.plan import SUBSCRIPTION_LISTS, ArmReader, RawInventory, ReadError, proves_absence, targets_to_read
 
 __all__ = ["FAMILY_INPUTS", "KIND_INPUTS", "ReadUnit", "RereadResult", "affected_keys", "checks_for", "read_unit",
            "reread_into"]
@@ -194,8 +194,8 @@ def reread_into(reader: ArmReader, inv: RawInventory, resources: Iterable[ArmId]
         except ReadError as err:
             out.failed.append((unit, err))
             log.warning("reread_failed", kind=unit.kind, scope=unit.scope, status=err.status, code=err.code)
-    # A new or changed endpoint may point at a target the inventory never read.
-    if any(u.kind == "privateEndpoints" for u in units):
+    # A new or changed endpoint (or association) may point at a target the inventory never read.
+    if any(u.kind in ("privateEndpoints", "associations") for u in units):
         subs = {(s.get("subscriptionId") or "").lower() for s in new.subscriptions if isinstance(s, dict)}
         for raw in targets_to_read(new, subs)[0]:
             key = parse_id(raw).key
@@ -220,7 +220,7 @@ def _reread_target(get: Any, inv: RawInventory, raw: str) -> None:
     try:
         body = get(raw.strip("/"), "target")
     except ReadError as err:
-        if err.status == 404:  # deleted: exactly what a full collection would record
+        if proves_absence(err):  # deleted: exactly what a full collection would record
             inv.targets.pop(key, None)
             inv.target_errors[key] = (raw, err)
             return
