@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from checks.finding import Issue, Severity
-from checks.paths import PathResult, RouteCandidate, endpoint_paths
+from checks.paths import PathResult, RouteCandidate, _net, endpoint_paths, parse_ip
 from checks.registry import check
 from checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
 from monitor.arm_id import ArmId
@@ -197,19 +197,61 @@ def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
     yield from _snat_issues(snap, None)
 
 
+# The lists that hold every object a VirtualAppliance next hop can be (checks.md: NIC ip configuration,
+# internal load balancer frontend, firewall private IP).
+_HOP_LISTS = ("microsoft.network/networkinterfaces", "microsoft.network/loadbalancers",
+              "microsoft.network/azurefirewalls")
+
+
+def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str) -> bool:
+    """Whether plmon read the address space the next hop lies in, so that "matches nothing" is evidence.
+
+    True when the IP is inside a virtual network plmon read whose subscription's NIC, load balancer and
+    firewall lists were all read (a NIC, and so an appliance, lives in its network's subscription); or, in a
+    scan of the whole tenant with every network list read, when it lies in no address space plmon knows of,
+    peered networks plmon did not read included. A next hop in a network out of scope or unreadable is
+    unknown: not this finding (a scoped scan must never claim what it cannot see).
+    """
+    ip = parse_ip(ip_text)
+    if ip is None:
+        return True  # not an IP address at all: it matches nothing anywhere
+    unread_spaces = False
+    for vnet in snap.virtual_networks.values():
+        if any((n := _net(px)) is not None and ip in n for px in vnet.address_prefixes):
+            sub = (vnet.id.subscription or "").lower()
+            if sub and all(snap.coverage.covers(f"/subscriptions/{sub}", t) for t in _HOP_LISTS):
+                return True
+            unread_spaces = True
+        for peer in vnet.peerings:
+            if (peer.remote_vnet_id is None or peer.remote_vnet_id.key not in snap.virtual_networks) and \
+                    any((n := _net(px)) is not None and ip in n for px in peer.remote_address_prefixes):
+                unread_spaces = True
+    if unread_spaces or snap.coverage.scoped:
+        return False
+    networks_read = not any(g.type.lower() in ("microsoft.network/virtualnetworks", "*")
+                            for g in snap.coverage.gaps)
+    return networks_read and bool(snap.subscriptions) and all(
+        snap.coverage.covers(f"/subscriptions/{s}", "microsoft.network/virtualnetworks") for s in snap.subscriptions)
+
+
 @check(
     id="route.nva-unresolved", title="Appliance next hop on the path to a private endpoint matches nothing",
     severity=Severity.MEDIUM,
     rationale="A VirtualAppliance route whose next-hop IP belongs to no NIC, internal load balancer "
-              "frontend or firewall in scope blackholes the traffic, or points at something plmon cannot judge.",
+              "frontend or firewall in scope blackholes the traffic. A next hop in an address space plmon did "
+              "not read (out of scope or unreadable) is unknown, not this finding.",
     remediation="Point the route at the appliance's private IP, or bring the appliance into the monitored scope.",
     references=(UDR_DOC,), controls=("MCSB NS-3",),
 )
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     rows: dict[str, list[PathResult]] = defaultdict(list)
+    known: dict[str, bool] = {}
     for p in endpoint_paths(snap):
         if p.via_appliance and p.hop is not None and p.hop.kind == "unresolved" and p.route_table_id:
-            rows[p.route_table_id.key].append(p)
+            if p.hop.ip not in known:
+                known[p.hop.ip] = _matches_nothing_on_evidence(snap, p.hop.ip)
+            if known[p.hop.ip]:
+                rows[p.route_table_id.key].append(p)
     for _, paths in sorted(rows.items()):
         table = paths[0].route_table_id
         assert table is not None

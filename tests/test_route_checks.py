@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-from netkit import hub_and_spokes
+from netkit import NET, hub_and_spokes, vnet_id
+from tenantkit import SUB, sub_list, write_tenant
 
 from checks.engine import evaluate
 from checks.registry import all_checks
+from monitor.builder import build_snapshot
+from monitor.plan import collect
+from monitor.recorded import RecordedTenant
 from monitor.snapshot import Snapshot
 
 ROUTE_IDS = {c for c in all_checks() if c.startswith("route.")}
@@ -108,3 +114,47 @@ def test_policy_snat_setting_in_hub_path_passes(result: tuple[Snapshot, dict]) -
     via = {p.subnet_id.name for p in endpoint_paths(snap) if p.hop and p.hop.firewall
            and p.hop.firewall.name == "fw-policy"}
     assert via == {"app", "jump2"}
+
+
+# --- route.nva-unresolved only when plmon read the next hop's address space (issue 12, item 2) ------
+
+SUB2 = "22222222-2222-2222-2222-222222222222"
+
+
+def _hub_in_other_subscription(folder: Path, hop: str, *extra: tuple[str, Any]) -> Path:
+    """spoke2 (subscription SUB) routes to ``hop`` through a hub whose network and NVA NIC live in SUB2."""
+    n = hub_and_spokes()
+    n.nic("nva", "10.0.2.4", snat="always")
+    n.route_table("rt-spoke2", ("spoke-to-nva", "10.2.0.0/16", "VirtualAppliance", hop))
+    n.endpoint("pe2", n.storage("st2", "pe2"), vnet="spoke2", ip="10.2.1.4", zones=[])
+    text = json.dumps({**{sub_list(kind): {"value": items} for kind, items in n.lists.items()}, **n.files})
+    for rid in (vnet_id("hub"), f"{NET}/networkInterfaces/nva"):
+        text = text.replace(rid, rid.replace(SUB, SUB2))
+    files: dict[str, Any] = {}
+    for path, body in json.loads(text).items():
+        if path.startswith(f"subscriptions/{SUB}/providers/"):
+            files[path] = {"value": [i for i in body["value"] if SUB2 not in i["id"]]}
+            files[sub_list(path.rsplit("/", 1)[-1], SUB2)] = {"value": [i for i in body["value"] if SUB2 in i["id"]]}
+        else:
+            files[path] = body
+    return write_tenant(folder, {**files, **dict(extra)}, subscriptions=[SUB, SUB2])
+
+
+def _unresolved(folder: Path, subscriptions: list[str] | None = None) -> list[str]:
+    reader = RecordedTenant(folder)
+    snap = build_snapshot(collect(reader, manifest=reader.manifest, workers=2, subscriptions=subscriptions))
+    return [f.resource_id.rsplit("/", 1)[-1] for f in evaluate(snap, only={"route.nva-unresolved"}).findings]
+
+
+def test_unresolved_not_claimed_for_a_hop_in_an_unread_network(tmp_path: Path) -> None:
+    """A next hop in a hub outside the scan's scope, or whose NIC list answers 403, is unknown, not
+    route.nva-unresolved; a hop in the read hub that matches nothing still is the finding."""
+    folder = _hub_in_other_subscription(tmp_path / "a", "10.0.2.4")
+    assert _unresolved(folder) == []
+    assert _unresolved(folder, [SUB]) == []
+    forbidden = {"status": 403, "error": {"code": "AuthorizationFailed", "message": "no"}}
+    locked = _hub_in_other_subscription(tmp_path / "b", "10.0.2.4",
+                                        (sub_list("networkInterfaces", SUB2) + ".error", forbidden))
+    (locked / "arm" / f"{sub_list('networkInterfaces', SUB2)}.json").unlink()
+    assert _unresolved(locked) == []
+    assert _unresolved(_hub_in_other_subscription(tmp_path / "c", "10.0.2.99")) == ["rt-spoke2"]
