@@ -151,8 +151,17 @@ def _fix_snat(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> str:
             f'az network {kind} update --ids "{subject.raw}" --set tags.{SNAT_TAG}=always')
 
 
+def _policy_unread(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> bool:
+    """A firewall whose attached policy plmon could not read: its SNAT is unknown because plmon did not see
+    it (the collection recorded the gap), which is not what route.nva-snat-unknown reports."""
+    fw = snap.firewalls.get(subject.key)
+    return verdict.model == "firewall-policy" and fw is not None and fw.firewall_policy_id is not None and \
+        fw.firewall_policy_id.key not in snap.firewall_policies
+
+
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
-    for _, rows in _group(x for x in _appliance_verdicts(snap) if x[2].snats is want).items():
+    verdicts = (x for x in _appliance_verdicts(snap) if x[2].snats is want and not _policy_unread(snap, x[0], x[2]))
+    for _, rows in _group(verdicts).items():
         subject, _p, verdict = rows[0]
         paths = [{"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
                   "private_endpoint": p.endpoint.id.raw if p.endpoint else None,

@@ -283,6 +283,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
             # judged, and checks.md asks for a coverage gap rather than a silent pass.
             inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
                                         "private endpoint target id is not a valid ARM resource id"))
+        jobs.extend(_policy_jobs(run, {s.lower() for s in sub_ids}))
         run.parallel(jobs)
 
     run.phase("resources", per_resource)
@@ -298,6 +299,33 @@ def _child_list(run: _Run, into: dict[str, list[Any]], parent_id: str, child: st
         if items is not None:
             into[parse_id(parent_id).key] = items
     return job
+
+
+def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[Callable[[], None]]:
+    """Reads by id of the firewall policies that firewalls attach and no list covered (a policy often lives in
+    another subscription than its firewall): without the policy the firewall's SNAT is unknown, and a scan
+    scoped to the firewall's subscription must judge it as the full scan does. A failed read is a gap."""
+    inv = run.inv
+    listed = {parse_id(_str(p, "id")).key for p in inv.lists.get("firewallPolicies", []) if _str(p, "id")}
+    wanted: dict[str, str] = {}
+    for fw in inv.lists.get("azureFirewalls", []):
+        raw = _str(_props(fw).get("firewallPolicy"), "id")
+        pid = parse_id(raw) if raw else None
+        if pid is None or pid.opaque or pid.key in listed or not pid.subscription:
+            continue
+        sub = pid.subscription.lower()
+        if sub in sub_keys and (f"/subscriptions/{sub}", "microsoft.network/firewallpolicies") in inv.read:
+            continue  # its list was read and did not return it
+        wanted.setdefault(pid.key, raw)  # type: ignore[arg-type]
+
+    def one(raw: str) -> Callable[[], None]:
+        def job() -> None:
+            body = run.read(raw.strip("/"), "target", raw, "Microsoft.Network/firewallPolicies")
+            if isinstance(body, dict) and _str(body, "id"):
+                with run._lock:
+                    inv.lists.setdefault("firewallPolicies", []).append(body)
+        return job
+    return [one(raw) for raw in wanted.values()]
 
 
 def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:

@@ -121,14 +121,10 @@ def test_policy_snat_setting_in_hub_path_passes(result: tuple[Snapshot, dict]) -
 SUB2 = "22222222-2222-2222-2222-222222222222"
 
 
-def _hub_in_other_subscription(folder: Path, hop: str, *extra: tuple[str, Any]) -> Path:
-    """spoke2 (subscription SUB) routes to ``hop`` through a hub whose network and NVA NIC live in SUB2."""
-    n = hub_and_spokes()
-    n.nic("nva", "10.0.2.4", snat="always")
-    n.route_table("rt-spoke2", ("spoke-to-nva", "10.2.0.0/16", "VirtualAppliance", hop))
-    n.endpoint("pe2", n.storage("st2", "pe2"), vnet="spoke2", ip="10.2.1.4", zones=[])
+def _two_subscriptions(folder: Path, n: Any, moved: tuple[str, ...], *extra: tuple[str, Any]) -> Path:
+    """Write ``n`` as a tenant whose resources ``moved`` (and their children) live in SUB2, the rest in SUB."""
     text = json.dumps({**{sub_list(kind): {"value": items} for kind, items in n.lists.items()}, **n.files})
-    for rid in (vnet_id("hub"), f"{NET}/networkInterfaces/nva"):
+    for rid in moved:
         text = text.replace(rid, rid.replace(SUB, SUB2))
     files: dict[str, Any] = {}
     for path, body in json.loads(text).items():
@@ -140,9 +136,22 @@ def _hub_in_other_subscription(folder: Path, hop: str, *extra: tuple[str, Any]) 
     return write_tenant(folder, {**files, **dict(extra)}, subscriptions=[SUB, SUB2])
 
 
-def _unresolved(folder: Path, subscriptions: list[str] | None = None) -> list[str]:
+def _hub_in_other_subscription(folder: Path, hop: str, *extra: tuple[str, Any]) -> Path:
+    """spoke2 (subscription SUB) routes to ``hop`` through a hub whose network and NVA NIC live in SUB2."""
+    n = hub_and_spokes()
+    n.nic("nva", "10.0.2.4", snat="always")
+    n.route_table("rt-spoke2", ("spoke-to-nva", "10.2.0.0/16", "VirtualAppliance", hop))
+    n.endpoint("pe2", n.storage("st2", "pe2"), vnet="spoke2", ip="10.2.1.4", zones=[])
+    return _two_subscriptions(folder, n, (vnet_id("hub"), f"{NET}/networkInterfaces/nva"), *extra)
+
+
+def _scan(folder: Path, subscriptions: list[str] | None = None) -> Snapshot:
     reader = RecordedTenant(folder)
-    snap = build_snapshot(collect(reader, manifest=reader.manifest, workers=2, subscriptions=subscriptions))
+    return build_snapshot(collect(reader, manifest=reader.manifest, workers=2, subscriptions=subscriptions))
+
+
+def _unresolved(folder: Path, subscriptions: list[str] | None = None) -> list[str]:
+    snap = _scan(folder, subscriptions)
     return [f.resource_id.rsplit("/", 1)[-1] for f in evaluate(snap, only={"route.nva-unresolved"}).findings]
 
 
@@ -158,3 +167,27 @@ def test_unresolved_not_claimed_for_a_hop_in_an_unread_network(tmp_path: Path) -
     (locked / "arm" / f"{sub_list('networkInterfaces', SUB2)}.json").unlink()
     assert _unresolved(locked) == []
     assert _unresolved(_hub_in_other_subscription(tmp_path / "c", "10.0.2.99")) == ["rt-spoke2"]
+
+
+def test_firewall_policy_in_another_subscription_is_read_by_id(tmp_path: Path) -> None:
+    """A firewall's policy outside the scan's subscriptions is read by id, so the scoped scan judges SNAT as the
+    full scan does; a policy that cannot be read is a coverage gap, never route.nva-snat-unknown."""
+    def tenant(folder: Path, *extra: tuple[str, Any]) -> Path:
+        n = hub_and_spokes()
+        n.firewall("fw", "10.0.1.4", policy="pol").firewall_policy("pol", ["10.0.0.0/8"])
+        n.route_table("rt-spoke2", ("spoke-to-fw", "10.2.0.0/16", "VirtualAppliance", "10.0.1.4"))
+        n.endpoint("pe2", n.storage("st2", "pe2"), vnet="spoke2", ip="10.2.1.4", zones=[])
+        return _two_subscriptions(folder, n, (f"{NET}/firewallPolicies/pol",), *extra)
+
+    def route_findings(snap: Snapshot) -> list[tuple[str, str]]:
+        ids = {"route.nva-missing-snat", "route.nva-snat-unknown"}
+        return [(f.check_id, f.resource_id.rsplit("/", 1)[-1]) for f in evaluate(snap, only=ids).findings]
+
+    folder = tenant(tmp_path / "a")
+    assert route_findings(_scan(folder)) == route_findings(_scan(folder, [SUB])) == \
+        [("route.nva-missing-snat", "fw")]
+    policy = f"{NET}/firewallPolicies/pol".replace(SUB, SUB2)
+    locked = tenant(tmp_path / "b", (policy + ".error", {"status": 403, "error": {"code": "AuthorizationFailed"}}))
+    snap = _scan(locked, [SUB])
+    assert route_findings(snap) == []
+    assert any(g.scope.lower() == policy.lower() and g.status == 403 for g in snap.coverage.gaps)
