@@ -15,7 +15,7 @@ from checks.paths import PathResult, RouteCandidate, _net, endpoint_paths, parse
 from checks.registry import check
 from checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
 from monitor.arm_id import ArmId
-from monitor.snapshot import Snapshot, lower
+from monitor.snapshot import Snapshot, VirtualNetwork, lower
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
@@ -212,28 +212,45 @@ _HOP_LISTS = ("microsoft.network/networkinterfaces", "microsoft.network/loadbala
               "microsoft.network/azurefirewalls")
 
 
-def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str) -> bool:
+def _lists_read(snap: Snapshot, vnet: VirtualNetwork) -> bool:
+    sub = (vnet.id.subscription or "").lower()
+    return bool(sub) and all(snap.coverage.covers(f"/subscriptions/{sub}", t) for t in _HOP_LISTS)
+
+
+def _inside(ip: Any, prefixes: tuple[str, ...]) -> bool:
+    return any((n := _net(px)) is not None and ip in n for px in prefixes)
+
+
+def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str, client_vnet: str | None) -> bool:
     """Whether plmon read the address space the next hop lies in, so that "matches nothing" is evidence.
 
-    True when the IP is inside a virtual network plmon read whose subscription's NIC, load balancer and
-    firewall lists were all read (a NIC, and so an appliance, lives in its network's subscription); or, in a
-    scan of the whole tenant with every network list read, when it lies in no address space plmon knows of,
-    peered networks plmon did not read included. A next hop in a network out of scope or unreadable is
-    unknown: not this finding (a scoped scan must never claim what it cannot see).
+    A next hop lies in the client's network or one it peers with: there, True only when that network was read
+    and its subscription's NIC, load balancer and firewall lists were all read (a NIC, and so an appliance,
+    lives in its network's subscription). Elsewhere, True when it lies in another network read that way; or,
+    in a scan of the whole tenant with every network list read, when it lies in no address space plmon knows
+    of. A next hop in a network out of scope or unreadable is unknown: not this finding (a scoped scan must
+    never claim what it cannot see).
     """
     ip = parse_ip(ip_text)
     if ip is None:
         return True  # not an IP address at all: it matches nothing anywhere
+    client = snap.virtual_networks.get(client_vnet) if client_vnet else None
+    spaces: list[tuple[VirtualNetwork | None, tuple[str, ...]]] = [(client, client.address_prefixes)] if client else []
+    for peer in client.peerings if client else ():
+        remote = snap.virtual_networks.get(peer.remote_vnet_id.key) if peer.remote_vnet_id else None
+        spaces.append((remote, remote.address_prefixes if remote else peer.remote_address_prefixes))
+    for vnet, prefixes in spaces:
+        if _inside(ip, prefixes):
+            return vnet is not None and _lists_read(snap, vnet)
     unread_spaces = False
     for vnet in snap.virtual_networks.values():
-        if any((n := _net(px)) is not None and ip in n for px in vnet.address_prefixes):
-            sub = (vnet.id.subscription or "").lower()
-            if sub and all(snap.coverage.covers(f"/subscriptions/{sub}", t) for t in _HOP_LISTS):
+        if _inside(ip, vnet.address_prefixes):
+            if _lists_read(snap, vnet):
                 return True
             unread_spaces = True
         for peer in vnet.peerings:
             if (peer.remote_vnet_id is None or peer.remote_vnet_id.key not in snap.virtual_networks) and \
-                    any((n := _net(px)) is not None and ip in n for px in peer.remote_address_prefixes):
+                    _inside(ip, peer.remote_address_prefixes):
                 unread_spaces = True
     if unread_spaces or snap.coverage.scoped:
         return False
@@ -254,12 +271,13 @@ def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str) -> bool:
 )
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     rows: dict[str, list[PathResult]] = defaultdict(list)
-    known: dict[str, bool] = {}
+    known: dict[tuple[str, str | None], bool] = {}
     for p in endpoint_paths(snap):
         if p.via_appliance and p.hop is not None and p.hop.kind == "unresolved" and p.route_table_id:
-            if p.hop.ip not in known:
-                known[p.hop.ip] = _matches_nothing_on_evidence(snap, p.hop.ip)
-            if known[p.hop.ip]:
+            client = p.subnet_id.parent.key if p.subnet_id.parent is not None else None
+            if (p.hop.ip, client) not in known:
+                known[(p.hop.ip, client)] = _matches_nothing_on_evidence(snap, p.hop.ip, client)
+            if known[(p.hop.ip, client)]:
                 rows[p.route_table_id.key].append(p)
     for _, paths in sorted(rows.items()):
         table = paths[0].route_table_id

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netkit import NET, hub_and_spokes, vnet_id
+from netkit import NET, hub_and_spokes, subnet_id, vnet_id
 from tenantkit import SUB, sub_list, write_tenant
 
 from checks.engine import evaluate
@@ -191,3 +191,31 @@ def test_firewall_policy_in_another_subscription_is_read_by_id(tmp_path: Path) -
     snap = _scan(locked, [SUB])
     assert route_findings(snap) == []
     assert any(g.scope.lower() == policy.lower() and g.status == 403 for g in snap.coverage.gaps)
+
+
+def test_next_hop_resolves_to_the_owner_the_client_reaches(tmp_path: Path) -> None:
+    """An NVA IP reused by an unpeered network elsewhere (overlapping address spaces) resolves to the NVA the
+    client reaches through its peering, in a full scan; scoped away from that NVA it is unknown, never the
+    unrelated NIC (whose IP forwarding is off)."""
+    def tenant(folder: Path, moved: tuple[str, ...]) -> Path:
+        n = hub_and_spokes()
+        n.nic("nva", "10.0.2.4", snat="always")
+        n.vnet("dev", "10.0.0.0/16").subnet("dev", "vm", "10.0.2.0/24")
+        n.nic("dev-vm", "10.0.2.4", forwarding=False, subnet=subnet_id("dev", "vm"))
+        n.route_table("rt-spoke2", ("spoke-to-nva", "10.2.0.0/16", "VirtualAppliance", "10.0.2.4"))
+        n.endpoint("pe2", n.storage("st2", "pe2"), vnet="spoke2", ip="10.2.1.4", zones=[])
+        return _two_subscriptions(folder, n, moved)
+
+    ids = {"route.nva-ip-forwarding-off", "route.nva-unresolved", "route.nva-missing-snat", "route.nva-snat-unknown"}
+
+    def found(snap: Snapshot) -> list[tuple[str, str]]:
+        return [(f.check_id, f.resource_id.rsplit("/", 1)[-1]) for f in evaluate(snap, only=ids).findings]
+
+    # the unrelated network sorts first (subscription SUB): a global lookup by IP picked its NIC
+    dev_first = tenant(tmp_path / "a", (vnet_id("hub"), f"{NET}/networkInterfaces/nva"))
+    assert found(_scan(dev_first)) == []
+    # the client and the unrelated network in SUB2, the hub in SUB: scoped to SUB2 the hub is not read
+    hub_first = tenant(tmp_path / "b", (vnet_id("spoke2"), vnet_id("dev"), f"{NET}/networkInterfaces/dev-vm",
+                                        f"{NET}/routeTables/rt-spoke2", f"{NET}/privateEndpoints/pe2"))
+    assert found(_scan(hub_first)) == []
+    assert found(_scan(hub_first, [SUB2])) == []
