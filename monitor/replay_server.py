@@ -125,6 +125,14 @@ def _index_folder(arm_dir: Path) -> tuple[dict[str, Path], dict[str, Path]]:
     return bodies, errors
 
 
+def _load_list(file: Path) -> Any:
+    """A list file for by-id reads; one nested too deeply to parse is invalid (answered 500), not a crash."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"{file}: JSON nested too deeply") from None
+
+
 def _arm_error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
@@ -270,7 +278,7 @@ class ReplayServer:
         self._errors: dict[str, Path] = {}
         self._cache: dict[Path, Any] = {}
         # Lists are parsed afresh here (not through _cache) so that an edited list answers by-id reads as it is.
-        self._list_items = ListItems(self._bodies_get, lambda f: json.loads(f.read_text(encoding="utf-8")))
+        self._list_items = ListItems(self._bodies_get, _load_list)
         self._owned_ca_dir: Path | None = None
         self.base_url = ""
         self.ca_bundle = ""
