@@ -284,6 +284,8 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
             inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
                                         "private endpoint target id is not a valid ARM resource id"))
         jobs.extend(_policy_jobs(run, {s.lower() for s in sub_ids}))
+        if inv.scoped:
+            inv.gaps.extend(_unjudgeable_associations(inv))
         run.parallel(jobs)
 
     run.phase("resources", per_resource)
@@ -299,6 +301,22 @@ def _child_list(run: _Run, into: dict[str, list[Any]], parent_id: str, child: st
         if items is not None:
             into[parse_id(parent_id).key] = items
     return job
+
+
+def _unjudgeable_associations(inv: RawInventory) -> list[CoverageGap]:
+    """Associations of a scoped scan whose private link is a bare GUID or name that no RMPL read matches: it
+    cannot be read by id, and it may exist in a subscription outside the scope. Neither a finding nor a pass."""
+    known: set[str] = set()
+    for r in inv.lists.get("resourceManagementPrivateLinks", []):
+        known |= {v.strip().strip("/").lower() for v in (_str(r, "id"), _str(r, "name")) if v}
+    out = []
+    for _, a in inv.associations:
+        raw = _str(_props(a), "privateLink")
+        if raw and parse_id(raw).opaque and raw.strip().strip("/").lower() not in known:
+            out.append(CoverageGap(_str(a, "id") or raw, "Microsoft.Authorization/resourceManagementPrivateLinks",
+                                   "OutOfScope", None, f"the association names its private link as '{raw}', not "
+                                   "by id; a scan scoped to some subscriptions cannot tell whether it exists"))
+    return out
 
 
 def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[Callable[[], None]]:

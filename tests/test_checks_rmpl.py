@@ -234,8 +234,11 @@ def test_dangling_evidence_names_the_covering_list(tmp_path: Path) -> None:
 
 
 def test_bare_guid_not_dangling_in_a_scoped_scan(tmp_path: Path) -> None:
-    """A bare-GUID privateLink cannot be read by id: a scoped scan cannot prove it absent, the full scan can."""
+    """A bare-GUID privateLink cannot be read by id: a scoped scan cannot prove it absent (a coverage gap says
+    so), the full scan can."""
     files = tenant_files([assoc("unknown", "22222222-aaaa-bbbb-cccc-000000000002")], [])
-    assert run(scoped_snapshot(tmp_path / "s", files, [SUB]), "rmpl.association-dangling").findings == ()
+    scoped = scoped_snapshot(tmp_path / "s", files, [SUB])
+    assert run(scoped, "rmpl.association-dangling").findings == ()
+    assert [g.code for g in scoped.coverage.gaps if g.scope.lower() == assoc_id("unknown")] == ["OutOfScope"]
     assert subjects(run(scoped_snapshot(tmp_path / "f", files, None), "rmpl.association-dangling")) == \
         [assoc_id("unknown")]
