@@ -6,6 +6,10 @@ resource's item from the list file that holds it (its subscription's or resource
 Without that, a by-id read of a resource outside the scan's subscriptions (a Private Link Service or RMPL in
 another subscription) came back 404 and became a false "target missing" / "association dangling".
 
+A list recorded only as an ``.error.json`` (the identity may not list that type in that subscription, or the
+whole subscription answers 403) answers a by-id read of what it would hold with its error, as ARM does: a
+403 must stay a 403 (a coverage gap), never become a 404 (a finding such as "association dangling").
+
 One lookup serves both the recorded source (:mod:`monitor.recorded`) and the replay server
 (:mod:`monitor.replay_server`). Each list file is indexed (id -> item) once and re-indexed only when its
 ``stat`` changes, because the folder may change while plmon serves from it: a lookup costs one ``stat`` per
@@ -53,28 +57,36 @@ def lists_holding(path: str) -> list[str]:
 class ListItems:
     """Finds a resource's item in the list files that hold it; thread-safe (the replay server is threaded).
 
-    ``resolve`` maps a recorded path (lower case, no suffix) to its body file or None; ``load`` parses a
-    file the way its caller parses every other file (so malformed JSON fails the same way).
+    ``resolve`` maps a recorded path (lower case, no suffix) to its file and whether that is an error file, or
+    (None, False); ``load`` parses a file the way its caller parses every other file (so malformed JSON fails
+    the same way).
     """
 
-    def __init__(self, resolve: Callable[[str], Path | None], load: Callable[[Path], Any]) -> None:
+    def __init__(self, resolve: Callable[[str], tuple[Path | None, bool]], load: Callable[[Path], Any]) -> None:
         self._resolve = resolve
         self._load = load
         self._lock = threading.Lock()
         # file -> (its stat signature, when indexed, {normalised id: item})
         self._indexes: dict[str, tuple[tuple[int, int, int], int, dict[str, Any]]] = {}
 
-    def find(self, path: str) -> Any | None:
-        """A copy of the item whose id is ``path`` from a list that holds it, or None."""
+    def find(self, path: str) -> tuple[Any, Path | None] | None:
+        """``(a copy of the item, None)`` from a list that holds the resource at ``path``; ``(None, error file)``
+        when the only lists that could hold it are recorded as errors; None when no list holds it (a 404)."""
         key = normalise(path.split("?", 1)[0])
+        error: Path | None = None
+        listed = False
         for list_path in lists_holding(path):
-            file = self._resolve(list_path.lower())
+            file, is_error = self._resolve(list_path.lower())
             if file is None:
                 continue
+            if is_error:
+                error = error or file
+                continue
+            listed = True
             items = self._index(file)
             if key in items:
-                return copy.deepcopy(items[key])
-        return None
+                return copy.deepcopy(items[key]), None
+        return (None, error) if error is not None and not listed else None
 
     def _index(self, file: Path) -> dict[str, Any]:
         name = str(file)

@@ -65,7 +65,7 @@ class RecordedTenant:
             for f in arm.rglob("*.json"):
                 rel = f.relative_to(arm).as_posix()
                 self._index[rel.lower()] = f
-        self._list_items = ListItems(self._body_file, self._load)
+        self._list_items = ListItems(self.file_for, self._load)
 
     def _read_manifest(self) -> dict[str, Any]:
         path = self.folder / "manifest.json"
@@ -151,20 +151,17 @@ class RecordedTenant:
         self._listings[folder] = (mtime, time.time_ns(), names)
         return names
 
-    def _body_file(self, rel: str) -> Path | None:
-        """The body file (not an error file) recorded for ``rel``: the lists that may hold a resource."""
-        found, is_error = self.file_for(rel)
-        return None if found is None or is_error else found
-
     def get(self, path: str, *, kind: str = "") -> Any:
         found, is_error = self.file_for(path)
         if found is None:
             if is_collection_path(path):
                 return {"value": []}
-            item = self._list_items.find(path)
-            if item is not None:
-                return item  # held only in its list: ARM answers the GET all the same
-            raise ReadError(404, "ResourceNotFound", f"The resource '/{path.strip('/')}' was not found.")
+            held = self._list_items.find(path)
+            if held is None:
+                raise ReadError(404, "ResourceNotFound", f"The resource '/{path.strip('/')}' was not found.")
+            if held[1] is None:
+                return held[0]  # held only in its list: ARM answers the GET all the same
+            found, is_error = held[1], True  # its list is refused: so is the read of what it holds
         body = self._load(found)
         if is_error:
             status, code, message = error_of(body, found)

@@ -488,14 +488,21 @@ class ReplayServer:
             return int(recorded.get("status", 500)), {"error": error}
         if is_collection_path(key):
             return 200, {"value": []}
-        item = self._list_items.find(key)
-        if item is not None:
-            return 200, item
+        held = self._list_items.find(key)
+        if held is not None and held[1] is None:
+            return 200, held[0]
+        if held is not None:  # its list is refused: so is the read of what it holds
+            recorded = self._load(held[1])
+            error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
+            return int(recorded.get("status", 500)), {"error": error}
         return 404, _arm_error("ResourceNotFound", f"The recorded tenant holds nothing at '{path}'.")
 
-    def _bodies_get(self, key: str) -> Path | None:
-        """The body file indexed for ``key`` (read at call time: ``start`` replaces the index)."""
-        return self._bodies.get(key)
+    def _bodies_get(self, key: str) -> tuple[Path | None, bool]:
+        """The file indexed for ``key`` and whether it is an error file (read at call time: ``start`` replaces
+        the index)."""
+        if key in self._bodies:
+            return self._bodies[key], False
+        return self._errors.get(key), key in self._errors
 
     def _page(self, body: dict[str, Any], path: str, query: str, host: str | None) -> tuple[int, Any]:
         params = parse_qsl(query, keep_blank_values=True)

@@ -38,13 +38,13 @@ def test_a_list_is_parsed_once_until_it_changes(tmp_path: Path) -> None:
         loads.append(f)
         return json.loads(f.read_text())
 
-    finder = ListItems(lambda rel: file if rel == PLS.lower() else None, load)
-    assert [finder.find(f"/{PLS}/P{i}")["name"] for i in (1, 1999, 5)] == ["p1", "p1999", "p5"]
+    finder = ListItems(lambda rel: (file, False) if rel == PLS.lower() else (None, False), load)
+    assert [finder.find(f"/{PLS}/P{i}")[0]["name"] for i in (1, 1999, 5)] == ["p1", "p1999", "p5"]
     assert finder.find(f"/{PLS}/p2000") is None
     assert len(loads) == 1
     file.write_text(json.dumps({"value": items[:1]}))
     os.utime(file, ns=(old + 1, old + 1))
     assert finder.find(f"/{PLS}/p5") is None and len(loads) == 2
     # the item is a copy: a caller that edits it does not change what the next read answers
-    finder.find(f"/{PLS}/p0")["name"] = "edited"
-    assert finder.find(f"/{PLS}/p0")["name"] == "p0"
+    finder.find(f"/{PLS}/p0")[0]["name"] = "edited"
+    assert finder.find(f"/{PLS}/p0")[0]["name"] == "p0"

@@ -334,3 +334,14 @@ def test_get_by_id_answers_the_item_of_the_list_that_holds_it(tmp_path: Path) ->
     os.utime(listed, ns=(1, 1))
     with pytest.raises(ReadError):
         t.get(pls, kind="target")
+
+
+def test_get_by_id_under_a_refused_list_answers_its_error(tmp_path: Path) -> None:
+    """A resource whose only list is recorded as an error (403) is refused by id with that error, not a 404:
+    'the subscription answers 403' must stay a coverage gap, never become evidence of absence."""
+    write_tenant(tmp_path, {
+        sub_list("privateLinkServices", SUB2) + ".error": {"status": 403, "error": {"code": "AuthorizationFailed"}},
+    })
+    with pytest.raises(ReadError) as e:
+        RecordedTenant(tmp_path).get(f"{net(SUB2, 'rg-p')}/privateLinkServices/pls1", kind="target")
+    assert (e.value.status, e.value.code) == (403, "AuthorizationFailed")

@@ -367,3 +367,11 @@ def test_resource_held_only_in_its_list_is_served_by_id(tenant: Path, client_for
     assert (status, body) == (200, endpoint(3))
     assert sdk.name == "pe3" and sdk.provisioning_state == "Succeeded"
     assert gone[0] == 404 and gone[2]["error"]["code"] == "ResourceNotFound"
+
+
+def test_resource_under_a_refused_list_answers_its_error(tenant: Path) -> None:
+    """Proves: a GET by id of what a list recorded as an error would hold answers that error (403), not 404."""
+    with ReplayServer(tenant) as server:
+        status, _, body = get(server, f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/"
+                                      "networkInterfaces/nic1")
+    assert status == 403 and body["error"]["code"] == "AuthorizationFailed"
