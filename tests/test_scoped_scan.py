@@ -27,7 +27,7 @@ from checks.engine import Evaluation, evaluate
 from monitor import synth
 from monitor.builder import build_snapshot
 from monitor.errors import InputError
-from monitor.plan import collect
+from monitor.plan import ReadError, collect
 from monitor.recorded import RecordedTenant
 from monitor.snapshot import Snapshot
 
@@ -114,7 +114,10 @@ def _subscription_ids(folder: Path) -> tuple[list[str], bool]:
     """The tenant's subscriptions (those it lists, plus any it holds lists for without listing them), and
     whether it lists them all (else the full scan names them, as a user of such a recording must)."""
     reader = RecordedTenant(folder)
-    body = reader.get("subscriptions", kind="subscriptions")
+    try:
+        body = reader.get("subscriptions", kind="subscriptions")
+    except ReadError:
+        body = {}  # the list refused: the subscriptions are those the tenant holds lists for
     listed = body.get("value", []) if isinstance(body, dict) else []
     ids = {s["subscriptionId"].lower() for s in listed if isinstance(s, dict) and s.get("subscriptionId")}
     held = {p.split("/")[1] for p in reader.paths() if p.startswith("subscriptions/") and p.count("/") > 1}
