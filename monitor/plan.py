@@ -286,6 +286,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
         jobs.extend(_policy_jobs(run, {s.lower() for s in sub_ids}))
         if inv.scoped:
             inv.gaps.extend(_unjudgeable_associations(inv))
+            inv.gaps.extend(_peers_out_of_scope(inv, {s.lower() for s in sub_ids}))
         run.parallel(jobs)
 
     run.phase("resources", per_resource)
@@ -301,6 +302,24 @@ def _child_list(run: _Run, into: dict[str, list[Any]], parent_id: str, child: st
         if items is not None:
             into[parse_id(parent_id).key] = items
     return job
+
+
+def _peers_out_of_scope(inv: RawInventory, sub_keys: set[str]) -> list[CoverageGap]:
+    """Networks that a scanned network peers with, in subscriptions outside the scan: their client subnets,
+    route tables and appliances are not read, so paths through them are unknown (reported, never judged)."""
+    out: dict[str, CoverageGap] = {}
+    for vnet in inv.lists.get("virtualNetworks", []):
+        peerings = _props(vnet).get("virtualNetworkPeerings")
+        for peering in peerings if isinstance(peerings, list) else []:
+            raw = _str(_props(peering).get("remoteVirtualNetwork"), "id")
+            rid = parse_id(raw) if raw else None
+            if rid is None or rid.opaque or not rid.subscription or rid.subscription.lower() in sub_keys:
+                continue
+            out.setdefault(rid.key, CoverageGap(
+                raw, "Microsoft.Network/virtualNetworks", "OutOfScope", None,  # type: ignore[arg-type]
+                f"peered with {_str(vnet, 'name') or 'a scanned network'} but in a subscription outside the scan: "
+                "its subnets, route tables and appliances are not read, so paths through it are not judged"))
+    return list(out.values())
 
 
 def _unjudgeable_associations(inv: RawInventory) -> list[CoverageGap]:

@@ -174,3 +174,14 @@ def test_scoped_subset_holds_on_random_synth_tenants(tmp_path_factory: pytest.Te
     for sub in _subscription_ids(folder)[0]:
         extra = _keys(_scan(folder, [sub])[1]) - _keys(full)
         assert not extra, f"seed {seed} scoped to {sub}: {sorted(extra)}"
+
+
+def test_a_scoped_scan_reports_what_it_leaves_out() -> None:
+    """Scoped to the application subscription of the demo tenant, the hub network it peers with is reported as
+    a coverage gap (OutOfScope), not silently passed; the full scan has no such gap."""
+    demo = ROOT / "monitor" / "demo_tenant"
+    snap, _ = _scan(demo, ["aaaaaaaa-0000-4000-8000-000000000002"])
+    out = [g for g in snap.coverage.gaps if g.code == "OutOfScope"]
+    assert [g.scope.rsplit("/", 1)[-1] for g in out] == ["vnet-hub"]
+    assert "not judged" in (out[0].message or "")
+    assert not [g for g in _scan(demo)[0].coverage.gaps if g.code == "OutOfScope"]
