@@ -14,6 +14,7 @@ import ast
 import importlib
 import inspect
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from monitor.builder import build_snapshot
 from monitor.errors import InputError
 from monitor.plan import ReadError, collect
 from monitor.recorded import RecordedTenant
+from monitor.replay_server import ReplayServer
 from monitor.snapshot import Snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,3 +187,25 @@ def test_a_scoped_scan_reports_what_it_leaves_out() -> None:
     assert [g.scope.rsplit("/", 1)[-1] for g in out] == ["vnet-hub"]
     assert "not judged" in (out[0].message or "")
     assert not [g for g in _scan(demo)[0].coverage.gaps if g.code == "OutOfScope"]
+
+
+def test_live_scoped_scan_reads_out_of_scope_resources_by_id(tmp_path: Path) -> None:
+    """Through the real SDKs and the replay server, a scan scoped to the demo's application subscription reads
+    the RMPL and the partner PLS by id (each held only in its subscription's list) and finds what --from finds."""
+    plmon = str(Path(sys.executable).with_name("plmon"))
+    demo = ROOT / "monitor" / "demo_tenant"
+    scope = ["--subscription", "aaaaaaaa-0000-4000-8000-000000000002", "--format", "json"]
+    env = {**os.environ, "PLMON_ARM_TOKEN": "replay"}
+
+    def keys(stdout: str) -> set[tuple[str, str]]:
+        return {(f["check_id"], f["resource_id"].lower()) for f in json.loads(stdout)["findings"]}
+
+    offline = subprocess.run([plmon, "scan", "--from", str(demo), *scope], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=60, check=True)
+    with ReplayServer(demo, page_size=3) as server:
+        live = subprocess.run([plmon, "scan", "--arm-endpoint", server.base_url, "--ca-bundle", server.ca_bundle,
+                               *scope], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True)
+        by_id = {r.path.lower() for r in server.requests if r.status == 200 and "/resourcegroups/" in r.path.lower()}
+    assert keys(live.stdout) == keys(offline.stdout)
+    assert any(p.endswith("/resourcemanagementprivatelinks/rmpl-contoso") for p in by_id)
+    assert any(p.endswith("/privatelinkservices/pls-partner-api") for p in by_id)
