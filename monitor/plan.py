@@ -312,11 +312,13 @@ def _peers_out_of_scope(inv: RawInventory, sub_keys: set[str]) -> list[CoverageG
         peerings = _props(vnet).get("virtualNetworkPeerings")
         for peering in peerings if isinstance(peerings, list) else []:
             raw = _str(_props(peering).get("remoteVirtualNetwork"), "id")
-            rid = parse_id(raw) if raw else None
-            if rid is None or rid.opaque or not rid.subscription or rid.subscription.lower() in sub_keys:
+            if raw is None:
+                continue
+            rid = parse_id(raw)
+            if rid.opaque or not rid.subscription or rid.subscription.lower() in sub_keys:
                 continue
             out.setdefault(rid.key, CoverageGap(
-                raw, "Microsoft.Network/virtualNetworks", "OutOfScope", None,  # type: ignore[arg-type]
+                raw, "Microsoft.Network/virtualNetworks", "OutOfScope", None,
                 f"peered with {_str(vnet, 'name') or 'a scanned network'} but in a subscription outside the scan: "
                 "its subnets, route tables and appliances are not read, so paths through it are not judged"))
     return list(out.values())
@@ -347,13 +349,15 @@ def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[Callable[[], None]]:
     wanted: dict[str, str] = {}
     for fw in inv.lists.get("azureFirewalls", []):
         raw = _str(_props(fw).get("firewallPolicy"), "id")
-        pid = parse_id(raw) if raw else None
-        if pid is None or pid.opaque or pid.key in listed or not pid.subscription:
+        if raw is None:
+            continue
+        pid = parse_id(raw)
+        if pid.opaque or pid.key in listed or not pid.subscription:
             continue
         sub = pid.subscription.lower()
         if sub in sub_keys and (f"/subscriptions/{sub}", "microsoft.network/firewallpolicies") in inv.read:
             continue  # its list was read and did not return it
-        wanted.setdefault(pid.key, raw)  # type: ignore[arg-type]
+        wanted.setdefault(pid.key, raw)
 
     def one(raw: str) -> Callable[[], None]:
         def job() -> None:
