@@ -15,6 +15,7 @@ import importlib
 import inspect
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -209,3 +210,25 @@ def test_live_scoped_scan_reads_out_of_scope_resources_by_id(tmp_path: Path) -> 
     assert keys(live.stdout) == keys(offline.stdout)
     assert any(p.endswith("/resourcemanagementprivatelinks/rmpl-contoso") for p in by_id)
     assert any(p.endswith("/privatelinkservices/pls-partner-api") for p in by_id)
+
+
+DEMO_FILES = sorted(p.relative_to(ROOT / "monitor" / "demo_tenant" / "arm").as_posix()
+                    for p in (ROOT / "monitor" / "demo_tenant" / "arm").rglob("*.json")
+                    if not p.name.endswith(".error.json") and p.name != "subscriptions.json")
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(refused=st.sets(st.sampled_from(DEMO_FILES), min_size=1, max_size=4))
+def test_scoped_subset_holds_when_reads_are_refused(tmp_path_factory: pytest.TempPathFactory,
+                                                    refused: set[str]) -> None:
+    """The invariant holds on the demo tenant with any few of its reads answering 403 instead."""
+    folder = tmp_path_factory.mktemp("refused") / "demo"
+    shutil.copytree(ROOT / "monitor" / "demo_tenant", folder)
+    for rel in refused:
+        (folder / "arm" / rel).unlink()
+        (folder / "arm" / rel.replace(".json", ".error.json")).write_text(
+            json.dumps({"status": 403, "error": {"code": "AuthorizationFailed", "message": "refused"}}))
+    _, full = _scan(folder)
+    for sub in _subscription_ids(folder)[0]:
+        extra = _keys(_scan(folder, [sub])[1]) - _keys(full)
+        assert not extra, f"{sorted(refused)} scoped to {sub}: {sorted(extra)}"
