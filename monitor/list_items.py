@@ -6,9 +6,11 @@ resource's item from the list file that holds it (its subscription's or resource
 Without that, a by-id read of a resource outside the scan's subscriptions (a Private Link Service or RMPL in
 another subscription) came back 404 and became a false "target missing" / "association dangling".
 
-A list recorded only as an ``.error.json`` (the identity may not list that type in that subscription, or the
-whole subscription answers 403) answers a by-id read of what it would hold with its error, as ARM does: a
-403 must stay a 403 (a coverage gap), never become a 404 (a finding such as "association dangling").
+A scope recorded as an ``.error.json`` (``subscriptions/<s>.error.json``: the identity cannot read that
+subscription) refuses every read below it with its error, and a list recorded only as an ``.error.json`` (the
+identity may not list that type there) answers a by-id read of what it would hold with its error, as ARM
+does: a 403 must stay a 403 (a coverage gap), never become an empty list or a 404 (evidence of absence, and
+a finding such as "association dangling").
 
 One lookup serves both the recorded source (:mod:`monitor.recorded`) and the replay server
 (:mod:`monitor.replay_server`). Each list file is indexed (id -> item) once and re-indexed only when its
@@ -54,6 +56,15 @@ def lists_holding(path: str) -> list[str]:
     return out
 
 
+def _names_a_resource(parts: list[str]) -> bool:
+    """True when the path names a resource or scope, not a collection (recorded.is_collection_path's rule)."""
+    low = [p.lower() for p in parts]
+    if "providers" not in low:
+        return len(parts) % 2 == 0
+    last = len(low) - 1 - low[::-1].index("providers")
+    return len(parts) > last + 2 and len(parts[last + 2:]) % 2 == 0
+
+
 class ListItems:
     """Finds a resource's item in the list files that hold it; thread-safe (the replay server is threaded).
 
@@ -68,6 +79,18 @@ class ListItems:
         self._lock = threading.Lock()
         # file -> (its stat signature, when indexed, {normalised id: item})
         self._indexes: dict[str, tuple[tuple[int, int, int], int, dict[str, Any]]] = {}
+
+    def refused_scope(self, path: str) -> Path | None:
+        """The error file of the nearest scope above ``path`` (a subscription, resource group, management group
+        or resource recorded as ``.error.json``), or None: ARM refuses everything under a scope it refuses, so
+        a list or resource below it is that error, never an empty list or a 404 (evidence of absence)."""
+        parts = [p for p in path.split("?", 1)[0].strip("/").split("/") if p]
+        for n in range(len(parts) - 1, 1, -1):
+            if _names_a_resource(parts[:n]):
+                file, is_error = self._resolve("/".join(parts[:n]).lower())
+                if file is not None and is_error:
+                    return file
+        return None
 
     def find(self, path: str) -> tuple[Any, Path | None] | None:
         """``(a copy of the item, None)`` from a list that holds the resource at ``path``; ``(None, error file)``

@@ -154,6 +154,10 @@ class RecordedTenant:
     def get(self, path: str, *, kind: str = "") -> Any:
         found, is_error = self.file_for(path)
         if found is None:
+            refused = self._list_items.refused_scope(path)
+            if refused is not None:
+                found, is_error = refused, True  # under a refused scope: refused too, as ARM answers
+        if found is None:
             if is_collection_path(path):
                 return {"value": []}
             held = self._list_items.find(path)

@@ -486,6 +486,11 @@ class ReplayServer:
             recorded = self._load(self._errors[key])
             error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
             return int(recorded.get("status", 500)), {"error": error}
+        refused = self._list_items.refused_scope(key)
+        if refused is not None:  # under a refused scope (a subscription the identity cannot read): refused too
+            recorded = self._load(refused)
+            error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
+            return int(recorded.get("status", 500)), {"error": error}
         if is_collection_path(key):
             return 200, {"value": []}
         held = self._list_items.find(key)

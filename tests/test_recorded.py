@@ -345,3 +345,24 @@ def test_get_by_id_under_a_refused_list_answers_its_error(tmp_path: Path) -> Non
     with pytest.raises(ReadError) as e:
         RecordedTenant(tmp_path).get(f"{net(SUB2, 'rg-p')}/privateLinkServices/pls1", kind="target")
     assert (e.value.status, e.value.code) == (403, "AuthorizationFailed")
+
+
+def test_reads_under_a_refused_subscription_are_refused(tmp_path: Path) -> None:
+    """`subscriptions/<s>.error.json` (a subscription the identity cannot read) refuses every list and resource
+    below it with its 403, never an empty list or a 404; the association naming an RMPL there is a gap."""
+    rmpl = f"/subscriptions/{SUB2}/resourceGroups/rg/providers/Microsoft.Authorization/resourceManagementPrivateLinks/r"
+    write_tenant(tmp_path, {
+        f"subscriptions/{SUB2}.error": {"status": 403, "error": {"code": "AuthorizationFailed", "message": "no"}},
+        f"{MG}/{TENANT}/{PLA}": {"value": [{"id": f"/{MG}/{TENANT}/{PLA}/a1", "name": "a1",
+                                            "properties": {"privateLink": rmpl, "scope": f"/{MG}/{TENANT}"}}]},
+    }, subscriptions=[SUB, SUB2])
+    t = RecordedTenant(tmp_path)
+    for path in (sub_list("privateEndpoints", SUB2), rmpl):
+        with pytest.raises(ReadError) as e:
+            t.get(path, kind="x")
+        assert (e.value.status, e.value.code) == (403, "AuthorizationFailed")
+    assert t.get(sub_list("privateEndpoints"), kind="x") == {"value": []}  # a readable subscription: as before
+    snap = build_snapshot(collect(t, manifest=t.manifest, workers=1))
+    from checks.engine import evaluate
+    assert not [f for f in evaluate(snap).findings if f.check_id == "rmpl.association-dangling"]
+    assert any(g.status == 403 and g.scope.lower() == rmpl.lower() for g in snap.coverage.gaps)

@@ -375,3 +375,16 @@ def test_resource_under_a_refused_list_answers_its_error(tenant: Path) -> None:
         status, _, body = get(server, f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/"
                                       "networkInterfaces/nic1")
     assert status == 403 and body["error"]["code"] == "AuthorizationFailed"
+
+
+def test_reads_under_a_refused_scope_answer_its_error(tenant: Path) -> None:
+    """Proves: below a scope recorded as an error (a resource group here), lists and resources answer its 403."""
+    write(tenant, f"subscriptions/{SUB}/resourceGroups/rg-locked.error",
+          {"status": 403, "error": {"code": "AuthorizationFailed", "message": "locked"}})
+    with ReplayServer(tenant) as server:
+        listed = get(server, f"/subscriptions/{SUB}/resourceGroups/rg-locked/providers/Microsoft.Network/routeTables")
+        one = get(server, f"/subscriptions/{SUB}/resourceGroups/rg-locked/providers/Microsoft.Storage/"
+                          "storageAccounts/st9")
+        other = get(server, f"/subscriptions/{SUB}/resourceGroups/rg2/providers/Microsoft.Network/routeTables")
+    assert listed[0] == one[0] == 403 and one[2]["error"]["message"] == "locked"
+    assert (other[0], other[2]) == (200, {"value": []})
