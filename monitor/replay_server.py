@@ -466,6 +466,11 @@ class ReplayServer:
             return int(recorded.get("status", 500)), {"error": error}
         if key in self._bodies:
             return 200, self._load(self._bodies[key])
+        refused = self._list_items.refused_scope(key)
+        if refused is not None:  # the list of a subscription the identity cannot read: refused, not empty
+            recorded = self._load(refused)
+            error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
+            return int(recorded.get("status", 500)), {"error": error}
         return 200, {"value": []}
 
     def _tenant_id(self) -> str:
