@@ -162,17 +162,18 @@ def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
         for conn in pe.connections:
             tid = conn.target_id
             if tid is None or tid.opaque:
-                continue
+                continue  # an alias (a Private Link Service, often in another tenant) or a bad id: never missing
             target = snap.targets.get(tid.key)
             if target is not None:
+                # Only a 404 proves absence; a 403 or timeout is the plan's coverage gap, never this finding.
                 if target.state == TargetState.NOT_FOUND:
-                    missing.append((conn, f"{target.error_status} {target.error_code}"))
+                    missing.append((conn, f"{target.error_status} {target.error_code} on a read of its id"))
                 continue
             if tid.type_key in LISTED_PROVIDER_TYPES and tid.subscription and \
                     tid.key not in snap.private_link_services and tid.key not in snap.rmpls and \
                     not _listed_under_short_id(snap, tid) and \
                     snap.coverage.covers(f"/subscriptions/{tid.subscription.lower()}", tid.type_key or ""):
-                missing.append((conn, f"absent from the {tid.type} list of its subscription"))
+                missing.append((conn, f"absent from the {tid.type} list of subscription {tid.subscription}"))
         if missing:
             ev = {"targets": [{"connection": c.name, "target": c.target_id.raw if c.target_id else None,
                                "read_result": why} for c, why in missing]}

@@ -273,15 +273,25 @@ class _HopIndex:
     # Backend NICs per frontend, filled on first use: scanning every NIC for every path through a load
     # balancer was quadratic (minutes on a 100k-resource tenant).
     backends: dict[str, tuple[Nic, ...]] = field(default_factory=dict)
+    # Every owner of each IP (address spaces may overlap across unpeered networks), in resolution order, with
+    # the key of the network it sits in (None when unknown, e.g. a Virtual WAN hub).
+    owners: dict[IPAddr, list[tuple[str | None, str, Any]]] = field(default_factory=dict)
+
+
+def _vnet_of(subnet_id: ArmId | None) -> str | None:
+    return subnet_id.parent.key if subnet_id is not None and subnet_id.parent is not None else None
 
 
 def _hop_index(snap: Snapshot) -> _HopIndex:
+    owners: dict[IPAddr, list[tuple[str | None, str, Any]]] = {}
     fws: dict[IPAddr, Firewall] = {}
     for fw in sorted(snap.firewalls.values(), key=lambda f: f.key):
         for raw in fw.private_ips:
             ip = parse_ip(raw)
             if ip is not None:
                 fws.setdefault(ip, fw)
+                owners.setdefault(ip, []).append((_vnet_of(fw.subnet_ids[0]) if fw.subnet_ids else None,
+                                                  "firewall", fw))
     nics: dict[IPAddr, Nic] = {}
     for nic in sorted(snap.nics.values(), key=lambda n: n.key):
         if nic.private_endpoint_id is not None:
@@ -290,13 +300,15 @@ def _hop_index(snap: Snapshot) -> _HopIndex:
             ip = parse_ip(c.private_ip)
             if ip is not None:
                 nics.setdefault(ip, nic)
+                owners.setdefault(ip, []).append((_vnet_of(c.subnet_id), "nic", nic))
     fronts: dict[IPAddr, tuple[LoadBalancer, FrontendIp]] = {}
     for lb in sorted(snap.load_balancers.values(), key=lambda b: b.key):
         for fe in lb.frontends:
             ip = parse_ip(fe.private_ip)
             if ip is not None and fe.public_ip_id is None:
                 fronts.setdefault(ip, (lb, fe))
-    return _HopIndex(fws, nics, fronts)
+                owners.setdefault(ip, []).append((_vnet_of(fe.subnet_id), "load-balancer", (lb, fe)))
+    return _HopIndex(fws, nics, fronts, owners=owners)
 
 
 def _backend_nics(snap: Snapshot, lb: LoadBalancer, fe: FrontendIp) -> tuple[Nic, ...]:
@@ -311,24 +323,65 @@ def _backend_nics(snap: Snapshot, lb: LoadBalancer, fe: FrontendIp) -> tuple[Nic
     return tuple(out)
 
 
-def resolve_next_hop(snap: Snapshot, ip_text: str | None, index: _HopIndex | None = None) -> Hop:
-    """A firewall private IP first, then a NIC ip configuration, then an internal LB frontend."""
+def resolve_next_hop(snap: Snapshot, ip_text: str | None, index: _HopIndex | None = None,
+                     client_vnet: str | None = None) -> Hop:
+    """A firewall private IP first, then a NIC ip configuration, then an internal LB frontend.
+
+    With ``client_vnet`` (the key of the client subnet's network), an IP that several networks use (address
+    spaces overlap across unpeered networks) resolves to the owner the client can reach: its own network or
+    one it peers with. When none of them is reachable but the IP lies in the address space of a network the
+    client peers with, that network's owner was not read (out of scope or unreadable): "unresolved", which
+    route.nva-unresolved then judges on what plmon read, instead of an unrelated owner elsewhere.
+    """
     index = index or _hop_index(snap)
     ip = parse_ip(ip_text)
     text = str(ip) if ip else (ip_text or "(none)")
     if ip is None:
         return Hop(text, "unresolved")
+    if client_vnet is not None:
+        reach = _client_reach(snap, client_vnet, ip)
+        local = [o for o in index.owners.get(ip, ()) if o[0] is None or o[0] in reach]
+        if local:
+            return _hop_of(snap, index, text, local[0])
+        if reach[client_vnet]:
+            return Hop(text, "unresolved")
     if ip in index.firewalls:
         return Hop(text, "firewall", firewall=index.firewalls[ip])
     if ip in index.nics:
         return Hop(text, "nic", nic=index.nics[ip])
     if ip in index.frontends:
-        lb, fe = index.frontends[ip]
-        backends = index.backends.get(fe.id.key)
-        if backends is None:
-            backends = index.backends[fe.id.key] = _backend_nics(snap, lb, fe)
-        return Hop(text, "load-balancer", load_balancer=lb, frontend=fe, backend_nics=backends)
+        return _hop_of(snap, index, text, (None, "load-balancer", index.frontends[ip]))
     return Hop(text, "unresolved")
+
+
+def _client_reach(snap: Snapshot, client_vnet: str, ip: IPAddr) -> dict[str, bool]:
+    """The client's network and every network it peers with; under the client's key, whether ``ip`` lies in
+    the address space of any of them (so an owner elsewhere cannot be the next hop)."""
+    vnet = snap.virtual_networks.get(client_vnet)
+    inside = vnet is not None and any((n := _net(px)) is not None and ip in n for px in vnet.address_prefixes)
+    reach = {client_vnet: False}
+    for p in vnet.peerings if vnet else ():
+        if p.remote_vnet_id is None:
+            continue
+        reach[p.remote_vnet_id.key] = False
+        remote = snap.virtual_networks.get(p.remote_vnet_id.key)
+        prefixes = remote.address_prefixes if remote else p.remote_address_prefixes
+        inside = inside or any((n := _net(px)) is not None and ip in n for px in prefixes)
+    reach[client_vnet] = inside
+    return reach
+
+
+def _hop_of(snap: Snapshot, index: _HopIndex, text: str, owner: tuple[str | None, str, Any]) -> Hop:
+    _, kind, obj = owner
+    if kind == "firewall":
+        return Hop(text, "firewall", firewall=obj)
+    if kind == "nic":
+        return Hop(text, "nic", nic=obj)
+    lb, fe = obj
+    backends = index.backends.get(fe.id.key)
+    if backends is None:
+        backends = index.backends[fe.id.key] = _backend_nics(snap, lb, fe)
+    return Hop(text, "load-balancer", load_balancer=lb, frontend=fe, backend_nics=backends)
 
 
 # --- the decision ----------------------------------------------------------------------------------
@@ -450,7 +503,7 @@ def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex 
         reasons.append(f"effective route: {winner.describe()} ({why} among {len(candidates)} covering routes)")
     hop = None
     if winner is not None and lower(winner.next_hop_type) == "virtualappliance":
-        hop = resolve_next_hop(snap, winner.next_hop_ip, hops)
+        hop = resolve_next_hop(snap, winner.next_hop_ip, hops, vnet_key)
         reasons.append(f"next hop {winner.next_hop_ip}: {hop.describe()}")
     return PathResult(
         subnet_id=subnet.id, destination=str(ip), route=winner, reasons=tuple(reasons), endpoint=endpoint,

@@ -10,7 +10,7 @@ from checks.finding import Issue, Severity
 from checks.registry import check
 from checks.remedy import az, chain
 from monitor.arm_id import ArmId, normalise
-from monitor.snapshot import Association, Rmpl, Snapshot, lower
+from monitor.snapshot import Association, Rmpl, Snapshot, TargetState, lower
 
 RMPL_DOC = "https://learn.microsoft.com/azure/azure-resource-manager/management/create-private-link-access-portal"
 RMPL_REST = "https://learn.microsoft.com/azure/azure-resource-manager/management/create-private-link-access-rest"
@@ -93,21 +93,53 @@ def association_not_root(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[
 @check(
     id="rmpl.association-dangling", title="Association names a resource management private link that is gone",
     severity=Severity.HIGH,
-    rationale="An association whose private link does not exist (or cannot be read) restricts nothing "
-              "and may block a correct association for the scope.",
+    rationale="An association whose private link does not exist (a 404 on its id, or absent from a list "
+              "that covered its subscription) restricts nothing and may block a correct association for the "
+              "scope. An RMPL plmon could not read is a coverage gap, not this finding.",
     remediation="Delete the dangling association, or recreate the private link it names.",
     references=(RMPL_REST,),
     controls=("MCSB AM-1", "MCSB PV-2"),
 )
 def association_dangling(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for a in snap.associations.values():
-        if _rmpl_for(snap, a.private_link) is None:
-            yield Issue(a.id, f"Association {a.name} names private link "
-                        f"{a.private_link.raw if a.private_link else '(none)'}, which plmon cannot find.",
-                        {"privateLink": a.private_link.raw if a.private_link else None,
-                         "rmpls_known": len(snap.rmpls)},
-                        az("private-link", "association", "delete", "--management-group-id", _mg_of(a),
-                           "--name", a.name))
+        how = _absence(snap, a.private_link)
+        if how is None:
+            continue
+        yield Issue(a.id, f"Association {a.name} names private link "
+                    f"{a.private_link.raw if a.private_link else '(none)'}, which does not exist ({how}).",
+                    {"privateLink": a.private_link.raw if a.private_link else None,
+                     "absence_established_by": how, "rmpls_known": len(snap.rmpls)},
+                    az("private-link", "association", "delete", "--management-group-id", _mg_of(a),
+                       "--name", a.name))
+
+
+def _absence(snap: Snapshot, ref: ArmId | None) -> str | None:
+    """How the absence of the RMPL an association names is established, or None when it exists or plmon
+    cannot know (checks.md: only a 404 on its id, or absence from a list that covered its subscription).
+
+    The finding's remediation deletes the association, which lifts the management-plane restriction:
+    an RMPL that could not be read (403, outside the scan's scope, a timeout) is a coverage gap, never this.
+    """
+    if ref is None:
+        return "the association names no private link"
+    if _rmpl_for(snap, ref) is not None:
+        return None
+    if ref.opaque:
+        # A bare GUID or short name names no subscription: absent only when every subscription's list was read.
+        lists = [f"/subscriptions/{s}" for s in snap.subscriptions]
+        if snap.coverage.scoped or not lists or not all(snap.coverage.covers(s, RMPL_TYPE) for s in lists):
+            return None
+        return f"no RMPL with that id or name in the resourceManagementPrivateLinks lists of all {len(lists)} " \
+               "subscriptions"
+    target = snap.targets.get(ref.key)
+    if target is not None:
+        if target.state == TargetState.NOT_FOUND:
+            return f"{target.error_status} {target.error_code} on a read of its id"
+        return None  # read (it exists), or unreadable: the plan recorded the coverage gap
+    sub = (ref.subscription or "").lower()
+    if sub and ref.type_key == RMPL_TYPE and snap.coverage.covers(f"/subscriptions/{sub}", RMPL_TYPE):
+        return f"absent from the resourceManagementPrivateLinks list of subscription {ref.subscription}"
+    return None
 
 
 @check(

@@ -12,12 +12,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from checks.finding import Issue, Severity
-from checks.paths import PathResult, RouteCandidate, client_subnets, endpoint_paths, parse_ip
+from checks.paths import PathResult, RouteCandidate, _net, client_subnets, endpoint_paths, parse_ip
 from checks.registry import check
 from checks.remedy import alternative, az, lines, note
 from checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
 from monitor.arm_id import ArmId, parse_id, repair_provider_typo
-from monitor.snapshot import PrivateEndpoint, Snapshot, lower
+from monitor.snapshot import PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
@@ -156,8 +156,17 @@ def _fix_snat(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> str:
                  az("network", kind, "update", "--ids", subject.raw, "--set", f"tags.{SNAT_TAG}=always"))
 
 
+def _policy_unread(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> bool:
+    """A firewall whose attached policy plmon could not read: its SNAT is unknown because plmon did not see
+    it (the collection recorded the gap), which is not what route.nva-snat-unknown reports."""
+    fw = snap.firewalls.get(subject.key)
+    return verdict.model == "firewall-policy" and fw is not None and fw.firewall_policy_id is not None and \
+        fw.firewall_policy_id.key not in snap.firewall_policies
+
+
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
-    for _, rows in _group(x for x in _appliance_verdicts(snap) if x[2].snats is want).items():
+    verdicts = (x for x in _appliance_verdicts(snap) if x[2].snats is want and not _policy_unread(snap, x[0], x[2]))
+    for _, rows in _group(verdicts).items():
         subject, _p, verdict = rows[0]
         paths = [{"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
                   "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
@@ -202,19 +211,79 @@ def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
     yield from _snat_issues(snap, None)
 
 
+# The lists that hold every object a VirtualAppliance next hop can be (checks.md: NIC ip configuration,
+# internal load balancer frontend, firewall private IP).
+_HOP_LISTS = ("microsoft.network/networkinterfaces", "microsoft.network/loadbalancers",
+              "microsoft.network/azurefirewalls")
+
+
+def _lists_read(snap: Snapshot, vnet: VirtualNetwork) -> bool:
+    sub = (vnet.id.subscription or "").lower()
+    return bool(sub) and all(snap.coverage.covers(f"/subscriptions/{sub}", t) for t in _HOP_LISTS)
+
+
+def _inside(ip: Any, prefixes: tuple[str, ...]) -> bool:
+    return any((n := _net(px)) is not None and ip in n for px in prefixes)
+
+
+def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str, client_vnet: str | None) -> bool:
+    """Whether plmon read the address space the next hop lies in, so that "matches nothing" is evidence.
+
+    A next hop lies in the client's network or one it peers with: there, True only when that network was read
+    and its subscription's NIC, load balancer and firewall lists were all read (a NIC, and so an appliance,
+    lives in its network's subscription). Elsewhere, True when it lies in another network read that way; or,
+    in a scan of the whole tenant with every network list read, when it lies in no address space plmon knows
+    of. A next hop in a network out of scope or unreadable is unknown: not this finding (a scoped scan must
+    never claim what it cannot see).
+    """
+    ip = parse_ip(ip_text)
+    if ip is None:
+        return True  # not an IP address at all: it matches nothing anywhere
+    client = snap.virtual_networks.get(client_vnet) if client_vnet else None
+    spaces: list[tuple[VirtualNetwork | None, tuple[str, ...]]] = [(client, client.address_prefixes)] if client else []
+    for peer in client.peerings if client else ():
+        remote = snap.virtual_networks.get(peer.remote_vnet_id.key) if peer.remote_vnet_id else None
+        spaces.append((remote, remote.address_prefixes if remote else peer.remote_address_prefixes))
+    for vnet, prefixes in spaces:
+        if _inside(ip, prefixes):
+            return vnet is not None and _lists_read(snap, vnet)
+    unread_spaces = False
+    for vnet in snap.virtual_networks.values():
+        if _inside(ip, vnet.address_prefixes):
+            if _lists_read(snap, vnet):
+                return True
+            unread_spaces = True
+        for peer in vnet.peerings:
+            if (peer.remote_vnet_id is None or peer.remote_vnet_id.key not in snap.virtual_networks) and \
+                    _inside(ip, peer.remote_address_prefixes):
+                unread_spaces = True
+    if unread_spaces or snap.coverage.scoped:
+        return False
+    networks_read = not any(g.type.lower() in ("microsoft.network/virtualnetworks", "*")
+                            for g in snap.coverage.gaps)
+    return networks_read and bool(snap.subscriptions) and all(
+        snap.coverage.covers(f"/subscriptions/{s}", "microsoft.network/virtualnetworks") for s in snap.subscriptions)
+
+
 @check(
     id="route.nva-unresolved", title="Appliance next hop on the path to a private endpoint matches nothing",
     severity=Severity.MEDIUM,
     rationale="A VirtualAppliance route whose next-hop IP belongs to no NIC, internal load balancer "
-              "frontend or firewall in scope blackholes the traffic, or points at something plmon cannot judge.",
+              "frontend or firewall in scope blackholes the traffic. A next hop in an address space plmon did "
+              "not read (out of scope or unreadable) is unknown, not this finding.",
     remediation="Point the route at the appliance's private IP, or bring the appliance into the monitored scope.",
     references=(UDR_DOC,), controls=("MCSB NS-3",),
 )
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     rows: dict[str, list[PathResult]] = defaultdict(list)
+    known: dict[tuple[str, str | None], bool] = {}
     for p in endpoint_paths(snap):
         if p.via_appliance and p.hop is not None and p.hop.kind == "unresolved" and p.route_table_id:
-            rows[p.route_table_id.key].append(p)
+            client = p.subnet_id.parent.key if p.subnet_id.parent is not None else None
+            if (p.hop.ip, client) not in known:
+                known[(p.hop.ip, client)] = _matches_nothing_on_evidence(snap, p.hop.ip, client)
+            if known[(p.hop.ip, client)]:
+                rows[p.route_table_id.key].append(p)
     for _, paths in sorted(rows.items()):
         table = paths[0].route_table_id
         assert table is not None

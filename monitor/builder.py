@@ -19,7 +19,7 @@ import structlog
 
 from monitor.arm_id import ArmId, parse_id, repair_provider_typo
 from monitor.kinds import ACCESS_PATHS
-from monitor.plan import RawInventory
+from monitor.plan import RawInventory, proves_absence
 from monitor.snapshot import (
     Association,
     BastionHost,
@@ -679,7 +679,7 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
         tid = parse_id(raw)
         targets[key] = Target(
             id=tid, name=tid.name, type=tid.type or "unknown",
-            state=TargetState.NOT_FOUND if read_err.status == 404 else TargetState.UNREADABLE,
+            state=TargetState.NOT_FOUND if proves_absence(read_err) else TargetState.UNREADABLE,
             error_code=read_err.code, error_status=read_err.status)
 
     snapshot_fields: dict[str, Any] = dict(
@@ -737,7 +737,7 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
         management_groups=tuple(n for n in (_s(g, "name") for g in inv.management_groups) if n),
         **{k: _frozen(v) for k, v in snapshot_fields.items()},
         coverage=Coverage(subscriptions_scanned=len(subs), gaps=tuple(_dedupe(gaps)),
-                          read=frozenset(inv.read)),
+                          read=frozenset(inv.read), scoped=inv.scoped),
         provider_connections_by_endpoint=_frozen({k: tuple(v) for k, v in by_endpoint.items()}),
         endpoints_by_subnet=_frozen({k: tuple(v) for k, v in by_subnet.items()}),
     )

@@ -24,7 +24,7 @@ from monitor.snapshot import CoverageGap
 
 __all__ = [
     "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "nics_to_read",
-    "read_nics", "targets_to_read",
+    "proves_absence", "read_nics", "targets_to_read",
 ]
 
 log = structlog.get_logger(__name__)
@@ -38,6 +38,16 @@ class ReadError(Exception):
         self.status = status
         self.code = code
         self.message = message
+
+
+def proves_absence(err: ReadError) -> bool:
+    """Whether a failed read of a resource id shows that the resource does not exist.
+
+    Only a 404 does, and not ``SubscriptionNotFound``: ARM answers that for a subscription the identity's
+    tenant does not know, such as a provider's subscription in another tenant, where the resource may well
+    exist. Anything else (403, a timeout) leaves the resource unknown: a coverage gap, never a finding.
+    """
+    return err.status == 404 and err.code.lower() != "subscriptionnotfound"
 
 
 class ArmReader(Protocol):
@@ -87,6 +97,7 @@ class RawInventory:
     target_errors: dict[str, tuple[str, ReadError]] = field(default_factory=dict)  # key -> (raw id, err)
     gaps: list[CoverageGap] = field(default_factory=list)
     read: set[tuple[str, str]] = field(default_factory=set)           # (scope key, type key) read
+    scoped: bool = False  # only the subscriptions asked for were read (see Coverage.scoped)
     stats: CollectionStats = field(default_factory=CollectionStats)
 
 
@@ -177,6 +188,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
     inv = RawInventory(manifest=dict(manifest or {}))
     run = _Run(reader, inv, workers, on_progress)
     wanted = {s.lower() for s in subscriptions} if subscriptions else None
+    inv.scoped = wanted is not None
 
     def tenant() -> None:
         subs = run.read_list("subscriptions", "subscriptions", "/", "Microsoft.Resources/subscriptions")
@@ -267,6 +279,10 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
             # judged, and checks.md asks for a coverage gap rather than a silent pass.
             inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
                                         "private endpoint target id is not a valid ARM resource id"))
+        jobs.extend(_policy_jobs(run, {s.lower() for s in sub_ids}))
+        if inv.scoped:
+            inv.gaps.extend(_unjudgeable_associations(inv))
+            inv.gaps.extend(_peers_out_of_scope(inv, {s.lower() for s in sub_ids}))
         run.parallel(jobs)
         read_nics(inv, nic_bodies)
 
@@ -285,6 +301,71 @@ def _child_list(run: _Run, into: dict[str, list[Any]], parent_id: str, child: st
     return job
 
 
+def _peers_out_of_scope(inv: RawInventory, sub_keys: set[str]) -> list[CoverageGap]:
+    """Networks that a scanned network peers with, in subscriptions outside the scan: their client subnets,
+    route tables and appliances are not read, so paths through them are unknown (reported, never judged)."""
+    out: dict[str, CoverageGap] = {}
+    for vnet in inv.lists.get("virtualNetworks", []):
+        peerings = _props(vnet).get("virtualNetworkPeerings")
+        for peering in peerings if isinstance(peerings, list) else []:
+            raw = _str(_props(peering).get("remoteVirtualNetwork"), "id")
+            if raw is None:
+                continue
+            rid = parse_id(raw)
+            if rid.opaque or not rid.subscription or rid.subscription.lower() in sub_keys:
+                continue
+            out.setdefault(rid.key, CoverageGap(
+                raw, "Microsoft.Network/virtualNetworks", "OutOfScope", None,
+                f"peered with {_str(vnet, 'name') or 'a scanned network'} but in a subscription outside the scan: "
+                "its subnets, route tables and appliances are not read, so paths through it are not judged"))
+    return list(out.values())
+
+
+def _unjudgeable_associations(inv: RawInventory) -> list[CoverageGap]:
+    """Associations of a scoped scan whose private link is a bare GUID or name that no RMPL read matches: it
+    cannot be read by id, and it may exist in a subscription outside the scope. Neither a finding nor a pass."""
+    known: set[str] = set()
+    for r in inv.lists.get("resourceManagementPrivateLinks", []):
+        known |= {v.strip().strip("/").lower() for v in (_str(r, "id"), _str(r, "name")) if v}
+    out = []
+    for _, a in inv.associations:
+        raw = _str(_props(a), "privateLink")
+        if raw and parse_id(raw).opaque and raw.strip().strip("/").lower() not in known:
+            out.append(CoverageGap(_str(a, "id") or raw, "Microsoft.Authorization/resourceManagementPrivateLinks",
+                                   "OutOfScope", None, f"the association names its private link as '{raw}', not "
+                                   "by id; a scan scoped to some subscriptions cannot tell whether it exists"))
+    return out
+
+
+def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[Callable[[], None]]:
+    """Reads by id of the firewall policies that firewalls attach and no list covered (a policy often lives in
+    another subscription than its firewall): without the policy the firewall's SNAT is unknown, and a scan
+    scoped to the firewall's subscription must judge it as the full scan does. A failed read is a gap."""
+    inv = run.inv
+    listed = {parse_id(_str(p, "id")).key for p in inv.lists.get("firewallPolicies", []) if _str(p, "id")}
+    wanted: dict[str, str] = {}
+    for fw in inv.lists.get("azureFirewalls", []):
+        raw = _str(_props(fw).get("firewallPolicy"), "id")
+        if raw is None:
+            continue
+        pid = parse_id(raw)
+        if pid.opaque or pid.key in listed or not pid.subscription:
+            continue
+        sub = pid.subscription.lower()
+        if sub in sub_keys and (f"/subscriptions/{sub}", "microsoft.network/firewallpolicies") in inv.read:
+            continue  # its list was read and did not return it
+        wanted.setdefault(pid.key, raw)
+
+    def one(raw: str) -> Callable[[], None]:
+        def job() -> None:
+            body = run.read(raw.strip("/"), "target", raw, "Microsoft.Network/firewallPolicies")
+            if isinstance(body, dict) and _str(body, "id"):
+                with run._lock:
+                    inv.lists.setdefault("firewallPolicies", []).append(body)
+        return job
+    return [one(raw) for raw in wanted.values()]
+
+
 def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
     def job() -> None:
         try:
@@ -292,7 +373,7 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
         except ReadError as err:
             run.count(failed=True)
             run.inv.target_errors[parse_id(raw_id).key] = (raw_id, err)
-            if err.status != 404:
+            if not proves_absence(err):
                 type_ = parse_id(raw_id).type or "unknown"
                 run.inv.gaps.append(CoverageGap(raw_id, type_, err.code, err.status, err.message))
             return
@@ -373,12 +454,29 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
 
 
 def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
-    """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists),
-    and the target ids that cannot be read at all because they do not parse."""
+    """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists), every
+    RMPL an association names that no list returned, and the endpoint target ids that cannot be read at all
+    because they do not parse.
+
+    A PLS or RMPL whose subscription's list was read and did not return it is not read again: that list
+    is the evidence of its absence. One outside the scan's subscriptions (or whose list failed) is read by
+    id, so a scoped scan judges it on evidence, never on not having looked (checks.md).
+    """
     listed = {parse_id(_str(i, "id")).key for kind in LISTED_TARGET_TYPES.values()
               for i in inv.lists.get(kind, []) if _str(i, "id")}
     out: dict[str, str] = {}
     bad: dict[str, str] = {}
+
+    def consider(raw: str) -> None:
+        tid = parse_id(raw)
+        if tid.key in listed or tid.key in out:
+            return
+        kind = LISTED_TARGET_TYPES.get(tid.type_key or "")
+        if kind and tid.subscription and tid.subscription.lower() in sub_keys and \
+                (f"/subscriptions/{tid.subscription.lower()}", tid.type_key) in inv.read:
+            return  # its list covered the scope and did not return it: absent, on evidence
+        out[tid.key] = raw
+
     for pe in inv.lists.get("privateEndpoints", []):
         p = _props(pe)
         for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
@@ -393,11 +491,10 @@ def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], l
                 if tid.opaque:
                     bad.setdefault(tid.key, raw)
                     continue
-                if tid.key in listed or tid.key in out:
-                    continue
-                kind = LISTED_TARGET_TYPES.get(tid.type_key or "")
-                if kind and tid.subscription and tid.subscription.lower() in sub_keys and \
-                        (f"/subscriptions/{tid.subscription.lower()}", parse_id(raw).type_key) in inv.read:
-                    continue  # its list covered the scope and did not return it: target missing
-                out[tid.key] = raw
+                consider(raw)
+    for _, association in inv.associations:
+        raw = _str(_props(association), "privateLink")
+        # A bare GUID or short name cannot be read by id; the rmpl checks match it by name instead.
+        if raw and not parse_id(raw).opaque and parse_id(raw).type_key in LISTED_TARGET_TYPES:
+            consider(raw)
     return list(out.values()), list(bad.values())

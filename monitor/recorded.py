@@ -2,7 +2,8 @@
 
 Format: ``shared/spec/recorded-tenant.md``. Lookup is case-insensitive on the whole path, so the
 folder is indexed once; ``.error.json`` files fail the read with their status; a missing collection
-path is an empty list and any other missing path a 404, exactly as ARM answers.
+path is an empty list, a resource held only in a list file is that list's item (:mod:`monitor.list_items`),
+and any other missing path a 404, exactly as ARM answers.
 
 The folder may change while a daemon reads it (a test or an operator adds the file for a new resource,
 then posts its event). File contents are read on every request; a path the index does not know is
@@ -23,6 +24,7 @@ from typing import Any
 from monitor import outside_json
 from monitor.builder import parse_time
 from monitor.errors import InputError
+from monitor.list_items import ListItems
 from monitor.plan import ReadError
 
 __all__ = ["RecordedTenant", "error_of", "is_collection_path"]
@@ -64,6 +66,7 @@ class RecordedTenant:
             for f in arm.rglob("*.json"):
                 rel = f.relative_to(arm).as_posix()
                 self._index[rel.lower()] = f
+        self._list_items = ListItems(self.file_for, self._load)
 
     def _read_manifest(self) -> dict[str, Any]:
         path = self.folder / "manifest.json"
@@ -154,9 +157,18 @@ class RecordedTenant:
     def get(self, path: str, *, kind: str = "") -> Any:
         found, is_error = self.file_for(path)
         if found is None:
+            refused = self._list_items.refused_scope(path)
+            if refused is not None:
+                found, is_error = refused, True  # under a refused scope: refused too, as ARM answers
+        if found is None:
             if is_collection_path(path):
                 return {"value": []}
-            raise ReadError(404, "ResourceNotFound", f"The resource '/{path.strip('/')}' was not found.")
+            held = self._list_items.find(path)
+            if held is None:
+                raise ReadError(404, "ResourceNotFound", f"The resource '/{path.strip('/')}' was not found.")
+            if held[1] is None:
+                return held[0]  # held only in its list: ARM answers the GET all the same
+            found, is_error = held[1], True  # its list is refused: so is the read of what it holds
         body = self._load(found)
         if is_error:
             status, code, message = error_of(body, found)

@@ -34,6 +34,7 @@ from monitor.plan import (
     RawInventory,
     ReadError,
     nics_to_read,
+    proves_absence,
     read_nics,
     targets_to_read,
 )
@@ -202,8 +203,8 @@ def reread_into(reader: ArmReader, inv: RawInventory, resources: Iterable[ArmId]
         except ReadError as err:
             out.failed.append((unit, err))
             log.warning("reread_failed", kind=unit.kind, scope=unit.scope, status=err.status, code=err.code)
-    # A new or changed endpoint may point at a target the inventory never read.
-    if any(u.kind == "privateEndpoints" for u in units):
+    # A new or changed endpoint (or association) may point at a target the inventory never read.
+    if any(u.kind in ("privateEndpoints", "associations") for u in units):
         subs = {(s.get("subscriptionId") or "").lower() for s in new.subscriptions if isinstance(s, dict)}
         for raw in targets_to_read(new, subs)[0]:
             key = parse_id(raw).key
@@ -242,7 +243,7 @@ def _reread_target(get: Any, inv: RawInventory, raw: str) -> None:
     try:
         body = get(raw.strip("/"), "target")
     except ReadError as err:
-        if err.status == 404:  # deleted: exactly what a full collection would record
+        if proves_absence(err):  # deleted: exactly what a full collection would record
             inv.targets.pop(key, None)
             inv.target_errors[key] = (raw, err)
             return

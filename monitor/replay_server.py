@@ -8,8 +8,9 @@ Azure account. The folder format is ``shared/spec/recorded-tenant.md``; in short
   (``{"value": [...]}``) is served in pages of ``page_size`` items with a ``nextLink`` back to this server
   (the original query string plus ``$skiptoken=<offset>``).
 - ``arm/<path>.error.json`` (``{"status": 403, "error": {...}}``): that status with the ARM error body.
-- neither: ``{"value": []}`` for a collection path (its last segment names a resource type), otherwise
-  404 ``ResourceNotFound``.
+- neither: ``{"value": []}`` for a collection path (its last segment names a resource type); for a
+  resource id, its item from the list file that holds it (:mod:`monitor.list_items`, shared with the
+  recorded source); otherwise 404 ``ResourceNotFound``.
 
 What else a client sees, in the order the server applies it to each request:
 
@@ -61,6 +62,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 import structlog
 import trustme
 
+from monitor.list_items import ListItems
 from monitor.replay_graph import GraphEmulator
 
 __all__ = ["DEFAULT_PAGE_SIZE", "ReplayServer", "RequestRecord", "is_collection_path", "run_replay_server"]
@@ -121,6 +123,14 @@ def _index_folder(arm_dir: Path) -> tuple[dict[str, Path], dict[str, Path]]:
             continue
         table[key] = file
     return bodies, errors
+
+
+def _load_list(file: Path) -> Any:
+    """A list file for by-id reads; one nested too deeply to parse is invalid (answered 500), not a crash."""
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"{file}: JSON nested too deeply") from None
 
 
 def _arm_error(code: str, message: str) -> dict[str, Any]:
@@ -267,6 +277,8 @@ class ReplayServer:
         self._bodies: dict[str, Path] = {}
         self._errors: dict[str, Path] = {}
         self._cache: dict[Path, Any] = {}
+        # Lists are parsed afresh here (not through _cache) so that an edited list answers by-id reads as it is.
+        self._list_items = ListItems(self._bodies_get, _load_list)
         self._owned_ca_dir: Path | None = None
         self.base_url = ""
         self.ca_bundle = ""
@@ -454,6 +466,11 @@ class ReplayServer:
             return int(recorded.get("status", 500)), {"error": error}
         if key in self._bodies:
             return 200, self._load(self._bodies[key])
+        refused = self._list_items.refused_scope(key)
+        if refused is not None:  # the list of a subscription the identity cannot read: refused, not empty
+            recorded = self._load(refused)
+            error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
+            return int(recorded.get("status", 500)), {"error": error}
         return 200, {"value": []}
 
     def _tenant_id(self) -> str:
@@ -474,9 +491,28 @@ class ReplayServer:
             recorded = self._load(self._errors[key])
             error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
             return int(recorded.get("status", 500)), {"error": error}
+        refused = self._list_items.refused_scope(key)
+        if refused is not None:  # under a refused scope (a subscription the identity cannot read): refused too
+            recorded = self._load(refused)
+            error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
+            return int(recorded.get("status", 500)), {"error": error}
         if is_collection_path(key):
             return 200, {"value": []}
+        held = self._list_items.find(key)
+        if held is not None and held[1] is None:
+            return 200, held[0]
+        if held is not None:  # its list is refused: so is the read of what it holds
+            recorded = self._load(held[1])
+            error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
+            return int(recorded.get("status", 500)), {"error": error}
         return 404, _arm_error("ResourceNotFound", f"The recorded tenant holds nothing at '{path}'.")
+
+    def _bodies_get(self, key: str) -> tuple[Path | None, bool]:
+        """The file indexed for ``key`` and whether it is an error file (read at call time: ``start`` replaces
+        the index)."""
+        if key in self._bodies:
+            return self._bodies[key], False
+        return self._errors.get(key), key in self._errors
 
     def _page(self, body: dict[str, Any], path: str, query: str, host: str | None) -> tuple[int, Any]:
         params = parse_qsl(query, keep_blank_values=True)

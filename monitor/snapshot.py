@@ -382,6 +382,9 @@ class Coverage:
     gaps: tuple[CoverageGap, ...] = ()
     # (normalised scope, lower-case type) of every list that was read completely
     read: frozenset[tuple[str, str]] = frozenset()
+    # True when the collection read only some of the tenant's subscriptions (--subscription): what it did not
+    # read is out of scope, so "absent from every list" cannot be claimed.
+    scoped: bool = False
 
     def covers(self, scope_key: str, type_key: str) -> bool:
         return (scope_key, type_key.lower()) in self.read

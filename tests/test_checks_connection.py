@@ -304,3 +304,46 @@ def test_alias_connection_pairs_with_its_private_link_service(tmp_path: Path) ->
     assert subjects(ev) == [conn_id.lower()]
     assert ev.findings[0].evidence["seen_from"] == "both"
     assert run(snap, "connection.target-missing").findings == ()
+
+
+# --- connection.target-missing only on evidence (issue 12, items 1 and 2) --------------------------
+
+def test_target_missing_in_a_scoped_scan_reads_out_of_scope_targets_by_id(tmp_path: Path) -> None:
+    """A scan scoped to the endpoints' subscription reads PLS targets in another subscription by id: one held
+    in its list passes, a 403 or a 404 SubscriptionNotFound (another tenant's subscription) is a gap, an alias
+    is never judged; only a 404 on the id is missing, with evidence saying so."""
+    from monitor.builder import build_snapshot
+    from monitor.plan import collect
+    from monitor.recorded import RecordedTenant
+
+    other = f"{net(SUB2)}/privateLinkServices"
+    listed = {**pls("p-listed", []), "id": f"{other}/p-listed"}
+    write_tenant(tmp_path, {
+        PE_LIST: {"value": [endpoint("pe-listed", f"{other}/p-listed"), endpoint("pe-gone", f"{other}/p-gone"),
+                            endpoint("pe-locked", f"{other}/p-locked"),
+                            endpoint("pe-foreign", f"{net('33333333-3333-3333-3333-333333333333')}/"
+                                     "privateLinkServices/p-x"),
+                            endpoint("pe-alias", "pls-partner.6a1f5b2e-3c4d-4e5f-8a9b-0c1d2e3f4a5b.westeurope."
+                                     "azure.privatelinkservice")]},
+        sub_list("privateLinkServices", SUB2): {"value": [listed]},
+        f"{other}/p-locked.error": {"status": 403, "error": {"code": "AuthorizationFailed"}},
+        f"{net('33333333-3333-3333-3333-333333333333')}/privateLinkServices/p-x.error":
+            {"status": 404, "error": {"code": "SubscriptionNotFound"}},
+    }, subscriptions=[SUB, SUB2])
+    reader = RecordedTenant(tmp_path)
+    snap = build_snapshot(collect(reader, manifest=reader.manifest, workers=2, subscriptions=[SUB]))
+    ev = run(snap, "connection.target-missing")
+    assert subjects(ev) == [pe_id("pe-gone").lower()]
+    assert ev.findings[0].evidence["targets"][0]["read_result"] == "404 ResourceNotFound on a read of its id"
+    gaps = {g.scope.lower() for g in snap.coverage.gaps}
+    assert {f"{other}/p-locked".lower(), f"{net('33333333-3333-3333-3333-333333333333')}/"
+            "privateLinkServices/p-x".lower()} <= gaps
+
+
+def test_target_missing_evidence_names_the_covering_list(tmp_path: Path) -> None:
+    """Absence from the PLS list of the target's scanned subscription names that list and subscription."""
+    snap = snapshot_of(tmp_path, {PE_LIST: {"value": [endpoint("pe1", f"{net()}/privateLinkServices/gone")]},
+                                  PLS_LIST: {"value": []}})
+    ev = run(snap, "connection.target-missing")
+    assert ev.findings[0].evidence["targets"][0]["read_result"] == \
+        f"absent from the Microsoft.Network/privateLinkServices list of subscription {SUB}"

@@ -10,6 +10,9 @@ from checkkit import run, snapshot_of, subjects
 from tenantkit import SUB, TENANT, endpoint, net, provider_connection, sub_list, write_tenant
 
 from checks.finding import Severity
+from monitor.builder import build_snapshot
+from monitor.plan import collect
+from monitor.recorded import RecordedTenant
 
 MG = "/providers/Microsoft.Management/managementGroups"
 ROOT = f"{MG}/{TENANT}"
@@ -175,3 +178,67 @@ def test_bastion_dns_with_management_record_passes(tmp_path: Path) -> None:
     """The same zone with a 'management' CNAME (any case) passes."""
     snap = snapshot_of(tmp_path, _bastion_tenant(["Management"]))
     assert run(snap, "rmpl.bastion-dns-conflict").findings == ()
+
+
+# --- rmpl.association-dangling only on evidence (issue 12, items 1 and 2) ---------------------------
+
+SUB2 = "22222222-2222-2222-2222-222222222222"
+FORBIDDEN = {"status": 403, "error": {"code": "AuthorizationFailed", "message": "no read"}}
+
+
+def rmpl2_id(name: str) -> str:
+    return rmpl_id(name).replace(SUB, SUB2)
+
+
+def scoped_snapshot(folder: Path, files: dict[str, Any], subscriptions: list[str] | None) -> Any:
+    """The snapshot of a two-subscription tenant, scanned whole (None) or scoped to ``subscriptions``."""
+    write_tenant(folder, files, subscriptions=[SUB, SUB2])
+    reader = RecordedTenant(folder)
+    return build_snapshot(collect(reader, manifest=reader.manifest, workers=2, subscriptions=subscriptions))
+
+
+def test_dangling_not_claimed_when_the_rmpl_subscription_answers_403(tmp_path: Path) -> None:
+    """An RMPL whose subscription's list answers 403 is a coverage gap, not a dangling association (its read by
+    id answers 403 too, as ARM does, not 404)."""
+    snap = scoped_snapshot(tmp_path, {
+        f"{ROOT}/{PLA}": {"value": [assoc("a", rmpl2_id("r2"))]},
+        sub_list("resourceManagementPrivateLinks", SUB2, "Microsoft.Authorization") + ".error": FORBIDDEN,
+    }, None)
+    assert run(snap, "rmpl.association-dangling").findings == ()
+    assert any(g.status == 403 and SUB2 in g.scope for g in snap.coverage.gaps)
+
+
+def test_dangling_in_a_scoped_scan_reads_the_rmpl_by_id(tmp_path: Path) -> None:
+    """A scan scoped to another subscription reads the named RMPL by id: present passes, 403 is a gap,
+    and only a 404 on its id is the finding, whose evidence says so."""
+    rmpls = sub_list("resourceManagementPrivateLinks", SUB2, "Microsoft.Authorization")
+    snap = scoped_snapshot(tmp_path / "t1", {
+        f"{ROOT}/{PLA}": {"value": [assoc("present", rmpl2_id("r2")), assoc("gone", rmpl2_id("nope")),
+                                    assoc("hidden", rmpl2_id("secret"))]},
+        rmpls: {"value": [rmpl("r2") | {"id": rmpl2_id("r2")}]},
+        rmpl2_id("secret") + ".error": FORBIDDEN,
+    }, [SUB])
+    ev = run(snap, "rmpl.association-dangling")
+    assert subjects(ev) == [assoc_id("gone")]
+    assert ev.findings[0].evidence["absence_established_by"] == "404 ResourceNotFound on a read of its id"
+    assert any(g.status == 403 and "secret" in g.scope for g in snap.coverage.gaps)
+
+
+def test_dangling_evidence_names_the_covering_list(tmp_path: Path) -> None:
+    """Absence from the list of the RMPL's own (scanned) subscription is the finding, and its evidence says so."""
+    snap = scoped_snapshot(tmp_path, tenant_files([assoc("gone", rmpl_id("nope"))], []), None)
+    ev = run(snap, "rmpl.association-dangling")
+    assert subjects(ev) == [assoc_id("gone")]
+    assert ev.findings[0].evidence["absence_established_by"] == \
+        f"absent from the resourceManagementPrivateLinks list of subscription {SUB}"
+
+
+def test_bare_guid_not_dangling_in_a_scoped_scan(tmp_path: Path) -> None:
+    """A bare-GUID privateLink cannot be read by id: a scoped scan cannot prove it absent (a coverage gap says
+    so), the full scan can."""
+    files = tenant_files([assoc("unknown", "22222222-aaaa-bbbb-cccc-000000000002")], [])
+    scoped = scoped_snapshot(tmp_path / "s", files, [SUB])
+    assert run(scoped, "rmpl.association-dangling").findings == ()
+    assert [g.code for g in scoped.coverage.gaps if g.scope.lower() == assoc_id("unknown")] == ["OutOfScope"]
+    assert subjects(run(scoped_snapshot(tmp_path / "f", files, None), "rmpl.association-dangling")) == \
+        [assoc_id("unknown")]

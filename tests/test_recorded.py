@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -308,3 +309,60 @@ def test_provider_connection_links_to_endpoint(tmp_path: Path) -> None:
     assert len(conns) == 1 and conns[0].status == "Pending"
     assert conns[0].actions_required == "Recreate"  # Storage's actionRequired spelling
     assert snap.endpoints_by_subnet[f"{net()}/virtualNetworks/vnet1/subnets/pe".lower()] == (_pe_id("pe1").lower(),)
+
+
+def test_get_by_id_answers_the_item_of_the_list_that_holds_it(tmp_path: Path) -> None:
+    """A resource with no file of its own is read by id from its subscription's or resource group's list
+    (recorded-tenant.md), an edited list is seen on the next read, and an id no list holds stays a 404."""
+    pls = f"{net(SUB2, 'rg-p')}/privateLinkServices/pls1"
+    rg_list = f"subscriptions/{SUB2}/resourceGroups/rg-p/providers/Microsoft.Network/privateLinkServices"
+    link = f"{net(SUB2, 'rg-p')}/privateDnsZones/z.net/virtualNetworkLinks/l1"
+    write_tenant(tmp_path, {
+        sub_list("privateLinkServices", SUB2): {"value": [{"id": pls.upper(), "name": "pls1"}]},
+        rg_list: {"value": [{"id": f"{net(SUB2, 'rg-p')}/privateLinkServices/pls2", "name": "pls2"}]},
+        link.rsplit("/", 1)[0].lstrip("/"): {"value": [{"id": link, "name": "l1"}]},
+    })
+    t = RecordedTenant(tmp_path)
+    assert t.get(pls, kind="target") == {"id": pls.upper(), "name": "pls1"}
+    assert t.get(f"{net(SUB2, 'rg-p')}/privateLinkServices/PLS2", kind="target")["name"] == "pls2"
+    assert t.get(link.lower(), kind="x")["name"] == "l1"
+    with pytest.raises(ReadError) as e:
+        t.get(f"{net(SUB2, 'rg-p')}/privateLinkServices/pls9", kind="target")
+    assert e.value.status == 404
+    listed = tmp_path / "arm" / f"{sub_list('privateLinkServices', SUB2)}.json"
+    listed.write_text(json.dumps({"value": []}))
+    os.utime(listed, ns=(1, 1))
+    with pytest.raises(ReadError):
+        t.get(pls, kind="target")
+
+
+def test_get_by_id_under_a_refused_list_answers_its_error(tmp_path: Path) -> None:
+    """A resource whose only list is recorded as an error (403) is refused by id with that error, not a 404:
+    'the subscription answers 403' must stay a coverage gap, never become evidence of absence."""
+    write_tenant(tmp_path, {
+        sub_list("privateLinkServices", SUB2) + ".error": {"status": 403, "error": {"code": "AuthorizationFailed"}},
+    })
+    with pytest.raises(ReadError) as e:
+        RecordedTenant(tmp_path).get(f"{net(SUB2, 'rg-p')}/privateLinkServices/pls1", kind="target")
+    assert (e.value.status, e.value.code) == (403, "AuthorizationFailed")
+
+
+def test_reads_under_a_refused_subscription_are_refused(tmp_path: Path) -> None:
+    """`subscriptions/<s>.error.json` (a subscription the identity cannot read) refuses every list and resource
+    below it with its 403, never an empty list or a 404; the association naming an RMPL there is a gap."""
+    rmpl = f"/subscriptions/{SUB2}/resourceGroups/rg/providers/Microsoft.Authorization/resourceManagementPrivateLinks/r"
+    write_tenant(tmp_path, {
+        f"subscriptions/{SUB2}.error": {"status": 403, "error": {"code": "AuthorizationFailed", "message": "no"}},
+        f"{MG}/{TENANT}/{PLA}": {"value": [{"id": f"/{MG}/{TENANT}/{PLA}/a1", "name": "a1",
+                                            "properties": {"privateLink": rmpl, "scope": f"/{MG}/{TENANT}"}}]},
+    }, subscriptions=[SUB, SUB2])
+    t = RecordedTenant(tmp_path)
+    for path in (sub_list("privateEndpoints", SUB2), rmpl):
+        with pytest.raises(ReadError) as e:
+            t.get(path, kind="x")
+        assert (e.value.status, e.value.code) == (403, "AuthorizationFailed")
+    assert t.get(sub_list("privateEndpoints"), kind="x") == {"value": []}  # a readable subscription: as before
+    snap = build_snapshot(collect(t, manifest=t.manifest, workers=1))
+    from checks.engine import evaluate
+    assert not [f for f in evaluate(snap).findings if f.check_id == "rmpl.association-dangling"]
+    assert any(g.status == 403 and g.scope.lower() == rmpl.lower() for g in snap.coverage.gaps)

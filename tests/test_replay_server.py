@@ -352,3 +352,39 @@ def test_click_command_serves_until_sigint(tmp_path: Path) -> None:
     assert ca == tmp_path / "ca.pem"
     assert exit_code == 0
     assert ca.exists()  # a CA folder the user chose is left in place
+
+
+def test_resource_held_only_in_its_list_is_served_by_id(tenant: Path, client_for: Any) -> None:
+    """Proves: a GET by id of a resource that only a list file holds answers 200 with that item (as ARM),
+    through the real SDK too, and follows edits of the list while the server runs."""
+    pe3 = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/privateEndpoints/pe3"
+    with ReplayServer(tenant) as server:
+        status, _, body = get(server, pe3.upper() + "?api-version=2024-05-01")
+        sdk = client_for(server).private_endpoints.get("rg1", "pe3")
+        write(tenant, PE_LIST, {"value": [endpoint(i) for i in range(10) if i != 3]})
+        os.utime(tenant / "arm" / f"{PE_LIST}.json", ns=(1, 1))  # a changed stat, even within one clock tick
+        gone = get(server, pe3)
+    assert (status, body) == (200, endpoint(3))
+    assert sdk.name == "pe3" and sdk.provisioning_state == "Succeeded"
+    assert gone[0] == 404 and gone[2]["error"]["code"] == "ResourceNotFound"
+
+
+def test_resource_under_a_refused_list_answers_its_error(tenant: Path) -> None:
+    """Proves: a GET by id of what a list recorded as an error would hold answers that error (403), not 404."""
+    with ReplayServer(tenant) as server:
+        status, _, body = get(server, f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/"
+                                      "networkInterfaces/nic1")
+    assert status == 403 and body["error"]["code"] == "AuthorizationFailed"
+
+
+def test_reads_under_a_refused_scope_answer_its_error(tenant: Path) -> None:
+    """Proves: below a scope recorded as an error (a resource group here), lists and resources answer its 403."""
+    write(tenant, f"subscriptions/{SUB}/resourceGroups/rg-locked.error",
+          {"status": 403, "error": {"code": "AuthorizationFailed", "message": "locked"}})
+    with ReplayServer(tenant) as server:
+        listed = get(server, f"/subscriptions/{SUB}/resourceGroups/rg-locked/providers/Microsoft.Network/routeTables")
+        one = get(server, f"/subscriptions/{SUB}/resourceGroups/rg-locked/providers/Microsoft.Storage/"
+                          "storageAccounts/st9")
+        other = get(server, f"/subscriptions/{SUB}/resourceGroups/rg2/providers/Microsoft.Network/routeTables")
+    assert listed[0] == one[0] == 403 and one[2]["error"]["message"] == "locked"
+    assert (other[0], other[2]) == (200, {"value": []})

@@ -249,3 +249,17 @@ def test_cli_scan_via_resource_graph_matches_scan_from(tmp_path: Path) -> None:
     bad = subprocess.run([*cmd, "--via", "resource-graph", "--from", str(folder)], capture_output=True, text=True,
                          env=env, timeout=60)
     assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "--via resource-graph" in bad.stderr
+
+
+def test_a_refused_subscription_scope_is_a_gap_on_both_paths(tmp_path: Path) -> None:
+    """A subscription recorded as refused (subscriptions/<s>.error.json, no lists of its own) gives the same 403
+    gaps through ARM and through Resource Graph, never empty lists (which would be evidence of absence)."""
+    folder = rich_tenant(tmp_path / "t")
+    for refused_list in (folder / "arm" / "subscriptions" / SUB2).rglob("*.error.json"):
+        refused_list.unlink()
+    (folder / "arm" / "subscriptions" / f"{SUB2}.error.json").write_text(
+        json.dumps({"status": 403, "error": {"code": "AuthorizationFailed", "message": "no access"}}))
+    run = both_paths(folder)
+    assert_identical(run)
+    refused = {(t, s) for scope, t, _, s in gaps(run["rg"]) if SUB2 in scope}
+    assert ("Microsoft.Network/privateEndpoints", 403) in refused
