@@ -35,7 +35,7 @@ $(AZURITE):
 	npm install --prefix .tools/azurite --no-audit --no-fund --loglevel=error azurite@3.35.0
 azurite: $(AZURITE)
 
-# Services the tests need are installed and started by the test session itself (see tests/services.py).
+# Services the tests need are installed and started by the test session itself (see tests/kit/services.py).
 test: $(TSTAMP) lint $(AZURITE)
 	$(VENV)/bin/pytest
 

@@ -11,8 +11,8 @@ import pkgutil
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from monitor.config import AlertChannelConfig
-from monitor.store import OutboxRow
+from plmon.monitor.config import AlertChannelConfig
+from plmon.monitor.state.store import OutboxRow
 
 __all__ = ["Channel", "DeliveryError", "build_channels", "channel_type", "scrub"]
 
@@ -51,10 +51,10 @@ def channel_type(name: str) -> Callable[[type], type]:
 
 def build_channels(configs: Sequence[AlertChannelConfig]) -> dict[str, Channel]:
     """Channels by name, for every configured ``alerts`` entry."""
-    import alerts
+    from plmon import alerts
 
     for mod in pkgutil.iter_modules(alerts.__path__):
-        importlib.import_module(f"alerts.{mod.name}")
+        importlib.import_module(f"plmon.alerts.{mod.name}")
     out: dict[str, Channel] = {}
     for cfg in configs:
         channel = _TYPES[cfg.type](cfg)

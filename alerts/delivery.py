@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from alerts.channel import Channel, DeliveryError
-from monitor.store import AlertStatus, OutboxRow, StateStore
+from plmon.alerts.channel import Channel, DeliveryError
+from plmon.monitor.state.store import AlertStatus, OutboxRow, StateStore
 
 if TYPE_CHECKING:
-    from monitor.config import Config
+    from plmon.monitor.config import Config
 
 __all__ = ["DeliveryReport", "DeliveryWorker", "RetryPolicy"]
 

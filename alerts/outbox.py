@@ -15,10 +15,10 @@ from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
-from alerts.bounds import bounded_finding
-from checks.finding import Severity
-from monitor.config import AlertChannelConfig
-from monitor.store import FindingRecord, OutboxRow, alert_id, iso
+from plmon.alerts.bounds import bounded_finding
+from plmon.checks.finding import Severity
+from plmon.monitor.config import AlertChannelConfig
+from plmon.monitor.state.store import FindingRecord, OutboxRow, alert_id, iso
 
 __all__ = ["Route", "alert_payload", "channel_name", "outbox_rows", "routes_from_config", "wanting"]
 
@@ -83,7 +83,7 @@ def outbox_rows(rec: FindingRecord, kind: str, at: datetime, channels: Iterable[
 
     ``at`` is the transition's time on the source's clock (the payload's, beside first_seen);
     ``queued_at`` the wall time the rows are due from: delivery is a timer, and a recording's time
-    (past or future) must not delay nor reorder it (:mod:`monitor.clock`)."""
+    (past or future) must not delay nor reorder it (:mod:`plmon.monitor.model.clock`)."""
     aid = alert_id(rec.check_id, rec.resource_key, kind, rec.seq, rec.first_seen)
     payload = alert_payload(rec, kind, at, tenant_id, previous_severity)
     due = queued_at or at

@@ -18,10 +18,10 @@ from urllib.parse import quote
 from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, MarkdownTextObject, SectionBlock
 from slack_sdk.webhook import WebhookClient
 
-from alerts.bounds import inert
-from alerts.channel import DeliveryError, channel_type, scrub
-from monitor.config import AlertChannelConfig
-from monitor.store import OutboxRow
+from plmon.alerts.bounds import inert
+from plmon.alerts.channel import DeliveryError, channel_type, scrub
+from plmon.monitor.config import AlertChannelConfig
+from plmon.monitor.state.store import OutboxRow
 
 __all__ = ["SlackChannel", "alert_blocks", "digest_blocks", "escape", "portal_link"]
 
@@ -133,7 +133,7 @@ class SlackChannel:
 
     @classmethod
     def from_config(cls, cfg: AlertChannelConfig) -> SlackChannel:
-        from alerts.outbox import channel_name
+        from plmon.alerts.outbox import channel_name
 
         return cls(channel_name(cfg), cfg.url.get_secret_value(), timeout=cfg.timeout.total_seconds(),
                    digest_threshold=cfg.digest_threshold)

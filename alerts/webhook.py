@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 
-from alerts.channel import DeliveryError, channel_type, scrub
-from monitor.config import AlertChannelConfig
-from monitor.store import OutboxRow
+from plmon.alerts.channel import DeliveryError, channel_type, scrub
+from plmon.monitor.config import AlertChannelConfig
+from plmon.monitor.state.store import OutboxRow
 
 __all__ = ["EVENT_TYPES", "WebhookChannel", "cloud_event", "digest_event", "sign"]
 
@@ -84,7 +84,7 @@ class WebhookChannel:
 
     @classmethod
     def from_config(cls, cfg: AlertChannelConfig) -> WebhookChannel:
-        from alerts.outbox import channel_name
+        from plmon.alerts.outbox import channel_name
 
         assert cfg.secret is not None  # the config model requires it for webhooks
         return cls(channel_name(cfg), cfg.url.get_secret_value(), cfg.secret.get_secret_value(),

@@ -85,11 +85,11 @@ def worker_eval(folder: str) -> dict[str, Any]:
     Peak memory is the RSS high-water mark (reset before each step) minus the RSS before it: tracemalloc
     made the 100k-resource run take minutes longer, and the suite has a 10-minute budget.
     """
-    from checks.engine import evaluate
-    from checks.registry import all_checks
-    from monitor.builder import build_snapshot
-    from monitor.plan import collect
-    from monitor.recorded import RecordedTenant
+    from plmon.checks.engine import evaluate
+    from plmon.checks.registry import all_checks
+    from plmon.monitor.collect.builder import build_snapshot
+    from plmon.monitor.collect.plan import collect
+    from plmon.monitor.collect.recorded import RecordedTenant
 
     all_checks()
     tenant = RecordedTenant(folder)
@@ -115,8 +115,8 @@ def worker_eval(folder: str) -> dict[str, Any]:
 def worker_collect(base_url: str, ca_bundle: str, workers: int, via: str = "arm") -> dict[str, Any]:
     """One live collection through the SDK clients against the replay server, as ``plmon scan --via`` does."""
     os.environ.setdefault("PLMON_ARM_TOKEN", "bench-token")
-    from monitor.plan import collect
-    from monitor.wiring import open_source
+    from plmon.monitor.collect.plan import collect
+    from plmon.monitor.wiring import open_source
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers, via=via) as source:
         t0 = time.perf_counter()
@@ -143,8 +143,8 @@ def worker_serve(folder: str, work: str) -> dict[str, Any]:
 
 def minimum_requests(folder: Path, page_size: int) -> dict[str, int]:
     """The plan's minimum HTTP requests for this tenant: every read the plan makes, times its pages."""
-    from monitor.plan import collect
-    from monitor.recorded import RecordedTenant
+    from plmon.monitor.collect.plan import collect
+    from plmon.monitor.collect.recorded import RecordedTenant
 
     tenant = RecordedTenant(folder)
     pages = {"reads": 0, "requests": 0}
@@ -172,7 +172,7 @@ def run_worker(args: list[str], timeout: float) -> dict[str, Any]:
 
 
 def synth(folder: Path, subs: int, endpoints: int) -> float:
-    from monitor.synth import SynthSpec, generate, write_tenant
+    from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
 
     t0 = time.perf_counter()
     write_tenant(generate(SynthSpec(subscriptions=subs, endpoints=endpoints, seed=1)), folder, force=True)
@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--skip-collect", action="store_true")
     ap.add_argument("--skip-serve", action="store_true")
     opts = ap.parse_args()
-    from monitor.logs import configure_logging
+    from plmon.monitor.logs import configure_logging
 
     configure_logging("warning")
     started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 The daemon runs as the product runs it (``plmon serve --from <synth tenant>`` in its own process, JSON logs at
 warning); alerts go to a webhook receiver (http.server on 127.0.0.1) in this process. The approach is the
-daemon's e2e harness (tests/daemonkit.py) without importing from tests/: a change in Azure is a file rewritten
+daemon's e2e harness (tests/kit/daemonkit.py) without importing from tests/: a change in Azure is a file rewritten
 on disk (the recorded tenant reads it on the next re-read), then the Event Grid write event is posted.
 
 Every wait has a deadline: a daemon that stops answering costs at most the deadline, never a hung bench.

@@ -6,12 +6,12 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from checks.finding import Issue, Severity
-from checks.links import ConnectionView, connection_views
-from checks.registry import Param, check
-from checks.remedy import alternative, az, lines, note
-from monitor.arm_id import ArmId
-from monitor.snapshot import Snapshot, TargetState, lower
+from plmon.checks.finding import Issue, Severity
+from plmon.checks.links import ConnectionView, connection_views
+from plmon.checks.registry import Param, check
+from plmon.checks.remedy import alternative, az, lines, note
+from plmon.monitor.model.arm_id import ArmId
+from plmon.monitor.model.snapshot import Snapshot, TargetState, lower
 
 PE_DOC = "https://learn.microsoft.com/azure/private-link/manage-private-endpoint"
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview"

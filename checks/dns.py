@@ -2,7 +2,7 @@
 
 Zone names are the commercial-cloud table of checks.md. Sovereign clouds use other suffixes: the
 ``zone_overrides`` parameter ({commercial zone: sovereign zone}) rewrites the expectation; the
-configuration's ``dns.zone_overrides`` is passed to it by :meth:`monitor.config.Config.check_settings`,
+configuration's ``dns.zone_overrides`` is passed to it by :meth:`plmon.monitor.config.Config.check_settings`,
 so checks stay pure functions of the snapshot and their parameters.
 """
 
@@ -13,12 +13,12 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from checks.finding import Issue, Severity
-from checks.links import connection_views
-from checks.registry import Param, check
-from checks.remedy import az, lines
-from monitor.arm_id import ArmId
-from monitor.snapshot import PrivateEndpoint, Snapshot
+from plmon.checks.finding import Issue, Severity
+from plmon.checks.links import connection_views
+from plmon.checks.registry import Param, check
+from plmon.checks.remedy import az, lines
+from plmon.monitor.model.arm_id import ArmId
+from plmon.monitor.model.snapshot import PrivateEndpoint, Snapshot
 
 DNS_DOC = "https://learn.microsoft.com/azure/private-link/private-endpoint-dns"
 DNS_INTEGRATION = "https://learn.microsoft.com/azure/private-link/private-endpoint-dns-integration"

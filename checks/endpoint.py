@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from checks.finding import Issue, Severity
-from checks.registry import check
-from checks.remedy import az
-from monitor.snapshot import Snapshot, lower
+from plmon.checks.finding import Issue, Severity
+from plmon.checks.registry import check
+from plmon.checks.remedy import az
+from plmon.monitor.model.snapshot import Snapshot, lower
 
 TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-private-endpoint-connectivity"
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import structlog
 
-from checks.finding import Finding, Issue, Severity, subscription_of
-from checks.registry import Check, all_checks
-from checks.waivers import Waiver, match_waiver
-from monitor.snapshot import CoverageGap, Snapshot
+from plmon.checks.finding import Finding, Issue, Severity, subscription_of
+from plmon.checks.registry import Check, all_checks
+from plmon.checks.waivers import Waiver, match_waiver
+from plmon.monitor.model.snapshot import CoverageGap, Snapshot
 
 __all__ = ["CheckSettings", "Evaluation", "WaivedFinding", "evaluate"]
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from monitor.arm_id import ArmId, normalise
+from plmon.monitor.model.arm_id import ArmId, normalise
 
 __all__ = ["Finding", "Issue", "Severity", "finding_key", "subscription_of"]
 

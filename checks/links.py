@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from monitor.arm_id import ArmId
-from monitor.snapshot import ConsumerConnection, PrivateEndpoint, ProviderConnection, Snapshot, lower
+from plmon.monitor.model.arm_id import ArmId
+from plmon.monitor.model.snapshot import ConsumerConnection, PrivateEndpoint, ProviderConnection, Snapshot, lower
 
 __all__ = ["ConnectionView", "connection_views"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from checks.finding import Issue, Severity
-from checks.registry import Param, check
-from checks.remedy import az, lines
-from monitor.snapshot import Nsg, NsgRule, Snapshot, Subnet, lower
+from plmon.checks.finding import Issue, Severity
+from plmon.checks.registry import Param, check
+from plmon.checks.remedy import az, lines
+from plmon.monitor.model.snapshot import Nsg, NsgRule, Snapshot, Subnet, lower
 
 PE_LIMITS = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#network-security-of-private-endpoints"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"

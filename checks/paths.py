@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.arm_id import ArmId
-from monitor.snapshot import (
+from plmon.monitor.model.arm_id import ArmId
+from plmon.monitor.model.snapshot import (
     Firewall,
     FrontendIp,
     LoadBalancer,

@@ -7,11 +7,11 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from checks.finding import Issue, Severity
-from checks.registry import Param, check
-from checks.remedy import az
-from monitor.arm_id import ArmId
-from monitor.snapshot import PrivateLinkService, Snapshot, lower
+from plmon.checks.finding import Issue, Severity
+from plmon.checks.registry import Param, check
+from plmon.checks.remedy import az
+from plmon.monitor.model.arm_id import ArmId
+from plmon.monitor.model.snapshot import PrivateLinkService, Snapshot, lower
 
 PLS_DOC = "https://learn.microsoft.com/azure/private-link/private-link-service-overview"
 PLS_POLICY = "https://learn.microsoft.com/azure/private-link/disable-private-link-service-network-policy"

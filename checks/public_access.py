@@ -11,16 +11,16 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from checks.finding import Issue, Severity
-from checks.links import connection_views
-from checks.registry import check
-from checks.remedy import az, fill
-from monitor.kinds import ACCESS_MODE, ACCESS_RULES, BOOLEAN, PRIVATE_CLUSTER, AccessRule
-from monitor.snapshot import Snapshot, Target, TargetState, lower
+from plmon.checks.finding import Issue, Severity
+from plmon.checks.links import connection_views
+from plmon.checks.registry import check
+from plmon.checks.remedy import az, fill
+from plmon.monitor.model.kinds import ACCESS_MODE, ACCESS_RULES, BOOLEAN, PRIVATE_CLUSTER, AccessRule
+from plmon.monitor.model.snapshot import Snapshot, Target, TargetState, lower
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview"
 # The per-type table (checks.md), each row sourced from the type's REST API spec: pure data in the model
-# layer (monitor.kinds), so that collection reads the properties it needs without importing checks.
+# layer (plmon.monitor.model.kinds), so that collection reads the properties it needs without importing checks.
 RULES: dict[str, AccessRule] = ACCESS_RULES
 # Types whose targets have no public-access notion of their own: not "unknown".
 NOT_APPLICABLE = ("microsoft.network/privatelinkservices", "microsoft.authorization/resourcemanagementprivatelinks")

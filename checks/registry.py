@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from checks.finding import Issue, Severity
-from monitor.snapshot import Snapshot
+from plmon.checks.finding import Issue, Severity
+from plmon.monitor.model.snapshot import Snapshot
 
 __all__ = ["Check", "Param", "all_checks", "check", "get_check", "parse_duration"]
 
@@ -149,10 +149,10 @@ def all_checks() -> dict[str, Check]:
     """Every registered check, by id; importing the family modules on first use."""
     global _LOADED
     if not _LOADED:
-        import checks
+        from plmon import checks
         for mod in pkgutil.iter_modules(checks.__path__):
             if not mod.name.startswith("_"):
-                importlib.import_module(f"checks.{mod.name}")
+                importlib.import_module(f"plmon.checks.{mod.name}")
         _LOADED = True
     return dict(sorted(_REGISTRY.items()))
 

@@ -6,11 +6,11 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from checks.finding import Issue, Severity
-from checks.registry import check
-from checks.remedy import az, chain
-from monitor.arm_id import ArmId, normalise
-from monitor.snapshot import Association, Rmpl, Snapshot, TargetState, lower
+from plmon.checks.finding import Issue, Severity
+from plmon.checks.registry import check
+from plmon.checks.remedy import az, chain
+from plmon.monitor.model.arm_id import ArmId, normalise
+from plmon.monitor.model.snapshot import Association, Rmpl, Snapshot, TargetState, lower
 
 RMPL_DOC = "https://learn.microsoft.com/azure/azure-resource-manager/management/create-private-link-access-portal"
 RMPL_REST = "https://learn.microsoft.com/azure/azure-resource-manager/management/create-private-link-access-rest"

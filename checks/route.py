@@ -1,6 +1,6 @@
 """Route checks: UDR paths to private endpoints that skip the appliance, lack SNAT, or lead nowhere.
 
-All of them read the decided paths of :mod:`checks.paths` (one per client subnet and endpoint IP), so
+All of them read the decided paths of :mod:`plmon.checks.paths` (one per client subnet and endpoint IP), so
 the route rule lives in one place and every finding carries the path that shows why it was raised.
 """
 
@@ -11,13 +11,13 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from checks.finding import Issue, Severity
-from checks.paths import PathResult, RouteCandidate, _net, client_subnets, endpoint_paths, parse_ip
-from checks.registry import check
-from checks.remedy import alternative, az, lines, note
-from checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
-from monitor.arm_id import ArmId, parse_id, repair_provider_typo
-from monitor.snapshot import PrivateEndpoint, Snapshot, VirtualNetwork, lower
+from plmon.checks.finding import Issue, Severity
+from plmon.checks.paths import PathResult, RouteCandidate, _net, client_subnets, endpoint_paths, parse_ip
+from plmon.checks.registry import check
+from plmon.checks.remedy import alternative, az, lines, note
+from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
+from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
+from plmon.monitor.model.snapshot import PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"

@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.snapshot import Firewall, FirewallPolicy, LoadBalancer, Nic, Snapshot, lower
+from plmon.monitor.model.snapshot import Firewall, FirewallPolicy, LoadBalancer, Nic, Snapshot, lower
 
 __all__ = [
     "CLASSIC_KEY", "IANA_PRIVATE_RANGES", "SNAT_TAG", "SnatVerdict", "expand_ranges", "firewall_snat",

@@ -10,7 +10,7 @@ import fnmatch
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from checks.finding import Finding, finding_key
+from plmon.checks.finding import Finding, finding_key
 
 __all__ = ["Waiver", "match_waiver"]
 

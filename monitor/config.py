@@ -25,11 +25,11 @@ from pydantic import (
     model_validator,
 )
 
-from checks.engine import CheckSettings
-from checks.finding import Severity
-from checks.registry import all_checks, parse_duration
-from checks.waivers import Waiver
-from monitor.errors import InputError
+from plmon.checks.engine import CheckSettings
+from plmon.checks.finding import Severity
+from plmon.checks.registry import all_checks, parse_duration
+from plmon.checks.waivers import Waiver
+from plmon.monitor.errors import InputError
 
 __all__ = ["AlertChannelConfig", "Config", "load_config"]
 
@@ -174,7 +174,7 @@ class Config(_Strict):
         registry = all_checks()
         out: dict[str, CheckSettings] = {}
         for check_id, raw in self.checks.items():
-            where = f"checks.{check_id}"
+            where = f"plmon.checks.{check_id}"
             if check_id not in registry:
                 raise InputError(f"config: {where}: unknown check id (see 'plmon checks')")
             chk = registry[check_id]

@@ -1,4 +1,4 @@
-"""What the Azure Function's triggers run: the daemon core (:class:`monitor.daemon.Daemon`), built once per
+"""What the Azure Function's triggers run: the daemon core (:class:`plmon.monitor.service.daemon.Daemon`), built once per
 Function instance from app settings, with the intake queue beside the shared store.
 
 ``deploy/azure-function/function_app.py`` only turns trigger inputs into bytes and calls these. There is
@@ -13,7 +13,7 @@ Flex Consumption plan to avoid it). Event handling is synchronous: when it fails
 and the platform redelivers the event (or queue message); a redelivery that was already written down
 stays queued and is processed by the next invocation of any instance.
 
-App settings (read by :mod:`monitor.wiring`, which builds the instance exactly as it builds ``plmon serve``'s
+App settings (read by :mod:`plmon.monitor.wiring`, which builds the instance exactly as it builds ``plmon serve``'s
 daemon): ``PLMON_CONFIG`` (path to the YAML config; secrets in it as ``${VAR}``, set from Key Vault
 references), ``PLMON_MANAGEMENT_GROUP`` or ``PLMON_SUBSCRIPTIONS`` (comma-separated) for the scope,
 ``PLMON_FROM`` (a recorded tenant folder: tests and demos), ``PLMON_ARM_ENDPOINT``/``PLMON_CA_BUNDLE``,
@@ -29,9 +29,9 @@ from typing import Any
 
 import structlog
 
-from monitor.config import Config
-from monitor.daemon import Daemon
-from monitor.wiring import function_daemon
+from plmon.monitor.config import Config
+from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.wiring import function_daemon
 
 __all__ = ["FunctionHost", "HostReport", "host", "reset_host"]
 
@@ -75,7 +75,7 @@ class FunctionHost:
     def events(self, body: bytes, content_type: str | None = "application/json") -> HostReport:
         """Event Grid trigger, Storage queue trigger: accept (durably queue), process, deliver.
 
-        Raises :class:`monitor.events.BadEventBody` for a body with no usable event (the trigger logs
+        Raises :class:`plmon.monitor.events.parse.BadEventBody` for a body with no usable event (the trigger logs
         it and does not retry: a redelivery would be just as bad)."""
         accepted = self.daemon.accept(body, content_type)
         if accepted.validation_code is not None:

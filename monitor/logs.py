@@ -1,6 +1,6 @@
 """structlog set-up: JSON lines in production, key-value on a terminal, always on stderr.
 
-Configured once by the entry point (through :mod:`monitor.wiring`, which reads ``PLMON_LOG_LEVEL`` and
+Configured once by the entry point (through :mod:`plmon.monitor.wiring`, which reads ``PLMON_LOG_LEVEL`` and
 ``PLMON_LOG_FORMAT``). A processor drops any value whose key looks like a secret, so a token or webhook
 secret can never reach a log line even if a caller passes one by mistake.
 

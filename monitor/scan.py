@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from checks.engine import Evaluation, evaluate
-from monitor import __version__
-from monitor.builder import build_snapshot
-from monitor.clock import Clock, WallClock, source_clock
-from monitor.config import Config
-from monitor.plan import ArmReader, CollectionStats, collect
-from monitor.snapshot import CoverageGap, Snapshot
+from plmon.checks.engine import Evaluation, evaluate
+from plmon.monitor import __version__
+from plmon.monitor.collect.builder import build_snapshot
+from plmon.monitor.collect.plan import ArmReader, CollectionStats, collect
+from plmon.monitor.config import Config
+from plmon.monitor.model.clock import Clock, WallClock, source_clock
+from plmon.monitor.model.snapshot import CoverageGap, Snapshot
 
 __all__ = ["ScanResult", "run_scan", "scan_document"]
 
@@ -44,7 +44,7 @@ def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | No
 
     ``observations`` lets the caller (the state store) attach what it has seen before, such as when
     each connection was first Pending, before the pure checks run. ``clock`` is the source's
-    (:mod:`monitor.clock`; by default the one ``manifest`` implies): the snapshot is taken at its "now",
+    (:mod:`plmon.monitor.model.clock`; by default the one ``manifest`` implies): the snapshot is taken at its "now",
     so observations, the lifecycle and every age of this scan are on it.
     """
     clock = clock or source_clock(manifest)

@@ -4,11 +4,11 @@ Every entry point (the CLI commands, ``plmon serve``, the Azure Function) builds
 intake queue, alert channels, retry policy, daemon and logging here and nowhere else, so a setting one
 entry point honours cannot be silently dropped by another (``delivery:`` once was, by ``serve`` and the
 Function). It is also the only module that reads the process environment (besides ``${VAR}`` expansion in
-:mod:`monitor.config`): every other module takes the values it needs as arguments.
+:mod:`plmon.monitor.config`): every other module takes the values it needs as arguments.
 
 Environment variables read here:
 - ``PLMON_LOG_LEVEL``, ``PLMON_LOG_FORMAT``: logging (default ``warning``; ``json`` unless on a terminal);
-- ``PLMON_ARM_TOKEN`` and ``PLMON_ARM_*`` tuning (:func:`monitor.sources.live_settings_from_env`);
+- ``PLMON_ARM_TOKEN`` and ``PLMON_ARM_*`` tuning (:func:`plmon.monitor.collect.sources.live_settings_from_env`);
 - the Table Storage connection string a ``state.url`` names (``PLMON_TABLES_CONNECTION_STRING`` or the
   variable its ``connection_string_env`` names);
 - the Function's app settings: ``PLMON_CONFIG``, ``PLMON_FROM``, ``PLMON_SUBSCRIPTIONS``,
@@ -23,16 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from alerts.channel import Channel, build_channels
-from alerts.delivery import DeliveryWorker, RetryPolicy
-from alerts.outbox import Route, routes_from_config
-from monitor.config import Config, load_config
-from monitor.daemon import Daemon
-from monitor.intake import IntakeQueue, intake_beside
-from monitor.logs import configure_logging
-from monitor.sources import Source
-from monitor.sources import open_source as _open_source
-from monitor.store import StateStore, open_store
+from plmon.alerts.channel import Channel, build_channels
+from plmon.alerts.delivery import DeliveryWorker, RetryPolicy
+from plmon.alerts.outbox import Route, routes_from_config
+from plmon.monitor.collect.sources import Source
+from plmon.monitor.collect.sources import open_source as _open_source
+from plmon.monitor.config import Config, load_config
+from plmon.monitor.logs import configure_logging
+from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.state.intake import IntakeQueue
+from plmon.monitor.state.open import intake_beside, open_store
+from plmon.monitor.state.store import StateStore
 
 __all__ = ["FunctionSettings", "build_daemon", "channels", "delivery_worker", "environment", "function_daemon",
            "open_intake", "open_source", "open_state", "open_state_url", "retry_policy", "routes",
@@ -57,7 +58,7 @@ def setup_logging(env: Mapping[str, str] | None = None, *, level: str | None = N
 
 def open_source(from_dir: Path | None = None, *, env: Mapping[str, str] | None = None, **flags: Any) -> Source:
     """The reader for the source flags (``--from`` or live options), with the identity and ARM tuning
-    the environment gives (see :mod:`monitor.sources`)."""
+    the environment gives (see :mod:`plmon.monitor.collect.sources`)."""
     return _open_source(from_dir, environ=environment(env), **flags)
 
 
@@ -116,7 +117,7 @@ def build_daemon(config: Config, source: Source, *, store: StateStore | None = N
 
 @dataclass(frozen=True, slots=True)
 class FunctionSettings:
-    """The Function's app settings: where its config is and what it reads (see :mod:`monitor.function_host`)."""
+    """The Function's app settings: where its config is and what it reads (see :mod:`plmon.monitor.function_host`)."""
 
     config_path: str | None = None
     from_dir: Path | None = None

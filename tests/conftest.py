@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests import tenantkit as a pl
 
 
 def pytest_sessionfinish(session: object, exitstatus: int) -> None:
-    """Stop Azurite if a test started it (tests/azurite.py starts it on first use)."""
+    """Stop Azurite if a test started it (tests/kit/azurite.py starts it on first use)."""
     azurite = sys.modules.get("azurite")
     if azurite is not None:
         azurite.stop()

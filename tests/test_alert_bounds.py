@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from receiver import Receiver
 from tenantkit import SUB, endpoint, provider_connection, storage_account, sub_list
 
-from alerts.bounds import LIST_MAX, REMEDIATION_MAX, TEXT_MAX, bounded_finding
-from alerts.outbox import outbox_rows
-from alerts.slack import SlackChannel, alert_blocks, digest_blocks
-from alerts.webhook import WebhookChannel, digest_event
-from monitor.store import FindingRecord, FindingState, OutboxRow
+from plmon.alerts.bounds import LIST_MAX, REMEDIATION_MAX, TEXT_MAX, bounded_finding
+from plmon.alerts.outbox import outbox_rows
+from plmon.alerts.slack import SlackChannel, alert_blocks, digest_blocks
+from plmon.alerts.webhook import WebhookChannel, digest_event
+from plmon.monitor.state.store import FindingRecord, FindingState, OutboxRow
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 MEGABYTE = 1024 * 1024

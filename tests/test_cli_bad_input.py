@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from tenantkit import SUB, endpoint, storage_account, sub_list, write_tenant
 
-from monitor.cli import main
-from monitor.replay_server import ReplayServer
+from plmon.monitor.cli import main
+from plmon.monitor.replay.server import ReplayServer
 
 DEMO = Path(__file__).resolve().parents[1] / "monitor" / "demo_tenant"
 UNKNOWN_SUB = "aaaaaaaa-0000-4000-8000-000000000099"
@@ -89,8 +89,7 @@ def test_subscription_that_is_not_readable_is_exit_2_live(
 
 def _store_config(tmp_path: Path) -> Path:
     """A config naming a state store in ``tmp_path`` that exists (created as plmon serve would)."""
-    from monitor.intake import intake_for_store_url
-    from monitor.store import open_store
+    from plmon.monitor.state.open import intake_for_store_url, open_store
 
     url = f"sqlite:///{tmp_path / 'state.db'}"
     open_store(url).close()
@@ -230,7 +229,7 @@ def _corrupt_store(db: Path, start: int, end: int | None = None) -> None:
     """A plmon store with bytes ``start:end`` overwritten, its 100-byte SQLite header left valid."""
     import sqlite3
 
-    from monitor.store import open_store
+    from plmon.monitor.state.open import open_store
 
     open_store(f"sqlite:///{db}").close()
     raw = sqlite3.connect(db)

@@ -1,4 +1,4 @@
-"""One clock per source (monitor.clock): a recording's findings are stamped and aged on its recorded_at, a live
+"""One clock per source (plmon.monitor.model.clock): a recording's findings are stamped and aged on its recorded_at, a live
 source's on the wall clock, and timers (delivery, backoff) stay on the wall clock whatever the source."""
 
 from __future__ import annotations
@@ -18,14 +18,15 @@ from daemonkit import tenant as daemon_tenant
 from receiver import Receiver
 from test_notify_cli import SECRET, config, run, tenant
 
-from monitor.cli import cli
-from monitor.clock import RecordedClock, WallClock, source_clock, store_clock
-from monitor.daemon import Daemon
-from monitor.intake import SqliteIntake
-from monitor.recorded import RecordedTenant
-from monitor.replay_server import ReplayServer
-from monitor.store import AlertStatus, ScanRecord, open_store
-from monitor.store_sqlite import SqliteStore
+from plmon.monitor.cli import cli
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.model.clock import RecordedClock, WallClock, source_clock, store_clock
+from plmon.monitor.replay.server import ReplayServer
+from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.state.intake import SqliteIntake
+from plmon.monitor.state.open import open_store
+from plmon.monitor.state.sqlite import SqliteStore
+from plmon.monitor.state.store import AlertStatus, ScanRecord
 
 LONG_AGO = "2025-06-01T12:00:00Z"
 LONG_AGO_T = datetime(2025, 6, 1, 12, tzinfo=UTC)

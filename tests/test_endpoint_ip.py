@@ -14,21 +14,21 @@ from daemonkit import config, event
 from netkit import NET, Net, hub_and_spokes, subnet_id
 from tenantkit import example, sub_list
 
-from checks.engine import evaluate
-from checks.registry import all_checks
-from monitor.arm_id import parse_id
-from monitor.builder import build_snapshot
-from monitor.config import parse_config
-from monitor.daemon import Daemon
-from monitor.intake import SqliteIntake
-from monitor.plan import collect
-from monitor.recorded import RecordedTenant
-from monitor.reevaluate import reread_into
-from monitor.reports.model import build_report
-from monitor.scan import run_scan
-from monitor.snapshot import Snapshot
-from monitor.store import FindingState
-from monitor.store_sqlite import SqliteStore
+from plmon.checks.engine import evaluate
+from plmon.checks.registry import all_checks
+from plmon.monitor.collect.builder import build_snapshot
+from plmon.monitor.collect.plan import collect
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.config import parse_config
+from plmon.monitor.model.arm_id import parse_id
+from plmon.monitor.model.snapshot import Snapshot
+from plmon.monitor.reports.model import build_report
+from plmon.monitor.scan import run_scan
+from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.service.reevaluate import reread_into
+from plmon.monitor.state.intake import SqliteIntake
+from plmon.monitor.state.sqlite import SqliteStore
+from plmon.monitor.state.store import FindingState
 
 ROUTE_IDS = {c for c in all_checks() if c.startswith("route.")}
 PE = f"{NET}/privateEndpoints/pe-dyn"

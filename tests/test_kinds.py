@@ -11,24 +11,24 @@ import pytest
 from daemonkit import config, event
 from tenantkit import SUB, endpoint, provider_connection, sub_list, write_tenant
 
-from checks.public_access import RULES
-from monitor.api_versions import TARGET_VERSIONS
-from monitor.arm_id import parse_id
-from monitor.daemon import Daemon
-from monitor.events import ResourceEvent
-from monitor.intake import SqliteIntake
-from monitor.kinds import KINDS, judged_types, kind_of
-from monitor.plan import SUBSCRIPTION_LISTS
-from monitor.recorded import RecordedTenant
-from monitor.relevance import (
+from plmon.checks.public_access import RULES
+from plmon.monitor.collect.azure.api_versions import TARGET_VERSIONS
+from plmon.monitor.collect.plan import SUBSCRIPTION_LISTS
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.events.parse import ResourceEvent
+from plmon.monitor.events.relevance import (
     is_relevant,
     is_relevant_operation,
     operation_name_contains_filters,
     operation_name_filters,
     resource_to_reread,
 )
-from monitor.store import FindingState
-from monitor.store_sqlite import SqliteStore
+from plmon.monitor.model.arm_id import parse_id
+from plmon.monitor.model.kinds import KINDS, judged_types, kind_of
+from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.state.intake import SqliteIntake
+from plmon.monitor.state.sqlite import SqliteStore
+from plmon.monitor.state.store import FindingState
 
 RG = f"/subscriptions/{SUB}/resourceGroups/rg1/providers"
 PUBLIC_CHECK = "public-access.enabled-with-private-endpoint"

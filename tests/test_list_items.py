@@ -1,4 +1,4 @@
-"""Resources held only in list files, found by id (monitor/list_items.py): which lists, and how often parsed."""
+"""Resources held only in list files, found by id (monitor/collect/list_items.py): which lists, and how often parsed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from monitor.list_items import ListItems, lists_holding
+from plmon.monitor.collect.list_items import ListItems, lists_holding
 
 S = "11111111-1111-1111-1111-111111111111"
 PLS = f"subscriptions/{S}/resourceGroups/rg1/providers/Microsoft.Network/privateLinkServices"

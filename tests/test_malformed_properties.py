@@ -10,8 +10,8 @@ import pytest
 from checkkit import snapshot_of
 from tenantkit import SUB, TENANT, endpoint, net, sub_list
 
-from monitor.plan import SUBSCRIPTION_LISTS
-from monitor.snapshot import Snapshot, TargetState
+from plmon.monitor.collect.plan import SUBSCRIPTION_LISTS
+from plmon.monitor.model.snapshot import Snapshot, TargetState
 
 # snapshot field of each per-subscription list kind
 FIELD = {

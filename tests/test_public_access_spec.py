@@ -1,6 +1,6 @@
 """Each row of the public-access table judged on a payload in its REST spec's shape (checks.md "Public network access").
 
-Every row of ``checks.public_access.RULES`` has an entry here: the ``properties`` of an open and of a closed
+Every row of ``plmon.checks.public_access.RULES`` has an entry here: the ``properties`` of an open and of a closed
 resource, written as the type's GET response carries them at the rule's api-version (modelled on the spec's
 GET example, and on the spec's definition where the example leaves the property out). The bodies go
 through the recorded collection and the real builder, so a rule that reads the wrong path fails here.
@@ -16,11 +16,11 @@ import pytest
 from netkit import NET, Net
 from tenantkit import SUB, endpoint, example, provider_connection, sub_list, write_tenant
 
-from checks.engine import evaluate
-from checks.public_access import RULES
-from monitor.builder import build_snapshot
-from monitor.plan import collect
-from monitor.recorded import RecordedTenant
+from plmon.checks.engine import evaluate
+from plmon.checks.public_access import RULES
+from plmon.monitor.collect.builder import build_snapshot
+from plmon.monitor.collect.plan import collect
+from plmon.monitor.collect.recorded import RecordedTenant
 
 ENABLED = "public-access.enabled-with-private-endpoint"
 UNKNOWN = "public-access.unknown"

@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 from netkit import NET, Net
 from tenantkit import SUB, TENANT, endpoint, sub_list
 
-from checks import registry
-from checks.engine import evaluate
-from checks.finding import Finding
-from checks.remedy import alternative, az, chain, fill, lines, note
-from monitor.recorded import RecordedTenant
-from monitor.synth import SynthSpec, generate
-from monitor.synth import write_tenant as write_synth
+from plmon.checks import registry
+from plmon.checks.engine import evaluate
+from plmon.checks.finding import Finding
+from plmon.checks.remedy import alternative, az, chain, fill, lines, note
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.replay.synth import SynthSpec, generate
+from plmon.monitor.replay.synth import write_tenant as write_synth
 
 HOSTILE = " $(touch pwned);`id` *'\"|&<>!"
 DEMO = Path(__file__).resolve().parent.parent / "monitor" / "demo_tenant"

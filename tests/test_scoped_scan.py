@@ -25,14 +25,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from checks.engine import Evaluation, evaluate
-from monitor import synth
-from monitor.builder import build_snapshot
-from monitor.errors import InputError
-from monitor.plan import ReadError, collect
-from monitor.recorded import RecordedTenant
-from monitor.replay_server import ReplayServer
-from monitor.snapshot import Snapshot
+from plmon.checks.engine import Evaluation, evaluate
+from plmon.monitor.collect.builder import build_snapshot
+from plmon.monitor.collect.plan import ReadError, collect
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.errors import InputError
+from plmon.monitor.model.snapshot import Snapshot
+from plmon.monitor.replay import synth
+from plmon.monitor.replay.server import ReplayServer
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"

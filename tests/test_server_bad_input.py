@@ -1,6 +1,6 @@
 """The webhook on bodies from outside trials: a body nested 100,000 deep is a 400 with its reason, never a 5xx.
 
-(Lone surrogates in an event's fields are already rejected per item with a reason: tests/test_events.py.)
+(Lone surrogates in an event's fields are already rejected per item with a reason: tests/monitor/events/test_parse.py.)
 """
 
 from __future__ import annotations

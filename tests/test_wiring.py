@@ -1,5 +1,5 @@
 """The composition root: every entry point (scan --notify / alerts, plmon serve, the Azure Function) builds its
-parts through ``monitor.wiring`` and honours every section of the configuration, and nothing else reads the
+parts through ``plmon.monitor.wiring`` and honours every section of the configuration, and nothing else reads the
 environment."""
 
 from __future__ import annotations
@@ -26,18 +26,18 @@ from daemonkit import ACCOUNT_ID, PUBLIC_CHECK, SECRET, event, tenant, write_acc
 from receiver import Receiver
 from tenantkit import SUB
 
-from alerts.delivery import DeliveryWorker
-from alerts.outbox import Route
-from checks.finding import Severity
-from monitor import wiring
-from monitor.config import Config, load_config
-from monitor.daemon import Daemon
-from monitor.function_host import host, reset_host
-from monitor.intake import SqliteIntake
-from monitor.store_sqlite import SqliteStore
+from plmon.alerts.delivery import DeliveryWorker
+from plmon.alerts.outbox import Route
+from plmon.checks.finding import Severity
+from plmon.monitor import wiring
+from plmon.monitor.config import Config, load_config
+from plmon.monitor.function_host import host, reset_host
+from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.state.intake import SqliteIntake
+from plmon.monitor.state.sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
-PLMON = [sys.executable, "-c", "from monitor.cli import main; main()"]
+PLMON = [sys.executable, "-c", "from plmon.monitor.cli import main; main()"]
 HOOK_SECRET = "hook-signing-key-7f3a"
 LOG_ENV = {"PLMON_LOG_LEVEL": "info", "PLMON_LOG_FORMAT": "json"}
 
@@ -150,21 +150,21 @@ def test_only_wiring_and_config_read_the_environment() -> None:
 
 # What only the composition root builds, and the modules that define (or own) each part.
 BUILT_BY_WIRING = {
-    "Daemon": {"monitor/daemon.py"},
-    "DeliveryWorker": {"alerts/delivery.py", "monitor/daemon.py"},   # the daemon owns its worker
+    "Daemon": {"monitor/service/daemon.py"},
+    "DeliveryWorker": {"alerts/delivery.py", "monitor/service/daemon.py"},   # the daemon owns its worker
     "RetryPolicy": {"alerts/delivery.py"},
-    "build_channels": {"alerts/channel.py", "monitor/daemon.py"},     # the daemon's default when given none
-    "open_store": {"monitor/store.py"},
-    "intake_beside": {"monitor/intake.py"},
+    "build_channels": {"alerts/channel.py", "monitor/service/daemon.py"},     # the daemon's default when given none
+    "open_store": {"monitor/state/store.py"},
+    "intake_beside": {"monitor/state/intake.py"},
     "configure_logging": {"monitor/logs.py"},
-    "arm_credential": {"monitor/credentials.py", "monitor/sources.py"},
-    "live_settings_from_env": {"monitor/sources.py"},
+    "arm_credential": {"monitor/collect/azure/credentials.py", "monitor/collect/sources.py"},
+    "live_settings_from_env": {"monitor/collect/sources.py"},
 }
 
 
 def test_only_wiring_builds_the_parts() -> None:
     """No entry point (CLI, serve, the Function app) builds a daemon, store, intake, channels, retry policy or
-    logging itself: each calls monitor.wiring, so no entry point can drop a setting another honours."""
+    logging itself: each calls plmon.monitor.wiring, so no entry point can drop a setting another honours."""
     offenders = []
     files = [*sorted((ROOT / "monitor").rglob("*.py")), *sorted((ROOT / "alerts").glob("*.py")),
              ROOT / "deploy" / "azure-function" / "function_app.py"]
@@ -182,7 +182,7 @@ def test_only_wiring_builds_the_parts() -> None:
 
 def test_cli_notify_and_alerts_build_from_every_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """scan --notify and plmon alerts get the configured store, routes, channels and retry policy."""
-    from monitor.cli_alerts import scan_observations, worker_for
+    from plmon.monitor.cli.alerts import scan_observations, worker_for
 
     for k, v in {**ENV, **LOG_ENV}.items():
         monkeypatch.setenv(k, v)
@@ -322,7 +322,7 @@ def test_scan_notify_honours_routing_channels_and_delivery(tmp_path: Path) -> No
     retried max_attempts times within backoff_max and then dead-lettered, all in the configured store."""
     from click.testing import CliRunner
 
-    from monitor.cli import cli
+    from plmon.monitor.cli import cli
 
     folder = tenant(tmp_path / "t", public="Enabled")
     soc = Receiver(secret=HOOK_SECRET, script=[503] * 50)

@@ -1,5 +1,5 @@
 """plmon as an Azure Function (Python v2 programming model). Only input adaptation lives here: every
-trigger calls :class:`monitor.function_host.FunctionHost`, which drives the same daemon core as
+trigger calls :class:`plmon.monitor.function_host.FunctionHost`, which drives the same daemon core as
 ``plmon serve`` (intake, targeted re-evaluation, lifecycle, delivery). See docs/deploy.md.
 
 Triggers:
@@ -18,8 +18,8 @@ from typing import Any
 
 import azure.functions as func
 
-from monitor.events import BadEventBody
-from monitor.function_host import host
+from plmon.monitor.events.parse import BadEventBody
+from plmon.monitor.function_host import host
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

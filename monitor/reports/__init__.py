@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from monitor.reports.model import COMPLIANCE_DEFINITION, HistoryPoint, Report, build_report, build_stored_report
+from plmon.monitor.reports.model import COMPLIANCE_DEFINITION, HistoryPoint, Report, build_report, build_stored_report
 
 __all__ = ["COMPLIANCE_DEFINITION", "FORMATS", "HistoryPoint", "Report", "build_report", "build_stored_report",
            "render"]
@@ -14,11 +14,11 @@ FORMATS = ("html", "md", "json", "csv", "sarif")
 
 def _renderers() -> dict[str, Callable[..., str]]:
     # imported on use: the HTML path loads matplotlib and Jinja2, which a CSV export does not need
-    from monitor.reports.html import render_html
-    from monitor.reports.json_doc import render_json
-    from monitor.reports.markdown import render_markdown
-    from monitor.reports.sarif import render_sarif
-    from monitor.reports.tabular import render_csv
+    from plmon.monitor.reports.html import render_html
+    from plmon.monitor.reports.json_doc import render_json
+    from plmon.monitor.reports.markdown import render_markdown
+    from plmon.monitor.reports.sarif import render_sarif
+    from plmon.monitor.reports.tabular import render_csv
     return {"html": lambda r, g: render_html(r, group_by=g), "md": lambda r, g: render_markdown(r, group_by=g),
             "json": lambda r, g: render_json(r), "csv": lambda r, g: render_csv(r),
             "sarif": lambda r, g: render_sarif(r)}

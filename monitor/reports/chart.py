@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # no display, no GUI toolkit: must precede any backend im
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
-from monitor.reports.model import HistoryPoint
+from plmon.monitor.reports.model import HistoryPoint
 
 __all__ = ["trend_svg"]
 

@@ -13,9 +13,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from checks.finding import Finding
-from monitor.reports.chart import trend_svg
-from monitor.reports.model import Report, iso
+from plmon.checks.finding import Finding
+from plmon.monitor.reports.chart import trend_svg
+from plmon.monitor.reports.model import Report, iso
 
 __all__ = ["render_html"]
 
@@ -29,7 +29,7 @@ def _evidence(f: Finding) -> str:
 
 
 def _environment() -> Environment:
-    env = Environment(loader=PackageLoader("monitor", "templates"), autoescape=select_autoescape(
+    env = Environment(loader=PackageLoader("plmon.monitor.reports", "templates"), autoescape=select_autoescape(
         enabled_extensions=("html", "j2"), default_for_string=True, default=True),
         undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
     env.globals.update(iso=iso, pct=_pct, evidence=_evidence)

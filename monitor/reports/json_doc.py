@@ -10,8 +10,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from monitor.reports.model import Report, iso
-from monitor.scan import scan_document
+from plmon.monitor.reports.model import Report, iso
+from plmon.monitor.scan import scan_document
 
 __all__ = ["render_json", "report_document"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from monitor.reports.escape import md_text
-from monitor.reports.model import FindingRow, Report, iso
+from plmon.monitor.reports.escape import md_text
+from plmon.monitor.reports.model import FindingRow, Report, iso
 
 __all__ = ["FINDING_COLUMNS", "render_markdown"]
 

@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from checks.engine import WaivedFinding
-from checks.finding import Finding, Severity
-from checks.registry import Check, all_checks
-from checks.waivers import Waiver, match_waiver
-from monitor import __version__
-from monitor.compliance import COMPLIANCE_DEFINITION, TENANT, ScanFigures, percent, scan_figures
-from monitor.reports.controls import control_title, sort_controls
-from monitor.scan import ScanResult
-from monitor.snapshot import CoverageGap
-from monitor.store import FindingRecord, ScanRecord
+from plmon.checks.engine import WaivedFinding
+from plmon.checks.finding import Finding, Severity
+from plmon.checks.registry import Check, all_checks
+from plmon.checks.waivers import Waiver, match_waiver
+from plmon.monitor import __version__
+from plmon.monitor.lifecycle.compliance import COMPLIANCE_DEFINITION, TENANT, ScanFigures, percent, scan_figures
+from plmon.monitor.model.snapshot import CoverageGap
+from plmon.monitor.reports.controls import control_title, sort_controls
+from plmon.monitor.scan import ScanResult
+from plmon.monitor.state.store import FindingRecord, ScanRecord
 
 __all__ = ["COMPLIANCE_DEFINITION", "CheckSection", "ControlGroup", "FindingRow", "HistoryPoint", "Report",
            "WaiverRow", "build_report", "build_stored_report"]
@@ -161,7 +161,7 @@ def _age(first: datetime | None, now: datetime) -> float | None:
 def build_report(result: ScanResult, *, first_seen: Mapping[tuple[str, str], datetime] | None = None,
                  history: Sequence[HistoryPoint] = (), waivers: Sequence[Waiver] = (),
                  since: datetime | None = None, history_source: str | None = None) -> Report:
-    """The report of a fresh scan. ``first_seen`` is keyed by :func:`checks.finding.finding_key`."""
+    """The report of a fresh scan. ``first_seen`` is keyed by :func:`plmon.checks.finding.finding_key`."""
     snap, ev = result.snapshot, result.evaluation
     now = snap.taken_at
     figures = scan_figures(result)

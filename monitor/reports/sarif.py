@@ -13,9 +13,9 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from checks.finding import Finding, Severity
-from checks.registry import Check
-from monitor.reports.model import Report, iso
+from plmon.checks.finding import Finding, Severity
+from plmon.checks.registry import Check
+from plmon.monitor.reports.model import Report, iso
 
 __all__ = ["FINGERPRINT", "fingerprint", "render_sarif", "sarif_document"]
 

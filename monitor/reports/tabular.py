@@ -10,8 +10,8 @@ import csv
 import io
 import json
 
-from monitor.reports.escape import csv_cell
-from monitor.reports.model import Report, iso
+from plmon.monitor.reports.escape import csv_cell
+from plmon.monitor.reports.model import Report, iso
 
 __all__ = ["COLUMNS", "render_csv"]
 

@@ -1,0 +1,56 @@
+"""``plmon explain-path``: show the route a client subnet takes to an IP and why, from a recorded tenant.
+
+The same evaluator the route checks use (:mod:`plmon.checks.paths`), so an engineer can see exactly why a
+``route.*`` finding was raised. Registered on the main group with ``cli.add_command(explain_path)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from plmon.checks.paths import decide, parse_ip
+from plmon.monitor.cli.terminal import printable
+from plmon.monitor.collect.builder import build_snapshot
+from plmon.monitor.collect.plan import collect
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.errors import InputError
+from plmon.monitor.model.arm_id import parse_id
+
+__all__ = ["explain_path"]
+
+
+@click.command("explain-path")
+@click.option("--from", "from_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A recorded tenant folder.")
+@click.option("--subnet", "subnet", required=True, help="ARM id of the client subnet.")
+@click.option("--to", "to", required=True, help="Destination IP (usually a private endpoint's).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def explain_path(from_dir: Path, subnet: str, to: str, fmt: str) -> None:
+    """Print the effective route from a subnet to an IP, its next hop, and the reasons."""
+    if parse_ip(to) is None:
+        raise InputError(f"--to: not an IP address: {to!r}")
+    tenant = RecordedTenant(from_dir)
+    snap = build_snapshot(collect(tenant, manifest=tenant.manifest))
+    found = snap.subnets.get(parse_id(subnet).key)
+    if found is None:
+        raise InputError(f"--subnet: no subnet {subnet!r} in {from_dir} "
+                         f"({len(snap.subnets)} subnets in the tenant)")
+    result = decide(snap, found, to)
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    click.echo(printable(f"path: {result.path_text()}"))
+    if result.route is not None:
+        click.echo(printable(f"effective route: {result.route.describe()}"))
+    if result.endpoint is not None:
+        click.echo(printable(f"private endpoint: {result.endpoint.id.raw}"))
+        click.echo(printable(f"endpoint subnet privateEndpointNetworkPolicies: {result.endpoint_policy}"))
+        click.echo(printable(f"endpoint VNet address-space entry: {result.vnet_prefix}"))
+    if result.hop is not None:
+        click.echo(printable(f"next hop: {result.hop.describe()}"))
+    click.echo("reasons:")
+    for reason in result.reasons:
+        click.echo(printable(f"  - {reason}"))

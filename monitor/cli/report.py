@@ -1,0 +1,125 @@
+"""``plmon report``: a compliance report from the state store, or of a fresh scan.
+
+Without a source option the report is of the store alone (contracts.md): the findings open and waived
+now, and the figure and coverage the last full scan recorded, so the report states what was not read
+exactly as the scan did. With ``--from``, ``--fresh`` or a live source option it scans instead; the
+store, when the configured ``state.url`` names one that exists, then adds when each finding was first
+seen and the scans behind the trend. The report never writes to the store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import structlog
+
+from plmon.monitor.cli.root import do_scan, source_options
+from plmon.monitor.config import load_config
+from plmon.monitor.errors import InputError
+from plmon.monitor.model.clock import store_clock
+from plmon.monitor.reports import FORMATS, HistoryPoint, Report, build_report, build_stored_report, render
+from plmon.monitor.state.store import FindingState, StateStore
+from plmon.monitor.wiring import open_state_url
+
+__all__ = ["report", "stored_report", "write_report"]
+
+log = structlog.get_logger(__name__)
+
+
+def _since(_: click.Context, __: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if "T" in value else datetime.combine(
+            date.fromisoformat(value), datetime.min.time())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (use YYYY-MM-DD or an ISO 8601 time)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def existing_store(url: str) -> StateStore | None:
+    """The store ``url`` names, only if it already exists: a report must not create an empty one."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "sqlite":
+        path = rest[1:] if rest.startswith("/") else rest
+        if path == ":memory:" or not Path(path).is_file():
+            return None
+    return open_state_url(url)
+
+
+def write_report(text: str, out: Path | None) -> None:
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"--out {out}: cannot write ({err.strerror})") from None
+    click.echo(f"plmon: wrote {out} ({len(text.encode()):,} bytes)", err=True)
+
+
+def _live_source(from_dir: Path | None, live: dict[str, Any]) -> bool:
+    """Whether the caller named a source to scan (``--from`` or a live option beyond the defaults)."""
+    return from_dir is not None or any(live.get(k) for k in ("subscriptions", "management_group", "arm_endpoint",
+                                                             "ca_bundle"))
+
+
+def stored_report(url: str, *, waivers: Any, since: datetime | None, now: datetime | None = None) -> Report:
+    """The report of the state store at ``url`` alone; an InputError when it holds no full scan yet."""
+    store = existing_store(url)
+    hint = "run `plmon scan --notify` or `plmon serve` first, or report a fresh scan with --from DIR or --fresh"
+    if store is None:
+        raise InputError(f"report: no state store at {url} yet; {hint}")
+    try:
+        scans = [s for s in store.scan_history() if s.kind == "full"]
+        if not scans:
+            raise InputError(f"report: the state store {url} holds no scan yet; {hint}")
+        open_now = store.findings(FindingState.OPEN)
+        waived = store.findings(FindingState.WAIVED)
+    finally:
+        store.close()
+    trend_scans = [s for s in scans if since is None or s.at >= since] or scans[-1:]
+    log.info("report_from_store", scans=len(scans), open_findings=len(open_now), waived=len(waived))
+    # Ages on the clock the findings were stamped on: a recorded tenant's recorded_at (plmon.monitor.model.clock).
+    return build_stored_report(open_now, waived, trend_scans, now=now or store_clock(scans).now(), waivers=waivers,
+                               since=since)
+
+
+@click.command("report")
+@source_options
+@click.option("--fresh", is_flag=True, help="Scan Azure now (default credentials) instead of reporting the store.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.option("--since", callback=_since, help="Trend from this date (YYYY-MM-DD or ISO 8601, UTC).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--group-by", type=click.Choice(["severity", "control"]), default="severity", show_default=True,
+              help="Group open findings by severity order or by mapped control (MCSB, CIS).")
+def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since: datetime | None,
+           config_path: Path | None, group_by: str, **live: Any) -> None:
+    """Compliance report (html, md, json, csv, sarif) from the state store; with --from, --fresh or a live
+    source option, of a fresh scan instead (the store, when it exists, adds age and trend)."""
+    if fresh and from_dir is not None:
+        raise InputError("--fresh scans Azure now and --from reads a recorded tenant: give one of them")
+    config = load_config(config_path)
+    if not fresh and not _live_source(from_dir, live):
+        rep = stored_report(config.state.url, waivers=config.waiver_list(), since=since)
+        write_report(render(rep, fmt, group_by=group_by if group_by == "control" else None), out)
+        return
+    result = do_scan(config, from_dir, **live)
+    first_seen: dict[tuple[str, str], datetime] = {}
+    history: list[HistoryPoint] = []
+    store = existing_store(config.state.url)
+    if store is not None:
+        try:
+            first_seen = {r.key: r.first_seen for r in store.findings()}
+            history = [HistoryPoint(s.at, s.open_findings, dict(s.by_severity), s.compliance_percent)
+                       for s in store.scan_history(since=since) if s.kind == "full"]
+        finally:
+            store.close()
+        log.info("report_history", findings_known=len(first_seen), scans=len(history))
+    rep = build_report(result, first_seen=first_seen, history=history, waivers=config.waiver_list(), since=since,
+                       history_source="state store" if store is not None else "this scan only")
+    write_report(render(rep, fmt, group_by=group_by if group_by == "control" else None), out)

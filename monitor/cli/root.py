@@ -1,0 +1,188 @@
+"""The ``plmon`` command line: thin wiring from flags to the core, and the exit-code contract.
+
+0 = no finding at or above ``--fail-on``; 1 = there is one; 2 = usage or input error, reported as one
+line on stderr. No traceback reaches a user: :func:`main` turns every expected error into that line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from plmon.checks.finding import Severity
+from plmon.checks.registry import all_checks
+from plmon.monitor import __version__
+from plmon.monitor.cli.progress import CollectionProgress, stats_lines
+from plmon.monitor.cli.tables import checks_table, findings_table
+from plmon.monitor.config import Config, load_config
+from plmon.monitor.errors import InputError
+from plmon.monitor.scan import ScanResult, run_scan, scan_document
+from plmon.monitor.wiring import open_source, setup_logging
+
+__all__ = ["cli", "main"]
+
+SEVERITIES = [s.value for s in Severity]
+
+
+def _severity(_: click.Context, __: click.Parameter, value: str | None) -> Severity | None:
+    return Severity.parse(value) if value else None
+
+
+def source_options(fn: Any) -> Any:
+    """The source flags shared by scan, record, serve and report (contracts.md)."""
+    fn = click.option("--from", "from_dir", type=click.Path(file_okay=False, path_type=Path),
+                      help="Scan a recorded tenant folder instead of Azure.")(fn)
+    fn = click.option("--subscription", "subscriptions", multiple=True, metavar="ID",
+                      help="Read only this subscription (repeatable). Default: every one the identity lists.")(fn)
+    fn = click.option("--management-group", metavar="ID",
+                      help="Read the subscriptions below this management group.")(fn)
+    fn = click.option("--arm-endpoint", metavar="URL",
+                      help="ARM base URL (sovereign cloud, Azure Stack Hub, replay server). "
+                           "Default https://management.azure.com.")(fn)
+    fn = click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
+                      help="CA bundle to verify the ARM endpoint with.")(fn)
+    fn = click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
+                      help="Concurrent ARM reads.")(fn)
+    fn = click.option("--via", type=click.Choice(["arm", "resource-graph"]), default="arm", show_default=True,
+                      help="Read the per-subscription lists through ARM, or through Resource Graph queries "
+                           "(far fewer requests on large tenants; the rest is still read through ARM).")(fn)
+    return fn
+
+
+def open_reader(from_dir: Path | None, **live: Any) -> tuple[Any, dict[str, Any]]:
+    """The ARM reader for the chosen source and its manifest (see plmon.monitor.collect.sources)."""
+    source = open_source(from_dir, **live)
+    return source.reader, source.manifest
+
+
+def do_scan(config: Config, from_dir: Path | None, observations: Any = None, *, stats: bool = False,
+            **live: Any) -> ScanResult:
+    with open_source(from_dir, **live) as source:
+        reader, on_progress, display = source.reader, None, None
+        if CollectionProgress.wanted():
+            display = CollectionProgress()
+            reader, on_progress = display.wrap(reader), display.phase_done
+        with display or contextlib.nullcontext():
+            result = run_scan(reader, config, manifest=source.manifest, observations=observations,
+                              subscriptions=source.subscriptions, workers=source.workers, on_progress=on_progress,
+                              clock=source.clock)
+        if stats:
+            live_stats = source.live.stats.as_dict() if source.live is not None else None
+            for line in stats_lines(result.stats, live_stats):
+                click.echo(f"plmon stats: {line}", err=True)
+    return result
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="plmon", message="%(prog)s %(version)s")
+def cli() -> None:
+    """plmon: compliance monitor for Azure Private Link."""
+    setup_logging()
+
+
+@cli.command()
+@source_options
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif", "csv"]), default="table",
+              show_default=True)
+@click.option("--fail-on", type=click.Choice(SEVERITIES), callback=_severity,
+              help="Exit 1 when a finding at or above this severity exists.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--notify", is_flag=True, help="Record the findings' lifecycle in the state store and send "
+              "the alerts of the transitions this scan caused.")
+@click.option("--stats", "show_stats", is_flag=True,
+              help="Print ARM requests, retries, throttles and time per phase to stderr.")
+def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
+         notify: bool = False, show_stats: bool = False, **live: Any) -> None:
+    """One collection plus all checks."""
+    from plmon.monitor.cli.alerts import notify as send_notifications
+    from plmon.monitor.cli.alerts import notify_summary, scan_observations
+
+    config = load_config(config_path)
+    store, observations = scan_observations(config, notify)
+    result = do_scan(config, from_dir, observations=observations, stats=show_stats, **live)
+    if notify and store is not None:
+        transitions, delivery = send_notifications(store, config, result)
+        click.echo(notify_summary(transitions, delivery, store), err=True)
+    if fmt == "json":
+        click.echo(json.dumps(scan_document(result), indent=2))
+    elif fmt in ("sarif", "csv"):
+        from plmon.monitor.reports import build_report, render
+        click.echo(render(build_report(result, waivers=config.waiver_list()), fmt), nl=False)
+    else:
+        findings_table(result)
+    if fail_on is not None and any(f.severity.rank >= fail_on.rank for f in result.evaluation.findings):
+        sys.exit(1)
+
+
+@cli.command("checks")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table",
+              show_default=True)
+def list_checks(fmt: str) -> None:
+    """List checks with id, severity and title."""
+    registry = all_checks()
+    if fmt == "json":
+        click.echo(json.dumps([c.metadata() for c in registry.values()], indent=2))
+    elif fmt == "md":
+        click.echo("| id | severity | title |\n|---|---|---|")
+        for c in registry.values():
+            click.echo(f"| `{c.id}` | {c.severity.value} | {c.title} |")
+    else:
+        checks_table(registry.values())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the CLI and maps every expected failure to one line and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="plmon", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("plmon: aborted", err=True)
+        sys.exit(2)
+    except click.ClickException as e:
+        click.echo(f"plmon: {e.format_message()}", err=True)
+        sys.exit(2)
+    except InputError as e:
+        click.echo(f"plmon: {e}", err=True)
+        if hint := getattr(e, "hint", None):
+            click.echo(f"plmon: hint: {hint}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)
+
+
+# Subcommands that live in their own modules are wired here, explicitly, one line each.
+from plmon.monitor.cli.report import report  # noqa: E402
+
+cli.add_command(report)
+from plmon.monitor.cli.paths import explain_path  # noqa: E402
+
+cli.add_command(explain_path)
+from plmon.monitor.cli.alerts import alerts_cmd, findings_cmd  # noqa: E402
+
+cli.add_command(alerts_cmd)
+cli.add_command(findings_cmd)
+from plmon.monitor.cli.replay import replay_server  # noqa: E402
+
+cli.add_command(replay_server)
+from plmon.monitor.cli.serve import serve  # noqa: E402
+
+cli.add_command(serve)
+from plmon.monitor.cli.record import record_cmd  # noqa: E402
+
+cli.add_command(record_cmd)
+from plmon.monitor.cli.deploy import deploy  # noqa: E402
+
+cli.add_command(deploy)
+from plmon.monitor.cli.synth import synth  # noqa: E402
+
+cli.add_command(synth)
+from plmon.monitor.cli.events import events_cmd  # noqa: E402
+
+cli.add_command(events_cmd)

@@ -1,0 +1,289 @@
+"""The live ARM reader: the collection plan's reads, sent through the real Azure SDK clients.
+
+Each plan ``kind`` is routed to the SDK that owns it (azure-mgmt-network, -privatedns,
+-resource-privatelinks, -resource-subscriptions, -managementgroups, -resource for targets by id) and to
+that SDK's api-version. The request goes through the client's own pipeline (ARM challenge auth, retry
+with ``Retry-After``, user agent), but the answer is taken as raw JSON rather than as SDK models: models
+drop fields they do not know (the old-style privatelinks models do) and can refuse a malformed item the
+builder would have tolerated, and then a live scan would diverge from ``scan --from`` of its recording.
+Paging is followed here and merged, so the reader answers exactly as a recorded tenant does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    DecodeError,
+    ServiceRequestError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
+from azure.core.rest import HttpRequest, HttpResponse
+
+from plmon.monitor import outside_json
+from plmon.monitor.collect.azure.api_versions import FALLBACK_TARGET_VERSION, TARGET_VERSIONS, newest_version
+from plmon.monitor.collect.azure.budget import BudgetSet
+from plmon.monitor.collect.azure.credentials import normalise_endpoint, scope_for
+from plmon.monitor.collect.azure.policies import ArmGuardPolicy, RequestStats, WriteRefused
+from plmon.monitor.collect.plan import SUBSCRIPTION_LISTS, ReadError
+from plmon.monitor.errors import InputError
+from plmon.monitor.model.arm_id import parse_id
+
+__all__ = ["CredentialError", "LiveReader", "LiveSettings"]
+
+log = structlog.get_logger(__name__)
+
+# The api-versions the installed SDKs send for these operations (azure-mgmt-network 33.x,
+# azure-mgmt-privatedns 2.x, azure-mgmt-resource-privatelinks 1.0.0b1, -subscriptions 1.x,
+# azure-mgmt-managementgroups 2.x, azure-mgmt-resource 26.x).
+NETWORK = ("network", "2026-03-01")
+PRIVATE_DNS = ("privatedns", "2024-06-01")
+PRIVATE_LINKS = ("privatelinks", "2020-05-01")
+SUBSCRIPTIONS = ("subscriptions", "2022-12-01")
+MANAGEMENT_GROUPS = ("managementgroups", "2023-04-01")
+RESOURCES = ("resources", "2025-04-01")
+
+ROUTES: dict[str, tuple[str, str]] = {
+    **{kind: NETWORK for kind, type_ in SUBSCRIPTION_LISTS if type_.startswith("Microsoft.Network/")},
+    "privateDnsZones": PRIVATE_DNS,
+    "resourceManagementPrivateLinks": PRIVATE_LINKS,
+    "privateLinkAssociations": PRIVATE_LINKS,
+    "privateDnsZoneGroups": NETWORK,
+    "virtualNetworkLinks": PRIVATE_DNS,
+    "CNAME": PRIVATE_DNS,
+    "subscriptions": SUBSCRIPTIONS,
+    "managementGroups": MANAGEMENT_GROUPS,
+    "managementGroupDescendants": MANAGEMENT_GROUPS,
+}
+
+_MAX_PAGES = 10_000
+
+
+class CredentialError(InputError):
+    """No token could be obtained: every read would fail the same way, so the command stops.
+
+    Said in one line plus a hint (azure-identity's per-credential diagnostics stay at debug level)."""
+
+    hint = ("sign in with `az login` (or give the process a managed identity or AZURE_* service principal "
+            "settings), or set PLMON_ARM_TOKEN to a bearer token; PLMON_LOG_LEVEL=debug shows every credential "
+            "tried")
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """How the live reader talks to ARM. Defaults suit a real tenant; tests shorten every wait."""
+
+    arm_endpoint: str | None = None
+    ca_bundle: str | None = None
+    retry_total: int = 6
+    retry_backoff_factor: float = 0.8
+    retry_backoff_max: float = 60.0
+    read_timeout: float = 60.0
+    connection_timeout: float = 10.0
+    budget_capacity: float | None = 250   # None: no client-side read budget
+    budget_refill: float = 25.0
+
+
+def _client_classes() -> dict[str, Callable[..., Any]]:
+    from azure.mgmt.managementgroups import ManagementGroupsMgmtClient
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.privatedns import PrivateDnsManagementClient
+    from azure.mgmt.resource.privatelinks import ResourcePrivateLinkClient
+    from azure.mgmt.resource.resources import ResourceManagementClient
+    from azure.mgmt.resource.subscriptions import SubscriptionClient
+
+    # Every read names its full path, so one client per SDK serves all subscriptions; the
+    # subscription id the constructors insist on is never put in a URL.
+    per_sub = "00000000-0000-0000-0000-000000000000"
+    return {
+        "network": lambda c, **kw: NetworkManagementClient(c, per_sub, **kw),
+        "privatedns": lambda c, **kw: PrivateDnsManagementClient(c, per_sub, **kw),
+        "privatelinks": lambda c, **kw: ResourcePrivateLinkClient(c, per_sub, **kw),
+        "resources": lambda c, **kw: ResourceManagementClient(c, per_sub, **kw),
+        "subscriptions": lambda c, **kw: SubscriptionClient(c, **kw),
+        "managementgroups": lambda c, **kw: ManagementGroupsMgmtClient(c, **kw),
+    }
+
+
+class LiveReader:
+    """An :class:`~plmon.monitor.collect.plan.ArmReader` over live ARM (or anything that answers as ARM does)."""
+
+    def __init__(self, credential: TokenCredential, settings: LiveSettings | None = None) -> None:
+        self.settings = settings or LiveSettings()
+        self.endpoint = normalise_endpoint(self.settings.arm_endpoint)
+        self.credential = credential
+        self.stats = RequestStats()
+        budget = (BudgetSet(self.settings.budget_capacity, self.settings.budget_refill)
+                  if self.settings.budget_capacity else None)
+        self._guard = ArmGuardPolicy(self.stats, budget)
+        self._factories = _client_classes()
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._versions: dict[str, str] = {}   # namespace/type key -> api-version found by lookup
+        self._credential_failure: str | None = None
+
+    # -- clients -----------------------------------------------------------------------------------
+
+    def _client(self, sdk: str) -> Any:
+        with self._lock:
+            if sdk not in self._clients:
+                self._clients[sdk] = self._factories[sdk](self.credential, **self.client_kwargs(self._guard))
+            return self._clients[sdk]
+
+    def client_kwargs(self, guard: Any) -> dict[str, Any]:
+        """What every SDK client plmon builds takes: endpoint, scope, the per-attempt guard policy,
+        retry and timeout settings, and the CA bundle. Shared with the Resource Graph client."""
+        s = self.settings
+        kwargs: dict[str, Any] = {
+            "base_url": self.endpoint,
+            "credential_scopes": [scope_for(self.endpoint)],
+            "per_retry_policies": [guard],
+            "retry_total": s.retry_total,
+            "retry_backoff_factor": s.retry_backoff_factor,
+            "retry_backoff_max": s.retry_backoff_max,
+            "read_timeout": s.read_timeout,
+            "connection_timeout": s.connection_timeout,
+        }
+        if s.ca_bundle:
+            kwargs["connection_verify"] = s.ca_bundle
+        return kwargs
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+    def __enter__(self) -> LiveReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the ArmReader protocol --------------------------------------------------------------------
+
+    def get(self, path: str, *, kind: str) -> Any:
+        path = path.strip("/")
+        sdk, version = self._route(path, kind)
+        return self._read(sdk, path, version)
+
+    def _route(self, path: str, kind: str) -> tuple[str, str]:
+        if kind != "target" and kind in ROUTES:
+            return ROUTES[kind]
+        rid = parse_id("/" + path)
+        type_key = rid.type_key or ""
+        if type_key.startswith("microsoft.network/privatednszones"):
+            return PRIVATE_DNS
+        if type_key.startswith("microsoft.network/"):
+            return NETWORK
+        if type_key.startswith("microsoft.authorization/resourcemanagementprivatelinks"):
+            return PRIVATE_LINKS
+        if type_key in TARGET_VERSIONS:
+            return RESOURCES[0], TARGET_VERSIONS[type_key]
+        return RESOURCES[0], self._looked_up_version(rid.subscription, rid.type)
+
+    def _looked_up_version(self, subscription: str | None, type_: str | None) -> str:
+        """Ask the resource provider which api-versions it serves for this type (once per type)."""
+        if not subscription or not type_ or "/" not in type_:
+            return FALLBACK_TARGET_VERSION
+        namespace, type_path = type_.split("/", 1)
+        key = type_.lower()
+        with self._lock:
+            if key in self._versions:
+                return self._versions[key]
+        try:
+            provider = self._read(RESOURCES[0], f"subscriptions/{subscription}/providers/{namespace}",
+                                  RESOURCES[1])
+            version = newest_version(provider, type_path) or FALLBACK_TARGET_VERSION
+        except ReadError as err:
+            log.info("api_version_lookup_failed", namespace=namespace, status=err.status, code=err.code)
+            version = FALLBACK_TARGET_VERSION
+        with self._lock:
+            self._versions.setdefault(key, version)
+        return version
+
+    # -- HTTP --------------------------------------------------------------------------------------
+
+    def _read(self, sdk: str, path: str, api_version: str) -> Any:
+        client = self._client(sdk)
+        url = client._client.format_url("/" + path, endpoint=self.endpoint)
+        body = self._send(client, HttpRequest("GET", url, params={"api-version": api_version}))
+        next_link = body.get("nextLink") if isinstance(body, dict) else None
+        if not next_link or not isinstance(body.get("value"), list):
+            return body
+        # A list over several pages: merge them, as a recorded tenant holds it.
+        merged = {k: v for k, v in body.items() if k != "nextLink"}
+        items = list(body["value"])
+        seen: set[str] = set()
+        while next_link:
+            if not isinstance(next_link, str) or next_link in seen or len(seen) >= _MAX_PAGES:
+                raise ReadError(None, "PagingLoop", f"nextLink of /{path} repeats or never ends")
+            self._check_next_link(next_link, path)
+            seen.add(next_link)
+            page = self._send(client, HttpRequest("GET", next_link))
+            if not isinstance(page, dict) or not isinstance(page.get("value"), list):
+                raise ReadError(None, "MalformedResponse", f"a page of /{path} has no 'value' array")
+            items.extend(page["value"])
+            next_link = page.get("nextLink")
+        merged["value"] = items
+        return merged
+
+    def _check_next_link(self, link: str, path: str) -> None:
+        """The bearer token follows a nextLink: only ever to the ARM endpoint it was given for."""
+        want, got = urlsplit(self.endpoint), urlsplit(link)
+        if got.scheme != "https" or (got.hostname, got.port) != (want.hostname, want.port):
+            raise ReadError(None, "ForeignNextLink", f"nextLink of /{path} points outside {self.endpoint}")
+
+    def _send(self, client: Any, request: HttpRequest) -> Any:
+        if self._credential_failure:
+            raise CredentialError(self._credential_failure)
+        try:
+            response: HttpResponse = client._client.send_request(request)
+            response.read()
+        except ClientAuthenticationError as err:
+            self._credential_failure = f"cannot get an Azure token: {err.message.splitlines()[0]}"
+            raise CredentialError(self._credential_failure) from None
+        except WriteRefused as err:
+            raise ReadError(None, "WriteRefused", str(err)) from None
+        except ServiceResponseTimeoutError as err:
+            raise ReadError(None, "Timeout", _first_line(err)) from None
+        except ServiceResponseError as err:
+            code = "Timeout" if "timed out" in str(err).lower() else "ResponseError"
+            raise ReadError(None, code, _first_line(err)) from None
+        except ServiceRequestError as err:
+            raise ReadError(None, "ConnectionFailed", _first_line(err)) from None
+        status = response.status_code
+        if status >= 400:
+            code, message = _arm_error(response)
+            raise ReadError(status, code, message)
+        try:
+            return outside_json.loads(response.text())
+        except outside_json.TooDeep:
+            raise ReadError(status, "MalformedResponse", "the answer is JSON nested too deeply") from None
+        except (ValueError, DecodeError):
+            raise ReadError(status, "MalformedResponse", "the answer is not JSON") from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(getattr(err, "message", None) or err)
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _arm_error(response: HttpResponse) -> tuple[str, str]:
+    """The ARM error code and message of a failed answer (``{"error": {"code", "message"}}``)."""
+    try:
+        body = outside_json.loads(response.text())
+    except (ValueError, DecodeError):
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        return error["code"], str(error.get("message") or "")
+    return f"Http{response.status_code}", (response.reason or "")

@@ -1,0 +1,500 @@
+"""The collection plan: which ARM reads a collection makes, described as data, and its executor.
+
+Every source (a recorded folder, the live SDK collectors, a replay server) implements the small
+:class:`ArmReader` protocol: "give me the JSON body ARM returns for GET <path>", with lists merged
+across pages. The executor walks the plan of ``recorded-tenant.md`` against any reader and produces a
+:class:`RawInventory`; :mod:`plmon.monitor.collect.builder` turns that into the snapshot. So a recorded tenant and a
+live tenant go through exactly the same code from the first byte of JSON onwards.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
+from plmon.monitor.model.kinds import KINDS
+from plmon.monitor.model.snapshot import CoverageGap
+
+__all__ = [
+    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "nics_to_read",
+    "proves_absence", "read_nics", "targets_to_read",
+]
+
+log = structlog.get_logger(__name__)
+
+
+class ReadError(Exception):
+    """A read ARM refused or that failed: the status and ARM error code become a coverage gap."""
+
+    def __init__(self, status: int | None, code: str, message: str = "") -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def proves_absence(err: ReadError) -> bool:
+    """Whether a failed read of a resource id shows that the resource does not exist.
+
+    Only a 404 does, and not ``SubscriptionNotFound``: ARM answers that for a subscription the identity's
+    tenant does not know, such as a provider's subscription in another tenant, where the resource may well
+    exist. Anything else (403, a timeout) leaves the resource unknown: a coverage gap, never a finding.
+    """
+    return err.status == 404 and err.code.lower() != "subscriptionnotfound"
+
+
+class ArmReader(Protocol):
+    def get(self, path: str, *, kind: str) -> Any:
+        """Return the JSON body of GET ``/<path>`` (lists merged), or raise :class:`ReadError`.
+
+        ``kind`` names the plan entry ("privateEndpoints", "target", ...) so that a live reader can
+        route the read to the matching SDK operation and pick an api-version.
+        """
+        ...
+
+
+# Per-subscription lists: (snapshot kind, provider type), from the kinds table. Order is irrelevant; all are
+# independent.
+SUBSCRIPTION_LISTS: tuple[tuple[str, str], ...] = tuple((k.listed_as, k.type) for k in KINDS if k.listed_as)
+
+# Types whose objects come from the lists above, so a target of these types is never read by id
+# when its subscription's list was read (it is then simply absent: target-missing).
+LISTED_TARGET_TYPES = {
+    "microsoft.network/privatelinkservices": "privateLinkServices",
+    "microsoft.authorization/resourcemanagementprivatelinks": "resourceManagementPrivateLinks",
+}
+
+
+@dataclass
+class CollectionStats:
+    requests: int = 0
+    failures: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class RawInventory:
+    """What the plan read, as ARM returned it. Raw JSON lives only here and in the builder."""
+
+    manifest: dict[str, Any] = field(default_factory=dict)
+    subscriptions: list[dict[str, Any]] = field(default_factory=list)
+    management_groups: list[dict[str, Any]] = field(default_factory=list)
+    # (management group name, association body)
+    associations: list[tuple[str, Any]] = field(default_factory=list)
+    # kind -> items from every subscription's list
+    lists: dict[str, list[Any]] = field(default_factory=dict)
+    zone_groups: dict[str, list[Any]] = field(default_factory=dict)   # endpoint key -> groups
+    vnet_links: dict[str, list[Any]] = field(default_factory=dict)    # zone key -> links
+    cnames: dict[str, list[Any]] = field(default_factory=dict)        # zone key -> CNAME sets
+    targets: dict[str, Any] = field(default_factory=dict)             # target key -> body
+    target_errors: dict[str, tuple[str, ReadError]] = field(default_factory=dict)  # key -> (raw id, err)
+    gaps: list[CoverageGap] = field(default_factory=list)
+    read: set[tuple[str, str]] = field(default_factory=set)           # (scope key, type key) read
+    scoped: bool = False  # only the subscriptions asked for were read (see Coverage.scoped)
+    stats: CollectionStats = field(default_factory=CollectionStats)
+
+
+def _items(body: Any) -> list[Any]:
+    """The ``value`` array of a list body; anything else is a malformed list, read as no items."""
+    if isinstance(body, dict) and isinstance(body.get("value"), list):
+        return body["value"]
+    raise ReadError(None, "MalformedResponse", "list body has no 'value' array")
+
+
+def _str(d: Any, key: str) -> str | None:
+    v = d.get(key) if isinstance(d, dict) else None
+    return v if isinstance(v, str) and v else None
+
+
+def _props(d: Any) -> dict[str, Any]:
+    p = d.get("properties") if isinstance(d, dict) else None
+    return p if isinstance(p, dict) else {}
+
+
+class _Run:
+    """One execution of the plan against one reader; collects results and gaps thread-safely."""
+
+    def __init__(self, reader: ArmReader, inv: RawInventory, workers: int,
+                 on_progress: Callable[[str], None] | None) -> None:
+        self.reader = reader
+        self.inv = inv
+        self.workers = max(1, workers)
+        self.on_progress = on_progress
+        self._lock = threading.Lock()
+
+    def count(self, *, failed: bool = False) -> None:
+        """Count one read; jobs run on a thread pool, so the counters are updated under a lock."""
+        with self._lock:
+            self.inv.stats.requests += 1
+            if failed:
+                self.inv.stats.failures += 1
+
+    def read(self, path: str, kind: str, scope: str, type_: str) -> Any | None:
+        try:
+            body = self.reader.get(path, kind=kind)
+        except ReadError as err:
+            self.count(failed=True)
+            self.inv.gaps.append(CoverageGap(scope, type_, err.code, err.status, err.message))
+            log.info("read_failed", path=path, status=err.status, code=err.code)
+            return None
+        self.count()
+        return body
+
+    def read_list(self, path: str, kind: str, scope: str, type_: str) -> list[Any] | None:
+        body = self.read(path, kind, scope, type_)
+        if body is None:
+            return None
+        try:
+            items = _items(body)
+        except ReadError as err:
+            self.inv.gaps.append(CoverageGap(scope, type_, err.code, None, err.message))
+            return None
+        self.inv.read.add((parse_id(scope).key if scope != "/" else "/", type_.lower()))
+        return items
+
+    def parallel(self, jobs: Iterable[Callable[[], None]]) -> None:
+        jobs = list(jobs)
+        if self.workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                job()
+            return
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="plmon-collect") as pool:
+            for fut in [pool.submit(job) for job in jobs]:
+                fut.result()
+
+    def phase(self, name: str, fn: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        fn()
+        self.inv.stats.phases[name] = self.inv.stats.phases.get(name, 0.0) + time.perf_counter() - started
+        if self.on_progress:
+            self.on_progress(name)
+
+
+def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
+            manifest: dict[str, Any] | None = None, workers: int = 8,
+            on_progress: Callable[[str], None] | None = None) -> RawInventory:
+    """Walk the collection plan. Failed reads become coverage gaps; nothing here raises for ARM errors.
+
+    ``subscriptions`` restricts the per-subscription lists to the given ids (case-insensitive);
+    by default every listed subscription is read.
+    """
+    inv = RawInventory(manifest=dict(manifest or {}))
+    run = _Run(reader, inv, workers, on_progress)
+    wanted = {s.lower() for s in subscriptions} if subscriptions else None
+    inv.scoped = wanted is not None
+
+    def tenant() -> None:
+        subs = run.read_list("subscriptions", "subscriptions", "/", "Microsoft.Resources/subscriptions")
+        for s in subs or []:
+            sid = _str(s, "subscriptionId")
+            if sid and (wanted is None or sid.lower() in wanted):
+                inv.subscriptions.append(s)
+        if wanted:
+            # Named subscriptions that the list did not return are still read: the list may be
+            # filtered by the identity's rights while the subscription itself is readable.
+            seen = {_str(s, "subscriptionId").lower() for s in inv.subscriptions}  # type: ignore[union-attr]
+            for sid in sorted(wanted - seen):
+                inv.subscriptions.append({"subscriptionId": sid})
+        groups = run.read_list("providers/Microsoft.Management/managementGroups", "managementGroups",
+                               "/providers/Microsoft.Management/managementGroups",
+                               "Microsoft.Management/managementGroups")
+        inv.management_groups = [g for g in groups or [] if isinstance(g, dict)]
+
+    run.phase("tenant", tenant)
+
+    # A manifest is untrusted input: a non-string tenant id is ignored, not a crash.
+    tenant_id = _str(inv.manifest, "tenant_id") or next(
+        (t for t in (_str(s, "tenantId") for s in inv.subscriptions) if t), None)
+    if tenant_id:
+        inv.manifest["tenant_id"] = tenant_id
+    group_names: list[str] = []
+    for name in [tenant_id, *(_str(g, "name") for g in inv.management_groups)]:
+        if name and name.lower() not in {n.lower() for n in group_names}:
+            group_names.append(name)
+
+    def associations() -> None:
+        def one(group: str) -> Callable[[], None]:
+            def job() -> None:
+                scope = f"/providers/Microsoft.Management/managementGroups/{group}"
+                items = run.read_list(
+                    f"{scope.lstrip('/')}/providers/Microsoft.Authorization/privateLinkAssociations",
+                    "privateLinkAssociations", scope, "Microsoft.Authorization/privateLinkAssociations")
+                inv.associations.extend((group, a) for a in items or [])
+            return job
+        run.parallel(one(g) for g in group_names)
+
+    run.phase("management_groups", associations)
+
+    sub_ids = [sid for sid in (_str(s, "subscriptionId") for s in inv.subscriptions) if sid]
+
+    def per_subscription() -> None:
+        results: dict[tuple[str, str], list[Any]] = {}
+
+        def one(sid: str, kind: str, type_: str) -> Callable[[], None]:
+            def job() -> None:
+                items = run.read_list(f"subscriptions/{sid}/providers/{type_}", kind,
+                                      f"/subscriptions/{sid}", type_)
+                if items is not None:
+                    results[(sid, kind)] = items
+            return job
+        run.parallel(one(sid, kind, type_) for sid in sub_ids for kind, type_ in SUBSCRIPTION_LISTS)
+        for kind, _ in SUBSCRIPTION_LISTS:
+            inv.lists[kind] = [i for sid in sub_ids for i in results.get((sid, kind), [])]
+
+    run.phase("subscriptions", per_subscription)
+
+    def per_resource() -> None:
+        jobs: list[Callable[[], None]] = []
+        for pe in inv.lists.get("privateEndpoints", []):
+            pe_id = _str(pe, "id")
+            if pe_id and not parse_id(pe_id).opaque:
+                jobs.append(_child_list(run, inv.zone_groups, pe_id, "privateDnsZoneGroups",
+                                        "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"))
+        for zone in inv.lists.get("privateDnsZones", []):
+            zid = _str(zone, "id")
+            if zid and not parse_id(zid).opaque:
+                jobs.append(_child_list(run, inv.vnet_links, zid, "virtualNetworkLinks",
+                                        "Microsoft.Network/privateDnsZones/virtualNetworkLinks"))
+                jobs.append(_child_list(run, inv.cnames, zid, "CNAME",
+                                        "Microsoft.Network/privateDnsZones/CNAME"))
+        nics, bad_nics = nics_to_read(inv)
+        nic_bodies: list[Any] = []
+        for raw_id in nics:
+            jobs.append(_nic_job(run, raw_id, nic_bodies))
+        for raw_id in bad_nics:
+            inv.gaps.append(CoverageGap(raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
+                                        "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
+        to_read, unreadable = targets_to_read(inv, {s.lower() for s in sub_ids})
+        for raw_id in to_read:
+            jobs.append(_target_job(run, raw_id))
+        for raw_id in unreadable:
+            # An id ARM would refuse (a typo such as /provders/, a bare GUID): the target cannot be
+            # judged, and checks.md asks for a coverage gap rather than a silent pass.
+            inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
+                                        "private endpoint target id is not a valid ARM resource id"))
+        jobs.extend(_policy_jobs(run, {s.lower() for s in sub_ids}))
+        if inv.scoped:
+            inv.gaps.extend(_unjudgeable_associations(inv))
+            inv.gaps.extend(_peers_out_of_scope(inv, {s.lower() for s in sub_ids}))
+        run.parallel(jobs)
+        read_nics(inv, nic_bodies)
+
+    run.phase("resources", per_resource)
+    log.info("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
+             subscriptions=len(sub_ids))
+    return inv
+
+
+def _child_list(run: _Run, into: dict[str, list[Any]], parent_id: str, child: str,
+                type_: str) -> Callable[[], None]:
+    def job() -> None:
+        items = run.read_list(f"{parent_id.strip('/')}/{child}", child, parent_id, type_)
+        if items is not None:
+            into[parse_id(parent_id).key] = items
+    return job
+
+
+def _peers_out_of_scope(inv: RawInventory, sub_keys: set[str]) -> list[CoverageGap]:
+    """Networks that a scanned network peers with, in subscriptions outside the scan: their client subnets,
+    route tables and appliances are not read, so paths through them are unknown (reported, never judged)."""
+    out: dict[str, CoverageGap] = {}
+    for vnet in inv.lists.get("virtualNetworks", []):
+        peerings = _props(vnet).get("virtualNetworkPeerings")
+        for peering in peerings if isinstance(peerings, list) else []:
+            raw = _str(_props(peering).get("remoteVirtualNetwork"), "id")
+            if raw is None:
+                continue
+            rid = parse_id(raw)
+            if rid.opaque or not rid.subscription or rid.subscription.lower() in sub_keys:
+                continue
+            out.setdefault(rid.key, CoverageGap(
+                raw, "Microsoft.Network/virtualNetworks", "OutOfScope", None,
+                f"peered with {_str(vnet, 'name') or 'a scanned network'} but in a subscription outside the scan: "
+                "its subnets, route tables and appliances are not read, so paths through it are not judged"))
+    return list(out.values())
+
+
+def _unjudgeable_associations(inv: RawInventory) -> list[CoverageGap]:
+    """Associations of a scoped scan whose private link is a bare GUID or name that no RMPL read matches: it
+    cannot be read by id, and it may exist in a subscription outside the scope. Neither a finding nor a pass."""
+    known: set[str] = set()
+    for r in inv.lists.get("resourceManagementPrivateLinks", []):
+        known |= {v.strip().strip("/").lower() for v in (_str(r, "id"), _str(r, "name")) if v}
+    out = []
+    for _, a in inv.associations:
+        raw = _str(_props(a), "privateLink")
+        if raw and parse_id(raw).opaque and raw.strip().strip("/").lower() not in known:
+            out.append(CoverageGap(_str(a, "id") or raw, "Microsoft.Authorization/resourceManagementPrivateLinks",
+                                   "OutOfScope", None, f"the association names its private link as '{raw}', not "
+                                   "by id; a scan scoped to some subscriptions cannot tell whether it exists"))
+    return out
+
+
+def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[Callable[[], None]]:
+    """Reads by id of the firewall policies that firewalls attach and no list covered (a policy often lives in
+    another subscription than its firewall): without the policy the firewall's SNAT is unknown, and a scan
+    scoped to the firewall's subscription must judge it as the full scan does. A failed read is a gap."""
+    inv = run.inv
+    listed = {parse_id(_str(p, "id")).key for p in inv.lists.get("firewallPolicies", []) if _str(p, "id")}
+    wanted: dict[str, str] = {}
+    for fw in inv.lists.get("azureFirewalls", []):
+        raw = _str(_props(fw).get("firewallPolicy"), "id")
+        if raw is None:
+            continue
+        pid = parse_id(raw)
+        if pid.opaque or pid.key in listed or not pid.subscription:
+            continue
+        sub = pid.subscription.lower()
+        if sub in sub_keys and (f"/subscriptions/{sub}", "microsoft.network/firewallpolicies") in inv.read:
+            continue  # its list was read and did not return it
+        wanted.setdefault(pid.key, raw)
+
+    def one(raw: str) -> Callable[[], None]:
+        def job() -> None:
+            body = run.read(raw.strip("/"), "target", raw, "Microsoft.Network/firewallPolicies")
+            if isinstance(body, dict) and _str(body, "id"):
+                with run._lock:
+                    inv.lists.setdefault("firewallPolicies", []).append(body)
+        return job
+    return [one(raw) for raw in wanted.values()]
+
+
+def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
+    def job() -> None:
+        try:
+            body = run.reader.get(raw_id.strip("/"), kind="target")
+        except ReadError as err:
+            run.count(failed=True)
+            run.inv.target_errors[parse_id(raw_id).key] = (raw_id, err)
+            if not proves_absence(err):
+                type_ = parse_id(raw_id).type or "unknown"
+                run.inv.gaps.append(CoverageGap(raw_id, type_, err.code, err.status, err.message))
+            return
+        run.count()
+        run.inv.targets[parse_id(raw_id).key] = body
+    return job
+
+
+def _nic_job(run: _Run, raw_id: str, into: list[Any]) -> Callable[[], None]:
+    def job() -> None:
+        body = run.read(raw_id.strip("/"), "networkInterfaces", raw_id, "Microsoft.Network/networkInterfaces")
+        if body is not None:
+            into.append(body)  # list.append is atomic: jobs run on a thread pool
+    return job
+
+
+def read_nics(inv: RawInventory, bodies: list[Any]) -> None:
+    """Add NICs read by id to the NIC list, as a new list object (the builder's memo keys on lists)."""
+    if bodies:
+        inv.lists["networkInterfaces"] = [*inv.lists.get("networkInterfaces", []), *bodies]
+
+
+def _list(d: dict[str, Any], key: str) -> list[Any]:
+    v = d.get(key)
+    return v if isinstance(v, list) else []
+
+
+def _endpoint_has_ip(props: dict[str, Any]) -> bool:
+    if any(_str(_props(c), "privateIPAddress") for c in _list(props, "ipConfigurations")):
+        return True
+    return any(isinstance(i, str) and i for d in _list(props, "customDnsConfigs") if isinstance(d, dict)
+               for i in _list(d, "ipAddresses"))
+
+
+def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None) -> tuple[list[str], list[str]]:
+    """The NICs to read by id: those of endpoints whose IP only their NIC holds, when no NIC list returned them.
+
+    Real ARM returns a dynamic-IP endpoint with ``ipConfigurations: []`` and ``customDnsConfigs: []``; its IP
+    is only on the NIC of ``networkInterfaces[].id``. That NIC is missing from the lists when it was created
+    after its subscription's list was read, when an event re-read the endpoint alone, or when the NIC list
+    failed; without it the route checks cannot place the endpoint at all. Second: ids that cannot be read.
+    ``only`` limits the endpoints considered (a targeted re-read looks at the endpoints it re-read).
+    """
+    # Endpoints first: most carry their IP, and then the NIC list need not be looked at (the daemon calls
+    # this on every endpoint event).
+    wanted: list[tuple[str, list[Any]]] = []
+    for pe in inv.lists.get("privateEndpoints", []):
+        pe_id, p = _str(pe, "id"), _props(pe)
+        if pe_id and not _endpoint_has_ip(p) and (only is None or only(parse_id(pe_id))):
+            wanted.append((parse_id(pe_id).key, _list(p, "networkInterfaces")))
+    if not wanted:
+        return [], []
+    listed: set[str] = set()
+    named: set[str] = set()  # endpoints a listed NIC names
+    for nic in inv.lists.get("networkInterfaces", []):
+        listed_id = _str(nic, "id")
+        if listed_id:
+            listed.add(parse_id(repair_provider_typo(listed_id)).key)
+        pe_ref = _str(_props(nic).get("privateEndpoint"), "id")
+        if pe_ref:
+            named.add(parse_id(pe_ref).key)
+    out: dict[str, str] = {}
+    bad: dict[str, str] = {}
+    for pe_key, refs in wanted:
+        if pe_key in named:
+            continue
+        for ref in refs:
+            raw = _str(ref, "id")
+            if not raw:
+                continue
+            fixed = repair_provider_typo(raw)
+            nid = parse_id(fixed)
+            if nid.opaque or nid.type_key != "microsoft.network/networkinterfaces":
+                bad.setdefault(parse_id(raw).key, raw)
+            elif nid.key not in listed:
+                out.setdefault(nid.key, fixed)
+    return list(out.values()), list(bad.values())
+
+
+def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
+    """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists), every
+    RMPL an association names that no list returned, and the endpoint target ids that cannot be read at all
+    because they do not parse.
+
+    A PLS or RMPL whose subscription's list was read and did not return it is not read again: that list
+    is the evidence of its absence. One outside the scan's subscriptions (or whose list failed) is read by
+    id, so a scoped scan judges it on evidence, never on not having looked (checks.md).
+    """
+    listed = {parse_id(_str(i, "id")).key for kind in LISTED_TARGET_TYPES.values()
+              for i in inv.lists.get(kind, []) if _str(i, "id")}
+    out: dict[str, str] = {}
+    bad: dict[str, str] = {}
+
+    def consider(raw: str) -> None:
+        tid = parse_id(raw)
+        if tid.key in listed or tid.key in out:
+            return
+        kind = LISTED_TARGET_TYPES.get(tid.type_key or "")
+        if kind and tid.subscription and tid.subscription.lower() in sub_keys and \
+                (f"/subscriptions/{tid.subscription.lower()}", tid.type_key) in inv.read:
+            return  # its list covered the scope and did not return it: absent, on evidence
+        out[tid.key] = raw
+
+    for pe in inv.lists.get("privateEndpoints", []):
+        p = _props(pe)
+        for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
+            conns = p.get(arr)
+            for c in conns if isinstance(conns, list) else []:
+                raw = _str(_props(c), "privateLinkServiceId")
+                if not raw:
+                    continue
+                tid = parse_id(raw)
+                if tid.is_pls_alias:
+                    continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
+                if tid.opaque:
+                    bad.setdefault(tid.key, raw)
+                    continue
+                consider(raw)
+    for _, association in inv.associations:
+        raw = _str(_props(association), "privateLink")
+        # A bare GUID or short name cannot be read by id; the rmpl checks match it by name instead.
+        if raw and not parse_id(raw).opaque and parse_id(raw).type_key in LISTED_TARGET_TYPES:
+            consider(raw)
+    return list(out.values()), list(bad.values())

@@ -1,0 +1,193 @@
+"""The recorded-tenant source: a folder of ARM responses read as ARM would answer them.
+
+Format: ``shared/spec/recorded-tenant.md``. Lookup is case-insensitive on the whole path, so the
+folder is indexed once; ``.error.json`` files fail the read with their status; a missing collection
+path is an empty list, a resource held only in a list file is that list's item (:mod:`plmon.monitor.collect.list_items`),
+and any other missing path a 404, exactly as ARM answers.
+
+The folder may change while a daemon reads it (a test or an operator adds the file for a new resource,
+then posts its event). File contents are read on every request; a path the index does not know is
+looked up on disk, directory by directory and case-insensitively, before it counts as missing, through
+cached directory listings of which only the one lacking the name is checked for a change (its mtime):
+a miss costs one ``stat``, not a re-index, and a hit one ``stat`` (a file deleted since reads as missing).
+(An ``.error.json`` added beside an already indexed ``.json`` is not seen until a restart.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from plmon.monitor import outside_json
+from plmon.monitor.collect.builder import parse_time
+from plmon.monitor.collect.list_items import ListItems
+from plmon.monitor.collect.plan import ReadError
+from plmon.monitor.errors import InputError
+
+__all__ = ["RecordedTenant", "error_of", "is_collection_path"]
+
+
+def is_collection_path(path: str) -> bool:
+    """True when the last segment names a resource type rather than a resource.
+
+    ``subscriptions``, ``providers/<Namespace>/<type>``, ``.../<type>/<name>/<childType>``: the
+    segments after each ``providers/<Namespace>`` alternate type/name, so an odd count ends on a type.
+    """
+    parts = [p for p in path.strip("/").split("/") if p]
+    if not parts:
+        return False
+    lower = [p.lower() for p in parts]
+    if lower == ["subscriptions"]:
+        return True
+    if "providers" not in lower:
+        # /subscriptions/<s>/resourceGroups: a collection of groups
+        return len(parts) % 2 == 1
+    last = len(lower) - 1 - lower[::-1].index("providers")
+    tail = parts[last + 2 :]
+    return len(tail) % 2 == 1
+
+
+class RecordedTenant:
+    """An :class:`~plmon.monitor.collect.plan.ArmReader` over a recorded-tenant folder."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InputError(f"recorded tenant folder not found: {self.folder}")
+        self.manifest = self._read_manifest()
+        arm = self._arm = self.folder / "arm"
+        self._index: dict[str, Path] = {}
+        # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
+        self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
+        if arm.is_dir():
+            for f in arm.rglob("*.json"):
+                rel = f.relative_to(arm).as_posix()
+                self._index[rel.lower()] = f
+        self._list_items = ListItems(self.file_for, self._load)
+
+    def _read_manifest(self) -> dict[str, Any]:
+        path = self.folder / "manifest.json"
+        if not path.exists():
+            if not (self.folder / "arm").is_dir():
+                raise InputError(f"not a recorded tenant (no manifest.json or arm/): {self.folder}")
+            return {}
+        data = self._load(path)
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: manifest must be a JSON object")
+        for key in ("tenant_id", "recorded_at", "cloud"):
+            if key in data and not isinstance(data[key], str):
+                raise InputError(f"{path}: '{key}' must be a string")
+        # recorded_at is "now" for every age computation of a replay: a typo must not silently become
+        # the wall clock.
+        if "recorded_at" in data and parse_time(data["recorded_at"]) is None:
+            raise InputError(f"{path}: 'recorded_at' is not an ISO-8601 time (e.g. 2026-11-01T12:00:00Z)")
+        return data
+
+    @staticmethod
+    def _load(path: Path) -> Any:
+        try:
+            return outside_json.loads(path.read_text(encoding="utf-8"))
+        except outside_json.TooDeep:
+            raise InputError(f"{path}: malformed JSON: nested too deeply") from None
+        except UnicodeDecodeError as err:
+            raise InputError(f"{path}: not UTF-8 text ({err.reason})") from None
+        except json.JSONDecodeError as err:
+            raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: "
+                             f"{err.msg}") from None
+        except OSError as err:
+            raise InputError(f"{path}: cannot read ({err.strerror})") from None
+
+    def file_for(self, path: str) -> tuple[Path | None, bool]:
+        """The file that answers GET ``path`` and whether it is an error file."""
+        rel = path.strip("/").split("?", 1)[0].lower()
+        for suffix, is_error in ((".error.json", True), (".json", False)):
+            found = self._index.get(rel + suffix)
+            if found is not None:
+                if found.is_file():
+                    return found, is_error
+                del self._index[rel + suffix]  # deleted since it was indexed
+        for suffix, is_error in ((".error.json", True), (".json", False)):
+            found = self._on_disk(rel + suffix)
+            if found is not None:
+                self._index[rel + suffix] = found
+                return found, is_error
+        return None, False
+
+    def _on_disk(self, rel: str) -> Path | None:
+        """The file at ``arm/<rel>`` matched case-insensitively, walking cached directory listings."""
+        # Plain strings, not Path objects: pathlib's joins were most of a miss's cost.
+        for fresh in (False, True):
+            here = str(self._arm)
+            for part in rel.split("/"):
+                name = self._listing(here, fresh).get(part)
+                if name is None:
+                    # Only the directory that lacks the name is checked for a change: one stat per miss.
+                    name = self._listing(here, True).get(part) if not fresh else None
+                if name is None:
+                    return None
+                here = f"{here}/{name}"
+            if os.path.isfile(here):
+                return Path(here)
+            # A cached listing named something since removed (a directory replaced): walk once more, fresh.
+        return None
+
+    def _listing(self, folder: str, check: bool) -> dict[str, str]:
+        """``folder``'s entries by lower-case name; ``check`` re-lists it if it changed since cached."""
+        cached = self._listings.get(folder)
+        if cached is not None and not check:
+            return cached[2]
+        try:
+            mtime = os.stat(folder).st_mtime_ns
+        except OSError:
+            return {}
+        # A listing taken within 2 s of the directory's last change may have missed a same-tick addition
+        # (file systems stamp times coarsely), so it is taken again; older ones are trusted until it changes.
+        if cached is not None and cached[0] == mtime and cached[1] - mtime > 2_000_000_000:
+            return cached[2]
+        try:
+            names = {entry.name.lower(): entry.name for entry in os.scandir(folder)}
+        except OSError:
+            return {}
+        self._listings[folder] = (mtime, time.time_ns(), names)
+        return names
+
+    def get(self, path: str, *, kind: str = "") -> Any:
+        found, is_error = self.file_for(path)
+        if found is None:
+            refused = self._list_items.refused_scope(path)
+            if refused is not None:
+                found, is_error = refused, True  # under a refused scope: refused too, as ARM answers
+        if found is None:
+            if is_collection_path(path):
+                return {"value": []}
+            held = self._list_items.find(path)
+            if held is None:
+                raise ReadError(404, "ResourceNotFound", f"The resource '/{path.strip('/')}' was not found.")
+            if held[1] is None:
+                return held[0]  # held only in its list: ARM answers the GET all the same
+            found, is_error = held[1], True  # its list is refused: so is the read of what it holds
+        body = self._load(found)
+        if is_error:
+            status, code, message = error_of(body, found)
+            raise ReadError(status, code, message)
+        return body
+
+    def paths(self) -> list[str]:
+        """Every recorded GET path (lower case), for the replay server and tools."""
+        return sorted(self._index)
+
+
+def error_of(body: Any, where: Path | str) -> tuple[int, str, str]:
+    """Status, ARM error code and message of an ``.error.json`` body."""
+    if not isinstance(body, dict):
+        raise InputError(f"{where}: error file must be a JSON object with 'status' and 'error'")
+    status = body.get("status")
+    if not isinstance(status, int) or not 400 <= status <= 599:
+        raise InputError(f"{where}: 'status' must be an HTTP error status (400-599)")
+    error = body.get("error") if isinstance(body.get("error"), dict) else {}
+    code = error.get("code") if isinstance(error.get("code"), str) else f"Http{status}"
+    message = error.get("message") if isinstance(error.get("message"), str) else ""
+    return status, code, message

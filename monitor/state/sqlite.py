@@ -1,0 +1,371 @@
+"""The SQLite state store: the default backend, one file, safe for a daemon's threads and a CLI beside it.
+
+WAL lets readers (``plmon findings``, reports) run while the daemon writes; ``busy_timeout`` makes a
+second process wait for the write lock instead of failing. One connection guarded by a lock serves
+every thread of a process (SQLite serialises writers anyway, and ``:memory:`` must be one connection).
+The schema is versioned with ``PRAGMA user_version``: each entry of ``_MIGRATIONS`` moves it one
+version forward, so an old file is upgraded in place on open and a newer file is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from plmon.monitor.errors import InputError
+from plmon.monitor.state.store import (
+    AlertStatus,
+    ChangeSet,
+    ConflictError,
+    FindingRecord,
+    FindingState,
+    OutboxRow,
+    ScanRecord,
+    iso,
+    parse_iso,
+)
+
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "connect", "write_transaction"]
+
+_MIGRATIONS: tuple[str, ...] = (
+    # 1: findings, observations, scans, outbox, processed events
+    """
+    CREATE TABLE findings (
+        check_id TEXT NOT NULL, resource_key TEXT NOT NULL, resource_id TEXT NOT NULL,
+        state TEXT NOT NULL, severity TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+        resolved_at TEXT, last_alert_at TEXT, seq INTEGER NOT NULL, finding TEXT NOT NULL,
+        channels TEXT NOT NULL DEFAULT '[]',
+        PRIMARY KEY (check_id, resource_key));
+    CREATE INDEX findings_state ON findings(state);
+    CREATE TABLE observations (
+        subject_key TEXT NOT NULL, status TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+        PRIMARY KEY (subject_key, status));
+    CREATE TABLE scans (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL,
+        subscriptions_scanned INTEGER NOT NULL, gaps INTEGER NOT NULL, open_findings INTEGER NOT NULL,
+        by_check TEXT NOT NULL, by_severity TEXT NOT NULL);
+    CREATE INDEX scans_at ON scans(at);
+    CREATE TABLE outbox (
+        alert_id TEXT NOT NULL, channel TEXT NOT NULL, check_id TEXT NOT NULL, resource_key TEXT NOT NULL,
+        seq INTEGER NOT NULL, kind TEXT NOT NULL, created_at TEXT NOT NULL, payload TEXT NOT NULL,
+        status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at TEXT NOT NULL,
+        last_error TEXT, delivered_at TEXT,
+        PRIMARY KEY (alert_id, channel));
+    CREATE INDEX outbox_due ON outbox(status, next_attempt_at);
+    CREATE INDEX outbox_finding ON outbox(check_id, resource_key, channel, seq);
+    CREATE TABLE processed_events (event_id TEXT PRIMARY KEY, processed_at TEXT NOT NULL);
+    CREATE INDEX processed_events_at ON processed_events(processed_at);
+    """,
+    # 2: what a report built from the store alone states about each full scan (plmon.monitor.lifecycle.compliance)
+    """
+    ALTER TABLE scans ADD COLUMN compliance_percent REAL;
+    ALTER TABLE scans ADD COLUMN resources_evaluated INTEGER;
+    ALTER TABLE scans ADD COLUMN resources_non_compliant INTEGER;
+    ALTER TABLE scans ADD COLUMN figures TEXT NOT NULL DEFAULT '{}';
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+# Tables plmon itself creates in a state file: the store's (schema 1 on) and the intake queue's.
+_STORE_TABLES = frozenset({"findings", "observations", "scans", "outbox", "processed_events"})
+_OWN_TABLES = _STORE_TABLES | {"intake_events", "sqlite_sequence"}
+
+
+def connect(path: str, *, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
+    """A connection shared by a daemon's threads (callers guard it with a lock): autocommit so that
+    transactions are explicit, WAL so readers never block the writer, and a busy timeout so a second
+    process waits instead of failing. Both the state store and the intake queue open theirs here.
+
+    The file is checked first (:func:`check_state_file`): switching a foreign file to WAL would
+    already modify it."""
+    if path != ":memory:" and not Path(path).parent.is_dir():
+        raise InputError(f"state.url: folder {Path(path).parent} does not exist")
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    if path != ":memory:":
+        try:
+            check_state_file(db, path)
+        except BaseException:
+            db.close()
+            raise
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+    return db
+
+
+def check_state_file(db: sqlite3.Connection, path: str) -> None:
+    """An InputError unless ``path`` is empty or a plmon state file, intact: reads only, never writes.
+
+    Another application's SQLite file (even one with a ``findings`` table) must not be migrated into, and
+    a corrupt one must fail here with its name rather than as a traceback from whichever query first
+    touches a bad page. ``quick_check`` reads every page (about 4 ms per MB)."""
+    try:
+        version = int(db.execute("PRAGMA user_version").fetchone()[0])
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        # Before the store's first migration only the intake queue may have created its table.
+        foreign = tables - (_OWN_TABLES - _STORE_TABLES) if version == 0 else (
+            (_STORE_TABLES - tables) or (tables - _OWN_TABLES))
+        if foreign and version <= SCHEMA_VERSION:  # a newer schema is refused by the migration instead
+            listed = ", ".join(t if t.isprintable() else repr(t) for t in sorted(tables)[:5])  # a foreign name
+            raise InputError(f"state store {path}: not a plmon state store (it holds tables {listed}); "
+                             f"it was left untouched: point state.url at another file")
+        problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+    except sqlite3.DatabaseError as err:
+        raise InputError(f"state store {path}: {_damage(err)}") from None
+    if problems != ["ok"]:
+        lines = [line.strip() for p in problems for line in str(p).splitlines()
+                 if line.strip() and not line.startswith("***")]
+        raise InputError(f"state store {path}: corrupt ({lines[0] if lines else 'integrity check failed'}); "
+                         f"restore it from a backup or move it aside to start a new one")
+
+
+def _damage(err: sqlite3.DatabaseError) -> str:
+    """What a SQLite error on opening says about the file, for one line on stderr."""
+    text = str(err)
+    if "not a database" in text:
+        return f"not a plmon state store ({text})"
+    if "malformed" in text or "corrupt" in text:
+        return f"corrupt ({text}); restore it from a backup or move it aside to start a new one"
+    return f"cannot open ({text})"
+
+
+@contextmanager
+def write_transaction(db: sqlite3.Connection, lock: AbstractContextManager[Any]) -> Iterator[sqlite3.Connection]:
+    """One write transaction; IMMEDIATE takes the write lock up front so two processes never
+    interleave a read-then-write. The store and the intake queue both write through it."""
+    with lock:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+class SqliteStore:
+    """A :class:`plmon.monitor.state.store.StateStore` in one SQLite file (or ``:memory:``)."""
+
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        try:
+            self._db = connect(self.path, busy_timeout_ms=busy_timeout_ms)
+        except sqlite3.DatabaseError as err:
+            raise InputError(f"state store {self.path}: {_damage(err)}") from None
+        self._lock = threading.RLock()
+        self._migrate()
+
+    # --- plumbing -------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._lock:
+            try:
+                version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.DatabaseError as err:
+                raise InputError(f"state store {self.path}: not a plmon state database ({err})") from None
+            if version > SCHEMA_VERSION:
+                raise InputError(f"state store {self.path}: schema version {version} is newer than this "
+                                 f"plmon understands ({SCHEMA_VERSION}); upgrade plmon")
+            for number in range(version, SCHEMA_VERSION):
+                with self._tx():
+                    for statement in _MIGRATIONS[number].split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version = {number + 1}")
+
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db, self._lock)
+
+    def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cur = self._db.execute(sql, tuple(args))
+            cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+            return cur.fetchall()
+
+    def schema_version(self) -> int:
+        return int(self._query("PRAGMA user_version")[0][0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- findings ------------------------------------------------------------------------------
+    @staticmethod
+    def _finding(row: sqlite3.Row) -> FindingRecord:
+        return FindingRecord(
+            check_id=row["check_id"], resource_key=row["resource_key"], resource_id=row["resource_id"],
+            state=FindingState(row["state"]), severity=row["severity"],
+            first_seen=parse_iso(row["first_seen"]), last_seen=parse_iso(row["last_seen"]),  # type: ignore[arg-type]
+            resolved_at=parse_iso(row["resolved_at"]), last_alert_at=parse_iso(row["last_alert_at"]),
+            seq=row["seq"], finding=json.loads(row["finding"]), channels=tuple(json.loads(row["channels"])))
+
+    def get_finding(self, check_id: str, resource_key: str) -> FindingRecord | None:
+        rows = self._query("SELECT * FROM findings WHERE check_id = ? AND resource_key = ?",
+                           (check_id, resource_key))
+        return self._finding(rows[0]) if rows else None
+
+    def findings(self, state: FindingState | None = None) -> list[FindingRecord]:
+        if state is None:
+            rows = self._query("SELECT * FROM findings ORDER BY check_id, resource_key")
+        else:
+            rows = self._query("SELECT * FROM findings WHERE state = ? ORDER BY check_id, resource_key",
+                               (state.value,))
+        return [self._finding(r) for r in rows]
+
+    def apply(self, change: ChangeSet) -> None:
+        with self._tx() as db:
+            for rec, expected in change.findings:
+                row = db.execute("SELECT seq FROM findings WHERE check_id = ? AND resource_key = ?",
+                                 (rec.check_id, rec.resource_key)).fetchone()
+                current = row[0] if row else None
+                if current != expected:
+                    raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: sequence {current}, "
+                                        f"expected {expected}")
+                db.execute(
+                    "INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (rec.check_id, rec.resource_key, rec.resource_id, rec.state.value, rec.severity,
+                     iso(rec.first_seen), iso(rec.last_seen),
+                     iso(rec.resolved_at) if rec.resolved_at else None,
+                     iso(rec.last_alert_at) if rec.last_alert_at else None, rec.seq,
+                     json.dumps(dict(rec.finding), sort_keys=True), json.dumps(list(rec.channels))))
+            for o in change.outbox:
+                db.execute(
+                    "INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (o.alert_id, o.channel, o.check_id, o.resource_key, o.seq, o.kind, iso(o.created_at),
+                     json.dumps(dict(o.payload), sort_keys=True), o.status.value, o.attempts,
+                     iso(o.next_attempt_at or o.created_at), o.last_error,
+                     iso(o.delivered_at) if o.delivered_at else None))
+            if change.scan is not None:
+                s = change.scan
+                db.execute(
+                    "INSERT INTO scans (at, kind, subscriptions_scanned, gaps, open_findings, by_check, "
+                    "by_severity, compliance_percent, resources_evaluated, resources_non_compliant, figures) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (iso(s.at), s.kind, s.subscriptions_scanned, s.gaps, s.open_findings,
+                     json.dumps(dict(s.by_check), sort_keys=True), json.dumps(dict(s.by_severity), sort_keys=True),
+                     s.compliance_percent, s.resources_evaluated, s.resources_non_compliant,
+                     json.dumps(dict(s.figures), sort_keys=True)))
+
+    # --- observations ---------------------------------------------------------------------------
+    def observe(self, seen: Iterable[tuple[str, str]], at: datetime) -> None:
+        stamp = iso(at)
+        with self._tx() as db:
+            for subject, status in seen:
+                db.execute(
+                    "INSERT INTO observations VALUES (?,?,?,?) ON CONFLICT(subject_key, status) DO UPDATE SET "
+                    "first_seen = MIN(first_seen, excluded.first_seen), "
+                    "last_seen = MAX(last_seen, excluded.last_seen)",
+                    (subject, status, stamp, stamp))
+
+    def observations(self, keys: Iterable[tuple[str, str]] | None = None) -> dict[tuple[str, str], datetime]:
+        rows = self._query("SELECT subject_key, status, first_seen FROM observations")
+        out = {(r["subject_key"], r["status"]): parse_iso(r["first_seen"]) for r in rows}
+        if keys is not None:
+            wanted = set(keys)
+            out = {k: v for k, v in out.items() if k in wanted}
+        return out  # type: ignore[return-value]
+
+    # --- scans ----------------------------------------------------------------------------------
+    def scan_history(self, since: datetime | None = None) -> list[ScanRecord]:
+        rows = self._query("SELECT * FROM scans WHERE at >= ? ORDER BY at, id",
+                           (iso(since) if since else "",))
+        return [ScanRecord(at=parse_iso(r["at"]), subscriptions_scanned=r["subscriptions_scanned"],  # type: ignore[arg-type]
+                           gaps=r["gaps"], by_check=json.loads(r["by_check"]),
+                           by_severity=json.loads(r["by_severity"]), open_findings=r["open_findings"],
+                           kind=r["kind"], compliance_percent=r["compliance_percent"],
+                           resources_evaluated=r["resources_evaluated"],
+                           resources_non_compliant=r["resources_non_compliant"], figures=json.loads(r["figures"]))
+                for r in rows]
+
+    # --- outbox ---------------------------------------------------------------------------------
+    @staticmethod
+    def _row(r: sqlite3.Row) -> OutboxRow:
+        return OutboxRow(alert_id=r["alert_id"], channel=r["channel"], check_id=r["check_id"],
+                         resource_key=r["resource_key"], seq=r["seq"], kind=r["kind"],
+                         created_at=parse_iso(r["created_at"]), payload=json.loads(r["payload"]),  # type: ignore[arg-type]
+                         status=AlertStatus(r["status"]), attempts=r["attempts"],
+                         next_attempt_at=parse_iso(r["next_attempt_at"]), last_error=r["last_error"],
+                         delivered_at=parse_iso(r["delivered_at"]))
+
+    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[OutboxRow]:
+        with self._tx() as db:
+            cur = db.execute(
+                "SELECT * FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ? "
+                "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.check_id = o.check_id "
+                "  AND e.resource_key = o.resource_key AND e.channel = o.channel AND e.seq < o.seq "
+                "  AND e.status = 'pending') "
+                "ORDER BY o.created_at, o.seq, o.alert_id LIMIT ?", (iso(now), int(limit)))
+            cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+            rows = [self._row(r) for r in cur.fetchall()]
+            until = iso(now + lease)
+            for r in rows:
+                db.execute("UPDATE outbox SET next_attempt_at = ? WHERE alert_id = ? AND channel = ?",
+                           (until, r.alert_id, r.channel))
+        return rows
+
+    def mark_delivered(self, alert_id: str, channel: str, at: datetime) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET status = 'delivered', delivered_at = ?, attempts = attempts + 1, "
+                       "last_error = NULL WHERE alert_id = ? AND channel = ?", (iso(at), alert_id, channel))
+
+    def mark_attempt_failed(self, alert_id: str, channel: str, *, error: str,
+                            retry_at: datetime | None) -> None:
+        with self._tx() as db:
+            if retry_at is None:
+                db.execute("UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ? "
+                           "WHERE alert_id = ? AND channel = ? AND status = 'pending'",
+                           (error[:500], alert_id, channel))
+            else:
+                db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+                           "WHERE alert_id = ? AND channel = ? AND status = 'pending'",
+                           (error[:500], iso(retry_at), alert_id, channel))
+
+    def outbox(self, status: AlertStatus | None = None) -> list[OutboxRow]:
+        if status is None:
+            rows = self._query("SELECT * FROM outbox ORDER BY created_at, seq, alert_id, channel")
+        else:
+            rows = self._query("SELECT * FROM outbox WHERE status = ? ORDER BY created_at, seq, alert_id, channel",
+                               (status.value,))
+        return [self._row(r) for r in rows]
+
+    def retry_failed(self, now: datetime, alert_ids: Iterable[str] | None = None) -> int:
+        with self._tx() as db:
+            if alert_ids is None:
+                cur = db.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                                 "WHERE status = 'failed'", (iso(now),))
+                return cur.rowcount
+            n = 0
+            for aid in alert_ids:
+                n += db.execute("UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ? "
+                                "WHERE status = 'failed' AND alert_id = ?", (iso(now), aid)).rowcount
+            return n
+
+    def next_due(self) -> datetime | None:
+        rows = self._query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
+        return parse_iso(rows[0][0]) if rows and rows[0][0] else None
+
+    # --- daemon ---------------------------------------------------------------------------------
+    def mark_event_processed(self, event_id: str, at: datetime) -> bool:
+        with self._tx() as db:
+            cur = db.execute("INSERT OR IGNORE INTO processed_events VALUES (?, ?)", (event_id, iso(at)))
+            return cur.rowcount == 1
+
+    # --- housekeeping ---------------------------------------------------------------------------
+    def prune(self, older_than: datetime) -> int:
+        """Drop history older than ``older_than``: resolved findings, settled alerts, scans, event ids,
+        observations not seen since. Open and waived findings and pending alerts are never pruned."""
+        cut = iso(older_than)
+        with self._tx() as db:
+            n = db.execute("DELETE FROM findings WHERE state = 'resolved' AND resolved_at < ?", (cut,)).rowcount
+            n += db.execute("DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < ?", (cut,)).rowcount
+            n += db.execute("DELETE FROM outbox WHERE status = 'failed' AND created_at < ?", (cut,)).rowcount
+            n += db.execute("DELETE FROM scans WHERE at < ?", (cut,)).rowcount
+            n += db.execute("DELETE FROM processed_events WHERE processed_at < ?", (cut,)).rowcount
+            n += db.execute("DELETE FROM observations WHERE last_seen < ?", (cut,)).rowcount
+            return n

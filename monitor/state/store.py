@@ -1,0 +1,209 @@
+"""The state store interface: what plmon remembers between scans, and nothing about how it is kept.
+
+Two backends implement :class:`StateStore`: SQLite (:mod:`plmon.monitor.state.sqlite`, the default) and,
+later, Azure Table Storage. So the interface speaks only in the records below: no SQL, no cursors, no
+transactions exposed. Every write that must be atomic is one call taking one :class:`ChangeSet`
+(a lifecycle transition and its outbox rows together), and every write is idempotent: alert ids are
+derived from (finding key, transition, sequence), so applying the same change twice enqueues nothing
+new. A backend with optimistic concurrency (ETags) maps ``expected_seq`` onto it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "AlertStatus", "ChangeSet", "ConflictError", "FindingRecord", "FindingState", "OutboxRow", "ScanRecord",
+    "StateStore", "alert_id", "iso", "open_store", "parse_iso",
+]
+
+
+class FindingState(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    WAIVED = "waived"
+
+
+class AlertStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # dead letter: max attempts reached; ``retry_failed`` re-queues
+
+
+class ConflictError(Exception):
+    """A finding changed under us (another writer); the caller re-reads and recomputes."""
+
+
+def iso(t: datetime) -> str:
+    """One fixed-width UTC spelling, so stored times sort as text in every backend."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso(s: str | None) -> datetime | None:
+    if s is None:
+        return None
+    if len(s) == 27 and s[-1] == "Z" and s[19] == ".":  # iso()'s own spelling: ~10x faster than strptime,
+        return datetime.fromisoformat(s[:-1]).replace(tzinfo=UTC)  # which the daemon paid per stored row
+    return datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def alert_id(check_id: str, resource_key: str, kind: str, seq: int, first_seen: datetime) -> str:
+    """Stable per (finding key, transition, sequence): a receiver dedupes on it across retries.
+
+    ``first_seen`` (fixed for a finding's lifetime in the store) keeps ids unique when a pruned
+    finding appears again and its sequence starts over."""
+    text = f"{check_id}\n{resource_key}\n{kind}\n{seq}\n{iso(first_seen)}"
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return f"plmon-{digest[:32]}"
+
+
+@dataclass(frozen=True, slots=True)
+class FindingRecord:
+    check_id: str
+    resource_key: str          # normalised resource id (checks.finding.finding_key)
+    resource_id: str           # ARM's spelling, as last seen
+    state: FindingState
+    severity: str
+    first_seen: datetime
+    last_seen: datetime
+    resolved_at: datetime | None
+    last_alert_at: datetime | None  # last opened/reminder sent: reminders count from here
+    seq: int                        # transitions so far; part of every alert id
+    finding: Mapping[str, Any]      # the last evidence: the finding as in the scan document
+    channels: tuple[str, ...] = ()  # channels told it is open: reminders and the resolve go there
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.check_id, self.resource_key
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    alert_id: str
+    channel: str
+    check_id: str
+    resource_key: str
+    seq: int
+    kind: str                  # opened | resolved | reminder
+    created_at: datetime
+    payload: Mapping[str, Any]  # fixed at enqueue time: a retry sends the same body
+    status: AlertStatus = AlertStatus.PENDING
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    at: datetime
+    subscriptions_scanned: int
+    gaps: int
+    by_check: Mapping[str, int]
+    by_severity: Mapping[str, int]
+    open_findings: int = 0
+    kind: str = "full"   # full | targeted
+    # What a report needs to state the scan honestly (schema 2; None/empty on rows written before):
+    # the compliance figure and its resource counts, and ``figures`` = plmon.monitor.lifecycle.compliance.ScanFigures
+    # as a dict (the gaps list with scope/type/code, subscriptions read, checks run, per-subscription counts).
+    compliance_percent: float | None = None
+    resources_evaluated: int | None = None
+    resources_non_compliant: int | None = None
+    figures: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    """Everything one lifecycle step writes, applied atomically by :meth:`StateStore.apply`.
+
+    ``findings`` are upserts, each with the ``seq`` the writer read (``expected_seq``; None for a
+    finding it believed new): a mismatch means a concurrent writer and raises :class:`ConflictError`
+    with nothing written. ``outbox`` rows are inserted unless their (alert id, channel) exists.
+    """
+
+    findings: Sequence[tuple[FindingRecord, int | None]] = ()
+    outbox: Sequence[OutboxRow] = ()
+    scan: ScanRecord | None = None
+
+
+class StateStore(Protocol):
+    # --- findings and transitions -------------------------------------------------------------
+    def get_finding(self, check_id: str, resource_key: str) -> FindingRecord | None: ...
+
+    def findings(self, state: FindingState | None = None) -> list[FindingRecord]: ...
+
+    def apply(self, change: ChangeSet) -> None: ...
+
+    # --- connection observations ---------------------------------------------------------------
+    def observe(self, seen: Iterable[tuple[str, str]], at: datetime) -> None:
+        """Record (subject key, lower status) as seen at ``at``; the first time is kept."""
+        ...
+
+    def observations(self, keys: Iterable[tuple[str, str]] | None = None) -> dict[tuple[str, str], datetime]: ...
+
+    # --- scan history --------------------------------------------------------------------------
+    def scan_history(self, since: datetime | None = None) -> list[ScanRecord]: ...
+
+    # --- outbox --------------------------------------------------------------------------------
+    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[OutboxRow]:
+        """Pending rows due at ``now`` whose earlier rows (same finding and channel) are settled,
+        oldest first, leased until ``now + lease`` so another worker does not send them meanwhile."""
+        ...
+
+    def mark_delivered(self, alert_id: str, channel: str, at: datetime) -> None: ...
+
+    def mark_attempt_failed(self, alert_id: str, channel: str, *, error: str,
+                            retry_at: datetime | None) -> None:
+        """Count an attempt; ``retry_at`` None moves the row to the dead letter (FAILED)."""
+        ...
+
+    def outbox(self, status: AlertStatus | None = None) -> list[OutboxRow]: ...
+
+    def retry_failed(self, now: datetime, alert_ids: Iterable[str] | None = None) -> int: ...
+
+    def next_due(self) -> datetime | None: ...
+
+    # --- daemon --------------------------------------------------------------------------------
+    def mark_event_processed(self, event_id: str, at: datetime) -> bool:
+        """True the first time ``event_id`` is seen, False for a redelivery."""
+        ...
+
+    # --- housekeeping --------------------------------------------------------------------------
+    def prune(self, older_than: datetime) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(url: str, environ: Mapping[str, str] | None = None, *, create: bool = True) -> StateStore:
+    """The store a URL names: ``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite:///:memory:``,
+    ``azuretables://<account>/<prefix>`` or ``azuretables:///<prefix>`` with a connection string in the
+    environment (``environ``, as :mod:`plmon.monitor.wiring` read it; see :mod:`plmon.monitor.state.tables`).
+
+    ``create=False`` is for commands that only read state (``plmon findings``, ``alerts``, ``events``):
+    a SQLite file that does not exist is an InputError instead of a new empty store left in the folder."""
+    from plmon.monitor.errors import InputError
+
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise InputError(f"state.url: {url!r} is not a URL (expected e.g. sqlite:///plmon-state.db)")
+    if scheme == "sqlite":
+        from plmon.monitor.state.sqlite import SqliteStore
+
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path:
+            raise InputError("state.url: sqlite URL without a path (expected sqlite:///plmon-state.db)")
+        if not create and path != ":memory:" and not Path(path).exists():
+            raise InputError(f"no state store at {path} (state.url {url}); run `plmon scan --notify` or "
+                             f"`plmon serve` first, or name the store with --config")
+        return SqliteStore(path)
+    if scheme == "azuretables":
+        from plmon.monitor.state.tables import tables_store_from_url
+
+        return tables_store_from_url(url, environ)
+    raise InputError(f"state.url: unsupported scheme {scheme!r} (supported: sqlite, azuretables)")

@@ -1,0 +1,537 @@
+"""The Azure Table Storage state store: shared state for several plmon instances (Function app scale-out).
+
+Why Table Storage: a Function app already has a storage account, it costs nothing at plmon's volume,
+and ETags give optimistic concurrency without a lock service.
+
+Tables (``<prefix>`` is the configured table prefix, default ``plmon``):
+
+``<prefix>state``
+    One partition per finding, so a finding and its alerts change together in one entity-group
+    transaction (Table Storage is atomic only inside one partition). PartitionKey ``f-<sha256 of
+    check id + resource key, 40 hex>``. RowKey ``finding`` for the finding; ``o-<alert id>-<sha256
+    of channel, 16 hex>`` for each outbox row of it.
+``<prefix>observations``
+    PartitionKey ``<first 2 hex of the key hash>`` (spread, but few partitions to scan), RowKey the
+    sha256 of subject key + status.
+``<prefix>scans``
+    One partition ``scans``; RowKey ``<iso time>-<ns counter>-<random>`` so history sorts by time.
+``<prefix>events``
+    PartitionKey ``<first 2 hex>``, RowKey the sha256 of the Event Grid event id.
+
+Keys never hold raw ARM ids: PartitionKey and RowKey may not contain ``/``, ``\\``, ``#`` or ``?``, and
+ARM ids are full of ``/``; a hash is fixed-length and safe. The readable values are kept as properties.
+Times are stored as :func:`plmon.monitor.state.store.iso` text so they compare as strings in query filters.
+JSON larger than one string property (32K characters) is split over ``<name>_0``, ``<name>_1``, ...
+
+Concurrency. ``apply`` reads every finding it is about to write and compares its ``seq`` with the
+writer's ``expected_seq`` before writing anything; each write is then conditioned on the ETag it
+read (``MatchConditions.IfNotModified``; a finding believed new is *created*, which fails if another
+writer created it first). A finding and its outbox rows are one transaction, so a finding never moves
+without its alerts. Across findings there is no atomicity in Table Storage: when a later finding of a
+multi-finding change loses a race, the earlier ones are already written (each one complete with its
+alerts) and :class:`~plmon.monitor.state.store.ConflictError` is raised; the lifecycle re-reads and recomputes,
+and because alert ids are derived from (finding, transition, seq), the redone part queues nothing new.
+Outbox rows are inserted if absent. ``claim_due`` leases a row by an ETag-conditioned update of its
+``next_attempt_at``: of two instances that read the same due row, exactly one update succeeds, and only
+that one sends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import structlog
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+
+from plmon.monitor.errors import InputError
+from plmon.monitor.state.store import (
+    AlertStatus,
+    ChangeSet,
+    ConflictError,
+    FindingRecord,
+    FindingState,
+    OutboxRow,
+    ScanRecord,
+    iso,
+    parse_iso,
+)
+
+__all__ = ["CONNECTION_STRING_ENV", "TablesStore", "tables_store_from_url"]
+
+log = structlog.get_logger(__name__)
+
+CONNECTION_STRING_ENV = "PLMON_TABLES_CONNECTION_STRING"
+_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
+_CHUNK = 30_000          # characters per string property (the limit is 64 KiB of UTF-16)
+_MAX_BATCH = 100         # operations per entity-group transaction
+_FINDING_RK = "finding"
+_RETRIES = 8             # read-modify-write attempts before giving up on a hot row
+
+
+def _h(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _finding_pk(check_id: str, resource_key: str) -> str:
+    return "f-" + _h(check_id, resource_key)[:40]
+
+
+def _outbox_rk(alert_id: str, channel: str) -> str:
+    return f"o-{alert_id}-{_h(channel)[:16]}"
+
+
+def _put_json(entity: dict[str, Any], name: str, value: Any) -> None:
+    text = json.dumps(value, sort_keys=True)
+    chunks = [text[i:i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
+    entity[f"{name}_n"] = len(chunks)
+    for i, chunk in enumerate(chunks):
+        entity[f"{name}_{i}"] = chunk
+
+
+def _get_json(entity: Mapping[str, Any], name: str) -> Any:
+    return json.loads("".join(entity[f"{name}_{i}"] for i in range(int(entity[f"{name}_n"]))))
+
+
+def _opt(entity: Mapping[str, Any], name: str, kind: Callable[[Any], Any]) -> Any:
+    """A property that rows written before it existed lack (Table Storage has no null either)."""
+    value = entity.get(name)
+    return None if value is None else kind(value)
+
+
+def _opt_iso(t: datetime | None) -> str | None:
+    return iso(t) if t is not None else None
+
+
+def _clean(entity: dict[str, Any]) -> dict[str, Any]:
+    """Table Storage has no null: an absent property is None when read back."""
+    return {k: v for k, v in entity.items() if v is not None}
+
+
+class TablesStore:
+    """A :class:`plmon.monitor.state.store.StateStore` in Azure Table Storage (or Azurite)."""
+
+    def __init__(self, service: TableServiceClient, prefix: str = "plmon") -> None:
+        if not _PREFIX.match(prefix):
+            raise InputError(f"state.url: table prefix {prefix!r} must be letters and digits, starting with a "
+                             "letter, at most 41 characters")
+        self.prefix = prefix
+        self._service = service
+        self._tables: dict[str, TableClient] = {}
+        try:
+            for name in ("state", "observations", "scans", "events"):
+                self._tables[name] = service.create_table_if_not_exists(f"{prefix}{name}")
+        except ClientAuthenticationError as err:
+            raise InputError(f"state store: Table Storage refused the credentials ({err.reason or err})") from None
+        except (AzureError, ValueError) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise InputError(f"state store: cannot open Table Storage tables '{prefix}*' ({first})") from None
+        self._state = self._tables["state"]
+        self._scan_counter = threading.Lock()
+        self._last_ns = 0
+        # Outbox row key -> partition, learnt when rows are read: marking a claimed row needs no search.
+        self._partition_of: dict[str, str] = {}
+
+    @property
+    def service(self) -> TableServiceClient:
+        """The account's client, for the intake queue that lives beside the store (Function app)."""
+        return self._service
+
+    def close(self) -> None:
+        for t in self._tables.values():
+            t.close()
+        self._service.close()
+
+    def drop_tables(self) -> None:
+        """Delete this store's tables (tests and ``uninstall``); the data is gone."""
+        for t in self._tables.values():
+            self._service.delete_table(t.table_name)
+
+    # --- plumbing -------------------------------------------------------------------------------
+    @staticmethod
+    def _get(table: TableClient, pk: str, rk: str) -> dict[str, Any] | None:
+        try:
+            return table.get_entity(pk, rk)  # type: ignore[return-value]
+        except ResourceNotFoundError:
+            return None
+
+    def _update_row(self, table: TableClient, pk: str, rk: str,
+                    change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> bool:
+        """Read, change, write back only if unchanged meanwhile; ``change`` returns None to leave it.
+        Retried on a lost race; False when the row is absent or ``change`` declined."""
+        for _ in range(_RETRIES):
+            current = self._get(table, pk, rk)
+            if current is None:
+                return False
+            new = change(dict(current))
+            if new is None:
+                return False
+            try:
+                table.update_entity(_clean(new), mode=UpdateMode.REPLACE, etag=current.metadata["etag"],
+                                    match_condition=MatchConditions.IfNotModified)
+                return True
+            except ResourceModifiedError:
+                continue
+            except ResourceNotFoundError:
+                return False
+        raise ConflictError(f"table row {table.table_name}/{pk}/{rk} kept changing; gave up after {_RETRIES} tries")
+
+    # --- findings ------------------------------------------------------------------------------
+    @staticmethod
+    def _finding_entity(rec: FindingRecord) -> dict[str, Any]:
+        e: dict[str, Any] = {
+            "PartitionKey": _finding_pk(rec.check_id, rec.resource_key), "RowKey": _FINDING_RK, "kind": "finding",
+            "check_id": rec.check_id, "resource_key": rec.resource_key, "resource_id": rec.resource_id,
+            "state": rec.state.value, "severity": rec.severity, "first_seen": iso(rec.first_seen),
+            "last_seen": iso(rec.last_seen), "resolved_at": _opt_iso(rec.resolved_at),
+            "last_alert_at": _opt_iso(rec.last_alert_at), "seq": int(rec.seq),
+            "channels": json.dumps(list(rec.channels)),
+        }
+        _put_json(e, "finding", dict(rec.finding))
+        return _clean(e)
+
+    @staticmethod
+    def _finding(e: Mapping[str, Any]) -> FindingRecord:
+        return FindingRecord(
+            check_id=e["check_id"], resource_key=e["resource_key"], resource_id=e["resource_id"],
+            state=FindingState(e["state"]), severity=e["severity"],
+            first_seen=parse_iso(e["first_seen"]), last_seen=parse_iso(e["last_seen"]),  # type: ignore[arg-type]
+            resolved_at=parse_iso(e.get("resolved_at")), last_alert_at=parse_iso(e.get("last_alert_at")),
+            seq=int(e["seq"]), finding=_get_json(e, "finding"), channels=tuple(json.loads(e["channels"])))
+
+    def get_finding(self, check_id: str, resource_key: str) -> FindingRecord | None:
+        e = self._get(self._state, _finding_pk(check_id, resource_key), _FINDING_RK)
+        return self._finding(e) if e is not None else None
+
+    def findings(self, state: FindingState | None = None) -> list[FindingRecord]:
+        if state is None:
+            rows = self._state.query_entities("RowKey eq @rk", parameters={"rk": _FINDING_RK})
+        else:
+            rows = self._state.query_entities("RowKey eq @rk and state eq @s",
+                                              parameters={"rk": _FINDING_RK, "s": state.value})
+        return sorted((self._finding(e) for e in rows), key=lambda r: (r.check_id, r.resource_key))
+
+    def apply(self, change: ChangeSet) -> None:
+        # 1. Check every expected sequence before writing anything.
+        plan: list[tuple[str, FindingRecord, str | None]] = []
+        for rec, expected in change.findings:
+            pk = _finding_pk(rec.check_id, rec.resource_key)
+            current = self._get(self._state, pk, _FINDING_RK)
+            seq = int(current["seq"]) if current is not None else None
+            if seq != expected:
+                raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: sequence {seq}, expected {expected}")
+            plan.append((pk, rec, current.metadata["etag"] if current is not None else None))
+        rows: dict[str, dict[str, dict[str, Any]]] = {}
+        for o in change.outbox:
+            pk = _finding_pk(o.check_id, o.resource_key)
+            rows.setdefault(pk, {})[_outbox_rk(o.alert_id, o.channel)] = self._outbox_entity(o)
+        # 2. Each finding with its own alerts: one transaction, conditioned on what step 1 read.
+        for pk, rec, etag in plan:
+            self._write_finding(pk, rec, etag, rows.pop(pk, {}))
+        # 3. Alerts without a finding in this change: insert if absent.
+        for entities in rows.values():
+            for entity in entities.values():
+                with contextlib.suppress(ResourceExistsError):
+                    self._state.create_entity(entity)
+        if change.scan is not None:
+            self._add_scan(change.scan)
+
+    def _write_finding(self, pk: str, rec: FindingRecord, etag: str | None,
+                       outbox: dict[str, dict[str, Any]]) -> None:
+        entity = self._finding_entity(rec)
+        first: tuple[Any, ...] = (("create", entity) if etag is None else
+                                  ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag,
+                                                      "match_condition": MatchConditions.IfNotModified}))
+        for _ in range(_RETRIES):
+            existing = {e["RowKey"] for e in self._state.query_entities(
+                "PartitionKey eq @pk and RowKey ge 'o-' and RowKey lt 'o.'", parameters={"pk": pk},
+                select=["RowKey"])}
+            new = [ent for rk, ent in sorted(outbox.items()) if rk not in existing]
+            ops = [first, *(("create", ent) for ent in new[:_MAX_BATCH - 1])]
+            try:
+                self._state.submit_transaction(ops)  # type: ignore[arg-type]
+            except TableTransactionError as err:
+                # Our finding moved (or appeared): a concurrent writer. Otherwise an alert row was
+                # inserted meanwhile (a redelivered change): read the partition again and retry.
+                now = self._get(self._state, pk, _FINDING_RK)
+                if (now.metadata["etag"] if now is not None else None) != etag:
+                    raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: changed by another "
+                                        f"writer ({err.error_code})") from None
+                continue
+            for ent in new[_MAX_BATCH - 1:]:
+                with contextlib.suppress(ResourceExistsError):
+                    self._state.create_entity(ent)
+            return
+        raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: transaction kept failing")
+
+    # --- observations ---------------------------------------------------------------------------
+    @property
+    def _obs(self) -> TableClient:
+        return self._tables["observations"]
+
+    def observe(self, seen: Iterable[tuple[str, str]], at: datetime) -> None:
+        stamp = iso(at)
+        for subject, status in seen:
+            h = _h(subject, status)
+            pk, rk = h[:2], h
+            try:
+                self._obs.create_entity({"PartitionKey": pk, "RowKey": rk, "subject_key": subject,
+                                         "status": status, "first_seen": stamp, "last_seen": stamp})
+                continue
+            except ResourceExistsError:
+                pass
+
+            def widen(e: dict[str, Any], stamp: str = stamp) -> dict[str, Any] | None:
+                if e["first_seen"] <= stamp <= e["last_seen"]:
+                    return None
+                e["first_seen"], e["last_seen"] = min(e["first_seen"], stamp), max(e["last_seen"], stamp)
+                return e
+
+            self._update_row(self._obs, pk, rk, widen)
+
+    def observations(self, keys: Iterable[tuple[str, str]] | None = None) -> dict[tuple[str, str], datetime]:
+        if keys is None:
+            return {(e["subject_key"], e["status"]): parse_iso(e["first_seen"])  # type: ignore[misc]
+                    for e in self._obs.list_entities()}
+        out: dict[tuple[str, str], datetime] = {}
+        for subject, status in set(keys):
+            h = _h(subject, status)
+            e = self._get(self._obs, h[:2], h)
+            if e is not None:
+                out[(subject, status)] = parse_iso(e["first_seen"])  # type: ignore[assignment]
+        return out
+
+    # --- scans ----------------------------------------------------------------------------------
+    @property
+    def _scans(self) -> TableClient:
+        return self._tables["scans"]
+
+    def _add_scan(self, s: ScanRecord) -> None:
+        with self._scan_counter:
+            ns = max(time.time_ns(), self._last_ns + 1)
+            self._last_ns = ns
+        entity: dict[str, Any] = {
+            "PartitionKey": "scans", "RowKey": f"{iso(s.at)}-{ns:020d}-{uuid.uuid4().hex[:8]}", "at": iso(s.at),
+            "kind": s.kind, "subscriptions_scanned": int(s.subscriptions_scanned), "gaps": int(s.gaps),
+            "open_findings": int(s.open_findings), "by_check": json.dumps(dict(s.by_check), sort_keys=True),
+            "by_severity": json.dumps(dict(s.by_severity), sort_keys=True),
+            "compliance_percent": s.compliance_percent, "resources_evaluated": s.resources_evaluated,
+            "resources_non_compliant": s.resources_non_compliant}
+        _put_json(entity, "figures", dict(s.figures))  # the gaps list can outgrow one string property
+        self._scans.create_entity(_clean(entity))
+
+    def scan_history(self, since: datetime | None = None) -> list[ScanRecord]:
+        rows = self._scans.query_entities("PartitionKey eq 'scans' and at ge @since",
+                                          parameters={"since": iso(since) if since else ""})
+        return [ScanRecord(at=parse_iso(e["at"]), subscriptions_scanned=int(e["subscriptions_scanned"]),  # type: ignore[arg-type]
+                           gaps=int(e["gaps"]), by_check=json.loads(e["by_check"]),
+                           by_severity=json.loads(e["by_severity"]), open_findings=int(e["open_findings"]),
+                           kind=e["kind"], compliance_percent=_opt(e, "compliance_percent", float),
+                           resources_evaluated=_opt(e, "resources_evaluated", int),
+                           resources_non_compliant=_opt(e, "resources_non_compliant", int),
+                           figures=_get_json(e, "figures") if "figures_n" in e else {})
+                for e in sorted(rows, key=lambda e: e["RowKey"])]
+
+    # --- outbox ---------------------------------------------------------------------------------
+    @staticmethod
+    def _outbox_entity(o: OutboxRow) -> dict[str, Any]:
+        e: dict[str, Any] = {
+            "PartitionKey": _finding_pk(o.check_id, o.resource_key), "RowKey": _outbox_rk(o.alert_id, o.channel),
+            "kind": "outbox", "alert_id": o.alert_id, "channel": o.channel, "check_id": o.check_id,
+            "resource_key": o.resource_key, "seq": int(o.seq), "alert_kind": o.kind, "created_at": iso(o.created_at),
+            "status": o.status.value, "attempts": int(o.attempts),
+            "next_attempt_at": iso(o.next_attempt_at or o.created_at), "last_error": o.last_error,
+            "delivered_at": _opt_iso(o.delivered_at),
+        }
+        _put_json(e, "payload", dict(o.payload))
+        return _clean(e)
+
+    @staticmethod
+    def _row(e: Mapping[str, Any]) -> OutboxRow:
+        return OutboxRow(alert_id=e["alert_id"], channel=e["channel"], check_id=e["check_id"],
+                         resource_key=e["resource_key"], seq=int(e["seq"]), kind=e["alert_kind"],
+                         created_at=parse_iso(e["created_at"]), payload=_get_json(e, "payload"),  # type: ignore[arg-type]
+                         status=AlertStatus(e["status"]), attempts=int(e["attempts"]),
+                         next_attempt_at=parse_iso(e.get("next_attempt_at")), last_error=e.get("last_error"),
+                         delivered_at=parse_iso(e.get("delivered_at")))
+
+    def _outbox_entities(self, status: AlertStatus | None = None) -> Iterator[dict[str, Any]]:
+        if status is None:
+            return iter(self._state.query_entities("kind eq 'outbox'"))  # type: ignore[arg-type]
+        return iter(self._state.query_entities("kind eq 'outbox' and status eq @s",  # type: ignore[arg-type]
+                                               parameters={"s": status.value}))
+
+    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[OutboxRow]:
+        stamp, until = iso(now), iso(now + lease)
+        pending = list(self._outbox_entities(AlertStatus.PENDING))
+        lowest: dict[tuple[str, str, str], int] = {}
+        for e in pending:
+            group = (e["check_id"], e["resource_key"], e["channel"])
+            lowest[group] = min(lowest.get(group, int(e["seq"])), int(e["seq"]))
+        due = [e for e in pending if e["next_attempt_at"] <= stamp
+               and int(e["seq"]) <= lowest[(e["check_id"], e["resource_key"], e["channel"])]]
+        due.sort(key=lambda e: (e["created_at"], int(e["seq"]), e["alert_id"]))
+        claimed: list[OutboxRow] = []
+        for e in due:
+            if len(claimed) >= limit:
+                break
+            try:
+                self._state.update_entity({"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"],
+                                           "next_attempt_at": until}, mode=UpdateMode.MERGE,
+                                          etag=e.metadata["etag"], match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue  # another instance leased, delivered or pruned it since we read it
+            claimed.append(self._row(e))
+            if len(self._partition_of) > 10_000:
+                self._partition_of.clear()
+            self._partition_of[e["RowKey"]] = e["PartitionKey"]
+        return claimed
+
+    def mark_delivered(self, alert_id: str, channel: str, at: datetime) -> None:
+        def done(e: dict[str, Any]) -> dict[str, Any]:
+            e.update(status=AlertStatus.DELIVERED.value, delivered_at=iso(at), attempts=int(e["attempts"]) + 1,
+                     last_error=None)
+            return e
+
+        self._update_row(self._state, *self._locate(alert_id, channel), done)
+
+    def mark_attempt_failed(self, alert_id: str, channel: str, *, error: str,
+                            retry_at: datetime | None) -> None:
+        def failed(e: dict[str, Any]) -> dict[str, Any] | None:
+            if e["status"] != AlertStatus.PENDING.value:
+                return None
+            e.update(attempts=int(e["attempts"]) + 1, last_error=error[:500])
+            if retry_at is None:
+                e["status"] = AlertStatus.FAILED.value
+            else:
+                e["next_attempt_at"] = iso(retry_at)
+            return e
+
+        self._update_row(self._state, *self._locate(alert_id, channel), failed)
+
+    def _locate(self, alert_id: str, channel: str) -> tuple[str, str]:
+        """The partition of an alert row: the alert id does not say which finding it belongs to."""
+        rk = _outbox_rk(alert_id, channel)
+        known = self._partition_of.get(rk)
+        if known is not None:
+            return known, rk
+        for e in self._state.query_entities("RowKey eq @rk", parameters={"rk": rk}, select=["PartitionKey"]):
+            return e["PartitionKey"], rk
+        return "", rk  # absent: _update_row then finds nothing and leaves it
+
+    def outbox(self, status: AlertStatus | None = None) -> list[OutboxRow]:
+        rows = [self._row(e) for e in self._outbox_entities(status)]
+        return sorted(rows, key=lambda o: (iso(o.created_at), o.seq, o.alert_id, o.channel))
+
+    def retry_failed(self, now: datetime, alert_ids: Iterable[str] | None = None) -> int:
+        wanted = set(alert_ids) if alert_ids is not None else None
+
+        def back(e: dict[str, Any]) -> dict[str, Any] | None:
+            if e["status"] != AlertStatus.FAILED.value:
+                return None
+            e.update(status=AlertStatus.PENDING.value, attempts=0, next_attempt_at=iso(now))
+            return e
+
+        n = 0
+        for e in list(self._outbox_entities(AlertStatus.FAILED)):
+            if wanted is None or e["alert_id"] in wanted:
+                n += self._update_row(self._state, e["PartitionKey"], e["RowKey"], back)
+        return n
+
+    def next_due(self) -> datetime | None:
+        times = [e["next_attempt_at"] for e in self._outbox_entities(AlertStatus.PENDING)]
+        return parse_iso(min(times)) if times else None
+
+    # --- daemon ---------------------------------------------------------------------------------
+    def mark_event_processed(self, event_id: str, at: datetime) -> bool:
+        h = _h(event_id)
+        try:
+            self._tables["events"].create_entity({"PartitionKey": h[:2], "RowKey": h, "event_id": event_id[:1000],
+                                                  "processed_at": iso(at)})
+        except ResourceExistsError:
+            return False
+        return True
+
+    # --- housekeeping ---------------------------------------------------------------------------
+    def prune(self, older_than: datetime) -> int:
+        """Drop history older than ``older_than`` (as the SQLite store does): resolved findings,
+        settled alerts, scans, event ids, observations not seen since. Open state is never pruned."""
+        cut = iso(older_than)
+        doomed: list[tuple[TableClient, Mapping[str, Any]]] = []
+        doomed += [(self._state, e) for e in self._state.query_entities(
+            "RowKey eq 'finding' and state eq 'resolved' and resolved_at lt @c", parameters={"c": cut})]
+        doomed += [(self._state, e) for e in self._state.query_entities(
+            "kind eq 'outbox' and status eq 'delivered' and delivered_at lt @c", parameters={"c": cut})]
+        doomed += [(self._state, e) for e in self._state.query_entities(
+            "kind eq 'outbox' and status eq 'failed' and created_at lt @c", parameters={"c": cut})]
+        doomed += [(self._scans, e) for e in self._scans.query_entities("at lt @c", parameters={"c": cut})]
+        doomed += [(self._tables["events"], e) for e in self._tables["events"].query_entities(
+            "processed_at lt @c", parameters={"c": cut})]
+        doomed += [(self._obs, e) for e in self._obs.query_entities("last_seen lt @c", parameters={"c": cut})]
+        n = 0
+        for table, e in doomed:
+            try:
+                # Conditioned on the ETag read: a row that changed since (a finding reopened) stays.
+                table.delete_entity(e["PartitionKey"], e["RowKey"], etag=e.metadata["etag"],
+                                    match_condition=MatchConditions.IfNotModified)
+                n += 1
+            except (ResourceNotFoundError, ResourceModifiedError):
+                continue
+            except HttpResponseError as err:
+                if err.status_code != 412:
+                    raise
+        return n
+
+
+def tables_store_from_url(url: str, environ: Mapping[str, str] | None = None) -> TablesStore:
+    """``azuretables://<account>/<prefix>`` (managed identity via DefaultAzureCredential), or a connection
+    string: ``azuretables:///<prefix>`` with ``PLMON_TABLES_CONNECTION_STRING`` set, or
+    ``azuretables:///<prefix>?connection_string_env=VAR``. The prefix defaults to ``plmon``."""
+    env = environ or {}
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    unknown = set(query) - {"connection_string_env"}
+    if unknown:
+        raise InputError(f"state.url: unknown azuretables option(s) {', '.join(sorted(unknown))} "
+                         "(supported: connection_string_env)")
+    prefix = parts.path.strip("/") or "plmon"
+    if not _PREFIX.match(prefix):
+        raise InputError(f"state.url: table prefix {prefix!r} must be letters and digits, starting with a "
+                         "letter, at most 41 characters")
+    account = parts.netloc
+    if account:
+        if not re.fullmatch(r"[a-z0-9]{3,24}", account):
+            raise InputError(f"state.url: {account!r} is not a storage account name (3-24 lower-case letters "
+                             "and digits)")
+        from azure.identity import DefaultAzureCredential
+
+        service = TableServiceClient(endpoint=f"https://{account}.table.core.windows.net",
+                                     credential=DefaultAzureCredential())
+        return TablesStore(service, prefix)
+    var = query.get("connection_string_env", [CONNECTION_STRING_ENV])[0]
+    conn = env.get(var, "")
+    if not conn:
+        raise InputError(f"state.url: azuretables without an account needs a connection string in ${var}")
+    try:
+        service = TableServiceClient.from_connection_string(conn)
+    except ValueError:
+        raise InputError(f"state.url: ${var} is not a valid storage connection string") from None
+    return TablesStore(service, prefix)

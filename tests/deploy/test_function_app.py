@@ -1,0 +1,172 @@
+"""The Azure Function app: its triggers, invoked through the azure-functions library as the host would, run
+the daemon's scenario with two instances sharing one Table store on Azurite."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.util
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import azure.functions as func
+import azurite
+import pytest
+import yaml
+from daemonkit import HOOK_SECRET, PUBLIC_CHECK, receiver, tenant, write_account
+from tenantkit import SUB
+
+from plmon.alerts.delivery import RetryPolicy
+from plmon.monitor.config import parse_config
+from plmon.monitor.function_host import FunctionHost, reset_host
+from plmon.monitor.state.store import FindingState
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTION_DIR = ROOT / "deploy" / "azure-function"
+SAMPLES = Path(__file__).parents[1] / "fixtures" / "eventgrid"
+
+
+def load_app() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("plmon_function_app", FUNCTION_DIR / "function_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, Any]:
+    return {f.get_function_name(): f for f in load_app().app.get_functions()}
+
+
+def sample_event(name: str = "event-grid-schema_resource_write_success.json") -> dict[str, Any]:
+    """Microsoft's published sample, its placeholders filled with the test tenant's storage account."""
+    text = (SAMPLES / name).read_text()
+    text = (text.replace("{subscription-id}", SUB).replace("{resource-group}", "rg1")
+            .replace("{storage-name}", "st1"))
+    event = json.loads(text)
+    event["id"] = str(uuid.uuid4())
+    event["eventTime"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")  # newer than the last read
+    return event
+
+
+def as_binding(event: dict[str, Any]) -> func.EventGridEvent:
+    """What the Functions host hands the Event Grid trigger for that event."""
+    return func.EventGridEvent(id=event["id"], data=event["data"], topic=event["topic"], subject=event["subject"],
+                               event_type=event["eventType"],
+                               event_time=datetime.fromisoformat(event["eventTime"].replace("Z", "+00:00")),
+                               data_version=event["dataVersion"])
+
+
+def test_triggers_are_declared(functions: dict[str, Any]) -> None:
+    """The app declares the timer, Event Grid, queue and anonymous HTTP health triggers with app-setting names."""
+    bindings = {name: json.loads(f.get_function_json())["bindings"] for name, f in functions.items()}
+    assert set(bindings) == {"full_collection", "resource_event", "queued_event", "health"}
+    timer = bindings["full_collection"][0]
+    assert timer["type"] == "timerTrigger" and timer["schedule"] == "%PLMON_COLLECTION_SCHEDULE%"
+    assert bindings["resource_event"][0]["type"] == "eventGridTrigger"
+    queue = bindings["queued_event"][0]
+    assert queue["type"] == "queueTrigger" and queue["queueName"] == "%PLMON_EVENT_QUEUE%"
+    assert queue["connection"] == "PLMON_QUEUE"
+    http = next(b for b in bindings["health"] if b["type"] == "httpTrigger")
+    assert http["authLevel"] == "ANONYMOUS" and http["route"] == "healthz" and http["methods"] == ["GET"]
+
+
+def test_shipped_config_parses() -> None:
+    """deploy/azure-function/plmon.yaml is a valid config once its Key Vault-backed settings are set."""
+    data = yaml.safe_load((FUNCTION_DIR / "plmon.yaml").read_text())
+    cfg = parse_config(data, env={"PLMON_STATE_ACCOUNT": "stplmon", "PLMON_WEBHOOK_URL": "https://soc.example/h",
+                                  "PLMON_WEBHOOK_SECRET": "x"})
+    assert cfg.state.url == "azuretables://stplmon/plmon"
+    assert cfg.alerts[0].secret is not None
+
+
+@pytest.fixture
+def two_instances(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path, FunctionHost,
+                                                                                      FunctionHost]]:
+    """Two Function instances (two hosts, each with its own memory) over one Azurite Table store."""
+    prefix = azurite.unique_prefix()
+    folder = tenant(tmp_path / "t")
+    with receiver() as rec:
+        cfg = {"state": {"url": f"azuretables:///{prefix}?connection_string_env=PLMON_TEST_AZURITE"},
+               "alerts": [{"type": "webhook", "name": "hook", "url": rec.url, "secret": HOOK_SECRET,
+                           "min_severity": "high"}],
+               "schedule": {"full_collection": "1h"}}
+        (tmp_path / "plmon.yaml").write_text(yaml.safe_dump(cfg))
+        monkeypatch.setenv("PLMON_CONFIG", str(tmp_path / "plmon.yaml"))
+        monkeypatch.setenv("PLMON_FROM", str(folder))
+        monkeypatch.setenv("PLMON_TEST_AZURITE", azurite.connection_string())
+        fast = RetryPolicy(base=timedelta(milliseconds=50), cap=timedelta(milliseconds=200))
+        a, b = FunctionHost.from_settings(retry_policy=fast), FunctionHost.from_settings(retry_policy=fast)
+        try:
+            yield rec, folder, a, b
+        finally:
+            reset_host(None)
+            a.daemon.store.drop_tables()  # type: ignore[attr-defined]
+            for h in (a, b):
+                h.daemon.intake.close()
+                h.daemon.store.close()
+
+
+def _public(rec: Any, kind: str) -> list[Any]:
+    return [r for r in rec.got if r.event.get("type") == f"io.plmon.finding.{kind}"
+            and r.event["data"]["check_id"] == PUBLIC_CHECK]
+
+
+def test_event_becomes_one_signed_alert_across_two_instances(functions: dict[str, Any], two_instances: Any) -> None:
+    """A write event, delivered to instance A by Event Grid and again to cold instance B by the queue, opens one
+    signed alert; the resolve event on B closes it with one more; a timer run on A re-alerts nothing."""
+    rec, folder, a, b = two_instances
+    timer = functions["full_collection"].get_user_function()
+    on_event = functions["resource_event"].get_user_function()
+    on_queue = functions["queued_event"].get_user_function()
+    health = functions["health"].get_user_function()
+
+    reset_host(a)
+    timer(None)  # the timer binding's argument is unused: the schedule is the whole input
+    assert a.daemon.store.get_finding(PUBLIC_CHECK, f"/subscriptions/{SUB}/resourcegroups/rg1/providers/"
+                                      "microsoft.storage/storageaccounts/st1") is None
+
+    write_account(folder, "Enabled")
+    opened = sample_event()
+    on_event(as_binding(opened))                       # instance A: Event Grid push
+    assert len(_public(rec, "opened")) == 1
+
+    reset_host(b)                                      # instance B, cold: same event redelivered via the queue
+    on_queue(func.QueueMessage(id="m1", body=json.dumps(opened).encode()))
+    assert b.daemon.inventory is None                  # a duplicate never costs a collection
+    on_queue(func.QueueMessage(id="m2", body=json.dumps(sample_event()).encode()))  # a new event for the same change
+    assert b.daemon.inventory is not None              # cold start collected once
+    assert len(_public(rec, "opened")) == 1            # the shared store knew the finding: no second alert
+
+    alert = _public(rec, "opened")[0]
+    expected = "sha256=" + hmac.new(HOOK_SECRET.encode(), alert.body, hashlib.sha256).hexdigest()
+    assert alert.headers["X-Plmon-Signature"] == expected
+    assert alert.event["data"]["state"] == "open"
+
+    write_account(folder, "Disabled")
+    on_queue(func.QueueMessage(id="m3", body=json.dumps(sample_event()).encode()))
+    assert len(_public(rec, "resolved")) == 1
+    reset_host(a)
+    on_event(as_binding(sample_event()))               # A's memory is older; the store decides: nothing new
+    timer(None)
+    assert len(_public(rec, "opened")) == 1 and len(_public(rec, "resolved")) == 1
+    assert len({r.event["id"] for r in rec.got}) == len(rec.got)  # no alert id reached the receiver twice
+    [finding] = [f for f in a.daemon.store.findings() if f.check_id == PUBLIC_CHECK]
+    assert finding.state is FindingState.RESOLVED
+
+    resp = health(func.HttpRequest(method="GET", url="/api/healthz", body=b""))
+    assert resp.status_code == 200 and json.loads(resp.get_body())["store"] == "ok"
+
+
+def test_bad_event_is_logged_not_raised(functions: dict[str, Any], two_instances: Any) -> None:
+    """A queue message that is not an event is rejected with a log line (no retry storm), and queues nothing."""
+    _, _, a, _ = two_instances
+    reset_host(a)
+    functions["queued_event"].get_user_function()(func.QueueMessage(id="x", body=b"not json"))
+    assert a.daemon.intake.pending() == 0

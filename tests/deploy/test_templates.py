@@ -1,0 +1,199 @@
+"""The deployment files: Event Grid filters from the relevance table, Bicep structure (no Bicep compiler is
+installable here), Dockerfile, systemd unit and Kubernetes manifest lint, and the entry point they all run."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+from click.testing import CliRunner
+from daemonkit import tenant
+from yamllint import linter
+from yamllint.config import YamlLintConfig
+
+from plmon.monitor.cli import cli
+from plmon.monitor.config import parse_config
+from plmon.monitor.events.relevance import MAX_FILTER_VALUES, operation_name_contains_filters, operation_name_filters
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+BICEP = DEPLOY / "bicep"
+PLMON = Path(sys.executable).parent / "plmon"
+SECRETS = {"PLMON_SERVER_SECRET": "srv-secret", "PLMON_WEBHOOK_URL": "http://127.0.0.1:9/hook",
+           "PLMON_WEBHOOK_SECRET": "hook-secret"}
+
+
+def _filters_json() -> str:
+    result = CliRunner().invoke(cli, ["deploy", "event-filters"])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_event_filters_cover_the_relevance_table_within_limits() -> None:
+    """`plmon deploy event-filters` emits every relevance prefix once, at most 25 values per event subscription."""
+    doc = json.loads(_filters_json())
+    subs = doc["parameters"]["eventFilters"]["value"]
+    assert all(len(s["values"]) <= MAX_FILTER_VALUES for s in subs)
+    assert all(s["key"] == "data.operationName" for s in subs)
+    begins = [v for s in subs if s["operator"] == "StringBeginsWith" for v in s["values"]]
+    assert begins == [v for chunk in operation_name_filters() for v in chunk]
+    contains = [v for s in subs if s["operator"] == "StringContains" for v in s["values"]]
+    assert contains == [v for chunk in operation_name_contains_filters() for v in chunk]
+    assert len({s["name"] for s in subs}) == len(subs)
+    only = json.loads(CliRunner().invoke(cli, ["deploy", "event-filters", "--values-only"]).output)
+    assert only == subs
+
+
+def test_committed_filter_parameters_match_the_cli() -> None:
+    """deploy/bicep/event-filters.parameters.json is exactly what the CLI prints (regenerate when the table changes)."""
+    assert (BICEP / "event-filters.parameters.json").read_text() == _filters_json()
+
+
+def test_deploy_cli_rejects_bad_options() -> None:
+    """A wrong option is one line and exit 2, not a traceback."""
+    proc = subprocess.run([str(PLMON), "deploy", "event-filters", "--nope"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "--nope" in proc.stderr
+
+
+def _params(text: str) -> set[str]:
+    return set(re.findall(r"^param (\w+) ", text, re.M))
+
+
+def test_bicep_structure() -> None:
+    """The templates declare what the deployment needs (Flex plan, identity, MG-scope Reader, KV references,
+    dead-lettering) and use every parameter they declare; the filter objects' fields match the CLI's."""
+    main, eg, mg = ((BICEP / n).read_text() for n in ("main.bicep", "eventgrid.bicep", "mg-reader.bicep"))
+    for text in (main, eg, mg):
+        for p in _params(text):
+            assert len(re.findall(rf"\b{p}\b", text)) >= 2, f"param {p} declared but not used"
+        assert text.count("{") == text.count("}") and text.count("[") == text.count("]")
+    assert "targetScope = 'managementGroup'" in mg and "acdd72a7-3385-48ef-bd42-f606fba81ae7" in mg  # Reader
+    assert "name: 'FC1'" in main and "tier: 'FlexConsumption'" in main and "functionAppConfig" in main
+    assert "Microsoft.ManagedIdentity/userAssignedIdentities" in main
+    assert main.count("@Microsoft.KeyVault(") == 2 and "keyVaultReferenceIdentity" in main
+    assert "allowSharedKeyAccess: false" in main
+    assert "module eventGrid 'eventgrid.bicep'" in main
+    module_args = set(re.findall(r"^    (\w+): ", main.split("module eventGrid", 1)[1].split("\n}\n", 1)[0], re.M))
+    assert module_args <= _params(eg)
+    assert "deadLetterDestination" in eg and "Microsoft.EventGrid/systemTopics" in eg
+    assert "if (createTopic)" in eg  # an existing system topic is reused: one per subscription
+    fields = set(re.findall(r"\bf\.(\w+)", eg))
+    assert fields == set(json.loads(_filters_json())["parameters"]["eventFilters"]["value"][0])
+    # The queue and app-setting names the Function app reads are the ones Bicep sets.
+    app = (DEPLOY / "azure-function" / "function_app.py").read_text()
+    for setting in ("PLMON_COLLECTION_SCHEDULE", "PLMON_EVENT_QUEUE", "PLMON_QUEUE"):
+        assert setting in app and f"'{setting}" in main
+
+
+def test_dockerfile_rules() -> None:
+    """The image is slim, runs as a numeric non-root user, keeps state on a volume and checks /healthz."""
+    text = (DEPLOY / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    assert froms and all(f.endswith("-slim") or f.endswith("-slim AS build") or "slim" in f for f in froms)
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert 'VOLUME ["/var/lib/plmon"]' in text and "PLMON_STATE_URL=sqlite:////var/lib/plmon/" in text
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    for src in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M):
+        for path in src.split():
+            assert (ROOT / path).exists(), f"COPY source {path} missing"
+
+
+def test_systemd_unit_verifies() -> None:
+    """systemd-analyze verify accepts the unit (ExecStart pointed at this venv's plmon)."""
+    text = (DEPLOY / "plmon.service").read_text()
+    assert "DynamicUser=yes" in text and "StateDirectory=plmon" in text and "RestartPreventExitStatus=2" in text
+    analyze = shutil.which("systemd-analyze")
+    assert analyze is not None, "systemd-analyze missing: apt-get install systemd"
+    unit = Path(os.environ.get("TMPDIR", "/tmp")) / f"plmon-test-{os.getpid()}.service"
+    unit.write_text(text.replace("/usr/local/bin/plmon", str(PLMON)).replace("EnvironmentFile=", "EnvironmentFile=-"))
+    try:
+        proc = subprocess.run([analyze, "verify", str(unit)], capture_output=True, text=True, timeout=60)
+    finally:
+        unit.unlink()
+    problems = [line for line in proc.stderr.splitlines() if unit.name in line]
+    assert proc.returncode == 0 and problems == [], proc.stderr
+
+
+def test_kubernetes_manifest() -> None:
+    """The Deployment probes /healthz and /readyz on the served port, runs non-root, and takes secrets from a Secret."""
+    path = DEPLOY / "kubernetes" / "plmon.yaml"
+    docs = {d["kind"]: d for d in yaml.safe_load_all(path.read_text())}
+    assert {"Secret", "ConfigMap", "Deployment", "Service", "PersistentVolumeClaim", "ServiceAccount"} <= set(docs)
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["envFrom"] == [{"secretRef": {"name": docs["Secret"]["metadata"]["name"]}}]
+    cfg = parse_config(yaml.safe_load(docs["ConfigMap"]["data"]["plmon.yaml"]),
+                       env={**SECRETS, "PLMON_STATE_URL": "sqlite:///x.db"})
+    assert cfg.server.port == port["http"] == 8080
+    assert set(docs["Secret"]["stringData"]) == set(SECRETS)
+
+
+def test_yaml_files_lint_clean() -> None:
+    """yamllint finds nothing in the deployment YAML."""
+    conf = YamlLintConfig("{extends: default, rules: {line-length: {max: 120}, document-start: disable, "
+                          "comments: {min-spaces-from-content: 1}}}")
+    for path in (DEPLOY / "kubernetes" / "plmon.yaml", DEPLOY / "plmon.yaml", DEPLOY / "azure-function" / "plmon.yaml"):
+        problems = list(linter.run(path.read_text(), conf, str(path)))
+        assert problems == [], f"{path}: {problems}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_container_entry_point_serves_health(tmp_path: Path) -> None:
+    """The command the image, unit and manifest run (plmon serve with deploy/plmon.yaml) becomes healthy and
+    ready, passes the Dockerfile's own HEALTHCHECK command, and exits 0 on SIGTERM."""
+    port = _free_port()
+    text = (DEPLOY / "Dockerfile").read_text()
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
+    health = json.loads(re.search(r"CMD (\[\"python\".*\])$", text, re.M).group(1))  # type: ignore[union-attr]
+    env = {**os.environ, **SECRETS, "PLMON_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
+    args = [str(PLMON), *[a.replace("/etc/plmon/plmon.yaml", str(DEPLOY / "plmon.yaml")) for a in cmd],
+            "--from", str(tenant(tmp_path / "t")), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        ready = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        assert ready is not None and ready.status_code == 200, proc.stderr.read() if proc.poll() is not None else ""
+        check = [sys.executable if health[0] == "python" else health[0],
+                 *[a.replace("127.0.0.1:8080", f"127.0.0.1:{port}") for a in health[1:]]]
+        assert subprocess.run(check, timeout=30).returncode == 0, shlex.join(check)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert proc.returncode == 0

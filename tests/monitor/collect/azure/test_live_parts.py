@@ -1,0 +1,76 @@
+"""The small pieces of live collection: the read budget, credentials, endpoints and env tuning."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from plmon.monitor.collect.azure.budget import TokenBucket
+from plmon.monitor.collect.azure.credentials import (
+    StaticTokenCredential,
+    arm_credential,
+    cloud_name,
+    normalise_endpoint,
+    scope_for,
+)
+from plmon.monitor.collect.azure.policies import budget_scope
+from plmon.monitor.collect.sources import live_settings_from_env
+from plmon.monitor.errors import InputError
+
+
+def test_bucket_allows_its_burst_then_refills_at_its_rate() -> None:
+    """Proves: capacity requests pass at once, the next ones wait 1/rate seconds each, across threads."""
+    bucket = TokenBucket(capacity=5, refill_per_second=50)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=bucket.take) for _ in range(15)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    assert 0.18 <= elapsed < 1.0   # 10 tokens beyond the burst at 50/s = 0.2 s
+
+
+def test_bucket_with_a_clock_counts_waits_exactly() -> None:
+    """Proves: with an injected clock, the wait for a token is exactly the deficit over the rate."""
+    now = [0.0]
+    bucket = TokenBucket(2, 4, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    assert bucket.take() == 0 and bucket.take() == 0
+    assert bucket.take() == pytest.approx(0.25)
+
+
+def test_budget_scope_is_the_subscription_or_the_tenant() -> None:
+    """Proves: reads spend their subscription's budget; tenant-level reads share one."""
+    assert budget_scope("https://h/subscriptions/ABC/providers/x?api-version=1") == "abc"
+    assert budget_scope("https://h/providers/Microsoft.Management/managementGroups") == "tenant"
+
+
+def test_static_token_and_env() -> None:
+    """Proves: PLMON_ARM_TOKEN (with or without 'Bearer ') is the token, and its repr never shows it."""
+    cred = arm_credential({"PLMON_ARM_TOKEN": "Bearer abc.def"})
+    assert isinstance(cred, StaticTokenCredential)
+    assert cred.get_token("s").token == "abc.def"
+    assert "abc" not in repr(cred)
+
+
+def test_endpoints_scopes_and_clouds() -> None:
+    """Proves: the token scope follows the endpoint and only https endpoints are accepted."""
+    assert scope_for("https://management.usgovcloudapi.net/") == "https://management.usgovcloudapi.net/.default"
+    assert normalise_endpoint(None) == "https://management.azure.com"
+    assert cloud_name("https://management.chinacloudapi.cn") == "AzureChinaCloud"
+    assert cloud_name("https://127.0.0.1:8443") == "Custom"
+    with pytest.raises(InputError):
+        normalise_endpoint("http://management.azure.com")
+
+
+def test_env_tuning_and_its_errors() -> None:
+    """Proves: PLMON_ARM_* tune retries, timeouts and the budget; bad values are InputErrors."""
+    s = live_settings_from_env(None, None, {"PLMON_ARM_RETRY_TOTAL": "2", "PLMON_ARM_READ_TIMEOUT": "1.5",
+                                            "PLMON_ARM_BUDGET": "100/10"})
+    assert (s.retry_total, s.read_timeout, s.budget_capacity, s.budget_refill) == (2, 1.5, 100, 10)
+    assert live_settings_from_env(None, None, {"PLMON_ARM_BUDGET": "off"}).budget_capacity is None
+    for bad in ({"PLMON_ARM_RETRY_TOTAL": "x"}, {"PLMON_ARM_BUDGET": "250"}, {"PLMON_ARM_READ_TIMEOUT": "-1"}):
+        with pytest.raises(InputError):
+            live_settings_from_env(None, None, bad)

@@ -1,0 +1,124 @@
+"""ARM id parsing: one normalised key, the parts of the id, and no crash on anything real payloads hold."""
+
+from __future__ import annotations
+
+import pytest
+
+from plmon.monitor.model.arm_id import ArmId, normalise, parse_id
+
+SUBNET = "/subscriptions/AbC/resourcegroups/RG1/providers/Microsoft.Network/virtualNetworks/Vnet1/subnets/Pe"
+
+
+def test_full_id_parts() -> None:
+    """A subnet id parses into subscription, group, provider, type chain and name, keeping spelling."""
+    a = parse_id(SUBNET)
+    assert not a.opaque
+    assert (a.subscription, a.resource_group, a.provider) == ("AbC", "RG1", "Microsoft.Network")
+    assert a.types == ("virtualNetworks", "subnets")
+    assert a.names == ("Vnet1", "Pe")
+    assert a.type == "Microsoft.Network/virtualNetworks/subnets"
+    assert a.type_key == "microsoft.network/virtualnetworks/subnets"
+    assert a.name == "Pe"
+    assert a.raw == SUBNET and str(a) == SUBNET
+
+
+def test_casing_gives_one_key() -> None:
+    """resourceGroups/resourcegroups, upper-case names and a trailing slash give the same key."""
+    variants = [SUBNET, SUBNET.upper(), SUBNET.replace("resourcegroups", "resourceGroups") + "/",
+                "  " + SUBNET.lower() + "  ", SUBNET.replace("/subnets/", "//subnets/")]
+    keys = {parse_id(v).key for v in variants}
+    assert keys == {SUBNET.lower()}
+    assert normalise(SUBNET.upper() + "/") == SUBNET.lower()
+
+
+def test_parent_chain() -> None:
+    """A subnet's parent is its virtual network; a top-level resource has no parent."""
+    vnet = parse_id(SUBNET).parent
+    assert vnet is not None and vnet.key == SUBNET.lower().rsplit("/subnets/", 1)[0]
+    assert vnet.type == "Microsoft.Network/virtualNetworks" and vnet.name == "Vnet1"
+    assert vnet.parent is None
+    conn = parse_id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/privateLinkServices/pls/"
+                    "privateEndpointConnections/c1")
+    assert conn.parent is not None and conn.parent.name == "pls"
+
+
+def test_parent_with_doubled_slash_and_of_collection_id() -> None:
+    """A doubled slash before the name does not shift the parent; a collection id's parent is its resource."""
+    assert parse_id(SUBNET.replace("/Pe", "//Pe")).parent.key == parse_id(SUBNET).parent.key  # type: ignore[union-attr]
+    coll = parse_id("/subscriptions/s/resourceGroups/rg/providers//Microsoft.Authorization/"
+                    "resourceManagementPrivateLinks/r1/privateLinkResources")
+    assert coll.parent is not None and coll.parent.name == "r1"
+    assert coll.parent.type == "Microsoft.Authorization/resourceManagementPrivateLinks"
+
+
+def test_child_builds_normalised_id() -> None:
+    """child() appends a type/name pair and parses the result."""
+    vnet = parse_id(SUBNET).parent
+    assert vnet is not None
+    assert vnet.child("subnets", "PE").key == SUBNET.lower()
+
+
+def test_provders_typo_is_opaque_not_a_crash() -> None:
+    """The '/provders/' typo in Microsoft examples yields an opaque id that keeps its spelling."""
+    raw = "/subscriptions/0/resourceGroups/rg1/provders/Microsoft.Network/networkInterfaces/testPe.nic.abcd1234"
+    a = parse_id(raw)
+    assert a.opaque and a.raw == raw
+    assert a.key == raw.lower()
+    assert a.type is None and a.parent is None
+    assert a.name == "testPe.nic.abcd1234"
+
+
+def test_bare_guid_is_opaque_with_stable_key() -> None:
+    """A bare GUID (RMPL examples) is opaque; its key is its lower-case text so it still matches."""
+    a = parse_id("00000000-0000-0000-0000-00000000ABCD")
+    b = parse_id(" 00000000-0000-0000-0000-00000000abcd ")
+    assert a.opaque and b.opaque and a.key == b.key == "00000000-0000-0000-0000-00000000abcd"
+    assert a.name == "00000000-0000-0000-0000-00000000ABCD"
+    assert a.subscription is None and a.type is None
+
+
+def test_management_group_ids() -> None:
+    """A management group id and an extension resource below it keep the group name."""
+    mg = parse_id("/providers/Microsoft.Management/managementGroups/Contoso")
+    assert not mg.opaque and mg.management_group == "Contoso" and mg.name == "Contoso"
+    assert mg.type == "Microsoft.Management/managementGroups" and mg.subscription is None
+    pla = parse_id("/providers/Microsoft.Management/managementGroups/Contoso/providers/"
+                   "Microsoft.Authorization/privateLinkAssociations/a1")
+    assert pla.management_group == "Contoso"
+    assert pla.type == "Microsoft.Authorization/privateLinkAssociations" and pla.name == "a1"
+    assert pla.key == pla.raw.lower()
+
+
+def test_extension_resource_takes_innermost_provider() -> None:
+    """A lock on a storage account is typed by the innermost provider."""
+    a = parse_id("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st/"
+                 "providers/Microsoft.Authorization/locks/l1")
+    assert a.type == "Microsoft.Authorization/locks" and a.name == "l1" and a.subscription == "s"
+
+
+def test_double_slash_in_provider_path() -> None:
+    """'providers//Microsoft.Authorization' (a real example) parses as if the slash were single."""
+    a = parse_id("/subscriptions/s/resourceGroups/rg/providers//Microsoft.Authorization/"
+                 "resourceManagementPrivateLinks/r1")
+    assert a.type == "Microsoft.Authorization/resourceManagementPrivateLinks" and a.name == "r1"
+
+
+def test_bare_scopes() -> None:
+    """A subscription or resource group id parses as a scope without a type."""
+    s = parse_id("/subscriptions/S1")
+    assert not s.opaque and s.subscription == "S1" and s.type is None and s.key == "/subscriptions/s1"
+    g = parse_id("/subscriptions/S1/resourceGroups/G")
+    assert g.resource_group == "G" and g.type is None
+
+
+@pytest.mark.parametrize("raw", [None, 42, "", "/", "   ", "/subscriptions", "/subscriptions/s/resourceGroups",
+                                 "/subscriptions/s/providers", "/subscriptions/s/foo/bar", "no-slash/x",
+                                 "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/"
+                                 "providers", "\x00/\u2603", "x" * 100_000, ["a"], {"id": "x"}])
+def test_garbage_never_raises(raw: object) -> None:
+    """Anything at all parses to an ArmId (opaque when it is not an id), never an exception."""
+    a = parse_id(raw)
+    assert isinstance(a, ArmId)
+    assert a.opaque
+    assert isinstance(a.key, str) and a.key == a.key.lower()
+    assert a.type is None and a.parent is None

@@ -1,0 +1,390 @@
+"""The replay ARM server answers the real Azure SDK as ARM would, from a recorded-tenant folder."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import pytest
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import ServiceResponseError
+from azure.mgmt.network import NetworkManagementClient
+
+from plmon.monitor.replay.server import ReplayServer, is_collection_path
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = ROOT / "tests" / "fixtures" / "replay" / "ms-examples"
+SUB = "11111111-1111-1111-1111-111111111111"
+PE_LIST = f"subscriptions/{SUB}/providers/Microsoft.Network/privateEndpoints"
+STORAGE = f"subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Storage/storageAccounts/st1"
+MG_PLA = (
+    "providers/Microsoft.Management/managementGroups/root/providers/Microsoft.Authorization/privateLinkAssociations"
+)
+FAST_RETRY = {"retry_backoff_factor": 0.01, "retry_backoff_max": 0.05}
+
+
+class StaticToken:
+    """The credential the product builds from PLMON_ARM_TOKEN."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("t", int(time.time()) + 3600)
+
+
+def endpoint(i: int) -> dict[str, Any]:
+    return {
+        "id": f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/privateEndpoints/pe{i}",
+        "name": f"pe{i}", "type": "Microsoft.Network/privateEndpoints", "location": "westeurope",
+        "properties": {"provisioningState": "Succeeded"},
+    }
+
+
+def write(folder: Path, path: str, body: Any) -> None:
+    file = folder / "arm" / f"{path}.json"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps(body))
+
+
+@pytest.fixture()
+def tenant(tmp_path: Path) -> Path:
+    manifest = {"tenant_id": "t", "recorded_at": "2026-11-01T12:00:00Z", "cloud": "AzureCloud"}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    write(tmp_path, "subscriptions", {"value": [{"subscriptionId": SUB, "state": "Enabled"}]})
+    write(tmp_path, PE_LIST, {"value": [endpoint(i) for i in range(10)]})
+    write(tmp_path, STORAGE, {"id": "/" + STORAGE, "properties": {"publicNetworkAccess": "Disabled"}})
+    write(tmp_path, f"subscriptions/{SUB}/providers/Microsoft.Network/networkInterfaces.error",
+          {"status": 403, "error": {"code": "AuthorizationFailed", "message": "no read"}})
+    write(tmp_path, "providers/Microsoft.Management/managementGroups", {"value": [{"name": "root"}]})
+    write(tmp_path, MG_PLA, {"value": [{"name": "pla1"}]})
+    return tmp_path
+
+
+class Endpoint(NamedTuple):
+    base_url: str
+    ca_bundle: str
+
+
+def get(server: ReplayServer | Endpoint, path: str, method: str = "GET", host: str | None = None,
+        body: bytes | None = None) -> tuple[int, dict[str, str], Any]:
+    """One raw HTTPS request, verifying the server's certificate against its CA."""
+    url = urlsplit(server.base_url)
+    context = ssl.create_default_context(cafile=server.ca_bundle)
+    conn = http.client.HTTPSConnection(host or url.hostname or "", url.port, context=context, timeout=5)
+    try:
+        conn.request(method, path, body=body)
+        response = conn.getresponse()
+        raw = response.read()
+        headers = {k.lower(): v for k, v in response.getheaders()}
+        return response.status, headers, json.loads(raw) if raw else None
+    finally:
+        conn.close()
+
+
+@pytest.fixture()
+def client_for() -> Iterator[Any]:
+    clients: list[NetworkManagementClient] = []
+
+    def make(server: ReplayServer, subscription: str = SUB, **kwargs: Any) -> NetworkManagementClient:
+        client = NetworkManagementClient(
+            StaticToken(), subscription, base_url=server.base_url, connection_verify=server.ca_bundle,
+            **{**FAST_RETRY, **kwargs},
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def test_lookup_ignores_case_and_query(tenant: Path) -> None:
+    """Proves: any spelling of a recorded path, with any query string, reads the recorded body."""
+    with ReplayServer(tenant) as server:
+        status, _, body = get(server, "/" + STORAGE.upper() + "?api-version=2023-05-01&x=1")
+    assert status == 200
+    assert body["properties"]["publicNetworkAccess"] == "Disabled"
+
+
+def test_error_file_answers_its_status_and_arm_error(tenant: Path) -> None:
+    """Proves: an .error.json file answers its status with an ARM {"error": ...} body."""
+    with ReplayServer(tenant) as server:
+        status, _, body = get(server, f"/subscriptions/{SUB}/providers/Microsoft.Network/networkInterfaces")
+    assert status == 403
+    assert body == {"error": {"code": "AuthorizationFailed", "message": "no read"}}
+
+
+@pytest.mark.parametrize(("path", "collection"), [
+    ("subscriptions", True),
+    (f"subscriptions/{SUB}", False),
+    (f"subscriptions/{SUB}/resourceGroups", True),
+    (f"subscriptions/{SUB}/providers/Microsoft.Network/routeTables", True),
+    (f"/{STORAGE}/", False),
+    (f"/{STORAGE}/privateEndpointConnections", True),
+    ("subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/privateDnsZones/z.net/CNAME", True),
+    (MG_PLA, True),
+    ("providers/Microsoft.Management/managementGroups/root", False),
+    ("", False),
+])
+def test_is_collection_path(path: str, collection: bool) -> None:
+    """Proves: a path whose last segment names a resource type is a collection, a resource name is not."""
+    assert is_collection_path(path) is collection
+
+
+def test_missing_collection_is_empty_and_missing_resource_is_404(tenant: Path) -> None:
+    """Proves: an unrecorded collection reads as {"value": []}, an unrecorded resource as 404 not found."""
+    with ReplayServer(tenant) as server:
+        empty = get(server, f"/subscriptions/{SUB}/providers/Microsoft.Network/bastionHosts?api-version=1")
+        child = get(server, f"/{PE_LIST}/pe1/privateDnsZoneGroups")
+        missing = get(server, f"/{PE_LIST}/pe99")
+    assert (empty[0], empty[2]) == (200, {"value": []})
+    assert (child[0], child[2]) == (200, {"value": []})
+    assert missing[0] == 404
+    assert missing[2]["error"]["code"] == "ResourceNotFound"
+
+
+def test_management_group_paths_are_served(tenant: Path) -> None:
+    """Proves: management group lists and their private link associations come from the folder."""
+    with ReplayServer(tenant) as server:
+        groups = get(server, "/providers/Microsoft.Management/managementGroups?api-version=2023-04-01")
+        links = get(server, "/" + MG_PLA.lower())
+    assert groups[2] == {"value": [{"name": "root"}]}
+    assert links[2] == {"value": [{"name": "pla1"}]}
+
+
+def test_pages_carry_next_links_back_to_the_server(tenant: Path) -> None:
+    """Proves: a list is cut into pages whose absolute nextLink keeps the query and points at the server."""
+    with ReplayServer(tenant, page_size=4) as server:
+        names: list[str] = []
+        path = f"/{PE_LIST}?api-version=2026-03-01"
+        links: list[str] = []
+        while path:
+            status, _, body = get(server, path)
+            assert status == 200
+            names += [item["name"] for item in body["value"]]
+            link = body.get("nextLink")
+            if link:
+                links.append(link)
+                assert link.startswith(server.base_url + "/")
+                split = urlsplit(link)
+                path = f"{split.path}?{split.query}"
+            else:
+                path = ""
+    assert names == [f"pe{i}" for i in range(10)]
+    assert len(links) == 2
+    assert all("api-version=2026-03-01" in link for link in links)
+
+
+def test_real_sdk_follows_next_links_across_pages(tenant: Path, client_for: Any) -> None:
+    """Proves: azure-mgmt-network lists every item across 4 pages over verified TLS, with GETs only."""
+    with ReplayServer(tenant, page_size=3) as server:
+        client = client_for(server)
+        names = [pe.name for pe in client.private_endpoints.list_by_subscription()]
+    assert names == [f"pe{i}" for i in range(10)]
+    assert len(server.requests) == 4
+    assert server.methods == {"GET": 4}
+    assert all(r.path.endswith("/privateEndpoints") for r in server.requests)
+
+
+def test_real_sdk_reads_microsoft_example_payload(client_for: Any) -> None:
+    """Proves: the published PrivateEndpointListAll example replays through the SDK, one item per page."""
+    expected = json.loads(next((EXAMPLES / "arm").rglob("privateEndpoints.json")).read_text())["value"]
+    with ReplayServer(EXAMPLES, page_size=1) as server:
+        client = client_for(server, "00000000-0000-0000-0000-000000000000")
+        ids = [pe.id for pe in client.private_endpoints.list_by_subscription()]
+    assert ids == [item["id"] for item in expected]
+    assert len(server.requests) == len(expected)
+
+
+def test_throttling_is_retried_after_the_advertised_delay(tenant: Path, client_for: Any) -> None:
+    """Proves: every Nth request is a 429 with Retry-After, and azure-core retries after that delay."""
+    with ReplayServer(tenant, page_size=4, throttle_every=2, retry_after=0.2) as server:
+        client = client_for(server)
+        names = [pe.name for pe in client.private_endpoints.list_by_subscription()]
+    log = server.requests
+    assert names == [f"pe{i}" for i in range(10)]
+    assert [r.status for r in log] == [200, 429, 200, 429, 200]
+    for throttled, retry in zip(log[1::2], log[2::2], strict=True):
+        assert retry.query == throttled.query  # the same page asked again
+        assert retry.received - throttled.received >= 0.2
+
+
+def test_throttle_answer_looks_like_arm(tenant: Path) -> None:
+    """Proves: a 429 carries Retry-After, TooManyRequests and the ARM request headers."""
+    with ReplayServer(tenant, throttle_every=1, retry_after=3) as server:
+        status, headers, body = get(server, "/subscriptions")
+    assert status == 429
+    assert headers["retry-after"] == "3"
+    assert body["error"]["code"] == "TooManyRequests"
+    assert headers["x-ms-request-id"]
+    assert int(headers["x-ms-ratelimit-remaining-subscription-reads"]) > 0
+
+
+def test_latency_is_added_to_every_answer(tenant: Path) -> None:
+    """Proves: --latency-ms delays each answer by at least that much."""
+    with ReplayServer(tenant, latency_ms=150) as server:
+        started = time.monotonic()
+        get(server, "/subscriptions")
+        get(server, "/nothing")
+        elapsed = time.monotonic() - started
+    assert elapsed >= 0.3
+
+
+def test_fail_first_answers_500_then_succeeds(tenant: Path, client_for: Any) -> None:
+    """Proves: a path set to fail twice answers 500 twice, the SDK retries, then the list is served."""
+    with ReplayServer(tenant, fail_first={"*/PRIVATEENDPOINTS": 2}) as server:
+        client = client_for(server)
+        names = [pe.name for pe in client.private_endpoints.list_by_subscription()]
+        again = get(server, f"/{PE_LIST}")[0]
+    assert len(names) == 10
+    assert [r.status for r in server.requests] == [500, 500, 200, 200]
+    assert again == 200
+
+
+def test_hung_path_times_out_the_client_and_stop_is_prompt(tenant: Path, client_for: Any) -> None:
+    """Proves: a hung path never answers (client read timeout fires) and stopping the server releases it."""
+    server = ReplayServer(tenant, hang_paths=["*/privateEndpoints"]).start()
+    try:
+        client = client_for(server, retry_total=0, read_timeout=0.3)
+        with pytest.raises(ServiceResponseError):
+            list(client.private_endpoints.list_by_subscription())
+        assert get(server, "/subscriptions")[0] == 200  # other paths still answer
+    finally:
+        started = time.monotonic()
+        server.stop()
+    assert time.monotonic() - started < 2
+    assert server.requests[0].status is None
+
+
+def test_only_get_reads_and_resource_graph_posts_are_answered(tenant: Path) -> None:
+    """Proves: writes answer 405 with an ARM error, a foreign Resource Graph query 400, and the log counts methods."""
+    with ReplayServer(tenant) as server:
+        answers = {
+            method: get(server, f"/{STORAGE}?api-version=1", method, body=b"{}")
+            for method in ("PUT", "PATCH", "DELETE", "POST")
+        }
+        graph = get(server, "/providers/Microsoft.ResourceGraph/resources?api-version=1", "POST", body=b"{}")
+        head = get(server, f"/{STORAGE}", "HEAD")
+    assert {m: a[0] for m, a in answers.items()} == dict.fromkeys(answers, 405)
+    assert answers["PUT"][2]["error"]["code"] == "MethodNotAllowed"
+    assert graph[0] == 400 and graph[2]["error"]["code"] == "BadRequest"
+    assert head[0] == 200 and head[2] is None
+    assert server.methods == {"PUT": 1, "PATCH": 1, "DELETE": 1, "POST": 2, "HEAD": 1}
+
+
+def test_certificate_covers_localhost_names(tenant: Path) -> None:
+    """Proves: the server certificate verifies for localhost too, not only 127.0.0.1."""
+    with ReplayServer(tenant) as server:
+        assert get(server, "/subscriptions", host="localhost")[0] == 200
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+def test_serves_on_ipv6_loopback(tenant: Path) -> None:
+    """Proves: on ::1 the base URL is bracketed and the certificate verifies for ::1."""
+    with ReplayServer(tenant, host="::1") as server:
+        assert server.base_url.startswith("https://[::1]:")
+        assert get(server, "/subscriptions")[0] == 200
+
+
+def test_missing_arm_folder_is_refused(tmp_path: Path) -> None:
+    """Proves: a folder that is not a recorded tenant fails at start with a message naming it."""
+    with pytest.raises(FileNotFoundError, match="no arm/ folder"):
+        ReplayServer(tmp_path).start()
+
+
+def _serve_in_subprocess(code: str, sig: signal.Signals) -> tuple[dict[str, Any], int, Path]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())
+        assert get(Endpoint(first["base_url"], first["ca_bundle"]), "/subscriptions")[0] == 200
+        proc.send_signal(sig)
+        code_ = proc.wait(timeout=5)
+        proc.stdout.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return first, code_, Path(first["ca_bundle"])
+
+
+def test_run_replay_server_prints_one_json_line_and_exits_0_on_sigterm() -> None:
+    """Proves: the CLI function's first stdout line is the base URL and CA, and SIGTERM exits 0 cleanly."""
+    code = (
+        "import sys; from plmon.monitor.replay.server import run_replay_server; "
+        f"sys.exit(run_replay_server({str(EXAMPLES)!r}))"
+    )
+    first, exit_code, ca = _serve_in_subprocess(code, signal.SIGTERM)
+    assert set(first) == {"base_url", "ca_bundle"}
+    assert first["base_url"].startswith("https://127.0.0.1:")
+    assert exit_code == 0
+    assert not ca.exists()  # its temporary CA folder is removed on exit
+
+
+def test_click_command_serves_until_sigint(tmp_path: Path) -> None:
+    """Proves: `replay-server --from DIR --ca-dir D` writes ca.pem into D and exits 0 on SIGINT."""
+    code = (
+        "from plmon.monitor.cli.replay import replay_server; "
+        f"replay_server(['--from', {str(EXAMPLES)!r}, '--page-size', '2', '--ca-dir', {str(tmp_path)!r}])"
+    )
+    _, exit_code, ca = _serve_in_subprocess(code, signal.SIGINT)
+    assert ca == tmp_path / "ca.pem"
+    assert exit_code == 0
+    assert ca.exists()  # a CA folder the user chose is left in place
+
+
+def test_resource_held_only_in_its_list_is_served_by_id(tenant: Path, client_for: Any) -> None:
+    """Proves: a GET by id of a resource that only a list file holds answers 200 with that item (as ARM),
+    through the real SDK too, and follows edits of the list while the server runs."""
+    pe3 = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/privateEndpoints/pe3"
+    with ReplayServer(tenant) as server:
+        status, _, body = get(server, pe3.upper() + "?api-version=2024-05-01")
+        sdk = client_for(server).private_endpoints.get("rg1", "pe3")
+        write(tenant, PE_LIST, {"value": [endpoint(i) for i in range(10) if i != 3]})
+        os.utime(tenant / "arm" / f"{PE_LIST}.json", ns=(1, 1))  # a changed stat, even within one clock tick
+        gone = get(server, pe3)
+    assert (status, body) == (200, endpoint(3))
+    assert sdk.name == "pe3" and sdk.provisioning_state == "Succeeded"
+    assert gone[0] == 404 and gone[2]["error"]["code"] == "ResourceNotFound"
+
+
+def test_resource_under_a_refused_list_answers_its_error(tenant: Path) -> None:
+    """Proves: a GET by id of what a list recorded as an error would hold answers that error (403), not 404."""
+    with ReplayServer(tenant) as server:
+        status, _, body = get(server, f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/"
+                                      "networkInterfaces/nic1")
+    assert status == 403 and body["error"]["code"] == "AuthorizationFailed"
+
+
+def test_reads_under_a_refused_scope_answer_its_error(tenant: Path) -> None:
+    """Proves: below a scope recorded as an error (a resource group here), lists and resources answer its 403."""
+    write(tenant, f"subscriptions/{SUB}/resourceGroups/rg-locked.error",
+          {"status": 403, "error": {"code": "AuthorizationFailed", "message": "locked"}})
+    with ReplayServer(tenant) as server:
+        listed = get(server, f"/subscriptions/{SUB}/resourceGroups/rg-locked/providers/Microsoft.Network/routeTables")
+        one = get(server, f"/subscriptions/{SUB}/resourceGroups/rg-locked/providers/Microsoft.Storage/"
+                          "storageAccounts/st9")
+        other = get(server, f"/subscriptions/{SUB}/resourceGroups/rg2/providers/Microsoft.Network/routeTables")
+    assert listed[0] == one[0] == 403 and one[2]["error"]["message"] == "locked"
+    assert (other[0], other[2]) == (200, {"value": []})

@@ -1,0 +1,159 @@
+"""The daemon core without HTTP: which checks an event re-runs, and what re-reading a resource changes."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+from daemonkit import ACCOUNT_ID, ACCOUNT_PATH, config, event, tenant, write_account
+from tenantkit import SUB, endpoint, storage_account, sub_list
+
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.service.reevaluate import checks_for
+from plmon.monitor.state.intake import SqliteIntake
+from plmon.monitor.state.sqlite import SqliteStore
+from plmon.monitor.state.store import FindingState
+
+PE1 = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/privateEndpoints/pe1"
+PE2 = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Network/privateEndpoints/pe2"
+ST2_PATH = ACCOUNT_PATH.replace("/st1", "/st2")
+
+
+def _daemon(tmp_path, folder):  # type: ignore[no-untyped-def]
+    db = tmp_path / "state.db"
+    return Daemon(config("http://127.0.0.1:9/unused"), RecordedTenant(folder), SqliteStore(db), SqliteIntake(db),
+                  channels={})
+
+
+def _post(d: Daemon, *events: dict) -> None:
+    d.accept(json.dumps(list(events)).encode(), "application/json")
+
+
+def test_dependency_table_picks_the_checks_that_read_what_changed():
+    """A route-table write re-runs route checks but not connection checks; a target write the public-access ones."""
+    route = checks_for({"routeTables"})
+    assert any(c.startswith("route.") for c in route)
+    assert not any(c.startswith(("connection.", "pls.", "rmpl.", "public-access.")) for c in route)
+    endpoint_checks = checks_for({"privateEndpoints"})
+    assert {"connection.pending", "endpoint.provisioning-failed", "dns.no-zone-group"} <= endpoint_checks
+    target = checks_for({"target"})
+    assert "public-access.enabled-with-private-endpoint" in target and "connection.target-missing" in target
+    assert not any(c.startswith(("route.", "nsg.")) for c in target)
+
+
+def test_events_wait_for_the_first_collection_and_are_then_processed(tmp_path):
+    """Events accepted before any inventory exists stay queued, and are processed once a collection has run."""
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    write_account(folder, "Enabled")
+    _post(d, event(when=datetime.now(UTC) + timedelta(seconds=5)))
+    assert d.process_pending().events == 0 and d.intake.pending() == 1
+    d.full_collection()
+    report = d.process_pending()
+    assert report.events == 1 and d.intake.pending() == 0
+    assert d.store.get_finding("public-access.enabled-with-private-endpoint", ACCOUNT_ID.lower()).state == "open"
+
+
+def test_deleted_endpoint_resolves_its_finding(tmp_path):
+    """An endpoint removed from its list plus its delete event resolves the finding that endpoint had."""
+    folder = tenant(tmp_path / "t")
+    rejected = endpoint("pe1", ACCOUNT_ID, status="Rejected")
+    (folder / "arm" / f"{sub_list('privateEndpoints')}.json").write_text(json.dumps({"value": [rejected]}))
+    (folder / "arm" / f"{ACCOUNT_PATH}.json").write_text(json.dumps(storage_account("st1", public="Disabled")))
+    d = _daemon(tmp_path, folder)
+    d.full_collection()
+    rec = d.store.get_finding("connection.rejected", PE1.lower())
+    assert rec is not None and rec.state == FindingState.OPEN
+    (folder / "arm" / f"{sub_list('privateEndpoints')}.json").write_text(json.dumps({"value": []}))
+    _post(d, event(PE1, op="Microsoft.Network/privateEndpoints/delete",
+                   event_type="Microsoft.Resources.ResourceDeleteSuccess"))
+    report = d.process_pending()
+    assert report.rereads == 1
+    assert d.store.get_finding("connection.rejected", PE1.lower()).state == FindingState.RESOLVED
+
+
+def test_new_endpoint_reads_its_new_target(tmp_path):
+    """A new endpoint to a target no one pointed at before makes the worker read that target and judge it."""
+    folder = tenant(tmp_path / "t")
+    (folder / "arm" / f"{ST2_PATH}.json").write_text(json.dumps(storage_account("st2", public="Enabled")))
+    d = _daemon(tmp_path, folder)
+    d.full_collection()
+    st2 = "/" + ST2_PATH
+    assert d.store.get_finding("public-access.enabled-with-private-endpoint", st2.lower()) is None
+    both = {"value": [endpoint("pe1", ACCOUNT_ID), endpoint("pe2", st2)]}
+    (folder / "arm" / f"{sub_list('privateEndpoints')}.json").write_text(json.dumps(both))
+    _post(d, event(PE2, op="Microsoft.Network/privateEndpoints/write"))
+    d.process_pending()
+    assert d.store.get_finding("public-access.enabled-with-private-endpoint", st2.lower()).state == "open"
+
+
+def test_burst_for_one_resource_is_one_reread_and_latest_wins(tmp_path):
+    """Out-of-order events for one resource in one batch fold into one re-read; irrelevant ones are ignored."""
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    d.full_collection()
+    write_account(folder, "Enabled")
+    now = datetime.now(UTC) + timedelta(seconds=1)
+    _post(d, event(when=now + timedelta(seconds=2)), event(when=now), event(when=now + timedelta(seconds=1)),
+          event(op="Microsoft.Storage/storageAccounts/listKeys/action",
+                event_type="Microsoft.Resources.ResourceActionSuccess"))
+    report = d.process_pending()
+    assert report.events == 4 and report.ignored == 1 and report.rereads == 1
+    assert d.store.get_finding("public-access.enabled-with-private-endpoint", ACCOUNT_ID.lower()).state == "open"
+    text = d.metrics.render().decode()
+    assert 'plmon_events_ignored_total{reason="coalesced"} 2.0' in text
+    assert 'plmon_events_ignored_total{reason="irrelevant_operation"} 1.0' in text
+
+
+def test_untracked_target_write_reads_nothing(tmp_path):
+    """A write to a storage account no endpoint targets spends no ARM read."""
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    d.full_collection()
+    _post(d, event("/" + ST2_PATH, when=datetime.now(UTC) + timedelta(seconds=1)))
+    report = d.process_pending()
+    assert report.rereads == 1 and report.transitions == []
+    text = d.metrics.render().decode()
+    assert 'plmon_rereads_total{outcome="untracked"} 1.0' in text
+    assert 'phase="event"' not in text  # no ARM read was made for the event
+
+
+class _GatedTenant(RecordedTenant):
+    """A recorded tenant whose target read can be held mid-collection, to interleave an event with it."""
+
+    def __init__(self, folder):  # type: ignore[no-untyped-def]
+        super().__init__(folder)
+        self.armed = False
+        self.read_done = threading.Event()
+        self.release = threading.Event()
+
+    def get(self, path: str, *, kind: str = "") -> object:
+        body = super().get(path, kind=kind)
+        if self.armed and kind == "target":
+            self.armed = False
+            self.read_done.set()
+            self.release.wait(10)
+        return body
+
+
+def test_event_during_full_collection_is_not_rolled_back_by_it(tmp_path):
+    """A change handled by an event while a full collection runs survives that collection's older read."""
+    folder = tenant(tmp_path / "t")
+    reader = _GatedTenant(folder)
+    db = tmp_path / "state.db"
+    d = Daemon(config("http://127.0.0.1:9/unused"), reader, SqliteStore(db), SqliteIntake(db), channels={})
+    d.full_collection()
+    reader.armed = True
+    collecting = threading.Thread(target=d.full_collection)
+    collecting.start()
+    assert reader.read_done.wait(10)           # the collection has read st1 as Disabled
+    write_account(folder, "Enabled")
+    _post(d, event(when=datetime.now(UTC) + timedelta(seconds=1)))
+    d.process_pending()
+    check = "public-access.enabled-with-private-endpoint"
+    assert d.store.get_finding(check, ACCOUNT_ID.lower()).state == FindingState.OPEN
+    reader.release.set()
+    collecting.join(10)
+    assert d.store.get_finding(check, ACCOUNT_ID.lower()).state == FindingState.OPEN
