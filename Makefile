@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint install install-test services bench clean azurite
+.PHONY: demo test lint typecheck install install-test services bench clean azurite
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,26 @@ $(TSTAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[test]'
 	touch $@ $(STAMP)
 
+# The folders install as plmon.monitor, plmon.checks and plmon.alerts (pyproject's package-dir). Python finds
+# them through the editable install; mypy reads files, so it gets a plmon/ of links to the folders (mypy_path).
+TYPECHECK := build/typecheck/plmon
+$(TYPECHECK):
+	mkdir -p $@
+	for d in monitor checks alerts; do ln -sfn ../../../$$d $@/$$d; done
+
 install: $(STAMP)
 install-test: $(TSTAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/plmon scan --from monitor/demo_tenant
 
-lint: $(TSTAMP)
+lint: $(TSTAMP) $(TYPECHECK)
 	$(VENV)/bin/ruff check monitor checks alerts tests
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+typecheck: $(TSTAMP) $(TYPECHECK)
+	$(VENV)/bin/mypy
 
 # Azurite (Azure Storage emulator) for the Table Storage store tests; 3.36+ need a newer Node than ours.
 AZURITE := .tools/azurite/node_modules/.bin/azurite-table

@@ -51,10 +51,9 @@ def channel_type(name: str) -> Callable[[type], type]:
 
 def build_channels(configs: Sequence[AlertChannelConfig]) -> dict[str, Channel]:
     """Channels by name, for every configured ``alerts`` entry."""
-    from plmon import alerts
-
-    for mod in pkgutil.iter_modules(alerts.__path__):
-        importlib.import_module(f"plmon.alerts.{mod.name}")
+    package = importlib.import_module(__name__.rpartition(".")[0])  # this package, whatever its import name
+    for mod in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{mod.name}")
     out: dict[str, Channel] = {}
     for cfg in configs:
         channel = _TYPES[cfg.type](cfg)

@@ -95,7 +95,6 @@ class Check:
     params: Mapping[str, Param] = field(default_factory=dict)
     # Control mapping, e.g. ("MCSB NS-2",) and ("CIS 4.x",): data for reports.
     controls: tuple[str, ...] = ()
-    unknown_outcome: str | None = None
 
     @property
     def family(self) -> str:
@@ -149,10 +148,10 @@ def all_checks() -> dict[str, Check]:
     """Every registered check, by id; importing the family modules on first use."""
     global _LOADED
     if not _LOADED:
-        from plmon import checks
-        for mod in pkgutil.iter_modules(checks.__path__):
+        package = importlib.import_module(__name__.rpartition(".")[0])  # this package, whatever its import name
+        for mod in pkgutil.iter_modules(package.__path__):
             if not mod.name.startswith("_"):
-                importlib.import_module(f"plmon.checks.{mod.name}")
+                importlib.import_module(f"{package.__name__}.{mod.name}")
         _LOADED = True
     return dict(sorted(_REGISTRY.items()))
 

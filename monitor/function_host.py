@@ -1,5 +1,5 @@
-"""What the Azure Function's triggers run: the daemon core (:class:`plmon.monitor.service.daemon.Daemon`), built once per
-Function instance from app settings, with the intake queue beside the shared store.
+"""What the Azure Function's triggers run: the daemon core (:class:`plmon.monitor.service.daemon.Daemon`), built once
+per Function instance from app settings, with the intake queue beside the shared store.
 
 ``deploy/azure-function/function_app.py`` only turns trigger inputs into bytes and calls these. There is
 no second implementation of intake, re-evaluation, lifecycle or delivery: ``plmon serve`` calls the same

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests import tenantkit as a plain module
+import pytest
+import structlog
+
+sys.path.insert(0, str(Path(__file__).parent / "kit"))  # tests import the helper kits (tenantkit, ...) as plain modules
 
 
 def pytest_sessionfinish(session: object, exitstatus: int) -> None:
@@ -13,3 +17,13 @@ def pytest_sessionfinish(session: object, exitstatus: int) -> None:
     azurite = sys.modules.get("azurite")
     if azurite is not None:
         azurite.stop()
+
+
+@pytest.fixture(autouse=True)
+def _structlog_isolated() -> Iterator[None]:
+    """A test that runs the CLI configures structlog onto its captured stderr; the next test gets the config back.
+
+    Without it a later test logs into a closed capture file, depending on the order tests happen to run in."""
+    config = structlog.get_config()
+    yield
+    structlog.configure(**config)

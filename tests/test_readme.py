@@ -15,7 +15,7 @@ BLOCK = re.compile(r"(<!-- checks:start -->\n)(.*?)(<!-- checks:end -->)", re.DO
 
 
 def catalogue() -> str:
-    out = subprocess.run([sys.executable, "-c", "from plmon.monitor.cli import main; main()", "checks", "--format", "md"],
+    out = subprocess.run([sys.executable, "-m", "plmon.monitor", "checks", "--format", "md"],
                          capture_output=True, text=True, check=True)
     return out.stdout
 

@@ -54,12 +54,6 @@ def source_options(fn: Any) -> Any:
     return fn
 
 
-def open_reader(from_dir: Path | None, **live: Any) -> tuple[Any, dict[str, Any]]:
-    """The ARM reader for the chosen source and its manifest (see plmon.monitor.collect.sources)."""
-    source = open_source(from_dir, **live)
-    return source.reader, source.manifest
-
-
 def do_scan(config: Config, from_dir: Path | None, observations: Any = None, *, stats: bool = False,
             **live: Any) -> ScanResult:
     with open_source(from_dir, **live) as source:
@@ -156,33 +150,3 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     sys.exit(0)
 
-
-# Subcommands that live in their own modules are wired here, explicitly, one line each.
-from plmon.monitor.cli.report import report  # noqa: E402
-
-cli.add_command(report)
-from plmon.monitor.cli.paths import explain_path  # noqa: E402
-
-cli.add_command(explain_path)
-from plmon.monitor.cli.alerts import alerts_cmd, findings_cmd  # noqa: E402
-
-cli.add_command(alerts_cmd)
-cli.add_command(findings_cmd)
-from plmon.monitor.cli.replay import replay_server  # noqa: E402
-
-cli.add_command(replay_server)
-from plmon.monitor.cli.serve import serve  # noqa: E402
-
-cli.add_command(serve)
-from plmon.monitor.cli.record import record_cmd  # noqa: E402
-
-cli.add_command(record_cmd)
-from plmon.monitor.cli.deploy import deploy  # noqa: E402
-
-cli.add_command(deploy)
-from plmon.monitor.cli.synth import synth  # noqa: E402
-
-cli.add_command(synth)
-from plmon.monitor.cli.events import events_cmd  # noqa: E402
-
-cli.add_command(events_cmd)

@@ -1,6 +1,7 @@
 """From the source flags of scan, record, report and serve to an ARM reader and what to read with it.
 
-``--from DIR`` is a recorded tenant; anything else is live ARM through :class:`~plmon.monitor.collect.azure.live.LiveReader`
+``--from DIR`` is a recorded tenant; anything else is live ARM through
+:class:`~plmon.monitor.collect.azure.live.LiveReader`
 (``--arm-endpoint``/``--ca-bundle`` for sovereign clouds, Azure Stack Hub or a replay server). The
 subscriptions to read come from ``--subscription``, ``--management-group`` (its descendants) or, by
 default, every subscription the identity can list. Retry and budget tuning comes from the environment
@@ -37,7 +38,6 @@ class Source:
     subscriptions: list[str] | None = None
     workers: int = 8
     live: Any = None   # the LiveReader when the source is live, for its request counters
-    extra: dict[str, Any] = field(default_factory=dict)
     clock: Clock = field(default_factory=WallClock)  # "now" for first_seen and ages (plmon.monitor.model.clock)
 
     def close(self) -> None:
@@ -96,7 +96,8 @@ def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = 
     opened without it uses DefaultAzureCredential and the default tuning.
 
     ``via="resource-graph"`` reads the per-subscription lists through Resource Graph queries
-    (:mod:`plmon.monitor.collect.azure.resource_graph`) and everything else through ARM, with one set of request counters.
+    (:mod:`plmon.monitor.collect.azure.resource_graph`) and everything else through ARM, with one set of request
+    counters.
     """
     subs = [s.strip() for s in subscriptions if s and s.strip()]
     for sid in subs:

@@ -31,10 +31,10 @@ from typing import Any, Protocol
 from plmon.monitor.errors import InputError
 from plmon.monitor.events.parse import ParsedEvent, Schema
 from plmon.monitor.state.sqlite import connect, write_transaction
-from plmon.monitor.state.store import StateStore, iso, parse_iso
+from plmon.monitor.state.store import iso, parse_iso
 
 __all__ = [
-    "DeadLetter", "Enqueued", "IntakeQueue", "QueuedEvent", "SqliteIntake", "intake_beside", "intake_for_store_url",
+    "DeadLetter", "Enqueued", "IntakeQueue", "QueuedEvent", "SqliteIntake",
 ]
 
 
@@ -213,28 +213,3 @@ class SqliteIntake:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def intake_beside(store: StateStore, url: str) -> IntakeQueue:
-    """The intake queue that lives beside ``store``: its Azure tables, or the same SQLite file.
-
-    One place decides it, so ``plmon serve``, ``plmon events`` and the Azure Function agree."""
-    from plmon.monitor.state.sqlite import SqliteStore
-    from plmon.monitor.state.tables import TablesStore
-
-    if isinstance(store, TablesStore):
-        from plmon.monitor.state.intake_tables import TablesIntake
-
-        return TablesIntake(store.service, store.prefix)
-    if isinstance(store, SqliteStore) and store.path != ":memory:":
-        return SqliteIntake(store.path)  # the store's own file, wherever its URL was resolved
-    return intake_for_store_url(url)
-
-
-def intake_for_store_url(url: str) -> SqliteIntake:
-    """The intake queue beside the state store that ``state.url`` names (same file for SQLite)."""
-    scheme, _, rest = url.partition("://")
-    if scheme != "sqlite":
-        raise InputError(f"state.url: the daemon's intake queue needs a sqlite URL, not {scheme!r}")
-    path = rest[1:] if rest.startswith("/") else rest
-    return SqliteIntake(path or ":memory:")

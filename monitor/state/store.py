@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "AlertStatus", "ChangeSet", "ConflictError", "FindingRecord", "FindingState", "OutboxRow", "ScanRecord",
-    "StateStore", "alert_id", "iso", "open_store", "parse_iso",
+    "StateStore", "alert_id", "iso", "parse_iso",
 ]
 
 
@@ -178,32 +178,3 @@ class StateStore(Protocol):
     def prune(self, older_than: datetime) -> int: ...
 
     def close(self) -> None: ...
-
-
-def open_store(url: str, environ: Mapping[str, str] | None = None, *, create: bool = True) -> StateStore:
-    """The store a URL names: ``sqlite:///relative.db``, ``sqlite:////abs.db``, ``sqlite:///:memory:``,
-    ``azuretables://<account>/<prefix>`` or ``azuretables:///<prefix>`` with a connection string in the
-    environment (``environ``, as :mod:`plmon.monitor.wiring` read it; see :mod:`plmon.monitor.state.tables`).
-
-    ``create=False`` is for commands that only read state (``plmon findings``, ``alerts``, ``events``):
-    a SQLite file that does not exist is an InputError instead of a new empty store left in the folder."""
-    from plmon.monitor.errors import InputError
-
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise InputError(f"state.url: {url!r} is not a URL (expected e.g. sqlite:///plmon-state.db)")
-    if scheme == "sqlite":
-        from plmon.monitor.state.sqlite import SqliteStore
-
-        path = rest[1:] if rest.startswith("/") else rest
-        if not path:
-            raise InputError("state.url: sqlite URL without a path (expected sqlite:///plmon-state.db)")
-        if not create and path != ":memory:" and not Path(path).exists():
-            raise InputError(f"no state store at {path} (state.url {url}); run `plmon scan --notify` or "
-                             f"`plmon serve` first, or name the store with --config")
-        return SqliteStore(path)
-    if scheme == "azuretables":
-        from plmon.monitor.state.tables import tables_store_from_url
-
-        return tables_store_from_url(url, environ)
-    raise InputError(f"state.url: unsupported scheme {scheme!r} (supported: sqlite, azuretables)")

@@ -6,7 +6,8 @@ query, so :class:`ResourceGraphReader` prefetches them with a few fixed queries 
 table and answers the plan's per-subscription list reads from memory, as the ARM lists would have
 answered them. Everything the table does not hold (subscriptions, management groups, associations, zone
 groups, virtual network links, CNAME record sets, targets by id) is read through the wrapped
-:class:`~plmon.monitor.collect.azure.live.LiveReader`. So :func:`~plmon.monitor.collect.plan.collect` and the builder stay the one path.
+:class:`~plmon.monitor.collect.azure.live.LiveReader`. So :func:`~plmon.monitor.collect.plan.collect` and the
+builder stay the one path.
 
 What Resource Graph does differently, and how it is made to look like ARM:
 

@@ -1,4 +1,4 @@
-"""The daemon's incremental rebuild (plmon.monitor.collect.builder.BuildMemo) gives exactly what a build from scratch gives."""
+"""The daemon's incremental rebuild (builder.BuildMemo) gives exactly what a build from scratch gives."""
 
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 from reportkit import CONFIG, PLS_ID, SUB2, XSS, hostile_tenant, pls
+from storekit import BACKENDS
 from tenantkit import SUB, net, sub_list, write_tenant
-from test_store import BACKENDS
 
 from plmon.monitor.cli import cli
 from plmon.monitor.collect.recorded import RecordedTenant

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,23 +33,7 @@ from plmon.monitor.state.store import (
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 
-def _sqlite_file(tmp: Path) -> StateStore:
-    return open_store(f"sqlite:///{tmp / 'state.db'}")
-
-
-def _sqlite_memory(_: Path) -> StateStore:
-    return open_store("sqlite:///:memory:")
-
-
-def _azure_tables(_: Path) -> StateStore:
-    import azurite  # tests/kit/azurite.py: Azurite on loopback, started once per session
-
-    return open_store(f"azuretables:///{azurite.unique_prefix()}?connection_string_env=PLMON_TEST_AZURITE",
-                      environ={"PLMON_TEST_AZURITE": azurite.connection_string()})
-
-
-BACKENDS: dict[str, Callable[[Path], StateStore]] = {"sqlite-file": _sqlite_file, "sqlite-memory": _sqlite_memory,
-                                                     "azure-tables": _azure_tables}
+from storekit import BACKENDS  # noqa: E402  (tests/kit/storekit.py: one entry per backend)
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -206,7 +206,7 @@ def test_two_processes_deliver_each_alert_once(prefix: str) -> None:
     t.start()
     env_conn = azurite.connection_string()
     url = f"azuretables:///{prefix}?connection_string_env={ENV}"
-    worker = Path(__file__).parents[2] / "tables_worker.py"
+    worker = Path(__file__).parents[2] / "kit" / "tables_worker.py"
     start_at = time.time() + 1.5
     env = {**os.environ, ENV: env_conn}
     procs = [subprocess.Popen([sys.executable, str(worker), "--url", url, "--webhook",
