@@ -224,9 +224,9 @@ def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[I
     for (target, gid), eps in sorted(groups.items()):
         if len(eps) < 2:
             continue
-        zone = expected_zone(types[target], gid, overrides)
+        expected = expected_zone(types[target], gid, overrides)
         keys = sorted(eps)
-        scopes = {k: _dns_scope(snap, eps[k], zone, zones_by_vnet) for k in keys}
+        scopes = {k: _dns_scope(snap, eps[k], expected, zones_by_vnet) for k in keys}
         parent = {k: k for k in keys}
         for i, a in enumerate(keys):
             for b in keys[i + 1:]:

@@ -177,10 +177,12 @@ def vnet_tag_peering(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
         rules = [r for r in _custom_rules(nsg) if lower(r.access) == "deny" and _uses_vnet_tag(r)]
         if not rules:
             continue
-        peers = []
+        peers: list[dict[str, Any]] = []
         for subnet in subnets:
             vnet = snap.vnet_of_subnet(subnet)
-            for p in vnet.peerings if vnet else ():
+            if vnet is None:
+                continue
+            for p in vnet.peerings:
                 if not p.allow_virtual_network_access:
                     peers.append({"vnet": vnet.id.raw, "peering": p.id.raw,
                                   "remote": p.remote_vnet_id.raw if p.remote_vnet_id else None,

@@ -183,7 +183,7 @@ class PathResult:
             "endpoint_subnet_private_endpoint_network_policies": self.endpoint_policy,
             "endpoint_vnet_prefix": self.vnet_prefix,
             "udr_prefix_length": self.route.prefix_length if self.route and self.route.origin == UDR else None,
-            "endpoint_vnet_prefix_length": _net(self.vnet_prefix).prefixlen if _net(self.vnet_prefix) else None,
+            "endpoint_vnet_prefix_length": net.prefixlen if (net := _net(self.vnet_prefix)) else None,
             "route_table": self.route_table_id.raw if self.route_table_id else None,
             "next_hop": self.hop.to_dict() if self.hop else None,
             "reasons": list(self.reasons),
@@ -484,7 +484,7 @@ def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex 
     replaced_by: list[RouteCandidate] = []
     not_replacing: list[RouteCandidate] = []
     if ep_route is not None:
-        vlen = _net(vnet_prefix).prefixlen if _net(vnet_prefix) else None
+        vlen = net.prefixlen if (net := _net(vnet_prefix)) else None
         for u in udrs:
             ok, why = replaces_endpoint_route(u.prefix_length, policy=policy, vnet_prefix_length=vlen,
                                               max_length=ep_route.prefix_length)

@@ -44,7 +44,7 @@ class SnatVerdict:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"snat": {True: "yes", False: "no", None: "unknown"}[self.snats], "model": self.model,
+        d: dict[str, Any] = {"snat": {True: "yes", False: "no", None: "unknown"}[self.snats], "model": self.model,
              "read_from": self.source, "reason": self.reason}
         if self.private_ranges:
             d["private_ranges"] = list(self.private_ranges)

@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from plmon.checks.engine import CheckSettings
 from plmon.checks.finding import Severity
@@ -269,7 +270,7 @@ def _hide_expanded(message: str, used: dict[str, list[tuple[str, str]]]) -> str:
     return message
 
 
-def _loc(err: dict[str, Any]) -> str:
+def _loc(err: ErrorDetails) -> str:
     return ".".join(str(p) for p in err.get("loc", ()) if not str(p).startswith("function-"))
 
 

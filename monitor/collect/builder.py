@@ -539,14 +539,17 @@ class _Collector:
         """The normalised id of an item :meth:`each` let through."""
         if self.memo is None:
             return parse_id(item["id"]).key
-        return self.memo.call(_key_of, item)
+        key: str = self.memo.call(_key_of, item)
+        return key
 
     def sorted_list(self, items: list[Any]) -> list[Any]:
         """``items`` in id order (see :func:`build_snapshot`); an unchanged list is sorted once."""
         if self.memo is None:
             return sorted(items, key=_list_order)
         memo = self.memo
-        return memo.get(sorted, (items,), lambda: (sorted(items, key=lambda i: memo.call(_list_order, i)), ()))[0]
+        ordered: list[Any] = memo.get(sorted, (items,),
+                                      lambda: (sorted(items, key=lambda i: memo.call(_list_order, i)), ()))[0]
+        return ordered
 
     def _build(self, fn: Any, item: dict[str, Any], kind: str, *args: Any) -> Any:
         try:
@@ -707,10 +710,10 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
         for n in pe.nic_ids:
             endpoints_of_nic[parse_id(repair_provider_typo(n.raw)).key if n.opaque else n.key].add(k)
     for nic in snapshot_fields["nics"].values():
-        owners = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
-        owners |= endpoints_of_nic.get(nic.key, set())
-        for owner in owners:
-            nics_of[owner].append(nic)
+        owner_keys = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
+        owner_keys |= endpoints_of_nic.get(nic.key, set())
+        for owner_key in owner_keys:
+            nics_of[owner_key].append(nic)
     for key, its_nics in nics_of.items():
         pe = endpoints.get(key)
         if pe is not None:
@@ -731,7 +734,7 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
     if memo is not None:
         memo.sweep()
     tenant_id = inv.manifest.get("tenant_id") if isinstance(inv.manifest.get("tenant_id"), str) else None
-    cloud = inv.manifest.get("cloud") if isinstance(inv.manifest.get("cloud"), str) else "AzureCloud"
+    cloud = cl if isinstance(cl := inv.manifest.get("cloud"), str) else "AzureCloud"
     return Snapshot(
         taken_at=when, tenant_id=tenant_id, cloud=cloud, subscriptions=_frozen(subs),
         management_groups=tuple(n for n in (_s(g, "name") for g in inv.management_groups) if n),

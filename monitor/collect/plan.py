@@ -104,7 +104,8 @@ class RawInventory:
 def _items(body: Any) -> list[Any]:
     """The ``value`` array of a list body; anything else is a malformed list, read as no items."""
     if isinstance(body, dict) and isinstance(body.get("value"), list):
-        return body["value"]
+        items: list[Any] = body["value"]
+        return items
     raise ReadError(None, "MalformedResponse", "list body has no 'value' array")
 
 

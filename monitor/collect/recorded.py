@@ -187,7 +187,7 @@ def error_of(body: Any, where: Path | str) -> tuple[int, str, str]:
     status = body.get("status")
     if not isinstance(status, int) or not 400 <= status <= 599:
         raise InputError(f"{where}: 'status' must be an HTTP error status (400-599)")
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    code = error.get("code") if isinstance(error.get("code"), str) else f"Http{status}"
-    message = error.get("message") if isinstance(error.get("message"), str) else ""
+    error: dict[str, Any] = e if isinstance(e := body.get("error"), dict) else {}
+    code = c if isinstance(c := error.get("code"), str) else f"Http{status}"
+    message = m if isinstance(m := error.get("message"), str) else ""
     return status, code, message

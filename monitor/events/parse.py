@@ -331,7 +331,7 @@ def _parse_cloudevent(item: dict[str, Any], index: int) -> ParsedEvent:
     when = _rfc3339(time_text) if time_text else None
     normalised.pop("time", None)
     try:
-        sdk = CloudEvent.from_dict(normalised)
+        sdk: CloudEvent[Any] = CloudEvent.from_dict(normalised)
     except Exception as err:  # ValueError on names, binascii.Error on data_base64, ...
         raise BadEventItem(f"not a valid CloudEvent ({type(err).__name__})") from None
     # The SDK turns a JSON null into its own NULL sentinel; keep the JSON value instead.

@@ -127,7 +127,8 @@ class GraphEmulator:
         if len(subs) > MAX_SUBSCRIPTIONS:
             return 400, _error("BadRequest", f"At most {MAX_SUBSCRIPTIONS} subscriptions per query.")
         query = request.get("query")
-        match = _QUERY.match(query) if isinstance(query, str) else None
+        query = query if isinstance(query, str) else ""
+        match = _QUERY.match(query)
         types = [a or b for a, b in _QUOTED.findall(match.group(1))] if match else []
         if not match or not types or not all(_TYPE.match(t.lower()) for t in types):
             return 400, _error("InvalidQuery", "The replay server answers only plmon's fixed queries: "
@@ -136,7 +137,7 @@ class GraphEmulator:
         unknown = [c for c in columns if c not in COLUMNS]
         if unknown:
             return 400, _error("InvalidQuery", f"Unknown column(s) in project: {', '.join(unknown)}")
-        options = request.get("options") if isinstance(request.get("options"), dict) else {}
+        options: dict[str, Any] = o if isinstance(o := request.get("options"), dict) else {}
         if options.get("resultFormat", "objectArray") != "objectArray":
             return 400, _error("BadRequest", "The replay server answers resultFormat objectArray only.")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -21,7 +22,7 @@ from plmon.monitor.reports.model import HistoryPoint
 
 __all__ = ["trend_svg"]
 
-_STYLE = {"font.family": "DejaVu Sans", "font.size": 9, "svg.fonttype": "path", "svg.hashsalt": "plmon",
+_STYLE: Any = {"font.family": "DejaVu Sans", "font.size": 9, "svg.fonttype": "path", "svg.hashsalt": "plmon",
           "axes.spines.top": False}
 
 
@@ -31,11 +32,12 @@ def trend_svg(points: Sequence[HistoryPoint]) -> str:
         fig = Figure(figsize=(8, 2.8), dpi=96)
         FigureCanvasSVG(fig)
         ax = fig.add_subplot(1, 1, 1)
-        xs = [p.scanned_at for p in points]
+        xs: list[Any] = [p.scanned_at for p in points]  # matplotlib plots datetimes; its stubs say numbers
         ax.plot(xs, [p.open_findings for p in points], marker="o", color="#b42318", label="open findings")
         ax.set_ylabel("open findings")
         ax.set_ylim(bottom=0, top=max([p.open_findings for p in points] + [1]) * 1.15)
-        pct = [(p.scanned_at, p.compliance_percent) for p in points if p.compliance_percent is not None]
+        pct: list[tuple[Any, float]] = [(p.scanned_at, p.compliance_percent) for p in points
+                                         if p.compliance_percent is not None]
         right = ax.twinx()
         right.spines["top"].set_visible(False)
         if pct:
@@ -46,7 +48,7 @@ def trend_svg(points: Sequence[HistoryPoint]) -> str:
         handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
         ax.legend(handles=handles, loc="upper left", frameon=False, fontsize=8)
         if len(points) == 1:
-            only = points[0].scanned_at
+            only: Any = points[0].scanned_at
             ax.set_xticks([only], [only.strftime("%Y-%m-%d %H:%M")])
         else:
             fig.autofmt_xdate()

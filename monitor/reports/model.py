@@ -294,8 +294,8 @@ def _waiver_rows(waived: Sequence[WaivedFinding], findings: Sequence[Finding], c
                  now: datetime) -> tuple[WaiverRow, ...]:
     """Active, soon-expiring, expired and unused waivers: an exception must be visible to be reviewed."""
     covered: dict[Waiver, list[str]] = defaultdict(list)
-    for w in waived:
-        covered[w.waiver].append(w.finding.resource_id)
+    for wf in waived:
+        covered[wf.waiver].append(wf.finding.resource_id)
     expired: dict[tuple[str, str, str | None], list[Finding]] = defaultdict(list)
     for f in findings:
         info = f.evidence.get("waiver_expired")

@@ -139,7 +139,8 @@ def _id(item: Any) -> str | None:
 
 def _items(body: Any) -> list[Any]:
     if isinstance(body, dict) and isinstance(body.get("value"), list):
-        return body["value"]
+        items: list[Any] = body["value"]
+        return items
     raise ReadError(None, "MalformedResponse", "list body has no 'value' array")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -70,7 +71,7 @@ class Runtime:
         gc.freeze()
         log.info("heap_settled", seconds=round(time.perf_counter() - started, 3), frozen=gc.get_freeze_count())
 
-    def _safe(self, fn):  # type: ignore[no-untyped-def]
+    def _safe(self, fn: Callable[[], object]) -> Callable[[], None]:
         """A job that logs its failure instead of losing it inside the scheduler's thread."""
         def run() -> None:
             try:

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -53,6 +54,7 @@ class TablesIntake:
         for e in events:
             h = hashlib.sha256(e.id.encode()).hexdigest()
             raw = json.dumps(dict(e.raw), separators=(",", ":"))
+            entity: dict[str, Any]
             entity = {"PartitionKey": h[:2], "RowKey": h, "event_id": e.id, "schema": e.schema, "state": "pending",
                       "order": self._order(received_at), "received_at": iso(received_at),
                       "raw_n": (len(raw) + _CHUNK - 1) // _CHUNK or 1}
@@ -66,7 +68,7 @@ class TablesIntake:
         return Enqueued(accepted=accepted, duplicates=len(events) - accepted)
 
     def claim(self, limit: int = 1000, *, now: datetime | None = None) -> list[QueuedEvent]:
-        rows = self._table.query_entities("state eq 'pending'")
+        rows: Iterable[Any] = self._table.query_entities("state eq 'pending'")
         if now is not None:  # an event waiting out a retry delay keeps it in next_at
             rows = (e for e in rows if not e.get("next_at") or e["next_at"] <= iso(now))
         due = sorted(rows, key=lambda e: e["order"])[:limit]
@@ -157,4 +159,6 @@ class TablesIntake:
 
 
 def _raw(entity: dict[str, object]) -> dict[str, object]:
-    return json.loads("".join(str(entity[f"raw_{i}"]) for i in range(int(entity["raw_n"]))))  # type: ignore[call-overload]
+    raw: dict[str, object] = json.loads("".join(str(entity[f"raw_{i}"])
+                                                for i in range(int(entity["raw_n"]))))  # type: ignore[call-overload]
+    return raw

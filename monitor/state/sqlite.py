@@ -185,7 +185,7 @@ class SqliteStore:
     def _query(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             cur = self._db.execute(sql, tuple(args))
-            cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+            cur.row_factory = sqlite3.Row
             return cur.fetchall()
 
     def schema_version(self) -> int:
@@ -301,7 +301,7 @@ class SqliteStore:
                 "  AND e.resource_key = o.resource_key AND e.channel = o.channel AND e.seq < o.seq "
                 "  AND e.status = 'pending') "
                 "ORDER BY o.created_at, o.seq, o.alert_id LIMIT ?", (iso(now), int(limit)))
-            cur.row_factory = sqlite3.Row  # type: ignore[assignment]
+            cur.row_factory = sqlite3.Row
             rows = [self._row(r) for r in cur.fetchall()]
             until = iso(now + lease)
             for r in rows:
