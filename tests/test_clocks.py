@@ -1,5 +1,6 @@
-"""One clock per source (plmon.monitor.model.clock): a recording's findings are stamped and aged on its recorded_at, a live
-source's on the wall clock, and timers (delivery, backoff) stay on the wall clock whatever the source."""
+"""One clock per source (plmon.monitor.model.clock): a recording's findings are stamped and aged on its
+recorded_at, a live source's on the wall clock, and timers (delivery, backoff) stay on the wall clock whatever the
+source."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import structlog
 
 from plmon.monitor.collect.plan import RawInventory, proves_absence
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
+from plmon.monitor.model.clock import parse_time
 from plmon.monitor.model.kinds import ACCESS_PATHS
 from plmon.monitor.model.snapshot import (
     Association,
@@ -114,17 +115,6 @@ def _p(obj: Any) -> dict[str, Any]:
     if v is None and not (isinstance(obj, dict) and "properties" in obj):
         return {}
     raise ValueError(f"'properties' is {'null' if v is None else type(v).__name__}, not an object")
-
-
-def parse_time(value: Any) -> datetime | None:
-    """ISO-8601 with a ``Z`` or offset; naive times are taken as UTC. None when unparseable."""
-    if not isinstance(value, str):
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _base(item: dict[str, Any], fallback_type: str) -> dict[str, Any]:
@@ -252,7 +242,8 @@ def _target(key: str, body: Any) -> Target | None:
 
 
 def _access_settings(props: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """The raw values the public-access table (plmon.monitor.model.kinds) reads besides ``publicNetworkAccess``, if present."""
+    """The raw values the public-access table (plmon.monitor.model.kinds) reads besides ``publicNetworkAccess``,
+    if present."""
     out: list[tuple[str, Any]] = []
     for path in ACCESS_PATHS:
         if path == "publicNetworkAccess":

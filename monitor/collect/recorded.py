@@ -2,8 +2,8 @@
 
 Format: ``shared/spec/recorded-tenant.md``. Lookup is case-insensitive on the whole path, so the
 folder is indexed once; ``.error.json`` files fail the read with their status; a missing collection
-path is an empty list, a resource held only in a list file is that list's item (:mod:`plmon.monitor.collect.list_items`),
-and any other missing path a 404, exactly as ARM answers.
+path is an empty list, a resource held only in a list file is that list's item
+(:mod:`plmon.monitor.collect.list_items`), and any other missing path a 404, exactly as ARM answers.
 
 The folder may change while a daemon reads it (a test or an operator adds the file for a new resource,
 then posts its event). File contents are read on every request; a path the index does not know is
@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from plmon.monitor import outside_json
-from plmon.monitor.collect.builder import parse_time
 from plmon.monitor.collect.list_items import ListItems
 from plmon.monitor.collect.plan import ReadError
 from plmon.monitor.errors import InputError
+from plmon.monitor.model.clock import parse_time
 
 __all__ = ["RecordedTenant", "error_of", "is_collection_path"]
 

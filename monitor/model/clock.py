@@ -77,14 +77,23 @@ class RecordedClock:
         return self.at
 
 
+def parse_time(value: Any) -> datetime | None:
+    """ISO-8601 with a ``Z`` or offset; naive times are taken as UTC. None when unparseable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
 def source_clock(manifest: Mapping[str, Any] | None, wall: Callable[[], datetime] = utcnow) -> Clock:
     """The clock of the source ``manifest`` describes: its ``recorded_at`` when it has one, else ``wall``.
 
     A live source's manifest has no ``recorded_at``; nor may a hand-made folder, whose findings then
     have no recorded time to be on and take the wall clock, as the builder always did for them.
     """
-    from plmon.monitor.collect.builder import parse_time
-
     at = parse_time((manifest or {}).get("recorded_at"))
     return RecordedClock(at) if at is not None else WallClock(wall)
 

@@ -4,7 +4,8 @@ Each row says how plmon reads a type (a per-subscription list of the collection 
 private-link target with an api-version), which of its child types change what the checks see, and how
 its public network access is judged. The plan's lists (:data:`plmon.monitor.collect.plan.SUBSCRIPTION_LISTS`) and
 their Resource Graph queries (:data:`plmon.monitor.collect.azure.resource_graph.QUERIES`), the by-id api-versions
-(:data:`plmon.monitor.collect.azure.api_versions.TARGET_VERSIONS`), the builder's access settings, relevance and re-reads
+(:data:`plmon.monitor.collect.azure.api_versions.TARGET_VERSIONS`),
+the builder's access settings, relevance and re-reads
 (:mod:`plmon.monitor.events.relevance`) and so ``plmon deploy event-filters`` all derive from it, so a type plmon
 judges can never be one whose events Event Grid drops or the worker counts as irrelevant.
 

@@ -10,7 +10,8 @@ import pytest
 
 CHECKS = Path(__file__).resolve().parents[2] / "checks"
 # What a check module may import besides the standard library's pure modules.
-ALLOWED_OURS = ("plmon.checks", "plmon.monitor.model.snapshot", "plmon.monitor.model.arm_id", "plmon.monitor.model.kinds")
+ALLOWED_OURS = ("plmon.checks", "plmon.monitor.model.snapshot", "plmon.monitor.model.arm_id",
+                "plmon.monitor.model.kinds")
 FORBIDDEN_STDLIB = {"os", "io", "socket", "subprocess", "urllib", "http", "pathlib", "shutil", "requests",
                     "sqlite3", "threading", "asyncio", "random", "time"}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "open", "sleep", "getenv"}
