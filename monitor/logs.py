@@ -34,7 +34,7 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
-def _reason_not_traceback(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _reason_not_traceback(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A library record's exception as one line (type and first line of the message), never its traceback."""
     exc_info = event.pop("exc_info", None)
     event.pop("stack_info", None)

@@ -501,7 +501,7 @@ class ReplayServer:
         held = self._list_items.find(key)
         if held is not None and held[1] is None:
             return 200, held[0]
-        if held is not None:  # its list is refused: so is the read of what it holds
+        if held is not None and held[1] is not None:  # its list is refused: so is the read of what it holds
             recorded = self._load(held[1])
             error = recorded.get("error") or {"code": "Unknown", "message": "recorded error"}
             return int(recorded.get("status", 500)), {"error": error}
