@@ -246,6 +246,6 @@ def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[I
                 yield Issue(pe.id, f"Private endpoint {pe.name} duplicates {keep.name} for the same resource and "
                             f"group id {gid} in the same DNS scope.",
                             {"target": target, "group_id": gid, "kept_endpoint": keep.id.raw,
-                             "duplicates": [eps[m].id.raw for m in members], "zone": zone,
+                             "duplicates": [eps[m].id.raw for m in members], "zone": expected,
                              "virtual_networks": {eps[m].id.raw: scopes[m][0] for m in members}},
                             az("network", "private-endpoint", "delete", "--ids", pe.id.raw))

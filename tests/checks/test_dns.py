@@ -127,3 +127,17 @@ def test_alias_on_microsofts_endpoint_payload(tmp_path: Path) -> None:
                        subscriptions=[sub])
     assert snap.private_endpoints[pe["id"].lower()].dns_zone_groups == ()
     assert _run(snap) == set()
+
+
+def test_duplicates_without_any_private_dns_zone_name_the_expected_zone(tmp_path: Path) -> None:
+    """Two endpoints in one network, no DNS zone in the tenant (or out of a scoped scan): the duplicate is found and
+    its evidence names the zone the group id expects (it named whichever zone a loop saw last, or crashed)."""
+    n = Net()
+    n.vnet("a", "10.1.0.0/16").subnet("a", "pe", "10.1.1.0/24")
+    st1 = n.storage("st1", "first", "second")
+    n.endpoint("first", st1, vnet="a", ip="10.1.1.4", zones=[])
+    n.endpoint("second", st1, vnet="a", ip="10.1.1.5", zones=[])
+    ev = evaluate(n.snapshot(tmp_path), only={"dns.duplicate-endpoints"})
+    assert ev.check_errors == ()
+    [finding] = ev.findings
+    assert finding.resource_id.endswith("/second") and finding.evidence["zone"] == BLOB

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from daemonkit import ACCOUNT_ID, event, receiver, write_account
 from daemonkit import config as daemon_config
 from daemonkit import tenant as daemon_tenant
+from notifykit import SECRET, config, run, tenant
 from receiver import Receiver
-from test_notify_cli import SECRET, config, run, tenant
 
 from plmon.monitor.cli import cli
 from plmon.monitor.collect.recorded import RecordedTenant

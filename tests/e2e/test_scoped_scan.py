@@ -34,7 +34,7 @@ from plmon.monitor.model.snapshot import Snapshot
 from plmon.monitor.replay import synth
 from plmon.monitor.replay.server import ReplayServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 # Synthetic specs are capped so the whole property stays within seconds: the invariant does not depend on size.
 MAX_SYNTH_SUBSCRIPTIONS, MAX_SYNTH_ENDPOINTS = 4, 80
@@ -60,7 +60,7 @@ def _only_defaults(params: list[inspect.Parameter]) -> bool:
 def _kit_builders() -> dict[str, Builder]:
     """Tenant builders of the helper kits: ``f(folder: Path, <defaults>) -> Path`` and ``f(<defaults>) -> Net``."""
     out: dict[str, Builder] = {}
-    for file in sorted(TESTS.glob("*.py")):
+    for file in sorted((TESTS / "kit").glob("*.py")):
         if file.stem.startswith("test_") or file.stem == "conftest":
             continue
         module = importlib.import_module(file.stem)
@@ -80,7 +80,7 @@ def _kit_builders() -> dict[str, Builder]:
 def _synth_specs() -> dict[str, Builder]:
     """Every ``SynthSpec(...)`` with literal arguments written in the tests, capped in size."""
     out: dict[str, Builder] = {}
-    for file in sorted(TESTS.glob("test_*.py")):
+    for file in sorted(TESTS.rglob("test_*.py")):
         for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
             if not (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
                     == "SynthSpec" and not node.args):

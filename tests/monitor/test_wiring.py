@@ -36,7 +36,7 @@ from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.state.intake import SqliteIntake
 from plmon.monitor.state.sqlite import SqliteStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PLMON = [sys.executable, "-c", "from plmon.monitor.cli import main; main()"]
 HOOK_SECRET = "hook-signing-key-7f3a"
 LOG_ENV = {"PLMON_LOG_LEVEL": "info", "PLMON_LOG_FORMAT": "json"}

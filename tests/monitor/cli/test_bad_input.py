@@ -13,7 +13,7 @@ from tenantkit import SUB, endpoint, storage_account, sub_list, write_tenant
 from plmon.monitor.cli import main
 from plmon.monitor.replay.server import ReplayServer
 
-DEMO = Path(__file__).resolve().parents[1] / "monitor" / "demo_tenant"
+DEMO = Path(__file__).resolve().parents[3] / "monitor" / "demo_tenant"
 UNKNOWN_SUB = "aaaaaaaa-0000-4000-8000-000000000099"
 
 

@@ -32,7 +32,7 @@ from plmon.monitor.replay.synth import SynthSpec, generate
 from plmon.monitor.replay.synth import write_tenant as write_synth
 
 HOSTILE = " $(touch pwned);`id` *'\"|&<>!"
-DEMO = Path(__file__).resolve().parent.parent / "monitor" / "demo_tenant"
+DEMO = Path(__file__).resolve().parents[2] / "monitor" / "demo_tenant"
 # Zone names are DNS names fixed by the service, management group names are the tenant's scopes: kept so the
 # DNS and association checks still fire.
 NOT_RENAMED_TYPES = {"privatednszones", "managementgroups"}
