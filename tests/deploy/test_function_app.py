@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import importlib.util
 import json
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import azure.functions as func
@@ -19,6 +17,7 @@ import azurite
 import pytest
 import yaml
 from daemonkit import HOOK_SECRET, PUBLIC_CHECK, receiver, tenant, write_account
+from functionkit import FUNCTION_DIR, load_app
 from tenantkit import SUB
 
 from plmon.alerts.delivery import RetryPolicy
@@ -26,17 +25,7 @@ from plmon.monitor.config import parse_config
 from plmon.monitor.function_host import FunctionHost, reset_host
 from plmon.monitor.state.store import FindingState
 
-ROOT = Path(__file__).resolve().parents[2]
-FUNCTION_DIR = ROOT / "deploy" / "azure-function"
 SAMPLES = Path(__file__).parents[1] / "fixtures" / "eventgrid"
-
-
-def load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("plmon_function_app", FUNCTION_DIR / "function_app.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

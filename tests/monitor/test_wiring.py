@@ -23,6 +23,7 @@ import pytest
 import structlog
 import yaml
 from daemonkit import ACCOUNT_ID, PUBLIC_CHECK, SECRET, event, tenant, write_account
+from functionkit import load_app
 from receiver import Receiver
 from tenantkit import SUB
 
@@ -218,8 +219,6 @@ def test_serve_daemon_builds_from_every_section(tmp_path: Path, monkeypatch: pyt
 def test_function_host_builds_from_every_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Function's instance, built on its first trigger (get_functions, as the host runs it), honours every
     section of the config its app settings name, and installs the logging."""
-    from test_function_app import load_app
-
     folder = tenant(tmp_path / "t")
     settings = {**ENV, **LOG_ENV, "PLMON_CONFIG": str(full_config(tmp_path, "http://127.0.0.1:9/hook")),
                 "PLMON_FROM": str(folder), "PLMON_SUBSCRIPTIONS": f" {SUB} ,"}
@@ -249,8 +248,6 @@ def test_function_logs_redact_secrets(tmp_path: Path, monkeypatch: pytest.Monkey
                                       caplog: pytest.LogCaptureFixture) -> None:
     """In the Function, plmon's log lines reach the host's (stdlib) logging as JSON with secret-named values
     redacted: the processor the CLI installs is installed there too."""
-    from test_function_app import load_app
-
     folder = tenant(tmp_path / "t")
     for k, v in {**ENV, "PLMON_CONFIG": str(full_config(tmp_path, "http://127.0.0.1:9/hook")),
                  "PLMON_FROM": str(folder), "PLMON_LOG_LEVEL": "info"}.items():
@@ -261,7 +258,7 @@ def test_function_logs_redact_secrets(tmp_path: Path, monkeypatch: pytest.Monkey
     functions["full_collection"].get_user_function()(None)
     structlog.get_logger("monitor.probe").warning("probe", webhook_secret=HOOK_SECRET, token=SECRET)
     try:
-        lines = [r.getMessage() for r in caplog.records if r.name.startswith(("monitor", "alerts"))]
+        lines = [r.getMessage() for r in caplog.records if r.name.startswith(("plmon.", "monitor."))]
         assert any(json.loads(line)["event"] == "probe" for line in lines)
         assert any(json.loads(line)["event"] == "function_timer_done" for line in lines)
         assert HOOK_SECRET not in caplog.text and SECRET not in caplog.text
