@@ -15,8 +15,6 @@ Tables (``<prefix>`` is the configured table prefix, default ``plmon``):
     sha256 of subject key + status.
 ``<prefix>scans``
     One partition ``scans``; RowKey ``<iso time>-<ns counter>-<random>`` so history sorts by time.
-``<prefix>events``
-    PartitionKey ``<first 2 hex>``, RowKey the sha256 of the Event Grid event id.
 
 Keys never hold raw ARM ids: PartitionKey and RowKey may not contain ``/``, ``\\``, ``#`` or ``?``, and
 ARM ids are full of ``/``; a hash is fixed-length and safe. The readable values are kept as properties.
@@ -137,7 +135,7 @@ class TablesStore:
         self._service = service
         self._tables: dict[str, TableClient] = {}
         try:
-            for name in ("state", "observations", "scans", "events"):
+            for name in ("state", "observations", "scans"):
                 self._tables[name] = service.create_table_if_not_exists(f"{prefix}{name}")
         except ClientAuthenticationError as err:
             raise InputError(f"state store: Table Storage refused the credentials ({err.reason or err})") from None
@@ -461,20 +459,10 @@ class TablesStore:
         times = [e["next_attempt_at"] for e in self._outbox_entities(AlertStatus.PENDING)]
         return parse_iso(min(times)) if times else None
 
-    # --- daemon ---------------------------------------------------------------------------------
-    def mark_event_processed(self, event_id: str, at: datetime) -> bool:
-        h = _h(event_id)
-        try:
-            self._tables["events"].create_entity({"PartitionKey": h[:2], "RowKey": h, "event_id": event_id[:1000],
-                                                  "processed_at": iso(at)})
-        except ResourceExistsError:
-            return False
-        return True
-
     # --- housekeeping ---------------------------------------------------------------------------
     def prune(self, older_than: datetime) -> int:
         """Drop history older than ``older_than`` (as the SQLite store does): resolved findings,
-        settled alerts, scans, event ids, observations not seen since. Open state is never pruned."""
+        settled alerts, scans, observations not seen since. Open state is never pruned."""
         cut = iso(older_than)
         doomed: list[tuple[TableClient, TableEntity]] = []
         doomed += [(self._state, e) for e in self._state.query_entities(
@@ -484,8 +472,6 @@ class TablesStore:
         doomed += [(self._state, e) for e in self._state.query_entities(
             "kind eq 'outbox' and status eq 'failed' and created_at lt @c", parameters={"c": cut})]
         doomed += [(self._scans, e) for e in self._scans.query_entities("at lt @c", parameters={"c": cut})]
-        doomed += [(self._tables["events"], e) for e in self._tables["events"].query_entities(
-            "processed_at lt @c", parameters={"c": cut})]
         doomed += [(self._obs, e) for e in self._obs.query_entities("last_seen lt @c", parameters={"c": cut})]
         n = 0
         for table, e in doomed:
