@@ -5,7 +5,7 @@ by whoever asked for the connection, possibly in another tenant. So every piece 
 through :func:`escape` (``&``, ``<``, ``>``: Slack's control characters; terminal control bytes shown
 as ``\\xNN``, as on the terminal) before it reaches mrkdwn, and the portal link's URL is percent-encoded,
 so neither ``<!channel>`` nor ``<https://evil|click>`` can become a mention or a link. The models enforce
-Slack's size limits; texts are cut to fit first (after :mod:`alerts.bounds` capped them for every channel).
+Slack's size limits; texts are cut to fit first (after :mod:`plmon.alerts.bounds` capped them for every channel).
 """
 
 from __future__ import annotations

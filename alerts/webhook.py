@@ -39,7 +39,7 @@ def _source(payload: Any) -> str:
 
 def cloud_event(alert: OutboxRow) -> dict[str, Any]:
     """The CloudEvents document of contracts.md: ``data`` = the finding + first_seen, last_seen, state (and
-    ``truncated`` when Azure text was cut to fit, see :mod:`alerts.bounds`)."""
+    ``truncated`` when Azure text was cut to fit, see :mod:`plmon.alerts.bounds`)."""
     p = alert.payload
     finding = dict(p["finding"])
     data = {**finding, "first_seen": p["first_seen"], "last_seen": p["last_seen"], "state": p["state"]}

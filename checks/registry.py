@@ -52,12 +52,6 @@ def _parse_int(value: object) -> int:
     return value
 
 
-def _parse_bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class Param:
     """A check parameter: its default and how to validate a configured value."""
@@ -77,10 +71,6 @@ class Param:
     @classmethod
     def strings(cls, default: Iterable[str] = (), help: str = "") -> Param:
         return cls(tuple(default), _parse_str_list, help)
-
-    @classmethod
-    def flag(cls, default: bool, help: str = "") -> Param:
-        return cls(default, _parse_bool, help)
 
 
 @dataclass(frozen=True, slots=True)

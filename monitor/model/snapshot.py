@@ -434,13 +434,6 @@ class Snapshot:
     endpoints_by_subnet: Mapping[str, tuple[str, ...]] = field(default_factory=_frozen)
 
     # --- lookups used by many checks ---
-    def provider_for(self, target: ArmId | None) -> PrivateLinkService | Rmpl | Target | None:
-        """The provider-side object a consumer connection points at, if the snapshot holds it."""
-        if target is None:
-            return None
-        key = target.key
-        return self.private_link_services.get(key) or self.rmpls.get(key) or self.targets.get(key)
-
     def subnet_of(self, endpoint: PrivateEndpoint) -> Subnet | None:
         return self.subnets.get(endpoint.subnet_id.key) if endpoint.subnet_id else None
 

@@ -34,7 +34,9 @@ from plmon.monitor.state.store import (
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "connect", "write_transaction"]
 
 _MIGRATIONS: tuple[str, ...] = (
-    # 1: findings, observations, scans, outbox, processed events
+    # 1: findings, observations, scans, outbox, processed events. Event ids are deduplicated by the intake queue
+    # (plmon.monitor.state.intake) since it exists: nothing writes processed_events any more, but migrations only
+    # ever append, so the table stays in every file (and prune still empties what older versions wrote there).
     """
     CREATE TABLE findings (
         check_id TEXT NOT NULL, resource_key TEXT NOT NULL, resource_id TEXT NOT NULL,
@@ -350,16 +352,10 @@ class SqliteStore:
         rows = self._query("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
         return parse_iso(rows[0][0]) if rows and rows[0][0] else None
 
-    # --- daemon ---------------------------------------------------------------------------------
-    def mark_event_processed(self, event_id: str, at: datetime) -> bool:
-        with self._tx() as db:
-            cur = db.execute("INSERT OR IGNORE INTO processed_events VALUES (?, ?)", (event_id, iso(at)))
-            return cur.rowcount == 1
-
     # --- housekeeping ---------------------------------------------------------------------------
     def prune(self, older_than: datetime) -> int:
-        """Drop history older than ``older_than``: resolved findings, settled alerts, scans, event ids,
-        observations not seen since. Open and waived findings and pending alerts are never pruned."""
+        """Drop history older than ``older_than``: resolved findings, settled alerts, scans, event ids (written by
+        older versions), observations not seen since. Open and waived findings and pending alerts are never pruned."""
         cut = iso(older_than)
         with self._tx() as db:
             n = db.execute("DELETE FROM findings WHERE state = 'resolved' AND resolved_at < ?", (cut,)).rowcount

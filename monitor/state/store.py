@@ -168,11 +168,6 @@ class StateStore(Protocol):
 
     def next_due(self) -> datetime | None: ...
 
-    # --- daemon --------------------------------------------------------------------------------
-    def mark_event_processed(self, event_id: str, at: datetime) -> bool:
-        """True the first time ``event_id`` is seen, False for a redelivery."""
-        ...
-
     # --- housekeeping --------------------------------------------------------------------------
     def prune(self, older_than: datetime) -> int: ...
 

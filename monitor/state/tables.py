@@ -15,8 +15,6 @@ Tables (``<prefix>`` is the configured table prefix, default ``plmon``):
     sha256 of subject key + status.
 ``<prefix>scans``
     One partition ``scans``; RowKey ``<iso time>-<ns counter>-<random>`` so history sorts by time.
-``<prefix>events``
-    PartitionKey ``<first 2 hex>``, RowKey the sha256 of the Event Grid event id.
 
 Keys never hold raw ARM ids: PartitionKey and RowKey may not contain ``/``, ``\\``, ``#`` or ``?``, and
 ARM ids are full of ``/``; a hash is fixed-length and safe. The readable values are kept as properties.
@@ -60,7 +58,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableServiceClient, TableTransactionError, UpdateMode
 
 from plmon.monitor.errors import InputError
 from plmon.monitor.state.store import (
@@ -137,7 +135,7 @@ class TablesStore:
         self._service = service
         self._tables: dict[str, TableClient] = {}
         try:
-            for name in ("state", "observations", "scans", "events"):
+            for name in ("state", "observations", "scans"):
                 self._tables[name] = service.create_table_if_not_exists(f"{prefix}{name}")
         except ClientAuthenticationError as err:
             raise InputError(f"state store: Table Storage refused the credentials ({err.reason or err})") from None
@@ -167,9 +165,10 @@ class TablesStore:
 
     # --- plumbing -------------------------------------------------------------------------------
     @staticmethod
-    def _get(table: TableClient, pk: str, rk: str) -> dict[str, Any] | None:
+    def _get(table: TableClient, pk: str, rk: str) -> TableEntity | None:
+        """The row as the SDK returns it: a dict whose ``metadata`` holds the ETag the writes are conditioned on."""
         try:
-            return table.get_entity(pk, rk)  # type: ignore[return-value]
+            return table.get_entity(pk, rk)
         except ResourceNotFoundError:
             return None
 
@@ -267,14 +266,14 @@ class TablesStore:
             new = [ent for rk, ent in sorted(outbox.items()) if rk not in existing]
             ops = [first, *(("create", ent) for ent in new[:_MAX_BATCH - 1])]
             try:
-                self._state.submit_transaction(ops)  # type: ignore[arg-type]
+                self._state.submit_transaction(ops)
             except TableTransactionError as err:
                 # Our finding moved (or appeared): a concurrent writer. Otherwise an alert row was
                 # inserted meanwhile (a redelivered change): read the partition again and retry.
                 now = self._get(self._state, pk, _FINDING_RK)
                 if (now.metadata["etag"] if now is not None else None) != etag:
                     raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: changed by another "
-                                        f"writer ({err.error_code})") from None
+                                        f"writer ({getattr(err, 'error_code', None)})") from None
                 continue
             for ent in new[_MAX_BATCH - 1:]:
                 with contextlib.suppress(ResourceExistsError):
@@ -373,10 +372,10 @@ class TablesStore:
                          next_attempt_at=parse_iso(e.get("next_attempt_at")), last_error=e.get("last_error"),
                          delivered_at=parse_iso(e.get("delivered_at")))
 
-    def _outbox_entities(self, status: AlertStatus | None = None) -> Iterator[dict[str, Any]]:
+    def _outbox_entities(self, status: AlertStatus | None = None) -> Iterator[TableEntity]:
         if status is None:
-            return iter(self._state.query_entities("kind eq 'outbox'"))  # type: ignore[arg-type]
-        return iter(self._state.query_entities("kind eq 'outbox' and status eq @s",  # type: ignore[arg-type]
+            return iter(self._state.query_entities("kind eq 'outbox'"))
+        return iter(self._state.query_entities("kind eq 'outbox' and status eq @s",
                                                parameters={"s": status.value}))
 
     def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[OutboxRow]:
@@ -460,22 +459,12 @@ class TablesStore:
         times = [e["next_attempt_at"] for e in self._outbox_entities(AlertStatus.PENDING)]
         return parse_iso(min(times)) if times else None
 
-    # --- daemon ---------------------------------------------------------------------------------
-    def mark_event_processed(self, event_id: str, at: datetime) -> bool:
-        h = _h(event_id)
-        try:
-            self._tables["events"].create_entity({"PartitionKey": h[:2], "RowKey": h, "event_id": event_id[:1000],
-                                                  "processed_at": iso(at)})
-        except ResourceExistsError:
-            return False
-        return True
-
     # --- housekeeping ---------------------------------------------------------------------------
     def prune(self, older_than: datetime) -> int:
         """Drop history older than ``older_than`` (as the SQLite store does): resolved findings,
-        settled alerts, scans, event ids, observations not seen since. Open state is never pruned."""
+        settled alerts, scans, observations not seen since. Open state is never pruned."""
         cut = iso(older_than)
-        doomed: list[tuple[TableClient, Mapping[str, Any]]] = []
+        doomed: list[tuple[TableClient, TableEntity]] = []
         doomed += [(self._state, e) for e in self._state.query_entities(
             "RowKey eq 'finding' and state eq 'resolved' and resolved_at lt @c", parameters={"c": cut})]
         doomed += [(self._state, e) for e in self._state.query_entities(
@@ -483,8 +472,6 @@ class TablesStore:
         doomed += [(self._state, e) for e in self._state.query_entities(
             "kind eq 'outbox' and status eq 'failed' and created_at lt @c", parameters={"c": cut})]
         doomed += [(self._scans, e) for e in self._scans.query_entities("at lt @c", parameters={"c": cut})]
-        doomed += [(self._tables["events"], e) for e in self._tables["events"].query_entities(
-            "processed_at lt @c", parameters={"c": cut})]
         doomed += [(self._obs, e) for e in self._obs.query_entities("last_seen lt @c", parameters={"c": cut})]
         n = 0
         for table, e in doomed:

@@ -295,12 +295,13 @@ class ResourceGraphReader:
         kind_of_type = {t.lower(): k for k, t in zip(query.kinds, query.types, strict=True)}
         grouped: dict[tuple[str, str], list[Any]] = {(s, k): [] for s in batch for k in query.kinds}
         for row in rows:
-            kind = kind_of_type.get(str(row.get("type", "")).lower()) if isinstance(row, dict) else None
-            item = _arm_item(row, kind) if kind else None
-            sub = row.get("subscriptionId") or parse_id(item["id"]).subscription if item else None
-            if item is None or not isinstance(sub, str) or (sub.lower(), kind) not in grouped:
+            row_kind = kind_of_type.get(str(row.get("type", "")).lower()) if isinstance(row, dict) else None
+            item = _arm_item(row, row_kind) if row_kind else None
+            row_sub = row.get("subscriptionId") or parse_id(item["id"]).subscription if item else None
+            key = (row_sub.lower(), row_kind) if isinstance(row_sub, str) and row_kind else None
+            if item is None or key is None or key not in grouped:
                 continue  # not one of ours: a row for another type or subscription is not trusted
-            grouped[(sub.lower(), kind)].append(item)  # type: ignore[index]
+            grouped[key].append(item)
         with self._rows_lock:
             self._lists.update(grouped)
 

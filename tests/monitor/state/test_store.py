@@ -144,15 +144,8 @@ def test_scan_history_since(store: StateStore) -> None:
     assert hist[1].by_check == {"c.one": 2} and hist[1].by_severity == {"high": 2}
 
 
-def test_event_ids_first_time_only(store: StateStore) -> None:
-    """mark_event_processed is True once per event id."""
-    assert store.mark_event_processed("ev-1", T0) is True
-    assert store.mark_event_processed("ev-1", T0) is False
-    assert store.mark_event_processed("ev-2", T0) is True
-
-
 def test_prune_keeps_open_and_pending(store: StateStore) -> None:
-    """Pruning drops old resolved findings, delivered alerts, scans and event ids, never open state."""
+    """Pruning drops old resolved findings, delivered alerts and scans, never open state."""
     old_open, old_resolved = rec("c.open"), rec("c.gone", state=FindingState.RESOLVED)
     old_resolved = replace(old_resolved, resolved_at=T0)
     store.apply(ChangeSet(findings=[(old_open, None), (old_resolved, None)],
@@ -160,22 +153,20 @@ def test_prune_keeps_open_and_pending(store: StateStore) -> None:
                           scan=ScanRecord(T0, 1, 0, {}, {})))
     [o] = [x for x in store.claim_due(T0, timedelta(0)) if x.check_id == "c.gone"]
     store.mark_delivered(o.alert_id, o.channel, T0)
-    store.mark_event_processed("ev", T0)
-    assert store.prune(T0 + timedelta(days=1)) >= 4
+    assert store.prune(T0 + timedelta(days=1)) >= 3
     assert [f.check_id for f in store.findings()] == ["c.open"]
     assert [x.check_id for x in store.outbox()] == ["c.open"]
     assert store.scan_history() == []
-    assert store.mark_event_processed("ev", T0) is True
 
 
 def test_threads_share_one_store(store: StateStore) -> None:
-    """Eight threads writing at once lose no event id and raise nothing."""
+    """Eight threads writing at once lose no observation and raise nothing."""
     errors: list[BaseException] = []
 
     def work(n: int) -> None:
         try:
             for i in range(50):
-                store.mark_event_processed(f"t{n}-{i}", T0)
+                store.observe([(f"t{n}-{i}", "open")], T0)
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -185,7 +176,7 @@ def test_threads_share_one_store(store: StateStore) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert all(not store.mark_event_processed(f"t{n}-{i}", T0) for n in range(8) for i in range(50))
+    assert set(store.observations()) == {(f"t{n}-{i}", "open") for n in range(8) for i in range(50)}
 
 
 # --- SQLite specifics -------------------------------------------------------------------------------
