@@ -25,6 +25,10 @@ from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
 DEMO = Path(__file__).resolve().parents[2] / "monitor" / "demo_tenant"
+# What a re-read leaves as it was (reevaluate re-reads resources, not the tenant, its clock or its history), so no
+# check declares it. A new snapshot field a check reads must be added here, to INDEX_SOURCES or to the kinds table.
+CONTEXT = frozenset({"taken_at", "tenant_id", "cloud", "subscriptions", "management_groups", "coverage",
+                     "observations"})
 
 
 class _Recording:
@@ -53,6 +57,9 @@ def collections_read(chk: Check, snap: Snapshot) -> set[str]:
     the context (clock, tenant, subscriptions, coverage, observations) is the same before and after a re-read."""
     rec = _Recording(snap)
     list(chk.fn(rec, chk.defaults()))  # type: ignore[arg-type]
+    methods = {n for n in rec.names if inspect.isfunction(getattr(Snapshot, n, None))}
+    unclassified = rec.names - set(RECORDS) - set(INDEX_SOURCES) - CONTEXT - methods
+    assert not unclassified, f"{chk.id} reads snapshot fields neither a collection, an index nor context"
     out = {n for n in rec.names if n in RECORDS}
     for index, sources in INDEX_SOURCES.items():
         if index in rec.names:
