@@ -7,18 +7,19 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import ConnectionView, connection_views
+from plmon.checks.links import VIEW_READS, ConnectionView, connection_views
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.monitor.model.arm_id import ArmId
+from plmon.monitor.model.kinds import listed_providers
 from plmon.monitor.model.snapshot import Snapshot, TargetState, lower
 
 PE_DOC = "https://learn.microsoft.com/azure/private-link/manage-private-endpoint"
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview"
 TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-private-endpoint-connectivity"
 
-LISTED_PROVIDER_TYPES = ("microsoft.network/privatelinkservices",
-                         "microsoft.authorization/resourcemanagementprivatelinks")
+# Providers that per-subscription lists return: absent from a list that was read means absent (kinds table).
+LISTED_PROVIDER_TYPES = tuple(listed_providers())
 
 
 def _hours(seconds: float) -> float:
@@ -34,6 +35,7 @@ def _hours(seconds: float) -> float:
     references=(PE_DOC, PE_OVERVIEW + "#private-link-resource"),
     params={"pending_max_age": Param.duration("72h", "age after which severity rises to high")},
     controls=("MCSB NS-2",),
+    reads=VIEW_READS,
 )
 def pending(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     max_age = params["pending_max_age"]
@@ -94,6 +96,7 @@ def _endpoint_issues(snap: Snapshot, status: str, what: str) -> Iterator[Issue]:
               "endpoint still costs money and holds an IP address.",
     remediation="Delete the endpoint, or ask the provider to approve a new request.",
     references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
+    reads=VIEW_READS,
 )
 def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _endpoint_issues(snap, "rejected", "Rejected")
@@ -106,6 +109,7 @@ def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
               "should be deleted.",
     remediation="Delete the disconnected private endpoint.",
     references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
+    reads=VIEW_READS,
 )
 def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _endpoint_issues(snap, "disconnected", "Disconnected")
@@ -119,6 +123,7 @@ def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Read the actions required on the connection and recreate or re-approve it.",
     references=(PE_DOC, TROUBLESHOOT),
     controls=("MCSB NS-2", "MCSB PV-2"),
+    reads=VIEW_READS,
 )
 def actions_required(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     flagged: dict[str, list[tuple[ConnectionView, dict[str, str]]]] = defaultdict(list)
@@ -155,6 +160,7 @@ def _listed_under_short_id(snap: Snapshot, target: ArmId) -> bool:
     remediation="Delete the orphaned private endpoint.",
     references=(PE_DOC, TROUBLESHOOT),
     controls=("MCSB AM-1", "MCSB NS-10"),
+    reads=("private_endpoints", "targets", "private_link_services", "rmpls"),
 )
 def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in snap.private_endpoints.values():

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import connection_views
+from plmon.checks.links import VIEW_READS, connection_views
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import az, lines
 from plmon.monitor.model.arm_id import ArmId
@@ -111,6 +111,7 @@ def _managed_elsewhere(snap: Snapshot, pe: PrivateEndpoint, patterns: tuple[str,
     params={"managed_elsewhere": Param.strings((), "glob patterns of endpoint, subnet or virtual network ids "
                                                    "whose DNS is managed elsewhere (custom DNS)"),
             "zone_overrides": ZONE_OVERRIDES},
+    reads=(*VIEW_READS, "subnets"),
 )
 def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     approved: dict[str, list[ArmId | None]] = defaultdict(list)
@@ -147,6 +148,7 @@ def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Point the zone group at the zone expected for the target type and group id.",
     references=(DNS_DOC,), controls=("MCSB NS-10",),
     params={"zone_overrides": ZONE_OVERRIDES},
+    reads=("private_endpoints",),
 )
 def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]
@@ -204,6 +206,7 @@ def _dns_scope(snap: Snapshot, pe: PrivateEndpoint, zone: str | None,
     remediation="Keep one endpoint per resource and group id per DNS scope and delete the others.",
     references=(DNS_DOC,), controls=("MCSB NS-10",),
     params={"zone_overrides": ZONE_OVERRIDES},
+    reads=(*VIEW_READS, "subnets", "dns_zones"),
 )
 def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]

@@ -21,6 +21,7 @@ TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-priv
     remediation="Re-apply the resource's configuration, or delete and recreate it.",
     references=(TROUBLESHOOT,),
     controls=("MCSB PV-2",),
+    reads=("private_endpoints", "private_link_services"),
 )
 def provisioning_failed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in snap.private_endpoints.values():

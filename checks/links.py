@@ -14,7 +14,11 @@ from dataclasses import dataclass
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import ConsumerConnection, PrivateEndpoint, ProviderConnection, Snapshot, lower
 
-__all__ = ["ConnectionView", "connection_views"]
+__all__ = ["VIEW_READS", "ConnectionView", "connection_views"]
+
+# The snapshot collections connection_views reads (the endpoints, and every provider side: the provider index is
+# resolved from these): a check that pairs connections declares them in ``@check(reads=...)``.
+VIEW_READS = ("private_endpoints", "private_link_services", "rmpls", "targets")
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,9 @@ from plmon.monitor.model.snapshot import Nsg, NsgRule, Snapshot, Subnet, lower
 PE_LIMITS = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#network-security-of-private-endpoints"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
 
+# What endpoint_subnets reads: the endpoints (through their subnet index) and the subnets.
+_ENDPOINT_SUBNETS = ("private_endpoints", "subnets")
+
 
 def endpoint_subnets(snap: Snapshot) -> list[Subnet]:
     """Subnets some endpoint's properties.subnet.id names, or that list endpoints themselves."""
@@ -50,6 +53,7 @@ def _ranges(many: tuple[str, ...], one: str | None) -> list[str]:
               "NSG is not applied to private endpoints: the rules look protective but filter nothing.",
     remediation="Set privateEndpointNetworkPolicies to Enabled (or NetworkSecurityGroupEnabled) on the subnet.",
     references=(PE_POLICIES, PE_LIMITS), controls=("MCSB NS-1",),
+    reads=_ENDPOINT_SUBNETS,
 )
 def not_enforced(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for subnet in endpoint_subnets(snap):
@@ -93,6 +97,7 @@ def effective_action(rule: NsgRule) -> str:
               "several ranges denies more than written: the rule does not do what it says.",
     remediation="Split the rule into one rule per port range.",
     references=(PE_LIMITS,), controls=("MCSB NS-1",),
+    reads=(*_ENDPOINT_SUBNETS, "nsgs"),
 )
 def multi_port_range(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for nsg, subnets in _nsgs_on_endpoint_subnets(snap):
@@ -133,6 +138,7 @@ def _count(many: tuple[str, ...], one: str | None) -> int:
     references=(PE_LIMITS,), controls=("MCSB NS-1",),
     params={"max_prefixes": Param.integer(500, "address prefixes per side of a rule"),
             "max_product": Param.integer(250_000, "source x destination prefixes x destination port ranges")},
+    reads=(*_ENDPOINT_SUBNETS, "nsgs"),
 )
 def rule_prefix_limit(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for nsg, subnets in _nsgs_on_endpoint_subnets(snap):
@@ -171,6 +177,7 @@ def _uses_vnet_tag(rule: NsgRule) -> bool:
               "peering has allowVirtualNetworkAccess false, so a Deny meant for it does not apply.",
     remediation="Use the peer's address prefixes explicitly in the Deny rule.",
     references=(PE_LIMITS,), controls=("MCSB NS-1",),
+    reads=(*_ENDPOINT_SUBNETS, "nsgs", "virtual_networks"),
 )
 def vnet_tag_peering(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for nsg, subnets in _nsgs_on_endpoint_subnets(snap):

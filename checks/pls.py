@@ -32,6 +32,7 @@ def _subs_arg(values: list[str]) -> list[str]:
               "then depend on manual review alone.",
     remediation="Restrict visibility to the subscriptions that should consume the service.",
     references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
+    reads=("private_link_services",),
 )
 def visibility_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pls in snap.private_link_services.values():
@@ -49,6 +50,7 @@ def visibility_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
               "misunderstanding of who can connect and is silently ineffective or overly broad.",
     remediation="Remove auto-approval entries that are not in the visibility list, or add them to it.",
     references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
+    reads=("private_link_services",),
 )
 def auto_approval_not_subset(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pls in snap.private_link_services.values():
@@ -74,6 +76,7 @@ def auto_approval_not_subset(snap: Snapshot, params: Mapping[str, Any]) -> Itera
               "reachable from networks its owner has never seen.",
     remediation="Replace '*' with the consumer subscriptions that may connect without review.",
     references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
+    reads=("private_link_services",),
 )
 def auto_approval_wildcard(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pls in snap.private_link_services.values():
@@ -97,6 +100,7 @@ def _nat_subnets(pls: PrivateLinkService) -> dict[str, ArmId]:
     remediation="Disable privateLinkServiceNetworkPolicies on the NAT subnet.",
     references=(PLS_POLICY,),
     controls=("MCSB NS-1", "MCSB PV-2"),
+    reads=("private_link_services", "subnets"),
 )
 def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     users: dict[str, list[str]] = defaultdict(list)
@@ -125,6 +129,7 @@ def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
     references=(PLS_DOC + "#nat-network-address-translation",),
     params={"min_free": Param.integer(8, "minimum free addresses in a NAT subnet")},
     controls=("MCSB PV-2",),
+    reads=("private_link_services", "subnets"),
 )
 def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     nat_configs: dict[str, set[str]] = defaultdict(set)
@@ -171,6 +176,7 @@ def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue
     remediation="Confirm the backend parses PROXY v2 and record it as a waiver, or turn it off.",
     references=(PLS_DOC + "#getting-connection-information-using-tcp-proxy-v2",),
     controls=("MCSB PV-2",),
+    reads=("private_link_services",),
 )
 def proxy_protocol(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pls in snap.private_link_services.values():

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import connection_views
+from plmon.checks.links import VIEW_READS, connection_views
 from plmon.checks.registry import check
 from plmon.checks.remedy import az, fill
 from plmon.monitor.model.kinds import ACCESS_MODE, ACCESS_RULES, BOOLEAN, PRIVATE_CLUSTER, AccessRule
@@ -113,6 +113,7 @@ def _evidence(t: Target, endpoints: list[str], why: str) -> dict[str, Any]:
     # CIS 3.7: CIS Microsoft Azure Foundations v2.1.0 "Ensure that 'Public Network Access' is 'Disabled' for
     # storage accounts" (the storage case of this check).
     references=(PE_OVERVIEW,), controls=("MCSB NS-2", "CIS 3.7"),
+    reads=VIEW_READS,
 )
 def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     approved = _approved_targets(snap)
@@ -135,6 +136,7 @@ def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> 
               "listed so that a report never counts it as compliant.",
     remediation="Grant plmon read access to the resource, or check its public network access by hand.",
     references=(PE_OVERVIEW,), controls=("MCSB NS-2",),
+    reads=VIEW_READS,
 )
 def unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     approved = _approved_targets(snap)

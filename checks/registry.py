@@ -1,8 +1,11 @@
 """The check registry: a check is a decorated function in ``checks/<family>.py``, nothing more.
 
 The decorator records the check's metadata beside the function (id, title, default severity,
-rationale, remediation, references, control mapping, parameters), so there is no second list to
-edit. :func:`all_checks` imports every module of this package once, which fills the registry.
+rationale, remediation, references, control mapping, parameters, and the snapshot collections it
+reads), so there is no second list to edit. :func:`all_checks` imports every module of this package
+once, which fills the registry. What a check ``reads`` is how the daemon knows which checks a re-read
+resource kind can change (:func:`readers_of`); a test runs every check against a snapshot that records
+what it touches, so the declaration cannot fall behind the code.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from datetime import timedelta
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
+from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import Snapshot
 
-__all__ = ["Check", "Param", "all_checks", "check", "get_check", "parse_duration"]
+__all__ = ["Check", "Param", "all_checks", "check", "get_check", "parse_duration", "readers_of"]
 
 CheckFn = Callable[[Snapshot, Mapping[str, Any]], Iterable[Issue]]
 
@@ -85,6 +89,9 @@ class Check:
     params: Mapping[str, Param] = field(default_factory=dict)
     # Control mapping, e.g. ("MCSB NS-2",) and ("CIS 4.x",): data for reports.
     controls: tuple[str, ...] = ()
+    # The snapshot collections (plmon.monitor.model.kinds.RECORDS) the check reads, helpers included; None =
+    # undeclared, so it is re-run after any change.
+    reads: frozenset[str] | None = None
 
     @property
     def family(self) -> str:
@@ -116,17 +123,25 @@ _ID = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9.-]*$")
 
 def check(*, id: str, title: str, severity: Severity, rationale: str, remediation: str,
           references: Iterable[str], params: Mapping[str, Param] | None = None,
-          controls: Iterable[str] = ()) -> Callable[[CheckFn], CheckFn]:
-    """Register ``fn`` as check ``id``. Ids are a contract (checks.md): unique, never reused."""
+          controls: Iterable[str] = (), reads: Iterable[str] | None = None) -> Callable[[CheckFn], CheckFn]:
+    """Register ``fn`` as check ``id``. Ids are a contract (checks.md): unique, never reused.
+
+    ``reads`` names the snapshot collections the check (and the helpers it calls) reads, e.g.
+    ``("private_endpoints", "targets")``; a name the kinds table does not know is refused here, so a typo
+    cannot make the daemon skip the check after a change.
+    """
     if not _ID.match(id):
         raise ValueError(f"bad check id {id!r}")
+    declared = None if reads is None else frozenset(reads)
+    if declared is not None and (unknown := declared - set(RECORDS)):
+        raise ValueError(f"check {id!r} reads unknown snapshot collections {sorted(unknown)}; known: {RECORDS}")
 
     def register(fn: CheckFn) -> CheckFn:
         if id in _REGISTRY and _REGISTRY[id].fn is not fn:
             raise ValueError(f"duplicate check id {id!r}")
         _REGISTRY[id] = Check(id=id, title=title, severity=severity, rationale=rationale,
                               remediation=remediation, references=tuple(references), fn=fn,
-                              params=dict(params or {}), controls=tuple(controls))
+                              params=dict(params or {}), controls=tuple(controls), reads=declared)
         return fn
     return register
 
@@ -148,3 +163,10 @@ def all_checks() -> dict[str, Check]:
 
 def get_check(check_id: str) -> Check:
     return all_checks()[check_id]
+
+
+def readers_of(collections: Iterable[str]) -> set[str]:
+    """The ids of the checks whose outcome a change to ``collections`` can move: those that declare reading one of
+    them, and every check that declares nothing."""
+    changed = frozenset(collections)
+    return {c.id for c in all_checks().values() if c.reads is None or c.reads & changed}

@@ -50,6 +50,7 @@ def _association_gaps(snap: Snapshot) -> bool:
     remediation="Recreate the association with publicNetworkAccess Disabled. Note: current Azure docs "
                 "do not let every tenant disable it yet; if yours cannot, record a waiver.",
     references=(RMPL_REST, RMPL_DOC), controls=("MCSB NS-2",),
+    reads=("associations",),
 )
 def association_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for a in snap.associations.values():
@@ -72,6 +73,7 @@ def association_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Is
     remediation="Delete the association and create it at the root management group (the tenant id).",
     references=(RMPL_REST,),
     controls=("MCSB NS-2", "MCSB PV-2"),
+    reads=("associations",),
 )
 def association_not_root(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for a in snap.associations.values():
@@ -99,6 +101,7 @@ def association_not_root(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[
     remediation="Delete the dangling association, or recreate the private link it names.",
     references=(RMPL_REST,),
     controls=("MCSB AM-1", "MCSB PV-2"),
+    reads=("associations", "rmpls", "targets"),
 )
 def association_dangling(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for a in snap.associations.values():
@@ -149,6 +152,7 @@ def _absence(snap: Snapshot, ref: ArmId | None) -> str | None:
     remediation="Associate the private link with the root management group, or delete it.",
     references=(RMPL_REST,),
     controls=("MCSB NS-2", "MCSB AM-1"),
+    reads=("associations", "rmpls"),
 )
 def unassociated(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     if _association_gaps(snap):
@@ -171,6 +175,7 @@ def unassociated(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Create a private endpoint with group id ResourceManagement and approve it.",
     references=(RMPL_DOC,),
     controls=("MCSB NS-2",),
+    reads=("rmpls",),
 )
 def no_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for rmpl in snap.rmpls.values():
@@ -190,6 +195,7 @@ def no_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Give each tenant its own resource management private link.",
     references=(RMPL_REST,),
     controls=("MCSB PV-2",),
+    reads=("associations", "rmpls"),
 )
 def multi_tenant(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     tenants: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -215,6 +221,7 @@ def multi_tenant(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Recreate the private endpoint with group id ResourceManagement.",
     references=(RMPL_DOC,),
     controls=("MCSB NS-2", "MCSB PV-2"),
+    reads=("private_endpoints", "rmpls"),
 )
 def endpoint_group_id(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in snap.private_endpoints.values():
@@ -243,6 +250,7 @@ def endpoint_group_id(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
     remediation="Add a CNAME 'management' to the zone, or unlink the zone from the Bastion network.",
     references=(BASTION_FAQ, RMPL_DOC),
     controls=("MCSB NS-10",),
+    reads=("bastion_hosts", "dns_zones"),
 )
 def bastion_dns_conflict(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     bastion_vnets: dict[str, list[str]] = defaultdict(list)

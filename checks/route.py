@@ -25,6 +25,10 @@ INSPECT = "https://learn.microsoft.com/azure/private-link/inspect-traffic-with-a
 FW_SNAT = "https://learn.microsoft.com/azure/firewall/snat-private-range"
 UDR_DOC = "https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview"
 
+# What plmon.checks.paths reads to decide a path (endpoints, client subnets and networks, route tables and the
+# appliances a next hop may be): every check built on the decided paths declares it.
+_PATHS = ("private_endpoints", "subnets", "virtual_networks", "route_tables", "firewalls", "load_balancers", "nics")
+
 
 def _path_evidence(p: PathResult) -> dict[str, Any]:
     d = p.to_dict()
@@ -61,6 +65,7 @@ def _bypassing(p: PathResult) -> list[RouteCandidate]:
                 "(RouteTableEnabled or Enabled) on the endpoint's subnet and use a route at least as specific "
                 "as the VNet address space.",
     references=(PE_OVERVIEW, PE_POLICIES, INSPECT), controls=("MCSB NS-3", "MCSB NS-1"),
+    reads=_PATHS,
 )
 def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     by_table: dict[str, list[PathResult]] = defaultdict(list)
@@ -193,6 +198,7 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     remediation="Make the appliance SNAT traffic to private endpoints (Azure Firewall: private ranges that "
                 "exclude the endpoint IPs, or 255.255.255.255/32 to always SNAT).",
     references=(INSPECT, FW_SNAT, PE_OVERVIEW), controls=("MCSB NS-3",),
+    reads=(*_PATHS, "firewall_policies"),
 )
 def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, False)
@@ -206,6 +212,7 @@ def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
     remediation=f"Tag the appliance NIC (or the load balancer in front) with {SNAT_TAG}=always or "
                 f"{SNAT_TAG}=never after checking its NAT configuration.",
     references=(INSPECT, PE_OVERVIEW), controls=("MCSB NS-3",),
+    reads=(*_PATHS, "firewall_policies"),
 )
 def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, None)
@@ -273,6 +280,7 @@ def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str, client_vnet: str 
               "not read (out of scope or unreadable) is unknown, not this finding.",
     remediation="Point the route at the appliance's private IP, or bring the appliance into the monitored scope.",
     references=(UDR_DOC,), controls=("MCSB NS-3",),
+    reads=_PATHS,
 )
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     rows: dict[str, list[PathResult]] = defaultdict(list)
@@ -309,6 +317,7 @@ def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
               "through it to the private endpoint never arrives.",
     remediation="Enable IP forwarding on the appliance NIC.",
     references=(UDR_DOC + "#virtual-appliance",), controls=("MCSB NS-3",),
+    reads=_PATHS,
 )
 def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     rows: dict[str, list[PathResult]] = defaultdict(list)
@@ -379,6 +388,7 @@ def _nic_state(snap: Snapshot, raw: ArmId) -> dict[str, Any]:
     remediation="Grant plmon read access to the endpoint's network interface (Microsoft.Network/networkInterfaces/"
                 "read), or check the endpoint's IP against the listed route tables by hand.",
     references=(PE_OVERVIEW, UDR_DOC), controls=("MCSB NS-3",),
+    reads=("private_endpoints", "subnets", "virtual_networks", "route_tables", "nics"),
 )
 def endpoint_ip_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):

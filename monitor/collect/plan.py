@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
-from plmon.monitor.model.kinds import KINDS
+from plmon.monitor.model.kinds import KINDS, listed_providers
 from plmon.monitor.model.snapshot import CoverageGap
 
 __all__ = [
@@ -65,11 +65,8 @@ class ArmReader(Protocol):
 SUBSCRIPTION_LISTS: tuple[tuple[str, str], ...] = tuple((k.listed_as, k.type) for k in KINDS if k.listed_as)
 
 # Types whose objects come from the lists above, so a target of these types is never read by id
-# when its subscription's list was read (it is then simply absent: target-missing).
-LISTED_TARGET_TYPES = {
-    "microsoft.network/privatelinkservices": "privateLinkServices",
-    "microsoft.authorization/resourcemanagementprivatelinks": "resourceManagementPrivateLinks",
-}
+# when its subscription's list was read (it is then simply absent: target-missing). From the kinds table.
+LISTED_TARGET_TYPES: dict[str, str] = listed_providers()
 
 
 @dataclass

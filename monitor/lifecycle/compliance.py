@@ -15,6 +15,7 @@ from typing import Any
 from plmon.checks.finding import Finding, subscription_of
 from plmon.monitor.model.arm_id import ArmId, parse_id
 from plmon.monitor.model.clock import WALL
+from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import CoverageGap, Snapshot
 from plmon.monitor.scan import ScanResult
 
@@ -32,13 +33,11 @@ TENANT = "(tenant)"  # the subscription bucket of a resource outside any subscri
 
 
 def evaluated_resources(snap: Snapshot) -> dict[str, ArmId]:
-    """Every resource the scan read, by normalised key."""
+    """Every resource the scan read, by normalised key: the collections of the kinds table (``RECORDS``), so a
+    resource type added there is in the compliance figure without an edit here."""
     out: dict[str, ArmId] = {}
-    for mapping in (snap.private_endpoints, snap.private_link_services, snap.rmpls, snap.associations,
-                    snap.targets, snap.virtual_networks, snap.subnets, snap.route_tables, snap.nsgs,
-                    snap.firewalls, snap.firewall_policies, snap.load_balancers, snap.nics,
-                    snap.bastion_hosts, snap.dns_zones):
-        for key, res in mapping.items():
+    for name in RECORDS:
+        for key, res in snap.records(name).items():
             out[key] = res.id
     return out
 

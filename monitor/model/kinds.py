@@ -9,6 +9,11 @@ the builder's access settings, relevance and re-reads
 (:mod:`plmon.monitor.events.relevance`) and so ``plmon deploy event-filters`` all derive from it, so a type plmon
 judges can never be one whose events Event Grid drops or the worker counts as irrelevant.
 
+Each row also names the snapshot collections its items become (:attr:`Kind.records`). The checks declare which
+collections they read (``@check(reads=...)``, :mod:`plmon.checks.registry`), so "which checks does a re-read of
+this kind run again" (:func:`plmon.monitor.service.reevaluate.checks_for`) joins the two declarations, and "resources
+evaluated" is the size of :data:`RECORDS`: neither is a list kept on the collection side.
+
 The public-access rows (:class:`AccessRule`) are each sourced from the type's REST API spec: the spec file
 and api-version are in the row, and live reads use that version, so ARM returns the shape the rule reads.
 This module is pure data beside the snapshot model: collection imports it without importing checks, and
@@ -20,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
-    "ACCESS_MODE", "ACCESS_PATHS", "ACCESS_RULES", "BOOLEAN", "KINDS", "PRIVATE_CLUSTER", "STRING", "AccessRule",
-    "Kind", "judged_types", "kind_of",
+    "ACCESS_MODE", "ACCESS_PATHS", "ACCESS_RULES", "BOOLEAN", "KINDS", "PRIVATE_CLUSTER", "RECORDS", "STRING",
+    "AccessRule", "Kind", "judged_types", "kind_of", "listed_providers",
 ]
 
 
@@ -234,6 +239,10 @@ class Kind:
     why: str = ""
     # The Resource Graph query (plmon.monitor.collect.azure.resource_graph) that answers a listed kind in bulk.
     graph: str | None = None
+    # The Snapshot collections (field names) its items become, or complete: what a check declares it reads.
+    records: tuple[str, ...] = ()
+    # The provider side of Private Link: an endpoint's connection may name one as its target.
+    provider: bool = False
 
     @property
     def key(self) -> str:
@@ -252,36 +261,46 @@ _NETWORK_ACLS = ("firewallRules", "virtualNetworkRules")
 # largest table of an estate with many endpoints, page on their own.
 _LISTED: tuple[Kind, ...] = (
     Kind("Microsoft.Network/privateEndpoints", "privateEndpoints", children=("*",), graph="endpoints",
+         records=("private_endpoints",),
          why="endpoint, its DNS zone groups and connection"),
     Kind("Microsoft.Network/privateLinkServices", "privateLinkServices", children=("*",), graph="endpoints",
+         records=("private_link_services",), provider=True,
          why="provider side: visibility, auto-approval, NAT"),
     Kind("Microsoft.Network/virtualNetworks", "virtualNetworks", children=("subnets", "virtualNetworkPeerings"),
-         graph="networks",
+         graph="networks", records=("virtual_networks", "subnets"),
          why="address space, DNS servers, subnet policies, peerings"),
     Kind("Microsoft.Network/routeTables", "routeTables", children=("routes",), graph="networks",
+         records=("route_tables",),
          why="forced tunnelling around endpoints"),
     Kind("Microsoft.Network/networkSecurityGroups", "networkSecurityGroups", children=("securityRules",),
-         graph="networks",
+         graph="networks", records=("nsgs",),
          why="traffic to endpoints"),
-    Kind("Microsoft.Network/azureFirewalls", "azureFirewalls", graph="appliances", why="inspection on the path"),
+    Kind("Microsoft.Network/azureFirewalls", "azureFirewalls", graph="appliances", records=("firewalls",),
+         why="inspection on the path"),
     Kind("Microsoft.Network/firewallPolicies", "firewallPolicies", children=("ruleCollectionGroups",),
-         graph="appliances",
+         graph="appliances", records=("firewall_policies",),
          why="firewall rules"),
     Kind("Microsoft.Network/loadBalancers", "loadBalancers", children=("*",), graph="appliances",
+         records=("load_balancers",),
          why="Private Link Service frontends"),
+    # A dynamic-IP endpoint's IP is only on its NIC (the builder merges it into the endpoint's ip_addresses); the
+    # checks that read those IPs (the route family, through plmon.checks.paths) declare "nics" for it.
     Kind("Microsoft.Network/networkInterfaces", "networkInterfaces", children=("*",), graph="interfaces",
+         records=("nics",),
          why="endpoint and service NICs"),
-    Kind("Microsoft.Network/bastionHosts", "bastionHosts", graph="appliances", why="management access paths"),
+    Kind("Microsoft.Network/bastionHosts", "bastionHosts", graph="appliances", records=("bastion_hosts",),
+         why="management access paths"),
     Kind("Microsoft.Network/privateDnsZones", "privateDnsZones", children=("virtualNetworkLinks", "A", "CNAME"),
-         graph="dns",
+         graph="dns", records=("dns_zones",),
          why="privatelink zones, their links and records"),
     Kind("Microsoft.Authorization/resourceManagementPrivateLinks", "resourceManagementPrivateLinks",
-         children=("*",), graph="dns", why="private ARM management"),
+         children=("*",), graph="dns", records=("rmpls",), provider=True, why="private ARM management"),
 )
 
 # Read per management group (not per subscription).
 _GROUPED: tuple[Kind, ...] = (
-    Kind("Microsoft.Authorization/privateLinkAssociations", why="management group to RMPL association"),
+    Kind("Microsoft.Authorization/privateLinkAssociations", records=("associations",),
+         why="management group to RMPL association"),
 )
 
 # Child types of private-link targets whose writes change what the checks see (network ACLs).
@@ -298,13 +317,16 @@ _TARGET_CHILDREN: dict[str, tuple[str, ...]] = {
 
 # Private-link targets read by id: every type of the public-access table, at its rule's api-version.
 _TARGETS: tuple[Kind, ...] = tuple(
-    Kind(rule.type, api_version=rule.api_version, children=_TARGET_CHILDREN.get(key, ()),
-         why="private-link target: public network access, network ACLs and its endpoint connections")
+    Kind(rule.type, api_version=rule.api_version, children=_TARGET_CHILDREN.get(key, ()), records=("targets",),
+         provider=True, why="private-link target: public network access, network ACLs and its endpoint connections")
     for key, rule in ACCESS_RULES.items()
 )
 
 KINDS: tuple[Kind, ...] = (*_LISTED, *_GROUPED, *_TARGETS)
 _BY_KEY: dict[str, Kind] = {k.key: k for k in KINDS}
+# Every snapshot collection of resources, in table order: what "resources evaluated" counts, and the names a
+# check may declare in ``@check(reads=...)``.
+RECORDS: tuple[str, ...] = tuple(dict.fromkeys(r for k in KINDS for r in k.records))
 
 
 def kind_of(type_: str) -> Kind | None:
@@ -315,3 +337,12 @@ def kind_of(type_: str) -> Kind | None:
 def judged_types() -> tuple[str, ...]:
     """The types whose public access plmon judges, as the table spells them."""
     return tuple(k.type for k in KINDS if k.judged)
+
+
+def listed_providers() -> dict[str, str]:
+    """Provider types that per-subscription lists return (lower-case type -> the plan's list name).
+
+    A connection to one of these whose subscription's list was read, and did not return it, is absent on
+    evidence: the plan never reads it by id (:func:`plmon.monitor.collect.plan.targets_to_read`).
+    """
+    return {k.key: k.listed_as for k in KINDS if k.provider and k.listed_as}

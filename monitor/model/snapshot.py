@@ -16,8 +16,10 @@ from types import MappingProxyType
 from typing import Any
 
 from plmon.monitor.model.arm_id import ArmId
+from plmon.monitor.model.kinds import RECORDS
 
 __all__ = [
+    "INDEX_SOURCES",
     "Association",
     "BastionHost",
     "ConsumerConnection",
@@ -401,6 +403,14 @@ class Coverage:
 
 # --- The snapshot ----------------------------------------------------------------------------------
 
+# The indexes the builder resolves, and the collections each is resolved from: a check that reads an index
+# reads those collections (``@check(reads=...)`` names collections, :data:`plmon.monitor.model.kinds.RECORDS`).
+INDEX_SOURCES: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "provider_connections_by_endpoint": ("private_link_services", "rmpls", "targets"),
+    "endpoints_by_subnet": ("private_endpoints",),
+})
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     taken_at: datetime
@@ -440,10 +450,13 @@ class Snapshot:
     def vnet_of_subnet(self, subnet: Subnet) -> VirtualNetwork | None:
         return self.virtual_networks.get(subnet.vnet_id.key) if subnet.vnet_id else None
 
+    def records(self, name: str) -> Mapping[str, Resource]:
+        """The collection of resources called ``name`` (one of :data:`plmon.monitor.model.kinds.RECORDS`)."""
+        if name not in RECORDS:
+            raise KeyError(f"not a snapshot collection of the kinds table: {name!r}")
+        collection: Mapping[str, Resource] = getattr(self, name)
+        return collection
+
     def resources_evaluated(self) -> int:
-        return sum(len(m) for m in (
-            self.private_endpoints, self.private_link_services, self.rmpls, self.associations,
-            self.targets, self.virtual_networks, self.subnets, self.route_tables, self.nsgs,
-            self.firewalls, self.firewall_policies, self.load_balancers, self.nics,
-            self.bastion_hosts, self.dns_zones,
-        ))
+        """Every resource read: the collections the kinds table names, so a new kind is counted once it has a row."""
+        return sum(len(self.records(name)) for name in RECORDS)

@@ -8,11 +8,12 @@ child lists (an endpoint's DNS zone groups, a zone's links and CNAMEs), a privat
 a management group's association list. The new items replace the old ones in a copy of the inventory,
 and :func:`plmon.monitor.collect.builder.build_snapshot` rebuilds the snapshot (the one place raw JSON becomes typed).
 
-Then only the checks that read what changed run again. :data:`FAMILY_INPUTS` says which snapshot
-inputs each check family reads and :data:`KIND_INPUTS` which inputs each re-read kind feeds; a family
-missing from the table always runs, so a new family is never silently skipped. The resources whose
-findings may move are those whose outcome for those checks differs between the old and the new
-evaluation, plus the re-read resources and everything below them.
+Then only the checks that read what changed run again. Each row of the kinds table
+(:data:`plmon.monitor.model.kinds.KINDS`) names the snapshot collections its items become, and each check declares
+the collections it reads (``@check(reads=...)``): :func:`checks_for` joins the two, and a check that declares
+nothing always runs, so a new check is never silently skipped. The resources whose findings may move are those
+whose outcome for those checks differs between the old and the new evaluation, plus the re-read resources and
+everything below them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import structlog
 
 from plmon.checks.engine import Evaluation
 from plmon.checks.finding import Finding
-from plmon.checks.registry import all_checks
+from plmon.checks.registry import readers_of
 from plmon.monitor.collect.plan import (
     SUBSCRIPTION_LISTS,
     ArmReader,
@@ -38,59 +39,45 @@ from plmon.monitor.collect.plan import (
     targets_to_read,
 )
 from plmon.monitor.model.arm_id import ArmId, parse_id
+from plmon.monitor.model.kinds import KINDS, kind_of
 
-__all__ = ["FAMILY_INPUTS", "KIND_INPUTS", "ReadUnit", "RereadResult", "affected_keys", "checks_for", "read_unit",
-           "reread_into"]
+__all__ = ["ReadUnit", "RereadResult", "affected_keys", "checks_for", "read_unit", "records_fed", "reread_into"]
 
 log = structlog.get_logger(__name__)
-
-# Check family -> the snapshot inputs its checks read (from the check modules and checks/links.py,
-# checks/paths.py, checks/snat.py, which they call).
-FAMILY_INPUTS: Mapping[str, frozenset[str]] = {
-    "connection": frozenset({"private_endpoints", "private_link_services", "rmpls", "targets"}),
-    "endpoint": frozenset({"private_endpoints", "private_link_services"}),
-    "pls": frozenset({"private_link_services", "virtual_networks"}),
-    "rmpl": frozenset({"associations", "bastion_hosts", "dns_zones", "private_endpoints", "rmpls"}),
-    "route": frozenset({"private_endpoints", "virtual_networks", "route_tables", "firewalls",
-                        "firewall_policies", "load_balancers", "nics", "nsgs"}),
-    "dns": frozenset({"private_endpoints", "dns_zones", "virtual_networks", "targets"}),
-    "nsg": frozenset({"private_endpoints", "virtual_networks", "nsgs"}),
-    "public-access": frozenset({"private_endpoints", "targets"}),
-}
-
-# Re-read kind (the plan's kind names, plus "associations" and "target") -> snapshot inputs it feeds.
-KIND_INPUTS: Mapping[str, frozenset[str]] = {
-    "privateEndpoints": frozenset({"private_endpoints", "targets"}),
-    "privateLinkServices": frozenset({"private_link_services"}),
-    "virtualNetworks": frozenset({"virtual_networks"}),
-    "routeTables": frozenset({"route_tables"}),
-    "networkSecurityGroups": frozenset({"nsgs"}),
-    "azureFirewalls": frozenset({"firewalls"}),
-    "firewallPolicies": frozenset({"firewall_policies"}),
-    "loadBalancers": frozenset({"load_balancers"}),
-    "networkInterfaces": frozenset({"nics"}),
-    "bastionHosts": frozenset({"bastion_hosts"}),
-    "privateDnsZones": frozenset({"dns_zones"}),
-    "resourceManagementPrivateLinks": frozenset({"rmpls"}),
-    "associations": frozenset({"associations"}),
-    "target": frozenset({"targets"}),
-}
 
 _LIST_KIND = {type_.lower(): (kind, type_) for kind, type_ in SUBSCRIPTION_LISTS}
 _ASSOCIATION_TYPE = "microsoft.authorization/privatelinkassociations"
 
 
-def checks_for(kinds: Iterable[str]) -> set[str]:
-    """The enabled-or-not check ids whose inputs the re-read kinds feed."""
-    inputs: set[str] = set()
-    for kind in kinds:
-        inputs |= KIND_INPUTS.get(kind, frozenset())
-    out = set()
-    for chk in all_checks().values():
-        reads = FAMILY_INPUTS.get(chk.family)
-        if reads is None or reads & inputs:
-            out.add(chk.id)
+def _records_by_unit() -> dict[str, frozenset[str]]:
+    """Snapshot collections each kind of :class:`ReadUnit` feeds, from the kinds table: a subscription list (the
+    plan's name), "associations" (a management group's list) and "target" (every type read by id)."""
+    out = {k.listed_as: frozenset(k.records) for k in KINDS if k.listed_as}
+    association = kind_of(_ASSOCIATION_TYPE)
+    out["associations"] = frozenset(association.records if association else ())
+    out["target"] = frozenset(r for k in KINDS if k.api_version for r in k.records)
     return out
+
+
+_RECORDS_BY_UNIT = _records_by_unit()
+# reread_into also reads what a re-read names anew: an endpoint's or association's targets (an RMPL by id too),
+# an endpoint's NIC. Their collections change with it.
+_FOLLOW_UPS: Mapping[str, tuple[str, ...]] = {"privateEndpoints": ("target", "networkInterfaces"),
+                                              "associations": ("target",)}
+
+
+def records_fed(kinds: Iterable[str]) -> frozenset[str]:
+    """The snapshot collections a step that re-read ``kinds`` (:attr:`RereadResult.kinds`) may have changed."""
+    out: set[str] = set()
+    for kind in kinds:
+        for unit in (kind, *_FOLLOW_UPS.get(kind, ())):
+            out |= _RECORDS_BY_UNIT.get(unit, frozenset())
+    return frozenset(out)
+
+
+def checks_for(kinds: Iterable[str]) -> set[str]:
+    """The enabled-or-not check ids that read what the re-read kinds feed (their ``@check(reads=...)``)."""
+    return readers_of(records_fed(kinds))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from tenantkit import SUB, endpoint, provider_connection, sub_list, write_tenant
 
 from plmon.checks.public_access import RULES
 from plmon.monitor.collect.azure.api_versions import TARGET_VERSIONS
-from plmon.monitor.collect.plan import SUBSCRIPTION_LISTS
+from plmon.monitor.collect.plan import LISTED_TARGET_TYPES, SUBSCRIPTION_LISTS
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.events.parse import ResourceEvent
 from plmon.monitor.events.relevance import (
@@ -24,7 +25,8 @@ from plmon.monitor.events.relevance import (
     resource_to_reread,
 )
 from plmon.monitor.model.arm_id import parse_id
-from plmon.monitor.model.kinds import KINDS, judged_types, kind_of
+from plmon.monitor.model.kinds import KINDS, RECORDS, judged_types, kind_of
+from plmon.monitor.model.snapshot import INDEX_SOURCES, Resource, Snapshot
 from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.state.intake import SqliteIntake
 from plmon.monitor.state.sqlite import SqliteStore
@@ -85,6 +87,36 @@ def test_the_plan_lists_and_judged_types_come_from_one_table() -> None:
     assert tuple((k.listed_as, k.type) for k in KINDS if k.listed_as) == SUBSCRIPTION_LISTS
     assert set(judged_types()) == {r.type for r in RULES.values()}
     assert len({k.key for k in KINDS}) == len(KINDS)
+
+
+
+def _resource_collections() -> set[str]:
+    """The Snapshot fields that map keys to resources, read from its type hints (not from the table)."""
+    out = set()
+    for name, hint in typing.get_type_hints(Snapshot).items():
+        args = typing.get_args(hint)
+        if len(args) == 2 and isinstance(args[1], type) and issubclass(args[1], Resource):
+            out.add(name)
+    return out
+
+
+def test_every_snapshot_collection_of_resources_has_a_row() -> None:
+    """The table names every collection of resources the snapshot holds, and only those: a new collection without
+    a row would be neither counted in "resources evaluated" nor declarable by a check."""
+    assert set(RECORDS) == _resource_collections()
+    assert len(RECORDS) == len(set(RECORDS))
+    fields = set(typing.get_type_hints(Snapshot))
+    assert all(index in fields and set(sources) <= set(RECORDS) for index, sources in INDEX_SOURCES.items())
+
+
+def test_listed_target_types_come_from_the_table() -> None:
+    """The providers the plan never reads by id once their list was read are the table's listed provider rows,
+    exactly the two the plan used to keep by hand, each one of the plan's lists."""
+    assert LISTED_TARGET_TYPES == {
+        "microsoft.network/privatelinkservices": "privateLinkServices",
+        "microsoft.authorization/resourcemanagementprivatelinks": "resourceManagementPrivateLinks",
+    }
+    assert set(LISTED_TARGET_TYPES.values()) <= {kind for kind, _ in SUBSCRIPTION_LISTS}
 
 
 WORKSPACE = f"{RG}/Microsoft.Synapse/workspaces/ws1"

@@ -7,11 +7,13 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 from daemonkit import ACCOUNT_ID, ACCOUNT_PATH, config, event, tenant, write_account
-from tenantkit import SUB, endpoint, storage_account, sub_list
+from tenantkit import SUB, endpoint, provider_connection, storage_account, sub_list, write_tenant
 
+from plmon.checks.registry import all_checks
+from plmon.monitor.collect.plan import SUBSCRIPTION_LISTS
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.service.daemon import Daemon
-from plmon.monitor.service.reevaluate import checks_for
+from plmon.monitor.service.reevaluate import checks_for, records_fed
 from plmon.monitor.state.intake import SqliteIntake
 from plmon.monitor.state.sqlite import SqliteStore
 from plmon.monitor.state.store import FindingState
@@ -157,3 +159,40 @@ def test_event_during_full_collection_is_not_rolled_back_by_it(tmp_path):
     reader.release.set()
     collecting.join(10)
     assert d.store.get_finding(check, ACCOUNT_ID.lower()).state == FindingState.OPEN
+
+
+RMPL_ID = f"/subscriptions/{SUB}/resourceGroups/rg1/providers/Microsoft.Authorization/resourceManagementPrivateLinks/r1"
+
+
+def _rmpl(status: str) -> dict:
+    return {"id": RMPL_ID, "name": "r1", "type": "Microsoft.Authorization/resourceManagementPrivateLinks",
+            "properties": {"privateEndpointConnections": [provider_connection(RMPL_ID, PE1, status=status)]}}
+
+
+def test_rereads_rerun_the_checks_that_declare_what_they_feed():
+    """Which checks a re-read runs comes from the checks' own declarations: a provider's list (whose connections
+    decide which endpoints are approved) re-runs the DNS and public-access checks, a target read by id the RMPL
+    association check that looks targets up, and every collection some check reads is fed by some re-read."""
+    for provider in ("privateLinkServices", "resourceManagementPrivateLinks"):
+        assert {"dns.no-zone-group", "public-access.enabled-with-private-endpoint"} <= checks_for({provider})
+    assert "rmpl.association-dangling" in checks_for({"target"})
+    units = {kind for kind, _ in SUBSCRIPTION_LISTS} | {"associations", "target"}
+    assert {c for chk in all_checks().values() for c in chk.reads or ()} <= records_fed(units)
+
+
+def test_approval_on_the_provider_side_is_acted_on_by_the_dns_check(tmp_path):
+    """An RMPL approving an endpoint's connection (an RMPL write event) opens dns.no-zone-group for that endpoint
+    without waiting for the next full collection."""
+    rmpls = f"{sub_list('resourceManagementPrivateLinks', provider='Microsoft.Authorization')}.json"
+    folder = write_tenant(tmp_path / "t", {
+        sub_list("privateEndpoints"): {"value": [endpoint("pe1", RMPL_ID, status="Pending",
+                                                          group_ids=("ResourceManagement",))]},
+        rmpls.removesuffix(".json"): {"value": [_rmpl("Pending")]}})
+    d = _daemon(tmp_path, folder)
+    d.full_collection()
+    assert d.store.get_finding("dns.no-zone-group", PE1.lower()) is None
+    (folder / "arm" / rmpls).write_text(json.dumps({"value": [_rmpl("Approved")]}))
+    _post(d, event(RMPL_ID, op="Microsoft.Authorization/resourceManagementPrivateLinks/write"))
+    assert d.process_pending().rereads == 1
+    rec = d.store.get_finding("dns.no-zone-group", PE1.lower())
+    assert rec is not None and rec.state == FindingState.OPEN
