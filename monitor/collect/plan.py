@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -435,6 +435,30 @@ def _endpoint_has_ip(props: dict[str, Any]) -> bool:
                for i in _list(d, "ipAddresses"))
 
 
+def _endpoints_without_ip(inv: RawInventory, only: Callable[[ArmId], bool] | None) -> list[tuple[str, list[Any]]]:
+    """The listed endpoints (those ``only`` lets through) that carry no IP themselves, with their NIC refs."""
+    wanted: list[tuple[str, list[Any]]] = []
+    for pe in inv.lists.get("privateEndpoints", []):
+        pe_id, p = _str(pe, "id"), _props(pe)
+        if pe_id and not _endpoint_has_ip(p) and (only is None or only(parse_id(pe_id))):
+            wanted.append((parse_id(pe_id).key, _list(p, "networkInterfaces")))
+    return wanted
+
+
+def _listed_nics(inv: RawInventory) -> tuple[set[str], set[str]]:
+    """The keys of the listed NICs (a '/provders/' typo repaired) and of the endpoints they name."""
+    listed: set[str] = set()
+    named: set[str] = set()
+    for nic in inv.lists.get("networkInterfaces", []):
+        listed_id = _str(nic, "id")
+        if listed_id:
+            listed.add(parse_id(repair_provider_typo(listed_id)).key)
+        pe_ref = _str(_props(nic).get("privateEndpoint"), "id")
+        if pe_ref:
+            named.add(parse_id(pe_ref).key)
+    return listed, named
+
+
 def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None) -> tuple[list[str], list[str]]:
     """The NICs to read by id: those of endpoints whose IP only their NIC holds, when no NIC list returned them.
 
@@ -446,22 +470,10 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
     """
     # Endpoints first: most carry their IP, and then the NIC list need not be looked at (the daemon calls
     # this on every endpoint event).
-    wanted: list[tuple[str, list[Any]]] = []
-    for pe in inv.lists.get("privateEndpoints", []):
-        pe_id, p = _str(pe, "id"), _props(pe)
-        if pe_id and not _endpoint_has_ip(p) and (only is None or only(parse_id(pe_id))):
-            wanted.append((parse_id(pe_id).key, _list(p, "networkInterfaces")))
+    wanted = _endpoints_without_ip(inv, only)
     if not wanted:
         return [], []
-    listed: set[str] = set()
-    named: set[str] = set()  # endpoints a listed NIC names
-    for nic in inv.lists.get("networkInterfaces", []):
-        listed_id = _str(nic, "id")
-        if listed_id:
-            listed.add(parse_id(repair_provider_typo(listed_id)).key)
-        pe_ref = _str(_props(nic).get("privateEndpoint"), "id")
-        if pe_ref:
-            named.add(parse_id(pe_ref).key)
+    listed, named = _listed_nics(inv)
     out: dict[str, str] = {}
     bad: dict[str, str] = {}
     for pe_key, refs in wanted:
@@ -478,6 +490,18 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
             elif nid.key not in listed:
                 out.setdefault(nid.key, fixed)
     return list(out.values()), list(bad.values())
+
+
+def _endpoint_targets(inv: RawInventory) -> Iterator[str]:
+    """Every target id the listed endpoints' connections (automatic, then manual) name, as written."""
+    for pe in inv.lists.get("privateEndpoints", []):
+        p = _props(pe)
+        for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
+            conns = p.get(arr)
+            for c in conns if isinstance(conns, list) else []:
+                raw = _str(_props(c), "privateLinkServiceId")
+                if raw:
+                    yield raw
 
 
 def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
@@ -504,21 +528,14 @@ def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], l
             return  # its list covered the scope and did not return it: absent, on evidence
         out[tid.key] = raw
 
-    for pe in inv.lists.get("privateEndpoints", []):
-        p = _props(pe)
-        for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
-            conns = p.get(arr)
-            for c in conns if isinstance(conns, list) else []:
-                raw = _str(_props(c), "privateLinkServiceId")
-                if not raw:
-                    continue
-                tid = parse_id(raw)
-                if tid.is_pls_alias:
-                    continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
-                if tid.opaque:
-                    bad.setdefault(tid.key, raw)
-                    continue
-                consider(raw)
+    for target in _endpoint_targets(inv):
+        tid = parse_id(target)
+        if tid.is_pls_alias:
+            continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
+        if tid.opaque:
+            bad.setdefault(tid.key, target)
+            continue
+        consider(target)
     for _, association in inv.associations:
         raw = _str(_props(association), "privateLink")
         # A bare GUID or short name cannot be read by id; the rmpl checks match it by name instead.
