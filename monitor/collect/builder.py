@@ -605,76 +605,27 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None, memo:
 
 
 def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMemo | None) -> Snapshot:
+    """One step per resource family, in a fixed order: a family's gaps are recorded in that order (the first
+    of duplicated gaps is the one kept) and the memo sees the same calls as before the steps had names."""
     gaps = list(inv.gaps)
     c = _Collector(gaps, memo)
     # In id order, not in the order a source listed them: ARM and Resource Graph list the same resources
     # in different orders, and the snapshot (and every finding's evidence) must not depend on it.
     lists = {kind: c.sorted_list(items) for kind, items in inv.lists.items()}
     when = taken_at or parse_time(inv.manifest.get("recorded_at")) or datetime.now(UTC)
+    subs = _subscriptions(inv)
 
-    subs: dict[str, Subscription] = {}
-    for s in inv.subscriptions:
-        sid = _s(s, "subscriptionId")
-        if sid:
-            subs[sid.lower()] = Subscription(sid, _s(s, "displayName"), _s(s, "state"), _s(s, "tenantId"))
+    endpoints = _endpoints(c, lists.get("privateEndpoints", []), inv.zone_groups)
+    vnet_items = lists.get("virtualNetworks", [])
+    vnets, subnets = c.cached(_vnets, (vnet_items,), lambda: _vnets(c, vnet_items))
+    zones = _dns_zones(c, lists.get("privateDnsZones", []), inv)
+    rmpls = _rmpls(c, lists.get("resourceManagementPrivateLinks", []))
+    associations = _associations(c, inv.associations)
+    targets = _targets(c, inv)
 
     def keyed(kind: str, fn: Any) -> dict[str, Any]:
         items = lists.get(kind, [])
         return c.cached(_keyed, (items, fn), lambda: _keyed(c, items, kind, fn))  # type: ignore[no-any-return]
-
-    endpoints: dict[str, PrivateEndpoint] = {}
-    for item in c.each(lists.get("privateEndpoints", []), "privateEndpoints"):
-        groups = inv.zone_groups.get(c.key_of(item))
-        pe = c.build(_endpoint, item, "privateEndpoints", groups)
-        if pe is not None:
-            endpoints.setdefault(pe.key, pe)
-
-    vnet_items = lists.get("virtualNetworks", [])
-    vnets, subnets = c.cached(_vnets, (vnet_items,), lambda: _vnets(c, vnet_items))
-
-    zones: dict[str, PrivateDnsZone] = {}
-    for item in c.each(lists.get("privateDnsZones", []), "privateDnsZones"):
-        key = c.key_of(item)
-        zone = c.build(_dns_zone, item, "privateDnsZones", inv.vnet_links.get(key), inv.cnames.get(key))
-        if zone is not None:
-            zones.setdefault(zone.key, zone)
-
-    rmpls: dict[str, Rmpl] = {}
-    for item in c.each(lists.get("resourceManagementPrivateLinks", []), "resourceManagementPrivateLinks"):
-        base = c.build(_base, item, "resourceManagementPrivateLinks",
-                       "Microsoft.Authorization/resourceManagementPrivateLinks")
-        if base is not None:
-            rmpls.setdefault(base["id"].key, Rmpl(**base, connections=_provider_connections(
-                base["id"], _p(item))))
-
-    associations: dict[str, Association] = {}
-    for group, item in inv.associations:
-        for it in c.each([item], "privateLinkAssociations"):
-            a = c.build(_association, it, "privateLinkAssociations", group)
-            if a is not None:
-                associations.setdefault(a.key, a)
-
-    targets: dict[str, Target] = {}
-    for key, body in inv.targets.items():
-        try:
-            t = _target(key, body) if memo is None else memo.call(_target, key, body)
-        except ValueError as err:  # read, but unusable: unreadable, never judged on defaults
-            gaps.append(CoverageGap(key, "target", "MalformedResource", None, str(err)[:200]))
-            tid = parse_id(body["id"] if isinstance(body, dict) and _s(body, "id") else key)
-            targets[key] = Target(id=tid, name=tid.name, type=tid.type or "unknown",
-                                  state=TargetState.UNREADABLE, error_code="MalformedResource")
-            continue
-        if t is None:
-            gaps.append(CoverageGap(key, "target", "MalformedResource", None, "target body without id"))
-            continue
-        # ARM may answer a GET with a differently cased id; index by the id we asked for.
-        targets[key] = t
-    for key, (raw, read_err) in inv.target_errors.items():
-        tid = parse_id(raw)
-        targets[key] = Target(
-            id=tid, name=tid.name, type=tid.type or "unknown",
-            state=TargetState.NOT_FOUND if proves_absence(read_err) else TargetState.UNREADABLE,
-            error_code=read_err.code, error_status=read_err.status)
 
     snapshot_fields: dict[str, Any] = dict(
         private_endpoints=endpoints,
@@ -690,37 +641,9 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
         bastion_hosts=keyed("bastionHosts", _bastion),
         dns_zones=zones,
     )
-
-    # An endpoint with a dynamic IP lists no ipConfigurations, and with a zone group no customDnsConfigs:
-    # its IP is then only on its NIC, which names the endpoint (the endpoint's own NIC reference may carry
-    # a '/provders/' typo). Routes are judged "for each private endpoint IP" (checks.md), so merge them here.
-    nics_of: dict[str, list[Nic]] = defaultdict(list)
-    # Indexed once: matching every NIC against every endpoint was quadratic (37 s at 10k resources).
-    endpoints_of_nic: dict[str, set[str]] = defaultdict(set)
-    for k, pe in endpoints.items():
-        for n in pe.nic_ids:
-            endpoints_of_nic[parse_id(repair_provider_typo(n.raw)).key if n.opaque else n.key].add(k)
-    for nic in snapshot_fields["nics"].values():
-        owner_keys = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
-        owner_keys |= endpoints_of_nic.get(nic.key, set())
-        for owner_key in owner_keys:
-            nics_of[owner_key].append(nic)
-    for key, its_nics in nics_of.items():
-        pe = endpoints.get(key)
-        if pe is not None:
-            endpoints[key] = _with_nic_ips(pe, *its_nics) if memo is None else memo.call(_with_nic_ips, pe, *its_nics)
-
-    # Cross-references, resolved once.
-    by_endpoint: dict[str, list[ProviderConnection]] = defaultdict(list)
-    for owners in (snapshot_fields["private_link_services"], rmpls, targets):
-        for owner in owners.values():
-            for conn in owner.connections:
-                if conn.endpoint_id is not None:
-                    by_endpoint[conn.endpoint_id.key].append(conn)
-    by_subnet: dict[str, list[str]] = defaultdict(list)
-    for pe in endpoints.values():
-        if pe.subnet_id is not None:
-            by_subnet[pe.subnet_id.key].append(pe.key)
+    _merge_nic_ips(endpoints, snapshot_fields["nics"], memo)
+    by_endpoint = _connections_by_endpoint(snapshot_fields["private_link_services"], rmpls, targets)
+    by_subnet = _endpoints_by_subnet(endpoints)
 
     if memo is not None:
         memo.sweep()
@@ -735,6 +658,135 @@ def _build_snapshot(inv: RawInventory, taken_at: datetime | None, memo: BuildMem
         provider_connections_by_endpoint=_frozen({k: tuple(v) for k, v in by_endpoint.items()}),
         endpoints_by_subnet=_frozen({k: tuple(v) for k, v in by_subnet.items()}),
     )
+
+
+def _subscriptions(inv: RawInventory) -> dict[str, Subscription]:
+    """The listed subscriptions by lower-cased id; an entry without an id names nothing and is skipped."""
+    subs: dict[str, Subscription] = {}
+    for s in inv.subscriptions:
+        sid = _s(s, "subscriptionId")
+        if sid:
+            subs[sid.lower()] = Subscription(sid, _s(s, "displayName"), _s(s, "state"), _s(s, "tenantId"))
+    return subs
+
+
+def _endpoints(c: _Collector, items: list[Any], zone_groups: dict[str, list[Any]]) -> dict[str, PrivateEndpoint]:
+    """Endpoints with their zone groups (read per endpoint, so not in the shared :func:`_keyed` step)."""
+    endpoints: dict[str, PrivateEndpoint] = {}
+    for item in c.each(items, "privateEndpoints"):
+        groups = zone_groups.get(c.key_of(item))
+        pe = c.build(_endpoint, item, "privateEndpoints", groups)
+        if pe is not None:
+            endpoints.setdefault(pe.key, pe)
+    return endpoints
+
+
+def _dns_zones(c: _Collector, items: list[Any], inv: RawInventory) -> dict[str, PrivateDnsZone]:
+    """Zones with their network links and CNAME records, each read per zone."""
+    zones: dict[str, PrivateDnsZone] = {}
+    for item in c.each(items, "privateDnsZones"):
+        key = c.key_of(item)
+        zone = c.build(_dns_zone, item, "privateDnsZones", inv.vnet_links.get(key), inv.cnames.get(key))
+        if zone is not None:
+            zones.setdefault(zone.key, zone)
+    return zones
+
+
+def _rmpls(c: _Collector, items: list[Any]) -> dict[str, Rmpl]:
+    """RMPLs; only their common fields go through the memo, their connections are parsed every build."""
+    rmpls: dict[str, Rmpl] = {}
+    for item in c.each(items, "resourceManagementPrivateLinks"):
+        base = c.build(_base, item, "resourceManagementPrivateLinks",
+                       "Microsoft.Authorization/resourceManagementPrivateLinks")
+        if base is not None:
+            rmpls.setdefault(base["id"].key, Rmpl(**base, connections=_provider_connections(
+                base["id"], _p(item))))
+    return rmpls
+
+
+def _associations(c: _Collector, listed: list[tuple[str, Any]]) -> dict[str, Association]:
+    """Associations, each with the management group whose list returned it."""
+    associations: dict[str, Association] = {}
+    for group, item in listed:
+        for it in c.each([item], "privateLinkAssociations"):
+            a = c.build(_association, it, "privateLinkAssociations", group)
+            if a is not None:
+                associations.setdefault(a.key, a)
+    return associations
+
+
+def _targets(c: _Collector, inv: RawInventory) -> dict[str, Target]:
+    """Targets read by id, indexed by the id plmon asked for, then those whose read failed.
+
+    A body that cannot be a target is unreadable, never judged on defaults; a failed read is absence only when
+    its error proves it (:func:`proves_absence`).
+    """
+    targets: dict[str, Target] = {}
+    for key, body in inv.targets.items():
+        try:
+            t = _target(key, body) if c.memo is None else c.memo.call(_target, key, body)
+        except ValueError as err:  # read, but unusable: unreadable, never judged on defaults
+            c.gaps.append(CoverageGap(key, "target", "MalformedResource", None, str(err)[:200]))
+            tid = parse_id(body["id"] if isinstance(body, dict) and _s(body, "id") else key)
+            targets[key] = Target(id=tid, name=tid.name, type=tid.type or "unknown",
+                                  state=TargetState.UNREADABLE, error_code="MalformedResource")
+            continue
+        if t is None:
+            c.gaps.append(CoverageGap(key, "target", "MalformedResource", None, "target body without id"))
+            continue
+        # ARM may answer a GET with a differently cased id; index by the id we asked for.
+        targets[key] = t
+    for key, (raw, read_err) in inv.target_errors.items():
+        tid = parse_id(raw)
+        targets[key] = Target(
+            id=tid, name=tid.name, type=tid.type or "unknown",
+            state=TargetState.NOT_FOUND if proves_absence(read_err) else TargetState.UNREADABLE,
+            error_code=read_err.code, error_status=read_err.status)
+    return targets
+
+
+def _merge_nic_ips(endpoints: dict[str, PrivateEndpoint], nics: dict[str, Nic], memo: BuildMemo | None) -> None:
+    """Give each endpoint the IPs its NICs hold (in place: ``endpoints`` is the snapshot's own dict).
+
+    An endpoint with a dynamic IP lists no ipConfigurations, and with a zone group no customDnsConfigs:
+    its IP is then only on its NIC, which names the endpoint (the endpoint's own NIC reference may carry
+    a '/provders/' typo). Routes are judged "for each private endpoint IP" (checks.md), so merge them here.
+    """
+    nics_of: dict[str, list[Nic]] = defaultdict(list)
+    # Indexed once: matching every NIC against every endpoint was quadratic (37 s at 10k resources).
+    endpoints_of_nic: dict[str, set[str]] = defaultdict(set)
+    for k, endpoint in endpoints.items():
+        for n in endpoint.nic_ids:
+            endpoints_of_nic[parse_id(repair_provider_typo(n.raw)).key if n.opaque else n.key].add(k)
+    for nic in nics.values():
+        owner_keys = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
+        owner_keys |= endpoints_of_nic.get(nic.key, set())
+        for owner_key in owner_keys:
+            nics_of[owner_key].append(nic)
+    for key, its_nics in nics_of.items():
+        pe = endpoints.get(key)
+        if pe is not None:
+            endpoints[key] = _with_nic_ips(pe, *its_nics) if memo is None else memo.call(_with_nic_ips, pe, *its_nics)
+
+
+def _connections_by_endpoint(*owner_maps: dict[str, Any]) -> dict[str, list[ProviderConnection]]:
+    """Provider-side connections (of PLSs, RMPLs, targets) by the endpoint they name, resolved once."""
+    by_endpoint: dict[str, list[ProviderConnection]] = defaultdict(list)
+    for owners in owner_maps:
+        for owner in owners.values():
+            for conn in owner.connections:
+                if conn.endpoint_id is not None:
+                    by_endpoint[conn.endpoint_id.key].append(conn)
+    return by_endpoint
+
+
+def _endpoints_by_subnet(endpoints: dict[str, PrivateEndpoint]) -> dict[str, list[str]]:
+    """Endpoint keys by the subnet they sit in, resolved once."""
+    by_subnet: dict[str, list[str]] = defaultdict(list)
+    for pe in endpoints.values():
+        if pe.subnet_id is not None:
+            by_subnet[pe.subnet_id.key].append(pe.key)
+    return by_subnet
 
 
 def _with_nic_ips(pe: PrivateEndpoint, *nics: Nic) -> PrivateEndpoint:

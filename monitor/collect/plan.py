@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -174,22 +174,13 @@ class _Run:
         if self.on_progress:
             self.on_progress(name)
 
+    # --- the plan's phases, in the order collect() runs them --------------------------------------------
 
-def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
-            manifest: dict[str, Any] | None = None, workers: int = 8,
-            on_progress: Callable[[str], None] | None = None) -> RawInventory:
-    """Walk the collection plan. Failed reads become coverage gaps; nothing here raises for ARM errors.
-
-    ``subscriptions`` restricts the per-subscription lists to the given ids (case-insensitive);
-    by default every listed subscription is read.
-    """
-    inv = RawInventory(manifest=dict(manifest or {}))
-    run = _Run(reader, inv, workers, on_progress)
-    wanted = {s.lower() for s in subscriptions} if subscriptions else None
-    inv.scoped = wanted is not None
-
-    def tenant() -> None:
-        subs = run.read_list("subscriptions", "subscriptions", "/", "Microsoft.Resources/subscriptions")
+    def tenant(self, wanted: set[str] | None) -> None:
+        """Phase 'tenant': the subscriptions to read (those ``wanted``, or every listed one) and the
+        management groups, whose names the association lists are read under."""
+        inv = self.inv
+        subs = self.read_list("subscriptions", "subscriptions", "/", "Microsoft.Resources/subscriptions")
         for s in subs or []:
             sid = _str(s, "subscriptionId")
             if sid and (wanted is None or sid.lower() in wanted):
@@ -200,91 +191,126 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
             seen = {_str(s, "subscriptionId").lower() for s in inv.subscriptions}  # type: ignore[union-attr]
             for sid in sorted(wanted - seen):
                 inv.subscriptions.append({"subscriptionId": sid})
-        groups = run.read_list("providers/Microsoft.Management/managementGroups", "managementGroups",
-                               "/providers/Microsoft.Management/managementGroups",
-                               "Microsoft.Management/managementGroups")
+        groups = self.read_list("providers/Microsoft.Management/managementGroups", "managementGroups",
+                                "/providers/Microsoft.Management/managementGroups",
+                                "Microsoft.Management/managementGroups")
         inv.management_groups = [g for g in groups or [] if isinstance(g, dict)]
 
-    run.phase("tenant", tenant)
+    def association_groups(self) -> list[str]:
+        """The tenant root group (named by the tenant id, recorded in the manifest) and every management group,
+        each once whatever its case: the scopes association lists are read under."""
+        inv = self.inv
+        # A manifest is untrusted input: a non-string tenant id is ignored, not a crash.
+        tenant_id = _str(inv.manifest, "tenant_id") or next(
+            (t for t in (_str(s, "tenantId") for s in inv.subscriptions) if t), None)
+        if tenant_id:
+            inv.manifest["tenant_id"] = tenant_id
+        group_names: list[str] = []
+        for name in [tenant_id, *(_str(g, "name") for g in inv.management_groups)]:
+            if name and name.lower() not in {n.lower() for n in group_names}:
+                group_names.append(name)
+        return group_names
 
-    # A manifest is untrusted input: a non-string tenant id is ignored, not a crash.
-    tenant_id = _str(inv.manifest, "tenant_id") or next(
-        (t for t in (_str(s, "tenantId") for s in inv.subscriptions) if t), None)
-    if tenant_id:
-        inv.manifest["tenant_id"] = tenant_id
-    group_names: list[str] = []
-    for name in [tenant_id, *(_str(g, "name") for g in inv.management_groups)]:
-        if name and name.lower() not in {n.lower() for n in group_names}:
-            group_names.append(name)
+    def associations(self, group_names: list[str]) -> None:
+        """Phase 'management_groups': the RMPL associations listed under each group, in parallel."""
+        self.parallel(self._association_job(g) for g in group_names)
 
-    def associations() -> None:
-        def one(group: str) -> Callable[[], None]:
-            def job() -> None:
-                scope = f"/providers/Microsoft.Management/managementGroups/{group}"
-                items = run.read_list(
-                    f"{scope.lstrip('/')}/providers/Microsoft.Authorization/privateLinkAssociations",
-                    "privateLinkAssociations", scope, "Microsoft.Authorization/privateLinkAssociations")
-                inv.associations.extend((group, a) for a in items or [])
-            return job
-        run.parallel(one(g) for g in group_names)
+    def _association_job(self, group: str) -> Callable[[], None]:
+        def job() -> None:
+            scope = f"/providers/Microsoft.Management/managementGroups/{group}"
+            items = self.read_list(
+                f"{scope.lstrip('/')}/providers/Microsoft.Authorization/privateLinkAssociations",
+                "privateLinkAssociations", scope, "Microsoft.Authorization/privateLinkAssociations")
+            self.inv.associations.extend((group, a) for a in items or [])
+        return job
 
-    run.phase("management_groups", associations)
-
-    sub_ids = [sid for sid in (_str(s, "subscriptionId") for s in inv.subscriptions) if sid]
-
-    def per_subscription() -> None:
+    def subscription_lists(self, sub_ids: list[str]) -> None:
+        """Phase 'subscriptions': every list of :data:`SUBSCRIPTION_LISTS` in every subscription, in parallel;
+        each kind's items are then joined in subscription order (a failed list adds none, and is a gap)."""
         results: dict[tuple[str, str], list[Any]] = {}
 
         def one(sid: str, kind: str, type_: str) -> Callable[[], None]:
             def job() -> None:
-                items = run.read_list(f"subscriptions/{sid}/providers/{type_}", kind,
-                                      f"/subscriptions/{sid}", type_)
+                items = self.read_list(f"subscriptions/{sid}/providers/{type_}", kind,
+                                       f"/subscriptions/{sid}", type_)
                 if items is not None:
                     results[(sid, kind)] = items
             return job
-        run.parallel(one(sid, kind, type_) for sid in sub_ids for kind, type_ in SUBSCRIPTION_LISTS)
+        self.parallel(one(sid, kind, type_) for sid in sub_ids for kind, type_ in SUBSCRIPTION_LISTS)
         for kind, _ in SUBSCRIPTION_LISTS:
-            inv.lists[kind] = [i for sid in sub_ids for i in results.get((sid, kind), [])]
+            self.inv.lists[kind] = [i for sid in sub_ids for i in results.get((sid, kind), [])]
 
-    run.phase("subscriptions", per_subscription)
+    def resources(self, sub_ids: list[str]) -> None:
+        """Phase 'resources': the reads by id that the lists call for, all in one parallel batch: child lists
+        (zone groups, network links, CNAMEs), NICs holding an endpoint's only IP, endpoint and association
+        targets, firewall policies; ids that cannot be read are gaps, recorded before any read runs."""
+        sub_keys = {s.lower() for s in sub_ids}
+        nic_bodies: list[Any] = []
+        jobs = [*self._child_list_jobs(), *self._nic_jobs(nic_bodies), *self._target_jobs(sub_keys),
+                *_policy_jobs(self, sub_keys)]
+        if self.inv.scoped:
+            self.inv.gaps.extend(_unjudgeable_associations(self.inv))
+            self.inv.gaps.extend(_peers_out_of_scope(self.inv, sub_keys))
+        self.parallel(jobs)
+        read_nics(self.inv, nic_bodies)
 
-    def per_resource() -> None:
+    def _child_list_jobs(self) -> list[Callable[[], None]]:
+        """Each endpoint's zone groups and each zone's network links and CNAME records (not for opaque ids)."""
+        inv = self.inv
         jobs: list[Callable[[], None]] = []
         for pe in inv.lists.get("privateEndpoints", []):
             pe_id = _str(pe, "id")
             if pe_id and not parse_id(pe_id).opaque:
-                jobs.append(_child_list(run, inv.zone_groups, pe_id, "privateDnsZoneGroups",
+                jobs.append(_child_list(self, inv.zone_groups, pe_id, "privateDnsZoneGroups",
                                         "Microsoft.Network/privateEndpoints/privateDnsZoneGroups"))
         for zone in inv.lists.get("privateDnsZones", []):
             zid = _str(zone, "id")
             if zid and not parse_id(zid).opaque:
-                jobs.append(_child_list(run, inv.vnet_links, zid, "virtualNetworkLinks",
+                jobs.append(_child_list(self, inv.vnet_links, zid, "virtualNetworkLinks",
                                         "Microsoft.Network/privateDnsZones/virtualNetworkLinks"))
-                jobs.append(_child_list(run, inv.cnames, zid, "CNAME",
+                jobs.append(_child_list(self, inv.cnames, zid, "CNAME",
                                         "Microsoft.Network/privateDnsZones/CNAME"))
-        nics, bad_nics = nics_to_read(inv)
-        nic_bodies: list[Any] = []
-        for raw_id in nics:
-            jobs.append(_nic_job(run, raw_id, nic_bodies))
+        return jobs
+
+    def _nic_jobs(self, into: list[Any]) -> list[Callable[[], None]]:
+        """Reads of the NICs :func:`nics_to_read` asks for, into ``into``; a NIC id that cannot be read is a gap."""
+        nics, bad_nics = nics_to_read(self.inv)
         for raw_id in bad_nics:
-            inv.gaps.append(CoverageGap(raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
-                                        "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
-        to_read, unreadable = targets_to_read(inv, {s.lower() for s in sub_ids})
-        for raw_id in to_read:
-            jobs.append(_target_job(run, raw_id))
+            self.inv.gaps.append(CoverageGap(
+                raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
+                "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
+        return [_nic_job(self, raw_id, into) for raw_id in nics]
+
+    def _target_jobs(self, sub_keys: set[str]) -> list[Callable[[], None]]:
+        """Reads of the targets :func:`targets_to_read` asks for; a target id that cannot be read is a gap."""
+        to_read, unreadable = targets_to_read(self.inv, sub_keys)
         for raw_id in unreadable:
             # An id ARM would refuse (a typo such as /provders/, a bare GUID): the target cannot be
             # judged, and checks.md asks for a coverage gap rather than a silent pass.
-            inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
-                                        "private endpoint target id is not a valid ARM resource id"))
-        jobs.extend(_policy_jobs(run, {s.lower() for s in sub_ids}))
-        if inv.scoped:
-            inv.gaps.extend(_unjudgeable_associations(inv))
-            inv.gaps.extend(_peers_out_of_scope(inv, {s.lower() for s in sub_ids}))
-        run.parallel(jobs)
-        read_nics(inv, nic_bodies)
+            self.inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
+                                             "private endpoint target id is not a valid ARM resource id"))
+        return [_target_job(self, raw_id) for raw_id in to_read]
 
-    run.phase("resources", per_resource)
+
+def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
+            manifest: dict[str, Any] | None = None, workers: int = 8,
+            on_progress: Callable[[str], None] | None = None) -> RawInventory:
+    """Walk the collection plan. Failed reads become coverage gaps; nothing here raises for ARM errors.
+
+    ``subscriptions`` restricts the per-subscription lists to the given ids (case-insensitive);
+    by default every listed subscription is read. The four phases are :class:`_Run`'s methods; each
+    needs what the one before it read.
+    """
+    inv = RawInventory(manifest=dict(manifest or {}))
+    run = _Run(reader, inv, workers, on_progress)
+    wanted = {s.lower() for s in subscriptions} if subscriptions else None
+    inv.scoped = wanted is not None
+    run.phase("tenant", lambda: run.tenant(wanted))
+    group_names = run.association_groups()
+    run.phase("management_groups", lambda: run.associations(group_names))
+    sub_ids = [sid for sid in (_str(s, "subscriptionId") for s in inv.subscriptions) if sid]
+    run.phase("subscriptions", lambda: run.subscription_lists(sub_ids))
+    run.phase("resources", lambda: run.resources(sub_ids))
     log.info("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
              subscriptions=len(sub_ids))
     return inv
@@ -406,6 +432,30 @@ def _endpoint_has_ip(props: dict[str, Any]) -> bool:
                for i in _list(d, "ipAddresses"))
 
 
+def _endpoints_without_ip(inv: RawInventory, only: Callable[[ArmId], bool] | None) -> list[tuple[str, list[Any]]]:
+    """The listed endpoints (those ``only`` lets through) that carry no IP themselves, with their NIC refs."""
+    wanted: list[tuple[str, list[Any]]] = []
+    for pe in inv.lists.get("privateEndpoints", []):
+        pe_id, p = _str(pe, "id"), _props(pe)
+        if pe_id and not _endpoint_has_ip(p) and (only is None or only(parse_id(pe_id))):
+            wanted.append((parse_id(pe_id).key, _list(p, "networkInterfaces")))
+    return wanted
+
+
+def _listed_nics(inv: RawInventory) -> tuple[set[str], set[str]]:
+    """The keys of the listed NICs (a '/provders/' typo repaired) and of the endpoints they name."""
+    listed: set[str] = set()
+    named: set[str] = set()
+    for nic in inv.lists.get("networkInterfaces", []):
+        listed_id = _str(nic, "id")
+        if listed_id:
+            listed.add(parse_id(repair_provider_typo(listed_id)).key)
+        pe_ref = _str(_props(nic).get("privateEndpoint"), "id")
+        if pe_ref:
+            named.add(parse_id(pe_ref).key)
+    return listed, named
+
+
 def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None) -> tuple[list[str], list[str]]:
     """The NICs to read by id: those of endpoints whose IP only their NIC holds, when no NIC list returned them.
 
@@ -417,22 +467,10 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
     """
     # Endpoints first: most carry their IP, and then the NIC list need not be looked at (the daemon calls
     # this on every endpoint event).
-    wanted: list[tuple[str, list[Any]]] = []
-    for pe in inv.lists.get("privateEndpoints", []):
-        pe_id, p = _str(pe, "id"), _props(pe)
-        if pe_id and not _endpoint_has_ip(p) and (only is None or only(parse_id(pe_id))):
-            wanted.append((parse_id(pe_id).key, _list(p, "networkInterfaces")))
+    wanted = _endpoints_without_ip(inv, only)
     if not wanted:
         return [], []
-    listed: set[str] = set()
-    named: set[str] = set()  # endpoints a listed NIC names
-    for nic in inv.lists.get("networkInterfaces", []):
-        listed_id = _str(nic, "id")
-        if listed_id:
-            listed.add(parse_id(repair_provider_typo(listed_id)).key)
-        pe_ref = _str(_props(nic).get("privateEndpoint"), "id")
-        if pe_ref:
-            named.add(parse_id(pe_ref).key)
+    listed, named = _listed_nics(inv)
     out: dict[str, str] = {}
     bad: dict[str, str] = {}
     for pe_key, refs in wanted:
@@ -449,6 +487,18 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
             elif nid.key not in listed:
                 out.setdefault(nid.key, fixed)
     return list(out.values()), list(bad.values())
+
+
+def _endpoint_targets(inv: RawInventory) -> Iterator[str]:
+    """Every target id the listed endpoints' connections (automatic, then manual) name, as written."""
+    for pe in inv.lists.get("privateEndpoints", []):
+        p = _props(pe)
+        for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
+            conns = p.get(arr)
+            for c in conns if isinstance(conns, list) else []:
+                raw = _str(_props(c), "privateLinkServiceId")
+                if raw:
+                    yield raw
 
 
 def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
@@ -475,21 +525,14 @@ def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], l
             return  # its list covered the scope and did not return it: absent, on evidence
         out[tid.key] = raw
 
-    for pe in inv.lists.get("privateEndpoints", []):
-        p = _props(pe)
-        for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
-            conns = p.get(arr)
-            for c in conns if isinstance(conns, list) else []:
-                raw = _str(_props(c), "privateLinkServiceId")
-                if not raw:
-                    continue
-                tid = parse_id(raw)
-                if tid.is_pls_alias:
-                    continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
-                if tid.opaque:
-                    bad.setdefault(tid.key, raw)
-                    continue
-                consider(raw)
+    for target in _endpoint_targets(inv):
+        tid = parse_id(target)
+        if tid.is_pls_alias:
+            continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
+        if tid.opaque:
+            bad.setdefault(tid.key, target)
+            continue
+        consider(target)
     for _, association in inv.associations:
         raw = _str(_props(association), "privateLink")
         # A bare GUID or short name cannot be read by id; the rmpl checks match it by name instead.

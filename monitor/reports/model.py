@@ -219,13 +219,35 @@ def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequenc
               scan: ScanResult | None, history_source: str, subscriptions_scanned: int) -> Report:
     """Everything every format shows, from one scan's figures and the findings open now."""
     registry = all_checks()
-    rows = tuple(FindingRow(f, f.check_id.split(".", 1)[0],
+    rows = _finding_rows(findings, registry, first_seen, now)
+    owners = {r.finding.key: figures.owner(r.finding) for r in rows}
+    sections = _check_sections(figures, rows, waived, registry)
+    return Report(
+        generated_at=now, tenant_id=figures.tenant_id, tool_version=__version__,
+        subscriptions_scanned=subscriptions_scanned,
+        resources_evaluated=figures.resources_evaluated, resources_non_compliant=figures.resources_non_compliant,
+        compliance_percent=figures.compliance_percent, gaps=figures.gaps,
+        findings=rows, waivers=_waiver_rows(waived, findings, waivers, now), checks=sections,
+        by_family=_by_family(sections, rows, owners), by_subscription=_by_subscription(figures, rows, owners),
+        by_severity=_by_severity(rows, owners), by_control=_by_control(registry, rows), trend=trend,
+        scan=scan, history_source=history_source, since=since, scanned_at=scanned_at, waived=tuple(waived),
+        checks_run=figures.checks_run, resources_read=figures.resources_read)
+
+
+def _finding_rows(findings: Sequence[Finding], registry: Mapping[str, Check],
+                  first_seen: Mapping[tuple[str, str], datetime], now: datetime) -> tuple[FindingRow, ...]:
+    """One row per open finding, with its family, its check's controls (none for a check no longer in the
+    catalogue) and its age since first seen."""
+    return tuple(FindingRow(f, f.check_id.split(".", 1)[0],
                             tuple(sort_controls(registry[f.check_id].controls)) if f.check_id in registry else (),
                             first_seen.get(f.key), _age(first_seen.get(f.key), now))
                  for f in findings)
-    owners = {r.finding.key: figures.owner(r.finding) for r in rows}
 
-    # by subscription: resources in the figure and resources with an open finding, per subscription id
+
+def _by_subscription(figures: ScanFigures, rows: Sequence[FindingRow],
+                     owners: Mapping[tuple[str, str], str]) -> tuple[dict[str, Any], ...]:
+    """Resources in the figure and resources with an open finding, per subscription id (tenant-level
+    findings under :data:`TENANT`); a subscription never counts fewer resources than it has non-compliant."""
     bad_by_sub: dict[str, set[str]] = defaultdict(set)
     find_by_sub: Counter[str] = Counter()
     for r in rows:
@@ -239,14 +261,22 @@ def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequenc
         return {"subscription_id": sub, "name": figures.subscriptions.get(sub), "resources": total,
                 "non_compliant": len(bad_by_sub[sub]), "open_findings": find_by_sub[sub],
                 "compliance_percent": percent(total - len(bad_by_sub[sub]), total)}
-    by_sub = tuple(sub_row(sub) for sub in sorted(set(figures.subscriptions) | set(counted) | set(bad_by_sub)))
+    return tuple(sub_row(sub) for sub in sorted(set(figures.subscriptions) | set(counted) | set(bad_by_sub)))
 
-    by_sev = tuple(
+
+def _by_severity(rows: Sequence[FindingRow], owners: Mapping[tuple[str, str], str]) -> tuple[dict[str, Any], ...]:
+    """Open findings, resources and checks per severity, every severity listed even at zero."""
+    return tuple(
         {"severity": s.value, "open_findings": sum(1 for r in rows if r.finding.severity == s),
          "resources": len({owners[r.finding.key] for r in rows if r.finding.severity == s}),
          "checks": len({r.finding.check_id for r in rows if r.finding.severity == s})}
         for s in Severity)
 
+
+def _check_sections(figures: ScanFigures, rows: Sequence[FindingRow], waived: Sequence[WaivedFinding],
+                    registry: Mapping[str, Check]) -> tuple[CheckSection, ...]:
+    """Every catalogued check with its status in this scan: not run, errored (a ``check:`` gap), failing
+    (an open finding) or passing, and its open and waived counts."""
     open_by_check = Counter(r.finding.check_id for r in rows)
     waived_by_check = Counter(w.finding.check_id for w in waived)
     ran = set(figures.checks_run)
@@ -256,11 +286,16 @@ def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequenc
         status = ("not-run" if chk.id not in ran else "error" if chk.id in errored
                   else "failing" if open_by_check[chk.id] else "passing")
         sections.append(CheckSection(chk, status, open_by_check[chk.id], waived_by_check[chk.id]))
+    return tuple(sections)
 
+
+def _by_family(sections: Sequence[CheckSection], rows: Sequence[FindingRow],
+               owners: Mapping[tuple[str, str], str]) -> tuple[dict[str, Any], ...]:
+    """Per check family, in name order: checks run and passing (its compliance) and non-compliant resources."""
     families: dict[str, list[CheckSection]] = defaultdict(list)
     for s in sections:
         families[s.check.family].append(s)
-    by_family = tuple(
+    return tuple(
         {"family": fam, "checks": len(items), "checks_run": sum(1 for s in items if s.status != "not-run"),
          "checks_passing": sum(1 for s in items if s.status == "passing"),
          "open_findings": sum(s.open_findings for s in items),
@@ -269,25 +304,18 @@ def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequenc
                                        sum(1 for s in items if s.status != "not-run"))}
         for fam, items in sorted(families.items()))
 
+
+def _by_control(registry: Mapping[str, Check], rows: Sequence[FindingRow]) -> tuple[ControlGroup, ...]:
+    """Checks and open findings per mapped control, in control order; checks mapped to none come last."""
     groups: dict[str, list[str]] = defaultdict(list)
     for chk in registry.values():
         for c in chk.controls or ("(no control mapped)",):
             groups[c].append(chk.id)
-    by_control = tuple(
+    return tuple(
         ControlGroup(c, control_title(c), tuple(groups[c]),
                      tuple(r for r in rows if r.finding.check_id in groups[c]))
         for c in [*sort_controls(k for k in groups if not k.startswith("(")),
                   *(k for k in groups if k.startswith("("))])
-
-    return Report(
-        generated_at=now, tenant_id=figures.tenant_id, tool_version=__version__,
-        subscriptions_scanned=subscriptions_scanned,
-        resources_evaluated=figures.resources_evaluated, resources_non_compliant=figures.resources_non_compliant,
-        compliance_percent=figures.compliance_percent, gaps=figures.gaps,
-        findings=rows, waivers=_waiver_rows(waived, findings, waivers, now), checks=tuple(sections),
-        by_family=by_family, by_subscription=by_sub, by_severity=by_sev, by_control=by_control, trend=trend,
-        scan=scan, history_source=history_source, since=since, scanned_at=scanned_at, waived=tuple(waived),
-        checks_run=figures.checks_run, resources_read=figures.resources_read)
 
 
 def _waiver_rows(waived: Sequence[WaivedFinding], findings: Sequence[Finding], configured: Sequence[Waiver],

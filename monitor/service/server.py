@@ -21,7 +21,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -39,7 +39,7 @@ from plmon.monitor.config import Config
 from plmon.monitor.events.parse import BadEventBody, validation_response
 from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.service.entra import BadToken, EntraVerifier
-from plmon.monitor.service.metrics import CONTENT_TYPE
+from plmon.monitor.service.metrics import CONTENT_TYPE, Metrics
 from plmon.monitor.service.runtime import Runtime
 
 __all__ = ["SECRET_HEADERS", "create_app"]
@@ -123,83 +123,113 @@ async def _read_limited(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(config: Config, make_daemon: Callable[[], Daemon], *, collect_at_start: bool = True,
-               flush_timeout: float = 10.0) -> Starlette:
-    """The ASGI app. ``make_daemon`` opens the store and queue at startup (inside the lifespan)."""
-    secret = config.server.secret.get_secret_value().encode() if config.server.secret else None
-    entra = EntraVerifier.from_config(config.server.entra) if config.server.entra else None
-    limit = config.server.max_body_bytes
-    max_age = 2 * config.schedule.full_collection.total_seconds() + 60
+class _Webhook:
+    """``/api/eventgrid``: the CloudEvents handshake, then a delivery's refusals in the order they cost
+    nothing (shutting down, shared secret, Entra token) before the body is read, then its intake.
 
-    async def eventgrid(request: Request) -> Response:
+    Each step answers (and counts its status) or passes: a refusal never reads the body or queues anything.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.secret = config.server.secret.get_secret_value().encode() if config.server.secret else None
+        self.entra = EntraVerifier.from_config(config.server.entra) if config.server.entra else None
+        self.limit = config.server.max_body_bytes
+
+    async def handle(self, request: Request) -> Response:
         daemon: Daemon = request.app.state.daemon
-        metrics = daemon.metrics
         with structlog.contextvars.bound_contextvars(request_id=request.headers.get("aeg-delivery-id")
                                                      or str(uuid.uuid4())):
             if request.method == "OPTIONS":
-                origin = request.headers.get("webhook-request-origin")
-                if not origin:
-                    metrics.requests.labels("400").inc()
-                    return _error(400, "OPTIONS needs a WebHook-Request-Origin header (CloudEvents handshake)")
-                metrics.requests.labels("200").inc()
-                return Response(status_code=200, headers={"WebHook-Allowed-Origin": origin,
-                                                          "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"})
-            if request.app.state.stopping:
-                metrics.requests.labels("503").inc()
-                return _error(503, "shutting down; retry later")
-            if not _authorised(request, secret):
+                return _handshake(request, daemon.metrics)
+            refused = self._refusal(request, daemon.metrics)
+            if refused is not None:
+                return refused
+            body = await self._body(request, daemon.metrics)
+            if isinstance(body, Response):
+                return body
+            return await _intake(daemon, body, request.headers.get("content-type"))
+
+    def _refusal(self, request: Request, metrics: Metrics) -> Response | None:
+        """The answer to a delivery refused before its body is read, or None to read it."""
+        if request.app.state.stopping:
+            metrics.requests.labels("503").inc()
+            return _error(503, "shutting down; retry later")
+        if not _authorised(request, self.secret):
+            metrics.requests.labels("401").inc()
+            log.warning("webhook_unauthorised", client=request.client.host if request.client else None)
+            return _error(401, "missing or wrong shared secret (query parameter 'code' or X-Plmon-Secret)")
+        if self.entra is not None:
+            try:
+                self.entra.verify(request.headers.get("authorization"))
+            except BadToken as err:
                 metrics.requests.labels("401").inc()
-                log.warning("webhook_unauthorised", client=request.client.host if request.client else None)
-                return _error(401, "missing or wrong shared secret (query parameter 'code' or X-Plmon-Secret)")
-            if entra is not None:
-                try:
-                    entra.verify(request.headers.get("authorization"))
-                except BadToken as err:
-                    metrics.requests.labels("401").inc()
-                    log.warning("webhook_unauthorised", reason=err.reason,
-                                client=request.client.host if request.client else None)
-                    response = _error(401, err.reason)
-                    response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-                    return response
-            try:
-                body = await _read_limited(request, limit)
-            except _TooLarge:
-                metrics.requests.labels("413").inc()
-                return _error(413, f"body larger than server.max_body_bytes ({limit} bytes)")
-            except ClientDisconnect:
-                metrics.requests.labels("400").inc()
-                return _error(400, "client disconnected before the body was complete")
-            try:
-                accepted = await run_in_threadpool(daemon.accept, body, request.headers.get("content-type"))
-            except BadEventBody as err:
-                metrics.requests.labels("400").inc()
-                log.info("webhook_bad_body", reason=err.reason)
-                return _error(400, err.reason)
-            except Exception:
-                metrics.requests.labels("503").inc()
-                log.exception("webhook_intake_failed")
-                return _error(503, "could not queue the events; retry later")
-            metrics.requests.labels("200").inc()
-            if accepted.validation_code is not None:
-                log.info("subscription_validated")
-                return JSONResponse(validation_response(accepted.validation_code))
-            log.info("webhook_accepted", received=accepted.received, queued=accepted.queued.accepted,
-                     duplicates=accepted.queued.duplicates, rejected=accepted.rejected)
-            return JSONResponse({"received": accepted.received, "queued": accepted.queued.accepted,
-                                 "duplicates": accepted.queued.duplicates, "rejected": accepted.rejected})
+                log.warning("webhook_unauthorised", reason=err.reason,
+                            client=request.client.host if request.client else None)
+                response = _error(401, err.reason)
+                response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+                return response
+        return None
 
-    async def healthz(_: Request) -> Response:
-        return PlainTextResponse("ok")
+    async def _body(self, request: Request, metrics: Metrics) -> bytes | Response:
+        """The body, at most ``server.max_body_bytes``; or the answer to one too large or cut short."""
+        try:
+            return await _read_limited(request, self.limit)
+        except _TooLarge:
+            metrics.requests.labels("413").inc()
+            return _error(413, f"body larger than server.max_body_bytes ({self.limit} bytes)")
+        except ClientDisconnect:
+            metrics.requests.labels("400").inc()
+            return _error(400, "client disconnected before the body was complete")
 
-    async def readyz(request: Request) -> Response:
-        daemon: Daemon = request.app.state.daemon
-        ok, detail = await run_in_threadpool(daemon.readiness, max_age)
-        detail["ready"] = ok
-        return JSONResponse(detail, status_code=200 if ok else 503)
 
-    async def metrics(request: Request) -> Response:
-        daemon: Daemon = request.app.state.daemon
-        return Response(daemon.metrics.render(), media_type=CONTENT_TYPE)
+def _handshake(request: Request, metrics: Metrics) -> Response:
+    """The CloudEvents webhook validation (``OPTIONS``): it processes nothing, so it needs no secret."""
+    origin = request.headers.get("webhook-request-origin")
+    if not origin:
+        metrics.requests.labels("400").inc()
+        return _error(400, "OPTIONS needs a WebHook-Request-Origin header (CloudEvents handshake)")
+    metrics.requests.labels("200").inc()
+    return Response(status_code=200, headers={"WebHook-Allowed-Origin": origin,
+                                              "WebHook-Allowed-Rate": "*", "Allow": "POST, OPTIONS"})
+
+
+async def _intake(daemon: Daemon, body: bytes, content_type: str | None) -> Response:
+    """Queue an authorised delivery's events: 400 for a body that is not events, 503 when the daemon cannot
+    queue (Event Grid retries), otherwise 200 with the counts or the subscription validation answer."""
+    metrics = daemon.metrics
+    try:
+        accepted = await run_in_threadpool(daemon.accept, body, content_type)
+    except BadEventBody as err:
+        metrics.requests.labels("400").inc()
+        log.info("webhook_bad_body", reason=err.reason)
+        return _error(400, err.reason)
+    except Exception:
+        metrics.requests.labels("503").inc()
+        log.exception("webhook_intake_failed")
+        return _error(503, "could not queue the events; retry later")
+    metrics.requests.labels("200").inc()
+    if accepted.validation_code is not None:
+        log.info("subscription_validated")
+        return JSONResponse(validation_response(accepted.validation_code))
+    log.info("webhook_accepted", received=accepted.received, queued=accepted.queued.accepted,
+             duplicates=accepted.queued.duplicates, rejected=accepted.rejected)
+    return JSONResponse({"received": accepted.received, "queued": accepted.queued.accepted,
+                         "duplicates": accepted.queued.duplicates, "rejected": accepted.rejected})
+
+
+async def _healthz(_: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def _metrics(request: Request) -> Response:
+    daemon: Daemon = request.app.state.daemon
+    return Response(daemon.metrics.render(), media_type=CONTENT_TYPE)
+
+
+def _lifespan(make_daemon: Callable[[], Daemon], collect_at_start: bool,
+              flush_timeout: float) -> Callable[[Starlette], AbstractAsyncContextManager[dict[str, Any]]]:
+    """Startup opens the daemon (store, queue) and starts its runtime; shutdown refuses new deliveries
+    first, then stops the runtime (flushing up to ``flush_timeout``), then closes the queue and the store."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
@@ -214,11 +244,25 @@ def create_app(config: Config, make_daemon: Callable[[], Daemon], *, collect_at_
             await run_in_threadpool(runtime.stop, flush_timeout)
             await run_in_threadpool(daemon.intake.close)
             await run_in_threadpool(daemon.store.close)
+    return lifespan
+
+
+def create_app(config: Config, make_daemon: Callable[[], Daemon], *, collect_at_start: bool = True,
+               flush_timeout: float = 10.0) -> Starlette:
+    """The ASGI app. ``make_daemon`` opens the store and queue at startup (inside the lifespan)."""
+    max_age = 2 * config.schedule.full_collection.total_seconds() + 60
+
+    async def readyz(request: Request) -> Response:
+        daemon: Daemon = request.app.state.daemon
+        ok, detail = await run_in_threadpool(daemon.readiness, max_age)
+        detail["ready"] = ok
+        return JSONResponse(detail, status_code=200 if ok else 503)
 
     routes = [
-        Route("/api/eventgrid", eventgrid, methods=["POST", "OPTIONS"]),
-        Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/eventgrid", _Webhook(config).handle, methods=["POST", "OPTIONS"]),
+        Route("/healthz", _healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Route("/metrics", _metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_ClientBrokeFraming)])
+    return Starlette(routes=routes, lifespan=_lifespan(make_daemon, collect_at_start, flush_timeout),
+                     middleware=[Middleware(_ClientBrokeFraming)])
