@@ -755,22 +755,42 @@ class _Engine:
     def explain(self, subnet: Subnet, destination: str) -> PathResult:
         return decide(self.snap, subnet, destination, hops=self.hops, by_ip=self.by_ip)
 
-    def path(self, subnet: Subnet, ip: IPAddr, pe: PrivateEndpoint) -> PathResult | None:
-        """decide(subnet, ip) without its reasons, or None when another endpoint owns the IP for this client."""
-        vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
-        if self.first_visible(vnet_key, ip) is not pe:
-            return None
-        info = self.endpoint_ip(pe, ip)
-        table = self.snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
-        group = self.decision(vnet_key, table, info, ip.version)
-        winner = info.route if group.winner is _ENDPOINT_WINS else group.winner
-        hop = self.hop(winner.next_hop_ip, vnet_key) if winner is not None and \
-            lower(winner.next_hop_type) == "virtualappliance" else None
-        destination = str(ip)
-        return PathResult(subnet.id, destination, winner, None, pe, info.policy, info.vnet_prefix,
-                          group.replaced_by, group.not_replacing,
-                          table.id if table else subnet.route_table_id, hop,
-                          explain=functools.partial(self.explain, subnet, destination))
+    def paths_of(self, pe: PrivateEndpoint, ips: list[IPAddr]) -> Iterator[PathResult]:
+        """decide(subnet, ip) without its reasons for every client subnet of ``pe`` and each of its IPs (in
+        decide()'s order), skipping an IP another endpoint owns for that client. Client subnets that share their
+        network and route table share one decision per IP."""
+        snap = self.snap
+        pe_vnet = _vnet_key_of(snap, pe.subnet_id)
+        if pe_vnet is not None and pe_vnet not in self._reached:
+            self._reached[pe_vnet] = _reached_vnets(snap, pe_vnet)
+        reached = self._reached.get(pe_vnet or "", {})
+        per_ip = []
+        for ip in dict.fromkeys(ips):
+            holders = self.by_ip.get(ip, ())
+            only_holder = len(holders) == 1 and holders[0] is pe
+            per_ip.append((ip, str(ip), only_holder, self.endpoint_ip(pe, ip), {}))
+        for subnet in client_subnets(snap, pe):
+            vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
+            table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
+            table_id = table.id if table else subnet.route_table_id
+            for ip, destination, only_holder, info, shared in per_ip:
+                if only_holder:
+                    if vnet_key is None or pe_vnet is None or vnet_key not in reached:
+                        continue
+                elif self.first_visible(vnet_key, ip) is not pe:
+                    continue
+                key = (vnet_key, table.key if table else None)
+                decided = shared.get(key)
+                if decided is None:
+                    group = self.decision(vnet_key, table, info, ip.version)
+                    winner = info.route if group.winner is _ENDPOINT_WINS else group.winner
+                    hop = self.hop(winner.next_hop_ip, vnet_key) if winner is not None and \
+                        lower(winner.next_hop_type) == "virtualappliance" else None
+                    decided = shared[key] = (group, winner, hop)
+                group, winner, hop = decided
+                yield PathResult(subnet.id, destination, winner, None, pe, info.policy, info.vnet_prefix,
+                                 group.replaced_by, group.not_replacing, table_id, hop,
+                                 explain=functools.partial(self.explain, subnet, destination))
 
 
 def _split(entries: _Entries, region: _Compiled) -> _Split:
@@ -831,10 +851,5 @@ def _all_paths(snap: Snapshot) -> Iterator[PathResult]:
     engine = _Engine(snap)
     for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
         ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
-        if not ips:
-            continue
-        for subnet in client_subnets(snap, pe):
-            for ip in dict.fromkeys(ips):
-                result = engine.path(subnet, ip, pe)
-                if result is not None:
-                    yield result
+        if ips:
+            yield from engine.paths_of(pe, ips)

@@ -1,0 +1,82 @@
+"""Time the route checks on a recorded tenant: the grouped engine against the old one (issue 14 item 1).
+
+    python bench/route_engine.py DIR [--runs 3] [--old]
+
+In one process: the floor (reading and ``json``-parsing every file of DIR), the snapshot build, then the six
+route checks evaluated ``--runs`` times on the new engine (and with ``--old`` on the frozen copy of the old
+engine in tests/kit, the differential test's oracle), each run from a cold path cache. Prints CPU seconds as
+median and spread (min-max), and how many paths, groups and decisions the new engine made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "kit"))
+
+from plmon.checks import paths, route  # noqa: E402
+from plmon.monitor.collect.builder import build_snapshot  # noqa: E402
+from plmon.monitor.collect.plan import collect  # noqa: E402
+from plmon.monitor.collect.recorded import RecordedTenant  # noqa: E402
+from plmon.monitor.model.snapshot import Snapshot  # noqa: E402
+
+CHECKS = ("udr_bypassed", "nva_missing_snat", "nva_snat_unknown", "nva_unresolved", "nva_ip_forwarding_off",
+          "endpoint_ip_unknown")
+
+
+def _cpu(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.process_time()
+    out = fn()
+    return time.process_time() - start, out
+
+
+def _figure(samples: list[float]) -> str:
+    return f"median {statistics.median(samples):.3f} s (min {min(samples):.3f}, max {max(samples):.3f}, n={len(samples)})"
+
+
+def _route_checks(module: Any, cache: list[Any], snap: Snapshot) -> int:
+    cache.clear()
+    return sum(len(list(getattr(module, name)(snap, {}))) for name in CHECKS)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--old", action="store_true", help="also time the old engine (tests/kit/oldpaths.py)")
+    args = ap.parse_args()
+    files = sorted(args.folder.rglob("*.json"))
+    floor = [_cpu(lambda: [json.loads(f.read_bytes()) for f in files])[0] for _ in range(args.runs)]
+    print(f"floor (read + json-parse {len(files)} files): {_figure(floor)}")
+    build, snap = _cpu(lambda: build_snapshot(collect(RecordedTenant(args.folder), workers=1)))
+    print(f"collect + build (once): {build:.3f} s, {snap.resources_evaluated()} resources")
+    new = []
+    for _ in range(args.runs):
+        seconds, issues = _cpu(lambda: _route_checks(route, paths._CACHE, snap))
+        new.append(seconds)
+    print(f"route checks, new engine: {_figure(new)}; {issues} issues, {len(paths.endpoint_paths(snap))} paths")
+    engine = paths._Engine(snap)
+    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+        ips = [ip for ip in (paths.parse_ip(x) for x in pe.ip_addresses) if ip is not None]
+        for _ in engine.paths_of(pe, ips) if ips else ():
+            pass
+    print(f"  groups decided: {len(engine._decisions)}; (client network, table, region) splits: {len(engine._splits)}")
+    if args.old:
+        import oldpaths
+        import oldroute
+        old = []
+        for _ in range(args.runs):
+            seconds, old_issues = _cpu(lambda: _route_checks(oldroute, oldpaths._CACHE, snap))
+            old.append(seconds)
+        print(f"route checks, old engine: {_figure(old)}; {old_issues} issues")
+
+
+if __name__ == "__main__":
+    main()
