@@ -764,7 +764,7 @@ class _Engine:
         if pe_vnet is not None and pe_vnet not in self._reached:
             self._reached[pe_vnet] = _reached_vnets(snap, pe_vnet)
         reached = self._reached.get(pe_vnet or "", {})
-        per_ip = []
+        per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, dict[tuple[str | None, str | None], Any]]] = []
         for ip in dict.fromkeys(ips):
             holders = self.by_ip.get(ip, ())
             only_holder = len(holders) == 1 and holders[0] is pe
