@@ -15,6 +15,12 @@ A UDR covering the endpoint IP replaces the endpoint's /32 only when it is a /32
 endpoint's subnet has privateEndpointNetworkPolicies Enabled/RouteTableEnabled and the UDR's prefix is
 at least as long as the endpoint VNet address-space entry holding the IP; 0.0.0.0/0 never does. Then
 the longest prefix wins, and on equal prefixes a UDR beats a system route.
+
+``decide`` applies the rule to one (client subnet, IP) with every reason (``plmon explain-path``);
+``endpoint_paths`` applies it to every client subnet and endpoint IP of a tenant with the grouped engine
+(below), which decides once per group of paths sharing their candidate routes and leaves the reasons to
+``decide`` until a finding or a caller reads them. tests/checks/test_paths_differential.py holds both to the
+engine as it was before (a frozen copy in tests/kit/oldpaths.py).
 """
 
 from __future__ import annotations
@@ -154,7 +160,7 @@ class PathResult:
     of the old engine's time and memory (issue 14).
     """
 
-    __slots__ = ("_candidates", "_explain", "_reasons", "destination", "endpoint", "endpoint_policy", "hop",
+    __slots__ = ("_candidates", "_explain", "_reasons", "_subnet", "destination", "endpoint", "endpoint_policy", "hop",
                  "not_replacing", "replaced_by", "route", "route_table_id", "subnet_id", "vnet_prefix")
 
     def __init__(self, subnet_id: ArmId, destination: str, route: RouteCandidate | None,
@@ -163,7 +169,7 @@ class PathResult:
                  replaced_by: tuple[RouteCandidate, ...] = (), not_replacing: tuple[RouteCandidate, ...] = (),
                  route_table_id: ArmId | None = None, hop: Hop | None = None,
                  candidates: tuple[RouteCandidate, ...] | None = None,
-                 explain: Callable[[], PathResult] | None = None) -> None:
+                 explain: Callable[[Subnet, str], PathResult] | None = None, subnet: Subnet | None = None) -> None:
         self.subnet_id = subnet_id
         self.destination = destination
         self.route = route
@@ -176,12 +182,14 @@ class PathResult:
         self.hop = hop
         self._reasons = reasons
         self._candidates = candidates
-        self._explain = explain
+        self._explain = explain   # with the client subnet: decide() for this path, called when reasons are read
+        self._subnet = subnet
 
     def _explained(self) -> PathResult:
-        assert self._explain is not None, "a path without reasons must know how to explain itself"
-        full = self._explain()
-        self._reasons, self._candidates, self._explain = full.reasons, full.candidates, None
+        assert self._explain is not None and self._subnet is not None, \
+            "a path without reasons must know how to explain itself"
+        full = self._explain(self._subnet, self.destination)
+        self._reasons, self._candidates, self._explain, self._subnet = full.reasons, full.candidates, None, None
         return full
 
     @property
@@ -652,6 +660,7 @@ class _Engine:
         self._visible: dict[tuple[str, IPAddr], PrivateEndpoint | None] = {}
         self._endpoint_ips: dict[tuple[str, IPAddr], _EndpointIp] = {}
         self._hop_of: dict[tuple[str | None, str | None], Hop] = {}
+        self._explain = self.explain   # one bound method shared by every path
 
     # compiled once: system routes per network, UDRs per route table
     def system_entries(self, vnet_key: str | None) -> _Entries:
@@ -790,7 +799,7 @@ class _Engine:
                 group, winner, hop = decided
                 yield PathResult(subnet.id, destination, winner, None, pe, info.policy, info.vnet_prefix,
                                  group.replaced_by, group.not_replacing, table_id, hop,
-                                 explain=functools.partial(self.explain, subnet, destination))
+                                 explain=self._explain, subnet=subnet)
 
 
 def _split(entries: _Entries, region: _Compiled) -> _Split:
