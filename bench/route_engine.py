@@ -1,6 +1,6 @@
 """Time the route checks on a recorded tenant: the grouped engine against the old one (issue 14 item 1).
 
-    python bench/route_engine.py DIR [--runs 3] [--old]
+    python bench/route_engine.py DIR [--runs 3] [--old] [--gc-freeze]
 
 In one process: the floor (reading and ``json``-parsing every file of DIR), the snapshot build, then the six
 route checks evaluated ``--runs`` times on the new engine (and with ``--old`` on the frozen copy of the old
@@ -11,6 +11,7 @@ median and spread (min-max), and how many paths, groups and decisions the new en
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -21,11 +22,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "kit"))
 
-from plmon.checks import paths, route  # noqa: E402
-from plmon.monitor.collect.builder import build_snapshot  # noqa: E402
-from plmon.monitor.collect.plan import collect  # noqa: E402
-from plmon.monitor.collect.recorded import RecordedTenant  # noqa: E402
-from plmon.monitor.model.snapshot import Snapshot  # noqa: E402
+from plmon.checks import paths, route
+from plmon.monitor.collect.builder import build_snapshot
+from plmon.monitor.collect.plan import collect
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.model.snapshot import Snapshot
 
 CHECKS = ("udr_bypassed", "nva_missing_snat", "nva_snat_unknown", "nva_unresolved", "nva_ip_forwarding_off",
           "endpoint_ip_unknown")
@@ -38,7 +39,8 @@ def _cpu(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def _figure(samples: list[float]) -> str:
-    return f"median {statistics.median(samples):.3f} s (min {min(samples):.3f}, max {max(samples):.3f}, n={len(samples)})"
+    return (f"median {statistics.median(samples):.3f} s "
+            f"(min {min(samples):.3f}, max {max(samples):.3f}, n={len(samples)})")
 
 
 def _route_checks(module: Any, cache: list[Any], snap: Snapshot) -> int:
@@ -51,12 +53,17 @@ def main() -> None:
     ap.add_argument("folder", type=Path)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--old", action="store_true", help="also time the old engine (tests/kit/oldpaths.py)")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="gc.freeze() after the build: evaluation stops rescanning the snapshot (issue 14 item 2)")
     args = ap.parse_args()
     files = sorted(args.folder.rglob("*.json"))
     floor = [_cpu(lambda: [json.loads(f.read_bytes()) for f in files])[0] for _ in range(args.runs)]
     print(f"floor (read + json-parse {len(files)} files): {_figure(floor)}")
     build, snap = _cpu(lambda: build_snapshot(collect(RecordedTenant(args.folder), workers=1)))
     print(f"collect + build (once): {build:.3f} s, {snap.resources_evaluated()} resources")
+    if args.gc_freeze:
+        gc.collect()
+        gc.freeze()
     new = []
     for _ in range(args.runs):
         seconds, issues = _cpu(lambda: _route_checks(route, paths._CACHE, snap))

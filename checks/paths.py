@@ -65,7 +65,10 @@ _RANK = {UDR: 4, ENDPOINT: 3, VNET_LOCAL: 2, PEERING: 1, DEFAULT: 0}
 POLICIES_HONOURING_UDRS = ("enabled", "routetableenabled")
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def parse_ip(value: str | None) -> IPAddr | None:
+    """The address, or None when ``value`` is not one. Cached: the same endpoint IPs are parsed by every pass over
+    the tenant (addresses are immutable)."""
     try:
         return ipaddress.ip_address(value.strip()) if value else None
     except ValueError:
@@ -161,7 +164,7 @@ class PathResult:
     """
 
     __slots__ = ("_candidates", "_explain", "_reasons", "_subnet", "destination", "endpoint", "endpoint_policy", "hop",
-                 "not_replacing", "replaced_by", "route", "route_table_id", "subnet_id", "vnet_prefix")
+                 "not_replacing", "replaced_by", "route", "route_table_id", "subnet_id", "via_appliance", "vnet_prefix")
 
     def __init__(self, subnet_id: ArmId, destination: str, route: RouteCandidate | None,
                  reasons: tuple[str, ...] | None = None, endpoint: PrivateEndpoint | None = None,
@@ -180,6 +183,8 @@ class PathResult:
         self.not_replacing = not_replacing           # UDRs covering the IP that did not
         self.route_table_id = route_table_id
         self.hop = hop
+        # read by four route checks for every path: judged once
+        self.via_appliance = route is not None and lower(route.next_hop_type) == "virtualappliance"
         self._reasons = reasons
         self._candidates = candidates
         self._explain = explain   # with the client subnet: decide() for this path, called when reasons are read
@@ -208,10 +213,6 @@ class PathResult:
 
     def __repr__(self) -> str:
         return f"PathResult({self.path_text()!r})"
-
-    @property
-    def via_appliance(self) -> bool:
-        return self.route is not None and lower(self.route.next_hop_type) == "virtualappliance"
 
     def path_text(self) -> str:
         """client subnet -> winning route (prefix, next hop) -> appliance -> endpoint IP."""
@@ -282,11 +283,11 @@ def client_subnets(snap: Snapshot, pe: PrivateEndpoint) -> list[Subnet]:
 def _endpoint_vnet_prefix(snap: Snapshot, pe: PrivateEndpoint, ip: IPAddr) -> str | None:
     vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
     best: tuple[int, str] | None = None
+    value = int(ip)
     for prefix in vnet.address_prefixes if vnet else ():
-        net = _net(prefix)
-        if net is not None and net.version == ip.version and ip in net and \
-                (best is None or net.prefixlen > best[0]):
-            best = (net.prefixlen, prefix)
+        c = _compile(prefix)
+        if c is not None and _holds(c, ip.version, value, ip.max_prefixlen) and (best is None or c[2] > best[0]):
+            best = (c[2], prefix)
     return best[1] if best else None
 
 
@@ -611,6 +612,7 @@ _Compiled = tuple[int, int, int, int]
 _ENDPOINT_WINS = RouteCandidate("0.0.0.0/32", ENDPOINT, "InterfaceEndpoint")  # stands for the endpoint's /32
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _compile(prefix: str | None) -> _Compiled | None:
     net = _net(prefix)
     return None if net is None else (net.version, int(net.network_address), net.prefixlen, net.max_prefixlen)
