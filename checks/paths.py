@@ -15,13 +15,19 @@ A UDR covering the endpoint IP replaces the endpoint's /32 only when it is a /32
 endpoint's subnet has privateEndpointNetworkPolicies Enabled/RouteTableEnabled and the UDR's prefix is
 at least as long as the endpoint VNet address-space entry holding the IP; 0.0.0.0/0 never does. Then
 the longest prefix wins, and on equal prefixes a UDR beats a system route.
+
+``decide`` applies the rule to one (client subnet, IP) with every reason (``plmon explain-path``);
+``endpoint_paths`` applies it to every client subnet and endpoint IP of a tenant with the grouped engine
+(below), which decides once per group of paths sharing their candidate routes and leaves the reasons to
+``decide`` until a finding or a caller reads them. tests/checks/test_paths_differential.py holds both to the
+engine as it was before (a frozen copy in tests/kit/oldpaths.py).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +39,7 @@ from plmon.monitor.model.snapshot import (
     Nic,
     Peering,
     PrivateEndpoint,
+    RouteTable,
     Snapshot,
     Subnet,
     VirtualNetwork,
@@ -58,7 +65,10 @@ _RANK = {UDR: 4, ENDPOINT: 3, VNET_LOCAL: 2, PEERING: 1, DEFAULT: 0}
 POLICIES_HONOURING_UDRS = ("enabled", "routetableenabled")
 
 
+@functools.lru_cache(maxsize=1 << 17)
 def parse_ip(value: str | None) -> IPAddr | None:
+    """The address, or None when ``value`` is not one. Cached: the same endpoint IPs are parsed by every pass over
+    the tenant (addresses are immutable)."""
     try:
         return ipaddress.ip_address(value.strip()) if value else None
     except ValueError:
@@ -144,26 +154,65 @@ class Hop:
         return d
 
 
-@dataclass(frozen=True, slots=True)
 class PathResult:
-    """The decided path from a client subnet to one destination IP, with the reasons for it."""
+    """The decided path from a client subnet to one destination IP, with the reasons for it.
 
-    subnet_id: ArmId
-    destination: str
-    route: RouteCandidate | None
-    reasons: tuple[str, ...]
-    endpoint: PrivateEndpoint | None = None
-    endpoint_policy: str | None = None       # the endpoint subnet's effective privateEndpointNetworkPolicies
-    vnet_prefix: str | None = None           # endpoint VNet address-space entry containing the IP
-    replaced_by: tuple[RouteCandidate, ...] = ()   # UDRs that replaced the endpoint /32
-    not_replacing: tuple[RouteCandidate, ...] = ()  # UDRs covering the IP that did not
-    route_table_id: ArmId | None = None
-    hop: Hop | None = None
-    candidates: tuple[RouteCandidate, ...] = field(default=())
+    The route engine decides once per group of paths that share their candidate routes, so a path holds the
+    group's decision and builds its explanation (``reasons``, ``candidates``) only when something reads it: a
+    finding's evidence or ``plmon explain-path``. Most paths never become a finding, and their strings were most
+    of the old engine's time and memory (issue 14).
+    """
+
+    __slots__ = ("_candidates", "_explain", "_reasons", "_subnet", "destination", "endpoint", "endpoint_policy", "hop",
+                 "not_replacing", "replaced_by", "route", "route_table_id", "subnet_id", "via_appliance", "vnet_prefix")
+
+    def __init__(self, subnet_id: ArmId, destination: str, route: RouteCandidate | None,
+                 reasons: tuple[str, ...] | None = None, endpoint: PrivateEndpoint | None = None,
+                 endpoint_policy: str | None = None, vnet_prefix: str | None = None,
+                 replaced_by: tuple[RouteCandidate, ...] = (), not_replacing: tuple[RouteCandidate, ...] = (),
+                 route_table_id: ArmId | None = None, hop: Hop | None = None,
+                 candidates: tuple[RouteCandidate, ...] | None = None,
+                 explain: Callable[[Subnet, str], PathResult] | None = None, subnet: Subnet | None = None) -> None:
+        self.subnet_id = subnet_id
+        self.destination = destination
+        self.route = route
+        self.endpoint = endpoint
+        self.endpoint_policy = endpoint_policy       # the endpoint subnet's effective privateEndpointNetworkPolicies
+        self.vnet_prefix = vnet_prefix               # endpoint VNet address-space entry containing the IP
+        self.replaced_by = replaced_by               # UDRs that replaced the endpoint /32
+        self.not_replacing = not_replacing           # UDRs covering the IP that did not
+        self.route_table_id = route_table_id
+        self.hop = hop
+        # read by four route checks for every path: judged once
+        self.via_appliance = route is not None and lower(route.next_hop_type) == "virtualappliance"
+        self._reasons = reasons
+        self._candidates = candidates
+        self._explain = explain   # with the client subnet: decide() for this path, called when reasons are read
+        self._subnet = subnet
+
+    def _explained(self) -> PathResult:
+        assert self._explain is not None and self._subnet is not None, \
+            "a path without reasons must know how to explain itself"
+        full = self._explain(self._subnet, self.destination)
+        self._reasons, self._candidates, self._explain, self._subnet = full.reasons, full.candidates, None, None
+        return full
 
     @property
-    def via_appliance(self) -> bool:
-        return self.route is not None and lower(self.route.next_hop_type) == "virtualappliance"
+    def reasons(self) -> tuple[str, ...]:
+        """Why this route won, step by step (built on first use for a path the engine decided in a group)."""
+        if self._reasons is None:
+            return self._explained().reasons
+        return self._reasons
+
+    @property
+    def candidates(self) -> tuple[RouteCandidate, ...]:
+        """Every route covering the destination that took part in the decision."""
+        if self._candidates is None:
+            return self._explained().candidates
+        return self._candidates
+
+    def __repr__(self) -> str:
+        return f"PathResult({self.path_text()!r})"
 
     def path_text(self) -> str:
         """client subnet -> winning route (prefix, next hop) -> appliance -> endpoint IP."""
@@ -234,11 +283,11 @@ def client_subnets(snap: Snapshot, pe: PrivateEndpoint) -> list[Subnet]:
 def _endpoint_vnet_prefix(snap: Snapshot, pe: PrivateEndpoint, ip: IPAddr) -> str | None:
     vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
     best: tuple[int, str] | None = None
+    value = int(ip)
     for prefix in vnet.address_prefixes if vnet else ():
-        net = _net(prefix)
-        if net is not None and net.version == ip.version and ip in net and \
-                (best is None or net.prefixlen > best[0]):
-            best = (net.prefixlen, prefix)
+        c = _compile(prefix)
+        if c is not None and _holds(c, ip.version, value, ip.max_prefixlen) and (best is None or c[2] > best[0]):
+            best = (c[2], prefix)
     return best[1] if best else None
 
 
@@ -435,36 +484,36 @@ def _visible_endpoints(snap: Snapshot, vnet_key: str | None, ip: IPAddr, reasons
     return out
 
 
-def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex | None = None,
-           by_ip: dict[IPAddr, list[PrivateEndpoint]] | None = None) -> PathResult:
-    """The effective route from ``subnet`` to ``destination`` and the reasons, per checks.md."""
-    ip = parse_ip(destination)
-    if ip is None:
-        raise ValueError(f"not an IP address: {destination!r}")
-    reasons: list[str] = []
-    vnet = snap.vnet_of_subnet(subnet)
-    vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
-    reasons.append(f"client subnet {subnet.name} is in virtual network "
-                   f"{vnet.name if vnet else (subnet.vnet_id.name if subnet.vnet_id else '?')}")
-    candidates = _system_routes(snap, vnet, ip, reasons)
-
-    endpoint = None
-    policy = vnet_prefix = None
-    ep_route = None
+def _endpoint_side(snap: Snapshot, vnet_key: str | None, ip: IPAddr, reasons: list[str],
+                   by_ip: dict[IPAddr, list[PrivateEndpoint]] | None) -> _EndpointSide | None:
+    """The first endpoint holding ``ip`` whose /32 is injected in the client's network, with what judges it."""
     visible = _visible_endpoints(snap, vnet_key, ip, reasons, by_ip)
-    if visible:
-        endpoint, via = visible[0]
-        ep_subnet = snap.subnet_of(endpoint)
-        policy = ep_subnet.pe_policies if ep_subnet else None
-        vnet_prefix = _endpoint_vnet_prefix(snap, endpoint, ip)
-        how = "is in the same virtual network" if via is None else \
-            f"reaches it through peering {via.name} (Connected, allowVirtualNetworkAccess)"
-        host = 32 if ip.version == 4 else 128
-        ep_route = RouteCandidate(f"{ip}/{host}", ENDPOINT, "InterfaceEndpoint", endpoint_id=endpoint.id)
-        reasons.append(f"private endpoint {endpoint.name} ({ip}) {how}: it injects {ip}/{host}; its subnet's "
-                       f"privateEndpointNetworkPolicies is {policy or 'unknown (subnet not in scope)'}; the "
-                       f"endpoint VNet address-space entry holding the IP is {vnet_prefix or 'unknown'}")
+    if not visible:
+        return None
+    endpoint, via = visible[0]
+    ep_subnet = snap.subnet_of(endpoint)
+    policy = ep_subnet.pe_policies if ep_subnet else None
+    vnet_prefix = _endpoint_vnet_prefix(snap, endpoint, ip)
+    how = "is in the same virtual network" if via is None else \
+        f"reaches it through peering {via.name} (Connected, allowVirtualNetworkAccess)"
+    host = 32 if ip.version == 4 else 128
+    route = RouteCandidate(f"{ip}/{host}", ENDPOINT, "InterfaceEndpoint", endpoint_id=endpoint.id)
+    reasons.append(f"private endpoint {endpoint.name} ({ip}) {how}: it injects {ip}/{host}; its subnet's "
+                   f"privateEndpointNetworkPolicies is {policy or 'unknown (subnet not in scope)'}; the "
+                   f"endpoint VNet address-space entry holding the IP is {vnet_prefix or 'unknown'}")
+    return _EndpointSide(endpoint, policy, vnet_prefix, route)
 
+
+@dataclass(frozen=True, slots=True)
+class _EndpointSide:
+    endpoint: PrivateEndpoint
+    policy: str | None
+    vnet_prefix: str | None
+    route: RouteCandidate
+
+
+def _covering_udrs(snap: Snapshot, subnet: Subnet, ip: IPAddr, reasons: list[str]) -> list[RouteCandidate]:
+    """The user-defined routes of the subnet's route table that cover ``ip``, in the table's order."""
     udrs: list[RouteCandidate] = []
     table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
     if subnet.route_table_id is not None and table is None:
@@ -480,22 +529,53 @@ def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex 
         if net.version == ip.version and ip in net:
             udrs.append(RouteCandidate(str(net), UDR, r.next_hop_type or "None", r.next_hop_ip, r.name,
                                        table.id if table else None))
+    return udrs
 
+
+def _judge_udrs(side: _EndpointSide, udrs: list[RouteCandidate],
+                reasons: list[str]) -> tuple[list[RouteCandidate], list[RouteCandidate]]:
+    """Split the covering UDRs into those that replace the endpoint's /32 and those that do not, saying why."""
     replaced_by: list[RouteCandidate] = []
     not_replacing: list[RouteCandidate] = []
-    if ep_route is not None:
-        vlen = net.prefixlen if (net := _net(vnet_prefix)) else None
-        for u in udrs:
-            ok, why = replaces_endpoint_route(u.prefix_length, policy=policy, vnet_prefix_length=vlen,
-                                              max_length=ep_route.prefix_length)
-            (replaced_by if ok else not_replacing).append(u)
-            reasons.append(f"route '{u.route_name}' {u.prefix} -> {u.next_hop_type}"
-                           f"{' ' + u.next_hop_ip if u.next_hop_ip else ''} "
-                           f"{'replaces' if ok else 'does not replace'} the endpoint's {ep_route.prefix}: {why}")
-        if not replaced_by:
-            candidates.append(ep_route)
+    vlen = net.prefixlen if (net := _net(side.vnet_prefix)) else None
+    for u in udrs:
+        ok, why = replaces_endpoint_route(u.prefix_length, policy=side.policy, vnet_prefix_length=vlen,
+                                          max_length=side.route.prefix_length)
+        (replaced_by if ok else not_replacing).append(u)
+        reasons.append(f"route '{u.route_name}' {u.prefix} -> {u.next_hop_type}"
+                       f"{' ' + u.next_hop_ip if u.next_hop_ip else ''} "
+                       f"{'replaces' if ok else 'does not replace'} the endpoint's {side.route.prefix}: {why}")
+    return replaced_by, not_replacing
+
+
+def _winner(candidates: list[RouteCandidate]) -> RouteCandidate | None:
+    """Longest prefix; on an equal prefix the higher rank (a UDR first); on a full tie the first listed."""
+    return max(candidates, key=lambda c: (c.prefix_length, _RANK[c.origin])) if candidates else None
+
+
+def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex | None = None,
+           by_ip: dict[IPAddr, list[PrivateEndpoint]] | None = None) -> PathResult:
+    """The effective route from ``subnet`` to ``destination`` and every reason, per checks.md.
+
+    The explaining form of the route rule: ``plmon explain-path`` calls it, and a path the grouped engine
+    decided calls it when its reasons are first read, so the reasons are written in one place only.
+    """
+    ip = parse_ip(destination)
+    if ip is None:
+        raise ValueError(f"not an IP address: {destination!r}")
+    reasons: list[str] = []
+    vnet = snap.vnet_of_subnet(subnet)
+    vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
+    reasons.append(f"client subnet {subnet.name} is in virtual network "
+                   f"{vnet.name if vnet else (subnet.vnet_id.name if subnet.vnet_id else '?')}")
+    candidates = _system_routes(snap, vnet, ip, reasons)
+    side = _endpoint_side(snap, vnet_key, ip, reasons, by_ip)
+    udrs = _covering_udrs(snap, subnet, ip, reasons)
+    replaced_by, not_replacing = _judge_udrs(side, udrs, reasons) if side is not None else ([], [])
+    if side is not None and not replaced_by:
+        candidates.append(side.route)
     candidates.extend(udrs)
-    winner = max(candidates, key=lambda c: (c.prefix_length, _RANK[c.origin])) if candidates else None
+    winner = _winner(candidates)
     if winner is not None:
         rivals = [c for c in candidates if c is not winner]
         why = "longest prefix" if all(c.prefix_length < winner.prefix_length for c in rivals) else \
@@ -505,12 +585,264 @@ def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex 
     if winner is not None and lower(winner.next_hop_type) == "virtualappliance":
         hop = resolve_next_hop(snap, winner.next_hop_ip, hops, vnet_key)
         reasons.append(f"next hop {winner.next_hop_ip}: {hop.describe()}")
+    table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
     return PathResult(
-        subnet_id=subnet.id, destination=str(ip), route=winner, reasons=tuple(reasons), endpoint=endpoint,
-        endpoint_policy=policy, vnet_prefix=vnet_prefix, replaced_by=tuple(replaced_by),
+        subnet_id=subnet.id, destination=str(ip), route=winner, reasons=tuple(reasons),
+        endpoint=side.endpoint if side else None, endpoint_policy=side.policy if side else None,
+        vnet_prefix=side.vnet_prefix if side else None, replaced_by=tuple(replaced_by),
         not_replacing=tuple(not_replacing), route_table_id=table.id if table else subnet.route_table_id,
         hop=hop, candidates=tuple(candidates),
     )
+
+
+# --- the grouped engine ----------------------------------------------------------------------------
+#
+# decide() answers one (client subnet, IP) question with every reason. A tenant asks it for every client subnet
+# and every endpoint IP: 279,227 times at 100k resources, for only 1,794 (client subnet, endpoint subnet) groups
+# (issue 14). The engine below compiles every route table and every network's system routes once to integers,
+# and decides once per group of paths that share their candidate routes: the same client network and route
+# table, the same covering routes, the same endpoint policy and VNet prefix. A group is found through the
+# endpoint's subnet prefix (its "region"): a route that holds the whole region covers every IP in it, a route
+# disjoint from it none, and only a route strictly inside it (a /32 for one endpoint, a prefix that splits the
+# subnet) is tested per IP, so such an IP joins the group of exactly the routes that cover it. Reasons are built
+# by decide() only when a path's reasons are read.
+
+# (version, network address as an integer, prefix length, address bits)
+_Compiled = tuple[int, int, int, int]
+_ENDPOINT_WINS = RouteCandidate("0.0.0.0/32", ENDPOINT, "InterfaceEndpoint")  # stands for the endpoint's /32
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _compile(prefix: str | None) -> _Compiled | None:
+    net = _net(prefix)
+    return None if net is None else (net.version, int(net.network_address), net.prefixlen, net.max_prefixlen)
+
+
+def _holds(outer: _Compiled, version: int, value: int, length: int) -> bool:
+    """Whether the prefix ``outer`` contains the prefix (version, value, length)."""
+    v, network, plen, bits = outer
+    return v == version and plen <= length and (value >> (bits - plen)) == (network >> (bits - plen))
+
+
+@dataclass(frozen=True, slots=True)
+class _EndpointIp:
+    """What a path needs of its endpoint and IP, computed once per (endpoint, IP)."""
+
+    policy: str | None
+    vnet_prefix: str | None
+    vnet_prefix_length: int | None
+    route: RouteCandidate
+    value: int
+    region: _Compiled
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    winner: RouteCandidate | None   # _ENDPOINT_WINS when the endpoint's /32 wins
+    replaced_by: tuple[RouteCandidate, ...]
+    not_replacing: tuple[RouteCandidate, ...]
+
+
+_Entries = tuple[tuple[_Compiled, RouteCandidate], ...]
+_Split = tuple[tuple[int, ...], tuple[int, ...]]   # (indices holding the whole region, indices inside it)
+
+
+class _Engine:
+    """One snapshot's compiled routes and decided groups."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.hops = _hop_index(snap)
+        self.by_ip = _endpoints_by_ip(snap)
+        self._system: dict[str | None, _Entries] = {}
+        self._tables: dict[str, _Entries] = {}
+        self._splits: dict[tuple[str | None, str | None, _Compiled], tuple[_Split, _Split]] = {}
+        self._decisions: dict[tuple[Any, ...], _Decision] = {}
+        self._reached: dict[str, dict[str, Peering | None]] = {}
+        self._visible: dict[tuple[str, IPAddr], PrivateEndpoint | None] = {}
+        self._endpoint_ips: dict[tuple[str, IPAddr], _EndpointIp] = {}
+        self._hop_of: dict[tuple[str | None, str | None], Hop] = {}
+        self._explain = self.explain   # one bound method shared by every path
+
+    # compiled once: system routes per network, UDRs per route table
+    def system_entries(self, vnet_key: str | None) -> _Entries:
+        if vnet_key in self._system:
+            return self._system[vnet_key]
+        vnet = self.snap.virtual_networks.get(vnet_key or "")
+        out: list[tuple[_Compiled, RouteCandidate]] = []
+        for prefix in vnet.address_prefixes if vnet else ():
+            if (c := _compile(prefix)) is not None:
+                out.append((c, RouteCandidate(str(_net(prefix)), VNET_LOCAL, "VnetLocal")))
+        for p in vnet.peerings if vnet else ():
+            if not peering_counts(p):
+                continue  # no route from it (decide() says so when a path is explained)
+            remote = self.snap.virtual_networks.get(p.remote_vnet_id.key) if p.remote_vnet_id else None
+            for prefix in remote.address_prefixes if remote else p.remote_address_prefixes:
+                if (c := _compile(prefix)) is not None:
+                    out.append((c, RouteCandidate(str(_net(prefix)), PEERING, "VNetPeering")))
+        self._system[vnet_key] = entries = tuple(out)
+        return entries
+
+    def udr_entries(self, table: RouteTable | None) -> _Entries:
+        if table is None:
+            return ()
+        if table.key not in self._tables:
+            self._tables[table.key] = tuple(
+                (c, RouteCandidate(str(_net(r.address_prefix)), UDR, r.next_hop_type or "None", r.next_hop_ip,
+                                   r.name, table.id))
+                for r in table.routes if (c := _compile(r.address_prefix)) is not None)
+        return self._tables[table.key]
+
+    # per endpoint IP
+    def first_visible(self, vnet_key: str | None, ip: IPAddr) -> PrivateEndpoint | None:
+        """decide()'s endpoint: the first holder of ``ip`` whose network reaches the client's."""
+        if vnet_key is None:
+            return None
+        key = (vnet_key, ip)
+        if key not in self._visible:
+            found = None
+            for pe in self.by_ip.get(ip, ()):
+                pe_vnet = _vnet_key_of(self.snap, pe.subnet_id)
+                if pe_vnet is None:
+                    continue
+                if pe_vnet not in self._reached:
+                    self._reached[pe_vnet] = _reached_vnets(self.snap, pe_vnet)
+                if vnet_key in self._reached[pe_vnet]:
+                    found = pe
+                    break
+            self._visible[key] = found
+        return self._visible[key]
+
+    def endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr) -> _EndpointIp:
+        key = (pe.key, ip)
+        if key in self._endpoint_ips:
+            return self._endpoint_ips[key]
+        ep_subnet = self.snap.subnet_of(pe)
+        vnet_prefix = _endpoint_vnet_prefix(self.snap, pe, ip)
+        vnet_net = _net(vnet_prefix)
+        bits = ip.max_prefixlen
+        value = int(ip)
+        region: _Compiled = (ip.version, value, bits, bits)
+        for prefix in ep_subnet.address_prefixes if ep_subnet else ():
+            c = _compile(prefix)
+            if c is not None and _holds(c, ip.version, value, bits):
+                region = c
+                break
+        info = _EndpointIp(ep_subnet.pe_policies if ep_subnet else None, vnet_prefix,
+                           vnet_net.prefixlen if vnet_net else None,
+                           RouteCandidate(f"{ip}/{bits}", ENDPOINT, "InterfaceEndpoint", endpoint_id=pe.id),
+                           value, region)
+        self._endpoint_ips[key] = info
+        return info
+
+    # per group
+    def _split(self, vnet_key: str | None, table: RouteTable | None, region: _Compiled) -> tuple[_Split, _Split]:
+        key = (vnet_key, table.key if table else None, region)
+        if key not in self._splits:
+            self._splits[key] = (_split(self.system_entries(vnet_key), region),
+                                 _split(self.udr_entries(table), region))
+        return self._splits[key]
+
+    def decision(self, vnet_key: str | None, table: RouteTable | None, info: _EndpointIp,
+                 version: int) -> _Decision:
+        (sys_whole, sys_inside), (udr_whole, udr_inside) = self._split(vnet_key, table, info.region)
+        system, udrs = self.system_entries(vnet_key), self.udr_entries(table)
+        sys_idx = _covering(sys_whole, sys_inside, system, version, info.value)
+        udr_idx = _covering(udr_whole, udr_inside, udrs, version, info.value)
+        key = (vnet_key, table.key if table else None, sys_idx, udr_idx, version, info.policy,
+               info.vnet_prefix_length)
+        found = self._decisions.get(key)
+        if found is None:
+            found = self._decisions[key] = _decide_group(
+                [system[i][1] for i in sys_idx], [udrs[i][1] for i in udr_idx], version, info)
+        return found
+
+    def hop(self, next_hop_ip: str | None, vnet_key: str | None) -> Hop:
+        key = (next_hop_ip, vnet_key)
+        if key not in self._hop_of:
+            self._hop_of[key] = resolve_next_hop(self.snap, next_hop_ip, self.hops, vnet_key)
+        return self._hop_of[key]
+
+    def explain(self, subnet: Subnet, destination: str) -> PathResult:
+        return decide(self.snap, subnet, destination, hops=self.hops, by_ip=self.by_ip)
+
+    def paths_of(self, pe: PrivateEndpoint, ips: list[IPAddr]) -> Iterator[PathResult]:
+        """decide(subnet, ip) without its reasons for every client subnet of ``pe`` and each of its IPs (in
+        decide()'s order), skipping an IP another endpoint owns for that client. Client subnets that share their
+        network and route table share one decision per IP."""
+        snap = self.snap
+        pe_vnet = _vnet_key_of(snap, pe.subnet_id)
+        if pe_vnet is not None and pe_vnet not in self._reached:
+            self._reached[pe_vnet] = _reached_vnets(snap, pe_vnet)
+        reached = self._reached.get(pe_vnet or "", {})
+        per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, dict[tuple[str | None, str | None], Any]]] = []
+        for ip in dict.fromkeys(ips):
+            holders = self.by_ip.get(ip, ())
+            only_holder = len(holders) == 1 and holders[0] is pe
+            per_ip.append((ip, str(ip), only_holder, self.endpoint_ip(pe, ip), {}))
+        for subnet in client_subnets(snap, pe):
+            vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
+            table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
+            table_id = table.id if table else subnet.route_table_id
+            for ip, destination, only_holder, info, shared in per_ip:
+                if only_holder:
+                    if vnet_key is None or pe_vnet is None or vnet_key not in reached:
+                        continue
+                elif self.first_visible(vnet_key, ip) is not pe:
+                    continue
+                key = (vnet_key, table.key if table else None)
+                decided = shared.get(key)
+                if decided is None:
+                    group = self.decision(vnet_key, table, info, ip.version)
+                    winner = info.route if group.winner is _ENDPOINT_WINS else group.winner
+                    hop = self.hop(winner.next_hop_ip, vnet_key) if winner is not None and \
+                        lower(winner.next_hop_type) == "virtualappliance" else None
+                    decided = shared[key] = (group, winner, hop)
+                group, winner, hop = decided
+                yield PathResult(subnet.id, destination, winner, None, pe, info.policy, info.vnet_prefix,
+                                 group.replaced_by, group.not_replacing, table_id, hop,
+                                 explain=self._explain, subnet=subnet)
+
+
+def _split(entries: _Entries, region: _Compiled) -> _Split:
+    """Which routes hold the whole region (cover every IP in it) and which lie strictly inside it."""
+    version, value, length, _ = region
+    whole, inside = [], []
+    for i, (c, _route) in enumerate(entries):
+        if _holds(c, version, value, length):
+            whole.append(i)
+        elif _holds(region, c[0], c[1], c[2]):
+            inside.append(i)
+    return tuple(whole), tuple(inside)
+
+
+def _covering(whole: tuple[int, ...], inside: tuple[int, ...], entries: _Entries, version: int,
+              value: int) -> tuple[int, ...]:
+    """The indices of the routes covering one IP of the region, in their listed order."""
+    if not inside:
+        return whole
+    bits = 32 if version == 4 else 128
+    hit = [i for i in inside if _holds(entries[i][0], version, value, bits)]
+    return tuple(sorted((*whole, *hit))) if hit else whole
+
+
+def _decide_group(system: list[RouteCandidate], udrs: list[RouteCandidate], version: int,
+                  info: _EndpointIp) -> _Decision:
+    """decide()'s rule for a group: the same candidates, replacements and winner, without the reasons."""
+    bits = 32 if version == 4 else 128
+    replaced_by: list[RouteCandidate] = []
+    not_replacing: list[RouteCandidate] = []
+    for u in udrs:
+        ok, _why = replaces_endpoint_route(u.prefix_length, policy=info.policy,
+                                           vnet_prefix_length=info.vnet_prefix_length, max_length=bits)
+        (replaced_by if ok else not_replacing).append(u)
+    endpoint = _ENDPOINT_WINS if version == 4 else RouteCandidate("::/128", ENDPOINT, "InterfaceEndpoint")
+    default = RouteCandidate("0.0.0.0/0" if version == 4 else "::/0", DEFAULT, "Internet")
+    candidates = [*system, default, *([] if replaced_by else [endpoint]), *udrs]
+    winner = _winner(candidates)
+    if winner is endpoint:
+        winner = _ENDPOINT_WINS
+    return _Decision(winner, tuple(replaced_by), tuple(not_replacing))
 
 
 _CACHE: list[tuple[Snapshot, tuple[PathResult, ...]]] = []
@@ -527,14 +859,8 @@ def endpoint_paths(snap: Snapshot) -> tuple[PathResult, ...]:
 
 
 def _all_paths(snap: Snapshot) -> Iterator[PathResult]:
-    hops = _hop_index(snap)
-    by_ip = _endpoints_by_ip(snap)
+    engine = _Engine(snap)
     for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
         ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
-        if not ips:
-            continue
-        for subnet in client_subnets(snap, pe):
-            for ip in dict.fromkeys(ips):
-                result = decide(snap, subnet, str(ip), hops=hops, by_ip=by_ip)
-                if result.endpoint is not None and result.endpoint.key == pe.key:
-                    yield result
+        if ips:
+            yield from engine.paths_of(pe, ips)

@@ -17,7 +17,7 @@ from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
-from plmon.monitor.model.snapshot import PrivateEndpoint, Snapshot, VirtualNetwork, lower
+from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
@@ -124,21 +124,40 @@ def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
 # --- appliances on the path ------------------------------------------------------------------------
 
 def _appliance_verdicts(snap: Snapshot) -> Iterator[tuple[ArmId, PathResult, SnatVerdict]]:
-    """(subject, path, SNAT verdict) for every path whose effective next hop is a resolved appliance."""
+    """(subject, path, SNAT verdict) for every path whose effective next hop is a resolved appliance.
+
+    A verdict depends only on the appliance and the destination (a firewall's private ranges against the
+    IP; a tag on a NIC or the load balancer in front), so it is judged once per appliance and destination and
+    shared by every client subnet's path there: 155k judgements for 7 firewalls otherwise (issue 14).
+    """
+    judged: dict[tuple[str, ...], SnatVerdict] = {}
+
+    def firewall(fw: Firewall, ip: str) -> SnatVerdict:
+        key = ("firewall", fw.key, ip)
+        if key not in judged:
+            judged[key] = firewall_snat(snap, fw, ip)
+        return judged[key]
+
+    def tagged(nic: Nic | None, lb: LoadBalancer | None = None) -> SnatVerdict:
+        key = ("tag", nic.key if nic else "", lb.key if lb else "")
+        if key not in judged:
+            judged[key] = tagged_snat(nic, lb)
+        return judged[key]
+
     for p in endpoint_paths(snap):
         if not p.via_appliance or p.hop is None or p.hop.kind == "unresolved":
             continue
         hop = p.hop
         if hop.firewall is not None:
-            yield hop.firewall.id, p, firewall_snat(snap, hop.firewall, p.destination)
+            yield hop.firewall.id, p, firewall(hop.firewall, p.destination)
         elif hop.nic is not None:
-            yield hop.nic.id, p, tagged_snat(hop.nic)
+            yield hop.nic.id, p, tagged(hop.nic)
         elif hop.load_balancer is not None:
             lb = hop.load_balancer
             if not hop.backend_nics:
-                yield lb.id, p, tagged_snat(None, lb)
+                yield lb.id, p, tagged(None, lb)
                 continue
-            verdicts = [(nic, tagged_snat(nic, lb)) for nic in hop.backend_nics]
+            verdicts = [(nic, tagged(nic, lb)) for nic in hop.backend_nics]
             if all(v.snats is None and v.raw is None for _, v in verdicts):
                 # nobody declared anything: the load balancer in front is where to say it once
                 yield lb.id, p, verdicts[0][1]

@@ -8,6 +8,7 @@ so their owners declare it with the ``plmon-snat`` tag, and no tag is an unknown
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +72,19 @@ def expand_ranges(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+@functools.lru_cache(maxsize=256)
+def _parsed(ranges: tuple[str, ...]) -> tuple[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network | None], ...]:
+    """Each private range with its network (None when unparseable): parsed once per firewall setting, not once
+    per destination judged."""
+    out: list[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network | None]] = []
+    for r in ranges:
+        try:
+            out.append((r, ipaddress.ip_network(r, strict=False)))
+        except ValueError:
+            out.append((r, None))
+    return tuple(out)
+
+
 def _verdict_for(ranges: tuple[str, ...], ip: str) -> tuple[bool | None, str]:
     """No SNAT for destinations inside the private ranges; the two sentinels override."""
     if ALWAYS in ranges:
@@ -82,10 +96,8 @@ def _verdict_for(ranges: tuple[str, ...], ip: str) -> tuple[bool | None, str]:
     except ValueError:
         return None, f"{ip} is not an IP address"
     bad = []
-    for r in ranges:
-        try:
-            net = ipaddress.ip_network(r, strict=False)
-        except ValueError:
+    for r, net in _parsed(ranges):
+        if net is None:
             bad.append(r)
             continue
         if net.version == addr.version and addr in net:

@@ -1,0 +1,544 @@
+"""The route evaluator as it was before issue 14 (a frozen copy: the oracle of tests/checks/test_paths_differential.py).
+
+The original docstring follows.
+
+The route evaluator: which route carries traffic from a client subnet to a private endpoint IP, and why.
+
+Azure cannot show effective routes on an endpoint's NIC, and the rule for when a user-defined route
+(UDR) replaces the /32 an endpoint injects is subtle (checks.md "Routes and SNAT"). This module applies
+that rule to the snapshot with nothing but :mod:`ipaddress`, and every decision carries the route that
+won and the reasons, so a finding (or ``plmon explain-path``) can show an engineer the whole path:
+
+- system routes: the client network's address space (VnetLocal), the address space of networks it
+  peers with (Connected and allowVirtualNetworkAccess), and the 0.0.0.0/0 Internet default;
+- ``<ip>/32`` of every private endpoint whose network is the client's, or whose network's peering to
+  the client's is Connected with allowVirtualNetworkAccess;
+- the UDRs of the client subnet's route table.
+
+A UDR covering the endpoint IP replaces the endpoint's /32 only when it is a /32, or when the
+endpoint's subnet has privateEndpointNetworkPolicies Enabled/RouteTableEnabled and the UDR's prefix is
+at least as long as the endpoint VNet address-space entry holding the IP; 0.0.0.0/0 never does. Then
+the longest prefix wins, and on equal prefixes a UDR beats a system route.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from plmon.monitor.model.arm_id import ArmId
+from plmon.monitor.model.snapshot import (
+    Firewall,
+    FrontendIp,
+    LoadBalancer,
+    Nic,
+    Peering,
+    PrivateEndpoint,
+    Snapshot,
+    Subnet,
+    VirtualNetwork,
+    lower,
+)
+
+__all__ = [
+    "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "parse_ip",
+    "peering_counts", "replaces_endpoint_route", "resolve_next_hop",
+]
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+UDR = "user-defined"
+ENDPOINT = "private-endpoint"
+VNET_LOCAL = "vnet-local"
+PEERING = "vnet-peering"
+DEFAULT = "default"
+# On equal prefix length: a UDR beats every system route (checks.md); among system routes the more
+# specific origin is listed first only to make the explanation stable.
+_RANK = {UDR: 4, ENDPOINT: 3, VNET_LOCAL: 2, PEERING: 1, DEFAULT: 0}
+POLICIES_HONOURING_UDRS = ("enabled", "routetableenabled")
+
+
+def parse_ip(value: str | None) -> IPAddr | None:
+    try:
+        return ipaddress.ip_address(value.strip()) if value else None
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _net(value: str | None) -> IPNet | None:
+    # Cached: the same few prefixes are parsed once per (client subnet, endpoint) pair otherwise, which
+    # made ip_network ~70% of a 10k-resource evaluation (docs/benchmarks.md). Networks are immutable.
+    try:
+        return ipaddress.ip_network(value.strip(), strict=False) if value else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteCandidate:
+    """One route in a client subnet's effective route table that covers the destination."""
+
+    prefix: str
+    origin: str
+    next_hop_type: str
+    next_hop_ip: str | None = None
+    route_name: str | None = None
+    route_table_id: ArmId | None = None
+    endpoint_id: ArmId | None = None
+
+    @property
+    def network(self) -> IPNet:
+        return _net(self.prefix) or ipaddress.ip_network(self.prefix, strict=False)
+
+    @property
+    def prefix_length(self) -> int:
+        return self.network.prefixlen
+
+    def describe(self) -> str:
+        hop = self.next_hop_type + (f" {self.next_hop_ip}" if self.next_hop_ip else "")
+        if self.origin == UDR:
+            return f"{self.prefix} -> {hop} (user-defined route '{self.route_name}')"
+        if self.origin == ENDPOINT and self.endpoint_id is not None:
+            return f"{self.prefix} -> {hop} (injected by private endpoint {self.endpoint_id.name})"
+        return f"{self.prefix} -> {hop} (system route, {self.origin})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, "origin": self.origin, "next_hop_type": self.next_hop_type,
+                "next_hop_ip": self.next_hop_ip, "route_name": self.route_name,
+                "route_table": self.route_table_id.raw if self.route_table_id else None,
+                "private_endpoint": self.endpoint_id.raw if self.endpoint_id else None}
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """What a VirtualAppliance next-hop IP is: an Azure Firewall, a NIC, an internal LB frontend, or nothing."""
+
+    ip: str
+    kind: str  # "firewall" | "nic" | "load-balancer" | "unresolved"
+    firewall: Firewall | None = None
+    nic: Nic | None = None
+    load_balancer: LoadBalancer | None = None
+    frontend: FrontendIp | None = None
+    backend_nics: tuple[Nic, ...] = ()
+
+    def describe(self) -> str:
+        if self.firewall is not None:
+            return f"Azure Firewall {self.firewall.name} (private IP {self.ip})"
+        if self.nic is not None:
+            return f"network interface {self.nic.name} ({self.ip})"
+        if self.load_balancer is not None:
+            behind = ", ".join(n.name for n in self.backend_nics) or "no backend NICs in scope"
+            return f"internal load balancer {self.load_balancer.name} frontend {self.ip} -> {behind}"
+        return f"{self.ip} (no NIC, internal load balancer frontend or firewall in scope has this IP)"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"ip": self.ip, "kind": self.kind}
+        if self.firewall is not None:
+            d["firewall"] = self.firewall.id.raw
+        if self.nic is not None:
+            d["nic"] = self.nic.id.raw
+        if self.load_balancer is not None:
+            d["load_balancer"] = self.load_balancer.id.raw
+            d["backend_nics"] = [n.id.raw for n in self.backend_nics]
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class PathResult:
+    """The decided path from a client subnet to one destination IP, with the reasons for it."""
+
+    subnet_id: ArmId
+    destination: str
+    route: RouteCandidate | None
+    reasons: tuple[str, ...]
+    endpoint: PrivateEndpoint | None = None
+    endpoint_policy: str | None = None       # the endpoint subnet's effective privateEndpointNetworkPolicies
+    vnet_prefix: str | None = None           # endpoint VNet address-space entry containing the IP
+    replaced_by: tuple[RouteCandidate, ...] = ()   # UDRs that replaced the endpoint /32
+    not_replacing: tuple[RouteCandidate, ...] = ()  # UDRs covering the IP that did not
+    route_table_id: ArmId | None = None
+    hop: Hop | None = None
+    candidates: tuple[RouteCandidate, ...] = field(default=())
+
+    @property
+    def via_appliance(self) -> bool:
+        return self.route is not None and lower(self.route.next_hop_type) == "virtualappliance"
+
+    def path_text(self) -> str:
+        """client subnet -> winning route (prefix, next hop) -> appliance -> endpoint IP."""
+        parts = [f"subnet {self.subnet_id.name}"]
+        parts.append(self.route.describe() if self.route else "no route")
+        if self.hop is not None:
+            parts.append(self.hop.describe())
+        parts.append(f"{self.destination}" + (f" (private endpoint {self.endpoint.name})" if self.endpoint else ""))
+        return " -> ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "client_subnet": self.subnet_id.raw, "destination": self.destination,
+            "path": self.path_text(),
+            "route": self.route.to_dict() if self.route else None,
+            "private_endpoint": self.endpoint.id.raw if self.endpoint else None,
+            "endpoint_subnet_private_endpoint_network_policies": self.endpoint_policy,
+            "endpoint_vnet_prefix": self.vnet_prefix,
+            "udr_prefix_length": self.route.prefix_length if self.route and self.route.origin == UDR else None,
+            "endpoint_vnet_prefix_length": net.prefixlen if (net := _net(self.vnet_prefix)) else None,
+            "route_table": self.route_table_id.raw if self.route_table_id else None,
+            "next_hop": self.hop.to_dict() if self.hop else None,
+            "reasons": list(self.reasons),
+        }
+
+
+# --- topology --------------------------------------------------------------------------------------
+
+def peering_counts(p: Peering) -> bool:
+    """A peering carries the endpoint /32 (and system routes) only when Connected and access allowed."""
+    return lower(p.state) == "connected" and p.allow_virtual_network_access
+
+
+def _vnet_key_of(snap: Snapshot, subnet_id: ArmId | None) -> str | None:
+    if subnet_id is None:
+        return None
+    subnet = snap.subnets.get(subnet_id.key)
+    if subnet is not None and subnet.vnet_id is not None:
+        return subnet.vnet_id.key
+    return subnet_id.parent.key if subnet_id.parent else None
+
+
+def _reached_vnets(snap: Snapshot, vnet_key: str) -> dict[str, Peering | None]:
+    """The endpoint network and every network its own peerings reach (Connected + access allowed)."""
+    out: dict[str, Peering | None] = {vnet_key: None}
+    vnet = snap.virtual_networks.get(vnet_key)
+    for p in vnet.peerings if vnet else ():
+        if p.remote_vnet_id is not None and peering_counts(p):
+            out.setdefault(p.remote_vnet_id.key, p)
+    return out
+
+
+def client_subnets(snap: Snapshot, pe: PrivateEndpoint) -> list[Subnet]:
+    """Every subnet of the endpoint's network and of each network it directly peers with."""
+    vnet_key = _vnet_key_of(snap, pe.subnet_id)
+    if vnet_key is None:
+        return []
+    out = []
+    for key in _reached_vnets(snap, vnet_key):
+        vnet = snap.virtual_networks.get(key)
+        for sid in vnet.subnet_ids if vnet else ():
+            subnet = snap.subnets.get(sid.key)
+            if subnet is not None:
+                out.append(subnet)
+    return out
+
+
+def _endpoint_vnet_prefix(snap: Snapshot, pe: PrivateEndpoint, ip: IPAddr) -> str | None:
+    vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
+    best: tuple[int, str] | None = None
+    for prefix in vnet.address_prefixes if vnet else ():
+        net = _net(prefix)
+        if net is not None and net.version == ip.version and ip in net and \
+                (best is None or net.prefixlen > best[0]):
+            best = (net.prefixlen, prefix)
+    return best[1] if best else None
+
+
+def replaces_endpoint_route(udr_prefix_length: int, *, policy: str | None,
+                            vnet_prefix_length: int | None, max_length: int = 32) -> tuple[bool, str]:
+    """Whether a UDR covering an endpoint IP replaces that endpoint's /32 (checks.md), and why."""
+    if udr_prefix_length == max_length:
+        return True, f"a /{max_length} route for the endpoint IP always replaces the endpoint's /{max_length}"
+    if udr_prefix_length == 0:
+        return False, "a default route (/0) never replaces an endpoint's /32"
+    eff = policy or "Disabled"
+    if lower(eff) not in POLICIES_HONOURING_UDRS:
+        return False, (f"the endpoint's subnet has privateEndpointNetworkPolicies {eff}, so only a /32 "
+                       "replaces the endpoint's /32")
+    if vnet_prefix_length is None:
+        return False, ("no address-space entry of the endpoint's VNet contains the IP, so the prefix "
+                       "rule cannot apply")
+    if udr_prefix_length >= vnet_prefix_length:
+        return True, (f"privateEndpointNetworkPolicies is {eff} and the route's /{udr_prefix_length} is at "
+                      f"least as long as the endpoint VNet's /{vnet_prefix_length}")
+    return False, (f"privateEndpointNetworkPolicies is {eff} but the route's /{udr_prefix_length} is shorter "
+                   f"than the endpoint VNet's /{vnet_prefix_length}")
+
+
+# --- next hops -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _HopIndex:
+    firewalls: dict[IPAddr, Firewall]
+    nics: dict[IPAddr, Nic]
+    frontends: dict[IPAddr, tuple[LoadBalancer, FrontendIp]]
+    # Backend NICs per frontend, filled on first use: scanning every NIC for every path through a load
+    # balancer was quadratic (minutes on a 100k-resource tenant).
+    backends: dict[str, tuple[Nic, ...]] = field(default_factory=dict)
+    # Every owner of each IP (address spaces may overlap across unpeered networks), in resolution order, with
+    # the key of the network it sits in (None when unknown, e.g. a Virtual WAN hub).
+    owners: dict[IPAddr, list[tuple[str | None, str, Any]]] = field(default_factory=dict)
+
+
+def _vnet_of(subnet_id: ArmId | None) -> str | None:
+    return subnet_id.parent.key if subnet_id is not None and subnet_id.parent is not None else None
+
+
+def _hop_index(snap: Snapshot) -> _HopIndex:
+    owners: dict[IPAddr, list[tuple[str | None, str, Any]]] = {}
+    fws: dict[IPAddr, Firewall] = {}
+    for fw in sorted(snap.firewalls.values(), key=lambda f: f.key):
+        for raw in fw.private_ips:
+            ip = parse_ip(raw)
+            if ip is not None:
+                fws.setdefault(ip, fw)
+                owners.setdefault(ip, []).append((_vnet_of(fw.subnet_ids[0]) if fw.subnet_ids else None,
+                                                  "firewall", fw))
+    nics: dict[IPAddr, Nic] = {}
+    for nic in sorted(snap.nics.values(), key=lambda n: n.key):
+        if nic.private_endpoint_id is not None:
+            continue  # an endpoint's own NIC never forwards
+        for c in nic.ip_configs:
+            ip = parse_ip(c.private_ip)
+            if ip is not None:
+                nics.setdefault(ip, nic)
+                owners.setdefault(ip, []).append((_vnet_of(c.subnet_id), "nic", nic))
+    fronts: dict[IPAddr, tuple[LoadBalancer, FrontendIp]] = {}
+    for lb in sorted(snap.load_balancers.values(), key=lambda b: b.key):
+        for fe in lb.frontends:
+            ip = parse_ip(fe.private_ip)
+            if ip is not None and fe.public_ip_id is None:
+                fronts.setdefault(ip, (lb, fe))
+                owners.setdefault(ip, []).append((_vnet_of(fe.subnet_id), "load-balancer", (lb, fe)))
+    return _HopIndex(fws, nics, fronts, owners=owners)
+
+
+def _backend_nics(snap: Snapshot, lb: LoadBalancer, fe: FrontendIp) -> tuple[Nic, ...]:
+    """The NICs a frontend balances to: via its rules' pools, else every pool of the balancer."""
+    pools = set(lb.rule_pools.get(fe.id.key, ())) or set(lb.backend_pools)
+    config_keys = {c.key for p in pools for c in lb.backend_pools.get(p, ())}
+    out = []
+    for nic in sorted(snap.nics.values(), key=lambda n: n.key):
+        if any(c.id.key in config_keys or any(b.key in pools for b in c.backend_pool_ids)
+               for c in nic.ip_configs):
+            out.append(nic)
+    return tuple(out)
+
+
+def resolve_next_hop(snap: Snapshot, ip_text: str | None, index: _HopIndex | None = None,
+                     client_vnet: str | None = None) -> Hop:
+    """A firewall private IP first, then a NIC ip configuration, then an internal LB frontend.
+
+    With ``client_vnet`` (the key of the client subnet's network), an IP that several networks use (address
+    spaces overlap across unpeered networks) resolves to the owner the client can reach: its own network or
+    one it peers with. When none of them is reachable but the IP lies in the address space of a network the
+    client peers with, that network's owner was not read (out of scope or unreadable): "unresolved", which
+    route.nva-unresolved then judges on what plmon read, instead of an unrelated owner elsewhere.
+    """
+    index = index or _hop_index(snap)
+    ip = parse_ip(ip_text)
+    text = str(ip) if ip else (ip_text or "(none)")
+    if ip is None:
+        return Hop(text, "unresolved")
+    if client_vnet is not None:
+        reach = _client_reach(snap, client_vnet, ip)
+        local = [o for o in index.owners.get(ip, ()) if o[0] is None or o[0] in reach]
+        if local:
+            return _hop_of(snap, index, text, local[0])
+        if reach[client_vnet]:
+            return Hop(text, "unresolved")
+    if ip in index.firewalls:
+        return Hop(text, "firewall", firewall=index.firewalls[ip])
+    if ip in index.nics:
+        return Hop(text, "nic", nic=index.nics[ip])
+    if ip in index.frontends:
+        return _hop_of(snap, index, text, (None, "load-balancer", index.frontends[ip]))
+    return Hop(text, "unresolved")
+
+
+def _client_reach(snap: Snapshot, client_vnet: str, ip: IPAddr) -> dict[str, bool]:
+    """The client's network and every network it peers with; under the client's key, whether ``ip`` lies in
+    the address space of any of them (so an owner elsewhere cannot be the next hop)."""
+    vnet = snap.virtual_networks.get(client_vnet)
+    inside = vnet is not None and any((n := _net(px)) is not None and ip in n for px in vnet.address_prefixes)
+    reach = {client_vnet: False}
+    for p in vnet.peerings if vnet else ():
+        if p.remote_vnet_id is None:
+            continue
+        reach[p.remote_vnet_id.key] = False
+        remote = snap.virtual_networks.get(p.remote_vnet_id.key)
+        prefixes = remote.address_prefixes if remote else p.remote_address_prefixes
+        inside = inside or any((n := _net(px)) is not None and ip in n for px in prefixes)
+    reach[client_vnet] = inside
+    return reach
+
+
+def _hop_of(snap: Snapshot, index: _HopIndex, text: str, owner: tuple[str | None, str, Any]) -> Hop:
+    _, kind, obj = owner
+    if kind == "firewall":
+        return Hop(text, "firewall", firewall=obj)
+    if kind == "nic":
+        return Hop(text, "nic", nic=obj)
+    lb, fe = obj
+    backends = index.backends.get(fe.id.key)
+    if backends is None:
+        backends = index.backends[fe.id.key] = _backend_nics(snap, lb, fe)
+    return Hop(text, "load-balancer", load_balancer=lb, frontend=fe, backend_nics=backends)
+
+
+# --- the decision ----------------------------------------------------------------------------------
+
+def _system_routes(snap: Snapshot, vnet: VirtualNetwork | None, ip: IPAddr,
+                   reasons: list[str]) -> list[RouteCandidate]:
+    out = []
+    if vnet is not None:
+        for prefix in vnet.address_prefixes:
+            net = _net(prefix)
+            if net is not None and net.version == ip.version and ip in net:
+                out.append(RouteCandidate(str(net), VNET_LOCAL, "VnetLocal"))
+        for p in vnet.peerings:
+            remote = snap.virtual_networks.get(p.remote_vnet_id.key) if p.remote_vnet_id else None
+            prefixes = remote.address_prefixes if remote else p.remote_address_prefixes
+            covering = [n for n in (_net(x) for x in prefixes) if n and n.version == ip.version and ip in n]
+            if not covering:
+                continue
+            if peering_counts(p):
+                out.extend(RouteCandidate(str(n), PEERING, "VNetPeering") for n in covering)
+            else:
+                reasons.append(f"peering {p.name} covers {ip} but is {p.state or 'in no state'} with "
+                               f"allowVirtualNetworkAccess {p.allow_virtual_network_access}: no route from it")
+    default = "0.0.0.0/0" if ip.version == 4 else "::/0"
+    out.append(RouteCandidate(default, DEFAULT, "Internet"))
+    return out
+
+
+def _endpoints_by_ip(snap: Snapshot) -> dict[IPAddr, list[PrivateEndpoint]]:
+    out: dict[IPAddr, list[PrivateEndpoint]] = {}
+    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+        for ip in {parse_ip(x) for x in pe.ip_addresses} - {None}:
+            out.setdefault(ip, []).append(pe)  # type: ignore[arg-type]
+    return out
+
+
+def _visible_endpoints(snap: Snapshot, vnet_key: str | None, ip: IPAddr, reasons: list[str],
+                       by_ip: dict[IPAddr, list[PrivateEndpoint]] | None = None,
+                       ) -> list[tuple[PrivateEndpoint, Peering | None]]:
+    out = []
+    for pe in (by_ip if by_ip is not None else _endpoints_by_ip(snap)).get(ip, []):
+        pe_vnet = _vnet_key_of(snap, pe.subnet_id)
+        if pe_vnet is None or vnet_key is None:
+            continue
+        reached = _reached_vnets(snap, pe_vnet)
+        if vnet_key in reached:
+            out.append((pe, reached[vnet_key]))
+        else:
+            reasons.append(f"private endpoint {pe.name} has {ip} but its network does not peer with the "
+                           "client's (Connected, allowVirtualNetworkAccess): its /32 is not injected here")
+    return out
+
+
+def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex | None = None,
+           by_ip: dict[IPAddr, list[PrivateEndpoint]] | None = None) -> PathResult:
+    """The effective route from ``subnet`` to ``destination`` and the reasons, per checks.md."""
+    ip = parse_ip(destination)
+    if ip is None:
+        raise ValueError(f"not an IP address: {destination!r}")
+    reasons: list[str] = []
+    vnet = snap.vnet_of_subnet(subnet)
+    vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
+    reasons.append(f"client subnet {subnet.name} is in virtual network "
+                   f"{vnet.name if vnet else (subnet.vnet_id.name if subnet.vnet_id else '?')}")
+    candidates = _system_routes(snap, vnet, ip, reasons)
+
+    endpoint = None
+    policy = vnet_prefix = None
+    ep_route = None
+    visible = _visible_endpoints(snap, vnet_key, ip, reasons, by_ip)
+    if visible:
+        endpoint, via = visible[0]
+        ep_subnet = snap.subnet_of(endpoint)
+        policy = ep_subnet.pe_policies if ep_subnet else None
+        vnet_prefix = _endpoint_vnet_prefix(snap, endpoint, ip)
+        how = "is in the same virtual network" if via is None else \
+            f"reaches it through peering {via.name} (Connected, allowVirtualNetworkAccess)"
+        host = 32 if ip.version == 4 else 128
+        ep_route = RouteCandidate(f"{ip}/{host}", ENDPOINT, "InterfaceEndpoint", endpoint_id=endpoint.id)
+        reasons.append(f"private endpoint {endpoint.name} ({ip}) {how}: it injects {ip}/{host}; its subnet's "
+                       f"privateEndpointNetworkPolicies is {policy or 'unknown (subnet not in scope)'}; the "
+                       f"endpoint VNet address-space entry holding the IP is {vnet_prefix or 'unknown'}")
+
+    udrs: list[RouteCandidate] = []
+    table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
+    if subnet.route_table_id is not None and table is None:
+        reasons.append(f"route table {subnet.route_table_id.name} of the subnet is not in scope: its routes "
+                       "are unknown")
+    for r in table.routes if table else ():
+        net = _net(r.address_prefix)
+        if net is None:
+            if r.address_prefix:
+                reasons.append(f"route '{r.name}' has prefix {r.address_prefix} (a service tag or invalid), "
+                               "which is not evaluated")
+            continue
+        if net.version == ip.version and ip in net:
+            udrs.append(RouteCandidate(str(net), UDR, r.next_hop_type or "None", r.next_hop_ip, r.name,
+                                       table.id if table else None))
+
+    replaced_by: list[RouteCandidate] = []
+    not_replacing: list[RouteCandidate] = []
+    if ep_route is not None:
+        vlen = net.prefixlen if (net := _net(vnet_prefix)) else None
+        for u in udrs:
+            ok, why = replaces_endpoint_route(u.prefix_length, policy=policy, vnet_prefix_length=vlen,
+                                              max_length=ep_route.prefix_length)
+            (replaced_by if ok else not_replacing).append(u)
+            reasons.append(f"route '{u.route_name}' {u.prefix} -> {u.next_hop_type}"
+                           f"{' ' + u.next_hop_ip if u.next_hop_ip else ''} "
+                           f"{'replaces' if ok else 'does not replace'} the endpoint's {ep_route.prefix}: {why}")
+        if not replaced_by:
+            candidates.append(ep_route)
+    candidates.extend(udrs)
+    winner = max(candidates, key=lambda c: (c.prefix_length, _RANK[c.origin])) if candidates else None
+    if winner is not None:
+        rivals = [c for c in candidates if c is not winner]
+        why = "longest prefix" if all(c.prefix_length < winner.prefix_length for c in rivals) else \
+            "longest prefix; on an equal prefix a user-defined route beats a system route"
+        reasons.append(f"effective route: {winner.describe()} ({why} among {len(candidates)} covering routes)")
+    hop = None
+    if winner is not None and lower(winner.next_hop_type) == "virtualappliance":
+        hop = resolve_next_hop(snap, winner.next_hop_ip, hops, vnet_key)
+        reasons.append(f"next hop {winner.next_hop_ip}: {hop.describe()}")
+    return PathResult(
+        subnet_id=subnet.id, destination=str(ip), route=winner, reasons=tuple(reasons), endpoint=endpoint,
+        endpoint_policy=policy, vnet_prefix=vnet_prefix, replaced_by=tuple(replaced_by),
+        not_replacing=tuple(not_replacing), route_table_id=table.id if table else subnet.route_table_id,
+        hop=hop, candidates=tuple(candidates),
+    )
+
+
+_CACHE: list[tuple[Snapshot, tuple[PathResult, ...]]] = []
+
+
+def endpoint_paths(snap: Snapshot) -> tuple[PathResult, ...]:
+    """Every (client subnet, endpoint IP) path of the snapshot, decided once per snapshot."""
+    for cached_snap, results in _CACHE:
+        if cached_snap is snap:
+            return results
+    results = tuple(_all_paths(snap))
+    _CACHE[:] = [*_CACHE[-1:], (snap, results)]
+    return results
+
+
+def _all_paths(snap: Snapshot) -> Iterator[PathResult]:
+    hops = _hop_index(snap)
+    by_ip = _endpoints_by_ip(snap)
+    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+        ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
+        if not ips:
+            continue
+        for subnet in client_subnets(snap, pe):
+            for ip in dict.fromkeys(ips):
+                result = decide(snap, subnet, str(ip), hops=hops, by_ip=by_ip)
+                if result.endpoint is not None and result.endpoint.key == pe.key:
+                    yield result

@@ -1,0 +1,360 @@
+"""The route checks as they were before issue 14, on the old evaluator (tests/kit/oldpaths.py): the oracle of
+tests/checks/test_paths_differential.py. Decorators removed, so nothing is registered twice.
+
+Route checks: UDR paths to private endpoints that skip the appliance, lack SNAT, or lead nowhere.
+
+All of them read the decided paths of :mod:`plmon.checks.paths` (one per client subnet and endpoint IP), so
+the route rule lives in one place and every finding carries the path that shows why it was raised.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from oldpaths import PathResult, RouteCandidate, _net, client_subnets, endpoint_paths, parse_ip
+from oldsnat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
+
+from plmon.checks.finding import Issue
+from plmon.checks.remedy import alternative, az, lines, note
+from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
+from plmon.monitor.model.snapshot import PrivateEndpoint, Snapshot, VirtualNetwork, lower
+
+PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
+PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
+INSPECT = "https://learn.microsoft.com/azure/private-link/inspect-traffic-with-azure-firewall"
+FW_SNAT = "https://learn.microsoft.com/azure/firewall/snat-private-range"
+UDR_DOC = "https://learn.microsoft.com/azure/virtual-network/virtual-networks-udr-overview"
+
+
+def _path_evidence(p: PathResult) -> dict[str, Any]:
+    d = p.to_dict()
+    d.pop("reasons")
+    d["reasons"] = list(p.reasons)
+    return d
+
+
+def _group(items: Iterator[tuple[ArmId, PathResult, Any]]) -> dict[str, list[tuple[ArmId, PathResult, Any]]]:
+    out: dict[str, list[tuple[ArmId, PathResult, Any]]] = defaultdict(list)
+    for subject, path, extra in items:
+        out[subject.key].append((subject, path, extra))
+    return dict(sorted(out.items()))
+
+
+def _rg_and_name(rid: ArmId) -> tuple[str, str]:
+    return rid.resource_group or "<resource-group>", rid.name or "<name>"
+
+
+# --- route.udr-bypassed ----------------------------------------------------------------------------
+
+def _bypassing(p: PathResult) -> list[RouteCandidate]:
+    return [u for u in p.not_replacing if lower(u.next_hop_type) == "virtualappliance"]
+
+
+def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    by_table: dict[str, list[PathResult]] = defaultdict(list)
+    tables: dict[str, ArmId] = {}
+    for p in endpoint_paths(snap):
+        if p.route_table_id is None or p.replaced_by or not _bypassing(p):
+            continue
+        by_table[p.route_table_id.key].append(p)
+        tables[p.route_table_id.key] = p.route_table_id
+    for key, paths in sorted(by_table.items()):
+        table = tables[key]
+        rg, name = _rg_and_name(table)
+        endpoints: dict[str, dict[str, Any]] = {}
+        fixes: list[str] = []
+        for p in paths:
+            assert p.endpoint is not None
+            udr = _bypassing(p)[0]
+            ek = f"{p.endpoint.key}|{p.destination}"
+            if ek not in endpoints:
+                ep_subnet = snap.subnet_of(p.endpoint)
+                endpoints[ek] = {
+                    "private_endpoint": p.endpoint.id.raw, "ip": p.destination,
+                    "endpoint_subnet": p.endpoint.subnet_id.raw if p.endpoint.subnet_id else None,
+                    "privateEndpointNetworkPolicies": p.endpoint_policy,
+                    "privateEndpointNetworkPolicies_raw": ep_subnet.private_endpoint_network_policies
+                    if ep_subnet else None,
+                    "endpoint_vnet_prefix": p.vnet_prefix,
+                    "bypassed_routes": [{"name": u.route_name, "prefix": u.prefix,
+                                         "prefix_length": u.prefix_length, "next_hop_ip": u.next_hop_ip}
+                                        for u in _bypassing(p)],
+                    "client_subnets": [], "paths": [],
+                }
+                fixes.append(az("network", "route-table", "route", "create", "--resource-group", rg,
+                                "--route-table-name", name,
+                                "--name", f"pe-{p.destination.replace('.', '-').replace(':', '-')}",
+                                "--address-prefix", f"{p.destination}/32", "--next-hop-type", "VirtualAppliance",
+                                "--next-hop-ip-address", udr.next_hop_ip or "<appliance-ip>"))
+                if ep_subnet is not None and lower(p.endpoint_policy) not in ("enabled", "routetableenabled"):
+                    fixes.append(alternative(az("network", "vnet", "subnet", "update", "--ids", ep_subnet.id.raw,
+                                                "--private-endpoint-network-policies", "Enabled",
+                                                comment="then a route at least as specific as "
+                                                        f"{p.vnet_prefix or 'the VNet address space'} applies")))
+            endpoints[ek]["client_subnets"].append(p.subnet_id.raw)
+            endpoints[ek]["paths"].append(p.path_text())
+        names = sorted({e["private_endpoint"].rsplit("/", 1)[-1] for e in endpoints.values()})
+        yield Issue(table, f"Route table {table.name} sends traffic through a virtual appliance, but traffic "
+                    f"to {len(endpoints)} private endpoint IP(s) ({', '.join(names)}) skips it: the endpoint "
+                    "/32 route wins.",
+                    {"route_table": table.raw, "endpoints": list(endpoints.values()),
+                     "rule": "a UDR replaces an endpoint's /32 only if it is a /32, or if the endpoint subnet's "
+                             "privateEndpointNetworkPolicies is Enabled/RouteTableEnabled and the UDR prefix "
+                             "length >= the endpoint VNet address-space prefix length; 0.0.0.0/0 never does"},
+                    lines(*dict.fromkeys(fixes)))
+
+
+# --- appliances on the path ------------------------------------------------------------------------
+
+def _appliance_verdicts(snap: Snapshot) -> Iterator[tuple[ArmId, PathResult, SnatVerdict]]:
+    """(subject, path, SNAT verdict) for every path whose effective next hop is a resolved appliance."""
+    for p in endpoint_paths(snap):
+        if not p.via_appliance or p.hop is None or p.hop.kind == "unresolved":
+            continue
+        hop = p.hop
+        if hop.firewall is not None:
+            yield hop.firewall.id, p, firewall_snat(snap, hop.firewall, p.destination)
+        elif hop.nic is not None:
+            yield hop.nic.id, p, tagged_snat(hop.nic)
+        elif hop.load_balancer is not None:
+            lb = hop.load_balancer
+            if not hop.backend_nics:
+                yield lb.id, p, tagged_snat(None, lb)
+                continue
+            verdicts = [(nic, tagged_snat(nic, lb)) for nic in hop.backend_nics]
+            if all(v.snats is None and v.raw is None for _, v in verdicts):
+                # nobody declared anything: the load balancer in front is where to say it once
+                yield lb.id, p, verdicts[0][1]
+                continue
+            for nic, v in verdicts:
+                yield nic.id, p, v
+
+
+def _fix_snat(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> str:
+    fw = snap.firewalls.get(subject.key)
+    if fw is not None and verdict.model == "firewall-policy" and fw.firewall_policy_id is not None:
+        return az("network", "firewall", "policy", "update", "--ids", fw.firewall_policy_id.raw,
+                  "--private-ranges", "255.255.255.255/32",
+                  comment="always SNAT (or list private ranges that exclude the endpoint IPs)")
+    if fw is not None:
+        return az("network", "firewall", "update", "--ids", fw.id.raw, "--private-ranges", "255.255.255.255/32",
+                  comment="always SNAT (or list private ranges that exclude the endpoint IPs)")
+    kind = "lb" if subject.key in snap.load_balancers else "nic"
+    return lines(note("Configure source NAT on the appliance for traffic to the endpoint IPs, then record it:"),
+                 az("network", kind, "update", "--ids", subject.raw, "--set", f"tags.{SNAT_TAG}=always"))
+
+
+def _policy_unread(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> bool:
+    """A firewall whose attached policy plmon could not read: its SNAT is unknown because plmon did not see
+    it (the collection recorded the gap), which is not what route.nva-snat-unknown reports."""
+    fw = snap.firewalls.get(subject.key)
+    return verdict.model == "firewall-policy" and fw is not None and fw.firewall_policy_id is not None and \
+        fw.firewall_policy_id.key not in snap.firewall_policies
+
+
+def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
+    verdicts = (x for x in _appliance_verdicts(snap) if x[2].snats is want and not _policy_unread(snap, x[0], x[2]))
+    for _, rows in _group(verdicts).items():
+        subject, _p, verdict = rows[0]
+        paths = [{"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
+                  "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
+                  "route": p.route.to_dict() if p.route else None, "snat": v.to_dict()} for _, p, v in rows]
+        ips = sorted({p.destination for _, p, _v in rows})
+        if want is False:
+            msg = (f"{subject.name} is the next hop to private endpoint IP(s) {', '.join(ips)} but does not "
+                   "SNAT that traffic: replies return directly and the flow is asymmetric.")
+        else:
+            msg = (f"{subject.name} is the next hop to private endpoint IP(s) {', '.join(ips)}; whether it "
+                   f"SNATs is unknown ({verdict.reason}).")
+        evidence = {"appliance": subject.raw, "snat_model": verdict.model, "paths": paths}
+        if verdict.model.startswith("firewall"):
+            evidence["note"] = "Azure Firewall application rules always SNAT; this judges network-rule traffic."
+        yield Issue(subject, msg, evidence, _fix_snat(snap, subject, verdict))
+
+
+def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    yield from _snat_issues(snap, False)
+
+
+def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    yield from _snat_issues(snap, None)
+
+
+# The lists that hold every object a VirtualAppliance next hop can be (checks.md: NIC ip configuration,
+# internal load balancer frontend, firewall private IP).
+_HOP_LISTS = ("microsoft.network/networkinterfaces", "microsoft.network/loadbalancers",
+              "microsoft.network/azurefirewalls")
+
+
+def _lists_read(snap: Snapshot, vnet: VirtualNetwork) -> bool:
+    sub = (vnet.id.subscription or "").lower()
+    return bool(sub) and all(snap.coverage.covers(f"/subscriptions/{sub}", t) for t in _HOP_LISTS)
+
+
+def _inside(ip: Any, prefixes: tuple[str, ...]) -> bool:
+    return any((n := _net(px)) is not None and ip in n for px in prefixes)
+
+
+def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str, client_vnet: str | None) -> bool:
+    """Whether plmon read the address space the next hop lies in, so that "matches nothing" is evidence.
+
+    A next hop lies in the client's network or one it peers with: there, True only when that network was read
+    and its subscription's NIC, load balancer and firewall lists were all read (a NIC, and so an appliance,
+    lives in its network's subscription). Elsewhere, True when it lies in another network read that way; or,
+    in a scan of the whole tenant with every network list read, when it lies in no address space plmon knows
+    of. A next hop in a network out of scope or unreadable is unknown: not this finding (a scoped scan must
+    never claim what it cannot see).
+    """
+    ip = parse_ip(ip_text)
+    if ip is None:
+        return True  # not an IP address at all: it matches nothing anywhere
+    client = snap.virtual_networks.get(client_vnet) if client_vnet else None
+    spaces: list[tuple[VirtualNetwork | None, tuple[str, ...]]] = [(client, client.address_prefixes)] if client else []
+    for peer in client.peerings if client else ():
+        remote = snap.virtual_networks.get(peer.remote_vnet_id.key) if peer.remote_vnet_id else None
+        spaces.append((remote, remote.address_prefixes if remote else peer.remote_address_prefixes))
+    for vnet, prefixes in spaces:
+        if _inside(ip, prefixes):
+            return vnet is not None and _lists_read(snap, vnet)
+    unread_spaces = False
+    for vnet in snap.virtual_networks.values():
+        if _inside(ip, vnet.address_prefixes):
+            if _lists_read(snap, vnet):
+                return True
+            unread_spaces = True
+        for peer in vnet.peerings:
+            if (peer.remote_vnet_id is None or peer.remote_vnet_id.key not in snap.virtual_networks) and \
+                    _inside(ip, peer.remote_address_prefixes):
+                unread_spaces = True
+    if unread_spaces or snap.coverage.scoped:
+        return False
+    networks_read = not any(g.type.lower() in ("microsoft.network/virtualnetworks", "*")
+                            for g in snap.coverage.gaps)
+    return networks_read and bool(snap.subscriptions) and all(
+        snap.coverage.covers(f"/subscriptions/{s}", "microsoft.network/virtualnetworks") for s in snap.subscriptions)
+
+
+def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    rows: dict[str, list[PathResult]] = defaultdict(list)
+    known: dict[tuple[str, str | None], bool] = {}
+    for p in endpoint_paths(snap):
+        if p.via_appliance and p.hop is not None and p.hop.kind == "unresolved" and p.route_table_id:
+            client = p.subnet_id.parent.key if p.subnet_id.parent is not None else None
+            if (p.hop.ip, client) not in known:
+                known[(p.hop.ip, client)] = _matches_nothing_on_evidence(snap, p.hop.ip, client)
+            if known[(p.hop.ip, client)]:
+                rows[p.route_table_id.key].append(p)
+    for _, paths in sorted(rows.items()):
+        table = paths[0].route_table_id
+        assert table is not None
+        routes = {(p.route.route_name, p.route.prefix, p.route.next_hop_ip) for p in paths if p.route}
+        rg, name = _rg_and_name(table)
+        fixes = [az("network", "route-table", "route", "update", "--resource-group", rg, "--route-table-name", name,
+                    "--name", r or "<route-name>", "--next-hop-ip-address", "<appliance-private-ip>")
+                 for r, _, _ in sorted(routes, key=lambda t: tuple(x or "" for x in t))]
+        yield Issue(table, f"Route table {table.name} sends traffic to private endpoints to "
+                    f"{', '.join(sorted({str(ip) for _, _, ip in routes}))}, which matches no NIC, internal load "
+                    "balancer frontend or firewall in scope.",
+                    {"route_table": table.raw,
+                     "routes": [{"name": r, "prefix": px, "next_hop_ip": ip} for r, px, ip in sorted(routes)],
+                     "paths": [p.path_text() for p in paths],
+                     "endpoint_ips": sorted({p.destination for p in paths})},
+                    lines(*fixes))
+
+
+def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    rows: dict[str, list[PathResult]] = defaultdict(list)
+    nics = {}
+    for p in endpoint_paths(snap):
+        if not p.via_appliance or p.hop is None:
+            continue
+        candidates = [p.hop.nic] if p.hop.nic is not None else list(p.hop.backend_nics)
+        for nic in candidates:
+            if nic is not None and not nic.enable_ip_forwarding:
+                rows[nic.key].append(p)
+                nics[nic.key] = nic
+    for key, paths in sorted(rows.items()):
+        nic = nics[key]
+        yield Issue(nic.id, f"Network interface {nic.name} is the next hop to private endpoint IP(s) "
+                    f"{', '.join(sorted({p.destination for p in paths}))} but has IP forwarding disabled.",
+                    {"nic": nic.id.raw, "enableIPForwarding": nic.enable_ip_forwarding,
+                     "paths": [p.path_text() for p in paths]},
+                    az("network", "nic", "update", "--ids", nic.id.raw, "--ip-forwarding", "true"))
+
+
+# --- route.endpoint-ip-unknown ---------------------------------------------------------------------
+
+def _endpoint_networks(snap: Snapshot, pe: PrivateEndpoint) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Where the endpoint's IP must lie: its subnet's prefixes, else its network's address space."""
+    subnet = snap.subnet_of(pe)
+    prefixes: tuple[str, ...] = subnet.address_prefixes if subnet is not None else ()
+    if not prefixes and subnet is not None:
+        vnet = snap.vnet_of_subnet(subnet)
+        prefixes = vnet.address_prefixes if vnet is not None else ()
+    out = []
+    for px in prefixes:
+        try:
+            out.append(ipaddress.ip_network(px.strip(), strict=False))
+        except ValueError:
+            continue
+    return out
+
+
+def _could_cover(prefix: str | None, nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        route = ipaddress.ip_network((prefix or "").strip(), strict=False)
+    except ValueError:
+        return False  # a service tag never covers a private endpoint IP
+    # Unknown network: any appliance route could cover it.
+    return not nets or any(route.version == n.version and route.overlaps(n) for n in nets)
+
+
+def _nic_state(snap: Snapshot, raw: ArmId) -> dict[str, Any]:
+    key = parse_id(repair_provider_typo(raw.raw)).key if raw.opaque else raw.key
+    if key in snap.nics:
+        return {"id": raw.raw, "read": True, "note": "read, but it holds no private IP address"}
+    gap = snap.coverage.gap_for(key, "Microsoft.Network/networkInterfaces")
+    if gap is None:
+        return {"id": raw.raw, "read": False, "note": "not read"}
+    return {"id": raw.raw, "read": False,
+            "note": f"not readable: {gap.code}" + (f" (HTTP {gap.status})" if gap.status else "")}
+
+
+def endpoint_ip_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+        if any(parse_ip(x) is not None for x in pe.ip_addresses):
+            continue
+        nets = _endpoint_networks(snap, pe)
+        tables: dict[str, dict[str, Any]] = {}
+        for subnet in client_subnets(snap, pe):
+            table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
+            if table is None:
+                continue  # no table, or one plmon did not read: nothing known could steer the traffic
+            routes = [r for r in table.routes
+                      if lower(r.next_hop_type) == "virtualappliance" and _could_cover(r.address_prefix, nets)]
+            if not routes:
+                continue
+            row = tables.setdefault(table.key, {
+                "route_table": table.id.raw, "client_subnets": [],
+                "routes": [{"name": r.name, "prefix": r.address_prefix, "next_hop_type": r.next_hop_type,
+                            "next_hop_ip": r.next_hop_ip} for r in routes]})
+            row["client_subnets"].append(subnet.id.raw)
+        if not tables:
+            continue  # no appliance route around it: no route check could fail, so nothing to say
+        nics = [_nic_state(snap, n) for n in pe.nic_ids]
+        names = ", ".join(sorted(parse_id(t["route_table"]).name for t in tables.values()))
+        fix = lines(*(az("network", "nic", "show", "--ids", n["id"], "--query", "ipConfigurations[].privateIPAddress")
+                      for n in nics)) or \
+            az("network", "private-endpoint", "show", "--ids", pe.id.raw, "--query", "customDnsConfigs[].ipAddresses")
+        yield Issue(pe.id, f"Private endpoint {pe.name} has no IP plmon could read (its NIC holds it), while route "
+                    f"table(s) {names} of its client subnets have appliance routes that could cover it: its "
+                    "route and SNAT paths are not judged.",
+                    {"private_endpoint": pe.id.raw,
+                     "endpoint_subnet": pe.subnet_id.raw if pe.subnet_id else None,
+                     "endpoint_network_prefixes": [str(n) for n in nets],
+                     "ip_sources": "no IP in ipConfigurations or customDnsConfigs; a dynamic IP is only on the NIC",
+                     "network_interfaces": nics, "route_tables": [tables[k] for k in sorted(tables)]},
+                    fix)

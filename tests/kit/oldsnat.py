@@ -1,0 +1,154 @@
+"""The SNAT models as they were before issue 14 (the oracle copy used by tests/kit/oldroute.py).
+
+SNAT models: does the appliance on a UDR path translate the source of traffic to a private endpoint?
+
+Without SNAT the endpoint's reply skips the appliance (the endpoint's /32 route wins on the way
+back), so stateful appliances drop the flow: an asymmetric path. Azure Firewall decides by its
+"private ranges" (destinations inside them are not translated); third-party appliances cannot be read,
+so their owners declare it with the ``plmon-snat`` tag, and no tag is an unknown, never a pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from plmon.monitor.model.snapshot import Firewall, FirewallPolicy, LoadBalancer, Nic, Snapshot, lower
+
+__all__ = [
+    "CLASSIC_KEY", "IANA_PRIVATE_RANGES", "SNAT_TAG", "SnatVerdict", "expand_ranges", "firewall_snat",
+    "tagged_snat",
+]
+
+CLASSIC_KEY = "Network.SNAT.PrivateRanges"
+SNAT_TAG = "plmon-snat"
+KEYWORD = "IANAPrivateRanges"
+# RFC 1918 + RFC 6598 (shared address space): what Azure Firewall treats as private by default.
+IANA_PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")
+ALWAYS = "255.255.255.255/32"
+NEVER = "0.0.0.0/0"
+APPLICATION_RULES_NOTE = ("Azure Firewall application rules always SNAT; this verdict judges traffic "
+                          "allowed by network rules")
+
+
+@dataclass(frozen=True, slots=True)
+class SnatVerdict:
+    """``snats``: True / False, or None when unknown. ``source`` says where the setting was read."""
+
+    snats: bool | None
+    model: str  # "firewall-classic" | "firewall-policy" | "tag"
+    source: str
+    private_ranges: tuple[str, ...] = ()
+    reason: str = ""
+    warnings: tuple[str, ...] = ()
+    raw: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"snat": {True: "yes", False: "no", None: "unknown"}[self.snats], "model": self.model,
+             "read_from": self.source, "reason": self.reason}
+        if self.private_ranges:
+            d["private_ranges"] = list(self.private_ranges)
+        if self.raw is not None:
+            d["raw_setting"] = self.raw
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
+        d.update(self.extra)
+        return d
+
+
+def expand_ranges(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Split comma lists and expand the ``IANAPrivateRanges`` keyword; keep CIDRs as written."""
+    out: list[str] = []
+    for value in values:
+        for part in str(value).split(","):
+            item = part.strip()
+            if not item:
+                continue
+            if item.lower() == KEYWORD.lower():
+                out.extend(IANA_PRIVATE_RANGES)
+            else:
+                out.append(item)
+    return tuple(dict.fromkeys(out))
+
+
+def _verdict_for(ranges: tuple[str, ...], ip: str) -> tuple[bool | None, str]:
+    """No SNAT for destinations inside the private ranges; the two sentinels override."""
+    if ALWAYS in ranges:
+        return True, f"private ranges contain {ALWAYS}: the firewall always SNATs"
+    if NEVER in ranges:
+        return False, f"private ranges contain {NEVER}: the firewall never SNATs"
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return None, f"{ip} is not an IP address"
+    bad = []
+    for r in ranges:
+        try:
+            net = ipaddress.ip_network(r, strict=False)
+        except ValueError:
+            bad.append(r)
+            continue
+        if net.version == addr.version and addr in net:
+            return False, f"{ip} is inside private range {r}: not translated"
+    note = f" (ignored unparseable entries: {', '.join(bad)})" if bad else ""
+    return True, f"{ip} is outside every private range: translated{note}"
+
+
+def _classic_value(fw: Firewall) -> str | None:
+    for k, v in fw.additional_properties.items():
+        if k.lower() == CLASSIC_KEY.lower():
+            return v
+    return None
+
+
+def firewall_snat(snap: Snapshot, fw: Firewall, ip: str) -> SnatVerdict:
+    """Azure Firewall: the attached policy's snat.privateRanges, else the classic additional property."""
+    warnings = [APPLICATION_RULES_NOTE]
+    if fw.firewall_policy_id is not None:
+        policy: FirewallPolicy | None = snap.firewall_policies.get(fw.firewall_policy_id.key)
+        classic = _classic_value(fw)
+        if classic is not None:
+            warnings.append(f"the classic {CLASSIC_KEY} ({classic}) is ignored because a firewall policy "
+                            "is attached")
+        if policy is None:
+            return SnatVerdict(None, "firewall-policy", fw.firewall_policy_id.raw,
+                               reason="the attached firewall policy is not in scope: its SNAT setting is "
+                                      "unknown", warnings=tuple(warnings))
+        raw = policy.snat_private_ranges
+        ranges = expand_ranges(list(raw)) if raw else IANA_PRIVATE_RANGES
+        if lower(policy.snat_auto_learn) == "enabled":
+            warnings.append("autoLearnPrivateRanges is Enabled: the firewall may add learned ranges to the "
+                            "private ranges, so destinations here may stop being translated")
+        snats, why = _verdict_for(ranges, ip)
+        if not raw:
+            why += f" (snat.privateRanges not set: defaults to {KEYWORD})"
+        return SnatVerdict(snats, "firewall-policy", f"{policy.id.raw} snat.privateRanges", ranges, why,
+                           tuple(warnings), list(raw) if raw is not None else None,
+                           {"autoLearnPrivateRanges": policy.snat_auto_learn})
+    classic = _classic_value(fw)
+    ranges = expand_ranges([classic]) if classic is not None else IANA_PRIVATE_RANGES
+    snats, why = _verdict_for(ranges, ip)
+    if classic is None:
+        why += f" ({CLASSIC_KEY} not set: defaults to {KEYWORD})"
+    return SnatVerdict(snats, "firewall-classic", f'{fw.id.raw} additionalProperties["{CLASSIC_KEY}"]',
+                       ranges, why, tuple(warnings), classic)
+
+
+def tagged_snat(nic: Nic | None, lb: LoadBalancer | None = None) -> SnatVerdict:
+    """Third-party appliance: the ``plmon-snat`` tag on the NIC, else on the load balancer in front."""
+    for owner, what in ((nic, "network interface"), (lb, "load balancer")):
+        if owner is None:
+            continue
+        value = owner.tag(SNAT_TAG)
+        if value is None:
+            continue
+        v = value.strip().lower()
+        if v in ("always", "never"):
+            return SnatVerdict(v == "always", "tag", f"{what} {owner.id.raw} tag {SNAT_TAG}", raw=value,
+                               reason=f"the {what} declares {SNAT_TAG}={value}")
+        return SnatVerdict(None, "tag", f"{what} {owner.id.raw} tag {SNAT_TAG}", raw=value,
+                           reason=f"{SNAT_TAG}={value!r} is neither 'always' nor 'never'")
+    return SnatVerdict(None, "tag", "none", reason=f"a third-party appliance without a {SNAT_TAG} tag "
+                       "('always' or 'never') on its NIC or the load balancer in front")
