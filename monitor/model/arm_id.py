@@ -13,6 +13,7 @@ distinct string is parsed once and every holder shares the one immutable :class:
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -190,12 +191,20 @@ def _parse(raw: object) -> ArmId:
             and lower[2] == "managementgroups":
         management_group = parts[3]
         i = 4
+    # The scope and type parts repeat across every id of a tenant (one subscription GUID in thousands of
+    # ids, "Microsoft.Network" in nearly all): interned, each id holds a reference, not its own copy.
+    # The key and names are mostly distinct per id, so interning them would cost more than it saves.
+    key = "/" + "/".join(lower)  # normalise(raw): the same segments, lower-cased
+    if subscription is not None:
+        subscription = sys.intern(subscription)
+    if resource_group is not None:
+        resource_group = sys.intern(resource_group)
     if i == len(parts):
         # A bare scope: /subscriptions/x, /subscriptions/x/resourceGroups/y, a management group.
         if management_group is not None:
-            return ArmId(raw, normalise(raw), None, None, "Microsoft.Management", ("managementGroups",),
+            return ArmId(raw, key, None, None, "Microsoft.Management", ("managementGroups",),
                          (management_group,), management_group)
-        return ArmId(raw, normalise(raw), subscription, resource_group)
+        return ArmId(raw, key, subscription, resource_group)
     if lower[i] != "providers" or i + 1 >= len(parts):
         return _opaque(raw)
     provider = parts[i + 1]
@@ -212,9 +221,8 @@ def _parse(raw: object) -> ArmId:
         rest_lower = rest_lower[j + 2 :]
     if not rest:
         return _opaque(raw)
-    types = tuple(rest[0::2])
+    types = tuple(map(sys.intern, rest[0::2]))
     names = tuple(rest[1::2])
     if len(names) < len(types) - 1:
         return _opaque(raw)
-    return ArmId(raw, normalise(raw), subscription, resource_group, provider, types, names,
-                 management_group)
+    return ArmId(raw, key, subscription, resource_group, sys.intern(provider), types, names, management_group)

@@ -225,3 +225,15 @@ def test_a_build_shares_ids_between_resources_and_references() -> None:
     assert len(same) >= 3
     assert all(ref is own for ref, own in same)
     assert parse_id(SUBNET) is not parse_id(SUBNET)
+
+
+NON_ASCII = ["/subscriptions/ΑΣ/resourceGroups/ΣΑΣ/providers/P/t/ΑΣ//ς/x",
+             "/subscriptions/İ/resourceGroups/ẞ/providers/P/t/n"]
+
+
+@pytest.mark.parametrize("raw", [*ODD, *NON_ASCII])
+def test_key_is_the_normalised_raw(raw: str) -> None:
+    """A parsed id's key, built from its segments, is exactly normalise(raw), whatever the letters (final sigma)."""
+    a = parse_id(raw)
+    assert a.key == (raw.strip().lower() if a.opaque else normalise(raw))
+    assert raw not in NON_ASCII or not a.opaque
