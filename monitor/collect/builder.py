@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from plmon.monitor.collect.plan import RawInventory, proves_absence
-from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
+from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
 from plmon.monitor.model.clock import parse_time
 from plmon.monitor.model.kinds import ACCESS_PATHS
 from plmon.monitor.model.snapshot import (
@@ -598,7 +598,8 @@ def build_snapshot(inv: RawInventory, *, taken_at: datetime | None = None, memo:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build_snapshot(inv, taken_at, memo)
+        with interning():  # each distinct id string parsed once per build (arm_id.interning)
+            return _build_snapshot(inv, taken_at, memo)
     finally:
         if enabled:
             gc.enable()

@@ -4,14 +4,22 @@ ARM spells the same id in several ways (``resourcegroups`` and ``resourceGroups`
 event subjects) and real payloads carry typos (``/provders/``) or bare GUIDs. Every id that enters the
 snapshot goes through :func:`parse_id`, so the rest of plmon compares ``ArmId.key`` and never strings.
 An id that does not parse is kept as an opaque value: it still has a key and can still be a subject.
+
+A build meets the same id strings again and again (at ~100k resources, 678k parses of 234k distinct
+strings: every reference to a subnet, zone or NIC repeats its id), so inside :func:`interning` each
+distinct string is parsed once and every holder shares the one immutable :class:`ArmId`.
 """
 
 from __future__ import annotations
 
 import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-__all__ = ["ArmId", "is_pls_alias", "normalise", "parse_id", "repair_provider_typo"]
+__all__ = ["ArmId", "interning", "is_pls_alias", "normalise", "parse_id", "repair_provider_typo"]
 
 _PROVDERS = re.compile(r"/provders/", re.IGNORECASE)
 
@@ -113,8 +121,53 @@ def _opaque(raw: str) -> ArmId:
     return ArmId(raw=raw, key=raw.strip().lower(), opaque=True)
 
 
+# The table of the innermost open interning scope of this context (thread), or None outside any scope.
+_table: ContextVar[dict[str, ArmId] | None] = ContextVar("plmon_arm_id_interning", default=None)
+
+
+@contextmanager
+def interning() -> Iterator[dict[str, ArmId]]:
+    """While open, :func:`parse_id` parses each distinct string once and returns the same :class:`ArmId`.
+
+    Scoped, not global, so nothing outlives what it serves: a build opens one (``build_snapshot``) and
+    its table, keyed by the raw string, is dropped when the build ends; the ids the snapshot keeps live on
+    in the snapshot only. A daemon therefore never grows a table: its rebuilds parse only re-read items
+    (the build memo reuses the rest with their ids), and a weak-value table would instead cost a weak
+    reference per live id for as long as the snapshot lives, and lose the ids a build parses only for
+    their key (sorting, lookups) between one use and the next. A nested scope shares the outer table.
+
+    The scope is per context: a thread sees the table only when it runs in the opening thread's
+    context (``contextvars.copy_context().run``); then it shares the same dict, which is safe because
+    lookups and inserts are single dict operations (``get``/``setdefault``): two threads parsing the
+    same new string at once both get the one instance that was stored first.
+    """
+    outer = _table.get()
+    if outer is not None:
+        yield outer
+        return
+    table: dict[str, ArmId] = {}
+    token = _table.set(table)
+    try:
+        yield table
+    finally:
+        _table.reset(token)
+
+
 def parse_id(raw: object) -> ArmId:
-    """Parse an ARM id; never raises. Non-strings and unparseable strings become opaque ids."""
+    """Parse an ARM id; never raises. Non-strings and unparseable strings become opaque ids.
+
+    Inside :func:`interning`, the same string always gives the same (immutable) instance.
+    """
+    table = _table.get()
+    if table is None or not isinstance(raw, str):
+        return _parse(raw)
+    found = table.get(raw)
+    if found is None:
+        found = table.setdefault(raw, _parse(raw))
+    return found
+
+
+def _parse(raw: object) -> ArmId:
     if not isinstance(raw, str):
         raw = "" if raw is None else str(raw)
     text = raw.strip()
@@ -138,12 +191,20 @@ def parse_id(raw: object) -> ArmId:
             and lower[2] == "managementgroups":
         management_group = parts[3]
         i = 4
+    # The scope and type parts repeat across every id of a tenant (one subscription GUID in thousands of
+    # ids, "Microsoft.Network" in nearly all): interned, each id holds a reference, not its own copy.
+    # The key and names are mostly distinct per id, so interning them would cost more than it saves.
+    key = "/" + "/".join(lower)  # normalise(raw): the same segments, lower-cased
+    if subscription is not None:
+        subscription = sys.intern(subscription)
+    if resource_group is not None:
+        resource_group = sys.intern(resource_group)
     if i == len(parts):
         # A bare scope: /subscriptions/x, /subscriptions/x/resourceGroups/y, a management group.
         if management_group is not None:
-            return ArmId(raw, normalise(raw), None, None, "Microsoft.Management", ("managementGroups",),
+            return ArmId(raw, key, None, None, "Microsoft.Management", ("managementGroups",),
                          (management_group,), management_group)
-        return ArmId(raw, normalise(raw), subscription, resource_group)
+        return ArmId(raw, key, subscription, resource_group)
     if lower[i] != "providers" or i + 1 >= len(parts):
         return _opaque(raw)
     provider = parts[i + 1]
@@ -160,9 +221,8 @@ def parse_id(raw: object) -> ArmId:
         rest_lower = rest_lower[j + 2 :]
     if not rest:
         return _opaque(raw)
-    types = tuple(rest[0::2])
+    types = tuple(map(sys.intern, rest[0::2]))
     names = tuple(rest[1::2])
     if len(names) < len(types) - 1:
         return _opaque(raw)
-    return ArmId(raw, normalise(raw), subscription, resource_group, provider, types, names,
-                 management_group)
+    return ArmId(raw, key, subscription, resource_group, sys.intern(provider), types, names, management_group)

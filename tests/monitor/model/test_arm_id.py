@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextvars
+import threading
+from pathlib import Path
+
 import pytest
 
-from plmon.monitor.model.arm_id import ArmId, normalise, parse_id
+from plmon.monitor.collect.builder import build_snapshot
+from plmon.monitor.collect.plan import collect
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.model.arm_id import ArmId, interning, normalise, parse_id
 
 SUBNET = "/subscriptions/AbC/resourcegroups/RG1/providers/Microsoft.Network/virtualNetworks/Vnet1/subnets/Pe"
 
@@ -122,3 +129,111 @@ def test_garbage_never_raises(raw: object) -> None:
     assert a.opaque
     assert isinstance(a.key, str) and a.key == a.key.lower()
     assert a.type is None and a.parent is None
+
+
+# --- interning ------------------------------------------------------------------------------------
+
+ODD = [SUBNET, SUBNET.upper(), SUBNET + "/", "  " + SUBNET, "00000000-0000-0000-0000-00000000ABCD", "",
+       "/subscriptions/s/resourceGroups/rg/provders/Microsoft.Network/networkInterfaces/n",
+       "/providers/Microsoft.Management/managementGroups/mg1", "/subscriptions/s", "/subscriptions/s/resourceGroups/r",
+       "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/privateEndpoints/pe/providers/"
+       "Microsoft.Authorization/locks/l", "/subscriptions/s/resourceGroups/rg/providers/"]
+
+
+@pytest.mark.parametrize("raw", ODD)
+def test_interned_parse_equals_plain_parse(raw: str) -> None:
+    """Interning changes only identity: every field of every kind of id is what the plain parse gives."""
+    plain = parse_id(raw)
+    with interning():
+        first, again = parse_id(raw), parse_id(raw)
+    assert first == plain and first is again
+
+
+def test_same_string_same_instance_only_inside_a_scope() -> None:
+    """Inside a scope a string is parsed once (equal copies of it too); outside, each call parses anew."""
+    copy = "".join(list(SUBNET))  # an equal string that is another object, as each JSON occurrence is
+    assert copy is not SUBNET
+    with interning() as table:
+        a = parse_id(SUBNET)
+        assert parse_id(copy) is a and table[SUBNET] is a
+        # Another spelling is another raw (kept for output) but the same key.
+        upper = parse_id(SUBNET.upper())
+        assert upper is not a and upper.raw == SUBNET.upper() and upper.key == a.key
+        # parent and child go through parse_id, so they are shared too.
+        vnet = a.parent
+        assert vnet is not None and a.parent is vnet
+        assert vnet.child("subnets", "Pe") is parse_id(vnet.raw + "/subnets/Pe")
+    assert parse_id(SUBNET) is not parse_id(SUBNET)
+    assert parse_id(SUBNET) == a
+
+
+def test_scope_is_dropped_at_exit_and_nested_scopes_share_it() -> None:
+    """A scope's table dies with it (nothing outlives a build); a nested scope uses the outer table."""
+    with interning() as outer:
+        a = parse_id(SUBNET)
+        with interning() as inner:
+            assert inner is outer and parse_id(SUBNET) is a
+        assert parse_id(SUBNET) is a  # the inner exit did not drop the outer table
+    with interning() as fresh:
+        assert not fresh and parse_id(SUBNET) is not a
+
+
+def test_scope_ends_on_error() -> None:
+    """An exception inside the scope still closes it."""
+    with pytest.raises(RuntimeError), interning():
+        parse_id(SUBNET)
+        raise RuntimeError("boom")
+    assert parse_id(SUBNET) is not parse_id(SUBNET)
+
+
+def test_threads_in_the_scope_share_one_instance_per_string() -> None:
+    """Threads running in the scope's context all get the one instance per string; other threads see no scope."""
+    raws = [f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v{i % 50}"
+            for i in range(2000)]
+    got: list[list[ArmId]] = [[] for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def work(slot: int) -> None:
+        start.wait()
+        got[slot] = [parse_id("".join(list(r))) for r in raws]  # equal strings, distinct objects
+
+    with interning() as table:
+        threads = [threading.Thread(target=contextvars.copy_context().run, args=(work, n)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(table) == 50
+        for r, *ids in zip(raws, *got, strict=True):
+            assert all(i is table[r] for i in ids)
+        outside: list[ArmId] = []
+        t = threading.Thread(target=lambda: outside.extend(parse_id(SUBNET) for _ in range(2)))
+        t.start()
+        t.join()
+        assert outside[0] is not outside[1] and SUBNET not in table
+
+
+def test_a_build_shares_ids_between_resources_and_references() -> None:
+    """build_snapshot interns: an endpoint's subnet reference is the subnet's own id object, and no table
+    outlives the build."""
+    folder = Path(__file__).resolve().parents[3] / "monitor" / "demo_tenant"
+    reader = RecordedTenant(folder)
+    snap = build_snapshot(collect(reader, manifest=reader.manifest, workers=2))
+    refs = [(pe.subnet_id, snap.subnets[pe.subnet_id.key].id) for pe in snap.private_endpoints.values()
+            if pe.subnet_id is not None and pe.subnet_id.key in snap.subnets]
+    same = [(ref, own) for ref, own in refs if ref.raw == own.raw]
+    assert len(same) >= 3
+    assert all(ref is own for ref, own in same)
+    assert parse_id(SUBNET) is not parse_id(SUBNET)
+
+
+NON_ASCII = ["/subscriptions/ΑΣ/resourceGroups/ΣΑΣ/providers/P/t/ΑΣ//ς/x",
+             "/subscriptions/İ/resourceGroups/ẞ/providers/P/t/n"]
+
+
+@pytest.mark.parametrize("raw", [*ODD, *NON_ASCII])
+def test_key_is_the_normalised_raw(raw: str) -> None:
+    """A parsed id's key, built from its segments, is exactly normalise(raw), whatever the letters (final sigma)."""
+    a = parse_id(raw)
+    assert a.key == (raw.strip().lower() if a.opaque else normalise(raw))
+    assert raw not in NON_ASCII or not a.opaque
