@@ -147,6 +147,9 @@ class LiveReader:
             "credential_scopes": [scope_for(self.endpoint)],
             "per_retry_policies": [guard],
             "retry_total": s.retry_total,
+            # azure-core stops after 3 bad statuses by default, whatever retry_total says: a read throttled four
+            # times in a row (429s come in bursts) became a gap although ARM asked only to wait Retry-After.
+            "retry_status": s.retry_total,
             "retry_backoff_factor": s.retry_backoff_factor,
             "retry_backoff_max": s.retry_backoff_max,
             "read_timeout": s.read_timeout,

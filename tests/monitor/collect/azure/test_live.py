@@ -124,6 +124,17 @@ def test_server_errors_are_retried(tenant: Path, offline: ScanResult) -> None:
     assert findings(live) == findings(offline)
 
 
+def test_a_read_refused_four_times_in_a_row_is_still_retried(tenant: Path, offline: ScanResult) -> None:
+    """Proves: retry_total governs bad statuses too (azure-core alone gives up after 3): a list answered 500 four
+    times, as a burst of 429s would, is read on its fifth attempt instead of becoming a gap."""
+    with ReplayServer(tenant, fail_first={f"/{sub_list('privateEndpoints')}".lower(): 4}) as server:
+        live, reader = live_scan(server, tenant)
+    assert reader.stats.server_errors == 4
+    assert reader.stats.retries == 4
+    assert gaps(live) == gaps(offline)
+    assert findings(live) == findings(offline)
+
+
 def test_server_errors_beyond_the_retry_budget_become_a_gap(tenant: Path) -> None:
     """Proves: a list that keeps failing with 500 ends as a gap with status 500, not an exception."""
     with ReplayServer(tenant, fail_first={f"/{sub_list('routeTables')}".lower(): 50}) as server:
