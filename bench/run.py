@@ -88,7 +88,7 @@ def worker_eval(folder: str) -> dict[str, Any]:
     """
     from plmon.checks.engine import evaluate
     from plmon.checks.registry import all_checks
-    from plmon.monitor.collect.builder import build_snapshot
+    from plmon.monitor.collect.builder import build_snapshot, paused_gc
     from plmon.monitor.collect.plan import collect
     from plmon.monitor.collect.recorded import RecordedTenant
 
@@ -104,7 +104,8 @@ def worker_eval(folder: str) -> dict[str, Any]:
     rss_before_eval = _rss_mb()
     _reset_peak_rss()
     t2 = time.perf_counter()
-    ev = evaluate(snap)
+    with paused_gc():  # as plmon scan evaluates (monitor.scan.run_scan)
+        ev = evaluate(snap)
     t3 = time.perf_counter()
     out["eval_peak_mb"] = _peak_rss_mb() - rss_before_eval
     out.update(build_s=t1 - t0, eval_s=t3 - t2, resources=snap.resources_evaluated(), findings=len(ev.findings),

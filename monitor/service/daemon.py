@@ -40,7 +40,7 @@ from plmon.alerts.channel import Channel, build_channels
 from plmon.alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
 from plmon.alerts.outbox import routes_from_config
 from plmon.checks.engine import Evaluation, evaluate
-from plmon.monitor.collect.builder import BuildMemo, build_snapshot
+from plmon.monitor.collect.builder import BuildMemo, build_snapshot, paused_gc
 from plmon.monitor.collect.plan import ArmReader, RawInventory, ReadError, collect
 from plmon.monitor.config import Config
 from plmon.monitor.events.parse import BadEventBody, ParsedBody, ResourceEvent, coalesce, parse_body, parse_item
@@ -391,7 +391,8 @@ class Daemon:
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
             snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.source_clock.now(), memo=self._memo))
-            ev = evaluate(snapshot, self.settings, self.waivers)
+            with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
+                ev = evaluate(snapshot, self.settings, self.waivers)
             result = ScanResult(snapshot, ev, inv.stats, self.source_clock)
             transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
