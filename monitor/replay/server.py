@@ -175,8 +175,8 @@ class ReadLimits:
 
     def take(self, scope: str) -> tuple[bool, float, int]:
         """Spend one token of ``scope``: (allowed, seconds until a token if refused, whole tokens left)."""
-        now = self._clock()
         with self._lock:
+            now = self._clock()  # read under the lock: an older stamp applied late would un-refill the bucket
             tokens, stamp = self._buckets.get(scope, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
             allowed = tokens >= 1
