@@ -36,7 +36,7 @@ class ScanResult:
 
 
 def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | None = None,
-             subscriptions: Iterable[str] | None = None, workers: int = 8,
+             subscriptions: Iterable[str] | None = None, workers: int | None = None,
              observations: Callable[[Snapshot], Snapshot] | None = None,
              on_progress: Callable[[str], None] | None = None,
              taken_at: datetime | None = None, clock: Clock | None = None) -> ScanResult:

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 import structlog
 
-from plmon.monitor.replay.server import DEFAULT_PAGE_SIZE, run_replay_server
+from plmon.monitor.replay.server import ARM_READ_LIMITS, DEFAULT_PAGE_SIZE, run_replay_server
 
 __all__ = ["replay_server"]
 
@@ -23,6 +23,17 @@ def _parse_fail_first(ctx: click.Context, param: click.Parameter, values: tuple[
         if not sep or not glob or not times.isdigit():
             raise click.BadParameter(f"expected GLOB=N, got {value!r}", ctx=ctx, param=param)
         parsed[glob] = int(times)
+    return parsed
+
+
+def _parse_rate(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, float]:
+    cap, sep, rate = value.partition("/")
+    try:
+        parsed = (float(cap), float(rate)) if sep else (0.0, 0.0)
+    except ValueError:
+        parsed = (0.0, 0.0)
+    if parsed[0] < 1 or parsed[1] <= 0:
+        raise click.BadParameter(f"expected CAPACITY/PER_SECOND such as 250/25, got {value!r}", ctx=ctx, param=param)
     return parsed
 
 
@@ -45,6 +56,15 @@ def _parse_fail_first(ctx: click.Context, param: click.Parameter, values: tuple[
 @click.option(
     "--retry-after", default=1.0, show_default=True, type=click.FloatRange(min=0),
     help="Seconds sent in Retry-After with a 429 (fractions allowed).",
+)
+@click.option(
+    "--arm-limits", is_flag=True,
+    help="Enforce ARM's read limits: a token bucket per subscription and one for the tenant, answering 429 "
+         "with Retry-After when it is empty.",
+)
+@click.option(
+    "--arm-limits-rate", default=f"{ARM_READ_LIMITS[0]:g}/{ARM_READ_LIMITS[1]:g}", show_default=True,
+    metavar="CAPACITY/PER_SECOND", callback=_parse_rate, help="The buckets of --arm-limits (ARM's defaults).",
 )
 @click.option(
     "--hang-path", "hang_paths", multiple=True, metavar="GLOB",
@@ -70,6 +90,7 @@ def replay_server(
     folder: Path, host: str, port: int, page_size: int, latency_ms: float, throttle_every: int,
     retry_after: float, hang_paths: tuple[str, ...], fail_first: dict[str, int], ca_dir: Path | None,
     graph_quota: int = 0, graph_quota_window: float = 5.0, graph_page_size: int | None = None,
+    arm_limits: bool = False, arm_limits_rate: tuple[float, float] = ARM_READ_LIMITS,
 ) -> None:
     """Serve a recorded tenant over HTTPS as Azure Resource Manager would, until SIGTERM or SIGINT.
 
@@ -85,5 +106,6 @@ def replay_server(
         folder, host, port, page_size=page_size, latency_ms=latency_ms, throttle_every=throttle_every,
         retry_after=retry_after, hang_paths=hang_paths, fail_first=fail_first, ca_dir=ca_dir,
         graph_quota=graph_quota, graph_quota_window=graph_quota_window, graph_page_size=graph_page_size,
+        arm_limits=arm_limits_rate if arm_limits else None,
     )
     sys.exit(code)

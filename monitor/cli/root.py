@@ -46,8 +46,9 @@ def source_options(fn: Any) -> Any:
                            "Default https://management.azure.com.")(fn)
     fn = click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path), metavar="PEM",
                       help="CA bundle to verify the ARM endpoint with.")(fn)
-    fn = click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True,
-                      help="Concurrent ARM reads.")(fn)
+    fn = click.option("--workers", type=click.IntRange(1, 64), default=None,
+                      help="Concurrent ARM reads. Default: 4 per subscription read, at least 8 and at most 64 "
+                           "(each subscription's read budget is still respected).")(fn)
     fn = click.option("--via", type=click.Choice(["arm", "resource-graph"]), default="arm", show_default=True,
                       help="Read the per-subscription lists through ARM, or through Resource Graph queries "
                            "(far fewer requests on large tenants; the rest is still read through ARM).")(fn)

@@ -36,7 +36,7 @@ class Source:
     reader: ArmReader
     manifest: dict[str, Any]
     subscriptions: list[str] | None = None
-    workers: int = 8
+    workers: int | None = None  # None: plan.default_workers of the subscriptions read
     live: Any = None   # the LiveReader when the source is live, for its request counters
     clock: Clock = field(default_factory=WallClock)  # "now" for first_seen and ages (plmon.monitor.model.clock)
 
@@ -88,7 +88,7 @@ def _positive(name: str, raw: str) -> float:
 
 def open_source(from_dir: Path | None = None, *, subscriptions: Iterable[str] = (),
                 management_group: str | None = None, arm_endpoint: str | None = None,
-                ca_bundle: Path | None = None, workers: int = 8, via: str = "arm",
+                ca_bundle: Path | None = None, workers: int | None = None, via: str = "arm",
                 environ: Mapping[str, str] | None = None, **_: Any) -> Source:
     """The reader for the chosen flags; bad combinations and unreadable files are InputErrors.
 

@@ -19,6 +19,14 @@ What else a client sees, in the order the server applies it to each request:
    with ``Retry-After: <retry_after>`` seconds. azure-core reads the header with ``float()`` (an HTTP date
    also works), so fractional seconds such as ``0.05`` are honoured; ``0`` makes azure-core fall back to
    its exponential backoff instead.
+   ``arm_limits=(capacity, per_second)`` instead enforces ARM's read limits: a token bucket per
+   subscription (reads under ``/subscriptions/<id>``) and one for tenant-level reads, each ``capacity``
+   tokens refilled at ``per_second`` (ARM's defaults since 2024: :data:`ARM_READ_LIMITS`, 250 refilled at 25
+   a second). A read finding its bucket empty is answered 429 ``SubscriptionRequestsThrottled`` with the
+   seconds until its next token in ``Retry-After`` (rounded up to the millisecond), and spends no token;
+   ``x-ms-ratelimit-remaining-subscription-reads`` then counts the bucket's whole tokens. The bucket is
+   charged on arrival, before the latency, as ARM throttles before the resource provider answers.
+   Resource Graph queries keep their own quota and are not charged.
 3. ``hang_paths`` (globs): a matching request gets no answer until the server stops (client timeouts).
 4. ``fail_first`` (``{glob: n}``): each distinct matching path is answered 500 ``InternalServerError``
    ``n`` times before it is served normally (retries of 5xx).
@@ -40,6 +48,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import math
 import os
 import shutil
 import signal
@@ -51,7 +60,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,7 +74,10 @@ import trustme
 from plmon.monitor.collect.list_items import ListItems
 from plmon.monitor.replay.graph import GraphEmulator
 
-__all__ = ["DEFAULT_PAGE_SIZE", "ReplayServer", "RequestRecord", "is_collection_path", "run_replay_server"]
+__all__ = [
+    "ARM_READ_LIMITS", "DEFAULT_PAGE_SIZE", "ReadLimits", "ReplayServer", "RequestRecord", "is_collection_path",
+    "run_replay_server",
+]
 
 log = structlog.get_logger()
 
@@ -74,6 +86,9 @@ SKIPTOKEN = "$skiptoken"
 RESOURCE_GRAPH_PATH = "providers/microsoft.resourcegraph/resources"
 # ARM's historical hourly read budget per subscription; the header counts down from it, never below 0.
 READ_BUDGET = 12000
+# ARM's read limits per subscription and per tenant since 2024 (request-limits-and-throttling): a token
+# bucket of 250 reads refilled at 25 a second, for each (subscription, principal) and for the tenant.
+ARM_READ_LIMITS = (250.0, 25.0)
 _CERT_NAMES = ("127.0.0.1", "localhost", "::1")
 _WILDCARD_HOSTS = {"", "0.0.0.0", "::"}
 
@@ -135,6 +150,42 @@ def _load_list(file: Path) -> Any:
 
 def _arm_error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
+
+
+class ReadLimits:
+    """ARM's read throttling as the server enforces it: one token bucket per budget scope, never blocking.
+
+    Unlike the client's :class:`~plmon.monitor.collect.azure.budget.TokenBucket`, which waits for a token,
+    ARM refuses a read that finds its bucket empty; :meth:`take` says so and how long until the next token.
+    """
+
+    def __init__(self, capacity: float, per_second: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if capacity < 1 or per_second <= 0:
+            raise ValueError("arm_limits needs a capacity of at least 1 and a positive refill rate")
+        self.capacity, self.rate, self._clock = float(capacity), float(per_second), clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # scope -> (tokens, when last refilled)
+        self._lock = threading.Lock()
+        self.throttled = 0  # reads refused, for tests and the benchmark
+
+    @staticmethod
+    def scope(path: str) -> str:
+        """A read's budget: its subscription (lower case) or ``tenant`` for paths outside a subscription."""
+        parts = [p for p in path.split("/") if p]
+        return parts[1].lower() if len(parts) >= 2 and parts[0].lower() == "subscriptions" else "tenant"
+
+    def take(self, scope: str) -> tuple[bool, float, int]:
+        """Spend one token of ``scope``: (allowed, seconds until a token if refused, whole tokens left)."""
+        with self._lock:
+            now = self._clock()  # read under the lock: an older stamp applied late would un-refill the bucket
+            tokens, stamp = self._buckets.get(scope, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - stamp) * self.rate)
+            allowed = tokens >= 1
+            if allowed:
+                tokens -= 1
+            else:
+                self.throttled += 1
+            self._buckets[scope] = (tokens, now)
+        return allowed, 0.0 if allowed else (1 - tokens) / self.rate, int(tokens)
 
 
 class _TLSServer(ThreadingHTTPServer):
@@ -245,6 +296,7 @@ class ReplayServer:
         graph_quota: int = 0,
         graph_quota_window: float = 5.0,
         graph_page_size: int | None = None,
+        arm_limits: tuple[float, float] | None = None,
     ) -> None:
         if page_size < 1 or (graph_page_size is not None and graph_page_size < 1):
             raise ValueError("page_size and graph_page_size must be at least 1")
@@ -266,6 +318,7 @@ class ReplayServer:
         self.graph_quota = graph_quota
         self.graph_quota_window = graph_quota_window
         self._graph: GraphEmulator | None = None
+        self.limits = ReadLimits(*arm_limits) if arm_limits is not None else None
         self._ca_dir_arg = Path(ca_dir) if ca_dir is not None else None
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
@@ -405,8 +458,17 @@ class ReplayServer:
             "x-ms-ratelimit-remaining-subscription-reads": str(max(0, READ_BUDGET - count)),
         }
 
+        limited: tuple[bool, float, int] | None = None
+        if self.limits is not None and handler.command in ("GET", "HEAD"):
+            limited = self.limits.take(ReadLimits.scope(path))
+            headers["x-ms-ratelimit-remaining-subscription-reads"] = str(limited[2])
         if self.latency_ms and self._stopping.wait(self.latency_ms / 1000):
             return self._drop(handler)
+        if limited is not None and not limited[0]:
+            headers["Retry-After"] = f"{math.ceil(limited[1] * 1000) / 1000:g}"
+            body = _arm_error("SubscriptionRequestsThrottled",
+                              "Number of read requests exceeded the limit (replay of ARM's token bucket).")
+            return self._send(handler, 429, body, headers, head)
         if self.throttle_every and count % self.throttle_every == 0:
             headers["Retry-After"] = f"{self.retry_after:g}"
             body = _arm_error(
@@ -559,6 +621,7 @@ def run_replay_server(
     graph_quota: int = 0,
     graph_quota_window: float = 5.0,
     graph_page_size: int | None = None,
+    arm_limits: tuple[float, float] | None = None,
 ) -> int:
     """Serve ``folder`` until SIGTERM or SIGINT; return the exit code (0).
 
@@ -576,14 +639,14 @@ def run_replay_server(
         folder, host=host, port=port, page_size=page_size, latency_ms=latency_ms,
         throttle_every=throttle_every, retry_after=retry_after, hang_paths=hang_paths,
         fail_first=fail_first, ca_dir=ca_dir, graph_quota=graph_quota, graph_quota_window=graph_quota_window,
-        graph_page_size=graph_page_size,
+        graph_page_size=graph_page_size, arm_limits=arm_limits,
     )
     try:
         with server:
             sys.stdout.write(json.dumps({"base_url": server.base_url, "ca_bundle": server.ca_bundle}) + "\n")
             sys.stdout.flush()
             log.info("replay.serving", base_url=server.base_url, folder=str(folder), page_size=page_size,
-                     latency_ms=latency_ms, throttle_every=throttle_every)
+                     latency_ms=latency_ms, throttle_every=throttle_every, arm_limits=arm_limits)
             while not stop.wait(0.5):
                 pass
     finally:

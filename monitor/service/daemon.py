@@ -163,7 +163,7 @@ class Daemon:
     def __init__(self, config: Config, reader: ArmReader, store: StateStore, intake: IntakeQueue, *,
                  manifest: Mapping[str, Any] | None = None, metrics: Metrics | None = None,
                  channels: Mapping[str, Channel] | None = None, retry_policy: RetryPolicy | None = None,
-                 clock: Callable[[], datetime] = _utcnow, workers: int = 8,
+                 clock: Callable[[], datetime] = _utcnow, workers: int | None = None,
                  subscriptions: Sequence[str] | None = None, source_clock: Clock | None = None) -> None:
         """``clock`` is the wall clock of every timer (delivery, intake retries, staleness, readiness);
         ``source_clock`` (default: the one ``manifest`` implies) the "now" of findings and ages, which for

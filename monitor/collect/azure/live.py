@@ -26,6 +26,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
     ServiceResponseTimeoutError,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
 
 from plmon.monitor import outside_json
@@ -33,7 +34,7 @@ from plmon.monitor.collect.azure.api_versions import FALLBACK_TARGET_VERSION, TA
 from plmon.monitor.collect.azure.budget import BudgetSet
 from plmon.monitor.collect.azure.credentials import normalise_endpoint, scope_for
 from plmon.monitor.collect.azure.policies import ArmGuardPolicy, RequestStats, WriteRefused
-from plmon.monitor.collect.plan import SUBSCRIPTION_LISTS, ReadError
+from plmon.monitor.collect.plan import MAX_WORKERS, SUBSCRIPTION_LISTS, ReadError
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.arm_id import parse_id
 
@@ -113,6 +114,19 @@ def _client_classes() -> dict[str, Callable[..., Any]]:
     }
 
 
+class _PooledTransport(RequestsTransport):  # type: ignore[misc]
+    """azure-core's requests transport keeping up to :data:`~plmon.monitor.collect.plan.MAX_WORKERS` connections.
+
+    requests keeps 10 connections per host; with more workers than that, every extra read opened (and then
+    discarded) a fresh TLS connection, so the grown concurrency spent its time in handshakes.
+    """
+
+    def _init_session(self, session: Any) -> None:
+        super()._init_session(session)
+        for adapter in session.adapters.values():
+            adapter.init_poolmanager(MAX_WORKERS, MAX_WORKERS)
+
+
 class LiveReader:
     """An :class:`~plmon.monitor.collect.plan.ArmReader` over live ARM (or anything that answers as ARM does)."""
 
@@ -157,6 +171,9 @@ class LiveReader:
         }
         if s.ca_bundle:
             kwargs["connection_verify"] = s.ca_bundle
+        # One transport per client, built from the same connection settings the client would give its own.
+        kwargs["transport"] = _PooledTransport(**{k: v for k, v in kwargs.items() if k.startswith(("connection_",
+                                                                                                   "read_"))})
         return kwargs
 
     def close(self) -> None:

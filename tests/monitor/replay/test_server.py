@@ -21,7 +21,7 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import ServiceResponseError
 from azure.mgmt.network import NetworkManagementClient
 
-from plmon.monitor.replay.server import ReplayServer, is_collection_path
+from plmon.monitor.replay.server import ReadLimits, ReplayServer, is_collection_path
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "tests" / "fixtures" / "replay" / "ms-examples"
@@ -388,3 +388,80 @@ def test_reads_under_a_refused_scope_answer_its_error(tenant: Path) -> None:
         other = get(server, f"/subscriptions/{SUB}/resourceGroups/rg2/providers/Microsoft.Network/routeTables")
     assert listed[0] == one[0] == 403 and one[2]["error"]["message"] == "locked"
     assert (other[0], other[2]) == (200, {"value": []})
+
+
+def test_read_limits_refill_at_their_rate_per_scope() -> None:
+    """Proves: each scope has its own bucket, an empty one refuses with the wait until its next token, and it
+    refills at its rate up to its capacity (ARM's token bucket)."""
+    now = [0.0]
+    limits = ReadLimits(2, 10, clock=lambda: now[0])
+    assert [limits.take("a")[0] for _ in range(3)] == [True, True, False]
+    allowed, wait, left = limits.take("a")
+    assert (allowed, left) == (False, 0) and wait == pytest.approx(0.1)
+    assert limits.take("b")[0] and limits.take("tenant")[0]  # other buckets are untouched
+    now[0] = 0.1
+    assert limits.take("a")[0] and not limits.take("a")[0]
+    now[0] = 100.0
+    assert limits.take("a") == (True, 0.0, 1)  # refilled to its capacity, never beyond
+    assert limits.throttled == 3
+    assert ReadLimits.scope("/subscriptions/ABC/providers/x") == "abc"
+    assert ReadLimits.scope("/providers/Microsoft.Management/managementGroups") == "tenant"
+    with pytest.raises(ValueError):
+        ReadLimits(0, 25)
+
+
+def test_arm_limits_answer_429_per_subscription_with_retry_after(tenant: Path) -> None:
+    """Proves: with arm_limits, reads beyond a subscription's bucket are 429 SubscriptionRequestsThrottled with
+    Retry-After until its next token, other subscriptions and tenant-level reads keep their own buckets, and
+    the bucket refills; the remaining-reads header counts the bucket."""
+    other = "22222222-2222-2222-2222-222222222222"
+    with ReplayServer(tenant, arm_limits=(3, 5)) as server:
+        answers = [get(server, f"/{PE_LIST}") for _ in range(4)]
+        assert [a[0] for a in answers] == [200, 200, 200, 429]
+        assert [a[1]["x-ms-ratelimit-remaining-subscription-reads"] for a in answers] == ["2", "1", "0", "0"]
+        _, headers, body = answers[3]
+        assert body["error"]["code"] == "SubscriptionRequestsThrottled"
+        assert 0 < float(headers["retry-after"]) <= 0.2
+        assert get(server, f"/subscriptions/{other}/providers/Microsoft.Network/privateEndpoints")[0] == 200
+        assert get(server, "/subscriptions")[0] == 200
+        time.sleep(float(headers["retry-after"]) + 0.05)
+        assert get(server, f"/{PE_LIST}")[0] == 200
+    assert server.limits is not None and server.limits.throttled == 1
+
+
+def test_arm_limits_through_the_sdk_are_waited_out(tenant: Path, client_for: Any) -> None:
+    """Proves: the SDK meeting an empty bucket retries after Retry-After and reads the whole list."""
+    with ReplayServer(tenant, page_size=1, arm_limits=(2, 20)) as server:
+        names = [pe.name for pe in client_for(server).private_endpoints.list_by_subscription()]
+    assert names == [f"pe{i}" for i in range(10)]
+    assert server.statuses[429] >= 1
+    assert server.statuses[200] == 10
+
+
+def test_cli_arm_limits_rate_is_checked() -> None:
+    """Proves: --arm-limits-rate takes CAPACITY/PER_SECOND and refuses anything else before serving."""
+    from click.testing import CliRunner
+
+    from plmon.monitor.cli.replay import replay_server
+
+    result = CliRunner().invoke(replay_server, ["--from", str(EXAMPLES), "--arm-limits", "--arm-limits-rate", "0/5"])
+    assert result.exit_code == 2 and "CAPACITY/PER_SECOND" in result.output
+
+
+def test_cli_arm_limits_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proves: --arm-limits serves ARM's defaults (250 refilled at 25/s), a rate overrides them, none by default."""
+    from click.testing import CliRunner
+
+    import plmon.monitor.cli.replay as cli_replay
+
+    seen: list[Any] = []
+
+    def fake(*args: Any, **kwargs: Any) -> int:
+        seen.append(kwargs["arm_limits"])
+        return 0
+
+    monkeypatch.setattr(cli_replay, "run_replay_server", fake)
+    for extra in ([], ["--arm-limits"], ["--arm-limits", "--arm-limits-rate", "10/2.5"]):
+        result = CliRunner().invoke(cli_replay.replay_server, ["--from", str(EXAMPLES), *extra])
+        assert result.exit_code == 0, result.output
+    assert seen == [None, (250.0, 25.0), (10.0, 2.5)]

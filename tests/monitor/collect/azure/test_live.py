@@ -14,10 +14,12 @@ from tenantkit import SUB, sub_list, write_tenant
 
 from plmon.monitor.collect.azure.credentials import StaticTokenCredential
 from plmon.monitor.collect.azure.live import LiveReader, LiveSettings
-from plmon.monitor.collect.plan import ReadError, collect
+from plmon.monitor.collect.plan import ReadError, budget_key, collect, default_workers, spread
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.config import load_config
 from plmon.monitor.replay.server import ReplayServer
+from plmon.monitor.replay.synth import SynthSpec, generate
+from plmon.monitor.replay.synth import write_tenant as write_synth
 from plmon.monitor.scan import ScanResult, run_scan
 
 FAST = {"retry_backoff_factor": 0.01, "retry_backoff_max": 0.05, "read_timeout": 60.0}
@@ -218,3 +220,60 @@ def test_unreachable_endpoint_completes_with_gaps(tmp_path: Path) -> None:
         inv = collect(reader)
     assert {g.code for g in inv.gaps} == {"ConnectionFailed"}
     assert inv.stats.requests == 2
+
+
+@pytest.fixture(scope="module")
+def four_subscriptions(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("four") / "t"
+    write_synth(generate(SynthSpec(subscriptions=4, endpoints=120, seed=11)), folder)
+    return folder
+
+
+def test_grown_concurrency_within_arm_limits_meets_no_throttling(four_subscriptions: Path) -> None:
+    """Proves: a 4-subscription tenant read with the default concurrency (grown to 16 workers) against a
+    replay enforcing per-subscription read buckets meets (almost) no 429 when the client's budget mirrors them,
+    and gets exactly the offline findings and gaps; without the client budget the same buckets do throttle, so
+    the limits bite and it is the budget that keeps the workers within them. The client's bucket is 3 tokens
+    smaller: requests reach the server some milliseconds after they spent their token, with varying delays,
+    which at a refill of 60/s would otherwise let a token's worth of jitter through now and then."""
+    recorded = RecordedTenant(four_subscriptions)
+    offline = run_scan(recorded, load_config(None), manifest=recorded.manifest)
+    limits = {"budget_capacity": 12, "budget_refill": 60.0}
+    with ReplayServer(four_subscriptions, latency_ms=5, arm_limits=(15, 60)) as server:
+        live, reader = live_scan(server, four_subscriptions, **limits)
+        assert live.stats.workers == default_workers(4) == 16
+        assert server.statuses[429] <= 2
+        assert reader.stats.budget_wait > 0  # the budget, not ARM, paced the reads
+        assert findings(live) == findings(offline)
+        assert gaps(live) == gaps(offline)
+        server.clear_requests()
+        time.sleep(0.5)  # the buckets refill
+        live_scan(server, four_subscriptions, budget_capacity=None)
+        assert server.statuses[429] > 2  # (retries may even run out: then reads become gaps)
+
+
+def test_default_workers_grow_with_subscriptions(four_subscriptions: Path) -> None:
+    """Proves: 4 workers per subscription, never below the old fixed 8 nor above 64; --workers still wins,
+    and a scoped read counts only the subscriptions it reads."""
+    assert [default_workers(n) for n in (0, 1, 2, 3, 8, 16, 100)] == [8, 8, 8, 12, 32, 64, 64]
+    recorded = RecordedTenant(four_subscriptions)
+    assert collect(recorded, manifest=recorded.manifest).stats.workers == 16
+    assert collect(recorded, manifest=recorded.manifest, workers=3).stats.workers == 3
+    one = recorded.get("subscriptions", kind="subscriptions")["value"][0]["subscriptionId"]
+    assert collect(recorded, manifest=recorded.manifest, subscriptions=[one]).stats.workers == 8
+
+
+def test_reads_by_id_are_interleaved_across_subscriptions() -> None:
+    """Proves: spread() takes each budget key's jobs in turn, keeping each key's order, so the workers draw on
+    every subscription's bucket at once instead of emptying one at a time."""
+    order: list[str] = []
+
+    def job(name: str) -> Any:
+        return lambda: order.append(name)
+
+    pairs = [("a", job("a1")), ("a", job("a2")), ("a", job("a3")), ("b", job("b1")), ("tenant", job("t1"))]
+    for fn in spread(pairs):
+        fn()
+    assert order == ["a1", "b1", "t1", "a2", "a3"]
+    assert budget_key("/subscriptions/ABC/resourceGroups/rg/providers/X/y/z") == "abc"
+    assert budget_key("/providers/Microsoft.Management/managementGroups/g") == "tenant"

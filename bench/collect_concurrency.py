@@ -1,0 +1,77 @@
+"""Measure collection concurrency once (issue 14 item 4; not part of make test or make bench).
+
+``plmon synth --subscriptions 100 --endpoints 10000``, served by ``plmon replay-server --latency-ms 50
+--arm-limits`` (ARM's per-subscription read buckets, 250 refilled at 25/s) in its own process; one live
+collection through the SDK with the old fixed 8 workers and one with the default that grows with the
+subscriptions. Prints wall time, HTTP requests, 429s and the floor requests x latency / workers as JSON.
+
+    .venv/bin/python bench/collect_concurrency.py [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LATENCY_MS = 50
+PAGE_SIZE = 100
+
+
+def collect_once(base_url: str, ca_bundle: str, workers: int | None) -> dict[str, Any]:
+    os.environ.setdefault("PLMON_ARM_TOKEN", "bench-token")
+    from plmon.monitor.collect.plan import collect
+    from plmon.monitor.wiring import open_source
+
+    with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers) as source:
+        t0 = time.perf_counter()
+        inv = collect(source.reader, manifest=source.manifest, workers=workers)
+        wall = time.perf_counter() - t0
+        http = source.live.stats.as_dict()
+    used = inv.stats.workers
+    requests = int(http["attempts"])
+    floor = requests * LATENCY_MS / 1000 / used
+    return {"workers": used, "wall_s": round(wall, 2), "requests": requests, "plan_reads": inv.stats.requests,
+            "throttled_429": http.get("throttled"), "budget_wait_s": http.get("budget_wait_s"),
+            "gaps": len(inv.gaps), "floor_s": round(floor, 2), "wall_over_floor": round(wall / floor, 2),
+            "phases": {k: round(v, 2) for k, v in inv.stats.phases.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keep", type=Path, help="Reuse (or write) the synthetic tenant here.")
+    parser.add_argument("--only", choices=["old", "new"], help="Measure one of the two.")
+    args = parser.parse_args()
+    bindir = Path(sys.executable).parent
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="plmon-conc-")) / "t"
+    if not (folder / "manifest.json").is_file():
+        subprocess.run([str(bindir / "plmon"), "synth", "--subscriptions", "100", "--endpoints", "10000",
+                        "--out", str(folder)], check=True, stdout=subprocess.DEVNULL)
+    results: dict[str, Any] = {}
+    for label, workers in (("old (8 workers)", 8), ("new (default)", None)):
+        if args.only and not label.startswith(args.only):
+            continue
+        # A fresh server per run: its buckets start full, as a tenant not read for a while.
+        proc = subprocess.Popen(
+            [str(bindir / "plmon"), "replay-server", "--from", str(folder), "--latency-ms", str(LATENCY_MS),
+             "--page-size", str(PAGE_SIZE), "--arm-limits"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        try:
+            info = json.loads(proc.stdout.readline() if proc.stdout else "{}")
+            results[label] = collect_once(info["base_url"], info["ca_bundle"], workers)
+            print(label, json.dumps(results[label]), file=sys.stderr, flush=True)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
