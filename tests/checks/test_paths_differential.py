@@ -20,7 +20,7 @@ import oldpaths
 import oldroute
 import pytest
 from checkkit import snapshot_of
-from netkit import hub_and_spokes
+from netkit import appliance_tenant, hub_and_spokes
 from tenantkit import example, sub_list, write_tenant
 
 from plmon.checks import paths, route
@@ -37,29 +37,7 @@ VA = "VirtualAppliance"
 
 def _route_tenant(folder: Path) -> Snapshot:
     """tests/checks/test_route.py's tenant: every kind of appliance, firewall SNAT model and replacement rule."""
-    n = hub_and_spokes()
-    for name, prefix, rt in (("tools", "10.0.5.0/24", "rt-tools"), ("ops", "10.0.6.0/24", "rt-ops")):
-        n.subnet("hub", name, prefix, route_table=rt)
-    n.subnet("hub", "jump2", "10.0.7.0/24", route_table="rt-hub")
-    n.firewall("fw-classic", "10.0.1.4").firewall("fw-policy", "10.0.1.5", policy="pol", snat="0.0.0.0/0")
-    n.firewall_policy("pol", ["255.255.255.255/32"])
-    n.nic("nva-untagged", "10.0.2.4").nic("nva-never", "10.0.2.6", snat="never")
-    pool = n.load_balancer("ilb-fwd", "10.0.2.10")
-    n.nic("nva-fwd-off", "10.0.2.11", snat="always", forwarding=False, pool=pool)
-    pool2 = n.load_balancer("ilb-never", "10.0.2.20", snat="never")
-    n.nic("nva-behind", "10.0.2.21", pool=pool2)
-    pool3 = n.load_balancer("ilb-unknown", "10.0.2.30")
-    n.nic("nva-behind-3", "10.0.2.31", pool=pool3)
-    n.route_table("rt-spoke1", ("default-to-fw", "0.0.0.0/0", VA, "10.0.1.4"))
-    n.route_table("rt-spoke2", ("spoke-to-fw", "10.2.0.0/16", VA, "10.0.1.5"))
-    n.route_table("rt-hub", ("pe1", "10.1.1.4/32", VA, "10.0.1.4"), ("pe2", "10.2.1.4/32", VA, "10.0.1.5"))
-    n.route_table("rt-ops", ("pe1", "10.1.1.4/32", VA, "10.0.9.9"), ("pe2", "10.2.1.4/32", VA, "10.0.2.6"))
-    n.route_table("rt-tools", ("pe1", "10.1.1.4/32", VA, "10.0.2.20"), ("pe2", "10.2.1.4/32", VA, "10.0.2.30"))
-    n.route_table("rt-nva", ("pe1", "10.1.1.4/32", VA, "10.0.2.4"), ("pe2", "10.2.1.4/32", VA, "10.0.2.10"))
-    n.subnet("hub", "apps", "10.0.8.0/24", route_table="rt-nva")
-    n.endpoint("pe1", n.storage("st1", "pe1"), vnet="spoke1", ip="10.1.1.4", zones=[])
-    n.endpoint("pe2", n.storage("st2", "pe2"), vnet="spoke2", ip="10.2.1.4", zones=[])
-    return n.snapshot(folder)
+    return appliance_tenant().snapshot(folder)
 
 
 def _split_groups(folder: Path, policy: str | None) -> Snapshot:
