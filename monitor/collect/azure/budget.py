@@ -60,6 +60,9 @@ class BudgetSet:
 
     def bucket(self, scope: str) -> TokenBucket:
         key = scope.lower()
+        found = self._buckets.get(key)  # every read looks its bucket up: no lock once it exists
+        if found is not None:
+            return found
         with self._lock:
             if key not in self._buckets:
                 self._buckets[key] = TokenBucket(self.capacity, self.refill_per_second)

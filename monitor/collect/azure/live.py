@@ -11,12 +11,16 @@ Paging is followed here and merged, so the reader answers exactly as a recorded 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+import requests.auth
+import requests.utils
 import structlog
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
@@ -28,6 +32,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
+from requests.sessions import merge_setting
 
 from plmon.monitor import outside_json
 from plmon.monitor.collect.azure.api_versions import FALLBACK_TARGET_VERSION, TARGET_VERSIONS, newest_version
@@ -114,12 +119,79 @@ def _client_classes() -> dict[str, Callable[..., Any]]:
     }
 
 
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, cheaply (what requests' proxy and netrc lookups depend on)."""
+    scheme, sep, rest = url.partition("://")
+    return scheme.lower() + sep + rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].lower()
+
+
+class _NoAuth(requests.auth.AuthBase):
+    """Stands for "no netrc entry" so requests does not look the netrc file up again (it leaves the request as is)."""
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        return request
+
+
+_NO_AUTH = _NoAuth()
+
+
+class _EnvOnceSession(requests.Session):
+    """A requests session that reads the environment's proxy, CA bundle and netrc settings once per origin.
+
+    requests reads them again for every request (``trust_env``): the proxy variables by walking the whole
+    ``os.environ`` twice, the netrc files by stat-ing them. That was a fifth of the client's CPU per ARM read
+    and made collection CPU-bound long before ARM's limits. The answers are the same as requests' own (same
+    functions, same precedence), taken when an origin is first used; the environment is not expected to change
+    during a collection.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._env_proxies: dict[tuple[str, str | None], dict[str, str]] = {}
+        self._netrc: dict[str, Any] = {}
+        self._env_verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        if self.trust_env and not request.auth and not self.auth:
+            origin = _origin(str(request.url))
+            if origin not in self._netrc:
+                self._netrc[origin] = requests.utils.get_netrc_auth(origin)
+            request.auth = self._netrc[origin] or _NO_AUTH
+        return super().prepare_request(request)
+
+    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
+                                   cert: Any) -> dict[str, Any]:
+        if not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        # requests' own steps (sessions.Session.merge_environment_settings), with the lookups remembered.
+        no_proxy = proxies.get("no_proxy") if proxies is not None else None
+        key = (_origin(str(url)), no_proxy)
+        if key not in self._env_proxies:
+            self._env_proxies[key] = requests.utils.get_environ_proxies(str(url), no_proxy=no_proxy)
+        if proxies is not None:
+            for k, v in self._env_proxies[key].items():
+                proxies.setdefault(k, v)
+        if verify is True or verify is None:
+            verify = self._env_verify or verify
+        return {"proxies": merge_setting(proxies, self.proxies), "stream": merge_setting(stream, self.stream),
+                "verify": merge_setting(verify, self.verify), "cert": merge_setting(cert, self.cert)}
+
+
 class _PooledTransport(RequestsTransport):  # type: ignore[misc]
-    """azure-core's requests transport keeping up to :data:`~plmon.monitor.collect.plan.MAX_WORKERS` connections.
+    """azure-core's requests transport keeping up to :data:`~plmon.monitor.collect.plan.MAX_WORKERS` connections,
+    over an :class:`_EnvOnceSession`.
 
     requests keeps 10 connections per host; with more workers than that, every extra read opened (and then
     discarded) a fresh TLS connection, so the grown concurrency spent its time in handshakes.
     """
+
+    def open(self) -> None:
+        # RequestsTransport.open() would create a plain requests.Session; the same steps with ours.
+        if getattr(self, "session", None) is None and self._session_owner and not self._has_been_opened:
+            session = _EnvOnceSession()
+            self._init_session(session)
+            self.session = session
+        super().open()
 
     def _init_session(self, session: Any) -> None:
         super()._init_session(session)

@@ -9,7 +9,7 @@ byte leaves the process: plmon is read-only by construction, not by convention.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,32 +28,105 @@ class WriteRefused(Exception):
     """A request other than GET was about to be sent to ARM."""
 
 
-@dataclass
 class RequestStats:
-    """Counts over every HTTP attempt a live reader made (thread-safe)."""
+    """Counts over every HTTP attempt a live reader made (thread-safe).
 
-    attempts: int = 0        # HTTP requests sent to ARM, retries included
-    retries: int = 0         # attempts beyond the first of a request
-    throttled: int = 0       # answers 429
-    server_errors: int = 0   # answers 5xx
-    budget_wait: float = 0.0  # seconds spent waiting on our own read budget
-    by_status: dict[int, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    Writers only append to a deque (atomic, no lock): with dozens of workers, a lock taken twice per attempt
+    formed a convoy (a holder losing the GIL kept every other worker waiting), which cost more than the count.
+    Readers fold what was appended into the totals under a lock; writers fold too once enough piles up, so a
+    long-running daemon that never reads the counts does not grow them.
+    """
+
+    _FOLD_AT = 4096
+
+    def __init__(self) -> None:
+        self._totals: dict[str, float] = dict.fromkeys(_COUNTS, 0)
+        self._by_status: dict[int, int] = {}
+        self._pending: deque[tuple[str, float] | int] = deque()
+        self._lock = threading.Lock()
 
     def add(self, **deltas: float) -> None:
-        with self._lock:
-            for name, delta in deltas.items():
-                setattr(self, name, getattr(self, name) + delta)
+        for name, delta in deltas.items():
+            if name not in self._totals:
+                raise AttributeError(f"RequestStats has no count {name!r}")
+            if delta:
+                self._pending.append((name, delta))
+        self._fold_if_long()
 
     def status(self, code: int) -> None:
+        self._pending.append(code)
+        self._fold_if_long()
+
+    def _fold_if_long(self) -> None:
+        if len(self._pending) > self._FOLD_AT and self._lock.acquire(blocking=False):
+            try:
+                self._fold()
+            finally:
+                self._lock.release()
+
+    def _fold(self) -> None:
+        """Move what writers appended into the totals (the caller holds the lock)."""
+        pending, totals, by_status = self._pending, self._totals, self._by_status
+        while pending:
+            try:
+                item = pending.popleft()
+            except IndexError:
+                break
+            if isinstance(item, int):
+                by_status[item] = by_status.get(item, 0) + 1
+            else:
+                totals[item[0]] += item[1]
+
+    def _total(self, name: str) -> float:
         with self._lock:
-            self.by_status[code] = self.by_status.get(code, 0) + 1
+            self._fold()
+            return self._totals[name]
+
+    @property
+    def attempts(self) -> int:
+        """HTTP requests sent to ARM, retries included."""
+        return int(self._total("attempts"))
+
+    @property
+    def retries(self) -> int:
+        """Attempts beyond the first of a request."""
+        return int(self._total("retries"))
+
+    @property
+    def throttled(self) -> int:
+        """Answers 429."""
+        return int(self._total("throttled"))
+
+    @property
+    def server_errors(self) -> int:
+        """Answers 5xx."""
+        return int(self._total("server_errors"))
+
+    @property
+    def budget_wait(self) -> float:
+        """Seconds spent waiting on our own read budget."""
+        return self._total("budget_wait")
+
+    @property
+    def by_status(self) -> dict[int, int]:
+        """Answers by HTTP status (a copy)."""
+        with self._lock:
+            self._fold()
+            return dict(self._by_status)
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
-            return {"attempts": self.attempts, "retries": self.retries, "throttled": self.throttled,
-                    "server_errors": self.server_errors, "budget_wait_s": round(self.budget_wait, 3),
-                    "by_status": dict(sorted(self.by_status.items()))}
+            self._fold()
+            t = self._totals
+            return {"attempts": int(t["attempts"]), "retries": int(t["retries"]), "throttled": int(t["throttled"]),
+                    "server_errors": int(t["server_errors"]), "budget_wait_s": round(t["budget_wait"], 3),
+                    "by_status": dict(sorted(self._by_status.items()))}
+
+    def __repr__(self) -> str:
+        return f"RequestStats({self.as_dict()})"
+
+
+_COUNTS = ("attempts", "retries", "throttled", "server_errors", "budget_wait")
 
 
 def budget_scope(url: str) -> str:
