@@ -32,7 +32,10 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
+from requests.cookies import RequestsCookieJar
+from requests.hooks import default_hooks
 from requests.sessions import merge_setting
+from requests.structures import CaseInsensitiveDict
 
 from plmon.monitor import outside_json
 from plmon.monitor.collect.azure.api_versions import FALLBACK_TARGET_VERSION, TARGET_VERSIONS, newest_version
@@ -151,13 +154,44 @@ class _EnvOnceSession(requests.Session):
         self._netrc: dict[str, Any] = {}
         self._env_verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
 
+    def _netrc_auth(self, url: str) -> Any:
+        origin = _origin(url)
+        if origin not in self._netrc:
+            self._netrc[origin] = requests.utils.get_netrc_auth(origin)
+        return self._netrc[origin]
+
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         if self.trust_env and not request.auth and not self.auth:
-            origin = _origin(str(request.url))
-            if origin not in self._netrc:
-                self._netrc[origin] = requests.utils.get_netrc_auth(origin)
-            request.auth = self._netrc[origin] or _NO_AUTH
+            request.auth = self._netrc_auth(str(request.url)) or _NO_AUTH
         return super().prepare_request(request)
+
+    def request(self, method: str, url: str, headers: Any = None, data: Any = None,  # type: ignore[override]
+                files: Any = None, verify: Any = None, timeout: Any = None, cert: Any = None,
+                allow_redirects: bool = True, proxies: Any = None, stream: Any = None,
+                **kwargs: Any) -> requests.Response:
+        """What azure-core's transport sends (no cookies, auth, params or hooks of its own), prepared directly.
+
+        requests' :meth:`~requests.Session.prepare_request` merges cookies, params, auth and hooks through
+        generic helpers (a runtime Protocol check per merge) that cost more than the read's own HTTP work.
+        When none of them can contribute (this session holds no cookies, params, auth or hooks, and the origin
+        has no netrc entry), the request is prepared with exactly what they would have merged; otherwise, and
+        for anything else, it is requests' own path.
+        """
+        if (kwargs or not isinstance(url, str) or self.cookies or self.params
+                or self.auth or self.hooks.get("response") != [] or len(self.hooks) != 1
+                or (self.trust_env and self._netrc_auth(url))):
+            return super().request(method, url, headers=headers, data=data, files=files, verify=verify,
+                                   timeout=timeout, cert=cert, allow_redirects=allow_redirects, proxies=proxies,
+                                   stream=stream, **kwargs)
+        merged = CaseInsensitiveDict(self.headers)
+        merged.update(headers or {})
+        for name in [name for name, value in merged.items() if value is None]:
+            del merged[name]
+        prep = requests.PreparedRequest()
+        prep.prepare(method=method.upper(), url=url, files=files, data=data or {}, json=None, headers=merged,
+                     params={}, auth=None, cookies=RequestsCookieJar(), hooks=default_hooks())
+        settings = self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)
+        return self.send(prep, timeout=timeout, allow_redirects=allow_redirects, **settings)
 
     def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
                                    cert: Any) -> dict[str, Any]:
