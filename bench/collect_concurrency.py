@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -25,51 +26,71 @@ LATENCY_MS = 50
 PAGE_SIZE = 100
 
 
-def collect_once(base_url: str, ca_bundle: str, workers: int | None) -> dict[str, Any]:
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def collect_once(base_url: str, ca_bundle: str, workers: int | None, server_pid: int) -> dict[str, Any]:
     os.environ.setdefault("PLMON_ARM_TOKEN", "bench-token")
     from plmon.monitor.collect.plan import collect
     from plmon.monitor.wiring import open_source
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers) as source:
-        t0 = time.perf_counter()
+        server0, usage0, t0 = _cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         inv = collect(source.reader, manifest=source.manifest, workers=workers)
         wall = time.perf_counter() - t0
+        usage1, server1 = resource.getrusage(resource.RUSAGE_SELF), _cpu_seconds(server_pid)
         http = source.live.stats.as_dict()
     used = inv.stats.workers
     requests = int(http["attempts"])
     floor = requests * LATENCY_MS / 1000 / used
+    client_cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    server_cpu = server1 - server0 if server0 is not None and server1 is not None else None
     return {"workers": used, "wall_s": round(wall, 2), "requests": requests, "plan_reads": inv.stats.requests,
             "throttled_429": http.get("throttled"), "budget_wait_s": http.get("budget_wait_s"),
             "gaps": len(inv.gaps), "floor_s": round(floor, 2), "wall_over_floor": round(wall / floor, 2),
+            "client_cpu_s": round(client_cpu, 2), "client_cpu_ms_per_request": round(client_cpu / requests * 1000, 2),
+            "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
+            "server_cpu_ms_per_request": None if server_cpu is None else round(server_cpu / requests * 1000, 2),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "phases": {k: round(v, 2) for k, v in inv.stats.phases.items()}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keep", type=Path, help="Reuse (or write) the synthetic tenant here.")
-    parser.add_argument("--only", choices=["old", "new"], help="Measure one of the two.")
+    parser.add_argument("--workers", default="8,default",
+                        help="Comma-separated worker counts to measure; 'default' lets collect() decide.")
+    parser.add_argument("--runs", type=int, default=1, help="Runs of each worker count (interleaved).")
     args = parser.parse_args()
     bindir = Path(sys.executable).parent
     folder = args.keep or Path(tempfile.mkdtemp(prefix="plmon-conc-")) / "t"
     if not (folder / "manifest.json").is_file():
         subprocess.run([str(bindir / "plmon"), "synth", "--subscriptions", "100", "--endpoints", "10000",
                         "--out", str(folder)], check=True, stdout=subprocess.DEVNULL)
-    results: dict[str, Any] = {}
-    for label, workers in (("old (8 workers)", 8), ("new (default)", None)):
-        if args.only and not label.startswith(args.only):
-            continue
-        # A fresh server per run: its buckets start full, as a tenant not read for a while.
-        proc = subprocess.Popen(
-            [str(bindir / "plmon"), "replay-server", "--from", str(folder), "--latency-ms", str(LATENCY_MS),
-             "--page-size", str(PAGE_SIZE), "--arm-limits"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        try:
-            info = json.loads(proc.stdout.readline() if proc.stdout else "{}")
-            results[label] = collect_once(info["base_url"], info["ca_bundle"], workers)
-            print(label, json.dumps(results[label]), file=sys.stderr, flush=True)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+    counts = [None if w.strip() == "default" else int(w) for w in args.workers.split(",")]
+    results: dict[str, list[dict[str, Any]]] = {}
+    for run in range(args.runs):
+        for workers in counts:
+            label = "default" if workers is None else f"{workers} workers"
+            # A fresh server per run: its buckets start full, as a tenant not read for a while.
+            proc = subprocess.Popen(
+                [str(bindir / "plmon"), "replay-server", "--from", str(folder), "--latency-ms", str(LATENCY_MS),
+                 "--page-size", str(PAGE_SIZE), "--arm-limits"],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            try:
+                info = json.loads(proc.stdout.readline() if proc.stdout else "{}")
+                result = collect_once(info["base_url"], info["ca_bundle"], workers, proc.pid)
+                results.setdefault(label, []).append(result)
+                print(label, f"run {run + 1}", json.dumps(result), file=sys.stderr, flush=True)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
     print(json.dumps(results, indent=2))
 
 
