@@ -11,8 +11,8 @@ Paging is followed here and merged, so the reader answers exactly as a recorded 
 
 from __future__ import annotations
 
-import os
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -153,7 +153,8 @@ class _EnvOnceSession(requests.Session):
         super().__init__()
         self._env_proxies: dict[tuple[str, str | None], dict[str, str]] = {}
         self._netrc: dict[str, Any] = {}
-        self._env_verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self._env_verify: Any = None   # the CA bundle the environment names (requests' own lookup), once known
+        self._env_verify_known = False
 
     def _netrc_auth(self, url: str) -> Any:
         origin = _origin(url)
@@ -207,6 +208,10 @@ class _EnvOnceSession(requests.Session):
             for k, v in self._env_proxies[key].items():
                 proxies.setdefault(k, v)
         if verify is True or verify is None:
+            if not self._env_verify_known:
+                # requests' own reading of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE: True when neither is set.
+                found = super().merge_environment_settings(url, {}, None, True, None)["verify"]
+                self._env_verify, self._env_verify_known = (None if found is True else found), True
             verify = self._env_verify or verify
         merged = (merge_setting(proxies, self.proxies) if self.proxies or proxies is None  # as merge_setting would
                   else {k: v for k, v in proxies.items() if v is not None})
@@ -376,7 +381,9 @@ class LiveReader:
             raise CredentialError(self._credential_failure)
         try:
             # The pipeline response, not only its HTTP response: ContentDecodePolicy already parsed the body.
-            answer = client._client.send_request(request, _return_pipeline_response=True)
+            # The client request id is a uuid4 given here: RequestIdPolicy's own uuid1 cost ~30 us per read.
+            answer = client._client.send_request(request, _return_pipeline_response=True,
+                                                 request_id=str(uuid.uuid4()))
             response: HttpResponse = answer.http_response
             response.read()
         except ClientAuthenticationError as err:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+import requests
 
 from plmon.monitor.collect.azure.budget import TokenBucket
 from plmon.monitor.collect.azure.credentials import (
@@ -15,7 +18,8 @@ from plmon.monitor.collect.azure.credentials import (
     normalise_endpoint,
     scope_for,
 )
-from plmon.monitor.collect.azure.policies import budget_scope
+from plmon.monitor.collect.azure.live import _EnvOnceSession
+from plmon.monitor.collect.azure.policies import RequestStats, budget_scope
 from plmon.monitor.collect.sources import live_settings_from_env
 from plmon.monitor.errors import InputError
 
@@ -74,3 +78,61 @@ def test_env_tuning_and_its_errors() -> None:
     for bad in ({"PLMON_ARM_RETRY_TOTAL": "x"}, {"PLMON_ARM_BUDGET": "250"}, {"PLMON_ARM_READ_TIMEOUT": "-1"}):
         with pytest.raises(InputError):
             live_settings_from_env(None, None, bad)
+
+
+SESSION_URLS = ["https://management.azure.com/subscriptions/s1/providers/Microsoft.Network/privateEndpoints?api-version=1",
+                "https://bypass.example:8443/subscriptions?api-version=2", "https://127.0.0.1:4443/x/ä b?api-version=3"]
+
+
+@pytest.mark.parametrize("verify", [True, None, False, "/given/ca.pem"])
+def test_env_once_session_settings_are_requests_own(monkeypatch: pytest.MonkeyPatch, verify: Any) -> None:
+    """Proves: proxies, no_proxy and the CA bundle variables give the same settings as requests' own lookup."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "bypass.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/env/ca.pem")
+    ours, theirs = _EnvOnceSession(), requests.Session()
+    for url in SESSION_URLS * 2:  # the second round answers from what the first remembered
+        assert ours.merge_environment_settings(url, {}, None, verify, None) \
+            == theirs.merge_environment_settings(url, {}, None, verify, None)
+
+
+def test_env_once_session_prepares_what_requests_prepares(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proves: azure-core's plain GET is prepared and sent with the same URL, headers, body and settings."""
+    sent: dict[str, Any] = {}
+
+    def capture(name: str) -> Callable[..., requests.Response]:
+        def send(prep: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+            sent[name] = (prep.method, prep.url, dict(prep.headers), prep.body, dict(prep.hooks), kwargs)
+            return requests.Response()
+        return send
+
+    headers = {"Authorization": "Bearer t", "x-ms-client-request-id": "id", "Accept": "application/json",
+               "User-Agent": "azsdk-python plmon"}
+    for url in SESSION_URLS:
+        ours, theirs = _EnvOnceSession(), requests.Session()
+        monkeypatch.setattr(ours, "send", capture("ours"))
+        monkeypatch.setattr(theirs, "send", capture("theirs"))
+        for session in (ours, theirs):
+            session.request("GET", url, headers=headers, data=None, files=None, verify="/ca.pem", timeout=(10, 60),
+                            cert=None, allow_redirects=False, proxies=None, stream=False)
+        assert sent["ours"] == sent["theirs"]
+
+
+def test_request_stats_count_every_attempt_across_threads() -> None:
+    """Proves: counts appended without a lock add up exactly, also past the fold threshold."""
+    stats = RequestStats()
+
+    def work() -> None:
+        for _ in range(3000):
+            stats.add(attempts=1, retries=0, budget_wait=0.001)
+            stats.status(200)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats.add(throttled=1)
+    stats.status(429)
+    assert (stats.attempts, stats.retries, stats.throttled, stats.by_status) == (12000, 0, 1, {200: 12000, 429: 1})
+    assert stats.as_dict()["budget_wait_s"] == pytest.approx(12.0)
