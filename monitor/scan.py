@@ -17,6 +17,7 @@ from plmon.monitor import __version__
 from plmon.monitor.collect.builder import build_snapshot, paused_gc
 from plmon.monitor.collect.plan import ArmReader, CollectionStats, collect
 from plmon.monitor.config import Config
+from plmon.monitor.model.arm_id import interning
 from plmon.monitor.model.clock import Clock, WallClock, source_clock
 from plmon.monitor.model.snapshot import CoverageGap, Snapshot
 
@@ -48,9 +49,12 @@ def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | No
     so observations, the lifecycle and every age of this scan are on it.
     """
     clock = clock or source_clock(manifest)
-    inv = collect(reader, subscriptions=subscriptions, manifest=manifest, workers=workers,
-                  on_progress=on_progress)
-    snapshot = build_snapshot(inv, taken_at=taken_at or clock.now())
+    # One interning scope over collection and build: the collection parses most of the ids the build meets
+    # again (266k parses at 100k resources), and the reads that run on this thread share the build's table.
+    with interning():
+        inv = collect(reader, subscriptions=subscriptions, manifest=manifest, workers=workers,
+                      on_progress=on_progress)
+        snapshot = build_snapshot(inv, taken_at=taken_at or clock.now())
     if observations is not None:
         snapshot = observations(snapshot)
     with paused_gc():  # 7.8 -> 3.6 s of CPU at 100k resources: the collector's passes found nothing to free
