@@ -121,13 +121,51 @@ class RecordedTenant:
         return self._found_on_disk(rel)
 
     def _found_on_disk(self, rel: str) -> tuple[Path | None, bool]:
-        """``file_for`` for a path the index does not (or no longer) hold: looked up on disk, then indexed."""
-        for suffix, is_error in ((".error.json", True), (".json", False)):
-            found = self._on_disk(rel + suffix)
+        """``file_for`` for a path the index does not (or no longer) hold: looked up on disk, then indexed.
+
+        Both spellings (``.error.json`` first) are looked up in one walk: a miss costs one ``stat`` of the folder
+        that should hold them, not one per spelling."""
+        for suffix, is_error, found in self._on_disk_pair(rel):
             if found is not None:
                 self._index[rel + suffix] = str(found)
                 return found, is_error
         return None, False
+
+    def _on_disk_pair(self, rel: str) -> list[tuple[str, bool, Path | None]]:
+        """(suffix, is error, the file at ``arm/<rel><suffix>`` matched case-insensitively) for both suffixes."""
+        folder, _, leaf = rel.rpartition("/")
+        names = ((".error.json", True), (".json", False))
+        out: list[tuple[str, bool, Path | None]] = [(suffix, is_error, None) for suffix, is_error in names]
+        for fresh in (False, True):
+            here = self._folder_on_disk(folder, fresh)
+            if here is None:
+                break
+            listing = self._listing(here, fresh)
+            if not fresh and leaf + ".error.json" not in listing:
+                # Only the folder that lacks a name is checked for a change: one stat per miss.
+                listing = self._listing(here, True)
+            listed = [listing.get(leaf + suffix) for suffix, _ in names]
+            files = [f"{here}/{name}" if name is not None else None for name in listed]
+            out = [(suffix, is_error, Path(file) if file is not None and os.path.isfile(file) else None)
+                   for (suffix, is_error), file in zip(names, files, strict=True)]
+            if all((file is None) == (found is None) for file, (_, _, found) in zip(files, out, strict=True)):
+                break
+            # A cached listing named something since removed (a file replaced): walk once more, fresh.
+        return out
+
+    def _folder_on_disk(self, rel: str, fresh: bool) -> str | None:
+        """The folder at ``arm/<rel>`` matched case-insensitively, walking cached directory listings."""
+        # Plain strings, not Path objects: pathlib's joins were most of a miss's cost.
+        here = str(self._arm)
+        for part in rel.split("/") if rel else ():
+            name = self._listing(here, fresh).get(part)
+            if name is None and not fresh:
+                # Only the directory that lacks the name is checked for a change: one stat per miss.
+                name = self._listing(here, True).get(part)
+            if name is None:
+                return None
+            here = f"{here}/{name}"
+        return here
 
     def _read_indexed(self, rel: str) -> tuple[Any, bool, str] | None:
         """The parsed body of the indexed file answering ``rel``, whether it is an error file and its path, or None.
@@ -148,24 +186,6 @@ class RecordedTenant:
             except OSError as err:
                 raise InputError(f"{found}: cannot read ({err.strerror})") from None
             return self._decode(data, found), is_error, found
-        return None
-
-    def _on_disk(self, rel: str) -> Path | None:
-        """The file at ``arm/<rel>`` matched case-insensitively, walking cached directory listings."""
-        # Plain strings, not Path objects: pathlib's joins were most of a miss's cost.
-        for fresh in (False, True):
-            here = str(self._arm)
-            for part in rel.split("/"):
-                name = self._listing(here, fresh).get(part)
-                if name is None:
-                    # Only the directory that lacks the name is checked for a change: one stat per miss.
-                    name = self._listing(here, True).get(part) if not fresh else None
-                if name is None:
-                    return None
-                here = f"{here}/{name}"
-            if os.path.isfile(here):
-                return Path(here)
-            # A cached listing named something since removed (a directory replaced): walk once more, fresh.
         return None
 
     def _listing(self, folder: str, check: bool) -> dict[str, str]:
