@@ -50,7 +50,7 @@ def source_options(fn: Any) -> Any:
                       help="CA bundle to verify the ARM endpoint with.")(fn)
     fn = click.option("--workers", type=click.IntRange(1, 64), default=None,
                       help="Concurrent ARM reads. Default: 4 per subscription read, at least 8 and at most 64 "
-                           "(each subscription's read budget is still respected).")(fn)
+                           "(each subscription's read budget is still respected); 1 for a --from folder.")(fn)
     fn = click.option("--via", type=click.Choice(["arm", "resource-graph"]), default="arm", show_default=True,
                       help="Read the per-subscription lists through ARM, or through Resource Graph queries "
                            "(far fewer requests on large tenants; the rest is still read through ARM).")(fn)
