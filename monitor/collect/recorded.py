@@ -63,6 +63,7 @@ class RecordedTenant:
         self._index: dict[str, str] = _index_folder(str(arm)) if arm.is_dir() else {}
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
+        self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
         self._list_items = ListItems(self.file_for, self._load)
 
     def _read_manifest(self) -> dict[str, Any]:
@@ -157,7 +158,12 @@ class RecordedTenant:
         return out
 
     def _folder_on_disk(self, rel: str, fresh: bool) -> str | None:
-        """The folder at ``arm/<rel>`` matched case-insensitively, walking cached directory listings."""
+        """The folder at ``arm/<rel>`` matched case-insensitively, walking cached directory listings.
+
+        A walk through cached listings is remembered until a listing is taken again (:meth:`_listing`), since until
+        then it would find the same names: most misses are below the same few folders."""
+        if not fresh and (known := self._folders.get(rel)) is not None:
+            return known
         # Plain strings, not Path objects: pathlib's joins were most of a miss's cost.
         here = str(self._arm)
         for part in rel.split("/") if rel else ():
@@ -168,6 +174,8 @@ class RecordedTenant:
             if name is None:
                 return None
             here = f"{here}/{name}"
+        if not fresh:
+            self._folders[rel] = here
         return here
 
     def _read_indexed(self, rel: str) -> tuple[Any, bool, str] | None:
@@ -209,6 +217,8 @@ class RecordedTenant:
         except OSError:
             return {}
         self._listings[folder] = (mtime, time.time_ns(), names)
+        if cached is not None:
+            self._folders.clear()  # a walk remembered through the old listing may not be what this one gives
         return names
 
     def get(self, path: str, *, kind: str = "") -> Any:
