@@ -18,7 +18,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["TooDeep", "loads", "mend_surrogates"]
+import orjson
+
+__all__ = ["UNPARSED", "TooDeep", "fast_loads", "loads", "mend_surrogates"]
 
 # A \u escape of a UTF-16 surrogate (D800-DFFF) in the JSON text: only then can a lone one be in the result.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -40,6 +42,30 @@ def loads(text: str, *, parse_constant: Callable[[str], Any] | None = None) -> A
     if _SURROGATE_ESCAPE.search(text) is None:  # the common case costs one scan of the text, no walk
         return doc
     return mend_surrogates(doc)
+
+
+# What fast_loads returns when it leaves the document to loads(): the caller decodes the text and calls it.
+UNPARSED: Any = object()
+# Every byte to "0" for a digit and " " otherwise: a run of 19 zeros marks an integer orjson would read as a float.
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+def fast_loads(data: bytes) -> Any:
+    """The document in UTF-8 ``data`` exactly as :func:`loads` of its text gives it, or :data:`UNPARSED`.
+
+    orjson parses a recorded tenant in about two thirds of :mod:`json`'s time (100k resources: 1.0 against 1.45 s
+    of CPU, this check included). Whatever it would read differently is left to :func:`loads`, so the result and
+    every error stay :func:`loads`'s own: what orjson refuses (lone surrogates, NaN and Infinity, invalid UTF-8, a
+    byte-order mark, nesting beyond 1,024) and any number of 19 or more digits (orjson reads an integer beyond 64
+    bits as a float; :mod:`json` keeps it exact), found with one ``translate`` and one substring search.
+    """
+    if _LONG_NUMBER in data.translate(_DIGITS):
+        return UNPARSED
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return UNPARSED
 
 
 def _mend_text(text: str) -> str:

@@ -59,13 +59,11 @@ class RecordedTenant:
             raise InputError(f"recorded tenant folder not found: {self.folder}")
         self.manifest = self._read_manifest()
         arm = self._arm = self.folder / "arm"
-        self._index: dict[str, Path] = {}
+        # lower-case path below arm/ -> the file's path, as a string: a Path per file was most of the start-up
+        self._index: dict[str, str] = _index_folder(str(arm)) if arm.is_dir() else {}
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
-        if arm.is_dir():
-            for f in arm.rglob("*.json"):
-                rel = f.relative_to(arm).as_posix()
-                self._index[rel.lower()] = f
+        self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
         self._list_items = ListItems(self.file_for, self._load)
 
     def _read_manifest(self) -> dict[str, Any]:
@@ -86,19 +84,34 @@ class RecordedTenant:
             raise InputError(f"{path}: 'recorded_at' is not an ISO-8601 time (e.g. 2026-11-01T12:00:00Z)")
         return data
 
-    @staticmethod
-    def _load(path: Path) -> Any:
+    @classmethod
+    def _load(cls, path: Path | str) -> Any:
         try:
-            return outside_json.loads(path.read_text(encoding="utf-8"))
-        except outside_json.TooDeep:
-            raise InputError(f"{path}: malformed JSON: nested too deeply") from None
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as err:
+            raise InputError(f"{path}: cannot read ({err.strerror})") from None
+        return cls._decode(data, path)
+
+    @staticmethod
+    def _decode(data: bytes, path: Path | str) -> Any:
+        """The JSON document in a file's bytes, read as ``Path.read_text(encoding="utf-8")`` reads the text."""
+        doc = outside_json.fast_loads(data)
+        if doc is not outside_json.UNPARSED:
+            return doc
+        try:
+            text = data.decode("utf-8")
         except UnicodeDecodeError as err:
             raise InputError(f"{path}: not UTF-8 text ({err.reason})") from None
+        if "\r" in text:  # read_text's universal newlines, so an error's line and column stay the same
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        try:
+            return outside_json.loads(text)
+        except outside_json.TooDeep:
+            raise InputError(f"{path}: malformed JSON: nested too deeply") from None
         except json.JSONDecodeError as err:
             raise InputError(f"{path}: malformed JSON at line {err.lineno} column {err.colno}: "
                              f"{err.msg}") from None
-        except OSError as err:
-            raise InputError(f"{path}: cannot read ({err.strerror})") from None
 
     def file_for(self, path: str) -> tuple[Path | None, bool]:
         """The file that answers GET ``path`` and whether it is an error file."""
@@ -106,32 +119,84 @@ class RecordedTenant:
         for suffix, is_error in ((".error.json", True), (".json", False)):
             found = self._index.get(rel + suffix)
             if found is not None:
-                if found.is_file():
-                    return found, is_error
+                if os.path.isfile(found):
+                    return Path(found), is_error
                 del self._index[rel + suffix]  # deleted since it was indexed
-        for suffix, is_error in ((".error.json", True), (".json", False)):
-            found = self._on_disk(rel + suffix)
+        return self._found_on_disk(rel)
+
+    def _found_on_disk(self, rel: str) -> tuple[Path | None, bool]:
+        """``file_for`` for a path the index does not (or no longer) hold: looked up on disk, then indexed.
+
+        Both spellings (``.error.json`` first) are looked up in one walk: a miss costs one ``stat`` of the folder
+        that should hold them, not one per spelling."""
+        for suffix, is_error, found in self._on_disk_pair(rel):
             if found is not None:
-                self._index[rel + suffix] = found
+                self._index[rel + suffix] = str(found)
                 return found, is_error
         return None, False
 
-    def _on_disk(self, rel: str) -> Path | None:
-        """The file at ``arm/<rel>`` matched case-insensitively, walking cached directory listings."""
-        # Plain strings, not Path objects: pathlib's joins were most of a miss's cost.
+    def _on_disk_pair(self, rel: str) -> list[tuple[str, bool, Path | None]]:
+        """(suffix, is error, the file at ``arm/<rel><suffix>`` matched case-insensitively) for both suffixes."""
+        folder, _, leaf = rel.rpartition("/")
+        names = ((".error.json", True), (".json", False))
+        out: list[tuple[str, bool, Path | None]] = [(suffix, is_error, None) for suffix, is_error in names]
         for fresh in (False, True):
-            here = str(self._arm)
-            for part in rel.split("/"):
-                name = self._listing(here, fresh).get(part)
-                if name is None:
-                    # Only the directory that lacks the name is checked for a change: one stat per miss.
-                    name = self._listing(here, True).get(part) if not fresh else None
-                if name is None:
-                    return None
-                here = f"{here}/{name}"
-            if os.path.isfile(here):
-                return Path(here)
-            # A cached listing named something since removed (a directory replaced): walk once more, fresh.
+            here = self._folder_on_disk(folder, fresh)
+            if here is None:
+                break
+            listing = self._listing(here, fresh)
+            if not fresh and leaf + ".error.json" not in listing:
+                # Only the folder that lacks a name is checked for a change: one stat per miss.
+                listing = self._listing(here, True)
+            listed = [listing.get(leaf + suffix) for suffix, _ in names]
+            files = [f"{here}/{name}" if name is not None else None for name in listed]
+            out = [(suffix, is_error, Path(file) if file is not None and os.path.isfile(file) else None)
+                   for (suffix, is_error), file in zip(names, files, strict=True)]
+            if all((file is None) == (found is None) for file, (_, _, found) in zip(files, out, strict=True)):
+                break
+            # A cached listing named something since removed (a file replaced): walk once more, fresh.
+        return out
+
+    def _folder_on_disk(self, rel: str, fresh: bool) -> str | None:
+        """The folder at ``arm/<rel>`` matched case-insensitively, walking cached directory listings.
+
+        A walk through cached listings is remembered until a listing is taken again (:meth:`_listing`), since until
+        then it would find the same names: most misses are below the same few folders."""
+        if not fresh and (known := self._folders.get(rel)) is not None:
+            return known
+        # Plain strings, not Path objects: pathlib's joins were most of a miss's cost.
+        here = str(self._arm)
+        for part in rel.split("/") if rel else ():
+            name = self._listing(here, fresh).get(part)
+            if name is None and not fresh:
+                # Only the directory that lacks the name is checked for a change: one stat per miss.
+                name = self._listing(here, True).get(part)
+            if name is None:
+                return None
+            here = f"{here}/{name}"
+        if not fresh:
+            self._folders[rel] = here
+        return here
+
+    def _read_indexed(self, rel: str) -> tuple[Any, bool, str] | None:
+        """The parsed body of the indexed file answering ``rel``, whether it is an error file and its path, or None.
+
+        A hit costs no ``stat``: the read itself tells a file deleted since it was indexed (it is then dropped
+        from the index, as :meth:`file_for` drops it), so a scan of a 57,000-file tenant makes no stat per read.
+        """
+        for suffix, is_error in ((".error.json", True), (".json", False)):
+            found = self._index.get(rel + suffix)
+            if found is None:
+                continue
+            try:
+                with open(found, "rb") as fh:
+                    data = fh.read()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                del self._index[rel + suffix]  # deleted (or replaced by a folder) since it was indexed
+                continue
+            except OSError as err:
+                raise InputError(f"{found}: cannot read ({err.strerror})") from None
+            return self._decode(data, found), is_error, found
         return None
 
     def _listing(self, folder: str, check: bool) -> dict[str, str]:
@@ -152,9 +217,24 @@ class RecordedTenant:
         except OSError:
             return {}
         self._listings[folder] = (mtime, time.time_ns(), names)
+        if cached is not None:
+            self._folders.clear()  # a walk remembered through the old listing may not be what this one gives
         return names
 
     def get(self, path: str, *, kind: str = "") -> Any:
+        hit = self._read_indexed(path.strip("/").split("?", 1)[0].lower())
+        where: Path | str
+        if hit is not None:
+            body, is_error, where = hit
+        else:
+            body, is_error, where = self._get_unindexed(path)
+        if is_error:
+            status, code, message = error_of(body, where)
+            raise ReadError(status, code, message)
+        return body
+
+    def _get_unindexed(self, path: str) -> tuple[Any, bool, Path | str]:
+        """:meth:`get` for a path with no indexed file: on disk, under a refused scope, in a list, or none."""
         found, is_error = self.file_for(path)
         if found is None:
             refused = self._list_items.refused_scope(path)
@@ -162,22 +242,44 @@ class RecordedTenant:
                 found, is_error = refused, True  # under a refused scope: refused too, as ARM answers
         if found is None:
             if is_collection_path(path):
-                return {"value": []}
+                return {"value": []}, False, ""
             held = self._list_items.find(path)
             if held is None:
                 raise ReadError(404, "ResourceNotFound", f"The resource '/{path.strip('/')}' was not found.")
             if held[1] is None:
-                return held[0]  # held only in its list: ARM answers the GET all the same
+                return held[0], False, ""  # held only in its list: ARM answers the GET all the same
             found, is_error = held[1], True  # its list is refused: so is the read of what it holds
-        body = self._load(found)
-        if is_error:
-            status, code, message = error_of(body, found)
-            raise ReadError(status, code, message)
-        return body
+        return self._load(found), is_error, found
 
     def paths(self) -> list[str]:
         """Every recorded GET path (lower case), for the replay server and tools."""
         return sorted(self._index)
+
+
+def _index_folder(arm: str) -> dict[str, str]:
+    """Every ``.json`` file below ``arm`` by its lower-case relative path: one ``os.scandir`` walk, plain strings.
+
+    Visited as ``Path.rglob`` visits (a folder's files, then its sub-folders in order, symlinked folders not
+    followed), so where two names differ only in case the same one is kept."""
+    index: dict[str, str] = {}
+
+    def walk(folder: str, rel: str) -> None:
+        try:
+            with os.scandir(folder) as it:
+                entries = list(it)
+        except OSError:
+            return
+        subfolders = []
+        for entry in entries:
+            if entry.name.endswith(".json"):
+                index[f"{rel}{entry.name}".lower()] = entry.path
+            if entry.is_dir() and not entry.is_symlink():
+                subfolders.append(entry)
+        for entry in subfolders:
+            walk(entry.path, f"{rel}{entry.name}/")
+
+    walk(arm, "")
+    return index
 
 
 def error_of(body: Any, where: Path | str) -> tuple[int, str, str]:

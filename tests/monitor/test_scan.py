@@ -45,3 +45,36 @@ def test_paused_gc_nests_and_survives_an_error() -> None:
     with pytest.raises(RuntimeError), paused_gc():
         raise RuntimeError("boom")
     assert gc.isenabled()
+
+
+def test_a_recorded_folder_is_read_on_one_thread_unless_workers_says_otherwise() -> None:
+    """Proves: open_source gives a --from folder one reader thread by default (a local folder has no latency to
+    hide; threads only contend for the GIL), keeps an explicit --workers, and the scan is the same either way."""
+    from plmon.monitor.collect.sources import open_source
+
+    with open_source(DEMO) as one, open_source(DEMO, workers=6) as six:
+        assert one.workers == 1 and six.workers == 6
+        first = scan.run_scan(one.reader, parse_config({}), manifest=one.manifest, workers=one.workers)
+        second = scan.run_scan(six.reader, parse_config({}), manifest=six.manifest, workers=six.workers)
+    assert first.stats.workers == 1 and second.stats.workers == 6
+    assert [f.to_dict() for f in first.evaluation.findings] == [f.to_dict() for f in second.evaluation.findings]
+
+
+@pytest.mark.parametrize(("workers", "collector_during_collection"), [(1, False), (4, True), (None, True)])
+def test_collector_paused_for_a_one_thread_collection_only(monkeypatch: pytest.MonkeyPatch, workers: int | None,
+                                                           collector_during_collection: bool) -> None:
+    """Proves: a collection on the scan's own thread (a recorded folder) runs with the cyclic GC paused, while a
+    concurrent (live) one keeps it, since its requests leave the SDK's cyclic garbage behind while they wait; the
+    collector is back on after the scan either way."""
+    seen: list[bool] = []
+    real = scan.collect
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scan, "collect", spy)
+    reader = RecordedTenant(DEMO)
+    scan.run_scan(reader, parse_config({}), manifest=reader.manifest, workers=workers)
+    assert seen == [collector_during_collection]
+    assert gc.isenabled()

@@ -7,11 +7,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from plmon.monitor.collect.builder import build_snapshot
 from plmon.monitor.collect.plan import collect
 from plmon.monitor.collect.recorded import RecordedTenant
-from plmon.monitor.model.arm_id import ArmId, interning, normalise, parse_id
+from plmon.monitor.model.arm_id import ArmId, _parse, _parse_general, interning, normalise, parse_id
 
 SUBNET = "/subscriptions/AbC/resourcegroups/RG1/providers/Microsoft.Network/virtualNetworks/Vnet1/subnets/Pe"
 
@@ -237,3 +239,23 @@ def test_key_is_the_normalised_raw(raw: str) -> None:
     a = parse_id(raw)
     assert a.key == (raw.strip().lower() if a.opaque else normalise(raw))
     assert raw not in NON_ASCII or not a.opaque
+
+
+# --- the parse's shortcut -----------------------------------------------------------------------------
+
+_SEGMENT = st.one_of(st.sampled_from(["subscriptions", "Subscriptions", "resourceGroups", "resourcegroups",
+                                      "providers", "PROVIDERS", "Microsoft.Network", "subnets", "", " ", "ΑΣ",
+                                      "İ", "ς", "a b", "x\t"]),
+                     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6))
+_SHAPED = st.builds(lambda sub, rg, rest: "/subscriptions/" + "/".join([sub, "resourceGroups", rg, "providers", *rest]),
+                    _SEGMENT, _SEGMENT, st.lists(_SEGMENT, max_size=7))
+
+
+@given(st.one_of(_SHAPED, st.lists(_SEGMENT, max_size=10).map("/".join), st.text(max_size=40)))
+@settings(max_examples=400, deadline=None)
+def test_shortcut_parse_equals_general_parse(raw: str) -> None:
+    """Proves: the shortcut for the common id shape gives exactly what the general parse gives, field by field,
+    for ids of every shape and spelling (empty and blank segments, other casings, nested providers, sigma)."""
+    assert _parse(raw) == _parse_general(raw)
+    for common in (SUBNET.replace("resourcegroups", "resourceGroups"), SUBNET + "/x/y", SUBNET + "/x"):
+        assert _parse(common) == _parse_general(common)
