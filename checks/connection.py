@@ -10,6 +10,7 @@ from plmon.checks.finding import Issue, Severity
 from plmon.checks.links import VIEW_READS, ConnectionView, connection_views
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import alternative, az, lines, note
+from plmon.checks.units import each
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.kinds import listed_providers
 from plmon.monitor.model.snapshot import Snapshot, TargetState, lower
@@ -161,9 +162,10 @@ def _listed_under_short_id(snap: Snapshot, target: ArmId) -> bool:
     references=(PE_DOC, TROUBLESHOOT),
     controls=("MCSB AM-1", "MCSB NS-10"),
     reads=("private_endpoints", "targets", "private_link_services", "rmpls"),
+    over="private_endpoints",
 )
 def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for pe in snap.private_endpoints.values():
+    for pe in each(snap, "private_endpoints"):
         missing = []
         for conn in pe.connections:
             tid = conn.target_id
