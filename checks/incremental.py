@@ -142,6 +142,7 @@ class Units:
         changed = diff(old, new)
         view = recording(new)
         self._active(True)
+        done = False
         try:
             changed |= _update_indexes(self.indexes, view, changed)
             touched = changed | {(c, ALL) for c, _ in changed}
@@ -170,7 +171,10 @@ class Units:
                 if focus:
                     self._run(chk, view, focus)
                     ran.add(chk.id)
+            done = True
         finally:
             self._active(False)
+            if not done:  # half-updated units are not trusted: the next update evaluates in full
+                self.snapshot = None
         self.snapshot = new
         return self._evaluation(new, checks), UpdateReport(frozenset(ran), len(changed), len(focus), tuple(whole))
