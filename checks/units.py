@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
-__all__ = ["ALL", "Index", "Recorded", "each", "each_key", "lookup", "recording", "shared"]
+__all__ = ["ALL", "Index", "Recorded", "each", "each_key", "lookup", "recording", "shared", "tracking"]
 
 ALL = "*"
 Read = tuple[str, Hashable]
@@ -289,6 +289,11 @@ def each_key(snap: Snapshot, index: Index) -> Iterator[Hashable]:
 def _base(snap: Snapshot) -> Snapshot:
     """The snapshot under a recording view: indexes are built from the plain collections."""
     return snap
+
+
+def tracking() -> bool:
+    """Whether an evaluation under :class:`~plmon.checks.incremental.Units` is running (shared work is kept)."""
+    return _S.memo is not None
 
 
 # --- shared work -----------------------------------------------------------------------------------
