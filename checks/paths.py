@@ -407,7 +407,7 @@ class _IndexedOwners:
             lb = snap.load_balancers[key]
             out.extend((_vnet_of(fe.subnet_id), "load-balancer", (lb, fe)) for fe in lb.frontends
                        if fe.public_ip_id is None and parse_ip(fe.private_ip) == ip)
-        return out or default  # type: ignore[no-any-return]
+        return out or list(default)
 
 
 class _IndexedHops:
@@ -927,7 +927,7 @@ class _Engine:
         reached = self.reached(pe_vnet) if pe_vnet is not None else {}
         per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, dict[tuple[str | None, str | None], Any]]] = []
         for ip in dict.fromkeys(ips):
-            holders = self.by_ip.get(ip, ())
+            holders: list[PrivateEndpoint] = self.by_ip.get(ip) or []
             only_holder = len(holders) == 1 and holders[0] is pe
             per_ip.append((ip, str(ip), only_holder, self.endpoint_ip(pe, ip), {}))
         for subnet in client_subnets(snap, pe):
