@@ -144,9 +144,15 @@ class Units:
         self._active(True)
         done = False
         try:
-            changed |= _update_indexes(self.indexes, view, changed)
+            # Shared work reads indexes and some indexes derive from shared work (a route check's subjects from an
+            # endpoint's paths): invalidate and re-derive until nothing more moves.
+            frontier = set(changed)
+            while frontier:
+                self.memo.invalidate(frontier | {(c, ALL) for c, _ in frontier})
+                moved = _update_indexes(self.indexes, view, frontier)
+                frontier = moved - changed
+                changed |= moved
             touched = changed | {(c, ALL) for c, _ in changed}
-            self.memo.invalidate(touched)
             names = {c for c, _ in changed}
             collections = set(names)
             for index, sources in INDEX_SOURCES.items():

@@ -46,7 +46,7 @@ MAPPED = (*RECORDS, *INDEX_SOURCES, "observations")
 class _State:
     """The recording state of the one evaluation running (evaluation is single-threaded, under the daemon lock)."""
 
-    __slots__ = ("focus", "indexes", "memo", "pre", "reads", "subject", "subjects")
+    __slots__ = ("deriving", "focus", "indexes", "memo", "pre", "reads", "subject", "subjects")
 
     def __init__(self) -> None:
         self.reads: set[Read] | None = None          # the frame reads go to; None: not recording
@@ -56,6 +56,7 @@ class _State:
         self.memo: _Memo | None = None
         self.indexes: _Indexes | None = None
         self.pre: set[Read] | None = None
+        self.deriving: str | None = None             # the index whose keys are being derived
 
 
 _S = _State()
@@ -206,13 +207,13 @@ class _Table:
 
 
 def _derive(snap: Snapshot, index: Index, record: Any, track: bool) -> tuple[tuple[Hashable, ...], frozenset[Read]]:
-    outer, subject = _S.reads, _S.subject
-    _S.reads, _S.subject = (set() if track else None), None
+    outer, subject, deriving = _S.reads, _S.subject, _S.deriving
+    _S.reads, _S.subject, _S.deriving = (set() if track else None), None, index.name
     try:
         dkeys = tuple(dict.fromkeys(index.keys_of(snap, record)))
         reads = frozenset(_S.reads) if _S.reads is not None else frozenset()
     finally:
-        _S.reads, _S.subject = outer, subject
+        _S.reads, _S.subject, _S.deriving = outer, subject, deriving
     return dkeys, reads
 
 
@@ -233,8 +234,11 @@ class _Indexes:
         self.track = track
         self.snap: Snapshot | None = None
         self.tables: dict[str, tuple[Index, _Table]] = {}
+        self.needs: dict[str, set[str]] = {}   # index -> the indexes its derivations look up
 
     def table(self, snap: Snapshot, index: Index) -> _Table:
+        if _S.deriving is not None and _S.deriving != index.name:
+            self.needs.setdefault(_S.deriving, set()).add(index.name)
         hit = self.tables.get(index.name)
         if hit is None:
             self.tables[index.name] = hit = (index, _build(snap, index, self.track))
@@ -375,7 +379,22 @@ def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read
     """Bring every built index to ``new``; the entries that moved, as reads of (index name, derived key)."""
     moved: set[Read] = set()
     ix.snap = new
-    for name, (index, table) in ix.tables.items():
+    order: list[str] = []
+
+    def visit(name: str, seen: set[str]) -> None:   # an index after the indexes its derivations look up
+        if name in seen:
+            return
+        seen.add(name)
+        for dep in sorted(ix.needs.get(name, ())):
+            visit(dep, seen)
+        order.append(name)
+    seen: set[str] = set()
+    for name in list(ix.tables):
+        visit(name, seen)
+    for name in order:
+        if name not in ix.tables:
+            continue
+        index, table = ix.tables[name]
         coll = _plain(getattr(new, index.collection))
         redo = {k for c, k in changed if c == index.collection}
         if table.reads:
