@@ -134,6 +134,7 @@ def main() -> None:
     ap.add_argument("folder", nargs="?", default="/tmp/t100k")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--verify", action="store_true")
+    ap.add_argument("--profile", default="", help="an event kind whose update to profile")
     args = ap.parse_args()
     inner = RecordedTenant(args.folder)
     reader = Overlay(inner)
@@ -163,7 +164,14 @@ def main() -> None:
             gc.collect()
             c = time.process_time()
             with paused_gc():
-                ev, report = units.update(snap, new)
+                if args.profile == kind:
+                    import cProfile
+                    import pstats
+                    prof = cProfile.Profile()
+                    ev, report = prof.runcall(units.update, snap, new)
+                    pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+                else:
+                    ev, report = units.update(snap, new)
             spent = time.process_time() - c
             times.setdefault(kind, []).append(spent)
             print(f"run {run} {kind:17s} update {spent * 1000:8.1f} ms CPU  changed={report.changed} "

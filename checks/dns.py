@@ -14,9 +14,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import VIEW_READS, connection_views
+from plmon.checks.links import VIEW_READS, connection_views, views_of
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import az, lines
+from plmon.checks.units import each
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import PrivateEndpoint, Snapshot
 
@@ -111,17 +112,16 @@ def _managed_elsewhere(snap: Snapshot, pe: PrivateEndpoint, patterns: tuple[str,
     params={"managed_elsewhere": Param.strings((), "glob patterns of endpoint, subnet or virtual network ids "
                                                    "whose DNS is managed elsewhere (custom DNS)"),
             "zone_overrides": ZONE_OVERRIDES},
-    reads=(*VIEW_READS, "subnets"),
+    reads=(*VIEW_READS, "subnets"), over="private_endpoints",
 )
 def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    approved: dict[str, list[ArmId | None]] = defaultdict(list)
-    for view in connection_views(snap):
-        if view.endpoint is not None and view.status_key == "approved" and \
-                _platform_target(view.target_id, view.consumer.group_ids if view.consumer else (), params):
-            approved[view.endpoint.key].append(view.target_id)
-    for key in sorted(approved):
-        pe = snap.private_endpoints[key]
-        targets = approved[key]
+    for pe in each(snap, "private_endpoints"):
+        targets: list[ArmId | None] = [
+            view.target_id for view in views_of(snap, pe.key)
+            if view.status_key == "approved" and
+            _platform_target(view.target_id, view.consumer.group_ids if view.consumer else (), params)]
+        if not targets:
+            continue
         if pe.dns_zone_groups is None or pe.dns_zone_groups:
             continue  # zone groups unread (a coverage gap), or present
         if _managed_elsewhere(snap, pe, params["managed_elsewhere"]):
@@ -148,11 +148,11 @@ def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Point the zone group at the zone expected for the target type and group id.",
     references=(DNS_DOC,), controls=("MCSB NS-10",),
     params={"zone_overrides": ZONE_OVERRIDES},
-    reads=("private_endpoints",),
+    reads=("private_endpoints",), over="private_endpoints",
 )
 def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]
-    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+    for pe in each(snap, "private_endpoints"):
         expected = {z for c in pe.connections for g in c.group_ids
                     if c.target_id is not None and c.target_id.type_key != PLS_TYPE and not c.target_id.is_pls_alias
                     and (z := expected_zone(c.target_id.type_key, g, overrides))}

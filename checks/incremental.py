@@ -14,9 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import structlog
-
 from plmon.checks.engine import CheckSettings, Evaluation, finding_of, settle
+from plmon.checks.engine import log as engine_log
 from plmon.checks.finding import Finding
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.units import ALL, Read, _Indexes, _Memo, _update_indexes, context_changed, diff, recording, state
@@ -24,8 +23,6 @@ from plmon.checks.waivers import Waiver
 from plmon.monitor.model.snapshot import INDEX_SOURCES, CoverageGap, Snapshot
 
 __all__ = ["Units", "UpdateReport"]
-
-log = structlog.get_logger(__name__)
 
 _WHOLE: str | None = None   # the unit of a whole-tenant check (and of an over check's issues outside a subject)
 
@@ -83,7 +80,7 @@ class Units:
                 produced.setdefault(s.subject if over else _WHOLE,
                                     []).append(finding_of(chk, issue, base, view.tenant_id))
         except Exception as err:
-            log.exception("check_failed", check_id=chk.id)
+            engine_log.exception("check_failed", check_id=chk.id)  # as the engine logs it
             self.errors[chk.id] = CoverageGap("/", f"check:{chk.id}", "CheckError", None, repr(err)[:300])
         finally:
             s.focus = s.subjects = s.reads = None

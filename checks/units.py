@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
-__all__ = ["ALL", "Index", "Recorded", "each", "each_key", "lookup", "recording", "shared", "tracking"]
+__all__ = ["ALL", "Index", "Recorded", "each", "each_item", "each_key", "lookup", "recording", "shared", "tracking"]
 
 ALL = "*"
 Read = tuple[str, Hashable]
@@ -148,17 +148,30 @@ def _judged(outer: set[Read] | None) -> None:
 def each(snap: Snapshot, *collections: str) -> Iterator[Any]:
     """The records of ``collections`` (in collection order; under a focus only the focused keys, sorted), each
     judged in its own frame: what the check reads while one is current is that subject's, and so is every issue
-    the check yields meanwhile."""
+    the check yields meanwhile. A key several of the collections hold is judged once, under the first."""
+    for _, record in each_item(snap, *collections):
+        yield record
+
+
+def each_item(snap: Snapshot, *collections: str) -> Iterator[tuple[str, Any]]:
+    """:func:`each` with the subject's key beside its record."""
+    earlier: list[Mapping[str, Any]] = []
     for name in collections:
         data = _plain(getattr(snap, name))
+        before = tuple(earlier)
+        earlier.append(data)
         if _S.subjects is None and _S.focus is None:
-            yield from data.values()
+            for key, record in data.items():
+                if not any(key in d for d in before):
+                    yield key, record
             continue
         for key in _subjects(data, data):
+            if any(key in d for d in before):
+                continue   # a subject is judged once, under the first collection that holds it
             outer = _S.reads
             _judging(name, key)
             try:
-                yield data[key]
+                yield key, data[key]
             finally:
                 _judged(outer)
 
