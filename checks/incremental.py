@@ -18,7 +18,18 @@ from plmon.checks.engine import CheckSettings, Evaluation, finding_of, settle
 from plmon.checks.engine import log as engine_log
 from plmon.checks.finding import Finding
 from plmon.checks.registry import Check, all_checks
-from plmon.checks.units import ALL, Read, _Indexes, _Memo, _update_indexes, context_changed, diff, recording, state
+from plmon.checks.units import (
+    ALL,
+    MAPPED,
+    Read,
+    _Indexes,
+    _Memo,
+    _update_indexes,
+    context_changed,
+    diff,
+    recording,
+    state,
+)
 from plmon.checks.waivers import Waiver
 from plmon.monitor.model.snapshot import INDEX_SOURCES, CoverageGap, Snapshot
 
@@ -109,7 +120,11 @@ class Units:
         run: list[str] = []
         for chk in checks:
             run.append(chk.id)
-            for items in self.found.get(chk.id, {}).values():
+            units = self.found.get(chk.id, {})
+            if chk.over and not set(chk.over) & set(MAPPED):
+                # subjects an index derives are judged in their text order (units.each_key): so are duplicates kept
+                units = dict(sorted(units.items(), key=lambda kv: str(kv[0])))
+            for items in units.values():
                 for f in items:
                     findings.setdefault(f.key, f)
         errors = [self.errors[c] for c in run if c in self.errors]
