@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.paths import PathResult, RouteCandidate, _net, client_subnets, parse_ip, paths_for
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
-from plmon.checks.units import Index, each, each_key, lookup
+from plmon.checks.units import Index, each, each_key, lookup, shared
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
+
+T = TypeVar("T")
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
@@ -45,12 +47,20 @@ def _group(items: Iterator[tuple[ArmId, PathResult, Any]]) -> dict[str, list[tup
     return dict(sorted(out.items()))
 
 
-def _per_subject(snap: Snapshot, index: Index) -> Iterator[tuple[str, list[PathResult]]]:
-    """Each finding subject of a route check (a route table, an appliance) with the paths of the endpoints whose
-    paths name it, in the order of the tenant's paths (endpoints by key): the subject is judged on those alone,
-    so after an event only the subjects whose endpoints' paths moved are judged again (plmon.checks.units)."""
+def _per_subject(snap: Snapshot, index: Index, tag: Hashable,
+                 select: Callable[[str, tuple[PathResult, ...]], list[T]]) -> Iterator[tuple[str, list[T]]]:
+    """Each finding subject of a route check (a route table, an appliance) with what ``select`` keeps of the paths
+    of each endpoint whose paths name it, in the order of the tenant's paths (endpoints by key). The subject is
+    judged on those alone, so after an event only the subjects whose endpoints' paths moved are judged again, and
+    what ``select`` kept of an endpoint whose paths did not move is reused (plmon.checks.units)."""
     for key in each_key(snap, index):
-        yield str(key), [p for e in lookup(snap, index, key) for p in paths_for(snap, snap.private_endpoints[e])]
+        k = str(key)
+        rows: list[T] = []
+        for e in lookup(snap, index, key):
+            def kept(e: str = e, k: str = k) -> list[T]:
+                return select(k, paths_for(snap, snap.private_endpoints[e]))
+            rows.extend(shared((tag, k, e), kept))
+        yield k, rows
 
 
 def _subjects_of(name: str, keys: Any) -> Index:
@@ -89,8 +99,8 @@ BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
     reads=_PATHS, over=BYPASSED.name,
 )
 def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for key, candidates in _per_subject(snap, BYPASSED):
-        paths = [p for p in candidates if _bypassed_table(p) == [key]]
+    for _key, paths in _per_subject(snap, BYPASSED, "route.udr-bypassed",
+                                    lambda key, paths: [p for p in paths if _bypassed_table(p) == [key]]):
         if not paths:
             continue
         table = paths[-1].route_table_id
@@ -229,9 +239,10 @@ def _policy_unread(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> bool
 
 
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
-    for key, candidates in _per_subject(snap, APPLIANCES):
-        rows = [x for x in _appliance_verdicts(snap, candidates)
+    def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[ArmId, PathResult, SnatVerdict]]:
+        return [x for x in _appliance_verdicts(snap, paths)
                 if x[0].key == key and x[2].snats is want and not _policy_unread(snap, x[0], x[2])]
+    for _key, rows in _per_subject(snap, APPLIANCES, ("route.snat", want), select):
         if not rows:
             continue
         subject, _p, verdict = rows[0]
@@ -355,11 +366,10 @@ UNRESOLVED = _subjects_of("unresolved_tables", _unresolved_table)
 )
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     known: dict[tuple[str, str | None], bool] = {}
-    for key, candidates in _per_subject(snap, UNRESOLVED):
+    for _key, candidates in _per_subject(snap, UNRESOLVED, "route.nva-unresolved",
+                                         lambda key, paths: [p for p in paths if _unresolved_table(p) == [key]]):
         paths = []
         for p in candidates:
-            if _unresolved_table(p) != [key]:
-                continue
             assert p.hop is not None
             client = p.subnet_id.parent.key if p.subnet_id.parent is not None else None
             if (p.hop.ip, client) not in known:
@@ -405,17 +415,13 @@ FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: [n.key for n in _forwa
     reads=_PATHS, over="route.forwarding_off",
 )
 def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for key, candidates in _per_subject(snap, FORWARDING_OFF):
-        paths: list[PathResult] = []
-        found: Nic | None = None
-        for p in candidates:
-            for n in _forwarding_off(p):
-                if n.key == key:
-                    paths.append(p)
-                    found = n
-        if found is None:
+    def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[PathResult, Nic]]:
+        return [(p, n) for p in paths for n in _forwarding_off(p) if n.key == key]
+    for _key, rows in _per_subject(snap, FORWARDING_OFF, "route.nva-ip-forwarding-off", select):
+        if not rows:
             continue
-        nic = found
+        paths = [p for p, _ in rows]
+        nic = rows[-1][1]
         yield Issue(nic.id, f"Network interface {nic.name} is the next hop to private endpoint IP(s) "
                     f"{', '.join(sorted({p.destination for p in paths}))} but has IP forwarding disabled.",
                     {"nic": nic.id.raw, "enableIPForwarding": nic.enable_ip_forwarding,

@@ -193,12 +193,18 @@ class Index:
 class _Table:
     """One index's entries for one snapshot, with what each record contributed."""
 
-    __slots__ = ("entries", "of", "reads")
+    __slots__ = ("deps", "entries", "of", "reads")
 
     def __init__(self) -> None:
         self.entries: dict[Hashable, list[str]] = {}
         self.of: dict[str, tuple[Hashable, ...]] = {}
         self.reads: dict[str, frozenset[Read]] = {}
+        self.deps: dict[Read, set[str]] = {}     # read -> records whose keys it decided
+
+    def note_reads(self, rkey: str, reads: frozenset[Read]) -> None:
+        self.reads[rkey] = reads
+        for r in reads:
+            self.deps.setdefault(r, set()).add(rkey)
 
     def add(self, rkey: str, dkeys: tuple[Hashable, ...]) -> None:
         self.of[rkey] = dkeys
@@ -215,7 +221,10 @@ class _Table:
                     del members[i]
                 if not members:
                     del self.entries[d]
-        self.reads.pop(rkey, None)
+        for r in self.reads.pop(rkey, ()):
+            holders = self.deps.get(r)
+            if holders is not None:
+                holders.discard(rkey)
         return dkeys
 
 
@@ -236,7 +245,7 @@ def _build(snap: Snapshot, index: Index, track: bool) -> _Table:
         dkeys, reads = _derive(snap, index, record, track)
         table.add(rkey, dkeys)
         if track and reads:
-            table.reads[rkey] = reads
+            table.note_reads(rkey, reads)
     return table
 
 
@@ -376,7 +385,7 @@ def diff(old: Snapshot, new: Snapshot) -> set[Read]:
     out: set[Read] = set()
     for name in MAPPED:
         a, b = _plain(getattr(old, name)), _plain(getattr(new, name))
-        if a is b:
+        if a is b or a == b:   # the comparison runs in C and takes each record's identity first
             continue
         for k, v in b.items():
             w = a.get(k)
@@ -410,9 +419,9 @@ def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read
         index, table = ix.tables[name]
         coll = _plain(getattr(new, index.collection))
         redo = {k for c, k in changed if c == index.collection}
-        if table.reads:
-            touched = changed | {(c, ALL) for c, _ in changed}
-            redo |= {r for r, reads in table.reads.items() if not reads.isdisjoint(touched)}
+        if table.deps:
+            for t in changed | {(c, ALL) for c, _ in changed}:
+                redo |= table.deps.get(t, set())
         for rkey in redo:
             old_keys = table.remove(rkey)   # type: ignore[arg-type]
             moved |= {(name, d) for d in old_keys}
@@ -422,7 +431,7 @@ def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read
             dkeys, reads = _derive(new, index, record, ix.track)
             table.add(rkey, dkeys)          # type: ignore[arg-type]
             if reads:
-                table.reads[rkey] = reads   # type: ignore[index]
+                table.note_reads(rkey, reads)   # type: ignore[arg-type]
             moved |= {(name, d) for d in dkeys}
     return moved
 
