@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import resource
 import json
 import statistics
 import time
@@ -129,6 +130,10 @@ def _mutations(snap: Any, reader: Overlay) -> dict[str, Callable[[], str]]:
     }
 
 
+def _rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("folder", nargs="?", default="/tmp/t100k")
@@ -142,12 +147,12 @@ def main() -> None:
     inv = collect(reader, manifest=inner.manifest, workers=1)
     memo = BuildMemo()
     snap = build_snapshot(inv, taken_at=AT, memo=memo)
-    print(f"load+build {time.perf_counter() - t:.1f} s", flush=True)
+    print(f"load+build {time.perf_counter() - t:.1f} s, max RSS {_rss()} MB", flush=True)
     units = Units()
     c = time.process_time()
     with paused_gc():
         units.full(snap)
-    print(f"full evaluation under Units: {time.process_time() - c:.2f} s CPU", flush=True)
+    print(f"full evaluation under Units: {time.process_time() - c:.2f} s CPU, max RSS {_rss()} MB", flush=True)
     c = time.process_time()
     with paused_gc():
         evaluate(snap)
