@@ -21,6 +21,7 @@ from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
@@ -53,14 +54,21 @@ def _per_subject(snap: Snapshot, index: Index, tag: Hashable,
     of each endpoint whose paths name it, in the order of the tenant's paths (endpoints by key). The subject is
     judged on those alone, so after an event only the subjects whose endpoints' paths moved are judged again, and
     what ``select`` kept of an endpoint whose paths did not move is reused (plmon.checks.units)."""
+    for k, per_endpoint in _per_endpoint(snap, index, tag, select):
+        yield k, [row for rows in per_endpoint for row in rows]
+
+
+def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
+                  select: Callable[[str, tuple[PathResult, ...]], V]) -> Iterator[tuple[str, list[V]]]:
+    """:func:`_per_subject` with what ``select`` kept of each endpoint apart."""
     for key in each_key(snap, index):
         k = str(key)
-        rows: list[T] = []
+        out: list[V] = []
         for e in lookup(snap, index, key):
-            def kept(e: str = e, k: str = k) -> list[T]:
+            def kept(e: str = e, k: str = k) -> V:
                 return select(k, paths_for(snap, snap.private_endpoints[e]))
-            rows.extend(shared((tag, k, e), kept))
-        yield k, rows
+            out.append(shared((tag, k, e), kept))
+        yield k, out
 
 
 def _subjects_of(name: str, keys: Any) -> Index:
@@ -172,13 +180,14 @@ def _appliance_keys(p: PathResult) -> list[str]:
 APPLIANCES = _subjects_of("appliances", _appliance_keys)
 
 
-def _appliance_verdicts(snap: Snapshot, paths: Iterable[PathResult]) -> Iterator[tuple[ArmId, PathResult,
-                                                                                        SnatVerdict]]:
+def _appliance_verdicts(snap: Snapshot, paths: Iterable[PathResult], *, firewalls: bool = True,
+                        ) -> Iterator[tuple[ArmId, PathResult, SnatVerdict | None]]:
     """(subject, path, SNAT verdict) for every path whose effective next hop is a resolved appliance.
 
     A verdict depends only on the appliance and the destination (a firewall's private ranges against the
     IP; a tag on a NIC or the load balancer in front), so it is judged once per appliance and destination and
-    shared by every client subnet's path there: 155k judgements for 7 firewalls otherwise (issue 14).
+    shared by every client subnet's path there: 155k judgements for 7 firewalls otherwise (issue 14). With
+    ``firewalls=False`` a firewall's verdict is left to the caller (None): it reads the firewall policy.
     """
     judged: dict[tuple[str, ...], SnatVerdict] = {}
 
@@ -199,7 +208,7 @@ def _appliance_verdicts(snap: Snapshot, paths: Iterable[PathResult]) -> Iterator
             continue
         hop = p.hop
         if hop.firewall is not None:
-            yield hop.firewall.id, p, firewall(hop.firewall, p.destination)
+            yield hop.firewall.id, p, firewall(hop.firewall, p.destination) if firewalls else None
         elif hop.nic is not None:
             yield hop.nic.id, p, tagged(hop.nic)
         elif hop.load_balancer is not None:
@@ -238,11 +247,41 @@ def _policy_unread(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> bool
         fw.firewall_policy_id.key not in snap.firewall_policies
 
 
+_Rows = tuple[list[tuple[ArmId, PathResult, SnatVerdict | None]], dict[tuple[str, str], tuple[Firewall, str]],
+              frozenset[bool | None]]
+
+
+def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> _Rows:
+    """One endpoint's rows for the appliance ``key`` in path order, a firewall's verdict left out (it reads the
+    policy, so a policy change judges the firewall again without recomputing the rows), with the (firewall,
+    destination) pairs and the tag verdicts present, so an endpoint with nothing to report is skipped at once."""
+    rows = [x for x in _appliance_verdicts(snap, paths, firewalls=False) if x[0].key == key]
+    firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
+                 for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
+    return rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None)
+
+
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
-    def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[ArmId, PathResult, SnatVerdict]]:
-        return [x for x in _appliance_verdicts(snap, paths)
-                if x[0].key == key and x[2].snats is want and not _policy_unread(snap, x[0], x[2])]
-    for _key, rows in _per_subject(snap, APPLIANCES, ("route.snat", want), select):
+    judged: dict[tuple[str, str], SnatVerdict] = {}
+
+    def firewall(fw: Firewall, ip: str) -> SnatVerdict:
+        found = judged.get((fw.key, ip))
+        if found is None:
+            found = judged[(fw.key, ip)] = firewall_snat(snap, fw, ip)
+        return found
+
+    for _key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
+                                            lambda key, paths: _appliance_rows(snap, key, paths)):
+        rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
+        for found, firewalls, tagged in per_endpoint:
+            if want not in tagged and not any(firewall(fw, ip).snats is want for fw, ip in firewalls.values()):
+                continue
+            for subject_id, p, v in found:
+                if v is None:
+                    assert p.hop is not None and p.hop.firewall is not None
+                    v = firewall(p.hop.firewall, p.destination)
+                if v.snats is want and not _policy_unread(snap, subject_id, v):
+                    rows.append((subject_id, p, v))
         if not rows:
             continue
         subject, _p, verdict = rows[0]
