@@ -61,6 +61,7 @@ class Units:
         self.memo = _Memo()
         self.indexes = _Indexes(track=True)
         self.deps: dict[Read, set[str]] = {}                 # read -> subjects that made it
+        self.known: dict[str, set[Read]] = {}                # subject -> its reads in deps
         self.pre: dict[str, frozenset[Read]] = {}            # over check -> reads outside any subject
         self.whole_only: set[str] = set()                    # over checks that yielded outside a subject
         self.found: dict[str, dict[str | None, list[Finding]]] = {}
@@ -108,8 +109,12 @@ class Units:
         if over and _WHOLE in produced:
             self.whole_only.add(chk.id)   # not judged per subject after all: re-run whole from now on
         for key, reads in subjects.items():
-            for r in reads:
+            known = self.known.get(key)
+            if known is None:
+                known = self.known[key] = set()
+            for r in reads - known:   # a subject judged again mostly reads what it read before
                 self.deps.setdefault(r, set()).add(key)
+            known |= reads
 
     def _active(self, on: bool) -> None:
         s = state()
