@@ -202,16 +202,26 @@ class _Table:
         self.deps: dict[Read, set[str]] = {}     # read -> records whose keys it decided
 
     def note_reads(self, rkey: str, reads: frozenset[Read]) -> None:
-        self.reads[rkey] = reads
-        for r in reads:
+        """What deciding ``rkey``'s keys read, registered as the difference from what it read before."""
+        old = self.reads.get(rkey, frozenset())
+        for r in reads - old:
             self.deps.setdefault(r, set()).add(rkey)
+        for r in old - reads:
+            holders = self.deps.get(r)
+            if holders is not None:
+                holders.discard(rkey)
+        if reads:
+            self.reads[rkey] = reads
+        else:
+            self.reads.pop(rkey, None)
 
     def add(self, rkey: str, dkeys: tuple[Hashable, ...]) -> None:
         self.of[rkey] = dkeys
         for d in dkeys:
             bisect.insort(self.entries.setdefault(d, []), rkey)
 
-    def remove(self, rkey: str) -> tuple[Hashable, ...]:
+    def remove(self, rkey: str, forget: bool = True) -> tuple[Hashable, ...]:
+        """Take ``rkey`` out of its entries (and, with ``forget``, out of the reads map: it is gone)."""
         dkeys = self.of.pop(rkey, ())
         for d in dkeys:
             members = self.entries.get(d)
@@ -221,10 +231,8 @@ class _Table:
                     del members[i]
                 if not members:
                     del self.entries[d]
-        for r in self.reads.pop(rkey, ()):
-            holders = self.deps.get(r)
-            if holders is not None:
-                holders.discard(rkey)
+        if forget:
+            self.note_reads(rkey, frozenset())
         return dkeys
 
 
@@ -423,15 +431,14 @@ def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read
             for t in changed | {(c, ALL) for c, _ in changed}:
                 redo |= table.deps.get(t, set())
         for rkey in redo:
-            old_keys = table.remove(rkey)   # type: ignore[arg-type]
-            moved |= {(name, d) for d in old_keys}
             record = coll.get(rkey)
+            old_keys = table.remove(rkey, forget=record is None)   # type: ignore[arg-type]
+            moved |= {(name, d) for d in old_keys}
             if record is None:
                 continue
             dkeys, reads = _derive(new, index, record, ix.track)
             table.add(rkey, dkeys)          # type: ignore[arg-type]
-            if reads:
-                table.note_reads(rkey, reads)   # type: ignore[arg-type]
+            table.note_reads(rkey, reads)   # type: ignore[arg-type]
             moved |= {(name, d) for d in dkeys}
     return moved
 
