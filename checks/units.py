@@ -241,7 +241,7 @@ def _derive(snap: Snapshot, index: Index, record: Any, track: bool) -> tuple[tup
     _S.reads, _S.subject, _S.deriving = (set() if track else None), None, index.name
     try:
         dkeys = tuple(dict.fromkeys(index.keys_of(snap, record)))
-        reads = frozenset(_S.reads) if _S.reads is not None else frozenset()
+        reads = _frozen(_S.reads) if _S.reads is not None else frozenset()
     finally:
         _S.reads, _S.subject, _S.deriving = outer, subject, deriving
     return dkeys, reads
@@ -338,6 +338,8 @@ class _Memo:
     def __init__(self) -> None:
         self.entries: dict[Hashable, tuple[Any, frozenset[Read]]] = {}
         self.deps: dict[Read, set[Hashable]] = {}
+        # equal read sets kept once: an endpoint's paths, its route subjects and its rows per appliance read the same
+        self.frozen: dict[frozenset[Read], frozenset[Read]] = {}
 
     def put(self, key: Hashable, value: Any, reads: frozenset[Read]) -> None:
         self.entries[key] = (value, reads)
@@ -351,6 +353,12 @@ class _Memo:
                 if self.entries.pop(key, None) is not None:
                     dropped += 1
         return dropped
+
+
+def _frozen(reads: set[Read]) -> frozenset[Read]:
+    fs = frozenset(reads)
+    memo = _S.memo
+    return memo.frozen.setdefault(fs, fs) if memo is not None else fs
 
 
 def shared(key: Hashable, compute: Callable[[], T]) -> T:
@@ -369,7 +377,7 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
     _S.reads, _S.subject = set(), None
     try:
         value = compute()
-        inner = frozenset(_S.reads)
+        inner = _frozen(_S.reads)
     finally:
         _S.reads, _S.subject = outer, subject
     memo.put(key, value, inner)
