@@ -64,7 +64,8 @@ class Units:
         self.known: dict[str, set[Read]] = {}                # subject -> its reads in deps
         self.pre: dict[str, frozenset[Read]] = {}            # over check -> reads outside any subject
         self.whole_only: set[str] = set()                    # over checks that yielded outside a subject
-        self.found: dict[str, dict[str | None, list[Finding]]] = {}
+        # check -> subject -> (finding key, finding): the key is parsed once, not on every event's merge
+        self.found: dict[str, dict[str | None, list[tuple[tuple[str, str], Finding]]]] = {}
         self.errors: dict[str, CoverageGap] = {}
         self.snapshot: Snapshot | None = None
 
@@ -81,7 +82,7 @@ class Units:
         over = bool(chk.over) and chk.id not in self.whole_only
         subjects: dict[str, set[Read]] = {}
         pre: set[Read] = set()
-        produced: dict[str | None, list[Finding]] = {}
+        produced: dict[str | None, list[tuple[tuple[str, str], Finding]]] = {}
         s.focus = focus if over else None
         s.subjects = subjects if over else None
         s.reads = pre if over else None
@@ -89,8 +90,8 @@ class Units:
         self.errors.pop(chk.id, None)
         try:
             for issue in chk.fn(view, params):
-                produced.setdefault(s.subject if over else _WHOLE,
-                                    []).append(finding_of(chk, issue, base, view.tenant_id))
+                f = finding_of(chk, issue, base, view.tenant_id)
+                produced.setdefault(s.subject if over else _WHOLE, []).append((f.key, f))
         except Exception as err:
             engine_log.exception("check_failed", check_id=chk.id)  # as the engine logs it
             self.errors[chk.id] = CoverageGap("/", f"check:{chk.id}", "CheckError", None, repr(err)[:300])
@@ -130,8 +131,8 @@ class Units:
                 # subjects an index derives are judged in their text order (units.each_key): so are duplicates kept
                 units = dict(sorted(units.items(), key=lambda kv: str(kv[0])))
             for items in units.values():
-                for f in items:
-                    findings.setdefault(f.key, f)
+                for key, f in items:
+                    findings.setdefault(key, f)
         errors = [self.errors[c] for c in run if c in self.errors]
         return settle(snap, findings.values(), self.waivers, errors, run)
 
