@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import VIEW_READS, ConnectionView, connection_views
+from plmon.checks.links import VIEW_READS, ConnectionView, views_of
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import alternative, az, lines, note
+from plmon.checks.units import each, each_item
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.kinds import listed_providers
 from plmon.monitor.model.snapshot import Snapshot, TargetState, lower
@@ -20,6 +20,17 @@ TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-priv
 
 # Providers that per-subscription lists return: absent from a list that was read means absent (kinds table).
 LISTED_PROVIDER_TYPES = tuple(listed_providers())
+
+
+# The subjects of the connection checks: every endpoint, and every endpoint only provider entries name (one plmon
+# cannot see), each judged on its own views (plmon.checks.links.views_of).
+SUBJECTS = ("private_endpoints", "provider_connections_by_endpoint")
+
+
+def _views(snap: Snapshot) -> Iterator[ConnectionView]:
+    """connection_views, grouped by endpoint: each endpoint's views while it is the subject being judged."""
+    for key, _ in each_item(snap, *SUBJECTS):
+        yield from views_of(snap, key)
 
 
 def _hours(seconds: float) -> float:
@@ -35,11 +46,11 @@ def _hours(seconds: float) -> float:
     references=(PE_DOC, PE_OVERVIEW + "#private-link-resource"),
     params={"pending_max_age": Param.duration("72h", "age after which severity rises to high")},
     controls=("MCSB NS-2",),
-    reads=VIEW_READS,
+    reads=VIEW_READS, over=SUBJECTS,
 )
 def pending(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     max_age = params["pending_max_age"]
-    for view in connection_views(snap):
+    for view in _views(snap):
         if view.status_key != "pending":
             continue
         subject = view.provider.id if view.provider is not None else view.endpoint_id
@@ -73,16 +84,11 @@ def pending(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
                     ev, fix, severity)
 
 
-def _by_endpoint(snap: Snapshot, status: str) -> dict[str, list[ConnectionView]]:
-    found: dict[str, list[ConnectionView]] = defaultdict(list)
-    for view in connection_views(snap):
-        if view.status_key == status:
-            found[view.endpoint_id.key].append(view)
-    return found
-
-
 def _endpoint_issues(snap: Snapshot, status: str, what: str) -> Iterator[Issue]:
-    for views in _by_endpoint(snap, status).values():
+    for key, _ in each_item(snap, *SUBJECTS):
+        views = [v for v in views_of(snap, key) if v.status_key == status]
+        if not views:
+            continue
         pe_id = views[0].endpoint_id
         ev = {"status": views[0].status, "connections": [v.evidence() for v in views]}
         targets = ", ".join(sorted({v.target_id.name for v in views if v.target_id}))
@@ -96,7 +102,7 @@ def _endpoint_issues(snap: Snapshot, status: str, what: str) -> Iterator[Issue]:
               "endpoint still costs money and holds an IP address.",
     remediation="Delete the endpoint, or ask the provider to approve a new request.",
     references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
-    reads=VIEW_READS,
+    reads=VIEW_READS, over=SUBJECTS,
 )
 def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _endpoint_issues(snap, "rejected", "Rejected")
@@ -109,7 +115,7 @@ def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
               "should be deleted.",
     remediation="Delete the disconnected private endpoint.",
     references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
-    reads=VIEW_READS,
+    reads=VIEW_READS, over=SUBJECTS,
 )
 def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _endpoint_issues(snap, "disconnected", "Disconnected")
@@ -123,19 +129,21 @@ def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Read the actions required on the connection and recreate or re-approve it.",
     references=(PE_DOC, TROUBLESHOOT),
     controls=("MCSB NS-2", "MCSB PV-2"),
-    reads=VIEW_READS,
+    reads=VIEW_READS, over=SUBJECTS,
 )
 def actions_required(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    flagged: dict[str, list[tuple[ConnectionView, dict[str, str]]]] = defaultdict(list)
-    for view in connection_views(snap):
-        sides = {}
-        for side, conn in (("consumer", view.consumer), ("provider", view.provider)):
-            value = conn.actions_required if conn is not None else None
-            if value and lower(value) != "none":
-                sides[side] = value
-        if sides:
-            flagged[view.endpoint_id.key].append((view, sides))
-    for items in flagged.values():
+    for key, _ in each_item(snap, *SUBJECTS):
+        items: list[tuple[ConnectionView, dict[str, str]]] = []
+        for view in views_of(snap, key):
+            sides = {}
+            for side, conn in (("consumer", view.consumer), ("provider", view.provider)):
+                value = conn.actions_required if conn is not None else None
+                if value and lower(value) != "none":
+                    sides[side] = value
+            if sides:
+                items.append((view, sides))
+        if not items:
+            continue
         pe_id = items[0][0].endpoint_id
         ev = {"connections": [{**v.evidence(), "actions_required": s} for v, s in items]}
         first = next(iter(items[0][1].values()))
@@ -161,9 +169,10 @@ def _listed_under_short_id(snap: Snapshot, target: ArmId) -> bool:
     references=(PE_DOC, TROUBLESHOOT),
     controls=("MCSB AM-1", "MCSB NS-10"),
     reads=("private_endpoints", "targets", "private_link_services", "rmpls"),
+    over="private_endpoints",
 )
 def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for pe in snap.private_endpoints.values():
+    for pe in each(snap, "private_endpoints"):
         missing = []
         for conn in pe.connections:
             tid = conn.target_id

@@ -14,9 +14,10 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import VIEW_READS, connection_views
+from plmon.checks.links import VIEW_READS, views_of
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import az, lines
+from plmon.checks.units import Index, each, each_key, lookup
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import PrivateEndpoint, Snapshot
 
@@ -111,17 +112,16 @@ def _managed_elsewhere(snap: Snapshot, pe: PrivateEndpoint, patterns: tuple[str,
     params={"managed_elsewhere": Param.strings((), "glob patterns of endpoint, subnet or virtual network ids "
                                                    "whose DNS is managed elsewhere (custom DNS)"),
             "zone_overrides": ZONE_OVERRIDES},
-    reads=(*VIEW_READS, "subnets"),
+    reads=(*VIEW_READS, "subnets"), over="private_endpoints",
 )
 def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    approved: dict[str, list[ArmId | None]] = defaultdict(list)
-    for view in connection_views(snap):
-        if view.endpoint is not None and view.status_key == "approved" and \
-                _platform_target(view.target_id, view.consumer.group_ids if view.consumer else (), params):
-            approved[view.endpoint.key].append(view.target_id)
-    for key in sorted(approved):
-        pe = snap.private_endpoints[key]
-        targets = approved[key]
+    for pe in each(snap, "private_endpoints"):
+        targets: list[ArmId | None] = [
+            view.target_id for view in views_of(snap, pe.key)
+            if view.status_key == "approved" and
+            _platform_target(view.target_id, view.consumer.group_ids if view.consumer else (), params)]
+        if not targets:
+            continue
         if pe.dns_zone_groups is None or pe.dns_zone_groups:
             continue  # zone groups unread (a coverage gap), or present
         if _managed_elsewhere(snap, pe, params["managed_elsewhere"]):
@@ -148,11 +148,11 @@ def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Point the zone group at the zone expected for the target type and group id.",
     references=(DNS_DOC,), controls=("MCSB NS-10",),
     params={"zone_overrides": ZONE_OVERRIDES},
-    reads=("private_endpoints",),
+    reads=("private_endpoints",), over="private_endpoints",
 )
 def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]
-    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+    for pe in each(snap, "private_endpoints"):
         expected = {z for c in pe.connections for g in c.group_ids
                     if c.target_id is not None and c.target_id.type_key != PLS_TYPE and not c.target_id.is_pls_alias
                     and (z := expected_zone(c.target_id.type_key, g, overrides))}
@@ -184,7 +184,7 @@ def _root(parent: dict[str, str], k: str) -> str:
 
 
 def _dns_scope(snap: Snapshot, pe: PrivateEndpoint, zone: str | None,
-               zones_by_vnet: Mapping[str, set[tuple[str, str]]]) -> tuple[str | None, frozenset[str]]:
+               zones_by_vnet: _LinkedZones) -> tuple[str | None, frozenset[str]]:
     """The endpoint's network, and the zones (ids) named for the group id that network is linked to.
 
     Zones are compared by identity: two zones of the same name (another resource group or
@@ -198,6 +198,35 @@ def _dns_scope(snap: Snapshot, pe: PrivateEndpoint, zone: str | None,
     return vnet, linked
 
 
+def _groups_of(snap: Snapshot, pe: PrivateEndpoint) -> Iterator[str]:
+    """The (target, group id) groups an endpoint's Approved connections put it in, as "target\\0group id" (so
+    that text order is the order of the pairs)."""
+    for view in views_of(snap, pe.key):
+        if view.endpoint is None or view.status_key != "approved" or view.target_id is None:
+            continue
+        gids = view.consumer.group_ids if view.consumer else view.provider.group_ids if view.provider else ()
+        for g in gids:
+            yield f"{view.target_id.key}\0{g.lower()}"
+
+
+# The endpoints of each (target, group id), and the zones linked to each network: kept indexes, so one group is
+# judged again after an event without a pass over every connection and zone (plmon.checks.units).
+DUPLICATE_GROUPS = Index("dns.duplicate_groups", "private_endpoints", _groups_of)
+ZONES_BY_VNET = Index("dns.zones_by_vnet", "dns_zones",
+                      lambda snap, zone: (ln.vnet_id.key for ln in zone.vnet_links or () if ln.vnet_id is not None))
+
+
+class _LinkedZones:
+    """zones_by_vnet answered per network from the kept index."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def get(self, vnet: str | None, default: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        zones = [self.snap.dns_zones[k] for k in lookup(self.snap, ZONES_BY_VNET, vnet)]
+        return {(z.name.lower().rstrip("."), z.key) for z in zones} or default
+
+
 @check(
     id="dns.duplicate-endpoints", title="Several private endpoints for the same resource share DNS",
     severity=Severity.LOW,
@@ -206,28 +235,19 @@ def _dns_scope(snap: Snapshot, pe: PrivateEndpoint, zone: str | None,
     remediation="Keep one endpoint per resource and group id per DNS scope and delete the others.",
     references=(DNS_DOC,), controls=("MCSB NS-10",),
     params={"zone_overrides": ZONE_OVERRIDES},
-    reads=(*VIEW_READS, "subnets", "dns_zones"),
+    reads=(*VIEW_READS, "subnets", "dns_zones"), over=DUPLICATE_GROUPS.name,
 )
 def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]
-    groups: dict[tuple[str, str], dict[str, PrivateEndpoint]] = defaultdict(dict)
-    types: dict[str, str | None] = {}
-    for view in connection_views(snap):
-        if view.endpoint is None or view.status_key != "approved" or view.target_id is None:
-            continue
-        gids = view.consumer.group_ids if view.consumer else view.provider.group_ids if view.provider else ()
-        for g in gids:
-            groups[(view.target_id.key, g.lower())][view.endpoint.key] = view.endpoint
-            types[view.target_id.key] = view.target_id.type_key
-    zones_by_vnet: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for zone in snap.dns_zones.values():
-        for link in zone.vnet_links or ():
-            if link.vnet_id is not None:
-                zones_by_vnet[link.vnet_id.key].add((zone.name.lower().rstrip("."), zone.key))
-    for (target, gid), eps in sorted(groups.items()):
+    zones_by_vnet = _LinkedZones(snap)
+    for group in each_key(snap, DUPLICATE_GROUPS):
+        target, gid = str(group).split("\0", 1)
+        eps = {k: snap.private_endpoints[k] for k in lookup(snap, DUPLICATE_GROUPS, group)}
         if len(eps) < 2:
             continue
-        expected = expected_zone(types[target], gid, overrides)
+        target_type = next(v.target_id.type_key for k in eps for v in views_of(snap, k)
+                           if v.target_id is not None and v.target_id.key == target)
+        expected = expected_zone(target_type, gid, overrides)
         keys = sorted(eps)
         scopes = {k: _dns_scope(snap, eps[k], expected, zones_by_vnet) for k in keys}
         parent = {k: k for k in keys}

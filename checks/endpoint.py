@@ -8,6 +8,7 @@ from typing import Any
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.registry import check
 from plmon.checks.remedy import az
+from plmon.checks.units import each
 from plmon.monitor.model.snapshot import Snapshot, lower
 
 TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-private-endpoint-connectivity"
@@ -22,15 +23,16 @@ TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-priv
     references=(TROUBLESHOOT,),
     controls=("MCSB PV-2",),
     reads=("private_endpoints", "private_link_services"),
+    over=("private_endpoints", "private_link_services"),
 )
 def provisioning_failed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for pe in snap.private_endpoints.values():
+    for pe in each(snap, "private_endpoints"):
         if lower(pe.provisioning_state) == "failed":
             yield Issue(pe.id, f"Private endpoint {pe.name} is in provisioning state Failed.",
                         {"provisioningState": pe.provisioning_state},
                         az("network", "private-endpoint", "update", "--ids", pe.id.raw,
                            comment="re-applies the last configuration; delete and recreate if it fails again"))
-    for pls in snap.private_link_services.values():
+    for pls in each(snap, "private_link_services"):
         if lower(pls.provisioning_state) == "failed":
             yield Issue(pls.id, f"Private Link Service {pls.name} is in provisioning state Failed.",
                         {"provisioningState": pls.provisioning_state},

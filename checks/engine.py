@@ -8,7 +8,7 @@ as a coverage gap of type ``check:<id>``, never silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from plmon.checks.registry import Check, all_checks
 from plmon.checks.waivers import Waiver, match_waiver
 from plmon.monitor.model.snapshot import CoverageGap, Snapshot
 
-__all__ = ["CheckSettings", "Evaluation", "WaivedFinding", "evaluate"]
+__all__ = ["CheckSettings", "Evaluation", "WaivedFinding", "evaluate", "finding_of", "settle"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +51,7 @@ class Evaluation:
     checks_run: tuple[str, ...]
 
 
-def _finding(chk: Check, issue: Issue, base: Severity, tenant: str | None) -> Finding:
+def finding_of(chk: Check, issue: Issue, base: Severity, tenant: str | None) -> Finding:
     severity = base
     if issue.severity is not None and issue.severity.rank > base.rank:
         severity = issue.severity
@@ -79,14 +79,21 @@ def evaluate(snapshot: Snapshot, settings: Mapping[str, CheckSettings] | None = 
         base = conf.severity or chk.severity
         try:
             for issue in chk.fn(snapshot, params):
-                f = _finding(chk, issue, base, snapshot.tenant_id)
+                f = finding_of(chk, issue, base, snapshot.tenant_id)
                 findings.setdefault(f.key, f)  # one defect, one finding
         except Exception as err:
             log.exception("check_failed", check_id=chk.id)
             errors.append(CoverageGap("/", f"check:{chk.id}", "CheckError", None, repr(err)[:300]))
+    return settle(snapshot, findings.values(), waivers, errors, run)
+
+
+def settle(snapshot: Snapshot, findings: Iterable[Finding], waivers: tuple[Waiver, ...],
+           errors: Iterable[CoverageGap], run: Iterable[str]) -> Evaluation:
+    """Apply the waivers and sort: the one ending of a full and of an incremental evaluation
+    (:mod:`plmon.checks.incremental`), so both give the same Evaluation for the same findings."""
     kept: list[Finding] = []
     waived: list[WaivedFinding] = []
-    for f in findings.values():
+    for f in findings:
         waiver, expired = match_waiver(f, waivers, snapshot.taken_at)
         if waiver is None:
             kept.append(f)

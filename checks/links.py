@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from plmon.checks.units import Index, lookup
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import ConsumerConnection, PrivateEndpoint, ProviderConnection, Snapshot, lower
 
-__all__ = ["VIEW_READS", "ConnectionView", "connection_views"]
+__all__ = ["ENDPOINTS_BY_TARGET", "VIEW_READS", "ConnectionView", "connection_views", "views_of"]
 
 # The snapshot collections connection_views reads (the endpoints, and every provider side: the provider index is
 # resolved from these): a check that pairs connections declares them in ``@check(reads=...)``.
@@ -109,3 +110,39 @@ def _pair(snap: Snapshot) -> Iterator[ConnectionView]:
                     continue
                 endpoint = snap.private_endpoints.get(pc.endpoint_id.key)
                 yield ConnectionView(pc.endpoint_id, endpoint, None, pc)
+
+
+# Per endpoint, for checks that judge one endpoint or one target at a time (plmon.checks.units): the same views as
+# connection_views, found through kept indexes instead of a pass over every connection of the tenant.
+PLS_BY_ALIAS = Index("links.pls_by_alias", "private_link_services",
+                     lambda snap, pls: (pls.alias.strip().lower(),) if pls.alias else ())
+ENDPOINTS_BY_TARGET = Index("links.endpoints_by_target", "private_endpoints",
+                            lambda snap, pe: (c.target_id.key for c in pe.connections if c.target_id is not None))
+
+
+def views_of(snap: Snapshot, key: str) -> list[ConnectionView]:
+    """The views connection_views yields for the endpoint ``key`` (its endpoint_id), in their relative order: its
+    own connection entries paired with their provider entry, then the provider entries naming it that none paired
+    (an endpoint plmon cannot see has only those)."""
+    pe = snap.private_endpoints.get(key)
+    provider_side = snap.provider_connections_by_endpoint.get(key, ())
+    out: list[ConnectionView] = []
+    paired: set[str] = set()
+    for conn in pe.connections if pe is not None else ():
+        match = None
+        owner = conn.target_id.key if conn.target_id is not None else None
+        if conn.target_id is not None and conn.target_id.is_pls_alias:
+            services = lookup(snap, PLS_BY_ALIAS, conn.target_id.raw.strip().lower())
+            owner = services[-1] if services else owner
+        for pc in provider_side:
+            if owner is not None and pc.owner_id.key == owner:
+                match = pc
+                break
+        if match is not None:
+            paired.add(match.id.key)
+        out.append(ConnectionView(pe.id, pe, conn, match))  # type: ignore[union-attr]
+    for pc in provider_side:
+        if pc.id.key in paired or pc.endpoint_id is None:
+            continue
+        out.append(ConnectionView(pc.endpoint_id, pe, None, pc))
+    return out

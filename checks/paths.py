@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from plmon.checks.units import Index, lookup, shared, tracking
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import (
     Firewall,
@@ -47,7 +48,7 @@ from plmon.monitor.model.snapshot import (
 )
 
 __all__ = [
-    "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "parse_ip",
+    "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "parse_ip", "paths_for",
     "peering_counts", "replaces_endpoint_route", "resolve_next_hop",
 ]
 
@@ -326,6 +327,132 @@ class _HopIndex:
     # the key of the network it sits in (None when unknown, e.g. a Virtual WAN hub).
     owners: dict[IPAddr, list[tuple[str | None, str, Any]]] = field(default_factory=dict)
 
+    def backends_of(self, snap: Snapshot, lb: LoadBalancer, fe: FrontendIp) -> tuple[Nic, ...]:
+        backends = self.backends.get(fe.id.key)
+        if backends is None:
+            backends = self.backends[fe.id.key] = _backend_nics(snap, lb, fe)
+        return backends
+
+
+def _ips_of_firewall(snap: Snapshot, fw: Firewall) -> Iterator[IPAddr]:
+    return (ip for ip in map(parse_ip, fw.private_ips) if ip is not None)
+
+
+def _ips_of_nic(snap: Snapshot, nic: Nic) -> Iterator[IPAddr]:
+    if nic.private_endpoint_id is None:
+        yield from (ip for c in nic.ip_configs if (ip := parse_ip(c.private_ip)) is not None)
+
+
+def _ips_of_lb(snap: Snapshot, lb: LoadBalancer) -> Iterator[IPAddr]:
+    return (ip for fe in lb.frontends if (ip := parse_ip(fe.private_ip)) is not None and fe.public_ip_id is None)
+
+
+def _pools_of_nic(snap: Snapshot, nic: Nic) -> Iterator[tuple[str, str]]:
+    for c in nic.ip_configs:
+        yield ("config", c.id.key)
+        yield from (("pool", b.key) for b in c.backend_pool_ids)
+
+
+def _ips_of_endpoint(snap: Snapshot, pe: PrivateEndpoint) -> Iterator[IPAddr]:
+    return (ip for ip in map(parse_ip, pe.ip_addresses) if ip is not None)
+
+
+# The reverse lookups the engine needs, as indexes the daemon keeps up to date per changed record
+# (plmon.checks.units) rather than rebuilding them from every record of the tenant after each event.
+FIREWALLS_BY_IP = Index("paths.firewalls_by_ip", "firewalls", _ips_of_firewall)
+NICS_BY_IP = Index("paths.nics_by_ip", "nics", _ips_of_nic)
+FRONTENDS_BY_IP = Index("paths.frontends_by_ip", "load_balancers", _ips_of_lb)
+NICS_BY_POOL = Index("paths.nics_by_pool", "nics", _pools_of_nic)
+ENDPOINTS_BY_IP = Index("paths.endpoints_by_ip", "private_endpoints", _ips_of_endpoint)
+
+
+class _FirstOwner:
+    """``_HopIndex.firewalls``/``nics``/``frontends`` answered from the owners of one IP."""
+
+    def __init__(self, hops: _IndexedHops, kind: str) -> None:
+        self.hops, self.kind = hops, kind
+
+    def get(self, ip: IPAddr, default: Any = None) -> Any:
+        for _, kind, obj in self.hops.owners.get(ip, ()):
+            if kind == self.kind:
+                return obj
+        return default
+
+    def __contains__(self, ip: IPAddr) -> bool:
+        return self.get(ip) is not None
+
+    def __getitem__(self, ip: IPAddr) -> Any:
+        found = self.get(ip)
+        if found is None:
+            raise KeyError(ip)
+        return found
+
+
+class _IndexedOwners:
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def get(self, ip: IPAddr, default: Any = ()) -> list[tuple[str | None, str, Any]]:
+        """What _hop_index lists for ``ip``: its firewalls, then NICs, then frontends, each in key order."""
+        snap = self.snap
+        out: list[tuple[str | None, str, Any]] = []
+        for key in lookup(snap, FIREWALLS_BY_IP, ip):
+            fw = snap.firewalls[key]
+            out.extend((_vnet_of(fw.subnet_ids[0]) if fw.subnet_ids else None, "firewall", fw)
+                       for raw in fw.private_ips if parse_ip(raw) == ip)
+        for key in lookup(snap, NICS_BY_IP, ip):
+            nic = snap.nics[key]
+            out.extend((_vnet_of(c.subnet_id), "nic", nic) for c in nic.ip_configs if parse_ip(c.private_ip) == ip)
+        for key in lookup(snap, FRONTENDS_BY_IP, ip):
+            lb = snap.load_balancers[key]
+            out.extend((_vnet_of(fe.subnet_id), "load-balancer", (lb, fe)) for fe in lb.frontends
+                       if fe.public_ip_id is None and parse_ip(fe.private_ip) == ip)
+        return out or list(default)
+
+
+class _IndexedHops:
+    """The hop index answered per IP from the kept indexes: what one path reads is the owners of its next hop."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.owners = _IndexedOwners(snap)
+        self.firewalls = _FirstOwner(self, "firewall")
+        self.nics = _FirstOwner(self, "nic")
+        self.frontends = _FirstOwner(self, "load-balancer")
+
+    def backends_of(self, snap: Snapshot, lb: LoadBalancer, fe: FrontendIp) -> tuple[Nic, ...]:
+        """_backend_nics from the NICs the pools and configurations name, not from every NIC."""
+        def compute() -> tuple[Nic, ...]:
+            snap.load_balancers.get(lb.key)
+            pools = set(lb.rule_pools.get(fe.id.key, ())) or set(lb.backend_pools)
+            config_keys = {c.key for p in pools for c in lb.backend_pools.get(p, ())}
+            keys = sorted({*(k for c in config_keys for k in lookup(snap, NICS_BY_POOL, ("config", c))),
+                           *(k for p in pools for k in lookup(snap, NICS_BY_POOL, ("pool", p)))})
+            out = []
+            for nic in (snap.nics[k] for k in keys):
+                if any(c.id.key in config_keys or any(b.key in pools for b in c.backend_pool_ids)
+                       for c in nic.ip_configs):
+                    out.append(nic)
+            return tuple(out)
+        return shared(("paths.backends", lb.key, fe.id.key), compute)
+
+
+class _IndexedEndpoints:
+    """``_endpoints_by_ip`` answered per IP from the kept index."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def get(self, ip: IPAddr, default: Any = None) -> Any:
+        keys = lookup(self.snap, ENDPOINTS_BY_IP, ip)
+        if not keys:
+            return default
+        return [self.snap.private_endpoints[k] for k in keys]
+
+
+_Hops = _HopIndex | _IndexedHops
+_ByIp = dict[IPAddr, list[PrivateEndpoint]] | _IndexedEndpoints
+
 
 def _vnet_of(subnet_id: ArmId | None) -> str | None:
     return subnet_id.parent.key if subnet_id is not None and subnet_id.parent is not None else None
@@ -372,7 +499,7 @@ def _backend_nics(snap: Snapshot, lb: LoadBalancer, fe: FrontendIp) -> tuple[Nic
     return tuple(out)
 
 
-def resolve_next_hop(snap: Snapshot, ip_text: str | None, index: _HopIndex | None = None,
+def resolve_next_hop(snap: Snapshot, ip_text: str | None, index: _Hops | None = None,
                      client_vnet: str | None = None) -> Hop:
     """A firewall private IP first, then a NIC ip configuration, then an internal LB frontend.
 
@@ -420,16 +547,14 @@ def _client_reach(snap: Snapshot, client_vnet: str, ip: IPAddr) -> dict[str, boo
     return reach
 
 
-def _hop_of(snap: Snapshot, index: _HopIndex, text: str, owner: tuple[str | None, str, Any]) -> Hop:
+def _hop_of(snap: Snapshot, index: _Hops, text: str, owner: tuple[str | None, str, Any]) -> Hop:
     _, kind, obj = owner
     if kind == "firewall":
         return Hop(text, "firewall", firewall=obj)
     if kind == "nic":
         return Hop(text, "nic", nic=obj)
     lb, fe = obj
-    backends = index.backends.get(fe.id.key)
-    if backends is None:
-        backends = index.backends[fe.id.key] = _backend_nics(snap, lb, fe)
+    backends = index.backends_of(snap, lb, fe)
     return Hop(text, "load-balancer", load_balancer=lb, frontend=fe, backend_nics=backends)
 
 
@@ -468,7 +593,7 @@ def _endpoints_by_ip(snap: Snapshot) -> dict[IPAddr, list[PrivateEndpoint]]:
 
 
 def _visible_endpoints(snap: Snapshot, vnet_key: str | None, ip: IPAddr, reasons: list[str],
-                       by_ip: dict[IPAddr, list[PrivateEndpoint]] | None = None,
+                       by_ip: _ByIp | None = None,
                        ) -> list[tuple[PrivateEndpoint, Peering | None]]:
     out = []
     for pe in (by_ip if by_ip is not None else _endpoints_by_ip(snap)).get(ip, []):
@@ -485,7 +610,7 @@ def _visible_endpoints(snap: Snapshot, vnet_key: str | None, ip: IPAddr, reasons
 
 
 def _endpoint_side(snap: Snapshot, vnet_key: str | None, ip: IPAddr, reasons: list[str],
-                   by_ip: dict[IPAddr, list[PrivateEndpoint]] | None) -> _EndpointSide | None:
+                   by_ip: _ByIp | None) -> _EndpointSide | None:
     """The first endpoint holding ``ip`` whose /32 is injected in the client's network, with what judges it."""
     visible = _visible_endpoints(snap, vnet_key, ip, reasons, by_ip)
     if not visible:
@@ -553,8 +678,8 @@ def _winner(candidates: list[RouteCandidate]) -> RouteCandidate | None:
     return max(candidates, key=lambda c: (c.prefix_length, _RANK[c.origin])) if candidates else None
 
 
-def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _HopIndex | None = None,
-           by_ip: dict[IPAddr, list[PrivateEndpoint]] | None = None) -> PathResult:
+def decide(snap: Snapshot, subnet: Subnet, destination: str, *, hops: _Hops | None = None,
+           by_ip: _ByIp | None = None) -> PathResult:
     """The effective route from ``subnet`` to ``destination`` and every reason, per checks.md.
 
     The explaining form of the route rule: ``plmon explain-path`` calls it, and a path the grouped engine
@@ -652,8 +777,11 @@ class _Engine:
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
-        self.hops = _hop_index(snap)
-        self.by_ip = _endpoints_by_ip(snap)
+        # Under the daemon's units (plmon.checks.units) the engine's work is kept per key across events with what
+        # it read, and the reverse lookups come from kept indexes; otherwise it is this snapshot's alone.
+        self.tracked = tracking()
+        self.hops: _Hops = _IndexedHops(snap) if self.tracked else _hop_index(snap)
+        self.by_ip: _ByIp = _IndexedEndpoints(snap) if self.tracked else _endpoints_by_ip(snap)
         self._system: dict[str | None, _Entries] = {}
         self._tables: dict[str, _Entries] = {}
         self._splits: dict[tuple[str | None, str | None, _Compiled], tuple[_Split, _Split]] = {}
@@ -663,11 +791,18 @@ class _Engine:
         self._endpoint_ips: dict[tuple[str, IPAddr], _EndpointIp] = {}
         self._hop_of: dict[tuple[str | None, str | None], Hop] = {}
         self._explain = self.explain   # one bound method shared by every path
+        self.paths: dict[str, tuple[PathResult, ...]] = {}
 
     # compiled once: system routes per network, UDRs per route table
     def system_entries(self, vnet_key: str | None) -> _Entries:
+        if self.tracked:
+            return shared(("paths.system", vnet_key), lambda: self._system_entries(vnet_key))
         if vnet_key in self._system:
             return self._system[vnet_key]
+        self._system[vnet_key] = entries = self._system_entries(vnet_key)
+        return entries
+
+    def _system_entries(self, vnet_key: str | None) -> _Entries:
         vnet = self.snap.virtual_networks.get(vnet_key or "")
         out: list[tuple[_Compiled, RouteCandidate]] = []
         for prefix in vnet.address_prefixes if vnet else ():
@@ -680,18 +815,29 @@ class _Engine:
             for prefix in remote.address_prefixes if remote else p.remote_address_prefixes:
                 if (c := _compile(prefix)) is not None:
                     out.append((c, RouteCandidate(str(_net(prefix)), PEERING, "VNetPeering")))
-        self._system[vnet_key] = entries = tuple(out)
-        return entries
+        return tuple(out)
 
     def udr_entries(self, table: RouteTable | None) -> _Entries:
         if table is None:
             return ()
+        if self.tracked:
+            return shared(("paths.udrs", table.key), lambda: self._udr_entries(table))
         if table.key not in self._tables:
-            self._tables[table.key] = tuple(
-                (c, RouteCandidate(str(_net(r.address_prefix)), UDR, r.next_hop_type or "None", r.next_hop_ip,
-                                   r.name, table.id))
-                for r in table.routes if (c := _compile(r.address_prefix)) is not None)
+            self._tables[table.key] = self._udr_entries(table)
         return self._tables[table.key]
+
+    def _udr_entries(self, table: RouteTable) -> _Entries:
+        self.snap.route_tables.get(table.key)   # what it compiles is this table's
+        return tuple((c, RouteCandidate(str(_net(r.address_prefix)), UDR, r.next_hop_type or "None", r.next_hop_ip,
+                                        r.name, table.id))
+                     for r in table.routes if (c := _compile(r.address_prefix)) is not None)
+
+    def reached(self, pe_vnet: str) -> dict[str, Peering | None]:
+        if self.tracked:
+            return shared(("paths.reached", pe_vnet), lambda: _reached_vnets(self.snap, pe_vnet))
+        if pe_vnet not in self._reached:
+            self._reached[pe_vnet] = _reached_vnets(self.snap, pe_vnet)
+        return self._reached[pe_vnet]
 
     # per endpoint IP
     def first_visible(self, vnet_key: str | None, ip: IPAddr) -> PrivateEndpoint | None:
@@ -699,24 +845,29 @@ class _Engine:
         if vnet_key is None:
             return None
         key = (vnet_key, ip)
+        if self.tracked:
+            return shared(("paths.visible", key), lambda: self._first_visible(vnet_key, ip))
         if key not in self._visible:
-            found = None
-            for pe in self.by_ip.get(ip, ()):
-                pe_vnet = _vnet_key_of(self.snap, pe.subnet_id)
-                if pe_vnet is None:
-                    continue
-                if pe_vnet not in self._reached:
-                    self._reached[pe_vnet] = _reached_vnets(self.snap, pe_vnet)
-                if vnet_key in self._reached[pe_vnet]:
-                    found = pe
-                    break
-            self._visible[key] = found
+            self._visible[key] = self._first_visible(vnet_key, ip)
         return self._visible[key]
+
+    def _first_visible(self, vnet_key: str, ip: IPAddr) -> PrivateEndpoint | None:
+        for pe in self.by_ip.get(ip, ()):
+            pe_vnet = _vnet_key_of(self.snap, pe.subnet_id)
+            if pe_vnet is not None and vnet_key in self.reached(pe_vnet):
+                return pe
+        return None
 
     def endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr) -> _EndpointIp:
         key = (pe.key, ip)
-        if key in self._endpoint_ips:
-            return self._endpoint_ips[key]
+        if self.tracked:
+            return shared(("paths.endpoint_ip", key), lambda: self._endpoint_ip(pe, ip))
+        if key not in self._endpoint_ips:
+            self._endpoint_ips[key] = self._endpoint_ip(pe, ip)
+        return self._endpoint_ips[key]
+
+    def _endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr) -> _EndpointIp:
+        self.snap.private_endpoints.get(pe.key)   # what it judges is this endpoint's
         ep_subnet = self.snap.subnet_of(pe)
         vnet_prefix = _endpoint_vnet_prefix(self.snap, pe, ip)
         vnet_net = _net(vnet_prefix)
@@ -732,7 +883,6 @@ class _Engine:
                            vnet_net.prefixlen if vnet_net else None,
                            RouteCandidate(f"{ip}/{bits}", ENDPOINT, "InterfaceEndpoint", endpoint_id=pe.id),
                            value, region)
-        self._endpoint_ips[key] = info
         return info
 
     # per group
@@ -759,6 +909,8 @@ class _Engine:
 
     def hop(self, next_hop_ip: str | None, vnet_key: str | None) -> Hop:
         key = (next_hop_ip, vnet_key)
+        if self.tracked:
+            return shared(("paths.hop", key), lambda: resolve_next_hop(self.snap, next_hop_ip, self.hops, vnet_key))
         if key not in self._hop_of:
             self._hop_of[key] = resolve_next_hop(self.snap, next_hop_ip, self.hops, vnet_key)
         return self._hop_of[key]
@@ -772,32 +924,30 @@ class _Engine:
         network and route table share one decision per IP."""
         snap = self.snap
         pe_vnet = _vnet_key_of(snap, pe.subnet_id)
-        if pe_vnet is not None and pe_vnet not in self._reached:
-            self._reached[pe_vnet] = _reached_vnets(snap, pe_vnet)
-        reached = self._reached.get(pe_vnet or "", {})
+        reached = self.reached(pe_vnet) if pe_vnet is not None else {}
         per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, dict[tuple[str | None, str | None], Any]]] = []
         for ip in dict.fromkeys(ips):
-            holders = self.by_ip.get(ip, ())
+            holders: list[PrivateEndpoint] = self.by_ip.get(ip) or []
             only_holder = len(holders) == 1 and holders[0] is pe
             per_ip.append((ip, str(ip), only_holder, self.endpoint_ip(pe, ip), {}))
         for subnet in client_subnets(snap, pe):
             vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
             table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
             table_id = table.id if table else subnet.route_table_id
-            for ip, destination, only_holder, info, shared in per_ip:
+            for ip, destination, only_holder, info, by_group in per_ip:
                 if only_holder:
                     if vnet_key is None or pe_vnet is None or vnet_key not in reached:
                         continue
                 elif self.first_visible(vnet_key, ip) is not pe:
                     continue
                 key = (vnet_key, table.key if table else None)
-                decided = shared.get(key)
+                decided = by_group.get(key)
                 if decided is None:
                     group = self.decision(vnet_key, table, info, ip.version)
                     winner = info.route if group.winner is _ENDPOINT_WINS else group.winner
                     hop = self.hop(winner.next_hop_ip, vnet_key) if winner is not None and \
                         lower(winner.next_hop_type) == "virtualappliance" else None
-                    decided = shared[key] = (group, winner, hop)
+                    decided = by_group[key] = (group, winner, hop)
                 group, winner, hop = decided
                 yield PathResult(subnet.id, destination, winner, None, pe, info.policy, info.vnet_prefix,
                                  group.replaced_by, group.not_replacing, table_id, hop,
@@ -859,8 +1009,40 @@ def endpoint_paths(snap: Snapshot) -> tuple[PathResult, ...]:
 
 
 def _all_paths(snap: Snapshot) -> Iterator[PathResult]:
-    engine = _Engine(snap)
+    engine = _engine_for(snap)
     for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+        if engine.tracked:
+            yield from paths_for(snap, pe)
+            continue
         ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
         if ips:
             yield from engine.paths_of(pe, ips)
+
+
+_ENGINES: list[tuple[Snapshot, _Engine]] = []
+
+
+def _engine_for(snap: Snapshot) -> _Engine:
+    for cached_snap, engine in _ENGINES:
+        if cached_snap is snap:
+            return engine
+    engine = _Engine(snap)
+    _ENGINES[:] = [(snap, engine)]
+    return engine
+
+
+def paths_for(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:
+    """The paths of :func:`endpoint_paths` to ``pe``'s IPs, in their order: the route engine's unit of work, kept
+    across events under the daemon's units until something it read changes."""
+    engine = _engine_for(snap)
+
+    def compute() -> tuple[PathResult, ...]:
+        snap.private_endpoints.get(pe.key)
+        ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
+        return tuple(engine.paths_of(pe, ips)) if ips else ()
+    if engine.tracked:
+        return shared(("paths.of", pe.key), compute)
+    found = engine.paths.get(pe.key)
+    if found is None:
+        found = engine.paths[pe.key] = compute()
+    return found

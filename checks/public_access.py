@@ -7,14 +7,14 @@ what plmon judged.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import VIEW_READS, connection_views
+from plmon.checks.links import ENDPOINTS_BY_TARGET, VIEW_READS, views_of
 from plmon.checks.registry import check
 from plmon.checks.remedy import az, fill
+from plmon.checks.units import each, lookup
 from plmon.monitor.model.kinds import ACCESS_MODE, ACCESS_RULES, BOOLEAN, PRIVATE_CLUSTER, AccessRule
 from plmon.monitor.model.snapshot import Snapshot, Target, TargetState, lower
 
@@ -27,12 +27,13 @@ NOT_APPLICABLE = ("microsoft.network/privatelinkservices", "microsoft.authorizat
 _ABSENT = object()
 
 
-def _approved_targets(snap: Snapshot) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for view in connection_views(snap):
-        if view.status_key == "approved" and view.target_id is not None:
-            out[view.target_id.key].append(view.endpoint_id.raw)
-    return out
+def _approved_endpoints(snap: Snapshot, target: Target) -> list[str]:
+    """The endpoints (raw ids) of the Approved connections to ``target``: the views of every endpoint that names it
+    and of every endpoint its own connection entries name (connection_views, found from the target's side)."""
+    keys = dict.fromkeys(lookup(snap, ENDPOINTS_BY_TARGET, target.key))
+    keys.update(dict.fromkeys(pc.endpoint_id.key for pc in target.connections if pc.endpoint_id is not None))
+    return [v.endpoint_id.raw for k in keys for v in views_of(snap, k)
+            if v.status_key == "approved" and v.target_id is not None and v.target_id.key == target.key]
 
 
 def _setting(t: Target, path: str) -> Any:
@@ -113,20 +114,21 @@ def _evidence(t: Target, endpoints: list[str], why: str) -> dict[str, Any]:
     # CIS 3.7: CIS Microsoft Azure Foundations v2.1.0 "Ensure that 'Public Network Access' is 'Disabled' for
     # storage accounts" (the storage case of this check).
     references=(PE_OVERVIEW,), controls=("MCSB NS-2", "CIS 3.7"),
-    reads=VIEW_READS,
+    reads=VIEW_READS, over="targets",
 )
 def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    approved = _approved_targets(snap)
-    for key in sorted(approved):
-        t = snap.targets.get(key)
-        if t is None or t.state != TargetState.READ:
+    for t in each(snap, "targets"):
+        if t.state != TargetState.READ:
+            continue
+        endpoints = _approved_endpoints(snap, t)
+        if not endpoints:
             continue
         allowed, why = public_access_allowed(t)
         if allowed is not True:
             continue
         fix = RULES[lower(t.type)].remediation
         yield Issue(t.id, f"{t.name} has an Approved private endpoint but still allows public network access "
-                    f"({why}).", _evidence(t, approved[key], why), fill(fix, id=t.id.raw))
+                    f"({why}).", _evidence(t, endpoints, why), fill(fix, id=t.id.raw))
 
 
 @check(
@@ -136,23 +138,24 @@ def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> 
               "listed so that a report never counts it as compliant.",
     remediation="Grant plmon read access to the resource, or check its public network access by hand.",
     references=(PE_OVERVIEW,), controls=("MCSB NS-2",),
-    reads=VIEW_READS,
+    reads=VIEW_READS, over="targets",
 )
 def unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    approved = _approved_targets(snap)
-    for key in sorted(approved):
-        t = snap.targets.get(key)
-        if t is None or lower(t.type) in NOT_APPLICABLE or t.state == TargetState.NOT_FOUND:
+    for t in each(snap, "targets"):
+        if lower(t.type) in NOT_APPLICABLE or t.state == TargetState.NOT_FOUND:
+            continue
+        endpoints = _approved_endpoints(snap, t)
+        if not endpoints:
             continue
         if t.state == TargetState.UNREADABLE:
             yield Issue(t.id, f"{t.name} has an Approved private endpoint but cannot be read "
                         f"({t.error_status} {t.error_code}): its public network access is unknown.",
                         {"type": t.type, "error_status": t.error_status, "error_code": t.error_code,
-                         "approved_private_endpoints": sorted(set(approved[key]))},
+                         "approved_private_endpoints": sorted(set(endpoints))},
                         az("resource", "show", "--ids", t.id.raw, "--query", "properties.publicNetworkAccess"))
             continue
         allowed, why = public_access_allowed(t)
         if allowed is None:
             yield Issue(t.id, f"{t.name} ({t.type}) has an Approved private endpoint; plmon has no rule for "
-                        "this type's public network access.", _evidence(t, approved[key], why),
+                        "this type's public network access.", _evidence(t, endpoints, why),
                         az("resource", "show", "--ids", t.id.raw, "--query", "properties.publicNetworkAccess"))

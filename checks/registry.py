@@ -92,6 +92,9 @@ class Check:
     # The snapshot collections (plmon.monitor.model.kinds.RECORDS) the check reads, helpers included; None =
     # undeclared, so it is re-run after any change.
     reads: frozenset[str] | None = None
+    # What the check judges one subject at a time (plmon.checks.units): snapshot collections, or the name of a
+    # derived index whose keys are the subjects; () for a whole-tenant check.
+    over: tuple[str, ...] = ()
 
     @property
     def family(self) -> str:
@@ -123,12 +126,17 @@ _ID = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9.-]*$")
 
 def check(*, id: str, title: str, severity: Severity, rationale: str, remediation: str,
           references: Iterable[str], params: Mapping[str, Param] | None = None,
-          controls: Iterable[str] = (), reads: Iterable[str] | None = None) -> Callable[[CheckFn], CheckFn]:
+          controls: Iterable[str] = (), reads: Iterable[str] | None = None,
+          over: str | Iterable[str] = ()) -> Callable[[CheckFn], CheckFn]:
     """Register ``fn`` as check ``id``. Ids are a contract (checks.md): unique, never reused.
 
     ``reads`` names the snapshot collections the check (and the helpers it calls) reads, e.g.
     ``("private_endpoints", "targets")``; a name the kinds table does not know is refused here, so a typo
     cannot make the daemon skip the check after a change.
+
+    ``over`` names what the check judges one subject at a time (:mod:`plmon.checks.units`): each issue it yields is
+    about the subject :func:`plmon.checks.units.each` made current, judged independently of the other subjects,
+    so the daemon can judge again only the subjects an event touched.
     """
     if not _ID.match(id):
         raise ValueError(f"bad check id {id!r}")
@@ -141,7 +149,8 @@ def check(*, id: str, title: str, severity: Severity, rationale: str, remediatio
             raise ValueError(f"duplicate check id {id!r}")
         _REGISTRY[id] = Check(id=id, title=title, severity=severity, rationale=rationale,
                               remediation=remediation, references=tuple(references), fn=fn,
-                              params=dict(params or {}), controls=tuple(controls), reads=declared)
+                              params=dict(params or {}), controls=tuple(controls), reads=declared,
+                              over=(over,) if isinstance(over, str) else tuple(over))
         return fn
     return register
 

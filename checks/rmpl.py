@@ -9,6 +9,7 @@ from typing import Any
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.registry import check
 from plmon.checks.remedy import az, chain
+from plmon.checks.units import each
 from plmon.monitor.model.arm_id import ArmId, normalise
 from plmon.monitor.model.snapshot import Association, Rmpl, Snapshot, TargetState, lower
 
@@ -221,10 +222,10 @@ def multi_tenant(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Recreate the private endpoint with group id ResourceManagement.",
     references=(RMPL_DOC,),
     controls=("MCSB NS-2", "MCSB PV-2"),
-    reads=("private_endpoints", "rmpls"),
+    reads=("private_endpoints", "rmpls"), over="private_endpoints",
 )
 def endpoint_group_id(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for pe in snap.private_endpoints.values():
+    for pe in each(snap, "private_endpoints"):
         for conn in pe.connections:
             tid = conn.target_id
             if tid is None or not (tid.type_key == RMPL_TYPE or tid.key in snap.rmpls):

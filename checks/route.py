@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.paths import PathResult, RouteCandidate, _net, client_subnets, endpoint_paths, parse_ip
+from plmon.checks.paths import PathResult, RouteCandidate, _net, client_subnets, parse_ip, paths_for
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
+from plmon.checks.units import Index, each, each_key, lookup, shared
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
+
+T = TypeVar("T")
+V = TypeVar("V")
 
 PE_OVERVIEW = "https://learn.microsoft.com/azure/private-link/private-endpoint-overview#limitations"
 PE_POLICIES = "https://learn.microsoft.com/azure/private-link/disable-private-endpoint-network-policy"
@@ -44,6 +48,34 @@ def _group(items: Iterator[tuple[ArmId, PathResult, Any]]) -> dict[str, list[tup
     return dict(sorted(out.items()))
 
 
+def _per_subject(snap: Snapshot, index: Index, tag: Hashable,
+                 select: Callable[[str, tuple[PathResult, ...]], list[T]]) -> Iterator[tuple[str, list[T]]]:
+    """Each finding subject of a route check (a route table, an appliance) with what ``select`` keeps of the paths
+    of each endpoint whose paths name it, in the order of the tenant's paths (endpoints by key). The subject is
+    judged on those alone, so after an event only the subjects whose endpoints' paths moved are judged again, and
+    what ``select`` kept of an endpoint whose paths did not move is reused (plmon.checks.units)."""
+    for k, per_endpoint in _per_endpoint(snap, index, tag, select):
+        yield k, [row for rows in per_endpoint for row in rows]
+
+
+def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
+                  select: Callable[[str, tuple[PathResult, ...]], V]) -> Iterator[tuple[str, list[V]]]:
+    """:func:`_per_subject` with what ``select`` kept of each endpoint apart."""
+    for key in each_key(snap, index):
+        k = str(key)
+        out: list[V] = []
+        for e in lookup(snap, index, key):
+            def kept(e: str = e, k: str = k) -> V:
+                return select(k, paths_for(snap, snap.private_endpoints[e]))
+            out.append(shared((tag, k, e), kept))
+        yield k, out
+
+
+def _subjects_of(name: str, keys: Any) -> Index:
+    return Index(f"route.{name}", "private_endpoints",
+                 lambda snap, pe: (k for p in paths_for(snap, pe) for k in keys(p)))
+
+
 def _rg_and_name(rid: ArmId) -> tuple[str, str]:
     return rid.resource_group or "<resource-group>", rid.name or "<name>"
 
@@ -52,6 +84,13 @@ def _rg_and_name(rid: ArmId) -> tuple[str, str]:
 
 def _bypassing(p: PathResult) -> list[RouteCandidate]:
     return [u for u in p.not_replacing if lower(u.next_hop_type) == "virtualappliance"]
+
+
+def _bypassed_table(p: PathResult) -> list[str]:
+    return [p.route_table_id.key] if p.route_table_id is not None and not p.replaced_by and _bypassing(p) else []
+
+
+BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
 
 
 @check(
@@ -65,18 +104,15 @@ def _bypassing(p: PathResult) -> list[RouteCandidate]:
                 "(RouteTableEnabled or Enabled) on the endpoint's subnet and use a route at least as specific "
                 "as the VNet address space.",
     references=(PE_OVERVIEW, PE_POLICIES, INSPECT), controls=("MCSB NS-3", "MCSB NS-1"),
-    reads=_PATHS,
+    reads=_PATHS, over=BYPASSED.name,
 )
 def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    by_table: dict[str, list[PathResult]] = defaultdict(list)
-    tables: dict[str, ArmId] = {}
-    for p in endpoint_paths(snap):
-        if p.route_table_id is None or p.replaced_by or not _bypassing(p):
+    for _key, paths in _per_subject(snap, BYPASSED, "route.udr-bypassed",
+                                    lambda key, paths: [p for p in paths if _bypassed_table(p) == [key]]):
+        if not paths:
             continue
-        by_table[p.route_table_id.key].append(p)
-        tables[p.route_table_id.key] = p.route_table_id
-    for key, paths in sorted(by_table.items()):
-        table = tables[key]
+        table = paths[-1].route_table_id
+        assert table is not None
         rg, name = _rg_and_name(table)
         endpoints: dict[str, dict[str, Any]] = {}
         fixes: list[str] = []
@@ -123,12 +159,35 @@ def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
 
 # --- appliances on the path ------------------------------------------------------------------------
 
-def _appliance_verdicts(snap: Snapshot) -> Iterator[tuple[ArmId, PathResult, SnatVerdict]]:
+def _appliance_keys(p: PathResult) -> list[str]:
+    """The subjects _appliance_verdicts names for ``p``, without judging SNAT (which reads the firewall policy)."""
+    if not p.via_appliance or p.hop is None or p.hop.kind == "unresolved":
+        return []
+    hop = p.hop
+    if hop.firewall is not None:
+        return [hop.firewall.key]
+    if hop.nic is not None:
+        return [hop.nic.key]
+    if hop.load_balancer is not None:
+        lb = hop.load_balancer
+        verdicts = [tagged_snat(nic, lb) for nic in hop.backend_nics]
+        if not verdicts or all(v.snats is None and v.raw is None for v in verdicts):
+            return [lb.key]
+        return [nic.key for nic in hop.backend_nics]
+    return []
+
+
+APPLIANCES = _subjects_of("appliances", _appliance_keys)
+
+
+def _appliance_verdicts(snap: Snapshot, paths: Iterable[PathResult], *, firewalls: bool = True,
+                        ) -> Iterator[tuple[ArmId, PathResult, SnatVerdict | None]]:
     """(subject, path, SNAT verdict) for every path whose effective next hop is a resolved appliance.
 
     A verdict depends only on the appliance and the destination (a firewall's private ranges against the
     IP; a tag on a NIC or the load balancer in front), so it is judged once per appliance and destination and
-    shared by every client subnet's path there: 155k judgements for 7 firewalls otherwise (issue 14).
+    shared by every client subnet's path there: 155k judgements for 7 firewalls otherwise (issue 14). With
+    ``firewalls=False`` a firewall's verdict is left to the caller (None): it reads the firewall policy.
     """
     judged: dict[tuple[str, ...], SnatVerdict] = {}
 
@@ -144,12 +203,12 @@ def _appliance_verdicts(snap: Snapshot) -> Iterator[tuple[ArmId, PathResult, Sna
             judged[key] = tagged_snat(nic, lb)
         return judged[key]
 
-    for p in endpoint_paths(snap):
+    for p in paths:
         if not p.via_appliance or p.hop is None or p.hop.kind == "unresolved":
             continue
         hop = p.hop
         if hop.firewall is not None:
-            yield hop.firewall.id, p, firewall(hop.firewall, p.destination)
+            yield hop.firewall.id, p, firewall(hop.firewall, p.destination) if firewalls else None
         elif hop.nic is not None:
             yield hop.nic.id, p, tagged(hop.nic)
         elif hop.load_balancer is not None:
@@ -188,9 +247,43 @@ def _policy_unread(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> bool
         fw.firewall_policy_id.key not in snap.firewall_policies
 
 
+_Rows = tuple[list[tuple[ArmId, PathResult, SnatVerdict | None]], dict[tuple[str, str], tuple[Firewall, str]],
+              frozenset[bool | None]]
+
+
+def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> _Rows:
+    """One endpoint's rows for the appliance ``key`` in path order, a firewall's verdict left out (it reads the
+    policy, so a policy change judges the firewall again without recomputing the rows), with the (firewall,
+    destination) pairs and the tag verdicts present, so an endpoint with nothing to report is skipped at once."""
+    rows = [x for x in _appliance_verdicts(snap, paths, firewalls=False) if x[0].key == key]
+    firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
+                 for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
+    return rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None)
+
+
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
-    verdicts = (x for x in _appliance_verdicts(snap) if x[2].snats is want and not _policy_unread(snap, x[0], x[2]))
-    for _, rows in _group(verdicts).items():
+    judged: dict[tuple[str, str], SnatVerdict] = {}
+
+    def firewall(fw: Firewall, ip: str) -> SnatVerdict:
+        found = judged.get((fw.key, ip))
+        if found is None:
+            found = judged[(fw.key, ip)] = firewall_snat(snap, fw, ip)
+        return found
+
+    for _key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
+                                            lambda key, paths: _appliance_rows(snap, key, paths)):
+        rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
+        for found, firewalls, tagged in per_endpoint:
+            if want not in tagged and not any(firewall(fw, ip).snats is want for fw, ip in firewalls.values()):
+                continue
+            for subject_id, p, v in found:
+                if v is None:
+                    assert p.hop is not None and p.hop.firewall is not None
+                    v = firewall(p.hop.firewall, p.destination)
+                if v.snats is want and not _policy_unread(snap, subject_id, v):
+                    rows.append((subject_id, p, v))
+        if not rows:
+            continue
         subject, _p, verdict = rows[0]
         paths = [{"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
                   "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
@@ -217,7 +310,7 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     remediation="Make the appliance SNAT traffic to private endpoints (Azure Firewall: private ranges that "
                 "exclude the endpoint IPs, or 255.255.255.255/32 to always SNAT).",
     references=(INSPECT, FW_SNAT, PE_OVERVIEW), controls=("MCSB NS-3",),
-    reads=(*_PATHS, "firewall_policies"),
+    reads=(*_PATHS, "firewall_policies"), over=APPLIANCES.name,
 )
 def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, False)
@@ -231,7 +324,7 @@ def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
     remediation=f"Tag the appliance NIC (or the load balancer in front) with {SNAT_TAG}=always or "
                 f"{SNAT_TAG}=never after checking its NAT configuration.",
     references=(INSPECT, PE_OVERVIEW), controls=("MCSB NS-3",),
-    reads=(*_PATHS, "firewall_policies"),
+    reads=(*_PATHS, "firewall_policies"), over=APPLIANCES.name,
 )
 def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, None)
@@ -291,6 +384,15 @@ def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str, client_vnet: str 
         snap.coverage.covers(f"/subscriptions/{s}", "microsoft.network/virtualnetworks") for s in snap.subscriptions)
 
 
+def _unresolved_table(p: PathResult) -> list[str]:
+    if p.via_appliance and p.hop is not None and p.hop.kind == "unresolved" and p.route_table_id:
+        return [p.route_table_id.key]
+    return []
+
+
+UNRESOLVED = _subjects_of("unresolved_tables", _unresolved_table)
+
+
 @check(
     id="route.nva-unresolved", title="Appliance next hop on the path to a private endpoint matches nothing",
     severity=Severity.MEDIUM,
@@ -299,19 +401,22 @@ def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str, client_vnet: str 
               "not read (out of scope or unreadable) is unknown, not this finding.",
     remediation="Point the route at the appliance's private IP, or bring the appliance into the monitored scope.",
     references=(UDR_DOC,), controls=("MCSB NS-3",),
-    reads=_PATHS,
+    reads=_PATHS, over="route.unresolved_tables",
 )
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    rows: dict[str, list[PathResult]] = defaultdict(list)
     known: dict[tuple[str, str | None], bool] = {}
-    for p in endpoint_paths(snap):
-        if p.via_appliance and p.hop is not None and p.hop.kind == "unresolved" and p.route_table_id:
+    for _key, candidates in _per_subject(snap, UNRESOLVED, "route.nva-unresolved",
+                                         lambda key, paths: [p for p in paths if _unresolved_table(p) == [key]]):
+        paths = []
+        for p in candidates:
+            assert p.hop is not None
             client = p.subnet_id.parent.key if p.subnet_id.parent is not None else None
             if (p.hop.ip, client) not in known:
                 known[(p.hop.ip, client)] = _matches_nothing_on_evidence(snap, p.hop.ip, client)
             if known[(p.hop.ip, client)]:
-                rows[p.route_table_id.key].append(p)
-    for _, paths in sorted(rows.items()):
+                paths.append(p)
+        if not paths:
+            continue
         table = paths[0].route_table_id
         assert table is not None
         routes = {(p.route.route_name, p.route.prefix, p.route.next_hop_ip) for p in paths if p.route}
@@ -329,6 +434,16 @@ def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
                     lines(*fixes))
 
 
+def _forwarding_off(p: PathResult) -> list[Nic]:
+    if not p.via_appliance or p.hop is None:
+        return []
+    candidates = [p.hop.nic] if p.hop.nic is not None else list(p.hop.backend_nics)
+    return [nic for nic in candidates if nic is not None and not nic.enable_ip_forwarding]
+
+
+FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: [n.key for n in _forwarding_off(p)])
+
+
 @check(
     id="route.nva-ip-forwarding-off", title="Appliance NIC on the path to a private endpoint has IP forwarding off",
     severity=Severity.HIGH,
@@ -336,21 +451,16 @@ def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
               "through it to the private endpoint never arrives.",
     remediation="Enable IP forwarding on the appliance NIC.",
     references=(UDR_DOC + "#virtual-appliance",), controls=("MCSB NS-3",),
-    reads=_PATHS,
+    reads=_PATHS, over="route.forwarding_off",
 )
 def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    rows: dict[str, list[PathResult]] = defaultdict(list)
-    nics = {}
-    for p in endpoint_paths(snap):
-        if not p.via_appliance or p.hop is None:
+    def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[PathResult, Nic]]:
+        return [(p, n) for p in paths for n in _forwarding_off(p) if n.key == key]
+    for _key, rows in _per_subject(snap, FORWARDING_OFF, "route.nva-ip-forwarding-off", select):
+        if not rows:
             continue
-        candidates = [p.hop.nic] if p.hop.nic is not None else list(p.hop.backend_nics)
-        for nic in candidates:
-            if nic is not None and not nic.enable_ip_forwarding:
-                rows[nic.key].append(p)
-                nics[nic.key] = nic
-    for key, paths in sorted(rows.items()):
-        nic = nics[key]
+        paths = [p for p, _ in rows]
+        nic = rows[-1][1]
         yield Issue(nic.id, f"Network interface {nic.name} is the next hop to private endpoint IP(s) "
                     f"{', '.join(sorted({p.destination for p in paths}))} but has IP forwarding disabled.",
                     {"nic": nic.id.raw, "enableIPForwarding": nic.enable_ip_forwarding,
@@ -408,9 +518,10 @@ def _nic_state(snap: Snapshot, raw: ArmId) -> dict[str, Any]:
                 "read), or check the endpoint's IP against the listed route tables by hand.",
     references=(PE_OVERVIEW, UDR_DOC), controls=("MCSB NS-3",),
     reads=("private_endpoints", "subnets", "virtual_networks", "route_tables", "nics"),
+    over="private_endpoints",
 )
 def endpoint_ip_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+    for pe in each(snap, "private_endpoints"):
         if any(parse_ip(x) is not None for x in pe.ip_addresses):
             continue
         nets = _endpoint_networks(snap, pe)

@@ -39,7 +39,8 @@ from structlog.contextvars import bound_contextvars
 from plmon.alerts.channel import Channel, build_channels
 from plmon.alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
 from plmon.alerts.outbox import routes_from_config
-from plmon.checks.engine import Evaluation, evaluate
+from plmon.checks.engine import Evaluation
+from plmon.checks.incremental import Units
 from plmon.monitor.collect.builder import BuildMemo, build_snapshot, paused_gc
 from plmon.monitor.collect.plan import ArmReader, RawInventory, ReadError, collect
 from plmon.monitor.config import Config
@@ -53,7 +54,7 @@ from plmon.monitor.model.clock import source_clock as clock_of
 from plmon.monitor.model.snapshot import Snapshot
 from plmon.monitor.scan import ScanResult
 from plmon.monitor.service.metrics import Metrics
-from plmon.monitor.service.reevaluate import affected_keys, checks_for, reread_into
+from plmon.monitor.service.reevaluate import affected_keys, reread_into
 from plmon.monitor.state.intake import Enqueued, IntakeQueue, QueuedEvent
 from plmon.monitor.state.store import FindingState, StateStore
 
@@ -189,6 +190,7 @@ class Daemon:
         self.snapshot: Snapshot | None = None
         self.evaluation: Evaluation | None = None
         self._memo = BuildMemo()               # rebuilds after an event parse only what it re-read
+        self.units = Units(self.settings, self.waivers)   # the evaluation, kept as units of work across events
         self._recount = False
         self.last_collection: datetime | None = None
         self._full_started: datetime | None = None
@@ -345,17 +347,19 @@ class Daemon:
         if not result.kinds:
             self._read_at.update(dict.fromkeys(result.keys, read_started))
             return [], 0
-        checks = checks_for(result.kinds)
         # Read times stay on the wall clock (event staleness); the findings go on the source's.
         snapshot = observer(self.store, self.snapshot)(build_snapshot(inv, taken_at=self.source_clock.now(),
                                                                       memo=self._memo))
-        partial = evaluate(snapshot, self.settings, self.waivers, only=checks)
-        keys = affected_keys(self.evaluation, partial, checks, result.keys)
-        transitions = apply_targeted(self.store, snapshot, _within(partial, keys), check_ids=checks, resource_keys=keys,
-                                     now=snapshot.taken_at, routes=self.routes, wall=self.clock,
+        assert self.snapshot is not None
+        # Only the units of work whose reads changed are judged again (plmon.checks.incremental).
+        evaluation, ran = self.units.update(self.snapshot, snapshot)
+        checks = set(ran.checks)
+        keys = affected_keys(self.evaluation, evaluation, checks, result.keys)
+        transitions = apply_targeted(self.store, snapshot, _within(evaluation, keys), check_ids=checks,
+                                     resource_keys=keys, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
         self.inventory, self.snapshot = inv, snapshot
-        self.evaluation = _merge(self.evaluation, partial, checks)
+        self.evaluation = evaluation
         # Only now: a step that failed above must not make its events look stale when they are retried.
         self._read_at.update(dict.fromkeys(result.keys, read_started))
         earliest = min((arrived[i] for r in rereads for i in r.event_ids if i in arrived), default=time.time())
@@ -392,7 +396,7 @@ class Daemon:
                 inv, _ = reread_into(self._event_reader, inv, again)
             snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.source_clock.now(), memo=self._memo))
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
-                ev = evaluate(snapshot, self.settings, self.waivers)
+                ev = self.units.full(snapshot)   # recording the units of work events re-judge
             result = ScanResult(snapshot, ev, inv.stats, self.source_clock)
             transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
@@ -492,14 +496,3 @@ def _within(ev: Evaluation, keys: set[str]) -> Evaluation:
     lower = {k.lower() for k in keys}
     return replace(ev, findings=tuple(f for f in ev.findings if f.key[1] in lower),
                    waived=tuple(w for w in ev.waived if w.finding.key[1] in lower))
-
-
-def _merge(before: Evaluation | None, partial: Evaluation, checks: set[str]) -> Evaluation:
-    """The full evaluation with the re-run checks' results replaced."""
-    if before is None:
-        return partial
-    findings = [f for f in before.findings if f.check_id not in checks] + list(partial.findings)
-    waived = [w for w in before.waived if w.finding.check_id not in checks] + list(partial.waived)
-    errors = [g for g in before.check_errors if g.type.removeprefix("check:") not in checks]
-    run = sorted(set(before.checks_run) | set(partial.checks_run))
-    return Evaluation(tuple(findings), tuple(waived), tuple(errors) + partial.check_errors, tuple(run))

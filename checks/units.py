@@ -1,0 +1,460 @@
+"""Units of work: what a check judges one subject at a time, what each judgement read, and how to redo only those
+an event touched (issue 14, item 3).
+
+A check may declare ``@check(over=...)``: the collection(s) (or a derived :class:`Index`) whose members it judges
+independently of each other, each issue it yields being about the subject being judged. It iterates its subjects
+through :func:`each` (or :func:`each_key` for an index's keys), which honours an evaluation *focus* (only the
+subjects to judge again). Checks without ``over`` are whole-tenant checks, re-run when a collection they declare
+reading changed.
+
+The dependency index is recorded, never hand-kept. :class:`Units` runs the checks on a view of the snapshot whose
+collections note every read (``get``/``[]``/``in`` -> (collection, key); iteration -> (collection, ``*``)) into
+the frame of the subject being judged. Work shared between subjects (the route engine's per-endpoint paths) goes
+through :func:`shared`, a memo whose entries record their own reads, hand them to every subject that uses them,
+and survive events that did not touch what they read. Reverse lookups the checks need (endpoints by IP, by
+target) are :class:`Index` values, maintained per changed record rather than rebuilt per event; a lookup is a
+read of (index name, key), and an entry whose members (or whose members' derived keys) changed is a change.
+
+Per event (:meth:`Units.update`): changed = the identity diff of the old and new snapshot's collections (records
+a re-read left alone are the same objects) plus the index entries that moved; the affected subjects are the
+changed subjects plus every subject whose recorded reads include a change; ``over`` checks run focused on them,
+whole checks only when their ``reads`` meet a changed collection, and the findings of exactly the re-judged
+(check, subject) units are replaced. Outside :class:`Units` (``plmon scan``) nothing is recorded: :func:`each`
+iterates the collection and :func:`shared` just computes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, TypeVar
+
+from plmon.monitor.model.kinds import RECORDS
+from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
+
+__all__ = ["ALL", "Index", "Recorded", "each", "each_item", "each_key", "lookup", "recording", "shared", "tracking"]
+
+ALL = "*"
+Read = tuple[str, Hashable]
+T = TypeVar("T")
+
+# The snapshot's mapping fields a view records: the collections, the builder's indexes and the observations.
+MAPPED = (*RECORDS, *INDEX_SOURCES, "observations")
+
+
+class _State:
+    """The recording state of the one evaluation running (evaluation is single-threaded, under the daemon lock)."""
+
+    __slots__ = ("deriving", "focus", "indexes", "memo", "pre", "reads", "subject", "subjects")
+
+    def __init__(self) -> None:
+        self.reads: set[Read] | None = None          # the frame reads go to; None: not recording
+        self.subject: str | None = None              # the subject being judged
+        self.focus: frozenset[str] | None = None     # the subjects to judge; None: all
+        self.subjects: dict[str, set[Read]] | None = None   # subject -> reads, filled by each()
+        self.memo: _Memo | None = None
+        self.indexes: _Indexes | None = None
+        self.pre: set[Read] | None = None
+        self.deriving: str | None = None             # the index whose keys are being derived
+
+
+_S = _State()
+
+
+def _note(name: str, key: Hashable) -> None:
+    reads = _S.reads
+    if reads is not None:
+        reads.add((name, key))
+
+
+class Recorded(Mapping[Any, Any]):
+    """A snapshot collection that notes what is read from it into the current frame."""
+
+    __slots__ = ("data", "name")
+
+    def __init__(self, name: str, data: Mapping[Any, Any]) -> None:
+        self.name, self.data = name, data
+
+    def __getitem__(self, key: Any) -> Any:
+        _note(self.name, key)
+        return self.data[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        _note(self.name, key)
+        return self.data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        _note(self.name, key)
+        return key in self.data
+
+    def __iter__(self) -> Iterator[Any]:
+        _note(self.name, ALL)
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        _note(self.name, ALL)
+        return len(self.data)
+
+    def keys(self) -> Any:
+        _note(self.name, ALL)
+        return self.data.keys()
+
+    def values(self) -> Any:
+        _note(self.name, ALL)
+        return self.data.values()
+
+    def items(self) -> Any:
+        _note(self.name, ALL)
+        return self.data.items()
+
+
+def _plain(coll: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    return coll.data if isinstance(coll, Recorded) else coll
+
+
+def recording(snap: Snapshot) -> Snapshot:
+    """A view of ``snap`` whose collections note their reads (a real :class:`Snapshot`, so its methods work)."""
+    views: dict[str, Any] = {name: Recorded(name, _plain(getattr(snap, name))) for name in MAPPED}
+    return replace(snap, **views)
+
+
+# --- subjects --------------------------------------------------------------------------------------
+
+def _subjects(keys: Iterable[str], data: Mapping[str, Any]) -> Iterable[str]:
+    focus = _S.focus
+    if focus is None:
+        return keys
+    return sorted(k for k in focus if k in data)
+
+
+def _judging(name: str, key: str) -> None:
+    if _S.subjects is not None:
+        _S.reads = {(name, key)}
+    _S.subject = key
+
+
+def _judged(outer: set[Read] | None) -> None:
+    subjects, key, reads = _S.subjects, _S.subject, _S.reads
+    if subjects is not None and key is not None and reads is not None:
+        have = subjects.get(key)
+        if have is None:
+            subjects[key] = reads
+        else:
+            have |= reads
+    _S.reads, _S.subject = outer, None
+
+
+def each(snap: Snapshot, *collections: str) -> Iterator[Any]:
+    """The records of ``collections`` (in collection order; under a focus only the focused keys, sorted), each
+    judged in its own frame: what the check reads while one is current is that subject's, and so is every issue
+    the check yields meanwhile. A key several of the collections hold is judged once, under the first."""
+    for _, record in each_item(snap, *collections):
+        yield record
+
+
+def each_item(snap: Snapshot, *collections: str) -> Iterator[tuple[str, Any]]:
+    """:func:`each` with the subject's key beside its record."""
+    earlier: list[Mapping[str, Any]] = []
+    for name in collections:
+        data = _plain(getattr(snap, name))
+        before = tuple(earlier)
+        earlier.append(data)
+        if _S.subjects is None and _S.focus is None:
+            for key, record in data.items():
+                if not any(key in d for d in before):
+                    yield key, record
+            continue
+        for key in _subjects(data, data):
+            if any(key in d for d in before):
+                continue   # a subject is judged once, under the first collection that holds it
+            outer = _S.reads
+            _judging(name, key)
+            try:
+                yield key, data[key]
+            finally:
+                _judged(outer)
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """A reverse lookup over a snapshot collection: derived key -> the keys of the records that yield it.
+
+    ``keys_of(snap, record)`` may read the snapshot (through :func:`shared` work too): under :class:`Units` what it
+    reads is recorded per record, and a record whose reads changed is indexed again, its old and new keys counting
+    as changed entries. Members are kept sorted by key, so a lookup's order never depends on history.
+    """
+
+    name: str
+    collection: str
+    keys_of: Callable[[Snapshot, Any], Iterable[Hashable]]
+
+
+class _Table:
+    """One index's entries for one snapshot, with what each record contributed."""
+
+    __slots__ = ("deps", "entries", "of", "reads")
+
+    def __init__(self) -> None:
+        self.entries: dict[Hashable, list[str]] = {}
+        self.of: dict[str, tuple[Hashable, ...]] = {}
+        self.reads: dict[str, frozenset[Read]] = {}
+        self.deps: dict[Read, set[str]] = {}     # read -> records whose keys it decided
+
+    def note_reads(self, rkey: str, reads: frozenset[Read]) -> None:
+        """What deciding ``rkey``'s keys read, registered as the difference from what it read before."""
+        old = self.reads.get(rkey, frozenset())
+        for r in reads - old:
+            self.deps.setdefault(r, set()).add(rkey)
+        for r in old - reads:
+            holders = self.deps.get(r)
+            if holders is not None:
+                holders.discard(rkey)
+        if reads:
+            self.reads[rkey] = reads
+        else:
+            self.reads.pop(rkey, None)
+
+    def add(self, rkey: str, dkeys: tuple[Hashable, ...]) -> None:
+        self.of[rkey] = dkeys
+        for d in dkeys:
+            bisect.insort(self.entries.setdefault(d, []), rkey)
+
+    def remove(self, rkey: str, forget: bool = True) -> tuple[Hashable, ...]:
+        """Take ``rkey`` out of its entries (and, with ``forget``, out of the reads map: it is gone)."""
+        dkeys = self.of.pop(rkey, ())
+        for d in dkeys:
+            members = self.entries.get(d)
+            if members is not None:
+                i = bisect.bisect_left(members, rkey)
+                if i < len(members) and members[i] == rkey:
+                    del members[i]
+                if not members:
+                    del self.entries[d]
+        if forget:
+            self.note_reads(rkey, frozenset())
+        return dkeys
+
+
+def _derive(snap: Snapshot, index: Index, record: Any, track: bool) -> tuple[tuple[Hashable, ...], frozenset[Read]]:
+    outer, subject, deriving = _S.reads, _S.subject, _S.deriving
+    _S.reads, _S.subject, _S.deriving = (set() if track else None), None, index.name
+    try:
+        dkeys = tuple(dict.fromkeys(index.keys_of(snap, record)))
+        reads = _frozen(_S.reads) if _S.reads is not None else frozenset()
+    finally:
+        _S.reads, _S.subject, _S.deriving = outer, subject, deriving
+    return dkeys, reads
+
+
+def _build(snap: Snapshot, index: Index, track: bool) -> _Table:
+    table = _Table()
+    for rkey, record in _plain(getattr(snap, index.collection)).items():
+        dkeys, reads = _derive(snap, index, record, track)
+        table.add(rkey, dkeys)
+        if track and reads:
+            table.note_reads(rkey, reads)
+    return table
+
+
+class _Indexes:
+    """The indexes of the snapshot being evaluated, built on first use, kept up to date across events."""
+
+    def __init__(self, track: bool) -> None:
+        self.track = track
+        self.snap: Snapshot | None = None
+        self.tables: dict[str, tuple[Index, _Table]] = {}
+        self.needs: dict[str, set[str]] = {}   # index -> the indexes its derivations look up
+
+    def table(self, snap: Snapshot, index: Index) -> _Table:
+        if _S.deriving is not None and _S.deriving != index.name:
+            self.needs.setdefault(_S.deriving, set()).add(index.name)
+        hit = self.tables.get(index.name)
+        if hit is None:
+            self.tables[index.name] = hit = (index, _build(snap, index, self.track))
+        return hit[1]
+
+
+_UNTRACKED: list[tuple[Snapshot, _Indexes]] = []
+
+
+def _indexes_for(snap: Snapshot) -> _Indexes:
+    if _S.indexes is not None:
+        return _S.indexes
+    # outside Units: one set of indexes per snapshot (the last one), like the other per-snapshot caches
+    for s, ix in _UNTRACKED:
+        if s is snap:
+            return ix
+    ix = _Indexes(track=False)
+    _UNTRACKED[:] = [(snap, ix)]
+    return ix
+
+
+def lookup(snap: Snapshot, index: Index, key: Hashable) -> tuple[str, ...]:
+    """The keys (sorted) of the records of ``index.collection`` whose derived keys include ``key``."""
+    _note(index.name, key)
+    outer, _S.reads = _S.reads, None   # building an index is not the subject's read: its entries are
+    try:
+        table = _indexes_for(_base(snap)).table(_base(snap), index)
+    finally:
+        _S.reads = outer
+    return tuple(table.entries.get(key, ()))
+
+
+def each_key(snap: Snapshot, index: Index) -> Iterator[Hashable]:
+    """The derived keys of ``index`` as subjects (sorted by their text), each judged in its own frame."""
+    outer, _S.reads = _S.reads, None
+    try:
+        table = _indexes_for(_base(snap)).table(_base(snap), index)
+    finally:
+        _S.reads = outer
+    keys: Iterable[Any] = sorted(table.entries, key=str)
+    if _S.focus is not None:
+        keys = sorted((k for k in _S.focus if k in table.entries), key=str)
+    for key in keys:
+        outer = _S.reads
+        _judging(index.name, key)
+        try:
+            yield key
+        finally:
+            _judged(outer)
+
+
+def _base(snap: Snapshot) -> Snapshot:
+    """The snapshot under a recording view: indexes are built from the plain collections."""
+    return snap
+
+
+def tracking() -> bool:
+    """Whether an evaluation under :class:`~plmon.checks.incremental.Units` is running (shared work is kept)."""
+    return _S.memo is not None
+
+
+# --- shared work -----------------------------------------------------------------------------------
+
+class _Memo:
+    """Work shared between subjects, kept across events: key -> (value, reads), and read -> keys."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Hashable, tuple[Any, frozenset[Read]]] = {}
+        self.deps: dict[Read, set[Hashable]] = {}
+        # equal read sets kept once: an endpoint's paths, its route subjects and its rows per appliance read the same
+        self.frozen: dict[frozenset[Read], frozenset[Read]] = {}
+
+    def put(self, key: Hashable, value: Any, reads: frozenset[Read]) -> None:
+        self.entries[key] = (value, reads)
+        for r in reads:
+            self.deps.setdefault(r, set()).add(key)
+
+    def invalidate(self, changed: Iterable[Read]) -> int:
+        dropped = 0
+        for r in changed:
+            for key in self.deps.pop(r, ()):
+                if self.entries.pop(key, None) is not None:
+                    dropped += 1
+        return dropped
+
+
+def _frozen(reads: set[Read]) -> frozenset[Read]:
+    fs = frozenset(reads)
+    memo = _S.memo
+    return memo.frozen.setdefault(fs, fs) if memo is not None else fs
+
+
+def shared(key: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()``, kept under ``key`` while what it read stays unchanged (only under :class:`Units`); whoever
+    uses it reads what it read."""
+    memo = _S.memo
+    if memo is None:
+        return compute()
+    hit = memo.entries.get(key)
+    if hit is not None:
+        if _S.reads is not None:
+            _S.reads |= hit[1]
+        value: T = hit[0]
+        return value
+    outer, subject = _S.reads, _S.subject
+    _S.reads, _S.subject = set(), None
+    try:
+        value = compute()
+        inner = _frozen(_S.reads)
+    finally:
+        _S.reads, _S.subject = outer, subject
+    memo.put(key, value, inner)
+    if outer is not None:
+        outer |= inner
+    return value
+
+
+# --- the diff --------------------------------------------------------------------------------------
+
+_CONTEXT = ("tenant_id", "cloud", "subscriptions", "management_groups", "coverage")
+
+
+def context_changed(old: Snapshot, new: Snapshot) -> bool:
+    """Whether what is no collection (tenant, subscriptions, coverage) moved: then nothing recorded is trusted."""
+    return any(getattr(old, f) is not getattr(new, f) and getattr(old, f) != getattr(new, f) for f in _CONTEXT)
+
+
+def diff(old: Snapshot, new: Snapshot) -> set[Read]:
+    """(collection, key) for every record added, removed or replaced; the builder's indexes by equality."""
+    out: set[Read] = set()
+    for name in MAPPED:
+        a, b = _plain(getattr(old, name)), _plain(getattr(new, name))
+        if a is b or a == b:   # the comparison runs in C and takes each record's identity first
+            continue
+        for k, v in b.items():
+            w = a.get(k)
+            if w is not v and (w is None or w != v):
+                out.add((name, k))
+        for k in a:
+            if k not in b:
+                out.add((name, k))
+    return out
+
+
+def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read]:
+    """Bring every built index to ``new``; the entries that moved, as reads of (index name, derived key)."""
+    moved: set[Read] = set()
+    ix.snap = new
+    order: list[str] = []
+
+    def visit(name: str, seen: set[str]) -> None:   # an index after the indexes its derivations look up
+        if name in seen:
+            return
+        seen.add(name)
+        for dep in sorted(ix.needs.get(name, ())):
+            visit(dep, seen)
+        order.append(name)
+    seen: set[str] = set()
+    for name in list(ix.tables):
+        visit(name, seen)
+    for name in order:
+        if name not in ix.tables:
+            continue
+        index, table = ix.tables[name]
+        coll = _plain(getattr(new, index.collection))
+        redo = {k for c, k in changed if c == index.collection}
+        if table.deps:
+            for t in changed | {(c, ALL) for c, _ in changed}:
+                redo |= table.deps.get(t, set())
+        for rkey in redo:
+            record = coll.get(rkey)
+            old_keys = table.remove(rkey, forget=record is None)   # type: ignore[arg-type]
+            moved |= {(name, d) for d in old_keys}
+            if record is None:
+                continue
+            dkeys, reads = _derive(new, index, record, ix.track)
+            table.add(rkey, dkeys)          # type: ignore[arg-type]
+            table.note_reads(rkey, reads)   # type: ignore[arg-type]
+            moved |= {(name, d) for d in dkeys}
+    return moved
+
+
+def state() -> _State:
+    """The recording state (for :mod:`plmon.checks.engine`)."""
+    return _S
+
+
+def snapshot_fields() -> tuple[str, ...]:
+    return tuple(f.name for f in fields(Snapshot))
