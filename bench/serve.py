@@ -1,9 +1,12 @@
-"""``plmon serve`` figures for ``make bench``: event-to-alert latency and a 5,000-event burst.
+"""``plmon serve`` figures for ``make bench``: event-to-alert latency per event kind and a 5,000-event burst.
 
 The daemon runs as the product runs it (``plmon serve --from <synth tenant>`` in its own process, JSON logs at
 warning); alerts go to a webhook receiver (http.server on 127.0.0.1) in this process. The approach is the
 daemon's e2e harness (tests/kit/daemonkit.py) without importing from tests/: a change in Azure is a file rewritten
 on disk (the recorded tenant reads it on the next re-read), then the Event Grid write event is posted.
+Each event kind issue 14 names (endpoint, route table, virtual network, NSG, firewall policy, Private Link
+Service, PaaS target) gets a change that opens one finding and its reverse that resolves it (:func:`mutations`),
+and the alert for that check and subject must arrive: an event that changes nothing measures only the intake.
 
 Every wait has a deadline: a daemon that stops answering costs at most the deadline, never a hung bench.
 """
@@ -127,17 +130,6 @@ def flip_target(folder: Path) -> str:
     raise RuntimeError("the synth tenant has no private storage account with an Approved endpoint")
 
 
-def set_public(folder: Path, resource_id: str, public: bool) -> None:
-    """Rewrite the account on disk as a change in Azure would (atomically: the daemon may be reading it)."""
-    file = _arm_file(folder, resource_id)
-    body = json.loads(file.read_text())
-    body["properties"]["publicNetworkAccess"] = "Enabled" if public else "Disabled"
-    body["properties"].setdefault("networkAcls", {})["defaultAction"] = "Allow" if public else "Deny"
-    tmp = file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
-    os.replace(tmp, file)
-
-
 def burst_resources(folder: Path, distinct: int, seed: int) -> list[str]:
     """``distinct`` resource ids of the tenant, of the types in BURST_TYPES, chosen at random."""
     ids = sorted({str(p.relative_to(folder / "arm").with_suffix("")) for p in (folder / "arm").rglob("*.json")})
@@ -227,16 +219,6 @@ class ServeProcess:
         self.stderr.close()
 
 
-def write_config(path: Path, hook_url: str) -> Path:
-    path.write_text(yaml.safe_dump({
-        "state": {"url": f"sqlite:///{path.parent / 'state.db'}"},
-        "server": {"secret": SECRET, "max_body_bytes": 16 * 1024 * 1024},
-        "alerts": [{"type": "webhook", "name": "bench", "url": hook_url, "secret": "k", "min_severity": "high"}],
-        "schedule": {"full_collection": "1h", "delivery_interval": "1s"},
-    }))
-    return path
-
-
 def run_burst(serve: ServeProcess, folder: Path, work: Path, *, burst: int, distinct: int, seed: int,
               drain_timeout: float) -> dict[str, Any]:
     """``burst`` events over ``distinct`` resources in one delivery, as Event Grid batches them, until drained."""
@@ -269,51 +251,6 @@ def run_burst(serve: ServeProcess, folder: Path, work: Path, *, burst: int, dist
         "rereads": delta("plmon_rereads_total"), "ignored": delta("plmon_events_ignored_total"),
         "arm_requests": delta("plmon_arm_requests_total"), "failures": delta("plmon_event_failures_total"),
     }
-
-
-def measure(folder: Path, work: Path, *, events: int = 200, burst: int = 5000, distinct: int = 1000,
-            seed: int = 1, alert_timeout: float = 15, drain_timeout: float = 240) -> dict[str, Any]:
-    """One daemon run: ``events`` flips one by one (latency), then one ``burst``-event delivery."""
-    work.mkdir(parents=True, exist_ok=True)
-    target = flip_target(folder)
-    out: dict[str, Any] = {}
-    with receiver() as rec:
-        started = time.perf_counter()
-        serve = ServeProcess(folder, write_config(work / "plmon.yaml", rec.url))
-        out["ready_s"] = time.perf_counter() - started
-        try:
-            latencies: list[float] = []
-            missed = 0
-            for i in range(events):
-                public = i % 2 == 0
-                kind = "io.plmon.finding.opened" if public else "io.plmon.finding.resolved"
-                before = len(rec.got)
-                set_public(folder, target, public)
-                sent = time.monotonic()
-                if serve.post([event(target, "Microsoft.Storage/storageAccounts")]).status_code != 200:
-                    missed += 1
-                    continue
-                at = rec.wait_for(lambda a, k=kind: a.get("type") == k and a["data"].get("check_id") == PUBLIC_CHECK
-                                  and str(a["data"].get("resource_id", "")).lower() == target.lower(),
-                                  before, alert_timeout)
-                if at is None:
-                    missed += 1
-                else:
-                    latencies.append(at - sent)
-            if len(latencies) >= 2:
-                q = statistics.quantiles(latencies, n=100, method="inclusive")
-                out["latency"] = {"events": events, "alerts": len(latencies), "missed": missed,
-                                  "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "max_ms": max(latencies) * 1000}
-            else:
-                out["latency"] = {"events": events, "alerts": len(latencies), "missed": missed}
-            if events % 2:  # leave the account as the tenant had it
-                set_public(folder, target, False)
-
-            out["burst"] = run_burst(serve, folder, work, burst=burst, distinct=distinct, seed=seed,
-                                     drain_timeout=drain_timeout)
-        finally:
-            serve.stop()
-    return out
 
 
 # --- event kinds: one mutation per kind that opens a finding, and its reverse that resolves it --------------
