@@ -204,8 +204,17 @@ class ServeProcess:
         return str(json.loads(line[0])["url"])
 
     def post(self, events: list[dict[str, Any]]) -> httpx.Response:
-        return self.client.post(f"{self.base}/api/eventgrid", params={"code": SECRET}, content=json.dumps(events),
-                                headers={"Content-Type": "application/json"})
+        """Post one delivery; once more on a fresh connection if a kept-alive one was closed while idle (the
+        daemon's first alerts at 100k can take minutes to deliver, longer than its server keeps a connection)."""
+        body = json.dumps(events)
+        for attempt in range(2):
+            try:
+                return self.client.post(f"{self.base}/api/eventgrid", params={"code": SECRET}, content=body,
+                                        headers={"Content-Type": "application/json"})
+            except httpx.TransportError:
+                if attempt or self.proc.poll() is not None:
+                    raise
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         self.client.close()
@@ -475,7 +484,7 @@ def measure_kinds(folder: Path, work: Path, *, reps: int, alert_timeout: float =
         out["rss_after_first_collection_mb"] = rss_mb(pid)
         out["peak_rss_first_collection_mb"] = rss_mb(pid, "VmHWM")
         out["cpu_first_collection_s"] = cpu_ticks(pid) / tick
-        _quiet(rec, 2.0, 120)
+        _quiet(rec, 2.0, 300)
         try:
             for m in muts:
                 lat: list[float] = []
