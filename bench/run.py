@@ -76,6 +76,10 @@ NOTES = {
             "build took 7.5 s",
     "10 subs / 1k endpoints": "2 runs per path spread 14.3–14.5 s (ARM) and 14.0–14.7 s (Resource Graph) "
                               "on 2026-11-22",
+    "serve 100k": "one open + resolve round per kind: each event cost 5-50 s at 100k on 2026-12-01 (a separate run "
+                  "under load average 16: p50 5 s (NSG) to 36 s (endpoint), 1.9-12 s of daemon CPU per event), so "
+                  "more rounds would take the suite far past its budget; re-run once incremental re-evaluation "
+                  "lands",
     "100 subs / 10k endpoints": "ARM only since issue 14 (each path cost ~2.5 min with 8 workers; Resource Graph "
                                 "was 142.7 s against ARM's 139.8 s on 2026-12-01); now the product's default "
                                 "workers against ARM's per-subscription read limits",
@@ -311,7 +315,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, one run each (a smoke run of the suite)")
     ap.add_argument("--skip-collect", action="store_true")
     ap.add_argument("--skip-serve", action="store_true")
+    ap.add_argument("--render-only", action="store_true", help="rewrite benchmarks.md from --out's benchmarks.json")
     opts = ap.parse_args()
+    if opts.render_only:
+        (opts.out / "benchmarks.md").write_text(render(json.loads((opts.out / "benchmarks.json").read_text())))
+        return
     from plmon.monitor.logs import configure_logging
 
     configure_logging("warning")
@@ -596,6 +604,16 @@ def render(f: dict[str, Any]) -> str:
                          f"{_s(v['scan_sys_s'], 's', 1)} | {_s(v['scan_max_rss_mb'], 'MB', 0)} | "
                          f"{_s(v['floor_wall_s'])} | {_s(v['floor_max_rss_mb'], 'MB', 0)} | "
                          f"{v['scan_over_floor']:.1f}x | {_s(v['startup_wall_s'])} ({_s(v['startup_user_s'])}) |")
+        big = list(scans)[-1]
+        ev = f["evaluation"].get(big)
+        if ev:
+            sc = scans[big]
+            parts = {"CLI start-up (imports)": sc["startup_wall_s"]["median"], "load (read + collect)":
+                     ev["load_s"]["median"], "build": ev["build_s"]["median"], "evaluation": ev["eval_s"]["median"]}
+            rest = sc["scan_wall_s"]["median"] - sum(parts.values())
+            lines += ["", f"Where the {big} scan's {sc['scan_wall_s']['median']:.1f} s go (medians of separate runs, "
+                          "so approximate): " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
+                      + f", the rest (report document, exit) {rest:.1f} s."]
         g = f["scan"].get("growth")
         if g:
             lines += ["", f"From the smaller tenant to the larger: resources x{g['resources_ratio']:.2f}, scan time "
@@ -668,7 +686,9 @@ def render(f: dict[str, Any]) -> str:
                   "resource is changed on disk so that its check fails (bench/serve.py `mutations`), its Event "
                   "Grid write event posted, and the time taken until the `opened` alert for that check and subject "
                   f"reaches the receiver; then the change is undone and timed to `resolved`: {sv['reps']} "
-                  f"open + resolve rounds per kind, {2 * sv['reps']} events. CPU per event: the serve process's "
+                  f"open + resolve round{'s' * (sv['reps'] > 1)} per kind, {2 * sv['reps']} events"
+                  f"{' (' + NOTES['serve ' + label] + ')' if 'serve ' + label in NOTES else ''}. "
+                  "CPU per event: the serve process's "
                   "user + system time (/proc/<pid>/stat) from the post to the alert (delivery included).", "",
                   f"Ready (first collection done) after {sv['ready_s']:.1f} s, {sv['cpu_first_collection_s']:.1f} s "
                   f"of CPU; RSS after the first collection {sv['rss_after_first_collection_mb']:.0f} MB (peak "
