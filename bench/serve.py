@@ -1,9 +1,12 @@
-"""``plmon serve`` figures for ``make bench``: event-to-alert latency and a 5,000-event burst.
+"""``plmon serve`` figures for ``make bench``: event-to-alert latency per event kind and a 5,000-event burst.
 
 The daemon runs as the product runs it (``plmon serve --from <synth tenant>`` in its own process, JSON logs at
 warning); alerts go to a webhook receiver (http.server on 127.0.0.1) in this process. The approach is the
 daemon's e2e harness (tests/kit/daemonkit.py) without importing from tests/: a change in Azure is a file rewritten
 on disk (the recorded tenant reads it on the next re-read), then the Event Grid write event is posted.
+Each event kind issue 14 names (endpoint, route table, virtual network, NSG, firewall policy, Private Link
+Service, PaaS target) gets a change that opens one finding and its reverse that resolves it (:func:`mutations`),
+and the alert for that check and subject must arrive: an event that changes nothing measures only the intake.
 
 Every wait has a deadline: a daemon that stops answering costs at most the deadline, never a hung bench.
 """
@@ -127,17 +130,6 @@ def flip_target(folder: Path) -> str:
     raise RuntimeError("the synth tenant has no private storage account with an Approved endpoint")
 
 
-def set_public(folder: Path, resource_id: str, public: bool) -> None:
-    """Rewrite the account on disk as a change in Azure would (atomically: the daemon may be reading it)."""
-    file = _arm_file(folder, resource_id)
-    body = json.loads(file.read_text())
-    body["properties"]["publicNetworkAccess"] = "Enabled" if public else "Disabled"
-    body["properties"].setdefault("networkAcls", {})["defaultAction"] = "Allow" if public else "Deny"
-    tmp = file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body))
-    os.replace(tmp, file)
-
-
 def burst_resources(folder: Path, distinct: int, seed: int) -> list[str]:
     """``distinct`` resource ids of the tenant, of the types in BURST_TYPES, chosen at random."""
     ids = sorted({str(p.relative_to(folder / "arm").with_suffix("")) for p in (folder / "arm").rglob("*.json")})
@@ -212,8 +204,17 @@ class ServeProcess:
         return str(json.loads(line[0])["url"])
 
     def post(self, events: list[dict[str, Any]]) -> httpx.Response:
-        return self.client.post(f"{self.base}/api/eventgrid", params={"code": SECRET}, content=json.dumps(events),
-                                headers={"Content-Type": "application/json"})
+        """Post one delivery; once more on a fresh connection if a kept-alive one was closed while idle (the
+        daemon's first alerts at 100k can take minutes to deliver, longer than its server keeps a connection)."""
+        body = json.dumps(events)
+        for attempt in range(2):
+            try:
+                return self.client.post(f"{self.base}/api/eventgrid", params={"code": SECRET}, content=body,
+                                        headers={"Content-Type": "application/json"})
+            except httpx.TransportError:
+                if attempt or self.proc.poll() is not None:
+                    raise
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         self.client.close()
@@ -227,84 +228,302 @@ class ServeProcess:
         self.stderr.close()
 
 
-def write_config(path: Path, hook_url: str) -> Path:
+def run_burst(serve: ServeProcess, folder: Path, work: Path, *, burst: int, distinct: int, seed: int,
+              drain_timeout: float) -> dict[str, Any]:
+    """``burst`` events over ``distinct`` resources in one delivery, as Event Grid batches them, until drained."""
+    ids = burst_resources(folder, distinct, seed)
+    rng = random.Random(seed)
+    batch = [event(rid, _type_of(rid)) for rid in (ids + [rng.choice(ids) for _ in range(burst - len(ids))])]
+    rng.shuffle(batch)
+    m0 = metrics(serve.client, serve.base)
+    t0 = time.perf_counter()
+    r = serve.post(batch)
+    ack = time.perf_counter() - t0
+    # The intake table is the truth (the pending gauge is only set when a worker step ends).
+    deadline = time.monotonic() + drain_timeout
+    drained = False
+    while time.monotonic() < deadline:
+        if pending(work / "state.db") == 0:
+            drained = True
+            break
+        time.sleep(0.05)
+    drain = time.perf_counter() - t0
+    m1 = metrics(serve.client, serve.base)
+
+    def delta(name: str) -> float:
+        return m1.get(name, 0.0) - m0.get(name, 0.0)
+
+    return {
+        "events": len(batch), "distinct_resources": len(set(i.lower() for i in ids)), "status": r.status_code,
+        "answer": r.json() if r.status_code == 200 else r.text[:200], "ack_s": ack,
+        "drained": drained, "drain_s": drain if drained else None,
+        "rereads": delta("plmon_rereads_total"), "ignored": delta("plmon_events_ignored_total"),
+        "arm_requests": delta("plmon_arm_requests_total"), "failures": delta("plmon_event_failures_total"),
+    }
+
+
+# --- event kinds: one mutation per kind that opens a finding, and its reverse that resolves it --------------
+
+# The kinds issue 14 names, in the order they are measured, and the check each mutation trips
+# (shared/spec/checks.md): a change that opens or resolves nothing would measure only the intake.
+KIND_CHECKS = {
+    "private endpoint": "endpoint.provisioning-failed",
+    "route table": "route.udr-bypassed",
+    "virtual network": "nsg.not-enforced-on-endpoints",
+    "nsg": "nsg.multi-port-range-rule",
+    "firewall policy": "route.nva-missing-snat",
+    "private link service": "pls.auto-approval-wildcard",
+    "paas target": PUBLIC_CHECK,
+}
+SNAT_NEVER = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]  # endpoint IPs inside: the firewall does not SNAT
+
+
+@dataclass
+class Mutation:
+    """A change in Azure, made on disk: ``apply(True)`` opens ``check`` on ``subject``, ``apply(False)`` resolves it.
+
+    ``file`` is the recorded file the daemon re-reads for the event (the subscription's list of that type, or
+    the target read by id); ``edit`` changes the one item of it named ``resource_id`` in place.
+    """
+
+    kind: str
+    resource_id: str
+    check: str
+    subject: str
+    file: Path
+    edit: Callable[[dict[str, Any], bool], None]
+
+    def apply(self, bad: bool) -> None:
+        body = json.loads(self.file.read_text())
+        items = body["value"] if isinstance(body, dict) and "value" in body else [body]
+        item = next(i for i in items if str(i.get("id", "")).lower() == self.resource_id.lower())
+        self.edit(item, bad)
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body))
+        os.replace(tmp, self.file)  # atomically: the daemon may be reading it
+
+    def event(self) -> dict[str, Any]:
+        return event(self.resource_id, _type_of(self.resource_id))
+
+
+def _list_files(folder: Path, kind: str) -> list[Path]:
+    return sorted((folder / "arm" / "subscriptions").glob(f"*/providers/Microsoft.Network/{kind}.json"))
+
+
+def _first(folder: Path, kind: str, fits: Callable[[dict[str, Any]], bool]) -> tuple[Path, dict[str, Any]]:
+    """The first item of the tenant's ``kind`` lists (in file order) that ``fits``: the same one on every run."""
+    for path in _list_files(folder, kind):
+        for item in json.loads(path.read_text())["value"]:
+            if fits(item):
+                return path, item
+    raise RuntimeError(f"the synth tenant has no {kind} item fit for a mutation")
+
+
+def _approved(pe: dict[str, Any]) -> bool:
+    conns = pe["properties"].get("privateLinkServiceConnections", []) + \
+        pe["properties"].get("manualPrivateLinkServiceConnections", [])
+    return bool(conns) and all(c["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved"
+                               for c in conns)
+
+
+def mutations(folder: Path) -> list[Mutation]:
+    """One healthy resource per kind and the change that makes it fail its check (the reverse restores it)."""
+    out: list[Mutation] = []
+
+    path, pe = _first(folder, "privateEndpoints",
+                      lambda i: i["properties"]["provisioningState"] == "Succeeded" and _approved(i))
+
+    def pe_edit(item: dict[str, Any], bad: bool) -> None:
+        item["properties"]["provisioningState"] = "Failed" if bad else "Succeeded"
+    out.append(Mutation("private endpoint", pe["id"], KIND_CHECKS["private endpoint"], pe["id"], path, pe_edit))
+
+    # A spoke's route table that routes its endpoints through the hub: without its prefix routes only the
+    # 0.0.0.0/0 is left, which never replaces an endpoint's /32 (route.udr-bypassed on the table).
+    path, rt = _first(folder, "routeTables",
+                      lambda i: len(i["properties"]["routes"]) >= 3
+                      and any(r["properties"]["addressPrefix"] == "0.0.0.0/0" for r in i["properties"]["routes"])
+                      and any("/subnets/snet-pe-" in s["id"] for s in i["properties"].get("subnets", [])))
+    routes = rt["properties"]["routes"]
+
+    def rt_edit(item: dict[str, Any], bad: bool, routes: list[Any] = routes) -> None:
+        item["properties"]["routes"] = [r for r in routes if r["properties"]["addressPrefix"] == "0.0.0.0/0"] \
+            if bad else routes
+    out.append(Mutation("route table", rt["id"], KIND_CHECKS["route table"], rt["id"], path, rt_edit))
+
+    # A spoke network whose endpoint subnet has an NSG and network policies on: policies off, the NSG stops
+    # filtering endpoint traffic (nsg.not-enforced-on-endpoints on the subnet).
+    def policed(v: dict[str, Any]) -> bool:
+        return any(s["name"].startswith("snet-pe-") and s["properties"].get("networkSecurityGroup")
+                   and s["properties"].get("privateEndpointNetworkPolicies") == "Enabled"
+                   and s["properties"].get("privateEndpoints") for s in v["properties"]["subnets"])
+    path, vnet = _first(folder, "virtualNetworks", policed)
+    subnet = next(s for s in vnet["properties"]["subnets"] if s["name"].startswith("snet-pe-")
+                  and s["properties"].get("networkSecurityGroup")
+                  and s["properties"].get("privateEndpointNetworkPolicies") == "Enabled")
+
+    def vnet_edit(item: dict[str, Any], bad: bool, name: str = subnet["name"]) -> None:
+        sub = next(s for s in item["properties"]["subnets"] if s["name"] == name)
+        sub["properties"]["privateEndpointNetworkPolicies"] = "Disabled" if bad else "Enabled"
+    out.append(Mutation("virtual network", vnet["id"], KIND_CHECKS["virtual network"], subnet["id"], path,
+                        vnet_edit))
+
+    # An NSG on endpoint subnets whose app rule names one port: two ports make it a multi-range rule.
+    def single_port(n: dict[str, Any]) -> bool:
+        return any("/subnets/snet-pe-" in s["id"] for s in n["properties"].get("subnets", [])) and all(
+            "destinationPortRanges" not in r["properties"] for r in n["properties"]["securityRules"])
+    path, nsg = _first(folder, "networkSecurityGroups", single_port)
+    rule = nsg["properties"]["securityRules"][0]["name"]
+
+    def nsg_edit(item: dict[str, Any], bad: bool, name: str = rule) -> None:
+        props = next(r for r in item["properties"]["securityRules"] if r["name"] == name)["properties"]
+        port = (props.pop("destinationPortRanges", None) or [props.get("destinationPortRange", "443")])[0]
+        props.pop("destinationPortRange", None)
+        if bad:
+            props["destinationPortRanges"] = [port, "1433"]
+        else:
+            props["destinationPortRange"] = port
+    out.append(Mutation("nsg", nsg["id"], KIND_CHECKS["nsg"], nsg["id"], path, nsg_edit))
+
+    # The policy of a firewall that SNATs always: RFC 1918 ranges as private ranges, and it SNATs no endpoint.
+    path, pol = _first(folder, "firewallPolicies",
+                       lambda p: p["properties"].get("snat", {}).get("privateRanges") == ["255.255.255.255/32"]
+                       and bool(p["properties"].get("firewalls")))
+
+    def pol_edit(item: dict[str, Any], bad: bool) -> None:
+        item["properties"]["snat"]["privateRanges"] = SNAT_NEVER if bad else ["255.255.255.255/32"]
+    out.append(Mutation("firewall policy", pol["id"], KIND_CHECKS["firewall policy"],
+                        pol["properties"]["firewalls"][0]["id"], path, pol_edit))
+
+    path, pls = _first(folder, "privateLinkServices",
+                       lambda p: "*" not in p["properties"]["autoApproval"]["subscriptions"]
+                       and "*" not in p["properties"]["visibility"]["subscriptions"]
+                       and set(p["properties"]["autoApproval"]["subscriptions"])
+                       <= set(p["properties"]["visibility"]["subscriptions"]))
+    auto = pls["properties"]["autoApproval"]["subscriptions"]
+
+    def pls_edit(item: dict[str, Any], bad: bool, auto: list[str] = auto) -> None:
+        item["properties"]["autoApproval"]["subscriptions"] = ["*"] if bad else auto
+    out.append(Mutation("private link service", pls["id"], KIND_CHECKS["private link service"], pls["id"], path,
+                        pls_edit))
+
+    target = flip_target(folder)
+
+    def paas_edit(item: dict[str, Any], bad: bool) -> None:
+        item["properties"]["publicNetworkAccess"] = "Enabled" if bad else "Disabled"
+        item["properties"].setdefault("networkAcls", {})["defaultAction"] = "Allow" if bad else "Deny"
+    out.append(Mutation("paas target", target, PUBLIC_CHECK, target, _arm_file(folder, target), paas_edit))
+    return out
+
+
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU of ``pid`` so far, in clock ticks (/proc/<pid>/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_mb(pid: int, key: str = "VmRSS") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def write_kinds_config(path: Path, hook_url: str) -> Path:
+    """The daemon's config for the kinds run: every severity, only the checks the mutations trip."""
     path.write_text(yaml.safe_dump({
         "state": {"url": f"sqlite:///{path.parent / 'state.db'}"},
         "server": {"secret": SECRET, "max_body_bytes": 16 * 1024 * 1024},
-        "alerts": [{"type": "webhook", "name": "bench", "url": hook_url, "secret": "k", "min_severity": "high"}],
-        "schedule": {"full_collection": "1h", "delivery_interval": "1s"},
+        # One alert per request (a burst of more than digest_threshold a minute would go out as one digest).
+        "alerts": [{"type": "webhook", "name": "bench", "url": hook_url, "secret": "k", "min_severity": "info",
+                    "checks": sorted(set(KIND_CHECKS.values())), "digest_threshold": 1_000_000}],
+        "schedule": {"full_collection": "24h", "delivery_interval": "1s"},
     }))
     return path
 
 
-def measure(folder: Path, work: Path, *, events: int = 200, burst: int = 5000, distinct: int = 1000,
-            seed: int = 1, alert_timeout: float = 15, drain_timeout: float = 240) -> dict[str, Any]:
-    """One daemon run: ``events`` flips one by one (latency), then one ``burst``-event delivery."""
+def _quiet(rec: Receiver, seconds: float, timeout: float) -> None:
+    """Wait until no alert arrived for ``seconds`` (the first collection's alerts are delivered), or the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with rec.cond:
+            last = rec.got[-1][0] if rec.got else 0.0
+        if time.monotonic() - last >= seconds:
+            return
+        time.sleep(0.2)
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    if len(ordered) >= 2:
+        q = statistics.quantiles(ordered, n=100, method="inclusive")
+        p50, p99 = q[49], q[98]
+    else:
+        p50 = p99 = ordered[0]
+    return {"p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "max_ms": ordered[-1] * 1000}
+
+
+def measure_kinds(folder: Path, work: Path, *, reps: int, alert_timeout: float = 120, ready_timeout: float = 900,
+                  burst: int = 0, distinct: int = 1000, seed: int = 1, drain_timeout: float = 240,
+                  only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One daemon run: for each kind in turn, ``reps`` times, open its finding then resolve it; then a burst.
+
+    Every event must bring its alert (opened, then resolved) for the mutated resource: one that does not
+    within ``alert_timeout`` is counted missed, and the run goes on. CPU per event is the serve process's
+    user + system time from the post to the alert (it includes the alert's delivery and anything else the
+    daemon did meanwhile, so it is an upper bound on re-evaluation CPU).
+    """
     work.mkdir(parents=True, exist_ok=True)
-    target = flip_target(folder)
-    out: dict[str, Any] = {}
+    muts = [m for m in mutations(folder) if not only or m.kind in only]
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, Any] = {"kinds": {}}
     with receiver() as rec:
         started = time.perf_counter()
-        serve = ServeProcess(folder, write_config(work / "plmon.yaml", rec.url))
+        serve = ServeProcess(folder, write_kinds_config(work / "plmon.yaml", rec.url), ready_timeout=ready_timeout)
+        pid = serve.proc.pid
         out["ready_s"] = time.perf_counter() - started
+        out["rss_after_first_collection_mb"] = rss_mb(pid)
+        out["peak_rss_first_collection_mb"] = rss_mb(pid, "VmHWM")
+        out["cpu_first_collection_s"] = cpu_ticks(pid) / tick
+        _quiet(rec, 2.0, 300)
         try:
-            latencies: list[float] = []
-            missed = 0
-            for i in range(events):
-                public = i % 2 == 0
-                kind = "io.plmon.finding.opened" if public else "io.plmon.finding.resolved"
-                before = len(rec.got)
-                set_public(folder, target, public)
-                sent = time.monotonic()
-                if serve.post([event(target, "Microsoft.Storage/storageAccounts")]).status_code != 200:
-                    missed += 1
-                    continue
-                at = rec.wait_for(lambda a, k=kind: a.get("type") == k and a["data"].get("check_id") == PUBLIC_CHECK
-                                  and str(a["data"].get("resource_id", "")).lower() == target.lower(),
-                                  before, alert_timeout)
-                if at is None:
-                    missed += 1
-                else:
-                    latencies.append(at - sent)
-            if len(latencies) >= 2:
-                q = statistics.quantiles(latencies, n=100, method="inclusive")
-                out["latency"] = {"events": events, "alerts": len(latencies), "missed": missed,
-                                  "p50_ms": q[49] * 1000, "p99_ms": q[98] * 1000, "max_ms": max(latencies) * 1000}
-            else:
-                out["latency"] = {"events": events, "alerts": len(latencies), "missed": missed}
-            if events % 2:  # leave the account as the tenant had it
-                set_public(folder, target, False)
-
-            # The burst: `burst` events over `distinct` resources in one delivery, as Event Grid batches them.
-            ids = burst_resources(folder, distinct, seed)
-            rng = random.Random(seed)
-            batch = [event(rid, _type_of(rid)) for rid in (ids + [rng.choice(ids) for _ in range(burst - len(ids))])]
-            rng.shuffle(batch)
-            m0 = metrics(serve.client, serve.base)
-            t0 = time.perf_counter()
-            r = serve.post(batch)
-            ack = time.perf_counter() - t0
-            # The intake table is the truth (the pending gauge is only set when a worker step ends).
-            deadline = time.monotonic() + drain_timeout
-            drained = False
-            while time.monotonic() < deadline:
-                if pending(work / "state.db") == 0:
-                    drained = True
-                    break
-                time.sleep(0.05)
-            drain = time.perf_counter() - t0
-            m1 = metrics(serve.client, serve.base)
-
-            def delta(name: str) -> float:
-                return m1.get(name, 0.0) - m0.get(name, 0.0)
-
-            out["burst"] = {
-                "events": len(batch), "distinct_resources": len(set(i.lower() for i in ids)), "status": r.status_code,
-                "answer": r.json() if r.status_code == 200 else r.text[:200], "ack_s": ack,
-                "drained": drained, "drain_s": drain if drained else None,
-                "rereads": delta("plmon_rereads_total"), "ignored": delta("plmon_events_ignored_total"),
-                "arm_requests": delta("plmon_arm_requests_total"), "failures": delta("plmon_event_failures_total"),
-            }
+            for m in muts:
+                lat: list[float] = []
+                cpu: list[float] = []
+                missed = 0
+                for _ in range(reps):
+                    if missed:
+                        break  # the daemon did not see this kind's change: the next reps would not either
+                    for bad in (True, False):
+                        kind = "io.plmon.finding.opened" if bad else "io.plmon.finding.resolved"
+                        before = len(rec.got)
+                        m.apply(bad)
+                        c0 = cpu_ticks(pid)
+                        sent = time.monotonic()
+                        if serve.post([m.event()]).status_code != 200:
+                            missed += 1
+                            continue
+                        at = rec.wait_for(lambda a, k=kind, m=m: a.get("type") == k
+                                          and a["data"].get("check_id") == m.check
+                                          and str(a["data"].get("resource_id", "")).lower() == m.subject.lower(),
+                                          before, alert_timeout)
+                        if at is None:
+                            missed += 1
+                            m.apply(False)
+                            break
+                        lat.append(at - sent)
+                        cpu.append((cpu_ticks(pid) - c0) / tick)
+                out["kinds"][m.kind] = {"check": m.check, "resource": m.resource_id, "events": len(lat) + missed,
+                                        "alerts": len(lat), "missed": missed, "latencies_ms": [x * 1000 for x in lat],
+                                        "cpu_ms": [x * 1000 for x in cpu],
+                                        **(_quantiles(lat) if lat else {}),
+                                        **({"cpu_per_event_ms": statistics.mean(cpu) * 1000} if cpu else {})}
+            out["rss_after_events_mb"] = rss_mb(pid)
+            if burst:
+                out["burst"] = run_burst(serve, folder, work, burst=burst, distinct=distinct, seed=seed,
+                                         drain_timeout=drain_timeout)
         finally:
             serve.stop()
+            for m in muts:  # leave the tenant as it was, whatever happened
+                with contextlib.suppress(Exception):
+                    m.apply(False)
     return out

@@ -29,17 +29,22 @@ log = structlog.get_logger(__name__)
               help="Private Link Services (default: one per ten subscriptions).")
 @click.option("--bad-share", default=0.1, show_default=True, type=click.FloatRange(0.0, 1.0),
               help="Share of endpoints, targets, networks and services that carry a deliberate defect.")
+@click.option("--spokes", "spokes", default=None, type=click.IntRange(min=1),
+              help="Spoke networks in all (default: one per 800 endpoints); with at most 11 subscriptions all "
+                   "peer with one hub.")
+@click.option("--hub-endpoints", "hub_endpoints", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Private endpoints in each hub's own subnets (shared services reached from every spoke).")
 @click.option("--recorded-at", default=RECORDED_AT, show_default=True,
               help="The manifest's recorded_at ('now' for ages during a replay).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder to write.")
 @click.option("--force", is_flag=True, help="Replace a recorded tenant already in --out.")
 @click.option("--summary", "show_summary", is_flag=True, help="Print counts and defects as JSON.")
-def synth(subscriptions: int, endpoints: int, seed: int, pls: int | None, bad_share: float, recorded_at: str,
-          out: Path, force: bool, show_summary: bool) -> None:
+def synth(subscriptions: int, endpoints: int, seed: int, pls: int | None, bad_share: float, spokes: int | None,
+          hub_endpoints: int, recorded_at: str, out: Path, force: bool, show_summary: bool) -> None:
     """Generate a seeded, internally consistent synthetic tenant in the recorded-tenant format."""
     started = time.perf_counter()
     result = generate(SynthSpec(subscriptions=subscriptions, endpoints=endpoints, seed=seed, pls=pls,
-                                bad_share=bad_share))
+                                bad_share=bad_share, spokes=spokes, hub_endpoints=hub_endpoints))
     files = write_tenant(result, out, recorded_at=recorded_at, force=force)
     elapsed = time.perf_counter() - started
     log.info("synth_written", out=str(out), files=files, seconds=round(elapsed, 2))

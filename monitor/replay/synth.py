@@ -37,6 +37,7 @@ PE_PER_SUBNET = 200          # endpoints per /24 endpoint subnet (.4 to .203)
 PE_SUBNETS_PER_VNET = 4      # so a spoke holds at most 800 endpoints before another spoke is added
 PLS_PER_VNET = 8             # NAT subnets /27 at offsets 0, 32, ... 224 of the spoke's 13th /24
 MAX_VNETS = 4096             # /20 networks in 10.0.0.0/8
+HUB_PE_SUBNETS = 10          # a hub's endpoint subnets: /24s at third octets 2..11 (1 is the management link's)
 HOST_ROUTE_LIMIT = 16        # spokes with at most this many endpoints may use /32 routes instead of a prefix
 
 ZONES = {
@@ -85,6 +86,12 @@ class SynthSpec:
     pls: int | None = None
     bad_share: float = 0.1
     pls_share: float = 0.15          # share of endpoints that connect to a Private Link Service
+    # Spoke networks in all (default: one per 800 endpoints of each workload subscription). With at most 11
+    # subscriptions there is one hub, so ``spokes=500`` is a hub peered with 500 spokes: the shape whose path
+    # evaluation issue 14 wants no worse than linear in the number of client subnets.
+    spokes: int | None = None
+    # Private endpoints in each hub's own subnets (shared services): every spoke's subnets are their clients.
+    hub_endpoints: int = 0
 
     def validate(self) -> None:
         if self.subscriptions < 1:
@@ -95,6 +102,15 @@ class SynthSpec:
             raise InputError("--bad-share must be between 0 and 1")
         if self.pls is not None and self.pls < 0:
             raise InputError("--pls must not be negative")
+        if self.spokes is not None and self.spokes < max(1, self.subscriptions - _hub_count(self.subscriptions)):
+            raise InputError("--spokes must be at least the number of workload subscriptions (one each)")
+        if not 0 <= self.hub_endpoints <= HUB_PE_SUBNETS * PE_PER_SUBNET:
+            raise InputError(f"--hub-endpoints must be between 0 and {HUB_PE_SUBNETS * PE_PER_SUBNET}")
+
+
+def _hub_count(subscriptions: int) -> int:
+    """Connectivity hubs: one for up to two subscriptions, else one per eleven (a landing zone's ratio)."""
+    return 1 if subscriptions <= 2 else math.ceil(subscriptions / 11)
 
 
 @dataclass
@@ -235,7 +251,7 @@ class _Builder:
     def run(self) -> SynthResult:
         spec, rng = self.spec, self.rng
         subs = [_uid(rng) for _ in range(spec.subscriptions)]
-        n_hubs = 1 if len(subs) <= 2 else math.ceil(len(subs) / 11)
+        n_hubs = _hub_count(len(subs))
         hub_subs = subs[:n_hubs]
         spoke_subs = subs[n_hubs:] or subs[:1]
         self.files["subscriptions"] = {"value": [
@@ -256,7 +272,9 @@ class _Builder:
         for i in range(spec.endpoints - sum(per_sub)):
             per_sub[i % len(per_sub)] += 1
         spokes: list[tuple[_Vnet, int]] = []
-        for i, (s, n) in enumerate(zip(spoke_subs, per_sub, strict=True)):
+        if spec.spokes is not None:
+            spokes = self.fixed_spokes(spoke_subs, per_sub, hubs, spec.spokes)
+        for i, (s, n) in enumerate(zip(spoke_subs, per_sub, strict=True) if spec.spokes is None else ()):
             for k in range(max(1, math.ceil(n / (PE_PER_SUBNET * PE_SUBNETS_PER_VNET)))):
                 share = min(n - k * PE_PER_SUBNET * PE_SUBNETS_PER_VNET, PE_PER_SUBNET * PE_SUBNETS_PER_VNET)
                 v = self.spoke(s, f"vnet-w{i:03d}-{k}", hubs[(i + k) % len(hubs)])
@@ -271,6 +289,10 @@ class _Builder:
         self.rmpl(hub_subs[0], hubs[0])
         for v, n in spokes:
             self.endpoints(v, n)
+        for hub in hubs if spec.hub_endpoints else ():
+            hv: _Vnet = hub["vnet"]
+            hv.pe_count = PE_PER_SUBNET  # endpoint subnets from the third octet 2 on: 1 is snet-mgmt-pe
+            self.endpoints(hv, spec.hub_endpoints)
         for v, _ in spokes:
             self.spoke_network_policy(v)
         for v in self.vnets:
@@ -398,6 +420,20 @@ class _Builder:
                 "location": "global", "etag": "00000000-0000-0000-0000-000000000001",
                 "properties": {"provisioningState": "Succeeded", "maxNumberOfRecordSets": 25000,
                                "numberOfVirtualNetworkLinks": 0, "numberOfRecordSets": 1}})
+
+    def fixed_spokes(self, subs: list[str], per_sub: list[int], hubs: list[dict[str, Any]],
+                     total: int) -> list[tuple[_Vnet, int]]:
+        """``total`` spokes shared evenly by the workload subscriptions, each with an even share of its endpoints."""
+        out: list[tuple[_Vnet, int]] = []
+        for i, (s, n) in enumerate(zip(subs, per_sub, strict=True)):
+            count = total // len(subs) + (i < total % len(subs))
+            if n > count * PE_PER_SUBNET * PE_SUBNETS_PER_VNET:
+                raise InputError(f"--spokes {total} is too few for {self.spec.endpoints} endpoints "
+                                 f"(at most {PE_PER_SUBNET * PE_SUBNETS_PER_VNET} per spoke)")
+            for k in range(count):
+                v = self.spoke(s, f"vnet-w{i:03d}-{k}", hubs[(i + k) % len(hubs)])
+                out.append((v, n // count + (k < n % count)))
+        return out
 
     def spoke(self, sub: str, name: str, hub: dict[str, Any]) -> _Vnet:
         v = self.new_vnet(sub, "rg-network", name, hub=False)

@@ -192,3 +192,35 @@ def test_cli_writes_refuses_non_empty_and_forces(tmp_path: Path) -> None:
     (tmp_path / "other" / "notes.txt").write_text("mine")
     refused = runner.invoke(cli, [*args[:-1], str(tmp_path / "other"), "--force"])
     assert refused.exit_code != 0 and (tmp_path / "other" / "notes.txt").exists()
+
+
+def test_hub_with_many_spokes_and_hub_endpoints(tmp_path: Path) -> None:
+    """--spokes peers one hub with that many spokes (endpoints shared evenly); --hub-endpoints puts endpoints in
+    the hub's own subnets, reached from every spoke; references still resolve and a healthy tenant stays clean."""
+    result = generate(SynthSpec(subscriptions=3, endpoints=60, seed=3, bad_share=0.0, spokes=24, hub_endpoints=30))
+    write_tenant(result, tmp_path / "t")
+    tenant = RecordedTenant(tmp_path / "t")
+    snap = build_snapshot(collect(tenant, manifest=tenant.manifest, workers=1))
+    hubs = [v for v in snap.virtual_networks.values() if v.name.startswith("vnet-hub")]
+    spokes = [v for v in snap.virtual_networks.values() if not v.name.startswith("vnet-hub")]
+    assert len(hubs) == 1 and len(spokes) == 24
+    assert {p.remote_vnet_id.key for p in hubs[0].peerings} == {s.key for s in spokes}
+    in_hub = [pe for pe in snap.private_endpoints.values()
+              if snap.subnets[pe.subnet_id.key].key.startswith(hubs[0].key + "/")]
+    assert len(in_hub) == 30 + 1  # and the management link's endpoint
+    assert len(snap.private_endpoints) == 60 + 30 + 1
+    for pe in snap.private_endpoints.values():
+        net = ipaddress.ip_network(snap.subnets[pe.subnet_id.key].address_prefixes[0])
+        assert all(ipaddress.ip_address(ip) in net for ip in pe.ip_addresses)
+    prefixes = [ipaddress.ip_network(snap.subnets[s.key].address_prefixes[0]) for s in hubs[0].subnet_ids]
+    assert not [(a, b) for i, a in enumerate(prefixes) for b in prefixes[i + 1:] if a.overlaps(b)]
+    scan = run_scan(tenant, load_config(None), manifest=tenant.manifest, workers=2)
+    assert [f.check_id for f in scan.evaluation.findings
+            if f.check_id.split(".")[0] in ("connection", "pls", "dns", "endpoint", "route")] == []
+    # Defaults are untouched: the same spec without the new fields gives the tenant it always gave.
+    assert generate(SynthSpec(subscriptions=3, endpoints=60, seed=3)).files == \
+        generate(SynthSpec(subscriptions=3, endpoints=60, seed=3, spokes=None, hub_endpoints=0)).files
+    with pytest.raises(InputError, match="--spokes"):
+        generate(SynthSpec(subscriptions=4, endpoints=10, spokes=2))
+    with pytest.raises(InputError, match="--hub-endpoints"):
+        generate(SynthSpec(subscriptions=1, endpoints=10, hub_endpoints=5000))
