@@ -4,10 +4,9 @@
 its route and its lifespan, the Function from its HTTP, queue and timer triggers. So there is one
 definition of what accepting an event, processing the queue and collecting mean.
 
-State in memory: the last :class:`~plmon.monitor.collect.plan.RawInventory`, the snapshot built from it and its
-evaluation. A worker step re-reads what events touched into a copy of the inventory, rebuilds the
-snapshot (incrementally: :class:`~plmon.monitor.collect.builder.BuildMemo` reuses the parse of every raw item the
-re-read did not replace), re-runs the checks that read what changed and applies the targeted lifecycle
+State in memory: the last :class:`~plmon.monitor.collect.inventory.Inventory` (typed read units, no raw JSON), the
+snapshot linked from it and its evaluation. A worker step re-reads the units events touched into a copy of the
+inventory, re-links the snapshot, re-runs the checks that read what changed and applies the targeted lifecycle
 to the findings whose outcome may have moved; a full collection replaces everything and is the
 source of truth (some changes raise no event). One lock orders the two, so a step never sees half a
 collection; the collection's slow reads happen outside the lock, and the resources re-read while it
@@ -40,8 +39,8 @@ from plmon.alerts.channel import Channel, build_channels
 from plmon.alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
 from plmon.alerts.outbox import routes_from_config
 from plmon.checks.engine import Evaluation, evaluate
-from plmon.monitor.collect.builder import BuildMemo, build_snapshot, paused_gc
-from plmon.monitor.collect.plan import ArmReader, RawInventory, ReadError, collect
+from plmon.monitor.collect.builder import build_snapshot, paused_gc
+from plmon.monitor.collect.plan import ArmReader, Inventory, ReadError, collect
 from plmon.monitor.config import Config
 from plmon.monitor.events.parse import BadEventBody, ParsedBody, ResourceEvent, coalesce, parse_body, parse_item
 from plmon.monitor.events.relevance import is_relevant, resource_to_reread
@@ -185,10 +184,9 @@ class Daemon:
         self.delivery = DeliveryWorker(store, observed, policy, clock=clock)
         self._lock = threading.RLock()        # inventory, snapshot, evaluation, lifecycle
         self._delivery_lock = threading.Lock()
-        self.inventory: RawInventory | None = None
+        self.inventory: Inventory | None = None
         self.snapshot: Snapshot | None = None
         self.evaluation: Evaluation | None = None
-        self._memo = BuildMemo()               # rebuilds after an event parse only what it re-read
         self._recount = False
         self.last_collection: datetime | None = None
         self._full_started: datetime | None = None
@@ -347,8 +345,7 @@ class Daemon:
             return [], 0
         checks = checks_for(result.kinds)
         # Read times stay on the wall clock (event staleness); the findings go on the source's.
-        snapshot = observer(self.store, self.snapshot)(build_snapshot(inv, taken_at=self.source_clock.now(),
-                                                                      memo=self._memo))
+        snapshot = observer(self.store, self.snapshot)(build_snapshot(inv, taken_at=self.source_clock.now()))
         partial = evaluate(snapshot, self.settings, self.waivers, only=checks)
         keys = affected_keys(self.evaluation, partial, checks, result.keys)
         transitions = apply_targeted(self.store, snapshot, _within(partial, keys), check_ids=checks, resource_keys=keys,
@@ -390,7 +387,7 @@ class Daemon:
             again = list(self._reread_during_collection.values())
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
-            snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.source_clock.now(), memo=self._memo))
+            snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.source_clock.now()))
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
                 ev = evaluate(snapshot, self.settings, self.waivers)
             result = ScanResult(snapshot, ev, inv.stats, self.source_clock)
