@@ -9,16 +9,19 @@ that cannot be a resource at all (not an object, no id) becomes a coverage gap r
 from __future__ import annotations
 
 import gc
+from bisect import insort
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import structlog
 
 from plmon.monitor.collect.inventory import (
+    BY_ID,
     AssociationUnit,
     Child,
     Inventory,
@@ -26,6 +29,7 @@ from plmon.monitor.collect.inventory import (
     Parsed,
     RawInventory,
     TargetUnit,
+    Touched,
     proves_absence,
 )
 from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
@@ -66,10 +70,13 @@ from plmon.monitor.model.snapshot import (
 )
 
 __all__ = [
+    "FAMILIES",
     "EndpointRefs",
+    "Links",
     "association_unit",
     "build_snapshot",
     "inventory_of",
+    "link",
     "list_refs",
     "list_unit",
     "parse_associations",
@@ -78,6 +85,7 @@ __all__ = [
     "parse_target",
     "parse_time",
     "paused_gc",
+    "relink",
 ]
 
 log = structlog.get_logger(__name__)
@@ -731,8 +739,7 @@ def build_snapshot(inv: Inventory | RawInventory, *, taken_at: datetime | None =
     """Link the typed units into the cross-referenced snapshot; ``taken_at`` defaults to the manifest time."""
     if isinstance(inv, RawInventory):
         inv = inventory_of(inv)
-    with paused_gc():
-        return _link(inv, taken_at)
+    return link(inv, taken_at)[0]
 
 
 @contextmanager
@@ -769,50 +776,368 @@ def _units(inv: Inventory, kind: str) -> Iterable[ListUnit]:
     return inv.lists.get(kind, {}).values()
 
 
-def _link(inv: Inventory, taken_at: datetime | None) -> Snapshot:
-    """One step per resource family, in a fixed order: a family's gaps are recorded in that order (the first
-    of duplicated gaps is the one kept)."""
-    gaps = list(inv.gaps)
+# The families in the order the link step records their gaps (the first of duplicated gaps is the one kept), and
+# the snapshot collection each becomes.
+FAMILIES: dict[str, str] = {
+    "privateEndpoints": "private_endpoints", "virtualNetworks": "virtual_networks", "privateDnsZones": "dns_zones",
+    "resourceManagementPrivateLinks": "rmpls", "associations": "associations", "targets": "targets",
+    "privateLinkServices": "private_link_services", "routeTables": "route_tables",
+    "networkSecurityGroups": "nsgs", "azureFirewalls": "firewalls", "firewallPolicies": "firewall_policies",
+    "loadBalancers": "load_balancers", "networkInterfaces": "nics", "bastionHosts": "bastion_hosts",
+}
+# Families whose records are a list item's record as parsed (no child units, no merge).
+_PLAIN = ("resourceManagementPrivateLinks", "privateLinkServices", "routeTables", "networkSecurityGroups",
+          "azureFirewalls", "firewallPolicies", "loadBalancers", "networkInterfaces", "bastionHosts")
+# Owners of provider-side connections, in the order provider_connections_by_endpoint lists them.
+_OWNERS = ("private_link_services", "rmpls", "targets")
+
+
+@dataclass
+class Links:
+    """What the link step derived besides the snapshot: the daemon keeps it so that an event re-links only what
+    its re-read touched (:func:`relink`). Each field is replaced, never edited, once a snapshot holds it."""
+
+    gaps: dict[str, tuple[CoverageGap, ...]]   # family -> its parse gaps, in id order
+    base_endpoints: dict[str, PrivateEndpoint]  # endpoint key -> its record before its NICs' IPs were merged
+    nics_naming: dict[str, frozenset[str]]      # endpoint key -> keys of the NICs whose privateEndpoint names it
+    endpoints_of_nic: dict[str, frozenset[str]]  # NIC key -> keys of the endpoints whose nic_ids name it
+    owners: dict[str, frozenset[tuple[int, str]]]  # endpoint key -> (owner family, key) of connections naming it
+
+
+def link(inv: Inventory, taken_at: datetime | None = None) -> tuple[Snapshot, Links]:
+    """The whole link step: one step per resource family, in :data:`FAMILIES` order."""
+    with paused_gc():
+        return _link(inv, taken_at)
+
+
+def _link(inv: Inventory, taken_at: datetime | None) -> tuple[Snapshot, Links]:
+    gaps: dict[str, list[CoverageGap]] = {f: [] for f in FAMILIES}
     when = taken_at or parse_time(inv.manifest.get("recorded_at")) or datetime.now(UTC)
     subs = _subscriptions(inv)
-    endpoints = link_endpoints(ordered(_units(inv, "privateEndpoints")), inv.zone_groups, gaps)
-    vnets, subnets = link_vnets(ordered(_units(inv, "virtualNetworks")), gaps)
-    zones = link_zones(ordered(_units(inv, "privateDnsZones")), inv.vnet_links, inv.cnames, gaps)
-    rmpls = link_keyed(ordered(_units(inv, "resourceManagementPrivateLinks")), gaps)
-    associations = link_associations(inv.associations.values(), gaps)
-    targets = link_targets(inv.targets, inv.target_errors, gaps)
-
-    def keyed(kind: str) -> dict[str, Any]:
-        return link_keyed(ordered(_units(inv, kind)), gaps)
-
-    snapshot_fields: dict[str, Any] = dict(
-        private_endpoints=endpoints,
-        private_link_services=keyed("privateLinkServices"),
-        rmpls=rmpls, associations=associations, targets=targets,
-        virtual_networks=vnets, subnets=subnets,
-        route_tables=keyed("routeTables"),
-        nsgs=keyed("networkSecurityGroups"),
-        firewalls=keyed("azureFirewalls"),
-        firewall_policies=keyed("firewallPolicies"),
-        load_balancers=keyed("loadBalancers"),
-        nics=keyed("networkInterfaces"),
-        bastion_hosts=keyed("bastionHosts"),
-        dns_zones=zones,
-    )
-    merge_nic_ips(endpoints, snapshot_fields["nics"])
-    by_endpoint = connections_by_endpoint(snapshot_fields["private_link_services"], rmpls, targets)
-    by_subnet = endpoints_by_subnet(endpoints)
+    base = link_endpoints(ordered(_units(inv, "privateEndpoints")), inv.zone_groups, gaps["privateEndpoints"])
+    vnets, subnets = link_vnets(ordered(_units(inv, "virtualNetworks")), gaps["virtualNetworks"])
+    fields: dict[str, Any] = {
+        "virtual_networks": vnets, "subnets": subnets,
+        "dns_zones": link_zones(ordered(_units(inv, "privateDnsZones")), inv.vnet_links, inv.cnames,
+                                gaps["privateDnsZones"]),
+        "associations": link_associations(inv.associations.values(), gaps["associations"]),
+        "targets": link_targets(inv.targets, inv.target_errors, gaps["targets"]),
+    }
+    for kind in _PLAIN:
+        fields[FAMILIES[kind]] = link_keyed(ordered(_units(inv, kind)), gaps[kind])
+    nics: dict[str, Nic] = fields["nics"]
+    naming: dict[str, set[str]] = defaultdict(set)
+    for nic in nics.values():
+        if nic.private_endpoint_id is not None:
+            naming[nic.private_endpoint_id.key].add(nic.key)
+    links = Links({f: tuple(g) for f, g in gaps.items()}, base, {k: frozenset(v) for k, v in naming.items()},
+                  {k: frozenset(v) for k, v in nic_owner_index(base).items()}, {})
+    endpoints = {k: _with_its_nics(k, pe, nics, links) for k, pe in base.items()}
+    fields["private_endpoints"] = endpoints
+    by_endpoint = connections_by_endpoint(*(fields[o] for o in _OWNERS))
+    owners: dict[str, set[tuple[int, str]]] = defaultdict(set)
+    for f, name in enumerate(_OWNERS):
+        for key, owner in fields[name].items():
+            for conn in owner.connections:
+                if conn.endpoint_id is not None:
+                    owners[conn.endpoint_id.key].add((f, key))
+    links.owners = {k: frozenset(v) for k, v in owners.items()}
     tenant_id = inv.manifest.get("tenant_id") if isinstance(inv.manifest.get("tenant_id"), str) else None
     cloud = cl if isinstance(cl := inv.manifest.get("cloud"), str) else "AzureCloud"
-    return Snapshot(
+    snapshot = Snapshot(
         taken_at=when, tenant_id=tenant_id, cloud=cloud, subscriptions=_frozen(subs),
         management_groups=tuple(n for n in (_s(g, "name") for g in inv.management_groups) if n),
-        **{k: _frozen(v) for k, v in snapshot_fields.items()},
-        coverage=Coverage(subscriptions_scanned=len(subs), gaps=tuple(_dedupe(gaps)),
+        **{k: _frozen(v) for k, v in fields.items()},
+        coverage=Coverage(subscriptions_scanned=len(subs), gaps=_coverage_gaps(inv, links),
                           read=frozenset(inv.read), scoped=inv.scoped),
         provider_connections_by_endpoint=_frozen({k: tuple(v) for k, v in by_endpoint.items()}),
-        endpoints_by_subnet=_frozen({k: tuple(v) for k, v in by_subnet.items()}),
+        endpoints_by_subnet=_frozen({k: tuple(v) for k, v in endpoints_by_subnet(endpoints).items()}),
     )
+    return snapshot, links
+
+
+def _coverage_gaps(inv: Inventory, links: Links) -> tuple[CoverageGap, ...]:
+    return tuple(_dedupe([*inv.gaps, *(g for f in FAMILIES for g in links.gaps[f])]))
+
+
+def _with_its_nics(key: str, pe: PrivateEndpoint, nics: Mapping[str, Nic], links: Links) -> PrivateEndpoint:
+    """``pe`` with the IPs of the NICs that name it or that it names, in NIC order (see :func:`merge_nic_ips`)."""
+    named = {parse_id(repair_provider_typo(n.raw)).key if n.opaque else n.key for n in pe.nic_ids}
+    its = sorted(k for k in named | links.nics_naming.get(key, frozenset()) if k in nics)
+    return with_nic_ips(pe, *(nics[k] for k in its)) if its else pe
+
+
+# --- the incremental link: what a re-read touched, re-derived; every other record the very same object ----------
+
+def relink(old: Snapshot, links: Links, inv: Inventory, touched: Touched,
+           taken_at: datetime | None = None) -> tuple[Snapshot, Links]:
+    """The snapshot of ``inv`` after a re-read that ``touched`` describes, derived from ``old`` (the snapshot of
+    the inventory before it) by re-linking only the touched records and the indexes that name them.
+
+    Equal to :func:`link` of ``inv`` (the property tests compare them), at a cost that follows what was touched:
+    a collection whose keys did not change is copied, not rebuilt. Records not touched stay the very same
+    objects, so a consumer can find what changed by identity.
+    """
+    with paused_gc():
+        return _Relink(old, links, inv, touched).run(taken_at)
+
+
+class _Relink:
+    def __init__(self, old: Snapshot, links: Links, inv: Inventory, touched: Touched) -> None:
+        self.old, self.inv, self.touched = old, inv, touched
+        self.links = Links(dict(links.gaps), links.base_endpoints, links.nics_naming, links.endpoints_of_nic,
+                           links.owners)
+        self.fields: dict[str, dict[str, Any]] = {}
+        self._by_key: dict[int, dict[str, Parsed]] = {}
+        self._gaps_before = links.gaps
+        self._by_endpoint: Mapping[str, tuple[ProviderConnection, ...]] = old.provider_connections_by_endpoint
+
+    def current(self, name: str) -> Mapping[str, Any]:
+        got: Mapping[str, Any] = self.fields.get(name, getattr(self.old, name))
+        return got
+
+    def run(self, taken_at: datetime | None) -> tuple[Snapshot, Links]:
+        t, old = self.touched, self.old
+        for kind in _PLAIN:
+            if t.list_keys.get(kind):
+                name = FAMILIES[kind]
+                self.fields[name] = self.update(name, t.list_keys[kind], partial(self._record, kind))
+                self.links.gaps[kind] = self._gaps(kind)
+        if t.list_keys.get("virtualNetworks"):
+            scratch: list[CoverageGap] = []
+            vnets, subnets = link_vnets(ordered(_units(self.inv, "virtualNetworks")), scratch)
+            # A network's item parsed anew for one changed subnet gives its other records anew too: equal ones
+            # keep their old objects.
+            self.fields["virtual_networks"] = _kept(old.virtual_networks, vnets)
+            self.fields["subnets"] = _kept(old.subnets, subnets)
+            self.links.gaps["virtualNetworks"] = tuple(scratch)
+        zones = t.list_keys.get("privateDnsZones", set()) | t.zone_children
+        if zones:
+            self.fields["dns_zones"] = self.update("dns_zones", zones, self._zone)
+            self.links.gaps["privateDnsZones"] = self._gaps("privateDnsZones")
+        if t.associations:
+            scratch = []
+            self.fields["associations"] = _kept(old.associations, link_associations(self.inv.associations.values(),
+                                                                                  scratch))
+            self.links.gaps["associations"] = tuple(scratch)
+        if t.targets:
+            self._targets()
+        changed_endpoints = self._endpoints()
+        self._connections()
+        by_subnet = self._by_subnet(changed_endpoints)
+        coverage = old.coverage
+        if any(self.links.gaps[f] is not g for f, g in self._gaps_before.items()) or t.read:
+            coverage = replace(coverage, gaps=_coverage_gaps(self.inv, self.links),
+                               read=frozenset(self.inv.read) if t.read else coverage.read)
+        changed: dict[str, Any] = {k: _frozen(v) for k, v in self.fields.items()}
+        return replace(old, taken_at=taken_at or old.taken_at, coverage=coverage, endpoints_by_subnet=by_subnet,
+                       provider_connections_by_endpoint=self._by_endpoint, **changed), self.links
+
+    def update(self, name: str, dirty: Iterable[str], make: Callable[[str], Any]) -> dict[str, Any]:
+        """``name``'s collection with the ``dirty`` keys re-derived by ``make`` (None: gone), in key order; an
+        equal record keeps the old object."""
+        before = self.current(name)
+        out = dict(before)
+        added = []
+        for k in dirty:
+            rec = make(k)
+            prev = out.get(k)
+            if rec is None:
+                out.pop(k, None)
+            elif prev is None:
+                out[k] = rec
+                added.append(k)
+            elif prev is not rec and prev != rec:
+                out[k] = rec
+        if added:
+            keys = [k for k in before if k in out]
+            for k in sorted(added):
+                insort(keys, k)
+            out = {k: out[k] for k in keys}
+        return out
+
+    def _first(self, kind: str, key: str) -> Parsed | None:
+        """The item of ``kind`` with ``key`` that a full link would take (the first in read order). An item's id
+        names its subscription, so only its subscription's unit, its read by id and the replaced units can hold it
+        (and a hand-made inventory's one unit per kind)."""
+        units = self.inv.lists.get(kind, {})
+        rid = parse_id(key)
+        names = {(rid.subscription or "").lower(), f"{BY_ID}{key}", "", *self.touched.units.get(kind, ())}
+        for name, unit in units.items():
+            if name not in names:
+                continue
+            found = self._index(unit).get(key)
+            if found is not None:
+                return found
+        return None
+
+    def _index(self, unit: ListUnit) -> dict[str, Parsed]:
+        index = self._by_key.get(id(unit))
+        if index is None:
+            index = {}
+            for p in unit.items:
+                if p.order[0] == 0:
+                    index.setdefault(p.order[1], p)
+            self._by_key[id(unit)] = index
+        return index
+
+    def _record(self, kind: str, key: str) -> Any:
+        p = self._first(kind, key)
+        return None if p is None else p.record
+
+    def _zone(self, key: str) -> PrivateDnsZone | None:
+        p = self._first("privateDnsZones", key)
+        return None if p is None else link_zone(p, self.inv.vnet_links, self.inv.cnames, [])
+
+    def _gaps(self, kind: str) -> tuple[CoverageGap, ...]:
+        """One family's gaps again, in id order: only items with gaps (or a failed child) are sorted."""
+        children = {"privateEndpoints": (self.inv.zone_groups,),
+                    "privateDnsZones": (self.inv.vnet_links, self.inv.cnames)}.get(kind, ())
+        flagged = [p for u in _units(self.inv, kind) for p in u.items
+                   if p.gaps or (children and p.order[0] == 0 and any(
+                       (c := m.get(p.order[1])) is not None and c.error is not None for m in children))]
+        out: list[CoverageGap] = []
+        for p in sorted(flagged, key=_order_of):
+            if kind == "privateEndpoints":
+                link_endpoint(p, self.inv.zone_groups, out)
+            elif kind == "privateDnsZones":
+                link_zone(p, self.inv.vnet_links, self.inv.cnames, out)
+            else:
+                out.extend(p.gaps)
+        return tuple(out)
+
+    def _targets(self) -> None:
+        old, dirty = self.old.targets, self.touched.targets
+        out: dict[str, Target] = {}
+        for key, unit in self.inv.targets.items():
+            if unit.target is not None:
+                out[key] = unit.target
+        for key, (raw, err) in self.inv.target_errors.items():
+            made = failed_target(raw, err)
+            prev = old.get(key)
+            out[key] = prev if prev is not None and (key not in dirty or prev == made) else made
+        self.fields["targets"] = out
+        self.links.gaps["targets"] = tuple(g for u in self.inv.targets.values() for g in u.gaps)
+
+    def _endpoints(self) -> set[str]:
+        """Re-link the touched endpoints and those whose NICs changed; the keys whose record changed."""
+        t, links = self.touched, self.links
+        dirty = t.list_keys.get("privateEndpoints", set()) | t.zone_groups
+        affected: set[str] = set()
+        if dirty:
+            base = dict(links.base_endpoints)
+            of_nic = dict(links.endpoints_of_nic)
+            for k in dirty:
+                p = self._first("privateEndpoints", k)
+                pe = None if p is None else link_endpoint(p, self.inv.zone_groups, [])
+                was = base.pop(k, None)
+                if pe is not None:
+                    base[k] = was if was is not None and was == pe else pe
+                for n, add in [*((n, False) for n in _nic_keys(was)), *((n, True) for n in _nic_keys(pe))]:
+                    of_nic[n] = of_nic.get(n, frozenset()) - {k} | ({k} if add else set())
+            links.base_endpoints, links.endpoints_of_nic = base, of_nic
+            self.links.gaps["privateEndpoints"] = self._gaps("privateEndpoints")
+            affected |= dirty
+        nic_dirty = t.list_keys.get("networkInterfaces", set())
+        if nic_dirty:
+            naming = dict(links.nics_naming)
+            new_nics = self.current("nics")
+            for n in nic_dirty:
+                for nic, add in ((self.old.nics.get(n), False), (new_nics.get(n), True)):
+                    if nic is None or nic.private_endpoint_id is None:
+                        continue
+                    owner = nic.private_endpoint_id.key
+                    naming[owner] = naming.get(owner, frozenset()) - {n} | ({n} if add else set())
+                    affected.add(owner)
+                affected |= links.endpoints_of_nic.get(n, frozenset())
+            links.nics_naming = naming
+        if not affected:
+            return set()
+        nics = self.current("nics")
+        before = self.old.private_endpoints
+
+        def make(k: str) -> PrivateEndpoint | None:
+            pe = links.base_endpoints.get(k)
+            return None if pe is None else _with_its_nics(k, pe, nics, links)
+        self.fields["private_endpoints"] = endpoints = self.update("private_endpoints", affected, make)
+        return {k for k in affected if endpoints.get(k) is not before.get(k)}
+
+    def _connections(self) -> None:
+        """provider_connections_by_endpoint again for the endpoints that the touched owners name (or named)."""
+        old_index = self.old.provider_connections_by_endpoint
+        dirty: list[tuple[int, str]] = []
+        for f, name in enumerate(_OWNERS):
+            if name in self.fields:
+                before, after = getattr(self.old, name), self.fields[name]
+                dirty.extend((f, k) for k in before.keys() | after.keys() if before.get(k) is not after.get(k))
+        if not dirty:
+            return
+        owners = dict(self.links.owners)
+        affected: set[str] = set()
+        for f, key in dirty:
+            was, now = getattr(self.old, _OWNERS[f]).get(key), self.current(_OWNERS[f]).get(key)
+            for owner, add in ((was, False), (now, True)):
+                for conn in owner.connections if owner is not None else ():
+                    if conn.endpoint_id is not None:
+                        e = conn.endpoint_id.key
+                        owners[e] = owners.get(e, frozenset()) - {(f, key)} | ({(f, key)} if add else set())
+                        affected.add(e)
+        self.links.owners = owners
+        index = dict(old_index)
+        target_order: dict[str, int] | None = None
+        for e in affected:
+            named = owners.get(e, frozenset())
+            if not named:
+                owners.pop(e, None)
+            if sum(1 for f, _ in named if f == 2) > 1 and target_order is None:
+                target_order = {k: i for i, k in enumerate(self.current("targets"))}
+            place = target_order or {}
+            conns = tuple(conn for f, key in sorted(named, key=lambda o: (o[0], place.get(o[1], 0) if o[0] == 2 else 0,
+                                                                          o[1]))
+                          for conn in self.current(_OWNERS[f])[key].connections
+                          if conn.endpoint_id is not None and conn.endpoint_id.key == e)
+            if conns:
+                index[e] = old_index[e] if e in old_index and old_index[e] == conns else conns
+            else:
+                index.pop(e, None)
+        self._by_endpoint = _frozen(index)
+
+    def _by_subnet(self, changed: set[str]) -> Mapping[str, tuple[str, ...]]:
+        old_index = self.old.endpoints_by_subnet
+        if not changed:
+            return old_index
+        endpoints, before = self.current("private_endpoints"), self.old.private_endpoints
+        subnets: set[str] = set()
+        for k in changed:
+            for pe in (before.get(k), endpoints.get(k)):
+                if pe is not None and pe.subnet_id is not None:
+                    subnets.add(pe.subnet_id.key)
+        index = dict(old_index)
+        for s in subnets:
+            keep = [k for k in old_index.get(s, ()) if k not in changed]
+            new = [k for k in changed if (pe := endpoints.get(k)) is not None and pe.subnet_id is not None
+                   and pe.subnet_id.key == s]
+            members = tuple(sorted([*keep, *new]))
+            if members:
+                index[s] = old_index[s] if old_index.get(s) == members else members
+            else:
+                index.pop(s, None)
+        return _frozen(index)
+
+
+def _kept(old: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` with each record equal to the one ``old`` holds under its key replaced by that very object."""
+    for k, rec in new.items():
+        prev = old.get(k)
+        if prev is not None and prev is not rec and prev == rec:
+            new[k] = prev
+    return new
+
+
+def _nic_keys(pe: PrivateEndpoint | None) -> set[str]:
+    if pe is None:
+        return set()
+    return {parse_id(repair_provider_typo(n.raw)).key if n.opaque else n.key for n in pe.nic_ids}
 
 
 def _subscriptions(inv: Inventory) -> dict[str, Subscription]:
@@ -945,27 +1270,6 @@ def nic_owner_index(endpoints: Mapping[str, PrivateEndpoint]) -> dict[str, set[s
         for n in endpoint.nic_ids:
             endpoints_of_nic[parse_id(repair_provider_typo(n.raw)).key if n.opaque else n.key].add(k)
     return endpoints_of_nic
-
-
-def merge_nic_ips(endpoints: dict[str, PrivateEndpoint], nics: Mapping[str, Nic]) -> None:
-    """Give each endpoint the IPs its NICs hold (in place: ``endpoints`` is the snapshot's own dict).
-
-    An endpoint with a dynamic IP lists no ipConfigurations, and with a zone group no customDnsConfigs:
-    its IP is then only on its NIC, which names the endpoint (the endpoint's own NIC reference may carry
-    a '/provders/' typo). Routes are judged "for each private endpoint IP" (checks.md), so merge them here.
-    """
-    nics_of: dict[str, list[Nic]] = defaultdict(list)
-    # Indexed once: matching every NIC against every endpoint was quadratic (37 s at 10k resources).
-    endpoints_of_nic = nic_owner_index(endpoints)
-    for nic in nics.values():
-        owner_keys = {nic.private_endpoint_id.key} if nic.private_endpoint_id is not None else set()
-        owner_keys |= endpoints_of_nic.get(nic.key, set())
-        for owner_key in owner_keys:
-            nics_of[owner_key].append(nic)
-    for key, its_nics in nics_of.items():
-        pe = endpoints.get(key)
-        if pe is not None:
-            endpoints[key] = with_nic_ips(pe, *its_nics)
 
 
 def connections_by_endpoint(*owner_maps: Mapping[str, Any]) -> dict[str, list[ProviderConnection]]:

@@ -19,8 +19,8 @@ from typing import Any
 from plmon.monitor.model.snapshot import CoverageGap, Target
 
 __all__ = [
-    "AssociationUnit", "Child", "CollectionStats", "Inventory", "ListUnit", "Parsed", "RawInventory", "ReadError",
-    "TargetUnit", "proves_absence",
+    "BY_ID", "AssociationUnit", "Child", "CollectionStats", "Inventory", "ListUnit", "Parsed", "RawInventory",
+    "ReadError", "TargetUnit", "Touched", "proves_absence",
 ]
 
 
@@ -75,6 +75,9 @@ class RawInventory:
 
 
 Order = tuple[int, str]
+
+# The name of a list kind's unit read by id (a NIC, a firewall policy): this prefix and the resource's key.
+BY_ID = "id:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,19 @@ class TargetUnit:
 
     target: Target | None
     gaps: tuple[CoverageGap, ...] = ()
+
+
+@dataclass
+class Touched:
+    """What a re-read replaced in an inventory: what the link step must re-derive (and nothing else)."""
+
+    list_keys: dict[str, set[str]] = field(default_factory=dict)  # list kind -> keys of items replaced or gone
+    units: dict[str, set[str]] = field(default_factory=dict)      # list kind -> names of the units replaced
+    zone_groups: set[str] = field(default_factory=set)    # endpoint keys whose zone groups were re-read
+    zone_children: set[str] = field(default_factory=set)  # zone keys whose links and CNAMEs were re-read
+    targets: set[str] = field(default_factory=set)        # target keys re-read, gone or no longer named
+    associations: bool = False
+    read: bool = False                                    # Inventory.read changed
 
 
 @dataclass

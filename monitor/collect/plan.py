@@ -32,6 +32,7 @@ from plmon.monitor.collect.builder import (
     paused_gc,
 )
 from plmon.monitor.collect.inventory import (
+    BY_ID,
     CollectionStats,
     Inventory,
     ListUnit,
@@ -69,9 +70,6 @@ SUBSCRIPTION_LISTS: tuple[tuple[str, str], ...] = tuple((k.listed_as, k.type) fo
 # Types whose objects come from the lists above, so a target of these types is never read by id
 # when its subscription's list was read (it is then simply absent: target-missing). From the kinds table.
 LISTED_TARGET_TYPES: dict[str, str] = listed_providers()
-
-# The name of a list kind's unit read by id (a NIC, a firewall policy) is this prefix and the resource's key.
-BY_ID = "id:"
 
 # Child lists read per parent: (plan kind, provider type).
 ZONE_GROUPS = ("privateDnsZoneGroups", "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")
@@ -434,7 +432,9 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
             body = run.reader.get(raw_id.strip("/"), kind="target")
         except ReadError as err:
             run.count(failed=True)
-            run.inv.target_errors[key] = (raw_id, err)
+            # Kept without its traceback: its frames would keep the whole collection's call chain (every job
+            # closure, the reader's locals) alive for as long as the inventory lives.
+            run.inv.target_errors[key] = (raw_id, err.with_traceback(None))
             if not proves_absence(err):
                 type_ = parse_id(raw_id).type or "unknown"
                 run.inv.gaps.append(CoverageGap(raw_id, type_, err.code, err.status, err.message))

@@ -39,7 +39,7 @@ from plmon.alerts.channel import Channel, build_channels
 from plmon.alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
 from plmon.alerts.outbox import routes_from_config
 from plmon.checks.engine import Evaluation, evaluate
-from plmon.monitor.collect.builder import build_snapshot, paused_gc
+from plmon.monitor.collect.builder import Links, link, paused_gc, relink
 from plmon.monitor.collect.plan import ArmReader, Inventory, ReadError, collect
 from plmon.monitor.config import Config
 from plmon.monitor.events.parse import BadEventBody, ParsedBody, ResourceEvent, coalesce, parse_body, parse_item
@@ -185,6 +185,7 @@ class Daemon:
         self._lock = threading.RLock()        # inventory, snapshot, evaluation, lifecycle
         self._delivery_lock = threading.Lock()
         self.inventory: Inventory | None = None
+        self._links: Links | None = None        # what the snapshot's link derived: an event re-links only its part
         self.snapshot: Snapshot | None = None
         self.evaluation: Evaluation | None = None
         self._recount = False
@@ -345,13 +346,15 @@ class Daemon:
             return [], 0
         checks = checks_for(result.kinds)
         # Read times stay on the wall clock (event staleness); the findings go on the source's.
-        snapshot = observer(self.store, self.snapshot)(build_snapshot(inv, taken_at=self.source_clock.now()))
+        assert self.snapshot is not None and self._links is not None
+        linked, links = relink(self.snapshot, self._links, inv, result.touched, taken_at=self.source_clock.now())
+        snapshot = observer(self.store, self.snapshot)(linked)
         partial = evaluate(snapshot, self.settings, self.waivers, only=checks)
         keys = affected_keys(self.evaluation, partial, checks, result.keys)
         transitions = apply_targeted(self.store, snapshot, _within(partial, keys), check_ids=checks, resource_keys=keys,
                                      now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
-        self.inventory, self.snapshot = inv, snapshot
+        self.inventory, self.snapshot, self._links = inv, snapshot, links
         self.evaluation = _merge(self.evaluation, partial, checks)
         # Only now: a step that failed above must not make its events look stale when they are retried.
         self._read_at.update(dict.fromkeys(result.keys, read_started))
@@ -387,13 +390,14 @@ class Daemon:
             again = list(self._reread_during_collection.values())
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
-            snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.source_clock.now()))
+            linked, links = link(inv, taken_at=self.source_clock.now())
+            snapshot = observer(self.store)(linked)
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
                 ev = evaluate(snapshot, self.settings, self.waivers)
             result = ScanResult(snapshot, ev, inv.stats, self.source_clock)
             transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
-            self.inventory, self.snapshot, self.evaluation = inv, snapshot, ev
+            self.inventory, self.snapshot, self.evaluation, self._links = inv, snapshot, ev, links
             self._full_started = started_at
             self._read_at = {k: v for k, v in self._read_at.items() if v > started_at}
             self.last_collection = self.clock()

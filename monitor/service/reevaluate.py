@@ -29,9 +29,8 @@ from plmon.checks.engine import Evaluation
 from plmon.checks.finding import Finding
 from plmon.checks.registry import readers_of
 from plmon.monitor.collect.builder import parse_child, parse_target, paused_gc
-from plmon.monitor.collect.inventory import Inventory, ListUnit
+from plmon.monitor.collect.inventory import BY_ID, Inventory, ListUnit, Touched
 from plmon.monitor.collect.plan import (
-    BY_ID,
     CNAMES,
     SUBSCRIPTION_LISTS,
     VNET_LINKS,
@@ -48,7 +47,7 @@ from plmon.monitor.model.arm_id import ArmId, interning, parse_id
 from plmon.monitor.model.kinds import KINDS, kind_of
 
 __all__ = [
-    "ReadUnit", "RereadResult", "Touched", "affected_keys", "checks_for", "read_unit", "records_fed", "reread_into",
+    "ReadUnit", "RereadResult", "affected_keys", "checks_for", "read_unit", "records_fed", "reread_into",
 ]
 
 log = structlog.get_logger(__name__)
@@ -95,17 +94,6 @@ class ReadUnit:
     kind: str
     scope: str        # subscription id, management group name, or the target's raw id
     type_: str = ""
-
-
-@dataclass
-class Touched:
-    """What a re-read replaced in the inventory: the keys whose records the snapshot must re-derive."""
-
-    list_keys: dict[str, set[str]] = field(default_factory=dict)  # list kind -> item keys (old and new units)
-    zone_groups: set[str] = field(default_factory=set)   # endpoint keys whose zone groups were re-read
-    zone_children: set[str] = field(default_factory=set)  # zone keys whose links and CNAMEs were re-read
-    targets: set[str] = field(default_factory=set)
-    associations: bool = False
 
 
 @dataclass
@@ -253,6 +241,7 @@ def _drop_unneeded_nics(inv: Inventory, wanted: set[str], touched: Touched) -> N
         inv.lists["networkInterfaces"] = {n: u for n, u in units.items() if n not in gone}
         for name in gone:
             touched.list_keys.setdefault("networkInterfaces", set()).update(p.order[1] for p in units[name].items)
+            touched.units.setdefault("networkInterfaces", set()).add(name)
 
 
 def _same(old: Any, new: Any) -> Any:
@@ -265,11 +254,17 @@ def _replace_unit(inv: Inventory, kind: str, name: str, unit: ListUnit, touched:
     items parsed equal to the old ones kept as the old objects."""
     units = dict(inv.lists.get(kind, {}))
     old = units.get(name)
+    dirty = touched.list_keys.setdefault(kind, set())
     if old is not None:
         before = {p.order: p for p in old.items}
         unit = replace(unit, items=tuple(_same(before.get(p.order), p) for p in unit.items))
-        touched.list_keys.setdefault(kind, set()).update(p.order[1] for p in old.items)
-    touched.list_keys.setdefault(kind, set()).update(p.order[1] for p in unit.items)
+        kept = {id(p) for p in unit.items}
+        dirty.update(p.order[1] for p in old.items if id(p) not in kept)
+        was = {id(p) for p in old.items}
+        dirty.update(p.order[1] for p in unit.items if id(p) not in was)
+    else:
+        dirty.update(p.order[1] for p in unit.items)
+    touched.units.setdefault(kind, set()).add(name)
     units[name] = unit
     inv.lists[kind] = units
 
@@ -281,7 +276,7 @@ def _reread_target(get: Any, inv: Inventory, raw: str, touched: Touched) -> None
     except ReadError as err:
         if proves_absence(err):  # deleted: exactly what a full collection would record
             inv.targets.pop(key, None)
-            inv.target_errors[key] = (raw, err)
+            inv.target_errors[key] = (raw, err.with_traceback(None))  # its frames would hold the step's locals
             touched.targets.add(key)
             return
         raise
@@ -304,6 +299,7 @@ def _reread_children(get: Any, inv: Inventory, kind: str, rids: list[ArmId], ite
                      touched: Touched) -> None:
     present = {parse_id(i).key: i for i in (_id(x) for x in items) if i}
     inv.read = set(inv.read)
+    touched.read = True
     for rid in rids:
         raw = present.get(rid.key)
         if kind == "privateEndpoints":
