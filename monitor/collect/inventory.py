@@ -101,13 +101,18 @@ class ListUnit:
     """One list read (a kind in a subscription) or one resource of a list kind read by id.
 
     ``refs`` are the raw strings the plan's follow-up reads need from these items (per kind, see
-    :func:`plmon.monitor.collect.plan.list_refs`); ``keys`` the normalised ids the unit listed.
+    :func:`plmon.monitor.collect.builder.list_refs`); ``keys`` the normalised ids the unit listed (of the kinds
+    the follow-ups compare against); ``named`` the keys its items name for a follow-up (an endpoint's targets, a
+    NIC's endpoint) and ``needs_nic`` the endpoints whose only IP is on their NIC: precomputed per unit, so a
+    re-read joins a hundred sets instead of walking every endpoint of the tenant.
     """
 
     kind: str
     items: tuple[Parsed, ...]
     refs: tuple[Any, ...] = ()
     keys: frozenset[str] = frozenset()
+    named: frozenset[str] = frozenset()
+    needs_nic: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,7 @@ class AssociationUnit:
     group: str
     items: tuple[Parsed, ...]
     refs: tuple[tuple[str | None, str | None], ...] = ()
+    named: frozenset[str] = frozenset()  # keys of the listed-type private links it names by id
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from plmon.monitor.collect.builder import (
 )
 from plmon.monitor.collect.inventory import (
     BY_ID,
+    AssociationUnit,
     CollectionStats,
     Inventory,
     ListUnit,
@@ -46,7 +47,8 @@ from plmon.monitor.model.snapshot import CoverageGap
 
 __all__ = [
     "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "EndpointRefs", "Inventory", "RawInventory", "ReadError",
-    "association_unit", "collect", "default_workers", "list_refs", "list_unit", "nics_to_read", "proves_absence",
+    "association_unit", "collect", "default_workers", "list_refs", "list_unit", "named_targets", "nics_to_read",
+    "proves_absence",
     "targets_to_read",
 ]
 
@@ -455,24 +457,18 @@ def _nic_job(run: _Run, raw_id: str) -> Callable[[], None]:
 def _endpoints_without_ip(inv: Inventory, only: Callable[[ArmId], bool] | None) -> list[tuple[str, tuple[str, ...]]]:
     """The listed endpoints (those ``only`` lets through) that carry no IP themselves, with their NIC refs."""
     wanted: list[tuple[str, tuple[str, ...]]] = []
-    for ref in _refs(inv, "privateEndpoints"):
-        if ref.id is not None and not ref.has_ip and (only is None or only(ref.id)):
-            wanted.append((ref.id.key, ref.nics))
+    for unit in inv.lists.get("privateEndpoints", {}).values():
+        for ref in unit.needs_nic:
+            if only is None or only(ref.id):
+                wanted.append((ref.id.key, ref.nics))
     return wanted
 
 
 def _listed_nics(inv: Inventory) -> tuple[set[str], set[str]]:
     """The keys of the listed NICs (a '/provders/' typo repaired) and of the endpoints they name; the NICs read
     by id are not lists (so a re-read of their endpoint reads them again, and one nothing needs is let go)."""
-    listed: set[str] = set()
-    named: set[str] = set()
     units = [u for name, u in inv.lists.get("networkInterfaces", {}).items() if not name.startswith(BY_ID)]
-    for listed_key, pe_key in (r for u in units for r in u.refs):
-        if listed_key:
-            listed.add(listed_key)
-        if pe_key:
-            named.add(pe_key)
-    return listed, named
+    return set().union(*(u.keys for u in units)), set().union(*(u.named for u in units))
 
 
 def nics_to_read(inv: Inventory, only: Callable[[ArmId], bool] | None = None) -> tuple[list[str], list[str]]:
@@ -505,14 +501,24 @@ def nics_to_read(inv: Inventory, only: Callable[[ArmId], bool] | None = None) ->
     return list(out.values()), list(bad.values())
 
 
-def targets_to_read(inv: Inventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
+def named_targets(inv: Inventory) -> set[str]:
+    """The keys of every target the listed endpoints and the associations name that no list returned: what a
+    collection of this inventory reads by id (or found absent on evidence)."""
+    named: set[str] = set().union(*(u.named for u in inv.lists.get("privateEndpoints", {}).values()),
+                                  *(u.named for u in inv.associations.values()))
+    return named - _listed_keys(inv, LISTED_TARGET_TYPES.values())
+
+
+def targets_to_read(inv: Inventory, sub_keys: set[str], endpoints: Iterable[ListUnit] | None = None,
+                    associations: Iterable[AssociationUnit] | None = None) -> tuple[list[str], list[str]]:
     """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists), every
     RMPL an association names that no list returned, and the endpoint target ids that cannot be read at all
     because they do not parse.
 
     A PLS or RMPL whose subscription's list was read and did not return it is not read again: that list
     is the evidence of its absence. One outside the scan's subscriptions (or whose list failed) is read by
-    id, so a scoped scan judges it on evidence, never on not having looked (checks.md).
+    id, so a scoped scan judges it on evidence, never on not having looked (checks.md). ``endpoints`` and
+    ``associations`` limit the units looked at (a re-read looks at the ones it re-read).
     """
     listed = _listed_keys(inv, LISTED_TARGET_TYPES.values())
     out: dict[str, str] = {}
@@ -527,16 +533,16 @@ def targets_to_read(inv: Inventory, sub_keys: set[str]) -> tuple[list[str], list
             return  # its list covered the scope and did not return it: absent, on evidence
         out[tid.key] = tid.raw
 
-    for ref in _refs(inv, "privateEndpoints"):
-        for tid in ref.targets:
+    for unit in inv.lists.get("privateEndpoints", {}).values() if endpoints is None else endpoints:
+        for tid in (t for ref in unit.refs for t in ref.targets):
             if tid.is_pls_alias:
                 continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
             if tid.opaque:
                 bad.setdefault(tid.key, tid.raw)
                 continue
             consider(tid)
-    for unit in inv.associations.values():
-        for _, raw in unit.refs:
+    for assoc in inv.associations.values() if associations is None else associations:
+        for _, raw in assoc.refs:
             # A bare GUID or short name cannot be read by id; the rmpl checks match it by name instead.
             if raw and not parse_id(raw).opaque and parse_id(raw).type_key in LISTED_TARGET_TYPES:
                 consider(parse_id(raw))

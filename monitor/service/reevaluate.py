@@ -39,6 +39,7 @@ from plmon.monitor.collect.plan import (
     ReadError,
     association_unit,
     list_unit,
+    named_targets,
     nics_to_read,
     proves_absence,
     targets_to_read,
@@ -198,9 +199,12 @@ def _follow_ups(get: Any, new: Inventory, units: Mapping[ReadUnit, list[ArmId]],
     alone). Read by id, as the plan does, or the checks cannot judge them."""
     if any(u.kind in ("privateEndpoints", "associations") for u in units):
         subs = {(s.get("subscriptionId") or "").lower() for s in new.subscriptions if isinstance(s, dict)}
-        wanted = targets_to_read(new, subs)[0]
-        _drop_unnamed_targets(new, {parse_id(raw).key for raw in wanted}, out.touched)
-        for raw in wanted:
+        _drop_unnamed_targets(new, named_targets(new), out.touched)
+        # Only the re-read units can name a target not read yet: every other one was followed when it was read.
+        endpoints = [new.lists.get("privateEndpoints", {}).get(u.scope) for u in units if u.kind == "privateEndpoints"]
+        groups = [a for u in units if u.kind == "associations" for g, a in new.associations.items()
+                  if g.lower() == u.scope.lower()]
+        for raw in targets_to_read(new, subs, [e for e in endpoints if e is not None], groups)[0]:
             key = parse_id(raw).key
             if key in new.targets or key in new.target_errors:
                 continue
