@@ -1,12 +1,13 @@
 """Targeted re-evaluation: re-read what an event touched, splice it into the last inventory, re-check.
 
-The daemon keeps the :class:`~plmon.monitor.collect.plan.RawInventory` of its last full collection. For each resource
-an event names (already mapped to the top-level resource the plan lists, :mod:`plmon.monitor.events.relevance`) this
-module repeats exactly the read the plan would make: the subscription's list of that type (so a
-deleted resource disappears and a new one appears, with any reader, recorded or live), the per-resource
-child lists (an endpoint's DNS zone groups, a zone's links and CNAMEs), a private-link target by id, or
-a management group's association list. The new items replace the old ones in a copy of the inventory,
-and :func:`plmon.monitor.collect.builder.build_snapshot` rebuilds the snapshot (the one place raw JSON becomes typed).
+The daemon keeps the :class:`~plmon.monitor.collect.inventory.Inventory` (typed read units, no raw JSON) of its last
+full collection. For each resource an event names (already mapped to the top-level resource the plan lists,
+:mod:`plmon.monitor.events.relevance`) this module repeats exactly the read the plan would make: the subscription's
+list of that type (so a deleted resource disappears and a new one appears, with any reader, recorded or live), the
+per-resource child lists (an endpoint's DNS zone groups, a zone's links and CNAMEs), a private-link target by id, or
+a management group's association list, and the follow-ups they call for (a new endpoint's targets and NIC). Each
+read's unit replaces the old one in a copy of the inventory, parsed by the builder as a collection's would be, and
+:func:`plmon.monitor.collect.builder.relink` re-derives only the records and index entries the re-read touched.
 
 Then only the checks that read what changed run again. Each row of the kinds table
 (:data:`plmon.monitor.model.kinds.KINDS`) names the snapshot collections its items become, and each check declares
