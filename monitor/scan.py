@@ -51,11 +51,13 @@ def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | No
     inv = collect(reader, subscriptions=subscriptions, manifest=manifest, workers=workers,
                   on_progress=on_progress)
     snapshot = build_snapshot(inv, taken_at=taken_at or clock.now())
+    stats = inv.stats
+    del inv  # the units' wrappers and follow-up refs (~30 MB at 100k resources): the snapshot holds the records
     if observations is not None:
         snapshot = observations(snapshot)
     with paused_gc():  # 7.8 -> 3.6 s of CPU at 100k resources: the collector's passes found nothing to free
         ev = evaluate(snapshot, config.check_settings(), config.waiver_list())
-    return ScanResult(snapshot, ev, inv.stats, clock)
+    return ScanResult(snapshot, ev, stats, clock)
 
 
 def _iso(t: datetime) -> str:
