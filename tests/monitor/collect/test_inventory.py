@@ -168,14 +168,68 @@ def _rename(item: dict[str, Any], suffix: str) -> dict[str, Any]:
     return new
 
 
+def _edit_associations(folder: Path, rng: random.Random) -> list[str]:
+    """Add (a copy under a new name, naming another private link), change or delete an association."""
+    file = next(iter(sorted((folder / "arm" / "providers").rglob("privateLinkAssociations.json"))), None)
+    if file is None:
+        return []
+    body = json.loads(file.read_text())
+    items = body["value"]
+    if not items:
+        return []
+    op = rng.choice(["add", "change", "delete"])
+    i = rng.randrange(len(items))
+    if op == "delete":
+        touched = items.pop(i)["id"]
+    elif op == "add":
+        items.append(_rename(items[i], f"-n{rng.randrange(10**6)}"))
+        items[-1]["properties"]["publicNetworkAccess"] = "Enabled"
+        touched = items[-1]["id"]
+    else:
+        items[i]["properties"]["publicNetworkAccess"] = rng.choice(["Enabled", "Disabled"])
+        touched = items[i]["id"]
+    file.write_text(json.dumps(body))
+    return [touched]
+
+
+def _make_dynamic(folder: Path, rng: random.Random) -> list[str]:
+    """An endpoint turned into a dynamic-IP one whose NIC no list holds any more: its IP is then read from its NIC by
+    id (and the NIC read by id is let go when nothing needs it)."""
+    pe_file = _list_files(folder, "privateEndpoints")[rng.randrange(3) % len(_list_files(folder, "privateEndpoints"))]
+    body = json.loads(pe_file.read_text())
+    candidates = [pe for pe in body["value"] if pe.get("properties", {}).get("networkInterfaces")]
+    if not candidates:
+        return []
+    pe = rng.choice(candidates)
+    pe["properties"].update(ipConfigurations=[], customDnsConfigs=[])
+    pe_file.write_text(json.dumps(body))
+    nic_id = pe["properties"]["networkInterfaces"][0]["id"].lower()
+    for nic_file in _list_files(folder, "networkInterfaces"):
+        nics = json.loads(nic_file.read_text())
+        held = [n for n in nics["value"] if n["id"].lower() == nic_id]
+        if held:
+            nics["value"] = [n for n in nics["value"] if n["id"].lower() != nic_id]
+            nic_file.write_text(json.dumps(nics))
+            by_id = folder / "arm" / (held[0]["id"].strip("/") + ".json")
+            by_id.parent.mkdir(parents=True, exist_ok=True)
+            by_id.write_text(json.dumps(held[0]))
+            return [pe["id"], held[0]["id"]]  # events on both: the NIC list is read again without it
+    return [pe["id"]]
+
+
 def _mutation(rng: random.Random, folder: Path) -> list[str]:
     """One random change of one item of one kind: a property changed, an item added (a copy under a new name),
     or an item deleted. Returns the ids an event would name."""
     kind = rng.choice(["privateEndpoints", "routeTables", "networkSecurityGroups", "virtualNetworks",
-                       "privateDnsZones", "networkInterfaces", "azureFirewalls", "privateLinkServices", "target"])
+                       "privateDnsZones", "networkInterfaces", "azureFirewalls", "privateLinkServices", "target",
+                       "firewallPolicies", "associations", "dynamic"])
     which = rng.randrange(10)
     if kind == "target":
         return _flip_a_target(folder, which)
+    if kind == "associations":
+        return _edit_associations(folder, rng)
+    if kind == "dynamic":
+        return _make_dynamic(folder, rng)
     if not _list_files(folder, kind):
         return []
     op = rng.choice(["change", "add", "delete"])
@@ -204,13 +258,15 @@ def _mutation(rng: random.Random, folder: Path) -> list[str]:
                     rng.choice(["Approved", "Pending", "Rejected"])
         elif kind == "networkInterfaces":
             props["enableIPForwarding"] = not props.get("enableIPForwarding", False)
+        elif kind == "firewallPolicies":
+            props["snat"] = {"privateRanges": [rng.choice(["255.255.255.255/32", "10.0.0.0/8"])]}
         else:
             items[i]["tags"] = {"changed": suffix}
         return [items[i]["id"]]
     return _edit_list(folder, kind, change, which)
 
 
-@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("seed", range(12))
 def test_random_rereads_equal_a_full_build_of_the_mutated_tenant(folder: Path, seed: int) -> None:
     """Property: after random changes, adds and deletes of several kinds, each batch re-read as the daemon does,
     the updated snapshot equals a full build of the mutated tenant."""
