@@ -9,6 +9,7 @@ that cannot be a resource at all (not an object, no id) becomes a coverage gap r
 from __future__ import annotations
 
 import gc
+import sys
 from bisect import insort
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -110,6 +111,13 @@ def _s(obj: Any, key: str) -> str | None:
     return v if isinstance(v, str) and v != "" else None
 
 
+def _e(obj: Any, key: str) -> str | None:
+    """A string of a small vocabulary (a type, a location, a state, an NSG rule's protocol...), shared: JSON gives
+    every occurrence its own copy, and at 100k resources the copies of a few dozen words cost tens of MB."""
+    v = _s(obj, key)
+    return None if v is None else sys.intern(v)
+
+
 def _b(obj: Any, key: str) -> bool | None:
     v = obj.get(key) if isinstance(obj, dict) else None
     if isinstance(v, bool):
@@ -121,6 +129,11 @@ def _b(obj: Any, key: str) -> bool | None:
 
 def _strs(values: Iterable[Any]) -> tuple[str, ...]:
     return tuple(v for v in values if isinstance(v, str) and v)
+
+
+def _words(values: Iterable[Any]) -> tuple[str, ...]:
+    """:func:`_strs` of a small vocabulary (group ids such as ``blob``), shared as :func:`_e` shares one word."""
+    return tuple(sys.intern(v) for v in _strs(values))
 
 
 def _ref(obj: Any, key: str) -> ArmId | None:
@@ -149,16 +162,22 @@ def _p(obj: Any) -> dict[str, Any]:
     raise ValueError(f"'properties' is {'null' if v is None else type(v).__name__}, not an object")
 
 
+def _name(item: Any, rid: ArmId) -> str:
+    """An item's name, or its id's last name; the id's own string when they are equal (one copy, not two)."""
+    raw = _s(item, "name")
+    return rid.name if raw is None or raw == rid.name else raw
+
+
 def _base(item: dict[str, Any], fallback_type: str) -> dict[str, Any]:
     tags = item.get("tags")
     return {
         "id": parse_id(item["id"]),
-        "name": _s(item, "name") or parse_id(item["id"]).name,
-        "type": _s(item, "type") or fallback_type,
-        "location": _s(item, "location"),
+        "name": _name(item, parse_id(item["id"])),
+        "type": _e(item, "type") or fallback_type,
+        "location": _e(item, "location"),
         "tags": _frozen({k: v for k, v in tags.items() if isinstance(k, str) and isinstance(v, str)}
                         if isinstance(tags, dict) else {}),
-        "provisioning_state": _s(_p(item), "provisioningState") or _s(item, "provisioningState"),
+        "provisioning_state": _e(_p(item), "provisioningState") or _e(item, "provisioningState"),
     }
 
 
@@ -180,9 +199,9 @@ def _consumer_connections(pe_id: ArmId, props: dict[str, Any]) -> tuple[Consumer
             out.append(ConsumerConnection(
                 id=cid, name=name, endpoint_id=pe_id, manual=manual,
                 target_id=parse_id(target) if target else None,
-                group_ids=_strs(_l(cp, "groupIds")),
-                status=_s(state, "status"), description=_s(state, "description"),
-                actions_required=_s(state, "actionsRequired") or _s(state, "actionRequired"),
+                group_ids=_words(_l(cp, "groupIds")),
+                status=_e(state, "status"), description=_s(state, "description"),
+                actions_required=_e(state, "actionsRequired") or _e(state, "actionRequired"),
                 request_message=_s(cp, "requestMessage"),
             ))
     return tuple(out)
@@ -203,10 +222,10 @@ def _provider_connections(owner: ArmId, props: dict[str, Any]) -> tuple[Provider
         pe = _s(_d(cp, "privateEndpoint"), "id")
         out.append(ProviderConnection(
             id=conn_id, name=name, owner_id=owner, endpoint_id=parse_id(pe) if pe else None,
-            status=_s(state, "status"), description=_s(state, "description"),
-            actions_required=_s(state, "actionsRequired") or _s(state, "actionRequired"),
-            provisioning_state=_s(cp, "provisioningState"),
-            group_ids=_strs(_l(cp, "groupIds")),
+            status=_e(state, "status"), description=_s(state, "description"),
+            actions_required=_e(state, "actionsRequired") or _e(state, "actionRequired"),
+            provisioning_state=_e(cp, "provisioningState"),
+            group_ids=_words(_l(cp, "groupIds")),
         ))
     return tuple(out)
 
@@ -275,7 +294,7 @@ def _target(key: str, body: Any) -> Target | None:
     return Target(
         **base, state=TargetState.READ,
         has_public_network_access="publicNetworkAccess" in p,
-        public_network_access=p.get("publicNetworkAccess"),
+        public_network_access=sys.intern(pna) if isinstance(pna := p.get("publicNetworkAccess"), str) else pna,
         # Spelled per type: networkAcls (Storage, Key Vault), networkRuleSet (ACR), networkACLs (SignalR and
         # Web PubSub), networkRuleSets (IoT Hub).
         network_acls_default_action=_s(_d(p, "networkAcls"), "defaultAction")
@@ -349,7 +368,7 @@ def _route_table(item: dict[str, Any]) -> RouteTable:
     p = _p(item)
     routes = tuple(Route(
         name=_s(r, "name") or "", address_prefix=_s(_p(r), "addressPrefix"),
-        next_hop_type=_s(_p(r), "nextHopType"), next_hop_ip=_s(_p(r), "nextHopIpAddress"),
+        next_hop_type=_e(_p(r), "nextHopType"), next_hop_ip=_s(_p(r), "nextHopIpAddress"),
         id=parse_id(r["id"]) if _s(r, "id") else None,
     ) for r in _l(p, "routes") if isinstance(r, dict))
     return RouteTable(**_base(item, "Microsoft.Network/routeTables"), routes=routes,
@@ -361,16 +380,16 @@ def _nsg_rule(r: dict[str, Any], default: bool) -> NsgRule:
     p = _p(r)
     prio = p.get("priority")
     return NsgRule(
-        name=_s(r, "name") or "", direction=_s(p, "direction"), access=_s(p, "access"),
+        name=_s(r, "name") or "", direction=_e(p, "direction"), access=_e(p, "access"),
         priority=prio if isinstance(prio, int) and not isinstance(prio, bool) else None,
-        protocol=_s(p, "protocol"),
-        source_address_prefix=_s(p, "sourceAddressPrefix"),
+        protocol=_e(p, "protocol"),
+        source_address_prefix=_e(p, "sourceAddressPrefix"),
         source_address_prefixes=_strs(_l(p, "sourceAddressPrefixes")),
-        destination_address_prefix=_s(p, "destinationAddressPrefix"),
+        destination_address_prefix=_e(p, "destinationAddressPrefix"),
         destination_address_prefixes=_strs(_l(p, "destinationAddressPrefixes")),
-        source_port_range=_s(p, "sourcePortRange"),
+        source_port_range=_e(p, "sourcePortRange"),
         source_port_ranges=_strs(_l(p, "sourcePortRanges")),
-        destination_port_range=_s(p, "destinationPortRange"),
+        destination_port_range=_e(p, "destinationPortRange"),
         destination_port_ranges=_strs(_l(p, "destinationPortRanges")),
         default=default,
     )
@@ -429,8 +448,8 @@ def _load_balancer(item: dict[str, Any]) -> LoadBalancer:
 def _nic(item: dict[str, Any]) -> Nic:
     p = _p(item)
     configs = tuple(NicIpConfig(
-        id=parse_id(c["id"]), name=_s(c, "name") or "", private_ip=_s(_p(c), "privateIPAddress"),
-        subnet_id=_ref(_p(c), "subnet"),
+        id=(cid := parse_id(c["id"])), name=_name(c, cid) if _s(c, "name") else "",
+        private_ip=_s(_p(c), "privateIPAddress"), subnet_id=_ref(_p(c), "subnet"),
         backend_pool_ids=_refs(_l(_p(c), "loadBalancerBackendAddressPools")),
     ) for c in _l(p, "ipConfigurations") if isinstance(c, dict) and _s(c, "id"))
     return Nic(**_base(item, "Microsoft.Network/networkInterfaces"),

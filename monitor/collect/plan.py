@@ -14,6 +14,7 @@ same code from the first byte of JSON onwards.
 from __future__ import annotations
 
 import contextvars
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -185,7 +186,7 @@ class _Run:
         except ReadError as err:
             self.inv.gaps.append(CoverageGap(scope, type_, err.code, None, err.message))
             return None
-        self.inv.read.add((parse_id(scope).key if scope != "/" else "/", type_.lower()))
+        self.inv.read.add((parse_id(scope).key if scope != "/" else "/", sys.intern(type_.lower())))
         return items
 
     def parallel(self, jobs: Iterable[Callable[[], None]]) -> None:
