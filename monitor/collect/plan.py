@@ -30,7 +30,6 @@ from plmon.monitor.collect.builder import (
     list_unit,
     parse_child,
     parse_target,
-    paused_gc,
 )
 from plmon.monitor.collect.inventory import (
     BY_ID,
@@ -340,14 +339,15 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
     by default every listed subscription is read. The four phases are :class:`_Run`'s methods; each
     needs what the one before it read. ``workers`` is the number of concurrent reads; by default
     :func:`default_workers` of the subscriptions read, decided here (the one place) once they are known.
-    Each unit is parsed as it arrives, under one id-interning scope and with the cyclic GC paused (the parse
-    allocates and frees nothing the collector could find).
+    Each unit is parsed as it arrives, under one id-interning scope. Whether the cyclic GC runs meanwhile is the
+    caller's choice (``run_scan`` pauses it for a collection on its own thread; a daemon's collection runs beside
+    its event worker, so pausing it process-wide here would pause theirs too).
     """
     inv = Inventory(manifest=dict(manifest or {}))
     run = _Run(reader, inv, workers or MIN_WORKERS, on_progress)
     wanted = {s.lower() for s in subscriptions} if subscriptions else None
     inv.scoped = wanted is not None
-    with paused_gc(), interning():
+    with interning():
         run.phase("tenant", lambda: run.tenant(wanted))
         group_names = run.association_groups()
         run.phase("management_groups", lambda: run.associations(group_names))
