@@ -2,52 +2,57 @@
 
 Every source (a recorded folder, the live SDK collectors, a replay server) implements the small
 :class:`ArmReader` protocol: "give me the JSON body ARM returns for GET <path>", with lists merged
-across pages. The executor walks the plan of ``recorded-tenant.md`` against any reader and produces a
-:class:`RawInventory`; :mod:`plmon.monitor.collect.builder` turns that into the snapshot. So a recorded tenant and a
-live tenant go through exactly the same code from the first byte of JSON onwards.
+across pages. The executor walks the plan of ``recorded-tenant.md`` against any reader and produces an
+:class:`~plmon.monitor.collect.inventory.Inventory`: each read unit's body is parsed by
+:mod:`plmon.monitor.collect.builder` as soon as it arrives and dropped, so raw JSON never outlives its read
+(at 100k resources it was most of the scan's memory). The follow-up reads (zone groups per endpoint, NICs,
+targets, firewall policies) take their ids from the few raw strings each unit keeps (:func:`list_refs`). The
+builder then links the units into the snapshot. So a recorded tenant and a live tenant go through exactly the
+same code from the first byte of JSON onwards.
 """
 
 from __future__ import annotations
 
+import contextvars
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
 
-from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
+from plmon.monitor.collect.builder import (
+    EndpointRefs,
+    association_unit,
+    list_refs,
+    list_unit,
+    parse_child,
+    parse_target,
+)
+from plmon.monitor.collect.inventory import (
+    BY_ID,
+    AssociationUnit,
+    CollectionStats,
+    Inventory,
+    ListUnit,
+    RawInventory,
+    ReadError,
+    proves_absence,
+)
+from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
 from plmon.monitor.model.kinds import KINDS, listed_providers
 from plmon.monitor.model.snapshot import CoverageGap
 
 __all__ = [
-    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "RawInventory", "ReadError", "collect", "default_workers",
-    "nics_to_read", "proves_absence", "read_nics", "targets_to_read",
+    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "EndpointRefs", "Inventory", "RawInventory", "ReadError",
+    "association_unit", "collect", "default_workers", "list_refs", "list_unit", "named_targets", "nics_to_read",
+    "proves_absence",
+    "targets_to_read",
 ]
 
 log = structlog.get_logger(__name__)
-
-
-class ReadError(Exception):
-    """A read ARM refused or that failed: the status and ARM error code become a coverage gap."""
-
-    def __init__(self, status: int | None, code: str, message: str = "") -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def proves_absence(err: ReadError) -> bool:
-    """Whether a failed read of a resource id shows that the resource does not exist.
-
-    Only a 404 does, and not ``SubscriptionNotFound``: ARM answers that for a subscription the identity's
-    tenant does not know, such as a provider's subscription in another tenant, where the resource may well
-    exist. Anything else (403, a timeout) leaves the resource unknown: a coverage gap, never a finding.
-    """
-    return err.status == 404 and err.code.lower() != "subscriptionnotfound"
 
 
 class ArmReader(Protocol):
@@ -68,35 +73,10 @@ SUBSCRIPTION_LISTS: tuple[tuple[str, str], ...] = tuple((k.listed_as, k.type) fo
 # when its subscription's list was read (it is then simply absent: target-missing). From the kinds table.
 LISTED_TARGET_TYPES: dict[str, str] = listed_providers()
 
-
-@dataclass
-class CollectionStats:
-    requests: int = 0
-    failures: int = 0
-    workers: int = 0  # concurrent reads the collection used (collect() decides it)
-    phases: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class RawInventory:
-    """What the plan read, as ARM returned it. Raw JSON lives only here and in the builder."""
-
-    manifest: dict[str, Any] = field(default_factory=dict)
-    subscriptions: list[dict[str, Any]] = field(default_factory=list)
-    management_groups: list[dict[str, Any]] = field(default_factory=list)
-    # (management group name, association body)
-    associations: list[tuple[str, Any]] = field(default_factory=list)
-    # kind -> items from every subscription's list
-    lists: dict[str, list[Any]] = field(default_factory=dict)
-    zone_groups: dict[str, list[Any]] = field(default_factory=dict)   # endpoint key -> groups
-    vnet_links: dict[str, list[Any]] = field(default_factory=dict)    # zone key -> links
-    cnames: dict[str, list[Any]] = field(default_factory=dict)        # zone key -> CNAME sets
-    targets: dict[str, Any] = field(default_factory=dict)             # target key -> body
-    target_errors: dict[str, tuple[str, ReadError]] = field(default_factory=dict)  # key -> (raw id, err)
-    gaps: list[CoverageGap] = field(default_factory=list)
-    read: set[tuple[str, str]] = field(default_factory=set)           # (scope key, type key) read
-    scoped: bool = False  # only the subscriptions asked for were read (see Coverage.scoped)
-    stats: CollectionStats = field(default_factory=CollectionStats)
+# Child lists read per parent: (plan kind, provider type).
+ZONE_GROUPS = ("privateDnsZoneGroups", "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")
+VNET_LINKS = ("virtualNetworkLinks", "Microsoft.Network/privateDnsZones/virtualNetworkLinks")
+CNAMES = ("CNAME", "Microsoft.Network/privateDnsZones/CNAME")
 
 
 def _items(body: Any) -> list[Any]:
@@ -115,6 +95,15 @@ def _str(d: Any, key: str) -> str | None:
 def _props(d: Any) -> dict[str, Any]:
     p = d.get("properties") if isinstance(d, dict) else None
     return p if isinstance(p, dict) else {}
+
+
+def _refs(inv: Inventory, kind: str) -> Iterator[Any]:
+    for unit in inv.lists.get(kind, {}).values():
+        yield from unit.refs
+
+
+def _listed_keys(inv: Inventory, kinds: Iterable[str]) -> set[str]:
+    return {k for kind in kinds for unit in inv.lists.get(kind, {}).values() for k in unit.keys}
 
 
 MIN_WORKERS = 8
@@ -161,7 +150,7 @@ def spread(jobs: Iterable[tuple[str, Callable[[], None]]]) -> list[Callable[[], 
 class _Run:
     """One execution of the plan against one reader; collects results and gaps thread-safely."""
 
-    def __init__(self, reader: ArmReader, inv: RawInventory, workers: int,
+    def __init__(self, reader: ArmReader, inv: Inventory, workers: int,
                  on_progress: Callable[[str], None] | None) -> None:
         self.reader = reader
         self.inv = inv
@@ -196,7 +185,7 @@ class _Run:
         except ReadError as err:
             self.inv.gaps.append(CoverageGap(scope, type_, err.code, None, err.message))
             return None
-        self.inv.read.add((parse_id(scope).key if scope != "/" else "/", type_.lower()))
+        self.inv.read.add((parse_id(scope).key if scope != "/" else "/", sys.intern(type_.lower())))
         return items
 
     def parallel(self, jobs: Iterable[Callable[[], None]]) -> None:
@@ -206,7 +195,8 @@ class _Run:
                 job()
             return
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="plmon-collect") as pool:
-            for fut in [pool.submit(job) for job in jobs]:
+            # Each job in a copy of this context: the parse of its unit shares the collection's id table.
+            for fut in [pool.submit(contextvars.copy_context().run, job) for job in jobs]:
                 fut.result()
 
     def phase(self, name: str, fn: Callable[[], None]) -> None:
@@ -215,6 +205,10 @@ class _Run:
         self.inv.stats.phases[name] = self.inv.stats.phases.get(name, 0.0) + time.perf_counter() - started
         if self.on_progress:
             self.on_progress(name)
+
+    def add_unit(self, name: str, unit: ListUnit) -> None:
+        with self._lock:
+            self.inv.lists.setdefault(unit.kind, {})[name] = unit
 
     # --- the plan's phases, in the order collect() runs them --------------------------------------------
 
@@ -263,66 +257,67 @@ class _Run:
             items = self.read_list(
                 f"{scope.lstrip('/')}/providers/Microsoft.Authorization/privateLinkAssociations",
                 "privateLinkAssociations", scope, "Microsoft.Authorization/privateLinkAssociations")
-            self.inv.associations.extend((group, a) for a in items or [])
+            if items is not None:
+                unit = association_unit(group, items)
+                with self._lock:
+                    self.inv.associations[group] = unit
         return job
 
     def subscription_lists(self, sub_ids: list[str]) -> None:
-        """Phase 'subscriptions': every list of :data:`SUBSCRIPTION_LISTS` in every subscription, in parallel;
-        each kind's items are then joined in subscription order (a failed list adds none, and is a gap)."""
-        results: dict[tuple[str, str], list[Any]] = {}
+        """Phase 'subscriptions': every list of :data:`SUBSCRIPTION_LISTS` in every subscription, in parallel,
+        each parsed into its unit as it arrives; each kind's units are then ordered by subscription (a failed
+        list adds none, and is a gap)."""
+        results: dict[tuple[str, str], ListUnit] = {}
 
         def one(sid: str, kind: str, type_: str) -> Callable[[], None]:
             def job() -> None:
                 items = self.read_list(f"subscriptions/{sid}/providers/{type_}", kind,
                                        f"/subscriptions/{sid}", type_)
                 if items is not None:
-                    results[(sid, kind)] = items
+                    results[(sid, kind)] = list_unit(kind, items)
             return job
         # Kind by kind across the subscriptions, so that the workers spend every subscription's budget at once.
         self.parallel(one(sid, kind, type_) for kind, type_ in SUBSCRIPTION_LISTS for sid in sub_ids)
         for kind, _ in SUBSCRIPTION_LISTS:
-            self.inv.lists[kind] = [i for sid in sub_ids for i in results.get((sid, kind), [])]
+            units = self.inv.lists.setdefault(kind, {})
+            for sid in sub_ids:
+                if (sid, kind) in results:
+                    units.setdefault(sid.lower(), results[(sid, kind)])
 
     def resources(self, sub_ids: list[str]) -> None:
         """Phase 'resources': the reads by id that the lists call for, all in one parallel batch: child lists
         (zone groups, network links, CNAMEs), NICs holding an endpoint's only IP, endpoint and association
         targets, firewall policies; ids that cannot be read are gaps, recorded before any read runs."""
         sub_keys = {s.lower() for s in sub_ids}
-        nic_bodies: list[Any] = []
-        jobs = [*self._child_list_jobs(), *self._nic_jobs(nic_bodies), *self._target_jobs(sub_keys),
+        jobs = [*self._child_list_jobs(), *self._nic_jobs(), *self._target_jobs(sub_keys),
                 *_policy_jobs(self, sub_keys)]
         if self.inv.scoped:
             self.inv.gaps.extend(_unjudgeable_associations(self.inv))
             self.inv.gaps.extend(_peers_out_of_scope(self.inv, sub_keys))
         self.parallel(spread(jobs))
-        read_nics(self.inv, nic_bodies)
 
     def _child_list_jobs(self) -> list[tuple[str, Callable[[], None]]]:
         """Each endpoint's zone groups and each zone's network links and CNAME records (not for opaque ids)."""
         inv = self.inv
         jobs: list[tuple[str, Callable[[], None]]] = []
-        for pe in inv.lists.get("privateEndpoints", []):
-            pe_id = _str(pe, "id")
-            if pe_id and not parse_id(pe_id).opaque:
-                jobs.append((budget_key(pe_id), _child_list(self, inv.zone_groups, pe_id, "privateDnsZoneGroups",
-                                                            "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")))
-        for zone in inv.lists.get("privateDnsZones", []):
-            zid = _str(zone, "id")
-            if zid and not parse_id(zid).opaque:
-                jobs.append((budget_key(zid), _child_list(self, inv.vnet_links, zid, "virtualNetworkLinks",
-                                                          "Microsoft.Network/privateDnsZones/virtualNetworkLinks")))
-                jobs.append((budget_key(zid), _child_list(self, inv.cnames, zid, "CNAME",
-                                                          "Microsoft.Network/privateDnsZones/CNAME")))
+        for ref in _refs(inv, "privateEndpoints"):
+            if ref.id is not None and not ref.id.opaque:
+                pe_id = ref.id.raw
+                jobs.append((budget_key(pe_id), _child_list(self, inv.zone_groups, pe_id, *ZONE_GROUPS)))
+        for zid in _refs(inv, "privateDnsZones"):
+            if not parse_id(zid).opaque:
+                jobs.append((budget_key(zid), _child_list(self, inv.vnet_links, zid, *VNET_LINKS)))
+                jobs.append((budget_key(zid), _child_list(self, inv.cnames, zid, *CNAMES)))
         return jobs
 
-    def _nic_jobs(self, into: list[Any]) -> list[tuple[str, Callable[[], None]]]:
-        """Reads of the NICs :func:`nics_to_read` asks for, into ``into``; a NIC id that cannot be read is a gap."""
+    def _nic_jobs(self) -> list[tuple[str, Callable[[], None]]]:
+        """Reads of the NICs :func:`nics_to_read` asks for; a NIC id that cannot be read is a gap."""
         nics, bad_nics = nics_to_read(self.inv)
         for raw_id in bad_nics:
             self.inv.gaps.append(CoverageGap(
                 raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
                 "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
-        return [(budget_key(raw_id), _nic_job(self, raw_id, into)) for raw_id in nics]
+        return [(budget_key(raw_id), _nic_job(self, raw_id)) for raw_id in nics]
 
     def _target_jobs(self, sub_keys: set[str]) -> list[tuple[str, Callable[[], None]]]:
         """Reads of the targets :func:`targets_to_read` asks for; a target id that cannot be read is a gap."""
@@ -337,88 +332,81 @@ class _Run:
 
 def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
             manifest: dict[str, Any] | None = None, workers: int | None = None,
-            on_progress: Callable[[str], None] | None = None) -> RawInventory:
+            on_progress: Callable[[str], None] | None = None) -> Inventory:
     """Walk the collection plan. Failed reads become coverage gaps; nothing here raises for ARM errors.
 
     ``subscriptions`` restricts the per-subscription lists to the given ids (case-insensitive);
     by default every listed subscription is read. The four phases are :class:`_Run`'s methods; each
     needs what the one before it read. ``workers`` is the number of concurrent reads; by default
     :func:`default_workers` of the subscriptions read, decided here (the one place) once they are known.
+    Each unit is parsed as it arrives, under one id-interning scope. Whether the cyclic GC runs meanwhile is the
+    caller's choice (``run_scan`` pauses it for a collection on its own thread; a daemon's collection runs beside
+    its event worker, so pausing it process-wide here would pause theirs too).
     """
-    inv = RawInventory(manifest=dict(manifest or {}))
+    inv = Inventory(manifest=dict(manifest or {}))
     run = _Run(reader, inv, workers or MIN_WORKERS, on_progress)
     wanted = {s.lower() for s in subscriptions} if subscriptions else None
     inv.scoped = wanted is not None
-    run.phase("tenant", lambda: run.tenant(wanted))
-    group_names = run.association_groups()
-    run.phase("management_groups", lambda: run.associations(group_names))
-    sub_ids = [sid for sid in (_str(s, "subscriptionId") for s in inv.subscriptions) if sid]
-    if workers is None:
-        run.workers = default_workers(len(sub_ids))
-    inv.stats.workers = run.workers
-    run.phase("subscriptions", lambda: run.subscription_lists(sub_ids))
-    run.phase("resources", lambda: run.resources(sub_ids))
+    with interning():
+        run.phase("tenant", lambda: run.tenant(wanted))
+        group_names = run.association_groups()
+        run.phase("management_groups", lambda: run.associations(group_names))
+        sub_ids = [sid for sid in (_str(s, "subscriptionId") for s in inv.subscriptions) if sid]
+        if workers is None:
+            run.workers = default_workers(len(sub_ids))
+        inv.stats.workers = run.workers
+        run.phase("subscriptions", lambda: run.subscription_lists(sub_ids))
+        run.phase("resources", lambda: run.resources(sub_ids))
     log.info("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
              subscriptions=len(sub_ids), workers=run.workers)
     return inv
 
 
-def _child_list(run: _Run, into: dict[str, list[Any]], parent_id: str, child: str,
-                type_: str) -> Callable[[], None]:
+def _child_list(run: _Run, into: dict[str, Any], parent_id: str, child: str, type_: str) -> Callable[[], None]:
     def job() -> None:
         items = run.read_list(f"{parent_id.strip('/')}/{child}", child, parent_id, type_)
         if items is not None:
-            into[parse_id(parent_id).key] = items
+            into[parse_id(parent_id).key] = parse_child(child, items)
     return job
 
 
-def _peers_out_of_scope(inv: RawInventory, sub_keys: set[str]) -> list[CoverageGap]:
+def _peers_out_of_scope(inv: Inventory, sub_keys: set[str]) -> list[CoverageGap]:
     """Networks that a scanned network peers with, in subscriptions outside the scan: their client subnets,
     route tables and appliances are not read, so paths through them are unknown (reported, never judged)."""
     out: dict[str, CoverageGap] = {}
-    for vnet in inv.lists.get("virtualNetworks", []):
-        peerings = _props(vnet).get("virtualNetworkPeerings")
-        for peering in peerings if isinstance(peerings, list) else []:
-            raw = _str(_props(peering).get("remoteVirtualNetwork"), "id")
-            if raw is None:
-                continue
-            rid = parse_id(raw)
-            if rid.opaque or not rid.subscription or rid.subscription.lower() in sub_keys:
-                continue
-            out.setdefault(rid.key, CoverageGap(
-                raw, "Microsoft.Network/virtualNetworks", "OutOfScope", None,
-                f"peered with {_str(vnet, 'name') or 'a scanned network'} but in a subscription outside the scan: "
-                "its subnets, route tables and appliances are not read, so paths through it are not judged"))
+    for raw, vnet_name in _refs(inv, "virtualNetworks"):
+        rid = parse_id(raw)
+        if rid.opaque or not rid.subscription or rid.subscription.lower() in sub_keys:
+            continue
+        out.setdefault(rid.key, CoverageGap(
+            raw, "Microsoft.Network/virtualNetworks", "OutOfScope", None,
+            f"peered with {vnet_name or 'a scanned network'} but in a subscription outside the scan: "
+            "its subnets, route tables and appliances are not read, so paths through it are not judged"))
     return list(out.values())
 
 
-def _unjudgeable_associations(inv: RawInventory) -> list[CoverageGap]:
+def _unjudgeable_associations(inv: Inventory) -> list[CoverageGap]:
     """Associations of a scoped scan whose private link is a bare GUID or name that no RMPL read matches: it
     cannot be read by id, and it may exist in a subscription outside the scope. Neither a finding nor a pass."""
-    known: set[str] = set()
-    for r in inv.lists.get("resourceManagementPrivateLinks", []):
-        known |= {v.strip().strip("/").lower() for v in (_str(r, "id"), _str(r, "name")) if v}
+    known = set(_refs(inv, "resourceManagementPrivateLinks"))
     out = []
-    for _, a in inv.associations:
-        raw = _str(_props(a), "privateLink")
-        if raw and parse_id(raw).opaque and raw.strip().strip("/").lower() not in known:
-            out.append(CoverageGap(_str(a, "id") or raw, "Microsoft.Authorization/resourceManagementPrivateLinks",
-                                   "OutOfScope", None, f"the association names its private link as '{raw}', not "
-                                   "by id; a scan scoped to some subscriptions cannot tell whether it exists"))
+    for unit in inv.associations.values():
+        for assoc_id, raw in unit.refs:
+            if raw and parse_id(raw).opaque and raw.strip().strip("/").lower() not in known:
+                out.append(CoverageGap(
+                    assoc_id or raw, "Microsoft.Authorization/resourceManagementPrivateLinks", "OutOfScope", None,
+                    f"the association names its private link as '{raw}', not by id; a scan scoped to some "
+                    "subscriptions cannot tell whether it exists"))
     return out
 
 
-def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[tuple[str, Callable[[], None]]]:
-    """Reads by id of the firewall policies that firewalls attach and no list covered (a policy often lives in
-    another subscription than its firewall): without the policy the firewall's SNAT is unknown, and a scan
-    scoped to the firewall's subscription must judge it as the full scan does. A failed read is a gap."""
-    inv = run.inv
-    listed = {parse_id(_str(p, "id")).key for p in inv.lists.get("firewallPolicies", []) if _str(p, "id")}
+def policies_to_read(inv: Inventory, sub_keys: set[str]) -> list[str]:
+    """The firewall policies that firewalls attach and no list covered (a policy often lives in another
+    subscription than its firewall): without the policy the firewall's SNAT is unknown, and a scan scoped to
+    the firewall's subscription must judge it as the full scan does."""
+    listed = _listed_keys(inv, ["firewallPolicies"])
     wanted: dict[str, str] = {}
-    for fw in inv.lists.get("azureFirewalls", []):
-        raw = _str(_props(fw).get("firewallPolicy"), "id")
-        if raw is None:
-            continue
+    for raw in _refs(inv, "azureFirewalls"):
         pid = parse_id(raw)
         if pid.opaque or pid.key in listed or not pid.subscription:
             continue
@@ -426,84 +414,65 @@ def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[tuple[str, Callable[[], 
         if sub in sub_keys and (f"/subscriptions/{sub}", "microsoft.network/firewallpolicies") in inv.read:
             continue  # its list was read and did not return it
         wanted.setdefault(pid.key, raw)
+    return list(wanted.values())
 
+
+def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[tuple[str, Callable[[], None]]]:
+    """Reads by id of :func:`policies_to_read`, each its own unit; a failed read is a gap."""
     def one(raw: str) -> Callable[[], None]:
         def job() -> None:
             body = run.read(raw.strip("/"), "target", raw, "Microsoft.Network/firewallPolicies")
             if isinstance(body, dict) and _str(body, "id"):
-                with run._lock:
-                    inv.lists.setdefault("firewallPolicies", []).append(body)
+                run.add_unit(f"{BY_ID}{parse_id(raw).key}", list_unit("firewallPolicies", [body]))
         return job
-    return [(budget_key(raw), one(raw)) for raw in wanted.values()]
+    return [(budget_key(raw), one(raw)) for raw in policies_to_read(run.inv, sub_keys)]
 
 
 def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
     def job() -> None:
+        key = parse_id(raw_id).key
         try:
             body = run.reader.get(raw_id.strip("/"), kind="target")
         except ReadError as err:
             run.count(failed=True)
-            run.inv.target_errors[parse_id(raw_id).key] = (raw_id, err)
+            # Kept without its traceback: its frames would keep the whole collection's call chain (every job
+            # closure, the reader's locals) alive for as long as the inventory lives.
+            run.inv.target_errors[key] = (raw_id, err.with_traceback(None))
             if not proves_absence(err):
                 type_ = parse_id(raw_id).type or "unknown"
                 run.inv.gaps.append(CoverageGap(raw_id, type_, err.code, err.status, err.message))
             return
         run.count()
-        run.inv.targets[parse_id(raw_id).key] = body
+        run.inv.targets[key] = parse_target(key, body)
     return job
 
 
-def _nic_job(run: _Run, raw_id: str, into: list[Any]) -> Callable[[], None]:
+def _nic_job(run: _Run, raw_id: str) -> Callable[[], None]:
     def job() -> None:
         body = run.read(raw_id.strip("/"), "networkInterfaces", raw_id, "Microsoft.Network/networkInterfaces")
         if body is not None:
-            into.append(body)  # list.append is atomic: jobs run on a thread pool
+            run.add_unit(f"{BY_ID}{parse_id(raw_id).key}", list_unit("networkInterfaces", [body]))
     return job
 
 
-def read_nics(inv: RawInventory, bodies: list[Any]) -> None:
-    """Add NICs read by id to the NIC list, as a new list object (the builder's memo keys on lists)."""
-    if bodies:
-        inv.lists["networkInterfaces"] = [*inv.lists.get("networkInterfaces", []), *bodies]
-
-
-def _list(d: dict[str, Any], key: str) -> list[Any]:
-    v = d.get(key)
-    return v if isinstance(v, list) else []
-
-
-def _endpoint_has_ip(props: dict[str, Any]) -> bool:
-    if any(_str(_props(c), "privateIPAddress") for c in _list(props, "ipConfigurations")):
-        return True
-    return any(isinstance(i, str) and i for d in _list(props, "customDnsConfigs") if isinstance(d, dict)
-               for i in _list(d, "ipAddresses"))
-
-
-def _endpoints_without_ip(inv: RawInventory, only: Callable[[ArmId], bool] | None) -> list[tuple[str, list[Any]]]:
+def _endpoints_without_ip(inv: Inventory, only: Callable[[ArmId], bool] | None) -> list[tuple[str, tuple[str, ...]]]:
     """The listed endpoints (those ``only`` lets through) that carry no IP themselves, with their NIC refs."""
-    wanted: list[tuple[str, list[Any]]] = []
-    for pe in inv.lists.get("privateEndpoints", []):
-        pe_id, p = _str(pe, "id"), _props(pe)
-        if pe_id and not _endpoint_has_ip(p) and (only is None or only(parse_id(pe_id))):
-            wanted.append((parse_id(pe_id).key, _list(p, "networkInterfaces")))
+    wanted: list[tuple[str, tuple[str, ...]]] = []
+    for unit in inv.lists.get("privateEndpoints", {}).values():
+        for ref in unit.needs_nic:
+            if only is None or only(ref.id):
+                wanted.append((ref.id.key, ref.nics))
     return wanted
 
 
-def _listed_nics(inv: RawInventory) -> tuple[set[str], set[str]]:
-    """The keys of the listed NICs (a '/provders/' typo repaired) and of the endpoints they name."""
-    listed: set[str] = set()
-    named: set[str] = set()
-    for nic in inv.lists.get("networkInterfaces", []):
-        listed_id = _str(nic, "id")
-        if listed_id:
-            listed.add(parse_id(repair_provider_typo(listed_id)).key)
-        pe_ref = _str(_props(nic).get("privateEndpoint"), "id")
-        if pe_ref:
-            named.add(parse_id(pe_ref).key)
-    return listed, named
+def _listed_nics(inv: Inventory) -> tuple[set[str], set[str]]:
+    """The keys of the listed NICs (a '/provders/' typo repaired) and of the endpoints they name; the NICs read
+    by id are not lists (so a re-read of their endpoint reads them again, and one nothing needs is let go)."""
+    units = [u for name, u in inv.lists.get("networkInterfaces", {}).items() if not name.startswith(BY_ID)]
+    return set().union(*(u.keys for u in units)), set().union(*(u.named for u in units))
 
 
-def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None) -> tuple[list[str], list[str]]:
+def nics_to_read(inv: Inventory, only: Callable[[ArmId], bool] | None = None) -> tuple[list[str], list[str]]:
     """The NICs to read by id: those of endpoints whose IP only their NIC holds, when no NIC list returned them.
 
     Real ARM returns a dynamic-IP endpoint with ``ipConfigurations: []`` and ``customDnsConfigs: []``; its IP
@@ -523,10 +492,7 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
     for pe_key, refs in wanted:
         if pe_key in named:
             continue
-        for ref in refs:
-            raw = _str(ref, "id")
-            if not raw:
-                continue
+        for raw in refs:
             fixed = repair_provider_typo(raw)
             nid = parse_id(fixed)
             if nid.opaque or nid.type_key != "microsoft.network/networkinterfaces":
@@ -536,53 +502,49 @@ def nics_to_read(inv: RawInventory, only: Callable[[ArmId], bool] | None = None)
     return list(out.values()), list(bad.values())
 
 
-def _endpoint_targets(inv: RawInventory) -> Iterator[str]:
-    """Every target id the listed endpoints' connections (automatic, then manual) name, as written."""
-    for pe in inv.lists.get("privateEndpoints", []):
-        p = _props(pe)
-        for arr in ("privateLinkServiceConnections", "manualPrivateLinkServiceConnections"):
-            conns = p.get(arr)
-            for c in conns if isinstance(conns, list) else []:
-                raw = _str(_props(c), "privateLinkServiceId")
-                if raw:
-                    yield raw
+def named_targets(inv: Inventory) -> set[str]:
+    """The keys of every target the listed endpoints and the associations name that no list returned: what a
+    collection of this inventory reads by id (or found absent on evidence)."""
+    named: set[str] = set().union(*(u.named for u in inv.lists.get("privateEndpoints", {}).values()),
+                                  *(u.named for u in inv.associations.values()))
+    return named - _listed_keys(inv, LISTED_TARGET_TYPES.values())
 
 
-def targets_to_read(inv: RawInventory, sub_keys: set[str]) -> tuple[list[str], list[str]]:
+def targets_to_read(inv: Inventory, sub_keys: set[str], endpoints: Iterable[ListUnit] | None = None,
+                    associations: Iterable[AssociationUnit] | None = None) -> tuple[list[str], list[str]]:
     """Every endpoint target that no list returned (PaaS targets, and PLS/RMPLs outside the lists), every
     RMPL an association names that no list returned, and the endpoint target ids that cannot be read at all
     because they do not parse.
 
     A PLS or RMPL whose subscription's list was read and did not return it is not read again: that list
     is the evidence of its absence. One outside the scan's subscriptions (or whose list failed) is read by
-    id, so a scoped scan judges it on evidence, never on not having looked (checks.md).
+    id, so a scoped scan judges it on evidence, never on not having looked (checks.md). ``endpoints`` and
+    ``associations`` limit the units looked at (a re-read looks at the ones it re-read).
     """
-    listed = {parse_id(_str(i, "id")).key for kind in LISTED_TARGET_TYPES.values()
-              for i in inv.lists.get(kind, []) if _str(i, "id")}
+    listed = _listed_keys(inv, LISTED_TARGET_TYPES.values())
     out: dict[str, str] = {}
     bad: dict[str, str] = {}
 
-    def consider(raw: str) -> None:
-        tid = parse_id(raw)
+    def consider(tid: ArmId) -> None:
         if tid.key in listed or tid.key in out:
             return
         kind = LISTED_TARGET_TYPES.get(tid.type_key or "")
         if kind and tid.subscription and tid.subscription.lower() in sub_keys and \
                 (f"/subscriptions/{tid.subscription.lower()}", tid.type_key) in inv.read:
             return  # its list covered the scope and did not return it: absent, on evidence
-        out[tid.key] = raw
+        out[tid.key] = tid.raw
 
-    for target in _endpoint_targets(inv):
-        tid = parse_id(target)
-        if tid.is_pls_alias:
-            continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
-        if tid.opaque:
-            bad.setdefault(tid.key, target)
-            continue
-        consider(target)
-    for _, association in inv.associations:
-        raw = _str(_props(association), "privateLink")
-        # A bare GUID or short name cannot be read by id; the rmpl checks match it by name instead.
-        if raw and not parse_id(raw).opaque and parse_id(raw).type_key in LISTED_TARGET_TYPES:
-            consider(raw)
+    for unit in inv.lists.get("privateEndpoints", {}).values() if endpoints is None else endpoints:
+        for tid in (t for ref in unit.refs for t in ref.targets):
+            if tid.is_pls_alias:
+                continue  # a Private Link Service alias: not an id plmon can read (often another tenant)
+            if tid.opaque:
+                bad.setdefault(tid.key, tid.raw)
+                continue
+            consider(tid)
+    for assoc in inv.associations.values() if associations is None else associations:
+        for _, raw in assoc.refs:
+            # A bare GUID or short name cannot be read by id; the rmpl checks match it by name instead.
+            if raw and not parse_id(raw).opaque and parse_id(raw).type_key in LISTED_TARGET_TYPES:
+                consider(parse_id(raw))
     return list(out.values()), list(bad.values())

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from plmon.monitor.collect.plan import ArmReader, RawInventory, ReadError, collect
+from plmon.monitor.collect.plan import ArmReader, Inventory, ReadError, collect
 from plmon.monitor.collect.redact import Redactor, redact_folder
 from plmon.monitor.collect.sources import Source, group_subscriptions
 from plmon.monitor.errors import InputError
@@ -69,7 +69,7 @@ def _empty_or_new(out: Path) -> None:
 
 
 def record(source: Source, out: Path, *, management_group: str | None = None, redact: bool = False,
-           salt: bytes | None = None) -> tuple[RawInventory, Redactor | None]:
+           salt: bytes | None = None) -> tuple[Inventory, Redactor | None]:
     """Collect through ``source`` into ``out``; with ``redact`` only the pseudonymised copy is kept."""
     _empty_or_new(out)
     with tempfile.TemporaryDirectory(prefix="plmon-record-") as scratch:

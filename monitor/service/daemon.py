@@ -4,10 +4,9 @@
 its route and its lifespan, the Function from its HTTP, queue and timer triggers. So there is one
 definition of what accepting an event, processing the queue and collecting mean.
 
-State in memory: the last :class:`~plmon.monitor.collect.plan.RawInventory`, the snapshot built from it and its
-evaluation. A worker step re-reads what events touched into a copy of the inventory, rebuilds the
-snapshot (incrementally: :class:`~plmon.monitor.collect.builder.BuildMemo` reuses the parse of every raw item the
-re-read did not replace), re-runs the checks that read what changed and applies the targeted lifecycle
+State in memory: the last :class:`~plmon.monitor.collect.inventory.Inventory` (typed read units, no raw JSON), the
+snapshot linked from it and its evaluation. A worker step re-reads the units events touched into a copy of the
+inventory, re-links the snapshot, re-runs the checks that read what changed and applies the targeted lifecycle
 to the findings whose outcome may have moved; a full collection replaces everything and is the
 source of truth (some changes raise no event). One lock orders the two, so a step never sees half a
 collection; the collection's slow reads happen outside the lock, and the resources re-read while it
@@ -41,8 +40,8 @@ from plmon.alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
 from plmon.alerts.outbox import routes_from_config
 from plmon.checks.engine import Evaluation
 from plmon.checks.incremental import Units
-from plmon.monitor.collect.builder import BuildMemo, build_snapshot, paused_gc
-from plmon.monitor.collect.plan import ArmReader, RawInventory, ReadError, collect
+from plmon.monitor.collect.builder import Links, link, paused_gc, relink
+from plmon.monitor.collect.plan import ArmReader, Inventory, ReadError, collect
 from plmon.monitor.config import Config
 from plmon.monitor.events.parse import BadEventBody, ParsedBody, ResourceEvent, coalesce, parse_body, parse_item
 from plmon.monitor.events.relevance import is_relevant, resource_to_reread
@@ -186,10 +185,10 @@ class Daemon:
         self.delivery = DeliveryWorker(store, observed, policy, clock=clock)
         self._lock = threading.RLock()        # inventory, snapshot, evaluation, lifecycle
         self._delivery_lock = threading.Lock()
-        self.inventory: RawInventory | None = None
+        self.inventory: Inventory | None = None
+        self._links: Links | None = None        # what the snapshot's link derived: an event re-links only its part
         self.snapshot: Snapshot | None = None
         self.evaluation: Evaluation | None = None
-        self._memo = BuildMemo()               # rebuilds after an event parse only what it re-read
         self.units = Units(self.settings, self.waivers)   # the evaluation, kept as units of work across events
         self._recount = False
         self.last_collection: datetime | None = None
@@ -348,9 +347,9 @@ class Daemon:
             self._read_at.update(dict.fromkeys(result.keys, read_started))
             return [], 0
         # Read times stay on the wall clock (event staleness); the findings go on the source's.
-        snapshot = observer(self.store, self.snapshot)(build_snapshot(inv, taken_at=self.source_clock.now(),
-                                                                      memo=self._memo))
-        assert self.snapshot is not None
+        assert self.snapshot is not None and self._links is not None
+        linked, links = relink(self.snapshot, self._links, inv, result.touched, taken_at=self.source_clock.now())
+        snapshot = observer(self.store, self.snapshot)(linked)
         # Only the units of work whose reads changed are judged again (plmon.checks.incremental).
         evaluation, ran = self.units.update(self.snapshot, snapshot)
         checks = set(ran.checks)
@@ -358,7 +357,7 @@ class Daemon:
         transitions = apply_targeted(self.store, snapshot, _within(evaluation, keys), check_ids=checks,
                                      resource_keys=keys, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
-        self.inventory, self.snapshot = inv, snapshot
+        self.inventory, self.snapshot, self._links = inv, snapshot, links
         self.evaluation = evaluation
         # Only now: a step that failed above must not make its events look stale when they are retried.
         self._read_at.update(dict.fromkeys(result.keys, read_started))
@@ -394,13 +393,14 @@ class Daemon:
             again = list(self._reread_during_collection.values())
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
-            snapshot = observer(self.store)(build_snapshot(inv, taken_at=self.source_clock.now(), memo=self._memo))
+            linked, links = link(inv, taken_at=self.source_clock.now())
+            snapshot = observer(self.store)(linked)
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
                 ev = self.units.full(snapshot)   # recording the units of work events re-judge
             result = ScanResult(snapshot, ev, inv.stats, self.source_clock)
             transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
-            self.inventory, self.snapshot, self.evaluation = inv, snapshot, ev
+            self.inventory, self.snapshot, self.evaluation, self._links = inv, snapshot, ev, links
             self._full_started = started_at
             self._read_at = {k: v for k, v in self._read_at.items() if v > started_at}
             self.last_collection = self.clock()

@@ -1,12 +1,13 @@
 """Targeted re-evaluation: re-read what an event touched, splice it into the last inventory, re-check.
 
-The daemon keeps the :class:`~plmon.monitor.collect.plan.RawInventory` of its last full collection. For each resource
-an event names (already mapped to the top-level resource the plan lists, :mod:`plmon.monitor.events.relevance`) this
-module repeats exactly the read the plan would make: the subscription's list of that type (so a
-deleted resource disappears and a new one appears, with any reader, recorded or live), the per-resource
-child lists (an endpoint's DNS zone groups, a zone's links and CNAMEs), a private-link target by id, or
-a management group's association list. The new items replace the old ones in a copy of the inventory,
-and :func:`plmon.monitor.collect.builder.build_snapshot` rebuilds the snapshot (the one place raw JSON becomes typed).
+The daemon keeps the :class:`~plmon.monitor.collect.inventory.Inventory` (typed read units, no raw JSON) of its last
+full collection. For each resource an event names (already mapped to the top-level resource the plan lists,
+:mod:`plmon.monitor.events.relevance`) this module repeats exactly the read the plan would make: the subscription's
+list of that type (so a deleted resource disappears and a new one appears, with any reader, recorded or live), the
+per-resource child lists (an endpoint's DNS zone groups, a zone's links and CNAMEs), a private-link target by id, or
+a management group's association list, and the follow-ups they call for (a new endpoint's targets and NIC). Each
+read's unit replaces the old one in a copy of the inventory, parsed by the builder as a collection's would be, and
+:func:`plmon.monitor.collect.builder.relink` re-derives only the records and index entries the re-read touched.
 
 Then only the checks that read what changed run again. Each row of the kinds table
 (:data:`plmon.monitor.model.kinds.KINDS`) names the snapshot collections its items become, and each check declares
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -28,20 +29,28 @@ import structlog
 from plmon.checks.engine import Evaluation
 from plmon.checks.finding import Finding
 from plmon.checks.registry import readers_of
+from plmon.monitor.collect.builder import parse_child, parse_target, paused_gc
+from plmon.monitor.collect.inventory import BY_ID, Inventory, ListUnit, Touched
 from plmon.monitor.collect.plan import (
+    CNAMES,
     SUBSCRIPTION_LISTS,
+    VNET_LINKS,
+    ZONE_GROUPS,
     ArmReader,
-    RawInventory,
     ReadError,
+    association_unit,
+    list_unit,
+    named_targets,
     nics_to_read,
     proves_absence,
-    read_nics,
     targets_to_read,
 )
-from plmon.monitor.model.arm_id import ArmId, parse_id
+from plmon.monitor.model.arm_id import ArmId, interning, parse_id
 from plmon.monitor.model.kinds import KINDS, kind_of
 
-__all__ = ["ReadUnit", "RereadResult", "affected_keys", "checks_for", "read_unit", "records_fed", "reread_into"]
+__all__ = [
+    "ReadUnit", "RereadResult", "affected_keys", "checks_for", "read_unit", "records_fed", "reread_into",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +107,7 @@ class RereadResult:
     failed: list[tuple[ReadUnit, ReadError]] = field(default_factory=list)
     untracked: list[str] = field(default_factory=list)  # targets no endpoint points at: nothing to do
     requests: int = 0
+    touched: Touched = field(default_factory=lambda: Touched())
 
     @property
     def kinds(self) -> set[str]:
@@ -131,16 +141,14 @@ def _items(body: Any) -> list[Any]:
     raise ReadError(None, "MalformedResponse", "list body has no 'value' array")
 
 
-def _in_sub(item: Any, sub: str) -> bool:
-    rid = _id(item)
-    return rid is not None and (parse_id(rid).subscription or "").lower() == sub
-
-
-def reread_into(reader: ArmReader, inv: RawInventory, resources: Iterable[ArmId]) -> tuple[RawInventory, RereadResult]:
+def reread_into(reader: ArmReader, inv: Inventory, resources: Iterable[ArmId]) -> tuple[Inventory, RereadResult]:
     """A copy of ``inv`` with the plan reads for ``resources`` done again; ``inv`` is left as it was.
 
-    A failed read keeps the previous data (the full collection will retry) and is reported in
-    ``RereadResult.failed``; nothing here raises for ARM errors.
+    Each read replaces its unit (a subscription's list of a kind, an endpoint's zone groups, a zone's links and
+    CNAMEs, a target, a group's associations); its body is parsed and dropped as in a collection. An item parsed
+    equal to the one it replaces is kept as the very same object, so what did not change stays identical
+    (:attr:`RereadResult.touched` names what was replaced). A failed read keeps the previous data (the full
+    collection will retry) and is reported in ``RereadResult.failed``; nothing here raises for ARM errors.
     """
     new = copy.copy(inv)
     new.lists = dict(inv.lists)
@@ -149,7 +157,7 @@ def reread_into(reader: ArmReader, inv: RawInventory, resources: Iterable[ArmId]
     new.cnames = dict(inv.cnames)
     new.targets = dict(inv.targets)
     new.target_errors = dict(inv.target_errors)
-    new.associations = list(inv.associations)
+    new.associations = dict(inv.associations)
     out = RereadResult()
     units: dict[ReadUnit, list[ArmId]] = {}
     for rid in resources:
@@ -167,97 +175,162 @@ def reread_into(reader: ArmReader, inv: RawInventory, resources: Iterable[ArmId]
         out.requests += 1
         return reader.get(path, kind=kind)
 
-    for unit, rids in units.items():
-        out.units.append(unit)
-        try:
-            if unit.kind == "target":
-                _reread_target(get, new, unit.scope)
-            elif unit.kind == "associations":
-                scope = f"providers/Microsoft.Management/managementGroups/{unit.scope}"
-                items = _items(get(f"{scope}/providers/Microsoft.Authorization/privateLinkAssociations",
-                                   "privateLinkAssociations"))
-                new.associations = [(g, a) for g, a in new.associations if g.lower() != unit.scope.lower()]
-                new.associations.extend((unit.scope, a) for a in items)
-            else:
-                items = _items(get(f"subscriptions/{unit.scope}/providers/{unit.type_}", unit.kind))
-                kept, before = [], {}
-                for i in new.lists.get(unit.kind, []):
-                    if _in_sub(i, unit.scope):
-                        before[_id(i)] = i
-                    else:
-                        kept.append(i)
-                new.lists[unit.kind] = kept + [_same(before.get(_id(i)), i) for i in items]
-                _reread_children(get, new, unit.kind, rids, items)
-        except ReadError as err:
-            out.failed.append((unit, err))
-            log.warning("reread_failed", kind=unit.kind, scope=unit.scope, status=err.status, code=err.code)
-    # A new or changed endpoint (or association) may point at a target the inventory never read.
+    with paused_gc(), interning():
+        for unit, rids in units.items():
+            out.units.append(unit)
+            try:
+                if unit.kind == "target":
+                    _reread_target(get, new, unit.scope, out.touched)
+                elif unit.kind == "associations":
+                    _reread_associations(get, new, unit.scope, out.touched)
+                else:
+                    items = _items(get(f"subscriptions/{unit.scope}/providers/{unit.type_}", unit.kind))
+                    _replace_unit(new, unit.kind, unit.scope, list_unit(unit.kind, items), out.touched)
+                    _reread_children(get, new, unit.kind, rids, items, out.touched)
+            except ReadError as err:
+                out.failed.append((unit, err))
+                log.warning("reread_failed", kind=unit.kind, scope=unit.scope, status=err.status, code=err.code)
+        _follow_ups(get, new, units, out)
+    return new, out
+
+
+def _follow_ups(get: Any, new: Inventory, units: Mapping[ReadUnit, list[ArmId]], out: RereadResult) -> None:
+    """The reads a re-read names anew: targets of a new or changed endpoint or association, and a new endpoint's
+    NIC (its only record of a dynamic IP is in no NIC list the inventory holds: the event named the endpoint
+    alone). Read by id, as the plan does, or the checks cannot judge them."""
     if any(u.kind in ("privateEndpoints", "associations") for u in units):
         subs = {(s.get("subscriptionId") or "").lower() for s in new.subscriptions if isinstance(s, dict)}
-        for raw in targets_to_read(new, subs)[0]:
+        _drop_unnamed_targets(new, named_targets(new), out.touched)
+        # Only the re-read units can name a target not read yet: every other one was followed when it was read.
+        endpoints = [new.lists.get("privateEndpoints", {}).get(u.scope) for u in units if u.kind == "privateEndpoints"]
+        groups = [a for u in units if u.kind == "associations" for g, a in new.associations.items()
+                  if g.lower() == u.scope.lower()]
+        for raw in targets_to_read(new, subs, [e for e in endpoints if e is not None], groups)[0]:
             key = parse_id(raw).key
             if key in new.targets or key in new.target_errors:
                 continue
             try:
-                _reread_target(get, new, raw)
+                _reread_target(get, new, raw, out.touched)
             except ReadError as err:
                 out.failed.append((ReadUnit("target", raw), err))
-    # A new endpoint's NIC (its only record of a dynamic IP) is in no NIC list the inventory holds: the
-    # event named the endpoint alone. Read it by id, as the plan does, or the route checks cannot place it.
     nic_subs = {u.scope for u in units if u.kind == "networkInterfaces"}
     if any(u.kind == "privateEndpoints" for u in units) or nic_subs:
         def concerned(pe: ArmId) -> bool:  # only the endpoints this step re-read, or whose NIC list it re-read
             return pe.key in out.keys or (pe.subscription or "").lower() in nic_subs
-        bodies: list[Any] = []
+        _drop_unneeded_nics(new, {parse_id(raw).key for raw in nics_to_read(new)[0]}, out.touched)
         for raw in nics_to_read(new, concerned)[0]:
             try:
-                bodies.append(get(raw.strip("/"), "networkInterfaces"))
+                body = get(raw.strip("/"), "networkInterfaces")
             except ReadError as err:
                 out.failed.append((ReadUnit("networkInterfaces", raw, "Microsoft.Network/networkInterfaces"), err))
                 log.warning("reread_failed", kind="networkInterfaces", scope=raw, status=err.status, code=err.code)
-        read_nics(new, bodies)
-    return new, out
+                continue
+            _replace_unit(new, "networkInterfaces", f"{BY_ID}{parse_id(raw).key}",
+                          list_unit("networkInterfaces", [body]), out.touched)
+
+
+def _drop_unnamed_targets(inv: Inventory, wanted: set[str], touched: Touched) -> None:
+    """Forget the targets read by id that nothing names any more (a deleted endpoint's): a full collection would
+    not read them."""
+    for table in (inv.targets, inv.target_errors):
+        for key in [k for k in table if k not in wanted]:
+            del table[key]
+            touched.targets.add(key)
+
+
+def _drop_unneeded_nics(inv: Inventory, wanted: set[str], touched: Touched) -> None:
+    """Forget the NICs read by id that no endpoint needs any more (its endpoint deleted, or now listed with it)."""
+    units = inv.lists.get("networkInterfaces", {})
+    gone = [name for name in units if name.startswith(BY_ID) and name[len(BY_ID):] not in wanted]
+    if gone:
+        inv.lists["networkInterfaces"] = {n: u for n, u in units.items() if n not in gone}
+        for name in gone:
+            touched.list_keys.setdefault("networkInterfaces", set()).update(p.order[1] for p in units[name].items)
+            touched.units.setdefault("networkInterfaces", set()).add(name)
 
 
 def _same(old: Any, new: Any) -> Any:
-    """The previous object when the re-read one is equal to it: the builder's memo
-    (:class:`plmon.monitor.collect.builder.BuildMemo`) then reuses its parse, so a subscription's list read again for
-    one changed item costs one item's parse, not the list's."""
+    """The previous object when the re-read one is equal to it: what did not change stays the very same object."""
     return old if old is not None and old == new else new
 
 
-def _reread_target(get: Any, inv: RawInventory, raw: str) -> None:
+def _replace_unit(inv: Inventory, kind: str, name: str, unit: ListUnit, touched: Touched) -> None:
+    """Put ``unit`` in place of the unit ``name`` of ``kind`` (in its place: the read order is kept), with the
+    items parsed equal to the old ones kept as the old objects."""
+    units = dict(inv.lists.get(kind, {}))
+    old = units.get(name)
+    dirty = touched.list_keys.setdefault(kind, set())
+    if old is not None:
+        before = {p.order: p for p in old.items}
+        unit = replace(unit, items=tuple(_same(before.get(p.order), p) for p in unit.items))
+        kept = {id(p) for p in unit.items}
+        dirty.update(p.order[1] for p in old.items if id(p) not in kept)
+        was = {id(p) for p in old.items}
+        dirty.update(p.order[1] for p in unit.items if id(p) not in was)
+    else:
+        dirty.update(p.order[1] for p in unit.items)
+    touched.units.setdefault(kind, set()).add(name)
+    units[name] = unit
+    inv.lists[kind] = units
+
+
+def _reread_target(get: Any, inv: Inventory, raw: str, touched: Touched) -> None:
     key = parse_id(raw).key
     try:
         body = get(raw.strip("/"), "target")
     except ReadError as err:
         if proves_absence(err):  # deleted: exactly what a full collection would record
             inv.targets.pop(key, None)
-            inv.target_errors[key] = (raw, err)
+            inv.target_errors[key] = (raw, err.with_traceback(None))  # its frames would hold the step's locals
+            touched.targets.add(key)
             return
         raise
-    inv.targets[key] = _same(inv.targets.get(key), body)
+    inv.targets[key] = _same(inv.targets.get(key), parse_target(key, body))
     inv.target_errors.pop(key, None)
+    touched.targets.add(key)
 
 
-def _reread_children(get: Any, inv: RawInventory, kind: str, rids: list[ArmId], items: list[Any]) -> None:
+def _reread_associations(get: Any, inv: Inventory, group: str, touched: Touched) -> None:
+    scope = f"providers/Microsoft.Management/managementGroups/{group}"
+    items = _items(get(f"{scope}/providers/Microsoft.Authorization/privateLinkAssociations",
+                       "privateLinkAssociations"))
+    for name in [g for g in inv.associations if g.lower() == group.lower()]:
+        del inv.associations[name]  # re-added last, as before
+    inv.associations[group] = association_unit(group, items)
+    touched.associations = True
+
+
+def _reread_children(get: Any, inv: Inventory, kind: str, rids: list[ArmId], items: list[Any],
+                     touched: Touched) -> None:
     present = {parse_id(i).key: i for i in (_id(x) for x in items) if i}
+    inv.read = set(inv.read)
+    touched.read = True
     for rid in rids:
         raw = present.get(rid.key)
         if kind == "privateEndpoints":
+            touched.zone_groups.add(rid.key)
+            read = (rid.key, ZONE_GROUPS[1].lower())
             if raw is None:
                 inv.zone_groups.pop(rid.key, None)
+                inv.read.discard(read)  # as a full collection: nothing read below a deleted endpoint
             else:
-                inv.zone_groups[rid.key] = _same(inv.zone_groups.get(rid.key), _items(get(
-                    f"{raw.strip('/')}/privateDnsZoneGroups", "privateDnsZoneGroups")))
+                inv.read.add(read)
+                groups = _items(get(f"{raw.strip('/')}/privateDnsZoneGroups", "privateDnsZoneGroups"))
+                parsed = parse_child("privateDnsZoneGroups", groups)
+                inv.zone_groups[rid.key] = _same(inv.zone_groups.get(rid.key), parsed)
         elif kind == "privateDnsZones":
+            touched.zone_children.add(rid.key)
+            reads = {(rid.key, VNET_LINKS[1].lower()), (rid.key, CNAMES[1].lower())}
             if raw is None:
                 inv.vnet_links.pop(rid.key, None)
                 inv.cnames.pop(rid.key, None)
+                inv.read -= reads
             else:
-                inv.vnet_links[rid.key] = _same(inv.vnet_links.get(rid.key), _items(get(
-                    f"{raw.strip('/')}/virtualNetworkLinks", "virtualNetworkLinks")))
-                inv.cnames[rid.key] = _same(inv.cnames.get(rid.key), _items(get(f"{raw.strip('/')}/CNAME", "CNAME")))
+                inv.read |= reads
+                links = _items(get(f"{raw.strip('/')}/virtualNetworkLinks", "virtualNetworkLinks"))
+                inv.vnet_links[rid.key] = _same(inv.vnet_links.get(rid.key), parse_child("virtualNetworkLinks", links))
+                inv.cnames[rid.key] = _same(inv.cnames.get(rid.key), parse_child(
+                    "CNAME", _items(get(f"{raw.strip('/')}/CNAME", "CNAME"))))
 
 
 def _by_key(findings: Iterable[Finding], checks: set[str]) -> dict[tuple[str, str], Finding]:

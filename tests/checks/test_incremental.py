@@ -2,8 +2,8 @@
 
 A differential property: on every tenant the repository holds or the tests build (tests/kit/tenant_catalog.py),
 random events mutate resources of every kind on disk (a property changed, a value swapped for another the tenant
-uses, an entry dropped, a resource deleted), the daemon's path re-reads them (``reread_into`` and the builder with
-its memo), and after each event :meth:`Units.update` must equal ``evaluate`` of the new snapshot, findings,
+uses, an entry dropped, a resource deleted), the daemon's path re-reads them (``reread_into``, then ``relink`` of the
+snapshot before), and after each event :meth:`Units.update` must equal ``evaluate`` of the new snapshot, findings,
 evidence, waived and errors alike. A second property proves what ``over`` promises: for every subject, a run
 focused on it gives exactly the full run's issues about it.
 """
@@ -25,7 +25,7 @@ from plmon.checks.engine import Evaluation, evaluate
 from plmon.checks.incremental import Units
 from plmon.checks.registry import all_checks
 from plmon.checks.units import recording, state
-from plmon.monitor.collect.builder import BuildMemo, build_snapshot
+from plmon.monitor.collect.builder import build_snapshot, link, relink
 from plmon.monitor.collect.plan import collect
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.model.arm_id import parse_id
@@ -148,8 +148,7 @@ def test_random_events_give_what_a_full_evaluation_gives(name: str, tmp_path: Pa
     rng = random.Random(f"{name}-14")
     reader = RecordedTenant(folder)
     inv = collect(reader, manifest=reader.manifest, workers=1)
-    memo = BuildMemo()
-    snap = build_snapshot(inv, taken_at=AT, memo=memo)
+    snap, links = link(inv, taken_at=AT)  # as the daemon's full collection
     units = Units()
     assert _shown(units.full(snap)) == _shown(evaluate(snap))
     files, pool = _files(folder), _strings(folder)
@@ -159,8 +158,8 @@ def test_random_events_give_what_a_full_evaluation_gives(name: str, tmp_path: Pa
         rid = _event(rng, files, pool)
         if rid is None:
             continue
-        inv, _ = reread_into(reader, inv, [parse_id(rid)])
-        new = build_snapshot(inv, taken_at=AT, memo=memo)
+        inv, result = reread_into(reader, inv, [parse_id(rid)])
+        new, links = relink(snap, links, inv, result.touched, taken_at=AT)  # as the daemon's event step
         got, report = units.update(snap, new)
         want = evaluate(new)
         assert _shown(got) == _shown(want), f"event {step} on {rid}: {report}"

@@ -24,7 +24,7 @@ def _graph_collection(folder: Path, **server: int) -> tuple[int, int, int]:
         graph_path = GRAPH_PATH.strip("/").lower()
         posts = [r for r in replay.requests if r.method == "POST" and r.path.strip("/").lower() == graph_path]
         gets = [r for r in replay.requests if r.method == "GET"]
-        return len(posts), len(gets), len(inv.lists.get("privateEndpoints", []))
+        return len(posts), len(gets), inv.count("privateEndpoints")
 
 
 def test_graph_page_size_pages_queries_alone(tmp_path):
