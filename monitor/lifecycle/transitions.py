@@ -21,7 +21,7 @@ Coverage rule (when may an absent finding resolve?). Absence proves nothing unle
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -124,9 +124,12 @@ class _Plan:
 
 def _plan(store: StateStore, findings: Sequence[Finding], waived: Sequence[Finding], now: datetime, *,
           routes: Sequence[Route], tenant_id: str | None, reminder_interval: timedelta,
-          may_resolve: Callable[[FindingRecord], bool], queued_at: datetime) -> _Plan:
+          may_resolve: Callable[[FindingRecord], bool], queued_at: datetime,
+          resource_keys: Collection[str] | None = None) -> _Plan:
+    """``resource_keys``: every finding given and every one that may resolve is about these resources, so only
+    their records are read (an event's step), not every finding of the tenant."""
     plan = _Plan(routes, tenant_id, now, queued_at)
-    known = {r.key: r for r in store.findings()}
+    known = {r.key: r for r in store.findings(resource_keys=resource_keys)}
     seen: set[tuple[str, str]] = set()
 
     for f in findings:
@@ -252,10 +255,13 @@ def apply_targeted(store: StateStore, snapshot: Snapshot, evaluation: Evaluation
     def may_resolve(rec: FindingRecord) -> bool:
         return rec.check_id in checks and rec.resource_key in keys and blocker(rec) is None
 
+    # The records to read: those that may resolve (above) and those of the findings given, whatever their key.
+    touched = keys | {f.key[1] for f in evaluation.findings} | {w.finding.key[1] for w in evaluation.waived}
+
     def build() -> _Plan:
         return _plan(store, evaluation.findings, [w.finding for w in evaluation.waived], now, routes=routes,
                      tenant_id=snapshot.tenant_id, reminder_interval=reminder_interval, may_resolve=may_resolve,
-                     queued_at=wall())
+                     queued_at=wall(), resource_keys=touched)
 
     return _commit(store, build, lambda _plan: None)
 

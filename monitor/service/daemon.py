@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -55,7 +54,7 @@ from plmon.monitor.scan import ScanResult
 from plmon.monitor.service.metrics import Metrics
 from plmon.monitor.service.reevaluate import affected_keys, reread_into
 from plmon.monitor.state.intake import Enqueued, IntakeQueue, QueuedEvent
-from plmon.monitor.state.store import FindingState, StateStore
+from plmon.monitor.state.store import StateStore
 
 __all__ = ["Accepted", "Daemon", "StepReport"]
 
@@ -458,7 +457,7 @@ class Daemon:
         self.metrics.alert_failures.labels(channel).inc()
 
     def _count_open(self) -> None:
-        by_sev = Counter(r.severity for r in self.store.findings(FindingState.OPEN))
+        by_sev = self.store.open_counts()
         for sev in ("critical", "high", "medium", "low", "info"):
             self.metrics.open_findings.labels(sev).set(by_sev.get(sev, 0))
 

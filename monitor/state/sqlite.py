@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -70,6 +70,10 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE scans ADD COLUMN resources_evaluated INTEGER;
     ALTER TABLE scans ADD COLUMN resources_non_compliant INTEGER;
     ALTER TABLE scans ADD COLUMN figures TEXT NOT NULL DEFAULT '{}';
+    """,
+    # 3: the findings of the resources an event touched, read by key (StateStore.findings(resource_keys=...))
+    """
+    CREATE INDEX findings_resource ON findings(resource_key);
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -212,13 +216,26 @@ class SqliteStore:
                            (check_id, resource_key))
         return self._finding(rows[0]) if rows else None
 
-    def findings(self, state: FindingState | None = None) -> list[FindingRecord]:
-        if state is None:
-            rows = self._query("SELECT * FROM findings ORDER BY check_id, resource_key")
+    def findings(self, state: FindingState | None = None, *,
+                 resource_keys: Collection[str] | None = None) -> list[FindingRecord]:
+        where, args = ("WHERE state = ?", [state.value]) if state is not None else ("", [])
+        if resource_keys is None:
+            rows = self._query(f"SELECT * FROM findings {where} ORDER BY check_id, resource_key", args)
         else:
-            rows = self._query("SELECT * FROM findings WHERE state = ? ORDER BY check_id, resource_key",
-                               (state.value,))
+            rows = []
+            keys = sorted(set(resource_keys))
+            for i in range(0, len(keys), 500):  # under SQLite's limit on bound parameters
+                chunk = keys[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                cond = f"{where} AND" if where else "WHERE"
+                rows += self._query(f"SELECT * FROM findings {cond} resource_key IN ({marks})", [*args, *chunk])
+            rows.sort(key=lambda r: (r["check_id"], r["resource_key"]))
         return [self._finding(r) for r in rows]
+
+    def open_counts(self) -> dict[str, int]:
+        rows = self._query("SELECT severity, COUNT(*) FROM findings WHERE state = ? GROUP BY severity",
+                           (FindingState.OPEN.value,))
+        return {r[0]: int(r[1]) for r in rows}
 
     def apply(self, change: ChangeSet) -> None:
         with self._tx() as db:

@@ -11,7 +11,7 @@ new. A backend with optimistic concurrency (ETags) maps ``expected_seq`` onto it
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -135,7 +135,15 @@ class StateStore(Protocol):
     # --- findings and transitions -------------------------------------------------------------
     def get_finding(self, check_id: str, resource_key: str) -> FindingRecord | None: ...
 
-    def findings(self, state: FindingState | None = None) -> list[FindingRecord]: ...
+    def findings(self, state: FindingState | None = None, *,
+                 resource_keys: Collection[str] | None = None) -> list[FindingRecord]:
+        """Every finding (in ``state``), ordered by (check id, resource key); with ``resource_keys``, only those about
+        these resources, so that the lifecycle of an event reads what the event touched, not every finding."""
+        ...
+
+    def open_counts(self) -> dict[str, int]:
+        """Open findings by severity: the daemon's gauge after each event, without reading every finding."""
+        ...
 
     def apply(self, change: ChangeSet) -> None: ...
 

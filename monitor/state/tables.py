@@ -43,7 +43,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -82,6 +83,7 @@ _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
 _CHUNK = 30_000          # characters per string property (the limit is 64 KiB of UTF-16)
 _MAX_BATCH = 100         # operations per entity-group transaction
 _FINDING_RK = "finding"
+_KEYS_PER_QUERY = 12  # resource keys named in one findings query: the service allows 15 comparisons in a filter
 _RETRIES = 8             # read-modify-write attempts before giving up on a hot row
 
 
@@ -220,13 +222,29 @@ class TablesStore:
         e = self._get(self._state, _finding_pk(check_id, resource_key), _FINDING_RK)
         return self._finding(e) if e is not None else None
 
-    def findings(self, state: FindingState | None = None) -> list[FindingRecord]:
-        if state is None:
-            rows = self._state.query_entities("RowKey eq @rk", parameters={"rk": _FINDING_RK})
-        else:
-            rows = self._state.query_entities("RowKey eq @rk and state eq @s",
-                                              parameters={"rk": _FINDING_RK, "s": state.value})
-        return sorted((self._finding(e) for e in rows), key=lambda r: (r.check_id, r.resource_key))
+    def findings(self, state: FindingState | None = None, *,
+                 resource_keys: Collection[str] | None = None) -> list[FindingRecord]:
+        query, params = "RowKey eq @rk", {"rk": _FINDING_RK}
+        if state is not None:
+            query, params = f"{query} and state eq @s", {**params, "s": state.value}
+        keys = None if resource_keys is None else sorted(set(resource_keys))
+        if keys is not None and len(keys) <= _KEYS_PER_QUERY:
+            # A finding's partition is (check id, resource key) and the check ids are not known here: one query
+            # whose filter names the keys, so the service sends back these findings, not every one.
+            if not keys:
+                return []
+            names = {f"k{i}": k for i, k in enumerate(keys)}
+            # spaces around the parentheses: the SDK finds parameters by splitting the filter on spaces
+            query = f"{query} and ( {' or '.join(f'resource_key eq @{n}' for n in names)} )"
+            params = {**params, **names}
+            keys = None
+        rows = self._state.query_entities(query, parameters=params)
+        wanted = None if keys is None else set(keys)
+        return sorted((r for r in (self._finding(e) for e in rows) if wanted is None or r.resource_key in wanted),
+                      key=lambda r: (r.check_id, r.resource_key))
+
+    def open_counts(self) -> dict[str, int]:
+        return dict(Counter(r.severity for r in self.findings(FindingState.OPEN)))
 
     def apply(self, change: ChangeSet) -> None:
         # 1. Check every expected sequence before writing anything.

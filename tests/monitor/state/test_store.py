@@ -67,6 +67,21 @@ def test_finding_round_trip(store: StateStore) -> None:
     assert [o.alert_id for o in store.outbox(AlertStatus.PENDING)] == [row(r).alert_id]
 
 
+def test_findings_of_some_resources_and_open_counts(store: StateStore) -> None:
+    """findings(resource_keys=...) returns exactly those resources' findings, by state too, in (check, key) order,
+    also past one query's worth of keys; open_counts counts open findings by severity."""
+    keys = [f"/subscriptions/s/r{i:02d}" for i in range(30)]
+    recs = [rec(check, key, state=FindingState.OPEN if i % 3 else FindingState.RESOLVED)
+            for i, key in enumerate(keys) for check in ("c.one", "c.two")]
+    store.apply(ChangeSet(findings=[(r, None) for r in recs]))
+    for wanted in (keys[:2], keys[::2], []):
+        got = store.findings(resource_keys=wanted)
+        assert got == sorted((r for r in recs if r.resource_key in wanted), key=lambda r: (r.check_id, r.resource_key))
+        assert store.findings(FindingState.OPEN, resource_keys=wanted) == [
+            r for r in got if r.state == FindingState.OPEN]
+    assert store.open_counts() == {"high": sum(1 for r in recs if r.state == FindingState.OPEN)}
+
+
 def test_conflict_writes_nothing(store: StateStore) -> None:
     """A stale expected sequence raises ConflictError and leaves neither the finding nor its alert."""
     r = rec()
