@@ -102,8 +102,13 @@ class Finding:
                    remediation=d.get("remediation", ""), tenant_id=tenant_id)
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
     """Evidence as JSON-ready data: mappings, tuples and ids become dicts, lists and strings."""
+    if type(value) in _SCALARS:  # most of a large evidence (an appliance's paths): one set lookup, no isinstance chain
+        return value
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):

@@ -131,8 +131,8 @@ def interning() -> Iterator[dict[str, ArmId]]:
 
     Scoped, not global, so nothing outlives what it serves: a build opens one (``build_snapshot``) and
     its table, keyed by the raw string, is dropped when the build ends; the ids the snapshot keeps live on
-    in the snapshot only. A daemon therefore never grows a table: its rebuilds parse only re-read items
-    (the build memo reuses the rest with their ids), and a weak-value table would instead cost a weak
+    in the snapshot only. A daemon therefore never grows a table: an event parses only what it re-read
+    (``builder.relink`` keeps every other record, ids included), and a weak-value table would instead cost a weak
     reference per live id for as long as the snapshot lives, and lose the ids a build parses only for
     their key (sorting, lookups) between one use and the next. A nested scope shares the outer table.
 
