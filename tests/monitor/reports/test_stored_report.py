@@ -168,7 +168,7 @@ def test_no_scan_yet_is_one_line_and_exit_2(tmp_path: Path, make_db: bool) -> No
 
 
 def test_schema_1_file_is_migrated_in_place_with_data_intact(tmp_path: Path) -> None:
-    """A database at schema 1 (its DDL as shipped) opens at schema 2: old rows load, new fields default,
+    """A database at schema 1 (its DDL as shipped) opens at the current schema: old rows load, new fields default,
     a report of its last scan states what it kept, and new scans record their figures."""
     path = tmp_path / "old.db"
     db = sqlite3.connect(path)
@@ -187,7 +187,7 @@ def test_schema_1_file_is_migrated_in_place_with_data_intact(tmp_path: Path) -> 
 
     store = SqliteStore(path)
     try:
-        assert store.schema_version() == 2
+        assert store.schema_version() == len(_MIGRATIONS)  # every migration since schema 1 applied
         [old] = store.scan_history()
         assert (old.subscriptions_scanned, old.gaps, old.open_findings, dict(old.by_check)) == (3, 1, 2, {"c.x": 2})
         assert old.compliance_percent is None and old.figures == {}
@@ -203,7 +203,7 @@ def test_schema_1_file_is_migrated_in_place_with_data_intact(tmp_path: Path) -> 
         assert [s.compliance_percent for s in store.scan_history()] == [None, 50.0]
     finally:
         store.close()
-    assert SqliteStore(path).schema_version() == 2  # opening again migrates nothing
+    assert SqliteStore(path).schema_version() == len(_MIGRATIONS)  # opening again migrates nothing
 
 
 @pytest.fixture(params=sorted(BACKENDS))
