@@ -22,6 +22,7 @@ from plmon.checks.units import (
     ALL,
     MAPPED,
     Read,
+    Reverse,
     _Indexes,
     _Memo,
     _update_indexes,
@@ -60,7 +61,7 @@ class Units:
     def _reset(self) -> None:
         self.memo = _Memo()
         self.indexes = _Indexes(track=True)
-        self.deps: dict[Read, set[str]] = {}                 # read -> subjects that made it
+        self.deps = Reverse()                                # read -> subjects that made it
         self.known: dict[str, set[Read]] = {}                # subject -> its reads in deps
         self.pre: dict[str, frozenset[Read]] = {}            # over check -> reads outside any subject
         self.whole_only: set[str] = set()                    # over checks that yielded outside a subject
@@ -113,9 +114,14 @@ class Units:
             known = self.known.get(key)
             if known is None:
                 known = self.known[key] = set()
-            for r in reads - known:   # a subject judged again mostly reads what it read before
-                self.deps.setdefault(r, set()).add(key)
-            known |= reads
+            new = reads - known   # a subject judged again mostly reads what it read before
+            if new:
+                known |= new
+                self.deps.add(key, new, lambda: self.known.items())
+
+    def _knows(self, subject: str, r: Read) -> bool:
+        known = self.known.get(subject)
+        return known is not None and r in known
 
     def _active(self, on: bool) -> None:
         s = state()
@@ -178,7 +184,7 @@ class Units:
                     collections |= set(sources)
             affected: set[str] = {k for _, k in changed if isinstance(k, str)}
             for r in touched:
-                affected |= self.deps.get(r, set())
+                affected.update(self.deps.holders(r, self._knows))
             focus = frozenset(affected)
             ran: set[str] = set()
             whole: list[str] = []
