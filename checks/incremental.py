@@ -23,6 +23,7 @@ from plmon.checks.registry import Check, all_checks
 from plmon.checks.units import (
     ALL,
     MAPPED,
+    MEMO,
     Read,
     Reverse,
     _Indexes,
@@ -225,7 +226,9 @@ class Units:
             # endpoint's paths): invalidate and re-derive until nothing more moves.
             frontier = set(changed)
             while frontier:
-                self.memo.invalidate(frontier | {(c, ALL) for c, _ in frontier})
+                dropped = self.memo.invalidate(frontier | {(c, ALL) for c, _ in frontier})
+                frontier.update(dropped)
+                changed.update(dropped)
                 moved = _update_indexes(self.indexes, view, frontier)
                 frontier = moved - changed
                 changed |= moved
@@ -235,7 +238,7 @@ class Units:
             for index, sources in INDEX_SOURCES.items():
                 if index in names:
                     collections |= set(sources)
-            affected: set[str] = {k for _, k in changed if isinstance(k, str)}
+            affected: set[str] = {k for c, k in changed if isinstance(k, str) and c != MEMO}
             for r in touched:
                 affected.update(self.deps.holders(r, self._knows))
             focus = frozenset(affected)
@@ -260,4 +263,5 @@ class Units:
             if not done:  # half-updated units are not trusted: the next update evaluates in full
                 self.snapshot = None
         self.snapshot = new
-        return self._evaluation(new, checks), UpdateReport(frozenset(ran), len(changed), len(focus), tuple(whole))
+        records = sum(c != MEMO for c, _ in changed)
+        return self._evaluation(new, checks), UpdateReport(frozenset(ran), records, len(focus), tuple(whole))

@@ -10,8 +10,9 @@ reading changed.
 The dependency index is recorded, never hand-kept. :class:`Units` runs the checks on a view of the snapshot whose
 collections note every read (``get``/``[]``/``in`` -> (collection, key); iteration -> (collection, ``*``)) into
 the frame of the subject being judged. Work shared between subjects (the route engine's per-endpoint paths) goes
-through :func:`shared`, a memo whose entries record their own reads, hand them to every subject that uses them,
-and survive events that did not touch what they read. Reverse lookups the checks need (endpoints by IP, by
+through :func:`shared`, a memo whose entries record their own reads and survive events that did not touch what
+they read; a user of an entry records one read of it, (:data:`MEMO`, key), and an entry dropped by an event counts
+as a change of that read. Reverse lookups the checks need (endpoints by IP, by
 target) are :class:`Index` values, maintained per changed record rather than rebuilt per event; a lookup is a
 read of (index name, key), and an entry whose members (or whose members' derived keys) changed is a change.
 
@@ -37,6 +38,7 @@ __all__ = ["ALL", "Index", "Recorded", "Reverse", "each", "each_item", "each_key
            "tracking"]
 
 ALL = "*"
+MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
 Read = tuple[str, Hashable]
 T = TypeVar("T")
 
@@ -442,14 +444,20 @@ class _Memo:
         hit = self.entries.get(key)
         return hit is not None and r in hit[1]
 
-    def invalidate(self, changed: Iterable[Read]) -> int:
-        dropped = 0
-        for r in changed:
+    def invalidate(self, changed: Iterable[Read]) -> list[Read]:
+        """Drop the entries that read something in ``changed``, and the entries that used those; a dropped entry
+        comes back as a read of (:data:`MEMO`, key), which is how its users (subjects, index records, other
+        entries) recorded it."""
+        dropped: list[Read] = []
+        work = list(changed)
+        while work:
+            r = work.pop()
             for key in self.deps.pop(r, self._reads):
                 hit = self.entries.pop(key, None)
                 if hit is not None:
                     self.deps.forget(len(hit[1]))
-                    dropped += 1
+                    dropped.append((MEMO, key))
+                    work.append((MEMO, key))
         return dropped
 
 
@@ -468,14 +476,15 @@ def _frozen(reads: set[Read]) -> frozenset[Read]:
 
 def shared(key: Hashable, compute: Callable[[], T]) -> T:
     """``compute()``, kept under ``key`` while what it read stays unchanged (only under :class:`Units`); whoever
-    uses it reads what it read."""
+    uses it reads (:data:`MEMO`, ``key``), one read instead of the thousands a hub appliance's endpoints' paths
+    make, and is judged again when the entry is dropped (:meth:`_Memo.invalidate`)."""
     memo = _S.memo
     if memo is None:
         return compute()
     hit = memo.entries.get(key)
     if hit is not None:
         if _S.reads is not None:
-            _S.reads |= hit[1]
+            _S.reads.add((MEMO, key))
         value: T = hit[0]
         return value
     outer, subject = _S.reads, _S.subject
@@ -487,7 +496,7 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
         _S.reads, _S.subject = outer, subject
     memo.put(key, value, inner)
     if outer is not None:
-        outer |= inner
+        outer.add((MEMO, key))
     return value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from plmon.checks.units import Read, Reverse, _Memo
+from plmon.checks.units import MEMO, Read, Reverse, _Memo, _note, shared, state
 
 
 def test_holders_are_filtered_by_what_they_read_now_and_reported_once() -> None:
@@ -51,9 +51,36 @@ def test_the_memo_drops_exactly_what_read_a_change() -> None:
     memo.put(("x", 1), "one", frozenset({("c", "1"), ("c", "2")}))
     memo.put(("x", 2), "two", frozenset({("c", "2")}))
     memo.put(("x", 3), "three", frozenset({("c", "3")}))
-    assert memo.invalidate([("c", "1")]) == 1
+    assert memo.invalidate([("c", "1")]) == [(MEMO, ("x", 1))]
     memo.put(("x", 1), "one again", frozenset({("c", "3")}))   # now reads c/3, no longer c/2
-    assert memo.invalidate([("c", "2")]) == 1                  # x/2 only: x/1's old read is stale
+    assert memo.invalidate([("c", "2")]) == [(MEMO, ("x", 2))]   # x/2 only: x/1's old read is stale
     assert set(memo.entries) == {("x", 1), ("x", 3)}
-    assert memo.invalidate([("c", "3")]) == 2
+    assert len(memo.invalidate([("c", "3")])) == 2
     assert memo.entries == {}
+
+
+def test_an_entry_that_used_another_is_dropped_with_it() -> None:
+    memo = _Memo()
+    memo.put(("inner",), 1, frozenset({("c", "1")}))
+    memo.put(("outer",), 2, frozenset({(MEMO, ("inner",)), ("c", "2")}))
+    memo.put(("other",), 3, frozenset({("c", "2")}))
+    assert sorted(memo.invalidate([("c", "1")])) == [(MEMO, ("inner",)), (MEMO, ("outer",))]
+    assert set(memo.entries) == {("other",)}
+
+
+def test_a_user_of_shared_work_records_one_read_of_it() -> None:
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    try:
+        s.reads = set()
+
+        def compute() -> int:
+            _note("c", "1")
+            _note("c", "2")
+            return 7
+        assert shared(("k",), compute) == 7
+        assert shared(("k",), compute) == 7
+        assert s.reads == {(MEMO, ("k",))}
+        assert s.memo.entries[("k",)][1] == {("c", "1"), ("c", "2")}
+    finally:
+        s.memo, s.reads = None, outer
