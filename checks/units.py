@@ -555,13 +555,14 @@ def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read
         for rkey in redo:
             record = coll.get(rkey)
             old_keys = table.remove(rkey, forget=record is None)   # type: ignore[arg-type]
-            moved |= {(name, d) for d in old_keys}
             if record is None:
+                moved |= {(name, d) for d in old_keys}
                 continue
             dkeys, reads = _derive(new, index, record, ix.track)
             table.add(rkey, dkeys)          # type: ignore[arg-type]
             table.note_reads(rkey, reads)   # type: ignore[arg-type]
-            moved |= {(name, d) for d in dkeys}
+            # an entry the record stays in keeps the same members in the same (sorted) order: it did not move
+            moved |= {(name, d) for d in set(old_keys).symmetric_difference(dkeys)}
     return moved
 
 
