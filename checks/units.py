@@ -468,6 +468,11 @@ def _frozen(reads: set[Read]) -> frozenset[Read]:
         return fs
     hit = memo.frozen.get(fs)
     if hit is None:
+        if len(memo.frozen) > 4 * len(memo.entries) + 65536:
+            # sets no entry, record or subject holds any more would stay alive here for the daemon's lifetime:
+            # start sharing afresh (only sharing is lost, never a read)
+            memo.frozen.clear()
+            memo.interned.clear()
         interned = memo.interned
         hit = frozenset({interned.setdefault(r, r) for r in fs})   # from a set: sized to fit, not grown
         memo.frozen[hit] = hit   # keyed by itself: the caller's tuples are not kept

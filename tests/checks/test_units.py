@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from plmon.checks.units import MEMO, Read, Reverse, _Memo, _note, shared, state
+from plmon.checks.units import MEMO, Read, Reverse, _frozen, _Memo, _note, shared, state
 
 
 def test_holders_are_filtered_by_what_they_read_now_and_reported_once() -> None:
@@ -84,3 +84,15 @@ def test_a_user_of_shared_work_records_one_read_of_it() -> None:
         assert s.memo.entries[("k",)][1] == {("c", "1"), ("c", "2")}
     finally:
         s.memo, s.reads = None, outer
+
+
+def test_the_sharing_of_read_sets_is_bounded() -> None:
+    s = state()
+    s.memo = _Memo()
+    try:
+        for i in range(70000):
+            _frozen({("c", str(i))})
+        assert len(s.memo.frozen) <= 65537 + 1
+        assert _frozen({("c", "x")}) == {("c", "x")}
+    finally:
+        s.memo = None
