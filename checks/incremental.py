@@ -11,17 +11,21 @@ tests/checks/test_incremental.py, holds it to that).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
-from plmon.checks.engine import CheckSettings, Evaluation, finding_of, settle
+from plmon.checks.engine import CheckSettings, Evaluation, _sort_key, finding_of, settle
 from plmon.checks.engine import log as engine_log
 from plmon.checks.finding import Finding
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.units import (
     ALL,
     MAPPED,
+    MEMO,
     Read,
+    Reverse,
     _Indexes,
     _Memo,
     _update_indexes,
@@ -60,7 +64,7 @@ class Units:
     def _reset(self) -> None:
         self.memo = _Memo()
         self.indexes = _Indexes(track=True)
-        self.deps: dict[Read, set[str]] = {}                 # read -> subjects that made it
+        self.deps = Reverse()                                # read -> subjects that made it
         self.known: dict[str, set[Read]] = {}                # subject -> its reads in deps
         self.pre: dict[str, frozenset[Read]] = {}            # over check -> reads outside any subject
         self.whole_only: set[str] = set()                    # over checks that yielded outside a subject
@@ -68,6 +72,12 @@ class Units:
         self.found: dict[str, dict[str | None, list[tuple[tuple[str, str], Finding]]]] = {}
         self.errors: dict[str, CoverageGap] = {}
         self.snapshot: Snapshot | None = None
+        # The last evaluation's findings by key and in their final order, updated per re-judged unit (None: merge
+        # everything again). Only while every key has one producer and no two findings tie in the order: then the
+        # merge's first-wins rule and the stable sort's tie order cannot matter.
+        self.merged: dict[tuple[str, str], Finding] | None = None
+        self.order: list[tuple[tuple[int, str, str], tuple[str, str]]] = []
+        self.moved: list[tuple[list[tuple[tuple[str, str], Finding]], list[tuple[tuple[str, str], Finding]]]] = []
 
     def _enabled(self) -> list[Check]:
         return [c for c in all_checks().values() if self.settings.get(c.id, CheckSettings()).enabled]
@@ -99,42 +109,92 @@ class Units:
             s.focus = s.subjects = s.reads = None
             s.subject = None
         units = self.found.setdefault(chk.id, {})
+        gone: list[tuple[tuple[str, str], Finding]] = []
         if focus is None:
+            for items in units.values():
+                gone += items
             units.clear()
             if over:
                 self.pre[chk.id] = frozenset(pre)
         else:
             for key in focus:
-                units.pop(key, None)
+                gone += units.pop(key, [])
+            for other in produced.keys() - focus:   # the unit outside any subject (a run focused elsewhere redoes it)
+                gone += units.get(other, [])
         units.update(produced)
+        self.moved.append((gone, [kf for items in produced.values() for kf in items]))
         if over and _WHOLE in produced:
             self.whole_only.add(chk.id)   # not judged per subject after all: re-run whole from now on
         for key, reads in subjects.items():
             known = self.known.get(key)
             if known is None:
                 known = self.known[key] = set()
-            for r in reads - known:   # a subject judged again mostly reads what it read before
-                self.deps.setdefault(r, set()).add(key)
-            known |= reads
+            new = reads - known   # a subject judged again mostly reads what it read before
+            if new:
+                known |= new
+                self.deps.add(key, new, lambda: self.known.items())
+
+    def _knows(self, subject: str, r: Read) -> bool:
+        known = self.known.get(subject)
+        return known is not None and r in known
 
     def _active(self, on: bool) -> None:
         s = state()
         s.memo, s.indexes = (self.memo, self.indexes) if on else (None, None)
 
-    def _evaluation(self, snap: Snapshot, checks: Iterable[Check]) -> Evaluation:
+    def _evaluation(self, snap: Snapshot, checks: list[Check]) -> Evaluation:
+        run = [chk.id for chk in checks]
+        errors = tuple(self.errors[c] for c in run if c in self.errors)
+        moved, self.moved = self.moved, []
+        if self.waivers or self.merged is None or not self._merge(moved):
+            return self._merge_all(snap, checks, errors)
+        return Evaluation(tuple(self.merged[k] for _, k in self.order), (), errors, tuple(run))
+
+    def _merge(self, moved: list[tuple[list[tuple[tuple[str, str], Finding]], list[tuple[tuple[str, str], Finding]]]]
+               ) -> bool:
+        """Apply the re-judged units' findings to the last merge; False when the result could depend on which
+        producer comes first or on the sort's tie order (then everything is merged again)."""
+        merged, order = self.merged, self.order
+        assert merged is not None
+        for gone, _ in moved:
+            for key, f in gone:
+                if merged.get(key) is not f:
+                    return False
+                del merged[key]
+                i = bisect.bisect_left(order, (_sort_key(f), key))
+                del order[i]
+        for _, came in moved:
+            for key, f in came:
+                if key in merged:
+                    return False
+                merged[key] = f
+                entry = (_sort_key(f), key)
+                i = bisect.bisect_left(order, entry)
+                if (i < len(order) and order[i][0] == entry[0]) or (i and order[i - 1][0] == entry[0]):
+                    return False
+                order.insert(i, entry)
+        return True
+
+    def _merge_all(self, snap: Snapshot, checks: list[Check], errors: tuple[CoverageGap, ...]) -> Evaluation:
         findings: dict[tuple[str, str], Finding] = {}
-        run: list[str] = []
+        unique = True
+        run = [chk.id for chk in checks]
         for chk in checks:
-            run.append(chk.id)
             units = self.found.get(chk.id, {})
             if chk.over and not set(chk.over) & set(MAPPED):
                 # subjects an index derives are judged in their text order (units.each_key): so are duplicates kept
                 units = dict(sorted(units.items(), key=lambda kv: str(kv[0])))
             for items in units.values():
                 for key, f in items:
-                    findings.setdefault(key, f)
-        errors = [self.errors[c] for c in run if c in self.errors]
-        return settle(snap, findings.values(), self.waivers, errors, run)
+                    if findings.setdefault(key, f) is not f:
+                        unique = False
+        ev = settle(snap, findings.values(), self.waivers, errors, run)
+        self.merged, self.order = None, []
+        if unique and not self.waivers:
+            order = sorted((_sort_key(f), key) for key, f in findings.items())
+            if all(a[0] != b[0] for a, b in pairwise(order)):
+                self.merged, self.order = findings, order
+        return ev
 
     # --- the two entry points ---------------------------------------------------------------------
     def full(self, snap: Snapshot) -> Evaluation:
@@ -166,7 +226,9 @@ class Units:
             # endpoint's paths): invalidate and re-derive until nothing more moves.
             frontier = set(changed)
             while frontier:
-                self.memo.invalidate(frontier | {(c, ALL) for c, _ in frontier})
+                dropped = self.memo.invalidate(frontier | {(c, ALL) for c, _ in frontier})
+                frontier.update(dropped)
+                changed.update(dropped)
                 moved = _update_indexes(self.indexes, view, frontier)
                 frontier = moved - changed
                 changed |= moved
@@ -176,9 +238,9 @@ class Units:
             for index, sources in INDEX_SOURCES.items():
                 if index in names:
                     collections |= set(sources)
-            affected: set[str] = {k for _, k in changed if isinstance(k, str)}
+            affected: set[str] = {k for c, k in changed if isinstance(k, str) and c != MEMO}
             for r in touched:
-                affected |= self.deps.get(r, set())
+                affected.update(self.deps.holders(r, self._knows))
             focus = frozenset(affected)
             ran: set[str] = set()
             whole: list[str] = []
@@ -201,4 +263,5 @@ class Units:
             if not done:  # half-updated units are not trusted: the next update evaluates in full
                 self.snapshot = None
         self.snapshot = new
-        return self._evaluation(new, checks), UpdateReport(frozenset(ran), len(changed), len(focus), tuple(whole))
+        records = sum(c != MEMO for c, _ in changed)
+        return self._evaluation(new, checks), UpdateReport(frozenset(ran), records, len(focus), tuple(whole))

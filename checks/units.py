@@ -10,8 +10,9 @@ reading changed.
 The dependency index is recorded, never hand-kept. :class:`Units` runs the checks on a view of the snapshot whose
 collections note every read (``get``/``[]``/``in`` -> (collection, key); iteration -> (collection, ``*``)) into
 the frame of the subject being judged. Work shared between subjects (the route engine's per-endpoint paths) goes
-through :func:`shared`, a memo whose entries record their own reads, hand them to every subject that uses them,
-and survive events that did not touch what they read. Reverse lookups the checks need (endpoints by IP, by
+through :func:`shared`, a memo whose entries record their own reads and survive events that did not touch what
+they read; a user of an entry records one read of it, (:data:`MEMO`, key), and an entry dropped by an event counts
+as a change of that read. Reverse lookups the checks need (endpoints by IP, by
 target) are :class:`Index` values, maintained per changed record rather than rebuilt per event; a lookup is a
 read of (index name, key), and an entry whose members (or whose members' derived keys) changed is a change.
 
@@ -33,9 +34,11 @@ from typing import Any, TypeVar
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
-__all__ = ["ALL", "Index", "Recorded", "each", "each_item", "each_key", "lookup", "recording", "shared", "tracking"]
+__all__ = ["ALL", "Index", "Recorded", "Reverse", "each", "each_item", "each_key", "lookup", "recording", "shared",
+           "tracking"]
 
 ALL = "*"
+MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
 Read = tuple[str, Hashable]
 T = TypeVar("T")
 
@@ -190,6 +193,94 @@ class Index:
     keys_of: Callable[[Snapshot, Any], Iterable[Hashable]]
 
 
+class Reverse:
+    """read -> the holders (memo keys, index records, subjects) whose recorded reads include it, as lists.
+
+    A set per read cost ~50 B per (read, holder) pair and the pairs are most of what recording keeps (at 10k
+    resources a route index's 3,500 endpoints each read ~50 records); a list slot costs 8. Holders are appended,
+    never removed one by one: a holder that stopped reading ``r`` stays in ``r``'s list until the list is next
+    read, where ``valid`` filters it out (and the list is trimmed to what is valid). When more pairs were appended
+    since the last rebuild than the holders' reads now hold, :meth:`add` asks for a rebuild from the live holders
+    (``live``), so the lists never outgrow twice what is live.
+    """
+
+    __slots__ = ("appended", "lists", "live_pairs")
+
+    def __init__(self) -> None:
+        self.lists: dict[Read, Any] = {}   # read -> a holder, or a list of them (holders are never lists)
+        self.appended = 0
+        self.live_pairs = 0
+
+    def add(self, holder: Any, reads: Iterable[Read], live: Callable[[], Iterable[tuple[Any, Iterable[Read]]]]
+            ) -> None:
+        lists = self.lists
+        n = 0
+        for r in reads:
+            got = lists.get(r)
+            if got is None:
+                lists[r] = holder          # one holder is kept bare (most reads have one): a list costs 64 B more
+            elif type(got) is list:
+                got.append(holder)
+            else:
+                lists[r] = [got, holder]
+            n += 1
+        self.appended += n
+        self.live_pairs += n
+        if self.appended > 2 * self.live_pairs + 4096:
+            self.rebuild(live())
+
+    def forget(self, pairs: int) -> None:
+        """``pairs`` of the lists' pairs are no longer live (a holder dropped or stopped making those reads)."""
+        self.live_pairs = max(0, self.live_pairs - pairs)
+
+    def rebuild(self, live: Iterable[tuple[Any, Iterable[Read]]]) -> None:
+        lists: dict[Read, Any] = {}
+        n = 0
+        for holder, reads in live:
+            for r in reads:
+                got = lists.get(r)
+                if got is None:
+                    lists[r] = holder
+                elif type(got) is list:
+                    got.append(holder)
+                else:
+                    lists[r] = [got, holder]
+                n += 1
+        self.lists, self.appended, self.live_pairs = lists, n, n
+
+    def holders(self, r: Read, valid: Callable[[Any, Read], bool]) -> list[Any]:
+        """The holders that read ``r`` now (each once), trimming the list to them."""
+        got = self.lists.get(r)
+        if got is None:
+            return []
+        if type(got) is not list:
+            if valid(got, r):
+                return [got]
+            self.appended -= 1
+            del self.lists[r]
+            return []
+        keep = [h for h in dict.fromkeys(got) if valid(h, r)]
+        self.appended -= len(got) - len(keep)
+        if len(keep) > 1:
+            self.lists[r] = keep
+        elif keep:
+            self.lists[r] = keep[0]
+        else:
+            del self.lists[r]
+        return keep
+
+    def pop(self, r: Read, valid: Callable[[Any, Read], bool]) -> list[Any]:
+        """:meth:`holders`, dropping ``r``'s list (its holders are being forgotten or recomputed)."""
+        got = self.lists.pop(r, None)
+        if got is None:
+            return []
+        if type(got) is not list:
+            self.appended -= 1
+            return [got] if valid(got, r) else []
+        self.appended -= len(got)
+        return [h for h in dict.fromkeys(got) if valid(h, r)]
+
+
 class _Table:
     """One index's entries for one snapshot, with what each record contributed."""
 
@@ -199,21 +290,23 @@ class _Table:
         self.entries: dict[Hashable, list[str]] = {}
         self.of: dict[str, tuple[Hashable, ...]] = {}
         self.reads: dict[str, frozenset[Read]] = {}
-        self.deps: dict[Read, set[str]] = {}     # read -> records whose keys it decided
+        self.deps = Reverse()     # read -> records whose keys it decided
 
     def note_reads(self, rkey: str, reads: frozenset[Read]) -> None:
-        """What deciding ``rkey``'s keys read, registered as the difference from what it read before."""
+        """What deciding ``rkey``'s keys read, registered as the difference from what it read before (a read it
+        no longer makes is filtered out when the read's holders are next asked for)."""
         old = self.reads.get(rkey, frozenset())
-        for r in reads - old:
-            self.deps.setdefault(r, set()).add(rkey)
-        for r in old - reads:
-            holders = self.deps.get(r)
-            if holders is not None:
-                holders.discard(rkey)
         if reads:
             self.reads[rkey] = reads
         else:
             self.reads.pop(rkey, None)
+        if reads is not old:
+            self.deps.forget(len(old - reads))
+            self.deps.add(rkey, reads - old, lambda: self.reads.items())
+
+    def reading(self, r: Read) -> list[str]:
+        """The records whose keys were decided by a read of ``r``."""
+        return self.deps.holders(r, lambda rkey, read: read in self.reads.get(rkey, ()))
 
     def add(self, rkey: str, dkeys: tuple[Hashable, ...]) -> None:
         self.of[rkey] = dkeys
@@ -337,40 +430,66 @@ class _Memo:
 
     def __init__(self) -> None:
         self.entries: dict[Hashable, tuple[Any, frozenset[Read]]] = {}
-        self.deps: dict[Read, set[Hashable]] = {}
+        self.deps = Reverse()
         # equal read sets kept once: an endpoint's paths, its route subjects and its rows per appliance read the same
         self.frozen: dict[frozenset[Read], frozenset[Read]] = {}
+        # equal reads kept once: the same (collection, key) is noted by thousands of frames, each making its own tuple
+        self.interned: dict[Read, Read] = {}
 
     def put(self, key: Hashable, value: Any, reads: frozenset[Read]) -> None:
         self.entries[key] = (value, reads)
-        for r in reads:
-            self.deps.setdefault(r, set()).add(key)
+        self.deps.add(key, reads, lambda: ((k, e[1]) for k, e in self.entries.items()))
 
-    def invalidate(self, changed: Iterable[Read]) -> int:
-        dropped = 0
-        for r in changed:
-            for key in self.deps.pop(r, ()):
-                if self.entries.pop(key, None) is not None:
-                    dropped += 1
+    def _reads(self, key: Hashable, r: Read) -> bool:
+        hit = self.entries.get(key)
+        return hit is not None and r in hit[1]
+
+    def invalidate(self, changed: Iterable[Read]) -> list[Read]:
+        """Drop the entries that read something in ``changed``, and the entries that used those; a dropped entry
+        comes back as a read of (:data:`MEMO`, key), which is how its users (subjects, index records, other
+        entries) recorded it."""
+        dropped: list[Read] = []
+        work = list(changed)
+        while work:
+            r = work.pop()
+            for key in self.deps.pop(r, self._reads):
+                hit = self.entries.pop(key, None)
+                if hit is not None:
+                    self.deps.forget(len(hit[1]))
+                    dropped.append((MEMO, key))
+                    work.append((MEMO, key))
         return dropped
 
 
 def _frozen(reads: set[Read]) -> frozenset[Read]:
     fs = frozenset(reads)
     memo = _S.memo
-    return memo.frozen.setdefault(fs, fs) if memo is not None else fs
+    if memo is None:
+        return fs
+    hit = memo.frozen.get(fs)
+    if hit is None:
+        if len(memo.frozen) > 4 * len(memo.entries) + 65536:
+            # sets no entry, record or subject holds any more would stay alive here for the daemon's lifetime:
+            # start sharing afresh (only sharing is lost, never a read)
+            memo.frozen.clear()
+            memo.interned.clear()
+        interned = memo.interned
+        hit = frozenset({interned.setdefault(r, r) for r in fs})   # from a set: sized to fit, not grown
+        memo.frozen[hit] = hit   # keyed by itself: the caller's tuples are not kept
+    return hit
 
 
 def shared(key: Hashable, compute: Callable[[], T]) -> T:
     """``compute()``, kept under ``key`` while what it read stays unchanged (only under :class:`Units`); whoever
-    uses it reads what it read."""
+    uses it reads (:data:`MEMO`, ``key``), one read instead of the thousands a hub appliance's endpoints' paths
+    make, and is judged again when the entry is dropped (:meth:`_Memo.invalidate`)."""
     memo = _S.memo
     if memo is None:
         return compute()
     hit = memo.entries.get(key)
     if hit is not None:
         if _S.reads is not None:
-            _S.reads |= hit[1]
+            _S.reads.add((MEMO, key))
         value: T = hit[0]
         return value
     outer, subject = _S.reads, _S.subject
@@ -382,7 +501,7 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
         _S.reads, _S.subject = outer, subject
     memo.put(key, value, inner)
     if outer is not None:
-        outer |= inner
+        outer.add((MEMO, key))
     return value
 
 
@@ -435,19 +554,20 @@ def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read
         index, table = ix.tables[name]
         coll = _plain(getattr(new, index.collection))
         redo = {k for c, k in changed if c == index.collection}
-        if table.deps:
+        if table.deps.lists:
             for t in changed | {(c, ALL) for c, _ in changed}:
-                redo |= table.deps.get(t, set())
+                redo.update(table.reading(t))
         for rkey in redo:
             record = coll.get(rkey)
             old_keys = table.remove(rkey, forget=record is None)   # type: ignore[arg-type]
-            moved |= {(name, d) for d in old_keys}
             if record is None:
+                moved |= {(name, d) for d in old_keys}
                 continue
             dkeys, reads = _derive(new, index, record, ix.track)
             table.add(rkey, dkeys)          # type: ignore[arg-type]
             table.note_reads(rkey, reads)   # type: ignore[arg-type]
-            moved |= {(name, d) for d in dkeys}
+            # an entry the record stays in keeps the same members in the same (sorted) order: it did not move
+            moved |= {(name, d) for d in set(old_keys).symmetric_difference(dkeys)}
     return moved
 
 

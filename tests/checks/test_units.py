@@ -1,0 +1,98 @@
+"""The compact reverse map of recorded reads (checks/units.py ``Reverse``): read -> the holders that made it.
+
+The daemon keeps one for the shared memo, one per index and one for the subjects; the differential test
+(test_incremental.py) proves evaluation stays exact. These pin what the compact form promises on its own: a holder
+that stopped reading something is never reported, each holder is reported once, and the lists never outgrow
+twice what is live however often holders are re-registered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from plmon.checks.units import MEMO, Read, Reverse, _frozen, _Memo, _note, shared, state
+
+
+def test_holders_are_filtered_by_what_they_read_now_and_reported_once() -> None:
+    now: dict[Hashable, set[Read]] = {"a": {("c", "1"), ("c", "2")}, "b": {("c", "1")}}
+    rev = Reverse()
+    for h, reads in now.items():
+        rev.add(h, reads, lambda: now.items())
+    rev.add("a", [("c", "1")], lambda: now.items())           # registered twice
+    now["b"] = {("c", "3")}                                    # b stopped reading c/1
+    rev.add("b", [("c", "3")], lambda: now.items())
+
+    def valid(h: Hashable, r: Read) -> bool:
+        return r in now.get(h, set())
+    assert rev.holders(("c", "1"), valid) == ["a"]
+    assert rev.holders(("c", "2"), valid) == ["a"]
+    assert rev.holders(("c", "3"), valid) == ["b"]
+    assert rev.holders(("c", "9"), valid) == []
+    assert rev.pop(("c", "1"), valid) == ["a"]
+    assert rev.holders(("c", "1"), valid) == []
+
+
+def test_lists_stay_within_twice_what_is_live() -> None:
+    rev = Reverse()
+    live: dict[tuple[str, int], list[Read]] = {}
+    reads: list[Read] = [("c", str(i)) for i in range(50)]
+    for event in range(2000):                 # the same 100 holders re-registered over and over, as events redo them
+        h = ("memo", event % 100)
+        if h in live:
+            rev.forget(len(live[h]))
+        live[h] = reads
+        rev.add(h, reads, lambda: live.items())
+        assert rev.appended <= 2 * 100 * 50 + 4096 + 50
+    assert sorted(rev.holders(reads[0], lambda h, r: h in live)) == sorted(live)
+
+
+def test_the_memo_drops_exactly_what_read_a_change() -> None:
+    memo = _Memo()
+    memo.put(("x", 1), "one", frozenset({("c", "1"), ("c", "2")}))
+    memo.put(("x", 2), "two", frozenset({("c", "2")}))
+    memo.put(("x", 3), "three", frozenset({("c", "3")}))
+    assert memo.invalidate([("c", "1")]) == [(MEMO, ("x", 1))]
+    memo.put(("x", 1), "one again", frozenset({("c", "3")}))   # now reads c/3, no longer c/2
+    assert memo.invalidate([("c", "2")]) == [(MEMO, ("x", 2))]   # x/2 only: x/1's old read is stale
+    assert set(memo.entries) == {("x", 1), ("x", 3)}
+    assert len(memo.invalidate([("c", "3")])) == 2
+    assert memo.entries == {}
+
+
+def test_an_entry_that_used_another_is_dropped_with_it() -> None:
+    memo = _Memo()
+    memo.put(("inner",), 1, frozenset({("c", "1")}))
+    memo.put(("outer",), 2, frozenset({(MEMO, ("inner",)), ("c", "2")}))
+    memo.put(("other",), 3, frozenset({("c", "2")}))
+    assert sorted(memo.invalidate([("c", "1")])) == [(MEMO, ("inner",)), (MEMO, ("outer",))]
+    assert set(memo.entries) == {("other",)}
+
+
+def test_a_user_of_shared_work_records_one_read_of_it() -> None:
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    try:
+        s.reads = set()
+
+        def compute() -> int:
+            _note("c", "1")
+            _note("c", "2")
+            return 7
+        assert shared(("k",), compute) == 7
+        assert shared(("k",), compute) == 7
+        assert s.reads == {(MEMO, ("k",))}
+        assert s.memo.entries[("k",)][1] == {("c", "1"), ("c", "2")}
+    finally:
+        s.memo, s.reads = None, outer
+
+
+def test_the_sharing_of_read_sets_is_bounded() -> None:
+    s = state()
+    s.memo = _Memo()
+    try:
+        for i in range(70000):
+            _frozen({("c", str(i))})
+        assert len(s.memo.frozen) <= 65537 + 1
+        assert _frozen({("c", "x")}) == {("c", "x")}
+    finally:
+        s.memo = None
