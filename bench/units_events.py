@@ -1,6 +1,6 @@
 """A one-off measurement of incremental evaluation per event (issue 14 item 3; not in make test or make bench).
 
-Loads a recorded tenant (default /tmp/t100k) as the daemon does (collect, build with the BuildMemo, a full
+Loads a recorded tenant (default /tmp/t100k) as the daemon does (collect, link the typed units, a full
 evaluation through checks.incremental.Units), then for each event kind mutates one resource in an overlay of the
 reader (the folder stays read-only), re-reads it through the daemon's path (reevaluate.reread_into), rebuilds, and
 times ``Units.update`` (CPU, process time) apart from the rebuild. With --verify each event's result is compared
@@ -35,7 +35,7 @@ from typing import Any
 
 from plmon.checks.engine import evaluate
 from plmon.checks.incremental import Units
-from plmon.monitor.collect.builder import BuildMemo, build_snapshot, paused_gc
+from plmon.monitor.collect.builder import link, paused_gc, relink
 from plmon.monitor.collect.plan import collect
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.model.arm_id import parse_id
@@ -158,8 +158,7 @@ def main() -> None:
     reader = Overlay(inner)
     t = time.perf_counter()
     inv = collect(reader, manifest=inner.manifest, workers=1)
-    memo = BuildMemo()
-    snap = build_snapshot(inv, taken_at=AT, memo=memo)
+    snap, links = link(inv, taken_at=AT)
     print(f"load+build {time.perf_counter() - t:.1f} s, max RSS {_rss()} MB", flush=True)
     units = Units()
     c = time.process_time()
@@ -176,8 +175,8 @@ def main() -> None:
         for kind, mutate in _mutations(snap, reader).items():
             rid = mutate()
             c = time.process_time()
-            inv, _ = reread_into(reader, inv, [parse_id(rid)])
-            new = build_snapshot(inv, taken_at=AT, memo=memo)
+            inv, result = reread_into(reader, inv, [parse_id(rid)])
+            new, links = relink(snap, links, inv, result.touched, taken_at=AT)
             rebuild.setdefault(kind, []).append(time.process_time() - c)
             gc.collect()
             c = time.process_time()
