@@ -16,19 +16,25 @@ from plmon.monitor.config import parse_config
 DEMO = Path(__file__).resolve().parents[2] / "monitor" / "demo_tenant"
 
 
-def test_scan_evaluates_with_the_collector_paused_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The checks run with the cyclic GC off (its passes over the snapshot freed nothing and cost half the
-    evaluation at 100k resources) and the GC is on again afterwards."""
+def _collector_state_during(monkeypatch: pytest.MonkeyPatch, step: str, *,
+                            workers: int | None) -> tuple[list[bool], scan.ScanResult]:
+    """Whether the cyclic GC was on each time run_scan called ``step`` (``collect`` or ``evaluate``) on the demo."""
     seen: list[bool] = []
-    real = scan.evaluate
+    real = getattr(scan, step)
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         seen.append(gc.isenabled())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scan, "evaluate", spy)
+    monkeypatch.setattr(scan, step, spy)
     reader = RecordedTenant(DEMO)
-    result = scan.run_scan(reader, parse_config({}), manifest=reader.manifest, workers=1)
+    return seen, scan.run_scan(reader, parse_config({}), manifest=reader.manifest, workers=workers)
+
+
+def test_scan_evaluates_with_the_collector_paused_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checks run with the cyclic GC off (its passes over the snapshot freed nothing and cost half the
+    evaluation at 100k resources) and the GC is on again afterwards."""
+    seen, result = _collector_state_during(monkeypatch, "evaluate", workers=1)
     assert seen == [False]
     assert gc.isenabled()
     assert result.evaluation.findings
@@ -66,15 +72,6 @@ def test_collector_paused_for_a_one_thread_collection_only(monkeypatch: pytest.M
     """Proves: a collection on the scan's own thread (a recorded folder) runs with the cyclic GC paused, while a
     concurrent (live) one keeps it, since its requests leave the SDK's cyclic garbage behind while they wait; the
     collector is back on after the scan either way."""
-    seen: list[bool] = []
-    real = scan.collect
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(gc.isenabled())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(scan, "collect", spy)
-    reader = RecordedTenant(DEMO)
-    scan.run_scan(reader, parse_config({}), manifest=reader.manifest, workers=workers)
+    seen, _ = _collector_state_during(monkeypatch, "collect", workers=workers)
     assert seen == [collector_during_collection]
     assert gc.isenabled()
