@@ -62,7 +62,7 @@ def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
                   select: Callable[[str, tuple[PathResult, ...]], V]) -> Iterator[tuple[str, list[V]]]:
     """:func:`_per_subject` with what ``select`` kept of each endpoint apart."""
     if plain():
-        yield from _per_endpoint_plain(snap, index, select)
+        yield from _per_endpoint_plain(snap, index, tag, select)
         return
     for key in each_key(snap, index):
         k = str(key)
@@ -74,12 +74,29 @@ def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
         yield k, out
 
 
-def _per_endpoint_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[PathResult, ...]], V]
-                        ) -> Iterator[tuple[str, list[V]]]:
+def _per_endpoint_plain(snap: Snapshot, index: Index, tag: Hashable,
+                        select: Callable[[str, tuple[PathResult, ...]], V]) -> Iterator[tuple[str, list[V]]]:
     """:func:`_per_endpoint` of a plain evaluation (``plmon scan``: nothing recorded, no focus): the same subjects
     in the same order (by their text), each with its endpoints by key, found in one pass over the endpoints' paths
     instead of an index table, a lookup and a memo closure per (subject, endpoint), which at 100k resources cost
-    more than deciding the paths."""
+    more than deciding the paths. The result is kept for the snapshot under ``tag`` (which names what ``select``
+    keeps, as the daemon's memo does): both SNAT checks group the same appliance rows."""
+    global _plain_last
+    if _plain_last[0] is not snap:
+        _plain_last = (snap, {})
+    done: dict[tuple[str, Hashable], list[tuple[str, list[Any]]]] = _plain_last[1]
+    found = done.get((index.name, tag))
+    if found is None:
+        found = done[(index.name, tag)] = list(_group_plain(snap, index, select))
+    return iter(found)
+
+
+# The last snapshot's groupings of a plain evaluation, by (index, tag).
+_plain_last: tuple[Snapshot | None, dict[tuple[str, Hashable], list[tuple[str, list[Any]]]]] = (None, {})
+
+
+def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[PathResult, ...]], V]
+                 ) -> Iterator[tuple[str, list[V]]]:
     members: dict[Hashable, list[str]] = {}
     for e in sorted(snap.private_endpoints):
         for key in dict.fromkeys(index.keys_of(snap, snap.private_endpoints[e])):

@@ -164,6 +164,9 @@ def each_item(snap: Snapshot, *collections: str) -> Iterator[tuple[str, Any]]:
         before = tuple(earlier)
         earlier.append(data)
         if _S.subjects is None and _S.focus is None:
+            if not before:
+                yield from data.items()
+                continue
             for key, record in data.items():
                 if not any(key in d for d in before):
                     yield key, record
