@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from plmon.checks.units import Index, lookup
+from plmon.checks.units import Index, lookup, plain
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import ConsumerConnection, PrivateEndpoint, ProviderConnection, Snapshot, lower
 
@@ -120,10 +120,28 @@ ENDPOINTS_BY_TARGET = Index("links.endpoints_by_target", "private_endpoints",
                             lambda snap, pe: (c.target_id.key for c in pe.connections if c.target_id is not None))
 
 
+# A plain evaluation's views per endpoint (the last snapshot's): eight connection, DNS and public-access checks ask
+# for every endpoint's views, and pairing them each time was most of those checks' time at 100k resources.
+_per_key: tuple[Snapshot | None, dict[str, list[ConnectionView]]] = (None, {})
+
+
 def views_of(snap: Snapshot, key: str) -> list[ConnectionView]:
     """The views connection_views yields for the endpoint ``key`` (its endpoint_id), in their relative order: its
     own connection entries paired with their provider entry, then the provider entries naming it that none paired
-    (an endpoint plmon cannot see has only those)."""
+    (an endpoint plmon cannot see has only those). Kept per snapshot in a plain evaluation only: under the
+    daemon's units each call must make (and record) its reads."""
+    if not plain():
+        return _views_of(snap, key)
+    global _per_key
+    if _per_key[0] is not snap:
+        _per_key = (snap, {})
+    views = _per_key[1].get(key)
+    if views is None:
+        views = _per_key[1][key] = _views_of(snap, key)
+    return list(views)
+
+
+def _views_of(snap: Snapshot, key: str) -> list[ConnectionView]:
     pe = snap.private_endpoints.get(key)
     provider_side = snap.provider_connections_by_endpoint.get(key, ())
     out: list[ConnectionView] = []

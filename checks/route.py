@@ -16,7 +16,7 @@ from plmon.checks.paths import PathResult, RouteCandidate, _net, client_subnets,
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
-from plmon.checks.units import Index, each, each_key, lookup, shared
+from plmon.checks.units import Index, each, each_key, lookup, plain, shared
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
@@ -59,8 +59,15 @@ def _per_subject(snap: Snapshot, index: Index, tag: Hashable,
 
 
 def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
-                  select: Callable[[str, tuple[PathResult, ...]], V]) -> Iterator[tuple[str, list[V]]]:
-    """:func:`_per_subject` with what ``select`` kept of each endpoint apart."""
+                  select: Callable[[str, tuple[PathResult, ...]], V],
+                  split: Callable[[tuple[PathResult, ...]], dict[str, V]] | None = None,
+                  ) -> Iterator[tuple[str, list[V]]]:
+    """:func:`_per_subject` with what ``select`` kept of each endpoint apart. ``split``, when given, is what
+    ``select`` keeps of one endpoint for each subject its paths name (exactly ``index``'s keys), in one pass: a
+    plain evaluation uses it instead of the index's keys and a ``select`` per subject."""
+    if plain():
+        yield from _per_endpoint_plain(snap, index, tag, select, split)
+        return
     for key in each_key(snap, index):
         k = str(key)
         out: list[V] = []
@@ -69,6 +76,60 @@ def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
                 return select(k, paths_for(snap, snap.private_endpoints[e]))
             out.append(shared((tag, k, e), kept))
         yield k, out
+
+
+def _per_endpoint_plain(snap: Snapshot, index: Index, tag: Hashable,
+                        select: Callable[[str, tuple[PathResult, ...]], V],
+                        split: Callable[[tuple[PathResult, ...]], dict[str, V]] | None = None,
+                        ) -> Iterator[tuple[str, list[V]]]:
+    """:func:`_per_endpoint` of a plain evaluation (``plmon scan``: nothing recorded, no focus): the same subjects
+    in the same order (by their text), each with its endpoints by key, found in one pass over the endpoints' paths
+    instead of an index table, a lookup and a memo closure per (subject, endpoint), which at 100k resources cost
+    more than deciding the paths. The result is kept for the snapshot under ``tag`` (which names what ``select``
+    keeps, as the daemon's memo does): both SNAT checks group the same appliance rows."""
+    global _plain_last
+    if _plain_last[0] is not snap:
+        _plain_last = (snap, {})
+    done: dict[tuple[str, Hashable], list[tuple[str, list[Any]]]] = _plain_last[1]
+    found = done.get((index.name, tag))
+    if found is None:
+        found = done[(index.name, tag)] = list(_group_plain(snap, index, select) if split is None else
+                                               _split_plain(snap, split))
+    return iter(found)
+
+
+# The last snapshot's groupings of a plain evaluation, by (index, tag).
+_plain_last: tuple[Snapshot | None, dict[tuple[str, Hashable], list[tuple[str, list[Any]]]]] = (None, {})
+
+
+def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[str, V]]
+                 ) -> Iterator[tuple[str, list[V]]]:
+    """:func:`_group_plain` from one ``split`` per endpoint."""
+    members: dict[str, list[V]] = {}
+    for e in sorted(snap.private_endpoints):
+        for key, kept in split(paths_for(snap, snap.private_endpoints[e])).items():
+            got = members.get(key)
+            if got is None:
+                members[key] = [kept]
+            else:
+                got.append(kept)
+    for key in sorted(members):
+        yield key, members[key]
+
+
+def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[PathResult, ...]], V]
+                 ) -> Iterator[tuple[str, list[V]]]:
+    members: dict[Hashable, list[str]] = {}
+    for e in sorted(snap.private_endpoints):
+        for key in dict.fromkeys(index.keys_of(snap, snap.private_endpoints[e])):
+            got = members.get(key)
+            if got is None:
+                members[key] = [e]
+            else:
+                got.append(e)
+    for key in sorted(members, key=str):
+        k = str(key)
+        yield k, [select(k, paths_for(snap, snap.private_endpoints[e])) for e in members[key]]
 
 
 def _subjects_of(name: str, keys: Any) -> Index:
@@ -261,6 +322,24 @@ def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> 
     return rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None)
 
 
+def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) -> dict[str, _Rows]:
+    """:func:`_appliance_rows` for every appliance ``paths`` name (the keys :func:`_appliance_keys` gives, which
+    name the same subjects), from one pass of :func:`_appliance_verdicts` instead of one per appliance."""
+    by_key: dict[str, list[tuple[ArmId, PathResult, SnatVerdict | None]]] = {}
+    for x in _appliance_verdicts(snap, paths, firewalls=False):
+        got = by_key.get(x[0].key)
+        if got is None:
+            by_key[x[0].key] = [x]
+        else:
+            got.append(x)
+    out: dict[str, _Rows] = {}
+    for key, rows in by_key.items():
+        firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
+                     for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
+        out[key] = (rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None))
+    return out
+
+
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     judged: dict[tuple[str, str], SnatVerdict] = {}
 
@@ -271,7 +350,8 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
         return found
 
     for _key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
-                                            lambda key, paths: _appliance_rows(snap, key, paths)):
+                                            lambda key, paths: _appliance_rows(snap, key, paths),
+                                            lambda paths: _appliance_rows_by_subject(snap, paths)):
         rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
         for found, firewalls, tagged in per_endpoint:
             if want not in tagged and not any(firewall(fw, ip).snats is want for fw, ip in firewalls.values()):

@@ -34,8 +34,8 @@ from typing import Any, TypeVar
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
-__all__ = ["ALL", "Index", "Recorded", "Reverse", "each", "each_item", "each_key", "lookup", "recording", "shared",
-           "tracking"]
+__all__ = ["ALL", "Index", "Recorded", "Reverse", "each", "each_item", "each_key", "lookup", "plain", "recording",
+           "shared", "tracking"]
 
 ALL = "*"
 MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
@@ -164,6 +164,9 @@ def each_item(snap: Snapshot, *collections: str) -> Iterator[tuple[str, Any]]:
         before = tuple(earlier)
         earlier.append(data)
         if _S.subjects is None and _S.focus is None:
+            if not before:
+                yield from data.items()
+                continue
             for key, record in data.items():
                 if not any(key in d for d in before):
                     yield key, record
@@ -342,6 +345,16 @@ def _derive(snap: Snapshot, index: Index, record: Any, track: bool) -> tuple[tup
 
 def _build(snap: Snapshot, index: Index, track: bool) -> _Table:
     table = _Table()
+    if not track:
+        # nothing recorded: derive every record in one frame instead of saving and restoring the state per record
+        outer, subject, deriving = _S.reads, _S.subject, _S.deriving
+        _S.reads, _S.subject, _S.deriving = None, None, index.name
+        try:
+            for rkey, record in _plain(getattr(snap, index.collection)).items():
+                table.add(rkey, tuple(dict.fromkeys(index.keys_of(snap, record))))
+        finally:
+            _S.reads, _S.subject, _S.deriving = outer, subject, deriving
+        return table
     for rkey, record in _plain(getattr(snap, index.collection)).items():
         dkeys, reads = _derive(snap, index, record, track)
         table.add(rkey, dkeys)
@@ -416,6 +429,13 @@ def each_key(snap: Snapshot, index: Index) -> Iterator[Hashable]:
 def _base(snap: Snapshot) -> Snapshot:
     """The snapshot under a recording view: indexes are built from the plain collections."""
     return snap
+
+
+def plain() -> bool:
+    """Whether this is a plain evaluation (``plmon scan``): no :class:`~plmon.checks.incremental.Units` running, no
+    focus and no frame recording reads, so a check may judge every subject in one pass of its own, in the order
+    :func:`each_key` would give them."""
+    return _S.memo is None and _S.focus is None and _S.subjects is None and _S.reads is None
 
 
 def tracking() -> bool:
