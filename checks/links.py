@@ -8,7 +8,7 @@ findings the provider must act on. Pairing here once keeps "one defect, one find
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from plmon.checks.units import Index, lookup, plain
@@ -84,6 +84,21 @@ def connection_views(snap: Snapshot) -> Iterator[ConnectionView]:
     return iter(last[1])
 
 
+def _alias(conn: ConsumerConnection) -> str | None:
+    """The Private Link Service alias the connection names its target by, if it does (lower case)."""
+    return conn.target_id.raw.strip().lower() if conn.target_id is not None and conn.target_id.is_pls_alias else None
+
+
+def _provider_entry(conn: ConsumerConnection, provider_side: Iterable[ProviderConnection],
+                    alias_owner: str | None) -> ProviderConnection | None:
+    """The provider-side entry of a consumer connection: the one whose owner is its target (or, for a target named
+    by alias, the Private Link Service with that alias, ``alias_owner``, when the snapshot holds it)."""
+    owner = alias_owner or (conn.target_id.key if conn.target_id is not None else None)
+    if owner is None:
+        return None
+    return next((pc for pc in provider_side if pc.owner_id.key == owner), None)
+
+
 def _pair(snap: Snapshot) -> Iterator[ConnectionView]:
     paired: set[str] = set()
     # An endpoint connected by alias names its Private Link Service by that alias: when the service is in
@@ -92,14 +107,8 @@ def _pair(snap: Snapshot) -> Iterator[ConnectionView]:
     for pe in snap.private_endpoints.values():
         provider_side = snap.provider_connections_by_endpoint.get(pe.key, ())
         for conn in pe.connections:
-            match = None
-            owner = conn.target_id.key if conn.target_id is not None else None
-            if conn.target_id is not None and conn.target_id.is_pls_alias:
-                owner = by_alias.get(conn.target_id.raw.strip().lower(), owner)
-            for pc in provider_side:
-                if owner is not None and pc.owner_id.key == owner:
-                    match = pc
-                    break
+            alias = _alias(conn)
+            match = _provider_entry(conn, provider_side, by_alias.get(alias) if alias else None)
             if match is not None:
                 paired.add(match.id.key)
             yield ConnectionView(pe.id, pe, conn, match)
@@ -147,15 +156,9 @@ def _views_of(snap: Snapshot, key: str) -> list[ConnectionView]:
     out: list[ConnectionView] = []
     paired: set[str] = set()
     for conn in pe.connections if pe is not None else ():
-        match = None
-        owner = conn.target_id.key if conn.target_id is not None else None
-        if conn.target_id is not None and conn.target_id.is_pls_alias:
-            services = lookup(snap, PLS_BY_ALIAS, conn.target_id.raw.strip().lower())
-            owner = services[-1] if services else owner
-        for pc in provider_side:
-            if owner is not None and pc.owner_id.key == owner:
-                match = pc
-                break
+        alias = _alias(conn)
+        services = lookup(snap, PLS_BY_ALIAS, alias) if alias else ()
+        match = _provider_entry(conn, provider_side, services[-1] if services else None)
         if match is not None:
             paired.add(match.id.key)
         out.append(ConnectionView(pe.id, pe, conn, match))  # type: ignore[union-attr]
