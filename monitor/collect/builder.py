@@ -114,8 +114,8 @@ def _s(obj: Any, key: str) -> str | None:
 def _e(obj: Any, key: str) -> str | None:
     """A string of a small vocabulary (a type, a location, a state, an NSG rule's protocol...), shared: JSON gives
     every occurrence its own copy, and at 100k resources the copies of a few dozen words cost tens of MB."""
-    v = _s(obj, key)
-    return None if v is None else sys.intern(v)
+    v = obj.get(key) if isinstance(obj, dict) else None
+    return sys.intern(v) if isinstance(v, str) and v != "" else None
 
 
 def _b(obj: Any, key: str) -> bool | None:
@@ -170,9 +170,10 @@ def _name(item: Any, rid: ArmId) -> str:
 
 def _base(item: dict[str, Any], fallback_type: str) -> dict[str, Any]:
     tags = item.get("tags")
+    rid = parse_id(item["id"])
     return {
-        "id": parse_id(item["id"]),
-        "name": _name(item, parse_id(item["id"])),
+        "id": rid,
+        "name": _name(item, rid),
         "type": _e(item, "type") or fallback_type,
         "location": _e(item, "location"),
         "tags": _frozen({k: v for k, v in tags.items() if isinstance(k, str) and isinstance(v, str)}

@@ -81,6 +81,32 @@ class ArmId:
         return self.raw
 
 
+# ArmId's frozen __init__ stores each of its nine fields through object.__setattr__; the fast parse below (234k
+# distinct ids at 100k resources) sets the slots directly, about 1 us an id less. Same fields, same instance.
+_SLOT_SETTERS = tuple(getattr(ArmId, f).__set__ for f in ArmId.__slots__)
+_FIELDS = ("raw", "key", "subscription", "resource_group", "provider", "types", "names", "management_group",
+           "opaque")
+assert tuple(ArmId.__slots__) == _FIELDS, "ArmId's slots changed: update _new_arm_id"
+(_SET_RAW, _SET_KEY, _SET_SUB, _SET_RG, _SET_PROVIDER, _SET_TYPES, _SET_NAMES, _SET_MG,
+ _SET_OPAQUE) = _SLOT_SETTERS
+
+
+def _new_arm_id(raw: str, key: str, subscription: str, resource_group: str, provider: str,
+                types: tuple[str, ...], names: tuple[str, ...]) -> ArmId:
+    """``ArmId(raw, key, subscription, resource_group, provider, types, names)`` without the frozen ``__init__``."""
+    out = object.__new__(ArmId)
+    _SET_RAW(out, raw)
+    _SET_KEY(out, key)
+    _SET_SUB(out, subscription)
+    _SET_RG(out, resource_group)
+    _SET_PROVIDER(out, provider)
+    _SET_TYPES(out, types)
+    _SET_NAMES(out, names)
+    _SET_MG(out, None)
+    _SET_OPAQUE(out, False)
+    return out
+
+
 def normalise(raw: str) -> str:
     """The lookup key of an id: lower case, one leading slash, no trailing slash, no empty segments."""
     parts = [p for p in raw.strip().split("/") if p]
@@ -159,12 +185,19 @@ def parse_id(raw: object) -> ArmId:
     Inside :func:`interning`, the same string always gives the same (immutable) instance.
     """
     table = _table.get()
-    if table is None or not isinstance(raw, str):
+    if table is None:
         return _parse(raw)
-    found = table.get(raw)
-    if found is None:
-        found = table.setdefault(raw, _parse(raw))
-    return found
+    # The hit first (about three calls in four at 100k resources): only strings are ever stored, so a lookup of
+    # anything else misses and is sorted out below; an unhashable value (a list, a dict) cannot be looked up.
+    try:
+        found: ArmId | None = table.get(raw)  # type: ignore[call-overload]
+    except TypeError:
+        return _parse(raw)
+    if found is not None:
+        return found
+    if not isinstance(raw, str):
+        return _parse(raw)
+    return table.setdefault(raw, _parse(raw))
 
 
 def _parse(raw: object) -> ArmId:
@@ -185,8 +218,8 @@ def _parse(raw: object) -> ArmId:
             or "providers" in lower[6:]:
         return _parse_general(raw)
     parts = raw.split("/")
-    return ArmId(raw, key, sys.intern(parts[2]), sys.intern(parts[4]), sys.intern(parts[6]),
-                 tuple(map(sys.intern, parts[7::2])), tuple(parts[8::2]))
+    return _new_arm_id(raw, key, sys.intern(parts[2]), sys.intern(parts[4]), sys.intern(parts[6]),
+                       tuple(map(sys.intern, parts[7::2])), tuple(parts[8::2]))
 
 
 def _parse_general(raw: object) -> ArmId:
