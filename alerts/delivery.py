@@ -12,14 +12,21 @@ and the store sends them oldest first.
 
 A burst (more than a channel's ``digest_threshold`` alerts within a minute) goes out as one digest
 message that stands for all its rows.
+
+One worker may be driven from several threads at once (the daemon sends an event's alerts on one while
+another works through a first collection's backlog, :mod:`plmon.monitor.service.runtime`): the store's lease
+keeps a row from being claimed twice, and it withholds a finding's later row while an earlier one is pending,
+so two passes never reorder a finding's alerts. :meth:`DeliveryWorker.run_first` sends given findings' alerts
+ahead of everything else, waiting (briefly) for an earlier alert of theirs that another pass has in flight.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter, defaultdict, deque
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -70,8 +77,10 @@ class DeliveryReport:
     dead: int = 0
     digests: int = 0
     errors: list[str] = field(default_factory=list)
+    claimed: int = 0  # rows taken from the outbox: 0 means nothing was due (the caller's loop can stop)
 
     def add(self, other: DeliveryReport) -> None:
+        self.claimed += other.claimed
         self.delivered += other.delivered
         self.retrying += other.retrying
         self.dead += other.dead
@@ -91,12 +100,62 @@ class DeliveryWorker:
         self.clock = clock
         self.rng = rng or random.Random()
         self._recent: dict[str, deque[datetime]] = defaultdict(deque)  # channel -> sends in the window
+        # Findings with a row claimed and not yet settled, by any pass on any thread: run_first waits for them.
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._in_flight: Counter[tuple[str, str]] = Counter()
+        self._claimed: set[tuple[str, str]] = set()  # (alert id, channel) of the rows counted in _in_flight
 
-    def run_once(self, limit: int = 200) -> DeliveryReport:
-        """Claim what is due now and send it; each row ends delivered, backing off, or dead."""
+    def run_once(self, limit: int = 200, *, findings: Collection[tuple[str, str]] | None = None) -> DeliveryReport:
+        """Claim what is due now (of ``findings`` only, when given) and send it; each row ends delivered,
+        backing off, or dead."""
         report = DeliveryReport()
         now = self.clock()
-        rows = self.store.claim_due(now, self.policy.lease, limit)
+        with self._lock:  # claimed and counted in flight in one step: run_first never misses a row in between
+            rows = self.store.claim_due(now, self.policy.lease, limit, findings=findings)
+            self._in_flight.update((r.check_id, r.resource_key) for r in rows)
+            self._claimed.update((r.alert_id, r.channel) for r in rows)
+        report.claimed = len(rows)
+        try:
+            self._send(rows, now, report)
+        finally:
+            for row in rows:  # settled rows were released as they settled; this is for an exception's
+                self._release(row)
+        return report
+
+    def _release(self, row: OutboxRow) -> None:
+        """``row`` is settled (or its pass is over): a waiting run_first may claim the finding's next alert."""
+        with self._lock:
+            if (row.alert_id, row.channel) not in self._claimed:
+                return
+            self._claimed.discard((row.alert_id, row.channel))
+            key = (row.check_id, row.resource_key)
+            self._in_flight[key] -= 1
+            if self._in_flight[key] <= 0:
+                del self._in_flight[key]
+            self._settled.notify_all()
+
+    def run_first(self, findings: Collection[tuple[str, str]], patience: float) -> DeliveryReport:
+        """Send these findings' due alerts now, ahead of any backlog, each finding's in its order.
+
+        A finding whose earlier alert another pass has in flight (a backlog pass claimed its ``opened``) is
+        waited for, at most ``patience`` seconds, so that its newer alert follows at once instead of queueing
+        behind the backlog. A row that fails backs off as usual and is the scheduled passes' from then on."""
+        report = DeliveryReport()
+        keys = set(findings)
+        deadline = time.monotonic() + patience
+        while keys and time.monotonic() < deadline:
+            step = self.run_once(findings=keys)
+            report.add(step)
+            if step.claimed:
+                continue  # the finding's next alert may be due now that this one went
+            with self._lock:
+                keys = {k for k in keys if self._in_flight[k]}
+                if keys:
+                    self._settled.wait(max(0.0, min(0.5, deadline - time.monotonic())))
+        return report
+
+    def _send(self, rows: Sequence[OutboxRow], now: datetime, report: DeliveryReport) -> None:
         behind = self._dead_before(rows)
         by_channel: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in rows:
@@ -112,15 +171,16 @@ class DeliveryWorker:
                 for row in batch:
                     self._failed(row, "channel not configured any more", retryable=False, report=report)
                 continue
-            recent = self._recent[name]
-            while recent and now - recent[0] > DIGEST_WINDOW:
-                recent.popleft()
-            if len(batch) > 1 and len(recent) + len(batch) > channel.digest_threshold:
+            with self._lock:
+                recent = self._recent[name]
+                while recent and now - recent[0] > DIGEST_WINDOW:
+                    recent.popleft()
+                burst = len(batch) > 1 and len(recent) + len(batch) > channel.digest_threshold
+            if burst:
                 self._send_digest(channel, batch, report)
             else:
                 for row in batch:
                     self._send_one(channel, row, report)
-        return report
 
     def _dead_before(self, rows: Sequence[OutboxRow]) -> dict[str, str]:
         """Claimed rows whose finding has an earlier alert on the same channel in the dead letter, each with
@@ -162,7 +222,9 @@ class DeliveryWorker:
     def _delivered(self, row: OutboxRow, report: DeliveryReport) -> None:
         now = self.clock()
         self.store.mark_delivered(row.alert_id, row.channel, now)
-        self._recent[row.channel].append(now)
+        with self._lock:
+            self._recent[row.channel].append(now)
+        self._release(row)
         report.delivered += 1
         log.info("alert_delivered", alert_id=row.alert_id, channel=row.channel, kind=row.kind,
                  check_id=row.check_id, attempts=row.attempts + 1)
@@ -176,6 +238,7 @@ class DeliveryWorker:
             retry_at = None
             report.dead += 1
         self.store.mark_attempt_failed(row.alert_id, row.channel, error=error, retry_at=retry_at)
+        self._release(row)
         report.errors.append(f"{row.channel}: {error}")
         log.warning("alert_delivery_failed", alert_id=row.alert_id, channel=row.channel, attempts=attempts,
                     error=error, dead_letter=retry_at is None)

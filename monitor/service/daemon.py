@@ -198,6 +198,10 @@ class Daemon:
         # (check id, resource key) -> when the earliest event behind its pending alert arrived
         self._awaiting_alert: dict[tuple[str, str], float] = {}
         self.wake = threading.Event()
+        # Set by plmon serve's runtime: queued alerts are handed to its delivery threads, with the findings an
+        # event moved (to go first), instead of being sent on the thread that queued them. Unset (the Function,
+        # tests) they are sent at once, on the caller's thread.
+        self.dispatch: Callable[[Sequence[tuple[str, str]]], None] | None = None
 
     # --- intake ----------------------------------------------------------------------------------
     def accept(self, body: bytes, content_type: str | None, *, received_at: datetime | None = None) -> Accepted:
@@ -245,7 +249,7 @@ class Daemon:
         report.seconds = time.perf_counter() - started
         self.metrics.reevaluation_duration.observe(report.seconds)
         if report.transitions:
-            self.deliver()
+            self._alerts_queued([(t.check_id, t.resource_key) for t in report.transitions if t.alerts])
         if self._recount:
             with self._lock:
                 self._recount = False
@@ -412,13 +416,26 @@ class Daemon:
                  gaps=len(result.gaps), transitions=len(transitions))
         self.wake.set()  # events that waited for a first inventory can go now
         if transitions:
-            self.deliver()
+            self._alerts_queued(())
         return result
 
     # --- alerts and housekeeping -----------------------------------------------------------------
-    def deliver(self) -> DeliveryReport:
+    def deliver(self, limit: int = 200) -> DeliveryReport:
+        """One pass over what is due, oldest first; passes do not overlap (one lock)."""
         with self._delivery_lock:
-            return self.delivery.run_once()
+            return self.delivery.run_once(limit)
+
+    def deliver_first(self, findings: Sequence[tuple[str, str]], patience: float) -> DeliveryReport:
+        """The alerts of these findings (an event's), ahead of any backlog and beside a pass that is sending it:
+        the store's leases and per-finding order keep the two apart (:meth:`DeliveryWorker.run_first`)."""
+        return self.delivery.run_first(findings, patience)
+
+    def _alerts_queued(self, urgent: Sequence[tuple[str, str]]) -> None:
+        """Alerts were committed to the outbox; ``urgent`` = the findings an event moved."""
+        if self.dispatch is None:
+            self.deliver()
+        else:
+            self.dispatch(urgent)
 
     def flush(self, timeout: float) -> DeliveryReport:
         with self._delivery_lock:
@@ -434,7 +451,7 @@ class Daemon:
                                          check_ids=(), resource_keys=(), now=now, routes=self.routes,
                                          wall=self.clock, reminder_interval=self.config.schedule.reminder_interval)
         if transitions:
-            self.deliver()
+            self._alerts_queued(())
         return transitions
 
     def retention(self) -> int:

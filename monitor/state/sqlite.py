@@ -312,16 +312,29 @@ class SqliteStore:
                          next_attempt_at=parse_iso(r["next_attempt_at"]), last_error=r["last_error"],
                          delivered_at=parse_iso(r["delivered_at"]))
 
-    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[OutboxRow]:
+    _DUE = ("SELECT * FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ? {finding}"
+            "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.check_id = o.check_id "
+            "  AND e.resource_key = o.resource_key AND e.channel = o.channel AND e.seq < o.seq "
+            "  AND e.status = 'pending') "
+            "ORDER BY o.created_at, o.seq, o.alert_id LIMIT ?")
+
+    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100, *,
+                  findings: Collection[tuple[str, str]] | None = None) -> list[OutboxRow]:
         with self._tx() as db:
-            cur = db.execute(
-                "SELECT * FROM outbox o WHERE o.status = 'pending' AND o.next_attempt_at <= ? "
-                "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.check_id = o.check_id "
-                "  AND e.resource_key = o.resource_key AND e.channel = o.channel AND e.seq < o.seq "
-                "  AND e.status = 'pending') "
-                "ORDER BY o.created_at, o.seq, o.alert_id LIMIT ?", (iso(now), int(limit)))
-            cur.row_factory = sqlite3.Row
-            rows = [self._row(r) for r in cur.fetchall()]
+            if findings is None:
+                cur = db.execute(self._DUE.format(finding=""), (iso(now), int(limit)))
+                cur.row_factory = sqlite3.Row
+                found = cur.fetchall()
+            else:  # one indexed look-up per finding (outbox_finding), never a pass over a backlog
+                found = []
+                for check_id, resource_key in sorted(set(findings)):
+                    cur = db.execute(self._DUE.format(finding="AND o.check_id = ? AND o.resource_key = ? "),
+                                     (iso(now), check_id, resource_key, int(limit)))
+                    cur.row_factory = sqlite3.Row
+                    found += cur.fetchall()
+                found.sort(key=lambda r: (r["created_at"], r["seq"], r["alert_id"]))
+                del found[int(limit):]
+            rows = [self._row(r) for r in found]
             until = iso(now + lease)
             for r in rows:
                 db.execute("UPDATE outbox SET next_attempt_at = ? WHERE alert_id = ? AND channel = ?",

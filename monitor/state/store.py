@@ -158,9 +158,14 @@ class StateStore(Protocol):
     def scan_history(self, since: datetime | None = None) -> list[ScanRecord]: ...
 
     # --- outbox --------------------------------------------------------------------------------
-    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[OutboxRow]:
+    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100, *,
+                  findings: Collection[tuple[str, str]] | None = None) -> list[OutboxRow]:
         """Pending rows due at ``now`` whose earlier rows (same finding and channel) are settled,
-        oldest first, leased until ``now + lease`` so another worker does not send them meanwhile."""
+        oldest first, leased until ``now + lease`` so another worker does not send them meanwhile.
+
+        With ``findings`` ((check id, resource key) pairs), only the rows of those findings: the daemon sends
+        the alerts an event caused ahead of a backlog (a first collection's thousands) this way, and the
+        order per finding still holds because it is the store, not the caller, that withholds later rows."""
         ...
 
     def mark_delivered(self, alert_id: str, channel: str, at: datetime) -> None: ...

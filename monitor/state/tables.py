@@ -396,9 +396,15 @@ class TablesStore:
         return iter(self._state.query_entities("kind eq 'outbox' and status eq @s",
                                                parameters={"s": status.value}))
 
-    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[OutboxRow]:
+    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100, *,
+                  findings: Collection[tuple[str, str]] | None = None) -> list[OutboxRow]:
         stamp, until = iso(now), iso(now + lease)
-        pending = list(self._outbox_entities(AlertStatus.PENDING))
+        if findings is None:
+            pending = list(self._outbox_entities(AlertStatus.PENDING))
+        else:  # a finding's rows share its partition: a query per finding, never a pass over a backlog
+            pending = [e for pk in sorted({_finding_pk(c, k) for c, k in findings})
+                       for e in self._state.query_entities("PartitionKey eq @pk and kind eq 'outbox' and status eq @s",
+                                                           parameters={"pk": pk, "s": AlertStatus.PENDING.value})]
         lowest: dict[tuple[str, str, str], int] = {}
         for e in pending:
             group = (e["check_id"], e["resource_key"], e["channel"])

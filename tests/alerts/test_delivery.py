@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,7 +14,7 @@ from plmon.alerts.delivery import DeliveryWorker, RetryPolicy
 from plmon.alerts.outbox import outbox_rows
 from plmon.alerts.webhook import WebhookChannel
 from plmon.monitor.state.open import open_store
-from plmon.monitor.state.store import AlertStatus, ChangeSet, FindingRecord, FindingState, StateStore
+from plmon.monitor.state.store import AlertStatus, ChangeSet, FindingRecord, FindingState, OutboxRow, StateStore
 
 SECRET = "k"
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -168,4 +169,86 @@ def test_dead_lettered_opened_holds_back_its_resolved(store: StateStore) -> None
     w.drain(10)
     assert [e["type"].rsplit(".", 1)[-1] for e in rx.events()] == ["opened", "resolved"]
     assert rx.counts(ids)["delivered"] == 2
+    rx.close()
+
+
+def _key(i: int) -> tuple[str, str]:
+    return "connection.pending", record(i).resource_key
+
+
+def test_first_sends_the_given_findings_ahead_of_the_backlog(store: StateStore) -> None:
+    """An event's alert queued behind 30 older ones goes out first and alone; the backlog stays due."""
+    rx = Receiver(SECRET)
+    enqueue(store, 30)
+    hot = outbox_rows(record(99), "opened", T0 + timedelta(minutes=1), ["hook"], tenant_id="t")
+    store.apply(ChangeSet(outbox=hot))
+    report = worker(store, rx).run_first([_key(99)], patience=5)
+    assert report.delivered == 1 and [e["id"] for e in rx.events()] == [hot[0].alert_id]
+    assert len(store.outbox(AlertStatus.PENDING)) == 30
+    rx.close()
+
+
+class _Gate:
+    """A channel whose sends of one alert kind wait for a gate: a backlog pass holding a finding's alert in flight."""
+
+    name, digest_threshold = "hook", 1000
+
+    def __init__(self, hold: str) -> None:
+        self.hold, self.gate, self.entered = hold, threading.Event(), threading.Event()
+        self.sent: list[str] = []
+
+    def send(self, alert: OutboxRow) -> None:
+        if alert.kind == self.hold:
+            self.entered.set()
+            self.gate.wait(10)
+        self.sent.append(alert.kind)
+
+    def send_digest(self, alerts: object) -> None:
+        raise AssertionError("no digest expected")
+
+
+def test_first_waits_for_an_earlier_alert_another_pass_holds(store: StateStore) -> None:
+    """A backlog pass is sending a finding's opened when an event resolves it: the first lane does not give up
+    (leaving the resolved to queue behind the backlog) nor overtake it; it sends the resolved once opened is in."""
+    enqueue(store, 1, kinds=("opened", "resolved"))
+    gate = _Gate("opened")
+    w = DeliveryWorker(store, {"hook": gate}, FAST, rng=random.Random(7))
+    backlog = threading.Thread(target=w.run_once)
+    backlog.start()
+    assert gate.entered.wait(10)
+    first: list[int] = []
+    lane = threading.Thread(target=lambda: first.append(w.run_first([_key(0)], patience=30).delivered))
+    lane.start()
+    time.sleep(0.3)  # let the lane find the opened in flight (were it later, it would pass without waiting)
+    gate.gate.set()
+    backlog.join(10)
+    lane.join(30)
+    assert gate.sent == ["opened", "resolved"] and first == [1]
+    assert store.outbox(AlertStatus.PENDING) == []
+
+
+def test_first_lane_beside_backlog_passes_keeps_every_findings_order(store: StateStore) -> None:
+    """Backlog passes and first-lane passes on the same findings at once: every alert arrives once, and each
+    finding's opened before its resolved."""
+    rx = Receiver(SECRET)
+    ids = enqueue(store, 40, kinds=("opened", "resolved"))
+    w = worker(store, rx, timeout=5)
+
+    def backlog() -> None:
+        while w.run_once(limit=5).claimed:
+            pass
+
+    lanes = [threading.Thread(target=backlog)] + [
+        threading.Thread(target=w.run_first, args=([_key(i) for i in range(j, 40, 4)], 10)) for j in range(4)]
+    for t in lanes:
+        t.start()
+    for t in lanes:
+        t.join(60)
+    w.drain(10)
+    c = rx.counts(ids)
+    assert (c["delivered"], c["duplicates"], c["lost"]) == (80, 0, 0)
+    order: dict[str, list[str]] = {}
+    for ev in rx.events():
+        order.setdefault(ev["subject"], []).append(ev["type"].rsplit(".", 1)[-1])
+    assert all(kinds == ["opened", "resolved"] for kinds in order.values())
     rx.close()

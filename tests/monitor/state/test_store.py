@@ -124,6 +124,24 @@ def test_claim_respects_order_per_finding(store: StateStore) -> None:
     assert [o.seq for o in store.claim_due(T0 + timedelta(seconds=6), timedelta(seconds=30))] == [2]
 
 
+def test_claim_of_some_findings_leaves_the_backlog_and_keeps_their_order(store: StateStore) -> None:
+    """``findings=`` claims only those findings' rows, whatever older backlog is due, and never a finding's later
+    alert while an earlier one is pending (held by another pass or backing off)."""
+    backlog = [row(rec(key=f"/subscriptions/s/b{i}")) for i in range(5)]
+    hot1, hot2 = rec(key="/subscriptions/s/hot"), rec(key="/subscriptions/s/hot", seq=2)
+    later = T0 + timedelta(seconds=10)
+    store.apply(ChangeSet(outbox=[*backlog, row(hot1, at=later), row(hot2, "resolved", at=later)]))
+    hot = [("c.one", "/subscriptions/s/hot")]
+    first = store.claim_due(later, timedelta(seconds=30), findings=hot)
+    assert [(o.resource_key, o.seq) for o in first] == [("/subscriptions/s/hot", 1)]
+    assert store.claim_due(later, timedelta(seconds=30), findings=hot) == []  # seq 2 waits behind the lease
+    assert store.claim_due(later, timedelta(seconds=30), findings=[("c.one", "/subscriptions/s/none")]) == []
+    store.mark_delivered(first[0].alert_id, "hook", later)
+    assert [o.seq for o in store.claim_due(later, timedelta(seconds=30), findings=hot)] == [2]
+    rest = store.claim_due(later, timedelta(seconds=30))
+    assert sorted(o.resource_key for o in rest) == sorted(o.resource_key for o in backlog)
+
+
 def test_dead_letter_and_retry(store: StateStore) -> None:
     """A row with retry_at None goes to FAILED; retry_failed puts it back to pending, due now."""
     r = rec()
