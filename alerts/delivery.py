@@ -106,18 +106,22 @@ class DeliveryWorker:
         self._in_flight: Counter[tuple[str, str]] = Counter()
         self._claimed: set[tuple[str, str]] = set()  # (alert id, channel) of the rows counted in _in_flight
 
-    def run_once(self, limit: int = 200, *, findings: Collection[tuple[str, str]] | None = None) -> DeliveryReport:
+    def run_once(self, limit: int = 200, *, findings: Collection[tuple[str, str]] | None = None,
+                 pause: Callable[[], None] | None = None) -> DeliveryReport:
         """Claim what is due now (of ``findings`` only, when given) and send it; each row ends delivered,
-        backing off, or dead."""
+        backing off, or dead. ``pause`` is called before each send: the daemon's backlog waits there while an
+        event is processed, so the pass keeps its size (and a burst its digest) without taking the event's CPU."""
         report = DeliveryReport()
         now = self.clock()
         with self._lock:  # claimed and counted in flight in one step: run_first never misses a row in between
             rows = self.store.claim_due(now, self.policy.lease, limit, findings=findings)
+            # A row another pass still holds (a paused or slow pass outlived its lease) is that pass's to send.
+            rows = [r for r in rows if (r.alert_id, r.channel) not in self._claimed]
             self._in_flight.update((r.check_id, r.resource_key) for r in rows)
             self._claimed.update((r.alert_id, r.channel) for r in rows)
         report.claimed = len(rows)
         try:
-            self._send(rows, now, report)
+            self._send(rows, now, report, pause)
         finally:
             for row in rows:  # settled rows were released as they settled; this is for an exception's
                 self._release(row)
@@ -155,7 +159,8 @@ class DeliveryWorker:
                     self._settled.wait(max(0.0, min(0.5, deadline - time.monotonic())))
         return report
 
-    def _send(self, rows: Sequence[OutboxRow], now: datetime, report: DeliveryReport) -> None:
+    def _send(self, rows: Sequence[OutboxRow], now: datetime, report: DeliveryReport,
+              pause: Callable[[], None] | None = None) -> None:
         behind = self._dead_before(rows)
         by_channel: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in rows:
@@ -177,9 +182,13 @@ class DeliveryWorker:
                     recent.popleft()
                 burst = len(batch) > 1 and len(recent) + len(batch) > channel.digest_threshold
             if burst:
+                if pause is not None:
+                    pause()
                 self._send_digest(channel, batch, report)
             else:
                 for row in batch:
+                    if pause is not None:
+                        pause()
                     self._send_one(channel, row, report)
 
     def _dead_before(self, rows: Sequence[OutboxRow]) -> dict[str, str]:

@@ -420,10 +420,11 @@ class Daemon:
         return result
 
     # --- alerts and housekeeping -----------------------------------------------------------------
-    def deliver(self, limit: int = 200) -> DeliveryReport:
-        """One pass over what is due, oldest first; passes do not overlap (one lock)."""
+    def deliver(self, pause: Callable[[], None] | None = None) -> DeliveryReport:
+        """One pass over what is due, oldest first; passes do not overlap (one lock). ``pause``: see
+        :meth:`DeliveryWorker.run_once`."""
         with self._delivery_lock:
-            return self.delivery.run_once(limit)
+            return self.delivery.run_once(pause=pause)
 
     def deliver_first(self, findings: Sequence[tuple[str, str]], patience: float) -> DeliveryReport:
         """The alerts of these findings (an event's), ahead of any backlog and beside a pass that is sending it:

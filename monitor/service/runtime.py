@@ -11,15 +11,17 @@ failing sink never holds up an event (a webhook may take its whole timeout):
 
 - *first* sends the alerts of the findings an event just moved, and only those, at once;
 - *backlog* sends everything else that is due (a first collection opens thousands of findings; retries and
-  backoff), oldest first, in small passes, on every queued alert and every ``schedule.delivery_interval``.
+  backoff), oldest first, pass after pass (200 rows, so a burst becomes the same digests as before), on every
+  queued alert and every ``schedule.delivery_interval``.
 
 Without the split, the alert of a bad change made just after a start waited behind the first collection's
 (5,934 at 100k resources, 20 s to a receiver that takes one per request). The two never reorder a finding's
 alerts nor send one twice: the store leases what a pass claimed and withholds a finding's later alert while
 an earlier one is pending, and *first* waits for an earlier alert of its findings that *backlog* holds in
-flight (:meth:`~plmon.alerts.delivery.DeliveryWorker.run_first`). The backlog also steps aside, between passes,
-while an event is being processed or its alerts sent: on a busy interpreter each pass would otherwise take
-its share of the CPU from the event's re-evaluation.
+flight (:meth:`~plmon.alerts.delivery.DeliveryWorker.run_first`). The backlog also steps aside, before each
+send, while an event is being processed or its alerts sent (at most a second per send, so a steady stream of
+events never starves it): on a busy interpreter it would otherwise take its share of the CPU from the event's
+re-evaluation.
 """
 
 from __future__ import annotations
@@ -41,9 +43,8 @@ __all__ = ["Runtime"]
 
 log = structlog.get_logger(__name__)
 
-BACKLOG_PASS = 20    # rows per backlog pass: between passes the backlog steps aside for an event (~20 x 3 ms)
 FIRST_PATIENCE = 5.0  # seconds the first lane waits for an earlier alert of its findings held by the backlog
-YIELD_AT_MOST = 1.0  # seconds a backlog pass waits for events to finish: a steady stream never starves it
+YIELD_AT_MOST = 1.0  # seconds a backlog send waits for events to finish: a steady stream never starves it
 
 
 class _Priority:
@@ -160,13 +161,15 @@ class Runtime:
             self._backlog_wake.wait(interval)
             self._backlog_wake.clear()
             while not self._stopping.is_set():
-                self._priority.wait_idle(YIELD_AT_MOST)
                 try:
-                    if not self.daemon.deliver(BACKLOG_PASS).claimed:
+                    if not self.daemon.deliver(pause=self._step_aside).claimed:
                         break
                 except Exception:
                     log.exception("alert_delivery_step_failed", lane="backlog")
                     break
+
+    def _step_aside(self) -> None:
+        self._priority.wait_idle(YIELD_AT_MOST)
 
     # --- intake ----------------------------------------------------------------------------------
     def _work(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -209,17 +210,18 @@ class _Gate:
 
 def test_first_waits_for_an_earlier_alert_another_pass_holds(store: StateStore) -> None:
     """A backlog pass is sending a finding's opened when an event resolves it: the first lane does not give up
-    (leaving the resolved to queue behind the backlog) nor overtake it; it sends the resolved once opened is in."""
+    (leaving the resolved to queue behind the backlog) nor overtake it; it sends the resolved once opened is in.
+    Not even when the slow send outlives its lease: the row is the pass's that holds it, never sent twice."""
     enqueue(store, 1, kinds=("opened", "resolved"))
     gate = _Gate("opened")
-    w = DeliveryWorker(store, {"hook": gate}, FAST, rng=random.Random(7))
+    w = DeliveryWorker(store, {"hook": gate}, replace(FAST, lease=timedelta(milliseconds=50)), rng=random.Random(7))
     backlog = threading.Thread(target=w.run_once)
     backlog.start()
     assert gate.entered.wait(10)
     first: list[int] = []
     lane = threading.Thread(target=lambda: first.append(w.run_first([_key(0)], patience=30).delivered))
     lane.start()
-    time.sleep(0.3)  # let the lane find the opened in flight (were it later, it would pass without waiting)
+    time.sleep(0.8)  # past the lease and a wait of the lane: it claims again while the opened is in flight
     gate.gate.set()
     backlog.join(10)
     lane.join(30)
