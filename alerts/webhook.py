@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -81,6 +82,7 @@ class WebhookChannel:
         self.name, self.digest_threshold = name, digest_threshold
         self._url, self._secret, self._timeout = url, secret, timeout
         self._client: httpx.Client | None = None  # created on first send: no work in constructors
+        self._client_lock = threading.Lock()  # the daemon sends on two threads: one client (its pool) for both
 
     @classmethod
     def from_config(cls, cfg: AlertChannelConfig) -> WebhookChannel:
@@ -99,14 +101,18 @@ class WebhookChannel:
     def send_digest(self, alerts: Sequence[OutboxRow]) -> None:
         self._post(digest_event(alerts), "application/cloudevents+json; charset=utf-8")
 
+    def _http(self) -> httpx.Client:
+        with self._client_lock:
+            if self._client is None:
+                self._client = httpx.Client(timeout=self._timeout)
+            return self._client
+
     def _post(self, event: dict[str, Any], content_type: str) -> None:
         body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
         headers = {"Content-Type": content_type, SIGNATURE_HEADER: sign(body, self._secret),
                    "User-Agent": "plmon"}
         try:
-            if self._client is None:
-                self._client = httpx.Client(timeout=self._timeout)
-            resp = self._client.post(self._url, content=body, headers=headers)
+            resp = self._http().post(self._url, content=body, headers=headers)
         except httpx.TimeoutException as err:
             raise DeliveryError(f"timeout: {scrub(str(err) or type(err).__name__, self._url, self._secret)}") from None
         except httpx.HTTPError as err:
