@@ -107,10 +107,11 @@ class DeliveryWorker:
         self._claimed: set[tuple[str, str]] = set()  # (alert id, channel) of the rows counted in _in_flight
 
     def run_once(self, limit: int = 200, *, findings: Collection[tuple[str, str]] | None = None,
-                 pause: Callable[[], None] | None = None) -> DeliveryReport:
+                 pause: Callable[[Sequence[OutboxRow]], None] | None = None) -> DeliveryReport:
         """Claim what is due now (of ``findings`` only, when given) and send it; each row ends delivered,
-        backing off, or dead. ``pause`` is called before each send: the daemon's backlog waits there while an
-        event is processed, so the pass keeps its size (and a burst its digest) without taking the event's CPU."""
+        backing off, or dead. ``pause`` is called with the rows of each send before it: the daemon's backlog waits
+        there while an event is processed, so the pass keeps its size (and a burst its digest) without taking the
+        event's CPU."""
         report = DeliveryReport()
         now = self.clock()
         with self._lock:  # claimed and counted in flight in one step: run_first never misses a row in between
@@ -160,7 +161,7 @@ class DeliveryWorker:
         return report
 
     def _send(self, rows: Sequence[OutboxRow], now: datetime, report: DeliveryReport,
-              pause: Callable[[], None] | None = None) -> None:
+              pause: Callable[[Sequence[OutboxRow]], None] | None = None) -> None:
         behind = self._dead_before(rows)
         by_channel: dict[str, list[OutboxRow]] = defaultdict(list)
         for row in rows:
@@ -183,12 +184,12 @@ class DeliveryWorker:
                 burst = len(batch) > 1 and len(recent) + len(batch) > channel.digest_threshold
             if burst:
                 if pause is not None:
-                    pause()
+                    pause(batch)
                 self._send_digest(channel, batch, report)
             else:
                 for row in batch:
                     if pause is not None:
-                        pause()
+                        pause([row])
                     self._send_one(channel, row, report)
 
     def _dead_before(self, rows: Sequence[OutboxRow]) -> dict[str, str]:

@@ -420,7 +420,7 @@ class Daemon:
         return result
 
     # --- alerts and housekeeping -----------------------------------------------------------------
-    def deliver(self, pause: Callable[[], None] | None = None) -> DeliveryReport:
+    def deliver(self, pause: Callable[[Sequence[Any]], None] | None = None) -> DeliveryReport:
         """One pass over what is due, oldest first; passes do not overlap (one lock). ``pause``: see
         :meth:`DeliveryWorker.run_once`."""
         with self._delivery_lock:

@@ -38,6 +38,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.state.store import OutboxRow
 
 __all__ = ["Runtime"]
 
@@ -79,6 +80,7 @@ class Runtime:
         self._worker = threading.Thread(target=self._work, name="plmon-intake", daemon=True)
         self._priority = _Priority()
         self._first: set[tuple[str, str]] = set()  # findings whose alerts go first, guarded by _first_lock
+        self._sending_first: frozenset[tuple[str, str]] = frozenset()  # those the first lane is sending now
         self._first_lock = threading.Lock()
         self._first_wake = threading.Event()
         self._backlog_wake = threading.Event()
@@ -149,11 +151,14 @@ class Runtime:
                 findings, self._first = self._first, set()
             if not findings:
                 continue
+            self._sending_first = frozenset(findings)
             try:
                 with self._priority.busy():
                     self.daemon.deliver_first(sorted(findings), FIRST_PATIENCE)
             except Exception:
                 log.exception("alert_delivery_step_failed", lane="first")
+            finally:
+                self._sending_first = frozenset()
 
     def _send_backlog(self) -> None:
         interval = self.daemon.config.schedule.delivery_interval.total_seconds()
@@ -168,8 +173,12 @@ class Runtime:
                     log.exception("alert_delivery_step_failed", lane="backlog")
                     break
 
-    def _step_aside(self) -> None:
-        self._priority.wait_idle(YIELD_AT_MOST)
+    def _step_aside(self, rows: Sequence[OutboxRow]) -> None:
+        """Before a backlog send: wait while an event is under way, unless the first lane waits for this very
+        send (an earlier alert of a finding it is sending), which would only make it wait longer."""
+        wanted = self._sending_first
+        if not any((r.check_id, r.resource_key) in wanted for r in rows):
+            self._priority.wait_idle(YIELD_AT_MOST)
 
     # --- intake ----------------------------------------------------------------------------------
     def _work(self) -> None:

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.service.runtime import Runtime
 from plmon.monitor.state.intake import SqliteIntake
 from plmon.monitor.state.sqlite import SqliteStore
+from plmon.monitor.state.store import OutboxRow
 
 BACKLOG = 60  # endpoints that failed to provision: the first collection opens a finding, and an alert, for each
 
@@ -112,3 +114,24 @@ def test_an_events_alert_overtakes_the_first_collections_backlog(tmp_path: Path)
             runtime.stop()
     ids = Counter(a["id"] for a in rec.got)
     assert len(ids) == BACKLOG + 1 and max(ids.values()) == 1
+
+
+def test_backlog_steps_aside_for_events_but_not_when_the_first_lane_waits_on_its_send(tmp_path: Path) -> None:
+    """Before each backlog send the runtime waits while an event is under way, except for the earlier alert of a
+    finding the first lane is sending: that lane is waiting for this very send."""
+    folder = _tenant(tmp_path / "t")
+    db = tmp_path / "state.db"
+    cfg = parse_config({"server": {"secret": SECRET}}, env={})
+    runtime = Runtime(Daemon(cfg, RecordedTenant(folder), SqliteStore(db), SqliteIntake(db)))
+    waits: list[float] = []
+    runtime._priority.wait_idle = waits.append  # type: ignore[method-assign]
+
+    def row(key: str) -> OutboxRow:
+        return OutboxRow(alert_id=f"a-{key}", channel="hook", check_id=PUBLIC_CHECK, resource_key=key, seq=1,
+                         kind="opened", created_at=datetime.now(UTC), payload={})
+
+    runtime._sending_first = frozenset({(PUBLIC_CHECK, "hot")})
+    runtime._step_aside([row("hot")])
+    assert waits == []
+    runtime._step_aside([row("cold")])
+    assert len(waits) == 1
