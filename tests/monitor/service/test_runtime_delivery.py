@@ -82,10 +82,10 @@ def _tenant(folder: Path) -> Path:
 
 
 def test_an_events_alert_overtakes_the_first_collections_backlog(tmp_path: Path) -> None:
-    """The first collection queues 60 alerts to a sink taking 50 ms each; a bad change posted meanwhile reaches the
+    """The first collection queues 60 alerts to a sink taking 80 ms each; a bad change posted meanwhile reaches the
     sink before that backlog is through, and afterwards every alert has arrived exactly once."""
     folder = _tenant(tmp_path / "t")
-    with _receiver(0.05) as (rec, url):
+    with _receiver(0.08) as (rec, url):
         cfg = parse_config({
             "server": {"secret": SECRET},
             "alerts": [{"type": "webhook", "name": "hook", "url": url, "secret": HOOK_SECRET, "min_severity": "high",
