@@ -263,25 +263,28 @@ class _StreamDownload:
             raise
         except Exception as err:
             self._internal.release_conn()
-            raise _body_error(err) from err
+            raise _body_error(err, streamed=True) from err
         if not chunk:
             self._internal.release_conn()
             raise StopIteration
         return chunk
 
 
-def _body_error(err: Exception) -> Exception:
-    """The azure-core error RequestsTransport raises when reading an answer's body fails this way."""
+def _body_error(err: Exception, *, streamed: bool) -> Exception:
+    """The azure-core error RequestsTransport raises when reading an answer's body fails this way.
+
+    Read whole (``stream=False``), the body is read inside requests and its errors take azure-core's ``send``
+    mapping (a read timeout there is a ServiceRequestError); streamed, they take its stream generator's."""
     if isinstance(err, ProtocolError):
         if "IncompleteRead" in str(err):
             return IncompleteReadError(err, error=err)
         return HttpResponseError(err, error=err)
     if isinstance(err, Urllib3DecodeError):
-        return DecodeError(err, error=err)
+        return DecodeError(err, error=err) if streamed else ServiceResponseError(err, error=err)
     if isinstance(err, ReadTimeoutError):
-        return ServiceResponseTimeoutError(err, error=err)
-    if isinstance(err, (SSLError, OSError)):
-        return ServiceResponseError(err, error=err)
+        return ServiceResponseTimeoutError(err, error=err) if streamed else ServiceRequestError(err, error=err)
+    if isinstance(err, SSLError):
+        return ServiceResponseError(err, error=err) if streamed else ServiceRequestError(err, error=err)
     return err
 
 
@@ -495,7 +498,7 @@ class Urllib3Transport(HttpTransport):  # type: ignore[type-arg]
                 content = response.read(decode_content=True)
             except Exception as err:
                 response.release_conn()
-                raise _body_error(err) from err
+                raise _body_error(err, streamed=False) from err
             response.release_conn()
         answer = _Urllib3Response(request, response, content, config.data_block_size)
         if not stream:
