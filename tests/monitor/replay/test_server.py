@@ -465,3 +465,21 @@ def test_cli_arm_limits_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> Non
         result = CliRunner().invoke(cli_replay.replay_server, ["--from", str(EXAMPLES), *extra])
         assert result.exit_code == 0, result.output
     assert seen == [None, (250.0, 25.0), (10.0, 2.5)]
+
+
+def test_whole_recorded_answers_are_the_files_own_documents(tenant: Path) -> None:
+    """Proves: a resource, and a list that fits one page, answer the very document their file holds (its text sent
+    as it is: unusual spacing, non-ASCII text, escapes and number spellings read back the same); a recorded
+    nextLink is still dropped, and a list over several pages is still paged."""
+    odd = '{ "id" : "/x",\n  "name": "caf\u00e9 \\u00e9 \\ud83d",\t"n": 1.0e3, "big": 123456789012345678901234567890 }'
+    (tenant / "arm" / f"{STORAGE}.json").write_text(odd, encoding="utf-8")
+    write(tenant, MG_PLA, {"value": [{"name": "pla1"}], "nextLink": "https://elsewhere.example/x"})
+    with ReplayServer(tenant, page_size=4) as server:
+        status, _, body = get(server, "/" + STORAGE)
+        assert (status, body) == (200, json.loads(odd))
+        assert get(server, "/" + MG_PLA)[2] == {"value": [{"name": "pla1"}]}
+        first = get(server, f"/{PE_LIST}")[2]
+        assert len(first["value"]) == 4 and first["nextLink"]
+    with ReplayServer(tenant, page_size=10) as server:
+        assert get(server, f"/{PE_LIST}")[2] == {"value": [endpoint(i) for i in range(10)]}
+        assert get(server, "/subscriptions")[2] == {"value": [{"subscriptionId": SUB, "state": "Enabled"}]}
