@@ -249,6 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _TLSServer
     received = 0.0
+    _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's own (send_header fills it, flush_headers writes it)
 
     def setup(self) -> None:
         super().setup()
