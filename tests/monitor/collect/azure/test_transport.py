@@ -235,3 +235,20 @@ def test_both_transports_read_the_same_tenant(tmp_path: Path) -> None:
                 bodies.append(reader.get(path, kind="privateEndpoints"))
                 assert reader.stats.attempts == 3
     assert bodies[0] == bodies[1] and len(bodies[0]["value"]) == 5
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json; charset=utf-8", "application/json;charset=utf-8", "application/json; CHARSET = utf-8 ",
+    "application/json; charset=UTF-8", 'application/json; charset="utf-8"', "application/json",
+    "application/json; charset=utf-8; x=1", "text/plain; charset=latin-1", "; charset=utf-8", ""])
+def test_answer_encoding_is_azure_cores(content_type: str) -> None:
+    """Proves: the charset an answer is decoded with is the one azure-core's own header parsing finds."""
+    from azure.core.rest._helpers import get_charset_encoding
+
+    from plmon.monitor.collect.azure.transport import _plain_charset
+
+    class Answer:
+        headers = {"Content-Type": content_type} if content_type else {}
+
+    ours = _plain_charset(content_type)
+    assert ours is None or ours == get_charset_encoding(Answer())
