@@ -68,10 +68,12 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+import orjson
 import structlog
 import trustme
 
 from plmon.monitor.collect.list_items import ListItems
+from plmon.monitor.outside_json import UNPARSED, fast_loads
 from plmon.monitor.replay.graph import GraphEmulator
 
 __all__ = [
@@ -190,7 +192,7 @@ class ReadLimits:
 
 @dataclass(frozen=True, slots=True)
 class _RecordedText:
-    """An answer that is a recorded file exactly as it is (UTF-8 JSON text), sent without re-encoding it."""
+    """An answer already encoded as UTF-8 JSON text (a recorded file as it is, or a page orjson wrote)."""
 
     data: bytes
 
@@ -342,6 +344,7 @@ class ReplayServer:
         self._errors: dict[str, Path] = {}
         self._cache: dict[Path, Any] = {}
         self._texts: dict[Path, bytes] = {}  # the text each cached file was parsed from, UTF-8
+        self._plain: set[Path] = set()  # cached files orjson parsed (see _encoded)
         # Lists are parsed afresh here (not through _cache) so that an edited list answers by-id reads as it is.
         self._list_items = ListItems(self._bodies_get, _load_list)
         self._owned_ca_dir: Path | None = None
@@ -528,9 +531,15 @@ class ReplayServer:
 
     def _load(self, file: Path) -> Any:
         if file not in self._cache:
-            text = file.read_text(encoding="utf-8")
-            self._cache[file] = json.loads(text)
-            self._texts[file] = text.encode()
+            data = file.read_bytes()
+            # orjson where it reads the text exactly as json does (outside_json.fast_loads), json otherwise.
+            doc = fast_loads(data)
+            if doc is UNPARSED:
+                doc = json.loads(data.decode("utf-8"))
+            else:
+                self._plain.add(file)
+            self._cache[file] = doc
+            self._texts[file] = data
         return self._cache[file]
 
     def _as_recorded(self, file: Path, body: Any) -> Any:
@@ -538,6 +547,11 @@ class ReplayServer:
         document for any JSON reader, without encoding it again for every read."""
         text = self._texts.get(file)
         return _RecordedText(text) if text is not None and self._cache.get(file) is body else body
+
+    def _encoded(self, file: Path, body: Any) -> Any:
+        """``body`` (built from ``file``'s document) encoded by orjson when orjson read that file: nothing in it
+        (NaN, an integer beyond 64 bits, a lone surrogate) that orjson would write differently from json."""
+        return _RecordedText(orjson.dumps(body)) if file in self._plain else body
 
     def _list_of(self, path: str) -> tuple[int, Any]:
         """A list path's whole recorded answer (unpaged), for the Resource Graph emulation."""
@@ -572,7 +586,9 @@ class ReplayServer:
                 # One page holding the whole list is the file itself (less any recorded nextLink).
                 whole = (len(page.get("value", ())) == len(body["value"]) and "nextLink" not in body
                          and "nextLink" not in page)
-                return status, self._as_recorded(file, body) if status == 200 and whole else page
+                if status == 200 and whole:
+                    return status, self._as_recorded(file, body)
+                return status, self._encoded(file, page) if status == 200 else page
             return 200, self._as_recorded(file, body)
         if key in self._errors:
             recorded = self._load(self._errors[key])
