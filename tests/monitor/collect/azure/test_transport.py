@@ -252,3 +252,18 @@ def test_answer_encoding_is_azure_cores(content_type: str) -> None:
 
     ours = _plain_charset(content_type)
     assert ours is None or ours == get_charset_encoding(Answer())
+
+
+def test_the_transport_is_chosen_by_environment() -> None:
+    """Proves: urllib3 by default, PLMON_ARM_TRANSPORT=requests goes back to azure-core's RequestsTransport, and
+    anything else is an input error."""
+    from plmon.monitor.collect.sources import live_settings_from_env
+    from plmon.monitor.errors import InputError
+
+    assert live_settings_from_env(None, None, {}).transport == "urllib3"
+    assert live_settings_from_env(None, None, {"PLMON_ARM_TRANSPORT": " Requests "}).transport == "requests"
+    with pytest.raises(InputError):
+        live_settings_from_env(None, None, {"PLMON_ARM_TRANSPORT": "httpx"})
+    kwargs = LiveReader(StaticTokenCredential("t"), LiveSettings(transport="requests")).client_kwargs(None)
+    assert isinstance(kwargs["transport"], RequestsTransport)
+    assert isinstance(LiveReader(StaticTokenCredential("t")).client_kwargs(None)["transport"], Urllib3Transport)
