@@ -29,6 +29,31 @@ work (~10%), the collection plan's own work (parse_id in budget_key and target s
 Against the target (wall at most 1.3x the floor with 32+ workers): the client and the server together need
 ~2.5 ms CPU per request, 48 s for this tenant, so on 2 cores 64 workers cannot reach 1.3x (19.5 s) here; 32
 workers (1.3x = 38.9 s) fit the CPU (client 30-37 s) on an otherwise idle machine but not under this load.
+
+Issue 14, third round (branch live, 19:41-19:56): main and live interleaved run by run (each tree's own venv, a
+fresh server per run), 3 runs each, load average 12-24 throughout (four other engineers' suites); median (min-max):
+
+- 64 workers (default): main 57.2 s (42.0-68.0; 3.8x the 15.0 s floor), client 2.40 ms (1.71-2.78), server 0.84 ms
+  CPU per request; live 51.8 s (45.4-52.2; 3.5x), client 1.82 ms (1.74-1.84), server 0.75 ms.
+- 32 workers: main 55.5 s (55.2-61.2; 1.85x the 29.9 s floor), client 1.94 ms (1.77-2.31), server 0.73 ms; live
+  49.7 s (45.8-51.1; 1.66x), client 1.36 ms (1.29-1.41), server 0.66 ms.
+- An earlier interleaved pair of rounds (before the charset and server orjson steps, load 11-13): 64 workers main
+  52.1 / 64.9 s against live 33.2 / 44.5 s (2.2x / 3.0x), client 2.10 / 2.79 against 1.26 / 1.71 ms per request.
+- No 429 in any run; 28 gaps in every run, as in ``scan --from``.
+
+What changed: azure-core's RequestsTransport gave way to plmon's transport on urllib3's pools
+(monitor/collect/azure/transport.py: requests' URL preparation, adapter and hooks gone; answer headers parsed
+without the email package; idle connections in a lock-free deque instead of a LifoQueue whose condition convoyed
+at 64 workers; the charset found without an email Message per answer); the reader's requests skip azure-core's
+``__getattr__`` fallback; the replay server sends a whole recorded answer as its file's text, writes each answer
+in one TLS record and reads and writes JSON with orjson where that is exact. Same-run A/B on t10k (16 workers, no
+latency): 2.06 -> 1.46 ms of client CPU per request for the transport alone; server 1.2 -> 0.66 ms.
+What dominates now (py-spy --gil, 64 workers): azure-core's pipeline without the transport ~25% of the client's
+interpreter time (ContentDecodePolicy's json.loads and text decode ~12%), urllib3/http.client ~20%, the plan's
+own work (builder parsing, parse_id, ThreadPoolExecutor.submit and futures in the main thread ~14%) ~25%; and the
+CPU per request grows from 32 to 64 workers (1.36 -> 1.82 ms): 64 threads handing one interpreter lock back and
+forth on every socket operation. On this machine at load 12-24 the wall time follows the CPU the two processes
+get, not the floor.
 """
 
 from __future__ import annotations

@@ -150,16 +150,16 @@ def worker_collect(base_url: str, ca_bundle: str, workers: int | None, via: str 
     from plmon.monitor.wiring import open_source
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers, via=via) as source:
-        t0 = time.perf_counter()
+        cpu0, t0 = time.process_time(), time.perf_counter()
         inv = collect(source.reader, manifest=source.manifest, workers=workers)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         stats = source.live.stats.as_dict()
         extra = {}
         if via == "resource-graph":
             graph: Any = source.reader
             extra = {"graph_queries": graph.queries_sent, "graph_quota_waits": graph.quota.waits,
                      "graph_quota_wait_s": graph.quota.waited}
-    return {"wall_s": wall, "plan_reads": inv.stats.requests, "gaps": len(inv.gaps), "http": stats,
+    return {"wall_s": wall, "client_cpu_s": cpu, "plan_reads": inv.stats.requests, "gaps": len(inv.gaps), "http": stats,
             "workers": inv.stats.workers,
             "phases": inv.stats.phases, "endpoints": len(inv.lists.get("privateEndpoints", [])), **extra}
 
@@ -293,6 +293,12 @@ class ReplayProcess:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -452,8 +458,12 @@ def main() -> None:
             for _ in range(COLLECT_RUNS):
                 server = ReplayProcess(folder, LATENCY_MS, PAGE_SIZE, arm_limits=limits)
                 try:
-                    runs.append(run_worker(["collect", server.base_url, server.ca_bundle, str(workers or 0), via],
-                                           900))
+                    served0 = process_cpu_s(server.proc.pid)
+                    run = run_worker(["collect", server.base_url, server.ca_bundle, str(workers or 0), via], 900)
+                    # The replay server's CPU shares the machine with the client: both are part of the figure.
+                    run["server_cpu_s"] = process_cpu_s(server.proc.pid) - served0
+                    run["load_average"] = list(os.getloadavg())
+                    runs.append(run)
                 finally:
                     server.stop()
             walls = [r["wall_s"] for r in runs]
@@ -469,6 +479,9 @@ def main() -> None:
                 "request_ratio": made / minimum["requests"],
                 "wall_s": spread(walls), "floor_s": floor, "wall_over_floor": statistics.median(walls) / floor,
                 "throttled": [r["http"]["throttled"] for r in runs],
+                "client_cpu_ms_per_request": spread([r["client_cpu_s"] / r["http"]["attempts"] * 1e3 for r in runs]),
+                "server_cpu_ms_per_request": spread([r["server_cpu_s"] / r["http"]["attempts"] * 1e3 for r in runs]),
+                "load_average_1m": [round(r["load_average"][0], 1) for r in runs],
                 "retries": [r["http"]["retries"] for r in runs],
                 "budget_wait_s": [r["http"]["budget_wait_s"] for r in runs], "gaps": runs[0]["gaps"],
                 "endpoints_collected": runs[0]["endpoints"], "phases": runs[0]["phases"],
@@ -553,6 +566,11 @@ def _s(sp: dict[str, Any], unit: str = "s", digits: int = 2) -> str:
     if len(sp["runs"]) == 1:
         return f"{sp['median']:.{digits}f} {unit} (1 run)"
     return f"{sp['median']:.{digits}f} {unit} ({sp['min']:.{digits}f}–{sp['max']:.{digits}f})"
+
+
+def _cpu(v: dict[str, Any], key: str) -> str:
+    """A CPU-per-request spread in ms; "–" in figures written before it was measured."""
+    return _s(v[key], "ms", 2) if key in v else "–"
 
 
 def _met(m: bool | None) -> str:
@@ -666,9 +684,13 @@ def render(f: dict[str, Any]) -> str:
                   "(1 subscriptions list + 1 management-group list + associations per group + 12 lists per "
                   "subscription + zone groups per endpoint + links and CNAMEs per zone + targets by id), each times "
                   "its pages. Floor = minimum × latency / workers. Both paths are measured against the ARM plan's "
-                  "minimum and floor, so a ratio below 1 is what Resource Graph saves.", "",
+                  "minimum and floor, so a ratio below 1 is what Resource Graph saves. CPU per request: the "
+                  "collecting process's CPU (user + system) and the replay server's (/proc/<pid>/stat) over the "
+                  "collection, per HTTP request made; both share the machine's cores, so with the load average "
+                  "beside them they say more than the wall time on a busy machine.", "",
                   "| tenant | path | workers | minimum requests | requests made | ratio | wall | floor | wall / floor "
-                  "| RG queries | 429s met | retries | budget wait |", "|" + "---|" * 13]
+                  "| client CPU / request | server CPU / request | load (1 min) "
+                  "| RG queries | 429s met | retries | budget wait |", "|" + "---|" * 16]
         for v in f["collection"].values():
             n = len(v["wall_s"]["runs"])
             rg = f"{max(v['graph_queries'])}" if "graph_queries" in v else "–"
@@ -677,7 +699,9 @@ def render(f: dict[str, Any]) -> str:
                       f"{', ARM limits' if v['arm_limits'] else ''}"
             lines.append(f"| {v['tenant']} ({n} run{'s' * (n > 1)}{note}) | {v['via']} | {workers} | "
                          f"{v['minimum_requests']} | {v['requests']['median']:.0f} | {v['request_ratio']:.2f} | "
-                         f"{_s(v['wall_s'], 's', 1)} | {v['floor_s']:.1f} s | {v['wall_over_floor']:.2f} | {rg} | "
+                         f"{_s(v['wall_s'], 's', 1)} | {v['floor_s']:.1f} s | {v['wall_over_floor']:.2f} | "
+                         f"{_cpu(v, 'client_cpu_ms_per_request')} | {_cpu(v, 'server_cpu_ms_per_request')} | "
+                         f"{', '.join(f'{x:g}' for x in v.get('load_average_1m', [])) or '–'} | {rg} | "
                          f"{max(v['throttled'])} | {max(v['retries'])} | {max(v['budget_wait_s']):.1f} s |")
     for label, sv in f.get("serve", {}).items():
         if "error" in sv:

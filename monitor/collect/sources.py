@@ -52,7 +52,8 @@ class Source:
 
 
 def live_settings_from_env(arm_endpoint: str | None, ca_bundle: str | None, env: Mapping[str, str]) -> Any:
-    """LiveSettings with PLMON_ARM_* overrides (timeouts, retries, ``PLMON_ARM_BUDGET=250/25|off``)."""
+    """LiveSettings with PLMON_ARM_* overrides (timeouts, retries, ``PLMON_ARM_BUDGET=250/25|off``,
+    ``PLMON_ARM_TRANSPORT=urllib3|requests``)."""
     from plmon.monitor.collect.azure.live import LiveSettings
 
     values: dict[str, Any] = {"arm_endpoint": arm_endpoint, "ca_bundle": ca_bundle}
@@ -64,6 +65,11 @@ def live_settings_from_env(arm_endpoint: str | None, ca_bundle: str | None, env:
         if not raw.isdigit():
             raise InputError(f"PLMON_ARM_RETRY_TOTAL must be a whole number, got {raw!r}")
         values["retry_total"] = int(raw)
+    transport = env.get("PLMON_ARM_TRANSPORT", "").strip().lower()
+    if transport:
+        if transport not in ("urllib3", "requests"):
+            raise InputError(f"PLMON_ARM_TRANSPORT must be urllib3 or requests, got {transport!r}")
+        values["transport"] = transport
     budget = env.get("PLMON_ARM_BUDGET", "").strip().lower()
     if budget == "off":
         values["budget_capacity"] = None

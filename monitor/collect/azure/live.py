@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-import requests.auth
-import requests.utils
 import structlog
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
@@ -33,16 +30,13 @@ from azure.core.exceptions import (
 from azure.core.pipeline.policies import ContentDecodePolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest, HttpResponse
-from requests.cookies import RequestsCookieJar
-from requests.hooks import default_hooks
-from requests.sessions import merge_setting
-from requests.structures import CaseInsensitiveDict
 
 from plmon.monitor import outside_json
 from plmon.monitor.collect.azure.api_versions import FALLBACK_TARGET_VERSION, TARGET_VERSIONS, newest_version
 from plmon.monitor.collect.azure.budget import BudgetSet
 from plmon.monitor.collect.azure.credentials import normalise_endpoint, scope_for
 from plmon.monitor.collect.azure.policies import ArmGuardPolicy, RequestStats, WriteRefused
+from plmon.monitor.collect.azure.transport import Urllib3Transport, _EnvOnceSession
 from plmon.monitor.collect.plan import MAX_WORKERS, SUBSCRIPTION_LISTS, ReadError
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.arm_id import parse_id
@@ -100,6 +94,9 @@ class LiveSettings:
     connection_timeout: float = 10.0
     budget_capacity: float | None = 250   # None: no client-side read budget
     budget_refill: float = 25.0
+    # "urllib3": plmon's transport on urllib3's pools (transport.py); "requests": azure-core's RequestsTransport
+    # (over the session below), kept as the way back should an environment need what only requests does.
+    transport: str = "urllib3"
 
 
 def _client_classes() -> dict[str, Callable[..., Any]]:
@@ -123,102 +120,6 @@ def _client_classes() -> dict[str, Callable[..., Any]]:
     }
 
 
-def _origin(url: str) -> str:
-    """``scheme://host[:port]`` of a URL, cheaply (what requests' proxy and netrc lookups depend on)."""
-    scheme, sep, rest = url.partition("://")
-    return scheme.lower() + sep + rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].lower()
-
-
-class _NoAuth(requests.auth.AuthBase):
-    """Stands for "no netrc entry" so requests does not look the netrc file up again (it leaves the request as is)."""
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        return request
-
-
-_NO_AUTH = _NoAuth()
-
-
-class _EnvOnceSession(requests.Session):
-    """A requests session that reads the environment's proxy, CA bundle and netrc settings once per origin.
-
-    requests reads them again for every request (``trust_env``): the proxy variables by walking the whole
-    ``os.environ`` twice, the netrc files by stat-ing them. That was a fifth of the client's CPU per ARM read
-    and made collection CPU-bound long before ARM's limits. The answers are the same as requests' own (same
-    functions, same precedence), taken when an origin is first used; the environment is not expected to change
-    during a collection.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._env_proxies: dict[tuple[str, str | None], dict[str, str]] = {}
-        self._netrc: dict[str, Any] = {}
-        self._env_verify: Any = None   # the CA bundle the environment names (requests' own lookup), once known
-        self._env_verify_known = False
-
-    def _netrc_auth(self, url: str) -> Any:
-        origin = _origin(url)
-        if origin not in self._netrc:
-            self._netrc[origin] = requests.utils.get_netrc_auth(origin)
-        return self._netrc[origin]
-
-    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
-        if self.trust_env and not request.auth and not self.auth:
-            request.auth = self._netrc_auth(str(request.url)) or _NO_AUTH
-        return super().prepare_request(request)
-
-    def request(self, method: str, url: str, headers: Any = None, data: Any = None,  # type: ignore[override]
-                files: Any = None, verify: Any = None, timeout: Any = None, cert: Any = None,
-                allow_redirects: bool = True, proxies: Any = None, stream: Any = None,
-                **kwargs: Any) -> requests.Response:
-        """What azure-core's transport sends (no cookies, auth, params or hooks of its own), prepared directly.
-
-        requests' :meth:`~requests.Session.prepare_request` merges cookies, params, auth and hooks through
-        generic helpers (a runtime Protocol check per merge) that cost more than the read's own HTTP work.
-        When none of them can contribute (this session holds no cookies, params, auth or hooks, and the origin
-        has no netrc entry), the request is prepared with exactly what they would have merged; otherwise, and
-        for anything else, it is requests' own path.
-        """
-        if (kwargs or not isinstance(url, str) or self.cookies or self.params
-                or self.auth or self.hooks.get("response") != [] or len(self.hooks) != 1
-                or (self.trust_env and self._netrc_auth(url))):
-            return super().request(method, url, headers=headers, data=data, files=files, verify=verify,
-                                   timeout=timeout, cert=cert, allow_redirects=allow_redirects, proxies=proxies,
-                                   stream=stream, **kwargs)
-        merged = CaseInsensitiveDict(self.headers)
-        merged.update(headers or {})
-        for name in [name for name, value in merged.items() if value is None]:
-            del merged[name]
-        prep = requests.PreparedRequest()
-        prep.prepare(method=method.upper(), url=url, files=files, data=data or {}, json=None, headers=merged,
-                     params=None, auth=None, cookies=RequestsCookieJar(), hooks=default_hooks())
-        settings = self.merge_environment_settings(prep.url, proxies or {}, stream, verify, cert)
-        return self.send(prep, timeout=timeout, allow_redirects=allow_redirects, **settings)
-
-    def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any,
-                                   cert: Any) -> dict[str, Any]:
-        if not self.trust_env:
-            return super().merge_environment_settings(url, proxies, stream, verify, cert)
-        # requests' own steps (sessions.Session.merge_environment_settings), with the lookups remembered.
-        no_proxy = proxies.get("no_proxy") if proxies is not None else None
-        key = (_origin(str(url)), no_proxy)
-        if key not in self._env_proxies:
-            self._env_proxies[key] = requests.utils.get_environ_proxies(str(url), no_proxy=no_proxy)
-        if proxies is not None:
-            for k, v in self._env_proxies[key].items():
-                proxies.setdefault(k, v)
-        if verify is True or verify is None:
-            if not self._env_verify_known:
-                # requests' own reading of REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE: True when neither is set.
-                found = super().merge_environment_settings(url, {}, None, True, None)["verify"]
-                self._env_verify, self._env_verify_known = (None if found is True else found), True
-            verify = self._env_verify or verify
-        merged = (merge_setting(proxies, self.proxies) if self.proxies or proxies is None  # as merge_setting would
-                  else {k: v for k, v in proxies.items() if v is not None})
-        return {"proxies": merged, "stream": merge_setting(stream, self.stream),
-                "verify": merge_setting(verify, self.verify), "cert": merge_setting(cert, self.cert)}
-
-
 class _PooledTransport(RequestsTransport):  # type: ignore[misc]
     """azure-core's requests transport keeping up to :data:`~plmon.monitor.collect.plan.MAX_WORKERS` connections,
     over an :class:`_EnvOnceSession`.
@@ -239,6 +140,34 @@ class _PooledTransport(RequestsTransport):  # type: ignore[misc]
         super()._init_session(session)
         for adapter in session.adapters.values():
             adapter.init_poolmanager(MAX_WORKERS, MAX_WORKERS)
+
+
+class _ArmRequest(HttpRequest):
+    """azure-core's rest HttpRequest with its deprecated multipart and body attributes answered directly.
+
+    azure-core's pipeline asks every request for ``multipart_mixed_info`` and ``prepare_multipart_body``, and the
+    transport asks for ``data`` and ``files``; a rest request finds each through a ``__getattr__`` fallback that
+    builds a list and pads the name on every call (a few percent of the client's CPU per read). Same values.
+    """
+
+    @property
+    def multipart_mixed_info(self) -> Any:
+        return self._multipart_mixed_info
+
+    @multipart_mixed_info.setter
+    def multipart_mixed_info(self, value: Any) -> None:  # (the mixin's __setattr__ stores it under the padded name)
+        self._multipart_mixed_info = value
+
+    def prepare_multipart_body(self, content_index: int = 0) -> int:
+        return self._prepare_multipart_body(content_index)  # type: ignore[no-untyped-call,no-any-return]
+
+    @property
+    def data(self) -> Any:
+        return self._data
+
+    @property
+    def files(self) -> Any:
+        return self._files
 
 
 class LiveReader:
@@ -286,8 +215,9 @@ class LiveReader:
         if s.ca_bundle:
             kwargs["connection_verify"] = s.ca_bundle
         # One transport per client, built from the same connection settings the client would give its own.
-        kwargs["transport"] = _PooledTransport(**{k: v for k, v in kwargs.items() if k.startswith(("connection_",
-                                                                                                   "read_"))})
+        connection = {k: v for k, v in kwargs.items() if k.startswith(("connection_", "read_"))}
+        kwargs["transport"] = (_PooledTransport(**connection) if s.transport == "requests"
+                               else Urllib3Transport(pool_maxsize=MAX_WORKERS, **connection))
         return kwargs
 
     def close(self) -> None:
@@ -349,7 +279,7 @@ class LiveReader:
     def _read(self, sdk: str, path: str, api_version: str) -> Any:
         client = self._client(sdk)
         url = client._client.format_url("/" + path, endpoint=self.endpoint)
-        body = self._send(client, HttpRequest("GET", url, params={"api-version": api_version}))
+        body = self._send(client, _ArmRequest("GET", url, params={"api-version": api_version}))
         next_link = body.get("nextLink") if isinstance(body, dict) else None
         if not next_link or not isinstance(body.get("value"), list):
             return body
@@ -362,7 +292,7 @@ class LiveReader:
                 raise ReadError(None, "PagingLoop", f"nextLink of /{path} repeats or never ends")
             self._check_next_link(next_link, path)
             seen.add(next_link)
-            page = self._send(client, HttpRequest("GET", next_link))
+            page = self._send(client, _ArmRequest("GET", next_link))
             if not isinstance(page, dict) or not isinstance(page.get("value"), list):
                 raise ReadError(None, "MalformedResponse", f"a page of /{path} has no 'value' array")
             items.extend(page["value"])

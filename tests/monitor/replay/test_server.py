@@ -465,3 +465,41 @@ def test_cli_arm_limits_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> Non
         result = CliRunner().invoke(cli_replay.replay_server, ["--from", str(EXAMPLES), *extra])
         assert result.exit_code == 0, result.output
     assert seen == [None, (250.0, 25.0), (10.0, 2.5)]
+
+
+def test_whole_recorded_answers_are_the_files_own_documents(tenant: Path) -> None:
+    """Proves: a resource, and a list that fits one page, answer the very document their file holds (its text sent
+    as it is: unusual spacing, non-ASCII text, escapes and number spellings read back the same); a recorded
+    nextLink is still dropped, and a list over several pages is still paged."""
+    odd = '{ "id" : "/x",\n  "name": "caf\u00e9 \\u00e9 \\ud83d",\t"n": 1.0e3, "big": 123456789012345678901234567890 }'
+    (tenant / "arm" / f"{STORAGE}.json").write_text(odd, encoding="utf-8")
+    write(tenant, MG_PLA, {"value": [{"name": "pla1"}], "nextLink": "https://elsewhere.example/x"})
+    with ReplayServer(tenant, page_size=4) as server:
+        status, _, body = get(server, "/" + STORAGE)
+        assert (status, body) == (200, json.loads(odd))
+        assert get(server, "/" + MG_PLA)[2] == {"value": [{"name": "pla1"}]}
+        first = get(server, f"/{PE_LIST}")[2]
+        assert len(first["value"]) == 4 and first["nextLink"]
+    with ReplayServer(tenant, page_size=10) as server:
+        assert get(server, f"/{PE_LIST}")[2] == {"value": [endpoint(i) for i in range(10)]}
+        assert get(server, "/subscriptions")[2] == {"value": [{"subscriptionId": SUB, "state": "Enabled"}]}
+
+
+def test_pages_read_back_the_recorded_items_whoever_encodes_them(tenant: Path) -> None:
+    """Proves: paged lists give back their items exactly, both those orjson reads (and writes) and those only json
+    reads the same way (integers beyond 64 bits, lone surrogates, non-ASCII text)."""
+    odd = [{"id": f"/x/{i}", "n": 2**70 + i, "s": "\ud83d caf\u00e9"} for i in range(5)]
+    plain = [{"id": f"/y/{i}", "s": "caf\u00e9 \u2603", "f": 0.1 * i, "b": i % 2 == 0, "z": None} for i in range(5)]
+    write(tenant, PE_LIST, {"value": odd})
+    write(tenant, MG_PLA, {"value": plain})
+    with ReplayServer(tenant, page_size=2) as server:
+        for path, items in ((PE_LIST, odd), (MG_PLA, plain)):
+            got: list[Any] = []
+            link: str | None = f"/{path}"
+            while link:
+                status, _, body = get(server, link)
+                assert status == 200
+                got += body["value"]
+                split = urlsplit(body.get("nextLink") or "")
+                link = f"{split.path}?{split.query}" if body.get("nextLink") else None
+            assert got == items
