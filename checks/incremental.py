@@ -12,8 +12,8 @@ tests/checks/test_incremental.py, holds it to that).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from plmon.checks.engine import CheckSettings, Evaluation, _sort_key, finding_of, settle
@@ -51,6 +51,9 @@ class UpdateReport:
     subjects: int
     whole: tuple[str, ...]
     full: bool = False
+    # Resource keys of the findings (of ``checks``) that the re-judged units changed, gained or lost; None after a
+    # full evaluation. The daemon's lifecycle looks at those instead of comparing two whole evaluations.
+    moved: frozenset[str] | None = None
 
 
 class Units:
@@ -211,13 +214,15 @@ class Units:
         self.snapshot = snap
         return self._evaluation(snap, checks)
 
-    def update(self, old: Snapshot, new: Snapshot) -> tuple[Evaluation, UpdateReport]:
-        """The evaluation of ``new``, judging again only what changed since ``old`` (the last evaluated)."""
+    def update(self, old: Snapshot, new: Snapshot, hint: Mapping[str, frozenset[str] | None] | None = None
+               ) -> tuple[Evaluation, UpdateReport]:
+        """The evaluation of ``new``, judging again only what changed since ``old`` (the last evaluated);
+        ``hint``: the keys a relink of ``old`` into ``new`` may have changed (:func:`~plmon.checks.units.diff`)."""
         checks = self._enabled()
         if self.snapshot is None or old is not self.snapshot or context_changed(old, new):
             ev = self.full(new)
             return ev, UpdateReport(frozenset(c.id for c in checks), -1, -1, (), True)
-        changed = diff(old, new)
+        changed = diff(old, new, hint)
         view = recording(new)
         self._active(True)
         done = False
@@ -264,4 +269,42 @@ class Units:
                 self.snapshot = None
         self.snapshot = new
         records = sum(c != MEMO for c, _ in changed)
-        return self._evaluation(new, checks), UpdateReport(frozenset(ran), records, len(focus), tuple(whole))
+        keys = _moved_keys(self.moved)
+        return self._evaluation(new, checks), UpdateReport(frozenset(ran), records, len(focus), tuple(whole),
+                                                           moved=keys)
+
+    # --- what the lifecycle asks of the last evaluation ---------------------------------------------
+    def resource_keys(self, checks: Iterable[str]) -> set[str]:
+        """The resource keys of the current findings of ``checks`` (keys parsed once, when each was produced)."""
+        out: set[str] = set()
+        for chk in checks:
+            for items in self.found.get(chk, {}).values():
+                out.update(key[1] for key, _ in items)
+        return out
+
+    def about(self, ev: Evaluation, keys: Iterable[str]) -> Evaluation | None:
+        """``ev`` (this evaluator's last) with only the findings about ``keys``, picked by identity with the units'
+        findings whose keys were parsed once (a finding's ``key`` normalises its id anew: ~18k calls took ~0.1 s an
+        event at 100k); None when waivers may have made findings of their own (an expired waiver's copy)."""
+        if self.waivers:
+            return None
+        lower = {k.lower() for k in keys}
+        ids = {id(f) for units in self.found.values() for items in units.values() for key, f in items
+               if key[1] in lower}
+        return replace(ev, findings=tuple(f for f in ev.findings if id(f) in ids), waived=())
+
+
+def _moved_keys(moved: list[tuple[list[tuple[tuple[str, str], Finding]], list[tuple[tuple[str, str], Finding]]]]
+                ) -> frozenset[str]:
+    """Resource keys whose findings differ between what the re-judged units held and what they produce now: a key
+    several units produce counts as moved if any of its findings differ (more keys than moved never loses one)."""
+    before: dict[tuple[str, str], list[Finding]] = {}
+    after: dict[tuple[str, str], list[Finding]] = {}
+    for gone, came in moved:
+        for key, f in gone:
+            before.setdefault(key, []).append(f)
+        for key, f in came:
+            after.setdefault(key, []).append(f)
+    out = {k[1] for k in before.keys() ^ after.keys()}
+    out.update(k[1] for k in before.keys() & after.keys() if before[k] != after[k])
+    return frozenset(out)
