@@ -73,6 +73,8 @@ class Units:
         self.whole_only: set[str] = set()                    # over checks that yielded outside a subject
         # check -> subject -> (finding key, finding): the key is parsed once, not on every event's merge
         self.found: dict[str, dict[str | None, list[tuple[tuple[str, str], Finding]]]] = {}
+        # resource key -> the findings in ``found`` about it (the lifecycle asks by resource after each event)
+        self.by_resource: dict[str, list[Finding]] = {}
         self.errors: dict[str, CoverageGap] = {}
         self.snapshot: Snapshot | None = None
         # The last evaluation's findings by key and in their final order, updated per re-judged unit (None: merge
@@ -125,7 +127,24 @@ class Units:
             for other in produced.keys() - focus:   # the unit outside any subject (a run focused elsewhere redoes it)
                 gone += units.get(other, [])
         units.update(produced)
-        self.moved.append((gone, [kf for items in produced.values() for kf in items]))
+        came = [kf for items in produced.values() for kf in items]
+        self.moved.append((gone, came))
+        by = self.by_resource
+        for fkey, f in gone:
+            held = by.get(fkey[1])
+            if held is not None:
+                for i, x in enumerate(held):
+                    if x is f:   # by identity: equality of findings compares their evidence
+                        del held[i]
+                        break
+                if not held:
+                    del by[fkey[1]]
+        for fkey, f in came:
+            held = by.get(fkey[1])
+            if held is None:
+                by[fkey[1]] = [f]
+            else:
+                held.append(f)
         if over and _WHOLE in produced:
             self.whole_only.add(chk.id)   # not judged per subject after all: re-run whole from now on
         for key, reads in subjects.items():
@@ -151,7 +170,8 @@ class Units:
         moved, self.moved = self.moved, []
         if self.waivers or self.merged is None or not self._merge(moved):
             return self._merge_all(snap, checks, errors)
-        return Evaluation(tuple(self.merged[k] for _, k in self.order), (), errors, tuple(run))
+        merged = self.merged
+        return Evaluation(tuple([merged[k] for _, k in self.order]), (), errors, tuple(run))
 
     def _merge(self, moved: list[tuple[list[tuple[tuple[str, str], Finding]], list[tuple[tuple[str, str], Finding]]]]
                ) -> bool:
@@ -274,13 +294,17 @@ class Units:
                                                            moved=keys)
 
     # --- what the lifecycle asks of the last evaluation ---------------------------------------------
-    def resource_keys(self, checks: Iterable[str]) -> set[str]:
-        """The resource keys of the current findings of ``checks`` (keys parsed once, when each was produced)."""
-        out: set[str] = set()
-        for chk in checks:
-            for items in self.found.get(chk, {}).values():
-                out.update(key[1] for key, _ in items)
-        return out
+    def resource_keys(self, checks: Iterable[str], below: Iterable[str] | None = None) -> set[str]:
+        """The resource keys of the current findings of ``checks`` (keys parsed once, when each was produced), only
+        those of resources below one of ``below`` when given."""
+        wanted = set(checks)
+        if below is None:
+            return {k for k, held in self.by_resource.items() if any(f.check_id in wanted for f in held)}
+        prefixes = tuple(r + "/" for r in below)
+        if not prefixes:
+            return set()
+        return {k for k, held in self.by_resource.items()
+                if k.startswith(prefixes) and any(f.check_id in wanted for f in held)}
 
     def about(self, ev: Evaluation, keys: Iterable[str]) -> Evaluation | None:
         """``ev`` (this evaluator's last) with only the findings about ``keys``, picked by identity with the units'
@@ -288,9 +312,8 @@ class Units:
         event at 100k); None when waivers may have made findings of their own (an expired waiver's copy)."""
         if self.waivers:
             return None
-        lower = {k.lower() for k in keys}
-        ids = {id(f) for units in self.found.values() for items in units.values() for key, f in items
-               if key[1] in lower}
+        by = self.by_resource
+        ids = {id(f) for k in {k.lower() for k in keys} for f in by.get(k, ())}
         return replace(ev, findings=tuple(f for f in ev.findings if id(f) in ids), waived=())
 
 

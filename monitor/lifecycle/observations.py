@@ -13,7 +13,7 @@ from dataclasses import replace
 from types import MappingProxyType
 
 from plmon.checks.links import ConnectionView, connection_views, views_of
-from plmon.monitor.model.snapshot import Snapshot
+from plmon.monitor.model.snapshot import PrivateLinkService, Snapshot
 from plmon.monitor.state.store import StateStore
 
 __all__ = ["connection_statuses", "observer"]
@@ -54,14 +54,22 @@ def _moved(old: Mapping[str, object], new: Mapping[str, object], keys: frozenset
     return out
 
 
+def _alias_of(pls: PrivateLinkService) -> str | None:
+    return pls.alias.strip().lower() if pls.alias else None
+
+
 def _endpoints_moved(old: Snapshot, new: Snapshot, hint: Hint | None = None) -> set[str] | None:
     """The endpoint keys whose connection views may differ between two snapshots of one daemon (an event's re-read
     leaves untouched records the same objects), or None when any may (a Private Link Service changed: endpoints
     connected by its alias pair with it). ``hint``: the keys the relink from ``old`` to ``new`` may have changed
     per collection (the builder's ``Links.changed``)."""
     hint = hint or {}
-    if _moved(old.private_link_services, new.private_link_services, hint.get("private_link_services")):
-        return None
+    for k in _moved(old.private_link_services, new.private_link_services, hint.get("private_link_services")):
+        # A service keeping its alias pairs the same alias connections with the same key: its own connections are
+        # its endpoints' provider entries, which the index by endpoint below says moved.
+        was, now = old.private_link_services.get(k), new.private_link_services.get(k)
+        if was is None or now is None or _alias_of(was) != _alias_of(now):
+            return None
     return _moved(old.private_endpoints, new.private_endpoints, hint.get("private_endpoints")) | _moved(
         old.provider_connections_by_endpoint, new.provider_connections_by_endpoint,
         hint.get("provider_connections_by_endpoint"))

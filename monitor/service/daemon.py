@@ -353,7 +353,7 @@ class Daemon:
         evaluation, ran = self.units.update(self.snapshot, snapshot, links.changed)
         checks = set(ran.checks)
         if ran.moved is not None:   # what the re-judged units changed: no need to compare two whole evaluations
-            keys = keys_to_apply(ran.moved, result.keys, self.units.resource_keys(checks))
+            keys = keys_to_apply(ran.moved, result.keys, self.units.resource_keys(checks, below=result.keys))
         else:
             keys = affected_keys(self.evaluation, evaluation, checks, result.keys)
         about = self.units.about(evaluation, keys)
