@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from functools import partial
 from typing import Any, TypeVar
 
 from plmon.checks.finding import Issue, Severity
@@ -17,7 +16,7 @@ from plmon.checks.paths import PathResult, RouteCandidate, _net, client_subnets,
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
-from plmon.checks.units import Index, each, each_key, lookup, plain, shared, tracking
+from plmon.checks.units import Index, each, each_key, lookup, plain, shared
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
@@ -341,61 +340,34 @@ def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) ->
     return out
 
 
-_Matched = tuple[list[tuple[ArmId, PathResult, SnatVerdict]], list[dict[str, Any]]]
-
-
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     judged: dict[tuple[str, str], SnatVerdict] = {}
 
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
-        if tracking():
-            # kept across the daemon's events and shared by both SNAT checks while the firewall and its policy stay
-            # as they were: re-judging a hub firewall once one of its ~9k paths moved otherwise judged all its
-            # ~4.5k destinations again, twice. Asked of the memo each time: each use must record its read.
-            verdict: SnatVerdict = shared(("route.snat-verdict", fw.key, ip), lambda: firewall_snat(snap, fw, ip))
-            return verdict
         found = judged.get((fw.key, ip))
         if found is None:
             found = judged[(fw.key, ip)] = firewall_snat(snap, fw, ip)
         return found
 
-    def matching(found: list[tuple[ArmId, PathResult, SnatVerdict | None]]) -> _Matched:
+    for _key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
+                                            lambda key, paths: _appliance_rows(snap, key, paths),
+                                            lambda paths: _appliance_rows_by_subject(snap, paths)):
         rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
-        for subject_id, p, v in found:
-            if v is None:
-                assert p.hop is not None and p.hop.firewall is not None
-                v = firewall(p.hop.firewall, p.destination)
-            if v.snats is want and not _policy_unread(snap, subject_id, v):
-                rows.append((subject_id, p, v))
-        return rows, [{"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
-                       "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
-                       "route": p.route.to_dict() if p.route else None, "snat": v.to_dict()} for _, p, v in rows]
-
-    def again(key: str, e: str) -> _Matched:
-        # the endpoint's rows through the memo, so this entry reads them (and goes when they move)
-        found: list[tuple[ArmId, PathResult, SnatVerdict | None]] = shared(
-            ("route.appliance-rows", key, e),
-            lambda: _appliance_rows(snap, key, paths_for(snap, snap.private_endpoints[e])))[0]
-        return matching(found)
-
-    for key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
-                                           lambda key, paths: _appliance_rows(snap, key, paths),
-                                           lambda paths: _appliance_rows_by_subject(snap, paths)):
-        rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
-        paths: list[dict[str, Any]] = []
-        # Under the daemon's units, what each endpoint adds to the finding (its rows and their evidence, path texts
-        # included) is kept per (appliance, endpoint) while its rows and verdicts stay: a hub appliance is re-judged
-        # whenever one of its ~9k paths moves, and formatting every path again took most of that.
-        endpoints: Iterable[str | None] = [None] * len(per_endpoint) if plain() else lookup(snap, APPLIANCES, key)
-        for e, (found, firewalls, tagged) in zip(endpoints, per_endpoint, strict=True):
+        for found, firewalls, tagged in per_endpoint:
             if want not in tagged and not any(firewall(fw, ip).snats is want for fw, ip in firewalls.values()):
                 continue
-            got = matching(found) if e is None else shared(("route.snat-matched", want, key, e), partial(again, key, e))
-            rows += got[0]
-            paths += got[1]
+            for subject_id, p, v in found:
+                if v is None:
+                    assert p.hop is not None and p.hop.firewall is not None
+                    v = firewall(p.hop.firewall, p.destination)
+                if v.snats is want and not _policy_unread(snap, subject_id, v):
+                    rows.append((subject_id, p, v))
         if not rows:
             continue
         subject, _p, verdict = rows[0]
+        paths = [{"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
+                  "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
+                  "route": p.route.to_dict() if p.route else None, "snat": v.to_dict()} for _, p, v in rows]
         ips = sorted({p.destination for _, p, _v in rows})
         if want is False:
             msg = (f"{subject.name} is the next hop to private endpoint IP(s) {', '.join(ips)} but does not "
