@@ -185,10 +185,10 @@ def main() -> None:
                     import cProfile
                     import pstats
                     prof = cProfile.Profile()
-                    ev, report = prof.runcall(units.update, snap, new)
+                    ev, report = prof.runcall(units.update, snap, new, links.changed)
                     pstats.Stats(prof).sort_stats("tottime").print_stats(18)
                 else:
-                    ev, report = units.update(snap, new)
+                    ev, report = units.update(snap, new, links.changed)  # as the daemon: relink's hint
             spent = time.process_time() - c
             times.setdefault(kind, []).append(spent)
             print(f"run {run} {kind:17s} update {spent * 1000:8.1f} ms CPU  changed={report.changed} "

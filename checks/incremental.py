@@ -12,8 +12,8 @@ tests/checks/test_incremental.py, holds it to that).
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from plmon.checks.engine import CheckSettings, Evaluation, _sort_key, finding_of, settle
@@ -51,6 +51,9 @@ class UpdateReport:
     subjects: int
     whole: tuple[str, ...]
     full: bool = False
+    # Resource keys of the findings (of ``checks``) that the re-judged units changed, gained or lost; None after a
+    # full evaluation. The daemon's lifecycle looks at those instead of comparing two whole evaluations.
+    moved: frozenset[str] | None = None
 
 
 class Units:
@@ -70,6 +73,8 @@ class Units:
         self.whole_only: set[str] = set()                    # over checks that yielded outside a subject
         # check -> subject -> (finding key, finding): the key is parsed once, not on every event's merge
         self.found: dict[str, dict[str | None, list[tuple[tuple[str, str], Finding]]]] = {}
+        # resource key -> the findings in ``found`` about it (the lifecycle asks by resource after each event)
+        self.by_resource: dict[str, list[Finding]] = {}
         self.errors: dict[str, CoverageGap] = {}
         self.snapshot: Snapshot | None = None
         # The last evaluation's findings by key and in their final order, updated per re-judged unit (None: merge
@@ -122,7 +127,24 @@ class Units:
             for other in produced.keys() - focus:   # the unit outside any subject (a run focused elsewhere redoes it)
                 gone += units.get(other, [])
         units.update(produced)
-        self.moved.append((gone, [kf for items in produced.values() for kf in items]))
+        came = [kf for items in produced.values() for kf in items]
+        self.moved.append((gone, came))
+        by = self.by_resource
+        for fkey, f in gone:
+            held = by.get(fkey[1])
+            if held is not None:
+                for i, x in enumerate(held):
+                    if x is f:   # by identity: equality of findings compares their evidence
+                        del held[i]
+                        break
+                if not held:
+                    del by[fkey[1]]
+        for fkey, f in came:
+            held = by.get(fkey[1])
+            if held is None:
+                by[fkey[1]] = [f]
+            else:
+                held.append(f)
         if over and _WHOLE in produced:
             self.whole_only.add(chk.id)   # not judged per subject after all: re-run whole from now on
         for key, reads in subjects.items():
@@ -148,7 +170,8 @@ class Units:
         moved, self.moved = self.moved, []
         if self.waivers or self.merged is None or not self._merge(moved):
             return self._merge_all(snap, checks, errors)
-        return Evaluation(tuple(self.merged[k] for _, k in self.order), (), errors, tuple(run))
+        merged = self.merged
+        return Evaluation(tuple([merged[k] for _, k in self.order]), (), errors, tuple(run))
 
     def _merge(self, moved: list[tuple[list[tuple[tuple[str, str], Finding]], list[tuple[tuple[str, str], Finding]]]]
                ) -> bool:
@@ -211,13 +234,15 @@ class Units:
         self.snapshot = snap
         return self._evaluation(snap, checks)
 
-    def update(self, old: Snapshot, new: Snapshot) -> tuple[Evaluation, UpdateReport]:
-        """The evaluation of ``new``, judging again only what changed since ``old`` (the last evaluated)."""
+    def update(self, old: Snapshot, new: Snapshot, hint: Mapping[str, frozenset[str] | None] | None = None
+               ) -> tuple[Evaluation, UpdateReport]:
+        """The evaluation of ``new``, judging again only what changed since ``old`` (the last evaluated);
+        ``hint``: the keys a relink of ``old`` into ``new`` may have changed (:func:`~plmon.checks.units.diff`)."""
         checks = self._enabled()
         if self.snapshot is None or old is not self.snapshot or context_changed(old, new):
             ev = self.full(new)
             return ev, UpdateReport(frozenset(c.id for c in checks), -1, -1, (), True)
-        changed = diff(old, new)
+        changed = diff(old, new, hint)
         view = recording(new)
         self._active(True)
         done = False
@@ -264,4 +289,45 @@ class Units:
                 self.snapshot = None
         self.snapshot = new
         records = sum(c != MEMO for c, _ in changed)
-        return self._evaluation(new, checks), UpdateReport(frozenset(ran), records, len(focus), tuple(whole))
+        keys = _moved_keys(self.moved)
+        return self._evaluation(new, checks), UpdateReport(frozenset(ran), records, len(focus), tuple(whole),
+                                                           moved=keys)
+
+    # --- what the lifecycle asks of the last evaluation ---------------------------------------------
+    def resource_keys(self, checks: Iterable[str], below: Iterable[str] | None = None) -> set[str]:
+        """The resource keys of the current findings of ``checks`` (keys parsed once, when each was produced), only
+        those of resources below one of ``below`` when given."""
+        wanted = set(checks)
+        if below is None:
+            return {k for k, held in self.by_resource.items() if any(f.check_id in wanted for f in held)}
+        prefixes = tuple(r + "/" for r in below)
+        if not prefixes:
+            return set()
+        return {k for k, held in self.by_resource.items()
+                if k.startswith(prefixes) and any(f.check_id in wanted for f in held)}
+
+    def about(self, ev: Evaluation, keys: Iterable[str]) -> Evaluation | None:
+        """``ev`` (this evaluator's last) with only the findings about ``keys``, picked by identity with the units'
+        findings whose keys were parsed once (a finding's ``key`` normalises its id anew: ~18k calls took ~0.1 s an
+        event at 100k); None when waivers may have made findings of their own (an expired waiver's copy)."""
+        if self.waivers:
+            return None
+        by = self.by_resource
+        ids = {id(f) for k in {k.lower() for k in keys} for f in by.get(k, ())}
+        return replace(ev, findings=tuple(f for f in ev.findings if id(f) in ids), waived=())
+
+
+def _moved_keys(moved: list[tuple[list[tuple[tuple[str, str], Finding]], list[tuple[tuple[str, str], Finding]]]]
+                ) -> frozenset[str]:
+    """Resource keys whose findings differ between what the re-judged units held and what they produce now: a key
+    several units produce counts as moved if any of its findings differ (more keys than moved never loses one)."""
+    before: dict[tuple[str, str], list[Finding]] = {}
+    after: dict[tuple[str, str], list[Finding]] = {}
+    for gone, came in moved:
+        for key, f in gone:
+            before.setdefault(key, []).append(f)
+        for key, f in came:
+            after.setdefault(key, []).append(f)
+    out = {k[1] for k in before.keys() ^ after.keys()}
+    out.update(k[1] for k in before.keys() & after.keys() if before[k] != after[k])
+    return frozenset(out)

@@ -535,12 +535,29 @@ def context_changed(old: Snapshot, new: Snapshot) -> bool:
     return any(getattr(old, f) is not getattr(new, f) and getattr(old, f) != getattr(new, f) for f in _CONTEXT)
 
 
-def diff(old: Snapshot, new: Snapshot) -> set[Read]:
-    """(collection, key) for every record added, removed or replaced; the builder's indexes by equality."""
+_ABSENT = object()
+
+
+def diff(old: Snapshot, new: Snapshot, hint: Mapping[str, frozenset[str] | None] | None = None) -> set[Read]:
+    """(collection, key) for every record added, removed or replaced; the builder's indexes by equality.
+
+    ``hint`` (the builder's ``Links.changed`` for a relink of ``old`` into ``new``) names, per collection, the only
+    keys that may differ: those are compared instead of every record, which at 100k resources cost ~30 ms an event
+    for each 35k-record collection an event touched. A collection it does not name (or names with None) is
+    compared whole."""
     out: set[Read] = set()
     for name in MAPPED:
         a, b = _plain(getattr(old, name)), _plain(getattr(new, name))
-        if a is b or a == b:   # the comparison runs in C and takes each record's identity first
+        if a is b:
+            continue
+        keys = hint.get(name) if hint is not None else None
+        if keys is not None:
+            for k in keys:
+                v, w = b.get(k, _ABSENT), a.get(k, _ABSENT)
+                if w is not v and (w is _ABSENT or v is _ABSENT or w != v):
+                    out.add((name, k))
+            continue
+        if a == b:   # the comparison runs in C and takes each record's identity first
             continue
         for k, v in b.items():
             w = a.get(k)

@@ -14,7 +14,7 @@ from bisect import insort
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from types import MappingProxyType
@@ -837,6 +837,10 @@ class Links:
     nics_naming: dict[str, frozenset[str]]      # endpoint key -> keys of the NICs whose privateEndpoint names it
     endpoints_of_nic: dict[str, frozenset[str]]  # NIC key -> keys of the endpoints whose nic_ids name it
     owners: dict[str, frozenset[tuple[int, str]]]  # endpoint key -> (owner family, key) of connections naming it
+    # Set by relink only: snapshot field -> the keys whose record may differ from the snapshot before (None: any
+    # may), so the daemon's diff of the two snapshots looks at those keys instead of walking 35k-record mappings.
+    # A field it does not name is one relink left as it was.
+    changed: dict[str, frozenset[str] | None] = field(default_factory=dict)
 
 
 def link(inv: Inventory, taken_at: datetime | None = None) -> tuple[Snapshot, Links]:
@@ -923,6 +927,7 @@ class _Relink:
         self.links = Links(dict(links.gaps), links.base_endpoints, links.nics_naming, links.endpoints_of_nic,
                            links.owners)
         self.fields: dict[str, dict[str, Any]] = {}
+        self.changed: dict[str, frozenset[str] | None] = {}   # what Links.changed reports
         self._by_key: dict[int, dict[str, Parsed]] = {}
         self._gaps_before = links.gaps
         self._by_endpoint: Mapping[str, tuple[ProviderConnection, ...]] = old.provider_connections_by_endpoint
@@ -937,6 +942,7 @@ class _Relink:
             if t.list_keys.get(kind):
                 name = FAMILIES[kind]
                 self.fields[name] = self.update(name, t.list_keys[kind], partial(self._record, kind))
+                self.changed[name] = frozenset(t.list_keys[kind])
                 self._regap(kind, t.list_keys[kind])
         if t.list_keys.get("virtualNetworks"):
             scratch: list[CoverageGap] = []
@@ -945,15 +951,18 @@ class _Relink:
             # keep their old objects.
             self.fields["virtual_networks"] = _kept(old.virtual_networks, vnets)
             self.fields["subnets"] = _kept(old.subnets, subnets)
+            self.changed["virtual_networks"] = self.changed["subnets"] = None
             self.links.gaps["virtualNetworks"] = tuple(scratch)
         zones = t.list_keys.get("privateDnsZones", set()) | t.zone_children
         if zones:
             self.fields["dns_zones"] = self.update("dns_zones", zones, self._zone)
+            self.changed["dns_zones"] = frozenset(zones)
             self._regap("privateDnsZones", zones)
         if t.associations:
             scratch = []
             self.fields["associations"] = _kept(old.associations, link_associations(self.inv.associations.values(),
                                                                                   scratch))
+            self.changed["associations"] = None
             self.links.gaps["associations"] = tuple(scratch)
         if t.targets:
             self._targets()
@@ -965,6 +974,7 @@ class _Relink:
             coverage = replace(coverage, gaps=_coverage_gaps(self.inv, self.links),
                                read=frozenset(self.inv.read) if t.read else coverage.read)
         changed: dict[str, Any] = {k: MappingProxyType(v) for k, v in self.fields.items()}  # dicts of this relink
+        self.links.changed = self.changed
         return replace(old, taken_at=taken_at or old.taken_at, coverage=coverage, endpoints_by_subnet=by_subnet,
                        provider_connections_by_endpoint=self._by_endpoint, **changed), self.links
 
@@ -1065,6 +1075,8 @@ class _Relink:
                 prev = prev if prev is not None and prev == made else made
             out[key] = prev
         self.fields["targets"] = out
+        # every other key's record is its unit's target (or failed target) as the last link left it
+        self.changed["targets"] = frozenset(dirty)
         self.links.gaps["targets"] = tuple(g for u in self.inv.targets.values() for g in u.gaps)
 
     def _endpoints(self) -> set[str]:
@@ -1108,6 +1120,7 @@ class _Relink:
             pe = links.base_endpoints.get(k)
             return None if pe is None else _with_its_nics(k, pe, nics, links)
         self.fields["private_endpoints"] = endpoints = self.update("private_endpoints", affected, make)
+        self.changed["private_endpoints"] = frozenset(affected)
         return {k for k in affected if endpoints.get(k) is not before.get(k)}
 
     def _connections(self) -> None:
@@ -1152,6 +1165,7 @@ class _Relink:
             else:
                 index.pop(e, None)
         self._by_endpoint = MappingProxyType(index)
+        self.changed["provider_connections_by_endpoint"] = frozenset(affected)
 
     def _by_subnet(self, changed: set[str]) -> Mapping[str, tuple[str, ...]]:
         old_index = self.old.endpoints_by_subnet
@@ -1173,6 +1187,7 @@ class _Relink:
                 index[s] = old_index[s] if old_index.get(s) == members else members
             else:
                 index.pop(s, None)
+        self.changed["endpoints_by_subnet"] = frozenset(subnets)
         return MappingProxyType(index)
 
 

@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -89,10 +90,13 @@ def resolution_blocker(snapshot: Snapshot, evaluation: Evaluation) -> Callable[[
     return blocker
 
 
-def _new_record(f: Finding, now: datetime, state: FindingState) -> FindingRecord:
+def _new_record(f: Finding, now: datetime, state: FindingState, as_dict: Mapping[str, Any] | None = None
+                ) -> FindingRecord:
+    """``as_dict``: ``f.to_dict()`` when the caller made it already (a hub firewall's finding lists ~9k paths at
+    100k resources: each to_dict of it took ~0.1-0.3 s)."""
     return FindingRecord(check_id=f.check_id, resource_key=f.key[1], resource_id=f.resource_id, state=state,
                          severity=f.severity.value, first_seen=now, last_seen=now, resolved_at=None,
-                         last_alert_at=None, seq=0, finding=f.to_dict())
+                         last_alert_at=None, seq=0, finding=f.to_dict() if as_dict is None else as_dict)
 
 
 class _Plan:
@@ -138,10 +142,11 @@ def _plan(store: StateStore, findings: Sequence[Finding], waived: Sequence[Findi
         sev = f.severity.value
         want = wanting(routes, f.check_id, sev, f.subscription_id)
         if old is None or old.state != FindingState.OPEN:
-            base = old or _new_record(f, now, FindingState.OPEN)
+            as_dict = f.to_dict()
+            base = old or _new_record(f, now, FindingState.OPEN, as_dict)
             new = replace(base, state=FindingState.OPEN, severity=sev, resource_id=f.resource_id,
                           last_seen=now, resolved_at=None, last_alert_at=now, seq=base.seq + 1,
-                          finding=f.to_dict(), channels=tuple(sorted(want)))
+                          finding=as_dict, channels=tuple(sorted(want)))
             plan.put(old, new, "opened" if old is None else "reopened", want)
             continue
         changed = sev != old.severity

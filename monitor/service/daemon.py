@@ -52,7 +52,7 @@ from plmon.monitor.model.clock import source_clock as clock_of
 from plmon.monitor.model.snapshot import Snapshot
 from plmon.monitor.scan import ScanResult
 from plmon.monitor.service.metrics import Metrics
-from plmon.monitor.service.reevaluate import affected_keys, reread_into
+from plmon.monitor.service.reevaluate import affected_keys, keys_to_apply, reread_into
 from plmon.monitor.state.intake import Enqueued, IntakeQueue, QueuedEvent
 from plmon.monitor.state.store import StateStore
 
@@ -352,12 +352,17 @@ class Daemon:
         # Read times stay on the wall clock (event staleness); the findings go on the source's.
         assert self.snapshot is not None and self._links is not None
         linked, links = relink(self.snapshot, self._links, inv, result.touched, taken_at=self.source_clock.now())
-        snapshot = observer(self.store, self.snapshot)(linked)
+        snapshot = observer(self.store, self.snapshot, links.changed)(linked)
         # Only the units of work whose reads changed are judged again (plmon.checks.incremental).
-        evaluation, ran = self.units.update(self.snapshot, snapshot)
+        evaluation, ran = self.units.update(self.snapshot, snapshot, links.changed)
         checks = set(ran.checks)
-        keys = affected_keys(self.evaluation, evaluation, checks, result.keys)
-        transitions = apply_targeted(self.store, snapshot, _within(evaluation, keys), check_ids=checks,
+        if ran.moved is not None:   # what the re-judged units changed: no need to compare two whole evaluations
+            keys = keys_to_apply(ran.moved, result.keys, self.units.resource_keys(checks, below=result.keys))
+        else:
+            keys = affected_keys(self.evaluation, evaluation, checks, result.keys)
+        about = self.units.about(evaluation, keys)
+        transitions = apply_targeted(self.store, snapshot, about if about is not None else _within(evaluation, keys),
+                                     check_ids=checks,
                                      resource_keys=keys, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
                                      reminder_interval=self.config.schedule.reminder_interval)
         self.inventory, self.snapshot, self._links = inv, snapshot, links

@@ -49,7 +49,8 @@ from plmon.monitor.model.arm_id import ArmId, interning, parse_id
 from plmon.monitor.model.kinds import KINDS, kind_of
 
 __all__ = [
-    "ReadUnit", "RereadResult", "affected_keys", "checks_for", "read_unit", "records_fed", "reread_into",
+    "ReadUnit", "RereadResult", "affected_keys", "checks_for", "keys_to_apply", "read_unit", "records_fed",
+    "reread_into",
 ]
 
 log = structlog.get_logger(__name__)
@@ -351,4 +352,17 @@ def affected_keys(before: Evaluation | None, after: Evaluation, checks: set[str]
     for k in {k[1] for k in old.keys() | new.keys()}:
         if any(k.startswith(r + "/") for r in roots):
             keys.add(k)
+    return keys
+
+
+def keys_to_apply(moved: Iterable[str], reread: Iterable[str], present: Iterable[str]) -> set[str]:
+    """:func:`affected_keys` from what the incremental evaluation says moved (``moved``: resource keys whose findings
+    the re-judged units changed, gained or lost) and the resource keys of the current findings (``present``), so
+    two whole evaluations are not compared (parsing every finding's key took ~0.1-0.2 s an event at 100k)."""
+    keys = set(moved)
+    roots = set(reread)
+    keys |= roots
+    if roots:
+        below = tuple(r + "/" for r in roots)
+        keys.update(k for k in present if k.startswith(below))
     return keys

@@ -75,6 +75,11 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX findings_resource ON findings(resource_key);
     """,
+    # 4: the open-findings gauge (open_counts) after every event that moved a finding, from the index alone: through
+    # findings_state it fetched each open row, ~9 ms an event with 6k open findings
+    """
+    CREATE INDEX findings_state_severity ON findings(state, severity);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 

@@ -24,13 +24,13 @@ from tenant_catalog import TENANTS
 from plmon.checks.engine import Evaluation, evaluate
 from plmon.checks.incremental import Units
 from plmon.checks.registry import all_checks
-from plmon.checks.units import recording, state
+from plmon.checks.units import diff, recording, state
 from plmon.monitor.collect.builder import build_snapshot, link, relink
 from plmon.monitor.collect.plan import collect
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.model.arm_id import parse_id
 from plmon.monitor.model.snapshot import Snapshot
-from plmon.monitor.service.reevaluate import reread_into
+from plmon.monitor.service.reevaluate import affected_keys, keys_to_apply, reread_into
 
 AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 VALUES = ("Enabled", "Disabled", "RouteTableEnabled", "Approved", "Rejected", "Pending", "Disconnected", "Failed",
@@ -164,6 +164,40 @@ def test_random_events_give_what_a_full_evaluation_gives(name: str, tmp_path: Pa
         want = evaluate(new)
         assert _shown(got) == _shown(want), f"event {step} on {rid}: {report}"
         snap = new
+
+
+@pytest.mark.parametrize("name", sorted(TENANTS))
+def test_the_daemons_shortcuts_agree_with_the_whole_comparisons(name: str, tmp_path: Path) -> None:
+    """What the daemon takes from a relink and an update instead of comparing whole snapshots and evaluations:
+    the diff restricted to the keys relink names, the lifecycle's keys from the re-judged units, and the findings
+    about them picked by identity."""
+    folder = _tenant(name, tmp_path)
+    rng = random.Random(f"{name}-hint")
+    reader = RecordedTenant(folder)
+    inv = collect(reader, manifest=reader.manifest, workers=1)
+    snap, links = link(inv, taken_at=AT)
+    units = Units()
+    before = units.full(snap)
+    files, pool = _files(folder), _strings(folder)
+    if not files:
+        pytest.skip("no resources to mutate")
+    for step in range(12):
+        rid = _event(rng, files, pool)
+        if rid is None:
+            continue
+        inv, result = reread_into(reader, inv, [parse_id(rid)])
+        new, links = relink(snap, links, inv, result.touched, taken_at=AT)
+        assert diff(snap, new, links.changed) == diff(snap, new), f"event {step} on {rid}"
+        got, report = units.update(snap, new, links.changed)
+        assert _shown(got) == _shown(evaluate(new)), f"event {step} on {rid}: {report}"
+        checks = set(report.checks)
+        want = affected_keys(before, got, checks, result.keys)
+        if report.moved is not None:
+            assert keys_to_apply(report.moved, result.keys, units.resource_keys(checks)) == want
+        about = units.about(got, want)
+        assert about is not None
+        assert about.findings == tuple(f for f in got.findings if f.key[1] in want)
+        snap, before = new, got
 
 
 def _focused(snap: Snapshot, check_id: str, subject: str) -> list[dict[str, Any]]:
