@@ -211,13 +211,15 @@ def _parse(raw: object) -> ArmId:
     if type(raw) is not str or not raw.startswith("/subscriptions/") or "//" in raw or raw.endswith("/") \
             or raw[-1:].isspace():
         return _parse_general(raw)
-    key = raw.lower()
-    lower = key.split("/")
-    # ["", "subscriptions", s, "resourcegroups", rg, "providers", ns, type, name, ...]: odd length, one provider
-    if len(lower) < 9 or not len(lower) % 2 or lower[3] != "resourcegroups" or lower[5] != "providers" \
-            or "providers" in lower[6:]:
-        return _parse_general(raw)
     parts = raw.split("/")
+    # ["", "subscriptions", s, "resourceGroups", rg, "providers", ns, type, name, ...]: odd length, one provider
+    # (any other "providers" segment shows as "/providers/" in the key, or ends it). One split, of the id as written.
+    n = len(parts)
+    if n < 9 or not n % 2 or parts[3].lower() != "resourcegroups" or parts[5].lower() != "providers":
+        return _parse_general(raw)
+    key = raw.lower()
+    if key.count("/providers/") != 1 or key.endswith("/providers"):
+        return _parse_general(raw)
     # Names interned too: a subnet's, a NIC configuration's or a network's name repeats across ids (at 100k
     # resources half of the 370k name strings the ids held were copies).
     return _new_arm_id(raw, key, sys.intern(parts[2]), sys.intern(parts[4]), sys.intern(parts[6]),
