@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from functools import partial
-from types import MappingProxyType
+from types import MappingProxyType, MemberDescriptorType
 from typing import Any, TypeVar
 
 import structlog
@@ -1413,7 +1413,7 @@ def _slot_setters(cls: type) -> tuple[tuple[str, Callable[[Any, Any], None]], ..
     out = []
     for f in fields(cls):
         slot = getattr(cls, f.name, None)
-        if not f.init or type(slot).__name__ != "member_descriptor":
+        if not f.init or not isinstance(slot, MemberDescriptorType):
             return None
         out.append((f.name, slot.__set__))
     return tuple(out)
