@@ -317,15 +317,17 @@ def _target(key: str, body: Any) -> Target | None:
     )
 
 
+# ACCESS_PATHS besides publicNetworkAccess, each with its parts: split once, not per target read.
+_ACCESS_PARTS = tuple((path, tuple(path.split("."))) for path in ACCESS_PATHS if path != "publicNetworkAccess")
+
+
 def _access_settings(props: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """The raw values the public-access table (plmon.monitor.model.kinds) reads besides ``publicNetworkAccess``,
     if present."""
     out: list[tuple[str, Any]] = []
-    for path in ACCESS_PATHS:
-        if path == "publicNetworkAccess":
-            continue
+    for path, parts in _ACCESS_PARTS:
         node: Any = props
-        for part in path.split("."):
+        for part in parts:
             node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
         if node is not _MISSING:
             # Scalars as read; anything else (a type that changed shape) as its text, so Target stays hashable.
