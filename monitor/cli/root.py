@@ -22,6 +22,7 @@ from plmon.monitor import __version__
 from plmon.monitor.cli.progress import CollectionProgress, stats_lines
 from plmon.monitor.cli.tables import checks_table, findings_table
 from plmon.monitor.collect.builder import paused_gc
+from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.config import Config, load_config
 from plmon.monitor.errors import InputError
 from plmon.monitor.scan import ScanResult, run_scan, scan_document
@@ -66,9 +67,11 @@ def do_scan(config: Config, from_dir: Path | None, observations: Any = None, *, 
             display = CollectionProgress()
             reader, on_progress = display.wrap(reader), display.phase_done
         with display or contextlib.nullcontext():
+            # A folder is read once per command: its index need not outlive the collection.
+            forget = source.reader.forget if isinstance(source.reader, RecordedTenant) else None
             result = run_scan(reader, config, manifest=source.manifest, observations=observations,
                               subscriptions=source.subscriptions, workers=source.workers, on_progress=on_progress,
-                              clock=source.clock)
+                              clock=source.clock, after_collect=forget)
         if stats:
             live_stats = source.live.stats.as_dict() if source.live is not None else None
             for line in stats_lines(result.stats, live_stats):

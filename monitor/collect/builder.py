@@ -132,8 +132,19 @@ def _strs(values: Iterable[Any]) -> tuple[str, ...]:
 
 
 def _words(values: Iterable[Any]) -> tuple[str, ...]:
-    """:func:`_strs` of a small vocabulary (group ids such as ``blob``), shared as :func:`_e` shares one word."""
-    return tuple(sys.intern(v) for v in _strs(values))
+    """:func:`_strs` of a small vocabulary (group ids such as ``blob``), shared as :func:`_e` shares one word; the
+    tuple itself is shared too (one per connection was 70k tuples of a few distinct values at 100k resources)."""
+    words = tuple(sys.intern(v) for v in _strs(values))
+    shared = _WORD_TUPLES.get(words)
+    if shared is not None:
+        return shared
+    if len(_WORD_TUPLES) < _MAX_WORD_TUPLES:
+        _WORD_TUPLES[words] = words
+    return words
+
+
+_WORD_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MAX_WORD_TUPLES = 4096  # bounded: the words are untrusted input
 
 
 def _ref(obj: Any, key: str) -> ArmId | None:
@@ -204,7 +215,8 @@ def _consumer_connections(pe_id: ArmId, props: dict[str, Any]) -> tuple[Consumer
             cp = _p(c)
             state = _d(cp, "privateLinkServiceConnectionState")
             raw_id = _s(c, "id")
-            name = _s(c, "name") or (raw_id.rstrip("/").rsplit("/", 1)[-1] if raw_id else f"{array}[{i}]")
+            # Interned (_e): the name is its id's last segment, which the id already holds interned.
+            name = _e(c, "name") or (raw_id.rstrip("/").rsplit("/", 1)[-1] if raw_id else f"{array}[{i}]")
             cid = parse_id(raw_id or f"{pe_id.raw}/{array}/{name}")
             target = _s(cp, "privateLinkServiceId")
             out.append(ConsumerConnection(
@@ -225,7 +237,7 @@ def _provider_connections(owner: ArmId, props: dict[str, Any]) -> tuple[Provider
             continue
         cp = _p(c)
         state = _d(cp, "privateLinkServiceConnectionState")
-        name = _s(c, "name") or f"privateEndpointConnections[{i}]"
+        name = _e(c, "name") or f"privateEndpointConnections[{i}]"  # as an id's last segment: interned
         cid = _s(c, "id")
         # Some providers return short ids or none: anchor them under the owner so they stay unique.
         conn_id = parse_id(cid) if cid and cid.startswith("/") and "/" in cid.strip("/") else \
@@ -244,8 +256,9 @@ def _provider_connections(owner: ArmId, props: dict[str, Any]) -> tuple[Provider
 def _zone_group(item: dict[str, Any]) -> DnsZoneGroup:
     configs = [c for c in _l(_p(item), "privateDnsZoneConfigs") if isinstance(c, dict)]
     zone_ids = tuple(parse_id(z) for z in (_s(_p(c), "privateDnsZoneId") for c in configs) if z)
-    return DnsZoneGroup(id=parse_id(item["id"]), name=_s(item, "name") or parse_id(item["id"]).name,
-                        zone_ids=zone_ids, config_names=_strs(_s(c, "name") for c in configs))
+    # Names shared (_e, _words): "default" and one configuration name per zone, on 30k groups at 100k resources.
+    return DnsZoneGroup(id=parse_id(item["id"]), name=_e(item, "name") or parse_id(item["id"]).name,
+                        zone_ids=zone_ids, config_names=_words(_s(c, "name") for c in configs))
 
 
 def _zone_groups(groups: list[Any]) -> tuple[DnsZoneGroup, ...]:

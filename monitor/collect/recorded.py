@@ -250,6 +250,15 @@ class RecordedTenant:
             found, is_error = held[1], True  # its list is refused: so is the read of what it holds
         return self._load(found), is_error, found
 
+    def forget(self) -> None:
+        """Drop the folder's index and cached listings; later reads still answer, walking the folder on disk.
+
+        For a one-shot scan whose collection is done: at 100k resources the index of 57k paths is 25 MB that would
+        otherwise stay alive under the evaluation's peak of memory."""
+        self._index = {}
+        self._listings.clear()
+        self._folders.clear()
+
     def paths(self) -> list[str]:
         """Every recorded GET path (lower case), for the replay server and tools."""
         return sorted(self._index)
