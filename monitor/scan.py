@@ -42,13 +42,16 @@ def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | No
              subscriptions: Iterable[str] | None = None, workers: int | None = None,
              observations: Callable[[Snapshot], Snapshot] | None = None,
              on_progress: Callable[[str], None] | None = None,
-             taken_at: datetime | None = None, clock: Clock | None = None) -> ScanResult:
+             taken_at: datetime | None = None, clock: Clock | None = None,
+             after_collect: Callable[[], None] | None = None) -> ScanResult:
     """Collect through ``reader`` and evaluate every enabled check.
 
     ``observations`` lets the caller (the state store) attach what it has seen before, such as when
     each connection was first Pending, before the pure checks run. ``clock`` is the source's
     (:mod:`plmon.monitor.model.clock`; by default the one ``manifest`` implies): the snapshot is taken at its "now",
-    so observations, the lifecycle and every age of this scan are on it.
+    so observations, the lifecycle and every age of this scan are on it. ``after_collect`` runs once the
+    collection is read, before the build: a one-shot caller lets its reader's caches go there, so the evaluation's
+    peak of memory does not sit on top of them.
     """
     clock = clock or source_clock(manifest)
     # One interning scope over collection and build: the collection parses most of the ids the build meets
@@ -62,6 +65,8 @@ def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | No
             with paused_gc() if workers == 1 else _gc_on():
                 inv = collect(reader, subscriptions=subscriptions, manifest=manifest, workers=workers,
                               on_progress=on_progress)
+            if after_collect is not None:
+                after_collect()
             snapshot = build_snapshot(inv, taken_at=taken_at or clock.now())
         stats = inv.stats
         del inv  # the raw JSON is freed before the evaluation allocates its paths

@@ -7,27 +7,19 @@ this is the only package that imports ``plmon.monitor.replay``.
 
 from __future__ import annotations
 
-from plmon.monitor.cli.alerts import alerts_cmd, findings_cmd
-from plmon.monitor.cli.deploy import deploy
-from plmon.monitor.cli.events import events_cmd
-from plmon.monitor.cli.paths import explain_path
-from plmon.monitor.cli.record import record_cmd
-from plmon.monitor.cli.replay import replay_server
-from plmon.monitor.cli.report import report
 from plmon.monitor.cli.root import cli, main
-from plmon.monitor.cli.serve import serve
-from plmon.monitor.cli.synth import synth
 
 __all__ = ["cli", "main"]
 
-# Subcommands that live in their own modules are wired here, explicitly, one line each.
-cli.add_command(report)
-cli.add_command(explain_path)
-cli.add_command(alerts_cmd)
-cli.add_command(findings_cmd)
-cli.add_command(replay_server)
-cli.add_command(serve)
-cli.add_command(record_cmd)
-cli.add_command(deploy)
-cli.add_command(synth)
-cli.add_command(events_cmd)
+# Subcommands that live in their own modules are wired here, explicitly, one line each; each module is imported
+# only when its command is run or listed (root.LazyGroup), so ``plmon scan`` does not load the daemon's server.
+cli.lazy_command("report", "plmon.monitor.cli.report:report")
+cli.lazy_command("explain-path", "plmon.monitor.cli.paths:explain_path")
+cli.lazy_command("alerts", "plmon.monitor.cli.alerts:alerts_cmd")
+cli.lazy_command("findings", "plmon.monitor.cli.alerts:findings_cmd")
+cli.lazy_command("replay-server", "plmon.monitor.cli.replay:replay_server")
+cli.lazy_command("serve", "plmon.monitor.cli.serve:serve")
+cli.lazy_command("record", "plmon.monitor.cli.record:record_cmd")
+cli.lazy_command("deploy", "plmon.monitor.cli.deploy:deploy")
+cli.lazy_command("synth", "plmon.monitor.cli.synth:synth")
+cli.lazy_command("events", "plmon.monitor.cli.events:events_cmd")

@@ -14,11 +14,11 @@ from bisect import insort
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
-from types import MappingProxyType
-from typing import Any
+from types import MappingProxyType, MemberDescriptorType
+from typing import Any, TypeVar
 
 import structlog
 
@@ -132,8 +132,19 @@ def _strs(values: Iterable[Any]) -> tuple[str, ...]:
 
 
 def _words(values: Iterable[Any]) -> tuple[str, ...]:
-    """:func:`_strs` of a small vocabulary (group ids such as ``blob``), shared as :func:`_e` shares one word."""
-    return tuple(sys.intern(v) for v in _strs(values))
+    """:func:`_strs` of a small vocabulary (group ids such as ``blob``), shared as :func:`_e` shares one word; the
+    tuple itself is shared too (one per connection was 70k tuples of a few distinct values at 100k resources)."""
+    words = tuple(sys.intern(v) for v in _strs(values))
+    shared = _WORD_TUPLES.get(words)
+    if shared is not None:
+        return shared
+    if len(_WORD_TUPLES) < _MAX_WORD_TUPLES:
+        _WORD_TUPLES[words] = words
+    return words
+
+
+_WORD_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MAX_WORD_TUPLES = 4096  # bounded: the words are untrusted input
 
 
 def _ref(obj: Any, key: str) -> ArmId | None:
@@ -168,16 +179,26 @@ def _name(item: Any, rid: ArmId) -> str:
     return rid.name if raw is None or raw == rid.name else raw
 
 
+# The tags of a resource that has none (most of them): one shared read-only mapping, not an empty dict and its
+# proxy per resource (13 MB at 100k resources).
+_NO_TAGS = _frozen()
+
+
+def _tags(tags: Any) -> Mapping[str, str]:
+    if not isinstance(tags, dict) or not tags:
+        return _NO_TAGS
+    kept = {k: v for k, v in tags.items() if isinstance(k, str) and isinstance(v, str)}
+    return _frozen(kept) if kept else _NO_TAGS
+
+
 def _base(item: dict[str, Any], fallback_type: str) -> dict[str, Any]:
-    tags = item.get("tags")
     rid = parse_id(item["id"])
     return {
         "id": rid,
         "name": _name(item, rid),
         "type": _e(item, "type") or fallback_type,
         "location": _e(item, "location"),
-        "tags": _frozen({k: v for k, v in tags.items() if isinstance(k, str) and isinstance(v, str)}
-                        if isinstance(tags, dict) else {}),
+        "tags": _tags(item.get("tags")),
         "provisioning_state": _e(_p(item), "provisioningState") or _e(item, "provisioningState"),
     }
 
@@ -194,7 +215,8 @@ def _consumer_connections(pe_id: ArmId, props: dict[str, Any]) -> tuple[Consumer
             cp = _p(c)
             state = _d(cp, "privateLinkServiceConnectionState")
             raw_id = _s(c, "id")
-            name = _s(c, "name") or (raw_id.rstrip("/").rsplit("/", 1)[-1] if raw_id else f"{array}[{i}]")
+            # Interned (_e): the name is its id's last segment, which the id already holds interned.
+            name = _e(c, "name") or (raw_id.rstrip("/").rsplit("/", 1)[-1] if raw_id else f"{array}[{i}]")
             cid = parse_id(raw_id or f"{pe_id.raw}/{array}/{name}")
             target = _s(cp, "privateLinkServiceId")
             out.append(ConsumerConnection(
@@ -215,7 +237,7 @@ def _provider_connections(owner: ArmId, props: dict[str, Any]) -> tuple[Provider
             continue
         cp = _p(c)
         state = _d(cp, "privateLinkServiceConnectionState")
-        name = _s(c, "name") or f"privateEndpointConnections[{i}]"
+        name = _e(c, "name") or f"privateEndpointConnections[{i}]"  # as an id's last segment: interned
         cid = _s(c, "id")
         # Some providers return short ids or none: anchor them under the owner so they stay unique.
         conn_id = parse_id(cid) if cid and cid.startswith("/") and "/" in cid.strip("/") else \
@@ -234,8 +256,9 @@ def _provider_connections(owner: ArmId, props: dict[str, Any]) -> tuple[Provider
 def _zone_group(item: dict[str, Any]) -> DnsZoneGroup:
     configs = [c for c in _l(_p(item), "privateDnsZoneConfigs") if isinstance(c, dict)]
     zone_ids = tuple(parse_id(z) for z in (_s(_p(c), "privateDnsZoneId") for c in configs) if z)
-    return DnsZoneGroup(id=parse_id(item["id"]), name=_s(item, "name") or parse_id(item["id"]).name,
-                        zone_ids=zone_ids, config_names=_strs(_s(c, "name") for c in configs))
+    # Names shared (_e, _words): "default" and one configuration name per zone, on 30k groups at 100k resources.
+    return DnsZoneGroup(id=parse_id(item["id"]), name=_e(item, "name") or parse_id(item["id"]).name,
+                        zone_ids=zone_ids, config_names=_words(_s(c, "name") for c in configs))
 
 
 def _zone_groups(groups: list[Any]) -> tuple[DnsZoneGroup, ...]:
@@ -307,15 +330,17 @@ def _target(key: str, body: Any) -> Target | None:
     )
 
 
+# ACCESS_PATHS besides publicNetworkAccess, each with its parts: split once, not per target read.
+_ACCESS_PARTS = tuple((path, tuple(path.split("."))) for path in ACCESS_PATHS if path != "publicNetworkAccess")
+
+
 def _access_settings(props: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     """The raw values the public-access table (plmon.monitor.model.kinds) reads besides ``publicNetworkAccess``,
     if present."""
     out: list[tuple[str, Any]] = []
-    for path in ACCESS_PATHS:
-        if path == "publicNetworkAccess":
-            continue
+    for path, parts in _ACCESS_PARTS:
         node: Any = props
-        for part in path.split("."):
+        for part in parts:
             node = node.get(part, _MISSING) if isinstance(node, dict) else _MISSING
         if node is not _MISSING:
             # Scalars as read; anything else (a type that changed shape) as its text, so Target stays hashable.
@@ -705,11 +730,26 @@ def _peering_refs(vnet: Any) -> Iterator[tuple[str, str | None]]:
             yield raw, _ps(vnet, "name")
 
 
-def list_refs(kind: str, items: list[Any]) -> tuple[tuple[Any, ...], frozenset[str]]:
-    """The raw strings a list unit of ``kind`` keeps for the plan's follow-up reads, and the ids it listed."""
+def _refs_of_endpoint(pe: PrivateEndpoint) -> EndpointRefs:
+    """:func:`_endpoint_refs` of an item that parsed, from its record (before its NICs' IPs are merged in): the
+    same id, NIC ids as written (each ``ArmId.raw``), targets in connection order, and whether it carries an IP.
+
+    The lenient walk read every endpoint's JSON a second time (35k at 100k resources); what it reads of an item
+    that parsed is what the record holds (an item whose parse failed is still walked leniently)."""
+    return EndpointRefs(pe.id, bool(pe.ip_addresses), tuple(n.raw for n in pe.nic_ids),
+                        tuple(c.target_id for c in pe.connections if c.target_id is not None))
+
+
+def list_refs(kind: str, items: list[Any],
+              parsed: tuple[Parsed, ...] | None = None) -> tuple[tuple[Any, ...], frozenset[str]]:
+    """The raw strings a list unit of ``kind`` keeps for the plan's follow-up reads, and the ids it listed.
+
+    ``parsed``: :func:`parse_list` of the same items, whose records stand in for a second walk of their JSON."""
     refs: tuple[Any, ...] = ()
     if kind == "privateEndpoints":
-        refs = tuple(_endpoint_refs(pe) for pe in items)
+        records = [p.record for p in parsed] if parsed is not None else [None] * len(items)
+        refs = tuple(_endpoint_refs(pe) if rec is None else _refs_of_endpoint(rec)
+                     for pe, rec in zip(items, records, strict=True))
     elif kind == "privateDnsZones":
         refs = tuple(z for z in (_ps(zone, "id") for zone in items) if z)
     elif kind == "networkInterfaces":
@@ -731,7 +771,8 @@ def list_refs(kind: str, items: list[Any]) -> tuple[tuple[Any, ...], frozenset[s
 
 def list_unit(kind: str, items: list[Any]) -> ListUnit:
     """One list's items parsed into a unit (the raw items can be dropped once this returns)."""
-    refs, keys = list_refs(kind, items)
+    parsed = parse_list(kind, items)
+    refs, keys = list_refs(kind, items, parsed)
     named: frozenset[str] = frozenset()
     needs_nic: tuple[EndpointRefs, ...] = ()
     if kind == "privateEndpoints":
@@ -739,7 +780,7 @@ def list_unit(kind: str, items: list[Any]) -> ListUnit:
         needs_nic = tuple(r for r in refs if r.id is not None and not r.has_ip)
     elif kind == "networkInterfaces":
         named = frozenset(pe for _, pe in refs if pe)
-    return ListUnit(kind, parse_list(kind, items), refs, keys, named, needs_nic)
+    return ListUnit(kind, parsed, refs, keys, named, needs_nic)
 
 
 def association_unit(group: str, items: list[Any]) -> AssociationUnit:
@@ -1251,7 +1292,7 @@ def link_endpoint(p: Parsed, zone_groups: Mapping[str, Child], gaps: list[Covera
     if p.record is None:
         return None
     pe: PrivateEndpoint = p.record
-    return pe if groups is None else replace(pe, dns_zone_groups=groups.value)
+    return pe if groups is None else _with(pe, dns_zone_groups=groups.value)
 
 
 def link_endpoints(items: Iterable[Parsed], zone_groups: Mapping[str, Child],
@@ -1296,7 +1337,7 @@ def link_zone(p: Parsed, links: Mapping[str, Child], cnames: Mapping[str, Child]
     zone: PrivateDnsZone = p.record
     if its_links is None and its_cnames is None:
         return zone
-    return replace(zone, vnet_links=None if its_links is None else its_links.value,
+    return _with(zone, vnet_links=None if its_links is None else its_links.value,
                    cname_records=None if its_cnames is None else its_cnames.value)
 
 
@@ -1368,7 +1409,44 @@ def endpoints_by_subnet(endpoints: Mapping[str, PrivateEndpoint]) -> dict[str, l
 
 def with_nic_ips(pe: PrivateEndpoint, *nics: Nic) -> PrivateEndpoint:
     ips = [ip for nic in nics for ip in (c.private_ip for c in nic.ip_configs) if ip]
-    return replace(pe, ip_addresses=tuple(dict.fromkeys((*pe.ip_addresses, *ips))))
+    return _with(pe, ip_addresses=tuple(dict.fromkeys((*pe.ip_addresses, *ips))))
+
+
+_R = TypeVar("_R")
+# record class -> (field name, its slot's setter) for every field, in order; None: replace() it is
+_SETTERS: dict[type, tuple[tuple[str, Callable[[Any, Any], None]], ...] | None] = {}
+
+
+def _with(record: _R, **changes: Any) -> _R:
+    """``dataclasses.replace(record, **changes)`` for the snapshot's frozen, slotted records, by their slots.
+
+    The link step replaces two fields of every endpoint (its zone groups, its NICs' IPs: 70k replacements at 100k
+    resources), and ``replace`` walks the class's fields and calls the frozen ``__init__`` (a generic
+    ``object.__setattr__`` per field) each time. A class with a ``__post_init__``, a field outside ``__init__``
+    or no slots is left to ``replace``."""
+    cls = type(record)
+    try:
+        setters = _SETTERS[cls]
+    except KeyError:
+        setters = _SETTERS[cls] = _slot_setters(cls)
+    if setters is None:
+        return replace(record, **changes)  # type: ignore[type-var]
+    new = object.__new__(cls)
+    for name, put in setters:
+        put(new, changes[name] if name in changes else getattr(record, name))
+    return new
+
+
+def _slot_setters(cls: type) -> tuple[tuple[str, Callable[[Any, Any], None]], ...] | None:
+    if hasattr(cls, "__post_init__") or not hasattr(cls, "__slots__"):
+        return None
+    out = []
+    for f in fields(cls):
+        slot = getattr(cls, f.name, None)
+        if not f.init or not isinstance(slot, MemberDescriptorType):
+            return None
+        out.append((f.name, slot.__set__))
+    return tuple(out)
 
 
 def _dedupe(gaps: list[CoverageGap]) -> list[CoverageGap]:

@@ -189,8 +189,7 @@ class RecordedTenant:
             if found is None:
                 continue
             try:
-                with open(found, "rb") as fh:
-                    data = fh.read()
+                data = _read_bytes(found)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
                 del self._index[rel + suffix]  # deleted (or replaced by a folder) since it was indexed
                 continue
@@ -251,9 +250,37 @@ class RecordedTenant:
             found, is_error = held[1], True  # its list is refused: so is the read of what it holds
         return self._load(found), is_error, found
 
+    def forget(self) -> None:
+        """Drop the folder's index and cached listings; later reads still answer, walking the folder on disk.
+
+        For a one-shot scan whose collection is done: at 100k resources the index of 57k paths is 25 MB that would
+        otherwise stay alive under the evaluation's peak of memory."""
+        self._index = {}
+        self._listings.clear()
+        self._folders.clear()
+
     def paths(self) -> list[str]:
         """Every recorded GET path (lower case), for the replay server and tools."""
         return sorted(self._index)
+
+
+_CHUNK = 1 << 20
+
+
+def _read_bytes(path: str) -> bytes:
+    """A file's bytes, as ``open(path, "rb").read()`` gives them and with its errors, through the file descriptor.
+
+    A scan of a 57,000-file tenant reads every file once: the buffered file object that ``open`` builds and closes
+    around each read was about 40% of the reads' CPU (0.2 s at 100k resources). A directory fails at the read
+    (``IsADirectoryError``) instead of at the open."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks: list[bytes] = []
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _index_folder(arm: str) -> dict[str, str]:
