@@ -39,6 +39,9 @@ fresh server per run), 3 runs each, load average 12-24 throughout (four other en
   49.7 s (45.8-51.1; 1.66x), client 1.36 ms (1.29-1.41), server 0.66 ms.
 - An earlier interleaved pair of rounds (before the charset and server orjson steps, load 11-13): 64 workers main
   52.1 / 64.9 s against live 33.2 / 44.5 s (2.2x / 3.0x), client 2.10 / 2.79 against 1.26 / 1.71 ms per request.
+- After the orjson decode policy (20:07-20:11, one more interleaved round, load 9-14): 64 workers main 61.7 s
+  (4.1x), client 2.48 ms against live 49.8 s (3.3x), client 1.75 ms, server 0.86 -> 0.76 ms; 32 workers main
+  54.1 s (1.81x), client 2.14 ms against live 45.8 s (1.53x), client 1.31 ms, server 0.80 -> 0.66 ms.
 - No 429 in any run; 28 gaps in every run, as in ``scan --from``.
 
 What changed: azure-core's RequestsTransport gave way to plmon's transport on urllib3's pools
@@ -50,7 +53,8 @@ in one TLS record and reads and writes JSON with orjson where that is exact. Sam
 latency): 2.06 -> 1.46 ms of client CPU per request for the transport alone; server 1.2 -> 0.66 ms.
 What dominates now (py-spy --gil, 64 workers): azure-core's pipeline without the transport ~25% of the client's
 interpreter time (ContentDecodePolicy's json.loads and text decode ~12%), urllib3/http.client ~20%, the plan's
-own work (builder parsing, parse_id, ThreadPoolExecutor.submit and futures in the main thread ~14%) ~25%; and the
+own work (builder parsing, parse_id, ThreadPoolExecutor.submit and futures in the main thread ~14%) ~25%
+(measured before the orjson decode policy took most of ContentDecodePolicy's share); and the
 CPU per request grows from 32 to 64 workers (1.36 -> 1.82 ms): 64 threads handing one interpreter lock back and
 forth on every socket operation. On this machine at load 12-24 the wall time follows the CPU the two processes
 get, not the floor.

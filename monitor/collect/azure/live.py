@@ -35,7 +35,7 @@ from plmon.monitor import outside_json
 from plmon.monitor.collect.azure.api_versions import FALLBACK_TARGET_VERSION, TARGET_VERSIONS, newest_version
 from plmon.monitor.collect.azure.budget import BudgetSet
 from plmon.monitor.collect.azure.credentials import normalise_endpoint, scope_for
-from plmon.monitor.collect.azure.policies import ArmGuardPolicy, RequestStats, WriteRefused
+from plmon.monitor.collect.azure.policies import ArmGuardPolicy, RequestStats, WriteRefused, use_fast_json
 from plmon.monitor.collect.azure.transport import Urllib3Transport, _EnvOnceSession
 from plmon.monitor.collect.plan import MAX_WORKERS, SUBSCRIPTION_LISTS, ReadError
 from plmon.monitor.errors import InputError
@@ -192,7 +192,9 @@ class LiveReader:
     def _client(self, sdk: str) -> Any:
         with self._lock:
             if sdk not in self._clients:
-                self._clients[sdk] = self._factories[sdk](self.credential, **self.client_kwargs(self._guard))
+                client = self._factories[sdk](self.credential, **self.client_kwargs(self._guard))
+                use_fast_json(client)
+                self._clients[sdk] = client
             return self._clients[sdk]
 
     def client_kwargs(self, guard: Any) -> dict[str, Any]:
@@ -358,8 +360,13 @@ def _decoded_json(answer: Any, response: HttpResponse) -> Any:
     doc = answer.context.get(ContentDecodePolicy.CONTEXT_NAME)
     if not isinstance(doc, (dict, list)):
         return None
-    text = response.text()
-    if "\\ud" in text or "\\uD" in text:
+    if response.encoding in ("utf-8", None):  # an ASCII escape is in the text exactly when it is in the bytes
+        body: Any = response.content
+        escaped = b"\\ud" in body or b"\\uD" in body
+    else:
+        text = response.text()
+        escaped = "\\ud" in text or "\\uD" in text
+    if escaped:
         return outside_json.mend_surrogates(doc)
     return doc
 

@@ -267,3 +267,58 @@ def test_the_transport_is_chosen_by_environment() -> None:
     kwargs = LiveReader(StaticTokenCredential("t"), LiveSettings(transport="requests")).client_kwargs(None)
     assert isinstance(kwargs["transport"], RequestsTransport)
     assert isinstance(LiveReader(StaticTokenCredential("t")).client_kwargs(None)["transport"], Urllib3Transport)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"value": [{"id": "/x", "n": 1.5, "s": "caf\\u00e9 \\ud83d\\ude00", "t": true}]}',
+    '{"name": "café"}'.encode(),
+    b'\xef\xbb\xbf{"bom": 1}',                       # a byte-order mark: json's path
+    b'{"lone": "pe\\ud83d"}',                         # a lone surrogate: json's path
+    b'{"big": 123456789012345678901234567890}',       # beyond 64 bits: json's path
+    b'{"nan": NaN}',                                   # NaN: json's path
+    b'{"broken": ',                                    # invalid: azure-core's DecodeError
+    b"",
+])
+def test_fast_json_decoding_gives_azure_cores_document(body: bytes) -> None:
+    """Proves: the decode policy plmon puts in every SDK client yields what azure-core's own yields, errors too."""
+    import math
+
+    from azure.core.exceptions import DecodeError
+    from azure.core.pipeline.policies import ContentDecodePolicy
+
+    from plmon.monitor.collect.azure.policies import FastJsonDecodePolicy
+    from plmon.monitor.collect.azure.transport import _Urllib3Response
+
+    class Raw:
+        headers: ClassVar[dict[str, str]] = {"Content-Type": "application/json; charset=utf-8"}
+        status = 200
+        reason = "OK"
+
+        def close(self) -> None:
+            pass
+
+    def answer() -> Any:
+        return _Urllib3Response(HttpRequest("GET", "https://h/x"), Raw(), body, 4096)  # type: ignore[arg-type]
+
+    results = []
+    for policy in (ContentDecodePolicy, FastJsonDecodePolicy):
+        try:
+            results.append(("ok", policy.deserialize_from_http_generics(answer())))
+        except DecodeError as err:
+            results.append(("error", type(err).__name__))
+    if b"NaN" in body:
+        assert all(math.isnan(r[1]["nan"]) for r in results)
+    else:
+        assert results[0] == results[1]
+
+
+def test_every_sdk_client_gets_the_fast_json_policy() -> None:
+    """Proves: each SDK client the reader builds decodes through FastJsonDecodePolicy (azure-core's pipeline is
+    shaped as use_fast_json expects), and one that is not shaped so is left as it is."""
+    from plmon.monitor.collect.azure.policies import FastJsonDecodePolicy, use_fast_json
+
+    reader = LiveReader(StaticTokenCredential("t"))
+    for sdk in ("network", "privatedns", "privatelinks", "resources", "subscriptions", "managementgroups"):
+        policies = [getattr(p, "_policy", None) for p in reader._client(sdk)._client._pipeline._impl_policies]
+        assert sum(isinstance(p, FastJsonDecodePolicy) for p in policies) == 1
+    assert use_fast_json(object()) is False
