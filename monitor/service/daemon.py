@@ -195,8 +195,12 @@ class Daemon:
         self._read_at: dict[str, datetime] = {}
         self._collecting_since: datetime | None = None
         self._reread_during_collection: dict[str, ArmId] = {}
-        # (check id, resource key) -> when the earliest event behind its pending alert arrived
-        self._awaiting_alert: dict[tuple[str, str], float] = {}
+        # (check id, resource key) -> when the events behind its pending alerts arrived, one time per worker step
+        # (the earliest of its events): an alert is measured from the arrivals queued before it was. Alerts are
+        # sent on other threads than the worker's, so the next event of a finding may be processed before the
+        # last alert of it is reported sent; one merged time per finding then lost that next alert's measure.
+        self._awaiting_alert: dict[tuple[str, str], list[float]] = {}
+        self._awaiting_lock = threading.Lock()
         self.wake = threading.Event()
         # Set by plmon serve's runtime: queued alerts are handed to its delivery threads, with the findings an
         # event moved (to go first), instead of being sent on the thread that queued them. Unset (the Function,
@@ -372,8 +376,7 @@ class Daemon:
         earliest = min((arrived[i] for r in rereads for i in r.event_ids if i in arrived), default=time.time())
         for t in transitions:
             if t.alerts:
-                key = (t.check_id, t.resource_key)
-                self._awaiting_alert[key] = min(earliest, self._awaiting_alert.get(key, earliest))
+                self._await_alert((t.check_id, t.resource_key), earliest)
             log.info("finding_changed_by_event", kind=t.kind, check_id=t.check_id, resource_id=t.resource_id)
         if transitions:  # reads every open finding: after delivery (process_pending), and only when one moved
             self._recount = True
@@ -468,13 +471,28 @@ class Daemon:
         cut = min(wall, self.source_clock.now()) - self.config.state.retention
         return self.store.prune(cut) + self.intake.prune(wall - self.config.state.retention)
 
+    def _await_alert(self, key: tuple[str, str], arrived: float) -> None:
+        with self._awaiting_lock:
+            self._awaiting_alert.setdefault(key, []).append(arrived)
+
     def _delivered(self, channel: str, rows: Sequence[Any]) -> None:
+        """Metrics of a delivery; event-to-alert latency from the earliest event queued before the alert was."""
         self.metrics.alert_deliveries.labels(channel).inc(len(rows))
         now = time.time()
         for row in rows:
-            arrived = self._awaiting_alert.pop((row.check_id, row.resource_key), None)
-            if arrived is not None:
-                self.metrics.event_to_alert.observe(max(0.0, now - arrived))
+            key, queued = (row.check_id, row.resource_key), row.created_at.timestamp()
+            with self._awaiting_lock:
+                waiting = self._awaiting_alert.get(key)
+                if not waiting:
+                    continue
+                behind = [a for a in waiting if a <= queued]
+                later = [a for a in waiting if a > queued]
+                if later:
+                    self._awaiting_alert[key] = later
+                else:
+                    del self._awaiting_alert[key]
+            if behind:
+                self.metrics.event_to_alert.observe(max(0.0, now - min(behind)))
 
     def _delivery_failed(self, channel: str) -> None:
         self.metrics.alert_failures.labels(channel).inc()
