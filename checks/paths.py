@@ -25,6 +25,7 @@ engine as it was before (a frozen copy in tests/kit/oldpaths.py).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 from collections.abc import Callable, Iterator
@@ -173,7 +174,8 @@ class PathResult:
                  replaced_by: tuple[RouteCandidate, ...] = (), not_replacing: tuple[RouteCandidate, ...] = (),
                  route_table_id: ArmId | None = None, hop: Hop | None = None,
                  candidates: tuple[RouteCandidate, ...] | None = None,
-                 explain: Callable[[Subnet, str], PathResult] | None = None, subnet: Subnet | None = None) -> None:
+                 explain: Callable[[Subnet, str], PathResult] | None = None, subnet: Subnet | None = None,
+                 via_appliance: bool | None = None) -> None:
         self.subnet_id = subnet_id
         self.destination = destination
         self.route = route
@@ -185,7 +187,9 @@ class PathResult:
         self.route_table_id = route_table_id
         self.hop = hop
         # read by four route checks for every path: judged once
-        self.via_appliance = route is not None and lower(route.next_hop_type) == "virtualappliance"
+        # (the grouped engine passes it, judged once per group)
+        self.via_appliance = route is not None and lower(route.next_hop_type) == "virtualappliance" \
+            if via_appliance is None else via_appliance
         self._reasons = reasons
         self._candidates = candidates
         self._explain = explain   # with the client subnet: decide() for this path, called when reasons are read
@@ -785,12 +789,14 @@ class _Engine:
         self._system: dict[str | None, _Entries] = {}
         self._tables: dict[str, _Entries] = {}
         self._splits: dict[tuple[str | None, str | None, _Compiled], tuple[_Split, _Split]] = {}
+        self._prefixes: dict[tuple[str, str | None], tuple[_Entries, _Prefixes]] = {}
         self._decisions: dict[tuple[Any, ...], _Decision] = {}
         self._reached: dict[str, dict[str, Peering | None]] = {}
         self._visible: dict[tuple[str, IPAddr], PrivateEndpoint | None] = {}
         self._endpoint_ips: dict[tuple[str, IPAddr], _EndpointIp] = {}
         self._hop_of: dict[tuple[str | None, str | None], Hop] = {}
         self._explain = self.explain   # one bound method shared by every path
+        self._plain: _PlainEngine | None = None
         self.paths: dict[str, tuple[PathResult, ...]] = {}
 
     # compiled once: system routes per network, UDRs per route table
@@ -889,9 +895,15 @@ class _Engine:
     def _split(self, vnet_key: str | None, table: RouteTable | None, region: _Compiled) -> tuple[_Split, _Split]:
         key = (vnet_key, table.key if table else None, region)
         if key not in self._splits:
-            self._splits[key] = (_split(self.system_entries(vnet_key), region),
-                                 _split(self.udr_entries(table), region))
+            self._splits[key] = (self._indexed(("system", vnet_key), self.system_entries(vnet_key)).split(region),
+                                 self._indexed(("udrs", key[1]), self.udr_entries(table)).split(region))
         return self._splits[key]
+
+    def _indexed(self, key: tuple[str, str | None], entries: _Entries) -> _Prefixes:
+        hit = self._prefixes.get(key)
+        if hit is None or hit[0] is not entries:
+            self._prefixes[key] = hit = (entries, _Prefixes(entries))
+        return hit[1]
 
     def decision(self, vnet_key: str | None, table: RouteTable | None, info: _EndpointIp,
                  version: int) -> _Decision:
@@ -915,6 +927,11 @@ class _Engine:
             self._hop_of[key] = resolve_next_hop(self.snap, next_hop_ip, self.hops, vnet_key)
         return self._hop_of[key]
 
+    def _paths_plain(self, pe: PrivateEndpoint, ips: list[IPAddr]) -> Iterator[PathResult]:
+        if self._plain is None:
+            self._plain = _PlainEngine(self)
+        return self._plain.paths(pe, ips)
+
     def explain(self, subnet: Subnet, destination: str) -> PathResult:
         return decide(self.snap, subnet, destination, hops=self.hops, by_ip=self.by_ip)
 
@@ -922,6 +939,9 @@ class _Engine:
         """decide(subnet, ip) without its reasons for every client subnet of ``pe`` and each of its IPs (in
         decide()'s order), skipping an IP another endpoint owns for that client. Client subnets that share their
         network and route table share one decision per IP."""
+        if not self.tracked:
+            yield from self._paths_plain(pe, ips)
+            return
         snap = self.snap
         pe_vnet = _vnet_key_of(snap, pe.subnet_id)
         reached = self.reached(pe_vnet) if pe_vnet is not None else {}
@@ -952,6 +972,147 @@ class _Engine:
                 yield PathResult(subnet.id, destination, winner, None, pe, info.policy, info.vnet_prefix,
                                  group.replaced_by, group.not_replacing, table_id, hop,
                                  explain=self._explain, subnet=subnet)
+
+
+class _Prefixes:
+    """A route list indexed for :func:`_split`: a hub network's system routes hold one prefix per peered spoke, and
+    testing each of them against each endpoint subnet's region was quadratic in the spokes."""
+
+    __slots__ = ("by_length", "starts")
+
+    def __init__(self, entries: _Entries) -> None:
+        # (version, prefix length) -> network >> (bits - length) -> indices; per version the networks in order
+        self.by_length: dict[tuple[int, int], dict[int, list[int]]] = {}
+        rows: dict[int, list[tuple[int, int, int]]] = {}
+        for i, (c, _route) in enumerate(entries):
+            version, network, plen, bits = c
+            self.by_length.setdefault((version, plen), {}).setdefault(network >> (bits - plen), []).append(i)
+            rows.setdefault(version, []).append((network, plen, i))
+        self.starts = {v: (sorted(r), [n for n, _, _ in sorted(r)]) for v, r in rows.items()}
+
+    def split(self, region: _Compiled) -> _Split:
+        """:func:`_split` of the indexed entries: the same indices, in their listed order."""
+        version, value, length, bits = region
+        whole: list[int] = []
+        for (v, plen), found in self.by_length.items():
+            if v == version and plen <= length:
+                whole.extend(found.get(value >> (bits - plen), ()))
+        whole.sort()
+        inside: list[int] = []
+        per_version = self.starts.get(version)
+        if per_version is not None:
+            rows, networks = per_version
+            low = (value >> (bits - length)) << (bits - length)
+            i = bisect.bisect_left(networks, low)
+            high = low + (1 << (bits - length))
+            held = set(whole)
+            while i < len(rows) and rows[i][0] < high:
+                _network, plen, idx = rows[i]
+                if plen >= length and idx not in held:
+                    inside.append(idx)
+                i += 1
+            inside.sort()
+        return tuple(whole), tuple(inside)
+
+
+# One client subnet of an endpoint network: (subnet, its network's key, its route table, the table's id, whether its
+# network is one the endpoint network reaches)
+_Client = tuple[Subnet, str | None, RouteTable | None, ArmId | None, bool]
+# What every path of one group shares: the decision, the winner (_ENDPOINT_WINS: the endpoint's own /32), the next
+# hop and whether the winner is a virtual appliance
+_Decided = tuple[_Decision, RouteCandidate | None, Hop | None, bool]
+
+
+class _PlainEngine:
+    """The engine's paths of a plain evaluation (nothing recorded): what does not depend on the endpoint is kept
+    per network and per endpoint subnet, so a path costs one PathResult.
+
+    The client subnets of an endpoint depend only on its network; and where no route lies strictly inside the
+    endpoint subnet (its "region"), every IP of the subnet has the same covering routes, so the decision of each
+    client subnet (its "layout") is shared by every endpoint of the subnet with the same policy and VNet prefix:
+    a hub's 200 endpoints decide their 1,000 client subnets once instead of 200 times.
+    """
+
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
+        self.clients: dict[str, list[_Client]] = {}
+        self.layouts: dict[tuple[Any, ...], list[_Decided | None]] = {}
+
+    def clients_of(self, pe_vnet: str) -> list[_Client]:
+        """client_subnets() of any endpoint in ``pe_vnet``, with what each path needs of the subnet."""
+        found = self.clients.get(pe_vnet)
+        if found is not None:
+            return found
+        snap = self.engine.snap
+        reached = self.engine.reached(pe_vnet)
+        found = []
+        for key in reached:
+            vnet = snap.virtual_networks.get(key)
+            for sid in vnet.subnet_ids if vnet else ():
+                subnet = snap.subnets.get(sid.key)
+                if subnet is None:
+                    continue
+                vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
+                table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
+                found.append((subnet, vnet_key, table, table.id if table else subnet.route_table_id,
+                              vnet_key is not None and vnet_key in reached))
+        self.clients[pe_vnet] = found
+        return found
+
+    def layout(self, pe_vnet: str, clients: list[_Client], info: _EndpointIp, version: int) -> list[_Decided | None]:
+        """Per client subnet, the decided group of a path to an IP ``info`` describes (None: no path from there)."""
+        key = (pe_vnet, info.region, info.policy, info.vnet_prefix_length, version)
+        found = self.layouts.get(key)
+        if found is not None:
+            return found
+        engine = self.engine
+        uniform = True
+        by_group: dict[tuple[str | None, str | None], _Decided] = {}
+        out: list[_Decided | None] = []
+        for _subnet, vnet_key, table, _table_id, reachable in clients:
+            if not reachable:
+                out.append(None)
+                continue
+            gkey = (vnet_key, table.key if table else None)
+            decided = by_group.get(gkey)
+            if decided is None:
+                (_, sys_inside), (_, udr_inside) = engine._split(vnet_key, table, info.region)
+                if sys_inside or udr_inside:
+                    uniform = False   # which of those routes cover the IP depends on the IP: not shared
+                group = engine.decision(vnet_key, table, info, version)
+                winner = group.winner
+                via = winner is not None and winner is not _ENDPOINT_WINS and \
+                    lower(winner.next_hop_type) == "virtualappliance"
+                hop = engine.hop(winner.next_hop_ip, vnet_key) if via and winner is not None else None
+                decided = by_group[gkey] = (group, winner, hop, via)
+            out.append(decided)
+        if uniform:
+            self.layouts[key] = out
+        return out
+
+    def paths(self, pe: PrivateEndpoint, ips: list[IPAddr]) -> Iterator[PathResult]:
+        """:meth:`_Engine.paths_of` for a plain evaluation: the same paths in the same order."""
+        engine = self.engine
+        pe_vnet = _vnet_key_of(engine.snap, pe.subnet_id)
+        if pe_vnet is None:
+            return
+        clients = self.clients_of(pe_vnet)
+        per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, list[_Decided | None]]] = []
+        for ip in dict.fromkeys(ips):
+            holders: list[PrivateEndpoint] = engine.by_ip.get(ip) or []
+            info = engine.endpoint_ip(pe, ip)
+            per_ip.append((ip, str(ip), len(holders) == 1 and holders[0] is pe, info,
+                           self.layout(pe_vnet, clients, info, ip.version)))
+        explain = engine._explain
+        for i, (subnet, vnet_key, _table, table_id, _reachable) in enumerate(clients):
+            for ip, destination, only_holder, info, layout in per_ip:
+                decided = layout[i]
+                if decided is None or (not only_holder and engine.first_visible(vnet_key, ip) is not pe):
+                    continue
+                group, winner, hop, via = decided
+                yield PathResult(subnet.id, destination, info.route if winner is _ENDPOINT_WINS else winner, None, pe,
+                                 info.policy, info.vnet_prefix, group.replaced_by, group.not_replacing, table_id, hop,
+                                 None, explain, subnet, via)
 
 
 def _split(entries: _Entries, region: _Compiled) -> _Split:

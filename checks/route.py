@@ -49,12 +49,16 @@ def _group(items: Iterator[tuple[ArmId, PathResult, Any]]) -> dict[str, list[tup
 
 
 def _per_subject(snap: Snapshot, index: Index, tag: Hashable,
-                 select: Callable[[str, tuple[PathResult, ...]], list[T]]) -> Iterator[tuple[str, list[T]]]:
+                 select: Callable[[str, tuple[PathResult, ...]], list[T]],
+                 split: Callable[[tuple[PathResult, ...]], dict[str, list[T]]] | None = None,
+                 ) -> Iterator[tuple[str, list[T]]]:
     """Each finding subject of a route check (a route table, an appliance) with what ``select`` keeps of the paths
     of each endpoint whose paths name it, in the order of the tenant's paths (endpoints by key). The subject is
     judged on those alone, so after an event only the subjects whose endpoints' paths moved are judged again, and
-    what ``select`` kept of an endpoint whose paths did not move is reused (plmon.checks.units)."""
-    for k, per_endpoint in _per_endpoint(snap, index, tag, select):
+    what ``select`` kept of an endpoint whose paths did not move is reused (plmon.checks.units). ``split`` is
+    ``select`` for every subject at once (see :func:`_per_endpoint`): a hub endpoint's paths name hundreds of
+    route tables, and one ``select`` per table walked all its paths each time (quadratic in the spokes)."""
+    for k, per_endpoint in _per_endpoint(snap, index, tag, select, split):
         yield k, [row for rows in per_endpoint for row in rows]
 
 
@@ -132,6 +136,21 @@ def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[Path
         yield k, [select(k, paths_for(snap, snap.private_endpoints[e])) for e in members[key]]
 
 
+def _split_by(paths: tuple[PathResult, ...], keys: Callable[[PathResult], list[str]]) -> dict[str, list[PathResult]]:
+    """The paths each key names, in path order: ``[p for p in paths if keys(p) == [key]]`` for every key at once
+    (each of these route checks names at most one subject per path)."""
+    out: dict[str, list[PathResult]] = {}
+    for p in paths:
+        ks = keys(p)
+        if ks:
+            got = out.get(ks[0])
+            if got is None:
+                out[ks[0]] = [p]
+            else:
+                got.append(p)
+    return out
+
+
 def _subjects_of(name: str, keys: Any) -> Index:
     return Index(f"route.{name}", "private_endpoints",
                  lambda snap, pe: (k for p in paths_for(snap, pe) for k in keys(p)))
@@ -169,7 +188,8 @@ BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
 )
 def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for _key, paths in _per_subject(snap, BYPASSED, "route.udr-bypassed",
-                                    lambda key, paths: [p for p in paths if _bypassed_table(p) == [key]]):
+                                    lambda key, paths: [p for p in paths if _bypassed_table(p) == [key]],
+                                    lambda paths: _split_by(paths, _bypassed_table)):
         if not paths:
             continue
         table = paths[-1].route_table_id
@@ -486,7 +506,8 @@ UNRESOLVED = _subjects_of("unresolved_tables", _unresolved_table)
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     known: dict[tuple[str, str | None], bool] = {}
     for _key, candidates in _per_subject(snap, UNRESOLVED, "route.nva-unresolved",
-                                         lambda key, paths: [p for p in paths if _unresolved_table(p) == [key]]):
+                                         lambda key, paths: [p for p in paths if _unresolved_table(p) == [key]],
+                                         lambda paths: _split_by(paths, _unresolved_table)):
         paths = []
         for p in candidates:
             assert p.hop is not None
@@ -536,7 +557,14 @@ FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: [n.key for n in _forwa
 def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[PathResult, Nic]]:
         return [(p, n) for p in paths for n in _forwarding_off(p) if n.key == key]
-    for _key, rows in _per_subject(snap, FORWARDING_OFF, "route.nva-ip-forwarding-off", select):
+
+    def split(paths: tuple[PathResult, ...]) -> dict[str, list[tuple[PathResult, Nic]]]:
+        out: dict[str, list[tuple[PathResult, Nic]]] = {}
+        for p in paths:
+            for n in _forwarding_off(p):
+                out.setdefault(n.key, []).append((p, n))
+        return out
+    for _key, rows in _per_subject(snap, FORWARDING_OFF, "route.nva-ip-forwarding-off", select, split):
         if not rows:
             continue
         paths = [p for p, _ in rows]
