@@ -14,7 +14,7 @@ from plmon.checks.finding import Issue, Severity
 from plmon.checks.links import ENDPOINTS_BY_TARGET, VIEW_READS, views_of
 from plmon.checks.registry import check
 from plmon.checks.remedy import az, fill
-from plmon.checks.units import each, lookup
+from plmon.checks.units import each, lookup, plain
 from plmon.monitor.model.kinds import ACCESS_MODE, ACCESS_RULES, BOOLEAN, PRIVATE_CLUSTER, AccessRule
 from plmon.monitor.model.snapshot import Snapshot, Target, TargetState, lower
 
@@ -27,9 +27,25 @@ NOT_APPLICABLE = ("microsoft.network/privatelinkservices", "microsoft.authorizat
 _ABSENT = object()
 
 
+# A plain evaluation's approved endpoints per target (the last snapshot's): both checks here ask for every target's.
+_approved: tuple[Snapshot | None, dict[str, list[str]]] = (None, {})
+
+
 def _approved_endpoints(snap: Snapshot, target: Target) -> list[str]:
     """The endpoints (raw ids) of the Approved connections to ``target``: the views of every endpoint that names it
     and of every endpoint its own connection entries name (connection_views, found from the target's side)."""
+    if not plain():
+        return _find_approved(snap, target)
+    global _approved
+    if _approved[0] is not snap:
+        _approved = (snap, {})
+    found = _approved[1].get(target.key)
+    if found is None:
+        found = _approved[1][target.key] = _find_approved(snap, target)
+    return found
+
+
+def _find_approved(snap: Snapshot, target: Target) -> list[str]:
     keys = dict.fromkeys(lookup(snap, ENDPOINTS_BY_TARGET, target.key))
     keys.update(dict.fromkeys(pc.endpoint_id.key for pc in target.connections if pc.endpoint_id is not None))
     return [v.endpoint_id.raw for k in keys for v in views_of(snap, k)
