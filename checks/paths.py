@@ -50,7 +50,7 @@ from plmon.monitor.model.snapshot import (
 
 __all__ = [
     "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "parse_ip", "paths_for",
-    "peering_counts", "replaces_endpoint_route", "resolve_next_hop",
+    "peering_counts", "replaces_endpoint_route", "resolve_next_hop", "routed_paths",
 ]
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -798,6 +798,7 @@ class _Engine:
         self._explain = self.explain   # one bound method shared by every path
         self._plain: _PlainEngine | None = None
         self.paths: dict[str, tuple[PathResult, ...]] = {}
+        self.routed: dict[str, tuple[PathResult, ...]] = {}
 
     # compiled once: system routes per network, UDRs per route table
     def system_entries(self, vnet_key: str | None) -> _Entries:
@@ -1019,8 +1020,8 @@ class _Prefixes:
 # network is one the endpoint network reaches)
 _Client = tuple[Subnet, str | None, RouteTable | None, ArmId | None, bool]
 # What every path of one group shares: the decision, the winner (_ENDPOINT_WINS: the endpoint's own /32), the next
-# hop and whether the winner is a virtual appliance
-_Decided = tuple[_Decision, RouteCandidate | None, Hop | None, bool]
+# hop, whether the winner is a virtual appliance, and whether a route check can read the path (see routed_paths)
+_Decided = tuple[_Decision, RouteCandidate | None, Hop | None, bool, bool]
 
 
 class _PlainEngine:
@@ -1084,14 +1085,17 @@ class _PlainEngine:
                 via = winner is not None and winner is not _ENDPOINT_WINS and \
                     lower(winner.next_hop_type) == "virtualappliance"
                 hop = engine.hop(winner.next_hop_ip, vnet_key) if via and winner is not None else None
-                decided = by_group[gkey] = (group, winner, hop, via)
+                routed = via or (not group.replaced_by and any(lower(u.next_hop_type) == "virtualappliance"
+                                                               for u in group.not_replacing))
+                decided = by_group[gkey] = (group, winner, hop, via, routed)
             out.append(decided)
         if uniform:
             self.layouts[key] = out
         return out
 
-    def paths(self, pe: PrivateEndpoint, ips: list[IPAddr]) -> Iterator[PathResult]:
-        """:meth:`_Engine.paths_of` for a plain evaluation: the same paths in the same order."""
+    def paths(self, pe: PrivateEndpoint, ips: list[IPAddr], routed: bool = False) -> Iterator[PathResult]:
+        """:meth:`_Engine.paths_of` for a plain evaluation: the same paths in the same order (with ``routed``, only
+        those :func:`routed_paths` keeps)."""
         engine = self.engine
         pe_vnet = _vnet_key_of(engine.snap, pe.subnet_id)
         if pe_vnet is None:
@@ -1107,9 +1111,10 @@ class _PlainEngine:
         for i, (subnet, vnet_key, _table, table_id, _reachable) in enumerate(clients):
             for ip, destination, only_holder, info, layout in per_ip:
                 decided = layout[i]
-                if decided is None or (not only_holder and engine.first_visible(vnet_key, ip) is not pe):
+                if decided is None or (routed and not decided[4]) or \
+                        (not only_holder and engine.first_visible(vnet_key, ip) is not pe):
                     continue
-                group, winner, hop, via = decided
+                group, winner, hop, via, _routed = decided
                 yield PathResult(subnet.id, destination, info.route if winner is _ENDPOINT_WINS else winner, None, pe,
                                  info.policy, info.vnet_prefix, group.replaced_by, group.not_replacing, table_id, hop,
                                  None, explain, subnet, via)
@@ -1190,6 +1195,23 @@ def _engine_for(snap: Snapshot) -> _Engine:
     engine = _Engine(snap)
     _ENGINES[:] = [(snap, engine)]
     return engine
+
+
+def routed_paths(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:
+    """The paths of :func:`paths_for` a route check can report on, in their order: those whose route is a virtual
+    appliance, and those where an appliance route covers the IP without replacing the endpoint's /32. For a plain
+    evaluation only (``plmon scan``: nothing recorded): at 100k resources half of the paths are neither, and each
+    cost a PathResult that four checks then walked past."""
+    engine = _engine_for(snap)
+    if engine.tracked:   # the snapshot's engine records its reads (the daemon's units): every path, as recorded
+        return paths_for(snap, pe)
+    found = engine.routed.get(pe.key)
+    if found is None:
+        ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
+        if engine._plain is None:
+            engine._plain = _PlainEngine(engine)
+        found = engine.routed[pe.key] = tuple(engine._plain.paths(pe, ips, routed=True)) if ips else ()
+    return found
 
 
 def paths_for(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.paths import PathResult, RouteCandidate, _net, client_subnets, parse_ip, paths_for
+from plmon.checks.paths import Hop, PathResult, RouteCandidate, _net, client_subnets, parse_ip, paths_for, routed_paths
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
@@ -111,7 +111,7 @@ def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[
     """:func:`_group_plain` from one ``split`` per endpoint."""
     members: dict[str, list[V]] = {}
     for e in sorted(snap.private_endpoints):
-        for key, kept in split(paths_for(snap, snap.private_endpoints[e])).items():
+        for key, kept in split(routed_paths(snap, snap.private_endpoints[e])).items():
             got = members.get(key)
             if got is None:
                 members[key] = [kept]
@@ -342,16 +342,39 @@ def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> 
     return rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None)
 
 
+# A plain evaluation's rows per next hop (the last snapshot's), by the hop's identity: paths of one group share
+# their Hop, and a hop's subjects and tag verdicts do not depend on the path.
+_hop_rows: tuple[Snapshot | None, dict[int, tuple[Hop, list[tuple[ArmId, SnatVerdict | None]]]]] = (None, {})
+
+
+def _rows_of_hop(snap: Snapshot, p: PathResult) -> list[tuple[ArmId, SnatVerdict | None]]:
+    """(subject, verdict) of :func:`_appliance_verdicts` (``firewalls=False``) for a path through ``p.hop``."""
+    global _hop_rows
+    hop = p.hop
+    assert hop is not None
+    if _hop_rows[0] is not snap:
+        _hop_rows = (snap, {})
+    hit = _hop_rows[1].get(id(hop))
+    if hit is None or hit[0] is not hop:
+        hit = _hop_rows[1][id(hop)] = (hop, [(x[0], x[2]) for x in _appliance_verdicts(snap, (p,), firewalls=False)])
+    return hit[1]
+
+
 def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) -> dict[str, _Rows]:
     """:func:`_appliance_rows` for every appliance ``paths`` name (the keys :func:`_appliance_keys` gives, which
-    name the same subjects), from one pass of :func:`_appliance_verdicts` instead of one per appliance."""
+    name the same subjects), from one pass of :func:`_appliance_verdicts` instead of one per appliance (a plain
+    evaluation's split: each hop's rows judged once per snapshot)."""
     by_key: dict[str, list[tuple[ArmId, PathResult, SnatVerdict | None]]] = {}
-    for x in _appliance_verdicts(snap, paths, firewalls=False):
-        got = by_key.get(x[0].key)
-        if got is None:
-            by_key[x[0].key] = [x]
-        else:
-            got.append(x)
+    for p in paths:
+        if not p.via_appliance or p.hop is None or p.hop.kind == "unresolved":
+            continue
+        for subject_id, v in _rows_of_hop(snap, p):
+            x = (subject_id, p, v)
+            got = by_key.get(subject_id.key)
+            if got is None:
+                by_key[subject_id.key] = [x]
+            else:
+                got.append(x)
     out: dict[str, _Rows] = {}
     for key, rows in by_key.items():
         firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
@@ -360,8 +383,18 @@ def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) ->
     return out
 
 
+# A plain evaluation's firewall verdicts per (firewall, destination), the last snapshot's: both SNAT checks judge
+# the same pairs.
+_firewall_verdicts: tuple[Snapshot | None, dict[tuple[str, str], SnatVerdict]] = (None, {})
+
+
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
+    global _firewall_verdicts
     judged: dict[tuple[str, str], SnatVerdict] = {}
+    if plain():
+        if _firewall_verdicts[0] is not snap:
+            _firewall_verdicts = (snap, {})
+        judged = _firewall_verdicts[1]
 
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
         found = judged.get((fw.key, ip))
