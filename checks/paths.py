@@ -1038,6 +1038,41 @@ class _PlainEngine:
         self.engine = engine
         self.clients: dict[str, list[_Client]] = {}
         self.layouts: dict[tuple[Any, ...], list[_Decided | None]] = {}
+        # the holders of each IP by (version, value): an IPv4Address hashes through hex() on every lookup
+        by_ip = engine.by_ip
+        assert isinstance(by_ip, dict)
+        self.holders: dict[tuple[int, int], list[PrivateEndpoint]] = {(ip.version, int(ip)): v for ip, v in by_ip.items()}
+        # per endpoint subnet id: what _EndpointIp needs that does not depend on the IP
+        self.subnets: dict[str | None, tuple[str | None, list[tuple[_Compiled, str]], list[_Compiled]]] = {}
+
+    def endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr, text: str) -> _EndpointIp:
+        """:meth:`_Engine._endpoint_ip` with the endpoint subnet's part kept per subnet (``text``: ``str(ip)``)."""
+        skey = pe.subnet_id.key if pe.subnet_id else None
+        part = self.subnets.get(skey)
+        if part is None:
+            snap = self.engine.snap
+            ep_subnet = snap.subnet_of(pe)
+            vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
+            part = self.subnets[skey] = (
+                ep_subnet.pe_policies if ep_subnet else None,
+                [(c, prefix) for prefix in (vnet.address_prefixes if vnet else ()) if (c := _compile(prefix))],
+                [c for prefix in (ep_subnet.address_prefixes if ep_subnet else ()) if (c := _compile(prefix))])
+        policy, vnet_prefixes, subnet_prefixes = part
+        version, value, bits = ip.version, int(ip), ip.max_prefixlen
+        best: tuple[int, str] | None = None
+        for c, prefix in vnet_prefixes:   # _endpoint_vnet_prefix: the longest entry holding the IP, the first on ties
+            if _holds(c, version, value, bits) and (best is None or c[2] > best[0]):
+                best = (c[2], prefix)
+        vnet_prefix = best[1] if best else None
+        vnet_net = _net(vnet_prefix)
+        region: _Compiled = (version, value, bits, bits)
+        for c in subnet_prefixes:
+            if _holds(c, version, value, bits):
+                region = c
+                break
+        return _EndpointIp(policy, vnet_prefix, vnet_net.prefixlen if vnet_net else None,
+                           RouteCandidate(f"{text}/{bits}", ENDPOINT, "InterfaceEndpoint", endpoint_id=pe.id),
+                           value, region)
 
     def clients_of(self, pe_vnet: str) -> list[_Client]:
         """client_subnets() of any endpoint in ``pe_vnet``, with what each path needs of the subnet."""
@@ -1102,10 +1137,16 @@ class _PlainEngine:
             return
         clients = self.clients_of(pe_vnet)
         per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, list[_Decided | None]]] = []
-        for ip in dict.fromkeys(ips):
-            holders: list[PrivateEndpoint] = engine.by_ip.get(ip) or []
-            info = engine.endpoint_ip(pe, ip)
-            per_ip.append((ip, str(ip), len(holders) == 1 and holders[0] is pe, info,
+        seen: set[tuple[int, int]] = set()
+        for ip in ips:
+            ikey = (ip.version, int(ip))
+            if ikey in seen:
+                continue
+            seen.add(ikey)
+            holders = self.holders.get(ikey) or []
+            text = str(ip)
+            info = self.endpoint_ip(pe, ip, text)
+            per_ip.append((ip, text, len(holders) == 1 and holders[0] is pe, info,
                            self.layout(pe_vnet, clients, info, ip.version)))
         explain = engine._explain
         for i, (subnet, vnet_key, _table, table_id, _reachable) in enumerate(clients):

@@ -110,8 +110,8 @@ def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[
                  ) -> Iterator[tuple[str, list[V]]]:
     """:func:`_group_plain` from one ``split`` per endpoint."""
     members: dict[str, list[V]] = {}
-    for e in sorted(snap.private_endpoints):
-        for key, kept in split(routed_paths(snap, snap.private_endpoints[e])).items():
+    for paths in _routed(snap):
+        for key, kept in split(paths).items():
             got = members.get(key)
             if got is None:
                 members[key] = [kept]
@@ -119,6 +119,19 @@ def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[
                 got.append(kept)
     for key in sorted(members):
         yield key, members[key]
+
+
+_routed_last: tuple[Snapshot | None, list[tuple[PathResult, ...]]] = (None, [])
+
+
+def _routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
+    """The routed paths of every endpoint that has some, endpoints by key: the five route checks of a plain
+    evaluation each walk them."""
+    global _routed_last
+    if _routed_last[0] is not snap:
+        every = (routed_paths(snap, snap.private_endpoints[e]) for e in sorted(snap.private_endpoints))
+        _routed_last = (snap, [paths for paths in every if paths])
+    return _routed_last[1]
 
 
 def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[PathResult, ...]], V]
@@ -571,7 +584,11 @@ def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
 def _forwarding_off(p: PathResult) -> list[Nic]:
     if not p.via_appliance or p.hop is None:
         return []
-    candidates = [p.hop.nic] if p.hop.nic is not None else list(p.hop.backend_nics)
+    return _nics_forwarding_off(p.hop)
+
+
+def _nics_forwarding_off(hop: Hop) -> list[Nic]:
+    candidates = [hop.nic] if hop.nic is not None else list(hop.backend_nics)
     return [nic for nic in candidates if nic is not None and not nic.enable_ip_forwarding]
 
 
@@ -591,10 +608,18 @@ def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator
     def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[PathResult, Nic]]:
         return [(p, n) for p in paths for n in _forwarding_off(p) if n.key == key]
 
+    off: dict[int, tuple[Hop, list[Nic]]] = {}   # by the hop's identity: a group's paths share their Hop
+
     def split(paths: tuple[PathResult, ...]) -> dict[str, list[tuple[PathResult, Nic]]]:
         out: dict[str, list[tuple[PathResult, Nic]]] = {}
         for p in paths:
-            for n in _forwarding_off(p):
+            hop = p.hop
+            if not p.via_appliance or hop is None:
+                continue
+            hit = off.get(id(hop))
+            if hit is None or hit[0] is not hop:
+                hit = off[id(hop)] = (hop, _nics_forwarding_off(hop))
+            for n in hit[1]:
                 out.setdefault(n.key, []).append((p, n))
         return out
     for _key, rows in _per_subject(snap, FORWARDING_OFF, "route.nva-ip-forwarding-off", select, split):
