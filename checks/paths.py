@@ -1041,7 +1041,8 @@ class _PlainEngine:
         # the holders of each IP by (version, value): an IPv4Address hashes through hex() on every lookup
         by_ip = engine.by_ip
         assert isinstance(by_ip, dict)
-        self.holders: dict[tuple[int, int], list[PrivateEndpoint]] = {(ip.version, int(ip)): v for ip, v in by_ip.items()}
+        self.holders: dict[tuple[int, int], list[PrivateEndpoint]] = {
+            (ip.version, int(ip)): v for ip, v in by_ip.items()}
         # per endpoint subnet id: what _EndpointIp needs that does not depend on the IP
         self.subnets: dict[str | None, tuple[str | None, list[tuple[_Compiled, str]], list[_Compiled]]] = {}
 
