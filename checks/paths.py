@@ -28,7 +28,7 @@ from __future__ import annotations
 import bisect
 import functools
 import ipaddress
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -835,7 +835,6 @@ class _Engine:
         self._explain = self.explain   # one bound method shared by every path
         self._plain: _PlainEngine | None = None
         self.paths: dict[str, tuple[PathResult, ...]] = {}
-        self.routed: dict[str, tuple[PathResult, ...]] = {}
 
     # compiled once: system routes per network, UDRs per route table
     def system_entries(self, vnet_key: str | None) -> _Entries:
@@ -1057,8 +1056,9 @@ class _Prefixes:
 # network is one the endpoint network reaches)
 _Client = tuple[Subnet, str | None, RouteTable | None, ArmId | None, bool]
 # What every path of one group shares: the decision, the winner (_ENDPOINT_WINS: the endpoint's own /32), the next
-# hop, whether the winner is a virtual appliance, and whether a route check can read the path (see routed_paths)
-_Decided = tuple[_Decision, RouteCandidate | None, Hop | None, bool, bool]
+# hop, whether the winner is a virtual appliance, whether a route check can read the path (see routed_paths), and
+# whether an appliance route covers the IP without replacing the endpoint's /32
+_Decided = tuple[_Decision, RouteCandidate | None, Hop | None, bool, bool, bool]
 
 
 class _PlainEngine:
@@ -1075,6 +1075,7 @@ class _PlainEngine:
         self.engine = engine
         self.clients: dict[str, list[_Client]] = {}
         self.layouts: dict[tuple[Any, ...], list[_Decided | None]] = {}
+        self.wanted: dict[int, tuple[list[int], list[int]]] = {}   # by a kept layout's identity: _wanted(layout)
         # the holders of each IP by (version, value): an IPv4Address hashes through hex() on every lookup
         by_ip = engine.by_ip
         assert isinstance(by_ip, dict)
@@ -1158,17 +1159,35 @@ class _PlainEngine:
                 via = winner is not None and winner is not _ENDPOINT_WINS and \
                     lower(winner.next_hop_type) == "virtualappliance"
                 hop = engine.hop(winner.next_hop_ip, vnet_key) if via and winner is not None else None
-                routed = via or (not group.replaced_by and any(lower(u.next_hop_type) == "virtualappliance"
-                                                               for u in group.not_replacing))
-                decided = by_group[gkey] = (group, winner, hop, via, routed)
+                bypass = not group.replaced_by and any(lower(u.next_hop_type) == "virtualappliance"
+                                                       for u in group.not_replacing)
+                decided = by_group[gkey] = (group, winner, hop, via, via or bypass, bypass)
             out.append(decided)
         if uniform:
             self.layouts[key] = out
+            self.wanted[id(out)] = self._wanted(out)
         return out
 
-    def paths(self, pe: PrivateEndpoint, ips: list[IPAddr], routed: bool = False) -> Iterator[PathResult]:
+    def _wanted(self, layout: list[_Decided | None]) -> tuple[list[int], list[int]]:
+        """The client subnets whose paths :func:`routed_paths` keeps without ``firewalls``, and those through an
+        Azure Firewall (what it keeps with it is among them): the others need no visit."""
+        routes: list[int] = []
+        firewalls: list[int] = []
+        for i, decided in enumerate(layout):
+            if decided is None or not decided[4]:
+                continue
+            hop = decided[2]
+            through_firewall = hop is not None and hop.firewall is not None
+            if through_firewall:
+                firewalls.append(i)
+            if not through_firewall or decided[5]:
+                routes.append(i)
+        return routes, firewalls
+
+    def paths(self, pe: PrivateEndpoint, ips: list[IPAddr], routed: bool = False,
+              firewalls: Callable[[Hop, str], bool] | None = None) -> Iterator[PathResult]:
         """:meth:`_Engine.paths_of` for a plain evaluation: the same paths in the same order (with ``routed``, only
-        those :func:`routed_paths` keeps)."""
+        those :func:`routed_paths` keeps, given ``firewalls``)."""
         engine = self.engine
         pe_vnet = _vnet_key_of(engine.snap, pe.subnet_id)
         if pe_vnet is None:
@@ -1187,13 +1206,26 @@ class _PlainEngine:
             per_ip.append((ip, text, len(holders) == 1 and holders[0] is pe, info,
                            self.layout(pe_vnet, clients, info, ip.version)))
         explain = engine._explain
-        for i, (subnet, vnet_key, _table, table_id, _reachable) in enumerate(clients):
+        visit: Iterable[int] = range(len(clients))
+        if routed:
+            wanted = [self.wanted.get(id(layout)) or self._wanted(layout) for *_, layout in per_ip]
+            which = 0 if firewalls is None else 1
+            visit = wanted[0][which] if len(wanted) == 1 else sorted({i for w in wanted for i in w[which]})
+        for i in visit:
+            subnet, vnet_key, _table, table_id, _reachable = clients[i]
             for ip, destination, only_holder, info, layout in per_ip:
                 decided = layout[i]
                 if decided is None or (routed and not decided[4]) or \
                         (not only_holder and engine.first_visible(vnet_key, ip) is not pe):
                     continue
-                group, winner, hop, via, _routed = decided
+                group, winner, hop, via, _routed, bypass = decided
+                if routed:
+                    through_firewall = hop is not None and hop.firewall is not None
+                    if firewalls is None:
+                        if through_firewall and not bypass:
+                            continue
+                    elif not through_firewall or not firewalls(hop, destination):   # type: ignore[arg-type]
+                        continue
                 yield PathResult(subnet.id, destination, info.route if winner is _ENDPOINT_WINS else winner, None, pe,
                                  info.policy, info.vnet_prefix, group.replaced_by, group.not_replacing, table_id, hop,
                                  None, explain, subnet, via)
@@ -1276,21 +1308,28 @@ def _engine_for(snap: Snapshot) -> _Engine:
     return engine
 
 
-def routed_paths(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:
-    """The paths of :func:`paths_for` a route check can report on, in their order: those whose route is a virtual
-    appliance, and those where an appliance route covers the IP without replacing the endpoint's /32. For a plain
-    evaluation only (``plmon scan``: nothing recorded): at 100k resources half of the paths are neither, and each
-    cost a PathResult that four checks then walked past."""
+def routed_paths(snap: Snapshot, pe: PrivateEndpoint,
+                 firewalls: Callable[[Hop, str], bool] | None = None) -> tuple[PathResult, ...]:
+    """The paths of :func:`paths_for` a route check can report on, in their order, for a plain evaluation
+    (``plmon scan``: nothing recorded). At 100k resources half of the paths neither go through an appliance nor
+    have an appliance route that fails to replace the endpoint's /32, and most of the others go through an Azure
+    Firewall that translates the traffic; each cost a PathResult that the route checks then walked past.
+
+    Without ``firewalls``: the paths whose route is a virtual appliance other than an Azure Firewall, and those
+    where an appliance route covers the IP without replacing the endpoint's /32 (what every route check but the
+    SNAT ones reads). With it: the paths through an Azure Firewall for which ``firewalls(hop, destination)`` holds
+    (the SNAT checks pass whether the firewall may leave that traffic untranslated). Not kept: the caller keeps
+    what it needs."""
     engine = _engine_for(snap)
-    if engine.tracked:   # the snapshot's engine records its reads (the daemon's units): every path, as recorded
-        return paths_for(snap, pe)
-    found = engine.routed.get(pe.key)
-    if found is None:
-        ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
-        if engine._plain is None:
-            engine._plain = _PlainEngine(engine)
-        found = engine.routed[pe.key] = tuple(engine._plain.paths(pe, ips, routed=True)) if ips else ()
-    return found
+    if engine.tracked:   # the snapshot's engine records its reads (the daemon's units): its paths, as recorded
+        every = paths_for(snap, pe)
+        return every if firewalls is None else tuple(p for p in every if p.hop and p.hop.firewall)
+    ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
+    if not ips:
+        return ()
+    if engine._plain is None:
+        engine._plain = _PlainEngine(engine)
+    return tuple(engine._plain.paths(pe, ips, routed=True, firewalls=firewalls))
 
 
 def paths_for(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:

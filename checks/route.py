@@ -98,7 +98,7 @@ def _per_endpoint_plain(snap: Snapshot, index: Index, tag: Hashable,
     found = done.get((index.name, tag))
     if found is None:
         found = done[(index.name, tag)] = list(_group_plain(snap, index, select) if split is None else
-                                               _split_plain(snap, split))
+                                               _split_plain(snap, split, index is APPLIANCES))
     return iter(found)
 
 
@@ -106,11 +106,11 @@ def _per_endpoint_plain(snap: Snapshot, index: Index, tag: Hashable,
 _plain_last: tuple[Snapshot | None, dict[tuple[str, Hashable], list[tuple[str, list[Any]]]]] = (None, {})
 
 
-def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[str, V]]
+def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[str, V]], snat: bool = False
                  ) -> Iterator[tuple[str, list[V]]]:
-    """:func:`_group_plain` from one ``split`` per endpoint."""
+    """:func:`_group_plain` from one ``split`` per endpoint (of the paths :func:`_routed` keeps)."""
     members: dict[str, list[V]] = {}
-    for paths in _routed(snap):
+    for paths in (_snat_routed(snap) if snat else [paths for _e, paths in _routed(snap)]):
         for key, kept in split(paths).items():
             got = members.get(key)
             if got is None:
@@ -121,17 +121,45 @@ def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[
         yield key, members[key]
 
 
-_routed_last: tuple[Snapshot | None, list[tuple[PathResult, ...]]] = (None, [])
+_routed_last: tuple[Snapshot | None, list[tuple[str, tuple[PathResult, ...]]]] = (None, [])
+_snat_last: tuple[Snapshot | None, list[tuple[PathResult, ...]]] = (None, [])
 
 
-def _routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
-    """The routed paths of every endpoint that has some, endpoints by key: the five route checks of a plain
-    evaluation each walk them."""
+def _routed(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...]]]:
+    """Each endpoint's routed paths but those through an Azure Firewall (routed_paths), endpoints by key, those
+    without any left out: what the route checks of a plain evaluation walk (the SNAT ones with more)."""
     global _routed_last
     if _routed_last[0] is not snap:
-        every = (routed_paths(snap, snap.private_endpoints[e]) for e in sorted(snap.private_endpoints))
-        _routed_last = (snap, [paths for paths in every if paths])
+        every = ((e, routed_paths(snap, snap.private_endpoints[e])) for e in sorted(snap.private_endpoints))
+        _routed_last = (snap, [(e, paths) for e, paths in every if paths])
     return _routed_last[1]
+
+
+def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
+    """What the SNAT checks of a plain evaluation walk per endpoint: its routed paths through appliances other
+    than an Azure Firewall, then those through a firewall that may leave the traffic untranslated (a path through
+    a firewall that SNATs it can be reported by no route check). A subject is one appliance, so its rows come
+    from one of the two parts, in path order."""
+    global _snat_last
+    if _snat_last[0] is not snap:
+        judged = _firewall_judged(snap)
+
+        def untranslated(hop: Hop, destination: str) -> bool:
+            fw = hop.firewall
+            assert fw is not None
+            verdict = judged.get((fw.key, destination))
+            if verdict is None:
+                verdict = judged[(fw.key, destination)] = firewall_snat(snap, fw, destination)
+            return verdict.snats is not True
+        others = dict(_routed(snap))
+        out: list[tuple[PathResult, ...]] = []
+        for e in sorted(snap.private_endpoints):
+            mine = tuple(p for p in others.get(e, ()) if p.hop is None or p.hop.firewall is None)
+            mine += routed_paths(snap, snap.private_endpoints[e], untranslated)
+            if mine:
+                out.append(mine)
+        _snat_last = (snap, out)
+    return _snat_last[1]
 
 
 def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[PathResult, ...]], V]
@@ -401,13 +429,15 @@ def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) ->
 _firewall_verdicts: tuple[Snapshot | None, dict[tuple[str, str], SnatVerdict]] = (None, {})
 
 
-def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
+def _firewall_judged(snap: Snapshot) -> dict[tuple[str, str], SnatVerdict]:
     global _firewall_verdicts
-    judged: dict[tuple[str, str], SnatVerdict] = {}
-    if plain():
-        if _firewall_verdicts[0] is not snap:
-            _firewall_verdicts = (snap, {})
-        judged = _firewall_verdicts[1]
+    if _firewall_verdicts[0] is not snap:
+        _firewall_verdicts = (snap, {})
+    return _firewall_verdicts[1]
+
+
+def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
+    judged: dict[tuple[str, str], SnatVerdict] = _firewall_judged(snap) if plain() else {}
 
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
         found = judged.get((fw.key, ip))
