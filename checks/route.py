@@ -15,7 +15,7 @@ from plmon.checks.finding import Issue, Severity
 from plmon.checks.paths import Hop, PathResult, RouteCandidate, _net, client_subnets, parse_ip, paths_for, routed_paths
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
-from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
+from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_ranges, firewall_snat, snats_for, tagged_snat
 from plmon.checks.units import Index, each, each_key, lookup, plain, shared
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
@@ -142,15 +142,18 @@ def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
     from one of the two parts, in path order."""
     global _snat_last
     if _snat_last[0] is not snap:
-        judged = _firewall_judged(snap)
+        ranges: dict[str, tuple[str, ...] | None] = {}
+        judged: dict[tuple[str, str], bool] = {}
 
         def untranslated(hop: Hop, destination: str) -> bool:
             fw = hop.firewall
             assert fw is not None
-            verdict = judged.get((fw.key, destination))
-            if verdict is None:
-                verdict = judged[(fw.key, destination)] = firewall_snat(snap, fw, destination)
-            return verdict.snats is not True
+            found = judged.get((fw.key, destination))
+            if found is None:
+                if fw.key not in ranges:
+                    ranges[fw.key] = firewall_ranges(snap, fw)
+                found = judged[(fw.key, destination)] = snats_for(ranges[fw.key], destination) is not True
+            return found
         others = dict(_routed(snap))
         out: list[tuple[PathResult, ...]] = []
         for e in sorted(snap.private_endpoints):
