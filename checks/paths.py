@@ -1076,6 +1076,10 @@ class _PlainEngine:
         self.clients: dict[str, list[_Client]] = {}
         self.layouts: dict[tuple[Any, ...], list[_Decided | None]] = {}
         self.wanted: dict[int, tuple[list[int], list[int]]] = {}   # by a kept layout's identity: _wanted(layout)
+        # per endpoint (the route checks ask twice): its IPs with their layouts, and the client subnets to visit
+        self.endpoints: dict[str, tuple[PrivateEndpoint, list[tuple[IPAddr, str, bool, _EndpointIp,
+                                                                   list[_Decided | None]]],
+                                        tuple[list[int], list[int]]]] = {}
         # the holders of each IP by (version, value): an IPv4Address hashes through hex() on every lookup
         by_ip = engine.by_ip
         assert isinstance(by_ip, dict)
@@ -1193,24 +1197,30 @@ class _PlainEngine:
         if pe_vnet is None:
             return
         clients = self.clients_of(pe_vnet)
-        per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, list[_Decided | None]]] = []
-        seen: set[tuple[int, int]] = set()
-        for ip in ips:
-            ikey = (ip.version, int(ip))
-            if ikey in seen:
-                continue
-            seen.add(ikey)
-            holders = self.holders.get(ikey) or []
-            text = str(ip)
-            info = self.endpoint_ip(pe, ip, text)
-            per_ip.append((ip, text, len(holders) == 1 and holders[0] is pe, info,
-                           self.layout(pe_vnet, clients, info, ip.version)))
+        kept = self.endpoints.get(pe.key)
+        if kept is None or kept[0] is not pe:
+            per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, list[_Decided | None]]] = []
+            seen: set[tuple[int, int]] = set()
+            for ip in ips:
+                ikey = (ip.version, int(ip))
+                if ikey in seen:
+                    continue
+                seen.add(ikey)
+                holders = self.holders.get(ikey) or []
+                text = str(ip)
+                info = self.endpoint_ip(pe, ip, text)
+                per_ip.append((ip, text, len(holders) == 1 and holders[0] is pe, info,
+                               self.layout(pe_vnet, clients, info, ip.version)))
+            wanted = [self.wanted.get(id(layout)) or self._wanted(layout) for *_, layout in per_ip]
+            visits: tuple[list[int], list[int]] = \
+                wanted[0] if len(wanted) == 1 else (sorted({i for w in wanted for i in w[0]}),
+                                                    sorted({i for w in wanted for i in w[1]}))
+            kept = self.endpoints[pe.key] = (pe, per_ip, visits)
+        _pe, per_ip, visits = kept
         explain = engine._explain
         visit: Iterable[int] = range(len(clients))
         if routed:
-            wanted = [self.wanted.get(id(layout)) or self._wanted(layout) for *_, layout in per_ip]
-            which = 0 if firewalls is None else 1
-            visit = wanted[0][which] if len(wanted) == 1 else sorted({i for w in wanted for i in w[which]})
+            visit = visits[0 if firewalls is None else 1]
         for i in visit:
             subnet, vnet_key, _table, table_id, _reachable = clients[i]
             for ip, destination, only_holder, info, layout in per_ip:
