@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.links import VIEW_READS, ConnectionView, views_of
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import alternative, az, lines, note
-from plmon.checks.units import each, each_item
+from plmon.checks.units import each, each_item, plain
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.kinds import listed_providers
 from plmon.monitor.model.snapshot import Snapshot, TargetState, lower
@@ -29,8 +29,54 @@ SUBJECTS = ("private_endpoints", "provider_connections_by_endpoint")
 
 def _views(snap: Snapshot) -> Iterator[ConnectionView]:
     """connection_views, grouped by endpoint: each endpoint's views while it is the subject being judged."""
+    if plain():
+        for _key, views in _plain(snap).by_status.get("pending", ()):
+            yield from views
+        return
     for key, _ in each_item(snap, *SUBJECTS):
         yield from views_of(snap, key)
+
+
+def _has_actions(view: ConnectionView) -> bool:
+    return any((value := conn.actions_required) and lower(value) != "none"
+               for conn in (view.consumer, view.provider) if conn is not None)
+
+
+class _Subjects:
+    """A plain evaluation's subjects (``plmon scan``: nothing recorded, no focus) sorted once for the five checks
+    here: each subject's views by status, in subject and view order, and the subjects with actions required. Each
+    check then visits only the subjects it can report on, instead of every endpoint's views (most are Approved)."""
+
+    __slots__ = ("actions", "by_status")
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.by_status: dict[str, list[tuple[str, list[ConnectionView]]]] = {}
+        self.actions: list[str] = []
+        for key, _ in each_item(snap, *SUBJECTS):
+            views = views_of(snap, key)
+            mine: dict[str, list[ConnectionView]] = {}
+            for v in views:
+                got = mine.get(status := v.status_key)
+                if got is None:
+                    mine[status] = [v]
+                else:
+                    got.append(v)
+            for status, vs in mine.items():
+                self.by_status.setdefault(status, []).append((key, vs))
+            if any(_has_actions(v) for v in views):
+                self.actions.append(key)
+
+
+_last: tuple[Snapshot | None, _Subjects | None] = (None, None)
+
+
+def _plain(snap: Snapshot) -> _Subjects:
+    global _last
+    found = _last[1]
+    if _last[0] is not snap or found is None:
+        found = _Subjects(snap)
+        _last = (snap, found)
+    return found
 
 
 def _hours(seconds: float) -> float:
@@ -85,8 +131,13 @@ def pending(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
 
 
 def _endpoint_issues(snap: Snapshot, status: str, what: str) -> Iterator[Issue]:
-    for key, _ in each_item(snap, *SUBJECTS):
-        views = [v for v in views_of(snap, key) if v.status_key == status]
+    subjects: Iterable[tuple[str, list[ConnectionView]]]
+    if plain():
+        subjects = _plain(snap).by_status.get(status, ())
+    else:
+        subjects = ((key, [v for v in views_of(snap, key) if v.status_key == status])
+                    for key, _ in each_item(snap, *SUBJECTS))
+    for _key, views in subjects:
         if not views:
             continue
         pe_id = views[0].endpoint_id
@@ -132,7 +183,8 @@ def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     reads=VIEW_READS, over=SUBJECTS,
 )
 def actions_required(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for key, _ in each_item(snap, *SUBJECTS):
+    keys = _plain(snap).actions if plain() else (key for key, _ in each_item(snap, *SUBJECTS))
+    for key in keys:
         items: list[tuple[ConnectionView, dict[str, str]]] = []
         for view in views_of(snap, key):
             sides = {}

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.links import VIEW_READS, views_of
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import az, lines
-from plmon.checks.units import Index, each, each_key, lookup
+from plmon.checks.units import Index, each, each_key, lookup, plain
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import PrivateEndpoint, Snapshot
 
@@ -115,7 +115,10 @@ def _managed_elsewhere(snap: Snapshot, pe: PrivateEndpoint, patterns: tuple[str,
     reads=(*VIEW_READS, "subnets"), over="private_endpoints",
 )
 def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
+    quick = plain()
     for pe in each(snap, "private_endpoints"):
+        if quick and (pe.dns_zone_groups is None or pe.dns_zone_groups):
+            continue  # the same outcome as below, without pairing the views (recorded reads keep the order below)
         targets: list[ArmId | None] = [
             view.target_id for view in views_of(snap, pe.key)
             if view.status_key == "approved" and
@@ -227,6 +230,27 @@ class _LinkedZones:
         return {(z.name.lower().rstrip("."), z.key) for z in zones} or default
 
 
+def _duplicate_groups(snap: Snapshot) -> Iterator[tuple[Hashable, tuple[str, ...]]]:
+    """Each (target, group id) group with its endpoints (sorted), groups in text order, as judged one at a time
+    (each_key, lookup). A plain evaluation groups the endpoints in one pass and skips the groups of one endpoint,
+    which cannot duplicate anything (nearly all of them), instead of a lookup per group."""
+    if not plain():
+        for group in each_key(snap, DUPLICATE_GROUPS):
+            yield group, lookup(snap, DUPLICATE_GROUPS, group)
+        return
+    members: dict[str, list[str]] = {}
+    for key, pe in snap.private_endpoints.items():
+        for group in dict.fromkeys(_groups_of(snap, pe)):
+            got = members.get(group)
+            if got is None:
+                members[group] = [key]
+            else:
+                got.append(key)
+    for group in sorted(members):
+        if len(keys := members[group]) > 1:
+            yield group, tuple(sorted(keys))
+
+
 @check(
     id="dns.duplicate-endpoints", title="Several private endpoints for the same resource share DNS",
     severity=Severity.LOW,
@@ -240,9 +264,9 @@ class _LinkedZones:
 def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]
     zones_by_vnet = _LinkedZones(snap)
-    for group in each_key(snap, DUPLICATE_GROUPS):
+    for group, grouped in _duplicate_groups(snap):
         target, gid = str(group).split("\0", 1)
-        eps = {k: snap.private_endpoints[k] for k in lookup(snap, DUPLICATE_GROUPS, group)}
+        eps = {k: snap.private_endpoints[k] for k in grouped}
         if len(eps) < 2:
             continue
         target_type = next(v.target_id.type_key for k in eps for v in views_of(snap, k)

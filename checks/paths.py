@@ -25,9 +25,10 @@ engine as it was before (a frozen copy in tests/kit/oldpaths.py).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +50,7 @@ from plmon.monitor.model.snapshot import (
 
 __all__ = [
     "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "parse_ip", "paths_for",
-    "peering_counts", "replaces_endpoint_route", "resolve_next_hop",
+    "peering_counts", "replaces_endpoint_route", "resolve_next_hop", "routed_paths",
 ]
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,8 +71,24 @@ POLICIES_HONOURING_UDRS = ("enabled", "routetableenabled")
 def parse_ip(value: str | None) -> IPAddr | None:
     """The address, or None when ``value`` is not one. Cached: the same endpoint IPs are parsed by every pass over
     the tenant (addresses are immutable)."""
+    if not value:
+        return None
+    text = value.strip()
+    # A dotted quad as ipaddress accepts it (four ASCII decimal octets of at most three digits, no leading zero,
+    # each at most 255), converted here: parsing an IPv4 string in ipaddress costs about four times as much, and a
+    # 100k tenant's endpoint IPs are all parsed on the scan's first pass. Anything else is left to ipaddress.
+    octets = text.split(".")
+    if len(octets) == 4:
+        number = 0
+        for octet in octets:
+            if not (0 < len(octet) <= 3 and octet.isascii() and octet.isdigit()) or \
+                    (octet[0] == "0" and len(octet) > 1) or (byte := int(octet)) > 255:
+                break
+            number = number << 8 | byte
+        else:
+            return ipaddress.IPv4Address(number)
     try:
-        return ipaddress.ip_address(value.strip()) if value else None
+        return ipaddress.ip_address(text)
     except ValueError:
         return None
 
@@ -173,7 +190,8 @@ class PathResult:
                  replaced_by: tuple[RouteCandidate, ...] = (), not_replacing: tuple[RouteCandidate, ...] = (),
                  route_table_id: ArmId | None = None, hop: Hop | None = None,
                  candidates: tuple[RouteCandidate, ...] | None = None,
-                 explain: Callable[[Subnet, str], PathResult] | None = None, subnet: Subnet | None = None) -> None:
+                 explain: Callable[[Subnet, str], PathResult] | None = None, subnet: Subnet | None = None,
+                 via_appliance: bool | None = None) -> None:
         self.subnet_id = subnet_id
         self.destination = destination
         self.route = route
@@ -185,7 +203,9 @@ class PathResult:
         self.route_table_id = route_table_id
         self.hop = hop
         # read by four route checks for every path: judged once
-        self.via_appliance = route is not None and lower(route.next_hop_type) == "virtualappliance"
+        # (the grouped engine passes it, judged once per group)
+        self.via_appliance = route is not None and lower(route.next_hop_type) == "virtualappliance" \
+            if via_appliance is None else via_appliance
         self._reasons = reasons
         self._candidates = candidates
         self._explain = explain   # with the client subnet: decide() for this path, called when reasons are read
@@ -327,11 +347,32 @@ class _HopIndex:
     # the key of the network it sits in (None when unknown, e.g. a Virtual WAN hub).
     owners: dict[IPAddr, list[tuple[str | None, str, Any]]] = field(default_factory=dict)
 
+    # The NICs by ("config", ip configuration key) and ("pool", backend pool key), built on first use: the same
+    # NICs _backend_nics finds by scanning every NIC of the tenant, once per frontend.
+    pooled: dict[tuple[str, str], list[Nic]] | None = None
+
     def backends_of(self, snap: Snapshot, lb: LoadBalancer, fe: FrontendIp) -> tuple[Nic, ...]:
         backends = self.backends.get(fe.id.key)
         if backends is None:
-            backends = self.backends[fe.id.key] = _backend_nics(snap, lb, fe)
+            backends = self.backends[fe.id.key] = self._backends(snap, lb, fe)
         return backends
+
+    def _backends(self, snap: Snapshot, lb: LoadBalancer, fe: FrontendIp) -> tuple[Nic, ...]:
+        """:func:`_backend_nics` from the NICs the pools and configurations name."""
+        if self.pooled is None:
+            pooled: dict[tuple[str, str], list[Nic]] = {}
+            for nic in snap.nics.values():
+                for c in nic.ip_configs:
+                    pooled.setdefault(("config", c.id.key), []).append(nic)
+                    for b in c.backend_pool_ids:
+                        pooled.setdefault(("pool", b.key), []).append(nic)
+            object.__setattr__(self, "pooled", pooled)
+        assert self.pooled is not None
+        pools = set(lb.rule_pools.get(fe.id.key, ())) or set(lb.backend_pools)
+        config_keys = {c.key for p in pools for c in lb.backend_pools.get(p, ())}
+        found = {nic.key: nic for k in config_keys for nic in self.pooled.get(("config", k), ())}
+        found.update((nic.key, nic) for p in pools for nic in self.pooled.get(("pool", p), ()))
+        return tuple(found[k] for k in sorted(found))
 
 
 def _ips_of_firewall(snap: Snapshot, fw: Firewall) -> Iterator[IPAddr]:
@@ -785,12 +826,14 @@ class _Engine:
         self._system: dict[str | None, _Entries] = {}
         self._tables: dict[str, _Entries] = {}
         self._splits: dict[tuple[str | None, str | None, _Compiled], tuple[_Split, _Split]] = {}
+        self._prefixes: dict[tuple[str, str | None], tuple[_Entries, _Prefixes]] = {}
         self._decisions: dict[tuple[Any, ...], _Decision] = {}
         self._reached: dict[str, dict[str, Peering | None]] = {}
         self._visible: dict[tuple[str, IPAddr], PrivateEndpoint | None] = {}
         self._endpoint_ips: dict[tuple[str, IPAddr], _EndpointIp] = {}
         self._hop_of: dict[tuple[str | None, str | None], Hop] = {}
         self._explain = self.explain   # one bound method shared by every path
+        self._plain: _PlainEngine | None = None
         self.paths: dict[str, tuple[PathResult, ...]] = {}
 
     # compiled once: system routes per network, UDRs per route table
@@ -889,9 +932,15 @@ class _Engine:
     def _split(self, vnet_key: str | None, table: RouteTable | None, region: _Compiled) -> tuple[_Split, _Split]:
         key = (vnet_key, table.key if table else None, region)
         if key not in self._splits:
-            self._splits[key] = (_split(self.system_entries(vnet_key), region),
-                                 _split(self.udr_entries(table), region))
+            self._splits[key] = (self._indexed(("system", vnet_key), self.system_entries(vnet_key)).split(region),
+                                 self._indexed(("udrs", key[1]), self.udr_entries(table)).split(region))
         return self._splits[key]
+
+    def _indexed(self, key: tuple[str, str | None], entries: _Entries) -> _Prefixes:
+        hit = self._prefixes.get(key)
+        if hit is None or hit[0] is not entries:
+            self._prefixes[key] = hit = (entries, _Prefixes(entries))
+        return hit[1]
 
     def decision(self, vnet_key: str | None, table: RouteTable | None, info: _EndpointIp,
                  version: int) -> _Decision:
@@ -915,6 +964,11 @@ class _Engine:
             self._hop_of[key] = resolve_next_hop(self.snap, next_hop_ip, self.hops, vnet_key)
         return self._hop_of[key]
 
+    def _paths_plain(self, pe: PrivateEndpoint, ips: list[IPAddr]) -> Iterator[PathResult]:
+        if self._plain is None:
+            self._plain = _PlainEngine(self)
+        return self._plain.paths(pe, ips)
+
     def explain(self, subnet: Subnet, destination: str) -> PathResult:
         return decide(self.snap, subnet, destination, hops=self.hops, by_ip=self.by_ip)
 
@@ -922,6 +976,9 @@ class _Engine:
         """decide(subnet, ip) without its reasons for every client subnet of ``pe`` and each of its IPs (in
         decide()'s order), skipping an IP another endpoint owns for that client. Client subnets that share their
         network and route table share one decision per IP."""
+        if not self.tracked:
+            yield from self._paths_plain(pe, ips)
+            return
         snap = self.snap
         pe_vnet = _vnet_key_of(snap, pe.subnet_id)
         reached = self.reached(pe_vnet) if pe_vnet is not None else {}
@@ -952,6 +1009,236 @@ class _Engine:
                 yield PathResult(subnet.id, destination, winner, None, pe, info.policy, info.vnet_prefix,
                                  group.replaced_by, group.not_replacing, table_id, hop,
                                  explain=self._explain, subnet=subnet)
+
+
+class _Prefixes:
+    """A route list indexed for :func:`_split`: a hub network's system routes hold one prefix per peered spoke, and
+    testing each of them against each endpoint subnet's region was quadratic in the spokes."""
+
+    __slots__ = ("by_length", "starts")
+
+    def __init__(self, entries: _Entries) -> None:
+        # (version, prefix length) -> network >> (bits - length) -> indices; per version the networks in order
+        self.by_length: dict[tuple[int, int], dict[int, list[int]]] = {}
+        rows: dict[int, list[tuple[int, int, int]]] = {}
+        for i, (c, _route) in enumerate(entries):
+            version, network, plen, bits = c
+            self.by_length.setdefault((version, plen), {}).setdefault(network >> (bits - plen), []).append(i)
+            rows.setdefault(version, []).append((network, plen, i))
+        self.starts = {v: (sorted(r), [n for n, _, _ in sorted(r)]) for v, r in rows.items()}
+
+    def split(self, region: _Compiled) -> _Split:
+        """:func:`_split` of the indexed entries: the same indices, in their listed order."""
+        version, value, length, bits = region
+        whole: list[int] = []
+        for (v, plen), found in self.by_length.items():
+            if v == version and plen <= length:
+                whole.extend(found.get(value >> (bits - plen), ()))
+        whole.sort()
+        inside: list[int] = []
+        per_version = self.starts.get(version)
+        if per_version is not None:
+            rows, networks = per_version
+            low = (value >> (bits - length)) << (bits - length)
+            i = bisect.bisect_left(networks, low)
+            high = low + (1 << (bits - length))
+            held = set(whole)
+            while i < len(rows) and rows[i][0] < high:
+                _network, plen, idx = rows[i]
+                if plen >= length and idx not in held:
+                    inside.append(idx)
+                i += 1
+            inside.sort()
+        return tuple(whole), tuple(inside)
+
+
+# One client subnet of an endpoint network: (subnet, its network's key, its route table, the table's id, whether its
+# network is one the endpoint network reaches)
+_Client = tuple[Subnet, str | None, RouteTable | None, ArmId | None, bool]
+# What every path of one group shares: the decision, the winner (_ENDPOINT_WINS: the endpoint's own /32), the next
+# hop, whether the winner is a virtual appliance, whether a route check can read the path (see routed_paths), and
+# whether an appliance route covers the IP without replacing the endpoint's /32
+_Decided = tuple[_Decision, RouteCandidate | None, Hop | None, bool, bool, bool]
+
+
+class _PlainEngine:
+    """The engine's paths of a plain evaluation (nothing recorded): what does not depend on the endpoint is kept
+    per network and per endpoint subnet, so a path costs one PathResult.
+
+    The client subnets of an endpoint depend only on its network; and where no route lies strictly inside the
+    endpoint subnet (its "region"), every IP of the subnet has the same covering routes, so the decision of each
+    client subnet (its "layout") is shared by every endpoint of the subnet with the same policy and VNet prefix:
+    a hub's 200 endpoints decide their 1,000 client subnets once instead of 200 times.
+    """
+
+    def __init__(self, engine: _Engine) -> None:
+        self.engine = engine
+        self.clients: dict[str, list[_Client]] = {}
+        self.layouts: dict[tuple[Any, ...], list[_Decided | None]] = {}
+        self.wanted: dict[int, tuple[list[int], list[int]]] = {}   # by a kept layout's identity: _wanted(layout)
+        # per endpoint (the route checks ask twice): its IPs with their layouts, and the client subnets to visit
+        self.endpoints: dict[str, tuple[PrivateEndpoint, list[tuple[IPAddr, str, bool, _EndpointIp,
+                                                                   list[_Decided | None]]],
+                                        tuple[list[int], list[int]]]] = {}
+        # the holders of each IP by (version, value): an IPv4Address hashes through hex() on every lookup
+        by_ip = engine.by_ip
+        assert isinstance(by_ip, dict)
+        self.holders: dict[tuple[int, int], list[PrivateEndpoint]] = {
+            (ip.version, int(ip)): v for ip, v in by_ip.items()}
+        # per endpoint subnet id: what _EndpointIp needs that does not depend on the IP
+        self.subnets: dict[str | None, tuple[str | None, list[tuple[_Compiled, str]], list[_Compiled]]] = {}
+
+    def endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr, text: str) -> _EndpointIp:
+        """:meth:`_Engine._endpoint_ip` with the endpoint subnet's part kept per subnet (``text``: ``str(ip)``)."""
+        skey = pe.subnet_id.key if pe.subnet_id else None
+        part = self.subnets.get(skey)
+        if part is None:
+            snap = self.engine.snap
+            ep_subnet = snap.subnet_of(pe)
+            vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
+            part = self.subnets[skey] = (
+                ep_subnet.pe_policies if ep_subnet else None,
+                [(c, prefix) for prefix in (vnet.address_prefixes if vnet else ()) if (c := _compile(prefix))],
+                [c for prefix in (ep_subnet.address_prefixes if ep_subnet else ()) if (c := _compile(prefix))])
+        policy, vnet_prefixes, subnet_prefixes = part
+        version, value, bits = ip.version, int(ip), ip.max_prefixlen
+        best: tuple[int, str] | None = None
+        for c, prefix in vnet_prefixes:   # _endpoint_vnet_prefix: the longest entry holding the IP, the first on ties
+            if _holds(c, version, value, bits) and (best is None or c[2] > best[0]):
+                best = (c[2], prefix)
+        vnet_prefix = best[1] if best else None
+        vnet_net = _net(vnet_prefix)
+        region: _Compiled = (version, value, bits, bits)
+        for c in subnet_prefixes:
+            if _holds(c, version, value, bits):
+                region = c
+                break
+        return _EndpointIp(policy, vnet_prefix, vnet_net.prefixlen if vnet_net else None,
+                           RouteCandidate(f"{text}/{bits}", ENDPOINT, "InterfaceEndpoint", endpoint_id=pe.id),
+                           value, region)
+
+    def clients_of(self, pe_vnet: str) -> list[_Client]:
+        """client_subnets() of any endpoint in ``pe_vnet``, with what each path needs of the subnet."""
+        found = self.clients.get(pe_vnet)
+        if found is not None:
+            return found
+        snap = self.engine.snap
+        reached = self.engine.reached(pe_vnet)
+        found = []
+        for key in reached:
+            vnet = snap.virtual_networks.get(key)
+            for sid in vnet.subnet_ids if vnet else ():
+                subnet = snap.subnets.get(sid.key)
+                if subnet is None:
+                    continue
+                vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
+                table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
+                found.append((subnet, vnet_key, table, table.id if table else subnet.route_table_id,
+                              vnet_key is not None and vnet_key in reached))
+        self.clients[pe_vnet] = found
+        return found
+
+    def layout(self, pe_vnet: str, clients: list[_Client], info: _EndpointIp, version: int) -> list[_Decided | None]:
+        """Per client subnet, the decided group of a path to an IP ``info`` describes (None: no path from there)."""
+        key = (pe_vnet, info.region, info.policy, info.vnet_prefix_length, version)
+        found = self.layouts.get(key)
+        if found is not None:
+            return found
+        engine = self.engine
+        uniform = True
+        by_group: dict[tuple[str | None, str | None], _Decided] = {}
+        out: list[_Decided | None] = []
+        for _subnet, vnet_key, table, _table_id, reachable in clients:
+            if not reachable:
+                out.append(None)
+                continue
+            gkey = (vnet_key, table.key if table else None)
+            decided = by_group.get(gkey)
+            if decided is None:
+                (_, sys_inside), (_, udr_inside) = engine._split(vnet_key, table, info.region)
+                if sys_inside or udr_inside:
+                    uniform = False   # which of those routes cover the IP depends on the IP: not shared
+                group = engine.decision(vnet_key, table, info, version)
+                winner = group.winner
+                via = winner is not None and winner is not _ENDPOINT_WINS and \
+                    lower(winner.next_hop_type) == "virtualappliance"
+                hop = engine.hop(winner.next_hop_ip, vnet_key) if via and winner is not None else None
+                bypass = not group.replaced_by and any(lower(u.next_hop_type) == "virtualappliance"
+                                                       for u in group.not_replacing)
+                decided = by_group[gkey] = (group, winner, hop, via, via or bypass, bypass)
+            out.append(decided)
+        if uniform:
+            self.layouts[key] = out
+            self.wanted[id(out)] = self._wanted(out)
+        return out
+
+    def _wanted(self, layout: list[_Decided | None]) -> tuple[list[int], list[int]]:
+        """The client subnets whose paths :func:`routed_paths` keeps without ``firewalls``, and those through an
+        Azure Firewall (what it keeps with it is among them): the others need no visit."""
+        routes: list[int] = []
+        firewalls: list[int] = []
+        for i, decided in enumerate(layout):
+            if decided is None or not decided[4]:
+                continue
+            hop = decided[2]
+            through_firewall = hop is not None and hop.firewall is not None
+            if through_firewall:
+                firewalls.append(i)
+            if not through_firewall or decided[5]:
+                routes.append(i)
+        return routes, firewalls
+
+    def paths(self, pe: PrivateEndpoint, ips: list[IPAddr], routed: bool = False,
+              firewalls: Callable[[Hop, str], bool] | None = None) -> Iterator[PathResult]:
+        """:meth:`_Engine.paths_of` for a plain evaluation: the same paths in the same order (with ``routed``, only
+        those :func:`routed_paths` keeps, given ``firewalls``)."""
+        engine = self.engine
+        pe_vnet = _vnet_key_of(engine.snap, pe.subnet_id)
+        if pe_vnet is None:
+            return
+        clients = self.clients_of(pe_vnet)
+        kept = self.endpoints.get(pe.key)
+        if kept is None or kept[0] is not pe:
+            per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, list[_Decided | None]]] = []
+            seen: set[tuple[int, int]] = set()
+            for ip in ips:
+                ikey = (ip.version, int(ip))
+                if ikey in seen:
+                    continue
+                seen.add(ikey)
+                holders = self.holders.get(ikey) or []
+                text = str(ip)
+                info = self.endpoint_ip(pe, ip, text)
+                per_ip.append((ip, text, len(holders) == 1 and holders[0] is pe, info,
+                               self.layout(pe_vnet, clients, info, ip.version)))
+            wanted = [self.wanted.get(id(layout)) or self._wanted(layout) for *_, layout in per_ip]
+            visits: tuple[list[int], list[int]] = \
+                wanted[0] if len(wanted) == 1 else (sorted({i for w in wanted for i in w[0]}),
+                                                    sorted({i for w in wanted for i in w[1]}))
+            kept = self.endpoints[pe.key] = (pe, per_ip, visits)
+        _pe, per_ip, visits = kept
+        explain = engine._explain
+        visit: Iterable[int] = range(len(clients))
+        if routed:
+            visit = visits[0 if firewalls is None else 1]
+        for i in visit:
+            subnet, vnet_key, _table, table_id, _reachable = clients[i]
+            for ip, destination, only_holder, info, layout in per_ip:
+                decided = layout[i]
+                if decided is None or (routed and not decided[4]) or \
+                        (not only_holder and engine.first_visible(vnet_key, ip) is not pe):
+                    continue
+                group, winner, hop, via, _routed, bypass = decided
+                if routed:
+                    through_firewall = hop is not None and hop.firewall is not None
+                    if firewalls is None:
+                        if through_firewall and not bypass:
+                            continue
+                    elif not through_firewall or not firewalls(hop, destination):   # type: ignore[arg-type]
+                        continue
+                yield PathResult(subnet.id, destination, info.route if winner is _ENDPOINT_WINS else winner, None, pe,
+                                 info.policy, info.vnet_prefix, group.replaced_by, group.not_replacing, table_id, hop,
+                                 None, explain, subnet, via)
 
 
 def _split(entries: _Entries, region: _Compiled) -> _Split:
@@ -1029,6 +1316,30 @@ def _engine_for(snap: Snapshot) -> _Engine:
     engine = _Engine(snap)
     _ENGINES[:] = [(snap, engine)]
     return engine
+
+
+def routed_paths(snap: Snapshot, pe: PrivateEndpoint,
+                 firewalls: Callable[[Hop, str], bool] | None = None) -> tuple[PathResult, ...]:
+    """The paths of :func:`paths_for` a route check can report on, in their order, for a plain evaluation
+    (``plmon scan``: nothing recorded). At 100k resources half of the paths neither go through an appliance nor
+    have an appliance route that fails to replace the endpoint's /32, and most of the others go through an Azure
+    Firewall that translates the traffic; each cost a PathResult that the route checks then walked past.
+
+    Without ``firewalls``: the paths whose route is a virtual appliance other than an Azure Firewall, and those
+    where an appliance route covers the IP without replacing the endpoint's /32 (what every route check but the
+    SNAT ones reads). With it: the paths through an Azure Firewall for which ``firewalls(hop, destination)`` holds
+    (the SNAT checks pass whether the firewall may leave that traffic untranslated). Not kept: the caller keeps
+    what it needs."""
+    engine = _engine_for(snap)
+    if engine.tracked:   # the snapshot's engine records its reads (the daemon's units): its paths, as recorded
+        every = paths_for(snap, pe)
+        return every if firewalls is None else tuple(p for p in every if p.hop and p.hop.firewall)
+    ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
+    if not ips:
+        return ()
+    if engine._plain is None:
+        engine._plain = _PlainEngine(engine)
+    return tuple(engine._plain.paths(pe, ips, routed=True, firewalls=firewalls))
 
 
 def paths_for(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:

@@ -14,7 +14,7 @@ from plmon.checks.finding import Issue, Severity
 from plmon.checks.links import ENDPOINTS_BY_TARGET, VIEW_READS, views_of
 from plmon.checks.registry import check
 from plmon.checks.remedy import az, fill
-from plmon.checks.units import each, lookup
+from plmon.checks.units import each, lookup, plain
 from plmon.monitor.model.kinds import ACCESS_MODE, ACCESS_RULES, BOOLEAN, PRIVATE_CLUSTER, AccessRule
 from plmon.monitor.model.snapshot import Snapshot, Target, TargetState, lower
 
@@ -27,9 +27,56 @@ NOT_APPLICABLE = ("microsoft.network/privatelinkservices", "microsoft.authorizat
 _ABSENT = object()
 
 
+# A plain evaluation's approved endpoints per target (the last snapshot's): both checks here ask for every target's.
+_approved: tuple[Snapshot | None, _Approved | None] = (None, None)
+
+
 def _approved_endpoints(snap: Snapshot, target: Target) -> list[str]:
     """The endpoints (raw ids) of the Approved connections to ``target``: the views of every endpoint that names it
     and of every endpoint its own connection entries name (connection_views, found from the target's side)."""
+    if not plain():
+        return _find_approved(snap, target)
+    global _approved
+    found = _approved[1]
+    if _approved[0] is not snap or found is None:
+        found = _Approved(snap)
+        _approved = (snap, found)
+    return found.of(target)
+
+
+class _Approved:
+    """:func:`_find_approved` for a plain evaluation: the endpoints naming each target found in one pass, and each
+    endpoint's Approved views reduced once to (target key, endpoint id). The result is only ever used as a set
+    (both checks sort it), so its order is not kept."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.naming: dict[str, set[str]] = {}
+        for key, pe in snap.private_endpoints.items():
+            for c in pe.connections:
+                if c.target_id is not None:
+                    self.naming.setdefault(c.target_id.key, set()).add(key)
+        self.per_endpoint: dict[str, list[tuple[str, str]]] = {}
+        self.per_target: dict[str, list[str]] = {}
+
+    def _of_endpoint(self, key: str) -> list[tuple[str, str]]:
+        found = self.per_endpoint.get(key)
+        if found is None:
+            found = self.per_endpoint[key] = [(v.target_id.key, v.endpoint_id.raw) for v in views_of(self.snap, key)
+                                              if v.status_key == "approved" and v.target_id is not None]
+        return found
+
+    def of(self, target: Target) -> list[str]:
+        found = self.per_target.get(target.key)
+        if found is None:
+            keys = set(self.naming.get(target.key, ()))
+            keys.update(pc.endpoint_id.key for pc in target.connections if pc.endpoint_id is not None)
+            found = self.per_target[target.key] = [raw for k in keys for tk, raw in self._of_endpoint(k)
+                                                   if tk == target.key]
+        return found
+
+
+def _find_approved(snap: Snapshot, target: Target) -> list[str]:
     keys = dict.fromkeys(lookup(snap, ENDPOINTS_BY_TARGET, target.key))
     keys.update(dict.fromkeys(pc.endpoint_id.key for pc in target.connections if pc.endpoint_id is not None))
     return [v.endpoint_id.raw for k in keys for v in views_of(snap, k)

@@ -12,10 +12,10 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.paths import PathResult, RouteCandidate, _net, client_subnets, parse_ip, paths_for
+from plmon.checks.paths import Hop, PathResult, RouteCandidate, _net, client_subnets, parse_ip, paths_for, routed_paths
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
-from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_snat, tagged_snat
+from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_ranges, firewall_snat, snats_for, tagged_snat
 from plmon.checks.units import Index, each, each_key, lookup, plain, shared
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
@@ -49,12 +49,16 @@ def _group(items: Iterator[tuple[ArmId, PathResult, Any]]) -> dict[str, list[tup
 
 
 def _per_subject(snap: Snapshot, index: Index, tag: Hashable,
-                 select: Callable[[str, tuple[PathResult, ...]], list[T]]) -> Iterator[tuple[str, list[T]]]:
+                 select: Callable[[str, tuple[PathResult, ...]], list[T]],
+                 split: Callable[[tuple[PathResult, ...]], dict[str, list[T]]] | None = None,
+                 ) -> Iterator[tuple[str, list[T]]]:
     """Each finding subject of a route check (a route table, an appliance) with what ``select`` keeps of the paths
     of each endpoint whose paths name it, in the order of the tenant's paths (endpoints by key). The subject is
     judged on those alone, so after an event only the subjects whose endpoints' paths moved are judged again, and
-    what ``select`` kept of an endpoint whose paths did not move is reused (plmon.checks.units)."""
-    for k, per_endpoint in _per_endpoint(snap, index, tag, select):
+    what ``select`` kept of an endpoint whose paths did not move is reused (plmon.checks.units). ``split`` is
+    ``select`` for every subject at once (see :func:`_per_endpoint`): a hub endpoint's paths name hundreds of
+    route tables, and one ``select`` per table walked all its paths each time (quadratic in the spokes)."""
+    for k, per_endpoint in _per_endpoint(snap, index, tag, select, split):
         yield k, [row for rows in per_endpoint for row in rows]
 
 
@@ -94,7 +98,7 @@ def _per_endpoint_plain(snap: Snapshot, index: Index, tag: Hashable,
     found = done.get((index.name, tag))
     if found is None:
         found = done[(index.name, tag)] = list(_group_plain(snap, index, select) if split is None else
-                                               _split_plain(snap, split))
+                                               _split_plain(snap, split, index is APPLIANCES))
     return iter(found)
 
 
@@ -102,12 +106,12 @@ def _per_endpoint_plain(snap: Snapshot, index: Index, tag: Hashable,
 _plain_last: tuple[Snapshot | None, dict[tuple[str, Hashable], list[tuple[str, list[Any]]]]] = (None, {})
 
 
-def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[str, V]]
+def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[str, V]], snat: bool = False
                  ) -> Iterator[tuple[str, list[V]]]:
-    """:func:`_group_plain` from one ``split`` per endpoint."""
+    """:func:`_group_plain` from one ``split`` per endpoint (of the paths :func:`_routed` keeps)."""
     members: dict[str, list[V]] = {}
-    for e in sorted(snap.private_endpoints):
-        for key, kept in split(paths_for(snap, snap.private_endpoints[e])).items():
+    for paths in (_snat_routed(snap) if snat else [paths for _e, paths in _routed(snap)]):
+        for key, kept in split(paths).items():
             got = members.get(key)
             if got is None:
                 members[key] = [kept]
@@ -115,6 +119,50 @@ def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[
                 got.append(kept)
     for key in sorted(members):
         yield key, members[key]
+
+
+_routed_last: tuple[Snapshot | None, list[tuple[str, tuple[PathResult, ...]]]] = (None, [])
+_snat_last: tuple[Snapshot | None, list[tuple[PathResult, ...]]] = (None, [])
+
+
+def _routed(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...]]]:
+    """Each endpoint's routed paths but those through an Azure Firewall (routed_paths), endpoints by key, those
+    without any left out: what the route checks of a plain evaluation walk (the SNAT ones with more)."""
+    global _routed_last
+    if _routed_last[0] is not snap:
+        every = ((e, routed_paths(snap, snap.private_endpoints[e])) for e in sorted(snap.private_endpoints))
+        _routed_last = (snap, [(e, paths) for e, paths in every if paths])
+    return _routed_last[1]
+
+
+def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
+    """What the SNAT checks of a plain evaluation walk per endpoint: its routed paths through appliances other
+    than an Azure Firewall, then those through a firewall that may leave the traffic untranslated (a path through
+    a firewall that SNATs it can be reported by no route check). A subject is one appliance, so its rows come
+    from one of the two parts, in path order."""
+    global _snat_last
+    if _snat_last[0] is not snap:
+        ranges: dict[str, tuple[str, ...] | None] = {}
+        judged: dict[tuple[str, str], bool] = {}
+
+        def untranslated(hop: Hop, destination: str) -> bool:
+            fw = hop.firewall
+            assert fw is not None
+            found = judged.get((fw.key, destination))
+            if found is None:
+                if fw.key not in ranges:
+                    ranges[fw.key] = firewall_ranges(snap, fw)
+                found = judged[(fw.key, destination)] = snats_for(ranges[fw.key], destination) is not True
+            return found
+        others = dict(_routed(snap))
+        out: list[tuple[PathResult, ...]] = []
+        for e in sorted(snap.private_endpoints):
+            mine = tuple(p for p in others.get(e, ()) if p.hop is None or p.hop.firewall is None)
+            mine += routed_paths(snap, snap.private_endpoints[e], untranslated)
+            if mine:
+                out.append(mine)
+        _snat_last = (snap, out)
+    return _snat_last[1]
 
 
 def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[PathResult, ...]], V]
@@ -130,6 +178,21 @@ def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[Path
     for key in sorted(members, key=str):
         k = str(key)
         yield k, [select(k, paths_for(snap, snap.private_endpoints[e])) for e in members[key]]
+
+
+def _split_by(paths: tuple[PathResult, ...], keys: Callable[[PathResult], list[str]]) -> dict[str, list[PathResult]]:
+    """The paths each key names, in path order: ``[p for p in paths if keys(p) == [key]]`` for every key at once
+    (each of these route checks names at most one subject per path)."""
+    out: dict[str, list[PathResult]] = {}
+    for p in paths:
+        ks = keys(p)
+        if ks:
+            got = out.get(ks[0])
+            if got is None:
+                out[ks[0]] = [p]
+            else:
+                got.append(p)
+    return out
 
 
 def _subjects_of(name: str, keys: Any) -> Index:
@@ -169,7 +232,8 @@ BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
 )
 def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for _key, paths in _per_subject(snap, BYPASSED, "route.udr-bypassed",
-                                    lambda key, paths: [p for p in paths if _bypassed_table(p) == [key]]):
+                                    lambda key, paths: [p for p in paths if _bypassed_table(p) == [key]],
+                                    lambda paths: _split_by(paths, _bypassed_table)):
         if not paths:
             continue
         table = paths[-1].route_table_id
@@ -322,16 +386,39 @@ def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> 
     return rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None)
 
 
+# A plain evaluation's rows per next hop (the last snapshot's), by the hop's identity: paths of one group share
+# their Hop, and a hop's subjects and tag verdicts do not depend on the path.
+_hop_rows: tuple[Snapshot | None, dict[int, tuple[Hop, list[tuple[ArmId, SnatVerdict | None]]]]] = (None, {})
+
+
+def _rows_of_hop(snap: Snapshot, p: PathResult) -> list[tuple[ArmId, SnatVerdict | None]]:
+    """(subject, verdict) of :func:`_appliance_verdicts` (``firewalls=False``) for a path through ``p.hop``."""
+    global _hop_rows
+    hop = p.hop
+    assert hop is not None
+    if _hop_rows[0] is not snap:
+        _hop_rows = (snap, {})
+    hit = _hop_rows[1].get(id(hop))
+    if hit is None or hit[0] is not hop:
+        hit = _hop_rows[1][id(hop)] = (hop, [(x[0], x[2]) for x in _appliance_verdicts(snap, (p,), firewalls=False)])
+    return hit[1]
+
+
 def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) -> dict[str, _Rows]:
     """:func:`_appliance_rows` for every appliance ``paths`` name (the keys :func:`_appliance_keys` gives, which
-    name the same subjects), from one pass of :func:`_appliance_verdicts` instead of one per appliance."""
+    name the same subjects), from one pass of :func:`_appliance_verdicts` instead of one per appliance (a plain
+    evaluation's split: each hop's rows judged once per snapshot)."""
     by_key: dict[str, list[tuple[ArmId, PathResult, SnatVerdict | None]]] = {}
-    for x in _appliance_verdicts(snap, paths, firewalls=False):
-        got = by_key.get(x[0].key)
-        if got is None:
-            by_key[x[0].key] = [x]
-        else:
-            got.append(x)
+    for p in paths:
+        if not p.via_appliance or p.hop is None or p.hop.kind == "unresolved":
+            continue
+        for subject_id, v in _rows_of_hop(snap, p):
+            x = (subject_id, p, v)
+            got = by_key.get(subject_id.key)
+            if got is None:
+                by_key[subject_id.key] = [x]
+            else:
+                got.append(x)
     out: dict[str, _Rows] = {}
     for key, rows in by_key.items():
         firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
@@ -340,8 +427,20 @@ def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) ->
     return out
 
 
+# A plain evaluation's firewall verdicts per (firewall, destination), the last snapshot's: both SNAT checks judge
+# the same pairs.
+_firewall_verdicts: tuple[Snapshot | None, dict[tuple[str, str], SnatVerdict]] = (None, {})
+
+
+def _firewall_judged(snap: Snapshot) -> dict[tuple[str, str], SnatVerdict]:
+    global _firewall_verdicts
+    if _firewall_verdicts[0] is not snap:
+        _firewall_verdicts = (snap, {})
+    return _firewall_verdicts[1]
+
+
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
-    judged: dict[tuple[str, str], SnatVerdict] = {}
+    judged: dict[tuple[str, str], SnatVerdict] = _firewall_judged(snap) if plain() else {}
 
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
         found = judged.get((fw.key, ip))
@@ -486,7 +585,8 @@ UNRESOLVED = _subjects_of("unresolved_tables", _unresolved_table)
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     known: dict[tuple[str, str | None], bool] = {}
     for _key, candidates in _per_subject(snap, UNRESOLVED, "route.nva-unresolved",
-                                         lambda key, paths: [p for p in paths if _unresolved_table(p) == [key]]):
+                                         lambda key, paths: [p for p in paths if _unresolved_table(p) == [key]],
+                                         lambda paths: _split_by(paths, _unresolved_table)):
         paths = []
         for p in candidates:
             assert p.hop is not None
@@ -517,7 +617,11 @@ def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
 def _forwarding_off(p: PathResult) -> list[Nic]:
     if not p.via_appliance or p.hop is None:
         return []
-    candidates = [p.hop.nic] if p.hop.nic is not None else list(p.hop.backend_nics)
+    return _nics_forwarding_off(p.hop)
+
+
+def _nics_forwarding_off(hop: Hop) -> list[Nic]:
+    candidates = [hop.nic] if hop.nic is not None else list(hop.backend_nics)
     return [nic for nic in candidates if nic is not None and not nic.enable_ip_forwarding]
 
 
@@ -536,7 +640,22 @@ FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: [n.key for n in _forwa
 def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[PathResult, Nic]]:
         return [(p, n) for p in paths for n in _forwarding_off(p) if n.key == key]
-    for _key, rows in _per_subject(snap, FORWARDING_OFF, "route.nva-ip-forwarding-off", select):
+
+    off: dict[int, tuple[Hop, list[Nic]]] = {}   # by the hop's identity: a group's paths share their Hop
+
+    def split(paths: tuple[PathResult, ...]) -> dict[str, list[tuple[PathResult, Nic]]]:
+        out: dict[str, list[tuple[PathResult, Nic]]] = {}
+        for p in paths:
+            hop = p.hop
+            if not p.via_appliance or hop is None:
+                continue
+            hit = off.get(id(hop))
+            if hit is None or hit[0] is not hop:
+                hit = off[id(hop)] = (hop, _nics_forwarding_off(hop))
+            for n in hit[1]:
+                out.setdefault(n.key, []).append((p, n))
+        return out
+    for _key, rows in _per_subject(snap, FORWARDING_OFF, "route.nva-ip-forwarding-off", select, split):
         if not rows:
             continue
         paths = [p for p, _ in rows]

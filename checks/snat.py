@@ -16,8 +16,8 @@ from typing import Any
 from plmon.monitor.model.snapshot import Firewall, FirewallPolicy, LoadBalancer, Nic, Snapshot, lower
 
 __all__ = [
-    "CLASSIC_KEY", "IANA_PRIVATE_RANGES", "SNAT_TAG", "SnatVerdict", "expand_ranges", "firewall_snat",
-    "tagged_snat",
+    "CLASSIC_KEY", "IANA_PRIVATE_RANGES", "SNAT_TAG", "SnatVerdict", "expand_ranges", "firewall_ranges",
+    "firewall_snat", "snats_for", "tagged_snat",
 ]
 
 CLASSIC_KEY = "Network.SNAT.PrivateRanges"
@@ -144,6 +144,25 @@ def firewall_snat(snap: Snapshot, fw: Firewall, ip: str) -> SnatVerdict:
         why += f" ({CLASSIC_KEY} not set: defaults to {KEYWORD})"
     return SnatVerdict(snats, "firewall-classic", f'{fw.id.raw} additionalProperties["{CLASSIC_KEY}"]',
                        ranges, why, tuple(warnings), classic)
+
+
+def firewall_ranges(snap: Snapshot, fw: Firewall) -> tuple[str, ...] | None:
+    """The private ranges :func:`firewall_snat` judges ``fw``'s destinations by (None: the attached policy is not
+    in scope, so every verdict is unknown), for callers that only need ``snats``: the ranges are the firewall's,
+    and only the comparison with each destination is per IP."""
+    if fw.firewall_policy_id is not None:
+        policy = snap.firewall_policies.get(fw.firewall_policy_id.key)
+        if policy is None:
+            return None
+        raw = policy.snat_private_ranges
+        return expand_ranges(list(raw)) if raw else IANA_PRIVATE_RANGES
+    classic = _classic_value(fw)
+    return expand_ranges([classic]) if classic is not None else IANA_PRIVATE_RANGES
+
+
+def snats_for(ranges: tuple[str, ...] | None, ip: str) -> bool | None:
+    """``firewall_snat(snap, fw, ip).snats`` given ``firewall_ranges(snap, fw)``, without the verdict's text."""
+    return None if ranges is None else _verdict_for(ranges, ip)[0]
 
 
 def tagged_snat(nic: Nic | None, lb: LoadBalancer | None = None) -> SnatVerdict:
