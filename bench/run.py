@@ -56,7 +56,10 @@ HUB = {"subscriptions": 10, "endpoints_per_spoke": 4, "hub_endpoints": 200}
 # (label, subscriptions, endpoints, via, workers (None: the product's default), ARM's read limits on the replay)
 COLLECT_CASES = (("10 subs / 1k endpoints", 10, 1000, "arm", 8, False),
                  ("10 subs / 1k endpoints", 10, 1000, "resource-graph", 8, False),
-                 ("100 subs / 10k endpoints", 100, 10000, "arm", None, True))
+                 ("100 subs / 10k endpoints", 100, 10000, "arm", None, True),
+                 # The target's least concurrency: on 2 cores the client's CPU per request (one interpreter,
+                 # threads trading its lock) sets the pace past ~30 workers at 50 ms, so 32 is this machine's best.
+                 ("100 subs / 10k endpoints", 100, 10000, "arm", 32, True))
 LATENCY_MS = 50
 PAGE_SIZE = 100
 GRAPH_PAGE_SIZE = 1000          # Resource Graph serves up to 1,000 rows a page
@@ -69,20 +72,18 @@ HUB_RUNS = 2
 COLLECT_RUNS = 1
 # Daemon: per size, the tenant, rounds of (open, resolve) per event kind, and the burst (10k only).
 SERVE = {"10k": {"tenant": (10, 3500), "reps": 5, "burst": 5000, "distinct": 1000, "timeout": 900},
-         "100k": {"tenant": (100, 35000), "reps": 1, "burst": 0, "distinct": 0, "timeout": 1500}}
+         "100k": {"tenant": (100, 35000), "reps": 3, "burst": 0, "distinct": 0, "timeout": 1500}}
 NOTES = {
     "100k": "a run costs ~50 s of the budget (reading 100k resources from disk, build, evaluation); before the "
             "grouped route engine and per-build id interning (2026-12-01) evaluation varied 18.6–39 s and the "
             "build took 7.5 s",
     "10 subs / 1k endpoints": "2 runs per path spread 14.3–14.5 s (ARM) and 14.0–14.7 s (Resource Graph) "
                               "on 2026-11-22",
-    "serve 100k": "one open + resolve round per kind: each event cost 5-50 s at 100k on 2026-12-01 (a separate run "
-                  "under load average 16: p50 5 s (NSG) to 36 s (endpoint), 1.9-12 s of daemon CPU per event), so "
-                  "more rounds would take the suite far past its budget; re-run once incremental re-evaluation "
-                  "lands",
+    "serve 100k": "three open + resolve rounds per kind (one until issue 14's third round, when an event cost "
+                  "0.2-0.8 s of CPU, the first one 20 s behind the first collection's alerts)",
     "100 subs / 10k endpoints": "ARM only since issue 14 (each path cost ~2.5 min with 8 workers; Resource Graph "
-                                "was 142.7 s against ARM's 139.8 s on 2026-12-01); now the product's default "
-                                "workers against ARM's per-subscription read limits",
+                                "was 142.7 s against ARM's 139.8 s on 2026-12-01), against ARM's per-subscription "
+                                "read limits, with the product's default workers and with 32",
 }
 
 
@@ -474,7 +475,8 @@ def main() -> None:
             used = runs[0]["workers"]
             floor = minimum["requests"] * LATENCY_MS / 1000 / used
             made = statistics.median(r["http"]["attempts"] for r in runs)
-            figures["collection"][f"{label} via {via}"] = {
+            key = f"{label} via {via}" + (f", {workers} workers" if limits and workers else "")
+            figures["collection"][key] = {
                 "tenant": label, "via": via, "subscriptions": subs, "endpoints": eps, "arm_limits": limits,
                 "latency_ms": LATENCY_MS, "page_size": PAGE_SIZE, "workers": used,
                 "workers_default": workers is None,
