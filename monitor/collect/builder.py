@@ -88,6 +88,7 @@ __all__ = [
     "parse_time",
     "paused_gc",
     "relink",
+    "unit_of",
 ]
 
 log = structlog.get_logger(__name__)
@@ -732,6 +733,12 @@ def list_refs(kind: str, items: list[Any]) -> tuple[tuple[Any, ...], frozenset[s
 def list_unit(kind: str, items: list[Any]) -> ListUnit:
     """One list's items parsed into a unit (the raw items can be dropped once this returns)."""
     refs, keys = list_refs(kind, items)
+    return unit_of(kind, parse_list(kind, items), refs, keys)
+
+
+def unit_of(kind: str, parsed: tuple[Parsed, ...], refs: tuple[Any, ...], keys: frozenset[str]) -> ListUnit:
+    """A unit from parsed items and their refs: one place derives what the follow-up reads join, whether the items
+    came from one list read or were spliced from two (the daemon re-reads one endpoint by id)."""
     named: frozenset[str] = frozenset()
     needs_nic: tuple[EndpointRefs, ...] = ()
     if kind == "privateEndpoints":
@@ -739,7 +746,7 @@ def list_unit(kind: str, items: list[Any]) -> ListUnit:
         needs_nic = tuple(r for r in refs if r.id is not None and not r.has_ip)
     elif kind == "networkInterfaces":
         named = frozenset(pe for _, pe in refs if pe)
-    return ListUnit(kind, parse_list(kind, items), refs, keys, named, needs_nic)
+    return ListUnit(kind, parsed, refs, keys, named, needs_nic)
 
 
 def association_unit(group: str, items: list[Any]) -> AssociationUnit:
