@@ -321,19 +321,28 @@ def _reread_by_id(get: Any, inv: Inventory, unit: ReadUnit, rids: list[ArmId], t
     fresh = {p.order[1]: (p, r) for p, r in zip(parsed, refs, strict=True)}
     items: list[Any] = []
     new_refs: list[Any] = []
+    dirty = touched.list_keys.setdefault(unit.kind, set())
     for p, r in zip(old.items, old.refs, strict=True):
         if p.order[0] == 0 and p.order[1] in wanted:
             hit = fresh.pop(p.order[1], None)
             if hit is None:
-                continue  # deleted
-            p, r = hit  # in its place
+                dirty.add(p.order[1])  # deleted
+                continue
+            q = _same(p, hit[0])  # in its place; unchanged stays the very same object (as _replace_unit)
+            if q is not p:
+                dirty.add(p.order[1])
+            p, r = q, hit[1]
         items.append(p)
         new_refs.append(r)
     for p, r in fresh.values():  # new
+        dirty.add(p.order[1])
         items.append(p)
         new_refs.append(r)
-    spliced = unit_of(unit.kind, tuple(items), tuple(new_refs), (old.keys - wanted) | keys)
-    _replace_unit(inv, unit.kind, unit.scope, spliced, touched)
+    # In place of _replace_unit: only the spliced items can differ, so the unit's other ~590 are not compared.
+    units = dict(inv.lists[unit.kind])
+    units[unit.scope] = unit_of(unit.kind, tuple(items), tuple(new_refs), (old.keys - wanted) | keys)
+    inv.lists[unit.kind] = units
+    touched.units.setdefault(unit.kind, set()).add(unit.scope)
     return bodies
 
 
