@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from plmon.monitor.errors import InputError
-from plmon.monitor.outside_json import UNPARSED, fast_loads
 from plmon.monitor.state.store import (
     AlertStatus,
     ChangeSet,
@@ -37,13 +36,6 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "connect", "write_transaction"]
 # A finding's text at least this long is remembered with the dict read from it, so that a lifecycle step writing
 # that very dict back (a resolve keeps the record's finding) stores the text again instead of serialising it anew.
 _KEEP_TEXT = 64 * 1024
-
-
-def _loads(text: str) -> Any:
-    """``json.loads(text)``, with orjson where it reads the text exactly as json does (a hub appliance's finding is
-    ~3 MB at 100k resources and is read on every event step that may move it)."""
-    doc = fast_loads(text.encode())
-    return json.loads(text) if doc is UNPARSED else doc
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: findings, observations, scans, outbox, processed events. Event ids are deduplicated by the intake queue
@@ -224,7 +216,7 @@ class SqliteStore:
     # --- findings ------------------------------------------------------------------------------
     def _finding(self, row: sqlite3.Row) -> FindingRecord:
         text = row["finding"]
-        finding = _loads(text)
+        finding = json.loads(text)
         if len(text) >= _KEEP_TEXT:
             self._texts[id(finding)] = (finding, text)
         return FindingRecord(
@@ -263,12 +255,16 @@ class SqliteStore:
 
     def apply(self, change: ChangeSet) -> None:
         texts, self._texts = self._texts, {}
-        done: dict[int, tuple[Any, str]] = {}
+        # Only the texts of findings this change writes back: the other findings read are dropped before writing.
+        done: dict[int, tuple[Any, str]] = {
+            id(rec.finding): hit for rec, _ in change.findings
+            if (hit := texts.get(id(rec.finding))) is not None and hit[0] is rec.finding}
+        del texts
 
         def dumps(obj: Any) -> str:
             """Each object serialised once (a payload is shared by its alert's channels), and a finding read
             unchanged from its stored text written back as that text."""
-            hit = done.get(id(obj)) or texts.get(id(obj))
+            hit = done.get(id(obj))
             if hit is not None and hit[0] is obj:
                 return hit[1]
             text = json.dumps(dict(obj), sort_keys=True)
