@@ -8,8 +8,8 @@ per-resource child lists (an endpoint's DNS zone groups, a zone's links and CNAM
 a management group's association list, and the follow-ups they call for (a new endpoint's targets and NIC). An
 endpoint is read by its id instead of its subscription's list, and spliced into that list's unit (what the list
 would hold for it, without re-parsing ~590 endpoints at 100k resources); see :func:`_reread_by_id` for when the
-list is read all the same. Each
-read's unit replaces the old one in a copy of the inventory, parsed by the builder as a collection's would be, and
+list is read all the same. Each read's unit replaces the old one in a copy of the inventory, parsed by the builder
+as a collection's would be, and
 :func:`plmon.monitor.collect.builder.relink` re-derives only the records and index entries the re-read touched.
 
 Then only the checks that read what changed run again. Each row of the kinds table
