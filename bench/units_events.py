@@ -54,6 +54,10 @@ class Overlay:
         key = path.strip("/").lower()
         if key in self.bodies:
             return copy.deepcopy(self.bodies[key])
+        for body in self.bodies.values():  # a GET by id answers the item of a mutated list, as ARM would
+            for item in body.get("value", ()) if isinstance(body.get("value"), list) else ():
+                if isinstance(item, dict) and str(item.get("id", "")).strip("/").lower() == key:
+                    return copy.deepcopy(item)
         return self.inner.get(path, kind=kind)
 
 

@@ -88,6 +88,7 @@ __all__ = [
     "parse_time",
     "paused_gc",
     "relink",
+    "unit_of",
 ]
 
 log = structlog.get_logger(__name__)
@@ -773,6 +774,12 @@ def list_unit(kind: str, items: list[Any]) -> ListUnit:
     """One list's items parsed into a unit (the raw items can be dropped once this returns)."""
     parsed = parse_list(kind, items)
     refs, keys = list_refs(kind, items, parsed)
+    return unit_of(kind, parsed, refs, keys)
+
+
+def unit_of(kind: str, parsed: tuple[Parsed, ...], refs: tuple[Any, ...], keys: frozenset[str]) -> ListUnit:
+    """A unit from parsed items and their refs: one place derives what the follow-up reads join, whether the items
+    came from one list read or were spliced from two (the daemon re-reads one endpoint by id)."""
     named: frozenset[str] = frozenset()
     needs_nic: tuple[EndpointRefs, ...] = ()
     if kind == "privateEndpoints":

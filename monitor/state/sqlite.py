@@ -33,6 +33,10 @@ from plmon.monitor.state.store import (
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "connect", "write_transaction"]
 
+# A finding's text at least this long is remembered with the dict read from it, so that a lifecycle step writing
+# that very dict back (a resolve keeps the record's finding) stores the text again instead of serialising it anew.
+_KEEP_TEXT = 64 * 1024
+
 _MIGRATIONS: tuple[str, ...] = (
     # 1: findings, observations, scans, outbox, processed events. Event ids are deduplicated by the intake queue
     # (plmon.monitor.state.intake) since it exists: nothing writes processed_events any more, but migrations only
@@ -171,6 +175,9 @@ class SqliteStore:
         except sqlite3.DatabaseError as err:
             raise InputError(f"state store {self.path}: {_damage(err)}") from None
         self._lock = threading.RLock()
+        # id(dict) -> (that dict, the text it was read from): the large findings of the last read (see _KEEP_TEXT).
+        # The dict is held, so its id cannot be reused while it is here; a hit also requires the very same object.
+        self._texts: dict[int, tuple[Any, str]] = {}
         self._migrate()
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -207,14 +214,17 @@ class SqliteStore:
             self._db.close()
 
     # --- findings ------------------------------------------------------------------------------
-    @staticmethod
-    def _finding(row: sqlite3.Row) -> FindingRecord:
+    def _finding(self, row: sqlite3.Row) -> FindingRecord:
+        text = row["finding"]
+        finding = json.loads(text)
+        if len(text) >= _KEEP_TEXT:
+            self._texts[id(finding)] = (finding, text)
         return FindingRecord(
             check_id=row["check_id"], resource_key=row["resource_key"], resource_id=row["resource_id"],
             state=FindingState(row["state"]), severity=row["severity"],
             first_seen=parse_iso(row["first_seen"]), last_seen=parse_iso(row["last_seen"]),  # type: ignore[arg-type]
             resolved_at=parse_iso(row["resolved_at"]), last_alert_at=parse_iso(row["last_alert_at"]),
-            seq=row["seq"], finding=json.loads(row["finding"]), channels=tuple(json.loads(row["channels"])))
+            seq=row["seq"], finding=finding, channels=tuple(json.loads(row["channels"])))
 
     def get_finding(self, check_id: str, resource_key: str) -> FindingRecord | None:
         rows = self._query("SELECT * FROM findings WHERE check_id = ? AND resource_key = ?",
@@ -224,6 +234,7 @@ class SqliteStore:
     def findings(self, state: FindingState | None = None, *,
                  resource_keys: Collection[str] | None = None) -> list[FindingRecord]:
         where, args = ("WHERE state = ?", [state.value]) if state is not None else ("", [])
+        self._texts = {}  # only the last read's: never more than one step's findings are held
         if resource_keys is None:
             rows = self._query(f"SELECT * FROM findings {where} ORDER BY check_id, resource_key", args)
         else:
@@ -243,6 +254,23 @@ class SqliteStore:
         return {r[0]: int(r[1]) for r in rows}
 
     def apply(self, change: ChangeSet) -> None:
+        texts, self._texts = self._texts, {}
+        # Only the texts of findings this change writes back: the other findings read are dropped before writing.
+        done: dict[int, tuple[Any, str]] = {
+            id(rec.finding): hit for rec, _ in change.findings
+            if (hit := texts.get(id(rec.finding))) is not None and hit[0] is rec.finding}
+        del texts
+
+        def dumps(obj: Any) -> str:
+            """Each object serialised once (a payload is shared by its alert's channels), and a finding read
+            unchanged from its stored text written back as that text."""
+            hit = done.get(id(obj))
+            if hit is not None and hit[0] is obj:
+                return hit[1]
+            text = json.dumps(dict(obj), sort_keys=True)
+            done[id(obj)] = (obj, text)
+            return text
+
         with self._tx() as db:
             for rec, expected in change.findings:
                 row = db.execute("SELECT seq FROM findings WHERE check_id = ? AND resource_key = ?",
@@ -257,12 +285,12 @@ class SqliteStore:
                      iso(rec.first_seen), iso(rec.last_seen),
                      iso(rec.resolved_at) if rec.resolved_at else None,
                      iso(rec.last_alert_at) if rec.last_alert_at else None, rec.seq,
-                     json.dumps(dict(rec.finding), sort_keys=True), json.dumps(list(rec.channels))))
+                     dumps(rec.finding), json.dumps(list(rec.channels))))
             for o in change.outbox:
                 db.execute(
                     "INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (o.alert_id, o.channel, o.check_id, o.resource_key, o.seq, o.kind, iso(o.created_at),
-                     json.dumps(dict(o.payload), sort_keys=True), o.status.value, o.attempts,
+                     dumps(o.payload), o.status.value, o.attempts,
                      iso(o.next_attempt_at or o.created_at), o.last_error,
                      iso(o.delivered_at) if o.delivered_at else None))
             if change.scan is not None:
