@@ -25,10 +25,12 @@ from plmon.checks.units import (
     MAPPED,
     MEMO,
     Read,
+    ReadSet,
     Reverse,
     _Indexes,
     _Memo,
     _update_indexes,
+    compact,
     context_changed,
     diff,
     recording,
@@ -68,7 +70,7 @@ class Units:
         self.memo = _Memo()
         self.indexes = _Indexes(track=True)
         self.deps = Reverse()                                # read -> subjects that made it
-        self.known: dict[str, set[Read]] = {}                # subject -> its reads in deps
+        self.known: dict[str, ReadSet] = {}                  # subject -> its reads in deps (~90k at 100k)
         self.pre: dict[str, frozenset[Read]] = {}            # over check -> reads outside any subject
         self.whole_only: set[str] = set()                    # over checks that yielded outside a subject
         # check -> subject -> (finding key, finding): the key is parsed once, not on every event's merge
@@ -150,10 +152,12 @@ class Units:
         for key, reads in subjects.items():
             known = self.known.get(key)
             if known is None:
-                known = self.known[key] = set()
-            new = reads - known   # a subject judged again mostly reads what it read before
+                self.known[key] = compact(reads, len(reads))
+                self.deps.add(key, reads, lambda: self.known.items())
+                continue
+            new = reads.difference(known)   # a subject judged again mostly reads what it read before
             if new:
-                known |= new
+                self.known[key] = compact((*known, *new), len(known) + len(new))
                 self.deps.add(key, new, lambda: self.known.items())
 
     def _knows(self, subject: str, r: Read) -> bool:
@@ -163,6 +167,8 @@ class Units:
     def _active(self, on: bool) -> None:
         s = state()
         s.memo, s.indexes = (self.memo, self.indexes) if on else (None, None)
+        if not on:
+            self.memo.unshare()
 
     def _evaluation(self, snap: Snapshot, checks: list[Check]) -> Evaluation:
         run = [chk.id for chk in checks]
