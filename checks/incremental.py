@@ -169,6 +169,7 @@ class Units:
         s.memo, s.indexes = (self.memo, self.indexes) if on else (None, None)
         if not on:
             self.memo.unshare()
+            self.memo.drop_transient()
 
     def _evaluation(self, snap: Snapshot, checks: list[Check]) -> Evaluation:
         run = [chk.id for chk in checks]

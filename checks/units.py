@@ -481,6 +481,14 @@ def tracking() -> bool:
 
 # --- shared work -----------------------------------------------------------------------------------
 
+# Shared work whose values a pass drops once it is done, keeping the entry and its reads (so what used it is still
+# tracked and an event still invalidates it): an endpoint's paths, ~280k objects and ~50 MB of the daemon's RSS at
+# 100k resources. Their users keep what they derived from them (a route subject's rows) and are mostly invalidated
+# with them, so a value is recomputed only when a user of a still-valid entry is (e.g. after a NIC tag change).
+TRANSIENT: frozenset[str] = frozenset({"paths.of"})
+_DROPPED: Any = object()   # the value of a transient entry after its pass
+
+
 class _Memo:
     """Work shared between subjects, kept across events: key -> (value, reads), and read -> keys."""
 
@@ -492,6 +500,16 @@ class _Memo:
         self.frozen: dict[int, ReadSet] = {}
         # equal reads kept once: the same (collection, key) is noted by thousands of frames, each making its own tuple
         self.interned: dict[Read, Read] = {}
+        self.transient: list[Hashable] = []   # the TRANSIENT entries this pass computed, to drop at its end
+
+    def drop_transient(self) -> None:
+        """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads)."""
+        entries = self.entries
+        for key in self.transient:
+            hit = entries.get(key)
+            if hit is not None:
+                entries[key] = (_DROPPED, hit[1])
+        self.transient = []
 
     def unshare(self) -> None:
         """Drop the sharing tables once an evaluation pass is done: the sets and reads they share stay shared by
@@ -501,6 +519,8 @@ class _Memo:
 
     def put(self, key: Hashable, value: Any, reads: ReadSet) -> None:
         self.entries[key] = (value, reads)
+        if type(key) is tuple and key and key[0] in TRANSIENT:
+            self.transient.append(key)
         self.deps.add(key, reads, lambda: ((k, e[1]) for k, e in self.entries.items()))
 
     def _reads(self, key: Hashable, r: Read) -> bool:
@@ -555,6 +575,8 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
         if _S.reads is not None:
             _S.reads.add((MEMO, key))
         value: T = hit[0]
+        if value is _DROPPED:
+            value = _again(memo, key, hit[1], compute)
         return value
     outer, subject = _S.reads, _S.subject
     _S.reads, _S.subject = set(), None
@@ -566,6 +588,20 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
     memo.put(key, value, inner)
     if outer is not None:
         outer.add((MEMO, key))
+    return value
+
+
+def _again(memo: _Memo, key: Hashable, reads: ReadSet, compute: Callable[[], T]) -> T:
+    """The value of a still-valid entry whose value its last pass dropped: what it read is unchanged, so computing
+    it again gives the same value and the same reads, which stay registered as they were."""
+    outer, subject = _S.reads, _S.subject
+    _S.reads, _S.subject = set(), None
+    try:
+        value = compute()
+    finally:
+        _S.reads, _S.subject = outer, subject
+    memo.entries[key] = (value, reads)
+    memo.transient.append(key)
     return value
 
 
