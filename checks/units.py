@@ -322,7 +322,9 @@ class _Table:
     __slots__ = ("deps", "entries", "of", "reads")
 
     def __init__(self) -> None:
-        self.entries: dict[Hashable, list[str]] = {}
+        # derived key -> its members, sorted; one member kept bare (most entries have one: a list cost ~100 B more,
+        # ~12 MB at 100k resources)
+        self.entries: dict[Hashable, str | list[str]] = {}
         self.of: dict[str, tuple[Hashable, ...]] = {}
         self.reads: dict[str, ReadSet] = {}
         self.deps = Reverse()     # read -> records whose keys it decided
@@ -348,21 +350,38 @@ class _Table:
         return self.deps.holders(r, lambda rkey, read: read in self.reads.get(rkey, ()))
 
     def add(self, rkey: str, dkeys: tuple[Hashable, ...]) -> None:
+        if not dkeys:
+            return   # most records of a route index name no subject: no entry (remove's default is the same)
         self.of[rkey] = dkeys
+        entries = self.entries
         for d in dkeys:
-            bisect.insort(self.entries.setdefault(d, []), rkey)
+            got = entries.get(d)
+            if got is None:
+                entries[d] = rkey
+            elif isinstance(got, str):
+                entries[d] = [rkey, got] if rkey < got else [got, rkey]
+            else:
+                bisect.insort(got, rkey)
 
     def remove(self, rkey: str, forget: bool = True) -> tuple[Hashable, ...]:
         """Take ``rkey`` out of its entries (and, with ``forget``, out of the reads map: it is gone)."""
         dkeys = self.of.pop(rkey, ())
+        entries = self.entries
         for d in dkeys:
-            members = self.entries.get(d)
-            if members is not None:
-                i = bisect.bisect_left(members, rkey)
-                if i < len(members) and members[i] == rkey:
-                    del members[i]
-                if not members:
-                    del self.entries[d]
+            members = entries.get(d)
+            if members is None:
+                continue
+            if isinstance(members, str):
+                if members == rkey:
+                    del entries[d]
+                continue
+            i = bisect.bisect_left(members, rkey)
+            if i < len(members) and members[i] == rkey:
+                del members[i]
+            if len(members) == 1:
+                entries[d] = members[0]
+            elif not members:
+                del entries[d]
         if forget:
             self.note_reads(rkey, NO_READS)
         return dkeys
@@ -440,7 +459,8 @@ def lookup(snap: Snapshot, index: Index, key: Hashable) -> tuple[str, ...]:
         table = _indexes_for(_base(snap)).table(_base(snap), index)
     finally:
         _S.reads = outer
-    return tuple(table.entries.get(key, ()))
+    got = table.entries.get(key)
+    return () if got is None else (got,) if type(got) is str else tuple(got)
 
 
 def each_key(snap: Snapshot, index: Index) -> Iterator[Hashable]:

@@ -122,3 +122,20 @@ def test_a_transient_value_is_dropped_after_its_pass_and_computed_again_while_va
         assert s.memo.invalidate([("c", "1")]) == [(MEMO, ("paths.of", "e"))]
     finally:
         s.memo, s.reads = None, outer
+
+
+def test_an_index_entry_keeps_its_members_sorted_whether_one_or_many() -> None:
+    from plmon.checks.units import _Table
+    t = _Table()
+    t.add("b", ("x",))
+    t.add("a", ("x", "y"))
+    t.add("c", ())
+    t.add("d", ("x",))
+    assert t.entries == {"x": ["a", "b", "d"], "y": "a"}
+    assert t.remove("c") == ()
+    assert t.remove("a") == ("x", "y")
+    assert t.entries == {"x": ["b", "d"]}
+    t.remove("d")
+    assert t.entries == {"x": "b"}
+    t.remove("b")
+    assert t.entries == {} and t.of == {}
