@@ -25,10 +25,12 @@ from plmon.checks.units import (
     MAPPED,
     MEMO,
     Read,
+    ReadSet,
     Reverse,
     _Indexes,
     _Memo,
     _update_indexes,
+    compact,
     context_changed,
     diff,
     recording,
@@ -68,7 +70,7 @@ class Units:
         self.memo = _Memo()
         self.indexes = _Indexes(track=True)
         self.deps = Reverse()                                # read -> subjects that made it
-        self.known: dict[str, set[Read]] = {}                # subject -> its reads in deps
+        self.known: dict[str, ReadSet] = {}                  # subject -> its reads in deps (~90k at 100k)
         self.pre: dict[str, frozenset[Read]] = {}            # over check -> reads outside any subject
         self.whole_only: set[str] = set()                    # over checks that yielded outside a subject
         # check -> subject -> (finding key, finding): the key is parsed once, not on every event's merge
@@ -148,12 +150,20 @@ class Units:
         if over and _WHOLE in produced:
             self.whole_only.add(chk.id)   # not judged per subject after all: re-run whole from now on
         for key, reads in subjects.items():
+            # A read of the subject's own key (its record, its index entry) needs no reverse entry: update() judges
+            # every changed text key again anyway (~90k of the ~370k subject reads at 100k resources).
+            if isinstance(key, str):
+                reads = {r for r in reads if r[1] != key}
+                if not reads:
+                    continue
             known = self.known.get(key)
             if known is None:
-                known = self.known[key] = set()
-            new = reads - known   # a subject judged again mostly reads what it read before
+                self.known[key] = compact(reads, len(reads))
+                self.deps.add(key, reads, lambda: self.known.items())
+                continue
+            new = reads.difference(known)   # a subject judged again mostly reads what it read before
             if new:
-                known |= new
+                self.known[key] = compact((*known, *new), len(known) + len(new))
                 self.deps.add(key, new, lambda: self.known.items())
 
     def _knows(self, subject: str, r: Read) -> bool:
@@ -163,6 +173,9 @@ class Units:
     def _active(self, on: bool) -> None:
         s = state()
         s.memo, s.indexes = (self.memo, self.indexes) if on else (None, None)
+        if not on:
+            self.memo.unshare()
+            self.memo.drop_transient()
 
     def _evaluation(self, snap: Snapshot, checks: list[Check]) -> Evaluation:
         run = [chk.id for chk in checks]

@@ -34,13 +34,45 @@ from typing import Any, TypeVar
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
-__all__ = ["ALL", "Index", "Recorded", "Reverse", "each", "each_item", "each_key", "lookup", "plain", "recording",
-           "shared", "tracking"]
+__all__ = ["ALL", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "each", "each_item", "each_key", "lookup",
+           "plain", "recording", "shared", "tracking"]
 
 ALL = "*"
 MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
 Read = tuple[str, Hashable]
 T = TypeVar("T")
+
+
+class Reads(tuple[Read, ...]):
+    """A set of reads kept as a tuple: the daemon keeps one per memo entry, index record and subject (~300k at 100k
+    resources) and a frozenset's hash table cost ~4x a tuple's slots (~75 MB of its RSS at 100k, issue 14). Equal
+    (and hashed) as the set it holds, so it compares with sets; membership is a scan, over the few reads a holder
+    makes, and only asked when an event's holders are checked."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (set, frozenset, Reads)):
+            return len(self) == len(other) and all(r in other for r in self)
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self))
+
+
+NO_READS = Reads()
+_SCAN = 32   # up to this many reads a holder keeps a tuple; beyond, a frozenset (a hub's subject reads thousands)
+ReadSet = Reads | frozenset[Read]
+
+
+def compact(reads: Iterable[Read], n: int) -> ReadSet:
+    """``n`` distinct ``reads`` as the holder keeps them: a :class:`Reads` tuple when few (scanned on membership),
+    a frozenset when a scan would cost more than the table saves."""
+    return Reads(reads) if n <= _SCAN else frozenset(reads)
 
 # The snapshot's mapping fields a view records: the collections, the builder's indexes and the observations.
 MAPPED = (*RECORDS, *INDEX_SOURCES, "observations")
@@ -290,54 +322,77 @@ class _Table:
     __slots__ = ("deps", "entries", "of", "reads")
 
     def __init__(self) -> None:
-        self.entries: dict[Hashable, list[str]] = {}
+        # derived key -> its members, sorted; one member kept bare (most entries have one: a list cost ~100 B more,
+        # ~12 MB at 100k resources)
+        self.entries: dict[Hashable, str | list[str]] = {}
         self.of: dict[str, tuple[Hashable, ...]] = {}
-        self.reads: dict[str, frozenset[Read]] = {}
+        self.reads: dict[str, ReadSet] = {}
         self.deps = Reverse()     # read -> records whose keys it decided
 
-    def note_reads(self, rkey: str, reads: frozenset[Read]) -> None:
+    def note_reads(self, rkey: str, reads: ReadSet) -> None:
         """What deciding ``rkey``'s keys read, registered as the difference from what it read before (a read it
         no longer makes is filtered out when the read's holders are next asked for)."""
-        old = self.reads.get(rkey, frozenset())
+        old = self.reads.get(rkey, NO_READS)
         if reads:
             self.reads[rkey] = reads
         else:
             self.reads.pop(rkey, None)
         if reads is not old:
-            self.deps.forget(len(old - reads))
-            self.deps.add(rkey, reads - old, lambda: self.reads.items())
+            if not old:
+                self.deps.add(rkey, reads, lambda: self.reads.items())
+                return
+            before, after = set(old), set(reads)
+            self.deps.forget(len(before - after))
+            self.deps.add(rkey, after - before, lambda: self.reads.items())
 
     def reading(self, r: Read) -> list[str]:
         """The records whose keys were decided by a read of ``r``."""
         return self.deps.holders(r, lambda rkey, read: read in self.reads.get(rkey, ()))
 
     def add(self, rkey: str, dkeys: tuple[Hashable, ...]) -> None:
+        if not dkeys:
+            return   # most records of a route index name no subject: no entry (remove's default is the same)
         self.of[rkey] = dkeys
+        entries = self.entries
         for d in dkeys:
-            bisect.insort(self.entries.setdefault(d, []), rkey)
+            got = entries.get(d)
+            if got is None:
+                entries[d] = rkey
+            elif isinstance(got, str):
+                entries[d] = [rkey, got] if rkey < got else [got, rkey]
+            else:
+                bisect.insort(got, rkey)
 
     def remove(self, rkey: str, forget: bool = True) -> tuple[Hashable, ...]:
         """Take ``rkey`` out of its entries (and, with ``forget``, out of the reads map: it is gone)."""
         dkeys = self.of.pop(rkey, ())
+        entries = self.entries
         for d in dkeys:
-            members = self.entries.get(d)
-            if members is not None:
-                i = bisect.bisect_left(members, rkey)
-                if i < len(members) and members[i] == rkey:
-                    del members[i]
-                if not members:
-                    del self.entries[d]
+            members = entries.get(d)
+            if members is None:
+                continue
+            if isinstance(members, str):
+                if members == rkey:
+                    del entries[d]
+                continue
+            i = bisect.bisect_left(members, rkey)
+            if i < len(members) and members[i] == rkey:
+                del members[i]
+            if len(members) == 1:
+                entries[d] = members[0]
+            elif not members:
+                del entries[d]
         if forget:
-            self.note_reads(rkey, frozenset())
+            self.note_reads(rkey, NO_READS)
         return dkeys
 
 
-def _derive(snap: Snapshot, index: Index, record: Any, track: bool) -> tuple[tuple[Hashable, ...], frozenset[Read]]:
+def _derive(snap: Snapshot, index: Index, record: Any, track: bool) -> tuple[tuple[Hashable, ...], ReadSet]:
     outer, subject, deriving = _S.reads, _S.subject, _S.deriving
     _S.reads, _S.subject, _S.deriving = (set() if track else None), None, index.name
     try:
         dkeys = tuple(dict.fromkeys(index.keys_of(snap, record)))
-        reads = _frozen(_S.reads) if _S.reads is not None else frozenset()
+        reads = _frozen(_S.reads) if _S.reads is not None else NO_READS
     finally:
         _S.reads, _S.subject, _S.deriving = outer, subject, deriving
     return dkeys, reads
@@ -404,7 +459,8 @@ def lookup(snap: Snapshot, index: Index, key: Hashable) -> tuple[str, ...]:
         table = _indexes_for(_base(snap)).table(_base(snap), index)
     finally:
         _S.reads = outer
-    return tuple(table.entries.get(key, ()))
+    got = table.entries.get(key)
+    return () if got is None else (got,) if type(got) is str else tuple(got)
 
 
 def each_key(snap: Snapshot, index: Index) -> Iterator[Hashable]:
@@ -445,19 +501,46 @@ def tracking() -> bool:
 
 # --- shared work -----------------------------------------------------------------------------------
 
+# Shared work whose values a pass drops once it is done, keeping the entry and its reads (so what used it is still
+# tracked and an event still invalidates it): an endpoint's paths, ~280k objects and ~50 MB of the daemon's RSS at
+# 100k resources. Their users keep what they derived from them (a route subject's rows) and are mostly invalidated
+# with them, so a value is recomputed only when a user of a still-valid entry is (e.g. after a NIC tag change).
+TRANSIENT: frozenset[str] = frozenset({"paths.of"})
+_DROPPED: Any = object()   # the value of a transient entry after its pass
+
+
 class _Memo:
     """Work shared between subjects, kept across events: key -> (value, reads), and read -> keys."""
 
     def __init__(self) -> None:
-        self.entries: dict[Hashable, tuple[Any, frozenset[Read]]] = {}
+        self.entries: dict[Hashable, tuple[Any, ReadSet]] = {}
         self.deps = Reverse()
-        # equal read sets kept once: an endpoint's paths, its route subjects and its rows per appliance read the same
-        self.frozen: dict[frozenset[Read], frozenset[Read]] = {}
+        # Equal read sets kept once (an endpoint's paths, its route subjects and its rows per appliance read the
+        # same), by the hash of the set: a set keyed by itself would keep a frozenset beside every tuple kept.
+        self.frozen: dict[int, ReadSet] = {}
         # equal reads kept once: the same (collection, key) is noted by thousands of frames, each making its own tuple
         self.interned: dict[Read, Read] = {}
+        self.transient: list[Hashable] = []   # the TRANSIENT entries this pass computed, to drop at its end
 
-    def put(self, key: Hashable, value: Any, reads: frozenset[Read]) -> None:
+    def drop_transient(self) -> None:
+        """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads)."""
+        entries = self.entries
+        for key in self.transient:
+            hit = entries.get(key)
+            if hit is not None:
+                entries[key] = (_DROPPED, hit[1])
+        self.transient = []
+
+    def unshare(self) -> None:
+        """Drop the sharing tables once an evaluation pass is done: the sets and reads they share stay shared by
+        their holders, and at 100k resources the two tables alone held ~20 MB of the daemon's RSS between events."""
+        self.frozen = {}
+        self.interned = {}
+
+    def put(self, key: Hashable, value: Any, reads: ReadSet) -> None:
         self.entries[key] = (value, reads)
+        if type(key) is tuple and key and key[0] in TRANSIENT:
+            self.transient.append(key)
         self.deps.add(key, reads, lambda: ((k, e[1]) for k, e in self.entries.items()))
 
     def _reads(self, key: Hashable, r: Read) -> bool:
@@ -481,21 +564,22 @@ class _Memo:
         return dropped
 
 
-def _frozen(reads: set[Read]) -> frozenset[Read]:
-    fs = frozenset(reads)
+def _frozen(reads: set[Read]) -> ReadSet:
     memo = _S.memo
     if memo is None:
-        return fs
-    hit = memo.frozen.get(fs)
-    if hit is None:
+        return compact(reads, len(reads))
+    fs = frozenset(reads)
+    h = hash(fs)
+    hit = memo.frozen.get(h)
+    if hit is None or len(hit) != len(fs) or not fs.issuperset(hit):
         if len(memo.frozen) > 4 * len(memo.entries) + 65536:
             # sets no entry, record or subject holds any more would stay alive here for the daemon's lifetime:
             # start sharing afresh (only sharing is lost, never a read)
             memo.frozen.clear()
             memo.interned.clear()
         interned = memo.interned
-        hit = frozenset({interned.setdefault(r, r) for r in fs})   # from a set: sized to fit, not grown
-        memo.frozen[hit] = hit   # keyed by itself: the caller's tuples are not kept
+        hit = compact([interned.setdefault(r, r) for r in fs], len(fs))   # the caller's tuples are not kept
+        memo.frozen[h] = hit   # a set of another hash-equal content replaces it: only its sharing is lost
     return hit
 
 
@@ -511,6 +595,8 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
         if _S.reads is not None:
             _S.reads.add((MEMO, key))
         value: T = hit[0]
+        if value is _DROPPED:
+            value = _again(memo, key, hit[1], compute)
         return value
     outer, subject = _S.reads, _S.subject
     _S.reads, _S.subject = set(), None
@@ -522,6 +608,20 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
     memo.put(key, value, inner)
     if outer is not None:
         outer.add((MEMO, key))
+    return value
+
+
+def _again(memo: _Memo, key: Hashable, reads: ReadSet, compute: Callable[[], T]) -> T:
+    """The value of a still-valid entry whose value its last pass dropped: what it read is unchanged, so computing
+    it again gives the same value and the same reads, which stay registered as they were."""
+    outer, subject = _S.reads, _S.subject
+    _S.reads, _S.subject = set(), None
+    try:
+        value = compute()
+    finally:
+        _S.reads, _S.subject = outer, subject
+    memo.entries[key] = (value, reads)
+    memo.transient.append(key)
     return value
 
 

@@ -24,6 +24,7 @@ or the last targeted re-read of that resource) is already reflected, so it is dr
 
 from __future__ import annotations
 
+import ctypes
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -416,6 +417,7 @@ class Daemon:
             self._read_at = {k: v for k, v in self._read_at.items() if v > started_at}
             self.last_collection = self.clock()
             self._count_open()
+        release_freed()
         seconds = time.perf_counter() - t0
         self.metrics.collections.labels("ok").inc()
         self.metrics.collection_duration.observe(seconds)
@@ -526,6 +528,17 @@ class Daemon:
         detail["intake_failed"] = failed = self.intake.failed_count()
         self.metrics.intake_failed.set(failed)
         return ok, detail
+
+
+def release_freed() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; elsewhere nothing): a full
+    collection frees the parsed responses and the evaluation's transient work, which the heap otherwise keeps as
+    the daemon's RSS for its lifetime (~27 MB at 100k resources, issue 14)."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def _within(ev: Evaluation, keys: set[str]) -> Evaluation:

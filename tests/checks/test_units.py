@@ -96,3 +96,46 @@ def test_the_sharing_of_read_sets_is_bounded() -> None:
         assert _frozen({("c", "x")}) == {("c", "x")}
     finally:
         s.memo = None
+
+
+def test_a_transient_value_is_dropped_after_its_pass_and_computed_again_while_valid() -> None:
+    """The daemon keeps an endpoint's paths only for the pass that computed them (their users keep what they
+    derived): a later user of the still-valid entry gets the same value again, its reads still tracked."""
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    calls: list[int] = []
+
+    def compute() -> list[int]:
+        calls.append(1)
+        _note("c", "1")
+        return [7]
+    try:
+        s.reads = set()
+        assert shared(("paths.of", "e"), compute) == [7]
+        s.memo.drop_transient()
+        assert s.memo.entries[("paths.of", "e")][1] == {("c", "1")}
+        assert shared(("paths.of", "e"), compute) == [7]
+        assert len(calls) == 2
+        assert shared(("paths.of", "e"), compute) == [7]   # kept again until the pass ends
+        assert len(calls) == 2
+        assert s.reads == {(MEMO, ("paths.of", "e"))}
+        assert s.memo.invalidate([("c", "1")]) == [(MEMO, ("paths.of", "e"))]
+    finally:
+        s.memo, s.reads = None, outer
+
+
+def test_an_index_entry_keeps_its_members_sorted_whether_one_or_many() -> None:
+    from plmon.checks.units import _Table
+    t = _Table()
+    t.add("b", ("x",))
+    t.add("a", ("x", "y"))
+    t.add("c", ())
+    t.add("d", ("x",))
+    assert t.entries == {"x": ["a", "b", "d"], "y": "a"}
+    assert t.remove("c") == ()
+    assert t.remove("a") == ("x", "y")
+    assert t.entries == {"x": ["b", "d"]}
+    t.remove("d")
+    assert t.entries == {"x": "b"}
+    t.remove("b")
+    assert t.entries == {} and t.of == {}
