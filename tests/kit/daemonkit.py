@@ -69,12 +69,15 @@ class Receiver:
 
 
 @contextmanager
-def receiver() -> Iterator[Receiver]:
+def receiver(delay: float = 0.0) -> Iterator[Receiver]:
+    """``delay``: seconds the sink takes per alert before answering, as a modest real sink does."""
     rec = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if delay:
+                time.sleep(delay)
             with rec.cond:
                 rec.got.append(Received(dict(self.headers), body, time.monotonic()))
                 rec.cond.notify_all()

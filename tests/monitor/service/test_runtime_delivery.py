@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-from daemonkit import ACCOUNT_ID, ACCOUNT_PATH, HOOK_SECRET, PUBLIC_CHECK, SECRET, event, write_account
+from daemonkit import ACCOUNT_ID, ACCOUNT_PATH, HOOK_SECRET, PUBLIC_CHECK, SECRET, event, receiver, write_account
 from tenantkit import endpoint, storage_account, sub_list, write_tenant
 
 from plmon.monitor.collect.recorded import RecordedTenant
@@ -25,50 +20,6 @@ from plmon.monitor.state.sqlite import SqliteStore
 from plmon.monitor.state.store import OutboxRow
 
 BACKLOG = 60  # endpoints that failed to provision: the first collection opens a finding, and an alert, for each
-
-
-class _SlowReceiver:
-    """A webhook receiver that takes ``delay`` seconds per alert, one at a time, as a modest real sink does."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay, self.got, self.cond = delay, [], threading.Condition()
-
-    def wait_for(self, match: Any, timeout: float) -> int | None:
-        """Index of the first received alert that matches, waiting at most ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for i, alert in enumerate(self.got):
-                    if match(alert):
-                        return i
-                if not self.cond.wait(max(0.0, deadline - time.monotonic())):
-                    return None
-
-
-@contextmanager
-def _receiver(delay: float) -> Iterator[tuple[_SlowReceiver, str]]:
-    rec = _SlowReceiver(delay)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            time.sleep(rec.delay)
-            with rec.cond:
-                rec.got.append(json.loads(body))
-                rec.cond.notify_all()
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield rec, f"http://127.0.0.1:{server.server_address[1]}/hook"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def _tenant(folder: Path) -> Path:
@@ -85,11 +36,12 @@ def test_an_events_alert_overtakes_the_first_collections_backlog(tmp_path: Path)
     """The first collection queues 60 alerts to a sink taking 80 ms each; a bad change posted meanwhile reaches the
     sink before that backlog is through, and afterwards every alert has arrived exactly once."""
     folder = _tenant(tmp_path / "t")
-    with _receiver(0.08) as (rec, url):
+    with receiver(0.08) as rec:
         cfg = parse_config({
             "server": {"secret": SECRET},
-            "alerts": [{"type": "webhook", "name": "hook", "url": url, "secret": HOOK_SECRET, "min_severity": "high",
-                        "digest_threshold": 100_000}],   # one alert per request, as a backlog without digests
+            # one alert per request, as a backlog without digests
+            "alerts": [{"type": "webhook", "name": "hook", "url": rec.url, "secret": HOOK_SECRET,
+                        "min_severity": "high", "digest_threshold": 100_000}],
             "schedule": {"full_collection": "1h", "delivery_interval": "1s"},
         }, env={})
         db = tmp_path / "state.db"
@@ -101,18 +53,19 @@ def test_an_events_alert_overtakes_the_first_collections_backlog(tmp_path: Path)
             while daemon.last_collection is None and time.monotonic() < deadline:
                 time.sleep(0.01)
             assert daemon.last_collection is not None, "no first collection"
-            assert rec.wait_for(lambda a: True, 10) is not None, "the backlog never started"
+            assert rec.wait_for(lambda r: True, 10), "the backlog never started"
             write_account(folder, "Enabled")
             daemon.accept(json.dumps([event()]).encode(), "application/json")
             daemon.wake.set()
-            at = rec.wait_for(lambda a: a["type"] == "io.plmon.finding.opened"
-                              and a["data"]["check_id"] == PUBLIC_CHECK, 30)
-            assert at is not None, "the event's alert never arrived"
+            hits = rec.wait_for(lambda r: r.event["type"] == "io.plmon.finding.opened"
+                                and r.event["data"]["check_id"] == PUBLIC_CHECK, 30)
+            assert hits, "the event's alert never arrived"
+            at = rec.got.index(hits[0])
             assert at < BACKLOG // 2, f"the event's alert arrived {at + 1}th, behind the backlog"
-            assert rec.wait_for(lambda a: len(rec.got) >= BACKLOG + 1, 30) is not None
+            assert rec.wait_for(lambda r: len(rec.got) >= BACKLOG + 1, 30)
         finally:
             runtime.stop()
-    ids = Counter(a["id"] for a in rec.got)
+    ids = Counter(r.event["id"] for r in rec.got)
     assert len(ids) == BACKLOG + 1 and max(ids.values()) == 1
 
 
