@@ -142,15 +142,16 @@ def _tenant(name: str, tmp: Path) -> Path:
     return work
 
 
-@pytest.mark.parametrize("name", sorted(TENANTS))
-def test_random_events_give_what_a_full_evaluation_gives(name: str, tmp_path: Path) -> None:
-    folder = _tenant(name, tmp_path)
-    rng = random.Random(f"{name}-14")
+def _daemon_steps(name: str, tmp: Path, seed: str) -> Iterator[tuple[str, Snapshot, Snapshot, Any, Any]]:
+    """The daemon's path over a catalogue tenant: first its full collection (label "full", old and new the same
+    snapshot), then 12 random events, each re-read and relinked: (label, old snapshot, new snapshot, links,
+    the re-read's result). Skips the test when the tenant has nothing to mutate."""
+    folder = _tenant(name, tmp)
+    rng = random.Random(seed)
     reader = RecordedTenant(folder)
     inv = collect(reader, manifest=reader.manifest, workers=1)
     snap, links = link(inv, taken_at=AT)  # as the daemon's full collection
-    units = Units()
-    assert _shown(units.full(snap)) == _shown(evaluate(snap))
+    yield "full", snap, snap, links, None
     files, pool = _files(folder), _strings(folder)
     if not files:
         pytest.skip("no resources to mutate")
@@ -160,10 +161,20 @@ def test_random_events_give_what_a_full_evaluation_gives(name: str, tmp_path: Pa
             continue
         inv, result = reread_into(reader, inv, [parse_id(rid)])
         new, links = relink(snap, links, inv, result.touched, taken_at=AT)  # as the daemon's event step
-        got, report = units.update(snap, new)
-        want = evaluate(new)
-        assert _shown(got) == _shown(want), f"event {step} on {rid}: {report}"
+        yield f"event {step} on {rid}", snap, new, links, result
         snap = new
+
+
+@pytest.mark.parametrize("name", sorted(TENANTS))
+def test_random_events_give_what_a_full_evaluation_gives(name: str, tmp_path: Path) -> None:
+    """After the full collection and after each random event, Units gives what a full evaluation gives."""
+    units = Units()
+    for label, old, new, _links, result in _daemon_steps(name, tmp_path, f"{name}-14"):
+        if result is None:
+            assert _shown(units.full(new)) == _shown(evaluate(new))
+            continue
+        got, report = units.update(old, new)
+        assert _shown(got) == _shown(evaluate(new)), f"{label}: {report}"
 
 
 @pytest.mark.parametrize("name", sorted(TENANTS))
@@ -171,25 +182,16 @@ def test_the_daemons_shortcuts_agree_with_the_whole_comparisons(name: str, tmp_p
     """What the daemon takes from a relink and an update instead of comparing whole snapshots and evaluations:
     the diff restricted to the keys relink names, the lifecycle's keys from the re-judged units, and the findings
     about them picked by identity."""
-    folder = _tenant(name, tmp_path)
-    rng = random.Random(f"{name}-hint")
-    reader = RecordedTenant(folder)
-    inv = collect(reader, manifest=reader.manifest, workers=1)
-    snap, links = link(inv, taken_at=AT)
     units = Units()
-    before = units.full(snap)
-    files, pool = _files(folder), _strings(folder)
-    if not files:
-        pytest.skip("no resources to mutate")
-    for step in range(12):
-        rid = _event(rng, files, pool)
-        if rid is None:
+    before: Evaluation | None = None
+    for label, old, new, links, result in _daemon_steps(name, tmp_path, f"{name}-hint"):
+        if result is None:
+            before = units.full(new)
             continue
-        inv, result = reread_into(reader, inv, [parse_id(rid)])
-        new, links = relink(snap, links, inv, result.touched, taken_at=AT)
-        assert diff(snap, new, links.changed) == diff(snap, new), f"event {step} on {rid}"
-        got, report = units.update(snap, new, links.changed)
-        assert _shown(got) == _shown(evaluate(new)), f"event {step} on {rid}: {report}"
+        assert before is not None
+        assert diff(old, new, links.changed) == diff(old, new), label
+        got, report = units.update(old, new, links.changed)
+        assert _shown(got) == _shown(evaluate(new)), f"{label}: {report}"
         checks = set(report.checks)
         want = affected_keys(before, got, checks, result.keys)
         if report.moved is not None:
@@ -197,7 +199,7 @@ def test_the_daemons_shortcuts_agree_with_the_whole_comparisons(name: str, tmp_p
         about = units.about(got, want)
         assert about is not None
         assert about.findings == tuple(f for f in got.findings if f.key[1] in want)
-        snap, before = new, got
+        before = got
 
 
 def _focused(snap: Snapshot, check_id: str, subject: str) -> list[dict[str, Any]]:
