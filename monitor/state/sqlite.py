@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
@@ -36,6 +37,11 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "connect", "write_transaction"]
 # A finding's text at least this long is remembered with the dict read from it, so that a lifecycle step writing
 # that very dict back (a resolve keeps the record's finding) stores the text again instead of serialising it anew.
 _KEEP_TEXT = 64 * 1024
+# How many such large findings stay known by key with their dict and text, whether this process last read or wrote
+# them (most recent first out last). A hub appliance's SNAT finding at 100k resources is ~13 MB of text: each event
+# that opens or resolves it read it back (json.loads ~95 ms) and wrote it again (json.dumps ~100 ms, 13 MB through
+# the WAL). Known, it is parsed once, serialised once, compared by its text and written only when that changed.
+_KNOWN_LARGE = 4
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: findings, observations, scans, outbox, processed events. Event ids are deduplicated by the intake queue
@@ -178,6 +184,10 @@ class SqliteStore:
         # id(dict) -> (that dict, the text it was read from): the large findings of the last read (see _KEEP_TEXT).
         # The dict is held, so its id cannot be reused while it is here; a hit also requires the very same object.
         self._texts: dict[int, tuple[Any, str]] = {}
+        # (check id, resource key) -> (dict, text) of the last large findings read or written (see _KNOWN_LARGE).
+        # A dict handed out here is shared by every read that finds the same text: callers never mutate a record's
+        # finding (the lifecycle replaces it, alerts copy it when they bound it).
+        self._known: OrderedDict[tuple[str, str], tuple[Any, str]] = OrderedDict()
         self._migrate()
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -214,11 +224,30 @@ class SqliteStore:
             self._db.close()
 
     # --- findings ------------------------------------------------------------------------------
-    def _finding(self, row: sqlite3.Row) -> FindingRecord:
+    def _remember(self, key: tuple[str, str], finding: Any, text: str) -> None:
+        self._known[key] = (finding, text)
+        self._known.move_to_end(key)
+        while len(self._known) > _KNOWN_LARGE:
+            self._known.popitem(last=False)
+
+    def _finding(self, row: sqlite3.Row, remember: bool = False) -> FindingRecord:
+        """``remember``: a targeted read (an event's): its large findings stay known by key (a full scan reads every
+        finding, and keeping the last few of those would only hold their memory)."""
         text = row["finding"]
-        finding = json.loads(text)
-        if len(text) >= _KEEP_TEXT:
+        if len(text) >= _KEEP_TEXT and remember:
+            key = (row["check_id"], row["resource_key"])
+            known = self._known.get(key)
+            if known is not None and known[1] == text:   # one comparison of the text, not a parse
+                finding = known[0]
+                self._known.move_to_end(key)
+            else:
+                finding = json.loads(text)
+                self._remember(key, finding, text)
             self._texts[id(finding)] = (finding, text)
+        else:
+            finding = json.loads(text)
+            if len(text) >= _KEEP_TEXT:
+                self._texts[id(finding)] = (finding, text)
         return FindingRecord(
             check_id=row["check_id"], resource_key=row["resource_key"], resource_id=row["resource_id"],
             state=FindingState(row["state"]), severity=row["severity"],
@@ -246,7 +275,10 @@ class SqliteStore:
                 cond = f"{where} AND" if where else "WHERE"
                 rows += self._query(f"SELECT * FROM findings {cond} resource_key IN ({marks})", [*args, *chunk])
             rows.sort(key=lambda r: (r["check_id"], r["resource_key"]))
-        return [self._finding(r) for r in rows]
+        if resource_keys is None:
+            return [self._finding(r) for r in rows]
+        with self._lock:   # the known large findings are shared by the daemon's threads
+            return [self._finding(r, True) for r in rows]
 
     def open_counts(self) -> dict[str, int]:
         rows = self._query("SELECT severity, COUNT(*) FROM findings WHERE state = ? GROUP BY severity",
@@ -259,6 +291,19 @@ class SqliteStore:
         done: dict[int, tuple[Any, str]] = {
             id(rec.finding): hit for rec, _ in change.findings
             if (hit := texts.get(id(rec.finding))) is not None and hit[0] is rec.finding}
+        # What the rows this step read hold already: a finding written back as the very text its row was read with
+        # (a resolve, a reminder of an unchanged finding) leaves that column as it is.
+        unchanged = {(rec.check_id, rec.resource_key) for rec, _ in change.findings if id(rec.finding) in done}
+        with self._lock:
+            for rec, _ in change.findings:
+                key = (rec.check_id, rec.resource_key)
+                known = self._known.get(key)
+                if known is not None and id(rec.finding) not in done and known[0] == rec.finding:
+                    # equal to the large finding last read or written for this key: that text, no serialising, and
+                    # when this step read it from the row, the row keeps it
+                    done[id(rec.finding)] = (rec.finding, known[1])
+                    if texts.get(id(known[0]), (None,))[0] is known[0]:
+                        unchanged.add(key)
         del texts
 
         def dumps(obj: Any) -> str:
@@ -279,13 +324,21 @@ class SqliteStore:
                 if current != expected:
                     raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: sequence {current}, "
                                         f"expected {expected}")
-                db.execute(
-                    "INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (rec.check_id, rec.resource_key, rec.resource_id, rec.state.value, rec.severity,
-                     iso(rec.first_seen), iso(rec.last_seen),
-                     iso(rec.resolved_at) if rec.resolved_at else None,
-                     iso(rec.last_alert_at) if rec.last_alert_at else None, rec.seq,
-                     dumps(rec.finding), json.dumps(list(rec.channels))))
+                columns = (rec.resource_id, rec.state.value, rec.severity, iso(rec.first_seen), iso(rec.last_seen),
+                           iso(rec.resolved_at) if rec.resolved_at else None,
+                           iso(rec.last_alert_at) if rec.last_alert_at else None, rec.seq)
+                key = (rec.check_id, rec.resource_key)
+                if row is not None and key in unchanged:
+                    db.execute("UPDATE findings SET resource_id = ?, state = ?, severity = ?, first_seen = ?, "
+                               "last_seen = ?, resolved_at = ?, last_alert_at = ?, seq = ?, channels = ? "
+                               "WHERE check_id = ? AND resource_key = ?",
+                               (*columns, json.dumps(list(rec.channels)), *key))
+                    continue
+                text = dumps(rec.finding)
+                if len(text) >= _KEEP_TEXT and change.scan is None:   # an event's step, not a full scan's
+                    self._remember(key, rec.finding, text)
+                db.execute("INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                           (*key, *columns, text, json.dumps(list(rec.channels))))
             for o in change.outbox:
                 db.execute(
                     "INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",

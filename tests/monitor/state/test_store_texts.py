@@ -50,3 +50,36 @@ def test_large_finding_resolved_is_written_back_without_serialising_it(tmp_path:
     assert after.state == FindingState.RESOLVED
     assert json.dumps(after.finding, sort_keys=True) == json.dumps(big, sort_keys=True)
     assert [r.payload for r in store.outbox()] == [payload, payload]
+
+
+def _big(n: int = 9000) -> dict[str, Any]:
+    return {"evidence": {"paths": [f"10.0.{i // 250}.{i % 250} -> nva" for i in range(n)]}}
+
+
+def test_large_finding_is_parsed_once_and_an_equal_one_neither_serialised_nor_rewritten(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event's reads of a large finding this store wrote or read (its text unchanged) give the dict it knows, and
+    writing back an equal finding (a reopen: equal evidence, a new dict) serialises nothing and keeps the row's text;
+    a row another writer changed is parsed again."""
+    store = SqliteStore(tmp_path / "s.db")
+    first = _big()
+    store.apply(ChangeSet(findings=[(_rec(first), None)]))
+    loads: list[str] = []
+    dumps: list[Any] = []
+    real_loads, real_dumps = sqlite_mod.json.loads, sqlite_mod.json.dumps
+    monkeypatch.setattr(sqlite_mod.json, "loads", lambda text, **kw: (loads.append(text), real_loads(text, **kw))[1])
+    monkeypatch.setattr(sqlite_mod.json, "dumps", lambda obj, **kw: (dumps.append(obj), real_dumps(obj, **kw))[1])
+    (old,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    assert old.finding is first and not [t for t in loads if len(t) > 1000]
+    equal = _big()
+    assert equal is not first
+    store.apply(ChangeSet(findings=[(replace(old, seq=2, finding=equal), 1)]))
+    assert not any(isinstance(c, dict) and "evidence" in c for c in dumps), "an equal finding was serialised"
+    (again,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    assert again.seq == 2 and again.finding == first and not [t for t in loads if len(t) > 1000]
+    monkeypatch.undo()
+    other = SqliteStore(tmp_path / "s.db")   # another writer changes the evidence
+    changed = _big(9001)
+    other.apply(ChangeSet(findings=[(replace(again, seq=3, finding=changed), 2)]))
+    (now,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    assert now.seq == 3 and now.finding == changed
