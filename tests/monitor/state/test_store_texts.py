@@ -83,3 +83,27 @@ def test_large_finding_is_parsed_once_and_an_equal_one_neither_serialised_nor_re
     other.apply(ChangeSet(findings=[(replace(again, seq=3, finding=changed), 2)]))
     (now,) = store.findings(resource_keys=["/subscriptions/s/x"])
     assert now.seq == 3 and now.finding == changed
+
+
+def test_large_finding_text_is_kept_apart_so_a_state_change_leaves_it_and_prune_drops_it(tmp_path: Path) -> None:
+    """A large finding's text lives in finding_texts: a resolve rewrites only its small findings row (same token), any
+    reader (another process) sees the whole finding, and pruning the finding drops its text."""
+    store = SqliteStore(tmp_path / "s.db")
+    big = _big()
+    store.apply(ChangeSet(findings=[(_rec(big), None)]))
+    db = sqlite_mod.connect(str(tmp_path / "s.db"))
+    token = db.execute("SELECT token FROM finding_texts").fetchone()[0]
+    assert db.execute("SELECT finding FROM findings").fetchone()[0] == ""
+    (old,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    store.apply(ChangeSet(findings=[(replace(old, state=FindingState.RESOLVED, resolved_at=T0, seq=2), 1)]))
+    assert db.execute("SELECT token FROM finding_texts").fetchone()[0] == token
+    (seen,) = SqliteStore(tmp_path / "s.db").findings()
+    assert seen.state == FindingState.RESOLVED and seen.finding == big
+    assert SqliteStore(tmp_path / "s.db").get_finding("c.big", "/subscriptions/s/x").finding == big  # type: ignore[union-attr]
+    small = {"evidence": {"paths": ["one"]}}
+    store.apply(ChangeSet(findings=[(replace(seen, seq=3, finding=small), 2)]))   # small again: its text inline
+    assert db.execute("SELECT COUNT(*) FROM finding_texts").fetchone()[0] == 0
+    store.apply(ChangeSet(findings=[(replace(seen, seq=4, finding=big), 3)]))
+    assert db.execute("SELECT COUNT(*) FROM finding_texts").fetchone()[0] == 1
+    assert store.prune(datetime(2027, 1, 1, tzinfo=UTC)) == 1
+    assert db.execute("SELECT COUNT(*) FROM finding_texts").fetchone()[0] == 0
