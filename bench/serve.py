@@ -161,6 +161,41 @@ def metrics(client: httpx.Client, base: str) -> dict[str, float]:
     return out
 
 
+def samples(client: httpx.Client, base: str) -> dict[str, float]:
+    """The daemon's Prometheus samples as written (name and labels), e.g. ``x_sum{phase="total"}``."""
+    out: dict[str, float] = {}
+    for line in client.get(f"{base}/metrics").text.splitlines():
+        m = _SAMPLE.match(line)
+        if m and not line.startswith("#"):
+            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+REEVAL = "plmon_reevaluation_cpu_seconds"
+
+
+def reeval_cpu(client: httpx.Client, base: str, before: dict[str, float], steps: int,
+               timeout: float = 30) -> dict[str, float] | None:
+    """The daemon's own CPU for the worker steps since ``before`` (samples()), by phase and in total, once
+    ``steps`` more steps were recorded; None at the deadline. The daemon records a step's figures just after
+    handing its alerts to the delivery lanes, so the alert may arrive first: this waits for the count."""
+    count = f'{REEVAL}_count{{phase="total"}}'
+    deadline = time.monotonic() + timeout
+    while True:
+        now = samples(client, base)
+        if now.get(count, 0.0) - before.get(count, 0.0) >= steps:
+            break
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.02)
+    out = {}
+    for key, value in now.items():
+        if key.startswith(f"{REEVAL}_sum{{"):
+            phase = key.split('phase="', 1)[1].split('"', 1)[0]
+            out[phase] = value - before.get(key, 0.0)
+    return out
+
+
 def pending(db: Path) -> int:
     """Queued events not yet settled (done or set aside as failed), read from the daemon's sqlite intake."""
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)) as conn:
@@ -474,6 +509,19 @@ def _quantiles(values: list[float]) -> dict[str, float]:
     return {"p50_ms": p50 * 1000, "p99_ms": p99 * 1000, "max_ms": ordered[-1] * 1000}
 
 
+def _reeval_figures(steps: list[dict[str, float]]) -> dict[str, Any]:
+    """Re-evaluation CPU per event (the daemon's worker-thread CPU, plmon_reevaluation_cpu_seconds): each event's
+    total and phases, the median and p99 of the totals, and the median of each phase."""
+    if not steps:
+        return {}
+    totals = sorted(s["total"] * 1000 for s in steps)
+    p99 = statistics.quantiles(totals, n=100, method="inclusive")[98] if len(totals) >= 2 else totals[0]
+    return {"reeval_cpu_ms": [s["total"] * 1000 for s in steps], "reeval_cpu_p50_ms": statistics.median(totals),
+            "reeval_cpu_p99_ms": p99,
+            "reeval_phases_ms": {k: statistics.median(s.get(k, 0.0) * 1000 for s in steps)
+                                 for k in steps[0] if k != "total"}}
+
+
 def measure_kinds(folder: Path, work: Path, *, reps: int, alert_timeout: float = 120, ready_timeout: float = 900,
                   burst: int = 0, distinct: int = 1000, seed: int = 1, drain_timeout: float = 240,
                   only: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -482,7 +530,9 @@ def measure_kinds(folder: Path, work: Path, *, reps: int, alert_timeout: float =
     Every event must bring its alert (opened, then resolved) for the mutated resource: one that does not
     within ``alert_timeout`` is counted missed, and the run goes on. CPU per event is the serve process's
     user + system time from the post to the alert (it includes the alert's delivery and anything else the
-    daemon did meanwhile, so it is an upper bound on re-evaluation CPU).
+    daemon did meanwhile, so it is an upper bound on re-evaluation CPU). Re-evaluation CPU per event is the
+    daemon's own account of the worker step (its thread's CPU by phase, from /metrics), which is what issue 14's
+    target names: the HTTP intake, logging on other threads and the delivery lanes are not in it.
 
     The events start as soon as the daemon is ready, while the first collection's alerts (the backlog: every
     finding it opened) are still being delivered: a user who starts or restarts the daemon must see a new bad
@@ -494,7 +544,7 @@ def measure_kinds(folder: Path, work: Path, *, reps: int, alert_timeout: float =
     work.mkdir(parents=True, exist_ok=True)
     muts = [m for m in mutations(folder) if not only or m.kind in only]
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, Any] = {"kinds": {}}
+    out: dict[str, Any] = {"kinds": {}, "load_average_at_start": list(os.getloadavg())}
     with receiver() as rec:
         started = time.perf_counter()
         serve = ServeProcess(folder, write_kinds_config(work / "plmon.yaml", rec.url), ready_timeout=ready_timeout)
@@ -508,6 +558,7 @@ def measure_kinds(folder: Path, work: Path, *, reps: int, alert_timeout: float =
             for m in muts:
                 lat: list[float] = []
                 cpu: list[float] = []
+                reeval: list[dict[str, float]] = []
                 missed = 0
                 for _ in range(reps):
                     if missed:
@@ -516,6 +567,7 @@ def measure_kinds(folder: Path, work: Path, *, reps: int, alert_timeout: float =
                         kind = "io.plmon.finding.opened" if bad else "io.plmon.finding.resolved"
                         before = len(rec.got)
                         m.apply(bad)
+                        s0 = samples(serve.client, serve.base)
                         c0 = cpu_ticks(pid)
                         sent = time.monotonic()
                         first_post = first_post or sent
@@ -532,12 +584,17 @@ def measure_kinds(folder: Path, work: Path, *, reps: int, alert_timeout: float =
                             break
                         lat.append(at - sent)
                         cpu.append((cpu_ticks(pid) - c0) / tick)
+                        phases = reeval_cpu(serve.client, serve.base, s0, 1)
+                        if phases is not None:
+                            reeval.append(phases)
                 out["kinds"][m.kind] = {"check": m.check, "resource": m.resource_id, "events": len(lat) + missed,
                                         "alerts": len(lat), "missed": missed, "latencies_ms": [x * 1000 for x in lat],
                                         "cpu_ms": [x * 1000 for x in cpu],
                                         **(_quantiles(lat) if lat else {}),
-                                        **({"cpu_per_event_ms": statistics.mean(cpu) * 1000} if cpu else {})}
+                                        **({"cpu_per_event_ms": statistics.mean(cpu) * 1000} if cpu else {}),
+                                        **_reeval_figures(reeval)}
             out["rss_after_events_mb"] = rss_mb(pid)
+            out["load_average_after_events"] = list(os.getloadavg())
             _quiet(rec, 2.0, 600)
             out["backlog"] = _backlog(rec, muts, ready, first_post)
             if burst:

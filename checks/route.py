@@ -439,14 +439,53 @@ def _firewall_judged(snap: Snapshot) -> dict[tuple[str, str], SnatVerdict]:
     return _firewall_verdicts[1]
 
 
+# Firewall verdicts per firewall key, kept while the firewall and its policy stay the very same objects (a snapshot's
+# untouched records do across the daemon's events): a hub firewall's ~4.5k destinations were judged again on every
+# event that re-judged the appliance. firewall_snat reads the firewall and its policy only.
+_fw_verdicts: dict[str, tuple[Firewall, object, dict[str, SnatVerdict]]] = {}
+# A SNAT row's evidence but its verdict, per path object (kept across events by the daemon's memo), bounded.
+_path_parts: dict[int, tuple[PathResult, dict[str, Any]]] = {}
+_PATH_PARTS_MAX = 100_000
+
+
+def _path_part(p: PathResult) -> dict[str, Any]:
+    hit = _path_parts.get(id(p))
+    if hit is not None and hit[0] is p:
+        return hit[1]
+    if len(_path_parts) >= _PATH_PARTS_MAX:
+        _path_parts.clear()
+    part = {"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
+            "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
+            "route": p.route.to_dict() if p.route else None}
+    _path_parts[id(p)] = (p, part)
+    return part
+
+
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     judged: dict[tuple[str, str], SnatVerdict] = _firewall_judged(snap) if plain() else {}
 
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
         found = judged.get((fw.key, ip))
         if found is None:
-            found = judged[(fw.key, ip)] = firewall_snat(snap, fw, ip)
+            # the read firewall_snat makes, made here so a verdict kept from an earlier event notes it all the same
+            pid = fw.firewall_policy_id
+            policy = snap.firewall_policies.get(pid.key) if pid is not None else None
+            held = _fw_verdicts.get(fw.key)
+            if held is None or held[0] is not fw or held[1] is not policy:
+                held = _fw_verdicts[fw.key] = (fw, policy, {})
+            found = held[2].get(ip)
+            if found is None:
+                found = held[2][ip] = firewall_snat(snap, fw, ip)
+            judged[(fw.key, ip)] = found
         return found
+
+    snat_dicts: dict[int, dict[str, Any]] = {}   # one dict per verdict (paths to one IP share it), this call's
+
+    def snat_of(v: SnatVerdict) -> dict[str, Any]:
+        d = snat_dicts.get(id(v))
+        if d is None:
+            d = snat_dicts[id(v)] = v.to_dict()
+        return d
 
     for _key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
                                             lambda key, paths: _appliance_rows(snap, key, paths),
@@ -464,9 +503,7 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
         if not rows:
             continue
         subject, _p, verdict = rows[0]
-        paths = [{"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
-                  "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
-                  "route": p.route.to_dict() if p.route else None, "snat": v.to_dict()} for _, p, v in rows]
+        paths = [{**_path_part(p), "snat": snat_of(v)} for _, p, v in rows]
         ips = sorted({p.destination for _, p, _v in rows})
         if want is False:
             msg = (f"{subject.name} is the next hop to private endpoint IP(s) {', '.join(ips)} but does not "

@@ -73,6 +73,12 @@ def expand_ranges(values: tuple[str, ...] | list[str]) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=256)
+def _expanded(values: tuple[str, ...]) -> tuple[str, ...]:
+    """:func:`expand_ranges` once per policy setting, not once per destination judged."""
+    return expand_ranges(values)
+
+
+@functools.lru_cache(maxsize=256)
 def _parsed(ranges: tuple[str, ...]) -> tuple[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network | None], ...]:
     """Each private range with its network (None when unparseable): parsed once per firewall setting, not once
     per destination judged."""
@@ -85,8 +91,10 @@ def _parsed(ranges: tuple[str, ...]) -> tuple[tuple[str, ipaddress.IPv4Network |
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=1 << 15)
 def _verdict_for(ranges: tuple[str, ...], ip: str) -> tuple[bool | None, str]:
-    """No SNAT for destinations inside the private ranges; the two sentinels override."""
+    """No SNAT for destinations inside the private ranges; the two sentinels override. Kept per (ranges, IP): the
+    daemon judges a hub firewall's ~4.5k destinations again on each event that touches its paths or policy."""
     if ALWAYS in ranges:
         return True, f"private ranges contain {ALWAYS}: the firewall always SNATs"
     if NEVER in ranges:
@@ -127,7 +135,7 @@ def firewall_snat(snap: Snapshot, fw: Firewall, ip: str) -> SnatVerdict:
                                reason="the attached firewall policy is not in scope: its SNAT setting is "
                                       "unknown", warnings=tuple(warnings))
         raw = policy.snat_private_ranges
-        ranges = expand_ranges(list(raw)) if raw else IANA_PRIVATE_RANGES
+        ranges = _expanded(tuple(raw)) if raw else IANA_PRIVATE_RANGES
         if lower(policy.snat_auto_learn) == "enabled":
             warnings.append("autoLearnPrivateRanges is Enabled: the firewall may add learned ranges to the "
                             "private ranges, so destinations here may stop being translated")

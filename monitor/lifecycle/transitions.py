@@ -20,7 +20,8 @@ Coverage rule (when may an absent finding resolve?). Absence proves nothing unle
 
 from __future__ import annotations
 
-from collections import Counter
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -50,6 +51,38 @@ __all__ = ["Transition", "apply_scan", "apply_targeted", "counts", "resolution_b
 log = structlog.get_logger(__name__)
 
 DEFAULT_REMINDER = timedelta(hours=24)
+
+# An event's lifecycle turns the findings it moved into the store's dicts (Finding.to_dict). A hub appliance's SNAT
+# finding at 100k resources lists ~9k paths: its to_dict took ~0.1 s, and its open, resolve and reopen each made it
+# anew though the finding was equal to the one before. The last few such large findings (evidence lists of at least
+# _LARGE_ITEMS items in all) keep their dict, reused while the finding stays equal; the store then knows its text.
+_LARGE_ITEMS = 1000
+_KEEP_LARGE = 2
+_large: OrderedDict[tuple[str, str], tuple[Finding, dict[str, Any]]] = OrderedDict()
+_large_lock = threading.Lock()
+
+
+def _items(evidence: Mapping[str, Any]) -> int:
+    return sum(len(v) for v in evidence.values() if isinstance(v, list | tuple))
+
+
+def _dict_of(f: Finding, reuse: bool) -> dict[str, Any]:
+    """``f.to_dict()``; with ``reuse`` (an event's step) the dict made last for an equal large finding."""
+    if not reuse:
+        return f.to_dict()
+    key = (f.check_id, f.resource_id)
+    with _large_lock:
+        hit = _large.get(key)
+    if hit is not None and (hit[0] is f or hit[0] == f):
+        return hit[1]
+    as_dict = f.to_dict()
+    if _items(f.evidence) >= _LARGE_ITEMS:
+        with _large_lock:
+            _large[key] = (f, as_dict)
+            _large.move_to_end(key)
+            while len(_large) > _KEEP_LARGE:
+                _large.popitem(last=False)
+    return as_dict
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +166,11 @@ def _plan(store: StateStore, findings: Sequence[Finding], waived: Sequence[Findi
     """``resource_keys``: every finding given and every one that may resolve is about these resources, so only
     their records are read (an event's step), not every finding of the tenant."""
     plan = _Plan(routes, tenant_id, now, queued_at)
+    targeted = resource_keys is not None
+
+    def to_dict(f: Finding) -> dict[str, Any]:
+        return _dict_of(f, targeted)
+
     known = {r.key: r for r in store.findings(resource_keys=resource_keys)}
     seen: set[tuple[str, str]] = set()
 
@@ -142,7 +180,7 @@ def _plan(store: StateStore, findings: Sequence[Finding], waived: Sequence[Findi
         sev = f.severity.value
         want = wanting(routes, f.check_id, sev, f.subscription_id)
         if old is None or old.state != FindingState.OPEN:
-            as_dict = f.to_dict()
+            as_dict = to_dict(f)
             base = old or _new_record(f, now, FindingState.OPEN, as_dict)
             new = replace(base, state=FindingState.OPEN, severity=sev, resource_id=f.resource_id,
                           last_seen=now, resolved_at=None, last_alert_at=now, seq=base.seq + 1,
@@ -153,17 +191,17 @@ def _plan(store: StateStore, findings: Sequence[Finding], waived: Sequence[Findi
         reminder_due = old.last_alert_at is None or now - old.last_alert_at >= reminder_interval
         if changed:
             newly = want - set(old.channels)
-            new = replace(old, severity=sev, resource_id=f.resource_id, last_seen=now, finding=f.to_dict(),
+            new = replace(old, severity=sev, resource_id=f.resource_id, last_seen=now, finding=to_dict(f),
                           seq=old.seq + 1, channels=tuple(sorted(set(old.channels) | newly)),
                           last_alert_at=now if newly else old.last_alert_at)
             plan.put(old, new, "severity_changed", newly, previous_severity=old.severity)
         elif reminder_due and (want or old.channels):
             recipients = want | set(old.channels)
-            new = replace(old, resource_id=f.resource_id, last_seen=now, finding=f.to_dict(), seq=old.seq + 1,
+            new = replace(old, resource_id=f.resource_id, last_seen=now, finding=to_dict(f), seq=old.seq + 1,
                           last_alert_at=now, channels=tuple(sorted(recipients)))
             plan.put(old, new, "reminder", recipients)
         else:
-            plan.put(old, replace(old, resource_id=f.resource_id, last_seen=now, finding=f.to_dict()))
+            plan.put(old, replace(old, resource_id=f.resource_id, last_seen=now, finding=to_dict(f)))
 
     for f in waived:
         seen.add(f.key)
@@ -173,10 +211,10 @@ def _plan(store: StateStore, findings: Sequence[Finding], waived: Sequence[Findi
             plan.put(None, new, "waived")
         elif old.state != FindingState.WAIVED:
             new = replace(old, state=FindingState.WAIVED, severity=f.severity.value, last_seen=now,
-                          finding=f.to_dict(), seq=old.seq + 1, channels=(), resolved_at=None)
+                          finding=to_dict(f), seq=old.seq + 1, channels=(), resolved_at=None)
             plan.put(old, new, "waived")
         else:
-            plan.put(old, replace(old, last_seen=now, finding=f.to_dict()))
+            plan.put(old, replace(old, last_seen=now, finding=to_dict(f)))
 
     for key, old in known.items():
         if key in seen or old.state == FindingState.RESOLVED or not may_resolve(old):

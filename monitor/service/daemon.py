@@ -25,6 +25,7 @@ or the last targeted re-read of that resource) is already reflected, so it is dr
 from __future__ import annotations
 
 import ctypes
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -52,7 +53,7 @@ from plmon.monitor.model.clock import Clock
 from plmon.monitor.model.clock import source_clock as clock_of
 from plmon.monitor.model.snapshot import Snapshot
 from plmon.monitor.scan import ScanResult
-from plmon.monitor.service.metrics import Metrics
+from plmon.monitor.service.metrics import Metrics, PhaseClock
 from plmon.monitor.service.reevaluate import affected_keys, keys_to_apply, reread_into
 from plmon.monitor.state.intake import Enqueued, IntakeQueue, QueuedEvent
 from plmon.monitor.state.store import StateStore
@@ -94,6 +95,7 @@ class StepReport:
     checks: int = 0
     transitions: list[Transition] = field(default_factory=list)
     seconds: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)   # the worker thread's CPU seconds by phase (PhaseClock)
 
 
 class _ReadTimes(Mapping[str, datetime]):
@@ -202,6 +204,7 @@ class Daemon:
         # last alert of it is reported sent; one merged time per finding then lost that next alert's measure.
         self._awaiting_alert: dict[tuple[str, str], list[float]] = {}
         self._awaiting_lock = threading.Lock()
+        self._frozen = False   # a full collection's state was frozen out of the cyclic GC's scans (settle_heap)
         self.wake = threading.Event()
         # Set by plmon serve's runtime: queued alerts are handed to its delivery threads, with the findings an
         # event moved (to go first), instead of being sent on the thread that queued them. Unset (the Function,
@@ -244,31 +247,42 @@ class Daemon:
         if self.inventory is None:
             return report
         started = time.perf_counter()
-        queued = self.intake.claim(limit, now=self.clock())
-        if not queued:
+        cpu = PhaseClock()
+        with cpu.phase("intake"):
+            queued = self.intake.claim(limit, now=self.clock())
+            if not queued:
+                self.metrics.intake_pending.set(self.intake.pending())
+                return report
+            report.events = len(queued)
+            self._settle(queued, report, cpu)
             self.metrics.intake_pending.set(self.intake.pending())
-            return report
-        report.events = len(queued)
-        self._settle(queued, report)
-        self.metrics.intake_pending.set(self.intake.pending())
         report.seconds = time.perf_counter() - started
         self.metrics.reevaluation_duration.observe(report.seconds)
         if report.transitions:
             self._alerts_queued([(t.check_id, t.resource_key) for t in report.transitions if t.alerts])
         if self._recount:
-            with self._lock:
+            with self._lock, cpu.phase("lifecycle"):
                 self._recount = False
                 self._count_open()
+        report.cpu = dict(cpu.spent, total=cpu.total)
+        # Observed after the alerts were handed over (the lanes send them meanwhile), so a reader of /metrics who
+        # saw the alert may see the step's figures a moment later: wait for plmon_reevaluation_cpu_seconds_count.
+        self.metrics.observe_step(cpu)
+        ids = [q.event_id for q in queued]
+        with bound_contextvars(**({"event_id": ids[0]} if len(ids) == 1 else {})):
+            log.info("event_reevaluated", events=len(ids), rereads=report.rereads, checks=report.checks,
+                     transitions=len(report.transitions), seconds=round(report.seconds, 4),
+                     cpu_ms={k: round(v * 1000, 2) for k, v in report.cpu.items()})
         return report
 
-    def _settle(self, queued: Sequence[QueuedEvent], report: StepReport) -> None:
+    def _settle(self, queued: Sequence[QueuedEvent], report: StepReport, cpu: PhaseClock) -> None:
         try:
-            step = self._step(queued)
+            step = self._step(queued, cpu)
         except Exception as err:
             if len(queued) > 1:
                 half = len(queued) // 2
-                self._settle(queued[:half], report)
-                self._settle(queued[half:], report)
+                self._settle(queued[:half], report, cpu)
+                self._settle(queued[half:], report, cpu)
             else:
                 self._failed(queued[0], err)
             return
@@ -303,7 +317,7 @@ class Daemon:
             self.intake.failed(q.event_id, error, now, retry_at=retry_at)
             log.warning("event_failed", attempts=attempts, retry_at=retry_at.isoformat(), error=error, exc_info=err)
 
-    def _step(self, queued: Sequence[QueuedEvent]) -> StepReport:
+    def _step(self, queued: Sequence[QueuedEvent], cpu: PhaseClock) -> StepReport:
         report = StepReport()
         arrived: dict[str, float] = {q.event_id: q.received_at.timestamp() for q in queued}
         relevant: list[ResourceEvent] = []
@@ -334,17 +348,19 @@ class Daemon:
                     log.info("event_stale", event_time=e.time.isoformat())
             if folded.rereads:
                 report.rereads = len(folded.rereads)
-                report.transitions, report.checks = self._reevaluate(folded.rereads, arrived)
+                report.transitions, report.checks = self._reevaluate(folded.rereads, arrived, cpu)
         return report
 
-    def _reevaluate(self, rereads: Sequence[Any], arrived: Mapping[str, float]) -> tuple[list[Transition], int]:
+    def _reevaluate(self, rereads: Sequence[Any], arrived: Mapping[str, float],
+                    cpu: PhaseClock) -> tuple[list[Transition], int]:
         assert self.inventory is not None
         read_started = self.clock()
         for r in rereads:
             # resource_id is the resource re-read, which may be the event's parent (a subnet's network).
             with bound_contextvars(**{**_log_context(r.latest), "resource_id": r.resource.raw}):
                 log.info("reread", events=len(r.event_ids))
-        inv, result = reread_into(self._event_reader, self.inventory, [r.resource for r in rereads])
+        with cpu.phase("reread"):
+            inv, result = reread_into(self._event_reader, self.inventory, [r.resource for r in rereads])
         self.metrics.rereads.labels("ok").inc(len(result.keys) - len(result.failed))
         self.metrics.rereads.labels("failed").inc(len(result.failed))
         self.metrics.rereads.labels("untracked").inc(len(result.untracked))
@@ -356,20 +372,23 @@ class Daemon:
             return [], 0
         # Read times stay on the wall clock (event staleness); the findings go on the source's.
         assert self.snapshot is not None and self._links is not None
-        linked, links = relink(self.snapshot, self._links, inv, result.touched, taken_at=self.source_clock.now())
-        snapshot = observer(self.store, self.snapshot, links.changed)(linked)
-        # Only the units of work whose reads changed are judged again (plmon.checks.incremental).
-        evaluation, ran = self.units.update(self.snapshot, snapshot, links.changed)
-        checks = set(ran.checks)
-        if ran.moved is not None:   # what the re-judged units changed: no need to compare two whole evaluations
-            keys = keys_to_apply(ran.moved, result.keys, self.units.resource_keys(checks, below=result.keys))
-        else:
-            keys = affected_keys(self.evaluation, evaluation, checks, result.keys)
-        about = self.units.about(evaluation, keys)
-        transitions = apply_targeted(self.store, snapshot, about if about is not None else _within(evaluation, keys),
-                                     check_ids=checks,
-                                     resource_keys=keys, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
-                                     reminder_interval=self.config.schedule.reminder_interval)
+        with cpu.phase("relink"):
+            linked, links = relink(self.snapshot, self._links, inv, result.touched, taken_at=self.source_clock.now())
+            snapshot = observer(self.store, self.snapshot, links.changed)(linked)
+        with cpu.phase("evaluate"):
+            # Only the units of work whose reads changed are judged again (plmon.checks.incremental).
+            evaluation, ran = self.units.update(self.snapshot, snapshot, links.changed)
+            checks = set(ran.checks)
+            if ran.moved is not None:   # what the re-judged units changed: no need to compare two whole evaluations
+                keys = keys_to_apply(ran.moved, result.keys, self.units.resource_keys(checks, below=result.keys))
+            else:
+                keys = affected_keys(self.evaluation, evaluation, checks, result.keys)
+            about = self.units.about(evaluation, keys)
+        with cpu.phase("lifecycle"):
+            transitions = apply_targeted(self.store, snapshot,
+                                         about if about is not None else _within(evaluation, keys), check_ids=checks,
+                                         resource_keys=keys, now=snapshot.taken_at, routes=self.routes,
+                                         wall=self.clock, reminder_interval=self.config.schedule.reminder_interval)
         self.inventory, self.snapshot, self._links = inv, snapshot, links
         self.evaluation = evaluation
         # Only now: a step that failed above must not make its events look stale when they are retried.
@@ -384,8 +403,11 @@ class Daemon:
         return transitions, len(checks)
 
     # --- full collection -------------------------------------------------------------------------
-    def full_collection(self) -> ScanResult:
-        """Collect everything, replace the in-memory state, and apply the full lifecycle."""
+    def full_collection(self, *, settle: bool = False) -> ScanResult:
+        """Collect everything, replace the in-memory state, and apply the full lifecycle.
+
+        ``settle`` (plmon serve's runtime): then :meth:`settle_heap`, before the daemon says it is ready, so readiness
+        (and the RSS a benchmark reads then) comes after the heap was handed back, and an event never meets it."""
         started_at = self.clock()
         t0 = time.perf_counter()
         with self._lock:
@@ -415,9 +437,12 @@ class Daemon:
             self.inventory, self.snapshot, self.evaluation, self._links = inv, snapshot, ev, links
             self._full_started = started_at
             self._read_at = {k: v for k, v in self._read_at.items() if v > started_at}
+            if settle:
+                self.settle_heap()
+            else:
+                release_freed()
             self.last_collection = self.clock()
             self._count_open()
-        release_freed()
         seconds = time.perf_counter() - t0
         self.metrics.collections.labels("ok").inc()
         self.metrics.collection_duration.observe(seconds)
@@ -428,6 +453,27 @@ class Daemon:
         if transitions:
             self._alerts_queued(())
         return result
+
+    def settle_heap(self) -> None:
+        """Freeze what the collection left alive out of the cyclic GC's scans, then hand the C heap's free pages back.
+
+        The inventory, snapshot and units are a few million long-lived objects; every automatic oldest-generation
+        collection walked them all (an event that met one took ~150-250 ms instead of ~60). ``gc.freeze()`` moves
+        them out of its view; reference counting still frees them when a later collection replaces them. The first
+        collection's heap is frozen as it is: a ``gc.collect()`` first found 9 unreachable objects at 100k resources
+        for 2-10 s of a held interpreter (events waited). A later one replaced a frozen state whose cycles only the
+        collector frees, so it unfreezes and collects first. ``malloc_trim`` comes last: before the collection it
+        could not return what the collection frees."""
+        started = time.perf_counter()
+        collected = 0
+        if self._frozen:
+            gc.unfreeze()
+            collected = gc.collect()
+        gc.freeze()
+        self._frozen = True
+        release_freed()
+        log.info("heap_settled", seconds=round(time.perf_counter() - started, 3), frozen=gc.get_freeze_count(),
+                 collected=collected)
 
     # --- alerts and housekeeping -----------------------------------------------------------------
     def deliver(self, pause: Callable[[Sequence[Any]], None] | None = None) -> DeliveryReport:

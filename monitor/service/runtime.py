@@ -26,7 +26,6 @@ re-evaluation.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -109,20 +108,8 @@ class Runtime:
         log.info("daemon_started")
 
     def full_collection(self) -> None:
-        """The daemon's full collection, then the heap it left frozen out of the garbage collector's scans.
-
-        The inventory and snapshot are a few million long-lived objects; every automatic oldest-generation
-        collection walked them all, an event that met one took ~150-250 ms instead of ~60 (the p99 of
-        event-to-alert latency). Once per collection: collect everything (cyclic garbage included), then
-        ``gc.freeze()`` what survives. Frozen objects are still freed by reference counting when the next
-        collection replaces them; the next settle unfreezes first, so nothing stays frozen for good.
-        """
-        self.daemon.full_collection()
-        started = time.perf_counter()
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-        log.info("heap_settled", seconds=round(time.perf_counter() - started, 3), frozen=gc.get_freeze_count())
+        """The daemon's full collection, its heap settled before it says it is ready (:meth:`Daemon.settle_heap`)."""
+        self.daemon.full_collection(settle=True)
 
     def _safe(self, fn: Callable[[], object]) -> Callable[[], None]:
         """A job that logs its failure instead of losing it inside the scheduler's thread."""

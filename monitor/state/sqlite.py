@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import uuid
+from collections import OrderedDict
 from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
@@ -36,6 +38,11 @@ __all__ = ["SCHEMA_VERSION", "SqliteStore", "connect", "write_transaction"]
 # A finding's text at least this long is remembered with the dict read from it, so that a lifecycle step writing
 # that very dict back (a resolve keeps the record's finding) stores the text again instead of serialising it anew.
 _KEEP_TEXT = 64 * 1024
+# How many such large findings stay known by key with their dict and text, whether this process last read or wrote
+# them (most recent first out last). A hub appliance's SNAT finding at 100k resources is ~13 MB of text: each event
+# that opens or resolves it read it back (json.loads ~95 ms) and wrote it again (json.dumps ~100 ms, 13 MB through
+# the WAL). Known, it is parsed once, serialised once, compared by its text and written only when that changed.
+_KNOWN_LARGE = 4
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: findings, observations, scans, outbox, processed events. Event ids are deduplicated by the intake queue
@@ -84,13 +91,23 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX findings_state_severity ON findings(state, severity);
     """,
+    # 5: a large finding's text (at least _KEEP_TEXT) in a table of its own, its findings row holding '' (never JSON):
+    # SQLite rewrites a whole row on any update, so a resolve rewrote the hub appliance's ~13 MB finding (WAL and
+    # checkpoint included, ~0.1 s an event at 100k) to change its state. ``token`` changes with each text written, so
+    # a reader that knows the text by its token need not read it again.
+    """
+    CREATE TABLE finding_texts (
+        check_id TEXT NOT NULL, resource_key TEXT NOT NULL, token TEXT NOT NULL, finding TEXT NOT NULL,
+        PRIMARY KEY (check_id, resource_key));
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
 # Tables plmon itself creates in a state file: the store's (schema 1 on) and the intake queue's.
 _STORE_TABLES = frozenset({"findings", "observations", "scans", "outbox", "processed_events"})
-_OWN_TABLES = _STORE_TABLES | {"intake_events", "sqlite_sequence"}
+_OWN_TABLES = _STORE_TABLES | {"intake_events", "sqlite_sequence", "finding_texts"}
+_APART = ""   # a findings row's text when the finding is in finding_texts
 
 
 def connect(path: str, *, busy_timeout_ms: int = 10_000) -> sqlite3.Connection:
@@ -165,6 +182,11 @@ def write_transaction(db: sqlite3.Connection, lock: AbstractContextManager[Any])
         db.execute("COMMIT")
 
 
+# A finding's row with the token of its text when that is kept apart (finding_texts), not the text itself.
+_SELECT_FINDINGS = ("SELECT f.*, t.token AS t_token FROM findings f LEFT JOIN finding_texts t "
+                    "ON t.check_id = f.check_id AND t.resource_key = f.resource_key")
+
+
 class SqliteStore:
     """A :class:`plmon.monitor.state.store.StateStore` in one SQLite file (or ``:memory:``)."""
 
@@ -178,6 +200,10 @@ class SqliteStore:
         # id(dict) -> (that dict, the text it was read from): the large findings of the last read (see _KEEP_TEXT).
         # The dict is held, so its id cannot be reused while it is here; a hit also requires the very same object.
         self._texts: dict[int, tuple[Any, str]] = {}
+        # (check id, resource key) -> (dict, text, token) of the last large findings read or written (see
+        # _KNOWN_LARGE). A dict handed out here is shared by every read that finds the same token: callers never
+        # mutate a record's finding (the lifecycle replaces it, alerts copy it when they bound it).
+        self._known: OrderedDict[tuple[str, str], tuple[Any, str, str]] = OrderedDict()
         self._migrate()
 
     # --- plumbing -------------------------------------------------------------------------------
@@ -214,11 +240,34 @@ class SqliteStore:
             self._db.close()
 
     # --- findings ------------------------------------------------------------------------------
-    def _finding(self, row: sqlite3.Row) -> FindingRecord:
+    def _remember(self, key: tuple[str, str], finding: Any, text: str, token: str) -> None:
+        self._known[key] = (finding, text, token)
+        self._known.move_to_end(key)
+        while len(self._known) > _KNOWN_LARGE:
+            self._known.popitem(last=False)
+
+    def _finding(self, row: sqlite3.Row, remember: bool = False) -> FindingRecord:
+        """``remember``: a targeted read (an event's): its large findings stay known by key (a full scan reads every
+        finding, and keeping the last few of those would only hold their memory)."""
         text = row["finding"]
-        finding = json.loads(text)
-        if len(text) >= _KEEP_TEXT:
+        key = (row["check_id"], row["resource_key"])
+        if text == _APART:
+            token = row["t_token"]
+            known = self._known.get(key)
+            if known is not None and known[2] == token:   # known by its token: neither read nor parsed again
+                finding, text = known[0], known[1]
+                self._known.move_to_end(key)
+            else:
+                text = self._query("SELECT finding FROM finding_texts WHERE check_id = ? AND resource_key = ?",
+                                   key)[0][0]
+                finding = json.loads(text)
+                if remember:
+                    self._remember(key, finding, text, token)
             self._texts[id(finding)] = (finding, text)
+        else:
+            finding = json.loads(text)
+            if len(text) >= _KEEP_TEXT:
+                self._texts[id(finding)] = (finding, text)
         return FindingRecord(
             check_id=row["check_id"], resource_key=row["resource_key"], resource_id=row["resource_id"],
             state=FindingState(row["state"]), severity=row["severity"],
@@ -227,16 +276,16 @@ class SqliteStore:
             seq=row["seq"], finding=finding, channels=tuple(json.loads(row["channels"])))
 
     def get_finding(self, check_id: str, resource_key: str) -> FindingRecord | None:
-        rows = self._query("SELECT * FROM findings WHERE check_id = ? AND resource_key = ?",
+        rows = self._query(f"{_SELECT_FINDINGS} WHERE f.check_id = ? AND f.resource_key = ?",
                            (check_id, resource_key))
         return self._finding(rows[0]) if rows else None
 
     def findings(self, state: FindingState | None = None, *,
                  resource_keys: Collection[str] | None = None) -> list[FindingRecord]:
-        where, args = ("WHERE state = ?", [state.value]) if state is not None else ("", [])
+        where, args = ("WHERE f.state = ?", [state.value]) if state is not None else ("", [])
         self._texts = {}  # only the last read's: never more than one step's findings are held
         if resource_keys is None:
-            rows = self._query(f"SELECT * FROM findings {where} ORDER BY check_id, resource_key", args)
+            rows = self._query(f"{_SELECT_FINDINGS} {where} ORDER BY f.check_id, f.resource_key", args)
         else:
             rows = []
             keys = sorted(set(resource_keys))
@@ -244,9 +293,12 @@ class SqliteStore:
                 chunk = keys[i:i + 500]
                 marks = ",".join("?" * len(chunk))
                 cond = f"{where} AND" if where else "WHERE"
-                rows += self._query(f"SELECT * FROM findings {cond} resource_key IN ({marks})", [*args, *chunk])
+                rows += self._query(f"{_SELECT_FINDINGS} {cond} f.resource_key IN ({marks})", [*args, *chunk])
             rows.sort(key=lambda r: (r["check_id"], r["resource_key"]))
-        return [self._finding(r) for r in rows]
+        if resource_keys is None:
+            return [self._finding(r) for r in rows]
+        with self._lock:   # the known large findings are shared by the daemon's threads
+            return [self._finding(r, True) for r in rows]
 
     def open_counts(self) -> dict[str, int]:
         rows = self._query("SELECT severity, COUNT(*) FROM findings WHERE state = ? GROUP BY severity",
@@ -259,7 +311,21 @@ class SqliteStore:
         done: dict[int, tuple[Any, str]] = {
             id(rec.finding): hit for rec, _ in change.findings
             if (hit := texts.get(id(rec.finding))) is not None and hit[0] is rec.finding}
+        # What the rows this step read hold already: a finding written back as the very text its row was read with
+        # (a resolve, a reminder of an unchanged finding) leaves that column as it is.
+        unchanged = {(rec.check_id, rec.resource_key) for rec, _ in change.findings if id(rec.finding) in done}
+        with self._lock:
+            for rec, _ in change.findings:
+                key = (rec.check_id, rec.resource_key)
+                known = self._known.get(key)
+                if known is not None and id(rec.finding) not in done and known[0] == rec.finding:
+                    # equal to the large finding last read or written for this key: that text, no serialising, and
+                    # when this step read it from the row, the row keeps it
+                    done[id(rec.finding)] = (rec.finding, known[1])
+                    if texts.get(id(known[0]), (None,))[0] is known[0]:
+                        unchanged.add(key)
         del texts
+        targeted = change.scan is None   # an event's step (a full scan writes every finding: nothing to remember)
 
         def dumps(obj: Any) -> str:
             """Each object serialised once (a payload is shared by its alert's channels), and a finding read
@@ -279,13 +345,29 @@ class SqliteStore:
                 if current != expected:
                     raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: sequence {current}, "
                                         f"expected {expected}")
-                db.execute(
-                    "INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (rec.check_id, rec.resource_key, rec.resource_id, rec.state.value, rec.severity,
-                     iso(rec.first_seen), iso(rec.last_seen),
-                     iso(rec.resolved_at) if rec.resolved_at else None,
-                     iso(rec.last_alert_at) if rec.last_alert_at else None, rec.seq,
-                     dumps(rec.finding), json.dumps(list(rec.channels))))
+                columns = (rec.resource_id, rec.state.value, rec.severity, iso(rec.first_seen), iso(rec.last_seen),
+                           iso(rec.resolved_at) if rec.resolved_at else None,
+                           iso(rec.last_alert_at) if rec.last_alert_at else None, rec.seq)
+                key = (rec.check_id, rec.resource_key)
+                if row is not None and key in unchanged:
+                    db.execute("UPDATE findings SET resource_id = ?, state = ?, severity = ?, first_seen = ?, "
+                               "last_seen = ?, resolved_at = ?, last_alert_at = ?, seq = ?, channels = ? "
+                               "WHERE check_id = ? AND resource_key = ?",
+                               (*columns, json.dumps(list(rec.channels)), *key))
+                    continue
+                text = dumps(rec.finding)
+                if len(text) >= _KEEP_TEXT:
+                    token = uuid.uuid4().hex
+                    db.execute("INSERT OR REPLACE INTO finding_texts VALUES (?,?,?,?)", (*key, token, text))
+                    if targeted:
+                        self._remember(key, rec.finding, text, token)
+                    stored = _APART
+                else:
+                    if row is not None:
+                        db.execute("DELETE FROM finding_texts WHERE check_id = ? AND resource_key = ?", key)
+                    stored = text
+                db.execute("INSERT OR REPLACE INTO findings VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                           (*key, *columns, stored, json.dumps(list(rec.channels))))
             for o in change.outbox:
                 db.execute(
                     "INSERT OR IGNORE INTO outbox VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -422,6 +504,8 @@ class SqliteStore:
         cut = iso(older_than)
         with self._tx() as db:
             n = db.execute("DELETE FROM findings WHERE state = 'resolved' AND resolved_at < ?", (cut,)).rowcount
+            db.execute("DELETE FROM finding_texts WHERE NOT EXISTS (SELECT 1 FROM findings f WHERE "
+                       "f.check_id = finding_texts.check_id AND f.resource_key = finding_texts.resource_key)")
             n += db.execute("DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < ?", (cut,)).rowcount
             n += db.execute("DELETE FROM outbox WHERE status = 'failed' AND created_at < ?", (cut,)).rowcount
             n += db.execute("DELETE FROM scans WHERE at < ?", (cut,)).rowcount

@@ -196,3 +196,49 @@ def test_approval_on_the_provider_side_is_acted_on_by_the_dns_check(tmp_path):
     assert d.process_pending().rereads == 1
     rec = d.store.get_finding("dns.no-zone-group", PE1.lower())
     assert rec is not None and rec.state == FindingState.OPEN
+
+
+def test_a_step_accounts_its_own_cpu_by_phase_on_metrics(tmp_path):
+    """Each worker step reports its thread's CPU by phase (StepReport.cpu) and on /metrics, one observation per step
+    and phase, the total being the phases' sum: what bench/serve.py reads as re-evaluation CPU per event."""
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    d.full_collection()
+    write_account(folder, "Enabled")
+    _post(d, event())
+    report = d.process_pending()
+    assert report.events == 1 and report.transitions
+    assert set(report.cpu) == {"intake", "reread", "relink", "evaluate", "lifecycle", "total"}
+    assert all(v >= 0 for v in report.cpu.values())
+    assert report.cpu["total"] == sum(v for k, v in report.cpu.items() if k != "total")
+    text = d.metrics.render().decode()
+    for phase in ("intake", "reread", "relink", "evaluate", "lifecycle", "total"):
+        assert f'plmon_reevaluation_cpu_seconds_count{{phase="{phase}"}} 1.0' in text
+    assert d.process_pending().events == 0   # nothing queued: no step, no observation
+    assert 'plmon_reevaluation_cpu_seconds_count{phase="total"} 1.0' in d.metrics.render().decode()
+
+
+def test_settle_freezes_the_collection_heap_before_readiness_and_a_later_one_collects_first(tmp_path):
+    """plmon serve's collections settle the heap before the daemon is ready: the first freezes what it left alive (no
+    gc.collect: it found almost nothing for seconds of held interpreter), a later one unfreezes and collects the
+    state it replaced, then freezes again."""
+    import gc
+
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    seen: list[object] = []
+    settle = d.settle_heap
+
+    def watched() -> None:
+        seen.append(d.last_collection)
+        settle()
+    d.settle_heap = watched  # type: ignore[method-assign]
+    try:
+        d.full_collection(settle=True)
+        assert seen == [None] and gc.get_freeze_count() > 0 and d.last_collection is not None
+        d.full_collection(settle=True)
+        assert len(seen) == 2 and gc.get_freeze_count() > 0
+        d.full_collection()   # the Function, tests: no settle
+        assert len(seen) == 2
+    finally:
+        gc.unfreeze()

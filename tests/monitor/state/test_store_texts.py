@@ -50,3 +50,60 @@ def test_large_finding_resolved_is_written_back_without_serialising_it(tmp_path:
     assert after.state == FindingState.RESOLVED
     assert json.dumps(after.finding, sort_keys=True) == json.dumps(big, sort_keys=True)
     assert [r.payload for r in store.outbox()] == [payload, payload]
+
+
+def _big(n: int = 9000) -> dict[str, Any]:
+    return {"evidence": {"paths": [f"10.0.{i // 250}.{i % 250} -> nva" for i in range(n)]}}
+
+
+def test_large_finding_is_parsed_once_and_an_equal_one_neither_serialised_nor_rewritten(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An event's reads of a large finding this store wrote or read (its text unchanged) give the dict it knows, and
+    writing back an equal finding (a reopen: equal evidence, a new dict) serialises nothing and keeps the row's text;
+    a row another writer changed is parsed again."""
+    store = SqliteStore(tmp_path / "s.db")
+    first = _big()
+    store.apply(ChangeSet(findings=[(_rec(first), None)]))
+    loads: list[str] = []
+    dumps: list[Any] = []
+    real_loads, real_dumps = sqlite_mod.json.loads, sqlite_mod.json.dumps
+    monkeypatch.setattr(sqlite_mod.json, "loads", lambda text, **kw: (loads.append(text), real_loads(text, **kw))[1])
+    monkeypatch.setattr(sqlite_mod.json, "dumps", lambda obj, **kw: (dumps.append(obj), real_dumps(obj, **kw))[1])
+    (old,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    assert old.finding is first and not [t for t in loads if len(t) > 1000]
+    equal = _big()
+    assert equal is not first
+    store.apply(ChangeSet(findings=[(replace(old, seq=2, finding=equal), 1)]))
+    assert not any(isinstance(c, dict) and "evidence" in c for c in dumps), "an equal finding was serialised"
+    (again,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    assert again.seq == 2 and again.finding == first and not [t for t in loads if len(t) > 1000]
+    monkeypatch.undo()
+    other = SqliteStore(tmp_path / "s.db")   # another writer changes the evidence
+    changed = _big(9001)
+    other.apply(ChangeSet(findings=[(replace(again, seq=3, finding=changed), 2)]))
+    (now,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    assert now.seq == 3 and now.finding == changed
+
+
+def test_large_finding_text_is_kept_apart_so_a_state_change_leaves_it_and_prune_drops_it(tmp_path: Path) -> None:
+    """A large finding's text lives in finding_texts: a resolve rewrites only its small findings row (same token), any
+    reader (another process) sees the whole finding, and pruning the finding drops its text."""
+    store = SqliteStore(tmp_path / "s.db")
+    big = _big()
+    store.apply(ChangeSet(findings=[(_rec(big), None)]))
+    db = sqlite_mod.connect(str(tmp_path / "s.db"))
+    token = db.execute("SELECT token FROM finding_texts").fetchone()[0]
+    assert db.execute("SELECT finding FROM findings").fetchone()[0] == ""
+    (old,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    store.apply(ChangeSet(findings=[(replace(old, state=FindingState.RESOLVED, resolved_at=T0, seq=2), 1)]))
+    assert db.execute("SELECT token FROM finding_texts").fetchone()[0] == token
+    (seen,) = SqliteStore(tmp_path / "s.db").findings()
+    assert seen.state == FindingState.RESOLVED and seen.finding == big
+    assert SqliteStore(tmp_path / "s.db").get_finding("c.big", "/subscriptions/s/x").finding == big  # type: ignore[union-attr]
+    small = {"evidence": {"paths": ["one"]}}
+    store.apply(ChangeSet(findings=[(replace(seen, seq=3, finding=small), 2)]))   # small again: its text inline
+    assert db.execute("SELECT COUNT(*) FROM finding_texts").fetchone()[0] == 0
+    store.apply(ChangeSet(findings=[(replace(seen, seq=4, finding=big), 3)]))
+    assert db.execute("SELECT COUNT(*) FROM finding_texts").fetchone()[0] == 1
+    assert store.prune(datetime(2027, 1, 1, tzinfo=UTC)) == 1
+    assert db.execute("SELECT COUNT(*) FROM finding_texts").fetchone()[0] == 0
