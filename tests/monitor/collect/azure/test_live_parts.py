@@ -136,3 +136,56 @@ def test_request_stats_count_every_attempt_across_threads() -> None:
     stats.status(429)
     assert (stats.attempts, stats.retries, stats.throttled, stats.by_status) == (12000, 0, 1, {200: 12000, 429: 1})
     assert stats.as_dict()["budget_wait_s"] == pytest.approx(12.0)
+
+
+@pytest.mark.parametrize("endpoint", ["https://127.0.0.1:8443", "https://arm.example/base/", "https://management.azure.com"])
+def test_plain_paths_get_the_url_azure_core_formats(endpoint: str) -> None:
+    """Proves: the URL the reader writes directly for a plain path is the one azure-core's format_url and query
+    helper give, for every SDK client; a path with a character they treat specially is left to them."""
+    from azure.core.rest import HttpRequest
+
+    from plmon.monitor.collect.azure.live import _URL_SPECIAL, LiveReader, LiveSettings
+
+    reader = LiveReader(StaticTokenCredential("t"), LiveSettings(arm_endpoint=endpoint))
+    paths = ["subscriptions", "subscriptions/s1/providers/Microsoft.Network/privateEndpoints",
+             "subscriptions/s1/resourceGroups/r g/providers/Microsoft.Network/privateEndpoints/pe(1)%20é/x",
+             "a//b", "subscriptions/s1/x{y}", "subscriptions/s1/x;y", "subscriptions/s1/x?y=1"]
+    for sdk in ("network", "privatedns", "privatelinks", "resources", "subscriptions", "managementgroups"):
+        client = reader._client(sdk)
+        prefix = reader._prefixes[sdk]
+        assert prefix is not None
+        for path in paths:
+            if _URL_SPECIAL.intersection(path):
+                continue
+            want = HttpRequest("GET", client._client.format_url("/" + path, endpoint=reader.endpoint),
+                               params={"api-version": "2020-01-01"}).url
+            assert f"{prefix}{path}?api-version=2020-01-01" == want
+
+
+def test_parallel_runs_every_job_and_raises_the_first_failure_in_order() -> None:
+    """Proves: the collection's worker threads run every job once, each in a copy of the caller's context, and
+    the failure of the earliest failing job (in job order) is raised after all have run."""
+    import contextvars
+
+    from plmon.monitor.collect.inventory import Inventory
+    from plmon.monitor.collect.plan import _Run
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    var.set("caller")
+    seen: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def job(i: int) -> Callable[[], None]:
+        def run() -> None:
+            with lock:
+                seen.append((i, var.get()))
+            var.set(f"job {i}")  # stays in this job's copy
+            if i in (7, 3, 90):
+                raise ValueError(f"job {i}")
+        return run
+
+    run = _Run(object(), Inventory(), 8, None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="job 3"):
+        run.parallel(job(i) for i in range(100))
+    assert sorted(seen) == [(i, "caller") for i in range(100)]
+    assert var.get() == "caller"
