@@ -189,3 +189,43 @@ def test_parallel_runs_every_job_and_raises_the_first_failure_in_order() -> None
         run.parallel(job(i) for i in range(100))
     assert sorted(seen) == [(i, "caller") for i in range(100)]
     assert var.get() == "caller"
+
+
+def test_parallel_keyed_serves_keys_round_robin_and_takes_jobs_queued_by_jobs() -> None:
+    """Proves: keyed jobs run round-robin across keys as spread() orders them (one worker shows it), and jobs
+    queued by running jobs run too, behind what was already queued for their key, before parallel_keyed returns."""
+    from plmon.monitor.collect.inventory import Inventory
+    from plmon.monitor.collect.plan import _Run, spread
+
+    order: list[str] = []
+    run = _Run(object(), Inventory(), 1, None)  # type: ignore[arg-type]
+
+    def job(name: str, *more: tuple[str, str]) -> Callable[[], None]:
+        def go() -> None:
+            order.append(name)
+            for key, child in more:
+                run.submit(key, job(child))
+        return go
+
+    jobs = [("a", job("a1")), ("a", job("a2")), ("b", job("b1", ("b", "b-child"), ("c", "c-child"))), ("a", job("a3"))]
+    run.parallel_keyed(jobs)
+    # b's queue ran out with b1, so its child joins the turn behind a, then c's: a1 b1 | a2 b-child c-child | a3
+    assert order == ["a1", "b1", "a2", "b-child", "c-child", "a3"]
+    assert spread([(k, k + "1") for k in "aab"]) == ["a1", "b1", "a1"]  # spread's order, for a fixed list
+
+    many = _Run(object(), Inventory(), 8, None)  # type: ignore[arg-type]
+    many._can_submit = True
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def grow(i: int) -> Callable[[], None]:
+        def go() -> None:
+            with lock:
+                done.append(i)
+            if i < 200:
+                many.submit(str(i % 3), grow(i * 2 + 1))
+                many.submit(str(i % 5), grow(i * 2 + 2))
+        return go
+
+    many.parallel_keyed([("0", grow(0))])
+    assert sorted(done) == list(range(401))
