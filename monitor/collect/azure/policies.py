@@ -8,6 +8,7 @@ byte leaves the process: plmon is read-only by construction, not by convention.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from typing import Any
@@ -128,10 +129,20 @@ class RequestStats:
 
 
 _COUNTS = ("attempts", "retries", "throttled", "server_errors", "budget_wait")
+_URL_UNSAFE = frozenset("\t\r\n[]")  # what urlsplit drops, and IPv6 brackets (which it validates)
+
+
+# An absolute URL's first two path segments (empty slashes skipped), as urlsplit's path would give them.
+_FIRST_SEGMENTS = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*/+([^/?#]+)/*([^/?#]*)")
 
 
 def budget_scope(url: str) -> str:
     """The read budget a request spends: its subscription, or the tenant's for tenant-level paths."""
+    found = _FIRST_SEGMENTS.match(url)
+    if found is not None and not _URL_UNSAFE.intersection(url):
+        # Every read asks this; one match spares urlsplit's parse and a list of every segment.
+        first, second = found.groups()
+        return second.lower() if second and first.lower() == "subscriptions" else "tenant"
     parts = [p for p in urlsplit(url).path.split("/") if p]
     if len(parts) >= 2 and parts[0].lower() == "subscriptions":
         return parts[1].lower()

@@ -430,7 +430,8 @@ class Urllib3Transport(HttpTransport):  # type: ignore[type-arg]
         # requests' environment lookups (proxies, CA bundle variables), remembered per origin.
         self._env = _EnvOnceSession()
         self._env.trust_env = use_env_settings
-        self._defaults = CaseInsensitiveDict(requests.utils.default_headers())
+        # requests' default headers, by lower-case name (as its CaseInsensitiveDict keys them)
+        self._default_items = {name.lower(): (name, value) for name, value in requests.utils.default_headers().items()}
         self._managers: dict[tuple[Any, ...], urllib3.PoolManager] = {}
         self._timeouts: dict[tuple[Any, Any], urllib3.Timeout] = {}
         self._settings: dict[tuple[str, str, Any, Any], Any] = {}  # -> a pool, or _REQUESTS_ONLY
@@ -498,12 +499,14 @@ class Urllib3Transport(HttpTransport):  # type: ignore[type-arg]
                                                           "read_timeout": read, "connection_verify": verify,
                                                           "connection_cert": cert})
         target = ("/" + rest if not query_sep else "/?" + query).split("#", 1)[0]
-        headers = self._defaults.copy()
-        headers.update(request.headers)
-        for name in [n for n, v in headers.items() if v is None]:
-            del headers[name]
+        # requests' merge of its default headers with the request's (case-insensitive: the request's name and
+        # value win, in the default's place; None removes), on a plain dict rather than a CaseInsensitiveDict copy.
+        merged = self._default_items.copy()
+        for name, value in request.headers.items():
+            merged[name.lower()] = (name, value)
+        headers = {name: value for name, value in merged.values() if value is not None}
         try:
-            response = pool.urlopen(request.method, target, body=body, headers=dict(headers.items()),
+            response = pool.urlopen(request.method, target, body=body, headers=headers,
                                     redirect=False, assert_same_host=False, retries=_NO_RETRIES,
                                     timeout=self._timeout(connect, read), preload_content=False,
                                     decode_content=False, enforce_content_length=True)

@@ -229,3 +229,31 @@ def test_parallel_keyed_serves_keys_round_robin_and_takes_jobs_queued_by_jobs() 
 
     many.parallel_keyed([("0", grow(0))])
     assert sorted(done) == list(range(401))
+
+
+def test_budget_scope_reads_the_path_as_urlsplit_does() -> None:
+    """Proves: the budget scope found by its quick match is the one urlsplit's path gives, for URLs built from the
+    pieces that could make them differ (slashes, queries, fragments, case, tabs, brackets, schemes)."""
+    import random
+    from urllib.parse import urlsplit
+
+    def by_urlsplit(url: str) -> str:
+        parts = [p for p in urlsplit(url).path.split("/") if p]
+        return parts[1].lower() if len(parts) >= 2 and parts[0].lower() == "subscriptions" else "tenant"
+
+    pieces = ["/", "//", "subscriptions", "SubScriptions", "ABC", "?", "#", "x=1", "h", "https://", ":", "@", " ",
+              "\t", "\n", "providers", "é", "[", "]", "::1", ";", "%2F", "."]
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(20000):
+        url = rng.choice(["https://", "http://", "HTTPS://", "", "a+b://"]) + "".join(
+            rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        try:
+            want = by_urlsplit(url)
+        except ValueError:  # an invalid IPv6 host: urlsplit refuses it, and so does budget_scope
+            with pytest.raises(ValueError):
+                budget_scope(url)
+            continue
+        assert budget_scope(url) == want, url
+        checked += 1
+    assert checked > 15000
