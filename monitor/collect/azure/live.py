@@ -35,7 +35,13 @@ from plmon.monitor import outside_json
 from plmon.monitor.collect.azure.api_versions import FALLBACK_TARGET_VERSION, TARGET_VERSIONS, newest_version
 from plmon.monitor.collect.azure.budget import BudgetSet
 from plmon.monitor.collect.azure.credentials import normalise_endpoint, scope_for
-from plmon.monitor.collect.azure.policies import ArmGuardPolicy, RequestStats, WriteRefused, use_fast_json
+from plmon.monitor.collect.azure.policies import (
+    ArmGuardPolicy,
+    RequestStats,
+    WriteRefused,
+    drop_idle_policies,
+    use_fast_json,
+)
 from plmon.monitor.collect.azure.transport import Urllib3Transport, _EnvOnceSession
 from plmon.monitor.collect.plan import MAX_WORKERS, SUBSCRIPTION_LISTS, ReadError
 from plmon.monitor.errors import InputError
@@ -195,6 +201,7 @@ class LiveReader:
             if sdk not in self._clients:
                 client = self._factories[sdk](self.credential, **self.client_kwargs(self._guard))
                 use_fast_json(client)
+                drop_idle_policies(client)
                 self._clients[sdk] = client
                 self._prefixes[sdk] = _url_prefix(client, self.endpoint)
             return self._clients[sdk]
