@@ -404,7 +404,6 @@ class ReplayServer:
         self._ca_dir_arg = Path(ca_dir) if ca_dir is not None else None
         self._server: _TLSServer | None = None
         self._thread: threading.Thread | None = None
-        self._request_log: Any = log
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._requests: list[RequestRecord] = []
@@ -430,9 +429,6 @@ class ReplayServer:
         if not arm_dir.is_dir():
             raise FileNotFoundError(f"{self.folder} is not a recorded tenant: it has no arm/ folder")
         self._bodies, self._errors = _index_folder(arm_dir)
-        # The logger as configured now, resolved once: structlog's module-level proxy builds a new logger (and its
-        # output) on every call, which for the per-request line was a fifth of the server's CPU per answer.
-        self._request_log = log.bind()
         self._graph = GraphEmulator(self._list_of, tenant_id=self._tenant_id(), page_size=self.graph_page_size,
                                     quota=self.graph_quota, window=self.graph_quota_window)
         context = self._tls_context()
@@ -522,7 +518,7 @@ class ReplayServer:
         record = RequestRecord(handler.command, split.path, split.query, status, handler.received)
         with self._lock:
             self._requests.append(record)
-        self._request_log.debug("replay.request", method=record.method, path=record.path, status=status)
+        log.debug("replay.request", method=record.method, path=record.path, status=status)
 
     # -- answering ---------------------------------------------------------------------------------
 
