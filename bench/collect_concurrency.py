@@ -58,6 +58,37 @@ own work (builder parsing, parse_id, ThreadPoolExecutor.submit and futures in th
 CPU per request grows from 32 to 64 workers (1.36 -> 1.82 ms): 64 threads handing one interpreter lock back and
 forth on every socket operation. On this machine at load 12-24 the wall time follows the CPU the two processes
 get, not the floor.
+
+Issue 14, fourth round (branch live, 22:35-22:43): main (27f28c1) and live interleaved, this script, each tree's own
+venv and server, 2 runs each, load average 10.7-15.7 throughout (four other lanes' suites); each figure median
+(min-max):
+
+- 32 workers: main 46.9 s (46.7-47.0; 1.56-1.57x the 29.9 s floor), client 1.30 ms (1.28-1.31), server 0.65 ms
+  (0.64-0.66) CPU per request; live 45.5 s (45.4-45.6; 1.52x), client 1.15 ms (1.13-1.16), server 0.59 ms.
+- 64 workers (default): main 41.7 s (36.4-47.1; 2.43-3.14x the 15.0 s floor), client 1.52 ms (1.32-1.71), server
+  0.71 ms (0.65-0.76); live 34.7 s (33.8-35.7; 2.26-2.38x), client 1.20 ms (1.16-1.24), server 0.58 ms (0.56-0.59).
+- Client and server together: 1.95 -> 1.74 ms per request at 32 workers, 2.2 -> 1.8 ms at 64. No 429 and the 28
+  gaps of ``scan --from`` in every run. One earlier live run at load 4.7 (21:44, before the server steps): 32 workers
+  38.5 s, 1.28x.
+
+What changed: the plan's workers take jobs from one shared queue instead of a future per job (the submitting
+thread's CPU per collection 1.1-1.8 s -> 0.13-0.16 s); an endpoint or zone list's child lists (the zone groups are
+half of the requests) are queued as soon as that list is parsed, beside the remaining lists, instead of after all
+of them, so their latency overlaps the CPU-bound list parsing (jobs served round-robin across budget keys in
+spread()'s order); the reader writes a plain path's URL directly (not format_url and the query helper), merges
+requests' default headers on a plain dict and finds the budget scope with one match; four pipeline policies that
+cannot act for plmon (extra headers, proxies, raw hooks, network tracing) are taken out of its SDK clients; the
+replay server reads request headers with the live reader's header reader (plmon.monitor.http_headers) instead of
+the email package (cProfile: its handler's CPU -30%).
+Measured and not adopted: the SDK's async clients (azure.mgmt.network.aio) on azure-core's AioHttpTransport, one
+event loop, 64 concurrent reads at 50 ms: 0.78-0.92 ms of client CPU per request against 0.78-0.98 ms for the
+threaded reader in the same minutes (and 0.81-0.84 against 1.27-1.40 in an earlier, busier pair): not enough to pay
+for a new runtime dependency and a second reader.
+What dominates now (cProfile, one thread, zone-group reads): urllib3 and http.client ~45% of the client's CPU per read
+(urlopen, header validation, HTTPHeaderDict, response objects), azure-core's pipeline runners and its response
+object ~25% (two calls per policy, a backcompat __setattr__ per attribute), then the plan's parsing. Against the
+target this machine's load decides: with 10-16 runnable processes on 2 cores, client and server get what the
+scheduler leaves them, and the wall time follows that rather than the floor.
 """
 
 from __future__ import annotations

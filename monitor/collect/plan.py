@@ -17,8 +17,8 @@ import contextvars
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import structlog
@@ -72,6 +72,9 @@ SUBSCRIPTION_LISTS: tuple[tuple[str, str], ...] = tuple((k.listed_as, k.type) fo
 # Types whose objects come from the lists above, so a target of these types is never read by id
 # when its subscription's list was read (it is then simply absent: target-missing). From the kinds table.
 LISTED_TARGET_TYPES: dict[str, str] = listed_providers()
+
+# The lists whose items have child lists of their own to read (zone groups; network links and CNAMEs).
+_CHILD_PARENTS = ("privateEndpoints", "privateDnsZones")
 
 # Child lists read per parent: (plan kind, provider type).
 ZONE_GROUPS = ("privateDnsZoneGroups", "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")
@@ -147,6 +150,52 @@ def spread(jobs: Iterable[tuple[str, Callable[[], None]]]) -> list[Callable[[], 
     return out
 
 
+class _Jobs:
+    """The jobs of one parallel run: a queue per budget key, handed out round-robin across the keys (the order
+    :func:`spread` gives a fixed list), that jobs may add to while they run; :meth:`get` answers None once
+    nothing is queued and no running job could queue more."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._queues: dict[str, deque[tuple[int, Callable[[], None]]]] = {}
+        self._turns: deque[str] = deque()   # the keys with queued jobs, the next one to serve first
+        self._running = 0
+        self.queued = 0                     # jobs queued so far, which also numbers them
+
+    def put(self, key: str, job: Callable[[], None]) -> None:
+        with self._cond:
+            queue = self._queues.get(key)
+            if queue is None:
+                queue = self._queues[key] = deque()
+                self._turns.append(key)
+            queue.append((self.queued, job))
+            self.queued += 1
+            self._cond.notify()
+
+    def get(self) -> tuple[int, Callable[[], None]] | None:
+        with self._cond:
+            while not self._turns:
+                if not self._running:
+                    self._cond.notify_all()
+                    return None
+                self._cond.wait()
+            key = self._turns.popleft()
+            queue = self._queues[key]
+            got = queue.popleft()
+            if queue:
+                self._turns.append(key)
+            else:
+                del self._queues[key]
+            self._running += 1
+            return got
+
+    def done(self) -> None:
+        with self._cond:
+            self._running -= 1
+            if not self._running and not self._turns:
+                self._cond.notify_all()
+
+
 class _Run:
     """One execution of the plan against one reader; collects results and gaps thread-safely."""
 
@@ -157,6 +206,9 @@ class _Run:
         self.workers = max(1, workers)  # collect() may raise it once the subscriptions are known
         self.on_progress = on_progress
         self._lock = threading.Lock()
+        self._pending: _Jobs | None = None   # the jobs of the running parallel_keyed(), for submit()
+        self._can_submit = False             # whether the jobs about to run may submit() more
+        self._children_read: set[int] = set()  # ids of the list units whose child lists were queued early
 
     def count(self, *, failed: bool = False) -> None:
         """Count one read; jobs run on a thread pool, so the counters are updated under a lock."""
@@ -189,15 +241,58 @@ class _Run:
         return items
 
     def parallel(self, jobs: Iterable[Callable[[], None]]) -> None:
-        jobs = list(jobs)
-        if self.workers == 1 or len(jobs) <= 1:
-            for job in jobs:
-                job()
+        """Run ``jobs`` on the workers, in their order."""
+        self.parallel_keyed(("", job) for job in jobs)
+
+    def parallel_keyed(self, jobs: Iterable[tuple[str, Callable[[], None]]]) -> None:
+        """Run ``jobs`` (budget key, job) on the workers, round-robin across keys as :func:`spread` orders them;
+        a running job may queue more with :meth:`submit`. Every job runs; the first failure in the order the
+        jobs were queued is raised once all are done."""
+        pending = _Jobs()
+        for key, job in jobs:
+            pending.put(key, job)
+        if self.workers == 1 or (pending.queued <= 1 and not self._can_submit):
+            self._pending = pending
+            try:
+                while (got := pending.get()) is not None:
+                    got[1]()
+                    pending.done()
+            finally:
+                self._pending = None
             return
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="plmon-collect") as pool:
-            # Each job in a copy of this context: the parse of its unit shares the collection's id table.
-            for fut in [pool.submit(contextvars.copy_context().run, job) for job in jobs]:
-                fut.result()
+        # Each job in a copy of this context: the parse of its unit shares the collection's id table.
+        context = contextvars.copy_context()
+        failed: list[tuple[int, BaseException]] = []
+
+        def work() -> None:
+            while (got := pending.get()) is not None:
+                try:
+                    context.copy().run(got[1])
+                except BaseException as err:  # re-raised below, in the caller's thread
+                    failed.append((got[0], err))
+                finally:
+                    pending.done()
+
+        # Workers that take the next job themselves, rather than a ThreadPoolExecutor: its future per job (a
+        # Condition and an RLock each), made by the one submitting thread while every worker wanted the same
+        # interpreter, were about a tenth of a live collection's CPU.
+        self._pending = pending
+        threads = [threading.Thread(target=work, name=f"plmon-collect_{i}", daemon=True)
+                   for i in range(self.workers if self._can_submit else min(self.workers, pending.queued))]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        finally:
+            self._pending = None
+        if failed:
+            raise min(failed, key=lambda f: f[0])[1]
+
+    def submit(self, key: str, job: Callable[[], None]) -> None:
+        """Queue one more job on the running :meth:`parallel_keyed` (called from one of its jobs)."""
+        assert self._pending is not None, "submit() outside parallel_keyed()"
+        self._pending.put(key, job)
 
     def phase(self, name: str, fn: Callable[[], None]) -> None:
         started = time.perf_counter()
@@ -268,16 +363,31 @@ class _Run:
         each parsed into its unit as it arrives; each kind's units are then ordered by subscription (a failed
         list adds none, and is a gap)."""
         results: dict[tuple[str, str], ListUnit] = {}
+        # With several workers, the child lists an endpoint or zone list calls for are read as soon as it is
+        # parsed, beside the other lists, rather than after all of them: parsing the lists is CPU-bound on one
+        # interpreter, and the child reads' latency (most of a tenant's reads) now hides behind it. Only when
+        # each subscription is read once, so that every list parsed is the unit kept.
+        early = self.workers > 1 and len({sid.lower() for sid in sub_ids}) == len(sub_ids)
 
         def one(sid: str, kind: str, type_: str) -> Callable[[], None]:
             def job() -> None:
                 items = self.read_list(f"subscriptions/{sid}/providers/{type_}", kind,
                                        f"/subscriptions/{sid}", type_)
                 if items is not None:
-                    results[(sid, kind)] = list_unit(kind, items)
+                    unit = results[(sid, kind)] = list_unit(kind, items)
+                    if early and kind in _CHILD_PARENTS:
+                        self._children_read.add(id(unit))
+                        for key, child in self._child_jobs_of(kind, unit):
+                            self.submit(key, child)
             return job
-        # Kind by kind across the subscriptions, so that the workers spend every subscription's budget at once.
-        self.parallel(one(sid, kind, type_) for kind, type_ in SUBSCRIPTION_LISTS for sid in sub_ids)
+        # Kind by kind across the subscriptions (round-robin across them, each subscription's lists in this
+        # order), so that the workers spend every subscription's budget at once.
+        self._can_submit = early
+        try:
+            self.parallel_keyed((sid, one(sid, kind, type_)) for kind, type_ in SUBSCRIPTION_LISTS
+                                for sid in sub_ids)
+        finally:
+            self._can_submit = False
         for kind, _ in SUBSCRIPTION_LISTS:
             units = self.inv.lists.setdefault(kind, {})
             for sid in sub_ids:
@@ -298,16 +408,27 @@ class _Run:
 
     def _child_list_jobs(self) -> list[tuple[str, Callable[[], None]]]:
         """Each endpoint's zone groups and each zone's network links and CNAME records (not for opaque ids)."""
+        jobs: list[tuple[str, Callable[[], None]]] = []
+        for kind in _CHILD_PARENTS:
+            for unit in self.inv.lists.get(kind, {}).values():
+                if id(unit) not in self._children_read:  # (those the subscriptions phase read already)
+                    jobs.extend(self._child_jobs_of(kind, unit))
+        return jobs
+
+    def _child_jobs_of(self, kind: str, unit: ListUnit) -> list[tuple[str, Callable[[], None]]]:
+        """The child list reads of one endpoint or zone list unit, with their budget keys."""
         inv = self.inv
         jobs: list[tuple[str, Callable[[], None]]] = []
-        for ref in _refs(inv, "privateEndpoints"):
-            if ref.id is not None and not ref.id.opaque:
-                pe_id = ref.id.raw
-                jobs.append((budget_key(pe_id), _child_list(self, inv.zone_groups, pe_id, *ZONE_GROUPS)))
-        for zid in _refs(inv, "privateDnsZones"):
-            if not parse_id(zid).opaque:
-                jobs.append((budget_key(zid), _child_list(self, inv.vnet_links, zid, *VNET_LINKS)))
-                jobs.append((budget_key(zid), _child_list(self, inv.cnames, zid, *CNAMES)))
+        if kind == "privateEndpoints":
+            for ref in unit.refs:
+                if ref.id is not None and not ref.id.opaque:
+                    pe_id = ref.id.raw
+                    jobs.append((budget_key(pe_id), _child_list(self, inv.zone_groups, pe_id, *ZONE_GROUPS)))
+        else:
+            for zid in unit.refs:
+                if not parse_id(zid).opaque:
+                    jobs.append((budget_key(zid), _child_list(self, inv.vnet_links, zid, *VNET_LINKS)))
+                    jobs.append((budget_key(zid), _child_list(self, inv.cnames, zid, *CNAMES)))
         return jobs
 
     def _nic_jobs(self) -> list[tuple[str, Callable[[], None]]]:

@@ -35,7 +35,13 @@ from plmon.monitor import outside_json
 from plmon.monitor.collect.azure.api_versions import FALLBACK_TARGET_VERSION, TARGET_VERSIONS, newest_version
 from plmon.monitor.collect.azure.budget import BudgetSet
 from plmon.monitor.collect.azure.credentials import normalise_endpoint, scope_for
-from plmon.monitor.collect.azure.policies import ArmGuardPolicy, RequestStats, WriteRefused, use_fast_json
+from plmon.monitor.collect.azure.policies import (
+    ArmGuardPolicy,
+    RequestStats,
+    WriteRefused,
+    drop_idle_policies,
+    use_fast_json,
+)
 from plmon.monitor.collect.azure.transport import Urllib3Transport, _EnvOnceSession
 from plmon.monitor.collect.plan import MAX_WORKERS, SUBSCRIPTION_LISTS, ReadError
 from plmon.monitor.errors import InputError
@@ -183,6 +189,7 @@ class LiveReader:
         self._guard = ArmGuardPolicy(self.stats, budget)
         self._factories = _client_classes()
         self._clients: dict[str, Any] = {}
+        self._prefixes: dict[str, str | None] = {}  # sdk -> what its format_url puts before a plain path
         self._lock = threading.Lock()
         self._versions: dict[str, str] = {}   # namespace/type key -> api-version found by lookup
         self._credential_failure: str | None = None
@@ -194,7 +201,9 @@ class LiveReader:
             if sdk not in self._clients:
                 client = self._factories[sdk](self.credential, **self.client_kwargs(self._guard))
                 use_fast_json(client)
+                drop_idle_policies(client)
                 self._clients[sdk] = client
+                self._prefixes[sdk] = _url_prefix(client, self.endpoint)
             return self._clients[sdk]
 
     def client_kwargs(self, guard: Any) -> dict[str, Any]:
@@ -280,8 +289,13 @@ class LiveReader:
 
     def _read(self, sdk: str, path: str, api_version: str) -> Any:
         client = self._client(sdk)
-        url = client._client.format_url("/" + path, endpoint=self.endpoint)
-        body = self._send(client, _ArmRequest("GET", url, params={"api-version": api_version}))
+        prefix = self._prefixes.get(sdk)
+        if prefix is not None and not _URL_SPECIAL.intersection(path):
+            url = f"{prefix}{path}?api-version={api_version}"
+            body = self._send(client, _ArmRequest("GET", url))
+        else:
+            url = client._client.format_url("/" + path, endpoint=self.endpoint)
+            body = self._send(client, _ArmRequest("GET", url, params={"api-version": api_version}))
         next_link = body.get("nextLink") if isinstance(body, dict) else None
         if not next_link or not isinstance(body.get("value"), list):
             return body
@@ -369,6 +383,26 @@ def _decoded_json(answer: Any, response: HttpResponse) -> Any:
     if escaped:
         return outside_json.mend_surrogates(doc)
     return doc
+
+
+# Characters that azure-core's format_url (a format template, urlparse) or its query helper treat specially.
+_URL_SPECIAL = frozenset("{}?#;")
+_PROBE = "plmon-probe"
+
+
+def _url_prefix(client: Any, endpoint: str) -> str | None:
+    """What ``client._client.format_url("/" + path, endpoint=...)`` puts before a path free of
+    :data:`_URL_SPECIAL` characters; None when its base URL is not that plain (a query or a template in it).
+
+    format_url formats the path as a template, parses the URL and joins it to the base URL; its query helper
+    parses it again to append ``api-version``. For ARM paths that is the base URL, a slash and the path, then
+    ``?api-version=``: written so directly, the reader spares the URL work a few percent of its CPU per read.
+    """
+    probe = client._client.format_url("/" + _PROBE, endpoint=endpoint)
+    prefix = probe[:-len(_PROBE)]
+    if not probe.endswith("/" + _PROBE) or _URL_SPECIAL.intersection(prefix):
+        return None
+    return str(prefix)
 
 
 def _first_line(err: Exception) -> str:

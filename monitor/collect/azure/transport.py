@@ -23,7 +23,6 @@ needs IDNA) goes through azure-core's RequestsTransport instead, built with the 
 from __future__ import annotations
 
 import collections
-import email.parser
 import http.client
 import os
 import queue
@@ -70,40 +69,21 @@ from urllib3.exceptions import (
 )
 from urllib3.exceptions import DecodeError as Urllib3DecodeError
 
+from plmon.monitor.http_headers import parse_headers as _parse_headers
+
 __all__ = ["Urllib3Transport"]
 
 # Characters requests' requote_uri leaves as they are: a URL made only of these is sent unchanged by requests,
 # so it needs none of requests' URL preparation (a '%' may be re-encoded by it, so it is not in the set).
 _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.\-]+(?::[0-9]+)?(?:[/?][A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]*)?")
-# What email's feedparser takes as a header name: printable ASCII without ':' (http.client parses with it).
-_HEADER_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _NO_RETRIES = urllib3.Retry(total=False, redirect=False, raise_on_status=False)
 _REQUESTS_ONLY = object()
 
 
-def _parse_headers(fp: Any) -> http.client.HTTPMessage:
-    """The answer's headers as :func:`http.client.parse_headers` gives them, without the email parser.
-
-    The email package's feed parser cost about a third of the client's CPU per read. Plain ``Name: value`` lines
-    (every header ARM sends) are stored exactly as it stores them (compat32: the value after the colon, leading
-    blanks and the line end removed); anything else (folded lines, a line without a colon, a stray CR) is left
-    to the email parser, so its defects and quirks stay what http.client reports.
-    """
-    lines = http.client._read_headers(fp)  # type: ignore[attr-defined]  # the stdlib's own line reader
-    msg = http.client.HTTPMessage()
-    for line in lines[:-1]:
-        name, sep, value = line.partition(b":")
-        body = value.rstrip(b"\r\n")
-        if not sep or not _HEADER_NAME.fullmatch(name) or b"\r" in body:
-            return email.parser.Parser(_class=http.client.HTTPMessage).parsestr(
-                b"".join(lines).decode("iso-8859-1"))
-        msg.set_raw(name.decode("iso-8859-1"), body.decode("iso-8859-1").lstrip(" \t"))
-    msg.set_payload("")
-    return msg
-
-
 class _FastHeadersResponse(http.client.HTTPResponse):
-    """http.client's response with :func:`_parse_headers`; ``begin`` is the stdlib's (3.11-3.13) step for step."""
+    """http.client's response with the header parser of :mod:`plmon.monitor.http_headers` (the email package's
+    feed parser cost about a third of the client's CPU per read); ``begin`` is the stdlib's (3.11-3.13) step for
+    step."""
 
     def begin(self) -> None:
         if self.headers is not None:
@@ -430,7 +410,8 @@ class Urllib3Transport(HttpTransport):  # type: ignore[type-arg]
         # requests' environment lookups (proxies, CA bundle variables), remembered per origin.
         self._env = _EnvOnceSession()
         self._env.trust_env = use_env_settings
-        self._defaults = CaseInsensitiveDict(requests.utils.default_headers())
+        # requests' default headers, by lower-case name (as its CaseInsensitiveDict keys them)
+        self._default_items = {name.lower(): (name, value) for name, value in requests.utils.default_headers().items()}
         self._managers: dict[tuple[Any, ...], urllib3.PoolManager] = {}
         self._timeouts: dict[tuple[Any, Any], urllib3.Timeout] = {}
         self._settings: dict[tuple[str, str, Any, Any], Any] = {}  # -> a pool, or _REQUESTS_ONLY
@@ -498,12 +479,14 @@ class Urllib3Transport(HttpTransport):  # type: ignore[type-arg]
                                                           "read_timeout": read, "connection_verify": verify,
                                                           "connection_cert": cert})
         target = ("/" + rest if not query_sep else "/?" + query).split("#", 1)[0]
-        headers = self._defaults.copy()
-        headers.update(request.headers)
-        for name in [n for n, v in headers.items() if v is None]:
-            del headers[name]
+        # requests' merge of its default headers with the request's (case-insensitive: the request's name and
+        # value win, in the default's place; None removes), on a plain dict rather than a CaseInsensitiveDict copy.
+        merged = self._default_items.copy()
+        for name, value in request.headers.items():
+            merged[name.lower()] = (name, value)
+        headers = {name: value for name, value in merged.values() if value is not None}
         try:
-            response = pool.urlopen(request.method, target, body=body, headers=dict(headers.items()),
+            response = pool.urlopen(request.method, target, body=body, headers=headers,
                                     redirect=False, assert_same_host=False, retries=_NO_RETRIES,
                                     timeout=self._timeout(connect, read), preload_content=False,
                                     decode_content=False, enforce_content_length=True)

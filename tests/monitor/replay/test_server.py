@@ -503,3 +503,45 @@ def test_pages_read_back_the_recorded_items_whoever_encodes_them(tenant: Path) -
                 split = urlsplit(body.get("nextLink") or "")
                 link = f"{split.path}?{split.query}" if body.get("nextLink") else None
             assert got == items
+
+
+@pytest.mark.parametrize("block", [
+    b"GET /subscriptions?api-version=1 HTTP/1.1\r\nHost: h\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\nX-A:  spaced \r\nX-A: twice\r\n\r\n",
+    b"GET //x//y HTTP/1.0\r\nHost: h\r\n\r\n",
+    b"GET /x HTTP/1.1\r\nFolded: a\r\n  b\r\nNo colon here\r\n\r\n",
+    b"POST /x HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
+    b"GET /x\r\n\r\n",
+    b"PUT /x\r\n\r\n",
+    b"GET /x HTTP/2.0\r\n\r\n",
+    b"GET /x HTTP/1.x\r\n\r\n",
+    b"GET /x HTTP/1.1 extra\r\n\r\n",
+    b"\r\n",
+    b"GET /x HTTP/1.1\r\n" + b"X: y\r\n" * 120 + b"\r\n",
+    b"GET /x HTTP/1.1\r\nLong: " + b"v" * 70000 + b"\r\n\r\n",
+])
+def test_requests_are_parsed_as_the_stdlib_parses_them(block: bytes) -> None:
+    """Proves: the replay handler's parse_request (its own header reader) ends in the stdlib's state: the same
+    result, command, path, version, keep-alive decision, headers and error answer, for good and bad requests."""
+    import io
+    from http.server import BaseHTTPRequestHandler
+
+    from plmon.monitor.replay.server import _Handler
+
+    def parse(cls: type[BaseHTTPRequestHandler]) -> tuple[Any, ...]:
+        handler = cls.__new__(cls)
+        handler.rfile, handler.wfile = io.BytesIO(block), io.BytesIO()
+        handler.client_address, handler.request_version = ("127.0.0.1", 1), "HTTP/0.9"
+        handler.raw_requestline = handler.rfile.readline(65537)
+        handler.log_message = lambda *args: None  # type: ignore[method-assign]
+        handler.date_time_string = lambda timestamp=None: "now"  # type: ignore[method-assign]
+        ok = handler.parse_request()
+        headers = list(handler.headers.items()) if getattr(handler, "headers", None) is not None else None
+        return (ok, handler.command, getattr(handler, "path", None), handler.request_version,
+                handler.close_connection, headers, handler.wfile.getvalue())
+
+    class Stdlib(BaseHTTPRequestHandler):
+        protocol_version = _Handler.protocol_version
+        server_version, sys_version = _Handler.server_version, _Handler.sys_version
+
+    assert parse(_Handler) == parse(Stdlib)

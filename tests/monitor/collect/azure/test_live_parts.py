@@ -136,3 +136,124 @@ def test_request_stats_count_every_attempt_across_threads() -> None:
     stats.status(429)
     assert (stats.attempts, stats.retries, stats.throttled, stats.by_status) == (12000, 0, 1, {200: 12000, 429: 1})
     assert stats.as_dict()["budget_wait_s"] == pytest.approx(12.0)
+
+
+@pytest.mark.parametrize("endpoint", ["https://127.0.0.1:8443", "https://arm.example/base/", "https://management.azure.com"])
+def test_plain_paths_get_the_url_azure_core_formats(endpoint: str) -> None:
+    """Proves: the URL the reader writes directly for a plain path is the one azure-core's format_url and query
+    helper give, for every SDK client; a path with a character they treat specially is left to them."""
+    from azure.core.rest import HttpRequest
+
+    from plmon.monitor.collect.azure.live import _URL_SPECIAL, LiveReader, LiveSettings
+
+    reader = LiveReader(StaticTokenCredential("t"), LiveSettings(arm_endpoint=endpoint))
+    paths = ["subscriptions", "subscriptions/s1/providers/Microsoft.Network/privateEndpoints",
+             "subscriptions/s1/resourceGroups/r g/providers/Microsoft.Network/privateEndpoints/pe(1)%20é/x",
+             "a//b", "subscriptions/s1/x{y}", "subscriptions/s1/x;y", "subscriptions/s1/x?y=1"]
+    for sdk in ("network", "privatedns", "privatelinks", "resources", "subscriptions", "managementgroups"):
+        client = reader._client(sdk)
+        prefix = reader._prefixes[sdk]
+        assert prefix is not None
+        for path in paths:
+            if _URL_SPECIAL.intersection(path):
+                continue
+            want = HttpRequest("GET", client._client.format_url("/" + path, endpoint=reader.endpoint),
+                               params={"api-version": "2020-01-01"}).url
+            assert f"{prefix}{path}?api-version=2020-01-01" == want
+
+
+def test_parallel_runs_every_job_and_raises_the_first_failure_in_order() -> None:
+    """Proves: the collection's worker threads run every job once, each in a copy of the caller's context, and
+    the failure of the earliest failing job (in job order) is raised after all have run."""
+    import contextvars
+
+    from plmon.monitor.collect.inventory import Inventory
+    from plmon.monitor.collect.plan import _Run
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    var.set("caller")
+    seen: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def job(i: int) -> Callable[[], None]:
+        def run() -> None:
+            with lock:
+                seen.append((i, var.get()))
+            var.set(f"job {i}")  # stays in this job's copy
+            if i in (7, 3, 90):
+                raise ValueError(f"job {i}")
+        return run
+
+    run = _Run(object(), Inventory(), 8, None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="job 3"):
+        run.parallel(job(i) for i in range(100))
+    assert sorted(seen) == [(i, "caller") for i in range(100)]
+    assert var.get() == "caller"
+
+
+def test_parallel_keyed_serves_keys_round_robin_and_takes_jobs_queued_by_jobs() -> None:
+    """Proves: keyed jobs run round-robin across keys as spread() orders them (one worker shows it), and jobs
+    queued by running jobs run too, behind what was already queued for their key, before parallel_keyed returns."""
+    from plmon.monitor.collect.inventory import Inventory
+    from plmon.monitor.collect.plan import _Run, spread
+
+    order: list[str] = []
+    run = _Run(object(), Inventory(), 1, None)  # type: ignore[arg-type]
+
+    def job(name: str, *more: tuple[str, str]) -> Callable[[], None]:
+        def go() -> None:
+            order.append(name)
+            for key, child in more:
+                run.submit(key, job(child))
+        return go
+
+    jobs = [("a", job("a1")), ("a", job("a2")), ("b", job("b1", ("b", "b-child"), ("c", "c-child"))), ("a", job("a3"))]
+    run.parallel_keyed(jobs)
+    # b's queue ran out with b1, so its child joins the turn behind a, then c's: a1 b1 | a2 b-child c-child | a3
+    assert order == ["a1", "b1", "a2", "b-child", "c-child", "a3"]
+    assert spread([(k, k + "1") for k in "aab"]) == ["a1", "b1", "a1"]  # spread's order, for a fixed list
+
+    many = _Run(object(), Inventory(), 8, None)  # type: ignore[arg-type]
+    many._can_submit = True
+    done: list[int] = []
+    lock = threading.Lock()
+
+    def grow(i: int) -> Callable[[], None]:
+        def go() -> None:
+            with lock:
+                done.append(i)
+            if i < 200:
+                many.submit(str(i % 3), grow(i * 2 + 1))
+                many.submit(str(i % 5), grow(i * 2 + 2))
+        return go
+
+    many.parallel_keyed([("0", grow(0))])
+    assert sorted(done) == list(range(401))
+
+
+def test_budget_scope_reads_the_path_as_urlsplit_does() -> None:
+    """Proves: the budget scope found by its quick match is the one urlsplit's path gives, for URLs built from the
+    pieces that could make them differ (slashes, queries, fragments, case, tabs, brackets, schemes)."""
+    import random
+    from urllib.parse import urlsplit
+
+    def by_urlsplit(url: str) -> str:
+        parts = [p for p in urlsplit(url).path.split("/") if p]
+        return parts[1].lower() if len(parts) >= 2 and parts[0].lower() == "subscriptions" else "tenant"
+
+    pieces = ["/", "//", "subscriptions", "SubScriptions", "ABC", "?", "#", "x=1", "h", "https://", ":", "@", " ",
+              "\t", "\n", "providers", "é", "[", "]", "::1", ";", "%2F", "."]
+    rng = random.Random(7)
+    checked = 0
+    for _ in range(20000):
+        url = rng.choice(["https://", "http://", "HTTPS://", "", "a+b://"]) + "".join(
+            rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        try:
+            want = by_urlsplit(url)
+        except ValueError:  # an invalid IPv6 host: urlsplit refuses it, and so does budget_scope
+            with pytest.raises(ValueError):
+                budget_scope(url)
+            continue
+        assert budget_scope(url) == want, url
+        checked += 1
+    assert checked > 15000

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.client
 import io
+import itertools
 import socket
 import threading
 from collections.abc import Iterator
@@ -322,3 +323,31 @@ def test_every_sdk_client_gets_the_fast_json_policy() -> None:
         policies = [getattr(p, "_policy", None) for p in reader._client(sdk)._client._pipeline._impl_policies]
         assert sum(isinstance(p, FastJsonDecodePolicy) for p in policies) == 1
     assert use_fast_json(object()) is False
+
+
+def test_only_policies_that_cannot_act_are_taken_out_of_the_pipeline() -> None:
+    """Proves: the reader's SDK clients lose the policies that act only on settings plmon never gives (headers,
+    proxies, hooks, network tracing), a client given such settings keeps them, and the chain still ends at the
+    transport."""
+    from azure.mgmt.network import NetworkManagementClient
+
+    from plmon.monitor.collect.azure.policies import drop_idle_policies
+
+    def names(client: Any) -> list[str]:
+        return [type(getattr(r, "_policy", r)).__name__ for r in client._client._pipeline._impl_policies]
+
+    reader = LiveReader(StaticTokenCredential("t"))
+    trimmed = names(reader._client("network"))
+    assert not {"HeadersPolicy", "ProxyPolicy", "CustomHookPolicy", "NetworkTraceLoggingPolicy"} & set(trimmed)
+    assert {"RequestIdPolicy", "RetryPolicy", "ArmGuardPolicy", "DistributedTracingPolicy",
+            "SensitiveHeaderCleanupPolicy", "ARMHttpLoggingPolicy"} <= set(trimmed)
+    runners = reader._client("network")._client._pipeline._impl_policies
+    assert all(a.next is b for a, b in itertools.pairwise(runners))
+    assert type(runners[-1].next).__name__ == "_TransportRunner"
+
+    busy = NetworkManagementClient(StaticTokenCredential("t"), "s", headers={"x-a": "1"},  # type: ignore[arg-type]
+                                   proxies={"https": "http://proxy:1"}, raw_request_hook=lambda r: None,
+                                   logging_enable=True)
+    before = names(busy)
+    assert drop_idle_policies(busy) == 0 and names(busy) == before
+    assert drop_idle_policies(object()) == 0
