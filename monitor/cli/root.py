@@ -67,8 +67,12 @@ def do_scan(config: Config, from_dir: Path | None, observations: Any = None, *, 
             display = CollectionProgress()
             reader, on_progress = display.wrap(reader), display.phase_done
         with display or contextlib.nullcontext():
-            # A folder is read once per command: its index need not outlive the collection.
-            forget = source.reader.forget if isinstance(source.reader, RecordedTenant) else None
+            # A folder is read once per command, as it is now: a path its index lacks is absent, and the index need
+            # not outlive the collection.
+            forget = None
+            if isinstance(source.reader, RecordedTenant):
+                source.reader.trust_index()
+                forget = source.reader.forget
             result = run_scan(reader, config, manifest=source.manifest, observations=observations,
                               subscriptions=source.subscriptions, workers=source.workers, on_progress=on_progress,
                               clock=source.clock, after_collect=forget)
