@@ -20,7 +20,6 @@ from plmon.checks.finding import Severity
 from plmon.checks.registry import all_checks
 from plmon.monitor import __version__
 from plmon.monitor.cli.progress import CollectionProgress, stats_lines
-from plmon.monitor.cli.tables import checks_table, findings_table
 from plmon.monitor.collect.builder import paused_gc
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.config import Config, load_config
@@ -146,13 +145,15 @@ def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path:
 def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
           notify: bool, show_stats: bool, **live: Any) -> bool:
     """``plmon scan``'s work; True when a finding is at or above ``--fail-on``."""
-    from plmon.monitor.cli.alerts import notify as send_notifications
-    from plmon.monitor.cli.alerts import notify_summary, scan_observations
-
     config = load_config(config_path)
-    store, observations = scan_observations(config, notify)
+    store, observations = None, None
+    if notify or "state" in config.model_fields_set:  # only then does it touch the state store (and import it)
+        from plmon.monitor.cli.alerts import scan_observations
+        store, observations = scan_observations(config, notify)
     result = do_scan(config, from_dir, observations=observations, stats=show_stats, **live)
     if notify and store is not None:
+        from plmon.monitor.cli.alerts import notify as send_notifications
+        from plmon.monitor.cli.alerts import notify_summary
         transitions, delivery = send_notifications(store, config, result)
         click.echo(notify_summary(transitions, delivery, store), err=True)
     if fmt == "json":
@@ -161,6 +162,7 @@ def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path
         from plmon.monitor.reports import build_report, render
         click.echo(render(build_report(result, waivers=config.waiver_list()), fmt), nl=False)
     else:
+        from plmon.monitor.cli.tables import findings_table  # rich, for a table only
         findings_table(result)
     return fail_on is not None and any(f.severity.rank >= fail_on.rank for f in result.evaluation.findings)
 
@@ -195,6 +197,7 @@ def list_checks(fmt: str) -> None:
         for c in registry.values():
             click.echo(f"| `{c.id}` | {c.severity.value} | {c.title} |")
     else:
+        from plmon.monitor.cli.tables import checks_table
         checks_table(registry.values())
 
 
