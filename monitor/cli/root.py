@@ -10,11 +10,13 @@ import contextlib
 import gc
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
+import orjson
 
 from plmon.checks.finding import Severity
 from plmon.checks.registry import all_checks
@@ -174,7 +176,14 @@ def _echo_json(doc: dict[str, Any]) -> None:
     """``click.echo(json.dumps(doc, indent=2))``, the same text written in batches as it is encoded.
 
     At 100k resources the whole text (18 MB) and the millions of pieces it is joined from were the scan's last
-    and highest peak of memory (+40 MB of max RSS); in batches of pieces only one batch is alive at a time."""
+    and highest peak of memory (+40 MB of max RSS); in batches of pieces only one batch is alive at a time. A
+    document :func:`_orjson_text` can write byte for byte as :mod:`json` would is written by orjson instead (one
+    18 MB buffer, no pieces: 0.33 -> 0.04 s of CPU at 100k resources)."""
+    fast = _orjson_text(doc)
+    if fast is not None:
+        click.echo(fast, nl=False)
+        click.echo("")
+        return
     batch: list[str] = []
     for chunk in json.JSONEncoder(indent=2).iterencode(doc):
         batch.append(chunk)
@@ -182,6 +191,38 @@ def _echo_json(doc: dict[str, Any]) -> None:
             click.echo("".join(batch), nl=False)
             batch.clear()
     click.echo("".join(batch))
+
+
+def _orjson_text(doc: Any) -> bytes | None:
+    """``json.dumps(doc, indent=2)`` encoded as ASCII, made by orjson, or None when orjson may write it differently.
+
+    The two agree on a document of exact ``dict`` (string keys), ``list``, ``tuple``, ``str``, ``int``, ``bool`` and
+    ``None`` whose text is pure ASCII without DEL: orjson writes other characters as UTF-8 where ``json`` escapes
+    them, writes floats in its own notation, and refuses integers beyond 64 bits and lone surrogates (None then
+    too). The type walk costs ~0.04 s at 100k resources. Not where the platform's text streams change newlines."""
+    if os.linesep != "\n":
+        return None
+    stack = [doc]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value = pop()
+        kind = type(value)
+        if kind is str or kind is int or kind is bool or value is None:
+            continue
+        if kind is dict:
+            for k, v in value.items():
+                if type(k) is not str:
+                    return None
+                push(v)
+        elif kind is list or kind is tuple:
+            stack.extend(value)
+        else:
+            return None
+    try:
+        out = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+    except TypeError:  # orjson.JSONEncodeError: an integer beyond 64 bits, a lone surrogate, nesting too deep
+        return None
+    return out if out.isascii() and b"\x7f" not in out else None
 
 
 @cli.command("checks")
