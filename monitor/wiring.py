@@ -21,19 +21,23 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from plmon.alerts.channel import Channel, build_channels
-from plmon.alerts.delivery import DeliveryWorker, RetryPolicy
-from plmon.alerts.outbox import Route, routes_from_config
 from plmon.monitor.collect.sources import Source
 from plmon.monitor.collect.sources import open_source as _open_source
 from plmon.monitor.config import Config, load_config
 from plmon.monitor.logs import configure_logging
-from plmon.monitor.service.daemon import Daemon
-from plmon.monitor.state.intake import IntakeQueue
-from plmon.monitor.state.open import intake_beside, open_store
-from plmon.monitor.state.store import StateStore
+
+if TYPE_CHECKING:
+    from plmon.alerts.channel import Channel
+    from plmon.alerts.delivery import DeliveryWorker, RetryPolicy
+    from plmon.alerts.outbox import Route
+    from plmon.monitor.service.daemon import Daemon
+    from plmon.monitor.state.intake import IntakeQueue
+    from plmon.monitor.state.store import StateStore
+
+# The daemon, the state store and the alert channels are imported by the functions that build them: `plmon scan`
+# needs only a source and logging from here, and importing the daemon's modules was ~0.15 s of its start-up.
 
 __all__ = ["FunctionSettings", "build_daemon", "channels", "delivery_worker", "environment", "function_daemon",
            "open_intake", "open_source", "open_state", "open_state_url", "retry_policy", "routes",
@@ -65,6 +69,7 @@ def open_source(from_dir: Path | None = None, *, env: Mapping[str, str] | None =
 def open_state_url(url: str, env: Mapping[str, str] | None = None, *, create: bool = True) -> StateStore:
     """The state store a URL names (a Table Storage URL may take its connection string from the environment);
     ``create=False`` for commands that only read state: a missing SQLite file is an InputError, not a new file."""
+    from plmon.monitor.state.open import open_store
     return open_store(url, environment(env), create=create)
 
 
@@ -75,26 +80,31 @@ def open_state(config: Config, env: Mapping[str, str] | None = None, *, create: 
 
 def open_intake(store: StateStore, config: Config) -> IntakeQueue:
     """The daemon's intake queue beside ``store`` (its tables, or the same SQLite file)."""
+    from plmon.monitor.state.open import intake_beside
     return intake_beside(store, config.state.url)
 
 
 def retry_policy(config: Config) -> RetryPolicy:
     """``delivery:`` as the retry policy every delivery worker uses (see :meth:`RetryPolicy.from_config`)."""
+    from plmon.alerts.delivery import RetryPolicy
     return RetryPolicy.from_config(config)
 
 
 def channels(config: Config) -> dict[str, Channel]:
     """The configured alert channels by name."""
+    from plmon.alerts.channel import build_channels
     return build_channels(config.alerts)
 
 
 def routes(config: Config) -> tuple[Route, ...]:
     """Which channel gets which finding (each channel's ``min_severity``, ``checks`` and ``subscriptions``)."""
+    from plmon.alerts.outbox import routes_from_config
     return routes_from_config(config.alerts)
 
 
 def delivery_worker(store: StateStore, config: Config) -> DeliveryWorker:
     """The outbox's delivery worker for commands that deliver without a daemon (``scan --notify``, ``alerts``)."""
+    from plmon.alerts.delivery import DeliveryWorker
     return DeliveryWorker(store, channels(config), retry_policy(config))
 
 
@@ -104,6 +114,7 @@ def build_daemon(config: Config, source: Source, *, store: StateStore | None = N
 
     ``store`` is the already-open state store when the caller has one; otherwise ``state.url`` is opened.
     ``options`` are the daemon's test seams (``clock``, ``retry_policy``, ``channels``, ``metrics``)."""
+    from plmon.monitor.service.daemon import Daemon
     store = store if store is not None else open_state(config, env)
     try:
         intake = open_intake(store, config)

@@ -33,6 +33,7 @@ def explain_path(from_dir: Path, subnet: str, to: str, fmt: str) -> None:
     if parse_ip(to) is None:
         raise InputError(f"--to: not an IP address: {to!r}")
     tenant = RecordedTenant(from_dir)
+    tenant.trust_index()  # read once, as it is now
     snap = build_snapshot(collect(tenant, manifest=tenant.manifest))
     found = snap.subnets.get(parse_id(subnet).key)
     if found is None:

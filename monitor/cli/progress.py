@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, Any, TextIO
 
 from plmon.monitor.collect.plan import SUBSCRIPTION_LISTS, ArmReader, CollectionStats
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
 
 __all__ = ["CollectionProgress", "stats_lines"]
 
@@ -24,8 +25,12 @@ class CollectionProgress:
     """A rich progress display: one bar per subscription (its lists) and a counter of other reads."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
-        self.console = Console(file=stream or sys.stderr)
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+        # rich is imported here, when a terminal shows progress: a scan into a pipe never needs it.
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console: Console = Console(file=stream or sys.stderr)
+        self.progress: Progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                                  MofNCompleteColumn(), TimeElapsedColumn(), console=self.console, transient=True)
         self._tasks: dict[str, Any] = {}
         self._lock = threading.Lock()

@@ -60,7 +60,13 @@ class RecordedTenant:
         self.manifest = self._read_manifest()
         arm = self._arm = self.folder / "arm"
         # lower-case path below arm/ -> the file's path, as a string: a Path per file was most of the start-up
-        self._index: dict[str, str] = _index_folder(str(arm)) if arm.is_dir() else {}
+        self._index: dict[str, str] = {}
+        # Whether the index holds every file below arm/ (no folder skipped: a symlinked or unreadable one).
+        self._complete = True
+        if arm.is_dir():
+            self._index, self._complete = _index_folder(str(arm))
+        # Set by trust_index(): a path the (complete) index lacks is absent, without looking on disk.
+        self._trusted = False
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
         self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
@@ -124,11 +130,23 @@ class RecordedTenant:
                 del self._index[rel + suffix]  # deleted since it was indexed
         return self._found_on_disk(rel)
 
+    def trust_index(self) -> None:
+        """For a one-shot command: read the folder as it was when indexed, so a path the index lacks is absent.
+
+        A scan of a 100k-resource tenant asks for ~6,000 paths that no file answers (endpoints without zone groups,
+        lists of types a subscription does not have); each walked cached folder listings and stat-ed a folder, for
+        itself and for each scope above it (a refused scope is looked for there), 23k walks in all: about 0.4 s of
+        CPU. The index already says they are absent, unless it skipped a folder (a symlinked or unreadable one, which
+        only the walk on disk sees): then the walk stays. A daemon, whose folder may change, never calls this."""
+        self._trusted = self._complete
+
     def _found_on_disk(self, rel: str) -> tuple[Path | None, bool]:
         """``file_for`` for a path the index does not (or no longer) hold: looked up on disk, then indexed.
 
         Both spellings (``.error.json`` first) are looked up in one walk: a miss costs one ``stat`` of the folder
         that should hold them, not one per spelling."""
+        if self._trusted:
+            return None, False
         for suffix, is_error, found in self._on_disk_pair(rel):
             if found is not None:
                 self._index[rel + suffix] = str(found)
@@ -256,6 +274,7 @@ class RecordedTenant:
         For a one-shot scan whose collection is done: at 100k resources the index of 57k paths is 25 MB that would
         otherwise stay alive under the evaluation's peak of memory."""
         self._index = {}
+        self._trusted = False  # an empty index no longer says what the folder holds
         self._listings.clear()
         self._folders.clear()
 
@@ -283,30 +302,35 @@ def _read_bytes(path: str) -> bytes:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _index_folder(arm: str) -> dict[str, str]:
-    """Every ``.json`` file below ``arm`` by its lower-case relative path: one ``os.scandir`` walk, plain strings.
+def _index_folder(arm: str) -> tuple[dict[str, str], bool]:
+    """Every ``.json`` file below ``arm`` by its lower-case relative path: one ``os.scandir`` walk, plain strings;
+    and whether the walk saw every folder (none symlinked, none unreadable).
 
     Visited as ``Path.rglob`` visits (a folder's files, then its sub-folders in order, symlinked folders not
-    followed), so where two names differ only in case the same one is kept."""
+    followed), so where two names differ only in case the same one is kept. Iterative, with one ``is_dir`` that
+    does not follow links per entry: at 100k resources the walk meets 57k files in 36k folders (one per endpoint)."""
     index: dict[str, str] = {}
-
-    def walk(folder: str, rel: str) -> None:
+    complete = True
+    stack: list[tuple[str, str]] = [(arm, "")]
+    while stack:
+        folder, rel = stack.pop()
         try:
             with os.scandir(folder) as it:
                 entries = list(it)
         except OSError:
-            return
+            complete = False
+            continue
         subfolders = []
         for entry in entries:
-            if entry.name.endswith(".json"):
-                index[f"{rel}{entry.name}".lower()] = entry.path
-            if entry.is_dir() and not entry.is_symlink():
-                subfolders.append(entry)
-        for entry in subfolders:
-            walk(entry.path, f"{rel}{entry.name}/")
-
-    walk(arm, "")
-    return index
+            name = entry.name
+            if name.endswith(".json"):
+                index[f"{rel}{name}".lower()] = entry.path
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append((entry.path, f"{rel}{name}/"))
+            elif complete and entry.is_symlink() and entry.is_dir():
+                complete = False  # a symlinked folder: not indexed, but a lookup on disk goes through it
+        stack.extend(reversed(subfolders))  # popped in listed order: depth first, as the recursive walk went
+    return index, complete
 
 
 def error_of(body: Any, where: Path | str) -> tuple[int, str, str]:

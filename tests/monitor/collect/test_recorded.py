@@ -366,3 +366,47 @@ def test_reads_under_a_refused_subscription_are_refused(tmp_path: Path) -> None:
     from plmon.checks.engine import evaluate
     assert not [f for f in evaluate(snap).findings if f.check_id == "rmpl.association-dangling"]
     assert any(g.status == 403 and g.scope.lower() == rmpl.lower() for g in snap.coverage.gaps)
+
+
+def _answer(t: RecordedTenant, path: str) -> Any:
+    try:
+        return t.get(path, kind="x")
+    except ReadError as err:
+        return (err.status, err.code, err.message)
+
+
+def test_a_trusted_index_answers_every_read_as_the_walk_on_disk_does(tmp_path: Path) -> None:
+    """trust_index (a one-shot scan) answers a path the index lacks without looking on disk: the same answer as
+    the walk, for hits, missing lists, 404s, refused scopes and lists, and items held only in a list."""
+    pls = f"{net(SUB2, 'rg-p')}/privateLinkServices/pls1"
+    write_tenant(tmp_path, {
+        sub_list("privateLinkServices", SUB2): {"value": [{"id": pls, "name": "pls1"}]},
+        sub_list("loadBalancers", SUB2) + ".error": {"status": 403, "error": {"code": "AuthorizationFailed"}},
+        f"subscriptions/{SUB2}/resourceGroups/rg-x.error": {"status": 403, "error": {"code": "Denied"}},
+    }, subscriptions=[SUB, SUB2])
+    paths = [pls, pls.upper(), f"{net(SUB2, 'rg-p')}/privateLinkServices/pls9", sub_list("privateEndpoints"),
+             sub_list("privateEndpoints", SUB2), f"{net(SUB2, 'rg-p')}/loadBalancers/lb1",
+             f"{net(SUB2, 'rg-x')}/privateEndpoints", f"{net(SUB2, 'rg-x')}/privateEndpoints/pe1",
+             f"{net()}/privateEndpoints/pe1/privateDnsZoneGroups", f"subscriptions/{SUB}", "subscriptions"]
+    walking, trusting = RecordedTenant(tmp_path), RecordedTenant(tmp_path)
+    trusting.trust_index()
+    assert trusting._trusted
+    for path in paths:
+        assert _answer(trusting, path.lstrip("/")) == _answer(walking, path.lstrip("/")), path
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_a_symlinked_folder_keeps_the_walk_on_disk(tmp_path: Path) -> None:
+    """The index does not follow a symlinked folder, but a lookup on disk does: with one, trust_index leaves the
+    walk in place, so the files below it are still read."""
+    elsewhere = tmp_path / "elsewhere"
+    write_tenant(elsewhere, {sub_list("privateEndpoints"): {"value": [{"id": f"{net()}/privateEndpoints/pe1"}]}})
+    tenant = tmp_path / "tenant"
+    write_tenant(tenant, {})
+    (tenant / "arm" / "subscriptions" / SUB).mkdir(parents=True, exist_ok=True)
+    (tenant / "arm" / "subscriptions" / SUB / "providers").symlink_to(elsewhere / "arm" / "subscriptions" / SUB /
+                                                                      "providers")
+    t = RecordedTenant(tenant)
+    t.trust_index()
+    assert not t._trusted
+    assert t.get(sub_list("privateEndpoints"), kind="x")["value"][0]["id"].endswith("/pe1")
