@@ -56,6 +56,10 @@ class _Recorder(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """One fixed ``Date``, so two answers a second apart still compare equal."""
+        return "Tue, 01 Dec 2026 12:00:00 GMT"
+
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
