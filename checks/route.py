@@ -12,7 +12,16 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.paths import Hop, PathResult, RouteCandidate, _net, client_subnets, parse_ip, paths_for, routed_paths
+from plmon.checks.paths import (
+    Hop,
+    PathResult,
+    RouteCandidate,
+    _net,
+    client_subnets,
+    parse_ip,
+    paths_for,
+    routed_tenant,
+)
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_ranges, firewall_snat, snats_for, tagged_snat
@@ -121,27 +130,16 @@ def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[
         yield key, members[key]
 
 
-_routed_last: tuple[Snapshot | None, list[tuple[str, tuple[PathResult, ...]]]] = (None, [])
-_snat_last: tuple[Snapshot | None, list[tuple[PathResult, ...]]] = (None, [])
+_tenant_last: tuple[Snapshot | None, list[tuple[str, tuple[PathResult, ...], tuple[PathResult, ...]]]] = (None, [])
 
 
-def _routed(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...]]]:
-    """Each endpoint's routed paths but those through an Azure Firewall (routed_paths), endpoints by key, those
-    without any left out: what the route checks of a plain evaluation walk (the SNAT ones with more)."""
-    global _routed_last
-    if _routed_last[0] is not snap:
-        every = ((e, routed_paths(snap, snap.private_endpoints[e])) for e in sorted(snap.private_endpoints))
-        _routed_last = (snap, [(e, paths) for e, paths in every if paths])
-    return _routed_last[1]
-
-
-def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
-    """What the SNAT checks of a plain evaluation walk per endpoint: its routed paths through appliances other
-    than an Azure Firewall, then those through a firewall that may leave the traffic untranslated (a path through
-    a firewall that SNATs it can be reported by no route check). A subject is one appliance, so its rows come
-    from one of the two parts, in path order."""
-    global _snat_last
-    if _snat_last[0] is not snap:
+def _tenant(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...], tuple[PathResult, ...]]]:
+    """Per endpoint (by key): its routed paths but those through an Azure Firewall and those through a next hop no
+    route check can report (:func:`_reported_hop`), then its paths through a firewall that may leave the traffic
+    untranslated (a path through a firewall that SNATs it can be reported by no route check); endpoints with
+    neither left out. What the route checks of a plain evaluation walk, found in one pass (routed_tenant)."""
+    global _tenant_last
+    if _tenant_last[0] is not snap:
         ranges: dict[str, tuple[str, ...] | None] = {}
         judged: dict[tuple[str, str], bool] = {}
 
@@ -154,15 +152,43 @@ def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
                     ranges[fw.key] = firewall_ranges(snap, fw)
                 found = judged[(fw.key, destination)] = snats_for(ranges[fw.key], destination) is not True
             return found
-        others = dict(_routed(snap))
-        out: list[tuple[PathResult, ...]] = []
-        for e in sorted(snap.private_endpoints):
-            mine = tuple(p for p in others.get(e, ()) if p.hop is None or p.hop.firewall is None)
-            mine += routed_paths(snap, snap.private_endpoints[e], untranslated)
-            if mine:
-                out.append(mine)
-        _snat_last = (snap, out)
-    return _snat_last[1]
+        _tenant_last = (snap, routed_tenant(snap, _reported_hop, untranslated))
+    return _tenant_last[1]
+
+
+def _routed(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...]]]:
+    """Each endpoint's routed paths but those through an Azure Firewall (routed_paths), and but those through a next
+    hop no route check can report (:func:`_reported_hop`), endpoints by key, those without any left out: what the
+    route checks of a plain evaluation walk (the SNAT ones with more)."""
+    return [(e, paths) for e, paths, _through in _tenant(snap) if paths]
+
+
+def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
+    """What the SNAT checks of a plain evaluation walk per endpoint: its routed paths through appliances other
+    than an Azure Firewall, then those through a firewall that may leave the traffic untranslated. A subject is one
+    appliance, so its rows come from one of the two parts, in path order."""
+    out: list[tuple[PathResult, ...]] = []
+    for _e, paths, through in _tenant(snap):
+        mine = tuple(p for p in paths if p.hop is None or p.hop.firewall is None) + through
+        if mine:
+            out.append(mine)
+    return out
+
+
+def _reported_hop(hop: Hop) -> bool:
+    """Whether a route check can report a path through ``hop`` (an appliance other than an Azure Firewall) when its
+    route replaced the endpoint's /32 (a path whose appliance route did not is udr-bypassed's, kept whatever its
+    hop): an unresolved next hop (nva-unresolved), a NIC with IP forwarding off (nva-ip-forwarding-off) or a tag
+    verdict other than "SNATs" (the SNAT checks report False and None). Otherwise every check walks past it, so a
+    plain evaluation does not build it."""
+    if hop.kind == "unresolved" or _nics_forwarding_off(hop):
+        return True
+    if hop.nic is not None:
+        return tagged_snat(hop.nic).snats is not True
+    if hop.load_balancer is not None:
+        lb = hop.load_balancer
+        return any(tagged_snat(nic, lb).snats is not True for nic in hop.backend_nics or (None,))
+    return True   # no subject of any check: kept, as the paths were before
 
 
 def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[PathResult, ...]], V]
