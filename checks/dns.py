@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import VIEW_READS, views_of
+from plmon.checks.links import VIEW_READS, ConnectionView, plain_views, views_of
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import az, lines
 from plmon.checks.units import Index, each, each_key, lookup, plain
@@ -204,7 +204,11 @@ def _dns_scope(snap: Snapshot, pe: PrivateEndpoint, zone: str | None,
 def _groups_of(snap: Snapshot, pe: PrivateEndpoint) -> Iterator[str]:
     """The (target, group id) groups an endpoint's Approved connections put it in, as "target\\0group id" (so
     that text order is the order of the pairs)."""
-    for view in views_of(snap, pe.key):
+    return _groups_in(views_of(snap, pe.key))
+
+
+def _groups_in(views: Iterable[ConnectionView]) -> Iterator[str]:
+    for view in views:
         if view.endpoint is None or view.status_key != "approved" or view.target_id is None:
             continue
         gids = view.consumer.group_ids if view.consumer else view.provider.group_ids if view.provider else ()
@@ -239,8 +243,9 @@ def _duplicate_groups(snap: Snapshot) -> Iterator[tuple[Hashable, tuple[str, ...
             yield group, lookup(snap, DUPLICATE_GROUPS, group)
         return
     members: dict[str, list[str]] = {}
-    for key, pe in snap.private_endpoints.items():
-        for group in dict.fromkeys(_groups_of(snap, pe)):
+    views = plain_views(snap)
+    for key in snap.private_endpoints:
+        for group in dict.fromkeys(_groups_in(views[key])):
             got = members.get(group)
             if got is None:
                 members[group] = [key]

@@ -49,8 +49,9 @@ from plmon.monitor.model.snapshot import (
 )
 
 __all__ = [
-    "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "parse_ip", "paths_for",
-    "peering_counts", "replaces_endpoint_route", "resolve_next_hop", "routed_paths", "routed_tenant",
+    "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "firewall_tenant",
+    "parse_ip", "paths_for", "peering_counts", "replaces_endpoint_route", "resolve_next_hop", "routed_paths",
+    "routed_tenant",
 ]
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -1096,6 +1097,7 @@ class _PlainEngine:
         # (version, address bits - prefix length, network >> that) of each region, with its layout
         self.fast: dict[str | None, list[tuple[int, int, int, list[_Decided | None]]]] = {}
         self.firewall_hops: dict[int, list[Hop]] = {}   # by a kept layout's identity: its firewalls' distinct hops
+        self.candidates: list[tuple[str, PrivateEndpoint, list[IPAddr]]] | None = None   # see tenant()
 
     def endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr, text: str) -> _EndpointIp:
         """:meth:`_Engine._endpoint_ip` with the endpoint subnet's part kept per subnet (``text``: ``str(ip)``)."""
@@ -1150,10 +1152,11 @@ class _PlainEngine:
 
     def _needs(self, pe: PrivateEndpoint, ips: list[IPAddr], firewalls: Callable[[Hop, str], bool] | None,
                reported: Callable[[Hop], bool] | None) -> tuple[bool, bool] | None:
-        """Whether ``pe`` has routed paths without ``firewalls`` (given ``reported``) and with them, decided from the
-        layouts kept for the regions of its subnet alone (None: an IP lies in no such region, so only its paths can
-        tell). At 100k resources most endpoints have no path a route check reads, and finding that out per endpoint
-        (its IPs' _EndpointIp, layout and visits) cost more than building the paths that are read."""
+        """Whether ``pe`` has routed paths without ``firewalls`` (given ``reported``), and whether it has some with
+        them (without them: whether any of its paths goes through a firewall), decided from the layouts kept for the
+        regions of its subnet alone (None: an IP lies in no such region, so only its paths can tell). At 100k
+        resources most endpoints have no path a route check reads, and finding that out per endpoint (its IPs'
+        _EndpointIp, layout and visits) cost more than building the paths that are read."""
         fast = self.fast.get(pe.subnet_id.key if pe.subnet_id else None)
         if not fast:
             return None
@@ -1169,32 +1172,49 @@ class _PlainEngine:
             if not routes:
                 visits = self.wanted[id(layout)][0]
                 routes = bool(visits) and (reported is None or bool(self._reported_visits(layout, visits, reported)))
-            if not through and firewalls is not None:
+            if not through:
                 hops = self.firewall_hops.get(id(layout))
                 if hops is None:
                     seen = {id(h): h for i in self.wanted[id(layout)][1] if (h := layout[i][2]) is not None}  # type: ignore[index]
                     hops = self.firewall_hops[id(layout)] = list(seen.values())
                 if hops:
-                    text = str(ip)
-                    through = any(firewalls(h, text) for h in hops)
+                    if firewalls is None:
+                        through = True
+                    else:
+                        text = str(ip)
+                        through = any(firewalls(h, text) for h in hops)
         return routes, through
 
-    def tenant(self, reported: Callable[[Hop], bool], firewalls: Callable[[Hop, str], bool]
-               ) -> list[tuple[str, tuple[PathResult, ...], tuple[PathResult, ...]]]:
-        """:func:`routed_tenant`: one pass over the endpoints instead of two calls of :func:`routed_paths` each."""
+    def tenant(self, reported: Callable[[Hop], bool]) -> list[tuple[str, tuple[PathResult, ...]]]:
+        """:func:`routed_tenant`, noting the endpoints with a path through a firewall for :meth:`through`."""
         endpoints = self.engine.snap.private_endpoints
-        out: list[tuple[str, tuple[PathResult, ...], tuple[PathResult, ...]]] = []
+        out: list[tuple[str, tuple[PathResult, ...]]] = []
+        candidates: list[tuple[str, PrivateEndpoint, list[IPAddr]]] = []
         for key in sorted(endpoints):
             pe = endpoints[key]
             ips = [ip for raw in pe.ip_addresses if (ip := parse_ip(raw)) is not None]
             if not ips:
                 continue
-            need = self._needs(pe, ips, firewalls, reported)
+            need = self._needs(pe, ips, None, reported)
             routes, through = (True, True) if need is None else need
-            found = tuple(self._paths(pe, ips, True, None, reported)) if routes else ()
-            translated = tuple(self._paths(pe, ips, True, firewalls, None)) if through else ()
-            if found or translated:
-                out.append((key, found, translated))
+            if routes and (found := tuple(self._paths(pe, ips, True, None, reported))):
+                out.append((key, found))
+            if through:
+                candidates.append((key, pe, ips))
+        self.candidates = candidates
+        return out
+
+    def through(self, firewalls: Callable[[Hop, str], bool]) -> list[tuple[str, tuple[PathResult, ...]]]:
+        """:func:`firewall_tenant`: only the endpoints :meth:`tenant` found a firewall on the paths of."""
+        candidates = self.candidates
+        if candidates is None:
+            endpoints = self.engine.snap.private_endpoints
+            candidates = [(key, pe, [ip for raw in pe.ip_addresses if (ip := parse_ip(raw)) is not None])
+                          for key, pe in sorted(endpoints.items())]
+        out: list[tuple[str, tuple[PathResult, ...]]] = []
+        for key, pe, ips in candidates:
+            if ips and (found := tuple(self.paths(pe, ips, True, firewalls))):
+                out.append((key, found))
         return out
 
     def clients_of(self, pe_vnet: str) -> list[_Client]:
@@ -1474,19 +1494,29 @@ def routed_paths(snap: Snapshot, pe: PrivateEndpoint, firewalls: Callable[[Hop, 
     return tuple(engine._plain.paths(pe, ips, routed=True, firewalls=firewalls, reported=reported))
 
 
-def routed_tenant(snap: Snapshot, reported: Callable[[Hop], bool], firewalls: Callable[[Hop, str], bool]
-                  ) -> list[tuple[str, tuple[PathResult, ...], tuple[PathResult, ...]]]:
-    """Every endpoint (by key) with ``routed_paths(snap, pe, reported=reported)`` and ``routed_paths(snap, pe,
-    firewalls)``, those with neither left out: what the route checks of a plain evaluation walk, in one pass over
-    the tenant's endpoints, most of them passed over on their subnet's kept layouts (:meth:`_PlainEngine._needs`)."""
+def routed_tenant(snap: Snapshot, reported: Callable[[Hop], bool]) -> list[tuple[str, tuple[PathResult, ...]]]:
+    """Every endpoint (by key) with ``routed_paths(snap, pe, reported=reported)``, those without any left out: what
+    the route checks of a plain evaluation walk, in one pass over the tenant's endpoints, most of them passed over
+    on their subnet's kept layouts (:meth:`_PlainEngine._needs`)."""
     engine = _engine_for(snap)
     if engine.tracked:
-        every = ((e, routed_paths(snap, pe, reported=reported), routed_paths(snap, pe, firewalls))
-                 for e, pe in sorted(snap.private_endpoints.items()))
-        return [row for row in every if row[1] or row[2]]
+        every = ((e, routed_paths(snap, pe, reported=reported)) for e, pe in sorted(snap.private_endpoints.items()))
+        return [row for row in every if row[1]]
     if engine._plain is None:
         engine._plain = _PlainEngine(engine)
-    return engine._plain.tenant(reported, firewalls)
+    return engine._plain.tenant(reported)
+
+
+def firewall_tenant(snap: Snapshot, firewalls: Callable[[Hop, str], bool]) -> list[tuple[str, tuple[PathResult, ...]]]:
+    """Every endpoint (by key) with ``routed_paths(snap, pe, firewalls)``, those without any left out; after
+    :func:`routed_tenant` of the snapshot, only the endpoints it found a path through a firewall for are visited."""
+    engine = _engine_for(snap)
+    if engine.tracked:
+        every = ((e, routed_paths(snap, pe, firewalls)) for e, pe in sorted(snap.private_endpoints.items()))
+        return [row for row in every if row[1]]
+    if engine._plain is None:
+        engine._plain = _PlainEngine(engine)
+    return engine._plain.through(firewalls)
 
 
 def paths_for(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:

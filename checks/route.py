@@ -18,6 +18,7 @@ from plmon.checks.paths import (
     RouteCandidate,
     _net,
     client_subnets,
+    firewall_tenant,
     parse_ip,
     paths_for,
     routed_tenant,
@@ -130,16 +131,27 @@ def _split_plain(snap: Snapshot, split: Callable[[tuple[PathResult, ...]], dict[
         yield key, members[key]
 
 
-_tenant_last: tuple[Snapshot | None, list[tuple[str, tuple[PathResult, ...], tuple[PathResult, ...]]]] = (None, [])
+_routed_last: tuple[Snapshot | None, list[tuple[str, tuple[PathResult, ...]]]] = (None, [])
+_snat_last: tuple[Snapshot | None, list[tuple[PathResult, ...]]] = (None, [])
 
 
-def _tenant(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...], tuple[PathResult, ...]]]:
-    """Per endpoint (by key): its routed paths but those through an Azure Firewall and those through a next hop no
-    route check can report (:func:`_reported_hop`), then its paths through a firewall that may leave the traffic
-    untranslated (a path through a firewall that SNATs it can be reported by no route check); endpoints with
-    neither left out. What the route checks of a plain evaluation walk, found in one pass (routed_tenant)."""
-    global _tenant_last
-    if _tenant_last[0] is not snap:
+def _routed(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...]]]:
+    """Each endpoint's routed paths but those through an Azure Firewall (routed_paths), and but those through a next
+    hop no route check can report (:func:`_reported_hop`), endpoints by key, those without any left out: what the
+    route checks of a plain evaluation walk (the SNAT ones with more), found in one pass (routed_tenant)."""
+    global _routed_last
+    if _routed_last[0] is not snap:
+        _routed_last = (snap, routed_tenant(snap, _reported_hop))
+    return _routed_last[1]
+
+
+def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
+    """What the SNAT checks of a plain evaluation walk per endpoint: its routed paths through appliances other
+    than an Azure Firewall, then those through a firewall that may leave the traffic untranslated (a path through
+    a firewall that SNATs it can be reported by no route check). A subject is one appliance, so its rows come
+    from one of the two parts, in path order."""
+    global _snat_last
+    if _snat_last[0] is not snap:
         ranges: dict[str, tuple[str, ...] | None] = {}
         judged: dict[tuple[str, str], bool] = {}
 
@@ -152,27 +164,15 @@ def _tenant(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...], tuple[Pat
                     ranges[fw.key] = firewall_ranges(snap, fw)
                 found = judged[(fw.key, destination)] = snats_for(ranges[fw.key], destination) is not True
             return found
-        _tenant_last = (snap, routed_tenant(snap, _reported_hop, untranslated))
-    return _tenant_last[1]
-
-
-def _routed(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...]]]:
-    """Each endpoint's routed paths but those through an Azure Firewall (routed_paths), and but those through a next
-    hop no route check can report (:func:`_reported_hop`), endpoints by key, those without any left out: what the
-    route checks of a plain evaluation walk (the SNAT ones with more)."""
-    return [(e, paths) for e, paths, _through in _tenant(snap) if paths]
-
-
-def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
-    """What the SNAT checks of a plain evaluation walk per endpoint: its routed paths through appliances other
-    than an Azure Firewall, then those through a firewall that may leave the traffic untranslated. A subject is one
-    appliance, so its rows come from one of the two parts, in path order."""
-    out: list[tuple[PathResult, ...]] = []
-    for _e, paths, through in _tenant(snap):
-        mine = tuple(p for p in paths if p.hop is None or p.hop.firewall is None) + through
-        if mine:
-            out.append(mine)
-    return out
+        others = {e: tuple(p for p in paths if p.hop is None or p.hop.firewall is None) for e, paths in _routed(snap)}
+        through = dict(firewall_tenant(snap, untranslated))
+        out: list[tuple[PathResult, ...]] = []
+        for e in sorted(others.keys() | through.keys()):
+            mine = others.get(e, ()) + through.get(e, ())
+            if mine:
+                out.append(mine)
+        _snat_last = (snap, out)
+    return _snat_last[1]
 
 
 def _reported_hop(hop: Hop) -> bool:
