@@ -156,10 +156,12 @@ def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
 def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]
     for pe in each(snap, "private_endpoints"):
+        if not pe.dns_zone_groups:   # judged first: no zone group, nothing to compare (the expected zones cost more)
+            continue
         expected = {z for c in pe.connections for g in c.group_ids
                     if c.target_id is not None and c.target_id.type_key != PLS_TYPE and not c.target_id.is_pls_alias
                     and (z := expected_zone(c.target_id.type_key, g, overrides))}
-        if not expected or not pe.dns_zone_groups:
+        if not expected:
             continue
         wrong = [(g, z) for g in pe.dns_zone_groups for z in g.zone_ids
                  if (z.name or "").lower().rstrip(".") not in expected]
@@ -245,7 +247,10 @@ def _duplicate_groups(snap: Snapshot) -> Iterator[tuple[Hashable, tuple[str, ...
     members: dict[str, list[str]] = {}
     views = plain_views(snap)
     for key in snap.private_endpoints:
-        for group in dict.fromkeys(_groups_in(views[key])):
+        mine = views[key]
+        if not mine or (len(mine) == 1 and mine[0].status_key != "approved"):
+            continue   # no group (_groups_in reads Approved views only), without a generator per endpoint
+        for group in dict.fromkeys(_groups_in(mine)):
             got = members.get(group)
             if got is None:
                 members[group] = [key]

@@ -166,10 +166,18 @@ def _pair_all(snap: Snapshot) -> dict[str, list[ConnectionView]]:
     by_endpoint = snap.provider_connections_by_endpoint
     view = ConnectionView
     for key, pe in snap.private_endpoints.items():
-        if by_endpoint.get(key):
-            out[key] = _views_of(snap, key, pe)
-        else:   # no provider entry: nothing to pair, each connection entry is one view
+        side = by_endpoint.get(key)
+        if not side:   # no provider entry: nothing to pair, each connection entry is one view
             out[key] = [view(pe.id, pe, conn, None) for conn in pe.connections]
+            continue
+        conns = pe.connections
+        if len(conns) == 1 and len(side) == 1:   # most endpoints: one entry each side, naming each other
+            conn, pc = conns[0], side[0]
+            target = conn.target_id
+            if target is not None and not target.is_pls_alias and pc.owner_id.key == target.key:
+                out[key] = [view(pe.id, pe, conn, pc)]
+                continue
+        out[key] = _views_of(snap, key, pe)
     for key in by_endpoint:
         if key not in out:
             out[key] = _views_of(snap, key)

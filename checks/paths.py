@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import functools
 import ipaddress
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -496,6 +497,10 @@ _Hops = _HopIndex | _IndexedHops
 _ByIp = dict[IPAddr, list[PrivateEndpoint]] | _IndexedEndpoints
 
 
+# A record's key (its id's), read in C: sorting 35k records through the ``key`` property cost ~20 ms at 100k resources.
+_BY_KEY = operator.attrgetter("id.key")
+
+
 def _vnet_of(subnet_id: ArmId | None) -> str | None:
     return subnet_id.parent.key if subnet_id is not None and subnet_id.parent is not None else None
 
@@ -503,7 +508,7 @@ def _vnet_of(subnet_id: ArmId | None) -> str | None:
 def _hop_index(snap: Snapshot) -> _HopIndex:
     owners: dict[IPAddr, list[tuple[str | None, str, Any]]] = {}
     fws: dict[IPAddr, Firewall] = {}
-    for fw in sorted(snap.firewalls.values(), key=lambda f: f.key):
+    for fw in sorted(snap.firewalls.values(), key=_BY_KEY):
         for raw in fw.private_ips:
             ip = parse_ip(raw)
             if ip is not None:
@@ -511,16 +516,15 @@ def _hop_index(snap: Snapshot) -> _HopIndex:
                 owners.setdefault(ip, []).append((_vnet_of(fw.subnet_ids[0]) if fw.subnet_ids else None,
                                                   "firewall", fw))
     nics: dict[IPAddr, Nic] = {}
-    for nic in sorted(snap.nics.values(), key=lambda n: n.key):
-        if nic.private_endpoint_id is not None:
-            continue  # an endpoint's own NIC never forwards
+    # an endpoint's own NIC never forwards (left out before sorting: at 100k resources most NICs are endpoints')
+    for nic in sorted((n for n in snap.nics.values() if n.private_endpoint_id is None), key=_BY_KEY):
         for c in nic.ip_configs:
             ip = parse_ip(c.private_ip)
             if ip is not None:
                 nics.setdefault(ip, nic)
                 owners.setdefault(ip, []).append((_vnet_of(c.subnet_id), "nic", nic))
     fronts: dict[IPAddr, tuple[LoadBalancer, FrontendIp]] = {}
-    for lb in sorted(snap.load_balancers.values(), key=lambda b: b.key):
+    for lb in sorted(snap.load_balancers.values(), key=_BY_KEY):
         for fe in lb.frontends:
             ip = parse_ip(fe.private_ip)
             if ip is not None and fe.public_ip_id is None:
@@ -628,8 +632,17 @@ def _system_routes(snap: Snapshot, vnet: VirtualNetwork | None, ip: IPAddr,
 
 def _endpoints_by_ip(snap: Snapshot) -> dict[IPAddr, list[PrivateEndpoint]]:
     out: dict[IPAddr, list[PrivateEndpoint]] = {}
-    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
-        for ip in {parse_ip(x) for x in pe.ip_addresses} - {None}:
+    for pe in sorted(snap.private_endpoints.values(), key=_BY_KEY):
+        addresses = pe.ip_addresses
+        if len(addresses) == 1:   # most endpoints: no set to build
+            if (ip := parse_ip(addresses[0])) is not None:
+                got = out.get(ip)
+                if got is None:
+                    out[ip] = [pe]
+                else:
+                    got.append(pe)
+            continue
+        for ip in {parse_ip(x) for x in addresses} - {None}:
             out.setdefault(ip, []).append(pe)  # type: ignore[arg-type]
     return out
 
