@@ -1128,8 +1128,11 @@ class _PlainEngine:
         self.hop_reported: dict[int, tuple[Hop, bool]] = {}
         self.reported_visits: dict[int, list[int]] = {}
         # per endpoint subnet id: the regions whose every IP has one kept layout, with it (see _needs)
-        # (version, address bits - prefix length, network >> that) of each region, with its layout
-        self.fast: dict[str | None, list[tuple[int, int, int, list[_Decided | None]]]] = {}
+        # (version, address bits - prefix length, network >> that) of each region, with its layout and the region
+        self.fast: dict[str | None, list[tuple[int, int, int, list[_Decided | None], _Compiled]]] = {}
+        # firewall_tenant's ``within`` for its ``firewalls``, and its verdict per (next hop's identity, region)
+        self.within: tuple[Callable[[Hop, str], bool], Callable[[Hop, IPNet], bool | None]] | None = None
+        self.within_regions: dict[tuple[int, _Compiled], bool | None] = {}
         self.firewall_hops: dict[int, list[Hop]] = {}   # by a kept layout's identity: its firewalls' distinct hops
         self.candidates: list[tuple[str, PrivateEndpoint, list[IPAddr]]] | None = None   # see tenant()
 
@@ -1180,9 +1183,9 @@ class _PlainEngine:
     def _remember(self, skey: str | None, region: _Compiled, layout: list[_Decided | None]) -> None:
         """Keep a kept layout for every IP of ``region`` in endpoint subnet ``skey`` when :meth:`_whole` allows."""
         fast = self.fast.setdefault(skey, [])
-        if all(layout is not kept for *_, kept in fast) and self._whole(skey, region):
+        if all(entry[3] is not layout for entry in fast) and self._whole(skey, region):
             version, network, length, bits = region
-            fast.append((version, bits - length, network >> (bits - length), layout))
+            fast.append((version, bits - length, network >> (bits - length), layout, region))
 
     def _needs(self, pe: PrivateEndpoint, ips: list[IPAddr], firewalls: Callable[[Hop, str], bool] | None,
                reported: Callable[[Hop], bool] | None) -> tuple[bool, bool] | None:
@@ -1197,9 +1200,9 @@ class _PlainEngine:
         routes = through = False
         for ip in ips:
             version, value = ip.version, int(ip)
-            for v, shift, network, kept in fast:
+            for v, shift, network, kept, kept_region in fast:
                 if v == version and value >> shift == network:
-                    layout = kept
+                    layout, region = kept, kept_region
                     break
             else:
                 return None
@@ -1214,10 +1217,27 @@ class _PlainEngine:
                 if hops:
                     if firewalls is None:
                         through = True
+                    elif self.within is not None and self.within[0] is firewalls:
+                        through = any(self._within(h, region, ip) for h in hops)
                     else:
                         text = str(ip)
                         through = any(firewalls(h, text) for h in hops)
         return routes, through
+
+    def _within(self, hop: Hop, region: _Compiled, ip: IPAddr) -> bool:
+        """``firewalls(hop, str(ip))`` from the verdict of firewall_tenant's ``within`` for the whole ``region``,
+        kept per (hop, region); asked of the address only where it depends on it."""
+        assert self.within is not None
+        firewalls, within = self.within
+        key = (id(hop), region)
+        if key in self.within_regions:
+            found = self.within_regions[key]
+        else:
+            version, network, length, _bits = region
+            net = ipaddress.IPv4Network((network, length)) if version == 4 else \
+                ipaddress.IPv6Network((network, length))
+            found = self.within_regions[key] = within(hop, net)
+        return firewalls(hop, str(ip)) if found is None else found
 
     def tenant(self, reported: Callable[[Hop], bool]) -> list[tuple[str, tuple[PathResult, ...]]]:
         """:func:`routed_tenant`, noting the endpoints with a path through a firewall for :meth:`through`."""
@@ -1240,8 +1260,11 @@ class _PlainEngine:
         self.candidates = candidates
         return out
 
-    def through(self, firewalls: Callable[[Hop, str], bool]) -> list[tuple[str, tuple[PathResult, ...]]]:
+    def through(self, firewalls: Callable[[Hop, str], bool], within: Callable[[Hop, IPNet], bool | None] | None = None
+                ) -> list[tuple[str, tuple[PathResult, ...]]]:
         """:func:`firewall_tenant`: only the endpoints :meth:`tenant` found a firewall on the paths of."""
+        if within is not None:
+            self.within, self.within_regions = (firewalls, within), {}
         candidates = self.candidates
         if candidates is None:
             endpoints = self.engine.snap.private_endpoints
@@ -1543,16 +1566,21 @@ def routed_tenant(snap: Snapshot, reported: Callable[[Hop], bool]) -> list[tuple
     return engine._plain.tenant(reported)
 
 
-def firewall_tenant(snap: Snapshot, firewalls: Callable[[Hop, str], bool]) -> list[tuple[str, tuple[PathResult, ...]]]:
+def firewall_tenant(snap: Snapshot, firewalls: Callable[[Hop, str], bool],
+                    within: Callable[[Hop, IPNet], bool | None] | None = None,
+                    ) -> list[tuple[str, tuple[PathResult, ...]]]:
     """Every endpoint (by key) with ``routed_paths(snap, pe, firewalls)``, those without any left out; after
-    :func:`routed_tenant` of the snapshot, only the endpoints it found a path through a firewall for are visited."""
+    :func:`routed_tenant` of the snapshot, only the endpoints it found a path through a firewall for are visited.
+    ``within(hop, network)``, when given, is ``firewalls(hop, destination)`` for every destination of ``network``
+    when that is the same for all of them (else None): an endpoint subnet is then judged once per firewall instead
+    of each of its addresses."""
     engine = _engine_for(snap)
     if engine.tracked:
         every = ((e, routed_paths(snap, pe, firewalls)) for e, pe in sorted(snap.private_endpoints.items()))
         return [row for row in every if row[1]]
     if engine._plain is None:
         engine._plain = _PlainEngine(engine)
-    return engine._plain.through(firewalls)
+    return engine._plain.through(firewalls, within)
 
 
 def paths_for(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.paths import (
     Hop,
+    IPNet,
     PathResult,
     RouteCandidate,
     _net,
@@ -25,7 +26,16 @@ from plmon.checks.paths import (
 )
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
-from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_ranges, firewall_snat, snats_for, tagged_snat
+from plmon.checks.snat import (
+    MIXED,
+    SNAT_TAG,
+    SnatVerdict,
+    firewall_ranges,
+    firewall_snat,
+    snats_for,
+    snats_within,
+    tagged_snat,
+)
 from plmon.checks.units import Index, each, each_key, lookup, plain, shared
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
@@ -164,8 +174,15 @@ def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
                     ranges[fw.key] = firewall_ranges(snap, fw)
                 found = judged[(fw.key, destination)] = snats_for(ranges[fw.key], destination) is not True
             return found
+        def untranslated_within(hop: Hop, network: IPNet) -> bool | None:
+            fw = hop.firewall
+            assert fw is not None
+            if fw.key not in ranges:
+                ranges[fw.key] = firewall_ranges(snap, fw)
+            snats = snats_within(ranges[fw.key], network)
+            return None if snats == MIXED else snats is not True
         others = {e: tuple(p for p in paths if p.hop is None or p.hop.firewall is None) for e, paths in _routed(snap)}
-        through = dict(firewall_tenant(snap, untranslated))
+        through = dict(firewall_tenant(snap, untranslated, untranslated_within))
         out: list[tuple[PathResult, ...]] = []
         for e in sorted(others.keys() | through.keys()):
             mine = others.get(e, ()) + through.get(e, ())

@@ -11,6 +11,8 @@ its engine derived).
 
 from __future__ import annotations
 
+import ipaddress
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import pytest
 from checkkit import snapshot_of
 from tenant_catalog import TENANTS
 
-from plmon.checks import links, public_access, route
+from plmon.checks import links, public_access, route, snat
 from plmon.checks.paths import Hop, PathResult, firewall_tenant, paths_for, routed_tenant
 from plmon.monitor.model.snapshot import Snapshot, lower
 
@@ -67,6 +69,38 @@ def test_one_pass_over_the_endpoints_keeps_each_endpoints_routed_paths(folder: P
     assert _rows(firewall_tenant(snap, _some_firewalls)) == [(e, t) for e, _, t in want if t]
     alone = snapshot_of(folder)
     assert _rows(firewall_tenant(alone, _some_firewalls)) == [(e, t) for e, _, t in want if t]
+
+
+def _some_firewalls_within(hop: Hop, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool | None:
+    """_some_firewalls for every address of a (small) network when it is the same for all of them, else None."""
+    if network.num_addresses > 1024:
+        return None
+    seen = {_some_firewalls(hop, str(ip)) for ip in network}
+    return seen.pop() if len(seen) == 1 else None
+
+
+def test_judging_a_firewall_once_per_endpoint_subnet_keeps_the_same_paths(folder: Path) -> None:
+    """firewall_tenant with ``within`` (a verdict for a whole endpoint subnet where it holds for all its addresses):
+    the same paths as judging every address."""
+    want = _rows(firewall_tenant(snapshot_of(folder), _some_firewalls))
+    snap = snapshot_of(folder)
+    routed_tenant(snap, route._reported_hop)
+    assert _rows(firewall_tenant(snap, _some_firewalls, _some_firewalls_within)) == want
+
+
+def test_snats_within_is_snats_for_of_every_address() -> None:
+    """snats_within: the verdict snats_for gives every address of the network, or MIXED when they differ."""
+    rng = random.Random(11)
+    pool = ["10.0.0.0/8", "10.1.2.0/24", "10.1.2.16/28", "10.1.2.7/32", "192.168.0.0/16", "100.64.0.0/10", "bogus",
+            "fd00::/64", snat.ALWAYS, snat.NEVER, "10.1.3.0/25"]
+    for _ in range(300):
+        ranges = snat.expand_ranges(rng.sample(pool, rng.randint(0, 4)) or ["IANAPrivateRanges"])
+        for network in ("10.1.2.0/24", "10.1.2.0/27", "10.1.3.0/24", "10.1.2.4/30", "172.20.0.0/24", "fd00::/120"):
+            net = ipaddress.ip_network(network)
+            seen = {snat.snats_for(ranges, str(ip)) for ip in net}
+            got = snat.snats_within(ranges, net)
+            assert got == (seen.pop() if len(seen) == 1 else snat.MIXED), (ranges, network)
+        assert snat.snats_within(None, ipaddress.ip_network("10.0.0.0/24")) is None
 
 
 def test_a_path_left_out_is_one_no_route_check_reports(folder: Path) -> None:
