@@ -155,16 +155,35 @@ def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
 )
 def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]
+    # expected_zone per (target type, group id) and each zone name as compared, kept for the pass: the same few
+    # dozen of each recur for every endpoint of a tenant
+    zones: dict[tuple[str | None, str], str | None] = {}
+    names: dict[str | None, str] = {}
     for pe in each(snap, "private_endpoints"):
         if not pe.dns_zone_groups:   # judged first: no zone group, nothing to compare (the expected zones cost more)
             continue
-        expected = {z for c in pe.connections for g in c.group_ids
-                    if c.target_id is not None and c.target_id.type_key != PLS_TYPE and not c.target_id.is_pls_alias
-                    and (z := expected_zone(c.target_id.type_key, g, overrides))}
+        expected = set()
+        for c in pe.connections:
+            target = c.target_id
+            if target is None or (kind := target.type_key) == PLS_TYPE or target.is_pls_alias:
+                continue
+            for g in c.group_ids:
+                if (kind, g) in zones:
+                    z = zones[(kind, g)]
+                else:
+                    z = zones[(kind, g)] = expected_zone(kind, g, overrides)
+                if z:
+                    expected.add(z)
         if not expected:
             continue
-        wrong = [(g, z) for g in pe.dns_zone_groups for z in g.zone_ids
-                 if (z.name or "").lower().rstrip(".") not in expected]
+        wrong = []
+        for g in pe.dns_zone_groups:
+            for z in g.zone_ids:
+                name = names.get(z.name)
+                if name is None:
+                    name = names[z.name] = (z.name or "").lower().rstrip(".")
+                if name not in expected:
+                    wrong.append((g, z))
         if not wrong:
             continue
         rg = pe.id.resource_group or "<resource-group>"
@@ -256,9 +275,8 @@ def _duplicate_groups(snap: Snapshot) -> Iterator[tuple[Hashable, tuple[str, ...
                 members[group] = [key]
             else:
                 got.append(key)
-    for group in sorted(members):
-        if len(keys := members[group]) > 1:
-            yield group, tuple(sorted(keys))
+    for group in sorted(g for g, keys in members.items() if len(keys) > 1):   # the few shared, not ~35k groups
+        yield group, tuple(sorted(members[group]))
 
 
 @check(

@@ -14,7 +14,7 @@ from typing import Any
 
 from plmon.checks.units import Index, lookup, plain
 from plmon.monitor.model.arm_id import ArmId
-from plmon.monitor.model.snapshot import ConsumerConnection, PrivateEndpoint, ProviderConnection, Snapshot, lower
+from plmon.monitor.model.snapshot import ConsumerConnection, PrivateEndpoint, ProviderConnection, Snapshot
 
 __all__ = ["ENDPOINTS_BY_TARGET", "VIEW_READS", "ConnectionView", "connection_views", "plain_views", "views_of"]
 
@@ -38,7 +38,14 @@ class ConnectionView:
 
     @property
     def status_key(self) -> str:
-        return lower(self.status)
+        """``lower(self.status)``, inlined: asked of every view by several checks (~150k times at 100k resources)."""
+        provider = self.provider
+        if provider is not None and provider.status:
+            status: str | None = provider.status
+        else:
+            consumer = self.consumer
+            status = consumer.status if consumer is not None else None
+        return status.lower() if isinstance(status, str) else ""
 
     @property
     def target_id(self) -> ArmId | None:
