@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import VIEW_READS, ConnectionView, views_of
+from plmon.checks.links import VIEW_READS, ConnectionView, plain_views, views_of
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.units import each, each_item, plain
@@ -52,17 +52,27 @@ class _Subjects:
     def __init__(self, snap: Snapshot) -> None:
         self.by_status: dict[str, list[tuple[str, list[ConnectionView]]]] = {}
         self.actions: list[str] = []
-        for key, _ in each_item(snap, *SUBJECTS):
-            views = views_of(snap, key)
+        by_status = self.by_status
+        for key, views in plain_views(snap).items():   # each_item(snap, *SUBJECTS)'s keys, in its order
+            if len(views) == 1:   # most endpoints have one connection
+                v = views[0]
+                got = by_status.get(status := v.status_key)
+                if got is None:
+                    by_status[status] = [(key, [v])]
+                else:
+                    got.append((key, [v]))
+                if _has_actions(v):
+                    self.actions.append(key)
+                continue
             mine: dict[str, list[ConnectionView]] = {}
             for v in views:
-                got = mine.get(status := v.status_key)
-                if got is None:
+                got_views = mine.get(status := v.status_key)
+                if got_views is None:
                     mine[status] = [v]
                 else:
-                    got.append(v)
+                    got_views.append(v)
             for status, vs in mine.items():
-                self.by_status.setdefault(status, []).append((key, vs))
+                by_status.setdefault(status, []).append((key, vs))
             if any(_has_actions(v) for v in views):
                 self.actions.append(key)
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 from collections import defaultdict
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import VIEW_READS, views_of
+from plmon.checks.links import VIEW_READS, ConnectionView, plain_views, views_of
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import az, lines
 from plmon.checks.units import Index, each, each_key, lookup, plain
@@ -155,14 +155,35 @@ def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
 )
 def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]
+    # expected_zone per (target type, group id) and each zone name as compared, kept for the pass: the same few
+    # dozen of each recur for every endpoint of a tenant
+    zones: dict[tuple[str | None, str], str | None] = {}
+    names: dict[str | None, str] = {}
     for pe in each(snap, "private_endpoints"):
-        expected = {z for c in pe.connections for g in c.group_ids
-                    if c.target_id is not None and c.target_id.type_key != PLS_TYPE and not c.target_id.is_pls_alias
-                    and (z := expected_zone(c.target_id.type_key, g, overrides))}
-        if not expected or not pe.dns_zone_groups:
+        if not pe.dns_zone_groups:   # judged first: no zone group, nothing to compare (the expected zones cost more)
             continue
-        wrong = [(g, z) for g in pe.dns_zone_groups for z in g.zone_ids
-                 if (z.name or "").lower().rstrip(".") not in expected]
+        expected = set()
+        for c in pe.connections:
+            target = c.target_id
+            if target is None or (kind := target.type_key) == PLS_TYPE or target.is_pls_alias:
+                continue
+            for g in c.group_ids:
+                if (kind, g) in zones:
+                    z = zones[(kind, g)]
+                else:
+                    z = zones[(kind, g)] = expected_zone(kind, g, overrides)
+                if z:
+                    expected.add(z)
+        if not expected:
+            continue
+        wrong = []
+        for g in pe.dns_zone_groups:
+            for z in g.zone_ids:
+                name = names.get(z.name)
+                if name is None:
+                    name = names[z.name] = (z.name or "").lower().rstrip(".")
+                if name not in expected:
+                    wrong.append((g, z))
         if not wrong:
             continue
         rg = pe.id.resource_group or "<resource-group>"
@@ -204,7 +225,11 @@ def _dns_scope(snap: Snapshot, pe: PrivateEndpoint, zone: str | None,
 def _groups_of(snap: Snapshot, pe: PrivateEndpoint) -> Iterator[str]:
     """The (target, group id) groups an endpoint's Approved connections put it in, as "target\\0group id" (so
     that text order is the order of the pairs)."""
-    for view in views_of(snap, pe.key):
+    return _groups_in(views_of(snap, pe.key))
+
+
+def _groups_in(views: Iterable[ConnectionView]) -> Iterator[str]:
+    for view in views:
         if view.endpoint is None or view.status_key != "approved" or view.target_id is None:
             continue
         gids = view.consumer.group_ids if view.consumer else view.provider.group_ids if view.provider else ()
@@ -239,16 +264,19 @@ def _duplicate_groups(snap: Snapshot) -> Iterator[tuple[Hashable, tuple[str, ...
             yield group, lookup(snap, DUPLICATE_GROUPS, group)
         return
     members: dict[str, list[str]] = {}
-    for key, pe in snap.private_endpoints.items():
-        for group in dict.fromkeys(_groups_of(snap, pe)):
+    views = plain_views(snap)
+    for key in snap.private_endpoints:
+        mine = views[key]
+        if not mine or (len(mine) == 1 and mine[0].status_key != "approved"):
+            continue   # no group (_groups_in reads Approved views only), without a generator per endpoint
+        for group in dict.fromkeys(_groups_in(mine)):
             got = members.get(group)
             if got is None:
                 members[group] = [key]
             else:
                 got.append(key)
-    for group in sorted(members):
-        if len(keys := members[group]) > 1:
-            yield group, tuple(sorted(keys))
+    for group in sorted(g for g, keys in members.items() if len(keys) > 1):   # the few shared, not ~35k groups
+        yield group, tuple(sorted(members[group]))
 
 
 @check(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import functools
 import ipaddress
+import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +50,9 @@ from plmon.monitor.model.snapshot import (
 )
 
 __all__ = [
-    "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "parse_ip", "paths_for",
-    "peering_counts", "replaces_endpoint_route", "resolve_next_hop", "routed_paths",
+    "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "firewall_tenant",
+    "parse_ip", "paths_for", "peering_counts", "replaces_endpoint_route", "resolve_next_hop", "routed_paths",
+    "routed_tenant",
 ]
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -491,8 +493,43 @@ class _IndexedEndpoints:
         return [self.snap.private_endpoints[k] for k in keys]
 
 
+class _EndpointsByValue:
+    """:func:`_endpoints_by_ip` of a plain evaluation, keyed by (version, integer): an IPv4Address hashes through
+    hex() on every lookup, and the endpoints are put in key order per address (only shared addresses have more
+    than one) instead of sorting the tenant's 35k endpoints by their long ids first."""
+
+    __slots__ = ("holders",)
+
+    def __init__(self, snap: Snapshot) -> None:
+        holders: dict[tuple[int, int], list[PrivateEndpoint]] = {}
+        for pe in snap.private_endpoints.values():
+            addresses = pe.ip_addresses
+            ips: Iterable[IPAddr | None] = (parse_ip(addresses[0]),) if len(addresses) == 1 else \
+                {parse_ip(x) for x in addresses}
+            for ip in ips:
+                if ip is None:
+                    continue
+                got = holders.get(k := (ip.version, int(ip)))
+                if got is None:
+                    holders[k] = [pe]
+                else:
+                    got.append(pe)
+        for got in holders.values():
+            if len(got) > 1:
+                got.sort(key=_BY_KEY)
+        self.holders = holders
+
+    def get(self, ip: IPAddr, default: Any = None) -> Any:
+        return self.holders.get((ip.version, int(ip)), default)
+
+
 _Hops = _HopIndex | _IndexedHops
-_ByIp = dict[IPAddr, list[PrivateEndpoint]] | _IndexedEndpoints
+_ByIp = dict[IPAddr, list[PrivateEndpoint]] | _IndexedEndpoints | _EndpointsByValue
+
+
+# A record's key (its id's), read in C: sorting 35k records through the ``key`` property cost ~20 ms at 100k resources.
+_BY_KEY = operator.attrgetter("id.key")
+_FIRST = operator.itemgetter(0)
 
 
 def _vnet_of(subnet_id: ArmId | None) -> str | None:
@@ -502,7 +539,7 @@ def _vnet_of(subnet_id: ArmId | None) -> str | None:
 def _hop_index(snap: Snapshot) -> _HopIndex:
     owners: dict[IPAddr, list[tuple[str | None, str, Any]]] = {}
     fws: dict[IPAddr, Firewall] = {}
-    for fw in sorted(snap.firewalls.values(), key=lambda f: f.key):
+    for fw in sorted(snap.firewalls.values(), key=_BY_KEY):
         for raw in fw.private_ips:
             ip = parse_ip(raw)
             if ip is not None:
@@ -510,16 +547,15 @@ def _hop_index(snap: Snapshot) -> _HopIndex:
                 owners.setdefault(ip, []).append((_vnet_of(fw.subnet_ids[0]) if fw.subnet_ids else None,
                                                   "firewall", fw))
     nics: dict[IPAddr, Nic] = {}
-    for nic in sorted(snap.nics.values(), key=lambda n: n.key):
-        if nic.private_endpoint_id is not None:
-            continue  # an endpoint's own NIC never forwards
+    # an endpoint's own NIC never forwards (left out before sorting: at 100k resources most NICs are endpoints')
+    for nic in sorted((n for n in snap.nics.values() if n.private_endpoint_id is None), key=_BY_KEY):
         for c in nic.ip_configs:
             ip = parse_ip(c.private_ip)
             if ip is not None:
                 nics.setdefault(ip, nic)
                 owners.setdefault(ip, []).append((_vnet_of(c.subnet_id), "nic", nic))
     fronts: dict[IPAddr, tuple[LoadBalancer, FrontendIp]] = {}
-    for lb in sorted(snap.load_balancers.values(), key=lambda b: b.key):
+    for lb in sorted(snap.load_balancers.values(), key=_BY_KEY):
         for fe in lb.frontends:
             ip = parse_ip(fe.private_ip)
             if ip is not None and fe.public_ip_id is None:
@@ -627,7 +663,7 @@ def _system_routes(snap: Snapshot, vnet: VirtualNetwork | None, ip: IPAddr,
 
 def _endpoints_by_ip(snap: Snapshot) -> dict[IPAddr, list[PrivateEndpoint]]:
     out: dict[IPAddr, list[PrivateEndpoint]] = {}
-    for pe in sorted(snap.private_endpoints.values(), key=lambda e: e.key):
+    for pe in sorted(snap.private_endpoints.values(), key=_BY_KEY):
         for ip in {parse_ip(x) for x in pe.ip_addresses} - {None}:
             out.setdefault(ip, []).append(pe)  # type: ignore[arg-type]
     return out
@@ -822,7 +858,7 @@ class _Engine:
         # it read, and the reverse lookups come from kept indexes; otherwise it is this snapshot's alone.
         self.tracked = tracking()
         self.hops: _Hops = _IndexedHops(snap) if self.tracked else _hop_index(snap)
-        self.by_ip: _ByIp = _IndexedEndpoints(snap) if self.tracked else _endpoints_by_ip(snap)
+        self.by_ip: _ByIp = _IndexedEndpoints(snap) if self.tracked else _EndpointsByValue(snap)
         self._system: dict[str | None, _Entries] = {}
         self._tables: dict[str, _Entries] = {}
         self._splits: dict[tuple[str | None, str | None, _Compiled], tuple[_Split, _Split]] = {}
@@ -1082,11 +1118,23 @@ class _PlainEngine:
                                         tuple[list[int], list[int]]]] = {}
         # the holders of each IP by (version, value): an IPv4Address hashes through hex() on every lookup
         by_ip = engine.by_ip
-        assert isinstance(by_ip, dict)
-        self.holders: dict[tuple[int, int], list[PrivateEndpoint]] = {
-            (ip.version, int(ip)): v for ip, v in by_ip.items()}
+        assert isinstance(by_ip, _EndpointsByValue)
+        self.holders: dict[tuple[int, int], list[PrivateEndpoint]] = by_ip.holders
         # per endpoint subnet id: what _EndpointIp needs that does not depend on the IP
         self.subnets: dict[str | None, tuple[str | None, list[tuple[_Compiled, str]], list[_Compiled]]] = {}
+        # routed_paths' ``reported``: the predicate, its verdict per next hop (by the hop's identity: the engine keeps
+        # one Hop per (next-hop IP, client network), so ids stay valid) and the visits it leaves per kept layout
+        self.reported: Callable[[Hop], bool] | None = None
+        self.hop_reported: dict[int, tuple[Hop, bool]] = {}
+        self.reported_visits: dict[int, list[int]] = {}
+        # per endpoint subnet id: the regions whose every IP has one kept layout, with it (see _needs)
+        # (version, address bits - prefix length, network >> that) of each region, with its layout and the region
+        self.fast: dict[str | None, list[tuple[int, int, int, list[_Decided | None], _Compiled]]] = {}
+        # firewall_tenant's ``within`` for its ``firewalls``, and its verdict per (next hop's identity, region)
+        self.within: tuple[Callable[[Hop, str], bool], Callable[[Hop, IPNet], bool | None]] | None = None
+        self.within_regions: dict[tuple[int, _Compiled], bool | None] = {}
+        self.firewall_hops: dict[int, list[Hop]] = {}   # by a kept layout's identity: its firewalls' distinct hops
+        self.candidates: list[tuple[str, PrivateEndpoint, list[IPAddr]]] | None = None   # see tenant()
 
     def endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr, text: str) -> _EndpointIp:
         """:meth:`_Engine._endpoint_ip` with the endpoint subnet's part kept per subnet (``text``: ``str(ip)``)."""
@@ -1100,7 +1148,7 @@ class _PlainEngine:
                 ep_subnet.pe_policies if ep_subnet else None,
                 [(c, prefix) for prefix in (vnet.address_prefixes if vnet else ()) if (c := _compile(prefix))],
                 [c for prefix in (ep_subnet.address_prefixes if ep_subnet else ()) if (c := _compile(prefix))])
-        policy, vnet_prefixes, subnet_prefixes = part
+        policy, vnet_prefixes, subnet_prefixes, *_ = part
         version, value, bits = ip.version, int(ip), ip.max_prefixlen
         best: tuple[int, str] | None = None
         for c, prefix in vnet_prefixes:   # _endpoint_vnet_prefix: the longest entry holding the IP, the first on ties
@@ -1116,6 +1164,117 @@ class _PlainEngine:
         return _EndpointIp(policy, vnet_prefix, vnet_net.prefixlen if vnet_net else None,
                            RouteCandidate(f"{text}/{bits}", ENDPOINT, "InterfaceEndpoint", endpoint_id=pe.id),
                            value, region)
+
+    def _whole(self, skey: str | None, region: _Compiled) -> bool:
+        """Whether every IP of ``region`` has the _EndpointIp key of any other in an endpoint subnet ``skey``: it is
+        the first of the subnet's prefixes to hold each of them (no earlier prefix overlaps it) and no address-space
+        entry of the endpoint's network lies strictly inside it (the longest entry holding an IP is the same)."""
+        _policy, vnet_prefixes, subnet_prefixes = self.subnets[skey]
+        version, value, length, _bits = region
+        for c in subnet_prefixes:
+            if c == region:
+                break
+            if _holds(c, version, value, length) or _holds(region, c[0], c[1], c[2]):
+                return False
+        else:
+            return False   # not one of the subnet's prefixes (an IP outside them is its own region)
+        return not any(_holds(region, c[0], c[1], c[2]) and c[2] > length for c, _prefix in vnet_prefixes)
+
+    def _remember(self, skey: str | None, region: _Compiled, layout: list[_Decided | None]) -> None:
+        """Keep a kept layout for every IP of ``region`` in endpoint subnet ``skey`` when :meth:`_whole` allows."""
+        fast = self.fast.setdefault(skey, [])
+        if all(entry[3] is not layout for entry in fast) and self._whole(skey, region):
+            version, network, length, bits = region
+            fast.append((version, bits - length, network >> (bits - length), layout, region))
+
+    def _needs(self, pe: PrivateEndpoint, ips: list[IPAddr], firewalls: Callable[[Hop, str], bool] | None,
+               reported: Callable[[Hop], bool] | None) -> tuple[bool, bool] | None:
+        """Whether ``pe`` has routed paths without ``firewalls`` (given ``reported``), and whether it has some with
+        them (without them: whether any of its paths goes through a firewall), decided from the layouts kept for the
+        regions of its subnet alone (None: an IP lies in no such region, so only its paths can tell). At 100k
+        resources most endpoints have no path a route check reads, and finding that out per endpoint (its IPs'
+        _EndpointIp, layout and visits) cost more than building the paths that are read."""
+        fast = self.fast.get(pe.subnet_id.key if pe.subnet_id else None)
+        if not fast:
+            return None
+        routes = through = False
+        for ip in ips:
+            version, value = ip.version, int(ip)
+            for v, shift, network, kept, kept_region in fast:
+                if v == version and value >> shift == network:
+                    layout, region = kept, kept_region
+                    break
+            else:
+                return None
+            if not routes:
+                visits = self.wanted[id(layout)][0]
+                routes = bool(visits) and (reported is None or bool(self._reported_visits(layout, visits, reported)))
+            if not through:
+                hops = self.firewall_hops.get(id(layout))
+                if hops is None:
+                    seen = {id(h): h for i in self.wanted[id(layout)][1] if (h := layout[i][2]) is not None}  # type: ignore[index]
+                    hops = self.firewall_hops[id(layout)] = list(seen.values())
+                if hops:
+                    if firewalls is None:
+                        through = True
+                    elif self.within is not None and self.within[0] is firewalls:
+                        through = any(self._within(h, region, ip) for h in hops)
+                    else:
+                        text = str(ip)
+                        through = any(firewalls(h, text) for h in hops)
+        return routes, through
+
+    def _within(self, hop: Hop, region: _Compiled, ip: IPAddr) -> bool:
+        """``firewalls(hop, str(ip))`` from the verdict of firewall_tenant's ``within`` for the whole ``region``,
+        kept per (hop, region); asked of the address only where it depends on it."""
+        assert self.within is not None
+        firewalls, within = self.within
+        key = (id(hop), region)
+        if key in self.within_regions:
+            found = self.within_regions[key]
+        else:
+            version, network, length, _bits = region
+            net = ipaddress.IPv4Network((network, length)) if version == 4 else \
+                ipaddress.IPv6Network((network, length))
+            found = self.within_regions[key] = within(hop, net)
+        return firewalls(hop, str(ip)) if found is None else found
+
+    def tenant(self, reported: Callable[[Hop], bool]) -> list[tuple[str, tuple[PathResult, ...]]]:
+        """:func:`routed_tenant`, noting the endpoints with a path through a firewall for :meth:`through`."""
+        out: list[tuple[str, tuple[PathResult, ...]]] = []
+        candidates: list[tuple[str, PrivateEndpoint, list[IPAddr]]] = []
+        # in the collection's order, the few endpoints kept sorted by key after: sorting the 35k long ids of a 100k
+        # tenant cost more than most of this pass (an endpoint's paths do not depend on when it is visited)
+        for key, pe in self.engine.snap.private_endpoints.items():
+            ips = [ip for raw in pe.ip_addresses if (ip := parse_ip(raw)) is not None]
+            if not ips:
+                continue
+            need = self._needs(pe, ips, None, reported)
+            routes, through = (True, True) if need is None else need
+            if routes and (found := tuple(self._paths(pe, ips, True, None, reported))):
+                out.append((key, found))
+            if through:
+                candidates.append((key, pe, ips))
+        out.sort(key=_FIRST)
+        candidates.sort(key=_FIRST)
+        self.candidates = candidates
+        return out
+
+    def through(self, firewalls: Callable[[Hop, str], bool], within: Callable[[Hop, IPNet], bool | None] | None = None
+                ) -> list[tuple[str, tuple[PathResult, ...]]]:
+        """:func:`firewall_tenant`: only the endpoints :meth:`tenant` found a firewall on the paths of."""
+        if within is not None:
+            self.within, self.within_regions = (firewalls, within), {}
+        candidates = self.candidates
+        if candidates is None:
+            endpoints = self.engine.snap.private_endpoints
+            candidates = [(key, pe, [ip for raw in pe.ip_addresses if (ip := parse_ip(raw)) is not None])
+                          for key, pe in sorted(endpoints.items())]
+        out: list[tuple[str, tuple[PathResult, ...]]] = []
+        for key, pe, ips in candidates:
+            if ips and (found := tuple(self.paths(pe, ips, True, firewalls))):
+                out.append((key, found))
+        return out
 
     def clients_of(self, pe_vnet: str) -> list[_Client]:
         """client_subnets() of any endpoint in ``pe_vnet``, with what each path needs of the subnet."""
@@ -1188,10 +1347,48 @@ class _PlainEngine:
                 routes.append(i)
         return routes, firewalls
 
+    def _reports(self, reported: Callable[[Hop], bool], hop: Hop | None) -> bool:
+        """``reported(hop)``, judged once per next hop (every path of a group shares its Hop)."""
+        if hop is None:
+            return True
+        if self.reported is not reported:
+            self.reported, self.hop_reported, self.reported_visits = reported, {}, {}
+        hit = self.hop_reported.get(id(hop))
+        if hit is None or hit[0] is not hop:
+            hit = self.hop_reported[id(hop)] = (hop, reported(hop))
+        return hit[1]
+
+    def _reported_visits(self, layout: list[_Decided | None], routes: list[int],
+                         reported: Callable[[Hop], bool]) -> list[int]:
+        """The client subnets of ``routes`` whose paths ``reported`` keeps: those with an appliance route that does
+        not replace the endpoint's /32, and those through a next hop ``reported`` holds for."""
+        if self.reported is not reported:
+            self.reported, self.hop_reported, self.reported_visits = reported, {}, {}
+        found = self.reported_visits.get(id(layout))
+        if found is not None:
+            return found
+        out = []
+        for i in routes:
+            decided = layout[i]
+            if decided is not None and (decided[5] or self._reports(reported, decided[2])):
+                out.append(i)
+        if self.wanted.get(id(layout)) is not None:   # a kept layout: its identity stays valid
+            self.reported_visits[id(layout)] = out
+        return out
+
     def paths(self, pe: PrivateEndpoint, ips: list[IPAddr], routed: bool = False,
-              firewalls: Callable[[Hop, str], bool] | None = None) -> Iterator[PathResult]:
+              firewalls: Callable[[Hop, str], bool] | None = None,
+              reported: Callable[[Hop], bool] | None = None) -> Iterator[PathResult]:
         """:meth:`_Engine.paths_of` for a plain evaluation: the same paths in the same order (with ``routed``, only
-        those :func:`routed_paths` keeps, given ``firewalls``)."""
+        those :func:`routed_paths` keeps, given ``firewalls`` and ``reported``)."""
+        if routed and (need := self._needs(pe, ips, firewalls, reported)) is not None and \
+                not need[0 if firewalls is None else 1]:
+            return iter(())
+        return self._paths(pe, ips, routed, firewalls, reported)
+
+    def _paths(self, pe: PrivateEndpoint, ips: list[IPAddr], routed: bool,
+               firewalls: Callable[[Hop, str], bool] | None, reported: Callable[[Hop], bool] | None
+               ) -> Iterator[PathResult]:
         engine = self.engine
         pe_vnet = _vnet_key_of(engine.snap, pe.subnet_id)
         if pe_vnet is None:
@@ -1209,8 +1406,10 @@ class _PlainEngine:
                 holders = self.holders.get(ikey) or []
                 text = str(ip)
                 info = self.endpoint_ip(pe, ip, text)
-                per_ip.append((ip, text, len(holders) == 1 and holders[0] is pe, info,
-                               self.layout(pe_vnet, clients, info, ip.version)))
+                layout = self.layout(pe_vnet, clients, info, ip.version)
+                if id(layout) in self.wanted:
+                    self._remember(pe.subnet_id.key if pe.subnet_id else None, info.region, layout)
+                per_ip.append((ip, text, len(holders) == 1 and holders[0] is pe, info, layout))
             wanted = [self.wanted.get(id(layout)) or self._wanted(layout) for *_, layout in per_ip]
             visits: tuple[list[int], list[int]] = \
                 wanted[0] if len(wanted) == 1 else (sorted({i for w in wanted for i in w[0]}),
@@ -1221,6 +1420,14 @@ class _PlainEngine:
         visit: Iterable[int] = range(len(clients))
         if routed:
             visit = visits[0 if firewalls is None else 1]
+            if firewalls is None and reported is not None:
+                if len(per_ip) == 1:
+                    visit = self._reported_visits(per_ip[0][4], visits[0], reported)
+                else:
+                    visit = sorted({i for *_, layout in per_ip
+                                    for i in self._reported_visits(layout, self._wanted(layout)[0], reported)})
+                if not visit:
+                    return
         for i in visit:
             subnet, vnet_key, _table, table_id, _reachable = clients[i]
             for ip, destination, only_holder, info, layout in per_ip:
@@ -1232,7 +1439,8 @@ class _PlainEngine:
                 if routed:
                     through_firewall = hop is not None and hop.firewall is not None
                     if firewalls is None:
-                        if through_firewall and not bypass:
+                        if not bypass and (through_firewall or (reported is not None and
+                                                                not self._reports(reported, hop))):
                             continue
                     elif not through_firewall or not firewalls(hop, destination):   # type: ignore[arg-type]
                         continue
@@ -1318,8 +1526,8 @@ def _engine_for(snap: Snapshot) -> _Engine:
     return engine
 
 
-def routed_paths(snap: Snapshot, pe: PrivateEndpoint,
-                 firewalls: Callable[[Hop, str], bool] | None = None) -> tuple[PathResult, ...]:
+def routed_paths(snap: Snapshot, pe: PrivateEndpoint, firewalls: Callable[[Hop, str], bool] | None = None,
+                 reported: Callable[[Hop], bool] | None = None) -> tuple[PathResult, ...]:
     """The paths of :func:`paths_for` a route check can report on, in their order, for a plain evaluation
     (``plmon scan``: nothing recorded). At 100k resources half of the paths neither go through an appliance nor
     have an appliance route that fails to replace the endpoint's /32, and most of the others go through an Azure
@@ -1328,8 +1536,11 @@ def routed_paths(snap: Snapshot, pe: PrivateEndpoint,
     Without ``firewalls``: the paths whose route is a virtual appliance other than an Azure Firewall, and those
     where an appliance route covers the IP without replacing the endpoint's /32 (what every route check but the
     SNAT ones reads). With it: the paths through an Azure Firewall for which ``firewalls(hop, destination)`` holds
-    (the SNAT checks pass whether the firewall may leave that traffic untranslated). Not kept: the caller keeps
-    what it needs."""
+    (the SNAT checks pass whether the firewall may leave that traffic untranslated). With ``reported`` (and no
+    ``firewalls``), a path through an appliance other than a firewall whose appliance route replaced the /32 is kept
+    only when ``reported(hop)`` holds: the route checks pass whether any of them can report a path through that
+    next hop (most third-party appliances forward and SNAT, and their ~30k paths at 100k resources were built only
+    to be walked past). Not kept: the caller keeps what it needs."""
     engine = _engine_for(snap)
     if engine.tracked:   # the snapshot's engine records its reads (the daemon's units): its paths, as recorded
         every = paths_for(snap, pe)
@@ -1339,7 +1550,37 @@ def routed_paths(snap: Snapshot, pe: PrivateEndpoint,
         return ()
     if engine._plain is None:
         engine._plain = _PlainEngine(engine)
-    return tuple(engine._plain.paths(pe, ips, routed=True, firewalls=firewalls))
+    return tuple(engine._plain.paths(pe, ips, routed=True, firewalls=firewalls, reported=reported))
+
+
+def routed_tenant(snap: Snapshot, reported: Callable[[Hop], bool]) -> list[tuple[str, tuple[PathResult, ...]]]:
+    """Every endpoint (by key) with ``routed_paths(snap, pe, reported=reported)``, those without any left out: what
+    the route checks of a plain evaluation walk, in one pass over the tenant's endpoints, most of them passed over
+    on their subnet's kept layouts (:meth:`_PlainEngine._needs`)."""
+    engine = _engine_for(snap)
+    if engine.tracked:
+        every = ((e, routed_paths(snap, pe, reported=reported)) for e, pe in sorted(snap.private_endpoints.items()))
+        return [row for row in every if row[1]]
+    if engine._plain is None:
+        engine._plain = _PlainEngine(engine)
+    return engine._plain.tenant(reported)
+
+
+def firewall_tenant(snap: Snapshot, firewalls: Callable[[Hop, str], bool],
+                    within: Callable[[Hop, IPNet], bool | None] | None = None,
+                    ) -> list[tuple[str, tuple[PathResult, ...]]]:
+    """Every endpoint (by key) with ``routed_paths(snap, pe, firewalls)``, those without any left out; after
+    :func:`routed_tenant` of the snapshot, only the endpoints it found a path through a firewall for are visited.
+    ``within(hop, network)``, when given, is ``firewalls(hop, destination)`` for every destination of ``network``
+    when that is the same for all of them (else None): an endpoint subnet is then judged once per firewall instead
+    of each of its addresses."""
+    engine = _engine_for(snap)
+    if engine.tracked:
+        every = ((e, routed_paths(snap, pe, firewalls)) for e, pe in sorted(snap.private_endpoints.items()))
+        return [row for row in every if row[1]]
+    if engine._plain is None:
+        engine._plain = _PlainEngine(engine)
+    return engine._plain.through(firewalls, within)
 
 
 def paths_for(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:

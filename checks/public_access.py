@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.links import ENDPOINTS_BY_TARGET, VIEW_READS, views_of
+from plmon.checks.links import ENDPOINTS_BY_TARGET, VIEW_READS, plain_views, views_of
 from plmon.checks.registry import check
 from plmon.checks.remedy import az, fill
 from plmon.checks.units import each, lookup, plain
@@ -45,35 +45,48 @@ def _approved_endpoints(snap: Snapshot, target: Target) -> list[str]:
 
 
 class _Approved:
-    """:func:`_find_approved` for a plain evaluation: the endpoints naming each target found in one pass, and each
-    endpoint's Approved views reduced once to (target key, endpoint id). The result is only ever used as a set
-    (both checks sort it), so its order is not kept."""
+    """:func:`_find_approved` for a plain evaluation: every Approved view of every subject reduced once, in one pass
+    over the views (links.plain_views), to (target key, endpoint id) under its target. _find_approved reads the
+    views of the endpoints that name the target and of those the target's own connection entries name: a view's
+    target came from its consumer entry (then its endpoint names the target) or from a provider entry (then it is
+    kept only when its endpoint is one of those). The result is only ever used as a set (both checks sort it), so
+    its order is not kept."""
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
-        self.naming: dict[str, set[str]] = {}
+        self.per_target: dict[str, list[str]] = {}
+        naming: dict[str, set[str]] | None = None
+        targets = snap.targets
+        per_target = self.per_target
+        for key, views in plain_views(snap).items():
+            for v in views:
+                if v.target_id is None or v.status_key != "approved":
+                    continue
+                tk = v.target_id.key
+                if v.consumer is None:   # a target only a provider entry names: is ``key`` one _find_approved reads?
+                    if naming is None:
+                        naming = self._naming(snap)
+                    target = targets.get(tk)
+                    if target is None or (key not in naming.get(tk, ()) and not any(
+                            pc.endpoint_id is not None and pc.endpoint_id.key == key for pc in target.connections)):
+                        continue
+                got = per_target.get(tk)
+                if got is None:
+                    per_target[tk] = [v.endpoint_id.raw]
+                else:
+                    got.append(v.endpoint_id.raw)
+
+    @staticmethod
+    def _naming(snap: Snapshot) -> dict[str, set[str]]:
+        naming: dict[str, set[str]] = {}
         for key, pe in snap.private_endpoints.items():
             for c in pe.connections:
                 if c.target_id is not None:
-                    self.naming.setdefault(c.target_id.key, set()).add(key)
-        self.per_endpoint: dict[str, list[tuple[str, str]]] = {}
-        self.per_target: dict[str, list[str]] = {}
-
-    def _of_endpoint(self, key: str) -> list[tuple[str, str]]:
-        found = self.per_endpoint.get(key)
-        if found is None:
-            found = self.per_endpoint[key] = [(v.target_id.key, v.endpoint_id.raw) for v in views_of(self.snap, key)
-                                              if v.status_key == "approved" and v.target_id is not None]
-        return found
+                    naming.setdefault(c.target_id.key, set()).add(key)
+        return naming
 
     def of(self, target: Target) -> list[str]:
-        found = self.per_target.get(target.key)
-        if found is None:
-            keys = set(self.naming.get(target.key, ()))
-            keys.update(pc.endpoint_id.key for pc in target.connections if pc.endpoint_id is not None)
-            found = self.per_target[target.key] = [raw for k in keys for tk, raw in self._of_endpoint(k)
-                                                   if tk == target.key]
-        return found
+        return self.per_target.get(target.key, [])
 
 
 def _find_approved(snap: Snapshot, target: Target) -> list[str]:

@@ -12,10 +12,30 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.paths import Hop, PathResult, RouteCandidate, _net, client_subnets, parse_ip, paths_for, routed_paths
+from plmon.checks.paths import (
+    Hop,
+    IPNet,
+    PathResult,
+    RouteCandidate,
+    _net,
+    client_subnets,
+    firewall_tenant,
+    parse_ip,
+    paths_for,
+    routed_tenant,
+)
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
-from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_ranges, firewall_snat, snats_for, tagged_snat
+from plmon.checks.snat import (
+    MIXED,
+    SNAT_TAG,
+    SnatVerdict,
+    firewall_ranges,
+    firewall_snat,
+    snats_for,
+    snats_within,
+    tagged_snat,
+)
 from plmon.checks.units import Index, each, each_key, lookup, plain, shared
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
@@ -126,12 +146,12 @@ _snat_last: tuple[Snapshot | None, list[tuple[PathResult, ...]]] = (None, [])
 
 
 def _routed(snap: Snapshot) -> list[tuple[str, tuple[PathResult, ...]]]:
-    """Each endpoint's routed paths but those through an Azure Firewall (routed_paths), endpoints by key, those
-    without any left out: what the route checks of a plain evaluation walk (the SNAT ones with more)."""
+    """Each endpoint's routed paths but those through an Azure Firewall (routed_paths), and but those through a next
+    hop no route check can report (:func:`_reported_hop`), endpoints by key, those without any left out: what the
+    route checks of a plain evaluation walk (the SNAT ones with more), found in one pass (routed_tenant)."""
     global _routed_last
     if _routed_last[0] is not snap:
-        every = ((e, routed_paths(snap, snap.private_endpoints[e])) for e in sorted(snap.private_endpoints))
-        _routed_last = (snap, [(e, paths) for e, paths in every if paths])
+        _routed_last = (snap, routed_tenant(snap, _reported_hop))
     return _routed_last[1]
 
 
@@ -154,15 +174,38 @@ def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
                     ranges[fw.key] = firewall_ranges(snap, fw)
                 found = judged[(fw.key, destination)] = snats_for(ranges[fw.key], destination) is not True
             return found
-        others = dict(_routed(snap))
+        def untranslated_within(hop: Hop, network: IPNet) -> bool | None:
+            fw = hop.firewall
+            assert fw is not None
+            if fw.key not in ranges:
+                ranges[fw.key] = firewall_ranges(snap, fw)
+            snats = snats_within(ranges[fw.key], network)
+            return None if snats == MIXED else snats is not True
+        others = {e: tuple(p for p in paths if p.hop is None or p.hop.firewall is None) for e, paths in _routed(snap)}
+        through = dict(firewall_tenant(snap, untranslated, untranslated_within))
         out: list[tuple[PathResult, ...]] = []
-        for e in sorted(snap.private_endpoints):
-            mine = tuple(p for p in others.get(e, ()) if p.hop is None or p.hop.firewall is None)
-            mine += routed_paths(snap, snap.private_endpoints[e], untranslated)
+        for e in sorted(others.keys() | through.keys()):
+            mine = others.get(e, ()) + through.get(e, ())
             if mine:
                 out.append(mine)
         _snat_last = (snap, out)
     return _snat_last[1]
+
+
+def _reported_hop(hop: Hop) -> bool:
+    """Whether a route check can report a path through ``hop`` (an appliance other than an Azure Firewall) when its
+    route replaced the endpoint's /32 (a path whose appliance route did not is udr-bypassed's, kept whatever its
+    hop): an unresolved next hop (nva-unresolved), a NIC with IP forwarding off (nva-ip-forwarding-off) or a tag
+    verdict other than "SNATs" (the SNAT checks report False and None). Otherwise every check walks past it, so a
+    plain evaluation does not build it."""
+    if hop.kind == "unresolved" or _nics_forwarding_off(hop):
+        return True
+    if hop.nic is not None:
+        return tagged_snat(hop.nic).snats is not True
+    if hop.load_balancer is not None:
+        lb = hop.load_balancer
+        return any(tagged_snat(nic, lb).snats is not True for nic in hop.backend_nics or (None,))
+    return True   # no subject of any check: kept, as the paths were before
 
 
 def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[PathResult, ...]], V]
@@ -742,6 +785,12 @@ def _nic_state(snap: Snapshot, raw: ArmId) -> dict[str, Any]:
             "note": f"not readable: {gap.code}" + (f" (HTTP {gap.status})" if gap.status else "")}
 
 
+def _has_ip(values: tuple[str, ...]) -> bool:
+    """``any(parse_ip(x) is not None for x in values)`` without a generator per endpoint (35k at 100k resources): an
+    address object is always true (ipaddress defines neither ``__bool__`` nor ``__len__``, even for 0.0.0.0)."""
+    return any(map(parse_ip, values))
+
+
 @check(
     id="route.endpoint-ip-unknown", title="Private endpoint IP unknown where an appliance route could steer it",
     severity=Severity.INFO,
@@ -758,7 +807,7 @@ def _nic_state(snap: Snapshot, raw: ArmId) -> dict[str, Any]:
 )
 def endpoint_ip_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in each(snap, "private_endpoints"):
-        if any(parse_ip(x) is not None for x in pe.ip_addresses):
+        if _has_ip(pe.ip_addresses):
             continue
         nets = _endpoint_networks(snap, pe)
         tables: dict[str, dict[str, Any]] = {}

@@ -16,8 +16,8 @@ from typing import Any
 from plmon.monitor.model.snapshot import Firewall, FirewallPolicy, LoadBalancer, Nic, Snapshot, lower
 
 __all__ = [
-    "CLASSIC_KEY", "IANA_PRIVATE_RANGES", "SNAT_TAG", "SnatVerdict", "expand_ranges", "firewall_ranges",
-    "firewall_snat", "snats_for", "tagged_snat",
+    "CLASSIC_KEY", "IANA_PRIVATE_RANGES", "MIXED", "SNAT_TAG", "SnatVerdict", "expand_ranges", "firewall_ranges",
+    "firewall_snat", "snats_for", "snats_within", "tagged_snat",
 ]
 
 CLASSIC_KEY = "Network.SNAT.PrivateRanges"
@@ -171,6 +171,31 @@ def firewall_ranges(snap: Snapshot, fw: Firewall) -> tuple[str, ...] | None:
 def snats_for(ranges: tuple[str, ...] | None, ip: str) -> bool | None:
     """``firewall_snat(snap, fw, ip).snats`` given ``firewall_ranges(snap, fw)``, without the verdict's text."""
     return None if ranges is None else _verdict_for(ranges, ip)[0]
+
+
+MIXED = "mixed"   # snats_within: the verdict depends on the destination
+
+
+def snats_within(ranges: tuple[str, ...] | None, network: ipaddress.IPv4Network | ipaddress.IPv6Network
+                 ) -> bool | str | None:
+    """``snats_for(ranges, ip)`` for every ``ip`` of ``network`` when it is the same for all of them, else
+    :data:`MIXED`: a private range holding the whole network leaves all of it untranslated, ranges disjoint from it
+    none, and only a range strictly inside it makes the verdict depend on the address. At 100k resources the SNAT
+    checks judged ~21k endpoint addresses one by one for ~220 endpoint subnets."""
+    if ranges is None:
+        return None
+    if ALWAYS in ranges:
+        return True
+    if NEVER in ranges:
+        return False
+    mixed = False
+    for _r, net in _parsed(ranges):
+        if net is None or net.version != network.version:
+            continue
+        if network.subnet_of(net):   # type: ignore[arg-type]
+            return False
+        mixed = mixed or net.overlaps(network)
+    return MIXED if mixed else True
 
 
 def tagged_snat(nic: Nic | None, lb: LoadBalancer | None = None) -> SnatVerdict:
