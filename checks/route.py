@@ -7,6 +7,7 @@ the route rule lives in one place and every finding carries the path that shows 
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -72,10 +73,12 @@ def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
     if plain():
         yield from _per_endpoint_plain(snap, index, tag, select, split)
         return
-    for key in each_key(snap, index):
-        k = str(key)
+    prefix = _subject(index.name, "")
+    cut = len(prefix)
+    for key in each_key(snap, ROUTE_SUBJECTS, prefix):
+        k = str(key)[cut:]
         out: list[V] = []
-        for e in lookup(snap, index, key):
+        for e in lookup(snap, ROUTE_SUBJECTS, key):
             def kept(e: str = e, k: str = k) -> V:
                 return select(k, paths_for(snap, snap.private_endpoints[e]))
             out.append(shared((tag, k, e), kept))
@@ -195,6 +198,17 @@ def _split_by(paths: tuple[PathResult, ...], keys: Callable[[PathResult], list[s
     return out
 
 
+# Under the daemon's units every route check judges its subjects from one index (:data:`ROUTE_SUBJECTS`): an
+# endpoint's paths are walked once for the subjects of all four route checks, each named ``<kind>\0<key>`` (the
+# kind is the name of the check family's own index, which a plain evaluation groups by), instead of four indexes
+# each deriving the same endpoint from the same paths after every event that moved them (issue 14).
+SUBJECTS = "route.subjects"
+
+
+def _subject(kind: str, key: str) -> str:
+    return sys.intern(f"{kind}\0{key}")   # interned: the same subject is named by thousands of endpoints
+
+
 def _subjects_of(name: str, keys: Any) -> Index:
     return Index(f"route.{name}", "private_endpoints",
                  lambda snap, pe: (k for p in paths_for(snap, pe) for k in keys(p)))
@@ -228,7 +242,7 @@ BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
                 "(RouteTableEnabled or Enabled) on the endpoint's subnet and use a route at least as specific "
                 "as the VNet address space.",
     references=(PE_OVERVIEW, PE_POLICIES, INSPECT), controls=("MCSB NS-3", "MCSB NS-1"),
-    reads=_PATHS, over=BYPASSED.name,
+    reads=_PATHS, over=SUBJECTS,
 )
 def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for _key, paths in _per_subject(snap, BYPASSED, "route.udr-bypassed",
@@ -489,7 +503,7 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     remediation="Make the appliance SNAT traffic to private endpoints (Azure Firewall: private ranges that "
                 "exclude the endpoint IPs, or 255.255.255.255/32 to always SNAT).",
     references=(INSPECT, FW_SNAT, PE_OVERVIEW), controls=("MCSB NS-3",),
-    reads=(*_PATHS, "firewall_policies"), over=APPLIANCES.name,
+    reads=(*_PATHS, "firewall_policies"), over=SUBJECTS,
 )
 def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, False)
@@ -503,7 +517,7 @@ def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
     remediation=f"Tag the appliance NIC (or the load balancer in front) with {SNAT_TAG}=always or "
                 f"{SNAT_TAG}=never after checking its NAT configuration.",
     references=(INSPECT, PE_OVERVIEW), controls=("MCSB NS-3",),
-    reads=(*_PATHS, "firewall_policies"), over=APPLIANCES.name,
+    reads=(*_PATHS, "firewall_policies"), over=SUBJECTS,
 )
 def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, None)
@@ -580,7 +594,7 @@ UNRESOLVED = _subjects_of("unresolved_tables", _unresolved_table)
               "not read (out of scope or unreadable) is unknown, not this finding.",
     remediation="Point the route at the appliance's private IP, or bring the appliance into the monitored scope.",
     references=(UDR_DOC,), controls=("MCSB NS-3",),
-    reads=_PATHS, over="route.unresolved_tables",
+    reads=_PATHS, over=SUBJECTS,
 )
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     known: dict[tuple[str, str | None], bool] = {}
@@ -625,7 +639,39 @@ def _nics_forwarding_off(hop: Hop) -> list[Nic]:
     return [nic for nic in candidates if nic is not None and not nic.enable_ip_forwarding]
 
 
-FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: [n.key for n in _forwarding_off(p)])
+FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: _forwarding_keys(p))
+
+
+def _forwarding_keys(p: PathResult) -> list[str]:
+    return [n.key for n in _forwarding_off(p)]
+
+
+def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
+    """The subjects of every route check that ``pe``'s paths name (:data:`SUBJECTS`): the keys of the four kinds'
+    indexes, from one walk of the paths; a next hop's appliances are worked out once per hop (the paths of a group
+    share their Hop), not once per path."""
+    out: dict[str, None] = {}
+    by_hop: dict[int, tuple[list[str], list[str]]] = {}
+    bypassed, unresolved, appliances, forwarding = BYPASSED.name, UNRESOLVED.name, APPLIANCES.name, FORWARDING_OFF.name
+    for p in paths_for(snap, pe):
+        for k in _bypassed_table(p):
+            out[_subject(bypassed, k)] = None
+        for k in _unresolved_table(p):
+            out[_subject(unresolved, k)] = None
+        hop = p.hop
+        if not p.via_appliance or hop is None:
+            continue
+        hit = by_hop.get(id(hop))   # the paths hold their hops while this runs: an id is not reused meanwhile
+        if hit is None:
+            hit = by_hop[id(hop)] = (_appliance_keys(p), _forwarding_keys(p))
+        for k in hit[0]:
+            out[_subject(appliances, k)] = None
+        for k in hit[1]:
+            out[_subject(forwarding, k)] = None
+    return list(out)
+
+
+ROUTE_SUBJECTS = Index(SUBJECTS, "private_endpoints", _route_subjects)
 
 
 @check(
@@ -635,7 +681,7 @@ FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: [n.key for n in _forwa
               "through it to the private endpoint never arrives.",
     remediation="Enable IP forwarding on the appliance NIC.",
     references=(UDR_DOC + "#virtual-appliance",), controls=("MCSB NS-3",),
-    reads=_PATHS, over="route.forwarding_off",
+    reads=_PATHS, over=SUBJECTS,
 )
 def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[PathResult, Nic]]:

@@ -463,16 +463,19 @@ def lookup(snap: Snapshot, index: Index, key: Hashable) -> tuple[str, ...]:
     return () if got is None else (got,) if type(got) is str else tuple(got)
 
 
-def each_key(snap: Snapshot, index: Index) -> Iterator[Hashable]:
-    """The derived keys of ``index`` as subjects (sorted by their text), each judged in its own frame."""
+def each_key(snap: Snapshot, index: Index, prefix: str | None = None) -> Iterator[Hashable]:
+    """The derived keys of ``index`` as subjects (sorted by their text), each judged in its own frame; with
+    ``prefix``, only the text keys that start with it (an index several checks share, each judging its own kind of
+    subject, named by a prefix)."""
     outer, _S.reads = _S.reads, None
     try:
         table = _indexes_for(_base(snap)).table(_base(snap), index)
     finally:
         _S.reads = outer
-    keys: Iterable[Any] = sorted(table.entries, key=str)
-    if _S.focus is not None:
-        keys = sorted((k for k in _S.focus if k in table.entries), key=str)
+    entries: Iterable[Any] = table.entries if _S.focus is None else (k for k in _S.focus if k in table.entries)
+    if prefix is not None:
+        entries = (k for k in entries if type(k) is str and k.startswith(prefix))
+    keys: Iterable[Any] = sorted(entries, key=str)
     for key in keys:
         outer = _S.reads
         _judging(index.name, key)
