@@ -152,8 +152,8 @@ class Units:
         for key, reads in subjects.items():
             # A read of the subject's own key (its record, its index entry) needs no reverse entry: update() judges
             # every changed text key again anyway (~90k of the ~370k subject reads at 100k resources).
-            if isinstance(key, str):
-                reads = {r for r in reads if r[1] != key}
+            if isinstance(key, str):   # a read of shared work (a tuple key) is never the subject's own: no compare
+                reads = {r for r in reads if type(r[1]) is not str or r[1] != key}
                 if not reads:
                     continue
             known = self.known.get(key)

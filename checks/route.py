@@ -17,7 +17,8 @@ from plmon.checks.paths import Hop, PathResult, RouteCandidate, _net, client_sub
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_ranges, firewall_snat, snats_for, tagged_snat
-from plmon.checks.units import Index, each, each_key, lookup, plain, shared
+from plmon.checks.units import MISSING, Index, each, each_key, lookup, plain, shared
+from plmon.checks.units import kept as _kept
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
@@ -79,9 +80,12 @@ def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
         k = str(key)[cut:]
         out: list[V] = []
         for e in lookup(snap, ROUTE_SUBJECTS, key):
-            def kept(e: str = e, k: str = k) -> V:
-                return select(k, paths_for(snap, snap.private_endpoints[e]))
-            out.append(shared((tag, k, e), kept))
+            got = _kept((tag, k, e))
+            if got is MISSING:
+                def compute(e: str = e, k: str = k) -> V:
+                    return select(k, paths_for(snap, snap.private_endpoints[e]))
+                got = shared((tag, k, e), compute)
+            out.append(got)
         yield k, out
 
 
@@ -394,7 +398,8 @@ def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> 
     """One endpoint's rows for the appliance ``key`` in path order, a firewall's verdict left out (it reads the
     policy, so a policy change judges the firewall again without recomputing the rows), with the (firewall,
     destination) pairs and the tag verdicts present, so an endpoint with nothing to report is skipped at once."""
-    rows = [x for x in _appliance_verdicts(snap, paths, firewalls=False) if x[0].key == key]
+    rows = [(subject_id, p, v) for p in paths if p.via_appliance and p.hop is not None and p.hop.kind != "unresolved"
+            for subject_id, v in _rows_of_hop(snap, p) if subject_id.key == key]   # each hop judged once a pass
     firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
                  for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
     return rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None)

@@ -34,8 +34,8 @@ from typing import Any, TypeVar
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
-__all__ = ["ALL", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "each", "each_item", "each_key", "lookup",
-           "plain", "recording", "shared", "tracking"]
+__all__ = ["ALL", "MISSING", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "each", "each_item", "each_key",
+           "kept", "lookup", "plain", "recording", "shared", "tracking"]
 
 ALL = "*"
 MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
@@ -612,6 +612,25 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
     if outer is not None:
         outer.add((MEMO, key))
     return value
+
+
+MISSING: Any = object()   # what :func:`kept` answers for work not kept
+
+
+def kept(key: Hashable) -> Any:
+    """The value :func:`shared` keeps under ``key`` (its read recorded, as :func:`shared` records it), or
+    :data:`MISSING`: a subject that walks thousands of entries (a hub appliance's endpoints) looks each up without
+    making the closure that computing it would need."""
+    memo = _S.memo
+    if memo is None:
+        return MISSING
+    hit = memo.entries.get(key)
+    if hit is None or hit[0] is _DROPPED:
+        return MISSING
+    reads = _S.reads
+    if reads is not None:
+        reads.add((MEMO, key))
+    return hit[0]
 
 
 def _again(memo: _Memo, key: Hashable, reads: ReadSet, compute: Callable[[], T]) -> T:
