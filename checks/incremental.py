@@ -270,6 +270,9 @@ class Units:
                 moved = _update_indexes(self.indexes, view, frontier)
                 frontier = moved - changed
                 changed |= moved
+                if not frontier and self.memo.stale:   # what an early cut-off kept waiting: did its value move?
+                    frontier = set(self.memo.revalidate(view)) - changed
+                    changed |= frontier
             touched = changed | {(c, ALL) for c, _ in changed}
             names = {c for c, _ in changed}
             collections = set(names)

@@ -17,7 +17,7 @@ from plmon.checks.paths import Hop, PathResult, RouteCandidate, _net, client_sub
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_ranges, firewall_snat, snats_for, tagged_snat
-from plmon.checks.units import MISSING, Index, each, each_key, lookup, plain, shared
+from plmon.checks.units import MISSING, Index, cutoff, each, each_key, lookup, plain, shared
 from plmon.checks.units import kept as _kept
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
@@ -403,6 +403,35 @@ def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> 
     firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
                  for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
     return rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None)
+
+
+def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
+    """What :func:`_snat_issues` keeps under ``("route.appliance-rows", appliance, endpoint)``, from the key."""
+    pe = snap.private_endpoints.get(key[2])
+    return MISSING if pe is None else _appliance_rows(snap, key[1], paths_for(snap, pe))
+
+
+def _same_rows(a: _Rows, b: _Rows) -> bool:
+    """Whether an endpoint's rows for an appliance give the SNAT checks the same judgement and evidence: the same
+    subjects, verdicts, firewalls (the very records: a firewall's verdict reads it), next hops and endpoints (the
+    same objects), and paths that read the same (client subnet, destination, winning route). Then the appliance
+    is not judged again when an event recomputed them (units.cutoff)."""
+    rows_a, fws_a, tags_a = a
+    rows_b, fws_b, tags_b = b
+    if len(rows_a) != len(rows_b) or tags_a != tags_b or fws_a.keys() != fws_b.keys() or \
+            any(fws_a[k][0] is not fws_b[k][0] for k in fws_a):
+        return False
+    for (sa, pa, va), (sb, pb, vb) in zip(rows_a, rows_b, strict=True):
+        if sa.raw != sb.raw or pa.hop is not pb.hop or pa.endpoint is not pb.endpoint or \
+                pa.destination != pb.destination or pa.subnet_id.raw != pb.subnet_id.raw or \
+                not (va is vb or va == vb) or \
+                not (pa.route is pb.route or (pa.route is not None and pb.route is not None and
+                                              pa.route.to_dict() == pb.route.to_dict())):
+            return False
+    return True
+
+
+cutoff("route.appliance-rows", _rows_again, _same_rows)
 
 
 # A plain evaluation's rows per next hop (the last snapshot's), by the hop's identity: paths of one group share

@@ -34,8 +34,8 @@ from typing import Any, TypeVar
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
-__all__ = ["ALL", "MISSING", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "each", "each_item", "each_key",
-           "kept", "lookup", "plain", "recording", "shared", "tracking"]
+__all__ = ["ALL", "MISSING", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "cutoff", "each", "each_item",
+           "each_key", "kept", "lookup", "plain", "recording", "shared", "tracking"]
 
 ALL = "*"
 MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
@@ -509,7 +509,21 @@ def tracking() -> bool:
 # 100k resources. Their users keep what they derived from them (a route subject's rows) and are mostly invalidated
 # with them, so a value is recomputed only when a user of a still-valid entry is (e.g. after a NIC tag change).
 TRANSIENT: frozenset[str] = frozenset({"paths.of"})
+
+# Shared work whose users are judged again only when its value moved (an early cut-off), by the first item of its
+# key: tag -> (recompute, same). An event that drops such an entry computes it again from the key alone
+# (``recompute(snapshot, key)``, :data:`MISSING` when its subject is gone) and compares the values with ``same``:
+# a hub appliance's rows for the ~600 endpoints behind a changed route table are mostly what they were, and each
+# of their drops judged the appliance again across its ~4,500 endpoints (issue 14). Declared by the check that
+# owns the work (:func:`cutoff`); ``same`` must hold only when every finding the users make stays the same.
+CUTOFF: dict[str, tuple[Callable[[Snapshot, Any], Any], Callable[[Any, Any], bool]]] = {}
+
+
+def cutoff(tag: str, recompute: Callable[[Snapshot, Any], Any], same: Callable[[Any, Any], bool]) -> None:
+    """Declare the shared work keyed ``(tag, ...)`` as kept with an early cut-off (:data:`CUTOFF`)."""
+    CUTOFF[tag] = (recompute, same)
 _DROPPED: Any = object()   # the value of a transient entry after its pass
+MISSING: Any = object()    # what :func:`kept` answers for work not kept (and a cut-off's recompute for a subject gone)
 
 
 class _Memo:
@@ -524,6 +538,7 @@ class _Memo:
         # equal reads kept once: the same (collection, key) is noted by thousands of frames, each making its own tuple
         self.interned: dict[Read, Read] = {}
         self.transient: list[Hashable] = []   # the TRANSIENT entries this pass computed, to drop at its end
+        self.stale: dict[Hashable, tuple[Any, ReadSet]] = {}   # CUTOFF entries an event dropped, to compare again
 
     def drop_transient(self) -> None:
         """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads)."""
@@ -562,9 +577,38 @@ class _Memo:
                 hit = self.entries.pop(key, None)
                 if hit is not None:
                     self.deps.forget(len(hit[1]))
+                    if type(key) is tuple and key and key[0] in CUTOFF:
+                        self.stale.setdefault(key, hit)   # its users wait for revalidate()
+                        continue
                     dropped.append((MEMO, key))
                     work.append((MEMO, key))
         return dropped
+
+    def revalidate(self, snap: Snapshot) -> list[Read]:
+        """Compute the :data:`CUTOFF` entries an event dropped again on ``snap`` (the new snapshot's view); those
+        whose value moved (or whose subject is gone) come back as reads of (:data:`MEMO`, key), for their users to
+        be judged again, as :meth:`invalidate` reports a drop."""
+        stale, self.stale = self.stale, {}
+        moved: list[Read] = []
+        for key, (old, _reads) in stale.items():
+            assert type(key) is tuple
+            recompute, same = CUTOFF[key[0]]
+            hit = self.entries.get(key)
+            if hit is not None:   # someone asked for it meanwhile: it is computed already
+                value = hit[0]
+            else:
+                outer, subject = _S.reads, _S.subject
+                _S.reads, _S.subject = set(), None
+                try:
+                    value = recompute(snap, key)
+                    inner = _frozen(_S.reads) if value is not MISSING else NO_READS
+                finally:
+                    _S.reads, _S.subject = outer, subject
+                if value is not MISSING:
+                    self.put(key, value, inner)
+            if value is MISSING or value is _DROPPED or old is _DROPPED or not same(old, value):
+                moved.append((MEMO, key))
+        return moved
 
 
 def _frozen(reads: set[Read]) -> ReadSet:
@@ -612,9 +656,6 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
     if outer is not None:
         outer.add((MEMO, key))
     return value
-
-
-MISSING: Any = object()   # what :func:`kept` answers for work not kept
 
 
 def kept(key: Hashable) -> Any:
