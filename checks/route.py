@@ -17,8 +17,7 @@ from plmon.checks.paths import Hop, PathResult, RouteCandidate, _net, client_sub
 from plmon.checks.registry import check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import SNAT_TAG, SnatVerdict, firewall_ranges, firewall_snat, snats_for, tagged_snat
-from plmon.checks.units import MISSING, Index, cutoff, each, each_key, lookup, plain, shared
-from plmon.checks.units import kept as _kept
+from plmon.checks.units import MISSING, Index, cutoff, each, each_key, lookup, plain, shared_each
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
@@ -78,15 +77,9 @@ def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
     cut = len(prefix)
     for key in each_key(snap, ROUTE_SUBJECTS, prefix):
         k = str(key)[cut:]
-        out: list[V] = []
-        for e in lookup(snap, ROUTE_SUBJECTS, key):
-            got = _kept((tag, k, e))
-            if got is MISSING:
-                def compute(e: str = e, k: str = k) -> V:
-                    return select(k, paths_for(snap, snap.private_endpoints[e]))
-                got = shared((tag, k, e), compute)
-            out.append(got)
-        yield k, out
+        def compute(e: str, k: str = k) -> V:
+            return select(k, paths_for(snap, snap.private_endpoints[e]))
+        yield k, shared_each((tag, k), lookup(snap, ROUTE_SUBJECTS, key), compute)
 
 
 def _per_endpoint_plain(snap: Snapshot, index: Index, tag: Hashable,
