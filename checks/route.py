@@ -395,7 +395,14 @@ def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> 
             for subject_id, v in _rows_of_hop(snap, p) if subject_id.key == key]   # each hop judged once a pass
     firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
                  for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
-    return rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None)
+    tagged = frozenset(v.snats for _, _, v in rows if v is not None)
+    # The daemon keeps these for every endpoint behind an appliance (~43k at 100k resources): the few distinct tag
+    # sets and the empty firewall map are shared, not one each (never mutated).
+    return rows, firewalls or _NO_FIREWALLS, _TAGGED.setdefault(tagged, tagged)
+
+
+_NO_FIREWALLS: dict[tuple[str, str], tuple[Firewall, str]] = {}
+_TAGGED: dict[frozenset[bool | None], frozenset[bool | None]] = {}
 
 
 def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
