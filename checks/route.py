@@ -406,9 +406,13 @@ _TAGGED: dict[frozenset[bool | None], frozenset[bool | None]] = {}
 
 
 def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
-    """What :func:`_snat_issues` keeps under ``("route.appliance-rows", appliance, endpoint)``, from the key."""
+    """What :func:`_snat_issues` keeps under ``("route.appliance-rows", appliance, endpoint)``, from the key; an
+    endpoint whose paths no longer name the appliance (no row) is gone from its subjects: nothing is kept for it."""
     pe = snap.private_endpoints.get(key[2])
-    return MISSING if pe is None else _appliance_rows(snap, key[1], paths_for(snap, pe))
+    if pe is None:
+        return MISSING
+    rows = _appliance_rows(snap, key[1], paths_for(snap, pe))
+    return rows if rows[0] else MISSING
 
 
 def _same_rows(a: _Rows, b: _Rows) -> bool:
