@@ -7,6 +7,7 @@ the route rule lives in one place and every finding carries the path that shows 
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -36,7 +37,7 @@ from plmon.checks.snat import (
     snats_within,
     tagged_snat,
 )
-from plmon.checks.units import Index, each, each_key, lookup, plain, shared
+from plmon.checks.units import MISSING, Index, cutoff, each, each_key, lookup, plain, shared_each
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
@@ -92,14 +93,13 @@ def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
     if plain():
         yield from _per_endpoint_plain(snap, index, tag, select, split)
         return
-    for key in each_key(snap, index):
-        k = str(key)
-        out: list[V] = []
-        for e in lookup(snap, index, key):
-            def kept(e: str = e, k: str = k) -> V:
-                return select(k, paths_for(snap, snap.private_endpoints[e]))
-            out.append(shared((tag, k, e), kept))
-        yield k, out
+    prefix = _subject(index.name, "")
+    cut = len(prefix)
+    for key in each_key(snap, ROUTE_SUBJECTS, prefix):
+        k = str(key)[cut:]
+        def compute(e: str, k: str = k) -> V:
+            return select(k, paths_for(snap, snap.private_endpoints[e]))
+        yield k, shared_each((tag, k), lookup(snap, ROUTE_SUBJECTS, key), compute)
 
 
 def _per_endpoint_plain(snap: Snapshot, index: Index, tag: Hashable,
@@ -238,6 +238,17 @@ def _split_by(paths: tuple[PathResult, ...], keys: Callable[[PathResult], list[s
     return out
 
 
+# Under the daemon's units every route check judges its subjects from one index (:data:`ROUTE_SUBJECTS`): an
+# endpoint's paths are walked once for the subjects of all four route checks, each named ``<kind>\0<key>`` (the
+# kind is the name of the check family's own index, which a plain evaluation groups by), instead of four indexes
+# each deriving the same endpoint from the same paths after every event that moved them (issue 14).
+SUBJECTS = "route.subjects"
+
+
+def _subject(kind: str, key: str) -> str:
+    return sys.intern(f"{kind}\0{key}")   # interned: the same subject is named by thousands of endpoints
+
+
 def _subjects_of(name: str, keys: Any) -> Index:
     return Index(f"route.{name}", "private_endpoints",
                  lambda snap, pe: (k for p in paths_for(snap, pe) for k in keys(p)))
@@ -271,7 +282,7 @@ BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
                 "(RouteTableEnabled or Enabled) on the endpoint's subnet and use a route at least as specific "
                 "as the VNet address space.",
     references=(PE_OVERVIEW, PE_POLICIES, INSPECT), controls=("MCSB NS-3", "MCSB NS-1"),
-    reads=_PATHS, over=BYPASSED.name,
+    reads=_PATHS, over=SUBJECTS,
 )
 def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for _key, paths in _per_subject(snap, BYPASSED, "route.udr-bypassed",
@@ -423,10 +434,51 @@ def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> 
     """One endpoint's rows for the appliance ``key`` in path order, a firewall's verdict left out (it reads the
     policy, so a policy change judges the firewall again without recomputing the rows), with the (firewall,
     destination) pairs and the tag verdicts present, so an endpoint with nothing to report is skipped at once."""
-    rows = [x for x in _appliance_verdicts(snap, paths, firewalls=False) if x[0].key == key]
+    rows = [(subject_id, p, v) for p in paths if p.via_appliance and p.hop is not None and p.hop.kind != "unresolved"
+            for subject_id, v in _rows_of_hop(snap, p) if subject_id.key == key]   # each hop judged once a pass
     firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
                  for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
-    return rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None)
+    tagged = frozenset(v.snats for _, _, v in rows if v is not None)
+    # The daemon keeps these for every endpoint behind an appliance (~43k at 100k resources): the few distinct tag
+    # sets and the empty firewall map are shared, not one each (never mutated).
+    return rows, firewalls or _NO_FIREWALLS, _TAGGED.setdefault(tagged, tagged)
+
+
+_NO_FIREWALLS: dict[tuple[str, str], tuple[Firewall, str]] = {}
+_TAGGED: dict[frozenset[bool | None], frozenset[bool | None]] = {}
+
+
+def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
+    """What :func:`_snat_issues` keeps under ``("route.appliance-rows", appliance, endpoint)``, from the key; an
+    endpoint whose paths no longer name the appliance (no row) is gone from its subjects: nothing is kept for it."""
+    pe = snap.private_endpoints.get(key[2])
+    if pe is None:
+        return MISSING
+    rows = _appliance_rows(snap, key[1], paths_for(snap, pe))
+    return rows if rows[0] else MISSING
+
+
+def _same_rows(a: _Rows, b: _Rows) -> bool:
+    """Whether an endpoint's rows for an appliance give the SNAT checks the same judgement and evidence: the same
+    subjects, verdicts, firewalls (the very records: a firewall's verdict reads it), next hops and endpoints (the
+    same objects), and paths that read the same (client subnet, destination, winning route). Then the appliance
+    is not judged again when an event recomputed them (units.cutoff)."""
+    rows_a, fws_a, tags_a = a
+    rows_b, fws_b, tags_b = b
+    if len(rows_a) != len(rows_b) or tags_a != tags_b or fws_a.keys() != fws_b.keys() or \
+            any(fws_a[k][0] is not fws_b[k][0] for k in fws_a):
+        return False
+    for (sa, pa, va), (sb, pb, vb) in zip(rows_a, rows_b, strict=True):
+        if sa.raw != sb.raw or pa.hop is not pb.hop or pa.endpoint is not pb.endpoint or \
+                pa.destination != pb.destination or pa.subnet_id.raw != pb.subnet_id.raw or \
+                not (va is vb or va == vb) or \
+                not (pa.route is pb.route or (pa.route is not None and pb.route is not None and
+                                              pa.route.to_dict() == pb.route.to_dict())):
+            return False
+    return True
+
+
+cutoff("route.appliance-rows", _rows_again, _same_rows)
 
 
 # A plain evaluation's rows per next hop (the last snapshot's), by the hop's identity: paths of one group share
@@ -569,7 +621,7 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     remediation="Make the appliance SNAT traffic to private endpoints (Azure Firewall: private ranges that "
                 "exclude the endpoint IPs, or 255.255.255.255/32 to always SNAT).",
     references=(INSPECT, FW_SNAT, PE_OVERVIEW), controls=("MCSB NS-3",),
-    reads=(*_PATHS, "firewall_policies"), over=APPLIANCES.name,
+    reads=(*_PATHS, "firewall_policies"), over=SUBJECTS,
 )
 def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, False)
@@ -583,7 +635,7 @@ def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
     remediation=f"Tag the appliance NIC (or the load balancer in front) with {SNAT_TAG}=always or "
                 f"{SNAT_TAG}=never after checking its NAT configuration.",
     references=(INSPECT, PE_OVERVIEW), controls=("MCSB NS-3",),
-    reads=(*_PATHS, "firewall_policies"), over=APPLIANCES.name,
+    reads=(*_PATHS, "firewall_policies"), over=SUBJECTS,
 )
 def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, None)
@@ -660,7 +712,7 @@ UNRESOLVED = _subjects_of("unresolved_tables", _unresolved_table)
               "not read (out of scope or unreadable) is unknown, not this finding.",
     remediation="Point the route at the appliance's private IP, or bring the appliance into the monitored scope.",
     references=(UDR_DOC,), controls=("MCSB NS-3",),
-    reads=_PATHS, over="route.unresolved_tables",
+    reads=_PATHS, over=SUBJECTS,
 )
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     known: dict[tuple[str, str | None], bool] = {}
@@ -705,7 +757,39 @@ def _nics_forwarding_off(hop: Hop) -> list[Nic]:
     return [nic for nic in candidates if nic is not None and not nic.enable_ip_forwarding]
 
 
-FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: [n.key for n in _forwarding_off(p)])
+FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: _forwarding_keys(p))
+
+
+def _forwarding_keys(p: PathResult) -> list[str]:
+    return [n.key for n in _forwarding_off(p)]
+
+
+def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
+    """The subjects of every route check that ``pe``'s paths name (:data:`SUBJECTS`): the keys of the four kinds'
+    indexes, from one walk of the paths; a next hop's appliances are worked out once per hop (the paths of a group
+    share their Hop), not once per path."""
+    out: dict[str, None] = {}
+    by_hop: dict[int, tuple[list[str], list[str]]] = {}
+    bypassed, unresolved, appliances, forwarding = BYPASSED.name, UNRESOLVED.name, APPLIANCES.name, FORWARDING_OFF.name
+    for p in paths_for(snap, pe):
+        for k in _bypassed_table(p):
+            out[_subject(bypassed, k)] = None
+        for k in _unresolved_table(p):
+            out[_subject(unresolved, k)] = None
+        hop = p.hop
+        if not p.via_appliance or hop is None:
+            continue
+        hit = by_hop.get(id(hop))   # the paths hold their hops while this runs: an id is not reused meanwhile
+        if hit is None:
+            hit = by_hop[id(hop)] = (_appliance_keys(p), _forwarding_keys(p))
+        for k in hit[0]:
+            out[_subject(appliances, k)] = None
+        for k in hit[1]:
+            out[_subject(forwarding, k)] = None
+    return list(out)
+
+
+ROUTE_SUBJECTS = Index(SUBJECTS, "private_endpoints", _route_subjects)
 
 
 @check(
@@ -715,7 +799,7 @@ FORWARDING_OFF = _subjects_of("forwarding_off", lambda p: [n.key for n in _forwa
               "through it to the private endpoint never arrives.",
     remediation="Enable IP forwarding on the appliance NIC.",
     references=(UDR_DOC + "#virtual-appliance",), controls=("MCSB NS-3",),
-    reads=_PATHS, over="route.forwarding_off",
+    reads=_PATHS, over=SUBJECTS,
 )
 def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[PathResult, Nic]]:

@@ -34,8 +34,8 @@ from typing import Any, TypeVar
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
-__all__ = ["ALL", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "each", "each_item", "each_key", "lookup",
-           "plain", "recording", "shared", "tracking"]
+__all__ = ["ALL", "MISSING", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "cutoff", "each", "each_item",
+           "each_key", "lookup", "plain", "recording", "shared", "shared_each", "tracking"]
 
 ALL = "*"
 MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
@@ -463,16 +463,19 @@ def lookup(snap: Snapshot, index: Index, key: Hashable) -> tuple[str, ...]:
     return () if got is None else (got,) if type(got) is str else tuple(got)
 
 
-def each_key(snap: Snapshot, index: Index) -> Iterator[Hashable]:
-    """The derived keys of ``index`` as subjects (sorted by their text), each judged in its own frame."""
+def each_key(snap: Snapshot, index: Index, prefix: str | None = None) -> Iterator[Hashable]:
+    """The derived keys of ``index`` as subjects (sorted by their text), each judged in its own frame; with
+    ``prefix``, only the text keys that start with it (an index several checks share, each judging its own kind of
+    subject, named by a prefix)."""
     outer, _S.reads = _S.reads, None
     try:
         table = _indexes_for(_base(snap)).table(_base(snap), index)
     finally:
         _S.reads = outer
-    keys: Iterable[Any] = sorted(table.entries, key=str)
-    if _S.focus is not None:
-        keys = sorted((k for k in _S.focus if k in table.entries), key=str)
+    entries: Iterable[Any] = table.entries if _S.focus is None else (k for k in _S.focus if k in table.entries)
+    if prefix is not None:
+        entries = (k for k in entries if type(k) is str and k.startswith(prefix))
+    keys: Iterable[Any] = sorted(entries, key=str)
     for key in keys:
         outer = _S.reads
         _judging(index.name, key)
@@ -506,7 +509,21 @@ def tracking() -> bool:
 # 100k resources. Their users keep what they derived from them (a route subject's rows) and are mostly invalidated
 # with them, so a value is recomputed only when a user of a still-valid entry is (e.g. after a NIC tag change).
 TRANSIENT: frozenset[str] = frozenset({"paths.of"})
+
+# Shared work whose users are judged again only when its value moved (an early cut-off), by the first item of its
+# key: tag -> (recompute, same). An event that drops such an entry computes it again from the key alone
+# (``recompute(snapshot, key)``, :data:`MISSING` when its subject is gone) and compares the values with ``same``:
+# a hub appliance's rows for the ~600 endpoints behind a changed route table are mostly what they were, and each
+# of their drops judged the appliance again across its ~4,500 endpoints (issue 14). Declared by the check that
+# owns the work (:func:`cutoff`); ``same`` must hold only when every finding the users make stays the same.
+CUTOFF: dict[str, tuple[Callable[[Snapshot, Any], Any], Callable[[Any, Any], bool]]] = {}
+
+
+def cutoff(tag: str, recompute: Callable[[Snapshot, Any], Any], same: Callable[[Any, Any], bool]) -> None:
+    """Declare the shared work keyed ``(tag, ...)`` as kept with an early cut-off (:data:`CUTOFF`)."""
+    CUTOFF[tag] = (recompute, same)
 _DROPPED: Any = object()   # the value of a transient entry after its pass
+MISSING: Any = object()    # what a cut-off's recompute answers for a subject gone
 
 
 class _Memo:
@@ -521,6 +538,9 @@ class _Memo:
         # equal reads kept once: the same (collection, key) is noted by thousands of frames, each making its own tuple
         self.interned: dict[Read, Read] = {}
         self.transient: list[Hashable] = []   # the TRANSIENT entries this pass computed, to drop at its end
+        self.stale: dict[Hashable, tuple[Any, ReadSet]] = {}   # CUTOFF entries an event dropped, to compare again
+        # shared_each's groups this pass: group -> (members, values, reads); dropped when the pass ends
+        self.passing: dict[Hashable, tuple[tuple[Hashable, ...], list[Any], list[Read]]] = {}
 
     def drop_transient(self) -> None:
         """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads)."""
@@ -536,6 +556,7 @@ class _Memo:
         their holders, and at 100k resources the two tables alone held ~20 MB of the daemon's RSS between events."""
         self.frozen = {}
         self.interned = {}
+        self.passing = {}
 
     def put(self, key: Hashable, value: Any, reads: ReadSet) -> None:
         self.entries[key] = (value, reads)
@@ -559,9 +580,38 @@ class _Memo:
                 hit = self.entries.pop(key, None)
                 if hit is not None:
                     self.deps.forget(len(hit[1]))
+                    if type(key) is tuple and key and key[0] in CUTOFF:
+                        self.stale.setdefault(key, hit)   # its users wait for revalidate()
+                        continue
                     dropped.append((MEMO, key))
                     work.append((MEMO, key))
         return dropped
+
+    def revalidate(self, snap: Snapshot) -> list[Read]:
+        """Compute the :data:`CUTOFF` entries an event dropped again on ``snap`` (the new snapshot's view); those
+        whose value moved (or whose subject is gone) come back as reads of (:data:`MEMO`, key), for their users to
+        be judged again, as :meth:`invalidate` reports a drop."""
+        stale, self.stale = self.stale, {}
+        moved: list[Read] = []
+        for key, (old, _reads) in stale.items():
+            assert type(key) is tuple
+            recompute, same = CUTOFF[key[0]]
+            hit = self.entries.get(key)
+            if hit is not None:   # someone asked for it meanwhile: it is computed already
+                value = hit[0]
+            else:
+                outer, subject = _S.reads, _S.subject
+                _S.reads, _S.subject = set(), None
+                try:
+                    value = recompute(snap, key)
+                    inner = _frozen(_S.reads) if value is not MISSING else NO_READS
+                finally:
+                    _S.reads, _S.subject = outer, subject
+                if value is not MISSING:
+                    self.put(key, value, inner)
+            if value is MISSING or value is _DROPPED or old is _DROPPED or not same(old, value):
+                moved.append((MEMO, key))
+        return moved
 
 
 def _frozen(reads: set[Read]) -> ReadSet:
@@ -609,6 +659,35 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
     if outer is not None:
         outer.add((MEMO, key))
     return value
+
+
+def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], compute: Callable[[Any], T]) -> list[T]:
+    """``[shared((*group, m), lambda: compute(m)) for m in members]``, with the same reads recorded. Within one
+    pass a second call for the same ``group`` and ``members`` (another check judging the same subject: both SNAT
+    checks judge a hub appliance's ~4,500 endpoints) takes the first call's values and reads in one set update."""
+    memo = _S.memo
+    if memo is None:
+        return [shared((*group, m), lambda m=m: compute(m)) for m in members]   # type: ignore[misc]
+    hit = memo.passing.get(group)
+    if hit is not None and hit[0] == members:
+        if _S.reads is not None:
+            _S.reads.update(hit[2])
+        return list(hit[1])
+    entries = memo.entries
+    values: list[T] = []
+    reads: list[Read] = []
+    for m in members:
+        key = (*group, m)
+        got = entries.get(key)
+        if got is None or got[0] is _DROPPED:
+            values.append(shared(key, lambda m=m: compute(m)))   # type: ignore[misc]
+        else:
+            values.append(got[0])
+        reads.append((MEMO, key))
+    if _S.reads is not None:
+        _S.reads.update(reads)
+    memo.passing[group] = (members, values, reads)
+    return list(values)
 
 
 def _again(memo: _Memo, key: Hashable, reads: ReadSet, compute: Callable[[], T]) -> T:
