@@ -139,7 +139,9 @@ ENDPOINTS_BY_TARGET = Index("links.endpoints_by_target", "private_endpoints",
 
 # A plain evaluation's views per endpoint (the last snapshot's): eight connection, DNS and public-access checks ask
 # for every endpoint's views, and pairing them each time was most of those checks' time at 100k resources.
-_per_key: tuple[Snapshot | None, dict[str, list[ConnectionView]]] = (None, {})
+# Whether the mapping is plain_views' whole pass (in its order) or only the keys views_of was asked for: a caller
+# outside the checks (the daemon's observations of one event's endpoints) must not pay for pairing the tenant.
+_per_key: tuple[Snapshot | None, dict[str, list[ConnectionView]], bool] = (None, {}, False)
 
 
 def views_of(snap: Snapshot, key: str) -> list[ConnectionView]:
@@ -149,7 +151,10 @@ def views_of(snap: Snapshot, key: str) -> list[ConnectionView]:
     daemon's units each call must make (and record) its reads."""
     if not plain():
         return _views_of(snap, key)
-    every = plain_views(snap)
+    global _per_key
+    if _per_key[0] is not snap:
+        _per_key = (snap, {}, False)
+    every = _per_key[1]
     views = every.get(key)
     if views is None:
         views = every[key] = _views_of(snap, key)
@@ -162,8 +167,8 @@ def plain_views(snap: Snapshot) -> dict[str, list[ConnectionView]]:
     not to be changed: :func:`views_of` hands out copies). At 100k resources one call per endpoint, each looking
     the endpoint up again, cost about as much as the checks that read the views."""
     global _per_key
-    if _per_key[0] is not snap:
-        _per_key = (snap, _pair_all(snap))
+    if _per_key[0] is not snap or not _per_key[2]:
+        _per_key = (snap, _pair_all(snap), True)
     return _per_key[1]
 
 

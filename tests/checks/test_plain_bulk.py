@@ -127,6 +127,19 @@ def test_views_paired_in_one_pass_are_each_endpoints_views(folder: Path) -> None
         assert every[key] == links._views_of(snap, key), key
 
 
+def test_one_endpoints_views_do_not_pair_the_tenant(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """links.views_of of a few keys on a new snapshot (the daemon's observations after an event) pairs only them:
+    the one-pass pairing of every endpoint is left to plain_views, and still gives the whole mapping after."""
+    snap = snapshot_of(folder)
+    keys = list(snap.private_endpoints)[:3]
+    with monkeypatch.context() as m:
+        m.setattr(links, "_pair_all", lambda _snap: pytest.fail("views_of paired every endpoint"))
+        asked = [links.views_of(snap, k) for k in keys]
+    assert asked == [links._views_of(snap, k) for k in keys]
+    assert list(links.plain_views(snap)) == [*snap.private_endpoints, *(
+        k for k in snap.provider_connections_by_endpoint if k not in snap.private_endpoints)]
+
+
 def test_approved_endpoints_found_in_one_pass_are_each_targets(folder: Path) -> None:
     """public_access._Approved: for every target, the endpoints _find_approved finds for it alone (as a set, which
     is how both checks use them)."""
