@@ -120,8 +120,10 @@ def worker_eval(folder: str) -> dict[str, Any]:
 
     all_checks()
     tenant = RecordedTenant(folder)
+    tenant.trust_index()  # as plmon scan --from reads a folder (monitor/cli/root.py)
     t_load = time.perf_counter()
-    inv = collect(tenant, manifest=tenant.manifest, workers=1)
+    with paused_gc():  # as plmon scan collects from a folder, on one thread (monitor.scan.run_scan)
+        inv = collect(tenant, manifest=tenant.manifest, workers=1)
     out: dict[str, Any] = {"load_s": time.perf_counter() - t_load, "rss_before_build_mb": _rss_mb()}
     _reset_peak_rss()
     t0 = time.perf_counter()
@@ -682,8 +684,9 @@ def render(f: dict[str, Any]) -> str:
             lines += ["", f"From the smaller tenant to the larger: resources x{g['resources_ratio']:.2f}, scan time "
                           f"x{g['scan_time_ratio']:.2f}, floor time x{g['floor_time_ratio']:.2f}."]
     lines += ["", "## Load, build and evaluation in one process", "",
-              "bench/run.py's eval worker: the recorded tenant read and collected with one worker (load), the "
-              "snapshot built, the checks evaluated under the GC pause as `plmon scan` does. Peak memory: what the "
+              "bench/run.py's eval worker: the recorded tenant read and collected with one worker, its index "
+              "trusted and the GC paused as `plmon scan --from` does (load), the snapshot built, the checks "
+              "evaluated under the GC pause as `plmon scan` does. Peak memory: what the "
               "step adds to the process's RSS at its peak (the kernel's high-water mark, reset before the step, "
               "minus the RSS before it), and the whole process's max RSS.", "",
               "| size | resources | findings | load | build | evaluate (wall) | evaluate (CPU) | eval peak (RSS "
