@@ -20,5 +20,6 @@ def test_nested_phases_charge_the_inner_one_only_and_outside_nothing():
             _burn()
         inner = clock.spent["evaluate"]
     assert inner > 0 and clock.spent["evaluate"] == inner   # the outer phase's time after it is the outer's
+    assert clock.spent["intake"] < inner   # the outer phase did no work of its own: the inner's is not charged twice
     assert set(clock.spent) == set(PHASES)
     assert clock.total == sum(clock.spent.values())
