@@ -120,12 +120,13 @@ def _cpu_seconds(pid: int) -> float | None:
 
 def collect_once(base_url: str, ca_bundle: str, workers: int | None, server_pid: int) -> dict[str, Any]:
     os.environ.setdefault("PLMON_ARM_TOKEN", "bench-token")
-    from plmon.monitor.collect.plan import collect
+    from plmon.monitor.collect.plan import collect, young_gc
     from plmon.monitor.wiring import open_source
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers) as source:
         server0, usage0, t0 = _cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        inv = collect(source.reader, manifest=source.manifest, workers=workers)
+        with young_gc():  # as run_scan collects from a live tenant
+            inv = collect(source.reader, manifest=source.manifest, workers=workers)
         wall = time.perf_counter() - t0
         usage1, server1 = resource.getrusage(resource.RUSAGE_SELF), _cpu_seconds(server_pid)
         http = source.live.stats.as_dict()

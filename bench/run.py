@@ -149,12 +149,13 @@ def worker_collect(base_url: str, ca_bundle: str, workers: int | None, via: str 
     """One live collection through the SDK clients against the replay server, as ``plmon scan --via`` does
     (``workers`` None: the product's default, which grows with the subscriptions)."""
     os.environ.setdefault("PLMON_ARM_TOKEN", "bench-token")
-    from plmon.monitor.collect.plan import collect
+    from plmon.monitor.collect.plan import collect, young_gc
     from plmon.monitor.wiring import open_source
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers, via=via) as source:
         cpu0, t0 = time.process_time(), time.perf_counter()
-        inv = collect(source.reader, manifest=source.manifest, workers=workers)
+        with young_gc():  # as run_scan collects from a live tenant
+            inv = collect(source.reader, manifest=source.manifest, workers=workers)
         wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         stats = source.live.stats.as_dict()
         extra = {}

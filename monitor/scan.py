@@ -6,10 +6,8 @@ Azure Function's timer, so there is one definition of what a scan is.
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 from plmon.checks.engine import Evaluation, evaluate
 from plmon.monitor import __version__
 from plmon.monitor.collect.builder import build_snapshot, paused_gc
-from plmon.monitor.collect.plan import ArmReader, CollectionStats, collect
+from plmon.monitor.collect.plan import ArmReader, CollectionStats, collect, young_gc
 from plmon.monitor.config import Config
 from plmon.monitor.model.arm_id import interning
 from plmon.monitor.model.clock import Clock, WallClock, source_clock
@@ -58,11 +56,11 @@ def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | No
     # again (266k parses at 100k resources), and the reads that run on this thread share the build's table.
     # The cyclic GC waits for the build and the evaluation, and for a collection on this one thread (a recorded
     # folder): its passes over a heap of parsed JSON found nothing to free and were half of that collection's
-    # CPU at 100k resources (8.7 -> 4.5 s). A concurrent (live) collection keeps it: its requests wait on the
-    # network and leave the SDK's cyclic garbage behind.
+    # CPU at 100k resources (8.7 -> 4.5 s). A concurrent (live) collection keeps its young passes (young_gc): its
+    # requests wait on the network and leave the SDK's cyclic garbage behind.
     with paused_gc():
         with interning():
-            with paused_gc() if workers == 1 else _gc_on():
+            with paused_gc() if workers == 1 else young_gc():
                 inv = collect(reader, subscriptions=subscriptions, manifest=manifest, workers=workers,
                               on_progress=on_progress)
             if after_collect is not None:
@@ -74,18 +72,6 @@ def run_scan(reader: ArmReader, config: Config, *, manifest: dict[str, Any] | No
             snapshot = observations(snapshot)
         ev = evaluate(snapshot, config.check_settings(), config.waiver_list())
     return ScanResult(snapshot, ev, stats, clock)
-
-
-@contextmanager
-def _gc_on() -> Iterator[None]:
-    """The cyclic GC running inside an outer :func:`paused_gc` (for a concurrent collection), then paused again."""
-    was = gc.isenabled()
-    gc.enable()
-    try:
-        yield
-    finally:
-        if not was:
-            gc.disable()
 
 
 def _iso(t: datetime) -> str:

@@ -14,11 +14,13 @@ same code from the first byte of JSON onwards.
 from __future__ import annotations
 
 import contextvars
+import gc
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import structlog
@@ -49,7 +51,7 @@ __all__ = [
     "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "EndpointRefs", "Inventory", "RawInventory", "ReadError",
     "association_unit", "collect", "default_workers", "list_refs", "list_unit", "named_targets", "nics_to_read",
     "proves_absence",
-    "targets_to_read",
+    "targets_to_read", "young_gc",
 ]
 
 log = structlog.get_logger(__name__)
@@ -125,6 +127,32 @@ def default_workers(subscriptions: int) -> int:
     64, where threads, sockets and the tenant-level reads stop paying.
     """
     return max(MIN_WORKERS, min(MAX_WORKERS, WORKERS_PER_SUBSCRIPTION * subscriptions))
+
+
+# What young_gc() sets the oldest generation's threshold to: more young passes than any collection makes.
+_NO_FULL_PASS = 2**31 - 1
+
+
+@contextmanager
+def young_gc() -> Iterator[None]:
+    """The cyclic GC on for a concurrent (live) collection, but only its young generations.
+
+    The SDK leaves cyclic garbage behind every request (pipeline and response objects), so a live collection
+    keeps the collector on; the young passes free that garbage. A full pass walks the whole heap, which grows with
+    every parsed unit, and stops every worker meanwhile: six of them were 1.3 s of a 40 s collection of 100
+    subscriptions (up to 0.28 s each), during which 32 answers waited unread. What the young passes promote
+    meanwhile is freed by the next full pass after the collection. The thresholds are process-wide, so they are
+    restored on the way out (and the collector left as it was found).
+    """
+    was, thresholds = gc.isenabled(), gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], _NO_FULL_PASS)
+    gc.enable()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        if not was:
+            gc.disable()
 
 
 def budget_key(raw_id: str) -> str:

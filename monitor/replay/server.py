@@ -751,8 +751,14 @@ def run_replay_server(
         fail_first=fail_first, ca_dir=ca_dir, graph_quota=graph_quota, graph_quota_window=graph_quota_window,
         graph_page_size=graph_page_size, arm_limits=arm_limits,
     )
+    # The server's heap is mostly its cache of parsed recorded files, which only grows: the collector's full
+    # passes walked all of it to free nothing and stopped every answer meanwhile (each pass at a 100-subscription
+    # tenant held the 32-64 answers in flight up to a few hundred ms); its young passes still free the handlers'
+    # cycles. (Its own process: the thresholds are process-wide.)
+    from plmon.monitor.collect.plan import young_gc
+
     try:
-        with server:
+        with server, young_gc():
             sys.stdout.write(json.dumps({"base_url": server.base_url, "ca_bundle": server.ca_bundle}) + "\n")
             sys.stdout.flush()
             log.info("replay.serving", base_url=server.base_url, folder=str(folder), page_size=page_size,

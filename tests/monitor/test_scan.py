@@ -75,3 +75,21 @@ def test_collector_paused_for_a_one_thread_collection_only(monkeypatch: pytest.M
     seen, _ = _collector_state_during(monkeypatch, "collect", workers=workers)
     assert seen == [collector_during_collection]
     assert gc.isenabled()
+
+
+def test_a_concurrent_collection_defers_the_collectors_full_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proves: a live (concurrent) collection runs with the young passes only (a full pass stopped every worker for
+    up to 0.3 s at 100 subscriptions), and the thresholds are back as they were after the scan."""
+    before = gc.get_threshold()
+    seen: list[tuple[int, int, int]] = []
+    real = scan.collect
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.get_threshold())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scan, "collect", spy)
+    reader = RecordedTenant(DEMO)
+    scan.run_scan(reader, parse_config({}), manifest=reader.manifest, workers=4)
+    assert seen[0][:2] == before[:2] and seen[0][2] > before[2]
+    assert gc.get_threshold() == before
