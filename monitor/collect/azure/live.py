@@ -193,6 +193,7 @@ class LiveReader:
         self._lock = threading.Lock()
         self._versions: dict[str, str] = {}   # namespace/type key -> api-version found by lookup
         self._credential_failure: str | None = None
+        self._shared_transport: Urllib3Transport | None = None  # every client's, built by the first client_kwargs()
 
     # -- clients -----------------------------------------------------------------------------------
 
@@ -225,10 +226,17 @@ class LiveReader:
         }
         if s.ca_bundle:
             kwargs["connection_verify"] = s.ca_bundle
-        # One transport per client, built from the same connection settings the client would give its own.
+        # The transport is built from the same connection settings the client would give its own. plmon's is shared
+        # by every client (they all talk to the one ARM endpoint): with a pool per client, each SDK's first reads
+        # opened a TLS connection per worker (130 handshakes in a collection of 100 subscriptions at 32 workers,
+        # in three waves, each holding the workers up to a second) where one pool needs one per worker.
         connection = {k: v for k, v in kwargs.items() if k.startswith(("connection_", "read_"))}
-        kwargs["transport"] = (_PooledTransport(**connection) if s.transport == "requests"
-                               else Urllib3Transport(pool_maxsize=MAX_WORKERS, **connection))
+        if s.transport == "requests":
+            kwargs["transport"] = _PooledTransport(**connection)
+        else:
+            if self._shared_transport is None:
+                self._shared_transport = Urllib3Transport(pool_maxsize=MAX_WORKERS, **connection)
+            kwargs["transport"] = self._shared_transport
         return kwargs
 
     def close(self) -> None:
