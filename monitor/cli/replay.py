@@ -82,6 +82,9 @@ def _parse_rate(ctx: click.Context, param: click.Parameter, value: str) -> tuple
               help="Seconds of a Resource Graph quota window (Azure: 15 queries per 5 s).")
 @click.option("--graph-page-size", type=click.IntRange(min=1), metavar="N",
               help="Rows per Resource Graph page (default: --page-size; the service serves up to 1000).")
+@click.option("--preload", is_flag=True,
+              help="Read and parse every recorded file before serving, so no answer pays for a first read "
+                   "(benchmarks).")
 @click.option(
     "--ca-dir", type=click.Path(file_okay=False, path_type=Path),
     help="Where to write ca.pem (default: a temporary folder removed on exit).",
@@ -90,7 +93,7 @@ def replay_server(
     folder: Path, host: str, port: int, page_size: int, latency_ms: float, throttle_every: int,
     retry_after: float, hang_paths: tuple[str, ...], fail_first: dict[str, int], ca_dir: Path | None,
     graph_quota: int = 0, graph_quota_window: float = 5.0, graph_page_size: int | None = None,
-    arm_limits: bool = False, arm_limits_rate: tuple[float, float] = ARM_READ_LIMITS,
+    arm_limits: bool = False, arm_limits_rate: tuple[float, float] = ARM_READ_LIMITS, preload: bool = False,
 ) -> None:
     """Serve a recorded tenant over HTTPS as Azure Resource Manager would, until SIGTERM or SIGINT.
 
@@ -106,6 +109,6 @@ def replay_server(
         folder, host, port, page_size=page_size, latency_ms=latency_ms, throttle_every=throttle_every,
         retry_after=retry_after, hang_paths=hang_paths, fail_first=fail_first, ca_dir=ca_dir,
         graph_quota=graph_quota, graph_quota_window=graph_quota_window, graph_page_size=graph_page_size,
-        arm_limits=arm_limits_rate if arm_limits else None,
+        arm_limits=arm_limits_rate if arm_limits else None, preload=preload,
     )
     sys.exit(code)

@@ -545,3 +545,31 @@ def test_requests_are_parsed_as_the_stdlib_parses_them(block: bytes) -> None:
         server_version, sys_version = _Handler.server_version, _Handler.sys_version
 
     assert parse(_Handler) == parse(Stdlib)
+
+
+def test_preload_reads_every_file_before_serving_and_answers_alike(tenant: Path) -> None:
+    """Proves: with preload every recorded file (bodies and errors) is parsed at start, and the answers, pages,
+    errors and by-id reads are the same as a server that reads each file on first use."""
+    paths = ["/" + STORAGE, "/" + PE_LIST, f"/subscriptions/{SUB}/providers/Microsoft.Network/networkInterfaces",
+             "/" + MG_PLA, "/subscriptions/nope/resourceGroups/x"]
+    with ReplayServer(tenant, page_size=4) as lazy:
+        assert not lazy._cache
+        expected = [get(lazy, p)[::2] for p in paths]
+    with ReplayServer(tenant, page_size=4, preload=True) as eager:
+        assert len(eager._cache) == len(eager._bodies) + len(eager._errors)
+        got = [get(eager, p)[::2] for p in paths]
+    assert [(s, json.dumps(b).replace(lazy.base_url, "")) for s, b in expected] == \
+        [(s, json.dumps(b).replace(eager.base_url, "")) for s, b in got]
+
+
+def test_date_header_is_the_current_second(tenant: Path) -> None:
+    """Proves: the Date header formatted once per second is still the answer's own second, in HTTP's format."""
+    from email.utils import parsedate_to_datetime
+
+    with ReplayServer(tenant) as server:
+        for _ in range(2):
+            before = int(time.time())
+            _, headers, _ = get(server, "/" + STORAGE)
+            after = int(time.time())
+            assert before <= parsedate_to_datetime(headers["date"]).timestamp() <= after
+            time.sleep(1.05)
