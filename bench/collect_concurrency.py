@@ -165,7 +165,7 @@ def main() -> None:
             # A fresh server per run: its buckets start full, as a tenant not read for a while.
             proc = subprocess.Popen(
                 [str(bindir / "plmon"), "replay-server", "--from", str(folder), "--latency-ms", str(LATENCY_MS),
-                 "--page-size", str(PAGE_SIZE), "--arm-limits"],
+                 "--page-size", str(PAGE_SIZE), "--arm-limits", "--preload"],
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             try:
                 info = json.loads(proc.stdout.readline() if proc.stdout else "{}")
