@@ -573,3 +573,25 @@ def test_date_header_is_the_current_second(tenant: Path) -> None:
             after = int(time.time())
             assert before <= parsedate_to_datetime(headers["date"]).timestamp() <= after
             time.sleep(1.05)
+
+
+def test_click_command_logs_from_info_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proves: `replay-server` with structlog unconfigured logs from info up, so the debug line of every answer is
+    neither rendered nor printed (structlog's default renders every level)."""
+    import logging
+
+    import structlog
+    from click.testing import CliRunner
+
+    from plmon.monitor.cli import replay
+
+    before = structlog.get_config()
+    monkeypatch.setattr(replay, "run_replay_server", lambda *args, **kwargs: 0)
+    structlog.reset_defaults()
+    try:
+        result = CliRunner().invoke(replay.replay_server, ["--from", str(EXAMPLES)])
+        assert result.exit_code == 0, result.output
+        assert structlog.get_config()["wrapper_class"] is structlog.make_filtering_bound_logger(logging.INFO)
+    finally:
+        structlog.reset_defaults()
+        structlog.configure(**before)
