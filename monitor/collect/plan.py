@@ -237,6 +237,7 @@ class _Run:
         self._pending: _Jobs | None = None   # the jobs of the running parallel_keyed(), for submit()
         self._can_submit = False             # whether the jobs about to run may submit() more
         self._children_read: set[int] = set()  # ids of the list units whose child lists were queued early
+        self._resources_queued = False          # whether the subscriptions phase queued the reads by id itself
 
     def count(self, *, failed: bool = False) -> None:
         """Count one read; jobs run on a thread pool, so the counters are updated under a lock."""
@@ -397,6 +398,18 @@ class _Run:
         # each subscription is read once, so that every list parsed is the unit kept.
         early = self.workers > 1 and len({sid.lower() for sid in sub_ids}) == len(sub_ids)
 
+        # Likewise the reads by id (phase 'resources'), as soon as the last list is parsed: they need every list but
+        # none of the child lists, so they join the child reads still queued instead of waiting for the last of them
+        # (a moment when all but a few workers stood idle while one thread built ~8k jobs).
+        lists_left = [len(sub_ids) * len(SUBSCRIPTION_LISTS)]
+
+        def place_units() -> None:
+            for kind, _ in SUBSCRIPTION_LISTS:
+                units = self.inv.lists.setdefault(kind, {})
+                for sid in sub_ids:
+                    if (sid, kind) in results:
+                        units.setdefault(sid.lower(), results[(sid, kind)])
+
         def one(sid: str, kind: str, type_: str) -> Callable[[], None]:
             def job() -> None:
                 items = self.read_list(f"subscriptions/{sid}/providers/{type_}", kind,
@@ -407,6 +420,15 @@ class _Run:
                         self._children_read.add(id(unit))
                         for key, child in self._child_jobs_of(kind, unit):
                             self.submit(key, child)
+                if early:
+                    with self._lock:
+                        lists_left[0] -= 1
+                        last = not lists_left[0]
+                    if last:  # (a list that raised never counts, so a failed phase queues no reads by id)
+                        place_units()
+                        for key, read in self._resource_jobs(sub_ids):
+                            self.submit(key, read)
+                        self._resources_queued = True
             return job
         # Kind by kind across the subscriptions (round-robin across them, each subscription's lists in this
         # order), so that the workers spend every subscription's budget at once.
@@ -416,23 +438,24 @@ class _Run:
                                 for sid in sub_ids)
         finally:
             self._can_submit = False
-        for kind, _ in SUBSCRIPTION_LISTS:
-            units = self.inv.lists.setdefault(kind, {})
-            for sid in sub_ids:
-                if (sid, kind) in results:
-                    units.setdefault(sid.lower(), results[(sid, kind)])
+        place_units()
 
     def resources(self, sub_ids: list[str]) -> None:
         """Phase 'resources': the reads by id that the lists call for, all in one parallel batch: child lists
         (zone groups, network links, CNAMEs), NICs holding an endpoint's only IP, endpoint and association
         targets, firewall policies; ids that cannot be read are gaps, recorded before any read runs."""
+        if not self._resources_queued:  # (else the subscriptions phase read them: see subscription_lists)
+            self.parallel(spread(self._resource_jobs(sub_ids)))
+
+    def _resource_jobs(self, sub_ids: list[str]) -> list[tuple[str, Callable[[], None]]]:
+        """The reads of phase 'resources' with their budget keys, and (first) the gaps of what cannot be read."""
         sub_keys = {s.lower() for s in sub_ids}
         jobs = [*self._child_list_jobs(), *self._nic_jobs(), *self._target_jobs(sub_keys),
                 *_policy_jobs(self, sub_keys)]
         if self.inv.scoped:
             self.inv.gaps.extend(_unjudgeable_associations(self.inv))
             self.inv.gaps.extend(_peers_out_of_scope(self.inv, sub_keys))
-        self.parallel(spread(jobs))
+        return jobs
 
     def _child_list_jobs(self) -> list[tuple[str, Callable[[], None]]]:
         """Each endpoint's zone groups and each zone's network links and CNAME records (not for opaque ids)."""
@@ -486,7 +509,9 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
 
     ``subscriptions`` restricts the per-subscription lists to the given ids (case-insensitive);
     by default every listed subscription is read. The four phases are :class:`_Run`'s methods; each
-    needs what the one before it read. ``workers`` is the number of concurrent reads; by default
+    needs what the one before it read. With several workers the reads of the last two overlap (each endpoint's or
+    zone's child lists are queued once its list is parsed, the reads by id once the last list is), so their time
+    is the subscriptions phase's and the resources phase's own time is ~0. ``workers`` is the number of concurrent reads; by default
     :func:`default_workers` of the subscriptions read, decided here (the one place) once they are known.
     Each unit is parsed as it arrives, under one id-interning scope. Whether the cyclic GC runs meanwhile is the
     caller's choice (``run_scan`` pauses it for a collection on its own thread; a daemon's collection runs beside

@@ -277,3 +277,37 @@ def test_reads_by_id_are_interleaved_across_subscriptions() -> None:
     assert order == ["a1", "b1", "t1", "a2", "a3"]
     assert budget_key("/subscriptions/ABC/resourceGroups/rg/providers/X/y/z") == "abc"
     assert budget_key("/providers/Microsoft.Management/managementGroups/g") == "tenant"
+
+
+def test_reads_by_id_start_once_the_last_list_is_parsed(four_subscriptions: Path) -> None:
+    """Proves: with several workers the reads by id (targets, NICs, policies) are queued as soon as the last
+    subscription list is parsed, so they run while child lists are still being read (no barrier between the two
+    phases), with the one-worker scan's reads, findings and gaps."""
+    import threading
+
+    recorded = RecordedTenant(four_subscriptions)
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+
+    class Slowed:
+        """The recorded tenant, with each zone-group read taking a few ms (as a live read waits on ARM)."""
+
+        def get(self, path: str, *, kind: str) -> Any:
+            with lock:
+                events.append(("start", kind))
+            if kind == "privateDnsZoneGroups":
+                time.sleep(0.002)
+            try:
+                return recorded.get(path, kind=kind)
+            finally:
+                with lock:
+                    events.append(("end", kind))
+
+    many = run_scan(Slowed(), load_config(None), manifest=recorded.manifest, workers=6)
+    first_target = events.index(("start", "target"))
+    last_zone_group = max(i for i, e in enumerate(events) if e == ("end", "privateDnsZoneGroups"))
+    assert first_target < last_zone_group
+    one = run_scan(RecordedTenant(four_subscriptions), load_config(None), manifest=recorded.manifest, workers=1)
+    assert many.stats.requests == one.stats.requests
+    assert findings(many) == findings(one)
+    assert gaps(many) == gaps(one)
