@@ -89,6 +89,32 @@ What dominates now (cProfile, one thread, zone-group reads): urllib3 and http.cl
 object ~25% (two calls per policy, a backcompat __setattr__ per attribute), then the plan's parsing. Against the
 target this machine's load decides: with 10-16 runnable processes on 2 cores, client and server get what the
 scheduler leaves them, and the wall time follows that rather than the floor.
+
+Issue 14, fifth round (branch live, 00:25-00:54 UTC): main (aabdab5) and live interleaved run by run, this script,
+each tree's own venv and a fresh server per run, load average 9-19 throughout (four other lanes); wall (ratio to the
+floor), client and server CPU per request, median (min-max):
+
+- 32 workers, the final branch (3 runs each): main 45.6 s (40.0-47.9; 1.33-1.60x the 29.9 s floor), client 1.13 ms,
+  server 0.59 ms; live 39.5 s (39.0-41.1; 1.30-1.37x), client 1.03 ms (1.02-1.05), server 0.42 ms (0.41-0.42). With
+  the round before the barrier step (3 more each, same load): main 46.8 s (40.0-51.3) against live 39.7 s
+  (39.0-44.6) over six runs each. bench/collect_timeline.py on the final branch at load 14-18: 36.6 s, 1.22x.
+- 64 workers (default; 2 runs each, the last pair at load 16-19): main 38.1 / 41.4 s (2.55x / 2.77x the 15.0 s
+  floor), client 1.36-1.50 ms, server 0.64-0.69 ms; live 26.3 / 32.7 s (1.75x / 2.19x), client 1.09-1.25 ms, server
+  0.42-0.62 ms.
+- No 429 in any run; the 28 gaps of ``scan --from`` in every run; 19,162 requests in every run.
+
+Where the 32-worker run lost its ~10 s (bench/collect_timeline.py, which times every exchange and job): not the
+schedule and not the budget (31.9 of 32 jobs in flight in almost every second; no budget wait, no 429), but the
+exchanges: 247-343 s of exchange time beyond the 50 ms latency, from stop-the-world GC passes in both processes
+(each holding all 32 answers up to 0.44 s), 130 TLS handshakes in three waves (a pool per SDK client), and CPU
+queueing. What changed: the cyclic GC's young passes only during a live collection (plan.young_gc, in run_scan and
+this script) and in the replay server; one connection pool shared by every SDK client (32 handshakes); the reads by
+id queued as soon as the last list is parsed (no barrier before the resources phase); the replay server parses
+its files before the first request (``--preload``), formats its Date header once a second and no longer renders a
+debug line per answer. After: 184 s of exchange time beyond the latency (median 5 ms, p90 18 ms, p99 90 ms).
+What dominates now: CPU per exchange on two shared cores (client ~1.0 ms: azure-core's pipeline a third, urllib3
+and http.client a third, the builder's parsing a fifth; server ~0.4 ms) and, at the start, 32 TLS handshakes at once
+(up to 1.3 s each under load).
 """
 
 from __future__ import annotations
