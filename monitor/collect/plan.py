@@ -511,8 +511,9 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
     by default every listed subscription is read. The four phases are :class:`_Run`'s methods; each
     needs what the one before it read. With several workers the reads of the last two overlap (each endpoint's or
     zone's child lists are queued once its list is parsed, the reads by id once the last list is), so their time
-    is the subscriptions phase's and the resources phase's own time is ~0. ``workers`` is the number of concurrent reads; by default
-    :func:`default_workers` of the subscriptions read, decided here (the one place) once they are known.
+    is the subscriptions phase's and the resources phase's own time is ~0. ``workers`` is the number of concurrent
+    reads; by default :func:`default_workers` of the subscriptions read, decided here (the one place) once they are
+    known.
     Each unit is parsed as it arrives, under one id-interning scope. Whether the cyclic GC runs meanwhile is the
     caller's choice (``run_scan`` pauses it for a collection on its own thread; a daemon's collection runs beside
     its event worker, so pausing it process-wide here would pause theirs too).
