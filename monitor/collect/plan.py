@@ -41,6 +41,7 @@ from plmon.monitor.collect.inventory import (
     ReadError,
     proves_absence,
 )
+from plmon.monitor.collect.typed import Prebuilt
 from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
 from plmon.monitor.model.kinds import KINDS, listed_providers
 from plmon.monitor.model.snapshot import CoverageGap
@@ -374,7 +375,8 @@ class _Run:
                 items = self.read_list(f"subscriptions/{sid}/providers/{type_}", kind,
                                        f"/subscriptions/{sid}", type_)
                 if items is not None:
-                    unit = results[(sid, kind)] = list_unit(kind, items)
+                    # A recorded folder may hand over the unit its typed decoder built (typed.Prebuilt).
+                    unit = results[(sid, kind)] = items.unit if isinstance(items, Prebuilt) else list_unit(kind, items)
                     if early and kind in _CHILD_PARENTS:
                         self._children_read.add(id(unit))
                         for key, child in self._child_jobs_of(kind, unit):
