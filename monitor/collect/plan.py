@@ -34,6 +34,7 @@ from plmon.monitor.collect.builder import (
 from plmon.monitor.collect.inventory import (
     BY_ID,
     AssociationUnit,
+    Child,
     CollectionStats,
     Inventory,
     ListUnit,
@@ -376,7 +377,8 @@ class _Run:
                                        f"/subscriptions/{sid}", type_)
                 if items is not None:
                     # A recorded folder may hand over the unit its typed decoder built (typed.Prebuilt).
-                    unit = results[(sid, kind)] = items.unit if isinstance(items, Prebuilt) else list_unit(kind, items)
+                    built = items.unit if isinstance(items, Prebuilt) else None
+                    unit = results[(sid, kind)] = built if isinstance(built, ListUnit) else list_unit(kind, items)
                     if early and kind in _CHILD_PARENTS:
                         self._children_read.add(id(unit))
                         for key, child in self._child_jobs_of(kind, unit):
@@ -489,7 +491,9 @@ def _child_list(run: _Run, into: dict[str, Any], parent_id: str, child: str, typ
     def job() -> None:
         items = run.read_list(f"{parent_id.strip('/')}/{child}", child, parent_id, type_)
         if items is not None:
-            into[parse_id(parent_id).key] = parse_child(child, items)
+            # A recorded folder may hand over the Child its typed decoder built (typed.Prebuilt).
+            built = items.unit if isinstance(items, Prebuilt) else None
+            into[parse_id(parent_id).key] = built if isinstance(built, Child) else parse_child(child, items)
     return job
 
 

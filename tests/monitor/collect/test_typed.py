@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tenantkit import SUB, endpoint, example, net, sub_list, write_tenant
 
-from plmon.monitor.collect.builder import list_unit
+from plmon.monitor.collect.builder import list_unit, parse_child
 from plmon.monitor.collect.plan import collect
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.collect.typed import Prebuilt, decode_unit
@@ -32,8 +32,16 @@ def nic(name: str = "pe1.nic.1", **props: Any) -> dict[str, Any]:
                                "subnet": {"id": f"{net()}/virtualNetworks/vnet1/subnets/pe"}}}], **props}}
 
 
+def zone_group(name: str = "default") -> dict[str, Any]:
+    zone = f"{net()}/privateDnsZones/privatelink.blob.core.windows.net"
+    return {"id": f"{PE}/privateDnsZoneGroups/{name}", "name": name,
+            "properties": {"provisioningState": "Succeeded", "privateDnsZoneConfigs": [
+                {"name": "privatelink-blob", "properties": {"privateDnsZoneId": zone, "recordSets": []}}]}}
+
+
 def generic(kind: str, body: Any) -> Any:
-    return list_unit(kind, RecordedTenant._decode(json.dumps(body).encode(), "x")["value"])
+    items = RecordedTenant._decode(json.dumps(body).encode(), "x")["value"]
+    return parse_child(kind, items) if kind == "privateDnsZoneGroups" else list_unit(kind, items)
 
 
 def typed(kind: str, body: Any) -> Any:
@@ -83,10 +91,21 @@ QUIRKS: list[tuple[str, list[str | int], Any]] = [
     ("networkInterfaces", ["properties", "privateEndpoint"], None),
     ("networkInterfaces", ["properties", "virtualMachine"], {"id": f"{net()}/virtualMachines/vm"}),
     ("networkInterfaces", ["id"], NIC.replace("/providers/", "/provders/")),
+    ("privateDnsZoneGroups", ["id"], None),
+    ("privateDnsZoneGroups", ["id"], ""),
+    ("privateDnsZoneGroups", ["name"], ""),
+    ("privateDnsZoneGroups", ["properties"], None),
+    ("privateDnsZoneGroups", ["properties", "privateDnsZoneConfigs"], None),
+    ("privateDnsZoneGroups", ["properties", "privateDnsZoneConfigs"], [3, {"name": "x"}]),
+    ("privateDnsZoneGroups", ["properties", "privateDnsZoneConfigs", 0, "properties"], None),
+    ("privateDnsZoneGroups", ["properties", "privateDnsZoneConfigs", 0, "properties", "privateDnsZoneId"], 5),
+    ("privateDnsZoneGroups", ["properties", "privateDnsZoneConfigs", 0, "name"], ["a"]),
 ]
 
 
 def _item(kind: str) -> dict[str, Any]:
+    if kind == "privateDnsZoneGroups":
+        return zone_group()
     return endpoint("pe1", f"{net()}/storageAccounts/st1") if kind == "privateEndpoints" else nic()
 
 
@@ -114,7 +133,9 @@ def test_the_common_shapes_and_microsofts_examples_decode_typed() -> None:
     bodies = [("privateEndpoints", {"value": [_item("privateEndpoints"), endpoint("pe2", PE, manual=True)]}),
               ("networkInterfaces", {"value": [nic(), nic("n2")]}),
               ("privateEndpoints", example("network/PrivateEndpointList.json")),
-              ("networkInterfaces", {"value": [example("network/NetworkInterfaceGet.json")]})]
+              ("networkInterfaces", {"value": [example("network/NetworkInterfaceGet.json")]}),
+              ("privateDnsZoneGroups", {"value": [zone_group(), zone_group("second")]}),
+              ("privateDnsZoneGroups", {"value": [example("network/PrivateEndpointDnsZoneGroupGet.json")]})]
     for kind, body in bodies:
         with interning():
             got = typed(kind, body)
@@ -123,22 +144,26 @@ def test_the_common_shapes_and_microsofts_examples_decode_typed() -> None:
 
 def test_a_refused_file_still_yields_todays_records(tmp_path: Path) -> None:
     """Proves: a recorded tenant whose endpoint list the typed decoder refuses (a "properties": null item, an escaped
-    name) is collected exactly as without it, while an accepted NIC list comes through as its prebuilt unit."""
+    name) is collected exactly as without it, while an accepted NIC list and zone group list come through as their
+    prebuilt units (and only for a one-shot reader, whose index is trusted)."""
     quirky = [_with(_item("privateEndpoints"), ["properties"], None), _item("privateEndpoints"),
               _with(endpoint("pe3", PE), ["name"], "p\u00e9")]
     write_tenant(tmp_path, {sub_list("privateEndpoints"): {"value": quirky},
-                            sub_list("networkInterfaces"): {"value": [nic()]}})
+                            sub_list("networkInterfaces"): {"value": [nic()]},
+                            f"{PE}/privateDnsZoneGroups": {"value": [zone_group()]}})
     plain, fast = RecordedTenant(tmp_path), RecordedTenant(tmp_path)
     fast.trust_index()
     assert decode_unit("privateEndpoints", (tmp_path / "arm" / f"{sub_list('privateEndpoints')}.json").read_bytes()) \
         is None
     assert isinstance(fast.get(sub_list("networkInterfaces"), kind="networkInterfaces")["value"], Prebuilt)
+    assert isinstance(fast.get(f"{PE}/privateDnsZoneGroups", kind="privateDnsZoneGroups")["value"], Prebuilt)
+    assert not isinstance(plain.get(sub_list("networkInterfaces"), kind="networkInterfaces")["value"], Prebuilt)
     with interning():
         a = collect(plain, manifest=plain.manifest, workers=1)
     with interning():
         b = collect(fast, manifest=fast.manifest, workers=1)
     assert a.lists == b.lists and a.gaps == b.gaps and a.zone_groups == b.zone_groups
-    assert len(a.lists["privateEndpoints"][SUB.lower()].items) == 3
+    assert len(a.lists["privateEndpoints"][SUB.lower()].items) == 3 and a.zone_groups[PE.lower()].value
 
 
 def test_a_nic_read_by_id_is_not_a_list() -> None:
