@@ -1,8 +1,9 @@
 """A typed decoder for the bulk list kinds of a recorded tenant: file bytes straight to the unit the parser would give.
 
 At 100k resources the private-endpoint and NIC lists are 100 MB of the tenant's 170 MB and 70k of its items, and the
-endpoints' zone-group lists 30k of its 57k files. The generic path decodes each item into dicts (every field, the
-ones nothing reads too), then walks them through the defensive accessors of :mod:`plmon.monitor.collect.builder`.
+endpoints' zone-group lists 30k of its 57k files (the virtual networks, another 14 MB, are read here too). The
+generic path decodes each item into dicts (every field, the ones nothing reads too), then walks them through the
+defensive accessors of :mod:`plmon.monitor.collect.builder`.
 Here :mod:`msgspec` decodes only the fields the records keep into :class:`msgspec.Struct` objects (unknown fields
 are skipped while decoding), and the records are built from their attributes, with the same values and types as the
 builder's parse.
@@ -30,6 +31,7 @@ from plmon.monitor.collect.builder import (
     _new_nic,
     _new_nic_ip_config,
     _new_parsed,
+    _new_subnet,
     _new_zone_group,
     _tags,
     _words,
@@ -37,7 +39,7 @@ from plmon.monitor.collect.builder import (
 )
 from plmon.monitor.collect.inventory import Child, ListUnit
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
-from plmon.monitor.model.snapshot import ConsumerConnection, DnsZoneGroup
+from plmon.monitor.model.snapshot import ConsumerConnection, DnsZoneGroup, Peering, Subnet, VirtualNetwork
 
 __all__ = ["TYPED_LISTS", "Prebuilt", "decode_unit"]
 
@@ -151,6 +153,72 @@ class _Nics(msgspec.Struct):
     value: list[_Nic]
 
 
+class _SubnetProps(msgspec.Struct):
+    provisioningState: Any = None
+    addressPrefix: Any = None
+    addressPrefixes: list[Any] | None = None
+    routeTable: _Ref | None = None
+    networkSecurityGroup: _Ref | None = None
+    privateEndpointNetworkPolicies: Any = None
+    privateLinkServiceNetworkPolicies: Any = None
+    ipConfigurations: list[_Ref] | None = None
+    privateEndpoints: list[_Ref] | None = None
+
+
+class _Subnet(msgspec.Struct):
+    id: Any = None
+    name: Any = None
+    type: Any = None
+    location: Any = None
+    tags: Any = None
+    provisioningState: Any = None
+    properties: _SubnetProps = _UNSET
+
+
+class _Prefixes(msgspec.Struct):
+    addressPrefixes: list[Any] | None = None
+
+
+class _DhcpOptions(msgspec.Struct):
+    dnsServers: list[Any] | None = None
+
+
+class _PeeringProps(msgspec.Struct):
+    remoteVirtualNetwork: _Ref | None = None
+    peeringState: Any = None
+    allowVirtualNetworkAccess: Any = None
+    allowForwardedTraffic: Any = None
+    remoteAddressSpace: _Prefixes | None = None
+
+
+class _Peering(msgspec.Struct):
+    id: Any = None
+    name: Any = None
+    properties: _PeeringProps = _UNSET
+
+
+class _VnetProps(msgspec.Struct):
+    provisioningState: Any = None
+    addressSpace: _Prefixes | None = None
+    dhcpOptions: _DhcpOptions | None = None
+    subnets: list[_Subnet] | None = None
+    virtualNetworkPeerings: list[_Peering] | None = None
+
+
+class _Vnet(msgspec.Struct):
+    id: str
+    name: Any = None
+    type: Any = None
+    location: Any = None
+    tags: Any = None
+    provisioningState: Any = None
+    properties: _VnetProps = _UNSET
+
+
+class _Vnets(msgspec.Struct):
+    value: list[_Vnet]
+
+
 class _ZoneConfigProps(msgspec.Struct):
     privateDnsZoneId: Any = None
 
@@ -178,12 +246,14 @@ _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     "privateEndpoints": msgspec.json.Decoder(_Endpoints),
     "networkInterfaces": msgspec.json.Decoder(_Nics),
     "privateDnsZoneGroups": msgspec.json.Decoder(_ZoneGroups),
+    "virtualNetworks": msgspec.json.Decoder(_Vnets),
 }
 # The list reads decoded here: the plan's kind -> how the list's path (lower case) ends. A NIC read by id has the
 # same kind but is one resource, not a list.
 TYPED_LISTS = {"privateEndpoints": "/providers/microsoft.network/privateendpoints",
                "networkInterfaces": "/providers/microsoft.network/networkinterfaces",
-               "privateDnsZoneGroups": "/privatednszonegroups"}
+               "privateDnsZoneGroups": "/privatednszonegroups",
+               "virtualNetworks": "/providers/microsoft.network/virtualnetworks"}
 
 
 def decode_unit(kind: str, data: bytes) -> ListUnit | Child | None:
@@ -198,6 +268,8 @@ def decode_unit(kind: str, data: bytes) -> ListUnit | Child | None:
             return _endpoints(body.value)
         if kind == "networkInterfaces":
             return _nics(body.value)
+        if kind == "virtualNetworks":
+            return _vnets(body.value)
         return _zone_groups(body.value)
     except Exception:  # refused (msgspec.DecodeError, or anything a record met): the generic way decides
         return None
@@ -234,9 +306,9 @@ def _strs(values: Any) -> tuple[str, ...]:
     return tuple(v for v in values if type(v) is str and v)
 
 
-def _base(item: _Endpoint | _Nic, props_state: Any, fallback_type: str) -> dict[str, Any]:
+def _base(item: _Endpoint | _Nic | _Vnet | _Subnet, props_state: Any, fallback_type: str) -> dict[str, Any]:
     raw = item.id
-    if not raw.strip():
+    if type(raw) is not str or not raw.strip():
         raise ValueError("blank id")  # the parser makes it a gap: left to it
     rid = parse_id(raw)
     name = _s(item.name)
@@ -344,3 +416,50 @@ def _zone_groups(items: list[_ZoneGroup]) -> Child:
         groups.append(_new_zone_group(id=rid, name=_e(g.name) or rid.name, zone_ids=zone_ids,
                                       config_names=_words(_s(c.name) for c in configs)))
     return Child(tuple(groups))
+
+
+# --- virtual networks and their subnets ---------------------------------------------------------------------------
+
+def _subnet(item: _Subnet, vnet_id: ArmId) -> Subnet:
+    p = item.properties if item.properties is not _UNSET else _SubnetProps()
+    base = _base(item, p.provisioningState, "Microsoft.Network/virtualNetworks/subnets")
+    prefixes = _strs([_s(p.addressPrefix), *(p.addressPrefixes or ())])
+    return _new_subnet(
+        **base, vnet_id=vnet_id, address_prefixes=tuple(dict.fromkeys(prefixes)),
+        route_table_id=_ref(p.routeTable), nsg_id=_ref(p.networkSecurityGroup),
+        private_endpoint_network_policies=_s(p.privateEndpointNetworkPolicies),
+        private_link_service_network_policies=_s(p.privateLinkServiceNetworkPolicies),
+        ip_configuration_ids=_refs(p.ipConfigurations), private_endpoint_ids=_refs(p.privateEndpoints))
+
+
+def _peering(x: _Peering) -> Peering:
+    rid = parse_id(x.id)
+    p = x.properties if x.properties is not _UNSET else _PeeringProps()
+    space = p.remoteAddressSpace
+    return Peering(
+        id=rid, name=_s(x.name) or rid.name, remote_vnet_id=_ref(p.remoteVirtualNetwork), state=_s(p.peeringState),
+        allow_virtual_network_access=_b(p.allowVirtualNetworkAccess) is not False,
+        allow_forwarded_traffic=bool(_b(p.allowForwardedTraffic)),
+        remote_address_prefixes=_strs(space.addressPrefixes or () if space is not None else ()))
+
+
+def _vnets(items: list[_Vnet]) -> ListUnit:
+    parsed = []
+    refs: list[tuple[str, str | None]] = []
+    for item in items:
+        p = item.properties if item.properties is not _UNSET else _VnetProps()
+        base = _base(item, p.provisioningState, "Microsoft.Network/virtualNetworks")
+        subnets = tuple(_subnet(sub, base["id"]) for sub in p.subnets or () if _s(sub.id))
+        peerings = p.virtualNetworkPeerings or ()
+        space, dhcp = p.addressSpace, p.dhcpOptions
+        vnet = VirtualNetwork(
+            **base, address_prefixes=_strs(space.addressPrefixes or () if space is not None else ()),
+            subnet_ids=tuple(sub.id for sub in subnets), peerings=tuple(_peering(x) for x in peerings if _s(x.id)),
+            dns_servers=_strs(dhcp.dnsServers or () if dhcp is not None else ()))
+        parsed.append(_new_parsed((0, base["id"].key), (vnet, subnets)))
+        for x in peerings:  # as the plan's lenient walk reads them: a peering without an id included
+            remote = x.properties.remoteVirtualNetwork if x.properties is not _UNSET else None
+            raw = _s(remote.id) if remote is not None else None
+            if raw is not None:
+                refs.append((raw, _s(item.name)))
+    return unit_of("virtualNetworks", tuple(parsed), tuple(refs), frozenset())

@@ -39,6 +39,22 @@ def zone_group(name: str = "default") -> dict[str, Any]:
                 {"name": "privatelink-blob", "properties": {"privateDnsZoneId": zone, "recordSets": []}}]}}
 
 
+def vnet(name: str = "vnet1") -> dict[str, Any]:
+    vid = f"{net()}/virtualNetworks/{name}"
+    return {"id": vid, "name": name, "type": "Microsoft.Network/virtualNetworks", "location": "westeurope",
+            "properties": {"addressSpace": {"addressPrefixes": ["10.0.0.0/16"]}, "dhcpOptions": {"dnsServers": []},
+                           "subnets": [{"id": f"{vid}/subnets/pe", "name": "pe", "properties": {
+                               "addressPrefix": "10.0.1.0/24", "privateEndpointNetworkPolicies": "Disabled",
+                               "routeTable": {"id": f"{net()}/routeTables/rt"},
+                               "ipConfigurations": [{"id": f"{NIC}/ipConfigurations/ipc"}],
+                               "privateEndpoints": [{"id": PE}]}}],
+                           "virtualNetworkPeerings": [{"id": f"{vid}/virtualNetworkPeerings/p", "name": "p",
+                                                       "properties": {
+                                                           "remoteVirtualNetwork": {"id": f"{net()}/virtualNetworks/h"},
+                                                           "peeringState": "Connected",
+                                                           "allowForwardedTraffic": True}}]}}
+
+
 def generic(kind: str, body: Any) -> Any:
     items = RecordedTenant._decode(json.dumps(body).encode(), "x")["value"]
     return parse_child(kind, items) if kind == "privateDnsZoneGroups" else list_unit(kind, items)
@@ -91,6 +107,21 @@ QUIRKS: list[tuple[str, list[str | int], Any]] = [
     ("networkInterfaces", ["properties", "privateEndpoint"], None),
     ("networkInterfaces", ["properties", "virtualMachine"], {"id": f"{net()}/virtualMachines/vm"}),
     ("networkInterfaces", ["id"], NIC.replace("/providers/", "/provders/")),
+    ("virtualNetworks", ["properties", "subnets"], [{"name": "no id"}, 4]),
+    ("virtualNetworks", ["properties", "subnets", 0, "id"], "  "),
+    ("virtualNetworks", ["properties", "subnets", 0, "properties"], None),
+    ("virtualNetworks", ["properties", "subnets", 0, "properties", "addressPrefixes"], ["10.0.2.0/24", 7]),
+    ("virtualNetworks", ["properties", "subnets", 0, "properties", "routeTable"], "rt"),
+    ("virtualNetworks", ["properties", "subnets", 0, "properties", "ipConfigurations"], [{"id": ""}, "x"]),
+    ("virtualNetworks", ["properties", "virtualNetworkPeerings"], [{"properties": {"remoteVirtualNetwork": {
+        "id": f"{net()}/virtualNetworks/noid"}}}]),
+    ("virtualNetworks", ["properties", "virtualNetworkPeerings", 0, "properties", "allowVirtualNetworkAccess"],
+     "False"),
+    ("virtualNetworks", ["properties", "virtualNetworkPeerings", 0, "properties", "remoteAddressSpace"], []),
+    ("virtualNetworks", ["properties", "virtualNetworkPeerings", 0, "properties"], None),
+    ("virtualNetworks", ["properties", "addressSpace"], None),
+    ("virtualNetworks", ["properties", "dhcpOptions", "dnsServers"], ["10.0.0.4", None]),
+    ("virtualNetworks", ["name"], ""),
     ("privateDnsZoneGroups", ["id"], None),
     ("privateDnsZoneGroups", ["id"], ""),
     ("privateDnsZoneGroups", ["name"], ""),
@@ -106,6 +137,8 @@ QUIRKS: list[tuple[str, list[str | int], Any]] = [
 def _item(kind: str) -> dict[str, Any]:
     if kind == "privateDnsZoneGroups":
         return zone_group()
+    if kind == "virtualNetworks":
+        return vnet()
     return endpoint("pe1", f"{net()}/storageAccounts/st1") if kind == "privateEndpoints" else nic()
 
 
@@ -135,6 +168,8 @@ def test_the_common_shapes_and_microsofts_examples_decode_typed() -> None:
               ("privateEndpoints", example("network/PrivateEndpointList.json")),
               ("networkInterfaces", {"value": [example("network/NetworkInterfaceGet.json")]}),
               ("privateDnsZoneGroups", {"value": [zone_group(), zone_group("second")]}),
+              ("virtualNetworks", {"value": [vnet(), vnet("vnet2")]}),
+              ("virtualNetworks", {"value": [example("network/VirtualNetworkGet.json")]}),
               ("privateDnsZoneGroups", {"value": [example("network/PrivateEndpointDnsZoneGroupGet.json")]})]
     for kind, body in bodies:
         with interning():
