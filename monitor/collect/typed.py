@@ -346,24 +346,35 @@ def _connections(pe_id: ArmId, p: _EndpointProps) -> tuple[ConsumerConnection, .
 
 
 def _endpoints(items: list[_Endpoint]) -> ListUnit:
+    """The endpoints' unit, :func:`_base` and the accessors written out inline: 35k endpoints at 100k resources."""
     parsed = []
     refs = []
+    intern = sys.intern
     for item in items:
         p = item.properties if item.properties is not _UNSET else _EndpointProps()
-        base = _base(item, p.provisioningState, "Microsoft.Network/privateEndpoints")
-        ips: list[Any] = []
-        for c in p.ipConfigurations or ():
-            ips.append(_s(c.properties.privateIPAddress) if c.properties is not _UNSET else None)
+        raw = item.id
+        if not raw.strip():
+            raise ValueError("blank id")  # the parser makes it a gap: left to it
+        pe_id = parse_id(raw)
+        name, type_, location, state = item.name, item.type, item.location, p.provisioningState
+        if type(state) is not str or not state:
+            state = item.provisioningState
+        # The IPs in the parser's order; what is no text is dropped below, as the parser drops it.
+        ips: list[Any] = [c.properties.privateIPAddress for c in p.ipConfigurations or () if c.properties is not _UNSET]
         dns = p.customDnsConfigs or ()
         for d in dns:
             ips.extend(d.ipAddresses or ())
-        pe_id = base["id"]
         nic_ids = _refs(p.networkInterfaces)
         connections = _connections(pe_id, p)
-        ip_addresses = tuple(dict.fromkeys(_strs(ips)))
+        ip_addresses = tuple(dict.fromkeys([ip for ip in ips if type(ip) is str and ip]))
         record = _new_endpoint(
-            **base, subnet_id=_ref(p.subnet), connections=connections, ip_addresses=ip_addresses,
-            nic_ids=nic_ids, custom_dns_fqdns=_strs(_s(d.fqdn) for d in dns), dns_zone_groups=None)
+            id=pe_id, name=pe_id.name if type(name) is not str or not name or name == pe_id.name else name,
+            type=intern(type_) if type(type_) is str and type_ else "Microsoft.Network/privateEndpoints",
+            location=intern(location) if type(location) is str and location else None,
+            tags=_NO_TAGS if item.tags is None else _tags(item.tags),
+            provisioning_state=intern(state) if type(state) is str and state else None,
+            subnet_id=_ref(p.subnet), connections=connections, ip_addresses=ip_addresses, nic_ids=nic_ids,
+            custom_dns_fqdns=tuple([f for d in dns if type(f := d.fqdn) is str and f]), dns_zone_groups=None)
         parsed.append(_new_parsed((0, pe_id.key), record, scope=item.id[:500]))
         refs.append(_new_endpoint_refs(pe_id, bool(ip_addresses), tuple(n.raw for n in nic_ids),
                                        tuple(c.target_id for c in connections if c.target_id is not None)))
@@ -373,29 +384,47 @@ def _endpoints(items: list[_Endpoint]) -> ListUnit:
 # --- network interfaces -----------------------------------------------------------------------------------------
 
 def _nics(items: list[_Nic]) -> ListUnit:
+    """The NICs' unit, :func:`_base` and the accessors written out inline: 35k NICs at 100k resources."""
     parsed = []
     refs = []
+    intern = sys.intern
     for item in items:
         p = item.properties if item.properties is not _UNSET else _NicProps()
-        base = _base(item, p.provisioningState, "Microsoft.Network/networkInterfaces")
+        raw = item.id
+        if not raw.strip():
+            raise ValueError("blank id")  # the parser makes it a gap: left to it
+        nic_id = parse_id(raw)
         configs = []
         for c in p.ipConfigurations or ():
-            raw = _s(c.id)
-            if raw is None:
+            cid_raw = c.id
+            if type(cid_raw) is not str or not cid_raw:
                 continue
-            cid = parse_id(raw)
+            cid = parse_id(cid_raw)
             cp = c.properties if c.properties is not _UNSET else _NicIpProps()
-            name = _s(c.name)
+            name, ip, subnet = c.name, cp.privateIPAddress, cp.subnet
+            subnet_raw = subnet.id if subnet is not None else None
             configs.append(_new_nic_ip_config(
-                id=cid, name=("" if name is None else cid.name if name == cid.name else name),
-                private_ip=_s(cp.privateIPAddress), subnet_id=_ref(cp.subnet),
+                id=cid, name=("" if type(name) is not str or not name else cid.name if name == cid.name else name),
+                private_ip=ip if type(ip) is str and ip else None,
+                subnet_id=parse_id(subnet_raw) if type(subnet_raw) is str and subnet_raw else None,
                 backend_pool_ids=_refs(cp.loadBalancerBackendAddressPools)))
+        name, type_, location, state = item.name, item.type, item.location, p.provisioningState
+        if type(state) is not str or not state:
+            state = item.provisioningState
         pe_ref = p.privateEndpoint
-        record = _new_nic(**base, enable_ip_forwarding=bool(_b(p.enableIPForwarding)), ip_configs=tuple(configs),
-                          private_endpoint_id=_ref(pe_ref), virtual_machine_id=_ref(p.virtualMachine))
-        parsed.append(_new_parsed((0, base["id"].key), record))
         pe_raw = _s(pe_ref.id) if pe_ref is not None else None
-        refs.append((parse_id(repair_provider_typo(item.id)).key,
+        record = _new_nic(
+            id=nic_id, name=nic_id.name if type(name) is not str or not name or name == nic_id.name else name,
+            type=intern(type_) if type(type_) is str and type_ else "Microsoft.Network/networkInterfaces",
+            location=intern(location) if type(location) is str and location else None,
+            tags=_NO_TAGS if item.tags is None else _tags(item.tags),
+            provisioning_state=intern(state) if type(state) is str and state else None,
+            enable_ip_forwarding=bool(_b(p.enableIPForwarding)), ip_configs=tuple(configs),
+            private_endpoint_id=parse_id(pe_raw) if pe_raw else None, virtual_machine_id=_ref(p.virtualMachine))
+        parsed.append(_new_parsed((0, nic_id.key), record))
+        # The '/provders/' typo repaired (matched ignoring case, where only "s" has a non-ASCII twin): rare, so
+        # looked for first.
+        refs.append((parse_id(repair_provider_typo(raw)).key if "rovde" in raw.lower() else nic_id.key,
                      parse_id(pe_raw).key if pe_raw else None))
     return unit_of("networkInterfaces", tuple(parsed), tuple(refs), frozenset(k for k, _ in refs if k))
 

@@ -107,6 +107,8 @@ QUIRKS: list[tuple[str, list[str | int], Any]] = [
     ("networkInterfaces", ["properties", "privateEndpoint"], None),
     ("networkInterfaces", ["properties", "virtualMachine"], {"id": f"{net()}/virtualMachines/vm"}),
     ("networkInterfaces", ["id"], NIC.replace("/providers/", "/provders/")),
+    ("networkInterfaces", ["id"], NIC.replace("/providers/", "/PROVDERS/")),
+    ("networkInterfaces", ["id"], NIC.replace("/providers/", "/provder\u017f/")),
     ("virtualNetworks", ["properties", "subnets"], [{"name": "no id"}, 4]),
     ("virtualNetworks", ["properties", "subnets", 0, "id"], "  "),
     ("virtualNetworks", ["properties", "subnets", 0, "properties"], None),
@@ -226,3 +228,14 @@ def test_any_value_anywhere_is_read_as_the_parser_reads_it_or_refused(value: Any
     with interning():
         got, want = typed(kind, body), generic(kind, body)
     assert got is None or got == want
+
+
+@pytest.mark.parametrize("name", ["pe\u00e9", "provder\u017f", "K\u212a"])
+def test_non_ascii_text_written_as_is_decodes_typed_as_the_parser_reads_it(name: str) -> None:
+    """Proves: UTF-8 text with no escape (an accented name, the long s that the '/provders/' repair matches as an s)
+    is decoded typed, not refused, and gives the parser's unit."""
+    item = _with(nic(), ["id"], NIC.replace("/providers/", f"/{name}/"))
+    data = json.dumps({"value": [item, _with(nic(), ["name"], name)]}, ensure_ascii=False).encode()
+    with interning():
+        got = decode_unit("networkInterfaces", data)
+        assert got is not None and got == list_unit("networkInterfaces", RecordedTenant._decode(data, "x")["value"])
