@@ -310,6 +310,8 @@ class RecordedTenant:
         otherwise stay alive under the evaluation's peak of memory."""
         self._index = {}
         self._trusted = False  # an empty index no longer says what the folder holds
+        self._refusing = set()
+        self._typed = False  # later reads answer plain bodies, whoever asks
         self._listings.clear()
         self._folders.clear()
 
