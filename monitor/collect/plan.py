@@ -36,6 +36,7 @@ from plmon.monitor.collect.builder import (
 from plmon.monitor.collect.inventory import (
     BY_ID,
     AssociationUnit,
+    Child,
     CollectionStats,
     Inventory,
     ListUnit,
@@ -43,6 +44,7 @@ from plmon.monitor.collect.inventory import (
     ReadError,
     proves_absence,
 )
+from plmon.monitor.collect.typed import Prebuilt
 from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
 from plmon.monitor.model.kinds import KINDS, listed_providers
 from plmon.monitor.model.snapshot import CoverageGap
@@ -415,7 +417,9 @@ class _Run:
                 items = self.read_list(f"subscriptions/{sid}/providers/{type_}", kind,
                                        f"/subscriptions/{sid}", type_)
                 if items is not None:
-                    unit = results[(sid, kind)] = list_unit(kind, items)
+                    # A recorded folder may hand over the unit its typed decoder built (typed.Prebuilt).
+                    built = items.unit if isinstance(items, Prebuilt) else None
+                    unit = results[(sid, kind)] = built if isinstance(built, ListUnit) else list_unit(kind, items)
                     if early and kind in _CHILD_PARENTS:
                         self._children_read.add(id(unit))
                         for key, child in self._child_jobs_of(kind, unit):
@@ -541,7 +545,9 @@ def _child_list(run: _Run, into: dict[str, Any], parent_id: str, child: str, typ
     def job() -> None:
         items = run.read_list(f"{parent_id.strip('/')}/{child}", child, parent_id, type_)
         if items is not None:
-            into[parse_id(parent_id).key] = parse_child(child, items)
+            # A recorded folder may hand over the Child its typed decoder built (typed.Prebuilt).
+            built = items.unit if isinstance(items, Prebuilt) else None
+            into[parse_id(parent_id).key] = built if isinstance(built, Child) else parse_child(child, items)
     return job
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from plmon.monitor import outside_json
 from plmon.monitor.collect.list_items import ListItems
 from plmon.monitor.collect.plan import ReadError
+from plmon.monitor.collect.typed import TYPED_LISTS, Prebuilt, decode_unit
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.clock import parse_time
 
@@ -67,6 +68,9 @@ class RecordedTenant:
             self._index, self._complete = _index_folder(str(arm))
         # Set by trust_index(): a path the (complete) index lacks is absent, without looking on disk.
         self._trusted = False
+        self._refusing: set[str] = set()
+        # Set by trust_index(): the bulk lists (typed.TYPED_LISTS) are decoded straight into their units.
+        self._typed = False
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
         self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
@@ -137,8 +141,15 @@ class RecordedTenant:
         lists of types a subscription does not have); each walked cached folder listings and stat-ed a folder, for
         itself and for each scope above it (a refused scope is looked for there), 23k walks in all: about 0.4 s of
         CPU. The index already says they are absent, unless it skipped a folder (a symlinked or unreadable one, which
-        only the walk on disk sees): then the walk stays. A daemon, whose folder may change, never calls this."""
+        only the walk on disk sees): then the walk stays. A daemon, whose folder may change, never calls this.
+
+        The bulk lists are then decoded by the typed decoder (:mod:`plmon.monitor.collect.typed`), which hands the
+        plan their units (only a one-shot command's plan, which keeps them as they are, meets its bodies)."""
         self._trusted = self._complete
+        self._typed = True
+        # The scopes (lower case, no suffix) an error file refuses, so a trusted miss below none of them answers
+        # without walking its scopes through refused_scope (6k misses at 100k resources, each a walk of 3-5 scopes).
+        self._refusing = {rel[:-11] for rel in self._index if rel.endswith(".error.json")} if self._trusted else set()
 
     def _found_on_disk(self, rel: str) -> tuple[Path | None, bool]:
         """``file_for`` for a path the index does not (or no longer) hold: looked up on disk, then indexed.
@@ -196,7 +207,7 @@ class RecordedTenant:
             self._folders[rel] = here
         return here
 
-    def _read_indexed(self, rel: str) -> tuple[Any, bool, str] | None:
+    def _read_indexed(self, rel: str, kind: str = "") -> tuple[Any, bool, str] | None:
         """The parsed body of the indexed file answering ``rel``, whether it is an error file and its path, or None.
 
         A hit costs no ``stat``: the read itself tells a file deleted since it was indexed (it is then dropped
@@ -213,6 +224,10 @@ class RecordedTenant:
                 continue
             except OSError as err:
                 raise InputError(f"{found}: cannot read ({err.strerror})") from None
+            if self._typed and not is_error and rel.endswith(TYPED_LISTS.get(kind, "\0")):
+                unit = decode_unit(kind, data)
+                if unit is not None:  # else refused: decoded and parsed the generic way
+                    return {"value": Prebuilt(unit)}, False, found
             return self._decode(data, found), is_error, found
         return None
 
@@ -239,7 +254,7 @@ class RecordedTenant:
         return names
 
     def get(self, path: str, *, kind: str = "") -> Any:
-        hit = self._read_indexed(path.strip("/").split("?", 1)[0].lower())
+        hit = self._read_indexed(path.strip("/").split("?", 1)[0].lower(), kind)
         where: Path | str
         if hit is not None:
             body, is_error, where = hit
@@ -251,9 +266,16 @@ class RecordedTenant:
         return body
 
     def _get_unindexed(self, path: str) -> tuple[Any, bool, Path | str]:
-        """:meth:`get` for a path with no indexed file: on disk, under a refused scope, in a list, or none."""
-        found, is_error = self.file_for(path)
-        if found is None:
+        """:meth:`get` for a path with no indexed file: on disk, under a refused scope, in a list, or none.
+
+        With the index trusted, :meth:`_read_indexed` has just found (and pruned) both spellings absent from it, so
+        no file answers the path itself, and no scope above it is refused unless an error file names one of them.
+        """
+        found: Path | None = None
+        is_error = False
+        if not self._trusted:
+            found, is_error = self.file_for(path)
+        if found is None and (not self._trusted or self._under_refusing(path)):
             refused = self._list_items.refused_scope(path)
             if refused is not None:
                 found, is_error = refused, True  # under a refused scope: refused too, as ARM answers
@@ -268,6 +290,19 @@ class RecordedTenant:
             found, is_error = held[1], True  # its list is refused: so is the read of what it holds
         return self._load(found), is_error, found
 
+    def _under_refusing(self, path: str) -> bool:
+        """Whether some scope above ``path`` (a leading run of its segments) has an error file in the index."""
+        rel = path.strip("/").split("?", 1)[0].lower()
+        if "//" in rel:
+            return True  # refused_scope drops empty segments: let it decide
+        refusing = self._refusing
+        cut = rel.find("/")
+        while cut > 0:
+            if rel[:cut] in refusing:
+                return True
+            cut = rel.find("/", cut + 1)
+        return False
+
     def forget(self) -> None:
         """Drop the folder's index and cached listings; later reads still answer, walking the folder on disk.
 
@@ -275,6 +310,8 @@ class RecordedTenant:
         otherwise stay alive under the evaluation's peak of memory."""
         self._index = {}
         self._trusted = False  # an empty index no longer says what the folder holds
+        self._refusing = set()
+        self._typed = False  # later reads answer plain bodies, whoever asks
         self._listings.clear()
         self._folders.clear()
 

@@ -410,3 +410,24 @@ def test_a_symlinked_folder_keeps_the_walk_on_disk(tmp_path: Path) -> None:
     t.trust_index()
     assert not t._trusted
     assert t.get(sub_list("privateEndpoints"), kind="x")["value"][0]["id"].endswith("/pe1")
+
+
+def test_a_trusted_miss_walks_the_scopes_only_below_an_error_file(tmp_path: Path) -> None:
+    """Proves: with the index trusted, a path no file answers skips the walk of its scopes unless an error file
+    names one of them; below one it is still that scope's refusal, and the answers are the walk's."""
+    write_tenant(tmp_path, {
+        f"subscriptions/{SUB2}/resourceGroups/rg-x.error": {"status": 403, "error": {"code": "Denied"}},
+    }, subscriptions=[SUB, SUB2])
+    walking, trusting = RecordedTenant(tmp_path), RecordedTenant(tmp_path)
+    trusting.trust_index()
+    walked: list[str] = []
+    walk = trusting._list_items.refused_scope
+    trusting._list_items.refused_scope = lambda path: walked.append(path) or walk(path)  # type: ignore[method-assign]
+    free = [f"{net()}/privateEndpoints/pe1/privateDnsZoneGroups", f"{net()}/privateEndpoints/pe1",
+            f"{net(SUB2, 'rg-y')}/privateEndpoints", sub_list("privateEndpoints", SUB2)]
+    refused = [f"{net(SUB2, 'rg-x')}/privateEndpoints", f"{net(SUB2, 'rg-X')}/privateEndpoints/pe1",
+               f"subscriptions/{SUB2}//resourceGroups/rg-y/providers/Microsoft.Network/privateEndpoints"]
+    for path in free + refused:
+        assert _answer(trusting, path.lstrip("/")) == _answer(walking, path.lstrip("/")), path
+    assert _answer(trusting, refused[0].lstrip("/"))[:2] == (403, "Denied")
+    assert walked == [p.lstrip("/") for p in refused] + [refused[0].lstrip("/")]
