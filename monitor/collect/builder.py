@@ -1113,6 +1113,8 @@ class _Relink:
         return tuple(out)
 
     def _targets(self) -> None:
+        if not self.touched.targets_added and self._targets_in_place():
+            return
         old, dirty = self.old.targets, self.touched.targets
         out: dict[str, Target] = {}
         for key, unit in self.inv.targets.items():
@@ -1128,6 +1130,38 @@ class _Relink:
         # every other key's record is its unit's target (or failed target) as the last link left it
         self.changed["targets"] = frozenset(dirty)
         self.links.gaps["targets"] = tuple(g for u in self.inv.targets.values() for g in u.gaps)
+
+    def _targets_in_place(self) -> bool:
+        """The targets re-derived for the touched keys only, the others kept in place: when no key was added to the
+        inventory's targets or errors (:attr:`Touched.targets_added`) and each touched key is gone or was in the
+        snapshot before, the link's order is the snapshot's. Walking every target took ~20 ms of a PaaS target's
+        event at 100k resources (issue 14). False (nothing done) when that cannot be shown."""
+        old, dirty, inv = self.old.targets, self.touched.targets, self.inv
+        out = _copy(old)
+        for key in dirty:
+            unit = inv.targets.get(key)
+            error = inv.target_errors.get(key)
+            if unit is not None and error is not None:
+                return False   # in both (no re-read leaves that): the whole derivation says which wins where
+            if unit is not None and unit.target is not None:
+                record: Target | None = unit.target
+            elif error is not None:
+                prev = old.get(key)
+                made = failed_target(*error)
+                record = prev if prev is not None and prev == made else made
+            else:
+                record = None
+            if record is None:
+                out.pop(key, None)
+            elif key in old:
+                out[key] = record
+            else:
+                return False   # a key new to the snapshot: its place is the inventory's
+        if self._gaps_before["targets"] or any(u.gaps for k in dirty if (u := inv.targets.get(k)) is not None):
+            self.links.gaps["targets"] = tuple(g for u in inv.targets.values() for g in u.gaps)
+        self.fields["targets"] = out
+        self.changed["targets"] = frozenset(dirty)
+        return True
 
     def _endpoints(self) -> set[str]:
         """Re-link the touched endpoints and those whose NICs changed; the keys whose record changed."""

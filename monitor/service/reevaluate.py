@@ -381,10 +381,12 @@ def _reread_target(get: Any, inv: Inventory, raw: str, touched: Touched) -> None
     except ReadError as err:
         if proves_absence(err):  # deleted: exactly what a full collection would record
             inv.targets.pop(key, None)
+            touched.targets_added = touched.targets_added or key not in inv.target_errors
             inv.target_errors[key] = (raw, err.with_traceback(None))  # its frames would hold the step's locals
             touched.targets.add(key)
             return
         raise
+    touched.targets_added = touched.targets_added or key not in inv.targets
     inv.targets[key] = _same(inv.targets.get(key), parse_target(key, body))
     inv.target_errors.pop(key, None)
     touched.targets.add(key)
