@@ -9,7 +9,7 @@ from plmon.checks.finding import Issue, Severity
 from plmon.checks.links import VIEW_READS, ConnectionView, plain_views, views_of
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import alternative, az, lines, note
-from plmon.checks.units import each, each_item, plain
+from plmon.checks.units import Index, each, each_item, lookup, plain
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.kinds import listed_providers
 from plmon.monitor.model.snapshot import Snapshot, TargetState, lower
@@ -222,6 +222,21 @@ def _listed_under_short_id(snap: Snapshot, target: ArmId) -> bool:
                for o in (*snap.private_link_services.values(), *snap.rmpls.values()))
 
 
+# Which Private Link Services and RMPLs the snapshot holds, by key: target-missing asks only whether its target is
+# there, so under the daemon a change to a service (its visibility, its connections) is no change of what its ~500
+# endpoints read at 100k resources, and they are not judged again by every endpoint check (issue 14).
+PLS_KEYS = Index("connection.pls_keys", "private_link_services", lambda snap, pls: (pls.key,))
+RMPL_KEYS = Index("connection.rmpl_keys", "rmpls", lambda snap, rmpl: (rmpl.key,))
+
+
+def _provider_listed(snap: Snapshot, key: str) -> bool:
+    """``key in snap.private_link_services or key in snap.rmpls``, read under the daemon as the presence of the key
+    (an index entry) rather than the record."""
+    if plain():
+        return key in snap.private_link_services or key in snap.rmpls
+    return bool(lookup(snap, PLS_KEYS, key)) or bool(lookup(snap, RMPL_KEYS, key))
+
+
 @check(
     id="connection.target-missing", title="Private endpoint targets a resource that does not exist",
     severity=Severity.MEDIUM,
@@ -247,7 +262,7 @@ def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]
                     missing.append((conn, f"{target.error_status} {target.error_code} on a read of its id"))
                 continue
             if tid.type_key in LISTED_PROVIDER_TYPES and tid.subscription and \
-                    tid.key not in snap.private_link_services and tid.key not in snap.rmpls and \
+                    not _provider_listed(snap, tid.key) and \
                     not _listed_under_short_id(snap, tid) and \
                     snap.coverage.covers(f"/subscriptions/{tid.subscription.lower()}", tid.type_key or ""):
                 missing.append((conn, f"absent from the {tid.type} list of subscription {tid.subscription}"))

@@ -10,6 +10,7 @@ from typing import Any
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.registry import Param, check
 from plmon.checks.remedy import az
+from plmon.checks.units import Index, each, each_key, lookup, plain
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import PrivateLinkService, Snapshot, lower
 
@@ -32,10 +33,10 @@ def _subs_arg(values: list[str]) -> list[str]:
               "then depend on manual review alone.",
     remediation="Restrict visibility to the subscriptions that should consume the service.",
     references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
-    reads=("private_link_services",),
+    reads=("private_link_services",), over="private_link_services",
 )
 def visibility_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for pls in snap.private_link_services.values():
+    for pls in each(snap, "private_link_services"):
         if "*" in _subs(pls.visibility):
             yield Issue(pls.id, f"Private Link Service {pls.name} is visible to all subscriptions ('*').",
                         {"visibility.subscriptions": list(pls.visibility), "alias": pls.alias},
@@ -50,10 +51,10 @@ def visibility_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
               "misunderstanding of who can connect and is silently ineffective or overly broad.",
     remediation="Remove auto-approval entries that are not in the visibility list, or add them to it.",
     references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
-    reads=("private_link_services",),
+    reads=("private_link_services",), over="private_link_services",
 )
 def auto_approval_not_subset(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for pls in snap.private_link_services.values():
+    for pls in each(snap, "private_link_services"):
         visible = _subs(pls.visibility)
         if "*" in visible:
             continue
@@ -76,10 +77,10 @@ def auto_approval_not_subset(snap: Snapshot, params: Mapping[str, Any]) -> Itera
               "reachable from networks its owner has never seen.",
     remediation="Replace '*' with the consumer subscriptions that may connect without review.",
     references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
-    reads=("private_link_services",),
+    reads=("private_link_services",), over="private_link_services",
 )
 def auto_approval_wildcard(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for pls in snap.private_link_services.values():
+    for pls in each(snap, "private_link_services"):
         if "*" in _subs(pls.auto_approval):
             yield Issue(pls.id, f"Private Link Service {pls.name} auto-approves every subscription ('*').",
                         {"autoApproval.subscriptions": list(pls.auto_approval),
@@ -92,6 +93,26 @@ def _nat_subnets(pls: PrivateLinkService) -> dict[str, ArmId]:
     return {c.subnet_id.key: c.subnet_id for c in pls.nat_ip_configs if c.subnet_id is not None}
 
 
+# The services of each NAT subnet: a kept index, so the daemon judges again only the NAT subnets whose services or
+# subnet an event touched, instead of both NAT checks over every service (issue 14).
+NAT_SUBNETS = Index("pls.nat_subnets", "private_link_services", lambda snap, pls: tuple(_nat_subnets(pls)))
+
+
+def _nat_users(snap: Snapshot) -> Iterator[tuple[str, list[PrivateLinkService]]]:
+    """Each NAT subnet's key with the services that take NAT IPs in it (in service key order, which is the
+    collection's order): one pass in a plain evaluation, under the daemon each subnet in its own frame (subnets in
+    key order instead of first use: each finding is about its own subnet, and findings are sorted)."""
+    if plain():
+        users: dict[str, list[PrivateLinkService]] = defaultdict(list)
+        for pls in snap.private_link_services.values():
+            for key in _nat_subnets(pls):
+                users[key].append(pls)
+        yield from users.items()
+        return
+    for subject in each_key(snap, NAT_SUBNETS):
+        yield str(subject), [snap.private_link_services[k] for k in lookup(snap, NAT_SUBNETS, subject)]
+
+
 @check(
     id="pls.nat-subnet-policy", title="Private Link Service NAT subnet keeps network policies enabled",
     severity=Severity.MEDIUM,
@@ -100,14 +121,11 @@ def _nat_subnets(pls: PrivateLinkService) -> dict[str, ArmId]:
     remediation="Disable privateLinkServiceNetworkPolicies on the NAT subnet.",
     references=(PLS_POLICY,),
     controls=("MCSB NS-1", "MCSB PV-2"),
-    reads=("private_link_services", "subnets"),
+    reads=("private_link_services", "subnets"), over=NAT_SUBNETS.name,
 )
 def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    users: dict[str, list[str]] = defaultdict(list)
-    for pls in snap.private_link_services.values():
-        for key in _nat_subnets(pls):
-            users[key].append(pls.id.raw)
-    for key, services in users.items():
+    for key, users in _nat_users(snap):
+        services = [pls.id.raw for pls in users]
         subnet = snap.subnets.get(key)
         if subnet is None:
             continue  # not readable: its network's list gap is in coverage
@@ -129,18 +147,18 @@ def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
     references=(PLS_DOC + "#nat-network-address-translation",),
     params={"min_free": Param.integer(8, "minimum free addresses in a NAT subnet")},
     controls=("MCSB PV-2",),
-    reads=("private_link_services", "subnets"),
+    reads=("private_link_services", "subnets"), over=NAT_SUBNETS.name,
 )
 def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    nat_configs: dict[str, set[str]] = defaultdict(set)
-    services: dict[str, list[str]] = defaultdict(list)
-    for pls in snap.private_link_services.values():
-        for i, c in enumerate(pls.nat_ip_configs):
-            if c.subnet_id is not None:
-                nat_configs[c.subnet_id.key].add(c.id.key if c.id else f"{pls.id.key}#{i}")
-                if pls.id.raw not in services[c.subnet_id.key]:
-                    services[c.subnet_id.key].append(pls.id.raw)
-    for key, configs in nat_configs.items():
+    for key, users in _nat_users(snap):
+        configs: set[str] = set()
+        services: list[str] = []
+        for pls in users:
+            for i, c in enumerate(pls.nat_ip_configs):
+                if c.subnet_id is not None and c.subnet_id.key == key:
+                    configs.add(c.id.key if c.id else f"{pls.id.key}#{i}")
+                    if pls.id.raw not in services:
+                        services.append(pls.id.raw)
         subnet = snap.subnets.get(key)
         if subnet is None:
             continue
@@ -163,7 +181,7 @@ def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue
                         f"at least {params['min_free']} are advised.",
                         {"address_prefixes": prefixes, "addresses": size, "reserved": 5 * len(prefixes),
                          "ip_configurations": len(used), "free": free,
-                         "private_link_services": services[key]},
+                         "private_link_services": services},
                         az("network", "vnet", "subnet", "update", "--ids", subnet.id.raw,
                            "--address-prefixes", "<larger-prefix>", comment="or add NAT IPs in a larger subnet"))
 
@@ -176,10 +194,10 @@ def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue
     remediation="Confirm the backend parses PROXY v2 and record it as a waiver, or turn it off.",
     references=(PLS_DOC + "#getting-connection-information-using-tcp-proxy-v2",),
     controls=("MCSB PV-2",),
-    reads=("private_link_services",),
+    reads=("private_link_services",), over="private_link_services",
 )
 def proxy_protocol(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for pls in snap.private_link_services.values():
+    for pls in each(snap, "private_link_services"):
         if pls.enable_proxy_protocol is True:
             yield Issue(pls.id, f"Private Link Service {pls.name} has enableProxyProtocol true.",
                         {"enableProxyProtocol": True},

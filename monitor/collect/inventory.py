@@ -156,6 +156,9 @@ class Touched:
     targets: set[str] = field(default_factory=set)        # target keys re-read, gone or no longer named
     associations: bool = False
     read: bool = False                                    # Inventory.read changed
+    # A target key was added to Inventory.targets or .target_errors (read anew, or moved between them): the link's
+    # order of the targets may differ, so relink derives them all again (else only the keys in ``targets``).
+    targets_added: bool = False
 
 
 @dataclass

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from plmon.monitor.errors import InputError
 from plmon.monitor.state.store import (
     AlertStatus,
@@ -27,6 +29,7 @@ from plmon.monitor.state.store import (
     ConflictError,
     FindingRecord,
     FindingState,
+    JsonSafe,
     OutboxRow,
     ScanRecord,
     iso,
@@ -43,6 +46,18 @@ _KEEP_TEXT = 64 * 1024
 # that opens or resolves it read it back (json.loads ~95 ms) and wrote it again (json.dumps ~100 ms, 13 MB through
 # the WAL). Known, it is parsed once, serialised once, compared by its text and written only when that changed.
 _KNOWN_LARGE = 4
+
+
+def _dumps(obj: Any) -> str:
+    """An object's stored text: keys sorted, as ``json.dumps(..., sort_keys=True)`` parses back; a :class:`JsonSafe`
+    finding through orjson (its maker checked orjson says it alike), anything else, or what orjson refuses, by
+    ``json``."""
+    if type(obj) is JsonSafe:
+        try:
+            return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+    return json.dumps(dict(obj), sort_keys=True)
 
 _MIGRATIONS: tuple[str, ...] = (
     # 1: findings, observations, scans, outbox, processed events. Event ids are deduplicated by the intake queue
@@ -333,7 +348,7 @@ class SqliteStore:
             hit = done.get(id(obj))
             if hit is not None and hit[0] is obj:
                 return hit[1]
-            text = json.dumps(dict(obj), sort_keys=True)
+            text = _dumps(obj)
             done[id(obj)] = (obj, text)
             return text
 

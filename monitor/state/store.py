@@ -18,8 +18,8 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 __all__ = [
-    "AlertStatus", "ChangeSet", "ConflictError", "FindingRecord", "FindingState", "OutboxRow", "ScanRecord",
-    "StateStore", "alert_id", "iso", "parse_iso",
+    "AlertStatus", "ChangeSet", "ConflictError", "FindingRecord", "FindingState", "JsonSafe", "OutboxRow",
+    "ScanRecord", "StateStore", "alert_id", "iso", "parse_iso",
 ]
 
 
@@ -33,6 +33,15 @@ class AlertStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"  # dead letter: max attempts reached; ``retry_failed`` re-queues
+
+
+class JsonSafe(dict[str, Any]):
+    """A finding's dict whose maker checked that orjson says it as ``json`` does (str keys, no NaN or infinity, which
+    orjson would write as null): a backend may serialise it with orjson, ~10x faster than ``json.dumps`` on the 13 MB
+    SNAT finding of a hub appliance at 100k resources (issue 14); what orjson still refuses (an int beyond 64 bits)
+    goes to ``json``. Equal to the plain dict it holds; a backend that knows nothing of it serialises any dict."""
+
+    __slots__ = ()
 
 
 class ConflictError(Exception):

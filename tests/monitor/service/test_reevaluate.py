@@ -242,3 +242,23 @@ def test_settle_freezes_the_collection_heap_before_readiness_and_a_later_one_col
         assert len(seen) == 2
     finally:
         gc.unfreeze()
+
+
+def test_an_existing_endpoints_event_leaves_the_read_set_and_coverage_as_they_were(tmp_path):
+    """Re-reading an endpoint whose zone groups were read already copies no read set and rebuilds no coverage; a new
+    endpoint's read is added to a copy, the previous inventory's set left as it was."""
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    d.full_collection()
+    assert d.inventory is not None and d.snapshot is not None
+    read, coverage = d.inventory.read, d.snapshot.coverage
+    _post(d, event(PE1, op="Microsoft.Network/privateEndpoints/write"))
+    assert d.process_pending().rereads == 1
+    assert d.inventory.read is read and d.snapshot.coverage is coverage
+    both = {"value": [endpoint("pe1", ACCOUNT_ID), endpoint("pe2", ACCOUNT_ID)]}
+    (folder / "arm" / f"{sub_list('privateEndpoints')}.json").write_text(json.dumps(both))
+    _post(d, event(PE2, op="Microsoft.Network/privateEndpoints/write"))
+    d.process_pending()
+    assert (PE2.lower(), "microsoft.network/privateendpoints/privatednszonegroups") in d.inventory.read
+    assert d.inventory.read is not read and (PE2.lower(), "microsoft.network/privateendpoints/privatednszonegroups") \
+        not in read and d.snapshot.coverage.read == frozenset(d.inventory.read)

@@ -12,7 +12,7 @@ import pytest
 
 from plmon.monitor.state import sqlite as sqlite_mod
 from plmon.monitor.state.sqlite import SqliteStore
-from plmon.monitor.state.store import ChangeSet, FindingRecord, FindingState, OutboxRow
+from plmon.monitor.state.store import ChangeSet, FindingRecord, FindingState, JsonSafe, OutboxRow
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -107,3 +107,23 @@ def test_large_finding_text_is_kept_apart_so_a_state_change_leaves_it_and_prune_
     assert db.execute("SELECT COUNT(*) FROM finding_texts").fetchone()[0] == 1
     assert store.prune(datetime(2027, 1, 1, tzinfo=UTC)) == 1
     assert db.execute("SELECT COUNT(*) FROM finding_texts").fetchone()[0] == 0
+
+
+def test_a_json_safe_finding_is_written_by_orjson_and_reads_back_equal(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A JsonSafe finding is not serialised by json (orjson says it) and parses back to the same dict; one orjson
+    refuses (an int beyond 64 bits) falls back to json."""
+    store = SqliteStore(tmp_path / "s.db")
+    calls: list[Any] = []
+    real = sqlite_mod.json.dumps
+    monkeypatch.setattr(sqlite_mod.json, "dumps", lambda obj, **kw: (calls.append(obj), real(obj, **kw))[1])
+    safe = JsonSafe(_big())
+    store.apply(ChangeSet(findings=[(_rec(safe), None)]))
+    assert not any(isinstance(c, dict) and "evidence" in c for c in calls), "json serialised a JsonSafe finding"
+    huge = JsonSafe({"evidence": {"n": 2 ** 70, "paths": _big()["evidence"]["paths"]}})
+    store.apply(ChangeSet(findings=[(replace(_rec(huge), resource_key="/subscriptions/s/y"), None)]))
+    assert any(isinstance(c, dict) and c.get("evidence", {}).get("n") == 2 ** 70 for c in calls)
+    monkeypatch.undo()
+    keys = ["/subscriptions/s/x", "/subscriptions/s/y"]
+    got = {r.resource_key: r.finding for r in store.findings(resource_keys=keys)}
+    assert got == {"/subscriptions/s/x": safe, "/subscriptions/s/y": huge}

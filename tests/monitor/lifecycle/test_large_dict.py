@@ -1,0 +1,78 @@
+"""A large finding's dict made for an event (transitions.large_dict) is its to_dict(), and is marked JSON-safe only
+when orjson would write it as json does."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from plmon.checks.finding import Finding, Severity
+from plmon.monitor.lifecycle.transitions import large_dict
+from plmon.monitor.model.arm_id import parse_id
+from plmon.monitor.state.store import JsonSafe
+
+RID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/azureFirewalls/fw"
+
+
+class Colour(StrEnum):
+    RED = "red"
+
+
+def _finding(evidence: Any) -> Finding:
+    return Finding("route.nva-missing-snat", RID, Severity.HIGH, "t", "m", "s", evidence, "az ...", None)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of equal types all the way down (json text compares NaN alike)."""
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True) and _types(a) == _types(b)
+
+
+def _types(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _types(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_types(x) for x in v]
+    return type(v).__name__
+
+
+def test_the_paths_of_an_appliance_give_to_dicts_dict_marked_json_safe() -> None:
+    """Nested path dicts, tuples, ids, enums and sets: to_dict's values and types, and JSON-safe."""
+    evidence = MappingProxyType({
+        "appliance": parse_id(RID), "snat_model": Colour.RED, "ranges": frozenset({"10.0.0.0/8"}),
+        "paths": tuple({"path": f"p{i}", "route": {"prefix": "0.0.0.0/0", "hops": (1, 2.5, None, True)},
+                        "endpoint": parse_id(RID + f"/x/{i}")} for i in range(1200))})
+    f = _finding(evidence)
+    got = large_dict(f)
+    assert type(got) is JsonSafe and got == f.to_dict() and _same(got, f.to_dict())
+    assert list(got) == list(f.to_dict())
+
+
+def test_what_orjson_would_say_otherwise_is_not_marked_json_safe() -> None:
+    """NaN (orjson writes null), a key that is no str, a scalar's subclass: equal to to_dict, but a plain dict."""
+    for odd in ({"x": float("nan")}, {1: "one"}, {"x": Colour.RED, "y": _Sub("s")}, {"x": float("inf")}):
+        f = _finding({"paths": [odd] * 3})
+        got = large_dict(f)
+        assert type(got) is dict and _same(got, f.to_dict()), odd
+
+
+class _Sub(str):
+    pass
+
+
+_leaf = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5))
+_tree = st.recursive(_leaf, lambda kids: st.one_of(st.lists(kids, max_size=4), st.tuples(kids, kids),
+                                                   st.dictionaries(st.text(max_size=3), kids, max_size=4)),
+                     max_leaves=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), _tree, max_size=5))
+def test_any_evidence_gives_to_dicts_values_and_types(evidence: dict[str, Any]) -> None:
+    """Random evidence: the same values and types as to_dict, whether marked JSON-safe or not."""
+    f = _finding(evidence)
+    assert _same(large_dict(f), f.to_dict())
