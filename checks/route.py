@@ -482,13 +482,29 @@ class _Rows:
     the others (``missing``/``unknown``, for ``route.nva-missing-snat`` and ``route.nva-snat-unknown``) while the
     firewall verdicts they read are the same (issue 14)."""
 
-    __slots__ = ("firewalls", "missing", "rows", "tagged", "unknown")
+    # The rows are kept as their paths, with their subject and verdicts once when they share them (a firewall's rows
+    # name the firewall and leave its verdicts out): a tuple per row cost ~9 MB of the daemon's RSS at 100k.
+    __slots__ = ("firewalls", "missing", "paths", "subjects", "tagged", "unknown", "verdicts")
 
     def __init__(self, rows: list[_Row], firewalls: dict[tuple[str, str], tuple[Firewall, str]],
                  tagged: frozenset[bool | None]) -> None:
-        self.rows, self.firewalls, self.tagged = rows, firewalls, tagged
+        self.paths = tuple(p for _s, p, _v in rows)
+        first = rows[0][0] if rows else None
+        self.subjects: ArmId | tuple[ArmId, ...] | None = first if all(s is first for s, _p, _v in rows) else \
+            tuple(s for s, _p, _v in rows)
+        self.verdicts: tuple[SnatVerdict | None, ...] | None = None if all(v is None for _s, _p, v in rows) else \
+            tuple(v for _s, _p, v in rows)
+        self.firewalls, self.tagged = firewalls, tagged
         self.missing: _Judged = None
         self.unknown: _Judged = None
+
+    @property
+    def rows(self) -> list[_Row]:
+        """(subject, path, verdict) per row, in path order (a firewall's verdict None: it reads the policy)."""
+        n = len(self.paths)
+        subjects = self.subjects if type(self.subjects) is tuple else (self.subjects,) * n
+        verdicts = self.verdicts if self.verdicts is not None else (None,) * n
+        return list(zip(subjects, self.paths, verdicts, strict=True))   # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.rows, self.firewalls, self.tagged))
@@ -519,7 +535,7 @@ def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
     if pe is None:
         return MISSING
     rows = _appliance_rows(snap, key[1], paths_for(snap, pe))
-    return rows if rows.rows else MISSING
+    return rows if rows.paths else MISSING
 
 
 def _same_rows(a: _Rows, b: _Rows) -> bool:
@@ -563,7 +579,9 @@ def _rows_of_hop(snap: Snapshot, p: PathResult) -> list[tuple[ArmId, SnatVerdict
     return hit[1]
 
 
-def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) -> dict[str, _Rows]:
+def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]
+                               ) -> dict[str, tuple[list[_Row], dict[tuple[str, str], tuple[Firewall, str]],
+                                                    frozenset[bool | None]]]:
     """:func:`_appliance_rows` for every appliance ``paths`` name (the keys :func:`_appliance_keys` gives, which
     name the same subjects), from one pass of :func:`_appliance_verdicts` instead of one per appliance (a plain
     evaluation's split: each hop's rows judged once per snapshot)."""
@@ -578,11 +596,12 @@ def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) ->
                 by_key[subject_id.key] = [x]
             else:
                 got.append(x)
-    out: dict[str, _Rows] = {}
+    out: dict[str, tuple[list[_Row], dict[tuple[str, str], tuple[Firewall, str]], frozenset[bool | None]]] = {}
     for key, rows in by_key.items():
         firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
                      for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
-        out[key] = _Rows(rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None))
+        # a plain evaluation's: (rows, firewalls, tag verdicts), what a _Rows iterates as, without its compaction
+        out[key] = (rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None))
     return out
 
 
@@ -686,9 +705,10 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
 
     kept = not plain()
     slot = "missing" if want is False else "unknown"
+    def split(paths: tuple[PathResult, ...]) -> dict[str, Any]:   # a plain evaluation's rows, as tuples
+        return _appliance_rows_by_subject(snap, paths)
     for key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
-                                           lambda key, paths: _appliance_rows(snap, key, paths),
-                                           lambda paths: _appliance_rows_by_subject(snap, paths)):
+                                           lambda key, paths: _appliance_rows(snap, key, paths), split):
         rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
         if kept:
             parts: list[dict[str, Any]] = []
