@@ -543,15 +543,25 @@ def _same_rows(a: _Rows, b: _Rows) -> bool:
     subjects, verdicts, firewalls (the very records: a firewall's verdict reads it), next hops and endpoints (the
     same objects), and paths that read the same (client subnet, destination, winning route). Then the appliance
     is not judged again when an event recomputed them (units.cutoff)."""
-    rows_a, fws_a, tags_a = a
-    rows_b, fws_b, tags_b = b
-    if len(rows_a) != len(rows_b) or tags_a != tags_b or fws_a.keys() != fws_b.keys() or \
+    fws_a, fws_b = a.firewalls, b.firewalls
+    if len(a.paths) != len(b.paths) or a.tagged != b.tagged or fws_a.keys() != fws_b.keys() or \
             any(fws_a[k][0] is not fws_b[k][0] for k in fws_a):
         return False
-    for (sa, pa, va), (sb, pb, vb) in zip(rows_a, rows_b, strict=True):
-        if sa.raw != sb.raw or pa.hop is not pb.hop or pa.endpoint is not pb.endpoint or \
+    sa, sb = a.subjects, b.subjects
+    if type(sa) is tuple or type(sb) is tuple:
+        n = len(a.paths)
+        ta = sa if type(sa) is tuple else (sa,) * n
+        tb = sb if type(sb) is tuple else (sb,) * n
+        if any(x.raw != y.raw for x, y in zip(ta, tb, strict=True)):   # type: ignore[union-attr]
+            return False
+    elif sa is not sb and (sa is None or sb is None or sa.raw != sb.raw):   # type: ignore[union-attr]
+        return False
+    va, vb = a.verdicts, b.verdicts
+    if va is not vb and (va is None or vb is None or va != vb):
+        return False
+    for pa, pb in zip(a.paths, b.paths, strict=True):
+        if pa.hop is not pb.hop or pa.endpoint is not pb.endpoint or \
                 pa.destination != pb.destination or pa.subnet_id.raw != pb.subnet_id.raw or \
-                not (va is vb or va == vb) or \
                 not (pa.route is pb.route or (pa.route is not None and pb.route is not None and
                                               pa.route.to_dict() == pb.route.to_dict())):
             return False
