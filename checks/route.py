@@ -714,7 +714,6 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
         return out
 
     kept = not plain()
-    slot = "missing" if want is False else "unknown"
     def split(paths: tuple[PathResult, ...]) -> dict[str, Any]:   # a plain evaluation's rows, as tuples
         return _appliance_rows_by_subject(snap, paths)
     for key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
@@ -725,21 +724,29 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
             snap.firewalls.get(key)   # what _policy_unread reads of a reused endpoint's rows, noted once
             last: list[Any] = [None, None]
             for entry in per_endpoint:
-                token = _verdicts_read(snap, entry.firewalls, last)
-                got = getattr(entry, slot)
+                fws = entry.firewalls
+                if not fws:
+                    token = _NO_FIREWALL
+                elif len(fws) == 1 and next(iter(fws.values()))[0] is last[0]:
+                    token = last[1]   # the subject's firewall, as the endpoint before read it
+                else:
+                    token = _verdicts_read(snap, fws, last)
+                got = entry.missing if want is False else entry.unknown
                 if got is token:
                     continue   # judged on the same verdicts before, with nothing to report
                 if type(got) is not tuple or got[0] is not token:
                     mine = () if want not in entry.tagged and not any(
                         firewall(fw, ip).snats is want for fw, ip in entry.firewalls.values()) else \
                         tuple(judge(entry.rows))
-                    if not mine:
-                        if token is not _UNKEPT:
-                            setattr(entry, slot, token)
-                        continue
-                    got = (token, mine, tuple({**_path_part(p), "snat": snat_of(v)} for _, p, v in mine))
+                    got = (token, mine, tuple({**_path_part(p), "snat": snat_of(v)} for _, p, v in mine)) \
+                        if mine else token   # nothing to report: the verdicts alone
                     if token is not _UNKEPT:
-                        setattr(entry, slot, got)
+                        if want is False:
+                            entry.missing = got
+                        else:
+                            entry.unknown = got
+                    if not mine:
+                        continue
                 rows += got[1]
                 parts += got[2]
         else:
