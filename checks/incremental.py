@@ -149,6 +149,7 @@ class Units:
                 held.append(f)
         if over and _WHOLE in produced:
             self.whole_only.add(chk.id)   # not judged per subject after all: re-run whole from now on
+        interned = self.memo.interned
         for key, reads in subjects.items():
             known = self.known.get(key)
             fresh: Iterable[Read] = reads
@@ -163,8 +164,9 @@ class Units:
                 fresh = [r for r in fresh if type(r[1]) is not str or r[1] != key]
                 if not fresh:
                     continue
-            else:
-                fresh = list(fresh)
+            # equal reads kept once (a subnet or a memo entry is read by thousands of subjects, each frame making its
+            # own tuple): ~100k tuples at 100k resources
+            fresh = [interned.setdefault(r, r) for r in fresh]
             if known is None:
                 self.known[key] = compact(fresh, len(fresh))
             else:

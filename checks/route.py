@@ -285,55 +285,95 @@ BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
     reads=_PATHS, over=SUBJECTS,
 )
 def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
-    for _key, paths in _per_subject(snap, BYPASSED, "route.udr-bypassed",
-                                    lambda key, paths: [p for p in paths if _bypassed_table(p) == [key]],
-                                    lambda paths: _split_by(paths, _bypassed_table)):
-        if not paths:
+    judged: Iterable[tuple[str, list[list[PathResult]]]]
+    if plain():
+        judged = ((k, [paths]) for k, paths in _per_subject(snap, BYPASSED, "route.udr-bypassed", _bypassed_paths,
+                                                            lambda paths: _split_by(paths, _bypassed_table)))
+    else:
+        judged = _per_endpoint(snap, BYPASSED, "route.udr-bypassed", _bypassed_paths)
+    for _key, per_endpoint in judged:
+        last = next((paths for paths in reversed(per_endpoint) if paths), None)
+        if last is None:
             continue
-        table = paths[-1].route_table_id
+        table = last[-1].route_table_id
         assert table is not None
         rg, name = _rg_and_name(table)
-        endpoints: dict[str, dict[str, Any]] = {}
+        endpoints: list[dict[str, Any]] = []
         fixes: list[str] = []
-        for p in paths:
-            assert p.endpoint is not None
-            udr = _bypassing(p)[0]
-            ek = f"{p.endpoint.key}|{p.destination}"
-            if ek not in endpoints:
-                ep_subnet = snap.subnet_of(p.endpoint)
-                endpoints[ek] = {
-                    "private_endpoint": p.endpoint.id.raw, "ip": p.destination,
-                    "endpoint_subnet": p.endpoint.subnet_id.raw if p.endpoint.subnet_id else None,
-                    "privateEndpointNetworkPolicies": p.endpoint_policy,
-                    "privateEndpointNetworkPolicies_raw": ep_subnet.private_endpoint_network_policies
-                    if ep_subnet else None,
-                    "endpoint_vnet_prefix": p.vnet_prefix,
-                    "bypassed_routes": [{"name": u.route_name, "prefix": u.prefix,
-                                         "prefix_length": u.prefix_length, "next_hop_ip": u.next_hop_ip}
-                                        for u in _bypassing(p)],
-                    "client_subnets": [], "paths": [],
-                }
-                fixes.append(az("network", "route-table", "route", "create", "--resource-group", rg,
-                                "--route-table-name", name,
-                                "--name", f"pe-{p.destination.replace('.', '-').replace(':', '-')}",
-                                "--address-prefix", f"{p.destination}/32", "--next-hop-type", "VirtualAppliance",
-                                "--next-hop-ip-address", udr.next_hop_ip or "<appliance-ip>"))
-                if ep_subnet is not None and lower(p.endpoint_policy) not in ("enabled", "routetableenabled"):
-                    fixes.append(alternative(az("network", "vnet", "subnet", "update", "--ids", ep_subnet.id.raw,
-                                                "--private-endpoint-network-policies", "Enabled",
-                                                comment="then a route at least as specific as "
-                                                        f"{p.vnet_prefix or 'the VNet address space'} applies")))
-            endpoints[ek]["client_subnets"].append(p.subnet_id.raw)
-            endpoints[ek]["paths"].append(p.path_text())
-        names = sorted({e["private_endpoint"].rsplit("/", 1)[-1] for e in endpoints.values()})
+        for paths in per_endpoint:
+            kept = paths.parts if isinstance(paths, _Bypassed) else None
+            if kept is None or kept[0] != rg or kept[1] != name:
+                kept = (rg, name, *_bypass_parts(snap, rg, name, paths))
+                if isinstance(paths, _Bypassed):
+                    paths.parts = kept
+            endpoints += kept[2]
+            fixes += kept[3]
+        names = sorted({e["private_endpoint"].rsplit("/", 1)[-1] for e in endpoints})
         yield Issue(table, f"Route table {table.name} sends traffic through a virtual appliance, but traffic "
                     f"to {len(endpoints)} private endpoint IP(s) ({', '.join(names)}) skips it: the endpoint "
                     "/32 route wins.",
-                    {"route_table": table.raw, "endpoints": list(endpoints.values()),
+                    {"route_table": table.raw, "endpoints": endpoints,
                      "rule": "a UDR replaces an endpoint's /32 only if it is a /32, or if the endpoint subnet's "
                              "privateEndpointNetworkPolicies is Enabled/RouteTableEnabled and the UDR prefix "
                              "length >= the endpoint VNet address-space prefix length; 0.0.0.0/0 never does"},
                     lines(*dict.fromkeys(fixes)))
+
+
+class _Bypassed(list[PathResult]):
+    """One endpoint's paths that bypass one route table's appliance route, as the daemon keeps them (a unit of
+    ``route.udr-bypassed``), with the evidence and fixes built from them (``parts``: the table's resource group and
+    name they were built for, then both): a table judged again after an event that moved a few of its endpoints
+    builds only theirs (issue 14)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, paths: Iterable[PathResult]) -> None:
+        super().__init__(paths)
+        self.parts: tuple[str, str, list[dict[str, Any]], list[str]] | None = None
+
+
+def _bypassed_paths(key: str, paths: tuple[PathResult, ...]) -> list[PathResult]:
+    return _Bypassed(p for p in paths if _bypassed_table(p) == [key])
+
+
+def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The evidence of each endpoint IP of ``paths`` (in their order) and the fixes for it, for the table in
+    ``rg`` named ``name``: what a finding of udr-bypassed holds of one endpoint (all of them, in a plain
+    evaluation). Reads of the endpoint subnets are the paths' own (their memo entries read them)."""
+    endpoints: dict[str, dict[str, Any]] = {}
+    fixes: list[str] = []
+    for p in paths:
+        assert p.endpoint is not None
+        udr = _bypassing(p)[0]
+        ek = f"{p.endpoint.key}|{p.destination}"
+        if ek not in endpoints:
+            ep_subnet = snap.subnet_of(p.endpoint)
+            endpoints[ek] = {
+                "private_endpoint": p.endpoint.id.raw, "ip": p.destination,
+                "endpoint_subnet": p.endpoint.subnet_id.raw if p.endpoint.subnet_id else None,
+                "privateEndpointNetworkPolicies": p.endpoint_policy,
+                "privateEndpointNetworkPolicies_raw": ep_subnet.private_endpoint_network_policies
+                if ep_subnet else None,
+                "endpoint_vnet_prefix": p.vnet_prefix,
+                "bypassed_routes": [{"name": u.route_name, "prefix": u.prefix,
+                                     "prefix_length": u.prefix_length, "next_hop_ip": u.next_hop_ip}
+                                    for u in _bypassing(p)],
+                "client_subnets": [], "paths": [],
+            }
+            fixes.append(az("network", "route-table", "route", "create", "--resource-group", rg,
+                            "--route-table-name", name,
+                            "--name", f"pe-{p.destination.replace('.', '-').replace(':', '-')}",
+                            "--address-prefix", f"{p.destination}/32", "--next-hop-type", "VirtualAppliance",
+                            "--next-hop-ip-address", udr.next_hop_ip or "<appliance-ip>"))
+            if ep_subnet is not None and lower(p.endpoint_policy) not in ("enabled", "routetableenabled"):
+                fixes.append(alternative(az("network", "vnet", "subnet", "update", "--ids", ep_subnet.id.raw,
+                                            "--private-endpoint-network-policies", "Enabled",
+                                            comment="then a route at least as specific as "
+                                                    f"{p.vnet_prefix or 'the VNet address space'} applies")))
+        endpoints[ek]["client_subnets"].append(p.subnet_id.raw)
+        endpoints[ek]["paths"].append(p.path_text())
+    return list(endpoints.values()), fixes
 
 
 # --- appliances on the path ------------------------------------------------------------------------
@@ -426,8 +466,48 @@ def _policy_unread(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> bool
         fw.firewall_policy_id.key not in snap.firewall_policies
 
 
-_Rows = tuple[list[tuple[ArmId, PathResult, SnatVerdict | None]], dict[tuple[str, str], tuple[Firewall, str]],
-              frozenset[bool | None]]
+_Row = tuple[ArmId, PathResult, SnatVerdict | None]
+# What a SNAT check made of one endpoint's rows: the firewall verdicts it read (the kept verdicts of
+# :data:`_fw_verdicts`, :data:`_NO_FIREWALL` without a firewall), the rows it reports and their evidence; when it
+# reports none, the verdicts alone (most of the ~43k endpoints behind an appliance at 100k resources: no tuple each).
+_Judged = tuple[object, tuple[tuple[ArmId, PathResult, SnatVerdict], ...], tuple[dict[str, Any], ...]] | object
+
+
+class _Rows:
+    """One endpoint's rows for one appliance (:func:`_appliance_rows`), with what each SNAT check made of them.
+
+    The daemon keeps one per endpoint behind an appliance (~43k at 100k resources) and a hub appliance's finding
+    is judged from ~4,500 of them: an event that touches one endpoint (or the ~600 behind a route table) replaces
+    only those, so each check judges again only the rows of the entries that are new, and takes what it made of
+    the others (``missing``/``unknown``, for ``route.nva-missing-snat`` and ``route.nva-snat-unknown``) while the
+    firewall verdicts they read are the same (issue 14)."""
+
+    # The rows are kept as their paths, with their subject and verdicts once when they share them (a firewall's rows
+    # name the firewall and leave its verdicts out): a tuple per row cost ~9 MB of the daemon's RSS at 100k.
+    __slots__ = ("firewalls", "missing", "paths", "subjects", "tagged", "unknown", "verdicts")
+
+    def __init__(self, rows: list[_Row], firewalls: dict[tuple[str, str], tuple[Firewall, str]],
+                 tagged: frozenset[bool | None]) -> None:
+        self.paths = tuple(p for _s, p, _v in rows)
+        first = rows[0][0] if rows else None
+        self.subjects: ArmId | tuple[ArmId, ...] | None = first if all(s is first for s, _p, _v in rows) else \
+            tuple(s for s, _p, _v in rows)
+        self.verdicts: tuple[SnatVerdict | None, ...] | None = None if all(v is None for _s, _p, v in rows) else \
+            tuple(v for _s, _p, v in rows)
+        self.firewalls, self.tagged = firewalls, tagged
+        self.missing: _Judged = None
+        self.unknown: _Judged = None
+
+    @property
+    def rows(self) -> list[_Row]:
+        """(subject, path, verdict) per row, in path order (a firewall's verdict None: it reads the policy)."""
+        n = len(self.paths)
+        subjects = self.subjects if type(self.subjects) is tuple else (self.subjects,) * n
+        verdicts = self.verdicts if self.verdicts is not None else (None,) * n
+        return list(zip(subjects, self.paths, verdicts, strict=True))   # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.rows, self.firewalls, self.tagged))
 
 
 def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> _Rows:
@@ -441,7 +521,7 @@ def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> 
     tagged = frozenset(v.snats for _, _, v in rows if v is not None)
     # The daemon keeps these for every endpoint behind an appliance (~43k at 100k resources): the few distinct tag
     # sets and the empty firewall map are shared, not one each (never mutated).
-    return rows, firewalls or _NO_FIREWALLS, _TAGGED.setdefault(tagged, tagged)
+    return _Rows(rows, firewalls or _NO_FIREWALLS, _TAGGED.setdefault(tagged, tagged))
 
 
 _NO_FIREWALLS: dict[tuple[str, str], tuple[Firewall, str]] = {}
@@ -455,7 +535,7 @@ def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
     if pe is None:
         return MISSING
     rows = _appliance_rows(snap, key[1], paths_for(snap, pe))
-    return rows if rows[0] else MISSING
+    return rows if rows.paths else MISSING
 
 
 def _same_rows(a: _Rows, b: _Rows) -> bool:
@@ -463,15 +543,25 @@ def _same_rows(a: _Rows, b: _Rows) -> bool:
     subjects, verdicts, firewalls (the very records: a firewall's verdict reads it), next hops and endpoints (the
     same objects), and paths that read the same (client subnet, destination, winning route). Then the appliance
     is not judged again when an event recomputed them (units.cutoff)."""
-    rows_a, fws_a, tags_a = a
-    rows_b, fws_b, tags_b = b
-    if len(rows_a) != len(rows_b) or tags_a != tags_b or fws_a.keys() != fws_b.keys() or \
+    fws_a, fws_b = a.firewalls, b.firewalls
+    if len(a.paths) != len(b.paths) or a.tagged != b.tagged or fws_a.keys() != fws_b.keys() or \
             any(fws_a[k][0] is not fws_b[k][0] for k in fws_a):
         return False
-    for (sa, pa, va), (sb, pb, vb) in zip(rows_a, rows_b, strict=True):
-        if sa.raw != sb.raw or pa.hop is not pb.hop or pa.endpoint is not pb.endpoint or \
+    sa, sb = a.subjects, b.subjects
+    if type(sa) is tuple or type(sb) is tuple:
+        n = len(a.paths)
+        ta = sa if type(sa) is tuple else (sa,) * n
+        tb = sb if type(sb) is tuple else (sb,) * n
+        if any(x.raw != y.raw for x, y in zip(ta, tb, strict=True)):   # type: ignore[union-attr]
+            return False
+    elif sa is not sb and (sa is None or sb is None or sa.raw != sb.raw):   # type: ignore[union-attr]
+        return False
+    va, vb = a.verdicts, b.verdicts
+    if va is not vb and (va is None or vb is None or va != vb):
+        return False
+    for pa, pb in zip(a.paths, b.paths, strict=True):
+        if pa.hop is not pb.hop or pa.endpoint is not pb.endpoint or \
                 pa.destination != pb.destination or pa.subnet_id.raw != pb.subnet_id.raw or \
-                not (va is vb or va == vb) or \
                 not (pa.route is pb.route or (pa.route is not None and pb.route is not None and
                                               pa.route.to_dict() == pb.route.to_dict())):
             return False
@@ -499,7 +589,9 @@ def _rows_of_hop(snap: Snapshot, p: PathResult) -> list[tuple[ArmId, SnatVerdict
     return hit[1]
 
 
-def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) -> dict[str, _Rows]:
+def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]
+                               ) -> dict[str, tuple[list[_Row], dict[tuple[str, str], tuple[Firewall, str]],
+                                                    frozenset[bool | None]]]:
     """:func:`_appliance_rows` for every appliance ``paths`` name (the keys :func:`_appliance_keys` gives, which
     name the same subjects), from one pass of :func:`_appliance_verdicts` instead of one per appliance (a plain
     evaluation's split: each hop's rows judged once per snapshot)."""
@@ -514,10 +606,11 @@ def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]) ->
                 by_key[subject_id.key] = [x]
             else:
                 got.append(x)
-    out: dict[str, _Rows] = {}
+    out: dict[str, tuple[list[_Row], dict[tuple[str, str], tuple[Firewall, str]], frozenset[bool | None]]] = {}
     for key, rows in by_key.items():
         firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
                      for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
+        # a plain evaluation's: (rows, firewalls, tag verdicts), what a _Rows iterates as, without its compaction
         out[key] = (rows, firewalls, frozenset(v.snats for _, _, v in rows if v is not None))
     return out
 
@@ -556,6 +649,34 @@ def _path_part(p: PathResult) -> dict[str, Any]:
     return part
 
 
+_UNKEPT: Any = object()   # the rows read several firewalls' verdicts: what a check made of them is not kept
+_NO_FIREWALL: Any = object()   # the rows read no firewall's verdict (tag verdicts are the rows' own)
+
+
+def _verdicts_read(snap: Snapshot, firewalls: dict[tuple[str, str], tuple[Firewall, str]],
+                   last: list[Any]) -> object:
+    """The kept verdicts (:data:`_fw_verdicts`) of the firewall an endpoint's rows name, noting the policy read that
+    judging them makes: what a SNAT check made of the rows holds while this is the same object
+    (:data:`_NO_FIREWALL` without a firewall). ``last``: [firewall, its verdicts] of the subject's previous
+    endpoint (a subject is one appliance: its endpoints name the same firewall)."""
+    if not firewalls:
+        return _NO_FIREWALL
+    it = iter(firewalls.values())
+    fw = next(it)[0]
+    for other, _ip in it:
+        if other is not fw:
+            return _UNKEPT
+    if last[0] is fw:
+        return last[1]
+    pid = fw.firewall_policy_id
+    policy = snap.firewall_policies.get(pid.key) if pid is not None else None
+    held = _fw_verdicts.get(fw.key)
+    if held is None or held[0] is not fw or held[1] is not policy:
+        held = _fw_verdicts[fw.key] = (fw, policy, {})
+    last[:] = [fw, held]
+    return held
+
+
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     judged: dict[tuple[str, str], SnatVerdict] = _firewall_judged(snap) if plain() else {}
 
@@ -582,23 +703,61 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
             d = snat_dicts[id(v)] = v.to_dict()
         return d
 
-    for _key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
-                                            lambda key, paths: _appliance_rows(snap, key, paths),
-                                            lambda paths: _appliance_rows_by_subject(snap, paths)):
+    def judge(found: list[_Row]) -> list[tuple[ArmId, PathResult, SnatVerdict]]:
+        out: list[tuple[ArmId, PathResult, SnatVerdict]] = []
+        for subject_id, p, v in found:
+            if v is None:
+                assert p.hop is not None and p.hop.firewall is not None
+                v = firewall(p.hop.firewall, p.destination)
+            if v.snats is want and not _policy_unread(snap, subject_id, v):
+                out.append((subject_id, p, v))
+        return out
+
+    kept = not plain()
+    def split(paths: tuple[PathResult, ...]) -> dict[str, Any]:   # a plain evaluation's rows, as tuples
+        return _appliance_rows_by_subject(snap, paths)
+    for key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
+                                           lambda key, paths: _appliance_rows(snap, key, paths), split):
         rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
-        for found, firewalls, tagged in per_endpoint:
-            if want not in tagged and not any(firewall(fw, ip).snats is want for fw, ip in firewalls.values()):
-                continue
-            for subject_id, p, v in found:
-                if v is None:
-                    assert p.hop is not None and p.hop.firewall is not None
-                    v = firewall(p.hop.firewall, p.destination)
-                if v.snats is want and not _policy_unread(snap, subject_id, v):
-                    rows.append((subject_id, p, v))
+        if kept:
+            parts: list[dict[str, Any]] = []
+            snap.firewalls.get(key)   # what _policy_unread reads of a reused endpoint's rows, noted once
+            last: list[Any] = [None, None]
+            for entry in per_endpoint:
+                fws = entry.firewalls
+                if not fws:
+                    token = _NO_FIREWALL
+                elif len(fws) == 1 and next(iter(fws.values()))[0] is last[0]:
+                    token = last[1]   # the subject's firewall, as the endpoint before read it
+                else:
+                    token = _verdicts_read(snap, fws, last)
+                got = entry.missing if want is False else entry.unknown
+                if got is token:
+                    continue   # judged on the same verdicts before, with nothing to report
+                if type(got) is not tuple or got[0] is not token:
+                    mine = () if want not in entry.tagged and not any(
+                        firewall(fw, ip).snats is want for fw, ip in entry.firewalls.values()) else \
+                        tuple(judge(entry.rows))
+                    got = (token, mine, tuple({**_path_part(p), "snat": snat_of(v)} for _, p, v in mine)) \
+                        if mine else token   # nothing to report: the verdicts alone
+                    if token is not _UNKEPT:
+                        if want is False:
+                            entry.missing = got
+                        else:
+                            entry.unknown = got
+                    if not mine:
+                        continue
+                rows += got[1]
+                parts += got[2]
+        else:
+            for found, firewalls, tagged in per_endpoint:
+                if want not in tagged and not any(firewall(fw, ip).snats is want for fw, ip in firewalls.values()):
+                    continue
+                rows += judge(found)
         if not rows:
             continue
         subject, _p, verdict = rows[0]
-        paths = [{**_path_part(p), "snat": snat_of(v)} for _, p, v in rows]
+        paths = parts if kept else [{**_path_part(p), "snat": snat_of(v)} for _, p, v in rows]
         ips = sorted({p.destination for _, p, _v in rows})
         if want is False:
             msg = (f"{subject.name} is the next hop to private endpoint IP(s) {', '.join(ips)} but does not "

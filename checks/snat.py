@@ -123,9 +123,37 @@ def _classic_value(fw: Firewall) -> str | None:
 
 def firewall_snat(snap: Snapshot, fw: Firewall, ip: str) -> SnatVerdict:
     """Azure Firewall: the attached policy's snat.privateRanges, else the classic additional property."""
+    parts = _firewall_parts(snap, fw)
+    if isinstance(parts, SnatVerdict):
+        return parts   # the same for every destination
+    model, source, ranges, warnings, raw, extra, suffix = parts
+    snats, why = _verdict_for(ranges, ip)
+    return SnatVerdict(snats, model, source, ranges, why + suffix if suffix else why, warnings, raw, extra)
+
+
+# What a firewall's verdicts share whatever the destination, per firewall, while the firewall and its policy are the
+# same records (the daemon keeps them across events): a hub firewall is judged for ~4.5k destinations, and each
+# verdict held its own copy of its source, warnings, raw setting and policy details (issue 14). Never mutated.
+_Parts = tuple[str, str, tuple[str, ...], tuple[str, ...], Any, dict[str, Any], str]
+_PARTS: dict[str, tuple[Firewall, FirewallPolicy | None, _Parts | SnatVerdict]] = {}
+
+
+def _firewall_parts(snap: Snapshot, fw: Firewall) -> _Parts | SnatVerdict:
+    policy: FirewallPolicy | None = snap.firewall_policies.get(fw.firewall_policy_id.key) \
+        if fw.firewall_policy_id is not None else None
+    hit = _PARTS.get(fw.key)
+    if hit is not None and hit[0] is fw and hit[1] is policy:
+        return hit[2]
+    parts = _parts_of(fw, policy)
+    if len(_PARTS) >= 4096:
+        _PARTS.clear()
+    _PARTS[fw.key] = (fw, policy, parts)
+    return parts
+
+
+def _parts_of(fw: Firewall, policy: FirewallPolicy | None) -> _Parts | SnatVerdict:
     warnings = [APPLICATION_RULES_NOTE]
     if fw.firewall_policy_id is not None:
-        policy: FirewallPolicy | None = snap.firewall_policies.get(fw.firewall_policy_id.key)
         classic = _classic_value(fw)
         if classic is not None:
             warnings.append(f"the classic {CLASSIC_KEY} ({classic}) is ignored because a firewall policy "
@@ -139,19 +167,13 @@ def firewall_snat(snap: Snapshot, fw: Firewall, ip: str) -> SnatVerdict:
         if lower(policy.snat_auto_learn) == "enabled":
             warnings.append("autoLearnPrivateRanges is Enabled: the firewall may add learned ranges to the "
                             "private ranges, so destinations here may stop being translated")
-        snats, why = _verdict_for(ranges, ip)
-        if not raw:
-            why += f" (snat.privateRanges not set: defaults to {KEYWORD})"
-        return SnatVerdict(snats, "firewall-policy", f"{policy.id.raw} snat.privateRanges", ranges, why,
-                           tuple(warnings), list(raw) if raw is not None else None,
-                           {"autoLearnPrivateRanges": policy.snat_auto_learn})
+        return ("firewall-policy", f"{policy.id.raw} snat.privateRanges", ranges, tuple(warnings),
+                list(raw) if raw is not None else None, {"autoLearnPrivateRanges": policy.snat_auto_learn},
+                "" if raw else f" (snat.privateRanges not set: defaults to {KEYWORD})")
     classic = _classic_value(fw)
     ranges = expand_ranges([classic]) if classic is not None else IANA_PRIVATE_RANGES
-    snats, why = _verdict_for(ranges, ip)
-    if classic is None:
-        why += f" ({CLASSIC_KEY} not set: defaults to {KEYWORD})"
-    return SnatVerdict(snats, "firewall-classic", f'{fw.id.raw} additionalProperties["{CLASSIC_KEY}"]',
-                       ranges, why, tuple(warnings), classic)
+    return ("firewall-classic", f'{fw.id.raw} additionalProperties["{CLASSIC_KEY}"]', ranges, tuple(warnings),
+            classic, {}, "" if classic is not None else f" ({CLASSIC_KEY} not set: defaults to {KEYWORD})")
 
 
 def firewall_ranges(snap: Snapshot, fw: Firewall) -> tuple[str, ...] | None:

@@ -515,7 +515,8 @@ TRANSIENT: frozenset[str] = frozenset({"paths.of"})
 # (``recompute(snapshot, key)``, :data:`MISSING` when its subject is gone) and compares the values with ``same``:
 # a hub appliance's rows for the ~600 endpoints behind a changed route table are mostly what they were, and each
 # of their drops judged the appliance again across its ~4,500 endpoints (issue 14). Declared by the check that
-# owns the work (:func:`cutoff`); ``same`` must hold only when every finding the users make stays the same.
+# owns the work (:func:`cutoff`); ``same`` must hold only when every finding the users make stays the same. A value
+# ``same`` finds unmoved is kept as it was (the old object), so what its users keep by its identity stays valid.
 CUTOFF: dict[str, tuple[Callable[[Snapshot, Any], Any], Callable[[Any, Any], bool]]] = {}
 
 
@@ -608,7 +609,12 @@ class _Memo:
                 finally:
                     _S.reads, _S.subject = outer, subject
                 if value is not MISSING:
-                    self.put(key, value, inner)
+                    # an unmoved value is kept as it was: what its users derived from it (and hold by its identity)
+                    # stays theirs, and the one just computed is freed
+                    kept = old is not _DROPPED and same(old, value)
+                    self.put(key, old if kept else value, inner)
+                    if kept:
+                        continue
             if value is MISSING or value is _DROPPED or old is _DROPPED or not same(old, value):
                 moved.append((MEMO, key))
         return moved

@@ -68,3 +68,18 @@ def test_tag_model(tmp_path: Path) -> None:
     assert tagged_snat(nics["b"], lb).snats is False
     assert tagged_snat(nics["b"]).snats is None
     assert tagged_snat(nics["c"]).snats is None
+
+
+@pytest.mark.parametrize("kw", [{}, {"snat": "192.168.0.0/16"}, {"policy": "pol-default"}, {"policy": "pol-always"},
+                                {"policy": "pol-missing"}])
+def test_verdicts_share_the_firewalls_parts_and_equal_a_fresh_verdict(tmp_path: Path, kw: dict[str, str]) -> None:
+    """A firewall's verdicts share what does not depend on the destination (one copy per firewall, not per IP),
+    and each equals the verdict judged from scratch, text for text."""
+    import plmon.checks.snat as snat
+    snap = _fw_snap(tmp_path, **kw)
+    fw = next(iter(snap.firewalls.values()))
+    a, b = firewall_snat(snap, fw, "10.1.1.4"), firewall_snat(snap, fw, "40.1.2.3")
+    assert a.source is b.source and a.warnings is b.warnings and a.extra is b.extra
+    snat._PARTS.clear()
+    assert firewall_snat(snap, fw, "10.1.1.4").to_dict() == a.to_dict()
+    assert firewall_snat(snap, fw, "40.1.2.3") == b

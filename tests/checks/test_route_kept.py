@@ -1,0 +1,155 @@
+"""What the route checks keep per endpoint under the daemon's units (issue 14, fifth round): an appliance or route
+table judged again after an event rebuilds the evidence of the endpoints the event moved and takes the rest as it
+was, and the evaluation stays what a full evaluation gives."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plmon.checks.route as route
+from plmon.checks.engine import Evaluation, evaluate
+from plmon.checks.incremental import Units
+from plmon.checks.units import plain
+from plmon.monitor.collect.builder import link, relink
+from plmon.monitor.collect.plan import collect
+from plmon.monitor.collect.recorded import RecordedTenant
+from plmon.monitor.model.arm_id import parse_id
+from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
+from plmon.monitor.service.reevaluate import reread_into
+
+AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+def _shown(ev: Evaluation) -> list[dict[str, Any]]:
+    return [f.to_dict() for f in ev.findings]
+
+
+class _Tenant:
+    """A synth tenant under the daemon's units, changed one resource at a time on disk."""
+
+    def __init__(self, folder: Path) -> None:
+        # a hub firewall that leaves 150+ paths untranslated, and route tables bypassed (seed chosen for both)
+        write_tenant(generate(SynthSpec(subscriptions=4, endpoints=80, seed=6, bad_share=0.3, hub_endpoints=6)),
+                     folder)
+        self.folder = folder
+        self.reader = RecordedTenant(folder)
+        self.inv = collect(self.reader, manifest=self.reader.manifest, workers=1)
+        self.snap, self.links = link(self.inv, taken_at=AT)
+        self.units = Units()
+        assert _shown(self.units.full(self.snap)) == _shown(evaluate(self.snap))
+
+    def event(self, path: Path, body: dict[str, Any], rid: str) -> None:
+        path.write_text(json.dumps(body), encoding="utf-8")
+        self.inv, result = reread_into(self.reader, self.inv, [parse_id(rid)])
+        new, self.links = relink(self.snap, self.links, self.inv, result.touched, taken_at=AT)
+        got, _report = self.units.update(self.snap, new, self.links.changed)
+        assert _shown(got) == _shown(evaluate(new))
+        self.snap = new
+
+
+@pytest.fixture
+def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The endpoints whose SNAT evidence or udr-bypassed evidence a check builds under the units, in order (the
+    differential check's full evaluation builds all of them, and is not counted)."""
+    seen: list[str] = []
+    snat_part, bypass = route._path_part, route._bypass_parts
+
+    def part(p: Any) -> dict[str, Any]:
+        if not plain():
+            seen.append(p.endpoint.key)
+        return snat_part(p)
+
+    def parts(snap: Any, rg: str, name: str, paths: list[Any]) -> Any:
+        if not plain():
+            seen.extend(p.endpoint.key for p in paths)
+        return bypass(snap, rg, name, paths)
+    monkeypatch.setattr(route, "_path_part", part)
+    monkeypatch.setattr(route, "_bypass_parts", parts)
+    return seen
+
+
+def test_an_endpoint_event_builds_only_that_endpoints_route_evidence(tmp_path: Path, built: list[str]) -> None:
+    """After a change to one endpoint, the appliance and table findings it is part of are judged again from the
+    other endpoints' kept evidence: only the changed endpoint's is built (and the result equals a full run)."""
+    t = _Tenant(tmp_path / "t")
+    assert built, "the tenant has appliance or bypass findings"
+    snat = next(f for f in evaluate(t.snap).findings if f.check_id == "route.nva-missing-snat")
+    named = {row["private_endpoint"].lower() for row in snat.evidence["paths"]}
+    assert len(named) > 2
+    target = None
+    for path in sorted((tmp_path / "t" / "arm").rglob("privateEndpoints.json")):
+        body = json.loads(path.read_text(encoding="utf-8"))
+        for item in body["value"]:
+            if item["id"].lower() in named:
+                target = (path, body, item)
+                break
+        if target:
+            break
+    assert target is not None
+    path, body, item = target
+    item["properties"]["provisioningState"] = "Updating"
+    built.clear()
+    t.event(path, body, item["id"])
+    assert built and set(built) == {parse_id(item["id"]).key}
+
+
+def test_a_route_table_event_keeps_the_other_tables_endpoints_evidence(tmp_path: Path, built: list[str]) -> None:
+    """A spoke's route table stripped to its default route: the endpoints behind it are built again, no others."""
+    t = _Tenant(tmp_path / "t")
+    for path in sorted((tmp_path / "t" / "arm").rglob("routeTables.json")):
+        body = json.loads(path.read_text(encoding="utf-8"))
+        table = next((x for x in body["value"] if len(x["properties"].get("routes", [])) >= 2
+                      and x["properties"].get("subnets")), None)
+        if table is not None:
+            break
+    assert table is not None
+    behind = {e for e, pe in t.snap.private_endpoints.items()
+              if any(p.route_table_id is not None and p.route_table_id.key == parse_id(table["id"]).key
+                     for p in route.paths_for(t.snap, pe))}
+    table["properties"]["routes"] = [r for r in table["properties"]["routes"]
+                                     if r["properties"]["addressPrefix"] == "0.0.0.0/0"]
+    built.clear()
+    t.event(path, body, table["id"])
+    assert built and set(built) <= behind
+
+
+def test_an_unmoved_cutoff_value_is_kept_as_it_was(tmp_path: Path) -> None:
+    """An appliance's rows that an event recomputed and found unmoved stay the very objects they were (so what the
+    SNAT checks kept of them stays valid), and the evaluation equals a full one."""
+    t = _Tenant(tmp_path / "t")
+    rows = {k: v for k, (v, _r) in t.units.memo.entries.items()
+            if type(k) is tuple and k[0] == "route.appliance-rows"}
+    assert rows
+    for path in sorted((tmp_path / "t" / "arm").rglob("routeTables.json")):
+        body = json.loads(path.read_text(encoding="utf-8"))
+        table = next((x for x in body["value"] if any(r["properties"]["addressPrefix"] == "0.0.0.0/0"
+                                                      for r in x["properties"].get("routes", []))
+                      and x["properties"].get("subnets")), None)
+        if table is not None:
+            break
+    assert table is not None
+    # a route that no path takes: the rows behind the table are recomputed and found the same
+    table["properties"]["routes"].append({"name": "unused", "properties": {
+        "addressPrefix": "203.0.113.0/24", "nextHopType": "VirtualAppliance", "nextHopIpAddress": "10.255.0.9"}})
+    t.event(path, body, table["id"])
+    after = {k: v for k, (v, _r) in t.units.memo.entries.items() if k in rows}
+    assert after and all(after[k] is rows[k] for k in after)
+
+
+def test_an_endpoints_paths_read_their_networks_client_subnets_once(tmp_path: Path) -> None:
+    """Under the units an endpoint's paths read one kept entry for its network's client subnets, not each client
+    subnet, and the entry is shared by the network's endpoints."""
+    t = _Tenant(tmp_path / "t")
+    entries = t.units.memo.entries
+    clients = [k for k in entries if type(k) is tuple and k[0] == "paths.clients"]
+    assert clients
+    readers = [k for k, (_v, reads) in entries.items() if type(k) is tuple and k[0] == "paths.of"
+               and any(r[0] == "@memo" and r[1] in clients for r in reads)]
+    assert len(readers) > len(clients)
+    for k in readers:   # the endpoint's own subnet, no client subnet
+        assert len({r[1] for r in entries[k][1] if r[0] == "subnets"}) <= 1
