@@ -1,16 +1,18 @@
 """The plain evaluation's fifth-round shortcuts (issue 14, scanrest lane) give what the general code gives, on every
 tenant the repository holds or the tests build (tests/kit/tenant_catalog.py): views whose status and target are
-derived once when made, the unrolled actions test, and the duplicate-groups pass without a generator per endpoint."""
+derived once when made, the unrolled actions test, the duplicate-groups pass without a generator per endpoint, each()
+without generators, templates quoted once, and public access judged once per target."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 from checkkit import snapshot_of
 from tenant_catalog import TENANTS
 
-from plmon.checks import connection, dns, links
+from plmon.checks import connection, dns, links, public_access, remedy, units
 from plmon.checks.links import ConnectionView
 from plmon.monitor.model.snapshot import lower
 
@@ -54,3 +56,27 @@ def test_duplicate_groups_in_one_pass_are_the_groups_of_each_endpoint(folder: Pa
             members.setdefault(group, []).append(key)
     want = [(g, tuple(sorted(keys))) for g, keys in sorted(members.items()) if len(keys) > 1]
     assert list(dns._duplicate_groups(snap)) == want
+
+
+def test_each_in_a_plain_evaluation_is_each_items_records(folder: Path) -> None:
+    """units.each of one collection, with no subjects recorded and no focus: the records each_item yields, in order."""
+    snap = snapshot_of(folder)
+    for name in units.RECORDS:
+        assert list(units.each(snap, name)) == [r for _, r in units.each_item(snap, name)], name
+
+
+@pytest.mark.parametrize("value", ["/subscriptions/s/resourceGroups/rg/providers/X/y/a b", "it's $(x) `y` *", "{id}"])
+def test_a_template_filled_from_its_plan_is_the_template_split_filled_and_quoted(value: str) -> None:
+    """remedy.fill: shlex.join of every argument formatted, for every public-access template and hostile values."""
+    for rule in public_access.RULES.values():
+        want = shlex.join([part.format(id=value) for part in shlex.split(rule.remediation)])
+        assert remedy.fill(rule.remediation, id=value) == want
+
+
+def test_public_access_judged_once_per_target_is_each_targets_verdict(folder: Path) -> None:
+    """public_access._allowed: public_access_allowed of each target, asked twice (the second from the memo)."""
+    snap = snapshot_of(folder)
+    for target in snap.targets.values():
+        public_access._approved_endpoints(snap, target)
+        for _ in range(2):
+            assert public_access._allowed(snap, target) == public_access.public_access_allowed(target), target.key
