@@ -55,7 +55,6 @@ class _Approved:
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
         self.per_target: dict[str, list[str]] = {}
-        self.allowed: dict[str, tuple[bool | None, str]] = {}   # target key -> public_access_allowed, once
         naming: dict[str, set[str]] | None = None
         targets = snap.targets
         per_target = self.per_target
@@ -88,18 +87,6 @@ class _Approved:
 
     def of(self, target: Target) -> list[str]:
         return self.per_target.get(target.id.key, [])
-
-
-def _allowed(snap: Snapshot, t: Target) -> tuple[bool | None, str]:
-    """:func:`public_access_allowed` of ``t``, judged once per target in a plain evaluation: both checks here ask it
-    of every target with an Approved endpoint (the target is immutable, so is its verdict)."""
-    found = _approved[1] if _approved[0] is snap and plain() else None
-    if found is None:
-        return public_access_allowed(t)
-    got = found.allowed.get(t.id.key)
-    if got is None:
-        got = found.allowed[t.id.key] = public_access_allowed(t)
-    return got
 
 
 def _find_approved(snap: Snapshot, target: Target) -> list[str]:
@@ -196,7 +183,7 @@ def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> 
         endpoints = _approved_endpoints(snap, t)
         if not endpoints:
             continue
-        allowed, why = _allowed(snap, t)
+        allowed, why = public_access_allowed(t)
         if allowed is not True:
             continue
         fix = RULES[lower(t.type)].remediation
@@ -227,7 +214,7 @@ def unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
                          "approved_private_endpoints": sorted(set(endpoints))},
                         az("resource", "show", "--ids", t.id.raw, "--query", "properties.publicNetworkAccess"))
             continue
-        allowed, why = _allowed(snap, t)
+        allowed, why = public_access_allowed(t)
         if allowed is None:
             yield Issue(t.id, f"{t.name} ({t.type}) has an Approved private endpoint; plmon has no rule for "
                         "this type's public network access.", _evidence(t, endpoints, why),

@@ -923,7 +923,7 @@ def _link(inv: Inventory, taken_at: datetime | None) -> tuple[Snapshot, Links]:
             naming[nic.private_endpoint_id.key].add(nic.key)
     endpoints, endpoints_of_nic = _endpoints_with_nics(base, nics, naming)
     links = Links({f: tuple(g) for f, g in gaps.items()}, base, {k: frozenset(v) for k, v in naming.items()},
-                  {k: frozenset(v) for k, v in endpoints_of_nic.items()}, {})
+                  _frozen_sets(endpoints_of_nic), {})
     fields["private_endpoints"] = endpoints
     by_endpoint = connections_by_endpoint(*(fields[o] for o in _OWNERS))
     owners: dict[str, set[tuple[int, str]]] = defaultdict(set)
@@ -979,6 +979,17 @@ def _endpoints_with_nics(base: dict[str, PrivateEndpoint], nics: Mapping[str, Ni
         its = sorted(x for x in named | naming.get(k, set()) if x in nics)
         endpoints[k] = with_nic_ips(pe, *(nics[x] for x in its)) if its else pe
     return endpoints, endpoints_of_nic
+
+
+def _frozen_sets(index: dict[str, set[str]]) -> dict[str, frozenset[str]]:
+    """``{k: frozenset(v) for k, v in index.items()}``, each set let go as soon as it is frozen, and ``index`` emptied:
+    ~35k one-key sets at 100k resources (~8 MB) need not outlive the link step or sit beside their copies."""
+    frozen: dict[str, Any] = index
+    for k, v in index.items():
+        frozen[k] = frozenset(v)   # the same keys: no resize while iterating
+    out: dict[str, frozenset[str]] = dict(frozen)
+    index.clear()
+    return out
 
 
 def _with_its_nics(key: str, pe: PrivateEndpoint, nics: Mapping[str, Nic], links: Links) -> PrivateEndpoint:

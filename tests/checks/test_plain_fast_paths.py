@@ -1,7 +1,7 @@
 """The plain evaluation's fifth-round shortcuts (issue 14, scanrest lane) give what the general code gives, on every
 tenant the repository holds or the tests build (tests/kit/tenant_catalog.py): views whose status and target are
 derived once when made, the unrolled actions test, the duplicate-groups pass without a generator per endpoint, each()
-without generators, templates quoted once, and public access judged once per target."""
+without generators, and templates quoted once."""
 
 from __future__ import annotations
 
@@ -71,12 +71,3 @@ def test_a_template_filled_from_its_plan_is_the_template_split_filled_and_quoted
     for rule in public_access.RULES.values():
         want = shlex.join([part.format(id=value) for part in shlex.split(rule.remediation)])
         assert remedy.fill(rule.remediation, id=value) == want
-
-
-def test_public_access_judged_once_per_target_is_each_targets_verdict(folder: Path) -> None:
-    """public_access._allowed: public_access_allowed of each target, asked twice (the second from the memo)."""
-    snap = snapshot_of(folder)
-    for target in snap.targets.values():
-        public_access._approved_endpoints(snap, target)
-        for _ in range(2):
-            assert public_access._allowed(snap, target) == public_access.public_access_allowed(target), target.key
