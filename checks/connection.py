@@ -38,8 +38,11 @@ def _views(snap: Snapshot) -> Iterator[ConnectionView]:
 
 
 def _has_actions(view: ConnectionView) -> bool:
-    return any((value := conn.actions_required) and lower(value) != "none"
-               for conn in (view.consumer, view.provider) if conn is not None)
+    """Whether either entry names actions other than "None" (unrolled: asked of every view of a plain evaluation)."""
+    consumer, provider = view.consumer, view.provider
+    if consumer is not None and (value := consumer.actions_required) and lower(value) != "none":
+        return True
+    return provider is not None and bool(value := provider.actions_required) and lower(value) != "none"
 
 
 class _Subjects:

@@ -267,8 +267,21 @@ def _duplicate_groups(snap: Snapshot) -> Iterator[tuple[Hashable, tuple[str, ...
     views = plain_views(snap)
     for key in snap.private_endpoints:
         mine = views[key]
-        if not mine or (len(mine) == 1 and mine[0].status_key != "approved"):
-            continue   # no group (_groups_in reads Approved views only), without a generator per endpoint
+        if not mine:
+            continue
+        if len(mine) == 1:   # most endpoints: one view, of one group id, judged without a generator
+            v = mine[0]
+            if v.status_key != "approved" or v.endpoint is None or v.target_id is None:
+                continue   # no group (_groups_in reads Approved views only)
+            gids = v.consumer.group_ids if v.consumer else v.provider.group_ids if v.provider else ()
+            if len(gids) == 1:
+                group = f"{v.target_id.key}\0{gids[0].lower()}"
+                got = members.get(group)
+                if got is None:
+                    members[group] = [key]
+                else:
+                    got.append(key)
+                continue
         for group in dict.fromkeys(_groups_in(mine)):
             got = members.get(group)
             if got is None:

@@ -86,7 +86,7 @@ class _Approved:
         return naming
 
     def of(self, target: Target) -> list[str]:
-        return self.per_target.get(target.key, [])
+        return self.per_target.get(target.id.key, [])
 
 
 def _find_approved(snap: Snapshot, target: Target) -> list[str]:

@@ -52,13 +52,21 @@ def az(*args: Arg, comment: str | None = None) -> str:
 def fill(template: str, **values: str) -> str:
     """A command from a table's template (``'az storage account update --ids "{id}" ...'``): split as the
     shell would, ``values`` put into each argument, every argument quoted again."""
-    return shlex.join([part.format(**values) for part in _split(template)])
+    return " ".join(shlex.quote(part.format(**values)) if formatted else part for part, formatted in _plan(template))
 
 
 @functools.lru_cache(maxsize=256)
 def _split(template: str) -> tuple[str, ...]:
     """A template split as the shell would, once: the table has a few dozen, filled for thousands of findings."""
     return tuple(shlex.split(template))
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(template: str) -> tuple[tuple[str, bool], ...]:
+    """The template's arguments: quoted once when no value goes into them (no brace: formatting keeps them as they
+    are), else (the argument, True) to be formatted and quoted per finding."""
+    return tuple((part, True) if "{" in part or "}" in part else (shlex.quote(part), False)
+                 for part in _split(template))
 
 
 def chain(*commands: str) -> str:

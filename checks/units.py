@@ -183,7 +183,17 @@ def _judged(outer: set[Read] | None) -> None:
 def each(snap: Snapshot, *collections: str) -> Iterator[Any]:
     """The records of ``collections`` (in collection order; under a focus only the focused keys, sorted), each
     judged in its own frame: what the check reads while one is current is that subject's, and so is every issue
-    the check yields meanwhile. A key several of the collections hold is judged once, under the first."""
+    the check yields meanwhile. A key several of the collections hold is judged once, under the first.
+
+    One collection with no subjects recorded and no focus (a plain evaluation) is its records as they are, which
+    is what :func:`each_item` yields then: without two generators per record (35k endpoints, for each of ~10
+    checks at 100k resources)."""
+    if len(collections) == 1 and _S.subjects is None and _S.focus is None:
+        return iter(_plain(getattr(snap, collections[0])).values())
+    return _each(snap, *collections)
+
+
+def _each(snap: Snapshot, *collections: str) -> Iterator[Any]:
     for _, record in each_item(snap, *collections):
         yield record
 

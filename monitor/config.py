@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import re
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -298,14 +298,20 @@ def parse_config(data: Any, *, source: str = "config", env: dict[str, str] | Non
     return config
 
 
-class _ConfigLoader(yaml.SafeLoader):
+@cache
+def _config_loader() -> type[Any]:
     """YAML without implicit timestamps: ``expires: 2026-13-01`` stays text for the model to reject by key,
-    where PyYAML's own date constructor would raise before validation could name the waiver."""
+    where PyYAML's own date constructor would raise before validation could name the waiver. Made on first use, so
+    PyYAML is imported only when a config file is read."""
+    import yaml
 
+    class ConfigLoader(yaml.SafeLoader):
+        pass
 
-_ConfigLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    ConfigLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    return ConfigLoader
 
 
 def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> Config:
@@ -320,8 +326,9 @@ def load_config(path: str | Path | None, env: dict[str, str] | None = None) -> C
         raise InputError(f"config {p}: cannot read ({err.strerror})") from None
     except UnicodeDecodeError as err:
         raise InputError(f"config {p}: not UTF-8 text (byte {err.start})") from None
+    import yaml  # here, not at the top: a command with no config file (most scans) need not load PyYAML
     try:
-        data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader subclass: no arbitrary objects
+        data = yaml.load(text, Loader=_config_loader())  # a SafeLoader subclass: no arbitrary objects
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -10,6 +10,7 @@ import contextlib
 import gc
 import importlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -140,8 +141,30 @@ def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path:
             failed = _scan(from_dir, fmt, fail_on, config_path, notify, show_stats, **live)
         finally:
             gc.freeze()
+    if _own_process and not notify:
+        _exit_now(1 if failed else 0)
     if failed:
         sys.exit(1)
+
+
+# Set by main() when it runs as the process's command (the console script, ``python -m``), never when a caller
+# (a test) runs it in its own process.
+_own_process = False
+
+
+def _exit_now(code: int) -> None:
+    """End the process with ``code`` once everything written is flushed, skipping the interpreter's teardown.
+
+    A 100k scan leaves a ~400 MB heap (its snapshot stays cached), which the teardown walks and partly frees for
+    nothing (~0.1 s of CPU). Output is flushed first, as the normal exit would; a flush that fails (a closed pipe)
+    takes the normal path, so its error is reported as it was."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        return
+    logging.shutdown()
+    os._exit(code)
 
 
 def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
@@ -244,6 +267,8 @@ def list_checks(fmt: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the CLI and maps every expected failure to one line and exit 2."""
+    global _own_process
+    _own_process = argv is None
     try:
         cli.main(args=argv, prog_name="plmon", standalone_mode=False)
     except click.exceptions.Exit as e:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import partial
+from operator import attrgetter
 from types import MappingProxyType, MemberDescriptorType
 from typing import Any, TypeVar, cast
 
@@ -848,11 +849,14 @@ def ordered(units: Iterable[ListUnit]) -> list[Parsed]:
 
     Not in the order a source listed them: ARM and Resource Graph list the same resources in different orders,
     and the snapshot (and every finding's evidence) must not depend on it."""
-    return sorted((p for u in units for p in u.items), key=_order_of)
+    return sorted([p for u in units for p in u.items], key=_ORDER)
 
 
 def _order_of(p: Parsed) -> tuple[int, str]:
     return p.order
+
+
+_ORDER = attrgetter("order")  # _order_of in C: the key of ~100k items at 100k resources
 
 
 def _units(inv: Inventory, kind: str) -> Iterable[ListUnit]:
@@ -919,9 +923,9 @@ def _link(inv: Inventory, taken_at: datetime | None) -> tuple[Snapshot, Links]:
     for nic in nics.values():
         if nic.private_endpoint_id is not None:
             naming[nic.private_endpoint_id.key].add(nic.key)
+    endpoints, endpoints_of_nic = _endpoints_with_nics(base, nics, naming)
     links = Links({f: tuple(g) for f, g in gaps.items()}, base, {k: _members(v) for k, v in naming.items()},
-                  {k: _members(v) for k, v in nic_owner_index(base).items()}, {})
-    endpoints = {k: _with_its_nics(k, pe, nics, links) for k, pe in base.items()}
+                  _member_index(endpoints_of_nic), {})
     fields["private_endpoints"] = endpoints
     by_endpoint = connections_by_endpoint(*(fields[o] for o in _OWNERS))
     owners: dict[str, set[tuple[int, str]]] = defaultdict(set)
@@ -947,6 +951,47 @@ def _link(inv: Inventory, taken_at: datetime | None) -> tuple[Snapshot, Links]:
 
 def _coverage_gaps(inv: Inventory, links: Links) -> tuple[CoverageGap, ...]:
     return tuple(_dedupe([*inv.gaps, *(g for f in FAMILIES for g in links.gaps[f])]))
+
+
+def _endpoints_with_nics(base: dict[str, PrivateEndpoint], nics: Mapping[str, Nic], naming: Mapping[str, set[str]],
+                         ) -> tuple[dict[str, PrivateEndpoint], dict[str, set[str]]]:
+    """Every endpoint as :func:`_with_its_nics` makes it, and :func:`nic_owner_index` of ``base``, in one pass.
+
+    Most endpoints name one NIC by a well-formed id, and only that NIC names them: those take no set, sort or union
+    (the two passes were ~0.15 s of the 100k build)."""
+    endpoints: dict[str, PrivateEndpoint] = {}
+    endpoints_of_nic: dict[str, set[str]] = defaultdict(set)
+    for k, pe in base.items():
+        nic_ids = pe.nic_ids
+        if len(nic_ids) == 1 and not nic_ids[0].opaque:
+            nk = nic_ids[0].key
+            endpoints_of_nic[nk].add(k)
+            by_nic = naming.get(k)
+            if by_nic is None or (len(by_nic) == 1 and nk in by_nic):
+                nic = nics.get(nk)
+                endpoints[k] = pe if nic is None else with_nic_ips(pe, nic)
+                continue
+            named = {nk}
+        else:
+            named = set()
+            for n in nic_ids:
+                nk = parse_id(repair_provider_typo(n.raw)).key if n.opaque else n.key
+                endpoints_of_nic[nk].add(k)
+                named.add(nk)
+        its = sorted(x for x in named | naming.get(k, set()) if x in nics)
+        endpoints[k] = with_nic_ips(pe, *(nics[x] for x in its)) if its else pe
+    return endpoints, endpoints_of_nic
+
+
+def _member_index(index: dict[str, set[str]]) -> dict[str, tuple[str, ...]]:
+    """``{k: _members(v) for k, v in index.items()}``, each set let go as soon as it is converted, and ``index``
+    emptied: ~35k one-key sets at 100k resources (~8 MB) need not outlive the link step or sit beside their copies."""
+    members: dict[str, Any] = index
+    for k, v in index.items():
+        members[k] = _members(v)   # the same keys: no resize while iterating
+    out: dict[str, tuple[str, ...]] = dict(members)
+    index.clear()
+    return out
 
 
 def _with_its_nics(key: str, pe: PrivateEndpoint, nics: Mapping[str, Nic], links: Links) -> PrivateEndpoint:
@@ -1497,8 +1542,8 @@ def with_nic_ips(pe: PrivateEndpoint, *nics: Nic) -> PrivateEndpoint:
 
 
 _R = TypeVar("_R")
-# record class -> (field name, its slot's setter) for every field, in order; None: replace() it is
-_SETTERS: dict[type, tuple[tuple[str, Callable[[Any, Any], None]], ...] | None] = {}
+# record class -> its replacer (record, changes) -> new record; None: replace() it is
+_REPLACERS: dict[type, Callable[[Any, dict[str, Any]], Any] | None] = {}
 
 
 def _with(record: _R, **changes: Any) -> _R:
@@ -1510,15 +1555,32 @@ def _with(record: _R, **changes: Any) -> _R:
     or no slots is left to ``replace``."""
     cls = type(record)
     try:
-        setters = _SETTERS[cls]
+        replacer = _REPLACERS[cls]
     except KeyError:
-        setters = _SETTERS[cls] = _slot_setters(cls)
-    if setters is None:
+        replacer = _REPLACERS[cls] = _replacer(cls)
+    if replacer is None:
         return replace(record, **changes)  # type: ignore[type-var]
-    new = object.__new__(cls)
-    for name, put in setters:
-        put(new, changes[name] if name in changes else getattr(record, name))
-    return new
+    return cast(_R, replacer(record, changes))
+
+
+def _replacer(cls: type) -> Callable[[Any, dict[str, Any]], Any] | None:
+    """A function that copies a ``cls`` record slot by slot, taking a field from ``changes`` when it names it.
+
+    Made with ``exec`` (as :func:`_fast_constructor`), so each slot is read as a plain attribute: the loop over the
+    setters it replaces, with a ``getattr`` per field, took 4.7 us per endpoint against 2.1 us."""
+    setters = _slot_setters(cls)
+    if setters is None:
+        return None
+    assert not any(name.endswith("_") for name, _ in setters), "a field name could clash with the generated locals"
+    ns: dict[str, Any] = {"new_": object.__new__, "cls_": cls}
+    body = []
+    for i, (name, put) in enumerate(setters):
+        ns[f"set{i}_"] = put
+        body.append(f"    set{i}_(self_, changes_[{name!r}] if {name!r} in changes_ else record_.{name})\n")
+    exec(f"def replace_(record_, changes_):\n    self_ = new_(cls_)\n{''.join(body)}    return self_\n", ns)
+    replacer: Callable[[Any, dict[str, Any]], Any] = ns["replace_"]
+    replacer.__qualname__ = replacer.__name__ = f"replace_{cls.__name__}"
+    return replacer
 
 
 def _slot_setters(cls: type) -> tuple[tuple[str, Callable[[Any, Any], None]], ...] | None:
