@@ -703,13 +703,24 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
             d = snat_dicts[id(v)] = v.to_dict()
         return d
 
+    # _policy_unread per (subject, verdict model), this call's: it reads the subject's firewall and whether its policy
+    # is in scope, the same for every row of the subject (a hub firewall's ~9k rows asked it one by one). A subject's
+    # rows are judged while it is the subject being recorded, so the reads it makes are noted where they were.
+    unread: dict[tuple[str, str], bool] = {}
+
     def judge(found: list[_Row]) -> list[tuple[ArmId, PathResult, SnatVerdict]]:
         out: list[tuple[ArmId, PathResult, SnatVerdict]] = []
         for subject_id, p, v in found:
             if v is None:
                 assert p.hop is not None and p.hop.firewall is not None
                 v = firewall(p.hop.firewall, p.destination)
-            if v.snats is want and not _policy_unread(snap, subject_id, v):
+            if v.snats is not want:
+                continue
+            k = (subject_id.key, v.model)
+            skip = unread.get(k)
+            if skip is None:
+                skip = unread[k] = _policy_unread(snap, subject_id, v)
+            if not skip:
                 out.append((subject_id, p, v))
         return out
 
