@@ -177,3 +177,11 @@ def test_a_firewall_policy_event_asks_once_per_subject_whether_its_policy_is_unr
     snat = [f for f in evaluate(t.snap).findings if f.check_id == "route.nva-missing-snat"]
     assert any(len(f.evidence["paths"]) > 20 for f in snat)
     assert asked and len(asked) == len(set(asked))
+
+
+def test_the_cutoff_compares_a_route_on_what_its_evidence_shows() -> None:
+    """_route_read holds exactly the values of a route's evidence (to_dict), so the cut-off compares the same."""
+    from plmon.checks.paths import RouteCandidate
+    r = RouteCandidate("10.0.0.0/8", "user-defined", "VirtualAppliance", "10.0.0.4", "r1",
+                       parse_id("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/routeTables/t"))
+    assert route._route_read(r) == tuple(r.to_dict().values())
