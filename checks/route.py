@@ -563,9 +563,16 @@ def _same_rows(a: _Rows, b: _Rows) -> bool:
         if pa.hop is not pb.hop or pa.endpoint is not pb.endpoint or \
                 pa.destination != pb.destination or pa.subnet_id.raw != pb.subnet_id.raw or \
                 not (pa.route is pb.route or (pa.route is not None and pb.route is not None and
-                                              pa.route.to_dict() == pb.route.to_dict())):
+                                              _route_read(pa.route) == _route_read(pb.route))):
             return False
     return True
+
+
+def _route_read(r: RouteCandidate) -> tuple[str | None, ...]:
+    """What a row's evidence shows of its route (``to_dict``'s values, its describe() from them), without a dict
+    per route: the cut-off compares the ~600 endpoints' rows behind a changed route table route by route."""
+    return (r.prefix, r.origin, r.next_hop_type, r.next_hop_ip, r.route_name,
+            r.route_table_id.raw if r.route_table_id else None, r.endpoint_id.raw if r.endpoint_id else None)
 
 
 cutoff("route.appliance-rows", _rows_again, _same_rows)
@@ -703,13 +710,24 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
             d = snat_dicts[id(v)] = v.to_dict()
         return d
 
+    # _policy_unread per (subject, verdict model), this call's: it reads the subject's firewall and whether its policy
+    # is in scope, the same for every row of the subject (a hub firewall's ~9k rows asked it one by one). A subject's
+    # rows are judged while it is the subject being recorded, so the reads it makes are noted where they were.
+    unread: dict[tuple[str, str], bool] = {}
+
     def judge(found: list[_Row]) -> list[tuple[ArmId, PathResult, SnatVerdict]]:
         out: list[tuple[ArmId, PathResult, SnatVerdict]] = []
         for subject_id, p, v in found:
             if v is None:
                 assert p.hop is not None and p.hop.firewall is not None
                 v = firewall(p.hop.firewall, p.destination)
-            if v.snats is want and not _policy_unread(snap, subject_id, v):
+            if v.snats is not want:
+                continue
+            k = (subject_id.key, v.model)
+            skip = unread.get(k)
+            if skip is None:
+                skip = unread[k] = _policy_unread(snap, subject_id, v)
+            if not skip:
                 out.append((subject_id, p, v))
         return out
 

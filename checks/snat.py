@@ -92,6 +92,16 @@ def _parsed(ranges: tuple[str, ...]) -> tuple[tuple[str, ipaddress.IPv4Network |
 
 
 @functools.lru_cache(maxsize=1 << 15)
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A destination's address (None: not one), parsed once and not once per firewall setting: a policy event
+    brings new private ranges, and a hub firewall's ~4.5k destinations were parsed again for them (issue 14)."""
+    try:
+        return ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1 << 15)
 def _verdict_for(ranges: tuple[str, ...], ip: str) -> tuple[bool | None, str]:
     """No SNAT for destinations inside the private ranges; the two sentinels override. Kept per (ranges, IP): the
     daemon judges a hub firewall's ~4.5k destinations again on each event that touches its paths or policy."""
@@ -99,9 +109,8 @@ def _verdict_for(ranges: tuple[str, ...], ip: str) -> tuple[bool | None, str]:
         return True, f"private ranges contain {ALWAYS}: the firewall always SNATs"
     if NEVER in ranges:
         return False, f"private ranges contain {NEVER}: the firewall never SNATs"
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
+    addr = _address(ip)
+    if addr is None:
         return None, f"{ip} is not an IP address"
     bad = []
     for r, net in _parsed(ranges):

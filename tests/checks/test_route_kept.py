@@ -153,3 +153,35 @@ def test_an_endpoints_paths_read_their_networks_client_subnets_once(tmp_path: Pa
     assert len(readers) > len(clients)
     for k in readers:   # the endpoint's own subnet, no client subnet
         assert len({r[1] for r in entries[k][1] if r[0] == "subnets"}) <= 1
+
+
+def test_a_firewall_policy_event_asks_once_per_subject_whether_its_policy_is_unread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy change that judges a hub firewall's rows again asks whether its policy is unread once per subject
+    and verdict model, not once per row (and the evaluation equals a full one)."""
+    t = _Tenant(tmp_path / "t")
+    asked: list[str] = []
+    unread = route._policy_unread
+
+    def counted(snap: Any, subject: Any, verdict: Any) -> bool:
+        if not plain():
+            asked.append(subject.key)
+        return bool(unread(snap, subject, verdict))
+    monkeypatch.setattr(route, "_policy_unread", counted)
+    path = next(iter(sorted((tmp_path / "t" / "arm").rglob("firewallPolicies.json"))))
+    body = json.loads(path.read_text(encoding="utf-8"))
+    policy = body["value"][0]
+    # every private range but the documentation one: the hub firewall leaves its endpoints' traffic untranslated
+    policy["properties"]["snat"] = {"privateRanges": ["IANAPrivateRanges", "203.0.113.0/24"]}
+    t.event(path, body, policy["id"])
+    snat = [f for f in evaluate(t.snap).findings if f.check_id == "route.nva-missing-snat"]
+    assert any(len(f.evidence["paths"]) > 20 for f in snat)
+    assert asked and len(asked) == len(set(asked))
+
+
+def test_the_cutoff_compares_a_route_on_what_its_evidence_shows() -> None:
+    """_route_read holds exactly the values of a route's evidence (to_dict), so the cut-off compares the same."""
+    from plmon.checks.paths import RouteCandidate
+    r = RouteCandidate("10.0.0.0/8", "user-defined", "VirtualAppliance", "10.0.0.4", "r1",
+                       parse_id("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/routeTables/t"))
+    assert route._route_read(r) == tuple(r.to_dict().values())

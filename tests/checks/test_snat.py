@@ -83,3 +83,12 @@ def test_verdicts_share_the_firewalls_parts_and_equal_a_fresh_verdict(tmp_path: 
     snat._PARTS.clear()
     assert firewall_snat(snap, fw, "10.1.1.4").to_dict() == a.to_dict()
     assert firewall_snat(snap, fw, "40.1.2.3") == b
+
+
+def test_a_destination_is_judged_from_its_kept_address_whatever_the_ranges() -> None:
+    """The parsed destination is kept across private-range settings, and a text that is no address stays unknown."""
+    from plmon.checks.snat import _address, _verdict_for
+    assert _verdict_for(("10.0.0.0/8",), "10.1.2.3")[0] is False
+    assert _verdict_for(("192.168.0.0/16",), "10.1.2.3")[0] is True
+    assert _address("10.1.2.3") is _address("10.1.2.3")
+    assert _verdict_for(("10.0.0.0/8",), "not-an-ip") == (None, "not-an-ip is not an IP address")
