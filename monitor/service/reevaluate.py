@@ -280,6 +280,11 @@ def _follow_ups(get: Any, old: Inventory, new: Inventory, units: Mapping[ReadUni
         endpoints = [new.lists.get("privateEndpoints", {}).get(u.scope) for u in units if u.kind == "privateEndpoints"]
         groups = [a for u in units if u.kind == "associations" for g, a in new.associations.items()
                   if g.lower() == u.scope.lower()]
+        table = _interned()
+        for unit in endpoints:  # the ids they name, parsed once already: each key below is then a lookup
+            for ref in unit.refs if unit is not None else ():
+                for tid in ref.targets:
+                    table.setdefault(tid.raw, tid)
         for raw in targets_to_read(new, subs, [e for e in endpoints if e is not None], groups)[0]:
             key = parse_id(raw).key
             if key in new.targets or key in new.target_errors:
@@ -303,6 +308,12 @@ def _follow_ups(get: Any, old: Inventory, new: Inventory, units: Mapping[ReadUni
                 continue
             _replace_unit(new, "networkInterfaces", f"{BY_ID}{parse_id(raw).key}",
                           list_unit("networkInterfaces", [body]), out.touched)
+
+
+def _interned() -> dict[str, ArmId]:
+    """The open interning scope's table (reread_into opens one); a throw-away table outside any scope."""
+    with interning() as table:
+        return table
 
 
 def _drop_unnamed_targets(inv: Inventory, wanted: set[str], touched: Touched) -> None:
