@@ -230,7 +230,7 @@ def seed_ids(table: dict[str, ArmId], unit: ListUnit | None) -> None:
         elif t not in _LEAVES and obj is not None:
             slots = _slots_of(t)
             if slots:
-                stack.extend(getattr(obj, name) for name in slots)
+                stack.extend(getattr(obj, name, None) for name in slots)  # a slot left unset holds nothing
 
 
 _LEAVES: frozenset[type] = frozenset({str, int, float, bool, frozenset, dict, list})
@@ -241,8 +241,8 @@ def _slots_of(t: type) -> tuple[str, ...]:
     """Every slot of ``t`` and its bases (a slotted dataclass record keeps its fields there), cached per type."""
     got = _SLOTS.get(t)
     if got is None:
-        got = _SLOTS[t] = tuple(name for k in t.__mro__ for name in getattr(k, "__slots__", ())
-                                if name != "__weakref__")
+        named = [(s,) if isinstance(s := getattr(k, "__slots__", ()), str) else s for k in t.__mro__]
+        got = _SLOTS[t] = tuple(name for names in named for name in names if name != "__weakref__")
     return got
 
 
