@@ -8,7 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plmon.monitor.collect.list_items import ListItems, lists_holding
+from hypothesis import given
+from hypothesis import strategies as st
+
+from plmon.monitor.collect.list_items import ListItems, _key, lists_holding
+from plmon.monitor.model.arm_id import normalise
 
 S = "11111111-1111-1111-1111-111111111111"
 PLS = f"subscriptions/{S}/resourceGroups/rg1/providers/Microsoft.Network/privateLinkServices"
@@ -48,3 +52,10 @@ def test_a_list_is_parsed_once_until_it_changes(tmp_path: Path) -> None:
     # the item is a copy: a caller that edits it does not change what the next read answers
     finder.find(f"/{PLS}/p0")[0]["name"] = "edited"
     assert finder.find(f"/{PLS}/p0")[0]["name"] == "p0"
+
+
+@given(st.text(alphabet="/ \tabAB\u00a0", max_size=12))
+def test_index_key_is_normalise(rid: str) -> None:
+    """The list index's fast key is exactly normalise() for any spelling (slashes, spaces, case)."""
+    if rid.strip():
+        assert _key(rid) == normalise(rid)
