@@ -58,6 +58,17 @@ class Prebuilt(list[Any]):
 
 # --- the fields the records keep, named as ARM spells them (Any where the parser accepts any value) ---------------
 
+class _Resource(msgspec.Struct):
+    """The envelope every listed ARM resource shares (its ``properties`` are each kind's own)."""
+
+    id: str
+    name: Any = None
+    type: Any = None
+    location: Any = None
+    tags: Any = None
+    provisioningState: Any = None
+
+
 class _Ref(msgspec.Struct):
     id: Any = None
 
@@ -105,13 +116,7 @@ class _EndpointProps(msgspec.Struct):
     customDnsConfigs: list[_DnsConfig] | None = None
 
 
-class _Endpoint(msgspec.Struct):
-    id: str
-    name: Any = None
-    type: Any = None
-    location: Any = None
-    tags: Any = None
-    provisioningState: Any = None
+class _Endpoint(_Resource):
     properties: _EndpointProps = _UNSET
 
 
@@ -139,13 +144,7 @@ class _NicProps(msgspec.Struct):
     virtualMachine: _Ref | None = None
 
 
-class _Nic(msgspec.Struct):
-    id: str
-    name: Any = None
-    type: Any = None
-    location: Any = None
-    tags: Any = None
-    provisioningState: Any = None
+class _Nic(_Resource):
     properties: _NicProps = _UNSET
 
 
@@ -205,13 +204,7 @@ class _VnetProps(msgspec.Struct):
     virtualNetworkPeerings: list[_Peering] | None = None
 
 
-class _Vnet(msgspec.Struct):
-    id: str
-    name: Any = None
-    type: Any = None
-    location: Any = None
-    tags: Any = None
-    provisioningState: Any = None
+class _Vnet(_Resource):
     properties: _VnetProps = _UNSET
 
 
