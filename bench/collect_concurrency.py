@@ -171,6 +171,15 @@ def collect_once(base_url: str, ca_bundle: str, workers: int | None, server_pid:
             "phases": {k: round(v, 2) for k, v in inv.stats.phases.items()}}
 
 
+def replay_server(bindir: Path, folder: Path) -> subprocess.Popen[str]:
+    """The replay server these scripts measure against: ARM's read limits on, every file parsed before the first
+    request (as ARM has no cold cache); its first stdout line is its address and CA bundle as JSON."""
+    return subprocess.Popen(
+        [str(bindir / "plmon"), "replay-server", "--from", str(folder), "--latency-ms", str(LATENCY_MS),
+         "--page-size", str(PAGE_SIZE), "--arm-limits", "--preload"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keep", type=Path, help="Reuse (or write) the synthetic tenant here.")
@@ -189,10 +198,7 @@ def main() -> None:
         for workers in counts:
             label = "default" if workers is None else f"{workers} workers"
             # A fresh server per run: its buckets start full, as a tenant not read for a while.
-            proc = subprocess.Popen(
-                [str(bindir / "plmon"), "replay-server", "--from", str(folder), "--latency-ms", str(LATENCY_MS),
-                 "--page-size", str(PAGE_SIZE), "--arm-limits", "--preload"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            proc = replay_server(bindir, folder)
             try:
                 info = json.loads(proc.stdout.readline() if proc.stdout else "{}")
                 result = collect_once(info["base_url"], info["ca_bundle"], workers, proc.pid)

@@ -41,8 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-LATENCY_MS = 50
-PAGE_SIZE = 100
+from collect_concurrency import LATENCY_MS, replay_server  # bench/ is the script's own folder on sys.path
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -187,10 +186,7 @@ def main() -> None:
     if not (folder / "manifest.json").is_file():
         subprocess.run([str(bindir / "plmon"), "synth", "--subscriptions", "100", "--endpoints", "10000",
                         "--out", str(folder)], check=True, stdout=subprocess.DEVNULL)
-    proc = subprocess.Popen(
-        [str(bindir / "plmon"), "replay-server", "--from", str(folder), "--latency-ms", str(LATENCY_MS),
-         "--page-size", str(PAGE_SIZE), "--arm-limits", "--preload"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = replay_server(bindir, folder)
     try:
         info = json.loads(proc.stdout.readline() if proc.stdout else "{}")
         print(json.dumps(collect_timed(info["base_url"], info["ca_bundle"], args.workers, args.gc)))
