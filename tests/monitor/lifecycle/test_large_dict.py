@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from plmon.checks.finding import Finding, Severity
 from plmon.monitor.lifecycle.transitions import large_dict
 from plmon.monitor.model.arm_id import parse_id
+from plmon.monitor.state.sqlite import _dumps as stored_text
 from plmon.monitor.state.store import JsonSafe
 
 RID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/azureFirewalls/fw"
@@ -76,3 +77,24 @@ def test_any_evidence_gives_to_dicts_values_and_types(evidence: dict[str, Any]) 
     """Random evidence: the same values and types as to_dict, whether marked JSON-safe or not."""
     f = _finding(evidence)
     assert _same(large_dict(f), f.to_dict())
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), _tree, max_size=5))
+def test_what_is_marked_json_safe_orjson_writes_as_json_does(evidence: dict[str, Any]) -> None:
+    """Random evidence (NaN, infinity, integers past 64 bits included): the store's text of a dict marked JSON-safe
+    (orjson, or json where orjson refuses) reads back exactly as json's text; only a non-finite float goes unmarked."""
+    got = large_dict(_finding(evidence))
+    if type(got) is JsonSafe:
+        assert json.loads(stored_text(got)) == json.loads(json.dumps(dict(got), sort_keys=True))
+    else:
+        assert any((isinstance(x, float) and x != x) or x in (float("inf"), float("-inf"))
+                   for x in _leaves(got)), got
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _leaves(v)]
+    return [value]
