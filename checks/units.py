@@ -623,8 +623,9 @@ class _Memo:
                     # stays theirs, and the one just computed is freed
                     kept = old is not _DROPPED and same(old, value)
                     self.put(key, old if kept else value, inner)
-                    if kept:
-                        continue
+                    if not kept:
+                        moved.append((MEMO, key))
+                    continue
             if value is MISSING or value is _DROPPED or old is _DROPPED or not same(old, value):
                 moved.append((MEMO, key))
         return moved

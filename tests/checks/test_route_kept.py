@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import plmon.checks.route as route
+import plmon.checks.units as units
 from plmon.checks.engine import Evaluation, evaluate
 from plmon.checks.incremental import Units
 from plmon.checks.units import plain
@@ -118,9 +119,17 @@ def test_a_route_table_event_keeps_the_other_tables_endpoints_evidence(tmp_path:
     assert built and set(built) <= behind
 
 
-def test_an_unmoved_cutoff_value_is_kept_as_it_was(tmp_path: Path) -> None:
+def test_an_unmoved_cutoff_value_is_kept_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An appliance's rows that an event recomputed and found unmoved stay the very objects they were (so what the
     SNAT checks kept of them stays valid), and the evaluation equals a full one."""
+    recompute, same = units.CUTOFF["route.appliance-rows"]
+    verdicts: list[bool] = []
+
+    def counted(a: Any, b: Any) -> bool:
+        verdicts.append(same(a, b))
+        return verdicts[-1]
+
+    monkeypatch.setitem(units.CUTOFF, "route.appliance-rows", (recompute, counted))
     t = _Tenant(tmp_path / "t")
     rows = {k: v for k, (v, _r) in t.units.memo.entries.items()
             if type(k) is tuple and k[0] == "route.appliance-rows"}
@@ -139,6 +148,7 @@ def test_an_unmoved_cutoff_value_is_kept_as_it_was(tmp_path: Path) -> None:
     t.event(path, body, table["id"])
     after = {k: v for k, (v, _r) in t.units.memo.entries.items() if k in rows}
     assert after and all(after[k] is rows[k] for k in after)
+    assert verdicts and all(verdicts)   # the cut-off did recompute rows behind the table, and found them unmoved
 
 
 def test_an_endpoints_paths_read_their_networks_client_subnets_once(tmp_path: Path) -> None:
