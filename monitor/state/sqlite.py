@@ -291,12 +291,17 @@ class SqliteStore:
             seq=row["seq"], finding=finding, channels=tuple(json.loads(row["channels"])))
 
     def get_finding(self, check_id: str, resource_key: str) -> FindingRecord | None:
-        rows = self._query(f"{_SELECT_FINDINGS} WHERE f.check_id = ? AND f.resource_key = ?",
-                           (check_id, resource_key))
-        return self._finding(rows[0]) if rows else None
+        with self._lock:   # the row and its apart text read as one: no thread of ours writes between them
+            rows = self._query(f"{_SELECT_FINDINGS} WHERE f.check_id = ? AND f.resource_key = ?",
+                               (check_id, resource_key))
+            return self._finding(rows[0]) if rows else None
 
     def findings(self, state: FindingState | None = None, *,
                  resource_keys: Collection[str] | None = None) -> list[FindingRecord]:
+        with self._lock:   # rows and their apart texts read as one; the known large findings are shared by threads
+            return self._findings(state, resource_keys)
+
+    def _findings(self, state: FindingState | None, resource_keys: Collection[str] | None) -> list[FindingRecord]:
         where, args = ("WHERE f.state = ?", [state.value]) if state is not None else ("", [])
         self._texts = {}  # only the last read's: never more than one step's findings are held
         if resource_keys is None:
@@ -310,10 +315,7 @@ class SqliteStore:
                 cond = f"{where} AND" if where else "WHERE"
                 rows += self._query(f"{_SELECT_FINDINGS} {cond} f.resource_key IN ({marks})", [*args, *chunk])
             rows.sort(key=lambda r: (r["check_id"], r["resource_key"]))
-        if resource_keys is None:
-            return [self._finding(r) for r in rows]
-        with self._lock:   # the known large findings are shared by the daemon's threads
-            return [self._finding(r, True) for r in rows]
+        return [self._finding(r, resource_keys is not None) for r in rows]
 
     def open_counts(self) -> dict[str, int]:
         rows = self._query("SELECT severity, COUNT(*) FROM findings WHERE state = ? GROUP BY severity",
