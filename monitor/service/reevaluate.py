@@ -201,7 +201,7 @@ def reread_into(reader: ArmReader, inv: Inventory, resources: Iterable[ArmId]) -
             except ReadError as err:
                 out.failed.append((unit, err))
                 log.warning("reread_failed", kind=unit.kind, scope=unit.scope, status=err.status, code=err.code)
-        _follow_ups(get, inv, new, units, out)
+        _follow_ups(get, inv, new, units, out, table)
     return new, out
 
 
@@ -268,7 +268,7 @@ def _unnamed_maybe(old: Inventory, new: Inventory, units: Mapping[ReadUnit, list
 
 
 def _follow_ups(get: Any, old: Inventory, new: Inventory, units: Mapping[ReadUnit, list[ArmId]],
-                out: RereadResult) -> None:
+                out: RereadResult, table: dict[str, ArmId]) -> None:
     """The reads a re-read names anew: targets of a new or changed endpoint or association, and a new endpoint's
     NIC (its only record of a dynamic IP is in no NIC list the inventory holds: the event named the endpoint
     alone). Read by id, as the plan does, or the checks cannot judge them."""
@@ -277,15 +277,15 @@ def _follow_ups(get: Any, old: Inventory, new: Inventory, units: Mapping[ReadUni
         if _unnamed_maybe(old, new, units):
             _drop_unnamed_targets(new, named_targets(new), out.touched)
         # Only the re-read units can name a target not read yet: every other one was followed when it was read.
-        endpoints = [new.lists.get("privateEndpoints", {}).get(u.scope) for u in units if u.kind == "privateEndpoints"]
+        endpoints = [e for u in units if u.kind == "privateEndpoints"
+                     if (e := new.lists.get("privateEndpoints", {}).get(u.scope)) is not None]
         groups = [a for u in units if u.kind == "associations" for g, a in new.associations.items()
                   if g.lower() == u.scope.lower()]
-        table = _interned()
         for unit in endpoints:  # the ids they name, parsed once already: each key below is then a lookup
-            for ref in unit.refs if unit is not None else ():
+            for ref in unit.refs:
                 for tid in ref.targets:
                     table.setdefault(tid.raw, tid)
-        for raw in targets_to_read(new, subs, [e for e in endpoints if e is not None], groups)[0]:
+        for raw in targets_to_read(new, subs, endpoints, groups)[0]:
             key = parse_id(raw).key
             if key in new.targets or key in new.target_errors:
                 continue
@@ -308,12 +308,6 @@ def _follow_ups(get: Any, old: Inventory, new: Inventory, units: Mapping[ReadUni
                 continue
             _replace_unit(new, "networkInterfaces", f"{BY_ID}{parse_id(raw).key}",
                           list_unit("networkInterfaces", [body]), out.touched)
-
-
-def _interned() -> dict[str, ArmId]:
-    """The open interning scope's table (reread_into opens one); a throw-away table outside any scope."""
-    with interning() as table:
-        return table
 
 
 def _drop_unnamed_targets(inv: Inventory, wanted: set[str], touched: Touched) -> None:
