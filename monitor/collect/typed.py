@@ -255,6 +255,11 @@ def decode_unit(kind: str, data: bytes) -> ListUnit | Child | None:
     decoder refuses the file (then it must be decoded and parsed the generic way)."""
     if b"\\u" in data:
         return None
+    if not data.isascii():
+        try:   # msgspec checks UTF-8 only in the fields it keeps; the generic way refuses bad bytes anywhere
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     try:
         body = _DECODERS[kind].decode(data)
         if kind == "privateEndpoints":

@@ -239,3 +239,14 @@ def test_non_ascii_text_written_as_is_decodes_typed_as_the_parser_reads_it(name:
     with interning():
         got = decode_unit("networkInterfaces", data)
         assert got is not None and got == list_unit("networkInterfaces", RecordedTenant._decode(data, "x")["value"])
+
+
+@pytest.mark.parametrize("bad", [b"\xff\xfe", b"\xed\xa0\x80", b"caf\xe9"])
+def test_bytes_that_are_not_utf8_in_a_skipped_field_are_refused(bad: bytes) -> None:
+    """Proves: a file with invalid UTF-8 in a field the typed decoder skips (msgspec does not check those) is refused,
+    as the generic way refuses the whole file, instead of being read as if it were clean."""
+    clean = json.dumps({"value": [nic()]}).encode()
+    assert decode_unit("networkInterfaces", clean) is not None
+    data = clean.replace(b'"value": [{', b'"value": [{"etag": "' + bad + b'", ', 1)
+    assert data != clean
+    assert decode_unit("networkInterfaces", data) is None
