@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
@@ -418,8 +418,8 @@ class _Run:
                                        f"/subscriptions/{sid}", type_)
                 if items is not None:
                     # A recorded folder may hand over the unit its typed decoder built (typed.Prebuilt).
-                    built = items.unit if isinstance(items, Prebuilt) else None
-                    unit = results[(sid, kind)] = built if isinstance(built, ListUnit) else list_unit(kind, items)
+                    built = _prebuilt(items, ListUnit)
+                    unit = results[(sid, kind)] = list_unit(kind, items) if built is None else built
                     if early and kind in _CHILD_PARENTS:
                         self._children_read.add(id(unit))
                         for key, child in self._child_jobs_of(kind, unit):
@@ -546,8 +546,8 @@ def _child_list(run: _Run, into: dict[str, Any], parent_id: str, child: str, typ
         items = run.read_list(f"{parent_id.strip('/')}/{child}", child, parent_id, type_)
         if items is not None:
             # A recorded folder may hand over the Child its typed decoder built (typed.Prebuilt).
-            built = items.unit if isinstance(items, Prebuilt) else None
-            into[parse_id(parent_id).key] = built if isinstance(built, Child) else parse_child(child, items)
+            made = _prebuilt(items, Child)
+            into[parse_id(parent_id).key] = parse_child(child, items) if made is None else made
     return job
 
 
@@ -729,3 +729,16 @@ def targets_to_read(inv: Inventory, sub_keys: set[str], endpoints: Iterable[List
             if raw and not parse_id(raw).opaque and parse_id(raw).type_key in LISTED_TARGET_TYPES:
                 consider(parse_id(raw))
     return list(out.values()), list(bad.values())
+
+
+_U = TypeVar("_U", ListUnit, Child)
+
+
+def _prebuilt(items: Any, kind: type[_U]) -> _U | None:
+    """The unit a typed decoder built for ``items`` (a :class:`~plmon.monitor.collect.typed.Prebuilt`), else None. A
+    unit of another type is a bug to raise, never an empty list to parse (a Prebuilt holds no raw items)."""
+    if not isinstance(items, Prebuilt):
+        return None
+    if not isinstance(items.unit, kind):
+        raise TypeError(f"a typed decoder built a {type(items.unit).__name__} where a {kind.__name__} was read")
+    return items.unit

@@ -250,3 +250,18 @@ def test_bytes_that_are_not_utf8_in_a_skipped_field_are_refused(bad: bytes) -> N
     data = clean.replace(b'"value": [{', b'"value": [{"etag": "' + bad + b'", ', 1)
     assert data != clean
     assert decode_unit("networkInterfaces", data) is None
+
+
+def test_the_plan_takes_a_prebuilt_unit_of_the_type_it_reads_and_raises_on_another() -> None:
+    """Proves: the plan keeps the unit a typed decoder built, parses raw items the generic way, and raises on a unit
+    of the wrong type instead of parsing the empty Prebuilt as a list with no resources."""
+    from plmon.monitor.collect.inventory import Child, ListUnit
+    from plmon.monitor.collect.plan import _prebuilt
+
+    with interning():
+        unit = decode_unit("networkInterfaces", json.dumps({"value": [nic()]}).encode())
+    assert isinstance(unit, ListUnit)
+    assert _prebuilt(Prebuilt(unit), ListUnit) is unit
+    assert _prebuilt([nic()], ListUnit) is None
+    with pytest.raises(TypeError):
+        _prebuilt(Prebuilt(unit), Child)
