@@ -30,9 +30,10 @@ from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import (
     MIXED,
     SNAT_TAG,
+    FirewallVerdicts,
     SnatVerdict,
     firewall_ranges,
-    firewall_snat,
+    firewall_verdicts,
     snats_for,
     snats_within,
     tagged_snat,
@@ -411,10 +412,7 @@ def _appliance_verdicts(snap: Snapshot, paths: Iterable[PathResult], *, firewall
     judged: dict[tuple[str, ...], SnatVerdict] = {}
 
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
-        key = ("firewall", fw.key, ip)
-        if key not in judged:
-            judged[key] = firewall_snat(snap, fw, ip)
-        return judged[key]
+        return firewall_verdicts(snap, fw).of(ip)   # kept per firewall: judged once per destination
 
     def tagged(nic: Nic | None, lb: LoadBalancer | None = None) -> SnatVerdict:
         key = ("tag", nic.key if nic else "", lb.key if lb else "")
@@ -467,9 +465,10 @@ def _policy_unread(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> bool
 
 
 _Row = tuple[ArmId, PathResult, SnatVerdict | None]
-# What a SNAT check made of one endpoint's rows: the firewall verdicts it read (the kept verdicts of
-# :data:`_fw_verdicts`, :data:`_NO_FIREWALL` without a firewall), the rows it reports and their evidence; when it
-# reports none, the verdicts alone (most of the ~43k endpoints behind an appliance at 100k resources: no tuple each).
+# What a SNAT check made of one endpoint's rows: the firewall verdicts it read (a kept
+# :class:`~plmon.checks.snat.FirewallVerdicts`, :data:`_NO_FIREWALL` without a firewall), the rows it reports and
+# their evidence; when it reports none, the verdicts alone (most of the ~43k endpoints behind an appliance at 100k
+# resources: no tuple each).
 _Judged = tuple[object, tuple[tuple[ArmId, PathResult, SnatVerdict], ...], tuple[dict[str, Any], ...]] | object
 
 
@@ -629,22 +628,6 @@ def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]
     return out
 
 
-# A plain evaluation's firewall verdicts per (firewall, destination), the last snapshot's: both SNAT checks judge
-# the same pairs.
-_firewall_verdicts: tuple[Snapshot | None, dict[tuple[str, str], SnatVerdict]] = (None, {})
-
-
-def _firewall_judged(snap: Snapshot) -> dict[tuple[str, str], SnatVerdict]:
-    global _firewall_verdicts
-    if _firewall_verdicts[0] is not snap:
-        _firewall_verdicts = (snap, {})
-    return _firewall_verdicts[1]
-
-
-# Firewall verdicts per firewall key, kept while the firewall and its policy stay the very same objects (a snapshot's
-# untouched records do across the daemon's events): a hub firewall's ~4.5k destinations were judged again on every
-# event that re-judged the appliance. firewall_snat reads the firewall and its policy only.
-_fw_verdicts: dict[str, tuple[Firewall, object, dict[str, SnatVerdict]]] = {}
 # A SNAT row's evidence but its verdict, per path object (kept across events by the daemon's memo), bounded.
 _path_parts: dict[int, tuple[PathResult, dict[str, Any]]] = {}
 _PATH_PARTS_MAX = 100_000
@@ -669,8 +652,8 @@ _NO_FIREWALL: Any = object()   # the rows read no firewall's verdict (tag verdic
 
 def _verdicts_read(snap: Snapshot, firewalls: dict[tuple[str, str], tuple[Firewall, str]],
                    last: list[Any]) -> object:
-    """The kept verdicts (:data:`_fw_verdicts`) of the firewall an endpoint's rows name, noting the policy read that
-    judging them makes: what a SNAT check made of the rows holds while this is the same object
+    """The kept verdicts (:class:`~plmon.checks.snat.FirewallVerdicts`) of the firewall an endpoint's rows name, noting
+    the policy read that judging them makes: what a SNAT check made of the rows holds while this is the same object
     (:data:`_NO_FIREWALL` without a firewall). ``last``: [firewall, its verdicts] of the subject's previous
     endpoint (a subject is one appliance: its endpoints name the same firewall)."""
     if not firewalls:
@@ -682,32 +665,19 @@ def _verdicts_read(snap: Snapshot, firewalls: dict[tuple[str, str], tuple[Firewa
             return _UNKEPT
     if last[0] is fw:
         return last[1]
-    pid = fw.firewall_policy_id
-    policy = snap.firewall_policies.get(pid.key) if pid is not None else None
-    held = _fw_verdicts.get(fw.key)
-    if held is None or held[0] is not fw or held[1] is not policy:
-        held = _fw_verdicts[fw.key] = (fw, policy, {})
+    held = firewall_verdicts(snap, fw)
     last[:] = [fw, held]
     return held
 
 
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
-    judged: dict[tuple[str, str], SnatVerdict] = _firewall_judged(snap) if plain() else {}
+    held: dict[str, FirewallVerdicts] = {}   # this call's, per firewall key: one policy read per firewall
 
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
-        found = judged.get((fw.key, ip))
-        if found is None:
-            # the read firewall_snat makes, made here so a verdict kept from an earlier event notes it all the same
-            pid = fw.firewall_policy_id
-            policy = snap.firewall_policies.get(pid.key) if pid is not None else None
-            held = _fw_verdicts.get(fw.key)
-            if held is None or held[0] is not fw or held[1] is not policy:
-                held = _fw_verdicts[fw.key] = (fw, policy, {})
-            found = held[2].get(ip)
-            if found is None:
-                found = held[2][ip] = firewall_snat(snap, fw, ip)
-            judged[(fw.key, ip)] = found
-        return found
+        verdicts = held.get(fw.key)
+        if verdicts is None or verdicts.firewall is not fw:
+            verdicts = held[fw.key] = firewall_verdicts(snap, fw)   # notes the policy read, kept verdicts or not
+        return verdicts.of(ip)
 
     snat_dicts: dict[int, dict[str, Any]] = {}   # one dict per verdict (paths to one IP share it), this call's
 
