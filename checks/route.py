@@ -6,6 +6,7 @@ the route rule lives in one place and every finding carries the path that shows 
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import sys
 from collections import defaultdict
@@ -641,9 +642,26 @@ def _path_part(p: PathResult) -> dict[str, Any]:
         _path_parts.clear()
     part = {"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
             "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
-            "route": p.route.to_dict() if p.route else None}
+            "route": _route_dict(p.route) if p.route else None}
     _path_parts[id(p)] = (p, part)
     return part
+
+
+# A route's evidence dict per route object, bounded: the paths of a group share their winning route, and a hub
+# appliance's ~9k SNAT rows each held a copy of one of a few hundred (~5 MB of the daemon's biggest finding at 100k
+# resources, built again on the first event that opens it). Shared as the verdicts' dicts are: never mutated.
+_route_dicts: dict[int, tuple[RouteCandidate, dict[str, Any]]] = {}
+
+
+def _route_dict(r: RouteCandidate) -> dict[str, Any]:
+    hit = _route_dicts.get(id(r))
+    if hit is not None and hit[0] is r:
+        return hit[1]
+    if len(_route_dicts) >= _PATH_PARTS_MAX:
+        _route_dicts.clear()
+    d = r.to_dict()
+    _route_dicts[id(r)] = (r, d)
+    return d
 
 
 _UNKEPT: Any = object()   # the rows read several firewalls' verdicts: what a check made of them is not kept
@@ -673,11 +691,18 @@ def _verdicts_read(snap: Snapshot, firewalls: dict[tuple[str, str], tuple[Firewa
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     held: dict[str, FirewallVerdicts] = {}   # this call's, per firewall key: one policy read per firewall
 
-    def firewall(fw: Firewall, ip: str) -> SnatVerdict:
+    def verdicts_of(fw: Firewall) -> FirewallVerdicts:
         verdicts = held.get(fw.key)
         if verdicts is None or verdicts.firewall is not fw:
             verdicts = held[fw.key] = firewall_verdicts(snap, fw)   # notes the policy read, kept verdicts or not
-        return verdicts.of(ip)
+        return verdicts
+
+    def firewall(fw: Firewall, ip: str) -> SnatVerdict:
+        return verdicts_of(fw).of(ip)
+
+    def reports(firewalls: dict[tuple[str, str], tuple[Firewall, str]]) -> bool:
+        """Whether any firewall verdict of the rows is the one reported (without building the verdicts)."""
+        return any(verdicts_of(fw).snats(ip) is want for fw, ip in firewalls.values())
 
     snat_dicts: dict[int, dict[str, Any]] = {}   # one dict per verdict (paths to one IP share it), this call's
 
@@ -708,52 +733,42 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
                 out.append((subject_id, p, v))
         return out
 
+    def result(entry: _Rows, token: object) -> _Judged:
+        """What this check makes of one endpoint's rows judged on ``token`` (kept on the rows when it can be)."""
+        got = entry.missing if want is False else entry.unknown
+        if got is token or (type(got) is tuple and got[0] is token):
+            return got   # judged on the same verdicts before
+        mine = () if want not in entry.tagged and not reports(entry.firewalls) else tuple(judge(entry.rows))
+        got = (token, mine, tuple({**_path_part(p), "snat": snat_of(v)} for _, p, v in mine)) \
+            if mine else token   # nothing to report: the verdicts alone
+        if token is not _UNKEPT:
+            if want is False:
+                entry.missing = got
+            else:
+                entry.unknown = got
+        return got
+
     kept = not plain()
     def split(paths: tuple[PathResult, ...]) -> dict[str, Any]:   # a plain evaluation's rows, as tuples
         return _appliance_rows_by_subject(snap, paths)
     for key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
                                            lambda key, paths: _appliance_rows(snap, key, paths), split):
         rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
+        walk: _Walk | None = None
         if kept:
-            parts: list[dict[str, Any]] = []
-            snap.firewalls.get(key)   # what _policy_unread reads of a reused endpoint's rows, noted once
-            last: list[Any] = [None, None]
-            for entry in per_endpoint:
-                fws = entry.firewalls
-                if not fws:
-                    token = _NO_FIREWALL
-                elif len(fws) == 1 and next(iter(fws.values()))[0] is last[0]:
-                    token = last[1]   # the subject's firewall, as the endpoint before read it
-                else:
-                    token = _verdicts_read(snap, fws, last)
-                got = entry.missing if want is False else entry.unknown
-                if got is token:
-                    continue   # judged on the same verdicts before, with nothing to report
-                if type(got) is not tuple or got[0] is not token:
-                    mine = () if want not in entry.tagged and not any(
-                        firewall(fw, ip).snats is want for fw, ip in entry.firewalls.values()) else \
-                        tuple(judge(entry.rows))
-                    got = (token, mine, tuple({**_path_part(p), "snat": snat_of(v)} for _, p, v in mine)) \
-                        if mine else token   # nothing to report: the verdicts alone
-                    if token is not _UNKEPT:
-                        if want is False:
-                            entry.missing = got
-                        else:
-                            entry.unknown = got
-                    if not mine:
-                        continue
-                rows += got[1]
-                parts += got[2]
+            fw = snap.firewalls.get(key)   # what _policy_unread reads of a reused endpoint's rows, noted once
+            walk = _walked(snap, want, key, fw, per_endpoint, result)
+            rows, parts = walk.rows, walk.parts
         else:
             for found, firewalls, tagged in per_endpoint:
-                if want not in tagged and not any(firewall(fw, ip).snats is want for fw, ip in firewalls.values()):
+                if want not in tagged and not reports(firewalls):
                     continue
                 rows += judge(found)
         if not rows:
             continue
         subject, _p, verdict = rows[0]
         paths = parts if kept else [{**_path_part(p), "snat": snat_of(v)} for _, p, v in rows]
-        ips = sorted({p.destination for _, p, _v in rows})
+        ips = walk.ips() if walk is not None else sorted({p.destination for _, p, _v in rows})
         if want is False:
             msg = (f"{subject.name} is the next hop to private endpoint IP(s) {', '.join(ips)} but does not "
                    "SNAT that traffic: replies return directly and the flow is asymmetric.")
@@ -764,6 +779,139 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
         if verdict.model.startswith("firewall"):
             evidence["note"] = "Azure Firewall application rules always SNAT; this judges network-rule traffic."
         yield Issue(subject, msg, evidence, _fix_snat(snap, subject, verdict))
+
+
+class _Walk:
+    """What one SNAT check made of one appliance's endpoints at its last judgement under the daemon's units: the
+    endpoints' rows in order (the kept :class:`_Rows`), the verdicts they were judged on, how many rows each
+    reports, and the rows and evidence of the finding. An event that replaces a few endpoints' rows (one endpoint,
+    or the ~600 behind a route table, of a hub appliance's ~4,500) judges those alone and splices their rows in;
+    the others are passed over by identity, not visited one by one (issue 14). Its lists are never mutated (a
+    finding holds them): a splice makes new ones."""
+
+    __slots__ = ("_ips", "_tally", "counts", "entries", "parts", "rows", "token")
+
+    def __init__(self, entries: list[_Rows], token: object, counts: list[int],
+                 rows: list[tuple[ArmId, PathResult, SnatVerdict]], parts: list[dict[str, Any]]) -> None:
+        self.entries, self.token, self.counts, self.rows, self.parts = entries, token, counts, rows, parts
+        self._ips: list[str] | None = None
+        self._tally: dict[str, int] | None = None
+
+    def ips(self) -> list[str]:
+        """The endpoint IPs the rows name, sorted (for the message: a hub's ~4,500 sorted again on every event)."""
+        if self._ips is None:
+            tally: dict[str, int] = {}
+            for _, p, _v in self.rows:
+                tally[p.destination] = tally.get(p.destination, 0) + 1
+            self._tally, self._ips = tally, sorted(tally)
+        return self._ips
+
+    def spliced(self, other: _Walk, gone: list[tuple[ArmId, PathResult, SnatVerdict]],
+                came: list[tuple[ArmId, PathResult, SnatVerdict]]) -> None:
+        """Take ``other``'s sorted IPs (if it has them) with ``gone`` rows taken out and ``came`` rows put in."""
+        if other._ips is None or other._tally is None or len(gone) + len(came) > 512:
+            return   # sorted afresh when asked
+        tally, ips = dict(other._tally), list(other._ips)
+        for _, p, _v in gone:
+            left = tally[p.destination] - 1
+            if left:
+                tally[p.destination] = left
+            else:
+                del tally[p.destination]
+                del ips[bisect.bisect_left(ips, p.destination)]
+        for _, p, _v in came:
+            had = tally.get(p.destination, 0)
+            tally[p.destination] = had + 1
+            if not had:
+                bisect.insort(ips, p.destination)
+        self._tally, self._ips = tally, ips
+
+
+# The last walk per (check's want, appliance key): kept across events with the units' rows it names (those the
+# daemon keeps anyway), replaced whole at each judgement; only a walk whose rows are the very objects the units
+# hand over is reused, so one left from another evaluator is never taken for this one's.
+_walks: dict[tuple[bool | None, str], _Walk] = {}
+_WALKS_MAX = 65_536
+
+
+def _walked(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, per_endpoint: list[Any],
+            result: Callable[[_Rows, object], _Judged]) -> _Walk:
+    """The walk of appliance ``key``'s endpoint rows ``per_endpoint`` for the check judging ``want``: the last one
+    with the endpoints it has in common (the same rows objects, in front and behind) taken as they were, when the
+    firewall verdicts they were judged on are still the ones (a policy event judges every endpoint again); every
+    endpoint judged on its own verdicts, and nothing kept, when the rows read another firewall's (:func:`_unwalked`)."""
+    token: object = _NO_FIREWALL
+    if fw is not None:
+        token = firewall_verdicts(snap, fw)   # the subject's verdicts: notes the policy read, kept or not
+    old = _walks.get((want, key))
+    n = len(per_endpoint)
+    if old is None or old.token is not token:
+        i, j, m = 0, 0, 0
+        old_entries: list[_Rows] = []
+    else:
+        old_entries = old.entries
+        m = len(old_entries)
+        top = min(n, m)
+        i = 0
+        while i < top and per_endpoint[i] is old_entries[i]:
+            i += 1
+        j = 0
+        while j < top - i and per_endpoint[n - 1 - j] is old_entries[m - 1 - j]:
+            j += 1
+        if i == n == m and old is not None:
+            return old   # nothing moved
+    last: list[Any] = [fw, token] if fw is not None else [None, None]
+    counts: list[int] = []
+    mid_rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
+    mid_parts: list[dict[str, Any]] = []
+    for entry in per_endpoint[i:n - j]:
+        fws = entry.firewalls
+        if not fws:
+            got = result(entry, _NO_FIREWALL)
+        else:
+            mine = _verdicts_read(snap, fws, last) if len(fws) != 1 or next(iter(fws.values()))[0] is not last[0] \
+                else last[1]
+            if mine is not token:
+                return _unwalked(snap, want, key, per_endpoint, result)
+            got = result(entry, mine)
+        if type(got) is tuple:
+            counts.append(len(got[1]))
+            mid_rows += got[1]
+            mid_parts += got[2]
+        else:
+            counts.append(0)
+    if old is None or (i == 0 and j == 0):
+        walk = _Walk(list(per_endpoint), token, counts, mid_rows, mid_parts)
+    else:
+        before = sum(old.counts[:i])
+        after = len(old.rows) - sum(old.counts[m - j:]) if j else len(old.rows)
+        walk = _Walk(list(per_endpoint), token, old.counts[:i] + counts + old.counts[m - j:],
+                     old.rows[:before] + mid_rows + old.rows[after:],
+                     old.parts[:before] + mid_parts + old.parts[after:])
+        walk.spliced(old, old.rows[before:after], mid_rows)
+    if len(_walks) >= _WALKS_MAX:
+        _walks.clear()
+    _walks[(want, key)] = walk
+    return walk
+
+
+def _unwalked(snap: Snapshot, want: bool | None, key: str, per_endpoint: list[Any],
+              result: Callable[[_Rows, object], _Judged]) -> _Walk:
+    """The walk of rows that read verdicts of several firewalls (or another firewall's than the appliance's): each
+    endpoint judged on its own verdicts, and nothing kept."""
+    _walks.pop((want, key), None)
+    last: list[Any] = [None, None]
+    counts: list[int] = []
+    rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
+    parts: list[dict[str, Any]] = []
+    for entry in per_endpoint:
+        got = result(entry, _verdicts_read(snap, entry.firewalls, last))
+        counts.append(len(got[1]) if type(got) is tuple else 0)
+        if type(got) is tuple:
+            rows += got[1]
+            parts += got[2]
+    return _Walk(list(per_endpoint), _UNKEPT, counts, rows, parts)
+
 
 
 @check(
