@@ -860,6 +860,27 @@ def _walked(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, pe
             j += 1
         if i == n == m and old is not None:
             return old   # nothing moved
+    if (old is None or (i == 0 and j == 0)) and isinstance(token, FirewallVerdicts) and \
+            token.uniform() not in (want, MIXED) and not any(want in e.tagged for e in per_endpoint):
+        # a policy that SNATs every destination alike, and not as this check reports: nothing to walk (a policy
+        # event judged a hub firewall's ~4,500 endpoints one by one to find that)
+        walk = _Walk(list(per_endpoint), token, [0] * n, [], [])
+    else:
+        walk = _walk_through(snap, want, key, fw, per_endpoint, result, token, old, i, j, m)
+        if walk.token is _UNKEPT:
+            return walk
+    if len(_walks) >= _WALKS_MAX:
+        _walks.clear()
+    _walks[(want, key)] = walk
+    return walk
+
+
+def _walk_through(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, per_endpoint: list[Any],
+                  result: Callable[[_Rows, object], _Judged], token: object, old: _Walk | None, i: int, j: int,
+                  m: int) -> _Walk:
+    """:func:`_walked`'s judgement of the endpoints between the ``i`` in front and the ``j`` behind that ``old``
+    holds as they were (all of them without ``old``), spliced into ``old``'s rows."""
+    n = len(per_endpoint)
     last: list[Any] = [fw, token] if fw is not None else [None, None]
     counts: list[int] = []
     mid_rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
@@ -889,9 +910,6 @@ def _walked(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, pe
                      old.rows[:before] + mid_rows + old.rows[after:],
                      old.parts[:before] + mid_parts + old.parts[after:])
         walk.spliced(old, old.rows[before:after], mid_rows)
-    if len(_walks) >= _WALKS_MAX:
-        _walks.clear()
-    _walks[(want, key)] = walk
     return walk
 
 

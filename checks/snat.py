@@ -160,6 +160,18 @@ class FirewallVerdicts:
         """The private ranges the destinations are judged by; None: the attached policy is not in scope."""
         return None if isinstance(self.parts, SnatVerdict) else self.parts[2]
 
+    def uniform(self) -> bool | str | None:
+        """The verdict's ``snats`` for every destination when it does not depend on the destination (a policy that
+        always or never SNATs, or one not in scope), else :data:`MIXED`."""
+        parts = self.parts
+        if isinstance(parts, SnatVerdict):
+            return parts.snats
+        if ALWAYS in parts[2]:
+            return True
+        if NEVER in parts[2]:
+            return False
+        return MIXED
+
     def snats(self, ip: str) -> bool | None:
         """``self.of(ip).snats`` without building the verdict: a check asks it of every destination to learn
         whether there is anything to report, and a policy that always (or never) SNATs answers it for all of them

@@ -4,8 +4,11 @@ walk from scratch gives (issue 14, sixth round)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+from netkit import Net
 
 import plmon.checks.route as route
 
@@ -13,7 +16,7 @@ import plmon.checks.route as route
 def _entry(ips: tuple[str, ...]) -> Any:
     """Rows of one endpoint, as the walk reads them: no firewall, and what the check made of them is the stub's."""
     rows = tuple((None, SimpleNamespace(destination=ip), None) for ip in ips)
-    return SimpleNamespace(firewalls={}, rows=rows)
+    return SimpleNamespace(firewalls={}, tagged=frozenset(), rows=rows)
 
 
 def _result(seen: list[Any]) -> Any:
@@ -49,3 +52,19 @@ def test_a_walk_judges_only_the_endpoints_that_moved_and_equals_a_fresh_one() ->
     assert seen == [inner[7]]   # one endpoint replaced: it alone is judged
     assert last.ips() == _fresh(inner).ips() and last.parts == _fresh(inner).parts
     assert route._walked(None, False, "fw", None, list(inner), _result(seen)) is last   # nothing moved
+
+
+def test_a_firewall_that_snats_every_destination_alike_is_not_walked(tmp_path: Path) -> None:
+    """A policy that always SNATs answers the missing-SNAT check for all of a firewall's endpoints at once: none is
+    judged one by one, and the walk reports nothing."""
+    n = Net()
+    n.firewall("fw", "10.0.1.4", policy="pol-always")
+    n.firewall_policy("pol-always", ["255.255.255.255/32"])
+    snap = n.snapshot(tmp_path)
+    fw = next(iter(snap.firewalls.values()))
+    seen: list[Any] = []
+    entries = [SimpleNamespace(firewalls={(fw.key, f"10.0.0.{i}"): (fw, f"10.0.0.{i}")}, tagged=frozenset(), rows=())
+               for i in range(1, 6)]
+    route._walks.pop((False, fw.key), None)
+    walk = route._walked(snap, False, fw.key, fw, entries, _result(seen))
+    assert seen == [] and walk.rows == [] and walk.counts == [0] * 5
