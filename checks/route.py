@@ -6,6 +6,7 @@ the route rule lives in one place and every finding carries the path that shows 
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import sys
 from collections import defaultdict
@@ -30,9 +31,10 @@ from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.snat import (
     MIXED,
     SNAT_TAG,
+    FirewallVerdicts,
     SnatVerdict,
     firewall_ranges,
-    firewall_snat,
+    firewall_verdicts,
     snats_for,
     snats_within,
     tagged_snat,
@@ -411,10 +413,7 @@ def _appliance_verdicts(snap: Snapshot, paths: Iterable[PathResult], *, firewall
     judged: dict[tuple[str, ...], SnatVerdict] = {}
 
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
-        key = ("firewall", fw.key, ip)
-        if key not in judged:
-            judged[key] = firewall_snat(snap, fw, ip)
-        return judged[key]
+        return firewall_verdicts(snap, fw).of(ip)   # kept per firewall: judged once per destination
 
     def tagged(nic: Nic | None, lb: LoadBalancer | None = None) -> SnatVerdict:
         key = ("tag", nic.key if nic else "", lb.key if lb else "")
@@ -467,9 +466,10 @@ def _policy_unread(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> bool
 
 
 _Row = tuple[ArmId, PathResult, SnatVerdict | None]
-# What a SNAT check made of one endpoint's rows: the firewall verdicts it read (the kept verdicts of
-# :data:`_fw_verdicts`, :data:`_NO_FIREWALL` without a firewall), the rows it reports and their evidence; when it
-# reports none, the verdicts alone (most of the ~43k endpoints behind an appliance at 100k resources: no tuple each).
+# What a SNAT check made of one endpoint's rows: the firewall verdicts it read (a kept
+# :class:`~plmon.checks.snat.FirewallVerdicts`, :data:`_NO_FIREWALL` without a firewall), the rows it reports and
+# their evidence; when it reports none, the verdicts alone (most of the ~43k endpoints behind an appliance at 100k
+# resources: no tuple each).
 _Judged = tuple[object, tuple[tuple[ArmId, PathResult, SnatVerdict], ...], tuple[dict[str, Any], ...]] | object
 
 
@@ -540,9 +540,9 @@ def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
 
 def _same_rows(a: _Rows, b: _Rows) -> bool:
     """Whether an endpoint's rows for an appliance give the SNAT checks the same judgement and evidence: the same
-    subjects, verdicts, firewalls (the very records: a firewall's verdict reads it), next hops and endpoints (the
-    same objects), and paths that read the same (client subnet, destination, winning route). Then the appliance
-    is not judged again when an event recomputed them (units.cutoff)."""
+    subjects, verdicts, firewalls (the very records: a firewall's verdict reads it) and next hops (the same objects),
+    endpoints named alike (:func:`_same_endpoint`), and paths that read the same (client subnet, destination, winning
+    route). Then the appliance is not judged again when an event recomputed them (units.cutoff)."""
     fws_a, fws_b = a.firewalls, b.firewalls
     if len(a.paths) != len(b.paths) or a.tagged != b.tagged or fws_a.keys() != fws_b.keys() or \
             any(fws_a[k][0] is not fws_b[k][0] for k in fws_a):
@@ -560,12 +560,19 @@ def _same_rows(a: _Rows, b: _Rows) -> bool:
     if va is not vb and (va is None or vb is None or va != vb):
         return False
     for pa, pb in zip(a.paths, b.paths, strict=True):
-        if pa.hop is not pb.hop or pa.endpoint is not pb.endpoint or \
+        if pa.hop is not pb.hop or not _same_endpoint(pa.endpoint, pb.endpoint) or \
                 pa.destination != pb.destination or pa.subnet_id.raw != pb.subnet_id.raw or \
                 not (pa.route is pb.route or (pa.route is not None and pb.route is not None and
                                               _route_read(pa.route) == _route_read(pb.route))):
             return False
     return True
+
+
+def _same_endpoint(a: PrivateEndpoint | None, b: PrivateEndpoint | None) -> bool:
+    """Whether two rows name the same endpoint as the SNAT evidence shows it (its id and name, in the row and its
+    path text): an event that changes an endpoint in anything else (its connection or provisioning state) makes a
+    new record whose rows read the same, and judging its hub appliance again walked ~4,500 endpoints (issue 14)."""
+    return a is b or (a is not None and b is not None and a.id.raw == b.id.raw and a.name == b.name)
 
 
 def _route_read(r: RouteCandidate) -> tuple[str | None, ...]:
@@ -622,22 +629,6 @@ def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]
     return out
 
 
-# A plain evaluation's firewall verdicts per (firewall, destination), the last snapshot's: both SNAT checks judge
-# the same pairs.
-_firewall_verdicts: tuple[Snapshot | None, dict[tuple[str, str], SnatVerdict]] = (None, {})
-
-
-def _firewall_judged(snap: Snapshot) -> dict[tuple[str, str], SnatVerdict]:
-    global _firewall_verdicts
-    if _firewall_verdicts[0] is not snap:
-        _firewall_verdicts = (snap, {})
-    return _firewall_verdicts[1]
-
-
-# Firewall verdicts per firewall key, kept while the firewall and its policy stay the very same objects (a snapshot's
-# untouched records do across the daemon's events): a hub firewall's ~4.5k destinations were judged again on every
-# event that re-judged the appliance. firewall_snat reads the firewall and its policy only.
-_fw_verdicts: dict[str, tuple[Firewall, object, dict[str, SnatVerdict]]] = {}
 # A SNAT row's evidence but its verdict, per path object (kept across events by the daemon's memo), bounded.
 _path_parts: dict[int, tuple[PathResult, dict[str, Any]]] = {}
 _PATH_PARTS_MAX = 100_000
@@ -651,9 +642,26 @@ def _path_part(p: PathResult) -> dict[str, Any]:
         _path_parts.clear()
     part = {"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
             "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
-            "route": p.route.to_dict() if p.route else None}
+            "route": _route_dict(p.route) if p.route else None}
     _path_parts[id(p)] = (p, part)
     return part
+
+
+# A route's evidence dict per route object, bounded: the paths of a group share their winning route, and a hub
+# appliance's ~9k SNAT rows each held a copy of one of a few hundred (~5 MB of the daemon's biggest finding at 100k
+# resources, built again on the first event that opens it). Shared as the verdicts' dicts are: never mutated.
+_route_dicts: dict[int, tuple[RouteCandidate, dict[str, Any]]] = {}
+
+
+def _route_dict(r: RouteCandidate) -> dict[str, Any]:
+    hit = _route_dicts.get(id(r))
+    if hit is not None and hit[0] is r:
+        return hit[1]
+    if len(_route_dicts) >= _PATH_PARTS_MAX:
+        _route_dicts.clear()
+    d = r.to_dict()
+    _route_dicts[id(r)] = (r, d)
+    return d
 
 
 _UNKEPT: Any = object()   # the rows read several firewalls' verdicts: what a check made of them is not kept
@@ -662,8 +670,8 @@ _NO_FIREWALL: Any = object()   # the rows read no firewall's verdict (tag verdic
 
 def _verdicts_read(snap: Snapshot, firewalls: dict[tuple[str, str], tuple[Firewall, str]],
                    last: list[Any]) -> object:
-    """The kept verdicts (:data:`_fw_verdicts`) of the firewall an endpoint's rows name, noting the policy read that
-    judging them makes: what a SNAT check made of the rows holds while this is the same object
+    """The kept verdicts (:class:`~plmon.checks.snat.FirewallVerdicts`) of the firewall an endpoint's rows name, noting
+    the policy read that judging them makes: what a SNAT check made of the rows holds while this is the same object
     (:data:`_NO_FIREWALL` without a firewall). ``last``: [firewall, its verdicts] of the subject's previous
     endpoint (a subject is one appliance: its endpoints name the same firewall)."""
     if not firewalls:
@@ -675,32 +683,26 @@ def _verdicts_read(snap: Snapshot, firewalls: dict[tuple[str, str], tuple[Firewa
             return _UNKEPT
     if last[0] is fw:
         return last[1]
-    pid = fw.firewall_policy_id
-    policy = snap.firewall_policies.get(pid.key) if pid is not None else None
-    held = _fw_verdicts.get(fw.key)
-    if held is None or held[0] is not fw or held[1] is not policy:
-        held = _fw_verdicts[fw.key] = (fw, policy, {})
+    held = firewall_verdicts(snap, fw)
     last[:] = [fw, held]
     return held
 
 
 def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
-    judged: dict[tuple[str, str], SnatVerdict] = _firewall_judged(snap) if plain() else {}
+    held: dict[str, FirewallVerdicts] = {}   # this call's, per firewall key: one policy read per firewall
+
+    def verdicts_of(fw: Firewall) -> FirewallVerdicts:
+        verdicts = held.get(fw.key)
+        if verdicts is None or verdicts.firewall is not fw:
+            verdicts = held[fw.key] = firewall_verdicts(snap, fw)   # notes the policy read, kept verdicts or not
+        return verdicts
 
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
-        found = judged.get((fw.key, ip))
-        if found is None:
-            # the read firewall_snat makes, made here so a verdict kept from an earlier event notes it all the same
-            pid = fw.firewall_policy_id
-            policy = snap.firewall_policies.get(pid.key) if pid is not None else None
-            held = _fw_verdicts.get(fw.key)
-            if held is None or held[0] is not fw or held[1] is not policy:
-                held = _fw_verdicts[fw.key] = (fw, policy, {})
-            found = held[2].get(ip)
-            if found is None:
-                found = held[2][ip] = firewall_snat(snap, fw, ip)
-            judged[(fw.key, ip)] = found
-        return found
+        return verdicts_of(fw).of(ip)
+
+    def reports(firewalls: dict[tuple[str, str], tuple[Firewall, str]]) -> bool:
+        """Whether any firewall verdict of the rows is the one reported (without building the verdicts)."""
+        return any(verdicts_of(fw).snats(ip) is want for fw, ip in firewalls.values())
 
     snat_dicts: dict[int, dict[str, Any]] = {}   # one dict per verdict (paths to one IP share it), this call's
 
@@ -731,52 +733,42 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
                 out.append((subject_id, p, v))
         return out
 
+    def result(entry: _Rows, token: object) -> _Judged:
+        """What this check makes of one endpoint's rows judged on ``token`` (kept on the rows when it can be)."""
+        got = entry.missing if want is False else entry.unknown
+        if got is token or (type(got) is tuple and got[0] is token):
+            return got   # judged on the same verdicts before
+        mine = () if want not in entry.tagged and not reports(entry.firewalls) else tuple(judge(entry.rows))
+        got = (token, mine, tuple({**_path_part(p), "snat": snat_of(v)} for _, p, v in mine)) \
+            if mine else token   # nothing to report: the verdicts alone
+        if token is not _UNKEPT:
+            if want is False:
+                entry.missing = got
+            else:
+                entry.unknown = got
+        return got
+
     kept = not plain()
     def split(paths: tuple[PathResult, ...]) -> dict[str, Any]:   # a plain evaluation's rows, as tuples
         return _appliance_rows_by_subject(snap, paths)
     for key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
                                            lambda key, paths: _appliance_rows(snap, key, paths), split):
         rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
+        walk: _Walk | None = None
         if kept:
-            parts: list[dict[str, Any]] = []
-            snap.firewalls.get(key)   # what _policy_unread reads of a reused endpoint's rows, noted once
-            last: list[Any] = [None, None]
-            for entry in per_endpoint:
-                fws = entry.firewalls
-                if not fws:
-                    token = _NO_FIREWALL
-                elif len(fws) == 1 and next(iter(fws.values()))[0] is last[0]:
-                    token = last[1]   # the subject's firewall, as the endpoint before read it
-                else:
-                    token = _verdicts_read(snap, fws, last)
-                got = entry.missing if want is False else entry.unknown
-                if got is token:
-                    continue   # judged on the same verdicts before, with nothing to report
-                if type(got) is not tuple or got[0] is not token:
-                    mine = () if want not in entry.tagged and not any(
-                        firewall(fw, ip).snats is want for fw, ip in entry.firewalls.values()) else \
-                        tuple(judge(entry.rows))
-                    got = (token, mine, tuple({**_path_part(p), "snat": snat_of(v)} for _, p, v in mine)) \
-                        if mine else token   # nothing to report: the verdicts alone
-                    if token is not _UNKEPT:
-                        if want is False:
-                            entry.missing = got
-                        else:
-                            entry.unknown = got
-                    if not mine:
-                        continue
-                rows += got[1]
-                parts += got[2]
+            fw = snap.firewalls.get(key)   # what _policy_unread reads of a reused endpoint's rows, noted once
+            walk = _walked(snap, want, key, fw, per_endpoint, result)
+            rows, parts = walk.rows, walk.parts
         else:
             for found, firewalls, tagged in per_endpoint:
-                if want not in tagged and not any(firewall(fw, ip).snats is want for fw, ip in firewalls.values()):
+                if want not in tagged and not reports(firewalls):
                     continue
                 rows += judge(found)
         if not rows:
             continue
         subject, _p, verdict = rows[0]
         paths = parts if kept else [{**_path_part(p), "snat": snat_of(v)} for _, p, v in rows]
-        ips = sorted({p.destination for _, p, _v in rows})
+        ips = walk.ips() if walk is not None else sorted({p.destination for _, p, _v in rows})
         if want is False:
             msg = (f"{subject.name} is the next hop to private endpoint IP(s) {', '.join(ips)} but does not "
                    "SNAT that traffic: replies return directly and the flow is asymmetric.")
@@ -787,6 +779,157 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
         if verdict.model.startswith("firewall"):
             evidence["note"] = "Azure Firewall application rules always SNAT; this judges network-rule traffic."
         yield Issue(subject, msg, evidence, _fix_snat(snap, subject, verdict))
+
+
+class _Walk:
+    """What one SNAT check made of one appliance's endpoints at its last judgement under the daemon's units: the
+    endpoints' rows in order (the kept :class:`_Rows`), the verdicts they were judged on, how many rows each
+    reports, and the rows and evidence of the finding. An event that replaces a few endpoints' rows (one endpoint,
+    or the ~600 behind a route table, of a hub appliance's ~4,500) judges those alone and splices their rows in;
+    the others are passed over by identity, not visited one by one (issue 14). Its lists are never mutated (a
+    finding holds them): a splice makes new ones."""
+
+    __slots__ = ("_ips", "_tally", "counts", "entries", "parts", "rows", "token")
+
+    def __init__(self, entries: list[_Rows], token: object, counts: list[int],
+                 rows: list[tuple[ArmId, PathResult, SnatVerdict]], parts: list[dict[str, Any]]) -> None:
+        self.entries, self.token, self.counts, self.rows, self.parts = entries, token, counts, rows, parts
+        self._ips: list[str] | None = None
+        self._tally: dict[str, int] | None = None
+
+    def ips(self) -> list[str]:
+        """The endpoint IPs the rows name, sorted (for the message: a hub's ~4,500 sorted again on every event)."""
+        if self._ips is None:
+            tally: dict[str, int] = {}
+            for _, p, _v in self.rows:
+                tally[p.destination] = tally.get(p.destination, 0) + 1
+            self._tally, self._ips = tally, sorted(tally)
+        return self._ips
+
+    def spliced(self, other: _Walk, gone: list[tuple[ArmId, PathResult, SnatVerdict]],
+                came: list[tuple[ArmId, PathResult, SnatVerdict]]) -> None:
+        """Take ``other``'s sorted IPs (if it has them) with ``gone`` rows taken out and ``came`` rows put in."""
+        if other._ips is None or other._tally is None or len(gone) + len(came) > 512:
+            return   # sorted afresh when asked
+        tally, ips = dict(other._tally), list(other._ips)
+        for _, p, _v in gone:
+            left = tally[p.destination] - 1
+            if left:
+                tally[p.destination] = left
+            else:
+                del tally[p.destination]
+                del ips[bisect.bisect_left(ips, p.destination)]
+        for _, p, _v in came:
+            had = tally.get(p.destination, 0)
+            tally[p.destination] = had + 1
+            if not had:
+                bisect.insort(ips, p.destination)
+        self._tally, self._ips = tally, ips
+
+
+# The last walk per (check's want, appliance key): kept across events with the units' rows it names (those the
+# daemon keeps anyway), replaced whole at each judgement; only a walk whose rows are the very objects the units
+# hand over is reused, so one left from another evaluator is never taken for this one's.
+_walks: dict[tuple[bool | None, str], _Walk] = {}
+_WALKS_MAX = 65_536
+
+
+def _walked(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, per_endpoint: list[Any],
+            result: Callable[[_Rows, object], _Judged]) -> _Walk:
+    """The walk of appliance ``key``'s endpoint rows ``per_endpoint`` for the check judging ``want``: the last one
+    with the endpoints it has in common (the same rows objects, in front and behind) taken as they were, when the
+    firewall verdicts they were judged on are still the ones (a policy event judges every endpoint again); every
+    endpoint judged on its own verdicts, and nothing kept, when the rows read another firewall's (:func:`_unwalked`)."""
+    token: object = _NO_FIREWALL
+    if fw is not None:
+        token = firewall_verdicts(snap, fw)   # the subject's verdicts: notes the policy read, kept or not
+    old = _walks.get((want, key))
+    n = len(per_endpoint)
+    if old is None or old.token is not token:
+        i, j, m = 0, 0, 0
+        old_entries: list[_Rows] = []
+    else:
+        old_entries = old.entries
+        m = len(old_entries)
+        top = min(n, m)
+        i = 0
+        while i < top and per_endpoint[i] is old_entries[i]:
+            i += 1
+        j = 0
+        while j < top - i and per_endpoint[n - 1 - j] is old_entries[m - 1 - j]:
+            j += 1
+        if i == n == m and old is not None:
+            return old   # nothing moved
+    if (old is None or (i == 0 and j == 0)) and isinstance(token, FirewallVerdicts) and \
+            token.uniform() not in (want, MIXED) and not any(want in e.tagged for e in per_endpoint):
+        # a policy that SNATs every destination alike, and not as this check reports: nothing to walk (a policy
+        # event judged a hub firewall's ~4,500 endpoints one by one to find that)
+        walk = _Walk(list(per_endpoint), token, [0] * n, [], [])
+    else:
+        walk = _walk_through(snap, want, key, fw, per_endpoint, result, token, old, i, j, m)
+        if walk.token is _UNKEPT:
+            return walk
+    if len(_walks) >= _WALKS_MAX:
+        _walks.clear()
+    _walks[(want, key)] = walk
+    return walk
+
+
+def _walk_through(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, per_endpoint: list[Any],
+                  result: Callable[[_Rows, object], _Judged], token: object, old: _Walk | None, i: int, j: int,
+                  m: int) -> _Walk:
+    """:func:`_walked`'s judgement of the endpoints between the ``i`` in front and the ``j`` behind that ``old``
+    holds as they were (all of them without ``old``), spliced into ``old``'s rows."""
+    n = len(per_endpoint)
+    last: list[Any] = [fw, token] if fw is not None else [None, None]
+    counts: list[int] = []
+    mid_rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
+    mid_parts: list[dict[str, Any]] = []
+    for entry in per_endpoint[i:n - j]:
+        fws = entry.firewalls
+        if not fws:
+            got = result(entry, _NO_FIREWALL)
+        else:
+            mine = _verdicts_read(snap, fws, last) if len(fws) != 1 or next(iter(fws.values()))[0] is not last[0] \
+                else last[1]
+            if mine is not token:
+                return _unwalked(snap, want, key, per_endpoint, result)
+            got = result(entry, mine)
+        if type(got) is tuple:
+            counts.append(len(got[1]))
+            mid_rows += got[1]
+            mid_parts += got[2]
+        else:
+            counts.append(0)
+    if old is None or (i == 0 and j == 0):
+        walk = _Walk(list(per_endpoint), token, counts, mid_rows, mid_parts)
+    else:
+        before = sum(old.counts[:i])
+        after = len(old.rows) - sum(old.counts[m - j:]) if j else len(old.rows)
+        walk = _Walk(list(per_endpoint), token, old.counts[:i] + counts + old.counts[m - j:],
+                     old.rows[:before] + mid_rows + old.rows[after:],
+                     old.parts[:before] + mid_parts + old.parts[after:])
+        walk.spliced(old, old.rows[before:after], mid_rows)
+    return walk
+
+
+def _unwalked(snap: Snapshot, want: bool | None, key: str, per_endpoint: list[Any],
+              result: Callable[[_Rows, object], _Judged]) -> _Walk:
+    """The walk of rows that read verdicts of several firewalls (or another firewall's than the appliance's): each
+    endpoint judged on its own verdicts, and nothing kept."""
+    _walks.pop((want, key), None)
+    last: list[Any] = [None, None]
+    counts: list[int] = []
+    rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
+    parts: list[dict[str, Any]] = []
+    for entry in per_endpoint:
+        got = result(entry, _verdicts_read(snap, entry.firewalls, last))
+        counts.append(len(got[1]) if type(got) is tuple else 0)
+        if type(got) is tuple:
+            rows += got[1]
+            parts += got[2]
+    return _Walk(list(per_endpoint), _UNKEPT, counts, rows, parts)
+
 
 
 @check(

@@ -16,8 +16,8 @@ from typing import Any
 from plmon.monitor.model.snapshot import Firewall, FirewallPolicy, LoadBalancer, Nic, Snapshot, lower
 
 __all__ = [
-    "CLASSIC_KEY", "IANA_PRIVATE_RANGES", "MIXED", "SNAT_TAG", "SnatVerdict", "expand_ranges", "firewall_ranges",
-    "firewall_snat", "snats_for", "snats_within", "tagged_snat",
+    "CLASSIC_KEY", "IANA_PRIVATE_RANGES", "MIXED", "SNAT_TAG", "FirewallVerdicts", "SnatVerdict", "expand_ranges",
+    "firewall_ranges", "firewall_snat", "firewall_verdicts", "snats_for", "snats_within", "tagged_snat",
 ]
 
 CLASSIC_KEY = "Network.SNAT.PrivateRanges"
@@ -132,32 +132,94 @@ def _classic_value(fw: Firewall) -> str | None:
 
 def firewall_snat(snap: Snapshot, fw: Firewall, ip: str) -> SnatVerdict:
     """Azure Firewall: the attached policy's snat.privateRanges, else the classic additional property."""
-    parts = _firewall_parts(snap, fw)
-    if isinstance(parts, SnatVerdict):
-        return parts   # the same for every destination
-    model, source, ranges, warnings, raw, extra, suffix = parts
-    snats, why = _verdict_for(ranges, ip)
-    return SnatVerdict(snats, model, source, ranges, why + suffix if suffix else why, warnings, raw, extra)
+    return firewall_verdicts(snap, fw).of(ip)
 
 
-# What a firewall's verdicts share whatever the destination, per firewall, while the firewall and its policy are the
-# same records (the daemon keeps them across events): a hub firewall is judged for ~4.5k destinations, and each
-# verdict held its own copy of its source, warnings, raw setting and policy details (issue 14). Never mutated.
+# What a firewall's verdicts share whatever the destination: model, source, ranges, warnings, raw setting, policy
+# details and the reason's suffix (or the one verdict of a firewall whose policy is not in scope). Never mutated.
 _Parts = tuple[str, str, tuple[str, ...], tuple[str, ...], Any, dict[str, Any], str]
-_PARTS: dict[str, tuple[Firewall, FirewallPolicy | None, _Parts | SnatVerdict]] = {}
 
 
-def _firewall_parts(snap: Snapshot, fw: Firewall) -> _Parts | SnatVerdict:
+class FirewallVerdicts:
+    """One firewall's verdicts per destination, kept while the firewall and its attached policy are the very records
+    (a snapshot's untouched records stay the same objects across the daemon's events): a hub firewall is judged for
+    ~4.5k destinations on every event that judges its appliance again, and each verdict held its own copy of its
+    source, warnings, raw setting and policy details (issue 14). The one place a firewall's verdict is looked up:
+    both SNAT checks, the route rows and a plain evaluation share it. Its identity says that the verdicts are the
+    same (what a SNAT check made of an endpoint's rows holds while it is)."""
+
+    __slots__ = ("_by_ip", "firewall", "parts", "policy")
+
+    def __init__(self, fw: Firewall, policy: FirewallPolicy | None) -> None:
+        self.firewall, self.policy = fw, policy
+        self.parts: _Parts | SnatVerdict = _parts_of(fw, policy)
+        self._by_ip: dict[str, SnatVerdict] = {}
+
+    @property
+    def ranges(self) -> tuple[str, ...] | None:
+        """The private ranges the destinations are judged by; None: the attached policy is not in scope."""
+        return None if isinstance(self.parts, SnatVerdict) else self.parts[2]
+
+    def uniform(self) -> bool | str | None:
+        """The verdict's ``snats`` for every destination when it does not depend on the destination (a policy that
+        always or never SNATs, or one not in scope), else :data:`MIXED`."""
+        parts = self.parts
+        if isinstance(parts, SnatVerdict):
+            return parts.snats
+        if ALWAYS in parts[2]:
+            return True
+        if NEVER in parts[2]:
+            return False
+        return MIXED
+
+    def snats(self, ip: str) -> bool | None:
+        """``self.of(ip).snats`` without building the verdict: a check asks it of every destination to learn
+        whether there is anything to report, and a policy that always (or never) SNATs answers it for all of them
+        (a hub firewall's ~4.5k verdicts were built on each policy event only to be found "SNATs")."""
+        found = self._by_ip.get(ip)
+        if found is not None:
+            return found.snats
+        parts = self.parts
+        if isinstance(parts, SnatVerdict):
+            return parts.snats
+        ranges = parts[2]
+        if ALWAYS in ranges:
+            return True
+        if NEVER in ranges:
+            return False
+        return _verdict_for(ranges, ip)[0]
+
+    def of(self, ip: str) -> SnatVerdict:
+        """The verdict for destination ``ip`` (judged once while this is kept)."""
+        found = self._by_ip.get(ip)
+        if found is None:
+            parts = self.parts
+            if isinstance(parts, SnatVerdict):
+                found = parts   # the same for every destination
+            else:
+                model, source, ranges, warnings, raw, extra, suffix = parts
+                snats, why = _verdict_for(ranges, ip)
+                found = SnatVerdict(snats, model, source, ranges, why + suffix if suffix else why, warnings, raw,
+                                    extra)
+            self._by_ip[ip] = found
+        return found
+
+
+# The kept verdicts per firewall key (:class:`FirewallVerdicts`), bounded.
+_PARTS: dict[str, FirewallVerdicts] = {}
+
+
+def firewall_verdicts(snap: Snapshot, fw: Firewall) -> FirewallVerdicts:
+    """``fw``'s kept verdicts for ``snap``: the same object while ``fw`` and its policy are the same records. Reads the
+    attached policy from ``snap`` every time, so a caller recording reads notes it whether or not a verdict is new."""
     policy: FirewallPolicy | None = snap.firewall_policies.get(fw.firewall_policy_id.key) \
         if fw.firewall_policy_id is not None else None
-    hit = _PARTS.get(fw.key)
-    if hit is not None and hit[0] is fw and hit[1] is policy:
-        return hit[2]
-    parts = _parts_of(fw, policy)
-    if len(_PARTS) >= 4096:
-        _PARTS.clear()
-    _PARTS[fw.key] = (fw, policy, parts)
-    return parts
+    held = _PARTS.get(fw.key)
+    if held is None or held.firewall is not fw or held.policy is not policy:
+        if len(_PARTS) >= 4096:
+            _PARTS.clear()
+        held = _PARTS[fw.key] = FirewallVerdicts(fw, policy)
+    return held
 
 
 def _parts_of(fw: Firewall, policy: FirewallPolicy | None) -> _Parts | SnatVerdict:
@@ -189,14 +251,7 @@ def firewall_ranges(snap: Snapshot, fw: Firewall) -> tuple[str, ...] | None:
     """The private ranges :func:`firewall_snat` judges ``fw``'s destinations by (None: the attached policy is not
     in scope, so every verdict is unknown), for callers that only need ``snats``: the ranges are the firewall's,
     and only the comparison with each destination is per IP."""
-    if fw.firewall_policy_id is not None:
-        policy = snap.firewall_policies.get(fw.firewall_policy_id.key)
-        if policy is None:
-            return None
-        raw = policy.snat_private_ranges
-        return expand_ranges(list(raw)) if raw else IANA_PRIVATE_RANGES
-    classic = _classic_value(fw)
-    return expand_ranges([classic]) if classic is not None else IANA_PRIVATE_RANGES
+    return firewall_verdicts(snap, fw).ranges
 
 
 def snats_for(ranges: tuple[str, ...] | None, ip: str) -> bool | None:

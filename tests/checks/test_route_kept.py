@@ -93,7 +93,10 @@ def test_an_endpoint_event_builds_only_that_endpoints_route_evidence(tmp_path: P
             break
     assert target is not None
     path, body, item = target
+    # a change its SNAT rows show (the name in its path text; a change to its state alone keeps them whole:
+    # tests/checks/test_units_cutoff.py)
     item["properties"]["provisioningState"] = "Updating"
+    item["name"] = item["name"] + "-renamed"
     built.clear()
     t.event(path, body, item["id"])
     assert built and set(built) == {parse_id(item["id"]).key}

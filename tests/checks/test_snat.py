@@ -92,3 +92,22 @@ def test_a_destination_is_judged_from_its_kept_address_whatever_the_ranges() -> 
     assert _verdict_for(("192.168.0.0/16",), "10.1.2.3")[0] is True
     assert _address("10.1.2.3") is _address("10.1.2.3")
     assert _verdict_for(("10.0.0.0/8",), "not-an-ip") == (None, "not-an-ip is not an IP address")
+
+
+def test_a_firewalls_verdicts_are_kept_while_it_and_its_policy_are_the_same_records(tmp_path: Path) -> None:
+    """firewall_verdicts is one object per firewall while its records stay, and judges anew when the policy record
+    is another (the daemon's next snapshot), each verdict equal to firewall_snat's."""
+    import dataclasses
+
+    from plmon.checks.snat import firewall_ranges, firewall_verdicts
+    snap = _fw_snap(tmp_path, policy="pol-default")
+    fw = next(iter(snap.firewalls.values()))
+    held = firewall_verdicts(snap, fw)
+    assert firewall_verdicts(snap, fw) is held and held.of("10.1.1.4") is held.of("10.1.1.4")
+    assert held.of("10.1.1.4") == firewall_snat(snap, fw, "10.1.1.4") and held.ranges == firewall_ranges(snap, fw)
+    assert fw.firewall_policy_id is not None
+    key = fw.firewall_policy_id.key
+    policy = dataclasses.replace(snap.firewall_policies[key], snat_private_ranges=("255.255.255.255/32",))
+    moved = dataclasses.replace(snap, firewall_policies={**snap.firewall_policies, key: policy})
+    again = firewall_verdicts(moved, fw)
+    assert again is not held and again.of("10.1.1.4").snats is True and held.of("10.1.1.4").snats is False

@@ -85,3 +85,34 @@ def test_an_appliance_is_judged_again_only_when_its_rows_moved(
     # The spoke's route to the hub now leads nowhere: the appliance loses those rows and is judged again.
     assert appliance in event("spoke-via-hub", "10.255.255.254")
     assert appliance in event("spoke-via-hub", hub)
+
+
+def test_an_endpoint_changed_in_its_state_alone_leaves_its_appliance_unjudged(
+        tmp_path: Path, judged: dict[str, list[frozenset[str] | None]]) -> None:
+    """An endpoint whose record changes but not in what its SNAT rows show (its provisioning state) keeps its rows:
+    the appliance behind it is not judged again, and the evaluation is still a full one's."""
+    folder = tmp_path / "t"
+    write_tenant(generate(SynthSpec(subscriptions=3, endpoints=60, seed=3)), folder)
+    reader = RecordedTenant(folder)
+    inv = collect(reader, manifest=reader.manifest, workers=1)
+    snap, links = link(inv, taken_at=AT)
+    units = Units()
+    units.full(snap)
+    entries = units.indexes.tables["route.subjects"][1].entries
+    appliance = next(k for k in entries if isinstance(k, str) and k.startswith("route.appliances\0"))
+    behind = entries[appliance]
+    endpoint = behind if isinstance(behind, str) else sorted(behind)[0]
+    path, body, item = next((p, b, i) for p in sorted((folder / "arm").rglob("privateEndpoints.json"))
+                            for b in [json.loads(p.read_text(encoding="utf-8"))] for i in b["value"]
+                            if parse_id(i["id"]).key == endpoint)
+    for state in ("Failed", "Succeeded"):
+        item["properties"]["provisioningState"] = state
+        path.write_text(json.dumps(body), encoding="utf-8")
+        judged.clear()
+        inv, result = reread_into(reader, inv, [parse_id(item["id"])])
+        new, links = relink(snap, links, inv, result.touched, taken_at=AT)
+        got, _report = units.update(snap, new, links.changed)
+        assert _shown(got) == _shown(evaluate(new))
+        assert new.private_endpoints[endpoint] is not snap.private_endpoints[endpoint]   # the record did change
+        assert appliance not in {k for c in SNAT for focus in judged.get(c, []) for k in (focus or ())}
+        snap = new
