@@ -1030,34 +1030,69 @@ class _Engine:
             return
         snap = self.snap
         pe_vnet = _vnet_key_of(snap, pe.subnet_id)
-        reached = self.reached(pe_vnet) if pe_vnet is not None else {}
-        per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, dict[tuple[str | None, str | None], Any]]] = []
+        if pe_vnet is None:
+            return
+        clients = self.clients(pe_vnet)
+        per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, _Layout]] = []
         for ip in dict.fromkeys(ips):
             holders: list[PrivateEndpoint] = self.by_ip.get(ip) or []
+            info = self.endpoint_ip(pe, ip)
             only_holder = len(holders) == 1 and holders[0] is pe
-            per_ip.append((ip, str(ip), only_holder, self.endpoint_ip(pe, ip), {}))
-        for subnet in self.clients(pe_vnet) if pe_vnet is not None else ():
+            per_ip.append((ip, str(ip), only_holder, info, self.layout(pe_vnet, info, ip.version)))
+        explain = self._explain
+        for i, subnet in enumerate(clients):
+            for ip, destination, only_holder, info, layout in per_ip:
+                decided = layout[i]
+                if decided is None:
+                    continue
+                group, winner, hop, via, table_id, vnet_key = decided
+                if not only_holder and self.first_visible(vnet_key, ip) is not pe:
+                    continue
+                yield PathResult(subnet.id, destination, info.route if winner is _ENDPOINT_WINS else winner, None, pe,
+                                 info.policy, info.vnet_prefix, group.replaced_by, group.not_replacing, table_id, hop,
+                                 explain=explain, subnet=subnet, via_appliance=via)
+
+    def layout(self, pe_vnet: str, info: _EndpointIp, version: int) -> _Layout:
+        """Per client subnet of the endpoint network ``pe_vnet`` (in :meth:`clients` order), the decided group of
+        a path to an IP ``info`` describes (None: the client's network is not reached), kept as shared work per
+        (endpoint network, endpoint subnet region, policy, VNet prefix length) under the daemon's units: the
+        ~600 endpoints behind a changed route table re-derive their paths from their subnets' few layouts instead
+        of deciding each path again, and an endpoint's paths read one entry instead of every client's route table
+        and route lists. Where a route lies strictly inside the region the decision depends on the IP: the layout
+        is then kept per IP."""
+        key = (pe_vnet, info.region, info.policy, info.vnet_prefix_length, version)
+        uniform, found = shared(("paths.layout", *key), lambda: self._layout(pe_vnet, info, version))
+        if uniform:
+            return found
+        return shared(("paths.layout", *key, info.value), lambda: self._layout(pe_vnet, info, version))[1]
+
+    def _layout(self, pe_vnet: str, info: _EndpointIp, version: int) -> tuple[bool, _Layout]:
+        snap = self.snap
+        reached = self.reached(pe_vnet)
+        uniform = True
+        by_group: dict[tuple[str, str | None], _Laid] = {}
+        out: list[_Laid | None] = []
+        for subnet in self.clients(pe_vnet):
             vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
+            if vnet_key is None or vnet_key not in reached:
+                out.append(None)
+                continue
             table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
             table_id = table.id if table else subnet.route_table_id
-            for ip, destination, only_holder, info, by_group in per_ip:
-                if only_holder:
-                    if vnet_key is None or pe_vnet is None or vnet_key not in reached:
-                        continue
-                elif self.first_visible(vnet_key, ip) is not pe:
-                    continue
-                key = (vnet_key, table.key if table else None)
-                decided = by_group.get(key)
-                if decided is None:
-                    group = self.decision(vnet_key, table, info, ip.version)
-                    winner = info.route if group.winner is _ENDPOINT_WINS else group.winner
-                    via = winner is not None and lower(winner.next_hop_type) == "virtualappliance"
-                    hop = self.hop(winner.next_hop_ip, vnet_key) if winner is not None and via else None
-                    decided = by_group[key] = (group, winner, hop, via)
-                group, winner, hop, via = decided
-                yield PathResult(subnet.id, destination, winner, None, pe, info.policy, info.vnet_prefix,
-                                 group.replaced_by, group.not_replacing, table_id, hop,
-                                 explain=self._explain, subnet=subnet, via_appliance=via)
+            gkey = (vnet_key, table.key if table else None)
+            decided = by_group.get(gkey)
+            if decided is None or decided[4] is not table_id:
+                (_, sys_inside), (_, udr_inside) = self._split(vnet_key, table, info.region)
+                if sys_inside or udr_inside:
+                    uniform = False   # which of those routes cover the IP depends on the IP: not shared
+                group = self.decision(vnet_key, table, info, version)
+                winner = group.winner
+                via = winner is not None and winner is not _ENDPOINT_WINS and \
+                    lower(winner.next_hop_type) == "virtualappliance"
+                hop = self.hop(winner.next_hop_ip, vnet_key) if via and winner is not None else None
+                decided = by_group[gkey] = (group, winner, hop, via, table_id, vnet_key)
+            out.append(decided)
+        return uniform, tuple(out)
 
 
 class _Prefixes:
@@ -1100,6 +1135,11 @@ class _Prefixes:
             inside.sort()
         return tuple(whole), tuple(inside)
 
+
+# A tracked layout's entry for one client subnet: the decision, the winner (_ENDPOINT_WINS: the endpoint's own /32), the
+# next hop, whether the winner is a virtual appliance, the route table's id and the client's network key
+_Laid = tuple[_Decision, RouteCandidate | None, Hop | None, bool, ArmId | None, str]
+_Layout = tuple[_Laid | None, ...]
 
 # One client subnet of an endpoint network: (subnet, its network's key, its route table, the table's id, whether its
 # network is one the endpoint network reaches)
