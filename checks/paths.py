@@ -486,7 +486,7 @@ class _IndexedHops:
 
 
 class _IndexedEndpoints:
-    """``_endpoints_by_ip`` answered per IP from the kept index."""
+    """:class:`_EndpointsByValue` answered per IP from the kept index."""
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
@@ -499,7 +499,8 @@ class _IndexedEndpoints:
 
 
 class _EndpointsByValue:
-    """:func:`_endpoints_by_ip` of a plain evaluation, keyed by (version, integer): an IPv4Address hashes through
+    """The endpoints holding each IP, in key order (the one grouping of endpoints by IP outside the daemon's units:
+    a plain evaluation and an explained path use it), keyed by (version, integer): an IPv4Address hashes through
     hex() on every lookup, and the endpoints are put in key order per address (only shared addresses have more
     than one) instead of sorting the tenant's 35k endpoints by their long ids first."""
 
@@ -529,7 +530,7 @@ class _EndpointsByValue:
 
 
 _Hops = _HopIndex | _IndexedHops
-_ByIp = dict[IPAddr, list[PrivateEndpoint]] | _IndexedEndpoints | _EndpointsByValue
+_ByIp = _IndexedEndpoints | _EndpointsByValue
 
 
 # A record's key (its id's), read in C: sorting 35k records through the ``key`` property cost ~20 ms at 100k resources.
@@ -666,19 +667,11 @@ def _system_routes(snap: Snapshot, vnet: VirtualNetwork | None, ip: IPAddr,
     return out
 
 
-def _endpoints_by_ip(snap: Snapshot) -> dict[IPAddr, list[PrivateEndpoint]]:
-    out: dict[IPAddr, list[PrivateEndpoint]] = {}
-    for pe in sorted(snap.private_endpoints.values(), key=_BY_KEY):
-        for ip in {parse_ip(x) for x in pe.ip_addresses} - {None}:
-            out.setdefault(ip, []).append(pe)  # type: ignore[arg-type]
-    return out
-
-
 def _visible_endpoints(snap: Snapshot, vnet_key: str | None, ip: IPAddr, reasons: list[str],
                        by_ip: _ByIp | None = None,
                        ) -> list[tuple[PrivateEndpoint, Peering | None]]:
     out = []
-    for pe in (by_ip if by_ip is not None else _endpoints_by_ip(snap)).get(ip, []):
+    for pe in (by_ip if by_ip is not None else _EndpointsByValue(snap)).get(ip, []):
         pe_vnet = _vnet_key_of(snap, pe.subnet_id)
         if pe_vnet is None or vnet_key is None:
             continue

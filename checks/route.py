@@ -338,9 +338,10 @@ def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
     fixes: list[str] = []
     for p in paths:
         assert p.endpoint is not None
-        udr = _bypassing(p)[0]
         ek = f"{p.endpoint.key}|{p.destination}"
         if ek not in endpoints:
+            bypassing = _bypassing(p)
+            udr = bypassing[0]
             ep_subnet = snap.subnet_of(p.endpoint)
             endpoints[ek] = {
                 "private_endpoint": p.endpoint.id.raw, "ip": p.destination,
@@ -351,7 +352,7 @@ def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
                 "endpoint_vnet_prefix": p.vnet_prefix,
                 "bypassed_routes": [{"name": u.route_name, "prefix": u.prefix,
                                      "prefix_length": u.prefix_length, "next_hop_ip": u.next_hop_ip}
-                                    for u in _bypassing(p)],
+                                    for u in bypassing],
                 "client_subnets": [], "paths": [],
             }
             fixes.append(az("network", "route-table", "route", "create", "--resource-group", rg,
@@ -960,8 +961,15 @@ def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
     share their Hop), not once per path."""
     out: dict[str, None] = {}
     by_hop: dict[int, list[str]] = {}
+    seen: set[tuple[int, int, int, bool, int]] = set()
     bypassed, unresolved = BYPASSED.name, UNRESOLVED.name
     for p in paths_for(snap, pe):
+        # the paths of one group share their table id, routes and hop (a layout's decision): they name the same
+        # subjects, so only the first of them is walked (the paths hold those objects while this runs)
+        sig = (id(p.route_table_id), id(p.replaced_by), id(p.not_replacing), p.via_appliance, id(p.hop))
+        if sig in seen:
+            continue
+        seen.add(sig)
         for k in _bypassed_table(p):
             out[_subject(bypassed, k)] = None
         for k in _unresolved_table(p):
