@@ -847,6 +847,29 @@ _Entries = tuple[tuple[_Compiled, RouteCandidate], ...]
 _Split = tuple[tuple[int, ...], tuple[int, ...]]   # (indices holding the whole region, indices inside it)
 
 
+# Per endpoint subnet, across snapshots while its subnet and network records stay the very same objects (the daemon's
+# events keep untouched records): the compiled address space of its network and its own prefixes, which the ~600
+# endpoints behind a changed route table compiled again one by one (issue 14). Bounded; keyed by the subnet's key.
+_SUBNET_PARTS: dict[str | None, tuple[Subnet | None, VirtualNetwork | None, tuple[tuple[_Compiled, str], ...],
+                                      tuple[_Compiled, ...]]] = {}
+_SUBNET_PARTS_MAX = 50_000
+
+
+def _subnet_part(key: str | None, subnet: Subnet | None, vnet: VirtualNetwork | None
+                 ) -> tuple[tuple[tuple[_Compiled, str], ...], tuple[_Compiled, ...]]:
+    """(the network's address-space entries compiled with their text, the subnet's prefixes compiled) of the
+    endpoint subnet ``key`` whose records are ``subnet`` and ``vnet``."""
+    hit = _SUBNET_PARTS.get(key)
+    if hit is None or hit[0] is not subnet or hit[1] is not vnet:
+        if len(_SUBNET_PARTS) >= _SUBNET_PARTS_MAX:
+            _SUBNET_PARTS.clear()
+        hit = _SUBNET_PARTS[key] = (
+            subnet, vnet, tuple((c, prefix) for prefix in (vnet.address_prefixes if vnet else ())
+                                if (c := _compile(prefix)) is not None),
+            tuple(c for prefix in (subnet.address_prefixes if subnet else ()) if (c := _compile(prefix)) is not None))
+    return hit[2], hit[3]
+
+
 class _Engine:
     """One snapshot's compiled routes and decided groups."""
 
@@ -952,23 +975,27 @@ class _Engine:
         return self._endpoint_ips[key]
 
     def _endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr) -> _EndpointIp:
-        self.snap.private_endpoints.get(pe.key)   # what it judges is this endpoint's
-        ep_subnet = self.snap.subnet_of(pe)
-        vnet_prefix = _endpoint_vnet_prefix(self.snap, pe, ip)
+        snap = self.snap
+        snap.private_endpoints.get(pe.key)   # what it judges is this endpoint's
+        ep_subnet = snap.subnet_of(pe)
+        vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
+        vnet_prefixes, subnet_prefixes = _subnet_part(pe.subnet_id.key if pe.subnet_id else None, ep_subnet, vnet)
+        version, value, bits = ip.version, int(ip), ip.max_prefixlen
+        best: tuple[int, str] | None = None
+        for c, prefix in vnet_prefixes:   # _endpoint_vnet_prefix: the longest entry holding the IP, the first on ties
+            if _holds(c, version, value, bits) and (best is None or c[2] > best[0]):
+                best = (c[2], prefix)
+        vnet_prefix = best[1] if best else None
         vnet_net = _net(vnet_prefix)
-        bits = ip.max_prefixlen
-        value = int(ip)
-        region: _Compiled = (ip.version, value, bits, bits)
-        for prefix in ep_subnet.address_prefixes if ep_subnet else ():
-            c = _compile(prefix)
-            if c is not None and _holds(c, ip.version, value, bits):
+        region: _Compiled = (version, value, bits, bits)
+        for c in subnet_prefixes:
+            if _holds(c, version, value, bits):
                 region = c
                 break
-        info = _EndpointIp(ep_subnet.pe_policies if ep_subnet else None, vnet_prefix,
+        return _EndpointIp(ep_subnet.pe_policies if ep_subnet else None, vnet_prefix,
                            vnet_net.prefixlen if vnet_net else None,
                            RouteCandidate(f"{ip}/{bits}", ENDPOINT, "InterfaceEndpoint", endpoint_id=pe.id),
                            value, region)
-        return info
 
     # per group
     def _split(self, vnet_key: str | None, table: RouteTable | None, region: _Compiled) -> tuple[_Split, _Split]:
