@@ -326,7 +326,9 @@ class _Bypassed(list[PathResult]):
 
 
 def _bypassed_paths(key: str, paths: tuple[PathResult, ...]) -> list[PathResult]:
-    return _Bypassed(p for p in paths if _bypassed_table(p) == [key])
+    """``[p for p in paths if _bypassed_table(p) == [key]]``, testing the table first (a list per path otherwise)."""
+    return _Bypassed(p for p in paths if p.route_table_id is not None and p.route_table_id.key == key
+                     and not p.replaced_by and _bypassing(p))
 
 
 def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
