@@ -958,7 +958,8 @@ class _Engine:
         return self._visible[key]
 
     def _first_visible(self, vnet_key: str, ip: IPAddr) -> PrivateEndpoint | None:
-        for pe in self.by_ip.get(ip, ()):
+        holders: Iterable[PrivateEndpoint] = self.by_ip.get(ip, ())
+        for pe in holders:
             pe_vnet = _vnet_key_of(self.snap, pe.subnet_id)
             if pe_vnet is not None and vnet_key in self.reached(pe_vnet):
                 return pe
