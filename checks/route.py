@@ -966,6 +966,8 @@ def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
     seen: set[tuple[int, int, int, bool, int]] = set()
     bypassed, unresolved = BYPASSED.name, UNRESOLVED.name
     for p in paths_for(snap, pe):
+        if not p.via_appliance and (p.replaced_by or not p.not_replacing):
+            continue   # neither through an appliance nor bypassing one (most paths): no subject
         # the paths of one group share their table id, routes and hop (a layout's decision): they name the same
         # subjects, so only the first of them is walked (the paths hold those objects while this runs)
         sig = (id(p.route_table_id), id(p.replaced_by), id(p.not_replacing), p.via_appliance, id(p.hop))
