@@ -486,7 +486,7 @@ class _IndexedHops:
 
 
 class _IndexedEndpoints:
-    """``_endpoints_by_ip`` answered per IP from the kept index."""
+    """:class:`_EndpointsByValue` answered per IP from the kept index."""
 
     def __init__(self, snap: Snapshot) -> None:
         self.snap = snap
@@ -499,7 +499,8 @@ class _IndexedEndpoints:
 
 
 class _EndpointsByValue:
-    """:func:`_endpoints_by_ip` of a plain evaluation, keyed by (version, integer): an IPv4Address hashes through
+    """The endpoints holding each IP, in key order (the one grouping of endpoints by IP outside the daemon's units:
+    a plain evaluation and an explained path use it), keyed by (version, integer): an IPv4Address hashes through
     hex() on every lookup, and the endpoints are put in key order per address (only shared addresses have more
     than one) instead of sorting the tenant's 35k endpoints by their long ids first."""
 
@@ -529,7 +530,7 @@ class _EndpointsByValue:
 
 
 _Hops = _HopIndex | _IndexedHops
-_ByIp = dict[IPAddr, list[PrivateEndpoint]] | _IndexedEndpoints | _EndpointsByValue
+_ByIp = _IndexedEndpoints | _EndpointsByValue
 
 
 # A record's key (its id's), read in C: sorting 35k records through the ``key`` property cost ~20 ms at 100k resources.
@@ -666,19 +667,11 @@ def _system_routes(snap: Snapshot, vnet: VirtualNetwork | None, ip: IPAddr,
     return out
 
 
-def _endpoints_by_ip(snap: Snapshot) -> dict[IPAddr, list[PrivateEndpoint]]:
-    out: dict[IPAddr, list[PrivateEndpoint]] = {}
-    for pe in sorted(snap.private_endpoints.values(), key=_BY_KEY):
-        for ip in {parse_ip(x) for x in pe.ip_addresses} - {None}:
-            out.setdefault(ip, []).append(pe)  # type: ignore[arg-type]
-    return out
-
-
 def _visible_endpoints(snap: Snapshot, vnet_key: str | None, ip: IPAddr, reasons: list[str],
                        by_ip: _ByIp | None = None,
                        ) -> list[tuple[PrivateEndpoint, Peering | None]]:
     out = []
-    for pe in (by_ip if by_ip is not None else _endpoints_by_ip(snap)).get(ip, []):
+    for pe in (by_ip if by_ip is not None else _EndpointsByValue(snap)).get(ip, []):
         pe_vnet = _vnet_key_of(snap, pe.subnet_id)
         if pe_vnet is None or vnet_key is None:
             continue
@@ -854,6 +847,29 @@ _Entries = tuple[tuple[_Compiled, RouteCandidate], ...]
 _Split = tuple[tuple[int, ...], tuple[int, ...]]   # (indices holding the whole region, indices inside it)
 
 
+# Per endpoint subnet, across snapshots while its subnet and network records stay the very same objects (the daemon's
+# events keep untouched records): the compiled address space of its network and its own prefixes, which the ~600
+# endpoints behind a changed route table compiled again one by one (issue 14). Bounded; keyed by the subnet's key.
+_SUBNET_PARTS: dict[str | None, tuple[Subnet | None, VirtualNetwork | None, tuple[tuple[_Compiled, str], ...],
+                                      tuple[_Compiled, ...]]] = {}
+_SUBNET_PARTS_MAX = 50_000
+
+
+def _subnet_part(key: str | None, subnet: Subnet | None, vnet: VirtualNetwork | None
+                 ) -> tuple[tuple[tuple[_Compiled, str], ...], tuple[_Compiled, ...]]:
+    """(the network's address-space entries compiled with their text, the subnet's prefixes compiled) of the
+    endpoint subnet ``key`` whose records are ``subnet`` and ``vnet``."""
+    hit = _SUBNET_PARTS.get(key)
+    if hit is None or hit[0] is not subnet or hit[1] is not vnet:
+        if len(_SUBNET_PARTS) >= _SUBNET_PARTS_MAX:
+            _SUBNET_PARTS.clear()
+        hit = _SUBNET_PARTS[key] = (
+            subnet, vnet, tuple((c, prefix) for prefix in (vnet.address_prefixes if vnet else ())
+                                if (c := _compile(prefix)) is not None),
+            tuple(c for prefix in (subnet.address_prefixes if subnet else ()) if (c := _compile(prefix)) is not None))
+    return hit[2], hit[3]
+
+
 class _Engine:
     """One snapshot's compiled routes and decided groups."""
 
@@ -942,7 +958,8 @@ class _Engine:
         return self._visible[key]
 
     def _first_visible(self, vnet_key: str, ip: IPAddr) -> PrivateEndpoint | None:
-        for pe in self.by_ip.get(ip, ()):
+        holders: Iterable[PrivateEndpoint] = self.by_ip.get(ip, ())
+        for pe in holders:
             pe_vnet = _vnet_key_of(self.snap, pe.subnet_id)
             if pe_vnet is not None and vnet_key in self.reached(pe_vnet):
                 return pe
@@ -959,23 +976,27 @@ class _Engine:
         return self._endpoint_ips[key]
 
     def _endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr) -> _EndpointIp:
-        self.snap.private_endpoints.get(pe.key)   # what it judges is this endpoint's
-        ep_subnet = self.snap.subnet_of(pe)
-        vnet_prefix = _endpoint_vnet_prefix(self.snap, pe, ip)
+        snap = self.snap
+        snap.private_endpoints.get(pe.key)   # what it judges is this endpoint's
+        ep_subnet = snap.subnet_of(pe)
+        vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
+        vnet_prefixes, subnet_prefixes = _subnet_part(pe.subnet_id.key if pe.subnet_id else None, ep_subnet, vnet)
+        version, value, bits = ip.version, int(ip), ip.max_prefixlen
+        best: tuple[int, str] | None = None
+        for c, prefix in vnet_prefixes:   # _endpoint_vnet_prefix: the longest entry holding the IP, the first on ties
+            if _holds(c, version, value, bits) and (best is None or c[2] > best[0]):
+                best = (c[2], prefix)
+        vnet_prefix = best[1] if best else None
         vnet_net = _net(vnet_prefix)
-        bits = ip.max_prefixlen
-        value = int(ip)
-        region: _Compiled = (ip.version, value, bits, bits)
-        for prefix in ep_subnet.address_prefixes if ep_subnet else ():
-            c = _compile(prefix)
-            if c is not None and _holds(c, ip.version, value, bits):
+        region: _Compiled = (version, value, bits, bits)
+        for c in subnet_prefixes:
+            if _holds(c, version, value, bits):
                 region = c
                 break
-        info = _EndpointIp(ep_subnet.pe_policies if ep_subnet else None, vnet_prefix,
+        return _EndpointIp(ep_subnet.pe_policies if ep_subnet else None, vnet_prefix,
                            vnet_net.prefixlen if vnet_net else None,
                            RouteCandidate(f"{ip}/{bits}", ENDPOINT, "InterfaceEndpoint", endpoint_id=pe.id),
                            value, region)
-        return info
 
     # per group
     def _split(self, vnet_key: str | None, table: RouteTable | None, region: _Compiled) -> tuple[_Split, _Split]:
@@ -1030,34 +1051,69 @@ class _Engine:
             return
         snap = self.snap
         pe_vnet = _vnet_key_of(snap, pe.subnet_id)
-        reached = self.reached(pe_vnet) if pe_vnet is not None else {}
-        per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, dict[tuple[str | None, str | None], Any]]] = []
+        if pe_vnet is None:
+            return
+        clients = self.clients(pe_vnet)
+        per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, _Layout]] = []
         for ip in dict.fromkeys(ips):
             holders: list[PrivateEndpoint] = self.by_ip.get(ip) or []
+            info = self.endpoint_ip(pe, ip)
             only_holder = len(holders) == 1 and holders[0] is pe
-            per_ip.append((ip, str(ip), only_holder, self.endpoint_ip(pe, ip), {}))
-        for subnet in self.clients(pe_vnet) if pe_vnet is not None else ():
+            per_ip.append((ip, str(ip), only_holder, info, self.layout(pe_vnet, info, ip.version)))
+        explain = self._explain
+        for i, subnet in enumerate(clients):
+            for ip, destination, only_holder, info, layout in per_ip:
+                decided = layout[i]
+                if decided is None:
+                    continue
+                group, winner, hop, via, table_id, vnet_key = decided
+                if not only_holder and self.first_visible(vnet_key, ip) is not pe:
+                    continue
+                yield PathResult(subnet.id, destination, info.route if winner is _ENDPOINT_WINS else winner, None, pe,
+                                 info.policy, info.vnet_prefix, group.replaced_by, group.not_replacing, table_id, hop,
+                                 explain=explain, subnet=subnet, via_appliance=via)
+
+    def layout(self, pe_vnet: str, info: _EndpointIp, version: int) -> _Layout:
+        """Per client subnet of the endpoint network ``pe_vnet`` (in :meth:`clients` order), the decided group of
+        a path to an IP ``info`` describes (None: the client's network is not reached), kept as shared work per
+        (endpoint network, endpoint subnet region, policy, VNet prefix length) under the daemon's units: the
+        ~600 endpoints behind a changed route table re-derive their paths from their subnets' few layouts instead
+        of deciding each path again, and an endpoint's paths read one entry instead of every client's route table
+        and route lists. Where a route lies strictly inside the region the decision depends on the IP: the layout
+        is then kept per IP."""
+        key = (pe_vnet, info.region, info.policy, info.vnet_prefix_length, version)
+        uniform, found = shared(("paths.layout", *key), lambda: self._layout(pe_vnet, info, version))
+        if uniform:
+            return found
+        return shared(("paths.layout", *key, info.value), lambda: self._layout(pe_vnet, info, version))[1]
+
+    def _layout(self, pe_vnet: str, info: _EndpointIp, version: int) -> tuple[bool, _Layout]:
+        snap = self.snap
+        reached = self.reached(pe_vnet)
+        uniform = True
+        by_group: dict[tuple[str, str | None], _Laid] = {}
+        out: list[_Laid | None] = []
+        for subnet in self.clients(pe_vnet):
             vnet_key = subnet.vnet_id.key if subnet.vnet_id else None
+            if vnet_key is None or vnet_key not in reached:
+                out.append(None)
+                continue
             table = snap.route_tables.get(subnet.route_table_id.key) if subnet.route_table_id else None
             table_id = table.id if table else subnet.route_table_id
-            for ip, destination, only_holder, info, by_group in per_ip:
-                if only_holder:
-                    if vnet_key is None or pe_vnet is None or vnet_key not in reached:
-                        continue
-                elif self.first_visible(vnet_key, ip) is not pe:
-                    continue
-                key = (vnet_key, table.key if table else None)
-                decided = by_group.get(key)
-                if decided is None:
-                    group = self.decision(vnet_key, table, info, ip.version)
-                    winner = info.route if group.winner is _ENDPOINT_WINS else group.winner
-                    via = winner is not None and lower(winner.next_hop_type) == "virtualappliance"
-                    hop = self.hop(winner.next_hop_ip, vnet_key) if winner is not None and via else None
-                    decided = by_group[key] = (group, winner, hop, via)
-                group, winner, hop, via = decided
-                yield PathResult(subnet.id, destination, winner, None, pe, info.policy, info.vnet_prefix,
-                                 group.replaced_by, group.not_replacing, table_id, hop,
-                                 explain=self._explain, subnet=subnet, via_appliance=via)
+            gkey = (vnet_key, table.key if table else None)
+            decided = by_group.get(gkey)
+            if decided is None or decided[4] is not table_id:
+                (_, sys_inside), (_, udr_inside) = self._split(vnet_key, table, info.region)
+                if sys_inside or udr_inside:
+                    uniform = False   # which of those routes cover the IP depends on the IP: not shared
+                group = self.decision(vnet_key, table, info, version)
+                winner = group.winner
+                via = winner is not None and winner is not _ENDPOINT_WINS and \
+                    lower(winner.next_hop_type) == "virtualappliance"
+                hop = self.hop(winner.next_hop_ip, vnet_key) if via and winner is not None else None
+                decided = by_group[gkey] = (group, winner, hop, via, table_id, vnet_key)
+            out.append(decided)
+        return uniform, tuple(out)
 
 
 class _Prefixes:
@@ -1100,6 +1156,11 @@ class _Prefixes:
             inside.sort()
         return tuple(whole), tuple(inside)
 
+
+# A tracked layout's entry for one client subnet: the decision, the winner (_ENDPOINT_WINS: the endpoint's own /32), the
+# next hop, whether the winner is a virtual appliance, the route table's id and the client's network key
+_Laid = tuple[_Decision, RouteCandidate | None, Hop | None, bool, ArmId | None, str]
+_Layout = tuple[_Laid | None, ...]
 
 # One client subnet of an endpoint network: (subnet, its network's key, its route table, the table's id, whether its
 # network is one the endpoint network reaches)

@@ -197,17 +197,10 @@ def _snat_routed(snap: Snapshot) -> list[tuple[PathResult, ...]]:
 def _reported_hop(hop: Hop) -> bool:
     """Whether a route check can report a path through ``hop`` (an appliance other than an Azure Firewall) when its
     route replaced the endpoint's /32 (a path whose appliance route did not is udr-bypassed's, kept whatever its
-    hop): an unresolved next hop (nva-unresolved), a NIC with IP forwarding off (nva-ip-forwarding-off) or a tag
-    verdict other than "SNATs" (the SNAT checks report False and None). Otherwise every check walks past it, so a
-    plain evaluation does not build it."""
-    if hop.kind == "unresolved" or _nics_forwarding_off(hop):
-        return True
-    if hop.nic is not None:
-        return tagged_snat(hop.nic).snats is not True
-    if hop.load_balancer is not None:
-        lb = hop.load_balancer
-        return any(tagged_snat(nic, lb).snats is not True for nic in hop.backend_nics or (None,))
-    return True   # no subject of any check: kept, as the paths were before
+    hop): an unresolved next hop (nva-unresolved), a NIC with IP forwarding off (nva-ip-forwarding-off) or a
+    verdict other than "SNATs" (the SNAT checks report False and None), as :func:`_of_hop` judges them for every
+    check. Otherwise every check walks past it, so a plain evaluation does not build it."""
+    return _of_hop(hop).reported
 
 
 def _group_plain(snap: Snapshot, index: Index, select: Callable[[str, tuple[PathResult, ...]], V]
@@ -335,7 +328,9 @@ class _Bypassed(list[PathResult]):
 
 
 def _bypassed_paths(key: str, paths: tuple[PathResult, ...]) -> list[PathResult]:
-    return _Bypassed(p for p in paths if _bypassed_table(p) == [key])
+    """``[p for p in paths if _bypassed_table(p) == [key]]``, testing the table first (a list per path otherwise)."""
+    return _Bypassed(p for p in paths if p.route_table_id is not None and p.route_table_id.key == key
+                     and not p.replaced_by and _bypassing(p))
 
 
 def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
@@ -347,9 +342,10 @@ def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
     fixes: list[str] = []
     for p in paths:
         assert p.endpoint is not None
-        udr = _bypassing(p)[0]
         ek = f"{p.endpoint.key}|{p.destination}"
         if ek not in endpoints:
+            bypassing = _bypassing(p)
+            udr = bypassing[0]
             ep_subnet = snap.subnet_of(p.endpoint)
             endpoints[ek] = {
                 "private_endpoint": p.endpoint.id.raw, "ip": p.destination,
@@ -360,7 +356,7 @@ def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
                 "endpoint_vnet_prefix": p.vnet_prefix,
                 "bypassed_routes": [{"name": u.route_name, "prefix": u.prefix,
                                      "prefix_length": u.prefix_length, "next_hop_ip": u.next_hop_ip}
-                                    for u in _bypassing(p)],
+                                    for u in bypassing],
                 "client_subnets": [], "paths": [],
             }
             fixes.append(az("network", "route-table", "route", "create", "--resource-group", rg,
@@ -384,18 +380,61 @@ def _appliance_keys(p: PathResult) -> list[str]:
     """The subjects _appliance_verdicts names for ``p``, without judging SNAT (which reads the firewall policy)."""
     if not p.via_appliance or p.hop is None or p.hop.kind == "unresolved":
         return []
-    hop = p.hop
+    return _of_hop(p.hop).keys
+
+
+def _hop_verdicts(hop: Hop, tagged: Callable[[Nic | None, LoadBalancer | None], SnatVerdict]
+                  ) -> list[tuple[ArmId, SnatVerdict | None]]:
+    """The appliance rule, in one place: the subjects a path through the resolved next hop ``hop`` names, each with
+    its tag verdict (``tagged``), a firewall's None (it depends on the destination and reads the policy). A load
+    balancer's backend NICs are the subjects unless none of them (nor the balancer) declares anything: then the
+    balancer in front is where to say it once."""
     if hop.firewall is not None:
-        return [hop.firewall.key]
+        return [(hop.firewall.id, None)]
     if hop.nic is not None:
-        return [hop.nic.key]
+        return [(hop.nic.id, tagged(hop.nic, None))]
     if hop.load_balancer is not None:
         lb = hop.load_balancer
-        verdicts = [tagged_snat(nic, lb) for nic in hop.backend_nics]
-        if not verdicts or all(v.snats is None and v.raw is None for v in verdicts):
-            return [lb.key]
-        return [nic.key for nic in hop.backend_nics]
+        if not hop.backend_nics:
+            return [(lb.id, tagged(None, lb))]
+        verdicts = [(nic, tagged(nic, lb)) for nic in hop.backend_nics]
+        if all(v.snats is None and v.raw is None for _, v in verdicts):
+            return [(lb.id, verdicts[0][1])]
+        return [(nic.id, v) for nic, v in verdicts]
     return []
+
+
+class _OfHop:
+    """What every route check makes of one next hop, whatever the path through it (the paths of a group share their
+    Hop): its subjects with their tag verdicts (a firewall's None), their keys, the NICs with IP forwarding off,
+    and whether a route check can report a path through it (:func:`_reported_hop`)."""
+
+    __slots__ = ("forwarding_off", "hop", "keys", "reported", "rows", "subjects")
+
+    def __init__(self, hop: Hop) -> None:
+        self.hop = hop
+        self.rows = _hop_verdicts(hop, tagged_snat) if hop.kind != "unresolved" else []
+        self.keys = [s.key for s, _v in self.rows]
+        self.forwarding_off = _nics_forwarding_off(hop)
+        self.reported = hop.kind == "unresolved" or bool(self.forwarding_off) or not self.rows or \
+            any(v is None or v.snats is not True for _s, v in self.rows)
+        self.subjects: list[str] | None = None   # _hop_subjects, on first use
+
+
+# By the hop's identity, across snapshots: a hop holds the records it names (a verdict reads their tags only), and the
+# daemon keeps its hops across events as shared work, so the ~600 endpoints behind a changed route table name hops
+# already judged (tagged_snat per backend NIC was ~15% of such an event at 100k resources). Bounded.
+_OF_HOP: dict[int, _OfHop] = {}
+_OF_HOP_MAX = 20_000
+
+
+def _of_hop(hop: Hop) -> _OfHop:
+    hit = _OF_HOP.get(id(hop))
+    if hit is None or hit.hop is not hop:
+        if len(_OF_HOP) >= _OF_HOP_MAX:
+            _OF_HOP.clear()
+        hit = _OF_HOP[id(hop)] = _OfHop(hop)
+    return hit
 
 
 APPLIANCES = _subjects_of("appliances", _appliance_keys)
@@ -415,7 +454,7 @@ def _appliance_verdicts(snap: Snapshot, paths: Iterable[PathResult], *, firewall
     def firewall(fw: Firewall, ip: str) -> SnatVerdict:
         return firewall_verdicts(snap, fw).of(ip)   # kept per firewall: judged once per destination
 
-    def tagged(nic: Nic | None, lb: LoadBalancer | None = None) -> SnatVerdict:
+    def tagged(nic: Nic | None, lb: LoadBalancer | None) -> SnatVerdict:
         key = ("tag", nic.key if nic else "", lb.key if lb else "")
         if key not in judged:
             judged[key] = tagged_snat(nic, lb)
@@ -425,22 +464,11 @@ def _appliance_verdicts(snap: Snapshot, paths: Iterable[PathResult], *, firewall
         if not p.via_appliance or p.hop is None or p.hop.kind == "unresolved":
             continue
         hop = p.hop
-        if hop.firewall is not None:
-            yield hop.firewall.id, p, firewall(hop.firewall, p.destination) if firewalls else None
-        elif hop.nic is not None:
-            yield hop.nic.id, p, tagged(hop.nic)
-        elif hop.load_balancer is not None:
-            lb = hop.load_balancer
-            if not hop.backend_nics:
-                yield lb.id, p, tagged(None, lb)
-                continue
-            verdicts = [(nic, tagged(nic, lb)) for nic in hop.backend_nics]
-            if all(v.snats is None and v.raw is None for _, v in verdicts):
-                # nobody declared anything: the load balancer in front is where to say it once
-                yield lb.id, p, verdicts[0][1]
-                continue
-            for nic, v in verdicts:
-                yield nic.id, p, v
+        for subject_id, v in _hop_verdicts(hop, tagged):
+            if v is None and hop.firewall is not None:
+                yield subject_id, p, firewall(hop.firewall, p.destination) if firewalls else None
+            else:
+                yield subject_id, p, v
 
 
 def _fix_snat(snap: Snapshot, subject: ArmId, verdict: SnatVerdict) -> str:
@@ -585,22 +613,10 @@ def _route_read(r: RouteCandidate) -> tuple[str | None, ...]:
 cutoff("route.appliance-rows", _rows_again, _same_rows)
 
 
-# A plain evaluation's rows per next hop (the last snapshot's), by the hop's identity: paths of one group share
-# their Hop, and a hop's subjects and tag verdicts do not depend on the path.
-_hop_rows: tuple[Snapshot | None, dict[int, tuple[Hop, list[tuple[ArmId, SnatVerdict | None]]]]] = (None, {})
-
-
 def _rows_of_hop(snap: Snapshot, p: PathResult) -> list[tuple[ArmId, SnatVerdict | None]]:
     """(subject, verdict) of :func:`_appliance_verdicts` (``firewalls=False``) for a path through ``p.hop``."""
-    global _hop_rows
-    hop = p.hop
-    assert hop is not None
-    if _hop_rows[0] is not snap:
-        _hop_rows = (snap, {})
-    hit = _hop_rows[1].get(id(hop))
-    if hit is None or hit[0] is not hop:
-        hit = _hop_rows[1][id(hop)] = (hop, [(x[0], x[2]) for x in _appliance_verdicts(snap, (p,), firewalls=False)])
-    return hit[1]
+    assert p.hop is not None
+    return _of_hop(p.hop).rows
 
 
 def _appliance_rows_by_subject(snap: Snapshot, paths: tuple[PathResult, ...]
@@ -1089,9 +1105,18 @@ def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
     indexes, from one walk of the paths; a next hop's appliances are worked out once per hop (the paths of a group
     share their Hop), not once per path."""
     out: dict[str, None] = {}
-    by_hop: dict[int, tuple[list[str], list[str]]] = {}
-    bypassed, unresolved, appliances, forwarding = BYPASSED.name, UNRESOLVED.name, APPLIANCES.name, FORWARDING_OFF.name
+    by_hop: dict[int, list[str]] = {}
+    seen: set[tuple[int, int, int, bool, int]] = set()
+    bypassed, unresolved = BYPASSED.name, UNRESOLVED.name
     for p in paths_for(snap, pe):
+        if not p.via_appliance and (p.replaced_by or not p.not_replacing):
+            continue   # neither through an appliance nor bypassing one (most paths): no subject
+        # the paths of one group share their table id, routes and hop (a layout's decision): they name the same
+        # subjects, so only the first of them is walked (the paths hold those objects while this runs)
+        sig = (id(p.route_table_id), id(p.replaced_by), id(p.not_replacing), p.via_appliance, id(p.hop))
+        if sig in seen:
+            continue
+        seen.add(sig)
         for k in _bypassed_table(p):
             out[_subject(bypassed, k)] = None
         for k in _unresolved_table(p):
@@ -1101,12 +1126,20 @@ def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
             continue
         hit = by_hop.get(id(hop))   # the paths hold their hops while this runs: an id is not reused meanwhile
         if hit is None:
-            hit = by_hop[id(hop)] = (_appliance_keys(p), _forwarding_keys(p))
-        for k in hit[0]:
-            out[_subject(appliances, k)] = None
-        for k in hit[1]:
-            out[_subject(forwarding, k)] = None
+            hit = by_hop[id(hop)] = _hop_subjects(hop)
+        for k in hit:
+            out[k] = None
     return list(out)
+
+
+def _hop_subjects(hop: Hop) -> list[str]:
+    """The appliance and forwarding-off subjects (:data:`SUBJECTS`) of a path through ``hop`` (an appliance route's
+    next hop), kept with what the checks make of the hop."""
+    of = _of_hop(hop)
+    if of.subjects is None:
+        appliances = [] if hop.kind == "unresolved" else [_subject(APPLIANCES.name, k) for k in of.keys]
+        of.subjects = appliances + [_subject(FORWARDING_OFF.name, n.key) for n in of.forwarding_off]
+    return of.subjects
 
 
 ROUTE_SUBJECTS = Index(SUBJECTS, "private_endpoints", _route_subjects)
@@ -1125,18 +1158,13 @@ def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator
     def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[PathResult, Nic]]:
         return [(p, n) for p in paths for n in _forwarding_off(p) if n.key == key]
 
-    off: dict[int, tuple[Hop, list[Nic]]] = {}   # by the hop's identity: a group's paths share their Hop
-
     def split(paths: tuple[PathResult, ...]) -> dict[str, list[tuple[PathResult, Nic]]]:
         out: dict[str, list[tuple[PathResult, Nic]]] = {}
         for p in paths:
             hop = p.hop
             if not p.via_appliance or hop is None:
                 continue
-            hit = off.get(id(hop))
-            if hit is None or hit[0] is not hop:
-                hit = off[id(hop)] = (hop, _nics_forwarding_off(hop))
-            for n in hit[1]:
+            for n in _of_hop(hop).forwarding_off:
                 out.setdefault(n.key, []).append((p, n))
         return out
     for _key, rows in _per_subject(snap, FORWARDING_OFF, "route.nva-ip-forwarding-off", select, split):

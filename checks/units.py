@@ -781,14 +781,20 @@ def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read
     seen: set[str] = set()
     for name in list(ix.tables):
         visit(name, seen)
+    touched = changed | {(c, ALL) for c, _ in changed}   # the same for every index: made once, not per index
+    keys_of: dict[str, set[Hashable]] = {}
+    for c, k in changed:
+        keys_of.setdefault(c, set()).add(k)
     for name in order:
         if name not in ix.tables:
             continue
         index, table = ix.tables[name]
         coll = _plain(getattr(new, index.collection))
-        redo = {k for c, k in changed if c == index.collection}
-        if table.deps.lists:
-            for t in changed | {(c, ALL) for c, _ in changed}:
+        redo = set(keys_of.get(index.collection, ()))
+        lists = table.deps.lists
+        if lists:
+            # only the reads some record of this index made (a route event's ~2k changed reads, for each index)
+            for t in [t for t in touched if t in lists]:
                 redo.update(table.reading(t))
         for rkey in redo:
             record = coll.get(rkey)
