@@ -34,6 +34,7 @@ from plmon.monitor.state.store import (
     ScanRecord,
     iso,
     parse_iso,
+    same_json,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "connect", "write_transaction"]
@@ -335,7 +336,7 @@ class SqliteStore:
             for rec, _ in change.findings:
                 key = (rec.check_id, rec.resource_key)
                 known = self._known.get(key)
-                if known is not None and id(rec.finding) not in done and known[0] == rec.finding:
+                if known is not None and id(rec.finding) not in done and same_json(known[0], rec.finding):
                     # equal to the large finding last read or written for this key: that text, no serialising, and
                     # when this step read it from the row, the row keeps it
                     done[id(rec.finding)] = (rec.finding, known[1])

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 __all__ = [
     "AlertStatus", "ChangeSet", "ConflictError", "FindingRecord", "FindingState", "JsonSafe", "OutboxRow",
-    "ScanRecord", "StateStore", "alert_id", "iso", "parse_iso",
+    "ScanRecord", "StateStore", "alert_id", "iso", "parse_iso", "same_json",
 ]
 
 
@@ -42,6 +42,44 @@ class JsonSafe(dict[str, Any]):
     goes to ``json``. Equal to the plain dict it holds; a backend that knows nothing of it serialises any dict."""
 
     __slots__ = ()
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are equal *and* would be stored as the same text, so that one's stored text (or dict)
+    may stand for the other's. ``==`` is not enough: ``1 == 1.0 == True`` and ``0.0 == -0.0``, whose texts differ,
+    so evidence that changed only so kept the old text. Mappings equal by ``==`` (dict, read-only proxies,
+    :class:`JsonSafe`) are alike; scalars must be of one exact type (a float of one spelling). Conservative: mappings
+    with their keys in another order count as different (the text is then made anew, as without this)."""
+    if a is b:
+        return True
+    if a != b:   # in C, and most differences end here
+        return False
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        tx, ty = type(x), type(y)
+        if tx is str or tx is int or tx is bool or x is None:
+            if tx is not ty:
+                return False
+        elif isinstance(x, Mapping):
+            if not isinstance(y, Mapping) or len(x) != len(y):
+                return False
+            for (kx, vx), (ky, vy) in zip(x.items(), y.items(), strict=True):
+                if type(kx) is not type(ky) or kx != ky:
+                    return False
+                stack.append((vx, vy))
+        elif tx is list or tx is tuple:
+            if (ty is not list and ty is not tuple) or len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        elif tx is float:
+            if ty is not float or repr(x) != repr(y):
+                return False
+        elif tx is not ty or x != y:
+            return False
+    return True
 
 
 class ConflictError(Exception):
