@@ -46,6 +46,7 @@ from plmon.monitor.state.store import (
     ScanRecord,
     StateStore,
     same_json,
+    spelling,
 )
 
 __all__ = ["LargeDicts", "Transition", "apply_scan", "apply_targeted", "counts", "resolution_blocker"]
@@ -72,7 +73,8 @@ class LargeDicts:
     """The dicts made last for an event's large findings, by finding key (see above); thread-safe."""
 
     def __init__(self) -> None:
-        self._kept: OrderedDict[tuple[str, str], tuple[Finding, dict[str, Any]]] = OrderedDict()
+        # key -> (finding, its dict, the spelling of its evidence once a comparison needed it)
+        self._kept: OrderedDict[tuple[str, str], tuple[Finding, dict[str, Any], bytes | None]] = OrderedDict()
         self._lock = threading.Lock()
 
     def dict_of(self, f: Finding) -> dict[str, Any]:
@@ -81,13 +83,22 @@ class LargeDicts:
         key = (f.check_id, f.resource_id)
         with self._lock:
             hit = self._kept.get(key)
-        if hit is not None and (hit[0] is f or _same_finding(hit[0], f)):
-            return hit[1]
+        if hit is not None:
+            if hit[0] is f:
+                return hit[1]
+            if hit[0] == f:   # equal; the same text too? Its evidence's spelling is kept for the next comparison
+                was = hit[2] if hit[2] is not None else spelling(hit[0].evidence)
+                now = spelling(f.evidence)
+                same = was == now if was is not None and now is not None else _same_finding(hit[0], f)
+                if same:
+                    with self._lock:
+                        self._kept[key] = (f, hit[1], now)
+                    return hit[1]
         as_dict = large_dict(f)
         if _items(f.evidence) < _LARGE_ITEMS:
             return as_dict
         with self._lock:
-            self._kept[key] = (f, as_dict)
+            self._kept[key] = (f, as_dict, None)
             self._kept.move_to_end(key)
             while len(self._kept) > _KEEP_LARGE:
                 self._kept.popitem(last=False)
