@@ -329,3 +329,22 @@ def test_a_later_collections_heap_is_settled_outside_the_daemons_lock(tmp_path):
     finally:
         gc.unfreeze()
     assert free == [True, True]
+
+
+def test_the_daemon_drops_a_recorded_folders_index_after_a_collection_and_events_still_read_their_files(tmp_path):
+    """The index of every recorded path served the collection; the daemon then lets it go, and an event's re-read
+    (a changed file) and the next collection still read the folder as it is."""
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    d.full_collection()
+    reader = d._collect_reader.inner
+    assert isinstance(reader, RecordedTenant) and reader._index == {}
+    write_account(folder, "Enabled")
+    _post(d, event())
+    assert d.process_pending().transitions
+    rec = d.store.get_finding("public-access.enabled-with-private-endpoint", ACCOUNT_ID.lower())
+    assert rec is not None and rec.state == FindingState.OPEN
+    write_account(folder, "Disabled")
+    d.full_collection()
+    rec = d.store.get_finding("public-access.enabled-with-private-endpoint", ACCOUNT_ID.lower())
+    assert rec is not None and rec.state == FindingState.RESOLVED
