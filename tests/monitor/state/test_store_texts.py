@@ -153,3 +153,17 @@ def test_same_json_tells_apart_what_equal_values_would_write_differently() -> No
     assert same_json({"a": (1, "x", None)}, {"a": (1, "x", None)})
     assert same_json(MappingProxyType({"a": {"b": 2.5}}), JsonSafe({"a": {"b": 2.5}}))
     assert not same_json({"a": 1}, {"a": 2}) and not same_json([1, 2], [1])
+
+
+def test_a_json_safe_large_finding_equal_but_spelled_otherwise_gets_its_own_text(tmp_path: Path) -> None:
+    """A finding marked JSON-safe (orjson text) that equals the known one by == but not in text (1 -> 1.0) is written
+    as its own text; one spelled alike keeps the row's."""
+    store = SqliteStore(tmp_path / "s.db")
+    first = JsonSafe({"evidence": {"paths": [f"p{i}" for i in range(9000)], "n": 1}})
+    store.apply(ChangeSet(findings=[(_rec(first), None)]))
+    (old,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    store.apply(ChangeSet(findings=[(replace(old, seq=2, finding=JsonSafe({"evidence": {**first["evidence"]}})), 1)]))
+    store.apply(ChangeSet(findings=[(replace(old, seq=3, finding=JsonSafe(
+        {"evidence": {**first["evidence"], "n": 1.0}})), 2)]))
+    (now,) = SqliteStore(tmp_path / "s.db").findings(resource_keys=["/subscriptions/s/x"])
+    assert now.seq == 3 and type(now.finding["evidence"]["n"]) is float
