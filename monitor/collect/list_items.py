@@ -131,6 +131,11 @@ class ListItems:
                 return copy.deepcopy(item), None
         return (None, error) if error is not None and not listed else None
 
+    def forget(self) -> None:
+        """Drop every list's index (its items, or their bytes): the next lookup in a list indexes it again."""
+        with self._lock:
+            self._indexes.clear()
+
     def _index(self, file: Path) -> dict[str, Any]:
         name = str(file)
         try:

@@ -314,6 +314,7 @@ class RecordedTenant:
         self._typed = False  # later reads answer plain bodies, whoever asks
         self._listings.clear()
         self._folders.clear()
+        self._list_items.forget()
 
     def paths(self) -> list[str]:
         """Every recorded GET path (lower case), for the replay server and tools."""

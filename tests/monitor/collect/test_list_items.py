@@ -112,3 +112,17 @@ def _whole(data: bytes) -> dict[str, Any]:
         if isinstance(rid, str) and rid.strip():
             out.setdefault(_key(rid), item)
     return out
+
+
+def test_forget_drops_the_lists_indexes_and_a_later_find_indexes_again(tmp_path: Path) -> None:
+    """What a daemon drops after its collection (RecordedTenant.forget): the items of every list indexed so far; a
+    later find reads the list again and answers as before."""
+    file = tmp_path / "list.json"
+    file.write_text(json.dumps({"value": [{"id": f"/{PLS}/p1", "name": "p1"}]}))
+    old = time.time_ns() - 10_000_000_000
+    os.utime(file, ns=(old, old))
+    items = ListItems(lambda _: (file, False), lambda f: json.loads(Path(f).read_text()), RecordedTenant._decode)
+    assert items.find(f"{PLS}/p1") == ({"id": f"/{PLS}/p1", "name": "p1"}, None) and items._indexes
+    items.forget()
+    assert not items._indexes
+    assert items.find(f"{PLS}/p1") == ({"id": f"/{PLS}/p1", "name": "p1"}, None)
