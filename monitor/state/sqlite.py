@@ -338,7 +338,9 @@ class SqliteStore:
                 known = self._known.get(key)
                 if known is None or id(rec.finding) in done or known[0] != rec.finding:
                     continue
-                if type(rec.finding) is JsonSafe:
+                if known[0] is rec.finding:
+                    same = True   # the very dict the text was written from or read as (no caller mutates one)
+                elif type(rec.finding) is JsonSafe:
                     # Equal by ==, which takes 1 for 1.0 or True: the same text only if it serialises so. orjson
                     # makes the text in a fraction of a Python comparison, and it is the one written if not.
                     text = _dumps(rec.finding)
