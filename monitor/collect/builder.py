@@ -888,9 +888,9 @@ class Links:
     base_endpoints: Mapping[str, PrivateEndpoint]  # endpoint key -> its record before its NICs' IPs were merged
     # The three indexes below hold their members as sorted tuples (see :func:`_members`), not frozensets: ~100k
     # sets of one member at 100k resources cost ~21 MB of the daemon's RSS, the tuples ~5 MB (issue 14).
-    nics_naming: dict[str, tuple[str, ...]]      # endpoint key -> keys of the NICs whose privateEndpoint names it
+    nics_naming: Mapping[str, tuple[str, ...]]      # endpoint key -> keys of the NICs whose privateEndpoint names it
     endpoints_of_nic: Mapping[str, tuple[str, ...]]  # NIC key -> keys of the endpoints whose nic_ids name it
-    owners: dict[str, tuple[tuple[int, str], ...]]  # endpoint key -> (owner family, key) of connections naming it
+    owners: Mapping[str, tuple[tuple[int, str], ...]]  # endpoint key -> (owner family, key) of connections naming it
     # Set by relink only: snapshot field -> the keys whose record may differ from the snapshot before (None: any
     # may), so the daemon's diff of the two snapshots looks at those keys instead of walking 35k-record mappings.
     # A field it does not name is one relink left as it was.
@@ -1231,17 +1231,19 @@ class _Relink:
             affected |= dirty
         nic_dirty = t.list_keys.get("networkInterfaces", set())
         if nic_dirty:
-            naming = dict(links.nics_naming)
+            # The changes over the shared index (Layered), not a copy of its ~35k entries per NIC event.
+            naming: dict[str, tuple[str, ...] | None] = {}
             new_nics = self.current("nics")
             for n in nic_dirty:
                 for nic, add in ((self.old.nics.get(n), False), (new_nics.get(n), True)):
                     if nic is None or nic.private_endpoint_id is None:
                         continue
                     owner = nic.private_endpoint_id.key
-                    naming[owner] = _moved(naming.get(owner, ()), n, add)
+                    was_naming = naming[owner] if owner in naming else links.nics_naming.get(owner, ())
+                    naming[owner] = _moved(was_naming or (), n, add)
                     affected.add(owner)
                 affected.update(links.endpoints_of_nic.get(n, ()))
-            links.nics_naming = naming
+            links.nics_naming = Layered.over(links.nics_naming, naming)
         if not affected:
             return set()
         nics = self.current("nics")
@@ -1268,7 +1270,13 @@ class _Relink:
                              and not _same_connections(before.get(k), after.get(k)))
         if not dirty:
             return
-        owners = dict(self.links.owners)
+        # The changes over the shared index (Layered; None removes), not a copy of its ~35k entries per owner event.
+        kept = self.links.owners
+        owners: dict[str, tuple[tuple[int, str], ...] | None] = {}
+
+        def owners_of(e: str) -> tuple[tuple[int, str], ...]:
+            return (owners[e] or ()) if e in owners else kept.get(e, ())
+
         affected: set[str] = set()
         for f, key in dirty:
             was, now = getattr(self.old, _OWNERS[f]).get(key), self.current(_OWNERS[f]).get(key)
@@ -1276,9 +1284,8 @@ class _Relink:
                 for conn in owner.connections if owner is not None else ():
                     if conn.endpoint_id is not None:
                         e = conn.endpoint_id.key
-                        owners[e] = _moved(owners.get(e, ()), (f, key), add)
+                        owners[e] = _moved(owners_of(e), (f, key), add)
                         affected.add(e)
-        self.links.owners = owners
         index = _copy(old_index)
         target_order: dict[str, int] | None = None
         # Each touched owner's connections by endpoint, in the owner's order: a service with ~500 connections walked
@@ -1295,9 +1302,9 @@ class _Relink:
             return held.get(e, [])
 
         for e in affected:
-            named = owners.get(e, ())
+            named = owners_of(e)
             if not named:
-                owners.pop(e, None)
+                owners[e] = None
             if sum(1 for f, _ in named if f == 2) > 1 and target_order is None:
                 target_order = {k: i for i, k in enumerate(self.current("targets"))}
             place = target_order or {}
@@ -1308,6 +1315,7 @@ class _Relink:
                 index[e] = old_index[e] if e in old_index and old_index[e] == conns else conns
             else:
                 index.pop(e, None)
+        self.links.owners = Layered.over(kept, owners)
         self._by_endpoint = MappingProxyType(index)
         self.changed["provider_connections_by_endpoint"] = frozenset(affected)
 

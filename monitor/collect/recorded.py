@@ -74,7 +74,7 @@ class RecordedTenant:
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
         self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
-        self._list_items = ListItems(self.file_for, self._load)
+        self._list_items = ListItems(self.file_for, self._load, self._decode)
 
     def _read_manifest(self) -> dict[str, Any]:
         path = self.folder / "manifest.json"
@@ -314,6 +314,7 @@ class RecordedTenant:
         self._typed = False  # later reads answer plain bodies, whoever asks
         self._listings.clear()
         self._folders.clear()
+        self._list_items.forget()
 
     def paths(self) -> list[str]:
         """Every recorded GET path (lower case), for the replay server and tools."""

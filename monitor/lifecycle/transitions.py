@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -45,9 +45,11 @@ from plmon.monitor.state.store import (
     OutboxRow,
     ScanRecord,
     StateStore,
+    same_json,
+    spelling,
 )
 
-__all__ = ["Transition", "apply_scan", "apply_targeted", "counts", "resolution_blocker"]
+__all__ = ["LargeDicts", "Transition", "apply_scan", "apply_targeted", "counts", "resolution_blocker"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,36 +58,60 @@ DEFAULT_REMINDER = timedelta(hours=24)
 # An event's lifecycle turns the findings it moved into the store's dicts (Finding.to_dict). A hub appliance's SNAT
 # finding at 100k resources lists ~9k paths: its to_dict took ~0.1 s, and its open, resolve and reopen each made it
 # anew though the finding was equal to the one before. The last few such large findings (evidence lists of at least
-# _LARGE_ITEMS items in all) keep their dict, reused while the finding stays equal; the store then knows its text.
+# _LARGE_ITEMS items in all) keep their dict in a LargeDicts that the daemon owns and passes in (not a process-wide
+# cache: two daemons or stores in one process never share it), reused while the finding stays equal; the store then
+# knows its text.
 _LARGE_ITEMS = 1000
 _KEEP_LARGE = 2
-_large: OrderedDict[tuple[str, str], tuple[Finding, dict[str, Any]]] = OrderedDict()
-_large_lock = threading.Lock()
 
 
 def _items(evidence: Mapping[str, Any]) -> int:
     return sum(len(v) for v in evidence.values() if isinstance(v, list | tuple))
 
 
-def _dict_of(f: Finding, reuse: bool) -> dict[str, Any]:
-    """``f.to_dict()``; with ``reuse`` (an event's step) the dict made last for an equal large finding, or one made by
-    :func:`large_dict` (a route table's udr-bypassed finding lists ~600 endpoints at 100k resources)."""
-    if not reuse:
-        return f.to_dict()
-    key = (f.check_id, f.resource_id)
-    with _large_lock:
-        hit = _large.get(key)
-    if hit is not None and (hit[0] is f or hit[0] == f):
-        return hit[1]
-    as_dict = large_dict(f)
-    if _items(f.evidence) < _LARGE_ITEMS:
+class LargeDicts:
+    """The dicts made last for an event's large findings, by finding key (see above); thread-safe."""
+
+    def __init__(self) -> None:
+        # key -> (finding, its dict, the spelling of its evidence once a comparison needed it)
+        self._kept: OrderedDict[tuple[str, str], tuple[Finding, dict[str, Any], bytes | None]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def dict_of(self, f: Finding) -> dict[str, Any]:
+        """The dict made last for an equal large finding (one that writes the same text), or one made by
+        :func:`large_dict` (a route table's udr-bypassed finding lists ~600 endpoints at 100k resources)."""
+        key = (f.check_id, f.resource_id)
+        with self._lock:
+            hit = self._kept.get(key)
+        if hit is not None:
+            if hit[0] is f:
+                return hit[1]
+            if hit[0] == f:   # equal; the same text too? Its evidence's spelling is kept for the next comparison
+                was = hit[2] if hit[2] is not None else spelling(hit[0].evidence)
+                now = spelling(f.evidence)
+                same = was == now if was is not None and now is not None else _same_finding(hit[0], f)
+                if same:
+                    with self._lock:
+                        self._kept[key] = (f, hit[1], now)
+                    return hit[1]
+        as_dict = large_dict(f)
+        if _items(f.evidence) < _LARGE_ITEMS:
+            return as_dict
+        with self._lock:
+            self._kept[key] = (f, as_dict, None)
+            self._kept.move_to_end(key)
+            while len(self._kept) > _KEEP_LARGE:
+                self._kept.popitem(last=False)
         return as_dict
-    with _large_lock:
-        _large[key] = (f, as_dict)
-        _large.move_to_end(key)
-        while len(_large) > _KEEP_LARGE:
-            _large.popitem(last=False)
-    return as_dict
+
+
+def _same_finding(a: Finding, b: Finding) -> bool:
+    """Equal, and the same dict when written: evidence that changed only from ``1`` to ``1.0`` or ``True`` is equal
+    by ``==`` but not by its text (:func:`~plmon.monitor.state.store.same_json`)."""
+    return a == b and all(same_json(getattr(a, name), getattr(b, name)) for name in _FINDING_FIELDS)
+
+
+_FINDING_FIELDS = tuple(f.name for f in fields(Finding))
 
 
 def large_dict(f: Finding) -> dict[str, Any]:
@@ -173,14 +199,16 @@ class _Plan:
 def _plan(store: StateStore, findings: Sequence[Finding], waived: Sequence[Finding], now: datetime, *,
           routes: Sequence[Route], tenant_id: str | None, reminder_interval: timedelta,
           may_resolve: Callable[[FindingRecord], bool], queued_at: datetime,
-          resource_keys: Collection[str] | None = None) -> _Plan:
+          resource_keys: Collection[str] | None = None, large: LargeDicts | None = None) -> _Plan:
     """``resource_keys``: every finding given and every one that may resolve is about these resources, so only
-    their records are read (an event's step), not every finding of the tenant."""
+    their records are read (an event's step), not every finding of the tenant; ``large``: its large findings' dicts
+    kept across steps."""
     plan = _Plan(routes, tenant_id, now, queued_at)
-    targeted = resource_keys is not None
 
     def to_dict(f: Finding) -> dict[str, Any]:
-        return _dict_of(f, targeted)
+        if resource_keys is None:   # a full scan writes every finding: nothing to keep
+            return f.to_dict()
+        return large.dict_of(f) if large is not None else large_dict(f)
 
     known = {r.key: r for r in store.findings(resource_keys=resource_keys)}
     seen: set[tuple[str, str]] = set()
@@ -295,8 +323,10 @@ def apply_scan(store: StateStore, result: ScanResult, now: datetime | None = Non
 def apply_targeted(store: StateStore, snapshot: Snapshot, evaluation: Evaluation, *,
                    check_ids: Iterable[str], resource_keys: Iterable[str], now: datetime | None = None,
                    routes: Sequence[Route] = (), reminder_interval: timedelta = DEFAULT_REMINDER,
-                   wall: Callable[[], datetime] = utcnow) -> list[Transition]:
+                   wall: Callable[[], datetime] = utcnow, large: LargeDicts | None = None) -> list[Transition]:
     """Apply the result of re-running ``check_ids`` for ``resource_keys`` (the daemon, after an event).
+
+    ``large``: the daemon's :class:`LargeDicts`, so an equal large finding is not turned into a dict again.
 
     Only findings inside that scope (check id in ``check_ids`` and resource key in ``resource_keys``)
     may resolve; everything else keeps its state, whatever the partial evaluation left out. New
@@ -315,7 +345,7 @@ def apply_targeted(store: StateStore, snapshot: Snapshot, evaluation: Evaluation
     def build() -> _Plan:
         return _plan(store, evaluation.findings, [w.finding for w in evaluation.waived], now, routes=routes,
                      tenant_id=snapshot.tenant_id, reminder_interval=reminder_interval, may_resolve=may_resolve,
-                     queued_at=wall(), resource_keys=touched)
+                     queued_at=wall(), resource_keys=touched, large=large)
 
     return _commit(store, build, lambda _plan: None)
 

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import jwt
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from typing import TYPE_CHECKING, Any
 
 from plmon.monitor import outside_json
 from plmon.monitor.config import EntraConfig
 from plmon.monitor.errors import InputError
+
+# PyJWT and cryptography are imported where a token or key is handled, never by a daemon without server.entra:
+# they are ~12 MB of its RSS (issue 14's 600 MB target at 100k resources).
+if TYPE_CHECKING:
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 __all__ = ["BadToken", "EntraVerifier"]
 
@@ -47,6 +49,9 @@ class EntraVerifier:
     @classmethod
     def from_config(cls, cfg: EntraConfig) -> EntraVerifier:
         """Load every configured key now; a bad file or PEM is an :class:`InputError` (exit 2 at start)."""
+        from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
         keys: dict[str | None, list[RSAPublicKey]] = {}
         for i, pem in enumerate(cfg.public_keys):
             try:
@@ -63,6 +68,8 @@ class EntraVerifier:
 
     def verify(self, authorization: str | None) -> dict[str, Any]:
         """The token's claims; raises :class:`BadToken` for anything but a valid RS256 token."""
+        import jwt
+
         if not authorization:
             raise BadToken("missing Authorization: Bearer token (server.entra is configured)")
         scheme, _, token = authorization.strip().partition(" ")
@@ -97,6 +104,8 @@ class EntraVerifier:
 
 
 def _reason(err: jwt.InvalidTokenError) -> str:
+    import jwt
+
     kinds = {jwt.ExpiredSignatureError: "expired", jwt.ImmatureSignatureError: "not valid yet (nbf)",
              jwt.InvalidAudienceError: "wrong audience", jwt.InvalidIssuerError: "wrong issuer",
              jwt.MissingRequiredClaimError: "missing a required claim (exp, iss, aud)",
@@ -108,6 +117,8 @@ def _reason(err: jwt.InvalidTokenError) -> str:
 
 
 def _jwks(path: Path) -> list[tuple[str | None, RSAPublicKey]]:
+    import jwt
+
     try:
         doc = outside_json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as err:

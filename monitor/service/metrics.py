@@ -35,12 +35,15 @@ class PhaseClock:
     Thread CPU, not process CPU or wall time: the daemon's other threads (the HTTP server taking the next post,
     the outbox's delivery lanes, JSON logging on them) and the machine's load do not count towards a step's
     figure, so it measures the re-evaluation itself. Phases nest: time inside an inner phase is the inner's only.
+    ``entered`` names the phases the step went through: a step that stopped early (stale events, nothing re-read)
+    did no relink or evaluation, and a zero observed for them would pull their histograms' medians down.
     """
 
-    __slots__ = ("_current", "_since", "spent")
+    __slots__ = ("_current", "_since", "entered", "spent")
 
     def __init__(self) -> None:
         self.spent: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self.entered: set[str] = set()
         self._current: str | None = None
         self._since = 0.0
 
@@ -53,6 +56,7 @@ class PhaseClock:
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
+        self.entered.add(name)
         outer = self._switch(name)
         try:
             yield
@@ -104,9 +108,10 @@ class Metrics:
                                         registry=r, buckets=_LATENCY_BUCKETS)
 
     def observe_step(self, clock: PhaseClock) -> None:
-        """One worker step's CPU by phase, and its total."""
+        """One worker step's CPU by each phase it entered, and its total."""
         for name, spent in clock.spent.items():
-            self.reevaluation_cpu.labels(name).observe(spent)
+            if name in clock.entered:
+                self.reevaluation_cpu.labels(name).observe(spent)
         self.reevaluation_cpu.labels("total").observe(clock.total)
 
     def render(self) -> bytes:

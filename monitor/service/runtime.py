@@ -36,6 +36,7 @@ import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from plmon.monitor.collect.builder import paused_gc
 from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.state.store import OutboxRow
 
@@ -65,6 +66,17 @@ class _Priority:
                 self._busy -= 1
                 self._idle.notify_all()
 
+    def enter(self) -> None:
+        """Busy until :meth:`leave`: for work handed from one thread to another."""
+        with self._idle:
+            self._busy += 1
+
+    def leave(self, times: int = 1) -> None:
+        if times:
+            with self._idle:
+                self._busy -= times
+                self._idle.notify_all()
+
     def wait_idle(self, timeout: float) -> None:
         with self._idle:
             self._idle.wait_for(lambda: self._busy == 0, timeout)
@@ -79,6 +91,7 @@ class Runtime:
         self._worker = threading.Thread(target=self._work, name="plmon-intake", daemon=True)
         self._priority = _Priority()
         self._first: set[tuple[str, str]] = set()  # findings whose alerts go first, guarded by _first_lock
+        self._first_holds = 0   # _alerts_queued calls whose findings the first lane has not taken yet (_Priority)
         self._sending_first: frozenset[tuple[str, str]] = frozenset()  # those the first lane is sending now
         self._first_lock = threading.Lock()
         self._first_wake = threading.Event()
@@ -123,10 +136,15 @@ class Runtime:
 
     # --- alert delivery: the first lane and the backlog ------------------------------------------
     def _alerts_queued(self, urgent: Sequence[tuple[str, str]]) -> None:
-        """The daemon committed alerts: an event's findings go to the first lane, and the backlog looks too."""
+        """The daemon committed alerts: an event's findings go to the first lane, and the backlog looks too.
+
+        Urgent alerts count as busy from here until the first lane has sent them (not only while it sends), so
+        what waits for idle (the backlog, the worker's tidy_heap) cannot slip in before the lane wakes."""
         if urgent:
             with self._first_lock:
                 self._first.update(urgent)
+                self._first_holds += 1
+            self._priority.enter()
             self._first_wake.set()
         self._backlog_wake.set()
 
@@ -136,16 +154,18 @@ class Runtime:
             self._first_wake.clear()
             with self._first_lock:
                 findings, self._first = self._first, set()
+                holds, self._first_holds = self._first_holds, 0
             if not findings:
+                self._priority.leave(holds)
                 continue
             self._sending_first = frozenset(findings)
             try:
-                with self._priority.busy():
-                    self.daemon.deliver_first(sorted(findings), FIRST_PATIENCE)
+                self.daemon.deliver_first(sorted(findings), FIRST_PATIENCE)
             except Exception:
                 log.exception("alert_delivery_step_failed", lane="first")
             finally:
                 self._sending_first = frozenset()
+                self._priority.leave(holds)
 
     def _send_backlog(self) -> None:
         interval = self.daemon.config.schedule.delivery_interval.total_seconds()
@@ -174,18 +194,26 @@ class Runtime:
             self.daemon.wake.clear()
             self._drain_once()
 
-    def _drain_once(self) -> int:
+    def _drain_once(self, *, tidy: bool = True) -> int:
         done = 0
-        while True:
-            try:
-                with self._priority.busy():
-                    report = self.daemon.process_pending()
-            except Exception:
-                log.exception("worker_step_failed")
-                return done
-            if report.events == 0:
-                return done
-            done += report.events
+        # No collector pass between the steps either: it would walk their state. tidy_heap makes the one pass, and
+        # inside the pause, or the first allocation after it would make it, walking the same objects.
+        with paused_gc():
+            while True:
+                try:
+                    with self._priority.busy():
+                        report = self.daemon.process_pending()
+                except Exception:
+                    log.exception("worker_step_failed")
+                    break
+                if report.events == 0:
+                    break
+                done += report.events
+            if done and tidy:
+                # The pass holds the interpreter: after the alerts the steps moved were sent.
+                self._priority.wait_idle(YIELD_AT_MOST)
+                self.daemon.tidy_heap()
+        return done
 
     def stop(self, flush_timeout: float = 10.0) -> None:
         """Drain the intake, flush the outbox (bounded), stop the jobs; idempotent."""
@@ -198,7 +226,7 @@ class Runtime:
         if self._worker.is_alive():
             self._worker.join(timeout=30)
         started = time.monotonic()
-        drained = self._drain_once()
+        drained = self._drain_once(tidy=False)   # the process is ending: no heap to keep tidy
         for sender in self._senders:  # a pass in flight ends (each send is bounded by its channel's timeout)
             if sender.is_alive():
                 sender.join(timeout=flush_timeout)

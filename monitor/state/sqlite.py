@@ -34,6 +34,7 @@ from plmon.monitor.state.store import (
     ScanRecord,
     iso,
     parse_iso,
+    same_json,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "connect", "write_transaction"]
@@ -335,9 +336,22 @@ class SqliteStore:
             for rec, _ in change.findings:
                 key = (rec.check_id, rec.resource_key)
                 known = self._known.get(key)
-                if known is not None and id(rec.finding) not in done and known[0] == rec.finding:
-                    # equal to the large finding last read or written for this key: that text, no serialising, and
-                    # when this step read it from the row, the row keeps it
+                if known is None or id(rec.finding) in done or known[0] != rec.finding:
+                    continue
+                if known[0] is rec.finding:
+                    same = True   # the very dict the text was written from or read as (no caller mutates one)
+                elif type(rec.finding) is JsonSafe:
+                    # Equal by ==, which takes 1 for 1.0 or True: the same text only if it serialises so. orjson
+                    # makes the text in a fraction of a Python comparison, and it is the one written if not.
+                    text = _dumps(rec.finding)
+                    same = text == known[1]
+                    if not same:
+                        done[id(rec.finding)] = (rec.finding, text)
+                else:
+                    same = same_json(known[0], rec.finding)
+                if same:
+                    # equal to the large finding last read or written for this key: that text, and when this step
+                    # read it from the row, the row keeps it
                     done[id(rec.finding)] = (rec.finding, known[1])
                     if texts.get(id(known[0]), (None,))[0] is known[0]:
                         unchanged.add(key)

@@ -17,9 +17,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+import orjson
+
 __all__ = [
     "AlertStatus", "ChangeSet", "ConflictError", "FindingRecord", "FindingState", "JsonSafe", "OutboxRow",
-    "ScanRecord", "StateStore", "alert_id", "iso", "parse_iso",
+    "ScanRecord", "StateStore", "alert_id", "iso", "parse_iso", "same_json", "spelling",
 ]
 
 
@@ -42,6 +44,73 @@ class JsonSafe(dict[str, Any]):
     goes to ``json``. Equal to the plain dict it holds; a backend that knows nothing of it serialises any dict."""
 
     __slots__ = ()
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are equal *and* would be stored as the same text, so that one's stored text (or dict)
+    may stand for the other's. ``==`` is not enough: ``1 == 1.0 == True`` and ``0.0 == -0.0``, whose texts differ,
+    so evidence that changed only so kept the old text. Mappings equal by ``==`` (dict, read-only proxies,
+    :class:`JsonSafe`) are alike; scalars must be of one exact type (a float of one spelling). Conservative: mappings
+    with their keys in another order count as different (the text is then made anew, as without this)."""
+    if a is b:
+        return True
+    if a != b:   # in C, and most differences end here
+        return False
+    fa, fb = spelling(a), spelling(b)
+    return fa == fb if fa is not None and fb is not None else _same_walk(a, b)
+
+
+def spelling(obj: Any) -> bytes | None:
+    """What :func:`same_json` compares of two values already equal by ``==``, in C: orjson writes 1, 1.0 and true
+    (and 0.0, -0.0) apart. None for what orjson refuses (an int beyond 64 bits): then compare by same_json.
+    A caller that compares one value many times may keep its spelling (half of each comparison)."""
+    try:
+        return orjson.dumps(obj, default=_spelled, option=_STRICT)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+
+
+# Subclasses of str, int, dict and list go to _spelled too (a str enum is not a str here); keys need not be str.
+_STRICT = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def _spelled(obj: Any) -> Any:
+    """For :func:`same_json`'s orjson: any mapping as a plain dict (all are one JSON object), anything else as its
+    type and ``repr`` (a dataclass's fields, an id's spelling): two such objects compare alike only if they print
+    alike."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    return ["\0object", type(obj).__module__, type(obj).__qualname__, repr(obj)]
+
+
+def _same_walk(a: Any, b: Any) -> bool:
+    """:func:`same_json` by walking both, for what orjson refuses (an int beyond 64 bits)."""
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        tx, ty = type(x), type(y)
+        if tx is str or tx is int or tx is bool or x is None:
+            if tx is not ty:
+                return False
+        elif isinstance(x, Mapping):
+            if not isinstance(y, Mapping) or len(x) != len(y):
+                return False
+            for (kx, vx), (ky, vy) in zip(x.items(), y.items(), strict=True):
+                if type(kx) is not type(ky) or kx != ky:
+                    return False
+                stack.append((vx, vy))
+        elif tx is list or tx is tuple:
+            if (ty is not list and ty is not tuple) or len(x) != len(y):
+                return False
+            stack.extend(zip(x, y, strict=True))
+        elif tx is float:
+            if ty is not float or repr(x) != repr(y):
+                return False
+        elif tx is not ty or x != y:
+            return False
+    return True
 
 
 class ConflictError(Exception):

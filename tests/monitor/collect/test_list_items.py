@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plmon.monitor.collect.list_items import ListItems, _key, lists_holding
+from plmon.monitor.collect.list_items import ListItems, _key, _split, lists_holding
+from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.model.arm_id import normalise
 
 S = "11111111-1111-1111-1111-111111111111"
@@ -59,3 +60,69 @@ def test_index_key_is_normalise(rid: str) -> None:
     """The list index's fast key is exactly normalise() for any spelling (slashes, spaces, case)."""
     if rid.strip():
         assert _key(rid) == normalise(rid)
+
+
+_ODD_ITEMS = [
+    {"id": f"/{PLS}/plain", "properties": {"n": 1, "f": 1.5, "b": True, "x": None}},
+    {"id": f"/{PLS}/Dup", "name": "first"}, {"id": f"/{PLS}/dup", "name": "second"},   # the first of an id wins
+    {"id": f"/{PLS}/long", "properties": {"big": 12345678901234567890123}},           # json keeps it exact
+    {"id": f"/{PLS}/lone\\ud83d", "name": "x"},                                          # a surrogate escape
+    {"id": f"/{PLS}/deep", "p": [[[[[[1]]]]]] * 3},
+    3, "text", None, [{"id": f"/{PLS}/inner"}], {"name": "no id"}, {"id": 7}, {"id": "  "},
+]
+
+
+@settings(deadline=None)
+@given(st.lists(st.sampled_from(_ODD_ITEMS), max_size=8), st.sampled_from(["", "\ufeff", " ", "\n"]))
+def test_a_list_split_by_item_finds_what_a_whole_parse_finds(items: list[Any], lead: str) -> None:
+    """Indexed by its items' bytes (only the one asked for parsed), a list answers every id as the whole parse of
+    it does, odd items included (duplicates, a surrogate escape, long numbers, non-objects, a byte-order mark);
+    a file it cannot read the same way is parsed whole."""
+    data = (lead + json.dumps({"value": items}).replace("\\\\ud83d", "\\ud83d")).encode()
+    whole = ListItems(lambda _: (Path("f.json"), False), lambda _: RecordedTenant._decode(data, "f.json"))
+    split = ListItems(lambda _: (Path("f.json"), False), lambda _: RecordedTenant._decode(data, "f.json"),
+                      RecordedTenant._decode)
+    whole._index = lambda file: _whole(data)  # type: ignore[method-assign]
+    split._index = lambda file: _split_or_whole(data)  # type: ignore[method-assign]
+    for name in ("plain", "dup", "long", "lone\\ud83d", "deep", "inner", "missing"):
+        path = f"{PLS}/{name}"
+        try:
+            want: Any = whole.find(path)
+        except Exception as err:   # the same failure either way
+            want = type(err)
+        try:
+            got: Any = split.find(path)
+        except Exception as err:
+            got = type(err)
+        assert got == want, name
+
+
+def _split_or_whole(data: bytes) -> dict[str, Any]:
+    """ListItems._index without the file, given a decode: the split of ``data``, else its whole parse's index."""
+    got = _split(data)
+    return dict(got) if got is not None else _whole(data)
+
+
+def _whole(data: bytes) -> dict[str, Any]:
+    """ListItems._index without the file and without a decode: the whole parse's index."""
+    body = RecordedTenant._decode(data, "f.json")
+    out: dict[str, Any] = {}
+    for item in body.get("value") if isinstance(body, dict) and isinstance(body.get("value"), list) else []:
+        rid = item.get("id") if isinstance(item, dict) else None
+        if isinstance(rid, str) and rid.strip():
+            out.setdefault(_key(rid), item)
+    return out
+
+
+def test_forget_drops_the_lists_indexes_and_a_later_find_indexes_again(tmp_path: Path) -> None:
+    """What a daemon drops after its collection (RecordedTenant.forget): the items of every list indexed so far; a
+    later find reads the list again and answers as before."""
+    file = tmp_path / "list.json"
+    file.write_text(json.dumps({"value": [{"id": f"/{PLS}/p1", "name": "p1"}]}))
+    old = time.time_ns() - 10_000_000_000
+    os.utime(file, ns=(old, old))
+    items = ListItems(lambda _: (file, False), lambda f: json.loads(Path(f).read_text()), RecordedTenant._decode)
+    assert items.find(f"{PLS}/p1") == ({"id": f"/{PLS}/p1", "name": "p1"}, None) and items._indexes
+    items.forget()
+    assert not items._indexes
+    assert items.find(f"{PLS}/p1") == ({"id": f"/{PLS}/p1", "name": "p1"}, None)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plmon.checks.finding import Finding, Severity
-from plmon.monitor.lifecycle.transitions import large_dict
+from plmon.monitor.lifecycle.transitions import LargeDicts, large_dict
 from plmon.monitor.model.arm_id import parse_id
 from plmon.monitor.state.sqlite import _dumps as stored_text
 from plmon.monitor.state.store import JsonSafe
@@ -98,3 +98,15 @@ def _leaves(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [x for v in value for x in _leaves(v)]
     return [value]
+
+
+def test_an_events_large_finding_whose_numbers_changed_type_is_not_given_the_dict_kept_for_it() -> None:
+    """The dict kept for a large finding is reused for an equal one only when it writes the same text: 1 -> 1.0."""
+    kept = LargeDicts()
+    paths = tuple({"path": f"p{i}", "hops": 1} for i in range(1200))
+    first = kept.dict_of(_finding({"paths": paths}))
+    assert kept.dict_of(_finding({"paths": tuple(dict(p) for p in paths)})) is first   # equal: reused
+    assert LargeDicts().dict_of(_finding({"paths": paths})) is not first   # kept per owner, not process-wide
+    floats = tuple({"path": f"p{i}", "hops": 1.0} for i in range(1200))
+    got = kept.dict_of(_finding({"paths": floats}))
+    assert got is not first and type(got["evidence"]["paths"][0]["hops"]) is float

@@ -137,3 +137,15 @@ def test_bad_entra_config_is_one_input_error(entra, fragment):
     with pytest.raises(InputError) as err:
         EntraVerifier.from_config(parse_config({"server": {"entra": entra}}, env={}).server.entra)
     assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_daemon_without_entra_never_imports_pyjwt_or_cryptography() -> None:
+    """The server and the Entra module load without PyJWT and cryptography (~12 MB of a daemon's RSS); a daemon
+    configured without server.entra never needs them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import plmon.monitor.service.server, plmon.monitor.service.entra; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jwt', 'cryptography')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

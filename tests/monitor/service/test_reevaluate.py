@@ -262,3 +262,89 @@ def test_an_existing_endpoints_event_leaves_the_read_set_and_coverage_as_they_we
     assert (PE2.lower(), "microsoft.network/privateendpoints/privatednszonegroups") in d.inventory.read
     assert d.inventory.read is not read and (PE2.lower(), "microsoft.network/privateendpoints/privatednszonegroups") \
         not in read and d.snapshot.coverage.read == frozenset(d.inventory.read)
+
+
+def test_a_step_runs_without_collector_passes_and_tidy_heap_collects_its_cycles_then_freezes(tmp_path):
+    """The worker step runs with the cyclic GC off; afterwards tidy_heap finds the cycles it left (a cycle made in
+    the step is gone, not frozen) and freezes what survives on a settled heap; with no step since, it does nothing."""
+    import gc
+    import weakref
+
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    try:
+        d.full_collection(settle=True)
+        frozen = gc.get_freeze_count()
+        seen: dict[str, object] = {}
+        claim = d.intake.claim
+
+        class Cycle:
+            me: object = None
+
+        def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+            seen["gc_on"] = gc.isenabled()
+            cycle = Cycle()
+            cycle.me = cycle
+            seen["cycle"] = weakref.ref(cycle)
+            return claim(*args, **kwargs)
+        d.intake.claim = watched  # type: ignore[method-assign]
+        write_account(folder, "Enabled")
+        _post(d, event())
+        assert d.process_pending().events == 1 and gc.isenabled()
+        assert seen["gc_on"] is False
+        ref = seen["cycle"]
+        assert isinstance(ref, weakref.ref)
+        gc.disable()   # as the runtime's drain: no automatic pass may find the cycle first
+        try:
+            assert ref() is not None
+            d.tidy_heap()
+            assert ref() is None and gc.get_freeze_count() > frozen
+            assert d.tidy_heap() == 0.0
+        finally:
+            gc.enable()
+    finally:
+        gc.unfreeze()
+
+
+def test_a_later_collections_heap_is_settled_outside_the_daemons_lock(tmp_path):
+    """settle_heap (a later collection's gc.collect holds the interpreter for seconds) runs with the daemon's lock
+    free, so an event step is not also kept from the new state by it."""
+    import gc
+    import threading
+
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    free: list[bool] = []
+    settle = d.settle_heap
+
+    def watched() -> None:
+        t = threading.Thread(target=lambda: free.append(d._lock.acquire(timeout=5) and (d._lock.release() or True)))
+        t.start()
+        t.join()
+        settle()
+    d.settle_heap = watched  # type: ignore[method-assign]
+    try:
+        d.full_collection(settle=True)
+        d.full_collection(settle=True)
+    finally:
+        gc.unfreeze()
+    assert free == [True, True]
+
+
+def test_the_daemon_drops_a_recorded_folders_index_after_a_collection_and_events_still_read_their_files(tmp_path):
+    """The index of every recorded path served the collection; the daemon then lets it go, and an event's re-read
+    (a changed file) and the next collection still read the folder as it is."""
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    d.full_collection()
+    reader = d._collect_reader.inner
+    assert isinstance(reader, RecordedTenant) and reader._index == {}
+    write_account(folder, "Enabled")
+    _post(d, event())
+    assert d.process_pending().transitions
+    rec = d.store.get_finding("public-access.enabled-with-private-endpoint", ACCOUNT_ID.lower())
+    assert rec is not None and rec.state == FindingState.OPEN
+    write_account(folder, "Disabled")
+    d.full_collection()
+    rec = d.store.get_finding("public-access.enabled-with-private-endpoint", ACCOUNT_ID.lower())
+    assert rec is not None and rec.state == FindingState.RESOLVED

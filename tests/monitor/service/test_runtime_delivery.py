@@ -88,3 +88,23 @@ def test_backlog_steps_aside_for_events_but_not_when_the_first_lane_waits_on_its
     assert waits == []
     runtime._step_aside([row("cold")])
     assert len(waits) == 1
+
+
+def test_queued_urgent_alerts_keep_the_runtime_busy_until_the_first_lane_has_sent_them(tmp_path: Path) -> None:
+    """From the daemon's hand-over to the first lane's send, what waits for idle (the backlog, the worker's heap
+    tidy) waits: the lane's thread may not have woken yet when the worker looks."""
+    folder = _tenant(tmp_path / "t")
+    db = tmp_path / "state.db"
+    cfg = parse_config({"server": {"secret": SECRET}}, env={})
+    runtime = Runtime(Daemon(cfg, RecordedTenant(folder), SqliteStore(db), SqliteIntake(db)))
+    sent: list[list[tuple[str, str]]] = []
+
+    def deliver_first(findings: list[tuple[str, str]], patience: float) -> None:
+        sent.append(findings)
+        runtime._stopping.set()   # one pass of the lane
+    runtime.daemon.deliver_first = deliver_first  # type: ignore[assignment, method-assign]
+    runtime._alerts_queued([(PUBLIC_CHECK, "a")])
+    runtime._alerts_queued([(PUBLIC_CHECK, "b")])
+    assert runtime._priority._busy == 2
+    runtime._send_first()
+    assert sent == [[(PUBLIC_CHECK, "a"), (PUBLIC_CHECK, "b")]] and runtime._priority._busy == 0

@@ -6,13 +6,14 @@ import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 
 from plmon.monitor.state import sqlite as sqlite_mod
 from plmon.monitor.state.sqlite import SqliteStore
-from plmon.monitor.state.store import ChangeSet, FindingRecord, FindingState, JsonSafe, OutboxRow
+from plmon.monitor.state.store import ChangeSet, FindingRecord, FindingState, JsonSafe, OutboxRow, same_json
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -127,3 +128,42 @@ def test_a_json_safe_finding_is_written_by_orjson_and_reads_back_equal(tmp_path:
     keys = ["/subscriptions/s/x", "/subscriptions/s/y"]
     got = {r.resource_key: r.finding for r in store.findings(resource_keys=keys)}
     assert got == {"/subscriptions/s/x": safe, "/subscriptions/s/y": huge}
+
+
+def test_an_equal_large_finding_whose_numbers_changed_type_is_written_as_its_own_text(tmp_path: Path) -> None:
+    """Evidence that changed only from 1 to 1.0 or True (equal by ==) gets its own text, not the known one's."""
+    store = SqliteStore(tmp_path / "s.db")
+    first = {"evidence": {"paths": [f"p{i}" for i in range(9000)], "n": 1}}
+    store.apply(ChangeSet(findings=[(_rec(first), None)]))
+    (old,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    seq = old.seq
+    for value, text in ((1.0, '"n": 1.0'), (True, '"n": true'), (1, '"n": 1')):
+        changed = {"evidence": {**first["evidence"], "n": value}}
+        assert changed == first
+        store.apply(ChangeSet(findings=[(replace(old, seq=seq + 1, finding=changed), seq)]))
+        seq += 1
+        (old,) = SqliteStore(tmp_path / "s.db").findings(resource_keys=["/subscriptions/s/x"])
+        assert type(old.finding["evidence"]["n"]) is type(value) and text in json.dumps(old.finding)
+
+
+def test_same_json_tells_apart_what_equal_values_would_write_differently() -> None:
+    """1, 1.0 and True, 0.0 and -0.0 differ; dicts and read-only views of them are alike."""
+    assert not same_json({"a": [1]}, {"a": [1.0]}) and not same_json({"a": [1]}, {"a": [True]})
+    assert not same_json([0.0], [-0.0]) and not same_json({1: "x"}, {True: "x"})
+    assert same_json({"a": (1, "x", None)}, {"a": (1, "x", None)})
+    assert same_json(MappingProxyType({"a": {"b": 2.5}}), JsonSafe({"a": {"b": 2.5}}))
+    assert not same_json({"a": 1}, {"a": 2}) and not same_json([1, 2], [1])
+
+
+def test_a_json_safe_large_finding_equal_but_spelled_otherwise_gets_its_own_text(tmp_path: Path) -> None:
+    """A finding marked JSON-safe (orjson text) that equals the known one by == but not in text (1 -> 1.0) is written
+    as its own text; one spelled alike keeps the row's."""
+    store = SqliteStore(tmp_path / "s.db")
+    first = JsonSafe({"evidence": {"paths": [f"p{i}" for i in range(9000)], "n": 1}})
+    store.apply(ChangeSet(findings=[(_rec(first), None)]))
+    (old,) = store.findings(resource_keys=["/subscriptions/s/x"])
+    store.apply(ChangeSet(findings=[(replace(old, seq=2, finding=JsonSafe({"evidence": {**first["evidence"]}})), 1)]))
+    store.apply(ChangeSet(findings=[(replace(old, seq=3, finding=JsonSafe(
+        {"evidence": {**first["evidence"], "n": 1.0}})), 2)]))
+    (now,) = SqliteStore(tmp_path / "s.db").findings(resource_keys=["/subscriptions/s/x"])
+    assert now.seq == 3 and type(now.finding["evidence"]["n"]) is float
