@@ -28,14 +28,32 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 def inert(text: str) -> str:
     """``text`` with control characters shown as ``\\xNN`` (as the terminal shows them) and lone surrogates
     as U+FFFD, so no reader of the alert obeys an escape sequence and every encoder accepts it."""
+    if text.isprintable():   # no control character and no surrogate is printable: most text, checked in C
+        return text
     return _SURROGATE.sub("\ufffd", _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
 
-def _cut_text(value: str, where: str, cuts: list[dict[str, Any]], limit: int = TEXT_MAX) -> str:
+# Where a value sits in the finding, as (parent, step): spelled out only for a value that is cut, because a
+# 1 MB finding holds tens of thousands of values and almost none are.
+# A step is a key (``.key``), a key as such (``.key(key)``) or a list index (``[i]``).
+_Where = str | tuple["_Where", str, object]
+_STEPS = {"key": ".{}", "name": ".{}(key)", "index": "[{}]"}
+
+
+def _spelled(where: _Where) -> str:
+    steps: list[str] = []
+    while isinstance(where, tuple):
+        where, kind, item = where
+        steps.append(_STEPS[kind].format(item))
+    steps.append(where)
+    return "".join(reversed(steps))
+
+
+def _cut_text(value: str, where: _Where, cuts: list[dict[str, Any]], limit: int = TEXT_MAX) -> str:
     value = inert(value)
     if len(value) <= limit:
         return value
-    cuts.append({"field": where, "unit": "characters", "original": len(value), "kept": limit})
+    cuts.append({"field": _spelled(where), "unit": "characters", "original": len(value), "kept": limit})
     return value[: limit - 1] + "…"
 
 
@@ -57,16 +75,16 @@ def _cut_remediation(value: str, cuts: list[dict[str, Any]]) -> str:
     return "\n".join(kept)
 
 
-def _bound(value: Any, where: str, cuts: list[dict[str, Any]]) -> Any:
+def _bound(value: Any, where: _Where, cuts: list[dict[str, Any]]) -> Any:
     if isinstance(value, str):
         return _cut_text(value, where, cuts)
     if isinstance(value, Mapping):
-        return {_cut_text(str(k), f"{where}.{k}(key)", cuts): _bound(v, f"{where}.{k}", cuts)
+        return {_cut_text(str(k), (where, "name", k), cuts): _bound(v, (where, "key", k), cuts)
                 for k, v in value.items()}
     if isinstance(value, list | tuple):
         if len(value) > LIST_MAX:
-            cuts.append({"field": where, "unit": "items", "original": len(value), "kept": LIST_MAX})
-        return [_bound(v, f"{where}[{i}]", cuts) for i, v in enumerate(value[:LIST_MAX])]
+            cuts.append({"field": _spelled(where), "unit": "items", "original": len(value), "kept": LIST_MAX})
+        return [_bound(v, (where, "index", i), cuts) for i, v in enumerate(value[:LIST_MAX])]
     return value
 
 

@@ -120,6 +120,17 @@ def test_evidence_lists_and_remediation_are_cut_whole() -> None:
     assert {c["field"]: c["unit"] for c in cuts} == {"evidence.paths": "items", "remediation": "lines"}
 
 
+def test_a_cut_deep_in_the_evidence_names_its_place_by_key_index_and_key_name() -> None:
+    """A cut value's field is spelled from the finding's top key down (``.key``, ``[i]``, ``.key(key)``), though the
+    place is spelled only when something is cut."""
+    long = "x" * (TEXT_MAX + 5)
+    finding = {"check_id": "c", "severity": "low",
+               "evidence": {"rows": [{"ok": "y"}, {"hop": {"name": long}}], long: 1, "n": [0] * (LIST_MAX + 1)}}
+    _, cuts = bounded_finding(finding)
+    assert [(c["field"], c["unit"]) for c in cuts] == [
+        ("evidence.rows[1].hop.name", "characters"), (f"evidence.{long}(key)", "characters"), ("evidence.n", "items")]
+
+
 def test_short_clean_finding_is_untouched() -> None:
     """Ordinary findings pass through unchanged and carry no truncated marker."""
     finding = {"check_id": "c", "severity": "low", "resource_id": f"/subscriptions/{SUB}/x", "message": "m\tn\nx",
