@@ -642,7 +642,7 @@ def _endpoints_without_ip(inv: Inventory, only: Callable[[ArmId], bool] | None) 
     for unit in inv.lists.get("privateEndpoints", {}).values():
         for ref in unit.needs_nic:
             if only is None or only(ref.id):
-                wanted.append((ref.id.key, ref.nics))
+                wanted.append((ref.id.key, tuple(n.raw for n in ref.nics)))
     return wanted
 
 

@@ -373,8 +373,8 @@ def _endpoints(items: list[_Endpoint]) -> ListUnit:
             provisioning_state=intern(state) if type(state) is str and state else None,
             subnet_id=_ref(p.subnet), connections=connections, ip_addresses=ip_addresses, nic_ids=nic_ids,
             custom_dns_fqdns=tuple([f for d in dns if type(f := d.fqdn) is str and f]), dns_zone_groups=None)
-        parsed.append(_new_parsed((0, pe_id.key), record, scope=item.id[:500]))
-        refs.append(_new_endpoint_refs(pe_id, bool(ip_addresses), tuple(n.raw for n in nic_ids),
+        parsed.append(_new_parsed((0, pe_id.key), record))  # its scope is its id's (scope_of)
+        refs.append(_new_endpoint_refs(pe_id, bool(ip_addresses), nic_ids,
                                        tuple(c.target_id for c in connections if c.target_id is not None)))
     return unit_of("privateEndpoints", tuple(parsed), tuple(refs), frozenset())
 
