@@ -118,19 +118,25 @@ def worker_eval(folder: str) -> dict[str, Any]:
     from plmon.monitor.collect.builder import build_snapshot, paused_gc
     from plmon.monitor.collect.plan import collect
     from plmon.monitor.collect.recorded import RecordedTenant
+    from plmon.monitor.model.arm_id import interning
 
     all_checks()
     tenant = RecordedTenant(folder)
     tenant.trust_index()  # as plmon scan --from reads a folder (monitor/cli/root.py)
     t_load = time.perf_counter()
-    with paused_gc():  # as plmon scan collects from a folder, on one thread (monitor.scan.run_scan)
+    # As monitor.scan.run_scan: the GC paused and one id-interning scope over the collection and the build (the
+    # build finds the ids the collection parsed), the folder's index let go between them.
+    with paused_gc(), interning():
         inv = collect(tenant, manifest=tenant.manifest, workers=1)
-    out: dict[str, Any] = {"load_s": time.perf_counter() - t_load, "rss_before_build_mb": _rss_mb()}
-    _reset_peak_rss()
-    t0 = time.perf_counter()
-    snap = build_snapshot(inv)
-    t1 = time.perf_counter()
+        out: dict[str, Any] = {"load_s": time.perf_counter() - t_load}
+        tenant.forget()
+        out["rss_before_build_mb"] = _rss_mb()
+        _reset_peak_rss()
+        t0 = time.perf_counter()
+        snap = build_snapshot(inv)
+        t1 = time.perf_counter()
     out["build_peak_mb"] = _peak_rss_mb() - out["rss_before_build_mb"]
+    del inv  # as run_scan: the inventory is let go before the evaluation
     rss_before_eval = _rss_mb()
     _reset_peak_rss()
     t2 = time.perf_counter()
@@ -276,7 +282,32 @@ def timed_process(argv: list[str], stdout: Path, timeout: float) -> dict[str, fl
             proc.stderr.close()
     if proc.returncode not in (0, 1):  # 1: --fail-on met; anything else is a failed run
         raise RuntimeError(f"{argv[:3]} exited {proc.returncode}: {err[-2000:]}")
-    return {"wall_s": wall, "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "max_rss_mb": usage.ru_maxrss / 1024}
+    return {"wall_s": wall, "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "max_rss_mb": usage.ru_maxrss / 1024,
+            "started": t0}
+
+
+# The phases of one scan process (bench/scan_phases.py's stamps): (label, first stamp, last stamp); "start" is the
+# process's start as its parent saw it, "exit" its end.
+SCAN_PHASES = (("start-up (interpreter, imports)", "start", "main"),
+               ("before the collection (command, config, the folder's index)", "main", "collect:start"),
+               ("load (read + collect)", "collect:start", "collect:end"),
+               ("build", "collect:end", "build_snapshot:end"),
+               ("evaluation", "build_snapshot:end", "evaluate:end"),
+               ("the rest (report document, output, exit)", "evaluate:end", "exit"))
+
+
+def scan_phases(folder: Path, work: Path) -> dict[str, dict[str, float]]:
+    """One ``plmon scan --from`` with its phases stamped from inside (bench/scan_phases.py): per phase, its wall
+    and CPU (user + system) time, all of one process, so they add up to the process's own total."""
+    stamps_file = work / "scan_phases.jsonl"
+    stamps_file.unlink(missing_ok=True)
+    run = timed_process([sys.executable, str(ROOT / "bench" / "scan_phases.py"), str(folder), str(stamps_file)],
+                        work / "scan_phases.json", 900)
+    marks = {s["name"]: (s["wall"], s["cpu"]) for s in map(json.loads, stamps_file.read_text().splitlines())}
+    marks["start"] = (run["started"], 0.0)
+    marks["exit"] = (run["started"] + run["wall_s"], run["user_s"] + run["sys_s"])
+    return {label: {"wall_s": marks[b][0] - marks[a][0], "cpu_s": marks[b][1] - marks[a][1]}
+            for label, a, b in SCAN_PHASES}
 
 
 class ReplayProcess:
@@ -403,6 +434,7 @@ def main() -> None:
                                            work / "scan.json", 900))
         # The CLI's start-up alone (imports), so the scan's fixed cost shows apart from what grows with the tenant.
         starts = [timed_process([plmon, "--help"], work / "help.txt", 120) for _ in range(2)]
+        phases = scan_phases(folder, work)
         summary = json.loads((work / "scan.json").read_text())["summary"]
         files = json.loads((work / "floor.json").read_text())["files"]
         figures["scan"][label] = {
@@ -411,6 +443,7 @@ def main() -> None:
             **{f"scan_{k}": spread([r[k] for r in scans]) for k in ("wall_s", "user_s", "sys_s", "max_rss_mb")},
             **{f"floor_{k}": spread([r[k] for r in floors]) for k in ("wall_s", "user_s", "max_rss_mb")},
             **{f"startup_{k}": spread([r[k] for r in starts]) for k in ("wall_s", "user_s")},
+            "phases": phases,
         }
         sc = figures["scan"][label]
         sc["scan_over_floor"] = sc["scan_wall_s"]["median"] / sc["floor_wall_s"]["median"]
@@ -687,23 +720,25 @@ def render(f: dict[str, Any]) -> str:
         lines += ["", "User CPU, which load on the machine inflates less than wall time: " + "; ".join(
             f"{k} scan {v['scan_user_s']['median']:.1f} s vs floor {v['floor_user_s']['median']:.2f} s "
             f"({v['scan_user_s']['median'] / v['floor_user_s']['median']:.1f}x)" for k, v in scans.items()) + "."]
-        ev = f["evaluation"].get(big)
-        if ev:
-            sc = scans[big]
-            parts = {"CLI start-up (imports)": sc["startup_wall_s"]["median"], "load (read + collect)":
-                     ev["load_s"]["median"], "build": ev["build_s"]["median"], "evaluation": ev["eval_s"]["median"]}
-            rest = sc["scan_wall_s"]["median"] - sum(parts.values())
-            lines += ["", f"Where the {big} scan's {sc['scan_wall_s']['median']:.1f} s go (medians of separate runs, "
-                          "so approximate): " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
-                      + f", the rest (report document, exit) {rest:.1f} s."]
+        phases = scans[big].get("phases")
+        if phases:
+            wall = sum(v["wall_s"] for v in phases.values())
+            cpu = sum(v["cpu_s"] for v in phases.values())
+            lines += ["", f"Where the {big} scan's time goes: one more `plmon scan --from` (bench/scan_phases.py: the "
+                          "same command and settings, its phases stamped from inside the process), "
+                          f"{wall:.1f} s wall, {cpu:.1f} s CPU (user + system): " + ", ".join(
+                              f"{k} {v['wall_s']:.2f} s ({v['cpu_s']:.2f} s CPU)" for k, v in phases.items()) + "."]
         g = f["scan"].get("growth")
         if g:
             lines += ["", f"From the smaller tenant to the larger: resources x{g['resources_ratio']:.2f}, scan time "
                           f"x{g['scan_time_ratio']:.2f}, floor time x{g['floor_time_ratio']:.2f}."]
     lines += ["", "## Load, build and evaluation in one process", "",
               "bench/run.py's eval worker: the recorded tenant read and collected with one worker, its index "
-              "trusted and the GC paused as `plmon scan --from` does (load), the snapshot built, the checks "
-              "evaluated under the GC pause as `plmon scan` does. Peak memory: what the "
+              "trusted and the GC paused as `plmon scan --from` does (load), the snapshot built in the same "
+              "id-interning scope and the folder's index let go first (since issue 14's sixth round; before, the "
+              "build parsed its ids anew), the checks evaluated under the GC pause as `plmon scan` does. Each step "
+              "is timed with nothing around it, so these figures are not the scan's phases (the scan section says "
+              "where the scan's own time goes). Peak memory: what the "
               "step adds to the process's RSS at its peak (the kernel's high-water mark, reset before the step, "
               "minus the RSS before it), and the whole process's max RSS.", "",
               "| size | resources | findings | load | build | evaluate (wall) | evaluate (CPU) | eval peak (RSS "
