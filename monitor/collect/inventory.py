@@ -19,8 +19,8 @@ from typing import Any
 from plmon.monitor.model.snapshot import CoverageGap, Target
 
 __all__ = [
-    "BY_ID", "AssociationUnit", "Child", "CollectionStats", "Inventory", "ListUnit", "Parsed", "RawInventory",
-    "ReadError", "TargetUnit", "Touched", "proves_absence", "scope_of",
+    "BY_ID", "AssociationUnit", "Child", "CollectionStats", "Inventory", "ListUnit", "Parsed", "Prebuilt",
+    "RawInventory", "ReadError", "TargetUnit", "Touched", "proves_absence", "scope_of",
 ]
 
 
@@ -145,6 +145,17 @@ class Child:
 
     value: Any
     error: str | None = None
+
+
+class Prebuilt(list[Any]):
+    """The ``value`` of a list body whose unit a typed decoder (:mod:`plmon.monitor.collect.typed`) built already:
+    the plan keeps :attr:`unit` (a :class:`ListUnit`, or a :class:`Child` for a child list) as it is instead of
+    parsing items (the list itself is empty: there are no raw items to parse). Here, beside the units, so the plan
+    need not import the decoder (and msgspec) to recognise one."""
+
+    def __init__(self, unit: ListUnit | Child) -> None:
+        super().__init__()
+        self.unit = unit
 
 
 @dataclass(frozen=True, slots=True)

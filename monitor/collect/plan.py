@@ -40,11 +40,11 @@ from plmon.monitor.collect.inventory import (
     CollectionStats,
     Inventory,
     ListUnit,
+    Prebuilt,
     RawInventory,
     ReadError,
     proves_absence,
 )
-from plmon.monitor.collect.typed import Prebuilt
 from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
 from plmon.monitor.model.kinds import KINDS, listed_providers
 from plmon.monitor.model.snapshot import CoverageGap
@@ -735,7 +735,7 @@ _U = TypeVar("_U", ListUnit, Child)
 
 
 def _prebuilt(items: Any, kind: type[_U]) -> _U | None:
-    """The unit a typed decoder built for ``items`` (a :class:`~plmon.monitor.collect.typed.Prebuilt`), else None. A
+    """The unit a typed decoder built for ``items`` (a :class:`~plmon.monitor.collect.inventory.Prebuilt`), else None. A
     unit of another type is a bug to raise, never an empty list to parse (a Prebuilt holds no raw items)."""
     if not isinstance(items, Prebuilt):
         return None

@@ -37,23 +37,13 @@ from plmon.monitor.collect.builder import (
     _words,
     unit_of,
 )
-from plmon.monitor.collect.inventory import Child, ListUnit
+from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import ConsumerConnection, DnsZoneGroup, Peering, Subnet, VirtualNetwork
 
 __all__ = ["TYPED_LISTS", "Prebuilt", "decode_unit"]
 
 _UNSET: Any = msgspec.UNSET
-
-
-class Prebuilt(list[Any]):
-    """The ``value`` of a list body whose unit the typed decoder built already: the plan keeps :attr:`unit` (a
-    :class:`ListUnit`, or a :class:`Child` for a child list) as it is instead of parsing items (the list itself is
-    empty: there are no raw items to parse)."""
-
-    def __init__(self, unit: ListUnit | Child) -> None:
-        super().__init__()
-        self.unit = unit
 
 
 # --- the fields the records keep, named as ARM spells them (Any where the parser accepts any value) ---------------
