@@ -476,9 +476,11 @@ class _Run:
         jobs: list[tuple[str, Callable[[], None]]] = []
         if kind == "privateEndpoints":
             for ref in unit.refs:
-                if ref.id is not None and not ref.id.opaque:
-                    pe_id = ref.id.raw
-                    jobs.append((budget_key(pe_id), _child_list(self, inv.zone_groups, pe_id, *ZONE_GROUPS)))
+                rid = ref.id
+                if rid is not None and not rid.opaque:
+                    # budget_key(rid.raw), from the parsed id: its spelling is rebuilt once, for the read.
+                    budget = rid.subscription.lower() if rid.subscription else "tenant"
+                    jobs.append((budget, _child_list(self, inv.zone_groups, rid.raw, *ZONE_GROUPS)))
         else:
             for zid in unit.refs:
                 if not parse_id(zid).opaque:
