@@ -79,6 +79,7 @@ __all__ = [
     "Links",
     "association_unit",
     "build_snapshot",
+    "flag_value",
     "inventory_of",
     "link",
     "list_refs",
@@ -90,7 +91,9 @@ __all__ = [
     "parse_time",
     "paused_gc",
     "relink",
+    "text_value",
     "unit_of",
+    "word_value",
 ]
 
 log = structlog.get_logger(__name__)
@@ -109,25 +112,42 @@ def _l(obj: Any, key: str) -> list[Any]:
     return v if isinstance(v, list) else []
 
 
-def _s(obj: Any, key: str) -> str | None:
-    v = obj.get(key) if isinstance(obj, dict) else None
+# How the parse reads one value, whatever it was read from (a dict here, a typed decoder's attribute in
+# plmon.monitor.collect.typed, which uses these three): the accessors below take a dict and a key, and _s and _e
+# repeat their value's test inline, being called millions of times at 100k resources.
+
+def text_value(v: Any) -> str | None:
+    """A string; an empty one counts as absent."""
     return v if isinstance(v, str) and v != "" else None
 
 
-def _e(obj: Any, key: str) -> str | None:
+def word_value(v: Any) -> str | None:
     """A string of a small vocabulary (a type, a location, a state, an NSG rule's protocol...), shared: JSON gives
     every occurrence its own copy, and at 100k resources the copies of a few dozen words cost tens of MB."""
-    v = obj.get(key) if isinstance(obj, dict) else None
     return sys.intern(v) if isinstance(v, str) and v != "" else None
 
 
-def _b(obj: Any, key: str) -> bool | None:
-    v = obj.get(key) if isinstance(obj, dict) else None
+def flag_value(v: Any) -> bool | None:
+    """A boolean, or its text ("true"/"false" in any case); anything else is unknown."""
     if isinstance(v, bool):
         return v
     if isinstance(v, str) and v.lower() in ("true", "false"):
         return v.lower() == "true"
     return None
+
+
+def _s(obj: Any, key: str) -> str | None:
+    v = obj.get(key) if isinstance(obj, dict) else None
+    return v if isinstance(v, str) and v != "" else None  # text_value(v)
+
+
+def _e(obj: Any, key: str) -> str | None:
+    v = obj.get(key) if isinstance(obj, dict) else None
+    return sys.intern(v) if isinstance(v, str) and v != "" else None  # word_value(v)
+
+
+def _b(obj: Any, key: str) -> bool | None:
+    return flag_value(obj.get(key) if isinstance(obj, dict) else None)
 
 
 def _strs(values: Iterable[Any]) -> tuple[str, ...]:

@@ -35,7 +35,10 @@ from plmon.monitor.collect.builder import (
     _new_zone_group,
     _tags,
     _words,
+    flag_value,
+    text_value,
     unit_of,
+    word_value,
 )
 from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
@@ -265,20 +268,7 @@ def decode_unit(kind: str, data: bytes) -> ListUnit | Child | None:
 
 # --- the parser's accessors, on decoded values --------------------------------------------------------------------
 
-def _s(v: Any) -> str | None:
-    return v if type(v) is str and v != "" else None
-
-
-def _e(v: Any) -> str | None:
-    return sys.intern(v) if type(v) is str and v != "" else None
-
-
-def _b(v: Any) -> bool | None:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    return None
+_s, _e, _b = text_value, word_value, flag_value  # the builder's: one reading of a value for both ways
 
 
 def _ref(r: _Ref | None) -> ArmId | None:
