@@ -118,19 +118,25 @@ def worker_eval(folder: str) -> dict[str, Any]:
     from plmon.monitor.collect.builder import build_snapshot, paused_gc
     from plmon.monitor.collect.plan import collect
     from plmon.monitor.collect.recorded import RecordedTenant
+    from plmon.monitor.model.arm_id import interning
 
     all_checks()
     tenant = RecordedTenant(folder)
     tenant.trust_index()  # as plmon scan --from reads a folder (monitor/cli/root.py)
     t_load = time.perf_counter()
-    with paused_gc():  # as plmon scan collects from a folder, on one thread (monitor.scan.run_scan)
+    # As monitor.scan.run_scan: the GC paused and one id-interning scope over the collection and the build (the
+    # build finds the ids the collection parsed), the folder's index let go between them.
+    with paused_gc(), interning():
         inv = collect(tenant, manifest=tenant.manifest, workers=1)
-    out: dict[str, Any] = {"load_s": time.perf_counter() - t_load, "rss_before_build_mb": _rss_mb()}
-    _reset_peak_rss()
-    t0 = time.perf_counter()
-    snap = build_snapshot(inv)
-    t1 = time.perf_counter()
+        out: dict[str, Any] = {"load_s": time.perf_counter() - t_load}
+        tenant.forget()
+        out["rss_before_build_mb"] = _rss_mb()
+        _reset_peak_rss()
+        t0 = time.perf_counter()
+        snap = build_snapshot(inv)
+        t1 = time.perf_counter()
     out["build_peak_mb"] = _peak_rss_mb() - out["rss_before_build_mb"]
+    del inv  # as run_scan: the inventory is let go before the evaluation
     rss_before_eval = _rss_mb()
     _reset_peak_rss()
     t2 = time.perf_counter()
@@ -257,26 +263,71 @@ def synth(folder: Path, subs: int, endpoints: int, **extra: Any) -> float:
     return time.perf_counter() - t0
 
 
+# A small process that runs argv[2:] as its child and writes the child's wall time and rusage (wait4) to argv[1].
+# The kernel counts in a process's max RSS the memory it had before its exec, which for a child of this process is
+# this process's whole RSS (hundreds of MB once it has generated the 100k tenant): every scan and floor at 100k read
+# 404 MB, the bench's own size. A child of this launcher starts from the launcher's few MB instead.
+_LAUNCHER = """
+import json, os, sys, time
+out, argv = sys.argv[1], sys.argv[2:]
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+wall = time.perf_counter() - t0
+with open(out, "w") as f:
+    json.dump({"wall_s": wall, "user_s": ru.ru_utime, "sys_s": ru.ru_stime, "max_rss_mb": ru.ru_maxrss / 1024,
+               "started": t0, "code": os.waitstatus_to_exitcode(status)}, f)
+"""
+
+
 def timed_process(argv: list[str], stdout: Path, timeout: float) -> dict[str, float]:
-    """Run ``argv`` as its own process; its wall time, user and system CPU and max RSS, from the kernel (wait4)."""
+    """Run ``argv`` as its own process; its wall time, user and system CPU and max RSS, from the kernel (wait4), as a
+    small launcher sees them (``_LAUNCHER``: so the max RSS is the process's own, not this one's)."""
+    usage_file = stdout.with_name(stdout.name + ".usage.json")
+    usage_file.unlink(missing_ok=True)
     with open(stdout, "wb") as out:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, cwd=ROOT,
-                                env={**os.environ, "PLMON_LOG_LEVEL": "warning"})
-        timer = threading.Timer(timeout, proc.kill)
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(usage_file), *argv], stdout=out,
+                                stderr=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PLMON_LOG_LEVEL": "warning"},
+                                start_new_session=True)
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
         timer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            err = proc.communicate()[1].decode(errors="replace")
         finally:
             timer.cancel()
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        if proc.stderr:
-            proc.stderr.close()
-    if proc.returncode not in (0, 1):  # 1: --fail-on met; anything else is a failed run
-        raise RuntimeError(f"{argv[:3]} exited {proc.returncode}: {err[-2000:]}")
-    return {"wall_s": wall, "user_s": usage.ru_utime, "sys_s": usage.ru_stime, "max_rss_mb": usage.ru_maxrss / 1024}
+    usage = json.loads(usage_file.read_text()) if usage_file.exists() else {"code": proc.returncode}
+    if usage["code"] not in (0, 1):  # 1: --fail-on met; anything else is a failed run
+        raise RuntimeError(f"{argv[:3]} exited {usage['code']}: {err[-2000:]}")
+    return {k: usage[k] for k in ("wall_s", "user_s", "sys_s", "max_rss_mb", "started")}
+
+
+# The phases of one scan process (bench/scan_phases.py's stamps): (label, first stamp, last stamp); "start" is the
+# process's start as its parent saw it, "exit" its end.
+SCAN_PHASES = (("start-up (interpreter, imports)", "start", "main"),
+               ("before the collection (command, config, the folder's index)", "main", "collect:start"),
+               ("load (read + collect)", "collect:start", "collect:end"),
+               ("build", "collect:end", "build_snapshot:end"),
+               ("evaluation", "build_snapshot:end", "evaluate:end"),
+               ("the rest (report document, output, exit)", "evaluate:end", "exit"))
+
+
+def scan_phases(folder: Path, work: Path) -> dict[str, dict[str, float]]:
+    """One ``plmon scan --from`` with its phases stamped from inside (bench/scan_phases.py): per phase, its wall
+    and CPU (user + system) time, all of one process, so they add up to the process's own total."""
+    stamps_file = work / "scan_phases.jsonl"
+    stamps_file.unlink(missing_ok=True)
+    run = timed_process([sys.executable, str(ROOT / "bench" / "scan_phases.py"), str(folder), str(stamps_file)],
+                        work / "scan_phases.json", 900)
+    marks = {s["name"]: (s["wall"], s["cpu"]) for s in map(json.loads, stamps_file.read_text().splitlines())}
+    marks["start"] = (run["started"], 0.0)
+    marks["exit"] = (run["started"] + run["wall_s"], run["user_s"] + run["sys_s"])
+    return {label: {"wall_s": marks[b][0] - marks[a][0], "cpu_s": marks[b][1] - marks[a][1]}
+            for label, a, b in SCAN_PHASES}
 
 
 class ReplayProcess:
@@ -403,6 +454,7 @@ def main() -> None:
                                            work / "scan.json", 900))
         # The CLI's start-up alone (imports), so the scan's fixed cost shows apart from what grows with the tenant.
         starts = [timed_process([plmon, "--help"], work / "help.txt", 120) for _ in range(2)]
+        phases = scan_phases(folder, work)
         summary = json.loads((work / "scan.json").read_text())["summary"]
         files = json.loads((work / "floor.json").read_text())["files"]
         figures["scan"][label] = {
@@ -411,6 +463,7 @@ def main() -> None:
             **{f"scan_{k}": spread([r[k] for r in scans]) for k in ("wall_s", "user_s", "sys_s", "max_rss_mb")},
             **{f"floor_{k}": spread([r[k] for r in floors]) for k in ("wall_s", "user_s", "max_rss_mb")},
             **{f"startup_{k}": spread([r[k] for r in starts]) for k in ("wall_s", "user_s")},
+            "phases": phases,
         }
         sc = figures["scan"][label]
         sc["scan_over_floor"] = sc["scan_wall_s"]["median"] / sc["floor_wall_s"]["median"]
@@ -669,7 +722,9 @@ def render(f: dict[str, Any]) -> str:
     if scans:
         lines += ["", "## Offline scan end to end against the JSON floor", "",
                   "`plmon scan --from <tenant> --format json > file` in its own process; wall time, user CPU and "
-                  "max RSS from the kernel (`wait4`). Floor: bench/floor.py, a bare Python process that reads and "
+                  "max RSS from the kernel (`wait4`, in a small launcher process: since issue 14's sixth round; "
+                  "before, each process's max RSS counted the bench's own memory at its start, 404 MB at 100k for "
+                  "scan and floor alike). Floor: bench/floor.py, a bare Python process that reads and "
                   "`json.loads` every file of the same tenant; floor and scan runs alternate (one floor more than "
                   "scans), so both meet the same load.", "",
                   "`plmon --help` is timed the same way (start-up: imports only).", "",
@@ -687,23 +742,25 @@ def render(f: dict[str, Any]) -> str:
         lines += ["", "User CPU, which load on the machine inflates less than wall time: " + "; ".join(
             f"{k} scan {v['scan_user_s']['median']:.1f} s vs floor {v['floor_user_s']['median']:.2f} s "
             f"({v['scan_user_s']['median'] / v['floor_user_s']['median']:.1f}x)" for k, v in scans.items()) + "."]
-        ev = f["evaluation"].get(big)
-        if ev:
-            sc = scans[big]
-            parts = {"CLI start-up (imports)": sc["startup_wall_s"]["median"], "load (read + collect)":
-                     ev["load_s"]["median"], "build": ev["build_s"]["median"], "evaluation": ev["eval_s"]["median"]}
-            rest = sc["scan_wall_s"]["median"] - sum(parts.values())
-            lines += ["", f"Where the {big} scan's {sc['scan_wall_s']['median']:.1f} s go (medians of separate runs, "
-                          "so approximate): " + ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
-                      + f", the rest (report document, exit) {rest:.1f} s."]
+        phases = scans[big].get("phases")
+        if phases:
+            wall = sum(v["wall_s"] for v in phases.values())
+            cpu = sum(v["cpu_s"] for v in phases.values())
+            lines += ["", f"Where the {big} scan's time goes: one more `plmon scan --from` (bench/scan_phases.py: the "
+                          "same command and settings, its phases stamped from inside the process), "
+                          f"{wall:.1f} s wall, {cpu:.1f} s CPU (user + system): " + ", ".join(
+                              f"{k} {v['wall_s']:.2f} s ({v['cpu_s']:.2f} s CPU)" for k, v in phases.items()) + "."]
         g = f["scan"].get("growth")
         if g:
             lines += ["", f"From the smaller tenant to the larger: resources x{g['resources_ratio']:.2f}, scan time "
                           f"x{g['scan_time_ratio']:.2f}, floor time x{g['floor_time_ratio']:.2f}."]
     lines += ["", "## Load, build and evaluation in one process", "",
               "bench/run.py's eval worker: the recorded tenant read and collected with one worker, its index "
-              "trusted and the GC paused as `plmon scan --from` does (load), the snapshot built, the checks "
-              "evaluated under the GC pause as `plmon scan` does. Peak memory: what the "
+              "trusted and the GC paused as `plmon scan --from` does (load), the snapshot built in the same "
+              "id-interning scope and the folder's index let go first (since issue 14's sixth round; before, the "
+              "build parsed its ids anew), the checks evaluated under the GC pause as `plmon scan` does. Each step "
+              "is timed with nothing around it, so these figures are not the scan's phases (the scan section says "
+              "where the scan's own time goes). Peak memory: what the "
               "step adds to the process's RSS at its peak (the kernel's high-water mark, reset before the step, "
               "minus the RSS before it), and the whole process's max RSS.", "",
               "| size | resources | findings | load | build | evaluate (wall) | evaluate (CPU) | eval peak (RSS "

@@ -34,6 +34,7 @@ from plmon.monitor.collect.inventory import (
     TargetUnit,
     Touched,
     proves_absence,
+    scope_of,
 )
 from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
 from plmon.monitor.model.clock import parse_time
@@ -78,6 +79,7 @@ __all__ = [
     "Links",
     "association_unit",
     "build_snapshot",
+    "flag_value",
     "inventory_of",
     "link",
     "list_refs",
@@ -89,7 +91,9 @@ __all__ = [
     "parse_time",
     "paused_gc",
     "relink",
+    "text_value",
     "unit_of",
+    "word_value",
 ]
 
 log = structlog.get_logger(__name__)
@@ -108,25 +112,42 @@ def _l(obj: Any, key: str) -> list[Any]:
     return v if isinstance(v, list) else []
 
 
-def _s(obj: Any, key: str) -> str | None:
-    v = obj.get(key) if isinstance(obj, dict) else None
+# How the parse reads one value, whatever it was read from (a dict here, a typed decoder's attribute in
+# plmon.monitor.collect.typed, which uses these three): the accessors below take a dict and a key, and _s and _e
+# repeat their value's test inline, being called millions of times at 100k resources.
+
+def text_value(v: Any) -> str | None:
+    """A string; an empty one counts as absent."""
     return v if isinstance(v, str) and v != "" else None
 
 
-def _e(obj: Any, key: str) -> str | None:
+def word_value(v: Any) -> str | None:
     """A string of a small vocabulary (a type, a location, a state, an NSG rule's protocol...), shared: JSON gives
     every occurrence its own copy, and at 100k resources the copies of a few dozen words cost tens of MB."""
-    v = obj.get(key) if isinstance(obj, dict) else None
     return sys.intern(v) if isinstance(v, str) and v != "" else None
 
 
-def _b(obj: Any, key: str) -> bool | None:
-    v = obj.get(key) if isinstance(obj, dict) else None
+def flag_value(v: Any) -> bool | None:
+    """A boolean, or its text ("true"/"false" in any case); anything else is unknown."""
     if isinstance(v, bool):
         return v
     if isinstance(v, str) and v.lower() in ("true", "false"):
         return v.lower() == "true"
     return None
+
+
+def _s(obj: Any, key: str) -> str | None:
+    v = obj.get(key) if isinstance(obj, dict) else None
+    return v if isinstance(v, str) and v != "" else None  # text_value(v)
+
+
+def _e(obj: Any, key: str) -> str | None:
+    v = obj.get(key) if isinstance(obj, dict) else None
+    return sys.intern(v) if isinstance(v, str) and v != "" else None  # word_value(v)
+
+
+def _b(obj: Any, key: str) -> bool | None:
+    return flag_value(obj.get(key) if isinstance(obj, dict) else None)
 
 
 def _strs(values: Iterable[Any]) -> tuple[str, ...]:
@@ -563,17 +584,16 @@ def _parse_endpoint(item: dict[str, Any], order: tuple[int, str]) -> Parsed:
     except _ERRORS as err:
         return Parsed(order, None, (_malformed(item, "privateEndpoints", err),), scope=scope)
     try:
-        return _new_parsed(order, _endpoint_tail(p, base, ips, None), scope=scope)
+        return _new_parsed(order, _endpoint_tail(p, base, ips, None))  # its scope is its id's (scope_of)
     except _ERRORS as err:
         return Parsed(order, None, (_malformed(item, "privateEndpoints", err),), late=True, scope=scope)
 
 
 def _parse_zone(item: dict[str, Any], order: tuple[int, str]) -> Parsed:
-    scope = str(item.get("id"))[:500]
     try:
-        return _new_parsed(order, _dns_zone(item, None, None), scope=scope)
+        return _new_parsed(order, _dns_zone(item, None, None))  # its scope is its id's (scope_of)
     except _ERRORS as err:
-        return Parsed(order, None, (_malformed(item, "privateDnsZones", err),), scope=scope)
+        return Parsed(order, None, (_malformed(item, "privateDnsZones", err),), scope=str(item.get("id"))[:500])
 
 
 def _parse_rmpl(item: dict[str, Any], order: tuple[int, str]) -> Parsed:
@@ -690,7 +710,7 @@ class EndpointRefs:
 
     id: ArmId | None
     has_ip: bool
-    nics: tuple[str, ...]       # networkInterfaces[].id as written
+    nics: tuple[ArmId, ...]     # networkInterfaces[].id, each as written in its raw
     targets: tuple[ArmId, ...]  # every connection's privateLinkServiceId, automatic then manual (the ids the
     #                             records hold: parsed in the same interning scope)
 
@@ -711,7 +731,7 @@ def _endpoint_refs(pe: Any) -> EndpointRefs:
             raw = _ps(_pp(c), "privateLinkServiceId")
             if raw:
                 targets.append(parse_id(raw))
-    nics = tuple(r for r in (_ps(ref, "id") for ref in _pl(p, "networkInterfaces")) if r)
+    nics = tuple(parse_id(r) for r in (_ps(ref, "id") for ref in _pl(p, "networkInterfaces")) if r)
     pe_id = _ps(pe, "id")
     return EndpointRefs(parse_id(pe_id) if pe_id else None, _endpoint_has_ip(p), nics, tuple(targets))
 
@@ -738,8 +758,8 @@ def _refs_of_endpoint(pe: PrivateEndpoint) -> EndpointRefs:
 
     The lenient walk read every endpoint's JSON a second time (35k at 100k resources); what it reads of an item
     that parsed is what the record holds (an item whose parse failed is still walked leniently)."""
-    return _new_endpoint_refs(pe.id, bool(pe.ip_addresses), tuple(n.raw for n in pe.nic_ids),
-                        tuple(c.target_id for c in pe.connections if c.target_id is not None))
+    return _new_endpoint_refs(pe.id, bool(pe.ip_addresses), pe.nic_ids,
+                              tuple(c.target_id for c in pe.connections if c.target_id is not None))
 
 
 def list_refs(kind: str, items: list[Any],
@@ -1477,8 +1497,9 @@ def link_keyed(items: Iterable[Parsed], gaps: list[CoverageGap]) -> dict[str, An
 def _child_failed(p: Parsed, kind: str, child: Child, gaps: list[CoverageGap]) -> bool:
     if child.error is None:
         return False
-    log.warning("malformed_resource", kind=kind, id=p.scope[:300], error=child.error)
-    gaps.append(CoverageGap(p.scope, kind, "MalformedResource", None, child.error))
+    scope = scope_of(p)
+    log.warning("malformed_resource", kind=kind, id=scope[:300], error=child.error)
+    gaps.append(CoverageGap(scope, kind, "MalformedResource", None, child.error))
     return True
 
 

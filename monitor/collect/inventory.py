@@ -19,8 +19,8 @@ from typing import Any
 from plmon.monitor.model.snapshot import CoverageGap, Target
 
 __all__ = [
-    "BY_ID", "AssociationUnit", "Child", "CollectionStats", "Inventory", "ListUnit", "Parsed", "RawInventory",
-    "ReadError", "TargetUnit", "Touched", "proves_absence",
+    "BY_ID", "AssociationUnit", "Child", "CollectionStats", "Inventory", "ListUnit", "Parsed", "Prebuilt",
+    "RawInventory", "ReadError", "TargetUnit", "Touched", "proves_absence", "scope_of",
 ]
 
 
@@ -86,7 +86,9 @@ class Parsed:
 
     ``late`` marks an endpoint whose parse failed after the point where its zone groups are read (its
     connections): a zone-group failure is then the one reported, as when both were parsed in one call.
-    ``scope`` is the item's id as a gap names it, for failures of its child units found at link time.
+    ``scope`` is the item's id as a gap names it, for failures of its child units found at link time: set only when
+    there is no record, whose id gives it otherwise (:func:`scope_of`), so the inventory does not keep a second
+    string per endpoint and zone (the id rebuilds its spelling from its segments).
     """
 
     order: Order
@@ -94,6 +96,14 @@ class Parsed:
     gaps: tuple[CoverageGap, ...] = ()
     late: bool = False
     scope: str = ""
+
+
+def scope_of(parsed: Parsed) -> str:
+    """The id a gap of ``parsed``'s child units names: its own ``scope``, else its record's id as written."""
+    if parsed.scope or parsed.record is None:
+        return parsed.scope
+    raw: str = parsed.record.id.raw
+    return raw[:500]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +145,17 @@ class Child:
 
     value: Any
     error: str | None = None
+
+
+class Prebuilt(list[Any]):
+    """The ``value`` of a list body whose unit a typed decoder (:mod:`plmon.monitor.collect.typed`) built already:
+    the plan keeps :attr:`unit` (a :class:`ListUnit`, or a :class:`Child` for a child list) as it is instead of
+    parsing items (the list itself is empty: there are no raw items to parse). Here, beside the units, so the plan
+    need not import the decoder (and msgspec) to recognise one."""
+
+    def __init__(self, unit: ListUnit | Child) -> None:
+        super().__init__()
+        self.unit = unit
 
 
 @dataclass(frozen=True, slots=True)

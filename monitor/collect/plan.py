@@ -40,11 +40,11 @@ from plmon.monitor.collect.inventory import (
     CollectionStats,
     Inventory,
     ListUnit,
+    Prebuilt,
     RawInventory,
     ReadError,
     proves_absence,
 )
-from plmon.monitor.collect.typed import Prebuilt
 from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
 from plmon.monitor.model.kinds import KINDS, listed_providers
 from plmon.monitor.model.snapshot import CoverageGap
@@ -476,9 +476,11 @@ class _Run:
         jobs: list[tuple[str, Callable[[], None]]] = []
         if kind == "privateEndpoints":
             for ref in unit.refs:
-                if ref.id is not None and not ref.id.opaque:
-                    pe_id = ref.id.raw
-                    jobs.append((budget_key(pe_id), _child_list(self, inv.zone_groups, pe_id, *ZONE_GROUPS)))
+                rid = ref.id
+                if rid is not None and not rid.opaque:
+                    # budget_key(rid.raw), from the parsed id: its spelling is rebuilt once, for the read.
+                    budget = rid.subscription.lower() if rid.subscription else "tenant"
+                    jobs.append((budget, _child_list(self, inv.zone_groups, rid.raw, *ZONE_GROUPS)))
         else:
             for zid in unit.refs:
                 if not parse_id(zid).opaque:
@@ -642,7 +644,7 @@ def _endpoints_without_ip(inv: Inventory, only: Callable[[ArmId], bool] | None) 
     for unit in inv.lists.get("privateEndpoints", {}).values():
         for ref in unit.needs_nic:
             if only is None or only(ref.id):
-                wanted.append((ref.id.key, ref.nics))
+                wanted.append((ref.id.key, tuple(n.raw for n in ref.nics)))
     return wanted
 
 
@@ -735,7 +737,7 @@ _U = TypeVar("_U", ListUnit, Child)
 
 
 def _prebuilt(items: Any, kind: type[_U]) -> _U | None:
-    """The unit a typed decoder built for ``items`` (a :class:`~plmon.monitor.collect.typed.Prebuilt`), else None. A
+    """The unit a typed decoder built for ``items`` (a :class:`~plmon.monitor.collect.inventory.Prebuilt`), else None. A
     unit of another type is a bug to raise, never an empty list to parse (a Prebuilt holds no raw items)."""
     if not isinstance(items, Prebuilt):
         return None

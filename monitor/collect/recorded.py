@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from plmon.monitor import outside_json
+from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt
 from plmon.monitor.collect.list_items import ListItems
 from plmon.monitor.collect.plan import ReadError
-from plmon.monitor.collect.typed import TYPED_LISTS, Prebuilt, decode_unit
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.clock import parse_time
 
@@ -69,8 +70,11 @@ class RecordedTenant:
         # Set by trust_index(): a path the (complete) index lacks is absent, without looking on disk.
         self._trusted = False
         self._refusing: set[str] = set()
-        # Set by trust_index(): the bulk lists (typed.TYPED_LISTS) are decoded straight into their units.
+        # Set by trust_index(): the bulk lists (typed.TYPED_LISTS: kind -> how its path ends) are decoded straight into
+        # their units by typed.decode_unit; the decoder (and msgspec) is imported then, so no other command loads it.
         self._typed = False
+        self._typed_lists: dict[str, str] = {}
+        self._decode_unit: Callable[[str, bytes], ListUnit | Child | None] | None = None
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
         self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
@@ -145,8 +149,11 @@ class RecordedTenant:
 
         The bulk lists are then decoded by the typed decoder (:mod:`plmon.monitor.collect.typed`), which hands the
         plan their units (only a one-shot command's plan, which keeps them as they are, meets its bodies)."""
+        from plmon.monitor.collect import typed
+
         self._trusted = self._complete
         self._typed = True
+        self._typed_lists, self._decode_unit = typed.TYPED_LISTS, typed.decode_unit
         # The scopes (lower case, no suffix) an error file refuses, so a trusted miss below none of them answers
         # without walking its scopes through refused_scope (6k misses at 100k resources, each a walk of 3-5 scopes).
         self._refusing = {rel[:-11] for rel in self._index if rel.endswith(".error.json")} if self._trusted else set()
@@ -224,8 +231,9 @@ class RecordedTenant:
                 continue
             except OSError as err:
                 raise InputError(f"{found}: cannot read ({err.strerror})") from None
-            if self._typed and not is_error and rel.endswith(TYPED_LISTS.get(kind, "\0")):
-                unit = decode_unit(kind, data)
+            if self._typed and not is_error and rel.endswith(self._typed_lists.get(kind, "\0")) \
+                    and self._decode_unit is not None:
+                unit = self._decode_unit(kind, data)
                 if unit is not None:  # else refused: decoded and parsed the generic way
                     return {"value": Prebuilt(unit)}, False, found
             return self._decode(data, found), is_error, found

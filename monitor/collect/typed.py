@@ -35,25 +35,18 @@ from plmon.monitor.collect.builder import (
     _new_zone_group,
     _tags,
     _words,
+    flag_value,
+    text_value,
     unit_of,
+    word_value,
 )
-from plmon.monitor.collect.inventory import Child, ListUnit
+from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import ConsumerConnection, DnsZoneGroup, Peering, Subnet, VirtualNetwork
 
 __all__ = ["TYPED_LISTS", "Prebuilt", "decode_unit"]
 
 _UNSET: Any = msgspec.UNSET
-
-
-class Prebuilt(list[Any]):
-    """The ``value`` of a list body whose unit the typed decoder built already: the plan keeps :attr:`unit` (a
-    :class:`ListUnit`, or a :class:`Child` for a child list) as it is instead of parsing items (the list itself is
-    empty: there are no raw items to parse)."""
-
-    def __init__(self, unit: ListUnit | Child) -> None:
-        super().__init__()
-        self.unit = unit
 
 
 # --- the fields the records keep, named as ARM spells them (Any where the parser accepts any value) ---------------
@@ -275,20 +268,7 @@ def decode_unit(kind: str, data: bytes) -> ListUnit | Child | None:
 
 # --- the parser's accessors, on decoded values --------------------------------------------------------------------
 
-def _s(v: Any) -> str | None:
-    return v if type(v) is str and v != "" else None
-
-
-def _e(v: Any) -> str | None:
-    return sys.intern(v) if type(v) is str and v != "" else None
-
-
-def _b(v: Any) -> bool | None:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.lower() in ("true", "false"):
-        return v.lower() == "true"
-    return None
+_s, _e, _b = text_value, word_value, flag_value  # the builder's: one reading of a value for both ways
 
 
 def _ref(r: _Ref | None) -> ArmId | None:
@@ -373,8 +353,8 @@ def _endpoints(items: list[_Endpoint]) -> ListUnit:
             provisioning_state=intern(state) if type(state) is str and state else None,
             subnet_id=_ref(p.subnet), connections=connections, ip_addresses=ip_addresses, nic_ids=nic_ids,
             custom_dns_fqdns=tuple([f for d in dns if type(f := d.fqdn) is str and f]), dns_zone_groups=None)
-        parsed.append(_new_parsed((0, pe_id.key), record, scope=item.id[:500]))
-        refs.append(_new_endpoint_refs(pe_id, bool(ip_addresses), tuple(n.raw for n in nic_ids),
+        parsed.append(_new_parsed((0, pe_id.key), record))  # its scope is its id's (scope_of)
+        refs.append(_new_endpoint_refs(pe_id, bool(ip_addresses), nic_ids,
                                        tuple(c.target_id for c in connections if c.target_id is not None)))
     return unit_of("privateEndpoints", tuple(parsed), tuple(refs), frozenset())
 

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError
 
 __all__ = ["ArmId", "interning", "is_pls_alias", "normalise", "parse_id", "repair_provider_typo"]
 
@@ -26,21 +26,90 @@ _PROVDERS = re.compile(r"/provders/", re.IGNORECASE)
 _TYPE_KEYS: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
-@dataclass(frozen=True, slots=True)
 class ArmId:
-    """One ARM id: the original spelling for output, a lower-case key for lookups."""
+    """One ARM id: the original spelling for output, a lower-case key for lookups.
 
-    raw: str
+    Immutable, compared and hashed by value as the frozen dataclass it was. The original spelling is kept only
+    when the parts cannot give it back: an id spelled ``/subscriptions/<s>/resourceGroups/<rg>/providers/<ns>/...``
+    (nearly all of them) rebuilds its ``raw`` from the segments it holds anyway (interned, shared with every other
+    id), so it keeps one string, its key, instead of two: at 100k resources the ids' strings were ~104 MB of the
+    daemon's snapshot, and ``raw`` is read for output and follow-up reads, ``key`` on every lookup.
+    """
+
+    # In the dataclass's field order, which _FIELDS and the setters below follow.
+    __slots__ = ("_raw", "key", "subscription", "resource_group", "provider", "types", "names",  # noqa: RUF023
+                 "management_group", "opaque")
+
+    _raw: str | None  # None: rebuilt from the segments (canonical spelling)
     key: str
-    subscription: str | None = None
-    resource_group: str | None = None
-    provider: str | None = None
+    subscription: str | None
+    resource_group: str | None
+    provider: str | None
     # ("virtualNetworks", "subnets"): resource type segments below the provider, outermost first.
-    types: tuple[str, ...] = ()
-    names: tuple[str, ...] = ()
+    types: tuple[str, ...]
+    names: tuple[str, ...]
     # Scope above the provider when it is not a subscription (e.g. a management group path).
-    management_group: str | None = None
-    opaque: bool = field(default=False)
+    management_group: str | None
+    opaque: bool
+
+    def __init__(self, raw: str, key: str, subscription: str | None = None, resource_group: str | None = None,
+                 provider: str | None = None, types: tuple[str, ...] = (), names: tuple[str, ...] = (),
+                 management_group: str | None = None, opaque: bool = False) -> None:
+        _SET_RAW(self, raw)
+        _SET_KEY(self, key)
+        _SET_SUB(self, subscription)
+        _SET_RG(self, resource_group)
+        _SET_PROVIDER(self, provider)
+        _SET_TYPES(self, types)
+        _SET_NAMES(self, names)
+        _SET_MG(self, management_group)
+        _SET_OPAQUE(self, opaque)
+
+    @property
+    def raw(self) -> str:
+        """The id as ARM spelled it (:func:`_canonical` written out for the one- and two-level ids nearly all are:
+        evidence asks for ~20k spellings per route event)."""
+        raw = self._raw
+        if raw is not None:
+            return raw
+        types, names = self.types, self.names
+        n = len(types)
+        if n == 1:
+            return f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/" \
+                   f"{self.provider}/{types[0]}/{names[0]}"
+        if n == 2:
+            return f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/" \
+                   f"{self.provider}/{types[0]}/{names[0]}/{types[1]}/{names[1]}"
+        return _canonical(self.subscription, self.resource_group, self.provider, types, names)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def _values(self) -> tuple[object, ...]:
+        return (self.raw, self.key, self.subscription, self.resource_group, self.provider, self.types, self.names,
+                self.management_group, self.opaque)
+
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if type(other) is not ArmId:
+            return NotImplemented
+        # The key first: ids that differ nearly always differ there, and it is stored (raw may be rebuilt).
+        return self.key == other.key and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        # Equal ids have equal keys; the key's hash is cached by the string, where the dataclass hashed nine fields.
+        return hash(self.key)
+
+    def __repr__(self) -> str:
+        return ("ArmId(raw={!r}, key={!r}, subscription={!r}, resource_group={!r}, provider={!r}, types={!r}, "
+                "names={!r}, management_group={!r}, opaque={!r})").format(*self._values())
+
+    def __reduce__(self) -> tuple[type[ArmId], tuple[object, ...]]:
+        return ArmId, self._values()
 
     @property
     def name(self) -> str:
@@ -90,19 +159,33 @@ class ArmId:
         return self.raw
 
 
-# ArmId's frozen __init__ stores each of its nine fields through object.__setattr__; the fast parse below (234k
-# distinct ids at 100k resources) sets the slots directly, about 1 us an id less. Same fields, same instance.
+# The slots are set directly (the class refuses attribute assignment, being immutable); the fast parse below
+# (234k distinct ids at 100k resources) skips __init__ too, about 1 us an id less. Same fields, same instance.
 _SLOT_SETTERS = tuple(getattr(ArmId, f).__set__ for f in ArmId.__slots__)
-_FIELDS = ("raw", "key", "subscription", "resource_group", "provider", "types", "names", "management_group",
+_FIELDS = ("_raw", "key", "subscription", "resource_group", "provider", "types", "names", "management_group",
            "opaque")
 assert tuple(ArmId.__slots__) == _FIELDS, "ArmId's slots changed: update _new_arm_id"
 (_SET_RAW, _SET_KEY, _SET_SUB, _SET_RG, _SET_PROVIDER, _SET_TYPES, _SET_NAMES, _SET_MG,
  _SET_OPAQUE) = _SLOT_SETTERS
 
 
-def _new_arm_id(raw: str, key: str, subscription: str, resource_group: str, provider: str,
+def _canonical(subscription: str | None, resource_group: str | None, provider: str | None, types: tuple[str, ...],
+               names: tuple[str, ...]) -> str:
+    """The id ``/subscriptions/<s>/resourceGroups/<rg>/providers/<ns>/<type>/<name>...`` from its segments."""
+    if len(types) == 1:
+        return f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{provider}/{types[0]}/" \
+               f"{names[0]}"
+    if len(types) == 2:
+        return f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{provider}/{types[0]}/" \
+               f"{names[0]}/{types[1]}/{names[1]}"
+    chain = "/".join(f"{t}/{n}" for t, n in zip(types, names, strict=True))
+    return f"/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/{provider}/{chain}"
+
+
+def _new_arm_id(raw: str | None, key: str, subscription: str, resource_group: str, provider: str,
                 types: tuple[str, ...], names: tuple[str, ...]) -> ArmId:
-    """``ArmId(raw, key, subscription, resource_group, provider, types, names)`` without the frozen ``__init__``."""
+    """``ArmId(raw, key, subscription, resource_group, provider, types, names)`` without ``__init__``; ``raw`` None
+    when :func:`_canonical` gives it back."""
     out = object.__new__(ArmId)
     _SET_RAW(out, raw)
     _SET_KEY(out, key)
@@ -230,8 +313,15 @@ def _parse(raw: object) -> ArmId:
     if key.count("/providers/") != 1 or key.endswith("/providers"):
         return _parse_general(raw)
     # Names interned too: a subnet's, a NIC configuration's or a network's name repeats across ids (at 100k
-    # resources half of the 370k name strings the ids held were copies).
-    return _new_arm_id(raw, key, sys.intern(parts[2]), sys.intern(parts[4]), sys.intern(parts[6]),
+    # resources half of the 370k name strings the ids held were copies). The spelling is kept only when the
+    # segments cannot give it back (ArmId.raw); an id already in lower case keeps one string for both.
+    if parts[3] == "resourceGroups" and parts[5] == "providers":
+        kept: str | None = None
+    elif key == raw:
+        kept = key = raw
+    else:
+        kept = raw
+    return _new_arm_id(kept, key, sys.intern(parts[2]), sys.intern(parts[4]), sys.intern(parts[6]),
                        _shared_types(parts[7::2]), tuple(map(sys.intern, parts[8::2])))
 
 

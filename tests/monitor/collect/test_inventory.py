@@ -22,7 +22,7 @@ from daemonkit import config
 
 from plmon.checks.engine import evaluate
 from plmon.monitor.collect.builder import FAMILIES, Links, build_snapshot, link, relink
-from plmon.monitor.collect.inventory import Inventory
+from plmon.monitor.collect.inventory import Inventory, Parsed, scope_of
 from plmon.monitor.collect.plan import collect
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.lifecycle.observations import observer
@@ -314,3 +314,21 @@ def test_daemon_state_after_events_equals_a_fresh_build_and_evaluation(folder: P
         assert sorted(map(key, d.evaluation.findings)) == sorted(map(key, fresh.findings))
         assert sorted((f.to_dict() for f in d.evaluation.findings), key=json.dumps) == \
             sorted((f.to_dict() for f in fresh.findings), key=json.dumps)
+
+
+def test_listed_items_keep_no_second_id_string(folder: Path) -> None:
+    """Proves: a parsed endpoint or zone keeps no scope string of its own (scope_of gives its id as written) and
+    an endpoint's follow-up refs hold its record's NIC ids, so the inventory keeps no copy of an id's spelling."""
+    reader = RecordedTenant(folder)
+    for trusted in (False, True):  # the generic parser, then the typed decoder
+        if trusted:
+            reader.trust_index()
+        inv = collect(reader, manifest=reader.manifest, workers=1)
+        for kind in ("privateEndpoints", "privateDnsZones"):
+            parsed = [p for u in inv.units(kind) for p in u.items if p.record is not None]
+            assert parsed and all(p.scope == "" and scope_of(p) == p.record.id.raw for p in parsed)
+        refs = {r.id.key: r for u in inv.units("privateEndpoints") for r in u.refs}
+        for p in (p for u in inv.units("privateEndpoints") for p in u.items if p.record is not None):
+            assert refs[p.record.key].nics == p.record.nic_ids
+    failed = Parsed((1, ""), None, scope="/subscriptions/s/x")
+    assert scope_of(failed) == "/subscriptions/s/x" and scope_of(Parsed((1, ""), None)) == ""

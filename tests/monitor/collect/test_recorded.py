@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -431,3 +433,20 @@ def test_a_trusted_miss_walks_the_scopes_only_below_an_error_file(tmp_path: Path
         assert _answer(trusting, path.lstrip("/")) == _answer(walking, path.lstrip("/")), path
     assert _answer(trusting, refused[0].lstrip("/"))[:2] == (403, "Denied")
     assert walked == [p.lstrip("/") for p in refused] + [refused[0].lstrip("/")]
+
+
+def test_typed_decoder_is_imported_only_for_a_trusted_folder() -> None:
+    """Proves: the CLI and a recorded folder load neither the typed decoder nor msgspec until trust_index() asks for
+    them: every other command and the daemon never need them."""
+    demo = Path(__file__).resolve().parents[3] / "monitor" / "demo_tenant"
+    code = ("import sys\n"
+            "from plmon.monitor.cli.root import cli\n"
+            "from plmon.monitor.collect.plan import collect\n"
+            "from plmon.monitor.collect.recorded import RecordedTenant\n"
+            f"t = RecordedTenant({str(demo)!r})\n"
+            "collect(t, manifest=t.manifest, workers=1)\n"
+            "print('@@', sorted(m for m in sys.modules if m.startswith('msgspec') or m.endswith('.typed'))[:1])\n"
+            "t.trust_index()\n"
+            "print('@@', 'msgspec' in sys.modules and 'plmon.monitor.collect.typed' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert [line for line in out.splitlines() if line.startswith("@@")] == ["@@ []", "@@ True"]

@@ -265,3 +265,13 @@ def test_the_plan_takes_a_prebuilt_unit_of_the_type_it_reads_and_raises_on_anoth
     assert _prebuilt([nic()], ListUnit) is None
     with pytest.raises(TypeError):
         _prebuilt(Prebuilt(unit), Child)
+
+
+@pytest.mark.parametrize("value", [None, "", "x", "True", "FALSE", "yes", True, False, 0, 1, 2.5, [], {}, ["a"]])
+def test_value_readers_are_the_builders_accessors(value: Any) -> None:
+    """Proves: the typed decoder reads a value exactly as the builder's dict accessors read the same value."""
+    from plmon.monitor.collect import builder, typed
+
+    item = {"k": value}
+    assert typed._s(value) == builder._s(item, "k") and typed._e(value) == builder._e(item, "k")
+    assert typed._b(value) == builder._b(item, "k") and type(typed._b(value)) is type(builder._b(item, "k"))

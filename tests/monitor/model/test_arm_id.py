@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextvars
+import pickle
 import threading
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -259,3 +261,39 @@ def test_shortcut_parse_equals_general_parse(raw: str) -> None:
     assert _parse(raw) == _parse_general(raw)
     for common in (SUBNET.replace("resourcegroups", "resourceGroups"), SUBNET + "/x/y", SUBNET + "/x"):
         assert _parse(common) == _parse_general(common)
+
+
+# --- one string per id ------------------------------------------------------------------------------------
+
+@given(st.one_of(_SHAPED, st.lists(_SEGMENT, max_size=10).map("/".join), st.text(max_size=40)))
+@settings(max_examples=400, deadline=None)
+def test_raw_is_the_spelling_parsed(raw: str) -> None:
+    """Proves: whether an id keeps its spelling or rebuilds it from its segments, ``raw`` is the string parsed."""
+    a = parse_id(raw)
+    assert a.raw == raw
+    assert str(a) == a.raw
+
+
+def test_canonical_id_keeps_one_string() -> None:
+    """Proves: an id in ARM's usual spelling keeps only its key (raw rebuilt, equal), and an all-lower-case id shares
+    one string for both; any other spelling keeps its own."""
+    canonical = SUBNET.replace("resourcegroups", "resourceGroups")
+    a = parse_id(canonical)
+    assert a._raw is None and a.raw == canonical and a.key == canonical.lower()
+    lower = parse_id(SUBNET.lower())
+    assert lower.raw is lower.key
+    assert parse_id(SUBNET)._raw == SUBNET  # "resourcegroups": not the canonical spelling
+
+
+def test_ids_compare_hash_and_pickle_by_value() -> None:
+    """Proves: ids equal by value whatever they store (rebuilt or kept raw), hash alike, stay immutable and
+    round-trip through pickle and repr's fields."""
+    canonical = SUBNET.replace("resourcegroups", "resourceGroups")
+    fast, general = _parse(canonical), _parse_general(canonical)
+    assert fast._raw is None and general._raw == canonical
+    assert fast == general and hash(fast) == hash(general) and len({fast, general}) == 1
+    assert fast != parse_id(SUBNET) and fast != canonical
+    assert pickle.loads(pickle.dumps(fast)) == fast
+    assert "raw='" + canonical + "'" in repr(fast)
+    with pytest.raises(FrozenInstanceError):
+        fast.key = "x"  # type: ignore[misc]
