@@ -28,7 +28,9 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 def inert(text: str) -> str:
     """``text`` with control characters shown as ``\\xNN`` (as the terminal shows them) and lone surrogates
     as U+FFFD, so no reader of the alert obeys an escape sequence and every encoder accepts it."""
-    if text.isprintable():   # no control character and no surrogate is printable: most text, checked in C
+    # No control character and no surrogate is printable: most text is checked in C, a multi-line remediation after
+    # setting its newlines and tabs aside (both stay as they are).
+    if text.isprintable() or text.replace("\n", "").replace("\t", "").isprintable():
         return text
     return _SURROGATE.sub("\ufffd", _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text))
 
@@ -76,9 +78,14 @@ def _cut_remediation(value: str, cuts: list[dict[str, Any]]) -> str:
 
 
 def _bound(value: Any, where: _Where, cuts: list[dict[str, Any]]) -> Any:
+    kind = type(value)
+    if kind is str:
+        return _cut_text(value, where, cuts)
+    if kind is int or kind is float or kind is bool or value is None:   # most leaves; the ABC test below is slow
+        return value
     if isinstance(value, str):
         return _cut_text(value, where, cuts)
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {_cut_text(str(k), (where, "name", k), cuts): _bound(v, (where, "key", k), cuts)
                 for k, v in value.items()}
     if isinstance(value, list | tuple):
