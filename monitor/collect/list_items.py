@@ -21,15 +21,17 @@ candidate list, never a re-read of an unchanged list.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
+if TYPE_CHECKING:
+    import msgspec
 
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.arm_id import normalise
@@ -174,14 +176,6 @@ def _read(file: Path) -> bytes:
         raise InputError(f"{file}: cannot read ({err.strerror})") from None
 
 
-class _Listed(msgspec.Struct):
-    value: list[msgspec.Raw] | None = None
-
-
-class _Item(msgspec.Struct):
-    id: Any = None
-
-
 # What the split leaves to the whole parse: a \u escape of a surrogate (the parse writes it as text, an id's key
 # must be that text) and any run of 19 digits (a number the fast parse hands to json).
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -202,9 +196,10 @@ def _split(data: bytes) -> dict[str, bytes] | None:
         return None
     if _SURROGATE_ESCAPE.search(data) is not None or b"0" * 19 in data.translate(_DIGITS):
         return None
+    listed_decoder, item_decoder, refused = _decoders()
     try:
-        listed = _LISTED.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+        listed = listed_decoder.decode(data)
+    except refused:
         return None
     if listed.value is None:
         return None
@@ -216,13 +211,23 @@ def _split(data: bytes) -> dict[str, bytes] | None:
         if item[:1] != b"{":
             continue   # not an object: the whole parse skips it too
         try:
-            rid = _ITEM.decode(item).id
-        except (msgspec.DecodeError, msgspec.ValidationError):
+            rid = item_decoder.decode(item).id
+        except refused:
             return None
         if isinstance(rid, str) and rid.strip():
             out.setdefault(_key(rid), item)
     return out
 
 
-_LISTED = msgspec.json.Decoder(_Listed)
-_ITEM = msgspec.json.Decoder(_Item)
+@functools.cache
+def _decoders() -> tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any], tuple[type[Exception], ...]]:
+    """(a list document's decoder, an item's id decoder, their errors), made on the first split: msgspec is imported
+    only when a by-id read needs a list's items (most commands never make one, and a start-up pays for each
+    import)."""
+    import msgspec
+
+    # defstruct, not class bodies: this module's annotations are text, resolved in its globals, which lack msgspec.
+    listed = msgspec.defstruct("_Listed", [("value", list[msgspec.Raw] | None, None)])
+    item = msgspec.defstruct("_Item", [("id", Any, None)])
+    return (msgspec.json.Decoder(listed), msgspec.json.Decoder(item),
+            (msgspec.DecodeError, msgspec.ValidationError))

@@ -436,8 +436,9 @@ def test_a_trusted_miss_walks_the_scopes_only_below_an_error_file(tmp_path: Path
 
 
 def test_typed_decoder_is_imported_only_for_a_trusted_folder() -> None:
-    """Proves: the CLI and a recorded folder load neither the typed decoder nor msgspec until trust_index() asks for
-    them: every other command and the daemon never need them."""
+    """Proves: the CLI and a recorded folder's collection load neither the typed decoder nor msgspec until
+    trust_index() asks for them (a by-id read of an item held only in a list imports msgspec when it first splits
+    one)."""
     demo = Path(__file__).resolve().parents[3] / "monitor" / "demo_tenant"
     code = ("import sys\n"
             "from plmon.monitor.cli.root import cli\n"
