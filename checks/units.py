@@ -551,7 +551,12 @@ class _Memo:
         self.transient: list[Hashable] = []   # the TRANSIENT entries this pass computed, to drop at its end
         self.stale: dict[Hashable, tuple[Any, ReadSet]] = {}   # CUTOFF entries an event dropped, to compare again
         # shared_each's groups this pass: group -> (members, values, reads); dropped when the pass ends
-        self.passing: dict[Hashable, tuple[tuple[Hashable, ...], list[Any], list[Read]]] = {}
+        self.passing: dict[Hashable, tuple[tuple[Hashable, ...], Any, frozenset[Read]]] = {}
+        # shared_each's big groups (a hub appliance's ~4,500 endpoints), kept across passes: their keys and reads as
+        # one frozenset, made once while the members stay the same. A pass that judges the hub again then adds the
+        # reads to its frame and compares them with what the subject read before by their stored hashes and by
+        # identity, instead of building, hashing and comparing ~9k new tuples each time (~25 ms an event, issue 14).
+        self.groups: dict[Hashable, tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], frozenset[Read]]] = {}
 
     def drop_transient(self) -> None:
         """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads)."""
@@ -568,6 +573,8 @@ class _Memo:
         self.frozen = {}
         self.interned = {}
         self.passing = {}
+        if len(self.groups) > _GROUPS_KEPT:   # groups of subjects gone stay until then: start afresh
+            self.groups = {}
 
     def put(self, key: Hashable, value: Any, reads: ReadSet) -> None:
         self.entries[key] = (value, reads)
@@ -692,19 +699,32 @@ def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], comp
         return list(hit[1])
     entries = memo.entries
     values: list[T] = []
-    reads: list[Read] = []
-    for m in members:
-        key = (*group, m)
-        got = entries.get(key)
-        if got is None or got[0] is _DROPPED:
-            values.append(shared(key, lambda m=m: compute(m)))   # type: ignore[misc]
-        else:
-            values.append(got[0])
-        reads.append((MEMO, key))
-    if _S.reads is not None:
-        _S.reads.update(reads)
+    big = len(members) >= _GROUP
+    kept = memo.groups.get(group) if big else None
+    if kept is None or kept[0] != members:
+        keys = [(*group, m) for m in members]
+        kept = (members, keys, frozenset([(MEMO, key) for key in keys]))
+        if big:
+            memo.groups[group] = kept
+    outer, _S.reads = _S.reads, None   # the frame takes the group's reads below, the very objects kept
+    try:
+        for m, key in zip(members, kept[1], strict=True):
+            got = entries.get(key)
+            if got is None or got[0] is _DROPPED:
+                values.append(shared(key, lambda m=m: compute(m)))   # type: ignore[misc]
+            else:
+                values.append(got[0])
+    finally:
+        _S.reads = outer
+    reads = kept[2]
+    if outer is not None:
+        outer |= reads
     memo.passing[group] = (members, values, reads)
     return list(values)
+
+
+_GROUP = 256   # shared_each groups of at least this many members are kept across passes (_Memo.groups)
+_GROUPS_KEPT = 4096
 
 
 def _again(memo: _Memo, key: Hashable, reads: ReadSet, compute: Callable[[], T]) -> T:
@@ -794,7 +814,7 @@ def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read
         lists = table.deps.lists
         if lists:
             # only the reads some record of this index made (a route event's ~2k changed reads, for each index)
-            for t in [t for t in touched if t in lists]:
+            for t in lists.keys() & touched:   # in C: the dict's lookups for each changed read
                 redo.update(table.reading(t))
         for rkey in redo:
             record = coll.get(rkey)

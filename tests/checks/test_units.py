@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from plmon.checks.units import MEMO, Read, Reverse, _frozen, _Memo, _note, shared, state
+from plmon.checks.units import MEMO, Read, Reverse, _frozen, _Memo, _note, shared, shared_each, state
 
 
 def test_holders_are_filtered_by_what_they_read_now_and_reported_once() -> None:
@@ -139,3 +139,34 @@ def test_an_index_entry_keeps_its_members_sorted_whether_one_or_many() -> None:
     assert t.entries == {"x": "b"}
     t.remove("b")
     assert t.entries == {} and t.of == {}
+
+
+def test_a_big_shared_each_group_records_each_members_read_and_keeps_its_reads_across_passes() -> None:
+    """A hub appliance's group: every member's entry is read once, and a later pass with the same members records
+    the very same read objects (the subject's earlier reads compare by identity), recomputing only a dropped one."""
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    members = tuple(f"e{i:04d}" for i in range(300))
+    calls: list[str] = []
+
+    def compute(m: str) -> str:
+        calls.append(m)
+        _note("c", m)
+        return m.upper()
+    try:
+        s.reads = set()
+        assert shared_each(("g", "k"), members, compute) == [m.upper() for m in members]
+        first = set(s.reads)
+        assert first == {(MEMO, ("g", "k", m)) for m in members}
+        s.memo.unshare()
+        s.memo.invalidate([("c", "e0007")])
+        s.reads = set()
+        assert shared_each(("g", "k"), members, compute) == [m.upper() for m in members]
+        assert calls.count("e0007") == 2 and len(calls) == 301
+        assert s.reads == first and all(any(r is f for f in first) for r in s.reads)
+        s.memo.unshare()
+        s.reads = set()
+        assert shared_each(("g", "k"), members[1:], compute) == [m.upper() for m in members[1:]]
+        assert s.reads == {(MEMO, ("g", "k", m)) for m in members[1:]}
+    finally:
+        s.memo, s.reads = None, outer
