@@ -556,7 +556,8 @@ class _Memo:
         # one frozenset, made once while the members stay the same. A pass that judges the hub again then adds the
         # reads to its frame and compares them with what the subject read before by their stored hashes and by
         # identity, instead of building, hashing and comparing ~9k new tuples each time (~25 ms an event, issue 14).
-        self.groups: dict[Hashable, tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], frozenset[Read]]] = {}
+        self.groups: dict[Hashable, tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], frozenset[Read],
+                                          dict[Hashable, tuple[tuple[Hashable, ...], Read]]]] = {}
 
     def drop_transient(self) -> None:
         """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads)."""
@@ -702,8 +703,12 @@ def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], comp
     big = len(members) >= _GROUP
     kept = memo.groups.get(group) if big else None
     if kept is None or kept[0] != members:
-        keys = [(*group, m) for m in members]
-        kept = (members, keys, frozenset([(MEMO, key) for key in keys]))
+        # members come and go (a route table's endpoints join and leave its hub appliance): the members kept keep
+        # their key and read objects, which the subject's earlier reads hold
+        old = kept[3] if kept is not None else {}
+        made = [old.get(m) or _group_key(group, m) for m in members]
+        kept = (members, [kr[0] for kr in made], frozenset([kr[1] for kr in made]), dict(zip(members, made,
+                                                                                            strict=True)))
         if big:
             memo.groups[group] = kept
     outer, _S.reads = _S.reads, None   # the frame takes the group's reads below, the very objects kept
@@ -721,6 +726,11 @@ def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], comp
         outer |= reads
     memo.passing[group] = (members, values, reads)
     return list(values)
+
+
+def _group_key(group: tuple[Hashable, ...], m: Hashable) -> tuple[tuple[Hashable, ...], Read]:
+    key = (*group, m)
+    return key, (MEMO, key)
 
 
 _GROUP = 256   # shared_each groups of at least this many members are kept across passes (_Memo.groups)

@@ -170,3 +170,23 @@ def test_a_big_shared_each_group_records_each_members_read_and_keeps_its_reads_a
         assert s.reads == {(MEMO, ("g", "k", m)) for m in members[1:]}
     finally:
         s.memo, s.reads = None, outer
+
+
+def test_a_big_group_whose_members_alternate_keeps_the_read_objects_of_the_members_it_keeps() -> None:
+    """A route table toggled back and forth moves endpoints in and out of its hub appliance's group: the members
+    that stay are recorded with the same read objects each time, those that come back are read again."""
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    members = tuple(f"e{i:04d}" for i in range(300))
+    try:
+        s.reads = set()
+        shared_each(("g", "k"), members, str.upper)
+        first = {r[1][2]: r for r in s.reads}
+        for now in (members[:260], members):
+            s.memo.unshare()
+            s.reads = set()
+            assert shared_each(("g", "k"), now, str.upper) == [m.upper() for m in now]
+            assert s.reads == {(MEMO, ("g", "k", m)) for m in now}
+            assert all(r is first[r[1][2]] for r in s.reads if r[1][2] in now[:260])
+    finally:
+        s.memo, s.reads = None, outer
