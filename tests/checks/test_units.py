@@ -190,3 +190,23 @@ def test_a_big_group_whose_members_alternate_keeps_the_read_objects_of_the_membe
             assert all(r is first[r[1][2]] for r in s.reads if r[1][2] in now[:260])
     finally:
         s.memo, s.reads = None, outer
+
+
+def test_a_record_derived_again_to_the_same_keys_leaves_its_entries_as_they_are() -> None:
+    """An event re-derives the ~600 endpoints behind a route table, most to the same subjects: their entries (a hub
+    appliance's thousands of members) are left alone and no entry counts as moved; a record whose keys changed
+    still moves its entries."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from plmon.checks.units import Index, _Indexes, _update_indexes
+    index = Index("t", "things", lambda _snap, r: ("x",) if r else ())
+    ix = _Indexes(track=True)
+    old: Any = SimpleNamespace(things={"a": 1, "b": 1})
+    members = ix.table(old, index).entries["x"]
+    new: Any = SimpleNamespace(things={"a": 2, "b": 1})
+    assert _update_indexes(ix, new, {("things", "a")}) == set()
+    assert ix.tables["t"][1].entries["x"] is members and members == ["a", "b"]
+    gone: Any = SimpleNamespace(things={"a": 0, "b": 1})
+    assert _update_indexes(ix, gone, {("things", "a")}) == {("t", "x")}
+    assert ix.tables["t"][1].entries["x"] == "b"
