@@ -700,7 +700,9 @@ def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], comp
         return list(hit[1])
     entries = memo.entries
     values: list[T] = []
-    big = len(members) >= _GROUP
+    # kept only for the groups an event judges again (a focused run): a full evaluation's ~40 hub groups kept would
+    # cost the daemon ~8 MB of RSS for the few that events re-judge
+    big = len(members) >= _GROUP and _S.focus is not None
     kept = memo.groups.get(group) if big else None
     if kept is None or kept[0] != members:
         # members come and go (a route table's endpoints join and leave its hub appliance): the members kept keep

@@ -142,10 +142,12 @@ def test_an_index_entry_keeps_its_members_sorted_whether_one_or_many() -> None:
 
 
 def test_a_big_shared_each_group_records_each_members_read_and_keeps_its_reads_across_passes() -> None:
-    """A hub appliance's group: every member's entry is read once, and a later pass with the same members records
-    the very same read objects (the subject's earlier reads compare by identity), recomputing only a dropped one."""
+    """A hub appliance's group judged again by events: every member's entry is read once, and a later pass with the
+    same members records the very same read objects (the subject's earlier reads compare by identity), recomputing
+    only a dropped one."""
     s = state()
     s.memo, outer = _Memo(), s.reads
+    s.focus = frozenset({"k"})
     members = tuple(f"e{i:04d}" for i in range(300))
     calls: list[str] = []
 
@@ -169,7 +171,7 @@ def test_a_big_shared_each_group_records_each_members_read_and_keeps_its_reads_a
         assert shared_each(("g", "k"), members[1:], compute) == [m.upper() for m in members[1:]]
         assert s.reads == {(MEMO, ("g", "k", m)) for m in members[1:]}
     finally:
-        s.memo, s.reads = None, outer
+        s.memo, s.reads, s.focus = None, outer, None
 
 
 def test_a_big_group_whose_members_alternate_keeps_the_read_objects_of_the_members_it_keeps() -> None:
@@ -177,6 +179,7 @@ def test_a_big_group_whose_members_alternate_keeps_the_read_objects_of_the_membe
     that stay are recorded with the same read objects each time, those that come back are read again."""
     s = state()
     s.memo, outer = _Memo(), s.reads
+    s.focus = frozenset({"k"})
     members = tuple(f"e{i:04d}" for i in range(300))
     try:
         s.reads = set()
@@ -189,7 +192,7 @@ def test_a_big_group_whose_members_alternate_keeps_the_read_objects_of_the_membe
             assert s.reads == {(MEMO, ("g", "k", m)) for m in now}
             assert all(r is first[r[1][2]] for r in s.reads if r[1][2] in now[:260])
     finally:
-        s.memo, s.reads = None, outer
+        s.memo, s.reads, s.focus = None, outer, None
 
 
 def test_a_record_derived_again_to_the_same_keys_leaves_its_entries_as_they_are() -> None:
@@ -210,3 +213,17 @@ def test_a_record_derived_again_to_the_same_keys_leaves_its_entries_as_they_are(
     gone: Any = SimpleNamespace(things={"a": 0, "b": 1})
     assert _update_indexes(ix, gone, {("things", "a")}) == {("t", "x")}
     assert ix.tables["t"][1].entries["x"] == "b"
+
+
+def test_a_full_evaluation_keeps_no_group() -> None:
+    """Groups are kept only for what events judge again: a full evaluation (no focus) leaves none behind."""
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    try:
+        s.reads = set()
+        members = tuple(f"e{i:04d}" for i in range(300))
+        assert shared_each(("g", "k"), members, str.upper) == [m.upper() for m in members]
+        assert s.reads == {(MEMO, ("g", "k", m)) for m in members}
+        assert s.memo.groups == {}
+    finally:
+        s.memo, s.reads = None, outer
