@@ -965,17 +965,18 @@ class _Engine:
                 return pe
         return None
 
-    def endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr) -> _EndpointIp:
+    def endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr, text: str | None = None) -> _EndpointIp:
+        """What a path to ``ip`` takes of the endpoint (``text``: ``str(ip)`` when the caller has it)."""
         key = (pe.key, ip)
         if self.tracked:
             # only this endpoint's paths use it, which are kept as one unit: computed (and its reads recorded) with
             # them, not kept as shared work of its own (~35k entries, ~15 MB of the daemon's RSS at 100k resources)
-            return self._endpoint_ip(pe, ip)
+            return self._endpoint_ip(pe, ip, text)
         if key not in self._endpoint_ips:
-            self._endpoint_ips[key] = self._endpoint_ip(pe, ip)
+            self._endpoint_ips[key] = self._endpoint_ip(pe, ip, text)
         return self._endpoint_ips[key]
 
-    def _endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr) -> _EndpointIp:
+    def _endpoint_ip(self, pe: PrivateEndpoint, ip: IPAddr, text: str | None = None) -> _EndpointIp:
         snap = self.snap
         snap.private_endpoints.get(pe.key)   # what it judges is this endpoint's
         ep_subnet = snap.subnet_of(pe)
@@ -995,7 +996,7 @@ class _Engine:
                 break
         return _EndpointIp(ep_subnet.pe_policies if ep_subnet else None, vnet_prefix,
                            vnet_net.prefixlen if vnet_net else None,
-                           RouteCandidate(f"{ip}/{bits}", ENDPOINT, "InterfaceEndpoint", endpoint_id=pe.id),
+                           RouteCandidate(f"{text or ip}/{bits}", ENDPOINT, "InterfaceEndpoint", endpoint_id=pe.id),
                            value, region)
 
     # per group
@@ -1057,9 +1058,10 @@ class _Engine:
         per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, _Layout]] = []
         for ip in dict.fromkeys(ips):
             holders: list[PrivateEndpoint] = self.by_ip.get(ip) or []
-            info = self.endpoint_ip(pe, ip)
+            text = str(ip)   # once per IP (ipaddress formats in Python): the path's destination and the /32's prefix
+            info = self.endpoint_ip(pe, ip, text)
             only_holder = len(holders) == 1 and holders[0] is pe
-            per_ip.append((ip, str(ip), only_holder, info, self.layout(pe_vnet, info, ip.version)))
+            per_ip.append((ip, text, only_holder, info, self.layout(pe_vnet, info, ip.version)))
         explain = self._explain
         for i, subnet in enumerate(clients):
             for ip, destination, only_holder, info, layout in per_ip:

@@ -30,11 +30,28 @@ def _one_line(text: str) -> str:
 def _argv(args: Iterable[Arg]) -> list[str]:
     out: list[str] = []
     for a in args:
-        if isinstance(a, str | int):
+        if type(a) is str:   # most arguments: no str() copy, no union isinstance
+            out.append(a)
+        elif isinstance(a, str | int):
             out.append(str(a))
         else:
             out.extend(str(x) for x in a)  # one flag taking several values: each its own argument
     return out
+
+
+# Each distinct argument quoted once: a finding's fixes repeat the same flags, groups and names for each of its
+# endpoints (a route table's udr-bypassed fixes were ~10% of a route-table event in the daemon, issue 14).
+_QUOTED: dict[str, str] = {}
+_QUOTED_MAX = 4096   # ~1 MB at most: the repeated texts are back after a clear at once
+
+
+def _quote(text: str) -> str:
+    got = _QUOTED.get(text)
+    if got is None:
+        if len(_QUOTED) >= _QUOTED_MAX:
+            _QUOTED.clear()
+        got = _QUOTED[text] = shlex.quote(text)
+    return got
 
 
 def note(text: str) -> str:
@@ -45,7 +62,7 @@ def note(text: str) -> str:
 def az(*args: Arg, comment: str | None = None) -> str:
     """``az`` with ``args`` (a list or tuple stands for several arguments), each quoted for a POSIX shell;
     ``comment`` follows as a shell comment."""
-    line = shlex.join(["az", *_argv(args)])
+    line = " ".join(map(_quote, ["az", *_argv(args)]))   # shlex.join, each argument's quoting kept
     return f"{line}   {note(comment)}" if comment else line
 
 

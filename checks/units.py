@@ -551,7 +551,13 @@ class _Memo:
         self.transient: list[Hashable] = []   # the TRANSIENT entries this pass computed, to drop at its end
         self.stale: dict[Hashable, tuple[Any, ReadSet]] = {}   # CUTOFF entries an event dropped, to compare again
         # shared_each's groups this pass: group -> (members, values, reads); dropped when the pass ends
-        self.passing: dict[Hashable, tuple[tuple[Hashable, ...], list[Any], list[Read]]] = {}
+        self.passing: dict[Hashable, tuple[tuple[Hashable, ...], Any, frozenset[Read]]] = {}
+        # shared_each's big groups (a hub appliance's ~4,500 endpoints), kept across passes: their keys and reads as
+        # one frozenset, made once while the members stay the same. A pass that judges the hub again then adds the
+        # reads to its frame and compares them with what the subject read before by their stored hashes and by
+        # identity, instead of building, hashing and comparing ~9k new tuples each time (~25 ms an event, issue 14).
+        self.groups: dict[Hashable, tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], frozenset[Read],
+                                          dict[Hashable, tuple[tuple[Hashable, ...], Read]]]] = {}
 
     def drop_transient(self) -> None:
         """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads)."""
@@ -568,6 +574,8 @@ class _Memo:
         self.frozen = {}
         self.interned = {}
         self.passing = {}
+        if len(self.groups) > _GROUPS_KEPT:   # groups of subjects gone stay until then: start afresh
+            self.groups = {}
 
     def put(self, key: Hashable, value: Any, reads: ReadSet) -> None:
         self.entries[key] = (value, reads)
@@ -692,19 +700,43 @@ def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], comp
         return list(hit[1])
     entries = memo.entries
     values: list[T] = []
-    reads: list[Read] = []
-    for m in members:
-        key = (*group, m)
-        got = entries.get(key)
-        if got is None or got[0] is _DROPPED:
-            values.append(shared(key, lambda m=m: compute(m)))   # type: ignore[misc]
-        else:
-            values.append(got[0])
-        reads.append((MEMO, key))
-    if _S.reads is not None:
-        _S.reads.update(reads)
+    # kept only for the groups an event judges again (a focused run): a full evaluation's ~40 hub groups kept would
+    # cost the daemon ~8 MB of RSS for the few that events re-judge
+    big = len(members) >= _GROUP and _S.focus is not None
+    kept = memo.groups.get(group) if big else None
+    if kept is None or kept[0] != members:
+        # members come and go (a route table's endpoints join and leave its hub appliance): the members kept keep
+        # their key and read objects, which the subject's earlier reads hold
+        old = kept[3] if kept is not None else {}
+        made = [old.get(m) or _group_key(group, m) for m in members]
+        kept = (members, [kr[0] for kr in made], frozenset([kr[1] for kr in made]), dict(zip(members, made,
+                                                                                            strict=True)))
+        if big:
+            memo.groups[group] = kept
+    outer, _S.reads = _S.reads, None   # the frame takes the group's reads below, the very objects kept
+    try:
+        for m, key in zip(members, kept[1], strict=True):
+            got = entries.get(key)
+            if got is None or got[0] is _DROPPED:
+                values.append(shared(key, lambda m=m: compute(m)))   # type: ignore[misc]
+            else:
+                values.append(got[0])
+    finally:
+        _S.reads = outer
+    reads = kept[2]
+    if outer is not None:
+        outer |= reads
     memo.passing[group] = (members, values, reads)
     return list(values)
+
+
+def _group_key(group: tuple[Hashable, ...], m: Hashable) -> tuple[tuple[Hashable, ...], Read]:
+    key = (*group, m)
+    return key, (MEMO, key)
+
+
+_GROUP = 256   # shared_each groups of at least this many members are kept across passes (_Memo.groups)
+_GROUPS_KEPT = 4096
 
 
 def _again(memo: _Memo, key: Hashable, reads: ReadSet, compute: Callable[[], T]) -> T:
@@ -794,15 +826,23 @@ def _update_indexes(ix: _Indexes, new: Snapshot, changed: set[Read]) -> set[Read
         lists = table.deps.lists
         if lists:
             # only the reads some record of this index made (a route event's ~2k changed reads, for each index)
-            for t in [t for t in touched if t in lists]:
+            for t in lists.keys() & touched:   # in C: the dict's lookups for each changed read
                 redo.update(table.reading(t))
+        own = name in ix.needs.get(name, ())   # its keys look itself up: the record leaves it before they are derived
         for rkey in redo:
             record = coll.get(rkey)
-            old_keys = table.remove(rkey, forget=record is None)   # type: ignore[arg-type]
             if record is None:
-                moved |= {(name, d) for d in old_keys}
+                moved |= {(name, d) for d in table.remove(rkey, forget=True)}   # type: ignore[arg-type]
                 continue
+            old_keys = table.remove(rkey, forget=False) if own else ()   # type: ignore[arg-type]
             dkeys, reads = _derive(new, index, record, ix.track)
+            if not own:
+                if dkeys == table.of.get(rkey, ()):   # type: ignore[call-overload]
+                    # the same keys (most records a route or network event derives again): its entries stay as they
+                    # are, without taking it out of each (a hub appliance's ~4,500 members) and putting it back
+                    table.note_reads(rkey, reads)   # type: ignore[arg-type]
+                    continue
+                old_keys = table.remove(rkey, forget=False)   # type: ignore[arg-type]
             table.add(rkey, dkeys)          # type: ignore[arg-type]
             table.note_reads(rkey, reads)   # type: ignore[arg-type]
             # an entry the record stays in keeps the same members in the same (sorted) order: it did not move

@@ -233,3 +233,10 @@ def test_prose_stays_readable_and_inert() -> None:
 def test_any_argument_survives_the_shell_round_trip(args: list[str]) -> None:
     """Whatever text a name holds, the shell splits az's line back into exactly the arguments given."""
     assert shlex.split(az(*args)) == ["az", *args]
+
+
+def test_a_repeated_argument_is_quoted_as_shlex_quotes_it_each_time() -> None:
+    """The quoting kept per distinct text gives what shlex.join gives, the first time and after."""
+    args = ["network", "route-table", HOSTILE, "--name", "", "a b", HOSTILE]
+    for _ in range(2):
+        assert az(*args) == shlex.join(["az", *args])

@@ -101,3 +101,18 @@ def test_what_the_checks_make_of_a_hop_is_the_appliance_rule(tmp_path: Path) -> 
         assert route._reported_hop(p.hop) == (bool(route._nics_forwarding_off(p.hop)) or not verdicts or any(
             v is None or v.snats is not True for _s, v in verdicts))
 
+
+
+def test_an_endpoints_32_from_the_ip_text_is_the_one_from_the_address(tmp_path: Path) -> None:
+    """paths_of hands its one str(ip) to endpoint_ip: the endpoint's /32 and the rest of what it takes are the same."""
+    from plmon.checks.paths import _engine_for, parse_ip
+    snap = _Tenant(tmp_path / "t").snap
+    engine = _engine_for(snap)
+    seen = 0
+    for pe in list(snap.private_endpoints.values())[:20]:
+        for raw in pe.ip_addresses:
+            ip = parse_ip(raw)
+            if ip is not None:
+                assert engine._endpoint_ip(pe, ip, str(ip)) == engine._endpoint_ip(pe, ip)
+                seen += 1
+    assert seen

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from plmon.checks.units import MEMO, Read, Reverse, _frozen, _Memo, _note, shared, state
+from plmon.checks.units import MEMO, Read, Reverse, _frozen, _Memo, _note, shared, shared_each, state
 
 
 def test_holders_are_filtered_by_what_they_read_now_and_reported_once() -> None:
@@ -139,3 +139,91 @@ def test_an_index_entry_keeps_its_members_sorted_whether_one_or_many() -> None:
     assert t.entries == {"x": "b"}
     t.remove("b")
     assert t.entries == {} and t.of == {}
+
+
+def test_a_big_shared_each_group_records_each_members_read_and_keeps_its_reads_across_passes() -> None:
+    """A hub appliance's group judged again by events: every member's entry is read once, and a later pass with the
+    same members records the very same read objects (the subject's earlier reads compare by identity), recomputing
+    only a dropped one."""
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    s.focus = frozenset({"k"})
+    members = tuple(f"e{i:04d}" for i in range(300))
+    calls: list[str] = []
+
+    def compute(m: str) -> str:
+        calls.append(m)
+        _note("c", m)
+        return m.upper()
+    try:
+        s.reads = set()
+        assert shared_each(("g", "k"), members, compute) == [m.upper() for m in members]
+        first = set(s.reads)
+        assert first == {(MEMO, ("g", "k", m)) for m in members}
+        s.memo.unshare()
+        s.memo.invalidate([("c", "e0007")])
+        s.reads = set()
+        assert shared_each(("g", "k"), members, compute) == [m.upper() for m in members]
+        assert calls.count("e0007") == 2 and len(calls) == 301
+        assert s.reads == first and all(any(r is f for f in first) for r in s.reads)
+        s.memo.unshare()
+        s.reads = set()
+        assert shared_each(("g", "k"), members[1:], compute) == [m.upper() for m in members[1:]]
+        assert s.reads == {(MEMO, ("g", "k", m)) for m in members[1:]}
+    finally:
+        s.memo, s.reads, s.focus = None, outer, None
+
+
+def test_a_big_group_whose_members_alternate_keeps_the_read_objects_of_the_members_it_keeps() -> None:
+    """A route table toggled back and forth moves endpoints in and out of its hub appliance's group: the members
+    that stay are recorded with the same read objects each time, those that come back are read again."""
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    s.focus = frozenset({"k"})
+    members = tuple(f"e{i:04d}" for i in range(300))
+    try:
+        s.reads = set()
+        shared_each(("g", "k"), members, str.upper)
+        first = {r[1][2]: r for r in s.reads}
+        for now in (members[:260], members):
+            s.memo.unshare()
+            s.reads = set()
+            assert shared_each(("g", "k"), now, str.upper) == [m.upper() for m in now]
+            assert s.reads == {(MEMO, ("g", "k", m)) for m in now}
+            assert all(r is first[r[1][2]] for r in s.reads if r[1][2] in now[:260])
+    finally:
+        s.memo, s.reads, s.focus = None, outer, None
+
+
+def test_a_record_derived_again_to_the_same_keys_leaves_its_entries_as_they_are() -> None:
+    """An event re-derives the ~600 endpoints behind a route table, most to the same subjects: their entries (a hub
+    appliance's thousands of members) are left alone and no entry counts as moved; a record whose keys changed
+    still moves its entries."""
+    from types import SimpleNamespace
+    from typing import Any
+
+    from plmon.checks.units import Index, _Indexes, _update_indexes
+    index = Index("t", "things", lambda _snap, r: ("x",) if r else ())
+    ix = _Indexes(track=True)
+    old: Any = SimpleNamespace(things={"a": 1, "b": 1})
+    members = ix.table(old, index).entries["x"]
+    new: Any = SimpleNamespace(things={"a": 2, "b": 1})
+    assert _update_indexes(ix, new, {("things", "a")}) == set()
+    assert ix.tables["t"][1].entries["x"] is members and members == ["a", "b"]
+    gone: Any = SimpleNamespace(things={"a": 0, "b": 1})
+    assert _update_indexes(ix, gone, {("things", "a")}) == {("t", "x")}
+    assert ix.tables["t"][1].entries["x"] == "b"
+
+
+def test_a_full_evaluation_keeps_no_group() -> None:
+    """Groups are kept only for what events judge again: a full evaluation (no focus) leaves none behind."""
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    try:
+        s.reads = set()
+        members = tuple(f"e{i:04d}" for i in range(300))
+        assert shared_each(("g", "k"), members, str.upper) == [m.upper() for m in members]
+        assert s.reads == {(MEMO, ("g", "k", m)) for m in members}
+        assert s.memo.groups == {}
+    finally:
+        s.memo, s.reads = None, outer
