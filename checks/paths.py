@@ -1027,6 +1027,19 @@ class _Engine:
                 [system[i][1] for i in sys_idx], [udrs[i][1] for i in udr_idx], version, info)
         return found
 
+    def decided(self, vnet_key: str | None, table: RouteTable | None, info: _EndpointIp,
+                version: int) -> tuple[_Decision, RouteCandidate | None, Hop | None, bool, bool]:
+        """(the group's decision, its winning route, the appliance it routes through, whether it does, whether
+        the decision depends on the IP: a route lies strictly inside the endpoint subnet's region), as both
+        engines take it for each (client network, route table) group."""
+        (_, sys_inside), (_, udr_inside) = self._split(vnet_key, table, info.region)
+        group = self.decision(vnet_key, table, info, version)
+        winner = group.winner
+        via = winner is not None and winner is not _ENDPOINT_WINS and \
+            lower(winner.next_hop_type) == "virtualappliance"
+        hop = self.hop(winner.next_hop_ip, vnet_key) if via and winner is not None else None
+        return group, winner, hop, via, bool(sys_inside or udr_inside)
+
     def hop(self, next_hop_ip: str | None, vnet_key: str | None) -> Hop:
         key = (next_hop_ip, vnet_key)
         if self.tracked:
@@ -1105,14 +1118,9 @@ class _Engine:
             gkey = (vnet_key, table.key if table else None)
             decided = by_group.get(gkey)
             if decided is None or decided[4] is not table_id:
-                (_, sys_inside), (_, udr_inside) = self._split(vnet_key, table, info.region)
-                if sys_inside or udr_inside:
+                group, winner, hop, via, per_ip = self.decided(vnet_key, table, info, version)
+                if per_ip:
                     uniform = False   # which of those routes cover the IP depends on the IP: not shared
-                group = self.decision(vnet_key, table, info, version)
-                winner = group.winner
-                via = winner is not None and winner is not _ENDPOINT_WINS and \
-                    lower(winner.next_hop_type) == "virtualappliance"
-                hop = self.hop(winner.next_hop_ip, vnet_key) if via and winner is not None else None
                 decided = by_group[gkey] = (group, winner, hop, via, table_id, vnet_key)
             out.append(decided)
         return uniform, tuple(out)
@@ -1390,14 +1398,9 @@ class _PlainEngine:
             gkey = (vnet_key, table.key if table else None)
             decided = by_group.get(gkey)
             if decided is None:
-                (_, sys_inside), (_, udr_inside) = engine._split(vnet_key, table, info.region)
-                if sys_inside or udr_inside:
+                group, winner, hop, via, per_ip = engine.decided(vnet_key, table, info, version)
+                if per_ip:
                     uniform = False   # which of those routes cover the IP depends on the IP: not shared
-                group = engine.decision(vnet_key, table, info, version)
-                winner = group.winner
-                via = winner is not None and winner is not _ENDPOINT_WINS and \
-                    lower(winner.next_hop_type) == "virtualappliance"
-                hop = engine.hop(winner.next_hop_ip, vnet_key) if via and winner is not None else None
                 bypass = not group.replaced_by and any(lower(u.next_hop_type) == "virtualappliance"
                                                        for u in group.not_replacing)
                 decided = by_group[gkey] = (group, winner, hop, via, via or bypass, bypass)

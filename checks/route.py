@@ -650,17 +650,25 @@ _path_parts: dict[int, tuple[PathResult, dict[str, Any]]] = {}
 _PATH_PARTS_MAX = 100_000
 
 
-def _path_part(p: PathResult) -> dict[str, Any]:
-    hit = _path_parts.get(id(p))
-    if hit is not None and hit[0] is p:
+def _kept_dict(cache: dict[int, tuple[T, dict[str, Any]]], obj: T,
+               build: Callable[[T], dict[str, Any]]) -> dict[str, Any]:
+    """``build(obj)``, kept by the object's identity (the entry holds the object, so its id is not reused while
+    kept); the cache is emptied when it reaches its bound."""
+    hit = cache.get(id(obj))
+    if hit is not None and hit[0] is obj:
         return hit[1]
-    if len(_path_parts) >= _PATH_PARTS_MAX:
-        _path_parts.clear()
-    part = {"path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
-            "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
-            "route": _route_dict(p.route) if p.route else None}
-    _path_parts[id(p)] = (p, part)
-    return part
+    if len(cache) >= _PATH_PARTS_MAX:
+        cache.clear()
+    made = build(obj)
+    cache[id(obj)] = (obj, made)
+    return made
+
+
+def _path_part(p: PathResult) -> dict[str, Any]:
+    return _kept_dict(_path_parts, p, lambda p: {
+        "path": p.path_text(), "client_subnet": p.subnet_id.raw, "endpoint_ip": p.destination,
+        "private_endpoint": p.endpoint.id.raw if p.endpoint else None,
+        "route": _route_dict(p.route) if p.route else None})
 
 
 # A route's evidence dict per route object, bounded: the paths of a group share their winning route, and a hub
@@ -670,14 +678,7 @@ _route_dicts: dict[int, tuple[RouteCandidate, dict[str, Any]]] = {}
 
 
 def _route_dict(r: RouteCandidate) -> dict[str, Any]:
-    hit = _route_dicts.get(id(r))
-    if hit is not None and hit[0] is r:
-        return hit[1]
-    if len(_route_dicts) >= _PATH_PARTS_MAX:
-        _route_dicts.clear()
-    d = r.to_dict()
-    _route_dicts[id(r)] = (r, d)
-    return d
+    return _kept_dict(_route_dicts, r, RouteCandidate.to_dict)
 
 
 _UNKEPT: Any = object()   # the rows read several firewalls' verdicts: what a check made of them is not kept
