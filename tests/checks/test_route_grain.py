@@ -5,57 +5,24 @@ subnet region), and what the route checks make of a next hop is judged once per 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from unitskit import UnitsTenant
+
 import plmon.checks.route as route
-from plmon.checks.engine import Evaluation, evaluate
-from plmon.checks.incremental import Units
 from plmon.checks.paths import paths_for
 from plmon.checks.units import MEMO
-from plmon.monitor.collect.builder import link, relink
-from plmon.monitor.collect.plan import collect
-from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.model.arm_id import parse_id
-from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
-from plmon.monitor.service.reevaluate import reread_into
-
-AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
-def _shown(ev: Evaluation) -> list[dict[str, Any]]:
-    return [f.to_dict() for f in ev.findings]
-
-
-class _Tenant:
-    """A synth tenant under the daemon's units, changed one resource at a time on disk."""
-
-    def __init__(self, folder: Path) -> None:
-        write_tenant(generate(SynthSpec(subscriptions=4, endpoints=80, seed=6, bad_share=0.3, hub_endpoints=6)),
-                     folder)
-        self.reader = RecordedTenant(folder)
-        self.inv = collect(self.reader, manifest=self.reader.manifest, workers=1)
-        self.snap, self.links = link(self.inv, taken_at=AT)
-        self.units = Units()
-        assert _shown(self.units.full(self.snap)) == _shown(evaluate(self.snap))
-
-    def event(self, path: Path, body: dict[str, Any], rid: str) -> None:
-        path.write_text(json.dumps(body), encoding="utf-8")
-        self.inv, result = reread_into(self.reader, self.inv, [parse_id(rid)])
-        new, self.links = relink(self.snap, self.links, self.inv, result.touched, taken_at=AT)
-        got, _report = self.units.update(self.snap, new, self.links.changed)
-        assert _shown(got) == _shown(evaluate(new))
-        self.snap = new
-
-
-def _entries(t: _Tenant, tag: str) -> dict[Any, Any]:
+def _entries(t: UnitsTenant, tag: str) -> dict[Any, Any]:
     return {k: e for k, e in t.units.memo.entries.items() if type(k) is tuple and k[0] == tag}
 
 
 def test_an_endpoints_paths_read_their_subnets_layout_not_the_route_tables(tmp_path: Path) -> None:
     """An endpoint's paths read a layout entry and no route table; a layout is shared by the endpoints of a subnet."""
-    t = _Tenant(tmp_path / "t")
+    t = UnitsTenant(tmp_path / "t")
     paths, layouts = _entries(t, "paths.of"), _entries(t, "paths.layout")
     assert layouts and len(layouts) < len(paths)
     for _value, reads in paths.values():
@@ -67,7 +34,7 @@ def test_an_endpoints_paths_read_their_subnets_layout_not_the_route_tables(tmp_p
 def test_a_route_inside_an_endpoint_subnet_keeps_that_subnets_layout_per_ip(tmp_path: Path) -> None:
     """A route strictly inside an endpoint subnet makes the decision depend on the IP: its layout is kept per IP,
     and the evaluation after the event still equals a full one."""
-    t = _Tenant(tmp_path / "t")
+    t = UnitsTenant(tmp_path / "t")
     pe = next(pe for _k, pe in sorted(t.snap.private_endpoints.items())
               if pe.ip_addresses and any(p.route_table_id is not None for p in paths_for(t.snap, pe)))
     table_key = next(p.route_table_id.key for p in paths_for(t.snap, pe) if p.route_table_id is not None)
@@ -89,7 +56,7 @@ def test_a_route_inside_an_endpoint_subnet_keeps_that_subnets_layout_per_ip(tmp_
 def test_what_the_checks_make_of_a_hop_is_the_appliance_rule(tmp_path: Path) -> None:
     """_appliance_keys, the rows and _reported_hop all follow _hop_verdicts (the one statement of the rule) on every
     resolved next hop of a synth tenant."""
-    snap = _Tenant(tmp_path / "t").snap
+    snap = UnitsTenant(tmp_path / "t").snap
     hops = {id(p.hop): p for pe in snap.private_endpoints.values() for p in paths_for(snap, pe)
             if p.via_appliance and p.hop is not None and p.hop.kind != "unresolved"}
     assert hops
@@ -106,7 +73,7 @@ def test_what_the_checks_make_of_a_hop_is_the_appliance_rule(tmp_path: Path) -> 
 def test_an_endpoints_32_from_the_ip_text_is_the_one_from_the_address(tmp_path: Path) -> None:
     """paths_of hands its one str(ip) to endpoint_ip: the endpoint's /32 and the rest of what it takes are the same."""
     from plmon.checks.paths import _engine_for, parse_ip
-    snap = _Tenant(tmp_path / "t").snap
+    snap = UnitsTenant(tmp_path / "t").snap
     engine = _engine_for(snap)
     seen = 0
     for pe in list(snap.private_endpoints.values())[:20]:

@@ -5,52 +5,17 @@ was, and the evaluation stays what a full evaluation gives."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from unitskit import UnitsTenant
 
 import plmon.checks.route as route
 import plmon.checks.units as units
-from plmon.checks.engine import Evaluation, evaluate
-from plmon.checks.incremental import Units
+from plmon.checks.engine import evaluate
 from plmon.checks.units import plain
-from plmon.monitor.collect.builder import link, relink
-from plmon.monitor.collect.plan import collect
-from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.model.arm_id import parse_id
-from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
-from plmon.monitor.service.reevaluate import reread_into
-
-AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-def _shown(ev: Evaluation) -> list[dict[str, Any]]:
-    return [f.to_dict() for f in ev.findings]
-
-
-class _Tenant:
-    """A synth tenant under the daemon's units, changed one resource at a time on disk."""
-
-    def __init__(self, folder: Path) -> None:
-        # a hub firewall that leaves 150+ paths untranslated, and route tables bypassed (seed chosen for both)
-        write_tenant(generate(SynthSpec(subscriptions=4, endpoints=80, seed=6, bad_share=0.3, hub_endpoints=6)),
-                     folder)
-        self.folder = folder
-        self.reader = RecordedTenant(folder)
-        self.inv = collect(self.reader, manifest=self.reader.manifest, workers=1)
-        self.snap, self.links = link(self.inv, taken_at=AT)
-        self.units = Units()
-        assert _shown(self.units.full(self.snap)) == _shown(evaluate(self.snap))
-
-    def event(self, path: Path, body: dict[str, Any], rid: str) -> None:
-        path.write_text(json.dumps(body), encoding="utf-8")
-        self.inv, result = reread_into(self.reader, self.inv, [parse_id(rid)])
-        new, self.links = relink(self.snap, self.links, self.inv, result.touched, taken_at=AT)
-        got, _report = self.units.update(self.snap, new, self.links.changed)
-        assert _shown(got) == _shown(evaluate(new))
-        self.snap = new
 
 
 @pytest.fixture
@@ -77,7 +42,7 @@ def built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_an_endpoint_event_builds_only_that_endpoints_route_evidence(tmp_path: Path, built: list[str]) -> None:
     """After a change to one endpoint, the appliance and table findings it is part of are judged again from the
     other endpoints' kept evidence: only the changed endpoint's is built (and the result equals a full run)."""
-    t = _Tenant(tmp_path / "t")
+    t = UnitsTenant(tmp_path / "t")
     assert built, "the tenant has appliance or bypass findings"
     snat = next(f for f in evaluate(t.snap).findings if f.check_id == "route.nva-missing-snat")
     named = {row["private_endpoint"].lower() for row in snat.evidence["paths"]}
@@ -104,7 +69,7 @@ def test_an_endpoint_event_builds_only_that_endpoints_route_evidence(tmp_path: P
 
 def test_a_route_table_event_keeps_the_other_tables_endpoints_evidence(tmp_path: Path, built: list[str]) -> None:
     """A spoke's route table stripped to its default route: the endpoints behind it are built again, no others."""
-    t = _Tenant(tmp_path / "t")
+    t = UnitsTenant(tmp_path / "t")
     for path in sorted((tmp_path / "t" / "arm").rglob("routeTables.json")):
         body = json.loads(path.read_text(encoding="utf-8"))
         table = next((x for x in body["value"] if len(x["properties"].get("routes", [])) >= 2
@@ -133,7 +98,7 @@ def test_an_unmoved_cutoff_value_is_kept_as_it_was(tmp_path: Path, monkeypatch: 
         return verdicts[-1]
 
     monkeypatch.setitem(units.CUTOFF, "route.appliance-rows", (recompute, counted))
-    t = _Tenant(tmp_path / "t")
+    t = UnitsTenant(tmp_path / "t")
     rows = {k: v for k, (v, _r) in t.units.memo.entries.items()
             if type(k) is tuple and k[0] == "route.appliance-rows"}
     assert rows
@@ -157,7 +122,7 @@ def test_an_unmoved_cutoff_value_is_kept_as_it_was(tmp_path: Path, monkeypatch: 
 def test_an_endpoints_paths_read_their_networks_client_subnets_once(tmp_path: Path) -> None:
     """Under the units an endpoint's paths read one kept entry for its network's client subnets, not each client
     subnet, and the entry is shared by the network's endpoints."""
-    t = _Tenant(tmp_path / "t")
+    t = UnitsTenant(tmp_path / "t")
     entries = t.units.memo.entries
     clients = [k for k in entries if type(k) is tuple and k[0] == "paths.clients"]
     assert clients
@@ -172,7 +137,7 @@ def test_a_firewall_policy_event_asks_once_per_subject_whether_its_policy_is_unr
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A policy change that judges a hub firewall's rows again asks whether its policy is unread once per subject
     and verdict model, not once per row (and the evaluation equals a full one)."""
-    t = _Tenant(tmp_path / "t")
+    t = UnitsTenant(tmp_path / "t")
     asked: list[str] = []
     unread = route._policy_unread
 
