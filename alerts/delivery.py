@@ -128,6 +128,11 @@ class DeliveryWorker:
                 self._release(row)
         return report
 
+    def holding(self, findings: Collection[tuple[str, str]]) -> bool:
+        """Whether a pass has an alert of any of these findings claimed and not yet settled."""
+        with self._lock:
+            return any(self._in_flight.get(k, 0) > 0 for k in findings)
+
     def _release(self, row: OutboxRow) -> None:
         """``row`` is settled (or its pass is over): a waiting run_first may claim the finding's next alert."""
         with self._lock:

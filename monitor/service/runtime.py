@@ -70,6 +70,12 @@ class _Priority:
         """Busy until :meth:`leave`: for work handed from one thread to another."""
         with self._idle:
             self._busy += 1
+            self._idle.notify_all()   # a wait's ``unless`` may hold now
+
+    def poke(self) -> None:
+        """Wake the waits: what their ``unless`` reads has changed."""
+        with self._idle:
+            self._idle.notify_all()
 
     def leave(self, times: int = 1) -> None:
         if times:
@@ -77,9 +83,11 @@ class _Priority:
                 self._busy -= times
                 self._idle.notify_all()
 
-    def wait_idle(self, timeout: float) -> None:
+    def wait_idle(self, timeout: float, unless: Callable[[], bool] | None = None) -> None:
+        """Until nothing is busy, ``unless()`` holds (read whenever the busy count moves or :meth:`poke` is
+        called) or ``timeout`` passes."""
         with self._idle:
-            self._idle.wait_for(lambda: self._busy == 0, timeout)
+            self._idle.wait_for(lambda: self._busy == 0 or (unless is not None and unless()), timeout)
 
 
 class Runtime:
@@ -159,6 +167,7 @@ class Runtime:
                 self._priority.leave(holds)
                 continue
             self._sending_first = frozenset(findings)
+            self._priority.poke()   # a backlog send stepping aside may hold one of these: it must not wait on us
             try:
                 self.daemon.deliver_first(sorted(findings), FIRST_PATIENCE)
             except Exception:
@@ -185,7 +194,15 @@ class Runtime:
         send (an earlier alert of a finding it is sending), which would only make it wait longer."""
         wanted = self._sending_first
         if not any((r.check_id, r.resource_key) in wanted for r in rows):
-            self._priority.wait_idle(YIELD_AT_MOST)
+            self._priority.wait_idle(YIELD_AT_MOST, unless=self._first_waits_for_backlog)
+
+    def _first_waits_for_backlog(self) -> bool:
+        """Whether the first lane has (or is about to take) a finding whose alert this backlog pass holds: the lane
+        then waits for the pass (up to FIRST_PATIENCE) while its hand-over keeps the runtime busy, so a backlog send
+        that waited for idle would wait for itself, each send up to YIELD_AT_MOST (a 5 s alert seen at 10k)."""
+        with self._first_lock:
+            wanted = self._first | self._sending_first
+        return bool(wanted) and self.daemon.delivery.holding(wanted)
 
     # --- intake ----------------------------------------------------------------------------------
     def _work(self) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from daemonkit import ACCOUNT_ID, ACCOUNT_PATH, HOOK_SECRET, PUBLIC_CHECK, SECRET, event, receiver, write_account
 from tenantkit import endpoint, storage_account, sub_list, write_tenant
 
+import plmon.monitor.service.runtime as runtime_module
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.config import parse_config
 from plmon.monitor.service.daemon import Daemon
@@ -77,7 +80,7 @@ def test_backlog_steps_aside_for_events_but_not_when_the_first_lane_waits_on_its
     cfg = parse_config({"server": {"secret": SECRET}}, env={})
     runtime = Runtime(Daemon(cfg, RecordedTenant(folder), SqliteStore(db), SqliteIntake(db)))
     waits: list[float] = []
-    runtime._priority.wait_idle = waits.append  # type: ignore[method-assign]
+    runtime._priority.wait_idle = lambda timeout, unless=None: waits.append(timeout)  # type: ignore[method-assign]
 
     def row(key: str) -> OutboxRow:
         return OutboxRow(alert_id=f"a-{key}", channel="hook", check_id=PUBLIC_CHECK, resource_key=key, seq=1,
@@ -88,6 +91,50 @@ def test_backlog_steps_aside_for_events_but_not_when_the_first_lane_waits_on_its
     assert waits == []
     runtime._step_aside([row("cold")])
     assert len(waits) == 1
+
+
+def _runtime(tmp_path: Path) -> Runtime:
+    folder = _tenant(tmp_path / "t")
+    db = tmp_path / "state.db"
+    cfg = parse_config({"server": {"secret": SECRET}}, env={})
+    return Runtime(Daemon(cfg, RecordedTenant(folder), SqliteStore(db), SqliteIntake(db)))
+
+
+def _other_row() -> OutboxRow:
+    return OutboxRow(alert_id="a-other", channel="hook", check_id=PUBLIC_CHECK, resource_key="other", seq=1,
+                     kind="opened", created_at=datetime.now(UTC), payload={})
+
+
+def test_a_backlog_send_does_not_wait_while_the_first_lane_waits_for_an_alert_the_pass_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog pass holding an earlier alert of a finding handed to the first lane sends its other rows at once:
+    the hand-over keeps the runtime busy until the lane has sent, and the lane waits for the pass (a mutual wait,
+    one YIELD_AT_MOST per send, up to the lane's 5 s patience)."""
+    monkeypatch.setattr(runtime_module, "YIELD_AT_MOST", 60.0)
+    runtime = _runtime(tmp_path)
+    hot = (PUBLIC_CHECK, "hot")
+    runtime.daemon.delivery._in_flight[hot] += 1      # the backlog pass has claimed the finding's earlier alert
+    runtime._alerts_queued([hot])                     # an event hands the finding to the first lane: busy
+    assert runtime._priority._busy == 1
+    done = threading.Event()
+    threading.Thread(target=lambda: (runtime._step_aside([_other_row()]), done.set()), daemon=True).start()
+    assert done.wait(30), "the backlog send waited for the hand-over that waits for it"
+
+
+def test_a_backlog_send_waiting_for_an_event_is_released_when_the_first_lane_takes_a_finding_it_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A send that began waiting while an event ran stops waiting once that event hands the first lane a finding
+    whose alert the pass holds (the lane would otherwise wait for the send that waits for the lane)."""
+    monkeypatch.setattr(runtime_module, "YIELD_AT_MOST", 60.0)
+    runtime = _runtime(tmp_path)
+    hot = (PUBLIC_CHECK, "hot")
+    runtime.daemon.delivery._in_flight[hot] += 1
+    runtime._priority.enter()                         # an event is under way
+    done = threading.Event()
+    threading.Thread(target=lambda: (runtime._step_aside([_other_row()]), done.set()), daemon=True).start()
+    assert not done.wait(0.3)                         # it steps aside for the event
+    runtime._alerts_queued([hot])
+    assert done.wait(30), "the hand-over did not release the waiting backlog send"
 
 
 def test_queued_urgent_alerts_keep_the_runtime_busy_until_the_first_lane_has_sent_them(tmp_path: Path) -> None:
