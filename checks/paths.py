@@ -310,11 +310,15 @@ def _clients_of(snap: Snapshot, vnet_key: str) -> list[Subnet]:
 
 def _endpoint_vnet_prefix(snap: Snapshot, pe: PrivateEndpoint, ip: IPAddr) -> str | None:
     vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
+    compiled = [(c, prefix) for prefix in (vnet.address_prefixes if vnet else ()) if (c := _compile(prefix))]
+    return _holding_prefix(compiled, ip.version, int(ip), ip.max_prefixlen)
+
+
+def _holding_prefix(prefixes: Iterable[tuple[_Compiled, str]], version: int, value: int, bits: int) -> str | None:
+    """The network's address prefix that holds the endpoint IP: the longest entry that does, the first on ties."""
     best: tuple[int, str] | None = None
-    value = int(ip)
-    for prefix in vnet.address_prefixes if vnet else ():
-        c = _compile(prefix)
-        if c is not None and _holds(c, ip.version, value, ip.max_prefixlen) and (best is None or c[2] > best[0]):
+    for c, prefix in prefixes:
+        if _holds(c, version, value, bits) and (best is None or c[2] > best[0]):
             best = (c[2], prefix)
     return best[1] if best else None
 
@@ -983,11 +987,7 @@ class _Engine:
         vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
         vnet_prefixes, subnet_prefixes = _subnet_part(pe.subnet_id.key if pe.subnet_id else None, ep_subnet, vnet)
         version, value, bits = ip.version, int(ip), ip.max_prefixlen
-        best: tuple[int, str] | None = None
-        for c, prefix in vnet_prefixes:   # _endpoint_vnet_prefix: the longest entry holding the IP, the first on ties
-            if _holds(c, version, value, bits) and (best is None or c[2] > best[0]):
-                best = (c[2], prefix)
-        vnet_prefix = best[1] if best else None
+        vnet_prefix = _holding_prefix(vnet_prefixes, version, value, bits)
         vnet_net = _net(vnet_prefix)
         region: _Compiled = (version, value, bits, bits)
         for c in subnet_prefixes:
@@ -1234,11 +1234,7 @@ class _PlainEngine:
                 [c for prefix in (ep_subnet.address_prefixes if ep_subnet else ()) if (c := _compile(prefix))])
         policy, vnet_prefixes, subnet_prefixes, *_ = part
         version, value, bits = ip.version, int(ip), ip.max_prefixlen
-        best: tuple[int, str] | None = None
-        for c, prefix in vnet_prefixes:   # _endpoint_vnet_prefix: the longest entry holding the IP, the first on ties
-            if _holds(c, version, value, bits) and (best is None or c[2] > best[0]):
-                best = (c[2], prefix)
-        vnet_prefix = best[1] if best else None
+        vnet_prefix = _holding_prefix(vnet_prefixes, version, value, bits)
         vnet_net = _net(vnet_prefix)
         region: _Compiled = (version, value, bits, bits)
         for c in subnet_prefixes:
