@@ -197,9 +197,11 @@ class Runtime:
             self._priority.wait_idle(YIELD_AT_MOST, unless=self._first_waits_for_backlog)
 
     def _first_waits_for_backlog(self) -> bool:
-        """Whether the first lane has (or is about to take) a finding whose alert this backlog pass holds: the lane
-        then waits for the pass (up to FIRST_PATIENCE) while its hand-over keeps the runtime busy, so a backlog send
-        that waited for idle would wait for itself, each send up to YIELD_AT_MOST (a 5 s alert seen at 10k)."""
+        """Whether the first lane has (or is about to take) a finding with an alert in flight: when the backlog pass
+        holds it, the lane waits for the pass (up to FIRST_PATIENCE) while its hand-over keeps the runtime busy, so a
+        backlog send that waited for idle would wait for itself, each send up to YIELD_AT_MOST (a 5 s alert seen at
+        10k). The delivery worker counts the lane's own claims too: then the backlog merely does not step aside
+        while the lane sends, which costs the lane a little CPU, never an alert."""
         with self._first_lock:
             wanted = self._first | self._sending_first
         return bool(wanted) and self.daemon.delivery.holding(wanted)
