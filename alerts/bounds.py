@@ -17,6 +17,7 @@ __all__ = ["LIST_MAX", "TEXT_MAX", "bounded_finding", "inert"]
 
 TEXT_MAX = 2000   # characters per string from Azure (a name, id, message or evidence value)
 LIST_MAX = 100    # items per evidence list
+KEY_MAX = 200     # characters of a key where a cut names its field
 REMEDIATION_MAX = 4000  # characters of remediation, cut at a line so that no command is left half-quoted
 # Fields plmon itself sets from a closed set: never cut, so that receivers can route on them.
 _OWN = frozenset({"check_id", "severity"})
@@ -46,9 +47,15 @@ def _spelled(where: _Where) -> str:
     steps: list[str] = []
     while isinstance(where, tuple):
         where, kind, item = where
-        steps.append(_STEPS[kind].format(item))
+        # A key is Azure's text (a tag name, say): shown inert and capped like any other, here too.
+        steps.append(_STEPS[kind].format(_cut_key(str(item)) if kind != "index" else item))
     steps.append(where)
     return "".join(reversed(steps))
+
+
+def _cut_key(key: str) -> str:
+    key = inert(key)
+    return key if len(key) <= KEY_MAX else key[: KEY_MAX - 1] + "…"
 
 
 def _cut_text(value: str, where: _Where, cuts: list[dict[str, Any]], limit: int = TEXT_MAX) -> str:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from receiver import Receiver
 from tenantkit import SUB, endpoint, provider_connection, storage_account, sub_list
 
-from plmon.alerts.bounds import LIST_MAX, REMEDIATION_MAX, TEXT_MAX, bounded_finding
+from plmon.alerts.bounds import KEY_MAX, LIST_MAX, REMEDIATION_MAX, TEXT_MAX, bounded_finding
 from plmon.alerts.outbox import outbox_rows
 from plmon.alerts.slack import SlackChannel, alert_blocks, digest_blocks
 from plmon.alerts.webhook import WebhookChannel, digest_event
@@ -128,7 +128,18 @@ def test_a_cut_deep_in_the_evidence_names_its_place_by_key_index_and_key_name() 
                "evidence": {"rows": [{"ok": "y"}, {"hop": {"name": long}}], long: 1, "n": [0] * (LIST_MAX + 1)}}
     _, cuts = bounded_finding(finding)
     assert [(c["field"], c["unit"]) for c in cuts] == [
-        ("evidence.rows[1].hop.name", "characters"), (f"evidence.{long}(key)", "characters"), ("evidence.n", "items")]
+        ("evidence.rows[1].hop.name", "characters"), (f"evidence.{long[:KEY_MAX - 1]}…(key)", "characters"),
+        ("evidence.n", "items")]
+
+
+def test_a_cut_under_an_azure_key_names_it_inert_and_capped() -> None:
+    """The field of a cut spells the keys above it as the alert shows any Azure text: control bytes inert, long keys
+    capped (a tag name chosen by a resource owner reaches every webhook receiver in ``truncated``)."""
+    key = "\x1b]0;pwned\x07" + "k" * 5000
+    _, cuts = bounded_finding({"check_id": "c", "severity": "low", "evidence": {key: "v" * (TEXT_MAX + 1)}})
+    fields = [c["field"] for c in cuts]   # the key's own cut and its value's
+    assert len(fields) == 2 and _controls(fields) == [] and all(len(f) < KEY_MAX + 20 for f in fields)
+    assert all(f.startswith("evidence.\\x1b]0;pwned\\x07k") for f in fields)
 
 
 def test_short_clean_finding_is_untouched() -> None:
