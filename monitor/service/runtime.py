@@ -83,11 +83,11 @@ class _Priority:
                 self._busy -= times
                 self._idle.notify_all()
 
-    def wait_idle(self, timeout: float, unless: Callable[[], bool] | None = None) -> None:
+    def wait_idle(self, timeout: float, unless: Callable[[], bool] | None = None) -> bool:
         """Until nothing is busy, ``unless()`` holds (read whenever the busy count moves or :meth:`poke` is
-        called) or ``timeout`` passes."""
+        called) or ``timeout`` passes; False on the timeout."""
         with self._idle:
-            self._idle.wait_for(lambda: self._busy == 0 or (unless is not None and unless()), timeout)
+            return self._idle.wait_for(lambda: self._busy == 0 or (unless is not None and unless()), timeout)
 
 
 class Runtime:
@@ -149,10 +149,12 @@ class Runtime:
         Urgent alerts count as busy from here until the first lane has sent them (not only while it sends), so
         what waits for idle (the backlog, the worker's tidy_heap) cannot slip in before the lane wakes."""
         if urgent:
+            # Busy before the hold is counted: a lane that takes the hold in between would otherwise leave before
+            # this enters, and the busy count would dip while the worker is still in its step.
+            self._priority.enter()
             with self._first_lock:
                 self._first.update(urgent)
                 self._first_holds += 1
-            self._priority.enter()
             self._first_wake.set()
         self._backlog_wake.set()
 
@@ -228,11 +230,20 @@ class Runtime:
                 if report.events == 0:
                     break
                 done += report.events
-            if done and tidy:
-                # The pass holds the interpreter: after the alerts the steps moved were sent.
-                self._priority.wait_idle(YIELD_AT_MOST)
+            if done and tidy and self._settled_for_tidy():
                 self.daemon.tidy_heap()
         return done
+
+    def _settled_for_tidy(self) -> bool:
+        """Whether to tidy now: the pass holds the interpreter, so after the alerts the steps moved were sent (at
+        most YIELD_AT_MOST), and never before a new event: one that arrives meanwhile is processed first (its
+        drain tidies), instead of waiting for the lanes."""
+        deadline = time.monotonic() + YIELD_AT_MOST
+        while not self.daemon.wake.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._priority.wait_idle(min(0.05, left)):
+                return True
+        return False
 
     def stop(self, flush_timeout: float = 10.0) -> None:
         """Drain the intake, flush the outbox (bounded), stop the jobs; idempotent."""

@@ -155,3 +155,19 @@ def test_queued_urgent_alerts_keep_the_runtime_busy_until_the_first_lane_has_sen
     assert runtime._priority._busy == 2
     runtime._send_first()
     assert sent == [[(PUBLIC_CHECK, "a"), (PUBLIC_CHECK, "b")]] and runtime._priority._busy == 0
+
+
+def test_an_event_arriving_after_a_drain_goes_before_the_heap_tidy(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker tidies the heap once the lanes are idle, but not while a new event waits: that event is processed
+    first instead of waiting up to YIELD_AT_MOST behind the lanes."""
+    monkeypatch.setattr(runtime_module, "YIELD_AT_MOST", 60.0)
+    runtime = _runtime(tmp_path)
+    assert runtime._settled_for_tidy()                # idle, no event: tidy now
+    runtime._priority.enter()                         # a lane is sending
+    runtime.daemon.wake.set()                         # and an event arrived
+    done: list[bool] = []
+    worker = threading.Thread(target=lambda: done.append(runtime._settled_for_tidy()), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert done == [False], "the tidy waited for the lanes while an event was queued"
