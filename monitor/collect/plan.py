@@ -43,6 +43,7 @@ from plmon.monitor.collect.inventory import (
     Prebuilt,
     RawInventory,
     ReadError,
+    TargetUnit,
     proves_absence,
 )
 from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
@@ -605,6 +606,7 @@ def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[tuple[str, Callable[[], 
     def one(raw: str) -> Callable[[], None]:
         def job() -> None:
             body = run.read(raw.strip("/"), "target", raw, "Microsoft.Network/firewallPolicies")
+            _prebuilt(body, ListUnit)  # a typed target here would be no policy: raises, never read as absent
             if isinstance(body, dict) and _str(body, "id"):
                 run.add_unit(f"{BY_ID}{parse_id(raw).key}", list_unit("firewallPolicies", [body]))
         return job
@@ -626,7 +628,9 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
                 run.inv.gaps.append(CoverageGap(raw_id, type_, err.code, err.status, err.message))
             return
         run.count()
-        run.inv.targets[key] = parse_target(key, body)
+        # A recorded folder may hand over the unit its typed decoder built (typed.Prebuilt).
+        made = _prebuilt(body, TargetUnit)
+        run.inv.targets[key] = parse_target(key, body) if made is None else made
     return job
 
 
@@ -733,7 +737,7 @@ def targets_to_read(inv: Inventory, sub_keys: set[str], endpoints: Iterable[List
     return list(out.values()), list(bad.values())
 
 
-_U = TypeVar("_U", ListUnit, Child)
+_U = TypeVar("_U", ListUnit, Child, TargetUnit)
 
 
 def _prebuilt(items: Any, kind: type[_U]) -> _U | None:
