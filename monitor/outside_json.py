@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["UNPARSED", "TooDeep", "fast_loads", "loads", "mend_surrogates"]
+__all__ = ["UNPARSED", "TooDeep", "fast_loads", "has_long_number", "loads", "mend_surrogates"]
 
 # A \u escape of a UTF-16 surrogate (D800-DFFF) in the JSON text: only then can a lone one be in the result.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -51,6 +51,12 @@ _DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
 _LONG_NUMBER = b"0" * 19
 
 
+def has_long_number(data: bytes) -> bool:
+    """Whether ``data`` holds a run of 19 or more digits: a number that a fast decoder may read as a float where
+    :mod:`json` keeps the exact integer (found with one ``translate`` and one substring search)."""
+    return _LONG_NUMBER in data.translate(_DIGITS)
+
+
 def fast_loads(data: bytes) -> Any:
     """The document in UTF-8 ``data`` exactly as :func:`loads` of its text gives it, or :data:`UNPARSED`.
 
@@ -60,7 +66,7 @@ def fast_loads(data: bytes) -> Any:
     byte-order mark, nesting beyond 1,024) and any number of 19 or more digits (orjson reads an integer beyond 64
     bits as a float; :mod:`json` keeps it exact), found with one ``translate`` and one substring search.
     """
-    if _LONG_NUMBER in data.translate(_DIGITS):
+    if has_long_number(data):
         return UNPARSED
     try:
         return orjson.loads(data)

@@ -150,10 +150,11 @@ class Child:
 class Prebuilt(list[Any]):
     """The ``value`` of a list body whose unit a typed decoder (:mod:`plmon.monitor.collect.typed`) built already:
     the plan keeps :attr:`unit` (a :class:`ListUnit`, or a :class:`Child` for a child list) as it is instead of
-    parsing items (the list itself is empty: there are no raw items to parse). Here, beside the units, so the plan
-    need not import the decoder (and msgspec) to recognise one."""
+    parsing items (the list itself is empty: there are no raw items to parse). A target read by id comes as the whole
+    body instead, its unit a :class:`TargetUnit`. Here, beside the units, so the plan need not import the decoder (and
+    msgspec) to recognise one."""
 
-    def __init__(self, unit: ListUnit | Child) -> None:
+    def __init__(self, unit: ListUnit | Child | TargetUnit) -> None:
         super().__init__()
         self.unit = unit
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from plmon.monitor import outside_json
-from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt
+from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt, TargetUnit
 from plmon.monitor.collect.list_items import ListItems
 from plmon.monitor.collect.plan import ReadError
 from plmon.monitor.errors import InputError
@@ -75,6 +75,7 @@ class RecordedTenant:
         self._typed = False
         self._typed_lists: dict[str, str] = {}
         self._decode_unit: Callable[[str, bytes], ListUnit | Child | None] | None = None
+        self._decode_target: Callable[[bytes], TargetUnit | None] | None = None
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
         self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
@@ -153,7 +154,8 @@ class RecordedTenant:
 
         self._trusted = self._complete
         self._typed = True
-        self._typed_lists, self._decode_unit = typed.TYPED_LISTS, typed.decode_unit
+        self._typed_lists, self._decode_unit, self._decode_target = typed.TYPED_LISTS, typed.decode_unit, \
+            typed.decode_target
         # The scopes (lower case, no suffix) an error file refuses, so a trusted miss below none of them answers
         # without walking its scopes through refused_scope (6k misses at 100k resources, each a walk of 3-5 scopes).
         self._refusing = {rel[:-11] for rel in self._index if rel.endswith(".error.json")} if self._trusted else set()
@@ -231,11 +233,17 @@ class RecordedTenant:
                 continue
             except OSError as err:
                 raise InputError(f"{found}: cannot read ({err.strerror})") from None
-            if self._typed and not is_error and rel.endswith(self._typed_lists.get(kind, "\0")) \
-                    and self._decode_unit is not None:
-                unit = self._decode_unit(kind, data)
-                if unit is not None:  # else refused: decoded and parsed the generic way
-                    return {"value": Prebuilt(unit)}, False, found
+            if self._typed and not is_error:
+                if rel.endswith(self._typed_lists.get(kind, "\0")) and self._decode_unit is not None:
+                    unit = self._decode_unit(kind, data)
+                    if unit is not None:  # else refused: decoded and parsed the generic way
+                        return {"value": Prebuilt(unit)}, False, found
+                elif kind == "target" and self._decode_target is not None and _FIREWALL_POLICY not in rel:
+                    # A private-link target read by id (the plan reads a firewall policy by id as a "target" too,
+                    # and parses its body as a list item: that one stays generic).
+                    target = self._decode_target(data)
+                    if target is not None:
+                        return Prebuilt(target), False, found
             return self._decode(data, found), is_error, found
         return None
 
@@ -329,6 +337,7 @@ class RecordedTenant:
         return sorted(self._index)
 
 
+_FIREWALL_POLICY = "/providers/microsoft.network/firewallpolicies/"
 _CHUNK = 1 << 20
 
 

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tenantkit import SUB, endpoint, example, net, sub_list, write_tenant
+from tenantkit import SUB, endpoint, example, net, provider_connection, storage_account, sub_list, write_tenant
 
-from plmon.monitor.collect.builder import list_unit, parse_child
+from plmon.monitor.collect.builder import list_unit, parse_child, parse_target
+from plmon.monitor.collect.inventory import BY_ID
 from plmon.monitor.collect.plan import collect
 from plmon.monitor.collect.recorded import RecordedTenant
-from plmon.monitor.collect.typed import Prebuilt, decode_unit
+from plmon.monitor.collect.typed import Prebuilt, decode_target, decode_unit
 from plmon.monitor.model.arm_id import interning
 
 PE = f"{net()}/privateEndpoints/pe1"
@@ -275,3 +276,129 @@ def test_value_readers_are_the_builders_accessors(value: Any) -> None:
     item = {"k": value}
     assert typed._s(value) == builder._s(item, "k") and typed._e(value) == builder._e(item, "k")
     assert typed._b(value) == builder._b(item, "k") and type(typed._b(value)) is type(builder._b(item, "k"))
+
+
+# --- private-link targets read by id ---------------------------------------------------------------------------------
+
+SUB2 = "22222222-2222-2222-2222-222222222222"
+ST = f"/subscriptions/{SUB2}/resourceGroups/rg2/providers/Microsoft.Storage/storageAccounts/st1"
+
+
+def target_body() -> dict[str, Any]:
+    body = storage_account("st1", rg="rg2", sub=SUB2,
+                           connections=[provider_connection(ST, PE), provider_connection(ST, PE, name="c2",
+                                                                                        storage_spelling=True)])
+    body.update(location="westeurope", kind="StorageV2", tags={"env": "prod"})
+    body["properties"].update(provisioningState="Succeeded", network={"publicNetworkAccess": "Disabled"},
+                              accessModeSettings={"queryAccessMode": "Open"})
+    return body
+
+
+def generic_target(body: Any) -> Any:
+    return parse_target("asked", RecordedTenant._decode(json.dumps(body).encode(), "x"))
+
+
+TARGET_QUIRKS: list[tuple[list[str | int], Any]] = [
+    (["id"], None), (["id"], ""), (["id"], "  "), (["id"], 7), (["id"], "not/an/arm/id"),
+    (["name"], ""), (["name"], "other"), (["type"], None), (["location"], 3), (["tags"], []), (["tags"], {"a": 1}),
+    (["kind"], ""), (["provisioningState"], "Failed"),
+    (["properties"], None), (["properties"], []), (["properties"], {}),
+    (["properties", "publicNetworkAccess"], None), (["properties", "publicNetworkAccess"], False),
+    (["properties", "publicNetworkAccess"], {"a": [1]}), (["properties", "publicNetworkAccess"], 12345678901234567890),
+    (["properties", "publicNetworkAccess"], 1.5),
+    (["properties", "networkAcls"], None), (["properties", "networkAcls"], "Deny"),
+    (["properties", "networkAcls", "defaultAction"], ""), (["properties", "networkRuleSet"], {"defaultAction": "D"}),
+    (["properties", "network"], "x"), (["properties", "network"], {"publicNetworkAccess": {"x": 1}}),
+    (["properties", "accessModeSettings"], None), (["properties", "apiServerAccessProfile"],
+                                                   {"enablePrivateCluster": True}),
+    (["properties", "privateEndpointConnections"], None), (["properties", "privateEndpointConnections"], "x"),
+    (["properties", "privateEndpointConnections"], [1, {"name": "n"}]),
+    (["properties", "privateEndpointConnections", 0, "id"], "short"),
+    (["properties", "privateEndpointConnections", 0, "id"], None),
+    (["properties", "privateEndpointConnections", 0, "name"], ""),
+    (["properties", "privateEndpointConnections", 0, "properties"], None),
+    (["properties", "privateEndpointConnections", 0, "properties", "privateEndpoint"], None),
+    (["properties", "privateEndpointConnections", 0, "properties", "privateEndpoint"], "pe"),
+    (["properties", "privateEndpointConnections", 0, "properties", "groupIds"], "blob"),
+    (["properties", "privateEndpointConnections", 0, "properties", "privateLinkServiceConnectionState"], None),
+    (["properties", "privateEndpointConnections", 0, "properties", "privateLinkServiceConnectionState",
+      "status"], 5),
+    (["name"], "st\u00e9"), (["name"], "st\udc80"),
+]
+
+
+@pytest.mark.parametrize(("path", "value"), TARGET_QUIRKS)
+def test_a_quirky_target_is_read_as_the_parser_reads_it_or_refused(path: list[str | int], value: Any) -> None:
+    """Proves: whatever a target body holds, the typed decoder gives exactly parse_target's unit, or refuses."""
+    body = _with(target_body(), path, value)
+    with interning():
+        got, want = decode_target(json.dumps(body).encode()), generic_target(body)
+    assert got is None or got == want
+
+
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                        st.sampled_from(["id", "name", "properties", "privateEndpoint", "groupIds", "defaultAction",
+                                         "publicNetworkAccess", "status", "enablePrivateCluster"]),
+                        inner, max_size=4), max_leaves=12),
+       st.sampled_from(TARGET_QUIRKS))
+@settings(max_examples=150, deadline=None)
+def test_any_value_anywhere_in_a_target_is_read_as_the_parser_reads_it_or_refused(
+        value: Any, where: tuple[list[str | int], Any]) -> None:
+    """Proves: random values in the places parse_target reads never make the typed unit differ from the generic."""
+    try:
+        body = _with(target_body(), where[0], value)
+    except (KeyError, IndexError, TypeError):
+        return
+    with interning():
+        got, want = decode_target(json.dumps(body).encode()), generic_target(body)
+    assert got is None or got == want
+
+
+def test_common_targets_and_microsofts_examples_decode_typed() -> None:
+    """Proves: well-formed targets (the synthetic tenants' shape, Microsoft's examples of other types) are not
+    refused, so the decoder serves the 27k targets of a large tenant, and give parse_target's unit."""
+    bodies = [target_body(), storage_account("st2"),
+              *(example(f"access/{name}") for name in ("appconfiguration_ConfigurationStoresGet.json",
+                                                         "containerregistry_RegistryGet.json",
+                                                         "redis_RedisCacheGet.json"))]
+    for body in bodies:
+        with interning():
+            got = decode_target(json.dumps(body).encode())
+            assert got is not None and got == generic_target(body)
+
+
+def test_a_collection_takes_typed_targets_and_keeps_firewall_policies_generic(tmp_path: Path) -> None:
+    """Proves: a one-shot reader hands the plan typed targets (not a firewall policy, which the plan also reads by id
+    as a "target" and parses as a list item), and the collection equals the generic reader's."""
+    policy = f"{net(SUB2, 'rg2')}/firewallPolicies/fp"
+    firewall = {"id": f"{net()}/azureFirewalls/fw", "name": "fw", "type": "Microsoft.Network/azureFirewalls",
+                "properties": {"firewallPolicy": {"id": policy}}}
+    write_tenant(tmp_path, {sub_list("privateEndpoints"): {"value": [endpoint("pe1", ST)]},
+                            sub_list("azureFirewalls"): {"value": [firewall]},
+                            ST: target_body(),
+                            policy: {"id": policy, "name": "fp", "type": "Microsoft.Network/firewallPolicies",
+                                     "properties": {"sku": {"tier": "Standard"}}}})
+    plain, fast = RecordedTenant(tmp_path), RecordedTenant(tmp_path)
+    fast.trust_index()
+    assert isinstance(fast.get(ST.strip("/"), kind="target"), Prebuilt)
+    assert isinstance(fast.get(policy.strip("/"), kind="target"), dict)
+    assert not isinstance(plain.get(ST.strip("/"), kind="target"), Prebuilt)
+    with interning():
+        a = collect(plain, manifest=plain.manifest, workers=1)
+    with interning():
+        b = collect(fast, manifest=fast.manifest, workers=1)
+    assert a.targets == b.targets and a.lists == b.lists and a.gaps == b.gaps
+    assert a.targets[ST.lower()].target is not None and f"{BY_ID}{policy.lower()}" in b.lists["firewallPolicies"]
+
+
+def test_the_plan_refuses_a_typed_target_where_it_reads_a_firewall_policy() -> None:
+    """Proves: a typed target handed to the firewall-policy read raises instead of reading as no policy."""
+    from plmon.monitor.collect.inventory import ListUnit
+    from plmon.monitor.collect.plan import _prebuilt
+
+    with interning():
+        unit = decode_target(json.dumps(target_body()).encode())
+    assert unit is not None
+    with pytest.raises(TypeError):
+        _prebuilt(Prebuilt(unit), ListUnit)
