@@ -332,3 +332,38 @@ def test_listed_items_keep_no_second_id_string(folder: Path) -> None:
             assert refs[p.record.key].nics == p.record.nic_ids
     failed = Parsed((1, ""), None, scope="/subscriptions/s/x")
     assert scope_of(failed) == "/subscriptions/s/x" and scope_of(Parsed((1, ""), None)) == ""
+
+
+_TABLES = ("zone_groups", "vnet_links", "cnames", "targets", "target_errors", "associations")
+
+
+def _contents(inv: Inventory) -> dict[str, Any]:
+    """Every table's entries as (key, the very value object), the subscription lists' units and the read set."""
+    out: dict[str, Any] = {name: [(k, id(v)) for k, v in getattr(inv, name).items()] for name in _TABLES}
+    out["lists"] = {kind: [(name, id(u)) for name, u in units.items()] for kind, units in inv.lists.items()}
+    out["read"] = set(inv.read)
+    return out
+
+
+def test_a_reread_leaves_the_inventory_it_read_from_as_it_was_and_copies_only_the_tables_it_may_write(
+        folder: Path) -> None:
+    """Each kind of re-read (a target, endpoints, a route table, NSGs, networks, DNS zones) leaves every table of the
+    old inventory as it was; a route table's, NSGs' or networks' read shares all its child tables (no copy)."""
+    reader = RecordedTenant(folder)
+    inv = collect(reader, manifest=reader.manifest, workers=1)
+    steps = [
+        (False, lambda: _flip_a_target(folder)),
+        (False, lambda: _edit_list(folder, "privateEndpoints", _delete_first)),
+        (True, lambda: _edit_list(folder, "routeTables", _drop_routes)),
+        (True, lambda: _edit_list(folder, "networkSecurityGroups", _add_malformed)),
+        (True, lambda: _edit_list(folder, "virtualNetworks", _delete_first)),
+        (False, lambda: _edit_list(folder, "privateDnsZones", _delete_first)),
+    ]
+    for shares_all, step in steps:
+        touched = step()
+        before = _contents(inv)
+        new, result = reread_into(reader, inv, [parse_id(t) for t in touched])
+        assert not result.failed and _contents(inv) == before
+        if shares_all:
+            assert all(getattr(new, name) is getattr(inv, name) for name in _TABLES)
+        inv = new

@@ -4,6 +4,8 @@ when orjson would write it as json does."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
@@ -11,13 +13,16 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from plmon.alerts.bounds import TEXT_MAX, bounded_finding
+from plmon.alerts.outbox import alert_payload
 from plmon.checks.finding import Finding, Severity
 from plmon.monitor.lifecycle.transitions import LargeDicts, large_dict
 from plmon.monitor.model.arm_id import parse_id
 from plmon.monitor.state.sqlite import _dumps as stored_text
-from plmon.monitor.state.store import JsonSafe
+from plmon.monitor.state.store import FindingRecord, FindingState, JsonSafe
 
 RID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/azureFirewalls/fw"
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 class Colour(StrEnum):
@@ -110,3 +115,37 @@ def test_an_events_large_finding_whose_numbers_changed_type_is_not_given_the_dic
     floats = tuple({"path": f"p{i}", "hops": 1.0} for i in range(1200))
     got = kept.dict_of(_finding({"paths": floats}))
     assert got is not first and type(got["evidence"]["paths"][0]["hops"]) is float
+
+
+def test_a_route_tables_finding_of_a_few_hundred_endpoints_is_kept_too() -> None:
+    """A finding listing 300 items (a route table's udr-bypassed at 100k) gets the dict kept for an equal one."""
+    kept = LargeDicts()
+    endpoints = tuple({"endpoint": f"pe{i}", "routes": ({"prefix": "0.0.0.0/0"},)} for i in range(300))
+    first = kept.dict_of(_finding({"endpoints": endpoints}))
+    assert kept.dict_of(_finding({"endpoints": tuple(dict(e) for e in endpoints)})) is first
+
+
+def test_a_kept_findings_alert_text_is_bounded_once_and_as_bounded_finding_bounds_it() -> None:
+    """LargeDicts.bounded is bounded_finding; for a kept dict the same bounded dict again, with fresh cuts each time."""
+    kept = LargeDicts()
+    paths = tuple({"path": "p" * (TEXT_MAX + 5), "hops": i} for i in range(1200))
+    as_dict = kept.dict_of(_finding({"paths": paths}))
+    first, cuts = kept.bounded(as_dict)
+    assert (first, cuts) == bounded_finding(as_dict) and cuts
+    again, cuts_again = kept.bounded(as_dict)
+    assert again is first and cuts_again == cuts and cuts_again is not cuts
+    other = dict(as_dict)   # equal, but no dict kept here: bounded anew
+    assert kept.bounded(other)[0] is not first and kept.bounded(other) == (first, cuts)
+
+
+def test_an_alert_of_a_json_safe_finding_is_json_safe_and_stored_as_json_would_write_it() -> None:
+    """alert_payload of a JsonSafe finding is JsonSafe; the store's orjson text of it reads back as json's text."""
+    paths = tuple({"path": f"p{i}\x1b[2J", "hops": (1, 2.5, None, True)} for i in range(150))
+    as_dict = large_dict(_finding({"paths": paths, "odd": "é\u2028"}))
+    assert type(as_dict) is JsonSafe
+    rec = FindingRecord(check_id="c", resource_key="k", resource_id=RID, state=FindingState.OPEN, severity="high",
+                        first_seen=T0, last_seen=T0, resolved_at=None, last_alert_at=T0, seq=1, finding=as_dict)
+    payload = alert_payload(rec, "opened", T0, "tenant", "low")
+    assert type(payload) is JsonSafe and payload["truncated"]
+    assert json.loads(stored_text(payload)) == json.loads(json.dumps(dict(payload), sort_keys=True))
+    assert type(alert_payload(replace(rec, finding=dict(as_dict)), "opened", T0, "tenant")) is dict

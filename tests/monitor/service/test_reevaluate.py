@@ -348,3 +348,33 @@ def test_the_daemon_drops_a_recorded_folders_index_after_a_collection_and_events
     d.full_collection()
     rec = d.store.get_finding("public-access.enabled-with-private-endpoint", ACCOUNT_ID.lower())
     assert rec is not None and rec.state == FindingState.RESOLVED
+
+
+def test_a_step_leaves_what_it_replaced_to_tidy_heap_and_an_untidied_daemon_keeps_only_the_last_few(tmp_path):
+    """The inventory a step replaced is freed by tidy_heap, not during the step; a daemon that never tidies (the
+    Function) keeps at most the last four steps' old states, so none grows without bound."""
+    import gc
+    import weakref
+
+    folder = tenant(tmp_path / "t")
+    d = _daemon(tmp_path, folder)
+    try:
+        d.full_collection()
+        old = weakref.ref(d.inventory)
+        write_account(folder, "Enabled")
+        _post(d, event())
+        assert d.process_pending().events == 1
+        gc.collect()
+        assert old() is not None and old() is not d.inventory   # kept: the step did not free it
+        d.tidy_heap()
+        assert old() is None
+        first = weakref.ref(d.inventory)
+        for i in range(6):
+            write_account(folder, "Disabled" if i % 2 == 0 else "Enabled")
+            _post(d, event())
+            assert d.process_pending().events == 1
+        gc.collect()
+        assert first() is None and len(d._retired) == 4
+    finally:
+        d.store.close()
+        d.intake.close()
