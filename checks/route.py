@@ -27,7 +27,7 @@ from plmon.checks.paths import (
     routed_tenant,
 )
 from plmon.checks.registry import check
-from plmon.checks.remedy import alternative, az, lines, note
+from plmon.checks.remedy import alternative, az, az_head, az_more, lines, note
 from plmon.checks.snat import (
     MIXED,
     SNAT_TAG,
@@ -333,44 +333,110 @@ def _bypassed_paths(key: str, paths: tuple[PathResult, ...]) -> list[PathResult]
                      and not p.replaced_by and _bypassing(p))
 
 
+class _BypassMade:
+    """What the endpoints of one route table's udr-bypassed finding share, built once per table judged: the route
+    fix's quoted front (resource group, table name and flags), the bypassed routes' evidence per candidate tuple
+    (the paths of a group share theirs), the subnet fix per endpoint subnet and address space. A table behind a hub
+    has ~600 endpoints, each of which quoted ~15 arguments and built its routes' dicts anew (issue 14)."""
+
+    __slots__ = ("alternatives", "head", "mids", "routes")
+
+    def __init__(self, rg: str, name: str) -> None:
+        self.head = az_head("network", "route-table", "route", "create", "--resource-group", rg,
+                            "--route-table-name", name, "--name")
+        self.routes: dict[int, tuple[tuple[RouteCandidate, ...], str | None, list[dict[str, Any]]]] = {}
+        self.alternatives: dict[tuple[str, str | None], str] = {}
+        self.mids: dict[tuple[int, int], tuple[RouteCandidate | None, Hop | None, str]] = {}
+
+    def path_text(self, p: PathResult, tail: str) -> str:
+        """``p.path_text()`` with the route and next hop parts made once per (route, hop) (the paths of a group share
+        both) and ``tail``, the endpoint's part, once per endpoint: ~2,400 paths behind a table, each formatting its
+        route and appliance again."""
+        route, hop = p.route, p.hop
+        key = (id(route), id(hop))
+        hit = self.mids.get(key)
+        if hit is None or hit[0] is not route or hit[1] is not hop:
+            mid = route.describe() if route else "no route"
+            hit = self.mids[key] = (route, hop, f"{mid} -> {hop.describe()}" if hop is not None else mid)
+        return f"subnet {p.subnet_id.name} -> {hit[2]} -> {tail}"
+
+    def bypassed(self, p: PathResult) -> tuple[str | None, list[dict[str, Any]]]:
+        """The first bypassing route's next hop IP and every bypassing route's evidence (dicts shared, never
+        mutated), kept by the candidate tuple's identity (held by the entry, so its id is not reused meanwhile)."""
+        nr = p.not_replacing
+        hit = self.routes.get(id(nr))
+        if hit is None or hit[0] is not nr:
+            bypassing = _bypassing(p)
+            hit = self.routes[id(nr)] = (nr, bypassing[0].next_hop_ip, [
+                {"name": u.route_name, "prefix": u.prefix, "prefix_length": u.prefix_length,
+                 "next_hop_ip": u.next_hop_ip} for u in bypassing])
+        return hit[1], hit[2]
+
+    def alternative(self, subnet_id: str, vnet_prefix: str | None) -> str:
+        """The subnet's network-policies fix, once per (endpoint subnet, address space entry)."""
+        key = (subnet_id, vnet_prefix)
+        got = self.alternatives.get(key)
+        if got is None:
+            got = self.alternatives[key] = alternative(az(
+                "network", "vnet", "subnet", "update", "--ids", subnet_id, "--private-endpoint-network-policies",
+                "Enabled", comment=f"then a route at least as specific as {vnet_prefix or 'the VNet address space'} "
+                                   "applies"))
+        return got
+
+
+# What the endpoints of a table share, per (resource group, table name): kept across calls (one per endpoint in
+# the daemon), bounded. Its entries hold what they are keyed by, so a kept one is never taken for another's.
+_MADE: dict[tuple[str, str], _BypassMade] = {}
+_MADE_MAX = 1024
+
+
+def _made_for(rg: str, name: str) -> _BypassMade:
+    made = _MADE.get((rg, name))
+    if made is None:
+        if len(_MADE) >= _MADE_MAX:
+            _MADE.clear()
+        made = _MADE[(rg, name)] = _BypassMade(rg, name)
+    elif len(made.routes) + len(made.alternatives) + len(made.mids) > 4096:
+        made.routes.clear()   # candidate tuples, routes and hops of paths gone would stay alive here
+        made.alternatives.clear()
+        made.mids.clear()
+    return made
+
+
 def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
                   ) -> tuple[list[dict[str, Any]], list[str]]:
     """The evidence of each endpoint IP of ``paths`` (in their order) and the fixes for it, for the table in
     ``rg`` named ``name``: what a finding of udr-bypassed holds of one endpoint (all of them, in a plain
-    evaluation). Reads of the endpoint subnets are the paths' own (their memo entries read them)."""
+    evaluation). Reads of the endpoint subnets are the paths' own (their memo entries read them). What the
+    table's endpoints share is built once (:class:`_BypassMade`)."""
+    made = _made_for(rg, name)
     endpoints: dict[str, dict[str, Any]] = {}
     fixes: list[str] = []
     for p in paths:
-        assert p.endpoint is not None
-        ek = f"{p.endpoint.key}|{p.destination}"
-        if ek not in endpoints:
-            bypassing = _bypassing(p)
-            udr = bypassing[0]
-            ep_subnet = snap.subnet_of(p.endpoint)
-            endpoints[ek] = {
-                "private_endpoint": p.endpoint.id.raw, "ip": p.destination,
-                "endpoint_subnet": p.endpoint.subnet_id.raw if p.endpoint.subnet_id else None,
+        pe = p.endpoint
+        assert pe is not None
+        ek = f"{pe.key}|{p.destination}"
+        got = endpoints.get(ek)
+        if got is None:
+            ip, routes = made.bypassed(p)
+            ep_subnet = snap.subnet_of(pe)
+            got = endpoints[ek] = {
+                "private_endpoint": pe.id.raw, "ip": p.destination,
+                "endpoint_subnet": pe.subnet_id.raw if pe.subnet_id else None,
                 "privateEndpointNetworkPolicies": p.endpoint_policy,
                 "privateEndpointNetworkPolicies_raw": ep_subnet.private_endpoint_network_policies
                 if ep_subnet else None,
                 "endpoint_vnet_prefix": p.vnet_prefix,
-                "bypassed_routes": [{"name": u.route_name, "prefix": u.prefix,
-                                     "prefix_length": u.prefix_length, "next_hop_ip": u.next_hop_ip}
-                                    for u in bypassing],
+                "bypassed_routes": list(routes),
                 "client_subnets": [], "paths": [],
             }
-            fixes.append(az("network", "route-table", "route", "create", "--resource-group", rg,
-                            "--route-table-name", name,
-                            "--name", f"pe-{p.destination.replace('.', '-').replace(':', '-')}",
-                            "--address-prefix", f"{p.destination}/32", "--next-hop-type", "VirtualAppliance",
-                            "--next-hop-ip-address", udr.next_hop_ip or "<appliance-ip>"))
+            fixes.append(az_more(made.head, f"pe-{p.destination.replace('.', '-').replace(':', '-')}",
+                                 "--address-prefix", f"{p.destination}/32", "--next-hop-type", "VirtualAppliance",
+                                 "--next-hop-ip-address", ip or "<appliance-ip>"))
             if ep_subnet is not None and lower(p.endpoint_policy) not in ("enabled", "routetableenabled"):
-                fixes.append(alternative(az("network", "vnet", "subnet", "update", "--ids", ep_subnet.id.raw,
-                                            "--private-endpoint-network-policies", "Enabled",
-                                            comment="then a route at least as specific as "
-                                                    f"{p.vnet_prefix or 'the VNet address space'} applies")))
-        endpoints[ek]["client_subnets"].append(p.subnet_id.raw)
-        endpoints[ek]["paths"].append(p.path_text())
+                fixes.append(made.alternative(ep_subnet.id.raw, p.vnet_prefix))
+        got["client_subnets"].append(p.subnet_id.raw)
+        got["paths"].append(made.path_text(p, f"{p.destination} (private endpoint {pe.name})"))
     return list(endpoints.values()), fixes
 
 
