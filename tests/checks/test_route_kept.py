@@ -186,3 +186,23 @@ def test_udr_bypassed_evidence_is_the_same_built_afresh_or_from_kept_parts(tmp_p
     route._MADE.clear()
     again = [f for f in evaluate(t.snap).findings if f.check_id == "route.udr-bypassed"]
     assert [(f.evidence, f.remediation) for f in again] == [(f.evidence, f.remediation) for f in found]
+
+
+def test_an_endpoints_appliance_rows_built_in_one_pass_are_what_the_rows_make(tmp_path: Path) -> None:
+    """_appliance_rows' one-pass build keeps, for every endpoint and appliance, what _Rows makes of the row list."""
+    t = UnitsTenant(tmp_path / "t")
+    seen = 0
+    for pe in t.snap.private_endpoints.values():
+        paths = route.paths_for(t.snap, pe)
+        for key in {k for p in paths for k in route._appliance_keys(p)}:
+            got = route._appliance_rows(t.snap, key, paths)
+            rows = [(s, p, v) for p in paths if p.via_appliance and p.hop is not None and p.hop.kind != "unresolved"
+                    for s, v in route._hop_verdicts(p.hop, route.tagged_snat) if s.key == key]
+            want = route._Rows(rows, got.firewalls, got.tagged)
+            assert (got.paths, got.subjects, got.verdicts, got.rows) == \
+                (want.paths, want.subjects, want.verdicts, want.rows)
+            assert got.tagged == frozenset(v.snats for _s, _p, v in rows if v is not None)
+            assert list(got.firewalls) == list(dict.fromkeys(
+                (p.hop.firewall.key, p.destination) for _s, p, v in rows if v is None and p.hop.firewall is not None))
+            seen += 1
+    assert seen
