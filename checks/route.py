@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
+import operator
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -256,7 +258,24 @@ def _rg_and_name(rid: ArmId) -> tuple[str, str]:
 # --- route.udr-bypassed ----------------------------------------------------------------------------
 
 def _bypassing(p: PathResult) -> list[RouteCandidate]:
-    return [u for u in p.not_replacing if lower(u.next_hop_type) == "virtualappliance"]
+    """The appliance routes among the UDRs covering the IP that did not replace the /32 (never mutated: kept per
+    candidate tuple, which the paths of a group share; udr-bypassed asked it per path, ~2,400 an event behind a
+    route table)."""
+    nr = p.not_replacing
+    if not nr:
+        return _NONE_BYPASSING
+    hit = _BYPASSING.get(id(nr))
+    if hit is None or hit[0] is not nr:
+        if len(_BYPASSING) >= _BYPASSING_MAX:
+            _BYPASSING.clear()
+        hit = _BYPASSING[id(nr)] = (nr, [u for u in nr if lower(u.next_hop_type) == "virtualappliance"])
+    return hit[1]
+
+
+_NONE_BYPASSING: list[RouteCandidate] = []
+# By the candidate tuple's identity (the entry holds the tuple, so its id is not reused while kept), bounded.
+_BYPASSING: dict[int, tuple[tuple[RouteCandidate, ...], list[RouteCandidate]]] = {}
+_BYPASSING_MAX = 65_536
 
 
 def _bypassed_table(p: PathResult) -> list[str]:
@@ -329,8 +348,8 @@ class _Bypassed(list[PathResult]):
 
 def _bypassed_paths(key: str, paths: tuple[PathResult, ...]) -> list[PathResult]:
     """``[p for p in paths if _bypassed_table(p) == [key]]``, testing the table first (a list per path otherwise)."""
-    return _Bypassed(p for p in paths if p.route_table_id is not None and p.route_table_id.key == key
-                     and not p.replaced_by and _bypassing(p))
+    return _Bypassed([p for p in paths if p.not_replacing and p.route_table_id is not None
+                      and p.route_table_id.key == key and not p.replaced_by and _bypassing(p)])
 
 
 class _BypassMade:
@@ -975,12 +994,7 @@ def _walked(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, pe
         old_entries = old.entries
         m = len(old_entries)
         top = min(n, m)
-        i = 0
-        while i < top and per_endpoint[i] is old_entries[i]:
-            i += 1
-        j = 0
-        while j < top - i and per_endpoint[n - 1 - j] is old_entries[m - 1 - j]:
-            j += 1
+        i, j = _same_ends(per_endpoint, old_entries, top)
         if i == n == m and old is not None:
             return old   # nothing moved
     if (old is None or (i == 0 and j == 0)) and isinstance(token, FirewallVerdicts) and \
@@ -996,6 +1010,16 @@ def _walked(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, pe
         _walks.clear()
     _walks[(want, key)] = walk
     return walk
+
+
+def _same_ends(new: list[Any], old: list[Any], top: int) -> tuple[int, int]:
+    """How many entries ``new`` and ``old`` share by identity in front (``i``, at most ``top``) and then behind (``j``,
+    at most ``top - i``): compared in C (``operator.is_``), not one Python step per entry (a hub's ~4,500, four
+    times an event)."""
+    front = list(map(operator.is_, itertools.islice(new, top), old))
+    i = front.index(False) if False in front else top
+    back = list(map(operator.is_, itertools.islice(reversed(new), top - i), reversed(old)))
+    return i, back.index(False) if False in back else top - i
 
 
 def _walk_through(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, per_endpoint: list[Any],

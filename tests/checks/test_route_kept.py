@@ -206,3 +206,15 @@ def test_an_endpoints_appliance_rows_built_in_one_pass_are_what_the_rows_make(tm
                 (p.hop.firewall.key, p.destination) for _s, p, v in rows if v is None and p.hop.firewall is not None))
             seen += 1
     assert seen
+
+
+def test_the_bypassing_routes_kept_per_candidate_tuple_are_the_tuples_appliance_routes(tmp_path: Path) -> None:
+    """_bypassing, kept by the candidate tuple's identity, gives each path the appliance routes of its own tuple."""
+    t = UnitsTenant(tmp_path / "t")
+    seen = 0
+    for pe in t.snap.private_endpoints.values():
+        for p in route.paths_for(t.snap, pe):
+            want = [u for u in p.not_replacing if (u.next_hop_type or "").lower() == "virtualappliance"]
+            assert route._bypassing(p) == want and route._bypassing(p) == want
+            seen += bool(want)
+    assert seen
