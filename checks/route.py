@@ -712,11 +712,14 @@ def _same_rows(a: _Rows, b: _Rows) -> bool:
     va, vb = a.verdicts, b.verdicts
     if va is not vb and (va is None or vb is None or va != vb):
         return False
+    # identity first throughout: the paths of an endpoint recomputed after an event mostly hold the same records
     for pa, pb in zip(a.paths, b.paths, strict=True):
-        if pa.hop is not pb.hop or not _same_endpoint(pa.endpoint, pb.endpoint) or \
-                pa.destination != pb.destination or pa.subnet_id.raw != pb.subnet_id.raw or \
-                not (pa.route is pb.route or (pa.route is not None and pb.route is not None and
-                                              _route_read(pa.route) == _route_read(pb.route))):
+        if pa.hop is not pb.hop or pa.destination != pb.destination or \
+                (pa.endpoint is not pb.endpoint and not _same_endpoint(pa.endpoint, pb.endpoint)) or \
+                (pa.subnet_id is not pb.subnet_id and pa.subnet_id.raw != pb.subnet_id.raw):
+            return False
+        ra, rb = pa.route, pb.route
+        if ra is not rb and (ra is None or rb is None or _route_read(ra) != _route_read(rb)):
             return False
     return True
 
