@@ -79,6 +79,9 @@ class Units:
         self.found: dict[str, dict[str | None, list[tuple[tuple[str, str], Finding]]]] = {}
         # resource key -> the findings in ``found`` about it (the lifecycle asks by resource after each event)
         self.by_resource: dict[str, list[Finding]] = {}
+        # the keys of ``by_resource`` by the top-level resource they are (or are below): the lifecycle asks after
+        # each event for the keys below the reread resources, which scanned all ~50k keys (~5 ms an event)
+        self.tops: dict[str, set[str]] = {}
         self.errors: dict[str, CoverageGap] = {}
         self.snapshot: Snapshot | None = None
         # The last evaluation's findings by key and in their final order, updated per re-judged unit (None: merge
@@ -146,10 +149,16 @@ class Units:
                         break
                 if not held:
                     del by[fkey[1]]
+                    top = _top(fkey[1])
+                    keys = self.tops[top]
+                    keys.discard(fkey[1])
+                    if not keys:
+                        del self.tops[top]
         for fkey, f in came:
             held = by.get(fkey[1])
             if held is None:
                 by[fkey[1]] = [f]
+                self.tops.setdefault(_top(fkey[1]), set()).add(fkey[1])
             else:
                 held.append(f)
         if over and _WHOLE in produced:
@@ -334,11 +343,17 @@ class Units:
         wanted = set(checks)
         if below is None:
             return {k for k, held in self.by_resource.items() if any(f.check_id in wanted for f in held)}
-        prefixes = tuple(r + "/" for r in below)
-        if not prefixes:
+        roots = list(below)
+        if not roots:
             return set()
-        return {k for k, held in self.by_resource.items()
-                if k.startswith(prefixes) and any(f.check_id in wanted for f in held)}
+        prefixes = tuple(r + "/" for r in roots)
+        by = self.by_resource
+        if any(r.count("/") < _TOP_SLASHES for r in roots):   # a root above a top-level resource: scan them all
+            return {k for k, held in by.items() if k.startswith(prefixes) and any(f.check_id in wanted for f in held)}
+        # a key below a root of at least nine segments shares its first nine: only that resource's keys are asked
+        tops = self.tops
+        return {k for top in {_top(r) for r in roots} for k in tops.get(top, ())
+                if k.startswith(prefixes) and any(f.check_id in wanted for f in by[k])}
 
     def about(self, ev: Evaluation, keys: Iterable[str]) -> Evaluation | None:
         """``ev`` (this evaluator's last) with only the findings about ``keys``, picked by identity with the units'
@@ -349,6 +364,14 @@ class Units:
         by = self.by_resource
         ids = {id(f) for k in {k.lower() for k in keys} for f in by.get(k, ())}
         return replace(ev, findings=tuple(f for f in ev.findings if id(f) in ids), waived=())
+
+
+_TOP_SLASHES = 8   # '/subscriptions/s/resourcegroups/g/providers/ns/type/name': nine segments, the first empty
+
+
+def _top(key: str) -> str:
+    """The first nine segments of a resource key (all of it when shorter): the top-level resource it is below."""
+    return "/".join(key.split("/", 9)[:9])
 
 
 def _moved_keys(moved: list[tuple[list[tuple[tuple[str, str], Finding]], list[tuple[tuple[str, str], Finding]]]]
