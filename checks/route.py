@@ -358,26 +358,13 @@ class _BypassMade:
     (the paths of a group share theirs), the subnet fix per endpoint subnet and address space. A table behind a hub
     has ~600 endpoints, each of which quoted ~15 arguments and built its routes' dicts anew (issue 14)."""
 
-    __slots__ = ("alternatives", "head", "mids", "routes")
+    __slots__ = ("alternatives", "head", "routes")
 
     def __init__(self, rg: str, name: str) -> None:
         self.head = az_head("network", "route-table", "route", "create", "--resource-group", rg,
                             "--route-table-name", name, "--name")
         self.routes: dict[int, tuple[tuple[RouteCandidate, ...], str | None, list[dict[str, Any]]]] = {}
         self.alternatives: dict[tuple[str, str | None], str] = {}
-        self.mids: dict[tuple[int, int], tuple[RouteCandidate | None, Hop | None, str]] = {}
-
-    def path_text(self, p: PathResult, tail: str) -> str:
-        """``p.path_text()`` with the route and next hop parts made once per (route, hop) (the paths of a group share
-        both) and ``tail``, the endpoint's part, once per endpoint: ~2,400 paths behind a table, each formatting its
-        route and appliance again."""
-        route, hop = p.route, p.hop
-        key = (id(route), id(hop))
-        hit = self.mids.get(key)
-        if hit is None or hit[0] is not route or hit[1] is not hop:
-            mid = route.describe() if route else "no route"
-            hit = self.mids[key] = (route, hop, f"{mid} -> {hop.describe()}" if hop is not None else mid)
-        return f"subnet {p.subnet_id.name} -> {hit[2]} -> {tail}"
 
     def bypassed(self, p: PathResult) -> tuple[str | None, list[dict[str, Any]]]:
         """The first bypassing route's next hop IP and every bypassing route's evidence (dicts shared, never
@@ -415,10 +402,9 @@ def _made_for(rg: str, name: str) -> _BypassMade:
         if len(_MADE) >= _MADE_MAX:
             _MADE.clear()
         made = _MADE[(rg, name)] = _BypassMade(rg, name)
-    elif len(made.routes) + len(made.alternatives) + len(made.mids) > 4096:
-        made.routes.clear()   # candidate tuples, routes and hops of paths gone would stay alive here
+    elif len(made.routes) + len(made.alternatives) > 4096:
+        made.routes.clear()   # candidate tuples of paths gone would stay alive here
         made.alternatives.clear()
-        made.mids.clear()
     return made
 
 
@@ -455,7 +441,7 @@ def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
             if ep_subnet is not None and lower(p.endpoint_policy) not in ("enabled", "routetableenabled"):
                 fixes.append(made.alternative(ep_subnet.id.raw, p.vnet_prefix))
         got["client_subnets"].append(p.subnet_id.raw)
-        got["paths"].append(made.path_text(p, f"{p.destination} (private endpoint {pe.name})"))
+        got["paths"].append(p.path_text())
     return list(endpoints.values()), fixes
 
 

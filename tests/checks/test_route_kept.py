@@ -165,19 +165,6 @@ def test_the_cutoff_compares_a_route_on_what_its_evidence_shows() -> None:
     assert route._route_read(r) == tuple(r.to_dict().values())
 
 
-def test_a_bypass_path_text_from_shared_parts_is_the_paths_own(tmp_path: Path) -> None:
-    """udr-bypassed's path text, made from its route and hop parts kept per table, reads as path_text() does."""
-    t = UnitsTenant(tmp_path / "t")
-    made = route._BypassMade("rg", "rt")
-    seen = 0
-    for _ in range(2):   # the second time from the kept parts
-        for pe in t.snap.private_endpoints.values():
-            for p in route.paths_for(t.snap, pe):
-                assert made.path_text(p, f"{p.destination} (private endpoint {pe.name})") == p.path_text()
-                seen += 1
-    assert seen and made.mids
-
-
 def test_udr_bypassed_evidence_is_the_same_built_afresh_or_from_kept_parts(tmp_path: Path) -> None:
     """The table's shared parts kept from an earlier call change nothing in what a later one builds."""
     t = UnitsTenant(tmp_path / "t")
