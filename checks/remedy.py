@@ -15,7 +15,7 @@ import re
 import shlex
 from collections.abc import Iterable
 
-__all__ = ["alternative", "az", "chain", "fill", "lines", "note"]
+__all__ = ["alternative", "az", "az_head", "az_more", "chain", "fill", "lines", "note"]
 
 # Line breaks and other control characters would end a comment early or hide text: shown as \xNN instead.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -64,6 +64,17 @@ def az(*args: Arg, comment: str | None = None) -> str:
     ``comment`` follows as a shell comment."""
     line = " ".join(map(_quote, ["az", *_argv(args)]))   # shlex.join, each argument's quoting kept
     return f"{line}   {note(comment)}" if comment else line
+
+
+def az_head(*args: Arg) -> str:
+    """The quoted front of an ``az`` line whose last arguments differ per item (:func:`az_more` ends it): a route
+    table's udr-bypassed fixes repeat the same dozen flags and names for each of its ~600 endpoints (issue 14)."""
+    return " ".join(map(_quote, ["az", *_argv(args)]))
+
+
+def az_more(head: str, *args: Arg) -> str:
+    """``az(*front, *args)`` from ``head = az_head(*front)``: only ``args`` are quoted again."""
+    return " ".join([head, *map(_quote, _argv(args))])
 
 
 def fill(template: str, **values: str) -> str:

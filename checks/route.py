@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import itertools
+import operator
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
@@ -27,7 +29,7 @@ from plmon.checks.paths import (
     routed_tenant,
 )
 from plmon.checks.registry import check
-from plmon.checks.remedy import alternative, az, lines, note
+from plmon.checks.remedy import alternative, az, az_head, az_more, lines, note
 from plmon.checks.snat import (
     MIXED,
     SNAT_TAG,
@@ -256,7 +258,24 @@ def _rg_and_name(rid: ArmId) -> tuple[str, str]:
 # --- route.udr-bypassed ----------------------------------------------------------------------------
 
 def _bypassing(p: PathResult) -> list[RouteCandidate]:
-    return [u for u in p.not_replacing if lower(u.next_hop_type) == "virtualappliance"]
+    """The appliance routes among the UDRs covering the IP that did not replace the /32 (never mutated: kept per
+    candidate tuple, which the paths of a group share; udr-bypassed asked it per path, ~2,400 an event behind a
+    route table)."""
+    nr = p.not_replacing
+    if not nr:
+        return _NONE_BYPASSING
+    hit = _BYPASSING.get(id(nr))
+    if hit is None or hit[0] is not nr:
+        if len(_BYPASSING) >= _BYPASSING_MAX:
+            _BYPASSING.clear()
+        hit = _BYPASSING[id(nr)] = (nr, [u for u in nr if lower(u.next_hop_type) == "virtualappliance"])
+    return hit[1]
+
+
+_NONE_BYPASSING: list[RouteCandidate] = []
+# By the candidate tuple's identity (the entry holds the tuple, so its id is not reused while kept), bounded.
+_BYPASSING: dict[int, tuple[tuple[RouteCandidate, ...], list[RouteCandidate]]] = {}
+_BYPASSING_MAX = 65_536
 
 
 def _bypassed_table(p: PathResult) -> list[str]:
@@ -329,48 +348,100 @@ class _Bypassed(list[PathResult]):
 
 def _bypassed_paths(key: str, paths: tuple[PathResult, ...]) -> list[PathResult]:
     """``[p for p in paths if _bypassed_table(p) == [key]]``, testing the table first (a list per path otherwise)."""
-    return _Bypassed(p for p in paths if p.route_table_id is not None and p.route_table_id.key == key
-                     and not p.replaced_by and _bypassing(p))
+    return _Bypassed([p for p in paths if p.not_replacing and p.route_table_id is not None
+                      and p.route_table_id.key == key and not p.replaced_by and _bypassing(p)])
+
+
+class _BypassMade:
+    """What the endpoints of one route table's udr-bypassed finding share, built once per table judged: the route
+    fix's quoted front (resource group, table name and flags), the bypassed routes' evidence per candidate tuple
+    (the paths of a group share theirs), the subnet fix per endpoint subnet and address space. A table behind a hub
+    has ~600 endpoints, each of which quoted ~15 arguments and built its routes' dicts anew (issue 14)."""
+
+    __slots__ = ("alternatives", "head", "routes")
+
+    def __init__(self, rg: str, name: str) -> None:
+        self.head = az_head("network", "route-table", "route", "create", "--resource-group", rg,
+                            "--route-table-name", name, "--name")
+        self.routes: dict[int, tuple[tuple[RouteCandidate, ...], str | None, list[dict[str, Any]]]] = {}
+        self.alternatives: dict[tuple[str, str | None], str] = {}
+
+    def bypassed(self, p: PathResult) -> tuple[str | None, list[dict[str, Any]]]:
+        """The first bypassing route's next hop IP and every bypassing route's evidence (dicts shared, never
+        mutated), kept by the candidate tuple's identity (held by the entry, so its id is not reused meanwhile)."""
+        nr = p.not_replacing
+        hit = self.routes.get(id(nr))
+        if hit is None or hit[0] is not nr:
+            bypassing = _bypassing(p)
+            hit = self.routes[id(nr)] = (nr, bypassing[0].next_hop_ip, [
+                {"name": u.route_name, "prefix": u.prefix, "prefix_length": u.prefix_length,
+                 "next_hop_ip": u.next_hop_ip} for u in bypassing])
+        return hit[1], hit[2]
+
+    def alternative(self, subnet_id: str, vnet_prefix: str | None) -> str:
+        """The subnet's network-policies fix, once per (endpoint subnet, address space entry)."""
+        key = (subnet_id, vnet_prefix)
+        got = self.alternatives.get(key)
+        if got is None:
+            got = self.alternatives[key] = alternative(az(
+                "network", "vnet", "subnet", "update", "--ids", subnet_id, "--private-endpoint-network-policies",
+                "Enabled", comment=f"then a route at least as specific as {vnet_prefix or 'the VNet address space'} "
+                                   "applies"))
+        return got
+
+
+# What the endpoints of a table share, per (resource group, table name): kept across calls (one per endpoint in
+# the daemon), bounded. Its entries hold what they are keyed by, so a kept one is never taken for another's.
+_MADE: dict[tuple[str, str], _BypassMade] = {}
+_MADE_MAX = 1024
+
+
+def _made_for(rg: str, name: str) -> _BypassMade:
+    made = _MADE.get((rg, name))
+    if made is None:
+        if len(_MADE) >= _MADE_MAX:
+            _MADE.clear()
+        made = _MADE[(rg, name)] = _BypassMade(rg, name)
+    elif len(made.routes) + len(made.alternatives) > 4096:
+        made.routes.clear()   # candidate tuples of paths gone would stay alive here
+        made.alternatives.clear()
+    return made
 
 
 def _bypass_parts(snap: Snapshot, rg: str, name: str, paths: list[PathResult]
                   ) -> tuple[list[dict[str, Any]], list[str]]:
     """The evidence of each endpoint IP of ``paths`` (in their order) and the fixes for it, for the table in
     ``rg`` named ``name``: what a finding of udr-bypassed holds of one endpoint (all of them, in a plain
-    evaluation). Reads of the endpoint subnets are the paths' own (their memo entries read them)."""
+    evaluation). Reads of the endpoint subnets are the paths' own (their memo entries read them). What the
+    table's endpoints share is built once (:class:`_BypassMade`)."""
+    made = _made_for(rg, name)
     endpoints: dict[str, dict[str, Any]] = {}
     fixes: list[str] = []
     for p in paths:
-        assert p.endpoint is not None
-        ek = f"{p.endpoint.key}|{p.destination}"
-        if ek not in endpoints:
-            bypassing = _bypassing(p)
-            udr = bypassing[0]
-            ep_subnet = snap.subnet_of(p.endpoint)
-            endpoints[ek] = {
-                "private_endpoint": p.endpoint.id.raw, "ip": p.destination,
-                "endpoint_subnet": p.endpoint.subnet_id.raw if p.endpoint.subnet_id else None,
+        pe = p.endpoint
+        assert pe is not None
+        ek = f"{pe.key}|{p.destination}"
+        got = endpoints.get(ek)
+        if got is None:
+            ip, routes = made.bypassed(p)
+            ep_subnet = snap.subnet_of(pe)
+            got = endpoints[ek] = {
+                "private_endpoint": pe.id.raw, "ip": p.destination,
+                "endpoint_subnet": pe.subnet_id.raw if pe.subnet_id else None,
                 "privateEndpointNetworkPolicies": p.endpoint_policy,
                 "privateEndpointNetworkPolicies_raw": ep_subnet.private_endpoint_network_policies
                 if ep_subnet else None,
                 "endpoint_vnet_prefix": p.vnet_prefix,
-                "bypassed_routes": [{"name": u.route_name, "prefix": u.prefix,
-                                     "prefix_length": u.prefix_length, "next_hop_ip": u.next_hop_ip}
-                                    for u in bypassing],
+                "bypassed_routes": list(routes),
                 "client_subnets": [], "paths": [],
             }
-            fixes.append(az("network", "route-table", "route", "create", "--resource-group", rg,
-                            "--route-table-name", name,
-                            "--name", f"pe-{p.destination.replace('.', '-').replace(':', '-')}",
-                            "--address-prefix", f"{p.destination}/32", "--next-hop-type", "VirtualAppliance",
-                            "--next-hop-ip-address", udr.next_hop_ip or "<appliance-ip>"))
+            fixes.append(az_more(made.head, f"pe-{p.destination.replace('.', '-').replace(':', '-')}",
+                                 "--address-prefix", f"{p.destination}/32", "--next-hop-type", "VirtualAppliance",
+                                 "--next-hop-ip-address", ip or "<appliance-ip>"))
             if ep_subnet is not None and lower(p.endpoint_policy) not in ("enabled", "routetableenabled"):
-                fixes.append(alternative(az("network", "vnet", "subnet", "update", "--ids", ep_subnet.id.raw,
-                                            "--private-endpoint-network-policies", "Enabled",
-                                            comment="then a route at least as specific as "
-                                                    f"{p.vnet_prefix or 'the VNet address space'} applies")))
-        endpoints[ek]["client_subnets"].append(p.subnet_id.raw)
-        endpoints[ek]["paths"].append(p.path_text())
+                fixes.append(made.alternative(ep_subnet.id.raw, p.vnet_prefix))
+        got["client_subnets"].append(p.subnet_id.raw)
+        got["paths"].append(p.path_text())
     return list(endpoints.values()), fixes
 
 
@@ -409,7 +480,7 @@ class _OfHop:
     Hop): its subjects with their tag verdicts (a firewall's None), their keys, the NICs with IP forwarding off,
     and whether a route check can report a path through it (:func:`_reported_hop`)."""
 
-    __slots__ = ("forwarding_off", "hop", "keys", "reported", "rows", "subjects")
+    __slots__ = ("by_key", "forwarding_off", "hop", "keys", "reported", "rows", "subjects")
 
     def __init__(self, hop: Hop) -> None:
         self.hop = hop
@@ -419,6 +490,18 @@ class _OfHop:
         self.reported = hop.kind == "unresolved" or bool(self.forwarding_off) or not self.rows or \
             any(v is None or v.snats is not True for _s, v in self.rows)
         self.subjects: list[str] | None = None   # _hop_subjects, on first use
+        self.by_key: dict[str, tuple[tuple[ArmId, SnatVerdict | None], ...]] | None = None   # keyed(), on first use
+
+    def keyed(self, key: str) -> tuple[tuple[ArmId, SnatVerdict | None], ...]:
+        """The rows whose subject's key is ``key``, in order: what _appliance_rows keeps of a path through the hop
+        for one appliance (it filtered every row of every path by key, ~1,200 times an event behind a table)."""
+        by = self.by_key
+        if by is None:
+            by = {}
+            for s, v in self.rows:
+                by[s.key] = (*by.get(s.key, ()), (s, v))
+            self.by_key = by
+        return by.get(key, ())
 
 
 # By the hop's identity, across snapshots: a hop holds the records it names (a verdict reads their tags only), and the
@@ -526,6 +609,20 @@ class _Rows:
         self.missing: _Judged = None
         self.unknown: _Judged = None
 
+    @classmethod
+    def made(cls, paths: list[PathResult], subjects: list[ArmId], verdicts: list[SnatVerdict | None],
+             firewalls: dict[tuple[str, str], tuple[Firewall, str]], tagged: frozenset[bool | None]) -> _Rows:
+        """What ``_Rows(list(zip(subjects, paths, verdicts)), firewalls, tagged)`` holds, from the rows' columns."""
+        self = cls.__new__(cls)
+        self.paths = tuple(paths)
+        first = subjects[0] if subjects else None
+        self.subjects = first if all(s is first for s in subjects) else tuple(subjects)
+        self.verdicts = None if all(v is None for v in verdicts) else tuple(verdicts)
+        self.firewalls, self.tagged = firewalls, tagged
+        self.missing = None
+        self.unknown = None
+        return self
+
     @property
     def rows(self) -> list[_Row]:
         """(subject, path, verdict) per row, in path order (a firewall's verdict None: it reads the policy)."""
@@ -541,15 +638,29 @@ class _Rows:
 def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> _Rows:
     """One endpoint's rows for the appliance ``key`` in path order, a firewall's verdict left out (it reads the
     policy, so a policy change judges the firewall again without recomputing the rows), with the (firewall,
-    destination) pairs and the tag verdicts present, so an endpoint with nothing to report is skipped at once."""
-    rows = [(subject_id, p, v) for p in paths if p.via_appliance and p.hop is not None and p.hop.kind != "unresolved"
-            for subject_id, v in _rows_of_hop(snap, p) if subject_id.key == key]   # each hop judged once a pass
-    firewalls = {(p.hop.firewall.key, p.destination): (p.hop.firewall, p.destination)
-                 for _, p, v in rows if v is None and p.hop is not None and p.hop.firewall is not None}
-    tagged = frozenset(v.snats for _, _, v in rows if v is not None)
+    destination) pairs and the tag verdicts present, so an endpoint with nothing to report is skipped at once.
+    Built in one pass into the kept form (:meth:`_Rows.made`): the daemon makes ~1,200 an event behind a table."""
+    kept: list[PathResult] = []
+    subjects: list[ArmId] = []
+    verdicts: list[SnatVerdict | None] = []
+    firewalls: dict[tuple[str, str], tuple[Firewall, str]] = {}
+    tagged: set[bool | None] = set()
+    for p in paths:
+        hop = p.hop
+        if not p.via_appliance or hop is None or hop.kind == "unresolved":
+            continue
+        for subject_id, v in _of_hop(hop).keyed(key):   # each hop judged once a pass
+            kept.append(p)
+            subjects.append(subject_id)
+            verdicts.append(v)
+            if v is not None:
+                tagged.add(v.snats)
+            elif hop.firewall is not None:
+                firewalls[(hop.firewall.key, p.destination)] = (hop.firewall, p.destination)
+    frozen = frozenset(tagged)
     # The daemon keeps these for every endpoint behind an appliance (~43k at 100k resources): the few distinct tag
     # sets and the empty firewall map are shared, not one each (never mutated).
-    return _Rows(rows, firewalls or _NO_FIREWALLS, _TAGGED.setdefault(tagged, tagged))
+    return _Rows.made(kept, subjects, verdicts, firewalls or _NO_FIREWALLS, _TAGGED.setdefault(frozen, frozen))
 
 
 _NO_FIREWALLS: dict[tuple[str, str], tuple[Firewall, str]] = {}
@@ -587,11 +698,14 @@ def _same_rows(a: _Rows, b: _Rows) -> bool:
     va, vb = a.verdicts, b.verdicts
     if va is not vb and (va is None or vb is None or va != vb):
         return False
+    # identity first throughout: the paths of an endpoint recomputed after an event mostly hold the same records
     for pa, pb in zip(a.paths, b.paths, strict=True):
-        if pa.hop is not pb.hop or not _same_endpoint(pa.endpoint, pb.endpoint) or \
-                pa.destination != pb.destination or pa.subnet_id.raw != pb.subnet_id.raw or \
-                not (pa.route is pb.route or (pa.route is not None and pb.route is not None and
-                                              _route_read(pa.route) == _route_read(pb.route))):
+        if pa.hop is not pb.hop or pa.destination != pb.destination or \
+                (pa.endpoint is not pb.endpoint and not _same_endpoint(pa.endpoint, pb.endpoint)) or \
+                (pa.subnet_id is not pb.subnet_id and pa.subnet_id.raw != pb.subnet_id.raw):
+            return False
+        ra, rb = pa.route, pb.route
+        if ra is not rb and (ra is None or rb is None or _route_read(ra) != _route_read(rb)):
             return False
     return True
 
@@ -869,12 +983,7 @@ def _walked(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, pe
         old_entries = old.entries
         m = len(old_entries)
         top = min(n, m)
-        i = 0
-        while i < top and per_endpoint[i] is old_entries[i]:
-            i += 1
-        j = 0
-        while j < top - i and per_endpoint[n - 1 - j] is old_entries[m - 1 - j]:
-            j += 1
+        i, j = _same_ends(per_endpoint, old_entries, top)
         if i == n == m and old is not None:
             return old   # nothing moved
     if (old is None or (i == 0 and j == 0)) and isinstance(token, FirewallVerdicts) and \
@@ -890,6 +999,16 @@ def _walked(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, pe
         _walks.clear()
     _walks[(want, key)] = walk
     return walk
+
+
+def _same_ends(new: list[Any], old: list[Any], top: int) -> tuple[int, int]:
+    """How many entries ``new`` and ``old`` share by identity in front (``i``, at most ``top``) and then behind (``j``,
+    at most ``top - i``): compared in C (``operator.is_``), not one Python step per entry (a hub's ~4,500, four
+    times an event)."""
+    front = list(map(operator.is_, itertools.islice(new, top), old))
+    i = front.index(False) if False in front else top
+    back = list(map(operator.is_, itertools.islice(reversed(new), top - i), reversed(old)))
+    return i, back.index(False) if False in back else top - i
 
 
 def _walk_through(snap: Snapshot, want: bool | None, key: str, fw: Firewall | None, per_endpoint: list[Any],

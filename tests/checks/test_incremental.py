@@ -235,3 +235,29 @@ def test_an_over_check_judges_each_subject_on_its_own(name: str, tmp_path: Path)
             want = sorted((parse_id(f.resource_id).key, json.dumps(f.evidence, sort_keys=True, default=str),
                            f.message) for _, f in findings)
             assert got == want, f"{chk.id} on {subject}"
+
+
+@pytest.mark.parametrize("name", sorted(TENANTS))
+def test_the_keys_below_reread_resources_are_those_a_scan_of_every_key_finds(name: str, tmp_path: Path) -> None:
+    """resource_keys(below=...), answered from the keys of each top-level resource, is every current key below one
+    of the roots, whether a root is a top-level resource, below one, or above one (a group, a subscription)."""
+    units = Units()
+    asked = keyed = 0
+    for _label, _old, new, links, result in _daemon_steps(name, tmp_path, f"{name}-below"):
+        if result is None:
+            units.full(new)
+        else:
+            units.update(_old, new, links.changed)
+        checks = {c.id for c in all_checks().values()}
+        every = units.resource_keys(checks)
+        deeper = {k for k in every if k.count("/") > 8}
+        for roots in ([*(result.keys if result is not None else ())], sorted(deeper)[:3],
+                      ["/".join(k.split("/")[:9]) for k in sorted(deeper)[:3]],
+                      sorted({"/".join(k.split("/")[:n]) for k in every if k.startswith("/subscriptions/")
+                              for n in (3, 5)})[:4], []):
+            prefixes = tuple(r + "/" for r in roots)
+            want = {k for k in every if prefixes and k.startswith(prefixes)}
+            assert units.resource_keys(checks, below=roots) == want
+            asked += bool(want)
+        keyed += bool(every)
+    assert asked or not keyed   # a tenant without findings has no key to find

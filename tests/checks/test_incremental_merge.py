@@ -107,3 +107,13 @@ def test_endpoint_events_take_the_cheap_merge_and_equal_a_full_evaluation(name: 
     if not events:
         pytest.skip("no private endpoint with a connection whose event leaves the coverage as it was")
     assert len(whole) < events, "every event merged everything"
+
+
+def test_the_findings_kept_in_order_follow_every_merge() -> None:
+    """The findings list the evaluation copies stays the merged findings in the order's order after each merge."""
+    a, b, c = _finding("x", "/s/a"), _finding("x", "/s/b"), _finding("y", "/s/c", Severity.LOW)
+    units = _primed(a, b, c)
+    b2, d = _finding("x", "/s/b", Severity.CRITICAL), _finding("z", "/s/d", Severity.MEDIUM)
+    assert units._merge([([(b.key, b)], [(b2.key, b2)])])
+    assert units._merge([([(c.key, c)], [(d.key, d)])])
+    assert units.ordered == [units.merged[k] for _, k in units.order] == [b2, a, d]  # type: ignore[index]

@@ -26,7 +26,7 @@ from tenantkit import SUB, TENANT, endpoint, sub_list
 from plmon.checks import registry
 from plmon.checks.engine import evaluate
 from plmon.checks.finding import Finding
-from plmon.checks.remedy import alternative, az, chain, fill, lines, note
+from plmon.checks.remedy import alternative, az, az_head, az_more, chain, fill, lines, note
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.replay.synth import SynthSpec, generate
 from plmon.monitor.replay.synth import write_tenant as write_synth
@@ -240,3 +240,11 @@ def test_a_repeated_argument_is_quoted_as_shlex_quotes_it_each_time() -> None:
     args = ["network", "route-table", HOSTILE, "--name", "", "a b", HOSTILE]
     for _ in range(2):
         assert az(*args) == shlex.join(["az", *args])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")), max_size=4),
+       st.lists(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")), max_size=4))
+def test_a_line_from_its_quoted_front_is_the_whole_az_line(front: list[str], rest: list[str]) -> None:
+    """az_more on az_head's front gives exactly az's line for the front and the rest together."""
+    assert az_more(az_head(*front), *rest) == az(*front, *rest)

@@ -163,3 +163,45 @@ def test_the_cutoff_compares_a_route_on_what_its_evidence_shows() -> None:
     r = RouteCandidate("10.0.0.0/8", "user-defined", "VirtualAppliance", "10.0.0.4", "r1",
                        parse_id("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/routeTables/t"))
     assert route._route_read(r) == tuple(r.to_dict().values())
+
+
+def test_udr_bypassed_evidence_is_the_same_built_afresh_or_from_kept_parts(tmp_path: Path) -> None:
+    """The table's shared parts kept from an earlier call change nothing in what a later one builds."""
+    t = UnitsTenant(tmp_path / "t")
+    found = [f for f in evaluate(t.snap).findings if f.check_id == "route.udr-bypassed"]
+    assert found, "the tenant has a udr-bypassed finding"
+    route._MADE.clear()
+    again = [f for f in evaluate(t.snap).findings if f.check_id == "route.udr-bypassed"]
+    assert [(f.evidence, f.remediation) for f in again] == [(f.evidence, f.remediation) for f in found]
+
+
+def test_an_endpoints_appliance_rows_built_in_one_pass_are_what_the_rows_make(tmp_path: Path) -> None:
+    """_appliance_rows' one-pass build keeps, for every endpoint and appliance, what _Rows makes of the row list."""
+    t = UnitsTenant(tmp_path / "t")
+    seen = 0
+    for pe in t.snap.private_endpoints.values():
+        paths = route.paths_for(t.snap, pe)
+        for key in {k for p in paths for k in route._appliance_keys(p)}:
+            got = route._appliance_rows(t.snap, key, paths)
+            rows = [(s, p, v) for p in paths if p.via_appliance and p.hop is not None and p.hop.kind != "unresolved"
+                    for s, v in route._hop_verdicts(p.hop, route.tagged_snat) if s.key == key]
+            want = route._Rows(rows, got.firewalls, got.tagged)
+            assert (got.paths, got.subjects, got.verdicts, got.rows) == \
+                (want.paths, want.subjects, want.verdicts, want.rows)
+            assert got.tagged == frozenset(v.snats for _s, _p, v in rows if v is not None)
+            assert list(got.firewalls) == list(dict.fromkeys(
+                (p.hop.firewall.key, p.destination) for _s, p, v in rows if v is None and p.hop.firewall is not None))
+            seen += 1
+    assert seen
+
+
+def test_the_bypassing_routes_kept_per_candidate_tuple_are_the_tuples_appliance_routes(tmp_path: Path) -> None:
+    """_bypassing, kept by the candidate tuple's identity, gives each path the appliance routes of its own tuple."""
+    t = UnitsTenant(tmp_path / "t")
+    seen = 0
+    for pe in t.snap.private_endpoints.values():
+        for p in route.paths_for(t.snap, pe):
+            want = [u for u in p.not_replacing if (u.next_hop_type or "").lower() == "virtualappliance"]
+            assert route._bypassing(p) == want and route._bypassing(p) == want
+            seen += bool(want)
+    assert seen

@@ -8,6 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from netkit import Net
 
 import plmon.checks.route as route
@@ -68,3 +70,20 @@ def test_a_firewall_that_snats_every_destination_alike_is_not_walked(tmp_path: P
     route._walks.pop((False, fw.key), None)
     walk = route._walked(snap, False, fw.key, fw, entries, _result(seen))
     assert seen == [] and walk.rows == [] and walk.counts == [0] * 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 3), max_size=12), st.lists(st.integers(0, 3), max_size=12))
+def test_the_shared_ends_are_what_a_step_by_step_walk_finds(a: list[int], b: list[int]) -> None:
+    """_same_ends counts the entries two lists share by identity in front, then behind, as the old loops did."""
+    objs = [object() for _ in range(4)]
+    new, old = [objs[x] for x in a], [objs[x] for x in b]
+    n, m = len(new), len(old)
+    top = min(n, m)
+    i = 0
+    while i < top and new[i] is old[i]:
+        i += 1
+    j = 0
+    while j < top - i and new[n - 1 - j] is old[m - 1 - j]:
+        j += 1
+    assert route._same_ends(new, old, top) == (i, j)
