@@ -12,16 +12,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
-
 from plmon.checks.finding import Finding, Issue, Severity, subscription_of
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.waivers import Waiver, match_waiver
+from plmon.monitor.logs import get_logger
 from plmon.monitor.model.snapshot import CoverageGap, Snapshot
 
 __all__ = ["CheckSettings", "Evaluation", "WaivedFinding", "evaluate", "finding_of", "settle"]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog is imported when a line is written (plmon.monitor.logs)
 
 
 @dataclass(frozen=True, slots=True)
