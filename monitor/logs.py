@@ -13,14 +13,14 @@ debug, because plmon says in one line that no token could be had.
 
 from __future__ import annotations
 
+import importlib.machinery
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
+from types import ModuleType
 from typing import Any, Literal
 
-import structlog
-
-__all__ = ["configure_logging", "stdlib_handler"]
+__all__ = ["configure_logging", "get_logger", "stdlib_handler"]
 
 _SECRET_WORDS = ("secret", "token", "password", "authorization", "signature", "webhook_url", "sas")
 _SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
@@ -48,11 +48,15 @@ def _reason_not_traceback(_: Any, __: str, event: MutableMapping[str, Any]) -> M
 
 
 def _renderer(fmt: str) -> Any:
+    import structlog
+
     return structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
 
 
 def stdlib_handler(fmt: str) -> logging.Handler:
     """A stdlib handler that writes library records to stderr as plmon's own lines, without tracebacks."""
+    import structlog
+
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
@@ -77,10 +81,30 @@ def _bring_libraries_in_line(level: int, fmt: str) -> None:
 def configure_logging(level: str | None = None, fmt: str | None = None, *,
                       sink: Literal["stderr", "logging"] = "stderr") -> None:
     """``sink="logging"`` passes each rendered line to the standard library (the Azure Functions host
-    collects that), ``"stderr"`` prints it."""
+    collects that), ``"stderr"`` prints it.
+
+    When structlog is not imported yet, it stays so until something logs at or above ``level`` (a
+    :func:`get_logger` logger) or imports it: importing structlog (asyncio, rich) was ~0.1 s of every
+    ``plmon scan``'s start-up, which logs nothing at the default level. The configuration is applied as
+    structlog's import completes, so no line is ever written unconfigured."""
+    global _pending, _threshold
     level_name = (level or "warning").upper()
     level_no = getattr(logging, level_name, logging.WARNING)
     fmt = fmt or ("console" if sys.stderr.isatty() else "json")
+    _threshold = level_no
+    if "structlog" in sys.modules:
+        _pending = None
+        _apply(level_no, fmt, sink)
+        return
+    _pending = (level_no, fmt, sink)
+    logging.getLogger("azure.identity").setLevel(logging.DEBUG if level_no <= logging.DEBUG else logging.CRITICAL)
+    if not any(isinstance(f, _ConfigureOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ConfigureOnImport())
+
+
+def _apply(level_no: int, fmt: str, sink: Literal["stderr", "logging"]) -> None:
+    import structlog
+
     factory: Any = (structlog.stdlib.LoggerFactory() if sink == "logging"
                     else structlog.PrintLoggerFactory(file=sys.stderr))
     structlog.configure(
@@ -97,3 +121,74 @@ def configure_logging(level: str | None = None, fmt: str | None = None, *,
         cache_logger_on_first_use=False,
     )
     _bring_libraries_in_line(level_no, fmt)
+
+
+# A configuration waiting for structlog's import (level, format, sink), and the level configured: a get_logger
+# logger drops a call below it without importing structlog.
+_pending: tuple[int, str, Literal["stderr", "logging"]] | None = None
+_threshold = logging.NOTSET
+
+
+def _apply_pending() -> None:
+    global _pending
+    if _pending is not None:
+        pending, _pending = _pending, None
+        _apply(*pending)
+
+
+class _ConfigureOnImport:
+    """Applies a deferred configuration the moment structlog's import completes, whoever imports it.
+
+    A finder on ``sys.meta_path`` (not an ``importlib.abc.MetaPathFinder``: that module imports
+    ``importlib.resources``, ~7 ms of start-up) that hands structlog's spec a loader configuring after it runs.
+    The modules that import structlog themselves (the daemon's, the alert channels') log through
+    ``structlog.get_logger``, which reads the configuration at their first line: it is in place by then."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "structlog":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            spec.loader = _ThenConfigure(spec.loader.name, spec.loader.path)
+        return spec
+
+
+class _ThenConfigure(importlib.machinery.SourceFileLoader):
+    """structlog's own loader, that applies the waiting configuration once the module has run."""
+
+    def exec_module(self, module: ModuleType) -> None:
+        super().exec_module(module)
+        _apply_pending()
+
+
+class _LazyLogger:
+    """``structlog.get_logger(name)``, imported and configured at the first call at or above the configured level.
+
+    Before :func:`configure_logging` (or once structlog is imported) every call goes to structlog, as it did."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, method: str) -> Any:
+        if _pending is not None and _LEVELS.get(method, logging.CRITICAL) < _threshold:
+            return _drop
+        import structlog
+
+        _apply_pending()
+        return getattr(structlog.get_logger(self._name), method)
+
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "msg": logging.INFO, "warning": logging.WARNING,
+           "warn": logging.WARNING, "error": logging.ERROR, "exception": logging.ERROR,
+           "critical": logging.CRITICAL, "fatal": logging.CRITICAL}
+
+
+def _drop(*_: Any, **__: Any) -> None:
+    return None
+
+
+def get_logger(name: str) -> Any:
+    """A logger for ``name`` that imports structlog only when it writes a line (see :func:`configure_logging`)."""
+    return _LazyLogger(name)

@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from plmon.monitor.collect.sources import Source
 from plmon.monitor.collect.sources import open_source as _open_source
-from plmon.monitor.config import Config, load_config
 from plmon.monitor.logs import configure_logging
 
 if TYPE_CHECKING:
     from plmon.alerts.channel import Channel
     from plmon.alerts.delivery import DeliveryWorker, RetryPolicy
     from plmon.alerts.outbox import Route
+    from plmon.monitor.config import Config
     from plmon.monitor.service.daemon import Daemon
     from plmon.monitor.state.intake import IntakeQueue
     from plmon.monitor.state.store import StateStore
@@ -152,6 +152,8 @@ def function_daemon(env: Mapping[str, str] | None = None, **options: Any) -> tup
     e = environment(env)
     setup_logging(e, fmt=e.get("PLMON_LOG_FORMAT") or "json", sink="logging")
     settings = FunctionSettings.from_env(e)
+    from plmon.monitor.config import load_config  # here: plmon scan needs no validator (scan.DEFAULTS)
+
     config = load_config(settings.config_path, env=dict(e))
     source = open_source(settings.from_dir, env=e, subscriptions=settings.subscriptions,
                          management_group=settings.management_group, arm_endpoint=settings.arm_endpoint,

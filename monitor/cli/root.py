@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -25,10 +25,12 @@ from plmon.monitor import __version__
 from plmon.monitor.cli.progress import CollectionProgress, stats_lines
 from plmon.monitor.collect.builder import paused_gc
 from plmon.monitor.collect.recorded import RecordedTenant
-from plmon.monitor.config import Config, load_config
 from plmon.monitor.errors import InputError
-from plmon.monitor.scan import ScanResult, run_scan, scan_document
+from plmon.monitor.scan import DEFAULTS, ScanConfig, ScanResult, run_scan, scan_document
 from plmon.monitor.wiring import open_source, setup_logging
+
+if TYPE_CHECKING:
+    from plmon.monitor.config import Config
 
 __all__ = ["cli", "main"]
 
@@ -61,7 +63,7 @@ def source_options(fn: Any) -> Any:
     return fn
 
 
-def do_scan(config: Config, from_dir: Path | None, observations: Any = None, *, stats: bool = False,
+def do_scan(config: Config | ScanConfig, from_dir: Path | None, observations: Any = None, *, stats: bool = False,
             **live: Any) -> ScanResult:
     with open_source(from_dir, **live) as source:
         reader, on_progress, display = source.reader, None, None
@@ -170,13 +172,19 @@ def _exit_now(code: int) -> None:
 def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
           notify: bool, show_stats: bool, **live: Any) -> bool:
     """``plmon scan``'s work; True when a finding is at or above ``--fail-on``."""
-    config = load_config(config_path)
+    # Without a file (or --notify, which reads the state and alert settings) the defaults need no validator:
+    # the configuration and pydantic are imported only for a file to check (scan.DEFAULTS).
+    config = None
+    if config_path is not None or notify:
+        from plmon.monitor.config import load_config
+        config = load_config(config_path)
     store, observations = None, None
-    if notify or "state" in config.model_fields_set:  # only then does it touch the state store (and import it)
+    if config is not None and (notify or "state" in config.model_fields_set):  # only then the state store
         from plmon.monitor.cli.alerts import scan_observations
         store, observations = scan_observations(config, notify)
-    result = do_scan(config, from_dir, observations=observations, stats=show_stats, **live)
-    if notify and store is not None:
+    settings = DEFAULTS if config is None else config
+    result = do_scan(settings, from_dir, observations=observations, stats=show_stats, **live)
+    if notify and store is not None and config is not None:
         from plmon.monitor.cli.alerts import notify as send_notifications
         from plmon.monitor.cli.alerts import notify_summary
         transitions, delivery = send_notifications(store, config, result)
@@ -185,7 +193,7 @@ def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path
         _echo_json(scan_document(result))
     elif fmt in ("sarif", "csv"):
         from plmon.monitor.reports import build_report, render
-        click.echo(render(build_report(result, waivers=config.waiver_list()), fmt), nl=False)
+        click.echo(render(build_report(result, waivers=settings.waiver_list()), fmt), nl=False)
     else:
         from plmon.monitor.cli.tables import findings_table  # rich, for a table only
         findings_table(result)

@@ -21,8 +21,6 @@ from operator import attrgetter
 from types import MappingProxyType, MemberDescriptorType
 from typing import Any, TypeVar, cast
 
-import structlog
-
 from plmon.monitor.collect.inventory import (
     BY_ID,
     AssociationUnit,
@@ -36,6 +34,7 @@ from plmon.monitor.collect.inventory import (
     proves_absence,
     scope_of,
 )
+from plmon.monitor.logs import get_logger
 from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
 from plmon.monitor.model.clock import parse_time
 from plmon.monitor.model.kinds import ACCESS_PATHS, listed_providers
@@ -96,7 +95,7 @@ __all__ = [
     "word_value",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog is imported when a line is written (plmon.monitor.logs)
 _MISSING = object()
 
 

@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
-import structlog
-
 from plmon.monitor.collect.builder import (
     EndpointRefs,
     association_unit,
@@ -46,6 +44,7 @@ from plmon.monitor.collect.inventory import (
     TargetUnit,
     proves_absence,
 )
+from plmon.monitor.logs import get_logger
 from plmon.monitor.model.arm_id import ArmId, interning, parse_id, repair_provider_typo
 from plmon.monitor.model.kinds import KINDS, listed_providers
 from plmon.monitor.model.snapshot import CoverageGap
@@ -57,7 +56,7 @@ __all__ = [
     "targets_to_read", "young_gc",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)  # structlog is imported when a line is written (plmon.monitor.logs)
 
 
 class ArmReader(Protocol):

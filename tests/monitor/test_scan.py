@@ -93,3 +93,24 @@ def test_a_concurrent_collection_defers_the_collectors_full_passes(monkeypatch: 
     scan.run_scan(reader, parse_config({}), manifest=reader.manifest, workers=4)
     assert seen[0][:2] == before[:2] and seen[0][2] > before[2]
     assert gc.get_threshold() == before
+
+
+def test_defaults_are_what_no_config_file_validates_to() -> None:
+    """scan.DEFAULTS (a scan without --config) gives the same check settings and waivers as load_config(None)."""
+    from plmon.monitor.config import load_config
+
+    config = load_config(None)
+    assert scan.DEFAULTS.check_settings() == config.check_settings()
+    assert scan.DEFAULTS.waiver_list() == config.waiver_list()
+
+
+def test_a_scan_without_config_imports_no_validator() -> None:
+    """`plmon scan --from DIR --format json` without --config imports neither pydantic, the config nor structlog."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from plmon.monitor.cli import main; sys.argv = ['plmon', 'scan', '--from', sys.argv[1], "
+            "'--format', 'json']\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('pydantic', 'plmon.monitor.config', 'structlog', 'yaml') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code, str(DEMO)], capture_output=True, text=True, check=True)
+    assert r.stdout.splitlines()[-1] == "[]"
