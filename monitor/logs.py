@@ -14,11 +14,15 @@ debug, because plmon says in one line that no token could be had.
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.util
 import logging
 import sys
 from collections.abc import MutableMapping, Sequence
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+if TYPE_CHECKING:
+    from importlib.abc import Loader
 
 __all__ = ["configure_logging", "get_logger", "stdlib_handler"]
 
@@ -149,18 +153,32 @@ class _ConfigureOnImport:
         if fullname != "structlog":
             return None
         sys.meta_path.remove(self)
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
-            spec.loader = _ThenConfigure(spec.loader.name, spec.loader.path)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            _apply_pending()   # an import we cannot follow: configure now (structlog is about to be imported)
+            return spec
+        spec.loader = cast("Loader", _ThenConfigure(spec.loader))   # a loader by its methods (no importlib.abc)
         return spec
 
 
-class _ThenConfigure(importlib.machinery.SourceFileLoader):
-    """structlog's own loader, that applies the waiting configuration once the module has run."""
+class _ThenConfigure:
+    """Whatever loader structlog comes with (a source file, a zip, a frozen bundle), applying the waiting
+    configuration once the module has run: a loader that this does not wrap would let a line be written with
+    structlog's defaults."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        made: ModuleType | None = self._inner.create_module(spec) if hasattr(self._inner, "create_module") else None
+        return made
 
     def exec_module(self, module: ModuleType) -> None:
-        super().exec_module(module)
+        self._inner.exec_module(module)
         _apply_pending()
+
+    def __getattr__(self, name: str) -> Any:   # get_resource_reader, is_package, ...: the inner loader's
+        return getattr(self._inner, name)
 
 
 class _LazyLogger:
