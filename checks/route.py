@@ -393,7 +393,8 @@ class _BypassMade:
 # What the endpoints of a table share, per (resource group, table name): kept across calls (one per endpoint in
 # the daemon), bounded. Its entries hold what they are keyed by, so a kept one is never taken for another's.
 _MADE: dict[tuple[str, str], _BypassMade] = {}
-_MADE_MAX = 1024
+_MADE_MAX = 256   # tables; each keeps at most _MADE_PER_TABLE entries, so what old snapshots it pins stays small
+_MADE_PER_TABLE = 512
 
 
 def _made_for(rg: str, name: str) -> _BypassMade:
@@ -402,7 +403,7 @@ def _made_for(rg: str, name: str) -> _BypassMade:
         if len(_MADE) >= _MADE_MAX:
             _MADE.clear()
         made = _MADE[(rg, name)] = _BypassMade(rg, name)
-    elif len(made.routes) + len(made.alternatives) > 4096:
+    elif len(made.routes) + len(made.alternatives) > _MADE_PER_TABLE:
         made.routes.clear()   # candidate tuples of paths gone would stay alive here
         made.alternatives.clear()
     return made
