@@ -45,6 +45,7 @@ from plmon.monitor.collect.builder import (
 )
 from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt, TargetUnit
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
+from plmon.monitor.model.kinds import ACCESS_PATHS
 from plmon.monitor.model.snapshot import (
     ConsumerConnection,
     DnsZoneGroup,
@@ -287,8 +288,11 @@ class _Target(msgspec.Struct):
 
 _TARGET_DECODER = msgspec.json.Decoder(_Target)
 # The objects below ``properties`` whose leaves ACCESS_PATHS names, besides publicNetworkAccess: _TargetProps holds
-# each as decoded, and builder._access_settings walks them as it walks a generic body.
-_ACCESS_ROOTS = ("accessModeSettings", "apiServerAccessProfile", "network")
+# each as decoded, and builder._access_settings walks them as it walks a generic body. Derived, and checked here:
+# a rule reading a new object would otherwise lose its setting on the typed path instead of refusing the file.
+_ACCESS_ROOTS = tuple(sorted({path.split(".", 1)[0] for path in ACCESS_PATHS if "." in path}))
+if missing := [root for root in _ACCESS_ROOTS if root not in _TargetProps.__struct_fields__]:
+    raise ImportError(f"typed target decoder: add {missing} to _TargetProps (public-access rules read them)")
 
 _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     "privateEndpoints": msgspec.json.Decoder(_Endpoints),
