@@ -68,20 +68,21 @@ GRAPH_PAGE_SIZE = 1000          # Resource Graph serves up to 1,000 rows a page
 GRAPH_QUOTA = (15, 5.0)         # Azure's default: 15 queries per 5 s per user
 # Repeats per case, sized so the whole suite stays within about 10 minutes on 2 cores (issue 14). The phase
 # table of docs/benchmarks.md shows where the time goes; a case cut to one run says why in NOTES.
-EVAL_RUNS = {"10k": 2, "100k": 1}
-SCAN_RUNS = {"25k": 3, "100k": 2}
+EVAL_RUNS = {"10k": 2, "100k": 3}
+SCAN_RUNS = {"25k": 3, "100k": 3}
 HUB_RUNS = 2
 # Daemon: per size, the tenant, rounds of (open, resolve) per event kind, and the burst (10k only).
 SERVE = {"10k": {"tenant": (10, 3500), "reps": 5, "burst": 5000, "distinct": 1000, "timeout": 900},
-         "100k": {"tenant": (100, 35000), "reps": 3, "burst": 0, "distinct": 0, "timeout": 1500}}
+         "100k": {"tenant": (100, 35000), "reps": 5, "burst": 0, "distinct": 0, "timeout": 1500}}
 NOTES = {
-    "100k": "a run costs ~50 s of the budget (reading 100k resources from disk, build, evaluation); before the "
+    "100k": "a run costs ~10 s (reading 100k resources from disk, build, evaluation); 3 runs since issue 14's "
+            "seventh round, when one run decided the target row and two single runs gave 1.88 and 2.49 s; before the "
             "grouped route engine and per-build id interning (2026-12-01) evaluation varied 18.6–39 s and the "
             "build took 7.5 s",
     "10 subs / 1k endpoints": "2 runs per path spread 14.3–14.5 s (ARM) and 14.0–14.7 s (Resource Graph) "
                               "on 2026-11-22",
-    "serve 100k": "three open + resolve rounds per kind (one until issue 14's third round, when an event cost "
-                  "0.2-0.8 s of CPU, the first one 20 s behind the first collection's alerts)",
+    "serve 100k": "five open + resolve rounds per kind (three until issue 14's seventh round, one until its third, "
+                  "when an event cost 0.2-0.8 s of CPU, the first one 20 s behind the first collection's alerts)",
     "100 subs / 10k endpoints": "ARM only since issue 14 (each path cost ~2.5 min with 8 workers; Resource Graph "
                                 "was 142.7 s against ARM's 139.8 s on 2026-12-01), against ARM's per-subscription "
                                 "read limits, with the product's default workers and with 32",
