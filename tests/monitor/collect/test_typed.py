@@ -355,6 +355,30 @@ def test_any_value_anywhere_in_a_target_is_read_as_the_parser_reads_it_or_refuse
     assert got is None or got == want
 
 
+@pytest.mark.parametrize("name", ["st\u00e9", "K\u212a", "\u6771\u4eac"])
+def test_a_non_ascii_target_written_as_is_decodes_typed_as_the_parser_reads_it(name: str) -> None:
+    """Proves: a target whose tags and name hold UTF-8 text with no escape is decoded typed, not refused, and gives
+    parse_target's unit (the other target tests escape all non-ASCII text, which the decoder refuses)."""
+    body = target_body()
+    body.update(name=name, tags={name: name})
+    data = json.dumps(body, ensure_ascii=False).encode()
+    assert not data.isascii()
+    with interning():
+        got = decode_target(data)
+        assert got is not None and got == parse_target("asked", RecordedTenant._decode(data, "x"))
+
+
+@pytest.mark.parametrize("bad", [b"\xff\xfe", b"\xed\xa0\x80", b"caf\xe9"])
+def test_a_target_with_bytes_that_are_not_utf8_is_refused(bad: bytes) -> None:
+    """Proves: invalid UTF-8 in a field the typed decoder skips refuses the target, as the generic way refuses the
+    whole file, instead of reading it as if it were clean."""
+    clean = json.dumps(target_body()).encode()
+    assert decode_target(clean) is not None
+    data = clean.replace(b'{"', b'{"etag": "' + bad + b'", "', 1)
+    assert data != clean
+    assert decode_target(data) is None
+
+
 def test_common_targets_and_microsofts_examples_decode_typed() -> None:
     """Proves: well-formed targets (the synthetic tenants' shape, Microsoft's examples of other types) are not
     refused, so the decoder serves the 27k targets of a large tenant, and give parse_target's unit."""
