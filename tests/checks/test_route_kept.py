@@ -4,9 +4,11 @@ was, and the evaluation stays what a full evaluation gives."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from unitskit import UnitsTenant
@@ -205,3 +207,18 @@ def test_the_bypassing_routes_kept_per_candidate_tuple_are_the_tuples_appliance_
             assert route._bypassing(p) == want and route._bypassing(p) == want
             seen += bool(want)
     assert seen
+
+
+def test_an_equal_candidate_tuple_made_again_gets_its_own_entry(tmp_path: Path) -> None:
+    """_bypassing keyed by identity: an equal tuple made anew (as a later snapshot makes it) is not served the kept
+    list of the old one, and the kept entry holds its tuple (so the id is not reused while it is kept)."""
+    t = UnitsTenant(tmp_path / "t")
+    p = next(p for pe in t.snap.private_endpoints.values() for p in route.paths_for(t.snap, pe)
+             if route._bypassing(p))
+    kept = route._bypassing(p)
+    made_again = tuple(dataclasses.replace(u) for u in p.not_replacing)
+    assert made_again == p.not_replacing and made_again is not p.not_replacing
+    fresh = route._bypassing(cast(Any, SimpleNamespace(not_replacing=made_again)))   # what _bypassing reads of a path
+    assert fresh == kept and fresh is not kept
+    assert all(any(u is c for c in made_again) for u in fresh)   # the new tuple's own routes, not the old ones
+    assert route._BYPASSING[id(p.not_replacing)][0] is p.not_replacing
