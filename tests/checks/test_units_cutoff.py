@@ -53,8 +53,9 @@ def judged(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[frozenset[str] | N
     return seen
 
 
-def test_an_appliance_is_judged_again_only_when_its_rows_moved(
-        tmp_path: Path, judged: dict[str, list[frozenset[str] | None]]) -> None:
+def _tenant_evaluated(tmp_path: Path) -> tuple[Path, RecordedTenant, Any, Any, Any, Units]:
+    """A small synth tenant with a hub appliance, collected, linked and evaluated under Units (checked equal to a
+    plain evaluation): the folder, its reader, inventory, snapshot, links and the Units."""
     folder = tmp_path / "t"
     write_tenant(generate(SynthSpec(subscriptions=3, endpoints=60, seed=3)), folder)
     reader = RecordedTenant(folder)
@@ -62,6 +63,12 @@ def test_an_appliance_is_judged_again_only_when_its_rows_moved(
     snap, links = link(inv, taken_at=AT)
     units = Units()
     assert _shown(units.full(snap)) == _shown(evaluate(snap))
+    return folder, reader, inv, snap, links, units
+
+
+def test_an_appliance_is_judged_again_only_when_its_rows_moved(
+        tmp_path: Path, judged: dict[str, list[frozenset[str] | None]]) -> None:
+    folder, reader, inv, snap, links, units = _tenant_evaluated(tmp_path)
     path, body, table = next(_route_tables(folder))
     routes = {r["name"]: r["properties"] for r in table["properties"]["routes"]}
     hub = routes["spoke-via-hub"]["nextHopIpAddress"]
@@ -91,13 +98,7 @@ def test_an_endpoint_changed_in_its_state_alone_leaves_its_appliance_unjudged(
         tmp_path: Path, judged: dict[str, list[frozenset[str] | None]]) -> None:
     """An endpoint whose record changes but not in what its SNAT rows show (its provisioning state) keeps its rows:
     the appliance behind it is not judged again, and the evaluation is still a full one's."""
-    folder = tmp_path / "t"
-    write_tenant(generate(SynthSpec(subscriptions=3, endpoints=60, seed=3)), folder)
-    reader = RecordedTenant(folder)
-    inv = collect(reader, manifest=reader.manifest, workers=1)
-    snap, links = link(inv, taken_at=AT)
-    units = Units()
-    units.full(snap)
+    folder, reader, inv, snap, links, units = _tenant_evaluated(tmp_path)
     entries = units.indexes.tables["route.subjects"][1].entries
     appliance = next(k for k in entries if isinstance(k, str) and k.startswith("route.appliances\0"))
     behind = entries[appliance]
