@@ -66,6 +66,16 @@ def _tenant_evaluated(tmp_path: Path) -> tuple[Path, RecordedTenant, Any, Any, A
     return folder, reader, inv, snap, links, units
 
 
+def _event(reader: RecordedTenant, inv: Any, snap: Any, links: Any, units: Units, rid: str) -> tuple[Any, Any, Any]:
+    """The daemon's step for an event on ``rid`` (re-read, relink, Units.update), checked equal to a plain
+    evaluation of the new snapshot: the new inventory, snapshot and links."""
+    inv, result = reread_into(reader, inv, [parse_id(rid)])
+    new, links = relink(snap, links, inv, result.touched, taken_at=AT)
+    got, _report = units.update(snap, new, links.changed)
+    assert _shown(got) == _shown(evaluate(new))
+    return inv, new, links
+
+
 def test_an_appliance_is_judged_again_only_when_its_rows_moved(
         tmp_path: Path, judged: dict[str, list[frozenset[str] | None]]) -> None:
     folder, reader, inv, snap, links, units = _tenant_evaluated(tmp_path)
@@ -80,10 +90,7 @@ def test_an_appliance_is_judged_again_only_when_its_rows_moved(
         routes[change]["nextHopIpAddress"] = value
         path.write_text(json.dumps(body), encoding="utf-8")
         judged.clear()
-        inv, result = reread_into(reader, inv, [parse_id(table["id"])])
-        new, links = relink(snap, links, inv, result.touched, taken_at=AT)
-        got, _report = units.update(snap, new, links.changed)
-        assert _shown(got) == _shown(evaluate(new))
+        inv, new, links = _event(reader, inv, snap, links, units, table["id"])
         snap = new
         return {k for c in SNAT for focus in judged.get(c, []) for k in (focus or ())}
 
@@ -110,10 +117,7 @@ def test_an_endpoint_changed_in_its_state_alone_leaves_its_appliance_unjudged(
         item["properties"]["provisioningState"] = state
         path.write_text(json.dumps(body), encoding="utf-8")
         judged.clear()
-        inv, result = reread_into(reader, inv, [parse_id(item["id"])])
-        new, links = relink(snap, links, inv, result.touched, taken_at=AT)
-        got, _report = units.update(snap, new, links.changed)
-        assert _shown(got) == _shown(evaluate(new))
+        inv, new, links = _event(reader, inv, snap, links, units, item["id"])
         assert new.private_endpoints[endpoint] is not snap.private_endpoints[endpoint]   # the record did change
         assert appliance not in {k for c in SNAT for focus in judged.get(c, []) for k in (focus or ())}
         snap = new
