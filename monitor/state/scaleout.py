@@ -97,6 +97,11 @@ class StorageUnavailable(ScaleoutError):
     """Storage did not answer, or refused the credentials."""
 
 
+class UnsupportedFormat(ScaleoutError):
+    """A pointer, manifest, segment or patch of a major format version this plmon does not read: keep serving the
+    last collection and say so (``/readyz`` ``inventory.error``)."""
+
+
 def container_name(prefix: str) -> str:
     """The inventory container beside the Table prefix (containers are lower-case, 3-63 characters)."""
     return f"{prefix.lower()}-inventory"
@@ -176,8 +181,8 @@ class PatchRef:
 class InventoryStore(Protocol):
     """Segments, manifests, the pointer and patches of the shared inventory."""
 
-    def put_segment(self, collection: str, name: str, data: bytes) -> SegmentRef:
-        """Write a segment once (``AlreadyWritten`` if it exists); ``shard`` and ``reads`` are the caller's."""
+    def put_segment(self, collection: str, name: str, data: bytes, *, shard: str = "", reads: int = 0) -> SegmentRef:
+        """Write a segment once (``AlreadyWritten`` if it exists); ``shard`` and ``reads`` are recorded in the ref."""
         ...
 
     def get_segment(self, collection: str, name: str) -> bytes: ...
@@ -198,7 +203,7 @@ class InventoryStore(Protocol):
         ...
 
     def put_patch(self, name: str, data: bytes) -> str:
-        """Write a patch body once; returns its blob name."""
+        """Write a patch body once under ``patches/``; returns its blob name (what a :class:`PatchRef` names)."""
         ...
 
     def get_patch(self, blob: str) -> bytes: ...
