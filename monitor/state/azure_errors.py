@@ -32,7 +32,8 @@ __all__ = ["error_code", "first_line", "storage_errors"]
 
 def error_code(err: BaseException) -> str:
     """The service's error code (``LeaseAlreadyPresent``, ``ConditionNotMet``, ...), or ''."""
-    return str(getattr(err, "error_code", None) or "")
+    code = getattr(err, "error_code", None)
+    return str(getattr(code, "value", code) or "")  # the storage SDKs give a StorageErrorCode enum
 
 
 def first_line(err: BaseException) -> str:
