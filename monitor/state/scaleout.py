@@ -45,6 +45,7 @@ __all__ = [
     "NotFound",
     "PatchRef",
     "Pointer",
+    "ScaleOut",
     "ScaleoutError",
     "ScheduleJobs",
     "ScheduleLease",
@@ -376,3 +377,22 @@ class CollectionBook(Protocol):
     def update_jobs(self, jobs: ScheduleJobs) -> ScheduleJobs: ...
 
     def close(self) -> None: ...
+
+
+# --- the bundle ------------------------------------------------------------------------------------------------
+@dataclass
+class ScaleOut:
+    """The four shared parts one replica or Function instance uses, opened together by ``open_scaleout``."""
+
+    inventory: InventoryStore
+    lease: ScheduleLease
+    shards: ShardQueue
+    book: CollectionBook
+    container: str
+    queue: str
+    instance: str
+
+    def close(self) -> None:
+        """Release the lease (if held) and close every client."""
+        for part in (self.lease, self.shards, self.book, self.inventory):
+            part.close()
