@@ -111,6 +111,10 @@ class BlobInventoryStore:
         self._patches = patches
         self._name = container.container_name
 
+    @property
+    def container_name(self) -> str:
+        return self._name
+
     # --- segments and manifests: write once -------------------------------------------------------------
     def _put_once(self, name: str, data: bytes) -> str:
         with storage_errors(f"blob {self._name}/{name}"):

@@ -145,7 +145,7 @@ def test_a_loader_racing_publishes_gets_one_collection_whole(inventory: BlobInve
 def test_an_unknown_format_is_refused_in_one_line(inventory: BlobInventoryStore) -> None:
     """A pointer of a newer major version is not guessed at: the reader keeps its collection and says why."""
     container = BlobServiceClient.from_connection_string(azurite.connection_string()).get_container_client(
-        inventory._name)
+        inventory.container_name)
     container.upload_blob(POINTER_BLOB, orjson.dumps({"v": 2, "collection": "c"}))
     with pytest.raises(UnsupportedFormat, match="format 2 unsupported"):
         inventory.pointer()
