@@ -41,8 +41,9 @@ lint: $(TSTAMP) $(TYPECHECK)
 typecheck: $(TSTAMP) $(TYPECHECK)
 	$(VENV)/bin/mypy
 
-# Azurite (Azure Storage emulator) for the Table Storage store tests; 3.36+ need a newer Node than ours.
-AZURITE := .tools/azurite/node_modules/.bin/azurite-table
+# Azurite (Azure Storage emulator: blob, queue and table in one process) for the shared-store tests and the
+# scale-out bench (monitor/replay/azurite.py starts it); 3.36+ need a newer Node than ours.
+AZURITE := .tools/azurite/node_modules/.bin/azurite
 $(AZURITE):
 	npm install --prefix .tools/azurite --no-audit --no-fund --loglevel=error azurite@3.35.0
 azurite: $(AZURITE)

@@ -8,9 +8,15 @@ processing it is picked up by the next invocation of any instance.
 Table ``<prefix>intake``: PartitionKey the first 2 hex of the event id's sha256, RowKey the whole hash
 (event ids are sender-chosen text: never a raw key). ``state`` is ``pending``, ``done`` or ``failed`` (a
 filter cannot ask for an absent property; ``failed`` = set aside after ``server.event_max_attempts``);
-``order`` (receive time + a counter) sorts pending events oldest first. Two instances may claim the same
-pending event at once; processing is idempotent (the lifecycle
-writes with ETags and alert ids are deterministic), so that costs a re-read, never a second alert.
+``order`` (receive time + a counter) sorts pending events oldest first.
+
+The claim lease: with K replicas polling one table, each would otherwise process every pending event (K times the
+ARM re-reads). ``claim`` therefore leases each row it returns, as ``TablesStore.claim_due`` leases outbox rows: an
+ETag-conditioned MERGE of ``claimed_by`` and ``claimed_until`` (now + ``claim_lease``). Of two claimers that read
+the same row, exactly one write succeeds; rows leased by another claimer are skipped until the lease runs out, so
+an event accepted or claimed by a replica that died is taken by another. A claimer's own leased rows come back to
+it (and are leased again), as the SQLite queue returns unsettled events. The lease runs on the wall clock (timers
+always do), never on the source's clock that ``claim(now=...)`` gets for retry delays.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -39,10 +46,15 @@ _CHUNK = 30_000
 class TablesIntake:
     """:class:`plmon.monitor.state.intake.IntakeQueue` in one Azure table."""
 
-    def __init__(self, service: TableServiceClient, prefix: str = "plmon") -> None:
+    def __init__(self, service: TableServiceClient, prefix: str = "plmon", *,
+                 claim_lease: timedelta = timedelta(seconds=60), claimer: str | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._table = service.create_table_if_not_exists(f"{prefix}intake")
         self._lock = threading.Lock()
         self._last_ns = 0
+        self.claim_lease = claim_lease
+        self.claimer = claimer or f"claimer-{uuid.uuid4().hex[:12]}"
+        self._wall = clock
 
     def _order(self, received_at: datetime) -> str:
         with self._lock:
@@ -71,9 +83,25 @@ class TablesIntake:
         rows: Iterable[Any] = self._table.query_entities("state eq 'pending'")
         if now is not None:  # an event waiting out a retry delay keeps it in next_at
             rows = (e for e in rows if not e.get("next_at") or e["next_at"] <= iso(now))
-        due = sorted(rows, key=lambda e: e["order"])[:limit]
-        return [QueuedEvent(e["event_id"], e["schema"], _raw(e), parse_iso(e["received_at"]),  # type: ignore[arg-type]
-                            int(e.get("attempts") or 0)) for e in due]
+        wall = self._wall()
+        stamp, until = iso(wall), iso(wall + self.claim_lease)
+        free = (e for e in rows
+                if e.get("claimed_by") in (None, "", self.claimer) or (e.get("claimed_until") or "") <= stamp)
+        claimed: list[QueuedEvent] = []
+        for e in sorted(free, key=lambda e: e["order"]):
+            if len(claimed) >= limit:
+                break
+            try:
+                self._table.update_entity({"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"],
+                                           "claimed_by": self.claimer, "claimed_until": until},
+                                          mode=UpdateMode.MERGE, etag=e.metadata["etag"],
+                                          match_condition=MatchConditions.IfNotModified)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                continue  # another claimer leased it, or it was settled, since we read it
+            claimed.append(QueuedEvent(e["event_id"], e["schema"], _raw(e),
+                                       parse_iso(e["received_at"]),  # type: ignore[arg-type]
+                                       int(e.get("attempts") or 0)))
+        return claimed
 
     def _key(self, event_id: str) -> tuple[str, str]:
         h = hashlib.sha256(event_id.encode()).hexdigest()
@@ -89,7 +117,8 @@ class TablesIntake:
             return
         update = {"PartitionKey": pk, "RowKey": rk, "attempts": int(e.get("attempts") or 0) + 1,
                   "last_error": error[:500], "next_at": "" if retry_at is None else iso(retry_at),
-                  "state": "failed" if retry_at is None else "pending", "failed_at": "" if retry_at else iso(at)}
+                  "state": "failed" if retry_at is None else "pending", "failed_at": "" if retry_at else iso(at),
+                  "claimed_by": "", "claimed_until": ""}  # free for any claimer once its retry time comes
         try:
             self._table.update_entity(update, mode=UpdateMode.MERGE, etag=e.metadata["etag"],
                                       match_condition=MatchConditions.IfNotModified)
@@ -111,7 +140,8 @@ class TablesIntake:
             try:
                 self._table.update_entity({"PartitionKey": e["PartitionKey"], "RowKey": e["RowKey"],
                                            "state": "pending", "attempts": 0, "next_at": "", "last_error": "",
-                                           "failed_at": ""}, mode=UpdateMode.MERGE, etag=e.metadata["etag"],
+                                           "failed_at": "", "claimed_by": "", "claimed_until": ""},
+                                          mode=UpdateMode.MERGE, etag=e.metadata["etag"],
                                           match_condition=MatchConditions.IfNotModified)
                 n += 1
             except (ResourceNotFoundError, ResourceModifiedError):
