@@ -12,7 +12,7 @@ Layout of one segment (binary, big-endian)::
     zlib(orjson(header))                       header = {"shard", "chunks": [[compressed, raw], ...],
                                                          "entries": [[key, kind, read_at_ms, status, code, message,
                                                                       chunk, start, end], ...]}
-    zlib(chunk 0) zlib(chunk 1) ...           each chunk: the orjson bodies of consecutive entries, ~256 KiB raw
+    zlib(chunk 0) zlib(chunk 1) ...           each chunk: the orjson bodies of consecutive entries, ~64 KiB raw
 
 Why this shape: a loader must index every path of a collection without holding the decoded tenant (440-500 MB of
 parsed JSON at 100k resources, against a 600 MB RSS budget). So the keys sit in a small header of their own, the
@@ -58,10 +58,12 @@ FORMAT_VERSION = 1
 MAGIC = b"PLMSEG"
 _HEAD = struct.Struct(">6sHBII")
 # Raw bytes per chunk: large enough that zlib finds the repetition across bodies (ids, property names), small
-# enough that a read decompresses little more than its own body.
-CHUNK_BYTES = 256 * 1024
-# Decompressed chunks kept for reads that come back to a chunk (the plan reads a subscription's lists together).
-CACHE_BYTES = 32 * 1024 * 1024
+# enough that a read decompresses little more than its own body. At 100k resources 64 KiB costs 4% more bytes than
+# 256 KiB (11.3 vs 10.9 MB at level 6) and lets the cache below be 8 MiB instead of 32 (-25 MB of max RSS).
+CHUNK_BYTES = 64 * 1024
+# Decompressed chunks kept: the plan reads round-robin across subscriptions, each in the order its shard recorded
+# it, so the cache needs about one open chunk per segment (100 subscriptions x 64 KiB).
+CACHE_BYTES = 8 * 1024 * 1024
 TENANT_SHARD = "s0"
 
 

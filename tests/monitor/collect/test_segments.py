@@ -97,6 +97,15 @@ def test_segments_scan_byte_identical_with_same_reads(name: str, synth_folder: P
     assert reads == want_reads == tap_reads == reader.reads
 
 
+def test_segment_reader_serves_a_concurrent_collection(synth_folder: Path) -> None:
+    """Eight workers reading one SegmentReader (shared chunk cache) reach the same scan and reads as one."""
+    segs, manifest, _ = _segments(synth_folder)
+    one = _scan(SegmentReader(segs), manifest)
+    result = run_scan(SegmentReader(segs, cache_bytes=64 * 1024), DEFAULTS, manifest=manifest, workers=8,
+                      clock=source_clock(manifest))
+    assert (json.dumps(scan_document(result), indent=2), result.stats.requests) == one
+
+
 def test_failed_shard_is_a_gap_per_list_type_and_never_a_finding(synth_folder: Path) -> None:
     """A subscription whose shard failed is a ShardFailed gap for every list type in its scope, with no finding
     there (no "missing" or "absent" from what was not read), while the other subscriptions' findings stay."""
