@@ -43,6 +43,7 @@ import orjson
 import structlog
 
 from plmon.monitor import outside_json
+from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt, TargetUnit
 from plmon.monitor.collect.plan import ArmReader, ReadError
 
 __all__ = [
@@ -65,6 +66,8 @@ CHUNK_BYTES = 64 * 1024
 # it, so the cache needs about one open chunk per segment (100 subscriptions x 64 KiB).
 CACHE_BYTES = 8 * 1024 * 1024
 TENANT_SHARD = "s0"
+# A firewall policy is read by id as a "target" but parsed as a list item: never typed (as in recorded.py).
+_FIREWALL_POLICY = "/providers/microsoft.network/firewallpolicies/"
 
 
 class SegmentError(ValueError):
@@ -326,8 +329,18 @@ class SegmentReader:
     """
 
     def __init__(self, segments: Iterable[Segment | tuple[str, bytes]], *, collection: str = "",
-                 failed: Iterable[FailedScope] = (), cache_bytes: int = CACHE_BYTES) -> None:
+                 failed: Iterable[FailedScope] = (), cache_bytes: int = CACHE_BYTES, typed: bool = False) -> None:
         self.collection = collection
+        # typed: the bulk lists and targets go straight from bytes to units (collect.typed, as a trusted recorded
+        # folder does), which the plan accepts as they are; a body the typed decoder refuses is parsed generically.
+        self._typed_lists: dict[str, str] = {}
+        self._decode_unit: Callable[[str, bytes], ListUnit | Child | None] | None = None
+        self._decode_target: Callable[[bytes], TargetUnit | None] | None = None
+        if typed:
+            from plmon.monitor.collect import typed as typed_decoder  # msgspec only for who asks
+
+            self._typed_lists = typed_decoder.TYPED_LISTS
+            self._decode_unit, self._decode_target = typed_decoder.decode_unit, typed_decoder.decode_target
         self.segments: list[Segment] = [s if isinstance(s, Segment) else Segment(*s) for s in segments]
         # key -> (segment index, entry): the newer read of a key in two segments wins (a later segment on a tie).
         self._index: dict[str, tuple[int, list[Any]]] = {}
@@ -364,7 +377,17 @@ class SegmentReader:
         if chunk < 0:
             raise ReadError(status, code, message)
         seg = self.segments[seg_i]
-        return _loads(self._chunk(seg_i, chunk)[start:end], seg.name, key)
+        data = self._chunk(seg_i, chunk)[start:end]
+        if self._decode_unit is not None:
+            if key.endswith(self._typed_lists.get(kind, "\0")):
+                unit = self._decode_unit(kind, data)
+                if unit is not None:
+                    return {"value": Prebuilt(unit)}
+            elif kind == "target" and self._decode_target is not None and _FIREWALL_POLICY not in key:
+                target = self._decode_target(data)
+                if target is not None:
+                    return Prebuilt(target)
+        return _loads(data, seg.name, key)
 
     def _unanswered(self, key: str) -> ReadError:
         for scope, f in self._failed:

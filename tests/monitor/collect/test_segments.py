@@ -81,17 +81,18 @@ def _segments(folder: Path, **encode: Any) -> tuple[list[tuple[str, bytes]], dic
     return segs, tenant.manifest, tap.reads
 
 
+@pytest.mark.parametrize("typed", [False, True])
 @pytest.mark.parametrize("name", [*FOLDERS, "synth"])
-def test_segments_scan_byte_identical_with_same_reads(name: str, synth_folder: Path) -> None:
-    """Collected through a tap, cut per subscription and loaded through SegmentReader, a tenant scans to the very
-    text and read count of ``plmon scan --from``."""
+def test_segments_scan_byte_identical_with_same_reads(name: str, typed: bool, synth_folder: Path) -> None:
+    """Collected through a tap, cut per subscription and loaded through SegmentReader (generic or typed decoding),
+    a tenant scans to the very text and read count of ``plmon scan --from``."""
     folder = _tenant(name, synth_folder)
     want, want_reads = _cli_scan(folder)
     segs, manifest, tap_reads = _segments(folder)
     shards = [Segment(n, d).shard for n, d in segs]
     assert "s0" in shards and all(s == "s0" or s.startswith("s1-") for s in shards)
     assert len(shards) - 1 >= json.loads(want)["coverage"]["subscriptions_scanned"]  # one per subscription read
-    reader = SegmentReader(segs, collection="c-test")
+    reader = SegmentReader(segs, collection="c-test", typed=typed)
     got, reads = _scan(reader, manifest)
     assert got == want
     assert reads == want_reads == tap_reads == reader.reads
