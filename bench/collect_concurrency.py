@@ -151,6 +151,7 @@ def collect_once(base_url: str, ca_bundle: str, workers: int | None, server_pid:
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers) as source:
         server0, usage0, t0 = _cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        source.live.decode_typed()  # as plmon scan reads live ARM (cli.root.do_scan)
         with young_gc():  # as run_scan collects from a live tenant
             inv = collect(source.reader, manifest=source.manifest, workers=workers)
         wall = time.perf_counter() - t0

@@ -161,6 +161,8 @@ def worker_collect(base_url: str, ca_bundle: str, workers: int | None, via: str 
     from plmon.monitor.wiring import open_source
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers, via=via) as source:
+        if via == "arm":
+            source.live.decode_typed()  # as plmon scan reads live ARM (cli.root.do_scan)
         cpu0, t0 = time.process_time(), time.perf_counter()
         with young_gc():  # as run_scan collects from a live tenant
             inv = collect(source.reader, manifest=source.manifest, workers=workers)
