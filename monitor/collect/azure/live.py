@@ -12,7 +12,6 @@ Paging is followed here and merged, so the reader answers exactly as a recorded 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +46,7 @@ from plmon.monitor.collect.azure.transport import Urllib3Transport, _EnvOnceSess
 from plmon.monitor.collect.inventory import Prebuilt
 from plmon.monitor.collect.plan import MAX_WORKERS, SUBSCRIPTION_LISTS, ReadError
 from plmon.monitor.errors import InputError
+from plmon.monitor.http_headers import request_id
 from plmon.monitor.model.arm_id import parse_id
 
 __all__ = ["CredentialError", "LiveReader", "LiveSettings"]
@@ -379,7 +379,7 @@ class LiveReader:
             # The pipeline response, not only its HTTP response: ContentDecodePolicy already parsed the body.
             # The client request id is a uuid4 given here: RequestIdPolicy's own uuid1 cost ~30 us per read.
             answer = client._client.send_request(request, _return_pipeline_response=True,
-                                                 request_id=str(uuid.uuid4()), **options)
+                                                 request_id=request_id(), **options)
             response: HttpResponse = answer.http_response
             response.read()
         except ClientAuthenticationError as err:
@@ -424,9 +424,12 @@ def _decoded_json(answer: Any, response: HttpResponse) -> Any:
     doc = answer.context.get(ContentDecodePolicy.CONTEXT_NAME)
     if not isinstance(doc, (dict, list)):
         return None
+    if isinstance(doc, Prebuilt) or isinstance(doc.get("value") if isinstance(doc, dict) else None, Prebuilt):
+        return doc  # built by the typed decoder, which refuses any escape
     if response.encoding in ("utf-8", None):  # an ASCII escape is in the text exactly when it is in the bytes
         body: Any = response.content
-        escaped = b"\\ud" in body or b"\\uD" in body
+        # One scan of the body in the usual case (no escape at all), rather than one per spelling.
+        escaped = b"\\u" in body and (b"\\ud" in body or b"\\uD" in body)
     else:
         text = response.text()
         escaped = "\\ud" in text or "\\uD" in text
