@@ -127,6 +127,12 @@ gaps of ``scan --from`` in every run; load average 3.4-9.9 throughout from three
   runs each, load 6.2-9.9): base 37.5 s (37.0-38.4; 1.25x), client 1.09 ms (0.98-1.15), server 0.41 ms; branch
   36.7 s (36.7-38.5; 1.22x), client 1.08 ms (1.03-1.11), server 0.39 ms (0.37-0.40). At this load the spread of one
   tree's runs is larger than the difference between the trees.
+- The bench's own rows (``bench/run.py --collect-only``, 08:27-08:31, the branch): 32 workers 37.1 s (36.8-37.2;
+  1.24x), client 1.07 ms (0.95-1.09), server 0.38 ms (0.36-0.40), load 7.2-8.0; 64 workers (default, 1 run) 25.0 s
+  (1.68x the 14.9 s floor), client 1.06 ms, server 0.38 ms, load 6.5.
+- Same answer: a live ``plmon scan`` of the 10-subscription synth tenant through the replay server gives ``scan
+  --from``'s JSON but for ``scanned_at`` and the order of ``coverage.gaps`` (reads by id fail in the order they
+  finish; the base tree's live scan orders them differently from ``scan --from`` too); with the gaps sorted, equal.
 
 What changed: a one-shot scan's live reader decodes the bulk lists, the zone groups and the targets read by id
 typed, straight from each answer's bytes (``LiveReader.decode_typed``, the typed decoder a recorded folder uses),
