@@ -115,6 +115,38 @@ debug line per answer. After: 184 s of exchange time beyond the latency (median 
 What dominates now: CPU per exchange on two shared cores (client ~1.0 ms: azure-core's pipeline a third, urllib3
 and http.client a third, the builder's parsing a fifth; server ~0.4 ms) and, at the start, 32 TLS handshakes at once
 (up to 1.3 s each under load).
+
+Issue 14, eighth round (branch live2, 07:52-08:24 UTC; 32 workers, 19,162 requests, floor 29.9 s, no 429 and the 28
+gaps of ``scan --from`` in every run; load average 3.4-9.9 throughout from three other lanes):
+
+- Before (the branch's base, 3 runs, load 6.8-7.5): 38.7 s (38.0-43.2; 1.29x), client 1.03 ms (0.98-1.06), server
+  0.40 ms (0.39-0.41) CPU per request.
+- Typed decoding on against off, same code, interleaved (2 runs each, load 3.4-4.9): client 0.90 / 0.97 against
+  1.02 / 1.05 ms per request, wall 34.1 / 35.3 against 34.5 / 35.7 s (1.14-1.18x against 1.15-1.19x).
+- Base tree against the branch, interleaved (``git archive main``, the base's own bench script and replay server, 3
+  runs each, load 6.2-9.9): base 37.5 s (37.0-38.4; 1.25x), client 1.09 ms (0.98-1.15), server 0.41 ms; branch
+  36.7 s (36.7-38.5; 1.22x), client 1.08 ms (1.03-1.11), server 0.39 ms (0.37-0.40). At this load the spread of one
+  tree's runs is larger than the difference between the trees.
+- The bench's own rows (``bench/run.py --collect-only``, 08:27-08:31, the branch): 32 workers 37.1 s (36.8-37.2;
+  1.24x), client 1.07 ms (0.95-1.09), server 0.38 ms (0.36-0.40), load 7.2-8.0; 64 workers (default, 1 run) 25.0 s
+  (1.68x the 14.9 s floor), client 1.06 ms, server 0.38 ms, load 6.5.
+- Same answer: a live ``plmon scan`` of the 10-subscription synth tenant through the replay server gives ``scan
+  --from``'s JSON but for ``scanned_at`` and the order of ``coverage.gaps`` (reads by id fail in the order they
+  finish; the base tree's live scan orders them differently from ``scan --from`` too); with the gaps sorted, equal.
+
+What changed: a one-shot scan's live reader decodes the bulk lists, the zone groups and the targets read by id
+typed, straight from each answer's bytes (``LiveReader.decode_typed``, the typed decoder a recorded folder uses),
+instead of parsing them into dicts that the builder then walks; an answer the decoder refuses (an escape, a long
+number, a next page to follow, anything unusual) is decoded the generic way. Request ids come from ``random``
+(``http_headers.request_id``) instead of ``uuid4``; the replay server splits a URL once and skips its per-request
+debug line below debug level.
+What dominates now (py-spy --gil, 32 workers): the per-request machinery, not the payloads. Zone groups and targets
+(17.8k of the 19.2k requests) are a few hundred bytes each, so what typed decoding saved was small; urllib3 and
+http.client are ~30% of the client's interpreter time, azure-core's pipeline without the transport ~15%, the plan
+and the builder ~15%, SSL reads and writes (outside the interpreter lock) most of the rest. The time-line
+(bench/collect_timeline.py) shows 31.9 of 32 workers busy in every second but the first two (15 and 26: the tenant's
+reads and 32 TLS handshakes) and the last; the ~6.5 s above the floor are exchange time beyond the latency (median
+6 ms, p90 21 ms, p99 84 ms), which is CPU queueing of both processes on two cores shared with the other lanes.
 """
 
 from __future__ import annotations
@@ -151,6 +183,7 @@ def collect_once(base_url: str, ca_bundle: str, workers: int | None, server_pid:
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers) as source:
         server0, usage0, t0 = _cpu_seconds(server_pid), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        source.live.decode_typed()  # as plmon scan reads live ARM (cli.root.do_scan)
         with young_gc():  # as run_scan collects from a live tenant
             inv = collect(source.reader, manifest=source.manifest, workers=workers)
         wall = time.perf_counter() - t0

@@ -105,6 +105,7 @@ def collect_timed(base_url: str, ca_bundle: str, workers: int | None, gc_mode: s
     phases: list[tuple[str, float]] = []
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers) as source:
         reader = source.reader
+        source.live.decode_typed()  # as plmon scan reads live ARM (cli.root.do_scan)
         original_reader_get = reader.get
 
         def timed_get(path: str, *, kind: str) -> Any:

@@ -161,6 +161,8 @@ def worker_collect(base_url: str, ca_bundle: str, workers: int | None, via: str 
     from plmon.monitor.wiring import open_source
 
     with open_source(arm_endpoint=base_url, ca_bundle=Path(ca_bundle), workers=workers, via=via) as source:
+        if via == "arm":
+            source.live.decode_typed()  # as plmon scan reads live ARM (cli.root.do_scan)
         cpu0, t0 = time.process_time(), time.perf_counter()
         with young_gc():  # as run_scan collects from a live tenant
             inv = collect(source.reader, manifest=source.manifest, workers=workers)
@@ -388,6 +390,9 @@ def main() -> None:
     ap.add_argument("--serve-only", action="store_true",
                     help="only the plmon serve runs (--serve-size), merged into --out's benchmarks.json")
     ap.add_argument("--serve-size", action="append", default=[], help="with --serve-only: 10k and/or 100k")
+    ap.add_argument("--collect-only", action="store_true",
+                    help="only the live collections of 100 subscriptions (ARM limits), merged into --out's "
+                         "benchmarks.json")
     opts = ap.parse_args()
     if opts.render_only:
         (opts.out / "benchmarks.md").write_text(render(json.loads((opts.out / "benchmarks.json").read_text())))
@@ -487,6 +492,63 @@ def main() -> None:
         phase_done(f"plmon serve {label} ({len(r['kinds'])} kinds x {cfg['reps']} open+resolve"
                    f"{', burst' if cfg['burst'] else ''})")
 
+    def run_collect(cases: Any) -> None:
+        """The live-collection rows: each case's runs against a fresh replay server (its buckets full) per run."""
+        for label, subs, eps, via, workers, limits, case_runs in cases:
+            folder = tenant(subs, eps)
+            minimum = minimum_requests(folder, PAGE_SIZE)
+            runs = []
+            for _ in range(case_runs):
+                server = ReplayProcess(folder, LATENCY_MS, PAGE_SIZE, arm_limits=limits)
+                try:
+                    served0 = process_cpu_s(server.proc.pid)
+                    run = run_worker(["collect", server.base_url, server.ca_bundle, str(workers or 0), via], 900)
+                    # The replay server's CPU shares the machine with the client: both are part of the figure.
+                    run["server_cpu_s"] = process_cpu_s(server.proc.pid) - served0
+                    run["load_average"] = list(os.getloadavg())
+                    runs.append(run)
+                finally:
+                    server.stop()
+            walls = [r["wall_s"] for r in runs]
+            used = runs[0]["workers"]
+            floor = minimum["requests"] * LATENCY_MS / 1000 / used
+            made = statistics.median(r["http"]["attempts"] for r in runs)
+            key = f"{label} via {via}" + (f", {workers} workers" if limits and workers else "")
+            figures["collection"][key] = {
+                "tenant": label, "via": via, "subscriptions": subs, "endpoints": eps, "arm_limits": limits,
+                "latency_ms": LATENCY_MS, "page_size": PAGE_SIZE, "workers": used,
+                "workers_default": workers is None,
+                "plan_reads": minimum["reads"], "minimum_requests": minimum["requests"],
+                "requests": spread([float(r["http"]["attempts"]) for r in runs]),
+                "request_ratio": made / minimum["requests"],
+                "wall_s": spread(walls), "floor_s": floor, "wall_over_floor": statistics.median(walls) / floor,
+                "throttled": [r["http"]["throttled"] for r in runs],
+                "client_cpu_ms_per_request": spread([r["client_cpu_s"] / r["http"]["attempts"] * 1e3 for r in runs]),
+                "server_cpu_ms_per_request": spread([r["server_cpu_s"] / r["http"]["attempts"] * 1e3 for r in runs]),
+                "load_average_1m": [round(r["load_average"][0], 1) for r in runs],
+                "retries": [r["http"]["retries"] for r in runs],
+                "budget_wait_s": [r["http"]["budget_wait_s"] for r in runs], "gaps": runs[0]["gaps"],
+                "endpoints_collected": runs[0]["endpoints"], "phases": runs[0]["phases"],
+                **({"graph_queries": [r["graph_queries"] for r in runs],
+                    "graph_quota_wait_s": [r["graph_quota_wait_s"] for r in runs]} if via != "arm" else {}),
+            }
+            phase_done(f"collect {label} via {via}, {used} workers{', ARM read limits' if limits else ''} "
+                       f"({len(runs)} run{'s' * (len(runs) > 1)})")
+
+    if opts.collect_only:  # the live lane's loop: the 100-subscription collection rows again, the rest kept
+        kept = json.loads((opts.out / "benchmarks.json").read_text())
+        try:
+            run_collect([case for case in collect_cases if q or case[1] >= 100])  # (--quick: its small case)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        kept["collection"].update(figures["collection"])
+        kept["machine"]["load_avg_at_collect_start"] = figures["machine"]["load_avg_at_start"]
+        kept["phases_s"].update(figures["phases_s"])
+        kept["targets"] = targets(kept, big=scan_sizes[-1][0], small=scan_sizes[0][0],
+                                  serve_big=list(serve_sizes)[-1])
+        (opts.out / "benchmarks.json").write_text(json.dumps(kept, indent=2) + "\n")
+        (opts.out / "benchmarks.md").write_text(render(kept))
+        return
     if opts.serve_only:  # a daemon lane's loop: the serve figures again, every other figure kept as it was
         kept = json.loads((opts.out / "benchmarks.json").read_text())
         try:
@@ -534,46 +596,7 @@ def main() -> None:
                                          "scan_time_ratio": b["scan_wall_s"]["median"] / a["scan_wall_s"]["median"],
                                          "floor_time_ratio": b["floor_wall_s"]["median"] / a["floor_wall_s"]["median"]}
 
-        for label, subs, eps, via, workers, limits, case_runs in ([] if opts.skip_collect else collect_cases):
-            folder = tenant(subs, eps)
-            minimum = minimum_requests(folder, PAGE_SIZE)
-            runs = []
-            for _ in range(case_runs):
-                server = ReplayProcess(folder, LATENCY_MS, PAGE_SIZE, arm_limits=limits)
-                try:
-                    served0 = process_cpu_s(server.proc.pid)
-                    run = run_worker(["collect", server.base_url, server.ca_bundle, str(workers or 0), via], 900)
-                    # The replay server's CPU shares the machine with the client: both are part of the figure.
-                    run["server_cpu_s"] = process_cpu_s(server.proc.pid) - served0
-                    run["load_average"] = list(os.getloadavg())
-                    runs.append(run)
-                finally:
-                    server.stop()
-            walls = [r["wall_s"] for r in runs]
-            used = runs[0]["workers"]
-            floor = minimum["requests"] * LATENCY_MS / 1000 / used
-            made = statistics.median(r["http"]["attempts"] for r in runs)
-            key = f"{label} via {via}" + (f", {workers} workers" if limits and workers else "")
-            figures["collection"][key] = {
-                "tenant": label, "via": via, "subscriptions": subs, "endpoints": eps, "arm_limits": limits,
-                "latency_ms": LATENCY_MS, "page_size": PAGE_SIZE, "workers": used,
-                "workers_default": workers is None,
-                "plan_reads": minimum["reads"], "minimum_requests": minimum["requests"],
-                "requests": spread([float(r["http"]["attempts"]) for r in runs]),
-                "request_ratio": made / minimum["requests"],
-                "wall_s": spread(walls), "floor_s": floor, "wall_over_floor": statistics.median(walls) / floor,
-                "throttled": [r["http"]["throttled"] for r in runs],
-                "client_cpu_ms_per_request": spread([r["client_cpu_s"] / r["http"]["attempts"] * 1e3 for r in runs]),
-                "server_cpu_ms_per_request": spread([r["server_cpu_s"] / r["http"]["attempts"] * 1e3 for r in runs]),
-                "load_average_1m": [round(r["load_average"][0], 1) for r in runs],
-                "retries": [r["http"]["retries"] for r in runs],
-                "budget_wait_s": [r["http"]["budget_wait_s"] for r in runs], "gaps": runs[0]["gaps"],
-                "endpoints_collected": runs[0]["endpoints"], "phases": runs[0]["phases"],
-                **({"graph_queries": [r["graph_queries"] for r in runs],
-                    "graph_quota_wait_s": [r["graph_quota_wait_s"] for r in runs]} if via != "arm" else {}),
-            }
-            phase_done(f"collect {label} via {via}, {used} workers{', ARM read limits' if limits else ''} "
-                       f"({len(runs)} run{'s' * (len(runs) > 1)})")
+        run_collect([] if opts.skip_collect else collect_cases)
         for _, subs, eps, *_ in collect_cases:
             drop(subs, eps)
     finally:

@@ -10,10 +10,15 @@ from __future__ import annotations
 
 import email.parser
 import http.client
+import random
 import re
 from typing import Any
 
-__all__ = ["parse_headers"]
+__all__ = ["parse_headers", "request_id"]
+
+# A version 4 UUID's fixed bits (RFC 4122: version 4, variant 10) over 128 random bits, as uuid.uuid4() sets them.
+_V4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_V4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 # What email's feedparser takes as a header name: printable ASCII without ':'.
 _HEADER_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
@@ -36,3 +41,15 @@ def parse_headers(fp: Any, _class: type[http.client.HTTPMessage] = http.client.H
         msg.set_raw(name.decode("iso-8859-1"), body.decode("iso-8859-1").lstrip(" \t"))
     msg.set_payload("")
     return msg
+
+
+def request_id() -> str:
+    """A random version 4 UUID in its usual text form, as ``str(uuid.uuid4())`` writes one, for a request id header.
+
+    The live reader names every request (``x-ms-client-request-id``) and the replay server every answer
+    (``x-ms-request-id``); ``uuid.uuid4()`` reads the OS's random source and builds a UUID object for each, about
+    1% of the reader's CPU per read. An id only correlates a request with its logs, so :mod:`random`'s generator
+    (reseeded in a forked child) serves, formatted directly.
+    """
+    x = "%032x" % ((random.getrandbits(128) & _V4_KEEP) | _V4_SET)
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"

@@ -77,6 +77,8 @@ def do_scan(config: Config | ScanConfig, from_dir: Path | None, observations: An
             if isinstance(source.reader, RecordedTenant):
                 source.reader.trust_index()
                 forget = source.reader.forget
+            elif source.reader is source.live and hasattr(source.live, "decode_typed"):
+                source.live.decode_typed()  # live ARM, read once too: the bulk answers decoded typed, as a folder's
             result = run_scan(reader, config, manifest=source.manifest, observations=observations,
                               subscriptions=source.subscriptions, workers=source.workers, on_progress=on_progress,
                               clock=source.clock, after_collect=forget)

@@ -49,6 +49,7 @@ import contextlib
 import fnmatch
 import http.client
 import json
+import logging
 import math
 import os
 import shutil
@@ -59,7 +60,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,14 +68,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 import orjson
 import structlog
 import trustme
 
 from plmon.monitor.collect.list_items import ListItems
-from plmon.monitor.http_headers import parse_headers
+from plmon.monitor.http_headers import parse_headers, request_id
 from plmon.monitor.outside_json import UNPARSED, fast_loads
 from plmon.monitor.replay.graph import GraphEmulator
 
@@ -257,6 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server: _TLSServer
     received = 0.0
+    split: SplitResult | None = None  # the request's URL, once _answer has split it (for its record)
     _headers_buffer: list[bytes]  # BaseHTTPRequestHandler's own (send_header fills it, flush_headers writes it)
     raw_requestline: bytes        # BaseHTTPRequestHandler's own (handle_one_request reads it)
 
@@ -423,6 +424,7 @@ class ReplayServer:
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._requests: list[RequestRecord] = []
+        self._log_requests = True  # (start() decides)
         self._count = 0  # requests received, counted on arrival (throttling counts these)
         self._failures: Counter[str] = Counter()
         self._bodies: dict[str, Path] = {}
@@ -445,6 +447,10 @@ class ReplayServer:
         if not arm_dir.is_dir():
             raise FileNotFoundError(f"{self.folder} is not a recorded tenant: it has no arm/ folder")
         self._bodies, self._errors = _index_folder(arm_dir)
+        # A debug line per request only when debug lines are written (as logging is configured when the server
+        # starts): structlog's lazy logger binds anew on every call, about 1% of the server's CPU per answer.
+        enabled = getattr(structlog.get_logger(), "is_enabled_for", None)  # (a filtering logger's; else: write)
+        self._log_requests = True if enabled is None else bool(enabled(logging.DEBUG))
         if self.preload:
             self._preload()
         self._graph = GraphEmulator(self._list_of, tenant_id=self._tenant_id(), page_size=self.graph_page_size,
@@ -543,11 +549,12 @@ class ReplayServer:
             self._requests.clear()
 
     def _record(self, handler: _Handler, status: int | None) -> None:
-        split = urlsplit(handler.path)
+        split = handler.split if handler.split is not None else urlsplit(handler.path)
         record = RequestRecord(handler.command, split.path, split.query, status, handler.received)
         with self._lock:
             self._requests.append(record)
-        log.debug("replay.request", method=record.method, path=record.path, status=status)
+        if self._log_requests:
+            log.debug("replay.request", method=record.method, path=record.path, status=status)
 
     # -- answering ---------------------------------------------------------------------------------
 
@@ -561,13 +568,13 @@ class ReplayServer:
         length = int(handler.headers.get("Content-Length") or 0)
         # Read in full to keep the connection usable; only a Resource Graph query's body is looked at.
         request_body = handler.rfile.read(length) if length else b""
-        split = urlsplit(handler.path)
+        split = handler.split = urlsplit(handler.path)
         path = unquote(split.path)
         key = path.strip("/").lower()
         glob_path = "/" + key
         count = self._next_count()
         headers = {
-            "x-ms-request-id": str(uuid.uuid4()),
+            "x-ms-request-id": request_id(),
             "x-ms-ratelimit-remaining-subscription-reads": str(max(0, READ_BUDGET - count)),
         }
 

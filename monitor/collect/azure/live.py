@@ -12,7 +12,6 @@ Paging is followed here and merged, so the reader answers exactly as a recorded 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +35,7 @@ from plmon.monitor.collect.azure.api_versions import FALLBACK_TARGET_VERSION, TA
 from plmon.monitor.collect.azure.budget import BudgetSet
 from plmon.monitor.collect.azure.credentials import normalise_endpoint, scope_for
 from plmon.monitor.collect.azure.policies import (
+    TYPED_OPTION,
     ArmGuardPolicy,
     RequestStats,
     WriteRefused,
@@ -43,8 +43,10 @@ from plmon.monitor.collect.azure.policies import (
     use_fast_json,
 )
 from plmon.monitor.collect.azure.transport import Urllib3Transport, _EnvOnceSession
+from plmon.monitor.collect.inventory import Prebuilt
 from plmon.monitor.collect.plan import MAX_WORKERS, SUBSCRIPTION_LISTS, ReadError
 from plmon.monitor.errors import InputError
+from plmon.monitor.http_headers import request_id
 from plmon.monitor.model.arm_id import parse_id
 
 __all__ = ["CredentialError", "LiveReader", "LiveSettings"]
@@ -194,6 +196,9 @@ class LiveReader:
         self._versions: dict[str, str] = {}   # namespace/type key -> api-version found by lookup
         self._credential_failure: str | None = None
         self._shared_transport: Urllib3Transport | None = None  # every client's, built by the first client_kwargs()
+        self._typed_ok: dict[str, bool] = {}  # sdk -> whether its pipeline has FastJsonDecodePolicy (use_fast_json)
+        # Set by decode_typed(): (TYPED_LISTS, decode_unit, decode_target) of plmon.monitor.collect.typed.
+        self._typed: tuple[dict[str, str], Callable[[str, bytes], Any], Callable[[bytes], Any]] | None = None
 
     # -- clients -----------------------------------------------------------------------------------
 
@@ -201,7 +206,7 @@ class LiveReader:
         with self._lock:
             if sdk not in self._clients:
                 client = self._factories[sdk](self.credential, **self.client_kwargs(self._guard))
-                use_fast_json(client)
+                self._typed_ok[sdk] = use_fast_json(client)
                 drop_idle_policies(client)
                 self._clients[sdk] = client
                 self._prefixes[sdk] = _url_prefix(client, self.endpoint)
@@ -251,12 +256,46 @@ class LiveReader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def decode_typed(self) -> None:
+        """For a one-shot scan: the bulk lists, zone groups and targets are decoded by the typed decoder
+        (:mod:`plmon.monitor.collect.typed`) straight from each answer's bytes, and the plan is handed their units
+        (:class:`~plmon.monitor.collect.inventory.Prebuilt`), as :meth:`RecordedTenant.trust_index
+        <plmon.monitor.collect.recorded.RecordedTenant.trust_index>` does for a folder.
+
+        Only a one-shot command's plan, which keeps the units as they are, may meet such bodies: a recording or a
+        daemon needs the plain ones, so nothing but the scan turns this on. An answer the decoder refuses (an
+        escape, a long number, another page to follow, anything unusual) is decoded the generic way, as before."""
+        from plmon.monitor.collect import typed
+
+        self._typed = (typed.TYPED_LISTS, typed.decode_unit, typed.decode_target)
+
     # -- the ArmReader protocol --------------------------------------------------------------------
 
     def get(self, path: str, *, kind: str) -> Any:
         path = path.strip("/")
         sdk, version = self._route(path, kind)
-        return self._read(sdk, path, version)
+        return self._read(sdk, path, version, self._typed_decoder(path, kind) if self._typed is not None else None)
+
+    def _typed_decoder(self, path: str, kind: str) -> Callable[[bytes], Any] | None:
+        """The typed decoder for this read's answer (see :meth:`decode_typed`), or None for the generic way: a bulk
+        list (by its path's ending, as a recorded folder finds it) or a target read by id (a firewall policy, read
+        as a target too, is parsed as a list item and stays generic)."""
+        assert self._typed is not None
+        lists, decode_unit, decode_target = self._typed
+        rel = path.lower()
+        ending = lists.get(kind)
+        if ending is not None and rel.endswith(ending):
+            def unit_of(data: bytes) -> Any:
+                # A list the answer continues on another page is merged from its pages the generic way.
+                unit = None if _NEXT_LINK in data else decode_unit(kind, data)
+                return None if unit is None else {"value": Prebuilt(unit)}
+            return unit_of
+        if kind == "target" and _FIREWALL_POLICY not in rel:
+            def target_of(data: bytes) -> Any:
+                target = decode_target(data)
+                return None if target is None else Prebuilt(target)
+            return target_of
+        return None
 
     def _route(self, path: str, kind: str) -> tuple[str, str]:
         if kind != "target" and kind in ROUTES:
@@ -295,15 +334,17 @@ class LiveReader:
 
     # -- HTTP --------------------------------------------------------------------------------------
 
-    def _read(self, sdk: str, path: str, api_version: str) -> Any:
+    def _read(self, sdk: str, path: str, api_version: str, typed: Callable[[bytes], Any] | None = None) -> Any:
         client = self._client(sdk)
         prefix = self._prefixes.get(sdk)
+        if not self._typed_ok.get(sdk):
+            typed = None  # (no FastJsonDecodePolicy in its pipeline to take the decoder)
         if prefix is not None and not _URL_SPECIAL.intersection(path):
             url = f"{prefix}{path}?api-version={api_version}"
-            body = self._send(client, _ArmRequest("GET", url))
+            body = self._send(client, _ArmRequest("GET", url), typed)
         else:
             url = client._client.format_url("/" + path, endpoint=self.endpoint)
-            body = self._send(client, _ArmRequest("GET", url, params={"api-version": api_version}))
+            body = self._send(client, _ArmRequest("GET", url, params={"api-version": api_version}), typed)
         next_link = body.get("nextLink") if isinstance(body, dict) else None
         if not next_link or not isinstance(body.get("value"), list):
             return body
@@ -330,14 +371,15 @@ class LiveReader:
         if got.scheme != "https" or (got.hostname, got.port) != (want.hostname, want.port):
             raise ReadError(None, "ForeignNextLink", f"nextLink of /{path} points outside {self.endpoint}")
 
-    def _send(self, client: Any, request: HttpRequest) -> Any:
+    def _send(self, client: Any, request: HttpRequest, typed: Callable[[bytes], Any] | None = None) -> Any:
         if self._credential_failure:
             raise CredentialError(self._credential_failure)
+        options = {TYPED_OPTION: typed} if typed is not None else {}
         try:
             # The pipeline response, not only its HTTP response: ContentDecodePolicy already parsed the body.
             # The client request id is a uuid4 given here: RequestIdPolicy's own uuid1 cost ~30 us per read.
             answer = client._client.send_request(request, _return_pipeline_response=True,
-                                                 request_id=str(uuid.uuid4()))
+                                                 request_id=request_id(), **options)
             response: HttpResponse = answer.http_response
             response.read()
         except ClientAuthenticationError as err:
@@ -382,9 +424,12 @@ def _decoded_json(answer: Any, response: HttpResponse) -> Any:
     doc = answer.context.get(ContentDecodePolicy.CONTEXT_NAME)
     if not isinstance(doc, (dict, list)):
         return None
+    if isinstance(doc, Prebuilt) or isinstance(doc.get("value") if isinstance(doc, dict) else None, Prebuilt):
+        return doc  # built by the typed decoder, which refuses any escape
     if response.encoding in ("utf-8", None):  # an ASCII escape is in the text exactly when it is in the bytes
         body: Any = response.content
-        escaped = b"\\ud" in body or b"\\uD" in body
+        # One scan of the body in the usual case (no escape at all), rather than one per spelling.
+        escaped = b"\\u" in body and (b"\\ud" in body or b"\\uD" in body)
     else:
         text = response.text()
         escaped = "\\ud" in text or "\\uD" in text
@@ -392,6 +437,11 @@ def _decoded_json(answer: Any, response: HttpResponse) -> Any:
         return outside_json.mend_surrogates(doc)
     return doc
 
+
+# A list answer that continues on another page names it so (a typed decoder would read that page alone).
+_NEXT_LINK = b'"nextLink"'
+# A firewall policy read by id (kind "target" too) is parsed as a list item, not as a private-link target.
+_FIREWALL_POLICY = "/providers/microsoft.network/firewallpolicies/"
 
 # Characters that azure-core's format_url (a format template, urlparse) or its query helper treat specially.
 _URL_SPECIAL = frozenset("{}?#;")

@@ -28,7 +28,7 @@ from azure.core.pipeline.policies import (
 from plmon.monitor.collect.azure.budget import BudgetSet
 from plmon.monitor.outside_json import UNPARSED, fast_loads
 
-__all__ = ["ArmGuardPolicy", "FastJsonDecodePolicy", "RequestStats", "WriteRefused", "budget_scope",
+__all__ = ["TYPED_OPTION", "ArmGuardPolicy", "FastJsonDecodePolicy", "RequestStats", "WriteRefused", "budget_scope",
            "drop_idle_policies", "use_fast_json"]
 
 log = structlog.get_logger(__name__)
@@ -185,6 +185,11 @@ class ArmGuardPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
             self.stats.add(server_errors=1)
 
 
+# The request option (and context key) through which the live reader hands FastJsonDecodePolicy a typed decoder for
+# one read: a callable from the answer's bytes to the decoded document, or None where it refuses them.
+TYPED_OPTION = "plmon_typed_decoder"
+
+
 class FastJsonDecodePolicy(ContentDecodePolicy):
     """azure-core's ContentDecodePolicy, parsing a UTF-8 JSON answer with orjson where that is exact.
 
@@ -194,6 +199,37 @@ class FastJsonDecodePolicy(ContentDecodePolicy):
     differently: a byte-order mark, lone surrogates, NaN, integers beyond 64 bits); anything else, another
     charset, another content type or an empty body is azure-core's own path, errors included.
     """
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        # The reader's typed decoder for this read (TYPED_OPTION), kept in the context rather than left among the
+        # options: whatever no policy takes off the options goes on to the transport.
+        decode = request.context.options.pop(TYPED_OPTION, None)
+        if decode is not None:
+            request.context[TYPED_OPTION] = decode
+        super().on_request(request)
+
+    def on_response(self, request: PipelineRequest, response: PipelineResponse) -> None:  # type: ignore[type-arg]
+        """With a typed decoder for the read (:data:`TYPED_OPTION`), a 2xx UTF-8 JSON answer goes to it first: what
+        it builds is the decoded document; what it refuses (None) is decoded here as any other answer.
+
+        At 100 subscriptions the reader's bulk lists, zone groups and targets are most of the ~19k answers; parsed
+        into dicts and then walked by the builder they cost about a tenth more of the client's CPU per read (0.90-0.97
+        against 1.02-1.05 ms in interleaved runs), and on a shared machine that CPU is what holds a collection above
+        its floor. The typed decoder builds the builder's units straight from the bytes (as a one-shot scan of a
+        recorded folder does), and refuses whatever it would read otherwise."""
+        decode = request.context.get(TYPED_OPTION)
+        http = response.http_response
+        if (decode is not None and not response.context.options.get("stream", True)
+                and 200 <= http.status_code < 300 and request.context.get("response_encoding") is None):
+            content_type = getattr(http, "content_type", None)
+            content = getattr(http, "_content", None)
+            if (content_type and isinstance(content, bytes) and content and http.encoding == "utf-8"
+                    and self.JSON_REGEXP.match(content_type.split(";")[0].strip().lower())):
+                built = decode(content)
+                if built is not None:
+                    response.context[self.CONTEXT_NAME] = built
+                    return
+        super().on_response(request, response)
 
     @classmethod
     def deserialize_from_http_generics(cls, response: Any, encoding: str | None = None) -> Any:

@@ -595,3 +595,28 @@ def test_click_command_logs_from_info_up(monkeypatch: pytest.MonkeyPatch) -> Non
     finally:
         structlog.reset_defaults()
         structlog.configure(**before)
+
+
+def test_request_lines_are_logged_only_when_debug_lines_are_written(tenant: Path) -> None:
+    """Proves: below debug level the per-request debug line is skipped, yet every request is still recorded and
+    answered with its own request id; at debug level the line is written."""
+    import logging
+
+    import structlog
+    from structlog.testing import LogCapture
+
+    saved = structlog.get_config()
+    capture = LogCapture()
+    try:
+        structlog.configure(processors=[capture], wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+        with ReplayServer(tenant) as server:
+            answers = [get(server, "/subscriptions") for _ in range(3)]
+        assert [r.path for r in server.requests] == ["/subscriptions"] * 3
+        assert len({headers["x-ms-request-id"] for _, headers, _ in answers}) == 3
+        assert not capture.entries
+        structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+        with ReplayServer(tenant) as server:
+            get(server, "/subscriptions")
+        assert [e["path"] for e in capture.entries if e["event"] == "replay.request"] == ["/subscriptions"]
+    finally:
+        structlog.configure(**saved)
