@@ -23,6 +23,7 @@ from plmon.checks.paths import (
     RouteCandidate,
     _net,
     client_subnets,
+    endpoint_layouts,
     firewall_tenant,
     parse_ip,
     paths_for,
@@ -279,7 +280,15 @@ _BYPASSING_MAX = 65_536
 
 
 def _bypassed_table(p: PathResult) -> list[str]:
-    return [p.route_table_id.key] if p.route_table_id is not None and not p.replaced_by and _bypassing(p) else []
+    return _bypassed_key(p.route_table_id, p.replaced_by, p.not_replacing)
+
+
+def _bypassed_key(table_id: ArmId | None, replaced_by: tuple[RouteCandidate, ...],
+                  not_replacing: tuple[RouteCandidate, ...]) -> list[str]:
+    """:func:`_bypassed_table` of a path with these fields (a layout's entry has them without a path)."""
+    if table_id is None or replaced_by:
+        return []
+    return [table_id.key] if any(lower(u.next_hop_type) == "virtualappliance" for u in not_replacing) else []
 
 
 BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
@@ -1153,8 +1162,13 @@ def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str, client_vnet: str 
 
 
 def _unresolved_table(p: PathResult) -> list[str]:
-    if p.via_appliance and p.hop is not None and p.hop.kind == "unresolved" and p.route_table_id:
-        return [p.route_table_id.key]
+    return _unresolved_key(p.via_appliance, p.hop, p.route_table_id)
+
+
+def _unresolved_key(via: bool, hop: Hop | None, table_id: ArmId | None) -> list[str]:
+    """:func:`_unresolved_table` of a path with these fields (a layout's entry has them without a path)."""
+    if via and hop is not None and hop.kind == "unresolved" and table_id:
+        return [table_id.key]
     return []
 
 
@@ -1224,7 +1238,14 @@ def _forwarding_keys(p: PathResult) -> list[str]:
 def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
     """The subjects of every route check that ``pe``'s paths name (:data:`SUBJECTS`): the keys of the four kinds'
     indexes, from one walk of the paths; a next hop's appliances are worked out once per hop (the paths of a group
-    share their Hop), not once per path."""
+    share their Hop), not once per path. Under the daemon's units an endpoint whose IPs are its own names what its
+    layouts name (:func:`_layout_subjects`), read without making its paths: a route event re-derives ~600 endpoints
+    from their subnets' few layouts (issue 14)."""
+    layouts = endpoint_layouts(snap, pe)
+    if layouts is not None:
+        if len(layouts) == 1:
+            return _layout_subjects(layouts[0])
+        return _walk_subjects(layouts)
     out: dict[str, None] = {}
     by_hop: dict[int, list[str]] = {}
     seen: set[tuple[int, int, int, bool, int]] = set()
@@ -1250,6 +1271,56 @@ def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
             hit = by_hop[id(hop)] = _hop_subjects(hop)
         for k in hit:
             out[k] = None
+    return list(out)
+
+
+# By the layout's identity: the daemon keeps a layout as shared work across events, and the endpoints of one subnet
+# share it. Bounded; a layout kept here stays alive only until the table is next cleared.
+_LAYOUT_SUBJECTS: dict[int, tuple[Any, list[str]]] = {}
+_LAYOUT_SUBJECTS_MAX = 4096
+
+
+def _layout_subjects(layout: Any) -> list[str]:
+    """The subjects of the paths of one IP laid out as ``layout`` (:func:`_walk_subjects`), worked out once per
+    layout (callers do not change the list)."""
+    hit = _LAYOUT_SUBJECTS.get(id(layout))
+    if hit is None or hit[0] is not layout:
+        if len(_LAYOUT_SUBJECTS) >= _LAYOUT_SUBJECTS_MAX:
+            _LAYOUT_SUBJECTS.clear()
+        hit = _LAYOUT_SUBJECTS[id(layout)] = (layout, _walk_subjects([layout]))
+    return hit[1]
+
+
+def _walk_subjects(layouts: list[Any]) -> list[str]:
+    """:func:`_route_subjects` from the layouts of an endpoint's IPs (paths_for's entries: one path per client subnet
+    and IP whose entry is not None, clients first), in the order a walk of the paths finds them."""
+    out: dict[str, None] = {}
+    by_hop: dict[int, list[str]] = {}
+    seen: set[tuple[int, int, int, bool, int]] = set()
+    bypassed, unresolved = BYPASSED.name, UNRESOLVED.name
+    for entries in zip(*layouts, strict=True):
+        for decided in entries:
+            if decided is None:
+                continue
+            group, _winner, hop, via, table_id, _vnet = decided
+            replaced_by, not_replacing = group.replaced_by, group.not_replacing
+            if not via and (replaced_by or not not_replacing):
+                continue
+            sig = (id(table_id), id(replaced_by), id(not_replacing), via, id(hop))
+            if sig in seen:
+                continue
+            seen.add(sig)
+            for k in _bypassed_key(table_id, replaced_by, not_replacing):
+                out[_subject(bypassed, k)] = None
+            for k in _unresolved_key(via, hop, table_id):
+                out[_subject(unresolved, k)] = None
+            if not via or hop is None:
+                continue
+            hit = by_hop.get(id(hop))
+            if hit is None:
+                hit = by_hop[id(hop)] = _hop_subjects(hop)
+            for k in hit:
+                out[k] = None
     return list(out)
 
 
