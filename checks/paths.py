@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from plmon.checks.units import Index, holds, lookup, scratch, shared, shared_probe, tracking
+from plmon.checks.units import Index, holds, lookup, probed, scratch, shared, shared_probe, tracking
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import (
     Firewall,
@@ -50,9 +50,9 @@ from plmon.monitor.model.snapshot import (
 )
 
 __all__ = [
-    "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "firewall_tenant",
-    "parse_ip", "paths_for", "peering_counts", "replaces_endpoint_route", "resolve_next_hop", "routed_paths",
-    "routed_tenant",
+    "Hop", "LaidEndpoint", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_laid",
+    "endpoint_paths", "firewall_tenant", "parse_ip", "paths_for", "peering_counts", "replaces_endpoint_route",
+    "resolve_next_hop", "routed_paths", "routed_tenant",
 ]
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -1136,7 +1136,7 @@ class _Engine:
         a route event re-derives make ~5k paths). ``probed``: the reads of its kept entry are registered already,
         so what :func:`endpoint_layouts` left of it in this pass may be taken instead of reading it again."""
         kept = scratch() if probed else None
-        hit = kept.pop(("paths.laid", pe.key), None) if kept is not None else None
+        hit = kept.get(("paths.of", pe.key)) if kept is not None else None
         if hit is not None and hit[0] is pe and hit[1] == ips:
             # probed in this pass for its route subjects (endpoint_layouts), which registered the same reads
             clients, per_ip = hit[2], hit[3]
@@ -1769,18 +1769,86 @@ def endpoint_layouts(snap: Snapshot, pe: PrivateEndpoint) -> list[_Layout] | Non
     engine = _engine_for(snap)
     if not engine.tracked:
         return None
+    per_ip = _laid_of(engine, snap, pe)[1]
+    if not all(only for _ip, _text, only, _info, _layout in per_ip):
+        return None
+    return [layout for _ip, _text, _only, _info, layout in per_ip]
+
+
+def _laid_of(engine: _Engine, snap: Snapshot, pe: PrivateEndpoint) -> tuple[list[Subnet], list[_PerIp]]:
+    """(clients, per IP) of ``pe`` as :meth:`_Engine.laid` gives them, read as its paths entry reads them (a read of
+    that entry, which a probe keeps with their reads when it is not kept yet): taken from this pass's scratch when a
+    probe of the entry left them there and the entry is still kept, so the route index and the judged units that ask
+    for one endpoint's layouts work them out once a pass."""
+    hit = _probed_of(snap, engine, pe)
+    return hit[2], hit[3]
+
+
+def _probed_of(snap: Snapshot, engine: _Engine, pe: PrivateEndpoint) -> list[Any]:
+    """:func:`_laid_of`'s [endpoint, IPs, clients, per IP, its :class:`LaidEndpoint` once made] as this pass keeps
+    it (in its scratch when under the units)."""
+    key = ("paths.of", pe.key)
+    hit = probed(key)
+    if hit is not None and hit[0] is pe:
+        return hit   # type: ignore[no-any-return]
+    made: list[list[Any]] = []
 
     def probe() -> list[_PerIp]:   # what paths_for's compute reads, in its order
         snap.private_endpoints.get(pe.key)
         ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
         if not ips:
+            made.append([pe, ips, [], [], None])
             return []
         clients, per_ip = engine.laid(pe, ips)
+        made.append([pe, ips, clients, per_ip, None])
         kept = scratch()
         if kept is not None:   # its paths, if asked for in this pass, are made from these (paths_tracked)
-            kept[("paths.laid", pe.key)] = (pe, ips, clients, per_ip)
+            kept[key] = made[-1]
         return per_ip
-    per_ip = shared_probe(("paths.of", pe.key), probe)
-    if not all(only for _ip, _text, only, _info, _layout in per_ip):
+    shared_probe(key, probe)
+    return made[-1]
+
+
+class LaidEndpoint:
+    """An endpoint whose one IP is its own, as the daemon's units make its paths (:meth:`_Engine.paths_tracked`):
+    the rows of its layout's reached clients (kept per layout, shared by the endpoints of its subnet) and what a path
+    takes of the endpoint. A route check keeps what it needs of one endpoint per layout row and makes only those
+    rows' paths (:meth:`path`), equal to the endpoint's paths of those clients (issue 14: the ~600 endpoints behind a
+    changed route table made ~5k paths that the SNAT rows mostly walked past)."""
+
+    __slots__ = ("destination", "explain", "info", "made", "pe", "rows")
+
+    def __init__(self, rows: list[tuple[Any, ...]], pe: PrivateEndpoint, info: _EndpointIp, destination: str,
+                 explain: Callable[[Subnet, str], PathResult]) -> None:
+        self.rows, self.pe, self.info, self.destination, self.explain = rows, pe, info, destination, explain
+        self.made: dict[int, PathResult] = {}   # row index -> its path, made once a pass (both SNAT checks' rows)
+
+    def path(self, i: int) -> PathResult:
+        """The endpoint's path of row ``i`` of :attr:`rows`, as :func:`paths_for` makes it."""
+        got = self.made.get(i)
+        if got is None:
+            subnet, sid, winner, replaced_by, not_replacing, table_id, hop, via = self.rows[i]
+            info = self.info
+            got = self.made[i] = PathResult(
+                sid, self.destination, info.route if winner is _ENDPOINT_WINS else winner, None, self.pe, info.policy,
+                info.vnet_prefix, replaced_by, not_replacing, table_id, hop, explain=self.explain, subnet=subnet,
+                via_appliance=via)
+        return got
+
+
+def endpoint_laid(snap: Snapshot, pe: PrivateEndpoint) -> LaidEndpoint | None:
+    """Under the daemon's units, ``pe``'s paths as layout rows (:class:`LaidEndpoint`), read as :func:`paths_for`
+    reads them (one read of its entry) without making a path; None outside the units, or unless ``pe`` has one IP
+    and holds it alone (its paths are then exactly one per row, in row order)."""
+    engine = _engine_for(snap)
+    if not engine.tracked:
         return None
-    return [layout for _ip, _text, _only, _info, layout in per_ip]
+    hit = _probed_of(snap, engine, pe)
+    if hit[4] is not None:
+        return hit[4]   # type: ignore[no-any-return]
+    clients, per_ip = hit[2], hit[3]
+    if len(per_ip) != 1 or not per_ip[0][2]:
+        return None
+    _ip, destination, _only, info, layout = per_ip[0]
+    laid = hit[4] = LaidEndpoint(_laid_paths(clients, layout), pe, info, destination, engine._explain)
+    return laid

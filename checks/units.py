@@ -37,8 +37,8 @@ from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
 __all__ = ["ALL", "MISSING", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "cutoff", "each", "each_item",
-           "each_key", "holds", "lookup", "plain", "recording", "scratch", "shared", "shared_each", "shared_probe",
-           "tracking"]
+           "each_key", "holds", "lookup", "plain", "probed", "recording", "scratch", "shared", "shared_each",
+           "shared_probe", "tracking"]
 
 ALL = "*"
 MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
@@ -604,6 +604,7 @@ class _Memo:
         # the loop's lookups bound once, the pairs forgotten counted once: an event behind a route table drops
         # ~1,200 entries (and reaches ~10k reads), each of which made four method calls
         entries, stale, pop, valid = self.entries, self.stale, self.deps.pop, self._reads
+        kept = self.scratch
         forgotten = 0
         while work:
             r = work.pop()
@@ -611,6 +612,8 @@ class _Memo:
                 hit = entries.pop(key, None)
                 if hit is not None:
                     forgotten += len(hit[1])
+                    if kept:
+                        kept.pop(key, None)   # what a probe of it left is no longer what it reads (probed())
                     if type(key) is tuple and key and key[0] in CUTOFF:
                         stale.setdefault(key, hit)   # its users wait for revalidate()
                         continue
@@ -748,6 +751,22 @@ def scratch() -> dict[Hashable, Any] | None:
     that it is valid for the rest of the pass."""
     memo = _S.memo
     return None if memo is None else memo.scratch
+
+
+def probed(key: Hashable) -> Any:
+    """What a probe of the shared work ``key`` left in this pass's :func:`scratch` under that same key, its use noted
+    as :func:`shared` notes it (a read of (:data:`MEMO`, ``key``)); None when nothing is left, or the entry is no
+    longer kept (an event's invalidation drops both). Several users of one endpoint's layouts (its route subjects,
+    its SNAT rows, its bypassed paths) then read them once a pass instead of once each."""
+    memo = _S.memo
+    if memo is None:
+        return None
+    hit = memo.scratch.get(key)
+    if hit is None or key not in memo.entries:
+        return None
+    if _S.reads is not None:
+        _S.reads.add((MEMO, key))
+    return hit
 
 
 def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], compute: Callable[[Any], T]) -> list[T]:
