@@ -44,7 +44,7 @@ from plmon.checks.snat import (
     snats_within,
     tagged_snat,
 )
-from plmon.checks.units import MISSING, Index, cutoff, each, each_key, lookup, plain, shared_each
+from plmon.checks.units import MISSING, Index, cutoff, each, each_key, lookup, plain, shared_each, unrecorded
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
@@ -105,12 +105,16 @@ def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
         return
     prefix = _subject(index.name, "")
     cut = len(prefix)
+    endpoints = unrecorded(snap.private_endpoints)
     for key in each_key(snap, ROUTE_SUBJECTS, prefix):
         k = str(key)[cut:]
         def compute(e: str, k: str = k) -> V:
+            # The endpoint's record is read through its paths entry (which reads it, and which this reads): a read of
+            # its own would give each member's entry two reads, where one is kept without a set (units._frozen).
+            pe = endpoints[e]
             if select_pe is not None:
-                return select_pe(k, snap.private_endpoints[e])
-            return select(k, paths_for(snap, snap.private_endpoints[e]))
+                return select_pe(k, pe)
+            return select(k, paths_for(snap, pe))
         yield k, shared_each((tag, k), lookup(snap, ROUTE_SUBJECTS, key), compute)
 
 

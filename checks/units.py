@@ -38,7 +38,7 @@ from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
 __all__ = ["ALL", "MISSING", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "cutoff", "each", "each_item",
            "each_key", "holds", "lookup", "plain", "probed", "recording", "scratch", "shared", "shared_each",
-           "shared_probe", "tracking"]
+           "shared_probe", "tracking", "unrecorded"]
 
 ALL = "*"
 MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
@@ -149,6 +149,12 @@ class Recorded(Mapping[Any, Any]):
 
 def _plain(coll: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return coll.data if isinstance(coll, Recorded) else coll
+
+
+def unrecorded(coll: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """The collection under a recording view, whose reads are not noted: for a reader whose every use of a record
+    is recorded elsewhere (through shared work that reads it), so its own frame keeps one read fewer."""
+    return _plain(coll)
 
 
 def recording(snap: Snapshot) -> Snapshot:
