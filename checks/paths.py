@@ -174,6 +174,13 @@ class Hop:
         return d
 
 
+# A path text's route and appliance part per (route, hop) by identity (the entry holds both, so an id is not reused
+# while kept): the paths of a group share them, and a finding's evidence wrote each one out per path (~5k for the ~600
+# endpoints a route event puts in a udr-bypassed finding). Bounded.
+_MIDDLES: dict[tuple[int, int], tuple[RouteCandidate | None, Hop | None, str]] = {}
+_MIDDLES_MAX = 8192
+
+
 class PathResult:
     """The decided path from a client subnet to one destination IP, with the reasons for it.
 
@@ -239,12 +246,18 @@ class PathResult:
 
     def path_text(self) -> str:
         """client subnet -> winning route (prefix, next hop) -> appliance -> endpoint IP."""
-        parts = [f"subnet {self.subnet_id.name}"]
-        parts.append(self.route.describe() if self.route else "no route")
-        if self.hop is not None:
-            parts.append(self.hop.describe())
-        parts.append(f"{self.destination}" + (f" (private endpoint {self.endpoint.name})" if self.endpoint else ""))
-        return " -> ".join(parts)
+        route, hop = self.route, self.hop
+        k = (id(route), id(hop))
+        hit = _MIDDLES.get(k)
+        if hit is None or hit[0] is not route or hit[1] is not hop:
+            if len(_MIDDLES) >= _MIDDLES_MAX:
+                _MIDDLES.clear()
+            middle = route.describe() if route else "no route"
+            if hop is not None:
+                middle += " -> " + hop.describe()
+            hit = _MIDDLES[k] = (route, hop, middle)
+        return f"subnet {self.subnet_id.name} -> {hit[2]} -> {self.destination}" + \
+            (f" (private endpoint {self.endpoint.name})" if self.endpoint else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {

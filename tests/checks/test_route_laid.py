@@ -11,7 +11,7 @@ from typing import Any
 from unitskit import UnitsTenant
 
 import plmon.checks.route as route
-from plmon.checks.paths import PathResult, endpoint_laid, paths_for
+from plmon.checks.paths import Hop, PathResult, RouteCandidate, endpoint_laid, paths_for
 from plmon.checks.units import recording
 from plmon.monitor.model.arm_id import parse_id
 
@@ -71,3 +71,17 @@ def test_rows_and_bypassed_paths_from_layouts_are_those_of_the_paths(tmp_path: P
                 assert n > len(t.snap.private_endpoints) // 2 and rows > 0
                 return
     raise AssertionError("the route table was not found")
+
+
+def test_a_path_text_is_written_out_in_full_whatever_parts_are_kept() -> None:
+    """path_text keeps its route and hop part per (route, hop) object: the text is the one written out in full, for
+    each kind of part, asked twice, and for an equal route made anew (another object)."""
+    sid = parse_id("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/virtualNetworks/v/subnets/a")
+    udr = RouteCandidate("10.0.0.0/8", "user-defined", "VirtualAppliance", "10.9.0.4", "r")
+    hop = Hop("10.9.0.4", "unresolved")
+    mine = RouteCandidate("10.0.0.5/32", "private-endpoint", "InterfaceEndpoint")
+    for r, h in ((udr, hop), (mine, None), (None, None), (udr, None), (RouteCandidate(*udr.to_dict().values()), hop)):
+        want = " -> ".join([f"subnet {sid.name}", r.describe() if r else "no route", *([h.describe()] if h else []),
+                            "10.0.0.5"])
+        for _ in range(2):
+            assert PathResult(sid, "10.0.0.5", r, (), hop=h).path_text() == want
