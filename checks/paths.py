@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from plmon.checks.units import Index, lookup, shared, tracking
+from plmon.checks.units import Index, holds, lookup, probed, scratch, shared, shared_probe, tracking
 from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.snapshot import (
     Firewall,
@@ -50,9 +50,9 @@ from plmon.monitor.model.snapshot import (
 )
 
 __all__ = [
-    "Hop", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_paths", "firewall_tenant",
-    "parse_ip", "paths_for", "peering_counts", "replaces_endpoint_route", "resolve_next_hop", "routed_paths",
-    "routed_tenant",
+    "Hop", "LaidEndpoint", "PathResult", "RouteCandidate", "client_subnets", "decide", "endpoint_laid",
+    "endpoint_paths", "firewall_tenant", "parse_ip", "paths_for", "peering_counts", "replaces_endpoint_route",
+    "resolve_next_hop", "routed_paths", "routed_tenant",
 ]
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -174,6 +174,13 @@ class Hop:
         return d
 
 
+# A path text's route and appliance part per (route, hop) by identity (the entry holds both, so an id is not reused
+# while kept): the paths of a group share them, and a finding's evidence wrote each one out per path (~5k for the ~600
+# endpoints a route event puts in a udr-bypassed finding). Bounded.
+_MIDDLES: dict[tuple[int, int], tuple[RouteCandidate | None, Hop | None, str]] = {}
+_MIDDLES_MAX = 8192
+
+
 class PathResult:
     """The decided path from a client subnet to one destination IP, with the reasons for it.
 
@@ -239,12 +246,18 @@ class PathResult:
 
     def path_text(self) -> str:
         """client subnet -> winning route (prefix, next hop) -> appliance -> endpoint IP."""
-        parts = [f"subnet {self.subnet_id.name}"]
-        parts.append(self.route.describe() if self.route else "no route")
-        if self.hop is not None:
-            parts.append(self.hop.describe())
-        parts.append(f"{self.destination}" + (f" (private endpoint {self.endpoint.name})" if self.endpoint else ""))
-        return " -> ".join(parts)
+        route, hop = self.route, self.hop
+        k = (id(route), id(hop))
+        hit = _MIDDLES.get(k)
+        if hit is None or hit[0] is not route or hit[1] is not hop:
+            if len(_MIDDLES) >= _MIDDLES_MAX:
+                _MIDDLES.clear()
+            middle = route.describe() if route else "no route"
+            if hop is not None:
+                middle += " -> " + hop.describe()
+            hit = _MIDDLES[k] = (route, hop, middle)
+        return f"subnet {self.subnet_id.name} -> {hit[2]} -> {self.destination}" + \
+            (f" (private endpoint {self.endpoint.name})" if self.endpoint else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -874,6 +887,33 @@ def _subnet_part(key: str | None, subnet: Subnet | None, vnet: VirtualNetwork | 
     return hit[2], hit[3]
 
 
+# Per (endpoint, IP text) under the daemon's units, across snapshots while the endpoint, its subnet and its network are
+# the very same records (a route or network event leaves them alone): what its paths take of it, which the ~600
+# endpoints behind a changed route table worked out again one by one (issue 14). Bounded (~2 MB when full).
+_ENDPOINT_IPS: dict[tuple[str, str], tuple[PrivateEndpoint, Subnet | None, VirtualNetwork | None, _EndpointIp]] = {}
+_ENDPOINT_IPS_MAX = 8192
+
+
+# By the layout's identity (with its clients'): what each path of an IP laid out so takes of its client subnet and
+# group, the clients it does not reach left out. The daemon keeps layouts and clients as shared work across events and
+# the endpoints of a subnet share them. Bounded.
+_LAID_PATHS: dict[int, tuple[Any, Any, list[tuple[Any, ...]]]] = {}
+_LAID_PATHS_MAX = 4096
+
+
+def _laid_paths(clients: list[Subnet], layout: _Layout) -> list[tuple[Any, ...]]:
+    """(client subnet, its id, winner, replaced_by, not_replacing, route table id, hop, via appliance) for each client
+    of ``layout`` that is reached, in client order."""
+    hit = _LAID_PATHS.get(id(layout))
+    if hit is None or hit[0] is not layout or hit[1] is not clients:
+        if len(_LAID_PATHS) >= _LAID_PATHS_MAX:
+            _LAID_PATHS.clear()
+        rows = [(subnet, subnet.id, d[1], d[0].replaced_by, d[0].not_replacing, d[4], d[2], d[3])
+                for subnet, d in zip(clients, layout, strict=True) if d is not None]
+        hit = _LAID_PATHS[id(layout)] = (layout, clients, rows)
+    return hit[2]
+
+
 class _Engine:
     """One snapshot's compiled routes and decided groups."""
 
@@ -985,6 +1025,20 @@ class _Engine:
         snap.private_endpoints.get(pe.key)   # what it judges is this endpoint's
         ep_subnet = snap.subnet_of(pe)
         vnet = snap.virtual_networks.get(_vnet_key_of(snap, pe.subnet_id) or "")
+        kept = (pe.key, text) if self.tracked and text is not None else None
+        if kept is not None:
+            hit = _ENDPOINT_IPS.get(kept)
+            if hit is not None and hit[0] is pe and hit[1] is ep_subnet and hit[2] is vnet:
+                return hit[3]
+        info = self._endpoint_ip_of(pe, ip, text, ep_subnet, vnet)
+        if kept is not None:
+            if len(_ENDPOINT_IPS) >= _ENDPOINT_IPS_MAX:
+                _ENDPOINT_IPS.clear()
+            _ENDPOINT_IPS[kept] = (pe, ep_subnet, vnet, info)
+        return info
+
+    def _endpoint_ip_of(self, pe: PrivateEndpoint, ip: IPAddr, text: str | None, ep_subnet: Subnet | None,
+                        vnet: VirtualNetwork | None) -> _EndpointIp:
         vnet_prefixes, subnet_prefixes = _subnet_part(pe.subnet_id.key if pe.subnet_id else None, ep_subnet, vnet)
         version, value, bits = ip.version, int(ip), ip.max_prefixlen
         vnet_prefix = _holding_prefix(vnet_prefixes, version, value, bits)
@@ -1063,19 +1117,54 @@ class _Engine:
         if not self.tracked:
             yield from self._paths_plain(pe, ips)
             return
+        yield from self.paths_tracked(pe, ips)
+
+    def laid(self, pe: PrivateEndpoint, ips: list[IPAddr]) -> tuple[list[Subnet], list[_PerIp]]:
+        """The client subnets of ``pe``'s network and, per distinct IP of ``ips``, (IP, its text, whether ``pe``
+        holds it alone, what the path takes of the endpoint, the layout of its client subnets): everything a tracked
+        endpoint's paths are made of, read as its paths read it (none when its network is not known)."""
         snap = self.snap
         pe_vnet = _vnet_key_of(snap, pe.subnet_id)
         if pe_vnet is None:
-            return
+            return [], []
         clients = self.clients(pe_vnet)
-        per_ip: list[tuple[IPAddr, str, bool, _EndpointIp, _Layout]] = []
+        per_ip: list[_PerIp] = []
+        endpoints = snap.private_endpoints
         for ip in dict.fromkeys(ips):
-            holders: list[PrivateEndpoint] = self.by_ip.get(ip) or []
+            # the holders of the IP as _IndexedEndpoints.get reads them (each one's record), without their list
+            keys = lookup(snap, ENDPOINTS_BY_IP, ip)
+            if len(keys) == 1:
+                only_holder = endpoints[keys[0]] is pe
+            else:
+                only_holder = False
+                for k in keys:
+                    endpoints[k]
             text = str(ip)   # once per IP (ipaddress formats in Python): the path's destination and the /32's prefix
             info = self.endpoint_ip(pe, ip, text)
-            only_holder = len(holders) == 1 and holders[0] is pe
             per_ip.append((ip, text, only_holder, info, self.layout(pe_vnet, info, ip.version)))
+        return clients, per_ip
+
+    def paths_tracked(self, pe: PrivateEndpoint, ips: list[IPAddr], probed: bool = False) -> list[PathResult]:
+        """:meth:`paths_of` under the daemon's units, as one list (no generator resumed per path: the ~600 endpoints
+        a route event re-derives make ~5k paths). ``probed``: the reads of its kept entry are registered already,
+        so what :func:`endpoint_layouts` left of it in this pass may be taken instead of reading it again."""
+        kept = scratch() if probed else None
+        hit = kept.get(("paths.of", pe.key)) if kept is not None else None
+        if hit is not None and hit[0] is pe and hit[1] == ips:
+            # probed in this pass for its route subjects (endpoint_layouts), which registered the same reads
+            clients, per_ip = hit[2], hit[3]
+        else:
+            clients, per_ip = self.laid(pe, ips)
         explain = self._explain
+        if len(per_ip) == 1 and per_ip[0][2]:   # one IP of its own (most endpoints): its layout's paths, in one pass
+            _ip, destination, _only, info, layout = per_ip[0]
+            mine, policy, prefix = info.route, info.policy, info.vnet_prefix
+            return [PathResult(sid, destination, mine if winner is _ENDPOINT_WINS else winner, None, pe, policy, prefix,
+                               replaced_by, not_replacing, table_id, hop, explain=explain, subnet=subnet,
+                               via_appliance=via)
+                    for subnet, sid, winner, replaced_by, not_replacing, table_id, hop, via
+                    in _laid_paths(clients, layout)]
+        out: list[PathResult] = []
         for i, subnet in enumerate(clients):
             for ip, destination, only_holder, info, layout in per_ip:
                 decided = layout[i]
@@ -1084,9 +1173,10 @@ class _Engine:
                 group, winner, hop, via, table_id, vnet_key = decided
                 if not only_holder and self.first_visible(vnet_key, ip) is not pe:
                     continue
-                yield PathResult(subnet.id, destination, info.route if winner is _ENDPOINT_WINS else winner, None, pe,
-                                 info.policy, info.vnet_prefix, group.replaced_by, group.not_replacing, table_id, hop,
-                                 explain=explain, subnet=subnet, via_appliance=via)
+                out.append(PathResult(subnet.id, destination, info.route if winner is _ENDPOINT_WINS else winner, None,
+                                      pe, info.policy, info.vnet_prefix, group.replaced_by, group.not_replacing,
+                                      table_id, hop, explain=explain, subnet=subnet, via_appliance=via))
+        return out
 
     def layout(self, pe_vnet: str, info: _EndpointIp, version: int) -> _Layout:
         """Per client subnet of the endpoint network ``pe_vnet`` (in :meth:`clients` order), the decided group of
@@ -1171,6 +1261,9 @@ class _Prefixes:
 # next hop, whether the winner is a virtual appliance, the route table's id and the client's network key
 _Laid = tuple[_Decision, RouteCandidate | None, Hop | None, bool, ArmId | None, str]
 _Layout = tuple[_Laid | None, ...]
+# One IP of a tracked endpoint (_Engine.laid): the IP, its text, whether the endpoint holds it alone, what a path takes
+# of the endpoint, the layout of the endpoint network's client subnets
+_PerIp = tuple[IPAddr, str, bool, _EndpointIp, _Layout]
 
 # One client subnet of an endpoint network: (subnet, its network's key, its route table, the table's id, whether its
 # network is one the endpoint network reaches)
@@ -1666,10 +1759,109 @@ def paths_for(snap: Snapshot, pe: PrivateEndpoint) -> tuple[PathResult, ...]:
     def compute() -> tuple[PathResult, ...]:
         snap.private_endpoints.get(pe.key)
         ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
-        return tuple(engine.paths_of(pe, ips)) if ips else ()
+        if not ips:
+            return ()
+        if engine.tracked:   # an entry already kept (probed, or computed and dropped) has its reads registered
+            return tuple(engine.paths_tracked(pe, ips, holds(("paths.of", pe.key))))
+        return tuple(engine.paths_of(pe, ips))
     if engine.tracked:
         return shared(("paths.of", pe.key), compute)
     found = engine.paths.get(pe.key)
     if found is None:
         found = engine.paths[pe.key] = compute()
     return found
+
+
+def endpoint_layouts(snap: Snapshot, pe: PrivateEndpoint) -> list[_Layout] | None:
+    """Under the daemon's units, the layouts :func:`paths_for` makes ``pe``'s paths from, one per distinct IP in
+    its order, reading what they read (the endpoint, its subnet and network, the holders of its IPs, its network's
+    clients and layouts) without making a path: None outside the units, or when another endpoint holds one of its
+    IPs too (which of them a client sees is then decided per path). Its paths are one per (client subnet, IP) whose
+    layout entry is not None, clients first: what they name is the layouts', so a route event's ~600 endpoints
+    derive their route subjects from their subnets' few layouts instead of ~5k paths (issue 14)."""
+    engine = _engine_for(snap)
+    if not engine.tracked:
+        return None
+    per_ip = _laid_of(engine, snap, pe)[1]
+    if not all(only for _ip, _text, only, _info, _layout in per_ip):
+        return None
+    return [layout for _ip, _text, _only, _info, layout in per_ip]
+
+
+def _laid_of(engine: _Engine, snap: Snapshot, pe: PrivateEndpoint) -> tuple[list[Subnet], list[_PerIp]]:
+    """(clients, per IP) of ``pe`` as :meth:`_Engine.laid` gives them, read as its paths entry reads them (a read of
+    that entry, which a probe keeps with their reads when it is not kept yet): taken from this pass's scratch when a
+    probe of the entry left them there and the entry is still kept, so the route index and the judged units that ask
+    for one endpoint's layouts work them out once a pass."""
+    hit = _probed_of(snap, engine, pe)
+    return hit[2], hit[3]
+
+
+def _probed_of(snap: Snapshot, engine: _Engine, pe: PrivateEndpoint) -> list[Any]:
+    """:func:`_laid_of`'s [endpoint, IPs, clients, per IP, its :class:`LaidEndpoint` once made] as this pass keeps
+    it (in its scratch when under the units)."""
+    key = ("paths.of", pe.key)
+    hit = probed(key)
+    if hit is not None and hit[0] is pe:
+        return hit   # type: ignore[no-any-return]
+    made: list[list[Any]] = []
+
+    def probe() -> list[_PerIp]:   # what paths_for's compute reads, in its order
+        snap.private_endpoints.get(pe.key)
+        ips = [ip for ip in (parse_ip(x) for x in pe.ip_addresses) if ip is not None]
+        if not ips:
+            made.append([pe, ips, [], [], None])
+            return []
+        clients, per_ip = engine.laid(pe, ips)
+        made.append([pe, ips, clients, per_ip, None])
+        kept = scratch()
+        if kept is not None:   # its paths, if asked for in this pass, are made from these (paths_tracked)
+            kept[key] = made[-1]
+        return per_ip
+    shared_probe(key, probe)
+    return made[-1]
+
+
+class LaidEndpoint:
+    """An endpoint whose one IP is its own, as the daemon's units make its paths (:meth:`_Engine.paths_tracked`):
+    the rows of its layout's reached clients (kept per layout, shared by the endpoints of its subnet) and what a path
+    takes of the endpoint. A route check keeps what it needs of one endpoint per layout row and makes only those
+    rows' paths (:meth:`path`), equal to the endpoint's paths of those clients (issue 14: the ~600 endpoints behind a
+    changed route table made ~5k paths that the SNAT rows mostly walked past)."""
+
+    __slots__ = ("destination", "explain", "info", "made", "pe", "rows")
+
+    def __init__(self, rows: list[tuple[Any, ...]], pe: PrivateEndpoint, info: _EndpointIp, destination: str,
+                 explain: Callable[[Subnet, str], PathResult]) -> None:
+        self.rows, self.pe, self.info, self.destination, self.explain = rows, pe, info, destination, explain
+        self.made: dict[int, PathResult] = {}   # row index -> its path, made once a pass (both SNAT checks' rows)
+
+    def path(self, i: int) -> PathResult:
+        """The endpoint's path of row ``i`` of :attr:`rows`, as :func:`paths_for` makes it."""
+        got = self.made.get(i)
+        if got is None:
+            subnet, sid, winner, replaced_by, not_replacing, table_id, hop, via = self.rows[i]
+            info = self.info
+            got = self.made[i] = PathResult(
+                sid, self.destination, info.route if winner is _ENDPOINT_WINS else winner, None, self.pe, info.policy,
+                info.vnet_prefix, replaced_by, not_replacing, table_id, hop, explain=self.explain, subnet=subnet,
+                via_appliance=via)
+        return got
+
+
+def endpoint_laid(snap: Snapshot, pe: PrivateEndpoint) -> LaidEndpoint | None:
+    """Under the daemon's units, ``pe``'s paths as layout rows (:class:`LaidEndpoint`), read as :func:`paths_for`
+    reads them (one read of its entry) without making a path; None outside the units, or unless ``pe`` has one IP
+    and holds it alone (its paths are then exactly one per row, in row order)."""
+    engine = _engine_for(snap)
+    if not engine.tracked:
+        return None
+    hit = _probed_of(snap, engine, pe)
+    if hit[4] is not None:
+        return hit[4]   # type: ignore[no-any-return]
+    clients, per_ip = hit[2], hit[3]
+    if len(per_ip) != 1 or not per_ip[0][2]:
+        return None
+    _ip, destination, _only, info, layout = per_ip[0]
+    laid = hit[4] = LaidEndpoint(_laid_paths(clients, layout), pe, info, destination, engine._explain)
+    return laid

@@ -19,10 +19,13 @@ from plmon.checks.finding import Issue, Severity
 from plmon.checks.paths import (
     Hop,
     IPNet,
+    LaidEndpoint,
     PathResult,
     RouteCandidate,
     _net,
     client_subnets,
+    endpoint_laid,
+    endpoint_layouts,
     firewall_tenant,
     parse_ip,
     paths_for,
@@ -41,7 +44,7 @@ from plmon.checks.snat import (
     snats_within,
     tagged_snat,
 )
-from plmon.checks.units import MISSING, Index, cutoff, each, each_key, lookup, plain, shared_each
+from plmon.checks.units import MISSING, Index, cutoff, each, each_key, lookup, plain, shared_each, unrecorded
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
@@ -90,20 +93,49 @@ def _per_subject(snap: Snapshot, index: Index, tag: Hashable,
 def _per_endpoint(snap: Snapshot, index: Index, tag: Hashable,
                   select: Callable[[str, tuple[PathResult, ...]], V],
                   split: Callable[[tuple[PathResult, ...]], dict[str, V]] | None = None,
+                  select_pe: Callable[[str, PrivateEndpoint], V] | None = None,
                   ) -> Iterator[tuple[str, list[V]]]:
     """:func:`_per_subject` with what ``select`` kept of each endpoint apart. ``split``, when given, is what
     ``select`` keeps of one endpoint for each subject its paths name (exactly ``index``'s keys), in one pass: a
-    plain evaluation uses it instead of the index's keys and a ``select`` per subject."""
+    plain evaluation uses it instead of the index's keys and a ``select`` per subject. ``select_pe``, when given, is
+    ``select`` of the endpoint's paths taken from the endpoint itself (under the units: from its layout's rows, making
+    only the paths it keeps)."""
     if plain():
         yield from _per_endpoint_plain(snap, index, tag, select, split)
         return
     prefix = _subject(index.name, "")
     cut = len(prefix)
+    endpoints = unrecorded(snap.private_endpoints)
     for key in each_key(snap, ROUTE_SUBJECTS, prefix):
         k = str(key)[cut:]
         def compute(e: str, k: str = k) -> V:
-            return select(k, paths_for(snap, snap.private_endpoints[e]))
+            # The endpoint's record is read through its paths entry (which reads it, and which this reads): a read of
+            # its own would give each member's entry two reads, where one is kept without a set (units._frozen).
+            pe = endpoints[e]
+            if select_pe is not None:
+                return select_pe(k, pe)
+            return select(k, paths_for(snap, pe))
         yield k, shared_each((tag, k), lookup(snap, ROUTE_SUBJECTS, key), compute)
+
+
+# Per layout rows list (by identity: the list is kept per layout, paths._laid_paths) and subject key, the indices of
+# the rows a route check keeps for that subject: the same for every endpoint of the layout. Bounded.
+_PICKED: dict[tuple[int, str, str], tuple[list[tuple[Any, ...]], tuple[int, ...]]] = {}
+_PICKED_MAX = 16_384
+
+
+def _picked(laid: LaidEndpoint, kind: str, key: str, test: Callable[[tuple[Any, ...], str], bool]
+            ) -> list[PathResult]:
+    """The endpoint's paths of the rows of its layout for which ``test(row, key)`` holds, in row order (``kind``
+    names the test), the rows picked once per layout and key: what ``select`` keeps of its paths, made alone."""
+    rows = laid.rows
+    k = (id(rows), kind, key)
+    hit = _PICKED.get(k)
+    if hit is None or hit[0] is not rows:
+        if len(_PICKED) >= _PICKED_MAX:
+            _PICKED.clear()
+        hit = _PICKED[k] = (rows, tuple(i for i, row in enumerate(rows) if test(row, key)))
+    return [laid.path(i) for i in hit[1]]
 
 
 def _per_endpoint_plain(snap: Snapshot, index: Index, tag: Hashable,
@@ -279,7 +311,15 @@ _BYPASSING_MAX = 65_536
 
 
 def _bypassed_table(p: PathResult) -> list[str]:
-    return [p.route_table_id.key] if p.route_table_id is not None and not p.replaced_by and _bypassing(p) else []
+    return _bypassed_key(p.route_table_id, p.replaced_by, p.not_replacing)
+
+
+def _bypassed_key(table_id: ArmId | None, replaced_by: tuple[RouteCandidate, ...],
+                  not_replacing: tuple[RouteCandidate, ...]) -> list[str]:
+    """:func:`_bypassed_table` of a path with these fields (a layout's entry has them without a path)."""
+    if table_id is None or replaced_by:
+        return []
+    return [table_id.key] if any(lower(u.next_hop_type) == "virtualappliance" for u in not_replacing) else []
 
 
 BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
@@ -304,7 +344,8 @@ def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
         judged = ((k, [paths]) for k, paths in _per_subject(snap, BYPASSED, "route.udr-bypassed", _bypassed_paths,
                                                             lambda paths: _split_by(paths, _bypassed_table)))
     else:
-        judged = _per_endpoint(snap, BYPASSED, "route.udr-bypassed", _bypassed_paths)
+        judged = _per_endpoint(snap, BYPASSED, "route.udr-bypassed", _bypassed_paths,
+                               select_pe=lambda key, pe: _bypassed_paths_of(snap, key, pe))
     for _key, per_endpoint in judged:
         last = next((paths for paths in reversed(per_endpoint) if paths), None)
         if last is None:
@@ -344,6 +385,19 @@ class _Bypassed(list[PathResult]):
     def __init__(self, paths: Iterable[PathResult]) -> None:
         super().__init__(paths)
         self.parts: tuple[str, str, list[dict[str, Any]], list[str]] | None = None
+
+
+def _bypassed_paths_of(snap: Snapshot, key: str, pe: PrivateEndpoint) -> list[PathResult]:
+    """:func:`_bypassed_paths` of ``pe``'s paths, only those made where its layout's rows say so."""
+    laid = endpoint_laid(snap, pe)
+    if laid is None:
+        return _bypassed_paths(key, paths_for(snap, pe))
+    return _Bypassed(_picked(laid, "bypassed", key, _bypasses))
+
+
+def _bypasses(row: tuple[Any, ...], key: str) -> bool:
+    """Whether the path of a layout row (paths._laid_paths) bypasses the appliance route of table ``key``."""
+    return _bypassed_key(row[5], row[3], row[4]) == [key]
 
 
 def _bypassed_paths(key: str, paths: tuple[PathResult, ...]) -> list[PathResult]:
@@ -636,7 +690,66 @@ class _Rows:
         return iter((self.rows, self.firewalls, self.tagged))
 
 
-def _appliance_rows(snap: Snapshot, key: str, paths: tuple[PathResult, ...]) -> _Rows:
+def _appliance_rows_of(snap: Snapshot, key: str, pe: PrivateEndpoint) -> _Rows:
+    """:func:`_appliance_rows` of ``pe``'s paths, only those through the appliance made where its layout's rows say
+    so (a route event's ~600 endpoints leave or join a hub appliance: their rows are mostly none)."""
+    laid = endpoint_laid(snap, pe)
+    if laid is None:
+        return _appliance_rows(snap, key, paths_for(snap, pe))
+    rows = laid.rows
+    k = (id(rows), key)
+    tpl = _ROW_TEMPLATES.get(k)
+    if tpl is None or tpl[0] is not rows:
+        if len(_ROW_TEMPLATES) >= _PICKED_MAX:
+            _ROW_TEMPLATES.clear()
+        tpl = _ROW_TEMPLATES[k] = _row_template(rows, key)
+    _rows, picked, subjects, verdicts, tagged, through_firewall = tpl
+    got = _Rows.__new__(_Rows)
+    got.paths = tuple(map(laid.path, picked))
+    got.subjects, got.verdicts, got.tagged = subjects, verdicts, tagged
+    got.firewalls = _NO_FIREWALLS
+    if through_firewall:
+        destination = laid.destination
+        got.firewalls = {(fw.key, destination): (fw, destination) for fw in
+                         (rows[i][6].firewall for i in through_firewall)}
+    got.missing = got.unknown = None
+    return got
+
+
+# What _appliance_rows keeps of the paths of one layout's rows for one appliance, per (rows list, appliance key): the
+# same for every endpoint of the layout but the paths and the destination of a firewall's rows (_row_template).
+_ROW_TEMPLATES: dict[tuple[int, str], tuple[Any, ...]] = {}
+
+
+def _row_template(rows: list[tuple[Any, ...]], key: str) -> tuple[Any, ...]:
+    """(rows, the row index of each of the appliance's rows, their subjects and verdicts as :meth:`_Rows.made`
+    keeps them, the tag verdicts present, the row indices whose verdict is a firewall's to judge): what
+    :func:`_appliance_rows` gives any endpoint laid out as ``rows``, but its paths and its firewall map."""
+    picked: list[int] = []
+    subjects: list[ArmId] = []
+    verdicts: list[SnatVerdict | None] = []
+    tagged: set[bool | None] = set()
+    firewalls: list[int] = []
+    for i, row in enumerate(rows):
+        hop = row[6]
+        if not row[7] or hop is None or hop.kind == "unresolved":
+            continue
+        for subject_id, v in _of_hop(hop).keyed(key):
+            picked.append(i)
+            subjects.append(subject_id)
+            verdicts.append(v)
+            if v is not None:
+                tagged.add(v.snats)
+            elif hop.firewall is not None and i not in firewalls:
+                firewalls.append(i)
+    first = subjects[0] if subjects else None
+    frozen = frozenset(tagged)
+    return (rows, tuple(picked), first if all(s is first for s in subjects) else tuple(subjects),
+            None if all(v is None for v in verdicts) else tuple(verdicts), _TAGGED.setdefault(frozen, frozen),
+            tuple(firewalls))
+
+
+def _appliance_rows(snap: Snapshot, key: str, paths: Iterable[PathResult]) -> _Rows:
     """One endpoint's rows for the appliance ``key`` in path order, a firewall's verdict left out (it reads the
     policy, so a policy change judges the firewall again without recomputing the rows), with the (firewall,
     destination) pairs and the tag verdicts present, so an endpoint with nothing to report is skipped at once.
@@ -674,7 +787,7 @@ def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
     pe = snap.private_endpoints.get(key[2])
     if pe is None:
         return MISSING
-    rows = _appliance_rows(snap, key[1], paths_for(snap, pe))
+    rows = _appliance_rows_of(snap, key[1], pe)
     return rows if rows.paths else MISSING
 
 
@@ -884,7 +997,8 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     def split(paths: tuple[PathResult, ...]) -> dict[str, Any]:   # a plain evaluation's rows, as tuples
         return _appliance_rows_by_subject(snap, paths)
     for key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
-                                           lambda key, paths: _appliance_rows(snap, key, paths), split):
+                                           lambda key, paths: _appliance_rows(snap, key, paths), split,
+                                           lambda key, pe: _appliance_rows_of(snap, key, pe)):
         rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
         walk: _Walk | None = None
         if kept:
@@ -1153,8 +1267,13 @@ def _matches_nothing_on_evidence(snap: Snapshot, ip_text: str, client_vnet: str 
 
 
 def _unresolved_table(p: PathResult) -> list[str]:
-    if p.via_appliance and p.hop is not None and p.hop.kind == "unresolved" and p.route_table_id:
-        return [p.route_table_id.key]
+    return _unresolved_key(p.via_appliance, p.hop, p.route_table_id)
+
+
+def _unresolved_key(via: bool, hop: Hop | None, table_id: ArmId | None) -> list[str]:
+    """:func:`_unresolved_table` of a path with these fields (a layout's entry has them without a path)."""
+    if via and hop is not None and hop.kind == "unresolved" and table_id:
+        return [table_id.key]
     return []
 
 
@@ -1224,7 +1343,14 @@ def _forwarding_keys(p: PathResult) -> list[str]:
 def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
     """The subjects of every route check that ``pe``'s paths name (:data:`SUBJECTS`): the keys of the four kinds'
     indexes, from one walk of the paths; a next hop's appliances are worked out once per hop (the paths of a group
-    share their Hop), not once per path."""
+    share their Hop), not once per path. Under the daemon's units an endpoint whose IPs are its own names what its
+    layouts name (:func:`_layout_subjects`), read without making its paths: a route event re-derives ~600 endpoints
+    from their subnets' few layouts (issue 14)."""
+    layouts = endpoint_layouts(snap, pe)
+    if layouts is not None:
+        if len(layouts) == 1:
+            return _layout_subjects(layouts[0])
+        return _walk_subjects(layouts)
     out: dict[str, None] = {}
     by_hop: dict[int, list[str]] = {}
     seen: set[tuple[int, int, int, bool, int]] = set()
@@ -1250,6 +1376,56 @@ def _route_subjects(snap: Snapshot, pe: PrivateEndpoint) -> list[str]:
             hit = by_hop[id(hop)] = _hop_subjects(hop)
         for k in hit:
             out[k] = None
+    return list(out)
+
+
+# By the layout's identity: the daemon keeps a layout as shared work across events, and the endpoints of one subnet
+# share it. Bounded; a layout kept here stays alive only until the table is next cleared.
+_LAYOUT_SUBJECTS: dict[int, tuple[Any, list[str]]] = {}
+_LAYOUT_SUBJECTS_MAX = 4096
+
+
+def _layout_subjects(layout: Any) -> list[str]:
+    """The subjects of the paths of one IP laid out as ``layout`` (:func:`_walk_subjects`), worked out once per
+    layout (callers do not change the list)."""
+    hit = _LAYOUT_SUBJECTS.get(id(layout))
+    if hit is None or hit[0] is not layout:
+        if len(_LAYOUT_SUBJECTS) >= _LAYOUT_SUBJECTS_MAX:
+            _LAYOUT_SUBJECTS.clear()
+        hit = _LAYOUT_SUBJECTS[id(layout)] = (layout, _walk_subjects([layout]))
+    return hit[1]
+
+
+def _walk_subjects(layouts: list[Any]) -> list[str]:
+    """:func:`_route_subjects` from the layouts of an endpoint's IPs (paths_for's entries: one path per client subnet
+    and IP whose entry is not None, clients first), in the order a walk of the paths finds them."""
+    out: dict[str, None] = {}
+    by_hop: dict[int, list[str]] = {}
+    seen: set[tuple[int, int, int, bool, int]] = set()
+    bypassed, unresolved = BYPASSED.name, UNRESOLVED.name
+    for entries in zip(*layouts, strict=True):
+        for decided in entries:
+            if decided is None:
+                continue
+            group, _winner, hop, via, table_id, _vnet = decided
+            replaced_by, not_replacing = group.replaced_by, group.not_replacing
+            if not via and (replaced_by or not not_replacing):
+                continue
+            sig = (id(table_id), id(replaced_by), id(not_replacing), via, id(hop))
+            if sig in seen:
+                continue
+            seen.add(sig)
+            for k in _bypassed_key(table_id, replaced_by, not_replacing):
+                out[_subject(bypassed, k)] = None
+            for k in _unresolved_key(via, hop, table_id):
+                out[_subject(unresolved, k)] = None
+            if not via or hop is None:
+                continue
+            hit = by_hop.get(id(hop))
+            if hit is None:
+                hit = by_hop[id(hop)] = _hop_subjects(hop)
+            for k in hit:
+                out[k] = None
     return list(out)
 
 

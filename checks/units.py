@@ -29,13 +29,16 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
+from itertools import repeat
+from operator import is_, itemgetter
 from typing import Any, TypeVar
 
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
 __all__ = ["ALL", "MISSING", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "cutoff", "each", "each_item",
-           "each_key", "lookup", "plain", "recording", "shared", "shared_each", "tracking"]
+           "each_key", "holds", "lookup", "plain", "probed", "recording", "scratch", "shared", "shared_each",
+           "shared_probe", "tracking", "unrecorded"]
 
 ALL = "*"
 MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
@@ -146,6 +149,12 @@ class Recorded(Mapping[Any, Any]):
 
 def _plain(coll: Mapping[Any, Any]) -> Mapping[Any, Any]:
     return coll.data if isinstance(coll, Recorded) else coll
+
+
+def unrecorded(coll: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """The collection under a recording view, whose reads are not noted: for a reader whose every use of a record
+    is recorded elsewhere (through shared work that reads it), so its own frame keeps one read fewer."""
+    return _plain(coll)
 
 
 def recording(snap: Snapshot) -> Snapshot:
@@ -343,6 +352,8 @@ class _Table:
         """What deciding ``rkey``'s keys read, registered as the difference from what it read before (a read it
         no longer makes is filtered out when the read's holders are next asked for)."""
         old = self.reads.get(rkey, NO_READS)
+        if reads is not old and len(reads) == len(old) and old and reads == old:
+            return   # the same reads (a route record derived again reads its one paths entry): kept as they are
         if reads:
             self.reads[rkey] = reads
         else:
@@ -549,6 +560,7 @@ class _Memo:
         # equal reads kept once: the same (collection, key) is noted by thousands of frames, each making its own tuple
         self.interned: dict[Read, Read] = {}
         self.transient: list[Hashable] = []   # the TRANSIENT entries this pass computed, to drop at its end
+        self.scratch: dict[Hashable, Any] = {}   # what one pass's work leaves for the rest of it (scratch())
         self.stale: dict[Hashable, tuple[Any, ReadSet]] = {}   # CUTOFF entries an event dropped, to compare again
         # shared_each's groups this pass: group -> (members, values, reads); dropped when the pass ends
         self.passing: dict[Hashable, tuple[tuple[Hashable, ...], Any, frozenset[Read]]] = {}
@@ -560,7 +572,9 @@ class _Memo:
                                           dict[Hashable, tuple[tuple[Hashable, ...], Read]]]] = {}
 
     def drop_transient(self) -> None:
-        """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads)."""
+        """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads),
+        and the pass's :func:`scratch`."""
+        self.scratch = {}
         entries = self.entries
         for key in self.transient:
             hit = entries.get(key)
@@ -596,6 +610,7 @@ class _Memo:
         # the loop's lookups bound once, the pairs forgotten counted once: an event behind a route table drops
         # ~1,200 entries (and reaches ~10k reads), each of which made four method calls
         entries, stale, pop, valid = self.entries, self.stale, self.deps.pop, self._reads
+        kept = self.scratch
         forgotten = 0
         while work:
             r = work.pop()
@@ -603,6 +618,8 @@ class _Memo:
                 hit = entries.pop(key, None)
                 if hit is not None:
                     forgotten += len(hit[1])
+                    if kept:
+                        kept.pop(key, None)   # what a probe of it left is no longer what it reads (probed())
                     if type(key) is tuple and key and key[0] in CUTOFF:
                         stale.setdefault(key, hit)   # its users wait for revalidate()
                         continue
@@ -653,6 +670,12 @@ def _frozen(reads: set[Read]) -> ReadSet:
     memo = _S.memo
     if memo is None:
         return compact(reads, len(reads))
+    if len(reads) == 1:
+        (r,) = reads
+        if r[0] == MEMO:
+            # a holder whose one read is a shared entry (a route record's of its endpoint's paths): its own, as the
+            # entry is per endpoint, and a 1-tuple is the size of a pointer to a shared set: nothing to look up
+            return Reads((memo.interned.setdefault(r, r),))
     fs = frozenset(reads)
     h = hash(fs)
     hit = memo.frozen.get(h)
@@ -696,6 +719,62 @@ def shared(key: Hashable, compute: Callable[[], T]) -> T:
     return value
 
 
+def shared_probe(key: Hashable, probe: Callable[[], T]) -> T:
+    """``probe()``, which reads exactly what computing ``shared(key, ...)`` reads (a part of that work, e.g. what an
+    endpoint's paths are made of, without making them), used as that work's value would be: its user records one
+    read of (:data:`MEMO`, ``key``). With no entry under ``key`` one is kept with those reads and its value not yet
+    made (as a :data:`TRANSIENT` value after its pass: the first :func:`shared` of it computes it, :func:`_again`),
+    so an event that changes what it read drops it and reaches its users, as if it had been computed."""
+    memo = _S.memo
+    if memo is None:
+        return probe()
+    outer, subject = _S.reads, _S.subject
+    hit = memo.entries.get(key)
+    _S.reads, _S.subject = (set() if hit is None else None), None
+    try:
+        value = probe()
+        inner = _frozen(_S.reads) if _S.reads is not None else NO_READS
+    finally:
+        _S.reads, _S.subject = outer, subject
+    if hit is None:
+        memo.put(key, _DROPPED, inner)
+    if outer is not None:
+        outer.add((MEMO, key))
+    return value
+
+
+def holds(key: Hashable) -> bool:
+    """Whether shared work is kept under ``key`` (its reads registered): under :class:`Units`, while its value is
+    computed again after its pass dropped it or a probe kept it unmade (:func:`shared_probe`)."""
+    memo = _S.memo
+    return memo is not None and key in memo.entries
+
+
+def scratch() -> dict[Hashable, Any] | None:
+    """A dict that lives for one evaluation pass under :class:`~plmon.checks.incremental.Units` (None outside): what
+    one part of the pass worked out that a later part may take instead of working it out again (an endpoint's
+    layouts, probed for its route subjects, then taken by its paths). Whoever keeps something there keys it so
+    that it is valid for the rest of the pass."""
+    memo = _S.memo
+    return None if memo is None else memo.scratch
+
+
+def probed(key: Hashable) -> Any:
+    """What a probe of the shared work ``key`` left in this pass's :func:`scratch` under that same key, its use noted
+    as :func:`shared` notes it (a read of (:data:`MEMO`, ``key``)); None when nothing is left, or the entry is no
+    longer kept (an event's invalidation drops both). Several users of one endpoint's layouts (its route subjects,
+    its SNAT rows, its bypassed paths) then read them once a pass instead of once each."""
+    memo = _S.memo
+    if memo is None:
+        return None
+    hit = memo.scratch.get(key)
+    if hit is None or key not in memo.entries:
+        return None
+    if _S.reads is not None:
+        _S.reads.add((MEMO, key))
+    return hit
+
+
 def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], compute: Callable[[Any], T]) -> list[T]:
     """``[shared((*group, m), lambda: compute(m)) for m in members]``, with the same reads recorded. Within one
     pass a second call for the same ``group`` and ``members`` (another check judging the same subject: both SNAT
@@ -709,35 +788,49 @@ def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], comp
             _S.reads.update(hit[2])
         return list(hit[1])
     entries = memo.entries
-    values: list[T] = []
     # kept only for the groups an event judges again (a focused run): a full evaluation's ~40 hub groups kept would
     # cost the daemon ~8 MB of RSS for the few that events re-judge
     big = len(members) >= _GROUP and _S.focus is not None
     kept = memo.groups.get(group) if big else None
     if kept is None or kept[0] != members:
-        # members come and go (a route table's endpoints join and leave its hub appliance): the members kept keep
-        # their key and read objects, which the subject's earlier reads hold
-        old = kept[3] if kept is not None else {}
-        made = [old.get(m) or _group_key(group, m) for m in members]
-        kept = (members, [kr[0] for kr in made], frozenset([kr[1] for kr in made]), dict(zip(members, made,
-                                                                                            strict=True)))
+        kept = _regroup(group, members, kept)
         if big:
             memo.groups[group] = kept
-    outer, _S.reads = _S.reads, None   # the frame takes the group's reads below, the very objects kept
-    try:
-        for m, key in zip(members, kept[1], strict=True):
-            got = entries.get(key)
-            if got is None or got[0] is _DROPPED:
-                values.append(shared(key, lambda m=m: compute(m)))   # type: ignore[misc]
-            else:
-                values.append(got[0])
-    finally:
-        _S.reads = outer
+    keys = kept[1]
+    # the members' entries looked up in C (a hub appliance's ~4,500 endpoints, for each check that judges it): one
+    # frame per member only for those whose value is not kept (an event's few hundred)
+    got: list[Any] = list(map(entries.get, keys))
+    values: list[Any] = list(map(_VALUE, got)) if None not in got else [_DROPPED if g is None else g[0] for g in got]
+    if any(map(is_, values, repeat(_DROPPED))):
+        outer, _S.reads = _S.reads, None   # the frame takes the group's reads below, the very objects kept
+        try:
+            for i, v in enumerate(values):
+                if v is _DROPPED:
+                    m = members[i]
+                    values[i] = shared(keys[i], lambda m=m: compute(m))   # type: ignore[misc]
+        finally:
+            _S.reads = outer
     reads = kept[2]
+    outer = _S.reads
     if outer is not None:
         outer |= reads
     memo.passing[group] = (members, values, reads)
     return list(values)
+
+
+_VALUE = itemgetter(0)
+_Group = tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], frozenset[Read],
+               dict[Hashable, tuple[tuple[Hashable, ...], Read]]]
+
+
+def _regroup(group: tuple[Hashable, ...], members: tuple[Hashable, ...], kept: _Group | None) -> _Group:
+    """(members, their keys, their reads, member -> (key, read)) of ``group``. Members come and go (a route table's
+    endpoints join and leave its hub appliance): the members kept keep their key and read objects, which the
+    subject's earlier reads hold. (Made again whole: taking a few hundred members out of and into the kept set and
+    map measured slower than this one pass over ~4,500.)"""
+    old = kept[3] if kept is not None else {}
+    made = [old.get(m) or _group_key(group, m) for m in members]
+    return members, [kr[0] for kr in made], frozenset([kr[1] for kr in made]), dict(zip(members, made, strict=True))
 
 
 def _group_key(group: tuple[Hashable, ...], m: Hashable) -> tuple[tuple[Hashable, ...], Read]:
