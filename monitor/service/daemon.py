@@ -448,6 +448,20 @@ class Daemon:
         forget = getattr(self._collect_reader.inner, "forget", None)
         if callable(forget):
             forget()
+        result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0)
+        return result
+
+    def adopt(self, inv: Inventory, started_at: datetime, *, lifecycle: bool, settle: bool = False,
+              t0: float | None = None) -> tuple[ScanResult, list[Transition]]:
+        """Make ``inv`` (a collection that started at ``started_at``) the daemon's state: the resources events
+        re-read meanwhile read again on top of it, linked, evaluated into the units events re-judge, swapped in.
+
+        ``lifecycle``: apply the full lifecycle (open, resolve, remind) to the store. Only the process that made the
+        collection does; a replica adopting another's collection (:mod:`plmon.monitor.service.shared_inventory`)
+        must not, or K replicas would apply one collection K times, and one still on an older collection could
+        resolve what a newer one opened. Its transitions are then empty.
+        ``t0``: when the collection began (``perf_counter``), for its duration; an adopted load times itself."""
+        t0 = time.perf_counter() if t0 is None else t0
         with self._lock:
             self._collecting_since = None
             again = list(self._reread_during_collection.values())
@@ -458,8 +472,10 @@ class Daemon:
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
                 ev = self.units.full(snapshot)   # recording the units of work events re-judge
             result = ScanResult(snapshot, ev, inv.stats, self.source_clock)
-            transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
-                                     reminder_interval=self.config.schedule.reminder_interval)
+            transitions: list[Transition] = []
+            if lifecycle:
+                transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes,
+                                         wall=self.clock, reminder_interval=self.config.schedule.reminder_interval)
             self.inventory, self.snapshot, self.evaluation, self._links = inv, snapshot, ev, links
             with self._retired_lock:   # the events' old states go with the state they led to, before any settle
                 self._retired = []
@@ -475,14 +491,16 @@ class Daemon:
             self.last_collection = self.clock()
             self._count_open()
         seconds = time.perf_counter() - t0
-        self.metrics.collections.labels("ok").inc()
-        self.metrics.collection_duration.observe(seconds)
+        if lifecycle:
+            self.metrics.collections.labels("ok").inc()
+            self.metrics.collection_duration.observe(seconds)
         self.metrics.last_collection.set(self.last_collection.timestamp())
-        log.info("full_collection_done", seconds=round(seconds, 3), findings=len(ev.findings),
-                 gaps=len(result.gaps), transitions=len(transitions))
+        log.info("full_collection_done" if lifecycle else "collection_adopted", seconds=round(seconds, 3),
+                 findings=len(ev.findings), gaps=len(result.gaps), transitions=len(transitions))
         self.wake.set()  # events that waited for a first inventory can go now
         if transitions:
             self._alerts_queued(())
+        return result, transitions
         return result
 
     def settle_heap(self) -> None:
