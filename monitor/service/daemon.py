@@ -516,6 +516,7 @@ class Daemon:
         reader = patch_reader(patches, self._event_reader)
         read_at = {k: datetime.fromtimestamp(r.read_at_ms / 1000, UTC) for k, r in newest.items()}
         transitions, _ = self._reread_step(list(wanted.values()), read_at, cpu, reader=reader)
+        shared.replayed(newest.values())
         shared.fallback_reads += reader.fallback_reads
         shared.patches_applied += len(patches)
         shared.synced_from = synced_from

@@ -218,6 +218,9 @@ class SharedInventory:
     patches_older: int = 0
     fallback_reads: int = 0
     synced_from: datetime | None = None    # patch rows written from here on are still to be looked at
+    # Index rows already replayed (or found to have nothing to replay) on the collection served: the sync window
+    # overlaps, and a row about a resource the inventory does not track never gets a read time of its own.
+    _done: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -237,6 +240,7 @@ class SharedInventory:
             self.current, self.source, self.error = pointer, source, None
             self.loaded_at = self.clock()
             self.synced_from = started_at - SYNC_OVERLAP
+            self._done = {}   # a new collection: what was replayed on the old one is replayed on it again
 
     def changed(self) -> bool:
         """Whether the pointer names another collection than the one served (one small read)."""
@@ -268,8 +272,14 @@ class SharedInventory:
         started = self.clock()
         refs = self.store.patches_since(since)
         newest = max((r.written_at for r in refs if r.written_at is not None), default=since + SYNC_OVERLAP)
-        own = [r for r in refs if (mine := read_at_ms(r.resource_key)) is None or r.read_at_ms > mine]
+        own = [r for r in refs if ((mine := read_at_ms(r.resource_key)) is None or r.read_at_ms > mine)
+               and r.order > self._done.get(r.resource_key, (-1, ""))]
         return own, min(newest, started) - SYNC_OVERLAP
+
+    def replayed(self, refs: Iterable[PatchRef]) -> None:
+        """``refs`` were replayed on the collection served: a later sync that meets them again skips them."""
+        for r in refs:
+            self._done[r.resource_key] = max(r.order, self._done.get(r.resource_key, (-1, "")))
 
     def fetch(self, refs: Sequence[PatchRef]) -> list[Patch]:
         """The patch blobs ``refs`` name, each once."""
@@ -318,6 +328,9 @@ class PointerWatcher:
             if shared.changed():
                 return self.daemon.load_shared()
             self.daemon.sync_shared()
+        except UnsupportedFormat as err:   # a newer plmon published: keep serving what we have, and say so
+            shared.error = str(err)
+            log.error("shared_inventory_unreadable", error=str(err))
         except Exception as err:  # a storage hiccup: the next poll tries again; the daemon serves what it has
             log.warning("pointer_poll_failed", error=f"{type(err).__name__}: {err}")
         return False

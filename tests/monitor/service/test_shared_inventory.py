@@ -43,7 +43,7 @@ from plmon.monitor.state.scaleout import InventoryStore, Manifest, ScaleOut
 from plmon.monitor.state.sqlite import SqliteStore
 from plmon.monitor.state.store import OutboxRow
 
-SYNTH = SynthSpec(subscriptions=3, endpoints=60, seed=5, bad_share=0.3)
+SYNTH = SynthSpec(subscriptions=2, endpoints=30, seed=5, bad_share=0.3)
 MAPPINGS = ("subscriptions", "private_endpoints", "private_link_services", "rmpls", "associations", "targets",
             "virtual_networks", "subnets", "route_tables", "nsgs", "firewalls", "firewall_policies",
             "load_balancers", "nics", "bastion_hosts", "dns_zones", "provider_connections_by_endpoint",
@@ -357,3 +357,19 @@ def test_publish_never_moves_the_pointer_back_to_an_older_collection(replicas: t
                               started_at=now, finished_at=now) is None
     pointer = a.shared.store.pointer()
     assert pointer is not None and pointer.collection == current.collection
+
+
+def test_a_patch_about_a_resource_the_inventory_does_not_track_is_fetched_once(
+        replicas: tuple[Replica, Replica], tenant: Path) -> None:
+    """A patch whose resource no replica tracks (an untracked target) is looked at once, not at every step while
+    its row stays in the sync window."""
+    a, b = replicas
+    a.daemon.full_collection()
+    assert b.daemon.load_shared() and a.shared.current is not None
+    sub = next(iter(RecordedTenant(tenant).manifest.get("subscriptions", []) or ["0000"]))
+    rid = f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/untracked"
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    a.shared.write_patch(Patch((rid,), now_ms, "a", a.shared.current.collection, ()), {parse_id(rid).key: rid})
+    b.daemon.sync_shared()
+    b.daemon.sync_shared()
+    assert b.shared.patches_applied == 1 and b.reader.reads == 0
