@@ -66,7 +66,7 @@ from plmon.monitor.service.shared_inventory import (
     publish_collection,
 )
 from plmon.monitor.state.intake import Enqueued, IntakeQueue, QueuedEvent
-from plmon.monitor.state.scaleout import UnsupportedFormat
+from plmon.monitor.state.scaleout import Pointer, UnsupportedFormat
 from plmon.monitor.state.store import StateStore
 
 __all__ = ["Accepted", "Daemon", "StepReport"]
@@ -571,14 +571,15 @@ class Daemon:
             with self._lock:
                 self._collecting_since = None
             return False
-        self.adopt(loaded.inventory, loaded.manifest.started_at, lifecycle=False, settle=settle, t0=t0)
+        self.adopt(loaded.inventory, loaded.manifest.started_at, lifecycle=False, settle=settle, t0=t0,
+                   forget_reads=True)
         shared.serving(loaded.pointer, loaded.manifest.started_at, "shared")
         log.info("shared_inventory_loaded", collection=loaded.pointer.collection, bytes=loaded.bytes,
                  reads=loaded.reads, seconds=round(time.perf_counter() - t0, 3))
         self.sync_shared()
         return True
 
-    def _publish_collection(self, tap: RecordingTap, started_at: datetime, finished_at: datetime) -> None:
+    def _publish_collection(self, tap: RecordingTap, started_at: datetime, finished_at: datetime) -> Pointer | None:
         """Publish the collection this process just made, for the others to load. A failure is logged and shown
         (``/readyz``), never the collection's: this process serves it either way."""
         shared = self.shared
@@ -591,10 +592,10 @@ class Daemon:
         except Exception as err:
             shared.error = f"publish: {type(err).__name__}: {err}"
             log.warning("collection_publish_failed", error=shared.error)
-            return
+            return None
         if pointer is not None:
-            shared.serving(pointer, started_at, "published")
             log.info("collection_published", collection=pointer.collection)
+        return pointer
 
     # --- full collection -------------------------------------------------------------------------
     def full_collection(self, *, settle: bool = False) -> ScanResult:
@@ -625,13 +626,16 @@ class Daemon:
         forget = getattr(self._collect_reader.inner, "forget", None)
         if callable(forget):
             forget()
+        published = None
         if tap is not None:  # before the swap: the raw answers are let go before settle_heap freezes the heap
-            self._publish_collection(tap, started_at, self.clock())
+            published = self._publish_collection(tap, started_at, self.clock())
         result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0)
+        if published is not None and self.shared is not None:   # only now: a sync before the swap was on the old one
+            self.shared.serving(published, started_at, "published")
         return result
 
     def adopt(self, inv: Inventory, started_at: datetime, *, lifecycle: bool, settle: bool = False,
-              t0: float | None = None) -> tuple[ScanResult, list[Transition]]:
+              t0: float | None = None, forget_reads: bool = False) -> tuple[ScanResult, list[Transition]]:
         """Make ``inv`` (a collection that started at ``started_at``) the daemon's state: the resources events
         re-read meanwhile read again on top of it, linked, evaluated into the units events re-judge, swapped in.
 
@@ -639,11 +643,15 @@ class Daemon:
         collection does; a replica adopting another's collection (:mod:`plmon.monitor.service.shared_inventory`)
         must not, or K replicas would apply one collection K times, and one still on an older collection could
         resolve what a newer one opened. Its transitions are then empty.
-        ``t0``: when the collection began (``perf_counter``), for its duration; an adopted load times itself."""
+        ``t0``: when the collection began (``perf_counter``), for its duration; an adopted load times itself.
+        ``forget_reads``: drop the read times of resources re-read since ``started_at`` that were not read again on top
+        of ``inv``. A collection loaded from another process started before this one tracked its re-reads for it,
+        so its inventory may lack them; with their times dropped, the patch sync that follows replays them."""
         t0 = time.perf_counter() if t0 is None else t0
         with self._lock:
             self._collecting_since = None
             again = list(self._reread_during_collection.values())
+            again_keys = {rid.key for rid in again}
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
             linked, links = link(inv, taken_at=self.source_clock.now())
@@ -659,7 +667,8 @@ class Daemon:
             with self._retired_lock:   # the events' old states go with the state they led to, before any settle
                 self._retired = []
             self._full_started = started_at
-            self._read_at = {k: v for k, v in self._read_at.items() if v > started_at}
+            self._read_at = {k: v for k, v in self._read_at.items()
+                             if v > started_at and (not forget_reads or k in again_keys)}
         # Outside the lock: a later collection's settle holds the interpreter for seconds (its gc.collect), and the
         # trim after it, which lets go of the interpreter, need not keep events from the new state meanwhile.
         if settle:

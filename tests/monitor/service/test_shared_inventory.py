@@ -373,3 +373,28 @@ def test_a_patch_about_a_resource_the_inventory_does_not_track_is_fetched_once(
     b.daemon.sync_shared()
     b.daemon.sync_shared()
     assert b.shared.patches_applied == 1 and b.reader.reads == 0
+
+
+def test_a_loaded_collection_that_started_before_a_synced_re_read_gets_it_replayed(
+        replicas: tuple[Replica, Replica], tenant: Path, tmp_path: Path) -> None:
+    """B synced A's re-read, then loads a collection that started before that read (so may lack it): B's read time
+    for the resource is not kept on the new inventory, and the sync after the load replays the patch onto it."""
+    a, b = replicas
+    a.daemon.full_collection()
+    assert b.daemon.load_shared()
+    before = tmp_path / "before"
+    shutil.copytree(tenant, before)
+    started = datetime.now(UTC)
+    endpoint_id = _flip_endpoint(tenant)
+    a.daemon.accept(_event(endpoint_id), "application/json")
+    a.daemon.process_pending()
+    b.daemon.sync_shared()
+    assert _view(b.daemon) == _view(a.daemon)
+
+    tap = RecordingTap(RecordedTenant(before))    # a collection read before the change, published after it
+    collect(tap, manifest=RecordedTenant(before).manifest, workers=1)
+    assert publish_collection(b.shared.store, tap.take(), collection=collection_id(datetime.now(UTC)),
+                              manifest=RecordedTenant(before).manifest, subscriptions=(), scoped=False,
+                              started_at=started, finished_at=datetime.now(UTC)) is not None
+    assert b.daemon.load_shared()
+    assert _view(b.daemon) == _view(a.daemon) and b.reader.reads == 0 and b.shared.fallback_reads == 0
