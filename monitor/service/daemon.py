@@ -41,21 +41,32 @@ from plmon.alerts.delivery import DeliveryReport, DeliveryWorker, RetryPolicy
 from plmon.alerts.outbox import routes_from_config
 from plmon.checks.engine import Evaluation
 from plmon.checks.incremental import Units
+from plmon.monitor import __version__
 from plmon.monitor.collect.builder import Links, link, paused_gc, relink
 from plmon.monitor.collect.plan import ArmReader, Inventory, ReadError, collect
+from plmon.monitor.collect.segments import RecordingTap, SegmentError
 from plmon.monitor.config import Config
 from plmon.monitor.events.parse import BadEventBody, ParsedBody, ResourceEvent, coalesce, parse_body, parse_item
 from plmon.monitor.events.relevance import is_relevant, resource_to_reread
 from plmon.monitor.lifecycle.observations import observer
 from plmon.monitor.lifecycle.transitions import LargeDicts, Transition, apply_scan, apply_targeted
-from plmon.monitor.model.arm_id import ArmId
+from plmon.monitor.model.arm_id import ArmId, parse_id
 from plmon.monitor.model.clock import Clock
 from plmon.monitor.model.clock import source_clock as clock_of
 from plmon.monitor.model.snapshot import Snapshot
 from plmon.monitor.scan import ScanResult
 from plmon.monitor.service.metrics import Metrics, PhaseClock
 from plmon.monitor.service.reevaluate import affected_keys, keys_to_apply, reread_into
+from plmon.monitor.service.shared_inventory import (
+    Patch,
+    SharedInventory,
+    collection_id,
+    load_published,
+    patch_reader,
+    publish_collection,
+)
 from plmon.monitor.state.intake import Enqueued, IntakeQueue, QueuedEvent
+from plmon.monitor.state.scaleout import Pointer, UnsupportedFormat
 from plmon.monitor.state.store import StateStore
 
 __all__ = ["Accepted", "Daemon", "StepReport"]
@@ -65,6 +76,10 @@ log = structlog.get_logger(__name__)
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
 
 
 def _log_context(event: ResourceEvent | None, event_id: str = "") -> dict[str, str]:
@@ -166,10 +181,14 @@ class Daemon:
                  manifest: Mapping[str, Any] | None = None, metrics: Metrics | None = None,
                  channels: Mapping[str, Channel] | None = None, retry_policy: RetryPolicy | None = None,
                  clock: Callable[[], datetime] = _utcnow, workers: int | None = None,
-                 subscriptions: Sequence[str] | None = None, source_clock: Clock | None = None) -> None:
+                 subscriptions: Sequence[str] | None = None, source_clock: Clock | None = None,
+                 shared: SharedInventory | None = None) -> None:
         """``clock`` is the wall clock of every timer (delivery, intake retries, staleness, readiness);
         ``source_clock`` (default: the one ``manifest`` implies) the "now" of findings and ages, which for
-        a recorded folder stays its ``recorded_at`` however late events arrive (:mod:`plmon.monitor.model.clock`)."""
+        a recorded folder stays its ``recorded_at`` however late events arrive (:mod:`plmon.monitor.model.clock`).
+        ``shared``: the inventory shared with other processes (Table store with scale-out): a full collection made
+        here is published, an event's re-read is published as a patch, and other processes' patches are synced
+        before each worker step; None (SQLite, one process) changes nothing."""
         self.config, self.store, self.intake = config, store, intake
         self.subscriptions = list(subscriptions) if subscriptions else None
         self.metrics = metrics or Metrics()
@@ -217,6 +236,7 @@ class Daemon:
         # event moved (to go first), instead of being sent on the thread that queued them. Unset (the Function,
         # tests) they are sent at once, on the caller's thread.
         self.dispatch: Callable[[Sequence[tuple[str, str]]], None] | None = None
+        self.shared = shared
 
     # --- intake ----------------------------------------------------------------------------------
     def accept(self, body: bytes, content_type: str | None, *, received_at: datetime | None = None) -> Accepted:
@@ -356,6 +376,13 @@ class Daemon:
         # events) binds its ids for every log line below, the re-read's and the lifecycle's included.
         with bound_contextvars(**(_log_context(relevant[0]) if len(relevant) == 1 else {})), self._lock:
             assert self.inventory is not None
+            if self.shared is not None and relevant:
+                # Other processes' newer re-reads first: an event here is then judged on what they read, and one
+                # they already re-read after it happened is stale here too.
+                try:
+                    report.transitions.extend(self._sync_locked(cpu))
+                except Exception as err:   # storage hiccup: the event still goes; the next sync catches up
+                    log.warning("patch_sync_failed", error=f"{type(err).__name__}: {err}")
             folded = coalesce(relevant, _ReadTimes(self._full_started, self._read_at), target=resource_to_reread)
             report.stale, report.duplicates = len(folded.stale), len(folded.duplicates)
             self.metrics.events_ignored.labels("stale").inc(len(folded.stale))
@@ -366,7 +393,8 @@ class Daemon:
                     log.info("event_stale", event_time=e.time.isoformat())
             if folded.rereads:
                 report.rereads = len(folded.rereads)
-                report.transitions, report.checks = self._reevaluate(folded.rereads, arrived, cpu)
+                transitions, report.checks = self._reevaluate(folded.rereads, arrived, cpu)
+                report.transitions.extend(transitions)
         return report
 
     def _reevaluate(self, rereads: Sequence[Any], arrived: Mapping[str, float],
@@ -377,16 +405,32 @@ class Daemon:
             # resource_id is the resource re-read, which may be the event's parent (a subnet's network).
             with bound_contextvars(**{**_log_context(r.latest), "resource_id": r.resource.raw}):
                 log.info("reread", events=len(r.event_ids))
+        return self._reread_step([r.resource for r in rereads], read_started, cpu,
+                                 arrived=[arrived[i] for r in rereads for i in r.event_ids if i in arrived])
+
+    def _reread_step(self, resources: Sequence[ArmId], read_at: datetime | Mapping[str, datetime], cpu: PhaseClock,
+                     *, arrived: Sequence[float] = (), reader: ArmReader | None = None) -> tuple[list[Transition], int]:
+        """Re-read ``resources`` into a copy of the inventory, re-link, re-judge what changed, apply the targeted
+        lifecycle, swap. ``reader``: another process's recorded re-read (a patch) to replay instead of reading ARM;
+        without it the re-read reads ARM and, with a shared inventory, is published as a patch. ``read_at``: when
+        each resource was read (one time for an own re-read; a patch's per resource)."""
+        assert self.inventory is not None
+        tap = RecordingTap(self._event_reader) if reader is None and self.shared is not None else None
+        source: ArmReader = reader if reader is not None else tap if tap is not None else self._event_reader
         with cpu.phase("reread"):
-            inv, result = reread_into(self._event_reader, self.inventory, [r.resource for r in rereads])
+            inv, result = reread_into(source, self.inventory, resources)
+        if tap is not None and isinstance(read_at, datetime):
+            self._publish_patch(tap, resources, read_at, result.keys)
         self.metrics.rereads.labels("ok").inc(len(result.keys) - len(result.failed))
         self.metrics.rereads.labels("failed").inc(len(result.failed))
         self.metrics.rereads.labels("untracked").inc(len(result.untracked))
         if self._collecting_since is not None:
-            for r in rereads:
-                self._reread_during_collection[r.resource.key] = r.resource
+            for rid in resources:
+                self._reread_during_collection[rid.key] = rid
+        times = (dict.fromkeys(result.keys, read_at) if isinstance(read_at, datetime)
+                 else {k: read_at[k] for k in result.keys if k in read_at})
         if not result.kinds:
-            self._read_at.update(dict.fromkeys(result.keys, read_started))
+            self._read_at.update(times)
             return [], 0
         # Read times stay on the wall clock (event staleness); the findings go on the source's.
         assert self.snapshot is not None and self._links is not None
@@ -412,15 +456,146 @@ class Daemon:
         self.inventory, self.snapshot, self._links = inv, snapshot, links
         self.evaluation = evaluation
         # Only now: a step that failed above must not make its events look stale when they are retried.
-        self._read_at.update(dict.fromkeys(result.keys, read_started))
-        earliest = min((arrived[i] for r in rereads for i in r.event_ids if i in arrived), default=time.time())
+        self._read_at.update(times)
+        earliest = min(arrived, default=time.time())
         for t in transitions:
             if t.alerts:
                 self._await_alert((t.check_id, t.resource_key), earliest)
-            log.info("finding_changed_by_event", kind=t.kind, check_id=t.check_id, resource_id=t.resource_id)
+            log.info("finding_changed_by_event" if reader is None else "finding_changed_by_patch", kind=t.kind,
+                     check_id=t.check_id, resource_id=t.resource_id)
         if transitions:  # reads every open finding: after delivery (process_pending), and only when one moved
             self._recount = True
         return transitions, len(checks)
+
+    # --- the shared inventory --------------------------------------------------------------------
+    def _publish_patch(self, tap: RecordingTap, resources: Sequence[ArmId], read_at: datetime,
+                       keys: set[str]) -> None:
+        """Publish what this step read for ``keys`` as a patch. A failure is logged, never the step's: the event
+        was handled here, and the other processes' next collection carries the change anyway."""
+        shared = self.shared
+        responses = tap.take()
+        if shared is None or not keys or not responses:
+            return
+        current = shared.current
+        patch = Patch(resources=tuple(r.raw for r in resources), read_at_ms=_ms(read_at), instance=shared.instance,
+                      collection=current.collection if current is not None else "", responses=tuple(responses))
+        try:
+            shared.write_patch(patch, {r.key: r.raw for r in resources if r.key in keys})
+        except Exception as err:
+            log.warning("patch_publish_failed", error=f"{type(err).__name__}: {err}", resources=len(keys))
+
+    def _sync_locked(self, cpu: PhaseClock) -> list[Transition]:
+        """Replay the patches other processes published that are newer than this process's own read of their
+        resource: the writer's re-read, answered from its recorded responses, through the same step as an event's.
+        Under the lock. The lifecycle it applies is idempotent against the store: a finding the writer already
+        opened is not opened (nor alerted) again."""
+        shared = self.shared
+        if shared is None or self.inventory is None:
+            return []
+        times = _ReadTimes(self._full_started, self._read_at)
+
+        def mine(key: str) -> int | None:
+            try:
+                return _ms(times[key])
+            except KeyError:
+                return None
+
+        refs, synced_from = shared.pending(mine)
+        if not refs:
+            if synced_from is not None:
+                shared.synced_from = synced_from
+            return []
+        newest = {r.resource_key: r for r in refs}   # sorted by (read_at_ms, instance): the last one wins
+        patches = shared.fetch(list(newest.values()))
+        wanted: dict[str, ArmId] = {}
+        for patch in patches:
+            for raw in patch.resources:
+                rid = parse_id(raw)
+                if rid.key in newest:
+                    wanted[rid.key] = rid
+        reader = patch_reader(patches, self._event_reader)
+        read_at = {k: datetime.fromtimestamp(r.read_at_ms / 1000, UTC) for k, r in newest.items()}
+        transitions, _ = self._reread_step(list(wanted.values()), read_at, cpu, reader=reader)
+        shared.replayed(newest.values())
+        shared.fallback_reads += reader.fallback_reads
+        shared.patches_applied += len(patches)
+        shared.synced_from = synced_from
+        log.info("patches_synced", patches=len(patches), resources=len(wanted), transitions=len(transitions),
+                 fallback_reads=reader.fallback_reads)
+        return transitions
+
+    def sync_shared(self) -> int:
+        """Replay other processes' newer re-reads (see :meth:`_sync_locked`); how many findings moved. Called before
+        each worker step and after a load; plmon serve's pointer thread calls it between events too."""
+        if self.shared is None:
+            return 0
+        with paused_gc(), self._lock:
+            transitions = self._sync_locked(PhaseClock())
+        self._after_sync(transitions)
+        return len(transitions)
+
+    def _after_sync(self, transitions: Sequence[Transition]) -> None:
+        if any(t.alerts for t in transitions):
+            self._alerts_queued([(t.check_id, t.resource_key) for t in transitions if t.alerts])
+        if self._recount:
+            with self._lock:
+                self._recount = False
+                self._count_open()
+
+    def load_shared(self, *, settle: bool = False) -> bool:
+        """Adopt the collection another process published: no ARM read, no lifecycle (its maker applied it). False
+        when nothing new is published, or when what is cannot be read here (an unsupported format): the daemon then
+        keeps serving its last collection and ``/readyz`` says why. Events re-read while it loads are read again on
+        top of it, as during a collection of its own."""
+        shared = self.shared
+        if shared is None:
+            return False
+        t0 = time.perf_counter()
+        with self._lock:
+            self._collecting_since = self.clock()
+            self._reread_during_collection = {}
+        try:
+            loaded = load_published(shared.store, typed=shared.typed)
+        except (UnsupportedFormat, SegmentError) as err:
+            with self._lock:
+                self._collecting_since = None
+            shared.error = str(err)
+            log.error("shared_inventory_unreadable", error=str(err), kept=shared.current.collection
+                      if shared.current is not None else None)
+            return False
+        except Exception:
+            with self._lock:
+                self._collecting_since = None
+            raise
+        if loaded is None or (shared.current is not None and loaded.pointer.collection <= shared.current.collection):
+            with self._lock:
+                self._collecting_since = None
+            return False
+        self.adopt(loaded.inventory, loaded.manifest.started_at, lifecycle=False, settle=settle, t0=t0,
+                   forget_reads=True)
+        shared.serving(loaded.pointer, loaded.manifest.started_at, "shared")
+        log.info("shared_inventory_loaded", collection=loaded.pointer.collection, bytes=loaded.bytes,
+                 reads=loaded.reads, seconds=round(time.perf_counter() - t0, 3))
+        self.sync_shared()
+        return True
+
+    def _publish_collection(self, tap: RecordingTap, started_at: datetime, finished_at: datetime) -> Pointer | None:
+        """Publish the collection this process just made, for the others to load. A failure is logged and shown
+        (``/readyz``), never the collection's: this process serves it either way."""
+        shared = self.shared
+        assert shared is not None
+        try:
+            pointer = publish_collection(shared.store, tap.take(), collection=collection_id(started_at),
+                                         manifest=self.manifest, subscriptions=self.subscriptions or (),
+                                         scoped=self.subscriptions is not None, started_at=started_at,
+                                         finished_at=finished_at, plmon=__version__)
+        except Exception as err:
+            shared.error = f"publish: {type(err).__name__}: {err}"
+            log.warning("collection_publish_failed", error=shared.error)
+            return None
+        if pointer is not None:
+            log.info("collection_published", collection=pointer.collection)
+        return pointer
 
     # --- full collection -------------------------------------------------------------------------
     def full_collection(self, *, settle: bool = False) -> ScanResult:
@@ -433,9 +608,12 @@ class Daemon:
         with self._lock:
             self._collecting_since = started_at
             self._reread_during_collection = {}
+        # With a shared inventory, what the collection read is kept to be published (the raw answers, not the
+        # typed units: every process parses them with its own builder).
+        tap = RecordingTap(self._collect_reader) if self.shared is not None else None
         try:
-            inv = collect(self._collect_reader, manifest=self.manifest, workers=self.workers,
-                          subscriptions=self.subscriptions)
+            inv = collect(tap if tap is not None else self._collect_reader, manifest=self.manifest,
+                          workers=self.workers, subscriptions=self.subscriptions)
         except Exception:
             self.metrics.collections.labels("failed").inc()
             with self._lock:
@@ -448,9 +626,32 @@ class Daemon:
         forget = getattr(self._collect_reader.inner, "forget", None)
         if callable(forget):
             forget()
+        published = None
+        if tap is not None:  # before the swap: the raw answers are let go before settle_heap freezes the heap
+            published = self._publish_collection(tap, started_at, self.clock())
+        result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0)
+        if published is not None and self.shared is not None:   # only now: a sync before the swap was on the old one
+            self.shared.serving(published, started_at, "published")
+        return result
+
+    def adopt(self, inv: Inventory, started_at: datetime, *, lifecycle: bool, settle: bool = False,
+              t0: float | None = None, forget_reads: bool = False) -> tuple[ScanResult, list[Transition]]:
+        """Make ``inv`` (a collection that started at ``started_at``) the daemon's state: the resources events
+        re-read meanwhile read again on top of it, linked, evaluated into the units events re-judge, swapped in.
+
+        ``lifecycle``: apply the full lifecycle (open, resolve, remind) to the store. Only the process that made the
+        collection does; a replica adopting another's collection (:mod:`plmon.monitor.service.shared_inventory`)
+        must not, or K replicas would apply one collection K times, and one still on an older collection could
+        resolve what a newer one opened. Its transitions are then empty.
+        ``t0``: when the collection began (``perf_counter``), for its duration; an adopted load times itself.
+        ``forget_reads``: drop the read times of resources re-read since ``started_at`` that were not read again on top
+        of ``inv``. A collection loaded from another process started before this one tracked its re-reads for it,
+        so its inventory may lack them; with their times dropped, the patch sync that follows replays them."""
+        t0 = time.perf_counter() if t0 is None else t0
         with self._lock:
             self._collecting_since = None
             again = list(self._reread_during_collection.values())
+            again_keys = {rid.key for rid in again}
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
             linked, links = link(inv, taken_at=self.source_clock.now())
@@ -458,13 +659,16 @@ class Daemon:
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
                 ev = self.units.full(snapshot)   # recording the units of work events re-judge
             result = ScanResult(snapshot, ev, inv.stats, self.source_clock)
-            transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes, wall=self.clock,
-                                     reminder_interval=self.config.schedule.reminder_interval)
+            transitions: list[Transition] = []
+            if lifecycle:
+                transitions = apply_scan(self.store, result, now=snapshot.taken_at, routes=self.routes,
+                                         wall=self.clock, reminder_interval=self.config.schedule.reminder_interval)
             self.inventory, self.snapshot, self.evaluation, self._links = inv, snapshot, ev, links
             with self._retired_lock:   # the events' old states go with the state they led to, before any settle
                 self._retired = []
             self._full_started = started_at
-            self._read_at = {k: v for k, v in self._read_at.items() if v > started_at}
+            self._read_at = {k: v for k, v in self._read_at.items()
+                             if v > started_at and (not forget_reads or k in again_keys)}
         # Outside the lock: a later collection's settle holds the interpreter for seconds (its gc.collect), and the
         # trim after it, which lets go of the interpreter, need not keep events from the new state meanwhile.
         if settle:
@@ -475,14 +679,16 @@ class Daemon:
             self.last_collection = self.clock()
             self._count_open()
         seconds = time.perf_counter() - t0
-        self.metrics.collections.labels("ok").inc()
-        self.metrics.collection_duration.observe(seconds)
+        if lifecycle:
+            self.metrics.collections.labels("ok").inc()
+            self.metrics.collection_duration.observe(seconds)
         self.metrics.last_collection.set(self.last_collection.timestamp())
-        log.info("full_collection_done", seconds=round(seconds, 3), findings=len(ev.findings),
-                 gaps=len(result.gaps), transitions=len(transitions))
+        log.info("full_collection_done" if lifecycle else "collection_adopted", seconds=round(seconds, 3),
+                 findings=len(ev.findings), gaps=len(result.gaps), transitions=len(transitions))
         self.wake.set()  # events that waited for a first inventory can go now
         if transitions:
             self._alerts_queued(())
+        return result, transitions
         return result
 
     def settle_heap(self) -> None:
@@ -639,6 +845,8 @@ class Daemon:
                 ok = False
         detail["intake_pending"] = self.intake.pending()
         # Failed events do not make the daemon unready (a restart would not help them); they are shown.
+        if self.shared is not None:
+            detail["inventory"] = self.shared.describe()
         detail["intake_failed"] = failed = self.intake.failed_count()
         self.metrics.intake_failed.set(failed)
         return ok, detail
