@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plmon.monitor import outside_json
 from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt, TargetUnit
@@ -28,6 +28,9 @@ from plmon.monitor.collect.list_items import ListItems
 from plmon.monitor.collect.plan import ReadError
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.clock import parse_time
+
+if TYPE_CHECKING:
+    from plmon.monitor.collect.ahead import ReadAhead
 
 __all__ = ["RecordedTenant", "error_of", "is_collection_path"]
 
@@ -76,6 +79,7 @@ class RecordedTenant:
         self._typed_lists: dict[str, str] = {}
         self._decode_unit: Callable[[str, bytes], ListUnit | Child | None] | None = None
         self._decode_target: Callable[[bytes], TargetUnit | None] | None = None
+        self._ahead: ReadAhead | None = None  # set by read_ahead(): the helper decoding the small files
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
         self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
@@ -160,6 +164,25 @@ class RecordedTenant:
         # without walking its scopes through refused_scope (6k misses at 100k resources, each a walk of 3-5 scopes).
         self._refusing = {rel[:-11] for rel in self._index if rel.endswith(".error.json")} if self._trusted else set()
 
+    def read_ahead(self) -> bool:
+        """For a one-shot collection of every subscription on this one thread, after :meth:`trust_index`: fork a
+        helper that decodes the endpoints' zone-group lists and the targets read by id on another core while this
+        process parses the bulk lists (:mod:`plmon.monitor.collect.ahead`); True if one was started.
+
+        Not for a scoped collection: it reads a part of those files, and would wait for the helper to decode all."""
+        if not self._trusted or self._ahead is not None:
+            return False
+        from plmon.monitor.collect import ahead
+
+        jobs = []
+        for rel, path in self._index.items():
+            if rel.endswith("/privatednszonegroups.json"):
+                jobs.append((rel, path, ahead.ZONE_GROUPS))
+            elif _is_target_file(rel):
+                jobs.append((rel, path, ahead.TARGET))
+        self._ahead = ahead.start(jobs, _read_bytes)
+        return self._ahead is not None
+
     def _found_on_disk(self, rel: str) -> tuple[Path | None, bool]:
         """``file_for`` for a path the index does not (or no longer) hold: looked up on disk, then indexed.
 
@@ -226,6 +249,12 @@ class RecordedTenant:
             found = self._index.get(rel + suffix)
             if found is None:
                 continue
+            if self._ahead is not None and not is_error and (
+                    (kind == "target" and _FIREWALL_POLICY not in rel)
+                    or (kind == "privateDnsZoneGroups" and rel.endswith("/privatednszonegroups"))):
+                ready = self._ahead.take(rel + suffix, kind)  # the helper's unit for this file, as decoded below
+                if ready is not None:
+                    return ({"value": Prebuilt(ready)} if kind != "target" else Prebuilt(ready)), False, found
             try:
                 data = _read_bytes(found)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -324,6 +353,9 @@ class RecordedTenant:
 
         For a one-shot scan whose collection is done: at 100k resources the index of 57k paths is 25 MB that would
         otherwise stay alive under the evaluation's peak of memory."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
         self._index = {}
         self._trusted = False  # an empty index no longer says what the folder holds
         self._refusing = set()
@@ -339,6 +371,17 @@ class RecordedTenant:
 
 _FIREWALL_POLICY = "/providers/microsoft.network/firewallpolicies/"
 _CHUNK = 1 << 20
+
+
+def _is_target_file(rel: str) -> bool:
+    """Whether the file at ``rel`` (lower case) may answer a read of a private-link target by id, as the read-ahead
+    helper guesses it: a resource (``subscriptions/<s>/resourcegroups/<rg>/providers/<ns>/<type>/<name>...``) outside
+    Microsoft.Network (whose lists hold its kinds), not an error file. A guess only decides what the helper decodes."""
+    if not rel.startswith("subscriptions/") or rel.endswith(".error.json") or "/microsoft.network/" in rel:
+        return False
+    parts = rel.split("/")
+    return len(parts) >= 8 and not len(parts) & 1 and parts[2] == "resourcegroups" and parts[4] == "providers" \
+        and rel.count("/providers/") == 1
 
 
 def _read_bytes(path: str) -> bytes:
