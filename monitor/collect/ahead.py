@@ -1,13 +1,12 @@
 """Read-ahead for a one-shot scan of a large recorded folder: a forked helper decodes its small files on a second core.
 
-At 100k resources a scan reads 57k files, and 57k of them are small ones read after the bulk lists: each endpoint's
-zone groups (30k) and the private-link targets read by id (27k). Reading and decoding them is ~2.3 s of CPU, a third
-of the collection, while the bulk lists before them take ~3.3 s, on one core of two. A helper forked once the folder
-is indexed reads and decodes those small files (with the same typed decoders, :mod:`plmon.monitor.collect.typed`)
-while this process parses the lists, and hands their units back pickled: loading them costs ~0.7 s here instead of
-~2.3 s. Which of them the plan reads is only known from the lists, so the helper decodes every file that could be one
-(the folder's zone-group files, and its resource files outside Microsoft.Network and not firewall policies) and the
-plan takes what it asks for.
+At 100k resources a scan reads 57k files on one core of two. A helper forked once the folder is indexed reads and
+decodes some of them (with the same typed decoders, :mod:`plmon.monitor.collect.typed`) while this process parses the
+others, and hands their units back pickled: loading a unit costs about a third of decoding it. The helper takes the
+files this process reads last: the virtual-network and NIC lists (read after the endpoint lists), then the small files
+read after all lists, each endpoint's zone groups (30k) and the private-link targets read by id (27k). Which of the
+small files the plan reads is only known from the lists, so the helper decodes every file that could be one (the
+folder's zone-group files, and its resource files outside Microsoft.Network) and the plan takes what it asks for.
 
 The two share the work through a table in shared memory, one byte per file: the helper claims a file before it
 decodes it, and skips one the scan claimed; the scan claims a file the helper has not, and decodes it itself. So on a
@@ -46,15 +45,17 @@ from typing import Any
 
 from plmon.monitor.collect import inventory, typed
 from plmon.monitor.collect.builder import _NO_TAGS, _fast_constructor
-from plmon.monitor.collect.inventory import Child, TargetUnit
+from plmon.monitor.collect.inventory import Child, ListUnit, TargetUnit
 from plmon.monitor.model import snapshot
 from plmon.monitor.model.arm_id import ArmId, adopt, interning
 
 __all__ = ["MIN_FILES", "TARGET", "ZONE_GROUPS", "ReadAhead", "start"]
 
-# The decoders a result was made by: the plan's kind for a zone-group list, and a target read by id.
+# The decoders a result was made by: the plan's kind for a list the typed decoder reads, and a target read by id.
 ZONE_GROUPS = "privateDnsZoneGroups"
 TARGET = "target"
+LISTS = ("virtualNetworks", "networkInterfaces")  # bulk lists, each written in a frame of its own
+KINDS = frozenset({ZONE_GROUPS, TARGET, *LISTS})
 # Below this many files the helper's fork, pickling and loading cost more than the decode they move (a 10k-resource
 # tenant has ~6k such files, decoded in ~0.25 s).
 MIN_FILES = 8192
@@ -120,22 +121,19 @@ _REDUCERS: dict[type, Callable[[Any], Any]] = {
     ArmId: _reduce_arm_id, MappingProxyType: _reduce_map}
 
 
-def _decode_one(read: Callable[[str], bytes], path: str, decoder: str) -> Child | TargetUnit | None:
+def _decode_one(read: Callable[[str], bytes], path: str, decoder: str) -> ListUnit | Child | TargetUnit | None:
     """The typed decoder's unit for the file at ``path`` (read by ``read``), or None when it cannot be read or is
     refused."""
     try:
         data = read(path)
     except OSError:
         return None
-    if decoder == ZONE_GROUPS:
-        unit = typed.decode_unit(ZONE_GROUPS, data)
-        return unit if isinstance(unit, Child) else None
-    return typed.decode_target(data)
+    return typed.decode_target(data) if decoder == TARGET else typed.decode_unit(decoder, data)
 
 
 def _helper(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], shared: mmap.mmap, out: int) -> None:
-    """The forked helper's work: each file the scan has not claimed, claimed and decoded, last first (the scan reads
-    them roughly in the folder's order, so the two meet late); results written to ``out`` in frames of
+    """The forked helper's work: each file the scan has not claimed, claimed and decoded, last first (the caller puts
+    last what the scan reads last); results written to ``out`` in frames of
     (relative path, decoder, unit or None), each a length and a pickle, the length written published once written."""
     gc.disable()  # a heap of records that are all kept: a pass would free nothing
     written = 0
@@ -164,7 +162,7 @@ def _helper(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], shar
             shared[_CLAIMS + j] = _HELPER
             rel, path, decoder = jobs[j]
             frame.append((rel, decoder, _decode_one(read, path, decoder)))
-            if len(frame) >= _FRAME:
+            if len(frame) >= _FRAME or decoder in LISTS:  # a list is waited for as soon as the scan reaches it
                 flush()
         if frame:
             flush()
@@ -212,7 +210,7 @@ class ReadAhead:
         self._results: dict[str, tuple[str, Any]] = {}
         self._reaped = False
 
-    def take(self, rel: str, decoder: str) -> Child | TargetUnit | None:
+    def take(self, rel: str, decoder: str) -> ListUnit | Child | TargetUnit | None:
         """The unit the helper decoded for the file at ``rel`` (lower case, with its suffix) with ``decoder``; None
         when the caller is to read the file itself: the helper did not claim it (it is now the caller's), could not
         decode it, or is gone. Waits only for a file the helper claimed and has not yet written."""
@@ -229,7 +227,7 @@ class ReadAhead:
                 if self._pid is None:
                     return None
                 time.sleep(0.0002)
-        unit: Child | TargetUnit | None = got[1] if got[0] == decoder else None
+        unit: ListUnit | Child | TargetUnit | None = got[1] if got[0] == decoder else None
         return unit
 
     def _load(self) -> bool:

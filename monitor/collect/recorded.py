@@ -79,7 +79,8 @@ class RecordedTenant:
         self._typed_lists: dict[str, str] = {}
         self._decode_unit: Callable[[str, bytes], ListUnit | Child | None] | None = None
         self._decode_target: Callable[[bytes], TargetUnit | None] | None = None
-        self._ahead: ReadAhead | None = None  # set by read_ahead(): the helper decoding the small files
+        self._ahead: ReadAhead | None = None  # set by read_ahead(): the helper decoding the files read last
+        self._ahead_kinds: frozenset[str] = frozenset()  # the kinds it decodes (ahead.KINDS)
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
         self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
@@ -166,21 +167,29 @@ class RecordedTenant:
 
     def read_ahead(self) -> bool:
         """For a one-shot collection of every subscription on this one thread, after :meth:`trust_index`: fork a
-        helper that decodes the endpoints' zone-group lists and the targets read by id on another core while this
-        process parses the bulk lists (:mod:`plmon.monitor.collect.ahead`); True if one was started.
+        helper that decodes on another core the files this process reads last (the virtual-network and NIC lists, the
+        endpoints' zone-group lists, the targets read by id) while this process parses the others
+        (:mod:`plmon.monitor.collect.ahead`); True if one was started.
 
-        Not for a scoped collection: it reads a part of those files, and would wait for the helper to decode all."""
+        Not for a scoped collection: it reads a part of those files, and the helper would decode all of them."""
         if not self._trusted or self._ahead is not None:
             return False
         from plmon.monitor.collect import ahead
 
-        jobs = []
+        # The helper starts from the end: the lists the plan reads soonest go last.
+        small: list[tuple[str, str, str]] = []
+        lists: dict[str, list[tuple[str, str, str]]] = {kind: [] for kind in ahead.LISTS}
+        ends = {f"{self._typed_lists[kind]}.json": kind for kind in ahead.LISTS}
         for rel, path in self._index.items():
             if rel.endswith("/privatednszonegroups.json"):
-                jobs.append((rel, path, ahead.ZONE_GROUPS))
+                small.append((rel, path, ahead.ZONE_GROUPS))
             elif _is_target_file(rel):
-                jobs.append((rel, path, ahead.TARGET))
-        self._ahead = ahead.start(jobs, _read_bytes)
+                small.append((rel, path, ahead.TARGET))
+            elif rel.endswith(".json") and (kind := ends.get(rel[rel.rfind("/providers/"):])) is not None:
+                lists[kind].append((rel, path, kind))
+        self._ahead = ahead.start([*small, *(job for kind in reversed(ahead.LISTS) for job in lists[kind])],
+                                  _read_bytes)
+        self._ahead_kinds = ahead.KINDS
         return self._ahead is not None
 
     def _found_on_disk(self, rel: str) -> tuple[Path | None, bool]:
@@ -249,12 +258,11 @@ class RecordedTenant:
             found = self._index.get(rel + suffix)
             if found is None:
                 continue
-            if self._ahead is not None and not is_error and (
-                    (kind == "target" and _FIREWALL_POLICY not in rel)
-                    or (kind == "privateDnsZoneGroups" and rel.endswith("/privatednszonegroups"))):
+            if self._ahead is not None and not is_error and kind in self._ahead_kinds and (
+                    _FIREWALL_POLICY not in rel if kind == "target" else rel.endswith(self._typed_lists[kind])):
                 ready = self._ahead.take(rel + suffix, kind)  # the helper's unit for this file, as decoded below
                 if ready is not None:
-                    return ({"value": Prebuilt(ready)} if kind != "target" else Prebuilt(ready)), False, found
+                    return (Prebuilt(ready) if kind == "target" else {"value": Prebuilt(ready)}), False, found
             try:
                 data = _read_bytes(found)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):

@@ -64,8 +64,8 @@ def _wait_done(read_ahead: ahead.ReadAhead) -> None:
 
 
 def test_a_collection_with_the_helper_equals_one_without(tenant: Path, any_size: None) -> None:
-    """Proves: a collection whose zone groups and targets all came from a finished helper gives the same inventory
-    (and snapshot) as one reading every file itself, and the helper did hand them over."""
+    """Proves: a collection whose virtual-network and NIC lists, zone groups and targets all came from a finished helper
+    gives the same inventory (and snapshot) as one reading every file itself, and the helper did hand them over."""
     plain, fast = RecordedTenant(tenant), RecordedTenant(tenant)
     plain.trust_index()
     fast.trust_index()
@@ -73,8 +73,12 @@ def test_a_collection_with_the_helper_equals_one_without(tenant: Path, any_size:
     assert fast._ahead is not None
     _wait_done(fast._ahead)
     taken = fast._ahead._jobs.copy()
+    assert all(fast._ahead._shared[ahead._CLAIMS + j] == ahead._HELPER for j in taken.values())  # all the helper's
     a, b = _inventory(plain), _inventory(fast)
-    assert len(taken) > 100 and not fast._ahead._jobs.keys() & {r for r in taken if r.endswith("groups.json")}
+    asked = taken.keys() - fast._ahead._jobs.keys()
+    assert {rel.rsplit("/", 1)[-1] for rel in asked if "/providers/microsoft.network/" in rel} >= {
+        "virtualnetworks.json", "networkinterfaces.json", "privatednszonegroups.json"}
+    assert len(asked) > 100 and all(r in asked for r in taken if r.endswith("groups.json"))
     _same(a, b)
     with interning():
         assert build_snapshot(a, taken_at=None) == build_snapshot(b, taken_at=None)  # type: ignore[arg-type]
