@@ -131,7 +131,8 @@ def _decode_one(read: Callable[[str], bytes], path: str, decoder: str) -> ListUn
     return typed.decode_target(data) if decoder == TARGET else typed.decode_unit(decoder, data)
 
 
-def _helper(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], shared: mmap.mmap, out: int) -> None:
+def _helper(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], shared: mmap.mmap, out: int,
+            parent: int) -> None:
     """The forked helper's work: each file the scan has not claimed, claimed and decoded, last first (the caller puts
     last what the scan reads last); results written to ``out`` in frames of
     (relative path, decoder, unit or None), each a length and a pickle, the length written published once written."""
@@ -159,6 +160,8 @@ def _helper(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], shar
         for j in range(len(jobs) - 1, -1, -1):
             if shared[_CLAIMS + j] != _FREE:
                 continue
+            if not frame and os.getppid() != parent:
+                return  # the scan is gone: nobody will read the rest
             shared[_CLAIMS + j] = _HELPER
             rel, path, decoder = jobs[j]
             frame.append((rel, decoder, _decode_one(read, path, decoder)))
@@ -183,25 +186,42 @@ def start(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], *, min
     if len(jobs) < (MIN_FILES if min_files is None else min_files) or not hasattr(os, "fork") \
             or threading.active_count() > 1 or _usable_cpus() < 2:
         return None
-    shared = mmap.mmap(-1, _CLAIMS + len(jobs))  # shared and zeroed: every file free
-    out = tempfile.TemporaryFile()  # noqa: SIM115 - closed by ReadAhead.close
+    try:
+        shared = mmap.mmap(-1, _CLAIMS + len(jobs))  # shared and zeroed: every file free
+        # The frames: in memory where the system allows (no file system to fill or to write back), else a temporary
+        # file, unlinked. Either is only this process's and the helper's.
+        out = os.memfd_create("plmon-read-ahead") if hasattr(os, "memfd_create") else \
+            os.dup(tempfile.TemporaryFile().fileno())  # noqa: SIM115 - the duplicate is closed by ReadAhead.close
+    except OSError:
+        return None
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the helper: never returns into the scan, whatever happens
         code = 1
         try:
-            _helper(jobs, read, shared, out.fileno())
+            _detach()
+            _helper(jobs, read, shared, out, parent)
             code = 0
         finally:
             os._exit(code)
     return ReadAhead(pid, shared, out, {rel: j for j, (rel, _, _) in enumerate(jobs)})
 
 
+def _detach() -> None:
+    """The helper's standard streams on /dev/null: it writes nothing there, and a reader of the scan's output (a pipe)
+    must see its end when the scan ends, not when the helper does."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 class ReadAhead:
     """The running helper, the table the scan and it share, and the results read so far."""
 
-    def __init__(self, pid: int, shared: mmap.mmap, out: Any, jobs: dict[str, int]) -> None:
+    def __init__(self, pid: int, shared: mmap.mmap, out: int, jobs: dict[str, int]) -> None:
         self._pid: int | None = pid
         self._shared = shared
         self._out = out
@@ -239,7 +259,7 @@ class ReadAhead:
                     _LENGTH.unpack_from(self._shared, _WRITTEN)[0] == self._read:
                 self._stop()
             return False
-        fd = self._out.fileno()
+        fd = self._out
         while self._read < written:  # frame by frame: the frames written meanwhile may be ~60 MB
             size = _LENGTH.unpack(os.pread(fd, _LENGTH.size, self._read))[0]
             for rel, decoder, unit in pickle.loads(os.pread(fd, size, self._read + _LENGTH.size)):
@@ -267,5 +287,5 @@ class ReadAhead:
         self._stop()
         self._results.clear()
         self._jobs.clear()
-        self._out.close()
+        os.close(self._out)
         self._shared.close()
