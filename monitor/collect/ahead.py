@@ -9,10 +9,11 @@ small files the plan reads is only known from the lists, so the helper decodes e
 folder's zone-group files, and its resource files outside Microsoft.Network) and the plan takes what it asks for.
 
 The two share the work through a table in shared memory, one byte per file: the helper claims a file before it
-decodes it, and skips one the scan claimed; the scan claims a file the helper has not, and decodes it itself. So on a
-busy machine, where the helper gets little of a core, the scan never waits for it: it waits only for a file the helper
-is decoding at that moment (its results come in frames of :data:`_FRAME` files), and does the rest as before. The
-frames go through an unlinked temporary file, so the helper never blocks on a reader that is still parsing lists.
+decodes it, and skips one the scan claimed; the scan claims a file the helper has not, and decodes it itself, as it
+does a file the helper claimed but has not handed back yet (its results come in frames of :data:`_FRAME` files). So
+the scan never waits for the helper, which runs at the lowest priority: on a busy machine, where it gets little of a
+core, the scan does what it did not get to, as before. The frames go through a memory file, so the helper never
+blocks on a reader that is still parsing lists.
 
 The helper's results are what this process's own decode of the same bytes gives: ids come back through
 :func:`~plmon.monitor.model.arm_id.adopt` (the collection's instance of the same string when it has one), records
@@ -38,7 +39,6 @@ import struct
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -59,7 +59,7 @@ KINDS = frozenset({ZONE_GROUPS, TARGET, *LISTS})
 # Below this many files the helper's fork, pickling and loading cost more than the decode they move (a 10k-resource
 # tenant has ~6k such files, decoded in ~0.25 s).
 MIN_FILES = 8192
-_FRAME = 128  # files per frame of results: what the scan may wait for at most, when it needs one of them
+_FRAME = 128  # files per frame of results: at most what the scan decodes again, reaching files not yet handed back
 # The shared table: the bytes of frames written so far (8 bytes), whether the helper is done (1), then a claim per file.
 _WRITTEN, _DONE, _CLAIMS = 0, 8, 16
 _FREE, _HELPER, _SCAN = 0, 1, 2
@@ -165,7 +165,7 @@ def _helper(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], shar
             shared[_CLAIMS + j] = _HELPER
             rel, path, decoder = jobs[j]
             frame.append((rel, decoder, _decode_one(read, path, decoder)))
-            if len(frame) >= _FRAME or decoder in LISTS:  # a list is waited for as soon as the scan reaches it
+            if len(frame) >= _FRAME or decoder in LISTS:  # a list is handed back at once: the scan reaches them soon
                 flush()
         if frame:
             flush()
@@ -210,12 +210,17 @@ def start(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], *, min
 
 
 def _detach() -> None:
-    """The helper's standard streams on /dev/null: it writes nothing there, and a reader of the scan's output (a pipe)
-    must see its end when the scan ends, not when the helper does."""
+    """The helper's standard streams on /dev/null (it writes nothing there, and a reader of the scan's output, a pipe,
+    must see its end when the scan ends, not when the helper does), at the lowest priority."""
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+    # The lowest priority: the helper is to use a core nothing else wants. On a busy machine (and with the kernel's
+    # autogroups, where a session's processes share one share of the CPU) it would otherwise take its time from the
+    # scan itself, which then waits on nothing but decodes the files the helper did not get to.
+    with contextlib.suppress(OSError):
+        os.nice(19)
 
 
 class ReadAhead:
@@ -228,59 +233,43 @@ class ReadAhead:
         self._jobs = jobs          # relative path -> its place in the table
         self._read = 0             # bytes of frames loaded
         self._results: dict[str, tuple[str, Any]] = {}
-        self._reaped = False
 
     def take(self, rel: str, decoder: str) -> ListUnit | Child | TargetUnit | None:
         """The unit the helper decoded for the file at ``rel`` (lower case, with its suffix) with ``decoder``; None
-        when the caller is to read the file itself: the helper did not claim it (it is now the caller's), could not
-        decode it, or is gone. Waits only for a file the helper claimed and has not yet written."""
+        when the caller is to read the file itself: the helper did not claim it (it is now the caller's), has not
+        written it yet, or could not decode it. Never waits: a file the helper is still decoding is decoded here too
+        (the helper yields its core to anything else, this process included, so it may be a while)."""
         j = self._jobs.pop(rel, None)
-        if j is None or self._pid is None:
+        if j is None:
             return None
         shared = self._shared
         if shared[_CLAIMS + j] == _FREE:
             shared[_CLAIMS + j] = _SCAN  # (if the helper claimed it meanwhile too, its result is not used)
             if shared[_CLAIMS + j] == _SCAN:
                 return None
-        while (got := self._results.pop(rel, None)) is None:
-            if not self._load():
-                if self._pid is None:
-                    return None
-                time.sleep(0.0002)
-        unit: ListUnit | Child | TargetUnit | None = got[1] if got[0] == decoder else None
+        got = self._results.pop(rel, None)
+        if got is None:
+            self._load()
+            got = self._results.pop(rel, None)
+        unit: ListUnit | Child | TargetUnit | None = got[1] if got is not None and got[0] == decoder else None
         return unit
 
-    def _load(self) -> bool:
-        """Load the frames written since the last call; False when there was none (and :attr:`_pid` None once the
-        helper is gone and every frame it wrote is loaded)."""
+    def _load(self) -> None:
+        """Load the frames written since the last call."""
         written = _LENGTH.unpack_from(self._shared, _WRITTEN)[0]
-        if written == self._read:
-            if (self._shared[_DONE] or self._exited()) and \
-                    _LENGTH.unpack_from(self._shared, _WRITTEN)[0] == self._read:
-                self._stop()
-            return False
         fd = self._out
         while self._read < written:  # frame by frame: the frames written meanwhile may be ~60 MB
             size = _LENGTH.unpack(os.pread(fd, _LENGTH.size, self._read))[0]
             for rel, decoder, unit in pickle.loads(os.pread(fd, size, self._read + _LENGTH.size)):
                 self._results[rel] = (decoder, unit)
             self._read += _LENGTH.size + size
-        return True
-
-    def _exited(self) -> bool:
-        """Whether the helper ended (it is then reaped)."""
-        if self._pid is None or self._reaped:
-            return True
-        self._reaped = os.waitpid(self._pid, os.WNOHANG)[0] != 0
-        return self._reaped
 
     def _stop(self) -> None:
         pid, self._pid = self._pid, None
-        if pid is not None and not self._reaped:
+        if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        self._reaped = True
 
     def close(self) -> None:
         """Stop the helper if it still runs and drop what it handed back (for a collection that is done)."""

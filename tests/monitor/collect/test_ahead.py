@@ -193,3 +193,24 @@ def test_records_and_ids_come_back_equal_and_ids_shared(tenant: Path) -> None:
         assert back == unit and back.target.id is known.target.id
     if unit.target.tags is _NO_TAGS:
         assert back.target.tags is _NO_TAGS
+
+
+def test_the_scan_never_waits_for_a_file_the_helper_is_still_decoding(tenant: Path, any_size: None) -> None:
+    """Proves: a file the helper claimed but has not handed back (here it hangs on it) is left to the scan at once,
+    and so is every file the helper has not claimed."""
+    jobs = _jobs(tenant)
+
+    def read(path: str) -> bytes:
+        time.sleep(600)
+        return b""
+
+    helper = ahead.start(jobs, read)
+    assert helper is not None
+    deadline = time.monotonic() + 60
+    while helper._shared[ahead._CLAIMS + len(jobs) - 1] == ahead._FREE and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    assert [helper.take(rel, decoder) for rel, _, decoder in jobs] == [None] * len(jobs)
+    assert time.monotonic() - started < 30
+    assert helper._shared[ahead._CLAIMS] == ahead._SCAN  # the first: claimed by the scan
+    helper.close()
