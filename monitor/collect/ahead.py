@@ -216,9 +216,12 @@ def _detach() -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
-    # The lowest priority: the helper is to use a core nothing else wants. On a busy machine (and with the kernel's
-    # autogroups, where a session's processes share one share of the CPU) it would otherwise take its time from the
-    # scan itself, which then waits on nothing but decodes the files the helper did not get to.
+    # A session of its own: where the kernel groups processes by session (autogroups, on by default), the processes
+    # of one session share one session's CPU, so on a busy machine a helper in the scan's session takes its time from
+    # the scan itself; in its own, it is scheduled as any other process started beside the scan. And the lowest
+    # priority within it (and, without autogroups, against every other process): it is to use CPU nothing else wants.
+    with contextlib.suppress(OSError):
+        os.setsid()
     with contextlib.suppress(OSError):
         os.nice(19)
 
