@@ -12,8 +12,8 @@ The two share the work through a table in shared memory, one byte per file: the 
 decodes it, and skips one the scan claimed; the scan claims a file the helper has not, and decodes it itself, as it
 does a file the helper claimed but has not handed back yet (its results come in frames of :data:`_FRAME` files). So
 the scan never waits for the helper (which runs at the lowest priority, in a session of its own): on a busy
-machine, where it gets little of a core, the scan does what it did not get to, as before. The frames go through a memory file, so the helper never
-blocks on a reader that is still parsing lists.
+machine, where it gets little of a core, the scan does what it did not get to, as before. The frames go through a
+memory file, so the helper never blocks on a reader that is still parsing lists.
 
 The helper's results are what this process's own decode of the same bytes gives: ids come back through
 :func:`~plmon.monitor.model.arm_id.adopt` (the collection's instance of the same string when it has one), records
