@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from plmon.monitor.collect import ahead
+from plmon.monitor.collect import ahead, recorded
 from plmon.monitor.collect.builder import _NO_TAGS, build_snapshot
 from plmon.monitor.collect.inventory import Inventory
 from plmon.monitor.collect.plan import collect
-from plmon.monitor.collect.recorded import RecordedTenant, _read_bytes
+from plmon.monitor.collect.recorded import RecordedTenant, _cpu_times, _idle_cpus, _read_bytes
 from plmon.monitor.collect.typed import decode_target, decode_unit
 from plmon.monitor.model.arm_id import interning
 from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
@@ -37,6 +37,7 @@ def any_size(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A helper for a folder of any size, on any machine (the size and CPU checks are what other tests are about)."""
     monkeypatch.setattr(ahead, "MIN_FILES", 0)
     monkeypatch.setattr(ahead, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(recorded, "_idle_cpus", lambda mark: None)
     yield
 
 
@@ -214,3 +215,20 @@ def test_the_scan_never_waits_for_a_file_the_helper_is_still_decoding(tenant: Pa
     assert time.monotonic() - started < 30
     assert helper._shared[ahead._CLAIMS] == ahead._SCAN  # the first: claimed by the scan
     helper.close()
+
+
+def test_no_helper_when_no_cpu_sat_idle_while_the_folder_was_indexed(tenant: Path, any_size: None,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proves: a busy machine (less than half a CPU idle during the index walk) gets no helper, an idle one does, and
+    the idle CPUs are measured from the machine's CPU times since the reader was made."""
+    reader = RecordedTenant(tenant)
+    reader.trust_index()
+    monkeypatch.setattr(recorded, "_idle_cpus", lambda mark: 0.2)
+    assert not reader.read_ahead()
+    monkeypatch.setattr(recorded, "_idle_cpus", lambda mark: 1.2)
+    assert reader.read_ahead()
+    reader.forget()
+    assert _idle_cpus(None) is None
+    mark = _cpu_times()
+    if mark is not None:  # on Linux: between none and every CPU idle
+        assert 0 <= (_idle_cpus((mark[0] - 500, mark[1] - 1000)) or 0) <= (os.cpu_count() or 1)
