@@ -76,6 +76,9 @@ def do_scan(config: Config | ScanConfig, from_dir: Path | None, observations: An
             forget = None
             if isinstance(source.reader, RecordedTenant):
                 source.reader.trust_index()
+                if source.workers == 1 and source.subscriptions is None:
+                    # The small files are decoded on the second core meanwhile (collect.ahead): a large folder only.
+                    source.reader.read_ahead()
                 forget = source.reader.forget
             elif source.reader is source.live and hasattr(source.live, "decode_typed"):
                 source.live.decode_typed()  # live ARM, read once too: the bulk answers decoded typed, as a folder's

@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from plmon.monitor import outside_json
 from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt, TargetUnit
@@ -28,6 +28,9 @@ from plmon.monitor.collect.list_items import ListItems
 from plmon.monitor.collect.plan import ReadError
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.clock import parse_time
+
+if TYPE_CHECKING:
+    from plmon.monitor.collect.ahead import ReadAhead
 
 __all__ = ["RecordedTenant", "error_of", "is_collection_path"]
 
@@ -56,6 +59,7 @@ class RecordedTenant:
     """An :class:`~plmon.monitor.collect.plan.ArmReader` over a recorded-tenant folder."""
 
     def __init__(self, folder: str | Path) -> None:
+        self._cpu_mark = _cpu_times()  # the machine's CPU time before the index walk: read_ahead() asks what sat idle
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise InputError(f"recorded tenant folder not found: {self.folder}")
@@ -76,6 +80,8 @@ class RecordedTenant:
         self._typed_lists: dict[str, str] = {}
         self._decode_unit: Callable[[str, bytes], ListUnit | Child | None] | None = None
         self._decode_target: Callable[[bytes], TargetUnit | None] | None = None
+        self._ahead: ReadAhead | None = None  # set by read_ahead(): the helper decoding the files read last
+        self._ahead_kinds: frozenset[str] = frozenset()  # the kinds it decodes (ahead.KINDS)
         # directory -> (its mtime, when it was listed, {lower-case name: name}) for lookups on a miss
         self._listings: dict[str, tuple[int, int, dict[str, str]]] = {}
         self._folders: dict[str, str] = {}  # lower-case folder below arm/ -> its path, walked through _listings
@@ -160,6 +166,36 @@ class RecordedTenant:
         # without walking its scopes through refused_scope (6k misses at 100k resources, each a walk of 3-5 scopes).
         self._refusing = {rel[:-11] for rel in self._index if rel.endswith(".error.json")} if self._trusted else set()
 
+    def read_ahead(self) -> bool:
+        """For a one-shot collection of every subscription on this one thread, after :meth:`trust_index`: fork a
+        helper that decodes on another core the files this process reads last (the virtual-network and NIC lists, the
+        endpoints' zone-group lists, the targets read by id) while this process parses the others
+        (:mod:`plmon.monitor.collect.ahead`); True if one was started.
+
+        Not for a scoped collection: it reads a part of those files, and the helper would decode all of them."""
+        if not self._trusted or self._ahead is not None:
+            return False
+        idle = _idle_cpus(self._cpu_mark)
+        if idle is not None and idle < MIN_IDLE_CPUS:
+            return False  # no core sat idle while the folder was indexed: the helper would take its time from the scan
+        from plmon.monitor.collect import ahead
+
+        # The helper starts from the end: the lists the plan reads soonest go last.
+        small: list[tuple[str, str, str]] = []
+        lists: dict[str, list[tuple[str, str, str]]] = {kind: [] for kind in ahead.LISTS}
+        ends = {f"{self._typed_lists[kind]}.json": kind for kind in ahead.LISTS}
+        for rel, path in self._index.items():
+            if rel.endswith("/privatednszonegroups.json"):
+                small.append((rel, path, ahead.ZONE_GROUPS))
+            elif _is_target_file(rel):
+                small.append((rel, path, ahead.TARGET))
+            elif rel.endswith(".json") and (kind := ends.get(rel[rel.rfind("/providers/"):])) is not None:
+                lists[kind].append((rel, path, kind))
+        self._ahead = ahead.start([*small, *(job for kind in reversed(ahead.LISTS) for job in lists[kind])],
+                                  _read_bytes)
+        self._ahead_kinds = ahead.KINDS
+        return self._ahead is not None
+
     def _found_on_disk(self, rel: str) -> tuple[Path | None, bool]:
         """``file_for`` for a path the index does not (or no longer) hold: looked up on disk, then indexed.
 
@@ -226,6 +262,11 @@ class RecordedTenant:
             found = self._index.get(rel + suffix)
             if found is None:
                 continue
+            if self._ahead is not None and not is_error and kind in self._ahead_kinds and (
+                    _FIREWALL_POLICY not in rel if kind == "target" else rel.endswith(self._typed_lists[kind])):
+                ready = self._ahead.take(rel + suffix, kind)  # the helper's unit for this file, as decoded below
+                if ready is not None:
+                    return (Prebuilt(ready) if kind == "target" else {"value": Prebuilt(ready)}), False, found
             try:
                 data = _read_bytes(found)
             except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
@@ -324,6 +365,9 @@ class RecordedTenant:
 
         For a one-shot scan whose collection is done: at 100k resources the index of 57k paths is 25 MB that would
         otherwise stay alive under the evaluation's peak of memory."""
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
         self._index = {}
         self._trusted = False  # an empty index no longer says what the folder holds
         self._refusing = set()
@@ -339,6 +383,42 @@ class RecordedTenant:
 
 _FIREWALL_POLICY = "/providers/microsoft.network/firewallpolicies/"
 _CHUNK = 1 << 20
+
+
+# How much of a CPU must have sat idle while the folder was indexed for read_ahead() to fork its helper. With none
+# idle, the helper's CPU comes from the other processes and from the scan itself (on a 2-CPU machine with three other
+# busy sessions the scan's wall time grew by up to 2 s while its own CPU fell by 1-2 s).
+MIN_IDLE_CPUS = 0.5
+
+
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) CPU time of the whole machine so far, in clock ticks (Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat", "rb") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[3] + fields[4], sum(fields[:8])) if len(fields) >= 8 else None
+
+
+def _idle_cpus(mark: tuple[int, int] | None) -> float | None:
+    """How many CPUs sat idle on average since ``mark`` (:func:`_cpu_times`), or None when unknown (no ``/proc/stat``,
+    or too short a time to tell)."""
+    now = _cpu_times()
+    if mark is None or now is None or now[1] - mark[1] < 10:
+        return None
+    return (now[0] - mark[0]) / (now[1] - mark[1]) * (os.cpu_count() or 1)
+
+
+def _is_target_file(rel: str) -> bool:
+    """Whether the file at ``rel`` (lower case) may answer a read of a private-link target by id, as the read-ahead
+    helper guesses it: a resource (``subscriptions/<s>/resourcegroups/<rg>/providers/<ns>/<type>/<name>...``) outside
+    Microsoft.Network (whose lists hold its kinds), not an error file. A guess only decides what the helper decodes."""
+    if not rel.startswith("subscriptions/") or rel.endswith(".error.json") or "/microsoft.network/" in rel:
+        return False
+    parts = rel.split("/")
+    return len(parts) >= 8 and not len(parts) & 1 and parts[2] == "resourcegroups" and parts[4] == "providers" \
+        and rel.count("/providers/") == 1
 
 
 def _read_bytes(path: str) -> bytes:

@@ -293,6 +293,22 @@ def parse_id(raw: object) -> ArmId:
     return table.setdefault(raw, _parse(raw))
 
 
+def adopt(raw: str, *slots: object) -> ArmId:
+    """The id that ``parse_id(raw)`` gave in another process, its slots in ``ArmId.__slots__`` order: this scope's
+    instance of ``raw`` when it has one, else one made of ``slots`` (and kept in the scope as ``parse_id`` keeps it).
+
+    How a read-ahead helper's ids come back (:mod:`plmon.monitor.collect.ahead`): the same parse of the same string,
+    so the values are equal, and taken from the scope's table the ids stay one instance per string as the
+    collection's own are, at a dictionary lookup per id instead of a parse."""
+    table = _table.get()
+    if table is not None and (found := table.get(raw)) is not None:
+        return found
+    out = object.__new__(ArmId)
+    for setter, value in zip(_SLOT_SETTERS, slots, strict=True):
+        setter(out, value)
+    return out if table is None else table.setdefault(raw, out)
+
+
 def _parse(raw: object) -> ArmId:
     """:func:`_parse_general`, with a shortcut for the shape nearly every id has.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from tenantkit import TENANT, endpoint, net, storage_account, sub_list, write_tenant
+from tenantkit import SUB, TENANT, endpoint, net, storage_account, sub_list, write_tenant
 
 from plmon.monitor.cli import main
 
@@ -212,3 +212,19 @@ def test_bad_input_through_console_script(tenant: Path, tmp_path: Path) -> None:
     r = plmon(cases["malformed json"], tmp_path)
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and r.stderr.startswith("plmon: ") and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(("extra", "reads_ahead"), [([], True), (["--subscription", SUB], False),
+                                                   (["--workers", "2"], False)])
+def test_a_scan_of_a_whole_folder_on_one_thread_reads_ahead(tenant: Path, extra: list[str], reads_ahead: bool,
+                                                            capsys: pytest.CaptureFixture[str],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proves: only a scan of every subscription read on one thread asks its folder to read ahead (a scoped scan
+    would wait for a helper decoding files it never reads; with threads a fork is not safe)."""
+    from plmon.monitor.collect.recorded import RecordedTenant
+
+    asked: list[bool] = []
+    monkeypatch.setattr(RecordedTenant, "read_ahead", lambda self: asked.append(self._trusted) or False)
+    rc, out, _ = run_main(["scan", "--from", str(tenant), "--format", "json", *extra], capsys)
+    assert rc == 0 and json.loads(out)
+    assert asked == ([True] if reads_ahead else [])

@@ -297,3 +297,19 @@ def test_ids_compare_hash_and_pickle_by_value() -> None:
     assert "raw='" + canonical + "'" in repr(fast)
     with pytest.raises(FrozenInstanceError):
         fast.key = "x"  # type: ignore[misc]
+
+
+def test_adopt_gives_the_scopes_instance_or_an_equal_id_kept_in_the_scope() -> None:
+    """Proves: an id handed back by another process (its raw spelling and slots) is the scope's instance when the scope
+    parsed that string, else an id equal to parse_id's that the scope then returns for the string."""
+    from plmon.monitor.model.arm_id import adopt
+
+    raw = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/a"
+    odd = "/subscriptions/s1/resourcegroups/rg/providers/Microsoft.Network/virtualNetworks/w"
+    slots = {r: tuple(getattr(parse_id(r), s) for s in ArmId.__slots__) for r in (raw, odd)}
+    assert adopt(raw, *slots[raw]) == parse_id(raw)  # outside a scope: equal, not kept
+    with interning():
+        mine = parse_id(raw)
+        assert adopt(raw, *slots[raw]) is mine
+        theirs = adopt(odd, *slots[odd])
+        assert theirs == _parse(odd) and parse_id(odd) is theirs and theirs.raw == odd
