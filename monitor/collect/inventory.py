@@ -198,7 +198,7 @@ class Inventory:
     cnames: dict[str, Child] = field(default_factory=dict)        # zone key -> CNAME records
     targets: dict[str, TargetUnit] = field(default_factory=dict)  # target key -> parsed body
     target_errors: dict[str, tuple[str, ReadError]] = field(default_factory=dict)  # key -> (raw id, err)
-    gaps: list[CoverageGap] = field(default_factory=list)         # failed reads, in the order they failed
+    gaps: list[CoverageGap] = field(default_factory=list)         # failed reads, sorted by scope once collected
     read: set[tuple[str, str]] = field(default_factory=set)       # (scope key, type key) read
     scoped: bool = False
     stats: CollectionStats = field(default_factory=CollectionStats)
