@@ -189,9 +189,11 @@ class Runtime:
         assert self.keeper is not None and self.schedule is not None and self.watcher is not None
         if not self._started_shared:
             self._started_shared = True
-            with self._inventory_lock:
-                self.daemon.load_shared(settle=True)
-            self.watcher.start()
+            try:
+                with self._inventory_lock:
+                    self.daemon.load_shared(settle=True)
+            finally:   # a storage failure here is the watcher's to retry, every pointer interval
+                self.watcher.start()
             if not self.keeper.held:
                 self.keeper.step()   # the lease thread may not have had its first try yet
         with self._inventory_lock:

@@ -241,3 +241,41 @@ def _tiny(tmp_path: Path) -> Path:
     folder = tmp_path / "tiny"
     write_tenant(generate(SynthSpec(subscriptions=1, endpoints=2, seed=1)), folder)
     return folder
+
+
+def test_readyz_and_metrics_show_the_schedule_and_the_inventory_over_http(tenant: Path) -> None:
+    """plmon serve's app on a shared store: /readyz keeps its keys and adds instance, schedule (this replica holds
+    it), inventory and blob; /metrics has the leader gauge, the load histogram and the patch counters."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from plmon.monitor.service.server import create_app
+
+    prefix = azurite.unique_prefix()
+    env = {ENV_VAR: azurite.connection_string(), "PLMON_INSTANCE_ID": "solo"}
+    config = _config(prefix)
+    app = create_app(config, lambda: wiring.build_daemon(config, wiring.open_source(tenant, env=env), env=env,
+                                                         channels={}), flush_timeout=1.0)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _wait("the server to start", lambda: server.started or not thread.is_alive())
+    base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    try:
+        with httpx.Client(timeout=30) as client:
+            _wait("/readyz to answer 200", lambda: client.get(f"{base}/readyz").status_code == 200)
+            body = client.get(f"{base}/readyz").json()
+            assert {"store", "intake", "last_collection", "intake_pending", "intake_failed", "ready"} <= set(body)
+            assert body["instance"] == "solo" and body["blob"] == "ok"
+            assert body["schedule"]["holder"] == "solo" and body["schedule"]["held_here"] is True
+            assert body["schedule"]["epoch"] >= 1 and body["schedule"]["lease"] == "leased"
+            assert body["inventory"]["source"] == "published" and body["inventory"]["patches_applied"] == 0
+            text = client.get(f"{base}/metrics").text
+            assert "plmon_schedule_leader 1.0" in text and 'plmon_patches_total{op="applied"} 0.0' in text
+            assert "plmon_inventory_load_seconds_count" in text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
