@@ -155,15 +155,17 @@ class SharedSchedule:
         if not lease.held:   # lost while claiming: the row's deadline lets the next holder redo it
             return False
         log.info("tick_collection_started", collection=cid, epoch=lease.epoch)
+        shared = self.daemon.shared
+        before = shared.current if shared is not None else None
         try:
             self.daemon.full_collection(settle=self.settle)
         except BaseException:
             with contextlib.suppress(Exception):
                 book.update_collection(replace(row, state="abandoned"))
             raise
-        shared = self.daemon.shared
-        published = shared.current.collection if shared is not None and shared.source == "published" \
-            and shared.current is not None else ""
+        # Published only if this collection moved the pointer (a failed publish leaves the one served before).
+        current = shared.current if shared is not None else None
+        published = current.collection if current is not None and current != before else ""
         try:
             book.update_collection(replace(row, state="published" if published else "abandoned", manifest=published,
                                            published_at=self.clock()))
