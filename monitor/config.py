@@ -32,7 +32,7 @@ from plmon.checks.registry import all_checks, parse_duration
 from plmon.checks.waivers import Waiver
 from plmon.monitor.errors import InputError
 
-__all__ = ["AlertChannelConfig", "Config", "load_config"]
+__all__ = ["AlertChannelConfig", "Config", "ScaleConfig", "load_config"]
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Sev = Annotated[Severity, BeforeValidator(Severity.parse)]
@@ -123,6 +123,43 @@ class ScheduleConfig(_Strict):
     retention_interval: Duration = timedelta(hours=24)
 
 
+class ScaleConfig(_Strict):
+    """Several replicas (or Function instances) on one Table store (issue 15): one inventory shared through blob
+    storage and one schedule held by a blob lease. Ignored for SQLite, which is one process by construction.
+
+    ``lease_duration`` is bounded by what a blob lease allows (15-60 s); the holder renews every
+    ``lease_renew``, so a missed renewal or two is not a takeover. ``pointer_interval``: how often a replica looks
+    for a newer published collection (and syncs others' patches). ``event_claim_lease``: how long a replica's claim
+    on a queued event keeps the others off it (a claimer that dies frees it after this)."""
+
+    shared_inventory: bool | None = None   # None: on for azuretables, off for sqlite
+    lease_duration: Duration = timedelta(seconds=30)
+    lease_renew: Duration = timedelta(seconds=10)
+    pointer_interval: Duration = timedelta(seconds=5)
+    event_claim_lease: Duration = timedelta(seconds=60)
+
+    @field_validator("lease_duration")
+    @classmethod
+    def _blob_lease_bounds(cls, value: timedelta) -> timedelta:
+        if not 15 <= value.total_seconds() <= 60:
+            raise ValueError(f"{int(value.total_seconds())}s: a blob lease lasts 15 to 60 seconds")
+        return value
+
+    @field_validator("lease_renew", "pointer_interval", "event_claim_lease")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("must be longer than 0 seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _renew_inside_lease(self) -> ScaleConfig:
+        if self.lease_renew >= self.lease_duration:
+            raise ValueError(f"lease_renew ({int(self.lease_renew.total_seconds())}s) must be shorter than "
+                             f"lease_duration ({int(self.lease_duration.total_seconds())}s)")
+        return self
+
+
 class DeliveryConfig(_Strict):
     """How alerts are retried: exponential backoff from ``backoff_base`` up to ``backoff_max``, then the
     dead letter after ``max_attempts``; ``scan --notify`` waits at most ``notify_timeout`` for delivery."""
@@ -169,6 +206,18 @@ class Config(_Strict):
     server: ServerConfig = ServerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     dns: DnsConfig = DnsConfig()
+    scale: ScaleConfig = ScaleConfig()
+
+    @model_validator(mode="after")
+    def _shared_needs_tables(self) -> Config:
+        if self.scale.shared_inventory and not self.state.url.startswith("azuretables://"):
+            raise ValueError("scale.shared_inventory: needs state.url azuretables://... (SQLite is one process)")
+        return self
+
+    @property
+    def shared(self) -> bool:
+        """Whether this deployment shares one inventory and one schedule between processes."""
+        return self.state.url.startswith("azuretables://") and self.scale.shared_inventory is not False
 
     def check_settings(self) -> dict[str, CheckSettings]:
         """Per-check settings, validated against the registry (unknown ids and params rejected)."""

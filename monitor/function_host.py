@@ -7,10 +7,13 @@ no second implementation of intake, re-evaluation, lifecycle or delivery: ``plmo
 
 What differs from the daemon is the lifetime. An instance lives for minutes to hours and many run at
 once, so (1) all state is in the shared store (``state.url: azuretables://...``), intake included, and
-(2) the in-memory inventory is per instance: an instance's first event runs a full collection before
-it can re-evaluate anything (cost: one collection per cold start; keep an always-ready instance on the
-Flex Consumption plan to avoid it). Event handling is synchronous: when it fails the trigger raises,
-and the platform redelivers the event (or queue message); a redelivery that was already written down
+(2) the in-memory inventory is per instance. On a shared store (issue 15, ``scale:``) a cold instance loads the
+collection another process published (segments in blob storage: no ARM read) and syncs the patches since; only
+when nothing is published (or the store was configured without it) does its first event run a full collection.
+The timer runs the schedule for the whole app: it takes the schedule lease (a ``plmon serve`` replica or another
+instance may hold it: then it leaves the schedule to that one), runs the tick's collection and publishes it, runs
+reminders and retention when due, and gives the lease back. Event handling is synchronous: when it fails the
+trigger raises, and the platform redelivers the event (or queue message); a redelivery that was already written down
 stays queued and is processed by the next invocation of any instance.
 
 App settings (read by :mod:`plmon.monitor.wiring`, which builds the instance exactly as it builds ``plmon serve``'s
@@ -43,6 +46,7 @@ class HostReport:
     """What one invocation did, for the trigger's log line and the tests."""
 
     collected: bool = False
+    loaded: bool = False         # the inventory came from the shared store (no ARM read)
     received: int = 0
     queued: int = 0
     duplicates: int = 0
@@ -64,13 +68,18 @@ class FunctionHost:
         config, daemon = function_daemon(env, **daemon_options)
         return cls(config, daemon)
 
-    def _ensure_inventory(self) -> bool:
-        """A cold instance collects once before it can re-evaluate an event (see the module docstring)."""
+    def _ensure_inventory(self) -> tuple[bool, bool]:
+        """A cold instance loads the published collection, else collects once, before it can re-evaluate an event
+        (see the module docstring); (collected, loaded)."""
         if self.daemon.inventory is not None:
-            return False
+            return False, False
+        if self.daemon.shared is not None and self.daemon.load_shared():
+            log.info("function_cold_start_loaded", collection=self.daemon.shared.current.collection
+                     if self.daemon.shared.current is not None else None)
+            return False, True
         log.info("function_cold_start_collection")
         self.daemon.full_collection()
-        return True
+        return True, False
 
     def events(self, body: bytes, content_type: str | None = "application/json") -> HostReport:
         """Event Grid trigger, Storage queue trigger: accept (durably queue), process, deliver.
@@ -84,15 +93,17 @@ class FunctionHost:
             # A redelivery some instance already settled: nothing to do, and no cold-start collection.
             return HostReport(received=accepted.received, duplicates=accepted.queued.duplicates)
         with self._lock:
-            collected = self._ensure_inventory()
+            collected, loaded = self._ensure_inventory()
             step = self.daemon.process_pending()
         delivered = self.daemon.deliver().delivered
-        return HostReport(collected=collected, received=accepted.received, queued=accepted.queued.accepted,
-                          duplicates=accepted.queued.duplicates, transitions=len(step.transitions),
-                          delivered=delivered)
+        return HostReport(collected=collected, loaded=loaded, received=accepted.received,
+                          queued=accepted.queued.accepted, duplicates=accepted.queued.duplicates,
+                          transitions=len(step.transitions), delivered=delivered)
 
     def timer(self) -> HostReport:
         """Timer trigger: the full collection (source of truth), then queued events, reminders, retention."""
+        if self.daemon.scale is not None:
+            return self._shared_timer()
         with self._lock:
             result = self.daemon.full_collection()
             step = self.daemon.process_pending()
@@ -103,13 +114,46 @@ class FunctionHost:
                  reminders=len(reminders))
         return HostReport(collected=True, transitions=len(step.transitions) + len(reminders), delivered=delivered)
 
+    def _shared_timer(self) -> HostReport:
+        """The schedule's tick on a shared store: try the lease; the holder collects and publishes the tick's
+        collection (once per tick, whoever ran it), and runs reminders and retention when due; then gives the lease
+        back. Without the lease another process runs the schedule: this instance only follows what it published."""
+        from plmon.monitor.service.schedule import SharedSchedule
+        scale = self.daemon.scale
+        assert scale is not None
+        schedule = SharedSchedule(self.daemon, scale)
+        collected = loaded = False
+        transitions = 0
+        with self._lock:
+            if not scale.lease.try_acquire():
+                log.info("function_timer_not_holder", holder=scale.lease.state().holder)
+                loaded = self.daemon.load_shared() if self.daemon.shared is not None else False
+                if self.daemon.inventory is not None:
+                    transitions = len(self.daemon.process_pending().transitions)
+            else:
+                try:
+                    if self.daemon.inventory is None:
+                        loaded = self.daemon.load_shared()
+                    collected = schedule.collect_if_due()
+                    if self.daemon.inventory is None:   # this tick's collection was made, but not published
+                        collected, loaded = self._ensure_inventory()
+                    transitions = len(self.daemon.process_pending().transitions)
+                    if schedule.reminders_if_due():
+                        transitions += 1
+                    schedule.retention_if_due()
+                finally:
+                    scale.lease.release()
+        delivered = self.daemon.deliver().delivered
+        log.info("function_timer_done", collected=collected, loaded=loaded, transitions=transitions)
+        return HostReport(collected=collected, loaded=loaded, transitions=transitions, delivered=delivered)
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """HTTP trigger: the store and queue answer. A Function instance has no collection schedule of
         its own to be late on (the timer belongs to the app), so readiness does not require one."""
         collected_recently, detail = self.daemon.readiness(
             max_age_seconds=2 * self.config.schedule.full_collection.total_seconds() + 60)
         detail["collected_recently"] = collected_recently
-        store_ok = detail.get("store") == "ok" and detail.get("intake") == "ok"
+        store_ok = detail.get("store") == "ok" and detail.get("intake") == "ok" and detail.get("blob", "ok") == "ok"
         return store_ok, detail
 
 

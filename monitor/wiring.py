@@ -11,6 +11,10 @@ Environment variables read here:
 - ``PLMON_ARM_TOKEN`` and ``PLMON_ARM_*`` tuning (:func:`plmon.monitor.collect.sources.live_settings_from_env`);
 - the Table Storage connection string a ``state.url`` names (``PLMON_TABLES_CONNECTION_STRING`` or the
   variable its ``connection_string_env`` names);
+- scale-out (a Table store shared by several processes, ``scale:``): ``PLMON_INSTANCE_ID`` (else
+  ``WEBSITE_INSTANCE_ID``, the Function instance's, else ``HOSTNAME``, a pod's name) names this process as the
+  schedule lease's holder and the intake's claimer; ``PLMON_INVENTORY_CONTAINER`` and ``PLMON_SHARD_QUEUE`` override
+  the names derived from the Table prefix;
 - the Function's app settings: ``PLMON_CONFIG``, ``PLMON_FROM``, ``PLMON_SUBSCRIPTIONS``,
   ``PLMON_MANAGEMENT_GROUP``, ``PLMON_ARM_ENDPOINT``, ``PLMON_CA_BUNDLE``.
 """
@@ -18,6 +22,7 @@ Environment variables read here:
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +39,15 @@ if TYPE_CHECKING:
     from plmon.monitor.config import Config
     from plmon.monitor.service.daemon import Daemon
     from plmon.monitor.state.intake import IntakeQueue
+    from plmon.monitor.state.scaleout import ScaleOut
     from plmon.monitor.state.store import StateStore
 
 # The daemon, the state store and the alert channels are imported by the functions that build them: `plmon scan`
 # needs only a source and logging from here, and importing the daemon's modules was ~0.15 s of its start-up.
 
 __all__ = ["FunctionSettings", "build_daemon", "channels", "delivery_worker", "environment", "function_daemon",
-           "open_intake", "open_source", "open_state", "open_state_url", "retry_policy", "routes",
-           "setup_logging"]
+           "instance_id", "open_intake", "open_scale", "open_source", "open_state", "open_state_url", "retry_policy",
+           "routes", "setup_logging"]
 
 
 def environment(env: Mapping[str, str] | None = None) -> Mapping[str, str]:
@@ -78,10 +84,42 @@ def open_state(config: Config, env: Mapping[str, str] | None = None, *, create: 
     return open_state_url(config.state.url, env, create=create)
 
 
-def open_intake(store: StateStore, config: Config) -> IntakeQueue:
-    """The daemon's intake queue beside ``store`` (its tables, or the same SQLite file)."""
+def open_intake(store: StateStore, config: Config, *, claimer: str | None = None) -> IntakeQueue:
+    """The daemon's intake queue beside ``store`` (its tables, or the same SQLite file).
+
+    A Table intake is shared by every process on the store: it claims an event for ``scale.event_claim_lease``
+    under ``claimer`` (the instance id with scale-out, so a restarted replica's name reads back in the table)."""
     from plmon.monitor.state.open import intake_beside
+    from plmon.monitor.state.tables import TablesStore
+    if isinstance(store, TablesStore):
+        from plmon.monitor.state.intake_tables import TablesIntake
+        return TablesIntake(store.service, store.prefix, claim_lease=config.scale.event_claim_lease, claimer=claimer)
     return intake_beside(store, config.state.url)
+
+
+def instance_id(env: Mapping[str, str] | None = None) -> str:
+    """This process's name among the replicas: ``PLMON_INSTANCE_ID``, the Function's ``WEBSITE_INSTANCE_ID``, a pod's
+    ``HOSTNAME``, else the host name and a random suffix (two processes on one host must not share a name)."""
+    e = environment(env)
+    for var in ("PLMON_INSTANCE_ID", "WEBSITE_INSTANCE_ID", "HOSTNAME"):
+        if e.get(var):
+            return e[var]
+    import socket
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+def open_scale(store: StateStore, config: Config, env: Mapping[str, str] | None = None, *,
+               instance: str | None = None) -> ScaleOut | None:
+    """The shared inventory, schedule lease, shard queue and collection book beside a Table store, or None: SQLite,
+    or ``scale.shared_inventory: false`` (each process collects for itself, as before issue 15)."""
+    if not config.shared:
+        return None
+    from plmon.monitor.state.open import open_scaleout
+    from plmon.monitor.state.scaleout import INVENTORY_CONTAINER_ENV, SHARD_QUEUE_ENV
+    e = environment(env)
+    return open_scaleout(store, config.state.url, e, instance=instance or instance_id(e),
+                         lease_duration=config.scale.lease_duration,
+                         container=e.get(INVENTORY_CONTAINER_ENV) or None, queue=e.get(SHARD_QUEUE_ENV) or None)
 
 
 def retry_policy(config: Config) -> RetryPolicy:
@@ -113,15 +151,29 @@ def build_daemon(config: Config, source: Source, *, store: StateStore | None = N
     """The daemon core for ``plmon serve`` and the Function, built the same way for both.
 
     ``store`` is the already-open state store when the caller has one; otherwise ``state.url`` is opened.
-    ``options`` are the daemon's test seams (``clock``, ``retry_policy``, ``channels``, ``metrics``)."""
+    ``options`` are the daemon's test seams (``clock``, ``retry_policy``, ``channels``, ``metrics``).
+
+    On a Table store shared by several processes (:func:`open_scale`) the daemon gets the shared inventory and the
+    scale-out parts (``daemon.scale``: the runtime or the Function closes them)."""
     from plmon.monitor.service.daemon import Daemon
     store = store if store is not None else open_state(config, env)
+    scale: ScaleOut | None = None
     try:
-        intake = open_intake(store, config)
+        scale = open_scale(store, config, env)
+        # The claimer names this process, not only its instance: two processes of one host must not take each
+        # other's claims (a pod's HOSTNAME is its own, but a test or a second worker shares it).
+        intake = open_intake(store, config, claimer=f"{scale.instance}/{uuid.uuid4().hex[:6]}"
+                             if scale is not None else None)
     except BaseException:
+        if scale is not None:
+            scale.close()
         store.close()
         raise
     parts: dict[str, Any] = {"channels": channels(config), "retry_policy": retry_policy(config), **options}
+    if scale is not None:
+        from plmon.monitor.service.shared_inventory import SharedInventory
+        parts["scale"] = scale
+        parts.setdefault("shared", SharedInventory(scale.inventory, instance=scale.instance))
     return Daemon(config, source.reader, store, intake, manifest=source.manifest, workers=source.workers,
                   subscriptions=source.subscriptions, **parts)
 

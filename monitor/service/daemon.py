@@ -66,7 +66,7 @@ from plmon.monitor.service.shared_inventory import (
     publish_collection,
 )
 from plmon.monitor.state.intake import Enqueued, IntakeQueue, QueuedEvent
-from plmon.monitor.state.scaleout import Pointer, UnsupportedFormat
+from plmon.monitor.state.scaleout import Pointer, ScaleOut, UnsupportedFormat
 from plmon.monitor.state.store import StateStore
 
 __all__ = ["Accepted", "Daemon", "StepReport"]
@@ -182,13 +182,14 @@ class Daemon:
                  channels: Mapping[str, Channel] | None = None, retry_policy: RetryPolicy | None = None,
                  clock: Callable[[], datetime] = _utcnow, workers: int | None = None,
                  subscriptions: Sequence[str] | None = None, source_clock: Clock | None = None,
-                 shared: SharedInventory | None = None) -> None:
+                 shared: SharedInventory | None = None, scale: ScaleOut | None = None) -> None:
         """``clock`` is the wall clock of every timer (delivery, intake retries, staleness, readiness);
         ``source_clock`` (default: the one ``manifest`` implies) the "now" of findings and ages, which for
         a recorded folder stays its ``recorded_at`` however late events arrive (:mod:`plmon.monitor.model.clock`).
         ``shared``: the inventory shared with other processes (Table store with scale-out): a full collection made
         here is published, an event's re-read is published as a patch, and other processes' patches are synced
-        before each worker step; None (SQLite, one process) changes nothing."""
+        before each worker step; None (SQLite, one process) changes nothing. ``scale``: the shared parts it came from
+        (the schedule lease, the collection book), which the runtime and the Function drive and close."""
         self.config, self.store, self.intake = config, store, intake
         self.subscriptions = list(subscriptions) if subscriptions else None
         self.metrics = metrics or Metrics()
@@ -237,6 +238,7 @@ class Daemon:
         # tests) they are sent at once, on the caller's thread.
         self.dispatch: Callable[[Sequence[tuple[str, str]]], None] | None = None
         self.shared = shared
+        self.scale = scale
 
     # --- intake ----------------------------------------------------------------------------------
     def accept(self, body: bytes, content_type: str | None, *, received_at: datetime | None = None) -> Accepted:
@@ -480,7 +482,11 @@ class Daemon:
         patch = Patch(resources=tuple(r.raw for r in resources), read_at_ms=_ms(read_at), instance=shared.instance,
                       collection=current.collection if current is not None else "", responses=tuple(responses))
         try:
+            older = shared.patches_older
             shared.write_patch(patch, {r.key: r.raw for r in resources if r.key in keys})
+            self.metrics.patches.labels("written").inc()
+            if shared.patches_older > older:
+                self.metrics.patches.labels("older").inc(shared.patches_older - older)
         except Exception as err:
             log.warning("patch_publish_failed", error=f"{type(err).__name__}: {err}", resources=len(keys))
 
@@ -519,6 +525,7 @@ class Daemon:
         shared.replayed(newest.values())
         shared.fallback_reads += reader.fallback_reads
         shared.patches_applied += len(patches)
+        self.metrics.patches.labels("applied").inc(len(patches))
         shared.synced_from = synced_from
         log.info("patches_synced", patches=len(patches), resources=len(wanted), transitions=len(transitions),
                  fallback_reads=reader.fallback_reads)
@@ -574,6 +581,7 @@ class Daemon:
         self.adopt(loaded.inventory, loaded.manifest.started_at, lifecycle=False, settle=settle, t0=t0,
                    forget_reads=True)
         shared.serving(loaded.pointer, loaded.manifest.started_at, "shared")
+        self.metrics.inventory_load.observe(time.perf_counter() - t0)
         log.info("shared_inventory_loaded", collection=loaded.pointer.collection, bytes=loaded.bytes,
                  reads=loaded.reads, seconds=round(time.perf_counter() - t0, 3))
         self.sync_shared()
@@ -847,9 +855,33 @@ class Daemon:
         # Failed events do not make the daemon unready (a restart would not help them); they are shown.
         if self.shared is not None:
             detail["inventory"] = self.shared.describe()
+        if self.scale is not None:
+            ok = self._shared_readiness(detail) and ok
         detail["intake_failed"] = failed = self.intake.failed_count()
         self.metrics.intake_failed.set(failed)
         return ok, detail
+
+
+    def _shared_readiness(self, detail: dict[str, Any]) -> bool:
+        """``instance``, ``schedule`` and ``blob`` for ``/readyz`` (design 2.2): blob storage must answer (the
+        inventory and the lease live there), holding the lease is not required."""
+        scale = self.scale
+        assert scale is not None
+        detail["instance"] = scale.instance
+        held = scale.lease.held
+        self.metrics.schedule_leader.set(1 if held else 0)
+        try:
+            state = scale.lease.state()
+            detail["schedule"] = {"holder": state.holder, "held_here": held, "lease": state.state,
+                                  "since": state.since.isoformat() if state.since else None, "epoch": state.epoch}
+        except Exception as err:
+            detail["schedule"] = {"holder": None, "held_here": held, "lease": None, "since": None, "epoch": None,
+                                  "error": type(err).__name__}
+        if scale.inventory.ping():
+            detail["blob"] = "ok"
+            return True
+        detail["blob"] = "unreachable"
+        return False
 
 
 _RETIRED_MAX = 4   # steps' replaced states kept for tidy_heap at most (Daemon._retire)

@@ -107,6 +107,16 @@ class Metrics:
                                         "From an event's arrival to its alert's delivery",
                                         registry=r, buckets=_LATENCY_BUCKETS)
 
+        # Scale-out (issue 15): summed over the replicas plmon_schedule_leader must be 1.
+        self.schedule_leader = Gauge("plmon_schedule_leader", "1 while this process holds the schedule lease",
+                                     registry=r)
+        self.inventory_load = Histogram("plmon_inventory_load_seconds",
+                                        "Loading a published collection (no ARM read)",
+                                        buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
+        self.patches = Counter("plmon_patches", "Re-read patches shared between processes", ["op"], registry=r)
+        for op in ("written", "applied", "older"):
+            self.patches.labels(op)
+
     def observe_step(self, clock: PhaseClock) -> None:
         """One worker step's CPU by each phase it entered, and its total."""
         for name, spent in clock.spent.items():

@@ -6,6 +6,12 @@ of this. Jobs: the full collection (first run at start, then every ``schedule.fu
 Shutdown order: the server stops accepting first, then :meth:`Runtime.stop` drains the queue, flushes
 the outbox within a time limit, and stops the scheduler.
 
+On a shared store (``daemon.scale``, issue 15) the schedule is one for all replicas: the ``plmon-lease`` thread
+keeps or waits for the schedule lease (:class:`~plmon.monitor.service.schedule.LeaseKeeper`), the jobs run the
+holder's work only while it is held (:class:`~plmon.monitor.service.schedule.SharedSchedule`), and every replica
+first loads the published collection (no ARM read) and then follows the pointer (``plmon-pointer``). A load and a
+collection never run at once in one process (``_inventory_lock``). Stopping gives the lease back at once.
+
 Alerts leave on two threads of their own, never on the intake worker's nor the collection's, so a slow or
 failing sink never holds up an event (a webhook may take its whole timeout):
 
@@ -38,6 +44,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from plmon.monitor.collect.builder import paused_gc
 from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule
+from plmon.monitor.service.shared_inventory import PointerWatcher, SharedInventory
 from plmon.monitor.state.store import OutboxRow
 
 __all__ = ["Runtime"]
@@ -90,6 +98,24 @@ class _Priority:
             return self._idle.wait_for(lambda: self._busy == 0 or (unless is not None and unless()), timeout)
 
 
+class _Serialized:
+    """The daemon as the pointer watcher sees it: its loads wait for a collection or load under way here."""
+
+    def __init__(self, daemon: Daemon, lock: threading.Lock) -> None:
+        self._daemon, self._lock = daemon, lock
+
+    @property
+    def shared(self) -> SharedInventory | None:
+        return self._daemon.shared
+
+    def load_shared(self) -> bool:
+        with self._lock:
+            return self._daemon.load_shared(settle=True)
+
+    def sync_shared(self) -> int:
+        return self._daemon.sync_shared()
+
+
 class Runtime:
     def __init__(self, daemon: Daemon, *, collect_at_start: bool = True, idle_wait: float = 1.0) -> None:
         self.daemon = daemon
@@ -110,10 +136,28 @@ class Runtime:
             executors={"default": ThreadPoolExecutor(4)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
             timezone=UTC)
+        self.keeper: LeaseKeeper | None = None
+        self.schedule: SharedSchedule | None = None
+        self.watcher: PointerWatcher | None = None
+        self._inventory_lock = threading.Lock()
+        self._started_shared = False
 
     def start(self) -> None:
-        sched = self.daemon.config.schedule
         now = datetime.now(UTC)
+        if self.daemon.scale is not None:
+            self._start_shared(now)
+        else:
+            self._start_jobs(now)
+        self.daemon.dispatch = self._alerts_queued
+        self.scheduler.start()
+        self._worker.start()
+        for sender in self._senders:
+            sender.start()
+        log.info("daemon_started", shared=self.daemon.scale is not None)
+
+    def _start_jobs(self, now: datetime) -> None:
+        """One process: its own collection (first at start), reminders and retention, as ever."""
+        sched = self.daemon.config.schedule
         self.scheduler.add_job(self._safe(self.full_collection), "interval", id="full_collection",
                                seconds=sched.full_collection.total_seconds(),
                                next_run_time=now if self.collect_at_start else None)
@@ -121,12 +165,39 @@ class Runtime:
                                seconds=sched.reminder_interval.total_seconds())
         self.scheduler.add_job(self._safe(self.daemon.retention), "interval", id="retention",
                                seconds=sched.retention_interval.total_seconds())
-        self.daemon.dispatch = self._alerts_queued
-        self.scheduler.start()
-        self._worker.start()
-        for sender in self._senders:
-            sender.start()
-        log.info("daemon_started")
+
+    def _start_shared(self, now: datetime) -> None:
+        """One schedule for all replicas: the lease thread, and jobs that look every renewal interval whether this
+        process holds the lease and a job is due (the book's rows say so, whichever replica ran it last)."""
+        scale = self.daemon.scale
+        assert scale is not None
+        cfg, metrics = self.daemon.config.scale, self.daemon.metrics
+        self.keeper = LeaseKeeper(scale.lease, every=cfg.lease_renew.total_seconds(),
+                                  on_change=lambda held: metrics.schedule_leader.set(1 if held else 0))
+        self.schedule = SharedSchedule(self.daemon, scale, settle=True)
+        self.watcher = PointerWatcher(_Serialized(self.daemon, self._inventory_lock),
+                                      interval=cfg.pointer_interval.total_seconds())
+        check = min(self.daemon.config.schedule.full_collection, cfg.lease_renew).total_seconds()
+        self.scheduler.add_job(self._safe(self.shared_collection), "interval", id="full_collection", seconds=check,
+                               next_run_time=now if self.collect_at_start else None)
+        self.scheduler.add_job(self._safe(self.schedule.run_due), "interval", id="schedule", seconds=check)
+        self.keeper.start()
+
+    def shared_collection(self) -> None:
+        """First the published collection (no ARM read), then the pointer followed; the tick's collection when this
+        process holds the lease and no holder made it yet."""
+        assert self.keeper is not None and self.schedule is not None and self.watcher is not None
+        if not self._started_shared:
+            self._started_shared = True
+            try:
+                with self._inventory_lock:
+                    self.daemon.load_shared(settle=True)
+            finally:   # a storage failure here is the watcher's to retry, every pointer interval
+                self.watcher.start()
+            if not self.keeper.held:
+                self.keeper.step()   # the lease thread may not have had its first try yet
+        with self._inventory_lock:
+            self.schedule.collect_if_due()
 
     def full_collection(self) -> None:
         """The daemon's full collection, its heap settled before it says it is ready (:meth:`Daemon.settle_heap`)."""
@@ -263,5 +334,9 @@ class Runtime:
         self.daemon.dispatch = None  # from here on whatever is queued is flushed on this thread
         report = self.daemon.flush(flush_timeout)
         self.scheduler.shutdown(wait=True)
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.keeper is not None:
+            self.keeper.stop(release=True)   # another replica takes the schedule now, not after the lease expires
         log.info("daemon_stopped", drained=drained, delivered=report.delivered,
                  seconds=round(time.monotonic() - started, 3))

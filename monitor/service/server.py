@@ -244,6 +244,8 @@ def _lifespan(make_daemon: Callable[[], Daemon], collect_at_start: bool,
             await run_in_threadpool(runtime.stop, flush_timeout)
             await run_in_threadpool(daemon.intake.close)
             await run_in_threadpool(daemon.store.close)
+            if daemon.scale is not None:
+                await run_in_threadpool(daemon.scale.close)
     return lifespan
 
 

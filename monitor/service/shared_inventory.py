@@ -60,10 +60,12 @@ __all__ = [
     "PointerWatcher",
     "SharedInventory",
     "collection_id",
+    "collection_started",
     "decode_patch",
     "encode_patch",
     "load_published",
     "publish_collection",
+    "retire",
 ]
 
 log = structlog.get_logger(__name__)
@@ -90,6 +92,40 @@ def collection_id(started_at: datetime) -> str:
     between two processes that start in the same millisecond."""
     t = started_at.astimezone(UTC)
     return f"c-{t:%Y%m%dT%H%M%S}{t.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:6]}"
+
+
+def collection_started(collection: str) -> datetime | None:
+    """When a collection named by :func:`collection_id` started (None for a name of another shape)."""
+    try:
+        return datetime.strptime(collection.split("-")[1], "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    except (IndexError, ValueError):
+        return None
+
+
+def retire(store: InventoryStore, now: datetime, *, keep_for: timedelta = timedelta(hours=1)) -> tuple[int, int]:
+    """Retention of the shared inventory: delete the collections older than ``keep_for`` that are neither the one
+    published nor the one before it (a replica may still be loading or serving that one), and the patch index rows
+    (and blobs) that no replica will sync again. (collections deleted, patches pruned)
+
+    Never a collection newer than the published one (it may be being published). A loader that meets a 404 starts
+    again from the pointer, so deleting under a slow loader costs it a restart, never a half collection. Patches are
+    kept from the previous collection's start (minus the sync overlap): a replica serving it syncs from there."""
+    pointer = store.pointer()
+    if pointer is None:
+        return 0, 0
+    older = [c for c in store.collections() if c < pointer.collection]
+    previous = older[-1] if older else pointer.collection
+    deleted = 0
+    for c in older[:-1]:
+        started = collection_started(c)
+        if started is not None and now - started >= keep_for:
+            store.delete_collection(c)
+            deleted += 1
+    oldest_served = collection_started(previous) or pointer.published_at
+    pruned = store.prune_patches(min(now - keep_for, oldest_served - SYNC_OVERLAP))
+    if deleted or pruned:
+        log.info("shared_inventory_retired", collections=deleted, patches=pruned, kept=pointer.collection)
+    return deleted, pruned
 
 
 # --- collections ---------------------------------------------------------------------------------------------

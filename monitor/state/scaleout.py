@@ -219,6 +219,10 @@ class InventoryStore(Protocol):
         """Rows written at or after ``written_at`` (callers overlap by a margin for clock skew)."""
         ...
 
+    def prune_patches(self, written_before: datetime) -> int:
+        """Forget index rows (and their blobs) written before ``written_before``; how many (retention)."""
+        ...
+
     def collections(self) -> list[str]:
         """Collection ids with at least one blob, oldest first (ids sort by time)."""
         ...
@@ -247,6 +251,11 @@ class ScheduleLease(Protocol):
 
     @property
     def held(self) -> bool: ...
+
+    @property
+    def epoch(self) -> int:
+        """The epoch this holder stamped on acquire (0 when not held): fences the holder's other writes."""
+        ...
 
     def try_acquire(self) -> bool:
         """Take the lease if it is free or expired (and stamp holder, since and a new epoch); False if held."""

@@ -98,6 +98,8 @@ def two_instances(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
             reset_host(None)
             a.daemon.store.drop_tables()  # type: ignore[attr-defined]
             for h in (a, b):
+                if h.daemon.scale is not None:
+                    h.daemon.scale.close()
                 h.daemon.intake.close()
                 h.daemon.store.close()
 
@@ -159,3 +161,36 @@ def test_bad_event_is_logged_not_raised(functions: dict[str, Any], two_instances
     reset_host(a)
     functions["queued_event"].get_user_function()(func.QueueMessage(id="x", body=b"not json"))
     assert a.daemon.intake.pending() == 0
+
+
+def _collection_reads(h: FunctionHost) -> float:
+    return float(h.daemon.metrics.arm_requests.labels("collection")._value.get())
+
+
+def test_a_cold_instance_loads_the_shared_inventory_and_the_timer_collects_once_per_tick(
+        functions: dict[str, Any], two_instances: Any) -> None:
+    """The timer on A takes the schedule lease, collects and publishes the tick's collection and gives the lease back;
+    cold instance B's first event loads that collection from blob storage (0 ARM reads) instead of collecting, and
+    B's timer in the same tick collects nothing again; /healthz checks blob storage too."""
+    _, folder, a, b = two_instances
+    timer = functions["full_collection"].get_user_function()
+    on_queue = functions["queued_event"].get_user_function()
+    assert a.daemon.scale is not None and b.daemon.scale is not None
+
+    reset_host(a)
+    timer(None)
+    assert _collection_reads(a) > 0 and a.daemon.shared is not None and a.daemon.shared.source == "published"
+    assert not a.daemon.scale.lease.held and a.daemon.scale.lease.state().state == "available"
+
+    reset_host(b)
+    write_account(folder, "Enabled")
+    on_queue(func.QueueMessage(id="m1", body=json.dumps(sample_event()).encode()))
+    assert b.daemon.inventory is not None and _collection_reads(b) == 0
+    assert b.daemon.shared is not None and b.daemon.shared.source == "shared"
+    assert b.daemon.shared.current == a.daemon.shared.current
+    report = b.timer()
+    assert not report.collected and _collection_reads(b) == 0   # this tick's collection is made: not twice
+    assert [r.state for r in b.daemon.scale.book.collections()] == ["published"]
+
+    ok, detail = b.health()
+    assert ok and detail["blob"] == "ok" and detail["instance"] == b.daemon.scale.instance

@@ -1,0 +1,224 @@
+"""One schedule for every process on a shared store (issue 15, design 2.2): the blob lease says who runs it.
+
+Without it each replica (and each Function timer) ran its own full collection, reminders and retention: K replicas
+read ARM K times per interval. Here only the lease holder runs them; the others load the collection it publishes
+(:class:`~plmon.monitor.service.shared_inventory.PointerWatcher`). Two pieces:
+
+- :class:`LeaseKeeper` renews the lease on a thread of its own, never an APScheduler job, so a renewal never waits
+  behind a long collection (a lease unrenewed for its duration is lost). A process without it tries to acquire at
+  the same pace: when the holder stops renewing (dies, pauses, loses its network) the lease expires and another
+  takes it.
+- :class:`SharedSchedule` is what the holder runs, each job guarded by a row in the collection book, so that a
+  takeover neither repeats nor skips one: the tick's full collection claims ``collections/<tick>`` (create-once: two
+  holders cannot both start one tick), reminders and retention compare-and-swap their last-run time in the
+  ``schedule/jobs`` row, carrying the lease epoch (a holder that wakes from a pause with an older epoch stands down).
+
+SQLite (one process) uses none of this: :class:`~plmon.monitor.service.runtime.Runtime` keeps today's jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import structlog
+
+from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.service.shared_inventory import retire
+from plmon.monitor.state.scaleout import (
+    AlreadyWritten,
+    CasConflict,
+    CollectionRow,
+    LeaseLost,
+    ScaleOut,
+    ScheduleLease,
+)
+
+__all__ = ["LeaseKeeper", "SharedSchedule", "tick_collection"]
+
+log = structlog.get_logger(__name__)
+
+# Collections (segments, manifests) and patches are kept at least this long (besides the current and previous
+# collection): a replica that started loading one just before it was superseded finishes (or restarts) in time.
+KEEP_COLLECTIONS = timedelta(hours=1)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LeaseKeeper:
+    """Holds the schedule lease, or waits for it, on the ``plmon-lease`` thread: every ``every`` seconds a renewal
+    if held, else an attempt to acquire. ``step`` is the one move (the thread's, the Function timer's, tests')."""
+
+    def __init__(self, lease: ScheduleLease, *, every: float,
+                 on_change: Callable[[bool], None] | None = None) -> None:
+        self.lease, self.every, self.on_change = lease, every, on_change
+        self._lock = threading.Lock()   # one lease call at a time: the thread, and a job that needs it now
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._was = False
+
+    @property
+    def held(self) -> bool:
+        return self.lease.held
+
+    def step(self) -> bool:
+        """Renew or try to acquire; whether the lease is held now. A storage failure is logged: the lease is held
+        until its own expiry anyway (``held`` turns False by itself then)."""
+        with self._lock:
+            try:
+                if self.lease.held:
+                    self.lease.renew()
+                else:
+                    self.lease.try_acquire()
+            except LeaseLost:
+                pass   # logged by the lease; held is False now
+            except Exception as err:
+                log.warning("schedule_lease_step_failed", error=f"{type(err).__name__}: {err}")
+            held = self.lease.held
+            if held != self._was:
+                self._was = held
+                log.info("schedule_lease_changed", held=held)
+                if self.on_change is not None:
+                    self.on_change(held)
+            return held
+
+    def _run(self) -> None:
+        self.step()
+        while not self._stop.wait(self.every):
+            self.step()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="plmon-lease", daemon=True)
+        self._thread.start()
+
+    def stop(self, *, release: bool = True, timeout: float = 10.0) -> None:
+        """Stop renewing; ``release`` gives the lease back at once (a graceful stop), else it expires by itself."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if release:
+            with self._lock, contextlib.suppress(Exception):
+                self.lease.release()
+            if self._was and self.on_change is not None:
+                self.on_change(False)
+            self._was = False
+
+
+def tick_collection(now: datetime, every: timedelta) -> tuple[int, str]:
+    """The schedule tick ``now`` falls in and its collection row's id (sorts by time, like the collection ids)."""
+    tick = math.floor(now.timestamp() / every.total_seconds())
+    start = datetime.fromtimestamp(tick * every.total_seconds(), UTC)
+    return tick, f"t-{start:%Y%m%dT%H%M%S}Z"
+
+
+class SharedSchedule:
+    """The holder's jobs on a shared store; each call does nothing unless this process holds the lease."""
+
+    def __init__(self, daemon: Daemon, scale: ScaleOut, *, settle: bool = False,
+                 clock: Callable[[], datetime] = _utcnow) -> None:
+        self.daemon, self.scale, self.settle, self.clock = daemon, scale, settle, clock
+        self.every = daemon.config.schedule.full_collection
+
+    # --- the full collection ---------------------------------------------------------------------------------
+    def collect_if_due(self) -> bool:
+        """The tick's full collection, if this process holds the lease and no holder started it yet (True: it ran
+        here). A row a holder started that passed its deadline unpublished (the holder died mid-collection) is taken
+        over by compare-and-swap and collected again."""
+        lease = self.scale.lease
+        if not lease.held:
+            return False
+        now = self.clock()
+        tick, cid = tick_collection(now, self.every)
+        row = CollectionRow(collection=cid, state="stage1", tick=tick, started_at=now, started_by=self.scale.instance,
+                            epoch=lease.epoch, deadline=now + self.every)
+        book = self.scale.book
+        try:
+            row = book.create_collection(row)
+        except AlreadyWritten:
+            found = book.collection(cid)
+            if found is None or found.state in ("published", "abandoned") or found.deadline > now \
+                    or found.epoch >= lease.epoch:
+                return False   # this tick's collection is done, or under way by a live holder
+            try:
+                row = book.update_collection(replace(found, started_at=now, started_by=self.scale.instance,
+                                                     epoch=lease.epoch, deadline=now + self.every))
+            except CasConflict:
+                return False
+            log.info("tick_collection_taken_over", collection=cid, from_holder=found.started_by)
+        if not lease.held:   # lost while claiming: the row's deadline lets the next holder redo it
+            return False
+        log.info("tick_collection_started", collection=cid, epoch=lease.epoch)
+        shared = self.daemon.shared
+        before = shared.current if shared is not None else None
+        try:
+            self.daemon.full_collection(settle=self.settle)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                book.update_collection(replace(row, state="abandoned"))
+            raise
+        # Published only if this collection moved the pointer (a failed publish leaves the one served before).
+        current = shared.current if shared is not None else None
+        published = current.collection if current is not None and current != before else ""
+        try:
+            book.update_collection(replace(row, state="published" if published else "abandoned", manifest=published,
+                                           published_at=self.clock()))
+        except CasConflict:
+            log.warning("tick_collection_row_moved", collection=cid)
+        if published:
+            self._retire_quietly()
+        return True
+
+    # --- reminders and retention ------------------------------------------------------------------------------
+    def _claim(self, job: Literal["reminders", "retention"], every: timedelta) -> bool:
+        """Whether ``job`` is due, claimed in the jobs row (compare-and-swap, our epoch): exactly one holder runs it
+        per interval. The first sight of the row only starts the clock (as an interval job's first run is one
+        interval after start)."""
+        lease = self.scale.lease
+        if not lease.held:
+            return False
+        book, now = self.scale.book, self.clock()
+        jobs = book.jobs()
+        if jobs.epoch > lease.epoch:
+            return False   # a newer holder wrote it: we are a stale one
+        last = jobs.reminders_at if job == "reminders" else jobs.retention_at
+        if last is not None and now - last < every:
+            return False
+        claimed = replace(jobs, epoch=lease.epoch, reminders_at=now) if job == "reminders" \
+            else replace(jobs, epoch=lease.epoch, retention_at=now)
+        try:
+            book.update_jobs(claimed)
+        except CasConflict:
+            return False
+        return last is not None
+
+    def reminders_if_due(self) -> bool:
+        if not self._claim("reminders", self.daemon.config.schedule.reminder_interval):
+            return False
+        self.daemon.reminders()
+        return True
+
+    def retention_if_due(self) -> bool:
+        if not self._claim("retention", self.daemon.config.schedule.retention_interval):
+            return False
+        self.daemon.retention()
+        self._retire_quietly()
+        return True
+
+    def run_due(self) -> None:
+        """Reminders and retention, each when due (the holder's ``schedule`` job)."""
+        self.reminders_if_due()
+        self.retention_if_due()
+
+    def _retire_quietly(self) -> None:
+        """Old collections and patches go; a failure is logged, the next retention tries again."""
+        try:
+            retire(self.scale.inventory, self.clock(), keep_for=KEEP_COLLECTIONS)
+        except Exception as err:
+            log.warning("shared_retention_failed", error=f"{type(err).__name__}: {err}")
