@@ -819,9 +819,27 @@ def _same_rows(a: _Rows, b: _Rows) -> bool:
                 (pa.subnet_id is not pb.subnet_id and pa.subnet_id.raw != pb.subnet_id.raw):
             return False
         ra, rb = pa.route, pb.route
-        if ra is not rb and (ra is None or rb is None or _route_read(ra) != _route_read(rb)):
+        if ra is not rb and (ra is None or rb is None or not _same_route(ra, rb)):
             return False
     return True
+
+
+def _same_route(ra: RouteCandidate, rb: RouteCandidate) -> bool:
+    """``_route_read(ra) == _route_read(rb)``, answered once per pair of route objects: the ~600 endpoints' rows a
+    cut-off compares after a route event hold a few dozen distinct routes (their layouts'), and each row compared
+    them field by field again (~9k times, most of the cut-off's cost, issue 14)."""
+    k = (id(ra), id(rb))
+    hit = _SAME_ROUTES.get(k)
+    if hit is None or hit[0] is not ra or hit[1] is not rb:
+        if len(_SAME_ROUTES) >= _SAME_ROUTES_MAX:
+            _SAME_ROUTES.clear()
+        hit = _SAME_ROUTES[k] = (ra, rb, _route_read(ra) == _route_read(rb))
+    return hit[2]
+
+
+# By the pair's identities (the entry holds both routes, so neither id is reused while it is kept), bounded.
+_SAME_ROUTES: dict[tuple[int, int], tuple[RouteCandidate, RouteCandidate, bool]] = {}
+_SAME_ROUTES_MAX = 16_384
 
 
 def _same_endpoint(a: PrivateEndpoint | None, b: PrivateEndpoint | None) -> bool:

@@ -283,6 +283,26 @@ class Reverse:
         if self.appended > 2 * self.live_pairs + 4096:
             self.rebuild(live())
 
+    def add_many(self, held: list[tuple[Any, Iterable[Read]]],
+                 live: Callable[[], Iterable[tuple[Any, Iterable[Read]]]]) -> None:
+        """:meth:`add` for each (holder, reads) of ``held``, with one check for a rebuild at the end."""
+        lists = self.lists
+        n = 0
+        for holder, reads in held:
+            for r in reads:
+                got = lists.get(r)
+                if got is None:
+                    lists[r] = holder
+                elif type(got) is list:
+                    got.append(holder)
+                else:
+                    lists[r] = [got, holder]
+                n += 1
+        self.appended += n
+        self.live_pairs += n
+        if self.appended > 2 * self.live_pairs + 4096:
+            self.rebuild(live())
+
     def forget(self, pairs: int) -> None:
         """``pairs`` of the lists' pairs are no longer live (a holder dropped or stopped making those reads)."""
         self.live_pairs = max(0, self.live_pairs - pairs)
@@ -802,20 +822,51 @@ def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], comp
     got: list[Any] = list(map(entries.get, keys))
     values: list[Any] = list(map(_VALUE, got)) if None not in got else [_DROPPED if g is None else g[0] for g in got]
     if any(map(is_, values, repeat(_DROPPED))):
-        outer, _S.reads = _S.reads, None   # the frame takes the group's reads below, the very objects kept
-        try:
-            for i, v in enumerate(values):
-                if v is _DROPPED:
-                    m = members[i]
-                    values[i] = shared(keys[i], lambda m=m: compute(m))   # type: ignore[misc]
-        finally:
-            _S.reads = outer
+        _compute_members(memo, keys, members, values, compute)
     reads = kept[2]
     outer = _S.reads
     if outer is not None:
         outer |= reads
     memo.passing[group] = (members, values, reads)
     return list(values)
+
+
+def _compute_members(memo: _Memo, keys: list[tuple[Hashable, ...]], members: tuple[Hashable, ...], values: list[Any],
+                     compute: Callable[[Any], Any]) -> None:
+    """Fill the :data:`_DROPPED` slots of ``values`` as ``shared(keys[i], lambda: compute(members[i]))`` would, the
+    members without an entry in one frame and registered together (:meth:`Reverse.add_many`): a route event's ~600
+    endpoints join a hub appliance's groups, and a :func:`shared` call each (its frame saved and restored, its entry
+    put and its reads registered one by one) cost more than computing most of them (issue 14)."""
+    entries = memo.entries
+    made: list[tuple[Hashable, ReadSet]] = []
+    outer, subject = _S.reads, _S.subject
+    _S.subject = None
+    try:
+        for i, v in enumerate(values):
+            if v is not _DROPPED:
+                continue
+            key = keys[i]
+            hit = entries.get(key)
+            if hit is not None:   # kept with its value dropped (or made meanwhile): shared() knows what to do
+                _S.reads = None   # the frame takes the group's reads, the very objects kept
+                m = members[i]
+                values[i] = shared(key, lambda m=m: compute(m))   # type: ignore[misc]
+                continue
+            reads: set[Read] = set()
+            _S.reads = reads
+            value = compute(members[i])
+            inner = _frozen(reads)
+            entries[key] = (value, inner)
+            made.append((key, inner))
+            values[i] = value
+    finally:
+        _S.reads, _S.subject = outer, subject
+        if made:
+            transient = memo.transient
+            for key, _inner in made:
+                if type(key) is tuple and key and key[0] in TRANSIENT:
+                    transient.append(key)
+            memo.deps.add_many(made, lambda: ((k, e[1]) for k, e in entries.items()))
 
 
 _VALUE = itemgetter(0)
