@@ -418,8 +418,15 @@ def _pools_of_nic(snap: Snapshot, nic: Nic) -> Iterator[tuple[str, str]]:
         yield from (("pool", b.key) for b in c.backend_pool_ids)
 
 
-def _ips_of_endpoint(snap: Snapshot, pe: PrivateEndpoint) -> Iterator[IPAddr]:
-    return (ip for ip in map(parse_ip, pe.ip_addresses) if ip is not None)
+def _ips_of_endpoint(snap: Snapshot, pe: PrivateEndpoint) -> Iterator[tuple[int, int]]:
+    return (_ip_key(ip) for ip in map(parse_ip, pe.ip_addresses) if ip is not None)
+
+
+def _ip_key(ip: IPAddr) -> tuple[int, int]:
+    """An endpoint IP as :data:`ENDPOINTS_BY_IP` keys it, (version, integer): its read is hashed at each step of the
+    units' bookkeeping (the frame, the kept read set, the reverse lists), and an IPv4Address hashes in Python
+    (through hex()) each time, ~6 times per endpoint a route event re-derives (issue 14)."""
+    return (ip.version, int(ip))
 
 
 # The reverse lookups the engine needs, as indexes the daemon keeps up to date per changed record
@@ -509,7 +516,7 @@ class _IndexedEndpoints:
         self.snap = snap
 
     def get(self, ip: IPAddr, default: Any = None) -> Any:
-        keys = lookup(self.snap, ENDPOINTS_BY_IP, ip)
+        keys = lookup(self.snap, ENDPOINTS_BY_IP, _ip_key(ip))
         if not keys:
             return default
         return [self.snap.private_endpoints[k] for k in keys]
@@ -1132,7 +1139,7 @@ class _Engine:
         endpoints = snap.private_endpoints
         for ip in dict.fromkeys(ips):
             # the holders of the IP as _IndexedEndpoints.get reads them (each one's record), without their list
-            keys = lookup(snap, ENDPOINTS_BY_IP, ip)
+            keys = lookup(snap, ENDPOINTS_BY_IP, _ip_key(ip))
             if len(keys) == 1:
                 only_holder = endpoints[keys[0]] is pe
             else:

@@ -283,7 +283,7 @@ class Reverse:
         if self.appended > 2 * self.live_pairs + 4096:
             self.rebuild(live())
 
-    def add_many(self, held: list[tuple[Any, Iterable[Read]]],
+    def add_many(self, held: Iterable[tuple[Any, Iterable[Read]]],
                  live: Callable[[], Iterable[tuple[Any, Iterable[Read]]]]) -> None:
         """:meth:`add` for each (holder, reads) of ``held``, with one check for a rebuild at the end."""
         lists = self.lists
@@ -863,9 +863,9 @@ def _compute_members(memo: _Memo, keys: list[tuple[Hashable, ...]], members: tup
         _S.reads, _S.subject = outer, subject
         if made:
             transient = memo.transient
-            for key, _inner in made:
-                if type(key) is tuple and key and key[0] in TRANSIENT:
-                    transient.append(key)
+            for held, _inner in made:
+                if type(held) is tuple and held and held[0] in TRANSIENT:
+                    transient.append(held)
             memo.deps.add_many(made, lambda: ((k, e[1]) for k, e in entries.items()))
 
 
@@ -877,11 +877,31 @@ _Group = tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], frozenset[Read]
 def _regroup(group: tuple[Hashable, ...], members: tuple[Hashable, ...], kept: _Group | None) -> _Group:
     """(members, their keys, their reads, member -> (key, read)) of ``group``. Members come and go (a route table's
     endpoints join and leave its hub appliance): the members kept keep their key and read objects, which the
-    subject's earlier reads hold. (Made again whole: taking a few hundred members out of and into the kept set and
-    map measured slower than this one pass over ~4,500.)"""
-    old = kept[3] if kept is not None else {}
-    made = [old.get(m) or _group_key(group, m) for m in members]
-    return members, [kr[0] for kr in made], frozenset([kr[1] for kr in made]), dict(zip(members, made, strict=True))
+    subject's earlier reads hold. The kept members' (key, read) pairs are looked up in C, and the reads set is the
+    kept one with the members gone taken out and those come put in (by their stored hashes): a hub appliance's
+    ~4,500 reads hashed into a new set, twice an event, cost more than the few hundred that moved (issue 14)."""
+    if kept is None:
+        made = [_group_key(group, m) for m in members]
+        return members, list(map(_VALUE, made)), frozenset(map(_READ, made)), dict(zip(members, made, strict=True))
+    old = kept[3]
+    found: list[Any] = list(map(old.get, members))
+    came: list[Read] = []
+    if None in found:
+        for i, kr in enumerate(found):
+            if kr is None:
+                kr = found[i] = _group_key(group, members[i])
+                came.append(kr[1])
+    now = dict(zip(members, found, strict=True))
+    reads = kept[2]
+    if len(now) - len(came) != len(old):   # some kept members left
+        gone = [old[m][1] for m in old.keys() - now.keys()]
+        reads = reads.difference(gone)
+    if came:
+        reads = reads.union(came)
+    return members, list(map(_VALUE, found)), reads, now
+
+
+_READ = itemgetter(1)
 
 
 def _group_key(group: tuple[Hashable, ...], m: Hashable) -> tuple[tuple[Hashable, ...], Read]:
