@@ -1843,6 +1843,17 @@ class LaidEndpoint:
         self.rows, self.pe, self.info, self.destination, self.explain = rows, pe, info, destination, explain
         self.made: dict[int, PathResult] = {}   # row index -> its path, made once a pass (both SNAT checks' rows)
 
+    def reads(self, picked: Iterable[int]) -> list[tuple[Any, ...]]:
+        """(hop, destination, endpoint, client subnet id, winning route) of the paths of rows ``picked``, as
+        :meth:`path` would make them, without making them."""
+        rows, destination, pe, mine = self.rows, self.destination, self.pe, self.info.route
+        out: list[tuple[Any, ...]] = []
+        for i in picked:
+            row = rows[i]
+            winner = row[2]
+            out.append((row[6], destination, pe, row[1], mine if winner is _ENDPOINT_WINS else winner))
+        return out
+
     def path(self, i: int) -> PathResult:
         """The endpoint's path of row ``i`` of :attr:`rows`, as :func:`paths_for` makes it."""
         got = self.made.get(i)
