@@ -181,6 +181,9 @@ _MIDDLES: dict[tuple[int, int], tuple[RouteCandidate | None, Hop | None, str]] =
 _MIDDLES_MAX = 8192
 
 
+_NEW = object.__new__
+
+
 class PathResult:
     """The decided path from a client subnet to one destination IP, with the reasons for it.
 
@@ -219,6 +222,23 @@ class PathResult:
         self._candidates = candidates
         self._explain = explain   # with the client subnet: decide() for this path, called when reasons are read
         self._subnet = subnet
+
+    @classmethod
+    def laid(cls, subnet_id: ArmId, destination: str, route: RouteCandidate | None, endpoint: PrivateEndpoint,
+             endpoint_policy: str | None, vnet_prefix: str | None, replaced_by: tuple[RouteCandidate, ...],
+             not_replacing: tuple[RouteCandidate, ...], route_table_id: ArmId | None, hop: Hop | None,
+             explain: Callable[[Subnet, str], PathResult] | None, subnet: Subnet, via_appliance: bool) -> PathResult:
+        """``PathResult(subnet_id, destination, route, None, endpoint, ..., explain=explain, subnet=subnet,
+        via_appliance=via_appliance)`` without binding keywords: a path of a tracked endpoint's layout row, made
+        ~2,400 times an event behind a hub (SNAT rows, bypassed paths) (issue 14)."""
+        self = _NEW(cls)
+        self.subnet_id, self.destination, self.route, self.endpoint = subnet_id, destination, route, endpoint
+        self.endpoint_policy, self.vnet_prefix, self.replaced_by = endpoint_policy, vnet_prefix, replaced_by
+        self.not_replacing, self.route_table_id, self.hop, self.via_appliance = not_replacing, route_table_id, hop, \
+            via_appliance
+        self._reasons = self._candidates = None
+        self._explain, self._subnet = explain, subnet
+        return self
 
     def _explained(self) -> PathResult:
         assert self._explain is not None and self._subnet is not None, \
@@ -1166,9 +1186,9 @@ class _Engine:
         if len(per_ip) == 1 and per_ip[0][2]:   # one IP of its own (most endpoints): its layout's paths, in one pass
             _ip, destination, _only, info, layout = per_ip[0]
             mine, policy, prefix = info.route, info.policy, info.vnet_prefix
-            return [PathResult(sid, destination, mine if winner is _ENDPOINT_WINS else winner, None, pe, policy, prefix,
-                               replaced_by, not_replacing, table_id, hop, explain=explain, subnet=subnet,
-                               via_appliance=via)
+            made = PathResult.laid
+            return [made(sid, destination, mine if winner is _ENDPOINT_WINS else winner, pe, policy, prefix,
+                         replaced_by, not_replacing, table_id, hop, explain, subnet, via)
                     for subnet, sid, winner, replaced_by, not_replacing, table_id, hop, via
                     in _laid_paths(clients, layout)]
         out: list[PathResult] = []
@@ -1860,10 +1880,9 @@ class LaidEndpoint:
         if got is None:
             subnet, sid, winner, replaced_by, not_replacing, table_id, hop, via = self.rows[i]
             info = self.info
-            got = self.made[i] = PathResult(
-                sid, self.destination, info.route if winner is _ENDPOINT_WINS else winner, None, self.pe, info.policy,
-                info.vnet_prefix, replaced_by, not_replacing, table_id, hop, explain=self.explain, subnet=subnet,
-                via_appliance=via)
+            got = self.made[i] = PathResult.laid(
+                sid, self.destination, info.route if winner is _ENDPOINT_WINS else winner, self.pe, info.policy,
+                info.vnet_prefix, replaced_by, not_replacing, table_id, hop, self.explain, subnet, via)
         return got
 
 
