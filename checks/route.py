@@ -650,9 +650,9 @@ class _Rows:
 
     # The rows are kept as their paths, with their subject and verdicts once when they share them (a firewall's rows
     # name the firewall and leave its verdicts out): a tuple per row cost ~9 MB of the daemon's RSS at 100k. Rows
-    # made from an endpoint's layout (:func:`_appliance_rows_of`) keep the layout's rows and the indices picked until
-    # their paths are first read (:attr:`paths`): the cut-off compares what they read without them (_same_rows), and
-    # most endpoints' rows are never reported.
+    # the cut-off recomputes from an endpoint's layout (:func:`_appliance_rows_of`, ``lazy``) keep the layout's rows
+    # and the indices picked until their paths are first read (:attr:`paths`): it compares what they read without
+    # them (_same_rows), and drops most of them as unmoved.
     __slots__ = ("_laid", "_paths", "_picked", "firewalls", "missing", "subjects", "tagged", "unknown", "verdicts")
 
     def __init__(self, rows: list[_Row], firewalls: dict[tuple[str, str], tuple[Firewall, str]],
@@ -723,9 +723,11 @@ class _Rows:
         return iter((self.rows, self.firewalls, self.tagged))
 
 
-def _appliance_rows_of(snap: Snapshot, key: str, pe: PrivateEndpoint) -> _Rows:
+def _appliance_rows_of(snap: Snapshot, key: str, pe: PrivateEndpoint, lazy: bool = False) -> _Rows:
     """:func:`_appliance_rows` of ``pe``'s paths, only those through the appliance made where its layout's rows say
-    so (a route event's ~600 endpoints leave or join a hub appliance: their rows are mostly none)."""
+    so (a route event's ~600 endpoints leave or join a hub appliance: their rows are mostly none). ``lazy``: their
+    paths made only when first read (the cut-off's recompute, whose rows are mostly found unmoved and dropped; rows
+    kept by a judgement are made at once, so a later event that judges them, a policy's, does not make them)."""
     laid = endpoint_laid(snap, pe)
     if laid is None:
         return _appliance_rows(snap, key, paths_for(snap, pe))
@@ -738,7 +740,8 @@ def _appliance_rows_of(snap: Snapshot, key: str, pe: PrivateEndpoint) -> _Rows:
         tpl = _ROW_TEMPLATES[k] = _row_template(rows, key)
     _rows, picked, subjects, verdicts, tagged, through_firewall = tpl
     got = _Rows.__new__(_Rows)
-    got._paths, got._laid, got._picked = (None, laid, picked) if picked else ((), None, ())
+    got._paths, got._laid, got._picked = (None, laid, picked) if picked and lazy else \
+        (tuple(map(laid.path, picked)), None, ())
     got.subjects, got.verdicts, got.tagged = subjects, verdicts, tagged
     got.firewalls = _NO_FIREWALLS
     if through_firewall:
@@ -820,7 +823,7 @@ def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
     pe = snap.private_endpoints.get(key[2])
     if pe is None:
         return MISSING
-    rows = _appliance_rows_of(snap, key[1], pe)
+    rows = _appliance_rows_of(snap, key[1], pe, lazy=True)
     return rows if rows.size() else MISSING
 
 

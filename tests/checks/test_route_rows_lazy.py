@@ -27,7 +27,7 @@ def test_rows_read_before_their_paths_are_made_read_as_the_paths_do(tmp_path: Pa
             if endpoint_laid(view, pe) is None:
                 continue
             for key in sorted({k for p in paths for k in route._appliance_keys(p)}):
-                lazy = route._appliance_rows_of(view, key, pe)
+                lazy = route._appliance_rows_of(view, key, pe, lazy=True)
                 eager = route._appliance_rows(view, key, paths)
                 assert lazy.size() == eager.size() == len(eager.paths)
                 want = [(p.hop, p.destination, p.endpoint, p.subnet_id, p.route) for p in eager.paths]
