@@ -181,6 +181,9 @@ _MIDDLES: dict[tuple[int, int], tuple[RouteCandidate | None, Hop | None, str]] =
 _MIDDLES_MAX = 8192
 
 
+_NEW = object.__new__
+
+
 class PathResult:
     """The decided path from a client subnet to one destination IP, with the reasons for it.
 
@@ -219,6 +222,23 @@ class PathResult:
         self._candidates = candidates
         self._explain = explain   # with the client subnet: decide() for this path, called when reasons are read
         self._subnet = subnet
+
+    @classmethod
+    def laid(cls, subnet_id: ArmId, destination: str, route: RouteCandidate | None, endpoint: PrivateEndpoint,
+             endpoint_policy: str | None, vnet_prefix: str | None, replaced_by: tuple[RouteCandidate, ...],
+             not_replacing: tuple[RouteCandidate, ...], route_table_id: ArmId | None, hop: Hop | None,
+             explain: Callable[[Subnet, str], PathResult] | None, subnet: Subnet, via_appliance: bool) -> PathResult:
+        """``PathResult(subnet_id, destination, route, None, endpoint, ..., explain=explain, subnet=subnet,
+        via_appliance=via_appliance)`` without binding keywords: a path of a tracked endpoint's layout row, made
+        ~2,400 times an event behind a hub (SNAT rows, bypassed paths) (issue 14)."""
+        self = _NEW(cls)
+        self.subnet_id, self.destination, self.route, self.endpoint = subnet_id, destination, route, endpoint
+        self.endpoint_policy, self.vnet_prefix, self.replaced_by = endpoint_policy, vnet_prefix, replaced_by
+        self.not_replacing, self.route_table_id, self.hop, self.via_appliance = not_replacing, route_table_id, hop, \
+            via_appliance
+        self._reasons = self._candidates = None
+        self._explain, self._subnet = explain, subnet
+        return self
 
     def _explained(self) -> PathResult:
         assert self._explain is not None and self._subnet is not None, \
@@ -418,8 +438,15 @@ def _pools_of_nic(snap: Snapshot, nic: Nic) -> Iterator[tuple[str, str]]:
         yield from (("pool", b.key) for b in c.backend_pool_ids)
 
 
-def _ips_of_endpoint(snap: Snapshot, pe: PrivateEndpoint) -> Iterator[IPAddr]:
-    return (ip for ip in map(parse_ip, pe.ip_addresses) if ip is not None)
+def _ips_of_endpoint(snap: Snapshot, pe: PrivateEndpoint) -> Iterator[tuple[int, int]]:
+    return (_ip_key(ip) for ip in map(parse_ip, pe.ip_addresses) if ip is not None)
+
+
+def _ip_key(ip: IPAddr) -> tuple[int, int]:
+    """An endpoint IP as :data:`ENDPOINTS_BY_IP` keys it, (version, integer): its read is hashed at each step of the
+    units' bookkeeping (the frame, the kept read set, the reverse lists), and an IPv4Address hashes in Python
+    (through hex()) each time, ~6 times per endpoint a route event re-derives (issue 14)."""
+    return (ip.version, int(ip))
 
 
 # The reverse lookups the engine needs, as indexes the daemon keeps up to date per changed record
@@ -509,7 +536,7 @@ class _IndexedEndpoints:
         self.snap = snap
 
     def get(self, ip: IPAddr, default: Any = None) -> Any:
-        keys = lookup(self.snap, ENDPOINTS_BY_IP, ip)
+        keys = lookup(self.snap, ENDPOINTS_BY_IP, _ip_key(ip))
         if not keys:
             return default
         return [self.snap.private_endpoints[k] for k in keys]
@@ -1132,7 +1159,7 @@ class _Engine:
         endpoints = snap.private_endpoints
         for ip in dict.fromkeys(ips):
             # the holders of the IP as _IndexedEndpoints.get reads them (each one's record), without their list
-            keys = lookup(snap, ENDPOINTS_BY_IP, ip)
+            keys = lookup(snap, ENDPOINTS_BY_IP, _ip_key(ip))
             if len(keys) == 1:
                 only_holder = endpoints[keys[0]] is pe
             else:
@@ -1159,9 +1186,9 @@ class _Engine:
         if len(per_ip) == 1 and per_ip[0][2]:   # one IP of its own (most endpoints): its layout's paths, in one pass
             _ip, destination, _only, info, layout = per_ip[0]
             mine, policy, prefix = info.route, info.policy, info.vnet_prefix
-            return [PathResult(sid, destination, mine if winner is _ENDPOINT_WINS else winner, None, pe, policy, prefix,
-                               replaced_by, not_replacing, table_id, hop, explain=explain, subnet=subnet,
-                               via_appliance=via)
+            made = PathResult.laid
+            return [made(sid, destination, mine if winner is _ENDPOINT_WINS else winner, pe, policy, prefix,
+                         replaced_by, not_replacing, table_id, hop, explain, subnet, via)
                     for subnet, sid, winner, replaced_by, not_replacing, table_id, hop, via
                     in _laid_paths(clients, layout)]
         out: list[PathResult] = []
@@ -1836,16 +1863,26 @@ class LaidEndpoint:
         self.rows, self.pe, self.info, self.destination, self.explain = rows, pe, info, destination, explain
         self.made: dict[int, PathResult] = {}   # row index -> its path, made once a pass (both SNAT checks' rows)
 
+    def reads(self, picked: Iterable[int]) -> list[tuple[Any, ...]]:
+        """(hop, destination, endpoint, client subnet id, winning route) of the paths of rows ``picked``, as
+        :meth:`path` would make them, without making them."""
+        rows, destination, pe, mine = self.rows, self.destination, self.pe, self.info.route
+        out: list[tuple[Any, ...]] = []
+        for i in picked:
+            row = rows[i]
+            winner = row[2]
+            out.append((row[6], destination, pe, row[1], mine if winner is _ENDPOINT_WINS else winner))
+        return out
+
     def path(self, i: int) -> PathResult:
         """The endpoint's path of row ``i`` of :attr:`rows`, as :func:`paths_for` makes it."""
         got = self.made.get(i)
         if got is None:
             subnet, sid, winner, replaced_by, not_replacing, table_id, hop, via = self.rows[i]
             info = self.info
-            got = self.made[i] = PathResult(
-                sid, self.destination, info.route if winner is _ENDPOINT_WINS else winner, None, self.pe, info.policy,
-                info.vnet_prefix, replaced_by, not_replacing, table_id, hop, explain=self.explain, subnet=subnet,
-                via_appliance=via)
+            got = self.made[i] = PathResult.laid(
+                sid, self.destination, info.route if winner is _ENDPOINT_WINS else winner, self.pe, info.policy,
+                info.vnet_prefix, replaced_by, not_replacing, table_id, hop, self.explain, subnet, via)
         return got
 
 

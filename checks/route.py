@@ -649,12 +649,17 @@ class _Rows:
     firewall verdicts they read are the same (issue 14)."""
 
     # The rows are kept as their paths, with their subject and verdicts once when they share them (a firewall's rows
-    # name the firewall and leave its verdicts out): a tuple per row cost ~9 MB of the daemon's RSS at 100k.
-    __slots__ = ("firewalls", "missing", "paths", "subjects", "tagged", "unknown", "verdicts")
+    # name the firewall and leave its verdicts out): a tuple per row cost ~9 MB of the daemon's RSS at 100k. Rows
+    # the cut-off recomputes from an endpoint's layout (:func:`_appliance_rows_of`, ``lazy``) keep the layout's rows
+    # and the indices picked until their paths are first read (:attr:`paths`): it compares what they read without
+    # them (_same_rows), and drops most of them as unmoved.
+    __slots__ = ("_laid", "_paths", "_picked", "firewalls", "missing", "subjects", "tagged", "unknown", "verdicts")
 
     def __init__(self, rows: list[_Row], firewalls: dict[tuple[str, str], tuple[Firewall, str]],
                  tagged: frozenset[bool | None]) -> None:
-        self.paths = tuple(p for _s, p, _v in rows)
+        self._paths: tuple[PathResult, ...] | None = tuple(p for _s, p, _v in rows)
+        self._laid: LaidEndpoint | None = None
+        self._picked: tuple[int, ...] = ()
         first = rows[0][0] if rows else None
         self.subjects: ArmId | tuple[ArmId, ...] | None = first if all(s is first for s, _p, _v in rows) else \
             tuple(s for s, _p, _v in rows)
@@ -669,7 +674,8 @@ class _Rows:
              firewalls: dict[tuple[str, str], tuple[Firewall, str]], tagged: frozenset[bool | None]) -> _Rows:
         """What ``_Rows(list(zip(subjects, paths, verdicts)), firewalls, tagged)`` holds, from the rows' columns."""
         self = cls.__new__(cls)
-        self.paths = tuple(paths)
+        self._paths = tuple(paths)
+        self._laid, self._picked = None, ()
         first = subjects[0] if subjects else None
         self.subjects = first if all(s is first for s in subjects) else tuple(subjects)
         self.verdicts = None if all(v is None for v in verdicts) else tuple(verdicts)
@@ -677,6 +683,33 @@ class _Rows:
         self.missing = None
         self.unknown = None
         return self
+
+    @property
+    def paths(self) -> tuple[PathResult, ...]:
+        """The rows' paths, in row order: made from the endpoint's layout rows the first time they are read (the
+        very paths :meth:`~plmon.checks.paths.LaidEndpoint.path` makes, whenever it is asked)."""
+        got = self._paths
+        if got is None:
+            laid = self._laid
+            assert laid is not None
+            got = self._paths = tuple(map(laid.path, self._picked))
+            self._laid, self._picked = None, ()
+        return got
+
+    def size(self) -> int:
+        """How many rows (without making their paths)."""
+        got = self._paths
+        return len(got) if got is not None else len(self._picked)
+
+    def read(self) -> list[tuple[Any, ...]]:
+        """(hop, destination, endpoint, client subnet id, winning route) per row: what the cut-off compares of each
+        path (:func:`_same_rows`), taken from the layout rows while the paths are not made."""
+        got = self._paths
+        if got is not None:
+            return [(p.hop, p.destination, p.endpoint, p.subnet_id, p.route) for p in got]
+        laid = self._laid
+        assert laid is not None
+        return laid.reads(self._picked)
 
     @property
     def rows(self) -> list[_Row]:
@@ -690,9 +723,11 @@ class _Rows:
         return iter((self.rows, self.firewalls, self.tagged))
 
 
-def _appliance_rows_of(snap: Snapshot, key: str, pe: PrivateEndpoint) -> _Rows:
+def _appliance_rows_of(snap: Snapshot, key: str, pe: PrivateEndpoint, lazy: bool = False) -> _Rows:
     """:func:`_appliance_rows` of ``pe``'s paths, only those through the appliance made where its layout's rows say
-    so (a route event's ~600 endpoints leave or join a hub appliance: their rows are mostly none)."""
+    so (a route event's ~600 endpoints leave or join a hub appliance: their rows are mostly none). ``lazy``: their
+    paths made only when first read (the cut-off's recompute, whose rows are mostly found unmoved and dropped; rows
+    kept by a judgement are made at once, so a later event that judges them, a policy's, does not make them)."""
     laid = endpoint_laid(snap, pe)
     if laid is None:
         return _appliance_rows(snap, key, paths_for(snap, pe))
@@ -705,7 +740,8 @@ def _appliance_rows_of(snap: Snapshot, key: str, pe: PrivateEndpoint) -> _Rows:
         tpl = _ROW_TEMPLATES[k] = _row_template(rows, key)
     _rows, picked, subjects, verdicts, tagged, through_firewall = tpl
     got = _Rows.__new__(_Rows)
-    got.paths = tuple(map(laid.path, picked))
+    got._paths, got._laid, got._picked = (None, laid, picked) if picked and lazy else \
+        (tuple(map(laid.path, picked)), None, ())
     got.subjects, got.verdicts, got.tagged = subjects, verdicts, tagged
     got.firewalls = _NO_FIREWALLS
     if through_firewall:
@@ -787,8 +823,8 @@ def _rows_again(snap: Snapshot, key: tuple[str, str, str]) -> Any:
     pe = snap.private_endpoints.get(key[2])
     if pe is None:
         return MISSING
-    rows = _appliance_rows_of(snap, key[1], pe)
-    return rows if rows.paths else MISSING
+    rows = _appliance_rows_of(snap, key[1], pe, lazy=True)
+    return rows if rows.size() else MISSING
 
 
 def _same_rows(a: _Rows, b: _Rows) -> bool:
@@ -797,12 +833,12 @@ def _same_rows(a: _Rows, b: _Rows) -> bool:
     endpoints named alike (:func:`_same_endpoint`), and paths that read the same (client subnet, destination, winning
     route). Then the appliance is not judged again when an event recomputed them (units.cutoff)."""
     fws_a, fws_b = a.firewalls, b.firewalls
-    if len(a.paths) != len(b.paths) or a.tagged != b.tagged or fws_a.keys() != fws_b.keys() or \
+    n = a.size()
+    if n != b.size() or a.tagged != b.tagged or fws_a.keys() != fws_b.keys() or \
             any(fws_a[k][0] is not fws_b[k][0] for k in fws_a):
         return False
     sa, sb = a.subjects, b.subjects
     if type(sa) is tuple or type(sb) is tuple:
-        n = len(a.paths)
         ta = sa if type(sa) is tuple else (sa,) * n
         tb = sb if type(sb) is tuple else (sb,) * n
         if any(x.raw != y.raw for x, y in zip(ta, tb, strict=True)):   # type: ignore[union-attr]
@@ -812,16 +848,33 @@ def _same_rows(a: _Rows, b: _Rows) -> bool:
     va, vb = a.verdicts, b.verdicts
     if va is not vb and (va is None or vb is None or va != vb):
         return False
-    # identity first throughout: the paths of an endpoint recomputed after an event mostly hold the same records
-    for pa, pb in zip(a.paths, b.paths, strict=True):
-        if pa.hop is not pb.hop or pa.destination != pb.destination or \
-                (pa.endpoint is not pb.endpoint and not _same_endpoint(pa.endpoint, pb.endpoint)) or \
-                (pa.subnet_id is not pb.subnet_id and pa.subnet_id.raw != pb.subnet_id.raw):
+    # identity first throughout: the paths of an endpoint recomputed after an event mostly hold the same records;
+    # compared as the rows read them, so rows not yet made into paths stay so (the new rows are mostly kept: the old)
+    for (hop_a, dest_a, pe_a, sid_a, ra), (hop_b, dest_b, pe_b, sid_b, rb) in zip(a.read(), b.read(), strict=True):
+        if hop_a is not hop_b or dest_a != dest_b or (pe_a is not pe_b and not _same_endpoint(pe_a, pe_b)) or \
+                (sid_a is not sid_b and sid_a.raw != sid_b.raw):
             return False
-        ra, rb = pa.route, pb.route
-        if ra is not rb and (ra is None or rb is None or _route_read(ra) != _route_read(rb)):
+        if ra is not rb and (ra is None or rb is None or not _same_route(ra, rb)):
             return False
     return True
+
+
+def _same_route(ra: RouteCandidate, rb: RouteCandidate) -> bool:
+    """``_route_read(ra) == _route_read(rb)``, answered once per pair of route objects: the ~600 endpoints' rows a
+    cut-off compares after a route event hold a few dozen distinct routes (their layouts'), and each row compared
+    them field by field again (~9k times, most of the cut-off's cost, issue 14)."""
+    k = (id(ra), id(rb))
+    hit = _SAME_ROUTES.get(k)
+    if hit is None or hit[0] is not ra or hit[1] is not rb:
+        if len(_SAME_ROUTES) >= _SAME_ROUTES_MAX:
+            _SAME_ROUTES.clear()
+        hit = _SAME_ROUTES[k] = (ra, rb, _route_read(ra) == _route_read(rb))
+    return hit[2]
+
+
+# By the pair's identities (the entry holds both routes, so neither id is reused while it is kept), bounded.
+_SAME_ROUTES: dict[tuple[int, int], tuple[RouteCandidate, RouteCandidate, bool]] = {}
+_SAME_ROUTES_MAX = 16_384
 
 
 def _same_endpoint(a: PrivateEndpoint | None, b: PrivateEndpoint | None) -> bool:

@@ -283,6 +283,26 @@ class Reverse:
         if self.appended > 2 * self.live_pairs + 4096:
             self.rebuild(live())
 
+    def add_many(self, held: Iterable[tuple[Any, Iterable[Read]]],
+                 live: Callable[[], Iterable[tuple[Any, Iterable[Read]]]]) -> None:
+        """:meth:`add` for each (holder, reads) of ``held``, with one check for a rebuild at the end."""
+        lists = self.lists
+        n = 0
+        for holder, reads in held:
+            for r in reads:
+                got = lists.get(r)
+                if got is None:
+                    lists[r] = holder
+                elif type(got) is list:
+                    got.append(holder)
+                else:
+                    lists[r] = [got, holder]
+                n += 1
+        self.appended += n
+        self.live_pairs += n
+        if self.appended > 2 * self.live_pairs + 4096:
+            self.rebuild(live())
+
     def forget(self, pairs: int) -> None:
         """``pairs`` of the lists' pairs are no longer live (a holder dropped or stopped making those reads)."""
         self.live_pairs = max(0, self.live_pairs - pairs)
@@ -802,20 +822,51 @@ def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], comp
     got: list[Any] = list(map(entries.get, keys))
     values: list[Any] = list(map(_VALUE, got)) if None not in got else [_DROPPED if g is None else g[0] for g in got]
     if any(map(is_, values, repeat(_DROPPED))):
-        outer, _S.reads = _S.reads, None   # the frame takes the group's reads below, the very objects kept
-        try:
-            for i, v in enumerate(values):
-                if v is _DROPPED:
-                    m = members[i]
-                    values[i] = shared(keys[i], lambda m=m: compute(m))   # type: ignore[misc]
-        finally:
-            _S.reads = outer
+        _compute_members(memo, keys, members, values, compute)
     reads = kept[2]
     outer = _S.reads
     if outer is not None:
         outer |= reads
     memo.passing[group] = (members, values, reads)
     return list(values)
+
+
+def _compute_members(memo: _Memo, keys: list[tuple[Hashable, ...]], members: tuple[Hashable, ...], values: list[Any],
+                     compute: Callable[[Any], Any]) -> None:
+    """Fill the :data:`_DROPPED` slots of ``values`` as ``shared(keys[i], lambda: compute(members[i]))`` would, the
+    members without an entry in one frame and registered together (:meth:`Reverse.add_many`): a route event's ~600
+    endpoints join a hub appliance's groups, and a :func:`shared` call each (its frame saved and restored, its entry
+    put and its reads registered one by one) cost more than computing most of them (issue 14)."""
+    entries = memo.entries
+    made: list[tuple[Hashable, ReadSet]] = []
+    outer, subject = _S.reads, _S.subject
+    _S.subject = None
+    try:
+        for i, v in enumerate(values):
+            if v is not _DROPPED:
+                continue
+            key = keys[i]
+            hit = entries.get(key)
+            if hit is not None:   # kept with its value dropped (or made meanwhile): shared() knows what to do
+                _S.reads = None   # the frame takes the group's reads, the very objects kept
+                m = members[i]
+                values[i] = shared(key, lambda m=m: compute(m))   # type: ignore[misc]
+                continue
+            reads: set[Read] = set()
+            _S.reads = reads
+            value = compute(members[i])
+            inner = _frozen(reads)
+            entries[key] = (value, inner)
+            made.append((key, inner))
+            values[i] = value
+    finally:
+        _S.reads, _S.subject = outer, subject
+        if made:
+            transient = memo.transient
+            for held, _inner in made:
+                if type(held) is tuple and held and held[0] in TRANSIENT:
+                    transient.append(held)
+            memo.deps.add_many(made, lambda: ((k, e[1]) for k, e in entries.items()))
 
 
 _VALUE = itemgetter(0)
@@ -826,11 +877,31 @@ _Group = tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], frozenset[Read]
 def _regroup(group: tuple[Hashable, ...], members: tuple[Hashable, ...], kept: _Group | None) -> _Group:
     """(members, their keys, their reads, member -> (key, read)) of ``group``. Members come and go (a route table's
     endpoints join and leave its hub appliance): the members kept keep their key and read objects, which the
-    subject's earlier reads hold. (Made again whole: taking a few hundred members out of and into the kept set and
-    map measured slower than this one pass over ~4,500.)"""
-    old = kept[3] if kept is not None else {}
-    made = [old.get(m) or _group_key(group, m) for m in members]
-    return members, [kr[0] for kr in made], frozenset([kr[1] for kr in made]), dict(zip(members, made, strict=True))
+    subject's earlier reads hold. The kept members' (key, read) pairs are looked up in C, and the reads set is the
+    kept one with the members gone taken out and those come put in (by their stored hashes): a hub appliance's
+    ~4,500 reads hashed into a new set, twice an event, cost more than the few hundred that moved (issue 14)."""
+    if kept is None:
+        made = [_group_key(group, m) for m in members]
+        return members, list(map(_VALUE, made)), frozenset(map(_READ, made)), dict(zip(members, made, strict=True))
+    old = kept[3]
+    found: list[Any] = list(map(old.get, members))
+    came: list[Read] = []
+    if None in found:
+        for i, kr in enumerate(found):
+            if kr is None:
+                kr = found[i] = _group_key(group, members[i])
+                came.append(kr[1])
+    now = dict(zip(members, found, strict=True))
+    reads = kept[2]
+    if len(now) - len(came) != len(old):   # some kept members left
+        gone = [old[m][1] for m in old.keys() - now.keys()]
+        reads = reads.difference(gone)
+    if came:
+        reads = reads.union(came)
+    return members, list(map(_VALUE, found)), reads, now
+
+
+_READ = itemgetter(1)
 
 
 def _group_key(group: tuple[Hashable, ...], m: Hashable) -> tuple[tuple[Hashable, ...], Read]:
