@@ -276,6 +276,16 @@ def test_shipped_scale_blocks_parse_with_their_defaults() -> None:
     assert not parse_config(on_sqlite, env={**SECRETS, "PLMON_STATE_URL": "sqlite:///x.db"}).shared
 
 
+def test_deploy_docs_name_files_that_exist() -> None:
+    """Every deploy/ file docs/deploy.md and the README name exists, and the docs name both Kubernetes variants."""
+    for doc in (ROOT / "docs" / "deploy.md", ROOT / "README.md"):
+        text = doc.read_text()
+        for ref in set(re.findall(r"`(deploy/[\w./-]+\.\w+)`", text)):
+            assert (ROOT / ref).exists(), f"{doc.name} names {ref}"
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    assert "`deploy/kubernetes/plmon.yaml`" in text and "`deploy/kubernetes/plmon-shared.yaml`" in text
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
