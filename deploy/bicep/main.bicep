@@ -1,7 +1,7 @@
 // plmon as an Azure Function on the Flex Consumption plan, with its storage (state tables, event queue,
-// dead letters, deployment package, the shared inventory container and the shard queue of issue 15), a user-assigned managed identity, Key Vault-referenced secrets and
-// Event Grid for this subscription. Reader at management-group scope is a separate deployment
-// (mg-reader.bicep). Commands: docs/deploy.md.
+// dead letters, deployment package, the shared inventory container and the shard queue of issue 15), a
+// user-assigned managed identity, Key Vault-referenced secrets and Event Grid for this subscription. Reader at
+// management-group scope is a separate deployment (mg-reader.bicep). Commands: docs/deploy.md.
 targetScope = 'resourceGroup'
 
 @description('Azure region of the Function app and storage.')
@@ -216,8 +216,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PLMON_QUEUE__credential', value: 'managedidentity' }
         { name: 'PLMON_QUEUE__clientId', value: identity.properties.clientId }
         { name: 'PLMON_EVENT_QUEUE', value: eventQueueName }
-        // Scale-out (issue 15): the shared inventory container and the shard queue (wiring.py reads both; the
-        // instance id comes from WEBSITE_INSTANCE_ID, which the platform sets).
+        // Scale-out (issue 15): the shared inventory container and the shard queue (wiring.py reads both; an
+        // instance names itself by the platform's WEBSITE_INSTANCE_ID, else HOSTNAME; no setting needed).
         { name: 'PLMON_INVENTORY_CONTAINER', value: inventoryContainer.name }
         { name: 'PLMON_SHARD_QUEUE', value: shardQueue.name }
         { name: 'PLMON_COLLECTION_SCHEDULE', value: collectionSchedule }
