@@ -286,6 +286,52 @@ def test_deploy_docs_name_files_that_exist() -> None:
     assert "`deploy/kubernetes/plmon.yaml`" in text and "`deploy/kubernetes/plmon-shared.yaml`" in text
 
 
+def test_kubernetes_shared_variant_serves_as_a_named_replica(tmp_path: Path) -> None:
+    """The shared variant's config and pod environment, started as its container starts (plmon serve, the pod's
+    name as PLMON_INSTANCE_ID) on Azurite instead of the account (a connection string: no workload identity here):
+    ready on /readyz, which names the replica and its schedule lease, and a clean exit on SIGTERM."""
+    import azurite
+
+    docs = _shared_manifest()
+    [c] = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    pod_env = {e["name"]: e.get("value", "plmon-7d9f-abcde") for e in c["env"]}  # the fieldRef: a pod's name
+    text = docs["ConfigMap"]["data"]["plmon.yaml"]
+    assert 'url: "azuretables://${PLMON_STATE_ACCOUNT}/plmon"' in text
+    prefix = azurite.unique_prefix()
+    (tmp_path / "plmon.yaml").write_text(text.replace("azuretables://${PLMON_STATE_ACCOUNT}/plmon",
+                                                      f"azuretables:///{prefix}"))
+    port = _free_port()
+    env = {**os.environ, **SECRETS, **pod_env, "PLMON_TABLES_CONNECTION_STRING": azurite.connection_string()}
+    args = [str(PLMON), *[a.replace("/etc/plmon/plmon.yaml", str(tmp_path / "plmon.yaml")) for a in c["args"]],
+            "--from", str(tenant(tmp_path / "t")), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}{c['readinessProbe']['httpGet']['path']}", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        assert ready is not None and ready.status_code == 200, proc.stderr.read() if proc.poll() is not None else ""
+        body = ready.json()
+        assert body["instance"] == "plmon-7d9f-abcde"
+        assert body["schedule"]["holder"] == "plmon-7d9f-abcde" and body["blob"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert proc.returncode == 0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
