@@ -1,7 +1,7 @@
 // plmon as an Azure Function on the Flex Consumption plan, with its storage (state tables, event queue,
-// dead letters, deployment package), a user-assigned managed identity, Key Vault-referenced secrets and
-// Event Grid for this subscription. Reader at management-group scope is a separate deployment
-// (mg-reader.bicep). Commands: docs/deploy.md.
+// dead letters, deployment package, the shared inventory container and the shard queue of issue 15), a
+// user-assigned managed identity, Key Vault-referenced secrets and Event Grid for this subscription. Reader at
+// management-group scope is a separate deployment (mg-reader.bicep). Commands: docs/deploy.md.
 targetScope = 'resourceGroup'
 
 @description('Azure region of the Function app and storage.')
@@ -35,7 +35,7 @@ param deliveryMode string = 'queue'
 @description('Full collection schedule (NCRONTAB, six fields).')
 param collectionSchedule string = '0 */30 * * * *'
 
-@description('Flex Consumption scale-out limit and instance size.')
+@description('Flex Consumption scale-out limit and instance size. Instances share one inventory (blob container) and one schedule (a blob lease): a cold instance loads the published collection instead of reading ARM, and only the lease holder runs the scheduled collection, so more instances do not multiply ARM reads.')
 param maximumInstanceCount int = 40
 @allowed([2048, 4096])
 param instanceMemoryMB int = 2048
@@ -45,6 +45,10 @@ var storageName = take('${namePrefix}${suffix}', 24)
 var eventQueueName = 'plmon-events'
 var deadLetterContainerName = 'eventgrid-deadletter'
 var deploymentContainerName = 'app-package'
+// Scale-out (issue 15), named as plmon derives them from state.url's Table prefix ('plmon' in
+// deploy/azure-function/plmon.yaml): <prefix>-inventory and <prefix>-shards.
+var inventoryContainerName = 'plmon-inventory'
+var shardQueueName = 'plmon-shards'
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
@@ -91,6 +95,16 @@ resource deadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   name: deadLetterContainerName
 }
 
+// The shared inventory: published collections (segments, manifests, the current.json pointer), re-read patches
+// and the schedule lease blob. Private like every container here (allowBlobPublicAccess: false).
+resource inventoryContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: inventoryContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -101,6 +115,19 @@ resource eventQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023
   name: eventQueueName
 }
 
+// Shards of a full collection (issue 15 item 3, the fan-out: plmon creates and reads it; no producer yet).
+resource shardQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: shardQueueName
+}
+
+// Data-plane roles on this account only (no account keys). Each is the least the identity needs:
+// - Storage Blob Data Owner: the Functions host (AzureWebJobsStorage, its timer and singleton locks) and the
+//   deployment package need it on the account; plmon's inventory container and schedule lease (blob leases,
+//   conditional writes) are covered by it, so no container-scoped role is added.
+// - Storage Queue Data Contributor: the event queue (queue trigger) and the shard queue (send, receive,
+//   update visibility, delete; plmon creates the queue if missing).
+// - Storage Table Data Contributor: plmon's state, intake, collection book and patch index tables.
 resource storageRoles 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for role in [
   roles.storageBlobDataOwner
   roles.storageQueueDataContributor
@@ -189,6 +216,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         { name: 'PLMON_QUEUE__credential', value: 'managedidentity' }
         { name: 'PLMON_QUEUE__clientId', value: identity.properties.clientId }
         { name: 'PLMON_EVENT_QUEUE', value: eventQueueName }
+        // Scale-out (issue 15): the shared inventory container and the shard queue (wiring.py reads both; an
+        // instance names itself by the platform's WEBSITE_INSTANCE_ID, else HOSTNAME; no setting needed).
+        { name: 'PLMON_INVENTORY_CONTAINER', value: inventoryContainer.name }
+        { name: 'PLMON_SHARD_QUEUE', value: shardQueue.name }
         { name: 'PLMON_COLLECTION_SCHEDULE', value: collectionSchedule }
         // plmon itself: config shipped with the app, state in this account's tables, ARM through the identity.
         { name: 'PLMON_CONFIG', value: 'plmon.yaml' }

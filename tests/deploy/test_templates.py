@@ -23,8 +23,9 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from plmon.monitor.cli import cli
-from plmon.monitor.config import parse_config
+from plmon.monitor.config import ScaleConfig, load_config, parse_config
 from plmon.monitor.events.relevance import MAX_FILTER_VALUES, operation_name_contains_filters, operation_name_filters
+from plmon.monitor.state.scaleout import INVENTORY_CONTAINER_ENV, SHARD_QUEUE_ENV, container_name, queue_name
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -150,9 +151,185 @@ def test_yaml_files_lint_clean() -> None:
     """yamllint finds nothing in the deployment YAML."""
     conf = YamlLintConfig("{extends: default, rules: {line-length: {max: 120}, document-start: disable, "
                           "comments: {min-spaces-from-content: 1}}}")
-    for path in (DEPLOY / "kubernetes" / "plmon.yaml", DEPLOY / "plmon.yaml", DEPLOY / "azure-function" / "plmon.yaml"):
+    for path in (DEPLOY / "kubernetes" / "plmon.yaml", DEPLOY / "kubernetes" / "plmon-shared.yaml",
+                 DEPLOY / "plmon.yaml", DEPLOY / "azure-function" / "plmon.yaml"):
         problems = list(linter.run(path.read_text(), conf, str(path)))
         assert problems == [], f"{path}: {problems}"
+
+
+# Built-in role definition ids (the same in every Azure cloud).
+STORAGE_ROLES = {"b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
+                 "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+                 "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor"}
+
+
+def _bicep_var(text: str, name: str) -> str:
+    m = re.search(rf"^var {name} = '([^']+)'$", text, re.M)
+    assert m, f"var {name} missing"
+    return m.group(1)
+
+
+def test_bicep_scaleout_storage_settings_and_roles() -> None:
+    """Issue 15: main.bicep creates the inventory container and the shard queue under the names plmon derives from
+    the Function's state.url prefix, passes them in the app settings wiring.py reads, and the identity holds the
+    blob, queue and table data roles on that account (and no broader storage role)."""
+    main = (BICEP / "main.bicep").read_text()
+    cfg = load_config(DEPLOY / "azure-function" / "plmon.yaml", env={**SECRETS, "PLMON_STATE_ACCOUNT": "acct"})
+    prefix = cfg.state.url.rsplit("/", 1)[1]
+    assert cfg.shared
+    container, queue = _bicep_var(main, "inventoryContainerName"), _bicep_var(main, "shardQueueName")
+    assert (container, queue) == (container_name(prefix), queue_name(prefix)) == ("plmon-inventory", "plmon-shards")
+    assert re.search(r"resource inventoryContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@[^']+'"
+                     r" = \{\n  parent: blobService\n  name: inventoryContainerName\n", main)
+    assert re.search(r"resource shardQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@[^']+' = \{\n"
+                     r"  parent: queueService\n  name: shardQueueName\n", main)
+    assert f"{{ name: '{INVENTORY_CONTAINER_ENV}', value: inventoryContainer.name }}" in main
+    assert f"{{ name: '{SHARD_QUEUE_ENV}', value: shardQueue.name }}" in main
+    # The storage roles: assigned to the identity, scoped to this account, all three data planes.
+    block = main.split("resource storageRoles ", 1)[1].split("\n}]\n", 1)[0]
+    assigned = {r for r in STORAGE_ROLES if r in main}
+    assert assigned == set(STORAGE_ROLES)
+    assert all(f"roles.{k}" in block for k in ("storageBlobDataOwner", "storageQueueDataContributor",
+                                                "storageTableDataContributor"))
+    assert "scope: storage\n" in block and "principalId: identity.properties.principalId" in block
+    # Least privilege: no control-plane or account-key role on the storage account.
+    for broad in ("17d1049b-9a84-46fb-8f53-869881c3d3ab",   # Storage Account Contributor
+                  "81a9662b-bebf-436f-a333-f67b29880f12",   # Storage Account Key Operator Service Role
+                  "b24988ac-6180-42a0-ab88-20f7382dd24c",   # Contributor
+                  "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"):  # Owner
+        assert broad not in main
+
+
+def _shared_manifest() -> dict[str, dict]:  # type: ignore[type-arg]
+    path = DEPLOY / "kubernetes" / "plmon-shared.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    kinds = [d["kind"] for d in docs]
+    assert len(kinds) == len(set(kinds))
+    return {d["kind"]: d for d in docs}
+
+
+def test_kubernetes_shared_variant_runs_three_replicas() -> None:
+    """plmon-shared.yaml: 3 replicas on a Table store, no ReadWriteOnce volume, each replica named after its pod (the
+    lease holder and event claimer), ready on /readyz, a PodDisruptionBudget that keeps two up during a drain."""
+    docs = _shared_manifest()
+    assert {"Secret", "ConfigMap", "Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"} <= set(docs)
+    assert "PersistentVolumeClaim" not in docs
+    assert "ReadWriteOnce" not in (DEPLOY / "kubernetes" / "plmon-shared.yaml").read_text()
+    dep = docs["Deployment"]["spec"]
+    assert dep["replicas"] == 3
+    assert dep["strategy"]["type"] == "RollingUpdate" and dep["strategy"]["rollingUpdate"]["maxUnavailable"] == 1
+    pod = dep["template"]["spec"]
+    assert all("persistentVolumeClaim" not in v for v in pod["volumes"])
+    [c] = pod["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["PLMON_INSTANCE_ID"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert pod["securityContext"]["runAsNonRoot"] is True and c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["envFrom"] == [{"secretRef": {"name": docs["Secret"]["metadata"]["name"]}}]
+    assert dep["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+    labels = dep["selector"]["matchLabels"]
+    pdb = docs["PodDisruptionBudget"]
+    assert pdb["apiVersion"] == "policy/v1" and pdb["spec"]["selector"]["matchLabels"] == labels
+    assert 1 <= pdb["spec"]["minAvailable"] < dep["replicas"]
+    assert docs["Service"]["spec"]["selector"] == labels
+    cfg = parse_config(yaml.safe_load(docs["ConfigMap"]["data"]["plmon.yaml"]),
+                       env={**SECRETS, "PLMON_STATE_ACCOUNT": env["PLMON_STATE_ACCOUNT"]["value"]})
+    assert cfg.state.url.startswith("azuretables://") and cfg.shared
+    assert cfg.server.port == {p["name"]: p["containerPort"] for p in c["ports"]}["http"]
+
+
+def _scale_blocks() -> dict[str, tuple[dict, dict[str, str]]]:  # type: ignore[type-arg]
+    """Every shipped config with the environment it is deployed with."""
+    tables = {**SECRETS, "PLMON_STATE_ACCOUNT": "acct", "PLMON_STATE_URL": "azuretables://acct/plmon"}
+    out = {}
+    for path in (DEPLOY / "plmon.yaml", DEPLOY / "azure-function" / "plmon.yaml"):
+        out[str(path.relative_to(ROOT))] = (yaml.safe_load(path.read_text()), tables)
+    for path in (DEPLOY / "kubernetes" / "plmon.yaml", DEPLOY / "kubernetes" / "plmon-shared.yaml"):
+        cm = next(d for d in yaml.safe_load_all(path.read_text()) if d["kind"] == "ConfigMap")
+        out[str(path.relative_to(ROOT))] = (yaml.safe_load(cm["data"]["plmon.yaml"]), tables)
+    return out
+
+
+def test_shipped_scale_blocks_parse_with_their_defaults() -> None:
+    """Every scale: key in the shipped configs (commented-out ones too) is one monitor/config.py parses, with the
+    default value it documents; deploy/plmon.yaml's block still parses on SQLite (ignored there)."""
+    defaults = ScaleConfig()
+    seen = 0
+    for name, (data, env) in _scale_blocks().items():
+        if "scale" not in data:
+            continue
+        seen += 1
+        cfg = parse_config(data, env=env)
+        assert set(data["scale"]) <= set(ScaleConfig.model_fields), name
+        for key in data["scale"]:
+            if key != "shared_inventory":
+                assert getattr(cfg.scale, key) == getattr(defaults, key), f"{name}: scale.{key} is not the default"
+    assert seen >= 3
+    text = (DEPLOY / "plmon.yaml").read_text()
+    scale = text.split("\nscale:\n", 1)[1]
+    uncommented = re.sub(r"^  # (\w+:)", r"  \1", scale, flags=re.M)
+    data = yaml.safe_load("scale:\n" + uncommented)
+    assert "shared_inventory" in data["scale"]
+    assert parse_config(data | {"state": {"url": "azuretables://acct/plmon"}}).shared
+    on_sqlite = yaml.safe_load(text)
+    assert not parse_config(on_sqlite, env={**SECRETS, "PLMON_STATE_URL": "sqlite:///x.db"}).shared
+
+
+def test_deploy_docs_name_files_that_exist() -> None:
+    """Every deploy/ file docs/deploy.md and the README name exists, and the docs name both Kubernetes variants."""
+    for doc in (ROOT / "docs" / "deploy.md", ROOT / "README.md"):
+        text = doc.read_text()
+        for ref in set(re.findall(r"`(deploy/[\w./-]+\.\w+)`", text)):
+            assert (ROOT / ref).exists(), f"{doc.name} names {ref}"
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    assert "`deploy/kubernetes/plmon.yaml`" in text and "`deploy/kubernetes/plmon-shared.yaml`" in text
+
+
+def test_kubernetes_shared_variant_serves_as_a_named_replica(tmp_path: Path) -> None:
+    """The shared variant's config and pod environment, started as its container starts (plmon serve, the pod's
+    name as PLMON_INSTANCE_ID) on Azurite instead of the account (a connection string: no workload identity here):
+    ready on /readyz, which names the replica and its schedule lease, and a clean exit on SIGTERM."""
+    import azurite
+
+    docs = _shared_manifest()
+    [c] = docs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    pod_env = {e["name"]: e.get("value", "plmon-7d9f-abcde") for e in c["env"]}  # the fieldRef: a pod's name
+    text = docs["ConfigMap"]["data"]["plmon.yaml"]
+    assert 'url: "azuretables://${PLMON_STATE_ACCOUNT}/plmon"' in text
+    prefix = azurite.unique_prefix()
+    (tmp_path / "plmon.yaml").write_text(text.replace("azuretables://${PLMON_STATE_ACCOUNT}/plmon",
+                                                      f"azuretables:///{prefix}"))
+    port = _free_port()
+    env = {**os.environ, **SECRETS, **pod_env, "PLMON_TABLES_CONNECTION_STRING": azurite.connection_string()}
+    args = [str(PLMON), *[a.replace("/etc/plmon/plmon.yaml", str(tmp_path / "plmon.yaml")) for a in c["args"]],
+            "--from", str(tenant(tmp_path / "t")), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{port}{c['readinessProbe']['httpGet']['path']}", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        assert ready is not None and ready.status_code == 200, proc.stderr.read() if proc.poll() is not None else ""
+        body = ready.json()
+        assert body["instance"] == "plmon-7d9f-abcde"
+        assert body["schedule"]["holder"] == "plmon-7d9f-abcde" and body["blob"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    assert proc.returncode == 0
 
 
 def _free_port() -> int:
