@@ -535,19 +535,23 @@ def main() -> None:
             phase_done(f"collect {label} via {via}, {used} workers{', ARM read limits' if limits else ''} "
                        f"({len(runs)} run{'s' * (len(runs) > 1)})")
 
+    def merge_kept(kept: dict[str, Any], section: str, load_key: str) -> None:
+        """A partial run's ``section`` figures written over the last full run's (--out), the rest kept as it was."""
+        kept[section].update(figures[section])
+        kept["machine"][load_key] = figures["machine"]["load_avg_at_start"]
+        kept["phases_s"].update(figures["phases_s"])
+        kept["targets"] = targets(kept, big=scan_sizes[-1][0], small=scan_sizes[0][0],
+                                  serve_big=list(serve_sizes)[-1])
+        (opts.out / "benchmarks.json").write_text(json.dumps(kept, indent=2) + "\n")
+        (opts.out / "benchmarks.md").write_text(render(kept))
+
     if opts.collect_only:  # the live lane's loop: the 100-subscription collection rows again, the rest kept
         kept = json.loads((opts.out / "benchmarks.json").read_text())
         try:
             run_collect([case for case in collect_cases if q or case[1] >= 100])  # (--quick: its small case)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        kept["collection"].update(figures["collection"])
-        kept["machine"]["load_avg_at_collect_start"] = figures["machine"]["load_avg_at_start"]
-        kept["phases_s"].update(figures["phases_s"])
-        kept["targets"] = targets(kept, big=scan_sizes[-1][0], small=scan_sizes[0][0],
-                                  serve_big=list(serve_sizes)[-1])
-        (opts.out / "benchmarks.json").write_text(json.dumps(kept, indent=2) + "\n")
-        (opts.out / "benchmarks.md").write_text(render(kept))
+        merge_kept(kept, "collection", "load_avg_at_collect_start")
         return
     if opts.serve_only:  # a daemon lane's loop: the serve figures again, every other figure kept as it was
         kept = json.loads((opts.out / "benchmarks.json").read_text())
@@ -556,13 +560,7 @@ def main() -> None:
                 run_serve(label, tenant(*serve_sizes[label]["tenant"]))
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        kept["serve"].update(figures["serve"])
-        kept["machine"]["load_avg_at_serve_start"] = figures["machine"]["load_avg_at_start"]
-        kept["phases_s"].update(figures["phases_s"])
-        kept["targets"] = targets(kept, big=scan_sizes[-1][0], small=scan_sizes[0][0],
-                                  serve_big=list(serve_sizes)[-1])
-        (opts.out / "benchmarks.json").write_text(json.dumps(kept, indent=2) + "\n")
-        (opts.out / "benchmarks.md").write_text(render(kept))
+        merge_kept(kept, "serve", "load_avg_at_serve_start")
         return
     try:
         small_label = eval_sizes[0][0]

@@ -247,6 +247,23 @@ class Index:
     keys_of: Callable[[Snapshot, Any], Iterable[Hashable]]
 
 
+def _fill(lists: dict[Read, Any], held: Iterable[tuple[Any, Iterable[Read]]]) -> int:
+    """Put each holder of ``held`` in the lists of its reads (a lone holder bare, as :meth:`Reverse.add` keeps it);
+    the number of (read, holder) pairs added. One loop for a batch and for a rebuild, with no call per pair."""
+    n = 0
+    for holder, reads in held:
+        for r in reads:
+            got = lists.get(r)
+            if got is None:
+                lists[r] = holder
+            elif type(got) is list:
+                got.append(holder)
+            else:
+                lists[r] = [got, holder]
+            n += 1
+    return n
+
+
 class Reverse:
     """read -> the holders (memo keys, index records, subjects) whose recorded reads include it, as lists.
 
@@ -286,18 +303,7 @@ class Reverse:
     def add_many(self, held: Iterable[tuple[Any, Iterable[Read]]],
                  live: Callable[[], Iterable[tuple[Any, Iterable[Read]]]]) -> None:
         """:meth:`add` for each (holder, reads) of ``held``, with one check for a rebuild at the end."""
-        lists = self.lists
-        n = 0
-        for holder, reads in held:
-            for r in reads:
-                got = lists.get(r)
-                if got is None:
-                    lists[r] = holder
-                elif type(got) is list:
-                    got.append(holder)
-                else:
-                    lists[r] = [got, holder]
-                n += 1
+        n = _fill(self.lists, held)
         self.appended += n
         self.live_pairs += n
         if self.appended > 2 * self.live_pairs + 4096:
@@ -309,17 +315,7 @@ class Reverse:
 
     def rebuild(self, live: Iterable[tuple[Any, Iterable[Read]]]) -> None:
         lists: dict[Read, Any] = {}
-        n = 0
-        for holder, reads in live:
-            for r in reads:
-                got = lists.get(r)
-                if got is None:
-                    lists[r] = holder
-                elif type(got) is list:
-                    got.append(holder)
-                else:
-                    lists[r] = [got, holder]
-                n += 1
+        n = _fill(lists, live)
         self.lists, self.appended, self.live_pairs = lists, n, n
 
     def holders(self, r: Read, valid: Callable[[Any, Read], bool]) -> list[Any]:
