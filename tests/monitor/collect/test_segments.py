@@ -310,7 +310,9 @@ def test_tap_keeps_no_reference_to_a_recorded_body() -> None:
         tap.get("/subscriptions/a/denied", kind="target")
     gc.collect()
     assert len(inner.bodies) == 200 and all(ref() is None for ref in inner.bodies)
+    live = tap.responses   # decoded from the chunks, the open one included, without taking them
     recording = tap.take()
+    assert recording == live and tap.take() == [] and tap.responses == []
     assert len(recording) == tap.reads == 201
     assert recording.compressed_bytes < 200 * 1200 / 4     # ~1.2 KB of JSON per body, held compressed
     got = list(recording)
