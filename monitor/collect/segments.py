@@ -22,6 +22,11 @@ it. Chunks rather than one stream per segment, because the plan reads round-robi
 stream, every read would decompress a whole subscription. The version and a CRC come first, so an unknown format
 or a corrupt blob is refused whole when loaded, in one line, never half-way through a collection.
 
+The writer holds no more than the loader: :class:`RecordingTap` serialises each answer as the plan reads it into
+its shard's open chunk and compresses a chunk as soon as it is full, so a collection being recorded costs its
+compressed segments (~11-15 MB at 100k resources), not its parsed answers; its :class:`Recording` is written as
+:func:`encode_segment` would write the same responses, byte for byte.
+
 ``collect`` sits below ``state`` in the import layers, so :data:`FORMAT_VERSION` repeats
 ``plmon.monitor.state.scaleout.FORMAT_VERSION`` (a test holds the two equal) and a failed shard is anything with
 ``shard``, ``scopes``, ``code`` and ``message`` (``scaleout.FailedShard`` is one).
@@ -34,10 +39,12 @@ import struct
 import threading
 import time
 import zlib
+from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import partial
+from typing import Any, Protocol, overload
 
 import orjson
 import structlog
@@ -47,7 +54,7 @@ from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt, TargetUni
 from plmon.monitor.collect.plan import ArmReader, ReadError
 
 __all__ = [
-    "FORMAT_VERSION", "FailedScope", "PatchReader", "RecordingTap", "Response", "Segment", "SegmentError",
+    "FORMAT_VERSION", "FailedScope", "PatchReader", "Recording", "RecordingTap", "Response", "Segment", "SegmentError",
     "SegmentReader", "UnsupportedSegment", "by_subscription", "cut", "decode_responses", "encode_segment",
     "path_key",
 ]
@@ -126,19 +133,42 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class RecordingTap:
-    """An ArmReader that passes every read through to ``inner`` and keeps its answer, to be cut into segments.
+def by_subscription(key: str) -> str:
+    """The shard of a read: ``s1-<sid>`` below a subscription, ``s0`` for tenant-level reads (design 2.3)."""
+    parts = key.split("/", 2)
+    if len(parts) >= 2 and parts[0] == "subscriptions" and parts[1]:
+        return f"s1-{parts[1]}"
+    return TENANT_SHARD
 
-    The plan reads with many workers, so answers are appended under a lock. ``take()`` hands them over and starts
-    afresh, so a shard worker holds only its own shard's bodies. ``inner`` must answer JSON bodies: a recorded
-    folder after ``trust_index()`` hands typed units, which no segment can hold.
+
+class RecordingTap:
+    """An ArmReader that passes every read through to ``inner`` and records its answer as segment bytes.
+
+    Why bytes: a shared-mode daemon records its whole collection, and keeping the parsed answers until publishing
+    held the tenant's JSON (~500 MB at 100k resources) beside its inventory. So each answer is serialised (orjson)
+    as it is read into its shard's open chunk (shards as :func:`cut` groups them), a full chunk is compressed at
+    once, and the entry rows are kept compressed too: the recording holds ~11-15 MB of compressed chunks and never a
+    reference to a body. :meth:`take` hands over a :class:`Recording` whose segments are byte-identical to
+    :func:`encode_segment` of the same responses.
+
+    The plan reads with many workers: a read is placed under a lock (list appends), a full chunk is compressed
+    outside it (zlib releases the GIL), into the slot it reserved, so chunk order is read order. ``inner`` must
+    answer JSON bodies: a body no segment can hold (a recorded folder's typed units after ``trust_index()``) is
+    refused when the recording is encoded or decoded, never in the read itself.
     """
 
-    def __init__(self, inner: ArmReader, *, now_ms: Callable[[], int] = _now_ms) -> None:
+    def __init__(self, inner: ArmReader, *, now_ms: Callable[[], int] = _now_ms,
+                 shard_of: Callable[[str], str] = by_subscription, level: int = 6,
+                 chunk_bytes: int = CHUNK_BYTES) -> None:
         self.inner = inner
         self._now_ms = now_ms
-        self._lock = threading.Lock()
-        self._responses: list[Response] = []
+        self._shard_of = shard_of
+        self.level = level
+        self.chunk_bytes = chunk_bytes
+        self._cond = threading.Condition()
+        self._busy = 0   # chunks being compressed outside the lock
+        self._shards: dict[str, _ShardBuffer] = {}
+        self._order = array("I")   # the shard (its index in _shards) of each read, in read order
         self.reads = 0
 
     def get(self, path: str, *, kind: str) -> Any:
@@ -146,36 +176,206 @@ class RecordingTap:
         try:
             body = self.inner.get(path, kind=kind)
         except ReadError as err:
-            self._keep(Response(key, kind, self._now_ms(), None, err.status, err.code or "Unknown", err.message))
+            self._record(key, kind, self._now_ms(), None, err.status, err.code or "Unknown", err.message)
             raise
         if isinstance(body, dict) and "nextLink" in body:
             body = {k: v for k, v in body.items() if k != "nextLink"}
-        self._keep(Response(key, kind, self._now_ms(), body))
+        try:
+            data: bytes | SegmentError = _dumps(body, key)
+        except SegmentError as err:
+            data = SegmentError(str(err))   # a fresh one: the raised one's traceback holds the body's frame
+        self._record(key, kind, self._now_ms(), data, 200, "", "")
         return body
 
-    def _keep(self, response: Response) -> None:
-        with self._lock:
-            self._responses.append(response)
+    def _record(self, key: str, kind: str, read_at_ms: int, data: bytes | SegmentError | None, status: int | None,
+                code: str, message: str) -> None:
+        name = self._shard_of(key)
+        with self._cond:
+            buf = self._shards.get(name)
+            if buf is None:
+                buf = self._shards[name] = _ShardBuffer(name, len(self._shards))
+            sealed = buf.add(key, kind, read_at_ms, data, status, code, message, self.chunk_bytes)
+            self._order.append(buf.ordinal)
             self.reads += 1
+            if sealed is not None:
+                self._busy += 1
+        if sealed is not None:
+            self._compress(buf, *sealed)
+
+    def _compress(self, buf: _ShardBuffer, slot: int, raw: bytes) -> None:
+        packed = zlib.compress(raw, self.level)
+        with self._cond:
+            buf.chunks[slot] = packed
+            buf.sizes[slot][0] = len(packed)
+            self._busy -= 1
+            self._cond.notify_all()
 
     @property
     def responses(self) -> list[Response]:
-        with self._lock:
-            return list(self._responses)
+        """The answers recorded so far, decoded (for tests and small re-reads: this parses every body)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._busy == 0)
+            return list(Recording(list(self._shards.values()), array("I", self._order), self.level,
+                                  self.chunk_bytes))
 
-    def take(self) -> list[Response]:
-        """The answers recorded so far, which the tap then forgets."""
-        with self._lock:
-            out, self._responses = self._responses, []
+    def take(self) -> Recording:
+        """The recording so far, which the tap then forgets: its open chunks are compressed now."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._busy == 0)
+            shards, order = list(self._shards.values()), self._order
+            self._shards, self._order = {}, array("I")
+        for buf in shards:
+            sealed = buf.seal()
+            if sealed is not None:
+                slot, raw = sealed
+                buf.chunks[slot] = packed = zlib.compress(raw, self.level)
+                buf.sizes[slot][0] = len(packed)
+            buf.close_rows()
+        return Recording(shards, order, self.level, self.chunk_bytes)
+
+
+# Entry rows are kept as orjson, compressed in blocks of this many raw bytes (a shard's header is decoded only
+# when its segment is written).
+_ROW_BLOCK = 64 * 1024
+
+
+class _ShardBuffer:
+    """One shard's recording: compressed chunks (a slot is b"" while a worker compresses it), the open chunk's
+    raw bodies, and the entry rows as compressed orjson blocks. Mutated under the tap's lock only."""
+
+    __slots__ = ("chunks", "error", "filled", "name", "ordinal", "pending", "reads", "row_blocks", "rows", "sizes")
+
+    def __init__(self, name: str, ordinal: int) -> None:
+        self.name = name
+        self.ordinal = ordinal
+        self.chunks: list[bytes] = []
+        self.sizes: list[list[int]] = []
+        self.pending: list[bytes] = []
+        self.filled = 0
+        self.rows = bytearray()
+        self.row_blocks: list[bytes] = []
+        self.reads = 0
+        self.error: SegmentError | None = None
+
+    def add(self, key: str, kind: str, read_at_ms: int, data: bytes | SegmentError | None, status: int | None,
+            code: str, message: str, chunk_bytes: int) -> tuple[int, bytes] | None:
+        """Place one answer; the chunk it sealed (slot, raw bytes) for the caller to compress, if it sealed one."""
+        self.reads += 1
+        sealed = None
+        if isinstance(data, SegmentError):
+            self.error = self.error or data
+            row: list[Any] = [key, kind, read_at_ms, 200, "", "", -2, 0, 0]   # never written: the shard is refused
+        elif data is None:
+            row = [key, kind, read_at_ms, status, code, message, -1, 0, 0]
+        else:
+            if self.filled and self.filled + len(data) > chunk_bytes:
+                sealed = self.seal()
+            row = [key, kind, read_at_ms, 200, "", "", len(self.sizes), self.filled, self.filled + len(data)]
+            self.pending.append(data)
+            self.filled += len(data)
+        self.rows += orjson.dumps(row)
+        self.rows += b","
+        if len(self.rows) >= _ROW_BLOCK:
+            self.close_rows()
+        return sealed
+
+    def seal(self) -> tuple[int, bytes] | None:
+        if not self.pending:
+            return None
+        raw = b"".join(self.pending)
+        self.pending, self.filled = [], 0
+        self.chunks.append(b"")
+        self.sizes.append([0, len(raw)])
+        return len(self.chunks) - 1, raw
+
+    def close_rows(self) -> None:
+        if self.rows:
+            self.row_blocks.append(zlib.compress(bytes(self.rows), 1))
+            self.rows = bytearray()
+
+    def entries(self) -> list[list[Any]]:
+        raw = b"".join(zlib.decompress(b) for b in self.row_blocks) + self.rows
+        return list(orjson.loads(b"[" + raw[:-1] + b"]"))
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(map(len, self.chunks)) + sum(map(len, self.row_blocks)) + self.filled + len(self.rows)
+
+
+class Recording(Sequence[Response]):
+    """What a :class:`RecordingTap` recorded: per shard, its compressed chunks and entry rows.
+
+    :meth:`segments` writes each shard's segment without parsing a body (what publishing needs); iterating decodes
+    every response in read order (a patch is small; tests compare). A shard that read a key twice is written as
+    :func:`encode_segment` writes it: the newest read wins, so that one shard is decoded and encoded again."""
+
+    def __init__(self, shards: list[_ShardBuffer], order: array[int], level: int, chunk_bytes: int) -> None:
+        self._shards = shards
+        self._order = order
+        self.level = level
+        self.chunk_bytes = chunk_bytes
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def compressed_bytes(self) -> int:
+        """What the recording holds: compressed chunks and rows (plus any open chunk's raw bytes)."""
+        return sum(b.stored_bytes for b in self._shards)
+
+    def segments(self) -> Iterator[tuple[str, bytes, int]]:
+        """(shard, segment bytes, reads) per shard, in the order the shards were first read."""
+        for buf in self._shards:
+            yield buf.name, self._encode(buf), buf.reads
+
+    def _encode(self, buf: _ShardBuffer) -> bytes:
+        if buf.error is not None:
+            raise buf.error
+        entries = buf.entries()
+        if len({e[0] for e in entries}) == len(entries):
+            return _assemble(buf.name, self.level, buf.sizes, buf.chunks, entries)
+        # A key read twice: encode_segment's choice (the newest read, in the reads' order), from the bytes as read.
+        raws = [zlib.decompress(c) for c in buf.chunks]
+        rows: list[_Row] = [(key, kind, read_at, status, code, message,
+                             None if chunk < 0 else partial(_cut_bytes, raws[chunk], start, end))
+                            for key, kind, read_at, status, code, message, chunk, start, end in entries]
+        return _encode_rows(buf.name, rows, level=self.level, chunk_bytes=self.chunk_bytes)
+
+    def _decode(self, buf: _ShardBuffer) -> list[Response]:
+        if buf.error is not None:
+            raise buf.error
+        raws: dict[int, bytes] = {len(buf.chunks): b"".join(buf.pending)}   # the open chunk (a live tap's)
+        out = []
+        for key, kind, read_at, status, code, message, chunk, start, end in buf.entries():
+            if chunk < 0:
+                out.append(Response(key, kind, read_at, None, status, code, message))
+                continue
+            raw = raws.get(chunk)
+            if raw is None:
+                raw = raws[chunk] = zlib.decompress(buf.chunks[chunk])
+            out.append(Response(key, kind, read_at, _loads(raw[start:end], buf.name, key)))
         return out
 
+    def __iter__(self) -> Iterator[Response]:
+        decoded = [iter(self._decode(buf)) for buf in self._shards]
+        for ordinal in self._order:
+            yield next(decoded[ordinal])
 
-def by_subscription(key: str) -> str:
-    """The shard of a read: ``s1-<sid>`` below a subscription, ``s0`` for tenant-level reads (design 2.3)."""
-    parts = key.split("/", 2)
-    if len(parts) >= 2 and parts[0] == "subscriptions" and parts[1]:
-        return f"s1-{parts[1]}"
-    return TENANT_SHARD
+    @overload
+    def __getitem__(self, i: int) -> Response: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Response]: ...
+
+    def __getitem__(self, i: int | slice) -> Response | list[Response]:
+        return list(self)[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def cut(responses: Iterable[Response], shard_of: Callable[[str], str] = by_subscription) -> dict[str, list[Response]]:
@@ -202,12 +402,27 @@ def _dumps(body: Any, key: str) -> bytes:
 def encode_segment(shard: str, responses: Iterable[Response], *, level: int = 6,
                    chunk_bytes: int = CHUNK_BYTES) -> bytes:
     """One segment of ``responses`` (the newest read of a key wins), compressed at zlib ``level``."""
-    newest: dict[str, Response] = {}
-    for r in responses:
-        old = newest.get(r.key)
-        if old is None or r.read_at_ms >= old.read_at_ms:
-            newest.pop(r.key, None)  # re-inserted: the order stays the reads' order
-            newest[r.key] = r
+    return _encode_rows(shard, ((r.key, r.kind, r.read_at_ms, r.status, r.code, r.message,
+                                 None if r.failed else partial(_dumps, r.body, r.key)) for r in responses),
+                        level=level, chunk_bytes=chunk_bytes)
+
+
+# key, kind, read_at_ms, status, code, message, and the body's bytes (a thunk: only the newest read's are made),
+# or None for a failed read.
+_Row = tuple[str, str, int, int | None, str, str, Callable[[], bytes] | None]
+
+
+def _cut_bytes(raw: bytes, start: int, end: int) -> bytes:
+    return raw[start:end]
+
+
+def _encode_rows(shard: str, rows: Iterable[_Row], *, level: int, chunk_bytes: int) -> bytes:
+    newest: dict[str, _Row] = {}
+    for r in rows:
+        old = newest.get(r[0])
+        if old is None or r[2] >= old[2]:
+            newest.pop(r[0], None)  # re-inserted: the order stays the reads' order
+            newest[r[0]] = r
     entries: list[list[Any]] = []
     chunks: list[bytes] = []
     sizes: list[list[int]] = []
@@ -223,17 +438,22 @@ def encode_segment(shard: str, responses: Iterable[Response], *, level: int = 6,
             sizes.append([len(packed), len(raw)])
             pending, filled = [], 0
 
-    for r in newest.values():
-        if r.failed:
-            entries.append([r.key, r.kind, r.read_at_ms, r.status, r.code, r.message, -1, 0, 0])
+    for key, kind, read_at, status, code, message, body in newest.values():
+        if body is None:
+            entries.append([key, kind, read_at, status, code, message, -1, 0, 0])
             continue
-        data = _dumps(r.body, r.key)
+        data = body()
         if filled and filled + len(data) > chunk_bytes:
             flush()
-        entries.append([r.key, r.kind, r.read_at_ms, 200, "", "", len(chunks), filled, filled + len(data)])
+        entries.append([key, kind, read_at, 200, "", "", len(chunks), filled, filled + len(data)])
         pending.append(data)
         filled += len(data)
     flush()
+    return _assemble(shard, level, sizes, chunks, entries)
+
+
+def _assemble(shard: str, level: int, sizes: list[list[int]], chunks: list[bytes], entries: list[list[Any]]) -> bytes:
+    """The segment of compressed ``chunks`` and their ``entries`` (one writer, so the tap's is encode_segment's)."""
     header = zlib.compress(orjson.dumps({"shard": shard, "chunks": sizes, "entries": entries}), level)
     payload = header + b"".join(chunks)
     return _HEAD.pack(MAGIC, FORMAT_VERSION, level, zlib.crc32(payload), len(header)) + payload

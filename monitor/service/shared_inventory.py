@@ -33,6 +33,7 @@ import structlog
 from plmon.monitor.collect.plan import Inventory, collect
 from plmon.monitor.collect.segments import (
     PatchReader,
+    Recording,
     Response,
     SegmentError,
     SegmentReader,
@@ -135,11 +136,13 @@ def publish_collection(store: InventoryStore, responses: Iterable[Response], *, 
     """Write a collection's responses as segments (one per shard), its manifest, then move the pointer to it.
 
     Returns the pointer, or None when a newer collection was published meanwhile (the pointer never moves back:
-    a slow publisher must not replace a newer collection with an older one; its blobs are left to retention)."""
+    a slow publisher must not replace a newer collection with an older one; its blobs are left to retention).
+    A tap's :class:`Recording` is written as it holds it (compressed), never parsed back into bodies."""
     refs = []
-    for shard, rs in cut(responses).items():
-        data = encode_segment(shard, rs)
-        refs.append(store.put_segment(collection, f"{shard}-a1.z", data, shard=shard, reads=len(rs)))
+    encoded = (responses.segments() if isinstance(responses, Recording)
+               else ((shard, encode_segment(shard, rs), len(rs)) for shard, rs in cut(responses).items()))
+    for shard, data, reads in encoded:
+        refs.append(store.put_segment(collection, f"{shard}-a1.z", data, shard=shard, reads=reads))
     etag = store.put_manifest(Manifest(collection=collection, started_at=started_at, finished_at=finished_at,
                                        manifest=manifest, subscriptions=tuple(subscriptions), scoped=scoped,
                                        segments=tuple(refs), failed=tuple(failed), plmon=plmon))

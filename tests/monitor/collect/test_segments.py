@@ -5,8 +5,13 @@ it lacks into absence, so that is what these tests hold."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import random
+import sys
+import time
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -270,3 +275,122 @@ def test_patch_reader_reads_what_the_patch_lacks_through_its_fallback_and_counts
     replayed, result = reread_into(replay, inv, [rid])
     assert replay.fallback_reads == result.requests > 0
     assert _view(replayed) == _view(live)
+
+
+# --- the tap holds bytes, never bodies ---------------------------------------------------------------------------
+class _Body(dict[str, Any]):
+    """A body that can be watched (a plain dict takes no weak reference)."""
+
+
+class _Answers:
+    """An ArmReader answering fresh bodies (each a weakly watched ``_Body``), some reads failing."""
+
+    def __init__(self) -> None:
+        self.bodies: list[weakref.ref[_Body]] = []
+
+    def get(self, path: str, *, kind: str) -> Any:
+        if path.endswith("/denied"):
+            raise ReadError(403, "AuthorizationFailed", "no")
+        body = _Body(id=path, value=[{"n": i, "name": f"item-{i}" * 3} for i in range(20)], nextLink="x")
+        self.bodies.append(weakref.ref(body))
+        return body
+
+
+def test_tap_keeps_no_reference_to_a_recorded_body() -> None:
+    """Once ``get`` returned and the caller let the body go, nothing holds it: the tap keeps its bytes only."""
+    inner = _Answers()
+    tap = RecordingTap(inner, chunk_bytes=2048)
+    plain = tap.get("/subscriptions/a/x/0", kind="list")   # nextLink dropped: a copy, the inner body let go
+    assert "nextLink" not in plain and sys.getrefcount(plain) == 2   # the local and getrefcount's argument
+    assert not [r for r in gc.get_referrers(plain) if r is not locals()]
+    del plain
+    for i in range(1, 200):
+        tap.get(f"/subscriptions/{'ab'[i % 2]}/x/{i}", kind="list")
+    with contextlib.suppress(ReadError):
+        tap.get("/subscriptions/a/denied", kind="target")
+    gc.collect()
+    assert len(inner.bodies) == 200 and all(ref() is None for ref in inner.bodies)
+    live = tap.responses   # decoded from the chunks, the open one included, without taking them
+    recording = tap.take()
+    assert recording == live and tap.take() == [] and tap.responses == []
+    assert len(recording) == tap.reads == 201
+    assert recording.compressed_bytes < 200 * 1200 / 4     # ~1.2 KB of JSON per body, held compressed
+    got = list(recording)
+    assert [r.key for r in got] == [f"subscriptions/{'ab'[i % 2]}/x/{i}" for i in range(200)] + [
+        "subscriptions/a/denied"]
+    assert got[5].body == {"id": "/subscriptions/b/x/5", "value": [{"n": i, "name": f"item-{i}" * 3}
+                                                                  for i in range(20)]}
+    assert got[-1].failed and got[-1].status == 403
+
+
+def _segments_of(recording: Sequence[Response], **encode: Any) -> list[tuple[str, bytes]]:
+    return [(shard, encode_segment(shard, rs, **encode)) for shard, rs in cut(list(recording)).items()]
+
+
+@pytest.mark.parametrize("chunk_bytes", [1024, 64 * 1024])
+@pytest.mark.parametrize("name", [*FOLDERS, "synth"])
+def test_tap_segments_are_encode_segments_bytes(name: str, chunk_bytes: int, synth_folder: Path) -> None:
+    """A concurrent collection's incrementally written segments decode byte-identically to ``encode_segment``'s of
+    the same responses (one per shard, in the order the shards were first read), and scan to the same text."""
+    folder = _tenant(name, synth_folder)
+    tenant = RecordedTenant(folder)
+    tap = RecordingTap(tenant, chunk_bytes=chunk_bytes)
+    collect(tap, manifest=tenant.manifest, workers=8)
+    recording = tap.take()
+    got = [(shard, data) for shard, data, _reads in recording.segments()]
+    assert got == _segments_of(recording, chunk_bytes=chunk_bytes)
+    assert sum(reads for _, _, reads in recording.segments()) == len(recording) == tap.reads
+    want, _ = _cli_scan(folder)
+    assert _scan(SegmentReader(got, collection="c"), tenant.manifest)[0] == want
+
+
+def test_tap_a_key_read_twice_is_written_as_encode_segment_writes_it() -> None:
+    """The newest read of a key wins, in the place of that read, as in ``encode_segment``; an older answer that
+    comes back later loses."""
+    times = iter([10, 20, 30, 15, 40, 50])
+    bodies = iter([{"v": 1}, {"v": 2}, {"v": 3}, {"v": "late"}, {"v": 5}, {"v": 6}])
+
+    class Reader:
+        def get(self, path: str, *, kind: str) -> Any:
+            return next(bodies)
+
+    tap = RecordingTap(Reader(), now_ms=lambda: next(times), chunk_bytes=8)
+    for path in ["subscriptions/a/x", "subscriptions/a/y", "subscriptions/a/x", "subscriptions/a/x",
+                 "subscriptions/a/z", "y"]:
+        tap.get(path, kind="k")
+    recording = tap.take()
+    segs = [(shard, data) for shard, data, _ in recording.segments()]
+    assert segs == _segments_of(recording, chunk_bytes=8)
+    assert [(r.key, r.body) for r in Segment("s", segs[0][1]).responses()] == [
+        ("subscriptions/a/y", {"v": 2}), ("subscriptions/a/x", {"v": 3}), ("subscriptions/a/z", {"v": 5})]
+
+
+def test_tap_refuses_a_body_no_segment_holds_when_encoded_not_when_read() -> None:
+    """A typed unit (not JSON) reads through as it is; the recording says which path when it is written."""
+
+    class Typed:
+        def get(self, path: str, *, kind: str) -> Any:
+            return {"value": [object()]}
+
+    tap = RecordingTap(Typed())
+    assert tap.get("/subscriptions/a/x", kind="k")["value"]
+    recording = tap.take()
+    assert len(recording) == 1
+    with pytest.raises(SegmentError, match="subscriptions/a/x: the body is not JSON"):
+        list(recording.segments())
+
+
+def test_tap_cpu_per_read_is_small(synth_folder: Path) -> None:
+    """The tap's own work on the collecting threads (serialise, place, compress a full chunk) is a small share
+    of a read: measured against the same collection read without it."""
+    tenant = RecordedTenant(synth_folder)
+    collect(tenant, manifest=tenant.manifest, workers=1)          # warm the folder's cache
+    t0 = time.process_time()
+    plain = collect(tenant, manifest=tenant.manifest, workers=1)
+    bare = time.process_time() - t0
+    tap = RecordingTap(tenant)
+    t0 = time.process_time()
+    collect(tap, manifest=tenant.manifest, workers=1)
+    tapped = time.process_time() - t0
+    per_read_us = (tapped - bare) / plain.stats.requests * 1e6
+    assert per_read_us < 500, f"{per_read_us:.0f} us per read"

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import azurite
 import pytest
@@ -39,7 +39,7 @@ from plmon.monitor.service.shared_inventory import (
 from plmon.monitor.state.intake import SqliteIntake
 from plmon.monitor.state.inventory_blob import BlobInventoryStore
 from plmon.monitor.state.open import intake_beside, open_scaleout, open_store
-from plmon.monitor.state.scaleout import InventoryStore, Manifest, ScaleOut
+from plmon.monitor.state.scaleout import InventoryStore, Manifest, Pointer, ScaleOut, SegmentRef
 from plmon.monitor.state.sqlite import SqliteStore
 from plmon.monitor.state.store import OutboxRow
 
@@ -398,3 +398,45 @@ def test_a_loaded_collection_that_started_before_a_synced_re_read_gets_it_replay
                               started_at=started, finished_at=datetime.now(UTC)) is not None
     assert b.daemon.load_shared()
     assert _view(b.daemon) == _view(a.daemon) and b.reader.reads == 0 and b.shared.fallback_reads == 0
+
+
+class _Blobs:
+    """What publish_collection writes, kept in memory (only the segments are compared here)."""
+
+    def __init__(self) -> None:
+        self.segments: dict[str, tuple[bytes, SegmentRef]] = {}
+        self.current: Pointer | None = None
+
+    def put_segment(self, collection: str, name: str, data: bytes, *, shard: str = "", reads: int = 0) -> SegmentRef:
+        ref = SegmentRef(name=name, shard=shard, etag=name, bytes=len(data), reads=reads)
+        self.segments[name] = (data, ref)
+        return ref
+
+    def put_manifest(self, manifest: Manifest) -> str:
+        return "m"
+
+    def pointer(self) -> Pointer | None:
+        return self.current
+
+    def publish(self, collection: str, manifest_etag: str, published_at: datetime, *,
+                expected: Pointer | None) -> Pointer:
+        self.current = Pointer(collection, manifest_etag, published_at)
+        return self.current
+
+
+def test_a_tap_recording_publishes_the_segments_its_responses_would(tenant: Path) -> None:
+    """publish_collection writes a tap's Recording as it holds it (no body parsed back): the same blobs, refs and
+    order as publishing its decoded responses."""
+    folder = RecordedTenant(tenant)
+    tap = RecordingTap(folder)
+    collect(tap, manifest=folder.manifest, workers=4)
+    recording = tap.take()
+    now = datetime.now(UTC)
+    published = []
+    for responses in (recording, list(recording)):
+        blobs = _Blobs()
+        assert publish_collection(cast(InventoryStore, blobs), responses, collection=collection_id(now),
+                                  manifest={}, subscriptions=(), scoped=False, started_at=now, finished_at=now)
+        published.append(list(blobs.segments.items()))
+    assert published[0] == published[1] and len(published[0]) > 1
+    assert sum(ref.reads for _, (_, ref) in published[0]) == len(recording) == tap.reads
