@@ -129,8 +129,11 @@ class SharedSchedule:
     # --- the full collection ---------------------------------------------------------------------------------
     def collect_if_due(self) -> bool:
         """The tick's full collection, if this process holds the lease and no holder started it yet (True: it ran
-        here). A row a holder started that passed its deadline unpublished (the holder died mid-collection) is taken
-        over by compare-and-swap and collected again."""
+        here). A row still running (``stage1``) under an older lease epoch than ours was started by a holder that has
+        lost the lease since (died or paused mid-collection): it is taken over at once by compare-and-swap and
+        collected again. Waiting for its deadline would be too late: the deadline is ``now + every``, at or after the
+        tick's end, when ``tick_collection`` already names the next tick, and a fresh deployment would have no
+        inventory for up to an interval. The deadline stays a backstop for a row of our own epoch."""
         lease = self.scale.lease
         if not lease.held:
             return False
@@ -143,9 +146,10 @@ class SharedSchedule:
             row = book.create_collection(row)
         except AlreadyWritten:
             found = book.collection(cid)
-            if found is None or found.state in ("published", "abandoned") or found.deadline > now \
-                    or found.epoch >= lease.epoch:
-                return False   # this tick's collection is done, or under way by a live holder
+            if found is None or found.state in ("published", "abandoned") or found.epoch > lease.epoch:
+                return False   # this tick's collection is done, or a newer holder runs it (we are a stale one)
+            if found.epoch == lease.epoch and found.deadline > now:
+                return False   # under way by this holder (the epoch is ours)
             try:
                 row = book.update_collection(replace(found, started_at=now, started_by=self.scale.instance,
                                                      epoch=lease.epoch, deadline=now + self.every))
