@@ -398,3 +398,40 @@ def test_a_loaded_collection_that_started_before_a_synced_re_read_gets_it_replay
                               started_at=started, finished_at=datetime.now(UTC)) is not None
     assert b.daemon.load_shared()
     assert _view(b.daemon) == _view(a.daemon) and b.reader.reads == 0 and b.shared.fallback_reads == 0
+
+
+def test_blob_storage_down_neither_delays_nor_fails_an_event_s_alert(
+        replicas: tuple[Replica, Replica], tenant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patch sync raises and the patch publish hangs then raises (blob storage down): the event is still
+    re-evaluated, its alert is handed over before the publish starts and while the daemon's lock is free, and both
+    failures are counted, not raised."""
+    import time
+
+    a, _ = replicas
+    a.daemon.full_collection()
+    seen: list[tuple[str, float]] = []
+    lock_free: list[bool] = []
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("blob storage down")
+
+    def hang(*args: Any, **kwargs: Any) -> None:
+        seen.append(("publish", time.monotonic()))
+        free = a.daemon._lock.acquire(blocking=False)   # the re-read step's lock: not held while publishing
+        if free:
+            a.daemon._lock.release()
+        lock_free.append(free)
+        time.sleep(1.0)
+        raise ConnectionError("blob storage down")
+
+    monkeypatch.setattr(a.shared, "pending", down)
+    monkeypatch.setattr(a.shared, "write_patch", hang)
+    a.daemon.dispatch = lambda urgent: seen.append(("alerts", time.monotonic()))
+    a.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")
+    a.shared.synced_from = datetime.now(UTC)   # a sync is due
+    report = a.daemon.process_pending()
+    assert [t.kind for t in report.transitions if t.kind == "opened"]
+    assert [what for what, _ in seen] == ["alerts", "publish"]
+    assert lock_free == [True]
+    patches = a.daemon.metrics.patches
+    assert patches.labels("sync_failed")._value.get() == 1 and patches.labels("publish_failed")._value.get() == 1
