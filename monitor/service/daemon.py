@@ -626,6 +626,7 @@ class Daemon:
             log.warning("collection_publish_failed", error=shared.error)
             return None
         if pointer is not None:
+            shared.published_here = pointer.collection   # the pointer watcher must not download it again
             log.info("collection_published", collection=pointer.collection)
         return pointer
 

@@ -435,3 +435,33 @@ def test_blob_storage_down_neither_delays_nor_fails_an_event_s_alert(
     assert lock_free == [True]
     patches = a.daemon.metrics.patches
     assert patches.labels("sync_failed")._value.get() == 1 and patches.labels("publish_failed")._value.get() == 1
+
+
+def test_the_holder_never_downloads_the_collection_it_just_published(
+        replicas: tuple[Replica, Replica], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pointer poll between the holder's publish and its adopt sees the pointer moved to the holder's own
+    collection: it loads nothing (the holder adopts it from memory), and after the adopt nothing is new either."""
+    from plmon.monitor.service import daemon as daemon_module
+
+    a, _ = replicas
+    loads: list[int] = []
+    real_load = daemon_module.load_published
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        loads.append(1)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(daemon_module, "load_published", counted)
+    watcher = PointerWatcher(a.daemon)
+    real_adopt = a.daemon.adopt
+    polled: list[bool] = []
+
+    def adopt(*args: Any, **kwargs: Any) -> Any:
+        polled.append(watcher.poll_once())     # the watcher's thread, between the publish and the swap
+        return real_adopt(*args, **kwargs)
+
+    monkeypatch.setattr(a.daemon, "adopt", adopt)
+    a.daemon.full_collection()
+    assert polled == [False] and loads == []
+    assert a.shared.current is not None and a.shared.source == "published"
+    assert watcher.poll_once() is False and loads == []
