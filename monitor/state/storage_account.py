@@ -22,10 +22,11 @@ from plmon.monitor.state.azure_errors import storage_errors
 
 __all__ = ["StorageAccount"]
 
-# The blob and queue clients fail fast: the SDK's defaults (10 retries, exponential back-off, a 60 s read timeout)
+# The blob and queue clients fail fast: the SDK's defaults (3 retries 15-45 s apart, a 60 s read timeout)
 # held an event's patch sync or publish, and the lease's renewal, for a minute or more when storage was slow or down.
 # Each caller logs a failure and tries again on its next round.
-CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 15}
+CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1,
+                                  "connection_timeout": 5, "read_timeout": 15}
 
 
 @dataclass(frozen=True)
