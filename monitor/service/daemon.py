@@ -888,8 +888,10 @@ class Daemon:
 
 
     def _shared_readiness(self, detail: dict[str, Any]) -> bool:
-        """``instance``, ``schedule`` and ``blob`` for ``/readyz`` (design 2.2): blob storage must answer (the
-        inventory and the lease live there), holding the lease is not required."""
+        """``instance``, ``schedule`` and ``blob`` for ``/readyz`` (design 2.2); holding the lease is not required.
+        Blob storage unreachable is shown but fails readiness only for a replica with no inventory yet: one that has
+        one still takes events and re-evaluates them (only loads, patches and the lease wait for blob storage), and
+        failing it would take every replica out of service at once."""
         scale = self.scale
         assert scale is not None
         detail["instance"] = scale.instance
@@ -906,7 +908,7 @@ class Daemon:
             detail["blob"] = "ok"
             return True
         detail["blob"] = "unreachable"
-        return False
+        return self.inventory is not None
 
 
 _RETIRED_MAX = 4   # steps' replaced states kept for tidy_heap at most (Daemon._retire)

@@ -320,3 +320,16 @@ def test_readyz_and_metrics_show_the_schedule_and_the_inventory_over_http(tenant
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_readyz_shows_blob_storage_down_but_stays_ready_with_an_inventory(
+        build: Callable[[str], Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blob storage unreachable: /readyz says so in ``blob``; a replica that has an inventory stays ready (intake and
+    events still work), one without stays unready."""
+    d = build("a")
+    monkeypatch.setattr(_scale(d).inventory, "ping", lambda: False)
+    ok, detail = d.readiness(3600)
+    assert not ok and detail["blob"] == "unreachable"     # no inventory yet
+    d.full_collection()
+    ok, detail = d.readiness(3600)
+    assert ok and detail["blob"] == "unreachable"
