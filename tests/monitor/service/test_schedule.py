@@ -333,3 +333,34 @@ def test_readyz_shows_blob_storage_down_but_stays_ready_with_an_inventory(
     d.full_collection()
     ok, detail = d.readiness(3600)
     assert ok and detail["blob"] == "unreachable"
+
+
+def test_reminders_a_holder_claimed_but_did_not_finish_are_run_by_the_next(
+        build: Callable[[str], Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder claims the reminders and dies before they are done (claimed, not done): the next holder runs them
+    at once, within the interval; once done they are not run again in it."""
+    a, b = build("a"), build("b")
+    la, lb = _scale(a).lease, _scale(b).lease
+    assert la.try_acquire()
+    now = datetime.now(UTC)
+    assert SharedSchedule(a, _scale(a), clock=lambda: now).reminders_if_due() is False   # the clock starts
+
+    def dies() -> None:
+        raise SystemExit("the holder died mid-reminders")
+
+    monkeypatch.setattr(a, "reminders", dies)
+    later = now + timedelta(days=2)
+    with pytest.raises(SystemExit):
+        SharedSchedule(a, _scale(a), clock=lambda: later).reminders_if_due()
+    jobs = _scale(a).book.jobs()
+    assert jobs.reminders_at == later and jobs.reminders_done_at != later   # claimed, not done
+
+    assert isinstance(lb, BlobScheduleLease)
+    lb.break_lease(0)
+    assert lb.try_acquire()
+    ran: list[int] = []
+    monkeypatch.setattr(b, "reminders", lambda: ran.append(1) or [])
+    soon = SharedSchedule(b, _scale(b), clock=lambda: later + timedelta(minutes=1))
+    assert soon.reminders_if_due() is True and ran == [1]
+    assert _scale(b).book.jobs().reminders_done_at == later + timedelta(minutes=1)
+    assert soon.reminders_if_due() is False and ran == [1]
