@@ -26,8 +26,9 @@ references), ``PLMON_MANAGEMENT_GROUP`` or ``PLMON_SUBSCRIPTIONS`` (comma-separa
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -39,6 +40,10 @@ from plmon.monitor.wiring import function_daemon
 __all__ = ["FunctionHost", "HostReport", "host", "reset_host"]
 
 log = structlog.get_logger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +66,9 @@ class FunctionHost:
     def __init__(self, config: Config, daemon: Daemon) -> None:
         self.config, self.daemon = config, daemon
         self._lock = threading.Lock()
+        # The shared schedule's clock (which tick it is, whether a job is due); tests inject one so that a check
+        # does not depend on where the wall clock falls in the tick.
+        self.clock: Callable[[], datetime] = _utcnow
 
     @classmethod
     def from_settings(cls, env: Mapping[str, str] | None = None, **daemon_options: Any) -> FunctionHost:
@@ -117,11 +125,15 @@ class FunctionHost:
     def _shared_timer(self) -> HostReport:
         """The schedule's tick on a shared store: try the lease; the holder collects and publishes the tick's
         collection (once per tick, whoever ran it), and runs reminders and retention when due; then gives the lease
-        back. Without the lease another process runs the schedule: this instance only follows what it published."""
-        from plmon.monitor.service.schedule import SharedSchedule
+        back. Without the lease another process runs the schedule: this instance only follows what it published.
+
+        While it holds the lease a :class:`LeaseKeeper` thread renews it for the whole call: a collection longer than
+        the lease duration would otherwise leave ``lease.held`` False (reminders and retention skipped) and let a
+        ``plmon serve`` replica take the schedule mid-collection."""
+        from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule
         scale = self.daemon.scale
         assert scale is not None
-        schedule = SharedSchedule(self.daemon, scale)
+        schedule = SharedSchedule(self.daemon, scale, clock=self.clock)
         collected = loaded = False
         transitions = 0
         with self._lock:
@@ -131,6 +143,8 @@ class FunctionHost:
                 if self.daemon.inventory is not None:
                     transitions = len(self.daemon.process_pending().transitions)
             else:
+                keeper = LeaseKeeper(scale.lease, every=self.config.scale.lease_renew.total_seconds())
+                keeper.start()
                 try:
                     if self.daemon.inventory is None:
                         loaded = self.daemon.load_shared()
@@ -142,7 +156,7 @@ class FunctionHost:
                         transitions += 1
                     schedule.retention_if_due()
                 finally:
-                    scale.lease.release()
+                    keeper.stop(release=True)   # stops renewing, then gives the lease back
         delivered = self.daemon.deliver().delivered
         log.info("function_timer_done", collected=collected, loaded=loaded, transitions=transitions)
         return HostReport(collected=collected, loaded=loaded, transitions=transitions, delivered=delivered)

@@ -22,10 +22,11 @@ import structlog
 import uvicorn
 
 from plmon.monitor.cli.root import source_options
-from plmon.monitor.config import load_config
+from plmon.monitor.config import Config, load_config
 from plmon.monitor.errors import InputError
 from plmon.monitor.service.daemon import Daemon
-from plmon.monitor.wiring import build_daemon, open_intake, open_source, open_state
+from plmon.monitor.state.store import StateStore
+from plmon.monitor.wiring import build_daemon, open_intake, open_scale, open_source, open_state
 
 __all__ = ["serve"]
 
@@ -58,6 +59,21 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _probe_scale(store: StateStore, config: Config) -> None:
+    """Open the scale-out parts (inventory container, schedule lease, patch and collection tables) once, so that a
+    Table-store user upgrading without blob access (a missing role, an unreachable blob endpoint) gets one line and
+    the way out, not "the daemon did not start" after a traceback in the server's startup."""
+    from plmon.monitor.state.scaleout import ScaleoutError
+
+    try:
+        scale = open_scale(store, config, instance="plmon-serve-preflight")
+    except (ScaleoutError, InputError) as err:
+        raise InputError(f"scale: the shared inventory's storage cannot be used ({err}); grant this identity blob "
+                         "access (Storage Blob Data Contributor) or set scale.shared_inventory: false") from None
+    if scale is not None:
+        scale.close()
+
+
 @click.command("serve")
 @source_options
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
@@ -78,6 +94,7 @@ def serve(from_dir: Path | None, config_path: Path | None, host: str | None, por
     probe = open_state(config)
     try:
         open_intake(probe, config).close()
+        _probe_scale(probe, config)
     finally:
         probe.close()
 

@@ -74,6 +74,10 @@ __all__ = ["Accepted", "Daemon", "StepReport"]
 log = structlog.get_logger(__name__)
 
 
+# Seconds the worker steps skip the patch sync after one failed (blob storage slow or down).
+SYNC_QUIET_AFTER_FAILURE = 30.0
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -239,6 +243,13 @@ class Daemon:
         self.dispatch: Callable[[Sequence[tuple[str, str]]], None] | None = None
         self.shared = shared
         self.scale = scale
+        # Own re-reads to publish as patches, after the step's alerts are queued and outside the lock: blob storage
+        # slow or down must not hold up an event (nor every other one waiting for the lock).
+        self._unpublished: list[tuple[RecordingTap, list[ArmId], datetime, set[str]]] = []
+        self._unpublished_lock = threading.Lock()
+        # After a failed patch sync the worker steps skip theirs until then (monotonic): one event pays for a store
+        # that is down, not each (the pointer thread's sync_shared keeps trying).
+        self._sync_quiet_until = 0.0
 
     # --- intake ----------------------------------------------------------------------------------
     def accept(self, body: bytes, content_type: str | None, *, received_at: datetime | None = None) -> Accepted:
@@ -300,6 +311,7 @@ class Daemon:
         self.metrics.reevaluation_duration.observe(report.seconds)
         if report.transitions:
             self._alerts_queued([(t.check_id, t.resource_key) for t in report.transitions if t.alerts])
+        self._publish_patches()
         if self._recount:
             with self._lock, cpu.phase("lifecycle"):
                 self._recount = False
@@ -378,13 +390,16 @@ class Daemon:
         # events) binds its ids for every log line below, the re-read's and the lifecycle's included.
         with bound_contextvars(**(_log_context(relevant[0]) if len(relevant) == 1 else {})), self._lock:
             assert self.inventory is not None
-            if self.shared is not None and relevant:
+            if self.shared is not None and relevant and time.monotonic() >= self._sync_quiet_until:
                 # Other processes' newer re-reads first: an event here is then judged on what they read, and one
                 # they already re-read after it happened is stale here too.
                 try:
                     report.transitions.extend(self._sync_locked(cpu))
                 except Exception as err:   # storage hiccup: the event still goes; the next sync catches up
-                    log.warning("patch_sync_failed", error=f"{type(err).__name__}: {err}")
+                    self._sync_quiet_until = time.monotonic() + SYNC_QUIET_AFTER_FAILURE
+                    self.metrics.patches.labels("sync_failed").inc()
+                    log.warning("patch_sync_failed", error=f"{type(err).__name__}: {err}",
+                                quiet_seconds=SYNC_QUIET_AFTER_FAILURE)
             folded = coalesce(relevant, _ReadTimes(self._full_started, self._read_at), target=resource_to_reread)
             report.stale, report.duplicates = len(folded.stale), len(folded.duplicates)
             self.metrics.events_ignored.labels("stale").inc(len(folded.stale))
@@ -422,7 +437,8 @@ class Daemon:
         with cpu.phase("reread"):
             inv, result = reread_into(source, self.inventory, resources)
         if tap is not None and isinstance(read_at, datetime):
-            self._publish_patch(tap, resources, read_at, result.keys)
+            with self._unpublished_lock:   # published by process_pending once the step's alerts are queued
+                self._unpublished.append((tap, list(resources), read_at, set(result.keys)))
         self.metrics.rereads.labels("ok").inc(len(result.keys) - len(result.failed))
         self.metrics.rereads.labels("failed").inc(len(result.failed))
         self.metrics.rereads.labels("untracked").inc(len(result.untracked))
@@ -470,6 +486,13 @@ class Daemon:
         return transitions, len(checks)
 
     # --- the shared inventory --------------------------------------------------------------------
+    def _publish_patches(self) -> None:
+        """Publish the re-reads the last steps made (outside the lock, after their alerts were queued)."""
+        with self._unpublished_lock:
+            todo, self._unpublished = self._unpublished, []
+        for tap, resources, read_at, keys in todo:
+            self._publish_patch(tap, resources, read_at, keys)
+
     def _publish_patch(self, tap: RecordingTap, resources: Sequence[ArmId], read_at: datetime,
                        keys: set[str]) -> None:
         """Publish what this step read for ``keys`` as a patch. A failure is logged, never the step's: the event
@@ -488,6 +511,7 @@ class Daemon:
             if shared.patches_older > older:
                 self.metrics.patches.labels("older").inc(shared.patches_older - older)
         except Exception as err:
+            self.metrics.patches.labels("publish_failed").inc()
             log.warning("patch_publish_failed", error=f"{type(err).__name__}: {err}", resources=len(keys))
 
     def _sync_locked(self, cpu: PhaseClock) -> list[Transition]:
@@ -602,6 +626,7 @@ class Daemon:
             log.warning("collection_publish_failed", error=shared.error)
             return None
         if pointer is not None:
+            shared.published_here = pointer.collection   # the pointer watcher must not download it again
             log.info("collection_published", collection=pointer.collection)
         return pointer
 
@@ -863,8 +888,10 @@ class Daemon:
 
 
     def _shared_readiness(self, detail: dict[str, Any]) -> bool:
-        """``instance``, ``schedule`` and ``blob`` for ``/readyz`` (design 2.2): blob storage must answer (the
-        inventory and the lease live there), holding the lease is not required."""
+        """``instance``, ``schedule`` and ``blob`` for ``/readyz`` (design 2.2); holding the lease is not required.
+        Blob storage unreachable is shown but fails readiness only for a replica with no inventory yet: one that has
+        one still takes events and re-evaluates them (only loads, patches and the lease wait for blob storage), and
+        failing it would take every replica out of service at once."""
         scale = self.scale
         assert scale is not None
         detail["instance"] = scale.instance
@@ -881,7 +908,7 @@ class Daemon:
             detail["blob"] = "ok"
             return True
         detail["blob"] = "unreachable"
-        return False
+        return self.inventory is not None
 
 
 _RETIRED_MAX = 4   # steps' replaced states kept for tidy_heap at most (Daemon._retire)

@@ -114,7 +114,7 @@ class Metrics:
                                         "Loading a published collection (no ARM read)",
                                         buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
         self.patches = Counter("plmon_patches", "Re-read patches shared between processes", ["op"], registry=r)
-        for op in ("written", "applied", "older"):
+        for op in ("written", "applied", "older", "publish_failed", "sync_failed"):
             self.patches.labels(op)
 
     def observe_step(self, clock: PhaseClock) -> None:

@@ -36,6 +36,7 @@ from plmon.monitor.state.scaleout import (
     CollectionRow,
     LeaseLost,
     ScaleOut,
+    ScheduleJobs,
     ScheduleLease,
 )
 
@@ -129,8 +130,11 @@ class SharedSchedule:
     # --- the full collection ---------------------------------------------------------------------------------
     def collect_if_due(self) -> bool:
         """The tick's full collection, if this process holds the lease and no holder started it yet (True: it ran
-        here). A row a holder started that passed its deadline unpublished (the holder died mid-collection) is taken
-        over by compare-and-swap and collected again."""
+        here). A row still running (``stage1``) under an older lease epoch than ours was started by a holder that has
+        lost the lease since (died or paused mid-collection): it is taken over at once by compare-and-swap and
+        collected again. Waiting for its deadline would be too late: the deadline is ``now + every``, at or after the
+        tick's end, when ``tick_collection`` already names the next tick, and a fresh deployment would have no
+        inventory for up to an interval. The deadline stays a backstop for a row of our own epoch."""
         lease = self.scale.lease
         if not lease.held:
             return False
@@ -143,9 +147,10 @@ class SharedSchedule:
             row = book.create_collection(row)
         except AlreadyWritten:
             found = book.collection(cid)
-            if found is None or found.state in ("published", "abandoned") or found.deadline > now \
-                    or found.epoch >= lease.epoch:
-                return False   # this tick's collection is done, or under way by a live holder
+            if found is None or found.state in ("published", "abandoned") or found.epoch > lease.epoch:
+                return False   # this tick's collection is done, or a newer holder runs it (we are a stale one)
+            if found.epoch == lease.epoch and found.deadline > now:
+                return False   # under way by this holder (the epoch is ours)
             try:
                 row = book.update_collection(replace(found, started_at=now, started_by=self.scale.instance,
                                                      epoch=lease.epoch, deadline=now + self.every))
@@ -176,36 +181,49 @@ class SharedSchedule:
         return True
 
     # --- reminders and retention ------------------------------------------------------------------------------
-    def _claim(self, job: Literal["reminders", "retention"], every: timedelta) -> bool:
-        """Whether ``job`` is due, claimed in the jobs row (compare-and-swap, our epoch): exactly one holder runs it
-        per interval. The first sight of the row only starts the clock (as an interval job's first run is one
-        interval after start)."""
+    def _claim(self, job: Literal["reminders", "retention"], every: timedelta) -> ScheduleJobs | None:
+        """The jobs row claiming ``job`` if it is due (compare-and-swap, our epoch: exactly one holder runs it per
+        interval), else None. The first sight of the row only starts the clock (as an interval job's first run is
+        one interval after start). Reminders claimed but not done by a holder of an older epoch (it lost the lease
+        between the claim and the end) are due again at once: they are idempotent against the store."""
         lease = self.scale.lease
         if not lease.held:
-            return False
+            return None
         book, now = self.scale.book, self.clock()
         jobs = book.jobs()
         if jobs.epoch > lease.epoch:
-            return False   # a newer holder wrote it: we are a stale one
+            return None   # a newer holder wrote it: we are a stale one
         last = jobs.reminders_at if job == "reminders" else jobs.retention_at
-        if last is not None and now - last < every:
-            return False
-        claimed = replace(jobs, epoch=lease.epoch, reminders_at=now) if job == "reminders" \
-            else replace(jobs, epoch=lease.epoch, retention_at=now)
+        unfinished = job == "reminders" and last is not None and jobs.reminders_done_at != last \
+            and jobs.epoch < lease.epoch
+        if last is not None and now - last < every and not unfinished:
+            return None
+        if job == "reminders":   # first sight: nothing to run, so done as claimed
+            claimed = replace(jobs, epoch=lease.epoch, reminders_at=now,
+                              reminders_done_at=now if last is None else jobs.reminders_done_at)
+        else:
+            claimed = replace(jobs, epoch=lease.epoch, retention_at=now)
         try:
-            book.update_jobs(claimed)
+            claimed = book.update_jobs(claimed)
         except CasConflict:
-            return False
-        return last is not None
+            return None
+        if unfinished:
+            log.info("reminders_rerun", claimed_at=last.isoformat() if last else None, from_epoch=jobs.epoch)
+        return claimed if last is not None else None
 
     def reminders_if_due(self) -> bool:
-        if not self._claim("reminders", self.daemon.config.schedule.reminder_interval):
+        claimed = self._claim("reminders", self.daemon.config.schedule.reminder_interval)
+        if claimed is None:
             return False
         self.daemon.reminders()
+        try:   # done: a takeover from here on does not run them again
+            self.scale.book.update_jobs(replace(claimed, reminders_done_at=claimed.reminders_at))
+        except CasConflict:
+            log.warning("reminders_done_not_recorded")   # a newer holder moved the row: it may run them again
         return True
 
     def retention_if_due(self) -> bool:
-        if not self._claim("retention", self.daemon.config.schedule.retention_interval):
+        if self._claim("retention", self.daemon.config.schedule.retention_interval) is None:
             return False
         self.daemon.retention()
         self._retire_quietly()

@@ -257,6 +257,9 @@ class SharedInventory:
     patches_older: int = 0
     fallback_reads: int = 0
     synced_from: datetime | None = None    # patch rows written from here on are still to be looked at
+    # The collection this process just published and is adopting (not yet ``current``): the pointer naming it is no
+    # change to load, or a poll between the publish and the swap downloaded the holder's own collection again.
+    published_here: str | None = None
     # Index rows already replayed (or found to have nothing to replay) on the collection served: the sync window
     # overlaps, and a row about a resource the inventory does not track never gets a read time of its own.
     _done: dict[str, tuple[int, str]] = field(default_factory=dict, repr=False)
@@ -277,6 +280,7 @@ class SharedInventory:
         """This process now serves ``pointer``'s collection: patches read since it started are still to sync."""
         with self._lock:
             self.current, self.source, self.error = pointer, source, None
+            self.published_here = None
             self.loaded_at = self.clock()
             self.synced_from = started_at - SYNC_OVERLAP
             self._done = {}   # a new collection: what was replayed on the old one is replayed on it again
@@ -286,7 +290,9 @@ class SharedInventory:
         pointer = self.store.pointer()
         if pointer is None:
             return False
-        current = self.current
+        current, own = self.current, self.published_here
+        if own is not None and pointer.collection <= own:
+            return False   # our own collection (or an older one), which this process adopts from memory
         return current is None or (pointer.etag != current.etag and pointer.collection > current.collection)
 
     def write_patch(self, patch: Patch, keys: dict[str, str]) -> None:

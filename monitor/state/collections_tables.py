@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -204,13 +205,16 @@ class TablesCollectionBook:
         return ScheduleJobs(epoch=int(e.get("epoch") or 0),
                             reminders_at=parse_iso(e["reminders_at"]) if e.get("reminders_at") else None,
                             retention_at=parse_iso(e["retention_at"]) if e.get("retention_at") else None,
+                            reminders_done_at=parse_iso(e["reminders_done_at"]) if e.get("reminders_done_at")
+                            else None,
                             etag=_etag(e.metadata))
 
     def update_jobs(self, jobs: ScheduleJobs) -> ScheduleJobs:
         """Compare-and-swap the jobs row (``etag`` None: create it; a concurrent creator wins, this conflicts)."""
         what = f"jobs row {self._collections.table_name}/schedule/jobs"
         entity = {"PartitionKey": _JOBS[0], "RowKey": _JOBS[1], "epoch": jobs.epoch,
-                  "reminders_at": _t(jobs.reminders_at), "retention_at": _t(jobs.retention_at)}
+                  "reminders_at": _t(jobs.reminders_at), "retention_at": _t(jobs.retention_at),
+                  "reminders_done_at": _t(jobs.reminders_done_at)}
         if jobs.etag is None:
             try:
                 etag = self._create(self._collections, entity, what)
@@ -218,8 +222,7 @@ class TablesCollectionBook:
                 raise CasConflict(f"{what}: created by another holder meanwhile") from None
         else:
             etag = self._replace(self._collections, entity, jobs.etag, what)
-        return ScheduleJobs(epoch=jobs.epoch, reminders_at=jobs.reminders_at, retention_at=jobs.retention_at,
-                            etag=etag)
+        return replace(jobs, etag=etag)
 
     def drop_tables(self, service: TableServiceClient) -> None:
         """Delete the book's tables (tests and uninstall)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -47,12 +48,13 @@ class BlobScheduleLease:
     """:class:`plmon.monitor.state.scaleout.ScheduleLease` on one blob of the inventory container."""
 
     def __init__(self, container: ContainerClient, holder: str, *, duration: timedelta = timedelta(seconds=30),
-                 blob: str = LEASE_BLOB) -> None:
+                 blob: str = LEASE_BLOB, monotonic: Callable[[], float] = time.monotonic) -> None:
         seconds = int(duration.total_seconds())
         if not 15 <= seconds <= 60:
             raise ValueError(f"lease duration {seconds}s: a blob lease lasts 15 to 60 seconds")
         self.holder = holder
         self.duration = seconds
+        self._monotonic = monotonic   # injectable: tests pause a holder without waiting out a real lease
         ensure_container(container)
         self._blob: BlobClient = container.get_blob_client(blob)
         self._what = f"schedule lease {container.container_name}/{blob}"
@@ -65,7 +67,7 @@ class BlobScheduleLease:
 
     @property
     def held(self) -> bool:
-        return self._held and time.monotonic() - self._renewed < self.duration
+        return self._held and self._monotonic() - self._renewed < self.duration
 
     @property
     def epoch(self) -> int:
@@ -73,7 +75,7 @@ class BlobScheduleLease:
         return self._epoch if self._held else 0
 
     def try_acquire(self) -> bool:
-        started = time.monotonic()
+        started = self._monotonic()
         try:
             self._lease.acquire(lease_duration=self.duration)
         except HttpResponseError as err:
@@ -85,9 +87,12 @@ class BlobScheduleLease:
         except AzureError:
             with storage_errors(self._what):
                 raise
-        if self._held:  # acquire with our own id on our own lease is a renewal
+        if self.held:  # acquire with our own id on a lease we still hold is a renewal
             self._renewed = started
             return True
+        # Not held as far as we know (never, released, or unrenewed for a whole duration: another holder may have
+        # had it meanwhile, even if the service gave it back to our id): a fresh acquire stamps a new epoch, so the
+        # writes fenced by the old one are told apart from ours now.
         with storage_errors(self._what):
             props = self._blob.get_blob_properties(lease=self._lease)
             epoch = int((props.metadata or {}).get("epoch") or 0) + 1
@@ -100,7 +105,7 @@ class BlobScheduleLease:
     def renew(self) -> None:
         if not self._held:
             raise LeaseLost(f"{self._what}: not held by {self.holder}")
-        started = time.monotonic()
+        started = self._monotonic()
         try:
             self._lease.renew()
         except HttpResponseError as err:

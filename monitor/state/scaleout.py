@@ -350,12 +350,14 @@ class ShardRow:
 @dataclass(frozen=True, slots=True)
 class ScheduleJobs:
     """``schedule/jobs``: the lease epoch and when reminders and retention last ran, so a takeover neither repeats
-    nor skips them."""
+    nor skips them. ``reminders_at`` is when reminders were last claimed, ``reminders_done_at`` the claim that
+    finished: a claim left unfinished by a holder that lost the lease is run again by the next one."""
 
     epoch: int = 0
     reminders_at: datetime | None = None
     retention_at: datetime | None = None
     etag: str | None = None
+    reminders_done_at: datetime | None = None
 
 
 class CollectionBook(Protocol):

@@ -39,10 +39,19 @@ class StorageShardQueue:
     """:class:`plmon.monitor.state.scaleout.ShardQueue` on one Storage queue."""
 
     def __init__(self, client: QueueClient) -> None:
+        """Creates nothing: the queue is created on first use, so a deployment whose identity has no queue access
+        (nothing sends shards yet: fan-out does not use them) is not refused at start."""
         self._client = client
         self._what = f"shard queue {client.queue_name}"
+        self._created = False
+
+    def _ensure(self) -> None:
+        """Create the queue if missing, once per process (a concurrent creator is fine)."""
+        if self._created:
+            return
         with contextlib.suppress(AlreadyWritten), storage_errors(self._what):
-            client.create_queue()
+            self._client.create_queue()
+        self._created = True
 
     @staticmethod
     def encode(body: Mapping[str, Any]) -> str:
@@ -67,11 +76,13 @@ class StorageShardQueue:
         if len(content) > MAX_MESSAGE_BYTES:
             raise ValueError(f"shard message of {len(content)} bytes: a queue message holds at most 64 KiB "
                              "(keep the work in the shard row)")
+        self._ensure()
         with storage_errors(self._what):
             sent = self._client.send_message(content, visibility_timeout=_seconds(delay) if delay else None)
         return str(sent.id)
 
     def receive(self, visibility: timedelta, max_messages: int = 1) -> list[ShardMessage]:
+        self._ensure()
         with storage_errors(self._what):
             pages = self._client.receive_messages(messages_per_page=max_messages, max_messages=max_messages,
                                                   visibility_timeout=max(1, _seconds(visibility)))
@@ -110,11 +121,13 @@ class StorageShardQueue:
             self._client.delete_message(message.id, message.pop_receipt)
 
     def approximate_count(self) -> int:
+        self._ensure()
         with storage_errors(self._what):
             return int(self._client.get_queue_properties().approximate_message_count or 0)
 
     def clear(self) -> None:
         """Drop every message (tests, and a store being uninstalled)."""
+        self._ensure()
         with storage_errors(self._what):
             self._client.clear_messages()
 

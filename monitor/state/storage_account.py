@@ -10,6 +10,7 @@ must be resolved the same way as :func:`plmon.monitor.state.tables.tables_store_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableClient, TableServiceClient
@@ -20,6 +21,12 @@ from plmon.monitor.errors import InputError
 from plmon.monitor.state.azure_errors import storage_errors
 
 __all__ = ["StorageAccount"]
+
+# The blob and queue clients fail fast: the SDK's defaults (3 retries 15-45 s apart, a 60 s read timeout)
+# held an event's patch sync or publish, and the lease's renewal, for a minute or more when storage was slow or down.
+# Each caller logs a failure and tries again on its next round.
+CLIENT_OPTIONS: dict[str, Any] = {"retry_total": 2, "initial_backoff": 1, "increment_base": 2, "random_jitter_range": 1,
+                                  "connection_timeout": 5, "read_timeout": 15}
 
 
 @dataclass(frozen=True)
@@ -43,17 +50,19 @@ class StorageAccount:
     def container(self, name: str) -> ContainerClient:
         try:
             if self.connection_string:
-                return BlobServiceClient.from_connection_string(self.connection_string).get_container_client(name)
-            return BlobServiceClient(f"https://{self.account}.blob.core.windows.net",
-                                     credential=self._credential()).get_container_client(name)
+                return (BlobServiceClient.from_connection_string(self.connection_string, **CLIENT_OPTIONS)
+                        .get_container_client(name))
+            return BlobServiceClient(f"https://{self.account}.blob.core.windows.net", credential=self._credential(),
+                                     **CLIENT_OPTIONS).get_container_client(name)
         except ValueError:
             raise InputError("state.url: the storage connection string names no usable blob endpoint") from None
 
     def queue(self, name: str) -> QueueClient:
         try:
             if self.connection_string:
-                return QueueClient.from_connection_string(self.connection_string, name)
-            return QueueClient(f"https://{self.account}.queue.core.windows.net", name, credential=self._credential())
+                return QueueClient.from_connection_string(self.connection_string, name, **CLIENT_OPTIONS)
+            return QueueClient(f"https://{self.account}.queue.core.windows.net", name, credential=self._credential(),
+                               **CLIENT_OPTIONS)
         except ValueError:
             raise InputError("state.url: the storage connection string names no usable queue endpoint") from None
 

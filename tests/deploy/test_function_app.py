@@ -177,6 +177,8 @@ def test_a_cold_instance_loads_the_shared_inventory_and_the_timer_collects_once_
     on_queue = functions["queued_event"].get_user_function()
     assert a.daemon.scale is not None and b.daemon.scale is not None
 
+    now = datetime.now(UTC)
+    a.clock = b.clock = lambda: now   # one tick for both timers, wherever the wall clock falls in it
     reset_host(a)
     timer(None)
     assert _collection_reads(a) > 0 and a.daemon.shared is not None and a.daemon.shared.source == "published"
@@ -194,3 +196,45 @@ def test_a_cold_instance_loads_the_shared_inventory_and_the_timer_collects_once_
 
     ok, detail = b.health()
     assert ok and detail["blob"] == "ok" and detail["instance"] == b.daemon.scale.instance
+
+
+def test_a_timer_whose_collection_outlasts_the_lease_keeps_it_and_runs_reminders(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timer renews the schedule lease for its whole call: a collection longer than the 15 s lease leaves it
+    held, so the reminders due after it run (the jobs row records them), and nobody else could take the schedule."""
+    import time
+
+    cfg = {"state": {"url": f"azuretables:///{azurite.unique_prefix()}?connection_string_env=PLMON_TEST_AZURITE"},
+           "schedule": {"full_collection": "1h"}, "scale": {"lease_duration": "15s", "lease_renew": "1s"}}
+    (tmp_path / "plmon.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.setenv("PLMON_CONFIG", str(tmp_path / "plmon.yaml"))
+    monkeypatch.setenv("PLMON_FROM", str(tenant(tmp_path / "t")))
+    monkeypatch.setenv("PLMON_TEST_AZURITE", azurite.connection_string())
+    h = FunctionHost.from_settings()
+    scale = h.daemon.scale
+    assert scale is not None
+    try:
+        now = datetime.now(UTC)
+        h.clock = lambda: now
+        h.timer()                                     # the first sight of the jobs row starts their clocks
+        assert scale.book.jobs().reminders_at == now
+
+        collect = h.daemon.full_collection
+        held_after: list[bool] = []
+
+        def slow(*args: Any, **kwargs: Any) -> Any:
+            time.sleep(16)                            # longer than the lease
+            held_after.append(scale.lease.held)
+            return collect(*args, **kwargs)
+
+        monkeypatch.setattr(h.daemon, "full_collection", slow)
+        later = now + timedelta(days=2)               # the next tick, and reminders due
+        h.clock = lambda: later
+        assert h.timer().collected
+        assert held_after == [True]
+        assert scale.book.jobs().reminders_at == later
+        assert not scale.lease.held and scale.lease.state().state == "available"
+    finally:
+        scale.close()
+        h.daemon.intake.close()
+        h.daemon.store.close()

@@ -368,3 +368,23 @@ def test_foreign_names_in_messages_stay_on_one_line(tmp_path: Path, capsys: pyte
     rc, _, err = run_main(["findings", "--config", str(_state_config(tmp_path, db))], capsys)
     assert_one_line(rc, err, "not a plmon state store")
     assert "\x1b" not in err
+
+
+def test_serve_without_blob_access_is_one_line_naming_the_way_out(
+        tenant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Table store whose blob endpoint does not answer (an upgrade without blob access): plmon serve stops before
+    listening, in one line with the hint to turn the shared inventory off, exit 2."""
+    import re
+
+    import azurite
+
+    conn = azurite.connection_string()
+    no_blob = re.sub(r"BlobEndpoint=http://[^/;]+", "BlobEndpoint=http://127.0.0.1:9", conn)
+    monkeypatch.setenv("PLMON_TEST_NO_BLOB", no_blob)
+    url = f"azuretables:///{azurite.unique_prefix()}?connection_string_env=PLMON_TEST_NO_BLOB"
+    cfg = tmp_path / "plmon.yaml"
+    cfg.write_text(f"state: {{url: \"{url}\"}}\n")
+    rc, out, err = run_main(["serve", "--from", str(tenant), "--config", str(cfg), "--host", "127.0.0.1",
+                             "--port", "0"], capsys)
+    assert_one_line(rc, err, "scale:", "or set scale.shared_inventory: false")
+    assert out == ""

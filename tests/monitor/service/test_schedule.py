@@ -20,7 +20,7 @@ from plmon.monitor.service.runtime import Runtime
 from plmon.monitor.service.schedule import SharedSchedule, tick_collection
 from plmon.monitor.service.shared_inventory import collection_id, retire
 from plmon.monitor.state.lease_blob import BlobScheduleLease
-from plmon.monitor.state.scaleout import Manifest, ScaleOut
+from plmon.monitor.state.scaleout import CollectionRow, Manifest, ScaleOut
 
 SYNTH = SynthSpec(subscriptions=2, endpoints=20, seed=7, bad_share=0.3)
 ENV_VAR = "PLMON_TEST_AZURITE"
@@ -164,7 +164,10 @@ def test_a_holder_that_stops_renewing_loses_the_schedule_and_the_tick_is_not_col
     assert old.daemon.readiness(3600)[1]["schedule"]["held_here"] is False
 
     reads = _reads(new.daemon)
-    assert new.schedule.collect_if_due() is False   # the tick's collection is published: not made twice
+    row = book.collections()[0]
+    # In the tick the published row names (an injected clock: the wall clock may cross into the next tick here).
+    schedule = SharedSchedule(new.daemon, _scale(new.daemon), clock=lambda: row.started_at)
+    assert schedule.collect_if_due() is False       # the tick's collection is published: not made twice
     assert new.schedule.reminders_if_due() is False and old.schedule.reminders_if_due() is False
     assert _reads(new.daemon) == reads == 0.0
     assert [r.state for r in book.collections()] == ["published"]
@@ -191,6 +194,44 @@ def test_a_stale_holder_cannot_claim_a_job_a_newer_epoch_wrote(build: Callable[[
     stale = SharedSchedule(a, _scale(a), clock=lambda: datetime.now(UTC) + timedelta(days=9))
     la._renewed = time.monotonic()  # type: ignore[attr-defined]   # a holder that has not noticed yet
     assert stale.reminders_if_due() is False         # an older epoch than the row's: it stands down
+
+
+def test_a_tick_whose_holder_died_mid_collection_is_taken_over_at_once(build: Callable[[str], Daemon]) -> None:
+    """A holder started the tick's collection (a ``stage1`` row) and lost the lease: the new holder, with a newer
+    epoch, collects the tick again at once, not after the row's deadline (by then the tick is over), and publishes
+    it; the row names it. The clock is injected: the same tick whatever the wall clock does."""
+    a, b = build("a"), build("b")
+    la, lb = _scale(a).lease, _scale(b).lease
+    assert la.try_acquire()
+    now = datetime(2026, 12, 2, 9, 10, tzinfo=UTC)
+    every = a.config.schedule.full_collection
+    tick, cid = tick_collection(now, every)
+    book = _scale(a).book
+    book.create_collection(CollectionRow(collection=cid, state="stage1", tick=tick, started_at=now, started_by="a",
+                                         epoch=la.epoch, deadline=now + every))
+    assert isinstance(lb, BlobScheduleLease)
+    lb.break_lease(0)                                # the holder died: its lease ends
+    assert lb.try_acquire() and lb.epoch > la.epoch
+    later = now + timedelta(minutes=1)               # well before the dead holder's deadline
+    assert SharedSchedule(b, _scale(b), clock=lambda: later).collect_if_due() is True
+    assert _reads(b) > 0
+    row = book.collection(cid)
+    assert row is not None and (row.state, row.started_by, row.epoch) == ("published", "b", lb.epoch)
+    assert SharedSchedule(b, _scale(b), clock=lambda: later).collect_if_due() is False   # once
+
+
+def test_a_live_holders_running_tick_is_left_alone(build: Callable[[str], Daemon]) -> None:
+    """A ``stage1`` row of the holder's own epoch before its deadline is under way: not started again."""
+    a = build("a")
+    la = _scale(a).lease
+    assert la.try_acquire()
+    now = datetime(2026, 12, 2, 9, 10, tzinfo=UTC)
+    every = a.config.schedule.full_collection
+    tick, cid = tick_collection(now, every)
+    _scale(a).book.create_collection(CollectionRow(collection=cid, state="stage1", tick=tick, started_at=now,
+                                                   started_by="a", epoch=la.epoch, deadline=now + every))
+    assert SharedSchedule(a, _scale(a), clock=lambda: now + timedelta(minutes=1)).collect_if_due() is False
+    assert _reads(a) == 0.0
 
 
 def test_retention_keeps_the_current_and_previous_collection_and_recent_ones(build: Callable[[str], Daemon]) -> None:
@@ -279,3 +320,47 @@ def test_readyz_and_metrics_show_the_schedule_and_the_inventory_over_http(tenant
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def test_readyz_shows_blob_storage_down_but_stays_ready_with_an_inventory(
+        build: Callable[[str], Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blob storage unreachable: /readyz says so in ``blob``; a replica that has an inventory stays ready (intake and
+    events still work), one without stays unready."""
+    d = build("a")
+    monkeypatch.setattr(_scale(d).inventory, "ping", lambda: False)
+    ok, detail = d.readiness(3600)
+    assert not ok and detail["blob"] == "unreachable"     # no inventory yet
+    d.full_collection()
+    ok, detail = d.readiness(3600)
+    assert ok and detail["blob"] == "unreachable"
+
+
+def test_reminders_a_holder_claimed_but_did_not_finish_are_run_by_the_next(
+        build: Callable[[str], Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder claims the reminders and dies before they are done (claimed, not done): the next holder runs them
+    at once, within the interval; once done they are not run again in it."""
+    a, b = build("a"), build("b")
+    la, lb = _scale(a).lease, _scale(b).lease
+    assert la.try_acquire()
+    now = datetime.now(UTC)
+    assert SharedSchedule(a, _scale(a), clock=lambda: now).reminders_if_due() is False   # the clock starts
+
+    def dies() -> None:
+        raise SystemExit("the holder died mid-reminders")
+
+    monkeypatch.setattr(a, "reminders", dies)
+    later = now + timedelta(days=2)
+    with pytest.raises(SystemExit):
+        SharedSchedule(a, _scale(a), clock=lambda: later).reminders_if_due()
+    jobs = _scale(a).book.jobs()
+    assert jobs.reminders_at == later and jobs.reminders_done_at != later   # claimed, not done
+
+    assert isinstance(lb, BlobScheduleLease)
+    lb.break_lease(0)
+    assert lb.try_acquire()
+    ran: list[int] = []
+    monkeypatch.setattr(b, "reminders", lambda: ran.append(1) or [])
+    soon = SharedSchedule(b, _scale(b), clock=lambda: later + timedelta(minutes=1))
+    assert soon.reminders_if_due() is True and ran == [1]
+    assert _scale(b).book.jobs().reminders_done_at == later + timedelta(minutes=1)
+    assert soon.reminders_if_due() is False and ran == [1]

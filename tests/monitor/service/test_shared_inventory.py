@@ -440,3 +440,70 @@ def test_a_tap_recording_publishes_the_segments_its_responses_would(tenant: Path
         published.append(list(blobs.segments.items()))
     assert published[0] == published[1] and len(published[0]) > 1
     assert sum(ref.reads for _, (_, ref) in published[0]) == len(recording) == tap.reads
+
+
+def test_blob_storage_down_neither_delays_nor_fails_an_event_s_alert(
+        replicas: tuple[Replica, Replica], tenant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patch sync raises and the patch publish hangs then raises (blob storage down): the event is still
+    re-evaluated, its alert is handed over before the publish starts and while the daemon's lock is free, and both
+    failures are counted, not raised."""
+    import time
+
+    a, _ = replicas
+    a.daemon.full_collection()
+    seen: list[tuple[str, float]] = []
+    lock_free: list[bool] = []
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError("blob storage down")
+
+    def hang(*args: Any, **kwargs: Any) -> None:
+        seen.append(("publish", time.monotonic()))
+        free = a.daemon._lock.acquire(blocking=False)   # the re-read step's lock: not held while publishing
+        if free:
+            a.daemon._lock.release()
+        lock_free.append(free)
+        time.sleep(1.0)
+        raise ConnectionError("blob storage down")
+
+    monkeypatch.setattr(a.shared, "pending", down)
+    monkeypatch.setattr(a.shared, "write_patch", hang)
+    a.daemon.dispatch = lambda urgent: seen.append(("alerts", time.monotonic()))
+    a.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")
+    a.shared.synced_from = datetime.now(UTC)   # a sync is due
+    report = a.daemon.process_pending()
+    assert [t.kind for t in report.transitions if t.kind == "opened"]
+    assert [what for what, _ in seen] == ["alerts", "publish"]
+    assert lock_free == [True]
+    patches = a.daemon.metrics.patches
+    assert patches.labels("sync_failed")._value.get() == 1 and patches.labels("publish_failed")._value.get() == 1
+
+
+def test_the_holder_never_downloads_the_collection_it_just_published(
+        replicas: tuple[Replica, Replica], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pointer poll between the holder's publish and its adopt sees the pointer moved to the holder's own
+    collection: it loads nothing (the holder adopts it from memory), and after the adopt nothing is new either."""
+    from plmon.monitor.service import daemon as daemon_module
+
+    a, _ = replicas
+    loads: list[int] = []
+    real_load = daemon_module.load_published
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        loads.append(1)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(daemon_module, "load_published", counted)
+    watcher = PointerWatcher(a.daemon)
+    real_adopt = a.daemon.adopt
+    polled: list[bool] = []
+
+    def adopt(*args: Any, **kwargs: Any) -> Any:
+        polled.append(watcher.poll_once())     # the watcher's thread, between the publish and the swap
+        return real_adopt(*args, **kwargs)
+
+    monkeypatch.setattr(a.daemon, "adopt", adopt)
+    a.daemon.full_collection()
+    assert polled == [False] and loads == []
+    assert a.shared.current is not None and a.shared.source == "published"
+    assert watcher.poll_once() is False and loads == []

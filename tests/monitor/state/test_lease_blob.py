@@ -59,3 +59,18 @@ def test_takeover_after_the_holder_stops_renewing(container: ContainerClient) ->
         a.renew()
     assert not a.held and not a.try_acquire()
     b.release()
+
+
+def test_a_holder_that_reacquires_after_a_pause_stamps_a_new_epoch(container: ContainerClient) -> None:
+    """A holder paused past its lease duration no longer holds it (``held`` False); its next acquire, even granted to
+    the same lease id, is a fresh one: a new epoch, so writes fenced by the old epoch are told apart from its new ones.
+    The pause is a fake monotonic clock moved past the duration (no private field set by hand)."""
+    now = [1000.0]
+    a = BlobScheduleLease(container, "replica-a", duration=timedelta(seconds=15), monotonic=lambda: now[0])
+    assert a.try_acquire() and a.epoch == 1
+    now[0] += 5
+    assert a.try_acquire() and a.epoch == 1          # within the duration: a renewal, the same epoch
+    now[0] += 16                                     # paused past the duration
+    assert not a.held
+    assert a.try_acquire() and a.held
+    assert a.epoch == 2 and a.state().epoch == 2
