@@ -641,8 +641,9 @@ class Daemon:
         with self._lock:
             self._collecting_since = started_at
             self._reread_during_collection = {}
-        # With a shared inventory, what the collection read is kept to be published (the raw answers, not the
-        # typed units: every process parses them with its own builder).
+        # With a shared inventory, what the collection read is kept to be published: ARM's answers as compressed
+        # segment chunks (~11 MB at 100k resources; the tap keeps no parsed body), not the typed units: every
+        # process parses them with its own builder.
         tap = RecordingTap(self._collect_reader) if self.shared is not None else None
         try:
             inv = collect(tap if tap is not None else self._collect_reader, manifest=self.manifest,
@@ -660,7 +661,7 @@ class Daemon:
         if callable(forget):
             forget()
         published = None
-        if tap is not None:  # before the swap: the raw answers are let go before settle_heap freezes the heap
+        if tap is not None:  # before the swap: the recording is let go before settle_heap freezes the heap
             published = self._publish_collection(tap, started_at, self.clock())
         result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0)
         if published is not None and self.shared is not None:   # only now: a sync before the swap was on the old one
