@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -304,22 +306,30 @@ def test_kubernetes_shared_variant_serves_as_a_named_replica(tmp_path: Path) -> 
     env = {**os.environ, **SECRETS, **pod_env, "PLMON_TABLES_CONNECTION_STRING": azurite.connection_string()}
     args = [str(PLMON), *[a.replace("/etc/plmon/plmon.yaml", str(tmp_path / "plmon.yaml")) for a in c["args"]],
             "--from", str(tenant(tmp_path / "t")), "--host", "127.0.0.1", "--port", str(port)]
+    with _serving(args, env, f"http://127.0.0.1:{port}{c['readinessProbe']['httpGet']['path']}", 60) as ready:
+        body = ready.json()
+        assert body["instance"] == "plmon-7d9f-abcde"
+        assert body["schedule"]["holder"] == "plmon-7d9f-abcde" and body["blob"] == "ok"
+
+
+@contextmanager
+def _serving(args: list[str], env: dict[str, str], ready_url: str, seconds: float) -> Iterator[httpx.Response]:
+    """``plmon serve`` as the deployment runs it, once ``ready_url`` answers 200 (that answer); on leaving,
+    SIGTERM, and the process must exit 0 (a drained shutdown, as the orchestrator expects)."""
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + seconds
         ready = None
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                ready = httpx.get(f"http://127.0.0.1:{port}{c['readinessProbe']['httpGet']['path']}", timeout=2)
+                ready = httpx.get(ready_url, timeout=2)
                 if ready.status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
-            time.sleep(0.2)
+            time.sleep(0.1)
         assert ready is not None and ready.status_code == 200, proc.stderr.read() if proc.poll() is not None else ""
-        body = ready.json()
-        assert body["instance"] == "plmon-7d9f-abcde"
-        assert body["schedule"]["holder"] == "plmon-7d9f-abcde" and body["blob"] == "ok"
+        yield ready
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -348,29 +358,7 @@ def test_container_entry_point_serves_health(tmp_path: Path) -> None:
     env = {**os.environ, **SECRETS, "PLMON_STATE_URL": f"sqlite:///{tmp_path / 'state.db'}"}
     args = [str(PLMON), *[a.replace("/etc/plmon/plmon.yaml", str(DEPLOY / "plmon.yaml")) for a in cmd],
             "--from", str(tenant(tmp_path / "t")), "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 30
-        ready = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        assert ready is not None and ready.status_code == 200, proc.stderr.read() if proc.poll() is not None else ""
+    with _serving(args, env, f"http://127.0.0.1:{port}/readyz", 30):
         check = [sys.executable if health[0] == "python" else health[0],
                  *[a.replace("127.0.0.1:8080", f"127.0.0.1:{port}") for a in health[1:]]]
         assert subprocess.run(check, timeout=30).returncode == 0, shlex.join(check)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-    assert proc.returncode == 0
