@@ -130,13 +130,22 @@ class ScaleConfig(_Strict):
     ``lease_duration`` is bounded by what a blob lease allows (15-60 s); the holder renews every
     ``lease_renew``, so a missed renewal or two is not a takeover. ``pointer_interval``: how often a replica looks
     for a newer published collection (and syncs others' patches). ``event_claim_lease``: how long a replica's claim
-    on a queued event keeps the others off it (a claimer that dies frees it after this)."""
+    on a queued event keeps the others off it (a claimer that dies frees it after this). The ``shard*`` keys and
+    ``collection_deadline`` size the fan-out: a shard whose taker dies reappears after ``shard_visibility``; one
+    that fails ``shard_max_attempts`` times, or is unfinished at the deadline, becomes a coverage gap."""
 
     shared_inventory: bool | None = None   # None: on for azuretables, off for sqlite
     lease_duration: Duration = timedelta(seconds=30)
     lease_renew: Duration = timedelta(seconds=10)
     pointer_interval: Duration = timedelta(seconds=5)
     event_claim_lease: Duration = timedelta(seconds=60)
+    # Fan-out of a full collection (design 2.3): shards on the shard queue, taken by every replica or instance.
+    shards_in_flight: int | None = Field(default=None, ge=1, le=64)   # None: from the tenant size (1..16)
+    shard_workers: int = Field(default=4, ge=1, le=32)                  # reads in flight within one shard
+    shard_visibility: Duration = timedelta(seconds=60)                  # a taken shard's invisibility, renewed
+    shard_timeout: Duration = timedelta(minutes=10)                     # then the attempt is abandoned
+    shard_max_attempts: int = Field(default=5, ge=1, le=20)             # = host.json maxDequeueCount; then a gap
+    collection_deadline: Duration = timedelta(minutes=20)               # then unfinished shards are gaps
 
     @field_validator("lease_duration")
     @classmethod
@@ -145,7 +154,8 @@ class ScaleConfig(_Strict):
             raise ValueError(f"{int(value.total_seconds())}s: a blob lease lasts 15 to 60 seconds")
         return value
 
-    @field_validator("lease_renew", "pointer_interval", "event_claim_lease")
+    @field_validator("lease_renew", "pointer_interval", "event_claim_lease", "shard_visibility", "shard_timeout",
+                     "collection_deadline")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value.total_seconds() <= 0:

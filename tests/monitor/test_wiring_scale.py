@@ -74,6 +74,8 @@ def test_instance_id_prefers_the_explicit_then_the_function_then_the_pod_name() 
     ({"lease_renew": "30s"}, "config: scale: lease_renew (30s) must be shorter than lease_duration (30s)"),
     ({"pointer_interval": "0s"}, "config: scale.pointer_interval: must be longer than 0 seconds"),
     ({"leese_duration": "20s"}, "config: scale.leese_duration: unknown key"),
+    ({"shard_workers": 0}, "config: scale.shard_workers: "),
+    ({"shard_visibility": "0s"}, "config: scale.shard_visibility: must be longer than 0 seconds"),
     ({"shared_inventory": True}, "scale.shared_inventory: needs state.url azuretables://"),
 ])
 def test_bad_scale_keys_are_one_line_errors(scale: dict[str, object], message: str) -> None:
