@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -446,34 +447,53 @@ def main() -> None:
         }
         phase_done(f"load, build and evaluate {label} in process ({len(runs)} run{'s' * (len(runs) > 1)})")
 
-    def run_scans(label: str, subs: int, eps: int) -> None:
-        """Floor and scan alternate, so load on the machine falls on both alike."""
-        folder = tenant(subs, eps)
+    def run_scans(sizes: Sequence[tuple[str, int, int]]) -> None:
+        """Floor and scan alternate, and so do the sizes (round i scans every size before round i + 1), so a load
+        that comes and goes on the machine falls on every size alike: the growth row compares sizes, and two sizes
+        measured minutes apart compared the machine's moods as much as the scan (x5.07 for the floor itself once)."""
         plmon = str(Path(sys.executable).parent / "plmon")
-        floors, scans = [], []
-        n = runs_of(SCAN_RUNS, label)
-        for i in range(n + 1):
-            floors.append(timed_process([sys.executable, str(ROOT / "bench" / "floor.py"), str(folder)],
-                                        work / "floor.json", 300))
-            if i < n:
-                scans.append(timed_process([plmon, "scan", "--from", str(folder), "--format", "json"],
-                                           work / "scan.json", 900))
+        folders = {label: tenant(subs, eps) for label, subs, eps in sizes}
+        floors: dict[str, list[dict[str, float]]] = {label: [] for label in folders}
+        scans: dict[str, list[dict[str, float]]] = {label: [] for label in folders}
+        rounds = max(runs_of(SCAN_RUNS, label) for label in folders)
+        for i in range(rounds + 1):
+            for label, folder in folders.items():
+                n = runs_of(SCAN_RUNS, label)
+                if i > n:
+                    continue
+                floors[label].append(timed_process([sys.executable, str(ROOT / "bench" / "floor.py"), str(folder)],
+                                                   work / f"floor-{label}.json", 300))
+                if i < n:
+                    scans[label].append(timed_process([plmon, "scan", "--from", str(folder), "--format", "json"],
+                                                      work / f"scan-{label}.json", 900))
         # The CLI's start-up alone (imports), so the scan's fixed cost shows apart from what grows with the tenant.
         starts = [timed_process([plmon, "--help"], work / "help.txt", 120) for _ in range(2)]
-        phases = scan_phases(folder, work)
-        summary = json.loads((work / "scan.json").read_text())["summary"]
-        files = json.loads((work / "floor.json").read_text())["files"]
-        figures["scan"][label] = {
-            "subscriptions": subs, "endpoints": eps, "resources": summary["resources_evaluated"],
-            "findings": sum(summary["by_check"].values()), "files": files,
-            **{f"scan_{k}": spread([r[k] for r in scans]) for k in ("wall_s", "user_s", "sys_s", "max_rss_mb")},
-            **{f"floor_{k}": spread([r[k] for r in floors]) for k in ("wall_s", "user_s", "max_rss_mb")},
-            **{f"startup_{k}": spread([r[k] for r in starts]) for k in ("wall_s", "user_s")},
-            "phases": phases,
-        }
-        sc = figures["scan"][label]
-        sc["scan_over_floor"] = sc["scan_wall_s"]["median"] / sc["floor_wall_s"]["median"]
-        phase_done(f"plmon scan --from {label} ({n} scans, {n + 1} floors)")
+        for label, subs, eps in sizes:
+            folder = folders[label]
+            phases = scan_phases(folder, work)
+            summary = json.loads((work / f"scan-{label}.json").read_text())["summary"]
+            files = json.loads((work / f"floor-{label}.json").read_text())["files"]
+            figures["scan"][label] = {
+                "subscriptions": subs, "endpoints": eps, "resources": summary["resources_evaluated"],
+                "findings": sum(summary["by_check"].values()), "files": files,
+                **{f"scan_{k}": spread([r[k] for r in scans[label]]) for k in ("wall_s", "user_s", "sys_s",
+                                                                               "max_rss_mb")},
+                **{f"floor_{k}": spread([r[k] for r in floors[label]]) for k in ("wall_s", "user_s", "max_rss_mb")},
+                **{f"startup_{k}": spread([r[k] for r in starts]) for k in ("wall_s", "user_s")},
+                "phases": phases,
+            }
+            sc = figures["scan"][label]
+            sc["scan_over_floor"] = sc["scan_wall_s"]["median"] / sc["floor_wall_s"]["median"]
+        if len(sizes) == 2:
+            (a_label, *_), (b_label, *_) = sizes
+            a, b = figures["scan"][a_label], figures["scan"][b_label]
+            paired = [y["wall_s"] / x["wall_s"] for x, y in zip(scans[a_label], scans[b_label], strict=False)]
+            figures["scan"]["growth"] = {"resources_ratio": b["resources"] / a["resources"],
+                                         "scan_time_ratio": b["scan_wall_s"]["median"] / a["scan_wall_s"]["median"],
+                                         "floor_time_ratio": b["floor_wall_s"]["median"] / a["floor_wall_s"]["median"],
+                                         "scan_time_ratio_per_round": spread(paired), "interleaved": True}
+        phase_done(f"plmon scan --from {', '.join(folders)} ({rounds} rounds of floor + scan per size, sizes "
+                   "alternating)")
 
     def run_serve(label: str, folder: Path) -> None:
         cfg = serve_sizes[label]
@@ -581,18 +601,13 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         phase_done(f"hub with {', '.join(map(str, hub_spokes))} spokes ({1 if q else HUB_RUNS} runs each)")
 
+        run_scans(scan_sizes)
         for label, subs, eps in scan_sizes:
-            run_scans(label, subs, eps)
             if label == eval_sizes[-1][0]:
                 run_eval(label, subs, eps)
             if not opts.skip_serve and label in serve_sizes:
                 run_serve(label, tenant(subs, eps))
             drop(subs, eps)
-        if len(scan_sizes) == 2:
-            a, b = (figures["scan"][x[0]] for x in scan_sizes)
-            figures["scan"]["growth"] = {"resources_ratio": b["resources"] / a["resources"],
-                                         "scan_time_ratio": b["scan_wall_s"]["median"] / a["scan_wall_s"]["median"],
-                                         "floor_time_ratio": b["floor_wall_s"]["median"] / a["floor_wall_s"]["median"]}
 
         run_collect([] if opts.skip_collect else collect_cases)
         for _, subs, eps, *_ in collect_cases:
@@ -775,7 +790,9 @@ def render(f: dict[str, Any]) -> str:
         g = f["scan"].get("growth")
         if g:
             lines += ["", f"From the smaller tenant to the larger: resources x{g['resources_ratio']:.2f}, scan time "
-                          f"x{g['scan_time_ratio']:.2f}, floor time x{g['floor_time_ratio']:.2f}."]
+                          f"x{g['scan_time_ratio']:.2f}, floor time x{g['floor_time_ratio']:.2f}"
+                          + (f"; the sizes' scans alternate, round by round (the larger over the smaller per round: "
+                             f"{_s(g['scan_time_ratio_per_round'], 'x')})" if g.get("interleaved") else "") + "."]
     lines += ["", "## Load, build and evaluation in one process", "",
               "bench/run.py's eval worker: the recorded tenant read and collected with one worker, its index "
               "trusted and the GC paused as `plmon scan --from` does (load), the snapshot built in the same "
