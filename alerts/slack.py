@@ -135,6 +135,7 @@ class SlackChannel:
     def from_config(cls, cfg: AlertChannelConfig) -> SlackChannel:
         from plmon.alerts.outbox import channel_name
 
+        assert cfg.url is not None  # the config model requires it for slack
         return cls(channel_name(cfg), cfg.url.get_secret_value(), timeout=cfg.timeout.total_seconds(),
                    digest_threshold=cfg.digest_threshold)
 
