@@ -64,7 +64,7 @@ class StateConfig(_Strict):
 
 
 class AlertChannelConfig(_Strict):
-    type: Literal["webhook", "slack"]
+    type: Literal["webhook", "slack", "teams"]
     url: SecretStr | None = None               # webhook, slack, teams: where to post (it may hold a token)
     name: str | None = None
     secret: SecretStr | None = None
