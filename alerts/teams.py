@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from plmon.alerts.bounds import inert
-from plmon.alerts.channel import DeliveryError, channel_type, scrub
+from plmon.alerts.channel import ChannelContext, DeliveryError, channel_type, scrub
 from plmon.alerts.slack import portal_link
 from plmon.monitor.config import AlertChannelConfig
 from plmon.monitor.state.store import OutboxRow
@@ -155,7 +155,7 @@ class TeamsChannel:
         self._client_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, cfg: AlertChannelConfig) -> TeamsChannel:
+    def from_config(cls, cfg: AlertChannelConfig, context: ChannelContext | None = None) -> TeamsChannel:
         from plmon.alerts.outbox import channel_name
 
         assert cfg.url is not None  # the config model requires it for teams

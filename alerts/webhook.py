@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from plmon.alerts.channel import DeliveryError, channel_type, scrub
+from plmon.alerts.channel import ChannelContext, DeliveryError, channel_type, scrub
 from plmon.monitor.config import AlertChannelConfig
 from plmon.monitor.state.store import OutboxRow
 
@@ -117,7 +117,7 @@ class WebhookChannel:
         self._client_lock = threading.Lock()  # the daemon sends on two threads: one client (its pool) for both
 
     @classmethod
-    def from_config(cls, cfg: AlertChannelConfig) -> WebhookChannel:
+    def from_config(cls, cfg: AlertChannelConfig, context: ChannelContext | None = None) -> WebhookChannel:
         from plmon.alerts.outbox import channel_name
 
         assert cfg.secret is not None and cfg.url is not None  # the config model requires both for webhooks

@@ -64,7 +64,7 @@ class StateConfig(_Strict):
 
 
 class AlertChannelConfig(_Strict):
-    type: Literal["webhook", "slack", "teams"]
+    type: Literal["webhook", "slack", "teams", "azure-monitor"]
     url: SecretStr | None = None               # webhook, slack, teams: where to post (it may hold a token)
     name: str | None = None
     secret: SecretStr | None = None
@@ -92,8 +92,7 @@ class AlertChannelConfig(_Strict):
     def _keys_of_the_type(self) -> AlertChannelConfig:
         """Each type's own keys, and no other type's: a key that would be silently ignored is an error."""
         monitor_keys = {"endpoint": self.endpoint, "rule_id": self.rule_id, "stream": self.stream}
-        kind: str = self.type
-        if kind == "azure-monitor":
+        if self.type == "azure-monitor":
             missing = [k for k, v in monitor_keys.items() if not v]
             if missing:
                 raise ValueError(f"an azure-monitor channel needs {', '.join(repr(k) for k in missing)}")
