@@ -100,6 +100,8 @@ class AlertChannelConfig(_Strict):
                 raise ValueError("an azure-monitor channel takes 'endpoint', not 'url'")
             if not str(self.endpoint).startswith("https://"):
                 raise ValueError("an azure-monitor 'endpoint' must be an https URL (a bearer token travels)")
+            if self.ca_bundle is not None and not self.ca_bundle.is_file():
+                raise ValueError(f"'ca_bundle' {str(self.ca_bundle)!r} is not a file")
         else:
             if self.url is None:
                 raise ValueError(f"a {self.type} channel needs 'url'")

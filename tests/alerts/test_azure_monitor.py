@@ -213,3 +213,25 @@ def test_scan_notify_sends_rows_through_the_cli(rx: IngestionReceiver, tmp_path:
     [resolved] = rx.requests[1]["rows"]
     assert (resolved["AlertKind"], resolved["CheckId"], resolved["State"]) == ("resolved", "connection.pending",
                                                                                 "resolved")
+
+
+@pytest.mark.parametrize(("entry", "needle"), [
+    ({"type": "azure-monitor", "endpoint": "https://dce.example", "stream": STREAM}, "needs 'rule_id'"),
+    ({"type": "azure-monitor", "endpoint": "https://dce.example", "rule_id": RULE, "stream": STREAM,
+      "ca_bundle": "/nonexistent/ca.pem"}, "is not a file"),
+    ({"type": "teams"}, "a teams channel needs 'url'"),
+])
+def test_bad_channel_config_is_one_line_and_exit_2(entry: dict[str, Any], needle: str, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """plmon scan with a channel missing its keys: exit 2, one stderr line naming alerts.0 and the key, no traceback."""
+    from notifykit import tenant
+
+    from plmon.monitor.cli import main
+
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(json.dumps({"alerts": [entry]}))
+    with pytest.raises(SystemExit) as exit_:
+        main(["scan", "--from", str(tenant(tmp_path / "t")), "--config", str(cfg), "--notify"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "alerts.0" in err and needle in err, err
+    assert "Traceback" not in err
