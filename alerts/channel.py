@@ -1,7 +1,8 @@
 """The one protocol every alert transport implements, and the registry that builds them from config.
 
-A transport is a module in ``alerts/`` with a class decorated ``@channel_type("<type>")``: adding
-Teams later is one new module (plus ``"teams"`` in the config's list of types), nothing else to edit.
+A transport is a module in ``alerts/`` with a class decorated ``@channel_type("<type>")`` whose ``from_config``
+takes the channel's config and the :class:`ChannelContext`: adding one is one new module (plus its type in the
+config's list of types), nothing else to edit.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from plmon.monitor.config import AlertChannelConfig
 from plmon.monitor.state.store import OutboxRow
 
-__all__ = ["Channel", "DeliveryError", "build_channels", "channel_type", "scrub"]
+__all__ = ["Channel", "ChannelContext", "DeliveryError", "build_channels", "channel_type", "scrub"]
 
 
 class DeliveryError(Exception):
@@ -39,7 +41,16 @@ class Channel(Protocol):
         ...
 
 
-_TYPES: dict[str, Callable[[AlertChannelConfig], Channel]] = {}
+@dataclass(frozen=True, slots=True)
+class ChannelContext:
+    """What a channel may need beyond its own config, given by the composition root (plmon.monitor.wiring), which
+    alone reads the environment: ``credential`` makes the Azure identity (an azure-core ``TokenCredential``) on
+    first use, for channels that send to Azure."""
+
+    credential: Callable[[], Any] | None = None
+
+
+_TYPES: dict[str, Callable[[AlertChannelConfig, ChannelContext], Channel]] = {}
 
 
 def channel_type(name: str) -> Callable[[type], type]:
@@ -49,14 +60,14 @@ def channel_type(name: str) -> Callable[[type], type]:
     return register
 
 
-def build_channels(configs: Sequence[AlertChannelConfig]) -> dict[str, Channel]:
+def build_channels(configs: Sequence[AlertChannelConfig], context: ChannelContext | None = None) -> dict[str, Channel]:
     """Channels by name, for every configured ``alerts`` entry."""
     package = importlib.import_module(__name__.rpartition(".")[0])  # this package, whatever its import name
     for mod in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{package.__name__}.{mod.name}")
     out: dict[str, Channel] = {}
     for cfg in configs:
-        channel = _TYPES[cfg.type](cfg)
+        channel = _TYPES[cfg.type](cfg, context or ChannelContext())
         out[channel.name] = channel
     return out
 

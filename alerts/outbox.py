@@ -26,7 +26,9 @@ __all__ = ["Route", "alert_payload", "channel_name", "outbox_rows", "routes_from
 def channel_name(cfg: AlertChannelConfig) -> str:
     if cfg.name:
         return cfg.name
-    digest = hashlib.sha256(cfg.url.get_secret_value().encode()).hexdigest()[:8]
+    # An azure-monitor channel has no URL: its destination is the endpoint, the rule and the stream together.
+    where = cfg.url.get_secret_value() if cfg.url is not None else f"{cfg.endpoint}|{cfg.rule_id}|{cfg.stream}"
+    digest = hashlib.sha256(where.encode()).hexdigest()[:8]
     return f"{cfg.type}-{digest}"
 
 

@@ -19,7 +19,7 @@ from slack_sdk.models.blocks import Block, ContextBlock, DividerBlock, MarkdownT
 from slack_sdk.webhook import WebhookClient
 
 from plmon.alerts.bounds import inert
-from plmon.alerts.channel import DeliveryError, channel_type, scrub
+from plmon.alerts.channel import ChannelContext, DeliveryError, channel_type, scrub
 from plmon.monitor.config import AlertChannelConfig
 from plmon.monitor.state.store import OutboxRow
 
@@ -132,9 +132,10 @@ class SlackChannel:
         self._url, self._timeout = url, timeout
 
     @classmethod
-    def from_config(cls, cfg: AlertChannelConfig) -> SlackChannel:
+    def from_config(cls, cfg: AlertChannelConfig, context: ChannelContext | None = None) -> SlackChannel:
         from plmon.alerts.outbox import channel_name
 
+        assert cfg.url is not None  # the config model requires it for slack
         return cls(channel_name(cfg), cfg.url.get_secret_value(), timeout=cfg.timeout.total_seconds(),
                    digest_threshold=cfg.digest_threshold)
 

@@ -64,10 +64,16 @@ class StateConfig(_Strict):
 
 
 class AlertChannelConfig(_Strict):
-    type: Literal["webhook", "slack"]
-    url: SecretStr
+    type: Literal["webhook", "slack", "teams", "azure-monitor"]
+    url: SecretStr | None = None               # webhook, slack, teams: where to post (it may hold a token)
     name: str | None = None
     secret: SecretStr | None = None
+    # azure-monitor (Logs Ingestion API): the DCE or DCR ingestion URL, the DCR's immutable id, its stream, and a
+    # CA bundle for an endpoint behind a private CA (a test receiver, Azure Stack Hub).
+    endpoint: str | None = None
+    rule_id: str | None = None
+    stream: str | None = None
+    ca_bundle: Path | None = None
     min_severity: Sev = Severity.MEDIUM
     checks: tuple[str, ...] = ("*",)           # check-id glob patterns
     subscriptions: tuple[str, ...] = ()        # empty: every subscription
@@ -78,7 +84,48 @@ class AlertChannelConfig(_Strict):
     def _webhook_needs_secret(self) -> AlertChannelConfig:
         if self.type == "webhook" and self.secret is None:
             raise ValueError("a webhook channel needs 'secret' (alerts are signed with it)")
+        if self.type == "webhook" and self.secret is not None:
+            _signing_secret(self.secret.get_secret_value())
         return self
+
+    @model_validator(mode="after")
+    def _keys_of_the_type(self) -> AlertChannelConfig:
+        """Each type's own keys, and no other type's: a key that would be silently ignored is an error."""
+        monitor_keys = {"endpoint": self.endpoint, "rule_id": self.rule_id, "stream": self.stream}
+        if self.type == "azure-monitor":
+            missing = [k for k, v in monitor_keys.items() if not v]
+            if missing:
+                raise ValueError(f"an azure-monitor channel needs {', '.join(repr(k) for k in missing)}")
+            if self.url is not None:
+                raise ValueError("an azure-monitor channel takes 'endpoint', not 'url'")
+            if not str(self.endpoint).startswith("https://"):
+                raise ValueError("an azure-monitor 'endpoint' must be an https URL (a bearer token travels)")
+            if self.ca_bundle is not None and not self.ca_bundle.is_file():
+                raise ValueError(f"'ca_bundle' {str(self.ca_bundle)!r} is not a file")
+        else:
+            if self.url is None:
+                raise ValueError(f"a {self.type} channel needs 'url'")
+            extra = [k for k, v in {**monitor_keys, "ca_bundle": self.ca_bundle}.items() if v is not None]
+            if extra:
+                raise ValueError(f"{', '.join(repr(k) for k in extra)} only apply to azure-monitor channels")
+        return self
+
+
+def _signing_secret(secret: str) -> None:
+    """A secret the Standard Webhooks signature can use: not empty, and a ``whsec_`` one valid base64."""
+    if not secret:
+        raise ValueError("a webhook 'secret' must not be empty")
+    if secret.startswith("whsec_"):
+        import base64
+        import binascii
+
+        try:
+            encoded = secret[6:]
+            key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("a 'whsec_' webhook secret must be base64 after the prefix") from None
+        if not key:
+            raise ValueError("a 'whsec_' webhook secret must not be empty after the prefix")
 
 
 _OneOrMany = Annotated[tuple[str, ...], BeforeValidator(lambda v: (v,) if isinstance(v, str) else v),

@@ -128,10 +128,16 @@ def retry_policy(config: Config) -> RetryPolicy:
     return RetryPolicy.from_config(config)
 
 
-def channels(config: Config) -> dict[str, Channel]:
-    """The configured alert channels by name."""
-    from plmon.alerts.channel import build_channels
-    return build_channels(config.alerts)
+def channels(config: Config, env: Mapping[str, str] | None = None) -> dict[str, Channel]:
+    """The configured alert channels by name; a channel that sends to Azure (azure-monitor) gets the identity plmon
+    reads Azure with (``PLMON_ARM_TOKEN``, else DefaultAzureCredential), made on its first send."""
+    from plmon.alerts.channel import ChannelContext, build_channels
+    e = environment(env)
+
+    def credential() -> Any:
+        from plmon.monitor.collect.azure.credentials import arm_credential
+        return arm_credential(e)
+    return build_channels(config.alerts, ChannelContext(credential=credential))
 
 
 def routes(config: Config) -> tuple[Route, ...]:
@@ -169,7 +175,7 @@ def build_daemon(config: Config, source: Source, *, store: StateStore | None = N
             scale.close()
         store.close()
         raise
-    parts: dict[str, Any] = {"channels": channels(config), "retry_policy": retry_policy(config), **options}
+    parts: dict[str, Any] = {"channels": channels(config, env), "retry_policy": retry_policy(config), **options}
     if scale is not None:
         from plmon.monitor.service.shared_inventory import SharedInventory
         parts["scale"] = scale

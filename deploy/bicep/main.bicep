@@ -35,6 +35,9 @@ param deliveryMode string = 'queue'
 @description('Full collection schedule (NCRONTAB, six fields).')
 param collectionSchedule string = '0 */30 * * * *'
 
+@description('Resource id of a Log Analytics workspace (Microsoft Sentinel\'s) to send alerts to as rows of PlmonFindings_CL (monitor.bicep: table, data collection rule, role); empty: none.')
+param logAnalyticsWorkspaceId string = ''
+
 @description('Flex Consumption scale-out limit and instance size. Instances share one inventory (blob container) and one schedule (a blob lease): a cold instance loads the published collection instead of reading ARM, and only the lease holder runs the scheduled collection, so more instances do not multiply ARM reads.')
 param maximumInstanceCount int = 40
 @allowed([2048, 4096])
@@ -251,8 +254,21 @@ module eventGrid 'eventgrid.bicep' = {
   }
 }
 
+// Alerts to Azure Monitor Logs / Sentinel (issue 16), in the workspace's own subscription and resource group.
+module monitor 'monitor.bicep' = if (!empty(logAnalyticsWorkspaceId)) {
+  name: 'plmon-monitor'
+  scope: resourceGroup(split(logAnalyticsWorkspaceId, '/')[2], split(logAnalyticsWorkspaceId, '/')[4])
+  params: {
+    workspaceName: last(split(logAnalyticsWorkspaceId, '/'))
+    principalId: identity.properties.principalId
+  }
+}
+
 output functionAppName string = functionApp.name
 output principalId string = identity.properties.principalId
 output clientId string = identity.properties.clientId
 output storageAccountName string = storage.name
 output systemTopicName string = eventGrid.outputs.systemTopicName
+// The azure-monitor channel's keys (empty without a workspace): endpoint, rule_id, stream.
+output logsIngestionEndpoint string = empty(logAnalyticsWorkspaceId) ? '' : monitor.outputs.logsIngestionEndpoint
+output dcrImmutableId string = empty(logAnalyticsWorkspaceId) ? '' : monitor.outputs.dcrImmutableId

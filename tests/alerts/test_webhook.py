@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from receiver import Receiver
 
 from plmon.alerts.channel import build_channels
@@ -71,3 +73,95 @@ def test_secrets_do_not_leak_through_repr_or_errors() -> None:
         assert "tok-123" not in str(err) and "sec-456" not in str(err)
     else:
         raise AssertionError("port 9 should refuse")
+
+
+# --- Standard Webhooks signatures (issue 16 item 3) -------------------------------------------------
+
+def test_standard_signature_reproduces_the_published_vector() -> None:
+    """standard_headers signs id.timestamp.body exactly as the Standard Webhooks reference vector says."""
+    from plmon.alerts.webhook import standard_headers, standard_key
+
+    at = datetime.fromtimestamp(1614265330, UTC)
+    headers = standard_headers(b'{"test": 2432232314}', "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                               standard_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), at)
+    assert headers == {"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
+                       "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="}
+
+
+def _receiver_key(secret: str) -> str:
+    """What a receiver's Standard Webhooks library takes for a plain plmon secret (docs/alerts.md)."""
+    import base64
+
+    return "whsec_" + base64.b64encode(secret.encode()).decode()
+
+
+def test_standard_headers_verify_with_the_library_and_retries_keep_the_id() -> None:
+    """A receiver's standardwebhooks verifies each send; a resend keeps webhook-id and is signed afresh."""
+    from standardwebhooks.webhooks import Webhook
+
+    rx = Receiver(secret="topsecret")
+    [row] = outbox_rows(rec(), "opened", T0, ["hook"], tenant_id=None)
+    ticks = iter([datetime.now(UTC) - timedelta(seconds=30), datetime.now(UTC)])
+    ch = WebhookChannel("hook", rx.url, "topsecret", timeout=2, clock=lambda: next(ticks))
+    ch.send(row)
+    ch.send(row)
+    first, second = rx.accepted
+    for got in (first, second):
+        headers = {k.lower(): v for k, v in got["headers"].items()}
+        assert Webhook(_receiver_key("topsecret")).verify(got["body"], headers)["id"] == row.alert_id
+        assert headers["webhook-id"] == row.alert_id and headers["x-plmon-signature"].startswith("sha256=")
+    assert first["headers"]["webhook-timestamp"] != second["headers"]["webhook-timestamp"]
+    assert first["headers"]["webhook-signature"] != second["headers"]["webhook-signature"]
+    rx.close()
+
+
+def test_a_captured_alert_replayed_later_is_refused() -> None:
+    """Headers captured from a send ten minutes ago fail verification: the timestamp is signed and too old."""
+    from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+    rx = Receiver()
+    [row] = outbox_rows(rec(), "opened", T0, ["hook"], tenant_id=None)
+    WebhookChannel("hook", rx.url, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", timeout=2,
+                   clock=lambda: datetime.now(UTC) - timedelta(minutes=10)).send(row)
+    [got] = rx.accepted
+    headers = {k.lower(): v for k, v in got["headers"].items()}
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").verify(got["body"], headers)
+    # moving the timestamp forward breaks the signature instead
+    headers["webhook-timestamp"] = str(int(datetime.now(UTC).timestamp()))
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        Webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").verify(got["body"], headers)
+    rx.close()
+
+
+def test_scan_notify_sends_standard_signatures_through_the_cli(tmp_path: Path) -> None:
+    """plmon scan --notify: each alert carries both X-Plmon-Signature and a verifying webhook-signature."""
+    from notifykit import SECRET, config, run, tenant
+    from standardwebhooks.webhooks import Webhook
+
+    rx = Receiver(secret=SECRET)
+    r = run("scan", "--from", str(tenant(tmp_path / "t")), "--config", str(config(tmp_path, rx)), "--notify")
+    assert r.exit_code == 0, r.output
+    assert len(rx.events()) == 2  # X-Plmon-Signature verified as before
+    for got in rx.accepted:
+        headers = {k.lower(): v for k, v in got["headers"].items()}
+        event = Webhook(_receiver_key(SECRET)).verify(got["body"], headers)
+        assert headers["webhook-id"] == event["id"]
+    rx.close()
+
+
+def test_webhook_secret_that_cannot_sign_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty secret, or a whsec_ secret that is not base64, is exit 2 with one line naming the key."""
+    from notifykit import tenant
+
+    from plmon.monitor.cli import main
+
+    folder = tenant(tmp_path / "t")
+    for secret, needle in (("", "must not be empty"), ("whsec_not*base64!", "base64")):
+        cfg = tmp_path / "bad.yaml"
+        cfg.write_text(json.dumps({"alerts": [{"type": "webhook", "url": "https://h.example", "secret": secret}]}))
+        with pytest.raises(SystemExit) as exit_:
+            main(["scan", "--from", str(folder), "--config", str(cfg)])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "alerts.0" in err and needle in err and err.count("\n") == 1, err
+        assert "Traceback" not in err

@@ -362,3 +362,92 @@ def test_container_entry_point_serves_health(tmp_path: Path) -> None:
         check = [sys.executable if health[0] == "python" else health[0],
                  *[a.replace("127.0.0.1:8080", f"127.0.0.1:{port}") for a in health[1:]]]
         assert subprocess.run(check, timeout=30).returncode == 0, shlex.join(check)
+
+
+# --- Azure Monitor Logs / Sentinel (issue 16 item 2) ------------------------------------------------
+
+SENTINEL = DEPLOY / "sentinel"
+
+
+def _monitor_columns() -> list[tuple[str, str]]:
+    text = (BICEP / "monitor.bicep").read_text()
+    return re.findall(r"^  \{ name: '(\w+)', type: '(\w+)' \}$", text, re.M)
+
+
+def test_monitor_bicep_declares_the_rows_plmon_sends() -> None:
+    """monitor.bicep's table and DCR stream declare exactly the channel's columns, the DCR routes the stream to the
+    workspace, and plmon's identity gets Monitoring Metrics Publisher on the DCR itself."""
+    from plmon.alerts.azure_monitor import COLUMNS
+
+    text = (BICEP / "monitor.bicep").read_text()
+    for p in _params(text):
+        assert len(re.findall(rf"\b{p}\b", text)) >= 2, f"param {p} declared but not used"
+    assert text.count("{") == text.count("}") and text.count("[") == text.count("]")
+    assert _monitor_columns() == list(COLUMNS)
+    assert "var tableName = 'PlmonFindings_CL'" in text and "var streamName = 'Custom-${tableName}'" in text
+    assert "Microsoft.OperationalInsights/workspaces/tables@" in text and "columns: [for c in columns:" in text
+    assert "type: c.type == 'datetime' ? 'dateTime' : c.type" in text  # the table's spelling of the date type
+    dcr = text.split("resource rule 'Microsoft.Insights/dataCollectionRules@", 1)[1].split("\n}\n", 1)[0]
+    assert "kind: 'Direct'" in dcr  # its own logs ingestion endpoint: no separate DCE
+    assert "'${streamName}': {\n        columns: columns" in dcr and "outputStream: streamName" in dcr
+    assert "workspaceResourceId: workspace.id" in dcr
+    role = text.split("resource publisher 'Microsoft.Authorization/roleAssignments@", 1)[1].split("\n}\n", 1)[0]
+    assert "scope: rule" in role and "monitoringMetricsPublisher" in role and "principalId: principalId" in role
+    assert "var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'" in text
+    for output in ("logsIngestionEndpoint", "dcrImmutableId", "stream"):
+        assert re.search(rf"^output {output} string = ", text, re.M)
+
+
+def test_main_bicep_wires_the_monitor_module_behind_a_parameter() -> None:
+    """main.bicep deploys monitor.bicep only when logAnalyticsWorkspaceId is set, in the workspace's resource group,
+    with every parameter monitor.bicep requires, and outputs the channel's endpoint and rule id."""
+    main, monitor = (BICEP / "main.bicep").read_text(), (BICEP / "monitor.bicep").read_text()
+    assert "param logAnalyticsWorkspaceId string = ''" in main
+    assert "module monitor 'monitor.bicep' = if (!empty(logAnalyticsWorkspaceId))" in main
+    block = main.split("module monitor 'monitor.bicep'", 1)[1].split("\n}\n", 1)[0]
+    assert "scope: resourceGroup(split(logAnalyticsWorkspaceId, '/')[2], split(logAnalyticsWorkspaceId, '/')[4])" \
+        in block
+    args = set(re.findall(r"^    (\w+): ", block, re.M))
+    required = set(re.findall(r"^param (\w+) \w+$", monitor, re.M))  # no default value
+    assert required <= args <= _params(monitor)
+    assert "principalId: identity.properties.principalId" in block
+    for output in ("logsIngestionEndpoint", "dcrImmutableId"):
+        assert f"monitor.outputs.{output}" in main
+
+
+def _kql_names(query: str) -> tuple[set[str], set[str]]:
+    """(PascalCase names a query reads, names it defines), strings and comments aside; KQL's own functions and
+    operators are lower-case, so every PascalCase name must be a column of the table or one the query defines."""
+    code = re.sub(r'"[^"]*"', '""', re.sub(r"//[^\n]*", "", query))
+    return set(re.findall(r"\b[A-Z]\w*\b", code)), set(re.findall(r"\b(\w+)\s*=(?!=)", code))
+
+
+def test_sentinel_queries_and_rule_read_only_columns_of_the_table() -> None:
+    """deploy/sentinel/: every query and the analytics rule read PlmonFindings_CL's real columns, and the rule maps
+    the resource entity and custom details to columns its query projects."""
+    from plmon.alerts.azure_monitor import COLUMNS
+
+    columns = {name for name, _ in COLUMNS} | {"PlmonFindings_CL"}
+    queries = [q for q in (SENTINEL / "queries.kql").read_text().split("\n\n") if "PlmonFindings_CL\n|" in q]
+    assert len(queries) >= 4
+    template = json.loads((SENTINEL / "analytics-rule.json").read_text())
+    [rule] = template["resources"]
+    assert rule["type"] == "Microsoft.SecurityInsights/alertRules" and rule["kind"] == "Scheduled"
+    props = rule["properties"]
+    for query in [*queries, props["query"]]:
+        used, defined = _kql_names(query)
+        assert used <= columns | defined, f"unknown columns {sorted(used - columns - defined)} in:\n{query}"
+    projected = set(re.findall(r"\b\w+\b", props["query"].split("| project", 1)[1]))
+    assert {m["columnName"] for e in props["entityMappings"] for m in e["fieldMappings"]} <= projected
+    assert set(props["customDetails"].values()) <= projected
+    assert {"queryFrequency", "queryPeriod", "triggerOperator", "triggerThreshold", "severity"} <= set(props)
+    assert template["parameters"].keys() == {"workspaceName", "enabled"}
+
+
+def test_monitor_docs_name_the_deploy_files() -> None:
+    """docs/alerts.md names the Bicep module and the Sentinel files, and they exist."""
+    text = (ROOT / "docs" / "alerts.md").read_text()
+    refs = set(re.findall(r"`(deploy/[\w./-]+\.\w+)`", text))
+    assert {"deploy/bicep/monitor.bicep", "deploy/sentinel/queries.kql", "deploy/sentinel/analytics-rule.json"} <= refs
+    for ref in refs:
+        assert (ROOT / ref).exists(), ref
