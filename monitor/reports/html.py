@@ -1,7 +1,7 @@
 """The HTML report: one self-contained file an auditor opens offline and prints to PDF.
 
 Jinja2 renders it with autoescaping on for every variable, so names and request messages from Azure
-are text, never markup; the only pre-built markup is the chart SVG that matplotlib drew from numbers.
+are text, never markup; the only pre-built markup is the chart SVG that chart.py drew from numbers and escaped text.
 A Content-Security-Policy of ``default-src 'none'`` backs that up: the page can load and run nothing.
 """
 
