@@ -170,10 +170,15 @@ def build_report(result: ScanResult, *, first_seen: Mapping[tuple[str, str], dat
                          figures.compliance_percent)
     earlier = sorted((p for p in history if p.scanned_at != now and (since is None or p.scanned_at >= since)),
                      key=lambda p: p.scanned_at)
-    return _assemble(figures, ev.findings, ev.waived, scanned_at=now, now=now, first_seen=first_seen or {},
+    source = history_source or ("state store" if history else "this scan only")
+    seen = dict(first_seen or {})
+    if source == "state store":
+        # The store knows every finding it has seen, so one it lacks is new in this scan: its age is zero, not unknown.
+        seen.update({f.key: now for f in ev.findings if f.key not in seen})
+    return _assemble(figures, ev.findings, ev.waived, scanned_at=now, now=now, first_seen=seen,
                      trend=(*earlier, point), waivers=waivers, since=since, scan=result,
                      subscriptions_scanned=snap.coverage.subscriptions_scanned,
-                     history_source=history_source or ("state store" if history else "this scan only"))
+                     history_source=source)
 
 
 def build_stored_report(open_findings: Sequence[FindingRecord], waived: Sequence[FindingRecord],
