@@ -7,7 +7,7 @@ from typing import Any
 
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.links import VIEW_READS, ConnectionView, plain_views, views_of
-from plmon.checks.registry import Param, check
+from plmon.checks.registry import CIS_AZURE, NIST_800_53, Evidences, Param, check
 from plmon.checks.remedy import alternative, az, lines, note
 from plmon.checks.units import Index, each, each_item, lookup, plain
 from plmon.monitor.model.arm_id import ArmId
@@ -106,6 +106,14 @@ def _hours(seconds: float) -> float:
     params={"pending_max_age": Param.duration("72h", "age after which severity rises to high")},
     controls=("MCSB NS-2",),
     reads=VIEW_READS, over=SUBJECTS,
+    frameworks=(
+        Evidences(NIST_800_53, "CA-9",
+                  "CA-9 a: a requested internal connection left neither authorized nor refused past "
+                  "pending_max_age"),
+        Evidences(CIS_AZURE, "9.3.2.1",
+                  "9.3.2.1's audit wants each storage account endpoint's connection state Approved; "
+                  "this one is Pending", only="Microsoft.Storage/storageAccounts"),
+    ),
 )
 def pending(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     max_age = params["pending_max_age"]
@@ -167,6 +175,17 @@ def _endpoint_issues(snap: Snapshot, status: str, what: str) -> Iterator[Issue]:
     remediation="Delete the endpoint, or ask the provider to approve a new request.",
     references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
     reads=VIEW_READS, over=SUBJECTS,
+    frameworks=(
+        Evidences(NIST_800_53, "CA-9",
+                  "CA-9 c: the provider refused the connection, but the consumer's endpoint was never "
+                  "removed"),
+        Evidences(NIST_800_53, "CM-8",
+                  "CM-8 a.1: a rejected endpoint carries no traffic yet stays in the estate as if it "
+                  "did"),
+        Evidences(CIS_AZURE, "9.3.2.1",
+                  "9.3.2.1's audit wants each storage account endpoint's connection state Approved; "
+                  "this one is Rejected", only="Microsoft.Storage/storageAccounts"),
+    ),
 )
 def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _endpoint_issues(snap, "rejected", "Rejected")
@@ -180,6 +199,17 @@ def rejected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     remediation="Delete the disconnected private endpoint.",
     references=(PE_DOC,), controls=("MCSB NS-2", "MCSB AM-1"),
     reads=VIEW_READS, over=SUBJECTS,
+    frameworks=(
+        Evidences(NIST_800_53, "CA-9",
+                  "CA-9 c: the provider terminated the connection, but the consumer's endpoint was "
+                  "never removed"),
+        Evidences(NIST_800_53, "CM-8",
+                  "CM-8 a.1: an endpoint whose connection is gone is a component that no longer "
+                  "reflects the system"),
+        Evidences(CIS_AZURE, "9.3.2.1",
+                  "9.3.2.1's audit wants each storage account endpoint's connection state Approved; "
+                  "this one is Disconnected", only="Microsoft.Storage/storageAccounts"),
+    ),
 )
 def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _endpoint_issues(snap, "disconnected", "Disconnected")
@@ -194,6 +224,11 @@ def disconnected(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     references=(PE_DOC, TROUBLESHOOT),
     controls=("MCSB NS-2", "MCSB PV-2"),
     reads=VIEW_READS, over=SUBJECTS,
+    frameworks=(
+        Evidences(NIST_800_53, "CA-9",
+                  "CA-9 d: the provider flagged this internal connection for action, so its continued "
+                  "need and state are due for review"),
+    ),
 )
 def actions_required(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     keys = _plain(snap).actions if plain() else (key for key, _ in each_item(snap, *SUBJECTS))
@@ -250,6 +285,11 @@ def _provider_listed(snap: Snapshot, key: str) -> bool:
     controls=("MCSB AM-1", "MCSB NS-10"),
     reads=("private_endpoints", "targets", "private_link_services", "rmpls"),
     over="private_endpoints",
+    frameworks=(
+        Evidences(NIST_800_53, "CM-8",
+                  "CM-8 a.1: the endpoint names a resource that no longer exists, so the estate is not"
+                  " what it records"),
+    ),
 )
 def target_missing(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in each(snap, "private_endpoints"):

@@ -15,7 +15,7 @@ from typing import Any
 
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.links import VIEW_READS, ConnectionView, plain_views, views_of
-from plmon.checks.registry import Param, check
+from plmon.checks.registry import NIST_800_53, Evidences, Param, check
 from plmon.checks.remedy import az, lines
 from plmon.checks.units import Index, each, each_key, lookup, plain
 from plmon.monitor.model.arm_id import ArmId
@@ -113,6 +113,11 @@ def _managed_elsewhere(snap: Snapshot, pe: PrivateEndpoint, patterns: tuple[str,
                                                    "whose DNS is managed elsewhere (custom DNS)"),
             "zone_overrides": ZONE_OVERRIDES},
     reads=(*VIEW_READS, "subnets"), over="private_endpoints",
+    frameworks=(
+        Evidences(NIST_800_53, "SC-7",
+                  "SC-7 c: without private DNS the name resolves publicly, so clients leave through "
+                  "the public interface"),
+    ),
 )
 def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     quick = plain()
@@ -152,6 +157,11 @@ def no_zone_group(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     references=(DNS_DOC,), controls=("MCSB NS-10",),
     params={"zone_overrides": ZONE_OVERRIDES},
     reads=("private_endpoints",), over="private_endpoints",
+    frameworks=(
+        Evidences(NIST_800_53, "SC-7",
+                  "SC-7 c: records in a zone clients never query leave the name resolving to the "
+                  "public interface"),
+    ),
 )
 def zone_name_mismatch(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]
@@ -301,6 +311,11 @@ def _duplicate_groups(snap: Snapshot) -> Iterator[tuple[Hashable, tuple[str, ...
     references=(DNS_DOC,), controls=("MCSB NS-10",),
     params={"zone_overrides": ZONE_OVERRIDES},
     reads=(*VIEW_READS, "subnets", "dns_zones"), over=DUPLICATE_GROUPS.name,
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: endpoints sharing one A record make the name resolve to whichever wrote "
+                  "last, not to the design"),
+    ),
 )
 def duplicate_endpoints(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     overrides = params["zone_overrides"]

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.registry import check
+from plmon.checks.registry import NIST_800_53, Evidences, check
 from plmon.checks.remedy import az
 from plmon.checks.units import each
 from plmon.monitor.model.snapshot import Snapshot, lower
@@ -24,6 +24,11 @@ TROUBLESHOOT = "https://learn.microsoft.com/azure/private-link/troubleshoot-priv
     controls=("MCSB PV-2",),
     reads=("private_endpoints", "private_link_services"),
     over=("private_endpoints", "private_link_services"),
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 c: a resource in provisioning state Failed deviates, unapproved, from the "
+                  "configuration set for it"),
+    ),
 )
 def provisioning_failed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in each(snap, "private_endpoints"):

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.registry import Param, check
+from plmon.checks.registry import ISO_27001, NIST_800_53, PCI_DSS, Evidences, Param, check
 from plmon.checks.remedy import az, lines
 from plmon.checks.units import Index, each_key, lookup, plain
 from plmon.monitor.model.snapshot import Nsg, NsgRule, Snapshot, Subnet, lower
@@ -94,6 +94,19 @@ def _ranges(many: tuple[str, ...], one: str | None) -> list[str]:
     remediation="Set privateEndpointNetworkPolicies to Enabled (or NetworkSecurityGroupEnabled) on the subnet.",
     references=(PE_POLICIES, PE_LIMITS), controls=("MCSB NS-1",),
     reads=_ENDPOINT_SUBNETS, over=ENDPOINT_SUBNETS.name,
+    frameworks=(
+        Evidences(NIST_800_53, "SC-7",
+                  "SC-7 a: the subnet's NSG does not control communications to the private endpoints "
+                  "behind it"),
+        Evidences(NIST_800_53, "AC-4",
+                  "AC-4: the NSG's flow rules are not enforced for private endpoint traffic at all"),
+        Evidences(ISO_27001, "A.8.20",
+                  "A.8.20: the NSG meant to control traffic to the endpoints' subnet filters none of "
+                  "it"),
+        Evidences(PCI_DSS, "1.3.1",
+                  "1.3.1: the NSG rules that restrict inbound traffic do not apply to the endpoints "
+                  "(when they are in the CDE)"),
+    ),
 )
 def not_enforced(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for subnet in _endpoint_subnet_subjects(snap):
@@ -138,6 +151,11 @@ def effective_action(rule: NsgRule) -> str:
     remediation="Split the rule into one rule per port range.",
     references=(PE_LIMITS,), controls=("MCSB NS-1",),
     reads=(*_ENDPOINT_SUBNETS, "nsgs"), over=NSG_SUBNETS.name,
+    frameworks=(
+        Evidences(NIST_800_53, "AC-4",
+                  "AC-4: for endpoint traffic the rule enforces only its first port range, not the "
+                  "flow policy it states"),
+    ),
 )
 def multi_port_range(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for nsg, subnets in _nsg_subjects(snap):
@@ -179,6 +197,11 @@ def _count(many: tuple[str, ...], one: str | None) -> int:
     params={"max_prefixes": Param.integer(500, "address prefixes per side of a rule"),
             "max_product": Param.integer(250_000, "source x destination prefixes x destination port ranges")},
     reads=(*_ENDPOINT_SUBNETS, "nsgs"), over=NSG_SUBNETS.name,
+    frameworks=(
+        Evidences(NIST_800_53, "AC-4",
+                  "AC-4: past the private endpoint limits the rule is not applied as written, so its "
+                  "flow policy is not enforced"),
+    ),
 )
 def rule_prefix_limit(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for nsg, subnets in _nsg_subjects(snap):
@@ -218,6 +241,14 @@ def _uses_vnet_tag(rule: NsgRule) -> bool:
     remediation="Use the peer's address prefixes explicitly in the Deny rule.",
     references=(PE_LIMITS,), controls=("MCSB NS-1",),
     reads=(*_ENDPOINT_SUBNETS, "nsgs", "virtual_networks"), over=NSG_SUBNETS.name,
+    frameworks=(
+        Evidences(NIST_800_53, "AC-4",
+                  "AC-4: a Deny meant for a peered network does not apply to it, so that flow is not "
+                  "controlled"),
+        Evidences(ISO_27001, "A.8.22",
+                  "A.8.22: the Deny meant to segregate a peered network from the endpoints does not "
+                  "apply to it"),
+    ),
 )
 def vnet_tag_peering(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for nsg, subnets in _nsg_subjects(snap):

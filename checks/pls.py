@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.registry import Param, check
+from plmon.checks.registry import ISO_27001, NIST_800_53, Evidences, Param, check
 from plmon.checks.remedy import az
 from plmon.checks.units import Index, each, each_key, lookup, plain
 from plmon.monitor.model.arm_id import ArmId
@@ -34,6 +34,11 @@ def _subs_arg(values: list[str]) -> list[str]:
     remediation="Restrict visibility to the subscriptions that should consume the service.",
     references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
     reads=("private_link_services",), over="private_link_services",
+    frameworks=(
+        Evidences(NIST_800_53, "CM-7",
+                  "CM-7 a: '*' offers the service's connection interface to every subscription, not "
+                  "only those that need it"),
+    ),
 )
 def visibility_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pls in each(snap, "private_link_services"):
@@ -52,6 +57,11 @@ def visibility_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
     remediation="Remove auto-approval entries that are not in the visibility list, or add them to it.",
     references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
     reads=("private_link_services",), over="private_link_services",
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: auto-approval names subscriptions outside visibility, a setting that does "
+                  "not say who can connect"),
+    ),
 )
 def auto_approval_not_subset(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pls in each(snap, "private_link_services"):
@@ -78,6 +88,14 @@ def auto_approval_not_subset(snap: Snapshot, params: Mapping[str, Any]) -> Itera
     remediation="Replace '*' with the consumer subscriptions that may connect without review.",
     references=(PLS_DOC + "#control-service-exposure",), controls=("MCSB NS-2",),
     reads=("private_link_services",), over="private_link_services",
+    frameworks=(
+        Evidences(NIST_800_53, "CA-3",
+                  "CA-3 a: '*' approves connections from any subscription, so no exchange is approved "
+                  "before it starts"),
+        Evidences(ISO_27001, "A.5.15",
+                  "A.5.15: '*' grants any requester network access to the service's backend, with no "
+                  "access rule applied"),
+    ),
 )
 def auto_approval_wildcard(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pls in each(snap, "private_link_services"):
@@ -122,6 +140,11 @@ def _nat_users(snap: Snapshot) -> Iterator[tuple[str, list[PrivateLinkService]]]
     references=(PLS_POLICY,),
     controls=("MCSB NS-1", "MCSB PV-2"),
     reads=("private_link_services", "subnets"), over=NAT_SUBNETS.name,
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: the NAT subnet keeps a network policy setting that makes changes to the "
+                  "service fail"),
+    ),
 )
 def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for key, users in _nat_users(snap):
@@ -148,6 +171,11 @@ def nat_subnet_policy(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
     params={"min_free": Param.integer(8, "minimum free addresses in a NAT subnet")},
     controls=("MCSB PV-2",),
     reads=("private_link_services", "subnets"), over=NAT_SUBNETS.name,
+    frameworks=(
+        Evidences(NIST_800_53, "SC-6",
+                  "SC-6: free NAT addresses are the resource that bounds consumer connections; none "
+                  "are left to allocate"),
+    ),
 )
 def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for key, users in _nat_users(snap):
@@ -195,6 +223,11 @@ def nat_ip_headroom(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue
     references=(PLS_DOC + "#getting-connection-information-using-tcp-proxy-v2",),
     controls=("MCSB PV-2",),
     reads=("private_link_services",), over="private_link_services",
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 c: PROXY v2 relies on every backend parsing it; the check asks that this "
+                  "deviation be recorded as approved"),
+    ),
 )
 def proxy_protocol(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pls in each(snap, "private_link_services"):

@@ -12,7 +12,7 @@ from typing import Any
 
 from plmon.checks.finding import Issue, Severity
 from plmon.checks.links import ENDPOINTS_BY_TARGET, VIEW_READS, plain_views, views_of
-from plmon.checks.registry import check
+from plmon.checks.registry import CIS_AZURE, ISO_27001, NIST_800_53, PCI_DSS, Evidences, check
 from plmon.checks.remedy import az, fill
 from plmon.checks.units import each, lookup, plain
 from plmon.monitor.model.kinds import ACCESS_MODE, ACCESS_RULES, BOOLEAN, PRIVATE_CLUSTER, AccessRule
@@ -171,10 +171,26 @@ def _evidence(t: Target, endpoints: list[str], why: str) -> dict[str, Any]:
               "access is disabled, the resource stays reachable from the internet and exfiltration controls "
               "built on the private path can be bypassed.",
     remediation="Disable public network access on the resource once clients use the private endpoint.",
-    # CIS 3.7: CIS Microsoft Azure Foundations v2.1.0 "Ensure that 'Public Network Access' is 'Disabled' for
-    # storage accounts" (the storage case of this check).
-    references=(PE_OVERVIEW,), controls=("MCSB NS-2", "CIS 3.7"),
+    # CIS: the versioned recommendations are in frameworks (storage accounts and key vaults only), not controls.
+    references=(PE_OVERVIEW,), controls=("MCSB NS-2",),
     reads=VIEW_READS, over="targets",
+    frameworks=(
+        Evidences(NIST_800_53, "SC-7",
+                  "SC-7 c: the public endpoint stays an external interface beside the private one, "
+                  "outside the managed path"),
+        Evidences(CIS_AZURE, "9.3.2.2",
+                  "9.3.2.2 audits publicNetworkAccess Disabled; fails for storage accounts with an "
+                  "approved endpoint where it is not", only="Microsoft.Storage/storageAccounts"),
+        Evidences(CIS_AZURE, "8.3.7",
+                  "8.3.7 audits publicNetworkAccess Disabled; fails for key vaults with an approved "
+                  "endpoint where it is not", only="Microsoft.KeyVault/vaults"),
+        Evidences(ISO_27001, "A.8.20",
+                  "A.8.20: the network path the private endpoint was meant to replace is left open to "
+                  "the internet"),
+        Evidences(PCI_DSS, "1.4.2",
+                  "1.4.2: internet traffic still reaches a component given a private path, so not one "
+                  "meant to be public"),
+    ),
 )
 def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for t in each(snap, "targets"):
@@ -199,6 +215,11 @@ def enabled_with_private_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> 
     remediation="Grant plmon read access to the resource, or check its public network access by hand.",
     references=(PE_OVERVIEW,), controls=("MCSB NS-2",),
     reads=VIEW_READS, over="targets",
+    frameworks=(
+        Evidences(NIST_800_53, "CA-7",
+                  "CA-7: a target whose public access cannot be judged is a monitoring gap, reported "
+                  "and never passed"),
+    ),
 )
 def unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for t in each(snap, "targets"):

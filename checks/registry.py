@@ -22,7 +22,16 @@ from plmon.checks.finding import Issue, Severity
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import Snapshot
 
-__all__ = ["Check", "Param", "all_checks", "check", "get_check", "parse_duration", "readers_of"]
+__all__ = ["CIS_AZURE", "ISO_27001", "NIST_800_53", "PCI_DSS", "Check", "Evidences", "Param", "all_checks", "check",
+           "get_check", "parse_duration", "readers_of"]
+
+# Versioned frameworks a check can evidence (ids as Prowler spells its compliance frameworks, so a user's
+# ``--compliance`` habit carries over). Their titles and requirement catalogues are plmon.monitor.reports.controls'.
+NIST_800_53 = "nist_800_53_revision_5_azure"
+CIS_AZURE = "cis_5.0_azure"
+ISO_27001 = "iso27001_2022_azure"
+PCI_DSS = "pci_4.0_azure"
+_ARM_TYPE = re.compile(r"^[A-Za-z0-9]+(\.[A-Za-z0-9]+)+/[A-Za-z0-9]+(/[A-Za-z0-9]+)*$")
 
 CheckFn = Callable[[Snapshot, Mapping[str, Any]], Iterable[Issue]]
 
@@ -78,6 +87,25 @@ class Param:
 
 
 @dataclass(frozen=True, slots=True)
+class Evidences:
+    """One requirement of a versioned framework that a check's result is evidence for, and why.
+
+    ``why`` is one line naming what in the requirement's text a failure of the check shows (docs/compliance.md
+    prints them all). ``only`` limits the mapping to findings about one ARM resource type (the finding's resource,
+    or the private-link target its evidence names): CIS audits storage accounts' public network access, so a check
+    that judges every private-link target evidences that recommendation only for its storage accounts."""
+
+    framework: str
+    requirement: str
+    why: str
+    only: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"framework": self.framework, "requirement": self.requirement, "justification": self.why,
+                **({"resource_type": self.only} if self.only else {})}
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
     id: str
     title: str
@@ -95,6 +123,8 @@ class Check:
     # What the check judges one subject at a time (plmon.checks.units): snapshot collections, or the name of a
     # derived index whose keys are the subjects; () for a whole-tenant check.
     over: tuple[str, ...] = ()
+    # The versioned framework requirements the check evidences (Evidences), with a justification each.
+    frameworks: tuple[Evidences, ...] = ()
 
     @property
     def family(self) -> str:
@@ -103,11 +133,21 @@ class Check:
     def defaults(self) -> dict[str, Any]:
         return {name: p.default for name, p in self.params.items()}
 
+    def compliance(self) -> dict[str, list[str]]:
+        """Requirement ids per framework id, in declaration order: what ``--compliance`` filters on."""
+        out: dict[str, list[str]] = {}
+        for e in self.frameworks:
+            reqs = out.setdefault(e.framework, [])
+            if e.requirement not in reqs:
+                reqs.append(e.requirement)
+        return out
+
     def metadata(self) -> dict[str, Any]:
         return {"id": self.id, "title": self.title, "severity": self.severity.value,
                 "family": self.family, "rationale": self.rationale, "remediation": self.remediation,
                 "references": list(self.references), "controls": list(self.controls),
-                "parameters": {n: _show(p.default) for n, p in self.params.items()}}
+                "parameters": {n: _show(p.default) for n, p in self.params.items()},
+                "compliance": self.compliance(), "mappings": [e.as_dict() for e in self.frameworks]}
 
 
 def _show(value: Any) -> Any:
@@ -127,7 +167,7 @@ _ID = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9][a-z0-9.-]*$")
 def check(*, id: str, title: str, severity: Severity, rationale: str, remediation: str,
           references: Iterable[str], params: Mapping[str, Param] | None = None,
           controls: Iterable[str] = (), reads: Iterable[str] | None = None,
-          over: str | Iterable[str] = ()) -> Callable[[CheckFn], CheckFn]:
+          over: str | Iterable[str] = (), frameworks: Iterable[Evidences] = ()) -> Callable[[CheckFn], CheckFn]:
     """Register ``fn`` as check ``id``. Ids are a contract (checks.md): unique, never reused.
 
     ``reads`` names the snapshot collections the check (and the helpers it calls) reads, e.g.
@@ -137,9 +177,17 @@ def check(*, id: str, title: str, severity: Severity, rationale: str, remediatio
     ``over`` names what the check judges one subject at a time (:mod:`plmon.checks.units`): each issue it yields is
     about the subject :func:`plmon.checks.units.each` made current, judged independently of the other subjects,
     so the daemon can judge again only the subjects an event touched.
+
+    ``frameworks`` lists the requirements of versioned frameworks the check evidences, each with its one-line
+    justification; a mapping without one, or with a malformed resource type, is refused here.
     """
     if not _ID.match(id):
         raise ValueError(f"bad check id {id!r}")
+    mapped = tuple(frameworks)
+    for e in mapped:
+        if not (e.framework and e.requirement and e.why.strip()) or (e.only and not _ARM_TYPE.match(e.only)):
+            raise ValueError(f"check {id!r}: framework mapping {e!r} needs a framework, a requirement, a "
+                             "justification and, if limited, an ARM resource type such as Microsoft.Storage/x")
     declared = None if reads is None else frozenset(reads)
     if declared is not None and (unknown := declared - set(RECORDS)):
         raise ValueError(f"check {id!r} reads unknown snapshot collections {sorted(unknown)}; known: {RECORDS}")
@@ -150,7 +198,7 @@ def check(*, id: str, title: str, severity: Severity, rationale: str, remediatio
         _REGISTRY[id] = Check(id=id, title=title, severity=severity, rationale=rationale,
                               remediation=remediation, references=tuple(references), fn=fn,
                               params=dict(params or {}), controls=tuple(controls), reads=declared,
-                              over=(over,) if isinstance(over, str) else tuple(over))
+                              over=(over,) if isinstance(over, str) else tuple(over), frameworks=mapped)
         return fn
     return register
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plmon.checks.finding import Issue, Severity
-from plmon.checks.registry import check
+from plmon.checks.registry import ISO_27001, NIST_800_53, Evidences, check
 from plmon.checks.remedy import az, chain
 from plmon.checks.units import each
 from plmon.monitor.model.arm_id import ArmId, normalise
@@ -52,6 +52,14 @@ def _association_gaps(snap: Snapshot) -> bool:
                 "do not let every tenant disable it yet; if yours cannot, record a waiver.",
     references=(RMPL_REST, RMPL_DOC), controls=("MCSB NS-2",),
     reads=("associations",),
+    frameworks=(
+        Evidences(NIST_800_53, "AC-17(3)",
+                  "AC-17(3): management over the public ARM endpoint stays possible, not only through "
+                  "the private link"),
+        Evidences(ISO_27001, "A.8.20",
+                  "A.8.20: the management plane stays reachable over the public network the private "
+                  "link was meant to close"),
+    ),
 )
 def association_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for a in snap.associations.values():
@@ -75,6 +83,11 @@ def association_public(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Is
     references=(RMPL_REST,),
     controls=("MCSB NS-2", "MCSB PV-2"),
     reads=("associations",),
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: an association below the root group is unsupported and does not apply as "
+                  "configured"),
+    ),
 )
 def association_not_root(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for a in snap.associations.values():
@@ -103,6 +116,11 @@ def association_not_root(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[
     references=(RMPL_REST,),
     controls=("MCSB AM-1", "MCSB PV-2"),
     reads=("associations", "rmpls", "targets"),
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: the association names a private link that does not exist, so the setting "
+                  "restricts nothing"),
+    ),
 )
 def association_dangling(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for a in snap.associations.values():
@@ -154,6 +172,9 @@ def _absence(snap: Snapshot, ref: ArmId | None) -> str | None:
     references=(RMPL_REST,),
     controls=("MCSB NS-2", "MCSB AM-1"),
     reads=("associations", "rmpls"),
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6", "CM-6 b: a private link without an association restricts nothing"),
+    ),
 )
 def unassociated(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     if _association_gaps(snap):
@@ -177,6 +198,11 @@ def unassociated(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     references=(RMPL_DOC,),
     controls=("MCSB NS-2",),
     reads=("rmpls",),
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: a private link with no approved endpoint provides no private management "
+                  "path"),
+    ),
 )
 def no_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for rmpl in snap.rmpls.values():
@@ -197,6 +223,11 @@ def no_endpoint(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     references=(RMPL_REST,),
     controls=("MCSB PV-2",),
     reads=("associations", "rmpls"),
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: one private link associated from several tenants is an unsupported "
+                  "configuration"),
+    ),
 )
 def multi_tenant(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     tenants: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
@@ -223,6 +254,10 @@ def multi_tenant(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     references=(RMPL_DOC,),
     controls=("MCSB NS-2", "MCSB PV-2"),
     reads=("private_endpoints", "rmpls"), over="private_endpoints",
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: an endpoint to the link with another group id carries no management traffic"),
+    ),
 )
 def endpoint_group_id(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in each(snap, "private_endpoints"):
@@ -252,6 +287,11 @@ def endpoint_group_id(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Iss
     references=(BASTION_FAQ, RMPL_DOC),
     controls=("MCSB NS-10",),
     reads=("bastion_hosts", "dns_zones"),
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: a privatelink.azure.com zone without a management record breaks Bastion's "
+                  "name resolution"),
+    ),
 )
 def bastion_dns_conflict(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     bastion_vnets: dict[str, list[str]] = defaultdict(list)

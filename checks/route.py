@@ -31,7 +31,7 @@ from plmon.checks.paths import (
     paths_for,
     routed_tenant,
 )
-from plmon.checks.registry import check
+from plmon.checks.registry import ISO_27001, NIST_800_53, PCI_DSS, Evidences, check
 from plmon.checks.remedy import alternative, az, az_head, az_more, lines, note
 from plmon.checks.snat import (
     MIXED,
@@ -337,6 +337,20 @@ BYPASSED = _subjects_of("bypassed_tables", _bypassed_table)
                 "as the VNet address space.",
     references=(PE_OVERVIEW, PE_POLICIES, INSPECT), controls=("MCSB NS-3", "MCSB NS-1"),
     reads=_PATHS, over=SUBJECTS,
+    frameworks=(
+        Evidences(NIST_800_53, "SC-7",
+                  "SC-7 a: traffic to the endpoint skips the firewall the route table was meant to "
+                  "force it through"),
+        Evidences(NIST_800_53, "AC-4",
+                  "AC-4: the flow control the appliance enforces is not applied to private endpoint "
+                  "traffic"),
+        Evidences(ISO_27001, "A.8.20",
+                  "A.8.20: endpoint traffic skips the inspection the network's route table was meant "
+                  "to force"),
+        Evidences(PCI_DSS, "1.3.1",
+                  "1.3.1: traffic to the endpoint bypasses the NSC meant to restrict it (when the "
+                  "endpoint is in the CDE)"),
+    ),
 )
 def udr_bypassed(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     judged: Iterable[tuple[str, list[list[PathResult]]]]
@@ -1246,6 +1260,11 @@ def _unwalked(snap: Snapshot, want: bool | None, key: str, per_endpoint: list[An
                 "exclude the endpoint IPs, or 255.255.255.255/32 to always SNAT).",
     references=(INSPECT, FW_SNAT, PE_OVERVIEW), controls=("MCSB NS-3",),
     reads=(*_PATHS, "firewall_policies"), over=SUBJECTS,
+    frameworks=(
+        Evidences(NIST_800_53, "SC-7",
+                  "SC-7 a: replies skip the appliance at the internal managed interface, so it never "
+                  "sees both directions"),
+    ),
 )
 def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, False)
@@ -1260,6 +1279,11 @@ def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
                 f"{SNAT_TAG}=never after checking its NAT configuration.",
     references=(INSPECT, PE_OVERVIEW), controls=("MCSB NS-3",),
     reads=(*_PATHS, "firewall_policies"), over=SUBJECTS,
+    frameworks=(
+        Evidences(NIST_800_53, "CA-7",
+                  "CA-7: without the owner's SNAT declaration the path cannot be judged; reported as a"
+                  " gap, never a pass"),
+    ),
 )
 def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, None)
@@ -1342,6 +1366,11 @@ UNRESOLVED = _subjects_of("unresolved_tables", _unresolved_table)
     remediation="Point the route at the appliance's private IP, or bring the appliance into the monitored scope.",
     references=(UDR_DOC,), controls=("MCSB NS-3",),
     reads=_PATHS, over=SUBJECTS,
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: the route's next hop matches no appliance, so the configured path "
+                  "blackholes traffic"),
+    ),
 )
 def nva_unresolved(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     known: dict[tuple[str, str | None], bool] = {}
@@ -1503,6 +1532,11 @@ ROUTE_SUBJECTS = Index(SUBJECTS, "private_endpoints", _route_subjects)
     remediation="Enable IP forwarding on the appliance NIC.",
     references=(UDR_DOC + "#virtual-appliance",), controls=("MCSB NS-3",),
     reads=_PATHS, over=SUBJECTS,
+    frameworks=(
+        Evidences(NIST_800_53, "CM-6",
+                  "CM-6 b: the appliance NIC on the route lacks IP forwarding, so the routed design "
+                  "carries no traffic"),
+    ),
 )
 def nva_ip_forwarding_off(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     def select(key: str, paths: tuple[PathResult, ...]) -> list[tuple[PathResult, Nic]]:
@@ -1586,6 +1620,11 @@ def _has_ip(values: tuple[str, ...]) -> bool:
     references=(PE_OVERVIEW, UDR_DOC), controls=("MCSB NS-3",),
     reads=("private_endpoints", "subnets", "virtual_networks", "route_tables", "nics"),
     over="private_endpoints",
+    frameworks=(
+        Evidences(NIST_800_53, "CA-7",
+                  "CA-7: paths to an endpoint of unknown IP cannot be judged; reported as a monitoring"
+                  " gap, never a pass"),
+    ),
 )
 def endpoint_ip_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     for pe in each(snap, "private_endpoints"):

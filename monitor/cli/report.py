@@ -9,6 +9,7 @@ seen and the scans behind the trend. The report never writes to the store.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 import click
 import structlog
 
+from plmon.checks.finding import Finding
 from plmon.monitor.cli.root import do_scan, source_options
 from plmon.monitor.config import load_config
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.clock import store_clock
 from plmon.monitor.reports import FORMATS, HistoryPoint, Report, build_report, build_stored_report, render
+from plmon.monitor.reports.compliance import framework, keep_framework, mapped_checks, requirement_rows, requirements_of
 from plmon.monitor.state.store import FindingState, StateStore
 from plmon.monitor.wiring import open_state_url
 
@@ -67,8 +70,18 @@ def _live_source(from_dir: Path | None, live: dict[str, Any]) -> bool:
                                                              "ca_bundle"))
 
 
-def stored_report(url: str, *, waivers: Any, since: datetime | None, now: datetime | None = None) -> Report:
-    """The report of the state store at ``url`` alone; an InputError when it holds no full scan yet."""
+def _for_framework(rep: Report, framework_id: str | None) -> Report:
+    """The report with its framework's requirement view (``--compliance``); unchanged without one."""
+    if framework_id is None:
+        return rep
+    rows = requirement_rows(framework_id, [r.finding for r in rep.findings], rep.waived, rep.checks_run)
+    return replace(rep, framework=framework(framework_id), requirements=tuple(rows))
+
+
+def stored_report(url: str, *, waivers: Any, since: datetime | None, now: datetime | None = None,
+                  framework_id: str | None = None) -> Report:
+    """The report of the state store at ``url`` alone; an InputError when it holds no full scan yet. With
+    ``framework_id``, only the findings that evidence one of its requirements."""
     store = existing_store(url)
     hint = "run `plmon scan --notify` or `plmon serve` first, or report a fresh scan with --from DIR or --fresh"
     if store is None:
@@ -81,11 +94,15 @@ def stored_report(url: str, *, waivers: Any, since: datetime | None, now: dateti
         waived = store.findings(FindingState.WAIVED)
     finally:
         store.close()
+    if framework_id is not None:
+        open_now = [r for r in open_now if requirements_of(Finding.from_dict(r.finding), framework_id)]
+        waived = [r for r in waived if requirements_of(Finding.from_dict(r.finding), framework_id)]
     trend_scans = [s for s in scans if since is None or s.at >= since] or scans[-1:]
     log.info("report_from_store", scans=len(scans), open_findings=len(open_now), waived=len(waived))
     # Ages on the clock the findings were stamped on: a recorded tenant's recorded_at (plmon.monitor.model.clock).
-    return build_stored_report(open_now, waived, trend_scans, now=now or store_clock(scans).now(), waivers=waivers,
-                               since=since)
+    rep = build_stored_report(open_now, waived, trend_scans, now=now or store_clock(scans).now(), waivers=waivers,
+                              since=since, checks=None if framework_id is None else mapped_checks(framework_id))
+    return _for_framework(rep, framework_id)
 
 
 @click.command("report")
@@ -96,16 +113,21 @@ def stored_report(url: str, *, waivers: Any, since: datetime | None, now: dateti
 @click.option("--since", callback=_since, help="Trend from this date (YYYY-MM-DD or ISO 8601, UTC).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--group-by", type=click.Choice(["severity", "control"]), default="severity", show_default=True,
-              help="Group open findings by severity order or by mapped control (MCSB, CIS).")
+              help="Group open findings by severity order or by mapped control (MCSB).")
+@click.option("--compliance", "framework_id", metavar="FRAMEWORK_ID",
+              help="Report one framework: its checks' findings and a per-requirement view "
+                   "(ids: plmon checks --compliance-frameworks).")
 def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since: datetime | None,
-           config_path: Path | None, group_by: str, **live: Any) -> None:
+           config_path: Path | None, group_by: str, framework_id: str | None = None, **live: Any) -> None:
     """Compliance report (html, md, json, csv, sarif) from the state store; with --from, --fresh or a live
     source option, of a fresh scan instead (the store, when it exists, adds age and trend)."""
     if fresh and from_dir is not None:
         raise InputError("--fresh scans Azure now and --from reads a recorded tenant: give one of them")
+    if framework_id is not None:
+        framework_id = framework(framework_id).id  # an unknown id is one line and exit 2, before any work
     config = load_config(config_path)
     if not fresh and not _live_source(from_dir, live):
-        rep = stored_report(config.state.url, waivers=config.waiver_list(), since=since)
+        rep = stored_report(config.state.url, waivers=config.waiver_list(), since=since, framework_id=framework_id)
         write_report(render(rep, fmt, group_by=group_by if group_by == "control" else None), out)
         return
     result = do_scan(config, from_dir, **live)
@@ -120,6 +142,10 @@ def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since
         finally:
             store.close()
         log.info("report_history", findings_known=len(first_seen), scans=len(history))
+    if framework_id is not None:
+        result = keep_framework(result, framework_id)
     rep = build_report(result, first_seen=first_seen, history=history, waivers=config.waiver_list(), since=since,
-                       history_source="state store" if store is not None else "this scan only")
+                       history_source="state store" if store is not None else "this scan only",
+                       checks=None if framework_id is None else mapped_checks(framework_id))
+    rep = _for_framework(rep, framework_id)
     write_report(render(rep, fmt, group_by=group_by if group_by == "control" else None), out)

@@ -41,6 +41,14 @@ def _severity(_: click.Context, __: click.Parameter, value: str | None) -> Sever
     return Severity.parse(value) if value else None
 
 
+def _framework(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    """``--compliance``: a known framework id (checked before any collection), or one line and exit 2."""
+    if value is None:
+        return None
+    from plmon.monitor.reports.compliance import framework
+    return framework(value).id
+
+
 def source_options(fn: Any) -> Any:
     """The source flags shared by scan, record, serve and report (contracts.md)."""
     fn = click.option("--from", "from_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -137,15 +145,18 @@ def cli() -> None:
               "the alerts of the transitions this scan caused.")
 @click.option("--stats", "show_stats", is_flag=True,
               help="Print ARM requests, retries, throttles and time per phase to stderr.")
+@click.option("--compliance", "framework_id", metavar="FRAMEWORK_ID", callback=_framework,
+              help="Keep the checks mapped to this framework, with each finding's requirements and a "
+                   "per-requirement view (ids: plmon checks --compliance-frameworks).")
 def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
-         notify: bool = False, show_stats: bool = False, **live: Any) -> None:
+         notify: bool = False, show_stats: bool = False, framework_id: str | None = None, **live: Any) -> None:
     """One collection plus all checks."""
     # The cyclic GC waits for the whole command, output included. What the scan leaves alive (the snapshot and
     # its decided paths stay cached until the process ends) is then frozen out of the collector's view: re-enabled
     # over them, its first pass walked every one (3 s of the 100k scan's CPU) to free nothing.
     with paused_gc():
         try:
-            failed = _scan(from_dir, fmt, fail_on, config_path, notify, show_stats, **live)
+            failed = _scan(from_dir, fmt, fail_on, config_path, notify, show_stats, framework_id, **live)
         finally:
             gc.freeze()
     if _own_process and not notify:
@@ -175,7 +186,7 @@ def _exit_now(code: int) -> None:
 
 
 def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
-          notify: bool, show_stats: bool, **live: Any) -> bool:
+          notify: bool, show_stats: bool, framework_id: str | None = None, **live: Any) -> bool:
     """``plmon scan``'s work; True when a finding is at or above ``--fail-on``."""
     # Without a file (or --notify, which reads the state and alert settings) the defaults need no validator:
     # the configuration and pydantic are imported only for a file to check (scan.DEFAULTS).
@@ -194,15 +205,24 @@ def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path
         from plmon.monitor.cli.alerts import notify_summary
         transitions, delivery = send_notifications(store, config, result)
         click.echo(notify_summary(transitions, delivery, store), err=True)
+    if framework_id is not None:  # a view of one framework; the lifecycle above saw the whole scan
+        from plmon.monitor.reports.compliance import compliance_document, keep_framework
+        if fmt == "json":
+            _echo_json(compliance_document(result, framework_id))
+        result = keep_framework(result, framework_id)
     if fmt == "json":
-        _echo_json(scan_document(result))
+        if framework_id is None:
+            _echo_json(scan_document(result))
     elif fmt in ("sarif", "csv"):
         from plmon.monitor.reports import build_report, render
         click.echo(render(build_report(result, waivers=settings.waiver_list()), fmt), nl=False)
     else:
-        from plmon.monitor.cli.tables import findings_table  # rich, for a table only
+        from plmon.monitor.cli.tables import findings_table, requirements_table  # rich, for a table only
+        if framework_id is not None:
+            requirements_table(result, framework_id)
         findings_table(result)
     return fail_on is not None and any(f.severity.rank >= fail_on.rank for f in result.evaluation.findings)
+
 
 
 _JSON_BATCH = 65536  # pieces of encoded JSON per write: about 0.5 MB of text
@@ -264,9 +284,21 @@ def _orjson_text(doc: Any) -> bytes | None:
 @cli.command("checks")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "json"]), default="table",
               show_default=True)
-def list_checks(fmt: str) -> None:
+@click.option("--compliance-frameworks", "frameworks", is_flag=True,
+              help="List the compliance framework ids --compliance takes (md: every mapping with its justification).")
+def list_checks(fmt: str, frameworks: bool = False) -> None:
     """List checks with id, severity and title."""
     registry = all_checks()
+    if frameworks:
+        from plmon.monitor.reports.compliance import frameworks_listing, mappings_markdown
+        if fmt == "json":
+            click.echo(json.dumps(frameworks_listing(), indent=2))
+        elif fmt == "md":
+            click.echo(mappings_markdown(), nl=False)
+        else:
+            from plmon.monitor.cli.tables import frameworks_table
+            frameworks_table(frameworks_listing())
+        return
     if fmt == "json":
         click.echo(json.dumps([c.metadata() for c in registry.values()], indent=2))
     elif fmt == "md":

@@ -6,7 +6,8 @@ Text from Azure (names, request messages) is attacker-controlled: it is passed t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -16,7 +17,7 @@ from plmon.checks.registry import Check
 from plmon.monitor.cli.terminal import cells, printable
 from plmon.monitor.scan import ScanResult
 
-__all__ = ["checks_table", "findings_table"]
+__all__ = ["checks_table", "findings_table", "frameworks_table", "requirements_table"]
 
 _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cyan", "info": "dim"}
 
@@ -67,4 +68,37 @@ def checks_table(checks: Iterable[Check]) -> None:
     table.add_column("title", overflow="fold")
     for c in checks:
         table.add_row(c.id, Text(c.severity.value, style=_STYLE[c.severity.value]), c.title)
+    _console().print(table)
+
+
+_STATUS = {"FAIL": "red", "PASS": "green", "NOT_RUN": "dim"}
+
+
+def requirements_table(result: ScanResult, framework_id: str) -> None:
+    """``scan --compliance ID --format table``: one row per requirement of the framework, as Prowler's compliance
+    table, above the findings table of the framework's checks."""
+    from plmon.monitor.reports.compliance import framework, requirement_rows
+    fw = framework(framework_id)
+    ev = result.evaluation
+    rows = requirement_rows(fw.id, ev.findings, ev.waived, ev.checks_run)
+    table = Table(title=f"{fw.name} {fw.version} ({fw.id}): {sum(r.status == 'FAIL' for r in rows)} of "
+                        f"{len(rows)} requirement(s) failing")
+    for name, justify in (("requirement", "left"), ("title", "left"), ("status", "left"), ("checks", "left"),
+                          ("failed", "right"), ("passed", "right"), ("findings", "right")):
+        table.add_column(name, overflow="fold", justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        table.add_row(r.id, r.title, Text(r.status, style=_STATUS[r.status]), "\n".join(r.checks), str(r.failed),
+                      str(r.passed), str(r.findings))
+    _console().print(table)
+
+
+def frameworks_table(frameworks: Iterable[Mapping[str, Any]]) -> None:
+    """``plmon checks --compliance-frameworks``: the framework ids ``--compliance`` takes."""
+    table = Table(title="plmon compliance frameworks")
+    table.add_column("id", no_wrap=True)
+    table.add_column("framework", overflow="fold")
+    table.add_column("requirements", justify="right")
+    table.add_column("checks", justify="right")
+    for f in frameworks:
+        table.add_row(f["id"], f"{f['name']} {f['version']}", str(f["requirements"]), str(len(f["checks"])))
     _console().print(table)

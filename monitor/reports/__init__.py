@@ -13,7 +13,7 @@ FORMATS = ("html", "md", "json", "csv", "sarif")
 
 
 def _renderers() -> dict[str, Callable[..., str]]:
-    # imported on use: the HTML path loads matplotlib and Jinja2, which a CSV export does not need
+    # imported on use: the HTML path loads Jinja2, which a CSV export does not need
     from plmon.monitor.reports.html import render_html
     from plmon.monitor.reports.json_doc import render_json
     from plmon.monitor.reports.markdown import render_markdown

@@ -10,6 +10,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from plmon.monitor.reports.compliance import requirements_of
 from plmon.monitor.reports.model import Report, iso
 from plmon.monitor.scan import scan_document
 
@@ -41,6 +42,12 @@ def report_document(report: Report) -> dict[str, Any]:
         d["first_seen"] = iso(row.first_seen) if row.first_seen else None
         d["age_days"] = round(row.age_days, 3) if row.age_days is not None else None
         d["controls"] = list(row.controls)
+    if report.framework is not None:  # --compliance: the framework's requirement view, as scan --compliance prints
+        fid = report.framework.id
+        for row, d in zip(report.findings, doc["findings"], strict=True):
+            d["compliance"] = {fid: requirements_of(row.finding, fid)}
+        doc["framework"] = {"id": fid, "name": report.framework.name, "version": report.framework.version}
+        doc["requirements"] = [r.as_dict() for r in report.requirements]
     doc["summary"].update(report.summary())
     doc["trend"] = [p.to_dict() for p in report.trend]
     doc["report"] = {"history": report.history_source, "since": iso(report.since) if report.since else None,

@@ -51,6 +51,13 @@ def render_markdown(report: Report, *, group_by: str | None = None) -> str:
     else:
         out += [f"**Coverage: complete**: every scope in the collection plan was read "
                 f"({r.subscriptions_scanned} subscription(s))."]
+    if r.framework is not None:
+        out += ["", f"## {md_text(r.framework.name)} {md_text(r.framework.version)} ({md_text(r.framework.id)})", "",
+                f"{sum(q.status == 'FAIL' for q in r.requirements)} of {len(r.requirements)} requirement(s) failing; "
+                "passed and failed count each requirement's mapped checks that ran.", ""]
+        out += _table(("requirement", "title", "status", "checks", "failed", "passed", "findings"),
+                      ((q.id, q.title, q.status, ", ".join(q.checks), q.failed, q.passed, q.findings)
+                       for q in r.requirements))
     out += ["", "## By severity", ""]
     out += _table(("severity", "open findings", "resources"),
                   ((s["severity"], s["open_findings"], s["resources"]) for s in r.by_severity))

@@ -10,7 +10,7 @@ The headline figure is defined in :data:`COMPLIANCE_DEFINITION` and printed besi
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -22,7 +22,8 @@ from plmon.checks.waivers import Waiver, match_waiver
 from plmon.monitor import __version__
 from plmon.monitor.lifecycle.compliance import COMPLIANCE_DEFINITION, TENANT, ScanFigures, percent, scan_figures
 from plmon.monitor.model.snapshot import CoverageGap
-from plmon.monitor.reports.controls import control_title, sort_controls
+from plmon.monitor.reports.compliance import RequirementRow
+from plmon.monitor.reports.controls import Framework, control_title, sort_controls
 from plmon.monitor.scan import ScanResult
 from plmon.monitor.state.store import FindingRecord, ScanRecord
 
@@ -121,6 +122,9 @@ class Report:
     waived: tuple[WaivedFinding, ...] = ()
     checks_run: tuple[str, ...] = ()
     resources_read: int = 0  # the scan document's resources_evaluated (contracts.md)
+    # A report for one framework (``--compliance``): the framework and its requirements' outcome.
+    framework: Framework | None = None
+    requirements: tuple[RequirementRow, ...] = ()
 
     @property
     def from_store(self) -> bool:
@@ -160,8 +164,10 @@ def _age(first: datetime | None, now: datetime) -> float | None:
 
 def build_report(result: ScanResult, *, first_seen: Mapping[tuple[str, str], datetime] | None = None,
                  history: Sequence[HistoryPoint] = (), waivers: Sequence[Waiver] = (),
-                 since: datetime | None = None, history_source: str | None = None) -> Report:
-    """The report of a fresh scan. ``first_seen`` is keyed by :func:`plmon.checks.finding.finding_key`."""
+                 since: datetime | None = None, history_source: str | None = None,
+                 checks: Collection[str] | None = None) -> Report:
+    """The report of a fresh scan. ``first_seen`` is keyed by :func:`plmon.checks.finding.finding_key`;
+    ``checks`` limits the catalogue sections to those check ids (a framework's)."""
     snap, ev = result.snapshot, result.evaluation
     now = snap.taken_at
     figures = scan_figures(result)
@@ -170,15 +176,20 @@ def build_report(result: ScanResult, *, first_seen: Mapping[tuple[str, str], dat
                          figures.compliance_percent)
     earlier = sorted((p for p in history if p.scanned_at != now and (since is None or p.scanned_at >= since)),
                      key=lambda p: p.scanned_at)
-    return _assemble(figures, ev.findings, ev.waived, scanned_at=now, now=now, first_seen=first_seen or {},
+    source = history_source or ("state store" if history else "this scan only")
+    seen = dict(first_seen or {})
+    if source == "state store":
+        # The store knows every finding it has seen, so one it lacks is new in this scan: its age is zero, not unknown.
+        seen.update({f.key: now for f in ev.findings if f.key not in seen})
+    return _assemble(figures, ev.findings, ev.waived, scanned_at=now, now=now, first_seen=seen,
                      trend=(*earlier, point), waivers=waivers, since=since, scan=result,
                      subscriptions_scanned=snap.coverage.subscriptions_scanned,
-                     history_source=history_source or ("state store" if history else "this scan only"))
+                     history_source=source, checks=checks)
 
 
 def build_stored_report(open_findings: Sequence[FindingRecord], waived: Sequence[FindingRecord],
                         scans: Sequence[ScanRecord], *, now: datetime, waivers: Sequence[Waiver] = (),
-                        since: datetime | None = None) -> Report:
+                        since: datetime | None = None, checks: Collection[str] | None = None) -> Report:
     """The report of the state store alone: its open and waived findings as they stand at ``now``, and
     the figure and coverage of the last full scan in ``scans`` (which must hold at least one)."""
     full = sorted((s for s in scans if s.kind == "full"), key=lambda s: s.at)
@@ -210,15 +221,16 @@ def build_stored_report(open_findings: Sequence[FindingRecord], waived: Sequence
     known = {r.key: r.first_seen for r in (*open_findings, *waived)}
     return _assemble(figures, findings, covered, scanned_at=last.at, now=now, first_seen=known, trend=trend,
                      waivers=waivers, since=since, scan=None, history_source="state store",
-                     subscriptions_scanned=last.subscriptions_scanned)
+                     subscriptions_scanned=last.subscriptions_scanned, checks=checks)
 
 
 def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequence[WaivedFinding], *,
               scanned_at: datetime, now: datetime, first_seen: Mapping[tuple[str, str], datetime],
               trend: tuple[HistoryPoint, ...], waivers: Sequence[Waiver], since: datetime | None,
-              scan: ScanResult | None, history_source: str, subscriptions_scanned: int) -> Report:
+              scan: ScanResult | None, history_source: str, subscriptions_scanned: int,
+              checks: Collection[str] | None = None) -> Report:
     """Everything every format shows, from one scan's figures and the findings open now."""
-    registry = all_checks()
+    registry = {k: c for k, c in all_checks().items() if checks is None or k in checks}
     rows = _finding_rows(findings, registry, first_seen, now)
     owners = {r.finding.key: figures.owner(r.finding) for r in rows}
     sections = _check_sections(figures, rows, waived, registry)

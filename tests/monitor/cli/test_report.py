@@ -80,3 +80,25 @@ def test_bad_since_is_one_line_and_exit_2(tmp_path: Path) -> None:
                            str(folder), "--since", "last tuesday"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not a date" in proc.stderr
+
+
+def test_report_gives_a_finding_new_to_the_store_age_zero_not_unknown(tmp_path: Path) -> None:
+    """With store history, a finding the store has never seen is first seen by this scan: age 0, a real first_seen."""
+    folder = hostile_tenant(tmp_path / "t")
+    db = tmp_path / "state.db"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CONFIG + f'state: {{url: "sqlite:///{db}"}}\n')
+    earlier = parse_config(yaml.safe_load(CONFIG + "checks: {dns.no-zone-group: {enabled: false}}\n"))
+    tenant = RecordedTenant(folder)
+    result = run_scan(tenant, earlier, manifest=tenant.manifest)
+    s = open_store(f"sqlite:///{db}")
+    try:
+        apply_scan(s, result, now=result.snapshot.taken_at - timedelta(days=2))
+    finally:
+        s.close()
+    res = CliRunner().invoke(cli, ["report", "--from", str(folder), "--config", str(cfg), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    ages = {f["check_id"]: (f["first_seen"], f["age_days"]) for f in doc["findings"]}
+    assert ages.pop("dns.no-zone-group") == (doc["scanned_at"], 0.0)
+    assert set(ages.values()) == {("2026-10-30T12:00:00Z", 2.0)}
