@@ -15,6 +15,8 @@ from typing import Any
 from plmon.checks.finding import Finding, Issue, Severity, subscription_of
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.waivers import Waiver, match_waiver
+from plmon.monitor.model.arm_id import normalise
+from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import CoverageGap, Snapshot
 
 __all__ = ["CheckSettings", "Evaluation", "WaivedFinding", "evaluate", "finding_of", "settle"]
@@ -102,8 +104,10 @@ def settle(snapshot: Snapshot, findings: Iterable[Finding], waivers: tuple[Waive
     (:mod:`plmon.checks.incremental`), so both give the same Evaluation for the same findings."""
     kept: list[Finding] = []
     waived: list[WaivedFinding] = []
+    tags_of = _TagLookup(snapshot) if any(w.resource_tags is not None for w in waivers) else None
     for f in findings:
-        waiver, expired = match_waiver(f, waivers, snapshot.taken_at)
+        tags = tags_of(f.resource_id) if tags_of is not None else None
+        waiver, expired = match_waiver(f, waivers, snapshot.taken_at, tags)
         if waiver is None:
             kept.append(f)
         elif expired:
@@ -113,6 +117,27 @@ def settle(snapshot: Snapshot, findings: Iterable[Finding], waivers: tuple[Waive
     order = _sort_key
     return Evaluation(tuple(sorted(kept, key=order)), tuple(sorted(waived, key=lambda w: order(w.finding))),
                       tuple(errors), tuple(run))
+
+
+class _TagLookup:
+    """The tags of the resource a finding is about: its snapshot record's, or its nearest read parent's (a
+    connection's are its endpoint's). Built only when a waiver matches by tag."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.records: dict[str, Any] = {}
+        for name in RECORDS:
+            for key, rec in snapshot.records(name).items():
+                self.records.setdefault(key, rec)
+
+    def __call__(self, resource_id: str) -> Mapping[str, str] | None:
+        key = normalise(resource_id)
+        while key.count("/") > 2:
+            rec = self.records.get(key)
+            if rec is not None:
+                tags: Mapping[str, str] = rec.tags
+                return tags
+            key = key.rsplit("/", 2)[0]
+        return None
 
 
 def _with_expired_waiver(f: Finding, w: Waiver) -> Finding:

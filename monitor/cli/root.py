@@ -7,6 +7,7 @@ line on stderr. No traceback reaches a user: :func:`main` turns every expected e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import importlib
 import json
@@ -31,6 +32,7 @@ from plmon.monitor.wiring import open_source, setup_logging
 
 if TYPE_CHECKING:
     from plmon.monitor.config import Config
+    from plmon.monitor.scope import Scope
 
 __all__ = ["cli", "main"]
 
@@ -126,9 +128,99 @@ def cli() -> None:
     setup_logging()
 
 
+def scope_options(fn: Any) -> Any:
+    """What to judge and show, shared by scan and report (issue 16, item 8); each overrides the config's ``scope``."""
+    fn = click.option("--checks", "checks", multiple=True, metavar="GLOB",
+                      help="Run only the checks whose id matches (repeatable, e.g. 'connection.*').")(fn)
+    fn = click.option("--exclude-checks", "exclude_checks", multiple=True, metavar="GLOB",
+                      help="Do not run the checks whose id matches (repeatable).")(fn)
+    fn = click.option("--severity", "severity", multiple=True, type=click.Choice(SEVERITIES), metavar="SEV",
+                      help="Keep only findings of this severity (repeatable).")(fn)
+    fn = click.option("--resource-group", "resource_groups", multiple=True, metavar="GLOB",
+                      help="Keep only findings about resources in a matching resource group (repeatable).")(fn)
+    fn = click.option("--include-tag", "include_tags", multiple=True, metavar="NAME=VALUE",
+                      help="Keep only findings about resources with this tag (repeatable: any of them).")(fn)
+    fn = click.option("--exclude-tag", "exclude_tags", multiple=True, metavar="NAME=VALUE",
+                      help="Leave out findings about resources with this tag (repeatable).")(fn)
+    fn = click.option("--include-passed", is_flag=True,
+                      help="Also list each resource a check evaluated and found compliant (PASS results).")(fn)
+    return fn
+
+
+def cli_scope(config: Config | None, options: dict[str, Any]) -> Scope:
+    """The scope of one command: its flags over the config file's ``scope`` key."""
+    from plmon.monitor.scope import Scope, parse_tag, severities
+    flags = Scope(checks=tuple(options.get("checks") or ()), exclude_checks=tuple(options.get("exclude_checks") or ()),
+                  severities=severities(options.get("severity") or (), "--severity"),
+                  resource_groups=tuple(options.get("resource_groups") or ()),
+                  include_tags=tuple(parse_tag(t, "--include-tag") for t in options.get("include_tags") or ()),
+                  exclude_tags=tuple(parse_tag(t, "--exclude-tag") for t in options.get("exclude_tags") or ()))
+    scope = config.scan_scope().merged(flags) if config is not None else flags
+    scope.check_ids()  # a glob that names no check is an input error before anything is read
+    return scope
+
+
+def scoped_result(result: ScanResult, config: ScanConfig, scope: Scope, include_passed: bool) -> ScanResult:
+    """``result`` with its pass results (when asked for) and the scope's filters applied."""
+    passed = None
+    if include_passed:
+        from plmon.checks.passed import passed_results
+        passed = passed_results(result.snapshot, result.evaluation, config.check_settings(),
+                                result.evaluation.check_errors)
+    evaluation, passed = scope.apply(result.snapshot, result.evaluation, passed)
+    return dataclasses.replace(result, evaluation=evaluation, passed=passed)
+
+
+OUTPUT_FORMATS = ("json", "csv", "sarif", "ocsf", "html", "md")
+_SUFFIX = {"json": ".json", "csv": ".csv", "sarif": ".sarif", "ocsf": ".ocsf.json", "html": ".html", "md": ".md"}
+
+
+def _output_formats(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    bad = [n for n in names if n not in OUTPUT_FORMATS]
+    if bad or not names:
+        raise click.BadParameter(f"{', '.join(bad) or repr(value)} is not an output format "
+                                 f"(choose from {', '.join(OUTPUT_FORMATS)})")
+    return tuple(dict.fromkeys(names))
+
+
+def _writable_directory(directory: Path) -> Path:
+    """``directory``, created when missing; an InputError (one line) when it cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--output-directory {directory}: cannot create it ({err.strerror or err})") from None
+    if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"--output-directory {directory}: not a writable directory")
+    return directory
+
+
+def write_outputs(result: ScanResult, config: ScanConfig, formats: tuple[str, ...], directory: Path,
+                  filename: str | None) -> None:
+    """One file per format in ``directory``, all of the one collection and evaluation in ``result``."""
+    from plmon.monitor.reports import build_report, render
+    stamp = result.snapshot.taken_at.strftime("%Y%m%dT%H%M%SZ")
+    name = filename or f"plmon-{result.snapshot.tenant_id or 'tenant'}-{stamp}"
+    report = None
+    for fmt in formats:
+        if fmt == "json":
+            text = json.dumps(scan_document(result), indent=2) + "\n"
+        else:
+            report = report or build_report(result, waivers=config.waiver_list())
+            text = render(report, fmt)
+        path = directory / f"{name}{_SUFFIX[fmt]}"
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise InputError(f"--output-directory {directory}: cannot write {path.name} ({err.strerror})") from None
+        click.echo(f"plmon: wrote {path} ({len(text.encode()):,} bytes)", err=True)
+
+
 @cli.command()
 @source_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif", "csv"]), default="table",
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif", "csv", "ocsf"]), default="table",
               show_default=True)
 @click.option("--fail-on", type=click.Choice(SEVERITIES), callback=_severity,
               help="Exit 1 when a finding at or above this severity exists.")
@@ -137,15 +229,24 @@ def cli() -> None:
               "the alerts of the transitions this scan caused.")
 @click.option("--stats", "show_stats", is_flag=True,
               help="Print ARM requests, retries, throttles and time per phase to stderr.")
+@click.option("--output-formats", callback=_output_formats, metavar="F,F,...",
+              help=f"Also write these formats, one file each, from this one scan ({', '.join(OUTPUT_FORMATS)}).")
+@click.option("--output-directory", type=click.Path(path_type=Path), metavar="DIR",
+              help="Where --output-formats writes (created when missing). Default: the working directory.")
+@click.option("--output-filename", metavar="NAME",
+              help="File name without suffix for --output-formats. Default: plmon-<tenant>-<scan time>.")
+@scope_options
 def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
-         notify: bool = False, show_stats: bool = False, **live: Any) -> None:
+         notify: bool = False, show_stats: bool = False, output_formats: tuple[str, ...] = (),
+         output_directory: Path | None = None, output_filename: str | None = None, **live: Any) -> None:
     """One collection plus all checks."""
+    outputs = _Outputs(output_formats, output_directory, output_filename)
     # The cyclic GC waits for the whole command, output included. What the scan leaves alive (the snapshot and
     # its decided paths stay cached until the process ends) is then frozen out of the collector's view: re-enabled
     # over them, its first pass walked every one (3 s of the 100k scan's CPU) to free nothing.
     with paused_gc():
         try:
-            failed = _scan(from_dir, fmt, fail_on, config_path, notify, show_stats, **live)
+            failed = _scan(from_dir, fmt, fail_on, config_path, notify, show_stats, outputs=outputs, **live)
         finally:
             gc.freeze()
     if _own_process and not notify:
@@ -174,9 +275,25 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+class _Outputs:
+    """``--output-formats``, ``--output-directory`` and ``--output-filename``, checked before anything is read."""
+
+    def __init__(self, formats: tuple[str, ...], directory: Path | None, filename: str | None) -> None:
+        if not formats and (directory is not None or filename is not None):
+            raise InputError("--output-directory and --output-filename need --output-formats (e.g. json,csv,html)")
+        if filename is not None and (not filename.strip() or Path(filename).name != filename):
+            raise InputError(f"--output-filename {filename!r}: a file name without a directory")
+        self.formats, self.filename = formats, filename
+        self.directory = _writable_directory(directory or Path(".")) if formats else None
+
+
 def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
-          notify: bool, show_stats: bool, **live: Any) -> bool:
+          notify: bool, show_stats: bool, *, outputs: _Outputs | None = None, **options: Any) -> bool:
     """``plmon scan``'s work; True when a finding is at or above ``--fail-on``."""
+    scope_keys = ("checks", "exclude_checks", "severity", "resource_groups", "include_tags", "exclude_tags",
+                  "include_passed")
+    chosen = {k: options.pop(k, None) for k in scope_keys}
+    live = options
     # Without a file (or --notify, which reads the state and alert settings) the defaults need no validator:
     # the configuration and pydantic are imported only for a file to check (scan.DEFAULTS).
     config = None
@@ -187,16 +304,24 @@ def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path
     if config is not None and (notify or "state" in config.model_fields_set):  # only then the state store
         from plmon.monitor.cli.alerts import scan_observations
         store, observations = scan_observations(config, notify)
-    settings = DEFAULTS if config is None else config
+    base: ScanConfig = DEFAULTS if config is None else config
+    scope = cli_scope(config, chosen) if config is not None or any(chosen.values()) else None
+    settings = scope.config(base) if scope is not None else base
     result = do_scan(settings, from_dir, observations=observations, stats=show_stats, **live)
     if notify and store is not None and config is not None:
         from plmon.monitor.cli.alerts import notify as send_notifications
         from plmon.monitor.cli.alerts import notify_summary
+        # the lifecycle sees every finding of the checks run: a finding hidden by a resource or severity filter
+        # is still open, and must not be resolved because this run does not show it
         transitions, delivery = send_notifications(store, config, result)
         click.echo(notify_summary(transitions, delivery, store), err=True)
+    if scope is not None:
+        result = scoped_result(result, settings, scope, bool(chosen["include_passed"]))
+    if outputs is not None and outputs.directory is not None:
+        write_outputs(result, settings, outputs.formats, outputs.directory, outputs.filename)
     if fmt == "json":
         _echo_json(scan_document(result))
-    elif fmt in ("sarif", "csv"):
+    elif fmt in ("sarif", "csv", "ocsf"):
         from plmon.monitor.reports import build_report, render
         click.echo(render(build_report(result, waivers=settings.waiver_list()), fmt), nl=False)
     else:

@@ -17,6 +17,7 @@ from typing import Any
 
 from plmon.checks.engine import WaivedFinding
 from plmon.checks.finding import Finding, Severity
+from plmon.checks.passed import PassedResult
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.waivers import Waiver, match_waiver
 from plmon.monitor import __version__
@@ -121,6 +122,7 @@ class Report:
     waived: tuple[WaivedFinding, ...] = ()
     checks_run: tuple[str, ...] = ()
     resources_read: int = 0  # the scan document's resources_evaluated (contracts.md)
+    passed: tuple[PassedResult, ...] | None = None  # --include-passed: each (check, resource) found compliant
 
     @property
     def from_store(self) -> bool:
@@ -231,7 +233,8 @@ def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequenc
         by_family=_by_family(sections, rows, owners), by_subscription=_by_subscription(figures, rows, owners),
         by_severity=_by_severity(rows, owners), by_control=_by_control(registry, rows), trend=trend,
         scan=scan, history_source=history_source, since=since, scanned_at=scanned_at, waived=tuple(waived),
-        checks_run=figures.checks_run, resources_read=figures.resources_read)
+        checks_run=figures.checks_run, resources_read=figures.resources_read,
+        passed=scan.passed if scan is not None else None)
 
 
 def _finding_rows(findings: Sequence[Finding], registry: Mapping[str, Check],
@@ -335,7 +338,7 @@ def _waiver_rows(waived: Sequence[WaivedFinding], findings: Sequence[Finding], c
         if w in seen:
             continue
         seen.add(w)
-        subject = w.resource_id or w.resource_pattern or "*"
+        subject = w.subject
         if w.expired(now):
             hits = [f.resource_id for f in findings if w.matches(f)]
             out.append(WaiverRow(w.check_id, subject, w.reason, w.expires, "expired", tuple(hits)))

@@ -1,0 +1,146 @@
+"""Pass results (issue 16, item 6): which resources each check judged and found compliant.
+
+Auditors take a PASS row as proof that a control was tested, so a pass is claimed only where the check's own
+metadata says what it judges and plmon read everything that judgement touched:
+
+- a check that judges one subject at a time (``@check(over=...)``) is run on a recording view of the snapshot
+  (:mod:`plmon.checks.units`, the daemon's dependency recorder), so each subject's frame holds what that judgement
+  read; a subject that yielded no issue passed, provided no read of its frame lies under a coverage gap (a read
+  of a key inside a gap's scope, or of a whole collection of a type that has a gap anywhere);
+- a whole-tenant check that declares reading exactly one collection (``@check(reads=("rmpls",))``) judged each
+  record of it; with several it judged their combination, which names no one resource, so it claims no pass;
+- a subject that is not a resource of the snapshot (a derived group key) claims no pass either.
+
+A check that raised claims nothing. A resource with a waived finding failed: it is never a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from plmon.checks.engine import CheckSettings, Evaluation
+from plmon.checks.registry import Check, all_checks
+from plmon.checks.units import ALL, recording, state
+from plmon.monitor.model.kinds import KINDS, RECORDS
+from plmon.monitor.model.snapshot import INDEX_SOURCES, CoverageGap, Resource, Snapshot
+
+__all__ = ["PassedResult", "passed_results"]
+
+
+@dataclass(frozen=True, slots=True)
+class PassedResult:
+    """One (check, resource) the check evaluated and found compliant; ``resource_id`` keeps ARM's spelling."""
+
+    check_id: str
+    resource_id: str
+    subscription_id: str | None = None
+
+    def to_dict(self) -> dict[str, str]:
+        return {"check_id": self.check_id, "resource_id": self.resource_id}
+
+
+def _types_of(collections: Iterable[str]) -> set[str]:
+    names = set(collections)
+    return {k.key for k in KINDS if names & set(k.records)}
+
+
+class _Gaps:
+    """The coverage gaps a judgement must not touch, asked per read."""
+
+    def __init__(self, gaps: Iterable[CoverageGap]) -> None:
+        self.scopes = tuple((g.scope.lower().rstrip("/"), g.type.lower())
+                            for g in gaps if not g.type.startswith("check:"))
+        self.types = {t for _, t in self.scopes}
+
+    def touches(self, collection: str, key: object) -> bool:
+        if not self.scopes:
+            return False
+        sources = INDEX_SOURCES.get(collection, (collection,) if collection in RECORDS else ())
+        if key == ALL:
+            return "*" in self.types or bool(_types_of(sources) & self.types)
+        if not isinstance(key, str) or not key.startswith("/"):
+            return False
+        return any(key == scope or key.startswith(scope + "/") or scope in ("", "/") for scope, _ in self.scopes)
+
+
+def _resources(snap: Snapshot) -> dict[str, Resource]:
+    out: dict[str, Resource] = {}
+    for name in RECORDS:
+        for key, record in snap.records(name).items():
+            out.setdefault(key, record)
+    return out
+
+
+def _subject_key(subject: object) -> str | None:
+    """The resource key a subject names: route subjects are ``kind\\0key``; other text subjects are keys."""
+    if not isinstance(subject, str):
+        return None
+    return subject.rpartition("\0")[2]
+
+
+def _judge_over(chk: Check, view: Snapshot, params: Mapping[str, Any]) -> tuple[dict[str, set[Any]], set[str]]:
+    """Run an ``over`` check recording each subject's reads; the subjects and those that yielded an issue."""
+    s = state()
+    subjects: dict[str, set[Any]] = {}
+    failed: set[str] = set()
+    s.focus, s.subjects, s.reads, s.subject = None, subjects, set(), None
+    try:
+        for _issue in chk.fn(view, params):
+            if s.subject is None:  # an issue outside any subject: the check is not per subject after all
+                raise _NotPerSubject
+            failed.add(s.subject)
+    finally:
+        s.focus = s.subjects = s.reads = None
+        s.subject = None
+    return subjects, failed
+
+
+class _NotPerSubject(Exception):
+    pass
+
+
+def passed_results(snap: Snapshot, evaluation: Evaluation, settings: Mapping[str, CheckSettings] | None = None,
+                   gaps: Iterable[CoverageGap] = ()) -> tuple[PassedResult, ...]:
+    """Every (check, resource) pass of ``evaluation``'s checks over ``snap``, sorted by check then resource."""
+    settings = settings or {}
+    resources = _resources(snap)
+    guard = _Gaps((*snap.coverage.gaps, *gaps))
+    errored = {g.type.removeprefix("check:") for g in (*evaluation.check_errors, *gaps) if g.type.startswith("check:")}
+    failed_keys: dict[str, set[str]] = {}
+    for f in (*evaluation.findings, *(w.finding for w in evaluation.waived)):
+        failed_keys.setdefault(f.check_id, set()).add(f.key[1])
+    registry = all_checks()
+    view: Snapshot | None = None
+    out: list[PassedResult] = []
+    for check_id in evaluation.checks_run:
+        chk = registry.get(check_id)
+        if chk is None or check_id in errored:
+            continue
+        params = {**chk.defaults(), **settings.get(check_id, CheckSettings()).params}
+        passed: set[str] = set()
+        if chk.over:
+            view = view or recording(snap)
+            try:
+                subjects, failed = _judge_over(chk, view, params)
+            except Exception:  # a check that raises here raised in the evaluation too, or is not per subject
+                continue
+            for subject, reads in subjects.items():
+                key = _subject_key(subject)
+                if subject in failed or key is None or key not in resources:
+                    continue
+                if guard.touches("", key) or any(guard.touches(c, k) for c, k in reads):
+                    continue
+                passed.add(key)
+        elif chk.reads is not None and len(chk.reads) == 1:
+            (collection,) = chk.reads
+            if guard.touches(collection, ALL):
+                continue
+            passed = set(snap.records(collection))
+        passed -= failed_keys.get(check_id, set())
+        for passed_key in passed:
+            rec = resources[passed_key]
+            out.append(PassedResult(check_id, rec.id.raw, rec.id.subscription))
+    out.sort(key=lambda p: (p.check_id, p.resource_id.lower()))
+    return tuple(out)
