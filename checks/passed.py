@@ -6,7 +6,9 @@ metadata says what it judges and plmon read everything that judgement touched:
 - a check that judges one subject at a time (``@check(over=...)``) is run on a recording view of the snapshot
   (:mod:`plmon.checks.units`, the daemon's dependency recorder), so each subject's frame holds what that judgement
   read; a subject that yielded no issue passed, provided no read of its frame lies under a coverage gap (a read
-  of a key inside a gap's scope, or of a whole collection of a type that has a gap anywhere);
+  of a key inside a gap's scope, or of a whole collection of a type that has a gap anywhere), and no resource the
+  subject's record names (an endpoint's target, its subnet) lies under a gap of a type the check declares reading:
+  an endpoint whose target could not be read was not judged on its target's side, whatever the check concluded;
 - a whole-tenant check that declares reading exactly one collection (``@check(reads=("rmpls",))``) judged each
   record of it; with several it judged their combination, which names no one resource, so it claims no pass;
 - a subject that is not a resource of the snapshot (a derived group key) claims no pass either.
@@ -16,13 +18,14 @@ A check that raised claims nothing. A resource with a waived finding failed: it 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 from plmon.checks.engine import CheckSettings, Evaluation
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.units import ALL, recording, state
+from plmon.monitor.model.arm_id import ArmId
 from plmon.monitor.model.kinds import KINDS, RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, CoverageGap, Resource, Snapshot
 
@@ -63,6 +66,38 @@ class _Gaps:
         if not isinstance(key, str) or not key.startswith("/"):
             return False
         return any(key == scope or key.startswith(scope + "/") or scope in ("", "/") for scope, _ in self.scopes)
+
+
+def _references(value: Any, depth: int = 0) -> Iterator[ArmId]:
+    """The ARM ids a record names (its connections' targets, its subnet...), a few levels deep."""
+    if isinstance(value, ArmId):
+        yield value
+    elif depth > 3:
+        return
+    elif is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            yield from _references(getattr(value, f.name), depth + 1)
+    elif isinstance(value, tuple | list):
+        for v in value:
+            yield from _references(v, depth + 1)
+
+
+def _blocked_by_reference(snap: Snapshot, record: Resource, reads: frozenset[str] | None) -> bool:
+    """Whether ``record`` names a resource that lies under a coverage gap of a type the check declares reading."""
+    gaps = [g for g in snap.coverage.gaps if not g.type.startswith("check:")]
+    if not gaps:
+        return False
+    for ref in _references(record):
+        if ref == record.id:
+            continue
+        for gap in gaps:
+            scope = gap.scope.lower().rstrip("/")
+            if not (ref.key == scope or ref.key.startswith(scope + "/") or not scope):
+                continue
+            kind = next((k for k in KINDS if k.key == gap.type.lower()), None)
+            if gap.type == "*" or kind is None or reads is None or set(kind.records) & reads:
+                return True
+    return False
 
 
 def _resources(snap: Snapshot) -> dict[str, Resource]:
@@ -131,6 +166,8 @@ def passed_results(snap: Snapshot, evaluation: Evaluation, settings: Mapping[str
                 if subject in failed or key is None or key not in resources:
                     continue
                 if guard.touches("", key) or any(guard.touches(c, k) for c, k in reads):
+                    continue
+                if _blocked_by_reference(snap, resources[key], chk.reads):
                     continue
                 passed.add(key)
         elif chk.reads is not None and len(chk.reads) == 1:

@@ -149,6 +149,20 @@ class Scope:
                 return False
         return True
 
+    def keeps_stored(self, finding: Mapping[str, object]) -> bool:
+        """Whether a finding the state store kept (its scan-document dict) is in scope: by check, severity and
+        resource group (the store keeps no tags, so a tag scope is refused before it gets here)."""
+        check_id, severity = str(finding.get("check_id", "")), str(finding.get("severity", ""))
+        if self.selects_checks and check_id not in self.check_ids():
+            return False
+        if self.severities and severity not in {s.value for s in self.severities}:
+            return False
+        if self.resource_groups:
+            group = _resource_group(str(finding.get("resource_id", "")))
+            return group is not None and any(fnmatch.fnmatchcase(group.lower(), g.lower())
+                                             for g in self.resource_groups)
+        return True
+
     def _keeps(self, snap: Snapshot, f: Finding) -> bool:
         return (not self.severities or f.severity in self.severities) and self.holds(snap, f.resource_id)
 

@@ -16,11 +16,12 @@ from typing import Any
 import click
 import structlog
 
-from plmon.monitor.cli.root import do_scan, source_options
+from plmon.monitor.cli.root import cli_scope, do_scan, scope_options, scoped_result, source_options
 from plmon.monitor.config import load_config
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.clock import store_clock
 from plmon.monitor.reports import FORMATS, HistoryPoint, Report, build_report, build_stored_report, render
+from plmon.monitor.scope import Scope
 from plmon.monitor.state.store import FindingState, StateStore
 from plmon.monitor.wiring import open_state_url
 
@@ -67,8 +68,10 @@ def _live_source(from_dir: Path | None, live: dict[str, Any]) -> bool:
                                                              "ca_bundle"))
 
 
-def stored_report(url: str, *, waivers: Any, since: datetime | None, now: datetime | None = None) -> Report:
-    """The report of the state store at ``url`` alone; an InputError when it holds no full scan yet."""
+def stored_report(url: str, *, waivers: Any, since: datetime | None, now: datetime | None = None,
+                  scope: Scope | None = None) -> Report:
+    """The report of the state store at ``url`` alone; an InputError when it holds no full scan yet. ``scope``
+    keeps the findings of its checks, severities and resource groups (the store keeps no tags)."""
     store = existing_store(url)
     hint = "run `plmon scan --notify` or `plmon serve` first, or report a fresh scan with --from DIR or --fresh"
     if store is None:
@@ -79,6 +82,9 @@ def stored_report(url: str, *, waivers: Any, since: datetime | None, now: dateti
             raise InputError(f"report: the state store {url} holds no scan yet; {hint}")
         open_now = store.findings(FindingState.OPEN)
         waived = store.findings(FindingState.WAIVED)
+        if scope is not None and scope.active:
+            open_now = [r for r in open_now if scope.keeps_stored(r.finding)]
+            waived = [r for r in waived if scope.keeps_stored(r.finding)]
     finally:
         store.close()
     trend_scans = [s for s in scans if since is None or s.at >= since] or scans[-1:]
@@ -97,18 +103,30 @@ def stored_report(url: str, *, waivers: Any, since: datetime | None, now: dateti
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--group-by", type=click.Choice(["severity", "control"]), default="severity", show_default=True,
               help="Group open findings by severity order or by mapped control (MCSB, CIS).")
+@scope_options
 def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since: datetime | None,
-           config_path: Path | None, group_by: str, **live: Any) -> None:
-    """Compliance report (html, md, json, csv, sarif) from the state store; with --from, --fresh or a live
+           config_path: Path | None, group_by: str, **options: Any) -> None:
+    """Compliance report (html, md, json, csv, sarif, ocsf) from the state store; with --from, --fresh or a live
     source option, of a fresh scan instead (the store, when it exists, adds age and trend)."""
     if fresh and from_dir is not None:
         raise InputError("--fresh scans Azure now and --from reads a recorded tenant: give one of them")
+    chosen = {k: options.pop(k) for k in ("checks", "exclude_checks", "severity", "resource_groups", "include_tags",
+                                          "exclude_tags", "include_passed")}
+    live = options
     config = load_config(config_path)
+    scope = cli_scope(config, chosen)
     if not fresh and not _live_source(from_dir, live):
-        rep = stored_report(config.state.url, waivers=config.waiver_list(), since=since)
+        if chosen["include_passed"]:
+            raise InputError("--include-passed needs a fresh scan (--from DIR, --fresh or a live source option): "
+                             "the state store keeps findings, not what each check found compliant")
+        if scope.include_tags or scope.exclude_tags:
+            raise InputError("--include-tag/--exclude-tag need a fresh scan (--from DIR, --fresh or a live source "
+                             "option): the state store keeps no resource tags")
+        rep = stored_report(config.state.url, waivers=config.waiver_list(), since=since, scope=scope)
         write_report(render(rep, fmt, group_by=group_by if group_by == "control" else None), out)
         return
-    result = do_scan(config, from_dir, **live)
+    settings = scope.config(config)
+    result = scoped_result(do_scan(settings, from_dir, **live), settings, scope, bool(chosen["include_passed"]))
     first_seen: dict[tuple[str, str], datetime] = {}
     history: list[HistoryPoint] = []
     store = existing_store(config.state.url)

@@ -13,7 +13,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "ocsf" / "ocsf-1.5.0-detection_finding.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "ocsf" / "ocsf-1.5.0-detection_finding.json"
 
 _SCALARS = {"boolean_t": {"type": "boolean"}, "float_t": {"type": "number"}, "integer_t": {"type": "integer"},
             "long_t": {"type": "integer"}, "string_t": {"type": "string"}, "json_t": {}}
@@ -55,7 +55,7 @@ def _attributes(attrs: dict[str, Any], profiles: frozenset[str], defs: dict[str,
             item = {"type": "object"}
         else:
             item = _type_schema(a["type"])
-            if a.get("enum") and name.endswith("_id"):
+            if a.get("enum") and item.get("type") == "integer":  # *_id and the class's fixed *_uid values
                 item["enum"] = sorted(int(k) for k in a["enum"])
         props[name] = {"type": "array", "items": item} if a.get("is_array") else item
         if a.get("requirement") == "required":
