@@ -16,7 +16,17 @@ from typing import Any
 import click
 import structlog
 
-from plmon.monitor.cli.root import cli_scope, do_scan, scope_options, scoped_result, source_options
+from plmon.monitor.cli.root import (
+    Outputs,
+    cli_scope,
+    do_scan,
+    output_name,
+    output_options,
+    scope_options,
+    scoped_result,
+    source_options,
+    write_output,
+)
 from plmon.monitor.config import load_config
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.clock import store_clock
@@ -103,9 +113,11 @@ def stored_report(url: str, *, waivers: Any, since: datetime | None, now: dateti
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--group-by", type=click.Choice(["severity", "control"]), default="severity", show_default=True,
               help="Group open findings by severity order or by mapped control (MCSB, CIS).")
+@output_options
 @scope_options
 def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since: datetime | None,
-           config_path: Path | None, group_by: str, **options: Any) -> None:
+           config_path: Path | None, group_by: str, output_formats: tuple[str, ...] = (),
+           output_directory: Path | None = None, output_filename: str | None = None, **options: Any) -> None:
     """Compliance report (html, md, json, csv, sarif, ocsf) from the state store; with --from, --fresh or a live
     source option, of a fresh scan instead (the store, when it exists, adds age and trend)."""
     if fresh and from_dir is not None:
@@ -113,6 +125,7 @@ def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since
     chosen = {k: options.pop(k) for k in ("checks", "exclude_checks", "severity", "resource_groups", "include_tags",
                                           "exclude_tags", "include_passed")}
     live = options
+    outputs = Outputs(output_formats, output_directory, output_filename)
     config = load_config(config_path)
     scope = cli_scope(config, chosen)
     if not fresh and not _live_source(from_dir, live):
@@ -123,7 +136,7 @@ def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since
             raise InputError("--include-tag/--exclude-tag need a fresh scan (--from DIR, --fresh or a live source "
                              "option): the state store keeps no resource tags")
         rep = stored_report(config.state.url, waivers=config.waiver_list(), since=since, scope=scope)
-        write_report(render(rep, fmt, group_by=group_by if group_by == "control" else None), out)
+        _write_all(rep, fmt, out, outputs, group_by)
         return
     settings = scope.config(config)
     result = scoped_result(do_scan(settings, from_dir, **live), settings, scope, bool(chosen["include_passed"]))
@@ -140,4 +153,14 @@ def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since
         log.info("report_history", findings_known=len(first_seen), scans=len(history))
     rep = build_report(result, first_seen=first_seen, history=history, waivers=config.waiver_list(), since=since,
                        history_source="state store" if store is not None else "this scan only")
-    write_report(render(rep, fmt, group_by=group_by if group_by == "control" else None), out)
+    _write_all(rep, fmt, out, outputs, group_by)
+
+
+def _write_all(rep: Report, fmt: str, out: Path | None, outputs: Outputs, group_by: str) -> None:
+    """The report in ``--format`` (stdout or ``--out``), and in every ``--output-formats`` format, one file each."""
+    grouping = group_by if group_by == "control" else None
+    write_report(render(rep, fmt, group_by=grouping), out)
+    if outputs.directory is not None:
+        name = output_name(rep.tenant_id, rep.scanned_at or rep.generated_at, outputs.filename)
+        for each in outputs.formats:
+            write_output(outputs.directory, name, each, render(rep, each, group_by=grouping))

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -201,8 +202,7 @@ def write_outputs(result: ScanResult, config: ScanConfig, formats: tuple[str, ..
                   filename: str | None) -> None:
     """One file per format in ``directory``, all of the one collection and evaluation in ``result``."""
     from plmon.monitor.reports import build_report, render
-    stamp = result.snapshot.taken_at.strftime("%Y%m%dT%H%M%SZ")
-    name = filename or f"plmon-{result.snapshot.tenant_id or 'tenant'}-{stamp}"
+    name = output_name(result.snapshot.tenant_id, result.snapshot.taken_at, filename)
     report = None
     for fmt in formats:
         if fmt == "json":
@@ -210,12 +210,33 @@ def write_outputs(result: ScanResult, config: ScanConfig, formats: tuple[str, ..
         else:
             report = report or build_report(result, waivers=config.waiver_list())
             text = render(report, fmt)
-        path = directory / f"{name}{_SUFFIX[fmt]}"
-        try:
-            path.write_text(text, encoding="utf-8")
-        except OSError as err:
-            raise InputError(f"--output-directory {directory}: cannot write {path.name} ({err.strerror})") from None
-        click.echo(f"plmon: wrote {path} ({len(text.encode()):,} bytes)", err=True)
+        write_output(directory, name, fmt, text)
+
+
+def output_options(fn: Any) -> Any:
+    """Several formats from one scan, one file each (issue 16, item 5): shared by scan and report."""
+    fn = click.option("--output-formats", callback=_output_formats, metavar="F,F,...",
+                      help=f"Also write these formats, one file each, from this one scan "
+                           f"({', '.join(OUTPUT_FORMATS)}).")(fn)
+    fn = click.option("--output-directory", type=click.Path(path_type=Path), metavar="DIR",
+                      help="Where --output-formats writes (created when missing). Default: the working directory.")(fn)
+    fn = click.option("--output-filename", metavar="NAME",
+                      help="File name without suffix for --output-formats. Default: plmon-<tenant>-<scan time>.")(fn)
+    return fn
+
+
+def output_name(tenant_id: str | None, at: datetime, filename: str | None) -> str:
+    """``--output-filename``, or ``plmon-<tenant>-<scan time>``: a recording's time, so the name is stable."""
+    return filename or f"plmon-{tenant_id or 'tenant'}-{at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def write_output(directory: Path, name: str, fmt: str, text: str) -> None:
+    path = directory / f"{name}{_SUFFIX[fmt]}"
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"--output-directory {directory}: cannot write {path.name} ({err.strerror})") from None
+    click.echo(f"plmon: wrote {path} ({len(text.encode()):,} bytes)", err=True)
 
 
 @cli.command()
@@ -229,18 +250,13 @@ def write_outputs(result: ScanResult, config: ScanConfig, formats: tuple[str, ..
               "the alerts of the transitions this scan caused.")
 @click.option("--stats", "show_stats", is_flag=True,
               help="Print ARM requests, retries, throttles and time per phase to stderr.")
-@click.option("--output-formats", callback=_output_formats, metavar="F,F,...",
-              help=f"Also write these formats, one file each, from this one scan ({', '.join(OUTPUT_FORMATS)}).")
-@click.option("--output-directory", type=click.Path(path_type=Path), metavar="DIR",
-              help="Where --output-formats writes (created when missing). Default: the working directory.")
-@click.option("--output-filename", metavar="NAME",
-              help="File name without suffix for --output-formats. Default: plmon-<tenant>-<scan time>.")
+@output_options
 @scope_options
 def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
          notify: bool = False, show_stats: bool = False, output_formats: tuple[str, ...] = (),
          output_directory: Path | None = None, output_filename: str | None = None, **live: Any) -> None:
     """One collection plus all checks."""
-    outputs = _Outputs(output_formats, output_directory, output_filename)
+    outputs = Outputs(output_formats, output_directory, output_filename)
     # The cyclic GC waits for the whole command, output included. What the scan leaves alive (the snapshot and
     # its decided paths stay cached until the process ends) is then frozen out of the collector's view: re-enabled
     # over them, its first pass walked every one (3 s of the 100k scan's CPU) to free nothing.
@@ -275,7 +291,7 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-class _Outputs:
+class Outputs:
     """``--output-formats``, ``--output-directory`` and ``--output-filename``, checked before anything is read."""
 
     def __init__(self, formats: tuple[str, ...], directory: Path | None, filename: str | None) -> None:
@@ -288,7 +304,7 @@ class _Outputs:
 
 
 def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
-          notify: bool, show_stats: bool, *, outputs: _Outputs | None = None, **options: Any) -> bool:
+          notify: bool, show_stats: bool, *, outputs: Outputs | None = None, **options: Any) -> bool:
     """``plmon scan``'s work; True when a finding is at or above ``--fail-on``."""
     scope_keys = ("checks", "exclude_checks", "severity", "resource_groups", "include_tags", "exclude_tags",
                   "include_passed")

@@ -287,3 +287,13 @@ def test_report_takes_the_same_scope_flags(capsys: pytest.CaptureFixture[str], t
 def test_subscription_constant_is_the_scanned_one() -> None:
     """The scope tenant's readable subscription is the kit's (keeps the tenant and these tests in step)."""
     assert SUB != SUB_DENIED
+
+
+def test_report_output_formats_write_one_file_each(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """`plmon report --from DIR --output-formats ocsf,json,md` writes each format of the one report as a file."""
+    rc, _, err = run_main(["report", "--from", str(DEMO), "--format", "csv", "--output-formats", "ocsf,json,md",
+                           "--output-directory", str(tmp_path / "r"), "--output-filename", "rep"], capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["rep.json", "rep.md", "rep.ocsf.json"]
+    assert len(json.loads((tmp_path / "r" / "rep.ocsf.json").read_text())) == \
+        len(json.loads((tmp_path / "r" / "rep.json").read_text())["findings"])
