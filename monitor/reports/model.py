@@ -205,6 +205,8 @@ def build_stored_report(open_findings: Sequence[FindingRecord], waived: Sequence
     for rec in waived:
         f = Finding.from_dict(rec.finding, tenant)
         w, _expired = match_waiver(f, tuple(waivers), now)
+        if w is None:
+            w = _tag_waiver_of(f, waivers)
         covered.append(WaivedFinding(f, w or Waiver(f.check_id, "waiver no longer in the configuration", None,
                                                     resource_id=f.resource_id)))
     trend = tuple(HistoryPoint(s.at, s.open_findings, dict(s.by_severity), s.compliance_percent)
@@ -213,6 +215,14 @@ def build_stored_report(open_findings: Sequence[FindingRecord], waived: Sequence
     return _assemble(figures, findings, covered, scanned_at=last.at, now=now, first_seen=known, trend=trend,
                      waivers=waivers, since=since, scan=None, history_source="state store",
                      subscriptions_scanned=last.subscriptions_scanned)
+
+
+def _tag_waiver_of(f: Finding, waivers: Sequence[Waiver]) -> Waiver | None:
+    """The tag waiver that waived a stored finding: the store keeps no tags, so the one configured tag waiver whose
+    check glob covers the finding's check, when exactly one does (None otherwise: the report says it cannot tell)."""
+    candidates = [w for w in waivers if w.resource_tags is not None
+                  and w.matches(f, dict(w.resource_tags))]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequence[WaivedFinding], *,

@@ -297,3 +297,24 @@ def test_report_output_formats_write_one_file_each(capsys: pytest.CaptureFixture
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["rep.json", "rep.md", "rep.ocsf.json"]
     assert len(json.loads((tmp_path / "r" / "rep.ocsf.json").read_text())) == \
         len(json.loads((tmp_path / "r" / "rep.json").read_text())["findings"])
+
+
+def test_stored_report_names_the_tag_waiver_and_takes_severity(capsys: pytest.CaptureFixture[str], tenant: Path,
+                                                               tmp_path: Path) -> None:
+    """After `scan --notify`, the store-only report shows the finding a tag waiver hid under that waiver (reason,
+    expiry, subject) and --severity keeps only the findings of that severity."""
+    cfg = tmp_path / "plmon.yaml"
+    cfg.write_text("state: {url: 'sqlite:///st.db'}\nwaivers:\n  - {check_id: 'connection.*', resource_tags: "
+                   "{owner: partner-team}, reason: partner onboarding, expires: 2099-01-31}\n")
+    rc, _, err = run_main(["scan", "--from", str(tenant), "--config", str(cfg), "--notify"], capsys)
+    assert rc == 0, err
+    rc, out, err = run_main(["report", "--config", str(cfg), "--format", "json"], capsys)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert [w["waiver"]["reason"] for w in doc["waived"]] == ["partner onboarding"]
+    assert [(w["subject"], w["status"]) for w in doc["summary"]["waivers"]] == [("tag owner=partner-team", "active")]
+    rc, out, err = run_main(["report", "--config", str(cfg), "--format", "json", "--severity", "high"], capsys)
+    assert rc == 0, err
+    assert {f["severity"] for f in json.loads(out)["findings"]} == {"high"}
+    rc, _, err = run_main(["report", "--config", str(cfg), "--include-tag", "env=prod"], capsys)
+    assert_one_line(rc, err, "--include-tag", "fresh scan")
