@@ -129,20 +129,53 @@ def cli() -> None:
     setup_logging()
 
 
+class _Values(click.Option):
+    """A repeatable option that also takes several values after one flag, as Prowler's do
+    (``--checks 'connection.*' 'pls.*'``, ``--severity critical high``): the words up to the next option.
+
+    Only for commands without positional arguments (scan, report), where a bare word can mean nothing else."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name)
+            if option is None:
+                continue
+            store = option.process
+
+            def process(value: Any, state: Any, store: Any = store) -> None:
+                store(value, state)
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    store(state.rargs.pop(0), state)
+
+            option.process = process
+
+
+def _words(values: Any) -> tuple[str, ...]:
+    """Each value of a :class:`_Values` option split on commas too (``--severity high,medium``)."""
+    return tuple(w.strip() for v in values or () for w in str(v).split(",") if w.strip())
+
+
 def scope_options(fn: Any) -> Any:
-    """What to judge and show, shared by scan and report (issue 16, item 8); each overrides the config's ``scope``."""
-    fn = click.option("--checks", "checks", multiple=True, metavar="GLOB",
-                      help="Run only the checks whose id matches (repeatable, e.g. 'connection.*').")(fn)
-    fn = click.option("--exclude-checks", "exclude_checks", multiple=True, metavar="GLOB",
-                      help="Do not run the checks whose id matches (repeatable).")(fn)
-    fn = click.option("--severity", "severity", multiple=True, type=click.Choice(SEVERITIES), metavar="SEV",
-                      help="Keep only findings of this severity (repeatable).")(fn)
-    fn = click.option("--resource-group", "resource_groups", multiple=True, metavar="GLOB",
-                      help="Keep only findings about resources in a matching resource group (repeatable).")(fn)
-    fn = click.option("--include-tag", "include_tags", multiple=True, metavar="NAME=VALUE",
-                      help="Keep only findings about resources with this tag (repeatable: any of them).")(fn)
-    fn = click.option("--exclude-tag", "exclude_tags", multiple=True, metavar="NAME=VALUE",
-                      help="Leave out findings about resources with this tag (repeatable).")(fn)
+    """What to judge and show, shared by scan and report (issue 16, item 8); each overrides the config's ``scope``.
+
+    Each takes one or more values after the flag, and may be repeated."""
+    fn = click.option("--checks", "checks", cls=_Values, metavar="GLOB...",
+                      help="Run only the checks whose id matches (e.g. 'connection.*' 'pls.*').")(fn)
+    fn = click.option("--exclude-checks", "exclude_checks", cls=_Values, metavar="GLOB...",
+                      help="Do not run the checks whose id matches.")(fn)
+    fn = click.option("--severity", "severity", cls=_Values, metavar="SEV...",
+                      help=f"Keep only findings of these severities ({', '.join(SEVERITIES)}).")(fn)
+    fn = click.option("--resource-group", "resource_groups", cls=_Values, metavar="GLOB...",
+                      help="Keep only findings about resources in a matching resource group.")(fn)
+    fn = click.option("--include-tag", "include_tags", cls=_Values, metavar="NAME=VALUE...",
+                      help="Keep only findings about resources with one of these tags (NAME alone: any value).")(fn)
+    fn = click.option("--exclude-tag", "exclude_tags", cls=_Values, metavar="NAME=VALUE...",
+                      help="Leave out findings about resources with one of these tags.")(fn)
     fn = click.option("--include-passed", is_flag=True,
                       help="Also list each resource a check evaluated and found compliant (PASS results).")(fn)
     return fn
@@ -151,9 +184,9 @@ def scope_options(fn: Any) -> Any:
 def cli_scope(config: Config | None, options: dict[str, Any]) -> Scope:
     """The scope of one command: its flags over the config file's ``scope`` key."""
     from plmon.monitor.scope import Scope, parse_tag, severities
-    flags = Scope(checks=tuple(options.get("checks") or ()), exclude_checks=tuple(options.get("exclude_checks") or ()),
-                  severities=severities(options.get("severity") or (), "--severity"),
-                  resource_groups=tuple(options.get("resource_groups") or ()),
+    flags = Scope(checks=_words(options.get("checks")), exclude_checks=_words(options.get("exclude_checks")),
+                  severities=severities(_words(options.get("severity")), "--severity"),
+                  resource_groups=_words(options.get("resource_groups")),
                   include_tags=tuple(parse_tag(t, "--include-tag") for t in options.get("include_tags") or ()),
                   exclude_tags=tuple(parse_tag(t, "--exclude-tag") for t in options.get("exclude_tags") or ()))
     scope = config.scan_scope().merged(flags) if config is not None else flags

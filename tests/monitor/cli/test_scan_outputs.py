@@ -204,11 +204,21 @@ def test_checks_and_exclude_checks_choose_what_runs(capsys: pytest.CaptureFixtur
 
 
 def test_severity_keeps_findings_of_those_severities(capsys: pytest.CaptureFixture[str], tenant: Path) -> None:
-    """--severity high keeps the high findings only; two flags keep both severities."""
+    """--severity high keeps the high findings only; two values (repeated, after one flag, or comma-separated)
+    keep both severities."""
     high = scan_json(["--from", str(tenant), "--severity", "high"], capsys)
     assert {f["severity"] for f in high["findings"]} == {"high"}
     both = scan_json(["--from", str(tenant), "--severity", "high", "--severity", "medium"], capsys)
     assert {f["severity"] for f in both["findings"]} == {"high", "medium"}
+    assert scan_json(["--severity", "high", "medium", "--from", str(tenant)], capsys) == both  # Prowler's syntax
+    assert scan_json(["--from", str(tenant), "--severity", "high,medium"], capsys) == both
+
+
+def test_check_flags_take_several_globs_after_one_flag(capsys: pytest.CaptureFixture[str], tenant: Path) -> None:
+    """`--checks A B --from DIR` runs both globs' checks, like repeating the flag."""
+    one = scan_json(["--checks", "connection.rejected", "public-access.*", "--from", str(tenant)], capsys)
+    two = scan_json(["--from", str(tenant), "--checks", "connection.rejected", "--checks", "public-access.*"], capsys)
+    assert one == two and one["summary"]["checks_run"] == 3
 
 
 def test_resource_group_and_tag_scopes(capsys: pytest.CaptureFixture[str], tenant: Path) -> None:
