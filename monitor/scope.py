@@ -166,22 +166,27 @@ class Scope:
     def _keeps(self, snap: Snapshot, f: Finding) -> bool:
         return (not self.severities or f.severity in self.severities) and self.holds(snap, f.resource_id)
 
-    def apply(self, snap: Snapshot, ev: Evaluation, passed: tuple[PassedResult, ...] | None
+    def apply(self, snap: Snapshot, ev: Evaluation, passed: tuple[PassedResult, ...] | None,
+              settings: Mapping[str, CheckSettings] | None = None
               ) -> tuple[Evaluation, tuple[PassedResult, ...] | None]:
-        """``ev`` and ``passed`` with the findings, waived findings and pass results outside the scope left out."""
+        """``ev`` and ``passed`` with the findings, waived findings and pass results outside the scope left out (a
+        pass is of its check's severity: the configured one in ``settings``, else the catalogue's)."""
         if not (self.filters_resources or self.severities):
             return ev, passed
         evaluation = Evaluation(tuple(f for f in ev.findings if self._keeps(snap, f)),
                                 tuple(w for w in ev.waived if self._keeps(snap, w.finding)),
                                 ev.check_errors, ev.checks_run)
         if passed is not None:
-            passed = tuple(p for p in passed if self.holds(snap, p.resource_id) and self._severity_of(p))
+            passed = tuple(p for p in passed if self.holds(snap, p.resource_id) and self._severity_of(p, settings))
         return evaluation, passed
 
-    def _severity_of(self, p: PassedResult) -> bool:
+    def _severity_of(self, p: PassedResult, settings: Mapping[str, CheckSettings] | None) -> bool:
         """Whether a pass result is of a selected severity: its check's (a pass has no escalation)."""
         if not self.severities:
             return True
+        configured = (settings or {}).get(p.check_id)
+        if configured is not None and configured.severity is not None:
+            return configured.severity in self.severities
         chk = all_checks().get(p.check_id)
         return chk is not None and chk.severity in self.severities
 

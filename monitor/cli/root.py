@@ -197,11 +197,11 @@ def cli_scope(config: Config | None, options: dict[str, Any]) -> Scope:
 def scoped_result(result: ScanResult, config: ScanConfig, scope: Scope, include_passed: bool) -> ScanResult:
     """``result`` with its pass results (when asked for) and the scope's filters applied."""
     passed = None
+    settings = config.check_settings()
     if include_passed:
         from plmon.checks.passed import passed_results
-        passed = passed_results(result.snapshot, result.evaluation, config.check_settings(),
-                                result.evaluation.check_errors)
-    evaluation, passed = scope.apply(result.snapshot, result.evaluation, passed)
+        passed = passed_results(result.snapshot, result.evaluation, settings, result.evaluation.check_errors)
+    evaluation, passed = scope.apply(result.snapshot, result.evaluation, passed, settings)
     return dataclasses.replace(result, evaluation=evaluation, passed=passed)
 
 

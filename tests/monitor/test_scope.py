@@ -77,3 +77,16 @@ def test_merged_prefers_the_command_line_per_key() -> None:
     """A flag overrides its config key; other keys of the config stay."""
     merged = Scope(resource_groups=("a",), checks=("pls.*",)).merged(Scope(resource_groups=("b",)))
     assert merged.resource_groups == ("b",) and merged.checks == ("pls.*",)
+
+
+def test_a_pass_is_of_its_checks_configured_severity(snap: Snapshot) -> None:
+    """--severity high keeps the passes of a check configured as high, though the catalogue says medium."""
+    from plmon.checks.engine import CheckSettings
+
+    ev = evaluate(snap)
+    passed = passed_results(snap, ev)
+    settings = {"connection.pending": CheckSettings(severity=Severity.HIGH)}
+    _, kept = Scope(severities=frozenset({Severity.HIGH})).apply(snap, ev, passed, settings)
+    assert kept and "connection.pending" in {p.check_id for p in kept}
+    _, default = Scope(severities=frozenset({Severity.HIGH})).apply(snap, ev, passed)
+    assert default is not None and "connection.pending" not in {p.check_id for p in default}
