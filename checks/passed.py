@@ -50,22 +50,37 @@ def _types_of(collections: Iterable[str]) -> set[str]:
 
 
 class _Gaps:
-    """The coverage gaps a judgement must not touch, asked per read."""
+    """The coverage gaps a judgement must not touch, asked per read (hundreds of thousands of reads on a large
+    tenant): a key is compared only with the gap scopes of its own subscription, and with those above any."""
 
     def __init__(self, gaps: Iterable[CoverageGap]) -> None:
-        self.scopes = tuple((g.scope.lower().rstrip("/"), g.type.lower())
-                            for g in gaps if not g.type.startswith("check:"))
-        self.types = {t for _, t in self.scopes}
+        scopes = [(g.scope.lower().rstrip("/"), g.type.lower()) for g in gaps if not g.type.startswith("check:")]
+        self.any = bool(scopes)
+        self.types = {t for _, t in scopes}
+        self.by_sub: dict[str, list[str]] = {}
+        self.above: list[str] = []   # scopes not inside one subscription (the tenant, a management group)
+        for scope, _ in scopes:
+            parts = scope.split("/")
+            if len(parts) > 2 and parts[1] == "subscriptions":
+                self.by_sub.setdefault(parts[2], []).append(scope)
+            else:
+                self.above.append(scope)
+        self.collections: dict[str, bool] = {}
 
     def touches(self, collection: str, key: object) -> bool:
-        if not self.scopes:
+        if not self.any:
             return False
-        sources = INDEX_SOURCES.get(collection, (collection,) if collection in RECORDS else ())
         if key == ALL:
-            return "*" in self.types or bool(_types_of(sources) & self.types)
+            hit = self.collections.get(collection)
+            if hit is None:
+                sources = INDEX_SOURCES.get(collection, (collection,) if collection in RECORDS else ())
+                hit = self.collections[collection] = "*" in self.types or bool(_types_of(sources) & self.types)
+            return hit
         if not isinstance(key, str) or not key.startswith("/"):
             return False
-        return any(key == scope or key.startswith(scope + "/") or scope in ("", "/") for scope, _ in self.scopes)
+        parts = key.split("/", 3)
+        scopes = self.by_sub.get(parts[2], ()) if len(parts) > 2 and parts[1] == "subscriptions" else ()
+        return any(not scope or key == scope or key.startswith(scope + "/") for scope in (*scopes, *self.above))
 
 
 def _references(value: Any, depth: int = 0) -> Iterator[ArmId]:
@@ -82,22 +97,38 @@ def _references(value: Any, depth: int = 0) -> Iterator[ArmId]:
             yield from _references(v, depth + 1)
 
 
-def _blocked_by_reference(snap: Snapshot, record: Resource, reads: frozenset[str] | None) -> bool:
-    """Whether ``record`` names a resource that lies under a coverage gap of a type the check declares reading."""
-    gaps = [g for g in snap.coverage.gaps if not g.type.startswith("check:")]
-    if not gaps:
-        return False
-    for ref in _references(record):
-        if ref == record.id:
-            continue
-        for gap in gaps:
-            scope = gap.scope.lower().rstrip("/")
-            if not (ref.key == scope or ref.key.startswith(scope + "/") or not scope):
+class _References:
+    """Which coverage gaps the resources a record names lie under, by the collections each gap's type becomes;
+    worked out once per record (a record is judged by many checks)."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.gaps: list[tuple[str, frozenset[str] | None]] = []
+        for g in snap.coverage.gaps:
+            if g.type.startswith("check:"):
                 continue
-            kind = next((k for k in KINDS if k.key == gap.type.lower()), None)
-            if gap.type == "*" or kind is None or reads is None or set(kind.records) & reads:
-                return True
-    return False
+            kind = next((k for k in KINDS if k.key == g.type.lower()), None)
+            # a gap of every type ("*") or of a type plmon has no row for blocks whatever the check reads
+            self.gaps.append((g.scope.lower().rstrip("/"), None if g.type == "*" or kind is None
+                              else frozenset(kind.records)))
+        self.hits: dict[str, tuple[frozenset[str] | None, ...]] = {}
+
+    def _hits(self, record: Resource) -> tuple[frozenset[str] | None, ...]:
+        key = record.id.key
+        found = self.hits.get(key)
+        if found is None:
+            out: list[frozenset[str] | None] = []
+            for ref in {r.key for r in _references(record)} - {key}:
+                for scope, collections in self.gaps:
+                    if not scope or ref == scope or ref.startswith(scope + "/"):
+                        out.append(collections)
+            found = self.hits[key] = tuple(out)
+        return found
+
+    def blocked(self, record: Resource, reads: frozenset[str] | None) -> bool:
+        """Whether ``record`` names a resource under a gap of a type the check declares reading."""
+        if not self.gaps:
+            return False
+        return any(c is None or reads is None or bool(c & reads) for c in self._hits(record))
 
 
 def _resources(snap: Snapshot) -> dict[str, Resource]:
@@ -142,6 +173,7 @@ def passed_results(snap: Snapshot, evaluation: Evaluation, settings: Mapping[str
     settings = settings or {}
     resources = _resources(snap)
     guard = _Gaps((*snap.coverage.gaps, *gaps))
+    refs = _References(snap)
     errored = {g.type.removeprefix("check:") for g in (*evaluation.check_errors, *gaps) if g.type.startswith("check:")}
     failed_keys: dict[str, set[str]] = {}
     for f in (*evaluation.findings, *(w.finding for w in evaluation.waived)):
@@ -167,7 +199,7 @@ def passed_results(snap: Snapshot, evaluation: Evaluation, settings: Mapping[str
                     continue
                 if guard.touches("", key) or any(guard.touches(c, k) for c, k in reads):
                     continue
-                if _blocked_by_reference(snap, resources[key], chk.reads):
+                if refs.blocked(resources[key], chk.reads):
                     continue
                 passed.add(key)
         elif chk.reads is not None and len(chk.reads) == 1:
