@@ -328,3 +328,13 @@ def test_stored_report_names_the_tag_waiver_and_takes_severity(capsys: pytest.Ca
     assert {f["severity"] for f in json.loads(out)["findings"]} == {"high"}
     rc, _, err = run_main(["report", "--config", str(cfg), "--include-tag", "env=prod"], capsys)
     assert_one_line(rc, err, "--include-tag", "fresh scan")
+
+
+def test_the_table_counts_the_passes(capsys: pytest.CaptureFixture[str], tenant: Path) -> None:
+    """`plmon scan --include-passed` (table) says how many pass results there are; without the flag it says nothing."""
+    doc = scan_json(["--from", str(tenant), "--include-passed"], capsys)
+    rc, out, err = run_main(["scan", "--from", str(tenant), "--include-passed"], capsys)
+    assert rc == 0, err
+    assert f"Passed: {len(doc['passed'])} (check, resource) result(s)" in out
+    rc, out, _ = run_main(["scan", "--from", str(tenant)], capsys)
+    assert "Passed:" not in out
