@@ -328,6 +328,12 @@ def test_stored_report_names_the_tag_waiver_and_takes_severity(capsys: pytest.Ca
     assert {f["severity"] for f in json.loads(out)["findings"]} == {"high"}
     rc, _, err = run_main(["report", "--config", str(cfg), "--include-tag", "env=prod"], capsys)
     assert_one_line(rc, err, "--include-tag", "fresh scan")
+    rc, out, err = run_main(["report", "--config", str(cfg), "--format", "ocsf"], capsys)
+    assert rc == 0, err
+    events = json.loads(out)
+    v = jsonschema.Draft202012Validator(class_schema("detection_finding", frozenset({"cloud"})))
+    assert not [e.message for ev in events for e in v.iter_errors(ev)]
+    assert sorted(e["status"] for e in events) == sorted(["New"] * len(doc["findings"]) + ["Suppressed"])
 
 
 def test_the_table_counts_the_passes(capsys: pytest.CaptureFixture[str], tenant: Path) -> None:
