@@ -121,21 +121,20 @@ def settle(snapshot: Snapshot, findings: Iterable[Finding], waivers: tuple[Waive
 
 class _TagLookup:
     """The tags of the resource a finding is about: its snapshot record's, or its nearest read parent's (a
-    connection's are its endpoint's). Built only when a waiver matches by tag."""
+    connection's are its endpoint's). Used only when a waiver matches by tag, and asked per finding (the daemon
+    settles after every event: no index of every record is built for it)."""
 
     def __init__(self, snapshot: Snapshot) -> None:
-        self.records: dict[str, Any] = {}
-        for name in RECORDS:
-            for key, rec in snapshot.records(name).items():
-                self.records.setdefault(key, rec)
+        self.collections = [snapshot.records(name) for name in RECORDS]
 
     def __call__(self, resource_id: str) -> Mapping[str, str] | None:
         key = normalise(resource_id)
         while key.count("/") > 2:
-            rec = self.records.get(key)
-            if rec is not None:
-                tags: Mapping[str, str] = rec.tags
-                return tags
+            for records in self.collections:
+                rec = records.get(key)
+                if rec is not None:
+                    tags: Mapping[str, str] = rec.tags
+                    return tags
             key = key.rsplit("/", 2)[0]
         return None
 

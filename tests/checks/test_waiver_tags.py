@@ -50,3 +50,13 @@ def test_an_expired_tag_waiver_reopens_the_finding(snap: Snapshot) -> None:
     reopened = [f for f in ev.findings if f.resource_id.endswith("/pe-sandbox")]
     assert reopened and reopened[0].evidence["waiver_expired"]["reason"] == "old"
     assert snap.taken_at > datetime(2020, 1, 2, tzinfo=UTC)
+
+
+def test_the_daemons_incremental_evaluation_waives_by_tag_too(snap: Snapshot) -> None:
+    """The daemon's evaluator (Units) settles through the same engine step: the same finding is waived."""
+    from plmon.checks.incremental import Units
+
+    w = Waiver("connection.*", "partner onboarding", None, resource_tags=(("owner", "partner-team"),))
+    full = evaluate(snap, waivers=(w,))
+    units = Units(waivers=(w,)).full(snap)
+    assert [x.finding.key for x in units.waived] == [x.finding.key for x in full.waived] != []
