@@ -17,9 +17,9 @@ from plmon.checks.registry import Check, all_checks
 from plmon.checks.waivers import Waiver, match_waiver
 from plmon.monitor.model.arm_id import normalise
 from plmon.monitor.model.kinds import RECORDS
-from plmon.monitor.model.snapshot import CoverageGap, Snapshot
+from plmon.monitor.model.snapshot import CoverageGap, Resource, Snapshot
 
-__all__ = ["CheckSettings", "Evaluation", "WaivedFinding", "evaluate", "finding_of", "settle"]
+__all__ = ["CheckSettings", "Evaluation", "Owners", "WaivedFinding", "evaluate", "finding_of", "settle"]
 
 
 class _Log:
@@ -104,9 +104,9 @@ def settle(snapshot: Snapshot, findings: Iterable[Finding], waivers: tuple[Waive
     (:mod:`plmon.checks.incremental`), so both give the same Evaluation for the same findings."""
     kept: list[Finding] = []
     waived: list[WaivedFinding] = []
-    tags_of = _TagLookup(snapshot) if any(w.resource_tags is not None for w in waivers) else None
+    owners = Owners(snapshot) if any(w.resource_tags is not None for w in waivers) else None
     for f in findings:
-        tags = tags_of(f.resource_id) if tags_of is not None else None
+        tags = owners.tags(f.resource_id) if owners is not None else None
         waiver, expired = match_waiver(f, waivers, snapshot.taken_at, tags)
         if waiver is None:
             kept.append(f)
@@ -119,24 +119,35 @@ def settle(snapshot: Snapshot, findings: Iterable[Finding], waivers: tuple[Waive
                       tuple(errors), tuple(run))
 
 
-class _TagLookup:
-    """The tags of the resource a finding is about: its snapshot record's, or its nearest read parent's (a
-    connection's are its endpoint's). Used only when a waiver matches by tag, and asked per finding (the daemon
-    settles after every event: no index of every record is built for it)."""
+class Owners:
+    """The snapshot record a resource id belongs to: its own, or its nearest parent's that plmon read (a
+    connection's is its endpoint's). Asked per id, with no index of every record built (the daemon settles after
+    every event); shared by tag waivers, scoping and the reports."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.collections = [snapshot.records(name) for name in RECORDS]
 
-    def __call__(self, resource_id: str) -> Mapping[str, str] | None:
+    def exact(self, key: str) -> Resource | None:
+        """The record whose normalised id is ``key``."""
+        for records in self.collections:
+            rec = records.get(key)
+            if rec is not None:
+                return rec
+        return None
+
+    def __call__(self, resource_id: str) -> Resource | None:
         key = normalise(resource_id)
         while key.count("/") > 2:
-            for records in self.collections:
-                rec = records.get(key)
-                if rec is not None:
-                    tags: Mapping[str, str] = rec.tags
-                    return tags
+            rec = self.exact(key)
+            if rec is not None:
+                return rec
             key = key.rsplit("/", 2)[0]
         return None
+
+    def tags(self, resource_id: str) -> Mapping[str, str] | None:
+        """The owner's tags; None when plmon read no record of it (its tags are unknown, not empty)."""
+        rec = self(resource_id)
+        return rec.tags if rec is not None else None
 
 
 def _with_expired_waiver(f: Finding, w: Waiver) -> Finding:

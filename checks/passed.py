@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
-from plmon.checks.engine import CheckSettings, Evaluation
+from plmon.checks.engine import CheckSettings, Evaluation, Owners
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.units import ALL, recording, state
 from plmon.monitor.model.arm_id import ArmId
@@ -131,14 +131,6 @@ class _References:
         return any(c is None or reads is None or bool(c & reads) for c in self._hits(record))
 
 
-def _resources(snap: Snapshot) -> dict[str, Resource]:
-    out: dict[str, Resource] = {}
-    for name in RECORDS:
-        for key, record in snap.records(name).items():
-            out.setdefault(key, record)
-    return out
-
-
 def _subject_key(subject: object) -> str | None:
     """The resource key a subject names: route subjects are ``kind\\0key``; other text subjects are keys."""
     if not isinstance(subject, str):
@@ -171,7 +163,7 @@ def passed_results(snap: Snapshot, evaluation: Evaluation, settings: Mapping[str
                    gaps: Iterable[CoverageGap] = ()) -> tuple[PassedResult, ...]:
     """Every (check, resource) pass of ``evaluation``'s checks over ``snap``, sorted by check then resource."""
     settings = settings or {}
-    resources = _resources(snap)
+    owners = Owners(snap)
     guard = _Gaps((*snap.coverage.gaps, *gaps))
     refs = _References(snap)
     errored = {g.type.removeprefix("check:") for g in (*evaluation.check_errors, *gaps) if g.type.startswith("check:")}
@@ -195,11 +187,12 @@ def passed_results(snap: Snapshot, evaluation: Evaluation, settings: Mapping[str
                 continue
             for subject, reads in subjects.items():
                 key = _subject_key(subject)
-                if subject in failed or key is None or key not in resources:
+                record = owners.exact(key) if key is not None and subject not in failed else None
+                if key is None or record is None:
                     continue
                 if guard.touches("", key) or any(guard.touches(c, k) for c, k in reads):
                     continue
-                if refs.blocked(resources[key], chk.reads):
+                if refs.blocked(record, chk.reads):
                     continue
                 passed.add(key)
         elif chk.reads is not None and len(chk.reads) == 1:
@@ -209,7 +202,8 @@ def passed_results(snap: Snapshot, evaluation: Evaluation, settings: Mapping[str
             passed = set(snap.records(collection))
         passed -= failed_keys.get(check_id, set())
         for passed_key in passed:
-            rec = resources[passed_key]
-            out.append(PassedResult(check_id, rec.id.raw, rec.id.subscription))
+            rec = owners.exact(passed_key)
+            if rec is not None:
+                out.append(PassedResult(check_id, rec.id.raw, rec.id.subscription))
     out.sort(key=lambda p: (p.check_id, p.resource_id.lower()))
     return tuple(out)

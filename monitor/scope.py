@@ -17,14 +17,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from plmon.checks.engine import CheckSettings, Evaluation
-from plmon.checks.finding import Finding, Severity
+from plmon.checks.engine import CheckSettings, Evaluation, Owners
+from plmon.checks.finding import Finding, Severity, resource_group_of
 from plmon.checks.passed import PassedResult
 from plmon.checks.registry import all_checks
 from plmon.checks.waivers import Waiver
 from plmon.monitor.errors import InputError
-from plmon.monitor.model.arm_id import normalise
-from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import Resource, Snapshot
 
 
@@ -64,7 +62,7 @@ class Scope:
     resource_groups: tuple[str, ...] = ()  # name globs, case-insensitive; empty = every resource group
     include_tags: tuple[TagMatch, ...] = ()
     exclude_tags: tuple[TagMatch, ...] = ()
-    _records: dict[int, dict[str, Resource]] = field(default_factory=dict, compare=False, repr=False)
+    _owners: dict[int, Owners] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def selects_checks(self) -> bool:
@@ -116,28 +114,19 @@ class Scope:
 
     # --- resources ----------------------------------------------------------------------------------
     def _owner(self, snap: Snapshot, resource_id: str) -> Resource | None:
-        records = self._records.get(id(snap))
-        if records is None:
-            records = {}
-            for name in RECORDS:
-                for key, rec in snap.records(name).items():
-                    records.setdefault(key, rec)
-            self._records.clear()
-            self._records[id(snap)] = records
-        key = normalise(resource_id)
-        while key.count("/") > 2:
-            owner = records.get(key)
-            if owner is not None:
-                return owner
-            key = key.rsplit("/", 2)[0]
-        return None
+        owners = self._owners.get(id(snap))
+        if owners is None:
+            owners = Owners(snap)
+            self._owners.clear()
+            self._owners[id(snap)] = owners
+        return owners(resource_id)
 
     def holds(self, snap: Snapshot, resource_id: str) -> bool:
         """Whether the resource ``resource_id`` names (or the nearest parent plmon read) is inside the scope."""
         if not self.filters_resources:
             return True
         if self.resource_groups:
-            group = _resource_group(resource_id)
+            group = resource_group_of(resource_id)
             if group is None or not any(fnmatch.fnmatchcase(group.lower(), g.lower()) for g in self.resource_groups):
                 return False
         if self.include_tags or self.exclude_tags:
@@ -158,7 +147,7 @@ class Scope:
         if self.severities and severity not in {s.value for s in self.severities}:
             return False
         if self.resource_groups:
-            group = _resource_group(str(finding.get("resource_id", "")))
+            group = resource_group_of(str(finding.get("resource_id", "")))
             return group is not None and any(fnmatch.fnmatchcase(group.lower(), g.lower())
                                              for g in self.resource_groups)
         return True
@@ -189,14 +178,6 @@ class Scope:
             return configured.severity in self.severities
         chk = all_checks().get(p.check_id)
         return chk is not None and chk.severity in self.severities
-
-
-def _resource_group(resource_id: str) -> str | None:
-    parts = [p for p in resource_id.split("/") if p]
-    for i, p in enumerate(parts[:-1]):
-        if p.lower() == "resourcegroups":
-            return parts[i + 1]
-    return None
 
 
 class _ScopedConfig:

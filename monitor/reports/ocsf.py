@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from plmon.checks.finding import Finding, Severity, finding_key
+from plmon.checks.engine import Owners
+from plmon.checks.finding import Finding, Severity, finding_key, resource_group_of
 from plmon.checks.passed import PassedResult
 from plmon.checks.registry import Check, all_checks
-from plmon.monitor.model.snapshot import Resource
 from plmon.monitor.reports.model import Report
 
 __all__ = ["OCSF_VERSION", "ocsf_events", "render_ocsf"]
@@ -59,38 +59,26 @@ def _arm_type(resource_id: str) -> str:
     return "/".join([rest[0], *types]) if rest else "unknown"
 
 
-def _resource(resource_id: str, records: Mapping[str, Resource]) -> dict[str, Any]:
+def _resource(resource_id: str, owners: Owners | None) -> dict[str, Any]:
     """The ``resource_details`` of an ARM id: its type from the id, region and tags from the snapshot record of the
     resource or of its nearest parent that plmon read (a connection's region is its endpoint's)."""
     out: dict[str, Any] = {"uid": resource_id, "name": resource_id.rstrip("/").rsplit("/", 1)[-1],
                            "type": _arm_type(resource_id), "cloud_partition": "Azure"}
-    key = finding_key("", resource_id)[1]
-    while key:
-        rec = records.get(key)
-        if rec is not None:
-            if rec.location:
-                out["region"] = rec.location
-            if rec.tags:
-                out["tags"] = [{"name": k, "value": v} for k, v in sorted(rec.tags.items())]
-            break
-        key = key.rsplit("/", 2)[0] if key.count("/") > 2 else ""
-    group = _resource_group(resource_id)
+    rec = owners(resource_id) if owners is not None else None
+    if rec is not None:
+        if rec.location:
+            out["region"] = rec.location
+        if rec.tags:
+            out["tags"] = [{"name": k, "value": v} for k, v in sorted(rec.tags.items())]
+    group = resource_group_of(resource_id)
     if group:
         out["group"] = {"name": group}
     return out
 
 
-def _resource_group(resource_id: str) -> str | None:
-    parts = [p for p in resource_id.split("/") if p]
-    for i, p in enumerate(parts[:-1]):
-        if p.lower() == "resourcegroups":
-            return parts[i + 1]
-    return None
-
-
 def _event(report: Report, *, check_id: str, resource_id: str, subscription_id: str | None, severity: Severity,
            status_id: int, chk: Check | None, title: str, desc: str, remediation: str,
-           records: Mapping[str, Resource], extra: Mapping[str, Any], first_seen: datetime | None = None,
+           owners: Owners | None, extra: Mapping[str, Any], first_seen: datetime | None = None,
            status_detail: str | None = None) -> dict[str, Any]:
     at = report.scanned_at or report.generated_at
     severity_id = 1 if status_id == _RESOLVED else _SEVERITY_ID[severity]
@@ -114,7 +102,7 @@ def _event(report: Report, *, check_id: str, resource_id: str, subscription_id: 
         "type_name": "Detection Finding: Create", "time": _ms(at), "severity_id": severity_id,
         "severity": _SEVERITY_NAME[severity_id], "status_id": status_id, "status": _STATUS_NAME[status_id],
         "status_code": "PASS" if status_id == _RESOLVED else "FAIL", "message": desc,
-        "finding_info": finding_info, "resources": [_resource(resource_id, records)], "cloud": cloud,
+        "finding_info": finding_info, "resources": [_resource(resource_id, owners)], "cloud": cloud,
         "metadata": {"version": OCSF_VERSION, "profiles": ["cloud"], "event_code": check_id,
                      "product": {"name": "plmon", "vendor_name": "plmon", "version": report.tool_version},
                      **({"tenant_uid": report.tenant_id} if report.tenant_id else {})},
@@ -126,51 +114,42 @@ def _event(report: Report, *, check_id: str, resource_id: str, subscription_id: 
     return event
 
 
-def _records(report: Report) -> dict[str, Resource]:
-    if report.scan is None:
-        return {}
-    snap = report.scan.snapshot
-    from plmon.monitor.model.kinds import RECORDS
-
-    out: dict[str, Resource] = {}
-    for name in RECORDS:
-        for key, rec in snap.records(name).items():
-            out.setdefault(key, rec)
-    return out
+def _owners(report: Report) -> Owners | None:
+    return Owners(report.scan.snapshot) if report.scan is not None else None
 
 
-def _of_finding(report: Report, f: Finding, registry: Mapping[str, Check], records: Mapping[str, Resource],
+def _of_finding(report: Report, f: Finding, registry: Mapping[str, Check], owners: Owners | None,
                 *, status_id: int, first_seen: datetime | None = None,
                 status_detail: str | None = None) -> dict[str, Any]:
     chk = registry.get(f.check_id)
     return _event(report, check_id=f.check_id, resource_id=f.resource_id, subscription_id=f.subscription_id,
                   severity=f.severity, status_id=status_id, chk=chk, title=f.title, desc=f.message,
-                  remediation=f.remediation, records=records, extra={"evidence": f.to_dict()["evidence"]},
+                  remediation=f.remediation, owners=owners, extra={"evidence": f.to_dict()["evidence"]},
                   first_seen=first_seen, status_detail=status_detail)
 
 
 def _of_pass(report: Report, p: PassedResult, registry: Mapping[str, Check],
-             records: Mapping[str, Resource]) -> dict[str, Any]:
+             owners: Owners | None) -> dict[str, Any]:
     chk = registry.get(p.check_id)
     title = chk.title if chk else p.check_id
     name = p.resource_id.rstrip("/").rsplit("/", 1)[-1]
     return _event(report, check_id=p.check_id, resource_id=p.resource_id, subscription_id=p.subscription_id,
                   severity=chk.severity if chk else Severity.INFO, status_id=_RESOLVED, chk=chk, title=title,
                   desc=f"{name} passed {p.check_id}: {title} (evaluated, compliant).",
-                  remediation=chk.remediation if chk else "No action needed.", records=records, extra={})
+                  remediation=chk.remediation if chk else "No action needed.", owners=owners, extra={})
 
 
 def ocsf_events(report: Report) -> list[dict[str, Any]]:
     """Open findings (New), waived ones (Suppressed), then pass results when the report has them (Resolved)."""
-    registry, records = all_checks(), _records(report)
-    events = [_of_finding(report, row.finding, registry, records, status_id=_NEW, first_seen=row.first_seen)
+    registry, owners = all_checks(), _owners(report)
+    events = [_of_finding(report, row.finding, registry, owners, status_id=_NEW, first_seen=row.first_seen)
               for row in report.findings]
     for w in report.waived:
         expiry = f" (expires {w.waiver.expires.isoformat()})" if w.waiver.expires else ""
-        events.append(_of_finding(report, w.finding, registry, records, status_id=_SUPPRESSED,
+        events.append(_of_finding(report, w.finding, registry, owners, status_id=_SUPPRESSED,
                                   status_detail=f"waived: {w.waiver.reason}{expiry}"))
     for p in report.passed or ():
-        events.append(_of_pass(report, p, registry, records))
+        events.append(_of_pass(report, p, registry, owners))
     return events
 
 
