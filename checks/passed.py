@@ -199,7 +199,7 @@ def passed_results(snap: Snapshot, evaluation: Evaluation, settings: Mapping[str
             (collection,) = chk.reads
             if guard.touches(collection, ALL):
                 continue
-            passed = set(snap.records(collection))
+            passed = {key for key, rec in snap.records(collection).items() if not refs.blocked(rec, chk.reads)}
         passed -= failed_keys.get(check_id, set())
         for passed_key in passed:
             rec = owners.exact(passed_key)
