@@ -15,9 +15,11 @@ from typing import Any
 from plmon.checks.finding import Finding, Issue, Severity, subscription_of
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.waivers import Waiver, match_waiver
-from plmon.monitor.model.snapshot import CoverageGap, Snapshot
+from plmon.monitor.model.arm_id import normalise
+from plmon.monitor.model.kinds import RECORDS
+from plmon.monitor.model.snapshot import CoverageGap, Resource, Snapshot
 
-__all__ = ["CheckSettings", "Evaluation", "WaivedFinding", "evaluate", "finding_of", "settle"]
+__all__ = ["CheckSettings", "Evaluation", "Owners", "WaivedFinding", "evaluate", "finding_of", "settle"]
 
 
 class _Log:
@@ -102,8 +104,10 @@ def settle(snapshot: Snapshot, findings: Iterable[Finding], waivers: tuple[Waive
     (:mod:`plmon.checks.incremental`), so both give the same Evaluation for the same findings."""
     kept: list[Finding] = []
     waived: list[WaivedFinding] = []
+    owners = Owners(snapshot) if any(w.resource_tags is not None for w in waivers) else None
     for f in findings:
-        waiver, expired = match_waiver(f, waivers, snapshot.taken_at)
+        tags = owners.tags(f.resource_id) if owners is not None else None
+        waiver, expired = match_waiver(f, waivers, snapshot.taken_at, tags)
         if waiver is None:
             kept.append(f)
         elif expired:
@@ -113,6 +117,37 @@ def settle(snapshot: Snapshot, findings: Iterable[Finding], waivers: tuple[Waive
     order = _sort_key
     return Evaluation(tuple(sorted(kept, key=order)), tuple(sorted(waived, key=lambda w: order(w.finding))),
                       tuple(errors), tuple(run))
+
+
+class Owners:
+    """The snapshot record a resource id belongs to: its own, or its nearest parent's that plmon read (a
+    connection's is its endpoint's). Asked per id, with no index of every record built (the daemon settles after
+    every event); shared by tag waivers, scoping and the reports."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.collections = [snapshot.records(name) for name in RECORDS]
+
+    def exact(self, key: str) -> Resource | None:
+        """The record whose normalised id is ``key``."""
+        for records in self.collections:
+            rec = records.get(key)
+            if rec is not None:
+                return rec
+        return None
+
+    def __call__(self, resource_id: str) -> Resource | None:
+        key = normalise(resource_id)
+        while key.count("/") > 2:
+            rec = self.exact(key)
+            if rec is not None:
+                return rec
+            key = key.rsplit("/", 2)[0]
+        return None
+
+    def tags(self, resource_id: str) -> Mapping[str, str] | None:
+        """The owner's tags; None when plmon read no record of it (its tags are unknown, not empty)."""
+        rec = self(resource_id)
+        return rec.tags if rec is not None else None
 
 
 def _with_expired_waiver(f: Finding, w: Waiver) -> Finding:

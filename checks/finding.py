@@ -16,7 +16,7 @@ from typing import Any
 
 from plmon.monitor.model.arm_id import ArmId, normalise
 
-__all__ = ["Finding", "Issue", "Severity", "finding_key", "subscription_of"]
+__all__ = ["Finding", "Issue", "Severity", "finding_key", "resource_group_of", "subscription_of"]
 
 
 class Severity(StrEnum):
@@ -62,6 +62,15 @@ def subscription_of(resource: ArmId | str) -> str | None:
         return resource.subscription
     m = _SUB.search(str(resource))
     return m.group(1) if m else None
+
+
+def resource_group_of(resource_id: str) -> str | None:
+    """The resource group an id lives in (ARM's spelling), None for ids above one (a subscription, a tenant)."""
+    parts = [p for p in resource_id.split("/") if p]
+    for i, part in enumerate(parts[:-1]):
+        if part.lower() == "resourcegroups":
+            return parts[i + 1]
+    return None
 
 
 def finding_key(check_id: str, resource_id: str) -> tuple[str, str]:

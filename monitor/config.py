@@ -12,7 +12,7 @@ import re
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -31,6 +31,9 @@ from plmon.checks.finding import Severity
 from plmon.checks.registry import all_checks, parse_duration
 from plmon.checks.waivers import Waiver
 from plmon.monitor.errors import InputError
+
+if TYPE_CHECKING:
+    from plmon.monitor.scope import Scope
 
 __all__ = ["AlertChannelConfig", "Config", "ScaleConfig", "load_config"]
 
@@ -240,12 +243,27 @@ class WaiverConfig(_Strict):
     expires: Annotated[date | None, BeforeValidator(_date_not_number)] = None
     resource_id: str | None = None
     resource_pattern: str | None = None
+    resource_tags: dict[str, str] | None = None  # {owner: partner-team}: every tag must be on the resource
 
     @model_validator(mode="after")
     def _one_subject(self) -> WaiverConfig:
-        if (self.resource_id is None) == (self.resource_pattern is None):
-            raise ValueError("a waiver needs exactly one of 'resource_id' or 'resource_pattern'")
+        subjects = [s for s in (self.resource_id, self.resource_pattern, self.resource_tags) if s is not None]
+        if len(subjects) != 1:
+            raise ValueError("a waiver needs exactly one of 'resource_id', 'resource_pattern' or 'resource_tags'")
+        if self.resource_tags is not None and not self.resource_tags:
+            raise ValueError("resource_tags: name at least one tag")
         return self
+
+
+class ScopeConfig(_Strict):
+    """What ``plmon scan`` and ``plmon report`` judge and show by default; their flags override each key."""
+
+    checks: tuple[str, ...] = ()
+    exclude_checks: tuple[str, ...] = ()
+    severity: tuple[str, ...] = ()
+    resource_groups: tuple[str, ...] = ()
+    include_tags: dict[str, str | None] = Field(default_factory=dict)   # {env: prod}; a null value: tag present
+    exclude_tags: dict[str, str | None] = Field(default_factory=dict)
 
 
 class DnsConfig(_Strict):
@@ -258,6 +276,7 @@ class Config(_Strict):
     state: StateConfig = StateConfig()
     checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     waivers: tuple[WaiverConfig, ...] = ()
+    scope: ScopeConfig = ScopeConfig()
     alerts: tuple[AlertChannelConfig, ...] = ()
     delivery: DeliveryConfig = DeliveryConfig()
     server: ServerConfig = ServerConfig()
@@ -328,8 +347,19 @@ class Config(_Strict):
 
     def waiver_list(self) -> tuple[Waiver, ...]:
         return tuple(Waiver(check_id=w.check_id, reason=w.reason, expires=w.expires,
-                            resource_id=w.resource_id, resource_pattern=w.resource_pattern)
+                            resource_id=w.resource_id, resource_pattern=w.resource_pattern,
+                            resource_tags=tuple(sorted(w.resource_tags.items())) if w.resource_tags else None)
                      for w in self.waivers)
+
+    def scan_scope(self) -> Scope:
+        """The ``scope:`` key as a :class:`~plmon.monitor.scope.Scope` (bad severities named)."""
+        from plmon.monitor.scope import Scope, severities
+
+        sc = self.scope
+        return Scope(checks=sc.checks, exclude_checks=sc.exclude_checks,
+                     severities=severities(sc.severity, "config: scope.severity"),
+                     resource_groups=sc.resource_groups, include_tags=tuple(sc.include_tags.items()),
+                     exclude_tags=tuple(sc.exclude_tags.items()))
 
 
 def _expand(value: Any, where: str, env: dict[str, str],

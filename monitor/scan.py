@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from plmon.checks.engine import CheckSettings, Evaluation, evaluate
+from plmon.checks.passed import PassedResult
 from plmon.checks.waivers import Waiver
 from plmon.monitor import __version__
 from plmon.monitor.collect.builder import build_snapshot, paused_gc
@@ -58,6 +59,9 @@ class ScanResult:
     evaluation: Evaluation
     stats: CollectionStats
     clock: Clock = field(default_factory=WallClock)  # the source's: snapshot.taken_at is its "now"
+    # Each (check, resource) evaluated and found compliant: only when asked for (--include-passed), since it judges
+    # the per-subject checks again on a recording view (plmon.checks.passed); None = not asked.
+    passed: tuple[PassedResult, ...] | None = None
 
     @property
     def gaps(self) -> tuple[CoverageGap, ...]:
@@ -122,4 +126,5 @@ def scan_document(result: ScanResult) -> dict[str, Any]:
                     "by_check": dict(sorted(Counter(f.check_id for f in ev.findings).items())),
                     "resources_evaluated": snap.resources_evaluated(),
                     "checks_run": len(ev.checks_run)},
+        **({"passed": [p.to_dict() for p in result.passed]} if result.passed is not None else {}),
     }

@@ -18,12 +18,23 @@ import click
 import structlog
 
 from plmon.checks.finding import Finding
-from plmon.monitor.cli.root import do_scan, source_options
+from plmon.monitor.cli.root import (
+    Outputs,
+    cli_scope,
+    do_scan,
+    output_name,
+    output_options,
+    scope_options,
+    scoped_result,
+    source_options,
+    write_output,
+)
 from plmon.monitor.config import load_config
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.clock import store_clock
 from plmon.monitor.reports import FORMATS, HistoryPoint, Report, build_report, build_stored_report, render
 from plmon.monitor.reports.compliance import framework, keep_framework, mapped_checks, requirement_rows, requirements_of
+from plmon.monitor.scope import Scope
 from plmon.monitor.state.store import FindingState, StateStore
 from plmon.monitor.wiring import open_state_url
 
@@ -79,9 +90,10 @@ def _for_framework(rep: Report, framework_id: str | None) -> Report:
 
 
 def stored_report(url: str, *, waivers: Any, since: datetime | None, now: datetime | None = None,
-                  framework_id: str | None = None) -> Report:
+                  framework_id: str | None = None, scope: Scope | None = None) -> Report:
     """The report of the state store at ``url`` alone; an InputError when it holds no full scan yet. With
-    ``framework_id``, only the findings that evidence one of its requirements."""
+    ``framework_id``, only the findings that evidence one of its requirements; ``scope`` keeps the findings of its
+    checks, severities and resource groups (the store keeps no tags)."""
     store = existing_store(url)
     hint = "run `plmon scan --notify` or `plmon serve` first, or report a fresh scan with --from DIR or --fresh"
     if store is None:
@@ -92,6 +104,9 @@ def stored_report(url: str, *, waivers: Any, since: datetime | None, now: dateti
             raise InputError(f"report: the state store {url} holds no scan yet; {hint}")
         open_now = store.findings(FindingState.OPEN)
         waived = store.findings(FindingState.WAIVED)
+        if scope is not None and scope.active:
+            open_now = [r for r in open_now if scope.keeps_stored(r.finding)]
+            waived = [r for r in waived if scope.keeps_stored(r.finding)]
     finally:
         store.close()
     if framework_id is not None:
@@ -117,20 +132,37 @@ def stored_report(url: str, *, waivers: Any, since: datetime | None, now: dateti
 @click.option("--compliance", "framework_id", metavar="FRAMEWORK_ID",
               help="Report one framework: its checks' findings and a per-requirement view "
                    "(ids: plmon checks --compliance-frameworks).")
+@output_options
+@scope_options
 def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since: datetime | None,
-           config_path: Path | None, group_by: str, framework_id: str | None = None, **live: Any) -> None:
-    """Compliance report (html, md, json, csv, sarif) from the state store; with --from, --fresh or a live
+           config_path: Path | None, group_by: str, framework_id: str | None = None,
+           output_formats: tuple[str, ...] = (), output_directory: Path | None = None,
+           output_filename: str | None = None, **options: Any) -> None:
+    """Compliance report (html, md, json, csv, sarif, ocsf) from the state store; with --from, --fresh or a live
     source option, of a fresh scan instead (the store, when it exists, adds age and trend)."""
     if fresh and from_dir is not None:
         raise InputError("--fresh scans Azure now and --from reads a recorded tenant: give one of them")
     if framework_id is not None:
         framework_id = framework(framework_id).id  # an unknown id is one line and exit 2, before any work
+    chosen = {k: options.pop(k) for k in ("checks", "exclude_checks", "severity", "resource_groups", "include_tags",
+                                          "exclude_tags", "include_passed")}
+    live = options
+    outputs = Outputs(output_formats, output_directory, output_filename)
     config = load_config(config_path)
+    scope = cli_scope(config, chosen)
     if not fresh and not _live_source(from_dir, live):
-        rep = stored_report(config.state.url, waivers=config.waiver_list(), since=since, framework_id=framework_id)
-        write_report(render(rep, fmt, group_by=group_by if group_by == "control" else None), out)
+        if chosen["include_passed"]:
+            raise InputError("--include-passed needs a fresh scan (--from DIR, --fresh or a live source option): "
+                             "the state store keeps findings, not what each check found compliant")
+        if scope.include_tags or scope.exclude_tags:
+            raise InputError("--include-tag/--exclude-tag need a fresh scan (--from DIR, --fresh or a live source "
+                             "option): the state store keeps no resource tags")
+        rep = stored_report(config.state.url, waivers=config.waiver_list(), since=since, framework_id=framework_id,
+                            scope=scope)
+        _write_all(rep, fmt, out, outputs, group_by)
         return
-    result = do_scan(config, from_dir, **live)
+    settings = scope.config(config)
+    result = scoped_result(do_scan(settings, from_dir, **live), settings, scope, bool(chosen["include_passed"]))
     first_seen: dict[tuple[str, str], datetime] = {}
     history: list[HistoryPoint] = []
     store = existing_store(config.state.url)
@@ -148,4 +180,14 @@ def report(from_dir: Path | None, fresh: bool, fmt: str, out: Path | None, since
                        history_source="state store" if store is not None else "this scan only",
                        checks=None if framework_id is None else mapped_checks(framework_id))
     rep = _for_framework(rep, framework_id)
-    write_report(render(rep, fmt, group_by=group_by if group_by == "control" else None), out)
+    _write_all(rep, fmt, out, outputs, group_by)
+
+
+def _write_all(rep: Report, fmt: str, out: Path | None, outputs: Outputs, group_by: str) -> None:
+    """The report in ``--format`` (stdout or ``--out``), and in every ``--output-formats`` format, one file each."""
+    grouping = group_by if group_by == "control" else None
+    write_report(render(rep, fmt, group_by=grouping), out)
+    if outputs.directory is not None:
+        name = output_name(rep.tenant_id, rep.scanned_at or rep.generated_at, outputs.filename)
+        for each in outputs.formats:
+            write_output(outputs.directory, name, each, render(rep, each, group_by=grouping))

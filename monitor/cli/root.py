@@ -7,12 +7,14 @@ line on stderr. No traceback reaches a user: :func:`main` turns every expected e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import importlib
 import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,7 @@ from plmon.monitor.wiring import open_source, setup_logging
 
 if TYPE_CHECKING:
     from plmon.monitor.config import Config
+    from plmon.monitor.scope import Scope
 
 __all__ = ["cli", "main"]
 
@@ -134,9 +137,152 @@ def cli() -> None:
     setup_logging()
 
 
+class _Values(click.Option):
+    """A repeatable option that also takes several values after one flag, as Prowler's do
+    (``--checks 'connection.*' 'pls.*'``, ``--severity critical high``): the words up to the next option.
+
+    Only for commands without positional arguments (scan, report), where a bare word can mean nothing else."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser: Any, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name)
+            if option is None:
+                continue
+            store = option.process
+
+            def process(value: Any, state: Any, store: Any = store) -> None:
+                store(value, state)
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    store(state.rargs.pop(0), state)
+
+            option.process = process
+
+
+def _words(values: Any) -> tuple[str, ...]:
+    """Each value of a :class:`_Values` option split on commas too (``--severity high,medium``)."""
+    return tuple(w.strip() for v in values or () for w in str(v).split(",") if w.strip())
+
+
+def scope_options(fn: Any) -> Any:
+    """What to judge and show, shared by scan and report (issue 16, item 8); each overrides the config's ``scope``.
+
+    Each takes one or more values after the flag, and may be repeated."""
+    fn = click.option("--checks", "checks", cls=_Values, metavar="GLOB...",
+                      help="Run only the checks whose id matches (e.g. 'connection.*' 'pls.*').")(fn)
+    fn = click.option("--exclude-checks", "exclude_checks", cls=_Values, metavar="GLOB...",
+                      help="Do not run the checks whose id matches.")(fn)
+    fn = click.option("--severity", "severity", cls=_Values, metavar="SEV...",
+                      help=f"Keep only findings of these severities ({', '.join(SEVERITIES)}).")(fn)
+    fn = click.option("--resource-group", "resource_groups", cls=_Values, metavar="GLOB...",
+                      help="Keep only findings about resources in a matching resource group.")(fn)
+    fn = click.option("--include-tag", "include_tags", cls=_Values, metavar="NAME=VALUE...",
+                      help="Keep only findings about resources with one of these tags (NAME alone: any value).")(fn)
+    fn = click.option("--exclude-tag", "exclude_tags", cls=_Values, metavar="NAME=VALUE...",
+                      help="Leave out findings about resources with one of these tags.")(fn)
+    fn = click.option("--include-passed", is_flag=True,
+                      help="Also list each resource a check evaluated and found compliant (PASS results).")(fn)
+    return fn
+
+
+def cli_scope(config: Config | None, options: dict[str, Any]) -> Scope:
+    """The scope of one command: its flags over the config file's ``scope`` key."""
+    from plmon.monitor.scope import Scope, parse_tag, severities
+    flags = Scope(checks=_words(options.get("checks")), exclude_checks=_words(options.get("exclude_checks")),
+                  severities=severities(_words(options.get("severity")), "--severity"),
+                  resource_groups=_words(options.get("resource_groups")),
+                  include_tags=tuple(parse_tag(t, "--include-tag") for t in options.get("include_tags") or ()),
+                  exclude_tags=tuple(parse_tag(t, "--exclude-tag") for t in options.get("exclude_tags") or ()))
+    scope = config.scan_scope().merged(flags) if config is not None else flags
+    scope.check_ids()  # a glob that names no check is an input error before anything is read
+    return scope
+
+
+def scoped_result(result: ScanResult, config: ScanConfig, scope: Scope, include_passed: bool) -> ScanResult:
+    """``result`` with its pass results (when asked for) and the scope's filters applied."""
+    passed = None
+    settings = config.check_settings()
+    if include_passed:
+        from plmon.checks.passed import passed_results
+        passed = passed_results(result.snapshot, result.evaluation, settings, result.evaluation.check_errors)
+    evaluation, passed = scope.apply(result.snapshot, result.evaluation, passed, settings)
+    return dataclasses.replace(result, evaluation=evaluation, passed=passed)
+
+
+OUTPUT_FORMATS = ("json", "csv", "sarif", "ocsf", "html", "md")
+_SUFFIX = {"json": ".json", "csv": ".csv", "sarif": ".sarif", "ocsf": ".ocsf.json", "html": ".html", "md": ".md"}
+
+
+def _output_formats(_: click.Context, __: click.Parameter, value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    names = [v.strip().lower() for v in value.split(",") if v.strip()]
+    bad = [n for n in names if n not in OUTPUT_FORMATS]
+    if bad or not names:
+        raise click.BadParameter(f"{', '.join(bad) or repr(value)} is not an output format "
+                                 f"(choose from {', '.join(OUTPUT_FORMATS)})")
+    return tuple(dict.fromkeys(names))
+
+
+def _writable_directory(directory: Path) -> Path:
+    """``directory``, created when missing; an InputError (one line) when it cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--output-directory {directory}: cannot create it ({err.strerror or err})") from None
+    if not directory.is_dir() or not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"--output-directory {directory}: not a writable directory")
+    return directory
+
+
+def write_outputs(result: ScanResult, config: ScanConfig, formats: tuple[str, ...], directory: Path,
+                  filename: str | None) -> None:
+    """One file per format in ``directory``, all of the one collection and evaluation in ``result``."""
+    from plmon.monitor.reports import build_report, render
+    name = output_name(result.snapshot.tenant_id, result.snapshot.taken_at, filename)
+    report = None
+    for fmt in formats:
+        if fmt == "json":
+            text = json.dumps(scan_document(result), indent=2) + "\n"
+        else:
+            report = report or build_report(result, waivers=config.waiver_list())
+            text = render(report, fmt)
+        write_output(directory, name, fmt, text)
+
+
+def output_options(fn: Any) -> Any:
+    """Several formats from one scan, one file each (issue 16, item 5): shared by scan and report."""
+    fn = click.option("--output-formats", callback=_output_formats, metavar="F,F,...",
+                      help=f"Also write these formats, one file each, from this one scan "
+                           f"({', '.join(OUTPUT_FORMATS)}).")(fn)
+    fn = click.option("--output-directory", type=click.Path(path_type=Path), metavar="DIR",
+                      help="Where --output-formats writes (created when missing). Default: the working directory.")(fn)
+    fn = click.option("--output-filename", metavar="NAME",
+                      help="File name without suffix for --output-formats. Default: plmon-<tenant>-<scan time>.")(fn)
+    return fn
+
+
+def output_name(tenant_id: str | None, at: datetime, filename: str | None) -> str:
+    """``--output-filename``, or ``plmon-<tenant>-<scan time>``: a recording's time, so the name is stable."""
+    return filename or f"plmon-{tenant_id or 'tenant'}-{at.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def write_output(directory: Path, name: str, fmt: str, text: str) -> None:
+    path = directory / f"{name}{_SUFFIX[fmt]}"
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise InputError(f"--output-directory {directory}: cannot write {path.name} ({err.strerror})") from None
+    click.echo(f"plmon: wrote {path} ({len(text.encode()):,} bytes)", err=True)
+
+
 @cli.command()
 @source_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif", "csv"]), default="table",
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "sarif", "csv", "ocsf"]), default="table",
               show_default=True)
 @click.option("--fail-on", type=click.Choice(SEVERITIES), callback=_severity,
               help="Exit 1 when a finding at or above this severity exists.")
@@ -148,15 +294,21 @@ def cli() -> None:
 @click.option("--compliance", "framework_id", metavar="FRAMEWORK_ID", callback=_framework,
               help="Keep the checks mapped to this framework, with each finding's requirements and a "
                    "per-requirement view (ids: plmon checks --compliance-frameworks).")
+@output_options
+@scope_options
 def scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
-         notify: bool = False, show_stats: bool = False, framework_id: str | None = None, **live: Any) -> None:
+         notify: bool = False, show_stats: bool = False, framework_id: str | None = None,
+         output_formats: tuple[str, ...] = (), output_directory: Path | None = None,
+         output_filename: str | None = None, **live: Any) -> None:
     """One collection plus all checks."""
+    outputs = Outputs(output_formats, output_directory, output_filename)
     # The cyclic GC waits for the whole command, output included. What the scan leaves alive (the snapshot and
     # its decided paths stay cached until the process ends) is then frozen out of the collector's view: re-enabled
     # over them, its first pass walked every one (3 s of the 100k scan's CPU) to free nothing.
     with paused_gc():
         try:
-            failed = _scan(from_dir, fmt, fail_on, config_path, notify, show_stats, framework_id, **live)
+            failed = _scan(from_dir, fmt, fail_on, config_path, notify, show_stats, framework_id, outputs=outputs,
+                           **live)
         finally:
             gc.freeze()
     if _own_process and not notify:
@@ -185,9 +337,26 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
+class Outputs:
+    """``--output-formats``, ``--output-directory`` and ``--output-filename``, checked before anything is read."""
+
+    def __init__(self, formats: tuple[str, ...], directory: Path | None, filename: str | None) -> None:
+        if not formats and (directory is not None or filename is not None):
+            raise InputError("--output-directory and --output-filename need --output-formats (e.g. json,csv,html)")
+        if filename is not None and (not filename.strip() or Path(filename).name != filename):
+            raise InputError(f"--output-filename {filename!r}: a file name without a directory")
+        self.formats, self.filename = formats, filename
+        self.directory = _writable_directory(directory or Path(".")) if formats else None
+
+
 def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path: Path | None,
-          notify: bool, show_stats: bool, framework_id: str | None = None, **live: Any) -> bool:
+          notify: bool, show_stats: bool, framework_id: str | None = None, *, outputs: Outputs | None = None,
+          **options: Any) -> bool:
     """``plmon scan``'s work; True when a finding is at or above ``--fail-on``."""
+    scope_keys = ("checks", "exclude_checks", "severity", "resource_groups", "include_tags", "exclude_tags",
+                  "include_passed")
+    chosen = {k: options.pop(k, None) for k in scope_keys}
+    live = options
     # Without a file (or --notify, which reads the state and alert settings) the defaults need no validator:
     # the configuration and pydantic are imported only for a file to check (scan.DEFAULTS).
     config = None
@@ -198,22 +367,30 @@ def _scan(from_dir: Path | None, fmt: str, fail_on: Severity | None, config_path
     if config is not None and (notify or "state" in config.model_fields_set):  # only then the state store
         from plmon.monitor.cli.alerts import scan_observations
         store, observations = scan_observations(config, notify)
-    settings = DEFAULTS if config is None else config
+    base: ScanConfig = DEFAULTS if config is None else config
+    scope = cli_scope(config, chosen) if config is not None or any(chosen.values()) else None
+    settings = scope.config(base) if scope is not None else base
     result = do_scan(settings, from_dir, observations=observations, stats=show_stats, **live)
     if notify and store is not None and config is not None:
         from plmon.monitor.cli.alerts import notify as send_notifications
         from plmon.monitor.cli.alerts import notify_summary
+        # the lifecycle sees every finding of the checks run: a finding hidden by a resource or severity filter
+        # is still open, and must not be resolved because this run does not show it
         transitions, delivery = send_notifications(store, config, result)
         click.echo(notify_summary(transitions, delivery, store), err=True)
+    if scope is not None:
+        result = scoped_result(result, settings, scope, bool(chosen["include_passed"]))
+    compliance_doc = None
     if framework_id is not None:  # a view of one framework; the lifecycle above saw the whole scan
         from plmon.monitor.reports.compliance import compliance_document, keep_framework
         if fmt == "json":
-            _echo_json(compliance_document(result, framework_id))
+            compliance_doc = compliance_document(result, framework_id)
         result = keep_framework(result, framework_id)
+    if outputs is not None and outputs.directory is not None:
+        write_outputs(result, settings, outputs.formats, outputs.directory, outputs.filename)
     if fmt == "json":
-        if framework_id is None:
-            _echo_json(scan_document(result))
-    elif fmt in ("sarif", "csv"):
+        _echo_json(compliance_doc if compliance_doc is not None else scan_document(result))
+    elif fmt in ("sarif", "csv", "ocsf"):
         from plmon.monitor.reports import build_report, render
         click.echo(render(build_report(result, waivers=settings.waiver_list()), fmt), nl=False)
     else:

@@ -45,6 +45,10 @@ def findings_table(result: ScanResult) -> None:
     console.print(Text(f"Findings by severity: {counts}. Waived: {len(ev.waived)}. "
                        f"Resources evaluated: {snap.resources_evaluated()} in "
                        f"{snap.coverage.subscriptions_scanned} subscription(s)."))
+    if result.passed is not None:  # --include-passed: the count here, the list in json, csv, ocsf and html
+        checks = len({p.check_id for p in result.passed})
+        console.print(Text(f"Passed: {len(result.passed)} (check, resource) result(s) over {checks} check(s); "
+                           "list them with --format json|csv|ocsf or --output-formats."))
     gaps = result.gaps
     if gaps:
         console.print(Text(f"Coverage gaps ({len(gaps)}): not seen, so not judged compliant:", style="yellow"))

@@ -1,4 +1,4 @@
-"""Compliance reports: one :class:`Report` built from a scan (and the store), rendered in five formats."""
+"""Compliance reports: one :class:`Report` built from a scan (and the store), rendered in six formats (OCSF too)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from plmon.monitor.reports.model import COMPLIANCE_DEFINITION, HistoryPoint, Rep
 __all__ = ["COMPLIANCE_DEFINITION", "FORMATS", "HistoryPoint", "Report", "build_report", "build_stored_report",
            "render"]
 
-FORMATS = ("html", "md", "json", "csv", "sarif")
+FORMATS = ("html", "md", "json", "csv", "sarif", "ocsf")
 
 
 def _renderers() -> dict[str, Callable[..., str]]:
@@ -17,11 +17,12 @@ def _renderers() -> dict[str, Callable[..., str]]:
     from plmon.monitor.reports.html import render_html
     from plmon.monitor.reports.json_doc import render_json
     from plmon.monitor.reports.markdown import render_markdown
+    from plmon.monitor.reports.ocsf import render_ocsf
     from plmon.monitor.reports.sarif import render_sarif
     from plmon.monitor.reports.tabular import render_csv
     return {"html": lambda r, g: render_html(r, group_by=g), "md": lambda r, g: render_markdown(r, group_by=g),
             "json": lambda r, g: render_json(r), "csv": lambda r, g: render_csv(r),
-            "sarif": lambda r, g: render_sarif(r)}
+            "sarif": lambda r, g: render_sarif(r), "ocsf": lambda r, g: render_ocsf(r)}
 
 
 def render(report: Report, fmt: str, *, group_by: str | None = None) -> str:

@@ -103,7 +103,21 @@ def keep_framework(result: ScanResult, framework_id: str) -> ScanResult:
     errors = tuple(g for g in ev.check_errors if g.type.removeprefix("check:") in mapped)
     kept = replace(ev, findings=findings, waived=waived, check_errors=errors,
                    checks_run=tuple(c for c in ev.checks_run if c in mapped))
-    return replace(result, evaluation=kept)
+    passed = result.passed
+    if passed is not None:
+        passed = tuple(p for p in passed if _pass_evidences(registry.get(p.check_id), fw.id, p.resource_id))
+    return replace(result, evaluation=kept, passed=passed)
+
+
+def _pass_evidences(chk: Check | None, framework_id: str, resource_id: str) -> bool:
+    """Whether a pass of ``chk`` on ``resource_id`` is evidence for one of the framework's requirements. A mapping
+    limited to a resource type counts a pass only on a resource of that type: a pass names no target, so a
+    connection check's pass on an endpoint cannot show which service it reaches, and claims nothing."""
+    if chk is None:
+        return False
+    rid = resource_id.lower() + "/"
+    return any(e.only is None or f"/providers/{e.only.lower()}/" in rid
+               for e in chk.frameworks if e.framework == framework_id)
 
 
 def requirement_rows(framework_id: str, findings: Iterable[Finding], waived: Iterable[WaivedFinding],

@@ -17,6 +17,7 @@ from typing import Any
 
 from plmon.checks.engine import WaivedFinding
 from plmon.checks.finding import Finding, Severity
+from plmon.checks.passed import PassedResult
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.waivers import Waiver, match_waiver
 from plmon.monitor import __version__
@@ -125,6 +126,7 @@ class Report:
     # A report for one framework (``--compliance``): the framework and its requirements' outcome.
     framework: Framework | None = None
     requirements: tuple[RequirementRow, ...] = ()
+    passed: tuple[PassedResult, ...] | None = None  # --include-passed: each (check, resource) found compliant
 
     @property
     def from_store(self) -> bool:
@@ -214,6 +216,8 @@ def build_stored_report(open_findings: Sequence[FindingRecord], waived: Sequence
     for rec in waived:
         f = Finding.from_dict(rec.finding, tenant)
         w, _expired = match_waiver(f, tuple(waivers), now)
+        if w is None:
+            w = _tag_waiver_of(f, waivers)
         covered.append(WaivedFinding(f, w or Waiver(f.check_id, "waiver no longer in the configuration", None,
                                                     resource_id=f.resource_id)))
     trend = tuple(HistoryPoint(s.at, s.open_findings, dict(s.by_severity), s.compliance_percent)
@@ -222,6 +226,14 @@ def build_stored_report(open_findings: Sequence[FindingRecord], waived: Sequence
     return _assemble(figures, findings, covered, scanned_at=last.at, now=now, first_seen=known, trend=trend,
                      waivers=waivers, since=since, scan=None, history_source="state store",
                      subscriptions_scanned=last.subscriptions_scanned, checks=checks)
+
+
+def _tag_waiver_of(f: Finding, waivers: Sequence[Waiver]) -> Waiver | None:
+    """The tag waiver that waived a stored finding: the store keeps no tags, so the one configured tag waiver whose
+    check glob covers the finding's check, when exactly one does (None otherwise: the report says it cannot tell)."""
+    candidates = [w for w in waivers if w.resource_tags is not None
+                  and w.matches(f, dict(w.resource_tags))]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequence[WaivedFinding], *,
@@ -243,7 +255,8 @@ def _assemble(figures: ScanFigures, findings: Sequence[Finding], waived: Sequenc
         by_family=_by_family(sections, rows, owners), by_subscription=_by_subscription(figures, rows, owners),
         by_severity=_by_severity(rows, owners), by_control=_by_control(registry, rows), trend=trend,
         scan=scan, history_source=history_source, since=since, scanned_at=scanned_at, waived=tuple(waived),
-        checks_run=figures.checks_run, resources_read=figures.resources_read)
+        checks_run=figures.checks_run, resources_read=figures.resources_read,
+        passed=scan.passed if scan is not None else None)
 
 
 def _finding_rows(findings: Sequence[Finding], registry: Mapping[str, Check],
@@ -347,7 +360,7 @@ def _waiver_rows(waived: Sequence[WaivedFinding], findings: Sequence[Finding], c
         if w in seen:
             continue
         seen.add(w)
-        subject = w.resource_id or w.resource_pattern or "*"
+        subject = w.subject
         if w.expired(now):
             hits = [f.resource_id for f in findings if w.matches(f)]
             out.append(WaiverRow(w.check_id, subject, w.reason, w.expires, "expired", tuple(hits)))

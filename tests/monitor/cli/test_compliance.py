@@ -50,6 +50,19 @@ def test_scan_json_keeps_only_the_framework_s_findings_with_their_requirements()
                                           "public-access.enabled-with-private-endpoint": 1}
 
 
+def test_passes_kept_with_compliance_are_only_those_that_evidence_a_requirement() -> None:
+    """--include-passed with --compliance keeps the passes of the framework's checks, and a mapping limited to a
+    resource type counts only passes on that type (an endpoint's pass names no target, so it evidences no CIS
+    storage requirement)."""
+    full = json.loads(_run("scan", "--from", str(DEMO), "--format", "json", "--include-passed"))
+    doc = json.loads(_run("scan", "--from", str(DEMO), "--format", "json", "--include-passed", "--compliance",
+                          "cis_5.0_azure"))
+    assert len(doc["passed"]) < len(full["passed"])
+    kept = {(p["check_id"], p["resource_id"].split("/providers/")[1].rsplit("/", 1)[0]) for p in doc["passed"]}
+    assert kept == {("public-access.enabled-with-private-endpoint", "Microsoft.KeyVault/vaults"),
+                    ("public-access.enabled-with-private-endpoint", "Microsoft.Storage/storageAccounts")}
+
+
 def test_scan_table_prints_the_requirement_view_and_fail_on_counts_the_framework_only(
         capsys: pytest.CaptureFixture[str]) -> None:
     """The table names each requirement and its status; --fail-on judges the framework's findings (CIS keeps a high
