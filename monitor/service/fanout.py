@@ -311,10 +311,12 @@ class CollectionDriver:
         self._segments: dict[tuple[str, str], bytes] = {}
 
     def start(self, row: CollectionRow) -> None:
-        """A collection row this holder just created: count it and take its first steps (stage 0, stage 1)."""
+        """A collection row this holder just created: count it and take its first steps (stage 0, stage 1). Raises
+        when they fail (the queue or blob storage does not answer): the caller then collects locally instead."""
         self.daemon.metrics.collections_started.inc()
         log.info("fanout_collection_started", collection=row.collection, epoch=row.epoch)
-        self.step(row.collection)
+        with self._lock:
+            self._advance(row)
 
     def open_rows(self) -> list[CollectionRow]:
         return self.scale.book.collections(OPEN)

@@ -175,8 +175,16 @@ class SharedSchedule:
         if not lease.held:   # lost while claiming: the row's deadline lets the next holder redo it
             return False
         if self.fanout is not None:
-            self.fanout.start(row)
-            return True
+            try:
+                self.fanout.start(row)
+                return True
+            except Exception as err:   # the visible fallback: this holder reads the tick's collection itself
+                log.warning("fanout_unavailable_collecting_locally", collection=cid,
+                            error=f"{type(err).__name__}: {err}")
+                fresh = book.collection(cid)
+                if fresh is None or fresh.state not in ("stage1", "stage2") or fresh.epoch != lease.epoch:
+                    return False
+                row = book.update_collection(replace(fresh, state="finalizing"))   # no driver step takes it now
         log.info("tick_collection_started", collection=cid, epoch=lease.epoch)
         shared = self.daemon.shared
         before = shared.current if shared is not None else None

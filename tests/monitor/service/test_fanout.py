@@ -25,7 +25,7 @@ from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.service.fanout import CollectionDriver, ShardWorker
 from plmon.monitor.service.schedule import SharedSchedule, tick_collection
 from plmon.monitor.state.lease_blob import BlobScheduleLease
-from plmon.monitor.state.scaleout import ScaleOut
+from plmon.monitor.state.scaleout import ScaleOut, StorageUnavailable
 from plmon.monitor.state.store import FindingState
 
 SYNTH = SynthSpec(subscriptions=4, endpoints=30, seed=11, bad_share=0.4)
@@ -225,3 +225,41 @@ def test_a_shard_that_never_completes_publishes_with_its_gap_and_resolves_nothin
     _, detail = d.readiness(3600)
     assert detail["collection"]["id"] == cid and detail["collection"]["state"] == "published"
     assert detail["collection"]["shards"]["failed"] == 1
+
+
+def test_a_queue_that_does_not_answer_falls_back_to_the_holder_s_own_collection(
+        build: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shards cannot be queued: the holder says so and reads the tick's collection itself, which publishes."""
+    d = build("a")
+    assert _scale(d).lease.try_acquire()
+
+    def down(*_: Any, **__: Any) -> str:
+        raise StorageUnavailable("shard queue: connection refused")
+
+    monkeypatch.setattr(_scale(d).shards, "send", down)
+    assert Parts(d).schedule.collect_if_due()
+    row = _scale(d).book.collections()[0]
+    assert row.state == "published" and d.shared is not None and d.shared.current is not None
+    assert _reads(d, "collection") > 0 and _reads(d, "shard") == 0
+
+
+def test_serve_s_runtime_takes_shards_on_every_replica_and_stops_its_threads(build: Callable[..., Daemon]) -> None:
+    """Two runtimes: the collection fans out and publishes, both replicas serve it, and stopping ends the shard and
+    drive threads."""
+    from plmon.monitor.service.runtime import Runtime
+
+    rts = [Runtime(build(n), idle_wait=0.1, shard_poll_idle=0.5) for n in ("r0", "r1")]
+    try:
+        for rt in rts:
+            rt.start()
+        deadline = time.monotonic() + PATIENCE
+        while not all(rt.daemon.shared is not None and rt.daemon.shared.current is not None for rt in rts):
+            assert time.monotonic() < deadline, "the fan-out collection was not published and loaded"
+            time.sleep(0.1)
+        rows = _scale(rts[0].daemon).book.collections()
+        assert [r.state for r in rows] == ["published"]
+        assert sum(_reads(rt.daemon, "shard") for rt in rts) > 0
+    finally:
+        for rt in rts:
+            rt.stop(flush_timeout=1.0)
+    assert not [t for rt in rts for t in rt._shard_threads if t.is_alive()]
