@@ -256,16 +256,25 @@ class Read:
 
     ``kind`` says which job: a child list (``privateDnsZoneGroups``, ``virtualNetworkLinks``, ``CNAME``, ``scope``
     the parent's id), a NIC (``networkInterfaces``), a target (``target`` with no ``type_``) or a firewall policy
-    (``target`` with its type); ``scope`` is the raw id the job reads (and names its gap by)."""
+    (``target`` with its type); ``scope`` is the raw id the job reads (and names its gap by). The path is derived
+    when asked for, as the job derives it when it runs: tens of thousands of reads are queued at once at 100k
+    resources, and holding each one's path string until its turn cost ~20 MB of peak RSS."""
 
     budget_key: str
-    path: str
     kind: str
     scope: str
     type_: str
 
+    @property
+    def path(self) -> str:
+        """The ARM path read (no leading ``/``)."""
+        if self.kind in _CHILD_KINDS:
+            return f"{self.scope.strip('/')}/{self.kind}"
+        return self.scope.strip("/")
+
 
 _FIREWALL_POLICIES = "Microsoft.Network/firewallPolicies"
+_CHILD_KINDS = frozenset((ZONE_GROUPS[0], VNET_LINKS[0], CNAMES[0]))
 
 
 class Collection:
@@ -531,13 +540,61 @@ class Collection:
             return _target_job(self, read.scope)
         if kind == "networkInterfaces":
             return _nic_job(self, read.scope)
-        into = {ZONE_GROUPS[0]: self.inv.zone_groups, VNET_LINKS[0]: self.inv.vnet_links,
-                CNAMES[0]: self.inv.cnames}[kind]
-        return _child_list(self, into, read.scope, read.path, kind, read.type_)
+        inv = self.inv
+        into = inv.zone_groups if kind == ZONE_GROUPS[0] else inv.vnet_links if kind == VNET_LINKS[0] else inv.cnames
+        return _child_list(self, into, read.scope, kind, read.type_)
+
+    def read_follow_ups(self, sub_ids: list[str]) -> None:
+        """Phase 'resources' of :func:`collect`: :meth:`resources` of :meth:`follow_ups`, unless the subscriptions
+        phase queued them itself (see :meth:`subscription_lists`). Its jobs are built straight from the inventory, not
+        through :class:`Read` data: at 100k resources that was ~20 MB of peak RSS for objects made only to be
+        dropped (``test_plan_phases`` holds the two to the same reads)."""
+        if not self._resources_queued:
+            self.parallel(spread(self._resource_jobs(sub_ids)))
 
     def _resource_jobs(self, sub_ids: list[str]) -> list[tuple[str, Callable[[], None]]]:
         """The reads of phase 'resources' with their budget keys, and (first) the gaps of what cannot be read."""
-        return [(r.budget_key, self.job(r)) for r in self.follow_ups(sub_ids)]
+        sub_keys = {s.lower() for s in sub_ids}
+        jobs = [*self._child_list_jobs(), *self._nic_jobs(), *self._target_jobs(sub_keys),
+                *_policy_jobs(self, sub_keys)]
+        if self.inv.scoped:
+            self.inv.gaps.extend(_unjudgeable_associations(self.inv))
+            self.inv.gaps.extend(_peers_out_of_scope(self.inv, sub_keys))
+        return jobs
+
+    def _child_list_jobs(self) -> list[tuple[str, Callable[[], None]]]:
+        """Each endpoint's zone groups and each zone's network links and CNAME records (not for opaque ids)."""
+        jobs: list[tuple[str, Callable[[], None]]] = []
+        for kind in _CHILD_PARENTS:
+            for unit in self.inv.lists.get(kind, {}).values():
+                if id(unit) not in self._children_read:  # (those the subscriptions phase read already)
+                    jobs.extend(self._child_jobs_of(kind, unit))
+        return jobs
+
+    def _nic_jobs(self) -> list[tuple[str, Callable[[], None]]]:
+        """Reads of the NICs :func:`nics_to_read` asks for; a NIC id that cannot be read is a gap."""
+        return [(budget_key(raw_id), _nic_job(self, raw_id)) for raw_id in self._nics()]
+
+    def _target_jobs(self, sub_keys: set[str]) -> list[tuple[str, Callable[[], None]]]:
+        """Reads of the targets :func:`targets_to_read` asks for; a target id that cannot be read is a gap."""
+        return [(budget_key(raw_id), _target_job(self, raw_id)) for raw_id in self._targets(sub_keys)]
+
+    def _nics(self) -> list[str]:
+        nics, bad_nics = nics_to_read(self.inv)
+        for raw_id in bad_nics:
+            self.inv.gaps.append(CoverageGap(
+                raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
+                "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
+        return nics
+
+    def _targets(self, sub_keys: set[str]) -> list[str]:
+        to_read, unreadable = targets_to_read(self.inv, sub_keys)
+        for raw_id in unreadable:
+            # An id ARM would refuse (a typo such as /provders/, a bare GUID): the target cannot be
+            # judged, and checks.md asks for a coverage gap rather than a silent pass.
+            self.inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
+                                             "private endpoint target id is not a valid ARM resource id"))
+        return to_read
 
     def _child_list_reads(self) -> list[Read]:
         """Each endpoint's zone groups and each zone's network links and CNAME records (not for opaque ids)."""
@@ -549,8 +606,23 @@ class Collection:
         return reads
 
     def _child_jobs_of(self, kind: str, unit: ListUnit) -> list[tuple[str, Callable[[], None]]]:
-        """The child list reads of one endpoint or zone list unit, as jobs with their budget keys."""
-        return [(r.budget_key, self.job(r)) for r in self._child_reads_of(kind, unit)]
+        """The child list reads of one endpoint or zone list unit, with their budget keys (as
+        :meth:`_child_reads_of`, without the data: the subscriptions phase queues these as each list is parsed)."""
+        inv = self.inv
+        jobs: list[tuple[str, Callable[[], None]]] = []
+        if kind == "privateEndpoints":
+            for ref in unit.refs:
+                rid = ref.id
+                if rid is not None and not rid.opaque:
+                    # budget_key(rid.raw), from the parsed id: its spelling is rebuilt once, for the read.
+                    budget = rid.subscription.lower() if rid.subscription else "tenant"
+                    jobs.append((budget, _child_list(self, inv.zone_groups, rid.raw, *ZONE_GROUPS)))
+        else:
+            for zid in unit.refs:
+                if not parse_id(zid).opaque:
+                    jobs.append((budget_key(zid), _child_list(self, inv.vnet_links, zid, *VNET_LINKS)))
+                    jobs.append((budget_key(zid), _child_list(self, inv.cnames, zid, *CNAMES)))
+        return jobs
 
     def _child_reads_of(self, kind: str, unit: ListUnit) -> list[Read]:
         """The child list reads of one endpoint or zone list unit."""
@@ -562,35 +634,23 @@ class Collection:
                 if rid is not None and not rid.opaque:
                     # budget_key(rid.raw), from the parsed id: its spelling is rebuilt once, for the read.
                     budget = rid.subscription.lower() if rid.subscription else "tenant"
-                    raw = rid.raw
-                    reads.append(Read(budget, f"{raw.strip('/')}/{child}", child, raw, type_))
+                    reads.append(Read(budget, child, rid.raw, type_))
         else:
             for zid in unit.refs:
                 if not parse_id(zid).opaque:
-                    budget, parent = budget_key(zid), zid.strip("/")
-                    reads.append(Read(budget, f"{parent}/{VNET_LINKS[0]}", VNET_LINKS[0], zid, VNET_LINKS[1]))
-                    reads.append(Read(budget, f"{parent}/{CNAMES[0]}", CNAMES[0], zid, CNAMES[1]))
+                    budget = budget_key(zid)
+                    reads.append(Read(budget, VNET_LINKS[0], zid, VNET_LINKS[1]))
+                    reads.append(Read(budget, CNAMES[0], zid, CNAMES[1]))
         return reads
 
     def _nic_reads(self) -> list[Read]:
         """Reads of the NICs :func:`nics_to_read` asks for; a NIC id that cannot be read is a gap."""
-        nics, bad_nics = nics_to_read(self.inv)
-        for raw_id in bad_nics:
-            self.inv.gaps.append(CoverageGap(
-                raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
-                "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
-        return [Read(budget_key(raw_id), raw_id.strip("/"), "networkInterfaces", raw_id,
-                     "Microsoft.Network/networkInterfaces") for raw_id in nics]
+        return [Read(budget_key(raw_id), "networkInterfaces", raw_id, "Microsoft.Network/networkInterfaces")
+                for raw_id in self._nics()]
 
     def _target_reads(self, sub_keys: set[str]) -> list[Read]:
         """Reads of the targets :func:`targets_to_read` asks for; a target id that cannot be read is a gap."""
-        to_read, unreadable = targets_to_read(self.inv, sub_keys)
-        for raw_id in unreadable:
-            # An id ARM would refuse (a typo such as /provders/, a bare GUID): the target cannot be
-            # judged, and checks.md asks for a coverage gap rather than a silent pass.
-            self.inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
-                                             "private endpoint target id is not a valid ARM resource id"))
-        return [Read(budget_key(raw_id), raw_id.strip("/"), "target", raw_id, "") for raw_id in to_read]
+        return [Read(budget_key(raw_id), "target", raw_id, "") for raw_id in self._targets(sub_keys)]
 
 
 _Run = Collection   # the name it had before its phases were made public
@@ -625,8 +685,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
             run.workers = default_workers(len(sub_ids))
         inv.stats.workers = run.workers
         run.phase("subscriptions", lambda: run.subscription_lists(sub_ids))
-        # (Unless the subscriptions phase queued them itself: see subscription_lists.)
-        run.phase("resources", lambda: None if run._resources_queued else run.resources(run.follow_ups(sub_ids)))
+        run.phase("resources", lambda: run.read_follow_ups(sub_ids))
     # In the order the reads failed, which with several workers is the order they happened to finish: the same tenant
     # would give the same gaps in another order from one run to the next (and live than offline), so a report
     # diffed against the last one showed changes that were none. Sorted, the order is the tenant's.
@@ -640,10 +699,9 @@ def _gap_order(gap: CoverageGap) -> tuple[str, str, str, int, str]:
     return gap.scope.lower(), gap.type.lower(), gap.code, gap.status or 0, gap.message or ""
 
 
-def _child_list(run: Collection, into: dict[str, Any], parent_id: str, path: str, child: str,
-                type_: str) -> Callable[[], None]:
+def _child_list(run: Collection, into: dict[str, Any], parent_id: str, child: str, type_: str) -> Callable[[], None]:
     def job() -> None:
-        items = run.read_list(path, child, parent_id, type_)
+        items = run.read_list(f"{parent_id.strip('/')}/{child}", child, parent_id, type_)
         if items is not None:
             # A recorded folder may hand over the Child its typed decoder built (typed.Prebuilt).
             made = _prebuilt(items, Child)
@@ -700,8 +758,12 @@ def policies_to_read(inv: Inventory, sub_keys: set[str]) -> list[str]:
 
 def _policy_reads(inv: Inventory, sub_keys: set[str]) -> list[Read]:
     """Reads by id of :func:`policies_to_read`, each its own unit."""
-    return [Read(budget_key(raw), raw.strip("/"), "target", raw, _FIREWALL_POLICIES)
-            for raw in policies_to_read(inv, sub_keys)]
+    return [Read(budget_key(raw), "target", raw, _FIREWALL_POLICIES) for raw in policies_to_read(inv, sub_keys)]
+
+
+def _policy_jobs(run: Collection, sub_keys: set[str]) -> list[tuple[str, Callable[[], None]]]:
+    """Reads by id of :func:`policies_to_read`, each its own unit; a failed read is a gap."""
+    return [(budget_key(raw), _policy_job(run, raw)) for raw in policies_to_read(run.inv, sub_keys)]
 
 
 def _policy_job(run: Collection, raw: str) -> Callable[[], None]:

@@ -51,7 +51,7 @@ class ShardSpec:
 
     def work(self) -> list[Any]:
         """The spec as JSON data (a shard row's work: a queue message holds at most 64 KiB)."""
-        return [self.subscription, [[r.budget_key, r.path, r.kind, r.scope, r.type_] for r in self.reads]]
+        return [self.subscription, [[r.budget_key, r.kind, r.scope, r.type_] for r in self.reads]]
 
     @classmethod
     def from_work(cls, name: str, stage: int, budget_key: str, work: Sequence[Any]) -> ShardSpec:

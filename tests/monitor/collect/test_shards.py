@@ -122,8 +122,8 @@ def test_stage1_is_one_shard_per_subscription_and_stage2_one_per_budget_key() ->
     specs = stage1_specs(["AAA", "bbb", "aaa"])
     assert [(s.name, s.subscription, s.scopes) for s in specs] == [("s1-aaa", "AAA", ("/subscriptions/AAA",)),
                                                                    ("s1-bbb", "bbb", ("/subscriptions/bbb",))]
-    reads = [Read("a", "p1", "target", "/p1", ""), Read("tenant", "p2", "target", "/p2", ""),
-             Read("a", "p3", "networkInterfaces", "/p3", "t")]
+    reads = [Read("a", "target", "/p1", ""), Read("tenant", "target", "/p2", ""),
+             Read("a", "networkInterfaces", "/p3", "t")]
     two = stage2_specs(reads)
     assert [(s.name, [r.path for r in s.reads]) for s in two] == [("s2-a", ["p1", "p3"]), ("s2-tenant", ["p2"])]
     assert two[1].scopes == ("/p2",)
