@@ -145,6 +145,7 @@ class ShardWorker:
         """One delivery of a shard message. ``message`` is the queue's (serve: this worker extends and deletes it);
         None when a host owns the message (the Function: it renews and deletes it, and redelivers it when this
         raises). The outcome: ``done``, ``failed``, ``duplicate``, ``busy``, ``abandoned``, ``late`` or ``invalid``."""
+        hosted = message is None   # the host redelivers a failed attempt, and poisons it past its attempts
         cid, shard = body.get("collection"), body.get("shard")
         if body.get("type") != "shard" or not isinstance(cid, str) or not isinstance(shard, str):
             log.warning("shard_message_invalid", body=str(dict(body))[:200])
@@ -178,9 +179,9 @@ class ShardWorker:
             metrics.shards_processed.labels(stage, "error").inc()
             log.warning("shard_read_failed", collection=cid, shard=shard, attempt=attempt,
                         error=f"{type(err).__name__}: {err}")
-            if message is None and dequeue_count >= self.max_attempts:
+            if hosted and dequeue_count >= self.max_attempts:
                 return self._give_up(running, f"ShardFailed: {shard}: {type(err).__name__}: {err}")
-            if message is None:
+            if hosted:
                 raise   # the host redelivers it
             return "abandoned"   # the message reappears after its visibility
         finally:
@@ -188,8 +189,11 @@ class ShardWorker:
         if out is None:
             metrics.shards_processed.labels(stage, "abandoned").inc()
             log.warning("shard_abandoned", collection=cid, shard=shard, attempt=attempt, timeout=self.timeout)
-            if message is None and dequeue_count >= self.max_attempts:
+            if hosted and dequeue_count >= self.max_attempts:
                 return self._give_up(running, f"ShardFailed: {shard} did not finish in {self.timeout:.0f} s")
+            if hosted:   # returning would let the host delete the message: the shard would wait for the deadline
+                raise TimeoutError(f"{shard} of {cid}: not read in {self.timeout:.0f} s (attempt {attempt}); "
+                                   "the host delivers it again")
             return "abandoned"
         return self._finish(running, blob_collection(coll), out, message, started)
 

@@ -263,3 +263,25 @@ def test_serve_s_runtime_takes_shards_on_every_replica_and_stops_its_threads(bui
         for rt in rts:
             rt.stop(flush_timeout=1.0)
     assert not [t for rt in rts for t in rt._shard_threads if t.is_alive()]
+
+
+def test_a_hosted_attempt_that_times_out_raises_for_redelivery_until_its_last_which_records_the_gap(
+        build: Callable[..., Daemon]) -> None:
+    """The Function's host owns the message: an attempt that does not finish raises (the host delivers it again, a
+    return would delete it), and the delivery that is the last attempt records the shard failed without raising."""
+    d = build("a", shard_timeout="1s", shard_max_attempts=2)
+    assert _scale(d).lease.try_acquire()
+    p = Parts(d)
+    assert p.schedule.collect_if_due()
+    message = _scale(d).shards.receive(timedelta(seconds=30))[0]
+    sid = str(message.body["shard"])[3:]
+    release = threading.Event()
+    d.shard_reader = Blocking(d.shard_reader, sid, release)
+    try:
+        with pytest.raises(TimeoutError):
+            p.worker.handle(message.body, 1)
+        assert p.worker.handle(message.body, 2) == "failed"
+    finally:
+        release.set()
+    row = _scale(d).book.shard(str(message.body["collection"]), str(message.body["shard"]))
+    assert row is not None and row.state == "failed" and "did not finish" in row.error
