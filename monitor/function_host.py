@@ -12,7 +12,11 @@ collection another process published (segments in blob storage: no ARM read) and
 when nothing is published (or the store was configured without it) does its first event run a full collection.
 The timer runs the schedule for the whole app: it takes the schedule lease (a ``plmon serve`` replica or another
 instance may hold it: then it leaves the schedule to that one), runs the tick's collection and publishes it, runs
-reminders and retention when due, and gives the lease back. Event handling is synchronous: when it fails the
+reminders and retention when due, and gives the lease back. With ``fan_out`` (the deployed app: ``host()``) the
+tick's collection is a fan-out one (:mod:`plmon.monitor.service.fanout`): the timer runs stage 0 and queues the
+shards, the ``collection_shard`` queue trigger reads one shard on whichever instance the host gives it to
+(:meth:`FunctionHost.shard`), and then drives the collection if it can take the lease (try, drive, release), so the
+collection moves between timer runs and publishes after its last shard. Event handling is synchronous: when it fails the
 trigger raises, and the platform redelivers the event (or queue message); a redelivery that was already written down
 stays queued and is processed by the next invocation of any instance.
 
@@ -25,17 +29,23 @@ references), ``PLMON_MANAGEMENT_GROUP`` or ``PLMON_SUBSCRIPTIONS`` (comma-separa
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import orjson
 import structlog
 
 from plmon.monitor.config import Config
 from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.wiring import function_daemon
+
+if TYPE_CHECKING:
+    from plmon.monitor.service.fanout import CollectionDriver
 
 __all__ = ["FunctionHost", "HostReport", "host", "reset_host"]
 
@@ -58,23 +68,33 @@ class HostReport:
     transitions: int = 0
     delivered: int = 0
     validation_code: str | None = None
+    shard: str = ""              # what the shard trigger did with its message (fanout.ShardWorker.handle)
+    published: bool = False      # a fan-out collection was published by this invocation's drive step
 
 
 class FunctionHost:
     """One Function instance: a :class:`Daemon` and the per-invocation steps the triggers call."""
 
-    def __init__(self, config: Config, daemon: Daemon) -> None:
-        self.config, self.daemon = config, daemon
+    def __init__(self, config: Config, daemon: Daemon, *, fan_out: bool = False) -> None:
+        """``fan_out``: the timer starts a fan-out collection whose shards the ``collection_shard`` trigger reads (the
+        deployed app, which declares that trigger); False keeps the timer's own local collection."""
+        self.config, self.daemon, self.fan_out = config, daemon, fan_out
         self._lock = threading.Lock()
         # The shared schedule's clock (which tick it is, whether a job is due); tests inject one so that a check
         # does not depend on where the wall clock falls in the tick.
         self.clock: Callable[[], datetime] = _utcnow
 
     @classmethod
-    def from_settings(cls, env: Mapping[str, str] | None = None, **daemon_options: Any) -> FunctionHost:
+    def from_settings(cls, env: Mapping[str, str] | None = None, *, fan_out: bool = False,
+                      **daemon_options: Any) -> FunctionHost:
         """The instance built by the composition root from its app settings (``env``: the process's)."""
         config, daemon = function_daemon(env, **daemon_options)
-        return cls(config, daemon)
+        return cls(config, daemon, fan_out=fan_out)
+
+    def _driver(self) -> CollectionDriver:
+        from plmon.monitor.service.fanout import CollectionDriver
+        assert self.daemon.scale is not None
+        return CollectionDriver(self.daemon, self.daemon.scale, clock=self.clock)
 
     def _ensure_inventory(self) -> tuple[bool, bool]:
         """A cold instance loads the published collection, else collects once, before it can re-evaluate an event
@@ -133,7 +153,8 @@ class FunctionHost:
         from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule
         scale = self.daemon.scale
         assert scale is not None
-        schedule = SharedSchedule(self.daemon, scale, clock=self.clock)
+        schedule = SharedSchedule(self.daemon, scale, clock=self.clock,
+                                  fanout=self._driver() if self.fan_out else None)
         collected = loaded = False
         transitions = 0
         with self._lock:
@@ -149,7 +170,9 @@ class FunctionHost:
                     if self.daemon.inventory is None:
                         loaded = self.daemon.load_shared()
                     collected = schedule.collect_if_due()
-                    if self.daemon.inventory is None:   # this tick's collection was made, but not published
+                    if self.fan_out:   # shards queued: the shard triggers read them and drive it to its publish
+                        schedule.drive()
+                    elif self.daemon.inventory is None:   # this tick's collection was made, but not published
                         collected, loaded = self._ensure_inventory()
                     transitions = len(self.daemon.process_pending().transitions)
                     if schedule.reminders_if_due():
@@ -161,6 +184,34 @@ class FunctionHost:
         log.info("function_timer_done", collected=collected, loaded=loaded, transitions=transitions)
         return HostReport(collected=collected, loaded=loaded, transitions=transitions, delivered=delivered)
 
+    def shard(self, body: bytes, dequeue_count: int = 1) -> HostReport:
+        """Shard queue trigger: read one shard (its ``dequeue_count``-th delivery), then drive its collection if this
+        instance can take the schedule lease (try, drive, release). Past ``scale.shard_max_attempts`` deliveries the
+        shard is recorded failed (a coverage gap) and nothing is raised, so the host never poisons a shard before
+        plmon has recorded its gap; a failed attempt before that raises, and the host delivers it again."""
+        from plmon.monitor.service.fanout import ShardWorker
+        from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule
+        scale = self.daemon.scale
+        if scale is None:
+            log.warning("shard_without_shared_store")
+            return HostReport(shard="invalid")
+        message = _shard_body(body)
+        outcome = ShardWorker(self.daemon, scale, clock=self.clock).handle(message, dequeue_count)
+        published = False
+        if outcome in ("done", "failed", "duplicate"):
+            with self._lock:
+                if scale.lease.try_acquire():
+                    keeper = LeaseKeeper(scale.lease, every=self.config.scale.lease_renew.total_seconds())
+                    keeper.start()
+                    try:
+                        published = SharedSchedule(self.daemon, scale, clock=self.clock,
+                                                   fanout=self._driver()).drive()
+                    finally:
+                        keeper.stop(release=True)
+        delivered = self.daemon.deliver().delivered if published else 0
+        log.info("function_shard_done", shard=message.get("shard"), outcome=outcome, published=published)
+        return HostReport(shard=outcome, published=published, delivered=delivered)
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """HTTP trigger: the store and queue answer. A Function instance has no collection schedule of
         its own to be late on (the timer belongs to the app), so readiness does not require one."""
@@ -169,6 +220,23 @@ class FunctionHost:
         detail["collected_recently"] = collected_recently
         store_ok = detail.get("store") == "ok" and detail.get("intake") == "ok" and detail.get("blob", "ok") == "ok"
         return store_ok, detail
+
+
+def _shard_body(body: bytes) -> dict[str, Any]:
+    """A shard message as the trigger hands it: JSON (the host decoded the queue's base64), or still base64."""
+    for data in (body, None):
+        if data is None:
+            try:
+                data = base64.b64decode(body, validate=True)
+            except (binascii.Error, ValueError):
+                break
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(doc, dict):
+            return doc
+    return {}
 
 
 _host: FunctionHost | None = None
@@ -180,7 +248,7 @@ def host() -> FunctionHost:
     global _host
     with _host_lock:
         if _host is None:
-            _host = FunctionHost.from_settings()
+            _host = FunctionHost.from_settings(fan_out=True)
         return _host
 
 

@@ -180,8 +180,13 @@ def build_daemon(config: Config, source: Source, *, store: StateStore | None = N
         from plmon.monitor.service.shared_inventory import SharedInventory
         parts["scale"] = scale
         parts.setdefault("shared", SharedInventory(scale.inventory, instance=scale.instance))
-    return Daemon(config, source.reader, store, intake, manifest=source.manifest, workers=source.workers,
-                  subscriptions=source.subscriptions, **parts)
+    daemon = Daemon(config, source.reader, store, intake, manifest=source.manifest, workers=source.workers,
+                    subscriptions=source.subscriptions, **parts)
+    if scale is not None:   # /readyz's ``collection``: the fan-out's current row and its shards
+        from plmon.monitor.service.fanout import collection_status
+        book = scale.book
+        daemon.collection_status = lambda: collection_status(book)
+    return daemon
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,8 @@ Triggers:
 - ``resource_event`` (Event Grid): a resource event pushed by the event subscription.
 - ``queued_event`` (Storage queue ``PLMON_EVENT_QUEUE``): the same events when Event Grid delivers to a
   queue, needed when the Function app is reachable only through a private endpoint.
+- ``collection_shard`` (Storage queue ``PLMON_SHARD_QUEUE``): one shard of a fan-out collection, read on whichever
+  instance the host hands it to, which then drives the collection if it can take the schedule lease.
 - ``health`` (HTTP GET /api/healthz, anonymous): store and intake queue answer.
 """
 
@@ -56,6 +58,11 @@ def resource_event(event: func.EventGridEvent) -> None:
 @app.queue_trigger(arg_name="message", queue_name="%PLMON_EVENT_QUEUE%", connection="PLMON_QUEUE")
 def queued_event(message: func.QueueMessage) -> None:
     _run(message.get_body(), "application/json", "queue")
+
+
+@app.queue_trigger(arg_name="message", queue_name="%PLMON_SHARD_QUEUE%", connection="PLMON_QUEUE")
+def collection_shard(message: func.QueueMessage) -> None:
+    logging.info("plmon shard: %s", host().shard(message.get_body(), message.dequeue_count or 1))
 
 
 @app.route(route="healthz", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from plmon.monitor.collect.builder import (
@@ -50,10 +51,9 @@ from plmon.monitor.model.kinds import KINDS, listed_providers
 from plmon.monitor.model.snapshot import CoverageGap
 
 __all__ = [
-    "SUBSCRIPTION_LISTS", "ArmReader", "CollectionStats", "EndpointRefs", "Inventory", "RawInventory", "ReadError",
-    "association_unit", "collect", "default_workers", "list_refs", "list_unit", "named_targets", "nics_to_read",
-    "proves_absence",
-    "targets_to_read", "young_gc",
+    "SUBSCRIPTION_LISTS", "ArmReader", "Collection", "CollectionStats", "EndpointRefs", "Inventory", "RawInventory",
+    "Read", "ReadError", "association_unit", "collect", "default_workers", "list_refs", "list_unit", "named_targets",
+    "nics_to_read", "proves_absence", "targets_to_read", "young_gc",
 ]
 
 log = get_logger(__name__)  # structlog is imported when a line is written (plmon.monitor.logs)
@@ -249,8 +249,42 @@ class _Jobs:
                 self._cond.notify_all()
 
 
-class _Run:
-    """One execution of the plan against one reader; collects results and gaps thread-safely."""
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One read by id that the lists call for (phase 'resources'), as data: what a fan-out collection hands to another
+    process as a stage-2 shard (issue 15), and what :meth:`Collection.job` turns back into the plan's own job.
+
+    ``kind`` says which job: a child list (``privateDnsZoneGroups``, ``virtualNetworkLinks``, ``CNAME``, ``scope``
+    the parent's id), a NIC (``networkInterfaces``), a target (``target`` with no ``type_``) or a firewall policy
+    (``target`` with its type); ``scope`` is the raw id the job reads (and names its gap by). The path is derived
+    when asked for, as the job derives it when it runs: tens of thousands of reads are queued at once at 100k
+    resources, and holding each one's path string until its turn cost ~20 MB of peak RSS."""
+
+    budget_key: str
+    kind: str
+    scope: str
+    type_: str
+
+    @property
+    def path(self) -> str:
+        """The ARM path read (no leading ``/``)."""
+        if self.kind in _CHILD_KINDS:
+            return f"{self.scope.strip('/')}/{self.kind}"
+        return self.scope.strip("/")
+
+
+_FIREWALL_POLICIES = "Microsoft.Network/firewallPolicies"
+_CHILD_KINDS = frozenset((ZONE_GROUPS[0], VNET_LINKS[0], CNAMES[0]))
+
+
+class Collection:
+    """One execution of the plan against one reader; collects results and gaps thread-safely.
+
+    Its phases are public so that a fan-out collection (issue 15, :mod:`plmon.monitor.collect.shards`) can run them
+    one by one, in several processes: :meth:`tenant` and :meth:`associations` (stage 0), :meth:`lists` of some
+    subscriptions with their child lists (stage 1), :meth:`follow_ups` (the reads by id the lists call for, as
+    :class:`Read` data) and :meth:`resources` of those reads (stage 2). :func:`collect` runs the same pieces in the
+    same order."""
 
     def __init__(self, reader: ArmReader, inv: Inventory, workers: int,
                  on_progress: Callable[[str], None] | None) -> None:
@@ -412,7 +446,7 @@ class _Run:
                     self.inv.associations[group] = unit
         return job
 
-    def subscription_lists(self, sub_ids: list[str]) -> None:
+    def subscription_lists(self, sub_ids: list[str], *, reads_by_id: bool = True) -> None:
         """Phase 'subscriptions': every list of :data:`SUBSCRIPTION_LISTS` in every subscription, in parallel,
         each parsed into its unit as it arrives; each kind's units are then ordered by subscription (a failed
         list adds none, and is a gap)."""
@@ -427,6 +461,7 @@ class _Run:
         # none of the child lists, so they join the child reads still queued instead of waiting for the last of them
         # (a moment when all but a few workers stood idle while one thread built ~8k jobs).
         lists_left = [len(sub_ids) * len(SUBSCRIPTION_LISTS)]
+        by_id = early and reads_by_id
 
         def place_units() -> None:
             for kind, _ in SUBSCRIPTION_LISTS:
@@ -447,7 +482,7 @@ class _Run:
                         self._children_read.add(id(unit))
                         for key, child in self._child_jobs_of(kind, unit):
                             self.submit(key, child)
-                if early:
+                if by_id:
                     with self._lock:
                         lists_left[0] -= 1
                         last = not lists_left[0]
@@ -467,11 +502,54 @@ class _Run:
             self._can_submit = False
         place_units()
 
-    def resources(self, sub_ids: list[str]) -> None:
-        """Phase 'resources': the reads by id that the lists call for, all in one parallel batch: child lists
-        (zone groups, network links, CNAMEs), NICs holding an endpoint's only IP, endpoint and association
-        targets, firewall policies; ids that cannot be read are gaps, recorded before any read runs."""
-        if not self._resources_queued:  # (else the subscriptions phase read them: see subscription_lists)
+    def lists(self, sub_ids: list[str], *, children: bool = True) -> None:
+        """Stage 1 of a fan-out collection: the lists of ``sub_ids`` and (``children``) every child list they call
+        for, but none of the reads by id, which need every subscription's lists (:meth:`follow_ups`)."""
+        self.subscription_lists(sub_ids, reads_by_id=False)
+        if children:
+            jobs: list[tuple[str, Callable[[], None]]] = []
+            for kind in _CHILD_PARENTS:
+                for unit in self.inv.lists.get(kind, {}).values():
+                    if id(unit) not in self._children_read:
+                        self._children_read.add(id(unit))
+                        jobs.extend((r.budget_key, self.job(r)) for r in self._child_reads_of(kind, unit))
+            self.parallel_keyed(jobs)
+
+    def follow_ups(self, sub_ids: list[str]) -> list[Read]:
+        """Exactly the reads phase 'resources' makes: child lists not read yet (zone groups, network links, CNAMEs),
+        NICs holding an endpoint's only IP, endpoint and association targets, firewall policies. Ids that cannot be
+        read are gaps, recorded here, before any read runs (as are a scoped scan's out-of-scope gaps)."""
+        sub_keys = {s.lower() for s in sub_ids}
+        reads = [*self._child_list_reads(), *self._nic_reads(), *self._target_reads(sub_keys),
+                 *_policy_reads(self.inv, sub_keys)]
+        if self.inv.scoped:
+            self.inv.gaps.extend(_unjudgeable_associations(self.inv))
+            self.inv.gaps.extend(_peers_out_of_scope(self.inv, sub_keys))
+        return reads
+
+    def resources(self, reads: Iterable[Read]) -> None:
+        """Phase 'resources': ``reads`` (:meth:`follow_ups`), all in one parallel batch, round-robin by budget."""
+        self.parallel(spread((r.budget_key, self.job(r)) for r in reads))
+
+    def job(self, read: Read) -> Callable[[], None]:
+        """The plan's job for one :class:`Read`: it reads, parses into the inventory, and records its gap."""
+        kind = read.kind
+        if kind == "target":
+            if read.type_ == _FIREWALL_POLICIES:
+                return _policy_job(self, read.scope)
+            return _target_job(self, read.scope)
+        if kind == "networkInterfaces":
+            return _nic_job(self, read.scope)
+        inv = self.inv
+        into = inv.zone_groups if kind == ZONE_GROUPS[0] else inv.vnet_links if kind == VNET_LINKS[0] else inv.cnames
+        return _child_list(self, into, read.scope, kind, read.type_)
+
+    def read_follow_ups(self, sub_ids: list[str]) -> None:
+        """Phase 'resources' of :func:`collect`: :meth:`resources` of :meth:`follow_ups`, unless the subscriptions
+        phase queued them itself (see :meth:`subscription_lists`). Its jobs are built straight from the inventory, not
+        through :class:`Read` data: at 100k resources that was ~20 MB of peak RSS for objects made only to be
+        dropped (``test_plan_phases`` holds the two to the same reads)."""
+        if not self._resources_queued:
             self.parallel(spread(self._resource_jobs(sub_ids)))
 
     def _resource_jobs(self, sub_ids: list[str]) -> list[tuple[str, Callable[[], None]]]:
@@ -493,8 +571,43 @@ class _Run:
                     jobs.extend(self._child_jobs_of(kind, unit))
         return jobs
 
+    def _nic_jobs(self) -> list[tuple[str, Callable[[], None]]]:
+        """Reads of the NICs :func:`nics_to_read` asks for; a NIC id that cannot be read is a gap."""
+        return [(budget_key(raw_id), _nic_job(self, raw_id)) for raw_id in self._nics()]
+
+    def _target_jobs(self, sub_keys: set[str]) -> list[tuple[str, Callable[[], None]]]:
+        """Reads of the targets :func:`targets_to_read` asks for; a target id that cannot be read is a gap."""
+        return [(budget_key(raw_id), _target_job(self, raw_id)) for raw_id in self._targets(sub_keys)]
+
+    def _nics(self) -> list[str]:
+        nics, bad_nics = nics_to_read(self.inv)
+        for raw_id in bad_nics:
+            self.inv.gaps.append(CoverageGap(
+                raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
+                "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
+        return nics
+
+    def _targets(self, sub_keys: set[str]) -> list[str]:
+        to_read, unreadable = targets_to_read(self.inv, sub_keys)
+        for raw_id in unreadable:
+            # An id ARM would refuse (a typo such as /provders/, a bare GUID): the target cannot be
+            # judged, and checks.md asks for a coverage gap rather than a silent pass.
+            self.inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
+                                             "private endpoint target id is not a valid ARM resource id"))
+        return to_read
+
+    def _child_list_reads(self) -> list[Read]:
+        """Each endpoint's zone groups and each zone's network links and CNAME records (not for opaque ids)."""
+        reads: list[Read] = []
+        for kind in _CHILD_PARENTS:
+            for unit in self.inv.lists.get(kind, {}).values():
+                if id(unit) not in self._children_read:  # (those the subscriptions phase read already)
+                    reads.extend(self._child_reads_of(kind, unit))
+        return reads
+
     def _child_jobs_of(self, kind: str, unit: ListUnit) -> list[tuple[str, Callable[[], None]]]:
-        """The child list reads of one endpoint or zone list unit, with their budget keys."""
+        """The child list reads of one endpoint or zone list unit, with their budget keys (as
+        :meth:`_child_reads_of`, without the data: the subscriptions phase queues these as each list is parsed)."""
         inv = self.inv
         jobs: list[tuple[str, Callable[[], None]]] = []
         if kind == "privateEndpoints":
@@ -511,24 +624,36 @@ class _Run:
                     jobs.append((budget_key(zid), _child_list(self, inv.cnames, zid, *CNAMES)))
         return jobs
 
-    def _nic_jobs(self) -> list[tuple[str, Callable[[], None]]]:
-        """Reads of the NICs :func:`nics_to_read` asks for; a NIC id that cannot be read is a gap."""
-        nics, bad_nics = nics_to_read(self.inv)
-        for raw_id in bad_nics:
-            self.inv.gaps.append(CoverageGap(
-                raw_id, "Microsoft.Network/networkInterfaces", "InvalidResourceId", None,
-                "private endpoint NIC id is not a valid ARM resource id: its IP is unknown"))
-        return [(budget_key(raw_id), _nic_job(self, raw_id)) for raw_id in nics]
+    def _child_reads_of(self, kind: str, unit: ListUnit) -> list[Read]:
+        """The child list reads of one endpoint or zone list unit."""
+        reads: list[Read] = []
+        if kind == "privateEndpoints":
+            child, type_ = ZONE_GROUPS
+            for ref in unit.refs:
+                rid = ref.id
+                if rid is not None and not rid.opaque:
+                    # budget_key(rid.raw), from the parsed id: its spelling is rebuilt once, for the read.
+                    budget = rid.subscription.lower() if rid.subscription else "tenant"
+                    reads.append(Read(budget, child, rid.raw, type_))
+        else:
+            for zid in unit.refs:
+                if not parse_id(zid).opaque:
+                    budget = budget_key(zid)
+                    reads.append(Read(budget, VNET_LINKS[0], zid, VNET_LINKS[1]))
+                    reads.append(Read(budget, CNAMES[0], zid, CNAMES[1]))
+        return reads
 
-    def _target_jobs(self, sub_keys: set[str]) -> list[tuple[str, Callable[[], None]]]:
+    def _nic_reads(self) -> list[Read]:
+        """Reads of the NICs :func:`nics_to_read` asks for; a NIC id that cannot be read is a gap."""
+        return [Read(budget_key(raw_id), "networkInterfaces", raw_id, "Microsoft.Network/networkInterfaces")
+                for raw_id in self._nics()]
+
+    def _target_reads(self, sub_keys: set[str]) -> list[Read]:
         """Reads of the targets :func:`targets_to_read` asks for; a target id that cannot be read is a gap."""
-        to_read, unreadable = targets_to_read(self.inv, sub_keys)
-        for raw_id in unreadable:
-            # An id ARM would refuse (a typo such as /provders/, a bare GUID): the target cannot be
-            # judged, and checks.md asks for a coverage gap rather than a silent pass.
-            self.inv.gaps.append(CoverageGap(raw_id, "unknown", "InvalidResourceId", None,
-                                             "private endpoint target id is not a valid ARM resource id"))
-        return [(budget_key(raw_id), _target_job(self, raw_id)) for raw_id in to_read]
+        return [Read(budget_key(raw_id), "target", raw_id, "") for raw_id in self._targets(sub_keys)]
+
+
+_Run = Collection   # the name it had before its phases were made public
 
 
 def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
@@ -548,7 +673,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
     its event worker, so pausing it process-wide here would pause theirs too).
     """
     inv = Inventory(manifest=dict(manifest or {}))
-    run = _Run(reader, inv, workers or MIN_WORKERS, on_progress)
+    run = Collection(reader, inv, workers or MIN_WORKERS, on_progress)
     wanted = {s.lower() for s in subscriptions} if subscriptions else None
     inv.scoped = wanted is not None
     with interning():
@@ -560,7 +685,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
             run.workers = default_workers(len(sub_ids))
         inv.stats.workers = run.workers
         run.phase("subscriptions", lambda: run.subscription_lists(sub_ids))
-        run.phase("resources", lambda: run.resources(sub_ids))
+        run.phase("resources", lambda: run.read_follow_ups(sub_ids))
     # In the order the reads failed, which with several workers is the order they happened to finish: the same tenant
     # would give the same gaps in another order from one run to the next (and live than offline), so a report
     # diffed against the last one showed changes that were none. Sorted, the order is the tenant's.
@@ -574,7 +699,7 @@ def _gap_order(gap: CoverageGap) -> tuple[str, str, str, int, str]:
     return gap.scope.lower(), gap.type.lower(), gap.code, gap.status or 0, gap.message or ""
 
 
-def _child_list(run: _Run, into: dict[str, Any], parent_id: str, child: str, type_: str) -> Callable[[], None]:
+def _child_list(run: Collection, into: dict[str, Any], parent_id: str, child: str, type_: str) -> Callable[[], None]:
     def job() -> None:
         items = run.read_list(f"{parent_id.strip('/')}/{child}", child, parent_id, type_)
         if items is not None:
@@ -631,19 +756,27 @@ def policies_to_read(inv: Inventory, sub_keys: set[str]) -> list[str]:
     return list(wanted.values())
 
 
-def _policy_jobs(run: _Run, sub_keys: set[str]) -> list[tuple[str, Callable[[], None]]]:
+def _policy_reads(inv: Inventory, sub_keys: set[str]) -> list[Read]:
+    """Reads by id of :func:`policies_to_read`, each its own unit."""
+    return [Read(budget_key(raw), "target", raw, _FIREWALL_POLICIES) for raw in policies_to_read(inv, sub_keys)]
+
+
+def _policy_jobs(run: Collection, sub_keys: set[str]) -> list[tuple[str, Callable[[], None]]]:
     """Reads by id of :func:`policies_to_read`, each its own unit; a failed read is a gap."""
-    def one(raw: str) -> Callable[[], None]:
-        def job() -> None:
-            body = run.read(raw.strip("/"), "target", raw, "Microsoft.Network/firewallPolicies")
-            _prebuilt(body, ListUnit)  # a typed target here would be no policy: raises, never read as absent
-            if isinstance(body, dict) and _str(body, "id"):
-                run.add_unit(f"{BY_ID}{parse_id(raw).key}", list_unit("firewallPolicies", [body]))
-        return job
-    return [(budget_key(raw), one(raw)) for raw in policies_to_read(run.inv, sub_keys)]
+    return [(budget_key(raw), _policy_job(run, raw)) for raw in policies_to_read(run.inv, sub_keys)]
 
 
-def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
+def _policy_job(run: Collection, raw: str) -> Callable[[], None]:
+    """One firewall policy read by id, its own unit; a failed read is a gap."""
+    def job() -> None:
+        body = run.read(raw.strip("/"), "target", raw, _FIREWALL_POLICIES)
+        _prebuilt(body, ListUnit)  # a typed target here would be no policy: raises, never read as absent
+        if isinstance(body, dict) and _str(body, "id"):
+            run.add_unit(f"{BY_ID}{parse_id(raw).key}", list_unit("firewallPolicies", [body]))
+    return job
+
+
+def _target_job(run: Collection, raw_id: str) -> Callable[[], None]:
     def job() -> None:
         key = parse_id(raw_id).key
         try:
@@ -664,7 +797,7 @@ def _target_job(run: _Run, raw_id: str) -> Callable[[], None]:
     return job
 
 
-def _nic_job(run: _Run, raw_id: str) -> Callable[[], None]:
+def _nic_job(run: Collection, raw_id: str) -> Callable[[], None]:
     def job() -> None:
         body = run.read(raw_id.strip("/"), "networkInterfaces", raw_id, "Microsoft.Network/networkInterfaces")
         if body is not None:

@@ -202,6 +202,11 @@ class Daemon:
         self.source_clock = source_clock or clock_of(self.manifest, wall=clock)
         self._collect_reader = _CountingReader(reader, self.metrics, "collection")
         self._event_reader = _CountingReader(reader, self.metrics, "event")
+        # A fan-out collection's shards read here (issue 15): counted apart, whichever process holds the schedule.
+        self.shard_reader: ArmReader = _CountingReader(reader, self.metrics, "shard")
+        self.collect_reader: ArmReader = self._collect_reader   # a fan-out's stage 0, read by the holder itself
+        # /readyz's ``collection`` (the fan-out's current row and its shards), set by the composition root.
+        self.collection_status: Callable[[], dict[str, Any] | None] | None = None
         self.settings = config.check_settings()
         self.waivers = config.waiver_list()
         self.routes = routes_from_config(config.alerts)
@@ -668,6 +673,44 @@ class Daemon:
             self.shared.serving(published, started_at, "published")
         return result
 
+    def fanned_in(self, build: Callable[[], Inventory], started_at: datetime, publish: Callable[[], Pointer | None],
+                  *, settle: bool = False) -> ScanResult:
+        """The end of a fan-out collection on the schedule's holder (issue 15): ``build`` the inventory from the
+        shards' segments (no ARM read), ``publish`` it (manifest, pointer), then adopt it with the full lifecycle, as
+        :meth:`full_collection` does with what it read itself. Its shards were read over minutes by other processes
+        while this one went on re-reading for events: those re-reads' times are dropped unless read again on top, so
+        the patch sync after the swap replays them (``forget_reads``), newest read winning as for any patch."""
+        t0 = time.perf_counter()
+        with self._lock:
+            self._collecting_since = self.clock()
+            self._reread_during_collection = {}
+        try:
+            inv = build()
+        except Exception:
+            self.metrics.collections.labels("failed").inc()
+            with self._lock:
+                self._collecting_since = None
+            log.exception("fanned_in_collection_failed")
+            raise
+        published = None
+        shared = self.shared
+        if shared is not None:
+            try:
+                published = publish()
+            except Exception as err:
+                shared.error = f"publish: {type(err).__name__}: {err}"
+                log.warning("collection_publish_failed", error=shared.error)
+            if published is not None:
+                shared.published_here = published.collection
+        result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0, forget_reads=True)
+        if published is not None and shared is not None:
+            shared.serving(published, started_at, "published")
+            try:
+                self.sync_shared()
+            except Exception as err:   # the pointer thread and the next step sync again
+                log.warning("patch_sync_failed", error=f"{type(err).__name__}: {err}")
+        return result
+
     def adopt(self, inv: Inventory, started_at: datetime, *, lifecycle: bool, settle: bool = False,
               t0: float | None = None, forget_reads: bool = False) -> tuple[ScanResult, list[Transition]]:
         """Make ``inv`` (a collection that started at ``started_at``) the daemon's state: the resources events
@@ -905,6 +948,11 @@ class Daemon:
         except Exception as err:
             detail["schedule"] = {"holder": None, "held_here": held, "lease": None, "since": None, "epoch": None,
                                   "error": type(err).__name__}
+        if self.collection_status is not None:
+            try:
+                detail["collection"] = self.collection_status()
+            except Exception as err:
+                detail["collection"] = {"error": type(err).__name__}
         if scale.inventory.ping():
             detail["blob"] = "ok"
             return True

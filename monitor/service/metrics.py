@@ -116,6 +116,17 @@ class Metrics:
         self.patches = Counter("plmon_patches", "Re-read patches shared between processes", ["op"], registry=r)
         for op in ("written", "applied", "older", "publish_failed", "sync_failed"):
             self.patches.labels(op)
+        # The fan-out collection (issue 15, design 2.3): shards read here, whichever process holds the schedule.
+        self.collections_started = Counter("plmon_collections_started",
+                                           "Fan-out collections this process started as the schedule's holder",
+                                           registry=r)
+        self.shards_in_progress = Gauge("plmon_shards_in_progress", "Shards being read by this process now",
+                                        registry=r)
+        self.shards_processed = Counter("plmon_shards_processed", "Shards this process took, by stage and outcome",
+                                        ["stage", "outcome"], registry=r)
+        self.shard_seconds = Histogram("plmon_shard_seconds", "Reading one shard (its segment written)",
+                                       buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600), registry=r)
+        self.arm_requests.labels("shard")
 
     def observe_step(self, clock: PhaseClock) -> None:
         """One worker step's CPU by each phase it entered, and its total."""

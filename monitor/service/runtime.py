@@ -11,6 +11,10 @@ keeps or waits for the schedule lease (:class:`~plmon.monitor.service.schedule.L
 holder's work only while it is held (:class:`~plmon.monitor.service.schedule.SharedSchedule`), and every replica
 first loads the published collection (no ARM read) and then follows the pointer (``plmon-pointer``). A load and a
 collection never run at once in one process (``_inventory_lock``). Stopping gives the lease back at once.
+The scheduled collection fans out (:mod:`plmon.monitor.service.fanout`): ``scale.shards_in_flight`` ``plmon-shards``
+threads on every replica (the holder too) take shards off the queue, polling fast while shards keep coming and
+backing off to a few seconds when idle, and the holder's ``plmon-drive`` thread moves open collections along every
+second (stage 0, the shard stages, the finalizer that publishes).
 
 Alerts leave on two threads of their own, never on the intake worker's nor the collection's, so a slow or
 failing sink never holds up an event (a webhook may take its whole timeout):
@@ -44,6 +48,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from plmon.monitor.collect.builder import paused_gc
 from plmon.monitor.service.daemon import Daemon
+from plmon.monitor.service.fanout import CollectionDriver, ShardWorker
 from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule
 from plmon.monitor.service.shared_inventory import PointerWatcher, SharedInventory
 from plmon.monitor.state.store import OutboxRow
@@ -54,6 +59,10 @@ log = structlog.get_logger(__name__)
 
 FIRST_PATIENCE = 5.0  # seconds the first lane waits for an earlier alert of its findings held by the backlog
 YIELD_AT_MOST = 1.0  # seconds a backlog send waits for events to finish: a steady stream never starves it
+SHARD_POLL_BUSY = 0.2   # seconds between shard-queue polls while shards keep coming (a collection is open)
+SHARD_POLL_IDLE = 5.0   # at most this long between polls of an idle shard queue (storage transactions cost)
+DRIVE_EVERY = 1.0       # seconds between the holder's steps of an open fan-out collection
+DEFAULT_SHARDS_IN_FLIGHT = 2
 
 
 class _Priority:
@@ -117,8 +126,20 @@ class _Serialized:
 
 
 class Runtime:
-    def __init__(self, daemon: Daemon, *, collect_at_start: bool = True, idle_wait: float = 1.0) -> None:
+    def __init__(self, daemon: Daemon, *, collect_at_start: bool = True, idle_wait: float = 1.0,
+                 fan_out: bool = True, shard_poll_idle: float = SHARD_POLL_IDLE,
+                 drive_every: float = DRIVE_EVERY) -> None:
+        """``fan_out`` (a shared store): the scheduled collection is cut into shards that every replica reads; False
+        keeps the holder's own local collection. ``shard_poll_idle`` and ``drive_every``: see the module."""
         self.daemon = daemon
+        self.fan_out = fan_out
+        self.shard_poll_idle = shard_poll_idle
+        self.drive_every = drive_every
+        self.driver: CollectionDriver | None = None
+        self.shard_worker: ShardWorker | None = None
+        self._shard_threads: list[threading.Thread] = []
+        self._shard_wake = threading.Event()
+        self._drive_wake = threading.Event()
         self.collect_at_start = collect_at_start
         self.idle_wait = idle_wait
         self._stopping = threading.Event()
@@ -174,7 +195,14 @@ class Runtime:
         cfg, metrics = self.daemon.config.scale, self.daemon.metrics
         self.keeper = LeaseKeeper(scale.lease, every=cfg.lease_renew.total_seconds(),
                                   on_change=lambda held: metrics.schedule_leader.set(1 if held else 0))
-        self.schedule = SharedSchedule(self.daemon, scale, settle=True)
+        if self.fan_out:
+            self.driver = CollectionDriver(self.daemon, scale, settle=True, on_enqueue=self._shard_wake.set)
+            self.shard_worker = ShardWorker(self.daemon, scale, on_done=lambda _cid: self._drive_wake.set())
+            count = cfg.shards_in_flight or DEFAULT_SHARDS_IN_FLIGHT
+            self._shard_threads = [threading.Thread(target=self._take_shards, name=f"plmon-shards_{i}", daemon=True)
+                                   for i in range(count)]
+            self._shard_threads.append(threading.Thread(target=self._drive, name="plmon-drive", daemon=True))
+        self.schedule = SharedSchedule(self.daemon, scale, settle=True, fanout=self.driver)
         self.watcher = PointerWatcher(_Serialized(self.daemon, self._inventory_lock),
                                       interval=cfg.pointer_interval.total_seconds())
         check = min(self.daemon.config.schedule.full_collection, cfg.lease_renew).total_seconds()
@@ -182,6 +210,43 @@ class Runtime:
                                next_run_time=now if self.collect_at_start else None)
         self.scheduler.add_job(self._safe(self.schedule.run_due), "interval", id="schedule", seconds=check)
         self.keeper.start()
+        for thread in self._shard_threads:
+            thread.start()
+
+    def _take_shards(self) -> None:
+        """A ``plmon-shards`` thread: one shard at a time off the queue, polling fast while they keep coming."""
+        assert self.shard_worker is not None
+        wait = SHARD_POLL_BUSY
+        while not self._stopping.is_set():
+            try:
+                outcome = self.shard_worker.run_one()
+            except Exception as err:   # storage down: try again later, the shard waits on the queue
+                log.warning("shard_poll_failed", error=f"{type(err).__name__}: {err}")
+                outcome = None
+            if outcome is not None:
+                wait = SHARD_POLL_BUSY
+                continue
+            self._shard_wake.wait(wait)
+            if self._shard_wake.is_set():
+                self._shard_wake.clear()
+                wait = SHARD_POLL_BUSY
+            else:
+                wait = min(self.shard_poll_idle, wait * 2)
+
+    def _drive(self) -> None:
+        """The ``plmon-drive`` thread: the holder's steps of open fan-out collections (a load or a local collection
+        never runs at the same time: ``_inventory_lock``)."""
+        assert self.schedule is not None and self.keeper is not None
+        while not self._stopping.is_set():
+            self._drive_wake.wait(self.drive_every)
+            self._drive_wake.clear()
+            if self._stopping.is_set() or not self.keeper.held:
+                continue
+            try:
+                with self._inventory_lock:
+                    self.schedule.drive()
+            except Exception:
+                log.exception("job_failed", job="drive")
 
     def shared_collection(self) -> None:
         """First the published collection (no ARM read), then the pointer followed; the tick's collection when this
@@ -334,6 +399,13 @@ class Runtime:
         self.daemon.dispatch = None  # from here on whatever is queued is flushed on this thread
         report = self.daemon.flush(flush_timeout)
         self.scheduler.shutdown(wait=True)
+        self._shard_wake.set()
+        self._drive_wake.set()
+        if self.shard_worker is not None:
+            self.shard_worker.stopping.set()
+        for thread in self._shard_threads:   # a shard being read ends with its read (bounded by shard_timeout)
+            if thread.is_alive():
+                thread.join(timeout=flush_timeout)
         if self.watcher is not None:
             self.watcher.stop()
         if self.keeper is not None:

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 
@@ -39,6 +39,9 @@ from plmon.monitor.state.scaleout import (
     ScheduleJobs,
     ScheduleLease,
 )
+
+if TYPE_CHECKING:
+    from plmon.monitor.service.fanout import CollectionDriver
 
 __all__ = ["LeaseKeeper", "SharedSchedule", "tick_collection"]
 
@@ -123,9 +126,13 @@ class SharedSchedule:
     """The holder's jobs on a shared store; each call does nothing unless this process holds the lease."""
 
     def __init__(self, daemon: Daemon, scale: ScaleOut, *, settle: bool = False,
-                 clock: Callable[[], datetime] = _utcnow) -> None:
+                 clock: Callable[[], datetime] = _utcnow, fanout: CollectionDriver | None = None) -> None:
+        """``fanout``: the tick's collection is a fan-out one (shards on the queue, read by every process, driven by
+        ``fanout``); None keeps the holder's own local collection (the fallback, and what a host that takes no
+        shards runs)."""
         self.daemon, self.scale, self.settle, self.clock = daemon, scale, settle, clock
         self.every = daemon.config.schedule.full_collection
+        self.fanout = fanout
 
     # --- the full collection ---------------------------------------------------------------------------------
     def collect_if_due(self) -> bool:
@@ -140,8 +147,9 @@ class SharedSchedule:
             return False
         now = self.clock()
         tick, cid = tick_collection(now, self.every)
+        deadline = now + (self.daemon.config.scale.collection_deadline if self.fanout is not None else self.every)
         row = CollectionRow(collection=cid, state="stage1", tick=tick, started_at=now, started_by=self.scale.instance,
-                            epoch=lease.epoch, deadline=now + self.every)
+                            epoch=lease.epoch, deadline=deadline)
         book = self.scale.book
         try:
             row = book.create_collection(row)
@@ -149,6 +157,13 @@ class SharedSchedule:
             found = book.collection(cid)
             if found is None or found.state in ("published", "abandoned") or found.epoch > lease.epoch:
                 return False   # this tick's collection is done, or a newer holder runs it (we are a stale one)
+            if self.fanout is not None:
+                # A fan-out collection is continued, never started again: the same row, its shards and segments
+                # (a dead holder's shards reappear on the queue after their visibility and complete).
+                if found.epoch == lease.epoch:
+                    return False   # under way by this holder: its driver moves it
+                self.fanout.step(cid)
+                return True
             if found.epoch == lease.epoch and found.deadline > now:
                 return False   # under way by this holder (the epoch is ours)
             try:
@@ -159,6 +174,17 @@ class SharedSchedule:
             log.info("tick_collection_taken_over", collection=cid, from_holder=found.started_by)
         if not lease.held:   # lost while claiming: the row's deadline lets the next holder redo it
             return False
+        if self.fanout is not None:
+            try:
+                self.fanout.start(row)
+                return True
+            except Exception as err:   # the visible fallback: this holder reads the tick's collection itself
+                log.warning("fanout_unavailable_collecting_locally", collection=cid,
+                            error=f"{type(err).__name__}: {err}")
+                fresh = book.collection(cid)
+                if fresh is None or fresh.state not in ("stage1", "stage2") or fresh.epoch != lease.epoch:
+                    return False
+                row = book.update_collection(replace(fresh, state="finalizing"))   # no driver step takes it now
         log.info("tick_collection_started", collection=cid, epoch=lease.epoch)
         shared = self.daemon.shared
         before = shared.current if shared is not None else None
@@ -228,6 +254,15 @@ class SharedSchedule:
         self.daemon.retention()
         self._retire_quietly()
         return True
+
+    def drive(self) -> bool:
+        """Move the open fan-out collections along (the holder's ``plmon-drive`` step); True if one published."""
+        if self.fanout is None or not self.scale.lease.held:
+            return False
+        published = self.fanout.step()
+        if published:
+            self._retire_quietly()
+        return published
 
     def run_due(self) -> None:
         """Reminders and retention, each when due (the holder's ``schedule`` job)."""

@@ -44,6 +44,7 @@ from plmon.monitor.collect.segments import (
 )
 from plmon.monitor.state.scaleout import (
     FORMAT_VERSION,
+    AlreadyWritten,
     CasConflict,
     FailedShard,
     InventoryStore,
@@ -51,6 +52,7 @@ from plmon.monitor.state.scaleout import (
     NotFound,
     PatchRef,
     Pointer,
+    SegmentRef,
     UnsupportedFormat,
 )
 
@@ -66,6 +68,7 @@ __all__ = [
     "encode_patch",
     "load_published",
     "publish_collection",
+    "publish_manifest",
     "retire",
 ]
 
@@ -143,9 +146,22 @@ def publish_collection(store: InventoryStore, responses: Iterable[Response], *, 
                else ((shard, encode_segment(shard, rs), len(rs)) for shard, rs in cut(responses).items()))
     for shard, data, reads in encoded:
         refs.append(store.put_segment(collection, f"{shard}-a1.z", data, shard=shard, reads=reads))
-    etag = store.put_manifest(Manifest(collection=collection, started_at=started_at, finished_at=finished_at,
-                                       manifest=manifest, subscriptions=tuple(subscriptions), scoped=scoped,
-                                       segments=tuple(refs), failed=tuple(failed), plmon=plmon))
+    return publish_manifest(store, refs, collection=collection, manifest=manifest, subscriptions=subscriptions,
+                            scoped=scoped, started_at=started_at, finished_at=finished_at, failed=failed, plmon=plmon)
+
+
+def publish_manifest(store: InventoryStore, refs: Sequence[SegmentRef], *, collection: str, manifest: dict[str, Any],
+                     subscriptions: Sequence[str], scoped: bool, started_at: datetime, finished_at: datetime,
+                     failed: Sequence[FailedShard] = (), plmon: str = "") -> Pointer | None:
+    """The manifest of segments written already (one process's, or a fan-out's shards), then the pointer moved to
+    it, as :func:`publish_collection` does. A manifest written already (a finalizer redone after it died) is
+    kept: it is write-once, and the pointer is what says which collection is published."""
+    try:
+        etag = store.put_manifest(Manifest(collection=collection, started_at=started_at, finished_at=finished_at,
+                                           manifest=manifest, subscriptions=tuple(subscriptions), scoped=scoped,
+                                           segments=tuple(refs), failed=tuple(failed), plmon=plmon))
+    except AlreadyWritten:
+        etag = ""
     for _ in range(_PUBLISH_ATTEMPTS):
         current = store.pointer()
         if current is not None and current.collection >= collection:

@@ -7,12 +7,13 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+import azure.functions.queue as queue_binding  # the QueueMessage the host builds, with its dequeue count
 import azurite
 import pytest
 import yaml
@@ -21,7 +22,7 @@ from functionkit import FUNCTION_DIR, load_app
 from tenantkit import SUB
 
 from plmon.alerts.delivery import RetryPolicy
-from plmon.monitor.config import parse_config
+from plmon.monitor.config import ScaleConfig, parse_config
 from plmon.monitor.function_host import FunctionHost, reset_host
 from plmon.monitor.state.store import FindingState
 
@@ -55,7 +56,7 @@ def as_binding(event: dict[str, Any]) -> func.EventGridEvent:
 def test_triggers_are_declared(functions: dict[str, Any]) -> None:
     """The app declares the timer, Event Grid, queue and anonymous HTTP health triggers with app-setting names."""
     bindings = {name: json.loads(f.get_function_json())["bindings"] for name, f in functions.items()}
-    assert set(bindings) == {"full_collection", "resource_event", "queued_event", "health"}
+    assert set(bindings) == {"full_collection", "resource_event", "queued_event", "health", "collection_shard"}
     timer = bindings["full_collection"][0]
     assert timer["type"] == "timerTrigger" and timer["schedule"] == "%PLMON_COLLECTION_SCHEDULE%"
     assert bindings["resource_event"][0]["type"] == "eventGridTrigger"
@@ -238,3 +239,97 @@ def test_a_timer_whose_collection_outlasts_the_lease_keeps_it_and_runs_reminders
         scale.close()
         h.daemon.intake.close()
         h.daemon.store.close()
+
+
+def test_the_shard_trigger_is_declared_on_the_shard_queue_and_host_json_keeps_the_attempts(
+        functions: dict[str, Any]) -> None:
+    """collection_shard is a queue trigger on %PLMON_SHARD_QUEUE% through PLMON_QUEUE, and the host gives a message up
+    after as many deliveries as plmon tries a shard (host.json maxDequeueCount = scale.shard_max_attempts)."""
+    shard = json.loads(functions["collection_shard"].get_function_json())["bindings"][0]
+    assert (shard["type"], shard["queueName"], shard["connection"], shard["name"]) == (
+        "queueTrigger", "%PLMON_SHARD_QUEUE%", "PLMON_QUEUE", "message")
+    host_json = json.loads((FUNCTION_DIR / "host.json").read_text())
+    assert host_json["extensions"]["queues"]["maxDequeueCount"] == ScaleConfig().shard_max_attempts
+
+
+@pytest.fixture
+def fan_out_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FunctionHost]:
+    """A Function instance as the deployed app builds it (fan-out on), on its own Azurite prefix."""
+    cfg = {"state": {"url": f"azuretables:///{azurite.unique_prefix()}?connection_string_env=PLMON_TEST_AZURITE"},
+           "schedule": {"full_collection": "1h"},
+           "scale": {"lease_duration": "15s", "lease_renew": "1s", "shard_max_attempts": 2}}
+    (tmp_path / "plmon.yaml").write_text(yaml.safe_dump(cfg))
+    monkeypatch.setenv("PLMON_CONFIG", str(tmp_path / "plmon.yaml"))
+    monkeypatch.setenv("PLMON_FROM", str(tenant(tmp_path / "t")))
+    monkeypatch.setenv("PLMON_TEST_AZURITE", azurite.connection_string())
+    h = FunctionHost.from_settings(fan_out=True)
+    now = datetime.now(UTC)
+    h.clock = lambda: now
+    reset_host(h)
+    try:
+        yield h
+    finally:
+        reset_host(None)
+        assert h.daemon.scale is not None
+        h.daemon.scale.close()
+        h.daemon.intake.close()
+        h.daemon.store.close()
+
+
+def _feed_shards(functions: dict[str, Any], h: FunctionHost, dequeue_count: Callable[[int], int] = lambda n: n,
+                 rounds: int = 20) -> list[str]:
+    """Hand every queued shard message to the user function as the host would (then delete it: it returned), until
+    the collection is published; the outcomes."""
+    assert h.daemon.scale is not None
+    queue, book = h.daemon.scale.shards, h.daemon.scale.book
+    trigger = functions["collection_shard"].get_user_function()
+    outcomes: list[str] = []
+    for _ in range(rounds):
+        if [r.state for r in book.collections()] == ["published"]:
+            break
+        for m in queue.receive(timedelta(seconds=30), max_messages=32):
+            trigger(queue_binding.QueueMessage(id=m.id, body=json.dumps(dict(m.body)).encode(),
+                                      dequeue_count=dequeue_count(m.dequeue_count), pop_receipt=m.pop_receipt))
+            outcomes.append(h.daemon.readiness(3600)[1]["collection"]["state"])
+            queue.delete(m)
+    return outcomes
+
+
+def test_the_timer_queues_the_shards_and_the_shard_trigger_reads_them_and_publishes(
+        functions: dict[str, Any], fan_out_host: FunctionHost) -> None:
+    """The timer takes the lease, reads stage 0 and queues the shards (nothing published yet); fed to the user
+    function as QueueMessages, the shards are read and the last one's drive step publishes the collection."""
+    h = fan_out_host
+    assert h.daemon.scale is not None
+    functions["full_collection"].get_user_function()(None)
+    rows = h.daemon.scale.book.collections()
+    assert [r.state for r in rows] == ["stage1"] and h.daemon.scale.shards.approximate_count() > 0
+    assert h.daemon.shared is not None and h.daemon.shared.current is None
+    assert not h.daemon.scale.lease.held
+    _feed_shards(functions, h)
+    row = h.daemon.scale.book.collections()[0]
+    assert row.state == "published" and row.gaps == 0
+    assert h.daemon.shared.current is not None and h.daemon.shared.current.collection == row.manifest
+    assert float(h.daemon.metrics.arm_requests.labels("shard")._value.get()) > 0
+    assert h.daemon.evaluation is not None and h.daemon.evaluation.findings
+    assert not h.daemon.scale.lease.held                      # given back after each drive step
+
+
+def test_a_shard_delivered_past_its_attempts_is_a_gap_and_never_raises(
+        functions: dict[str, Any], fan_out_host: FunctionHost) -> None:
+    """A shard message delivered more often than scale.shard_max_attempts is recorded failed (its gap) instead of
+    read, and the trigger returns normally (the host would otherwise poison it); the collection still publishes."""
+    h = fan_out_host
+    assert h.daemon.scale is not None
+    functions["full_collection"].get_user_function()(None)
+    first = h.daemon.scale.shards.receive(timedelta(seconds=30))[0]
+    functions["collection_shard"].get_user_function()(queue_binding.QueueMessage(
+        id=first.id, body=json.dumps(dict(first.body)).encode(), dequeue_count=3, pop_receipt=first.pop_receipt))
+    h.daemon.scale.shards.delete(first)
+    failed = h.daemon.scale.book.shard(first.body["collection"], first.body["shard"])
+    assert failed is not None and failed.state == "failed" and "gave up" in failed.error
+    _feed_shards(functions, h)
+    row = h.daemon.scale.book.collections()[0]
+    assert row.state == "published" and row.gaps == 1
+    ok, detail = h.health()
+    assert ok and detail["collection"]["shards"]["failed"] == 1

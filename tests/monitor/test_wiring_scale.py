@@ -48,6 +48,34 @@ def test_a_table_store_builds_the_shared_inventory_lease_and_claiming_intake(fol
         d.store.close()
 
 
+def test_a_table_store_gives_readyz_the_fan_out_collection_and_the_runtime_its_shard_threads(folder: Path) -> None:
+    """azuretables: /readyz has a ``collection`` key (None before the first), and plmon serve's runtime takes shards
+    on scale.shards_in_flight threads beside the holder's drive thread."""
+    from plmon.monitor.service.runtime import Runtime
+
+    prefix = azurite.unique_prefix()
+    env = {ENV_VAR: azurite.connection_string(), "PLMON_INSTANCE_ID": "pod-1"}
+    config = parse_config({"state": {"url": f"azuretables:///{prefix}?connection_string_env={ENV_VAR}"},
+                           "scale": {"shards_in_flight": 3}}, env={})
+    d = wiring.build_daemon(config, wiring.open_source(folder, env=env), env=env, channels={})
+    try:
+        _, detail = d.readiness(60)
+        assert "collection" in detail and detail["collection"] is None
+        rt = Runtime(d, collect_at_start=False)
+        rt.start()
+        try:
+            names = sorted(t.name for t in rt._shard_threads)
+            assert names == ["plmon-drive", "plmon-shards_0", "plmon-shards_1", "plmon-shards_2"]
+            assert rt.schedule is not None and rt.schedule.fanout is rt.driver is not None
+        finally:
+            rt.stop(flush_timeout=1.0)
+    finally:
+        assert d.scale is not None
+        d.scale.close()
+        d.intake.close()
+        d.store.close()
+
+
 def test_shared_inventory_false_keeps_a_table_store_per_process(folder: Path) -> None:
     """scale.shared_inventory: false is the Table store as before issue 15: no shared part is built."""
     prefix = azurite.unique_prefix()

@@ -29,6 +29,12 @@ class TokenBucket:
         self._stamp = clock()
         self._lock = threading.Lock()
 
+    def seed(self, tokens: float) -> None:
+        """Start from ``tokens`` (clamped to 0..capacity) as of now: what a previous owner of this budget left."""
+        with self._lock:
+            self._tokens = max(0.0, min(self.capacity, float(tokens)))
+            self._stamp = self._clock()
+
     def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
@@ -70,3 +76,13 @@ class BudgetSet:
 
     def take(self, scope: str) -> float:
         return self.bucket(scope).take()
+
+    def seed(self, scope: str, tokens: float) -> None:
+        """Carry a budget across owners: a shard of a fan-out collection (issue 15) may be read by another process
+        than the one that last spent ``scope``'s budget; ARM's bucket for it is what that process left (plus the
+        refill since), not a fresh 250, so the new owner starts from ``tokens`` rather than a full burst."""
+        self.bucket(scope).seed(tokens)
+
+    def left_after(self, spent: float, elapsed: float) -> float:
+        """What ARM's bucket holds ``elapsed`` seconds after a full one had ``spent`` tokens taken from it."""
+        return max(0.0, min(self.capacity, self.capacity - spent + self.refill_per_second * max(0.0, elapsed)))

@@ -188,6 +188,7 @@ class LiveReader:
         self.stats = RequestStats()
         budget = (BudgetSet(self.settings.budget_capacity, self.settings.budget_refill)
                   if self.settings.budget_capacity else None)
+        self.budget = budget   # seeded by a fan-out shard with what the budget's last owner left (issue 15)
         self._guard = ArmGuardPolicy(self.stats, budget)
         self._factories = _client_classes()
         self._clients: dict[str, Any] = {}
