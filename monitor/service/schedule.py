@@ -33,6 +33,7 @@ from plmon.monitor.service.shared_inventory import retire
 from plmon.monitor.state.scaleout import (
     AlreadyWritten,
     CasConflict,
+    CollectionBook,
     CollectionRow,
     LeaseLost,
     ScaleOut,
@@ -43,7 +44,7 @@ from plmon.monitor.state.scaleout import (
 if TYPE_CHECKING:
     from plmon.monitor.service.fanout import CollectionDriver
 
-__all__ = ["LeaseKeeper", "SharedSchedule", "tick_collection"]
+__all__ = ["LeaseKeeper", "SharedSchedule", "prune_book", "tick_collection"]
 
 log = structlog.get_logger(__name__)
 
@@ -270,8 +271,26 @@ class SharedSchedule:
         self.retention_if_due()
 
     def _retire_quietly(self) -> None:
-        """Old collections and patches go; a failure is logged, the next retention tries again."""
+        """Old collections and patches go, and the book's rows of finished collections; a failure is logged, the
+        next retention tries again."""
         try:
             retire(self.scale.inventory, self.clock(), keep_for=KEEP_COLLECTIONS)
+            prune_book(self.scale.book, self.clock(), keep_for=KEEP_COLLECTIONS)
         except Exception as err:
             log.warning("shared_retention_failed", error=f"{type(err).__name__}: {err}")
+
+
+def prune_book(book: CollectionBook, now: datetime, *, keep_for: timedelta = KEEP_COLLECTIONS) -> int:
+    """Delete the rows (and shard rows) of finished collections started more than ``keep_for`` ago, but never the
+    newest published one nor one still running. Without this the book grew by one row and a shard per subscription
+    every interval, and ``/readyz`` (which reads the rows to report the newest) slowed with it. How many rows went."""
+    rows = book.collections()
+    published = [r for r in rows if r.state == "published"]
+    newest = published[-1].collection if published else None
+    deleted = 0
+    for r in rows:
+        if r.state in ("published", "abandoned") and r.collection != newest and now - r.started_at >= keep_for:
+            deleted += book.delete_collection(r.collection)
+    if deleted:
+        log.info("collection_rows_pruned", rows=deleted, kept=newest)
+    return deleted

@@ -197,6 +197,22 @@ class TablesCollectionBook:
                 "PartitionKey eq @pk", parameters={"pk": collection})]
         return sorted(rows, key=lambda r: r.shard)
 
+    def delete_collection(self, collection: str) -> int:
+        """The shard rows first, in batches of one partition (a transaction holds at most 100 operations), then
+        the collection row: a retention that dies between the two leaves a row whose shards are gone, which the
+        next retention deletes again; never shards without their row to find them by."""
+        with storage_errors(f"table {self._shards.table_name}"):
+            keys = [(e["PartitionKey"], e["RowKey"]) for e in self._shards.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": collection}, select=["PartitionKey", "RowKey"])]
+            for i in range(0, len(keys), 100):
+                self._shards.submit_transaction([("delete", {"PartitionKey": pk, "RowKey": rk})
+                                                 for pk, rk in keys[i:i + 100]])
+        if self.collection(collection) is None:   # (the SDK's delete answers a missing row silently)
+            return len(keys)
+        with storage_errors(self._what(collection)):
+            self._collections.delete_entity(_COLLECTIONS_PK, collection)
+        return len(keys) + 1
+
     # --- the schedule's jobs row ------------------------------------------------------------------------
     def jobs(self) -> ScheduleJobs:
         e = self._get(self._collections, *_JOBS, f"jobs row {self._collections.table_name}/schedule/jobs")

@@ -17,10 +17,10 @@ from plmon.monitor.config import Config, parse_config
 from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
 from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.service.runtime import Runtime
-from plmon.monitor.service.schedule import SharedSchedule, tick_collection
+from plmon.monitor.service.schedule import SharedSchedule, prune_book, tick_collection
 from plmon.monitor.service.shared_inventory import collection_id, retire
 from plmon.monitor.state.lease_blob import BlobScheduleLease
-from plmon.monitor.state.scaleout import CollectionRow, Manifest, ScaleOut
+from plmon.monitor.state.scaleout import CollectionRow, CollectionState, Manifest, ScaleOut, ShardRow
 
 SYNTH = SynthSpec(subscriptions=2, endpoints=20, seed=7, bad_share=0.3)
 ENV_VAR = "PLMON_TEST_AZURITE"
@@ -249,6 +249,28 @@ def test_retention_keeps_the_current_and_previous_collection_and_recent_ones(bui
     deleted, _ = retire(inv, now)
     assert deleted == 1
     assert inv.collections() == ids[1:]
+
+
+def test_retention_prunes_the_book_s_finished_rows_but_the_newest_published_and_running_ones(
+        build: Callable[[str], Daemon]) -> None:
+    """The book keeps the newest published row, rows started within the hour and any still running; older finished
+    rows go with their shard rows (so /readyz, which reads the rows, does not slow as intervals pass)."""
+    book = _scale(build("a")).book
+    now = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
+
+    def row(hours: float, state: CollectionState) -> str:
+        started = now - timedelta(hours=hours)
+        cid = tick_collection(started, timedelta(minutes=30))[1]
+        book.create_collection(CollectionRow(collection=cid, state=state, tick=0, started_at=started,
+                                             started_by="a", epoch=1, deadline=started + timedelta(minutes=30)))
+        book.add_shards([ShardRow(cid, "s1-a", 1, "a")])
+        return cid
+
+    old_published, old_abandoned, stuck = row(5, "published"), row(4.5, "abandoned"), row(4, "stage1")
+    newest, recent = row(3, "published"), row(0.5, "abandoned")
+    assert prune_book(book, now) == 4
+    assert [r.collection for r in book.collections()] == [stuck, newest, recent]
+    assert book.shards(old_published) == [] and book.shards(old_abandoned) == [] and book.shards(newest)
 
 
 def test_tick_ids_sort_and_name_the_interval() -> None:

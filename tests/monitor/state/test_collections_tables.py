@@ -75,3 +75,14 @@ def test_the_jobs_row_is_created_once_and_swapped(book: TablesCollectionBook) ->
     with pytest.raises(CasConflict):
         book.update_jobs(replace(first, epoch=2))
     assert (book.jobs().reminders_at, book.jobs().retention_at) == (T0, T0)
+
+
+def test_deleting_a_collection_takes_its_shard_rows_and_nothing_else(book: TablesCollectionBook) -> None:
+    """Retention's delete: the row and its 150 shard rows (two transactions) go; another collection's stay."""
+    for cid in ("c-old", "c-new"):
+        book.create_collection(collection(cid))
+        book.add_shards([ShardRow(cid, f"s1-{i:03d}", 1, f"k{i}") for i in range(150 if cid == "c-old" else 2)])
+    assert book.delete_collection("c-old") == 151
+    assert book.collection("c-old") is None and book.shards("c-old") == []
+    assert [r.collection for r in book.collections()] == ["c-new"] and len(book.shards("c-new")) == 2
+    assert book.delete_collection("c-old") == 0
