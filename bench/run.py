@@ -957,7 +957,7 @@ def scaleout_targets(sc: dict[str, Any] | None) -> list[dict[str, Any]]:
     for k in sorted((k for k in cs if int(k) >= 3), key=int):
         tk, rk = cs[k], reqs.get(k)
         add(f"scale-out: {k} replicas collect in at most 1.3x of 1/{k} of one replica's time",
-            f"{tk:.1f} s vs {t1:.1f} s / {k} = {tk * int(k) / t1:.2f}x" if t1 and tk else "–",
+            f"{tk:.1f} s vs {t1:.1f} s for one = {tk * int(k) / t1:.2f}x of 1/{k}" if t1 and tk else "–",
             tk <= 1.3 * t1 / int(k) if t1 and tk else None)
         add(f"scale-out: {k} replicas with at most 2% more ARM requests than one",
             f"{rk} vs {r1} requests" if r1 and rk else "–", rk <= 1.02 * r1 if r1 and rk else None)
@@ -1001,12 +1001,19 @@ def render_scaleout(sc: dict[str, Any] | None) -> list[str]:
         lines.append(f"| {k} | {f'{t:.1f} s' if t is not None else '–'} | "
                      f"{(line.get('arm_requests') or {}).get(k, '–')} | {phase.get('arm_throttled', '–')} |")
     lines += ["", "| figure | value |", "|---|---|"]
-    lines += [f"| {key} | {line.get(key)} |" for key in ("collections_per_tick", "cold_start_ready_s",
-                                                         "cold_start_arm_requests", "first_event_alert_s",
-                                                         "alerts_sent", "alerts_delivered", "duplicates", "lost")]
+    lines += [f"| {key} | {_fig(line.get(key))} |" for key in ("collections_per_tick", "cold_start_ready_s",
+                                                               "cold_start_arm_requests", "first_event_alert_s",
+                                                               "alerts_sent", "alerts_delivered", "duplicates",
+                                                               "lost")]
     lines += [f"| load average at start / end | {_loads(sc.get('load_avg_at_start', []))} / "
               f"{_loads(sc.get('load_avg_at_end', []))} |", f"| wall time | {sc.get('wall_s', 0):.0f} s |"]
+    lines += [""] + [f"- {e['phase']}: `{e['error']}`" for e in sc.get("errors", [])] if sc.get("errors") else []
     return lines
+
+
+def _fig(value: Any) -> str:
+    """A figure of the scale-out line: floats to 2 decimals, a missing one as a dash."""
+    return "–" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":

@@ -511,8 +511,9 @@ def status_of(row: Any) -> str:
     return str(row.status.value if hasattr(row.status, "value") else row.status)
 
 
-def kill_run(phase: Phase, rec: Any, folder: Path, *, events: int, deadline_s: float) -> dict[str, Any]:
-    """Design15 2.5's kill run; the four alert figures and what they rest on."""
+def kill_run(phase: Phase, rec: Any, folder: Path, *, events: int, deadline_s: float, from_tick: int) -> dict[str, Any]:
+    """Design15 2.5's kill run at the first tick from ``from_tick`` whose collection is under way; the four alert
+    figures and what they rest on."""
     out: dict[str, Any] = {}
     wait_quiet(phase, rec, 120)
     delivered_before = {r.alert_id for r in phase.store.outbox() if status_of(r) == "delivered"}
@@ -520,8 +521,8 @@ def kill_run(phase: Phase, rec: Any, folder: Path, *, events: int, deadline_s: f
     muts = kill_mutations(folder, events // 2)
     out["resources"] = [{"kind": m.kind, "check": m.check, "subject": m.subject} for m in muts]
 
-    # At the next tick: its row created and the holder collecting (shards in progress, where the fan-out says so).
-    tick = current_tick(phase.tick) + 1
+    # At a tick: its row created and the holder collecting (shards in progress, where the fan-out says so).
+    tick = from_tick
 
     def collecting() -> Replica | None:
         rows = [r for r in phase.store.rows() if r.tick >= tick and r.state not in ("published", "abandoned")]
@@ -621,21 +622,24 @@ def kill_run(phase: Phase, rec: Any, folder: Path, *, events: int, deadline_s: f
 
 
 def ticks_figures(phase: Phase, first_tick: int, timeout: float) -> dict[str, Any]:
-    """Collections started per tick since ``first_tick``, at a moment when nothing collects (every row published) and
-    at least 3 ticks have their row: the counters then hold whole collections only, whatever their length."""
+    """Collections started per tick, from the first tick the replicas collected in (starting them can take a tick)
+    to the latest, at a moment when that latest collection is published: the counters then hold whole collections.
+    An older row left running is a dead holder's whose tick ended before a survivor took the lease (it starts the
+    new tick, not the old one): listed as ``orphaned``, it collects nothing."""
     def enough() -> list[Any]:
-        rows = [r for r in phase.store.rows() if r.tick >= first_tick]
-        settled = rows and all(r.state in ("published", "abandoned") for r in rows)
-        return rows if settled and rows[-1].tick - first_tick + 1 >= 3 else []
-    rows = until("three ticks, nothing collecting", enough, timeout, every=0.3)
+        rows = sorted((r for r in phase.store.rows() if r.tick >= first_tick), key=lambda r: r.tick)
+        done = rows and rows[-1].state in ("published", "abandoned")
+        return rows if done and rows[-1].tick - rows[0].tick + 1 >= 3 else []
+    rows = until("three ticks, the latest published", enough, timeout, every=0.3)
     per_replica = phase.scrape()
-    ticks = rows[-1].tick - first_tick + 1
+    ticks = rows[-1].tick - rows[0].tick + 1
     name = "plmon_collections_started_total"
     if not any(any(k.startswith(name) for k in m) for m in per_replica.values()):
         name = "plmon_collections_total"   # before the fan-out: full collections run (by outcome)
     started = sum(total(m, name) for m in per_replica.values())
     return {"ticks": ticks, "collections_started": started, "counter": name,
             "collections_per_tick": started / ticks, "book_rows": len(rows), "book_rows_per_tick": len(rows) / ticks,
+            "orphaned": [r.collection for r in rows[:-1] if r.state not in ("published", "abandoned")],
             "book": [{"collection": r.collection, "tick": r.tick, "state": r.state, "started_by": r.started_by,
                       "epoch": r.epoch} for r in rows],
             "metrics": per_replica}
@@ -755,7 +759,7 @@ def largest(phase: Phase, rec: Any, folder: Path, result: dict[str, Any], detail
             detail["errors"].append({"phase": "first event", "error": f"{type(error).__name__}: {error}"})
     first_tick = phase.retick(opts.tick)
     try:
-        kill = kill_run(phase, rec, folder, events=opts.events, deadline_s=opts.kill_deadline)
+        kill = kill_run(phase, rec, folder, events=opts.events, deadline_s=opts.kill_deadline, from_tick=first_tick)
         detail["kill_run"] = kill
         for key in ("alerts_sent", "alerts_delivered", "duplicates", "lost"):
             result[key] = kill[key]
