@@ -777,10 +777,11 @@ def largest(phase: Phase, rec: Any, folder: Path, result: dict[str, Any], detail
 
 @contextlib.contextmanager
 def children_killed_on_signals() -> Iterator[None]:
-    """SIGTERM (and SIGHUP) end the run as Ctrl-C does: the ``finally`` blocks kill every child."""
+    """Ctrl-C, SIGTERM and SIGHUP end the run alike (SIGINT too when the shell started it ignored): the ``finally``
+    blocks kill every child."""
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
