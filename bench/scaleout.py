@@ -525,7 +525,7 @@ def kill_run(phase: Phase, rec: Any, folder: Path, *, events: int, deadline_s: f
     tick = from_tick
 
     def collecting() -> Replica | None:
-        rows = [r for r in phase.store.rows() if r.tick >= tick and r.state not in ("published", "abandoned")]
+        rows = [r for r in phase.store.rows() if r.tick >= tick and r.state == "stage1"]   # stage 1: the lists
         if not rows:
             return None
         holder = next((r for r in phase.live() if r.instance == rows[-1].started_by), None)
