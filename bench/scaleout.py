@@ -17,20 +17,23 @@ How each key of the last stdout line is measured (design15 2.5):
   stamps, written by the holder); the holder's ``plmon_collection_duration_seconds`` is kept beside it.
 - ``arm_requests`` (per K): the replay server's ``/.plmon/stats`` request count from the replicas' start to the
   publish (pages, retries and 429s included; the 429s go to work/scaleout.json).
-- ``collections_per_tick``: in the largest-K phase (ticks of ``--tick`` seconds, at least 3), full collections
-  started summed over the replicas (``plmon_collections_started_total``, or ``plmon_collections_total`` before the
-  fan-out; the killed replica's last scrape included) over the ticks elapsed; the book's rows per tick beside it.
-- ``cold_start_ready_s``, ``cold_start_arm_requests``: in a quiet window (the tick's collection published, the next
-  tick at least 20 s away, no event posted), from starting replica K+1 to its first ``/readyz`` 200, and the replay
-  server's request count over that time.
+- ``cold_start_ready_s``, ``cold_start_arm_requests``: after the largest K's first publish, in a quiet window (every
+  collection published, the next tick at least 20 s away, no event posted), from starting replica K+1 to its first
+  ``/readyz`` 200, and the replay server's request count over that time. Every K's first collection runs on an
+  hour's tick, so the window exists however long a collection takes on a loaded machine.
+- ``collections_per_tick``: the largest K's replicas then restart on the same store with ``--tick`` (45 s quick,
+  60 s); from the first tick they collect in to the latest published (at least 3 ticks, the kill run's inside), full
+  collections started summed over the replicas (``plmon_collections_started_total``, or ``plmon_collections_total``
+  before the fan-out; the killed replica's last scrape included) over the ticks; the book's rows per tick beside it.
 - ``first_event_alert_s``: a private storage account set to public access on disk, its write event posted to the
   cold replica, until the receiver has the ``opened`` alert (then put back and resolved before the kill run).
-- ``alerts_sent``, ``alerts_delivered``, ``duplicates``, ``lost``: the kill run. At the next tick, once the holder is
-  collecting, 10 resources (the bench/serve.py mutation kinds, and more endpoints) are made bad and their events
-  posted round-robin to every replica; the holder is SIGKILLed; each resolve is posted to a survivor once its opened
-  alert arrived. Sent: outbox rows delivered since the run began (the killed replica's included, read from the
-  store); delivered: distinct alert ids at the receiver (digests expanded); duplicates: receptions - distinct;
-  lost: expected transitions with no alert + outbox rows still pending or failed at the deadline.
+- ``alerts_sent``, ``alerts_delivered``, ``duplicates``, ``lost``: the kill run. At a tick, once the holder is in
+  stage 1 (and has shards in progress, where the fan-out says so), 10 resources (the bench/serve.py mutation kinds,
+  and more endpoints) are made bad and their events posted round-robin to every replica; the holder is SIGKILLed;
+  each resolve is posted to a survivor once its opened alert arrived. Sent: outbox rows delivered since the run
+  began (the killed replica's included, read from the store); delivered: distinct alert ids at the receiver
+  (digests expanded); duplicates: receptions - distinct; lost: expected transitions with no alert + outbox rows
+  still pending or failed at the deadline.
 
 Every wait has a deadline; a phase that fails prints ``error`` on stderr and leaves its figures null. All child
 processes are killed on exit, Ctrl-C included. Run alone (``--quick``: K in {1, 3}; else {1, 3, 5}) or from
