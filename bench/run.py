@@ -387,6 +387,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes, one run each (a smoke run of the suite)")
     ap.add_argument("--skip-collect", action="store_true")
     ap.add_argument("--skip-serve", action="store_true")
+    ap.add_argument("--skip-scaleout", action="store_true")
+    ap.add_argument("--scaleout-only", action="store_true",
+                    help="only bench/scaleout.py (replicas on Azurite), merged into --out's benchmarks.json")
     ap.add_argument("--render-only", action="store_true", help="rewrite benchmarks.md from --out's benchmarks.json")
     ap.add_argument("--serve-only", action="store_true",
                     help="only the plmon serve runs (--serve-size), merged into --out's benchmarks.json")
@@ -573,6 +576,17 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
         merge_kept(kept, "collection", "load_avg_at_collect_start")
         return
+    if opts.scaleout_only:  # issue 15's loop: the scale-out figures again, every other figure kept as it was
+        kept = json.loads((opts.out / "benchmarks.json").read_text())
+        try:
+            kept["scaleout"] = run_scaleout(q, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        kept["targets"] = [t for t in kept.get("targets", []) if not t["target"].startswith("scale-out:")] + \
+            scaleout_targets(kept["scaleout"])
+        (opts.out / "benchmarks.json").write_text(json.dumps(kept, indent=2) + "\n")
+        (opts.out / "benchmarks.md").write_text(render(kept))
+        return
     if opts.serve_only:  # a daemon lane's loop: the serve figures again, every other figure kept as it was
         kept = json.loads((opts.out / "benchmarks.json").read_text())
         try:
@@ -612,6 +626,9 @@ def main() -> None:
         run_collect([] if opts.skip_collect else collect_cases)
         for _, subs, eps, *_ in collect_cases:
             drop(subs, eps)
+        if not opts.skip_scaleout:
+            figures["scaleout"] = run_scaleout(q, work)
+            phase_done(f"scale-out on Azurite (replicas {', '.join(figures['scaleout'].get('phases') or {})})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     figures["total_s"] = time.perf_counter() - started
@@ -705,7 +722,7 @@ def targets(f: dict[str, Any], *, big: str, small: str, serve_big: str) -> list[
         else:
             add(target, figure,
                 v["wall_over_floor"] <= 1.3 and v["workers"] >= 32 and storm <= 0.01 * v["requests"]["median"])
-    return out
+    return out + scaleout_targets(f.get("scaleout"))
 
 
 def _s(sp: dict[str, Any], unit: str = "s", digits: int = 2) -> str:
@@ -916,8 +933,104 @@ def render(f: dict[str, Any]) -> str:
                           f"acknowledged (the webhook's 200) in {b['ack_s']:.2f} s, every event settled in the "
                           f"intake after {b['drain_s'] if b['drain_s'] is not None else math.nan:.1f} s, "
                           f"{b['rereads']:.0f} re-reads."]
+    lines += render_scaleout(f.get("scaleout"))
     lines.append("")
     return "\n".join(lines)
+
+
+# --- scale-out on Azurite (issue 15): bench/scaleout.py as a phase of its own -------------------------------------
+
+def run_scaleout(quick: bool, work: Path, timeout: float = 1500) -> dict[str, Any]:
+    """bench/scaleout.py in its own process (it starts Azurite, the replay server and the replicas itself): every
+    figure it wrote (work/scaleout.json), its last line, and its errors; a failed run is a figure, not a crash."""
+    out = work / "scaleout.json"
+    argv = [sys.executable, str(ROOT / "bench" / "scaleout.py"), "--out", str(out), *(["--quick"] if quick else [])]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"bench/scaleout.py did not finish within {timeout:.0f} s"}
+    lines = proc.stdout.strip().splitlines()
+    figures: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    figures["line"] = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+    figures["exit"] = proc.returncode
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('{"error"')]
+    if proc.returncode or figures["line"] is None:
+        figures["error"] = (errors or [proc.stderr.strip()[-300:]])[-1]
+    return figures
+
+
+def scaleout_targets(sc: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Issue 15's targets, as targets() writes them, from bench/scaleout.py's last line (None: not measured)."""
+    if not sc:
+        return []
+    line = sc.get("line") or {}
+    rows: list[dict[str, Any]] = []
+
+    def add(target: str, figure: str, met: bool | None) -> None:
+        rows.append({"target": target, "figure": figure, "met": met})
+
+    cs, reqs = line.get("collection_s") or {}, line.get("arm_requests") or {}
+    t1, r1 = cs.get("1"), reqs.get("1")
+    for k in sorted((k for k in cs if int(k) >= 3), key=int):
+        tk, rk = cs[k], reqs.get(k)
+        add(f"scale-out: {k} replicas collect in at most 1.3x of 1/{k} of one replica's time",
+            f"{tk:.1f} s vs {t1:.1f} s for one = {tk * int(k) / t1:.2f}x of 1/{k}" if t1 and tk else "–",
+            tk <= 1.3 * t1 / int(k) if t1 and tk else None)
+        add(f"scale-out: {k} replicas with at most 2% more ARM requests than one",
+            f"{rk} vs {r1} requests" if r1 and rk else "–", rk <= 1.02 * r1 if r1 and rk else None)
+    cpt = line.get("collections_per_tick")
+    add("scale-out: one full collection per schedule tick, whatever the number of replicas",
+        f"{cpt} per tick" if cpt is not None else "–", cpt == 1 if cpt is not None else None)
+    cold, ready, biggest = line.get("cold_start_arm_requests"), line.get("cold_start_ready_s"), max(
+        (v for v in reqs.values() if v), default=None)
+    add("scale-out: a cold replica is ready with under 1% of a collection's ARM requests",
+        f"{cold} requests ({biggest} a collection), ready in {ready:.1f} s" if cold is not None and biggest
+        and ready is not None else "–", cold < 0.01 * biggest if cold is not None and biggest else None)
+    first = line.get("first_event_alert_s")
+    add("scale-out: a cold replica's first event alerts in under 2 s", f"{first:.2f} s" if first is not None else "–",
+        first < 2 if first is not None else None)
+    sent = line.get("alerts_sent")
+    add("scale-out: alerts sent = delivered, 0 duplicates, 0 lost, the killed replica's work included",
+        f"sent {sent}, delivered {line.get('alerts_delivered')}, duplicates {line.get('duplicates')}, lost "
+        f"{line.get('lost')}" if sent is not None else "–",
+        sent == line.get("alerts_delivered") and line.get("duplicates") == 0 and line.get("lost") == 0
+        if sent is not None else None)
+    return rows
+
+
+def render_scaleout(sc: dict[str, Any] | None) -> list[str]:
+    """The "Scale-out on Azurite" section of benchmarks.md."""
+    if not sc:
+        return []
+    line = sc.get("line") or {}
+    tenant = sc.get("tenant", {})
+    lines = ["", "## Scale-out on Azurite", "",
+             "bench/scaleout.py: `plmon serve` replicas sharing one Table store, inventory and schedule on Azurite "
+             f"(blob, queue, table), against the replay server at 50 ms a request with ARM's read limits, on a "
+             f"{tenant.get('subscriptions', '?')}-subscription synth tenant ({tenant.get('endpoints', '?')} endpoints);"
+             " each replica capped at 4 reads in flight, each replica count on a fresh table prefix (a cold first "
+             "collection). One run each; mind the load average.", ""]
+    if sc.get("error"):
+        lines += [f"The run reported: `{sc['error']}`", ""]
+    lines += ["| replicas | first collection | ARM requests | 429s |", "|---|---|---|---|"]
+    for k, phase in sorted((sc.get("phases") or {}).items(), key=lambda kv: int(kv[0])):
+        t = (line.get("collection_s") or {}).get(k)
+        lines.append(f"| {k} | {f'{t:.1f} s' if t is not None else '–'} | "
+                     f"{(line.get('arm_requests') or {}).get(k, '–')} | {phase.get('arm_throttled', '–')} |")
+    lines += ["", "| figure | value |", "|---|---|"]
+    lines += [f"| {key} | {_fig(line.get(key))} |" for key in ("collections_per_tick", "cold_start_ready_s",
+                                                               "cold_start_arm_requests", "first_event_alert_s",
+                                                               "alerts_sent", "alerts_delivered", "duplicates",
+                                                               "lost")]
+    lines += [f"| load average at start / end | {_loads(sc.get('load_avg_at_start', []))} / "
+              f"{_loads(sc.get('load_avg_at_end', []))} |", f"| wall time | {sc.get('wall_s', 0):.0f} s |"]
+    lines += [""] + [f"- {e['phase']}: `{e['error']}`" for e in sc.get("errors", [])] if sc.get("errors") else []
+    return lines
+
+
+def _fig(value: Any) -> str:
+    """A figure of the scale-out line: floats to 2 decimals, a missing one as a dash."""
+    return "–" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,12 @@ with :func:`fnmatch.fnmatchcase` (``*`` also matches ``/``), e.g. ``*/providers/
 
 Every answer carries ``x-ms-request-id`` and ``x-ms-ratelimit-remaining-subscription-reads``. Every request
 is logged in :attr:`ReplayServer.requests` (method, path, status) so a test can assert, say, that plmon
-sent only GETs.
+sent only GETs. ``GET /.plmon/stats`` answers ``{"requests": n, "throttled": m}`` (itself not counted): every
+request received so far (pages, retries, 429s and failures included) and how many were answered 429, so a
+process that does not hold the server (the scale-out benchmark) can count the ARM requests of what it measures.
+
+A recorded file is parsed once and kept, and parsed again when its modification time or size changed: a
+benchmark or test that rewrites a resource on disk (a change in Azure) is served the new body at once.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ log = structlog.get_logger()
 
 DEFAULT_PAGE_SIZE = 100
 SKIPTOKEN = "$skiptoken"
+STATS_PATH = "/.plmon/stats"  # the server's own counters, not a recorded path (ARM paths never start with a dot)
 RESOURCE_GRAPH_PATH = "providers/microsoft.resourcegraph/resources"
 # ARM's historical hourly read budget per subscription; the header counts down from it, never below 0.
 READ_BUDGET = 12000
@@ -431,6 +437,8 @@ class ReplayServer:
         self._errors: dict[str, Path] = {}
         self._cache: dict[Path, Any] = {}
         self._texts: dict[Path, bytes] = {}  # the text each cached file was parsed from, UTF-8
+        self._stamps: dict[Path, tuple[int, int]] = {}  # (mtime_ns, size) each cached file had when parsed
+        self._throttled = 0  # answers 429 (ARM's limits or throttle_every), for /.plmon/stats
         self._plain: set[Path] = set()  # cached files orjson parsed (see _encoded)
         # Lists are parsed afresh here (not through _cache) so that an edited list answers by-id reads as it is.
         self._list_items = ListItems(self._bodies_get, _load_list)
@@ -476,8 +484,8 @@ class ReplayServer:
 
         Read on first use instead, the files of a 100-subscription tenant (17k) cost the server a seventh of its
         CPU during a collection, and that CPU shares the machine with the client the collection measures. What an
-        answer is does not change: the cache is the one first use fills (a file edited after the start is served as
-        it was, as a file already read always was)."""
+        answer is does not change: the cache is the one first use fills (a file edited after the start is parsed
+        again on its next read, as any cached file is)."""
         for file in (*self._bodies.values(), *self._errors.values()):
             with contextlib.suppress(OSError, ValueError, TypeError, RecursionError):  # answered as on first use
                 self._load(file)
@@ -548,6 +556,11 @@ class ReplayServer:
         with self._lock:
             self._requests.clear()
 
+    def stats(self) -> dict[str, int]:
+        """``/.plmon/stats``: requests received and answered 429 since the start (what the benchmark counts)."""
+        with self._lock:
+            return {"requests": self._count, "throttled": self._throttled}
+
     def _record(self, handler: _Handler, status: int | None) -> None:
         split = handler.split if handler.split is not None else urlsplit(handler.path)
         record = RequestRecord(handler.command, split.path, split.query, status, handler.received)
@@ -570,6 +583,8 @@ class ReplayServer:
         request_body = handler.rfile.read(length) if length else b""
         split = handler.split = urlsplit(handler.path)
         path = unquote(split.path)
+        if path == STATS_PATH and handler.command == "GET":  # the server's counters: no latency, not counted
+            return handler.send_json(200, self.stats(), {})
         key = path.strip("/").lower()
         glob_path = "/" + key
         count = self._next_count()
@@ -635,16 +650,23 @@ class ReplayServer:
         return False
 
     def _load(self, file: Path) -> Any:
-        if file not in self._cache:
+        """``file`` parsed, from the cache unless its stat changed since: a by-id file cached for ever made a
+        rewrite on disk (the benchmark's change in Azure) invisible to every later read. One ``stat`` a read."""
+        info = file.stat()
+        stamp = (info.st_mtime_ns, info.st_size)
+        if file not in self._cache or self._stamps.get(file) != stamp:
             data = file.read_bytes()
             # orjson where it reads the text exactly as json does (outside_json.fast_loads), json otherwise.
             doc = fast_loads(data)
             if doc is UNPARSED:
                 doc = json.loads(data.decode("utf-8"))
+                self._plain.discard(file)
             else:
                 self._plain.add(file)
-            self._cache[file] = doc
+            # A reader racing this re-parse gets the old document or the new text, either one whole.
             self._texts[file] = data
+            self._cache[file] = doc
+            self._stamps[file] = stamp
         return self._cache[file]
 
     def _as_recorded(self, file: Path, body: Any) -> Any:
@@ -742,6 +764,9 @@ class ReplayServer:
     def _send(
         self, handler: _Handler, status: int, body: Any, headers: Mapping[str, str], head: bool
     ) -> None:
+        if status == 429:
+            with self._lock:
+                self._throttled += 1
         self._record(handler, status)
         handler.send_json(status, body, headers, head=head)
 

@@ -620,3 +620,25 @@ def test_request_lines_are_logged_only_when_debug_lines_are_written(tenant: Path
         assert [e["path"] for e in capture.entries if e["event"] == "replay.request"] == ["/subscriptions"]
     finally:
         structlog.configure(**saved)
+
+
+def test_stats_count_every_request_and_the_429s(tenant: Path) -> None:
+    """Proves: /.plmon/stats counts every request (pages, 404s, 429s) but not itself, and the 429s apart."""
+    with ReplayServer(tenant, arm_limits=(2, 0.001), page_size=4) as server:
+        assert get(server, "/.plmon/stats")[2] == {"requests": 0, "throttled": 0}
+        statuses = [get(server, f"/{PE_LIST}")[0] for _ in range(3)] + [get(server, "/nothing/here/at/all")[0]]
+        status, _, stats = get(server, "/.plmon/stats")
+    assert statuses == [200, 200, 429, 404] and status == 200
+    assert stats == {"requests": 4, "throttled": 1}
+
+
+def test_a_rewritten_by_id_file_is_served_anew(tenant: Path) -> None:
+    """Proves: a by-id resource file rewritten on disk after it was served (and preloaded) is answered with its
+    new body on the next read, so a benchmark's change in Azure is seen."""
+    with ReplayServer(tenant, preload=True) as server:
+        before = get(server, f"/{STORAGE}")[2]
+        write(tenant, STORAGE, {"id": "/" + STORAGE, "properties": {"publicNetworkAccess": "Enabled"}})
+        os.utime(tenant / "arm" / f"{STORAGE}.json", ns=(2, 2))  # a changed stat, even within one clock tick
+        after = get(server, f"/{STORAGE}")[2]
+    assert before["properties"]["publicNetworkAccess"] == "Disabled"
+    assert after["properties"]["publicNetworkAccess"] == "Enabled"
