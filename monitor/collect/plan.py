@@ -258,6 +258,9 @@ class _Run:
         self.inv = inv
         self.workers = max(1, workers)  # collect() may raise it once the subscriptions are known
         self.on_progress = on_progress
+        # A display's hook for a total and an ETA: (reads queued, whether the plan now knows all its reads).
+        self.on_planned: Callable[[int, bool], None] | None = getattr(on_progress, "planned", None)
+        self._plan_known = False
         self._lock = threading.Lock()
         self._pending: _Jobs | None = None   # the jobs of the running parallel_keyed(), for submit()
         self._can_submit = False             # whether the jobs about to run may submit() more
@@ -305,6 +308,7 @@ class _Run:
         pending = _Jobs()
         for key, job in jobs:
             pending.put(key, job)
+        self.planned(pending.queued)   # one read per job
         if self.workers == 1 or (pending.queued <= 1 and not self._can_submit):
             self._pending = pending
             pending.alone()
@@ -347,6 +351,11 @@ class _Run:
         """Queue one more job on the running :meth:`parallel_keyed` (called from one of its jobs)."""
         assert self._pending is not None, "submit() outside parallel_keyed()"
         self._pending.put(key, job)
+        self.planned(1)
+
+    def planned(self, reads: int) -> None:
+        if self.on_planned is not None:
+            self.on_planned(reads, self._plan_known)
 
     def phase(self, name: str, fn: Callable[[], None]) -> None:
         started = time.perf_counter()
@@ -365,6 +374,7 @@ class _Run:
         """Phase 'tenant': the subscriptions to read (those ``wanted``, or every listed one) and the
         management groups, whose names the association lists are read under."""
         inv = self.inv
+        self.planned(2)   # the two lists below
         subs = self.read_list("subscriptions", "subscriptions", "/", "Microsoft.Resources/subscriptions")
         for s in subs or []:
             sid = _str(s, "subscriptionId")
@@ -455,7 +465,8 @@ class _Run:
                         place_units()
                         for key, read in self._resource_jobs(sub_ids):
                             self.submit(key, read)
-                        self._resources_queued = True
+                        self._resources_queued = self._plan_known = True
+                        self.planned(0)
             return job
         # Kind by kind across the subscriptions (round-robin across them, each subscription's lists in this
         # order), so that the workers spend every subscription's budget at once.
@@ -472,7 +483,9 @@ class _Run:
         (zone groups, network links, CNAMEs), NICs holding an endpoint's only IP, endpoint and association
         targets, firewall policies; ids that cannot be read are gaps, recorded before any read runs."""
         if not self._resources_queued:  # (else the subscriptions phase read them: see subscription_lists)
-            self.parallel(spread(self._resource_jobs(sub_ids)))
+            jobs = spread(self._resource_jobs(sub_ids))
+            self._plan_known = True
+            self.parallel(jobs)
 
     def _resource_jobs(self, sub_ids: list[str]) -> list[tuple[str, Callable[[], None]]]:
         """The reads of phase 'resources' with their budget keys, and (first) the gaps of what cannot be read."""
