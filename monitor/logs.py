@@ -38,6 +38,17 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+_CALLSITE = ("filename", "pathname", "lineno", "func_name", "funcName", "module", "thread_name", "process_name")
+
+
+def _no_callsite(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A line says what happened, not where in plmon's source it was written: a file and line column (a callsite
+    adder, a library passing its record's attributes) changes with every refactor and hides the reason."""
+    for key in _CALLSITE:
+        event.pop(key, None)
+    return event
+
+
 def _reason_not_traceback(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """A library record's exception as one line (type and first line of the message), never its traceback."""
     exc_info = event.pop("exc_info", None)
@@ -65,7 +76,8 @@ def stdlib_handler(fmt: str) -> logging.Handler:
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level,
-                           structlog.processors.TimeStamper(fmt="iso", utc=True), _redact, _reason_not_traceback],
+                           structlog.processors.TimeStamper(fmt="iso", utc=True), _redact, _no_callsite,
+                           _reason_not_traceback],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _reason_not_traceback,
                     _renderer(fmt)]))
     return handler
@@ -117,6 +129,7 @@ def _apply(level_no: int, fmt: str, sink: Literal["stderr", "logging"]) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
+            _no_callsite,
             structlog.processors.format_exc_info,
             _renderer(fmt),
         ],

@@ -280,7 +280,7 @@ class _Run:
         except ReadError as err:
             self.count(failed=True)
             self.inv.gaps.append(CoverageGap(scope, type_, err.code, err.status, err.message))
-            log.info("read_failed", path=path, status=err.status, code=err.code)
+            log.debug("read_failed", path=path, status=err.status, code=err.code)
             return None
         self.count()
         return body
@@ -578,7 +578,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
     # would give the same gaps in another order from one run to the next (and live than offline), so a report
     # diffed against the last one showed changes that were none. Sorted, the order is the tenant's.
     inv.gaps.sort(key=_gap_order)
-    log.info("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
+    log.debug("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
              subscriptions=len(sub_ids), workers=run.workers)
     return inv
 

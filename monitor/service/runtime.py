@@ -42,6 +42,7 @@ import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from plmon.alerts.delivery import DeliveryReport
 from plmon.monitor.collect.builder import paused_gc
 from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule
@@ -55,6 +56,15 @@ log = structlog.get_logger(__name__)
 FIRST_PATIENCE = 5.0  # seconds the first lane waits for an earlier alert of its findings held by the backlog
 YIELD_AT_MOST = 1.0  # seconds a backlog send waits for events to finish: a steady stream never starves it
 
+
+
+def _sent(lane: str, report: DeliveryReport) -> DeliveryReport:
+    """The one info line of a delivery batch (each alert's own line is at debug): a burst is a few lines, not
+    thousands, and what failed is still one warning per alert."""
+    if report.claimed:
+        log.info("alerts_sent", lane=lane, claimed=report.claimed, delivered=report.delivered,
+                 digests=report.digests, retrying=report.retrying, dead_lettered=report.dead)
+    return report
 
 class _Priority:
     """How many event steps and first-lane sends are under way: the backlog waits for none."""
@@ -242,7 +252,7 @@ class Runtime:
             self._sending_first = frozenset(findings)
             self._priority.poke()   # a backlog send stepping aside may hold one of these: it must not wait on us
             try:
-                self.daemon.deliver_first(sorted(findings), FIRST_PATIENCE)
+                _sent("first", self.daemon.deliver_first(sorted(findings), FIRST_PATIENCE))
             except Exception:
                 log.exception("alert_delivery_step_failed", lane="first")
             finally:
@@ -256,7 +266,7 @@ class Runtime:
             self._backlog_wake.clear()
             while not self._stopping.is_set():
                 try:
-                    if not self.daemon.deliver(pause=self._step_aside).claimed:
+                    if not _sent("backlog", self.daemon.deliver(pause=self._step_aside)).claimed:
                         break
                 except Exception:
                     log.exception("alert_delivery_step_failed", lane="backlog")

@@ -150,3 +150,21 @@ def test_malformed_chunked_posts_log_one_json_line_each_and_no_traceback(tmp_pat
     bad = [entry for entry in logs if "Invalid HTTP request" in entry["event"]]
     assert len(bad) >= len(answers) // 2 and all(entry["level"] == "warning" for entry in bad)
     assert not [entry for entry in logs if "exception" in entry or entry["level"] == "error"]
+
+
+def test_serve_logs_one_info_line_per_collection_event_and_delivery_batch(tmp_path):
+    """At info, plmon serve writes one line per full collection, per event re-read (with its ids) and per
+    delivery batch, besides its start and stop: no per-read, per-transition, per-request or per-alert lines."""
+    folder = tenant(tmp_path / "t")
+    with receiver() as rec:
+        cfg = _config(tmp_path, rec.url)
+        env = {**os.environ, "PLMON_EVENTGRID_SECRET": SECRET, "PLMON_LOG_FORMAT": "json", "PLMON_LOG_LEVEL": "info"}
+        err = _serve_one_event(folder, cfg, rec, env)
+    infos = [entry for entry in map(json.loads, (x for x in err.splitlines() if x.startswith("{")))
+             if entry["level"] == "info"]
+    names = [entry["event"] for entry in infos]
+    assert names.count("full_collection_done") == 1 and names.count("reread") == 1
+    assert set(names) == {"daemon_started", "full_collection_done", "reread", "alerts_sent", "daemon_stopped"}
+    (collection,) = (e for e in infos if e["event"] == "full_collection_done")
+    assert collection["requests"] > 0 and collection["transitions"] == 1
+    assert sum(e["delivered"] for e in infos if e["event"] == "alerts_sent") == 1
