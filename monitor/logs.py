@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import MutableMapping, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
 if TYPE_CHECKING:
     from importlib.abc import Loader
@@ -122,7 +122,7 @@ def _apply(level_no: int, fmt: str, sink: Literal["stderr", "logging"]) -> None:
     import structlog
 
     factory: Any = (structlog.stdlib.LoggerFactory() if sink == "logging"
-                    else structlog.PrintLoggerFactory(file=sys.stderr))
+                    else structlog.PrintLoggerFactory(file=cast("TextIO", _CurrentStderr())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -138,6 +138,18 @@ def _apply(level_no: int, fmt: str, sink: Literal["stderr", "logging"]) -> None:
         cache_logger_on_first_use=False,
     )
     _bring_libraries_in_line(level_no, fmt)
+
+
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write, not as it was when logging was configured: while a scan's progress
+    display is live, rich swaps in a proxy that prints each line above the bars, and a logger holding the real stderr
+    would write into the middle of them (and leave torn bars behind)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 # A configuration waiting for structlog's import (level, format, sink), and the level configured: a get_logger

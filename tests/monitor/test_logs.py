@@ -58,3 +58,12 @@ def test_no_source_file_column_in_either_format() -> None:
         assert len(lines) == 2 and "collection_done" in lines[0] and "Invalid HTTP request" in lines[1]
         for word in ("plan.py", "568", "filename", "lineno", "func_name", "logs.py", "pathname", ".py:"):
             assert word not in r.stderr, (fmt, word, r.stderr)
+
+
+def test_lines_go_to_the_stderr_of_the_moment() -> None:
+    """A line goes to whatever sys.stderr is when it is written (rich's proxy while progress bars are live), not to
+    the stream that was stderr when logging was configured."""
+    r = _run("import io, sys; from plmon.monitor.logs import configure_logging, get_logger; "
+             "configure_logging('info', 'console'); real, sys.stderr = sys.stderr, io.StringIO(); "
+             "get_logger('x').info('late_line'); got, sys.stderr = sys.stderr.getvalue(), real; print(got)")
+    assert "late_line" in r.stdout and r.stderr == ""

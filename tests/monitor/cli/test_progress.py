@@ -36,15 +36,24 @@ def synth300(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def replay(synth300: Path) -> Any:
-    proc = subprocess.Popen([*PLMON, "replay-server", "--from", str(synth300)], stdout=subprocess.PIPE,
+def _replay(folder: Path, *options: str) -> Any:
+    proc = subprocess.Popen([*PLMON, "replay-server", "--from", str(folder), *options], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
     yield json.loads(proc.stdout.readline())
     proc.terminate()
     proc.wait(timeout=30)
     proc.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def replay(synth300: Path) -> Any:
+    yield from _replay(synth300)
+
+
+@pytest.fixture(scope="module")
+def throttling(synth300: Path) -> Any:
+    yield from _replay(synth300, "--throttle-every", "500")
 
 
 class _Probe:
@@ -92,10 +101,10 @@ def test_phase_lines_have_no_source_file_column() -> None:
     assert "collected: management groups" in out.getvalue() and "progress.py" not in out.getvalue()
 
 
-def _scan_on_a_terminal(replay: dict[str, str], rows: int = 30) -> tuple[int, str]:
+def _scan_on_a_terminal(replay: dict[str, str], rows: int = 30, level: str = "warning") -> tuple[int, str]:
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 120, 0, 0))
-    env = {**os.environ, "PLMON_ARM_TOKEN": "t", "TERM": "xterm", "PLMON_LOG_LEVEL": "warning"}
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 200, 0, 0))
+    env = {**os.environ, "PLMON_ARM_TOKEN": "t", "TERM": "xterm", "PLMON_LOG_LEVEL": level}
     proc = subprocess.Popen([*PLMON, "scan", "--arm-endpoint", replay["base_url"], "--ca-bundle", replay["ca_bundle"],
                              "--format", "json"], stdout=subprocess.DEVNULL, stderr=slave, env=env)
     os.close(slave)
@@ -128,6 +137,16 @@ def test_300_subscriptions_through_a_replay_server_fit_a_terminal(replay: dict[s
     assert re.search(r"ARM reads .* \d+/\d+ +\d+:\d\d:\d\d +\d+:\d\d:\d\d", text), "no ETA beside the total"
     assert "subscriptions read" in text and "300/300" in text
     assert "progress.py" not in text
+
+
+def test_log_lines_print_above_the_bars(throttling: dict[str, str]) -> None:
+    """A log line written while the bars are live (a 429 honoured, at info) gets a line of its own above them, never
+    glued to the end of a bar."""
+    code, screen = _scan_on_a_terminal(throttling, level="info")
+    assert code == 0
+    lines = _ANSI.sub("", screen).splitlines()
+    logged = [line for line in lines if "arm_throttled" in line]
+    assert logged and all(re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z \[info", line) for line in logged), logged[:3]
 
 
 def test_no_bars_when_stderr_is_not_a_terminal(replay: dict[str, str]) -> None:
