@@ -465,8 +465,7 @@ class _Run:
                         place_units()
                         for key, read in self._resource_jobs(sub_ids):
                             self.submit(key, read)
-                        self._resources_queued = self._plan_known = True
-                        self.planned(0)
+                        self._resources_queued = True
             return job
         # Kind by kind across the subscriptions (round-robin across them, each subscription's lists in this
         # order), so that the workers spend every subscription's budget at once.
@@ -483,15 +482,14 @@ class _Run:
         (zone groups, network links, CNAMEs), NICs holding an endpoint's only IP, endpoint and association
         targets, firewall policies; ids that cannot be read are gaps, recorded before any read runs."""
         if not self._resources_queued:  # (else the subscriptions phase read them: see subscription_lists)
-            jobs = spread(self._resource_jobs(sub_ids))
-            self._plan_known = True
-            self.parallel(jobs)
+            self.parallel(spread(self._resource_jobs(sub_ids)))
 
     def _resource_jobs(self, sub_ids: list[str]) -> list[tuple[str, Callable[[], None]]]:
         """The reads of phase 'resources' with their budget keys, and (first) the gaps of what cannot be read."""
         sub_keys = {s.lower() for s in sub_ids}
         jobs = [*self._child_list_jobs(), *self._nic_jobs(), *self._target_jobs(sub_keys),
                 *_policy_jobs(self, sub_keys)]
+        self._plan_known = True   # these are the last reads: as they are queued, a display has its total
         if self.inv.scoped:
             self.inv.gaps.extend(_unjudgeable_associations(self.inv))
             self.inv.gaps.extend(_peers_out_of_scope(self.inv, sub_keys))
