@@ -79,8 +79,8 @@ class _Probe:
 @pytest.mark.parametrize("workers", [1, 8])
 def test_total_is_known_before_the_end_and_bars_stay_few(synth300: Path, workers: int) -> None:
     """The subscriptions' count shows from their first list and the reads' total once the reads by id are queued
-    (before they run; on one worker, as soon as the lists are read), equal to the reads made; at most max_bars subscription bars are ever shown, all gone at the
-    end, and all 300 subscriptions are counted done."""
+    (before they run; on one worker, as soon as the lists are read), equal to the reads made; at most max_bars
+    subscription bars are ever shown, all gone at the end, and all 300 subscriptions are counted done."""
     display = CollectionProgress(io.StringIO(), max_bars=5)
     probe = _Probe(RecordedTenant(synth300), display)
     with display:
