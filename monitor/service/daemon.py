@@ -378,12 +378,12 @@ class Daemon:
                 event = parse_item(q.raw, schema=q.schema).resource
             except ValueError:
                 event = None
-            if event is None:
-                self.metrics.events_ignored.labels("not_a_resource_event").inc()
+            if event is None or not is_relevant(event):
+                reason = "not_a_resource_event" if event is None else "irrelevant_operation"
+                self.metrics.events_ignored.labels(reason).inc()
                 report.ignored += 1
-            elif not is_relevant(event):
-                self.metrics.events_ignored.labels("irrelevant_operation").inc()
-                report.ignored += 1
+                with bound_contextvars(**_log_context(event, q.event_id)):
+                    log.info("event_ignored", reason=reason)   # its one line, as a re-read or a stale event has
             else:
                 relevant.append(event)
         # A step about one event (the usual case, and every retry: failing steps are bisected to single
