@@ -230,7 +230,7 @@ class DeliveryWorker:
                 self._failed(row, f"digest: {err}", retryable=err.retryable, report=report)
             return
         report.digests += 1
-        log.info("alert_digest_sent", channel=channel.name, alerts=len(rows))
+        log.debug("alert_digest_sent", channel=channel.name, alerts=len(rows))
         for row in rows:
             self._delivered(row, report)
 
@@ -241,7 +241,7 @@ class DeliveryWorker:
             self._recent[row.channel].append(now)
         self._release(row)
         report.delivered += 1
-        log.info("alert_delivered", alert_id=row.alert_id, channel=row.channel, kind=row.kind,
+        log.debug("alert_delivered", alert_id=row.alert_id, channel=row.channel, kind=row.kind,
                  check_id=row.check_id, attempts=row.attempts + 1)
 
     def _failed(self, row: OutboxRow, error: str, *, retryable: bool, report: DeliveryReport) -> None:

@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import MutableMapping, Sequence
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
 
 if TYPE_CHECKING:
     from importlib.abc import Loader
@@ -35,6 +35,17 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     for key in list(event):
         if any(w in key.lower() for w in _SECRET_WORDS):
             event[key] = "[redacted]"
+    return event
+
+
+_CALLSITE = ("filename", "pathname", "lineno", "func_name", "funcName", "module", "thread_name", "process_name")
+
+
+def _no_callsite(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A line says what happened, not where in plmon's source it was written: a file and line column (a callsite
+    adder, a library passing its record's attributes) changes with every refactor and hides the reason."""
+    for key in _CALLSITE:
+        event.pop(key, None)
     return event
 
 
@@ -65,7 +76,8 @@ def stdlib_handler(fmt: str) -> logging.Handler:
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.add_logger_name, structlog.processors.add_log_level,
-                           structlog.processors.TimeStamper(fmt="iso", utc=True), _redact, _reason_not_traceback],
+                           structlog.processors.TimeStamper(fmt="iso", utc=True), _redact, _no_callsite,
+                           _reason_not_traceback],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _reason_not_traceback,
                     _renderer(fmt)]))
     return handler
@@ -110,13 +122,14 @@ def _apply(level_no: int, fmt: str, sink: Literal["stderr", "logging"]) -> None:
     import structlog
 
     factory: Any = (structlog.stdlib.LoggerFactory() if sink == "logging"
-                    else structlog.PrintLoggerFactory(file=sys.stderr))
+                    else structlog.PrintLoggerFactory(file=cast("TextIO", _CurrentStderr())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact,
+            _no_callsite,
             structlog.processors.format_exc_info,
             _renderer(fmt),
         ],
@@ -125,6 +138,18 @@ def _apply(level_no: int, fmt: str, sink: Literal["stderr", "logging"]) -> None:
         cache_logger_on_first_use=False,
     )
     _bring_libraries_in_line(level_no, fmt)
+
+
+class _CurrentStderr:
+    """``sys.stderr`` as it is at each write, not as it was when logging was configured: while a scan's progress
+    display is live, rich swaps in a proxy that prints each line above the bars, and a logger holding the real stderr
+    would write into the middle of them (and leave torn bars behind)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 # A configuration waiting for structlog's import (level, format, sink), and the level configured: a get_logger

@@ -80,7 +80,7 @@ def do_scan(config: Config | ScanConfig, from_dir: Path | None, observations: An
         reader, on_progress, display = source.reader, None, None
         if CollectionProgress.wanted():
             display = CollectionProgress()
-            reader, on_progress = display.wrap(reader), display.phase_done
+            reader, on_progress = display.wrap(reader), display
         with display or contextlib.nullcontext():
             # A folder is read once per command, as it is now: a path its index lacks is absent, and the index need
             # not outlive the collection.

@@ -292,6 +292,9 @@ class Collection:
         self.inv = inv
         self.workers = max(1, workers)  # collect() may raise it once the subscriptions are known
         self.on_progress = on_progress
+        # A display's hook for a total and an ETA: (reads queued, whether the plan now knows all its reads).
+        self.on_planned: Callable[[int, bool], None] | None = getattr(on_progress, "planned", None)
+        self._plan_known = False
         self._lock = threading.Lock()
         self._pending: _Jobs | None = None   # the jobs of the running parallel_keyed(), for submit()
         self._can_submit = False             # whether the jobs about to run may submit() more
@@ -311,7 +314,7 @@ class Collection:
         except ReadError as err:
             self.count(failed=True)
             self.inv.gaps.append(CoverageGap(scope, type_, err.code, err.status, err.message))
-            log.info("read_failed", path=path, status=err.status, code=err.code)
+            log.debug("read_failed", path=path, status=err.status, code=err.code)
             return None
         self.count()
         return body
@@ -339,6 +342,7 @@ class Collection:
         pending = _Jobs()
         for key, job in jobs:
             pending.put(key, job)
+        self.planned(pending.queued)   # one read per job
         if self.workers == 1 or (pending.queued <= 1 and not self._can_submit):
             self._pending = pending
             pending.alone()
@@ -381,6 +385,11 @@ class Collection:
         """Queue one more job on the running :meth:`parallel_keyed` (called from one of its jobs)."""
         assert self._pending is not None, "submit() outside parallel_keyed()"
         self._pending.put(key, job)
+        self.planned(1)
+
+    def planned(self, reads: int) -> None:
+        if self.on_planned is not None:
+            self.on_planned(reads, self._plan_known)
 
     def phase(self, name: str, fn: Callable[[], None]) -> None:
         started = time.perf_counter()
@@ -399,6 +408,7 @@ class Collection:
         """Phase 'tenant': the subscriptions to read (those ``wanted``, or every listed one) and the
         management groups, whose names the association lists are read under."""
         inv = self.inv
+        self.planned(2)   # the two lists below
         subs = self.read_list("subscriptions", "subscriptions", "/", "Microsoft.Resources/subscriptions")
         for s in subs or []:
             sid = _str(s, "subscriptionId")
@@ -557,6 +567,7 @@ class Collection:
         sub_keys = {s.lower() for s in sub_ids}
         jobs = [*self._child_list_jobs(), *self._nic_jobs(), *self._target_jobs(sub_keys),
                 *_policy_jobs(self, sub_keys)]
+        self._plan_known = True   # these are the last reads: as they are queued, a display has its total
         if self.inv.scoped:
             self.inv.gaps.extend(_unjudgeable_associations(self.inv))
             self.inv.gaps.extend(_peers_out_of_scope(self.inv, sub_keys))
@@ -690,7 +701,7 @@ def collect(reader: ArmReader, *, subscriptions: Iterable[str] | None = None,
     # would give the same gaps in another order from one run to the next (and live than offline), so a report
     # diffed against the last one showed changes that were none. Sorted, the order is the tenant's.
     inv.gaps.sort(key=_gap_order)
-    log.info("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
+    log.debug("collection_done", requests=inv.stats.requests, gaps=len(inv.gaps),
              subscriptions=len(sub_ids), workers=run.workers)
     return inv
 

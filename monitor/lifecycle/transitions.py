@@ -303,7 +303,7 @@ def _commit(store: StateStore, build: Callable[[], _Plan],
             log.warning("lifecycle_conflict", attempt=attempt + 1, error=str(err))
             continue
         for t in plan.transitions:
-            log.info("finding_transition", kind=t.kind, check_id=t.check_id, resource_id=t.resource_id,
+            log.debug("finding_transition", kind=t.kind, check_id=t.check_id, resource_id=t.resource_id,
                      severity=t.severity, alerts=t.alerts)
         return plan.transitions
     raise ConflictError("the state store kept changing under the lifecycle; giving up after 5 attempts")

@@ -327,7 +327,7 @@ class Daemon:
         self.metrics.observe_step(cpu)
         ids = [q.event_id for q in queued]
         with bound_contextvars(**({"event_id": ids[0]} if len(ids) == 1 else {})):
-            log.info("event_reevaluated", events=len(ids), rereads=report.rereads, checks=report.checks,
+            log.debug("event_reevaluated", events=len(ids), rereads=report.rereads, checks=report.checks,
                      transitions=len(report.transitions), seconds=round(report.seconds, 4),
                      cpu_ms={k: round(v * 1000, 2) for k, v in report.cpu.items()})
         return report
@@ -383,12 +383,12 @@ class Daemon:
                 event = parse_item(q.raw, schema=q.schema).resource
             except ValueError:
                 event = None
-            if event is None:
-                self.metrics.events_ignored.labels("not_a_resource_event").inc()
+            if event is None or not is_relevant(event):
+                reason = "not_a_resource_event" if event is None else "irrelevant_operation"
+                self.metrics.events_ignored.labels(reason).inc()
                 report.ignored += 1
-            elif not is_relevant(event):
-                self.metrics.events_ignored.labels("irrelevant_operation").inc()
-                report.ignored += 1
+                with bound_contextvars(**_log_context(event, q.event_id)):
+                    log.info("event_ignored", reason=reason)   # its one line, as a re-read or a stale event has
             else:
                 relevant.append(event)
         # A step about one event (the usual case, and every retry: failing steps are bisected to single
@@ -484,7 +484,7 @@ class Daemon:
         for t in transitions:
             if t.alerts:
                 self._await_alert((t.check_id, t.resource_key), earliest)
-            log.info("finding_changed_by_event" if reader is None else "finding_changed_by_patch", kind=t.kind,
+            log.debug("finding_changed_by_event" if reader is None else "finding_changed_by_patch", kind=t.kind,
                      check_id=t.check_id, resource_id=t.resource_id)
         if transitions:  # reads every open finding: after delivery (process_pending), and only when one moved
             self._recount = True
@@ -760,8 +760,10 @@ class Daemon:
             self.metrics.collections.labels("ok").inc()
             self.metrics.collection_duration.observe(seconds)
         self.metrics.last_collection.set(self.last_collection.timestamp())
+        # The one info line a collection writes (the plan's own and the heap's are at debug).
         log.info("full_collection_done" if lifecycle else "collection_adopted", seconds=round(seconds, 3),
-                 findings=len(ev.findings), gaps=len(result.gaps), transitions=len(transitions))
+                 requests=result.stats.requests, findings=len(ev.findings), gaps=len(result.gaps),
+                 transitions=len(transitions))
         self.wake.set()  # events that waited for a first inventory can go now
         if transitions:
             self._alerts_queued(())
@@ -788,7 +790,7 @@ class Daemon:
             self._frozen = True
             self._untidy = False
         release_freed()
-        log.info("heap_settled", seconds=round(time.perf_counter() - started, 3), frozen=gc.get_freeze_count(),
+        log.debug("heap_settled", seconds=round(time.perf_counter() - started, 3), frozen=gc.get_freeze_count(),
                  collected=collected)
 
     def _retire(self, old: object) -> None:

@@ -46,6 +46,7 @@ import structlog
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from plmon.alerts.delivery import DeliveryReport
 from plmon.monitor.collect.builder import paused_gc
 from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.service.fanout import CollectionDriver, ShardWorker
@@ -64,6 +65,15 @@ SHARD_POLL_IDLE = 5.0   # at most this long between polls of an idle shard queue
 DRIVE_EVERY = 1.0       # seconds between the holder's steps of an open fan-out collection
 DEFAULT_SHARDS_IN_FLIGHT = 2
 
+
+
+def _sent(lane: str, report: DeliveryReport) -> DeliveryReport:
+    """The one info line of a delivery batch (each alert's own line is at debug): a burst is a few lines, not
+    thousands, and what failed is still one warning per alert."""
+    if report.claimed:
+        log.info("alerts_sent", lane=lane, claimed=report.claimed, delivered=report.delivered,
+                 digests=report.digests, retrying=report.retrying, dead_lettered=report.dead)
+    return report
 
 class _Priority:
     """How many event steps and first-lane sends are under way: the backlog waits for none."""
@@ -307,7 +317,7 @@ class Runtime:
             self._sending_first = frozenset(findings)
             self._priority.poke()   # a backlog send stepping aside may hold one of these: it must not wait on us
             try:
-                self.daemon.deliver_first(sorted(findings), FIRST_PATIENCE)
+                _sent("first", self.daemon.deliver_first(sorted(findings), FIRST_PATIENCE))
             except Exception:
                 log.exception("alert_delivery_step_failed", lane="first")
             finally:
@@ -321,7 +331,7 @@ class Runtime:
             self._backlog_wake.clear()
             while not self._stopping.is_set():
                 try:
-                    if not self.daemon.deliver(pause=self._step_aside).claimed:
+                    if not _sent("backlog", self.daemon.deliver(pause=self._step_aside)).claimed:
                         break
                 except Exception:
                     log.exception("alert_delivery_step_failed", lane="backlog")

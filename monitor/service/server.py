@@ -211,7 +211,7 @@ async def _intake(daemon: Daemon, body: bytes, content_type: str | None) -> Resp
     if accepted.validation_code is not None:
         log.info("subscription_validated")
         return JSONResponse(validation_response(accepted.validation_code))
-    log.info("webhook_accepted", received=accepted.received, queued=accepted.queued.accepted,
+    log.debug("webhook_accepted", received=accepted.received, queued=accepted.queued.accepted,
              duplicates=accepted.queued.duplicates, rejected=accepted.rejected)
     return JSONResponse({"received": accepted.received, "queued": accepted.queued.accepted,
                          "duplicates": accepted.queued.duplicates, "rejected": accepted.rejected})

@@ -27,9 +27,9 @@ def _config(tmp_path, hook_url: str, **extra):  # type: ignore[no-untyped-def]
     return path
 
 
-def _serve_one_event(folder, cfg, rec, env) -> str:  # type: ignore[no-untyped-def]
-    """Start `plmon serve`, flip the storage account on disk, post its write event, wait for the opened
-    alert, then SIGTERM; returns stderr after asserting the process exited 0."""
+def _serve_one_event(folder, cfg, rec, env, before=()) -> str:  # type: ignore[no-untyped-def]
+    """Start `plmon serve`, flip the storage account on disk, post its write event (after the events ``before``),
+    wait for the opened alert, then SIGTERM; returns stderr after asserting the process exited 0."""
     proc = subprocess.Popen([*PLMON, "serve", "--from", str(folder), "--config", str(cfg), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
@@ -39,7 +39,7 @@ def _serve_one_event(folder, cfg, rec, env) -> str:  # type: ignore[no-untyped-d
             assert time.monotonic() < deadline, "never ready"
             time.sleep(0.05)
         write_account(folder, "Enabled")
-        assert httpx.post(f"{url}/api/eventgrid", params={"code": SECRET}, json=[event()]).status_code == 200
+        assert httpx.post(f"{url}/api/eventgrid", params={"code": SECRET}, json=[*before, event()]).status_code == 200
         assert rec.wait_for(lambda a: a.event["type"] == "io.plmon.finding.opened"
                             and a.event["data"]["check_id"] == "public-access.enabled-with-private-endpoint")
         proc.send_signal(signal.SIGTERM)
@@ -150,3 +150,29 @@ def test_malformed_chunked_posts_log_one_json_line_each_and_no_traceback(tmp_pat
     bad = [entry for entry in logs if "Invalid HTTP request" in entry["event"]]
     assert len(bad) >= len(answers) // 2 and all(entry["level"] == "warning" for entry in bad)
     assert not [entry for entry in logs if "exception" in entry or entry["level"] == "error"]
+
+
+def test_serve_logs_one_info_line_per_collection_event_and_delivery_batch(tmp_path):
+    """At info, plmon serve writes one line per full collection, per processed event (a re-read, or an ignored
+    event, with its ids) and per delivery batch, besides its start and stop: no per-read, per-transition,
+    per-request or per-alert lines."""
+    folder = tenant(tmp_path / "t")
+    vm = ("/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/rg1/providers/Microsoft.Compute"
+          "/virtualMachines/vm1")
+    ignored = event(vm, op="Microsoft.Compute/virtualMachines/write", event_id="ev-vm")
+    with receiver() as rec:
+        cfg = _config(tmp_path, rec.url)
+        env = {**os.environ, "PLMON_EVENTGRID_SECRET": SECRET, "PLMON_LOG_FORMAT": "json", "PLMON_LOG_LEVEL": "info"}
+        err = _serve_one_event(folder, cfg, rec, env, before=[ignored])
+    infos = [entry for entry in map(json.loads, (x for x in err.splitlines() if x.startswith("{")))
+             if entry["level"] == "info"]
+    names = [entry["event"] for entry in infos]
+    assert names.count("full_collection_done") == 1 and names.count("reread") == 1
+    assert names.count("event_ignored") == 1
+    assert set(names) == {"daemon_started", "full_collection_done", "reread", "event_ignored", "alerts_sent",
+                          "daemon_stopped"}
+    (skipped,) = (e for e in infos if e["event"] == "event_ignored")
+    assert (skipped["event_id"], skipped["resource_id"], skipped["reason"]) == ("ev-vm", vm, "irrelevant_operation")
+    (collection,) = (e for e in infos if e["event"] == "full_collection_done")
+    assert collection["requests"] > 0 and collection["transitions"] == 1
+    assert sum(e["delivered"] for e in infos if e["event"] == "alerts_sent") == 1

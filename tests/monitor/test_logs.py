@@ -44,3 +44,26 @@ def test_configured_after_structlog_is_imported_applies_at_once() -> None:
     r = _run("import structlog; from plmon.monitor.logs import configure_logging; configure_logging('error', 'json'); "
              "structlog.get_logger().warning('quiet'); structlog.get_logger().error('loud')")
     assert json.loads(r.stderr)["event"] == "loud" and r.stdout == ""
+
+
+def test_no_source_file_column_in_either_format() -> None:
+    """Neither the key-value nor the JSON renderer writes a file, line or function column, for plmon's own lines
+    (even one handed callsite keys) or for a library's stdlib record (uvicorn's)."""
+    for fmt in ("console", "json"):
+        r = _run("import logging; from plmon.monitor.logs import configure_logging, get_logger; "
+                 f"configure_logging('info', '{fmt}'); "
+                 "get_logger('x').info('collection_done', filename='plan.py', lineno=568, func_name='collect'); "
+                 "logging.getLogger('uvicorn.error').warning('Invalid HTTP request received.')")
+        lines = r.stderr.splitlines()
+        assert len(lines) == 2 and "collection_done" in lines[0] and "Invalid HTTP request" in lines[1]
+        for word in ("plan.py", "568", "filename", "lineno", "func_name", "logs.py", "pathname", ".py:"):
+            assert word not in r.stderr, (fmt, word, r.stderr)
+
+
+def test_lines_go_to_the_stderr_of_the_moment() -> None:
+    """A line goes to whatever sys.stderr is when it is written (rich's proxy while progress bars are live), not to
+    the stream that was stderr when logging was configured."""
+    r = _run("import io, sys; from plmon.monitor.logs import configure_logging, get_logger; "
+             "configure_logging('info', 'console'); real, sys.stderr = sys.stderr, io.StringIO(); "
+             "get_logger('x').info('late_line'); got, sys.stderr = sys.stderr.getvalue(), real; print(got)")
+    assert "late_line" in r.stdout and r.stderr == ""
