@@ -183,9 +183,8 @@ def build_daemon(config: Config, source: Source, *, store: StateStore | None = N
     daemon = Daemon(config, source.reader, store, intake, manifest=source.manifest, workers=source.workers,
                     subscriptions=source.subscriptions, **parts)
     if scale is not None:   # /readyz's ``collection``: the fan-out's current row and its shards
-        from plmon.monitor.service.fanout import collection_status
-        book = scale.book
-        daemon.collection_status = lambda: collection_status(book)
+        from plmon.monitor.service.fanout import CollectionStatus
+        daemon.collection_status = CollectionStatus(scale.book)
     return daemon
 
 

@@ -68,7 +68,7 @@ from plmon.monitor.state.scaleout import (
     StaleReceipt,
 )
 
-__all__ = ["CollectionDriver", "ShardWorker", "blob_collection", "collection_status"]
+__all__ = ["CollectionDriver", "CollectionStatus", "ShardWorker", "blob_collection", "collection_status"]
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +118,28 @@ def collection_status(book: CollectionBook) -> dict[str, Any] | None:
         counts[shard.state] = counts.get(shard.state, 0) + 1
     return {"id": row.collection, "state": row.state, "started_at": row.started_at.isoformat(),
             "published_at": row.published_at.isoformat() if row.published_at else None, "shards": counts}
+
+
+class CollectionStatus:
+    """:func:`collection_status` for ``/readyz``, read from the book at most every ``ttl`` seconds.
+
+    Probes poll readiness often (a Kubernetes probe every few seconds per replica, a benchmark every 50 ms), and
+    each answer read the book's rows and every shard row of the newest collection: on a cold replica that
+    traffic competed with loading the inventory. A status a few seconds old is what a probe needs."""
+
+    def __init__(self, book: CollectionBook, *, ttl: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.book, self.ttl, self.clock = book, ttl, clock
+        self._lock = threading.Lock()
+        self._at: float | None = None
+        self._last: dict[str, Any] | None = None
+
+    def __call__(self) -> dict[str, Any] | None:
+        with self._lock:
+            now = self.clock()
+            if self._at is None or now - self._at >= self.ttl:
+                self._last, self._at = collection_status(self.book), now
+            return self._last
 
 
 class ShardWorker:

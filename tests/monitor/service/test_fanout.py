@@ -25,7 +25,7 @@ from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.service.fanout import CollectionDriver, ShardWorker
 from plmon.monitor.service.schedule import SharedSchedule, tick_collection
 from plmon.monitor.state.lease_blob import BlobScheduleLease
-from plmon.monitor.state.scaleout import ScaleOut, StorageUnavailable
+from plmon.monitor.state.scaleout import CollectionRow, ScaleOut, StorageUnavailable
 from plmon.monitor.state.store import FindingState
 
 SYNTH = SynthSpec(subscriptions=4, endpoints=30, seed=11, bad_share=0.4)
@@ -285,3 +285,21 @@ def test_a_hosted_attempt_that_times_out_raises_for_redelivery_until_its_last_wh
         release.set()
     row = _scale(d).book.shard(str(message.body["collection"]), str(message.body["shard"]))
     assert row is not None and row.state == "failed" and "did not finish" in row.error
+
+
+def test_readyz_collection_status_reads_the_book_at_most_once_per_ttl() -> None:
+    """Readiness probes poll often: the status is read from the book once per ttl, then served from memory."""
+    from plmon.monitor.service.fanout import CollectionStatus
+
+    class CountingBook:
+        calls = 0
+
+        def collections(self) -> list[CollectionRow]:
+            CountingBook.calls += 1
+            return []
+
+    now = [100.0]
+    status = CollectionStatus(CountingBook(), ttl=2.0, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert status() is None and status() is None and CountingBook.calls == 1
+    now[0] += 2.0
+    assert status() is None and CountingBook.calls == 2
