@@ -173,7 +173,7 @@ class Runtime:
         assert scale is not None
         cfg, metrics = self.daemon.config.scale, self.daemon.metrics
         self.keeper = LeaseKeeper(scale.lease, every=cfg.lease_renew.total_seconds(),
-                                  on_change=lambda held: metrics.schedule_leader.set(1 if held else 0))
+                                  on_event=metrics.lease_changed)
         self.schedule = SharedSchedule(self.daemon, scale, settle=True)
         self.watcher = PointerWatcher(_Serialized(self.daemon, self._inventory_lock),
                                       interval=cfg.pointer_interval.total_seconds())

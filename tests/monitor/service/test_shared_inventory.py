@@ -507,3 +507,58 @@ def test_the_holder_never_downloads_the_collection_it_just_published(
     assert polled == [False] and loads == []
     assert a.shared.current is not None and a.shared.source == "published"
     assert watcher.poll_once() is False and loads == []
+
+
+def _lock_free(lock: Any) -> bool:
+    """Whether no thread holds ``lock`` (asked from a thread of its own: an RLock is always free to its holder)."""
+    free: list[bool] = []
+
+    def probe() -> None:
+        got = lock.acquire(blocking=False)
+        if got:
+            lock.release()
+        free.append(got)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return free[0]
+
+
+def test_a_hung_patch_listing_neither_holds_the_lock_nor_delays_an_event_s_alert(
+        replicas: tuple[Replica, Replica], tenant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patch index listing hangs (storage slow): it runs with the daemon's lock free, and the event is
+    re-evaluated and its alert handed over while the listing still hangs; the late sync is replayed afterwards."""
+    a, b = replicas
+    a.daemon.full_collection()
+    assert b.daemon.load_shared()
+    store = b.shared.store
+    real = store.patches_since
+    listing = threading.Event()
+    release = threading.Event()
+    seen: list[str] = []
+    lock_free: list[bool] = []
+
+    def hang(since: datetime) -> Any:
+        lock_free.append(_lock_free(b.daemon._lock))
+        seen.append("listing")
+        listing.set()
+        release.wait(20)
+        seen.append("listed")
+        return real(since)
+
+    monkeypatch.setattr(store, "patches_since", hang)
+    b.daemon.sync_wait = 0.05   # the product waits longer; how long is not what this proves
+    b.daemon.dispatch = lambda urgent: seen.append("alerts")
+    b.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")
+    report = b.daemon.process_pending()
+    assert any(t.kind == "opened" for t in report.transitions)
+    assert seen == ["listing", "alerts"] and lock_free == [True]
+    assert b.daemon.metrics.patches.labels("sync_late")._value.get() == 1
+    release.set()
+    fetching = b.daemon._fetching
+    assert fetching is not None and fetching.done.wait(30) and fetching.error is None
+    monkeypatch.setattr(store, "patches_since", real)
+    b.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")
+    b.daemon.process_pending()   # finds the late listing finished: replays it (nothing newer than its own read)
+    assert b.daemon._fetching is None and b.daemon.metrics.patches.labels("sync_failed")._value.get() == 0
