@@ -58,6 +58,7 @@ from plmon.monitor.scan import ScanResult
 from plmon.monitor.service.metrics import Metrics, PhaseClock
 from plmon.monitor.service.reevaluate import affected_keys, keys_to_apply, reread_into
 from plmon.monitor.service.shared_inventory import (
+    SYNC_OVERLAP,
     Patch,
     SharedInventory,
     collection_id,
@@ -738,14 +739,35 @@ class Daemon:
         published = None
         if tap is not None:  # before the swap: the recording is let go before settle_heap freezes the heap
             published = self._publish_collection(tap, started_at, self.clock())
-        result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0)
+        newer = self._patches_since(started_at) if self.shared is not None else None   # storage: outside the lock
+        result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0, patches=newer)
         if published is not None and self.shared is not None:   # only now: a sync before the swap was on the old one
             self.shared.serving(published, started_at, "published")
             self.metrics.serving(published.collection)
         return result
 
+    def _patches_since(self, started_at: datetime) -> _Fetched | None:
+        """Other processes' re-reads made since this process's collection started (design15 2.1 "After a
+        collection"): one may have been read after the collection read its resource, and opened a finding on it,
+        which the collection's older read would resolve (and the next sync open again). The collection's own read
+        time per resource is not kept, so every patch read after its start counts. None when storage fails: the
+        collection is applied as it is, and the sync that follows replays them (late, but not lost)."""
+        shared = self.shared
+        assert shared is not None
+        start_ms = _ms(started_at)
+        try:
+            refs = shared.store.patches_since(started_at - SYNC_OVERLAP)
+            newest = {r.resource_key: r for r in refs if r.read_at_ms > start_ms and r.instance != shared.instance}
+            patches = shared.fetch(newest.values()) if newest else {}
+        except Exception as err:
+            self.metrics.patches.labels("sync_failed").inc()
+            log.warning("collection_patches_unread", error=f"{type(err).__name__}: {err}")
+            return None
+        return _Fetched(shared.generation, newest, patches, None)
+
     def adopt(self, inv: Inventory, started_at: datetime, *, lifecycle: bool, settle: bool = False,
-              t0: float | None = None, forget_reads: bool = False) -> tuple[ScanResult, list[Transition]]:
+              t0: float | None = None, forget_reads: bool = False,
+              patches: _Fetched | None = None) -> tuple[ScanResult, list[Transition]]:
         """Make ``inv`` (a collection that started at ``started_at``) the daemon's state: the resources events
         re-read meanwhile read again on top of it, linked, evaluated into the units events re-judge, swapped in.
 
@@ -756,7 +778,9 @@ class Daemon:
         ``t0``: when the collection began (``perf_counter``), for its duration; an adopted load times itself.
         ``forget_reads``: drop the read times of resources re-read since ``started_at`` that were not read again on top
         of ``inv``. A collection loaded from another process started before this one tracked its re-reads for it,
-        so its inventory may lack them; with their times dropped, the patch sync that follows replays them."""
+        so its inventory may lack them; with their times dropped, the patch sync that follows replays them.
+        ``patches``: other processes' re-reads since ``started_at`` (:meth:`_patches_since`), replayed on ``inv``
+        before it is judged, so the lifecycle sees the newest read of each resource."""
         t0 = time.perf_counter() if t0 is None else t0
         with self._lock:
             self._collecting_since = None
@@ -764,6 +788,9 @@ class Daemon:
             again_keys = {rid.key for rid in again}
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
+            replayed: dict[str, datetime] = {}
+            if patches is not None and patches.refs:   # so are other processes' re-reads meanwhile
+                inv, replayed = self._replay_on(inv, patches, again_keys)
             linked, links = link(inv, taken_at=self.source_clock.now())
             snapshot = observer(self.store)(linked)
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
@@ -779,6 +806,8 @@ class Daemon:
             self._full_started = started_at
             self._read_at = {k: v for k, v in self._read_at.items()
                              if v > started_at and (not forget_reads or k in again_keys)}
+            for k, v in replayed.items():   # the sync after the swap then finds these patches done
+                self._read_at[k] = max(v, self._read_at.get(k, v))
         # Outside the lock: a later collection's settle holds the interpreter for seconds (its gc.collect), and the
         # trim after it, which lets go of the interpreter, need not keep events from the new state meanwhile.
         if settle:
@@ -800,6 +829,32 @@ class Daemon:
             self._alerts_queued(())
         return result, transitions
         return result
+
+    def _replay_on(self, inv: Inventory, fetched: _Fetched, skip: set[str]) -> tuple[Inventory, dict[str, datetime]]:
+        """``fetched``'s patches replayed on ``inv`` (not the resources in ``skip``, read live on it already): the
+        inventory, and the read time of each resource replayed."""
+        shared = self.shared
+        assert shared is not None
+        newest = {k: r for k, r in fetched.refs.items() if k not in skip}
+        chosen = [fetched.patches[b] for b in dict.fromkeys(r.blob for r in newest.values())]
+        wanted: dict[str, ArmId] = {}
+        for patch in chosen:
+            for raw in patch.resources:
+                rid = parse_id(raw)
+                if rid.key in newest:
+                    wanted[rid.key] = rid
+        if not wanted:
+            return inv, {}
+        reader = patch_reader(chosen, self._event_reader)
+        inv, result = reread_into(reader, inv, list(wanted.values()))
+        shared.fallback_reads += reader.fallback_reads
+        shared.patches_applied += len(chosen)
+        self.metrics.patches.labels("applied").inc(len(chosen))
+        self.metrics.patch_fallback_reads.inc(reader.fallback_reads)
+        log.info("patches_replayed_on_collection", patches=len(chosen), resources=len(wanted),
+                 fallback_reads=reader.fallback_reads)
+        return inv, {k: datetime.fromtimestamp(r.read_at_ms / 1000, UTC) for k, r in newest.items()
+                     if k in result.keys}
 
     def settle_heap(self) -> None:
         """Freeze what the collection left alive out of the cyclic GC's scans, then hand the C heap's free pages back.

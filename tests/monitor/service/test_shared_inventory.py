@@ -562,3 +562,31 @@ def test_a_hung_patch_listing_neither_holds_the_lock_nor_delays_an_event_s_alert
     b.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")
     b.daemon.process_pending()   # finds the late listing finished: replays it (nothing newer than its own read)
     assert b.daemon._fetching is None and b.daemon.metrics.patches.labels("sync_failed")._value.get() == 0
+
+
+def test_a_patch_read_after_the_holder_s_collection_read_its_resource_is_judged_before_apply_scan(
+        replicas: tuple[Replica, Replica], tenant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B re-reads an endpoint after A's collection read it and opens a finding before A's apply_scan: A replays B's
+    patch on its collection first, so it neither resolves the finding nor opens it again (one `opened`, nothing
+    else), and judges what B read."""
+    a, b = replicas
+    a.daemon.full_collection()
+    assert b.daemon.load_shared()
+    opened: list[Any] = []
+    real_publish = a.daemon._publish_collection
+
+    def publish(*args: Any, **kwargs: Any) -> Any:   # A's collection has read everything: B's event comes now
+        b.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")
+        opened.extend(t for t in b.daemon.process_pending().transitions if t.kind == "opened")
+        return real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(a.daemon, "_publish_collection", publish)
+    a.daemon.full_collection()
+    assert opened
+    for t in opened:
+        kinds = [r.kind for r in a.daemon.store.outbox()
+                 if (r.check_id, r.resource_key) == (t.check_id, t.resource_key)]
+        assert kinds == ["opened"], kinds
+    assert _view(a.daemon) == _view(b.daemon)
+    a.daemon.sync_shared()
+    assert a.shared.patches_applied == 1   # replayed once, before apply_scan; the sync after finds it done
