@@ -618,6 +618,11 @@ class Daemon:
                     wanted[rid.key] = rid
         reader = patch_reader(patches, self._event_reader)
         read_at = {k: datetime.fromtimestamp(r.read_at_ms / 1000, UTC) for k, r in newest.items()}
+        skewed = [r for r in newest.values() if r.skewed]
+        if skewed:   # a writer's clock far ahead of the store's: replayed as read when its row was written
+            self.metrics.patches.labels("skewed").inc(len(skewed))
+            log.warning("patch_read_time_ahead_of_store", patches=len(skewed),
+                        instances=sorted({r.instance for r in skewed}))
         transitions, _ = self._reread_step(list(wanted.values()), read_at, cpu, reader=reader)
         shared.replayed(newest.values())
         shared.fallback_reads += reader.fallback_reads

@@ -75,6 +75,12 @@ _PATCH_MAGIC = b"PLMPAT"
 _PATCH_HEAD = struct.Struct(">6sHI")
 # Patch rows are read back from ``written_at`` minus this margin: writers' clocks differ by milliseconds under NTP,
 # and a row written by a slow writer just before the last sync must not be skipped (design R4).
+# The skew assumption: ``written_at`` is the writer's clock (the filter cannot use the service's own ``Timestamp``,
+# whose Azurite support is unverified), so the replicas' clocks must agree within this margin. A row stamped by a
+# clock further behind is missed by a replica that has synced past it (its next full collection reads the resource
+# again); a clock ahead only makes rows listed again, and the sync never starts later than its own clock allows
+# (``pending``). A read time far ahead of the store's clock cannot win newest-read-wins beyond the moment its row was
+# written (:data:`plmon.monitor.state.inventory_blob.FUTURE_TOLERANCE`): it is logged and counted (op="skewed").
 SYNC_OVERLAP = timedelta(seconds=60)
 _LOAD_ATTEMPTS = 5   # pointer -> manifest -> segments, started again on a 404 (a collection retired meanwhile)
 _PUBLISH_ATTEMPTS = 8

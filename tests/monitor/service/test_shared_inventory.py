@@ -590,3 +590,30 @@ def test_a_patch_read_after_the_holder_s_collection_read_its_resource_is_judged_
     assert _view(a.daemon) == _view(b.daemon)
     a.daemon.sync_shared()
     assert a.shared.patches_applied == 1   # replayed once, before apply_scan; the sync after finds it done
+
+
+def test_a_read_time_far_ahead_of_the_store_s_clock_is_bounded_to_when_its_row_was_written(
+        replicas: tuple[Replica, Replica], tenant: Path) -> None:
+    """A writer whose clock is an hour ahead: its index row counts as read when the store wrote it, so a replica
+    replaying it (counted as skewed) still takes a later event on that resource, and a later true read replaces it."""
+    a, b = replicas
+    a.daemon.full_collection()
+    assert b.daemon.load_shared() and b.daemon.inventory is not None and a.shared.current is not None
+    endpoint_id = _flip_endpoint(tenant)
+    key = parse_id(endpoint_id).key
+    tap = RecordingTap(RecordedTenant(tenant))
+    reread_into(tap, b.daemon.inventory, [parse_id(endpoint_id)])
+    hour_ahead = int(datetime.now(UTC).timestamp() * 1000) + 3_600_000
+    a.shared.write_patch(Patch((endpoint_id,), hour_ahead, "skewed", a.shared.current.collection,
+                               tuple(tap.take())), {key: endpoint_id})
+    row = a.shared.store.patch(key)
+    assert row is not None and row.skewed and row.read_at_ms < hour_ahead - 3_000_000
+
+    b.daemon.sync_shared()
+    assert b.shared.patches_applied == 1
+    assert b.daemon.metrics.patches.labels("skewed")._value.get() == 1
+    b.daemon.accept(_event(endpoint_id), "application/json")    # an event after it is not taken for stale
+    report = b.daemon.process_pending()
+    assert report.stale == 0 and report.rereads == 1
+    row = a.shared.store.patch(key)
+    assert row is not None and row.instance == "b" and not row.skewed   # B's later read won the index
