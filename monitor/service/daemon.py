@@ -560,17 +560,20 @@ class Daemon:
     def _fetch_for_step(self) -> _Fetched | None:
         """The storage half of a worker step's patch sync, waited for at most ``sync_wait``; None to go on without it.
 
-        One read at a time: a step that meets one still in flight waits for that one (started by an earlier step
-        that gave up on it), and one that finished late is replayed by the step that finds it."""
+        One read at a time: a step that meets one still in flight (an earlier step gave up on it) does not wait for
+        it again, so a hung store costs one event ``sync_wait``, not each; one that finished late is replayed by the
+        step that finds it."""
         if time.monotonic() < self._sync_quiet_until:
             return None
         with self._fetching_lock:
             fetch = self._fetching
+            started_here = fetch is None
             if fetch is None:
                 fetch = self._fetching = _Fetch(self._sync_fetch)
-        if not fetch.done.wait(self.sync_wait):
-            self.metrics.patches.labels("sync_late").inc()
-            log.warning("patch_sync_late", waited_seconds=self.sync_wait)
+        if not fetch.done.wait(self.sync_wait if started_here else 0.0):
+            if started_here:
+                self.metrics.patches.labels("sync_late").inc()
+                log.warning("patch_sync_late", waited_seconds=self.sync_wait)
             return None
         with self._fetching_lock:
             if self._fetching is fetch:

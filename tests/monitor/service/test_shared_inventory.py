@@ -527,8 +527,9 @@ def _lock_free(lock: Any) -> bool:
 
 def test_a_hung_patch_listing_neither_holds_the_lock_nor_delays_an_event_s_alert(
         replicas: tuple[Replica, Replica], tenant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The patch index listing hangs (storage slow): it runs with the daemon's lock free, and the event is
-    re-evaluated and its alert handed over while the listing still hangs; the late sync is replayed afterwards."""
+    """The patch index listing hangs (storage slow): it runs with the daemon's lock free, the event is re-evaluated and
+    its alert handed over while the listing still hangs, the next event does not wait for it again, and the late sync
+    is replayed afterwards."""
     a, b = replicas
     a.daemon.full_collection()
     assert b.daemon.load_shared()
@@ -554,6 +555,10 @@ def test_a_hung_patch_listing_neither_holds_the_lock_nor_delays_an_event_s_alert
     report = b.daemon.process_pending()
     assert any(t.kind == "opened" for t in report.transitions)
     assert seen == ["listing", "alerts"] and lock_free == [True]
+    assert b.daemon.metrics.patches.labels("sync_late")._value.get() == 1
+    b.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")   # still hanging: not waited for again
+    assert any(t.kind == "opened" for t in b.daemon.process_pending().transitions)
+    assert seen == ["listing", "alerts", "alerts"]
     assert b.daemon.metrics.patches.labels("sync_late")._value.get() == 1
     release.set()
     fetching = b.daemon._fetching
