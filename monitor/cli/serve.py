@@ -64,9 +64,11 @@ def _probe_scale(store: StateStore, config: Config) -> None:
     Table-store user upgrading without blob access (a missing role, an unreachable blob endpoint) gets one line and
     the way out, not "the daemon did not start" after a traceback in the server's startup."""
     from plmon.monitor.state.scaleout import ScaleoutError
+    from plmon.monitor.state.storage_account import first_refusal
 
     try:
-        scale = open_scale(store, config, instance="plmon-serve-preflight")
+        with first_refusal():   # a refusal is the answer here: no SDK retries seconds apart before the one line
+            scale = open_scale(store, config, instance="plmon-serve-preflight")
     except (ScaleoutError, InputError) as err:
         raise InputError(f"scale: the shared inventory's storage cannot be used ({err}); grant this identity blob "
                          "access (Storage Blob Data Contributor) or set scale.shared_inventory: false") from None

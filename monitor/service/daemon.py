@@ -58,6 +58,7 @@ from plmon.monitor.scan import ScanResult
 from plmon.monitor.service.metrics import Metrics, PhaseClock
 from plmon.monitor.service.reevaluate import affected_keys, keys_to_apply, reread_into
 from plmon.monitor.service.shared_inventory import (
+    SYNC_OVERLAP,
     Patch,
     SharedInventory,
     collection_id,
@@ -66,7 +67,7 @@ from plmon.monitor.service.shared_inventory import (
     publish_collection,
 )
 from plmon.monitor.state.intake import Enqueued, IntakeQueue, QueuedEvent
-from plmon.monitor.state.scaleout import Pointer, ScaleOut, UnsupportedFormat
+from plmon.monitor.state.scaleout import PatchRef, Pointer, ScaleOut, UnsupportedFormat
 from plmon.monitor.state.store import StateStore
 
 __all__ = ["Accepted", "Daemon", "StepReport"]
@@ -76,6 +77,10 @@ log = structlog.get_logger(__name__)
 
 # Seconds the worker steps skip the patch sync after one failed (blob storage slow or down).
 SYNC_QUIET_AFTER_FAILURE = 30.0
+# Seconds a worker step waits for its patch sync's storage reads (the index listing, the patch blobs) before it goes on
+# without them: the storage clients may take 5 s to connect and 15 s to read, twice, and an event's alert must not wait
+# for that. The late reads go on on their own thread; the next step (or the pointer thread's sync) replays them.
+SYNC_WAIT = 1.0
 
 
 def _utcnow() -> datetime:
@@ -135,6 +140,36 @@ class _ReadTimes(Mapping[str, datetime]):
 
     def __len__(self) -> int:
         return len(self.per_key)
+
+
+@dataclass
+class _Fetched:
+    """A patch sync's storage half, read outside the daemon's lock: the index rows still to replay (newest per
+    resource), their patch blobs by name, where the next sync may start, and the collection served meanwhile."""
+
+    generation: int
+    refs: dict[str, PatchRef]
+    patches: dict[str, Patch]
+    synced_from: datetime | None
+
+
+class _Fetch:
+    """One patch sync's storage reads on a thread of their own, which a worker step waits for only so long."""
+
+    def __init__(self, read: Callable[[], _Fetched]) -> None:
+        self._read = read
+        self.done = threading.Event()
+        self.result: _Fetched | None = None
+        self.error: BaseException | None = None
+        threading.Thread(target=self._run, name="plmon-patch-sync", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._read()
+        except BaseException as err:   # handed to the step that waits (or the next one), which logs it
+            self.error = err
+        finally:
+            self.done.set()
 
 
 class _CountingReader:
@@ -255,6 +290,9 @@ class Daemon:
         # After a failed patch sync the worker steps skip theirs until then (monotonic): one event pays for a store
         # that is down, not each (the pointer thread's sync_shared keeps trying).
         self._sync_quiet_until = 0.0
+        self.sync_wait = SYNC_WAIT
+        self._fetching: _Fetch | None = None    # the worker steps' patch sync reads in flight (one at a time)
+        self._fetching_lock = threading.Lock()
 
     # --- intake ----------------------------------------------------------------------------------
     def accept(self, body: bytes, content_type: str | None, *, received_at: datetime | None = None) -> Accepted:
@@ -391,20 +429,19 @@ class Daemon:
                     log.info("event_ignored", reason=reason)   # its one line, as a re-read or a stale event has
             else:
                 relevant.append(event)
+        # Other processes' newer re-reads first: an event here is then judged on what they read, and one they already
+        # re-read after it happened is stale here too. Their storage reads go outside the lock, and the step waits for
+        # them only SYNC_WAIT: slow or failing storage delays neither this event nor the ones behind the lock.
+        fetched = self._fetch_for_step() if self.shared is not None and relevant else None
         # A step about one event (the usual case, and every retry: failing steps are bisected to single
         # events) binds its ids for every log line below, the re-read's and the lifecycle's included.
         with bound_contextvars(**(_log_context(relevant[0]) if len(relevant) == 1 else {})), self._lock:
             assert self.inventory is not None
-            if self.shared is not None and relevant and time.monotonic() >= self._sync_quiet_until:
-                # Other processes' newer re-reads first: an event here is then judged on what they read, and one
-                # they already re-read after it happened is stale here too.
+            if fetched is not None:
                 try:
-                    report.transitions.extend(self._sync_locked(cpu))
-                except Exception as err:   # storage hiccup: the event still goes; the next sync catches up
-                    self._sync_quiet_until = time.monotonic() + SYNC_QUIET_AFTER_FAILURE
-                    self.metrics.patches.labels("sync_failed").inc()
-                    log.warning("patch_sync_failed", error=f"{type(err).__name__}: {err}",
-                                quiet_seconds=SYNC_QUIET_AFTER_FAILURE)
+                    report.transitions.extend(self._sync_replay(fetched, cpu))
+                except Exception as err:   # an unreadable patch: the event still goes; the next sync tries again
+                    self._sync_failed(err)
             folded = coalesce(relevant, _ReadTimes(self._full_started, self._read_at), target=resource_to_reread)
             report.stale, report.duplicates = len(folded.stale), len(folded.duplicates)
             self.metrics.events_ignored.labels("stale").inc(len(folded.stale))
@@ -519,29 +556,68 @@ class Daemon:
             self.metrics.patches.labels("publish_failed").inc()
             log.warning("patch_publish_failed", error=f"{type(err).__name__}: {err}", resources=len(keys))
 
-    def _sync_locked(self, cpu: PhaseClock) -> list[Transition]:
+    def _sync_failed(self, err: BaseException) -> None:
+        """A patch sync failed (storage hiccup): the worker steps skip theirs for a while, the next sync catches up."""
+        self._sync_quiet_until = time.monotonic() + SYNC_QUIET_AFTER_FAILURE
+        self.metrics.patches.labels("sync_failed").inc()
+        log.warning("patch_sync_failed", error=f"{type(err).__name__}: {err}", quiet_seconds=SYNC_QUIET_AFTER_FAILURE)
+
+    def _fetch_for_step(self) -> _Fetched | None:
+        """The storage half of a worker step's patch sync, waited for at most ``sync_wait``; None to go on without it.
+
+        One read at a time: a step that meets one still in flight (an earlier step gave up on it) does not wait for
+        it again, so a hung store costs one event ``sync_wait``, not each; one that finished late is replayed by the
+        step that finds it."""
+        if time.monotonic() < self._sync_quiet_until:
+            return None
+        with self._fetching_lock:
+            fetch = self._fetching
+            started_here = fetch is None
+            if fetch is None:
+                fetch = self._fetching = _Fetch(self._sync_fetch)
+        if not fetch.done.wait(self.sync_wait if started_here else 0.0):
+            if started_here:
+                self.metrics.patches.labels("sync_late").inc()
+                log.warning("patch_sync_late", waited_seconds=self.sync_wait)
+            return None
+        with self._fetching_lock:
+            if self._fetching is fetch:
+                self._fetching = None
+        if fetch.error is not None:
+            self._sync_failed(fetch.error)
+            return None
+        return fetch.result
+
+    def _sync_fetch(self) -> _Fetched:
+        """List the patch rows newer than this process's own read of their resource, and download their blobs: the
+        sync's storage reads, outside the daemon's lock. The read times are a copy (one C-level dict copy, atomic
+        under the GIL); the replay asks again under the lock."""
+        shared = self.shared
+        assert shared is not None
+        generation = shared.generation
+        times = _ReadTimes(self._full_started, dict(self._read_at))
+        refs, synced_from = shared.pending(_read_ms(times))
+        newest = {r.resource_key: r for r in refs}   # sorted by (read_at_ms, instance): the last one wins
+        patches = shared.fetch(newest.values()) if newest else {}
+        return _Fetched(generation, newest, patches, synced_from)
+
+    def _sync_replay(self, fetched: _Fetched, cpu: PhaseClock) -> list[Transition]:
         """Replay the patches other processes published that are newer than this process's own read of their
         resource: the writer's re-read, answered from its recorded responses, through the same step as an event's.
-        Under the lock. The lifecycle it applies is idempotent against the store: a finding the writer already
-        opened is not opened (nor alerted) again."""
+        Under the lock, with no storage read (:meth:`_sync_fetch` made them). The lifecycle it applies is idempotent
+        against the store: a finding the writer already opened is not opened (nor alerted) again."""
         shared = self.shared
         if shared is None or self.inventory is None:
             return []
+        if fetched.generation != shared.generation:
+            return []   # another collection is served since the reads began: the next sync lists from its start
         times = _ReadTimes(self._full_started, self._read_at)
-
-        def mine(key: str) -> int | None:
-            try:
-                return _ms(times[key])
-            except KeyError:
-                return None
-
-        refs, synced_from = shared.pending(mine)
-        if not refs:
-            if synced_from is not None:
-                shared.synced_from = synced_from
+        newest = {r.resource_key: r for r in shared.newer(fetched.refs.values(), _read_ms(times))}
+        if not newest:
+            if fetched.synced_from is not None:
+                shared.synced_from = fetched.synced_from
             return []
-        newest = {r.resource_key: r for r in refs}   # sorted by (read_at_ms, instance): the last one wins
-        patches = shared.fetch(list(newest.values()))
+        patches = [fetched.patches[b] for b in dict.fromkeys(r.blob for r in newest.values())]
         wanted: dict[str, ArmId] = {}
         for patch in patches:
             for raw in patch.resources:
@@ -550,23 +626,30 @@ class Daemon:
                     wanted[rid.key] = rid
         reader = patch_reader(patches, self._event_reader)
         read_at = {k: datetime.fromtimestamp(r.read_at_ms / 1000, UTC) for k, r in newest.items()}
+        skewed = [r for r in newest.values() if r.skewed]
+        if skewed:   # a writer's clock far ahead of the store's: replayed as read when its row was written
+            self.metrics.patches.labels("skewed").inc(len(skewed))
+            log.warning("patch_read_time_ahead_of_store", patches=len(skewed),
+                        instances=sorted({r.instance for r in skewed}))
         transitions, _ = self._reread_step(list(wanted.values()), read_at, cpu, reader=reader)
         shared.replayed(newest.values())
         shared.fallback_reads += reader.fallback_reads
         shared.patches_applied += len(patches)
         self.metrics.patches.labels("applied").inc(len(patches))
-        shared.synced_from = synced_from
+        self.metrics.patch_fallback_reads.inc(reader.fallback_reads)
+        shared.synced_from = fetched.synced_from
         log.info("patches_synced", patches=len(patches), resources=len(wanted), transitions=len(transitions),
                  fallback_reads=reader.fallback_reads)
         return transitions
 
     def sync_shared(self) -> int:
-        """Replay other processes' newer re-reads (see :meth:`_sync_locked`); how many findings moved. Called before
+        """Replay other processes' newer re-reads (see :meth:`_sync_replay`); how many findings moved. Called before
         each worker step and after a load; plmon serve's pointer thread calls it between events too."""
         if self.shared is None:
             return 0
+        fetched = self._sync_fetch()   # outside the lock: storage may be slow
         with paused_gc(), self._lock:
-            transitions = self._sync_locked(PhaseClock())
+            transitions = self._sync_replay(fetched, PhaseClock())
         self._after_sync(transitions)
         return len(transitions)
 
@@ -610,6 +693,7 @@ class Daemon:
         self.adopt(loaded.inventory, loaded.manifest.started_at, lifecycle=False, settle=settle, t0=t0,
                    forget_reads=True)
         shared.serving(loaded.pointer, loaded.manifest.started_at, "shared")
+        self.metrics.serving(loaded.pointer.collection)
         self.metrics.inventory_load.observe(time.perf_counter() - t0)
         log.info("shared_inventory_loaded", collection=loaded.pointer.collection, bytes=loaded.bytes,
                  reads=loaded.reads, seconds=round(time.perf_counter() - t0, 3))
@@ -668,9 +752,11 @@ class Daemon:
         published = None
         if tap is not None:  # before the swap: the recording is let go before settle_heap freezes the heap
             published = self._publish_collection(tap, started_at, self.clock())
-        result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0)
+        newer = self._patches_since(started_at) if self.shared is not None else None   # storage: outside the lock
+        result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0, patches=newer)
         if published is not None and self.shared is not None:   # only now: a sync before the swap was on the old one
             self.shared.serving(published, started_at, "published")
+            self.metrics.serving(published.collection)
         return result
 
     def fanned_in(self, build: Callable[[], Inventory], started_at: datetime, publish: Callable[[], Pointer | None],
@@ -702,17 +788,44 @@ class Daemon:
                 log.warning("collection_publish_failed", error=shared.error)
             if published is not None:
                 shared.published_here = published.collection
-        result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0, forget_reads=True)
+        # Every process's re-reads since the collection started, this one's too: its own events were re-read while
+        # other processes read the shards, so unlike full_collection it holds no list of what to read again on top.
+        newer = self._patches_since(started_at, own=True) if shared is not None else None
+        result, _ = self.adopt(inv, started_at, lifecycle=True, settle=settle, t0=t0, forget_reads=True,
+                               patches=newer)
         if published is not None and shared is not None:
             shared.serving(published, started_at, "published")
+            self.metrics.serving(published.collection)
             try:
                 self.sync_shared()
             except Exception as err:   # the pointer thread and the next step sync again
                 log.warning("patch_sync_failed", error=f"{type(err).__name__}: {err}")
         return result
 
+    def _patches_since(self, started_at: datetime, *, own: bool = False) -> _Fetched | None:
+        """Other processes' re-reads made since this process's collection started (design15 2.1 "After a
+        collection"): one may have been read after the collection read its resource, and opened a finding on it,
+        which the collection's older read would resolve (and the next sync open again). The collection's own read
+        time per resource is not kept, so every patch read after its start counts. None when storage fails: the
+        collection is applied as it is, and the sync that follows replays them (late, but not lost). ``own``: this
+        process's patches too (a fan-out collection's holder, whose shards other processes read)."""
+        shared = self.shared
+        assert shared is not None
+        start_ms = _ms(started_at)
+        try:
+            refs = shared.store.patches_since(started_at - SYNC_OVERLAP)
+            newest = {r.resource_key: r for r in refs
+                      if r.read_at_ms > start_ms and (own or r.instance != shared.instance)}
+            patches = shared.fetch(newest.values()) if newest else {}
+        except Exception as err:
+            self.metrics.patches.labels("sync_failed").inc()
+            log.warning("collection_patches_unread", error=f"{type(err).__name__}: {err}")
+            return None
+        return _Fetched(shared.generation, newest, patches, None)
+
     def adopt(self, inv: Inventory, started_at: datetime, *, lifecycle: bool, settle: bool = False,
-              t0: float | None = None, forget_reads: bool = False) -> tuple[ScanResult, list[Transition]]:
+              t0: float | None = None, forget_reads: bool = False,
+              patches: _Fetched | None = None) -> tuple[ScanResult, list[Transition]]:
         """Make ``inv`` (a collection that started at ``started_at``) the daemon's state: the resources events
         re-read meanwhile read again on top of it, linked, evaluated into the units events re-judge, swapped in.
 
@@ -723,7 +836,9 @@ class Daemon:
         ``t0``: when the collection began (``perf_counter``), for its duration; an adopted load times itself.
         ``forget_reads``: drop the read times of resources re-read since ``started_at`` that were not read again on top
         of ``inv``. A collection loaded from another process started before this one tracked its re-reads for it,
-        so its inventory may lack them; with their times dropped, the patch sync that follows replays them."""
+        so its inventory may lack them; with their times dropped, the patch sync that follows replays them.
+        ``patches``: other processes' re-reads since ``started_at`` (:meth:`_patches_since`), replayed on ``inv``
+        before it is judged, so the lifecycle sees the newest read of each resource."""
         t0 = time.perf_counter() if t0 is None else t0
         with self._lock:
             self._collecting_since = None
@@ -731,6 +846,9 @@ class Daemon:
             again_keys = {rid.key for rid in again}
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
+            replayed: dict[str, datetime] = {}
+            if patches is not None and patches.refs:   # so are other processes' re-reads meanwhile
+                inv, replayed = self._replay_on(inv, patches, again_keys)
             linked, links = link(inv, taken_at=self.source_clock.now())
             snapshot = observer(self.store)(linked)
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
@@ -746,6 +864,8 @@ class Daemon:
             self._full_started = started_at
             self._read_at = {k: v for k, v in self._read_at.items()
                              if v > started_at and (not forget_reads or k in again_keys)}
+            for k, v in replayed.items():   # the sync after the swap then finds these patches done
+                self._read_at[k] = max(v, self._read_at.get(k, v))
         # Outside the lock: a later collection's settle holds the interpreter for seconds (its gc.collect), and the
         # trim after it, which lets go of the interpreter, need not keep events from the new state meanwhile.
         if settle:
@@ -768,7 +888,32 @@ class Daemon:
         if transitions:
             self._alerts_queued(())
         return result, transitions
-        return result
+
+    def _replay_on(self, inv: Inventory, fetched: _Fetched, skip: set[str]) -> tuple[Inventory, dict[str, datetime]]:
+        """``fetched``'s patches replayed on ``inv`` (not the resources in ``skip``, read live on it already): the
+        inventory, and the read time of each resource replayed."""
+        shared = self.shared
+        assert shared is not None
+        newest = {k: r for k, r in fetched.refs.items() if k not in skip}
+        chosen = [fetched.patches[b] for b in dict.fromkeys(r.blob for r in newest.values())]
+        wanted: dict[str, ArmId] = {}
+        for patch in chosen:
+            for raw in patch.resources:
+                rid = parse_id(raw)
+                if rid.key in newest:
+                    wanted[rid.key] = rid
+        if not wanted:
+            return inv, {}
+        reader = patch_reader(chosen, self._event_reader)
+        inv, result = reread_into(reader, inv, list(wanted.values()))
+        shared.fallback_reads += reader.fallback_reads
+        shared.patches_applied += len(chosen)
+        self.metrics.patches.labels("applied").inc(len(chosen))
+        self.metrics.patch_fallback_reads.inc(reader.fallback_reads)
+        log.info("patches_replayed_on_collection", patches=len(chosen), resources=len(wanted),
+                 fallback_reads=reader.fallback_reads)
+        return inv, {k: datetime.fromtimestamp(r.read_at_ms / 1000, UTC) for k, r in newest.items()
+                     if k in result.keys}
 
     def settle_heap(self) -> None:
         """Freeze what the collection left alive out of the cyclic GC's scans, then hand the C heap's free pages back.
@@ -974,6 +1119,16 @@ def release_freed() -> None:
     except (OSError, AttributeError):
         return
     trim(0)
+
+
+def _read_ms(times: Mapping[str, datetime]) -> Callable[[str], int | None]:
+    """This process's own read time of a resource in epoch ms (None: never read), as the patch index orders reads."""
+    def mine(key: str) -> int | None:
+        try:
+            return _ms(times[key])
+        except KeyError:
+            return None
+    return mine
 
 
 def _within(ev: Evaluation, keys: set[str]) -> Evaluation:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE", "PHASES", "Metrics", "PhaseClock"]
+__all__ = ["CONTENT_TYPE", "LEASE_EVENTS", "PATCH_OPS", "PHASES", "Metrics", "PhaseClock"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -27,6 +27,13 @@ _CPU_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25,
 # incremental checks and the keys they moved (evaluate), and the lifecycle's store write with its outbox rows and
 # the open-findings recount (lifecycle). "total" is their sum: the worker thread's CPU for the whole step.
 PHASES = ("intake", "reread", "relink", "evaluate", "lifecycle")
+
+# What happens to patches (plmon_patches_total{op}): written here, applied here (another's, replayed), older (our
+# write lost to a newer read in the index), skewed (another's read time far ahead of the store's clock: bounded),
+# and the failures: publish, sync (storage down), sync_late (a step went on without waiting for slow storage).
+PATCH_OPS = ("written", "applied", "older", "skewed", "publish_failed", "sync_failed", "sync_late")
+# plmon_schedule_lease_changes_total{event}.
+LEASE_EVENTS = ("acquired", "lost", "released")
 
 
 class PhaseClock:
@@ -114,7 +121,7 @@ class Metrics:
                                         "Loading a published collection (no ARM read)",
                                         buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120), registry=r)
         self.patches = Counter("plmon_patches", "Re-read patches shared between processes", ["op"], registry=r)
-        for op in ("written", "applied", "older", "publish_failed", "sync_failed"):
+        for op in PATCH_OPS:
             self.patches.labels(op)
         # The fan-out collection (issue 15, design 2.3): shards read here, whichever process holds the schedule.
         self.collections_started = Counter("plmon_collections_started",
@@ -127,6 +134,28 @@ class Metrics:
         self.shard_seconds = Histogram("plmon_shard_seconds", "Reading one shard (its segment written)",
                                        buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600), registry=r)
         self.arm_requests.labels("shard")
+        self.patch_fallback_reads = Counter("plmon_patch_fallback_reads",
+                                            "Reads a patch replay made live: paths the patch did not record "
+                                            "(expected 0)", registry=r)
+        self.schedule_lease_changes = Counter("plmon_schedule_lease_changes", "The schedule lease acquired, lost "
+                                              "(not renewed in time, or taken) or released here", ["event"],
+                                              registry=r)
+        for event in LEASE_EVENTS:
+            self.schedule_lease_changes.labels(event)
+        self.inventory_collection = Gauge("plmon_inventory_collection_info",
+                                          "The shared collection this process serves (1, labelled by its id)",
+                                          ["collection"], registry=r)
+
+    def lease_changed(self, event: str) -> None:
+        """The schedule lease was acquired, lost or released here (:class:`~plmon.monitor.service.schedule.LeaseKeeper`
+        calls it): ``plmon_schedule_leader`` follows, so a scrape never shows a change without the state it led to."""
+        self.schedule_lease_changes.labels(event).inc()
+        self.schedule_leader.set(1 if event == "acquired" else 0)
+
+    def serving(self, collection: str) -> None:
+        """``plmon_inventory_collection_info``: one series, the collection served now (the old one is dropped)."""
+        self.inventory_collection.clear()
+        self.inventory_collection.labels(collection).set(1)
 
     def observe_step(self, clock: PhaseClock) -> None:
         """One worker step's CPU by each phase it entered, and its total."""

@@ -204,7 +204,7 @@ class Runtime:
         assert scale is not None
         cfg, metrics = self.daemon.config.scale, self.daemon.metrics
         self.keeper = LeaseKeeper(scale.lease, every=cfg.lease_renew.total_seconds(),
-                                  on_change=lambda held: metrics.schedule_leader.set(1 if held else 0))
+                                  on_event=metrics.lease_changed)
         if self.fan_out:
             self.driver = CollectionDriver(self.daemon, scale, settle=True, on_enqueue=self._shard_wake.set)
             self.shard_worker = ShardWorker(self.daemon, scale, on_done=lambda _cid: self._drive_wake.set())

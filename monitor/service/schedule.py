@@ -61,9 +61,11 @@ class LeaseKeeper:
     """Holds the schedule lease, or waits for it, on the ``plmon-lease`` thread: every ``every`` seconds a renewal
     if held, else an attempt to acquire. ``step`` is the one move (the thread's, the Function timer's, tests')."""
 
-    def __init__(self, lease: ScheduleLease, *, every: float,
-                 on_change: Callable[[bool], None] | None = None) -> None:
-        self.lease, self.every, self.on_change = lease, every, on_change
+    def __init__(self, lease: ScheduleLease, *, every: float, on_change: Callable[[bool], None] | None = None,
+                 on_event: Callable[[str], None] | None = None) -> None:
+        """``on_event``: "acquired", "lost" or "released" (``plmon_schedule_lease_changes_total``), beside the
+        held/not-held ``on_change``, which cannot tell a lease given back from one lost."""
+        self.lease, self.every, self.on_change, self.on_event = lease, every, on_change, on_event
         self._lock = threading.Lock()   # one lease call at a time: the thread, and a job that needs it now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,6 +94,8 @@ class LeaseKeeper:
                 log.info("schedule_lease_changed", held=held)
                 if self.on_change is not None:
                     self.on_change(held)
+                if self.on_event is not None:
+                    self.on_event("acquired" if held else "lost")
             return held
 
     def _run(self) -> None:
@@ -113,6 +117,8 @@ class LeaseKeeper:
                 self.lease.release()
             if self._was and self.on_change is not None:
                 self.on_change(False)
+            if self._was and self.on_event is not None:
+                self.on_event("released")
             self._was = False
 
 

@@ -78,6 +78,12 @@ _PATCH_MAGIC = b"PLMPAT"
 _PATCH_HEAD = struct.Struct(">6sHI")
 # Patch rows are read back from ``written_at`` minus this margin: writers' clocks differ by milliseconds under NTP,
 # and a row written by a slow writer just before the last sync must not be skipped (design R4).
+# The skew assumption: ``written_at`` is the writer's clock (the filter cannot use the service's own ``Timestamp``,
+# whose Azurite support is unverified), so the replicas' clocks must agree within this margin. A row stamped by a
+# clock further behind is missed by a replica that has synced past it (its next full collection reads the resource
+# again); a clock ahead only makes rows listed again, and the sync never starts later than its own clock allows
+# (``pending``). A read time far ahead of the store's clock cannot win newest-read-wins beyond the moment its row was
+# written (:data:`plmon.monitor.state.inventory_blob.FUTURE_TOLERANCE`): it is logged and counted (op="skewed").
 SYNC_OVERLAP = timedelta(seconds=60)
 _LOAD_ATTEMPTS = 5   # pointer -> manifest -> segments, started again on a 404 (a collection retired meanwhile)
 _PUBLISH_ATTEMPTS = 8
@@ -273,6 +279,9 @@ class SharedInventory:
     patches_older: int = 0
     fallback_reads: int = 0
     synced_from: datetime | None = None    # patch rows written from here on are still to be looked at
+    # Moves with each collection served: a sync whose storage reads began on the previous one (outside the daemon's
+    # lock) is dropped, or it would move ``synced_from`` past rows the new collection still has to replay.
+    generation: int = 0
     # The collection this process just published and is adopting (not yet ``current``): the pointer naming it is no
     # change to load, or a poll between the publish and the swap downloaded the holder's own collection again.
     published_here: str | None = None
@@ -299,6 +308,7 @@ class SharedInventory:
             self.published_here = None
             self.loaded_at = self.clock()
             self.synced_from = started_at - SYNC_OVERLAP
+            self.generation += 1
             self._done = {}   # a new collection: what was replayed on the old one is replayed on it again
 
     def changed(self) -> bool:
@@ -333,21 +343,22 @@ class SharedInventory:
         started = self.clock()
         refs = self.store.patches_since(since)
         newest = max((r.written_at for r in refs if r.written_at is not None), default=since + SYNC_OVERLAP)
-        own = [r for r in refs if ((mine := read_at_ms(r.resource_key)) is None or r.read_at_ms > mine)
-               and r.order > self._done.get(r.resource_key, (-1, ""))]
-        return own, min(newest, started) - SYNC_OVERLAP
+        return self.newer(refs, read_at_ms), min(newest, started) - SYNC_OVERLAP
+
+    def newer(self, refs: Iterable[PatchRef], read_at_ms: Callable[[str], int | None]) -> list[PatchRef]:
+        """Of ``refs``, those still to replay: newer than this process's own read and not replayed yet. Asked again
+        under the daemon's lock, since the reads listed outside it may have been overtaken meanwhile."""
+        return [r for r in refs if ((mine := read_at_ms(r.resource_key)) is None or r.read_at_ms > mine)
+                and r.order > self._done.get(r.resource_key, (-1, ""))]
 
     def replayed(self, refs: Iterable[PatchRef]) -> None:
         """``refs`` were replayed on the collection served: a later sync that meets them again skips them."""
         for r in refs:
             self._done[r.resource_key] = max(r.order, self._done.get(r.resource_key, (-1, "")))
 
-    def fetch(self, refs: Sequence[PatchRef]) -> list[Patch]:
-        """The patch blobs ``refs`` name, each once."""
-        out = []
-        for blob in dict.fromkeys(r.blob for r in refs):
-            out.append(decode_patch(blob, self.store.get_patch(blob)))
-        return out
+    def fetch(self, refs: Iterable[PatchRef]) -> dict[str, Patch]:
+        """The patch blobs ``refs`` name, each once, by blob name."""
+        return {blob: decode_patch(blob, self.store.get_patch(blob)) for blob in dict.fromkeys(r.blob for r in refs)}
 
 
 def patch_reader(patches: Sequence[Patch], fallback: Any) -> PatchReader:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -54,10 +54,18 @@ from plmon.monitor.state.scaleout import (
 )
 from plmon.monitor.state.store import iso, parse_iso
 
-__all__ = ["POINTER_BLOB", "BlobInventoryStore", "manifest_from_json", "manifest_to_json"]
+__all__ = ["FUTURE_TOLERANCE", "POINTER_BLOB", "BlobInventoryStore", "manifest_from_json", "manifest_to_json"]
 
 POINTER_BLOB = "current.json"
+# How far a patch's read time may be ahead of the store's clock and still be trusted (writers' clocks drift apart by
+# milliseconds under NTP; beyond this one is wrong): see BlobInventoryStore._ref.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+_FUTURE_TOLERANCE_MS = int(FUTURE_TOLERANCE.total_seconds() * 1000)
 _RETRIES = 16  # compare-and-swap attempts on one hot patch row before giving up
+
+
+def _ms(t: datetime) -> int:
+    return int(t.timestamp() * 1000)
 
 
 def _h(resource_key: str) -> str:
@@ -185,8 +193,18 @@ class BlobInventoryStore:
 
     @staticmethod
     def _ref(e: Mapping[str, Any]) -> PatchRef:
-        return PatchRef(resource_key=e["resource_key"], read_at_ms=int(e["read_at"]), instance=e["instance"],
-                        blob=e["blob"], collection=e["collection"], written_at=parse_iso(e["written_at"]))
+        """An index row. A read time further ahead of the store's own clock (the row's ``Timestamp``, which the
+        service sets on each write) than FUTURE_TOLERANCE is taken as made when the row was written: its writer's
+        clock is wrong, and newest-read-wins would otherwise let it beat every later read of the resource (and make
+        each replica that replays it drop that resource's events as stale) until real time caught up with it."""
+        read_at = int(e["read_at"])
+        stored = getattr(e, "metadata", {}).get("timestamp")
+        skewed = False
+        if isinstance(stored, datetime) and read_at > _ms(stored) + _FUTURE_TOLERANCE_MS:
+            skewed, read_at = True, _ms(stored)
+        return PatchRef(resource_key=e["resource_key"], read_at_ms=read_at, instance=e["instance"],
+                        blob=e["blob"], collection=e["collection"], written_at=parse_iso(e["written_at"]),
+                        skewed=skewed)
 
     def record_patch(self, ref: PatchRef, written_at: datetime) -> bool:
         h = _h(ref.resource_key)

@@ -173,6 +173,7 @@ class PatchRef:
     blob: str
     collection: str
     written_at: datetime | None = None
+    skewed: bool = False   # its writer's read time was far ahead of the store's clock: bounded to it
 
     @property
     def order(self) -> tuple[int, str]:

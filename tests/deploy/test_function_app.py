@@ -202,9 +202,16 @@ def test_a_cold_instance_loads_the_shared_inventory_and_the_timer_collects_once_
 def test_a_timer_whose_collection_outlasts_the_lease_keeps_it_and_runs_reminders(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The timer renews the schedule lease for its whole call: a collection longer than the 15 s lease leaves it
-    held, so the reminders due after it run (the jobs row records them), and nobody else could take the schedule."""
+    held, so the reminders due after it run (the jobs row records them), and nobody else could take the schedule.
+    The lease's clock runs 4x wall time (its injectable monotonic), so the collection lasts 16 s on it in 4 s."""
     import time
 
+    from plmon.monitor.state.lease_blob import BlobScheduleLease
+
+    start = time.monotonic()
+    kwdefaults = BlobScheduleLease.__init__.__kwdefaults__
+    assert kwdefaults is not None
+    monkeypatch.setitem(kwdefaults, "monotonic", lambda: start + (time.monotonic() - start) * 4)
     cfg = {"state": {"url": f"azuretables:///{azurite.unique_prefix()}?connection_string_env=PLMON_TEST_AZURITE"},
            "schedule": {"full_collection": "1h"}, "scale": {"lease_duration": "15s", "lease_renew": "1s"}}
     (tmp_path / "plmon.yaml").write_text(yaml.safe_dump(cfg))
@@ -224,7 +231,7 @@ def test_a_timer_whose_collection_outlasts_the_lease_keeps_it_and_runs_reminders
         held_after: list[bool] = []
 
         def slow(*args: Any, **kwargs: Any) -> Any:
-            time.sleep(16)                            # longer than the lease
+            time.sleep(4.1)                           # 16.4 s on the lease's clock: longer than the lease
             held_after.append(scale.lease.held)
             return collect(*args, **kwargs)
 

@@ -83,7 +83,7 @@ def test_holder_killed_mid_collection_another_publishes_and_each_alert_arrives_o
     env = {**os.environ, "PLMON_ARM_TOKEN": "test", "PLMON_TABLES_CONNECTION_STRING": cs,
            "PLMON_LOG_LEVEL": "warning"}
     with ExitStack() as stack:
-        replay = stack.enter_context(ReplayServer(folder, latency_ms=100))
+        replay = stack.enter_context(ReplayServer(folder, latency_ms=400))
         rec = stack.enter_context(receiver())
         config = tmp_path / "plmon.yaml"
         config.write_text(yaml.safe_dump({
@@ -93,11 +93,12 @@ def test_holder_killed_mid_collection_another_publishes_and_each_alert_arrives_o
                         "digest_threshold": 1_000_000}],
             "schedule": {"full_collection": "1h", "delivery_interval": "1s"},
             "scale": {"lease_duration": "15s", "lease_renew": "3s", "pointer_interval": "1s",
-                      "event_claim_lease": "15s"},
+                      "event_claim_lease": "15s", "shard_visibility": "5s"},
         }))
         replicas = {name: stack.enter_context(_replica(name, config, replay, env)) for name in ("r1", "r2", "r3")}
 
-        running = _until("a replica collecting", lambda: [r for r in book.collections() if r.state == "stage1"], 30)
+        running = _until("a replica collecting", lambda: [r for r in book.collections()
+                                                          if r.state in ("stage1", "stage2", "finalizing")], 60)
         holder = running[0].started_by
         replicas[holder][0].send_signal(signal.SIGKILL)
         replicas[holder][0].wait(timeout=10)

@@ -17,7 +17,7 @@ from plmon.monitor.config import Config, parse_config
 from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
 from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.service.runtime import Runtime
-from plmon.monitor.service.schedule import SharedSchedule, prune_book, tick_collection
+from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule, prune_book, tick_collection
 from plmon.monitor.service.shared_inventory import collection_id, retire
 from plmon.monitor.state.lease_blob import BlobScheduleLease
 from plmon.monitor.state.scaleout import CollectionRow, CollectionState, Manifest, ScaleOut, ShardRow
@@ -339,6 +339,13 @@ def test_readyz_and_metrics_show_the_schedule_and_the_inventory_over_http(tenant
             text = client.get(f"{base}/metrics").text
             assert "plmon_schedule_leader 1.0" in text and 'plmon_patches_total{op="applied"} 0.0' in text
             assert "plmon_inventory_load_seconds_count" in text
+            # design15 2.2: the lease's changes, the collection served, the patch fallback reads, the patch ops
+            assert 'plmon_schedule_lease_changes_total{event="acquired"} 1.0' in text
+            cid = body["inventory"]["collection"]
+            assert f'plmon_inventory_collection_info{{collection="{cid}"}} 1.0' in text
+            assert "plmon_patch_fallback_reads_total 0.0" in text
+            for op in ("written", "older"):
+                assert f'plmon_patches_total{{op="{op}"}} 0.0' in text
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -386,3 +393,20 @@ def test_reminders_a_holder_claimed_but_did_not_finish_are_run_by_the_next(
     assert soon.reminders_if_due() is True and ran == [1]
     assert _scale(b).book.jobs().reminders_done_at == later + timedelta(minutes=1)
     assert soon.reminders_if_due() is False and ran == [1]
+
+
+def test_lease_changes_are_counted_acquired_lost_and_released(build: Callable[[str], Daemon]) -> None:
+    """plmon_schedule_lease_changes_total{event}: the keeper's acquire, the renewal refused after another broke the
+    lease (lost), the acquire after it, and the release on a graceful stop; the leader gauge follows."""
+    a, b = build("a"), build("b")
+    keeper = LeaseKeeper(_scale(a).lease, every=1.0, on_event=a.metrics.lease_changed)
+    assert keeper.step()
+    _scale(b).lease.break_lease(0)
+    assert not keeper.step()    # the renewal is refused: lost
+    assert keeper.step()        # the lease is free again: acquired
+    text = a.metrics.render().decode()
+    assert 'plmon_schedule_lease_changes_total{event="acquired"} 2.0' in text
+    assert 'plmon_schedule_lease_changes_total{event="lost"} 1.0' in text and "plmon_schedule_leader 1.0" in text
+    keeper.stop(release=True)
+    text = a.metrics.render().decode()
+    assert 'plmon_schedule_lease_changes_total{event="released"} 1.0' in text and "plmon_schedule_leader 0.0" in text

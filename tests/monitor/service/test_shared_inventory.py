@@ -507,3 +507,118 @@ def test_the_holder_never_downloads_the_collection_it_just_published(
     assert polled == [False] and loads == []
     assert a.shared.current is not None and a.shared.source == "published"
     assert watcher.poll_once() is False and loads == []
+
+
+def _lock_free(lock: Any) -> bool:
+    """Whether no thread holds ``lock`` (asked from a thread of its own: an RLock is always free to its holder)."""
+    free: list[bool] = []
+
+    def probe() -> None:
+        got = lock.acquire(blocking=False)
+        if got:
+            lock.release()
+        free.append(got)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return free[0]
+
+
+def test_a_hung_patch_listing_neither_holds_the_lock_nor_delays_an_event_s_alert(
+        replicas: tuple[Replica, Replica], tenant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patch index listing hangs (storage slow): it runs with the daemon's lock free, the event is re-evaluated and
+    its alert handed over while the listing still hangs, the next event does not wait for it again, and the late sync
+    is replayed afterwards."""
+    a, b = replicas
+    a.daemon.full_collection()
+    assert b.daemon.load_shared()
+    store = b.shared.store
+    real = store.patches_since
+    listing = threading.Event()
+    release = threading.Event()
+    seen: list[str] = []
+    lock_free: list[bool] = []
+
+    def hang(since: datetime) -> Any:
+        lock_free.append(_lock_free(b.daemon._lock))
+        seen.append("listing")
+        listing.set()
+        release.wait(20)
+        seen.append("listed")
+        return real(since)
+
+    monkeypatch.setattr(store, "patches_since", hang)
+    b.daemon.sync_wait = 0.05   # the product waits longer; how long is not what this proves
+    b.daemon.dispatch = lambda urgent: seen.append("alerts")
+    b.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")
+    report = b.daemon.process_pending()
+    assert any(t.kind == "opened" for t in report.transitions)
+    assert seen == ["listing", "alerts"] and lock_free == [True]
+    assert b.daemon.metrics.patches.labels("sync_late")._value.get() == 1
+    b.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")   # still hanging: not waited for again
+    assert any(t.kind == "opened" for t in b.daemon.process_pending().transitions)
+    assert seen == ["listing", "alerts", "alerts"]
+    assert b.daemon.metrics.patches.labels("sync_late")._value.get() == 1
+    release.set()
+    fetching = b.daemon._fetching
+    assert fetching is not None and fetching.done.wait(30) and fetching.error is None
+    monkeypatch.setattr(store, "patches_since", real)
+    b.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")
+    b.daemon.process_pending()   # finds the late listing finished: replays it (nothing newer than its own read)
+    assert b.daemon._fetching is None and b.daemon.metrics.patches.labels("sync_failed")._value.get() == 0
+
+
+def test_a_patch_read_after_the_holder_s_collection_read_its_resource_is_judged_before_apply_scan(
+        replicas: tuple[Replica, Replica], tenant: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """B re-reads an endpoint after A's collection read it and opens a finding before A's apply_scan: A replays B's
+    patch on its collection first, so it neither resolves the finding nor opens it again (one `opened`, nothing
+    else), and judges what B read."""
+    a, b = replicas
+    a.daemon.full_collection()
+    assert b.daemon.load_shared()
+    opened: list[Any] = []
+    real_publish = a.daemon._publish_collection
+
+    def publish(*args: Any, **kwargs: Any) -> Any:   # A's collection has read everything: B's event comes now
+        b.daemon.accept(_event(_flip_endpoint(tenant)), "application/json")
+        opened.extend(t for t in b.daemon.process_pending().transitions if t.kind == "opened")
+        return real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(a.daemon, "_publish_collection", publish)
+    a.daemon.full_collection()
+    assert opened
+    for t in opened:
+        kinds = [r.kind for r in a.daemon.store.outbox()
+                 if (r.check_id, r.resource_key) == (t.check_id, t.resource_key)]
+        assert kinds == ["opened"], kinds
+    assert _view(a.daemon) == _view(b.daemon)
+    a.daemon.sync_shared()
+    assert a.shared.patches_applied == 1   # replayed once, before apply_scan; the sync after finds it done
+
+
+def test_a_read_time_far_ahead_of_the_store_s_clock_is_bounded_to_when_its_row_was_written(
+        replicas: tuple[Replica, Replica], tenant: Path) -> None:
+    """A writer whose clock is an hour ahead: its index row counts as read when the store wrote it, so a replica
+    replaying it (counted as skewed) still takes a later event on that resource, and a later true read replaces it."""
+    a, b = replicas
+    a.daemon.full_collection()
+    assert b.daemon.load_shared() and b.daemon.inventory is not None and a.shared.current is not None
+    endpoint_id = _flip_endpoint(tenant)
+    key = parse_id(endpoint_id).key
+    tap = RecordingTap(RecordedTenant(tenant))
+    reread_into(tap, b.daemon.inventory, [parse_id(endpoint_id)])
+    hour_ahead = int(datetime.now(UTC).timestamp() * 1000) + 3_600_000
+    a.shared.write_patch(Patch((endpoint_id,), hour_ahead, "skewed", a.shared.current.collection,
+                               tuple(tap.take())), {key: endpoint_id})
+    row = a.shared.store.patch(key)
+    assert row is not None and row.skewed and row.read_at_ms < hour_ahead - 3_000_000
+
+    b.daemon.sync_shared()
+    assert b.shared.patches_applied == 1
+    assert b.daemon.metrics.patches.labels("skewed")._value.get() == 1
+    b.daemon.accept(_event(endpoint_id), "application/json")    # an event after it is not taken for stale
+    report = b.daemon.process_pending()
+    assert report.stale == 0 and report.rereads == 1
+    row = a.shared.store.patch(key)
+    assert row is not None and row.instance == "b" and not row.skewed   # B's later read won the index
