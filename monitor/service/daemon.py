@@ -732,7 +732,7 @@ class Daemon:
             if again:  # events handled while the collection ran are newer than some of its reads
                 inv, _ = reread_into(self._event_reader, inv, again)
             linked, links = link(inv, taken_at=self.source_clock.now())
-            snapshot = observer(self.store)(linked)
+            snapshot = observer(self.store, record=lifecycle)(linked)   # a replica only reads them
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
                 ev = self.units.full(snapshot)   # recording the units of work events re-judge
             result = ScanResult(snapshot, ev, inv.stats, self.source_clock)
