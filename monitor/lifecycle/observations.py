@@ -75,8 +75,8 @@ def _endpoints_moved(old: Snapshot, new: Snapshot, hint: Hint | None = None) -> 
         hint.get("provider_connections_by_endpoint"))
 
 
-def observer(store: StateStore, previous: Snapshot | None = None, hint: Hint | None = None
-             ) -> Callable[[Snapshot], Snapshot]:
+def observer(store: StateStore, previous: Snapshot | None = None, hint: Hint | None = None, *,
+             record: bool = True) -> Callable[[Snapshot], Snapshot]:
     """The ``observations`` step of :func:`plmon.monitor.scan.run_scan`: record this snapshot's statuses,
     then attach the first time each was ever seen (this snapshot's time for a new one).
 
@@ -85,6 +85,10 @@ def observer(store: StateStore, previous: Snapshot | None = None, hint: Hint | N
     only ever keeps the first time, so the store is not read and rewritten in full for each event. Only
     ``last_seen`` (used to prune observations) is then not advanced; the next full collection does it.
     ``hint``: see :func:`_endpoints_moved`.
+    ``record``: False for a replica adopting another process's collection: its maker recorded these statuses, so
+    the replica only reads them (K replicas rewriting the same rows cost a request or three per endpoint each,
+    24 s of a cold replica's start at 600 endpoints). A status not yet in the store (the maker has not recorded
+    it yet) gets this snapshot's time, as recording it would have given.
     """
     def attach(snapshot: Snapshot) -> Snapshot:
         moved = _endpoints_moved(previous, snapshot, hint) if previous is not None else None
@@ -105,7 +109,11 @@ def observer(store: StateStore, previous: Snapshot | None = None, hint: Hint | N
         seen = connection_statuses(snapshot)
         if previous is not None and seen <= previous.observations.keys():
             return replace(snapshot, observations=MappingProxyType({k: previous.observations[k] for k in seen}))
-        store.observe(seen, snapshot.taken_at)
-        known = store.observations(seen)
+        if record:
+            store.observe(seen, snapshot.taken_at)
+            known = store.observations(seen)
+        else:  # what recording and then reading would have returned: first_seen is the earliest time ever seen
+            stored = store.observations(seen)
+            known = {k: min(stored[k], snapshot.taken_at) if k in stored else snapshot.taken_at for k in seen}
         return replace(snapshot, observations=MappingProxyType(known))
     return attach

@@ -850,7 +850,7 @@ class Daemon:
             if patches is not None and patches.refs:   # so are other processes' re-reads meanwhile
                 inv, replayed = self._replay_on(inv, patches, again_keys)
             linked, links = link(inv, taken_at=self.source_clock.now())
-            snapshot = observer(self.store)(linked)
+            snapshot = observer(self.store, record=lifecycle)(linked)   # a replica only reads them
             with paused_gc():  # as run_scan: a full evaluation frees nothing the collector must find
                 ev = self.units.full(snapshot)   # recording the units of work events re-judge
             result = ScanResult(snapshot, ev, inv.stats, self.source_clock)

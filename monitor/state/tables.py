@@ -85,6 +85,8 @@ _MAX_BATCH = 100         # operations per entity-group transaction
 _FINDING_RK = "finding"
 _KEYS_PER_QUERY = 12  # resource keys named in one findings query: the service allows 15 comparisons in a filter
 _RETRIES = 8             # read-modify-write attempts before giving up on a hot row
+_PAGE = 1000             # rows per page of a query: the service's maximum
+_OBS_GET_MAX = 32        # observation keys read one GET each when the table's size is not yet known (see _obs_rows)
 
 
 def _h(*parts: str) -> str:
@@ -126,6 +128,19 @@ def _clean(entity: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entity.items() if v is not None}
 
 
+def _obs_key(subject: str, status: str) -> tuple[str, str]:
+    h = _h(subject, status)
+    return h[:2], h
+
+
+def _widen(e: dict[str, Any], stamp: str) -> dict[str, Any] | None:
+    """The row with its seen-interval stretched to ``stamp``; None when it already covers it (nothing to write)."""
+    if e["first_seen"] <= stamp <= e["last_seen"]:
+        return None
+    e["first_seen"], e["last_seen"] = min(e["first_seen"], stamp), max(e["last_seen"], stamp)
+    return e
+
+
 class TablesStore:
     """A :class:`plmon.monitor.state.store.StateStore` in Azure Table Storage (or Azurite)."""
 
@@ -149,6 +164,7 @@ class TablesStore:
         self._last_ns = 0
         # Outbox row key -> partition, learnt when rows are read: marking a claimed row needs no search.
         self._partition_of: dict[str, str] = {}
+        self._obs_pages = 0   # pages the last scan of the observations table took: its size in requests
 
     @property
     def service(self) -> TableServiceClient:
@@ -304,37 +320,89 @@ class TablesStore:
     def _obs(self) -> TableClient:
         return self._tables["observations"]
 
+    def _obs_rows(self, keys: Collection[tuple[str, str]]) -> dict[tuple[str, str], TableEntity]:
+        """The stored rows of ``keys`` (with their ETags), in as few requests as the table allows.
+
+        A GET costs one request per key; a scan of the table costs one per page of 1000 rows, whatever the keys
+        (observation rows are spread over 256 partitions on purpose, so many keys touch nearly all of them and a
+        partition query each would cost more than the scan). The scan is taken when there are more keys than the
+        last scan had pages (the table's size in requests, learnt for free) and more than ``_OBS_GET_MAX``: an
+        event's few keys, before any scan told the table's size, stay on GETs (one scan of a 35k-row table is 35
+        pages and 35k rows moved)."""
+        if len(keys) <= max(_OBS_GET_MAX, self._obs_pages):
+            out: dict[tuple[str, str], TableEntity] = {}
+            for subject, status in keys:
+                pk, rk = _obs_key(subject, status)
+                e = self._get(self._obs, pk, rk)
+                if e is not None:
+                    out[(subject, status)] = e
+            return out
+        by_rk = {_obs_key(subject, status)[1]: (subject, status) for subject, status in keys}
+        found: dict[tuple[str, str], TableEntity] = {}
+        pages = 0
+        for page in self._obs.list_entities(results_per_page=_PAGE).by_page():
+            pages += 1
+            for e in page:
+                if (key := by_rk.get(e["RowKey"])) is not None:
+                    found[key] = e
+        self._obs_pages = pages
+        return found
+
     def observe(self, seen: Iterable[tuple[str, str]], at: datetime) -> None:
+        """Read what exists in bulk, then write only the rows to create or widen, one entity-group transaction per
+        partition and 100 rows (each create fails if the row appeared meanwhile, each widening is conditioned on the
+        ETag read), instead of a create, a read and a replace per pair (~100k requests a collection at 100k
+        resources). A transaction refused (another writer created or widened one of its rows since the read) is
+        redone row by row with the compare-and-swap loop, so no writer's widening is lost."""
         stamp = iso(at)
-        for subject, status in seen:
-            h = _h(subject, status)
-            pk, rk = h[:2], h
-            try:
-                self._obs.create_entity({"PartitionKey": pk, "RowKey": rk, "subject_key": subject,
-                                         "status": status, "first_seen": stamp, "last_seen": stamp})
-                continue
-            except ResourceExistsError:
-                pass
+        pairs = set(seen)
+        if not pairs:
+            return
+        existing = self._obs_rows(pairs)
+        ops: dict[str, list[tuple[tuple[str, str], tuple[Any, ...]]]] = {}
+        for subject, status in sorted(pairs):
+            pk, rk = _obs_key(subject, status)
+            e = existing.get((subject, status))
+            op: tuple[Any, ...]
+            if e is None:
+                op = ("create", {"PartitionKey": pk, "RowKey": rk, "subject_key": subject, "status": status,
+                                 "first_seen": stamp, "last_seen": stamp})
+            else:
+                wider = _widen(dict(e), stamp)
+                if wider is None:
+                    continue
+                op = ("update", _clean(wider), {"mode": UpdateMode.REPLACE, "etag": e.metadata["etag"],
+                                                "match_condition": MatchConditions.IfNotModified})
+            ops.setdefault(pk, []).append(((subject, status), op))
+        for pk, items in sorted(ops.items()):
+            for i in range(0, len(items), _MAX_BATCH):
+                chunk = items[i:i + _MAX_BATCH]
+                try:
+                    self._obs.submit_transaction([op for _, op in chunk])
+                except TableTransactionError as err:
+                    # Atomic: none of the chunk was written. Another writer got there between the read and here.
+                    log.info("observations_batch_conflict", partition=pk, rows=len(chunk),
+                             error_code=str(getattr(err, "error_code", None)))
+                    for (subject, status), _ in chunk:
+                        self._observe_one(subject, status, stamp)
 
-            def widen(e: dict[str, Any], stamp: str = stamp) -> dict[str, Any] | None:
-                if e["first_seen"] <= stamp <= e["last_seen"]:
-                    return None
-                e["first_seen"], e["last_seen"] = min(e["first_seen"], stamp), max(e["last_seen"], stamp)
-                return e
-
-            self._update_row(self._obs, pk, rk, widen)
+    def _observe_one(self, subject: str, status: str, stamp: str) -> None:
+        """One pair, racing other writers: create it, or widen it by compare-and-swap."""
+        pk, rk = _obs_key(subject, status)
+        try:
+            self._obs.create_entity({"PartitionKey": pk, "RowKey": rk, "subject_key": subject,
+                                     "status": status, "first_seen": stamp, "last_seen": stamp})
+            return
+        except ResourceExistsError:
+            pass
+        self._update_row(self._obs, pk, rk, lambda e: _widen(e, stamp))
 
     def observations(self, keys: Iterable[tuple[str, str]] | None = None) -> dict[tuple[str, str], datetime]:
         if keys is None:
             return {(e["subject_key"], e["status"]): parse_iso(e["first_seen"])  # type: ignore[misc]
                     for e in self._obs.list_entities()}
-        out: dict[tuple[str, str], datetime] = {}
-        for subject, status in set(keys):
-            h = _h(subject, status)
-            e = self._get(self._obs, h[:2], h)
-            if e is not None:
-                out[(subject, status)] = parse_iso(e["first_seen"])  # type: ignore[assignment]
-        return out
+        return {key: parse_iso(e["first_seen"])  # type: ignore[misc]
+                for key, e in self._obs_rows(set(keys)).items()}
 
     # --- scans ----------------------------------------------------------------------------------
     @property

@@ -88,3 +88,25 @@ def test_an_events_observations_equal_a_full_pass(name: str, hinted: bool, tmp_p
         full = observer(store)(new)  # the store keeps first times, so a full pass reads the same ones
         assert dict(got.observations) == dict(full.observations), f"event {step} on {rid}"
         snap = got
+
+
+@pytest.mark.parametrize("name", sorted(TENANTS)[:1])
+def test_a_replica_s_observer_reads_the_store_and_writes_nothing(name: str, tmp_path: Path) -> None:
+    """``record=False`` (a replica adopting another's collection) leaves the store as it was and returns what
+    recording then reading would have: the stored first time when there is one, else the snapshot's time."""
+    reader = RecordedTenant(TENANTS[name](tmp_path / "built"))
+    snap, _ = link(collect(reader, manifest=reader.manifest, workers=1), taken_at=AT)
+    seen = connection_statuses(snap)
+    if not seen:
+        pytest.skip("no connection statuses")
+    store = open_store("sqlite:///:memory:")
+    got = observer(store, record=False)(snap)
+    assert store.observations() == {}
+    assert dict(got.observations) == {k: AT for k in seen}
+    early, later = sorted(seen)[0], sorted(seen)[-1]
+    store.observe([early], AT - timedelta(days=1))
+    store.observe([later], AT + timedelta(days=1))   # a maker whose clock ran ahead: recording would widen it
+    before = store.observations()
+    got = observer(store, record=False)(snap)
+    assert store.observations() == before
+    assert dict(got.observations) == {k: AT for k in seen} | {early: AT - timedelta(days=1)}
