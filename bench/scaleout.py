@@ -762,6 +762,8 @@ def largest(phase: Phase, rec: Any, folder: Path, result: dict[str, Any], detail
             detail["errors"].append({"phase": "first event", "error": f"{type(error).__name__}: {error}"})
     first_tick = phase.retick(opts.tick)
     try:
+        if phase.k < 2:
+            raise RuntimeError(f"skipped: the kill run needs a survivor, and the largest K is {phase.k}")
         kill = kill_run(phase, rec, folder, events=opts.events, deadline_s=opts.kill_deadline, from_tick=first_tick)
         detail["kill_run"] = kill
         for key in ("alerts_sent", "alerts_delivered", "duplicates", "lost"):
