@@ -3,51 +3,25 @@ exactly what ``collect()`` reads, and ``collect()`` is its phases in order."""
 
 from __future__ import annotations
 
-import threading
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
+from shardkit import FOLDERS, Counting, tenant_folder, write_synth
 
 from plmon.monitor.collect.inventory import Inventory
-from plmon.monitor.collect.plan import ArmReader, Collection, collect
+from plmon.monitor.collect.plan import Collection, collect
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.collect.segments import path_key
 from plmon.monitor.collect.shards import plan_stage2, read_stage0, run_shard, stage1_specs, sub_ids_of
 from plmon.monitor.model.arm_id import interning
-from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
-
-ROOT = Path(__file__).resolve().parents[3]
-FOLDERS = {"demo": ROOT / "monitor" / "demo_tenant",
-           "ms-examples": ROOT / "tests" / "fixtures" / "replay" / "ms-examples"}
-
-SYNTH = SynthSpec(subscriptions=3, endpoints=60, seed=5, bad_share=0.3)
-
-
-class Counting:
-    """A reader that counts each path it was asked for."""
-
-    def __init__(self, inner: ArmReader) -> None:
-        self.inner = inner
-        self.paths: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def get(self, path: str, *, kind: str) -> Any:
-        with self._lock:
-            self.paths[path_key(path)] += 1
-        return self.inner.get(path, kind=kind)
 
 
 @pytest.fixture(scope="module")
 def synth_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "tenant"
-    write_tenant(generate(SYNTH), out)
-    return out
+    return write_synth(tmp_path_factory.mktemp("synth") / "tenant")
 
 
-def _folder(name: str, synth_folder: Path) -> Path:
-    return synth_folder if name == "synth" else FOLDERS[name]
+_folder = tenant_folder
 
 
 @pytest.mark.parametrize("name", [*FOLDERS, "synth"])

@@ -5,16 +5,15 @@ id per budget key, each through ``run_shard``, loaded through ``SegmentReader`` 
 from __future__ import annotations
 
 import json
-import threading
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from shardkit import FOLDERS, Counting, tenant_folder, write_synth
 
 from plmon.monitor.collect.plan import ArmReader, Read
 from plmon.monitor.collect.recorded import RecordedTenant
-from plmon.monitor.collect.segments import Segment, SegmentReader, path_key
+from plmon.monitor.collect.segments import Segment, SegmentReader
 from plmon.monitor.collect.shards import (
     ShardSpec,
     plan_stage2,
@@ -24,39 +23,16 @@ from plmon.monitor.collect.shards import (
     stage2_specs,
 )
 from plmon.monitor.model.clock import source_clock
-from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
 from plmon.monitor.scan import DEFAULTS, run_scan, scan_document
 from plmon.monitor.state import scaleout
-
-ROOT = Path(__file__).resolve().parents[3]
-FOLDERS = {"demo": ROOT / "monitor" / "demo_tenant",
-           "ms-examples": ROOT / "tests" / "fixtures" / "replay" / "ms-examples"}
-SYNTH = SynthSpec(subscriptions=3, endpoints=60, seed=5, bad_share=0.3)
-
-
-class Counting:
-    """A reader that counts each path it was asked for (thread-safe: shards read with several workers)."""
-
-    def __init__(self, inner: ArmReader) -> None:
-        self.inner = inner
-        self.paths: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    def get(self, path: str, *, kind: str) -> Any:
-        with self._lock:
-            self.paths[path_key(path)] += 1
-        return self.inner.get(path, kind=kind)
 
 
 @pytest.fixture(scope="module")
 def synth_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "tenant"
-    write_tenant(generate(SYNTH), out)
-    return out
+    return write_synth(tmp_path_factory.mktemp("synth") / "tenant")
 
 
-def _folder(name: str, synth_folder: Path) -> Path:
-    return synth_folder if name == "synth" else FOLDERS[name]
+_folder = tenant_folder
 
 
 def _scan(reader: ArmReader, manifest: dict[str, Any]) -> tuple[str, int]:
