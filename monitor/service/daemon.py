@@ -468,11 +468,13 @@ class Daemon:
                                  arrived=[arrived[i] for r in rereads for i in r.event_ids if i in arrived])
 
     def _reread_step(self, resources: Sequence[ArmId], read_at: datetime | Mapping[str, datetime], cpu: PhaseClock,
-                     *, arrived: Sequence[float] = (), reader: ArmReader | None = None) -> tuple[list[Transition], int]:
+                     *, arrived: Sequence[float] = (), reader: ArmReader | None = None,
+                     lifecycle: bool = True) -> tuple[list[Transition], int]:
         """Re-read ``resources`` into a copy of the inventory, re-link, re-judge what changed, apply the targeted
         lifecycle, swap. ``reader``: another process's recorded re-read (a patch) to replay instead of reading ARM;
         without it the re-read reads ARM and, with a shared inventory, is published as a patch. ``read_at``: when
-        each resource was read (one time for an own re-read; a patch's per resource)."""
+        each resource was read (one time for an own re-read; a patch's per resource). ``lifecycle``: False for a
+        replayed patch (see :meth:`_sync_replay`): the state moves, the store is left to the patch's writer."""
         assert self.inventory is not None
         tap = RecordingTap(self._event_reader) if reader is None and self.shared is not None else None
         source: ArmReader = reader if reader is not None else tap if tap is not None else self._event_reader
@@ -506,12 +508,15 @@ class Daemon:
             else:
                 keys = affected_keys(self.evaluation, evaluation, checks, result.keys)
             about = self.units.about(evaluation, keys)
-        with cpu.phase("lifecycle"):
-            transitions = apply_targeted(self.store, snapshot,
-                                         about if about is not None else _within(evaluation, keys), check_ids=checks,
-                                         resource_keys=keys, now=snapshot.taken_at, routes=self.routes,
-                                         wall=self.clock, reminder_interval=self.config.schedule.reminder_interval,
-                                         large=self._large)
+        transitions: list[Transition] = []
+        if lifecycle:
+            with cpu.phase("lifecycle"):
+                transitions = apply_targeted(self.store, snapshot,
+                                             about if about is not None else _within(evaluation, keys),
+                                             check_ids=checks, resource_keys=keys, now=snapshot.taken_at,
+                                             routes=self.routes, wall=self.clock,
+                                             reminder_interval=self.config.schedule.reminder_interval,
+                                             large=self._large)
         self._retire((self.inventory, self.snapshot, self._links, self.evaluation, result))
         self.inventory, self.snapshot, self._links = inv, snapshot, links
         self.evaluation = evaluation
@@ -604,8 +609,14 @@ class Daemon:
     def _sync_replay(self, fetched: _Fetched, cpu: PhaseClock) -> list[Transition]:
         """Replay the patches other processes published that are newer than this process's own read of their
         resource: the writer's re-read, answered from its recorded responses, through the same step as an event's.
-        Under the lock, with no storage read (:meth:`_sync_fetch` made them). The lifecycle it applies is idempotent
-        against the store: a finding the writer already opened is not opened (nor alerted) again."""
+        Under the lock, with no storage read (:meth:`_sync_fetch` made them).
+
+        No lifecycle: the patch's writer applied it when it read the resource, and a replay can be late. A patch
+        listed before a newer one is published (its writer publishes after queueing its alerts) once re-opened here
+        what the newer read had just resolved, and the next sync resolved it again: a flap of open and resolve alerts
+        per late replay (bench/scaleout.py's kill run, 5 replicas: up to 7 pairs on one endpoint). What only two
+        concurrent events on two replicas show together is written by the next event's step or the next collection,
+        whose holder judges every patch before its lifecycle."""
         shared = self.shared
         if shared is None or self.inventory is None:
             return []
@@ -631,7 +642,7 @@ class Daemon:
             self.metrics.patches.labels("skewed").inc(len(skewed))
             log.warning("patch_read_time_ahead_of_store", patches=len(skewed),
                         instances=sorted({r.instance for r in skewed}))
-        transitions, _ = self._reread_step(list(wanted.values()), read_at, cpu, reader=reader)
+        transitions, _ = self._reread_step(list(wanted.values()), read_at, cpu, reader=reader, lifecycle=False)
         shared.replayed(newest.values())
         shared.fallback_reads += reader.fallback_reads
         shared.patches_applied += len(patches)

@@ -622,3 +622,30 @@ def test_a_read_time_far_ahead_of_the_store_s_clock_is_bounded_to_when_its_row_w
     assert report.stale == 0 and report.rereads == 1
     row = a.shared.store.patch(key)
     assert row is not None and row.instance == "b" and not row.skewed   # B's later read won the index
+
+
+def test_a_late_patch_moves_the_replica_s_state_but_never_the_store(
+        replicas: tuple[Replica, Replica], tenant: Path, tmp_path: Path) -> None:
+    """B replays A's break of an endpoint after A already mended it (the mend's patch not yet published): B's view
+    moves, but no finding re-opens: the writer applied each read's lifecycle, so one opened and one resolved alert."""
+    a, b = replicas
+    a.daemon.full_collection()
+    assert b.daemon.load_shared()
+    healthy = tmp_path / "healthy"
+    shutil.copytree(tenant, healthy)
+    endpoint_id = _flip_endpoint(tenant)
+    a.daemon.accept(_event(endpoint_id), "application/json")
+    opened = [t for t in a.daemon.process_pending().transitions if t.kind == "opened"]
+    assert opened and a.shared.patches_written == 1
+    shutil.rmtree(tenant)
+    shutil.copytree(healthy, tenant)   # mended on disk; A re-reads it, but its patch is not out yet
+    shared, a.daemon.shared = a.daemon.shared, None
+    a.daemon.accept(_event(endpoint_id), "application/json")
+    assert any(t.kind == "resolved" for t in a.daemon.process_pending().transitions)
+    a.daemon.shared = shared
+
+    assert b.daemon.sync_shared() == 0 and b.shared.patches_applied == 1   # the break, late: replayed, not judged
+    for t in opened:
+        kinds = [r.kind for r in a.daemon.store.outbox()
+                 if (r.check_id, r.resource_key) == (t.check_id, t.resource_key)]
+        assert kinds.count("opened") == 1 and kinds.count("resolved") == 1
