@@ -213,6 +213,18 @@ class _ObservedChannel:
         self.on_sent(self.name, alerts)
 
 
+
+def _chosen(fetched: _Fetched, newest: Mapping[str, PatchRef]) -> tuple[list[Patch], dict[str, ArmId]]:
+    """The patches that hold ``newest``'s reads (each once), and the ids of the resources to replay from them."""
+    patches = [fetched.patches[b] for b in dict.fromkeys(r.blob for r in newest.values())]
+    wanted: dict[str, ArmId] = {}
+    for patch in patches:
+        for raw in patch.resources:
+            rid = parse_id(raw)
+            if rid.key in newest:
+                wanted[rid.key] = rid
+    return patches, wanted
+
 class Daemon:
     """One monitored tenant: its source, store, intake queue, in-memory inventory and metrics."""
 
@@ -628,13 +640,7 @@ class Daemon:
             if fetched.synced_from is not None:
                 shared.synced_from = fetched.synced_from
             return []
-        patches = [fetched.patches[b] for b in dict.fromkeys(r.blob for r in newest.values())]
-        wanted: dict[str, ArmId] = {}
-        for patch in patches:
-            for raw in patch.resources:
-                rid = parse_id(raw)
-                if rid.key in newest:
-                    wanted[rid.key] = rid
+        patches, wanted = _chosen(fetched, newest)
         reader = patch_reader(patches, self._event_reader)
         read_at = {k: datetime.fromtimestamp(r.read_at_ms / 1000, UTC) for k, r in newest.items()}
         skewed = [r for r in newest.values() if r.skewed]
@@ -906,13 +912,7 @@ class Daemon:
         shared = self.shared
         assert shared is not None
         newest = {k: r for k, r in fetched.refs.items() if k not in skip}
-        chosen = [fetched.patches[b] for b in dict.fromkeys(r.blob for r in newest.values())]
-        wanted: dict[str, ArmId] = {}
-        for patch in chosen:
-            for raw in patch.resources:
-                rid = parse_id(raw)
-                if rid.key in newest:
-                    wanted[rid.key] = rid
+        chosen, wanted = _chosen(fetched, newest)
         if not wanted:
             return inv, {}
         reader = patch_reader(chosen, self._event_reader)
