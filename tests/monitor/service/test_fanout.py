@@ -13,10 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import azurite
 import pytest
+from sharedkit import ENV_VAR, daemons_on_one_prefix, scale_of
 
-from plmon.monitor import wiring
 from plmon.monitor.collect.plan import ArmReader, collect
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.config import Config, parse_config
@@ -25,11 +24,10 @@ from plmon.monitor.service.daemon import Daemon
 from plmon.monitor.service.fanout import CollectionDriver, ShardWorker
 from plmon.monitor.service.schedule import SharedSchedule, tick_collection
 from plmon.monitor.state.lease_blob import BlobScheduleLease
-from plmon.monitor.state.scaleout import CollectionRow, ScaleOut, StorageUnavailable
+from plmon.monitor.state.scaleout import CollectionRow, StorageUnavailable
 from plmon.monitor.state.store import FindingState
 
 SYNTH = SynthSpec(subscriptions=4, endpoints=30, seed=11, bad_share=0.4)
-ENV_VAR = "PLMON_TEST_AZURITE"
 NOW = datetime(2026, 12, 2, 9, 10, tzinfo=UTC)   # one tick for every holder, whatever the wall clock does
 PATIENCE = 90.0
 
@@ -45,9 +43,7 @@ def _reads(d: Daemon, phase: str) -> float:
     return float(d.metrics.arm_requests.labels(phase)._value.get())
 
 
-def _scale(d: Daemon) -> ScaleOut:
-    assert d.scale is not None
-    return d.scale
+_scale = scale_of
 
 
 def _findings(d: Daemon) -> list[tuple[str, str]]:
@@ -65,21 +61,8 @@ def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def build(tenant: Path) -> Iterator[Callable[..., Daemon]]:
     """Daemons as ``plmon serve`` builds them, on one prefix (or another one, for a reference collection)."""
-    prefix = azurite.unique_prefix()
-    made: list[Daemon] = []
-
-    def make(instance: str, *, other_prefix: bool = False, **scale: Any) -> Daemon:
-        env = {ENV_VAR: azurite.connection_string(), "PLMON_INSTANCE_ID": instance}
-        config = _config(azurite.unique_prefix() if other_prefix else prefix, **scale)
-        daemon = wiring.build_daemon(config, wiring.open_source(tenant, env=env), env=env, channels={})
-        made.append(daemon)
-        return daemon
-
-    yield make
-    for d in made:
-        _scale(d).close()
-        d.intake.close()
-        d.store.close()
+    with daemons_on_one_prefix(tenant, _config) as make:
+        yield make
 
 
 class Parts:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import azurite
 import pytest
+from sharedkit import ENV_VAR, daemons_on_one_prefix, scale_of
 
 from plmon.monitor import wiring
 from plmon.monitor.config import Config, parse_config
@@ -20,10 +21,9 @@ from plmon.monitor.service.runtime import Runtime
 from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule, prune_book, tick_collection
 from plmon.monitor.service.shared_inventory import collection_id, retire
 from plmon.monitor.state.lease_blob import BlobScheduleLease
-from plmon.monitor.state.scaleout import CollectionRow, CollectionState, Manifest, ScaleOut, ShardRow
+from plmon.monitor.state.scaleout import CollectionRow, CollectionState, Manifest, ShardRow
 
 SYNTH = SynthSpec(subscriptions=2, endpoints=20, seed=7, bad_share=0.3)
-ENV_VAR = "PLMON_TEST_AZURITE"
 PATIENCE = 90.0   # seconds a wait gives up after (a failure, never a measure)
 
 
@@ -37,9 +37,7 @@ def _reads(d: Daemon) -> float:
     return float(d.metrics.arm_requests.labels("collection")._value.get())
 
 
-def _scale(d: Daemon) -> ScaleOut:
-    assert d.scale is not None
-    return d.scale
+_scale = scale_of
 
 
 def _serving(rt: Runtime) -> bool:
@@ -66,20 +64,8 @@ def tenant(tmp_path: Path) -> Path:
 @pytest.fixture
 def build(tenant: Path) -> Iterator[Callable[[str], Daemon]]:
     """Daemons on one prefix, each as ``plmon serve`` builds it (wiring.build_daemon) under its own instance id."""
-    prefix = azurite.unique_prefix()
-    made: list[Daemon] = []
-
-    def make(instance: str) -> Daemon:
-        env = {ENV_VAR: azurite.connection_string(), "PLMON_INSTANCE_ID": instance}
-        daemon = wiring.build_daemon(_config(prefix), wiring.open_source(tenant, env=env), env=env, channels={})
-        made.append(daemon)
-        return daemon
-
-    yield make
-    for d in made:
-        _scale(d).close()
-        d.intake.close()
-        d.store.close()
+    with daemons_on_one_prefix(tenant, _config) as make:
+        yield make
 
 
 @pytest.fixture
