@@ -19,7 +19,15 @@ Tables (``<prefix>`` is the configured table prefix, default ``plmon``):
 Keys never hold raw ARM ids: PartitionKey and RowKey may not contain ``/``, ``\\``, ``#`` or ``?``, and
 ARM ids are full of ``/``; a hash is fixed-length and safe. The readable values are kept as properties.
 Times are stored as :func:`plmon.monitor.state.store.iso` text so they compare as strings in query filters.
-JSON larger than one string property (32K characters) is split over ``<name>_0``, ``<name>_1``, ...
+JSON larger than one string property (30K characters) is split over ``<name>_0``, ``<name>_1``, ... JSON larger than
+``_INLINE`` characters (a hub firewall's finding lists every endpoint behind it: 600 kB and more) is not kept in its
+row at all: an entity holds at most 1 MiB and an entity-group transaction at most 4 MiB, counted in UTF-16, so a
+600k-character finding with its alert rows could never be written, and the service's refusal looked like a lost race
+(retried, then given up: the resolve never went out). Such a value goes to *body* rows in the same partition, RowKey
+``b-<sha256 of the text, 32 hex>-<part>``, upserted before the transaction that points at them (``<name>_ref``,
+``<name>_parts``); they are named by their content, so a rewrite of the same text writes nothing new, the alert rows
+of all channels share one body, and a crash between the two steps leaves only an unreferenced body that ``prune``
+removes once it is older than the retention cut.
 
 Concurrency. ``apply`` reads every finding it is about to write and compares its ``seq`` with the
 writer's ``expected_seq`` before writing anything; each write is then conditioned on the ETag it
@@ -45,10 +53,11 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import structlog
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -68,6 +77,7 @@ from plmon.monitor.state.store import (
     ConflictError,
     FindingRecord,
     FindingState,
+    JsonSafe,
     OutboxRow,
     ScanRecord,
     iso,
@@ -81,11 +91,18 @@ log = structlog.get_logger(__name__)
 CONNECTION_STRING_ENV = "PLMON_TABLES_CONNECTION_STRING"
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,40}$")
 _CHUNK = 30_000          # characters per string property (the limit is 64 KiB of UTF-16)
+_INLINE = 3 * _CHUNK     # JSON characters kept in the row itself; more goes to body rows (see the module docstring)
+_BODY_CHUNKS = 12        # string properties per body row: 360k characters, 720 KiB of UTF-16, under the 1 MiB entity
+_TX_BUDGET = 3_000_000   # estimated bytes of one entity-group transaction; the service refuses more than 4 MiB
 _MAX_BATCH = 100         # operations per entity-group transaction
 _FINDING_RK = "finding"
 _KEYS_PER_QUERY = 12  # resource keys named in one findings query: the service allows 15 comparisons in a filter
 _RETRIES = 8             # read-modify-write attempts before giving up on a hot row
 _PAGE = 1000             # rows per page of a query: the service's maximum
+# Error codes of a transaction refused because a row moved or appeared since it was read (retried); any other code
+# is the service refusing the request itself, which a retry cannot change.
+_RACE_CODES = frozenset({"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound",
+                         "ConditionNotMet", "None"})
 _OBS_GET_MAX = 32        # observation keys read one GET each when the table's size is not yet known (see _obs_rows)
 
 
@@ -109,8 +126,35 @@ def _put_json(entity: dict[str, Any], name: str, value: Any) -> None:
         entity[f"{name}_{i}"] = chunk
 
 
+def _text(entity: Mapping[str, Any], name: str) -> str:
+    return "".join(entity[f"{name}_{i}"] for i in range(int(entity[f"{name}_n"])))
+
+
 def _get_json(entity: Mapping[str, Any], name: str) -> Any:
-    return json.loads("".join(entity[f"{name}_{i}"] for i in range(int(entity[f"{name}_n"]))))
+    return json.loads(_text(entity, name))
+
+
+def _dumps(value: Any) -> str:
+    """The stored text: a :class:`JsonSafe` value through orjson (what its maker checked it says alike), sorted."""
+    if type(value) is JsonSafe:
+        with contextlib.suppress(TypeError, orjson.JSONEncodeError):
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return json.dumps(value if isinstance(value, dict) else dict(value), sort_keys=True)
+
+
+def _code(err: HttpResponseError) -> str:
+    """The service's error code as it sends it (``EntityAlreadyExists``): ``str()`` of the SDK's enum gives its name."""
+    code = getattr(err, "error_code", None)
+    return str(getattr(code, "value", code))
+
+
+def _body_rk(digest: str, part: int) -> str:
+    return f"b-{digest}-{part:03d}"
+
+
+def _entity_size(entity: Mapping[str, Any]) -> int:
+    """About what the service counts for an entity: its strings in UTF-16, plus room for names and the rest."""
+    return sum(2 * (len(k) + (len(v) if isinstance(v, str) else 8)) for k, v in entity.items()) + 1024
 
 
 def _opt(entity: Mapping[str, Any], name: str, kind: Callable[[Any], Any]) -> Any:
@@ -212,8 +256,55 @@ class TablesStore:
         raise ConflictError(f"table row {table.table_name}/{pk}/{rk} kept changing; gave up after {_RETRIES} tries")
 
     # --- findings ------------------------------------------------------------------------------
-    @staticmethod
-    def _finding_entity(rec: FindingRecord) -> dict[str, Any]:
+    def _put_value(self, entity: dict[str, Any], name: str, value: Any, *, stored_ref: str | None = None,
+                   written: set[tuple[str, str]] | None = None) -> None:
+        """``value`` into ``entity`` as ``<name>_<i>`` chunks, or, past ``_INLINE`` characters, into body rows of the
+        entity's partition (written now, before the entity) with ``<name>_ref`` naming them. ``stored_ref`` is the
+        body the partition is known to hold already (the row read before this write): the same text is not sent
+        again; ``written`` collects the bodies this change wrote (the alert rows of all channels share one)."""
+        text = _dumps(value)
+        if len(text) <= _INLINE:
+            chunks = [text[i:i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
+            entity[f"{name}_n"] = len(chunks)
+            for i, chunk in enumerate(chunks):
+                entity[f"{name}_{i}"] = chunk
+            return
+        digest = hashlib.sha256(text.encode()).hexdigest()[:32]
+        per_row = _CHUNK * _BODY_CHUNKS
+        parts = [text[i:i + per_row] for i in range(0, len(text), per_row)]
+        entity[f"{name}_ref"], entity[f"{name}_parts"] = digest, len(parts)
+        pk, stamp = entity["PartitionKey"], iso(datetime.now(UTC))
+        if digest == stored_ref or (written is not None and (pk, digest) in written):
+            return
+        if written is not None:
+            written.add((pk, digest))
+        for n, part in enumerate(parts):
+            body: dict[str, Any] = {"PartitionKey": pk, "RowKey": _body_rk(digest, n), "kind": "body",
+                                    "digest": digest, "written_at": stamp}
+            chunks = [part[i:i + _CHUNK] for i in range(0, len(part), _CHUNK)]
+            body["body_n"] = len(chunks)
+            for i, chunk in enumerate(chunks):
+                body[f"body_{i}"] = chunk
+            self._state.upsert_entity(body, mode=UpdateMode.REPLACE)
+        log.debug("tables_body_written", partition=pk, name=name, characters=len(text), rows=len(parts))
+
+    def _get_value(self, entity: Mapping[str, Any], name: str) -> Any:
+        """The value :meth:`_put_value` stored: from the row's chunks or from its body rows."""
+        digest = entity.get(f"{name}_ref")
+        if digest is None:
+            return _get_json(entity, name)
+        rows = {e["RowKey"]: e for e in self._state.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": entity["PartitionKey"], "lo": f"b-{digest}-", "hi": f"b-{digest}."})}
+        try:
+            return json.loads("".join(_text(rows[_body_rk(digest, n)], "body")
+                                      for n in range(int(entity[f"{name}_parts"]))))
+        except KeyError:
+            # A reader never sees a row before its body (bodies are written first, pruned only unreferenced).
+            raise ConflictError(f"table row {entity['PartitionKey']}/{entity['RowKey']}: body {digest} is "
+                                "missing") from None
+
+    def _finding_entity(self, rec: FindingRecord, stored_ref: str | None = None) -> dict[str, Any]:
         e: dict[str, Any] = {
             "PartitionKey": _finding_pk(rec.check_id, rec.resource_key), "RowKey": _FINDING_RK, "kind": "finding",
             "check_id": rec.check_id, "resource_key": rec.resource_key, "resource_id": rec.resource_id,
@@ -222,17 +313,16 @@ class TablesStore:
             "last_alert_at": _opt_iso(rec.last_alert_at), "seq": int(rec.seq),
             "channels": json.dumps(list(rec.channels)),
         }
-        _put_json(e, "finding", dict(rec.finding))
+        self._put_value(e, "finding", rec.finding, stored_ref=stored_ref)
         return _clean(e)
 
-    @staticmethod
-    def _finding(e: Mapping[str, Any]) -> FindingRecord:
+    def _finding(self, e: Mapping[str, Any]) -> FindingRecord:
         return FindingRecord(
             check_id=e["check_id"], resource_key=e["resource_key"], resource_id=e["resource_id"],
             state=FindingState(e["state"]), severity=e["severity"],
             first_seen=parse_iso(e["first_seen"]), last_seen=parse_iso(e["last_seen"]),  # type: ignore[arg-type]
             resolved_at=parse_iso(e.get("resolved_at")), last_alert_at=parse_iso(e.get("last_alert_at")),
-            seq=int(e["seq"]), finding=_get_json(e, "finding"), channels=tuple(json.loads(e["channels"])))
+            seq=int(e["seq"]), finding=self._get_value(e, "finding"), channels=tuple(json.loads(e["channels"])))
 
     def get_finding(self, check_id: str, resource_key: str) -> FindingRecord | None:
         e = self._get(self._state, _finding_pk(check_id, resource_key), _FINDING_RK)
@@ -264,21 +354,22 @@ class TablesStore:
 
     def apply(self, change: ChangeSet) -> None:
         # 1. Check every expected sequence before writing anything.
-        plan: list[tuple[str, FindingRecord, str | None]] = []
+        plan: list[tuple[str, FindingRecord, TableEntity | None]] = []
         for rec, expected in change.findings:
             pk = _finding_pk(rec.check_id, rec.resource_key)
             current = self._get(self._state, pk, _FINDING_RK)
             seq = int(current["seq"]) if current is not None else None
             if seq != expected:
                 raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: sequence {seq}, expected {expected}")
-            plan.append((pk, rec, current.metadata["etag"] if current is not None else None))
+            plan.append((pk, rec, current))
         rows: dict[str, dict[str, dict[str, Any]]] = {}
+        written: set[tuple[str, str]] = set()
         for o in change.outbox:
             pk = _finding_pk(o.check_id, o.resource_key)
-            rows.setdefault(pk, {})[_outbox_rk(o.alert_id, o.channel)] = self._outbox_entity(o)
+            rows.setdefault(pk, {})[_outbox_rk(o.alert_id, o.channel)] = self._outbox_entity(o, written)
         # 2. Each finding with its own alerts: one transaction, conditioned on what step 1 read.
-        for pk, rec, etag in plan:
-            self._write_finding(pk, rec, etag, rows.pop(pk, {}))
+        for pk, rec, current in plan:
+            self._write_finding(pk, rec, current, rows.pop(pk, {}))
         # 3. Alerts without a finding in this change: insert if absent.
         for entities in rows.values():
             for entity in entities.values():
@@ -287,9 +378,10 @@ class TablesStore:
         if change.scan is not None:
             self._add_scan(change.scan)
 
-    def _write_finding(self, pk: str, rec: FindingRecord, etag: str | None,
+    def _write_finding(self, pk: str, rec: FindingRecord, current: TableEntity | None,
                        outbox: dict[str, dict[str, Any]]) -> None:
-        entity = self._finding_entity(rec)
+        etag = current.metadata["etag"] if current is not None else None
+        entity = self._finding_entity(rec, current.get("finding_ref") if current is not None else None)
         first: tuple[Any, ...] = (("create", entity) if etag is None else
                                   ("update", entity, {"mode": UpdateMode.REPLACE, "etag": etag,
                                                       "match_condition": MatchConditions.IfNotModified}))
@@ -298,18 +390,34 @@ class TablesStore:
                 "PartitionKey eq @pk and RowKey ge 'o-' and RowKey lt 'o.'", parameters={"pk": pk},
                 select=["RowKey"])}
             new = [ent for rk, ent in sorted(outbox.items()) if rk not in existing]
-            ops = [first, *(("create", ent) for ent in new[:_MAX_BATCH - 1])]
+            # As many alert rows as the transaction's size allows go with the finding (a finding never moves without
+            # its alerts); more channels than that (rare: rows are small once their payload sits in a body) follow.
+            ops, size, split = [first], _entity_size(entity), 0
+            for ent in new[:_MAX_BATCH - 1]:
+                if size + _entity_size(ent) > _TX_BUDGET:
+                    break
+                ops.append(("create", ent))
+                size += _entity_size(ent)
+                split += 1
             try:
                 self._state.submit_transaction(ops)
             except TableTransactionError as err:
-                # Our finding moved (or appeared): a concurrent writer. Otherwise an alert row was
-                # inserted meanwhile (a redelivered change): read the partition again and retry.
+                code = _code(err)
                 now = self._get(self._state, pk, _FINDING_RK)
                 if (now.metadata["etag"] if now is not None else None) != etag:
                     raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: changed by another "
-                                        f"writer ({getattr(err, 'error_code', None)})") from None
+                                        f"writer ({code})") from None
+                if code not in _RACE_CODES:
+                    # Not a race: the service refused the request itself (too large, a bad property). Retrying
+                    # sends the same request; say why once, and let the lifecycle report the failure.
+                    log.warning("tables_transaction_refused", partition=pk, check_id=rec.check_id,
+                                error_code=code, operations=len(ops), estimated_bytes=size)
+                    raise ConflictError(f"finding {rec.check_id} {rec.resource_key}: Table Storage refused the "
+                                        f"transaction ({code})") from None
+                # Our finding is where we read it: an alert row was inserted meanwhile (a redelivered change).
+                log.info("tables_transaction_retry", partition=pk, error_code=code)
                 continue
-            for ent in new[_MAX_BATCH - 1:]:
+            for ent in new[split:]:
                 with contextlib.suppress(ResourceExistsError):
                     self._state.create_entity(ent)
             return
@@ -382,7 +490,7 @@ class TablesStore:
                 except TableTransactionError as err:
                     # Atomic: none of the chunk was written. Another writer got there between the read and here.
                     log.info("observations_batch_conflict", partition=pk, rows=len(chunk),
-                             error_code=str(getattr(err, "error_code", None)))
+                             error_code=_code(err))
                     for (subject, status), _ in chunk:
                         self._observe_one(subject, status, stamp)
 
@@ -436,8 +544,7 @@ class TablesStore:
                 for e in sorted(rows, key=lambda e: e["RowKey"])]
 
     # --- outbox ---------------------------------------------------------------------------------
-    @staticmethod
-    def _outbox_entity(o: OutboxRow) -> dict[str, Any]:
+    def _outbox_entity(self, o: OutboxRow, written: set[tuple[str, str]] | None = None) -> dict[str, Any]:
         e: dict[str, Any] = {
             "PartitionKey": _finding_pk(o.check_id, o.resource_key), "RowKey": _outbox_rk(o.alert_id, o.channel),
             "kind": "outbox", "alert_id": o.alert_id, "channel": o.channel, "check_id": o.check_id,
@@ -446,14 +553,13 @@ class TablesStore:
             "next_attempt_at": iso(o.next_attempt_at or o.created_at), "last_error": o.last_error,
             "delivered_at": _opt_iso(o.delivered_at),
         }
-        _put_json(e, "payload", dict(o.payload))
+        self._put_value(e, "payload", o.payload, written=written)
         return _clean(e)
 
-    @staticmethod
-    def _row(e: Mapping[str, Any]) -> OutboxRow:
+    def _row(self, e: Mapping[str, Any]) -> OutboxRow:
         return OutboxRow(alert_id=e["alert_id"], channel=e["channel"], check_id=e["check_id"],
                          resource_key=e["resource_key"], seq=int(e["seq"]), kind=e["alert_kind"],
-                         created_at=parse_iso(e["created_at"]), payload=_get_json(e, "payload"),  # type: ignore[arg-type]
+                         created_at=parse_iso(e["created_at"]), payload=self._get_value(e, "payload"),  # type: ignore[arg-type]
                          status=AlertStatus(e["status"]), attempts=int(e["attempts"]),
                          next_attempt_at=parse_iso(e.get("next_attempt_at")), last_error=e.get("last_error"),
                          delivered_at=parse_iso(e.get("delivered_at")))
@@ -565,6 +671,22 @@ class TablesStore:
             "kind eq 'outbox' and status eq 'failed' and created_at lt @c", parameters={"c": cut})]
         doomed += [(self._scans, e) for e in self._scans.query_entities("at lt @c", parameters={"c": cut})]
         doomed += [(self._obs, e) for e in self._obs.query_entities("last_seen lt @c", parameters={"c": cut})]
+        n = self._delete(doomed)
+        # Bodies (large findings and payloads) that no row refers to any more, read after the rows above went.
+        # Only bodies older than the cut: one written for a change still in flight is not referred to yet.
+        # The delete is conditioned on the ETag read, so a body a writer has just upserted again stays.
+        referred = {(e["PartitionKey"], ref) for e in self._state.query_entities(
+            "kind eq 'finding' or kind eq 'outbox'", select=["PartitionKey", "finding_ref", "payload_ref"])
+            for ref in (e.get("finding_ref"), e.get("payload_ref")) if ref}
+        bodies = self._delete([(self._state, e) for e in self._state.query_entities(
+            "kind eq 'body' and written_at lt @c", parameters={"c": cut}, select=["PartitionKey", "RowKey", "digest"])
+            if (e["PartitionKey"], e["digest"]) not in referred])
+        if bodies:
+            log.info("tables_bodies_pruned", rows=bodies)
+        return n  # history rows, as the SQLite store counts them; bodies are storage detail
+
+    @staticmethod
+    def _delete(doomed: Iterable[tuple[TableClient, TableEntity]]) -> int:
         n = 0
         for table, e in doomed:
             try:
