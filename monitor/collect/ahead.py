@@ -217,11 +217,15 @@ def _detach() -> None:
         os.dup2(null, fd)
     os.close(null)
     # A session of its own: where the kernel groups processes by session (autogroups, on by default), the processes
-    # of one session share one session's CPU, so on a busy machine a helper in the scan's session takes its time from
-    # the scan itself; in its own, it is scheduled as any other process started beside the scan. And the lowest
-    # priority within it (and, without autogroups, against every other process): it is to use CPU nothing else wants.
+    # of one session share one session's CPU, so a helper in the scan's session would take its time from the scan
+    # itself. Its own session is its own group, and that group gets the lowest weight (``/proc/self/autogroup``, the
+    # group's nice value): a group of the default weight would compete with the scan's group as an equal on a busy
+    # machine. And the lowest priority within it (and, without autogroups, against every other process): it is to
+    # use CPU nothing else wants, so it can start on any machine without first asking whether a core looks idle.
     with contextlib.suppress(OSError):
         os.setsid()
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+        group.write("19")
     with contextlib.suppress(OSError):
         os.nice(19)
 

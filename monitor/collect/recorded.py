@@ -59,7 +59,6 @@ class RecordedTenant:
     """An :class:`~plmon.monitor.collect.plan.ArmReader` over a recorded-tenant folder."""
 
     def __init__(self, folder: str | Path) -> None:
-        self._cpu_mark = _cpu_times()  # the machine's CPU time before the index walk: read_ahead() asks what sat idle
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise InputError(f"recorded tenant folder not found: {self.folder}")
@@ -172,12 +171,15 @@ class RecordedTenant:
         endpoints' zone-group lists, the targets read by id) while this process parses the others
         (:mod:`plmon.monitor.collect.ahead`); True if one was started.
 
-        Not for a scoped collection: it reads a part of those files, and the helper would decode all of them."""
+        Not for a scoped collection: it reads a part of those files, and the helper would decode all of them.
+
+        Started whatever the machine's load looks like now: the helper only takes CPU time nothing else wants (it
+        runs in a scheduling group of the lowest weight, :func:`plmon.monitor.collect.ahead._detach`), so on a busy
+        machine it does little and costs the scan nothing but the fork. (It used to start only if half a CPU had sat
+        idle during the index walk: a reading of under a second, which a moment's noise turned either way, so the
+        same scan in the same benchmark ran with or without it, 7.8 or 11.7 s of CPU.)"""
         if not self._trusted or self._ahead is not None:
             return False
-        idle = _idle_cpus(self._cpu_mark)
-        if idle is not None and idle < MIN_IDLE_CPUS:
-            return False  # no core sat idle while the folder was indexed: the helper would take its time from the scan
         from plmon.monitor.collect import ahead
 
         # The helper starts from the end: the lists the plan reads soonest go last.
@@ -383,31 +385,6 @@ class RecordedTenant:
 
 _FIREWALL_POLICY = "/providers/microsoft.network/firewallpolicies/"
 _CHUNK = 1 << 20
-
-
-# How much of a CPU must have sat idle while the folder was indexed for read_ahead() to fork its helper. With none
-# idle, the helper's CPU comes from the other processes and from the scan itself (on a 2-CPU machine with three other
-# busy sessions the scan's wall time grew by up to 2 s while its own CPU fell by 1-2 s).
-MIN_IDLE_CPUS = 0.5
-
-
-def _cpu_times() -> tuple[int, int] | None:
-    """(idle, total) CPU time of the whole machine so far, in clock ticks (Linux ``/proc/stat``), or None."""
-    try:
-        with open("/proc/stat", "rb") as fh:
-            fields = [int(v) for v in fh.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    return (fields[3] + fields[4], sum(fields[:8])) if len(fields) >= 8 else None
-
-
-def _idle_cpus(mark: tuple[int, int] | None) -> float | None:
-    """How many CPUs sat idle on average since ``mark`` (:func:`_cpu_times`), or None when unknown (no ``/proc/stat``,
-    or too short a time to tell)."""
-    now = _cpu_times()
-    if mark is None or now is None or now[1] - mark[1] < 10:
-        return None
-    return (now[0] - mark[0]) / (now[1] - mark[1]) * (os.cpu_count() or 1)
 
 
 def _is_target_file(rel: str) -> bool:

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from plmon.monitor.collect import ahead, recorded
+from plmon.monitor.collect import ahead
 from plmon.monitor.collect.builder import _NO_TAGS, build_snapshot
 from plmon.monitor.collect.inventory import Inventory
 from plmon.monitor.collect.plan import collect
-from plmon.monitor.collect.recorded import RecordedTenant, _cpu_times, _idle_cpus, _read_bytes
+from plmon.monitor.collect.recorded import RecordedTenant, _read_bytes
 from plmon.monitor.collect.typed import decode_target, decode_unit
 from plmon.monitor.model.arm_id import interning
 from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
@@ -37,7 +37,6 @@ def any_size(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A helper for a folder of any size, on any machine (the size and CPU checks are what other tests are about)."""
     monkeypatch.setattr(ahead, "MIN_FILES", 0)
     monkeypatch.setattr(ahead, "_usable_cpus", lambda: 2)
-    monkeypatch.setattr(recorded, "_idle_cpus", lambda mark: None)
     yield
 
 
@@ -217,18 +216,23 @@ def test_the_scan_never_waits_for_a_file_the_helper_is_still_decoding(tenant: Pa
     helper.close()
 
 
-def test_no_helper_when_no_cpu_sat_idle_while_the_folder_was_indexed(tenant: Path, any_size: None,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Proves: a busy machine (less than half a CPU idle during the index walk) gets no helper, an idle one does, and
-    the idle CPUs are measured from the machine's CPU times since the reader was made."""
+def test_helper_starts_on_a_busy_machine_in_a_group_of_the_lowest_weight(tenant: Path, any_size: None) -> None:
+    """Proves: the helper is started whatever the load (no idle reading decides it), and where the kernel groups CPU
+    time by session it runs in a session of its own whose group has the lowest weight (nice 19), so it only takes
+    CPU time the scan and the machine's other processes leave."""
     reader = RecordedTenant(tenant)
     reader.trust_index()
-    monkeypatch.setattr(recorded, "_idle_cpus", lambda mark: 0.2)
-    assert not reader.read_ahead()
-    monkeypatch.setattr(recorded, "_idle_cpus", lambda mark: 1.2)
     assert reader.read_ahead()
-    reader.forget()
-    assert _idle_cpus(None) is None
-    mark = _cpu_times()
-    if mark is not None:  # on Linux: between none and every CPU idle
-        assert 0 <= (_idle_cpus((mark[0] - 500, mark[1] - 1000)) or 0) <= (os.cpu_count() or 1)
+    helper = reader._ahead
+    assert helper is not None and helper._pid is not None
+    try:
+        group = Path(f"/proc/{helper._pid}/autogroup")
+        for _ in range(200):  # the helper sets it first thing after the fork
+            if group.exists() and group.read_text().strip().endswith("nice 19"):
+                break
+            time.sleep(0.01)
+        if group.exists() and Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1":
+            assert group.read_text().strip().endswith("nice 19")
+            assert Path(f"/proc/{helper._pid}/autogroup").read_text() != Path("/proc/self/autogroup").read_text()
+    finally:
+        reader.forget()
