@@ -360,9 +360,8 @@ class WhatIfReader:
         rid = _norm(body["id"]) if isinstance(body.get("id"), str) else None
         kids = [c for c in self._children.get(rid, ()) if c.child_type not in _CHILD_LISTS] if rid else []
         props = body.get("properties")
-        touches_endpoints = bool(self._deleted or self._endpoints_in) and isinstance(props, dict)
-        if not kids and not touches_endpoints:
-            return body
+        if not kids and not (isinstance(props, dict) and self._touches_endpoints(rid or "", props)):
+            return body   # (most items: answered as read, not copied)
         body = copy.deepcopy(body)
         props = body.get("properties") if isinstance(body.get("properties"), dict) else None
         for child in kids:
@@ -393,6 +392,18 @@ class WhatIfReader:
             if rid and "/subnets/" in rid:
                 self._fix_subnet(body)
         return body
+
+    def _touches_endpoints(self, rid: str, props: dict[str, Any]) -> bool:
+        """Whether the endpoint lists ARM keeps in this resource (provider-side connections, a subnet's or its
+        network's subnets' ``privateEndpoints[]``) may change with the endpoints the deployment deletes or places."""
+        if not (self._deleted or self._placed):
+            return False
+        if self._deleted and "privateEndpointConnections" in props:
+            return True
+        if "/subnets/" in rid:
+            return True
+        subnets = props.get("subnets")
+        return isinstance(subnets, list) and any(isinstance(s, dict) and "properties" in s for s in subnets)
 
     def _fix_endpoint_refs(self, props: dict[str, Any]) -> None:
         """Provider-side connections of a deleted endpoint go with it, as ARM removes them."""
