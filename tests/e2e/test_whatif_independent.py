@@ -124,4 +124,4 @@ def test_published_example_payloads_created_on_an_empty_tenant(tmp_path: Path,
     assert_matches(result, scan(before, capsys), scan(after, capsys))
     assert result["changes"]["applied"] == 4 and result["introduced"]
     rc, table, _ = run_main(["what-if", "--what-if", str(write(tmp_path, doc)), "--from", str(before)], capsys)
-    assert table.count("WhatIfNotApplied") == 2 and "subnet1" in table and "testPdnsgroup" in table
+    assert rc == 0 and table.count("WhatIfNotApplied") == 2 and "subnet1" in table and "testPdnsgroup" in table
