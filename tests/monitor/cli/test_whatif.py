@@ -223,3 +223,26 @@ def test_live_what_if_through_the_replay_server_equals_offline(tmp_path: Path) -
         assert set(server.methods) == {"GET"}
     assert offline.returncode == live.returncode == 0, live.stderr
     assert json.loads(live.stdout) == json.loads(offline.stdout)
+
+
+def test_management_group_what_if_applies_association_changes(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A management-group deployment's association changes land in that group's association list: deleting the
+    platform group's association resolves rmpl.association-not-root; associating rmpl-trial at the root resolves
+    its rmpl.unassociated."""
+    group = "/providers/Microsoft.Management/managementGroups"
+    platform = f"{group}/platform/providers/Microsoft.Authorization/privateLinkAssociations/" \
+               "a1b2c3d4-0000-4000-8000-00000000a002"
+    root = "8f3e0a62-5c1d-4b7e-9a2f-1d3c5e7f9a0b"
+    new = f"{group}/{root}/providers/Microsoft.Authorization/privateLinkAssociations/" \
+          "a1b2c3d4-0000-4000-8000-00000000a003"
+    trial = "/subscriptions/aaaaaaaa-0000-4000-8000-000000000001/resourceGroups/rg-mgmt/providers/" \
+            "Microsoft.Authorization/resourceManagementPrivateLinks/rmpl-trial"
+    association = {"id": new, "name": new.rsplit("/", 1)[-1], "type": "Microsoft.Authorization/privateLinkAssociations",
+                   "properties": {"privateLink": trial, "publicNetworkAccess": "Disabled", "tenantId": root,
+                                  "scope": f"{group}/{root}"}}
+    doc = cli_document(change(platform, "Delete"), change(new, "Create", after=association, api_version="2020-05-01"))
+    rc, out, _ = what_if(doc, tmp_path, capsys)
+    assert rc == 0 and out["introduced"] == [] and out["changes"]["applied"] == 2
+    assert ids(out["resolved"]) == {("rmpl.association-not-root", "a1b2c3d4-0000-4000-8000-00000000a002"),
+                                    ("rmpl.unassociated", "rmpl-trial")}
