@@ -116,6 +116,17 @@ class Change:
         return "/".join(parts[at + 1:at + 3])
 
     @property
+    def arm_type(self) -> str:
+        """The ARM type the id names, in its spelling (``Microsoft.Network/virtualNetworks/subnets``), or ""."""
+        parts = self.resource_id.strip("/").split("/")
+        lower = [p.lower() for p in parts]
+        if "providers" not in lower:
+            return ""
+        at = len(lower) - 1 - lower[::-1].index("providers")
+        tail = parts[at + 1:]
+        return "/".join([tail[0], *tail[1::2]]) if len(tail) >= 3 else ""
+
+    @property
     def subscription(self) -> str:
         parts = self.key.split("/")
         return parts[1] if len(parts) > 1 and parts[0] == "subscriptions" else ""
@@ -203,6 +214,13 @@ def parse_what_if(doc: Any, where: str = "document") -> WhatIf:
                                         f"FullResourcePayloads): not applied"))
             continue
         out.append(change)
+    potential = doc.get("potentialChanges", props.get("potentialChanges"))
+    for c in potential if isinstance(potential, list) else ():
+        if isinstance(c, dict) and str(c.get("changeType") or "") in APPLIED:
+            # Changes what-if could not confirm (API 2024-11-01 and later): listed, never applied as if certain.
+            problems.append(CoverageGap(str(c.get("resourceId") or c.get("symbolicName") or "?")[:500], "what-if",
+                                        "WhatIfPotentialChange", None,
+                                        f"{c['changeType']} what-if could not confirm (potentialChanges): not applied"))
     return WhatIf(str(status or "Succeeded"), tuple(out), tuple(problems))
 
 
@@ -351,6 +369,11 @@ class WhatIfReader:
         """The payload ARM would hold after the PUT: ``after``, with the read-only properties it computes kept."""
         after = copy.deepcopy(change.after or {})
         after.pop("apiVersion", None)   # what-if's own annotation, not a property of the resource
+        # ARM's payload always names itself; a hand-made one may not (the change's id is then the resource's)
+        after.setdefault("id", change.resource_id)
+        after.setdefault("name", change.resource_id.rstrip("/").rsplit("/", 1)[-1])
+        if change.arm_type:
+            after.setdefault("type", change.arm_type)
         if current is not None:
             _keep_read_only(after, current, change.top_type if change.depth == 1 else change.child_type)
         return after

@@ -103,7 +103,8 @@ def test_route_and_top_level_changes_apply_to_the_subscription_list() -> None:
                      change(RT, "Create", after={"id": RT, "name": "rt1", "properties": {"routes": []}}),
                      change(route["id"], "Create", after=route))
     [table] = reader.get(RTS, kind="routeTables")["value"]
-    assert "apiVersion" not in table and table["properties"]["routes"] == [route]
+    assert "apiVersion" not in table
+    assert table["properties"]["routes"] == [{**route, "type": "Microsoft.Network/routeTables/routes"}]
 
 
 def test_deleted_endpoint_leaves_subnet_and_target_and_new_one_is_listed() -> None:
@@ -146,3 +147,14 @@ def test_caching_reader_answers_each_path_once_errors_included() -> None:
         with pytest.raises(ReadError):
             cached.get("subscriptions/x", kind="subscriptions")
     assert base.reads == [VNETS, "subscriptions/x"]
+
+
+def test_potential_changes_are_problems_and_bare_payloads_get_their_id() -> None:
+    """potentialChanges (what-if could not confirm them) are listed, not applied; a payload without id, name and type
+    takes them from the change's resourceId."""
+    doc = cli_document(change(RT, "Create", after={"properties": {"routes": []}}))
+    doc["potentialChanges"] = [change(VNET, "Modify", after={"id": VNET})]
+    parsed = parse_what_if(doc)
+    assert [(p.scope, p.code) for p in parsed.problems] == [(VNET, "WhatIfPotentialChange")]
+    [table] = WhatIfReader(Dict({RTS: {"value": []}}), parsed).get(RTS, kind="routeTables")["value"]
+    assert (table["id"], table["name"], table["type"]) == (RT, "rt1", "Microsoft.Network/routeTables")
