@@ -246,3 +246,17 @@ def test_management_group_what_if_applies_association_changes(tmp_path: Path,
     assert rc == 0 and out["introduced"] == [] and out["changes"]["applied"] == 2
     assert ids(out["resolved"]) == {("rmpl.association-not-root", "a1b2c3d4-0000-4000-8000-00000000a002"),
                                     ("rmpl.unassociated", "rmpl-trial")}
+
+
+def test_provider_side_approval_resolves_the_pending_connection(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A Private Link Service's connection (a child resource merged into the service's privateEndpointConnections[])
+    approved by the deployment resolves connection.pending, and nothing else changes."""
+    s3 = "/subscriptions/aaaaaaaa-0000-4000-8000-000000000003"
+    pls = demo_item(f"{s3}/providers/Microsoft.Network/privateLinkServices", "pls-partner-api")
+    before = pls["properties"]["privateEndpointConnections"][0]
+    after = json.loads(json.dumps(before))
+    after["properties"]["privateLinkServiceConnectionState"]["status"] = "Approved"
+    rc, out, _ = what_if(cli_document(change(before["id"], "Modify", before=before, after=after)), tmp_path, capsys)
+    assert rc == 0 and out["introduced"] == [] and out["unchanged"] == 19
+    assert ids(out["resolved"]) == {("connection.pending", "pe-partner-api.conn")}
