@@ -164,6 +164,10 @@ def test_unsupported_and_ignored_entries_are_listed_and_coverage_says_so(
     assert "2 change(s) not judged" in err
     rc, table, _ = run_main(["what-if", "--what-if", str(write(tmp_path, doc)), "--from", str(DEMO)], capsys)
     assert rc == 0 and "WhatIfUnsupported" in table and "WhatIfNotApplied" in table and "pe-x" in table
+    rc, sarif, _ = run_main(["what-if", "--what-if", str(write(tmp_path, doc)), "--from", str(DEMO), "--format",
+                             "sarif"], capsys)
+    notes = json.loads(sarif)["runs"][0]["invocations"][0]["toolExecutionNotifications"]
+    assert rc == 0 and sum("WhatIf" in n["message"]["text"] for n in notes) == 2   # the annotations say so too
 
 
 def test_rest_result_and_waivers_from_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
