@@ -449,12 +449,22 @@ class WhatIfReader:
         if kept or refs is not None:
             props["privateEndpoints"] = kept
 
+    def _deleted_with_parent(self, change: Change) -> bool:
+        key = change.key
+        while key.count("/") > 2:
+            key = key.rsplit("/", 2)[0]
+            if key in self._deleted:
+                return True
+        return False
+
     def unapplied(self) -> list[Change]:
         """The changes of kinds plmon reads that no answer carried: their list or parent was not read."""
         out = []
         for c in self._by_key.values():
             if c.key in self.applied.keys:
                 continue
+            if c.change_type == "Delete" and self._deleted_with_parent(c):
+                continue   # ARM deletes a child with its parent: nothing is left for the child's own Delete
             kind = kind_of(c.top_type)
             if kind is None:
                 continue   # a type plmon never reads: the change cannot alter what the checks see

@@ -158,3 +158,12 @@ def test_potential_changes_are_problems_and_bare_payloads_get_their_id() -> None
     assert [(p.scope, p.code) for p in parsed.problems] == [(VNET, "WhatIfPotentialChange")]
     [table] = WhatIfReader(Dict({RTS: {"value": []}}), parsed).get(RTS, kind="routeTables")["value"]
     assert (table["id"], table["name"], table["type"]) == (RT, "rt1", "Microsoft.Network/routeTables")
+
+
+def test_child_deleted_with_its_parent_is_applied() -> None:
+    """A zone group deleted with its endpoint (complete mode lists both) is not reported unapplied: ARM deletes the
+    child with the parent, so the plan never reading the gone endpoint's child list proves nothing missing."""
+    reader = overlay({PES: {"value": [{"id": PE, "name": "pe1", "properties": {}}]}},
+                     change(PE, "Delete"), change(f"{PE}/privateDnsZoneGroups/default", "Delete"))
+    assert reader.get(PES, kind="privateEndpoints")["value"] == []
+    assert reader.unapplied() == []
