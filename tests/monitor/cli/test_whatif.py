@@ -264,3 +264,19 @@ def test_provider_side_approval_resolves_the_pending_connection(tmp_path: Path,
     rc, out, _ = what_if(cli_document(change(before["id"], "Modify", before=before, after=after)), tmp_path, capsys)
     assert rc == 0 and out["introduced"] == [] and out["unchanged"] == 19
     assert ids(out["resolved"]) == {("connection.pending", "pe-partner-api.conn")}
+
+
+def test_explain_path_what_if_shows_the_new_subnet_and_rejects_bad_input(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """explain-path --what-if finds a subnet only the deployment creates and names its route; a bad document is one
+    line and exit 2, as for what-if."""
+    subnet = f"{NET}/virtualNetworks/vnet-app/subnets/snet-batch"
+    path = str(ROOT / "docs" / "examples" / "what-if-route-table.json")
+    args = ["explain-path", "--from", str(DEMO), "--subnet", subnet, "--to", "10.1.2.4", "--format", "json"]
+    rc, out, err = run_main([*args, "--what-if", path], capsys)
+    assert rc == 0, err
+    assert "default-to-fw" in out and "pe-st-blob" in out
+    rc, _, err = run_main(args, capsys)
+    assert_one_line(rc, err, "no subnet")   # not in the tenant as it is
+    rc, _, err = run_main([*args, "--what-if", str(write(tmp_path, {"value": []}))], capsys)
+    assert_one_line(rc, err, "--what-if", "no 'changes' array")
