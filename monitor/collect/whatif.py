@@ -324,10 +324,8 @@ class WhatIfReader:
         try:
             body = self.base.get(path, kind=kind)
         except ReadError as err:
-            created_parent = self._by_key.get(key.rsplit("/", 1)[0])
-            if err.status == 404 and (children or (created_parent is not None
-                                                   and created_parent.change_type != "Delete")):
-                body = {"value": []}  # the child list of a resource the deployment creates: empty, then the changes
+            if err.status == 404 and _is_collection(key) and (children or self._created_above(key)):
+                body = {"value": []}  # a list below a resource the deployment creates: empty, then the changes
             else:
                 raise
         if isinstance(body, dict) and isinstance(body.get("value"), list):
@@ -448,6 +446,16 @@ class WhatIfReader:
         kept.extend({"id": pe} for pe in self._endpoints_in.get(sid, ()) if _norm(pe) not in have)
         if kept or refs is not None:
             props["privateEndpoints"] = kept
+
+    def _created_above(self, key: str) -> bool:
+        """Whether the deployment creates (or puts) a resource that ``key`` lies below: live ARM answers 404 for the
+        lists below what does not exist yet, which after the deployment would be empty lists."""
+        while key.count("/") > 1:
+            key = key.rsplit("/", 1)[0]
+            found = self._by_key.get(key)
+            if found is not None:
+                return found.change_type in _PUT
+        return False
 
     def _deleted_with_parent(self, change: Change) -> bool:
         key = change.key

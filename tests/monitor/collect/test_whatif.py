@@ -167,3 +167,14 @@ def test_child_deleted_with_its_parent_is_applied() -> None:
                      change(PE, "Delete"), change(f"{PE}/privateDnsZoneGroups/default", "Delete"))
     assert reader.get(PES, kind="privateEndpoints")["value"] == []
     assert reader.unapplied() == []
+
+
+def test_lists_below_a_created_resource_read_empty_where_live_arm_says_404() -> None:
+    """A management group the deployment creates has no association list in Azure yet (404): after the deployment it
+    is an empty list, not a coverage gap; a 404 below anything else stays a 404."""
+    group = "/providers/Microsoft.Management/managementGroups/new-mg"
+    reader = overlay({}, change(group, "Create", after={"id": group, "name": "new-mg"}))
+    lists = f"{group}/providers/Microsoft.Authorization/privateLinkAssociations".strip("/")
+    assert reader.get(lists, kind="privateLinkAssociations") == {"value": []}
+    with pytest.raises(ReadError):
+        reader.get(lists.replace("new-mg", "other-mg"), kind="privateLinkAssociations")
