@@ -306,7 +306,7 @@ class WhatIfReader:
         m = _SUB_LIST.match(key)
         if m:
             body = self.base.get(path, kind=kind)
-            return self._list(body, self._top_by_list.get((m.group(1), m.group(2)), ()), top=True)
+            return self._list(body, self._top_by_list.get((m.group(1), m.group(2)), ()))
         own = self._by_key.get(key)
         if own is not None:
             self.applied.mark(own)
@@ -329,14 +329,14 @@ class WhatIfReader:
             else:
                 raise
         if isinstance(body, dict) and isinstance(body.get("value"), list):
-            return self._list(body, children, top=False)
+            return self._list(body, children)
         if isinstance(body, dict):
             return self._resource(body)
         return body
 
     # --- applying ---------------------------------------------------------------------------------------------
 
-    def _list(self, body: Any, changes: Any, *, top: bool) -> Any:
+    def _list(self, body: Any, changes: Any) -> Any:
         if not isinstance(body, dict) or not isinstance(body.get("value"), list):
             return body
         changes = list(changes)
@@ -395,14 +395,17 @@ class WhatIfReader:
             name = name or _INLINE_NAME.get(child.child_type, child.child_type)
             found = props.get(name)
             arr: list[Any] = found if isinstance(found, list) else []
-            kept, current = [], None
-            for entry in arr:
+            kept: list[Any] = []
+            placed = False
+            for entry in arr:   # in place, as ARM keeps the array's order; a new child goes last
                 if isinstance(entry, dict) and _entry_is(entry, child):
-                    current = entry
+                    if child.change_type in _PUT and not placed:
+                        kept.append(self._put(child, entry))
+                        placed = True
                 else:
                     kept.append(entry)
-            if child.change_type in _PUT:
-                kept.append(self._put(child, current))
+            if child.change_type in _PUT and not placed:
+                kept.append(self._put(child, None))
             props[name] = kept
             self.applied.mark(child)
         if props is not None:

@@ -87,7 +87,7 @@ def test_subnet_child_merges_into_its_network_keeping_read_only_properties() -> 
                      change(f"{VNET}/subnets/c", "Create", after=subnet("c", addressPrefix="10.0.3.0/24")),
                      change(f"{VNET}/subnets/b", "Delete"))
     subnets = reader.get(VNETS, kind="virtualNetworks")["value"][0]["properties"]["subnets"]
-    assert [s["name"] for s in subnets] == ["a", "c"]
+    assert [s["name"] for s in subnets] == ["a", "c"]   # a modified in place, c appended
     assert subnets[0]["properties"] == {"addressPrefix": "10.0.1.0/24", "routeTable": {"id": RT},
                                         "ipConfigurations": [{"id": "nic1"}]}
     assert len(body["value"][0]["properties"]["subnets"]) == 2 and reader.unapplied() == []
