@@ -17,6 +17,8 @@ import click
 README = Path(__file__).resolve().parent.parent / "README.md"
 BLOCK = re.compile(r"(<!-- checks:start -->\n)(.*?)(<!-- checks:end -->)", re.DOTALL)
 SHELL = re.compile(r"```sh\n(.*?)```", re.DOTALL)
+WHATIF = re.compile(r"<!-- whatif-example:start -->\n```sh\n(.*?)```\n<!-- whatif-example:end -->", re.DOTALL)
+WHATIF_OUT = re.compile(r"<!-- whatif-output:start -->\n```text\n(.*?)```\n<!-- whatif-output:end -->", re.DOTALL)
 EXAMPLE = re.compile(r"<!-- replay-example:start -->\n```sh\n(.*?)```\n<!-- replay-example:end -->", re.DOTALL)
 
 
@@ -68,6 +70,20 @@ def test_readme_replay_example_runs_as_written(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     assert "pls.auto-approval-wildcard" in r.stdout and "ARM requests:" in r.stderr
     assert "throttled 0" not in r.stderr   # --throttle-every 7 was served and honoured
+
+
+def test_readme_what_if_example_prints_what_it_shows(tmp_path: Path) -> None:
+    """The what-if example, pasted into bash at the repository root, catches the route table change (exit 1 at
+    --fail-on high) and prints exactly the output the README shows, explain-path's included."""
+    text = README.read_text()
+    script, shown = WHATIF.search(text), WHATIF_OUT.search(text)
+    assert script and shown, "README.md lost its <!-- whatif-example/whatif-output --> markers"
+    body = script.group(1).replace("what-if.json", str(tmp_path / "w.json"))  # (the input is what-if-route-table.json)
+    (tmp_path / "example.sh").write_text(f"set -euo pipefail\ncd {README.parent}\n" + body)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLMON_")}
+    r = subprocess.run(["bash", str(tmp_path / "example.sh")], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout == shown.group(1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import click
 from plmon.checks.paths import decide, parse_ip
 from plmon.monitor.cli.terminal import printable
 from plmon.monitor.collect.builder import build_snapshot
-from plmon.monitor.collect.plan import collect
+from plmon.monitor.collect.plan import ArmReader, collect
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.arm_id import parse_id
@@ -28,13 +28,20 @@ __all__ = ["explain_path"]
 @click.option("--subnet", "subnet", required=True, help="ARM id of the client subnet.")
 @click.option("--to", "to", required=True, help="Destination IP (usually a private endpoint's).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def explain_path(from_dir: Path, subnet: str, to: str, fmt: str) -> None:
+@click.option("--what-if", "what_if_path", type=click.Path(path_type=Path), metavar="FILE",
+              help="Explain the path as this ARM what-if result would leave the tenant (see plmon what-if).")
+def explain_path(from_dir: Path, subnet: str, to: str, fmt: str, what_if_path: Path | None = None) -> None:
     """Print the effective route from a subnet to an IP, its next hop, and the reasons."""
     if parse_ip(to) is None:
         raise InputError(f"--to: not an IP address: {to!r}")
     tenant = RecordedTenant(from_dir)
-    tenant.trust_index()  # read once, as it is now
-    snap = build_snapshot(collect(tenant, manifest=tenant.manifest))
+    reader: ArmReader = tenant
+    if what_if_path is None:
+        tenant.trust_index()  # read once, as it is now
+    else:  # the deployment's changes applied to the folder's plain answers (a trusted index answers typed units)
+        from plmon.monitor.collect.whatif import WhatIfReader, load_what_if
+        reader = WhatIfReader(tenant, load_what_if(what_if_path))
+    snap = build_snapshot(collect(reader, manifest=tenant.manifest))
     found = snap.subnets.get(parse_id(subnet).key)
     if found is None:
         raise InputError(f"--subnet: no subnet {subnet!r} in {from_dir} "
