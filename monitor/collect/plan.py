@@ -747,12 +747,19 @@ def _peers_out_of_scope(inv: Inventory, sub_keys: set[str]) -> list[CoverageGap]
     A Virtual WAN hub's own network (the platform-made peering of a hub connection, in a Microsoft subscription) is
     no client network: never read, never a gap (checks-vwan.md; the remote network is recognised by the hub read)."""
     out: dict[str, CoverageGap] = {}
-    hub_nets = _hub_networks(inv)
+    hub_nets, unread_hubs = _hub_networks(inv)
     for raw, vnet_name in _refs(inv, "virtualNetworks"):
         rid = parse_id(raw)
         if rid.opaque or not rid.subscription or rid.subscription.lower() in sub_keys:
             continue
         if rid.key in hub_nets:
+            continue
+        if rid.key in unread_hubs:
+            owner = unread_hubs[rid.key]
+            out.setdefault(rid.key, CoverageGap(
+                owner, "Microsoft.Network/virtualHubs", "HubOutOfScope", None,
+                f"connected to a Virtual WAN hub outside the scan (platform peering to {rid.name}): its hub "
+                "membership and routing are not known, so its endpoints are not judged by the vwan rules"))
             continue
         out.setdefault(rid.key, CoverageGap(
             raw, "Microsoft.Network/virtualNetworks", "OutOfScope", None,
@@ -761,23 +768,31 @@ def _peers_out_of_scope(inv: Inventory, sub_keys: set[str]) -> list[CoverageGap]
     return list(out.values())
 
 
-def _hub_networks(inv: Inventory) -> set[str]:
-    """Keys of the networks that listed peerings reach whose remote address space is exactly a read hub's
-    ``addressPrefix``: a hub connection's platform-made peering (``RemoteVnetToHubPeering_*`` to ``HV_*``), recognised
-    structurally, not by its name (checks-vwan.md)."""
+def _hub_networks(inv: Inventory) -> tuple[set[str], dict[str, str]]:
+    """The hub networks that listed peerings reach: a hub connection's platform-made peering
+    (``RemoteVnetToHubPeering_*`` to ``HV_*``, in a platform subscription) is no client network and never a gap of
+    its own (checks-vwan.md).
+
+    Keys whose remote address space is exactly a read hub's ``addressPrefix`` (the structural rule), and, for a hub
+    that was not read (another team's subscription), the keys the platform's naming alone recognises, each with the
+    id of the scanned network connected to it: that network's hub membership is then unknown (a coverage gap)."""
     prefixes = {p.strip().lower() for _, p in _refs(inv, "virtualHubs") if p}
-    if not prefixes:
-        return set()
-    out: set[str] = set()
+    read: set[str] = set()
+    named: dict[str, str] = {}
     for unit in inv.lists.get("virtualNetworks", {}).values():
         for parsed in unit.items:
             if parsed.record is None:
                 continue
-            for peering in parsed.record[0].peerings:
-                remote = peering.remote_address_prefixes
-                if peering.remote_vnet_id is not None and len(remote) == 1 and remote[0].strip().lower() in prefixes:
-                    out.add(peering.remote_vnet_id.key)
-    return out
+            vnet = parsed.record[0]
+            for peering in vnet.peerings:
+                remote, rid = peering.remote_address_prefixes, peering.remote_vnet_id
+                if rid is None:
+                    continue
+                if len(remote) == 1 and remote[0].strip().lower() in prefixes:
+                    read.add(rid.key)
+                elif peering.name.lower().startswith("remotevnettohubpeering_") and rid.name.lower().startswith("hv_"):
+                    named.setdefault(rid.key, vnet.id.raw)
+    return read, named
 
 
 def _unjudgeable_associations(inv: Inventory) -> list[CoverageGap]:
