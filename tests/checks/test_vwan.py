@@ -246,3 +246,16 @@ def test_cli_scan_json_names_the_new_findings(tmp_path: Path) -> None:
                          timeout=120, check=True, env={**os.environ})
     ids = {f["check_id"] for f in json.loads(out.stdout)["findings"]}
     assert {BYPASS, PREFIXES, PEERING, MISSING, SNAT_UNKNOWN} <= ids
+
+
+def test_redacted_copy_keeps_the_hub_model_and_findings(tmp_path: Path) -> None:
+    """A --redact copy renames the tenant's names but not the built-in hub route tables (platform names the rules
+    test): the same vwan findings, renamed, and no hub becomes custom routing."""
+    from plmon.monitor.collect.redact import redact_folder
+
+    src = vwan_tenant(tmp_path / "t")
+    redact_folder(src, tmp_path / "r")
+    snap = snapshot_of(tmp_path / "r")
+    assert sorted(t.name for h in snap.virtual_hubs.values() for t in h.route_tables or ()) == [
+        "defaultRouteTable", "defaultRouteTable", "noneRouteTable", "noneRouteTable"]
+    assert sorted(f[0] for f in _found(snap)) == sorted(f[0] for f in _found(snapshot_of(src)))
