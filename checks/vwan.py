@@ -18,7 +18,7 @@ What plmon could not read (a hub child list, a next hop) is never a pass: the co
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -179,6 +179,14 @@ def hub_views(snap: Snapshot) -> WanModel:
     return shared(("vwan.model",), lambda: _model(snap))
 
 
+def _read_hubs(snap: Snapshot, views: Iterable[HubView]) -> None:
+    """Read the hubs a judgement rests on inside the subject's frame: the daemon then re-judges the subject when one
+    changes, and a pass is never claimed for a subject whose hub lies under a coverage gap (an unread routing intent
+    or connection list: checks/passed.py)."""
+    for v in views:
+        snap.virtual_hubs.get(v.hub.key)
+
+
 def is_hub_peering(p: Peering, hub_prefixes: frozenset[str]) -> bool:
     """A hub connection's platform-made peering: its remote address space is exactly a hub's ``addressPrefix``."""
     remote = p.remote_address_prefixes
@@ -208,6 +216,7 @@ def _wan_endpoints(snap: Snapshot, model: WanModel, view: HubView
     out: list[tuple[PrivateEndpoint, Subnet, str, HubView]] = []
     seen: set[str] = set()
     unread = [h.hub.id.raw for h in hubs if "hubVirtualNetworkConnections" in h.unread]
+    _read_hubs(snap, hubs)
     for h in hubs:
         for n in h.networks:
             if n not in seen:
@@ -251,7 +260,9 @@ def endpoint_subnet_policy_bypass(snap: Snapshot, params: Mapping[str, Any]) -> 
         ends = snap.endpoints_by_subnet.get(subnet.key)
         if not ends:
             continue
-        hubs = [v for v in model.by_network.get(subnet.vnet_id.key, ()) if v.secured]
+        connected = model.by_network.get(subnet.vnet_id.key, ())
+        _read_hubs(snap, connected)
+        hubs = [v for v in connected if v.secured]
         if not hubs:
             continue
         endpoints = [pe.id.raw for k in ends if (pe := snap.private_endpoints.get(k)) is not None]
@@ -382,7 +393,9 @@ def peering_bypasses_hub_firewall(snap: Snapshot, params: Mapping[str, Any]) -> 
     if not model.by_network:
         return
     for vnet in each(snap, "virtual_networks"):
-        hubs = [v for v in model.by_network.get(vnet.key, ()) if v.secured]
+        connected = model.by_network.get(vnet.key, ())
+        _read_hubs(snap, connected)
+        hubs = [v for v in connected if v.secured]
         if not hubs:
             continue
         endpoints = _endpoints_of_network(snap, vnet.key)
@@ -503,6 +516,7 @@ def hub_snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
             continue
         views = [v for v in model.views.values() if v.secured and v.next_hop is not None
                  and v.next_hop.key == record.key]
+        _read_hubs(snap, views)
         rows: list[tuple[PrivateEndpoint, str, HubView, SnatVerdict]] = []
         seen: set[tuple[str, str]] = set()
         for view in views:

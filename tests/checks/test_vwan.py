@@ -259,3 +259,15 @@ def test_redacted_copy_keeps_the_hub_model_and_findings(tmp_path: Path) -> None:
     assert sorted(t.name for h in snap.virtual_hubs.values() for t in h.route_tables or ()) == [
         "defaultRouteTable", "defaultRouteTable", "noneRouteTable", "noneRouteTable"]
     assert sorted(f[0] for f in _found(snap)) == sorted(f[0] for f in _found(snapshot_of(src)))
+
+
+def test_no_pass_is_claimed_under_an_unread_hub(tmp_path: Path) -> None:
+    """--include-passed: with hub2's routing intent unreadable, nothing that rests on hub2 is a pass (hub2 itself, the
+    network connected to it), while hub1's neighbours still pass."""
+    error = {"status": 403, "error": {"code": "AuthorizationFailed", "message": "no"}}
+    folder = vwan_tenant(tmp_path / "t", {f"{HUB2.strip('/')}/routingIntent.error": error})
+    out = subprocess.run([str(Path(sys.executable).with_name("plmon")), "scan", "--from", str(folder), "--format",
+                          "json", "--include-passed"], capture_output=True, text=True, timeout=120, check=True)
+    passed = {(p["check_id"], p["resource_id"].lower()) for p in json.loads(out.stdout)["passed"]}
+    assert not [p for p in passed if p[0].startswith("vwan.") and p[1] in (HUB2.lower(), vnet_id("spoke3").lower())]
+    assert (PEERING, vnet_id("spoke2").lower()) in passed and (UNKNOWN, HUB1.lower()) in passed
