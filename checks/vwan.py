@@ -149,8 +149,9 @@ def _hub_view(snap: Snapshot, hub: VirtualHub) -> HubView:
         extra = [d for r in (default.routes if default else ()) if hop is not None and r.next_hop
                  and parse_id(r.next_hop).key == hop.key for d in r.destinations]
         prefixes = tuple(dict.fromkeys([*RFC1918, *extra]))
-    elif hub.firewall_id is not None or any(r.next_hop_type and lower(r.next_hop_type) == "resourceid"
-                                            for r in (default.routes if default else ())):
+    elif not hub.routing_policies and (hub.firewall_id is not None or any(
+            r.next_hop_type and lower(r.next_hop_type) == "resourceid" for r in (default.routes if default else ()))):
+        # No routing intent at all (an Internet-only intent leaves private traffic direct by design: no finding).
         problems.append("a secured hub without routing intent (Firewall Manager's static routes in "
                         "defaultRouteTable): not modelled")
     compiled = tuple(c for c in (_compile(px) for px in prefixes) if c is not None)

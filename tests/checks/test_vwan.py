@@ -271,3 +271,14 @@ def test_no_pass_is_claimed_under_an_unread_hub(tmp_path: Path) -> None:
     passed = {(p["check_id"], p["resource_id"].lower()) for p in json.loads(out.stdout)["passed"]}
     assert not [p for p in passed if p[0].startswith("vwan.") and p[1] in (HUB2.lower(), vnet_id("spoke3").lower())]
     assert (PEERING, vnet_id("spoke2").lower()) in passed and (UNKNOWN, HUB1.lower()) in passed
+
+
+def test_legacy_secured_hub_is_routing_unknown_but_internet_only_intent_is_not(tmp_path: Path) -> None:
+    """hub1 without routing intent but with its firewall (Firewall Manager's legacy secured hub) is not modelled:
+    vwan.routing-unknown; with an Internet-only routing intent its private traffic is direct by design: no finding."""
+    legacy = _snap(tmp_path / "a", {f"{HUB1.strip('/')}/routingIntent": {"value": []}})
+    assert (UNKNOWN, HUB1.lower()) in _found(legacy)
+    internet = {"id": f"{HUB1}/routingIntent/i", "name": "i", "properties": {"routingPolicies": [
+        {"name": "InternetTraffic", "destinations": ["Internet"], "nextHop": FW}]}}
+    only = _snap(tmp_path / "b", {f"{HUB1.strip('/')}/routingIntent": {"value": [internet]}})
+    assert not [f for f in _found(only) if f[1] == HUB1.lower()]
