@@ -188,6 +188,19 @@ def _read_hubs(snap: Snapshot, views: Iterable[HubView]) -> None:
         snap.virtual_hubs.get(v.hub.key)
 
 
+def _membership_unknown(snap: Snapshot, model: WanModel, vnet_key: str) -> None:
+    """A network with a hub connection's platform peering that no hub read connects: its hub could not be read (a
+    list that failed, a hub outside the scan). Its subject then reads the whole hub collection, so no pass is claimed
+    while a hub read is a coverage gap (checks/passed.py), and the daemon re-judges it when a hub appears."""
+    if model.by_network.get(vnet_key):
+        return
+    vnet = snap.virtual_networks.get(vnet_key)
+    for p in vnet.peerings if vnet else ():
+        if p.name.lower().startswith("remotevnettohubpeering_") or is_hub_peering(p, model.hub_prefixes):
+            len(snap.virtual_hubs)   # a read of the whole collection (checks/units.py notes it as such)
+            return
+
+
 def is_hub_peering(p: Peering, hub_prefixes: frozenset[str]) -> bool:
     """A hub connection's platform-made peering: its remote address space is exactly a hub's ``addressPrefix``."""
     remote = p.remote_address_prefixes
@@ -256,13 +269,14 @@ def endpoint_subnet_policy_bypass(snap: Snapshot, params: Mapping[str, Any]) -> 
     if not model.by_network:
         return
     for subnet in each(snap, "subnets"):
-        if subnet.vnet_id is None or lower(subnet.pe_policies) in POLICIES_HONOURING_UDRS:
-            continue
         ends = snap.endpoints_by_subnet.get(subnet.key)
-        if not ends:
+        if subnet.vnet_id is None or not ends:
             continue
         connected = model.by_network.get(subnet.vnet_id.key, ())
-        _read_hubs(snap, connected)
+        _read_hubs(snap, connected)   # (first: an endpoint subnet whose hub is unread is never a pass, whatever else)
+        _membership_unknown(snap, model, subnet.vnet_id.key)
+        if lower(subnet.pe_policies) in POLICIES_HONOURING_UDRS:
+            continue
         hubs = [v for v in connected if v.secured]
         if not hubs:
             continue
@@ -396,6 +410,7 @@ def peering_bypasses_hub_firewall(snap: Snapshot, params: Mapping[str, Any]) -> 
     for vnet in each(snap, "virtual_networks"):
         connected = model.by_network.get(vnet.key, ())
         _read_hubs(snap, connected)
+        _membership_unknown(snap, model, vnet.key)
         hubs = [v for v in connected if v.secured]
         if not hubs:
             continue

@@ -282,3 +282,26 @@ def test_legacy_secured_hub_is_routing_unknown_but_internet_only_intent_is_not(t
         {"name": "InternetTraffic", "destinations": ["Internet"], "nextHop": FW}]}}
     only = _snap(tmp_path / "b", {f"{HUB1.strip('/')}/routingIntent": {"value": [internet]}})
     assert not [f for f in _found(only) if f[1] == HUB1.lower()]
+
+
+def test_network_whose_hub_was_not_read_is_never_a_pass(tmp_path: Path) -> None:
+    """spoke3's hub (hub2) sits in a second subscription whose hub list answers 403: spoke3 keeps its platform
+    peering, no hub read connects it, so nothing of spoke3 is a vwan pass (and no vwan finding is claimed for it)."""
+    sub2 = "22222222-2222-2222-2222-222222222222"
+    error = {"status": 403, "error": {"code": "AuthorizationFailed", "message": "no"}}
+    files = {"subscriptions": {"value": [{"subscriptionId": s, "tenantId": "t", "state": "Enabled"}
+                                         for s in (SUB, sub2)]}}
+    files[f"subscriptions/{sub2}/providers/Microsoft.Network/virtualHubs.error"] = error
+    folder = vwan_tenant(tmp_path / "t", files)
+    listed = folder / "arm" / f"subscriptions/{SUB}/providers/Microsoft.Network/virtualHubs.json"
+    hubs = json.loads(listed.read_text())
+    hubs["value"] = [h for h in hubs["value"] if h["id"] != HUB2]   # hub2 is the unreadable subscription's
+    listed.write_text(json.dumps(hubs))
+    out = subprocess.run([str(Path(sys.executable).with_name("plmon")), "scan", "--from", str(folder), "--format",
+                          "json", "--include-passed"], capture_output=True, text=True, timeout=120, check=True)
+    doc = json.loads(out.stdout)
+    spoke3 = vnet_id("spoke3").lower()
+    assert not [p for p in doc["passed"] if p["check_id"].startswith("vwan.") and p["resource_id"].lower().startswith(
+        spoke3)]
+    assert not [f for f in doc["findings"] if f["check_id"].startswith("vwan.") and spoke3 in f["resource_id"].lower()]
+    assert (PEERING, vnet_id("spoke2").lower()) in {(p["check_id"], p["resource_id"].lower()) for p in doc["passed"]}
