@@ -670,10 +670,17 @@ def explain_hub_hop(snap: Snapshot, ip: str, *, client_vnet: str | None = None,
     if dest_view is not src_view:
         steps.append(_next_hop_step(dest_view, ip, "endpoint's hub"))
     policy = pe_subnet.pe_policies if pe_subnet is not None else None
-    if branch_hub is not None and policy is not None and lower(policy) not in POLICIES_HONOURING_UDRS:
-        for s in steps:
-            if s.get("on_path"):
-                s["on_path"] = False
-                s["why"] = (f"the endpoint subnet has privateEndpointNetworkPolicies {policy}: branch traffic skips "
-                            "the next hop while replies go through it (asymmetric); RouteTableEnabled fixes it")
+    if policy is not None and lower(policy) not in POLICIES_HONOURING_UDRS:
+        if branch_hub is not None:   # how-to-routing-policies names traffic from on-premises
+            for s in steps:
+                if s.get("on_path"):
+                    s["on_path"] = False
+                    s["why"] = (f"the endpoint subnet has privateEndpointNetworkPolicies {policy}: branch traffic "
+                                "skips the next hop while replies go through it (asymmetric); RouteTableEnabled fixes "
+                                "it")
+        else:
+            out["note"] = (f"the endpoint subnet has privateEndpointNetworkPolicies {policy}: Microsoft states the "
+                           "bypass for traffic from on-premises; for spoke traffic private-link-inspection-secure-"
+                           "virtual-hub also asks for Route Table network policies "
+                           "(vwan.endpoint-subnet-policy-bypass)")
     return {**out, "via_hub": True, "hubs": steps}

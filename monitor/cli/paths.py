@@ -102,3 +102,5 @@ def _echo_hub(doc: dict[str, Any]) -> None:
         state = {True: "on the path", False: "not on the path", None: "unknown"}[step["on_path"]]
         hop = f" next hop {step['next_hop']}" if step.get("next_hop") else ""
         click.echo(printable(f"  {step['role']} {step['hub']}:{hop} {state}: {step['why']}"))
+    if doc.get("note"):
+        click.echo(printable(f"  note: {doc['note']}"))

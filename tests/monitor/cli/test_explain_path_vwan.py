@@ -64,3 +64,14 @@ def test_bad_hub_and_both_sources_exit_2(folder: Path) -> None:
     assert bad.returncode == 2 and "no Virtual WAN hub 'nohub'" in bad.stderr and "Traceback" not in bad.stderr
     neither = plmon("explain-path", "--from", str(folder), "--to", "10.1.1.4")
     assert neither.returncode == 2 and "exactly one of --subnet" in neither.stderr
+
+
+def test_spoke_to_endpoint_without_route_table_policies_is_noted(folder: Path) -> None:
+    """spoke2 -> pe-a (both on hub1, pe-a's subnet policies Disabled, not peered): hub1's firewall is on the path,
+    with a note that the doc states the bypass for on-premises traffic; pe-b (RouteTableEnabled) has no note."""
+    out = plmon("explain-path", "--from", str(folder), "--subnet", subnet_id("spoke2", "pe"), "--to", "10.1.1.4",
+                "--format", "json")
+    hub = json.loads(out.stdout)["hub"]
+    assert [s["on_path"] for s in hub["hubs"]] == [True] and "on-premises" in hub["note"]
+    plain = plmon("explain-path", "--from", str(folder), "--subnet", subnet_id("spoke1", "app"), "--to", "10.2.1.4")
+    assert "note:" not in plain.stdout
