@@ -45,3 +45,15 @@ def test_cli_vwan_tenant_has_hubs_intent_and_connected_spokes(tmp_path: Path) ->
     assert not result.gaps
     assert any(f.check_id == "route.nva-missing-snat" and "afw-vhub-00" in f.resource_id
                for f in result.evaluation.findings)
+
+
+def test_too_many_vwan_hubs_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """--vwan-hubs beyond the 192.168.0.0/16 plan: one clear line, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([str(Path(sys.executable).with_name("plmon")), "synth", "--subscriptions", "2",
+                          "--endpoints", "4", "--vwan-hubs", "65", "--out", str(tmp_path / "t")],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2 and "--vwan-hubs must be between 0 and 64" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
