@@ -45,6 +45,7 @@ from plmon.checks.snat import (
     tagged_snat,
 )
 from plmon.checks.units import MISSING, Index, cutoff, each, each_key, lookup, plain, shared_each, unrecorded
+from plmon.checks.vwan import HUB_READS, hub_next_hops, hub_snat_issues
 from plmon.monitor.model.arm_id import ArmId, parse_id, repair_provider_typo
 from plmon.monitor.model.snapshot import Firewall, LoadBalancer, Nic, PrivateEndpoint, Snapshot, VirtualNetwork, lower
 
@@ -1063,9 +1064,14 @@ def _snat_issues(snap: Snapshot, want: bool | None) -> Iterator[Issue]:
     kept = not plain()
     def split(paths: tuple[PathResult, ...]) -> dict[str, Any]:   # a plain evaluation's rows, as tuples
         return _appliance_rows_by_subject(snap, paths)
+    # A secured hub's private next hop is judged once, by the hub part (vwan.hub_snat_issues), whichever way it is
+    # reached: one finding per firewall (checks-vwan.md). No hub: nothing read, nothing skipped.
+    hub_hops = hub_next_hops(snap) if snap.virtual_hubs else frozenset()
     for key, per_endpoint in _per_endpoint(snap, APPLIANCES, "route.appliance-rows",
                                            lambda key, paths: _appliance_rows(snap, key, paths), split,
                                            lambda key, pe: _appliance_rows_of(snap, key, pe)):
+        if hub_hops and key in hub_hops:
+            continue
         rows: list[tuple[ArmId, PathResult, SnatVerdict]] = []
         walk: _Walk | None = None
         if kept:
@@ -1259,7 +1265,7 @@ def _unwalked(snap: Snapshot, want: bool | None, key: str, per_endpoint: list[An
     remediation="Make the appliance SNAT traffic to private endpoints (Azure Firewall: private ranges that "
                 "exclude the endpoint IPs, or 255.255.255.255/32 to always SNAT).",
     references=(INSPECT, FW_SNAT, PE_OVERVIEW), controls=("MCSB NS-3",),
-    reads=(*_PATHS, "firewall_policies"), over=SUBJECTS,
+    reads=(*_PATHS, "firewall_policies", *HUB_READS), over=SUBJECTS,
     frameworks=(
         Evidences(NIST_800_53, "SC-7",
                   "SC-7 a: replies skip the appliance at the internal managed interface, so it never "
@@ -1268,6 +1274,7 @@ def _unwalked(snap: Snapshot, want: bool | None, key: str, per_endpoint: list[An
 )
 def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, False)
+    yield from hub_snat_issues(snap, False)   # secured Virtual WAN hubs' private next hops (checks-vwan.md)
 
 
 @check(
@@ -1278,7 +1285,7 @@ def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
     remediation=f"Tag the appliance NIC (or the load balancer in front) with {SNAT_TAG}=always or "
                 f"{SNAT_TAG}=never after checking its NAT configuration.",
     references=(INSPECT, PE_OVERVIEW), controls=("MCSB NS-3",),
-    reads=(*_PATHS, "firewall_policies"), over=SUBJECTS,
+    reads=(*_PATHS, "firewall_policies", *HUB_READS), over=SUBJECTS,
     frameworks=(
         Evidences(NIST_800_53, "CA-7",
                   "CA-7: without the owner's SNAT declaration the path cannot be judged; reported as a"
@@ -1287,6 +1294,7 @@ def nva_missing_snat(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issu
 )
 def nva_snat_unknown(snap: Snapshot, params: Mapping[str, Any]) -> Iterator[Issue]:
     yield from _snat_issues(snap, None)
+    yield from hub_snat_issues(snap, None)
 
 
 # The lists that hold every object a VirtualAppliance next hop can be (checks.md: NIC ip configuration,

@@ -34,17 +34,19 @@ log = structlog.get_logger(__name__)
                    "peer with one hub.")
 @click.option("--hub-endpoints", "hub_endpoints", default=0, show_default=True, type=click.IntRange(min=0),
               help="Private endpoints in each hub's own subnets (shared services reached from every spoke).")
+@click.option("--vwan-hubs", "vwan_hubs", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Add a Virtual WAN of this many secured hubs (routing intent) with the spokes connected to them.")
 @click.option("--recorded-at", default=RECORDED_AT, show_default=True,
               help="The manifest's recorded_at ('now' for ages during a replay).")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Folder to write.")
 @click.option("--force", is_flag=True, help="Replace a recorded tenant already in --out.")
 @click.option("--summary", "show_summary", is_flag=True, help="Print counts and defects as JSON.")
 def synth(subscriptions: int, endpoints: int, seed: int, pls: int | None, bad_share: float, spokes: int | None,
-          hub_endpoints: int, recorded_at: str, out: Path, force: bool, show_summary: bool) -> None:
+          hub_endpoints: int, vwan_hubs: int, recorded_at: str, out: Path, force: bool, show_summary: bool) -> None:
     """Generate a seeded, internally consistent synthetic tenant in the recorded-tenant format."""
     started = time.perf_counter()
     result = generate(SynthSpec(subscriptions=subscriptions, endpoints=endpoints, seed=seed, pls=pls,
-                                bad_share=bad_share, spokes=spokes, hub_endpoints=hub_endpoints))
+                                bad_share=bad_share, spokes=spokes, hub_endpoints=hub_endpoints, vwan_hubs=vwan_hubs))
     files = write_tenant(result, out, recorded_at=recorded_at, force=force)
     elapsed = time.perf_counter() - started
     log.info("synth_written", out=str(out), files=files, seconds=round(elapsed, 2))

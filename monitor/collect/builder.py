@@ -48,7 +48,11 @@ from plmon.monitor.model.snapshot import (
     Firewall,
     FirewallPolicy,
     FrontendIp,
+    HubConnection,
+    HubRoute,
+    HubRouteTable,
     LoadBalancer,
+    NetworkVirtualAppliance,
     Nic,
     NicIpConfig,
     Nsg,
@@ -62,12 +66,15 @@ from plmon.monitor.model.snapshot import (
     Rmpl,
     Route,
     RouteTable,
+    RoutingPolicy,
     Snapshot,
     Subnet,
     Subscription,
     Target,
     TargetState,
+    VirtualHub,
     VirtualNetwork,
+    VirtualWan,
     VnetLink,
     _frozen,
 )
@@ -461,6 +468,7 @@ def _firewall(item: dict[str, Any]) -> Firewall:
         subnet_ids=tuple(s for s in (_ref(_p(c), "subnet") for c in _l(p, "ipConfigurations")) if s),
         firewall_policy_id=_ref(p, "firewallPolicy"),
         additional_properties=_frozen({k: v for k, v in extra.items() if isinstance(v, str)}),
+        hub_id=_ref(p, "virtualHub"), sku_name=_s(_d(p, "sku"), "name"),
     )
 
 
@@ -509,6 +517,72 @@ def _nic(item: dict[str, Any]) -> Nic:
 def _bastion(item: dict[str, Any]) -> BastionHost:
     subnets = tuple(s for s in (_ref(_p(c), "subnet") for c in _l(_p(item), "ipConfigurations")) if s)
     return BastionHost(**_base(item, "Microsoft.Network/bastionHosts"), subnet_ids=subnets)
+
+
+def _virtual_wan(item: dict[str, Any]) -> VirtualWan:
+    p = _p(item)
+    return VirtualWan(**_base(item, "Microsoft.Network/virtualWans"), hub_ids=_refs(_l(p, "virtualHubs")),
+                      wan_type=_s(p, "type"))
+
+
+def _virtual_hub(item: dict[str, Any]) -> VirtualHub:
+    """A hub without its child lists (connections, routing intent, route tables: units of their own, joined at link
+    time, as a zone's links are)."""
+    p = _p(item)
+    return VirtualHub(**_base(item, "Microsoft.Network/virtualHubs"), wan_id=_ref(p, "virtualWan"),
+                      address_prefix=_s(p, "addressPrefix"), firewall_id=_ref(p, "azureFirewall"))
+
+
+def _nva(item: dict[str, Any]) -> NetworkVirtualAppliance:
+    return NetworkVirtualAppliance(**_base(item, "Microsoft.Network/networkVirtualAppliances"),
+                                   hub_id=_ref(_p(item), "virtualHub"))
+
+
+def _hub_connections(items: list[Any]) -> tuple[HubConnection, ...]:
+    """``<hub>/hubVirtualNetworkConnections`` (REST spec example HubVirtualNetworkConnectionGet): classified by the list
+    they came from, never by their id (the spec's example spells it ``virtualHubVnetConnections``)."""
+    out = []
+    for x in items:
+        if not (isinstance(x, dict) and _s(x, "id")):
+            continue
+        p = _p(x)
+        routing = _d(p, "routingConfiguration")
+        propagated = _d(routing, "propagatedRouteTables")
+        out.append(HubConnection(
+            id=parse_id(x["id"]), name=_s(x, "name") or parse_id(x["id"]).name,
+            remote_vnet_id=_ref(p, "remoteVirtualNetwork"),
+            associated_route_table_id=_ref(routing, "associatedRouteTable"),
+            propagated_route_table_ids=_refs(_l(propagated, "ids")),
+            propagated_labels=_strs(_l(propagated, "labels"))))
+    return tuple(out)
+
+
+def _routing_policies(items: list[Any]) -> tuple[RoutingPolicy, ...]:
+    """Every routing policy of a hub's ``routingIntent`` list (REST spec example RoutingIntentGet)."""
+    out = []
+    for x in items:
+        if not isinstance(x, dict):
+            continue
+        for r in _l(_p(x), "routingPolicies"):
+            if isinstance(r, dict):
+                hop = _s(r, "nextHop")
+                out.append(RoutingPolicy(name=_s(r, "name") or "", destinations=_strs(_l(r, "destinations")),
+                                         next_hop=parse_id(hop) if hop else None))
+    return tuple(out)
+
+
+def _hub_route_tables(items: list[Any]) -> tuple[HubRouteTable, ...]:
+    """``<hub>/hubRouteTables`` (REST spec example HubRouteTableGet)."""
+    out = []
+    for x in items:
+        if not (isinstance(x, dict) and _s(x, "id")):
+            continue
+        routes = tuple(HubRoute(
+            name=_s(r, "name") or "", destination_type=_s(r, "destinationType"),
+            destinations=_strs(_l(r, "destinations")), next_hop_type=_s(r, "nextHopType"),
+            next_hop=_s(r, "nextHop")) for r in _l(_p(x), "routes") if isinstance(r, dict))
+        out.append(HubRouteTable(id=parse_id(x["id"]), name=_s(x, "name") or parse_id(x["id"]).name, routes=routes))
+    return tuple(out)
 
 
 def _vnet_links(links: list[Any]) -> tuple[VnetLink, ...]:
@@ -608,6 +682,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], Any]] = {
     "privateLinkServices": _pls, "routeTables": _route_table, "networkSecurityGroups": _nsg,
     "azureFirewalls": _firewall, "firewallPolicies": _firewall_policy, "loadBalancers": _load_balancer,
     "networkInterfaces": _nic, "bastionHosts": _bastion,
+    "virtualWans": _virtual_wan, "virtualHubs": _virtual_hub, "networkVirtualAppliances": _nva,
 }
 
 
@@ -638,6 +713,8 @@ def parse_list(kind: str, items: list[Any]) -> tuple[Parsed, ...]:
 
 _CHILD_PARSERS: dict[str, Callable[[list[Any]], Any]] = {
     "privateDnsZoneGroups": _zone_groups, "virtualNetworkLinks": _vnet_links, "CNAME": _cname_records,
+    "hubVirtualNetworkConnections": _hub_connections, "routingIntent": _routing_policies,
+    "hubRouteTables": _hub_route_tables,
 }
 
 
@@ -779,6 +856,8 @@ def list_refs(kind: str, items: list[Any],
         refs = tuple(r for vnet in items for r in _peering_refs(vnet))
     elif kind == "resourceManagementPrivateLinks":
         refs = tuple(v.strip().strip("/").lower() for r in items for v in (_ps(r, "id"), _ps(r, "name")) if v)
+    elif kind == "virtualHubs":
+        refs = tuple((h, _ps(_pp(hub), "addressPrefix")) for hub in items if (h := _ps(hub, "id")))
     elif kind == "azureFirewalls":
         refs = tuple(r for r in (_ps(_pp(fw).get("firewallPolicy"), "id") for fw in items) if r)
     if kind == "networkInterfaces":
@@ -831,6 +910,7 @@ def inventory_of(raw: RawInventory) -> Inventory:
             zone_groups={k: parse_child("privateDnsZoneGroups", v) for k, v in raw.zone_groups.items()},
             vnet_links={k: parse_child("virtualNetworkLinks", v) for k, v in raw.vnet_links.items()},
             cnames={k: parse_child("CNAME", v) for k, v in raw.cnames.items()},
+            hub_children={c: {k: parse_child(c, v) for k, v in m.items()} for c, m in raw.hub_children.items()},
             targets={k: parse_target(k, v) for k, v in raw.targets.items()},
             target_errors=dict(raw.target_errors), gaps=list(raw.gaps), read=set(raw.read), scoped=raw.scoped,
             stats=raw.stats)
@@ -890,10 +970,12 @@ FAMILIES: dict[str, str] = {
     "privateLinkServices": "private_link_services", "routeTables": "route_tables",
     "networkSecurityGroups": "nsgs", "azureFirewalls": "firewalls", "firewallPolicies": "firewall_policies",
     "loadBalancers": "load_balancers", "networkInterfaces": "nics", "bastionHosts": "bastion_hosts",
+    "virtualWans": "virtual_wans", "virtualHubs": "virtual_hubs", "networkVirtualAppliances": "nvas",
 }
 # Families whose records are a list item's record as parsed (no child units, no merge).
 _PLAIN = ("resourceManagementPrivateLinks", "privateLinkServices", "routeTables", "networkSecurityGroups",
-          "azureFirewalls", "firewallPolicies", "loadBalancers", "networkInterfaces", "bastionHosts")
+          "azureFirewalls", "firewallPolicies", "loadBalancers", "networkInterfaces", "bastionHosts", "virtualWans",
+          "networkVirtualAppliances")
 # Owners of provider-side connections, in the order provider_connections_by_endpoint lists them.
 _OWNERS = ("private_link_services", "rmpls", "targets")
 
@@ -934,6 +1016,7 @@ def _link(inv: Inventory, taken_at: datetime | None) -> tuple[Snapshot, Links]:
                                 gaps["privateDnsZones"]),
         "associations": link_associations(inv.associations.values(), gaps["associations"]),
         "targets": link_targets(inv.targets, inv.target_errors, gaps["targets"]),
+        "virtual_hubs": link_hubs(ordered(_units(inv, "virtualHubs")), inv.hub_children, gaps["virtualHubs"]),
     }
     for kind in _PLAIN:
         fields[FAMILIES[kind]] = link_keyed(ordered(_units(inv, kind)), gaps[kind])
@@ -1072,6 +1155,11 @@ class _Relink:
             self.fields["dns_zones"] = self.update("dns_zones", zones, self._zone)
             self.changed["dns_zones"] = frozenset(zones)
             self._regap("privateDnsZones", zones)
+        hubs = t.list_keys.get("virtualHubs", set()) | t.hub_children
+        if hubs:
+            self.fields["virtual_hubs"] = self.update("virtual_hubs", hubs, self._hub)
+            self.changed["virtual_hubs"] = frozenset(hubs)
+            self._regap("virtualHubs", hubs)
         if t.associations:
             scratch = []
             self.fields["associations"] = _kept(old.associations, link_associations(self.inv.associations.values(),
@@ -1148,6 +1236,10 @@ class _Relink:
         p = self._first("privateDnsZones", key)
         return None if p is None else link_zone(p, self.inv.vnet_links, self.inv.cnames, [])
 
+    def _hub(self, key: str) -> VirtualHub | None:
+        p = self._first("virtualHubs", key)
+        return None if p is None else link_hub(p, self.inv.hub_children, [])
+
     def _regap(self, kind: str, dirty: Iterable[str]) -> None:
         """A family's gaps again, when they may have changed: it had some, or a re-linked item has some (a family
         without gaps before, whose touched items have none, has none after)."""
@@ -1160,7 +1252,8 @@ class _Relink:
         if p.gaps:
             return True
         children = {"privateEndpoints": (self.inv.zone_groups,),
-                    "privateDnsZones": (self.inv.vnet_links, self.inv.cnames)}.get(kind, ())
+                    "privateDnsZones": (self.inv.vnet_links, self.inv.cnames),
+                    "virtualHubs": tuple(self.inv.hub_children.get(c, {}) for c in HUB_CHILDREN)}.get(kind, ())
         return p.order[0] == 0 and any((c := m.get(p.order[1])) is not None and c.error is not None for m in children)
 
     def _gaps(self, kind: str) -> tuple[CoverageGap, ...]:
@@ -1172,6 +1265,8 @@ class _Relink:
                 link_endpoint(p, self.inv.zone_groups, out)
             elif kind == "privateDnsZones":
                 link_zone(p, self.inv.vnet_links, self.inv.cnames, out)
+            elif kind == "virtualHubs":
+                link_hub(p, self.inv.hub_children, out)
             else:
                 out.extend(p.gaps)
         return tuple(out)
@@ -1569,6 +1664,40 @@ def link_zones(items: Iterable[Parsed], links: Mapping[str, Child], cnames: Mapp
         if zone is not None:
             zones.setdefault(zone.key, zone)
     return zones
+
+
+# A hub's child lists, in the order they are read and linked: the plan's kind of each.
+HUB_CHILDREN = ("hubVirtualNetworkConnections", "routingIntent", "hubRouteTables")
+_HUB_FIELDS = {"hubVirtualNetworkConnections": "connections", "routingIntent": "routing_policies",
+               "hubRouteTables": "route_tables"}
+
+
+def link_hub(p: Parsed, children: Mapping[str, Mapping[str, Child]], gaps: list[CoverageGap]) -> VirtualHub | None:
+    """One hub joined with its connections, routing intent and route tables (each None when it was not read)."""
+    key = p.order[1] if p.order[0] == 0 else None
+    found: dict[str, Any] = {}
+    if key is not None:
+        for child in HUB_CHILDREN:
+            got = children.get(child, {}).get(key)
+            if got is not None:
+                if _child_failed(p, "virtualHubs", got, gaps):
+                    return None
+                found[_HUB_FIELDS[child]] = got.value
+    gaps.extend(p.gaps)
+    if p.record is None:
+        return None
+    hub: VirtualHub = p.record
+    return _with(hub, **found) if found else hub
+
+
+def link_hubs(items: Iterable[Parsed], children: Mapping[str, Mapping[str, Child]],
+              gaps: list[CoverageGap]) -> dict[str, VirtualHub]:
+    hubs: dict[str, VirtualHub] = {}
+    for p in items:
+        hub = link_hub(p, children, gaps)
+        if hub is not None:
+            hubs.setdefault(hub.key, hub)
+    return hubs
 
 
 def link_associations(units: Iterable[AssociationUnit], gaps: list[CoverageGap]) -> dict[str, Association]:

@@ -66,6 +66,8 @@ class RawInventory:
     zone_groups: dict[str, list[Any]] = field(default_factory=dict)   # endpoint key -> groups
     vnet_links: dict[str, list[Any]] = field(default_factory=dict)    # zone key -> links
     cnames: dict[str, list[Any]] = field(default_factory=dict)        # zone key -> CNAME sets
+    # hub child kind (hubVirtualNetworkConnections, routingIntent, hubRouteTables) -> hub key -> items
+    hub_children: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     targets: dict[str, Any] = field(default_factory=dict)             # target key -> body
     target_errors: dict[str, tuple[str, ReadError]] = field(default_factory=dict)  # key -> (raw id, err)
     gaps: list[CoverageGap] = field(default_factory=list)
@@ -175,6 +177,7 @@ class Touched:
     units: dict[str, set[str]] = field(default_factory=dict)      # list kind -> names of the units replaced
     zone_groups: set[str] = field(default_factory=set)    # endpoint keys whose zone groups were re-read
     zone_children: set[str] = field(default_factory=set)  # zone keys whose links and CNAMEs were re-read
+    hub_children: set[str] = field(default_factory=set)   # hub keys whose child lists were re-read
     targets: set[str] = field(default_factory=set)        # target keys re-read, gone or no longer named
     associations: bool = False
     read: bool = False                                    # Inventory.read changed
@@ -196,6 +199,8 @@ class Inventory:
     zone_groups: dict[str, Child] = field(default_factory=dict)   # endpoint key -> groups
     vnet_links: dict[str, Child] = field(default_factory=dict)    # zone key -> links
     cnames: dict[str, Child] = field(default_factory=dict)        # zone key -> CNAME records
+    # hub child kind (hubVirtualNetworkConnections, routingIntent, hubRouteTables) -> hub key -> parsed list
+    hub_children: dict[str, dict[str, Child]] = field(default_factory=dict)
     targets: dict[str, TargetUnit] = field(default_factory=dict)  # target key -> parsed body
     target_errors: dict[str, tuple[str, ReadError]] = field(default_factory=dict)  # key -> (raw id, err)
     gaps: list[CoverageGap] = field(default_factory=list)         # failed reads, sorted by scope once collected

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from plmon.monitor.collect.builder import (
+    HUB_CHILDREN,
     EndpointRefs,
     association_unit,
     list_refs,
@@ -77,13 +78,15 @@ SUBSCRIPTION_LISTS: tuple[tuple[str, str], ...] = tuple((k.listed_as, k.type) fo
 # when its subscription's list was read (it is then simply absent: target-missing). From the kinds table.
 LISTED_TARGET_TYPES: dict[str, str] = listed_providers()
 
-# The lists whose items have child lists of their own to read (zone groups; network links and CNAMEs).
-_CHILD_PARENTS = ("privateEndpoints", "privateDnsZones")
+# The lists whose items have child lists of their own to read (zone groups; network links and CNAMEs; a Virtual WAN
+# hub's connections, routing intent and route tables).
+_CHILD_PARENTS = ("privateEndpoints", "privateDnsZones", "virtualHubs")
 
 # Child lists read per parent: (plan kind, provider type).
 ZONE_GROUPS = ("privateDnsZoneGroups", "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")
 VNET_LINKS = ("virtualNetworkLinks", "Microsoft.Network/privateDnsZones/virtualNetworkLinks")
 CNAMES = ("CNAME", "Microsoft.Network/privateDnsZones/CNAME")
+HUB_CHILD_LISTS = tuple((child, f"Microsoft.Network/virtualHubs/{child}") for child in HUB_CHILDREN)
 
 
 def _items(body: Any) -> list[Any]:
@@ -274,7 +277,7 @@ class Read:
 
 
 _FIREWALL_POLICIES = "Microsoft.Network/firewallPolicies"
-_CHILD_KINDS = frozenset((ZONE_GROUPS[0], VNET_LINKS[0], CNAMES[0]))
+_CHILD_KINDS = frozenset((ZONE_GROUPS[0], VNET_LINKS[0], CNAMES[0], *HUB_CHILDREN))
 
 
 class Collection:
@@ -551,6 +554,8 @@ class Collection:
         if kind == "networkInterfaces":
             return _nic_job(self, read.scope)
         inv = self.inv
+        if kind in HUB_CHILDREN:
+            return _child_list(self, _hub_children(self, kind), read.scope, kind, read.type_)
         into = inv.zone_groups if kind == ZONE_GROUPS[0] else inv.vnet_links if kind == VNET_LINKS[0] else inv.cnames
         return _child_list(self, into, read.scope, kind, read.type_)
 
@@ -628,6 +633,11 @@ class Collection:
                     # budget_key(rid.raw), from the parsed id: its spelling is rebuilt once, for the read.
                     budget = rid.subscription.lower() if rid.subscription else "tenant"
                     jobs.append((budget, _child_list(self, inv.zone_groups, rid.raw, *ZONE_GROUPS)))
+        elif kind == "virtualHubs":
+            for hid, _ in unit.refs:
+                if not parse_id(hid).opaque:
+                    for child, type_ in HUB_CHILD_LISTS:
+                        jobs.append((budget_key(hid), _child_list(self, _hub_children(self, child), hid, child, type_)))
         else:
             for zid in unit.refs:
                 if not parse_id(zid).opaque:
@@ -646,6 +656,10 @@ class Collection:
                     # budget_key(rid.raw), from the parsed id: its spelling is rebuilt once, for the read.
                     budget = rid.subscription.lower() if rid.subscription else "tenant"
                     reads.append(Read(budget, child, rid.raw, type_))
+        elif kind == "virtualHubs":
+            for hid, _ in unit.refs:
+                if not parse_id(hid).opaque:
+                    reads.extend(Read(budget_key(hid), child, hid, type_) for child, type_ in HUB_CHILD_LISTS)
         else:
             for zid in unit.refs:
                 if not parse_id(zid).opaque:
@@ -720,19 +734,65 @@ def _child_list(run: Collection, into: dict[str, Any], parent_id: str, child: st
     return job
 
 
+def _hub_children(run: Collection, child: str) -> dict[str, Child]:
+    """The inventory's table of one hub child kind (made once, under the collection's lock)."""
+    with run._lock:
+        return run.inv.hub_children.setdefault(child, {})
+
+
 def _peers_out_of_scope(inv: Inventory, sub_keys: set[str]) -> list[CoverageGap]:
     """Networks that a scanned network peers with, in subscriptions outside the scan: their client subnets,
-    route tables and appliances are not read, so paths through them are unknown (reported, never judged)."""
+    route tables and appliances are not read, so paths through them are unknown (reported, never judged).
+
+    A Virtual WAN hub's own network (the platform-made peering of a hub connection, in a Microsoft subscription) is
+    no client network: never read, never a gap (checks-vwan.md; the remote network is recognised by the hub read)."""
     out: dict[str, CoverageGap] = {}
+    hub_nets, unread_hubs = _hub_networks(inv)
     for raw, vnet_name in _refs(inv, "virtualNetworks"):
         rid = parse_id(raw)
         if rid.opaque or not rid.subscription or rid.subscription.lower() in sub_keys:
+            continue
+        if rid.key in hub_nets:
+            continue
+        if rid.key in unread_hubs:
+            owner = unread_hubs[rid.key]
+            out.setdefault(rid.key, CoverageGap(
+                owner, "Microsoft.Network/virtualHubs", "HubOutOfScope", None,
+                f"connected to a Virtual WAN hub outside the scan (platform peering to {rid.name}): its hub "
+                "membership and routing are not known, so its endpoints are not judged by the vwan rules"))
             continue
         out.setdefault(rid.key, CoverageGap(
             raw, "Microsoft.Network/virtualNetworks", "OutOfScope", None,
             f"peered with {vnet_name or 'a scanned network'} but in a subscription outside the scan: "
             "its subnets, route tables and appliances are not read, so paths through it are not judged"))
     return list(out.values())
+
+
+def _hub_networks(inv: Inventory) -> tuple[set[str], dict[str, str]]:
+    """The hub networks that listed peerings reach: a hub connection's platform-made peering
+    (``RemoteVnetToHubPeering_*`` to ``HV_*``, in a platform subscription) is no client network and never a gap of
+    its own (checks-vwan.md).
+
+    Keys whose remote address space is exactly a read hub's ``addressPrefix`` (the structural rule), and, for a hub
+    that was not read (another team's subscription), the keys the platform's naming alone recognises, each with the
+    id of the scanned network connected to it: that network's hub membership is then unknown (a coverage gap)."""
+    prefixes = {p.strip().lower() for _, p in _refs(inv, "virtualHubs") if p}
+    read: set[str] = set()
+    named: dict[str, str] = {}
+    for unit in inv.lists.get("virtualNetworks", {}).values():
+        for parsed in unit.items:
+            if parsed.record is None:
+                continue
+            vnet = parsed.record[0]
+            for peering in vnet.peerings:
+                remote, rid = peering.remote_address_prefixes, peering.remote_vnet_id
+                if rid is None:
+                    continue
+                if len(remote) == 1 and remote[0].strip().lower() in prefixes:
+                    read.add(rid.key)
+                elif peering.name.lower().startswith("remotevnettohubpeering_") and rid.name.lower().startswith("hv_"):
+                    named.setdefault(rid.key, vnet.id.raw)
+    return read, named
 
 
 def _unjudgeable_associations(inv: Inventory) -> list[CoverageGap]:

@@ -26,6 +26,8 @@ _HOST = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _EMBEDDED = re.compile(r"/(?:subscriptions|providers)/[^\s'\"`,;()]+", re.IGNORECASE)
 _URL = re.compile(r"(https?://)([A-Za-z0-9.-]+)((?::\d+)?(?:[/?#].*)?)")
 _KEEP_NAMES_OF = {"privatednszones"}   # zone names stay: they are the DNS facts the checks test
+# A Virtual WAN hub's built-in route tables: platform names the vwan rules test (any other table is custom routing).
+_KEEP_NAMES = {("hubroutetables", "defaultroutetable"), ("hubroutetables", "noneroutetable")}
 _GUID_KEYS = {"subscriptionid", "tenantid"}
 
 
@@ -143,7 +145,7 @@ def _segments(parts: list[str]) -> list[tuple[str, bool]]:
             out.append((seg, False))
             continue
         if expect_name:
-            keep = last_type in _KEEP_NAMES_OF
+            keep = last_type in _KEEP_NAMES_OF or (last_type, low) in _KEEP_NAMES
             out.append((seg, not keep))
             expect_name = False
             continue

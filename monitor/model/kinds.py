@@ -295,6 +295,16 @@ _LISTED: tuple[Kind, ...] = (
          why="privatelink zones, their links and records"),
     Kind("Microsoft.Authorization/resourceManagementPrivateLinks", "resourceManagementPrivateLinks",
          children=("*",), graph="dns", records=("rmpls",), provider=True, why="private ARM management"),
+    # Virtual WAN (checks-vwan.md): a hub's routing intent, route tables and connections are read per hub, below it.
+    Kind("Microsoft.Network/virtualWans", "virtualWans", graph="appliances", records=("virtual_wans",),
+         why="Virtual WAN: which hubs share private traffic prefixes and next hops"),
+    Kind("Microsoft.Network/virtualHubs", "virtualHubs",
+         children=("hubVirtualNetworkConnections", "routingIntent", "hubRouteTables"), graph="appliances",
+         records=("virtual_hubs",),
+         why="Virtual WAN hub: connected networks, routing intent (private next hop), private traffic prefixes"),
+    Kind("Microsoft.Network/networkVirtualAppliances", "networkVirtualAppliances", graph="appliances",
+         records=("nvas",),
+         why="an NVA or SaaS private next hop of a hub (SNAT from its plmon-snat tag)"),
 )
 
 # Read per management group (not per subscription).

@@ -29,7 +29,11 @@ __all__ = [
     "Firewall",
     "FirewallPolicy",
     "FrontendIp",
+    "HubConnection",
+    "HubRoute",
+    "HubRouteTable",
     "LoadBalancer",
+    "NetworkVirtualAppliance",
     "Nic",
     "NicIpConfig",
     "Nsg",
@@ -44,12 +48,15 @@ __all__ = [
     "Rmpl",
     "Route",
     "RouteTable",
+    "RoutingPolicy",
     "Snapshot",
     "Subnet",
     "Subscription",
     "Target",
     "TargetState",
+    "VirtualHub",
     "VirtualNetwork",
+    "VirtualWan",
     "VnetLink",
     "lower",
 ]
@@ -301,6 +308,10 @@ class Firewall(Resource):
     subnet_ids: tuple[ArmId, ...] = ()
     firewall_policy_id: ArmId | None = None
     additional_properties: Mapping[str, str] = field(default_factory=_frozen)
+    # A secured hub's firewall (sku AZFW_Hub): its hub; its private IP is hubIPAddresses.privateIPAddress (in
+    # ``private_ips``: an AZFW_Hub firewall has no ipConfigurations, REST spec example AzureFirewallPutInHub).
+    hub_id: ArmId | None = None
+    sku_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +373,74 @@ class PrivateDnsZone(Resource):
     # None: the child list was not read (coverage gap)
     vnet_links: tuple[VnetLink, ...] | None = None
     cname_records: Mapping[str, str] | None = None  # record-set name (lower) -> cname
+
+
+# --- Virtual WAN ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class VirtualWan(Resource):
+    hub_ids: tuple[ArmId, ...] = ()
+    wan_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HubConnection:
+    """A ``<hub>/hubVirtualNetworkConnections`` entry: a network connected to the hub, and its routing config."""
+
+    id: ArmId
+    name: str
+    remote_vnet_id: ArmId | None
+    associated_route_table_id: ArmId | None = None
+    propagated_route_table_ids: tuple[ArmId, ...] = ()
+    propagated_labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingPolicy:
+    """One routing policy of a hub's routing intent: which traffic (``PrivateTraffic``, ``Internet``) goes where."""
+
+    name: str
+    destinations: tuple[str, ...]
+    next_hop: ArmId | None
+
+    @property
+    def private(self) -> bool:
+        return any(d.lower() == "privatetraffic" for d in self.destinations)
+
+
+@dataclass(frozen=True, slots=True)
+class HubRoute:
+    name: str
+    destination_type: str | None
+    destinations: tuple[str, ...]
+    next_hop_type: str | None
+    next_hop: str | None   # a resource id (ResourceId) or an IP, as ARM writes it
+
+
+@dataclass(frozen=True, slots=True)
+class HubRouteTable:
+    id: ArmId
+    name: str
+    routes: tuple[HubRoute, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualHub(Resource):
+    wan_id: ArmId | None = None
+    address_prefix: str | None = None
+    firewall_id: ArmId | None = None
+    # The child lists, each None when it was not read (a coverage gap): what the vwan rules may not pass on.
+    connections: tuple[HubConnection, ...] | None = None
+    routing_policies: tuple[RoutingPolicy, ...] | None = None   # every policy of every routingIntent entry
+    route_tables: tuple[HubRouteTable, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkVirtualAppliance(Resource):
+    """An NVA or SaaS resource deployed in a hub (``Microsoft.Network/networkVirtualAppliances``): no NIC of the
+    customer's holds it, so its SNAT is known only from its ``plmon-snat`` tag."""
+
+    hub_id: ArmId | None = None
 
 
 # --- Coverage --------------------------------------------------------------------------------------
@@ -433,6 +512,9 @@ class Snapshot:
     nics: Mapping[str, Nic] = field(default_factory=_frozen)
     bastion_hosts: Mapping[str, BastionHost] = field(default_factory=_frozen)
     dns_zones: Mapping[str, PrivateDnsZone] = field(default_factory=_frozen)
+    virtual_wans: Mapping[str, VirtualWan] = field(default_factory=_frozen)
+    virtual_hubs: Mapping[str, VirtualHub] = field(default_factory=_frozen)
+    nvas: Mapping[str, NetworkVirtualAppliance] = field(default_factory=_frozen)
     coverage: Coverage = field(default_factory=Coverage)
     # First time the monitor saw each (connection key, lower status): from the state store, or empty.
     observations: Mapping[tuple[str, str], datetime] = field(default_factory=_frozen)

@@ -39,6 +39,8 @@ PLS_PER_VNET = 8             # NAT subnets /27 at offsets 0, 32, ... 224 of the 
 MAX_VNETS = 4096             # /20 networks in 10.0.0.0/8
 HUB_PE_SUBNETS = 10          # a hub's endpoint subnets: /24s at third octets 2..11 (1 is the management link's)
 HOST_ROUTE_LIMIT = 16        # spokes with at most this many endpoints may use /32 routes instead of a prefix
+MAX_VWAN_HUBS = 64           # Virtual WAN hubs: /23 address prefixes in 192.168.0.0/16, outside the networks' 10/8
+RFC1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
 
 ZONES = {
     "blob": "privatelink.blob.core.windows.net", "file": "privatelink.file.core.windows.net",
@@ -92,6 +94,9 @@ class SynthSpec:
     spokes: int | None = None
     # Private endpoints in each hub's own subnets (shared services): every spoke's subnets are their clients.
     hub_endpoints: int = 0
+    # Virtual WAN hubs (issue 18): a WAN of this many secured hubs (AZFW_Hub firewalls, routing intent for private
+    # traffic) to which the spoke networks are also connected, round-robin. 0 (the default) leaves the tenant as it was.
+    vwan_hubs: int = 0
 
     def validate(self) -> None:
         if self.subscriptions < 1:
@@ -106,6 +111,8 @@ class SynthSpec:
             raise InputError("--spokes must be at least the number of workload subscriptions (one each)")
         if not 0 <= self.hub_endpoints <= HUB_PE_SUBNETS * PE_PER_SUBNET:
             raise InputError(f"--hub-endpoints must be between 0 and {HUB_PE_SUBNETS * PE_PER_SUBNET}")
+        if not 0 <= self.vwan_hubs <= MAX_VWAN_HUBS:
+            raise InputError(f"--vwan-hubs must be between 0 and {MAX_VWAN_HUBS}")
 
 
 def _hub_count(subscriptions: int) -> int:
@@ -295,6 +302,8 @@ class _Builder:
             self.endpoints(hv, spec.hub_endpoints)
         for v, _ in spokes:
             self.spoke_network_policy(v)
+        if spec.vwan_hubs:
+            self.virtual_wan(hub_subs[0], [v for v, _ in spokes])
         for v in self.vnets:
             self._link_all(v)  # central private DNS: every zone is linked to every network
             self.add(v.sub, "virtualNetworks", v.body())
@@ -329,6 +338,76 @@ class _Builder:
         # Most hubs run Azure Firewall; some run a third-party appliance pair instead.
         next_hop = self.firewall(v, net, i) if i == 0 or rng.random() < 0.7 else self.nva(v, net, i)
         return {"vnet": v, "next_hop": next_hop}
+
+    def virtual_wan(self, sub: str, spokes: list[_Vnet]) -> None:
+        """A Virtual WAN of ``vwan_hubs`` secured hubs; spoke k is connected to hub k mod n (with the platform's
+        peering to the hub's network). Its own random stream, so the rest of the tenant is what it was without it."""
+        rng = random.Random(self.spec.seed * 7919 + 18)
+        rg = "rg-vwan"
+        net = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network"
+        wan = f"{net}/virtualWans/vwan-01"
+        hubs = [f"{net}/virtualHubs/vhub-{i:02d}" for i in range(self.spec.vwan_hubs)]
+        self.add(sub, "virtualWans", {
+            "id": wan, "name": "vwan-01", "type": "Microsoft.Network/virtualWANs", "location": LOCATION,
+            "properties": {"provisioningState": "Succeeded", "type": "Standard", "allowBranchToBranchTraffic": True,
+                           "virtualHubs": [{"id": h} for h in hubs], "vpnSites": []}})
+        for i, hub in enumerate(hubs):
+            prefix = f"192.168.{2 * i}.0/23"
+            fw = f"{net}/azureFirewalls/afw-vhub-{i:02d}"
+            policy = f"{net}/firewallPolicies/afwp-vhub-{i:02d}"
+            snat_default = self.bad() or i == 0
+            if snat_default:
+                self.defects["vwan-hub-firewall-snat-default"] += 1
+            self.add(sub, "firewallPolicies", {
+                "id": policy, "name": policy.rsplit("/", 1)[1], "type": "Microsoft.Network/firewallPolicies",
+                "location": LOCATION, "properties": {"provisioningState": "Succeeded", **(
+                    {} if snat_default else {"snat": {"privateRanges": ["255.255.255.255/32"]}})}})
+            self.add(sub, "azureFirewalls", {
+                "id": fw, "name": fw.rsplit("/", 1)[1], "type": "Microsoft.Network/azureFirewalls",
+                "location": LOCATION,
+                "properties": {"provisioningState": "Succeeded", "sku": {"name": "AZFW_Hub", "tier": "Premium"},
+                               "virtualHub": {"id": hub}, "firewallPolicy": {"id": policy},
+                               "hubIPAddresses": {"publicIPs": {"addresses": [], "count": 1},
+                                                  "privateIPAddress": f"192.168.{2 * i}.132"},
+                               "additionalProperties": {}}})
+            self.add(sub, "virtualHubs", {
+                "id": hub, "name": hub.rsplit("/", 1)[1], "type": "Microsoft.Network/virtualHubs", "location": LOCATION,
+                "properties": {"provisioningState": "Succeeded", "virtualWan": {"id": wan}, "addressPrefix": prefix,
+                               "sku": "Standard", "azureFirewall": {"id": fw}, "routingState": "Provisioned",
+                               "virtualRouterAsn": 65515,
+                               "virtualRouterIps": [f"192.168.{2 * i}.68", f"192.168.{2 * i}.69"]}})
+            self.files[f"{hub.strip('/')}/routingIntent"] = {"value": [{
+                "id": f"{hub}/routingIntent/intent", "name": "intent",
+                "type": "Microsoft.Network/virtualHubs/routingIntent",
+                "properties": {"provisioningState": "Succeeded", "routingPolicies": [
+                    {"name": "PrivateTrafficPolicy", "destinations": ["PrivateTraffic"], "nextHop": fw}]}}]}
+            self.files[f"{hub.strip('/')}/hubRouteTables"] = {"value": [
+                {"id": f"{hub}/hubRouteTables/{t}", "name": t, "type": "Microsoft.Network/virtualHubs/hubRouteTables",
+                 "properties": {"provisioningState": "Succeeded", "routes": [
+                     {"name": "_policy_PrivateTraffic", "destinationType": "CIDR", "destinations": RFC1918,
+                      "nextHopType": "ResourceId", "nextHop": fw}] if t == "defaultRouteTable" else [],
+                     "labels": [t[:-10].lower()]}} for t in ("defaultRouteTable", "noneRouteTable")]}
+            connected = [v for k, v in enumerate(spokes) if k % len(hubs) == i]
+            self.files[f"{hub.strip('/')}/hubVirtualNetworkConnections"] = {"value": [{
+                "id": f"{hub}/hubVirtualNetworkConnections/conn-{v.name}", "name": f"conn-{v.name}",
+                "properties": {"provisioningState": "Succeeded", "remoteVirtualNetwork": {"id": v.id},
+                               "enableInternetSecurity": False,
+                               "routingConfiguration": {
+                                   "associatedRouteTable": {"id": f"{hub}/hubRouteTables/defaultRouteTable"},
+                                   "propagatedRouteTables": {"labels": ["default"], "ids": [
+                                       {"id": f"{hub}/hubRouteTables/defaultRouteTable"}]}}}} for v in connected]}
+            for v in connected:
+                guid = _uid(rng)
+                v.peerings.append({
+                    "id": f"{v.id}/virtualNetworkPeerings/RemoteVnetToHubPeering_{guid}",
+                    "name": f"RemoteVnetToHubPeering_{guid}",
+                    "properties": {"peeringState": "Connected", "remoteVirtualNetwork": {
+                        "id": f"/subscriptions/{_uid(rng)}/resourceGroups/RG_vhub-{i:02d}_{guid[:8]}/providers/"
+                              f"Microsoft.Network/virtualNetworks/HV_vhub-{i:02d}_{guid}"},
+                        "allowVirtualNetworkAccess": True, "allowForwardedTraffic": False,
+                        "allowGatewayTransit": False, "useRemoteGateways": True,
+                        "remoteAddressSpace": {"addressPrefixes": [prefix]}}})
+            self.counts["hubVirtualNetworkConnections"] += len(connected)
 
     def firewall(self, v: _Vnet, net: str, i: int) -> str:
         fw = f"{net}/azureFirewalls/afw-hub-{i:02d}"

@@ -36,6 +36,7 @@ from plmon.monitor.collect.builder import list_refs, parse_child, parse_list, pa
 from plmon.monitor.collect.inventory import BY_ID, Inventory, ListUnit, Touched
 from plmon.monitor.collect.plan import (
     CNAMES,
+    HUB_CHILD_LISTS,
     LISTED_TARGET_TYPES,
     SUBSCRIPTION_LISTS,
     VNET_LINKS,
@@ -204,6 +205,7 @@ def reread_into(reader: ArmReader, inv: Inventory, resources: Iterable[ArmId]) -
 _WRITES: Mapping[str, tuple[str, ...]] = {
     "privateEndpoints": ("zone_groups", "targets", "target_errors"),
     "privateDnsZones": ("vnet_links", "cnames"),
+    "virtualHubs": ("hub_children",),
     "target": ("targets", "target_errors"),
     "associations": ("associations", "targets", "target_errors"),
 }
@@ -466,7 +468,7 @@ def _reread_associations(get: Any, inv: Inventory, group: str, touched: Touched)
 
 def _reread_children(get: Any, inv: Inventory, kind: str, rids: list[ArmId], items: list[Any],
                      touched: Touched) -> None:
-    if kind not in ("privateEndpoints", "privateDnsZones"):
+    if kind not in ("privateEndpoints", "privateDnsZones", "virtualHubs"):
         return   # no child lists: nothing read below it (parsing every item's id cost ~30 ms a PLS event at 100k)
     present = {parse_id(i).key: i for i in (_id(x) for x in items) if i}
     for rid in rids:
@@ -482,6 +484,8 @@ def _reread_children(get: Any, inv: Inventory, kind: str, rids: list[ArmId], ite
                 groups = _items(get(f"{raw.strip('/')}/privateDnsZoneGroups", "privateDnsZoneGroups"))
                 parsed = parse_child("privateDnsZoneGroups", groups)
                 inv.zone_groups[rid.key] = _same(inv.zone_groups.get(rid.key), parsed)
+        elif kind == "virtualHubs":
+            _reread_hub_children(get, inv, rid, raw, touched)
         elif kind == "privateDnsZones":
             touched.zone_children.add(rid.key)
             reads = {(rid.key, VNET_LINKS[1].lower()), (rid.key, CNAMES[1].lower())}
@@ -495,6 +499,21 @@ def _reread_children(get: Any, inv: Inventory, kind: str, rids: list[ArmId], ite
                 inv.vnet_links[rid.key] = _same(inv.vnet_links.get(rid.key), parse_child("virtualNetworkLinks", links))
                 inv.cnames[rid.key] = _same(inv.cnames.get(rid.key), parse_child(
                     "CNAME", _items(get(f"{raw.strip('/')}/CNAME", "CNAME"))))
+
+
+def _reread_hub_children(get: Any, inv: Inventory, rid: ArmId, raw: str | None, touched: Touched) -> None:
+    """A hub's connections, routing intent and route tables read again (or dropped with the hub), each table copied
+    before its first change: the copy of the inventory shares the inner tables with the one before."""
+    touched.hub_children.add(rid.key)
+    inv.hub_children = {c: dict(m) for c, m in inv.hub_children.items()}
+    for child, type_ in HUB_CHILD_LISTS:
+        table = inv.hub_children.setdefault(child, {})
+        _mark_read(inv, touched, (rid.key, type_.lower()), raw is not None)
+        if raw is None:
+            table.pop(rid.key, None)
+        else:
+            items = _items(get(f"{raw.strip('/')}/{child}", child))
+            table[rid.key] = _same(table.get(rid.key), parse_child(child, items))
 
 
 def _mark_read(inv: Inventory, touched: Touched, read: tuple[str, str], present: bool) -> None:

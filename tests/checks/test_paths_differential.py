@@ -23,7 +23,7 @@ from checkkit import snapshot_of
 from netkit import appliance_tenant, hub_and_spokes
 from tenantkit import example, sub_list, write_tenant
 
-from plmon.checks import paths, route
+from plmon.checks import paths, route, vwan
 from plmon.checks.finding import Issue
 from plmon.monitor.model.snapshot import Snapshot
 from plmon.monitor.replay.synth import SynthSpec, generate
@@ -153,8 +153,14 @@ def snap(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
 
 def test_every_route_check_gives_the_same_issues(snap: Snapshot) -> None:
     """Subject, message, evidence (reasons and paths included) and remediation, in the same order."""
+    # The SNAT checks also judge secured Virtual WAN hubs' next hops (issue 18), which the frozen engine never saw: the
+    # demo tenant has one. Their hub part is taken out, so the UDR paths are compared as before.
+    hub_part = {"nva_missing_snat": False, "nva_snat_unknown": None}
     for name in CHECK_FUNCTIONS:
         new = _issues(getattr(route, name)(snap, {}))
+        if name in hub_part:
+            hub = _issues(vwan.hub_snat_issues(snap, hub_part[name]))
+            new = [i for i in new if i not in hub]
         old = _issues(getattr(oldroute, name)(snap, {}))
         assert new == old, name
 

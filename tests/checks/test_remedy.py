@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from netkit import NET, Net
 from tenantkit import SUB, TENANT, endpoint, sub_list
+from vwankit import vwan_tenant
 
 from plmon.checks import registry
 from plmon.checks.engine import evaluate
@@ -35,7 +36,7 @@ HOSTILE = " $(touch pwned);`id` *'\"|&<>!"
 DEMO = Path(__file__).resolve().parents[2] / "monitor" / "demo_tenant"
 # Zone names are DNS names fixed by the service, management group names are the tenant's scopes: kept so the
 # DNS and association checks still fire.
-NOT_RENAMED_TYPES = {"privatednszones", "managementgroups"}
+NOT_RENAMED_TYPES = {"privatednszones", "managementgroups", "hubroutetables"}  # names with a meaning
 
 
 def _hostile_id(rid: str) -> str:
@@ -139,6 +140,8 @@ def hostile_findings(tmp_path_factory: pytest.TempPathFactory) -> list[Finding]:
         synth = base / f"synth-{seed}"
         write_synth(generate(SynthSpec(subscriptions=30, endpoints=200, bad_share=1.0, pls=10, seed=seed)), synth)
         sources.append(synth)
+    # Virtual WAN hubs (issue 18): the two-hub tenant, and its hub with custom routing for vwan.routing-unknown
+    sources += [vwan_tenant(base / "vwan"), vwan_tenant(base / "vwan-custom", hub2_custom_table=True)]
     found: list[Finding] = []
     for i, src in enumerate(sources):
         folder = hostile_copy(src, base / f"hostile-{i}")

@@ -236,6 +236,8 @@ def build() -> dict[str, Any]:
         pls("pls-internal", [APP], ["*"], ["10.50.1.5"], []),
     ]}
 
+    vwan(files, blob_zone)
+
     # --- sandbox: the reader identity is not allowed in ------------------------------------------
     for kind in ("privateEndpoints", "virtualNetworks"):
         files[lst(SANDBOX, kind) + ".error"] = {"status": 403, "error": {
@@ -243,6 +245,77 @@ def build() -> dict[str, Any]:
             "message": "The client does not have authorization to perform action "
                        f"'Microsoft.Network/{kind}/read' over scope '/subscriptions/{SANDBOX}'."}}
     return files
+
+
+def vwan(files: dict[str, Any], blob_zone: str) -> None:
+    """A small Virtual WAN estate (issue 18): two secured hubs in one WAN. vhub-weu's Azure Firewall (AZFW_Hub) keeps
+    the default SNAT private ranges; vhub-neu's NVA declares plmon-snat=always; the branch-apps network is connected to
+    vhub-weu, and its endpoint subnet keeps network policies Disabled. Shapes of the REST spec examples (VirtualWANGet,
+    VirtualHubGet, HubVirtualNetworkConnectionGet, HubRouteTableGet, RoutingIntentGet, AzureFirewallPutInHub)."""
+    wan = net(HUB, "rg-vwan", "virtualWans", "vwan-contoso")
+    weu, neu = net(HUB, "rg-vwan", "virtualHubs", "vhub-weu"), net(HUB, "rg-vwan", "virtualHubs", "vhub-neu")
+    fw = net(HUB, "rg-vwan", "azureFirewalls", "fw-vhub-weu")
+    policy = net(HUB, "rg-vwan", "firewallPolicies", "afwp-vhub-weu")
+    nva = net(HUB, "rg-vwan", "networkVirtualAppliances", "nva-vhub-neu")
+    files[lst(HUB, "virtualWans")] = {"value": [{
+        "id": wan, "name": "vwan-contoso", "type": "Microsoft.Network/virtualWANs", "location": "westeurope",
+        "properties": {"provisioningState": "Succeeded", "type": "Standard", "allowBranchToBranchTraffic": True,
+                       "virtualHubs": [{"id": weu}, {"id": neu}], "vpnSites": []}}]}
+    files[lst(HUB, "virtualHubs")] = {"value": [
+        {"id": h, "name": h.rsplit("/", 1)[-1], "type": "Microsoft.Network/virtualHubs", "location": loc,
+         "properties": {"provisioningState": "Succeeded", "virtualWan": {"id": wan}, "addressPrefix": prefix,
+                        "sku": "Standard", "routingState": "Provisioned", "virtualRouterAsn": 65515, **extra}}
+        for h, loc, prefix, extra in ((weu, "westeurope", "10.100.0.0/23", {"azureFirewall": {"id": fw}}),
+                                      (neu, "northeurope", "10.101.0.0/23", {}))]}
+    files[lst(HUB, "azureFirewalls")]["value"].append({
+        "id": fw, "name": "fw-vhub-weu", "type": "Microsoft.Network/azureFirewalls", "location": "westeurope",
+        "properties": {"provisioningState": "Succeeded", "sku": {"name": "AZFW_Hub", "tier": "Standard"},
+                       "virtualHub": {"id": weu}, "firewallPolicy": {"id": policy},
+                       "hubIPAddresses": {"publicIPs": {"addresses": [{"address": "20.61.15.12"}], "count": 1},
+                                          "privateIPAddress": "10.100.0.132"},
+                       "additionalProperties": {}}})
+    files[lst(HUB, "firewallPolicies")] = {"value": [{
+        "id": policy, "name": "afwp-vhub-weu", "type": "Microsoft.Network/firewallPolicies", "location": "westeurope",
+        "properties": {"provisioningState": "Succeeded", "sku": {"tier": "Standard"}}}]}
+    files[lst(HUB, "networkVirtualAppliances")] = {"value": [{
+        "id": nva, "name": "nva-vhub-neu", "type": "Microsoft.Network/networkVirtualAppliances",
+        "location": "northeurope", "tags": {"plmon-snat": "always"},
+        "properties": {"provisioningState": "Succeeded", "virtualHub": {"id": neu}}}]}
+    rfc1918 = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+    for hub, hop in ((weu, fw), (neu, nva)):
+        files[f"{hub.strip('/')}/routingIntent"] = {"value": [{
+            "id": f"{hub}/routingIntent/intent", "name": "intent",
+            "type": "Microsoft.Network/virtualHubs/routingIntent",
+            "properties": {"provisioningState": "Succeeded", "routingPolicies": [
+                {"name": "PrivateTrafficPolicy", "destinations": ["PrivateTraffic"], "nextHop": hop}]}}]}
+        files[f"{hub.strip('/')}/hubRouteTables"] = {"value": [
+            {"id": f"{hub}/hubRouteTables/{t}", "name": t, "type": "Microsoft.Network/virtualHubs/hubRouteTables",
+             "properties": {"provisioningState": "Succeeded", "labels": [t[:-10].lower()], "routes": [
+                 {"name": "_policy_PrivateTraffic", "destinationType": "CIDR", "destinations": rfc1918,
+                  "nextHopType": "ResourceId", "nextHop": hop}] if t == "defaultRouteTable" else []}}
+            for t in ("defaultRouteTable", "noneRouteTable")]}
+    branch = net(APP, "rg-branch", "virtualNetworks", "vnet-branch-apps")
+    files[f"{weu.strip('/')}/hubVirtualNetworkConnections"] = {"value": [{
+        "id": f"{weu}/hubVirtualNetworkConnections/conn-branch-apps", "name": "conn-branch-apps",
+        "properties": {"provisioningState": "Succeeded", "remoteVirtualNetwork": {"id": branch},
+                       "enableInternetSecurity": False, "routingConfiguration": {
+                           "associatedRouteTable": {"id": f"{weu}/hubRouteTables/defaultRouteTable"},
+                           "propagatedRouteTables": {"labels": ["default"],
+                                                     "ids": [{"id": f"{weu}/hubRouteTables/defaultRouteTable"}]}}}}]}
+    files[f"{neu.strip('/')}/hubVirtualNetworkConnections"] = {"value": []}
+    guid = "5f0c6a52-3b1e-4d8f-9a77-2c4e6b8d0f13"
+    hv = (f"/subscriptions/0c2d7e91-6a4b-4f3c-8e15-9b7a3d5c1e08/resourceGroups/RG_vhub-weu_{guid[:8]}/providers/"
+          f"Microsoft.Network/virtualNetworks/HV_vhub-weu_{guid}")
+    pe_subnet = f"{branch}/subnets/snet-pe"
+    files[lst(APP, "virtualNetworks")]["value"].append(vnet(branch, ["10.20.0.0/16"], [
+        subnet(branch, "snet-app", "10.20.1.0/24"), subnet(branch, "snet-pe", "10.20.2.0/24"),
+    ], [peering(branch, f"RemoteVnetToHubPeering_{guid}", hv, ["10.100.0.0/23"])]))
+    st = rid(APP, "rg-branch", "Microsoft.Storage", "storageAccounts", "stcontosobranch")
+    pe = endpoint("pe-st-branch", st, subnet=pe_subnet, ip="10.20.2.4", rg="rg-branch", sub=APP)
+    files[lst(APP, "privateEndpoints")]["value"].append(pe)
+    files[f"{pe['id'].strip('/')}/privateDnsZoneGroups"] = {"value": [_zone_group(pe["id"], blob_zone)]}
+    files[st.strip("/")] = storage_account("stcontosobranch", public="Disabled", rg="rg-branch", sub=APP, connections=[
+        provider_connection(st, pe["id"], storage_spelling=True)])
 
 
 def _zone_group(pe_id: str, zone_id: str) -> dict[str, Any]:

@@ -112,7 +112,8 @@ def rich_tenant(folder: Path, *, endpoints: int = 0) -> Path:
     }
     for kind in ("privateEndpoints", "privateLinkServices", "virtualNetworks", "routeTables",
                  "networkSecurityGroups", "azureFirewalls", "firewallPolicies", "loadBalancers",
-                 "networkInterfaces", "bastionHosts", "privateDnsZones"):
+                 "networkInterfaces", "bastionHosts", "privateDnsZones", "virtualWans", "virtualHubs",
+                 "networkVirtualAppliances"):
         files[sub_list(kind, sub=SUB2) + ".error"] = {
             "status": 403, "error": {"code": "AuthorizationFailed", "message": f"no read on {SUB2}"}}
     files[sub_list("resourceManagementPrivateLinks", sub=SUB2, provider="Microsoft.Authorization") + ".error"] = {

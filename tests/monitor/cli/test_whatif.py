@@ -61,7 +61,7 @@ def test_readme_route_table_example_is_caught(tmp_path: Path, capsys: pytest.Cap
                                          "subscription_id", "evidence", "remediation"}
     assert out["changes"] == {"applied": 2, "unsupported": [], "ignored": [
         {"resource_id": f"{NET}/virtualNetworks/vnet-app", "change_type": "Ignore"}]}
-    assert out["unchanged"] == 20   # every finding of the demo scan is still there
+    assert out["unchanged"] == 22   # every finding of the demo scan is still there
     assert what_if(doc, tmp_path, capsys, "--fail-on", "critical")[0] == 0
 
 
@@ -75,7 +75,7 @@ def test_modified_subnet_resolves_the_nsg_finding(tmp_path: Path, capsys: pytest
     rc, out, _ = what_if(cli_document(change(SNET_PE, "Modify", before=before, after=after)), tmp_path, capsys)
     assert rc == 0
     assert ids(out["resolved"]) == {("nsg.not-enforced-on-endpoints", "snet-pe")} and out["introduced"] == []
-    assert out["unchanged"] == 19 and out["changes"]["applied"] == 1
+    assert out["unchanged"] == 21 and out["changes"]["applied"] == 1
 
 
 def test_security_rule_child_introduces_an_nsg_finding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -124,7 +124,7 @@ def test_new_endpoint_to_a_missing_target_introduces_a_connection_finding(
     rc, out, _ = what_if(cli_document(change(pe_id, "Create", after=pe)), tmp_path, capsys)
     assert rc == 0
     assert ids(out["introduced"]) == {("connection.target-missing", "pe-st-gone"), ("dns.no-zone-group", "pe-st-gone")}
-    assert out["resolved"] == [] and out["unchanged"] == 20
+    assert out["resolved"] == [] and out["unchanged"] == 22
 
 
 def test_deleted_endpoint_and_deployed_route_table_resolve_findings(
@@ -262,7 +262,7 @@ def test_provider_side_approval_resolves_the_pending_connection(tmp_path: Path,
     after = json.loads(json.dumps(before))
     after["properties"]["privateLinkServiceConnectionState"]["status"] = "Approved"
     rc, out, _ = what_if(cli_document(change(before["id"], "Modify", before=before, after=after)), tmp_path, capsys)
-    assert rc == 0 and out["introduced"] == [] and out["unchanged"] == 19
+    assert rc == 0 and out["introduced"] == [] and out["unchanged"] == 21
     assert ids(out["resolved"]) == {("connection.pending", "pe-partner-api.conn")}
 
 

@@ -19,7 +19,8 @@ FIELD = {
     "virtualNetworks": "virtual_networks", "routeTables": "route_tables", "networkSecurityGroups": "nsgs",
     "azureFirewalls": "firewalls", "firewallPolicies": "firewall_policies", "loadBalancers": "load_balancers",
     "networkInterfaces": "nics", "bastionHosts": "bastion_hosts", "privateDnsZones": "dns_zones",
-    "resourceManagementPrivateLinks": "rmpls",
+    "resourceManagementPrivateLinks": "rmpls", "virtualWans": "virtual_wans", "virtualHubs": "virtual_hubs",
+    "networkVirtualAppliances": "nvas",
 }
 ASSOCIATIONS = f"providers/Microsoft.Management/managementGroups/{TENANT}/providers/Microsoft.Authorization/" \
                "privateLinkAssociations"

@@ -14,7 +14,7 @@ from tenantkit import SUB, sub_list, write_tenant
 
 from plmon.monitor.collect.azure.credentials import StaticTokenCredential
 from plmon.monitor.collect.azure.live import LiveReader, LiveSettings
-from plmon.monitor.collect.plan import ReadError, budget_key, collect, default_workers, spread
+from plmon.monitor.collect.plan import SUBSCRIPTION_LISTS, ReadError, budget_key, collect, default_workers, spread
 from plmon.monitor.collect.recorded import RecordedTenant
 from plmon.monitor.config import load_config
 from plmon.monitor.replay.server import ReplayServer
@@ -82,7 +82,7 @@ def test_a_forbidden_subscription_becomes_coverage_gaps(tenant: Path, served: Re
     """Proves: a subscription answering 403 to every list leaves gaps with scope, status, code; the scan completes."""
     live, _ = live_scan(served, tenant)
     sub2 = [g for g in live.gaps if g.scope == f"/subscriptions/{SUB2}"]
-    assert len(sub2) == 12
+    assert len(sub2) == len(SUBSCRIPTION_LISTS)   # every list (12 before the Virtual WAN kinds)
     assert {(g.code, g.status) for g in sub2} == {("AuthorizationFailed", 403)}
     nic = [g for g in live.gaps if g.scope == f"/subscriptions/{SUB}"]
     assert [(g.type, g.code) for g in nic] == [("Microsoft.Network/networkInterfaces", "AuthorizationFailed")]
