@@ -286,3 +286,43 @@ def test_readyz_collection_status_reads_the_book_at_most_once_per_ttl() -> None:
     assert status() is None and status() is None and CountingBook.calls == 1
     now[0] += 2.0
     assert status() is None and CountingBook.calls == 2
+
+
+def test_the_holder_decodes_each_segment_once_as_its_shard_lands(build: Callable[..., Daemon],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder's one pass (fanout.FanIn) plans stage 2 and builds the inventory: every segment of the collection is
+    decoded once in the holder (its header, and each chunk), where it used to be decoded to plan stage 2 and again to
+    build; the findings are a single process's, and the fan-in times are in /metrics."""
+    from plmon.monitor.collect import segments
+
+    headers: dict[str, int] = {}
+    chunks: dict[tuple[str, int], int] = {}
+    init, chunk = segments.Segment.__init__, segments.Segment.chunk
+
+    def counted_init(self: segments.Segment, name: str, data: bytes) -> None:
+        headers[name] = headers.get(name, 0) + 1
+        init(self, name, data)
+
+    def counted_chunk(self: segments.Segment, i: int) -> bytes:
+        chunks[(self.name, i)] = chunks.get((self.name, i), 0) + 1
+        return chunk(self, i)
+
+    monkeypatch.setattr(segments.Segment, "__init__", counted_init)
+    monkeypatch.setattr(segments.Segment, "chunk", counted_chunk)
+    d = build("a")
+    assert _scale(d).lease.try_acquire()
+    p = Parts(d)
+    assert p.schedule.collect_if_due()
+    _, cid = tick_collection(NOW, d.config.schedule.full_collection)
+    _until_published([p], p, cid)
+    names = {s.segment for s in _scale(d).book.shards(cid)}
+    assert any(n.startswith("s1-") for n in names) and any(n.startswith("s2-") for n in names)
+    assert {n: headers.get(n, 0) for n in names} == dict.fromkeys(names, 1)
+    ours = {k: v for k, v in chunks.items() if k[0] in names}
+    assert ours and set(ours.values()) == {1}
+    single = build("single", other_prefix=True)
+    single.full_collection()
+    assert _findings(d) == _findings(single)
+    text = d.metrics.render().decode()
+    assert 'plmon_shards_fanin_seconds_count{part="plan"} 1.0' in text
+    assert 'plmon_shards_fanin_seconds_count{part="build"} 1.0' in text
