@@ -16,9 +16,11 @@ reminders and retention when due, and gives the lease back. With ``fan_out`` (th
 tick's collection is a fan-out one (:mod:`plmon.monitor.service.fanout`): the timer runs stage 0 and queues the
 shards, the ``collection_shard`` queue trigger reads one shard on whichever instance the host gives it to
 (:meth:`FunctionHost.shard`), and then drives the collection if it can take the lease (try, drive, release), so the
-collection moves between timer runs and publishes after its last shard. Event handling is synchronous: when it fails the
-trigger raises, and the platform redelivers the event (or queue message); a redelivery that was already written down
-stays queued and is processed by the next invocation of any instance.
+collection moves between timer runs and publishes after its last shard. With no long-lived holder to see a stuck
+collection's deadline pass, each collection started here also leaves a deadline message on the shard queue, visible at
+``scale.collection_deadline``: the shard trigger that takes it expires the collection if it is still open. Event
+handling is synchronous: when it fails the trigger raises, and the platform redelivers the event (or queue message); a
+redelivery that was already written down stays queued and is processed by the next invocation of any instance.
 
 App settings (read by :mod:`plmon.monitor.wiring`, which builds the instance exactly as it builds ``plmon serve``'s
 daemon): ``PLMON_CONFIG`` (path to the YAML config; secrets in it as ``${VAR}``, set from Key Vault

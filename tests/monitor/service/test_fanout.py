@@ -326,3 +326,16 @@ def test_the_holder_decodes_each_segment_once_as_its_shard_lands(build: Callable
     text = d.metrics.render().decode()
     assert 'plmon_shards_fanin_seconds_count{part="plan"} 1.0' in text
     assert 'plmon_shards_fanin_seconds_count{part="build"} 1.0' in text
+
+
+def test_a_deadline_message_taken_by_a_serve_replica_wakes_its_drive_step(build: Callable[..., Daemon]) -> None:
+    """A Function app's deadline message on a queue plmon serve replicas share: the replica deletes it and wakes its
+    holder's drive step (which expires a collection past its deadline by itself), never reads it as a bad shard."""
+    from plmon.monitor.service.fanout import deadline_message
+
+    d = build("a")
+    woken: list[str] = []
+    worker = ShardWorker(d, _scale(d), clock=lambda: NOW, on_done=woken.append)
+    _scale(d).shards.send(deadline_message("t-1"))
+    assert worker.run_one() == "deadline" and woken == ["t-1"]
+    assert worker.run_one() is None                                          # deleted
