@@ -395,8 +395,9 @@ class FanIn:
                 self.reader.seal(stage)
 
     def close(self) -> None:
-        """Give the pass up (the collection ended elsewhere): every wait answers, the thread ends, nothing is kept."""
-        self.reader.advance(0)
+        """Give the pass up (the collection ended elsewhere, or the lease was lost): every wait answers at once, the
+        thread ends, and nothing is kept."""
+        self.reader.seal(2)
 
 
 class CollectionDriver:
@@ -451,6 +452,10 @@ class CollectionDriver:
         """One move of each open collection (or only ``collection``); True if one was published. Never raises for
         a lost race or a storage failure: the next step tries again."""
         if not self.scale.lease.held:
+            if self._fanins:   # a holder no more: its passes would wait for shards it no longer drives
+                with self._lock:
+                    for cid in list(self._fanins):
+                        self._fanins.pop(cid).close()
             return False
         with self._lock:
             try:

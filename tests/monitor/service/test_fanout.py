@@ -339,3 +339,18 @@ def test_a_deadline_message_taken_by_a_serve_replica_wakes_its_drive_step(build:
     _scale(d).shards.send(deadline_message("t-1"))
     assert worker.run_one() == "deadline" and woken == ["t-1"]
     assert worker.run_one() is None                                          # deleted
+
+
+def test_a_pass_given_up_answers_its_waiting_read_and_ends() -> None:
+    """A holder's pass waiting for a shard that will never land here (the collection ended elsewhere, or the lease was
+    lost) ends once closed, rather than holding its thread and segments."""
+    from plmon.monitor.service.fanout import FanIn
+
+    fanin = FanIn("c-x", manifest={}, subscriptions=None, typed=False)
+    deadline = time.monotonic() + PATIENCE
+    while fanin.reader.waiting is None:                    # no stage-0 segment: it waits for the tenant's list
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not fanin.built.is_set()
+    fanin.close()
+    assert fanin.built.wait(PATIENCE) and fanin.error is None
