@@ -400,3 +400,21 @@ def test_the_function_host_counts_lease_changes_as_serve_does(
     text = h.daemon.metrics.render().decode()
     assert f'plmon_schedule_lease_changes_total{{event="acquired"}} {float(changes["acquired"])}' in text
     assert "plmon_schedule_leader 0.0" in text
+
+
+def test_a_deadline_message_while_another_process_holds_the_lease_comes_back_later(
+        fan_out_host: FunctionHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schedule lease is held elsewhere when the deadline message comes: nothing is expired here, and the message
+    is queued again (invisible for a lease duration) rather than dropped or raised into the host's poison count."""
+    h = fan_out_host
+    scale = h.daemon.scale
+    assert scale is not None
+    h.timer()
+    row = scale.book.collections()[0]
+    queued = scale.shards.approximate_count()
+    monkeypatch.setattr(scale.lease, "try_acquire", lambda: False)
+    report = h.shard(json.dumps({"v": 1, "type": "deadline", "collection": row.collection}).encode())
+    assert report.shard == "deferred" and not report.published
+    assert scale.book.collections()[0] == row and scale.shards.approximate_count() == queued + 1
+    visible = scale.shards.receive(timedelta(seconds=30), max_messages=32)
+    assert visible and all(m.body["type"] == "shard" for m in visible)     # the new one is not visible yet
