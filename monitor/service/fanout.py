@@ -29,6 +29,7 @@ import contextlib
 import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -400,6 +401,11 @@ class FanIn:
         self.reader.seal(2)
 
 
+def _close_all(fanins: dict[str, FanIn]) -> None:
+    while fanins:
+        fanins.popitem()[1].close()
+
+
 class CollectionDriver:
     """Moves the open fan-out collections along; only while this process holds the schedule lease."""
 
@@ -413,6 +419,8 @@ class CollectionDriver:
         self._lock = threading.Lock()   # one step at a time in this process
         self._segments: dict[tuple[str, str], bytes] = {}
         self._fanins: dict[str, FanIn] = {}
+        # A driver dropped (a stopped runtime, a recycled instance) gives its passes up: none waits on for shards.
+        weakref.finalize(self, _close_all, self._fanins)
         self._stage0_subs: dict[str, list[str]] = {}   # what this holder's own stage 0 listed, by collection row
 
     def start(self, row: CollectionRow) -> None:
@@ -445,6 +453,11 @@ class CollectionDriver:
                     return True
         return False
 
+    def close(self) -> None:
+        """Give every pass up (a stop): their threads end instead of waiting for shards this driver will not feed."""
+        with self._lock:
+            _close_all(self._fanins)
+
     def open_rows(self) -> list[CollectionRow]:
         return self.scale.book.collections(OPEN)
 
@@ -453,9 +466,7 @@ class CollectionDriver:
         a lost race or a storage failure: the next step tries again."""
         if not self.scale.lease.held:
             if self._fanins:   # a holder no more: its passes would wait for shards it no longer drives
-                with self._lock:
-                    for cid in list(self._fanins):
-                        self._fanins.pop(cid).close()
+                self.close()
             return False
         with self._lock:
             try:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sharedkit import ENV_VAR, daemons_on_one_prefix, scale_of
@@ -68,12 +68,24 @@ def build(tenant: Path) -> Iterator[Callable[..., Daemon]]:
 class Parts:
     """One daemon's fan-out parts, as its runtime builds them, with the injected schedule clock."""
 
+    made: ClassVar[list[Parts]] = []
+
     def __init__(self, daemon: Daemon, clock: Callable[[], datetime] = lambda: NOW) -> None:
         self.daemon = daemon
         scale = _scale(daemon)
         self.driver = CollectionDriver(daemon, scale, clock=clock)
+        Parts.made.append(self)
         self.worker = ShardWorker(daemon, scale, clock=clock)
         self.schedule = SharedSchedule(daemon, scale, clock=clock, fanout=self.driver)
+
+
+@pytest.fixture(autouse=True)
+def _stop_passes() -> Iterator[None]:
+    """A collection a test leaves open leaves its holder's pass waiting: given up, so no thread outlives the test (a
+    later test in this process may need it to have one thread)."""
+    yield
+    while Parts.made:
+        Parts.made.pop().driver.close()
 
 
 def _until_published(parts: list[Parts], holder: Parts, cid: str, *, seconds: float = PATIENCE) -> list[list[str]]:
