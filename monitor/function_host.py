@@ -16,9 +16,11 @@ reminders and retention when due, and gives the lease back. With ``fan_out`` (th
 tick's collection is a fan-out one (:mod:`plmon.monitor.service.fanout`): the timer runs stage 0 and queues the
 shards, the ``collection_shard`` queue trigger reads one shard on whichever instance the host gives it to
 (:meth:`FunctionHost.shard`), and then drives the collection if it can take the lease (try, drive, release), so the
-collection moves between timer runs and publishes after its last shard. Event handling is synchronous: when it fails the
-trigger raises, and the platform redelivers the event (or queue message); a redelivery that was already written down
-stays queued and is processed by the next invocation of any instance.
+collection moves between timer runs and publishes after its last shard. With no long-lived holder to see a stuck
+collection's deadline pass, each collection started here also leaves a deadline message on the shard queue, visible at
+``scale.collection_deadline``: the shard trigger that takes it expires the collection if it is still open. Event
+handling is synchronous: when it fails the trigger raises, and the platform redelivers the event (or queue message); a
+redelivery that was already written down stays queued and is processed by the next invocation of any instance.
 
 App settings (read by :mod:`plmon.monitor.wiring`, which builds the instance exactly as it builds ``plmon serve``'s
 daemon): ``PLMON_CONFIG`` (path to the YAML config; secrets in it as ``${VAR}``, set from Key Vault
@@ -46,6 +48,7 @@ from plmon.monitor.wiring import function_daemon
 
 if TYPE_CHECKING:
     from plmon.monitor.service.fanout import CollectionDriver
+    from plmon.monitor.service.schedule import LeaseKeeper
 
 __all__ = ["FunctionHost", "HostReport", "host", "reset_host"]
 
@@ -83,6 +86,7 @@ class FunctionHost:
         # The shared schedule's clock (which tick it is, whether a job is due); tests inject one so that a check
         # does not depend on where the wall clock falls in the tick.
         self.clock: Callable[[], datetime] = _utcnow
+        self._fanout: CollectionDriver | None = None
 
     @classmethod
     def from_settings(cls, env: Mapping[str, str] | None = None, *, fan_out: bool = False,
@@ -92,9 +96,23 @@ class FunctionHost:
         return cls(config, daemon, fan_out=fan_out)
 
     def _driver(self) -> CollectionDriver:
+        """The instance's one driver: a collection's pass over its segments (fanout.FanIn) started in one invocation
+        goes on in the next one this instance runs, so each segment is decoded once here. Each collection it starts
+        leaves its deadline message (no holder lives here to see the deadline pass)."""
         from plmon.monitor.service.fanout import CollectionDriver
         assert self.daemon.scale is not None
-        return CollectionDriver(self.daemon, self.daemon.scale, clock=self.clock)
+        if self._fanout is None:
+            self._fanout = CollectionDriver(self.daemon, self.daemon.scale, clock=lambda: self.clock(),
+                                            deadline_messages=True)
+        return self._fanout
+
+    def _keeper(self) -> LeaseKeeper:
+        """The lease's renewal for one invocation, counting its changes as ``plmon serve`` does
+        (``plmon_schedule_lease_changes_total``: acquired at its first step, released at its stop, lost between)."""
+        from plmon.monitor.service.schedule import LeaseKeeper
+        assert self.daemon.scale is not None
+        return LeaseKeeper(self.daemon.scale.lease, every=self.config.scale.lease_renew.total_seconds(),
+                           on_event=self.daemon.metrics.lease_changed)
 
     def _ensure_inventory(self) -> tuple[bool, bool]:
         """A cold instance loads the published collection, else collects once, before it can re-evaluate an event
@@ -150,7 +168,7 @@ class FunctionHost:
         While it holds the lease a :class:`LeaseKeeper` thread renews it for the whole call: a collection longer than
         the lease duration would otherwise leave ``lease.held`` False (reminders and retention skipped) and let a
         ``plmon serve`` replica take the schedule mid-collection."""
-        from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule
+        from plmon.monitor.service.schedule import SharedSchedule
         scale = self.daemon.scale
         assert scale is not None
         schedule = SharedSchedule(self.daemon, scale, clock=self.clock,
@@ -164,7 +182,7 @@ class FunctionHost:
                 if self.daemon.inventory is not None:
                     transitions = len(self.daemon.process_pending().transitions)
             else:
-                keeper = LeaseKeeper(scale.lease, every=self.config.scale.lease_renew.total_seconds())
+                keeper = self._keeper()
                 keeper.start()
                 try:
                     if self.daemon.inventory is None:
@@ -190,18 +208,20 @@ class FunctionHost:
         shard is recorded failed (a coverage gap) and nothing is raised, so the host never poisons a shard before
         plmon has recorded its gap; a failed attempt before that raises, and the host delivers it again."""
         from plmon.monitor.service.fanout import ShardWorker
-        from plmon.monitor.service.schedule import LeaseKeeper, SharedSchedule
+        from plmon.monitor.service.schedule import SharedSchedule
         scale = self.daemon.scale
         if scale is None:
             log.warning("shard_without_shared_store")
             return HostReport(shard="invalid")
         message = _shard_body(body)
+        if message.get("type") == "deadline":
+            return self._deadline(message)
         outcome = ShardWorker(self.daemon, scale, clock=self.clock).handle(message, dequeue_count)
         published = False
         if outcome in ("done", "failed", "duplicate"):
             with self._lock:
                 if scale.lease.try_acquire():
-                    keeper = LeaseKeeper(scale.lease, every=self.config.scale.lease_renew.total_seconds())
+                    keeper = self._keeper()
                     keeper.start()
                     try:
                         published = SharedSchedule(self.daemon, scale, clock=self.clock,
@@ -212,12 +232,43 @@ class FunctionHost:
         log.info("function_shard_done", shard=message.get("shard"), outcome=outcome, published=published)
         return HostReport(shard=outcome, published=published, delivered=delivered)
 
+    def _deadline(self, message: Mapping[str, Any]) -> HostReport:
+        """A collection's deadline message (visible at ``scale.collection_deadline``): if it is still open, take the
+        schedule lease and expire it (its unfinished shards become ``ShardExpired`` gaps, and it publishes:
+        :meth:`CollectionDriver.expire`). A collection already finished leaves nothing to do (``duplicate``); one
+        whose lease another process holds now gets its message again a lease duration later (``deferred``)."""
+        from plmon.monitor.service.fanout import OPEN, deadline_message
+        scale = self.daemon.scale
+        assert scale is not None
+        cid = message.get("collection")
+        row = scale.book.collection(cid) if isinstance(cid, str) else None
+        if not isinstance(cid, str) or row is None or row.state not in OPEN:
+            log.info("function_deadline_done", collection=cid, state=row.state if row is not None else None)
+            return HostReport(shard="duplicate")
+        published = False
+        with self._lock:
+            if not scale.lease.try_acquire():
+                scale.shards.send(deadline_message(cid), delay=self.config.scale.lease_duration)
+                log.info("function_deadline_deferred", collection=cid, holder=scale.lease.state().holder)
+                return HostReport(shard="deferred")
+            keeper = self._keeper()
+            keeper.start()
+            try:
+                published = self._driver().expire(cid)
+            finally:
+                keeper.stop(release=True)
+        delivered = self.daemon.deliver().delivered if published else 0
+        log.info("function_deadline_expired", collection=cid, published=published)
+        return HostReport(shard="deadline", published=published, delivered=delivered)
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         """HTTP trigger: the store and queue answer. A Function instance has no collection schedule of
         its own to be late on (the timer belongs to the app), so readiness does not require one."""
         collected_recently, detail = self.daemon.readiness(
             max_age_seconds=2 * self.config.schedule.full_collection.total_seconds() + 60)
         detail["collected_recently"] = collected_recently
+        if isinstance(detail.get("schedule"), dict):   # plmon serve has them in /metrics; the app has no scrape
+            detail["schedule"]["lease_changes"] = self.daemon.metrics.lease_changes()
         store_ok = detail.get("store") == "ok" and detail.get("intake") == "ok" and detail.get("blob", "ok") == "ok"
         return store_ok, detail
 

@@ -8,8 +8,10 @@ Triggers:
 - ``queued_event`` (Storage queue ``PLMON_EVENT_QUEUE``): the same events when Event Grid delivers to a
   queue, needed when the Function app is reachable only through a private endpoint.
 - ``collection_shard`` (Storage queue ``PLMON_SHARD_QUEUE``): one shard of a fan-out collection, read on whichever
-  instance the host hands it to, which then drives the collection if it can take the schedule lease.
-- ``health`` (HTTP GET /api/healthz, anonymous): store and intake queue answer.
+  instance the host hands it to, which then drives the collection if it can take the schedule lease; or a
+  collection's deadline message (visible at ``scale.collection_deadline``), which expires it if it is still open.
+- ``health`` (HTTP GET /api/healthz, anonymous): store and intake queue answer; the schedule lease's holder and this
+  instance's lease changes (``plmon serve``'s ``plmon_schedule_lease_changes_total``).
 """
 
 from __future__ import annotations

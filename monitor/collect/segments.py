@@ -54,9 +54,9 @@ from plmon.monitor.collect.inventory import Child, ListUnit, Prebuilt, TargetUni
 from plmon.monitor.collect.plan import ArmReader, ReadError
 
 __all__ = [
-    "FORMAT_VERSION", "FailedScope", "PatchReader", "Recording", "RecordingTap", "Response", "Segment", "SegmentError",
-    "SegmentReader", "UnsupportedSegment", "by_subscription", "cut", "decode_responses", "encode_segment",
-    "path_key",
+    "FORMAT_VERSION", "FailedScope", "GrowingSegmentReader", "PatchReader", "Recording", "RecordingTap", "Response",
+    "Segment", "SegmentError", "SegmentReader", "UnsupportedSegment", "by_subscription", "cut", "decode_responses",
+    "encode_segment", "path_key",
 ]
 
 log = structlog.get_logger(__name__)
@@ -639,6 +639,71 @@ class SegmentReader:
         with self._lock:
             self._cache.clear()
             self._cached = 0
+
+
+class GrowingSegmentReader(SegmentReader):
+    """A :class:`SegmentReader` read while its segments still arrive: the fan-out holder's one build (design15 2.3).
+
+    Why: the holder used to decode every stage-1 segment twice, once to plan stage 2 and again to build the inventory
+    once every shard was in, both after the last shard, on the collection's critical path. Here the build reads as the
+    shards land, so its parse overlaps the other shards' ARM latency; a read of a path no segment holds yet waits until
+    it arrives or until its stage is sealed (every shard of that stage terminal), and only then answers as the complete
+    reader would (a failed scope, or ``NotInCollection``). ``reading`` is the stage the build reads in (1 up to the
+    stage-2 plan, then 2); the driver adds segments (:meth:`add`), sets the failed shards and seals each stage
+    (:meth:`seal`).
+    Keys are unique across a collection's segments (each read is made once, in one shard), so what a read answers
+    does not depend on the order segments arrive in."""
+
+    def __init__(self, *, collection: str = "", cache_bytes: int = CACHE_BYTES, typed: bool = False) -> None:
+        super().__init__((), collection=collection, cache_bytes=cache_bytes, typed=typed)
+        self._grown = threading.Condition()
+        self.reading = 1
+        self.sealed = 0
+        self.names: set[str] = set()
+        self.waiting: str | None = None   # the path a read waits for now (a status, and tests)
+
+    def add(self, name: str, data: bytes) -> None:
+        """One more segment (its header decoded here, its chunks when read); a name already added is ignored."""
+        if name in self.names:
+            return
+        seg = Segment(name, data)
+        with self._grown:
+            i = len(self.segments)
+            self.segments.append(seg)
+            self.names.add(name)
+            for entry in seg.entries:
+                old = self._index.get(entry[0])
+                if old is None or entry[2] >= old[1][2]:
+                    self._index[entry[0]] = (i, entry)
+            self._grown.notify_all()
+
+    def fail(self, failed: Iterable[FailedScope]) -> None:
+        """The failed shards so far, all of them in the book's order (as the complete reader is given them)."""
+        ordered = sorted(((_scope_key(scope), f) for f in failed for scope in f.scopes), key=lambda sf: -len(sf[0]))
+        with self._grown:
+            self._failed = ordered
+            self._grown.notify_all()
+
+    def seal(self, stage: int) -> None:
+        """Every shard of ``stage`` (and before) is terminal: a path still unanswered there is answered as missing."""
+        with self._grown:
+            self.sealed = max(self.sealed, stage)
+            self._grown.notify_all()
+
+    def advance(self, stage: int) -> None:
+        """The build reads ``stage``'s answers from now on (waits for them, until that stage is sealed)."""
+        with self._grown:
+            self.reading = stage
+
+    def get(self, path: str, *, kind: str = "") -> Any:
+        key = path_key(path)
+        if key not in self._index:
+            with self._grown:
+                while key not in self._index and self.sealed < self.reading:
+                    self.waiting = key
+                    self._grown.wait()
+                self.waiting = None
+        return super().get(path, kind=kind)
 
 
 class PatchReader:

@@ -24,12 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from plmon.monitor.collect.inventory import Inventory
-from plmon.monitor.collect.plan import ArmReader, Collection, Read, ReadError
+from plmon.monitor.collect.plan import CNAMES, VNET_LINKS, ZONE_GROUPS, ArmReader, Collection, Read, ReadError, collect
 from plmon.monitor.collect.segments import TENANT_SHARD, RecordingTap, encode_segment
 from plmon.monitor.model.arm_id import interning
+from plmon.monitor.model.snapshot import CoverageGap
 
-__all__ = ["ShardOutput", "ShardSpec", "Stage0", "plan_stage2", "read_stage0", "run_shard", "stage1_specs",
-           "stage2_specs", "sub_ids_of"]
+__all__ = ["ShardOutput", "ShardSpec", "Stage0", "build_staged", "plan_stage2", "read_stage0", "run_shard",
+           "stage1_specs", "stage2_specs", "sub_ids_of"]
+
+# The child lists a stage-1 shard reads with its lists (Collection.lists(children=True)): never a stage-2 read.
+_CHILD_KINDS = frozenset({ZONE_GROUPS[0], VNET_LINKS[0], CNAMES[0]})
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,45 @@ def plan_stage2(reader: ArmReader, *, manifest: dict[str, Any] | None = None,
         sub_ids = sub_ids_of(inv)
         run.lists(sub_ids, children=True)
         return run.follow_ups(sub_ids)
+
+
+def build_staged(reader: ArmReader, *, manifest: dict[str, Any] | None = None,
+                 subscriptions: Iterable[str] | None = None,
+                 on_plan: Callable[[list[Read]], None] | None = None) -> Inventory:
+    """:func:`~plmon.monitor.collect.plan.collect` with one worker, step for step, calling ``on_plan`` with the
+    stage-2 reads once the lists are in and before any of them is read: the fan-out holder's one pass over the
+    segments, which plans stage 2 and builds the inventory (before, :func:`plan_stage2` decoded every stage-1 segment
+    and the final ``collect()`` decoded it again).
+
+    The stage-2 reads are :func:`plan_stage2`'s: :meth:`~plmon.monitor.collect.plan.Collection.follow_ups` less the
+    child lists, which stage 1 read with their lists and which do not change the other follow-ups. Its gaps are
+    recorded again by the resources phase, as :func:`collect` records them, so they are taken back here. A test holds
+    the inventory to :func:`collect`'s, byte for byte."""
+    if on_plan is None:
+        return collect(reader, manifest=manifest, subscriptions=subscriptions, workers=1)
+    inv = Inventory(manifest=dict(manifest or {}))
+    run = Collection(reader, inv, 1, None)
+    wanted = {s.lower() for s in subscriptions} if subscriptions else None
+    inv.scoped = wanted is not None
+    with interning():
+        run.phase("tenant", lambda: run.tenant(wanted))
+        group_names = run.association_groups()
+        run.phase("management_groups", lambda: run.associations(group_names))
+        sub_ids = sub_ids_of(inv)
+        inv.stats.workers = run.workers
+        run.phase("subscriptions", lambda: run.subscription_lists(sub_ids))
+        before = len(inv.gaps)
+        reads = [r for r in run.follow_ups(sub_ids) if r.kind not in _CHILD_KINDS]
+        del inv.gaps[before:]
+        on_plan(reads)
+        run.phase("resources", lambda: run.read_follow_ups(sub_ids))
+    inv.gaps.sort(key=_gap_order)
+    return inv
+
+
+def _gap_order(gap: CoverageGap) -> tuple[str, str, str, int, str]:
+    """:func:`collect`'s order of the gaps (plan._gap_order)."""
+    return gap.scope.lower(), gap.type.lower(), gap.code, gap.status or 0, gap.message or ""
 
 
 def stage1_specs(sub_ids: Iterable[str]) -> list[ShardSpec]:

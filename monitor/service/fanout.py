@@ -29,20 +29,22 @@ import contextlib
 import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import structlog
 
 from plmon.monitor import __version__
 from plmon.monitor.collect.azure.budget import BudgetSet
-from plmon.monitor.collect.plan import Collection, Inventory, collect
-from plmon.monitor.collect.segments import TENANT_SHARD, SegmentReader
+from plmon.monitor.collect.plan import Collection, Inventory, Read, collect
+from plmon.monitor.collect.segments import TENANT_SHARD, GrowingSegmentReader, SegmentReader
 from plmon.monitor.collect.shards import (
     ShardOutput,
     ShardSpec,
+    build_staged,
     plan_stage2,
     read_stage0,
     run_shard,
@@ -68,7 +70,8 @@ from plmon.monitor.state.scaleout import (
     StaleReceipt,
 )
 
-__all__ = ["CollectionDriver", "CollectionStatus", "ShardWorker", "blob_collection", "collection_status"]
+__all__ = ["CollectionDriver", "CollectionStatus", "FanIn", "ShardWorker", "blob_collection", "collection_status",
+           "deadline_message"]
 
 log = structlog.get_logger(__name__)
 
@@ -92,6 +95,14 @@ def blob_collection(row: CollectionRow) -> str:
 
 def _message(collection: str, shard: str) -> dict[str, Any]:
     return {"v": MESSAGE_VERSION, "type": "shard", "collection": collection, "shard": shard}
+
+
+def deadline_message(collection: str) -> dict[str, Any]:
+    """The message a Function app's collection leaves on the shard queue, visible at its deadline (design15 2.3)."""
+    return {"v": MESSAGE_VERSION, "type": "deadline", "collection": collection}
+
+
+MAX_DELAY = timedelta(days=7)   # the longest a queue message can stay invisible (send_message's visibility_timeout)
 
 
 def _spec(row: ShardRow) -> ShardSpec:
@@ -169,6 +180,13 @@ class ShardWorker:
         raises). The outcome: ``done``, ``failed``, ``duplicate``, ``busy``, ``abandoned``, ``late`` or ``invalid``."""
         hosted = message is None   # the host redelivers a failed attempt, and poisons it past its attempts
         cid, shard = body.get("collection"), body.get("shard")
+        if body.get("type") == "deadline" and isinstance(cid, str):
+            # A Function app's (FunctionHost.shard drives it there). Here the holder's own steps expire a collection
+            # at its deadline: its drive step is only woken.
+            self._delete(message)
+            if self.on_done is not None:
+                self.on_done(cid)
+            return "deadline"
         if body.get("type") != "shard" or not isinstance(cid, str) or not isinstance(shard, str):
             log.warning("shard_message_invalid", body=str(dict(body))[:200])
             self._delete(message)
@@ -327,14 +345,83 @@ class ShardWorker:
             self.scale.shards.delete(message)
 
 
+class FanIn:
+    """The holder's one pass over a collection's segments, on a ``plmon-fanin`` thread of its own: it plans stage 2 and
+    builds the inventory (:func:`~plmon.monitor.collect.shards.build_staged` over a
+    :class:`~plmon.monitor.collect.segments.GrowingSegmentReader`), reading each segment as its shard lands.
+
+    Why a thread: the segments arrive over the whole collection while the driver's steps come every second; the
+    parse (most of the holder's own time) then runs beside the replicas' ARM reads, and after the last shard only that
+    shard's parse and the stage-2 answers remain. Each segment is fetched and decoded once in this process."""
+
+    def __init__(self, collection: str, *, manifest: dict[str, Any], subscriptions: Sequence[str] | None,
+                 typed: bool) -> None:
+        self.collection = collection
+        self.reader = GrowingSegmentReader(collection=collection, typed=typed)
+        self.planned = threading.Event()
+        self.built = threading.Event()
+        self.plan: list[Read] | None = None
+        self.inventory: Inventory | None = None
+        self.error: BaseException | None = None
+        self._manifest, self._subscriptions = manifest, subscriptions
+        self._thread = threading.Thread(target=self._run, name="plmon-fanin", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.inventory = build_staged(self.reader, manifest=self._manifest, subscriptions=self._subscriptions,
+                                          on_plan=self._planned)
+        except BaseException as err:   # the driver falls back to a build of its own
+            self.error = err
+            log.warning("fanin_failed", collection=self.collection, error=f"{type(err).__name__}: {err}")
+        finally:
+            self.reader.drop_cache()
+            self.planned.set()
+            self.built.set()
+
+    def _planned(self, reads: list[Read]) -> None:
+        self.plan = reads
+        self.reader.advance(2)
+        self.planned.set()
+
+    def feed(self, shards: Sequence[ShardRow], segment: Callable[[str], bytes]) -> None:
+        """The terminal shards so far (a done one's segment added once, the failed ones as failed scopes), and each
+        stage sealed once all its shards are terminal."""
+        for s in shards:
+            if s.state == "done" and s.segment and s.segment not in self.reader.names:
+                self.reader.add(s.segment, segment(s.segment))
+        self.reader.fail([_failed(s) for s in shards if s.state == "failed"])
+        for stage in (1, 2):
+            if any(s.stage == stage for s in shards) and all(s.state in TERMINAL for s in shards if s.stage <= stage):
+                self.reader.seal(stage)
+
+    def close(self) -> None:
+        """Give the pass up (the collection ended elsewhere, or the lease was lost): every wait answers at once, the
+        thread ends, and nothing is kept."""
+        self.reader.seal(2)
+
+
+def _close_all(fanins: dict[str, FanIn]) -> None:
+    while fanins:
+        fanins.popitem()[1].close()
+
+
 class CollectionDriver:
     """Moves the open fan-out collections along; only while this process holds the schedule lease."""
 
     def __init__(self, daemon: Daemon, scale: ScaleOut, *, settle: bool = False,
-                 clock: Callable[[], datetime] = _utcnow, on_enqueue: Callable[[], None] | None = None) -> None:
+                 clock: Callable[[], datetime] = _utcnow, on_enqueue: Callable[[], None] | None = None,
+                 deadline_messages: bool = False) -> None:
+        """``deadline_messages``: each collection started here leaves a :func:`deadline_message` on the shard queue,
+        visible at its deadline (a Function app, where no holder lives to see the deadline pass; :meth:`expire`)."""
         self.daemon, self.scale, self.settle, self.clock, self.on_enqueue = daemon, scale, settle, clock, on_enqueue
+        self.deadline_messages = deadline_messages
         self._lock = threading.Lock()   # one step at a time in this process
         self._segments: dict[tuple[str, str], bytes] = {}
+        self._fanins: dict[str, FanIn] = {}
+        # A driver dropped (a stopped runtime, a recycled instance) gives its passes up: none waits on for shards.
+        weakref.finalize(self, _close_all, self._fanins)
+        self._stage0_subs: dict[str, list[str]] = {}   # what this holder's own stage 0 listed, by collection row
 
     def start(self, row: CollectionRow) -> None:
         """A collection row this holder just created: count it and take its first steps (stage 0, stage 1). Raises
@@ -343,6 +430,33 @@ class CollectionDriver:
         log.info("fanout_collection_started", collection=row.collection, epoch=row.epoch)
         with self._lock:
             self._advance(row)
+        if self.deadline_messages:
+            delay = min(max(row.deadline - self.clock(), timedelta(seconds=1)), MAX_DELAY)
+            try:
+                self.scale.shards.send(deadline_message(row.collection), delay=delay)
+            except Exception as err:   # the next timer still expires it, only later
+                log.warning("fanout_deadline_not_queued", collection=row.collection,
+                            error=f"{type(err).__name__}: {err}")
+
+    def expire(self, collection: str) -> bool:
+        """A collection's deadline message was taken: its unfinished shards become ``ShardExpired`` gaps now (the
+        path a holder's step takes past the deadline, with stage 2's shards expired as soon as they are planned) and
+        it publishes; True if it published here. A collection already finished (or unknown) is left as it is."""
+        if not self.scale.lease.held:
+            return False
+        with self._lock:
+            for _ in range(3):   # stage 1 expired (stage 2 planned), stage 2 expired, published
+                row = self.scale.book.collection(collection)
+                if row is None or row.state not in OPEN:
+                    return False
+                if self._advance(row, expire=True):
+                    return True
+        return False
+
+    def close(self) -> None:
+        """Give every pass up (a stop): their threads end instead of waiting for shards this driver will not feed."""
+        with self._lock:
+            _close_all(self._fanins)
 
     def open_rows(self) -> list[CollectionRow]:
         return self.scale.book.collections(OPEN)
@@ -351,6 +465,8 @@ class CollectionDriver:
         """One move of each open collection (or only ``collection``); True if one was published. Never raises for
         a lost race or a storage failure: the next step tries again."""
         if not self.scale.lease.held:
+            if self._fanins:   # a holder no more: its passes would wait for shards it no longer drives
+                self.close()
             return False
         with self._lock:
             try:
@@ -359,6 +475,9 @@ class CollectionDriver:
                 log.warning("fanout_step_failed", error=f"{type(err).__name__}: {err}")
                 return False
             published = False
+            if collection is None:   # a pass whose collection ended elsewhere (published, abandoned) is given up
+                for cid in set(self._fanins) - {r.collection for r in rows if r is not None}:
+                    self._fanins.pop(cid).close()
             for row in rows:
                 if row is None or row.state not in OPEN:
                     continue
@@ -371,7 +490,7 @@ class CollectionDriver:
             return published
 
     # --- the stages ---------------------------------------------------------------------------------------
-    def _advance(self, row: CollectionRow) -> bool:
+    def _advance(self, row: CollectionRow, *, expire: bool = False) -> bool:
         lease, book = self.scale.lease, self.scale.book
         if row.epoch > lease.epoch or not lease.held:
             return False   # a newer holder drives it: we are a stale one
@@ -388,14 +507,15 @@ class CollectionDriver:
                                         for spec in stage1_specs(sub_ids)])
             shards.update({s.shard: s for s in added})
             row = book.update_collection(replace(row, shards_total=len(shards)))
-        if self.clock() >= row.deadline:
+        if expire or self.clock() >= row.deadline:
             shards.update(self._expire(row, shards.values()))
+        fanin = self._fanin(row, list(shards.values()))
         if any(s.state not in TERMINAL for s in shards.values()):
             return False
         if row.state == "stage1":
-            reads = plan_stage2(self._reader(row, shards.values()), manifest=self.daemon.manifest,
-                                subscriptions=self.daemon.subscriptions)
-            specs = stage2_specs(reads)
+            started = time.perf_counter()
+            specs = stage2_specs(self._plan(row, fanin, shards.values()))
+            self.daemon.metrics.fanin_seconds.labels("plan").observe(time.perf_counter() - started)
             if specs:
                 added = self._enqueue(row, [ShardRow(collection=row.collection, shard=spec.name, stage=2,
                                                      budget_key=spec.budget_key, work=tuple(spec.work()))
@@ -408,6 +528,28 @@ class CollectionDriver:
             row = book.update_collection(replace(row, state="finalizing"))
         return self._finalize(row, list(shards.values()))
 
+    def _fanin(self, row: CollectionRow, shards: list[ShardRow]) -> FanIn:
+        """This collection's pass (started at its first step here, a takeover's too), fed what landed since."""
+        fanin = self._fanins.get(row.collection)
+        if fanin is None:
+            shared = self.daemon.shared
+            fanin = self._fanins[row.collection] = FanIn(
+                blob_collection(row), manifest=dict(self.daemon.manifest), subscriptions=self.daemon.subscriptions,
+                typed=shared.typed if shared is not None else False)
+        cid = blob_collection(row)
+        fanin.feed(shards, lambda name: self._segment(cid, name))
+        return fanin
+
+    def _plan(self, row: CollectionRow, fanin: FanIn, shards: Sequence[ShardRow] | Any) -> list[Read]:
+        """The stage-2 reads, from the pass (every stage-1 shard is terminal: it is sealed); if the pass failed, a
+        plan of its own over the segments (decoded again, as before the pass)."""
+        fanin.reader.seal(1)
+        fanin.planned.wait()
+        if fanin.plan is not None:
+            return fanin.plan
+        return plan_stage2(self._reader(row, shards), manifest=self.daemon.manifest,
+                           subscriptions=self.daemon.subscriptions)
+
     def _stage0(self, row: CollectionRow) -> ShardRow:
         """The tenant-level reads, inline: few, and stage 1 needs the subscriptions they list."""
         daemon = self.daemon
@@ -419,6 +561,7 @@ class CollectionDriver:
         except AlreadyWritten:
             etag = ""   # this epoch's own earlier try: the same reads
         self._segments[(cid, name)] = s0.segment
+        self._stage0_subs[row.collection] = s0.sub_ids
         now = self.clock()
         done = ShardRow(collection=row.collection, shard=TENANT_SHARD, stage=0, budget_key="tenant", state="done",
                         attempt=1, worker=self.scale.instance, started_at=now, finished_at=now, segment=name,
@@ -427,6 +570,9 @@ class CollectionDriver:
 
     def _sub_ids(self, row: CollectionRow, s0: ShardRow) -> list[str]:
         """The subscriptions stage 0 listed (read back from its segment: a takeover may not have read it itself)."""
+        own = self._stage0_subs.pop(row.collection, None)
+        if own is not None:
+            return own
         inv = Inventory(manifest=dict(self.daemon.manifest))
         wanted = {s.lower() for s in self.daemon.subscriptions} if self.daemon.subscriptions else None
         with interning():
@@ -482,16 +628,28 @@ class CollectionDriver:
         daemon, cid = self.daemon, blob_collection(row)
         shared = daemon.shared
         typed = shared.typed if shared is not None else False
-        reader = self._reader(row, shards, typed=typed)
         failed = [_failed(s) for s in shards if s.state == "failed"]
         refs = [SegmentRef(name=s.segment, shard=s.shard, etag=s.segment_etag,
                            bytes=len(self._segment(cid, s.segment)), reads=s.reads)
                 for s in shards if s.state == "done" and s.segment]
 
+        fanin = self._fanins.pop(row.collection, None)
+        if fanin is not None:
+            fanin.reader.seal(2)   # every shard is terminal (with no stage 2 at all, no row says so)
+
         def build() -> Inventory:
-            inv = collect(reader, manifest=daemon.manifest, subscriptions=daemon.subscriptions, workers=1)
-            reader.drop_cache()
-            return inv
+            started = time.perf_counter()
+            try:
+                if fanin is not None:
+                    fanin.built.wait()
+                    if fanin.inventory is not None:
+                        return fanin.inventory
+                reader = self._reader(row, shards, typed=typed)
+                inv = collect(reader, manifest=daemon.manifest, subscriptions=daemon.subscriptions, workers=1)
+                reader.drop_cache()
+                return inv
+            finally:
+                daemon.metrics.fanin_seconds.labels("build").observe(time.perf_counter() - started)
 
         def publish() -> Pointer | None:
             """Manifest and pointer, then the row (so a reader of the book never sees the pointer ahead of it)."""

@@ -142,6 +142,10 @@ class Metrics:
                                               registry=r)
         for event in LEASE_EVENTS:
             self.schedule_lease_changes.labels(event)
+        self.fanin_seconds = Histogram(
+            "plmon_shards_fanin_seconds", "The schedule's holder's own time after the last shard of a fan-out stage "
+            "landed: planning stage 2 (part=plan), building the inventory from the segments (part=build)", ["part"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r)
         self.inventory_collection = Gauge("plmon_inventory_collection_info",
                                           "The shared collection this process serves (1, labelled by its id)",
                                           ["collection"], registry=r)
@@ -151,6 +155,12 @@ class Metrics:
         calls it): ``plmon_schedule_leader`` follows, so a scrape never shows a change without the state it led to."""
         self.schedule_lease_changes.labels(event).inc()
         self.schedule_leader.set(1 if event == "acquired" else 0)
+
+    def lease_changes(self) -> dict[str, int]:
+        """``plmon_schedule_lease_changes_total`` by event, for a status page without a scrape (the Function host's
+        /api/healthz, which has no /metrics)."""
+        return {event: int(self.registry.get_sample_value("plmon_schedule_lease_changes_total", {"event": event})
+                           or 0) for event in LEASE_EVENTS}
 
     def serving(self, collection: str) -> None:
         """``plmon_inventory_collection_info``: one series, the collection served now (the old one is dropped)."""

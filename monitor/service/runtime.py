@@ -416,6 +416,8 @@ class Runtime:
         for thread in self._shard_threads:   # a shard being read ends with its read (bounded by shard_timeout)
             if thread.is_alive():
                 thread.join(timeout=flush_timeout)
+        if self.driver is not None:   # a collection's pass in progress here ends (another holder continues it)
+            self.driver.close()
         if self.watcher is not None:
             self.watcher.stop()
         if self.keeper is not None:

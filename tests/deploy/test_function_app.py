@@ -3,9 +3,11 @@ the daemon's scenario with two instances sharing one Table store on Azurite."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -262,9 +264,15 @@ def test_the_shard_trigger_is_declared_on_the_shard_queue_and_host_json_keeps_th
 @pytest.fixture
 def fan_out_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FunctionHost]:
     """A Function instance as the deployed app builds it (fan-out on), on its own Azurite prefix."""
+    with _fan_out_host(tmp_path, monkeypatch) as h:
+        yield h
+
+
+@contextlib.contextmanager
+def _fan_out_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **scale: Any) -> Iterator[FunctionHost]:
     cfg = {"state": {"url": f"azuretables:///{azurite.unique_prefix()}?connection_string_env=PLMON_TEST_AZURITE"},
            "schedule": {"full_collection": "1h"},
-           "scale": {"lease_duration": "15s", "lease_renew": "1s", "shard_max_attempts": 2}}
+           "scale": {"lease_duration": "15s", "lease_renew": "1s", "shard_max_attempts": 2, **scale}}
     (tmp_path / "plmon.yaml").write_text(yaml.safe_dump(cfg))
     monkeypatch.setenv("PLMON_CONFIG", str(tmp_path / "plmon.yaml"))
     monkeypatch.setenv("PLMON_FROM", str(tenant(tmp_path / "t")))
@@ -277,6 +285,8 @@ def fan_out_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fu
         yield h
     finally:
         reset_host(None)
+        if h._fanout is not None:   # a collection left open leaves a pass waiting: no thread outlives the test
+            h._fanout.close()
         assert h.daemon.scale is not None
         h.daemon.scale.close()
         h.daemon.intake.close()
@@ -340,3 +350,73 @@ def test_a_shard_delivered_past_its_attempts_is_a_gap_and_never_raises(
     assert row.state == "published" and row.gaps == 1
     ok, detail = h.health()
     assert ok and detail["collection"]["shards"]["failed"] == 1
+
+
+def test_a_stuck_collection_is_expired_by_its_deadline_message_once(
+        functions: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The timer's collection leaves a deadline message, invisible until scale.collection_deadline; its shards are
+    taken by takers that die. Handed to the shard trigger, that message expires the collection (every unfinished
+    shard a ShardExpired gap) and it publishes; delivered again, it finds the collection finished and does nothing."""
+    with _fan_out_host(tmp_path, monkeypatch, collection_deadline="3s") as h:
+        scale = h.daemon.scale
+        assert scale is not None
+        functions["full_collection"].get_user_function()(None)
+        stuck = scale.shards.receive(timedelta(minutes=10), max_messages=32)   # their takers die: never finished
+        assert stuck and all(m.body["type"] == "shard" for m in stuck)          # the deadline's is not visible yet
+        assert [r.state for r in scale.book.collections()] == ["stage1"]
+        deadline = None
+        for _ in range(300):                                   # Azurite shows it once its visibility has passed
+            got = scale.shards.receive(timedelta(seconds=30))
+            if got:
+                deadline = got[0]
+                break
+            time.sleep(0.1)
+        assert deadline is not None and deadline.body["type"] == "deadline"
+        trigger = functions["collection_shard"].get_user_function()
+        trigger(queue_binding.QueueMessage(id=deadline.id, body=json.dumps(dict(deadline.body)).encode(),
+                                           dequeue_count=1, pop_receipt=deadline.pop_receipt))
+        row = scale.book.collections()[0]
+        shards = [s for s in scale.book.shards(row.collection) if s.stage == 1]
+        assert row.state == "published" and row.gaps == len(shards) == len(stuck)
+        assert all(s.state == "failed" and s.error.startswith("ShardExpired") for s in shards)
+        assert h.daemon.snapshot is not None
+        assert {g.code for g in h.daemon.snapshot.coverage.gaps if g.code.startswith("Shard")} == {"ShardExpired"}
+        assert not scale.lease.held
+        again = h.shard(json.dumps(dict(deadline.body)).encode())
+        assert again.shard == "duplicate" and not again.published
+        assert scale.book.collections()[0] == row                                # nothing moved
+        assert h.daemon.metrics.collections.labels("ok")._value.get() == 1.0
+
+
+def test_the_function_host_counts_lease_changes_as_serve_does(
+        functions: dict[str, Any], fan_out_host: FunctionHost) -> None:
+    """plmon_schedule_lease_changes_total{event}: the timer and a shard trigger's drive step each acquire and release
+    the schedule lease, counted as plmon serve counts them and shown in /api/healthz's schedule."""
+    h = fan_out_host
+    functions["full_collection"].get_user_function()(None)
+    _feed_shards(functions, h)
+    ok, detail = h.health()
+    assert ok
+    changes = detail["schedule"]["lease_changes"]
+    assert changes["acquired"] == changes["released"] >= 2 and changes["lost"] == 0
+    text = h.daemon.metrics.render().decode()
+    assert f'plmon_schedule_lease_changes_total{{event="acquired"}} {float(changes["acquired"])}' in text
+    assert "plmon_schedule_leader 0.0" in text
+
+
+def test_a_deadline_message_while_another_process_holds_the_lease_comes_back_later(
+        fan_out_host: FunctionHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schedule lease is held elsewhere when the deadline message comes: nothing is expired here, and the message
+    is queued again (invisible for a lease duration) rather than dropped or raised into the host's poison count."""
+    h = fan_out_host
+    scale = h.daemon.scale
+    assert scale is not None
+    h.timer()
+    row = scale.book.collections()[0]
+    queued = scale.shards.approximate_count()
+    monkeypatch.setattr(scale.lease, "try_acquire", lambda: False)
+    report = h.shard(json.dumps({"v": 1, "type": "deadline", "collection": row.collection}).encode())
+    assert report.shard == "deferred" and not report.published
+    assert scale.book.collections()[0] == row and scale.shards.approximate_count() == queued + 1
+    visible = scale.shards.receive(timedelta(seconds=30), max_messages=32)
+    assert visible and all(m.body["type"] == "shard" for m in visible)     # the new one is not visible yet

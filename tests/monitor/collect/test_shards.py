@@ -5,6 +5,7 @@ id per budget key, each through ``run_shard``, loaded through ``SegmentReader`` 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,75 @@ def test_stage1_is_one_shard_per_subscription_and_stage2_one_per_budget_key() ->
     assert [(s.name, [r.path for r in s.reads]) for s in two] == [("s2-a", ["p1", "p3"]), ("s2-tenant", ["p2"])]
     assert two[1].scopes == ("/p2",)
     assert ShardSpec.from_work("s2-a", 2, "a", json.loads(json.dumps(two[0].work()))) == two[0]
+
+
+def _stage_segments(folder: Path, failing: str | None) -> tuple[Any, list[tuple[str, bytes]],
+                                                                list[scaleout.FailedShard]]:
+    """Stage 0 and every stage-1 shard of ``folder`` read as the fan-out reads them (``failing`` never completes)."""
+    tenant = RecordedTenant(folder)
+    s0 = read_stage0(tenant, manifest=tenant.manifest)
+    s1: list[tuple[str, bytes]] = []
+    failed: list[scaleout.FailedShard] = []
+    for spec in stage1_specs(s0.sub_ids):
+        if spec.name == failing:
+            failed.append(scaleout.FailedShard(spec.name, spec.scopes, "ShardFailed", "never completed"))
+        else:
+            s1.append((f"{spec.name}-a1.z", run_shard(tenant, spec, workers=4).segment))
+    return s0, s1, failed
+
+
+@pytest.mark.parametrize(("name", "fail_one"), [*((n, False) for n in FOLDERS), ("synth", False), ("synth", True)])
+def test_one_pass_over_segments_as_they_land_plans_stage_2_and_scans_byte_identical(
+        name: str, fail_one: bool, synth_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_staged over a GrowingSegmentReader fed shard by shard from another thread: it parses the stage-1
+    segments that landed while it waits for the last one, plans exactly plan_stage2's reads, and its inventory scans
+    byte-identical to collect() over the complete segments (a failed shard's gaps included)."""
+    from plmon.monitor import scan as scan_module
+    from plmon.monitor.collect.segments import GrowingSegmentReader
+    from plmon.monitor.collect.shards import build_staged
+
+    folder = _folder(name, synth_folder)
+    failing = None
+    if fail_one:
+        failing = stage1_specs(read_stage0(RecordedTenant(folder)).sub_ids)[-1].name
+    s0, s1, failed = _stage_segments(folder, failing)
+    tenant = RecordedTenant(folder)
+    want_plan = plan_stage2(SegmentReader([("s0-a1.z", s0.segment), *s1], failed=failed), manifest=tenant.manifest)
+    s2 = [(f"{spec.name}-a1.z", run_shard(tenant, spec, workers=4).segment) for spec in stage2_specs(want_plan)]
+    want, want_reads = _scan(SegmentReader([("s0-a1.z", s0.segment), *s1, *s2], failed=failed), tenant.manifest)
+
+    reader = GrowingSegmentReader(collection="c-test")
+    reader.add("s0-a1.z", s0.segment)
+    plans: list[list[Read]] = []
+    read_before_last: list[int] = []
+
+    last = {e[0] for e in Segment("last", s1[-1][1]).entries} if s1 else set()
+
+    def feed() -> None:
+        for seg in s1[:-1]:
+            reader.add(*seg)
+        while last and reader.waiting not in last:   # the pass waits for a path of the shard still out
+            threading.Event().wait(0.01)
+        read_before_last.append(reader.reads)
+        if s1:
+            reader.add(*s1[-1])
+        reader.fail(failed)
+        reader.seal(1)
+        while not plans:
+            threading.Event().wait(0.01)
+        for seg in s2:
+            reader.add(*seg)
+        reader.seal(2)
+
+    def staged(_reader: Any, **kwargs: Any) -> Any:
+        return build_staged(reader, manifest=kwargs["manifest"], subscriptions=kwargs["subscriptions"],
+                            on_plan=lambda reads: (plans.append(reads), reader.advance(2)))
+
+    monkeypatch.setattr(scan_module, "collect", staged)
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    got, reads = _scan(reader, tenant.manifest)
+    feeder.join(30)
+    assert got == want and reads == want_reads
+    assert plans == [want_plan]
+    assert read_before_last and (read_before_last[0] > s0.reads or len(s1) <= 1)   # parsed before the last landed

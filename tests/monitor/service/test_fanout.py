@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sharedkit import ENV_VAR, daemons_on_one_prefix, scale_of
@@ -68,12 +68,24 @@ def build(tenant: Path) -> Iterator[Callable[..., Daemon]]:
 class Parts:
     """One daemon's fan-out parts, as its runtime builds them, with the injected schedule clock."""
 
+    made: ClassVar[list[Parts]] = []
+
     def __init__(self, daemon: Daemon, clock: Callable[[], datetime] = lambda: NOW) -> None:
         self.daemon = daemon
         scale = _scale(daemon)
         self.driver = CollectionDriver(daemon, scale, clock=clock)
+        Parts.made.append(self)
         self.worker = ShardWorker(daemon, scale, clock=clock)
         self.schedule = SharedSchedule(daemon, scale, clock=clock, fanout=self.driver)
+
+
+@pytest.fixture(autouse=True)
+def _stop_passes() -> Iterator[None]:
+    """A collection a test leaves open leaves its holder's pass waiting: given up, so no thread outlives the test (a
+    later test in this process may need it to have one thread)."""
+    yield
+    while Parts.made:
+        Parts.made.pop().driver.close()
 
 
 def _until_published(parts: list[Parts], holder: Parts, cid: str, *, seconds: float = PATIENCE) -> list[list[str]]:
@@ -286,3 +298,71 @@ def test_readyz_collection_status_reads_the_book_at_most_once_per_ttl() -> None:
     assert status() is None and status() is None and CountingBook.calls == 1
     now[0] += 2.0
     assert status() is None and CountingBook.calls == 2
+
+
+def test_the_holder_decodes_each_segment_once_as_its_shard_lands(build: Callable[..., Daemon],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder's one pass (fanout.FanIn) plans stage 2 and builds the inventory: every segment of the collection is
+    decoded once in the holder (its header, and each chunk), where it used to be decoded to plan stage 2 and again to
+    build; the findings are a single process's, and the fan-in times are in /metrics."""
+    from plmon.monitor.collect import segments
+
+    headers: dict[str, int] = {}
+    chunks: dict[tuple[str, int], int] = {}
+    init, chunk = segments.Segment.__init__, segments.Segment.chunk
+
+    def counted_init(self: segments.Segment, name: str, data: bytes) -> None:
+        headers[name] = headers.get(name, 0) + 1
+        init(self, name, data)
+
+    def counted_chunk(self: segments.Segment, i: int) -> bytes:
+        chunks[(self.name, i)] = chunks.get((self.name, i), 0) + 1
+        return chunk(self, i)
+
+    monkeypatch.setattr(segments.Segment, "__init__", counted_init)
+    monkeypatch.setattr(segments.Segment, "chunk", counted_chunk)
+    d = build("a")
+    assert _scale(d).lease.try_acquire()
+    p = Parts(d)
+    assert p.schedule.collect_if_due()
+    _, cid = tick_collection(NOW, d.config.schedule.full_collection)
+    _until_published([p], p, cid)
+    names = {s.segment for s in _scale(d).book.shards(cid)}
+    assert any(n.startswith("s1-") for n in names) and any(n.startswith("s2-") for n in names)
+    assert {n: headers.get(n, 0) for n in names} == dict.fromkeys(names, 1)
+    ours = {k: v for k, v in chunks.items() if k[0] in names}
+    assert ours and set(ours.values()) == {1}
+    single = build("single", other_prefix=True)
+    single.full_collection()
+    assert _findings(d) == _findings(single)
+    text = d.metrics.render().decode()
+    assert 'plmon_shards_fanin_seconds_count{part="plan"} 1.0' in text
+    assert 'plmon_shards_fanin_seconds_count{part="build"} 1.0' in text
+
+
+def test_a_deadline_message_taken_by_a_serve_replica_wakes_its_drive_step(build: Callable[..., Daemon]) -> None:
+    """A Function app's deadline message on a queue plmon serve replicas share: the replica deletes it and wakes its
+    holder's drive step (which expires a collection past its deadline by itself), never reads it as a bad shard."""
+    from plmon.monitor.service.fanout import deadline_message
+
+    d = build("a")
+    woken: list[str] = []
+    worker = ShardWorker(d, _scale(d), clock=lambda: NOW, on_done=woken.append)
+    _scale(d).shards.send(deadline_message("t-1"))
+    assert worker.run_one() == "deadline" and woken == ["t-1"]
+    assert worker.run_one() is None                                          # deleted
+
+
+def test_a_pass_given_up_answers_its_waiting_read_and_ends() -> None:
+    """A holder's pass waiting for a shard that will never land here (the collection ended elsewhere, or the lease was
+    lost) ends once closed, rather than holding its thread and segments."""
+    from plmon.monitor.service.fanout import FanIn
+
+    fanin = FanIn("c-x", manifest={}, subscriptions=None, typed=False)
+    deadline = time.monotonic() + PATIENCE
+    while fanin.reader.waiting is None:                    # no stage-0 segment: it waits for the tenant's list
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not fanin.built.is_set()
+    fanin.close()
+    assert fanin.built.wait(PATIENCE) and fanin.error is None
