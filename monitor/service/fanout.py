@@ -422,6 +422,9 @@ class CollectionDriver:
         # A driver dropped (a stopped runtime, a recycled instance) gives its passes up: none waits on for shards.
         weakref.finalize(self, _close_all, self._fanins)
         self._stage0_subs: dict[str, list[str]] = {}   # what this holder's own stage 0 listed, by collection row
+        # Whether the last step left a collection open: its shards are being read, most of them by other replicas,
+        # whose completions the holder learns only by stepping (the runtime then steps more often).
+        self.busy = False
 
     def start(self, row: CollectionRow) -> None:
         """A collection row this holder just created: count it and take its first steps (stage 0, stage 1). Raises
@@ -478,11 +481,14 @@ class CollectionDriver:
             if collection is None:   # a pass whose collection ended elsewhere (published, abandoned) is given up
                 for cid in set(self._fanins) - {r.collection for r in rows if r is not None}:
                     self._fanins.pop(cid).close()
+                self.busy = False
             for row in rows:
                 if row is None or row.state not in OPEN:
                     continue
                 try:
-                    published = self._advance(row) or published
+                    advanced = self._advance(row)
+                    published = advanced or published
+                    self.busy = self.busy or not advanced
                 except CasConflict as err:
                     log.info("fanout_step_lost_a_race", collection=row.collection, error=str(err))
                 except Exception as err:

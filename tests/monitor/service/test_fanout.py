@@ -102,9 +102,13 @@ def _until_published(parts: list[Parts], holder: Parts, cid: str, *, seconds: fl
             if outcome is not None:
                 taken[i].append(outcome)
                 idle = False
-        holder.driver.step()
+        published = holder.driver.step()
+        # busy (the runtime steps four times a second) exactly while the collection stays open after the step
+        assert holder.driver.busy is not published
         if idle:
             time.sleep(0.1)
+    holder.driver.step()
+    assert not holder.driver.busy   # nothing open: back to a step a second
     return taken
 
 
