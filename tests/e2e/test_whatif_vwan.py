@@ -224,3 +224,27 @@ def test_f_deleted_hub_connection(tmp_path: Path, capsys: pytest.CaptureFixture[
                                                              "conn-branch-apps"), api_version=API))
     result = judge(DEMO, after, doc, tmp_path, capsys)
     assert "vwan.endpoint-subnet-policy-bypass" in cgs(result["resolved"])
+
+
+def test_e_hub_firewall_moved_to_a_new_always_snat_policy(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """(e) The other way to switch SNAT to always: a new policy created and the hub firewall pointed at it, its
+    predicted payload without the private IP ARM allocated (kept, as ARM keeps it): the SNAT finding is resolved and
+    nothing else moves."""
+    after = copy_of(DEMO, tmp_path / "after")
+    old = item(read(DEMO, POLICIES), "afwp-vhub-weu")
+    policy = copy.deepcopy(old)
+    policy.update(id=old["id"].replace("afwp-vhub-weu", "afwp-vhub-weu-snat"), name="afwp-vhub-weu-snat")
+    policy["properties"]["snat"] = {"privateRanges": ["255.255.255.255/32"]}
+    fws = f"{S1}/providers/Microsoft.Network/azureFirewalls"
+    fw = item(read(DEMO, fws), "fw-vhub-weu")
+    moved = copy.deepcopy(fw)
+    moved["properties"]["firewallPolicy"] = {"id": policy["id"]}
+    edit(after, POLICIES, lambda b: b["value"].append(policy))
+    edit(after, fws, lambda b: b.update(value=[moved if i["name"] == fw["name"] else i for i in b["value"]]))
+    predicted = copy.deepcopy(moved)
+    del predicted["properties"]["hubIPAddresses"]["privateIPAddress"]
+    doc = cli_document(change(policy["id"], "Create", after=policy, api_version="2024-05-01"),
+                       change(fw["id"], "Modify", before=fw, after=predicted, api_version="2024-05-01"))
+    result = judge(DEMO, after, doc, tmp_path, capsys)
+    assert keys(result["resolved"]) == {("route.nva-missing-snat", FW_WEU.lower())} and not result["introduced"]
