@@ -248,3 +248,42 @@ def test_e_hub_firewall_moved_to_a_new_always_snat_policy(tmp_path: Path,
                        change(fw["id"], "Modify", before=fw, after=predicted, api_version="2024-05-01"))
     result = judge(DEMO, after, doc, tmp_path, capsys)
     assert keys(result["resolved"]) == {("route.nva-missing-snat", FW_WEU.lower())} and not result["introduced"]
+
+
+def test_new_secured_hub_with_its_children_and_a_connection(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A whole secured hub deployed at once (hub, AZFW_Hub firewall, routing intent, default route table, a
+    connection of vnet-app): the lists below a hub that does not exist yet read as ARM will answer them, so the hub is
+    judged as the scan of the tenant holding it judges it."""
+    after = copy_of(DEMO, tmp_path / "after")
+    hub_id, fw_id = f"{VWAN}/virtualHubs/vhub-new", f"{VWAN}/azureFirewalls/fw-vhub-new"
+    hub = {"id": hub_id, "name": "vhub-new", "type": "Microsoft.Network/virtualHubs", "location": "westeurope",
+           "properties": {"virtualWan": {"id": f"{VWAN}/virtualWans/vwan-contoso"}, "addressPrefix": "10.102.0.0/23",
+                          "sku": "Standard"}}
+    fw = {"id": fw_id, "name": "fw-vhub-new", "type": "Microsoft.Network/azureFirewalls", "location": "westeurope",
+          "properties": {"sku": {"name": "AZFW_Hub", "tier": "Standard"}, "virtualHub": {"id": hub_id},
+                         "firewallPolicy": {"id": f"{VWAN}/firewallPolicies/afwp-vhub-weu"},
+                         "hubIPAddresses": {"publicIPs": {"count": 1}}, "additionalProperties": {}}}
+    intent = {"id": f"{hub_id}/routingIntent/intent", "name": "intent",
+              "type": "Microsoft.Network/virtualHubs/routingIntent",
+              "properties": {"routingPolicies": [{"name": "PrivateTrafficPolicy", "destinations": ["PrivateTraffic"],
+                                                  "nextHop": fw_id}]}}
+    table = {"id": f"{hub_id}/hubRouteTables/defaultRouteTable", "name": "defaultRouteTable",
+             "type": "Microsoft.Network/virtualHubs/hubRouteTables",
+             "properties": {"labels": ["default"], "routes": [{"name": "private_traffic", "destinationType": "CIDR",
+                                                               "destinations": ["100.64.0.0/10"],
+                                                               "nextHopType": "ResourceId", "nextHop": fw_id}]}}
+    conn = {"id": f"{hub_id}/hubVirtualNetworkConnections/conn-app", "name": "conn-app",
+            "type": "Microsoft.Network/virtualHubs/hubVirtualNetworkConnections",
+            "properties": {"remoteVirtualNetwork": {"id": APP_VNET}, "enableInternetSecurity": False}}
+    edit(after, f"{S1}/providers/Microsoft.Network/virtualHubs", lambda b: b["value"].append(hub))
+    edit(after, f"{S1}/providers/Microsoft.Network/azureFirewalls", lambda b: b["value"].append(fw))
+    for child, body in (("routingIntent", intent), ("hubRouteTables", table),
+                        ("hubVirtualNetworkConnections", conn)):
+        (after / "arm" / f"{hub_id.strip('/')}").mkdir(parents=True, exist_ok=True)
+        (after / "arm" / f"{hub_id.strip('/')}/{child}.json").write_text(json.dumps({"value": [body]}))
+    doc = cli_document(*(change(i["id"], "Create", after=i, api_version=API) for i in (hub, fw, intent, table, conn)))
+    result = judge(DEMO, after, doc, tmp_path, capsys)
+    assert ("route.nva-missing-snat", fw_id.lower()) in keys(result["introduced"])
+    assert ("vwan.endpoint-subnet-policy-bypass", f"{APP_VNET}/subnets/snet-pe".lower()) in keys(
+        result["introduced"])
