@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from whatifkit import DEMO, S2, change, cli_document, run_main, write
+
+from plmon.monitor.replay.server import ReplayServer
 
 S1 = "/subscriptions/aaaaaaaa-0000-4000-8000-000000000001"
 VWAN = f"{S1}/resourceGroups/rg-vwan/providers/Microsoft.Network"
@@ -287,3 +291,32 @@ def test_new_secured_hub_with_its_children_and_a_connection(tmp_path: Path,
     assert ("route.nva-missing-snat", fw_id.lower()) in keys(result["introduced"])
     assert ("vwan.endpoint-subnet-policy-bypass", f"{APP_VNET}/subnets/snet-pe".lower()) in keys(
         result["introduced"])
+
+
+def test_live_hub_changes_through_the_replay_server_equal_offline(tmp_path: Path) -> None:
+    """Through the real SDK clients against the replay server, hub child changes (a connection created on one hub
+    and deleted on the other, a routing intent changed) give the document --from gives, and are all applied."""
+    conn_id = f"{NEU}/hubVirtualNetworkConnections/conn-app"
+    conn = {"id": conn_id, "name": "conn-app", "properties": {"remoteVirtualNetwork": {"id": APP_VNET}}}
+    old = item(read(DEMO, f"{NEU}/routingIntent"), "intent")
+    new = copy.deepcopy(old)
+    new["properties"]["routingPolicies"][0]["destinations"] = ["PrivateTraffic", "Internet"]
+    doc = cli_document(change(conn_id, "Create", after=conn, api_version=API),
+                       change(f"{WEU}/hubVirtualNetworkConnections/conn-branch-apps", "Delete", api_version=API),
+                       change(old["id"], "Modify", before=old, after=new, api_version=API))
+    path = str(write(tmp_path, doc))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLMON_")}
+    env.update({"PLMON_ARM_TOKEN": "demo", "PLMON_ARM_RETRY_BACKOFF": "0.01", "PLMON_LOG_LEVEL": "warning"})
+    plmon = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "plmon")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([plmon, "what-if", "--what-if", path, "--format", "json", *args], capture_output=True,
+                              text=True, env=env, timeout=120)
+    offline = run("--from", str(DEMO))
+    with ReplayServer(DEMO, page_size=2) as server:
+        live = run("--arm-endpoint", server.base_url, "--ca-bundle", server.ca_bundle)
+    assert offline.returncode == live.returncode, live.stderr
+    result = json.loads(offline.stdout)
+    assert json.loads(live.stdout) == result and result["changes"]["applied"] == 3
+    assert ("vwan.endpoint-subnet-policy-bypass", f"{APP_VNET}/subnets/snet-pe".lower()) in keys(result["introduced"])
+    assert ("vwan.endpoint-subnet-policy-bypass", f"{BRANCH}/subnets/snet-pe".lower()) in keys(result["resolved"])
