@@ -5,7 +5,8 @@ every answer), builds the "before" snapshot from those answers, then walks the s
 :class:`WhatIfReader`, which answers each GET as ARM would once the deployment ran: the ``after`` payload of every
 Create, Modify and Deploy in place of (or beside) the current item, Delete targets gone, child resources (subnets,
 routes, security rules, peerings, provider-side endpoint connections) merged into their parent's array and the child
-lists the plan reads (zone groups, network links, CNAME sets) answered with the change in them. Whatever the second
+lists the plan reads (zone groups, network links, CNAME sets, a Virtual WAN hub's connections, routing intent and route
+tables) answered with the change in them. Whatever the second
 walk needs that the first did not read (the target of a new private endpoint, a new NIC) is read by id from the source
 itself. So both states go through the one builder and the same checks, and no raw JSON outlives the collection.
 
