@@ -3,10 +3,11 @@ it) written by hand as the deployment would leave it and scanned with ``plmon sc
 must be exactly the difference of the two scans (by check id and subject), and every change must be applied.
 
 Child payloads follow azure-rest-api-specs ``Microsoft.Network/stable/2024-07-01/virtualWan.json`` and its examples
-(HubRouteTablePut/Get for ``hubRouteTables``, RoutingIntentPut/Get for ``routingIntent``,
-HubVirtualNetworkConnectionPut/Get for ``hubVirtualNetworkConnections``; FirewallPolicyPut for the policy's ``snat``),
-written here by hand in the shape ``az deployment group what-if --result-format FullResourcePayloads
---no-pretty-print`` prints (tests/kit/whatifkit.py); no example file is copied.
+as checks-vwan.md trims them (HubRouteTableGet for ``hubRouteTables``, RoutingIntentGet for ``routingIntent``,
+HubVirtualNetworkConnectionGet for ``hubVirtualNetworkConnections``, VirtualHubGet, AzureFirewallPutInHub; the
+policy's ``snat.privateRanges`` from ``firewallPolicy.json``), written here by hand in the shape
+``az deployment group what-if --result-format FullResourcePayloads --no-pretty-print`` prints
+(tests/kit/whatifkit.py); no example file is copied.
 """
 
 from __future__ import annotations
