@@ -321,3 +321,24 @@ def test_live_hub_changes_through_the_replay_server_equal_offline(tmp_path: Path
     assert json.loads(live.stdout) == result and result["changes"]["applied"] == 3
     assert ("vwan.endpoint-subnet-policy-bypass", f"{APP_VNET}/subnets/snet-pe".lower()) in keys(result["introduced"])
     assert ("vwan.endpoint-subnet-policy-bypass", f"{BRANCH}/subnets/snet-pe".lower()) in keys(result["resolved"])
+
+
+def test_connection_moved_to_a_custom_route_table_makes_the_hub_unknown(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A custom hub route table created and the branch connection associated with it (a Modify of a listed
+    connection): the hub's routing is custom, so vwan.routing-unknown is introduced in place of what the vwan rules
+    judged, as the scan of the changed tenant finds."""
+    after = copy_of(DEMO, tmp_path / "after")
+    conns = f"{WEU}/hubVirtualNetworkConnections"
+    old = item(read(DEMO, conns), "conn-branch-apps")
+    table_id = f"{WEU}/hubRouteTables/rt-branch"
+    table = {"id": table_id, "name": "rt-branch", "type": "Microsoft.Network/virtualHubs/hubRouteTables",
+             "properties": {"labels": ["branch"], "routes": []}}
+    new = copy.deepcopy(old)
+    new["properties"]["routingConfiguration"]["associatedRouteTable"] = {"id": table_id}
+    edit(after, conns, lambda b: b.update(value=[new]))
+    edit(after, f"{WEU}/hubRouteTables", lambda b: b["value"].append(table))
+    doc = cli_document(change(table_id, "Create", after=table, api_version=API),
+                       change(old["id"], "Modify", before=old, after=new, api_version=API))
+    result = judge(DEMO, after, doc, tmp_path, capsys)
+    assert ("vwan.routing-unknown", WEU.lower()) in keys(result["introduced"])
