@@ -5,7 +5,8 @@ every answer), builds the "before" snapshot from those answers, then walks the s
 :class:`WhatIfReader`, which answers each GET as ARM would once the deployment ran: the ``after`` payload of every
 Create, Modify and Deploy in place of (or beside) the current item, Delete targets gone, child resources (subnets,
 routes, security rules, peerings, provider-side endpoint connections) merged into their parent's array and the child
-lists the plan reads (zone groups, network links, CNAME sets) answered with the change in them. Whatever the second
+lists the plan reads (zone groups, network links, CNAME sets, a Virtual WAN hub's connections, routing intent and route
+tables) answered with the change in them. Whatever the second
 walk needs that the first did not read (the target of a new private endpoint, a new NIC) is read by id from the source
 itself. So both states go through the one builder and the same checks, and no raw JSON outlives the collection.
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plmon.monitor.collect.builder import HUB_CHILDREN
 from plmon.monitor.collect.plan import ArmReader, ReadError
 from plmon.monitor.errors import InputError
 from plmon.monitor.model.kinds import kind_of
@@ -38,8 +40,10 @@ IGNORED = ("NoChange", "Ignore")                       # listed, nothing to appl
 _KNOWN = (*APPLIED, *IGNORED, "Unsupported")
 _PUT = ("Create", "Modify", "Deploy")
 
-# The child lists the collection plan reads below a resource: a change to one of these is answered in that list.
-_CHILD_LISTS = frozenset(("privatednszonegroups", "virtualnetworklinks", "cname"))
+# The child lists the collection plan reads below a resource: a change to one of these is answered in that list (and
+# only there: a Virtual WAN hub's connections, routing intent and route tables are separate lists below the hub, never
+# inline in its payload, so the hub's own answer neither carries nor counts them as applied).
+_CHILD_LISTS = frozenset(("privatednszonegroups", "virtualnetworklinks", "cname", *(c.lower() for c in HUB_CHILDREN)))
 # Child types ARM returns inline in an array of the parent's properties under the same name, so a change to one is
 # merged there (a PUT of a subnet changes what a GET of its virtual network answers).
 _INLINE = frozenset(("subnets", "virtualnetworkpeerings", "routes", "securityrules", "privateendpointconnections",
@@ -55,6 +59,14 @@ _READ_ONLY: dict[str, tuple[str, ...]] = {
     "microsoft.network/networksecuritygroups": ("subnets", "networkInterfaces", "defaultSecurityRules"),
     "microsoft.network/privatelinkservices": ("networkInterfaces", "alias", "privateEndpointConnections"),
     "microsoft.network/virtualnetworks": (),
+    # Set by the platform, not by the hub's template: the firewall deployed into the hub links itself here.
+    "microsoft.network/virtualhubs": ("virtualRouterIps", "routingState", "azureFirewall"),
+    "hubroutetables": ("associatedConnections", "propagatingConnections"),
+}
+# Read-only properties nested one level down (object, property): a hub firewall's private IP is allocated by ARM in
+# hubIPAddresses, beside the public IP count the template sets (AzureFirewallPutInHub).
+_NESTED_READ_ONLY: dict[str, tuple[tuple[str, str], ...]] = {
+    "microsoft.network/azurefirewalls": (("hubIPAddresses", "privateIPAddress"),),
 }
 _ALWAYS_READ_ONLY = ("provisioningState", "resourceGuid")
 _SUB_LIST = re.compile(r"^subscriptions/([^/]+)/providers/([^/]+/[^/]+)$")
@@ -506,6 +518,10 @@ def _keep_read_only(after: dict[str, Any], current: dict[str, Any], type_key: st
     for name in (*_ALWAYS_READ_ONLY, *_READ_ONLY.get(type_key, ())):
         if name not in props and name in was:
             props[name] = copy.deepcopy(was[name])
+    for outer, name in _NESTED_READ_ONLY.get(type_key, ()):
+        old, new = was.get(outer), props.get(outer)
+        if isinstance(old, dict) and name in old and (new is None or (isinstance(new, dict) and name not in new)):
+            props[outer] = {**(new or {}), name: copy.deepcopy(old[name])}
     if type_key == "microsoft.network/virtualnetworks":   # inline subnets keep theirs, by name
         old = {str(s.get("name") or "").lower(): s for s in was.get("subnets") or () if isinstance(s, dict)}
         for s in props.get("subnets") or ():

@@ -178,3 +178,77 @@ def test_lists_below_a_created_resource_read_empty_where_live_arm_says_404() -> 
     assert reader.get(lists, kind="privateLinkAssociations") == {"value": []}
     with pytest.raises(ReadError):
         reader.get(lists.replace("new-mg", "other-mg"), kind="privateLinkAssociations")
+
+
+HUB = f"{NET}/virtualHubs/hub1"
+HUBS = f"subscriptions/{SUB}/providers/Microsoft.Network/virtualHubs"
+FW = f"{NET}/azureFirewalls/fw1"
+FWS = f"subscriptions/{SUB}/providers/Microsoft.Network/azureFirewalls"
+CONNS = f"{HUB}/hubVirtualNetworkConnections"
+
+
+def hub_list() -> dict[str, Any]:
+    return {"value": [{"id": HUB, "name": "hub1", "type": "Microsoft.Network/virtualHubs",
+                       "properties": {"addressPrefix": "10.100.0.0/23", "virtualRouterIps": ["10.100.0.68"],
+                                      "azureFirewall": {"id": FW}}}]}
+
+
+def test_hub_children_are_answered_in_the_lists_below_the_hub() -> None:
+    """A created hub connection is listed under its hub, a deleted one is gone, a modified routing intent replaces
+    the current one: the child lists the plan reads below a hub answer as ARM would after the deployment."""
+    conn = {"id": f"{CONNS}/c1", "name": "c1", "properties": {"remoteVirtualNetwork": {"id": VNET}}}
+    intent = f"{HUB}/routingIntent/intent"
+    reader = overlay({HUBS: hub_list(), CONNS: {"value": [{"id": f"{CONNS}/old", "name": "old", "properties": {}}]},
+                      f"{HUB}/routingIntent": {"value": [{"id": intent, "name": "intent", "properties": {
+                          "routingPolicies": [{"name": "p", "destinations": ["PrivateTraffic"], "nextHop": FW}]}}]}},
+                     change(f"{CONNS}/c1", "Create", after=conn), change(f"{CONNS}/old", "Delete"),
+                     change(intent, "Modify", after={"id": intent, "name": "intent",
+                                                     "properties": {"routingPolicies": []}}))
+    assert reader.get(HUBS, kind="virtualHubs") == hub_list()   # the hub itself holds no inline copy of them
+    [listed] = reader.get(CONNS, kind="hubVirtualNetworkConnections")["value"]
+    assert listed["id"] == f"{CONNS}/c1"
+    assert listed["type"] == "Microsoft.Network/virtualHubs/hubVirtualNetworkConnections"
+    [changed] = reader.get(f"{HUB}/routingIntent", kind="routingIntent")["value"]
+    assert changed["properties"]["routingPolicies"] == [] and reader.unapplied() == []
+
+
+def test_hub_child_whose_list_was_not_read_is_unapplied() -> None:
+    """A hub connection created below a hub whose connection list could not be read is reported not applied, not
+    counted applied because the hub itself was read."""
+    class Denied(Dict):
+        def get(self, path: str, *, kind: str) -> Any:
+            if kind == "hubVirtualNetworkConnections":
+                raise ReadError(403, "AuthorizationFailed", path)
+            return super().get(path, kind=kind)
+    reader = WhatIfReader(Denied({HUBS: hub_list()}),
+                          parse_what_if(cli_document(change(f"{CONNS}/c1", "Create", after={"properties": {}}))))
+    reader.get(HUBS, kind="virtualHubs")
+    with pytest.raises(ReadError):
+        reader.get(CONNS, kind="hubVirtualNetworkConnections")
+    assert [c.resource_id for c in reader.unapplied()] == [f"{CONNS}/c1"]
+
+
+def test_hub_firewall_and_hub_keep_what_arm_computes_across_a_put() -> None:
+    """A hub firewall's private IP (hubIPAddresses.privateIPAddress), a hub's router IPs and firewall link, and a hub
+    route table's connection lists are computed by ARM: a predicted payload without them keeps the current ones."""
+    fw = {"id": FW, "name": "fw1", "properties": {"sku": {"name": "AZFW_Hub"}, "virtualHub": {"id": HUB},
+                                                  "hubIPAddresses": {"privateIPAddress": "10.100.0.132",
+                                                                     "publicIPs": {"count": 1}}}}
+    table = f"{HUB}/hubRouteTables/defaultRouteTable"
+    reader = overlay({FWS: {"value": [fw]}, HUBS: hub_list(),
+                      f"{HUB}/hubRouteTables": {"value": [{"id": table, "name": "defaultRouteTable", "properties": {
+                          "routes": [], "associatedConnections": [f"{CONNS}/c"]}}]}},
+                     change(FW, "Modify", after={"id": FW, "name": "fw1", "properties": {
+                         "sku": {"name": "AZFW_Hub"}, "virtualHub": {"id": HUB}, "hubIPAddresses": {
+                             "publicIPs": {"count": 2}}}}),
+                     change(HUB, "Modify", after={"id": HUB, "name": "hub1",
+                                                  "properties": {"addressPrefix": "10.100.0.0/23"}}),
+                     change(table, "Modify", after={"id": table, "name": "defaultRouteTable",
+                                                    "properties": {"routes": []}}))
+    [after_fw] = reader.get(FWS, kind="azureFirewalls")["value"]
+    assert after_fw["properties"]["hubIPAddresses"] == {"privateIPAddress": "10.100.0.132", "publicIPs": {"count": 2}}
+    [after_hub] = reader.get(HUBS, kind="virtualHubs")["value"]
+    assert after_hub["properties"]["azureFirewall"] == {"id": FW}
+    assert after_hub["properties"]["virtualRouterIps"] == ["10.100.0.68"]
+    [after_table] = reader.get(f"{HUB}/hubRouteTables", kind="hubRouteTables")["value"]
+    assert after_table["properties"]["associatedConnections"] == [f"{CONNS}/c"]
