@@ -16,22 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clikit import run_main
 from tenantkit import example, write_tenant
-from whatifkit import DEMO, NET, S2, change, cli_document, run_main, write
+from whatifkit import DEMO, NET, S2, change, cli_document, keys, scan, write
 
 ROUTES = f"{S2}/providers/Microsoft.Network/routeTables"
 VNETS = f"{S2}/providers/Microsoft.Network/virtualNetworks"
 SUBZ = "00000000-0000-0000-0000-000000000000"
 
 
-def keys(findings: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {(f["check_id"], f["resource_id"].lower()) for f in findings}
-
-
-def scan(folder: Path, capsys: pytest.CaptureFixture[str]) -> set[tuple[str, str]]:
-    rc, out, err = run_main(["scan", "--from", str(folder), "--format", "json"], capsys)
-    assert rc == 0, err
-    return keys(json.loads(out)["findings"])
 
 
 def what_if(folder: Path, doc: dict[str, Any], tmp_path: Path,

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from whatifkit import DEMO, S2, change, cli_document, run_main, write
+from clikit import run_main
+from whatifkit import DEMO, S2, change, cli_document, keys, scan, write
 
 from plmon.monitor.replay.server import ReplayServer
 
@@ -38,14 +39,6 @@ POLICIES = f"{S1}/providers/Microsoft.Network/firewallPolicies"
 API = "2024-07-01"
 
 
-def keys(findings: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {(f["check_id"], f["resource_id"].lower()) for f in findings}
-
-
-def scan(folder: Path, capsys: pytest.CaptureFixture[str]) -> set[tuple[str, str]]:
-    rc, out, err = run_main(["scan", "--from", str(folder), "--format", "json"], capsys)
-    assert rc == 0, err
-    return keys(json.loads(out)["findings"])
 
 
 def read(folder: Path, path: str) -> Any:

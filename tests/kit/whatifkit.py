@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from plmon.monitor.cli import main
+from clikit import run_main
 
 DEMO = Path(__file__).resolve().parents[2] / "monitor" / "demo_tenant"
 DEMO_ARM = DEMO / "arm"
@@ -65,20 +64,14 @@ def write(folder: Path, doc: Any, name: str = "what-if.json") -> Path:
     return path
 
 
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``plmon ARGS`` in this process: (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
+def keys(findings: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """A scan's or what-if's findings by identity (check id, subject), as the comparison keys them."""
+    return {(f["check_id"], f["resource_id"].lower()) for f in findings}
 
 
-def assert_one_line(rc: int, err: str, *needles: str) -> None:
-    """Exit 2, one stderr line starting 'plmon:' holding every needle, and no traceback text."""
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("plmon: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in err
+def scan(folder: Path, capsys: pytest.CaptureFixture[str]) -> set[tuple[str, str]]:
+    """``plmon scan --from FOLDER``'s findings by identity: the independent side of a what-if comparison."""
+    rc, out, err = run_main(["scan", "--from", str(folder), "--format", "json"], capsys)
+    assert rc == 0, err
+    return keys(json.loads(out)["findings"])
+

@@ -8,32 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from clikit import assert_one_line, run_main
 from tenantkit import SUB, endpoint, storage_account, sub_list, write_tenant
 
-from plmon.monitor.cli import main
 from plmon.monitor.replay.server import ReplayServer
 
 DEMO = Path(__file__).resolve().parents[3] / "monitor" / "demo_tenant"
 UNKNOWN_SUB = "aaaaaaaa-0000-4000-8000-000000000099"
 
 
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
 
 
-def assert_one_line(rc: int, err: str, *needles: str) -> str:
-    """Exit 2, one stderr line starting 'plmon:' holding every needle, and no traceback text."""
-    assert rc == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("plmon: "), lines[0]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture()

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from clikit import run_main
 from tenantkit import SUB, TENANT, endpoint, net, storage_account, sub_list, write_tenant
-
-from plmon.monitor.cli import main
 
 PLMON = str(Path(sys.executable).parent / "plmon")
 PLS_ID = f"{net()}/privateLinkServices/open"
@@ -75,11 +74,6 @@ def plmon(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PLMON, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
 
 
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
 
 
 def test_scan_json_matches_contract(tenant: Path, tmp_path: Path) -> None:

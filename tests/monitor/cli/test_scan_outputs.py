@@ -12,27 +12,16 @@ from typing import Any
 
 import jsonschema
 import pytest
+from clikit import assert_one_line, run_main
 from ocsfkit import class_schema
 from scopekit import SUB_DENIED, scope_tenant
 from tenantkit import SUB
 
-from plmon.monitor.cli import main
-
 DEMO = Path(__file__).resolve().parents[3] / "monitor" / "demo_tenant"
 
 
-def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
 
 
-def assert_one_line(rc: int, err: str, *needles: str) -> None:
-    """Exit 2 and one stderr line starting 'plmon:' with every needle; no traceback."""
-    lines = err.strip().splitlines()
-    assert rc == 2 and len(lines) == 1 and lines[0].startswith("plmon: "), err
-    assert all(n in lines[0] for n in needles) and "Traceback" not in err, lines[0]
 
 
 @pytest.fixture(scope="module")

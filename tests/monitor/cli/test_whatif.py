@@ -13,18 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from clikit import assert_one_line, run_main
 from whatifkit import (
     APP,
     DEMO,
     NET,
     S2,
-    assert_one_line,
     change,
     cli_document,
     demo_file,
     demo_item,
     rest_document,
-    run_main,
     write,
 )
 
