@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from plmon.monitor.collect.builder import HUB_CHILDREN
 from plmon.monitor.collect.inventory import Inventory
 from plmon.monitor.collect.plan import CNAMES, VNET_LINKS, ZONE_GROUPS, ArmReader, Collection, Read, ReadError, collect
 from plmon.monitor.collect.segments import TENANT_SHARD, RecordingTap, encode_segment
@@ -32,8 +33,9 @@ from plmon.monitor.model.snapshot import CoverageGap
 __all__ = ["ShardOutput", "ShardSpec", "Stage0", "build_staged", "plan_stage2", "read_stage0", "run_shard",
            "stage1_specs", "stage2_specs", "sub_ids_of"]
 
-# The child lists a stage-1 shard reads with its lists (Collection.lists(children=True)): never a stage-2 read.
-_CHILD_KINDS = frozenset({ZONE_GROUPS[0], VNET_LINKS[0], CNAMES[0]})
+# The child lists a stage-1 shard reads with its lists (Collection.lists(children=True)): never a stage-2 read. A
+# Virtual WAN hub's connections, routing intent and route tables are read below it, with its list, likewise.
+_CHILD_KINDS = frozenset({ZONE_GROUPS[0], VNET_LINKS[0], CNAMES[0], *HUB_CHILDREN})
 
 
 @dataclass(frozen=True, slots=True)
