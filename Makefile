@@ -49,11 +49,12 @@ $(AZURITE):
 azurite: $(AZURITE)
 
 # Services the tests need are installed and started by the test session itself (see tests/kit/services.py).
-# Two pytest-xdist workers (each starts its own Azurite on free ports): serial, the suite spends about a third of its
-# wall time waiting (Azurite, child processes, sleeps), which the second worker fills. On the shared 2-core machine:
-# 4:47 and 5:29 with two workers against 5:42 serial at a lower load (2026-12-02). Targeted runs stay serial.
+# Three pytest-xdist workers on two cores (each starts its own Azurite on free ports): serial, the suite spends about a
+# third of its wall time waiting (Azurite, child processes, sleeps, leases expiring), which the other workers fill. On
+# the shared 2-core machine: 4:47 and 5:29 with two workers against 5:42 serial (2026-12-02, 2,383 tests); with
+# 2,578 tests, 4:55 with two and 4:25 with three. Targeted runs stay serial.
 test: $(TSTAMP) lint $(AZURITE)
-	$(VENV)/bin/pytest -n 2
+	$(VENV)/bin/pytest -n 3
 
 # Figures on synthetic tenants (docs/benchmarks.md, docs/benchmarks.json); under 10 minutes on 2 cores.
 bench: $(STAMP)
