@@ -52,7 +52,7 @@ azurite: $(AZURITE)
 # Three pytest-xdist workers on two cores (each starts its own Azurite on free ports): serial, the suite spends about a
 # third of its wall time waiting (Azurite, child processes, sleeps, leases expiring), which the other workers fill. On
 # the shared 2-core machine: 4:47 and 5:29 with two workers against 5:42 serial (2026-12-02, 2,383 tests); with
-# 2,578 tests, 4:55 with two and 4:25 with three. Targeted runs stay serial.
+# 2,578 tests, back to back at 15:35: 5:29 with two, 4:50 with three. Targeted runs stay serial.
 test: $(TSTAMP) lint $(AZURITE)
 	$(VENV)/bin/pytest -n 3
 
