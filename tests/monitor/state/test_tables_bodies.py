@@ -119,6 +119,18 @@ def test_no_entity_exceeds_the_service_limits(store: TablesStore) -> None:
     assert max(sizes) < 1024 * 1024 and len(sizes) >= 4 + 1  # bodies stored apart from the rows that name them
 
 
+def test_open_counts_reads_no_body(store: TablesStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counting open findings (after every event) reads the severity column, never a large finding's body."""
+    big = {"endpoints": [f"pe{i}" * 30 for i in range(5_000)]}
+    store.apply(ChangeSet(findings=[(rec("/k/count", finding=big), None), (rec("/k/small"), None)]))
+
+    def no_body(*_: Any) -> Any:
+        raise AssertionError("a body was read to count findings")
+
+    monkeypatch.setattr(store, "_get_value", no_body)
+    assert store.open_counts() == {"high": 2}
+
+
 def test_rewriting_the_same_finding_writes_no_new_body(store: TablesStore) -> None:
     """The body is named by its content: a finding written again unchanged (its last_seen moved) adds no row."""
     big = {"endpoints": [f"pe{i}" * 30 for i in range(5_000)]}
