@@ -23,6 +23,7 @@ from plmon.checks.finding import Finding
 from plmon.checks.registry import Check, all_checks
 from plmon.checks.units import (
     ALL,
+    GROUP,
     MAPPED,
     MEMO,
     Read,
@@ -168,8 +169,8 @@ class Units:
             known = self.known.get(key)
             fresh: Iterable[Read] = reads
             if known is not None:   # a subject judged again mostly reads what it read before: only the rest is new
-                # a set difference in C where the subject keeps a frozenset (a hub appliance reads ~9k entries,
-                # and each event that judged it again walked them all in Python)
+                # a set difference in C where the subject keeps a frozenset (a subject that reads hundreds of
+                # records: walked one by one in Python, each event that judged it again paid for all of them)
                 fresh = reads.difference(known) if type(known) is frozenset else [r for r in reads if r not in known]
                 if not fresh:
                     continue
@@ -306,7 +307,7 @@ class Units:
             for index, sources in INDEX_SOURCES.items():
                 if index in names:
                     collections |= set(sources)
-            affected: set[str] = {k for c, k in changed if isinstance(k, str) and c != MEMO}
+            affected: set[str] = {k for c, k in changed if isinstance(k, str) and c != MEMO and c != GROUP}
             for r in touched:
                 affected.update(self.deps.holders(r, self._knows))
             focus = frozenset(affected)
@@ -331,7 +332,7 @@ class Units:
             if not done:  # half-updated units are not trusted: the next update evaluates in full
                 self.snapshot = None
         self.snapshot = new
-        records = sum(c != MEMO for c, _ in changed)
+        records = sum(c != MEMO and c != GROUP for c, _ in changed)
         keys = _moved_keys(self.moved)
         return self._evaluation(new, checks), UpdateReport(frozenset(ran), records, len(focus), tuple(whole),
                                                            moved=keys)

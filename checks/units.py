@@ -12,7 +12,9 @@ collections note every read (``get``/``[]``/``in`` -> (collection, key); iterati
 the frame of the subject being judged. Work shared between subjects (the route engine's per-endpoint paths) goes
 through :func:`shared`, a memo whose entries record their own reads and survive events that did not touch what
 they read; a user of an entry records one read of it, (:data:`MEMO`, key), and an entry dropped by an event counts
-as a change of that read. Reverse lookups the checks need (endpoints by IP, by
+as a change of that read. A user of a whole group of entries (:func:`shared_each`: a hub appliance's rows for each
+endpoint behind it) records one read of the group, (:data:`GROUP`, group), which changes with any member's entry.
+Reverse lookups the checks need (endpoints by IP, by
 target) are :class:`Index` values, maintained per changed record rather than rebuilt per event; a lookup is a
 read of (index name, key), and an entry whose members (or whose members' derived keys) changed is a change.
 
@@ -36,12 +38,17 @@ from typing import Any, TypeVar
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import INDEX_SOURCES, Snapshot
 
-__all__ = ["ALL", "MISSING", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "cutoff", "each", "each_item",
+__all__ = ["ALL", "GROUP", "MISSING", "Index", "ReadSet", "Reads", "Recorded", "Reverse", "cutoff", "each", "each_item",
            "each_key", "holds", "lookup", "plain", "probed", "recording", "scratch", "shared", "shared_each",
            "shared_probe", "tracking", "unrecorded"]
 
 ALL = "*"
 MEMO = "@memo"   # a read of (MEMO, key): the shared work kept under key (its own reads are the memo's to track)
+# A read of (GROUP, group): every member entry of a shared_each group, (*group, member) for each member. A member's
+# entry dropped (or, for a cut-off, moved) counts as a change of it, so a hub appliance's subject records one read
+# instead of one per endpoint behind it (~4,500 at 100k), which each event that judged it again merged, diffed
+# and registered (issue 14).
+GROUP = "@group"
 Read = tuple[str, Hashable]
 T = TypeVar("T")
 
@@ -578,14 +585,14 @@ class _Memo:
         self.transient: list[Hashable] = []   # the TRANSIENT entries this pass computed, to drop at its end
         self.scratch: dict[Hashable, Any] = {}   # what one pass's work leaves for the rest of it (scratch())
         self.stale: dict[Hashable, tuple[Any, ReadSet]] = {}   # CUTOFF entries an event dropped, to compare again
-        # shared_each's groups this pass: group -> (members, values, reads); dropped when the pass ends
-        self.passing: dict[Hashable, tuple[tuple[Hashable, ...], Any, frozenset[Read]]] = {}
-        # shared_each's big groups (a hub appliance's ~4,500 endpoints), kept across passes: their keys and reads as
-        # one frozenset, made once while the members stay the same. A pass that judges the hub again then adds the
-        # reads to its frame and compares them with what the subject read before by their stored hashes and by
-        # identity, instead of building, hashing and comparing ~9k new tuples each time (~25 ms an event, issue 14).
-        self.groups: dict[Hashable, tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], frozenset[Read],
-                                          dict[Hashable, tuple[tuple[Hashable, ...], Read]]]] = {}
+        # shared_each's groups this pass: group -> (members, values); dropped when the pass ends
+        self.passing: dict[Hashable, tuple[tuple[Hashable, ...], Any]] = {}
+        # shared_each's big groups (a hub appliance's ~4,500 endpoints), kept across passes: their members' keys,
+        # made once while the members stay the same (members that come and go: only theirs are made)
+        self.groups: dict[Hashable, _Group] = {}
+        # the first item of every shared_each group seen: a dropped entry keyed (tag, ..., member) with one of these
+        # tags is a member of group key[:-1], whose (GROUP, group) read changes with it
+        self.group_tags: set[Hashable] = set()
 
     def drop_transient(self) -> None:
         """Drop the values of the :data:`TRANSIENT` entries the pass computed (the entries stay, with their reads),
@@ -627,6 +634,7 @@ class _Memo:
         # ~1,200 entries (and reaches ~10k reads), each of which made four method calls
         entries, stale, pop, valid = self.entries, self.stale, self.deps.pop, self._reads
         kept = self.scratch
+        tags, groups_seen = self.group_tags, set()
         forgotten = 0
         while work:
             r = work.pop()
@@ -642,6 +650,12 @@ class _Memo:
                     read = (MEMO, key)
                     dropped.append(read)
                     work.append(read)
+                    if type(key) is tuple and key and key[0] in tags:
+                        g = (GROUP, key[:-1])
+                        if g not in groups_seen:
+                            groups_seen.add(g)
+                            dropped.append(g)
+                            work.append(g)
         self.deps.forget(forgotten)
         return dropped
 
@@ -679,7 +693,9 @@ class _Memo:
                     moved.append((MEMO, key))
         finally:
             _S.reads, _S.subject = outer, subject
-        return moved
+        tags = self.group_tags
+        groups = {(GROUP, r[1][:-1]) for r in moved if type(r[1]) is tuple and r[1] and r[1][0] in tags}
+        return moved + list(groups)
 
 
 def _frozen(reads: set[Read]) -> ReadSet:
@@ -792,16 +808,20 @@ def probed(key: Hashable) -> Any:
 
 
 def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], compute: Callable[[Any], T]) -> list[T]:
-    """``[shared((*group, m), lambda: compute(m)) for m in members]``, with the same reads recorded. Within one
-    pass a second call for the same ``group`` and ``members`` (another check judging the same subject: both SNAT
-    checks judge a hub appliance's ~4,500 endpoints) takes the first call's values and reads in one set update."""
+    """``[shared((*group, m), lambda: compute(m)) for m in members]``, recorded as one read of (:data:`GROUP`,
+    ``group``) instead of one per member: an event that drops or moves a member's entry reports that read too
+    (:meth:`_Memo.invalidate`, :meth:`_Memo.revalidate`). Which members there are is the caller's read (the index
+    lookup that gave them). Within one pass a second call for the same ``group`` and ``members`` (another check
+    judging the same subject: both SNAT checks judge a hub appliance's ~4,500 endpoints) takes the first's values."""
     memo = _S.memo
     if memo is None:
         return [shared((*group, m), lambda m=m: compute(m)) for m in members]   # type: ignore[misc]
+    memo.group_tags.add(group[0])
+    outer = _S.reads
+    if outer is not None:
+        outer.add((GROUP, group))
     hit = memo.passing.get(group)
     if hit is not None and hit[0] == members:
-        if _S.reads is not None:
-            _S.reads.update(hit[2])
         return list(hit[1])
     entries = memo.entries
     # kept only for the groups an event judges again (a focused run): a full evaluation's ~40 hub groups kept would
@@ -819,11 +839,7 @@ def shared_each(group: tuple[Hashable, ...], members: tuple[Hashable, ...], comp
     values: list[Any] = list(map(_VALUE, got)) if None not in got else [_DROPPED if g is None else g[0] for g in got]
     if any(map(is_, values, repeat(_DROPPED))):
         _compute_members(memo, keys, members, values, compute)
-    reads = kept[2]
-    outer = _S.reads
-    if outer is not None:
-        outer |= reads
-    memo.passing[group] = (members, values, reads)
+    memo.passing[group] = (members, values)
     return list(values)
 
 
@@ -866,43 +882,24 @@ def _compute_members(memo: _Memo, keys: list[tuple[Hashable, ...]], members: tup
 
 
 _VALUE = itemgetter(0)
-_Group = tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], frozenset[Read],
-               dict[Hashable, tuple[tuple[Hashable, ...], Read]]]
+# (members, their entry keys in member order, member -> key)
+_Group = tuple[tuple[Hashable, ...], list[tuple[Hashable, ...]], dict[Hashable, tuple[Hashable, ...]]]
 
 
 def _regroup(group: tuple[Hashable, ...], members: tuple[Hashable, ...], kept: _Group | None) -> _Group:
-    """(members, their keys, their reads, member -> (key, read)) of ``group``. Members come and go (a route table's
-    endpoints join and leave its hub appliance): the members kept keep their key and read objects, which the
-    subject's earlier reads hold. The kept members' (key, read) pairs are looked up in C, and the reads set is the
-    kept one with the members gone taken out and those come put in (by their stored hashes): a hub appliance's
-    ~4,500 reads hashed into a new set, twice an event, cost more than the few hundred that moved (issue 14)."""
+    """(members, their keys, member -> key) of ``group``. Members come and go (a route table's endpoints join and
+    leave its hub appliance): the members kept keep their key objects, looked up in C, and only those that came get
+    a key made (a hub appliance's ~4,500 keys made again, for each check that judges it, on every event)."""
     if kept is None:
-        made = [_group_key(group, m) for m in members]
-        return members, list(map(_VALUE, made)), frozenset(map(_READ, made)), dict(zip(members, made, strict=True))
-    old = kept[3]
+        keys = [(*group, m) for m in members]
+        return members, keys, dict(zip(members, keys, strict=True))
+    old = kept[2]
     found: list[Any] = list(map(old.get, members))
-    came: list[Read] = []
     if None in found:
-        for i, kr in enumerate(found):
-            if kr is None:
-                kr = found[i] = _group_key(group, members[i])
-                came.append(kr[1])
-    now = dict(zip(members, found, strict=True))
-    reads = kept[2]
-    if len(now) - len(came) != len(old):   # some kept members left
-        gone = [old[m][1] for m in old.keys() - now.keys()]
-        reads = reads.difference(gone)
-    if came:
-        reads = reads.union(came)
-    return members, list(map(_VALUE, found)), reads, now
-
-
-_READ = itemgetter(1)
-
-
-def _group_key(group: tuple[Hashable, ...], m: Hashable) -> tuple[tuple[Hashable, ...], Read]:
-    key = (*group, m)
-    return key, (MEMO, key)
+        for i, k in enumerate(found):
+            if k is None:
+                found[i] = (*group, members[i])
+    return members, found, dict(zip(members, found, strict=True))
 
 
 _GROUP = 256   # shared_each groups of at least this many members are kept across passes (_Memo.groups)

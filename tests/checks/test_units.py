@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from plmon.checks.units import MEMO, Read, Reverse, _frozen, _Memo, _note, shared, shared_each, state
+from plmon.checks.units import GROUP, MEMO, Read, Reverse, _frozen, _Memo, _note, shared, shared_each, state
 
 
 def test_holders_are_filtered_by_what_they_read_now_and_reported_once() -> None:
@@ -141,10 +141,10 @@ def test_an_index_entry_keeps_its_members_sorted_whether_one_or_many() -> None:
     assert t.entries == {} and t.of == {}
 
 
-def test_a_big_shared_each_group_records_each_members_read_and_keeps_its_reads_across_passes() -> None:
-    """A hub appliance's group judged again by events: every member's entry is read once, and a later pass with the
-    same members records the very same read objects (the subject's earlier reads compare by identity), recomputing
-    only a dropped one."""
+def test_a_big_shared_each_group_is_one_read_that_a_dropped_member_changes() -> None:
+    """A hub appliance's group judged again by events: its user records one (GROUP, group) read, not one per
+    member; a change of what one member read drops that member's entry and reports the group read with it, and the
+    next pass recomputes that member alone."""
     s = state()
     s.memo, outer = _Memo(), s.reads
     s.focus = frozenset({"k"})
@@ -158,25 +158,22 @@ def test_a_big_shared_each_group_records_each_members_read_and_keeps_its_reads_a
     try:
         s.reads = set()
         assert shared_each(("g", "k"), members, compute) == [m.upper() for m in members]
-        first = set(s.reads)
-        assert first == {(MEMO, ("g", "k", m)) for m in members}
+        assert s.reads == {(GROUP, ("g", "k"))}
         s.memo.unshare()
-        s.memo.invalidate([("c", "e0007")])
+        assert sorted(s.memo.invalidate([("c", "e0007")])) == [(GROUP, ("g", "k")), (MEMO, ("g", "k", "e0007"))]
+        assert s.memo.invalidate([("c", "e0008"), ("c", "e0009")]).count((GROUP, ("g", "k"))) == 1
         s.reads = set()
         assert shared_each(("g", "k"), members, compute) == [m.upper() for m in members]
-        assert calls.count("e0007") == 2 and len(calls) == 301
-        assert s.reads == first and all(any(r is f for f in first) for r in s.reads)
-        s.memo.unshare()
-        s.reads = set()
-        assert shared_each(("g", "k"), members[1:], compute) == [m.upper() for m in members[1:]]
-        assert s.reads == {(MEMO, ("g", "k", m)) for m in members[1:]}
+        assert sorted(calls[300:]) == ["e0007", "e0008", "e0009"] and len(calls) == 303
+        assert s.reads == {(GROUP, ("g", "k"))}
+        assert s.memo.invalidate([("c", "elsewhere")]) == []
     finally:
         s.memo, s.reads, s.focus = None, outer, None
 
 
-def test_a_big_group_whose_members_alternate_keeps_the_read_objects_of_the_members_it_keeps() -> None:
+def test_a_big_group_whose_members_alternate_keeps_the_key_objects_of_the_members_it_keeps() -> None:
     """A route table toggled back and forth moves endpoints in and out of its hub appliance's group: the members
-    that stay are recorded with the same read objects each time, those that come back are read again."""
+    that stay keep the very key objects their entries are looked up by, those that come back get new ones."""
     s = state()
     s.memo, outer = _Memo(), s.reads
     s.focus = frozenset({"k"})
@@ -184,13 +181,15 @@ def test_a_big_group_whose_members_alternate_keeps_the_read_objects_of_the_membe
     try:
         s.reads = set()
         shared_each(("g", "k"), members, str.upper)
-        first = {r[1][2]: r for r in s.reads}
+        first = dict(s.memo.groups[("g", "k")][2])
         for now in (members[:260], members):
             s.memo.unshare()
             s.reads = set()
             assert shared_each(("g", "k"), now, str.upper) == [m.upper() for m in now]
-            assert s.reads == {(MEMO, ("g", "k", m)) for m in now}
-            assert all(r is first[r[1][2]] for r in s.reads if r[1][2] in now[:260])
+            assert s.reads == {(GROUP, ("g", "k"))}
+            keys = s.memo.groups[("g", "k")][1]
+            assert keys == [("g", "k", m) for m in now]
+            assert all(k is first[k[2]] for k in keys[:260])
     finally:
         s.memo, s.reads, s.focus = None, outer, None
 
@@ -223,7 +222,7 @@ def test_a_full_evaluation_keeps_no_group() -> None:
         s.reads = set()
         members = tuple(f"e{i:04d}" for i in range(300))
         assert shared_each(("g", "k"), members, str.upper) == [m.upper() for m in members]
-        assert s.reads == {(MEMO, ("g", "k", m)) for m in members}
+        assert s.reads == {(GROUP, ("g", "k"))}
         assert s.memo.groups == {}
     finally:
         s.memo, s.reads = None, outer

@@ -1,10 +1,10 @@
 """Members of a shared_each group computed together (checks/units.py ``_compute_members``): each member's entry must
 be kept and registered exactly as a shared() call would keep it, so an event that changes what one read still drops
-it and reaches the group's user."""
+it and reaches the group's user (through the group's one read)."""
 
 from __future__ import annotations
 
-from plmon.checks.units import MEMO, Reverse, _Memo, _note, shared, shared_each, state
+from plmon.checks.units import GROUP, MEMO, Reverse, _Memo, _note, shared, shared_each, state
 
 
 def test_members_computed_together_are_kept_and_registered_as_shared_keeps_them() -> None:
@@ -23,15 +23,15 @@ def test_members_computed_together_are_kept_and_registered_as_shared_keeps_them(
         s.reads = set()
         assert shared("pre", lambda: "kept") == "kept"   # an entry shared() made, next to the group's
         assert shared_each(("g", "k"), members, compute) == [m.upper() for m in members]
-        assert s.reads == {(MEMO, "pre")} | {(MEMO, ("g", "k", m)) for m in members}
+        assert s.reads == {(MEMO, "pre"), (GROUP, ("g", "k"))}
         for m in members:
             assert s.memo.entries[("g", "k", m)] == (m.upper(), {("c", m)})
-        assert s.memo.invalidate([("c", "e3")]) == [(MEMO, ("g", "k", "e3"))]
+        assert s.memo.invalidate([("c", "e3")]) == [(MEMO, ("g", "k", "e3")), (GROUP, ("g", "k"))]
         s.memo.unshare()
         s.reads = set()
         assert shared_each(("g", "k"), members, compute) == [m.upper() for m in members]
         assert calls == [*members, "e3"]
-        assert s.memo.invalidate([("c", "e3")]) == [(MEMO, ("g", "k", "e3"))]   # registered again
+        assert s.memo.invalidate([("c", "e3")]) == [(MEMO, ("g", "k", "e3")), (GROUP, ("g", "k"))]   # again
     finally:
         s.memo, s.reads = None, outer
 

@@ -1,13 +1,16 @@
-"""A kept shared_each group brought up to date by the members that came and went (checks/units.py ``_regroup``)."""
+"""A kept shared_each group brought up to date by the members that came and went (checks/units.py ``_regroup``), and
+the group's one read reported when a member's entry changes (``_Memo.invalidate``, ``_Memo.revalidate``)."""
 
 from __future__ import annotations
 
-from plmon.checks.units import MEMO, _regroup
+from typing import Any
+
+from plmon.checks.units import CUTOFF, GROUP, MEMO, MISSING, _Memo, _note, _regroup, cutoff, shared_each, state
 
 
 def test_a_regrouped_group_is_a_fresh_one_with_the_kept_members_objects() -> None:
-    """After members leave and join, keys, reads and the member map equal a fresh build, and the members that stayed
-    keep their very key and read objects (which the subject's earlier reads hold)."""
+    """After members leave and join, keys and the member map equal a fresh build, and the members that stayed keep
+    their very key objects (their entries are looked up by them)."""
     group = ("tag", "appliance")
     first = _regroup(group, tuple(f"e{i:04d}" for i in range(600)), None)
     members = tuple(f"e{i:04d}" for i in range(100, 700))          # 100 left, 100 came
@@ -15,24 +18,33 @@ def test_a_regrouped_group_is_a_fresh_one_with_the_kept_members_objects() -> Non
     fresh = _regroup(group, members, None)
     assert again[0] == members
     assert again[1] == fresh[1] == [(*group, m) for m in members]
-    assert again[2] == fresh[2] == frozenset((MEMO, (*group, m)) for m in members)
-    assert again[3] == fresh[3]
+    assert again[2] == fresh[2]
     for m in members[:500]:
-        assert again[3][m] is first[3][m]
-    assert first[3].keys() == {f"e{i:04d}" for i in range(600)}    # the kept group is left as it was
+        assert again[2][m] is first[2][m]
+    assert first[2].keys() == {f"e{i:04d}" for i in range(600)}    # the kept group is left as it was
 
 
-def test_a_group_only_left_or_only_joined_equals_a_fresh_one() -> None:
-    """Members only leaving, or only joining, give the reads a fresh build gives (the kept set is updated, not
-    remade), and the reads of the members gone are no longer in it."""
-    group = ("tag", "nic")
-    first = _regroup(group, tuple(f"e{i:04d}" for i in range(1000)), None)
-    fewer = tuple(f"e{i:04d}" for i in range(0, 1000, 2))
-    left = _regroup(group, fewer, first)
-    assert left[2] == _regroup(group, fewer, None)[2]
-    assert (MEMO, (*group, "e0001")) not in left[2]
-    more = tuple(f"e{i:04d}" for i in range(1200))
-    joined = _regroup(group, more, left)
-    assert joined[2] == _regroup(group, more, None)[2]
-    assert joined[1] == [(*group, m) for m in more]
-    assert joined[3]["e0000"] is first[3]["e0000"]
+def test_a_cut_off_member_reports_its_group_only_when_its_value_moved() -> None:
+    """A member kept with an early cut-off (a hub appliance's rows for one endpoint) is recomputed after an event:
+    its group's read is reported when the value moved, and not when it is what it was."""
+    value = {"e1": "A", "e2": "B"}
+
+    def recompute(_snap: Any, key: Any) -> Any:
+        _note("c", key[2])
+        return value.get(key[2], MISSING)
+    s = state()
+    s.memo, outer = _Memo(), s.reads
+    cutoff("test.cut", recompute, lambda a, b: a == b)
+    try:
+        s.reads = set()
+        shared_each(("test.cut", "k"), ("e1", "e2"), lambda m: recompute(None, ("test.cut", "k", m)))
+        s.memo.unshare()
+        assert s.memo.invalidate([("c", "e1")]) == []          # waits for revalidate
+        assert s.memo.revalidate(None) == []                    # type: ignore[arg-type]
+        value["e2"] = "C"
+        assert s.memo.invalidate([("c", "e2")]) == []
+        assert sorted(s.memo.revalidate(None)) == [(GROUP, ("test.cut", "k")),   # type: ignore[arg-type]
+                                                   (MEMO, ("test.cut", "k", "e2"))]
+    finally:
+        CUTOFF.pop("test.cut", None)
+        s.memo, s.reads = None, outer
