@@ -3,7 +3,7 @@
 bench/run.py runs this once beside the timed scans to say where a scan's time goes. The breakdown used to add
 medians of other processes (the scan's, ``plmon --help``'s, an in-process load with its own settings) and could
 come out negative; here every figure is one process's: the same command, reader, workers, id-interning scope and
-GC pauses as the timed scans, only ``collect``, ``build_snapshot`` and ``evaluate`` wrapped to stamp their start
+GC pauses as the timed scans, only ``collect``, ``build_snapshot`` and ``evaluate_scan`` wrapped to stamp their start
 and end (wall on the monotonic clock the parent shares, and this process's CPU). The scan leaves by ``os._exit``,
 so each stamp is appended to ``STAMPS`` as it is taken; bench/run.py adds the process's total from ``wait4``.
 
@@ -43,7 +43,7 @@ def main(folder: str, stamps: str) -> None:
     from plmon.monitor import scan
     from plmon.monitor.cli.root import main as plmon_main
 
-    for name in ("collect", "build_snapshot", "evaluate"):  # the names run_scan calls them by
+    for name in ("collect", "build_snapshot", "evaluate_scan"):  # the names run_scan calls them by
         setattr(scan, name, _timed(stamp, name, getattr(scan, name)))
     stamp("main")
     sys.argv = ["plmon", "scan", "--from", folder, "--format", "json"]

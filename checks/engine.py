@@ -19,7 +19,8 @@ from plmon.monitor.model.arm_id import normalise
 from plmon.monitor.model.kinds import RECORDS
 from plmon.monitor.model.snapshot import CoverageGap, Resource, Snapshot
 
-__all__ = ["CheckSettings", "Evaluation", "Owners", "WaivedFinding", "evaluate", "finding_of", "settle"]
+__all__ = ["CheckRun", "CheckSettings", "Evaluation", "Owners", "WaivedFinding", "combine", "evaluate", "finding_of",
+           "planned", "run_check", "settle"]
 
 
 class _Log:
@@ -74,28 +75,59 @@ def finding_of(chk: Check, issue: Issue, base: Severity, tenant: str | None) -> 
     )
 
 
-def evaluate(snapshot: Snapshot, settings: Mapping[str, CheckSettings] | None = None,
-             waivers: tuple[Waiver, ...] = (), only: set[str] | None = None) -> Evaluation:
-    """Run the enabled checks (or ``only`` those ids) and sort findings deterministically."""
+@dataclass(frozen=True, slots=True)
+class CheckRun:
+    """What one check made of a snapshot: its findings in the order it yielded them, and the coverage gap of its
+    failure (the findings it yielded before it raised are kept). Plain data: a run made in another process (the
+    offline scan's, :mod:`plmon.monitor.scan`) comes back pickled and combines as one made here."""
+
+    check_id: str
+    findings: tuple[Finding, ...]
+    error: CoverageGap | None = None
+
+
+def planned(settings: Mapping[str, CheckSettings] | None = None, only: set[str] | None = None) -> list[Check]:
+    """The enabled checks (or ``only`` those ids), in the registry's order: the order their findings combine in."""
     settings = settings or {}
+    return [chk for chk in all_checks().values()
+            if settings.get(chk.id, CheckSettings()).enabled and (only is None or chk.id in only)]
+
+
+def run_check(snapshot: Snapshot, chk: Check, settings: Mapping[str, CheckSettings] | None = None) -> CheckRun:
+    """``chk`` over ``snapshot`` with its configured parameters and severity."""
+    conf = (settings or {}).get(chk.id, CheckSettings())
+    params = {**chk.defaults(), **conf.params}
+    base = conf.severity or chk.severity
+    found: list[Finding] = []
+    try:
+        for issue in chk.fn(snapshot, params):
+            found.append(finding_of(chk, issue, base, snapshot.tenant_id))
+    except Exception as err:
+        log.exception("check_failed", check_id=chk.id)
+        return CheckRun(chk.id, tuple(found), CoverageGap("/", f"check:{chk.id}", "CheckError", None,
+                                                          repr(err)[:300]))
+    return CheckRun(chk.id, tuple(found))
+
+
+def combine(snapshot: Snapshot, runs: Iterable[CheckRun], waivers: tuple[Waiver, ...] = ()) -> Evaluation:
+    """The evaluation of ``runs`` given in :func:`planned` order: one finding per defect (the first check's to
+    name it), waivers applied, sorted."""
     findings: dict[tuple[str, str], Finding] = {}
     errors: list[CoverageGap] = []
     run: list[str] = []
-    for chk in all_checks().values():
-        conf = settings.get(chk.id, CheckSettings())
-        if not conf.enabled or (only is not None and chk.id not in only):
-            continue
-        run.append(chk.id)
-        params = {**chk.defaults(), **conf.params}
-        base = conf.severity or chk.severity
-        try:
-            for issue in chk.fn(snapshot, params):
-                f = finding_of(chk, issue, base, snapshot.tenant_id)
-                findings.setdefault(f.key, f)  # one defect, one finding
-        except Exception as err:
-            log.exception("check_failed", check_id=chk.id)
-            errors.append(CoverageGap("/", f"check:{chk.id}", "CheckError", None, repr(err)[:300]))
+    for r in runs:
+        run.append(r.check_id)
+        for f in r.findings:
+            findings.setdefault(f.key, f)  # one defect, one finding
+        if r.error is not None:
+            errors.append(r.error)
     return settle(snapshot, findings.values(), waivers, errors, run)
+
+
+def evaluate(snapshot: Snapshot, settings: Mapping[str, CheckSettings] | None = None,
+             waivers: tuple[Waiver, ...] = (), only: set[str] | None = None) -> Evaluation:
+    """Run the enabled checks (or ``only`` those ids) and sort findings deterministically."""
+    return combine(snapshot, [run_check(snapshot, chk, settings) for chk in planned(settings, only)], waivers)
 
 
 def settle(snapshot: Snapshot, findings: Iterable[Finding], waivers: tuple[Waiver, ...],

@@ -6,18 +6,25 @@ Azure Function's timer, so there is one definition of what a scan is.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import pickle
+import select
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from plmon.checks.engine import CheckSettings, Evaluation, evaluate
+from plmon.checks.engine import CheckRun, CheckSettings, Evaluation, combine, planned, run_check
 from plmon.checks.passed import PassedResult
 from plmon.checks.waivers import Waiver
 from plmon.monitor import __version__
 from plmon.monitor.collect.builder import build_snapshot, paused_gc
 from plmon.monitor.collect.plan import ArmReader, CollectionStats, collect, young_gc
+from plmon.monitor.logs import get_logger
 from plmon.monitor.model.arm_id import interning
 from plmon.monitor.model.clock import Clock, WallClock, source_clock
 from plmon.monitor.model.snapshot import CoverageGap, Snapshot
@@ -25,7 +32,9 @@ from plmon.monitor.model.snapshot import CoverageGap, Snapshot
 if TYPE_CHECKING:
     from plmon.monitor.config import Config
 
-__all__ = ["DEFAULTS", "ScanConfig", "ScanResult", "run_scan", "scan_document"]
+__all__ = ["DEFAULTS", "ScanConfig", "ScanResult", "evaluate_scan", "run_scan", "scan_document"]
+
+log = get_logger(__name__)  # structlog is imported when a line is written (plmon.monitor.logs)
 
 
 class ScanConfig(Protocol):
@@ -102,8 +111,98 @@ def run_scan(reader: ArmReader, config: Config | ScanConfig, *, manifest: dict[s
         del inv  # the raw JSON is freed before the evaluation allocates its paths
         if observations is not None:
             snapshot = observations(snapshot)
-        ev = evaluate(snapshot, config.check_settings(), config.waiver_list())
+        ev = evaluate_scan(snapshot, config.check_settings(), config.waiver_list())
     return ScanResult(snapshot, ev, stats, clock)
+
+
+# The checks a forked evaluation hands to its child: the ones that walk the route engine's paths, which they build
+# once per snapshot and share (at 100k resources about half the evaluation's CPU), so the two halves build no
+# shared work twice. Every other check runs in the parent.
+_FORKED_FAMILIES = ("route.", "vwan.")
+# Below this many resources a fork (copying the page tables of the heap) and the findings' round trip cost more
+# than the half of the evaluation they move to another core.
+_FORK_MIN_RESOURCES = 20_000
+_CHILD_DEADLINE_S = 120.0
+
+
+def evaluate_scan(snapshot: Snapshot, settings: dict[str, CheckSettings], waivers: tuple[Waiver, ...]) -> Evaluation:
+    """:func:`~plmon.checks.engine.evaluate` of a one-shot scan, on two cores when it is worth it and safe.
+
+    After the build the second core is idle (the read-ahead helper is gone) while the checks run for ~1.3 s at
+    100k resources: a forked child runs the route checks while this process runs the others, and the child's runs
+    come back pickled and combine in the checks' order, so the evaluation is the one a single process makes
+    (tests/monitor/test_scan_fork.py). Only from a process with one thread (``plmon scan``/``report`` from the
+    command line: a fork copies no other thread, and a lock one held would stay held in the child), on two usable
+    CPUs, for a large snapshot. A child that fails, or sends nothing within its deadline, costs only time: its
+    checks are run here instead."""
+    checks = planned(settings)
+    theirs = [c for c in checks if c.id.startswith(_FORKED_FAMILIES)]
+    if not theirs or len(theirs) == len(checks) or not _may_fork(snapshot):
+        return combine(snapshot, [run_check(snapshot, c, settings) for c in checks], waivers)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:   # the child: its runs down the pipe, then leave without running the parent's exit handlers
+        code = 1
+        try:
+            os.close(read_fd)
+            data = pickle.dumps([run_check(snapshot, c, settings) for c in theirs], protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    started = time.monotonic()
+    runs = {c.id: run_check(snapshot, c, settings) for c in checks if c not in theirs}
+    got = _child_runs(pid, read_fd, [c.id for c in theirs], started + _CHILD_DEADLINE_S)
+    if got is None:
+        log.warning("scan_evaluation_child_failed", checks=len(theirs))
+        got = [run_check(snapshot, c, settings) for c in theirs]
+    runs.update((r.check_id, r) for r in got)
+    return combine(snapshot, [runs[c.id] for c in checks], waivers)
+
+
+def _may_fork(snapshot: Snapshot) -> bool:
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return False
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return cpus >= 2 and snapshot.resources_evaluated() >= _FORK_MIN_RESOURCES
+
+
+def _child_runs(pid: int, fd: int, ids: list[str], deadline: float) -> list[CheckRun] | None:
+    """The child's runs of the checks ``ids``, in that order; None if it failed, sent something else, or did not
+    finish by ``deadline`` (then it is killed)."""
+    chunks: list[bytes] = []
+    ok = False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                ok = True
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+        if not ok:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, 9)
+        status = os.waitpid(pid, 0)[1]
+    if not ok or status != 0:
+        return None
+    try:
+        runs = pickle.loads(b"".join(chunks))
+    except Exception:
+        return None
+    if not isinstance(runs, list) or [getattr(r, "check_id", None) for r in runs] != ids or \
+            not all(isinstance(r, CheckRun) for r in runs):
+        return None
+    return runs
 
 
 def _iso(t: datetime) -> str:

@@ -18,7 +18,7 @@ DEMO = Path(__file__).resolve().parents[2] / "monitor" / "demo_tenant"
 
 def _collector_state_during(monkeypatch: pytest.MonkeyPatch, step: str, *,
                             workers: int | None) -> tuple[list[bool], scan.ScanResult]:
-    """Whether the cyclic GC was on each time run_scan called ``step`` (``collect`` or ``evaluate``) on the demo."""
+    """Whether the cyclic GC was on each time run_scan called ``step`` (``collect`` or ``evaluate_scan``)."""
     seen: list[bool] = []
     real = getattr(scan, step)
 
@@ -34,7 +34,7 @@ def _collector_state_during(monkeypatch: pytest.MonkeyPatch, step: str, *,
 def test_scan_evaluates_with_the_collector_paused_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The checks run with the cyclic GC off (its passes over the snapshot freed nothing and cost half the
     evaluation at 100k resources) and the GC is on again afterwards."""
-    seen, result = _collector_state_during(monkeypatch, "evaluate", workers=1)
+    seen, result = _collector_state_during(monkeypatch, "evaluate_scan", workers=1)
     assert seen == [False]
     assert gc.isenabled()
     assert result.evaluation.findings
