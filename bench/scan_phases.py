@@ -43,8 +43,9 @@ def main(folder: str, stamps: str) -> None:
     from plmon.monitor import scan
     from plmon.monitor.cli.root import main as plmon_main
 
-    for name in ("collect", "build_snapshot", "evaluate_scan"):  # the names run_scan calls them by
-        setattr(scan, name, _timed(stamp, name, getattr(scan, name)))
+    # the names run_scan calls them by, and the phase each stamps (bench/run.py reads collect/build_snapshot/evaluate)
+    for name, phase in (("collect", "collect"), ("build_snapshot", "build_snapshot"), ("evaluate_scan", "evaluate")):
+        setattr(scan, name, _timed(stamp, phase, getattr(scan, name)))
     stamp("main")
     sys.argv = ["plmon", "scan", "--from", folder, "--format", "json"]
     plmon_main()  # as the console script calls it (no argv): the scan then leaves as its own command does

@@ -153,7 +153,8 @@ def evaluate_scan(snapshot: Snapshot, settings: dict[str, CheckSettings], waiver
             os._exit(code)
     os.close(write_fd)
     started = time.monotonic()
-    runs = {c.id: run_check(snapshot, c, settings) for c in checks if c not in theirs}
+    forked = {c.id for c in theirs}
+    runs = {c.id: run_check(snapshot, c, settings) for c in checks if c.id not in forked}
     got = _child_runs(pid, read_fd, [c.id for c in theirs], started + _CHILD_DEADLINE_S)
     if got is None:
         log.warning("scan_evaluation_child_failed", checks=len(theirs))
