@@ -12,18 +12,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# Bytecode is compiled at install, as pip does for a wheel: an editable install under PYTHONDONTWRITEBYTECODE (set on
-# some CI and container images) would otherwise compile every module in every process, ~0.3-0.5 s of each command.
-COMPILE := $(PY) -m compileall -q monitor checks alerts >/dev/null
-
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e .
-	$(COMPILE)
 	touch $@
 
 $(TSTAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[test]'
-	$(COMPILE)
 	touch $@ $(STAMP)
 
 # The folders install as plmon.monitor, plmon.checks and plmon.alerts (pyproject's package-dir). Python finds
@@ -64,7 +58,6 @@ test: $(TSTAMP) lint $(AZURITE)
 
 # Figures on synthetic tenants (docs/benchmarks.md, docs/benchmarks.json); under 10 minutes on 2 cores.
 bench: $(STAMP)
-	$(COMPILE)
 	$(PY) bench/run.py
 
 clean:

@@ -780,8 +780,7 @@ def render(f: dict[str, Any]) -> str:
                   "before, each process's max RSS counted the bench's own memory at its start, 404 MB at 100k for "
                   "scan and floor alike). Floor: bench/floor.py, a bare Python process that reads and "
                   "`json.loads` every file of the same tenant; floor and scan runs alternate (one floor more than "
-                  "scans), so both meet the same load. The scan runs as installed: its bytecode compiled (make bench "
-                  "compiles it first, as pip does for a wheel). A scan of at least 20k resources on two CPUs "
+                  "scans), so both meet the same load. A scan of at least 20k resources on two CPUs "
                   "evaluates the route checks in a forked child while it runs the others (monitor/scan.py "
                   "`evaluate_scan`): its CPU is in the scan's user CPU (the kernel counts a reaped child's), and in "
                   "the phases below the evaluation's CPU is the parent's alone.", "",
