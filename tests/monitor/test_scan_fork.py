@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,19 +67,24 @@ def test_a_forked_evaluation_is_the_one_process_evaluation(snapshot: Snapshot, f
     assert _shown(got) == _shown(want)
 
 
-def test_a_child_that_fails_leaves_its_checks_to_the_parent(snapshot: Snapshot, forking: list[int],
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
-    """A child that dies before sending its runs: the parent runs them, says so in one line, loses nothing."""
+def _in_child(monkeypatch: pytest.MonkeyPatch, act: Callable[[], object]) -> None:
+    """``act()`` before each check the forked child runs (the parent's checks run as usual)."""
     parent = os.getpid()
     real = scan.run_check
 
     def run_check(snap: Snapshot, chk: Any, settings: Any = None) -> engine.CheckRun:
         if os.getpid() != parent:
-            os._exit(3)
+            act()
         return real(snap, chk, settings)
 
     monkeypatch.setattr(scan, "run_check", run_check)
+
+
+def test_a_child_that_fails_leaves_its_checks_to_the_parent(snapshot: Snapshot, forking: list[int],
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A child that dies before sending its runs: the parent runs them, says so in one line, loses nothing."""
+    _in_child(monkeypatch, lambda: os._exit(3))
     got = scan.evaluate_scan(snapshot, {}, ())
     assert len(forking) == 1
     assert _shown(got) == _shown(evaluate(snapshot))
@@ -90,15 +95,7 @@ def test_a_child_that_fails_leaves_its_checks_to_the_parent(snapshot: Snapshot, 
 def test_a_child_that_hangs_is_killed_at_its_deadline(snapshot: Snapshot, forking: list[int],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A child stuck (a lock a thread held at the fork) costs the deadline, then the parent runs its checks."""
-    parent = os.getpid()
-    real = scan.run_check
-
-    def run_check(snap: Snapshot, chk: Any, settings: Any = None) -> engine.CheckRun:
-        if os.getpid() != parent:
-            time.sleep(60)
-        return real(snap, chk, settings)
-
-    monkeypatch.setattr(scan, "run_check", run_check)
+    _in_child(monkeypatch, lambda: time.sleep(60))
     monkeypatch.setattr(scan, "_CHILD_DEADLINE_S", 1.0)
     started = time.monotonic()
     got = scan.evaluate_scan(snapshot, {}, ())
