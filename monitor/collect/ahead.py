@@ -49,7 +49,7 @@ from plmon.monitor.collect.inventory import Child, ListUnit, TargetUnit
 from plmon.monitor.model import snapshot
 from plmon.monitor.model.arm_id import ArmId, adopt, interning
 
-__all__ = ["MIN_FILES", "TARGET", "ZONE_GROUPS", "ReadAhead", "start"]
+__all__ = ["MIN_FILES", "TARGET", "ZONE_GROUPS", "ReadAhead", "start", "usable_cpus"]
 
 # The decoders a result was made by: the plan's kind for a list the typed decoder reads, and a target read by id.
 ZONE_GROUPS = "privateDnsZoneGroups"
@@ -172,7 +172,7 @@ def _helper(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], shar
     shared[_DONE] = 1
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -184,7 +184,7 @@ def start(jobs: list[tuple[str, str, str]], read: Callable[[str], bytes], *, min
     """Fork a helper decoding ``jobs`` (lower-case relative path, file, decoder), the files read by ``read``, or None
     where it would not pay or a fork is not safe (another thread could hold a lock the child would inherit taken)."""
     if len(jobs) < (MIN_FILES if min_files is None else min_files) or not hasattr(os, "fork") \
-            or threading.active_count() > 1 or _usable_cpus() < 2:
+            or threading.active_count() > 1 or usable_cpus() < 2:
         return None
     try:
         shared = mmap.mmap(-1, _CLAIMS + len(jobs))  # shared and zeroed: every file free

@@ -36,7 +36,7 @@ def tenant(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def any_size(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """A helper for a folder of any size, on any machine (the size and CPU checks are what other tests are about)."""
     monkeypatch.setattr(ahead, "MIN_FILES", 0)
-    monkeypatch.setattr(ahead, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(ahead, "usable_cpus", lambda: 2)
     yield
 
 
@@ -156,9 +156,9 @@ def test_no_helper_for_a_small_folder_a_single_cpu_or_another_thread(tenant: Pat
     """Proves: the helper is forked only where it pays and a fork is safe: enough files, two CPUs, one thread."""
     jobs = _jobs(tenant)
     assert ahead.start(jobs, _read_bytes, min_files=len(jobs) + 1) is None
-    monkeypatch.setattr(ahead, "_usable_cpus", lambda: 1)
+    monkeypatch.setattr(ahead, "usable_cpus", lambda: 1)
     assert ahead.start(jobs, _read_bytes, min_files=0) is None
-    monkeypatch.setattr(ahead, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(ahead, "usable_cpus", lambda: 2)
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
