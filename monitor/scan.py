@@ -22,7 +22,6 @@ from plmon.checks.engine import CheckRun, CheckSettings, Evaluation, combine, pl
 from plmon.checks.passed import PassedResult
 from plmon.checks.waivers import Waiver
 from plmon.monitor import __version__
-from plmon.monitor.collect.ahead import usable_cpus
 from plmon.monitor.collect.builder import build_snapshot, paused_gc
 from plmon.monitor.collect.plan import ArmReader, CollectionStats, collect, young_gc
 from plmon.monitor.logs import get_logger
@@ -165,9 +164,13 @@ def evaluate_scan(snapshot: Snapshot, settings: dict[str, CheckSettings], waiver
 
 
 def _may_fork(snapshot: Snapshot) -> bool:
-    if not hasattr(os, "fork") or threading.active_count() > 1:
+    if not hasattr(os, "fork") or threading.active_count() > 1 or \
+            snapshot.resources_evaluated() < _FORK_MIN_RESOURCES:
         return False
-    return usable_cpus() >= 2 and snapshot.resources_evaluated() >= _FORK_MIN_RESOURCES
+    # ahead loads msgspec: imported only for a scan this large
+    from plmon.monitor.collect.ahead import usable_cpus
+
+    return usable_cpus() >= 2
 
 
 def _child_runs(pid: int, fd: int, ids: list[str], deadline: float) -> list[CheckRun] | None:
