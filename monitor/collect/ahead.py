@@ -47,7 +47,7 @@ from plmon.monitor.collect import inventory, typed
 from plmon.monitor.collect.builder import _NO_TAGS, _fast_constructor
 from plmon.monitor.collect.inventory import Child, ListUnit, TargetUnit
 from plmon.monitor.model import snapshot
-from plmon.monitor.model.arm_id import ArmId, adopt, interning
+from plmon.monitor.model.arm_id import ArmId, adopt, adopt_canonical, interning
 
 __all__ = ["MIN_FILES", "TARGET", "ZONE_GROUPS", "ReadAhead", "start", "usable_cpus"]
 
@@ -106,7 +106,12 @@ def _reduce_record(getter: Callable[[Any], tuple[Any, ...]], make: Callable[...,
 _ARM_ID_VALUES = operator.attrgetter("raw", *ArmId.__slots__)
 
 
+_CANONICAL_SEGMENTS = operator.attrgetter("subscription", "resource_group", "provider", "types", "names")
+
+
 def _reduce_arm_id(obj: ArmId) -> tuple[Callable[..., ArmId], tuple[Any, ...]]:
+    if obj._raw is None:  # spelled canonically: its segments give back both long strings
+        return adopt_canonical, _CANONICAL_SEGMENTS(obj)
     return adopt, _ARM_ID_VALUES(obj)
 
 
@@ -114,8 +119,9 @@ def _reduce_map(obj: MappingProxyType[Any, Any]) -> tuple[Callable[..., Any], tu
     return (_no_tags, ()) if obj is _NO_TAGS else (_frozen_map, (dict(obj),))
 
 
-# How the helper pickles: records as their fast constructors' arguments, ids as adopt()'s, so the loader builds each
-# with one call (the dataclasses' own pickling sets each slot through object.__setattr__).
+# How the helper pickles: records as their fast constructors' arguments, ids as adopt_canonical()'s (or adopt()'s, for
+# the few spelled otherwise), so the loader builds each with one call (the dataclasses' own pickling sets each slot
+# through object.__setattr__).
 _REDUCERS: dict[type, Callable[[Any], Any]] = {
     **{cls: _reduce_record(operator.attrgetter(*names), make) for cls, (make, names) in _LOADERS.items()},
     ArmId: _reduce_arm_id, MappingProxyType: _reduce_map}

@@ -309,6 +309,24 @@ def adopt(raw: str, *slots: object) -> ArmId:
     return out if table is None else table.setdefault(raw, out)
 
 
+def adopt_canonical(subscription: str, resource_group: str, provider: str, types: tuple[str, ...],
+                    names: tuple[str, ...]) -> ArmId:
+    """:func:`adopt` for an id spelled as :func:`_canonical` spells it (``raw`` not kept): given only its segments.
+
+    Nearly every id is one, and its spelling and key are the two long strings of its values. Sent as segments
+    instead (the scope, provider and type strings recur, so a pickle's memo sends each once per frame), a read-ahead
+    helper's results at 100k resources pickle to 46 MB instead of 143, and the helper no longer spells ``raw`` out to
+    pickle it; this spells it once, as ``raw`` does, to look it up."""
+    raw = _canonical(subscription, resource_group, provider, types, names)
+    table = _table.get()
+    if table is not None and (found := table.get(raw)) is not None:
+        return found
+    # The segments as unpickled, not interned here: the pickle's memo already made them one object per frame, and
+    # interning ~90k ids' segments cost ~0.1 s of the scan for no measurable memory.
+    out = _new_arm_id(None, raw.lower(), subscription, resource_group, provider, types, names)
+    return out if table is None else table.setdefault(raw, out)
+
+
 def _parse(raw: object) -> ArmId:
     """:func:`_parse_general`, with a shortcut for the shape nearly every id has.
 

@@ -19,7 +19,7 @@ from plmon.monitor.collect.inventory import Inventory
 from plmon.monitor.collect.plan import collect
 from plmon.monitor.collect.recorded import RecordedTenant, _read_bytes
 from plmon.monitor.collect.typed import decode_target, decode_unit
-from plmon.monitor.model.arm_id import interning
+from plmon.monitor.model.arm_id import interning, parse_id
 from plmon.monitor.replay.synth import SynthSpec, generate, write_tenant
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the read-ahead helper is forked")
@@ -193,6 +193,28 @@ def test_records_and_ids_come_back_equal_and_ids_shared(tenant: Path) -> None:
         assert back == unit and back.target.id is known.target.id
     if unit.target.tags is _NO_TAGS:
         assert back.target.tags is _NO_TAGS
+
+
+def test_ids_are_pickled_as_segments_when_canonical_and_come_back_equal() -> None:
+    """Proves: a canonically spelled id crosses as its segments (neither long string in the pickle) and an id spelled
+    otherwise as its spelling and slots, and both come back equal to what parse_id gives in this process."""
+    import io
+    canonical = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network/networkInterfaces/nic-77/" \
+                "ipConfigurations/ipconfig1"
+    odd = "/subscriptions/s1/resourcegroups/rg/providers/Microsoft.Network/networkInterfaces/nic-78"
+    with interning():
+        ids = [parse_id(canonical), parse_id(odd)]
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+    pickler.dispatch_table = ahead._REDUCERS
+    pickler.dump(ids)
+    data = buffer.getvalue()
+    assert canonical.encode() not in data and canonical.lower().encode() not in data
+    assert odd.encode() in data
+    with interning():
+        back = pickle.loads(data)
+        assert back == ids and back[0] is parse_id(canonical) and back[1] is parse_id(odd)
+        assert [i.raw for i in back] == [canonical, odd]
 
 
 def test_the_scan_never_waits_for_a_file_the_helper_is_still_decoding(tenant: Path, any_size: None) -> None:

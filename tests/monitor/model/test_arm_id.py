@@ -7,6 +7,7 @@ import pickle
 import threading
 from dataclasses import FrozenInstanceError
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -313,3 +314,27 @@ def test_adopt_gives_the_scopes_instance_or_an_equal_id_kept_in_the_scope() -> N
         assert adopt(raw, *slots[raw]) is mine
         theirs = adopt(odd, *slots[odd])
         assert theirs == _parse(odd) and parse_id(odd) is theirs and theirs.raw == odd
+
+
+def test_adopt_canonical_rebuilds_the_same_id_from_its_segments() -> None:
+    """Proves: an id spelled canonically, handed back as its segments alone, is the scope's instance when the scope
+    parsed that string, else an id equal to parse_id's (same spelling, same key) that the scope then returns."""
+    from plmon.monitor.model.arm_id import adopt_canonical
+
+    one = "/subscriptions/S1/resourceGroups/RG/providers/Microsoft.Network/networkInterfaces/Nic-1"
+    two = one + "/ipConfigurations/IpConfig1"
+    deep = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.Network/a/b/c/d/e/f"
+
+    def segments(raw: str) -> tuple[Any, ...]:
+        parsed = parse_id(raw)
+        assert parsed._raw is None  # canonical: the only ids sent this way
+        return parsed.subscription, parsed.resource_group, parsed.provider, parsed.types, parsed.names
+
+    for raw in (one, two, deep):
+        back = adopt_canonical(*segments(raw))
+        assert back == parse_id(raw) and back.raw == raw and back.key == raw.lower()
+    with interning():
+        mine = parse_id(one)
+        assert adopt_canonical(*segments(one)) is mine
+        theirs = adopt_canonical(*segments(two))
+        assert parse_id(two) is theirs
