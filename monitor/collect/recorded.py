@@ -403,15 +403,21 @@ def _read_bytes(path: str) -> bytes:
 
     A scan of a 57,000-file tenant reads every file once: the buffered file object that ``open`` builds and closes
     around each read was about 40% of the reads' CPU (0.2 s at 100k resources). A directory fails at the read
-    (``IsADirectoryError``) instead of at the open."""
+    (``IsADirectoryError``) instead of at the open.
+
+    A read shorter than asked for ends a regular file, so a file smaller than :data:`_CHUNK` (all but the largest
+    lists) takes one read, not a second that returns nothing: 57k fewer system calls, ~0.05 s of the scan's CPU."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks: list[bytes] = []
+        chunk = os.read(fd, _CHUNK)
+        if len(chunk) < _CHUNK:
+            return chunk
+        chunks = [chunk]
         while chunk := os.read(fd, _CHUNK):
             chunks.append(chunk)
     finally:
         os.close(fd)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join(chunks)
 
 
 def _index_folder(arm: str) -> tuple[dict[str, str], bool]:

@@ -451,3 +451,18 @@ def test_typed_decoder_is_imported_only_for_a_trusted_folder() -> None:
             "print('@@', 'msgspec' in sys.modules and 'plmon.monitor.collect.typed' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert [line for line in out.splitlines() if line.startswith("@@")] == ["@@ []", "@@ True"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 8, 9, 8 * 3 + 5])
+def test_read_bytes_gives_a_file_whole_at_any_size_against_the_read_size(tmp_path: Path, size: int,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proves: a file read through the descriptor comes back byte for byte whether it is empty, shorter than one
+    read, exactly one read or several, and a directory fails as open().read() fails on one."""
+    from plmon.monitor.collect import recorded
+
+    monkeypatch.setattr(recorded, "_CHUNK", 8)
+    data = bytes(range(256))[:size] if size <= 256 else os.urandom(size)
+    (tmp_path / "f.json").write_bytes(data)
+    assert recorded._read_bytes(str(tmp_path / "f.json")) == data
+    with pytest.raises(IsADirectoryError):
+        recorded._read_bytes(str(tmp_path))
