@@ -12,12 +12,20 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
+# Bytecode is compiled at install, as pip does for a wheel: an editable install under PYTHONDONTWRITEBYTECODE (set on
+# some CI and container images, this one's included) would otherwise compile every module it imports in every process:
+# ~0.1 s of every command (plmon scan of the demo tenant 0.22 -> 0.12 s), about half of plmon --help. A module edited
+# since is compiled again in memory, as Python does for any stale .pyc.
+COMPILE := $(PY) -m compileall -q monitor checks alerts >/dev/null
+
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e .
+	$(COMPILE)
 	touch $@
 
 $(TSTAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[test]'
+	$(COMPILE)
 	touch $@ $(STAMP)
 
 # The folders install as plmon.monitor, plmon.checks and plmon.alerts (pyproject's package-dir). Python finds
@@ -58,6 +66,7 @@ test: $(TSTAMP) lint $(AZURITE)
 
 # Figures on synthetic tenants (docs/benchmarks.md, docs/benchmarks.json); under 10 minutes on 2 cores.
 bench: $(STAMP)
+	$(COMPILE)
 	$(PY) bench/run.py
 
 clean:
