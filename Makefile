@@ -14,8 +14,8 @@ $(PY):
 
 # Bytecode is compiled at install, as pip does for a wheel: an editable install under PYTHONDONTWRITEBYTECODE (set on
 # some CI and container images, this one's included) would otherwise compile every module it imports in every process:
-# ~0.1 s of every command (plmon scan of the demo tenant 0.22 -> 0.12 s), about half of plmon --help. A module edited
-# since is compiled again in memory, as Python does for any stale .pyc.
+# ~0.1 s of every command (plmon scan of the demo tenant 0.21-0.23 -> 0.12 s; plmon --help 0.86-0.97 -> 0.58-0.74 s
+# in make bench). A module edited since is compiled again in memory, as Python does for any stale .pyc.
 COMPILE := $(PY) -m compileall -q monitor checks alerts >/dev/null
 
 $(STAMP): pyproject.toml | $(PY)
